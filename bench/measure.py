@@ -1,0 +1,790 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark of ember against runit, s6 and supervisord.
+
+Driven by bench/run.sh (which installs the peers and builds ember); can also be
+run directly as root:  python3 bench/measure.py [--quick] [--only ember,runit]
+
+Every supervisor is started as PID 1 of a fresh PID namespace,
+    unshare --pid --fork --mount-proc --uts --kill-child <supervisor ...>
+so that killing it (SIGTERM, then SIGKILL after a timeout) makes the kernel kill
+every process it spawned. All state lives in a temporary directory. Every wait
+is bounded by a timeout. Python standard library only.
+
+What is measured (see run.sh for the summary printed in the header):
+ (a) PSS of the supervisor tree with 10 and 1,000 `sleep` services: the sum of
+     the "Pss:" line of /proc/PID/smaps_rollup over the supervisor processes only
+     (runit: runsvdir + every runsv; s6: s6-svscan + every s6-supervise;
+     supervisord: the python process; ember: the ember process), measured 2 s
+     after every service process is running.
+ (b) Time to bring 100 services up: from just before the supervisor is launched
+     until 100 distinct service processes (`/bin/sleep 1000NNN`, unique argv) are
+     seen in /proc inside the supervisor's PID namespace. /proc is polled every
+     ~2 ms. Median of 3 launches, interleaved across supervisors.
+ (c) Respawn interval: one service that appends CLOCK_MONOTONIC to a file and
+     exits 1, at each supervisor's fastest restart setting. Median interval
+     between consecutive starts over a ~5 s window.
+ (d) Idle wakeups: with 10 sleep services up (and 2 s settled), the delta over
+     30 s (10 s with --quick) of voluntary + nonvoluntary context switches
+     (summed over every thread, /proc/PID/task/TID/status) and of utime+stime
+     (/proc/PID/stat, clock ticks), summed over the supervisor processes.
+     Reported per second.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+
+SLEEP = "/bin/sleep"
+MARK_BASE = 1000000          # service i runs `sleep 1000000+i`, i.e. 1000NNN
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+STAMP_C = r"""
+#include <fcntl.h>
+#include <stdio.h>
+#include <time.h>
+#include <unistd.h>
+/* Append CLOCK_MONOTONIC (seconds.nanoseconds) to argv[1], then fail. */
+int main(int argc, char **argv) {
+    struct timespec ts;
+    char buf[64];
+    int fd, n;
+    if (argc < 2) return 2;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    n = snprintf(buf, sizeof buf, "%lld.%09ld\n", (long long)ts.tv_sec, ts.tv_nsec);
+    fd = open(argv[1], O_WRONLY | O_APPEND | O_CREAT, 0644);
+    if (fd >= 0) { (void)write(fd, buf, n); close(fd); }
+    return 1;
+}
+"""
+
+STAMP_RS = r"""
+use std::io::Write;
+fn main() {
+    let mut ts = std::mem::MaybeUninit::<[i64; 2]>::uninit();
+    extern "C" { fn clock_gettime(clk: i32, ts: *mut [i64; 2]) -> i32; }
+    let ts = unsafe { clock_gettime(1, ts.as_mut_ptr()); ts.assume_init() };
+    let path = std::env::args().nth(1).expect("path");
+    let mut f = std::fs::OpenOptions::new().append(true).create(true).open(path).unwrap();
+    let _ = write!(f, "{}.{:09}\n", ts[0], ts[1]);
+    std::process::exit(1);
+}
+"""
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------
+# /proc helpers
+# --------------------------------------------------------------------------
+
+def read_bytes(path):
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        return os.read(fd, 65536)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def pids():
+    return [int(d) for d in os.listdir("/proc") if d.isdigit()]
+
+
+def stat_fields(pid):
+    """(comm, fields after comm) of /proc/PID/stat; fields[0] is state."""
+    raw = read_bytes(f"/proc/{pid}/stat")
+    if raw is None:
+        return None
+    s = raw.decode(errors="replace")
+    lp, rp = s.index("("), s.rindex(")")
+    return s[lp + 1:rp], s[rp + 2:].split()
+
+
+def ppid_of(pid):
+    st = stat_fields(pid)
+    return int(st[1][1]) if st else None
+
+
+def comm_of(pid):
+    raw = read_bytes(f"/proc/{pid}/comm")
+    return raw.decode(errors="replace").strip() if raw else None
+
+
+def pidns(pid):
+    try:
+        return os.readlink(f"/proc/{pid}/ns/pid")
+    except OSError:
+        return None
+
+
+def ns_members(ns):
+    return [p for p in pids() if pidns(p) == ns]
+
+
+def pss_kib(pid):
+    raw = read_bytes(f"/proc/{pid}/smaps_rollup")
+    if raw is None:
+        return None
+    for line in raw.decode().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1])
+    return None
+
+
+def ctxt_switches(pid):
+    """Voluntary + nonvoluntary context switches summed over all threads."""
+    total = 0
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return None
+    for tid in tids:
+        raw = read_bytes(f"/proc/{pid}/task/{tid}/status")
+        if raw is None:
+            continue
+        for line in raw.decode().splitlines():
+            if line.startswith(("voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:")):
+                total += int(line.split()[1])
+    return total
+
+
+def cpu_ticks(pid):
+    st = stat_fields(pid)
+    if st is None:
+        return None
+    f = st[1]          # f[0] is field 3 (state); utime is field 14, stime 15
+    return int(f[11]) + int(f[12])
+
+
+# --------------------------------------------------------------------------
+# Supervisors
+# --------------------------------------------------------------------------
+
+def write_file(path, text, mode=0o644):
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, mode)
+
+
+def run_script(argv):
+    return "#!/bin/sh\nexec " + " ".join(argv) + "\n"
+
+
+class Supervisor:
+    name = "?"
+    comms = set()          # comm names of the supervisor's own processes
+
+    def available(self):
+        return True
+
+    def prepare(self, d, services):
+        """Write config for services [(name, argv)] into dir d; return argv."""
+        raise NotImplementedError
+
+
+class Runit(Supervisor):
+    name = "runit"
+    comms = {"runsvdir", "runsv"}
+
+    def available(self):
+        return shutil.which("runsvdir") is not None
+
+    def prepare(self, d, services):
+        sv = os.path.join(d, "service")
+        os.mkdir(sv)
+        for name, argv in services:
+            os.mkdir(os.path.join(sv, name))
+            write_file(os.path.join(sv, name, "run"), run_script(argv), 0o755)
+        return [shutil.which("runsvdir"), "-P", sv]
+
+
+class S6(Supervisor):
+    name = "s6"
+    comms = {"s6-svscan", "s6-supervise"}
+
+    def available(self):
+        return shutil.which("s6-svscan") is not None
+
+    def prepare(self, d, services):
+        sv = os.path.join(d, "scan")
+        os.mkdir(sv)
+        for name, argv in services:
+            os.mkdir(os.path.join(sv, name))
+            write_file(os.path.join(sv, name, "run"), run_script(argv), 0o755)
+        argv = [shutil.which("s6-svscan")]
+        if len(services) > 1000:          # default -c (max services) is 1000
+            argv += ["-c", str(len(services))]
+        return argv + [sv]
+
+
+class Supervisord(Supervisor):
+    name = "supervisord"
+    comms = {"supervisord"}
+
+    def available(self):
+        return shutil.which("supervisord") is not None
+
+    def prepare(self, d, services):
+        conf = [
+            "[supervisord]",
+            "nodaemon=true",
+            f"logfile={d}/supervisord.log",
+            f"pidfile={d}/supervisord.pid",
+            f"childlogdir={d}",
+            f"minfds={max(1024, 8 * len(services) + 64)}",
+            "",
+        ]
+        for name, argv in services:
+            conf += [
+                f"[program:{name}]",
+                "command=" + " ".join(argv),
+                "autostart=true",
+                "autorestart=true",
+                "startsecs=0",
+                "startretries=1000000",
+                "stdout_logfile=NONE",
+                "stderr_logfile=NONE",
+                "",
+            ]
+        path = os.path.join(d, "supervisord.conf")
+        write_file(path, "\n".join(conf))
+        return [shutil.which("supervisord"), "-n", "-c", path]
+
+
+class Ember(Supervisor):
+    name = "ember"
+    comms = {"ember"}
+
+    def __init__(self, binary):
+        self.binary = binary
+        self.socket = None
+
+    def available(self):
+        return bool(self.binary) and os.access(self.binary, os.X_OK)
+
+    def prepare(self, d, services):
+        self.socket = os.path.join(d, "control.sock")
+        conf = ["[control]", f'socket = "{self.socket}"', ""]
+        for name, argv in services:
+            conf += [
+                f"[service.{name}]",
+                "command = " + json.dumps(argv),
+                'restart = "always"',
+                'restart_delay = "0ms"',
+                'restart_delay_max = "0ms"',
+                "start_limit = 0",
+                'stdout = "null"',
+                'stderr = "null"',
+                "",
+            ]
+        path = os.path.join(d, "ember.toml")
+        write_file(path, "\n".join(conf))
+        return [self.binary, "--config", path]
+
+    def ctl_status(self):
+        try:
+            out = subprocess.run(
+                [self.binary, "ctl", "--socket", self.socket, "status", "--json"],
+                capture_output=True, timeout=10, text=True)
+        except subprocess.TimeoutExpired:
+            return None, "`ember ctl status --json` timed out after 10 s"
+        if out.returncode != 0:
+            return None, f"`ember ctl status --json` exited {out.returncode}: {out.stderr.strip()[:300]}"
+        try:
+            return json.loads(out.stdout), None
+        except ValueError as e:
+            return None, f"`ember ctl status --json` printed invalid JSON ({e}): {out.stdout[:200]!r}"
+
+
+# --------------------------------------------------------------------------
+# One supervisor instance in its own PID namespace
+# --------------------------------------------------------------------------
+
+class Instance:
+    """A supervisor running as PID 1 of a new PID namespace."""
+
+    def __init__(self, bench, sup, services, tag):
+        self.bench, self.sup = bench, sup
+        self.dir = os.path.join(bench.tmp, f"{sup.name}-{tag}")
+        os.mkdir(self.dir)
+        self.argv = sup.prepare(self.dir, services)
+        self.proc = None
+        self.init = None        # host PID of the namespace's PID 1
+        self.ns = None
+        self.t0 = None
+        self.exit_code = None
+        self.killed = False
+
+    def start(self):
+        self.logf = open(os.path.join(self.dir, "supervisor.log"), "wb")
+        self.before = set(pids())
+        self.t0 = time.monotonic()
+        self.proc = subprocess.Popen(
+            ["unshare", "--pid", "--fork", "--mount-proc", "--uts", "--kill-child"] + self.argv,
+            stdin=subprocess.DEVNULL, stdout=self.logf, stderr=subprocess.STDOUT,
+            cwd=self.dir)
+        self.bench.register(self.proc.pid)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            child = self._child_of(self.proc.pid)
+            if child is not None:
+                ns = pidns(child)
+                if ns is not None and ns != pidns(self.proc.pid):
+                    self.init, self.ns = child, ns
+                    return
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.sup.name}: unshare exited {self.proc.returncode} at start; "
+                                   f"see {self.logf.name}: {self.log_tail()}")
+            time.sleep(0.001)
+        raise RuntimeError(f"{self.sup.name}: namespace init did not appear within 10 s")
+
+    @staticmethod
+    def _child_of(pid):
+        raw = read_bytes(f"/proc/{pid}/task/{pid}/children")
+        if raw is not None:
+            kids = raw.split()
+            return int(kids[0]) if kids else None
+        for p in pids():
+            if ppid_of(p) == pid:
+                return p
+        return None
+
+    def members(self):
+        return ns_members(self.ns)
+
+    def sup_pids(self):
+        return [p for p in self.members() if comm_of(p) in self.sup.comms]
+
+    def services_up(self):
+        """Distinct service markers (1000NNN) of running sleep processes in the namespace."""
+        seen = set()
+        for p in pids():
+            if p in self.before:
+                continue
+            raw = read_bytes(f"/proc/{p}/cmdline")
+            if not raw or not raw.startswith(b"/bin/sleep\0"):
+                continue
+            argv = raw.split(b"\0")
+            if len(argv) >= 2 and argv[1].startswith(b"1000") and pidns(p) == self.ns:
+                seen.add(argv[1])
+        return seen
+
+    def wait_up(self, n, timeout, interval):
+        """Poll until n services are up; return seconds since launch, or None."""
+        deadline = self.t0 + timeout
+        while True:
+            now = time.monotonic()
+            if len(self.services_up()) >= n:
+                return now - self.t0
+            if now > deadline:
+                return None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.sup.name} exited early with {self.proc.returncode}: {self.log_tail()}")
+            time.sleep(interval)
+
+    def log_tail(self, n=400):
+        try:
+            with open(os.path.join(self.dir, "supervisor.log"), "rb") as f:
+                return f.read()[-n:].decode(errors="replace").strip()
+        except OSError:
+            return ""
+
+    def stop(self, grace=5.0):
+        """SIGTERM the namespace init, SIGKILL after `grace` s. Returns (exit code, killed)."""
+        if self.proc is None or self.proc.poll() is not None:
+            self._close()
+            return self.exit_code, self.killed
+        try:
+            if self.init is not None:
+                os.kill(self.init, signal.SIGTERM)
+            else:
+                self.proc.terminate()
+            self.proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            self.killed = True
+            try:
+                if self.init is not None:
+                    os.kill(self.init, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+            except (subprocess.TimeoutExpired, ProcessLookupError):
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        except ProcessLookupError:
+            self.proc.wait(timeout=10)
+        self.exit_code = self.proc.returncode
+        self._close()
+        return self.exit_code, self.killed
+
+    def _close(self):
+        self.bench.unregister(self.proc.pid if self.proc else None)
+        if getattr(self, "logf", None):
+            self.logf.close()
+            self.logf = None
+
+
+# --------------------------------------------------------------------------
+# The benchmark
+# --------------------------------------------------------------------------
+
+def sleep_services(n):
+    return [(f"s{i}", [SLEEP, str(MARK_BASE + i)]) for i in range(n)]
+
+
+def median(xs):
+    return statistics.median(xs) if xs else None
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.quick = args.quick
+        self.tmp = args.tmp
+        self.pidfile = os.path.join(self.tmp, "unshare.pids")
+        self.live = set()
+        self.notes = []
+        self.res = {}           # (metric, supervisor) -> value
+        self.detail = []
+        self.idle_secs = 10 if self.quick else 30
+        self.respawn_secs = 5.0
+
+    # -- process bookkeeping (run.sh's trap kills whatever is left in the pid file)
+    def register(self, pid):
+        self.live.add(pid)
+        self._write_pids()
+
+    def unregister(self, pid):
+        self.live.discard(pid)
+        self._write_pids()
+
+    def _write_pids(self):
+        with open(self.pidfile, "w") as f:
+            f.write("".join(f"{p}\n" for p in sorted(self.live)))
+
+    def note(self, msg):
+        log("  NOTE: " + msg)
+        self.notes.append(msg)
+
+    def stop(self, inst, grace=None):
+        if grace is None:
+            grace = 10.0 if inst.sup.name == "ember" else 5.0
+        code, killed = inst.stop(grace)
+        if inst.sup.name == "ember":
+            if killed:
+                self.note(f"ember did not exit within {grace:.0f} s of SIGTERM ({inst.dir}); SIGKILLed")
+            elif code != 0:
+                self.note(f"ember exited {code} after SIGTERM, expected 0 ({inst.dir}): {inst.log_tail(300)!r}")
+        return code
+
+    def ember_sanity(self, inst, n):
+        """Cross-check ember's own view against /proc."""
+        if inst.sup.name != "ember":
+            return
+        status, err = inst.sup.ctl_status()
+        if err:
+            self.note(err)
+            return
+        if not isinstance(status, list):
+            self.note(f"`ember ctl status --json` is not a JSON array: {str(status)[:200]}")
+            return
+        active = [s for s in status if isinstance(s, dict) and s.get("state") == "active"]
+        if len(status) != n or len(active) != n:
+            states = {}
+            for s in status:
+                st = s.get("state") if isinstance(s, dict) else repr(s)
+                states[st] = states.get(st, 0) + 1
+            self.note(f"ember ctl status with {n} services: {len(status)} entries, states {states}")
+        real = {p for p in inst.members()}
+        bad = [s.get("name") for s in active if s.get("pid") not in real]
+        if bad:
+            self.note(f"ember ctl status reports pids not in the namespace for {len(bad)} services, e.g. {bad[:3]}")
+
+    # -- (a) + (d): 10 services, memory then idle wakeups
+    def idle_and_small_memory(self, sup):
+        n = 10
+        inst = Instance(self, sup, sleep_services(n), "idle")
+        try:
+            inst.start()
+            t = inst.wait_up(n, timeout=60, interval=0.01)
+            if t is None:
+                self.note(f"{sup.name}: only {len(inst.services_up())}/{n} services up after 60 s")
+                return
+            time.sleep(2)
+            sp = inst.sup_pids()
+            self.res[("pss10", sup.name)] = sum(pss_kib(p) or 0 for p in sp) / 1024
+            self.res[("procs10", sup.name)] = len(sp)
+            self.ember_sanity(inst, n)
+            before = {p: (ctxt_switches(p), cpu_ticks(p)) for p in sp}
+            t0 = time.monotonic()
+            time.sleep(self.idle_secs)
+            dt = time.monotonic() - t0
+            after = {p: (ctxt_switches(p), cpu_ticks(p)) for p in inst.sup_pids()}
+            common = [p for p in before if p in after and None not in before[p] + after[p]]
+            if len(common) != len(before) or len(after) != len(before):
+                self.note(f"{sup.name}: supervisor process set changed while idle "
+                          f"({len(before)} -> {len(after)} processes)")
+            cs = sum(after[p][0] - before[p][0] for p in common)
+            tk = sum(after[p][1] - before[p][1] for p in common)
+            self.res[("wake", sup.name)] = cs / dt
+            self.res[("ticks", sup.name)] = tk / dt
+            still = len(inst.services_up())
+            if still != n:
+                self.note(f"{sup.name}: {still}/{n} services running at the end of the idle period")
+            log(f"  {sup.name}: PSS {self.res[('pss10', sup.name)]:.2f} MiB in {len(sp)} processes; "
+                f"idle {cs} switches, {tk} ticks in {dt:.1f} s")
+        finally:
+            self.stop(inst)
+
+    # -- (a): 1,000 services
+    def big_memory(self, sup):
+        n = 1000
+        inst = Instance(self, sup, sleep_services(n), "1000")
+        try:
+            inst.start()
+            t = inst.wait_up(n, timeout=120, interval=0.05)
+            if t is None:
+                self.note(f"{sup.name}: only {len(inst.services_up())}/{n} services up after 120 s; "
+                          f"PSS not measured")
+                return
+            time.sleep(2)
+            sp = inst.sup_pids()
+            self.res[("pss1000", sup.name)] = sum(pss_kib(p) or 0 for p in sp) / 1024
+            self.res[("procs1000", sup.name)] = len(sp)
+            self.res[("up1000", sup.name)] = t * 1000
+            self.ember_sanity(inst, n)
+            log(f"  {sup.name}: 1000 up in {t * 1000:.0f} ms; PSS "
+                f"{self.res[('pss1000', sup.name)]:.2f} MiB in {len(sp)} processes")
+        finally:
+            self.stop(inst)
+
+    # -- (b): 100 services up, one launch
+    def startup_once(self, sup, run):
+        n = 100
+        inst = Instance(self, sup, sleep_services(n), f"up{run}")
+        try:
+            inst.start()
+            t = inst.wait_up(n, timeout=60, interval=0.002)
+            if t is None:
+                self.note(f"{sup.name}: run {run}: only {len(inst.services_up())}/{n} up after 60 s")
+                return None
+            return t * 1000
+        finally:
+            self.stop(inst)
+
+    # -- (c): respawn interval
+    def respawn(self, sup):
+        stamps = os.path.join(self.tmp, f"stamps-{sup.name}")
+        inst = Instance(self, sup, [("crash", [self.stamp, stamps])], "respawn")
+        try:
+            inst.start()
+            deadline = time.monotonic() + 15
+            while not os.path.exists(stamps) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            if not os.path.exists(stamps):
+                self.note(f"{sup.name}: crashing service never started within 15 s")
+                return
+            t0 = time.monotonic()
+            sp0 = inst.sup_pids()
+            tick0 = {p: cpu_ticks(p) for p in sp0}
+            time.sleep(self.respawn_secs)
+            tick1 = {p: cpu_ticks(p) for p in sp0}
+            dt = time.monotonic() - t0
+        finally:
+            self.stop(inst)
+        with open(stamps) as f:
+            ts = [float(x) for x in f.read().split()]
+        ts = [x for x in ts if x <= t0 + self.respawn_secs]  # keep the ~5 s window
+        iv = [(b - a) * 1000 for a, b in zip(ts, ts[1:])]
+        if not iv:
+            self.note(f"{sup.name}: crashing service started only {len(ts)} time(s) in {self.respawn_secs:.0f} s")
+            return
+        self.res[("respawn", sup.name)] = median(iv)
+        self.res[("starts", sup.name)] = len(ts)
+        busy = sum((tick1[p] or 0) - (tick0[p] or 0) for p in sp0 if tick0[p] is not None) / CLK_TCK / dt
+        self.res[("respawn_cpu", sup.name)] = busy * 100
+        log(f"  {sup.name}: {len(ts)} starts, median interval {median(iv):.2f} ms, "
+            f"min {min(iv):.2f}, max {max(iv):.2f}; supervisor CPU {busy * 100:.0f}%")
+
+    def build_stamp(self):
+        src_dir = os.path.join(self.tmp, "stamp")
+        os.mkdir(src_dir)
+        out = os.path.join(src_dir, "stamp")
+        cc = shutil.which("cc") or shutil.which("gcc")
+        if cc:
+            write_file(os.path.join(src_dir, "stamp.c"), STAMP_C)
+            subprocess.run([cc, "-O2", "-o", out, os.path.join(src_dir, "stamp.c")],
+                           check=True, timeout=120)
+        elif shutil.which("rustc"):
+            write_file(os.path.join(src_dir, "stamp.rs"), STAMP_RS)
+            subprocess.run(["rustc", "-O", "-o", out, os.path.join(src_dir, "stamp.rs")],
+                           check=True, timeout=300)
+        else:
+            raise RuntimeError("need cc or rustc to build the respawn probe")
+        self.stamp = out
+
+    def run(self, sups):
+        self.build_stamp()
+        load0 = open("/proc/loadavg").read().split()[:3]
+        log(f"== (a)+(d) 10 services: PSS, then {self.idle_secs} s idle")
+        for s in sups:
+            self.idle_and_small_memory(s)
+        log("== (a) 1,000 services: PSS")
+        for s in sups:
+            self.big_memory(s)
+        log("== (b) 100 services up, 3 launches each (interleaved)")
+        runs = {s.name: [] for s in sups}
+        for r in range(3):
+            for s in sups:
+                t = self.startup_once(s, r)
+                if t is not None:
+                    runs[s.name].append(t)
+                time.sleep(0.3)
+        for s in sups:
+            if runs[s.name]:
+                self.res[("up100", s.name)] = median(runs[s.name])
+            log(f"  {s.name}: " + ", ".join(f"{t:.1f}" for t in runs[s.name]) + " ms")
+        self.up_runs = runs
+        log(f"== (c) respawn interval of a crashing service, {self.respawn_secs:.0f} s each")
+        for s in sups:
+            self.respawn(s)
+        load1 = open("/proc/loadavg").read().split()[:3]
+        self.load = (load0, load1)
+
+    # -- report
+    def report(self, names):
+        peers = [n for n in names if n != "ember"]
+        has_ember = "ember" in names
+        R = self.res
+
+        def cell(metric, name, fmt):
+            v = R.get((metric, name))
+            if v is None:
+                return "n/a"
+            s = fmt.format(v)
+            if name != "ember" and has_ember:
+                e = R.get((metric, "ember"))
+                if e is None:
+                    pass
+                elif e == 0:
+                    s += " (∞×)" if v > 0 else " (=)"
+                else:
+                    s += f" ({v / e:.2g}×)" if v / e < 10 else f" ({v / e:.0f}×)"
+            return s
+
+        def goal(metric):
+            e = R.get((metric, "ember"))
+            if metric == "pss1000":
+                txt = "< 8 MiB"
+                ok = e is not None and e < 8
+            elif metric == "up100":
+                txt = "faster than every peer"
+                ps = [R.get((metric, p)) for p in peers]
+                ok = e is not None and all(p is not None and e < p for p in ps)
+            elif metric == "wake":
+                txt = "0 /s"
+                ok = e is not None and e == 0 and R.get(("ticks", "ember")) == 0
+            else:
+                return "—"
+            if e is None:
+                return txt + ": not measured"
+            return f"{txt}: **{'PASS' if ok else 'FAIL'}**"
+
+        rows = [
+            ("(a) PSS, 10 services (MiB)", "pss10", "{:.2f}"),
+            ("(a) PSS, 1,000 services (MiB)", "pss1000", "{:.2f}"),
+            ("(b) 100 services up (ms, median of 3)", "up100", "{:.1f}"),
+            ("(c) respawn interval, crashing service (ms, median)", "respawn", "{:.2f}"),
+            (f"(d) idle wakeups, 10 services (ctx switches/s, {self.idle_secs} s)", "wake", "{:.2f}"),
+            ("(d) idle CPU, 10 services (ticks/s)", "ticks", "{:.3f}"),
+        ]
+        out = []
+        out.append("")
+        out.append("| metric | " + " | ".join(names) + " | goal (ember) |")
+        out.append("|---|" + "---:|" * len(names) + "---|")
+        for label, m, fmt in rows:
+            out.append(f"| {label} | " + " | ".join(cell(m, n, fmt) for n in names) + f" | {goal(m)} |")
+        out.append("")
+        out.append("Ratios in parentheses are peer / ember (above 1× means ember uses less / is faster).")
+        out.append("dinit: not measured (source not available offline)")
+        out.append("")
+        out.append("Details:")
+        for n in names:
+            bits = []
+            if (("procs10", n)) in R:
+                bits.append(f"supervisor processes {R[('procs10', n)]} (10 svc) / {R.get(('procs1000', n), 'n/a')} (1,000 svc)")
+            if ("up1000", n) in R:
+                bits.append(f"1,000 services up in {R[('up1000', n)]:.0f} ms")
+            if getattr(self, "up_runs", {}).get(n):
+                bits.append("100-up runs " + "/".join(f"{t:.1f}" for t in self.up_runs[n]) + " ms")
+            if ("starts", n) in R:
+                bits.append(f"{R[('starts', n)]} starts in {self.respawn_secs:.0f} s of crash loop, "
+                            f"supervisor CPU {R[('respawn_cpu', n)]:.0f}%")
+            out.append(f"- {n}: " + "; ".join(bits))
+        out.append(f"- load average at start {' '.join(self.load[0])}, at end {' '.join(self.load[1])} "
+                   f"({os.cpu_count()} CPUs, CLK_TCK {CLK_TCK})")
+        if self.notes:
+            out.append("")
+            out.append("Notes:")
+            out += [f"- {n}" for n in self.notes]
+        print("\n".join(out), flush=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--ember", default=None, help="path to the ember binary")
+    ap.add_argument("--tmp", default=None, help="work directory (default: mktemp -d)")
+    ap.add_argument("--quick", action="store_true", default=os.environ.get("BENCH_QUICK") == "1")
+    ap.add_argument("--only", default=None, help="comma-separated subset: ember,runit,s6,supervisord")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("must run as root (unshare --pid)")
+    own_tmp = args.tmp is None
+    if own_tmp:
+        import tempfile
+        args.tmp = tempfile.mkdtemp(prefix="ember-bench.")
+
+    sups = [Ember(args.ember), Runit(), S6(), Supervisord()]
+    if args.only:
+        keep = set(args.only.split(","))
+        sups = [s for s in sups if s.name in keep]
+    missing = [s.name for s in sups if not s.available()]
+    for m in missing:
+        log(f"{m}: not available, skipped")
+    sups = [s for s in sups if s.available()]
+    names = [s.name for s in sups]
+
+    bench = Bench(args)
+
+    def on_signal(signum, _frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+
+    try:
+        bench.run(sups)
+    finally:
+        for pid in list(bench.live):      # normally empty: every Instance stops itself
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if own_tmp and not os.environ.get("BENCH_KEEP"):
+            shutil.rmtree(args.tmp, ignore_errors=True)
+    bench.report(names)
+    for m in missing:
+        print(f"{m}: not measured (not available)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,15 @@
+//! ember's control protocol and its adapters.
+//!
+//! The core owns one command channel and one event broadcast ([`Control`]). An adapter
+//! turns its transport into [`Command`]s (each with a one-shot reply sender) and the
+//! core's [`Event`]s into its transport. Adapters never touch processes: a command only
+//! changes what the core *wants*, and the core reconciles.
+//!
+//! - [`protocol`]: the transport-neutral types: commands, replies with typed errors, events.
+//! - [`socket`]: the local control socket (newline-delimited JSON over a Unix socket),
+//!   server side and the client used by `ember ctl`.
+
+pub mod protocol;
+pub mod socket;
+
+pub use protocol::*;

@@ -1,0 +1,383 @@
+//! The configuration: `ember.toml` plus `services.d/*.toml`, read into a checked
+//! [`Config`], or into every [`Problem`] found, each with file:line:col where it has one.
+//!
+//! Problems come in three severities. An `Error` rejects the configuration (at boot, at
+//! reload, in `ember check`). A `Runtime` problem (a command or user that does not exist
+//! now) fails `ember check` but not a boot: the program may live on a filesystem that is
+//! mounted later, so the service fails at spawn time with the OS error instead. A
+//! `Warning` is only printed.
+
+pub mod service;
+pub mod values;
+
+use crate::supervisor::graph;
+use serde::Deserialize;
+pub use service::{FailureAction, Output, Readiness, RestartPolicy, ServiceSpec, ServiceType};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
+use toml::Spanned;
+
+pub const DEFAULT_CONFIG: &str = "/etc/ember/ember.toml";
+pub const DEFAULT_SOCKET: &str = "/run/ember/control.sock";
+
+/// A checked configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub path: PathBuf,
+    pub system: SystemConfig,
+    pub log: LogConfig,
+    pub control: ControlConfig,
+    pub services: BTreeMap<String, ServiceSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SystemConfig {
+    pub device: String,
+    pub services_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// tracing EnvFilter syntax; EMBER_LOG overrides.
+    pub level: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlConfig {
+    #[serde(default = "default_socket")]
+    pub socket: PathBuf,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        ControlConfig {
+            socket: default_socket(),
+        }
+    }
+}
+
+fn default_socket() -> PathBuf {
+    PathBuf::from(DEFAULT_SOCKET)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSystem {
+    device: Option<String>,
+    services_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Warning,
+    Runtime,
+    Error,
+}
+
+/// One thing wrong with the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub file: PathBuf,
+    /// 1-based line and column.
+    pub position: Option<(usize, usize)>,
+    pub severity: Severity,
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some((line, col)) = self.position {
+            write!(f, ":{line}:{col}")?;
+        }
+        if self.severity == Severity::Warning {
+            write!(f, ": warning")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// A file being read: its path and text, to turn byte offsets into line:col.
+pub struct Source {
+    pub path: PathBuf,
+    pub text: String,
+}
+
+impl Source {
+    pub fn problem(&self, offset: Option<usize>, severity: Severity, message: String) -> Problem {
+        Problem {
+            file: self.path.clone(),
+            position: offset.map(|o| line_col(&self.text, o)),
+            severity,
+            message,
+        }
+    }
+
+    fn toml_error(&self, e: &toml::de::Error) -> Problem {
+        let message = e.message().trim().replace('\n', " ");
+        self.problem(e.span().map(|s| s.start), Severity::Error, message)
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text.as_bytes()[..offset.min(text.len())];
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let line_start = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map(|i| i + 1)
+        .unwrap_or(0);
+    let col = String::from_utf8_lossy(&before[line_start..])
+        .chars()
+        .count()
+        + 1;
+    (line, col)
+}
+
+/// What loading found: the configuration when it has no `Error`, and every problem.
+pub struct Loaded {
+    pub config: Option<Config>,
+    pub problems: Vec<Problem>,
+}
+
+impl Loaded {
+    pub fn errors(&self) -> impl Iterator<Item = &Problem> {
+        self.problems
+            .iter()
+            .filter(|p| p.severity == Severity::Error)
+    }
+}
+
+/// Reads and checks the configuration at `path`.
+pub fn load(path: &Path) -> Loaded {
+    let mut problems = Vec::new();
+    let config = load_into(path, &mut problems);
+    problems.sort_by(|a, b| (&a.file, a.position).cmp(&(&b.file, b.position)));
+    let has_errors = problems.iter().any(|p| p.severity == Severity::Error);
+    Loaded {
+        config: if has_errors { None } else { config },
+        problems,
+    }
+}
+
+fn read_source(path: &Path, problems: &mut Vec<Problem>) -> Option<Rc<Source>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Some(Rc::new(Source {
+            path: path.to_owned(),
+            text,
+        })),
+        Err(e) => {
+            problems.push(Problem {
+                file: path.to_owned(),
+                position: None,
+                severity: Severity::Error,
+                message: format!("cannot read: {e}"),
+            });
+            None
+        }
+    }
+}
+
+/// Parses a whole file, reporting every syntax error the parser can recover from.
+fn parse_source<'a>(
+    source: &'a Source,
+    problems: &mut Vec<Problem>,
+) -> Option<Spanned<DeTable<'a>>> {
+    let (table, errors) = DeTable::parse_recoverable(&source.text);
+    if errors.is_empty() {
+        return Some(table);
+    }
+    problems.extend(errors.iter().map(|e| source.toml_error(e)));
+    None
+}
+
+fn deserialize<'a, T: Deserialize<'a>>(
+    value: Spanned<DeValue<'a>>,
+    source: &Source,
+    problems: &mut Vec<Problem>,
+) -> Option<T> {
+    T::deserialize(ValueDeserializer::from(value))
+        .map_err(|e| problems.push(source.toml_error(&e)))
+        .ok()
+}
+
+fn load_into(path: &Path, problems: &mut Vec<Problem>) -> Option<Config> {
+    let source = read_source(path, problems)?;
+    let root = parse_source(&source, problems)?;
+    let mut system = RawSystem::default();
+    let mut log = LogConfig::default();
+    let mut control = ControlConfig::default();
+    let mut services = BTreeMap::new();
+    let mut spans = BTreeMap::new();
+    let mut inline_services = None;
+    for (key, value) in root.into_inner() {
+        let offset = key.span().start;
+        match key.get_ref().as_ref() {
+            "system" => system = deserialize(value, &source, problems).unwrap_or_default(),
+            "log" => log = deserialize(value, &source, problems).unwrap_or_default(),
+            "control" => control = deserialize(value, &source, problems).unwrap_or_default(),
+            "service" => inline_services = Some(value),
+            other => problems.push(source.problem(
+                Some(offset),
+                Severity::Error,
+                format!("unknown section \"{other}\"; expected system, log, control, service"),
+            )),
+        }
+    }
+    if let Some(value) = inline_services {
+        let offset = value.span().start;
+        match value.into_inner() {
+            DeValue::Table(table) => {
+                for (name, service) in table {
+                    let offset = name.span().start;
+                    read_service(
+                        name.get_ref(),
+                        offset,
+                        service,
+                        &source,
+                        &mut services,
+                        &mut spans,
+                        problems,
+                    );
+                }
+            }
+            _ => problems.push(source.problem(
+                Some(offset),
+                Severity::Error,
+                "\"service\" must be a table of services: [service.NAME]".into(),
+            )),
+        }
+    }
+
+    let base = path.parent().unwrap_or(Path::new("."));
+    let services_dir = match system.services_dir {
+        Some(dir) if dir.is_absolute() => dir,
+        Some(dir) => base.join(dir),
+        None => base.join("services.d"),
+    };
+    read_services_dir(&services_dir, &mut services, &mut spans, problems);
+    let specs: BTreeMap<&str, &ServiceSpec> =
+        services.iter().map(|(n, (s, _))| (n.as_str(), s)).collect();
+    for issue in graph::check(&specs) {
+        let Some((source, deps)) = spans.get(&issue.service) else {
+            continue;
+        };
+        // Point at the dependency that is wrong, else at the service's table.
+        let offset = issue
+            .dependency
+            .as_ref()
+            .and_then(|d| {
+                deps.deps
+                    .iter()
+                    .find(|(name, _, _)| name == d)
+                    .map(|(_, _, o)| *o)
+            })
+            .or(deps.table);
+        problems.push(source.problem(offset, issue.severity, issue.message));
+    }
+    let device = system.device.unwrap_or_else(hostname);
+    Some(Config {
+        path: path.to_owned(),
+        system: SystemConfig {
+            device,
+            services_dir,
+        },
+        log,
+        control,
+        services: services
+            .into_iter()
+            .map(|(name, (spec, _))| (name, spec))
+            .collect(),
+    })
+}
+
+type SpanMap = BTreeMap<String, (Rc<Source>, service::DependencySpans)>;
+type ServiceMap = BTreeMap<String, (ServiceSpec, PathBuf)>;
+
+fn read_service(
+    name: &str,
+    offset: usize,
+    value: Spanned<DeValue<'_>>,
+    source: &Rc<Source>,
+    services: &mut ServiceMap,
+    spans: &mut SpanMap,
+    problems: &mut Vec<Problem>,
+) {
+    if let Err(why) = values::check_service_name(name) {
+        problems.push(source.problem(Some(offset), Severity::Error, why));
+        return;
+    }
+    if let Some((_, other)) = services.get(name) {
+        problems.push(source.problem(
+            Some(offset),
+            Severity::Error,
+            format!(
+                "service \"{name}\" is defined twice (also in {})",
+                other.display()
+            ),
+        ));
+        return;
+    }
+    let Some(raw) = deserialize::<service::RawService>(value, source, problems) else {
+        return;
+    };
+    if let Some((spec, deps)) = service::build(name, raw, offset, source, problems) {
+        spans.insert(name.to_owned(), (source.clone(), deps));
+        services.insert(name.to_owned(), (spec, source.path.clone()));
+    }
+}
+
+fn read_services_dir(
+    dir: &Path,
+    services: &mut ServiceMap,
+    spans: &mut SpanMap,
+    problems: &mut Vec<Problem>,
+) {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+        Err(e) => {
+            problems.push(Problem {
+                file: dir.to_owned(),
+                position: None,
+                severity: Severity::Error,
+                message: format!("cannot read services_dir: {e}"),
+            });
+            return;
+        }
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    for file in files {
+        let Some(source) = read_source(&file, problems) else {
+            continue;
+        };
+        let Some(table) = parse_source(&source, problems) else {
+            continue;
+        };
+        let name = file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let span = table.span();
+        let value = Spanned::new(span, DeValue::Table(table.into_inner()));
+        read_service(&name, 0, value, &source, services, spans, problems);
+    }
+}
+
+/// The device name when `[system] device` is not set: the hostname.
+pub fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "ember".to_owned())
+}

@@ -1,0 +1,518 @@
+//! One service: its TOML shape (`RawService`), the checked model the engine runs
+//! (`ServiceSpec`), and the checks that turn one into the other.
+
+use super::values::{SignalName, Span};
+use super::{Problem, Severity, Source};
+use nix::sys::signal::Signal;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml::Spanned;
+
+/// The keys of a `[service.NAME]` table or a `services.d/NAME.toml` file, as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawService {
+    command: Option<Spanned<Vec<String>>>,
+    #[serde(rename = "type")]
+    kind: Option<ServiceType>,
+    pid_file: Option<PathBuf>,
+    user: Option<Spanned<String>>,
+    group: Option<Spanned<String>>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    workdir: Option<PathBuf>,
+    #[serde(default)]
+    requires: Vec<Spanned<String>>,
+    #[serde(default)]
+    wants: Vec<Spanned<String>>,
+    #[serde(default)]
+    after: Vec<Spanned<String>>,
+    restart: Option<RestartPolicy>,
+    restart_delay: Option<Span>,
+    restart_delay_max: Option<Span>,
+    start_limit: Option<u32>,
+    start_limit_interval: Option<Span>,
+    stop_signal: Option<SignalName>,
+    stop_timeout: Option<Span>,
+    ready: Option<Spanned<RawReady>>,
+    ready_timeout: Option<Span>,
+    watchdog: Option<Spanned<Span>>,
+    stdout: Option<Spanned<String>>,
+    stderr: Option<Spanned<String>>,
+    enabled: Option<bool>,
+    on_failure: Option<FailureAction>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReady {
+    log: Option<String>,
+    delay: Option<Span>,
+    notify: Option<bool>,
+    tcp: Option<String>,
+    file: Option<PathBuf>,
+    exec: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceType {
+    Simple,
+    Oneshot,
+    Notify,
+    Forking,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    Always,
+    OnFailure,
+    Never,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailureAction {
+    None,
+    Reboot,
+    Poweroff,
+}
+
+/// How the engine learns that a started service is ready (`active`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Readiness {
+    /// Active as soon as it is spawned.
+    Spawned,
+    /// Oneshot: active when it exits 0.
+    Exit,
+    /// Forking: active when the first process exited 0 and `pid_file` names the daemon.
+    PidFile,
+    /// A line of its output matches this regex.
+    Log(String),
+    Delay(Duration),
+    /// sd_notify READY=1 on $NOTIFY_SOCKET.
+    Notify,
+    /// A TCP connect to this address succeeds.
+    Tcp(String),
+    /// This path exists.
+    File(PathBuf),
+    /// This command exits 0.
+    Exec(Vec<String>),
+}
+
+impl Readiness {
+    /// The word status output uses.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Readiness::Spawned => "none",
+            Readiness::Exit => "exit",
+            Readiness::PidFile => "pid-file",
+            Readiness::Log(_) => "log",
+            Readiness::Delay(_) => "delay",
+            Readiness::Notify => "notify",
+            Readiness::Tcp(_) => "tcp",
+            Readiness::File(_) => "file",
+            Readiness::Exec(_) => "exec",
+        }
+    }
+}
+
+/// Where a service's stdout or stderr goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Read line by line, logged with the service's name, kept for `ember ctl logs`.
+    Log,
+    /// ember's own stdout (the console when PID 1).
+    Console,
+    Null,
+    /// Appended to this file.
+    File(PathBuf),
+}
+
+/// A checked service, as the engine and the runtime use it. Equality decides what a
+/// reload restarts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceSpec {
+    pub name: String,
+    pub command: Vec<String>,
+    pub kind: ServiceType,
+    pub pid_file: Option<PathBuf>,
+    pub user: Option<String>,
+    pub group: Option<String>,
+    pub env: BTreeMap<String, String>,
+    pub workdir: Option<PathBuf>,
+    pub requires: Vec<String>,
+    pub wants: Vec<String>,
+    pub after: Vec<String>,
+    pub restart: RestartPolicy,
+    pub restart_delay: Duration,
+    pub restart_delay_max: Duration,
+    /// 0: no limit.
+    pub start_limit: u32,
+    pub start_limit_interval: Duration,
+    pub stop_signal: Signal,
+    pub stop_timeout: Duration,
+    pub ready: Readiness,
+    pub ready_timeout: Option<Duration>,
+    pub watchdog: Option<Duration>,
+    pub stdout: Output,
+    pub stderr: Output,
+    pub enabled: bool,
+    pub on_failure: FailureAction,
+}
+
+impl ServiceSpec {
+    /// A spec with every default, for tests and for building by hand.
+    pub fn new(name: &str, command: &[&str]) -> ServiceSpec {
+        ServiceSpec {
+            name: name.to_owned(),
+            command: command.iter().map(|s| s.to_string()).collect(),
+            kind: ServiceType::Simple,
+            pid_file: None,
+            user: None,
+            group: None,
+            env: BTreeMap::new(),
+            workdir: None,
+            requires: Vec::new(),
+            wants: Vec::new(),
+            after: Vec::new(),
+            restart: RestartPolicy::OnFailure,
+            restart_delay: Duration::from_millis(100),
+            restart_delay_max: Duration::from_secs(30),
+            start_limit: 5,
+            start_limit_interval: Duration::from_secs(10),
+            stop_signal: Signal::SIGTERM,
+            stop_timeout: Duration::from_secs(5),
+            ready: Readiness::Spawned,
+            ready_timeout: Some(DEFAULT_READY_TIMEOUT),
+            watchdog: None,
+            stdout: Output::Log,
+            stderr: Output::Log,
+            enabled: true,
+            on_failure: FailureAction::None,
+        }
+    }
+
+    /// Every service this one is ordered after (requires, wants, after).
+    pub fn ordered_after(&self) -> impl Iterator<Item = &String> {
+        self.requires.iter().chain(&self.wants).chain(&self.after)
+    }
+}
+
+/// Like systemd's DefaultTimeoutStartSec; oneshots have none unless set.
+pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Where each dependency was written, for errors found when the graph is checked.
+#[derive(Debug, Clone, Default)]
+pub struct DependencySpans {
+    pub table: Option<usize>,
+    pub deps: Vec<(String, &'static str, usize)>,
+}
+
+/// Checks a raw service and builds its spec; every problem found goes to `problems`.
+pub fn build(
+    name: &str,
+    raw: RawService,
+    table_offset: usize,
+    source: &Source,
+    problems: &mut Vec<Problem>,
+) -> Option<(ServiceSpec, DependencySpans)> {
+    let errors_before = problems
+        .iter()
+        .filter(|p| p.severity == Severity::Error)
+        .count();
+    macro_rules! error {
+        ($offset:expr, $message:expr $(,)?) => {
+            problems.push(source.problem(Some($offset), Severity::Error, $message))
+        };
+    }
+    let mut spec = ServiceSpec::new(name, &[]);
+    spec.env = raw.env;
+
+    match raw.command {
+        None => error!(table_offset, format!("service \"{name}\" has no command; add e.g. command = [\"/usr/bin/app\", \"--flag\"]")),
+        Some(command) if command.get_ref().is_empty() || command.get_ref()[0].is_empty() => {
+            error!(command.span().start, format!("service \"{name}\": command is empty; give the program and its arguments"))
+        }
+        Some(command) => {
+            let offset = command.span().start;
+            spec.command = command.into_inner();
+            if let Err(why) = resolve_program(&spec.command[0], spec.env.get("PATH").map(String::as_str)) {
+                problems.push(source.problem(Some(offset), Severity::Runtime, format!("service \"{name}\": {why}")));
+            }
+        }
+    }
+    spec.kind = raw.kind.unwrap_or(ServiceType::Simple);
+    spec.pid_file = raw.pid_file;
+    if spec.kind == ServiceType::Forking && spec.pid_file.is_none() {
+        error!(table_offset, format!("service \"{name}\" is type = \"forking\" but has no pid_file; ember must know the daemon's pid"));
+    }
+    if let Some(p) = &spec.pid_file {
+        if spec.kind != ServiceType::Forking {
+            error!(
+                table_offset,
+                format!("service \"{name}\": pid_file applies to type = \"forking\" only")
+            );
+        } else if !p.is_absolute() {
+            error!(
+                table_offset,
+                format!("service \"{name}\": pid_file must be an absolute path")
+            );
+        }
+    }
+    for (value, what) in [(&raw.user, "user"), (&raw.group, "group")] {
+        if let Some(v) = value {
+            if let Err(why) = check_account(v.get_ref(), what == "user") {
+                problems.push(source.problem(
+                    Some(v.span().start),
+                    Severity::Runtime,
+                    format!("service \"{name}\": {why}"),
+                ));
+            }
+        }
+    }
+    spec.user = raw.user.map(Spanned::into_inner);
+    spec.group = raw.group.map(Spanned::into_inner);
+    spec.workdir = raw.workdir;
+    let mut deps = DependencySpans {
+        table: Some(table_offset),
+        deps: Vec::new(),
+    };
+    for (list, kind, target) in [
+        (raw.requires, "requires", &mut spec.requires),
+        (raw.wants, "wants", &mut spec.wants),
+        (raw.after, "after", &mut spec.after),
+    ] {
+        for dep in list {
+            deps.deps
+                .push((dep.get_ref().clone(), kind, dep.span().start));
+            if dep.get_ref() == name {
+                error!(
+                    dep.span().start,
+                    format!("service \"{name}\" {kind} itself")
+                );
+            }
+            target.push(dep.into_inner());
+        }
+    }
+    spec.restart = raw.restart.unwrap_or(RestartPolicy::OnFailure);
+    if let Some(Span(d)) = raw.restart_delay {
+        spec.restart_delay = d;
+    }
+    if let Some(Span(d)) = raw.restart_delay_max {
+        spec.restart_delay_max = d;
+    }
+    if spec.restart_delay_max < spec.restart_delay {
+        spec.restart_delay_max = spec.restart_delay;
+    }
+    if let Some(n) = raw.start_limit {
+        spec.start_limit = n;
+    }
+    if let Some(Span(d)) = raw.start_limit_interval {
+        spec.start_limit_interval = d;
+    }
+    if let Some(SignalName(s)) = raw.stop_signal {
+        spec.stop_signal = s;
+    }
+    if let Some(Span(d)) = raw.stop_timeout {
+        spec.stop_timeout = d;
+    }
+    spec.ready = match spec.kind {
+        ServiceType::Oneshot => Readiness::Exit,
+        ServiceType::Forking => Readiness::PidFile,
+        ServiceType::Notify => Readiness::Notify,
+        ServiceType::Simple => Readiness::Spawned,
+    };
+    if let Some(ready) = raw.ready {
+        let offset = ready.span().start;
+        match ready_kind(ready.into_inner()) {
+            Err(why) => error!(offset, format!("service \"{name}\": {why}")),
+            Ok(kind) if spec.kind == ServiceType::Simple || (spec.kind == ServiceType::Notify && kind == Readiness::Notify) => {
+                spec.ready = kind;
+            }
+            Ok(_) => error!(
+                offset,
+                format!(
+                    "service \"{name}\": ready does not apply to type = \"{}\" ({}); use type = \"simple\" with ready",
+                    type_word(spec.kind),
+                    match spec.kind {
+                        ServiceType::Oneshot => "a oneshot is ready when it exits 0",
+                        ServiceType::Forking => "a forking daemon is ready when its pid_file appears",
+                        _ => "a notify service is ready when it sends READY=1",
+                    }
+                ),
+            ),
+        }
+    }
+    if let Readiness::Log(pattern) = &spec.ready {
+        if let Err(e) = regex_lite::Regex::new(pattern) {
+            error!(
+                table_offset,
+                format!("service \"{name}\": ready log pattern is not a valid regex: {e}")
+            );
+        }
+    }
+    spec.ready_timeout = match raw.ready_timeout {
+        Some(Span(d)) if d.is_zero() => None,
+        Some(Span(d)) => Some(d),
+        None if spec.kind == ServiceType::Oneshot => None,
+        None => Some(DEFAULT_READY_TIMEOUT),
+    };
+    if let Some(w) = raw.watchdog {
+        let offset = w.span().start;
+        let Span(d) = w.into_inner();
+        if spec.ready != Readiness::Notify {
+            error!(offset, format!("service \"{name}\": watchdog needs sd_notify; set type = \"notify\" or ready = {{ notify = true }}"));
+        } else if d.is_zero() {
+            error!(
+                offset,
+                format!("service \"{name}\": watchdog must be longer than 0")
+            );
+        } else {
+            spec.watchdog = Some(d);
+        }
+    }
+    for (value, slot) in [
+        (raw.stdout, &mut spec.stdout),
+        (raw.stderr, &mut spec.stderr),
+    ] {
+        if let Some(v) = value {
+            let offset = v.span().start;
+            match parse_output(v.get_ref()) {
+                Ok(o) => *slot = o,
+                Err(why) => error!(offset, format!("service \"{name}\": {why}")),
+            }
+        }
+    }
+    spec.enabled = raw.enabled.unwrap_or(true);
+    spec.on_failure = raw.on_failure.unwrap_or(FailureAction::None);
+    if spec.kind == ServiceType::Oneshot && spec.restart == RestartPolicy::Always {
+        // A oneshot that exited 0 is done; "always" only means "also after failures" here.
+        spec.restart = RestartPolicy::OnFailure;
+    }
+    let errors_after = problems
+        .iter()
+        .filter(|p| p.severity == Severity::Error)
+        .count();
+    (errors_after == errors_before).then_some((spec, deps))
+}
+
+fn type_word(kind: ServiceType) -> &'static str {
+    match kind {
+        ServiceType::Simple => "simple",
+        ServiceType::Oneshot => "oneshot",
+        ServiceType::Notify => "notify",
+        ServiceType::Forking => "forking",
+    }
+}
+
+fn ready_kind(raw: RawReady) -> Result<Readiness, String> {
+    let mut kinds = Vec::new();
+    if let Some(pattern) = raw.log {
+        kinds.push(Readiness::Log(pattern));
+    }
+    if let Some(Span(d)) = raw.delay {
+        kinds.push(Readiness::Delay(d));
+    }
+    match raw.notify {
+        Some(true) => kinds.push(Readiness::Notify),
+        Some(false) => kinds.push(Readiness::Spawned),
+        None => {}
+    }
+    if let Some(addr) = raw.tcp {
+        if addr.parse::<std::net::SocketAddr>().is_err() {
+            return Err(format!(
+                "ready tcp \"{addr}\" is not an address such as \"127.0.0.1:1883\""
+            ));
+        }
+        kinds.push(Readiness::Tcp(addr));
+    }
+    if let Some(path) = raw.file {
+        kinds.push(Readiness::File(path));
+    }
+    if let Some(argv) = raw.exec {
+        if argv.is_empty() {
+            return Err(
+                "ready exec is empty; give a command such as [\"/bin/check\", \"arg\"]".into(),
+            );
+        }
+        kinds.push(Readiness::Exec(argv));
+    }
+    match kinds.len() {
+        1 => Ok(kinds.remove(0)),
+        0 => Err("ready needs one of log, delay, notify, tcp, file, exec".into()),
+        _ => Err("ready takes exactly one of log, delay, notify, tcp, file, exec".into()),
+    }
+}
+
+fn parse_output(text: &str) -> Result<Output, String> {
+    match text {
+        "log" => Ok(Output::Log),
+        "console" => Ok(Output::Console),
+        "null" => Ok(Output::Null),
+        path if path.starts_with('/') => Ok(Output::File(PathBuf::from(path))),
+        other => Err(format!(
+            "output \"{other}\" must be \"log\", \"console\", \"null\" or an absolute file path"
+        )),
+    }
+}
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The search path services get when neither they nor ember have one.
+pub fn default_path() -> String {
+    std::env::var("PATH").unwrap_or_else(|_| DEFAULT_PATH.to_owned())
+}
+
+/// Finds the program a command runs, as exec would: a path with a slash as is, a bare
+/// name on PATH. Says why not when it is missing or not executable.
+pub fn resolve_program(program: &str, path_var: Option<&str>) -> Result<PathBuf, String> {
+    if program.contains('/') {
+        return check_executable(Path::new(program)).map(|()| PathBuf::from(program));
+    }
+    let search = path_var.map(str::to_owned).unwrap_or_else(default_path);
+    for dir in search.split(':').filter(|d| !d.is_empty()) {
+        let candidate = Path::new(dir).join(program);
+        if check_executable(&candidate).is_ok() {
+            return Ok(candidate);
+        }
+    }
+    Err(format!(
+        "command \"{program}\" is not found on PATH ({search}); give its absolute path"
+    ))
+}
+
+fn check_executable(path: &Path) -> Result<(), String> {
+    match std::fs::metadata(path) {
+        Err(e) => Err(format!("command {} cannot be used: {e}", path.display())),
+        Ok(meta) if meta.is_dir() => Err(format!("command {} is a directory", path.display())),
+        Ok(meta) if meta.permissions().mode() & 0o111 == 0 => Err(format!(
+            "command {} is not executable (chmod +x it)",
+            path.display()
+        )),
+        Ok(_) => Ok(()),
+    }
+}
+
+fn check_account(name: &str, user: bool) -> Result<(), String> {
+    if name.parse::<u32>().is_ok() {
+        return Ok(());
+    }
+    let found = if user {
+        nix::unistd::User::from_name(name).map(|u| u.is_some())
+    } else {
+        nix::unistd::Group::from_name(name).map(|g| g.is_some())
+    };
+    match found {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(format!(
+            "{} \"{name}\" does not exist on this system",
+            if user { "user" } else { "group" }
+        )),
+        Err(e) => Err(format!("cannot look up \"{name}\": {e}")),
+    }
+}

@@ -1,0 +1,107 @@
+//! Value types the TOML files spell as strings: durations, signals, service names.
+
+use nix::sys::signal::Signal;
+use serde::{Deserialize, Deserializer};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// A duration written as "250ms", "5s", "2m", "1h 30m".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span(pub Duration);
+
+impl<'de> Deserialize<'de> for Span {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        parse_duration(&text)
+            .map(Span)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let trimmed = text.trim();
+    if trimmed == "0" {
+        return Ok(Duration::ZERO);
+    }
+    humantime::parse_duration(trimmed).map_err(|e| {
+        format!("invalid duration \"{text}\" ({e}); write e.g. \"250ms\", \"5s\", \"2m\"")
+    })
+}
+
+/// A signal written as "SIGTERM", "TERM" or "15".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignalName(pub Signal);
+
+impl<'de> Deserialize<'de> for SignalName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        parse_signal(&text)
+            .map(SignalName)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+pub fn parse_signal(text: &str) -> Result<Signal, String> {
+    let upper = text.trim().to_ascii_uppercase();
+    let parsed = if let Ok(n) = upper.parse::<i32>() {
+        Signal::try_from(n).ok()
+    } else if upper.starts_with("SIG") {
+        Signal::from_str(&upper).ok()
+    } else {
+        Signal::from_str(&format!("SIG{upper}")).ok()
+    };
+    parsed.ok_or_else(|| {
+        format!("unknown signal \"{text}\"; write e.g. \"SIGTERM\", \"SIGINT\", \"SIGQUIT\"")
+    })
+}
+
+/// Service names appear in topics, object paths and file names: keep them plain.
+pub fn check_service_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 64 {
+        return Err(format!(
+            "invalid service name \"{name}\": it must be 1 to 64 characters long"
+        ));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '@' | '-')))
+    {
+        return Err(format!(
+            "invalid service name \"{name}\": '{bad}' is not allowed; use letters, digits and . _ @ -"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert!(parse_duration("soon")
+            .unwrap_err()
+            .contains("invalid duration \"soon\""));
+    }
+
+    #[test]
+    fn signals() {
+        assert_eq!(parse_signal("SIGTERM"), Ok(Signal::SIGTERM));
+        assert_eq!(parse_signal("int"), Ok(Signal::SIGINT));
+        assert_eq!(parse_signal("9"), Ok(Signal::SIGKILL));
+        assert!(parse_signal("SIGNOPE")
+            .unwrap_err()
+            .contains("unknown signal"));
+    }
+
+    #[test]
+    fn names() {
+        assert!(check_service_name("web-1.x@y_z").is_ok());
+        assert!(check_service_name("").is_err());
+        assert!(check_service_name("a/b").unwrap_err().contains("'/'"));
+        assert!(check_service_name(&"x".repeat(65)).is_err());
+    }
+}

@@ -1,0 +1,848 @@
+//! The pure engine: events in, actions out. No I/O and no clock of its own: the caller
+//! passes `now` (a monotonic duration) with every input, executes the actions, and sleeps
+//! until [`Engine::next_deadline`]. Tests drive it with a simulated clock.
+//!
+//! Commands only change a service's *want*; [`Engine::reconcile`] moves each service's
+//! *state* toward it, honouring dependencies, readiness, backoff and start limits.
+//!
+//! Ordering rules, in one place:
+//! - A service starts when everything it `requires` is active and nothing it `wants` or
+//!   is `after` is still on its way up.
+//! - A service stops when its want is down, a restart was asked for, or something it
+//!   `requires` is going down; it waits until every service ordered after it that is also
+//!   stopping has stopped (reverse order).
+
+use super::model::*;
+use crate::config::{FailureAction, Readiness, RestartPolicy, ServiceSpec, ServiceType};
+use nix::sys::signal::Signal;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    Start(String),
+    Stop(String),
+    Restart(String),
+    /// The runtime spawned the process asked for by [`Action::Spawn`].
+    Spawned {
+        name: String,
+        run: u64,
+        pid: Pid,
+    },
+    SpawnFailed {
+        name: String,
+        run: u64,
+        error: String,
+    },
+    /// A process of this service ended (main or a forking daemon's first process).
+    Exited {
+        name: String,
+        pid: Pid,
+        exit: Exit,
+    },
+    /// A readiness probe succeeded.
+    Ready {
+        name: String,
+        run: u64,
+    },
+    /// The daemon's pid, from a forking service's pid_file or sd_notify MAINPID=.
+    MainPid {
+        name: String,
+        run: u64,
+        pid: Pid,
+    },
+    WatchdogPing {
+        name: String,
+        run: u64,
+    },
+    StatusText {
+        name: String,
+        run: u64,
+        text: String,
+    },
+    /// Time passed: deadlines at or before `now` fire.
+    Tick,
+    /// A new, already checked configuration.
+    Reload(BTreeMap<String, ServiceSpec>),
+    /// Stop everything, in reverse order; [`Action::AllStopped`] follows.
+    Shutdown,
+}
+
+/// What the runtime must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Spawn the service's command; answer with Spawned or SpawnFailed.
+    Spawn { name: String, run: u64 },
+    /// Send a signal to the service's main process and its process group.
+    Kill { name: String, signal: Signal },
+    /// Watch for readiness (log, delay, notify, tcp, file, exec); answer with Ready.
+    Probe {
+        name: String,
+        run: u64,
+        readiness: Readiness,
+    },
+    /// Read the forking daemon's pid from its pid_file; answer with MainPid.
+    WatchPidFile { name: String, run: u64 },
+    /// Readiness and pid-file watches for this service are no longer needed.
+    StopProbes { name: String },
+    /// SIGKILL whatever is left in the service's process group once its main process is gone.
+    Cleanup { name: String },
+    /// The service's status changed: publish it.
+    Changed { name: String },
+    /// A reload removed the service.
+    Removed { name: String },
+    /// A service with `on_failure` ended failed.
+    OnFailure { name: String, action: FailureAction },
+    /// Shutdown: every service has stopped.
+    AllStopped,
+}
+
+#[derive(Debug, Default)]
+pub struct Engine {
+    units: BTreeMap<String, Unit>,
+    /// For each service, the services ordered after it (reverse edges).
+    dependents: BTreeMap<String, Vec<String>>,
+    shutting_down: bool,
+    all_stopped_sent: bool,
+    dirty: BTreeSet<String>,
+    changed: BTreeSet<String>,
+}
+
+impl Engine {
+    pub fn new(specs: BTreeMap<String, ServiceSpec>, now: Duration) -> Engine {
+        let mut engine = Engine::default();
+        for (name, spec) in specs {
+            engine.units.insert(name, Unit::new(spec, now));
+        }
+        engine.rebuild_dependents();
+        engine.dirty = engine.units.keys().cloned().collect();
+        engine
+    }
+
+    pub fn unit(&self, name: &str) -> Option<&Unit> {
+        self.units.get(name)
+    }
+
+    pub fn units(&self) -> impl Iterator<Item = &Unit> {
+        self.units.values()
+    }
+
+    pub fn shutting_down(&self) -> bool {
+        self.shutting_down
+    }
+
+    /// The earliest deadline of any service: when to call again with [`Input::Tick`].
+    pub fn next_deadline(&self) -> Option<Duration> {
+        self.units.values().filter_map(|u| u.deadline).min()
+    }
+
+    /// Starts everything enabled: the first reconcile after [`Engine::new`].
+    pub fn boot(&mut self, now: Duration) -> Vec<Action> {
+        let mut actions = Vec::new();
+        self.reconcile(now, &mut actions);
+        self.finish(&mut actions);
+        actions
+    }
+
+    /// Applies one input and returns what to do.
+    pub fn handle(&mut self, input: Input, now: Duration) -> Vec<Action> {
+        let mut actions = Vec::new();
+        self.apply(input, now, &mut actions);
+        self.reconcile(now, &mut actions);
+        self.finish(&mut actions);
+        actions
+    }
+
+    fn finish(&mut self, actions: &mut Vec<Action>) {
+        let removed: Vec<String> = self
+            .units
+            .iter()
+            .filter(|(_, u)| u.removing && !u.is_running())
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in removed {
+            self.units.remove(&name);
+            self.changed.remove(&name);
+            actions.push(Action::Removed { name });
+        }
+        if !removed_is_empty(actions) {
+            self.rebuild_dependents();
+        }
+        for name in std::mem::take(&mut self.changed) {
+            actions.push(Action::Changed { name });
+        }
+        if self.shutting_down
+            && !self.all_stopped_sent
+            && self.units.values().all(|u| !u.is_running())
+        {
+            self.all_stopped_sent = true;
+            actions.push(Action::AllStopped);
+        }
+    }
+
+    fn rebuild_dependents(&mut self) {
+        self.dependents.clear();
+        for (name, unit) in &self.units {
+            for dep in unit.spec.ordered_after() {
+                self.dependents
+                    .entry(dep.clone())
+                    .or_default()
+                    .push(name.clone());
+            }
+        }
+    }
+
+    /// Marks a service and its neighbours for the next reconcile pass.
+    fn touch(&mut self, name: &str) {
+        self.changed.insert(name.to_owned());
+        self.dirty.insert(name.to_owned());
+        if let Some(unit) = self.units.get(name) {
+            self.dirty.extend(unit.spec.ordered_after().cloned());
+        }
+        if let Some(dependents) = self.dependents.get(name) {
+            self.dirty.extend(dependents.iter().cloned());
+        }
+    }
+
+    fn set_state(&mut self, name: &str, state: State, sub: Sub, now: Duration) {
+        if let Some(unit) = self.units.get_mut(name) {
+            if unit.state != state {
+                unit.since = now;
+            }
+            unit.state = state;
+            unit.sub = sub;
+        }
+        self.touch(name);
+    }
+
+    fn apply(&mut self, input: Input, now: Duration, actions: &mut Vec<Action>) {
+        match input {
+            Input::Start(name) => {
+                let Some(unit) = self.units.get_mut(&name) else {
+                    return;
+                };
+                unit.want = Want::Up;
+                if unit.state == State::Failed {
+                    reset_failures(unit);
+                    self.set_state(&name, State::Inactive, Sub::Dead, now);
+                }
+                self.touch(&name);
+            }
+            Input::Stop(name) => {
+                let Some(unit) = self.units.get_mut(&name) else {
+                    return;
+                };
+                unit.want = Want::Down;
+                unit.restart_pending = false;
+                self.touch(&name);
+            }
+            Input::Restart(name) => {
+                let Some(unit) = self.units.get_mut(&name) else {
+                    return;
+                };
+                unit.want = Want::Up;
+                reset_failures(unit);
+                match unit.state {
+                    State::Active | State::Activating => unit.restart_pending = true,
+                    State::Failed => self.set_state(&name, State::Inactive, Sub::Dead, now),
+                    State::Inactive | State::Deactivating => {}
+                }
+                self.touch(&name);
+            }
+            Input::Spawned { name, run, pid } => {
+                let Some(unit) = self.units.get_mut(&name) else {
+                    return;
+                };
+                if unit.run != run || unit.state != State::Activating {
+                    return;
+                }
+                unit.pid = Some(pid);
+                if unit.spec.ready == Readiness::Spawned {
+                    self.become_active(&name, now, actions);
+                } else if !matches!(unit.spec.ready, Readiness::Exit | Readiness::PidFile) {
+                    let readiness = unit.spec.ready.clone();
+                    actions.push(Action::Probe {
+                        name: name.clone(),
+                        run,
+                        readiness,
+                    });
+                }
+                self.touch(&name);
+            }
+            Input::SpawnFailed { name, run, error } => {
+                let Some(unit) = self.units.get(&name) else {
+                    return;
+                };
+                if unit.run != run {
+                    return;
+                }
+                self.fail(
+                    &name,
+                    Sub::Spawn,
+                    format!("cannot start: {error}"),
+                    now,
+                    actions,
+                );
+            }
+            Input::Exited { name, pid, exit } => self.exited(&name, pid, exit, now, actions),
+            Input::Ready { name, run } => {
+                let Some(unit) = self.units.get(&name) else {
+                    return;
+                };
+                if unit.run == run && unit.state == State::Activating && unit.sub == Sub::Start {
+                    self.become_active(&name, now, actions);
+                }
+            }
+            Input::MainPid { name, run, pid } => {
+                let Some(unit) = self.units.get_mut(&name) else {
+                    return;
+                };
+                if unit.run != run || !unit.is_running() {
+                    return;
+                }
+                unit.pid = Some(pid);
+                if unit.sub == Sub::StartPidFile {
+                    self.become_active(&name, now, actions);
+                }
+                self.touch(&name);
+            }
+            Input::WatchdogPing { name, run } => {
+                let Some(unit) = self.units.get_mut(&name) else {
+                    return;
+                };
+                if unit.run == run && unit.state == State::Active {
+                    if let Some(period) = unit.spec.watchdog {
+                        unit.deadline = Some(now + period);
+                    }
+                }
+            }
+            Input::StatusText { name, run, text } => {
+                let Some(unit) = self.units.get_mut(&name) else {
+                    return;
+                };
+                if unit.run == run {
+                    unit.status_text = Some(text);
+                    self.changed.insert(name);
+                }
+            }
+            Input::Tick => {
+                let due: Vec<String> = self
+                    .units
+                    .iter()
+                    .filter(|(_, u)| u.deadline.is_some_and(|d| d <= now))
+                    .map(|(n, _)| n.clone())
+                    .collect();
+                for name in due {
+                    self.deadline_passed(&name, now, actions);
+                }
+            }
+            Input::Reload(specs) => self.reload(specs, now),
+            Input::Shutdown => {
+                self.shutting_down = true;
+                let names: Vec<String> = self.units.keys().cloned().collect();
+                for name in names {
+                    if let Some(unit) = self.units.get_mut(&name) {
+                        unit.want = Want::Down;
+                        unit.restart_pending = false;
+                    }
+                    self.touch(&name);
+                }
+            }
+        }
+    }
+
+    fn become_active(&mut self, name: &str, now: Duration, actions: &mut Vec<Action>) {
+        let Some(unit) = self.units.get_mut(name) else {
+            return;
+        };
+        unit.deadline = unit.spec.watchdog.map(|w| now + w);
+        unit.active_since = Some(now);
+        unit.reason = None;
+        actions.push(Action::StopProbes {
+            name: name.to_owned(),
+        });
+        self.set_state(name, State::Active, Sub::Running, now);
+    }
+
+    fn exited(
+        &mut self,
+        name: &str,
+        pid: Pid,
+        exit: Exit,
+        now: Duration,
+        actions: &mut Vec<Action>,
+    ) {
+        let Some(unit) = self.units.get_mut(name) else {
+            return;
+        };
+        if unit.pid != Some(pid) {
+            return; // a leftover of the group, not the main process
+        }
+        unit.pid = None;
+        unit.last_exit = Some(exit);
+        match (unit.state, unit.sub) {
+            (State::Deactivating, _) => {
+                unit.deadline = None;
+                actions.push(Action::Cleanup {
+                    name: name.to_owned(),
+                });
+                if let Some((sub, reason)) = unit.failing.take() {
+                    self.fail(name, sub, reason, now, actions);
+                } else {
+                    self.stopped(name, now);
+                }
+            }
+            (State::Activating, Sub::Start)
+                if unit.spec.kind == ServiceType::Forking && exit.success() =>
+            {
+                // The daemon forked away: its pid comes from pid_file.
+                actions.push(Action::WatchPidFile {
+                    name: name.to_owned(),
+                    run: unit.run,
+                });
+                self.set_state(name, State::Activating, Sub::StartPidFile, now);
+            }
+            (State::Activating, Sub::Start)
+                if unit.spec.kind == ServiceType::Oneshot && exit.success() =>
+            {
+                actions.push(Action::Cleanup {
+                    name: name.to_owned(),
+                });
+                self.become_active(name, now, actions);
+                self.set_state(name, State::Active, Sub::Exited, now);
+            }
+            (State::Active, _) if exit.success() && unit.spec.restart != RestartPolicy::Always => {
+                // Finished its work: the service is done, not failed.
+                unit.want = Want::Down;
+                unit.deadline = None;
+                actions.push(Action::Cleanup {
+                    name: name.to_owned(),
+                });
+                self.set_state(name, State::Inactive, Sub::Dead, now);
+            }
+            _ => {
+                actions.push(Action::Cleanup {
+                    name: name.to_owned(),
+                });
+                let (sub, reason) = match exit {
+                    Exit::Code(0) => (
+                        Sub::ExitCode,
+                        "exited with code 0; restart = \"always\"".to_owned(),
+                    ),
+                    Exit::Code(c) => (Sub::ExitCode, format!("exited with code {c}")),
+                    Exit::Signal(s) => (Sub::Signal, format!("killed by {}", s.as_str())),
+                };
+                self.fail(name, sub, reason, now, actions);
+            }
+        }
+    }
+
+    /// The service stopped as asked: inactive, and started again by reconcile if wanted.
+    fn stopped(&mut self, name: &str, now: Duration) {
+        let Some(unit) = self.units.get_mut(name) else {
+            return;
+        };
+        unit.deadline = None;
+        unit.restart_pending = false;
+        unit.active_since = None;
+        if let Some(spec) = unit.pending_spec.take() {
+            unit.spec = spec;
+            self.rebuild_dependents();
+        }
+        self.set_state(name, State::Inactive, Sub::Dead, now);
+    }
+
+    /// The run failed: restart after a backoff if the policy says so, else failed.
+    fn fail(
+        &mut self,
+        name: &str,
+        sub: Sub,
+        reason: String,
+        now: Duration,
+        actions: &mut Vec<Action>,
+    ) {
+        let shutting_down = self.shutting_down;
+        let Some(unit) = self.units.get_mut(name) else {
+            return;
+        };
+        actions.push(Action::StopProbes {
+            name: name.to_owned(),
+        });
+        unit.pid = None;
+        unit.deadline = None;
+        if let Some(since) = unit.active_since.take() {
+            if now.saturating_sub(since) >= unit.spec.restart_delay_max {
+                unit.consecutive_failures = 0;
+            }
+        }
+        unit.consecutive_failures = unit.consecutive_failures.saturating_add(1);
+        unit.failures.push_back(now);
+        while unit
+            .failures
+            .front()
+            .is_some_and(|t| now.saturating_sub(*t) > unit.spec.start_limit_interval)
+        {
+            unit.failures.pop_front();
+        }
+        let stop_wanted =
+            unit.want == Want::Down || unit.restart_pending || unit.pending_spec.is_some();
+        let restart = match unit.spec.restart {
+            RestartPolicy::Always | RestartPolicy::OnFailure => true,
+            RestartPolicy::Never => false,
+        };
+        if stop_wanted || shutting_down {
+            // It was on its way down anyway: record why, do not restart it.
+            unit.reason = Some(reason);
+            self.stopped(name, now);
+            return;
+        }
+        let limit = unit.spec.start_limit;
+        if restart && (limit == 0 || (unit.failures.len() as u32) < limit) {
+            let delay = backoff(
+                unit.spec.restart_delay,
+                unit.spec.restart_delay_max,
+                unit.consecutive_failures,
+            );
+            unit.deadline = Some(now + delay);
+            unit.reason = Some(reason);
+            self.set_state(name, State::Activating, Sub::AutoRestart, now);
+            return;
+        }
+        let (sub, reason) = if restart {
+            (
+                Sub::StartLimit,
+                format!(
+                    "{} failures within {}; not restarting until started by hand (last: {reason})",
+                    unit.failures.len(),
+                    humantime::format_duration(unit.spec.start_limit_interval)
+                ),
+            )
+        } else {
+            (sub, reason)
+        };
+        unit.reason = Some(reason);
+        if unit.spec.on_failure != FailureAction::None {
+            actions.push(Action::OnFailure {
+                name: name.to_owned(),
+                action: unit.spec.on_failure,
+            });
+        }
+        self.set_state(name, State::Failed, sub, now);
+    }
+
+    fn deadline_passed(&mut self, name: &str, now: Duration, actions: &mut Vec<Action>) {
+        let Some(unit) = self.units.get_mut(name) else {
+            return;
+        };
+        unit.deadline = None;
+        match (unit.state, unit.sub) {
+            (State::Activating, Sub::AutoRestart) => {
+                // Backoff over: back to inactive, and reconcile starts it when it may.
+                unit.restarts = unit.restarts.saturating_add(1);
+                self.set_state(name, State::Inactive, Sub::Waiting, now);
+            }
+            (State::Activating, Sub::StartPidFile) => {
+                actions.push(Action::Cleanup {
+                    name: name.to_owned(),
+                });
+                let why = match &unit.spec.pid_file {
+                    Some(p) => format!("no pid in {} within ready_timeout", p.display()),
+                    None => "no pid file".into(),
+                };
+                self.fail(name, Sub::Timeout, why, now, actions);
+            }
+            (State::Activating, _) => {
+                let why = format!("not ready within {}", fmt_duration(unit.spec.ready_timeout));
+                self.begin_stop(name, Some((Sub::Timeout, why)), now, actions);
+            }
+            (State::Active, _) => {
+                let why = format!(
+                    "missed its watchdog ping ({})",
+                    fmt_duration(unit.spec.watchdog)
+                );
+                self.begin_stop(name, Some((Sub::Watchdog, why)), now, actions);
+            }
+            (State::Deactivating, Sub::StopSigterm) => {
+                actions.push(Action::Kill {
+                    name: name.to_owned(),
+                    signal: Signal::SIGKILL,
+                });
+                unit.deadline = Some(now + unit.spec.stop_timeout);
+                self.set_state(name, State::Deactivating, Sub::StopSigkill, now);
+            }
+            (State::Deactivating, _) => {
+                // Not even SIGKILL ended it (stuck in the kernel): stop waiting for it.
+                unit.failing = None;
+                self.fail(
+                    name,
+                    Sub::Timeout,
+                    "did not exit after SIGKILL".into(),
+                    now,
+                    actions,
+                );
+            }
+            _ => {}
+        }
+    }
+
+    /// Sends the stop signal (or, with no process, stops at once).
+    fn begin_stop(
+        &mut self,
+        name: &str,
+        failing: Option<(Sub, String)>,
+        now: Duration,
+        actions: &mut Vec<Action>,
+    ) {
+        let Some(unit) = self.units.get_mut(name) else {
+            return;
+        };
+        actions.push(Action::StopProbes {
+            name: name.to_owned(),
+        });
+        if unit.pid.is_none() {
+            if unit.sub == Sub::StartPidFile {
+                actions.push(Action::Cleanup {
+                    name: name.to_owned(),
+                });
+            }
+            match failing {
+                Some((sub, why)) => self.fail(name, sub, why, now, actions),
+                None => self.stopped(name, now),
+            }
+            return;
+        }
+        unit.failing = failing;
+        unit.deadline = Some(now + unit.spec.stop_timeout);
+        actions.push(Action::Kill {
+            name: name.to_owned(),
+            signal: unit.spec.stop_signal,
+        });
+        self.set_state(name, State::Deactivating, Sub::StopSigterm, now);
+    }
+
+    fn reload(&mut self, specs: BTreeMap<String, ServiceSpec>, now: Duration) {
+        let old: Vec<String> = self.units.keys().cloned().collect();
+        for name in &old {
+            if !specs.contains_key(name) {
+                if let Some(unit) = self.units.get_mut(name) {
+                    unit.removing = true;
+                    unit.want = Want::Down;
+                }
+                self.touch(name);
+            }
+        }
+        for (name, spec) in specs {
+            match self.units.get_mut(&name) {
+                None => {
+                    self.units.insert(name.clone(), Unit::new(spec, now));
+                }
+                Some(unit) if unit.spec == spec && unit.pending_spec.is_none() => continue,
+                Some(unit) if unit.is_running() => {
+                    unit.pending_spec = Some(spec);
+                    if unit.state != State::Deactivating {
+                        unit.restart_pending = true;
+                    }
+                }
+                Some(unit) => {
+                    unit.spec = spec;
+                    unit.pending_spec = None;
+                    if unit.state == State::Failed && unit.want == Want::Up {
+                        reset_failures(unit);
+                        unit.state = State::Inactive;
+                        unit.sub = Sub::Dead;
+                        unit.since = now;
+                    }
+                }
+            }
+            self.touch(&name);
+        }
+        self.rebuild_dependents();
+    }
+
+    /// Moves every dirty service toward its want until nothing more changes.
+    fn reconcile(&mut self, now: Duration, actions: &mut Vec<Action>) {
+        let mut budget = 64 * (self.units.len() + 1) * 4;
+        while let Some(name) = self.dirty.pop_first() {
+            budget = budget.saturating_sub(1);
+            if budget == 0 {
+                break; // cannot happen with an acyclic graph; never spin PID 1 forever
+            }
+            self.step(&name, now, actions);
+        }
+    }
+
+    fn step(&mut self, name: &str, now: Duration, actions: &mut Vec<Action>) {
+        let Some(unit) = self.units.get(name) else {
+            return;
+        };
+        match unit.state {
+            State::Inactive => {
+                if unit.want != Want::Up || unit.removing || self.shutting_down {
+                    if unit.sub != Sub::Dead {
+                        self.set_state(name, State::Inactive, Sub::Dead, now);
+                        if let Some(u) = self.units.get_mut(name) {
+                            u.reason = None;
+                        }
+                    }
+                    return;
+                }
+                match self.start_blocker(name) {
+                    Blocker::None => self.spawn(name, now, actions),
+                    Blocker::Waiting => {
+                        if unit.sub != Sub::Waiting {
+                            self.set_state(name, State::Inactive, Sub::Waiting, now);
+                        }
+                    }
+                    Blocker::Blocked(why) => {
+                        if unit.sub != Sub::Dependency || unit.reason.as_deref() != Some(&why) {
+                            if let Some(u) = self.units.get_mut(name) {
+                                u.reason = Some(why);
+                            }
+                            self.set_state(name, State::Inactive, Sub::Dependency, now);
+                        }
+                    }
+                }
+            }
+            State::Activating | State::Active => {
+                if self.should_stop(name) && !self.has_stopping_dependents(name) {
+                    if unit.sub == Sub::AutoRestart {
+                        let _ = self.units.get_mut(name).map(|u| u.deadline = None);
+                        self.stopped(name, now);
+                    } else {
+                        self.begin_stop(name, None, now, actions);
+                    }
+                }
+            }
+            State::Deactivating | State::Failed => {}
+        }
+    }
+
+    fn spawn(&mut self, name: &str, now: Duration, actions: &mut Vec<Action>) {
+        let Some(unit) = self.units.get_mut(name) else {
+            return;
+        };
+        unit.run += 1;
+        unit.pid = None;
+        unit.failing = None;
+        unit.status_text = None;
+        unit.deadline = unit.spec.ready_timeout.map(|t| now + t);
+        if unit.spec.ready == Readiness::Spawned {
+            unit.deadline = None;
+        }
+        actions.push(Action::Spawn {
+            name: name.to_owned(),
+            run: unit.run,
+        });
+        self.set_state(name, State::Activating, Sub::Start, now);
+    }
+
+    /// Why a wanted, inactive service may not start yet.
+    fn start_blocker(&self, name: &str) -> Blocker {
+        let Some(unit) = self.units.get(name) else {
+            return Blocker::Waiting;
+        };
+        let mut waiting = false;
+        for dep in &unit.spec.requires {
+            let Some(d) = self.units.get(dep) else {
+                return Blocker::Blocked(format!("requires {dep}, which is not defined"));
+            };
+            match d.state {
+                State::Active if d.want == Want::Up && !d.restart_pending => {}
+                State::Failed => {
+                    return Blocker::Blocked(format!("requires {dep}, which is failed"))
+                }
+                State::Inactive if d.want == Want::Down || d.removing => {
+                    return Blocker::Blocked(format!("requires {dep}, which is stopped"))
+                }
+                State::Inactive if d.sub == Sub::Dependency => {
+                    return Blocker::Blocked(format!("requires {dep}, which cannot start"))
+                }
+                _ => waiting = true,
+            }
+        }
+        for dep in unit.spec.wants.iter().chain(&unit.spec.after) {
+            let Some(d) = self.units.get(dep) else {
+                continue;
+            };
+            let on_its_way_up = d.want == Want::Up
+                && match d.state {
+                    State::Inactive => d.sub != Sub::Dependency,
+                    State::Activating | State::Deactivating => true,
+                    State::Active => d.restart_pending,
+                    State::Failed => false,
+                };
+            if on_its_way_up {
+                waiting = true;
+            }
+        }
+        if waiting {
+            Blocker::Waiting
+        } else {
+            Blocker::None
+        }
+    }
+
+    /// Whether a running service should go down: unwanted, restarting, being replaced, or
+    /// something it requires is going down.
+    fn should_stop(&self, name: &str) -> bool {
+        let Some(unit) = self.units.get(name) else {
+            return false;
+        };
+        if unit.want == Want::Down || unit.restart_pending || unit.removing || self.shutting_down {
+            return true;
+        }
+        unit.spec
+            .requires
+            .iter()
+            .any(|dep| match self.units.get(dep) {
+                None => true,
+                Some(d) => {
+                    d.state != State::Active
+                        || d.want == Want::Down
+                        || d.restart_pending
+                        || d.removing
+                }
+            })
+    }
+
+    /// Reverse order: a service waits for the running services ordered after it that are
+    /// stopping too.
+    fn has_stopping_dependents(&self, name: &str) -> bool {
+        self.dependents.get(name).is_some_and(|deps| {
+            deps.iter().any(|d| {
+                self.units.get(d).is_some_and(|u| {
+                    u.state == State::Deactivating
+                        || (u.is_running() && u.sub != Sub::AutoRestart && self.should_stop(d))
+                })
+            })
+        })
+    }
+}
+
+enum Blocker {
+    None,
+    Waiting,
+    Blocked(String),
+}
+
+fn removed_is_empty(actions: &[Action]) -> bool {
+    !actions.iter().any(|a| matches!(a, Action::Removed { .. }))
+}
+
+fn reset_failures(unit: &mut Unit) {
+    unit.consecutive_failures = 0;
+    unit.failures.clear();
+    unit.restarts = 0;
+}
+
+/// restart_delay doubled per consecutive failure after the first, capped.
+pub fn backoff(first: Duration, max: Duration, consecutive_failures: u32) -> Duration {
+    let doublings = consecutive_failures.saturating_sub(1).min(30);
+    first.saturating_mul(1u32 << doublings).min(max)
+}
+
+fn fmt_duration(d: Option<Duration>) -> String {
+    d.map(|d| humantime::format_duration(d).to_string())
+        .unwrap_or_else(|| "its timeout".into())
+}

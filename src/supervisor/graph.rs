@@ -1,0 +1,151 @@
+//! The dependency graph: unknown dependencies and cycles, found before anything runs.
+//!
+//! `requires`, `wants` and `after` all order a service after another, so a cycle through
+//! any mix of them would leave every service on it waiting forever: it is an error.
+
+use crate::config::{service::ServiceSpec, Severity};
+use std::collections::BTreeMap;
+
+/// Something wrong with the graph, tied to the service (and dependency) that shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GraphIssue {
+    pub service: String,
+    pub dependency: Option<String>,
+    pub severity: Severity,
+    pub message: String,
+}
+
+/// Finds unknown dependencies and every cycle (each reported once, as `a -> b -> a`).
+pub fn check(services: &BTreeMap<&str, &ServiceSpec>) -> Vec<GraphIssue> {
+    let mut issues = Vec::new();
+    for (name, spec) in services {
+        for (deps, kind, severity) in [
+            (&spec.requires, "requires", Severity::Error),
+            // Like systemd's Wants=/After=: naming a service that is not installed is allowed.
+            (&spec.wants, "wants", Severity::Warning),
+            (&spec.after, "after", Severity::Warning),
+        ] {
+            for dep in deps.iter().filter(|d| !services.contains_key(d.as_str())) {
+                issues.push(GraphIssue {
+                    service: name.to_string(),
+                    dependency: Some(dep.clone()),
+                    severity,
+                    message: format!("service \"{name}\" {kind} \"{dep}\", which is not defined"),
+                });
+            }
+        }
+    }
+    for cycle in cycles(services) {
+        let first = cycle[0].clone();
+        issues.push(GraphIssue {
+            service: first.clone(),
+            dependency: cycle.get(1).cloned(),
+            severity: Severity::Error,
+            message: format!("dependency cycle: {}", cycle.join(" -> ")),
+        });
+    }
+    issues
+}
+
+/// Every elementary cycle found by a depth-first search, each closed (`[a, b, a]`).
+fn cycles(services: &BTreeMap<&str, &ServiceSpec>) -> Vec<Vec<String>> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        OnPath,
+        Done,
+    }
+    let mut marks: BTreeMap<&str, Mark> = services.keys().map(|k| (*k, Mark::New)).collect();
+    let mut found = Vec::new();
+    for &start in services.keys() {
+        if marks[start] != Mark::New {
+            continue;
+        }
+        // Iterative DFS: (node, index of the next edge to follow).
+        let mut path: Vec<(&str, usize)> = vec![(start, 0)];
+        marks.insert(start, Mark::OnPath);
+        while let Some((node, next)) = path.last().copied() {
+            let edges: Vec<&str> = services[node]
+                .ordered_after()
+                .map(String::as_str)
+                .filter(|d| services.contains_key(d))
+                .collect();
+            if next < edges.len() {
+                if let Some(top) = path.last_mut() {
+                    top.1 += 1;
+                }
+                let dep = edges[next];
+                match marks[dep] {
+                    Mark::New => {
+                        marks.insert(dep, Mark::OnPath);
+                        path.push((dep, 0));
+                    }
+                    Mark::OnPath => {
+                        let from = path.iter().position(|(n, _)| *n == dep).unwrap_or(0);
+                        let mut cycle: Vec<String> =
+                            path[from..].iter().map(|(n, _)| n.to_string()).collect();
+                        cycle.push(dep.to_string());
+                        found.push(cycle);
+                    }
+                    Mark::Done => {}
+                }
+            } else {
+                marks.insert(node, Mark::Done);
+                path.pop();
+            }
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(name: &str, requires: &[&str], after: &[&str]) -> ServiceSpec {
+        let mut s = ServiceSpec::new(name, &["/bin/true"]);
+        s.requires = requires.iter().map(|s| s.to_string()).collect();
+        s.after = after.iter().map(|s| s.to_string()).collect();
+        s
+    }
+
+    fn check_all(specs: &[ServiceSpec]) -> Vec<GraphIssue> {
+        let map = specs.iter().map(|s| (s.name.as_str(), s)).collect();
+        check(&map)
+    }
+
+    #[test]
+    fn names_the_cycle() {
+        let issues = check_all(&[
+            spec("a", &["b"], &[]),
+            spec("b", &[], &["a"]),
+            spec("c", &["a"], &[]),
+        ]);
+        assert_eq!(issues.len(), 1);
+        assert_eq!(issues[0].message, "dependency cycle: a -> b -> a");
+        assert_eq!(issues[0].severity, Severity::Error);
+    }
+
+    #[test]
+    fn unknown_dependencies() {
+        let issues = check_all(&[spec("a", &["ghost"], &["maybe"])]);
+        assert_eq!(issues.len(), 2);
+        assert_eq!(
+            issues[0].message,
+            "service \"a\" requires \"ghost\", which is not defined"
+        );
+        assert_eq!(issues[0].severity, Severity::Error);
+        assert_eq!(issues[1].severity, Severity::Warning);
+    }
+
+    #[test]
+    fn a_diamond_is_no_cycle() {
+        let issues = check_all(&[
+            spec("a", &["b", "c"], &[]),
+            spec("b", &["d"], &[]),
+            spec("c", &["d"], &[]),
+            spec("d", &[], &[]),
+        ]);
+        assert!(issues.is_empty());
+    }
+}
