@@ -224,7 +224,7 @@ class S6(Supervisor):
             os.mkdir(os.path.join(sv, name))
             write_file(os.path.join(sv, name, "run"), run_script(argv), 0o755)
         argv = [shutil.which("s6-svscan")]
-        if len(services) > 1000:          # default -c (max services) is 1000
+        if len(services) > 500:           # s6-svscan's default -c (max services) is 500
             argv += ["-c", str(len(services))]
         return argv + [sv]
 
@@ -320,6 +320,14 @@ class Instance:
         self.dir = os.path.join(bench.tmp, f"{sup.name}-{tag}")
         os.mkdir(self.dir)
         self.argv = sup.prepare(self.dir, services)
+        # Backdate everything we wrote: runsvdir ignores a service directory whose
+        # mtime is the current second and looks again ~1 s later (a guard against
+        # half-written directories). At boot the directories are old, so make them so.
+        old = time.time() - 60
+        for root, dirs, files in os.walk(self.dir):
+            for x in dirs + files:
+                os.utime(os.path.join(root, x), (old, old), follow_symlinks=False)
+        os.utime(self.dir, (old, old))
         self.proc = None
         self.init = None        # host PID of the namespace's PID 1
         self.ns = None
@@ -382,13 +390,18 @@ class Instance:
         return seen
 
     def wait_up(self, n, timeout, interval):
-        """Poll until n services are up; return seconds since launch, or None."""
+        """Poll until n services are up; return seconds since launch, or None
+        on timeout or when the count has not grown for 15 s."""
         deadline = self.t0 + timeout
+        best, progress = -1, self.t0
         while True:
             now = time.monotonic()
-            if len(self.services_up()) >= n:
+            up = len(self.services_up())
+            if up >= n:
                 return now - self.t0
-            if now > deadline:
+            if up > best:
+                best, progress = up, now
+            if now > deadline or now - progress > 15:
                 return None
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.sup.name} exited early with {self.proc.returncode}: {self.log_tail()}")
@@ -518,7 +531,7 @@ class Bench:
             inst.start()
             t = inst.wait_up(n, timeout=60, interval=0.01)
             if t is None:
-                self.note(f"{sup.name}: only {len(inst.services_up())}/{n} services up after 60 s")
+                self.note(f"{sup.name}: only {len(inst.services_up())}/{n} services up (gave up after {time.monotonic() - inst.t0:.0f} s)")
                 return
             time.sleep(2)
             sp = inst.sup_pids()
@@ -554,7 +567,8 @@ class Bench:
             inst.start()
             t = inst.wait_up(n, timeout=120, interval=0.05)
             if t is None:
-                self.note(f"{sup.name}: only {len(inst.services_up())}/{n} services up after 120 s; "
+                self.note(f"{sup.name}: only {len(inst.services_up())}/{n} services up (gave up after "
+                          f"{time.monotonic() - inst.t0:.0f} s); "
                           f"PSS not measured")
                 return
             time.sleep(2)
@@ -576,7 +590,7 @@ class Bench:
             inst.start()
             t = inst.wait_up(n, timeout=60, interval=0.002)
             if t is None:
-                self.note(f"{sup.name}: run {run}: only {len(inst.services_up())}/{n} up after 60 s")
+                self.note(f"{sup.name}: run {run}: only {len(inst.services_up())}/{n} up (gave up after {time.monotonic() - inst.t0:.0f} s)")
                 return None
             return t * 1000
         finally:

@@ -4,3 +4,6 @@
 
 pub mod config;
 pub mod supervisor;
+pub mod cli;
+pub mod daemon;
+pub mod log;

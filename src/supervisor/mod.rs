@@ -3,7 +3,18 @@
 //! - [`model`]: states, wants and the per-service record: plain data.
 //! - [`engine`]: (state, event) -> actions, no I/O, no clock.
 //! - [`graph`]: unknown dependencies and cycles.
+//! - [`runtime`]: the one task that executes actions and feeds events back.
+//! - [`spawn`], [`reaper`]: fork/exec, and reaping every child in one place.
+//! - [`readiness`], [`notify`], [`output`]: probes, the sd_notify socket, service output.
+//! - [`status`]: a service's record as adapters show it.
 
 pub mod engine;
 pub mod graph;
 pub mod model;
+pub mod notify;
+pub mod output;
+pub mod readiness;
+pub mod reaper;
+pub mod runtime;
+pub mod spawn;
+pub mod status;

@@ -1,0 +1,83 @@
+//! The sd_notify protocol: a datagram socket per service at $NOTIFY_SOCKET.
+//!
+//! One socket per service (not one shared socket) means a message is tied to its service
+//! without looking up the sender's pid, which races with short-lived senders such as
+//! `systemd-notify`.
+
+use super::runtime::Feed;
+use std::path::{Path, PathBuf};
+use tokio::net::UnixDatagram;
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+
+/// Where a service's notify socket lives.
+pub fn socket_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.sock"))
+}
+
+/// Binds the service's socket (owned by its user, so it may write) and forwards every
+/// message to the runtime until aborted.
+pub fn listen(path: &Path, owner: Option<(u32, u32)>, name: String, run: u64, feed: mpsc::Sender<Feed>) -> std::io::Result<AbortHandle> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let _ = std::fs::remove_file(path);
+    let socket = UnixDatagram::bind(path)?;
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::chown(path, Some(uid), Some(gid))?;
+    }
+    let task = tokio::spawn(async move {
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let Ok(n) = socket.recv(&mut buf).await else { return };
+            for message in parse(&buf[..n]) {
+                if feed.send(Feed::Notify { name: name.clone(), run, message }).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    Ok(task.abort_handle())
+}
+
+/// One thing a service said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    Ready,
+    Stopping,
+    Watchdog,
+    Status(String),
+    MainPid(i32),
+}
+
+/// Parses a datagram of newline-separated KEY=VALUE assignments; unknown keys are ignored.
+pub fn parse(datagram: &[u8]) -> Vec<Message> {
+    let text = String::from_utf8_lossy(datagram);
+    text.lines()
+        .filter_map(|line| {
+            let (key, value) = line.split_once('=')?;
+            match key {
+                "READY" if value == "1" => Some(Message::Ready),
+                "STOPPING" if value == "1" => Some(Message::Stopping),
+                "WATCHDOG" if value == "1" => Some(Message::Watchdog),
+                "STATUS" => Some(Message::Status(value.chars().take(256).collect())),
+                "MAINPID" => value.parse().ok().filter(|p| *p > 0).map(Message::MainPid),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_assignments() {
+        let m = parse(b"READY=1\nSTATUS=listening on 80\nMAINPID=42\nWATCHDOG=1\nX=1\nMAINPID=-3\nREADY=0");
+        assert_eq!(
+            m,
+            [Message::Ready, Message::Status("listening on 80".into()), Message::MainPid(42), Message::Watchdog]
+        );
+    }
+}

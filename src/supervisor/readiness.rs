@@ -1,0 +1,74 @@
+//! Readiness probes: the effects behind `ready = { ... }` and forking pid files. Each runs
+//! as a task that feeds `Ready` (or `MainPid`) to the runtime once, then ends; the runtime
+//! aborts it when the service stops being activating. Polling happens only while a
+//! service is starting: an idle ember has no timers.
+
+use super::runtime::Feed;
+use crate::config::Readiness;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::AbortHandle;
+
+const POLL: Duration = Duration::from_millis(50);
+const EXEC_RETRY: Duration = Duration::from_millis(250);
+
+/// Starts the probe for a readiness kind that needs a task of its own (delay, tcp, file,
+/// exec). Log and notify readiness are driven by the runtime from lines and messages.
+pub fn start(readiness: &Readiness, name: String, run: u64, feed: mpsc::Sender<Feed>) -> Option<AbortHandle> {
+    let task = match readiness.clone() {
+        Readiness::Delay(d) => tokio::spawn(async move {
+            tokio::time::sleep(d).await;
+            let _ = feed.send(Feed::Ready { name, run }).await;
+        }),
+        Readiness::Tcp(addr) => tokio::spawn(async move {
+            while tokio::net::TcpStream::connect(&addr).await.is_err() {
+                tokio::time::sleep(POLL).await;
+            }
+            let _ = feed.send(Feed::Ready { name, run }).await;
+        }),
+        Readiness::File(path) => tokio::spawn(async move {
+            while !path.exists() {
+                tokio::time::sleep(POLL).await;
+            }
+            let _ = feed.send(Feed::Ready { name, run }).await;
+        }),
+        Readiness::Exec(argv) => tokio::spawn(async move {
+            loop {
+                // The runtime spawns the check so that its exit is reaped in one place.
+                let (tx, rx) = oneshot::channel();
+                if feed.send(Feed::RunCheck { argv: argv.clone(), done: tx }).await.is_err() {
+                    return;
+                }
+                if rx.await.unwrap_or(false) {
+                    let _ = feed.send(Feed::Ready { name, run }).await;
+                    return;
+                }
+                tokio::time::sleep(EXEC_RETRY).await;
+            }
+        }),
+        Readiness::Spawned | Readiness::Exit | Readiness::PidFile | Readiness::Log(_) | Readiness::Notify => return None,
+    };
+    Some(task.abort_handle())
+}
+
+/// Waits for a forking daemon's pid file to name a live process; feeds `MainPid`.
+pub fn watch_pid_file(path: PathBuf, name: String, run: u64, feed: mpsc::Sender<Feed>) -> AbortHandle {
+    tokio::spawn(async move {
+        loop {
+            if let Some(pid) = read_pid_file(&path) {
+                let _ = feed.send(Feed::MainPid { name, run, pid }).await;
+                return;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    })
+    .abort_handle()
+}
+
+fn read_pid_file(path: &std::path::Path) -> Option<i32> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let pid: i32 = text.trim().parse().ok().filter(|p| *p > 1)?;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).ok()?;
+    Some(pid)
+}

@@ -1,0 +1,573 @@
+//! The runtime: executes the engine's actions and turns the world into engine inputs.
+//!
+//! One task owns everything (the engine, the child table, the logs) and waits on: SIGCHLD
+//! (reap and dispatch by pid), control requests, feeds from output readers, probes and
+//! notify sockets, signals, and the engine's next deadline. Nothing polls: with no
+//! deadline pending, an idle ember sleeps until something happens.
+
+use super::engine::{Action, Engine, Input};
+use super::model::{Exit, Pid, Unit};
+use super::output::{self, LogRing};
+use super::{notify, readiness, reaper, spawn, status};
+use crate::config::{self, Config, FailureAction, Readiness};
+use ember_ipc::{Command, ErrorKind, Event, Reply, Request, SystemState};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid as NixPid;
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::task::AbortHandle;
+
+/// What the tasks around the runtime tell it.
+#[derive(Debug)]
+pub enum Feed {
+    Line { name: String, run: u64, stream: &'static str, line: String },
+    Ready { name: String, run: u64 },
+    MainPid { name: String, run: u64, pid: Pid },
+    Notify { name: String, run: u64, message: notify::Message },
+    /// An `exec` readiness check to run; `done` gets whether it exited 0.
+    RunCheck { argv: Vec<String>, done: oneshot::Sender<bool> },
+}
+
+/// How the supervisor ended, for main to act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Exit the process with this code (not PID 1).
+    Exit(i32),
+    Poweroff,
+    Reboot,
+}
+
+enum ChildOwner {
+    Service(String),
+    Check(oneshot::Sender<bool>),
+}
+
+/// The effects attached to one service's current run.
+#[derive(Default)]
+struct Proc {
+    /// The process group (and session) the service was spawned in.
+    pgid: Option<Pid>,
+    probes: Vec<AbortHandle>,
+    notify: Option<AbortHandle>,
+    /// `ready = { log = ... }`: the run it applies to and the compiled pattern.
+    log_ready: Option<(u64, regex_lite::Regex)>,
+}
+
+pub struct Runtime {
+    engine: Engine,
+    origin: Instant,
+    config: Config,
+    children: HashMap<Pid, ChildOwner>,
+    procs: HashMap<String, Proc>,
+    logs: HashMap<String, LogRing>,
+    /// Exits of pids nobody had claimed yet: a forking daemon may die before we read its pid.
+    unclaimed: VecDeque<(Pid, Exit)>,
+    events: broadcast::Sender<Event>,
+    seq: u64,
+    feed_tx: mpsc::Sender<Feed>,
+    notify_dir: PathBuf,
+    system_state: Option<SystemState>,
+    /// What was last published per service, so an unchanged status is not sent twice.
+    published: HashMap<String, String>,
+    outcome: Option<Outcome>,
+    done: bool,
+}
+
+const FEED_CAPACITY: usize = 1024;
+const UNCLAIMED_KEPT: usize = 64;
+
+impl Runtime {
+    /// Supervises `config` until shutdown completes; returns what to do next.
+    pub async fn run(config: Config, mut requests: mpsc::Receiver<Request>, events: broadcast::Sender<Event>) -> Outcome {
+        // Register for SIGCHLD before the first spawn, so no exit is missed.
+        let signals = (
+            signal(SignalKind::child()),
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::hangup()),
+        );
+        let (Ok(mut sigchld), Ok(mut sigterm), Ok(mut sigint), Ok(mut sighup)) = signals else {
+            tracing::error!("cannot install signal handlers; not starting any service");
+            return Outcome::Exit(1);
+        };
+        let (feed_tx, mut feed_rx) = mpsc::channel(FEED_CAPACITY);
+        let notify_dir =
+            config.control.socket.parent().map(|d| d.join("notify")).unwrap_or_else(|| PathBuf::from("/run/ember/notify"));
+        let origin = Instant::now();
+        let engine = Engine::new(config.services.clone(), Duration::ZERO);
+        let mut rt = Runtime {
+            engine,
+            origin,
+            config,
+            children: HashMap::new(),
+            procs: HashMap::new(),
+            logs: HashMap::new(),
+            unclaimed: VecDeque::new(),
+            events,
+            seq: 0,
+            feed_tx,
+            notify_dir,
+            system_state: None,
+            published: HashMap::new(),
+            outcome: None,
+            done: false,
+        };
+        let now = rt.now();
+        let actions = rt.engine.boot(now);
+        rt.execute(actions);
+        while !rt.done {
+            let deadline = rt.engine.next_deadline().map(|d| rt.origin + d);
+            let sleep = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = sigchld.recv() => rt.reap(),
+                Some(feed) = feed_rx.recv() => rt.on_feed(feed),
+                Some(request) = requests.recv() => rt.on_request(request),
+                _ = sigterm.recv() => rt.begin_shutdown("SIGTERM", Outcome::Exit(0)),
+                _ = sigint.recv() => rt.begin_shutdown("SIGINT", Outcome::Exit(0)),
+                _ = sighup.recv() => { let _ = rt.reload("SIGHUP"); }
+                _ = sleep => rt.input(Input::Tick),
+            }
+        }
+        rt.outcome.unwrap_or(Outcome::Exit(0))
+    }
+
+    fn now(&self) -> Duration {
+        self.origin.elapsed()
+    }
+
+    /// Feeds one input to the engine and carries out what it decides. A bug that panics
+    /// in the engine is logged and survived: PID 1 must not die of it.
+    fn input(&mut self, input: Input) {
+        let now = self.now();
+        let engine = &mut self.engine;
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| engine.handle(input, now))) {
+            Ok(actions) => self.execute(actions),
+            Err(_) => tracing::error!("internal error in the engine (a bug; please report it); carrying on"),
+        }
+    }
+
+    fn execute(&mut self, actions: Vec<Action>) {
+        let mut queue: VecDeque<Action> = actions.into();
+        let mut changed = false;
+        while let Some(action) = queue.pop_front() {
+            let follow_up = match action {
+                Action::Spawn { name, run } => Some(self.spawn(&name, run)),
+                Action::Kill { name, signal } => {
+                    self.kill(&name, signal);
+                    None
+                }
+                Action::Probe { name, run, readiness } => {
+                    self.probe(&name, run, &readiness);
+                    None
+                }
+                Action::WatchPidFile { name, run } => {
+                    let path = self.engine.unit(&name).and_then(|u| u.spec.pid_file.clone());
+                    if let Some(path) = path {
+                        let handle = readiness::watch_pid_file(path, name.clone(), run, self.feed_tx.clone());
+                        self.procs.entry(name).or_default().probes.push(handle);
+                    }
+                    None
+                }
+                Action::StopProbes { name } => {
+                    if let Some(proc) = self.procs.get_mut(&name) {
+                        proc.probes.drain(..).for_each(|p| p.abort());
+                        proc.log_ready = None;
+                    }
+                    None
+                }
+                Action::Cleanup { name } => {
+                    if let Some(proc) = self.procs.get_mut(&name) {
+                        if let Some(pgid) = proc.pgid.take() {
+                            // Whatever the main process left behind in its group goes with it.
+                            let _ = kill(NixPid::from_raw(-pgid), Signal::SIGKILL);
+                        }
+                        if let Some(n) = proc.notify.take() {
+                            n.abort();
+                        }
+                    }
+                    None
+                }
+                Action::Changed { name } => {
+                    changed = true;
+                    self.publish(&name);
+                    None
+                }
+                Action::Removed { name } => {
+                    changed = true;
+                    tracing::info!("{name}: removed");
+                    if let Some(mut proc) = self.procs.remove(&name) {
+                        proc.probes.drain(..).for_each(|p| p.abort());
+                        if let Some(n) = proc.notify.take() {
+                            n.abort();
+                        }
+                    }
+                    self.logs.remove(&name);
+                    self.published.remove(&name);
+                    let _ = std::fs::remove_file(notify::socket_path(&self.notify_dir, &name));
+                    let _ = self.events.send(Event::ServiceRemoved { name });
+                    None
+                }
+                Action::OnFailure { name, action } => {
+                    tracing::error!("{name} failed and has on_failure = {action:?}: taking the system down");
+                    let outcome = match action {
+                        FailureAction::None => None,
+                        // Not PID 1: stop everything and exit non-zero (PID 1 powers off or reboots).
+                        FailureAction::Reboot | FailureAction::Poweroff => Some(Outcome::Exit(1)),
+                    };
+                    if let Some(outcome) = outcome {
+                        self.outcome = Some(outcome);
+                        let now = self.now();
+                        Some(self.engine.handle(Input::Shutdown, now))
+                    } else {
+                        None
+                    }
+                }
+                Action::AllStopped => {
+                    tracing::info!("every service has stopped");
+                    self.done = true;
+                    None
+                }
+            };
+            if let Some(more) = follow_up {
+                queue.extend(more);
+            }
+        }
+        if changed {
+            self.publish_system_state();
+        }
+    }
+
+    /// Spawns a service; returns the engine's reaction to the spawn (or to its failure).
+    fn spawn(&mut self, name: &str, run: u64) -> Vec<Action> {
+        let now = self.now();
+        let Some(unit) = self.engine.unit(name) else { return Vec::new() };
+        let spec = unit.spec.clone();
+        let proc = self.procs.entry(name.to_owned()).or_default();
+        if let Some(n) = proc.notify.take() {
+            n.abort();
+        }
+        let mut notify_path = None;
+        if spec.ready == Readiness::Notify {
+            let path = notify::socket_path(&self.notify_dir, name);
+            let owner = spec.user.as_deref().and_then(owner_ids);
+            match notify::listen(&path, owner, name.to_owned(), run, self.feed_tx.clone()) {
+                Ok(handle) => {
+                    proc.notify = Some(handle);
+                    notify_path = Some(path);
+                }
+                Err(e) => {
+                    let error = format!("cannot create its notify socket {}: {e}", path.display());
+                    return self.engine.handle(Input::SpawnFailed { name: name.to_owned(), run, error }, now);
+                }
+            }
+        }
+        match spawn::spawn_service(&spec, notify_path.as_deref()) {
+            Ok(spawned) => {
+                tracing::debug!("{name}: spawned pid {}", spawned.pid);
+                proc.pgid = Some(spawned.pid);
+                self.children.insert(spawned.pid, ChildOwner::Service(name.to_owned()));
+                if let Some(fd) = spawned.stdout {
+                    output::read_lines(fd, name.to_owned(), run, "stdout", self.feed_tx.clone());
+                }
+                if let Some(fd) = spawned.stderr {
+                    output::read_lines(fd, name.to_owned(), run, "stderr", self.feed_tx.clone());
+                }
+                self.engine.handle(Input::Spawned { name: name.to_owned(), run, pid: spawned.pid }, now)
+            }
+            Err(error) => {
+                tracing::warn!("{name}: cannot start: {error}");
+                self.engine.handle(Input::SpawnFailed { name: name.to_owned(), run, error }, now)
+            }
+        }
+    }
+
+    /// Signals the main process and every process group the service has.
+    fn kill(&mut self, name: &str, signal: Signal) {
+        let pid = self.engine.unit(name).and_then(|u| u.pid);
+        let pgid = self.procs.get(name).and_then(|p| p.pgid);
+        tracing::debug!("{name}: sending {} (pid {pid:?}, group {pgid:?})", signal.as_str());
+        if let Some(pgid) = pgid {
+            let _ = kill(NixPid::from_raw(-pgid), signal);
+        }
+        if let Some(pid) = pid {
+            let _ = kill(NixPid::from_raw(pid), signal);
+            // A forking daemon usually sits in a session of its own.
+            if let Ok(group) = nix::unistd::getpgid(Some(NixPid::from_raw(pid))) {
+                if Some(group.as_raw()) != pgid && group.as_raw() > 1 && group.as_raw() != std::process::id() as i32 {
+                    let _ = kill(NixPid::from_raw(-group.as_raw()), signal);
+                }
+            }
+        }
+    }
+
+    fn probe(&mut self, name: &str, run: u64, readiness: &Readiness) {
+        let proc = self.procs.entry(name.to_owned()).or_default();
+        match readiness {
+            Readiness::Log(pattern) => match regex_lite::Regex::new(pattern) {
+                Ok(re) => proc.log_ready = Some((run, re)),
+                Err(e) => tracing::error!("{name}: ready log pattern is invalid: {e}"),
+            },
+            other => {
+                if let Some(handle) = readiness::start(other, name.to_owned(), run, self.feed_tx.clone()) {
+                    proc.probes.push(handle);
+                }
+            }
+        }
+    }
+
+    fn reap(&mut self) {
+        for (pid, exit) in reaper::reap_all() {
+            match self.children.remove(&pid) {
+                Some(ChildOwner::Service(name)) => {
+                    self.log_exit(&name, pid, exit);
+                    self.input(Input::Exited { name, pid, exit });
+                }
+                Some(ChildOwner::Check(done)) => {
+                    let _ = done.send(exit.success());
+                }
+                None => {
+                    tracing::trace!("reaped orphan {pid} ({exit})");
+                    if self.unclaimed.len() == UNCLAIMED_KEPT {
+                        self.unclaimed.pop_front();
+                    }
+                    self.unclaimed.push_back((pid, exit));
+                }
+            }
+        }
+    }
+
+    fn log_exit(&self, name: &str, pid: Pid, exit: Exit) {
+        let stopping = self.engine.unit(name).is_some_and(|u| u.state == super::model::State::Deactivating);
+        if exit.success() || stopping {
+            tracing::info!("{name}: process {pid} exited with code 0");
+        } else {
+            tracing::warn!("{name}: process {pid} ended with {exit}");
+        }
+    }
+
+    fn on_feed(&mut self, feed: Feed) {
+        match feed {
+            Feed::Line { name, run, stream, line } => {
+                tracing::info!(target: "ember::service", service = %name, stream, "{name}: {line}");
+                let ready = self
+                    .procs
+                    .get(&name)
+                    .and_then(|p| p.log_ready.as_ref())
+                    .is_some_and(|(r, re)| *r == run && re.is_match(&line));
+                let time = status::usec(std::time::SystemTime::now());
+                let entry = self.logs.entry(name.clone()).or_default().push(&name, stream, line, time);
+                let _ = self.events.send(Event::Log(entry));
+                if ready {
+                    self.input(Input::Ready { name, run });
+                }
+            }
+            Feed::Ready { name, run } => self.input(Input::Ready { name, run }),
+            Feed::MainPid { name, run, pid } => self.claim_main_pid(name, run, pid),
+            Feed::Notify { name, run, message } => match message {
+                notify::Message::Ready => self.input(Input::Ready { name, run }),
+                notify::Message::Watchdog => self.input(Input::WatchdogPing { name, run }),
+                notify::Message::Status(text) => self.input(Input::StatusText { name, run, text }),
+                notify::Message::MainPid(pid) => self.claim_main_pid(name, run, pid),
+                notify::Message::Stopping => tracing::info!("{name}: says it is stopping"),
+            },
+            Feed::RunCheck { argv, done } => match spawn::spawn_helper(&argv) {
+                Ok(pid) => {
+                    self.children.insert(pid, ChildOwner::Check(done));
+                }
+                Err(e) => {
+                    tracing::warn!("readiness check {argv:?} cannot run: {e}");
+                    let _ = done.send(false);
+                }
+            },
+        }
+    }
+
+    /// A new main pid (forking pid file, sd_notify MAINPID=): supervise it from now on.
+    fn claim_main_pid(&mut self, name: String, run: u64, pid: Pid) {
+        let running = self.engine.unit(&name).is_some_and(|u| u.run == run && u.is_running());
+        if !running {
+            return;
+        }
+        self.children.insert(pid, ChildOwner::Service(name.clone()));
+        self.input(Input::MainPid { name: name.clone(), run, pid });
+        // It may have died before we learnt its pid; its exit was kept for this.
+        if let Some(i) = self.unclaimed.iter().position(|(p, _)| *p == pid) {
+            if let Some((_, exit)) = self.unclaimed.remove(i) {
+                self.children.remove(&pid);
+                self.input(Input::Exited { name, pid, exit });
+            }
+        }
+    }
+
+    fn publish(&mut self, name: &str) {
+        let Some(unit) = self.engine.unit(name) else { return };
+        let key = format!(
+            "{:?} {:?} {:?} {} {:?} {:?} {:?} {:?}",
+            unit.state, unit.sub, unit.pid, unit.restarts, unit.last_exit, unit.reason, unit.status_text, unit.want
+        );
+        if self.published.get(name) == Some(&key) {
+            return;
+        }
+        self.published.insert(name.to_owned(), key);
+        self.seq += 1;
+        let status = status::service_status(unit, self.now(), self.seq);
+        log_transition(unit);
+        let _ = self.events.send(Event::Service(status));
+    }
+
+    fn publish_system_state(&mut self) {
+        let state = status::system_state(self.engine.units(), self.engine.shutting_down());
+        if self.system_state != Some(state) {
+            self.system_state = Some(state);
+            tracing::info!("system is {}", format!("{state:?}").to_lowercase());
+            let _ = self.events.send(Event::System { state });
+        }
+    }
+
+    fn begin_shutdown(&mut self, why: &str, outcome: Outcome) {
+        if self.engine.shutting_down() {
+            tracing::info!("{why}: already stopping");
+            return;
+        }
+        tracing::info!("{why}: stopping every service");
+        self.outcome.get_or_insert(outcome);
+        self.input(Input::Shutdown);
+    }
+
+    /// Re-reads the configuration; a configuration with any error changes nothing.
+    fn reload(&mut self, why: &str) -> Result<(), Vec<String>> {
+        let loaded = config::load(&self.config.path);
+        for problem in loaded.problems.iter().filter(|p| p.severity != config::Severity::Error) {
+            tracing::warn!("{problem}");
+        }
+        let Some(new) = loaded.config else {
+            let errors: Vec<String> = loaded.errors().map(|p| p.to_string()).collect();
+            for e in &errors {
+                tracing::error!("{e}");
+            }
+            tracing::error!("{why}: reload rejected: the configuration has errors; nothing changed");
+            return Err(errors);
+        };
+        tracing::info!("{why}: reloading {}", new.path.display());
+        let specs = new.services.clone();
+        self.config = new;
+        self.input(Input::Reload(specs));
+        Ok(())
+    }
+
+    fn on_request(&mut self, request: Request) {
+        tracing::debug!("{}: {}", request.origin, request.command.verb());
+        let reply = self.answer(request.command, &request.origin);
+        let _ = request.reply.send(reply);
+    }
+
+    fn answer(&mut self, command: Command, origin: &str) -> Reply {
+        match command {
+            Command::Status { names } => {
+                let names = if names.is_empty() { self.engine.units().map(|u| u.spec.name.clone()).collect() } else { names };
+                match self.statuses(&names) {
+                    Ok(services) => Reply::Ok { services },
+                    Err(reply) => reply,
+                }
+            }
+            Command::Start { names } | Command::Stop { names } | Command::Restart { names } if names.is_empty() => {
+                Reply::error(ErrorKind::BadRequest, "name at least one service")
+            }
+            command @ (Command::Start { .. } | Command::Stop { .. } | Command::Restart { .. }) => {
+                if self.engine.shutting_down() {
+                    return Reply::error(ErrorKind::Busy, "ember is shutting down; no services can be started");
+                }
+                let (names, make): (Vec<String>, fn(String) -> Input) = match command {
+                    Command::Start { names } => (names, Input::Start),
+                    Command::Stop { names } => (names, Input::Stop),
+                    Command::Restart { names } => (names, Input::Restart),
+                    _ => return Reply::error(ErrorKind::Internal, "unreachable"),
+                };
+                if let Err(reply) = self.statuses(&names) {
+                    return reply; // an unknown name: change nothing
+                }
+                for name in &names {
+                    tracing::info!("{origin}: {} {name}", command_word(make));
+                    self.input(make(name.clone()));
+                }
+                match self.statuses(&names) {
+                    Ok(services) => Reply::Ok { services },
+                    Err(reply) => reply,
+                }
+            }
+            Command::Reload => match self.reload(origin) {
+                Ok(()) => Reply::ok(),
+                Err(errors) => Reply::error(
+                    ErrorKind::InvalidConfig,
+                    format!("the configuration has errors; nothing changed:\n{}", errors.join("\n")),
+                ),
+            },
+            Command::Logs { name, lines } => {
+                if self.engine.unit(&name).is_none() {
+                    return unknown_service(&name);
+                }
+                let lines = self.logs.get(&name).map(|ring| ring.last(lines)).unwrap_or_default();
+                Reply::Logs { lines }
+            }
+            Command::Poweroff | Command::Reboot => {
+                // Not PID 1: both mean stop everything and exit.
+                self.begin_shutdown(origin, Outcome::Exit(0));
+                Reply::ok()
+            }
+        }
+    }
+
+    fn statuses(&self, names: &[String]) -> Result<Vec<ember_ipc::ServiceStatus>, Reply> {
+        let now = self.now();
+        names
+            .iter()
+            .map(|name| match self.engine.unit(name) {
+                Some(unit) => Ok(status::service_status(unit, now, self.seq)),
+                None => Err(unknown_service(name)),
+            })
+            .collect()
+    }
+}
+
+fn unknown_service(name: &str) -> Reply {
+    Reply::error(
+        ErrorKind::UnknownService,
+        format!("no service named \"{name}\"; `ember ctl status` lists the services"),
+    )
+}
+
+fn command_word(make: fn(String) -> Input) -> &'static str {
+    match make(String::new()) {
+        Input::Start(_) => "start",
+        Input::Stop(_) => "stop",
+        _ => "restart",
+    }
+}
+
+fn log_transition(unit: &Unit) {
+    let state = unit.state.word();
+    let sub = unit.sub.word();
+    match &unit.reason {
+        Some(reason) if unit.state == super::model::State::Failed => {
+            tracing::error!("{}: {state} ({sub}): {reason}", unit.spec.name)
+        }
+        Some(reason) => tracing::info!("{}: {state} ({sub}): {reason}", unit.spec.name),
+        None => tracing::info!("{}: {state} ({sub})", unit.spec.name),
+    }
+}
+
+/// uid and gid for chowning a notify socket to the service's user.
+fn owner_ids(user: &str) -> Option<(u32, u32)> {
+    match user.parse::<u32>() {
+        Ok(uid) => Some((uid, uid)),
+        Err(_) => nix::unistd::User::from_name(user).ok().flatten().map(|u| (u.uid.as_raw(), u.gid.as_raw())),
+    }
+}
