@@ -73,7 +73,9 @@ done
 
 # --- ember -------------------------------------------------------------------
 ember="$repo/target/release/ember"
-if [ "$build" = 1 ] || [ ! -x "$ember" ]; then
+wants_ember=1
+case ",${only:-ember}," in *,ember,*) ;; *) wants_ember=0 ;; esac
+if [ "$wants_ember" = 1 ] && { [ "$build" = 1 ] || [ ! -x "$ember" ]; }; then
     echo "run.sh: cargo build --release" >&2
     (cd "$repo" && cargo build --release)
 fi

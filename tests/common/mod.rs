@@ -1,0 +1,209 @@
+//! Harness for the integration tests: the real ember binary, run as PID 1 of a fresh PID
+//! namespace (`unshare --pid --fork --mount-proc`) or as a plain child, with real processes.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const EMBER: &str = env!("CARGO_BIN_EXE_ember");
+
+/// Tests that need a PID namespace need root; CI is root. Elsewhere they say so and pass.
+pub fn can_unshare() -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    eprintln!("skipped: needs root for unshare --pid (CI runs as root)");
+    false
+}
+
+/// A fresh directory under the system temp dir, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("ember-test-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub struct Ember {
+    pub dir: TempDir,
+    pub child: Child,
+    pub socket: PathBuf,
+    pub config: PathBuf,
+}
+
+impl Ember {
+    /// Writes `services` (TOML service tables) below a [control] section and starts ember
+    /// as PID 1 of a new PID namespace; waits for its control socket.
+    pub fn start(tag: &str, services: &str) -> Ember {
+        Self::launch(tag, services, true)
+    }
+
+    /// The same, as an ordinary child process (not PID 1: a child subreaper).
+    pub fn start_plain(tag: &str, services: &str) -> Ember {
+        Self::launch(tag, services, false)
+    }
+
+    fn launch(tag: &str, services: &str, namespace: bool) -> Ember {
+        let dir = TempDir::new(tag);
+        let socket = dir.path("control.sock");
+        let config = dir.path("ember.toml");
+        let text = format!("[control]\nsocket = \"{}\"\n\n{}", socket.display(), services.replace("$DIR", &dir.0.display().to_string()));
+        std::fs::write(&config, text).expect("write config");
+        let log = std::fs::File::create(dir.path("ember.log")).expect("log file");
+        let mut command = if namespace {
+            let mut c = Command::new("unshare");
+            c.args(["--pid", "--fork", "--mount-proc", "--kill-child", EMBER]);
+            c
+        } else {
+            Command::new(EMBER)
+        };
+        command
+            .arg("--config")
+            .arg(&config)
+            .env("EMBER_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log);
+        let child = command.spawn().expect("spawn ember");
+        let ember = Ember { dir, child, socket, config };
+        let up = wait_for(Duration::from_secs(10), || ember.socket.exists());
+        assert!(up, "ember did not open its socket; log:\n{}", ember.log());
+        ember
+    }
+
+    /// ember's pid on the host (the namespace's PID 1, or the plain child).
+    pub fn host_pid(&self) -> i32 {
+        let pid = self.child.id() as i32;
+        let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        match children.split_whitespace().next().and_then(|p| p.parse().ok()) {
+            Some(inner) if Path::new(&format!("/proc/{pid}/exe")).exists() && is_unshare(pid) => inner,
+            _ => pid,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path("ember.log")).unwrap_or_default()
+    }
+
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        Command::new(EMBER).arg("ctl").arg("--socket").arg(&self.socket).args(args).output().expect("run ember ctl")
+    }
+
+    /// `ember ctl status --json` of one service.
+    pub fn status(&self, name: &str) -> Value {
+        let out = self.ctl(&["status", "--json", name]);
+        assert!(out.status.success(), "status {name} failed: {}", String::from_utf8_lossy(&out.stderr));
+        let v: Value = serde_json::from_slice(&out.stdout).expect("status JSON");
+        v[0].clone()
+    }
+
+    pub fn all(&self) -> Vec<Value> {
+        let out = self.ctl(&["status", "--json"]);
+        serde_json::from_slice::<Value>(&out.stdout).expect("status JSON").as_array().cloned().unwrap_or_default()
+    }
+
+    /// Waits until `name` is in `state` (and, if given, `sub_state`); panics with the log if not.
+    pub fn wait_state(&self, name: &str, state: &str, sub: Option<&str>, timeout: Duration) -> Value {
+        let mut last = Value::Null;
+        let ok = wait_for(timeout, || {
+            last = self.status(name);
+            last["state"] == state && sub.is_none_or(|s| last["sub_state"] == s)
+        });
+        assert!(ok, "{name} never reached {state} {sub:?}; last {last}\nlog:\n{}", self.log());
+        last
+    }
+
+    /// Sends a signal to ember itself.
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.host_pid()), signal).expect("signal ember");
+    }
+
+    /// Waits for ember to exit; returns its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+fn is_unshare(pid: i32) -> bool {
+    std::fs::read_link(format!("/proc/{pid}/exe")).map(|p| p.ends_with("unshare")).unwrap_or(false)
+}
+
+impl Drop for Ember {
+    fn drop(&mut self) {
+        // --kill-child: killing unshare kills the namespace's PID 1, and with it everything.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn wait_for(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// Host pids of `sleep` processes whose arguments contain `marker` (a unique number).
+pub fn pids_with(marker: &str) -> Vec<i32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let argv0 = cmdline.split(|b| *b == 0).next().unwrap_or_default().to_vec();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if String::from_utf8_lossy(&argv0).ends_with("sleep") && cmdline.contains(marker) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// Host pids of the zombie children of `parent`.
+pub fn zombies_of(parent: i32) -> Vec<i32> {
+    let children = std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children")).unwrap_or_default();
+    children
+        .split_whitespace()
+        .filter_map(|p| p.parse::<i32>().ok())
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .ok()
+                .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('Z')))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// Lines of a file the services append to.
+pub fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path).unwrap_or_default().lines().map(str::to_owned).collect()
+}

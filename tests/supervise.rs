@@ -1,0 +1,360 @@
+//! The real ember binary supervising real processes in a real PID namespace.
+
+mod common;
+
+use common::*;
+use nix::sys::signal::Signal;
+use std::time::{Duration, Instant};
+
+const LONG: Duration = Duration::from_secs(10);
+
+#[test]
+fn crash_restarts_with_doubling_backoff_until_the_start_limit() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "crash",
+        r#"
+[service.crashy]
+command = ["/bin/sh", "-c", "date +%s%N >> $DIR/starts; exit 3"]
+restart_delay = "100ms"
+start_limit = 4
+start_limit_interval = "30s"
+"#,
+    );
+    let status = ember.wait_state("crashy", "failed", Some("start-limit"), LONG);
+    assert_eq!(status["exit_code"], 3);
+    assert_eq!(status["restarts"], 3);
+    let starts: Vec<u128> = lines(&ember.dir.path("starts")).iter().filter_map(|l| l.parse().ok()).collect();
+    assert_eq!(starts.len(), 4, "four failed starts, then no more");
+    // Backoff 100ms, 200ms, 400ms: each gap is at least its delay (lower bounds only).
+    for (i, pair) in starts.windows(2).enumerate() {
+        let gap_ms = (pair[1] - pair[0]) / 1_000_000;
+        let delay_ms = 100u128 << i;
+        assert!(gap_ms >= delay_ms * 9 / 10, "gap {i} was {gap_ms} ms, backoff is {delay_ms} ms");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(lines(&ember.dir.path("starts")).len(), 4, "no restart after the start limit");
+    // An explicit start clears the limit.
+    let out = ember.ctl(&["start", "crashy"]);
+    assert!(out.status.success());
+    assert!(wait_for(LONG, || lines(&ember.dir.path("starts")).len() > 4));
+}
+
+#[test]
+fn dependencies_start_in_order_after_log_readiness() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "order",
+        r#"
+[service.db]
+command = ["/bin/sh", "-c", "sleep 0.4; date +%s%N > $DIR/db-ready; echo 'db version 1.2 running'; exec sleep 1000"]
+ready = { log = "version .* running" }
+
+[service.web]
+command = ["/bin/sh", "-c", "date +%s%N > $DIR/web-start; exec sleep 1000"]
+requires = ["db"]
+"#,
+    );
+    // While db is not ready, web waits.
+    let web = ember.status("web");
+    assert_eq!(web["state"], "inactive", "{web}");
+    assert_eq!(web["sub_state"], "waiting");
+    ember.wait_state("web", "active", Some("running"), LONG);
+    let db_ready: u128 = lines(&ember.dir.path("db-ready"))[0].parse().unwrap();
+    let web_start: u128 = lines(&ember.dir.path("web-start"))[0].parse().unwrap();
+    assert!(web_start > db_ready, "web started before db was ready");
+    assert_eq!(ember.status("db")["ready"], "log");
+
+    // db stops: web goes down with it and keeps wanting up; db back: web back.
+    let out = ember.ctl(&["stop", "db", "--wait"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let web = ember.wait_state("web", "inactive", Some("dependency"), LONG);
+    assert_eq!(web["want"], "up");
+    assert!(ember.ctl(&["start", "db"]).status.success());
+    ember.wait_state("web", "active", None, LONG);
+}
+
+#[test]
+fn sd_notify_readiness_and_status() {
+    if !can_unshare() {
+        return;
+    }
+    let notify = "import socket,os,time; time.sleep(0.5); s=socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.connect(os.environ['NOTIFY_SOCKET']); s.send(b'READY=1\\\\nSTATUS=serving 3 clients'); time.sleep(1000)";
+    let ember = Ember::start(
+        "notify",
+        &format!(
+            r#"
+[service.app]
+type = "notify"
+command = ["python3", "-c", "{notify}"]
+"#
+        ),
+    );
+    assert_eq!(ember.status("app")["state"], "activating");
+    let status = ember.wait_state("app", "active", Some("running"), LONG);
+    assert_eq!(status["status_text"], "serving 3 clients");
+    assert_eq!(status["ready"], "notify");
+}
+
+#[test]
+fn stop_timeout_kills_the_whole_group_with_sigkill() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "sigkill",
+        r#"
+[service.stubborn]
+command = ["/bin/sh", "-c", "trap '' TERM; sleep 7770001 & sleep 7770002 & wait; wait"]
+stop_timeout = "500ms"
+"#,
+    );
+    ember.wait_state("stubborn", "active", None, LONG);
+    assert!(wait_for(LONG, || pids_with("777000").len() == 2));
+    let started = Instant::now();
+    let out = ember.ctl(&["stop", "stubborn", "--wait"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(started.elapsed() >= Duration::from_millis(450), "it ignored SIGTERM, so only SIGKILL ended it");
+    assert!(wait_for(LONG, || pids_with("777000").is_empty()), "grandchildren survived: {:?}", pids_with("777000"));
+    assert!(ember.log().contains("stubborn: deactivating (stop-sigkill)"));
+}
+
+#[test]
+fn orphans_of_a_double_forking_daemon_are_reaped() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "forking",
+        r#"
+[service.daemon]
+type = "forking"
+pid_file = "$DIR/daemon.pid"
+command = ["/bin/sh", "-c", "setsid /bin/sh -c 'echo $$ > $DIR/daemon.pid; for i in 1 2 3; do (sleep 0.2 &); done; exec sleep 7780001' & exit 0"]
+"#,
+    );
+    let status = ember.wait_state("daemon", "active", Some("running"), LONG);
+    let ns_pid = std::fs::read_to_string(ember.dir.path("daemon.pid")).unwrap();
+    assert_eq!(status["pid"].to_string(), ns_pid.trim(), "the main pid comes from pid_file");
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(zombies_of(ember.host_pid()).is_empty(), "zombies left: {:?}", zombies_of(ember.host_pid()));
+    // The daemon dies: its exit reaches the service, which restarts by policy.
+    for pid in pids_with("sleep 7780001") {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+    }
+    assert!(wait_for(LONG, || ember.status("daemon")["exit_signal"] == "SIGKILL"), "{}", ember.log());
+    ember.wait_state("daemon", "active", None, LONG);
+    assert_eq!(ember.status("daemon")["restarts"], 1);
+}
+
+#[test]
+fn a_subreaper_reaps_orphans_when_not_pid_1() {
+    let ember = Ember::start_plain(
+        "subreaper",
+        r#"
+[service.spawner]
+command = ["/bin/sh", "-c", "for i in 1 2 3; do (sleep 1 &); done; exec sleep 7790001"]
+"#,
+    );
+    ember.wait_state("spawner", "active", None, LONG);
+    // The orphaned sleeps were reparented to ember (PR_SET_CHILD_SUBREAPER), not to init...
+    let children = |pid: i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default().split_whitespace().count()
+    };
+    assert!(wait_for(LONG, || children(ember.host_pid()) == 4), "children of ember: {}", children(ember.host_pid()));
+    // ...and once they exit, ember reaps them.
+    assert!(wait_for(LONG, || children(ember.host_pid()) == 1), "children of ember: {}", children(ember.host_pid()));
+    assert!(zombies_of(ember.host_pid()).is_empty());
+}
+
+#[test]
+fn reload_adds_removes_and_restarts_only_what_changed() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "reload",
+        r#"
+[service.keep]
+command = ["/bin/sleep", "7800001"]
+
+[service.change]
+command = ["/bin/sleep", "7800002"]
+
+[service.drop]
+command = ["/bin/sleep", "7800003"]
+"#,
+    );
+    for name in ["keep", "change", "drop"] {
+        ember.wait_state(name, "active", None, LONG);
+    }
+    let keep_pid = ember.status("keep")["pid"].clone();
+    let change_pid = ember.status("change")["pid"].clone();
+
+    // A configuration with an error is rejected whole; nothing changes.
+    let good = std::fs::read_to_string(&ember.config).unwrap();
+    std::fs::write(&ember.config, good.replace("7800001\"]", "7800001\"]\nrestart = \"sometimes\"")).unwrap();
+    let out = ember.ctl(&["reload"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("ember.toml:") && stderr.contains("sometimes"), "{stderr}");
+    assert_eq!(ember.status("keep")["pid"], keep_pid);
+
+    let new = good.replace("7800002", "7800020").replace(
+        "[service.drop]\ncommand = [\"/bin/sleep\", \"7800003\"]",
+        "[service.added]\ncommand = [\"/bin/sleep\", \"7800004\"]",
+    );
+    std::fs::write(&ember.config, new).unwrap();
+    let out = ember.ctl(&["reload"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    ember.wait_state("added", "active", None, LONG);
+    assert!(wait_for(LONG, || ember.all().iter().all(|s| s["name"] != "drop")), "drop was not removed");
+    assert!(wait_for(LONG, || pids_with("sleep 7800003").is_empty()));
+    let changed = ember.wait_state("change", "active", None, LONG);
+    assert_ne!(changed["pid"], change_pid, "a changed service restarts");
+    assert!(!pids_with("sleep 7800020").is_empty());
+    assert_eq!(ember.status("keep")["pid"], keep_pid, "an unchanged service is not touched");
+}
+
+#[test]
+fn a_missing_binary_fails_with_the_os_error() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "missing",
+        r#"
+[service.ghost]
+command = ["/opt/nowhere/ghostd"]
+restart = "never"
+"#,
+    );
+    let status = ember.wait_state("ghost", "failed", Some("spawn"), LONG);
+    let reason = status["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("No such file or directory"), "{reason}");
+    let out = ember.ctl(&["status"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("failed (spawn)") && table.contains("os error 2"), "{table}");
+}
+
+#[test]
+fn sigterm_stops_in_reverse_dependency_order_and_exits_0() {
+    if !can_unshare() {
+        return;
+    }
+    let mut ember = Ember::start(
+        "shutdown",
+        r#"
+[service.base]
+command = ["/bin/sh", "-c", "trap 'echo base >> $DIR/stopped; exit 0' TERM; sleep 1000 & wait"]
+
+[service.middle]
+command = ["/bin/sh", "-c", "trap 'echo middle >> $DIR/stopped; exit 0' TERM; sleep 1000 & wait"]
+requires = ["base"]
+
+[service.top]
+command = ["/bin/sh", "-c", "trap 'sleep 0.2; echo top >> $DIR/stopped; exit 0' TERM; sleep 1000 & wait"]
+after = ["middle"]
+"#,
+    );
+    ember.wait_state("top", "active", None, LONG);
+    ember.signal(Signal::SIGTERM);
+    assert_eq!(ember.wait_exit(LONG), Some(0), "log:\n{}", ember.log());
+    assert_eq!(lines(&ember.dir.path("stopped")), ["top", "middle", "base"]);
+}
+
+#[test]
+fn bad_requests_get_clear_errors_and_change_nothing() {
+    use std::io::{BufRead, BufReader, Write};
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start("badinput", "[service.steady]\ncommand = [\"/bin/sleep\", \"7810001\"]\n");
+    let before = ember.wait_state("steady", "active", None, LONG)["pid"].clone();
+    let stream = std::os::unix::net::UnixStream::connect(&ember.socket).unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    let mut ask = |line: &[u8]| -> serde_json::Value {
+        writer.write_all(line).unwrap();
+        writer.write_all(b"\n").unwrap();
+        let mut reply = String::new();
+        reader.read_line(&mut reply).unwrap();
+        serde_json::from_str(&reply).unwrap()
+    };
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (b"{nope".to_vec(), "bad_request"),
+        (b"[1,2,3]".to_vec(), "bad_request"),
+        (br#"{"cmd":"explode"}"#.to_vec(), "unknown_command"),
+        (br#"{"cmd":"stop","names":["ghost"]}"#.to_vec(), "unknown_service"),
+        (br#"{"cmd":"stop","names":["steady","ghost"]}"#.to_vec(), "unknown_service"),
+        (br#"{"cmd":"start","names":"steady"}"#.to_vec(), "bad_request"),
+        (vec![b'x'; 100_000], "too_large"),
+        (vec![0xff, 0xfe, 0x00], "bad_request"),
+    ];
+    for (line, kind) in cases {
+        let reply = ask(&line);
+        assert_eq!(reply["error"]["kind"], kind, "{reply}");
+        assert!(!reply["error"]["message"].as_str().unwrap_or_default().is_empty());
+    }
+    let reply = ask(br#"{"cmd":"status","names":["steady"]}"#);
+    assert_eq!(reply["ok"]["services"][0]["pid"], before, "the connection still works and nothing changed");
+
+    let out = ember.ctl(&["restart", "nosuch"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no service named \"nosuch\""));
+    let out = ember.ctl(&["frobnicate"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(ember.status("steady")["pid"], before);
+}
+
+#[test]
+fn logs_keep_the_last_200_lines() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "logs",
+        "[service.talker]\ncommand = [\"/bin/sh\", \"-c\", \"for i in $(seq 1 300); do echo line $i; done; sleep 0.3; echo oops >&2; exec sleep 1000\"]\n",
+    );
+    assert!(wait_for(LONG, || String::from_utf8_lossy(&ember.ctl(&["logs", "talker", "-n", "2"]).stdout).contains("oops")));
+    let out = String::from_utf8_lossy(&ember.ctl(&["logs", "talker", "-n", "2"]).stdout).to_string();
+    let got: Vec<&str> = out.lines().collect();
+    assert_eq!(got.len(), 2, "{out}");
+    assert!(got[0].ends_with(" line 300") && got[1].contains("[stderr] oops"), "{out}");
+    let all = ember.ctl(&["logs", "talker", "-n", "1000"]);
+    assert_eq!(String::from_utf8_lossy(&all.stdout).lines().count(), 200, "200 lines are kept");
+}
+
+#[test]
+fn logs_follow_prints_new_lines() {
+    use std::io::{BufRead, BufReader};
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "follow",
+        "[service.ticker]\ncommand = [\"/bin/sh\", \"-c\", \"i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.1; done\"]\n",
+    );
+    ember.wait_state("ticker", "active", None, LONG);
+    let mut follower = std::process::Command::new(EMBER)
+        .args(["ctl", "--socket"])
+        .arg(&ember.socket)
+        .args(["logs", "ticker", "-n", "1", "-f"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut reader = BufReader::new(follower.stdout.take().unwrap());
+    let mut numbers = Vec::new();
+    for _ in 0..4 {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        numbers.push(line.trim().rsplit(' ').next().unwrap_or_default().parse::<u32>().unwrap_or(0));
+    }
+    let _ = follower.kill();
+    let _ = follower.wait();
+    assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "consecutive new lines, none twice: {numbers:?}");
+}
