@@ -1,0 +1,95 @@
+//! `ember check`: every error kind, one a line, with file:line:col.
+
+mod common;
+
+use common::{TempDir, EMBER};
+use std::process::Command;
+
+fn check(dir: &TempDir, main: &str, files: &[(&str, &str)]) -> (i32, String) {
+    std::fs::write(dir.path("ember.toml"), main).unwrap();
+    if !files.is_empty() {
+        std::fs::create_dir_all(dir.path("services.d")).unwrap();
+    }
+    for (name, text) in files {
+        std::fs::write(dir.path("services.d").join(name), text).unwrap();
+    }
+    let out = Command::new(EMBER).arg("check").arg("--config").arg(dir.path("ember.toml")).output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn every_error_kind_is_reported_with_its_position() {
+    let dir = TempDir::new("check");
+    let main = r#"[service.a]
+command = ["/bin/true"]
+requires = ["b"]
+
+[service.b]
+command = ["/bin/true"]
+after = ["a"]
+
+[service.bad-signal]
+command = ["/bin/true"]
+stop_signal = "SIGNOPE"
+
+[service.typo]
+command = ["/bin/true"]
+restart_dealy = "1s"
+
+[service.lost]
+command = ["/bin/true"]
+requires = ["nowhere"]
+
+[service.gone]
+command = ["/usr/bin/definitely-not-here"]
+
+[service."bad/name"]
+command = ["/bin/true"]
+"#;
+    let files = [("broken.toml", "command = [\"/bin/true\"\nrestart = \"always\"\n"), ("slow.toml", "command = [\"/bin/true\"]\nstop_timeout = \"soon\"\n")];
+    let (code, out) = check(&dir, main, &files);
+    assert_eq!(code, 1, "{out}");
+    let main_path = dir.path("ember.toml").display().to_string();
+    let expect = [
+        format!("{main_path}:3:13: dependency cycle: a -> b -> a"),
+        format!("{main_path}:11:15: unknown signal \"SIGNOPE\""),
+        format!("{main_path}:15:1: unknown field `restart_dealy`"),
+        format!("{main_path}:19:13: service \"lost\" requires \"nowhere\", which is not defined"),
+        format!("{main_path}:22:11: service \"gone\": command /usr/bin/definitely-not-here cannot be used: No such file or directory"),
+        format!("{main_path}:24:10: invalid service name \"bad/name\""),
+        "broken.toml:2:".to_string(),
+        "slow.toml:2:16: invalid duration \"soon\"".to_string(),
+    ];
+    for e in expect {
+        assert!(out.lines().any(|l| l.contains(&e)), "missing {e:?} in:\n{out}");
+    }
+}
+
+#[test]
+fn a_valid_configuration_passes() {
+    let dir = TempDir::new("check-ok");
+    let (code, out) = check(&dir, "[service.a]\ncommand = [\"/bin/sleep\", \"1\"]\n", &[("b.toml", "command = [\"sleep\", \"1\"]\nrequires = [\"a\"]\n")]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("ok, 2 services"), "{out}");
+}
+
+#[test]
+fn a_missing_file_says_so() {
+    let out = Command::new(EMBER).args(["check", "--config", "/nonexistent/ember.toml"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("/nonexistent/ember.toml: cannot read: No such file or directory"));
+}
+
+#[test]
+fn help_is_complete() {
+    let out = Command::new(EMBER).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for word in ["ember check", "ember ctl", "--config", "EMBER_LOG", "SIGHUP"] {
+        assert!(help.contains(word), "--help lacks {word}");
+    }
+    let out = Command::new(EMBER).args(["ctl", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for word in ["status", "start", "stop", "restart", "reload", "logs", "poweroff", "reboot", "--wait", "--json", "--socket"] {
+        assert!(help.contains(word), "ctl --help lacks {word}");
+    }
+}
