@@ -1,0 +1,18 @@
+#!/bin/sh
+# Printed by the demo's "welcome" oneshot once web is up.
+cat <<'TEXT'
+
+  ember demo is up. In another terminal, try:
+
+    alias ectl='cargo run -q --release -- ctl --config config/demo/ember.toml'
+    ectl status                    # db and web active, migrate/welcome exited, flaky failed
+    ectl logs web -f               # follow web's output (Ctrl-C to stop following)
+    ectl restart db --wait         # web goes down with db and comes back after it
+    ectl start flaky --wait        # fails again: the reason is printed, exit code 1
+    ectl stop web && ectl status   # web inactive, want down
+    ectl status --json             # what scripts read
+    kill -HUP <ember pid>          # or `ectl reload` after editing config/demo/
+
+  Ctrl-C here stops every service in reverse dependency order.
+
+TEXT
