@@ -18,7 +18,10 @@ pub fn run(config_path: &Path) -> i32 {
         }
     }
     let Some(config) = loaded.config else {
-        tracing::error!("not starting: fix the configuration (`ember check --config {}` lists every problem)", config_path.display());
+        tracing::error!(
+            "not starting: fix the configuration (`ember check --config {}` lists every problem)",
+            config_path.display()
+        );
         return 1;
     };
     if std::process::id() != 1 {
@@ -27,7 +30,10 @@ pub fn run(config_path: &Path) -> i32 {
             tracing::warn!("cannot become a child subreaper ({e}); orphaned grandchildren will not be reaped by ember");
         }
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!("cannot start the async runtime: {e}");
@@ -39,18 +45,29 @@ pub fn run(config_path: &Path) -> i32 {
     let (outcome, bound) = runtime.block_on(async move {
         let (requests_tx, requests_rx) = mpsc::channel(64);
         let (events, _) = broadcast::channel(1024);
-        let control = Control { requests: requests_tx, events: events.clone() };
+        let control = Control {
+            requests: requests_tx,
+            events: events.clone(),
+        };
         match socket::bind(&socket_path) {
             Ok(listener) => {
                 tracing::info!("control socket at {}", socket_path.display());
                 tokio::spawn(socket::serve(listener, control));
             }
             Err(e) => {
-                tracing::error!("cannot open the control socket {}: {e}", socket_path.display());
+                tracing::error!(
+                    "cannot open the control socket {}: {e}",
+                    socket_path.display()
+                );
                 return (Outcome::Exit(1), false);
             }
         }
-        tracing::info!("ember {} supervising {} services from {}", env!("CARGO_PKG_VERSION"), config.services.len(), config.path.display());
+        tracing::info!(
+            "ember {} supervising {} services from {}",
+            env!("CARGO_PKG_VERSION"),
+            config.services.len(),
+            config.path.display()
+        );
         (Runtime::run(config, requests_rx, events).await, true)
     });
     if bound {

@@ -2,8 +2,8 @@
 //!
 //! The crate is the core; `src/main.rs` is the `ember` binary on top of it.
 
-pub mod config;
-pub mod supervisor;
 pub mod cli;
+pub mod config;
 pub mod daemon;
 pub mod log;
+pub mod supervisor;

@@ -13,8 +13,16 @@ fn check(dir: &TempDir, main: &str, files: &[(&str, &str)]) -> (i32, String) {
     for (name, text) in files {
         std::fs::write(dir.path("services.d").join(name), text).unwrap();
     }
-    let out = Command::new(EMBER).arg("check").arg("--config").arg(dir.path("ember.toml")).output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+    let out = Command::new(EMBER)
+        .arg("check")
+        .arg("--config")
+        .arg(dir.path("ember.toml"))
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }
 
 #[test]
@@ -46,7 +54,16 @@ command = ["/usr/bin/definitely-not-here"]
 [service."bad/name"]
 command = ["/bin/true"]
 "#;
-    let files = [("broken.toml", "command = [\"/bin/true\"\nrestart = \"always\"\n"), ("slow.toml", "command = [\"/bin/true\"]\nstop_timeout = \"soon\"\n")];
+    let files = [
+        (
+            "broken.toml",
+            "command = [\"/bin/true\"\nrestart = \"always\"\n",
+        ),
+        (
+            "slow.toml",
+            "command = [\"/bin/true\"]\nstop_timeout = \"soon\"\n",
+        ),
+    ];
     let (code, out) = check(&dir, main, &files);
     assert_eq!(code, 1, "{out}");
     let main_path = dir.path("ember.toml").display().to_string();
@@ -61,35 +78,61 @@ command = ["/bin/true"]
         "slow.toml:2:16: invalid duration \"soon\"".to_string(),
     ];
     for e in expect {
-        assert!(out.lines().any(|l| l.contains(&e)), "missing {e:?} in:\n{out}");
+        assert!(
+            out.lines().any(|l| l.contains(&e)),
+            "missing {e:?} in:\n{out}"
+        );
     }
 }
 
 #[test]
 fn a_valid_configuration_passes() {
     let dir = TempDir::new("check-ok");
-    let (code, out) = check(&dir, "[service.a]\ncommand = [\"/bin/sleep\", \"1\"]\n", &[("b.toml", "command = [\"sleep\", \"1\"]\nrequires = [\"a\"]\n")]);
+    let (code, out) = check(
+        &dir,
+        "[service.a]\ncommand = [\"/bin/sleep\", \"1\"]\n",
+        &[(
+            "b.toml",
+            "command = [\"sleep\", \"1\"]\nrequires = [\"a\"]\n",
+        )],
+    );
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("ok, 2 services"), "{out}");
 }
 
 #[test]
 fn a_missing_file_says_so() {
-    let out = Command::new(EMBER).args(["check", "--config", "/nonexistent/ember.toml"]).output().unwrap();
+    let out = Command::new(EMBER)
+        .args(["check", "--config", "/nonexistent/ember.toml"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("/nonexistent/ember.toml: cannot read: No such file or directory"));
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .contains("/nonexistent/ember.toml: cannot read: No such file or directory"));
 }
 
 #[test]
 fn help_is_complete() {
     let out = Command::new(EMBER).arg("--help").output().unwrap();
     let help = String::from_utf8_lossy(&out.stdout);
-    for word in ["ember check", "ember ctl", "--config", "EMBER_LOG", "SIGHUP"] {
+    for word in [
+        "ember check",
+        "ember ctl",
+        "--config",
+        "EMBER_LOG",
+        "SIGHUP",
+    ] {
         assert!(help.contains(word), "--help lacks {word}");
     }
-    let out = Command::new(EMBER).args(["ctl", "--help"]).output().unwrap();
+    let out = Command::new(EMBER)
+        .args(["ctl", "--help"])
+        .output()
+        .unwrap();
     let help = String::from_utf8_lossy(&out.stdout);
-    for word in ["status", "start", "stop", "restart", "reload", "logs", "poweroff", "reboot", "--wait", "--json", "--socket"] {
+    for word in [
+        "status", "start", "stop", "restart", "reload", "logs", "poweroff", "reboot", "--wait",
+        "--json", "--socket",
+    ] {
         assert!(help.contains(word), "ctl --help lacks {word}");
     }
 }

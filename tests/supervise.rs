@@ -26,16 +26,26 @@ start_limit_interval = "30s"
     let status = ember.wait_state("crashy", "failed", Some("start-limit"), LONG);
     assert_eq!(status["exit_code"], 3);
     assert_eq!(status["restarts"], 3);
-    let starts: Vec<u128> = lines(&ember.dir.path("starts")).iter().filter_map(|l| l.parse().ok()).collect();
+    let starts: Vec<u128> = lines(&ember.dir.path("starts"))
+        .iter()
+        .filter_map(|l| l.parse().ok())
+        .collect();
     assert_eq!(starts.len(), 4, "four failed starts, then no more");
     // Backoff 100ms, 200ms, 400ms: each gap is at least its delay (lower bounds only).
     for (i, pair) in starts.windows(2).enumerate() {
         let gap_ms = (pair[1] - pair[0]) / 1_000_000;
         let delay_ms = 100u128 << i;
-        assert!(gap_ms >= delay_ms * 9 / 10, "gap {i} was {gap_ms} ms, backoff is {delay_ms} ms");
+        assert!(
+            gap_ms >= delay_ms * 9 / 10,
+            "gap {i} was {gap_ms} ms, backoff is {delay_ms} ms"
+        );
     }
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(lines(&ember.dir.path("starts")).len(), 4, "no restart after the start limit");
+    assert_eq!(
+        lines(&ember.dir.path("starts")).len(),
+        4,
+        "no restart after the start limit"
+    );
     // An explicit start clears the limit.
     let out = ember.ctl(&["start", "crashy"]);
     assert!(out.status.success());
@@ -71,7 +81,11 @@ requires = ["db"]
 
     // db stops: web goes down with it and keeps wanting up; db back: web back.
     let out = ember.ctl(&["stop", "db", "--wait"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let web = ember.wait_state("web", "inactive", Some("dependency"), LONG);
     assert_eq!(web["want"], "up");
     assert!(ember.ctl(&["start", "db"]).status.success());
@@ -117,10 +131,23 @@ stop_timeout = "500ms"
     assert!(wait_for(LONG, || pids_with("777000").len() == 2));
     let started = Instant::now();
     let out = ember.ctl(&["stop", "stubborn", "--wait"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(started.elapsed() >= Duration::from_millis(450), "it ignored SIGTERM, so only SIGKILL ended it");
-    assert!(wait_for(LONG, || pids_with("777000").is_empty()), "grandchildren survived: {:?}", pids_with("777000"));
-    assert!(ember.log().contains("stubborn: deactivating (stop-sigkill)"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(450),
+        "it ignored SIGTERM, so only SIGKILL ended it"
+    );
+    assert!(
+        wait_for(LONG, || pids_with("777000").is_empty()),
+        "grandchildren survived: {:?}",
+        pids_with("777000")
+    );
+    assert!(ember
+        .log()
+        .contains("stubborn: deactivating (stop-sigkill)"));
 }
 
 #[test]
@@ -139,14 +166,26 @@ command = ["/bin/sh", "-c", "setsid /bin/sh -c 'echo $$ > $DIR/daemon.pid; for i
     );
     let status = ember.wait_state("daemon", "active", Some("running"), LONG);
     let ns_pid = std::fs::read_to_string(ember.dir.path("daemon.pid")).unwrap();
-    assert_eq!(status["pid"].to_string(), ns_pid.trim(), "the main pid comes from pid_file");
+    assert_eq!(
+        status["pid"].to_string(),
+        ns_pid.trim(),
+        "the main pid comes from pid_file"
+    );
     std::thread::sleep(Duration::from_millis(600));
-    assert!(zombies_of(ember.host_pid()).is_empty(), "zombies left: {:?}", zombies_of(ember.host_pid()));
+    assert!(
+        zombies_of(ember.host_pid()).is_empty(),
+        "zombies left: {:?}",
+        zombies_of(ember.host_pid())
+    );
     // The daemon dies: its exit reaches the service, which restarts by policy.
     for pid in pids_with("sleep 7780001") {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
     }
-    assert!(wait_for(LONG, || ember.status("daemon")["exit_signal"] == "SIGKILL"), "{}", ember.log());
+    assert!(
+        wait_for(LONG, || ember.status("daemon")["exit_signal"] == "SIGKILL"),
+        "{}",
+        ember.log()
+    );
     ember.wait_state("daemon", "active", None, LONG);
     assert_eq!(ember.status("daemon")["restarts"], 1);
 }
@@ -163,11 +202,22 @@ command = ["/bin/sh", "-c", "for i in 1 2 3; do (sleep 1 &); done; exec sleep 77
     ember.wait_state("spawner", "active", None, LONG);
     // The orphaned sleeps were reparented to ember (PR_SET_CHILD_SUBREAPER), not to init...
     let children = |pid: i32| {
-        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default().split_whitespace().count()
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .count()
     };
-    assert!(wait_for(LONG, || children(ember.host_pid()) == 4), "children of ember: {}", children(ember.host_pid()));
+    assert!(
+        wait_for(LONG, || children(ember.host_pid()) == 4),
+        "children of ember: {}",
+        children(ember.host_pid())
+    );
     // ...and once they exit, ember reaps them.
-    assert!(wait_for(LONG, || children(ember.host_pid()) == 1), "children of ember: {}", children(ember.host_pid()));
+    assert!(
+        wait_for(LONG, || children(ember.host_pid()) == 1),
+        "children of ember: {}",
+        children(ember.host_pid())
+    );
     assert!(zombies_of(ember.host_pid()).is_empty());
 }
 
@@ -197,11 +247,18 @@ command = ["/bin/sleep", "7800003"]
 
     // A configuration with an error is rejected whole; nothing changes.
     let good = std::fs::read_to_string(&ember.config).unwrap();
-    std::fs::write(&ember.config, good.replace("7800001\"]", "7800001\"]\nrestart = \"sometimes\"")).unwrap();
+    std::fs::write(
+        &ember.config,
+        good.replace("7800001\"]", "7800001\"]\nrestart = \"sometimes\""),
+    )
+    .unwrap();
     let out = ember.ctl(&["reload"]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("ember.toml:") && stderr.contains("sometimes"), "{stderr}");
+    assert!(
+        stderr.contains("ember.toml:") && stderr.contains("sometimes"),
+        "{stderr}"
+    );
     assert_eq!(ember.status("keep")["pid"], keep_pid);
 
     let new = good.replace("7800002", "7800020").replace(
@@ -210,14 +267,25 @@ command = ["/bin/sleep", "7800003"]
     );
     std::fs::write(&ember.config, new).unwrap();
     let out = ember.ctl(&["reload"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     ember.wait_state("added", "active", None, LONG);
-    assert!(wait_for(LONG, || ember.all().iter().all(|s| s["name"] != "drop")), "drop was not removed");
+    assert!(
+        wait_for(LONG, || ember.all().iter().all(|s| s["name"] != "drop")),
+        "drop was not removed"
+    );
     assert!(wait_for(LONG, || pids_with("sleep 7800003").is_empty()));
     let changed = ember.wait_state("change", "active", None, LONG);
     assert_ne!(changed["pid"], change_pid, "a changed service restarts");
     assert!(!pids_with("sleep 7800020").is_empty());
-    assert_eq!(ember.status("keep")["pid"], keep_pid, "an unchanged service is not touched");
+    assert_eq!(
+        ember.status("keep")["pid"],
+        keep_pid,
+        "an unchanged service is not touched"
+    );
 }
 
 #[test]
@@ -238,7 +306,10 @@ restart = "never"
     assert!(reason.contains("No such file or directory"), "{reason}");
     let out = ember.ctl(&["status"]);
     let table = String::from_utf8_lossy(&out.stdout);
-    assert!(table.contains("failed (spawn)") && table.contains("os error 2"), "{table}");
+    assert!(
+        table.contains("failed (spawn)") && table.contains("os error 2"),
+        "{table}"
+    );
 }
 
 #[test]
@@ -273,7 +344,10 @@ fn bad_requests_get_clear_errors_and_change_nothing() {
     if !can_unshare() {
         return;
     }
-    let ember = Ember::start("badinput", "[service.steady]\ncommand = [\"/bin/sleep\", \"7810001\"]\n");
+    let ember = Ember::start(
+        "badinput",
+        "[service.steady]\ncommand = [\"/bin/sleep\", \"7810001\"]\n",
+    );
     let before = ember.wait_state("steady", "active", None, LONG)["pid"].clone();
     let stream = std::os::unix::net::UnixStream::connect(&ember.socket).unwrap();
     let mut reader = BufReader::new(stream.try_clone().unwrap());
@@ -289,19 +363,34 @@ fn bad_requests_get_clear_errors_and_change_nothing() {
         (b"{nope".to_vec(), "bad_request"),
         (b"[1,2,3]".to_vec(), "bad_request"),
         (br#"{"cmd":"explode"}"#.to_vec(), "unknown_command"),
-        (br#"{"cmd":"stop","names":["ghost"]}"#.to_vec(), "unknown_service"),
-        (br#"{"cmd":"stop","names":["steady","ghost"]}"#.to_vec(), "unknown_service"),
-        (br#"{"cmd":"start","names":"steady"}"#.to_vec(), "bad_request"),
+        (
+            br#"{"cmd":"stop","names":["ghost"]}"#.to_vec(),
+            "unknown_service",
+        ),
+        (
+            br#"{"cmd":"stop","names":["steady","ghost"]}"#.to_vec(),
+            "unknown_service",
+        ),
+        (
+            br#"{"cmd":"start","names":"steady"}"#.to_vec(),
+            "bad_request",
+        ),
         (vec![b'x'; 100_000], "too_large"),
         (vec![0xff, 0xfe, 0x00], "bad_request"),
     ];
     for (line, kind) in cases {
         let reply = ask(&line);
         assert_eq!(reply["error"]["kind"], kind, "{reply}");
-        assert!(!reply["error"]["message"].as_str().unwrap_or_default().is_empty());
+        assert!(!reply["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .is_empty());
     }
     let reply = ask(br#"{"cmd":"status","names":["steady"]}"#);
-    assert_eq!(reply["ok"]["services"][0]["pid"], before, "the connection still works and nothing changed");
+    assert_eq!(
+        reply["ok"]["services"][0]["pid"], before,
+        "the connection still works and nothing changed"
+    );
 
     let out = ember.ctl(&["restart", "nosuch"]);
     assert_eq!(out.status.code(), Some(1));
@@ -320,13 +409,24 @@ fn logs_keep_the_last_200_lines() {
         "logs",
         "[service.talker]\ncommand = [\"/bin/sh\", \"-c\", \"for i in $(seq 1 300); do echo line $i; done; sleep 0.3; echo oops >&2; exec sleep 1000\"]\n",
     );
-    assert!(wait_for(LONG, || String::from_utf8_lossy(&ember.ctl(&["logs", "talker", "-n", "2"]).stdout).contains("oops")));
-    let out = String::from_utf8_lossy(&ember.ctl(&["logs", "talker", "-n", "2"]).stdout).to_string();
+    assert!(wait_for(LONG, || String::from_utf8_lossy(
+        &ember.ctl(&["logs", "talker", "-n", "2"]).stdout
+    )
+    .contains("oops")));
+    let out =
+        String::from_utf8_lossy(&ember.ctl(&["logs", "talker", "-n", "2"]).stdout).to_string();
     let got: Vec<&str> = out.lines().collect();
     assert_eq!(got.len(), 2, "{out}");
-    assert!(got[0].ends_with(" line 300") && got[1].contains("[stderr] oops"), "{out}");
+    assert!(
+        got[0].ends_with(" line 300") && got[1].contains("[stderr] oops"),
+        "{out}"
+    );
     let all = ember.ctl(&["logs", "talker", "-n", "1000"]);
-    assert_eq!(String::from_utf8_lossy(&all.stdout).lines().count(), 200, "200 lines are kept");
+    assert_eq!(
+        String::from_utf8_lossy(&all.stdout).lines().count(),
+        200,
+        "200 lines are kept"
+    );
 }
 
 #[test]
@@ -352,9 +452,19 @@ fn logs_follow_prints_new_lines() {
     for _ in 0..4 {
         let mut line = String::new();
         reader.read_line(&mut line).unwrap();
-        numbers.push(line.trim().rsplit(' ').next().unwrap_or_default().parse::<u32>().unwrap_or(0));
+        numbers.push(
+            line.trim()
+                .rsplit(' ')
+                .next()
+                .unwrap_or_default()
+                .parse::<u32>()
+                .unwrap_or(0),
+        );
     }
     let _ = follower.kill();
     let _ = follower.wait();
-    assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "consecutive new lines, none twice: {numbers:?}");
+    assert!(
+        numbers.windows(2).all(|w| w[1] == w[0] + 1),
+        "consecutive new lines, none twice: {numbers:?}"
+    );
 }

@@ -9,12 +9,24 @@ pub fn run(path: &Path) -> i32 {
     for problem in &loaded.problems {
         println!("{problem}");
     }
-    let failing = loaded.problems.iter().filter(|p| p.severity >= Severity::Runtime).count();
+    let failing = loaded
+        .problems
+        .iter()
+        .filter(|p| p.severity >= Severity::Runtime)
+        .count();
     match (&loaded.config, failing) {
         (Some(config), 0) => {
             let warnings = loaded.problems.len();
-            let note = if warnings > 0 { format!(" ({warnings} warnings)") } else { String::new() };
-            println!("{}: ok, {} services{note}", path.display(), config.services.len());
+            let note = if warnings > 0 {
+                format!(" ({warnings} warnings)")
+            } else {
+                String::new()
+            };
+            println!(
+                "{}: ok, {} services{note}",
+                path.display(),
+                config.services.len()
+            );
             0
         }
         _ => {

@@ -41,11 +41,24 @@ pub struct Invocation {
 }
 
 pub enum Ctl {
-    Status { names: Vec<String>, json: bool },
-    Change { verb: &'static str, names: Vec<String>, wait: bool },
+    Status {
+        names: Vec<String>,
+        json: bool,
+    },
+    Change {
+        verb: &'static str,
+        names: Vec<String>,
+        wait: bool,
+    },
     Reload,
-    Logs { name: String, lines: usize, follow: bool },
-    System { verb: &'static str },
+    Logs {
+        name: String,
+        lines: usize,
+        follow: bool,
+    },
+    System {
+        verb: &'static str,
+    },
     Help,
 }
 
@@ -54,20 +67,32 @@ pub fn parse(mut parser: lexopt::Parser) -> Result<Invocation, String> {
     let mut socket: Option<PathBuf> = None;
     let mut verb: Option<String> = None;
     let mut names = Vec::new();
-    let (mut json, mut wait, mut follow, mut lines) = (false, false, false, ember_ipc::LOG_LINES_DEFAULT);
+    let (mut json, mut wait, mut follow, mut lines) =
+        (false, false, false, ember_ipc::LOG_LINES_DEFAULT);
     let usage = |m: String| format!("{m}; try `ember ctl --help`");
     while let Some(arg) = parser.next().map_err(|e| usage(e.to_string()))? {
         match arg {
-            Short('s') | Long("socket") => socket = Some(parser.value().map_err(|e| usage(e.to_string()))?.into()),
+            Short('s') | Long("socket") => {
+                socket = Some(parser.value().map_err(|e| usage(e.to_string()))?.into())
+            }
             Short('c') | Long("config") => {
                 let path: PathBuf = parser.value().map_err(|e| usage(e.to_string()))?.into();
                 let loaded = crate::config::load(&path);
                 let config = loaded.config.ok_or_else(|| {
-                    format!("{} has errors, so its socket is unknown; run `ember check --config {}`", path.display(), path.display())
+                    format!(
+                        "{} has errors, so its socket is unknown; run `ember check --config {}`",
+                        path.display(),
+                        path.display()
+                    )
                 })?;
                 socket = Some(config.control.socket);
             }
-            Short('h') | Long("help") => return Ok(Invocation { socket: PathBuf::new(), command: Ctl::Help }),
+            Short('h') | Long("help") => {
+                return Ok(Invocation {
+                    socket: PathBuf::new(),
+                    command: Ctl::Help,
+                })
+            }
             Long("json") => json = true,
             Short('w') | Long("wait") => wait = true,
             Short('f') | Long("follow") => follow = true,
@@ -80,7 +105,9 @@ pub fn parse(mut parser: lexopt::Parser) -> Result<Invocation, String> {
                     .ok_or_else(|| usage("-n takes a number of lines".into()))?;
             }
             Value(v) => {
-                let word = v.string().map_err(|_| "arguments must be valid UTF-8".to_string())?;
+                let word = v
+                    .string()
+                    .map_err(|_| "arguments must be valid UTF-8".to_string())?;
                 if verb.is_none() {
                     verb = Some(word);
                 } else {
@@ -94,7 +121,9 @@ pub fn parse(mut parser: lexopt::Parser) -> Result<Invocation, String> {
         .or_else(|| std::env::var_os("EMBER_SOCKET").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_SOCKET));
     let Some(verb) = verb else {
-        return Err(usage("name a command: status, start, stop, restart, reload, logs, poweroff, reboot".into()));
+        return Err(usage(
+            "name a command: status, start, stop, restart, reload, logs, poweroff, reboot".into(),
+        ));
     };
     let need_names = |names: &Vec<String>, verb: &str| {
         if names.is_empty() {
@@ -155,20 +184,26 @@ pub fn run(invocation: Invocation) -> i32 {
 }
 
 fn execute(client: &mut Client, command: Ctl) -> Result<i32, String> {
-    let color = nix::unistd::isatty(std::io::stdout()).unwrap_or(false) && std::env::var_os("NO_COLOR").is_none();
+    let color = nix::unistd::isatty(std::io::stdout()).unwrap_or(false)
+        && std::env::var_os("NO_COLOR").is_none();
     match command {
         Ctl::Help => Ok(0),
         Ctl::Status { names, json } => {
-            let services = expect_services(client.call(&json!({"cmd": "status", "names": names}))?)?;
+            let services =
+                expect_services(client.call(&json!({"cmd": "status", "names": names}))?)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&services).map_err(|e| e.to_string())?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&services).map_err(|e| e.to_string())?
+                );
             } else {
                 print!("{}", render_table(&services, now_usec(), color));
             }
             Ok(0)
         }
         Ctl::Change { verb, names, wait } => {
-            let services = expect_services(client.call(&json!({"cmd": verb, "names": names, "wait": wait}))?)?;
+            let services =
+                expect_services(client.call(&json!({"cmd": verb, "names": names, "wait": wait}))?)?;
             if wait {
                 for s in &services {
                     println!("{}: {}", s.name, state_words(s));
@@ -181,11 +216,18 @@ fn execute(client: &mut Client, command: Ctl) -> Result<i32, String> {
             println!("reloaded");
             Ok(0)
         }
-        Ctl::Logs { name, lines, follow } => {
-            let mut reply = client.call(&json!({"cmd": "logs", "name": name, "lines": lines, "follow": follow}))?;
+        Ctl::Logs {
+            name,
+            lines,
+            follow,
+        } => {
+            let mut reply = client
+                .call(&json!({"cmd": "logs", "name": name, "lines": lines, "follow": follow}))?;
             loop {
                 match reply {
-                    Reply::Logs { lines } => lines.iter().for_each(|l| println!("{}", render_log_line(l))),
+                    Reply::Logs { lines } => lines
+                        .iter()
+                        .for_each(|l| println!("{}", render_log_line(l))),
                     Reply::Error(e) => return Err(e.message),
                     Reply::Ok { .. } => {}
                 }
@@ -215,7 +257,10 @@ fn expect_services(reply: Reply) -> Result<Vec<ServiceStatus>, String> {
 }
 
 fn now_usec() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
 }
 
 fn state_words(s: &ServiceStatus) -> String {
@@ -248,7 +293,12 @@ fn paint(text: &str, state: &str, color: bool) -> String {
 
 /// The status table: one line per service, and the reason under the ones that need one.
 pub fn render_table(services: &[ServiceStatus], now_usec: u64, color: bool) -> String {
-    let name_width = services.iter().map(|s| s.name.len()).max().unwrap_or(4).max(4);
+    let name_width = services
+        .iter()
+        .map(|s| s.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
     let mut out = format!(
         "{:name_width$}  {:28}  {:>7}  {:>8}  {:>8}  {}\n",
         "NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT"
@@ -284,9 +334,14 @@ pub fn render_table(services: &[ServiceStatus], now_usec: u64, color: bool) -> S
 }
 
 fn render_log_line(l: &LogLine) -> String {
-    let time = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_micros(l.time_usec)).to_string();
+    let time = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_micros(l.time_usec))
+        .to_string();
     let clock = time.get(11..19).unwrap_or(&time);
-    let marker = if l.stream == "stderr" { " [stderr]" } else { "" };
+    let marker = if l.stream == "stderr" {
+        " [stderr]"
+    } else {
+        ""
+    };
     format!("{clock}{marker} {}", l.line)
 }
 
@@ -299,7 +354,10 @@ mod tests {
         assert_eq!(short_duration(Duration::from_secs(5)), "5s");
         assert_eq!(short_duration(Duration::from_secs(133)), "2m 13s");
         assert_eq!(short_duration(Duration::from_secs(3840)), "1h 4m");
-        assert_eq!(short_duration(Duration::from_secs(2 * 86400 + 3 * 3600)), "2d 3h");
+        assert_eq!(
+            short_duration(Duration::from_secs(2 * 86400 + 3 * 3600)),
+            "2d 3h"
+        );
     }
 
     #[test]

@@ -52,16 +52,22 @@ pub fn parse(args: Vec<std::ffi::OsString>) -> Result<Mode, String> {
         let arg = parser.next().map_err(|e| e.to_string())?;
         match arg {
             None => break,
-            Some(Short('c') | Long("config")) => config = parser.value().map_err(|e| e.to_string())?.into(),
+            Some(Short('c') | Long("config")) => {
+                config = parser.value().map_err(|e| e.to_string())?.into()
+            }
             Some(Short('h') | Long("help")) => return Ok(Mode::Help(HELP)),
             Some(Short('V') | Long("version")) => return Ok(Mode::Version),
             Some(Value(v)) if subcommand.is_none() => {
-                let word = v.string().map_err(|_| "arguments must be valid UTF-8".to_string())?;
+                let word = v
+                    .string()
+                    .map_err(|_| "arguments must be valid UTF-8".to_string())?;
                 match word.as_str() {
                     "ctl" => return ctl::parse(parser).map(Mode::Ctl),
                     "check" => subcommand = Some(word),
                     "help" => return Ok(Mode::Help(HELP)),
-                    other => return Err(format!("unknown command \"{other}\"; try `ember --help`")),
+                    other => {
+                        return Err(format!("unknown command \"{other}\"; try `ember --help`"))
+                    }
                 }
             }
             Some(other) => return Err(format!("{}; try `ember --help`", other.unexpected())),

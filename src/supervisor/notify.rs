@@ -17,7 +17,13 @@ pub fn socket_path(dir: &Path, name: &str) -> PathBuf {
 
 /// Binds the service's socket (owned by its user, so it may write) and forwards every
 /// message to the runtime until aborted.
-pub fn listen(path: &Path, owner: Option<(u32, u32)>, name: String, run: u64, feed: mpsc::Sender<Feed>) -> std::io::Result<AbortHandle> {
+pub fn listen(
+    path: &Path,
+    owner: Option<(u32, u32)>,
+    name: String,
+    run: u64,
+    feed: mpsc::Sender<Feed>,
+) -> std::io::Result<AbortHandle> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -29,9 +35,19 @@ pub fn listen(path: &Path, owner: Option<(u32, u32)>, name: String, run: u64, fe
     let task = tokio::spawn(async move {
         let mut buf = vec![0u8; 4096];
         loop {
-            let Ok(n) = socket.recv(&mut buf).await else { return };
+            let Ok(n) = socket.recv(&mut buf).await else {
+                return;
+            };
             for message in parse(&buf[..n]) {
-                if feed.send(Feed::Notify { name: name.clone(), run, message }).await.is_err() {
+                if feed
+                    .send(Feed::Notify {
+                        name: name.clone(),
+                        run,
+                        message,
+                    })
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -74,10 +90,17 @@ mod tests {
 
     #[test]
     fn parses_assignments() {
-        let m = parse(b"READY=1\nSTATUS=listening on 80\nMAINPID=42\nWATCHDOG=1\nX=1\nMAINPID=-3\nREADY=0");
+        let m = parse(
+            b"READY=1\nSTATUS=listening on 80\nMAINPID=42\nWATCHDOG=1\nX=1\nMAINPID=-3\nREADY=0",
+        );
         assert_eq!(
             m,
-            [Message::Ready, Message::Status("listening on 80".into()), Message::MainPid(42), Message::Watchdog]
+            [
+                Message::Ready,
+                Message::Status("listening on 80".into()),
+                Message::MainPid(42),
+                Message::Watchdog
+            ]
         );
     }
 }

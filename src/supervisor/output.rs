@@ -12,7 +12,13 @@ pub const MAX_LINE: usize = 4096;
 
 /// Reads one output pipe until EOF and feeds each line to the runtime. The feed channel is
 /// bounded, so a service that floods its output is slowed down, not buffered without end.
-pub fn read_lines(fd: OwnedFd, name: String, run: u64, stream: &'static str, feed: mpsc::Sender<Feed>) {
+pub fn read_lines(
+    fd: OwnedFd,
+    name: String,
+    run: u64,
+    stream: &'static str,
+    feed: mpsc::Sender<Feed>,
+) {
     let receiver = match tokio::net::unix::pipe::Receiver::from_owned_fd(fd) {
         Ok(r) => r,
         Err(e) => {
@@ -31,12 +37,23 @@ pub fn read_lines(fd: OwnedFd, name: String, run: u64, stream: &'static str, fee
             };
             for &b in &buf[..n] {
                 if b == b'\n' || line.len() >= MAX_LINE {
-                    let text = String::from_utf8_lossy(&line).trim_end_matches('\r').to_owned();
+                    let text = String::from_utf8_lossy(&line)
+                        .trim_end_matches('\r')
+                        .to_owned();
                     line.clear();
                     if b != b'\n' {
                         line.push(b);
                     }
-                    if feed.send(Feed::Line { name: name.clone(), run, stream, line: text }).await.is_err() {
+                    if feed
+                        .send(Feed::Line {
+                            name: name.clone(),
+                            run,
+                            stream,
+                            line: text,
+                        })
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 } else {
@@ -46,7 +63,14 @@ pub fn read_lines(fd: OwnedFd, name: String, run: u64, stream: &'static str, fee
         }
         if !line.is_empty() {
             let text = String::from_utf8_lossy(&line).into_owned();
-            let _ = feed.send(Feed::Line { name, run, stream, line: text }).await;
+            let _ = feed
+                .send(Feed::Line {
+                    name,
+                    run,
+                    stream,
+                    line: text,
+                })
+                .await;
         }
     });
 }
@@ -61,7 +85,13 @@ pub struct LogRing {
 impl LogRing {
     pub fn push(&mut self, service: &str, stream: &str, line: String, time_usec: u64) -> LogLine {
         self.next_seq += 1;
-        let entry = LogLine { service: service.to_owned(), stream: stream.to_owned(), line, time_usec, seq: self.next_seq };
+        let entry = LogLine {
+            service: service.to_owned(),
+            stream: stream.to_owned(),
+            line,
+            time_usec,
+            seq: self.next_seq,
+        };
         if self.lines.len() == ember_ipc::LOG_LINES_KEPT {
             self.lines.pop_front();
         }
@@ -86,7 +116,10 @@ mod tests {
             ring.push("a", "stdout", format!("line {i}"), 0);
         }
         let last = ring.last(3);
-        assert_eq!(last.iter().map(|l| l.line.as_str()).collect::<Vec<_>>(), ["line 247", "line 248", "line 249"]);
+        assert_eq!(
+            last.iter().map(|l| l.line.as_str()).collect::<Vec<_>>(),
+            ["line 247", "line 248", "line 249"]
+        );
         assert_eq!(last[2].seq, 250);
         assert_eq!(ring.last(1000).len(), ember_ipc::LOG_LINES_KEPT);
     }

@@ -15,7 +15,12 @@ const EXEC_RETRY: Duration = Duration::from_millis(250);
 
 /// Starts the probe for a readiness kind that needs a task of its own (delay, tcp, file,
 /// exec). Log and notify readiness are driven by the runtime from lines and messages.
-pub fn start(readiness: &Readiness, name: String, run: u64, feed: mpsc::Sender<Feed>) -> Option<AbortHandle> {
+pub fn start(
+    readiness: &Readiness,
+    name: String,
+    run: u64,
+    feed: mpsc::Sender<Feed>,
+) -> Option<AbortHandle> {
     let task = match readiness.clone() {
         Readiness::Delay(d) => tokio::spawn(async move {
             tokio::time::sleep(d).await;
@@ -37,7 +42,14 @@ pub fn start(readiness: &Readiness, name: String, run: u64, feed: mpsc::Sender<F
             loop {
                 // The runtime spawns the check so that its exit is reaped in one place.
                 let (tx, rx) = oneshot::channel();
-                if feed.send(Feed::RunCheck { argv: argv.clone(), done: tx }).await.is_err() {
+                if feed
+                    .send(Feed::RunCheck {
+                        argv: argv.clone(),
+                        done: tx,
+                    })
+                    .await
+                    .is_err()
+                {
                     return;
                 }
                 if rx.await.unwrap_or(false) {
@@ -47,13 +59,22 @@ pub fn start(readiness: &Readiness, name: String, run: u64, feed: mpsc::Sender<F
                 tokio::time::sleep(EXEC_RETRY).await;
             }
         }),
-        Readiness::Spawned | Readiness::Exit | Readiness::PidFile | Readiness::Log(_) | Readiness::Notify => return None,
+        Readiness::Spawned
+        | Readiness::Exit
+        | Readiness::PidFile
+        | Readiness::Log(_)
+        | Readiness::Notify => return None,
     };
     Some(task.abort_handle())
 }
 
 /// Waits for a forking daemon's pid file to name a live process; feeds `MainPid`.
-pub fn watch_pid_file(path: PathBuf, name: String, run: u64, feed: mpsc::Sender<Feed>) -> AbortHandle {
+pub fn watch_pid_file(
+    path: PathBuf,
+    name: String,
+    run: u64,
+    feed: mpsc::Sender<Feed>,
+) -> AbortHandle {
     tokio::spawn(async move {
         loop {
             if let Some(pid) = read_pid_file(&path) {

@@ -12,7 +12,9 @@ pub fn reap_all() -> Vec<(Pid, Exit)> {
     loop {
         match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::Exited(pid, code)) => reaped.push((pid.as_raw(), Exit::Code(code))),
-            Ok(WaitStatus::Signaled(pid, signal, _)) => reaped.push((pid.as_raw(), Exit::Signal(signal))),
+            Ok(WaitStatus::Signaled(pid, signal, _)) => {
+                reaped.push((pid.as_raw(), Exit::Signal(signal)))
+            }
             Ok(WaitStatus::StillAlive) => break,
             Ok(_) => continue, // stopped/continued: not an exit
             Err(nix::errno::Errno::EINTR) => continue,

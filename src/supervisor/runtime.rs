@@ -23,12 +23,31 @@ use tokio::task::AbortHandle;
 /// What the tasks around the runtime tell it.
 #[derive(Debug)]
 pub enum Feed {
-    Line { name: String, run: u64, stream: &'static str, line: String },
-    Ready { name: String, run: u64 },
-    MainPid { name: String, run: u64, pid: Pid },
-    Notify { name: String, run: u64, message: notify::Message },
+    Line {
+        name: String,
+        run: u64,
+        stream: &'static str,
+        line: String,
+    },
+    Ready {
+        name: String,
+        run: u64,
+    },
+    MainPid {
+        name: String,
+        run: u64,
+        pid: Pid,
+    },
+    Notify {
+        name: String,
+        run: u64,
+        message: notify::Message,
+    },
     /// An `exec` readiness check to run; `done` gets whether it exited 0.
-    RunCheck { argv: Vec<String>, done: oneshot::Sender<bool> },
+    RunCheck {
+        argv: Vec<String>,
+        done: oneshot::Sender<bool>,
+    },
 }
 
 /// How the supervisor ended, for main to act on.
@@ -81,7 +100,11 @@ const UNCLAIMED_KEPT: usize = 64;
 
 impl Runtime {
     /// Supervises `config` until shutdown completes; returns what to do next.
-    pub async fn run(config: Config, mut requests: mpsc::Receiver<Request>, events: broadcast::Sender<Event>) -> Outcome {
+    pub async fn run(
+        config: Config,
+        mut requests: mpsc::Receiver<Request>,
+        events: broadcast::Sender<Event>,
+    ) -> Outcome {
         // Register for SIGCHLD before the first spawn, so no exit is missed.
         let signals = (
             signal(SignalKind::child()),
@@ -94,8 +117,12 @@ impl Runtime {
             return Outcome::Exit(1);
         };
         let (feed_tx, mut feed_rx) = mpsc::channel(FEED_CAPACITY);
-        let notify_dir =
-            config.control.socket.parent().map(|d| d.join("notify")).unwrap_or_else(|| PathBuf::from("/run/ember/notify"));
+        let notify_dir = config
+            .control
+            .socket
+            .parent()
+            .map(|d| d.join("notify"))
+            .unwrap_or_else(|| PathBuf::from("/run/ember/notify"));
         let origin = Instant::now();
         let engine = Engine::new(config.services.clone(), Duration::ZERO);
         let mut rt = Runtime {
@@ -150,7 +177,9 @@ impl Runtime {
         let engine = &mut self.engine;
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| engine.handle(input, now))) {
             Ok(actions) => self.execute(actions),
-            Err(_) => tracing::error!("internal error in the engine (a bug; please report it); carrying on"),
+            Err(_) => tracing::error!(
+                "internal error in the engine (a bug; please report it); carrying on"
+            ),
         }
     }
 
@@ -164,14 +193,26 @@ impl Runtime {
                     self.kill(&name, signal);
                     None
                 }
-                Action::Probe { name, run, readiness } => {
+                Action::Probe {
+                    name,
+                    run,
+                    readiness,
+                } => {
                     self.probe(&name, run, &readiness);
                     None
                 }
                 Action::WatchPidFile { name, run } => {
-                    let path = self.engine.unit(&name).and_then(|u| u.spec.pid_file.clone());
+                    let path = self
+                        .engine
+                        .unit(&name)
+                        .and_then(|u| u.spec.pid_file.clone());
                     if let Some(path) = path {
-                        let handle = readiness::watch_pid_file(path, name.clone(), run, self.feed_tx.clone());
+                        let handle = readiness::watch_pid_file(
+                            path,
+                            name.clone(),
+                            run,
+                            self.feed_tx.clone(),
+                        );
                         self.procs.entry(name).or_default().probes.push(handle);
                     }
                     None
@@ -216,7 +257,9 @@ impl Runtime {
                     None
                 }
                 Action::OnFailure { name, action } => {
-                    tracing::error!("{name} failed and has on_failure = {action:?}: taking the system down");
+                    tracing::error!(
+                        "{name} failed and has on_failure = {action:?}: taking the system down"
+                    );
                     let outcome = match action {
                         FailureAction::None => None,
                         // Not PID 1: stop everything and exit non-zero (PID 1 powers off or reboots).
@@ -248,7 +291,9 @@ impl Runtime {
     /// Spawns a service; returns the engine's reaction to the spawn (or to its failure).
     fn spawn(&mut self, name: &str, run: u64) -> Vec<Action> {
         let now = self.now();
-        let Some(unit) = self.engine.unit(name) else { return Vec::new() };
+        let Some(unit) = self.engine.unit(name) else {
+            return Vec::new();
+        };
         let spec = unit.spec.clone();
         let proc = self.procs.entry(name.to_owned()).or_default();
         if let Some(n) = proc.notify.take() {
@@ -265,7 +310,14 @@ impl Runtime {
                 }
                 Err(e) => {
                     let error = format!("cannot create its notify socket {}: {e}", path.display());
-                    return self.engine.handle(Input::SpawnFailed { name: name.to_owned(), run, error }, now);
+                    return self.engine.handle(
+                        Input::SpawnFailed {
+                            name: name.to_owned(),
+                            run,
+                            error,
+                        },
+                        now,
+                    );
                 }
             }
         }
@@ -273,18 +325,33 @@ impl Runtime {
             Ok(spawned) => {
                 tracing::debug!("{name}: spawned pid {}", spawned.pid);
                 proc.pgid = Some(spawned.pid);
-                self.children.insert(spawned.pid, ChildOwner::Service(name.to_owned()));
+                self.children
+                    .insert(spawned.pid, ChildOwner::Service(name.to_owned()));
                 if let Some(fd) = spawned.stdout {
                     output::read_lines(fd, name.to_owned(), run, "stdout", self.feed_tx.clone());
                 }
                 if let Some(fd) = spawned.stderr {
                     output::read_lines(fd, name.to_owned(), run, "stderr", self.feed_tx.clone());
                 }
-                self.engine.handle(Input::Spawned { name: name.to_owned(), run, pid: spawned.pid }, now)
+                self.engine.handle(
+                    Input::Spawned {
+                        name: name.to_owned(),
+                        run,
+                        pid: spawned.pid,
+                    },
+                    now,
+                )
             }
             Err(error) => {
                 tracing::warn!("{name}: cannot start: {error}");
-                self.engine.handle(Input::SpawnFailed { name: name.to_owned(), run, error }, now)
+                self.engine.handle(
+                    Input::SpawnFailed {
+                        name: name.to_owned(),
+                        run,
+                        error,
+                    },
+                    now,
+                )
             }
         }
     }
@@ -293,7 +360,10 @@ impl Runtime {
     fn kill(&mut self, name: &str, signal: Signal) {
         let pid = self.engine.unit(name).and_then(|u| u.pid);
         let pgid = self.procs.get(name).and_then(|p| p.pgid);
-        tracing::debug!("{name}: sending {} (pid {pid:?}, group {pgid:?})", signal.as_str());
+        tracing::debug!(
+            "{name}: sending {} (pid {pid:?}, group {pgid:?})",
+            signal.as_str()
+        );
         if let Some(pgid) = pgid {
             let _ = kill(NixPid::from_raw(-pgid), signal);
         }
@@ -301,7 +371,10 @@ impl Runtime {
             let _ = kill(NixPid::from_raw(pid), signal);
             // A forking daemon usually sits in a session of its own.
             if let Ok(group) = nix::unistd::getpgid(Some(NixPid::from_raw(pid))) {
-                if Some(group.as_raw()) != pgid && group.as_raw() > 1 && group.as_raw() != std::process::id() as i32 {
+                if Some(group.as_raw()) != pgid
+                    && group.as_raw() > 1
+                    && group.as_raw() != std::process::id() as i32
+                {
                     let _ = kill(NixPid::from_raw(-group.as_raw()), signal);
                 }
             }
@@ -316,7 +389,9 @@ impl Runtime {
                 Err(e) => tracing::error!("{name}: ready log pattern is invalid: {e}"),
             },
             other => {
-                if let Some(handle) = readiness::start(other, name.to_owned(), run, self.feed_tx.clone()) {
+                if let Some(handle) =
+                    readiness::start(other, name.to_owned(), run, self.feed_tx.clone())
+                {
                     proc.probes.push(handle);
                 }
             }
@@ -345,7 +420,10 @@ impl Runtime {
     }
 
     fn log_exit(&self, name: &str, pid: Pid, exit: Exit) {
-        let stopping = self.engine.unit(name).is_some_and(|u| u.state == super::model::State::Deactivating);
+        let stopping = self
+            .engine
+            .unit(name)
+            .is_some_and(|u| u.state == super::model::State::Deactivating);
         if exit.success() || stopping {
             tracing::info!("{name}: process {pid} exited with code 0");
         } else {
@@ -355,7 +433,12 @@ impl Runtime {
 
     fn on_feed(&mut self, feed: Feed) {
         match feed {
-            Feed::Line { name, run, stream, line } => {
+            Feed::Line {
+                name,
+                run,
+                stream,
+                line,
+            } => {
                 tracing::info!(target: "ember::service", service = %name, stream, "{name}: {line}");
                 let ready = self
                     .procs
@@ -363,7 +446,11 @@ impl Runtime {
                     .and_then(|p| p.log_ready.as_ref())
                     .is_some_and(|(r, re)| *r == run && re.is_match(&line));
                 let time = status::usec(std::time::SystemTime::now());
-                let entry = self.logs.entry(name.clone()).or_default().push(&name, stream, line, time);
+                let entry = self
+                    .logs
+                    .entry(name.clone())
+                    .or_default()
+                    .push(&name, stream, line, time);
                 let _ = self.events.send(Event::Log(entry));
                 if ready {
                     self.input(Input::Ready { name, run });
@@ -392,12 +479,19 @@ impl Runtime {
 
     /// A new main pid (forking pid file, sd_notify MAINPID=): supervise it from now on.
     fn claim_main_pid(&mut self, name: String, run: u64, pid: Pid) {
-        let running = self.engine.unit(&name).is_some_and(|u| u.run == run && u.is_running());
+        let running = self
+            .engine
+            .unit(&name)
+            .is_some_and(|u| u.run == run && u.is_running());
         if !running {
             return;
         }
         self.children.insert(pid, ChildOwner::Service(name.clone()));
-        self.input(Input::MainPid { name: name.clone(), run, pid });
+        self.input(Input::MainPid {
+            name: name.clone(),
+            run,
+            pid,
+        });
         // It may have died before we learnt its pid; its exit was kept for this.
         if let Some(i) = self.unclaimed.iter().position(|(p, _)| *p == pid) {
             if let Some((_, exit)) = self.unclaimed.remove(i) {
@@ -408,10 +502,19 @@ impl Runtime {
     }
 
     fn publish(&mut self, name: &str) {
-        let Some(unit) = self.engine.unit(name) else { return };
+        let Some(unit) = self.engine.unit(name) else {
+            return;
+        };
         let key = format!(
             "{:?} {:?} {:?} {} {:?} {:?} {:?} {:?}",
-            unit.state, unit.sub, unit.pid, unit.restarts, unit.last_exit, unit.reason, unit.status_text, unit.want
+            unit.state,
+            unit.sub,
+            unit.pid,
+            unit.restarts,
+            unit.last_exit,
+            unit.reason,
+            unit.status_text,
+            unit.want
         );
         if self.published.get(name) == Some(&key) {
             return;
@@ -445,7 +548,11 @@ impl Runtime {
     /// Re-reads the configuration; a configuration with any error changes nothing.
     fn reload(&mut self, why: &str) -> Result<(), Vec<String>> {
         let loaded = config::load(&self.config.path);
-        for problem in loaded.problems.iter().filter(|p| p.severity != config::Severity::Error) {
+        for problem in loaded
+            .problems
+            .iter()
+            .filter(|p| p.severity != config::Severity::Error)
+        {
             tracing::warn!("{problem}");
         }
         let Some(new) = loaded.config else {
@@ -453,7 +560,9 @@ impl Runtime {
             for e in &errors {
                 tracing::error!("{e}");
             }
-            tracing::error!("{why}: reload rejected: the configuration has errors; nothing changed");
+            tracing::error!(
+                "{why}: reload rejected: the configuration has errors; nothing changed"
+            );
             return Err(errors);
         };
         tracing::info!("{why}: reloading {}", new.path.display());
@@ -472,18 +581,27 @@ impl Runtime {
     fn answer(&mut self, command: Command, origin: &str) -> Reply {
         match command {
             Command::Status { names } => {
-                let names = if names.is_empty() { self.engine.units().map(|u| u.spec.name.clone()).collect() } else { names };
+                let names = if names.is_empty() {
+                    self.engine.units().map(|u| u.spec.name.clone()).collect()
+                } else {
+                    names
+                };
                 match self.statuses(&names) {
                     Ok(services) => Reply::Ok { services },
                     Err(reply) => reply,
                 }
             }
-            Command::Start { names } | Command::Stop { names } | Command::Restart { names } if names.is_empty() => {
+            Command::Start { names } | Command::Stop { names } | Command::Restart { names }
+                if names.is_empty() =>
+            {
                 Reply::error(ErrorKind::BadRequest, "name at least one service")
             }
             command @ (Command::Start { .. } | Command::Stop { .. } | Command::Restart { .. }) => {
                 if self.engine.shutting_down() {
-                    return Reply::error(ErrorKind::Busy, "ember is shutting down; no services can be started");
+                    return Reply::error(
+                        ErrorKind::Busy,
+                        "ember is shutting down; no services can be started",
+                    );
                 }
                 let (names, make): (Vec<String>, fn(String) -> Input) = match command {
                     Command::Start { names } => (names, Input::Start),
@@ -507,14 +625,21 @@ impl Runtime {
                 Ok(()) => Reply::ok(),
                 Err(errors) => Reply::error(
                     ErrorKind::InvalidConfig,
-                    format!("the configuration has errors; nothing changed:\n{}", errors.join("\n")),
+                    format!(
+                        "the configuration has errors; nothing changed:\n{}",
+                        errors.join("\n")
+                    ),
                 ),
             },
             Command::Logs { name, lines } => {
                 if self.engine.unit(&name).is_none() {
                     return unknown_service(&name);
                 }
-                let lines = self.logs.get(&name).map(|ring| ring.last(lines)).unwrap_or_default();
+                let lines = self
+                    .logs
+                    .get(&name)
+                    .map(|ring| ring.last(lines))
+                    .unwrap_or_default();
                 Reply::Logs { lines }
             }
             Command::Poweroff | Command::Reboot => {
@@ -568,6 +693,9 @@ fn log_transition(unit: &Unit) {
 fn owner_ids(user: &str) -> Option<(u32, u32)> {
     match user.parse::<u32>() {
         Ok(uid) => Some((uid, uid)),
-        Err(_) => nix::unistd::User::from_name(user).ok().flatten().map(|u| (u.uid.as_raw(), u.gid.as_raw())),
+        Err(_) => nix::unistd::User::from_name(user)
+            .ok()
+            .flatten()
+            .map(|u| (u.uid.as_raw(), u.gid.as_raw())),
     }
 }

@@ -46,14 +46,18 @@ fn resolve_identity(user: Option<&str>, group: Option<&str>) -> Result<Option<Id
     if let Some(user) = user {
         let found = match user.parse::<u32>() {
             Ok(n) => User::from_uid(Uid::from_raw(n)).ok().flatten(),
-            Err(_) => User::from_name(user).map_err(|e| format!("cannot look up user \"{user}\": {e}"))?,
+            Err(_) => {
+                User::from_name(user).map_err(|e| format!("cannot look up user \"{user}\": {e}"))?
+            }
         };
         match (found, user.parse::<u32>()) {
             (Some(u), _) => {
                 identity.uid = u.uid;
                 identity.gid = u.gid;
-                let cname = CString::new(u.name.clone()).map_err(|_| format!("bad user name \"{user}\""))?;
-                identity.groups = nix::unistd::getgrouplist(&cname, u.gid).unwrap_or_else(|_| vec![u.gid]);
+                let cname = CString::new(u.name.clone())
+                    .map_err(|_| format!("bad user name \"{user}\""))?;
+                identity.groups =
+                    nix::unistd::getgrouplist(&cname, u.gid).unwrap_or_else(|_| vec![u.gid]);
                 identity.home = Some(u.dir.to_string_lossy().into_owned());
                 identity.name = Some(u.name);
             }
@@ -68,7 +72,9 @@ fn resolve_identity(user: Option<&str>, group: Option<&str>) -> Result<Option<Id
     if let Some(group) = group {
         identity.gid = match group.parse::<u32>() {
             Ok(n) => Gid::from_raw(n),
-            Err(_) => match Group::from_name(group).map_err(|e| format!("cannot look up group \"{group}\": {e}"))? {
+            Err(_) => match Group::from_name(group)
+                .map_err(|e| format!("cannot look up group \"{group}\": {e}"))?
+            {
                 Some(g) => g.gid,
                 None => return Err(format!("group \"{group}\" does not exist")),
             },
@@ -102,7 +108,10 @@ pub fn spawn_service(spec: &ServiceSpec, notify_socket: Option<&Path>) -> Result
     let identity = resolve_identity(spec.user.as_deref(), spec.group.as_deref())?;
     let mut command = Command::new(&spec.command[0]);
     command.args(&spec.command[1..]);
-    command.env_remove("NOTIFY_SOCKET").env_remove("LISTEN_FDS").env_remove("LISTEN_PID");
+    command
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("LISTEN_FDS")
+        .env_remove("LISTEN_PID");
     if std::env::var_os("PATH").is_none() {
         command.env("PATH", crate::config::service::default_path());
     }
@@ -121,7 +130,10 @@ pub fn spawn_service(spec: &ServiceSpec, notify_socket: Option<&Path>) -> Result
     if let Some(dir) = &spec.workdir {
         command.current_dir(dir);
     }
-    command.stdin(Stdio::null()).stdout(stdio_for(&spec.stdout)?).stderr(stdio_for(&spec.stderr)?);
+    command
+        .stdin(Stdio::null())
+        .stdout(stdio_for(&spec.stdout)?)
+        .stderr(stdio_for(&spec.stderr)?);
     let spawned = launch(command, identity)?;
     Ok(spawned)
 }
@@ -129,7 +141,11 @@ pub fn spawn_service(spec: &ServiceSpec, notify_socket: Option<&Path>) -> Result
 /// Spawns a helper command (a readiness `exec` check) with no output.
 pub fn spawn_helper(argv: &[String]) -> Result<Pid, String> {
     let mut command = Command::new(&argv[0]);
-    command.args(&argv[1..]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    command
+        .args(&argv[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
     launch(command, None).map(|s| s.pid)
 }
 
@@ -162,7 +178,11 @@ fn launch(mut command: Command, identity: Option<Identity>) -> Result<Spawned, S
     let stderr = child.stderr.take().map(OwnedFd::from);
     // Dropping a std Child neither kills nor waits: the reaper owns its exit status.
     drop(child);
-    Ok(Spawned { pid, stdout, stderr })
+    Ok(Spawned {
+        pid,
+        stdout,
+        stderr,
+    })
 }
 
 /// Signal dispositions set to SIG_IGN survive exec; services start with every default.
@@ -176,5 +196,9 @@ fn reset_signal_dispositions() {
         // SAFETY: installing SIG_DFL has no handler to be unsafe about.
         let _ = unsafe { sigaction(signal, &default) };
     }
-    let _ = nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&SigSet::empty()),
+        None,
+    );
 }

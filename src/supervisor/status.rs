@@ -7,11 +7,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// `since` on the monotonic clock becomes wall time by subtracting its age from the wall
 /// clock now: a board that sets its clock late (no RTC, NTP after boot) still reads right.
 pub fn wall_time(mono_since: Duration, mono_now: Duration) -> SystemTime {
-    SystemTime::now().checked_sub(mono_now.saturating_sub(mono_since)).unwrap_or(UNIX_EPOCH)
+    SystemTime::now()
+        .checked_sub(mono_now.saturating_sub(mono_since))
+        .unwrap_or(UNIX_EPOCH)
 }
 
 pub fn usec(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
 }
 
 pub fn service_status(unit: &Unit, mono_now: Duration, seq: u64) -> ServiceStatus {
@@ -50,7 +54,10 @@ pub fn system_state<'a>(units: impl Iterator<Item = &'a Unit>, shutting_down: bo
         match unit.state {
             State::Failed => return SystemState::Degraded,
             State::Activating => starting = true,
-            State::Inactive if unit.want == super::model::Want::Up && unit.sub != super::model::Sub::Dependency => {
+            State::Inactive
+                if unit.want == super::model::Want::Up
+                    && unit.sub != super::model::Sub::Dependency =>
+            {
                 starting = true
             }
             _ => {}

@@ -64,7 +64,11 @@ impl Ember {
         let dir = TempDir::new(tag);
         let socket = dir.path("control.sock");
         let config = dir.path("ember.toml");
-        let text = format!("[control]\nsocket = \"{}\"\n\n{}", socket.display(), services.replace("$DIR", &dir.0.display().to_string()));
+        let text = format!(
+            "[control]\nsocket = \"{}\"\n\n{}",
+            socket.display(),
+            services.replace("$DIR", &dir.0.display().to_string())
+        );
         std::fs::write(&config, text).expect("write config");
         let log = std::fs::File::create(dir.path("ember.log")).expect("log file");
         let mut command = if namespace {
@@ -82,7 +86,12 @@ impl Ember {
             .stdout(log.try_clone().expect("log"))
             .stderr(log);
         let child = command.spawn().expect("spawn ember");
-        let ember = Ember { dir, child, socket, config };
+        let ember = Ember {
+            dir,
+            child,
+            socket,
+            config,
+        };
         let up = wait_for(Duration::from_secs(10), || ember.socket.exists());
         assert!(up, "ember did not open its socket; log:\n{}", ember.log());
         ember
@@ -91,9 +100,16 @@ impl Ember {
     /// ember's pid on the host (the namespace's PID 1, or the plain child).
     pub fn host_pid(&self) -> i32 {
         let pid = self.child.id() as i32;
-        let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
-        match children.split_whitespace().next().and_then(|p| p.parse().ok()) {
-            Some(inner) if Path::new(&format!("/proc/{pid}/exe")).exists() && is_unshare(pid) => inner,
+        let children =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        match children
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse().ok())
+        {
+            Some(inner) if Path::new(&format!("/proc/{pid}/exe")).exists() && is_unshare(pid) => {
+                inner
+            }
             _ => pid,
         }
     }
@@ -103,36 +119,61 @@ impl Ember {
     }
 
     pub fn ctl(&self, args: &[&str]) -> Output {
-        Command::new(EMBER).arg("ctl").arg("--socket").arg(&self.socket).args(args).output().expect("run ember ctl")
+        Command::new(EMBER)
+            .arg("ctl")
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("run ember ctl")
     }
 
     /// `ember ctl status --json` of one service.
     pub fn status(&self, name: &str) -> Value {
         let out = self.ctl(&["status", "--json", name]);
-        assert!(out.status.success(), "status {name} failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "status {name} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let v: Value = serde_json::from_slice(&out.stdout).expect("status JSON");
         v[0].clone()
     }
 
     pub fn all(&self) -> Vec<Value> {
         let out = self.ctl(&["status", "--json"]);
-        serde_json::from_slice::<Value>(&out.stdout).expect("status JSON").as_array().cloned().unwrap_or_default()
+        serde_json::from_slice::<Value>(&out.stdout)
+            .expect("status JSON")
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Waits until `name` is in `state` (and, if given, `sub_state`); panics with the log if not.
-    pub fn wait_state(&self, name: &str, state: &str, sub: Option<&str>, timeout: Duration) -> Value {
+    pub fn wait_state(
+        &self,
+        name: &str,
+        state: &str,
+        sub: Option<&str>,
+        timeout: Duration,
+    ) -> Value {
         let mut last = Value::Null;
         let ok = wait_for(timeout, || {
             last = self.status(name);
             last["state"] == state && sub.is_none_or(|s| last["sub_state"] == s)
         });
-        assert!(ok, "{name} never reached {state} {sub:?}; last {last}\nlog:\n{}", self.log());
+        assert!(
+            ok,
+            "{name} never reached {state} {sub:?}; last {last}\nlog:\n{}",
+            self.log()
+        );
         last
     }
 
     /// Sends a signal to ember itself.
     pub fn signal(&self, signal: nix::sys::signal::Signal) {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.host_pid()), signal).expect("signal ember");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.host_pid()), signal)
+            .expect("signal ember");
     }
 
     /// Waits for ember to exit; returns its exit code.
@@ -149,7 +190,9 @@ impl Ember {
 }
 
 fn is_unshare(pid: i32) -> bool {
-    std::fs::read_link(format!("/proc/{pid}/exe")).map(|p| p.ends_with("unshare")).unwrap_or(false)
+    std::fs::read_link(format!("/proc/{pid}/exe"))
+        .map(|p| p.ends_with("unshare"))
+        .unwrap_or(false)
 }
 
 impl Drop for Ember {
@@ -177,9 +220,15 @@ pub fn wait_for(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
 pub fn pids_with(marker: &str) -> Vec<i32> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let argv0 = cmdline.split(|b| *b == 0).next().unwrap_or_default().to_vec();
+        let argv0 = cmdline
+            .split(|b| *b == 0)
+            .next()
+            .unwrap_or_default()
+            .to_vec();
         let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
         if String::from_utf8_lossy(&argv0).ends_with("sleep") && cmdline.contains(marker) {
             found.push(pid);
@@ -190,14 +239,18 @@ pub fn pids_with(marker: &str) -> Vec<i32> {
 
 /// Host pids of the zombie children of `parent`.
 pub fn zombies_of(parent: i32) -> Vec<i32> {
-    let children = std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children")).unwrap_or_default();
+    let children = std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children"))
+        .unwrap_or_default();
     children
         .split_whitespace()
         .filter_map(|p| p.parse::<i32>().ok())
         .filter(|p| {
             std::fs::read_to_string(format!("/proc/{p}/stat"))
                 .ok()
-                .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('Z')))
+                .and_then(|s| {
+                    s.rsplit_once(')')
+                        .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+                })
                 .unwrap_or(false)
         })
         .collect()
@@ -205,5 +258,9 @@ pub fn zombies_of(parent: i32) -> Vec<i32> {
 
 /// Lines of a file the services append to.
 pub fn lines(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path).unwrap_or_default().lines().map(str::to_owned).collect()
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
 }
