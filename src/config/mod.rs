@@ -8,6 +8,8 @@
 //! `Warning` is only printed.
 
 pub mod service;
+#[cfg(test)]
+mod tests;
 pub mod values;
 
 use crate::supervisor::graph;
