@@ -324,12 +324,20 @@ fn read_service(
         ));
         return;
     }
-    let Some(raw) = deserialize::<service::RawService>(value, source, problems) else {
-        return;
-    };
-    if let Some((spec, deps)) = service::build(name, raw, offset, source, problems) {
-        spans.insert(name.to_owned(), (source.clone(), deps));
-        services.insert(name.to_owned(), (spec, source.path.clone()));
+    let built = deserialize::<service::RawService>(value, source, problems)
+        .and_then(|raw| service::build(name, raw, offset, source, problems));
+    match built {
+        Some((spec, deps)) => {
+            spans.insert(name.to_owned(), (source.clone(), deps));
+            services.insert(name.to_owned(), (spec, source.path.clone()));
+        }
+        // A service with errors is still defined: the services naming it get no "not
+        // defined" error, a second definition is still found. It has an `Error`, so this
+        // stand-in is never run.
+        None => {
+            let stand_in = ServiceSpec::new(name, &[]);
+            services.insert(name.to_owned(), (stand_in, source.path.clone()));
+        }
     }
 }
 

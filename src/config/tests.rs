@@ -847,3 +847,34 @@ requires = [
     assert_eq!(at(text, "\"forever\""), "7:17");
     assert_eq!(at(text, "\"cache\""), "11:5");
 }
+
+#[test]
+fn a_service_with_errors_is_still_defined() {
+    let tree = Tree::new();
+    tree.write(
+        "ember.toml",
+        r#"[service.web]
+command = ["/bin/sh"]
+restart = "sometimes"
+[service.db]
+command = ["/bin/sh"]
+stdout = "db.log"
+[service.app]
+command = ["/bin/sh"]
+requires = ["web", "db"]
+"#,
+    );
+    // Defined twice even though the first definition is broken.
+    tree.write("services.d/web.toml", "command = [\"/bin/sh\"]\n");
+    assert_eq!(
+        tree.problems(),
+        [
+            "ember.toml:3:11: unknown variant `sometimes`, expected one of `always`, `on-failure`, `never`".to_owned(),
+            "ember.toml:6:10: service \"db\": output \"db.log\" must be \"log\", \"console\", \"null\" or an absolute file path".to_owned(),
+            format!(
+                "services.d/web.toml:1:1: service \"web\" is defined twice (also in {})",
+                tree.root.join("ember.toml").display()
+            ),
+        ]
+    );
+}
