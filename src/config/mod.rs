@@ -209,7 +209,16 @@ fn deserialize<'a, T: Deserialize<'a>>(
 
 fn load_into(path: &Path, problems: &mut Vec<Problem>) -> Option<Config> {
     let source = read_source(path, problems)?;
-    let root = parse_source(&source, problems)?;
+    let Some(root) = parse_source(&source, problems) else {
+        // Still check each services.d file on its own, so that its errors do not wait
+        // for the main file's to be fixed; the graph needs every service, so not that.
+        let (partial, _) = DeTable::parse_recoverable(&source.text);
+        if let Some(dir) = recovered_services_dir(partial.get_ref()) {
+            let dir = services_dir(path, dir);
+            read_services_dir(&dir, &mut BTreeMap::new(), &mut BTreeMap::new(), problems);
+        }
+        return None;
+    };
     let mut system = RawSystem::default();
     let mut log = LogConfig::default();
     let mut control = ControlConfig::default();
@@ -255,12 +264,7 @@ fn load_into(path: &Path, problems: &mut Vec<Problem>) -> Option<Config> {
         }
     }
 
-    let base = path.parent().unwrap_or(Path::new("."));
-    let services_dir = match system.services_dir {
-        Some(dir) if dir.is_absolute() => dir,
-        Some(dir) => base.join(dir),
-        None => base.join("services.d"),
-    };
+    let services_dir = services_dir(path, system.services_dir);
     read_services_dir(&services_dir, &mut services, &mut spans, problems);
     let specs: BTreeMap<&str, &ServiceSpec> =
         services.iter().map(|(n, (s, _))| (n.as_str(), s)).collect();
@@ -295,6 +299,33 @@ fn load_into(path: &Path, problems: &mut Vec<Problem>) -> Option<Config> {
             .map(|(name, (spec, _))| (name, spec))
             .collect(),
     })
+}
+
+/// `[system] services_dir`, relative to the main file's directory, `services.d` there
+/// by default.
+fn services_dir(main: &Path, dir: Option<PathBuf>) -> PathBuf {
+    let base = main.parent().unwrap_or(Path::new("."));
+    match dir {
+        Some(dir) if dir.is_absolute() => dir,
+        Some(dir) => base.join(dir),
+        None => base.join("services.d"),
+    }
+}
+
+/// `[system] services_dir` as what the parser recovered from a main file with syntax
+/// errors tells it: `None` when it cannot tell.
+fn recovered_services_dir(root: &DeTable<'_>) -> Option<Option<PathBuf>> {
+    let Some(system) = root.get("system") else {
+        return Some(None);
+    };
+    let DeValue::Table(system) = system.get_ref() else {
+        return None;
+    };
+    match system.get("services_dir").map(Spanned::get_ref) {
+        None => Some(None),
+        Some(DeValue::String(dir)) => Some(Some(PathBuf::from(dir.as_ref()))),
+        Some(_) => None,
+    }
 }
 
 type SpanMap = BTreeMap<String, (Rc<Source>, service::DependencySpans)>;

@@ -370,6 +370,8 @@ fn toml_syntax_errors() {
         [
             "ember.toml:1:8: unclosed table, expected `]`",
             "ember.toml:4:9: string values must be quoted, expected literal string",
+            // services.d is still checked.
+            "services.d/web.toml:1:21: unclosed array, expected `]`",
         ]
     );
 
@@ -876,5 +878,51 @@ requires = ["web", "db"]
                 tree.root.join("ember.toml").display()
             ),
         ]
+    );
+}
+
+#[test]
+fn syntax_errors_in_the_main_file_do_not_hide_those_of_services_d() {
+    let tree = Tree::new();
+    tree.write("ember.toml", "[log]\nlevel = debug\n");
+    tree.write(
+        "services.d/a.toml",
+        "command = [\"/bin/sh\"]\nrestart = \"sometimes\"\n",
+    );
+    // The graph is not checked: the main file's services are not known.
+    tree.write(
+        "services.d/b.toml",
+        "command = [\"/bin/sh\"]\nrequires = [\"main\"]\n",
+    );
+    let expected = [
+        "ember.toml:2:9: string values must be quoted, expected literal string",
+        "services.d/a.toml:2:11: unknown variant `sometimes`, expected one of `always`, `on-failure`, `never`",
+    ];
+    let loaded = tree.load();
+    assert!(loaded.config.is_none());
+    assert_eq!(tree.lines(&loaded), expected);
+
+    // In the services_dir the main file names, when the parser could read it.
+    tree.write(
+        "ember.toml",
+        "[system]\nservices_dir = \"units\"\n[log]\nlevel = debug\n",
+    );
+    tree.write("units/c.toml", "command = [\"/bin/sh\"]\nbogus = 1\n");
+    assert_eq!(
+        tree.problems(),
+        [
+            "ember.toml:4:9: string values must be quoted, expected literal string",
+            "units/c.toml:2:1: unknown field `bogus`, expected one of `command`, `type`, `pid_file`, `user`, `group`, `env`, `workdir`, `requires`, `wants`, `after`, `restart`, `restart_delay`, `restart_delay_max`, `start_limit`, `start_limit_interval`, `stop_signal`, `stop_timeout`, `ready`, `ready_timeout`, `watchdog`, `stdout`, `stderr`, `enabled`, `on_failure`",
+        ]
+    );
+
+    // Not when services_dir cannot be read: which directory is unknown.
+    tree.write(
+        "ember.toml",
+        "[system]\nservices_dir = 5\n[log]\nlevel = debug\n",
+    );
+    assert_eq!(
+        tree.problems(),
+        ["ember.toml:4:9: string values must be quoted, expected literal string"]
     );
 }
