@@ -197,14 +197,35 @@ fn parse_source<'a>(
     None
 }
 
+/// Deserializes a value, reporting every bad entry of a table: serde stops at the first
+/// error, so the entry it points at is dropped and the rest tried again.
 fn deserialize<'a, T: Deserialize<'a>>(
     value: Spanned<DeValue<'a>>,
     source: &Source,
     problems: &mut Vec<Problem>,
 ) -> Option<T> {
-    T::deserialize(ValueDeserializer::from(value))
-        .map_err(|e| problems.push(source.toml_error(&e)))
-        .ok()
+    let span = value.span();
+    let mut value = value.into_inner();
+    let mut failed = false;
+    loop {
+        let error = match T::deserialize(ValueDeserializer::from(Spanned::new(
+            span.clone(),
+            value.clone(),
+        ))) {
+            Ok(t) => return (!failed).then_some(t),
+            Err(e) => e,
+        };
+        problems.push(source.toml_error(&error));
+        failed = true;
+        let (DeValue::Table(table), Some(at)) = (&mut value, error.span()) else {
+            return None;
+        };
+        let bad = table
+            .iter()
+            .find(|(k, v)| k.span().contains(&at.start) || v.span().contains(&at.start))
+            .map(|(k, _)| k.clone())?;
+        table.remove(&bad);
+    }
 }
 
 fn load_into(path: &Path, problems: &mut Vec<Problem>) -> Option<Config> {
@@ -312,8 +333,8 @@ fn services_dir(main: &Path, dir: Option<PathBuf>) -> PathBuf {
     }
 }
 
-/// `[system] services_dir` as what the parser recovered from a main file with syntax
-/// errors tells it: `None` when it cannot tell.
+/// `[system] services_dir` as far as the parser could read it from a main file with
+/// syntax errors: `None` when it cannot tell.
 fn recovered_services_dir(root: &DeTable<'_>) -> Option<Option<PathBuf>> {
     let Some(system) = root.get("system") else {
         return Some(None);

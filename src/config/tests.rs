@@ -424,7 +424,7 @@ ready = { log = "up", timeout = "5s" }
 #[test]
 fn bad_values() {
     let tree = Tree::new();
-    // One bad value a table: serde stops at the first error inside a table.
+    // One bad value a table, each message on its own.
     tree.write(
         "ember.toml",
         r#"[system]
@@ -924,5 +924,57 @@ fn syntax_errors_in_the_main_file_do_not_hide_those_of_services_d() {
     assert_eq!(
         tree.problems(),
         ["ember.toml:4:9: string values must be quoted, expected literal string"]
+    );
+}
+
+#[test]
+fn every_bad_key_of_one_table_is_reported() {
+    let tree = Tree::new();
+    tree.write(
+        "ember.toml",
+        r#"[system]
+device = 1
+services_dir = 2
+colour = "red"
+[service.a]
+command = ["/bin/sh", 3]
+type = "daemon"
+restart = "sometimes"
+stop_signal = "SIGNOPE"
+stop_timeout = "soon"
+ready = { log = "up", timeout = "5s" }
+nonsense = true
+[service.b]
+command = ["/bin/sh"]
+enabled = "yes"
+[service.b.ready]
+log = 1
+wat = 2
+"#,
+    );
+    tree.write(
+        "services.d/c.toml",
+        "command = \"/bin/sh\"\nenv = { A = 1 }\nstart_limit = -1\n",
+    );
+    assert_eq!(
+        tree.problems(),
+        [
+            "ember.toml:2:10: invalid type: integer `1`, expected a string",
+            "ember.toml:3:16: invalid type: integer `2`, expected path string",
+            "ember.toml:4:1: unknown field `colour`, expected `device` or `services_dir`",
+            "ember.toml:6:23: invalid type: integer `3`, expected a string",
+            "ember.toml:7:8: unknown variant `daemon`, expected one of `simple`, `oneshot`, `notify`, `forking`",
+            "ember.toml:8:11: unknown variant `sometimes`, expected one of `always`, `on-failure`, `never`",
+            "ember.toml:9:15: unknown signal \"SIGNOPE\"; write e.g. \"SIGTERM\", \"SIGINT\", \"SIGQUIT\"",
+            "ember.toml:10:16: invalid duration \"soon\" (expected number at 0); write e.g. \"250ms\", \"5s\", \"2m\"",
+            // Only the first error inside the ready table: it is dropped as a whole.
+            "ember.toml:11:23: unknown field `timeout`, expected one of `log`, `delay`, `notify`, `tcp`, `file`, `exec`",
+            "ember.toml:12:1: unknown field `nonsense`, expected one of `command`, `type`, `pid_file`, `user`, `group`, `env`, `workdir`, `requires`, `wants`, `after`, `restart`, `restart_delay`, `restart_delay_max`, `start_limit`, `start_limit_interval`, `stop_signal`, `stop_timeout`, `ready`, `ready_timeout`, `watchdog`, `stdout`, `stderr`, `enabled`, `on_failure`",
+            "ember.toml:15:11: invalid type: string \"yes\", expected a boolean",
+            "ember.toml:17:7: invalid type: integer `1`, expected a string",
+            "services.d/c.toml:1:11: invalid type: string \"/bin/sh\", expected a sequence",
+            "services.d/c.toml:2:13: invalid type: integer `1`, expected a string",
+            "services.d/c.toml:3:15: invalid value: integer `-1`, expected u32",
+        ]
     );
 }
