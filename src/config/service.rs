@@ -18,7 +18,7 @@ pub struct RawService {
     command: Option<Spanned<Vec<String>>>,
     #[serde(rename = "type")]
     kind: Option<ServiceType>,
-    pid_file: Option<PathBuf>,
+    pid_file: Option<Spanned<PathBuf>>,
     user: Option<Spanned<String>>,
     group: Option<Spanned<String>>,
     #[serde(default)]
@@ -247,19 +247,20 @@ pub fn build(
         }
     }
     spec.kind = raw.kind.unwrap_or(ServiceType::Simple);
-    spec.pid_file = raw.pid_file;
+    let pid_file_offset = raw.pid_file.as_ref().map(|p| p.span().start);
+    spec.pid_file = raw.pid_file.map(Spanned::into_inner);
     if spec.kind == ServiceType::Forking && spec.pid_file.is_none() {
         error!(table_offset, format!("service \"{name}\" is type = \"forking\" but has no pid_file; ember must know the daemon's pid"));
     }
-    if let Some(p) = &spec.pid_file {
+    if let (Some(p), Some(offset)) = (&spec.pid_file, pid_file_offset) {
         if spec.kind != ServiceType::Forking {
             error!(
-                table_offset,
+                offset,
                 format!("service \"{name}\": pid_file applies to type = \"forking\" only")
             );
         } else if !p.is_absolute() {
             error!(
-                table_offset,
+                offset,
                 format!("service \"{name}\": pid_file must be an absolute path")
             );
         }
@@ -327,8 +328,10 @@ pub fn build(
         ServiceType::Notify => Readiness::Notify,
         ServiceType::Simple => Readiness::Spawned,
     };
+    let mut ready_offset = table_offset;
     if let Some(ready) = raw.ready {
         let offset = ready.span().start;
+        ready_offset = offset;
         match ready_kind(ready.into_inner()) {
             Err(why) => error!(offset, format!("service \"{name}\": {why}")),
             Ok(kind) if spec.kind == ServiceType::Simple || (spec.kind == ServiceType::Notify && kind == Readiness::Notify) => {
@@ -351,7 +354,7 @@ pub fn build(
     if let Readiness::Log(pattern) = &spec.ready {
         if let Err(e) = regex_lite::Regex::new(pattern) {
             error!(
-                table_offset,
+                ready_offset,
                 format!("service \"{name}\": ready log pattern is not a valid regex: {e}")
             );
         }

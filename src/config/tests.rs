@@ -978,3 +978,37 @@ wat = 2
         ]
     );
 }
+
+#[test]
+fn pid_file_and_ready_errors_point_at_their_values() {
+    let tree = Tree::new();
+    let text = r#"[service.a]
+command = ["/bin/sh"]
+type = "forking"
+pid_file = "run/a.pid"
+[service.b]
+command = ["/bin/sh"]
+pid_file = "/run/b.pid"
+[service.c]
+command = ["/bin/sh"]
+ready = { log = "listening (on" }
+"#;
+    tree.write("ember.toml", text);
+    assert_eq!(
+        tree.problems(),
+        [
+            format!(
+                "ember.toml:{}: service \"a\": pid_file must be an absolute path",
+                at(text, "\"run/a.pid\"")
+            ),
+            format!(
+                "ember.toml:{}: service \"b\": pid_file applies to type = \"forking\" only",
+                at(text, "\"/run/b.pid\"")
+            ),
+            format!(
+                "ember.toml:{}: service \"c\": ready log pattern is not a valid regex: found open group without closing ')'",
+                at(text, "{ log")
+            ),
+        ]
+    );
+}
