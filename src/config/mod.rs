@@ -120,7 +120,13 @@ impl Source {
     }
 
     fn toml_error(&self, e: &toml::de::Error) -> Problem {
-        let message = e.message().trim().replace('\n', " ");
+        // In TOML's words, not serde's.
+        let message = e
+            .message()
+            .trim()
+            .replace('\n', " ")
+            .replace("expected a sequence", "expected an array")
+            .replace("expected a map", "expected a table");
         self.problem(e.span().map(|s| s.start), Severity::Error, message)
     }
 }
@@ -248,7 +254,14 @@ fn load_into(path: &Path, problems: &mut Vec<Problem>) -> Option<Config> {
     let mut inline_services = None;
     for (key, value) in root.into_inner() {
         let offset = key.span().start;
+        let is_table = matches!(value.get_ref(), DeValue::Table(_));
         match key.get_ref().as_ref() {
+            // Checked here: serde would read an array as the fields in order.
+            name @ ("system" | "log" | "control") if !is_table => problems.push(source.problem(
+                Some(value.span().start),
+                Severity::Error,
+                format!("\"{name}\" must be a table: write [{name}] and its keys below it"),
+            )),
             "system" => system = deserialize(value, &source, problems).unwrap_or_default(),
             "log" => log = deserialize(value, &source, problems).unwrap_or_default(),
             "control" => control = deserialize(value, &source, problems).unwrap_or_default(),
@@ -266,6 +279,15 @@ fn load_into(path: &Path, problems: &mut Vec<Problem>) -> Option<Config> {
             DeValue::Table(table) => {
                 for (name, service) in table {
                     let offset = name.span().start;
+                    if !matches!(service.get_ref(), DeValue::Table(_)) {
+                        let name = name.get_ref();
+                        problems.push(source.problem(
+                            Some(service.span().start),
+                            Severity::Error,
+                            format!("service \"{name}\" must be a table: write [service.{name}] and its keys below it"),
+                        ));
+                        continue;
+                    }
                     read_service(
                         name.get_ref(),
                         offset,
@@ -370,7 +392,7 @@ fn read_service(
             Some(offset),
             Severity::Error,
             format!(
-                "service \"{name}\" is defined twice (also in {})",
+                "service \"{name}\" is defined twice (also in {}); keep one",
                 other.display()
             ),
         ));

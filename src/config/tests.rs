@@ -353,7 +353,7 @@ fn a_service_defined_in_the_main_file_and_in_services_d() {
     assert_eq!(
         tree.lines(&loaded),
         [format!(
-            "services.d/web.toml:1:1: service \"web\" is defined twice (also in {})",
+            "services.d/web.toml:1:1: service \"web\" is defined twice (also in {}); keep one",
             tree.root.join("ember.toml").display()
         )]
     );
@@ -477,7 +477,7 @@ type = "simple"
         tree.problems(),
         [
             "ember.toml:2:10: invalid type: integer `7`, expected a string",
-            "ember.toml:4:11: invalid type: string \"/bin/sh\", expected a sequence",
+            "ember.toml:4:11: invalid type: string \"/bin/sh\", expected an array",
             "ember.toml:7:8: unknown variant `daemon`, expected one of `simple`, `oneshot`, `notify`, `forking`",
             "ember.toml:10:11: unknown variant `sometimes`, expected one of `always`, `on-failure`, `never`",
             "ember.toml:13:14: unknown variant `halt`, expected one of `none`, `reboot`, `poweroff`",
@@ -521,10 +521,10 @@ watchdog = "0"
     assert_eq!(
         tree.problems(),
         [
-            "ember.toml:1:10: service \"a\" is type = \"forking\" but has no pid_file; ember must know the daemon's pid",
+            "ember.toml:1:10: service \"a\" is type = \"forking\" but has no pid_file: ember must know the daemon's pid; add e.g. pid_file = \"/run/a.pid\"",
             "ember.toml:7:9: service \"b\": ready does not apply to type = \"oneshot\" (a oneshot is ready when it exits 0); use type = \"simple\" with ready",
             "ember.toml:11:9: service \"c\": ready does not apply to type = \"notify\" (a notify service is ready when it sends READY=1); use type = \"simple\" with ready",
-            "ember.toml:15:12: service \"d\": watchdog must be longer than 0",
+            "ember.toml:15:12: service \"d\": watchdog must be longer than 0; remove it for none",
         ]
     );
 }
@@ -581,11 +581,11 @@ command = ["/bin/sh"]
     assert_eq!(
         tree.lines(&loaded),
         [
-            "ember.toml:3:18: service \"a\" requires \"ghost\", which is not defined",
+            "ember.toml:3:18: service \"a\" requires \"ghost\", which is not defined; define it or remove it from requires",
             // Like systemd's Wants= and After=: only a warning.
-            "ember.toml:4:10: warning: service \"a\" wants \"maybe\", which is not defined",
-            "ember.toml:5:15: warning: service \"a\" after \"later\", which is not defined",
-            "services.d/c.toml:2:18: service \"c\" requires \"phantom\", which is not defined",
+            "ember.toml:4:10: warning: service \"a\" wants \"maybe\", which is not defined; define it or remove it from wants",
+            "ember.toml:5:15: warning: service \"a\" after \"later\", which is not defined; define it or remove it from after",
+            "services.d/c.toml:2:18: service \"c\" requires \"phantom\", which is not defined; define it or remove it from requires",
         ]
     );
 
@@ -631,9 +631,9 @@ after = ["self"]
     assert_eq!(
         tree.problems(),
         [
-            "ember.toml:3:13: dependency cycle: a -> b -> a",
-            "ember.toml:9:10: dependency cycle: x -> y -> z -> x",
-            "ember.toml:12:10: service \"self\" after itself",
+            "ember.toml:3:13: dependency cycle: a -> b -> a; remove one of these dependencies",
+            "ember.toml:9:10: dependency cycle: x -> y -> z -> x; remove one of these dependencies",
+            "ember.toml:12:10: service \"self\" after itself; remove \"self\" from after",
         ]
     );
 }
@@ -677,9 +677,9 @@ env = {{ PATH = "/nonexistent:{bin}" }}
     assert_eq!(
         tree.lines(&loaded),
         [
-            "ember.toml:2:11: service \"missing\": command /nonexistent/prog cannot be used: No such file or directory (os error 2)".to_owned(),
+            "ember.toml:2:11: service \"missing\": command /nonexistent/prog does not exist; give the path of an installed program".to_owned(),
             format!("ember.toml:4:11: service \"plain\": command {} is not executable (chmod +x it)", plain.display()),
-            format!("ember.toml:6:11: service \"dir\": command {} is a directory", bin.display()),
+            format!("ember.toml:6:11: service \"dir\": command {} is a directory; give the path of a program", bin.display()),
             format!("ember.toml:8:11: service \"bare\": command \"no-such-tool\" is not found on PATH (/nonexistent:{}); give its absolute path", bin.display()),
         ]
     );
@@ -705,8 +705,8 @@ group = "4242"
     assert_eq!(
         tree.lines(&loaded),
         [
-            "ember.toml:3:8: service \"a\": user \"ember-no-such-user\" does not exist on this system",
-            "ember.toml:4:9: service \"a\": group \"ember-no-such-group\" does not exist on this system",
+            "ember.toml:3:8: service \"a\": user \"ember-no-such-user\" does not exist on this system; create it or give a numeric id",
+            "ember.toml:4:9: service \"a\": group \"ember-no-such-group\" does not exist on this system; create it or give a numeric id",
         ]
     );
 }
@@ -840,7 +840,7 @@ requires = [
             ),
             // The dependency on its own line of a multi-line array.
             format!(
-                "ember.toml:{}: service \"db\" requires \"cache\", which is not defined",
+                "ember.toml:{}: service \"db\" requires \"cache\", which is not defined; define it or remove it from requires",
                 at(text, "\"cache\"")
             ),
         ]
@@ -874,7 +874,7 @@ requires = ["web", "db"]
             "ember.toml:3:11: unknown variant `sometimes`, expected one of `always`, `on-failure`, `never`".to_owned(),
             "ember.toml:6:10: service \"db\": output \"db.log\" must be \"log\", \"console\", \"null\" or an absolute file path".to_owned(),
             format!(
-                "services.d/web.toml:1:1: service \"web\" is defined twice (also in {})",
+                "services.d/web.toml:1:1: service \"web\" is defined twice (also in {}); keep one",
                 tree.root.join("ember.toml").display()
             ),
         ]
@@ -972,7 +972,7 @@ wat = 2
             "ember.toml:12:1: unknown field `nonsense`, expected one of `command`, `type`, `pid_file`, `user`, `group`, `env`, `workdir`, `requires`, `wants`, `after`, `restart`, `restart_delay`, `restart_delay_max`, `start_limit`, `start_limit_interval`, `stop_signal`, `stop_timeout`, `ready`, `ready_timeout`, `watchdog`, `stdout`, `stderr`, `enabled`, `on_failure`",
             "ember.toml:15:11: invalid type: string \"yes\", expected a boolean",
             "ember.toml:17:7: invalid type: integer `1`, expected a string",
-            "services.d/c.toml:1:11: invalid type: string \"/bin/sh\", expected a sequence",
+            "services.d/c.toml:1:11: invalid type: string \"/bin/sh\", expected an array",
             "services.d/c.toml:2:13: invalid type: integer `1`, expected a string",
             "services.d/c.toml:3:15: invalid value: integer `-1`, expected u32",
         ]
@@ -998,17 +998,214 @@ ready = { log = "listening (on" }
         tree.problems(),
         [
             format!(
-                "ember.toml:{}: service \"a\": pid_file must be an absolute path",
+                "ember.toml:{}: service \"a\": pid_file must be an absolute path such as \"/run/a.pid\"",
                 at(text, "\"run/a.pid\"")
             ),
             format!(
-                "ember.toml:{}: service \"b\": pid_file applies to type = \"forking\" only",
+                "ember.toml:{}: service \"b\": pid_file applies to type = \"forking\" only; remove it or set type = \"forking\"",
                 at(text, "\"/run/b.pid\"")
             ),
             format!(
-                "ember.toml:{}: service \"c\": ready log pattern is not a valid regex: found open group without closing ')'",
+                r#"ember.toml:{}: service "c": ready log pattern "listening (on" is not a valid regex (found open group without closing ')'); escape the characters meant literally, e.g. '\(' or "\\(" for ("#,
                 at(text, "{ log")
             ),
         ]
     );
+}
+
+#[test]
+fn sections_and_services_of_the_wrong_type() {
+    let tree = Tree::new();
+    tree.write(
+        "ember.toml",
+        r#"system = 1
+log = "debug"
+control = ["/run/ember.sock"]
+[service]
+web = "/usr/bin/web"
+[service.a]
+command = ["/bin/sh"]
+ready = "notify"
+env = "PATH=/bin"
+requires = "web"
+"#,
+    );
+    assert_eq!(
+        tree.problems(),
+        [
+            "ember.toml:1:10: \"system\" must be a table: write [system] and its keys below it",
+            "ember.toml:2:7: \"log\" must be a table: write [log] and its keys below it",
+            "ember.toml:3:11: \"control\" must be a table: write [control] and its keys below it",
+            "ember.toml:5:7: service \"web\" must be a table: write [service.web] and its keys below it",
+            "ember.toml:8:9: invalid type: string \"notify\", expected an inline table with one of log, delay, notify, tcp, file, exec, such as { notify = true }",
+            "ember.toml:9:7: invalid type: string \"PATH=/bin\", expected a table",
+            "ember.toml:10:12: invalid type: string \"web\", expected an array",
+        ]
+    );
+}
+
+/// Every error says what to write instead (or what to do), not only what is wrong.
+#[test]
+fn messages_read_like_advice() {
+    let tree = Tree::new();
+    let plain = tree.write("data", "not a program\n");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o644)).unwrap();
+    tree.write(
+        "ember.toml",
+        &format!(
+            r#"[system]
+devise = "x"
+[log]
+level = 1
+[control]
+socket = ["/run/x.sock"]
+[nope]
+[[service.array]]
+command = ["/bin/sh"]
+[service."a b"]
+command = ["/bin/sh"]
+[service.c1]
+command = []
+[service.c2]
+restart = "never"
+[service.c3]
+command = ["/nonexistent/x"]
+[service.c4]
+command = ["no-such-program-ember"]
+env = {{ PATH = "/nonexistent" }}
+[service.c5]
+command = ["/"]
+[service.c6]
+command = [{plain:?}]
+[service.t1]
+command = ["/bin/sh"]
+type = "thread"
+[service.t2]
+command = ["/bin/sh"]
+restart = "often"
+[service.t3]
+command = ["/bin/sh"]
+on_failure = "panic"
+[service.t4]
+command = ["/bin/sh"]
+stop_timeout = "a while"
+[service.t5]
+command = ["/bin/sh"]
+stop_signal = "SIGWHAT"
+[service.t6]
+command = ["/bin/sh"]
+stdout = "out.log"
+[service.f1]
+command = ["/bin/sh"]
+type = "forking"
+[service.f2]
+command = ["/bin/sh"]
+pid_file = "/run/f2.pid"
+[service.f3]
+command = ["/bin/sh"]
+type = "forking"
+pid_file = "f3.pid"
+[service.r1]
+command = ["/bin/sh"]
+ready = {{}}
+[service.r2]
+command = ["/bin/sh"]
+ready = {{ notify = true, delay = "1s" }}
+[service.r3]
+command = ["/bin/sh"]
+ready = {{ tcp = "host" }}
+[service.r4]
+command = ["/bin/sh"]
+ready = {{ exec = [] }}
+[service.r5]
+command = ["/bin/sh"]
+type = "oneshot"
+ready = {{ notify = true }}
+[service.w1]
+command = ["/bin/sh"]
+watchdog = "1s"
+[service.w2]
+command = ["/bin/sh"]
+type = "notify"
+watchdog = "0"
+[service.u1]
+command = ["/bin/sh"]
+user = "ember-no-such-user"
+[service.d1]
+command = ["/bin/sh"]
+requires = ["d1"]
+[service.d2]
+command = ["/bin/sh"]
+after = ["d3"]
+[service.d3]
+command = ["/bin/sh"]
+after = ["d2"]
+[service.d4]
+command = ["/bin/sh"]
+requires = ["ghost"]
+wants = ["phantom"]
+[service.s1]
+command = ["/bin/sh"]
+env = "PATH=/bin"
+[service.s2]
+command = ["/bin/sh"]
+ready = "notify"
+[service.s3]
+command = ["/bin/sh"]
+requires = "d2"
+[service.s4]
+command = ["/bin/sh"]
+start_limit = -1
+[service.s5]
+command = ["/bin/sh"]
+enabled = "yes"
+[service.s6]
+command = "/bin/sh"
+[service.s7]
+command = ["/bin/sh"]
+restart_delay = 5
+[service.s8]
+command = ["/bin/sh"]
+bogus = 1
+[service.s9]
+command = ["/bin/sh"]
+ready = {{ notify = true, timeout = "5s" }}
+[service.s10]
+command = ["/bin/sh"]
+ready = {{ log = "(" }}
+[service.s11]
+command = ["/bin/sh"]
+ready = {{ exec = "/bin/true" }}
+[service.s12]
+command = ["/bin/sh"]
+group = "ember-no-such-group"
+[service.s13]
+command = ["/bin/sh"]
+env = {{ X = 1 }}
+[service.s14]
+command = ["/bin/sh", 1]
+[service.s15]
+command = ["/bin/sh"]
+pid_file = 1
+[service.s16]
+command = ["/bin/sh"]
+type = "notify"
+ready = {{ delay = "1s" }}
+"#
+        ),
+    );
+    tree.write("services.d/d1.toml", "command = [\"/bin/sh\"]\n");
+    let problems = tree.problems();
+    assert_eq!(problems.len(), 50, "{problems:#?}");
+    let advice = [
+        "expected", "write", "use ", "give", "add", "remove", "set ", "define", "keep", "create",
+        "chmod", "such as", "must be", "one of", "escape",
+    ];
+    for problem in &problems {
+        assert!(
+            advice.iter().any(|a| problem.contains(a)),
+            "no advice in: {problem}"
+        );
+    }
 }

@@ -30,7 +30,10 @@ pub fn check(services: &BTreeMap<&str, &ServiceSpec>) -> Vec<GraphIssue> {
                     service: name.to_string(),
                     dependency: Some(dep.clone()),
                     severity,
-                    message: format!("service \"{name}\" {kind} \"{dep}\", which is not defined"),
+                    message: format!(
+                        "service \"{name}\" {kind} \"{dep}\", which is not defined; \
+                         define it or remove it from {kind}"
+                    ),
                 });
             }
         }
@@ -41,7 +44,10 @@ pub fn check(services: &BTreeMap<&str, &ServiceSpec>) -> Vec<GraphIssue> {
             service: first.clone(),
             dependency: cycle.get(1).cloned(),
             severity: Severity::Error,
-            message: format!("dependency cycle: {}", cycle.join(" -> ")),
+            message: format!(
+                "dependency cycle: {}; remove one of these dependencies",
+                cycle.join(" -> ")
+            ),
         });
     }
     issues
@@ -122,7 +128,10 @@ mod tests {
             spec("c", &["a"], &[]),
         ]);
         assert_eq!(issues.len(), 1);
-        assert_eq!(issues[0].message, "dependency cycle: a -> b -> a");
+        assert_eq!(
+            issues[0].message,
+            "dependency cycle: a -> b -> a; remove one of these dependencies"
+        );
         assert_eq!(issues[0].severity, Severity::Error);
     }
 
@@ -132,7 +141,7 @@ mod tests {
         assert_eq!(issues.len(), 2);
         assert_eq!(
             issues[0].message,
-            "service \"a\" requires \"ghost\", which is not defined"
+            "service \"a\" requires \"ghost\", which is not defined; define it or remove it from requires"
         );
         assert_eq!(issues[0].severity, Severity::Error);
         assert_eq!(issues[1].severity, Severity::Warning);
