@@ -322,7 +322,7 @@ fn load_into(path: &Path, problems: &mut Vec<Problem>) -> Option<Config> {
             .and_then(|d| {
                 deps.deps
                     .iter()
-                    .find(|(name, _, _)| name == d)
+                    .find(|(name, kind, _)| name == d && issue.kind.is_none_or(|k| k == *kind))
                     .map(|(_, _, o)| *o)
             })
             .or(deps.table);

@@ -1209,3 +1209,29 @@ ready = {{ delay = "1s" }}
         );
     }
 }
+
+#[test]
+fn an_unknown_dependency_in_two_lists_is_shown_in_each() {
+    let tree = Tree::new();
+    let text = r#"[service.a]
+command = ["/bin/sh"]
+wants = ["net"]
+after = ["clock", "net"]
+"#;
+    tree.write("ember.toml", text);
+    assert_eq!(
+        tree.problems(),
+        [
+            format!(
+                "ember.toml:{}: warning: service \"a\" wants \"net\", which is not defined; define it or remove it from wants",
+                at(text, "\"net\"")
+            ),
+            format!(
+                "ember.toml:{}: warning: service \"a\" after \"clock\", which is not defined; define it or remove it from after",
+                at(text, "\"clock\"")
+            ),
+            // The "net" of after, not the one of wants.
+            "ember.toml:4:19: warning: service \"a\" after \"net\", which is not defined; define it or remove it from after".to_owned(),
+        ]
+    );
+}

@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 pub struct GraphIssue {
     pub service: String,
     pub dependency: Option<String>,
+    /// The list the dependency is in ("requires", "wants", "after"), when one is.
+    pub kind: Option<&'static str>,
     pub severity: Severity,
     pub message: String,
 }
@@ -29,6 +31,7 @@ pub fn check(services: &BTreeMap<&str, &ServiceSpec>) -> Vec<GraphIssue> {
                 issues.push(GraphIssue {
                     service: name.to_string(),
                     dependency: Some(dep.clone()),
+                    kind: Some(kind),
                     severity,
                     message: format!(
                         "service \"{name}\" {kind} \"{dep}\", which is not defined; \
@@ -43,6 +46,7 @@ pub fn check(services: &BTreeMap<&str, &ServiceSpec>) -> Vec<GraphIssue> {
         issues.push(GraphIssue {
             service: first.clone(),
             dependency: cycle.get(1).cloned(),
+            kind: None,
             severity: Severity::Error,
             message: format!(
                 "dependency cycle: {}; remove one of these dependencies",
