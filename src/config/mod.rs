@@ -120,13 +120,16 @@ impl Source {
     }
 
     fn toml_error(&self, e: &toml::de::Error) -> Problem {
-        // In TOML's words, not serde's.
-        let message = e
+        // In TOML's words, not serde's; and advice.
+        let mut message = e
             .message()
             .trim()
             .replace('\n', " ")
             .replace("expected a sequence", "expected an array")
             .replace("expected a map", "expected a table");
+        if message == "duplicate key" {
+            message.push_str("; keep one of the two");
+        }
         self.problem(e.span().map(|s| s.start), Severity::Error, message)
     }
 }

@@ -380,6 +380,19 @@ fn toml_syntax_errors() {
         tree.problems(),
         ["services.d/web.toml:1:21: unclosed array, expected `]`"]
     );
+
+    tree.write(
+        "ember.toml",
+        "[service.a]\ncommand = [\"/bin/sh\"]\n[service.a]\n[service.b]\nenabled = true\nenabled = false\n",
+    );
+    tree.write("services.d/web.toml", "command = [\"/bin/sh\"]\n");
+    assert_eq!(
+        tree.problems(),
+        [
+            "ember.toml:3:10: duplicate key; keep one of the two",
+            "ember.toml:6:1: duplicate key; keep one of the two",
+        ]
+    );
 }
 
 #[test]
