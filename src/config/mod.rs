@@ -399,10 +399,13 @@ fn read_service(
                 other.display()
             ),
         ));
-        return;
     }
     let built = deserialize::<service::RawService>(value, source, problems)
         .and_then(|raw| service::build(name, raw, offset, source, problems));
+    if services.contains_key(name) {
+        // The second definition is checked too, then dropped.
+        return;
+    }
     match built {
         Some((spec, deps)) => {
             spans.insert(name.to_owned(), (source.clone(), deps));

@@ -357,6 +357,27 @@ fn a_service_defined_in_the_main_file_and_in_services_d() {
             tree.root.join("ember.toml").display()
         )]
     );
+
+    // The errors of the second definition are shown too.
+    tree.write(
+        "services.d/web.toml",
+        "command = [\"/bin/sh\"]\nrestart = \"sometimes\"\nstdout = \"web.log\"\n",
+    );
+    tree.write(
+        "services.d/db.toml",
+        "command = [\"/bin/sh\"]\nstdout = \"db.log\"\n",
+    );
+    assert_eq!(
+        tree.problems(),
+        [
+            "services.d/db.toml:2:10: service \"db\": output \"db.log\" must be \"log\", \"console\", \"null\" or an absolute file path".to_owned(),
+            format!(
+                "services.d/web.toml:1:1: service \"web\" is defined twice (also in {}); keep one",
+                tree.root.join("ember.toml").display()
+            ),
+            "services.d/web.toml:2:11: unknown variant `sometimes`, expected one of `always`, `on-failure`, `never`".to_owned(),
+        ]
+    );
 }
 
 #[test]
