@@ -8,6 +8,8 @@
 //! `Warning` is only printed.
 
 pub mod service;
+#[cfg(test)]
+mod tests;
 pub mod values;
 
 use crate::supervisor::graph;
@@ -118,7 +120,16 @@ impl Source {
     }
 
     fn toml_error(&self, e: &toml::de::Error) -> Problem {
-        let message = e.message().trim().replace('\n', " ");
+        // In TOML's words, not serde's; and advice.
+        let mut message = e
+            .message()
+            .trim()
+            .replace('\n', " ")
+            .replace("expected a sequence", "expected an array")
+            .replace("expected a map", "expected a table");
+        if message == "duplicate key" {
+            message.push_str("; keep one of the two");
+        }
         self.problem(e.span().map(|s| s.start), Severity::Error, message)
     }
 }
@@ -195,19 +206,49 @@ fn parse_source<'a>(
     None
 }
 
+/// Deserializes a value, reporting every bad entry of a table: serde stops at the first
+/// error, so the entry it points at is dropped and the rest tried again.
 fn deserialize<'a, T: Deserialize<'a>>(
     value: Spanned<DeValue<'a>>,
     source: &Source,
     problems: &mut Vec<Problem>,
 ) -> Option<T> {
-    T::deserialize(ValueDeserializer::from(value))
-        .map_err(|e| problems.push(source.toml_error(&e)))
-        .ok()
+    let span = value.span();
+    let mut value = value.into_inner();
+    let mut failed = false;
+    loop {
+        let error = match T::deserialize(ValueDeserializer::from(Spanned::new(
+            span.clone(),
+            value.clone(),
+        ))) {
+            Ok(t) => return (!failed).then_some(t),
+            Err(e) => e,
+        };
+        problems.push(source.toml_error(&error));
+        failed = true;
+        let (DeValue::Table(table), Some(at)) = (&mut value, error.span()) else {
+            return None;
+        };
+        let bad = table
+            .iter()
+            .find(|(k, v)| k.span().contains(&at.start) || v.span().contains(&at.start))
+            .map(|(k, _)| k.clone())?;
+        table.remove(&bad);
+    }
 }
 
 fn load_into(path: &Path, problems: &mut Vec<Problem>) -> Option<Config> {
     let source = read_source(path, problems)?;
-    let root = parse_source(&source, problems)?;
+    let Some(root) = parse_source(&source, problems) else {
+        // Still check each services.d file on its own, so that its errors do not wait
+        // for the main file's to be fixed; the graph needs every service, so not that.
+        let (partial, _) = DeTable::parse_recoverable(&source.text);
+        if let Some(dir) = recovered_services_dir(partial.get_ref()) {
+            let dir = services_dir(path, dir);
+            read_services_dir(&dir, &mut BTreeMap::new(), &mut BTreeMap::new(), problems);
+        }
+        return None;
+    };
     let mut system = RawSystem::default();
     let mut log = LogConfig::default();
     let mut control = ControlConfig::default();
@@ -216,7 +257,14 @@ fn load_into(path: &Path, problems: &mut Vec<Problem>) -> Option<Config> {
     let mut inline_services = None;
     for (key, value) in root.into_inner() {
         let offset = key.span().start;
+        let is_table = matches!(value.get_ref(), DeValue::Table(_));
         match key.get_ref().as_ref() {
+            // Checked here: serde would read an array as the fields in order.
+            name @ ("system" | "log" | "control") if !is_table => problems.push(source.problem(
+                Some(value.span().start),
+                Severity::Error,
+                format!("\"{name}\" must be a table: write [{name}] and its keys below it"),
+            )),
             "system" => system = deserialize(value, &source, problems).unwrap_or_default(),
             "log" => log = deserialize(value, &source, problems).unwrap_or_default(),
             "control" => control = deserialize(value, &source, problems).unwrap_or_default(),
@@ -234,6 +282,15 @@ fn load_into(path: &Path, problems: &mut Vec<Problem>) -> Option<Config> {
             DeValue::Table(table) => {
                 for (name, service) in table {
                     let offset = name.span().start;
+                    if !matches!(service.get_ref(), DeValue::Table(_)) {
+                        let name = name.get_ref();
+                        problems.push(source.problem(
+                            Some(service.span().start),
+                            Severity::Error,
+                            format!("service \"{name}\" must be a table: write [service.{name}] and its keys below it"),
+                        ));
+                        continue;
+                    }
                     read_service(
                         name.get_ref(),
                         offset,
@@ -253,12 +310,7 @@ fn load_into(path: &Path, problems: &mut Vec<Problem>) -> Option<Config> {
         }
     }
 
-    let base = path.parent().unwrap_or(Path::new("."));
-    let services_dir = match system.services_dir {
-        Some(dir) if dir.is_absolute() => dir,
-        Some(dir) => base.join(dir),
-        None => base.join("services.d"),
-    };
+    let services_dir = services_dir(path, system.services_dir);
     read_services_dir(&services_dir, &mut services, &mut spans, problems);
     let specs: BTreeMap<&str, &ServiceSpec> =
         services.iter().map(|(n, (s, _))| (n.as_str(), s)).collect();
@@ -273,7 +325,7 @@ fn load_into(path: &Path, problems: &mut Vec<Problem>) -> Option<Config> {
             .and_then(|d| {
                 deps.deps
                     .iter()
-                    .find(|(name, _, _)| name == d)
+                    .find(|(name, kind, _)| name == d && issue.kind.is_none_or(|k| k == *kind))
                     .map(|(_, _, o)| *o)
             })
             .or(deps.table);
@@ -293,6 +345,33 @@ fn load_into(path: &Path, problems: &mut Vec<Problem>) -> Option<Config> {
             .map(|(name, (spec, _))| (name, spec))
             .collect(),
     })
+}
+
+/// `[system] services_dir`, relative to the main file's directory, `services.d` there
+/// by default.
+fn services_dir(main: &Path, dir: Option<PathBuf>) -> PathBuf {
+    let base = main.parent().unwrap_or(Path::new("."));
+    match dir {
+        Some(dir) if dir.is_absolute() => dir,
+        Some(dir) => base.join(dir),
+        None => base.join("services.d"),
+    }
+}
+
+/// `[system] services_dir` as far as the parser could read it from a main file with
+/// syntax errors: `None` when it cannot tell.
+fn recovered_services_dir(root: &DeTable<'_>) -> Option<Option<PathBuf>> {
+    let Some(system) = root.get("system") else {
+        return Some(None);
+    };
+    let DeValue::Table(system) = system.get_ref() else {
+        return None;
+    };
+    match system.get("services_dir").map(Spanned::get_ref) {
+        None => Some(None),
+        Some(DeValue::String(dir)) => Some(Some(PathBuf::from(dir.as_ref()))),
+        Some(_) => None,
+    }
 }
 
 type SpanMap = BTreeMap<String, (Rc<Source>, service::DependencySpans)>;
@@ -316,18 +395,29 @@ fn read_service(
             Some(offset),
             Severity::Error,
             format!(
-                "service \"{name}\" is defined twice (also in {})",
+                "service \"{name}\" is defined twice (also in {}); keep one",
                 other.display()
             ),
         ));
+    }
+    let built = deserialize::<service::RawService>(value, source, problems)
+        .and_then(|raw| service::build(name, raw, offset, source, problems));
+    if services.contains_key(name) {
+        // The second definition is checked too, then dropped.
         return;
     }
-    let Some(raw) = deserialize::<service::RawService>(value, source, problems) else {
-        return;
-    };
-    if let Some((spec, deps)) = service::build(name, raw, offset, source, problems) {
-        spans.insert(name.to_owned(), (source.clone(), deps));
-        services.insert(name.to_owned(), (spec, source.path.clone()));
+    match built {
+        Some((spec, deps)) => {
+            spans.insert(name.to_owned(), (source.clone(), deps));
+            services.insert(name.to_owned(), (spec, source.path.clone()));
+        }
+        // A service with errors is still defined: the services naming it get no "not
+        // defined" error, a second definition is still found. It has an `Error`, so this
+        // stand-in is never run.
+        None => {
+            let stand_in = ServiceSpec::new(name, &[]);
+            services.insert(name.to_owned(), (stand_in, source.path.clone()));
+        }
     }
 }
 

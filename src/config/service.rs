@@ -18,7 +18,7 @@ pub struct RawService {
     command: Option<Spanned<Vec<String>>>,
     #[serde(rename = "type")]
     kind: Option<ServiceType>,
-    pid_file: Option<PathBuf>,
+    pid_file: Option<Spanned<PathBuf>>,
     user: Option<Spanned<String>>,
     group: Option<Spanned<String>>,
     #[serde(default)]
@@ -47,7 +47,10 @@ pub struct RawService {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an inline table with one of log, delay, notify, tcp, file, exec, such as { notify = true }"
+)]
 struct RawReady {
     log: Option<String>,
     delay: Option<Span>,
@@ -247,20 +250,21 @@ pub fn build(
         }
     }
     spec.kind = raw.kind.unwrap_or(ServiceType::Simple);
-    spec.pid_file = raw.pid_file;
+    let pid_file_offset = raw.pid_file.as_ref().map(|p| p.span().start);
+    spec.pid_file = raw.pid_file.map(Spanned::into_inner);
     if spec.kind == ServiceType::Forking && spec.pid_file.is_none() {
-        error!(table_offset, format!("service \"{name}\" is type = \"forking\" but has no pid_file; ember must know the daemon's pid"));
+        error!(table_offset, format!("service \"{name}\" is type = \"forking\" but has no pid_file: ember must know the daemon's pid; add e.g. pid_file = \"/run/{name}.pid\""));
     }
-    if let Some(p) = &spec.pid_file {
+    if let (Some(p), Some(offset)) = (&spec.pid_file, pid_file_offset) {
         if spec.kind != ServiceType::Forking {
             error!(
-                table_offset,
-                format!("service \"{name}\": pid_file applies to type = \"forking\" only")
+                offset,
+                format!("service \"{name}\": pid_file applies to type = \"forking\" only; remove it or set type = \"forking\"")
             );
         } else if !p.is_absolute() {
             error!(
-                table_offset,
-                format!("service \"{name}\": pid_file must be an absolute path")
+                offset,
+                format!("service \"{name}\": pid_file must be an absolute path such as \"/run/{name}.pid\"")
             );
         }
     }
@@ -293,7 +297,7 @@ pub fn build(
             if dep.get_ref() == name {
                 error!(
                     dep.span().start,
-                    format!("service \"{name}\" {kind} itself")
+                    format!("service \"{name}\" {kind} itself; remove \"{name}\" from {kind}")
                 );
             }
             target.push(dep.into_inner());
@@ -327,8 +331,10 @@ pub fn build(
         ServiceType::Notify => Readiness::Notify,
         ServiceType::Simple => Readiness::Spawned,
     };
+    let mut ready_offset = table_offset;
     if let Some(ready) = raw.ready {
         let offset = ready.span().start;
+        ready_offset = offset;
         match ready_kind(ready.into_inner()) {
             Err(why) => error!(offset, format!("service \"{name}\": {why}")),
             Ok(kind) if spec.kind == ServiceType::Simple || (spec.kind == ServiceType::Notify && kind == Readiness::Notify) => {
@@ -351,8 +357,8 @@ pub fn build(
     if let Readiness::Log(pattern) = &spec.ready {
         if let Err(e) = regex_lite::Regex::new(pattern) {
             error!(
-                table_offset,
-                format!("service \"{name}\": ready log pattern is not a valid regex: {e}")
+                ready_offset,
+                format!("service \"{name}\": ready log pattern {pattern:?} is not a valid regex ({e}); escape the characters meant literally, e.g. '\\(' or \"\\\\(\" for (")
             );
         }
     }
@@ -370,7 +376,7 @@ pub fn build(
         } else if d.is_zero() {
             error!(
                 offset,
-                format!("service \"{name}\": watchdog must be longer than 0")
+                format!("service \"{name}\": watchdog must be longer than 0; remove it for none")
             );
         } else {
             spec.watchdog = Some(d);
@@ -488,8 +494,15 @@ pub fn resolve_program(program: &str, path_var: Option<&str>) -> Result<PathBuf,
 
 fn check_executable(path: &Path) -> Result<(), String> {
     match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(format!(
+            "command {} does not exist; give the path of an installed program",
+            path.display()
+        )),
         Err(e) => Err(format!("command {} cannot be used: {e}", path.display())),
-        Ok(meta) if meta.is_dir() => Err(format!("command {} is a directory", path.display())),
+        Ok(meta) if meta.is_dir() => Err(format!(
+            "command {} is a directory; give the path of a program",
+            path.display()
+        )),
         Ok(meta) if meta.permissions().mode() & 0o111 == 0 => Err(format!(
             "command {} is not executable (chmod +x it)",
             path.display()
@@ -510,7 +523,7 @@ fn check_account(name: &str, user: bool) -> Result<(), String> {
     match found {
         Ok(true) => Ok(()),
         Ok(false) => Err(format!(
-            "{} \"{name}\" does not exist on this system",
+            "{} \"{name}\" does not exist on this system; create it or give a numeric id",
             if user { "user" } else { "group" }
         )),
         Err(e) => Err(format!("cannot look up \"{name}\": {e}")),

@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 pub struct GraphIssue {
     pub service: String,
     pub dependency: Option<String>,
+    /// The list the dependency is in ("requires", "wants", "after"), when one is.
+    pub kind: Option<&'static str>,
     pub severity: Severity,
     pub message: String,
 }
@@ -29,8 +31,12 @@ pub fn check(services: &BTreeMap<&str, &ServiceSpec>) -> Vec<GraphIssue> {
                 issues.push(GraphIssue {
                     service: name.to_string(),
                     dependency: Some(dep.clone()),
+                    kind: Some(kind),
                     severity,
-                    message: format!("service \"{name}\" {kind} \"{dep}\", which is not defined"),
+                    message: format!(
+                        "service \"{name}\" {kind} \"{dep}\", which is not defined; \
+                         define it or remove it from {kind}"
+                    ),
                 });
             }
         }
@@ -40,8 +46,12 @@ pub fn check(services: &BTreeMap<&str, &ServiceSpec>) -> Vec<GraphIssue> {
         issues.push(GraphIssue {
             service: first.clone(),
             dependency: cycle.get(1).cloned(),
+            kind: None,
             severity: Severity::Error,
-            message: format!("dependency cycle: {}", cycle.join(" -> ")),
+            message: format!(
+                "dependency cycle: {}; remove one of these dependencies",
+                cycle.join(" -> ")
+            ),
         });
     }
     issues
@@ -122,7 +132,10 @@ mod tests {
             spec("c", &["a"], &[]),
         ]);
         assert_eq!(issues.len(), 1);
-        assert_eq!(issues[0].message, "dependency cycle: a -> b -> a");
+        assert_eq!(
+            issues[0].message,
+            "dependency cycle: a -> b -> a; remove one of these dependencies"
+        );
         assert_eq!(issues[0].severity, Severity::Error);
     }
 
@@ -132,7 +145,7 @@ mod tests {
         assert_eq!(issues.len(), 2);
         assert_eq!(
             issues[0].message,
-            "service \"a\" requires \"ghost\", which is not defined"
+            "service \"a\" requires \"ghost\", which is not defined; define it or remove it from requires"
         );
         assert_eq!(issues[0].severity, Severity::Error);
         assert_eq!(issues[1].severity, Severity::Warning);

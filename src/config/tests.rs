@@ -1,0 +1,1271 @@
+//! Loader tests: config trees written to temp dirs, checked for the exact problems.
+
+use super::*;
+use nix::sys::signal::Signal;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// A config tree in its own temp dir, removed when dropped.
+struct Tree {
+    root: PathBuf,
+}
+
+impl Tree {
+    fn new() -> Tree {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let root = std::env::temp_dir().join(format!(
+            "ember-config-test-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        Tree { root }
+    }
+
+    fn write(&self, rel: &str, text: &str) -> PathBuf {
+        let path = self.root.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn load(&self) -> Loaded {
+        load(&self.root.join("ember.toml"))
+    }
+
+    /// Every problem as `ember check` prints it, with paths relative to the tree.
+    fn problems(&self) -> Vec<String> {
+        self.lines(&self.load())
+    }
+
+    fn lines(&self, loaded: &Loaded) -> Vec<String> {
+        loaded
+            .problems
+            .iter()
+            .map(|p| {
+                let mut p = p.clone();
+                if let Ok(rel) = p.file.strip_prefix(&self.root) {
+                    p.file = rel.to_owned();
+                }
+                p.to_string()
+            })
+            .collect()
+    }
+}
+
+impl Drop for Tree {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+/// Where `needle` first starts in `text`, as 1-based line:col, to check that a problem
+/// points at the token it is about.
+fn at(text: &str, needle: &str) -> String {
+    let offset = text
+        .find(needle)
+        .unwrap_or_else(|| panic!("{needle:?} not in the text"));
+    let (line, col) = line_col(text, offset);
+    format!("{line}:{col}")
+}
+
+const FULL_MAIN: &str = r#"[system]
+device = "gateway-7"
+services_dir = "conf.d"
+
+[log]
+level = "ember=debug"
+
+[control]
+socket = "/run/ember-test.sock"
+
+[service.app]
+command = ["/bin/sh", "-c", "exec app"]
+type = "notify"
+user = "root"
+group = "root"
+env = { MODE = "prod", PATH = "/usr/bin:/bin" }
+workdir = "/var/lib/app"
+requires = ["db"]
+wants = ["net"]
+after = ["clock"]
+restart = "always"
+restart_delay = "250ms"
+restart_delay_max = "1m"
+start_limit = 3
+start_limit_interval = "30s"
+stop_signal = "SIGINT"
+stop_timeout = "10s"
+ready = { notify = true }
+ready_timeout = "20s"
+watchdog = "5s"
+stdout = "console"
+stderr = "/var/log/app.err"
+enabled = false
+on_failure = "reboot"
+
+[service.clock]
+command = ["/bin/sh"]
+"#;
+
+const FULL_DB: &str = r#"command = ["/bin/sh", "-c", "db --daemon"]
+type = "forking"
+pid_file = "/run/db.pid"
+stop_signal = "TERM"
+stop_timeout = "0"
+stdout = "null"
+on_failure = "poweroff"
+"#;
+
+const FULL_NET: &str = r#"command = ["/bin/sh", "-c", "ip link set eth0 up"]
+type = "oneshot"
+restart = "always"
+"#;
+
+#[test]
+fn a_full_example_parses_to_the_expected_specs() {
+    let tree = Tree::new();
+    tree.write("ember.toml", FULL_MAIN);
+    tree.write("conf.d/db.toml", FULL_DB);
+    tree.write("conf.d/net.toml", FULL_NET);
+    let loaded = tree.load();
+    assert_eq!(loaded.problems, vec![]);
+    let config = loaded.config.expect("a valid configuration");
+    assert_eq!(config.path, tree.root.join("ember.toml"));
+    assert_eq!(
+        config.system,
+        SystemConfig {
+            device: "gateway-7".into(),
+            services_dir: tree.root.join("conf.d"),
+        }
+    );
+    assert_eq!(config.log.level.as_deref(), Some("ember=debug"));
+    assert_eq!(config.control.socket, PathBuf::from("/run/ember-test.sock"));
+    assert_eq!(
+        config.services.keys().collect::<Vec<_>>(),
+        ["app", "clock", "db", "net"]
+    );
+
+    let mut app = ServiceSpec::new("app", &["/bin/sh", "-c", "exec app"]);
+    app.kind = ServiceType::Notify;
+    app.user = Some("root".into());
+    app.group = Some("root".into());
+    app.env = [("MODE", "prod"), ("PATH", "/usr/bin:/bin")]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    app.workdir = Some("/var/lib/app".into());
+    app.requires = vec!["db".into()];
+    app.wants = vec!["net".into()];
+    app.after = vec!["clock".into()];
+    app.restart = RestartPolicy::Always;
+    app.restart_delay = Duration::from_millis(250);
+    app.restart_delay_max = Duration::from_secs(60);
+    app.start_limit = 3;
+    app.start_limit_interval = Duration::from_secs(30);
+    app.stop_signal = Signal::SIGINT;
+    app.stop_timeout = Duration::from_secs(10);
+    app.ready = Readiness::Notify;
+    app.ready_timeout = Some(Duration::from_secs(20));
+    app.watchdog = Some(Duration::from_secs(5));
+    app.stdout = Output::Console;
+    app.stderr = Output::File("/var/log/app.err".into());
+    app.enabled = false;
+    app.on_failure = FailureAction::Reboot;
+    assert_eq!(config.services["app"], app);
+
+    // Only a command: every default.
+    assert_eq!(
+        config.services["clock"],
+        ServiceSpec::new("clock", &["/bin/sh"])
+    );
+
+    let mut db = ServiceSpec::new("db", &["/bin/sh", "-c", "db --daemon"]);
+    db.kind = ServiceType::Forking;
+    db.pid_file = Some("/run/db.pid".into());
+    db.ready = Readiness::PidFile;
+    db.stop_signal = Signal::SIGTERM;
+    db.stop_timeout = Duration::ZERO;
+    db.stdout = Output::Null;
+    db.on_failure = FailureAction::Poweroff;
+    assert_eq!(config.services["db"], db);
+
+    // A oneshot is ready when it exits, has no ready timeout by default, and "always"
+    // only means "also after a failure".
+    let mut net = ServiceSpec::new("net", &["/bin/sh", "-c", "ip link set eth0 up"]);
+    net.kind = ServiceType::Oneshot;
+    net.ready = Readiness::Exit;
+    net.ready_timeout = None;
+    net.restart = RestartPolicy::OnFailure;
+    assert_eq!(config.services["net"], net);
+}
+
+#[test]
+fn an_empty_main_file_has_the_defaults() {
+    let tree = Tree::new();
+    tree.write("ember.toml", "");
+    let loaded = tree.load();
+    assert_eq!(loaded.problems, vec![]);
+    let config = loaded.config.unwrap();
+    assert_eq!(config.system.device, hostname());
+    assert_eq!(config.system.services_dir, tree.root.join("services.d"));
+    assert_eq!(config.log, LogConfig::default());
+    assert_eq!(config.control.socket, PathBuf::from(DEFAULT_SOCKET));
+    assert!(config.services.is_empty());
+}
+
+#[test]
+fn every_readiness_kind() {
+    let tree = Tree::new();
+    tree.write(
+        "ember.toml",
+        r#"[service.log]
+command = ["/bin/sh"]
+ready = { log = "listening on \\d+" }
+[service.delay]
+command = ["/bin/sh"]
+ready = { delay = "2s" }
+ready_timeout = "0"
+[service.notify]
+command = ["/bin/sh"]
+ready = { notify = true }
+[service.tcp]
+command = ["/bin/sh"]
+ready = { tcp = "127.0.0.1:1883" }
+[service.file]
+command = ["/bin/sh"]
+ready = { file = "/run/file.ready" }
+[service.exec]
+command = ["/bin/sh"]
+ready = { exec = ["/bin/true", "arg"] }
+[service.spawned]
+command = ["/bin/sh"]
+ready = { notify = false }
+"#,
+    );
+    let loaded = tree.load();
+    assert_eq!(loaded.problems, vec![]);
+    let services = loaded.config.unwrap().services;
+    let ready = |name: &str| services[name].ready.clone();
+    assert_eq!(ready("log"), Readiness::Log(r"listening on \d+".into()));
+    assert_eq!(ready("delay"), Readiness::Delay(Duration::from_secs(2)));
+    assert_eq!(services["delay"].ready_timeout, None);
+    assert_eq!(ready("notify"), Readiness::Notify);
+    assert_eq!(ready("tcp"), Readiness::Tcp("127.0.0.1:1883".into()));
+    assert_eq!(ready("file"), Readiness::File("/run/file.ready".into()));
+    assert_eq!(
+        ready("exec"),
+        Readiness::Exec(vec!["/bin/true".into(), "arg".into()])
+    );
+    assert_eq!(ready("spawned"), Readiness::Spawned);
+    assert_eq!(
+        services["tcp"].ready_timeout,
+        Some(service::DEFAULT_READY_TIMEOUT)
+    );
+}
+
+#[test]
+fn restart_delay_max_is_at_least_restart_delay() {
+    let tree = Tree::new();
+    tree.write(
+        "ember.toml",
+        "[service.a]\ncommand = [\"/bin/sh\"]\nrestart_delay = \"1m\"\nrestart_delay_max = \"1s\"\n",
+    );
+    let a = &tree.load().config.unwrap().services["a"];
+    assert_eq!(a.restart_delay, Duration::from_secs(60));
+    assert_eq!(a.restart_delay_max, Duration::from_secs(60));
+}
+
+#[test]
+fn services_dir_defaults_to_services_d_beside_the_main_file() {
+    let tree = Tree::new();
+    tree.write("ember.toml", "[service.main]\ncommand = [\"/bin/sh\"]\n");
+    tree.write("services.d/web.toml", "command = [\"/bin/sh\"]\n");
+    // Only *.toml files are services.
+    tree.write("services.d/README", "not a service\n");
+    tree.write("services.d/old.toml.bak", "not = \"a service\"\n");
+    let config = tree.load().config.unwrap();
+    assert_eq!(config.system.services_dir, tree.root.join("services.d"));
+    assert_eq!(config.services.keys().collect::<Vec<_>>(), ["main", "web"]);
+    assert_eq!(
+        config.services["web"],
+        ServiceSpec::new("web", &["/bin/sh"])
+    );
+}
+
+#[test]
+fn a_relative_services_dir_is_beside_the_main_file() {
+    let tree = Tree::new();
+    tree.write("ember.toml", "[system]\nservices_dir = \"conf/units\"\n");
+    tree.write("conf/units/web.toml", "command = [\"/bin/sh\"]\n");
+    // Ignored: not the services_dir any more.
+    tree.write("services.d/other.toml", "command = [\"/bin/sh\"]\n");
+    let config = tree.load().config.unwrap();
+    assert_eq!(config.system.services_dir, tree.root.join("conf/units"));
+    assert_eq!(config.services.keys().collect::<Vec<_>>(), ["web"]);
+}
+
+#[test]
+fn an_absolute_services_dir_is_used_as_is() {
+    let tree = Tree::new();
+    let elsewhere = Tree::new();
+    elsewhere.write("web.toml", "command = [\"/bin/sh\"]\n");
+    tree.write(
+        "ember.toml",
+        &format!("[system]\nservices_dir = {:?}\n", elsewhere.root),
+    );
+    tree.write("services.d/other.toml", "command = [\"/bin/sh\"]\n");
+    let config = tree.load().config.unwrap();
+    assert_eq!(config.system.services_dir, elsewhere.root);
+    assert_eq!(config.services.keys().collect::<Vec<_>>(), ["web"]);
+}
+
+#[test]
+fn a_missing_services_dir_is_no_error_but_an_unreadable_one_is() {
+    let tree = Tree::new();
+    tree.write("ember.toml", "[system]\nservices_dir = \"nowhere\"\n");
+    assert_eq!(tree.problems(), Vec::<String>::new());
+
+    tree.write("ember.toml", "[system]\nservices_dir = \"ember.toml\"\n");
+    assert_eq!(
+        tree.problems(),
+        ["ember.toml: cannot read services_dir: Not a directory (os error 20)"]
+    );
+}
+
+#[test]
+fn a_missing_main_file() {
+    let tree = Tree::new();
+    assert_eq!(
+        tree.problems(),
+        ["ember.toml: cannot read: No such file or directory (os error 2)"]
+    );
+}
+
+#[test]
+fn a_service_defined_in_the_main_file_and_in_services_d() {
+    let tree = Tree::new();
+    tree.write("ember.toml", "[service.web]\ncommand = [\"/bin/sh\"]\n");
+    tree.write("services.d/web.toml", "command = [\"/bin/sh\"]\n");
+    let loaded = tree.load();
+    assert!(loaded.config.is_none());
+    assert_eq!(
+        tree.lines(&loaded),
+        [format!(
+            "services.d/web.toml:1:1: service \"web\" is defined twice (also in {}); keep one",
+            tree.root.join("ember.toml").display()
+        )]
+    );
+
+    // The errors of the second definition are shown too.
+    tree.write(
+        "services.d/web.toml",
+        "command = [\"/bin/sh\"]\nrestart = \"sometimes\"\nstdout = \"web.log\"\n",
+    );
+    tree.write(
+        "services.d/db.toml",
+        "command = [\"/bin/sh\"]\nstdout = \"db.log\"\n",
+    );
+    assert_eq!(
+        tree.problems(),
+        [
+            "services.d/db.toml:2:10: service \"db\": output \"db.log\" must be \"log\", \"console\", \"null\" or an absolute file path".to_owned(),
+            format!(
+                "services.d/web.toml:1:1: service \"web\" is defined twice (also in {}); keep one",
+                tree.root.join("ember.toml").display()
+            ),
+            "services.d/web.toml:2:11: unknown variant `sometimes`, expected one of `always`, `on-failure`, `never`".to_owned(),
+        ]
+    );
+}
+
+#[test]
+fn toml_syntax_errors() {
+    let tree = Tree::new();
+    // Both errors in the file, not only the first.
+    tree.write("ember.toml", "[system\ndevice = \"x\"\n[log]\nlevel = \n");
+    tree.write("services.d/web.toml", "command = [\"/bin/sh\"\n");
+    assert_eq!(
+        tree.problems(),
+        [
+            "ember.toml:1:8: unclosed table, expected `]`",
+            "ember.toml:4:9: string values must be quoted, expected literal string",
+            // services.d is still checked.
+            "services.d/web.toml:1:21: unclosed array, expected `]`",
+        ]
+    );
+
+    tree.write("ember.toml", "");
+    assert_eq!(
+        tree.problems(),
+        ["services.d/web.toml:1:21: unclosed array, expected `]`"]
+    );
+
+    tree.write(
+        "ember.toml",
+        "[service.a]\ncommand = [\"/bin/sh\"]\n[service.a]\n[service.b]\nenabled = true\nenabled = false\n",
+    );
+    tree.write("services.d/web.toml", "command = [\"/bin/sh\"]\n");
+    assert_eq!(
+        tree.problems(),
+        [
+            "ember.toml:3:10: duplicate key; keep one of the two",
+            "ember.toml:6:1: duplicate key; keep one of the two",
+        ]
+    );
+}
+
+#[test]
+fn unknown_keys_are_rejected() {
+    let tree = Tree::new();
+    tree.write(
+        "ember.toml",
+        r#"[system]
+devise = "gw"
+[log]
+lvl = "debug"
+[control]
+sock = "/run/x.sock"
+[servce.a]
+command = ["/bin/sh"]
+[service.a]
+command = ["/bin/sh"]
+  restrat = "always"
+[service.b]
+command = ["/bin/sh"]
+ready = { log = "up", timeout = "5s" }
+"#,
+    );
+    tree.write(
+        "services.d/c.toml",
+        "command = [\"/bin/sh\"]\nuser_name = \"x\"\n",
+    );
+    assert_eq!(
+        tree.problems(),
+        [
+            "ember.toml:2:1: unknown field `devise`, expected `device` or `services_dir`",
+            "ember.toml:4:1: unknown field `lvl`, expected `level`",
+            "ember.toml:6:1: unknown field `sock`, expected `socket`",
+            "ember.toml:7:2: unknown section \"servce\"; expected system, log, control, service",
+            "ember.toml:11:3: unknown field `restrat`, expected one of `command`, `type`, `pid_file`, `user`, `group`, `env`, `workdir`, `requires`, `wants`, `after`, `restart`, `restart_delay`, `restart_delay_max`, `start_limit`, `start_limit_interval`, `stop_signal`, `stop_timeout`, `ready`, `ready_timeout`, `watchdog`, `stdout`, `stderr`, `enabled`, `on_failure`",
+            "ember.toml:14:23: unknown field `timeout`, expected one of `log`, `delay`, `notify`, `tcp`, `file`, `exec`",
+            "services.d/c.toml:2:1: unknown field `user_name`, expected one of `command`, `type`, `pid_file`, `user`, `group`, `env`, `workdir`, `requires`, `wants`, `after`, `restart`, `restart_delay`, `restart_delay_max`, `start_limit`, `start_limit_interval`, `stop_signal`, `stop_timeout`, `ready`, `ready_timeout`, `watchdog`, `stdout`, `stderr`, `enabled`, `on_failure`",
+        ]
+    );
+}
+
+#[test]
+fn bad_values() {
+    let tree = Tree::new();
+    // One bad value a table, each message on its own.
+    tree.write(
+        "ember.toml",
+        r#"[system]
+device = 7
+[service.a]
+command = "/bin/sh"
+[service.b]
+command = ["/bin/sh"]
+type = "daemon"
+[service.c]
+command = ["/bin/sh"]
+restart = "sometimes"
+[service.d]
+command = ["/bin/sh"]
+on_failure = "halt"
+[service.e]
+command = ["/bin/sh"]
+stop_timeout = "soon"
+[service.f]
+command = ["/bin/sh"]
+start_limit = -1
+[service.g]
+command = ["/bin/sh"]
+enabled = "yes"
+[service.h]
+command = ["/bin/sh"]
+env = { LEVEL = 3 }
+[service.i]
+command = ["/bin/sh"]
+stdout = "app.log"
+[service.j]
+command = ["/bin/sh"]
+ready = { tcp = "localhost" }
+[service.k]
+command = ["/bin/sh"]
+ready = { log = "up", delay = "1s" }
+[service.l]
+command = ["/bin/sh"]
+ready = {}
+[service.m]
+command = ["/bin/sh"]
+watchdog = "10s"
+[service.n]
+command = []
+[service.o]
+type = "simple"
+"#,
+    );
+    assert_eq!(
+        tree.problems(),
+        [
+            "ember.toml:2:10: invalid type: integer `7`, expected a string",
+            "ember.toml:4:11: invalid type: string \"/bin/sh\", expected an array",
+            "ember.toml:7:8: unknown variant `daemon`, expected one of `simple`, `oneshot`, `notify`, `forking`",
+            "ember.toml:10:11: unknown variant `sometimes`, expected one of `always`, `on-failure`, `never`",
+            "ember.toml:13:14: unknown variant `halt`, expected one of `none`, `reboot`, `poweroff`",
+            "ember.toml:16:16: invalid duration \"soon\" (expected number at 0); write e.g. \"250ms\", \"5s\", \"2m\"",
+            "ember.toml:19:15: invalid value: integer `-1`, expected u32",
+            "ember.toml:22:11: invalid type: string \"yes\", expected a boolean",
+            "ember.toml:25:17: invalid type: integer `3`, expected a string",
+            "ember.toml:28:10: service \"i\": output \"app.log\" must be \"log\", \"console\", \"null\" or an absolute file path",
+            "ember.toml:31:9: service \"j\": ready tcp \"localhost\" is not an address such as \"127.0.0.1:1883\"",
+            "ember.toml:34:9: service \"k\": ready takes exactly one of log, delay, notify, tcp, file, exec",
+            "ember.toml:37:9: service \"l\": ready needs one of log, delay, notify, tcp, file, exec",
+            "ember.toml:40:12: service \"m\": watchdog needs sd_notify; set type = \"notify\" or ready = { notify = true }",
+            "ember.toml:42:11: service \"n\": command is empty; give the program and its arguments",
+            "ember.toml:43:10: service \"o\" has no command; add e.g. command = [\"/usr/bin/app\", \"--flag\"]",
+        ]
+    );
+}
+
+#[test]
+fn type_rules() {
+    let tree = Tree::new();
+    tree.write(
+        "ember.toml",
+        r#"[service.a]
+command = ["/bin/sh"]
+type = "forking"
+[service.b]
+command = ["/bin/sh"]
+type = "oneshot"
+ready = { delay = "1s" }
+[service.c]
+command = ["/bin/sh"]
+type = "notify"
+ready = { log = "up" }
+[service.d]
+command = ["/bin/sh"]
+type = "notify"
+watchdog = "0"
+"#,
+    );
+    assert_eq!(
+        tree.problems(),
+        [
+            "ember.toml:1:10: service \"a\" is type = \"forking\" but has no pid_file: ember must know the daemon's pid; add e.g. pid_file = \"/run/a.pid\"",
+            "ember.toml:7:9: service \"b\": ready does not apply to type = \"oneshot\" (a oneshot is ready when it exits 0); use type = \"simple\" with ready",
+            "ember.toml:11:9: service \"c\": ready does not apply to type = \"notify\" (a notify service is ready when it sends READY=1); use type = \"simple\" with ready",
+            "ember.toml:15:12: service \"d\": watchdog must be longer than 0; remove it for none",
+        ]
+    );
+}
+
+#[test]
+fn unknown_signals() {
+    let tree = Tree::new();
+    tree.write(
+        "ember.toml",
+        r#"[service.a]
+command = ["/bin/sh"]
+stop_signal = "SIGSTOPP"
+[service.b]
+command = ["/bin/sh"]
+stop_signal = "99"
+[service.ok1]
+command = ["/bin/sh"]
+stop_signal = "hup"
+[service.ok2]
+command = ["/bin/sh"]
+stop_signal = "9"
+"#,
+    );
+    let loaded = tree.load();
+    assert_eq!(
+        tree.lines(&loaded),
+        [
+            "ember.toml:3:15: unknown signal \"SIGSTOPP\"; write e.g. \"SIGTERM\", \"SIGINT\", \"SIGQUIT\"",
+            "ember.toml:6:15: unknown signal \"99\"; write e.g. \"SIGTERM\", \"SIGINT\", \"SIGQUIT\"",
+        ]
+    );
+}
+
+#[test]
+fn unknown_dependencies() {
+    let tree = Tree::new();
+    tree.write(
+        "ember.toml",
+        r#"[service.a]
+command = ["/bin/sh"]
+requires = ["b", "ghost"]
+wants = ["maybe"]
+after = ["b", "later"]
+[service.b]
+command = ["/bin/sh"]
+"#,
+    );
+    tree.write(
+        "services.d/c.toml",
+        "command = [\"/bin/sh\"]\nrequires = [\"a\", \"phantom\"]\n",
+    );
+    let loaded = tree.load();
+    assert!(loaded.config.is_none());
+    assert_eq!(
+        tree.lines(&loaded),
+        [
+            "ember.toml:3:18: service \"a\" requires \"ghost\", which is not defined; define it or remove it from requires",
+            // Like systemd's Wants= and After=: only a warning.
+            "ember.toml:4:10: warning: service \"a\" wants \"maybe\", which is not defined; define it or remove it from wants",
+            "ember.toml:5:15: warning: service \"a\" after \"later\", which is not defined; define it or remove it from after",
+            "services.d/c.toml:2:18: service \"c\" requires \"phantom\", which is not defined; define it or remove it from requires",
+        ]
+    );
+
+    // Warnings alone keep the configuration.
+    tree.write(
+        "services.d/c.toml",
+        "command = [\"/bin/sh\"]\nwants = [\"phantom\"]\n",
+    );
+    tree.write("ember.toml", "");
+    let loaded = tree.load();
+    assert_eq!(loaded.problems.len(), 1);
+    assert_eq!(loaded.problems[0].severity, Severity::Warning);
+    assert!(loaded.config.is_some());
+}
+
+#[test]
+fn dependency_cycles() {
+    let tree = Tree::new();
+    tree.write(
+        "ember.toml",
+        r#"[service.a]
+command = ["/bin/sh"]
+requires = ["b"]
+[service.b]
+command = ["/bin/sh"]
+after = ["a"]
+[service.x]
+command = ["/bin/sh"]
+wants = ["y"]
+[service.self]
+command = ["/bin/sh"]
+after = ["self"]
+"#,
+    );
+    tree.write(
+        "services.d/y.toml",
+        "command = [\"/bin/sh\"]\nrequires = [\"z\"]\n",
+    );
+    tree.write(
+        "services.d/z.toml",
+        "command = [\"/bin/sh\"]\nafter = [\"x\"]\n",
+    );
+    assert_eq!(
+        tree.problems(),
+        [
+            "ember.toml:3:13: dependency cycle: a -> b -> a; remove one of these dependencies",
+            "ember.toml:9:10: dependency cycle: x -> y -> z -> x; remove one of these dependencies",
+            "ember.toml:12:10: service \"self\" after itself; remove \"self\" from after",
+        ]
+    );
+}
+
+#[test]
+fn commands_that_are_missing_or_not_executable() {
+    let tree = Tree::new();
+    let script = tree.write("bin/tool", "#!/bin/sh\n");
+    let plain = tree.write("bin/data", "not a program\n");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let bin = tree.root.join("bin");
+    tree.write(
+        "ember.toml",
+        &format!(
+            r#"[service.missing]
+command = ["/nonexistent/prog", "-x"]
+[service.plain]
+command = [{plain:?}]
+[service.dir]
+command = [{bin:?}]
+[service.bare]
+command = ["no-such-tool"]
+env = {{ PATH = "/nonexistent:{bin}" }}
+[service.found]
+command = ["tool"]
+env = {{ PATH = "/nonexistent:{bin}" }}
+"#,
+            bin = bin.display(),
+        ),
+    );
+    let loaded = tree.load();
+    // The program may live on a filesystem mounted later: `ember check` fails, a boot
+    // does not.
+    assert!(loaded
+        .problems
+        .iter()
+        .all(|p| p.severity == Severity::Runtime));
+    assert!(loaded.config.is_some());
+    assert_eq!(
+        tree.lines(&loaded),
+        [
+            "ember.toml:2:11: service \"missing\": command /nonexistent/prog does not exist; give the path of an installed program".to_owned(),
+            format!("ember.toml:4:11: service \"plain\": command {} is not executable (chmod +x it)", plain.display()),
+            format!("ember.toml:6:11: service \"dir\": command {} is a directory; give the path of a program", bin.display()),
+            format!("ember.toml:8:11: service \"bare\": command \"no-such-tool\" is not found on PATH (/nonexistent:{}); give its absolute path", bin.display()),
+        ]
+    );
+}
+
+#[test]
+fn users_and_groups_that_do_not_exist() {
+    let tree = Tree::new();
+    tree.write(
+        "ember.toml",
+        r#"[service.a]
+command = ["/bin/sh"]
+user = "ember-no-such-user"
+group = "ember-no-such-group"
+[service.b]
+command = ["/bin/sh"]
+user = "4242"
+group = "4242"
+"#,
+    );
+    let loaded = tree.load();
+    assert!(loaded.config.is_some());
+    assert_eq!(
+        tree.lines(&loaded),
+        [
+            "ember.toml:3:8: service \"a\": user \"ember-no-such-user\" does not exist on this system; create it or give a numeric id",
+            "ember.toml:4:9: service \"a\": group \"ember-no-such-group\" does not exist on this system; create it or give a numeric id",
+        ]
+    );
+}
+
+#[test]
+fn invalid_service_names() {
+    let tree = Tree::new();
+    let long = "x".repeat(65);
+    let longest = "y".repeat(64);
+    tree.write(
+        "ember.toml",
+        &format!(
+            r#"[service."a/b"]
+command = ["/bin/sh"]
+[service.{long}]
+command = ["/bin/sh"]
+[service.{longest}]
+command = ["/bin/sh"]
+[service."web-1.x@y_z"]
+command = ["/bin/sh"]
+"#
+        ),
+    );
+    tree.write("services.d/bad name.toml", "command = [\"/bin/sh\"]\n");
+    assert_eq!(
+        tree.problems(),
+        [
+            "ember.toml:1:10: invalid service name \"a/b\": '/' is not allowed; use letters, digits and . _ @ -".to_owned(),
+            format!("ember.toml:3:10: invalid service name \"{long}\": it must be 1 to 64 characters long"),
+            "services.d/bad name.toml:1:1: invalid service name \"bad name\": ' ' is not allowed; use letters, digits and . _ @ -".to_owned(),
+        ]
+    );
+}
+
+#[test]
+fn service_must_be_a_table_of_tables() {
+    let tree = Tree::new();
+    tree.write("ember.toml", "service = 1\n");
+    assert_eq!(
+        tree.problems(),
+        ["ember.toml:1:11: \"service\" must be a table of services: [service.NAME]"]
+    );
+}
+
+#[test]
+fn errors_in_different_tables_and_files_are_all_reported() {
+    let tree = Tree::new();
+    tree.write(
+        "ember.toml",
+        r#"[system]
+devise = "gw"
+[log]
+level = 3
+[service.a]
+command = ["/bin/sh"]
+restart = "sometimes"
+[service.b]
+command = ["/bin/sh"]
+stop_signal = "SIGNOPE"
+requires = ["ghost"]
+[service.c]
+command = ["/bin/sh"]
+requires = ["ghost"]
+"#,
+    );
+    tree.write(
+        "services.d/d.toml",
+        "command = [\"/bin/sh\"]\nrestart_delay = \"5 parsecs\"\n",
+    );
+    tree.write(
+        "services.d/e.toml",
+        "command = [\"/bin/sh\"]\nready = { tcp = \"nowhere\" }\n",
+    );
+    tree.write("services.d/f.toml", "command = [\"/bin/sh\"\n");
+    tree.write(
+        "services.d/g@1.toml",
+        "command = [\"/bin/sh\"]\nbogus = true\n",
+    );
+    let problems = tree.problems();
+    let locations: Vec<&str> = problems
+        .iter()
+        .map(|p| p.split(": ").next().unwrap())
+        .collect();
+    assert_eq!(
+        locations,
+        [
+            "ember.toml:2:1",
+            "ember.toml:4:9",
+            "ember.toml:7:11",
+            "ember.toml:10:15",
+            "ember.toml:14:13",
+            "services.d/d.toml:2:17",
+            "services.d/e.toml:2:9",
+            "services.d/f.toml:1:21",
+            "services.d/g@1.toml:2:1",
+        ],
+        "{problems:#?}"
+    );
+}
+
+#[test]
+fn positions_point_at_the_offending_key_or_value() {
+    let tree = Tree::new();
+    let text = r#"# ember.toml
+[service."café"]
+command = ["/bin/sh"]
+
+[service.web]
+  command   =   ["/bin/sh"]
+	stop_timeout = "forever"
+[service.db]
+command = ["/bin/sh"]
+requires = [
+    "cache",
+]
+"#;
+    tree.write("ember.toml", text);
+    let problems = tree.problems();
+    assert_eq!(
+        problems,
+        [
+            // The name, inside its quotes' table header; columns count characters.
+            format!(
+                "ember.toml:{}: invalid service name \"café\": 'é' is not allowed; use letters, digits and . _ @ -",
+                at(text, "\"café\"")
+            ),
+            // The value, after a tab.
+            format!(
+                "ember.toml:{}: invalid duration \"forever\" (expected number at 0); write e.g. \"250ms\", \"5s\", \"2m\"",
+                at(text, "\"forever\"")
+            ),
+            // The dependency on its own line of a multi-line array.
+            format!(
+                "ember.toml:{}: service \"db\" requires \"cache\", which is not defined; define it or remove it from requires",
+                at(text, "\"cache\"")
+            ),
+        ]
+    );
+    assert_eq!(at(text, "\"café\""), "2:10");
+    assert_eq!(at(text, "\"forever\""), "7:17");
+    assert_eq!(at(text, "\"cache\""), "11:5");
+}
+
+#[test]
+fn a_service_with_errors_is_still_defined() {
+    let tree = Tree::new();
+    tree.write(
+        "ember.toml",
+        r#"[service.web]
+command = ["/bin/sh"]
+restart = "sometimes"
+[service.db]
+command = ["/bin/sh"]
+stdout = "db.log"
+[service.app]
+command = ["/bin/sh"]
+requires = ["web", "db"]
+"#,
+    );
+    // Defined twice even though the first definition is broken.
+    tree.write("services.d/web.toml", "command = [\"/bin/sh\"]\n");
+    assert_eq!(
+        tree.problems(),
+        [
+            "ember.toml:3:11: unknown variant `sometimes`, expected one of `always`, `on-failure`, `never`".to_owned(),
+            "ember.toml:6:10: service \"db\": output \"db.log\" must be \"log\", \"console\", \"null\" or an absolute file path".to_owned(),
+            format!(
+                "services.d/web.toml:1:1: service \"web\" is defined twice (also in {}); keep one",
+                tree.root.join("ember.toml").display()
+            ),
+        ]
+    );
+}
+
+#[test]
+fn syntax_errors_in_the_main_file_do_not_hide_those_of_services_d() {
+    let tree = Tree::new();
+    tree.write("ember.toml", "[log]\nlevel = debug\n");
+    tree.write(
+        "services.d/a.toml",
+        "command = [\"/bin/sh\"]\nrestart = \"sometimes\"\n",
+    );
+    // The graph is not checked: the main file's services are not known.
+    tree.write(
+        "services.d/b.toml",
+        "command = [\"/bin/sh\"]\nrequires = [\"main\"]\n",
+    );
+    let expected = [
+        "ember.toml:2:9: string values must be quoted, expected literal string",
+        "services.d/a.toml:2:11: unknown variant `sometimes`, expected one of `always`, `on-failure`, `never`",
+    ];
+    let loaded = tree.load();
+    assert!(loaded.config.is_none());
+    assert_eq!(tree.lines(&loaded), expected);
+
+    // In the services_dir the main file names, when the parser could read it.
+    tree.write(
+        "ember.toml",
+        "[system]\nservices_dir = \"units\"\n[log]\nlevel = debug\n",
+    );
+    tree.write("units/c.toml", "command = [\"/bin/sh\"]\nbogus = 1\n");
+    assert_eq!(
+        tree.problems(),
+        [
+            "ember.toml:4:9: string values must be quoted, expected literal string",
+            "units/c.toml:2:1: unknown field `bogus`, expected one of `command`, `type`, `pid_file`, `user`, `group`, `env`, `workdir`, `requires`, `wants`, `after`, `restart`, `restart_delay`, `restart_delay_max`, `start_limit`, `start_limit_interval`, `stop_signal`, `stop_timeout`, `ready`, `ready_timeout`, `watchdog`, `stdout`, `stderr`, `enabled`, `on_failure`",
+        ]
+    );
+
+    // Not when services_dir cannot be read: which directory is unknown.
+    tree.write(
+        "ember.toml",
+        "[system]\nservices_dir = 5\n[log]\nlevel = debug\n",
+    );
+    assert_eq!(
+        tree.problems(),
+        ["ember.toml:4:9: string values must be quoted, expected literal string"]
+    );
+}
+
+#[test]
+fn every_bad_key_of_one_table_is_reported() {
+    let tree = Tree::new();
+    tree.write(
+        "ember.toml",
+        r#"[system]
+device = 1
+services_dir = 2
+colour = "red"
+[service.a]
+command = ["/bin/sh", 3]
+type = "daemon"
+restart = "sometimes"
+stop_signal = "SIGNOPE"
+stop_timeout = "soon"
+ready = { log = "up", timeout = "5s" }
+nonsense = true
+[service.b]
+command = ["/bin/sh"]
+enabled = "yes"
+[service.b.ready]
+log = 1
+wat = 2
+"#,
+    );
+    tree.write(
+        "services.d/c.toml",
+        "command = \"/bin/sh\"\nenv = { A = 1 }\nstart_limit = -1\n",
+    );
+    assert_eq!(
+        tree.problems(),
+        [
+            "ember.toml:2:10: invalid type: integer `1`, expected a string",
+            "ember.toml:3:16: invalid type: integer `2`, expected path string",
+            "ember.toml:4:1: unknown field `colour`, expected `device` or `services_dir`",
+            "ember.toml:6:23: invalid type: integer `3`, expected a string",
+            "ember.toml:7:8: unknown variant `daemon`, expected one of `simple`, `oneshot`, `notify`, `forking`",
+            "ember.toml:8:11: unknown variant `sometimes`, expected one of `always`, `on-failure`, `never`",
+            "ember.toml:9:15: unknown signal \"SIGNOPE\"; write e.g. \"SIGTERM\", \"SIGINT\", \"SIGQUIT\"",
+            "ember.toml:10:16: invalid duration \"soon\" (expected number at 0); write e.g. \"250ms\", \"5s\", \"2m\"",
+            // Only the first error inside the ready table: it is dropped as a whole.
+            "ember.toml:11:23: unknown field `timeout`, expected one of `log`, `delay`, `notify`, `tcp`, `file`, `exec`",
+            "ember.toml:12:1: unknown field `nonsense`, expected one of `command`, `type`, `pid_file`, `user`, `group`, `env`, `workdir`, `requires`, `wants`, `after`, `restart`, `restart_delay`, `restart_delay_max`, `start_limit`, `start_limit_interval`, `stop_signal`, `stop_timeout`, `ready`, `ready_timeout`, `watchdog`, `stdout`, `stderr`, `enabled`, `on_failure`",
+            "ember.toml:15:11: invalid type: string \"yes\", expected a boolean",
+            "ember.toml:17:7: invalid type: integer `1`, expected a string",
+            "services.d/c.toml:1:11: invalid type: string \"/bin/sh\", expected an array",
+            "services.d/c.toml:2:13: invalid type: integer `1`, expected a string",
+            "services.d/c.toml:3:15: invalid value: integer `-1`, expected u32",
+        ]
+    );
+}
+
+#[test]
+fn pid_file_and_ready_errors_point_at_their_values() {
+    let tree = Tree::new();
+    let text = r#"[service.a]
+command = ["/bin/sh"]
+type = "forking"
+pid_file = "run/a.pid"
+[service.b]
+command = ["/bin/sh"]
+pid_file = "/run/b.pid"
+[service.c]
+command = ["/bin/sh"]
+ready = { log = "listening (on" }
+"#;
+    tree.write("ember.toml", text);
+    assert_eq!(
+        tree.problems(),
+        [
+            format!(
+                "ember.toml:{}: service \"a\": pid_file must be an absolute path such as \"/run/a.pid\"",
+                at(text, "\"run/a.pid\"")
+            ),
+            format!(
+                "ember.toml:{}: service \"b\": pid_file applies to type = \"forking\" only; remove it or set type = \"forking\"",
+                at(text, "\"/run/b.pid\"")
+            ),
+            format!(
+                r#"ember.toml:{}: service "c": ready log pattern "listening (on" is not a valid regex (found open group without closing ')'); escape the characters meant literally, e.g. '\(' or "\\(" for ("#,
+                at(text, "{ log")
+            ),
+        ]
+    );
+}
+
+#[test]
+fn sections_and_services_of_the_wrong_type() {
+    let tree = Tree::new();
+    tree.write(
+        "ember.toml",
+        r#"system = 1
+log = "debug"
+control = ["/run/ember.sock"]
+[service]
+web = "/usr/bin/web"
+[service.a]
+command = ["/bin/sh"]
+ready = "notify"
+env = "PATH=/bin"
+requires = "web"
+"#,
+    );
+    assert_eq!(
+        tree.problems(),
+        [
+            "ember.toml:1:10: \"system\" must be a table: write [system] and its keys below it",
+            "ember.toml:2:7: \"log\" must be a table: write [log] and its keys below it",
+            "ember.toml:3:11: \"control\" must be a table: write [control] and its keys below it",
+            "ember.toml:5:7: service \"web\" must be a table: write [service.web] and its keys below it",
+            "ember.toml:8:9: invalid type: string \"notify\", expected an inline table with one of log, delay, notify, tcp, file, exec, such as { notify = true }",
+            "ember.toml:9:7: invalid type: string \"PATH=/bin\", expected a table",
+            "ember.toml:10:12: invalid type: string \"web\", expected an array",
+        ]
+    );
+}
+
+/// Every error says what to write instead (or what to do), not only what is wrong.
+#[test]
+fn messages_read_like_advice() {
+    let tree = Tree::new();
+    let plain = tree.write("data", "not a program\n");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o644)).unwrap();
+    tree.write(
+        "ember.toml",
+        &format!(
+            r#"[system]
+devise = "x"
+[log]
+level = 1
+[control]
+socket = ["/run/x.sock"]
+[nope]
+[[service.array]]
+command = ["/bin/sh"]
+[service."a b"]
+command = ["/bin/sh"]
+[service.c1]
+command = []
+[service.c2]
+restart = "never"
+[service.c3]
+command = ["/nonexistent/x"]
+[service.c4]
+command = ["no-such-program-ember"]
+env = {{ PATH = "/nonexistent" }}
+[service.c5]
+command = ["/"]
+[service.c6]
+command = [{plain:?}]
+[service.t1]
+command = ["/bin/sh"]
+type = "thread"
+[service.t2]
+command = ["/bin/sh"]
+restart = "often"
+[service.t3]
+command = ["/bin/sh"]
+on_failure = "panic"
+[service.t4]
+command = ["/bin/sh"]
+stop_timeout = "a while"
+[service.t5]
+command = ["/bin/sh"]
+stop_signal = "SIGWHAT"
+[service.t6]
+command = ["/bin/sh"]
+stdout = "out.log"
+[service.f1]
+command = ["/bin/sh"]
+type = "forking"
+[service.f2]
+command = ["/bin/sh"]
+pid_file = "/run/f2.pid"
+[service.f3]
+command = ["/bin/sh"]
+type = "forking"
+pid_file = "f3.pid"
+[service.r1]
+command = ["/bin/sh"]
+ready = {{}}
+[service.r2]
+command = ["/bin/sh"]
+ready = {{ notify = true, delay = "1s" }}
+[service.r3]
+command = ["/bin/sh"]
+ready = {{ tcp = "host" }}
+[service.r4]
+command = ["/bin/sh"]
+ready = {{ exec = [] }}
+[service.r5]
+command = ["/bin/sh"]
+type = "oneshot"
+ready = {{ notify = true }}
+[service.w1]
+command = ["/bin/sh"]
+watchdog = "1s"
+[service.w2]
+command = ["/bin/sh"]
+type = "notify"
+watchdog = "0"
+[service.u1]
+command = ["/bin/sh"]
+user = "ember-no-such-user"
+[service.d1]
+command = ["/bin/sh"]
+requires = ["d1"]
+[service.d2]
+command = ["/bin/sh"]
+after = ["d3"]
+[service.d3]
+command = ["/bin/sh"]
+after = ["d2"]
+[service.d4]
+command = ["/bin/sh"]
+requires = ["ghost"]
+wants = ["phantom"]
+[service.s1]
+command = ["/bin/sh"]
+env = "PATH=/bin"
+[service.s2]
+command = ["/bin/sh"]
+ready = "notify"
+[service.s3]
+command = ["/bin/sh"]
+requires = "d2"
+[service.s4]
+command = ["/bin/sh"]
+start_limit = -1
+[service.s5]
+command = ["/bin/sh"]
+enabled = "yes"
+[service.s6]
+command = "/bin/sh"
+[service.s7]
+command = ["/bin/sh"]
+restart_delay = 5
+[service.s8]
+command = ["/bin/sh"]
+bogus = 1
+[service.s9]
+command = ["/bin/sh"]
+ready = {{ notify = true, timeout = "5s" }}
+[service.s10]
+command = ["/bin/sh"]
+ready = {{ log = "(" }}
+[service.s11]
+command = ["/bin/sh"]
+ready = {{ exec = "/bin/true" }}
+[service.s12]
+command = ["/bin/sh"]
+group = "ember-no-such-group"
+[service.s13]
+command = ["/bin/sh"]
+env = {{ X = 1 }}
+[service.s14]
+command = ["/bin/sh", 1]
+[service.s15]
+command = ["/bin/sh"]
+pid_file = 1
+[service.s16]
+command = ["/bin/sh"]
+type = "notify"
+ready = {{ delay = "1s" }}
+"#
+        ),
+    );
+    tree.write("services.d/d1.toml", "command = [\"/bin/sh\"]\n");
+    let problems = tree.problems();
+    assert_eq!(problems.len(), 50, "{problems:#?}");
+    let advice = [
+        "expected", "write", "use ", "give", "add", "remove", "set ", "define", "keep", "create",
+        "chmod", "such as", "must be", "one of", "escape",
+    ];
+    for problem in &problems {
+        assert!(
+            advice.iter().any(|a| problem.contains(a)),
+            "no advice in: {problem}"
+        );
+    }
+}
+
+#[test]
+fn an_unknown_dependency_in_two_lists_is_shown_in_each() {
+    let tree = Tree::new();
+    let text = r#"[service.a]
+command = ["/bin/sh"]
+wants = ["net"]
+after = ["clock", "net"]
+"#;
+    tree.write("ember.toml", text);
+    assert_eq!(
+        tree.problems(),
+        [
+            format!(
+                "ember.toml:{}: warning: service \"a\" wants \"net\", which is not defined; define it or remove it from wants",
+                at(text, "\"net\"")
+            ),
+            format!(
+                "ember.toml:{}: warning: service \"a\" after \"clock\", which is not defined; define it or remove it from after",
+                at(text, "\"clock\"")
+            ),
+            // The "net" of after, not the one of wants.
+            "ember.toml:4:19: warning: service \"a\" after \"net\", which is not defined; define it or remove it from after".to_owned(),
+        ]
+    );
+}
