@@ -72,7 +72,7 @@ command = ["/bin/true"]
         format!("{main_path}:11:15: unknown signal \"SIGNOPE\""),
         format!("{main_path}:15:1: unknown field `restart_dealy`"),
         format!("{main_path}:19:13: service \"lost\" requires \"nowhere\", which is not defined"),
-        format!("{main_path}:22:11: service \"gone\": command /usr/bin/definitely-not-here cannot be used: No such file or directory"),
+        format!("{main_path}:22:11: service \"gone\": command /usr/bin/definitely-not-here does not exist; give the path of an installed program"),
         format!("{main_path}:24:10: invalid service name \"bad/name\""),
         "broken.toml:2:".to_string(),
         "slow.toml:2:16: invalid duration \"soon\"".to_string(),
