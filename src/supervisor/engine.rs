@@ -705,13 +705,20 @@ impl Engine {
                 }
             }
             State::Activating | State::Active => {
-                if self.should_stop(name) && !self.has_stopping_dependents(name) {
-                    if unit.sub == Sub::AutoRestart {
-                        let _ = self.units.get_mut(name).map(|u| u.deadline = None);
-                        self.stopped(name, now);
-                    } else {
-                        self.begin_stop(name, None, now, actions);
+                if !self.should_stop(name) {
+                    return;
+                }
+                if self.has_stopping_dependents(name) {
+                    // They go first. They may not have been looked at yet when what makes
+                    // them stop is further up a `requires` chain.
+                    if let Some(dependents) = self.dependents.get(name) {
+                        self.dirty.extend(dependents.iter().cloned());
                     }
+                } else if unit.sub == Sub::AutoRestart {
+                    let _ = self.units.get_mut(name).map(|u| u.deadline = None);
+                    self.stopped(name, now);
+                } else {
+                    self.begin_stop(name, None, now, actions);
                 }
             }
             State::Deactivating | State::Failed => {}
@@ -748,7 +755,8 @@ impl Engine {
                 return Blocker::Blocked(format!("requires {dep}, which is not defined"));
             };
             match d.state {
-                State::Active if d.want == Want::Up && !d.restart_pending => {}
+                // Active, and not about to go down (which would take this one down again).
+                State::Active if !self.should_stop(dep) => {}
                 State::Failed => {
                     return Blocker::Blocked(format!("requires {dep}, which is failed"))
                 }
@@ -784,8 +792,14 @@ impl Engine {
     }
 
     /// Whether a running service should go down: unwanted, restarting, being replaced, or
-    /// something it requires is going down.
+    /// something it requires is going down, directly or through its own requirements (so
+    /// that the far end of a `requires` chain stops first).
     fn should_stop(&self, name: &str) -> bool {
+        // The depth bound only guards against a cycle, which the config check rejects.
+        self.should_stop_within(name, self.units.len())
+    }
+
+    fn should_stop_within(&self, name: &str, depth: usize) -> bool {
         let Some(unit) = self.units.get(name) else {
             return false;
         };
@@ -802,6 +816,7 @@ impl Engine {
                         || d.want == Want::Down
                         || d.restart_pending
                         || d.removing
+                        || (depth > 0 && self.should_stop_within(dep, depth - 1))
                 }
             })
     }
