@@ -633,11 +633,23 @@ impl Engine {
             }
         }
         for (name, spec) in specs {
+            let mut revived = false;
+            if let Some(unit) = self.units.get_mut(&name).filter(|u| u.removing) {
+                // An earlier reload removed it and it has not finished stopping: keep it,
+                // wanted as a newly added service would be.
+                unit.removing = false;
+                unit.want = if spec.enabled { Want::Up } else { Want::Down };
+                revived = true;
+            }
             match self.units.get_mut(&name) {
                 None => {
                     self.units.insert(name.clone(), Unit::new(spec, now));
                 }
-                Some(unit) if unit.spec == spec && unit.pending_spec.is_none() => continue,
+                Some(unit) if unit.spec == spec && unit.pending_spec.is_none() => {
+                    if !revived {
+                        continue;
+                    }
+                }
                 Some(unit) if unit.is_running() => {
                     unit.pending_spec = Some(spec);
                     if unit.state != State::Deactivating {
