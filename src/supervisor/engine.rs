@@ -413,13 +413,15 @@ impl Engine {
                 self.set_state(name, State::Active, Sub::Exited, now);
             }
             (State::Active, _) if exit.success() && unit.spec.restart != RestartPolicy::Always => {
-                // Finished its work: the service is done, not failed.
-                unit.want = Want::Down;
-                unit.deadline = None;
+                // Finished its work: the service is done, not failed. A restart that was
+                // asked for (by hand, or by a reload with a new spec) still happens.
+                if !unit.restart_pending {
+                    unit.want = Want::Down;
+                }
                 actions.push(Action::Cleanup {
                     name: name.to_owned(),
                 });
-                self.set_state(name, State::Inactive, Sub::Dead, now);
+                self.stopped(name, now);
             }
             _ => {
                 actions.push(Action::Cleanup {
