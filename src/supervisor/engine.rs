@@ -428,6 +428,10 @@ impl Engine {
                     name: name.to_owned(),
                 });
                 let (sub, reason) = match exit {
+                    Exit::Code(0) if unit.state == State::Activating => (
+                        Sub::ExitCode,
+                        "exited with code 0 before it was ready".to_owned(),
+                    ),
                     Exit::Code(0) => (
                         Sub::ExitCode,
                         "exited with code 0; restart = \"always\"".to_owned(),
