@@ -274,8 +274,8 @@ impl Engine {
                 let Some(unit) = self.units.get(&name) else {
                     return;
                 };
-                if unit.run != run {
-                    return;
+                if unit.run != run || unit.state != State::Activating || unit.sub != Sub::Start {
+                    return; // stopped (or already failed) before the answer came
                 }
                 self.fail(
                     &name,
