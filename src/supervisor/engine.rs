@@ -580,13 +580,17 @@ impl Engine {
             (State::Deactivating, _) => {
                 // Not even SIGKILL ended it (stuck in the kernel): stop waiting for it.
                 unit.failing = None;
-                self.fail(
-                    name,
-                    Sub::Timeout,
-                    "did not exit after SIGKILL".into(),
-                    now,
-                    actions,
-                );
+                let why = "did not exit after SIGKILL".to_owned();
+                if unit.want == Want::Down || unit.removing || self.shutting_down {
+                    // Meant to go down, so nothing to restart; but it did not stop either,
+                    // and status must not call it inactive.
+                    unit.pid = None;
+                    unit.reason = Some(why);
+                    self.stopped(name, now);
+                    self.set_state(name, State::Failed, Sub::Timeout, now);
+                } else {
+                    self.fail(name, Sub::Timeout, why, now, actions);
+                }
             }
             _ => {}
         }
