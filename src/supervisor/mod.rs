@@ -5,5 +5,7 @@
 //! - [`graph`]: unknown dependencies and cycles.
 
 pub mod engine;
+#[cfg(test)]
+mod engine_tests;
 pub mod graph;
 pub mod model;
