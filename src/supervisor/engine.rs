@@ -274,8 +274,8 @@ impl Engine {
                 let Some(unit) = self.units.get(&name) else {
                     return;
                 };
-                if unit.run != run {
-                    return;
+                if unit.run != run || unit.state != State::Activating || unit.sub != Sub::Start {
+                    return; // stopped (or already failed) before the answer came
                 }
                 self.fail(
                     &name,
@@ -413,19 +413,25 @@ impl Engine {
                 self.set_state(name, State::Active, Sub::Exited, now);
             }
             (State::Active, _) if exit.success() && unit.spec.restart != RestartPolicy::Always => {
-                // Finished its work: the service is done, not failed.
-                unit.want = Want::Down;
-                unit.deadline = None;
+                // Finished its work: the service is done, not failed. A restart that was
+                // asked for (by hand, or by a reload with a new spec) still happens.
+                if !unit.restart_pending {
+                    unit.want = Want::Down;
+                }
                 actions.push(Action::Cleanup {
                     name: name.to_owned(),
                 });
-                self.set_state(name, State::Inactive, Sub::Dead, now);
+                self.stopped(name, now);
             }
             _ => {
                 actions.push(Action::Cleanup {
                     name: name.to_owned(),
                 });
                 let (sub, reason) = match exit {
+                    Exit::Code(0) if unit.state == State::Activating => (
+                        Sub::ExitCode,
+                        "exited with code 0 before it was ready".to_owned(),
+                    ),
                     Exit::Code(0) => (
                         Sub::ExitCode,
                         "exited with code 0; restart = \"always\"".to_owned(),
@@ -574,13 +580,17 @@ impl Engine {
             (State::Deactivating, _) => {
                 // Not even SIGKILL ended it (stuck in the kernel): stop waiting for it.
                 unit.failing = None;
-                self.fail(
-                    name,
-                    Sub::Timeout,
-                    "did not exit after SIGKILL".into(),
-                    now,
-                    actions,
-                );
+                let why = "did not exit after SIGKILL".to_owned();
+                if unit.want == Want::Down || unit.removing || self.shutting_down {
+                    // Meant to go down, so nothing to restart; but it did not stop either,
+                    // and status must not call it inactive.
+                    unit.pid = None;
+                    unit.reason = Some(why);
+                    self.stopped(name, now);
+                    self.set_state(name, State::Failed, Sub::Timeout, now);
+                } else {
+                    self.fail(name, Sub::Timeout, why, now, actions);
+                }
             }
             _ => {}
         }
@@ -633,11 +643,23 @@ impl Engine {
             }
         }
         for (name, spec) in specs {
+            let mut revived = false;
+            if let Some(unit) = self.units.get_mut(&name).filter(|u| u.removing) {
+                // An earlier reload removed it and it has not finished stopping: keep it,
+                // wanted as a newly added service would be.
+                unit.removing = false;
+                unit.want = if spec.enabled { Want::Up } else { Want::Down };
+                revived = true;
+            }
             match self.units.get_mut(&name) {
                 None => {
                     self.units.insert(name.clone(), Unit::new(spec, now));
                 }
-                Some(unit) if unit.spec == spec && unit.pending_spec.is_none() => continue,
+                Some(unit) if unit.spec == spec && unit.pending_spec.is_none() => {
+                    if !revived {
+                        continue;
+                    }
+                }
                 Some(unit) if unit.is_running() => {
                     unit.pending_spec = Some(spec);
                     if unit.state != State::Deactivating {
@@ -705,13 +727,20 @@ impl Engine {
                 }
             }
             State::Activating | State::Active => {
-                if self.should_stop(name) && !self.has_stopping_dependents(name) {
-                    if unit.sub == Sub::AutoRestart {
-                        let _ = self.units.get_mut(name).map(|u| u.deadline = None);
-                        self.stopped(name, now);
-                    } else {
-                        self.begin_stop(name, None, now, actions);
+                if !self.should_stop(name) {
+                    return;
+                }
+                if self.has_stopping_dependents(name) {
+                    // They go first. They may not have been looked at yet when what makes
+                    // them stop is further up a `requires` chain.
+                    if let Some(dependents) = self.dependents.get(name) {
+                        self.dirty.extend(dependents.iter().cloned());
                     }
+                } else if unit.sub == Sub::AutoRestart {
+                    let _ = self.units.get_mut(name).map(|u| u.deadline = None);
+                    self.stopped(name, now);
+                } else {
+                    self.begin_stop(name, None, now, actions);
                 }
             }
             State::Deactivating | State::Failed => {}
@@ -748,7 +777,8 @@ impl Engine {
                 return Blocker::Blocked(format!("requires {dep}, which is not defined"));
             };
             match d.state {
-                State::Active if d.want == Want::Up && !d.restart_pending => {}
+                // Active, and not about to go down (which would take this one down again).
+                State::Active if !self.should_stop(dep) => {}
                 State::Failed => {
                     return Blocker::Blocked(format!("requires {dep}, which is failed"))
                 }
@@ -784,8 +814,14 @@ impl Engine {
     }
 
     /// Whether a running service should go down: unwanted, restarting, being replaced, or
-    /// something it requires is going down.
+    /// something it requires is going down, directly or through its own requirements (so
+    /// that the far end of a `requires` chain stops first).
     fn should_stop(&self, name: &str) -> bool {
+        // The depth bound only guards against a cycle, which the config check rejects.
+        self.should_stop_within(name, self.units.len())
+    }
+
+    fn should_stop_within(&self, name: &str, depth: usize) -> bool {
         let Some(unit) = self.units.get(name) else {
             return false;
         };
@@ -802,6 +838,7 @@ impl Engine {
                         || d.want == Want::Down
                         || d.restart_pending
                         || d.removing
+                        || (depth > 0 && self.should_stop_within(dep, depth - 1))
                 }
             })
     }

@@ -9,6 +9,8 @@
 //! - [`status`]: a service's record as adapters show it.
 
 pub mod engine;
+#[cfg(test)]
+mod engine_tests;
 pub mod graph;
 pub mod model;
 pub mod notify;

@@ -1,0 +1,2383 @@
+//! Engine unit tests, driven by a simulated clock and a fake runtime.
+//!
+//! [`Sim`] plays the runtime: it answers every [`Action::Spawn`] with `Spawned` and a fake
+//! pid (unless told not to), keeps a log of every action with the time it was asked for,
+//! and moves the clock from deadline to deadline with [`Input::Tick`], like the real
+//! runtime sleeping until [`Engine::next_deadline`].
+
+use super::engine::{backoff, Action, Engine, Input};
+use super::model::{Exit, Pid, State, Sub, Unit, Want};
+use crate::config::{FailureAction, Readiness, RestartPolicy, ServiceSpec, ServiceType};
+use nix::sys::signal::Signal;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+// ---------------------------------------------------------------------------------------
+// Harness
+// ---------------------------------------------------------------------------------------
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+/// A simple service with every default (ready as soon as spawned).
+fn simple(name: &str) -> ServiceSpec {
+    ServiceSpec::new(name, &["/usr/bin/app"])
+}
+
+/// A oneshot as the config builds it: ready when it exits 0, no ready timeout.
+fn oneshot(name: &str) -> ServiceSpec {
+    let mut s = simple(name);
+    s.kind = ServiceType::Oneshot;
+    s.ready = Readiness::Exit;
+    s.ready_timeout = None;
+    s
+}
+
+/// A notify service: ready on READY=1.
+fn notify(name: &str) -> ServiceSpec {
+    let mut s = simple(name);
+    s.kind = ServiceType::Notify;
+    s.ready = Readiness::Notify;
+    s
+}
+
+/// A forking daemon with a pid file.
+fn forking(name: &str) -> ServiceSpec {
+    let mut s = simple(name);
+    s.kind = ServiceType::Forking;
+    s.ready = Readiness::PidFile;
+    s.pid_file = Some(PathBuf::from(format!("/run/{name}.pid")));
+    s
+}
+
+/// Builder-style tweaks for specs.
+trait SpecExt: Sized {
+    fn with(self, f: impl FnOnce(&mut ServiceSpec)) -> Self;
+    fn requires(self, deps: &[&str]) -> Self;
+    fn wants(self, deps: &[&str]) -> Self;
+    fn after(self, deps: &[&str]) -> Self;
+    fn restart(self, policy: RestartPolicy) -> Self;
+    fn disabled(self) -> Self;
+}
+
+impl SpecExt for ServiceSpec {
+    fn with(mut self, f: impl FnOnce(&mut ServiceSpec)) -> Self {
+        f(&mut self);
+        self
+    }
+    fn requires(self, deps: &[&str]) -> Self {
+        self.with(|s| s.requires = deps.iter().map(|d| d.to_string()).collect())
+    }
+    fn wants(self, deps: &[&str]) -> Self {
+        self.with(|s| s.wants = deps.iter().map(|d| d.to_string()).collect())
+    }
+    fn after(self, deps: &[&str]) -> Self {
+        self.with(|s| s.after = deps.iter().map(|d| d.to_string()).collect())
+    }
+    fn restart(self, policy: RestartPolicy) -> Self {
+        self.with(|s| s.restart = policy)
+    }
+    fn disabled(self) -> Self {
+        self.with(|s| s.enabled = false)
+    }
+}
+
+fn spec_map(specs: Vec<ServiceSpec>) -> BTreeMap<String, ServiceSpec> {
+    specs.into_iter().map(|s| (s.name.clone(), s)).collect()
+}
+
+/// The engine plus a fake runtime and a simulated monotonic clock.
+struct Sim {
+    engine: Engine,
+    now: Duration,
+    next_pid: Pid,
+    /// Answer Spawn actions with Spawned at once (the usual case).
+    auto_spawn: bool,
+    /// Spawn actions not answered yet, when `auto_spawn` is off.
+    pending_spawns: Vec<(String, u64)>,
+    /// Every action so far, with the time it was asked for.
+    log: Vec<(Duration, Action)>,
+}
+
+impl Sim {
+    /// Builds the engine at t=0 and boots it.
+    fn new(specs: Vec<ServiceSpec>) -> Sim {
+        Sim::with_spawning(specs, true)
+    }
+
+    /// Like [`Sim::new`], but Spawn actions wait for [`Sim::answer_spawn`] or a hand-fed input.
+    fn manual(specs: Vec<ServiceSpec>) -> Sim {
+        Sim::with_spawning(specs, false)
+    }
+
+    fn with_spawning(specs: Vec<ServiceSpec>, auto_spawn: bool) -> Sim {
+        let mut sim = Sim {
+            engine: Engine::new(spec_map(specs), Duration::ZERO),
+            now: Duration::ZERO,
+            next_pid: 1000,
+            auto_spawn,
+            pending_spawns: Vec::new(),
+            log: Vec::new(),
+        };
+        let actions = sim.engine.boot(sim.now);
+        sim.run(actions);
+        sim
+    }
+
+    /// Records actions and plays the runtime's part: Spawn -> Spawned with a fresh pid.
+    /// Returns every action, including those caused by the answers.
+    fn run(&mut self, actions: Vec<Action>) -> Vec<Action> {
+        let mut all = Vec::new();
+        for action in actions {
+            self.log.push((self.now, action.clone()));
+            all.push(action.clone());
+            if let Action::Spawn { name, run } = action {
+                if self.auto_spawn {
+                    let pid = self.fresh_pid();
+                    all.extend(self.feed(Input::Spawned { name, run, pid }));
+                } else {
+                    self.pending_spawns.push((name, run));
+                }
+            }
+        }
+        all
+    }
+
+    fn fresh_pid(&mut self) -> Pid {
+        self.next_pid += 1;
+        self.next_pid
+    }
+
+    fn feed(&mut self, input: Input) -> Vec<Action> {
+        let actions = self.engine.handle(input, self.now);
+        self.run(actions)
+    }
+
+    /// Answers the oldest unanswered Spawn with Spawned; returns the pid given.
+    fn answer_spawn(&mut self) -> (Pid, Vec<Action>) {
+        assert!(!self.pending_spawns.is_empty(), "no spawn to answer");
+        let (name, run) = self.pending_spawns.remove(0);
+        let pid = self.fresh_pid();
+        let actions = self.feed(Input::Spawned { name, run, pid });
+        (pid, actions)
+    }
+
+    fn start(&mut self, name: &str) -> Vec<Action> {
+        self.feed(Input::Start(name.into()))
+    }
+
+    fn stop(&mut self, name: &str) -> Vec<Action> {
+        self.feed(Input::Stop(name.into()))
+    }
+
+    fn restart(&mut self, name: &str) -> Vec<Action> {
+        self.feed(Input::Restart(name.into()))
+    }
+
+    fn shutdown(&mut self) -> Vec<Action> {
+        self.feed(Input::Shutdown)
+    }
+
+    fn reload(&mut self, specs: Vec<ServiceSpec>) -> Vec<Action> {
+        self.feed(Input::Reload(spec_map(specs)))
+    }
+
+    /// The service's current main process ends.
+    fn exit(&mut self, name: &str, exit: Exit) -> Vec<Action> {
+        let pid = self
+            .pid(name)
+            .unwrap_or_else(|| panic!("{name} has no process to exit"));
+        self.feed(Input::Exited {
+            name: name.into(),
+            pid,
+            exit,
+        })
+    }
+
+    fn crash(&mut self, name: &str) -> Vec<Action> {
+        self.exit(name, Exit::Code(1))
+    }
+
+    /// Readiness for the current run.
+    fn ready(&mut self, name: &str) -> Vec<Action> {
+        let run = self.unit(name).run;
+        self.feed(Input::Ready {
+            name: name.into(),
+            run,
+        })
+    }
+
+    /// Moves the clock forward by `d`, firing every deadline on the way at its own time.
+    fn advance(&mut self, d: Duration) -> Vec<Action> {
+        let target = self.now + d;
+        let mut all = Vec::new();
+        let mut guard = 0;
+        while let Some(deadline) = self.engine.next_deadline() {
+            if deadline > target {
+                break;
+            }
+            guard += 1;
+            assert!(guard < 10_000, "deadlines keep firing at {deadline:?}");
+            self.now = self.now.max(deadline);
+            all.extend(self.feed(Input::Tick));
+        }
+        self.now = target;
+        all
+    }
+
+    /// Jumps to the next deadline and ticks.
+    fn tick_next(&mut self) -> Vec<Action> {
+        let deadline = self.engine.next_deadline().expect("a deadline");
+        assert!(deadline >= self.now, "deadline in the past");
+        self.now = deadline;
+        self.feed(Input::Tick)
+    }
+
+    fn unit(&self, name: &str) -> &Unit {
+        self.engine
+            .unit(name)
+            .unwrap_or_else(|| panic!("no unit {name}"))
+    }
+
+    fn state(&self, name: &str) -> (State, Sub) {
+        let u = self.unit(name);
+        (u.state, u.sub)
+    }
+
+    fn want(&self, name: &str) -> Want {
+        self.unit(name).want
+    }
+
+    fn pid(&self, name: &str) -> Option<Pid> {
+        self.unit(name).pid
+    }
+
+    fn run_of(&self, name: &str) -> u64 {
+        self.unit(name).run
+    }
+
+    fn reason(&self, name: &str) -> String {
+        self.unit(name).reason.clone().unwrap_or_default()
+    }
+
+    /// Time left until the service's own deadline.
+    fn deadline_in(&self, name: &str) -> Option<Duration> {
+        self.unit(name).deadline.map(|d| d - self.now)
+    }
+
+    /// Spawns in the whole log, in order.
+    fn spawn_log(&self) -> Vec<String> {
+        spawns(&self.log.iter().map(|(_, a)| a.clone()).collect::<Vec<_>>())
+    }
+
+    /// Stop signals (not SIGKILL) in the whole log, in order.
+    fn kill_log(&self) -> Vec<String> {
+        self.log
+            .iter()
+            .filter_map(|(_, a)| match a {
+                Action::Kill { name, signal } if *signal != Signal::SIGKILL => Some(name.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn clear_log(&mut self) {
+        self.log.clear();
+    }
+
+    #[track_caller]
+    fn assert_state(&self, name: &str, state: State, sub: Sub) {
+        assert_eq!(
+            self.state(name),
+            (state, sub),
+            "{name}: reason {:?}",
+            self.unit(name).reason
+        );
+    }
+}
+
+/// Names of the services spawned, in order.
+fn spawns(actions: &[Action]) -> Vec<String> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Spawn { name, .. } => Some(name.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// (name, signal) of every Kill, in order.
+fn kills(actions: &[Action]) -> Vec<(String, Signal)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Kill { name, signal } => Some((name.clone(), *signal)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn kill(name: &str, signal: Signal) -> (String, Signal) {
+    (name.to_owned(), signal)
+}
+
+fn names(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+fn has(actions: &[Action], wanted: &Action) -> bool {
+    actions.contains(wanted)
+}
+
+fn cleanup(name: &str) -> Action {
+    Action::Cleanup { name: name.into() }
+}
+
+fn stop_probes(name: &str) -> Action {
+    Action::StopProbes { name: name.into() }
+}
+
+fn on_failure_actions(actions: &[Action]) -> Vec<(String, FailureAction)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::OnFailure { name, action } => Some((name.clone(), *action)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn count(actions: &[Action], wanted: &Action) -> usize {
+    actions.iter().filter(|a| *a == wanted).count()
+}
+
+// ---------------------------------------------------------------------------------------
+// Basic transitions
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn simple_service_is_active_once_spawned() {
+    let sim = Sim::new(vec![simple("a")]);
+    assert_eq!(sim.spawn_log(), names(&["a"]));
+    assert!(sim.log.iter().any(|(_, a)| *a
+        == Action::Spawn {
+            name: "a".into(),
+            run: 1
+        }));
+    sim.assert_state("a", State::Active, Sub::Running);
+    assert_eq!(sim.want("a"), Want::Up);
+    assert_eq!(sim.pid("a"), Some(1001));
+    assert_eq!(sim.unit("a").active_since, Some(Duration::ZERO));
+    // No ready timeout for a service that is ready when spawned, and no watchdog.
+    assert_eq!(sim.engine.next_deadline(), None);
+    assert!(sim
+        .log
+        .iter()
+        .any(|(_, a)| *a == Action::Changed { name: "a".into() }));
+}
+
+#[test]
+fn activating_until_spawned() {
+    let mut sim = Sim::manual(vec![simple("a")]);
+    sim.assert_state("a", State::Activating, Sub::Start);
+    assert_eq!(sim.pid("a"), None);
+    let (pid, _) = sim.answer_spawn();
+    sim.assert_state("a", State::Active, Sub::Running);
+    assert_eq!(sim.pid("a"), Some(pid));
+}
+
+#[test]
+fn disabled_service_waits_for_start() {
+    let mut sim = Sim::new(vec![simple("a").disabled()]);
+    assert!(sim.spawn_log().is_empty());
+    sim.assert_state("a", State::Inactive, Sub::Dead);
+    assert_eq!(sim.want("a"), Want::Down);
+
+    let actions = sim.start("a");
+    assert_eq!(spawns(&actions), names(&["a"]));
+    assert_eq!(sim.want("a"), Want::Up);
+    sim.assert_state("a", State::Active, Sub::Running);
+}
+
+#[test]
+fn start_of_an_active_service_does_nothing() {
+    let mut sim = Sim::new(vec![simple("a")]);
+    let actions = sim.start("a");
+    assert!(spawns(&actions).is_empty());
+    assert!(kills(&actions).is_empty());
+    assert_eq!(sim.run_of("a"), 1);
+}
+
+#[test]
+fn stop_of_an_inactive_service_does_nothing() {
+    let mut sim = Sim::new(vec![simple("a").disabled()]);
+    let actions = sim.stop("a");
+    assert!(kills(&actions).is_empty());
+    sim.assert_state("a", State::Inactive, Sub::Dead);
+}
+
+#[test]
+fn unknown_service_commands_are_ignored() {
+    let mut sim = Sim::new(vec![simple("a")]);
+    for input in [
+        Input::Start("ghost".into()),
+        Input::Stop("ghost".into()),
+        Input::Restart("ghost".into()),
+        Input::Ready {
+            name: "ghost".into(),
+            run: 1,
+        },
+    ] {
+        let actions = sim.feed(input);
+        assert!(actions.is_empty(), "{actions:?}");
+    }
+}
+
+#[test]
+fn stop_sends_the_stop_signal_and_ends_inactive() {
+    let mut sim = Sim::new(vec![simple("a").with(|s| s.stop_signal = Signal::SIGINT)]);
+    sim.advance(secs(3));
+    let actions = sim.stop("a");
+    assert_eq!(kills(&actions), vec![kill("a", Signal::SIGINT)]);
+    assert!(has(&actions, &stop_probes("a")));
+    sim.assert_state("a", State::Deactivating, Sub::StopSigterm);
+    assert_eq!(sim.want("a"), Want::Down);
+    assert_eq!(sim.deadline_in("a"), Some(secs(5)));
+
+    let actions = sim.exit("a", Exit::Signal(Signal::SIGINT));
+    assert!(has(&actions, &cleanup("a")));
+    sim.assert_state("a", State::Inactive, Sub::Dead);
+    assert_eq!(sim.pid("a"), None);
+    assert_eq!(sim.unit("a").reason, None);
+    assert_eq!(sim.unit("a").consecutive_failures, 0);
+    assert!(sim.unit("a").failures.is_empty());
+    assert_eq!(sim.engine.next_deadline(), None);
+
+    // Stays down.
+    let actions = sim.advance(secs(60));
+    assert!(spawns(&actions).is_empty());
+}
+
+#[test]
+fn a_stop_that_exits_non_zero_is_still_a_stop() {
+    let mut sim = Sim::new(vec![simple("a")]);
+    sim.stop("a");
+    sim.exit("a", Exit::Code(143));
+    sim.assert_state("a", State::Inactive, Sub::Dead);
+    assert!(sim.unit("a").failures.is_empty());
+    assert!(spawns(&sim.advance(secs(60))).is_empty());
+}
+
+#[test]
+fn clean_exit_with_on_failure_or_never_is_done() {
+    for policy in [RestartPolicy::OnFailure, RestartPolicy::Never] {
+        let mut sim = Sim::new(vec![simple("a").restart(policy)]);
+        let actions = sim.exit("a", Exit::Code(0));
+        assert!(has(&actions, &cleanup("a")));
+        sim.assert_state("a", State::Inactive, Sub::Dead);
+        assert_eq!(sim.want("a"), Want::Down, "{policy:?}");
+        assert_eq!(sim.unit("a").last_exit, Some(Exit::Code(0)));
+        assert!(sim.unit("a").failures.is_empty());
+        assert!(spawns(&sim.advance(secs(60))).is_empty());
+    }
+}
+
+#[test]
+fn clean_exit_with_always_restarts() {
+    let mut sim = Sim::new(vec![simple("a").restart(RestartPolicy::Always)]);
+    sim.exit("a", Exit::Code(0));
+    sim.assert_state("a", State::Activating, Sub::AutoRestart);
+    assert_eq!(sim.want("a"), Want::Up);
+    assert_eq!(sim.deadline_in("a"), Some(ms(100)));
+    let actions = sim.advance(ms(100));
+    assert_eq!(spawns(&actions), names(&["a"]));
+    sim.assert_state("a", State::Active, Sub::Running);
+    assert_eq!(sim.run_of("a"), 2);
+}
+
+#[test]
+fn crash_restarts_after_the_delay() {
+    let mut sim = Sim::new(vec![simple("a")]);
+    let actions = sim.crash("a");
+    assert!(has(&actions, &cleanup("a")));
+    assert!(has(&actions, &stop_probes("a")));
+    sim.assert_state("a", State::Activating, Sub::AutoRestart);
+    assert_eq!(sim.want("a"), Want::Up);
+    assert_eq!(sim.pid("a"), None);
+    assert_eq!(sim.unit("a").last_exit, Some(Exit::Code(1)));
+    assert_eq!(sim.reason("a"), "exited with code 1");
+    assert_eq!(sim.deadline_in("a"), Some(ms(100)));
+
+    assert!(spawns(&sim.advance(ms(99))).is_empty());
+    sim.assert_state("a", State::Activating, Sub::AutoRestart);
+    let actions = sim.advance(ms(1));
+    assert!(actions.contains(&Action::Spawn {
+        name: "a".into(),
+        run: 2
+    }));
+    sim.assert_state("a", State::Active, Sub::Running);
+    assert_eq!(sim.unit("a").restarts, 1);
+    assert_eq!(sim.unit("a").reason, None);
+}
+
+#[test]
+fn killed_by_a_signal() {
+    let mut sim = Sim::new(vec![simple("a")]);
+    sim.exit("a", Exit::Signal(Signal::SIGSEGV));
+    sim.assert_state("a", State::Activating, Sub::AutoRestart);
+    assert_eq!(sim.reason("a"), "killed by SIGSEGV");
+
+    let mut sim = Sim::new(vec![simple("a").restart(RestartPolicy::Never)]);
+    sim.exit("a", Exit::Signal(Signal::SIGSEGV));
+    sim.assert_state("a", State::Failed, Sub::Signal);
+    assert_eq!(sim.want("a"), Want::Up);
+}
+
+#[test]
+fn crash_with_restart_never_fails() {
+    let mut sim = Sim::new(vec![simple("a").restart(RestartPolicy::Never)]);
+    sim.advance(secs(1));
+    sim.exit("a", Exit::Code(3));
+    sim.assert_state("a", State::Failed, Sub::ExitCode);
+    assert_eq!(sim.reason("a"), "exited with code 3");
+    assert_eq!(sim.want("a"), Want::Up);
+    assert_eq!(sim.unit("a").since, secs(1));
+    assert_eq!(sim.engine.next_deadline(), None);
+    assert!(spawns(&sim.advance(secs(60))).is_empty());
+
+    // Start brings it back.
+    let actions = sim.start("a");
+    assert_eq!(spawns(&actions), names(&["a"]));
+    sim.assert_state("a", State::Active, Sub::Running);
+}
+
+#[test]
+fn spawn_failure() {
+    let mut sim = Sim::manual(vec![simple("a")]);
+    sim.feed(Input::SpawnFailed {
+        name: "a".into(),
+        run: 1,
+        error: "No such file or directory".into(),
+    });
+    sim.assert_state("a", State::Activating, Sub::AutoRestart);
+    assert_eq!(sim.reason("a"), "cannot start: No such file or directory");
+
+    let mut sim = Sim::manual(vec![simple("a").restart(RestartPolicy::Never)]);
+    sim.feed(Input::SpawnFailed {
+        name: "a".into(),
+        run: 1,
+        error: "Permission denied".into(),
+    });
+    sim.assert_state("a", State::Failed, Sub::Spawn);
+    assert_eq!(sim.reason("a"), "cannot start: Permission denied");
+}
+
+#[test]
+fn spawn_failures_hit_the_start_limit() {
+    let mut sim = Sim::manual(vec![simple("a")]);
+    for n in 1..=5 {
+        let (name, run) = sim.pending_spawns.remove(0);
+        assert_eq!(run, n);
+        sim.feed(Input::SpawnFailed {
+            name,
+            run,
+            error: "No such file or directory".into(),
+        });
+        sim.advance(secs(1));
+    }
+    sim.assert_state("a", State::Failed, Sub::StartLimit);
+    assert!(sim.pending_spawns.is_empty());
+}
+
+#[test]
+fn notify_service_is_active_when_ready() {
+    let mut sim = Sim::new(vec![notify("a")]);
+    let probe = Action::Probe {
+        name: "a".into(),
+        run: 1,
+        readiness: Readiness::Notify,
+    };
+    assert!(sim.log.iter().any(|(_, a)| *a == probe));
+    sim.assert_state("a", State::Activating, Sub::Start);
+    assert!(sim.pid("a").is_some());
+    assert_eq!(sim.deadline_in("a"), Some(secs(90)));
+
+    sim.advance(secs(2));
+    let actions = sim.ready("a");
+    assert!(has(&actions, &stop_probes("a")));
+    sim.assert_state("a", State::Active, Sub::Running);
+    assert_eq!(sim.unit("a").active_since, Some(secs(2)));
+    assert_eq!(sim.engine.next_deadline(), None);
+
+    // A second Ready changes nothing.
+    assert!(sim.ready("a").is_empty());
+}
+
+#[test]
+fn probes_carry_the_readiness() {
+    let sim = Sim::new(vec![
+        simple("a").with(|s| s.ready = Readiness::Log("listening on".into())),
+        simple("b").with(|s| s.ready = Readiness::Tcp("127.0.0.1:1883".into())),
+    ]);
+    let probes: Vec<_> = sim
+        .log
+        .iter()
+        .filter_map(|(_, a)| match a {
+            Action::Probe {
+                name, readiness, ..
+            } => Some((name.clone(), readiness.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        probes,
+        vec![
+            ("a".into(), Readiness::Log("listening on".into())),
+            ("b".into(), Readiness::Tcp("127.0.0.1:1883".into())),
+        ]
+    );
+    sim.assert_state("a", State::Activating, Sub::Start);
+}
+
+#[test]
+fn exiting_before_ready_is_a_failure() {
+    let mut sim = Sim::new(vec![notify("a")]);
+    sim.exit("a", Exit::Code(0));
+    sim.assert_state("a", State::Activating, Sub::AutoRestart);
+    assert_eq!(sim.want("a"), Want::Up);
+    // Not "restart = always": this one is on-failure, and it never got ready.
+    assert_eq!(sim.reason("a"), "exited with code 0 before it was ready");
+}
+
+#[test]
+fn main_pid_moves_the_watched_process() {
+    let mut sim = Sim::new(vec![notify("a")]);
+    let first = sim.pid("a").unwrap();
+    sim.ready("a");
+    sim.feed(Input::MainPid {
+        name: "a".into(),
+        run: 1,
+        pid: 3000,
+    });
+    assert_eq!(sim.pid("a"), Some(3000));
+    sim.assert_state("a", State::Active, Sub::Running);
+    // The old main process ending is no longer the service ending.
+    let actions = sim.feed(Input::Exited {
+        name: "a".into(),
+        pid: first,
+        exit: Exit::Code(0),
+    });
+    assert!(actions.is_empty());
+    sim.crash("a");
+    sim.assert_state("a", State::Activating, Sub::AutoRestart);
+}
+
+#[test]
+fn state_changes_are_published() {
+    let mut sim = Sim::new(vec![simple("a"), simple("b")]);
+    let actions = sim.crash("a");
+    assert_eq!(count(&actions, &Action::Changed { name: "a".into() }), 1);
+    assert_eq!(count(&actions, &Action::Changed { name: "b".into() }), 0);
+    let actions = sim.advance(ms(100));
+    assert!(actions.contains(&Action::Changed { name: "a".into() }));
+}
+
+#[test]
+fn status_text() {
+    let mut sim = Sim::new(vec![notify("a")]);
+    let actions = sim.feed(Input::StatusText {
+        name: "a".into(),
+        run: 1,
+        text: "loading".into(),
+    });
+    assert_eq!(actions, vec![Action::Changed { name: "a".into() }]);
+    assert_eq!(sim.unit("a").status_text.as_deref(), Some("loading"));
+    // Another run's text is dropped.
+    sim.feed(Input::StatusText {
+        name: "a".into(),
+        run: 7,
+        text: "stale".into(),
+    });
+    assert_eq!(sim.unit("a").status_text.as_deref(), Some("loading"));
+    // A new run starts without it.
+    sim.crash("a");
+    sim.advance(ms(100));
+    assert_eq!(sim.unit("a").status_text, None);
+}
+
+// ---------------------------------------------------------------------------------------
+// Oneshot
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn oneshot_is_active_exited_after_exit_0() {
+    let mut sim = Sim::new(vec![oneshot("a")]);
+    sim.assert_state("a", State::Activating, Sub::Start);
+    assert!(!sim
+        .log
+        .iter()
+        .any(|(_, a)| matches!(a, Action::Probe { .. })));
+    assert_eq!(sim.engine.next_deadline(), None);
+
+    let actions = sim.exit("a", Exit::Code(0));
+    assert!(has(&actions, &cleanup("a")));
+    sim.assert_state("a", State::Active, Sub::Exited);
+    assert_eq!(sim.pid("a"), None);
+    assert_eq!(sim.want("a"), Want::Up);
+    assert_eq!(sim.engine.next_deadline(), None);
+    assert!(spawns(&sim.advance(secs(60))).is_empty());
+    sim.assert_state("a", State::Active, Sub::Exited);
+}
+
+#[test]
+fn oneshot_failure_restarts_or_fails() {
+    let mut sim = Sim::new(vec![oneshot("a")]);
+    sim.crash("a");
+    sim.assert_state("a", State::Activating, Sub::AutoRestart);
+    sim.advance(ms(100));
+    sim.assert_state("a", State::Activating, Sub::Start);
+    assert_eq!(sim.run_of("a"), 2);
+
+    let mut sim = Sim::new(vec![oneshot("a").restart(RestartPolicy::Never)]);
+    sim.exit("a", Exit::Code(2));
+    sim.assert_state("a", State::Failed, Sub::ExitCode);
+}
+
+#[test]
+fn oneshot_ready_timeout_when_set() {
+    let mut sim = Sim::new(vec![oneshot("a")
+        .restart(RestartPolicy::Never)
+        .with(|s| s.ready_timeout = Some(secs(10)))]);
+    let actions = sim.advance(secs(10));
+    assert_eq!(kills(&actions), vec![kill("a", Signal::SIGTERM)]);
+    sim.exit("a", Exit::Signal(Signal::SIGTERM));
+    sim.assert_state("a", State::Failed, Sub::Timeout);
+}
+
+#[test]
+fn stopping_an_exited_oneshot_needs_no_signal() {
+    let mut sim = Sim::new(vec![oneshot("a")]);
+    sim.exit("a", Exit::Code(0));
+    let actions = sim.stop("a");
+    assert!(kills(&actions).is_empty());
+    sim.assert_state("a", State::Inactive, Sub::Dead);
+    assert_eq!(sim.want("a"), Want::Down);
+}
+
+#[test]
+fn restart_of_an_exited_oneshot_runs_it_again() {
+    let mut sim = Sim::new(vec![oneshot("a")]);
+    sim.exit("a", Exit::Code(0));
+    let actions = sim.restart("a");
+    assert!(kills(&actions).is_empty());
+    assert!(actions.contains(&Action::Spawn {
+        name: "a".into(),
+        run: 2
+    }));
+    sim.assert_state("a", State::Activating, Sub::Start);
+    sim.exit("a", Exit::Code(0));
+    sim.assert_state("a", State::Active, Sub::Exited);
+}
+
+#[test]
+fn restart_of_an_exited_oneshot_takes_its_dependents_along() {
+    let mut sim = Sim::new(vec![oneshot("setup"), simple("app").requires(&["setup"])]);
+    assert_eq!(sim.spawn_log(), names(&["setup"]));
+    sim.exit("setup", Exit::Code(0));
+    assert_eq!(sim.spawn_log(), names(&["setup", "app"]));
+    sim.clear_log();
+
+    let actions = sim.restart("setup");
+    assert_eq!(kills(&actions), vec![kill("app", Signal::SIGTERM)]);
+    assert!(spawns(&actions).is_empty(), "setup waits for app to stop");
+    let actions = sim.exit("app", Exit::Signal(Signal::SIGTERM));
+    assert_eq!(spawns(&actions), names(&["setup"]));
+    sim.assert_state("app", State::Inactive, Sub::Waiting);
+    let actions = sim.exit("setup", Exit::Code(0));
+    assert_eq!(spawns(&actions), names(&["app"]));
+    sim.assert_state("app", State::Active, Sub::Running);
+}
+
+// ---------------------------------------------------------------------------------------
+// Forking
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn forking_daemon_is_active_once_its_pid_file_names_it() {
+    let mut sim = Sim::new(vec![forking("d")]);
+    sim.assert_state("d", State::Activating, Sub::Start);
+    assert!(!sim
+        .log
+        .iter()
+        .any(|(_, a)| matches!(a, Action::Probe { .. } | Action::WatchPidFile { .. })));
+    let first = sim.pid("d").unwrap();
+
+    sim.advance(secs(1));
+    let actions = sim.exit("d", Exit::Code(0));
+    assert!(actions.contains(&Action::WatchPidFile {
+        name: "d".into(),
+        run: 1
+    }));
+    sim.assert_state("d", State::Activating, Sub::StartPidFile);
+    assert_eq!(sim.pid("d"), None);
+
+    // A pid for another run is dropped.
+    sim.feed(Input::MainPid {
+        name: "d".into(),
+        run: 0,
+        pid: 4242,
+    });
+    sim.assert_state("d", State::Activating, Sub::StartPidFile);
+    assert_eq!(sim.pid("d"), None);
+
+    let actions = sim.feed(Input::MainPid {
+        name: "d".into(),
+        run: 1,
+        pid: 2000,
+    });
+    assert!(has(&actions, &stop_probes("d")));
+    sim.assert_state("d", State::Active, Sub::Running);
+    assert_eq!(sim.pid("d"), Some(2000));
+    assert_ne!(first, 2000);
+    assert_eq!(sim.engine.next_deadline(), None);
+
+    // Stopping signals the daemon, not the first process.
+    let actions = sim.stop("d");
+    assert_eq!(kills(&actions), vec![kill("d", Signal::SIGTERM)]);
+    sim.feed(Input::Exited {
+        name: "d".into(),
+        pid: 2000,
+        exit: Exit::Signal(Signal::SIGTERM),
+    });
+    sim.assert_state("d", State::Inactive, Sub::Dead);
+}
+
+#[test]
+fn forking_daemon_that_dies_is_restarted() {
+    let mut sim = Sim::new(vec![forking("d")]);
+    sim.exit("d", Exit::Code(0));
+    sim.feed(Input::MainPid {
+        name: "d".into(),
+        run: 1,
+        pid: 2000,
+    });
+    sim.exit("d", Exit::Signal(Signal::SIGKILL));
+    sim.assert_state("d", State::Activating, Sub::AutoRestart);
+    let actions = sim.advance(ms(100));
+    assert_eq!(spawns(&actions), names(&["d"]));
+    sim.assert_state("d", State::Activating, Sub::Start);
+}
+
+#[test]
+fn forking_first_process_failing() {
+    let mut sim = Sim::new(vec![forking("d").restart(RestartPolicy::Never)]);
+    let actions = sim.exit("d", Exit::Code(1));
+    assert!(!actions
+        .iter()
+        .any(|a| matches!(a, Action::WatchPidFile { .. })));
+    sim.assert_state("d", State::Failed, Sub::ExitCode);
+}
+
+#[test]
+fn forking_pid_file_timeout() {
+    let mut sim = Sim::new(vec![forking("d")]);
+    sim.advance(secs(1));
+    sim.exit("d", Exit::Code(0));
+    // The ready timeout counts from the spawn.
+    assert_eq!(sim.deadline_in("d"), Some(secs(89)));
+    assert!(sim.advance(secs(88)).is_empty());
+    let actions = sim.advance(secs(1));
+    assert!(has(&actions, &cleanup("d")));
+    assert!(has(&actions, &stop_probes("d")));
+    assert!(kills(&actions).is_empty(), "no process to signal");
+    sim.assert_state("d", State::Activating, Sub::AutoRestart);
+    assert_eq!(sim.reason("d"), "no pid in /run/d.pid within ready_timeout");
+    // A late pid for the old run is dropped.
+    sim.feed(Input::MainPid {
+        name: "d".into(),
+        run: 1,
+        pid: 2000,
+    });
+    sim.assert_state("d", State::Activating, Sub::AutoRestart);
+    let actions = sim.advance(ms(100));
+    assert!(actions.contains(&Action::Spawn {
+        name: "d".into(),
+        run: 2
+    }));
+
+    let mut sim = Sim::new(vec![forking("d").restart(RestartPolicy::Never)]);
+    sim.exit("d", Exit::Code(0));
+    sim.advance(secs(90));
+    sim.assert_state("d", State::Failed, Sub::Timeout);
+}
+
+#[test]
+fn stopping_a_forking_service_waiting_for_its_pid_file() {
+    let mut sim = Sim::new(vec![forking("d")]);
+    sim.exit("d", Exit::Code(0));
+    let actions = sim.stop("d");
+    assert!(kills(&actions).is_empty());
+    assert!(has(&actions, &cleanup("d")));
+    assert!(has(&actions, &stop_probes("d")));
+    sim.assert_state("d", State::Inactive, Sub::Dead);
+    assert_eq!(sim.engine.next_deadline(), None);
+}
+
+// ---------------------------------------------------------------------------------------
+// Backoff and start limit
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn backoff_function() {
+    let (first, max) = (ms(100), secs(30));
+    assert_eq!(backoff(first, max, 0), ms(100));
+    assert_eq!(backoff(first, max, 1), ms(100));
+    assert_eq!(backoff(first, max, 2), ms(200));
+    assert_eq!(backoff(first, max, 3), ms(400));
+    assert_eq!(backoff(first, max, 9), ms(25_600));
+    assert_eq!(backoff(first, max, 10), secs(30));
+    assert_eq!(backoff(first, max, u32::MAX), secs(30));
+    assert_eq!(backoff(secs(3600), Duration::MAX, u32::MAX), {
+        secs(3600).saturating_mul(1 << 30)
+    });
+}
+
+#[test]
+fn backoff_doubles_up_to_the_cap() {
+    let mut sim = Sim::new(vec![simple("a").with(|s| s.start_limit = 0)]);
+    let expected = [
+        100, 200, 400, 800, 1_600, 3_200, 6_400, 12_800, 25_600, 30_000, 30_000, 30_000,
+    ];
+    for (i, delay) in expected.into_iter().enumerate() {
+        sim.crash("a");
+        sim.assert_state("a", State::Activating, Sub::AutoRestart);
+        assert_eq!(sim.unit("a").consecutive_failures, i as u32 + 1);
+        assert_eq!(sim.deadline_in("a"), Some(ms(delay)), "failure {}", i + 1);
+        assert!(spawns(&sim.advance(ms(delay) - ms(1))).is_empty());
+        assert_eq!(spawns(&sim.advance(ms(1))), names(&["a"]));
+        sim.assert_state("a", State::Active, Sub::Running);
+    }
+    assert_eq!(sim.unit("a").restarts, expected.len() as u32);
+}
+
+#[test]
+fn backoff_resets_after_staying_up_restart_delay_max() {
+    let mut sim = Sim::new(vec![simple("a").with(|s| s.start_limit = 0)]);
+    for delay in [100, 200, 400] {
+        sim.crash("a");
+        assert_eq!(sim.deadline_in("a"), Some(ms(delay)));
+        sim.advance(ms(delay));
+    }
+    // Up for just under restart_delay_max: the backoff keeps growing.
+    sim.advance(secs(30) - ms(1));
+    sim.crash("a");
+    assert_eq!(sim.deadline_in("a"), Some(ms(800)));
+    sim.advance(ms(800));
+    // Up for restart_delay_max: back to the first delay.
+    sim.advance(secs(30));
+    sim.crash("a");
+    assert_eq!(sim.unit("a").consecutive_failures, 1);
+    assert_eq!(sim.deadline_in("a"), Some(ms(100)));
+    sim.advance(ms(100));
+    sim.crash("a");
+    assert_eq!(sim.deadline_in("a"), Some(ms(200)));
+}
+
+#[test]
+fn backoff_reset_only_counts_the_run_that_failed() {
+    // An earlier run that was up for long, then finished cleanly, does not reset the
+    // backoff of a later run that fails before it was ever ready.
+    let mut sim = Sim::new(vec![notify("a").with(|s| s.start_limit = 0)]);
+    for delay in [100, 200, 400] {
+        sim.crash("a");
+        assert_eq!(sim.deadline_in("a"), Some(ms(delay)));
+        sim.advance(ms(delay));
+    }
+    sim.ready("a");
+    sim.advance(secs(1));
+    sim.exit("a", Exit::Code(0));
+    sim.assert_state("a", State::Inactive, Sub::Dead);
+    assert_eq!(sim.unit("a").active_since, None);
+    sim.advance(secs(60));
+    sim.start("a");
+    sim.crash("a");
+    assert_eq!(sim.unit("a").consecutive_failures, 4);
+    assert_eq!(sim.deadline_in("a"), Some(ms(800)));
+}
+
+#[test]
+fn backoff_reset_uses_the_custom_restart_delay_max() {
+    let mut sim = Sim::new(vec![simple("a").with(|s| {
+        s.start_limit = 0;
+        s.restart_delay = secs(1);
+        s.restart_delay_max = secs(4);
+    })]);
+    for delay in [1, 2, 4, 4] {
+        sim.crash("a");
+        assert_eq!(sim.deadline_in("a"), Some(secs(delay)));
+        sim.advance(secs(delay));
+    }
+    sim.advance(secs(4));
+    sim.crash("a");
+    assert_eq!(sim.deadline_in("a"), Some(secs(1)));
+}
+
+#[test]
+fn start_limit_fails_the_service() {
+    let mut sim = Sim::new(vec![simple("a")]);
+    for n in 1..=4 {
+        sim.crash("a");
+        sim.assert_state("a", State::Activating, Sub::AutoRestart);
+        assert_eq!(sim.unit("a").failures.len(), n);
+        sim.advance(sim.deadline_in("a").unwrap());
+        sim.assert_state("a", State::Active, Sub::Running);
+    }
+    sim.crash("a");
+    sim.assert_state("a", State::Failed, Sub::StartLimit);
+    let reason = sim.reason("a");
+    assert!(reason.contains("5 failures within 10s"), "{reason}");
+    assert!(reason.contains("exited with code 1"), "{reason}");
+    assert_eq!(sim.want("a"), Want::Up);
+    assert_eq!(sim.engine.next_deadline(), None);
+    assert!(spawns(&sim.advance(secs(3600))).is_empty());
+    sim.assert_state("a", State::Failed, Sub::StartLimit);
+}
+
+#[test]
+fn explicit_start_clears_the_start_limit() {
+    let mut sim = Sim::new(vec![simple("a")]);
+    for _ in 0..5 {
+        sim.crash("a");
+        sim.advance(ms(800));
+    }
+    sim.assert_state("a", State::Failed, Sub::StartLimit);
+
+    let actions = sim.start("a");
+    assert_eq!(spawns(&actions), names(&["a"]));
+    sim.assert_state("a", State::Active, Sub::Running);
+    let u = sim.unit("a");
+    assert_eq!((u.consecutive_failures, u.restarts), (0, 0));
+    assert!(u.failures.is_empty());
+    // A fresh budget: the next crash restarts after the first delay.
+    sim.crash("a");
+    sim.assert_state("a", State::Activating, Sub::AutoRestart);
+    assert_eq!(sim.deadline_in("a"), Some(ms(100)));
+}
+
+#[test]
+fn explicit_restart_clears_the_start_limit() {
+    let mut sim = Sim::new(vec![simple("a")]);
+    for _ in 0..5 {
+        sim.crash("a");
+        sim.advance(ms(800));
+    }
+    sim.assert_state("a", State::Failed, Sub::StartLimit);
+    let actions = sim.restart("a");
+    assert_eq!(spawns(&actions), names(&["a"]));
+    sim.assert_state("a", State::Active, Sub::Running);
+    sim.crash("a");
+    sim.assert_state("a", State::Activating, Sub::AutoRestart);
+}
+
+#[test]
+fn failures_outside_the_interval_do_not_count() {
+    let mut sim = Sim::new(vec![simple("a").with(|s| {
+        s.start_limit = 3;
+        s.start_limit_interval = secs(1);
+        s.restart_delay = secs(2);
+        s.restart_delay_max = secs(2);
+    })]);
+    for _ in 0..20 {
+        sim.crash("a");
+        sim.assert_state("a", State::Activating, Sub::AutoRestart);
+        assert_eq!(sim.unit("a").failures.len(), 1);
+        sim.advance(secs(2));
+    }
+}
+
+#[test]
+fn no_start_limit_when_zero() {
+    let mut sim = Sim::new(vec![simple("a").with(|s| s.start_limit = 0)]);
+    for _ in 0..50 {
+        sim.crash("a");
+        sim.assert_state("a", State::Activating, Sub::AutoRestart);
+        sim.advance(sim.deadline_in("a").unwrap());
+        sim.assert_state("a", State::Active, Sub::Running);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Ready timeout, stop timeout
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn ready_timeout_stops_then_restarts() {
+    let mut sim = Sim::new(vec![notify("a")]);
+    assert!(sim.advance(secs(90) - ms(1)).is_empty());
+    let actions = sim.advance(ms(1));
+    assert_eq!(kills(&actions), vec![kill("a", Signal::SIGTERM)]);
+    assert!(has(&actions, &stop_probes("a")));
+    sim.assert_state("a", State::Deactivating, Sub::StopSigterm);
+    assert_eq!(sim.want("a"), Want::Up);
+    assert_eq!(sim.deadline_in("a"), Some(secs(5)));
+
+    // Ready too late: ignored.
+    sim.ready("a");
+    sim.assert_state("a", State::Deactivating, Sub::StopSigterm);
+
+    let actions = sim.exit("a", Exit::Signal(Signal::SIGTERM));
+    assert!(has(&actions, &cleanup("a")));
+    sim.assert_state("a", State::Activating, Sub::AutoRestart);
+    assert_eq!(sim.reason("a"), "not ready within 1m 30s");
+    assert_eq!(sim.unit("a").failures.len(), 1);
+    let actions = sim.advance(ms(100));
+    assert!(actions.contains(&Action::Spawn {
+        name: "a".into(),
+        run: 2
+    }));
+    sim.assert_state("a", State::Activating, Sub::Start);
+    assert_eq!(sim.deadline_in("a"), Some(secs(90)));
+}
+
+#[test]
+fn ready_timeout_with_restart_never_fails() {
+    let mut sim = Sim::new(vec![notify("a")
+        .restart(RestartPolicy::Never)
+        .with(|s| s.ready_timeout = Some(secs(3)))]);
+    sim.advance(secs(3));
+    sim.assert_state("a", State::Deactivating, Sub::StopSigterm);
+    sim.exit("a", Exit::Signal(Signal::SIGTERM));
+    sim.assert_state("a", State::Failed, Sub::Timeout);
+    assert_eq!(sim.reason("a"), "not ready within 3s");
+}
+
+#[test]
+fn ready_timeout_then_sigkill() {
+    let mut sim = Sim::new(vec![notify("a")
+        .restart(RestartPolicy::Never)
+        .with(|s| s.ready_timeout = Some(secs(3)))]);
+    sim.advance(secs(3));
+    let actions = sim.advance(secs(5));
+    assert_eq!(kills(&actions), vec![kill("a", Signal::SIGKILL)]);
+    sim.assert_state("a", State::Deactivating, Sub::StopSigkill);
+    sim.exit("a", Exit::Signal(Signal::SIGKILL));
+    // Still the timeout that started it all.
+    sim.assert_state("a", State::Failed, Sub::Timeout);
+    assert_eq!(sim.reason("a"), "not ready within 3s");
+}
+
+#[test]
+fn no_ready_timeout_when_unset() {
+    let mut sim = Sim::new(vec![notify("a").with(|s| s.ready_timeout = None)]);
+    assert_eq!(sim.engine.next_deadline(), None);
+    sim.advance(secs(3600));
+    sim.assert_state("a", State::Activating, Sub::Start);
+}
+
+#[test]
+fn ready_timeout_before_the_spawn_is_answered() {
+    let mut sim = Sim::manual(vec![notify("a").restart(RestartPolicy::Never)]);
+    let actions = sim.advance(secs(90));
+    assert!(kills(&actions).is_empty(), "no pid to signal yet");
+    sim.assert_state("a", State::Failed, Sub::Timeout);
+}
+
+#[test]
+fn stop_timeout_escalates_to_sigkill() {
+    let mut sim = Sim::new(vec![simple("a").with(|s| s.stop_timeout = secs(2))]);
+    sim.stop("a");
+    assert!(sim.advance(secs(2) - ms(1)).is_empty());
+    let actions = sim.advance(ms(1));
+    assert_eq!(kills(&actions), vec![kill("a", Signal::SIGKILL)]);
+    sim.assert_state("a", State::Deactivating, Sub::StopSigkill);
+    assert_eq!(sim.deadline_in("a"), Some(secs(2)));
+    sim.exit("a", Exit::Signal(Signal::SIGKILL));
+    sim.assert_state("a", State::Inactive, Sub::Dead);
+    assert_eq!(sim.want("a"), Want::Down);
+    assert!(spawns(&sim.advance(secs(60))).is_empty());
+}
+
+#[test]
+fn stop_gives_up_when_sigkill_does_not_end_it() {
+    let mut sim = Sim::new(vec![simple("a")]);
+    let pid = sim.pid("a").unwrap();
+    sim.stop("a");
+    sim.advance(secs(5));
+    sim.assert_state("a", State::Deactivating, Sub::StopSigkill);
+    let actions = sim.advance(secs(5));
+    assert!(kills(&actions).is_empty(), "nothing more to send");
+    // Not running any more as far as the engine is concerned, and it says why.
+    sim.assert_state("a", State::Failed, Sub::Timeout);
+    assert_eq!(sim.reason("a"), "did not exit after SIGKILL");
+    assert_eq!(sim.pid("a"), None);
+    assert_eq!(sim.want("a"), Want::Down);
+    assert_eq!(sim.engine.next_deadline(), None);
+    assert!(spawns(&sim.advance(secs(60))).is_empty());
+
+    // When it finally goes, that changes nothing.
+    let actions = sim.feed(Input::Exited {
+        name: "a".into(),
+        pid,
+        exit: Exit::Signal(Signal::SIGKILL),
+    });
+    assert!(actions.is_empty(), "{actions:?}");
+    sim.assert_state("a", State::Failed, Sub::Timeout);
+
+    // Start brings it back.
+    assert_eq!(spawns(&sim.start("a")), names(&["a"]));
+    sim.assert_state("a", State::Active, Sub::Running);
+}
+
+#[test]
+fn a_stuck_stop_is_no_on_failure() {
+    let mut sim = Sim::new(vec![
+        simple("a").with(|s| s.on_failure = FailureAction::Reboot)
+    ]);
+    sim.stop("a");
+    let actions = sim.advance(secs(10));
+    sim.assert_state("a", State::Failed, Sub::Timeout);
+    assert!(on_failure_actions(&actions).is_empty());
+}
+
+#[test]
+fn restart_gives_up_on_a_stuck_process_and_starts_anew() {
+    let mut sim = Sim::new(vec![simple("a")]);
+    sim.restart("a");
+    sim.advance(secs(5));
+    let actions = sim.advance(secs(5));
+    assert_eq!(spawns(&actions), names(&["a"]));
+    sim.assert_state("a", State::Active, Sub::Running);
+    assert_eq!(sim.run_of("a"), 2);
+}
+
+// ---------------------------------------------------------------------------------------
+// Watchdog
+// ---------------------------------------------------------------------------------------
+
+fn ping(sim: &mut Sim, name: &str, run: u64) -> Vec<Action> {
+    sim.feed(Input::WatchdogPing {
+        name: name.into(),
+        run,
+    })
+}
+
+#[test]
+fn watchdog_pings_keep_it_alive_and_a_missed_one_restarts_it() {
+    let mut sim = Sim::new(vec![notify("a").with(|s| s.watchdog = Some(secs(10)))]);
+    // Not armed before ready: pings while activating do not move the ready timeout.
+    ping(&mut sim, "a", 1);
+    assert_eq!(sim.deadline_in("a"), Some(secs(90)));
+    sim.advance(secs(1));
+    sim.ready("a");
+    assert_eq!(sim.deadline_in("a"), Some(secs(10)));
+
+    sim.advance(secs(8));
+    ping(&mut sim, "a", 1);
+    assert_eq!(sim.deadline_in("a"), Some(secs(10)));
+    // A ping from another run does not count.
+    sim.advance(secs(5));
+    ping(&mut sim, "a", 0);
+    assert_eq!(sim.deadline_in("a"), Some(secs(5)));
+
+    assert!(sim.advance(secs(5) - ms(1)).is_empty());
+    let actions = sim.advance(ms(1));
+    assert_eq!(kills(&actions), vec![kill("a", Signal::SIGTERM)]);
+    sim.assert_state("a", State::Deactivating, Sub::StopSigterm);
+    assert_eq!(sim.want("a"), Want::Up);
+
+    sim.exit("a", Exit::Signal(Signal::SIGTERM));
+    sim.assert_state("a", State::Activating, Sub::AutoRestart);
+    assert_eq!(sim.reason("a"), "missed its watchdog ping (10s)");
+    let actions = sim.advance(ms(100));
+    assert_eq!(spawns(&actions), names(&["a"]));
+    sim.assert_state("a", State::Activating, Sub::Start);
+    assert_eq!(sim.deadline_in("a"), Some(secs(90)));
+}
+
+#[test]
+fn missed_watchdog_with_restart_never_fails() {
+    let mut sim = Sim::new(vec![notify("a")
+        .restart(RestartPolicy::Never)
+        .with(|s| s.watchdog = Some(secs(10)))]);
+    sim.ready("a");
+    sim.advance(secs(10));
+    sim.exit("a", Exit::Signal(Signal::SIGTERM));
+    sim.assert_state("a", State::Failed, Sub::Watchdog);
+}
+
+#[test]
+fn watchdog_is_disarmed_by_a_stop() {
+    let mut sim = Sim::new(vec![notify("a").with(|s| s.watchdog = Some(secs(10)))]);
+    sim.ready("a");
+    sim.stop("a");
+    assert_eq!(sim.deadline_in("a"), Some(secs(5)), "the stop timeout now");
+    sim.exit("a", Exit::Signal(Signal::SIGTERM));
+    sim.assert_state("a", State::Inactive, Sub::Dead);
+    assert_eq!(sim.engine.next_deadline(), None);
+}
+
+// ---------------------------------------------------------------------------------------
+// Dependencies
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn start_waits_for_requires_to_be_active() {
+    // Names chosen so that alphabetical order is not dependency order.
+    let mut sim = Sim::new(vec![
+        notify("z"),
+        simple("m").requires(&["z"]),
+        simple("a").requires(&["m"]),
+    ]);
+    assert_eq!(sim.spawn_log(), names(&["z"]));
+    sim.assert_state("m", State::Inactive, Sub::Waiting);
+    sim.assert_state("a", State::Inactive, Sub::Waiting);
+    assert_eq!(sim.want("a"), Want::Up);
+
+    let actions = sim.ready("z");
+    assert_eq!(spawns(&actions), names(&["m", "a"]));
+    sim.assert_state("m", State::Active, Sub::Running);
+    sim.assert_state("a", State::Active, Sub::Running);
+}
+
+#[test]
+fn start_waits_for_wants_and_after_on_their_way_up() {
+    let mut sim = Sim::new(vec![
+        notify("db"),
+        simple("web").wants(&["db"]),
+        simple("log").after(&["db"]),
+    ]);
+    assert_eq!(sim.spawn_log(), names(&["db"]));
+    sim.assert_state("web", State::Inactive, Sub::Waiting);
+    sim.assert_state("log", State::Inactive, Sub::Waiting);
+    let actions = sim.ready("db");
+    assert_eq!(spawns(&actions), names(&["log", "web"]));
+}
+
+#[test]
+fn wants_and_after_do_not_wait_for_what_is_not_coming() {
+    // A failed want, a disabled after, an undefined want.
+    let mut sim = Sim::new(vec![
+        notify("db").restart(RestartPolicy::Never),
+        simple("off").disabled(),
+        simple("web").wants(&["db", "ghost"]).after(&["off"]),
+    ]);
+    assert_eq!(sim.spawn_log(), names(&["db"]));
+    let actions = sim.crash("db");
+    sim.assert_state("db", State::Failed, Sub::ExitCode);
+    assert_eq!(spawns(&actions), names(&["web"]));
+    sim.assert_state("web", State::Active, Sub::Running);
+}
+
+#[test]
+fn requires_a_stopped_service_is_blocked() {
+    let mut sim = Sim::new(vec![
+        simple("db").disabled(),
+        simple("web").requires(&["db"]),
+    ]);
+    assert!(sim.spawn_log().is_empty());
+    sim.assert_state("web", State::Inactive, Sub::Dependency);
+    assert_eq!(sim.reason("web"), "requires db, which is stopped");
+    assert_eq!(sim.want("web"), Want::Up);
+
+    let actions = sim.start("db");
+    assert_eq!(spawns(&actions), names(&["db", "web"]));
+    assert_eq!(sim.unit("web").reason, None);
+}
+
+#[test]
+fn requires_failure_takes_dependents_down_and_brings_them_back() {
+    let mut sim = Sim::new(vec![
+        simple("a").restart(RestartPolicy::Never),
+        simple("b").requires(&["a"]),
+        simple("c").requires(&["b"]),
+        simple("d").wants(&["a"]),
+        simple("e").after(&["a"]),
+    ]);
+    assert_eq!(sim.spawn_log(), names(&["a", "b", "c", "d", "e"]));
+    sim.clear_log();
+
+    let actions = sim.crash("a");
+    sim.assert_state("a", State::Failed, Sub::ExitCode);
+    // Reverse order: c goes first; b waits for it.
+    assert_eq!(kills(&actions), vec![kill("c", Signal::SIGTERM)]);
+    sim.assert_state("b", State::Active, Sub::Running);
+    let actions = sim.exit("c", Exit::Signal(Signal::SIGTERM));
+    assert_eq!(kills(&actions), vec![kill("b", Signal::SIGTERM)]);
+    sim.exit("b", Exit::Signal(Signal::SIGTERM));
+
+    sim.assert_state("b", State::Inactive, Sub::Dependency);
+    assert_eq!(sim.reason("b"), "requires a, which is failed");
+    sim.assert_state("c", State::Inactive, Sub::Dependency);
+    assert_eq!(sim.reason("c"), "requires b, which cannot start");
+    assert_eq!(sim.want("b"), Want::Up);
+    assert_eq!(sim.want("c"), Want::Up);
+    // wants/after dependents are untouched.
+    sim.assert_state("d", State::Active, Sub::Running);
+    sim.assert_state("e", State::Active, Sub::Running);
+    assert_eq!(sim.kill_log(), names(&["c", "b"]));
+    assert!(spawns(&sim.advance(secs(60))).is_empty());
+
+    // a comes back: so do b and c, in order.
+    let actions = sim.start("a");
+    assert_eq!(spawns(&actions), names(&["a", "b", "c"]));
+    for n in ["a", "b", "c", "d", "e"] {
+        sim.assert_state(n, State::Active, Sub::Running);
+    }
+    assert_eq!(sim.run_of("d"), 1);
+    assert_eq!(sim.run_of("e"), 1);
+}
+
+#[test]
+fn requires_crash_with_auto_restart_brings_dependents_back() {
+    // The dependent sorts first, the dependency last.
+    let mut sim = Sim::new(vec![notify("z"), simple("a").requires(&["z"])]);
+    sim.ready("z");
+    sim.clear_log();
+
+    let actions = sim.crash("z");
+    sim.assert_state("z", State::Activating, Sub::AutoRestart);
+    assert_eq!(kills(&actions), vec![kill("a", Signal::SIGTERM)]);
+    sim.exit("a", Exit::Signal(Signal::SIGTERM));
+    assert_eq!(sim.state("a").0, State::Inactive);
+    assert_eq!(sim.want("a"), Want::Up);
+    // The stop of a dependent is no failure of its own.
+    assert!(sim.unit("a").failures.is_empty());
+
+    let actions = sim.advance(ms(100));
+    assert_eq!(spawns(&actions), names(&["z"]));
+    assert_eq!(sim.state("a").0, State::Inactive, "z is not ready yet");
+    let actions = sim.ready("z");
+    assert_eq!(spawns(&actions), names(&["a"]));
+    sim.assert_state("a", State::Active, Sub::Running);
+}
+
+#[test]
+fn requires_stop_takes_dependents_down_in_reverse_order() {
+    let mut sim = Sim::new(vec![
+        simple("a"),
+        simple("b").requires(&["a"]),
+        simple("c").requires(&["b"]),
+    ]);
+    sim.clear_log();
+
+    let actions = sim.stop("a");
+    assert_eq!(kills(&actions), vec![kill("c", Signal::SIGTERM)]);
+    sim.assert_state("a", State::Active, Sub::Running);
+    sim.assert_state("b", State::Active, Sub::Running);
+    let actions = sim.exit("c", Exit::Signal(Signal::SIGTERM));
+    assert_eq!(kills(&actions), vec![kill("b", Signal::SIGTERM)]);
+    let actions = sim.exit("b", Exit::Signal(Signal::SIGTERM));
+    assert_eq!(kills(&actions), vec![kill("a", Signal::SIGTERM)]);
+    sim.exit("a", Exit::Signal(Signal::SIGTERM));
+
+    sim.assert_state("a", State::Inactive, Sub::Dead);
+    assert_eq!(sim.want("a"), Want::Down);
+    sim.assert_state("b", State::Inactive, Sub::Dependency);
+    assert_eq!(sim.reason("b"), "requires a, which is stopped");
+    sim.assert_state("c", State::Inactive, Sub::Dependency);
+    assert_eq!(sim.want("b"), Want::Up);
+    assert_eq!(sim.want("c"), Want::Up);
+
+    let actions = sim.start("a");
+    assert_eq!(spawns(&actions), names(&["a", "b", "c"]));
+}
+
+#[test]
+fn requires_stop_in_reverse_order_whatever_the_names() {
+    // Dependents sort before their dependencies: the chain is a -> m -> z.
+    let mut sim = Sim::new(vec![
+        simple("z"),
+        simple("m").requires(&["z"]),
+        simple("a").requires(&["m"]),
+    ]);
+    assert_eq!(sim.spawn_log(), names(&["z", "m", "a"]));
+    sim.clear_log();
+
+    let actions = sim.stop("z");
+    assert_eq!(kills(&actions), vec![kill("a", Signal::SIGTERM)]);
+    let actions = sim.exit("a", Exit::Signal(Signal::SIGTERM));
+    // a must not be started again while m is about to go.
+    assert!(spawns(&actions).is_empty(), "{actions:?}");
+    assert_eq!(kills(&actions), vec![kill("m", Signal::SIGTERM)]);
+    let actions = sim.exit("m", Exit::Signal(Signal::SIGTERM));
+    assert!(spawns(&actions).is_empty(), "{actions:?}");
+    assert_eq!(kills(&actions), vec![kill("z", Signal::SIGTERM)]);
+    sim.exit("z", Exit::Signal(Signal::SIGTERM));
+    assert!(sim.spawn_log().is_empty());
+    sim.assert_state("m", State::Inactive, Sub::Dependency);
+    sim.assert_state("a", State::Inactive, Sub::Dependency);
+
+    let actions = sim.start("z");
+    assert_eq!(spawns(&actions), names(&["z", "m", "a"]));
+}
+
+#[test]
+fn requires_failure_in_reverse_order_whatever_the_names() {
+    let mut sim = Sim::new(vec![
+        simple("z").restart(RestartPolicy::Never),
+        simple("m").requires(&["z"]),
+        simple("a").requires(&["m"]),
+    ]);
+    sim.clear_log();
+    let actions = sim.crash("z");
+    assert_eq!(kills(&actions), vec![kill("a", Signal::SIGTERM)]);
+    let actions = sim.exit("a", Exit::Signal(Signal::SIGTERM));
+    assert!(spawns(&actions).is_empty(), "{actions:?}");
+    assert_eq!(kills(&actions), vec![kill("m", Signal::SIGTERM)]);
+    sim.exit("m", Exit::Signal(Signal::SIGTERM));
+    sim.assert_state("m", State::Inactive, Sub::Dependency);
+    sim.assert_state("a", State::Inactive, Sub::Dependency);
+    assert!(sim.spawn_log().is_empty());
+}
+
+#[test]
+fn requires_an_undefined_or_blocked_service() {
+    let sim = Sim::new(vec![
+        simple("a").requires(&["ghost"]),
+        simple("b").requires(&["a"]),
+    ]);
+    assert!(sim.spawn_log().is_empty());
+    sim.assert_state("a", State::Inactive, Sub::Dependency);
+    assert_eq!(sim.reason("a"), "requires ghost, which is not defined");
+    sim.assert_state("b", State::Inactive, Sub::Dependency);
+    assert_eq!(sim.reason("b"), "requires a, which cannot start");
+}
+
+#[test]
+fn a_dependency_going_down_cancels_a_dependents_backoff() {
+    let mut sim = Sim::new(vec![
+        simple("a"),
+        simple("b")
+            .requires(&["a"])
+            .with(|s| s.restart_delay = secs(10)),
+    ]);
+    sim.crash("b");
+    sim.assert_state("b", State::Activating, Sub::AutoRestart);
+    let actions = sim.stop("a");
+    assert_eq!(kills(&actions), vec![kill("a", Signal::SIGTERM)]);
+    sim.assert_state("b", State::Inactive, Sub::Waiting);
+    sim.exit("a", Exit::Signal(Signal::SIGTERM));
+    sim.assert_state("b", State::Inactive, Sub::Dependency);
+    assert!(spawns(&sim.advance(secs(60))).is_empty());
+    assert_eq!(spawns(&sim.start("a")), names(&["a", "b"]));
+}
+
+#[test]
+fn a_dependent_stopped_by_hand_stays_down_when_its_dependency_returns() {
+    let mut sim = Sim::new(vec![simple("a"), simple("b").requires(&["a"])]);
+    sim.stop("b");
+    sim.exit("b", Exit::Signal(Signal::SIGTERM));
+    sim.stop("a");
+    sim.exit("a", Exit::Signal(Signal::SIGTERM));
+    let actions = sim.start("a");
+    assert_eq!(spawns(&actions), names(&["a"]));
+    sim.assert_state("b", State::Inactive, Sub::Dead);
+}
+
+#[test]
+fn wants_failure_does_not_propagate() {
+    let mut sim = Sim::new(vec![
+        simple("a").restart(RestartPolicy::Never),
+        simple("b").wants(&["a"]),
+    ]);
+    let actions = sim.crash("a");
+    assert!(kills(&actions).is_empty());
+    sim.assert_state("a", State::Failed, Sub::ExitCode);
+    sim.assert_state("b", State::Active, Sub::Running);
+    // And a restart of a does not restart b.
+    let actions = sim.start("a");
+    assert_eq!(spawns(&actions), names(&["a"]));
+    assert_eq!(sim.run_of("b"), 1);
+}
+
+#[test]
+fn stopping_a_wanted_service_leaves_its_dependents_up() {
+    let mut sim = Sim::new(vec![
+        simple("a"),
+        simple("b").wants(&["a"]),
+        simple("c").after(&["a"]),
+    ]);
+    let actions = sim.stop("a");
+    assert_eq!(kills(&actions), vec![kill("a", Signal::SIGTERM)]);
+    sim.exit("a", Exit::Signal(Signal::SIGTERM));
+    sim.assert_state("b", State::Active, Sub::Running);
+    sim.assert_state("c", State::Active, Sub::Running);
+}
+
+#[test]
+fn restart_of_a_dependency_restarts_its_dependents() {
+    let mut sim = Sim::new(vec![
+        simple("a"),
+        simple("b").requires(&["a"]),
+        simple("c").wants(&["a"]),
+    ]);
+    sim.clear_log();
+    let actions = sim.restart("a");
+    assert_eq!(kills(&actions), vec![kill("b", Signal::SIGTERM)]);
+    let actions = sim.exit("b", Exit::Signal(Signal::SIGTERM));
+    assert_eq!(kills(&actions), vec![kill("a", Signal::SIGTERM)]);
+    sim.assert_state("b", State::Inactive, Sub::Waiting);
+    let actions = sim.exit("a", Exit::Signal(Signal::SIGTERM));
+    assert_eq!(spawns(&actions), names(&["a", "b"]));
+    for n in ["a", "b", "c"] {
+        sim.assert_state(n, State::Active, Sub::Running);
+        assert_eq!(sim.want(n), Want::Up);
+    }
+    assert_eq!(sim.run_of("c"), 1, "a wants dependent is not restarted");
+}
+
+#[test]
+fn restart_of_a_dependency_chain_whatever_the_names() {
+    let mut sim = Sim::new(vec![
+        simple("z"),
+        simple("m").requires(&["z"]),
+        simple("a").requires(&["m"]),
+    ]);
+    sim.clear_log();
+    let actions = sim.restart("z");
+    assert_eq!(kills(&actions), vec![kill("a", Signal::SIGTERM)]);
+    let actions = sim.exit("a", Exit::Signal(Signal::SIGTERM));
+    assert!(spawns(&actions).is_empty(), "{actions:?}");
+    assert_eq!(kills(&actions), vec![kill("m", Signal::SIGTERM)]);
+    let actions = sim.exit("m", Exit::Signal(Signal::SIGTERM));
+    assert!(spawns(&actions).is_empty(), "{actions:?}");
+    assert_eq!(kills(&actions), vec![kill("z", Signal::SIGTERM)]);
+    let actions = sim.exit("z", Exit::Signal(Signal::SIGTERM));
+    assert_eq!(spawns(&actions), names(&["z", "m", "a"]));
+    for n in ["z", "m", "a"] {
+        sim.assert_state(n, State::Active, Sub::Running);
+        assert_eq!(sim.run_of(n), 2);
+    }
+}
+
+#[test]
+fn restart_of_a_dependent_leaves_its_dependency_alone() {
+    let mut sim = Sim::new(vec![simple("a"), simple("b").requires(&["a"])]);
+    let actions = sim.restart("b");
+    assert_eq!(kills(&actions), vec![kill("b", Signal::SIGTERM)]);
+    let actions = sim.exit("b", Exit::Signal(Signal::SIGTERM));
+    assert_eq!(spawns(&actions), names(&["b"]));
+    assert_eq!(sim.run_of("a"), 1);
+}
+
+#[test]
+fn restart_of_a_running_service() {
+    let mut sim = Sim::new(vec![simple("a")]);
+    sim.crash("a");
+    sim.advance(ms(100));
+    assert_eq!(sim.unit("a").consecutive_failures, 1);
+    let actions = sim.restart("a");
+    assert_eq!(kills(&actions), vec![kill("a", Signal::SIGTERM)]);
+    assert!(spawns(&actions).is_empty());
+    sim.assert_state("a", State::Deactivating, Sub::StopSigterm);
+    let actions = sim.exit("a", Exit::Signal(Signal::SIGTERM));
+    assert_eq!(spawns(&actions), names(&["a"]));
+    sim.assert_state("a", State::Active, Sub::Running);
+    let u = sim.unit("a");
+    assert_eq!((u.consecutive_failures, u.restarts), (0, 0));
+    assert!(!u.restart_pending);
+}
+
+#[test]
+fn restart_of_a_stopped_service_starts_it() {
+    let mut sim = Sim::new(vec![simple("a").disabled()]);
+    let actions = sim.restart("a");
+    assert_eq!(spawns(&actions), names(&["a"]));
+    assert_eq!(sim.want("a"), Want::Up);
+}
+
+#[test]
+fn restart_while_stopping_starts_it_again_once_stopped() {
+    let mut sim = Sim::new(vec![simple("a")]);
+    sim.stop("a");
+    let actions = sim.restart("a");
+    assert!(kills(&actions).is_empty(), "already stopping");
+    let actions = sim.exit("a", Exit::Signal(Signal::SIGTERM));
+    assert_eq!(spawns(&actions), names(&["a"]));
+    assert_eq!(sim.want("a"), Want::Up);
+}
+
+#[test]
+fn start_while_stopping_starts_it_again_once_stopped() {
+    let mut sim = Sim::new(vec![simple("a")]);
+    sim.stop("a");
+    sim.start("a");
+    assert_eq!(sim.state("a").0, State::Deactivating);
+    let actions = sim.exit("a", Exit::Signal(Signal::SIGTERM));
+    assert_eq!(spawns(&actions), names(&["a"]));
+}
+
+#[test]
+fn dependency_that_finishes_cleanly_takes_dependents_down() {
+    let mut sim = Sim::new(vec![simple("a"), simple("b").requires(&["a"])]);
+    let actions = sim.exit("a", Exit::Code(0));
+    assert_eq!(kills(&actions), vec![kill("b", Signal::SIGTERM)]);
+    sim.exit("b", Exit::Signal(Signal::SIGTERM));
+    sim.assert_state("b", State::Inactive, Sub::Dependency);
+}
+
+// ---------------------------------------------------------------------------------------
+// Stop during backoff
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn stop_during_backoff_cancels_the_restart() {
+    let mut sim = Sim::new(vec![simple("a")]);
+    sim.crash("a");
+    sim.assert_state("a", State::Activating, Sub::AutoRestart);
+    let actions = sim.stop("a");
+    assert!(kills(&actions).is_empty());
+    sim.assert_state("a", State::Inactive, Sub::Dead);
+    assert_eq!(sim.want("a"), Want::Down);
+    assert_eq!(sim.engine.next_deadline(), None);
+    assert!(spawns(&sim.advance(secs(60))).is_empty());
+    sim.assert_state("a", State::Inactive, Sub::Dead);
+}
+
+#[test]
+fn restart_during_backoff_starts_at_once() {
+    let mut sim = Sim::new(vec![simple("a").with(|s| s.restart_delay = secs(10))]);
+    sim.crash("a");
+    let actions = sim.restart("a");
+    assert_eq!(spawns(&actions), names(&["a"]));
+    sim.assert_state("a", State::Active, Sub::Running);
+    assert_eq!(sim.engine.next_deadline(), None);
+}
+
+#[test]
+fn start_during_backoff_keeps_the_backoff() {
+    let mut sim = Sim::new(vec![simple("a")]);
+    sim.crash("a");
+    let actions = sim.start("a");
+    assert!(spawns(&actions).is_empty());
+    sim.assert_state("a", State::Activating, Sub::AutoRestart);
+    assert_eq!(spawns(&sim.advance(ms(100))), names(&["a"]));
+}
+
+// ---------------------------------------------------------------------------------------
+// Stale inputs
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn stale_ready_is_ignored() {
+    let mut sim = Sim::new(vec![notify("a")]);
+    sim.crash("a");
+    // In the backoff: a Ready for the run that crashed.
+    sim.feed(Input::Ready {
+        name: "a".into(),
+        run: 1,
+    });
+    sim.assert_state("a", State::Activating, Sub::AutoRestart);
+    sim.advance(ms(100));
+    assert_eq!(sim.run_of("a"), 2);
+    // Run 2 is starting: a Ready for run 1 does not make it active.
+    sim.feed(Input::Ready {
+        name: "a".into(),
+        run: 1,
+    });
+    sim.assert_state("a", State::Activating, Sub::Start);
+    sim.feed(Input::Ready {
+        name: "a".into(),
+        run: 2,
+    });
+    sim.assert_state("a", State::Active, Sub::Running);
+}
+
+#[test]
+fn stale_spawned_is_ignored() {
+    let mut sim = Sim::manual(vec![notify("a")]);
+    let (first, _) = sim.answer_spawn();
+    sim.crash("a");
+    sim.advance(ms(100));
+    assert_eq!(sim.pending_spawns, vec![("a".to_owned(), 2)]);
+    // A duplicate Spawned for run 1 while run 2's spawn is pending.
+    let actions = sim.feed(Input::Spawned {
+        name: "a".into(),
+        run: 1,
+        pid: first,
+    });
+    assert!(actions.is_empty(), "{actions:?}");
+    assert_eq!(sim.pid("a"), None);
+    sim.assert_state("a", State::Activating, Sub::Start);
+
+    let (pid, actions) = sim.answer_spawn();
+    assert!(actions.contains(&Action::Probe {
+        name: "a".into(),
+        run: 2,
+        readiness: Readiness::Notify
+    }));
+    assert_eq!(sim.pid("a"), Some(pid));
+}
+
+#[test]
+fn stale_spawn_failed_is_ignored() {
+    let mut sim = Sim::new(vec![simple("a")]);
+    let actions = sim.feed(Input::SpawnFailed {
+        name: "a".into(),
+        run: 0,
+        error: "old".into(),
+    });
+    assert!(actions.is_empty());
+    sim.assert_state("a", State::Active, Sub::Running);
+}
+
+#[test]
+fn spawn_failed_after_a_stop_is_ignored() {
+    let mut sim = Sim::manual(vec![simple("a")]);
+    sim.stop("a");
+    sim.assert_state("a", State::Inactive, Sub::Dead);
+    let actions = sim.feed(Input::SpawnFailed {
+        name: "a".into(),
+        run: 1,
+        error: "late".into(),
+    });
+    assert!(actions.is_empty(), "{actions:?}");
+    sim.assert_state("a", State::Inactive, Sub::Dead);
+    assert!(sim.unit("a").failures.is_empty());
+    assert_eq!(sim.unit("a").reason, None);
+}
+
+#[test]
+fn exit_of_another_pid_is_ignored() {
+    let mut sim = Sim::new(vec![simple("a")]);
+    let actions = sim.feed(Input::Exited {
+        name: "a".into(),
+        pid: 4242,
+        exit: Exit::Code(1),
+    });
+    assert!(actions.is_empty());
+    sim.assert_state("a", State::Active, Sub::Running);
+}
+
+#[test]
+fn exit_of_the_previous_run_is_ignored() {
+    let mut sim = Sim::new(vec![simple("a")]);
+    let old = sim.pid("a").unwrap();
+    sim.crash("a");
+    sim.advance(ms(100));
+    let actions = sim.feed(Input::Exited {
+        name: "a".into(),
+        pid: old,
+        exit: Exit::Code(1),
+    });
+    assert!(actions.is_empty());
+    sim.assert_state("a", State::Active, Sub::Running);
+}
+
+// ---------------------------------------------------------------------------------------
+// Shutdown
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn shutdown_stops_in_reverse_order_then_all_stopped() {
+    let mut sim = Sim::new(vec![
+        simple("a"),
+        simple("b").requires(&["a"]),
+        simple("c").requires(&["b"]),
+        simple("d").after(&["a"]),
+        simple("e"),
+        simple("f").restart(RestartPolicy::Never),
+        simple("g").disabled(),
+        simple("h"),
+    ]);
+    sim.crash("f");
+    sim.assert_state("f", State::Failed, Sub::ExitCode);
+    sim.crash("h");
+    sim.assert_state("h", State::Activating, Sub::AutoRestart);
+    sim.clear_log();
+
+    let actions = sim.shutdown();
+    assert!(sim.engine.shutting_down());
+    let mut first: Vec<_> = kills(&actions).into_iter().map(|(n, _)| n).collect();
+    first.sort();
+    assert_eq!(first, names(&["c", "d", "e"]));
+    assert!(!actions.contains(&Action::AllStopped));
+    sim.assert_state("h", State::Inactive, Sub::Dead);
+    for n in ["a", "b", "c", "d", "e", "f", "g", "h"] {
+        assert_eq!(sim.want(n), Want::Down, "{n}");
+    }
+
+    let actions = sim.exit("c", Exit::Signal(Signal::SIGTERM));
+    assert_eq!(kills(&actions), vec![kill("b", Signal::SIGTERM)]);
+    let actions = sim.exit("b", Exit::Signal(Signal::SIGTERM));
+    assert!(kills(&actions).is_empty(), "a still waits for d");
+    let actions = sim.exit("d", Exit::Code(1));
+    assert_eq!(kills(&actions), vec![kill("a", Signal::SIGTERM)]);
+    let actions = sim.exit("a", Exit::Signal(Signal::SIGTERM));
+    assert!(!actions.contains(&Action::AllStopped), "e still runs");
+    let actions = sim.exit("e", Exit::Signal(Signal::SIGTERM));
+    assert_eq!(count(&actions, &Action::AllStopped), 1);
+
+    // Nothing comes back, nothing is announced twice.
+    let actions = sim.advance(secs(3600));
+    assert!(spawns(&actions).is_empty());
+    assert!(!actions.contains(&Action::AllStopped));
+    assert_eq!(count(&sim.shutdown(), &Action::AllStopped), 0);
+    assert!(sim.spawn_log().is_empty());
+    for n in ["a", "b", "c", "d", "e", "g", "h"] {
+        sim.assert_state(n, State::Inactive, Sub::Dead);
+    }
+    sim.assert_state("f", State::Failed, Sub::ExitCode);
+}
+
+#[test]
+fn shutdown_order_whatever_the_names() {
+    // a wants m, m requires z: a, then m, then z.
+    let mut sim = Sim::new(vec![
+        simple("z"),
+        simple("m").requires(&["z"]),
+        simple("a").wants(&["m"]),
+    ]);
+    let actions = sim.shutdown();
+    assert_eq!(kills(&actions), vec![kill("a", Signal::SIGTERM)]);
+    let actions = sim.exit("a", Exit::Signal(Signal::SIGTERM));
+    assert_eq!(kills(&actions), vec![kill("m", Signal::SIGTERM)]);
+    let actions = sim.exit("m", Exit::Signal(Signal::SIGTERM));
+    assert_eq!(kills(&actions), vec![kill("z", Signal::SIGTERM)]);
+    let actions = sim.exit("z", Exit::Signal(Signal::SIGTERM));
+    assert_eq!(count(&actions, &Action::AllStopped), 1);
+    assert_eq!(sim.spawn_log(), names(&["z", "m", "a"]));
+}
+
+#[test]
+fn shutdown_with_nothing_running() {
+    let mut sim = Sim::new(vec![simple("a").disabled()]);
+    let actions = sim.shutdown();
+    assert_eq!(count(&actions, &Action::AllStopped), 1);
+    assert!(kills(&actions).is_empty());
+}
+
+#[test]
+fn shutdown_waits_out_a_stuck_process() {
+    let mut sim = Sim::new(vec![
+        simple("a"),
+        simple("b")
+            .requires(&["a"])
+            .with(|s| s.on_failure = FailureAction::Reboot),
+    ]);
+    let actions = sim.shutdown();
+    assert_eq!(kills(&actions), vec![kill("b", Signal::SIGTERM)]);
+    let actions = sim.advance(secs(5));
+    assert_eq!(kills(&actions), vec![kill("b", Signal::SIGKILL)]);
+    let actions = sim.advance(secs(5));
+    // b gave up on: a may go now.
+    assert_eq!(kills(&actions), vec![kill("a", Signal::SIGTERM)]);
+    assert!(!sim.unit("b").is_running());
+    sim.assert_state("b", State::Failed, Sub::Timeout);
+    let actions = sim.exit("a", Exit::Signal(Signal::SIGTERM));
+    assert!(actions.contains(&Action::AllStopped));
+    assert!(
+        on_failure_actions(&sim.log.iter().map(|(_, a)| a.clone()).collect::<Vec<_>>()).is_empty()
+    );
+}
+
+#[test]
+fn no_restart_during_shutdown() {
+    let mut sim = Sim::new(vec![
+        simple("a").restart(RestartPolicy::Always),
+        simple("b").requires(&["a"]),
+    ]);
+    sim.shutdown();
+    // a dies on its own while b is being stopped.
+    let actions = sim.crash("a");
+    assert!(spawns(&actions).is_empty());
+    sim.assert_state("a", State::Inactive, Sub::Dead);
+    let actions = sim.exit("b", Exit::Signal(Signal::SIGTERM));
+    assert!(actions.contains(&Action::AllStopped));
+    // Commands cannot start anything any more.
+    assert!(spawns(&sim.start("a")).is_empty());
+    assert!(spawns(&sim.restart("b")).is_empty());
+    assert!(spawns(&sim.advance(secs(60))).is_empty());
+}
+
+#[test]
+fn shutdown_while_activating() {
+    let mut sim = Sim::new(vec![notify("a"), simple("b").requires(&["a"])]);
+    sim.assert_state("b", State::Inactive, Sub::Waiting);
+    let actions = sim.shutdown();
+    assert_eq!(kills(&actions), vec![kill("a", Signal::SIGTERM)]);
+    sim.assert_state("b", State::Inactive, Sub::Dead);
+    let actions = sim.exit("a", Exit::Signal(Signal::SIGTERM));
+    assert!(actions.contains(&Action::AllStopped));
+}
+
+// ---------------------------------------------------------------------------------------
+// Reload
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn reload_diffs_added_removed_changed_unchanged() {
+    let mut sim = Sim::new(vec![
+        simple("same"),
+        simple("changed"),
+        simple("gone"),
+        simple("off").disabled(),
+    ]);
+    let same_pid = sim.pid("same");
+    sim.clear_log();
+
+    let new_changed = simple("changed").with(|s| s.command.push("--verbose".into()));
+    let actions = sim.reload(vec![
+        simple("same"),
+        new_changed.clone(),
+        simple("new"),
+        simple("new-off").disabled(),
+        simple("off").disabled(),
+    ]);
+    let mut killed = kills(&actions);
+    killed.sort();
+    assert_eq!(
+        killed,
+        vec![
+            kill("changed", Signal::SIGTERM),
+            kill("gone", Signal::SIGTERM)
+        ]
+    );
+    assert_eq!(spawns(&actions), names(&["new"]));
+    sim.assert_state("new", State::Active, Sub::Running);
+    sim.assert_state("new-off", State::Inactive, Sub::Dead);
+    assert_eq!(sim.want("new-off"), Want::Down);
+    sim.assert_state("off", State::Inactive, Sub::Dead);
+    // Unchanged: not touched at all.
+    for a in &actions {
+        match a {
+            Action::Spawn { name, .. }
+            | Action::Kill { name, .. }
+            | Action::StopProbes { name }
+            | Action::Cleanup { name }
+            | Action::Changed { name } => {
+                assert!(name != "same" && name != "off", "{a:?}");
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(sim.pid("same"), same_pid);
+    assert_eq!(sim.run_of("same"), 1);
+
+    // The changed one comes back with the new spec.
+    let actions = sim.exit("changed", Exit::Signal(Signal::SIGTERM));
+    assert!(actions.contains(&Action::Spawn {
+        name: "changed".into(),
+        run: 2
+    }));
+    assert_eq!(sim.unit("changed").spec, new_changed);
+    assert_eq!(sim.unit("changed").pending_spec, None);
+    sim.assert_state("changed", State::Active, Sub::Running);
+
+    // The removed one is dropped once stopped.
+    sim.assert_state("gone", State::Deactivating, Sub::StopSigterm);
+    let actions = sim.exit("gone", Exit::Signal(Signal::SIGTERM));
+    assert!(actions.contains(&Action::Removed {
+        name: "gone".into()
+    }));
+    assert!(spawns(&actions).is_empty());
+    assert!(sim.engine.unit("gone").is_none());
+    assert_eq!(
+        sim.engine
+            .units()
+            .map(|u| u.spec.name.clone())
+            .collect::<Vec<_>>(),
+        names(&["changed", "new", "new-off", "off", "same"])
+    );
+    assert!(!sim.log.iter().any(|(_, a)| matches!(a,
+        Action::Spawn { name, .. } | Action::Kill { name, .. } if name == "same")));
+}
+
+#[test]
+fn reload_with_the_same_config_touches_nothing() {
+    let specs = vec![
+        notify("a"),
+        simple("b").requires(&["a"]),
+        oneshot("c"),
+        simple("d").restart(RestartPolicy::Never),
+    ];
+    let mut sim = Sim::new(specs.clone());
+    sim.ready("a");
+    sim.exit("c", Exit::Code(0));
+    sim.exit("d", Exit::Code(1));
+    let actions = sim.reload(specs);
+    assert!(actions.is_empty(), "{actions:?}");
+    sim.assert_state("d", State::Failed, Sub::ExitCode);
+}
+
+#[test]
+fn reload_removes_a_stopped_service_at_once() {
+    let mut sim = Sim::new(vec![simple("a"), simple("b").disabled()]);
+    let actions = sim.reload(vec![simple("a")]);
+    assert_eq!(actions, vec![Action::Removed { name: "b".into() }]);
+    assert!(sim.engine.unit("b").is_none());
+}
+
+#[test]
+fn reload_removes_a_failed_service_at_once() {
+    let mut sim = Sim::new(vec![simple("a").restart(RestartPolicy::Never)]);
+    sim.crash("a");
+    let actions = sim.reload(vec![]);
+    assert!(actions.contains(&Action::Removed { name: "a".into() }));
+    assert!(kills(&actions).is_empty());
+}
+
+#[test]
+fn reload_changes_a_failed_service_and_starts_it() {
+    let mut sim = Sim::new(vec![simple("a").restart(RestartPolicy::Never)]);
+    sim.crash("a");
+    sim.assert_state("a", State::Failed, Sub::ExitCode);
+    let fixed = simple("a").with(|s| s.command = vec!["/usr/bin/fixed".into()]);
+    let actions = sim.reload(vec![fixed.clone()]);
+    assert_eq!(spawns(&actions), names(&["a"]));
+    assert_eq!(sim.unit("a").spec, fixed);
+    sim.assert_state("a", State::Active, Sub::Running);
+}
+
+#[test]
+fn reload_changes_a_stopped_service_without_starting_it() {
+    let mut sim = Sim::new(vec![simple("a")]);
+    sim.stop("a");
+    sim.exit("a", Exit::Signal(Signal::SIGTERM));
+    let new = simple("a").with(|s| s.stop_timeout = secs(1));
+    let actions = sim.reload(vec![new.clone()]);
+    assert!(spawns(&actions).is_empty());
+    assert_eq!(sim.unit("a").spec, new);
+    sim.assert_state("a", State::Inactive, Sub::Dead);
+}
+
+#[test]
+fn reload_during_backoff_starts_the_new_spec_at_once() {
+    let mut sim = Sim::new(vec![simple("a").with(|s| s.restart_delay = secs(10))]);
+    sim.crash("a");
+    let new = simple("a").with(|s| s.command = vec!["/usr/bin/fixed".into()]);
+    let actions = sim.reload(vec![new.clone()]);
+    assert_eq!(spawns(&actions), names(&["a"]));
+    assert_eq!(sim.unit("a").spec, new);
+    sim.assert_state("a", State::Active, Sub::Running);
+}
+
+#[test]
+fn reload_while_stopping_applies_the_spec_once_stopped() {
+    let mut sim = Sim::new(vec![simple("a")]);
+    sim.stop("a");
+    let new = simple("a").with(|s| s.stop_timeout = secs(1));
+    let actions = sim.reload(vec![new.clone()]);
+    assert!(kills(&actions).is_empty() && spawns(&actions).is_empty());
+    let actions = sim.exit("a", Exit::Signal(Signal::SIGTERM));
+    assert!(spawns(&actions).is_empty(), "still wanted down");
+    assert_eq!(sim.unit("a").spec, new);
+}
+
+#[test]
+fn reload_changing_a_dependency_restarts_its_dependents() {
+    let mut sim = Sim::new(vec![
+        simple("a"),
+        simple("b").requires(&["a"]),
+        simple("c").wants(&["a"]),
+        simple("other"),
+    ]);
+    sim.clear_log();
+    let new_a = simple("a").with(|s| {
+        s.env.insert("X".into(), "1".into());
+    });
+    let actions = sim.reload(vec![
+        new_a.clone(),
+        simple("b").requires(&["a"]),
+        simple("c").wants(&["a"]),
+        simple("other"),
+    ]);
+    assert_eq!(kills(&actions), vec![kill("b", Signal::SIGTERM)]);
+    let actions = sim.exit("b", Exit::Signal(Signal::SIGTERM));
+    assert_eq!(kills(&actions), vec![kill("a", Signal::SIGTERM)]);
+    let actions = sim.exit("a", Exit::Signal(Signal::SIGTERM));
+    assert_eq!(spawns(&actions), names(&["a", "b"]));
+    assert_eq!(sim.unit("a").spec, new_a);
+    assert_eq!(sim.run_of("c"), 1);
+    assert_eq!(sim.run_of("other"), 1);
+    assert_eq!(sim.kill_log(), names(&["b", "a"]));
+}
+
+#[test]
+fn reload_new_dependency_order_applies() {
+    // A new service that an existing stopped one now requires.
+    let mut sim = Sim::new(vec![simple("web").disabled()]);
+    let actions = sim.reload(vec![
+        simple("web").disabled().requires(&["db"]),
+        notify("db"),
+    ]);
+    assert_eq!(spawns(&actions), names(&["db"]));
+    let actions = sim.start("web");
+    assert!(spawns(&actions).is_empty());
+    sim.assert_state("web", State::Inactive, Sub::Waiting);
+    let actions = sim.ready("db");
+    assert_eq!(spawns(&actions), names(&["web"]));
+}
+
+#[test]
+fn reload_that_brings_back_a_service_being_removed_keeps_it() {
+    let mut sim = Sim::new(vec![simple("a")]);
+    sim.reload(vec![]);
+    sim.assert_state("a", State::Deactivating, Sub::StopSigterm);
+    // Put back before it finished stopping.
+    sim.reload(vec![simple("a")]);
+    let actions = sim.exit("a", Exit::Signal(Signal::SIGTERM));
+    assert!(!actions.contains(&Action::Removed { name: "a".into() }));
+    assert!(sim.engine.unit("a").is_some());
+    assert_eq!(spawns(&actions), names(&["a"]));
+    assert_eq!(sim.want("a"), Want::Up);
+    sim.assert_state("a", State::Active, Sub::Running);
+}
+
+#[test]
+fn reload_change_then_clean_exit_still_applies_the_new_spec() {
+    // a must wait for b to stop before it restarts; meanwhile it finishes by itself.
+    let mut sim = Sim::new(vec![simple("a"), simple("b").requires(&["a"])]);
+    let new_a = simple("a").with(|s| s.command = vec!["/usr/bin/v2".into()]);
+    let actions = sim.reload(vec![new_a.clone(), simple("b").requires(&["a"])]);
+    assert_eq!(kills(&actions), vec![kill("b", Signal::SIGTERM)]);
+    sim.exit("a", Exit::Code(0));
+    assert_eq!(sim.unit("a").spec, new_a);
+    assert_eq!(sim.unit("a").pending_spec, None);
+    assert!(!sim.unit("a").restart_pending);
+    sim.exit("b", Exit::Signal(Signal::SIGTERM));
+    // The reload asked for a restart: both come back, a with its new spec.
+    assert_eq!(sim.want("a"), Want::Up);
+    sim.assert_state("a", State::Active, Sub::Running);
+    sim.assert_state("b", State::Active, Sub::Running);
+    assert_eq!(sim.unit("a").spec, new_a);
+}
+
+#[test]
+fn reload_that_brings_back_a_service_being_removed_with_a_new_spec() {
+    let mut sim = Sim::new(vec![simple("a")]);
+    sim.reload(vec![]);
+    let new = simple("a").with(|s| s.command = vec!["/usr/bin/v2".into()]);
+    sim.reload(vec![new.clone()]);
+    let actions = sim.exit("a", Exit::Signal(Signal::SIGTERM));
+    assert!(!actions.contains(&Action::Removed { name: "a".into() }));
+    assert_eq!(spawns(&actions), names(&["a"]));
+    assert_eq!(sim.unit("a").spec, new);
+}
+
+#[test]
+fn reload_removes_a_stuck_service_once_given_up_on() {
+    let mut sim = Sim::new(vec![simple("a")]);
+    sim.reload(vec![]);
+    sim.advance(secs(5));
+    assert!(sim.engine.unit("a").is_some());
+    let actions = sim.advance(secs(5));
+    assert!(actions.contains(&Action::Removed { name: "a".into() }));
+    assert!(sim.engine.unit("a").is_none());
+}
+
+#[test]
+fn reload_during_shutdown_starts_nothing() {
+    let mut sim = Sim::new(vec![simple("a")]);
+    sim.shutdown();
+    let actions = sim.reload(vec![simple("a"), simple("b")]);
+    assert!(spawns(&actions).is_empty());
+    let actions = sim.exit("a", Exit::Signal(Signal::SIGTERM));
+    assert!(actions.contains(&Action::AllStopped));
+}
+
+// ---------------------------------------------------------------------------------------
+// on_failure
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn on_failure_when_the_service_ends_failed() {
+    let mut sim = Sim::new(vec![simple("a")
+        .restart(RestartPolicy::Never)
+        .with(|s| s.on_failure = FailureAction::Reboot)]);
+    let actions = sim.crash("a");
+    assert_eq!(
+        on_failure_actions(&actions),
+        vec![("a".into(), FailureAction::Reboot)]
+    );
+    sim.assert_state("a", State::Failed, Sub::ExitCode);
+}
+
+#[test]
+fn on_failure_only_once_restarts_give_up() {
+    let mut sim = Sim::new(vec![
+        simple("a").with(|s| s.on_failure = FailureAction::Poweroff)
+    ]);
+    for _ in 0..4 {
+        let actions = sim.crash("a");
+        assert!(on_failure_actions(&actions).is_empty());
+        sim.advance(ms(800));
+    }
+    let actions = sim.crash("a");
+    sim.assert_state("a", State::Failed, Sub::StartLimit);
+    assert_eq!(
+        on_failure_actions(&actions),
+        vec![("a".into(), FailureAction::Poweroff)]
+    );
+}
+
+#[test]
+fn no_on_failure_for_stops_or_when_none() {
+    let mut sim = Sim::new(vec![
+        simple("a").with(|s| s.on_failure = FailureAction::Reboot),
+        simple("b").restart(RestartPolicy::Never),
+    ]);
+    sim.stop("a");
+    sim.exit("a", Exit::Code(1));
+    sim.crash("b");
+    sim.assert_state("b", State::Failed, Sub::ExitCode);
+    let all: Vec<Action> = sim.log.iter().map(|(_, a)| a.clone()).collect();
+    assert!(on_failure_actions(&all).is_empty());
+}
+
+#[test]
+fn on_failure_for_a_ready_timeout() {
+    let mut sim = Sim::new(vec![notify("a")
+        .restart(RestartPolicy::Never)
+        .with(|s| s.on_failure = FailureAction::Reboot)]);
+    sim.advance(secs(90));
+    let actions = sim.exit("a", Exit::Signal(Signal::SIGTERM));
+    assert_eq!(
+        on_failure_actions(&actions),
+        vec![("a".into(), FailureAction::Reboot)]
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Bookkeeping
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn since_tracks_state_changes() {
+    let mut sim = Sim::new(vec![notify("a")]);
+    assert_eq!(sim.unit("a").since, Duration::ZERO);
+    sim.advance(secs(2));
+    sim.ready("a");
+    assert_eq!(sim.unit("a").since, secs(2));
+    sim.advance(secs(3));
+    sim.stop("a");
+    assert_eq!(sim.unit("a").since, secs(5));
+}
+
+#[test]
+fn next_deadline_is_the_earliest() {
+    let mut sim = Sim::new(vec![
+        notify("a"),
+        notify("b").with(|s| s.ready_timeout = Some(secs(7))),
+    ]);
+    assert_eq!(sim.engine.next_deadline(), Some(secs(7)));
+    sim.ready("b");
+    assert_eq!(sim.engine.next_deadline(), Some(secs(90)));
+    let actions = sim.tick_next();
+    assert_eq!(kills(&actions), vec![kill("a", Signal::SIGTERM)]);
+}
+
+#[test]
+fn a_tick_before_any_deadline_does_nothing() {
+    let mut sim = Sim::new(vec![notify("a")]);
+    sim.now = secs(10);
+    assert!(sim.feed(Input::Tick).is_empty());
+    sim.assert_state("a", State::Activating, Sub::Start);
+}
