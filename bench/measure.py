@@ -129,16 +129,39 @@ def pidns(pid):
         return None
 
 
+def ns_local_pid(pid):
+    """The PID as seen inside its own (innermost) PID namespace: last NSpid field."""
+    raw = read_bytes(f"/proc/{pid}/status")
+    if raw is None:
+        return None
+    for line in raw.decode().splitlines():
+        if line.startswith("NSpid:"):
+            return int(line.split()[-1])
+    return None
+
+
+def cpu_busy(window=0.3):
+    """Fraction of all CPUs busy (not idle/iowait) over `window` seconds, from /proc/stat."""
+    def sample():
+        f = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+        return sum(f), f[3] + f[4]
+    t0, i0 = sample()
+    time.sleep(window)
+    t1, i1 = sample()
+    return 1 - (i1 - i0) / max(1, t1 - t0)
+
+
 def ns_members(ns):
     return [p for p in pids() if pidns(p) == ns]
 
 
-def pss_kib(pid):
+def pss_kib(pid, field="Pss:"):
+    """A line of /proc/PID/smaps_rollup in KiB ("Pss:", "Pss_Anon:", "Pss_File:")."""
     raw = read_bytes(f"/proc/{pid}/smaps_rollup")
     if raw is None:
         return None
     for line in raw.decode().splitlines():
-        if line.startswith("Pss:"):
+        if line.startswith(field):
             return int(line.split()[1])
     return None
 
@@ -471,6 +494,7 @@ class Bench:
         self.detail = []
         self.idle_secs = 10 if self.quick else 30
         self.respawn_secs = 5.0
+        self.busy_runs = 0
 
     # -- process bookkeeping (run.sh's trap kills whatever is left in the pid file)
     def register(self, pid):
@@ -518,10 +542,12 @@ class Bench:
                 st = s.get("state") if isinstance(s, dict) else repr(s)
                 states[st] = states.get(st, 0) + 1
             self.note(f"ember ctl status with {n} services: {len(status)} entries, states {states}")
-        real = {p for p in inst.members()}
-        bad = [s.get("name") for s in active if s.get("pid") not in real]
+        # ember reports PIDs as seen inside its namespace; map ours the same way.
+        sleeps = {ns_local_pid(p) for p in inst.members() if comm_of(p) == "sleep"}
+        bad = [s.get("name") for s in active if s.get("pid") not in sleeps]
         if bad:
-            self.note(f"ember ctl status reports pids not in the namespace for {len(bad)} services, e.g. {bad[:3]}")
+            self.note(f"ember ctl status: {len(bad)} active services report a pid that is not a running "
+                      f"service process, e.g. {bad[:3]}")
 
     # -- (a) + (d): 10 services, memory then idle wakeups
     def idle_and_small_memory(self, sup):
@@ -537,7 +563,7 @@ class Bench:
             sp = inst.sup_pids()
             self.res[("pss10", sup.name)] = sum(pss_kib(p) or 0 for p in sp) / 1024
             self.res[("procs10", sup.name)] = len(sp)
-            self.ember_sanity(inst, n)
+            self.res[("anon10", sup.name)] = sum(pss_kib(p, "Pss_Anon:") or 0 for p in sp) / 1024
             before = {p: (ctxt_switches(p), cpu_ticks(p)) for p in sp}
             t0 = time.monotonic()
             time.sleep(self.idle_secs)
@@ -554,6 +580,7 @@ class Bench:
             still = len(inst.services_up())
             if still != n:
                 self.note(f"{sup.name}: {still}/{n} services running at the end of the idle period")
+            self.ember_sanity(inst, n)      # after the figures: a ctl call wakes ember up
             log(f"  {sup.name}: PSS {self.res[('pss10', sup.name)]:.2f} MiB in {len(sp)} processes; "
                 f"idle {cs} switches, {tk} ticks in {dt:.1f} s")
         finally:
@@ -575,6 +602,7 @@ class Bench:
             sp = inst.sup_pids()
             self.res[("pss1000", sup.name)] = sum(pss_kib(p) or 0 for p in sp) / 1024
             self.res[("procs1000", sup.name)] = len(sp)
+            self.res[("anon1000", sup.name)] = sum(pss_kib(p, "Pss_Anon:") or 0 for p in sp) / 1024
             self.res[("up1000", sup.name)] = t * 1000
             self.ember_sanity(inst, n)
             log(f"  {sup.name}: 1000 up in {t * 1000:.0f} ms; PSS "
@@ -582,9 +610,23 @@ class Bench:
         finally:
             self.stop(inst)
 
+    def wait_quiet(self, limit=0.15, timeout=20):
+        """Wait (bounded) until the machine is nearly idle, so that other work on it
+        does not land in a timing sample; note it if it never gets quiet."""
+        deadline = time.monotonic() + timeout
+        while True:
+            busy = cpu_busy()
+            if busy <= limit:
+                return
+            if time.monotonic() > deadline:
+                self.busy_runs += 1
+                return
+            time.sleep(0.5)
+
     # -- (b): 100 services up, one launch
     def startup_once(self, sup, run):
         n = 100
+        self.wait_quiet()
         inst = Instance(self, sup, sleep_services(n), f"up{run}")
         try:
             inst.start()
@@ -649,7 +691,7 @@ class Bench:
 
     def run(self, sups):
         self.build_stamp()
-        load0 = open("/proc/loadavg").read().split()[:3]
+        self.busy0 = cpu_busy(1.0)
         log(f"== (a)+(d) 10 services: PSS, then {self.idle_secs} s idle")
         for s in sups:
             self.idle_and_small_memory(s)
@@ -670,10 +712,12 @@ class Bench:
             log(f"  {s.name}: " + ", ".join(f"{t:.1f}" for t in runs[s.name]) + " ms")
         self.up_runs = runs
         log(f"== (c) respawn interval of a crashing service, {self.respawn_secs:.0f} s each")
+        if self.busy_runs:
+            self.note(f"the machine stayed busy (>15% CPU used by something else) for 20 s before "
+                      f"{self.busy_runs} start-up run(s); those timings are probably inflated")
         for s in sups:
+            self.wait_quiet()
             self.respawn(s)
-        load1 = open("/proc/loadavg").read().split()[:3]
-        self.load = (load0, load1)
 
     # -- report
     def report(self, names):
@@ -693,7 +737,7 @@ class Bench:
                 elif e == 0:
                     s += " (∞×)" if v > 0 else " (=)"
                 else:
-                    s += f" ({v / e:.2g}×)" if v / e < 10 else f" ({v / e:.0f}×)"
+                    s += f" ({v / e:.2f}×)" if v / e < 10 else f" ({v / e:,.0f}×)"
             return s
 
         def goal(metric):
@@ -704,7 +748,7 @@ class Bench:
             elif metric == "up100":
                 txt = "faster than every peer"
                 ps = [R.get((metric, p)) for p in peers]
-                ok = e is not None and all(p is not None and e < p for p in ps)
+                ok = e is not None and bool(ps) and all(p is not None and e < p for p in ps)
             elif metric == "wake":
                 txt = "0 /s"
                 ok = e is not None and e == 0 and R.get(("ticks", "ember")) == 0
@@ -735,8 +779,11 @@ class Bench:
         out.append("Details:")
         for n in names:
             bits = []
-            if (("procs10", n)) in R:
+            if ("procs10", n) in R:
                 bits.append(f"supervisor processes {R[('procs10', n)]} (10 svc) / {R.get(('procs1000', n), 'n/a')} (1,000 svc)")
+            if ("anon10", n) in R:
+                bits.append(f"PSS anonymous part {R[('anon10', n)]:.2f} MiB (10 svc)"
+                            + (f" / {R[('anon1000', n)]:.2f} MiB (1,000 svc)" if ("anon1000", n) in R else ""))
             if ("up1000", n) in R:
                 bits.append(f"1,000 services up in {R[('up1000', n)]:.0f} ms")
             if getattr(self, "up_runs", {}).get(n):
@@ -745,8 +792,8 @@ class Bench:
                 bits.append(f"{R[('starts', n)]} starts in {self.respawn_secs:.0f} s of crash loop, "
                             f"supervisor CPU {R[('respawn_cpu', n)]:.0f}%")
             out.append(f"- {n}: " + "; ".join(bits))
-        out.append(f"- load average at start {' '.join(self.load[0])}, at end {' '.join(self.load[1])} "
-                   f"({os.cpu_count()} CPUs, CLK_TCK {CLK_TCK})")
+        out.append(f"- {os.cpu_count()} CPUs; CPU busy with other work just before the run "
+                   f"{self.busy0 * 100:.0f}%; start-up and respawn runs each waited (≤20 s) for <15% busy")
         if self.notes:
             out.append("")
             out.append("Notes:")
