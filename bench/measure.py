@@ -653,8 +653,10 @@ class Bench:
             t0 = time.monotonic()
             sp0 = inst.sup_pids()
             tick0 = {p: cpu_ticks(p) for p in sp0}
+            pss0 = sum(pss_kib(p) or 0 for p in sp0)
             time.sleep(self.respawn_secs)
             tick1 = {p: cpu_ticks(p) for p in sp0}
+            pss1 = sum(pss_kib(p) or 0 for p in sp0)
             dt = time.monotonic() - t0
         finally:
             self.stop(inst)
@@ -669,6 +671,7 @@ class Bench:
         self.res[("starts", sup.name)] = len(ts)
         busy = sum((tick1[p] or 0) - (tick0[p] or 0) for p in sp0 if tick0[p] is not None) / CLK_TCK / dt
         self.res[("respawn_cpu", sup.name)] = busy * 100
+        self.res[("respawn_pss", sup.name)] = (pss0 / 1024, pss1 / 1024)
         log(f"  {sup.name}: {len(ts)} starts, median interval {median(iv):.2f} ms, "
             f"min {min(iv):.2f}, max {max(iv):.2f}; supervisor CPU {busy * 100:.0f}%")
 
@@ -790,7 +793,8 @@ class Bench:
                 bits.append("100-up runs " + "/".join(f"{t:.1f}" for t in self.up_runs[n]) + " ms")
             if ("starts", n) in R:
                 bits.append(f"{R[('starts', n)]} starts in {self.respawn_secs:.0f} s of crash loop, "
-                            f"supervisor CPU {R[('respawn_cpu', n)]:.0f}%")
+                            f"supervisor CPU {R[('respawn_cpu', n)]:.0f}%, PSS "
+                            "{:.2f} → {:.2f} MiB across it".format(*R[("respawn_pss", n)]))
             out.append(f"- {n}: " + "; ".join(bits))
         out.append(f"- {os.cpu_count()} CPUs; CPU busy with other work just before the run "
                    f"{self.busy0 * 100:.0f}%; start-up and respawn runs each waited (≤20 s) for <15% busy")
@@ -828,12 +832,17 @@ def main():
     bench = Bench(args)
 
     def on_signal(signum, _frame):
+        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):   # let cleanup finish
+            signal.signal(sig, signal.SIG_IGN)
         raise KeyboardInterrupt(f"signal {signum}")
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGHUP, on_signal)
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(sig, on_signal)
 
     try:
         bench.run(sups)
+    except KeyboardInterrupt as e:
+        log(f"interrupted ({e}); stopped every supervisor")
+        sys.exit(130)
     finally:
         for pid in list(bench.live):      # normally empty: every Instance stops itself
             try:

@@ -102,8 +102,6 @@ cleanup() {
     fi
 }
 trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
 
 args=(--ember "$ember" --tmp "$tmp")
 [ "${BENCH_QUICK:-0}" = 1 ] && args+=(--quick)
@@ -113,6 +111,14 @@ echo "ember benchmark: $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPUs, kernel $(u
      "runit $(dpkg-query -W -f='${Version}' runit 2>/dev/null || echo '?')," \
      "s6 $(dpkg-query -W -f='${Version}' s6 2>/dev/null || echo '?')," \
      "supervisor $(supervisord --version 2>/dev/null || echo '?')," \
-     "ember $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo '?')${BENCH_QUICK:+ (BENCH_QUICK=$BENCH_QUICK)}"
+     "ember $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo '?')" \
+     "(binary $( [ -x "$ember" ] && date -u -r "$ember" +%H:%M:%SZ || echo missing))${BENCH_QUICK:+ BENCH_QUICK=$BENCH_QUICK}"
 # Hard bound on the whole measurement; measure.py bounds every wait itself too.
-timeout --kill-after=30 900 python3 "$here/measure.py" "${args[@]}"
+# It runs in the background so that a SIGINT/SIGTERM to this script is handled at
+# once (bash defers traps while a foreground child runs): the trap passes SIGTERM on
+# (timeout forwards it to python, which stops every supervisor; SIGKILL 30 s later).
+timeout --foreground --kill-after=30 900 python3 "$here/measure.py" "${args[@]}" &
+bench_pid=$!
+trap 'kill -TERM "$bench_pid" 2>/dev/null || true; wait "$bench_pid" || true; exit 130' INT
+trap 'kill -TERM "$bench_pid" 2>/dev/null || true; wait "$bench_pid" || true; exit 143' TERM HUP
+wait "$bench_pid"

@@ -468,3 +468,67 @@ fn logs_follow_prints_new_lines() {
         "consecutive new lines, none twice: {numbers:?}"
     );
 }
+
+#[test]
+fn services_get_their_user_env_cwd_and_clean_signal_state() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "identity",
+        r#"
+[service.who]
+command = ["/bin/sh", "-c", "echo uid=$(id -u) gid=$(id -g); echo greeting=$GREETING; echo cwd=$(pwd); grep -E '^Sig(Ign|Blk)' /proc/self/status; echo pgid=$(ps -o pgid= -p $$ | tr -d ' ') pid=$$; exec sleep 1000"]
+user = "nobody"
+group = "nogroup"
+env = { GREETING = "hello" }
+workdir = "/tmp"
+"#,
+    );
+    ember.wait_state("who", "active", None, LONG);
+    let mut out = String::new();
+    assert!(wait_for(LONG, || {
+        out = String::from_utf8_lossy(&ember.ctl(&["logs", "who", "-n", "20"]).stdout).into_owned();
+        out.contains("pgid=")
+    }));
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    let nogroup = nix::unistd::Group::from_name("nogroup").unwrap().unwrap();
+    assert!(
+        out.contains(&format!("uid={} gid={}", nobody.uid, nogroup.gid)),
+        "{out}"
+    );
+    assert!(
+        out.contains("greeting=hello") && out.contains("cwd=/tmp"),
+        "{out}"
+    );
+    assert!(
+        out.contains("SigIgn:\t0000000000000000") && out.contains("SigBlk:\t0000000000000000"),
+        "{out}"
+    );
+    let line = out.lines().find(|l| l.contains("pgid=")).unwrap();
+    let words: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(
+        words[words.len() - 2].trim_start_matches("pgid="),
+        words[words.len() - 1].trim_start_matches("pid="),
+        "own process group: {line}"
+    );
+}
+
+#[test]
+fn on_failure_stops_everything_and_exits_non_zero_when_not_pid_1() {
+    let mut ember = Ember::start_plain(
+        "onfailure",
+        r#"
+[service.critical]
+command = ["/bin/sh", "-c", "sleep 0.3; exit 4"]
+restart = "never"
+on_failure = "reboot"
+
+[service.bystander]
+command = ["/bin/sleep", "7820001"]
+"#,
+    );
+    assert_eq!(ember.wait_exit(LONG), Some(1), "log:\n{}", ember.log());
+    assert!(pids_with("7820001").is_empty(), "everything was stopped");
+    assert!(ember.log().contains("critical failed and has on_failure"));
+}

@@ -367,15 +367,16 @@ impl Runtime {
         if let Some(pgid) = pgid {
             let _ = kill(NixPid::from_raw(-pgid), signal);
         }
+        // The main process outside that group (a forking daemon in a session of its own, a
+        // MAINPID= elsewhere) gets it once too: never twice, a shell trap would run twice.
         if let Some(pid) = pid {
-            let _ = kill(NixPid::from_raw(pid), signal);
-            // A forking daemon usually sits in a session of its own.
-            if let Ok(group) = nix::unistd::getpgid(Some(NixPid::from_raw(pid))) {
-                if Some(group.as_raw()) != pgid
-                    && group.as_raw() > 1
-                    && group.as_raw() != std::process::id() as i32
-                {
-                    let _ = kill(NixPid::from_raw(-group.as_raw()), signal);
+            match nix::unistd::getpgid(Some(NixPid::from_raw(pid))).map(|g| g.as_raw()) {
+                Ok(group) if Some(group) == pgid => {}
+                Ok(group) if group == pid => {
+                    let _ = kill(NixPid::from_raw(-group), signal);
+                }
+                _ => {
+                    let _ = kill(NixPid::from_raw(pid), signal);
                 }
             }
         }

@@ -185,20 +185,33 @@ fn launch(mut command: Command, identity: Option<Identity>) -> Result<Spawned, S
     })
 }
 
-/// Signal dispositions set to SIG_IGN survive exec; services start with every default.
+/// Signal dispositions set to SIG_IGN survive exec; services start with every default,
+/// real-time signals included, and an empty signal mask.
 fn reset_signal_dispositions() {
-    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
-    for signal in Signal::iterator() {
-        if signal == Signal::SIGKILL || signal == Signal::SIGSTOP {
+    use nix::libc;
+    // The raw system call, not glibc's signal(): glibc refuses its two reserved real-time
+    // signals (32, 33), yet they too may arrive ignored. An all-zero kernel sigaction is
+    // SIG_DFL with no flags and an empty mask, whatever the architecture's field order.
+    let default_action = [0u64; 4];
+    for signal in 1..=64 {
+        if signal == libc::SIGKILL || signal == libc::SIGSTOP {
             continue;
         }
-        // SAFETY: installing SIG_DFL has no handler to be unsafe about.
-        let _ = unsafe { sigaction(signal, &default) };
+        // SAFETY: rt_sigaction with a valid pointer to a zeroed kernel sigaction; the old
+        // action is not asked for. Runs in the child between fork and exec.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                signal,
+                default_action.as_ptr(),
+                std::ptr::null_mut::<u64>(),
+                8usize,
+            );
+        }
     }
     let _ = nix::sys::signal::sigprocmask(
         nix::sys::signal::SigmaskHow::SIG_SETMASK,
-        Some(&SigSet::empty()),
+        Some(&nix::sys::signal::SigSet::empty()),
         None,
     );
 }
