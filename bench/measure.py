@@ -592,6 +592,7 @@ class Bench:
     # -- (a): 1,000 services
     def big_memory(self, sup):
         n = 1000
+        self.wait_quiet()
         inst = Instance(self, sup, sleep_services(n), "1000")
         try:
             inst.start()
@@ -721,7 +722,7 @@ class Bench:
         log(f"== (c) respawn interval of a crashing service, {self.respawn_secs:.0f} s each")
         if self.busy_runs:
             self.note(f"the machine stayed busy (>15% CPU used by something else) for 20 s before "
-                      f"{self.busy_runs} start-up run(s); those timings are probably inflated")
+                      f"{self.busy_runs} timed run(s); those timings are probably inflated")
         for s in sups:
             self.wait_quiet()
             self.respawn(s)
@@ -803,7 +804,7 @@ class Bench:
                             f"{R[('respawn_cpu', n)]:.0f}%, PSS {p0:.2f} → {p1:.2f} MiB across it")
             out.append(f"- {n}: " + "; ".join(bits))
         out.append(f"- {os.cpu_count()} CPUs; CPU busy with other work just before the run "
-                   f"{self.busy0 * 100:.0f}%; start-up and respawn runs each waited (≤20 s) for <15% busy")
+                   f"{self.busy0 * 100:.0f}%; timed runs (1,000-up, 100-up, respawn) each waited (≤20 s) for <15% busy")
         if self.notes:
             out.append("")
             out.append("Notes:")

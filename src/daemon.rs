@@ -6,7 +6,9 @@
 //! rescue shell, if configured) so that `ember ctl reload` can repair it. If the main
 //! loop dies, PID 1 falls back to the emergency loop instead of exiting.
 
-use crate::config::{self, Config, ControlConfig, LogConfig, Output, ServiceSpec, Severity, SystemConfig};
+use crate::config::{
+    self, Config, ControlConfig, LogConfig, Output, ServiceSpec, Severity, SystemConfig,
+};
 use crate::pid1::{self, early, emergency, shutdown, Role};
 use crate::supervisor::runtime::{Outcome, Runtime};
 use ember_ipc::{socket, Control};
@@ -30,10 +32,18 @@ pub fn run(config_path: &Path) -> i32 {
     let role = pid1::detect_role();
     let uptime = pid1::uptime_text();
     let loaded = config::load(config_path);
-    let settings = loaded.config.clone().or_else(|| loaded.settings.clone()).unwrap_or_else(|| fallback(config_path));
+    let settings = loaded
+        .config
+        .clone()
+        .or_else(|| loaded.settings.clone())
+        .unwrap_or_else(|| fallback(config_path));
     notes.extend(early::boot(role, settings.system.hostname.as_deref()));
     // The device name defaults to the hostname, which early boot may just have set.
-    let loaded = if role == Role::Machine { config::load(config_path) } else { loaded };
+    let loaded = if role == Role::Machine {
+        config::load(config_path)
+    } else {
+        loaded
+    };
     crate::log::init(settings.log.level.as_deref(), settings.log.output, role);
     crate::log::install_panic_hook();
     match role {
@@ -91,24 +101,37 @@ pub fn run(config_path: &Path) -> i32 {
             shutdown::finish(role, power, shutdown_timeout);
             emergency::run("reboot(2) failed", &socket_path, rescue_shell.as_deref())
         }
-        (Ok(Some((outcome, _))), Role::Machine | Role::Namespace) => {
-            emergency::run(&format!("the main loop ended with {outcome:?}"), &socket_path, rescue_shell.as_deref())
-        }
+        (Ok(Some((outcome, _))), Role::Machine | Role::Namespace) => emergency::run(
+            &format!("the main loop ended with {outcome:?}"),
+            &socket_path,
+            rescue_shell.as_deref(),
+        ),
         (Ok(Some((Outcome::Power(_), _))), Role::Supervisor) => 0,
         (Ok(None), Role::Supervisor) => 1,
-        (Ok(None), _) => emergency::run("the async runtime could not start", &socket_path, rescue_shell.as_deref()),
+        (Ok(None), _) => emergency::run(
+            "the async runtime could not start",
+            &socket_path,
+            rescue_shell.as_deref(),
+        ),
         (Err(_), Role::Supervisor) => {
             tracing::error!("the main loop panicked; exiting");
             1
         }
-        (Err(_), _) => emergency::run("the main loop panicked", &socket_path, rescue_shell.as_deref()),
+        (Err(_), _) => emergency::run(
+            "the main loop panicked",
+            &socket_path,
+            rescue_shell.as_deref(),
+        ),
     }
 }
 
 /// Runs the control socket and the runtime; `None` when they could not start. The bool
 /// says whether we bound the socket (and so should remove it).
 fn supervise(config: Config, role: Role) -> Option<(Outcome, bool)> {
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!("cannot start the async runtime: {e}");
@@ -119,7 +142,10 @@ fn supervise(config: Config, role: Role) -> Option<(Outcome, bool)> {
     Some(runtime.block_on(async move {
         let (requests_tx, requests_rx) = mpsc::channel(64);
         let (events, _) = broadcast::channel(1024);
-        let control = Control { requests: requests_tx, events: events.clone() };
+        let control = Control {
+            requests: requests_tx,
+            events: events.clone(),
+        };
         let bound = match socket::bind(&socket_path) {
             Ok(listener) => {
                 tracing::info!("control socket at {}", socket_path.display());
@@ -128,11 +154,17 @@ fn supervise(config: Config, role: Role) -> Option<(Outcome, bool)> {
             }
             // As PID 1 a missing socket must not stop the boot; signals still work.
             Err(e) if role.is_pid1() => {
-                tracing::error!("cannot open the control socket {}: {e}; carrying on without it", socket_path.display());
+                tracing::error!(
+                    "cannot open the control socket {}: {e}; carrying on without it",
+                    socket_path.display()
+                );
                 false
             }
             Err(e) => {
-                tracing::error!("cannot open the control socket {}: {e}", socket_path.display());
+                tracing::error!(
+                    "cannot open the control socket {}: {e}",
+                    socket_path.display()
+                );
                 return (Outcome::Exit(1), false);
             }
         };
@@ -170,7 +202,10 @@ fn with_rescue_shell(mut config: Config) -> Config {
         spec.restart_delay = std::time::Duration::from_secs(1);
         spec.restart_delay_max = std::time::Duration::from_secs(1);
         spec.start_limit = 0;
-        tracing::warn!("starting the rescue shell {} on the console", shell.display());
+        tracing::warn!(
+            "starting the rescue shell {} on the console",
+            shell.display()
+        );
         config.services.insert(spec.name.clone(), spec);
     }
     config

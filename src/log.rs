@@ -54,8 +54,15 @@ pub fn init(config_level: Option<&str>, output: LogOutput, role: Role) -> Sink {
     }
     let (sink, layer) = open_sink(output, role);
     let (layer, handle) = reload::Layer::new(layer);
-    let _ = tracing_subscriber::registry().with(layer.with_filter(filter(config_level))).try_init();
-    let _ = STATE.set(Mutex::new(State { handle, sink, output, role }));
+    let _ = tracing_subscriber::registry()
+        .with(layer.with_filter(filter(config_level)))
+        .try_init();
+    let _ = STATE.set(Mutex::new(State {
+        handle,
+        sink,
+        output,
+        role,
+    }));
     sink
 }
 
@@ -69,9 +76,15 @@ fn set_output(output: LogOutput) {
 
 /// Moves the log to a better sink when one has appeared (journald's socket answers).
 pub fn reprobe() -> Sink {
-    let Some(state) = STATE.get() else { return Sink::Console };
-    let Ok(mut state) = state.lock() else { return Sink::Console };
-    if state.sink == Sink::Journald || !matches!(state.output, LogOutput::Auto | LogOutput::Journald) {
+    let Some(state) = STATE.get() else {
+        return Sink::Console;
+    };
+    let Ok(mut state) = state.lock() else {
+        return Sink::Console;
+    };
+    if state.sink == Sink::Journald
+        || !matches!(state.output, LogOutput::Auto | LogOutput::Journald)
+    {
         return state.sink;
     }
     if !std::path::Path::new(JOURNALD_SOCKET).exists() {
@@ -97,12 +110,16 @@ fn open_sink(output: LogOutput, role: Role) -> (Sink, BoxedLayer) {
     };
     if want_journald {
         if let Ok(layer) = tracing_journald::layer() {
-            return (Sink::Journald, Box::new(layer.with_syslog_identifier("ember".into())));
+            return (
+                Sink::Journald,
+                Box::new(layer.with_syslog_identifier("ember".into())),
+            );
         }
     }
     // The kernel log is the machine's: a PID-1 of a namespace (a container, a test) must
     // not write into its host's.
-    let want_kmsg = matches!(output, LogOutput::Kmsg) || (output == LogOutput::Auto && role == Role::Machine);
+    let want_kmsg =
+        matches!(output, LogOutput::Kmsg) || (output == LogOutput::Auto && role == Role::Machine);
     if want_kmsg {
         if let Ok(kmsg) = std::fs::OpenOptions::new().write(true).open("/dev/kmsg") {
             let layer = tracing_subscriber::fmt::layer()
@@ -147,7 +164,10 @@ impl Write for KmsgRecord {
 impl<'a> MakeWriter<'a> for Kmsg {
     type Writer = KmsgRecord;
     fn make_writer(&'a self) -> KmsgRecord {
-        KmsgRecord { file: self.0.clone(), priority: 6 }
+        KmsgRecord {
+            file: self.0.clone(),
+            priority: 6,
+        }
     }
     fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> KmsgRecord {
         let priority = match *meta.level() {
@@ -156,7 +176,10 @@ impl<'a> MakeWriter<'a> for Kmsg {
             Level::INFO => 6,
             Level::DEBUG | Level::TRACE => 7,
         };
-        KmsgRecord { file: self.0.clone(), priority }
+        KmsgRecord {
+            file: self.0.clone(),
+            priority,
+        }
     }
 }
 

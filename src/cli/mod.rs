@@ -48,9 +48,17 @@ socket cannot be opened, or a service with on_failure ended failed.
 ";
 
 pub enum Mode {
-    Daemon { config: PathBuf },
-    Power { power: crate::pid1::Power, force: bool, socket: PathBuf },
-    Check { config: PathBuf },
+    Daemon {
+        config: PathBuf,
+    },
+    Power {
+        power: crate::pid1::Power,
+        force: bool,
+        socket: PathBuf,
+    },
+    Check {
+        config: PathBuf,
+    },
     Ctl(ctl::Invocation),
     Help(&'static str),
     Version,
@@ -60,7 +68,10 @@ pub enum Mode {
 /// personalities (`poweroff`, `reboot`, `halt`).
 pub fn parse(argv0: &str, args: Vec<std::ffi::OsString>) -> Result<Mode, String> {
     use lexopt::prelude::*;
-    let name = std::path::Path::new(argv0).file_name().and_then(|n| n.to_str()).unwrap_or("ember");
+    let name = std::path::Path::new(argv0)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("ember");
     if let Some(power) = crate::pid1::system::parse_power(name) {
         return parse_power(power, lexopt::Parser::from_args(args));
     }
@@ -111,10 +122,16 @@ fn parse_power(power: crate::pid1::Power, mut parser: lexopt::Parser) -> Result<
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
             Short('f') | Long("force") => force = true,
-            Short('s') | Long("socket") => socket = parser.value().map_err(|e| e.to_string())?.into(),
+            Short('s') | Long("socket") => {
+                socket = parser.value().map_err(|e| e.to_string())?.into()
+            }
             Short('h') | Long("help") => return Ok(Mode::Help(crate::pid1::system::HELP)),
             other => return Err(format!("{}; try --help", other.unexpected())),
         }
     }
-    Ok(Mode::Power { power, force, socket })
+    Ok(Mode::Power {
+        power,
+        force,
+        socket,
+    })
 }

@@ -224,9 +224,17 @@ pub fn load(path: &Path) -> Loaded {
             c.services.clear();
             c
         });
-        return Loaded { config: None, settings, problems };
+        return Loaded {
+            config: None,
+            settings,
+            problems,
+        };
     }
-    Loaded { settings: config.clone(), config, problems }
+    Loaded {
+        settings: config.clone(),
+        config,
+        problems,
+    }
 }
 
 fn read_source(path: &Path, problems: &mut Vec<Problem>) -> Option<Rc<Source>> {

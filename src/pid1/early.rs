@@ -29,10 +29,20 @@ pub fn boot(role: Role, hostname: Option<&str>) -> Vec<String> {
     let mounts: [(&str, &str, MsFlags, &str); 6] = [
         ("sysfs", "/sys", nosuid_nodev | MsFlags::MS_NOEXEC, ""),
         ("devtmpfs", "/dev", MsFlags::MS_NOSUID, "mode=0755"),
-        ("devpts", "/dev/pts", MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, "gid=5,mode=620,ptmxmode=000"),
+        (
+            "devpts",
+            "/dev/pts",
+            MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+            "gid=5,mode=620,ptmxmode=000",
+        ),
         ("tmpfs", "/dev/shm", nosuid_nodev, "mode=1777"),
         ("tmpfs", "/run", nosuid_nodev, "mode=0755"),
-        ("cgroup2", "/sys/fs/cgroup", nosuid_nodev | MsFlags::MS_NOEXEC, ""),
+        (
+            "cgroup2",
+            "/sys/fs/cgroup",
+            nosuid_nodev | MsFlags::MS_NOEXEC,
+            "",
+        ),
     ];
     for (fstype, point, flags, data) in mounts {
         if fstype == "cgroup2" && !kernel_has("cgroup2") {
@@ -61,7 +71,9 @@ pub fn boot(role: Role, hostname: Option<&str>) -> Vec<String> {
 }
 
 fn kernel_has(fs: &str) -> bool {
-    std::fs::read_to_string("/proc/filesystems").map(|t| t.lines().any(|l| l.split_whitespace().last() == Some(fs))).unwrap_or(false)
+    std::fs::read_to_string("/proc/filesystems")
+        .map(|t| t.lines().any(|l| l.split_whitespace().last() == Some(fs)))
+        .unwrap_or(false)
 }
 
 /// The kernel gives init the console as fds 0-2 when /dev/console exists; when it did
@@ -70,13 +82,19 @@ fn console_on_standard_fds() -> Vec<String> {
     let mut notes = Vec::new();
     let missing: Vec<i32> = (0..3)
         .filter(|fd| {
-            std::fs::read_link(format!("/proc/self/fd/{fd}")).map(|p| p.as_os_str() == "/dev/null").unwrap_or(true)
+            std::fs::read_link(format!("/proc/self/fd/{fd}"))
+                .map(|p| p.as_os_str() == "/dev/null")
+                .unwrap_or(true)
         })
         .collect();
     if missing.is_empty() {
         return notes;
     }
-    match std::fs::OpenOptions::new().read(true).write(true).open("/dev/console") {
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/console")
+    {
         Ok(console) => {
             for fd in missing {
                 // SAFETY: dup2 onto a standard descriptor we own; nothing else uses it yet.
@@ -92,8 +110,13 @@ fn console_on_standard_fds() -> Vec<String> {
 }
 
 fn set_hostname(configured: Option<&str>) -> Vec<String> {
-    let from_file = std::fs::read_to_string("/etc/hostname").ok().and_then(|t| t.lines().next().map(|l| l.trim().to_owned()));
-    let name = configured.map(str::to_owned).or(from_file).filter(|n| !n.is_empty());
+    let from_file = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .and_then(|t| t.lines().next().map(|l| l.trim().to_owned()));
+    let name = configured
+        .map(str::to_owned)
+        .or(from_file)
+        .filter(|n| !n.is_empty());
     match name {
         None => vec![],
         Some(name) => match nix::unistd::sethostname(&name) {

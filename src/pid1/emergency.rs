@@ -11,14 +11,20 @@ use tokio::sync::{broadcast, mpsc};
 
 /// Never returns.
 pub fn run(reason: &str, socket: &Path, rescue_shell: Option<&Path>) -> ! {
-    tracing::error!("emergency mode: {reason}; reaping continues, `ember ctl poweroff|reboot` still work");
+    tracing::error!(
+        "emergency mode: {reason}; reaping continues, `ember ctl poweroff|reboot` still work"
+    );
     let socket = socket.to_owned();
     let why = reason.to_owned();
-    let _ = std::thread::Builder::new().name("emergency-socket".into()).spawn(move || serve_socket(socket, why));
+    let _ = std::thread::Builder::new()
+        .name("emergency-socket".into())
+        .spawn(move || serve_socket(socket, why));
     let mut shell = rescue_shell.and_then(start_shell);
     loop {
         match waitpid(None, None) {
-            Ok(WaitStatus::Exited(pid, _) | WaitStatus::Signaled(pid, _, _)) if Some(pid.as_raw()) == shell => {
+            Ok(WaitStatus::Exited(pid, _) | WaitStatus::Signaled(pid, _, _))
+                if Some(pid.as_raw()) == shell =>
+            {
                 std::thread::sleep(Duration::from_secs(1));
                 shell = rescue_shell.and_then(start_shell);
             }
@@ -43,7 +49,11 @@ pub fn start_shell(shell: &Path) -> Option<i32> {
     }
     match command.spawn() {
         Ok(child) => {
-            tracing::warn!("rescue shell {} started on the console (pid {})", shell.display(), child.id());
+            tracing::warn!(
+                "rescue shell {} started on the console (pid {})",
+                shell.display(),
+                child.id()
+            );
             Some(child.id() as i32)
         }
         Err(e) => {
@@ -54,7 +64,12 @@ pub fn start_shell(shell: &Path) -> Option<i32> {
 }
 
 fn serve_socket(socket: PathBuf, reason: String) {
-    let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return;
+    };
     runtime.block_on(async move {
         let (requests, mut inbox) = mpsc::channel(8);
         let (events, _) = broadcast::channel(8);
@@ -66,6 +81,8 @@ fn serve_socket(socket: PathBuf, reason: String) {
                 Command::Poweroff | Command::Reboot => {
                     let power = if request.command == Command::Poweroff { Power::Poweroff } else { Power::Reboot };
                     let _ = request.reply.send(Reply::ok());
+                    // Let the reply reach the caller before the system goes.
+                    tokio::time::sleep(Duration::from_millis(200)).await;
                     nix::unistd::sync();
                     shutdown::reboot(power);
                     continue;

@@ -41,8 +41,12 @@ pub fn detect_role() -> Role {
     if std::process::id() != 1 {
         return Role::Supervisor;
     }
-    let own_proc = std::fs::read_link("/proc/self").map(|p| p.as_os_str() == "1").unwrap_or(false);
-    let kthreadd = std::fs::read_to_string("/proc/2/comm").map(|c| c.trim() == "kthreadd").unwrap_or(false);
+    let own_proc = std::fs::read_link("/proc/self")
+        .map(|p| p.as_os_str() == "1")
+        .unwrap_or(false);
+    let kthreadd = std::fs::read_to_string("/proc/2/comm")
+        .map(|c| c.trim() == "kthreadd")
+        .unwrap_or(false);
     if own_proc && kthreadd {
         Role::Machine
     } else {

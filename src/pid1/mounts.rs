@@ -38,8 +38,14 @@ fn unescape(field: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'\\' && i + 3 < bytes.len() && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b)) {
-            let code = (bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0');
+        if bytes[i] == b'\\'
+            && i + 3 < bytes.len()
+            && bytes[i + 1..i + 4]
+                .iter()
+                .all(|b| (b'0'..=b'7').contains(b))
+        {
+            let code =
+                (bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0');
             out.push(code);
             i += 4;
         } else {
@@ -51,7 +57,9 @@ fn unescape(field: &str) -> String {
 }
 
 pub fn current() -> Vec<MountEntry> {
-    std::fs::read_to_string("/proc/self/mountinfo").map(|t| parse_mountinfo(&t)).unwrap_or_default()
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .map(|t| parse_mountinfo(&t))
+        .unwrap_or_default()
 }
 
 pub fn is_mounted(point: &Path) -> bool {
@@ -65,14 +73,32 @@ pub fn ensure(fstype: &str, point: &str, flags: MsFlags, data: &str) -> Result<b
     }
     std::fs::create_dir_all(point).map_err(|e| format!("cannot create {point}: {e}"))?;
     let data = (!data.is_empty()).then_some(data);
-    mount(Some(fstype), point, Some(fstype), flags, data).map_err(|e| format!("cannot mount {fstype} on {point}: {e}"))?;
+    mount(Some(fstype), point, Some(fstype), flags, data)
+        .map_err(|e| format!("cannot mount {fstype} on {point}: {e}"))?;
     Ok(true)
 }
 
 /// Filesystems the kernel provides that are never unmounted at shutdown.
 const API_FILESYSTEMS: &[&str] = &[
-    "proc", "sysfs", "devtmpfs", "devpts", "cgroup", "cgroup2", "securityfs", "debugfs", "tracefs", "pstore",
-    "bpf", "configfs", "fusectl", "mqueue", "hugetlbfs", "rootfs", "efivarfs", "binfmt_misc", "autofs",
+    "proc",
+    "sysfs",
+    "devtmpfs",
+    "devpts",
+    "cgroup",
+    "cgroup2",
+    "securityfs",
+    "debugfs",
+    "tracefs",
+    "pstore",
+    "bpf",
+    "configfs",
+    "fusectl",
+    "mqueue",
+    "hugetlbfs",
+    "rootfs",
+    "efivarfs",
+    "binfmt_misc",
+    "autofs",
 ];
 
 /// What unmounting did.
@@ -85,8 +111,11 @@ pub struct Unmounted {
 
 /// The order to unmount in: deepest first, later mounts before earlier ones.
 pub fn unmount_order(entries: &[MountEntry]) -> Vec<MountEntry> {
-    let mut list: Vec<MountEntry> =
-        entries.iter().filter(|m| !API_FILESYSTEMS.contains(&m.fstype.as_str())).cloned().collect();
+    let mut list: Vec<MountEntry> = entries
+        .iter()
+        .filter(|m| !API_FILESYSTEMS.contains(&m.fstype.as_str()))
+        .cloned()
+        .collect();
     list.sort_by(|a, b| {
         let depth = |m: &MountEntry| m.point.components().count();
         depth(b).cmp(&depth(a)).then(b.id.cmp(&a.id))
@@ -104,10 +133,18 @@ pub fn unmount_all() -> Unmounted {
             result.unmounted += 1;
             continue;
         }
-        match mount(None::<&str>, point, None::<&str>, MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY, None::<&str>) {
+        match mount(
+            None::<&str>,
+            point,
+            None::<&str>,
+            MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+            None::<&str>,
+        ) {
             Ok(()) => result.remounted_read_only += 1,
             // rootfs of an initramfs cannot be remounted; it holds nothing to lose.
-            Err(_) if entry.fstype == "rootfs" || point == Path::new("/") && entry.fstype == "tmpfs" => {}
+            Err(_)
+                if entry.fstype == "rootfs"
+                    || point == Path::new("/") && entry.fstype == "tmpfs" => {}
             Err(e) => result.failed.push(format!("{}: {e}", point.display())),
         }
     }
@@ -138,10 +175,18 @@ mod tests {
 
     #[test]
     fn unmounts_deepest_first_and_spares_api_filesystems() {
-        let order: Vec<PathBuf> = unmount_order(&parse_mountinfo(SAMPLE)).into_iter().map(|m| m.point).collect();
+        let order: Vec<PathBuf> = unmount_order(&parse_mountinfo(SAMPLE))
+            .into_iter()
+            .map(|m| m.point)
+            .collect();
         assert_eq!(
             order,
-            [PathBuf::from("/run/user/1000"), PathBuf::from("/mnt/with space"), PathBuf::from("/run"), PathBuf::from("/")]
+            [
+                PathBuf::from("/run/user/1000"),
+                PathBuf::from("/mnt/with space"),
+                PathBuf::from("/run"),
+                PathBuf::from("/")
+            ]
         );
     }
 }

@@ -45,7 +45,8 @@ pub fn run(power: Power, force: bool, socket: &Path) -> i32 {
         Power::Reboot => "reboot",
         Power::Halt => "halt",
     };
-    let asked = Client::connect(socket).and_then(|mut c| c.call(&serde_json::json!({ "cmd": verb })));
+    let asked =
+        Client::connect(socket).and_then(|mut c| c.call(&serde_json::json!({ "cmd": verb })));
     match asked {
         Ok(Reply::Ok { .. }) => {
             println!("{verb}: ember is stopping every service");

@@ -119,8 +119,14 @@ impl Runtime {
             signal(SignalKind::user_defined1()),
             signal(SignalKind::user_defined2()),
         );
-        let (Ok(mut sigchld), Ok(mut sigterm), Ok(mut sigint), Ok(mut sighup), Ok(mut sigusr1), Ok(mut sigusr2)) =
-            signals
+        let (
+            Ok(mut sigchld),
+            Ok(mut sigterm),
+            Ok(mut sigint),
+            Ok(mut sighup),
+            Ok(mut sigusr1),
+            Ok(mut sigusr2),
+        ) = signals
         else {
             tracing::error!("cannot install signal handlers; not starting any service");
             return Outcome::Exit(1);
@@ -334,7 +340,11 @@ impl Runtime {
 
     /// poweroff, reboot and halt requests: as PID 1 the machine's; otherwise stop and exit.
     fn power_request(&mut self, origin: &str, power: Power) -> Reply {
-        let outcome = if self.role.is_pid1() { Outcome::Power(power) } else { Outcome::Exit(0) };
+        let outcome = if self.role.is_pid1() {
+            Outcome::Power(power)
+        } else {
+            Outcome::Exit(0)
+        };
         self.begin_shutdown(&format!("{origin}: {}", power.word()), outcome);
         Reply::ok()
     }

@@ -131,9 +131,15 @@ pub fn spawn_service(spec: &ServiceSpec, notify_socket: Option<&Path>) -> Result
         command.current_dir(dir);
     }
     if spec.console {
-        command.stdin(Stdio::inherit()).stdout(Stdio::inherit()).stderr(Stdio::inherit());
+        command
+            .stdin(Stdio::inherit())
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::inherit());
     } else {
-        command.stdin(Stdio::null()).stdout(stdio_for(&spec.stdout)?).stderr(stdio_for(&spec.stderr)?);
+        command
+            .stdin(Stdio::null())
+            .stdout(stdio_for(&spec.stdout)?)
+            .stderr(stdio_for(&spec.stderr)?);
     }
     let spawned = launch(command, identity, spec.console)?;
     Ok(spawned)
@@ -150,7 +156,11 @@ pub fn spawn_helper(argv: &[String]) -> Result<Pid, String> {
     launch(command, None, false).map(|s| s.pid)
 }
 
-fn launch(mut command: Command, identity: Option<Identity>, console: bool) -> Result<Spawned, String> {
+fn launch(
+    mut command: Command,
+    identity: Option<Identity>,
+    console: bool,
+) -> Result<Spawned, String> {
     let program = command.get_program().to_string_lossy().into_owned();
     // SAFETY: the closure runs in the child between fork and exec and only makes
     // async-signal-safe system calls (setsid, sigaction, setgroups, setgid, setuid).
