@@ -19,9 +19,12 @@ What is measured (see run.sh for the summary printed in the header):
  (b) Time to bring 100 services up: from just before the supervisor is launched
      until 100 distinct service processes (`/bin/sleep 1000NNN`, unique argv) are
      seen in /proc inside the supervisor's PID namespace. /proc is polled every
-     ~2 ms. Median of 3 launches, interleaved across supervisors.
+     ~2 ms. Median of 3 launches, interleaved across supervisors, each after
+     waiting (bounded) for the machine to be idle. Config files are backdated
+     60 s (runsvdir defers a directory modified in the current second by ~1 s).
  (c) Respawn interval: one service that appends CLOCK_MONOTONIC to a file and
-     exits 1, at each supervisor's fastest restart setting. Median interval
+     exits 1 (a tiny C program built at run time with cc, else rustc), at each
+     supervisor's fastest restart setting. Median interval
      between consecutive starts over a ~5 s window.
  (d) Idle wakeups: with 10 sleep services up (and 2 s settled), the delta over
      30 s (10 s with --quick) of voluntary + nonvoluntary context switches
@@ -589,6 +592,7 @@ class Bench:
     # -- (a): 1,000 services
     def big_memory(self, sup):
         n = 1000
+        self.wait_quiet()
         inst = Instance(self, sup, sleep_services(n), "1000")
         try:
             inst.start()
@@ -669,6 +673,7 @@ class Bench:
             return
         self.res[("respawn", sup.name)] = median(iv)
         self.res[("starts", sup.name)] = len(ts)
+        self.res[("respawn_range", sup.name)] = (min(iv), max(iv))
         busy = sum((tick1[p] or 0) - (tick0[p] or 0) for p in sp0 if tick0[p] is not None) / CLK_TCK / dt
         self.res[("respawn_cpu", sup.name)] = busy * 100
         self.res[("respawn_pss", sup.name)] = (pss0 / 1024, pss1 / 1024)
@@ -717,7 +722,7 @@ class Bench:
         log(f"== (c) respawn interval of a crashing service, {self.respawn_secs:.0f} s each")
         if self.busy_runs:
             self.note(f"the machine stayed busy (>15% CPU used by something else) for 20 s before "
-                      f"{self.busy_runs} start-up run(s); those timings are probably inflated")
+                      f"{self.busy_runs} timed run(s); those timings are probably inflated")
         for s in sups:
             self.wait_quiet()
             self.respawn(s)
@@ -792,12 +797,14 @@ class Bench:
             if getattr(self, "up_runs", {}).get(n):
                 bits.append("100-up runs " + "/".join(f"{t:.1f}" for t in self.up_runs[n]) + " ms")
             if ("starts", n) in R:
-                bits.append(f"{R[('starts', n)]} starts in {self.respawn_secs:.0f} s of crash loop, "
-                            f"supervisor CPU {R[('respawn_cpu', n)]:.0f}%, PSS "
-                            "{:.2f} → {:.2f} MiB across it".format(*R[("respawn_pss", n)]))
+                lo, hi = R[("respawn_range", n)]
+                p0, p1 = R[("respawn_pss", n)]
+                bits.append(f"{R[('starts', n)]} starts in {self.respawn_secs:.0f} s of crash loop "
+                            f"(intervals {lo:.2f}–{hi:.2f} ms), supervisor CPU "
+                            f"{R[('respawn_cpu', n)]:.0f}%, PSS {p0:.2f} → {p1:.2f} MiB across it")
             out.append(f"- {n}: " + "; ".join(bits))
         out.append(f"- {os.cpu_count()} CPUs; CPU busy with other work just before the run "
-                   f"{self.busy0 * 100:.0f}%; start-up and respawn runs each waited (≤20 s) for <15% busy")
+                   f"{self.busy0 * 100:.0f}%; timed runs (1,000-up, 100-up, respawn) each waited (≤20 s) for <15% busy")
         if self.notes:
             out.append("")
             out.append("Notes:")

@@ -1,35 +1,133 @@
-//! `ember [--config PATH]`: load the configuration, open the control socket, supervise.
+//! `ember [--config PATH]`: the supervisor, and as PID 1 the init.
+//!
+//! Start-up order: as PID 1, /proc first and the role (machine, namespace); then the
+//! configuration, the early-boot steps and logging; the control socket; the runtime. A
+//! broken configuration does not stop a boot: PID 1 comes up with no services (and the
+//! rescue shell, if configured) so that `ember ctl reload` can repair it. If the main
+//! loop dies, PID 1 falls back to the emergency loop instead of exiting.
 
-use crate::config::{self, Severity};
+use crate::config::{
+    self, Config, ControlConfig, LogConfig, Output, ServiceSpec, Severity, SystemConfig,
+};
+use crate::pid1::{self, early, emergency, shutdown, Role};
 use crate::supervisor::runtime::{Outcome, Runtime};
 use ember_ipc::{socket, Control};
+use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Instant;
 use tokio::sync::{broadcast, mpsc};
 
-/// Runs the supervisor until it is told to stop; returns the process exit code.
+/// Runs the supervisor until it is told to stop; returns the process exit code. As PID 1
+/// it never returns.
 pub fn run(config_path: &Path) -> i32 {
+    let started = Instant::now();
+    let mut notes = Vec::new();
+    if std::process::id() == 1 {
+        match early::mount_proc() {
+            Ok(true) => notes.push("mounted proc on /proc".to_owned()),
+            Ok(false) => {}
+            Err(e) => notes.push(e),
+        }
+    }
+    let role = pid1::detect_role();
+    let uptime = pid1::uptime_text();
     let loaded = config::load(config_path);
-    let level = loaded.config.as_ref().and_then(|c| c.log.level.clone());
-    crate::log::init(level.as_deref());
+    let settings = loaded
+        .config
+        .clone()
+        .or_else(|| loaded.settings.clone())
+        .unwrap_or_else(|| fallback(config_path));
+    notes.extend(early::boot(role, settings.system.hostname.as_deref()));
+    // The device name defaults to the hostname, which early boot may just have set.
+    let loaded = if role == Role::Machine {
+        config::load(config_path)
+    } else {
+        loaded
+    };
+    crate::log::init(settings.log.level.as_deref(), settings.log.output, role);
+    crate::log::install_panic_hook();
+    match role {
+        Role::Supervisor => tracing::info!("ember {} starting", env!("CARGO_PKG_VERSION")),
+        _ => tracing::info!(
+            "ember {} starting as PID 1 ({role:?}) at uptime {uptime}",
+            env!("CARGO_PKG_VERSION")
+        ),
+    }
+    for note in notes {
+        tracing::info!("{note}");
+    }
     for problem in &loaded.problems {
         match problem.severity {
             Severity::Error => tracing::error!("{problem}"),
             _ => tracing::warn!("{problem}"),
         }
     }
-    let Some(config) = loaded.config else {
-        tracing::error!(
-            "not starting: fix the configuration (`ember check --config {}` lists every problem)",
-            config_path.display()
-        );
-        return 1;
+    let config = match loaded.config {
+        Some(config) => config,
+        None if role.is_pid1() => {
+            tracing::error!(
+                "the configuration has errors: booting with no services; fix {} and run `ember ctl reload`",
+                config_path.display()
+            );
+            with_rescue_shell(settings)
+        }
+        None => {
+            tracing::error!(
+                "not starting: fix the configuration (`ember check --config {}` lists every problem)",
+                config_path.display()
+            );
+            return 1;
+        }
     };
-    if std::process::id() != 1 {
+    if !role.is_pid1() {
         // Orphans of our services are reparented to us, so we can reap them.
         if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
             tracing::warn!("cannot become a child subreaper ({e}); orphaned grandchildren will not be reaped by ember");
         }
     }
+    tracing::debug!("start-up took {} ms", started.elapsed().as_millis());
+    let socket_path = config.control.socket.clone();
+    let rescue_shell = config.system.rescue_shell.clone();
+    let shutdown_timeout = config.system.shutdown_timeout;
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| supervise(config, role)));
+    match (result, role) {
+        (Ok(Some((Outcome::Exit(code), bound))), Role::Supervisor) => {
+            if bound {
+                let _ = std::fs::remove_file(&socket_path);
+            }
+            code
+        }
+        (Ok(Some((Outcome::Power(power), _))), Role::Machine | Role::Namespace) => {
+            shutdown::finish(role, power, shutdown_timeout);
+            emergency::run("reboot(2) failed", &socket_path, rescue_shell.as_deref())
+        }
+        (Ok(Some((outcome, _))), Role::Machine | Role::Namespace) => emergency::run(
+            &format!("the main loop ended with {outcome:?}"),
+            &socket_path,
+            rescue_shell.as_deref(),
+        ),
+        (Ok(Some((Outcome::Power(_), _))), Role::Supervisor) => 0,
+        (Ok(None), Role::Supervisor) => 1,
+        (Ok(None), _) => emergency::run(
+            "the async runtime could not start",
+            &socket_path,
+            rescue_shell.as_deref(),
+        ),
+        (Err(_), Role::Supervisor) => {
+            tracing::error!("the main loop panicked; exiting");
+            1
+        }
+        (Err(_), _) => emergency::run(
+            "the main loop panicked",
+            &socket_path,
+            rescue_shell.as_deref(),
+        ),
+    }
+}
+
+/// Runs the control socket and the runtime; `None` when they could not start. The bool
+/// says whether we bound the socket (and so should remove it).
+fn supervise(config: Config, role: Role) -> Option<(Outcome, bool)> {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -37,22 +135,30 @@ pub fn run(config_path: &Path) -> i32 {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!("cannot start the async runtime: {e}");
-            return 1;
+            return None;
         }
     };
     let socket_path = config.control.socket.clone();
-    let cleanup_path = socket_path.clone();
-    let (outcome, bound) = runtime.block_on(async move {
+    Some(runtime.block_on(async move {
         let (requests_tx, requests_rx) = mpsc::channel(64);
         let (events, _) = broadcast::channel(1024);
         let control = Control {
             requests: requests_tx,
             events: events.clone(),
         };
-        match socket::bind(&socket_path) {
+        let bound = match socket::bind(&socket_path) {
             Ok(listener) => {
                 tracing::info!("control socket at {}", socket_path.display());
                 tokio::spawn(socket::serve(listener, control));
+                true
+            }
+            // As PID 1 a missing socket must not stop the boot; signals still work.
+            Err(e) if role.is_pid1() => {
+                tracing::error!(
+                    "cannot open the control socket {}: {e}; carrying on without it",
+                    socket_path.display()
+                );
+                false
             }
             Err(e) => {
                 tracing::error!(
@@ -61,20 +167,46 @@ pub fn run(config_path: &Path) -> i32 {
                 );
                 return (Outcome::Exit(1), false);
             }
-        }
+        };
         tracing::info!(
-            "ember {} supervising {} services from {}",
-            env!("CARGO_PKG_VERSION"),
+            "supervising {} services from {}",
             config.services.len(),
             config.path.display()
         );
-        (Runtime::run(config, requests_rx, events).await, true)
-    });
-    if bound {
-        let _ = std::fs::remove_file(&cleanup_path);
+        (Runtime::run(config, role, requests_rx, events).await, bound)
+    }))
+}
+
+/// The settings PID 1 uses when not even the main file could be read.
+fn fallback(path: &Path) -> Config {
+    let base = path.parent().unwrap_or(Path::new("/"));
+    Config {
+        path: path.to_owned(),
+        system: SystemConfig::defaults(config::hostname(), base.join("services.d")),
+        log: LogConfig::default(),
+        control: ControlConfig::default(),
+        services: BTreeMap::new(),
     }
-    match outcome {
-        Outcome::Exit(code) => code,
-        Outcome::Poweroff | Outcome::Reboot => 0,
+}
+
+/// No services, but the rescue shell when one is configured, supervised like a service
+/// (restarted when it exits) so the console always offers one.
+fn with_rescue_shell(mut config: Config) -> Config {
+    config.services.clear();
+    if let Some(shell) = &config.system.rescue_shell {
+        let mut spec = ServiceSpec::new("rescue-shell", &[&shell.to_string_lossy()]);
+        spec.console = true;
+        spec.stdout = Output::Console;
+        spec.stderr = Output::Console;
+        spec.restart = config::RestartPolicy::Always;
+        spec.restart_delay = std::time::Duration::from_secs(1);
+        spec.restart_delay_max = std::time::Duration::from_secs(1);
+        spec.start_limit = 0;
+        tracing::warn!(
+            "starting the rescue shell {} on the console",
+            shell.display()
+        );
+        config.services.insert(spec.name.clone(), spec);
     }
+    config
 }

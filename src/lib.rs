@@ -6,4 +6,5 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod log;
+pub mod pid1;
 pub mod supervisor;

@@ -3,8 +3,13 @@
 use ember::cli::{self, Mode};
 
 fn main() {
-    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
-    let code = match cli::parse(args) {
+    let mut argv = std::env::args_os();
+    let argv0 = argv
+        .next()
+        .map(|a| a.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let args: Vec<std::ffi::OsString> = argv.collect();
+    let code = match cli::parse(&argv0, args) {
         Ok(Mode::Help(text)) => {
             print!("{text}");
             0
@@ -16,6 +21,11 @@ fn main() {
         Ok(Mode::Check { config }) => cli::check::run(&config),
         Ok(Mode::Ctl(invocation)) => cli::ctl::run(invocation),
         Ok(Mode::Daemon { config }) => ember::daemon::run(&config),
+        Ok(Mode::Power {
+            power,
+            force,
+            socket,
+        }) => ember::pid1::system::run(power, force, &socket),
         Err(message) => {
             eprintln!("ember: {message}");
             2

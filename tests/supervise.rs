@@ -313,11 +313,8 @@ restart = "never"
 }
 
 #[test]
-fn sigterm_stops_in_reverse_dependency_order_and_exits_0() {
-    if !can_unshare() {
-        return;
-    }
-    let mut ember = Ember::start(
+fn sigterm_stops_in_reverse_dependency_order_and_exits_0_when_not_pid_1() {
+    let mut ember = Ember::start_plain(
         "shutdown",
         r#"
 [service.base]

@@ -38,6 +38,7 @@ pub enum Command {
     },
     Poweroff,
     Reboot,
+    Halt,
 }
 
 fn default_lines() -> usize {
@@ -56,6 +57,7 @@ impl Command {
             Command::Logs { .. } => "logs",
             Command::Poweroff => "poweroff",
             Command::Reboot => "reboot",
+            Command::Halt => "halt",
         }
     }
 }

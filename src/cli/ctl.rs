@@ -22,8 +22,8 @@ Commands:
                               ones stop, changed ones restart; any error rejects it whole
   logs NAME [-n N] [-f]       the last N lines NAME wrote (default 10; 200 are kept);
                               -f keeps printing new lines until interrupted
-  poweroff | reboot           stop every service in reverse order; as PID 1 then power
-                              off or reboot, otherwise ember exits
+  poweroff | reboot | halt    stop every service in reverse order; as PID 1 then power
+                              off, reboot or halt, otherwise ember exits
 
 Options:
   -s, --socket PATH   the control socket (default $EMBER_SOCKET, else /run/ember/control.sock)
@@ -152,9 +152,10 @@ pub fn parse(mut parser: lexopt::Parser) -> Result<Invocation, String> {
         }
         "poweroff" => Ctl::System { verb: "poweroff" },
         "reboot" => Ctl::System { verb: "reboot" },
+        "halt" => Ctl::System { verb: "halt" },
         other => {
             return Err(usage(format!(
-                "unknown command \"{other}\"; commands are status, start, stop, restart, reload, logs, poweroff, reboot"
+                "unknown command \"{other}\"; commands are status, start, stop, restart, reload, logs, poweroff, reboot, halt"
             )))
         }
     };

@@ -13,6 +13,9 @@ Usage:
   ember [--config PATH]             supervise the configured services (as init when PID 1)
   ember check [--config PATH]       validate the configuration; print every problem
   ember ctl [OPTIONS] COMMAND ...   control a running ember (see `ember ctl --help`)
+  ember poweroff|reboot|halt [-f]   ask PID 1 to stop every service and power off,
+                                    reboot or halt (-f: reboot(2) at once, no stopping);
+                                    also reached as `poweroff`, `reboot`, `halt` symlinks
 
 Options:
   -c, --config PATH   configuration file (default /etc/ember/ember.toml); services also
@@ -26,25 +29,52 @@ Environment:
                  \"info,ember::service=warn\"; overrides [log] level
   EMBER_SOCKET   control socket `ember ctl` talks to (default /run/ember/control.sock)
 
-Signals, when not PID 1:
+As PID 1 (the kernel's init, or init of a PID namespace) ember mounts /proc, /sys,
+/dev, /dev/pts, /dev/shm, /run and cgroup2 when missing, sets the hostname, reaps every
+orphan, and at shutdown stops the services in reverse order, then SIGTERM/SIGKILL to
+what is left, sync, unmount, reboot(2). A broken configuration still boots (no services,
+[system] rescue_shell on the console) so `ember ctl reload` can repair it.
+
+Signals as PID 1 (sysvinit conventions):
+  SIGTERM   reboot            SIGUSR1   halt            SIGUSR2   poweroff
+  SIGINT    Ctrl-Alt-Del: [system] ctrl_alt_del = \"reboot\" | \"poweroff\" | \"ignore\"
+  SIGHUP    reload the configuration (rejected whole if it has any error)
+Signals otherwise:
   SIGTERM, SIGINT   stop every service in reverse dependency order, then exit 0
-  SIGHUP            reload the configuration (rejected whole if it has any error)
+  SIGHUP            reload the configuration
 
 Exit status: 0 after a clean stop; 1 when the configuration is invalid, the control
 socket cannot be opened, or a service with on_failure ended failed.
 ";
 
 pub enum Mode {
-    Daemon { config: PathBuf },
-    Check { config: PathBuf },
+    Daemon {
+        config: PathBuf,
+    },
+    Power {
+        power: crate::pid1::Power,
+        force: bool,
+        socket: PathBuf,
+    },
+    Check {
+        config: PathBuf,
+    },
     Ctl(ctl::Invocation),
     Help(&'static str),
     Version,
 }
 
-/// Parses argv into what to do; errors read like advice.
-pub fn parse(args: Vec<std::ffi::OsString>) -> Result<Mode, String> {
+/// Parses argv into what to do; errors read like advice. `argv0` selects the multi-call
+/// personalities (`poweroff`, `reboot`, `halt`).
+pub fn parse(argv0: &str, args: Vec<std::ffi::OsString>) -> Result<Mode, String> {
     use lexopt::prelude::*;
+    let name = std::path::Path::new(argv0)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("ember");
+    if let Some(power) = crate::pid1::system::parse_power(name) {
+        return parse_power(power, lexopt::Parser::from_args(args));
+    }
     let mut parser = lexopt::Parser::from_args(args);
     let mut config = PathBuf::from(crate::config::DEFAULT_CONFIG);
     let mut subcommand: Option<String> = None;
@@ -63,6 +93,10 @@ pub fn parse(args: Vec<std::ffi::OsString>) -> Result<Mode, String> {
                     .map_err(|_| "arguments must be valid UTF-8".to_string())?;
                 match word.as_str() {
                     "ctl" => return ctl::parse(parser).map(Mode::Ctl),
+                    "poweroff" | "reboot" | "halt" => {
+                        let power = crate::pid1::system::parse_power(&word).ok_or("unreachable")?;
+                        return parse_power(power, parser);
+                    }
                     "check" => subcommand = Some(word),
                     "help" => return Ok(Mode::Help(HELP)),
                     other => {
@@ -76,5 +110,28 @@ pub fn parse(args: Vec<std::ffi::OsString>) -> Result<Mode, String> {
     Ok(match subcommand.as_deref() {
         Some("check") => Mode::Check { config },
         _ => Mode::Daemon { config },
+    })
+}
+
+fn parse_power(power: crate::pid1::Power, mut parser: lexopt::Parser) -> Result<Mode, String> {
+    use lexopt::prelude::*;
+    let mut force = false;
+    let mut socket = std::env::var_os("EMBER_SOCKET")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_SOCKET));
+    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+        match arg {
+            Short('f') | Long("force") => force = true,
+            Short('s') | Long("socket") => {
+                socket = parser.value().map_err(|e| e.to_string())?.into()
+            }
+            Short('h') | Long("help") => return Ok(Mode::Help(crate::pid1::system::HELP)),
+            other => return Err(format!("{}; try --help", other.unexpected())),
+        }
+    }
+    Ok(Mode::Power {
+        power,
+        force,
+        socket,
     })
 }

@@ -38,13 +38,56 @@ pub struct Config {
 pub struct SystemConfig {
     pub device: String,
     pub services_dir: PathBuf,
+    /// Set as PID 1; else /etc/hostname.
+    pub hostname: Option<String>,
+    /// What Ctrl-Alt-Del (SIGINT to PID 1) does.
+    pub ctrl_alt_del: CtrlAltDel,
+    /// How long processes left at shutdown get between SIGTERM and SIGKILL.
+    pub shutdown_timeout: std::time::Duration,
+    /// Started on the console when the configuration is broken or ember is in trouble.
+    pub rescue_shell: Option<PathBuf>,
+}
+
+impl SystemConfig {
+    pub fn defaults(device: String, services_dir: PathBuf) -> SystemConfig {
+        SystemConfig {
+            device,
+            services_dir,
+            hostname: None,
+            ctrl_alt_del: CtrlAltDel::Reboot,
+            shutdown_timeout: std::time::Duration::from_secs(5),
+            rescue_shell: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CtrlAltDel {
+    Reboot,
+    Poweroff,
+    Ignore,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
-    /// tracing EnvFilter syntax; EMBER_LOG overrides.
+    /// `target=level` directives, e.g. "info,ember::service=warn"; EMBER_LOG overrides.
     pub level: Option<String>,
+    /// Where ember's log goes; auto: journald when it answers, else /dev/kmsg as PID 1,
+    /// else the console.
+    #[serde(default)]
+    pub output: LogOutput,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogOutput {
+    #[default]
+    Auto,
+    Journald,
+    Kmsg,
+    Console,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -71,6 +114,10 @@ fn default_socket() -> PathBuf {
 struct RawSystem {
     device: Option<String>,
     services_dir: Option<PathBuf>,
+    hostname: Option<String>,
+    ctrl_alt_del: Option<CtrlAltDel>,
+    shutdown_timeout: Option<values::Span>,
+    rescue_shell: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -152,6 +199,9 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 /// What loading found: the configuration when it has no `Error`, and every problem.
 pub struct Loaded {
     pub config: Option<Config>,
+    /// With errors: the system, log and control settings as far as they could be read,
+    /// and no services; what PID 1 boots with so that it can be repaired.
+    pub settings: Option<Config>,
     pub problems: Vec<Problem>,
 }
 
@@ -169,8 +219,20 @@ pub fn load(path: &Path) -> Loaded {
     let config = load_into(path, &mut problems);
     problems.sort_by(|a, b| (&a.file, a.position).cmp(&(&b.file, b.position)));
     let has_errors = problems.iter().any(|p| p.severity == Severity::Error);
+    if has_errors {
+        let settings = config.map(|mut c| {
+            c.services.clear();
+            c
+        });
+        return Loaded {
+            config: None,
+            settings,
+            problems,
+        };
+    }
     Loaded {
-        config: if has_errors { None } else { config },
+        settings: config.clone(),
+        config,
         problems,
     }
 }
@@ -332,12 +394,18 @@ fn load_into(path: &Path, problems: &mut Vec<Problem>) -> Option<Config> {
         problems.push(source.problem(offset, issue.severity, issue.message));
     }
     let device = system.device.unwrap_or_else(hostname);
+    let mut system_config = SystemConfig::defaults(device, services_dir);
+    system_config.hostname = system.hostname;
+    if let Some(c) = system.ctrl_alt_del {
+        system_config.ctrl_alt_del = c;
+    }
+    if let Some(values::Span(d)) = system.shutdown_timeout {
+        system_config.shutdown_timeout = d;
+    }
+    system_config.rescue_shell = system.rescue_shell;
     Some(Config {
         path: path.to_owned(),
-        system: SystemConfig {
-            device,
-            services_dir,
-        },
+        system: system_config,
         log,
         control,
         services: services

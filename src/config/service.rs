@@ -166,6 +166,9 @@ pub struct ServiceSpec {
     pub stderr: Output,
     pub enabled: bool,
     pub on_failure: FailureAction,
+    /// Runs on ember's own stdin/stdout/stderr with the console as its controlling
+    /// terminal: the rescue shell. Not settable from TOML.
+    pub console: bool,
 }
 
 impl ServiceSpec {
@@ -197,6 +200,7 @@ impl ServiceSpec {
             stderr: Output::Log,
             enabled: true,
             on_failure: FailureAction::None,
+            console: false,
         }
     }
 

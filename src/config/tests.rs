@@ -135,10 +135,7 @@ fn a_full_example_parses_to_the_expected_specs() {
     assert_eq!(config.path, tree.root.join("ember.toml"));
     assert_eq!(
         config.system,
-        SystemConfig {
-            device: "gateway-7".into(),
-            services_dir: tree.root.join("conf.d"),
-        }
+        SystemConfig::defaults("gateway-7".into(), tree.root.join("conf.d"))
     );
     assert_eq!(config.log.level.as_deref(), Some("ember=debug"));
     assert_eq!(config.control.socket, PathBuf::from("/run/ember-test.sock"));
@@ -444,8 +441,8 @@ ready = { log = "up", timeout = "5s" }
     assert_eq!(
         tree.problems(),
         [
-            "ember.toml:2:1: unknown field `devise`, expected `device` or `services_dir`",
-            "ember.toml:4:1: unknown field `lvl`, expected `level`",
+            "ember.toml:2:1: unknown field `devise`, expected one of `device`, `services_dir`, `hostname`, `ctrl_alt_del`, `shutdown_timeout`, `rescue_shell`",
+            "ember.toml:4:1: unknown field `lvl`, expected `level` or `output`",
             "ember.toml:6:1: unknown field `sock`, expected `socket`",
             "ember.toml:7:2: unknown section \"servce\"; expected system, log, control, service",
             "ember.toml:11:3: unknown field `restrat`, expected one of `command`, `type`, `pid_file`, `user`, `group`, `env`, `workdir`, `requires`, `wants`, `after`, `restart`, `restart_delay`, `restart_delay_max`, `start_limit`, `start_limit_interval`, `stop_signal`, `stop_timeout`, `ready`, `ready_timeout`, `watchdog`, `stdout`, `stderr`, `enabled`, `on_failure`",
@@ -995,7 +992,7 @@ wat = 2
         [
             "ember.toml:2:10: invalid type: integer `1`, expected a string",
             "ember.toml:3:16: invalid type: integer `2`, expected path string",
-            "ember.toml:4:1: unknown field `colour`, expected `device` or `services_dir`",
+            "ember.toml:4:1: unknown field `colour`, expected one of `device`, `services_dir`, `hostname`, `ctrl_alt_del`, `shutdown_timeout`, `rescue_shell`",
             "ember.toml:6:23: invalid type: integer `3`, expected a string",
             "ember.toml:7:8: unknown variant `daemon`, expected one of `simple`, `oneshot`, `notify`, `forking`",
             "ember.toml:8:11: unknown variant `sometimes`, expected one of `always`, `on-failure`, `never`",
@@ -1267,5 +1264,44 @@ after = ["clock", "net"]
             // The "net" of after, not the one of wants.
             "ember.toml:4:19: warning: service \"a\" after \"net\", which is not defined; define it or remove it from after".to_owned(),
         ]
+    );
+}
+
+#[test]
+fn pid1_settings_are_read() {
+    let tree = Tree::new();
+    tree.write(
+        "ember.toml",
+        "[system]\nhostname = \"board7\"\nctrl_alt_del = \"ignore\"\nshutdown_timeout = \"2s\"\nrescue_shell = \"/bin/sh\"\n\n[log]\noutput = \"kmsg\"\n",
+    );
+    let config = tree.load().config.expect("valid");
+    assert_eq!(config.system.hostname.as_deref(), Some("board7"));
+    assert_eq!(
+        config.system.ctrl_alt_del,
+        crate::config::CtrlAltDel::Ignore
+    );
+    assert_eq!(
+        config.system.shutdown_timeout,
+        std::time::Duration::from_secs(2)
+    );
+    assert_eq!(config.system.rescue_shell, Some(PathBuf::from("/bin/sh")));
+    assert_eq!(config.log.output, crate::config::LogOutput::Kmsg);
+}
+
+#[test]
+fn a_broken_configuration_still_yields_its_settings_without_services() {
+    let tree = Tree::new();
+    tree.write(
+        "ember.toml",
+        "[system]\nrescue_shell = \"/bin/sh\"\n\n[control]\nsocket = \"/run/x.sock\"\n\n[service.a]\ncommand = [\"/bin/true\"]\nrestart = \"sometimes\"\n\n[service.b]\ncommand = [\"/bin/true\"]\n",
+    );
+    let loaded = tree.load();
+    assert!(loaded.config.is_none());
+    let settings = loaded.settings.expect("settings of a broken configuration");
+    assert_eq!(settings.control.socket, PathBuf::from("/run/x.sock"));
+    assert_eq!(settings.system.rescue_shell, Some(PathBuf::from("/bin/sh")));
+    assert!(
+        settings.services.is_empty(),
+        "no service of a broken configuration runs"
     );
 }

@@ -9,7 +9,8 @@ use super::engine::{Action, Engine, Input};
 use super::model::{Exit, Pid, Unit};
 use super::output::{self, LogRing};
 use super::{notify, readiness, reaper, spawn, status};
-use crate::config::{self, Config, FailureAction, Readiness};
+use crate::config::{self, Config, CtrlAltDel, FailureAction, Readiness};
+use crate::pid1::{Power, Role};
 use ember_ipc::{Command, ErrorKind, Event, Reply, Request, SystemState};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid as NixPid;
@@ -55,8 +56,8 @@ pub enum Feed {
 pub enum Outcome {
     /// Exit the process with this code (not PID 1).
     Exit(i32),
-    Poweroff,
-    Reboot,
+    /// PID 1: finish the shutdown sequence and power off, reboot or halt.
+    Power(Power),
 }
 
 enum ChildOwner {
@@ -89,6 +90,9 @@ pub struct Runtime {
     feed_tx: mpsc::Sender<Feed>,
     notify_dir: PathBuf,
     system_state: Option<SystemState>,
+    role: Role,
+    /// Logged once, when every service has settled after start-up.
+    boot_complete: bool,
     /// What was last published per service, so an unchanged status is not sent twice.
     published: HashMap<String, String>,
     outcome: Option<Outcome>,
@@ -102,6 +106,7 @@ impl Runtime {
     /// Supervises `config` until shutdown completes; returns what to do next.
     pub async fn run(
         config: Config,
+        role: Role,
         mut requests: mpsc::Receiver<Request>,
         events: broadcast::Sender<Event>,
     ) -> Outcome {
@@ -111,8 +116,18 @@ impl Runtime {
             signal(SignalKind::terminate()),
             signal(SignalKind::interrupt()),
             signal(SignalKind::hangup()),
+            signal(SignalKind::user_defined1()),
+            signal(SignalKind::user_defined2()),
         );
-        let (Ok(mut sigchld), Ok(mut sigterm), Ok(mut sigint), Ok(mut sighup)) = signals else {
+        let (
+            Ok(mut sigchld),
+            Ok(mut sigterm),
+            Ok(mut sigint),
+            Ok(mut sighup),
+            Ok(mut sigusr1),
+            Ok(mut sigusr2),
+        ) = signals
+        else {
             tracing::error!("cannot install signal handlers; not starting any service");
             return Outcome::Exit(1);
         };
@@ -138,6 +153,8 @@ impl Runtime {
             feed_tx,
             notify_dir,
             system_state: None,
+            role,
+            boot_complete: false,
             published: HashMap::new(),
             outcome: None,
             done: false,
@@ -157,8 +174,10 @@ impl Runtime {
                 _ = sigchld.recv() => rt.reap(),
                 Some(feed) = feed_rx.recv() => rt.on_feed(feed),
                 Some(request) = requests.recv() => rt.on_request(request),
-                _ = sigterm.recv() => rt.begin_shutdown("SIGTERM", Outcome::Exit(0)),
-                _ = sigint.recv() => rt.begin_shutdown("SIGINT", Outcome::Exit(0)),
+                _ = sigterm.recv() => rt.on_signal(Signal::SIGTERM),
+                _ = sigint.recv() => rt.on_signal(Signal::SIGINT),
+                _ = sigusr1.recv() => rt.on_signal(Signal::SIGUSR1),
+                _ = sigusr2.recv() => rt.on_signal(Signal::SIGUSR2),
                 _ = sighup.recv() => { let _ = rt.reload("SIGHUP"); }
                 _ = sleep => rt.input(Input::Tick),
             }
@@ -262,8 +281,12 @@ impl Runtime {
                     );
                     let outcome = match action {
                         FailureAction::None => None,
-                        // Not PID 1: stop everything and exit non-zero (PID 1 powers off or reboots).
-                        FailureAction::Reboot | FailureAction::Poweroff => Some(Outcome::Exit(1)),
+                        // Not PID 1: stop everything and exit non-zero.
+                        FailureAction::Reboot | FailureAction::Poweroff if !self.role.is_pid1() => {
+                            Some(Outcome::Exit(1))
+                        }
+                        FailureAction::Reboot => Some(Outcome::Power(Power::Reboot)),
+                        FailureAction::Poweroff => Some(Outcome::Power(Power::Poweroff)),
                     };
                     if let Some(outcome) = outcome {
                         self.outcome = Some(outcome);
@@ -286,6 +309,44 @@ impl Runtime {
         if changed {
             self.publish_system_state();
         }
+    }
+
+    /// Signals, by sysvinit and busybox conventions when PID 1.
+    fn on_signal(&mut self, signal: Signal) {
+        let name = signal.as_str();
+        if !self.role.is_pid1() {
+            match signal {
+                Signal::SIGTERM | Signal::SIGINT => self.begin_shutdown(name, Outcome::Exit(0)),
+                _ => tracing::info!("{name}: ignored (ember is not PID 1)"),
+            }
+            return;
+        }
+        let power = match signal {
+            Signal::SIGTERM => Power::Reboot,
+            Signal::SIGUSR1 => Power::Halt,
+            Signal::SIGUSR2 => Power::Poweroff,
+            Signal::SIGINT => match self.config.system.ctrl_alt_del {
+                CtrlAltDel::Reboot => Power::Reboot,
+                CtrlAltDel::Poweroff => Power::Poweroff,
+                CtrlAltDel::Ignore => {
+                    tracing::info!("Ctrl-Alt-Del: ignored ([system] ctrl_alt_del = \"ignore\")");
+                    return;
+                }
+            },
+            _ => return,
+        };
+        self.begin_shutdown(&format!("{name} ({})", power.word()), Outcome::Power(power));
+    }
+
+    /// poweroff, reboot and halt requests: as PID 1 the machine's; otherwise stop and exit.
+    fn power_request(&mut self, origin: &str, power: Power) -> Reply {
+        let outcome = if self.role.is_pid1() {
+            Outcome::Power(power)
+        } else {
+            Outcome::Exit(0)
+        };
+        self.begin_shutdown(&format!("{origin}: {}", power.word()), outcome);
+        Reply::ok()
     }
 
     /// Spawns a service; returns the engine's reaction to the spawn (or to its failure).
@@ -426,7 +487,7 @@ impl Runtime {
             .unit(name)
             .is_some_and(|u| u.state == super::model::State::Deactivating);
         if exit.success() || stopping {
-            tracing::info!("{name}: process {pid} exited with code 0");
+            tracing::info!("{name}: process {pid} ended with {exit}");
         } else {
             tracing::warn!("{name}: process {pid} ended with {exit}");
         }
@@ -521,6 +582,10 @@ impl Runtime {
             return;
         }
         self.published.insert(name.to_owned(), key);
+        if unit.state == super::model::State::Active {
+            // journald is often one of our services: move the log there once it answers.
+            crate::log::reprobe();
+        }
         self.seq += 1;
         let status = status::service_status(unit, self.now(), self.seq);
         log_transition(unit);
@@ -529,6 +594,14 @@ impl Runtime {
 
     fn publish_system_state(&mut self) {
         let state = status::system_state(self.engine.units(), self.engine.shutting_down());
+        if !self.boot_complete && matches!(state, SystemState::Running | SystemState::Degraded) {
+            self.boot_complete = true;
+            tracing::info!(
+                "boot complete: every service settled {} ms after ember started (uptime {})",
+                self.origin.elapsed().as_millis(),
+                crate::pid1::uptime_text()
+            );
+        }
         if self.system_state != Some(state) {
             self.system_state = Some(state);
             tracing::info!("system is {}", format!("{state:?}").to_lowercase());
@@ -568,6 +641,7 @@ impl Runtime {
         };
         tracing::info!("{why}: reloading {}", new.path.display());
         let specs = new.services.clone();
+        crate::log::init(new.log.level.as_deref(), new.log.output, self.role);
         self.config = new;
         self.input(Input::Reload(specs));
         Ok(())
@@ -582,6 +656,8 @@ impl Runtime {
     fn answer(&mut self, command: Command, origin: &str) -> Reply {
         match command {
             Command::Status { names } => {
+                #[cfg(debug_assertions)]
+                test_hooks(&names);
                 let names = if names.is_empty() {
                     self.engine.units().map(|u| u.spec.name.clone()).collect()
                 } else {
@@ -643,11 +719,9 @@ impl Runtime {
                     .unwrap_or_default();
                 Reply::Logs { lines }
             }
-            Command::Poweroff | Command::Reboot => {
-                // Not PID 1: both mean stop everything and exit.
-                self.begin_shutdown(origin, Outcome::Exit(0));
-                Reply::ok()
-            }
+            Command::Poweroff => self.power_request(origin, Power::Poweroff),
+            Command::Reboot => self.power_request(origin, Power::Reboot),
+            Command::Halt => self.power_request(origin, Power::Halt),
         }
     }
 
@@ -660,6 +734,19 @@ impl Runtime {
                 None => Err(unknown_service(name)),
             })
             .collect()
+    }
+}
+
+/// Test-only faults, in debug builds: a status request for `__panic_task` panics in a
+/// task of its own (contained by tokio), `__panic_main` panics in the main loop itself
+/// (caught in daemon.rs, which falls back to the emergency loop as PID 1).
+#[cfg(debug_assertions)]
+fn test_hooks(names: &[String]) {
+    if names.iter().any(|n| n == "__panic_task") {
+        tokio::spawn(async { panic!("injected panic in a task (test hook)") });
+    }
+    if names.iter().any(|n| n == "__panic_main") {
+        panic!("injected panic in the main loop (test hook)");
     }
 }
 

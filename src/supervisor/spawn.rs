@@ -130,11 +130,18 @@ pub fn spawn_service(spec: &ServiceSpec, notify_socket: Option<&Path>) -> Result
     if let Some(dir) = &spec.workdir {
         command.current_dir(dir);
     }
-    command
-        .stdin(Stdio::null())
-        .stdout(stdio_for(&spec.stdout)?)
-        .stderr(stdio_for(&spec.stderr)?);
-    let spawned = launch(command, identity)?;
+    if spec.console {
+        command
+            .stdin(Stdio::inherit())
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::inherit());
+    } else {
+        command
+            .stdin(Stdio::null())
+            .stdout(stdio_for(&spec.stdout)?)
+            .stderr(stdio_for(&spec.stderr)?);
+    }
+    let spawned = launch(command, identity, spec.console)?;
     Ok(spawned)
 }
 
@@ -146,16 +153,24 @@ pub fn spawn_helper(argv: &[String]) -> Result<Pid, String> {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    launch(command, None).map(|s| s.pid)
+    launch(command, None, false).map(|s| s.pid)
 }
 
-fn launch(mut command: Command, identity: Option<Identity>) -> Result<Spawned, String> {
+fn launch(
+    mut command: Command,
+    identity: Option<Identity>,
+    console: bool,
+) -> Result<Spawned, String> {
     let program = command.get_program().to_string_lossy().into_owned();
     // SAFETY: the closure runs in the child between fork and exec and only makes
     // async-signal-safe system calls (setsid, sigaction, setgroups, setgid, setuid).
     unsafe {
         command.pre_exec(move || {
             nix::unistd::setsid().map_err(std::io::Error::from)?;
+            if console {
+                // The console becomes its controlling terminal, so a shell has job control.
+                nix::libc::ioctl(0, nix::libc::TIOCSCTTY, 1);
+            }
             reset_signal_dispositions();
             if let Some(id) = &identity {
                 nix::unistd::setgroups(&id.groups).map_err(std::io::Error::from)?;

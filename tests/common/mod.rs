@@ -60,20 +60,37 @@ impl Ember {
         Self::launch(tag, services, false)
     }
 
+    /// Starts ember as PID 1 of a namespace with a whole configuration file of the test's.
+    pub fn start_with_config(tag: &str, config: &str) -> Ember {
+        Self::launch_raw(tag, config, true)
+    }
+
     fn launch(tag: &str, services: &str, namespace: bool) -> Ember {
+        Self::launch_raw(
+            tag,
+            &format!("[control]\nsocket = \"$DIR/control.sock\"\n\n{services}"),
+            namespace,
+        )
+    }
+
+    fn launch_raw(tag: &str, text: &str, namespace: bool) -> Ember {
         let dir = TempDir::new(tag);
         let socket = dir.path("control.sock");
         let config = dir.path("ember.toml");
-        let text = format!(
-            "[control]\nsocket = \"{}\"\n\n{}",
-            socket.display(),
-            services.replace("$DIR", &dir.0.display().to_string())
-        );
+        let text = text.replace("$DIR", &dir.0.display().to_string());
         std::fs::write(&config, text).expect("write config");
         let log = std::fs::File::create(dir.path("ember.log")).expect("log file");
         let mut command = if namespace {
             let mut c = Command::new("unshare");
-            c.args(["--pid", "--fork", "--mount-proc", "--kill-child", EMBER]);
+            // --uts too: as PID 1 ember may set the hostname, which must stay in the namespace.
+            c.args([
+                "--pid",
+                "--fork",
+                "--mount-proc",
+                "--uts",
+                "--kill-child",
+                EMBER,
+            ]);
             c
         } else {
             Command::new(EMBER)
@@ -174,6 +191,30 @@ impl Ember {
     pub fn signal(&self, signal: nix::sys::signal::Signal) {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.host_pid()), signal)
             .expect("signal ember");
+    }
+
+    /// Waits for ember (or the unshare around it) to end; `None` if it is still running.
+    pub fn wait_status(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// How the namespace ended: reboot(2) in a PID namespace kills its PID 1 with SIGHUP
+    /// (restart) or SIGINT (power off, halt), and unshare dies of the same signal.
+    pub fn wait_namespace_end(&mut self, timeout: Duration) -> Option<i32> {
+        use std::os::unix::process::ExitStatusExt;
+        let status = self.wait_status(timeout)?;
+        Some(
+            status
+                .signal()
+                .unwrap_or_else(|| status.code().map(|c| c - 128).unwrap_or(-1)),
+        )
     }
 
     /// Waits for ember to exit; returns its exit code.

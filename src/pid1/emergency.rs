@@ -1,0 +1,98 @@
+//! The emergency loop: when the main loop cannot go on as PID 1, ember must not exit
+//! (the kernel would panic). It keeps reaping, keeps a minimal control socket that
+//! answers and still powers off or reboots, and keeps a rescue shell on the console.
+
+use super::{shutdown, Power};
+use ember_ipc::{Command, Control, ErrorKind, Reply};
+use nix::sys::wait::{waitpid, WaitStatus};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc};
+
+/// Never returns.
+pub fn run(reason: &str, socket: &Path, rescue_shell: Option<&Path>) -> ! {
+    tracing::error!(
+        "emergency mode: {reason}; reaping continues, `ember ctl poweroff|reboot` still work"
+    );
+    let socket = socket.to_owned();
+    let why = reason.to_owned();
+    let _ = std::thread::Builder::new()
+        .name("emergency-socket".into())
+        .spawn(move || serve_socket(socket, why));
+    let mut shell = rescue_shell.and_then(start_shell);
+    loop {
+        match waitpid(None, None) {
+            Ok(WaitStatus::Exited(pid, _) | WaitStatus::Signaled(pid, _, _))
+                if Some(pid.as_raw()) == shell =>
+            {
+                std::thread::sleep(Duration::from_secs(1));
+                shell = rescue_shell.and_then(start_shell);
+            }
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            // No children: nothing to reap until something forks; do not spin.
+            Err(_) => std::thread::sleep(Duration::from_secs(1)),
+        }
+    }
+}
+
+/// Starts the rescue shell on the console; returns its pid.
+pub fn start_shell(shell: &Path) -> Option<i32> {
+    let mut command = std::process::Command::new(shell);
+    // SAFETY: runs in the child before exec; setsid and the ioctl are async-signal-safe.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+            let _ = nix::unistd::setsid();
+            // Make the console (fd 0) its controlling terminal, so job control works.
+            nix::libc::ioctl(0, nix::libc::TIOCSCTTY, 1);
+            Ok(())
+        });
+    }
+    match command.spawn() {
+        Ok(child) => {
+            tracing::warn!(
+                "rescue shell {} started on the console (pid {})",
+                shell.display(),
+                child.id()
+            );
+            Some(child.id() as i32)
+        }
+        Err(e) => {
+            tracing::error!("cannot start the rescue shell {}: {e}", shell.display());
+            None
+        }
+    }
+}
+
+fn serve_socket(socket: PathBuf, reason: String) {
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return;
+    };
+    runtime.block_on(async move {
+        let (requests, mut inbox) = mpsc::channel(8);
+        let (events, _) = broadcast::channel(8);
+        let control = Control { requests, events };
+        let Ok(listener) = ember_ipc::socket::bind(&socket) else { return };
+        tokio::spawn(ember_ipc::socket::serve(listener, control));
+        while let Some(request) = inbox.recv().await {
+            let reply = match request.command {
+                Command::Poweroff | Command::Reboot => {
+                    let power = if request.command == Command::Poweroff { Power::Poweroff } else { Power::Reboot };
+                    let _ = request.reply.send(Reply::ok());
+                    // Let the reply reach the caller before the system goes.
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    nix::unistd::sync();
+                    shutdown::reboot(power);
+                    continue;
+                }
+                _ => Reply::error(
+                    ErrorKind::Internal,
+                    format!("ember is in emergency mode ({reason}); only poweroff and reboot work; see the console"),
+                ),
+            };
+            let _ = request.reply.send(reply);
+        }
+    });
+}

@@ -1,0 +1,81 @@
+//! PID-1 duties: early boot, the final shutdown sequence, the emergency loop, and the
+//! `poweroff`/`reboot`/`halt` commands.
+//!
+//! - [`early`]: mounts, console, hostname, Ctrl-Alt-Del; nothing that waits on a service.
+//! - [`mounts`]: /proc/self/mountinfo, mounting and unmounting.
+//! - [`shutdown`]: after the services have stopped: kill what is left, sync, unmount,
+//!   reboot(2).
+//! - [`emergency`]: when the main loop cannot go on: keep reaping, keep the socket.
+//! - [`system`]: the client side of `ember poweroff|reboot|halt` and the multi-call names.
+
+pub mod early;
+pub mod emergency;
+pub mod mounts;
+pub mod shutdown;
+pub mod system;
+
+/// What kind of process ember is, which decides which duties are its.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// PID 1 of the machine: the kernel started us. Every duty, reboot(2) included.
+    Machine,
+    /// PID 1 of a PID namespace (a container, a test): reaping, signals and the shutdown
+    /// sequence, but nothing that would reach the host (hostname, remounting filesystems
+    /// shared with it).
+    Namespace,
+    /// An ordinary process: a child subreaper that exits when told to stop.
+    Supervisor,
+}
+
+impl Role {
+    pub fn is_pid1(self) -> bool {
+        self != Role::Supervisor
+    }
+}
+
+/// Tells which role is ours. Needs /proc: as PID 1 call [`early::mount_proc`] first.
+///
+/// In the initial PID namespace PID 2 is always the kernel's kthreadd; in any other
+/// namespace it is not (or /proc is another namespace's, and /proc/self is not "1").
+pub fn detect_role() -> Role {
+    if std::process::id() != 1 {
+        return Role::Supervisor;
+    }
+    let own_proc = std::fs::read_link("/proc/self")
+        .map(|p| p.as_os_str() == "1")
+        .unwrap_or(false);
+    let kthreadd = std::fs::read_to_string("/proc/2/comm")
+        .map(|c| c.trim() == "kthreadd")
+        .unwrap_or(false);
+    if own_proc && kthreadd {
+        Role::Machine
+    } else {
+        Role::Namespace
+    }
+}
+
+/// What the system does after every service has stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Power {
+    Poweroff,
+    Reboot,
+    Halt,
+}
+
+impl Power {
+    pub fn word(self) -> &'static str {
+        match self {
+            Power::Poweroff => "power off",
+            Power::Reboot => "reboot",
+            Power::Halt => "halt",
+        }
+    }
+}
+
+/// /proc/uptime's first field, "12.345 s", for boot timing lines.
+pub fn uptime_text() -> String {
+    std::fs::read_to_string("/proc/uptime")
+        .ok()
+        .and_then(|t| t.split_whitespace().next().map(|u| format!("{u} s")))
+        .unwrap_or_else(|| "unknown".into())
+}

@@ -1,0 +1,87 @@
+//! `ember poweroff|reboot|halt [-f]`, also reached as `poweroff`, `reboot`, `halt`
+//! through symlinks (multi-call), so a board needs no other package for them.
+//!
+//! Ask PID 1 over the control socket; when that fails, send it the signal (SIGUSR2,
+//! SIGTERM, SIGUSR1). `-f` skips the services and calls reboot(2) at once.
+
+use super::{shutdown, Power};
+use ember_ipc::socket::Client;
+use ember_ipc::Reply;
+use std::path::Path;
+
+pub const HELP: &str = "\
+Usage: poweroff|reboot|halt [-f]
+       ember poweroff|reboot|halt [-f] [--socket PATH]
+
+Asks ember (PID 1) to stop every service in reverse dependency order, then power off,
+reboot or halt. Falls back to signalling PID 1 (SIGUSR2, SIGTERM, SIGUSR1) when the
+control socket does not answer.
+
+  -f, --force         do not stop services: sync and call reboot(2) at once
+  -s, --socket PATH   ember's control socket (default /run/ember/control.sock)
+";
+
+pub fn parse_power(word: &str) -> Option<Power> {
+    match word {
+        "poweroff" => Some(Power::Poweroff),
+        "reboot" => Some(Power::Reboot),
+        "halt" => Some(Power::Halt),
+        _ => None,
+    }
+}
+
+/// Returns the exit code.
+pub fn run(power: Power, force: bool, socket: &Path) -> i32 {
+    if force {
+        nix::unistd::sync();
+        if let Err(e) = force_reboot(power) {
+            eprintln!("{}: reboot(2) failed: {e}; are you root?", power.word());
+            return 1;
+        }
+        return 0;
+    }
+    let verb = match power {
+        Power::Poweroff => "poweroff",
+        Power::Reboot => "reboot",
+        Power::Halt => "halt",
+    };
+    let asked =
+        Client::connect(socket).and_then(|mut c| c.call(&serde_json::json!({ "cmd": verb })));
+    match asked {
+        Ok(Reply::Ok { .. }) => {
+            println!("{verb}: ember is stopping every service");
+            return 0;
+        }
+        Ok(Reply::Error(e)) => eprintln!("{verb}: ember refused: {}", e.message),
+        Ok(_) => {}
+        Err(e) => eprintln!("{verb}: {e}; signalling PID 1 instead"),
+    }
+    let signal = match power {
+        Power::Poweroff => nix::sys::signal::Signal::SIGUSR2,
+        Power::Reboot => nix::sys::signal::Signal::SIGTERM,
+        Power::Halt => nix::sys::signal::Signal::SIGUSR1,
+    };
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(1), signal) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("{verb}: cannot signal PID 1: {e}");
+            1
+        }
+    }
+}
+
+/// `-f`: like the classic tools, reboot(2) from this very process.
+fn force_reboot(power: Power) -> nix::Result<()> {
+    if std::process::id() == 1 {
+        shutdown::reboot(power);
+        return Ok(());
+    }
+    use nix::sys::reboot::RebootMode;
+    let mode = match power {
+        Power::Poweroff => RebootMode::RB_POWER_OFF,
+        Power::Reboot => RebootMode::RB_AUTOBOOT,
+        Power::Halt => RebootMode::RB_HALT_SYSTEM,
+    };
+    let Err(e) = nix::sys::reboot::reboot(mode);
+    Err(e)
+}

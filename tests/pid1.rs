@@ -1,0 +1,365 @@
+//! ember as PID 1 of a PID namespace (`unshare --pid --fork --mount-proc --uts`), where
+//! reboot(2) ends the namespace instead of the machine: a safe stand-in for a board.
+
+mod common;
+
+use common::*;
+use nix::sys::signal::Signal;
+use std::time::Duration;
+
+const LONG: Duration = Duration::from_secs(20);
+const SIGHUP: i32 = 1; // what reboot(2) RESTART does to a namespace's PID 1
+const SIGINT: i32 = 2; // what POWER_OFF and HALT do
+
+#[test]
+fn ten_thousand_orphans_are_reaped_and_no_exit_status_is_lost() {
+    if !can_unshare() {
+        return;
+    }
+    let mut services = String::from(
+        r#"
+[service.forker]
+command = ["python3", "-c", "import os\nfor i in range(10000):\n    if os.fork() == 0:\n        os._exit(0)\nos._exit(7)"]
+restart = "never"
+"#,
+    );
+    for code in 1..=5 {
+        services.push_str(&format!(
+            "\n[service.exit{code}]\ncommand = [\"/bin/sh\", \"-c\", \"sleep 0.$((RANDOM % 5 + 1)) 2>/dev/null || sleep 0.3; exit {code}\"]\nrestart = \"never\"\n"
+        ));
+    }
+    let ember = Ember::start("reap10k", &services);
+    let forker = ember.wait_state("forker", "failed", None, LONG);
+    assert_eq!(forker["exit_code"], 7, "{forker}");
+    for code in 1..=5 {
+        let s = ember.wait_state(&format!("exit{code}"), "failed", Some("exit-code"), LONG);
+        assert_eq!(s["exit_code"], code, "{s}");
+    }
+    let pid1 = ember.host_pid();
+    let children = |pid: i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default()
+    };
+    assert!(
+        wait_for(LONG, || children(pid1).trim().is_empty()),
+        "ember still has {} children",
+        children(pid1).split_whitespace().count()
+    );
+    assert!(zombies_of(pid1).is_empty());
+}
+
+fn shutdown_config(marker: u32, extra: &str) -> String {
+    format!(
+        r#"[control]
+socket = "$DIR/control.sock"
+
+[system]
+shutdown_timeout = "700ms"
+{extra}
+
+[service.base]
+command = ["/bin/sh", "-c", "trap 'echo base >> $DIR/stopped; exit 0' TERM; sleep 1000 & wait"]
+
+[service.top]
+command = ["/bin/sh", "-c", "trap 'echo top >> $DIR/stopped; exit 0' TERM; sleep 1000 & wait"]
+requires = ["base"]
+
+# Leaves behind a process in a session of its own that ignores SIGTERM: only the final
+# SIGKILL of the shutdown sequence ends it.
+[service.leaver]
+command = ["/bin/sh", "-c", "setsid /bin/sh -c 'trap \"\" TERM; exec sleep {marker}1' & exec sleep {marker}2"]
+"#
+    )
+}
+
+fn assert_full_shutdown(ember: &Ember, marker: u32, last: &str) {
+    let log = ember.log();
+    let steps = [
+        "stopping every service",
+        "every service has stopped",
+        "shutdown: SIGTERM to remaining processes",
+        "SIGKILL to remaining processes",
+        "shutdown: remaining processes gone in",
+        "shutdown: sync done in",
+        "shutdown: unmount skipped",
+        last,
+    ];
+    let mut at = 0;
+    for step in steps {
+        match log[at..].find(step) {
+            Some(i) => at += i,
+            None => panic!("shutdown step {step:?} missing or out of order; log:\n{log}"),
+        }
+    }
+    assert_eq!(
+        lines(&ember.dir.path("stopped")),
+        ["top", "base"],
+        "reverse dependency order"
+    );
+    assert!(
+        pids_with(&marker.to_string()).is_empty(),
+        "a process survived the shutdown"
+    );
+}
+
+#[test]
+fn sigterm_reboots_after_the_whole_shutdown_sequence() {
+    if !can_unshare() {
+        return;
+    }
+    let mut ember = Ember::start_with_config("pid1-term", &shutdown_config(783001, ""));
+    ember.wait_state("top", "active", None, LONG);
+    assert!(wait_for(LONG, || pids_with("7830011").len() == 1));
+    ember.signal(Signal::SIGTERM);
+    assert_eq!(
+        ember.wait_namespace_end(LONG),
+        Some(SIGHUP),
+        "log:\n{}",
+        ember.log()
+    );
+    assert_full_shutdown(&ember, 783001, "shutdown: reboot");
+}
+
+#[test]
+fn sigusr2_powers_off() {
+    if !can_unshare() {
+        return;
+    }
+    let mut ember = Ember::start_with_config("pid1-usr2", &shutdown_config(783002, ""));
+    ember.wait_state("top", "active", None, LONG);
+    ember.signal(Signal::SIGUSR2);
+    assert_eq!(
+        ember.wait_namespace_end(LONG),
+        Some(SIGINT),
+        "log:\n{}",
+        ember.log()
+    );
+    assert_full_shutdown(&ember, 783002, "shutdown: power off");
+}
+
+#[test]
+fn sigusr1_halts() {
+    if !can_unshare() {
+        return;
+    }
+    let mut ember = Ember::start_with_config("pid1-usr1", &shutdown_config(783003, ""));
+    ember.wait_state("top", "active", None, LONG);
+    ember.signal(Signal::SIGUSR1);
+    assert_eq!(
+        ember.wait_namespace_end(LONG),
+        Some(SIGINT),
+        "log:\n{}",
+        ember.log()
+    );
+    assert!(ember.log().contains("shutdown: halt"));
+}
+
+#[test]
+fn sigint_follows_ctrl_alt_del() {
+    if !can_unshare() {
+        return;
+    }
+    // Default: reboot.
+    let mut ember = Ember::start_with_config("pid1-int", &shutdown_config(783004, ""));
+    ember.wait_state("top", "active", None, LONG);
+    ember.signal(Signal::SIGINT);
+    assert_eq!(
+        ember.wait_namespace_end(LONG),
+        Some(SIGHUP),
+        "log:\n{}",
+        ember.log()
+    );
+
+    let mut ember = Ember::start_with_config(
+        "pid1-int-off",
+        &shutdown_config(783005, "ctrl_alt_del = \"poweroff\""),
+    );
+    ember.wait_state("top", "active", None, LONG);
+    ember.signal(Signal::SIGINT);
+    assert_eq!(
+        ember.wait_namespace_end(LONG),
+        Some(SIGINT),
+        "log:\n{}",
+        ember.log()
+    );
+
+    let mut ember = Ember::start_with_config(
+        "pid1-int-ignore",
+        &shutdown_config(783006, "ctrl_alt_del = \"ignore\""),
+    );
+    ember.wait_state("top", "active", None, LONG);
+    ember.signal(Signal::SIGINT);
+    assert_eq!(
+        ember.wait_namespace_end(Duration::from_millis(800)),
+        None,
+        "Ctrl-Alt-Del is ignored"
+    );
+    assert_eq!(ember.status("top")["state"], "active");
+}
+
+#[test]
+fn poweroff_and_reboot_commands_are_multi_call() {
+    if !can_unshare() {
+        return;
+    }
+    let mut ember = Ember::start_with_config("pid1-multicall", &shutdown_config(783007, ""));
+    ember.wait_state("top", "active", None, LONG);
+    let poweroff = ember.dir.path("poweroff");
+    std::os::unix::fs::symlink(EMBER, &poweroff).unwrap();
+    let out = std::process::Command::new(&poweroff)
+        .arg("--socket")
+        .arg(&ember.socket)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        ember.wait_namespace_end(LONG),
+        Some(SIGINT),
+        "log:\n{}",
+        ember.log()
+    );
+    assert_full_shutdown(&ember, 783007, "shutdown: power off");
+}
+
+#[test]
+fn reboot_f_inside_the_namespace_reboots_at_once() {
+    if !can_unshare() {
+        return;
+    }
+    let mut ember = Ember::start(
+        "pid1-force",
+        &format!(
+            r#"
+[service.stayer]
+command = ["/bin/sh", "-c", "trap 'echo stopped >> $DIR/stopped' TERM; sleep 1000 & wait"]
+
+[service.rebooter]
+type = "oneshot"
+command = ["/bin/sh", "-c", "sleep 0.3; ln -sf {EMBER} $DIR/reboot; exec $DIR/reboot -f"]
+"#
+        ),
+    );
+    assert_eq!(
+        ember.wait_namespace_end(LONG),
+        Some(SIGHUP),
+        "log:\n{}",
+        ember.log()
+    );
+    assert!(
+        lines(&ember.dir.path("stopped")).is_empty(),
+        "-f does not stop services first"
+    );
+}
+
+#[test]
+fn a_panic_in_a_task_does_not_end_pid_1() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "pid1-panic",
+        "[service.steady]\ncommand = [\"/bin/sleep\", \"7840001\"]\n",
+    );
+    let before = ember.wait_state("steady", "active", None, LONG)["pid"].clone();
+    let _ = ember.ctl(&["status", "__panic_task"]);
+    assert!(
+        wait_for(LONG, || ember.log().contains("injected panic in a task")),
+        "log:\n{}",
+        ember.log()
+    );
+    assert_eq!(ember.status("steady")["pid"], before, "still supervising");
+    assert!(ember.ctl(&["restart", "steady", "--wait"]).status.success());
+}
+
+#[test]
+fn a_panic_in_the_main_loop_falls_back_to_the_emergency_loop() {
+    if !can_unshare() {
+        return;
+    }
+    let mut ember = Ember::start(
+        "pid1-emergency",
+        "[service.orphaner]\ncommand = [\"/bin/sh\", \"-c\", \"sleep 0.5; for i in 1 2 3; do (sleep 0.2 &); done; exec sleep 7850001\"]\n",
+    );
+    ember.wait_state("orphaner", "active", None, LONG);
+    let _ = ember.ctl(&["status", "__panic_main"]);
+    assert!(
+        wait_for(LONG, || ember
+            .log()
+            .contains("emergency mode: the main loop panicked")),
+        "log:\n{}",
+        ember.log()
+    );
+    // Still PID 1, still reaping: the orphans made after the panic do not stay zombies.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        ember.wait_status(Duration::from_millis(10)).is_none(),
+        "PID 1 must not exit"
+    );
+    assert!(
+        zombies_of(ember.host_pid()).is_empty(),
+        "zombies: {:?}",
+        zombies_of(ember.host_pid())
+    );
+    // The socket answers and says why; poweroff still works.
+    let mut answered = String::new();
+    assert!(
+        wait_for(LONG, || {
+            answered = String::from_utf8_lossy(&ember.ctl(&["status"]).stderr).into_owned();
+            answered.contains("emergency mode")
+        }),
+        "{answered}"
+    );
+    assert!(ember.ctl(&["poweroff"]).status.success());
+    assert_eq!(ember.wait_namespace_end(LONG), Some(SIGINT));
+}
+
+#[test]
+fn a_broken_config_boots_into_the_rescue_path_and_reload_repairs_it() {
+    if !can_unshare() {
+        return;
+    }
+    let broken = r#"[control]
+socket = "$DIR/control.sock"
+
+[system]
+rescue_shell = "/bin/sh"
+
+[service.app]
+command = ["/bin/sleep", "7860001"]
+restart = "sometimes"
+"#;
+    let ember = Ember::start_with_config("pid1-rescue", broken);
+    let log = || ember.log();
+    assert!(
+        wait_for(LONG, || log().contains("booting with no services")),
+        "log:\n{}",
+        log()
+    );
+    assert!(
+        log().contains("sometimes"),
+        "the error is in the log:\n{}",
+        log()
+    );
+    // With no console in a test, the shell exits at once and is started again each second.
+    assert!(wait_for(LONG, || log().contains("rescue-shell: active (running)")), "log:\n{}", log());
+    assert_eq!(ember.status("rescue-shell")["want"], "up");
+    // Fix the file, reload: the real services start and the rescue shell goes.
+    let fixed = std::fs::read_to_string(&ember.config)
+        .unwrap()
+        .replace("restart = \"sometimes\"", "restart = \"always\"");
+    std::fs::write(&ember.config, fixed).unwrap();
+    let out = ember.ctl(&["reload"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ember.wait_state("app", "active", None, LONG);
+    assert!(wait_for(LONG, || ember
+        .all()
+        .iter()
+        .all(|s| s["name"] != "rescue-shell")));
+}
