@@ -157,6 +157,18 @@ fn boot_and_check(arch: &str) {
         println!("  {line}");
     }
     let problems = verdict(&log);
+    // Not an error (yet): "boot complete" should come once every service has settled.
+    if let (Some(done), Some(web)) = (
+        log.find(&["ember: boot complete"]),
+        log.find(&["ember: web: active (running)"]),
+    ) {
+        if done < web {
+            println!(
+                "note: ember logged \"boot complete\" before web was active: {}",
+                log.lines[done]
+            );
+        }
+    }
     if !problems.is_empty() {
         panic!(
             "{arch}: the boot did not go as it should:\n  - {}\nthe console log ({}) ends with:\n{}",
@@ -386,14 +398,5 @@ fn verdict(log: &Console<'_>) -> Vec<String> {
         }
     }
 
-    // Not an error (yet): "boot complete" should come once every service has settled.
-    if let (Some(done), Some(web)) = (log.find(&["ember: boot complete"]), web_active) {
-        if done < web {
-            println!(
-                "note: ember logged \"boot complete\" before web was active: {}",
-                log.lines[done]
-            );
-        }
-    }
     problems
 }
