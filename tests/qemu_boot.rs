@@ -55,6 +55,11 @@ fn verdict_accepts_a_good_boot_and_rejects_broken_ones() {
         good.replace("zombies: 0", "zombies: 2"),
         "zombies: 2",
     );
+    broken(
+        "stray not reparented to PID 1",
+        good.replace(", ppid 1 ", ", ppid 42 "),
+        "not PID 1",
+    );
     let without = |needle: &str| -> String {
         good.lines()
             .filter(|l| !l.contains(needle))
@@ -311,6 +316,13 @@ fn verdict(log: &Console<'_>) -> Vec<String> {
         "the orphan maker finishing",
         log.find(&["ember: orphans: active (exited)"]),
     );
+
+    // The stray orphan was reparented to PID 1 (ember), not left to anyone else.
+    match log.lines.iter().find_map(|l| l.split_once("stray: pid ")) {
+        Some((_, rest)) if rest.split_whitespace().nth(2) == Some("1") => {}
+        Some((_, rest)) => problems.push(format!("the stray orphan's parent is not PID 1: {rest}")),
+        None => problems.push("the report never showed the stray orphan's parent".to_owned()),
+    }
 
     // No zombies, counted over every process in the guest after the orphans exited.
     let zombies = log

@@ -88,6 +88,7 @@ case "$arch" in
             -kernel "$work/vmlinuz" -initrd "$initramfs" -append "console=ttyAMA0 $append")
         ;;
 esac
+command -v "${qemu[0]}" >/dev/null || { echo "boot.sh: ${qemu[0]} is missing: run tests/qemu/setup.sh first" >&2; exit 1; }
 console="$work/console.log"
 limit=${EMBER_QEMU_TIMEOUT:-180}
 echo "== boot.sh $arch: ${qemu[*]}"
