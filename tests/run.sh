@@ -23,6 +23,12 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
+# The qemu boot test (tests/qemu_boot.rs) needs qemu, Debian kernels, busybox and the musl
+# targets: as root, install them here so the test finds them in place (it skips otherwise).
+if [ "$(id -u)" = 0 ] && [ "${EMBER_SKIP_QEMU:-}" != 1 ]; then
+    echo "== qemu setup"
+    tests/qemu/setup.sh
+fi
 echo "== cargo test"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

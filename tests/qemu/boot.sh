@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Boots a Debian kernel under qemu (TCG) with ember as PID 1 of an initramfs:
+#
+#   tests/qemu/boot.sh x86_64 | aarch64
+#
+# Builds ember statically (musl), packs target/qemu/<arch>/initramfs.cpio (ember as
+# /sbin/init, static busybox, tests/qemu/guest/ember.toml as /etc/ember/ember.toml) and
+# boots it; the console goes to target/qemu/<arch>/console.log, which is the verdict:
+# qemu exits 0 on a power-off and on a kernel panic alike (tests/qemu_boot.rs reads it).
+# Needs what tests/qemu/setup.sh installs and downloads.
+#
+# EMBER_QEMU_TIMEOUT: seconds before the guest is killed (default 180).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+root_dir=$(pwd)
+arch=${1:-}
+case "$arch" in
+    x86_64 | aarch64) ;;
+    *)
+        echo "usage: $0 x86_64|aarch64" >&2
+        exit 2
+        ;;
+esac
+cache="$root_dir/target/qemu"
+work="$cache/$arch"
+host_busybox="$cache/x86_64/busybox"
+for f in "$work/busybox" "$host_busybox"; do
+    [ -x "$f" ] || { echo "boot.sh: $f is missing: run tests/qemu/setup.sh first" >&2; exit 1; }
+done
+command -v cpio >/dev/null || { echo "boot.sh: cpio is missing: run tests/qemu/setup.sh first" >&2; exit 1; }
+now() { date +%s.%N; }
+took() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f s", b - a }'; }
+
+# --- ember, static -------------------------------------------------------------------------
+target="$arch-unknown-linux-musl"
+t=$(now)
+if [ "$arch" = aarch64 ]; then
+    # No cross gcc here: rust-lld (shipped with rustc) links the self-contained musl target.
+    export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=rust-lld
+fi
+"${CARGO:-cargo}" build --release --target "$target" --bin ember
+target_dir=${CARGO_TARGET_DIR:-$root_dir/target}
+ember="$target_dir/$target/release/ember"
+echo "== boot.sh $arch: ember built in $(took "$t") ($(stat -c %s "$ember") bytes)"
+
+# --- initramfs -----------------------------------------------------------------------------
+t=$(now)
+rootfs="$work/rootfs"
+rm -rf "$rootfs"
+mkdir -p "$rootfs"/{bin,sbin,etc/ember,proc,sys,dev,run,tmp,root}
+chmod 1777 "$rootfs/tmp"
+cp "$ember" "$rootfs/sbin/init"
+# ember is multi-call on argv[0].
+for name in ember poweroff reboot halt; do ln -s init "$rootfs/sbin/$name"; done
+cp "$work/busybox" "$rootfs/bin/busybox"
+# Every applet (the guest's services use sh, sleep, echo, cat, grep, wc, cut, tr, setsid,
+# and ps, ls, dmesg help when reading a failure), except those ember itself provides.
+# The list comes from the host's (x86_64) busybox: both are the same Debian build.
+for applet in $("$host_busybox" --list); do
+    case "$applet" in
+        busybox | init | linuxrc | poweroff | reboot | halt) continue ;;
+    esac
+    ln -s busybox "$rootfs/bin/$applet"
+done
+cp tests/qemu/guest/ember.toml "$rootfs/etc/ember/ember.toml"
+echo "ember-qemu-$arch" >"$rootfs/etc/hostname"
+initramfs="$work/initramfs.cpio"
+(cd "$rootfs" && find . -print0 | cpio --null -o -H newc -R 0:0 --quiet) >"$initramfs.tmp"
+mv "$initramfs.tmp" "$initramfs"
+echo "== boot.sh $arch: initramfs packed in $(took "$t") ($(stat -c %s "$initramfs") bytes)"
+
+# --- boot ----------------------------------------------------------------------------------
+# As PID 1 ember logs to /dev/kmsg with syslog priorities (info = <6>). The console shows
+# records below console_loglevel: `loglevel=7` lets info through (and the kernel's own
+# info lines, which tell where a boot went wrong) but not debug; `quiet` (4) would hide
+# ember's info lines, and `ignore_loglevel` would add every debug line too.
+# No printk.devkmsg=on: ember as PID 1 lifts the kernel's rate limit on /dev/kmsg writers
+# itself (/proc/sys/kernel/printk_devkmsg), and the test checks that no line was dropped.
+append="panic=-1 loglevel=7 rdinit=/sbin/init"
+case "$arch" in
+    x86_64)
+        # The uncompressed vmlinux with -M q35 boots ~3x faster under TCG than the bzImage.
+        qemu=(qemu-system-x86_64 -accel tcg -M q35 -m 512 -smp 1 -net none -nographic -no-reboot
+            -kernel "$work/vmlinux" -initrd "$initramfs" -append "console=ttyS0 $append")
+        ;;
+    aarch64)
+        qemu=(qemu-system-aarch64 -accel tcg -M virt -cpu cortex-a53 -m 512 -smp 1 -nographic -no-reboot
+            -kernel "$work/vmlinuz" -initrd "$initramfs" -append "console=ttyAMA0 $append")
+        ;;
+esac
+command -v "${qemu[0]}" >/dev/null || { echo "boot.sh: ${qemu[0]} is missing: run tests/qemu/setup.sh first" >&2; exit 1; }
+console="$work/console.log"
+limit=${EMBER_QEMU_TIMEOUT:-180}
+echo "== boot.sh $arch: ${qemu[*]}"
+t=$(now)
+rc=0
+timeout -k 5 "$limit" "${qemu[@]}" </dev/null >"$console" 2>&1 || rc=$?
+echo "== boot.sh $arch: qemu exited $rc after $(took "$t"); console log: $console"
+if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+    echo "boot.sh: the guest did not power off within ${limit} s" >&2
+fi
+exit "$rc"
