@@ -21,6 +21,7 @@ use tokio::sync::{broadcast, mpsc};
 /// it never returns.
 pub fn run(config_path: &Path) -> i32 {
     let started = Instant::now();
+    let uptime = pid1::uptime_text();
     let mut notes = Vec::new();
     if std::process::id() == 1 {
         match early::mount_proc() {
@@ -30,7 +31,6 @@ pub fn run(config_path: &Path) -> i32 {
         }
     }
     let role = pid1::detect_role();
-    let uptime = pid1::uptime_text();
     let loaded = config::load(config_path);
     let settings = loaded
         .config

@@ -3,6 +3,7 @@
 use ember::cli::{self, Mode};
 
 fn main() {
+    ember::pid1::mark_start();
     let mut argv = std::env::args_os();
     let argv0 = argv
         .next()

@@ -74,8 +74,8 @@ command = ["/bin/sh", "-c", "setsid /bin/sh -c 'trap \"\" TERM; exec sleep {mark
 fn assert_full_shutdown(ember: &Ember, marker: u32, last: &str) {
     let log = ember.log();
     let steps = [
-        "stopping every service",
-        "every service has stopped",
+        "shutdown: stopping every service",
+        "shutdown: services stopped in",
         "shutdown: SIGTERM to remaining processes",
         "SIGKILL to remaining processes",
         "shutdown: remaining processes gone in",
@@ -344,7 +344,11 @@ restart = "sometimes"
         log()
     );
     // With no console in a test, the shell exits at once and is started again each second.
-    assert!(wait_for(LONG, || log().contains("rescue-shell: active (running)")), "log:\n{}", log());
+    assert!(
+        wait_for(LONG, || log().contains("rescue-shell: active (running)")),
+        "log:\n{}",
+        log()
+    );
     assert_eq!(ember.status("rescue-shell")["want"], "up");
     // Fix the file, reload: the real services start and the rescue shell goes.
     let fixed = std::fs::read_to_string(&ember.config)

@@ -161,18 +161,17 @@ fn boot_and_check(arch: &str) {
     for line in log.lines.iter().filter(|l| l.contains("uptime")) {
         println!("  {line}");
     }
-    let problems = verdict(&log);
-    // Not an error (yet): "boot complete" should come once every service has settled.
-    if let (Some(done), Some(web)) = (
+    let mut problems = verdict(&log);
+    // "boot complete" comes once every service has settled, so after web is active.
+    match (
         log.find(&["ember: boot complete"]),
         log.find(&["ember: web: active (running)"]),
     ) {
-        if done < web {
-            println!(
-                "note: ember logged \"boot complete\" before web was active: {}",
-                log.lines[done]
-            );
-        }
+        (Some(done), Some(web)) if done > web => {}
+        (done, _) => problems.push(format!(
+            "\"boot complete\" must follow web's activation: {:?}",
+            done.map(|i| &log.lines[i])
+        )),
     }
     if !problems.is_empty() {
         panic!(

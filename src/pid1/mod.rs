@@ -72,10 +72,31 @@ impl Power {
     }
 }
 
-/// /proc/uptime's first field, "12.345 s", for boot timing lines.
+/// When ember's main began, the origin of its start-up timings.
+static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
+/// Marks the start of ember; call first thing in main.
+pub fn mark_start() {
+    let _ = STARTED.set(std::time::Instant::now());
+}
+
+/// Time since [`mark_start`].
+pub fn since_start() -> std::time::Duration {
+    STARTED.get().map(|t| t.elapsed()).unwrap_or_default()
+}
+
+/// Time since boot on the clock /proc/uptime reads (CLOCK_BOOTTIME), to the microsecond.
+pub fn uptime() -> Option<std::time::Duration> {
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME).ok()?;
+    Some(std::time::Duration::new(
+        t.tv_sec() as u64,
+        t.tv_nsec() as u32,
+    ))
+}
+
+/// Uptime as "12.345678 s", for boot timing lines.
 pub fn uptime_text() -> String {
-    std::fs::read_to_string("/proc/uptime")
-        .ok()
-        .and_then(|t| t.split_whitespace().next().map(|u| format!("{u} s")))
+    uptime()
+        .map(|u| format!("{:.6} s", u.as_secs_f64()))
         .unwrap_or_else(|| "unknown".into())
 }

@@ -93,6 +93,13 @@ pub struct Runtime {
     role: Role,
     /// Logged once, when every service has settled after start-up.
     boot_complete: bool,
+    /// Logged once: how long PID 1 took from its start to the first spawn.
+    first_spawn_logged: bool,
+    /// When the shutdown began, to log how long stopping the services took.
+    shutdown_started: Option<Instant>,
+    /// State and sub-state last logged per service: a change of want alone is published
+    /// but not logged again.
+    logged: HashMap<String, (super::model::State, super::model::Sub)>,
     /// What was last published per service, so an unchanged status is not sent twice.
     published: HashMap<String, String>,
     outcome: Option<Outcome>,
@@ -155,6 +162,9 @@ impl Runtime {
             system_state: None,
             role,
             boot_complete: false,
+            first_spawn_logged: false,
+            shutdown_started: None,
+            logged: HashMap::new(),
             published: HashMap::new(),
             outcome: None,
             done: false,
@@ -271,6 +281,7 @@ impl Runtime {
                     }
                     self.logs.remove(&name);
                     self.published.remove(&name);
+                    self.logged.remove(&name);
                     let _ = std::fs::remove_file(notify::socket_path(&self.notify_dir, &name));
                     let _ = self.events.send(Event::ServiceRemoved { name });
                     None
@@ -297,7 +308,11 @@ impl Runtime {
                     }
                 }
                 Action::AllStopped => {
-                    tracing::info!("every service has stopped");
+                    let took = self
+                        .shutdown_started
+                        .map(|t| t.elapsed().as_millis())
+                        .unwrap_or(0);
+                    tracing::info!("shutdown: services stopped in {took} ms");
                     self.done = true;
                     None
                 }
@@ -382,7 +397,16 @@ impl Runtime {
                 }
             }
         }
-        match spawn::spawn_service(&spec, notify_path.as_deref()) {
+        let result = spawn::spawn_service(&spec, notify_path.as_deref());
+        if !self.first_spawn_logged {
+            self.first_spawn_logged = true;
+            tracing::info!(
+                "first service spawned {} us after ember started (uptime {})",
+                crate::pid1::since_start().as_micros(),
+                crate::pid1::uptime_text()
+            );
+        }
+        match result {
             Ok(spawned) => {
                 tracing::debug!("{name}: spawned pid {}", spawned.pid);
                 proc.pgid = Some(spawned.pid);
@@ -588,7 +612,11 @@ impl Runtime {
         }
         self.seq += 1;
         let status = status::service_status(unit, self.now(), self.seq);
-        log_transition(unit);
+        if self.logged.insert(name.to_owned(), (unit.state, unit.sub))
+            != Some((unit.state, unit.sub))
+        {
+            log_transition(unit);
+        }
         let _ = self.events.send(Event::Service(status));
     }
 
@@ -598,7 +626,7 @@ impl Runtime {
             self.boot_complete = true;
             tracing::info!(
                 "boot complete: every service settled {} ms after ember started (uptime {})",
-                self.origin.elapsed().as_millis(),
+                crate::pid1::since_start().as_millis(),
                 crate::pid1::uptime_text()
             );
         }
@@ -614,7 +642,8 @@ impl Runtime {
             tracing::info!("{why}: already stopping");
             return;
         }
-        tracing::info!("{why}: stopping every service");
+        tracing::info!("shutdown: stopping every service ({why})");
+        self.shutdown_started = Some(Instant::now());
         self.outcome.get_or_insert(outcome);
         self.input(Input::Shutdown);
     }

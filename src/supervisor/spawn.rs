@@ -88,11 +88,22 @@ fn resolve_identity(user: Option<&str>, group: Option<&str>) -> Result<Option<Id
     Ok(Some(identity))
 }
 
+/// /dev/null opened here, so that a missing /dev is reported as such, not as the
+/// program being missing.
+fn dev_null() -> Result<Stdio, String> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .map(Stdio::from)
+        .map_err(|e| format!("cannot open /dev/null: {e}; is /dev mounted?"))
+}
+
 fn stdio_for(output: &Output) -> Result<Stdio, String> {
     Ok(match output {
         Output::Log => Stdio::piped(),
         Output::Console => Stdio::inherit(),
-        Output::Null => Stdio::null(),
+        Output::Null => dev_null()?,
         Output::File(path) => OpenOptions::new()
             .create(true)
             .append(true)
@@ -137,7 +148,7 @@ pub fn spawn_service(spec: &ServiceSpec, notify_socket: Option<&Path>) -> Result
             .stderr(Stdio::inherit());
     } else {
         command
-            .stdin(Stdio::null())
+            .stdin(dev_null()?)
             .stdout(stdio_for(&spec.stdout)?)
             .stderr(stdio_for(&spec.stderr)?);
     }
@@ -150,9 +161,9 @@ pub fn spawn_helper(argv: &[String]) -> Result<Pid, String> {
     let mut command = Command::new(&argv[0]);
     command
         .args(&argv[1..])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .stdin(dev_null()?)
+        .stdout(dev_null()?)
+        .stderr(dev_null()?);
     launch(command, None, false).map(|s| s.pid)
 }
 

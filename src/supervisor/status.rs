@@ -44,16 +44,17 @@ pub fn service_status(unit: &Unit, mono_now: Duration, seq: u64) -> ServiceStatu
     }
 }
 
-/// The system as a whole, in systemd's words.
+/// The system as a whole, in systemd's words: starting while any service is on its way
+/// up, then degraded when one has failed, else running.
 pub fn system_state<'a>(units: impl Iterator<Item = &'a Unit>, shutting_down: bool) -> SystemState {
     if shutting_down {
         return SystemState::Stopping;
     }
-    let mut starting = false;
+    let (mut starting, mut failed) = (false, false);
     for unit in units {
         match unit.state {
-            State::Failed => return SystemState::Degraded,
-            State::Activating => starting = true,
+            State::Failed => failed = true,
+            State::Activating | State::Deactivating => starting = true,
             State::Inactive
                 if unit.want == super::model::Want::Up
                     && unit.sub != super::model::Sub::Dependency =>
@@ -63,9 +64,9 @@ pub fn system_state<'a>(units: impl Iterator<Item = &'a Unit>, shutting_down: bo
             _ => {}
         }
     }
-    if starting {
-        SystemState::Starting
-    } else {
-        SystemState::Running
+    match (starting, failed) {
+        (true, _) => SystemState::Starting,
+        (false, true) => SystemState::Degraded,
+        (false, false) => SystemState::Running,
     }
 }
