@@ -25,7 +25,7 @@ Options:
   -V, --version       print the version
 
 Environment:
-  EMBER_LOG      log filter in tracing's EnvFilter syntax, e.g. \"debug\" or
+  EMBER_LOG      log filter: a default level and target=level directives, e.g. \"debug\" or
                  \"info,ember::service=warn\"; overrides [log] level
   EMBER_SOCKET   control socket `ember ctl` talks to (default /run/ember/control.sock)
 
