@@ -91,11 +91,13 @@ pub fn reprobe() -> Sink {
         return state.sink;
     }
     let (sink, layer) = open_sink(state.output, state.role);
-    if sink != state.sink && state.handle.reload(layer).is_ok() {
-        state.sink = sink;
-        drop(state);
-        tracing::info!("logging to {sink:?} from now on");
+    if sink == state.sink {
         return sink;
+    }
+    // Said on the old sink, so whoever reads it knows where to look next.
+    tracing::info!("the log moves to {sink:?} now");
+    if state.handle.reload(layer).is_ok() {
+        state.sink = sink;
     }
     state.sink
 }
@@ -112,7 +114,12 @@ fn open_sink(output: LogOutput, role: Role) -> (Sink, BoxedLayer) {
         if let Ok(layer) = tracing_journald::layer() {
             return (
                 Sink::Journald,
-                Box::new(layer.with_syslog_identifier("ember".into())),
+                Box::new(
+                    layer
+                        .with_syslog_identifier("ember".into())
+                        // SERVICE=web, not F_SERVICE=web: what `journalctl SERVICE=web` expects.
+                        .with_field_prefix(None),
+                ),
             );
         }
     }

@@ -367,3 +367,77 @@ restart = "sometimes"
         .iter()
         .all(|s| s["name"] != "rescue-shell")));
 }
+
+/// journald is usually one of the services: once its socket answers, ember's log (and the
+/// services' output) moves there, with the service name as a field.
+#[test]
+fn the_log_moves_to_journald_once_its_service_is_up() {
+    if !can_unshare() {
+        return;
+    }
+    // A stand-in journald: decodes the native protocol (KEY=VALUE lines, or KEY, a
+    // little-endian length and the raw value) into one line of KEY=VALUE| per record.
+    let listener = r#"import socket,os,sys,struct
+path,out=sys.argv[1],sys.argv[2]
+os.makedirs(os.path.dirname(path),exist_ok=True)
+s=socket.socket(socket.AF_UNIX,socket.SOCK_DGRAM)
+s.bind(path)
+f=open(out,'ab',buffering=0)
+while True:
+    d=s.recv(65536)
+    fields=[]
+    while d:
+        nl=d.find(b'\n')
+        eq=d.find(b'=')
+        if eq!=-1 and (nl==-1 or eq<nl):
+            fields.append(d[:nl if nl!=-1 else len(d)])
+            d=d[nl+1:] if nl!=-1 else b''
+        else:
+            key=d[:nl]
+            n=struct.unpack('<Q',d[nl+1:nl+9])[0]
+            fields.append(key+b'='+d[nl+9:nl+9+n])
+            d=d[nl+9+n+1:]
+    f.write(b'|'.join(fields)+b'\n')
+"#;
+    let ember = Ember::start(
+        "journald",
+        &format!(
+            r#"
+[service.journald]
+command = ["python3", "-c", '''{listener}''', "/run/systemd/journal/socket", "$DIR/journal"]
+ready = {{ file = "/run/systemd/journal/socket" }}
+
+[service.talker]
+command = ["/bin/sh", "-c", "sleep 0.3; echo hello journal; exec sleep 1000"]
+after = ["journald"]
+"#
+        ),
+    );
+    ember.wait_state("talker", "active", None, LONG);
+    let journal = || std::fs::read_to_string(ember.dir.path("journal")).unwrap_or_default();
+    assert!(
+        wait_for(LONG, || journal().contains("hello journal")),
+        "journal:\n{}\nlog:\n{}",
+        journal(),
+        ember.log()
+    );
+    let record = journal()
+        .lines()
+        .find(|l| l.contains("hello journal"))
+        .unwrap_or_default()
+        .to_owned();
+    assert!(record.contains("SYSLOG_IDENTIFIER=ember"), "{record}");
+    assert!(
+        record.contains("SERVICE=talker"),
+        "the service name is a field: {record}"
+    );
+    assert!(
+        ember.log().contains("the log moves to Journald now"),
+        "log:\n{}",
+        ember.log()
+    );
+    assert!(
+        !ember.log().contains("hello journal"),
+        "once journald answers, the console no longer gets the log"
+    );
+}
