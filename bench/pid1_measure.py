@@ -102,9 +102,10 @@ def cpu_ticks(pid):
     return int(f[11]) + int(f[12])          # utime + stime (fields 14 and 15)
 
 
-def run_ns(pid):
-    """CPU time on the CPU, in ns, summed over every thread (schedstat field 1)."""
-    total = 0
+def schedstat(pid):
+    """(ns on a CPU, ns waiting on a run queue, context switches), summed over every
+    thread: /proc/PID/task/TID/schedstat."""
+    total = [0, 0, 0]
     try:
         tids = os.listdir(f"/proc/{pid}/task")
     except OSError:
@@ -112,8 +113,29 @@ def run_ns(pid):
     for tid in tids:
         raw = read_bytes(f"/proc/{pid}/task/{tid}/schedstat")
         if raw:
-            total += int(raw.split()[0])
+            for i, v in enumerate(raw.split()[:3]):
+                total[i] += int(v)
     return total
+
+
+def cpu_busy(window=0.2):
+    """Fraction of all CPUs busy (not idle/iowait) over `window` seconds, from /proc/stat."""
+    def sample():
+        f = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+        return sum(f), f[3] + f[4]
+    t0, i0 = sample()
+    time.sleep(window)
+    t1, i1 = sample()
+    return 1 - (i1 - i0) / max(1, t1 - t0)
+
+
+def wait_quiet(limit=0.15, timeout=15):
+    """Waits (bounded) until the machine is mostly idle; returns the last busy fraction."""
+    deadline = time.monotonic() + timeout
+    while True:
+        b = cpu_busy()
+        if b <= limit or time.monotonic() > deadline:
+            return b
 
 
 def proc_state(pid):
@@ -186,7 +208,8 @@ class Reap:
             main = wait_for(lambda: (children(pid1) or [None])[0], 10, what=f"{init}: main")
             # Let PID 1 settle (ember's start-up costs CPU too; not part of the reaping).
             time.sleep(0.3)
-            ticks0, ns0 = cpu_ticks(pid1), run_ns(pid1)
+            busy = wait_quiet()
+            ticks0, ss0 = cpu_ticks(pid1), schedstat(pid1)
             open(os.path.join(d, "go"), "w").close()
             inter = wait_for(lambda: (children(main) or [None])[0], 10, what=f"{init}: intermediate")
             start_file = os.path.join(d, "start")
@@ -212,7 +235,7 @@ class Reap:
                     seen_many = True
                 if polls % 256 == 0 and time.monotonic() > deadline:
                     raise TimeoutError(f"{init}: {len(raw.split())} children of PID 1 still there after 60 s")
-            ticks1, ns1 = cpu_ticks(pid1), run_ns(pid1)
+            ticks1, ss1 = cpu_ticks(pid1), schedstat(pid1)
             with open(start_file) as f:
                 start = float(f.read())
             err = os.path.join(d, "error")
@@ -221,7 +244,10 @@ class Reap:
             return {
                 "ms": (done - start) * 1000,
                 "cpu_ms": (ticks1 - ticks0) * 1000 / CLK_TCK,
-                "run_ms": (ns1 - ns0) / 1e6,
+                "run_ms": (ss1[0] - ss0[0]) / 1e6,
+                "queue_ms": (ss1[1] - ss0[1]) / 1e6,
+                "switches": ss1[2] - ss0[2],
+                "busy_before": busy,
                 "polls": polls,
                 "threads": len(os.listdir(f"/proc/{pid1}/task")),
             }
@@ -244,8 +270,9 @@ class Reap:
             for init in order:
                 x = self.once(init, r)
                 log(f"  reap {init} run {r + 1}: {x['ms']:.1f} ms, PID 1 cpu "
-                    f"{x['cpu_ms']:.0f} ms (ticks) / {x['run_ms']:.1f} ms (schedstat), "
-                    f"{x['polls']} polls, {x['threads']} thread(s)")
+                    f"{x['cpu_ms']:.0f} ms (ticks) / {x['run_ms']:.1f} ms on CPU + "
+                    f"{x['queue_ms']:.1f} ms runnable-waiting, {x['switches']} switches (schedstat), "
+                    f"{x['polls']} polls, {x['threads']} thread(s), machine {x['busy_before']:.0%} busy before")
                 res[init].append(x)
         out = {"orphans": self.n, "runs": self.runs, "results": res}
         with open(os.path.join(self.tmp, "reap.json"), "w") as f:

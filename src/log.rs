@@ -12,7 +12,6 @@ use std::str::FromStr;
 use std::sync::{Mutex, OnceLock};
 use tracing::Level;
 use tracing_subscriber::filter::Targets;
-use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{reload, Layer, Registry};
@@ -125,67 +124,100 @@ fn open_sink(output: LogOutput, role: Role) -> (Sink, BoxedLayer) {
     }
     // The kernel log is the machine's: a PID-1 of a namespace (a container, a test) must
     // not write into its host's.
-    let want_kmsg =
-        matches!(output, LogOutput::Kmsg) || (output == LogOutput::Auto && role == Role::Machine);
+    // The kernel log is the machine's: a PID-1 of a namespace (a container, a test) must
+    // not write into its host's.
+    let want_kmsg = matches!(output, LogOutput::Kmsg) || (output == LogOutput::Auto && role == Role::Machine);
     if want_kmsg {
         if let Ok(kmsg) = std::fs::OpenOptions::new().write(true).open("/dev/kmsg") {
-            let layer = tracing_subscriber::fmt::layer()
-                .without_time()
-                .with_level(false)
-                .with_target(false)
-                .with_ansi(false)
-                .with_writer(Kmsg(std::sync::Arc::new(kmsg)));
-            return (Sink::Kmsg, Box::new(layer));
+            return (Sink::Kmsg, Box::new(Lines { to: Target::Kmsg(kmsg) }));
         }
     }
-    let layer = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(interactive)
-        .with_target(false);
-    (Sink::Console, Box::new(layer))
+    (Sink::Console, Box::new(Lines { to: Target::Console { ansi: interactive } }))
 }
 
-/// /dev/kmsg: each record is one write, prefixed with its syslog priority.
-#[derive(Clone)]
-struct Kmsg(std::sync::Arc<std::fs::File>);
-
-struct KmsgRecord {
-    file: std::sync::Arc<std::fs::File>,
-    priority: u8,
+/// One line per event, written with one write(2): to /dev/kmsg with its syslog priority
+/// (the kernel adds the time), or to stderr with a timestamp and the level. Written by
+/// hand rather than with tracing-subscriber's fmt layer: this is all ember needs, at a
+/// fraction of the size.
+struct Lines {
+    to: Target,
 }
 
-impl Write for KmsgRecord {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        // The kernel takes one record per write(2): prefix and text go out together.
-        let mut record = Vec::with_capacity(buf.len() + 12);
-        record.extend_from_slice(format!("<{}>ember: ", self.priority).as_bytes());
-        record.extend_from_slice(buf.strip_suffix(b"\n").unwrap_or(buf));
-        (&*self.file).write(&record)?;
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+enum Target {
+    Kmsg(std::fs::File),
+    Console { ansi: bool },
 }
 
-impl<'a> MakeWriter<'a> for Kmsg {
-    type Writer = KmsgRecord;
-    fn make_writer(&'a self) -> KmsgRecord {
-        KmsgRecord {
-            file: self.0.clone(),
-            priority: 6,
-        }
-    }
-    fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> KmsgRecord {
-        let priority = match *meta.level() {
-            Level::ERROR => 3,
-            Level::WARN => 4,
-            Level::INFO => 6,
-            Level::DEBUG | Level::TRACE => 7,
+impl<S: tracing::Subscriber> Layer<S> for Lines {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        let mut text = Text::default();
+        event.record(&mut text);
+        let level = *event.metadata().level();
+        let line = match &self.to {
+            Target::Kmsg(_) => format!("<{}>ember: {}{}", priority(level), text.message, text.fields),
+            Target::Console { ansi } => {
+                let time = humantime::format_rfc3339_micros(std::time::SystemTime::now());
+                let level = match (ansi, level) {
+                    (true, Level::ERROR) => "\x1b[31mERROR\x1b[0m",
+                    (true, Level::WARN) => "\x1b[33m WARN\x1b[0m",
+                    (true, Level::INFO) => "\x1b[32m INFO\x1b[0m",
+                    (_, Level::ERROR) => "ERROR",
+                    (_, Level::WARN) => " WARN",
+                    (_, Level::INFO) => " INFO",
+                    (_, Level::DEBUG) => "DEBUG",
+                    (_, Level::TRACE) => "TRACE",
+                };
+                format!("{time} {level} {}{}\n", text.message, text.fields)
+            }
         };
-        KmsgRecord {
-            file: self.0.clone(),
-            priority,
+        let _ = match &self.to {
+            Target::Kmsg(file) => (&*file).write(line.as_bytes()),
+            Target::Console { .. } => std::io::stderr().lock().write(line.as_bytes()),
+        };
+    }
+}
+
+/// syslog priorities for /dev/kmsg.
+fn priority(level: Level) -> u8 {
+    match level {
+        Level::ERROR => 3,
+        Level::WARN => 4,
+        Level::INFO => 6,
+        Level::DEBUG | Level::TRACE => 7,
+    }
+}
+
+/// An event's message, and its other fields as ` key=value`.
+#[derive(Default)]
+struct Text {
+    message: String,
+    fields: String,
+}
+
+impl tracing::field::Visit for Text {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        use std::fmt::Write as _;
+        match (field.name(), value) {
+            ("message", _) => self.message.push_str(value),
+            // A service's output line already starts with its name; only stderr is marked.
+            ("stream", "stderr") => self.fields.push_str(" [stderr]"),
+            ("stream", _) => {}
+            _ => {
+                let _ = write!(self.fields, " {}={value}", field.name());
+            }
+        }
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        use std::fmt::Write as _;
+        match field.name() {
+            "message" => {
+                let _ = write!(self.message, "{value:?}");
+            }
+            "service" => {}
+            name => {
+                let _ = write!(self.fields, " {name}={value:?}");
+            }
         }
     }
 }
