@@ -360,6 +360,7 @@ class Instance:
         self.t0 = None
         self.exit_code = None
         self.killed = False
+        self.exited_early = False      # had exited before stop() signalled it
 
     def start(self):
         self.logf = open(os.path.join(self.dir, "supervisor.log"), "wb")
@@ -443,6 +444,8 @@ class Instance:
     def stop(self, grace=5.0):
         """SIGTERM the namespace init, SIGKILL after `grace` s. Returns (exit code, killed)."""
         if self.proc is None or self.proc.poll() is not None:
+            self.exited_early = True
+            self.exit_code = self.proc.returncode if self.proc else None
             self._close()
             return self.exit_code, self.killed
         try:
@@ -520,11 +523,15 @@ class Bench:
         if grace is None:
             grace = 10.0 if inst.sup.name == "ember" else 5.0
         code, killed = inst.stop(grace)
-        if inst.sup.name == "ember":
+        if inst.sup.name == "ember" and not inst.exited_early:
+            # As PID 1 ember treats SIGTERM as "reboot" (sysvinit convention): it stops
+            # every service and calls reboot(2), which in a child PID namespace ends
+            # the namespace's init as if by SIGHUP (SIGINT for power-off).
             if killed:
                 self.note(f"ember did not exit within {grace:.0f} s of SIGTERM ({inst.dir}); SIGKILLed")
-            elif code != 0:
-                self.note(f"ember exited {code} after SIGTERM, expected 0 ({inst.dir}): {inst.log_tail(300)!r}")
+            elif code not in (0, -signal.SIGHUP, -signal.SIGINT):
+                self.note(f"ember exited {code} after SIGTERM, expected 0 or reboot(2) ({inst.dir}): "
+                          f"{inst.log_tail(300)!r}")
         return code
 
     def ember_sanity(self, inst, n):
@@ -614,6 +621,15 @@ class Bench:
         finally:
             self.stop(inst)
 
+    def guard(self, fn, *args):
+        """Run one measurement; a supervisor that fails to start or dies early
+        becomes a note instead of aborting the whole benchmark."""
+        try:
+            return fn(*args)
+        except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+            self.note(f"{args[0].name}: {fn.__name__} failed: {e}")
+            return None
+
     def wait_quiet(self, limit=0.15, timeout=20):
         """Wait (bounded) until the machine is nearly idle, so that other work on it
         does not land in a timing sample; note it if it never gets quiet."""
@@ -702,15 +718,15 @@ class Bench:
         self.busy0 = cpu_busy(1.0)
         log(f"== (a)+(d) 10 services: PSS, then {self.idle_secs} s idle")
         for s in sups:
-            self.idle_and_small_memory(s)
+            self.guard(self.idle_and_small_memory, s)
         log("== (a) 1,000 services: PSS")
         for s in sups:
-            self.big_memory(s)
+            self.guard(self.big_memory, s)
         log("== (b) 100 services up, 3 launches each (interleaved)")
         runs = {s.name: [] for s in sups}
         for r in range(3):
             for s in sups:
-                t = self.startup_once(s, r)
+                t = self.guard(self.startup_once, s, r)
                 if t is not None:
                     runs[s.name].append(t)
                 time.sleep(0.3)
@@ -725,7 +741,7 @@ class Bench:
                       f"{self.busy_runs} timed run(s); those timings are probably inflated")
         for s in sups:
             self.wait_quiet()
-            self.respawn(s)
+            self.guard(self.respawn, s)
 
     # -- report
     def report(self, names):
@@ -802,7 +818,7 @@ class Bench:
                 bits.append(f"{R[('starts', n)]} starts in {self.respawn_secs:.0f} s of crash loop "
                             f"(intervals {lo:.2f}–{hi:.2f} ms), supervisor CPU "
                             f"{R[('respawn_cpu', n)]:.0f}%, PSS {p0:.2f} → {p1:.2f} MiB across it")
-            out.append(f"- {n}: " + "; ".join(bits))
+            out.append(f"- {n}: " + ("; ".join(bits) or "no figures (see notes)"))
         out.append(f"- {os.cpu_count()} CPUs; CPU busy with other work just before the run "
                    f"{self.busy0 * 100:.0f}%; timed runs (1,000-up, 100-up, respawn) each waited (≤20 s) for <15% busy")
         if self.notes:
