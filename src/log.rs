@@ -126,13 +126,24 @@ fn open_sink(output: LogOutput, role: Role) -> (Sink, BoxedLayer) {
     // not write into its host's.
     // The kernel log is the machine's: a PID-1 of a namespace (a container, a test) must
     // not write into its host's.
-    let want_kmsg = matches!(output, LogOutput::Kmsg) || (output == LogOutput::Auto && role == Role::Machine);
+    let want_kmsg =
+        matches!(output, LogOutput::Kmsg) || (output == LogOutput::Auto && role == Role::Machine);
     if want_kmsg {
         if let Ok(kmsg) = std::fs::OpenOptions::new().write(true).open("/dev/kmsg") {
-            return (Sink::Kmsg, Box::new(Lines { to: Target::Kmsg(kmsg) }));
+            return (
+                Sink::Kmsg,
+                Box::new(Lines {
+                    to: Target::Kmsg(kmsg),
+                }),
+            );
         }
     }
-    (Sink::Console, Box::new(Lines { to: Target::Console { ansi: interactive } }))
+    (
+        Sink::Console,
+        Box::new(Lines {
+            to: Target::Console { ansi: interactive },
+        }),
+    )
 }
 
 /// One line per event, written with one write(2): to /dev/kmsg with its syslog priority
@@ -154,7 +165,12 @@ impl<S: tracing::Subscriber> Layer<S> for Lines {
         event.record(&mut text);
         let level = *event.metadata().level();
         let line = match &self.to {
-            Target::Kmsg(_) => format!("<{}>ember: {}{}", priority(level), text.message, text.fields),
+            Target::Kmsg(_) => format!(
+                "<{}>ember: {}{}",
+                priority(level),
+                text.message,
+                text.fields
+            ),
             Target::Console { ansi } => {
                 let time = humantime::format_rfc3339_micros(std::time::SystemTime::now());
                 let level = match (ansi, level) {
