@@ -42,7 +42,9 @@ pub fn check(services: &BTreeMap<&str, &ServiceSpec>) -> Vec<GraphIssue> {
         }
     }
     for cycle in cycles(services) {
-        let first = cycle[0].clone();
+        let Some(first) = cycle.first().cloned() else {
+            continue;
+        };
         issues.push(GraphIssue {
             service: first.clone(),
             dependency: cycle.get(1).cloned(),

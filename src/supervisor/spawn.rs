@@ -117,8 +117,11 @@ fn stdio_for(output: &Output) -> Result<Stdio, String> {
 /// Spawns a service's command. `notify_socket` is set as NOTIFY_SOCKET when given.
 pub fn spawn_service(spec: &ServiceSpec, notify_socket: Option<&Path>) -> Result<Spawned, String> {
     let identity = resolve_identity(spec.user.as_deref(), spec.group.as_deref())?;
-    let mut command = Command::new(&spec.command[0]);
-    command.args(&spec.command[1..]);
+    let Some((program, args)) = spec.command.split_first() else {
+        return Err("the command is empty".into());
+    };
+    let mut command = Command::new(program);
+    command.args(args);
     command
         .env_remove("NOTIFY_SOCKET")
         .env_remove("LISTEN_FDS")
@@ -158,9 +161,12 @@ pub fn spawn_service(spec: &ServiceSpec, notify_socket: Option<&Path>) -> Result
 
 /// Spawns a helper command (a readiness `exec` check) with no output.
 pub fn spawn_helper(argv: &[String]) -> Result<Pid, String> {
-    let mut command = Command::new(&argv[0]);
+    let Some((program, args)) = argv.split_first() else {
+        return Err("the check command is empty".into());
+    };
+    let mut command = Command::new(program);
     command
-        .args(&argv[1..])
+        .args(args)
         .stdin(dev_null()?)
         .stdout(dev_null()?)
         .stderr(dev_null()?);
