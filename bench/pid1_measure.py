@@ -129,7 +129,7 @@ def cpu_busy(window=0.2):
     return 1 - (i1 - i0) / max(1, t1 - t0)
 
 
-def wait_quiet(limit=0.15, timeout=15):
+def wait_quiet(limit=0.15, timeout=3):
     """Waits (bounded) until the machine is mostly idle; returns the last busy fraction."""
     deadline = time.monotonic() + timeout
     while True:
@@ -345,6 +345,10 @@ def report(tmp):
         rows.append((f"reap {reap['orphans']:,} orphans (ms, median of {reap['runs']})",
                      fmt(m["ember"]), fmt(m["tini"]) + ratio(m["tini"], m["ember"]),
                      fmt(m["catatonit"]) + ratio(m["catatonit"], m["ember"]), goal))
+        b = {i: min([x["ms"] for x in res[i]], default=None) for i in res}
+        rows.append((f"reap {reap['orphans']:,} orphans (ms, best of {reap['runs']})",
+                     fmt(b["ember"]), fmt(b["tini"]) + ratio(b["tini"], b["ember"]),
+                     fmt(b["catatonit"]) + ratio(b["catatonit"], b["ember"]), ""))
         c = {i: med([x["run_ms"] for x in res[i]]) for i in res}
         t = {i: med([x["cpu_ms"] for x in res[i]]) for i in res}
         rows.append(("PID 1 CPU during the reap (ms: schedstat / utime+stime, median)",

@@ -6,9 +6,12 @@
 //! changes what the core *wants*, and the core reconciles.
 //!
 //! - [`protocol`]: the transport-neutral types: commands, replies with typed errors, events.
+//! - [`mqtt`] (feature `mqtt`): state out and commands in over MQTT.
 //! - [`socket`]: the local control socket (newline-delimited JSON over a Unix socket),
 //!   server side and the client used by `ember ctl`.
 
+#[cfg(feature = "mqtt")]
+pub mod mqtt;
 pub mod protocol;
 pub mod socket;
 
