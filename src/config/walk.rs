@@ -69,9 +69,16 @@ impl<'i> Table<'i> {
     /// The value of `key` read as `T`; `None` when the key is absent or its value does
     /// not fit (then an issue says why).
     pub fn take<T: FromToml>(&mut self, key: &'static str) -> Option<T> {
-        self.known.push(key);
-        let value = self.entries.remove(key)?;
+        let value = self.remove(key)?;
         T::from_toml(value, &mut self.issues)
+    }
+
+    /// The part of `take` that is the same for every type: kept out of line, so that
+    /// each of the many `take` calls is only a call or two.
+    #[inline(never)]
+    fn remove(&mut self, key: &'static str) -> Option<Spanned<DeValue<'i>>> {
+        self.known.push(key);
+        self.entries.remove(key)
     }
 }
 
@@ -102,23 +109,26 @@ pub fn keyword<T: Copy>(
     words: &[(&'static str, T)],
     issues: &mut Vec<Issue>,
 ) -> Option<T> {
-    let offset = value.span().start;
     if let DeValue::String(text) = value.get_ref() {
         if let Some((_, meaning)) = words.iter().find(|(word, _)| word == text) {
             return Some(*meaning);
         }
     }
     let names: Vec<&str> = words.iter().map(|(word, _)| *word).collect();
-    let expected = one_of(&names);
+    not_a_keyword(&value, &names, issues);
+    None
+}
+
+/// Why `value` is none of `names`; not generic, so written once for every enum.
+fn not_a_keyword(value: &Spanned<DeValue<'_>>, names: &[&str], issues: &mut Vec<Issue>) {
+    let offset = value.span().start;
+    let expected = one_of(names);
     match value.get_ref() {
-        DeValue::String(text) => {
-            issues.push(Issue {
-                offset,
-                message: format!("unknown variant `{text}`, expected {expected}"),
-            });
-            None
-        }
-        other => wrong_type(offset, other, &expected, issues),
+        DeValue::String(text) => issues.push(Issue {
+            offset,
+            message: format!("unknown variant `{text}`, expected {expected}"),
+        }),
+        other => issues.push(invalid_type(offset, other, &expected)),
     }
 }
 
@@ -129,11 +139,16 @@ pub fn wrong_type<T>(
     expected: &str,
     issues: &mut Vec<Issue>,
 ) -> Option<T> {
-    issues.push(Issue {
+    issues.push(invalid_type(offset, value, expected));
+    None
+}
+
+/// "invalid type: integer `1`, expected a string", at `offset`.
+fn invalid_type(offset: usize, value: &DeValue<'_>, expected: &str) -> Issue {
+    Issue {
         offset,
         message: format!("invalid type: {}, expected {expected}", describe(value)),
-    });
-    None
+    }
 }
 
 /// A value as messages show it: its type, and itself when it is short.
