@@ -133,7 +133,7 @@ fn not_a_keyword(value: &Spanned<DeValue<'_>>, names: &[&str], issues: &mut Vec<
 }
 
 /// Notes that `value` is not the type `expected` describes; `None`, for returning.
-pub fn wrong_type<T>(
+fn wrong_type<T>(
     offset: usize,
     value: &DeValue<'_>,
     expected: &str,
