@@ -11,15 +11,16 @@ pub mod service;
 #[cfg(test)]
 mod tests;
 pub mod values;
+mod walk;
 
 use crate::supervisor::graph;
-use serde::Deserialize;
 pub use service::{FailureAction, Output, Readiness, RestartPolicy, ServiceSpec, ServiceType};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use toml::de::{DeTable, DeValue, ValueDeserializer};
+use toml::de::{DeTable, DeValue};
 use toml::Spanned;
+use walk::{FromToml, Issue, Table};
 
 pub const DEFAULT_CONFIG: &str = "/etc/ember/ember.toml";
 pub const DEFAULT_SOCKET: &str = "/run/ember/control.sock";
@@ -61,27 +62,44 @@ impl SystemConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CtrlAltDel {
     Reboot,
     Poweroff,
     Ignore,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+impl FromToml for CtrlAltDel {
+    fn from_toml(value: Spanned<DeValue<'_>>, issues: &mut Vec<Issue>) -> Option<Self> {
+        let words = [
+            ("reboot", CtrlAltDel::Reboot),
+            ("poweroff", CtrlAltDel::Poweroff),
+            ("ignore", CtrlAltDel::Ignore),
+        ];
+        walk::keyword(value, &words, issues)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct LogConfig {
     /// `target=level` directives, e.g. "info,ember::service=warn"; EMBER_LOG overrides.
     pub level: Option<String>,
     /// Where ember's log goes; auto: journald when it answers, else /dev/kmsg as PID 1,
     /// else the console.
-    #[serde(default)]
     pub output: LogOutput,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
+impl LogConfig {
+    /// Takes the keys of `[log]`, in the order an unknown key's message lists them.
+    fn take_from(t: &mut Table<'_>) -> LogConfig {
+        LogConfig {
+            level: t.take("level"),
+            output: t.take("output").unwrap_or_default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LogOutput {
     #[default]
     Auto,
@@ -90,34 +108,64 @@ pub enum LogOutput {
     Console,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+impl FromToml for LogOutput {
+    fn from_toml(value: Spanned<DeValue<'_>>, issues: &mut Vec<Issue>) -> Option<Self> {
+        let words = [
+            ("auto", LogOutput::Auto),
+            ("journald", LogOutput::Journald),
+            ("kmsg", LogOutput::Kmsg),
+            ("console", LogOutput::Console),
+        ];
+        walk::keyword(value, &words, issues)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ControlConfig {
-    #[serde(default = "default_socket")]
     pub socket: PathBuf,
 }
 
 impl Default for ControlConfig {
     fn default() -> Self {
         ControlConfig {
-            socket: default_socket(),
+            socket: PathBuf::from(DEFAULT_SOCKET),
         }
     }
 }
 
-fn default_socket() -> PathBuf {
-    PathBuf::from(DEFAULT_SOCKET)
+impl ControlConfig {
+    /// Takes the keys of `[control]`.
+    fn take_from(t: &mut Table<'_>) -> ControlConfig {
+        match t.take("socket") {
+            Some(socket) => ControlConfig { socket },
+            None => ControlConfig::default(),
+        }
+    }
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The keys of `[system]`, as written; defaults are filled in by `load_into`.
+#[derive(Debug, Default)]
 struct RawSystem {
     device: Option<String>,
     services_dir: Option<PathBuf>,
     hostname: Option<String>,
     ctrl_alt_del: Option<CtrlAltDel>,
-    shutdown_timeout: Option<values::Span>,
+    shutdown_timeout: Option<std::time::Duration>,
     rescue_shell: Option<PathBuf>,
+}
+
+impl RawSystem {
+    /// Takes the keys of `[system]`, in the order an unknown key's message lists them.
+    fn take_from(t: &mut Table<'_>) -> RawSystem {
+        RawSystem {
+            device: t.take("device"),
+            services_dir: t.take("services_dir"),
+            hostname: t.take("hostname"),
+            ctrl_alt_del: t.take("ctrl_alt_del"),
+            shutdown_timeout: t.take("shutdown_timeout"),
+            rescue_shell: t.take("rescue_shell"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -166,18 +214,22 @@ impl Source {
         }
     }
 
+    /// A syntax error, on one line, with advice where the parser gives none.
     fn toml_error(&self, e: &toml::de::Error) -> Problem {
-        // In TOML's words, not serde's; and advice.
-        let mut message = e
-            .message()
-            .trim()
-            .replace('\n', " ")
-            .replace("expected a sequence", "expected an array")
-            .replace("expected a map", "expected a table");
+        let mut message = e.message().trim().replace('\n', " ");
         if message == "duplicate key" {
             message.push_str("; keep one of the two");
         }
         self.problem(e.span().map(|s| s.start), Severity::Error, message)
+    }
+
+    /// Values of the wrong shape and unknown keys, found walking the file: errors.
+    fn report(&self, issues: Vec<Issue>, problems: &mut Vec<Problem>) {
+        problems.extend(
+            issues
+                .into_iter()
+                .map(|i| self.problem(Some(i.offset), Severity::Error, i.message)),
+        );
     }
 }
 
@@ -268,37 +320,6 @@ fn parse_source<'a>(
     None
 }
 
-/// Deserializes a value, reporting every bad entry of a table: serde stops at the first
-/// error, so the entry it points at is dropped and the rest tried again.
-fn deserialize<'a, T: Deserialize<'a>>(
-    value: Spanned<DeValue<'a>>,
-    source: &Source,
-    problems: &mut Vec<Problem>,
-) -> Option<T> {
-    let span = value.span();
-    let mut value = value.into_inner();
-    let mut failed = false;
-    loop {
-        let error = match T::deserialize(ValueDeserializer::from(Spanned::new(
-            span.clone(),
-            value.clone(),
-        ))) {
-            Ok(t) => return (!failed).then_some(t),
-            Err(e) => e,
-        };
-        problems.push(source.toml_error(&error));
-        failed = true;
-        let (DeValue::Table(table), Some(at)) = (&mut value, error.span()) else {
-            return None;
-        };
-        let bad = table
-            .iter()
-            .find(|(k, v)| k.span().contains(&at.start) || v.span().contains(&at.start))
-            .map(|(k, _)| k.clone())?;
-        table.remove(&bad);
-    }
-}
-
 fn load_into(path: &Path, problems: &mut Vec<Problem>) -> Option<Config> {
     let source = read_source(path, problems)?;
     let Some(root) = parse_source(&source, problems) else {
@@ -318,58 +339,55 @@ fn load_into(path: &Path, problems: &mut Vec<Problem>) -> Option<Config> {
     let mut spans = BTreeMap::new();
     let mut inline_services = None;
     for (key, value) in root.into_inner() {
-        let offset = key.span().start;
-        let is_table = matches!(value.get_ref(), DeValue::Table(_));
-        match key.get_ref().as_ref() {
-            // Checked here: serde would read an array as the fields in order.
-            name @ ("system" | "log" | "control") if !is_table => problems.push(source.problem(
-                Some(value.span().start),
+        let at = value.span().start;
+        match (key.get_ref().as_ref(), value.into_inner()) {
+            ("system", DeValue::Table(t)) => {
+                system = section(t, RawSystem::take_from, &source, problems)
+            }
+            ("log", DeValue::Table(t)) => log = section(t, LogConfig::take_from, &source, problems),
+            ("control", DeValue::Table(t)) => {
+                control = section(t, ControlConfig::take_from, &source, problems)
+            }
+            // An array or a plain value: there are no keys to read from it.
+            (name @ ("system" | "log" | "control"), _) => problems.push(source.problem(
+                Some(at),
                 Severity::Error,
                 format!("\"{name}\" must be a table: write [{name}] and its keys below it"),
             )),
-            "system" => system = deserialize(value, &source, problems).unwrap_or_default(),
-            "log" => log = deserialize(value, &source, problems).unwrap_or_default(),
-            "control" => control = deserialize(value, &source, problems).unwrap_or_default(),
-            "service" => inline_services = Some(value),
-            other => problems.push(source.problem(
-                Some(offset),
+            ("service", DeValue::Table(t)) => inline_services = Some(t),
+            ("service", _) => problems.push(source.problem(
+                Some(at),
+                Severity::Error,
+                "\"service\" must be a table of services: [service.NAME]".into(),
+            )),
+            (other, _) => problems.push(source.problem(
+                Some(key.span().start),
                 Severity::Error,
                 format!("unknown section \"{other}\"; expected system, log, control, service"),
             )),
         }
     }
-    if let Some(value) = inline_services {
-        let offset = value.span().start;
-        match value.into_inner() {
-            DeValue::Table(table) => {
-                for (name, service) in table {
-                    let offset = name.span().start;
-                    if !matches!(service.get_ref(), DeValue::Table(_)) {
-                        let name = name.get_ref();
-                        problems.push(source.problem(
-                            Some(service.span().start),
-                            Severity::Error,
-                            format!("service \"{name}\" must be a table: write [service.{name}] and its keys below it"),
-                        ));
-                        continue;
-                    }
-                    read_service(
-                        name.get_ref(),
-                        offset,
-                        service,
-                        &source,
-                        &mut services,
-                        &mut spans,
-                        problems,
-                    );
-                }
-            }
-            _ => problems.push(source.problem(
-                Some(offset),
+    for (name, service) in inline_services.unwrap_or_default() {
+        let at = service.span().start;
+        let name_offset = name.span().start;
+        let name = name.get_ref();
+        let DeValue::Table(entries) = service.into_inner() else {
+            problems.push(source.problem(
+                Some(at),
                 Severity::Error,
-                "\"service\" must be a table of services: [service.NAME]".into(),
-            )),
-        }
+                format!("service \"{name}\" must be a table: write [service.{name}] and its keys below it"),
+            ));
+            continue;
+        };
+        read_service(
+            name,
+            name_offset,
+            entries,
+            &source,
+            &mut services,
+            &mut spans,
+            problems,
+        );
     }
 
     let services_dir = services_dir(path, system.services_dir);
@@ -399,7 +417,7 @@ fn load_into(path: &Path, problems: &mut Vec<Problem>) -> Option<Config> {
     if let Some(c) = system.ctrl_alt_del {
         system_config.ctrl_alt_del = c;
     }
-    if let Some(values::Span(d)) = system.shutdown_timeout {
+    if let Some(d) = system.shutdown_timeout {
         system_config.shutdown_timeout = d;
     }
     system_config.rescue_shell = system.rescue_shell;
@@ -413,6 +431,20 @@ fn load_into(path: &Path, problems: &mut Vec<Problem>) -> Option<Config> {
             .map(|(name, (spec, _))| (name, spec))
             .collect(),
     })
+}
+
+/// Reads `[system]`, `[log]` or `[control]` with `take_from`. The keys read well are
+/// kept even when others are not: they are the settings a broken configuration boots
+/// with, and a good `services_dir` is where its services are looked for.
+fn section<T>(
+    entries: DeTable<'_>,
+    take_from: fn(&mut Table<'_>) -> T,
+    source: &Source,
+    problems: &mut Vec<Problem>,
+) -> T {
+    let (section, issues) = Table::read(entries, take_from);
+    source.report(issues, problems);
+    section
 }
 
 /// `[system] services_dir`, relative to the main file's directory, `services.d` there
@@ -448,7 +480,7 @@ type ServiceMap = BTreeMap<String, (ServiceSpec, PathBuf)>;
 fn read_service(
     name: &str,
     offset: usize,
-    value: Spanned<DeValue<'_>>,
+    entries: DeTable<'_>,
     source: &Rc<Source>,
     services: &mut ServiceMap,
     spans: &mut SpanMap,
@@ -468,8 +500,15 @@ fn read_service(
             ),
         ));
     }
-    let built = deserialize::<service::RawService>(value, source, problems)
-        .and_then(|raw| service::build(name, raw, offset, source, problems));
+    let (raw, issues) = Table::read(entries, service::RawService::take_from);
+    // A value of the wrong shape leaves its key unset; the checks of `build` would
+    // then report the gap too (a command that is not an array as no command at all).
+    let built = if issues.is_empty() {
+        service::build(name, raw, offset, source, problems)
+    } else {
+        source.report(issues, problems);
+        None
+    };
     if services.contains_key(name) {
         // The second definition is checked too, then dropped.
         return;
@@ -525,9 +564,15 @@ fn read_services_dir(
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let span = table.span();
-        let value = Spanned::new(span, DeValue::Table(table.into_inner()));
-        read_service(&name, 0, value, &source, services, spans, problems);
+        read_service(
+            &name,
+            0,
+            table.into_inner(),
+            &source,
+            services,
+            spans,
+            problems,
+        );
     }
 }
 

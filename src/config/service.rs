@@ -1,67 +1,104 @@
 //! One service: its TOML shape (`RawService`), the checked model the engine runs
 //! (`ServiceSpec`), and the checks that turn one into the other.
 
-use super::values::{SignalName, Span};
+use super::walk::{self, FromToml, Issue, Table};
 use super::{Problem, Severity, Source};
 use nix::sys::signal::Signal;
-use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use toml::de::DeValue;
 use toml::Spanned;
 
 /// The keys of a `[service.NAME]` table or a `services.d/NAME.toml` file, as written.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug)]
 pub struct RawService {
     command: Option<Spanned<Vec<String>>>,
-    #[serde(rename = "type")]
     kind: Option<ServiceType>,
     pid_file: Option<Spanned<PathBuf>>,
     user: Option<Spanned<String>>,
     group: Option<Spanned<String>>,
-    #[serde(default)]
     env: BTreeMap<String, String>,
     workdir: Option<PathBuf>,
-    #[serde(default)]
     requires: Vec<Spanned<String>>,
-    #[serde(default)]
     wants: Vec<Spanned<String>>,
-    #[serde(default)]
     after: Vec<Spanned<String>>,
     restart: Option<RestartPolicy>,
-    restart_delay: Option<Span>,
-    restart_delay_max: Option<Span>,
+    restart_delay: Option<Duration>,
+    restart_delay_max: Option<Duration>,
     start_limit: Option<u32>,
-    start_limit_interval: Option<Span>,
-    stop_signal: Option<SignalName>,
-    stop_timeout: Option<Span>,
+    start_limit_interval: Option<Duration>,
+    stop_signal: Option<Signal>,
+    stop_timeout: Option<Duration>,
     ready: Option<Spanned<RawReady>>,
-    ready_timeout: Option<Span>,
-    watchdog: Option<Spanned<Span>>,
+    ready_timeout: Option<Duration>,
+    watchdog: Option<Spanned<Duration>>,
     stdout: Option<Spanned<String>>,
     stderr: Option<Spanned<String>>,
     enabled: Option<bool>,
     on_failure: Option<FailureAction>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(
-    deny_unknown_fields,
-    expecting = "an inline table with one of log, delay, notify, tcp, file, exec, such as { notify = true }"
-)]
+impl RawService {
+    /// Takes a service's keys from its table. The order they are taken in is the order
+    /// an unknown key's message lists them in.
+    pub fn take_from(t: &mut Table<'_>) -> RawService {
+        RawService {
+            command: t.take("command"),
+            kind: t.take("type"),
+            pid_file: t.take("pid_file"),
+            user: t.take("user"),
+            group: t.take("group"),
+            env: t.take("env").unwrap_or_default(),
+            workdir: t.take("workdir"),
+            requires: t.take("requires").unwrap_or_default(),
+            wants: t.take("wants").unwrap_or_default(),
+            after: t.take("after").unwrap_or_default(),
+            restart: t.take("restart"),
+            restart_delay: t.take("restart_delay"),
+            restart_delay_max: t.take("restart_delay_max"),
+            start_limit: t.take("start_limit"),
+            start_limit_interval: t.take("start_limit_interval"),
+            stop_signal: t.take("stop_signal"),
+            stop_timeout: t.take("stop_timeout"),
+            ready: t.take("ready"),
+            ready_timeout: t.take("ready_timeout"),
+            watchdog: t.take("watchdog"),
+            stdout: t.take("stdout"),
+            stderr: t.take("stderr"),
+            enabled: t.take("enabled"),
+            on_failure: t.take("on_failure"),
+        }
+    }
+}
+
+/// `ready = { ... }`: exactly one of its keys should be set, checked in `ready_kind`.
+#[derive(Debug)]
 struct RawReady {
     log: Option<String>,
-    delay: Option<Span>,
+    delay: Option<Duration>,
     notify: Option<bool>,
     tcp: Option<String>,
     file: Option<PathBuf>,
     exec: Option<Vec<String>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+impl FromToml for RawReady {
+    fn from_toml(value: Spanned<DeValue<'_>>, issues: &mut Vec<Issue>) -> Option<Self> {
+        let expected = "an inline table with one of log, delay, notify, tcp, file, exec, such as { notify = true }";
+        walk::table(value, expected, issues, |t| RawReady {
+            log: t.take("log"),
+            delay: t.take("delay"),
+            notify: t.take("notify"),
+            tcp: t.take("tcp"),
+            file: t.take("file"),
+            exec: t.take("exec"),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServiceType {
     Simple,
     Oneshot,
@@ -69,20 +106,52 @@ pub enum ServiceType {
     Forking,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+impl FromToml for ServiceType {
+    fn from_toml(value: Spanned<DeValue<'_>>, issues: &mut Vec<Issue>) -> Option<Self> {
+        let words = [
+            ("simple", ServiceType::Simple),
+            ("oneshot", ServiceType::Oneshot),
+            ("notify", ServiceType::Notify),
+            ("forking", ServiceType::Forking),
+        ];
+        walk::keyword(value, &words, issues)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RestartPolicy {
     Always,
     OnFailure,
     Never,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+impl FromToml for RestartPolicy {
+    fn from_toml(value: Spanned<DeValue<'_>>, issues: &mut Vec<Issue>) -> Option<Self> {
+        let words = [
+            ("always", RestartPolicy::Always),
+            ("on-failure", RestartPolicy::OnFailure),
+            ("never", RestartPolicy::Never),
+        ];
+        walk::keyword(value, &words, issues)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureAction {
     None,
     Reboot,
     Poweroff,
+}
+
+impl FromToml for FailureAction {
+    fn from_toml(value: Spanned<DeValue<'_>>, issues: &mut Vec<Issue>) -> Option<Self> {
+        let words = [
+            ("none", FailureAction::None),
+            ("reboot", FailureAction::Reboot),
+            ("poweroff", FailureAction::Poweroff),
+        ];
+        walk::keyword(value, &words, issues)
+    }
 }
 
 /// How the engine learns that a started service is ready (`active`).
@@ -308,10 +377,10 @@ pub fn build(
         }
     }
     spec.restart = raw.restart.unwrap_or(RestartPolicy::OnFailure);
-    if let Some(Span(d)) = raw.restart_delay {
+    if let Some(d) = raw.restart_delay {
         spec.restart_delay = d;
     }
-    if let Some(Span(d)) = raw.restart_delay_max {
+    if let Some(d) = raw.restart_delay_max {
         spec.restart_delay_max = d;
     }
     if spec.restart_delay_max < spec.restart_delay {
@@ -320,13 +389,13 @@ pub fn build(
     if let Some(n) = raw.start_limit {
         spec.start_limit = n;
     }
-    if let Some(Span(d)) = raw.start_limit_interval {
+    if let Some(d) = raw.start_limit_interval {
         spec.start_limit_interval = d;
     }
-    if let Some(SignalName(s)) = raw.stop_signal {
+    if let Some(s) = raw.stop_signal {
         spec.stop_signal = s;
     }
-    if let Some(Span(d)) = raw.stop_timeout {
+    if let Some(d) = raw.stop_timeout {
         spec.stop_timeout = d;
     }
     spec.ready = match spec.kind {
@@ -367,14 +436,14 @@ pub fn build(
         }
     }
     spec.ready_timeout = match raw.ready_timeout {
-        Some(Span(d)) if d.is_zero() => None,
-        Some(Span(d)) => Some(d),
+        Some(d) if d.is_zero() => None,
+        Some(d) => Some(d),
         None if spec.kind == ServiceType::Oneshot => None,
         None => Some(DEFAULT_READY_TIMEOUT),
     };
     if let Some(w) = raw.watchdog {
         let offset = w.span().start;
-        let Span(d) = w.into_inner();
+        let d = w.into_inner();
         if spec.ready != Readiness::Notify {
             error!(offset, format!("service \"{name}\": watchdog needs sd_notify; set type = \"notify\" or ready = {{ notify = true }}"));
         } else if d.is_zero() {
@@ -425,7 +494,7 @@ fn ready_kind(raw: RawReady) -> Result<Readiness, String> {
     if let Some(pattern) = raw.log {
         kinds.push(Readiness::Log(pattern));
     }
-    if let Some(Span(d)) = raw.delay {
+    if let Some(d) = raw.delay {
         kinds.push(Readiness::Delay(d));
     }
     match raw.notify {

@@ -998,11 +998,12 @@ wat = 2
             "ember.toml:8:11: unknown variant `sometimes`, expected one of `always`, `on-failure`, `never`",
             "ember.toml:9:15: unknown signal \"SIGNOPE\"; write e.g. \"SIGTERM\", \"SIGINT\", \"SIGQUIT\"",
             "ember.toml:10:16: invalid duration \"soon\" (expected number at 0); write e.g. \"250ms\", \"5s\", \"2m\"",
-            // Only the first error inside the ready table: it is dropped as a whole.
             "ember.toml:11:23: unknown field `timeout`, expected one of `log`, `delay`, `notify`, `tcp`, `file`, `exec`",
             "ember.toml:12:1: unknown field `nonsense`, expected one of `command`, `type`, `pid_file`, `user`, `group`, `env`, `workdir`, `requires`, `wants`, `after`, `restart`, `restart_delay`, `restart_delay_max`, `start_limit`, `start_limit_interval`, `stop_signal`, `stop_timeout`, `ready`, `ready_timeout`, `watchdog`, `stdout`, `stderr`, `enabled`, `on_failure`",
             "ember.toml:15:11: invalid type: string \"yes\", expected a boolean",
             "ember.toml:17:7: invalid type: integer `1`, expected a string",
+            // Every bad key of a nested table too.
+            "ember.toml:18:1: unknown field `wat`, expected one of `log`, `delay`, `notify`, `tcp`, `file`, `exec`",
             "services.d/c.toml:1:11: invalid type: string \"/bin/sh\", expected an array",
             "services.d/c.toml:2:13: invalid type: integer `1`, expected a string",
             "services.d/c.toml:3:15: invalid value: integer `-1`, expected u32",
@@ -1304,4 +1305,65 @@ fn a_broken_configuration_still_yields_its_settings_without_services() {
         settings.services.is_empty(),
         "no service of a broken configuration runs"
     );
+}
+
+#[test]
+fn wrong_types_are_named_in_toml_words_and_every_bad_element_is_reported() {
+    let tree = Tree::new();
+    tree.write(
+        "ember.toml",
+        r#"[system]
+device = ["gw"]
+hostname = { name = "gw" }
+rescue_shell = 1979-05-27
+ctrl_alt_del = 3
+[service.a]
+command = [1, "/bin/sh", false]
+env = { A = 1, B = "b", C = 2.5 }
+type = ["simple"]
+ready = ["up"]
+"#,
+    );
+    assert_eq!(
+        tree.problems(),
+        [
+            "ember.toml:2:10: invalid type: array, expected a string",
+            "ember.toml:3:12: invalid type: table, expected a string",
+            "ember.toml:4:16: invalid type: datetime `1979-05-27`, expected path string",
+            "ember.toml:5:16: invalid type: integer `3`, expected one of `reboot`, `poweroff`, `ignore`",
+            "ember.toml:7:12: invalid type: integer `1`, expected a string",
+            "ember.toml:7:26: invalid type: boolean `false`, expected a string",
+            "ember.toml:8:13: invalid type: integer `1`, expected a string",
+            "ember.toml:8:29: invalid type: floating point `2.5`, expected a string",
+            "ember.toml:9:8: invalid type: array, expected one of `simple`, `oneshot`, `notify`, `forking`",
+            // Not read as the table's keys in order, as serde did.
+            "ember.toml:10:9: invalid type: array, expected an inline table with one of log, delay, notify, tcp, file, exec, such as { notify = true }",
+        ]
+    );
+}
+
+#[test]
+fn a_section_with_errors_keeps_the_keys_that_are_right() {
+    let tree = Tree::new();
+    tree.write(
+        "ember.toml",
+        "[system]\nservices_dir = \"units\"\nrescue_shell = \"/bin/sh\"\ndevise = \"gw\"\n\n[log]\noutput = \"kmsg\"\nlevel = 3\n",
+    );
+    // Looked for in the services_dir that is set, not in the default one.
+    tree.write("units/a.toml", "command = [\"/bin/sh\"]\nbogus = 1\n");
+    tree.write("services.d/b.toml", "bogus = 1\n");
+    let loaded = tree.load();
+    assert_eq!(
+        tree.lines(&loaded),
+        [
+            "ember.toml:4:1: unknown field `devise`, expected one of `device`, `services_dir`, `hostname`, `ctrl_alt_del`, `shutdown_timeout`, `rescue_shell`",
+            "ember.toml:8:9: invalid type: integer `3`, expected a string",
+            "units/a.toml:2:1: unknown field `bogus`, expected one of `command`, `type`, `pid_file`, `user`, `group`, `env`, `workdir`, `requires`, `wants`, `after`, `restart`, `restart_delay`, `restart_delay_max`, `start_limit`, `start_limit_interval`, `stop_signal`, `stop_timeout`, `ready`, `ready_timeout`, `watchdog`, `stdout`, `stderr`, `enabled`, `on_failure`",
+        ]
+    );
+    let settings = loaded.settings.expect("settings of a broken configuration");
+    assert_eq!(settings.system.services_dir, tree.root.join("units"));
+    assert_eq!(settings.system.rescue_shell, Some(PathBuf::from("/bin/sh")));
+    assert_eq!(settings.log.output, LogOutput::Kmsg);
+    assert_eq!(settings.log.level, None);
 }

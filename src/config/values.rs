@@ -1,20 +1,29 @@
 //! Value types the TOML files spell as strings: durations, signals, service names.
 
+use super::walk::{FromToml, Issue};
 use nix::sys::signal::Signal;
-use serde::{Deserialize, Deserializer};
 use std::str::FromStr;
 use std::time::Duration;
+use toml::de::DeValue;
+use toml::Spanned;
+
+/// A string read with `parse`; what `parse` objects to is reported at the string.
+fn parsed<T>(
+    value: Spanned<DeValue<'_>>,
+    issues: &mut Vec<Issue>,
+    parse: fn(&str) -> Result<T, String>,
+) -> Option<T> {
+    let offset = value.span().start;
+    let text = String::from_toml(value, issues)?;
+    parse(&text)
+        .map_err(|message| issues.push(Issue { offset, message }))
+        .ok()
+}
 
 /// A duration written as "250ms", "5s", "2m", "1h 30m".
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Span(pub Duration);
-
-impl<'de> Deserialize<'de> for Span {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        parse_duration(&text)
-            .map(Span)
-            .map_err(serde::de::Error::custom)
+impl FromToml for Duration {
+    fn from_toml(value: Spanned<DeValue<'_>>, issues: &mut Vec<Issue>) -> Option<Self> {
+        parsed(value, issues, parse_duration)
     }
 }
 
@@ -29,15 +38,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 /// A signal written as "SIGTERM", "TERM" or "15".
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SignalName(pub Signal);
-
-impl<'de> Deserialize<'de> for SignalName {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        parse_signal(&text)
-            .map(SignalName)
-            .map_err(serde::de::Error::custom)
+impl FromToml for Signal {
+    fn from_toml(value: Spanned<DeValue<'_>>, issues: &mut Vec<Issue>) -> Option<Self> {
+        parsed(value, issues, parse_signal)
     }
 }
 
