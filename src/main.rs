@@ -4,6 +4,9 @@ use ember::cli::{self, Mode};
 
 fn main() {
     ember::pid1::mark_start();
+    if std::process::id() == 1 {
+        ember::pid1::block_signals();
+    }
     let mut argv = std::env::args_os();
     let argv0 = argv
         .next()

@@ -441,3 +441,84 @@ after = ["journald"]
         "once journald answers, the console no longer gets the log"
     );
 }
+
+/// The kernel drops a signal to PID 1 that has no handler yet. ember blocks its signals
+/// from the first instruction of main, so a SIGTERM sent while it is still reading a big
+/// configuration waits, and then reboots, instead of being lost.
+#[test]
+fn a_sigterm_sent_during_start_up_is_not_lost() {
+    use std::os::unix::process::ExitStatusExt;
+    if !can_unshare() {
+        return;
+    }
+    let dir = TempDir::new("pid1-early-signal");
+    let mut config = format!(
+        "[control]\nsocket = \"{}\"\n",
+        dir.path("control.sock").display()
+    );
+    for i in 0..1500 {
+        config.push_str(&format!(
+            "\n[service.s{i}]\ncommand = [\"/bin/sleep\", \"7870{i:04}\"]\nstdout = \"null\"\n"
+        ));
+    }
+    std::fs::write(dir.path("ember.toml"), config).unwrap();
+    let mut unshare = std::process::Command::new("unshare")
+        .args([
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            "--uts",
+            "--kill-child",
+            EMBER,
+            "--config",
+        ])
+        .arg(dir.path("ember.toml"))
+        .stderr(std::fs::File::create(dir.path("ember.log")).unwrap())
+        .spawn()
+        .unwrap();
+    // Catch ember right after exec, long before it has read 1,500 services.
+    let outer = unshare.id();
+    let mut pid1 = None;
+    assert!(wait_for(LONG, || {
+        let children = std::fs::read_to_string(format!("/proc/{outer}/task/{outer}/children"))
+            .unwrap_or_default();
+        pid1 = children
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse::<i32>().ok())
+            .filter(|p| {
+                std::fs::read_link(format!("/proc/{p}/exe"))
+                    .map(|e| e.ends_with("ember"))
+                    .unwrap_or(false)
+            });
+        pid1.is_some()
+    }));
+    let socket_existed = dir.path("control.sock").exists();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid1.unwrap_or(0)),
+        Signal::SIGTERM,
+    )
+    .unwrap();
+    let mut status = None;
+    wait_for(LONG, || {
+        status = unshare.try_wait().ok().flatten();
+        status.is_some()
+    });
+    let _ = unshare.kill();
+    let log = std::fs::read_to_string(dir.path("ember.log")).unwrap_or_default();
+    assert!(
+        !socket_existed,
+        "the signal was not early enough to test anything"
+    );
+    assert_eq!(
+        status.and_then(|s| s.signal()),
+        Some(SIGHUP),
+        "the SIGTERM was lost; log:\n{}",
+        &log[log.len().saturating_sub(2000)..]
+    );
+    assert!(
+        log.contains("SIGTERM (reboot)"),
+        "{}",
+        &log[log.len().saturating_sub(2000)..]
+    );
+}

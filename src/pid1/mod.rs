@@ -80,6 +80,42 @@ pub fn mark_start() {
     let _ = STARTED.set(std::time::Instant::now());
 }
 
+/// The signals ember handles. The kernel drops a signal sent to PID 1 that has no
+/// handler yet, so as PID 1 they are blocked from the first instruction of main until
+/// the runtime has its handlers ([`unblock_signals`]): one sent early stays pending
+/// instead of being lost.
+fn handled_signals() -> nix::sys::signal::SigSet {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    for s in [
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+        Signal::SIGCHLD,
+    ] {
+        set.add(s);
+    }
+    set
+}
+
+pub fn block_signals() {
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_BLOCK,
+        Some(&handled_signals()),
+        None,
+    );
+}
+
+pub fn unblock_signals() {
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_UNBLOCK,
+        Some(&handled_signals()),
+        None,
+    );
+}
+
 /// Time since [`mark_start`].
 pub fn since_start() -> std::time::Duration {
     STARTED.get().map(|t| t.elapsed()).unwrap_or_default()

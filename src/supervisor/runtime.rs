@@ -138,6 +138,9 @@ impl Runtime {
             tracing::error!("cannot install signal handlers; not starting any service");
             return Outcome::Exit(1);
         };
+        // Handlers are in place: signals that arrived since main (blocked there as PID 1)
+        // are delivered now.
+        crate::pid1::unblock_signals();
         let (feed_tx, mut feed_rx) = mpsc::channel(FEED_CAPACITY);
         let notify_dir = config
             .control
@@ -632,7 +635,11 @@ impl Runtime {
         }
         if self.system_state != Some(state) {
             self.system_state = Some(state);
-            tracing::info!("system is {}", format!("{state:?}").to_lowercase());
+            // A crash loop flips starting/running at every restart: only degraded is news.
+            match state {
+                SystemState::Degraded => tracing::warn!("system is degraded"),
+                _ => tracing::debug!("system is {}", format!("{state:?}").to_lowercase()),
+            }
             let _ = self.events.send(Event::System { state });
         }
     }
