@@ -90,39 +90,39 @@ pub fn run(config_path: &Path) -> i32 {
     let rescue_shell = config.system.rescue_shell.clone();
     let shutdown_timeout = config.system.shutdown_timeout;
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| supervise(config, role)));
-    match (result, role) {
+    let why = match (result, role) {
         (Ok(Some((Outcome::Exit(code), bound))), Role::Supervisor) => {
             if bound {
                 let _ = std::fs::remove_file(&socket_path);
             }
-            code
+            return code;
         }
-        (Ok(Some((Outcome::Power(power), _))), Role::Machine | Role::Namespace) => {
-            shutdown::finish(role, power, shutdown_timeout);
-            emergency::run("reboot(2) failed", &socket_path, rescue_shell.as_deref())
-        }
-        (Ok(Some((outcome, _))), Role::Machine | Role::Namespace) => emergency::run(
-            &format!("the main loop ended with {outcome:?}"),
-            &socket_path,
-            rescue_shell.as_deref(),
-        ),
-        (Ok(Some((Outcome::Power(_), _))), Role::Supervisor) => 0,
-        (Ok(None), Role::Supervisor) => 1,
-        (Ok(None), _) => emergency::run(
-            "the async runtime could not start",
-            &socket_path,
-            rescue_shell.as_deref(),
-        ),
+        (Ok(Some((Outcome::Power(_), _))), Role::Supervisor) => return 0,
+        (Ok(None), Role::Supervisor) => return 1,
         (Err(_), Role::Supervisor) => {
             tracing::error!("the main loop panicked; exiting");
-            1
+            return 1;
         }
-        (Err(_), _) => emergency::run(
-            "the main loop panicked",
-            &socket_path,
-            rescue_shell.as_deref(),
-        ),
-    }
+        (Ok(Some((Outcome::Power(power), _))), _) => {
+            // Contained too: PID 1 must not unwind out of main.
+            let finish =
+                std::panic::AssertUnwindSafe(|| shutdown::finish(role, power, shutdown_timeout));
+            match std::panic::catch_unwind(finish) {
+                Ok(()) => "reboot(2) failed".to_owned(),
+                Err(_) => "the shutdown sequence panicked".to_owned(),
+            }
+        }
+        (Ok(Some((outcome, _))), _) => format!("the main loop ended with {outcome:?}"),
+        (Ok(None), _) => "the async runtime could not start".to_owned(),
+        (Err(_), _) => "the main loop panicked".to_owned(),
+    };
+    emergency::run(
+        &why,
+        &socket_path,
+        rescue_shell.as_deref(),
+        role,
+        shutdown_timeout,
+    )
 }
 
 /// Runs the control socket and the runtime; `None` when they could not start. The bool

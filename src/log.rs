@@ -73,40 +73,84 @@ fn set_output(output: LogOutput) {
     }
 }
 
-/// Moves the log to a better sink when one has appeared (journald's socket answers).
+/// Moves the log to a better sink when one has appeared (journald's socket answers), and
+/// away from journald when it stopped answering (it is a service; tracing-journald has no
+/// fallback of its own and would drop every line).
 pub fn reprobe() -> Sink {
+    with_state(|state| {
+        let journald_wanted = match state.output {
+            LogOutput::Journald => true,
+            LogOutput::Auto => state.role == Role::Machine,
+            _ => false,
+        };
+        if !journald_wanted {
+            return state.sink;
+        }
+        if state.sink == Sink::Journald {
+            if tracing_journald::layer().is_ok() {
+                return state.sink;
+            }
+            return switch(state, open_sink(state.output, state.role));
+        }
+        if !std::path::Path::new(JOURNALD_SOCKET).exists() {
+            return state.sink;
+        }
+        switch(state, open_sink(state.output, state.role))
+    })
+}
+
+/// Leaves journald for the kernel log or the console: at shutdown journald stops like
+/// any service, and the last steps must still be seen.
+pub fn leave_journald() {
+    with_state(|state| {
+        if state.sink != Sink::Journald {
+            return state.sink;
+        }
+        switch(state, open_sink_without_journald(state.output, state.role))
+    });
+}
+
+fn with_state(f: impl FnOnce(&mut State) -> Sink) -> Sink {
     let Some(state) = STATE.get() else {
         return Sink::Console;
     };
     let Ok(mut state) = state.lock() else {
         return Sink::Console;
     };
-    if state.sink == Sink::Journald
-        || !matches!(state.output, LogOutput::Auto | LogOutput::Journald)
-    {
-        return state.sink;
-    }
-    if !std::path::Path::new(JOURNALD_SOCKET).exists() {
-        return state.sink;
-    }
-    let (sink, layer) = open_sink(state.output, state.role);
+    f(&mut state)
+}
+
+fn switch(state: &mut State, (sink, layer): (Sink, BoxedLayer)) -> Sink {
     if sink == state.sink {
         return sink;
     }
-    // Said on the old sink, so whoever reads it knows where to look next.
-    tracing::info!("the log moves to {sink:?} now");
+    // Said on the old sink, so whoever reads it knows where to look next (unless the old
+    // sink is a journald that has gone).
+    tracing::info!("the log moves to {} now", sink.word());
+    let old = state.sink;
     if state.handle.reload(layer).is_ok() {
         state.sink = sink;
+        tracing::info!("the log moved here from {}", old.word());
     }
     state.sink
 }
 
+impl Sink {
+    fn word(self) -> &'static str {
+        match self {
+            Sink::Journald => "journald",
+            Sink::Kmsg => "/dev/kmsg",
+            Sink::Console => "the console",
+        }
+    }
+}
+
 fn open_sink(output: LogOutput, role: Role) -> (Sink, BoxedLayer) {
-    let interactive = nix::unistd::isatty(std::io::stderr()).unwrap_or(false);
+    // journald by default only as the machine's init: a supervisor or a container's init
+    // logs where it was started (its stderr) unless told otherwise.
     let want_journald = match output {
         LogOutput::Journald => true,
-        // In a terminal, a person is watching: keep the log there.
-        LogOutput::Auto => role.is_pid1() || !interactive,
+        LogOutput::Auto => role == Role::Machine,
         _ => false,
     };
     if want_journald {
@@ -122,8 +166,11 @@ fn open_sink(output: LogOutput, role: Role) -> (Sink, BoxedLayer) {
             );
         }
     }
-    // The kernel log is the machine's: a PID-1 of a namespace (a container, a test) must
-    // not write into its host's.
+    open_sink_without_journald(output, role)
+}
+
+fn open_sink_without_journald(output: LogOutput, role: Role) -> (Sink, BoxedLayer) {
+    let interactive = nix::unistd::isatty(std::io::stderr()).unwrap_or(false);
     // The kernel log is the machine's: a PID-1 of a namespace (a container, a test) must
     // not write into its host's.
     let want_kmsg =

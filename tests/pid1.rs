@@ -71,6 +71,19 @@ command = ["/bin/sh", "-c", "setsid /bin/sh -c 'trap \"\" TERM; exec sleep {mark
     )
 }
 
+/// ember as PID 1 with the shutdown configuration, every service up and the stray that
+/// ignores SIGTERM in place (its trap set: `sleep` runs).
+fn booted(tag: &str, marker: u32, extra: &str) -> Ember {
+    let ember = Ember::start_with_config(tag, &shutdown_config(marker, extra));
+    ember.wait_state("top", "active", None, LONG);
+    ember.wait_state("base", "active", None, LONG);
+    assert!(
+        wait_for(LONG, || pids_with(&format!("{marker}1")).len() == 1),
+        "the stray did not start"
+    );
+    ember
+}
+
 fn assert_full_shutdown(ember: &Ember, marker: u32, last: &str) {
     let log = ember.log();
     let steps = [
@@ -106,8 +119,7 @@ fn sigterm_reboots_after_the_whole_shutdown_sequence() {
     if !can_unshare() {
         return;
     }
-    let mut ember = Ember::start_with_config("pid1-term", &shutdown_config(783001, ""));
-    ember.wait_state("top", "active", None, LONG);
+    let mut ember = booted("pid1-term", 783001, "");
     assert!(wait_for(LONG, || pids_with("7830011").len() == 1));
     ember.signal(Signal::SIGTERM);
     assert_eq!(
@@ -124,8 +136,7 @@ fn sigusr2_powers_off() {
     if !can_unshare() {
         return;
     }
-    let mut ember = Ember::start_with_config("pid1-usr2", &shutdown_config(783002, ""));
-    ember.wait_state("top", "active", None, LONG);
+    let mut ember = booted("pid1-usr2", 783002, "");
     ember.signal(Signal::SIGUSR2);
     assert_eq!(
         ember.wait_namespace_end(LONG),
@@ -141,8 +152,7 @@ fn sigusr1_halts() {
     if !can_unshare() {
         return;
     }
-    let mut ember = Ember::start_with_config("pid1-usr1", &shutdown_config(783003, ""));
-    ember.wait_state("top", "active", None, LONG);
+    let mut ember = booted("pid1-usr1", 783003, "");
     ember.signal(Signal::SIGUSR1);
     assert_eq!(
         ember.wait_namespace_end(LONG),
@@ -159,8 +169,7 @@ fn sigint_follows_ctrl_alt_del() {
         return;
     }
     // Default: reboot.
-    let mut ember = Ember::start_with_config("pid1-int", &shutdown_config(783004, ""));
-    ember.wait_state("top", "active", None, LONG);
+    let mut ember = booted("pid1-int", 783004, "");
     ember.signal(Signal::SIGINT);
     assert_eq!(
         ember.wait_namespace_end(LONG),
@@ -169,11 +178,7 @@ fn sigint_follows_ctrl_alt_del() {
         ember.log()
     );
 
-    let mut ember = Ember::start_with_config(
-        "pid1-int-off",
-        &shutdown_config(783005, "ctrl_alt_del = \"poweroff\""),
-    );
-    ember.wait_state("top", "active", None, LONG);
+    let mut ember = booted("pid1-int-off", 783005, "ctrl_alt_del = \"poweroff\"");
     ember.signal(Signal::SIGINT);
     assert_eq!(
         ember.wait_namespace_end(LONG),
@@ -182,11 +187,7 @@ fn sigint_follows_ctrl_alt_del() {
         ember.log()
     );
 
-    let mut ember = Ember::start_with_config(
-        "pid1-int-ignore",
-        &shutdown_config(783006, "ctrl_alt_del = \"ignore\""),
-    );
-    ember.wait_state("top", "active", None, LONG);
+    let mut ember = booted("pid1-int-ignore", 783006, "ctrl_alt_del = \"ignore\"");
     ember.signal(Signal::SIGINT);
     assert_eq!(
         ember.wait_namespace_end(Duration::from_millis(800)),
@@ -201,8 +202,7 @@ fn poweroff_and_reboot_commands_are_multi_call() {
     if !can_unshare() {
         return;
     }
-    let mut ember = Ember::start_with_config("pid1-multicall", &shutdown_config(783007, ""));
-    ember.wait_state("top", "active", None, LONG);
+    let mut ember = booted("pid1-multicall", 783007, "");
     let poweroff = ember.dir.path("poweroff");
     std::os::unix::fs::symlink(EMBER, &poweroff).unwrap();
     let out = std::process::Command::new(&poweroff)
@@ -403,6 +403,9 @@ while True:
         "journald",
         &format!(
             r#"
+[log]
+output = "journald"     # as PID 1 of a namespace, ember logs to its stderr unless told
+
 [service.journald]
 command = ["python3", "-c", '''{listener}''', "/run/systemd/journal/socket", "$DIR/journal"]
 ready = {{ file = "/run/systemd/journal/socket" }}
@@ -432,7 +435,7 @@ after = ["journald"]
         "the service name is a field: {record}"
     );
     assert!(
-        ember.log().contains("the log moves to Journald now"),
+        ember.log().contains("the log moves to journald now"),
         "log:\n{}",
         ember.log()
     );

@@ -222,8 +222,8 @@ pub fn decode_request(line: &[u8]) -> Result<(Command, RequestOptions), Reply> {
             ))
         }
     };
-    const VERBS: [&str; 8] = [
-        "status", "start", "stop", "restart", "reload", "logs", "poweroff", "reboot",
+    const VERBS: [&str; 9] = [
+        "status", "start", "stop", "restart", "reload", "logs", "poweroff", "reboot", "halt",
     ];
     if !VERBS.contains(&verb.as_str()) {
         return Err(Reply::error(

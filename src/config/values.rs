@@ -32,10 +32,20 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     if trimmed == "0" {
         return Ok(Duration::ZERO);
     }
-    humantime::parse_duration(trimmed).map_err(|e| {
+    let duration = humantime::parse_duration(trimmed).map_err(|e| {
         format!("invalid duration \"{text}\" ({e}); write e.g. \"250ms\", \"5s\", \"2m\"")
-    })
+    })?;
+    // Deadlines are computed by adding durations to clocks: keep them far from overflow.
+    if duration > MAX_DURATION {
+        return Err(format!(
+            "duration \"{text}\" is too long; the longest ember takes is 1 year (\"365d\")"
+        ));
+    }
+    Ok(duration)
 }
+
+/// The longest duration a configuration may give.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// A signal written as "SIGTERM", "TERM" or "15".
 impl FromToml for Signal {
@@ -85,6 +95,10 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert!(parse_duration("500000000000y")
+            .unwrap_err()
+            .contains("too long"));
+        assert_eq!(parse_duration("365d"), Ok(MAX_DURATION));
         assert!(parse_duration("soon")
             .unwrap_err()
             .contains("invalid duration \"soon\""));

@@ -2,7 +2,7 @@
 //! (the kernel would panic). It keeps reaping, keeps a minimal control socket that
 //! answers and still powers off or reboots, and keeps a rescue shell on the console.
 
-use super::{shutdown, Power};
+use super::{shutdown, Power, Role};
 use ember_ipc::{Command, Control, ErrorKind, Reply};
 use nix::sys::wait::{waitpid, WaitStatus};
 use std::path::{Path, PathBuf};
@@ -10,7 +10,13 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 
 /// Never returns.
-pub fn run(reason: &str, socket: &Path, rescue_shell: Option<&Path>) -> ! {
+pub fn run(
+    reason: &str,
+    socket: &Path,
+    rescue_shell: Option<&Path>,
+    role: Role,
+    shutdown_timeout: Duration,
+) -> ! {
     tracing::error!(
         "emergency mode: {reason}; reaping continues, `ember ctl poweroff|reboot` still work"
     );
@@ -18,7 +24,7 @@ pub fn run(reason: &str, socket: &Path, rescue_shell: Option<&Path>) -> ! {
     let why = reason.to_owned();
     let _ = std::thread::Builder::new()
         .name("emergency-socket".into())
-        .spawn(move || serve_socket(socket, why));
+        .spawn(move || serve_socket(socket, why, role, shutdown_timeout));
     let mut shell = rescue_shell.and_then(start_shell);
     loop {
         match waitpid(None, None) {
@@ -63,7 +69,7 @@ pub fn start_shell(shell: &Path) -> Option<i32> {
     }
 }
 
-fn serve_socket(socket: PathBuf, reason: String) {
+fn serve_socket(socket: PathBuf, reason: String, role: Role, shutdown_timeout: Duration) {
     let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -78,13 +84,18 @@ fn serve_socket(socket: PathBuf, reason: String) {
         tokio::spawn(ember_ipc::socket::serve(listener, control));
         while let Some(request) = inbox.recv().await {
             let reply = match request.command {
-                Command::Poweroff | Command::Reboot => {
-                    let power = if request.command == Command::Poweroff { Power::Poweroff } else { Power::Reboot };
+                Command::Poweroff | Command::Reboot | Command::Halt => {
+                    let power = match request.command {
+                        Command::Poweroff => Power::Poweroff,
+                        Command::Halt => Power::Halt,
+                        _ => Power::Reboot,
+                    };
                     let _ = request.reply.send(Reply::ok());
                     // Let the reply reach the caller before the system goes.
                     tokio::time::sleep(Duration::from_millis(200)).await;
-                    nix::unistd::sync();
-                    shutdown::reboot(power);
+                    // The whole sequence: there are no services to stop, but there may
+                    // be processes to end and filesystems to unmount.
+                    shutdown::finish(role, power, shutdown_timeout);
                     continue;
                 }
                 _ => Reply::error(

@@ -73,11 +73,11 @@ pub fn reboot(power: Power) {
 
 /// Reaps children until there are none left; false when `timeout` passed first.
 fn reap_until_none(timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
+    let start = Instant::now();
     loop {
         match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::StillAlive) => {
-                if Instant::now() >= deadline {
+                if start.elapsed() >= timeout {
                     return false;
                 }
                 std::thread::sleep(Duration::from_millis(10));

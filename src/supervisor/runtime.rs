@@ -609,8 +609,13 @@ impl Runtime {
             return;
         }
         self.published.insert(name.to_owned(), key);
-        if unit.state == super::model::State::Active {
-            // journald is often one of our services: move the log there once it answers.
+        let was_active = self
+            .logged
+            .get(name)
+            .is_some_and(|(state, _)| *state == super::model::State::Active);
+        if (unit.state == super::model::State::Active) != was_active {
+            // journald is often one of our services: move the log there once it answers,
+            // and away from it once it stops.
             crate::log::reprobe();
         }
         self.seq += 1;
@@ -650,6 +655,8 @@ impl Runtime {
             return;
         }
         tracing::info!("shutdown: stopping every service ({why})");
+        // journald stops like any service: the shutdown steps must still be seen.
+        crate::log::leave_journald();
         self.shutdown_started = Some(Instant::now());
         self.outcome.get_or_insert(outcome);
         self.input(Input::Shutdown);
