@@ -529,3 +529,57 @@ command = ["/bin/sleep", "7820001"]
     assert!(pids_with("7820001").is_empty(), "everything was stopped");
     assert!(ember.log().contains("critical failed and has on_failure"));
 }
+
+#[test]
+fn a_service_cannot_make_ember_signal_a_process_not_its_own() {
+    if !can_unshare() {
+        return;
+    }
+    let liar = "import socket,os,time; s=socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.connect(os.environ['NOTIFY_SOCKET']); s.send(b'READY=1\\\\nMAINPID=1'); time.sleep(1000)";
+    let ember = Ember::start(
+        "mainpid",
+        &format!(
+            r#"
+[service.liar]
+type = "notify"
+command = ["python3", "-c", "{liar}"]
+
+[service.bystander]
+command = ["/bin/sleep", "7880001"]
+"#
+        ),
+    );
+    let liar = ember.wait_state("liar", "active", None, LONG);
+    assert_ne!(liar["pid"], 1, "MAINPID=1 is refused");
+    assert!(
+        wait_for(LONG, || ember.log().contains("ignoring main pid 1")),
+        "log:\n{}",
+        ember.log()
+    );
+    assert!(ember.ctl(&["stop", "liar", "--wait"]).status.success());
+    assert_eq!(
+        ember.status("bystander")["state"],
+        "active",
+        "ember did not signal itself"
+    );
+}
+
+#[test]
+fn a_forking_daemon_that_dies_at_once_keeps_its_exit_status() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "forking-dies",
+        r#"
+[service.shortlived]
+type = "forking"
+pid_file = "$DIR/short.pid"
+restart = "never"
+# The daemon writes its pid file and dies before ember has read it.
+command = ["/bin/sh", "-c", "setsid /bin/sh -c 'echo $$ > $DIR/short.pid; exit 5' & exit 0"]
+"#,
+    );
+    let status = ember.wait_state("shortlived", "failed", None, Duration::from_secs(5));
+    assert_eq!(status["exit_code"], 5, "{status}");
+}

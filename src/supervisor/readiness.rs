@@ -68,7 +68,8 @@ pub fn start(
     Some(task.abort_handle())
 }
 
-/// Waits for a forking daemon's pid file to name a live process; feeds `MainPid`.
+/// Watches a forking daemon's pid file; feeds every pid it names (the runtime decides
+/// whether it is the service's), until aborted.
 pub fn watch_pid_file(
     path: PathBuf,
     name: String,
@@ -76,10 +77,24 @@ pub fn watch_pid_file(
     feed: mpsc::Sender<Feed>,
 ) -> AbortHandle {
     tokio::spawn(async move {
+        let mut last = None;
         loop {
-            if let Some(pid) = read_pid_file(&path) {
-                let _ = feed.send(Feed::MainPid { name, run, pid }).await;
-                return;
+            let pid = read_pid_file(&path);
+            if pid.is_some() && pid != last {
+                last = pid;
+                if let Some(pid) = pid {
+                    if feed
+                        .send(Feed::MainPid {
+                            name: name.clone(),
+                            run,
+                            pid,
+                        })
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
             }
             tokio::time::sleep(POLL).await;
         }
@@ -87,9 +102,8 @@ pub fn watch_pid_file(
     .abort_handle()
 }
 
+/// The pid a pid file names. It may have exited already: its exit status is kept.
 fn read_pid_file(path: &std::path::Path) -> Option<i32> {
     let text = std::fs::read_to_string(path).ok()?;
-    let pid: i32 = text.trim().parse().ok().filter(|p| *p > 1)?;
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).ok()?;
-    Some(pid)
+    text.trim().parse().ok().filter(|p| *p > 1)
 }

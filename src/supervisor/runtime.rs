@@ -68,8 +68,10 @@ enum ChildOwner {
 /// The effects attached to one service's current run.
 #[derive(Default)]
 struct Proc {
-    /// The process group (and session) the service was spawned in.
+    /// The process group the service was spawned in, while it may still have members.
     pgid: Option<Pid>,
+    /// The session the service was spawned in (its first pid: it calls setsid).
+    session: Option<Pid>,
     probes: Vec<AbortHandle>,
     notify: Option<AbortHandle>,
     /// `ready = { log = ... }`: the run it applies to and the compiled pattern.
@@ -413,6 +415,7 @@ impl Runtime {
             Ok(spawned) => {
                 tracing::debug!("{name}: spawned pid {}", spawned.pid);
                 proc.pgid = Some(spawned.pid);
+                proc.session = Some(spawned.pid);
                 self.children
                     .insert(spawned.pid, ChildOwner::Service(name.to_owned()));
                 if let Some(fd) = spawned.stdout {
@@ -453,7 +456,12 @@ impl Runtime {
             signal.as_str()
         );
         if let Some(pgid) = pgid {
-            let _ = kill(NixPid::from_raw(-pgid), signal);
+            // ESRCH when the group has emptied (then its number may be reused): forget it.
+            if kill(NixPid::from_raw(-pgid), signal).is_err() {
+                if let Some(proc) = self.procs.get_mut(name) {
+                    proc.pgid = None;
+                }
+            }
         }
         // The main process outside that group (a forking daemon in a session of its own, a
         // MAINPID= elsewhere) gets it once too: never twice, a shell trap would run twice.
@@ -572,22 +580,74 @@ impl Runtime {
             .engine
             .unit(&name)
             .is_some_and(|u| u.run == run && u.is_running());
-        if !running {
+        if !running || self.engine.unit(&name).and_then(|u| u.pid) == Some(pid) {
+            return;
+        }
+        // It may have died before we learnt its pid: its exit was kept for this.
+        let exited = self.unclaimed.iter().position(|(p, _)| *p == pid);
+        if exited.is_none() && !self.owns(&name, pid) {
+            tracing::warn!("{name}: ignoring main pid {pid}: not a process of this service");
             return;
         }
         self.children.insert(pid, ChildOwner::Service(name.clone()));
+        if let Some(proc) = self.procs.get_mut(&name) {
+            // The first process's group is only the service's while it has members.
+            let group = nix::unistd::getpgid(Some(NixPid::from_raw(pid)))
+                .map(|g| g.as_raw())
+                .ok();
+            if let Some(pgid) = proc.pgid {
+                if group != Some(pgid) && kill(NixPid::from_raw(-pgid), None).is_err() {
+                    proc.pgid = None;
+                }
+            }
+        }
         self.input(Input::MainPid {
             name: name.clone(),
             run,
             pid,
         });
-        // It may have died before we learnt its pid; its exit was kept for this.
-        if let Some(i) = self.unclaimed.iter().position(|(p, _)| *p == pid) {
-            if let Some((_, exit)) = self.unclaimed.remove(i) {
-                self.children.remove(&pid);
-                self.input(Input::Exited { name, pid, exit });
-            }
+        if let Some((_, exit)) = exited.and_then(|i| self.unclaimed.remove(i)) {
+            self.children.remove(&pid);
+            self.input(Input::Exited { name, pid, exit });
         }
+    }
+
+    /// Whether `pid` may be the service's main process: in the session it was started in,
+    /// a descendant of its processes, or an orphan reparented to us that belongs to no
+    /// other service. Never PID 1 or ember itself: a service must not make ember signal
+    /// an arbitrary process.
+    fn owns(&self, name: &str, pid: Pid) -> bool {
+        let own = std::process::id() as Pid;
+        if pid <= 1 || pid == own {
+            return false;
+        }
+        if matches!(self.children.get(&pid), Some(ChildOwner::Service(other)) if other != name) {
+            return false;
+        }
+        let session = self.procs.get(name).and_then(|p| p.session);
+        let known: Vec<Pid> = [session, self.engine.unit(name).and_then(|u| u.pid)]
+            .into_iter()
+            .flatten()
+            .collect();
+        let mut current = pid;
+        for _ in 0..64 {
+            let Some((ppid, sid)) = parent_and_session(current) else {
+                return false;
+            };
+            if current == pid
+                && (Some(sid) == session || (ppid == own && !self.children.contains_key(&pid)))
+            {
+                return true;
+            }
+            if known.contains(&ppid) {
+                return true;
+            }
+            if ppid <= 1 || ppid == own {
+                return false;
+            }
+            current = ppid;
+        }
+        false
     }
 
     fn publish(&mut self, name: &str) {
@@ -791,6 +851,16 @@ fn test_hooks(names: &[String]) {
     if names.iter().any(|n| n == "__panic_main") {
         panic!("injected panic in the main loop (test hook)");
     }
+}
+
+/// The parent pid and session id of a process, from /proc/PID/stat.
+fn parent_and_session(pid: Pid) -> Option<(Pid, Pid)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields start after the last ')'.
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+    let ppid = fields.nth(1)?.parse().ok()?;
+    let session = fields.nth(1)?.parse().ok()?;
+    Some((ppid, session))
 }
 
 fn unknown_service(name: &str) -> Reply {
