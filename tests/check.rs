@@ -53,6 +53,12 @@ command = ["/usr/bin/definitely-not-here"]
 
 [service."bad/name"]
 command = ["/bin/true"]
+
+[service.noexec]
+command = ["PLAIN"]
+
+[service.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa]
+command = ["/bin/true"]
 "#;
     let files = [
         (
@@ -64,7 +70,10 @@ command = ["/bin/true"]
             "command = [\"/bin/true\"]\nstop_timeout = \"soon\"\n",
         ),
     ];
-    let (code, out) = check(&dir, main, &files);
+    let plain = dir.path("plain.txt");
+    std::fs::write(&plain, "not a program\n").unwrap();
+    let main = main.replace("PLAIN", &plain.display().to_string());
+    let (code, out) = check(&dir, &main, &files);
     assert_eq!(code, 1, "{out}");
     let main_path = dir.path("ember.toml").display().to_string();
     let expect = [
@@ -74,6 +83,8 @@ command = ["/bin/true"]
         format!("{main_path}:19:13: service \"lost\" requires \"nowhere\", which is not defined"),
         format!("{main_path}:22:11: service \"gone\": command /usr/bin/definitely-not-here does not exist; give the path of an installed program"),
         format!("{main_path}:24:10: invalid service name \"bad/name\""),
+        format!("{main_path}:28:11: service \"noexec\": command {} is not executable", plain.display()),
+        format!("{main_path}:30:10: invalid service name \"{}\": it must be 1 to 64 characters long", "a".repeat(65)),
         "broken.toml:2:".to_string(),
         "slow.toml:2:16: invalid duration \"soon\"".to_string(),
     ];

@@ -16,16 +16,18 @@ fn ten_thousand_orphans_are_reaped_and_no_exit_status_is_lost() {
     if !can_unshare() {
         return;
     }
+    // The exits of five services land while PID 1 reaps the 10,000 orphans: they wait
+    // for the forker's last moment and exit with it.
     let mut services = String::from(
         r#"
 [service.forker]
-command = ["python3", "-c", "import os\nfor i in range(10000):\n    if os.fork() == 0:\n        os._exit(0)\nos._exit(7)"]
+command = ["python3", "-c", "import os\nfor i in range(10000):\n    if os.fork() == 0:\n        os._exit(0)\nopen('$DIR/go', 'w').close()\nos._exit(7)"]
 restart = "never"
 "#,
     );
     for code in 1..=5 {
         services.push_str(&format!(
-            "\n[service.exit{code}]\ncommand = [\"/bin/sh\", \"-c\", \"sleep 0.$((RANDOM % 5 + 1)) 2>/dev/null || sleep 0.3; exit {code}\"]\nrestart = \"never\"\n"
+            "\n[service.exit{code}]\ncommand = [\"/bin/sh\", \"-c\", \"while [ ! -e $DIR/go ]; do sleep 0.01; done; exit {code}\"]\nrestart = \"never\"\n"
         ));
     }
     let ember = Ember::start("reap10k", &services);

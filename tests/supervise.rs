@@ -61,7 +61,8 @@ fn dependencies_start_in_order_after_log_readiness() {
         "order",
         r#"
 [service.db]
-command = ["/bin/sh", "-c", "sleep 0.4; date +%s%N > $DIR/db-ready; echo 'db version 1.2 running'; exec sleep 1000"]
+# Not ready until the test says so: no assumption about how fast anything runs.
+command = ["/bin/sh", "-c", "while [ ! -e $DIR/go ]; do sleep 0.05; done; date +%s%N > $DIR/db-ready; echo 'db version 1.2 running'; exec sleep 1000"]
 ready = { log = "version .* running" }
 
 [service.web]
@@ -70,10 +71,14 @@ requires = ["db"]
 "#,
     );
     // While db is not ready, web waits.
+    ember.wait_state("db", "activating", Some("start"), LONG);
+    std::thread::sleep(Duration::from_millis(200));
     let web = ember.status("web");
     assert_eq!(web["state"], "inactive", "{web}");
     assert_eq!(web["sub_state"], "waiting");
+    std::fs::write(ember.dir.path("go"), "").unwrap();
     ember.wait_state("web", "active", Some("running"), LONG);
+    assert!(wait_for(LONG, || lines(&ember.dir.path("web-start")).len() == 1));
     let db_ready: u128 = lines(&ember.dir.path("db-ready"))[0].parse().unwrap();
     let web_start: u128 = lines(&ember.dir.path("web-start"))[0].parse().unwrap();
     assert!(web_start > db_ready, "web started before db was ready");
@@ -97,7 +102,7 @@ fn sd_notify_readiness_and_status() {
     if !can_unshare() {
         return;
     }
-    let notify = "import socket,os,time; time.sleep(0.5); s=socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.connect(os.environ['NOTIFY_SOCKET']); s.send(b'READY=1\\\\nSTATUS=serving 3 clients'); time.sleep(1000)";
+    let notify = "import socket,os,time; [time.sleep(0.05) for _ in iter(lambda: os.path.exists('$DIR/go'), True)]; s=socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.connect(os.environ['NOTIFY_SOCKET']); s.send(b'READY=1\\\\nSTATUS=serving 3 clients'); time.sleep(1000)";
     let ember = Ember::start(
         "notify",
         &format!(
@@ -108,7 +113,10 @@ command = ["python3", "-c", "{notify}"]
 "#
         ),
     );
+    // Not ready until the test lets it send READY=1.
+    std::thread::sleep(Duration::from_millis(300));
     assert_eq!(ember.status("app")["state"], "activating");
+    std::fs::write(ember.dir.path("go"), "").unwrap();
     let status = ember.wait_state("app", "active", Some("running"), LONG);
     assert_eq!(status["status_text"], "serving 3 clients");
     assert_eq!(status["ready"], "notify");
