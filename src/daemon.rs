@@ -87,23 +87,26 @@ pub fn run(config_path: &Path) -> i32 {
     }
     tracing::debug!("start-up took {} ms", started.elapsed().as_millis());
     let socket_path = config.control.socket.clone();
-    let rescue_shell = config.system.rescue_shell.clone();
-    let shutdown_timeout = config.system.shutdown_timeout;
+    let mut rescue_shell = config.system.rescue_shell.clone();
+    let mut shutdown_timeout = config.system.shutdown_timeout;
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| supervise(config, role)));
     let why = match (result, role) {
-        (Ok(Some((Outcome::Exit(code), bound))), Role::Supervisor) => {
+        (Ok(Some((Outcome::Exit(code), bound, _))), Role::Supervisor) => {
             if bound {
                 let _ = std::fs::remove_file(&socket_path);
             }
             return code;
         }
-        (Ok(Some((Outcome::Power(_), _))), Role::Supervisor) => return 0,
+        (Ok(Some((Outcome::Power(_), _, _))), Role::Supervisor) => return 0,
         (Ok(None), Role::Supervisor) => return 1,
         (Err(_), Role::Supervisor) => {
             tracing::error!("the main loop panicked; exiting");
             return 1;
         }
-        (Ok(Some((Outcome::Power(power), _))), _) => {
+        (Ok(Some((Outcome::Power(power), _, system))), _) => {
+            // A reload may have changed them.
+            shutdown_timeout = system.shutdown_timeout;
+            rescue_shell = system.rescue_shell;
             // Contained too: PID 1 must not unwind out of main.
             let finish =
                 std::panic::AssertUnwindSafe(|| shutdown::finish(role, power, shutdown_timeout));
@@ -112,7 +115,7 @@ pub fn run(config_path: &Path) -> i32 {
                 Err(_) => "the shutdown sequence panicked".to_owned(),
             }
         }
-        (Ok(Some((outcome, _))), _) => format!("the main loop ended with {outcome:?}"),
+        (Ok(Some((outcome, _, _))), _) => format!("the main loop ended with {outcome:?}"),
         (Ok(None), _) => "the async runtime could not start".to_owned(),
         (Err(_), _) => "the main loop panicked".to_owned(),
     };
@@ -127,7 +130,7 @@ pub fn run(config_path: &Path) -> i32 {
 
 /// Runs the control socket and the runtime; `None` when they could not start. The bool
 /// says whether we bound the socket (and so should remove it).
-fn supervise(config: Config, role: Role) -> Option<(Outcome, bool)> {
+fn supervise(config: Config, role: Role) -> Option<(Outcome, bool, SystemConfig)> {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -165,7 +168,7 @@ fn supervise(config: Config, role: Role) -> Option<(Outcome, bool)> {
                     "cannot open the control socket {}: {e}",
                     socket_path.display()
                 );
-                return (Outcome::Exit(1), false);
+                return (Outcome::Exit(1), false, config.system);
             }
         };
         tracing::info!(
@@ -173,7 +176,8 @@ fn supervise(config: Config, role: Role) -> Option<(Outcome, bool)> {
             config.services.len(),
             config.path.display()
         );
-        (Runtime::run(config, role, requests_rx, events).await, bound)
+        let (outcome, system) = Runtime::run(config, role, requests_rx, events).await;
+        (outcome, bound, system)
     }))
 }
 

@@ -29,6 +29,7 @@ pub enum Sink {
 
 struct State {
     handle: reload::Handle<BoxedLayer, Registry>,
+    filter: reload::Handle<Targets, Registry>,
     sink: Sink,
     output: LogOutput,
     role: Role,
@@ -45,19 +46,25 @@ fn filter(config_level: Option<&str>) -> Targets {
         .unwrap_or_else(|| Targets::new().with_default(Level::INFO))
 }
 
-/// Sets up logging once; later calls only re-probe the sink.
+/// Sets up logging once; later calls (after a reload) apply the new level and output.
 pub fn init(config_level: Option<&str>, output: LogOutput, role: Role) -> Sink {
     if STATE.get().is_some() {
         set_output(output);
+        with_state(|state| {
+            let _ = state.filter.reload(filter(config_level));
+            state.sink
+        });
         return reprobe();
     }
     let (sink, layer) = open_sink(output, role);
     let (layer, handle) = reload::Layer::new(layer);
+    let (level, filter_handle) = reload::Layer::new(filter(config_level));
     let _ = tracing_subscriber::registry()
-        .with(layer.with_filter(filter(config_level)))
+        .with(layer.with_filter(level))
         .try_init();
     let _ = STATE.set(Mutex::new(State {
         handle,
+        filter: filter_handle,
         sink,
         output,
         role,
@@ -234,10 +241,25 @@ impl<S: tracing::Subscriber> Layer<S> for Lines {
             }
         };
         let _ = match &self.to {
-            Target::Kmsg(file) => (&*file).write(line.as_bytes()),
+            // The kernel refuses records over about 1 KiB: cut long ones instead of losing them.
+            Target::Kmsg(file) => (&*file).write(truncate(&line, KMSG_MAX).as_bytes()),
             Target::Console { .. } => std::io::stderr().lock().write(line.as_bytes()),
         };
     }
+}
+
+const KMSG_MAX: usize = 1000;
+
+/// The longest prefix of `text` within `max` bytes, cut at a character boundary.
+fn truncate(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 /// syslog priorities for /dev/kmsg.

@@ -285,7 +285,7 @@ async fn handle_request(
     let reply = control.call(command, origin).await;
     match (events, reply) {
         (Some(events), Reply::Ok { services }) if options.wait => {
-            let reply = wait_settled(events, services, target.unwrap_or(Settle::Up)).await;
+            let reply = wait_settled(control, events, services, target.unwrap_or(Settle::Up)).await;
             write_line(write, &reply).await.is_ok()
         }
         (Some(events), Reply::Logs { lines }) if follow_name.is_some() => {
@@ -336,6 +336,7 @@ pub fn settled(status: &ServiceStatus, target: Settle) -> Option<Result<(), Stri
 }
 
 async fn wait_settled(
+    control: &Control,
     mut events: broadcast::Receiver<Event>,
     mut services: Vec<ServiceStatus>,
     target: Settle,
@@ -368,7 +369,17 @@ async fn wait_settled(
                 );
             }
             Ok(_) => {}
-            Err(broadcast::error::RecvError::Lagged(_)) => {}
+            // Events were dropped (a chatty service's log lines): the change waited for
+            // may be among them, so ask for the statuses again.
+            Err(broadcast::error::RecvError::Lagged(_)) => {
+                let names = services.iter().map(|s| s.name.clone()).collect();
+                if let Reply::Ok { services: fresh } = control
+                    .call(Command::Status { names }, "socket --wait")
+                    .await
+                {
+                    services = fresh;
+                }
+            }
             Err(broadcast::error::RecvError::Closed) => {
                 return Reply::error(ErrorKind::Internal, "ember is shutting down");
             }

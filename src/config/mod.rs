@@ -93,7 +93,7 @@ impl LogConfig {
     /// Takes the keys of `[log]`, in the order an unknown key's message lists them.
     fn take_from(t: &mut Table<'_>) -> LogConfig {
         LogConfig {
-            level: t.take("level"),
+            level: t.take::<values::LogLevel>("level").map(|l| l.0),
             output: t.take("output").unwrap_or_default(),
         }
     }
@@ -330,7 +330,25 @@ fn load_into(path: &Path, problems: &mut Vec<Problem>) -> Option<Config> {
             let dir = services_dir(path, dir);
             read_services_dir(&dir, &mut BTreeMap::new(), &mut BTreeMap::new(), problems);
         }
-        return None;
+        // The settings as far as the parser could read them (the socket, the rescue
+        // shell): what PID 1 boots with until the file is repaired.
+        let (mut system, mut log, mut control) = Default::default();
+        let mut ignored = Vec::new();
+        for (key, value) in partial.into_inner() {
+            match (key.get_ref().as_ref(), value.into_inner()) {
+                ("system", DeValue::Table(t)) => {
+                    system = section(t, RawSystem::take_from, &source, &mut ignored)
+                }
+                ("log", DeValue::Table(t)) => {
+                    log = section(t, LogConfig::take_from, &source, &mut ignored)
+                }
+                ("control", DeValue::Table(t)) => {
+                    control = section(t, ControlConfig::take_from, &source, &mut ignored)
+                }
+                _ => {}
+            }
+        }
+        return Some(assemble(path, system, log, control, BTreeMap::new()));
     };
     let mut system = RawSystem::default();
     let mut log = LogConfig::default();
@@ -390,8 +408,8 @@ fn load_into(path: &Path, problems: &mut Vec<Problem>) -> Option<Config> {
         );
     }
 
-    let services_dir = services_dir(path, system.services_dir);
-    read_services_dir(&services_dir, &mut services, &mut spans, problems);
+    let dir = services_dir(path, system.services_dir.clone());
+    read_services_dir(&dir, &mut services, &mut spans, problems);
     let specs: BTreeMap<&str, &ServiceSpec> =
         services.iter().map(|(n, (s, _))| (n.as_str(), s)).collect();
     for issue in graph::check(&specs) {
@@ -411,6 +429,22 @@ fn load_into(path: &Path, problems: &mut Vec<Problem>) -> Option<Config> {
             .or(deps.table);
         problems.push(source.problem(offset, issue.severity, issue.message));
     }
+    let services = services
+        .into_iter()
+        .map(|(name, (spec, _))| (name, spec))
+        .collect();
+    Some(assemble(path, system, log, control, services))
+}
+
+/// The checked configuration from its parts.
+fn assemble(
+    path: &Path,
+    system: RawSystem,
+    log: LogConfig,
+    control: ControlConfig,
+    services: BTreeMap<String, ServiceSpec>,
+) -> Config {
+    let services_dir = services_dir(path, system.services_dir);
     let device = system.device.unwrap_or_else(hostname);
     let mut system_config = SystemConfig::defaults(device, services_dir);
     system_config.hostname = system.hostname;
@@ -421,16 +455,13 @@ fn load_into(path: &Path, problems: &mut Vec<Problem>) -> Option<Config> {
         system_config.shutdown_timeout = d;
     }
     system_config.rescue_shell = system.rescue_shell;
-    Some(Config {
+    Config {
         path: path.to_owned(),
         system: system_config,
         log,
         control,
-        services: services
-            .into_iter()
-            .map(|(name, (spec, _))| (name, spec))
-            .collect(),
-    })
+        services,
+    }
 }
 
 /// Reads `[system]`, `[log]` or `[control]` with `take_from`. The keys read well are

@@ -1367,3 +1367,18 @@ fn a_section_with_errors_keeps_the_keys_that_are_right() {
     assert_eq!(settings.log.output, LogOutput::Kmsg);
     assert_eq!(settings.log.level, None);
 }
+
+#[test]
+fn a_syntax_error_still_yields_the_settings_it_could_read() {
+    let tree = Tree::new();
+    tree.write(
+        "ember.toml",
+        "[system]\nrescue_shell = \"/bin/sh\"\n\n[control]\nsocket = \"/run/x.sock\"\n\n[service.a]\ncommand = [\"/bin/true\"\n",
+    );
+    let loaded = tree.load();
+    assert!(loaded.config.is_none());
+    let settings = loaded.settings.expect("settings despite the syntax error");
+    assert_eq!(settings.control.socket, PathBuf::from("/run/x.sock"));
+    assert_eq!(settings.system.rescue_shell, Some(PathBuf::from("/bin/sh")));
+    assert!(settings.services.is_empty());
+}

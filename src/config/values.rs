@@ -20,6 +20,38 @@ fn parsed<T>(
         .ok()
 }
 
+/// A log filter: a default level and `target=level` directives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLevel(pub String);
+
+impl FromToml for LogLevel {
+    fn from_toml(value: Spanned<DeValue<'_>>, issues: &mut Vec<Issue>) -> Option<Self> {
+        parsed(value, issues, parse_log_level)
+    }
+}
+
+pub fn parse_log_level(text: &str) -> Result<LogLevel, String> {
+    use std::str::FromStr;
+    use tracing_subscriber::filter::LevelFilter;
+    let advice = "write a level (off, error, warn, info, debug, trace) and target=level directives, e.g. \"info,ember::service=warn\"";
+    for directive in text.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        // tracing would read a bare word as a target at every level: a typo for a
+        // level ("loud", "inf") must not turn the log up instead of being reported.
+        let level = directive
+            .rsplit_once('=')
+            .map(|(_, l)| l)
+            .unwrap_or(directive);
+        if LevelFilter::from_str(level).is_err() {
+            return Err(format!(
+                "invalid log level \"{text}\": \"{level}\" is not a level; {advice}"
+            ));
+        }
+    }
+    tracing_subscriber::filter::Targets::from_str(text)
+        .map(|_| LogLevel(text.to_owned()))
+        .map_err(|e| format!("invalid log level \"{text}\" ({e}); {advice}"))
+}
+
 /// A duration written as "250ms", "5s", "2m", "1h 30m".
 impl FromToml for Duration {
     fn from_toml(value: Spanned<DeValue<'_>>, issues: &mut Vec<Issue>) -> Option<Self> {
@@ -95,6 +127,10 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert!(parse_log_level("info,ember::service=warn").is_ok());
+        assert!(parse_log_level("loud")
+            .unwrap_err()
+            .contains("invalid log level \"loud\""));
         assert!(parse_duration("500000000000y")
             .unwrap_err()
             .contains("too long"));

@@ -61,6 +61,25 @@ pub fn run(power: Power, force: bool, socket: &Path) -> i32 {
         Power::Reboot => nix::sys::signal::Signal::SIGTERM,
         Power::Halt => nix::sys::signal::Signal::SIGUSR1,
     };
+    // Only ember understands these signals this way; another init (tini in a container)
+    // would take SIGTERM as "stop everything".
+    match (
+        std::fs::read_link("/proc/1/exe"),
+        std::fs::read_link("/proc/self/exe"),
+    ) {
+        (Ok(init), Ok(me)) if init == me => {}
+        (Ok(init), _) => {
+            eprintln!(
+                "{verb}: PID 1 is {}, not ember, so it is not signalled",
+                init.display()
+            );
+            return 1;
+        }
+        (Err(e), _) => {
+            eprintln!("{verb}: cannot tell whether PID 1 is ember ({e}); are you root?");
+            return 1;
+        }
+    }
     match nix::sys::signal::kill(nix::unistd::Pid::from_raw(1), signal) {
         Ok(()) => 0,
         Err(e) => {

@@ -118,7 +118,7 @@ impl Runtime {
         role: Role,
         mut requests: mpsc::Receiver<Request>,
         events: broadcast::Sender<Event>,
-    ) -> Outcome {
+    ) -> (Outcome, crate::config::SystemConfig) {
         // Register for SIGCHLD before the first spawn, so no exit is missed.
         let signals = (
             signal(SignalKind::child()),
@@ -138,7 +138,7 @@ impl Runtime {
         ) = signals
         else {
             tracing::error!("cannot install signal handlers; not starting any service");
-            return Outcome::Exit(1);
+            return (Outcome::Exit(1), config.system);
         };
         // Handlers are in place: signals that arrived since main (blocked there as PID 1)
         // are delivered now.
@@ -197,7 +197,8 @@ impl Runtime {
                 _ = sleep => rt.input(Input::Tick),
             }
         }
-        rt.outcome.unwrap_or(Outcome::Exit(0))
+        // The system settings as last reloaded: the shutdown uses those.
+        (rt.outcome.unwrap_or(Outcome::Exit(0)), rt.config.system)
     }
 
     fn now(&self) -> Duration {
@@ -743,6 +744,12 @@ impl Runtime {
             return Err(errors);
         };
         tracing::info!("{why}: reloading {}", new.path.display());
+        if new.control.socket != self.config.control.socket {
+            tracing::warn!(
+                "{why}: the control socket stays at {} until ember restarts",
+                self.config.control.socket.display()
+            );
+        }
         let specs = new.services.clone();
         crate::log::init(new.log.level.as_deref(), new.log.output, self.role);
         self.config = new;

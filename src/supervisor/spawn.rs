@@ -140,8 +140,19 @@ pub fn spawn_service(spec: &ServiceSpec, notify_socket: Option<&Path>) -> Result
     command.envs(&spec.env);
     if let Some(path) = notify_socket {
         command.env("NOTIFY_SOCKET", path);
+        // What sd_watchdog_enabled() reads: how often to send WATCHDOG=1.
+        if let Some(period) = spec.watchdog {
+            command.env("WATCHDOG_USEC", period.as_micros().to_string());
+        }
     }
     if let Some(dir) = &spec.workdir {
+        // Checked here: exec would report a missing directory as a missing program.
+        if !dir.is_dir() {
+            return Err(format!(
+                "workdir {} is not a directory that exists",
+                dir.display()
+            ));
+        }
         command.current_dir(dir);
     }
     if spec.console {
