@@ -149,6 +149,7 @@ fn supervise(config: Config, role: Role) -> Option<(Outcome, bool, SystemConfig)
             requests: requests_tx,
             events: events.clone(),
         };
+        let mqtt = start_mqtt(&config, &control);
         let bound = match socket::bind(&socket_path) {
             Ok(listener) => {
                 tracing::info!("control socket at {}", socket_path.display());
@@ -177,6 +178,7 @@ fn supervise(config: Config, role: Role) -> Option<(Outcome, bool, SystemConfig)
             config.path.display()
         );
         let (outcome, system) = Runtime::run(config, role, requests_rx, events).await;
+        stop_mqtt(mqtt).await;
         (outcome, bound, system)
     }))
 }
@@ -189,6 +191,7 @@ fn fallback(path: &Path) -> Config {
         system: SystemConfig::defaults(config::hostname(), base.join("services.d")),
         log: LogConfig::default(),
         control: ControlConfig::default(),
+        mqtt: None,
         services: BTreeMap::new(),
     }
 }
@@ -214,3 +217,73 @@ fn with_rescue_shell(mut config: Config) -> Config {
     }
     config
 }
+
+#[cfg(feature = "mqtt")]
+type MqttHandle = Option<ember_ipc::mqtt::Shutdown>;
+#[cfg(not(feature = "mqtt"))]
+type MqttHandle = ();
+
+/// Starts the MQTT adapter when `[mqtt]` is configured. Its failures stay its own: it
+/// logs them and retries; supervision never waits on it.
+#[cfg(feature = "mqtt")]
+fn start_mqtt(config: &Config, control: &Control) -> MqttHandle {
+    let mqtt = config.mqtt.as_ref()?;
+    let password = match &mqtt.password_file {
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(text) => Some(text.trim_end_matches(['\n', '\r']).to_owned()),
+            Err(e) => {
+                tracing::error!(
+                    "mqtt: cannot read password_file {}: {e}; the adapter is off",
+                    path.display()
+                );
+                return None;
+            }
+        },
+        None => None,
+    };
+    let device = config.system.device.clone();
+    let settings = ember_ipc::mqtt::Settings {
+        host: mqtt.host.clone(),
+        port: mqtt.port,
+        tls: mqtt.tls,
+        client_id: mqtt
+            .client_id
+            .clone()
+            .unwrap_or_else(|| format!("ember-{device}")),
+        username: mqtt.username.clone(),
+        password,
+        ca_file: mqtt.ca_file.clone(),
+        cert_file: mqtt.cert_file.clone(),
+        key_file: mqtt.key_file.clone(),
+        prefix: mqtt.prefix.clone(),
+        device,
+        keep_alive: mqtt.keep_alive,
+        allow: mqtt.allow.clone(),
+        allow_system: mqtt.allow_system,
+        groups: mqtt.groups.clone(),
+        homeassistant: mqtt.homeassistant,
+    };
+    let (shutdown, asked) = tokio::sync::oneshot::channel();
+    tokio::spawn(ember_ipc::mqtt::run(settings, control.clone(), asked));
+    Some(shutdown)
+}
+
+#[cfg(not(feature = "mqtt"))]
+fn start_mqtt(config: &Config, _: &Control) -> MqttHandle {
+    if config.mqtt.is_some() {
+        tracing::warn!("[mqtt] is configured, but this ember was built without the mqtt feature");
+    }
+}
+
+/// Publishes `offline` and disconnects before ember exits (the will is only for crashes).
+#[cfg(feature = "mqtt")]
+async fn stop_mqtt(handle: MqttHandle) {
+    let Some(shutdown) = handle else { return };
+    let (done, finished) = tokio::sync::oneshot::channel();
+    if shutdown.send(done).is_ok() {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(3), finished).await;
+    }
+}
+
+#[cfg(not(feature = "mqtt"))]
+async fn stop_mqtt(_: MqttHandle) {}

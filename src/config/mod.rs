@@ -7,6 +7,7 @@
 //! mounted later, so the service fails at spawn time with the OS error instead. A
 //! `Warning` is only printed.
 
+pub mod mqtt;
 pub mod service;
 #[cfg(test)]
 mod tests;
@@ -32,6 +33,8 @@ pub struct Config {
     pub system: SystemConfig,
     pub log: LogConfig,
     pub control: ControlConfig,
+    /// `[mqtt]`; none: no MQTT.
+    pub mqtt: Option<mqtt::MqttConfig>,
     pub services: BTreeMap<String, ServiceSpec>,
 }
 
@@ -356,6 +359,7 @@ fn load_into(path: &Path, problems: &mut Vec<Problem>) -> Option<Config> {
     let mut services = BTreeMap::new();
     let mut spans = BTreeMap::new();
     let mut inline_services = None;
+    let mut mqtt = None;
     for (key, value) in root.into_inner() {
         let at = value.span().start;
         match (key.get_ref().as_ref(), value.into_inner()) {
@@ -366,8 +370,12 @@ fn load_into(path: &Path, problems: &mut Vec<Problem>) -> Option<Config> {
             ("control", DeValue::Table(t)) => {
                 control = section(t, ControlConfig::take_from, &source, problems)
             }
+            ("mqtt", DeValue::Table(t)) => {
+                let raw = section(t, mqtt::RawMqtt::take_from, &source, problems);
+                mqtt = Some(raw.check(key.span().start, &source, problems));
+            }
             // An array or a plain value: there are no keys to read from it.
-            (name @ ("system" | "log" | "control"), _) => problems.push(source.problem(
+            (name @ ("system" | "log" | "control" | "mqtt"), _) => problems.push(source.problem(
                 Some(at),
                 Severity::Error,
                 format!("\"{name}\" must be a table: write [{name}] and its keys below it"),
@@ -381,7 +389,9 @@ fn load_into(path: &Path, problems: &mut Vec<Problem>) -> Option<Config> {
             (other, _) => problems.push(source.problem(
                 Some(key.span().start),
                 Severity::Error,
-                format!("unknown section \"{other}\"; expected system, log, control, service"),
+                format!(
+                    "unknown section \"{other}\"; expected system, log, control, mqtt, service"
+                ),
             )),
         }
     }
@@ -433,7 +443,9 @@ fn load_into(path: &Path, problems: &mut Vec<Problem>) -> Option<Config> {
         .into_iter()
         .map(|(name, (spec, _))| (name, spec))
         .collect();
-    Some(assemble(path, system, log, control, services))
+    let mut config = assemble(path, system, log, control, services);
+    config.mqtt = mqtt;
+    Some(config)
 }
 
 /// The checked configuration from its parts.
@@ -460,6 +472,7 @@ fn assemble(
         system: system_config,
         log,
         control,
+        mqtt: None,
         services,
     }
 }

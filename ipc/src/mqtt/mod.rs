@@ -51,34 +51,6 @@ pub struct Settings {
     pub homeassistant: bool,
 }
 
-/// `mqtt://host[:port]` or `mqtts://host[:port]` into (host, port, tls).
-pub fn parse_url(url: &str) -> Result<(String, u16, bool), String> {
-    let (rest, tls, default_port) = if let Some(rest) = url.strip_prefix("mqtts://") {
-        (rest, true, 8883)
-    } else if let Some(rest) = url.strip_prefix("mqtt://") {
-        (rest, false, 1883)
-    } else {
-        return Err(format!(
-            "url \"{url}\" must start with mqtt:// or mqtts://, e.g. \"mqtt://127.0.0.1:1883\""
-        ));
-    };
-    let rest = rest.trim_end_matches('/');
-    let (host, port) = match rest.rsplit_once(':') {
-        Some((host, port)) if !host.ends_with(']') || host.starts_with('[') => {
-            let port = port
-                .parse()
-                .map_err(|_| format!("url \"{url}\": \"{port}\" is not a port number"))?;
-            (host, port)
-        }
-        _ => (rest, default_port),
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    if host.is_empty() {
-        return Err(format!("url \"{url}\" has no host"));
-    }
-    Ok((host.to_owned(), port, tls))
-}
-
 /// Largest MQTT packet in and out: states of services with long reasons fit, floods of
 /// huge commands do not.
 const MAX_PACKET: usize = 64 * 1024;
@@ -535,7 +507,6 @@ impl Adapter {
         let control = self.control.clone();
         let replies = replies.clone();
         let origin = format!("mqtt {topic}");
-        tracing::info!("{origin}: {}", request.verb.word());
         tokio::spawn(async move {
             let _permit = permit;
             let reply = control.call(command, origin).await;
@@ -630,31 +601,5 @@ impl Adapter {
             Target::HomeAssistantStatus => {}
         }
         Ok(request)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls() {
-        assert_eq!(
-            parse_url("mqtt://127.0.0.1:1883"),
-            Ok(("127.0.0.1".into(), 1883, false))
-        );
-        assert_eq!(
-            parse_url("mqtts://broker.lan"),
-            Ok(("broker.lan".into(), 8883, true))
-        );
-        assert_eq!(
-            parse_url("mqtt://[::1]:1884"),
-            Ok(("::1".into(), 1884, false))
-        );
-        assert!(parse_url("http://x").unwrap_err().contains("mqtt://"));
-        assert!(parse_url("mqtt://host:port")
-            .unwrap_err()
-            .contains("not a port"));
-        assert!(parse_url("mqtt://").is_err());
     }
 }

@@ -1,0 +1,258 @@
+//! `[mqtt]`: the broker to talk to and what may be done over it. No table, no MQTT.
+
+use super::walk::{FromToml, Issue, Table};
+use super::{Problem, Severity, Source};
+use std::path::PathBuf;
+use std::time::Duration;
+use toml::de::DeValue;
+use toml::Spanned;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MqttConfig {
+    pub host: String,
+    pub port: u16,
+    /// mqtts://: TLS with rustls.
+    pub tls: bool,
+    /// Default "ember-<device>": stable, so a reconnect takes over the old session.
+    pub client_id: Option<String>,
+    pub username: Option<String>,
+    /// Read at start; a password never sits in the main configuration.
+    pub password_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub prefix: String,
+    pub keep_alive: Duration,
+    /// Globs of services that may be controlled remotely.
+    pub allow: Vec<String>,
+    /// reload, poweroff and reboot over MQTT.
+    pub allow_system: bool,
+    pub groups: Vec<String>,
+    pub homeassistant: bool,
+}
+
+/// `mqtt://host[:port]` or `mqtts://host[:port]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MqttUrl {
+    pub host: String,
+    pub port: u16,
+    pub tls: bool,
+}
+
+impl FromToml for MqttUrl {
+    fn from_toml(value: Spanned<DeValue<'_>>, issues: &mut Vec<Issue>) -> Option<Self> {
+        let offset = value.span().start;
+        let text = String::from_toml(value, issues)?;
+        parse_url(&text)
+            .map_err(|message| issues.push(Issue { offset, message }))
+            .ok()
+    }
+}
+
+pub fn parse_url(url: &str) -> Result<MqttUrl, String> {
+    let (rest, tls, default_port) = if let Some(rest) = url.strip_prefix("mqtts://") {
+        (rest, true, 8883)
+    } else if let Some(rest) = url.strip_prefix("mqtt://") {
+        (rest, false, 1883)
+    } else {
+        return Err(format!(
+            "url \"{url}\" must start with mqtt:// or mqtts://, e.g. \"mqtt://127.0.0.1:1883\""
+        ));
+    };
+    let rest = rest.trim_end_matches('/');
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') || host.ends_with(']') => {
+            let port = port
+                .parse()
+                .map_err(|_| format!("url \"{url}\": \"{port}\" is not a port number"))?;
+            (host, port)
+        }
+        _ => (rest, default_port),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(format!(
+            "url \"{url}\" has no host; write e.g. \"mqtt://127.0.0.1:1883\""
+        ));
+    }
+    Ok(MqttUrl {
+        host: host.to_owned(),
+        port,
+        tls,
+    })
+}
+
+/// The keys as written, with where the ones checked together were written.
+pub struct RawMqtt {
+    url: Option<Spanned<MqttUrl>>,
+    client_id: Option<String>,
+    username: Option<String>,
+    password_file: Option<Spanned<PathBuf>>,
+    ca_file: Option<Spanned<PathBuf>>,
+    cert_file: Option<Spanned<PathBuf>>,
+    key_file: Option<Spanned<PathBuf>>,
+    prefix: Option<Spanned<String>>,
+    keep_alive: Option<Duration>,
+    allow: Option<Vec<String>>,
+    allow_system: Option<bool>,
+    groups: Option<Vec<Spanned<String>>>,
+    homeassistant: Option<bool>,
+}
+
+impl RawMqtt {
+    /// Takes the keys of `[mqtt]`, in the order an unknown key's message lists them.
+    pub fn take_from(t: &mut Table<'_>) -> RawMqtt {
+        RawMqtt {
+            url: t.take("url"),
+            client_id: t.take("client_id"),
+            username: t.take("username"),
+            password_file: t.take("password_file"),
+            ca_file: t.take("ca_file"),
+            cert_file: t.take("cert_file"),
+            key_file: t.take("key_file"),
+            prefix: t.take("prefix"),
+            keep_alive: t.take("keep_alive"),
+            allow: t.take("allow"),
+            allow_system: t.take("allow_system"),
+            groups: t.take("groups"),
+            homeassistant: t.take("homeassistant"),
+        }
+    }
+
+    /// Checks what only makes sense together, and files that must exist.
+    pub fn check(
+        self,
+        table_offset: usize,
+        source: &Source,
+        problems: &mut Vec<Problem>,
+    ) -> MqttConfig {
+        let mut problem = |offset: usize, severity, message: String| {
+            problems.push(source.problem(Some(offset), severity, message))
+        };
+        let url = self.url.map(Spanned::into_inner).unwrap_or(MqttUrl {
+            host: "127.0.0.1".into(),
+            port: 1883,
+            tls: false,
+        });
+        for file in [
+            &self.password_file,
+            &self.ca_file,
+            &self.cert_file,
+            &self.key_file,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if let Err(e) = std::fs::metadata(file.get_ref()) {
+                problem(
+                    file.span().start,
+                    Severity::Runtime,
+                    format!("{}: {e}", file.get_ref().display()),
+                );
+            }
+        }
+        if url.tls && self.ca_file.is_none() {
+            problem(
+                table_offset,
+                Severity::Error,
+                "mqtts:// needs ca_file: the CA certificate that signed the broker's (PEM)".into(),
+            );
+        }
+        if self.cert_file.is_some() != self.key_file.is_some() {
+            problem(
+                table_offset,
+                Severity::Error,
+                "a client certificate needs both cert_file and key_file".into(),
+            );
+        }
+        if (self.cert_file.is_some() || self.ca_file.is_some()) && !url.tls {
+            problem(
+                table_offset,
+                Severity::Warning,
+                "ca_file and cert_file only apply to mqtts:// urls".into(),
+            );
+        }
+        let prefix = match self.prefix {
+            Some(p) if p.get_ref().is_empty() || p.get_ref().contains(['+', '#', '/']) => {
+                problem(
+                    p.span().start,
+                    Severity::Error,
+                    format!(
+                        "prefix \"{}\" must be one topic level without / + #, e.g. \"ember\"",
+                        p.get_ref()
+                    ),
+                );
+                "ember".to_owned()
+            }
+            Some(p) => p.into_inner(),
+            None => "ember".to_owned(),
+        };
+        let mut groups = Vec::new();
+        for group in self.groups.unwrap_or_default() {
+            if group.get_ref().is_empty() || group.get_ref().contains(['+', '#', '/']) {
+                problem(
+                    group.span().start,
+                    Severity::Error,
+                    format!("group \"{}\" must be a name without / + #", group.get_ref()),
+                );
+            } else {
+                groups.push(group.into_inner());
+            }
+        }
+        MqttConfig {
+            host: url.host,
+            port: url.port,
+            tls: url.tls,
+            client_id: self.client_id,
+            username: self.username,
+            password_file: self.password_file.map(Spanned::into_inner),
+            ca_file: self.ca_file.map(Spanned::into_inner),
+            cert_file: self.cert_file.map(Spanned::into_inner),
+            key_file: self.key_file.map(Spanned::into_inner),
+            prefix,
+            keep_alive: self.keep_alive.unwrap_or(Duration::from_secs(30)),
+            allow: self.allow.unwrap_or_else(|| vec!["*".into()]),
+            allow_system: self.allow_system.unwrap_or(false),
+            groups,
+            homeassistant: self.homeassistant.unwrap_or(false),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert_eq!(
+            parse_url("mqtt://127.0.0.1:1883"),
+            Ok(MqttUrl {
+                host: "127.0.0.1".into(),
+                port: 1883,
+                tls: false
+            })
+        );
+        assert_eq!(
+            parse_url("mqtts://broker.lan"),
+            Ok(MqttUrl {
+                host: "broker.lan".into(),
+                port: 8883,
+                tls: true
+            })
+        );
+        assert_eq!(
+            parse_url("mqtt://[::1]:1884"),
+            Ok(MqttUrl {
+                host: "::1".into(),
+                port: 1884,
+                tls: false
+            })
+        );
+        assert!(parse_url("http://x").unwrap_err().contains("mqtt://"));
+        assert!(parse_url("mqtt://host:port")
+            .unwrap_err()
+            .contains("not a port"));
+        assert!(parse_url("mqtt://").is_err());
+    }
+}
