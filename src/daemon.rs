@@ -221,7 +221,7 @@ fn with_rescue_shell(mut config: Config) -> Config {
 #[cfg(feature = "mqtt")]
 type MqttHandle = Option<ember_ipc::mqtt::Shutdown>;
 #[cfg(not(feature = "mqtt"))]
-type MqttHandle = ();
+type MqttHandle = Option<std::convert::Infallible>;
 
 /// Starts the MQTT adapter when `[mqtt]` is configured. Its failures stay its own: it
 /// logs them and retries; supervision never waits on it.
@@ -273,6 +273,7 @@ fn start_mqtt(config: &Config, _: &Control) -> MqttHandle {
     if config.mqtt.is_some() {
         tracing::warn!("[mqtt] is configured, but this ember was built without the mqtt feature");
     }
+    None
 }
 
 /// Publishes `offline` and disconnects before ember exits (the will is only for crashes).
