@@ -2,6 +2,8 @@
 //! namespace (`unshare --pid --fork --mount-proc`) or as a plain child, with real processes.
 #![allow(dead_code)]
 
+pub mod broker;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

@@ -1,0 +1,213 @@
+//! A real mosquitto broker for the MQTT tests, on a free loopback port, and the real
+//! mosquitto_pub / mosquitto_sub as clients.
+#![allow(dead_code)]
+
+use super::{wait_for, TempDir};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+pub fn have_mosquitto() -> bool {
+    let ok = Command::new("mosquitto").arg("-h").output().is_ok()
+        && Command::new("mosquitto_pub").arg("--help").output().is_ok();
+    if !ok {
+        eprintln!("skipped: mosquitto and mosquitto-clients are not installed (tests/run.sh installs them)");
+    }
+    ok
+}
+
+pub struct Broker {
+    pub port: u16,
+    pub dir: TempDir,
+    child: Option<Child>,
+    extra: String,
+}
+
+impl Broker {
+    /// Starts mosquitto with `extra` lines added to its configuration.
+    pub fn start(tag: &str, extra: &str) -> Broker {
+        let port = free_port();
+        let mut broker = Broker {
+            port,
+            dir: TempDir::new(&format!("mosquitto-{tag}")),
+            child: None,
+            extra: extra.to_owned(),
+        };
+        broker.restart();
+        broker
+    }
+
+    /// A broker that is not running yet (for "broker starts after ember").
+    pub fn later(tag: &str, extra: &str) -> Broker {
+        Broker {
+            port: free_port(),
+            dir: TempDir::new(&format!("mosquitto-{tag}")),
+            child: None,
+            extra: extra.to_owned(),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+
+    pub fn restart(&mut self) {
+        self.kill();
+        let config = self.dir.path("mosquitto.conf");
+        let text = format!(
+            "listener {} 127.0.0.1\nallow_anonymous true\npersistence_location {}/\n{}\n",
+            self.port,
+            self.dir.0.display(),
+            self.extra
+        );
+        std::fs::write(&config, text).expect("write mosquitto.conf");
+        let log = std::fs::File::create(self.dir.path("mosquitto.log")).expect("log");
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(&config)
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start mosquitto");
+        self.child = Some(child);
+        let port = self.port;
+        assert!(
+            wait_for(Duration::from_secs(10), || std::net::TcpStream::connect((
+                "127.0.0.1",
+                port
+            ))
+            .is_ok()),
+            "mosquitto did not listen on {port}"
+        );
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// mosquitto_pub with extra arguments.
+    pub fn publish(&self, topic: &str, message: &str, extra: &[&str]) -> Output {
+        Command::new("mosquitto_pub")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-q",
+                "1",
+                "-t",
+                topic,
+                "-m",
+                message,
+            ])
+            .args(extra)
+            .output()
+            .expect("mosquitto_pub")
+    }
+
+    /// Collects `count` messages (or what arrives within `timeout`) from `topic` as
+    /// "topic payload" lines, retained ones included.
+    pub fn collect(&self, topic: &str, count: usize, timeout: Duration) -> Vec<String> {
+        let out = Command::new("mosquitto_sub")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-t",
+                topic,
+                "-v",
+            ])
+            .args([
+                "-C",
+                &count.to_string(),
+                "-W",
+                &timeout.as_secs().max(1).to_string(),
+            ])
+            .output()
+            .expect("mosquitto_sub");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// A subscriber running in the background; read what it got with [`Subscriber::lines`].
+    pub fn subscribe(&self, topic: &str) -> Subscriber {
+        let path = self.dir.path(&format!("sub-{}", rand_suffix()));
+        let out = std::fs::File::create(&path).expect("sub file");
+        let child = Command::new("mosquitto_sub")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-t",
+                topic,
+                "-v",
+            ])
+            .stdout(out)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto_sub");
+        std::thread::sleep(Duration::from_millis(200));
+        Subscriber { child, path }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub struct Subscriber {
+    child: Child,
+    path: PathBuf,
+}
+
+impl Subscriber {
+    pub fn lines(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.path)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Waits until a line contains `needle`; returns it.
+    pub fn wait_for(&self, needle: &str, timeout: Duration) -> Option<String> {
+        let mut found = None;
+        wait_for(timeout, || {
+            found = self.lines().into_iter().find(|l| l.contains(needle));
+            found.is_some()
+        });
+        found
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn rand_suffix() -> String {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+    )
+}

@@ -1,0 +1,422 @@
+//! The MQTT adapter against a real mosquitto, driven with the real mosquitto_pub and
+//! mosquitto_sub, as a person on the network would.
+
+mod common;
+
+use common::broker::{have_mosquitto, Broker};
+use common::*;
+use serde_json::Value;
+use std::time::Duration;
+
+const LONG: Duration = Duration::from_secs(15);
+
+fn mqtt_config(broker: &Broker, device: &str, extra: &str) -> String {
+    format!(
+        "[system]\ndevice = \"{device}\"\n\n[mqtt]\nurl = \"{}\"\nkeep_alive = \"5s\"\n{extra}\n",
+        broker.url()
+    )
+}
+
+const SERVICES: &str = r#"
+[service.web]
+command = ["/bin/sleep", "7900001"]
+
+[service.db]
+command = ["/bin/sleep", "7900002"]
+"#;
+
+fn state_of(lines: &[String], topic: &str) -> Option<Value> {
+    lines
+        .iter()
+        .rev()
+        .find_map(|l| l.strip_prefix(&format!("{topic} ")))
+        .and_then(|json| serde_json::from_str(json).ok())
+}
+
+#[test]
+fn states_are_retained_and_a_published_restart_restarts() {
+    if !can_unshare() || !have_mosquitto() {
+        return;
+    }
+    let broker = Broker::start("basic", "");
+    let ember = Ember::start(
+        "mqtt-basic",
+        &format!("{}{SERVICES}", mqtt_config(&broker, "b1", "")),
+    );
+    ember.wait_state("web", "active", None, LONG);
+    // A subscriber that comes later still gets everything: it is retained.
+    let mut lines = Vec::new();
+    assert!(
+        wait_for(LONG, || {
+            lines = broker.collect("ember/b1/#", 3, Duration::from_secs(2));
+            lines.len() == 3
+        }),
+        "retained: {lines:?}"
+    );
+    assert!(
+        lines.contains(&"ember/b1/status online".to_owned()),
+        "{lines:?}"
+    );
+    let web = state_of(&lines, "ember/b1/service/web/state").expect("web's state");
+    for key in [
+        "name",
+        "state",
+        "sub_state",
+        "want",
+        "pid",
+        "restarts",
+        "exit_code",
+        "since",
+        "seq",
+    ] {
+        assert!(web.get(key).is_some(), "state lacks {key}: {web}");
+    }
+    assert_eq!(web["state"], "active");
+    let before = ember.status("web")["pid"].clone();
+
+    let replies = broker.subscribe("ember/b1/reply");
+    let states = broker.subscribe("ember/b1/service/web/state");
+    let out = broker.publish(
+        "ember/b1/service/web/cmd",
+        r#"{"cmd":"restart","id":"r1"}"#,
+        &[],
+    );
+    assert!(out.status.success());
+    let reply = replies.wait_for("\"r1\"", LONG).expect("a reply");
+    assert!(reply.contains(r#"{"id":"r1","ok":true}"#), "{reply}");
+    assert!(wait_for(LONG, || ember.status("web")["pid"] != before
+        && ember.status("web")["state"] == "active"));
+    // The state topic followed, with increasing seq.
+    let new_pid = ember.status("web")["pid"].clone();
+    assert!(wait_for(LONG, || states
+        .lines()
+        .iter()
+        .any(|l| l.contains(&format!("\"pid\":{new_pid}")))));
+    let seqs: Vec<u64> = states
+        .lines()
+        .iter()
+        .filter_map(|l| {
+            l.split_once(' ')
+                .and_then(|(_, j)| serde_json::from_str::<Value>(j).ok())
+        })
+        .filter_map(|v| v["seq"].as_u64())
+        .collect();
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "seq increases: {seqs:?}"
+    );
+    // Plain text, any case, trimmed.
+    broker.publish("ember/b1/service/db/cmd", "  STOP \n", &[]);
+    ember.wait_state("db", "inactive", None, LONG);
+}
+
+#[test]
+fn refused_commands_get_a_reply_with_their_code() {
+    if !can_unshare() || !have_mosquitto() {
+        return;
+    }
+    let broker = Broker::start("refusals", "");
+    let ember = Ember::start(
+        "mqtt-refusals",
+        &format!(
+            "{}{SERVICES}",
+            mqtt_config(&broker, "b2", "allow = [\"w*\"]")
+        ),
+    );
+    ember.wait_state("db", "active", None, LONG);
+    let replies = broker.subscribe("ember/b2/reply");
+    assert!(wait_for(LONG, || !broker
+        .collect("ember/b2/status", 1, Duration::from_secs(1))
+        .is_empty()));
+    let cases = [
+        (
+            "ember/b2/service/db/cmd",
+            r#"{"cmd":"stop","id":"c1"}"#,
+            "c1",
+            "not-allowed",
+        ),
+        (
+            "ember/b2/service/wx/cmd",
+            r#"{"cmd":"stop","id":"c2"}"#,
+            "c2",
+            "unknown-service",
+        ),
+        (
+            "ember/b2/service/web/cmd",
+            r#"{"cmd":"explode","id":"c3"}"#,
+            "c3",
+            "bad-payload",
+        ),
+        (
+            "ember/b2/cmd",
+            r#"{"cmd":"reboot","id":"c4"}"#,
+            "c4",
+            "not-allowed",
+        ),
+        (
+            "ember/b2/cmd",
+            r#"{"cmd":"start","id":"c5"}"#,
+            "c5",
+            "bad-payload",
+        ),
+        (
+            "ember/b2/service/web/cmd",
+            r#"{"cmd":"list","id":"c6"}"#,
+            "c6",
+            "bad-payload",
+        ),
+    ];
+    for (topic, payload, id, code) in cases {
+        broker.publish(topic, payload, &[]);
+        let reply = replies
+            .wait_for(&format!("\"{id}\""), LONG)
+            .unwrap_or_else(|| panic!("no reply to {id}"));
+        assert!(
+            reply.contains(&format!("\"code\":\"{code}\"")),
+            "{id}: {reply}"
+        );
+        assert!(reply.contains("\"message\":\""), "{reply}");
+    }
+    broker.publish("ember/b2/service/web/cmd", "not json and not a verb", &[]);
+    assert!(replies
+        .wait_for("bad-payload\",\"message\":\"unknown command", LONG)
+        .is_some());
+    // None of it reached the engine.
+    assert_eq!(ember.status("db")["state"], "active");
+    assert!(
+        !ember.log().contains("shutdown:"),
+        "a refused reboot must not start a shutdown"
+    );
+    // list answers with the allowed services only.
+    broker.publish("ember/b2/cmd", r#"{"cmd":"list","id":"l1"}"#, &[]);
+    let listed = replies.wait_for("\"l1\"", LONG).expect("list reply");
+    assert!(
+        listed.contains("\"name\":\"web\"") && !listed.contains("\"name\":\"db\""),
+        "{listed}"
+    );
+}
+
+#[test]
+fn retained_commands_are_ignored() {
+    if !can_unshare() || !have_mosquitto() {
+        return;
+    }
+    let broker = Broker::start("retained", "");
+    // A retained stop sits on the broker before ember connects.
+    assert!(broker
+        .publish("ember/b3/service/web/cmd", "stop", &["-r"])
+        .status
+        .success());
+    let ember = Ember::start(
+        "mqtt-retained",
+        &format!("{}{SERVICES}", mqtt_config(&broker, "b3", "")),
+    );
+    assert!(
+        wait_for(LONG, || ember.log().contains("ignoring a retained message")),
+        "log:\n{}",
+        ember.log()
+    );
+    assert_eq!(
+        ember.status("web")["state"],
+        "active",
+        "the retained stop did nothing"
+    );
+    broker.publish("ember/b3/service/web/cmd", "", &["-r", "-n"]);
+}
+
+#[test]
+fn a_broker_started_after_ember_and_restarted_five_times_gets_every_state() {
+    if !can_unshare() || !have_mosquitto() {
+        return;
+    }
+    let mut broker = Broker::later("late", "persistence false");
+    let ember = Ember::start(
+        "mqtt-late",
+        &format!("{}{SERVICES}", mqtt_config(&broker, "b4", "")),
+    );
+    ember.wait_state("web", "active", None, LONG);
+    // ember is up, the broker is not (ember often starts the broker itself).
+    std::thread::sleep(Duration::from_millis(500));
+    broker.restart();
+    for round in 0..6 {
+        let mut lines = Vec::new();
+        let ok = wait_for(LONG, || {
+            lines = broker.collect("ember/b4/#", 3, Duration::from_secs(1));
+            lines.len() == 3
+        });
+        assert!(ok, "round {round}: {lines:?}\nlog:\n{}", ember.log());
+        assert_eq!(
+            state_of(&lines, "ember/b4/service/db/state").map(|v| v["state"].clone()),
+            Some("active".into())
+        );
+        // A change while the broker is down is published once it is back.
+        if round == 3 {
+            broker.kill();
+            assert!(ember.ctl(&["stop", "db", "--wait"]).status.success());
+            broker.restart();
+            let mut lines = Vec::new();
+            assert!(
+                wait_for(LONG, || {
+                    lines = broker.collect("ember/b4/service/db/state", 1, Duration::from_secs(1));
+                    lines.iter().any(|l| l.contains("\"state\":\"inactive\""))
+                }),
+                "{lines:?}"
+            );
+            assert!(ember.ctl(&["start", "db", "--wait"]).status.success());
+        }
+        if round < 5 {
+            broker.restart(); // without persistence: every retained state is forgotten
+        }
+    }
+}
+
+#[test]
+fn one_group_command_drives_several_boards() {
+    if !have_mosquitto() {
+        return;
+    }
+    let broker = Broker::start("group", "");
+    let boards: Vec<Ember> = ["g1", "g2", "g3"]
+        .iter()
+        .map(|device| {
+            Ember::start_plain(
+                &format!("mqtt-{device}"),
+                &format!(
+                    "{}\n[service.web]\ncommand = [\"/bin/sleep\", \"79100{}\"]\n",
+                    mqtt_config(&broker, device, "groups = [\"lab\"]"),
+                    &device[1..]
+                ),
+            )
+        })
+        .collect();
+    let pids: Vec<Value> = boards
+        .iter()
+        .map(|b| b.wait_state("web", "active", None, LONG)["pid"].clone())
+        .collect();
+    for device in ["g1", "g2", "g3"] {
+        assert!(wait_for(LONG, || !broker
+            .collect(&format!("ember/{device}/status"), 1, Duration::from_secs(1))
+            .is_empty()));
+    }
+    broker.publish("ember/group/lab/service/web/cmd", "restart", &[]);
+    for (board, before) in boards.iter().zip(pids) {
+        assert!(
+            wait_for(LONG, || board.status("web")["pid"] != before),
+            "log:\n{}",
+            board.log()
+        );
+    }
+}
+
+#[test]
+fn home_assistant_discovery_is_what_home_assistant_reads() {
+    if !can_unshare() || !have_mosquitto() {
+        return;
+    }
+    let broker = Broker::start("ha", "");
+    let ember = Ember::start(
+        "mqtt-ha",
+        &format!(
+            "{}{SERVICES}",
+            mqtt_config(&broker, "b5", "homeassistant = true")
+        ),
+    );
+    ember.wait_state("web", "active", None, LONG);
+    let mut lines = Vec::new();
+    assert!(
+        wait_for(LONG, || {
+            lines = broker.collect("homeassistant/#", 4, Duration::from_secs(2));
+            lines.len() == 4
+        }),
+        "{lines:?}"
+    );
+    let switch =
+        state_of(&lines, "homeassistant/switch/ember_b5/web/config").expect("the web switch");
+    assert_eq!(switch["command_topic"], "ember/b5/service/web/cmd");
+    assert_eq!(switch["state_topic"], "ember/b5/service/web/state");
+    assert_eq!(switch["payload_on"], "start");
+    assert_eq!(switch["payload_off"], "stop");
+    assert!(switch["unique_id"].as_str().is_some_and(|u| !u.is_empty()));
+    assert_eq!(switch["availability"][0]["topic"], "ember/b5/status");
+    let button = state_of(&lines, "homeassistant/button/ember_b5/web_restart/config")
+        .expect("the web button");
+    assert_eq!(button["payload_press"], "restart");
+    // Pressing the switch as Home Assistant would.
+    broker.publish("ember/b5/service/web/cmd", "stop", &[]);
+    ember.wait_state("web", "inactive", None, LONG);
+    // Home Assistant restarted: discovery is published again.
+    let discovery = broker.subscribe("homeassistant/switch/#");
+    broker.publish("homeassistant/status", "online", &[]);
+    assert!(
+        wait_for(LONG, || discovery.lines().len() >= 4),
+        "{:?}",
+        discovery.lines()
+    );
+}
+
+#[test]
+fn a_flood_of_commands_leaves_ember_supervising_with_bounded_memory() {
+    if !can_unshare() || !have_mosquitto() {
+        return;
+    }
+    let broker = Broker::start("flood", "max_queued_messages 100000");
+    let ember = Ember::start(
+        "mqtt-flood",
+        &format!("{}{SERVICES}", mqtt_config(&broker, "b6", "")),
+    );
+    let db_pid = ember.wait_state("db", "active", None, LONG)["pid"].clone();
+    assert!(wait_for(LONG, || !broker
+        .collect("ember/b6/status", 1, Duration::from_secs(1))
+        .is_empty()));
+    let rss = |pid: i32| -> u64 {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            })
+            .unwrap_or(0)
+    };
+    let before = rss(ember.host_pid());
+    // 10,000 messages: garbage, unknown services, and restarts of web, in one go.
+    let mut lines = String::new();
+    for i in 0..10_000 {
+        lines.push_str(match i % 4 {
+            0 => "{broken json\n",
+            1 => "{\"cmd\":\"restart\",\"id\":1}\n",
+            2 => "fly\n",
+            _ => "\u{1}\u{2}\n",
+        });
+    }
+    let file = ember.dir.path("flood.txt");
+    std::fs::write(&file, lines).unwrap();
+    let out = std::process::Command::new("mosquitto_pub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &broker.port.to_string(),
+            "-q",
+            "0",
+            "-t",
+            "ember/b6/service/web/cmd",
+            "-l",
+        ])
+        .stdin(std::fs::File::open(&file).unwrap())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        ember.status("db")["pid"],
+        db_pid,
+        "supervision went on untouched"
+    );
+    assert!(ember.ctl(&["restart", "web", "--wait"]).status.success());
+    let after = rss(ember.host_pid());
+    assert!(
+        after < before + 8 * 1024,
+        "RSS grew from {before} kB to {after} kB"
+    );
+}
