@@ -420,3 +420,175 @@ fn a_flood_of_commands_leaves_ember_supervising_with_bounded_memory() {
         "RSS grew from {before} kB to {after} kB"
     );
 }
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, made by openssl.
+fn make_certificates(dir: &std::path::Path) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    std::fs::write(dir.join("san.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=ember test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    for (name, subject) in [("server", "/CN=127.0.0.1"), ("client", "/CN=board1")] {
+        run(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            subject,
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+        ]);
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "san.cnf",
+            "-out",
+            &format!("{name}.pem"),
+        ]);
+    }
+    // mosquitto drops root for its own user before it reads them: test keys, readable.
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let mode = std::os::unix::fs::PermissionsExt::from_mode(0o644);
+        let _ = std::fs::set_permissions(entry.path(), mode);
+    }
+}
+
+#[test]
+fn tls_with_a_ca_and_a_client_certificate() {
+    if !can_unshare() || !have_mosquitto() {
+        return;
+    }
+    let certs = TempDir::new("mqtt-certs");
+    make_certificates(&certs.0);
+    let c = |f: &str| certs.path(f).display().to_string();
+    let mut broker = Broker::start(
+        "tls",
+        &format!(
+            "cafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true",
+            c("ca.pem"),
+            c("server.pem"),
+            c("server.key")
+        ),
+    );
+    broker.client_args = [
+        "--cafile",
+        &c("ca.pem"),
+        "--cert",
+        &c("client.pem"),
+        "--key",
+        &c("client.key"),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let config = format!(
+        "[system]\ndevice = \"tls1\"\n\n[mqtt]\nurl = \"mqtts://127.0.0.1:{}\"\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n{SERVICES}",
+        broker.port,
+        c("ca.pem"),
+        c("client.pem"),
+        c("client.key")
+    );
+    let ember = Ember::start("mqtt-tls", &config);
+    ember.wait_state("web", "active", None, LONG);
+    let mut lines = Vec::new();
+    assert!(
+        wait_for(LONG, || {
+            lines = broker.collect("ember/tls1/#", 3, Duration::from_secs(2));
+            lines.len() == 3
+        }),
+        "{lines:?}\nlog:\n{}",
+        ember.log()
+    );
+    broker.publish("ember/tls1/service/db/cmd", "stop", &[]);
+    ember.wait_state("db", "inactive", None, LONG);
+}
+
+#[test]
+fn username_and_password_from_a_file() {
+    if !can_unshare() || !have_mosquitto() {
+        return;
+    }
+    let secrets = TempDir::new("mqtt-passwd");
+    let passwd = secrets.path("passwd");
+    let out = std::process::Command::new("mosquitto_passwd")
+        .args(["-c", "-b"])
+        .arg(&passwd)
+        .args(["board1", "s3cret"])
+        .output()
+        .expect("mosquitto_passwd");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(secrets.path("good"), "s3cret\n").unwrap();
+    std::fs::write(secrets.path("bad"), "guess\n").unwrap();
+    let mut broker = Broker::start(
+        "auth",
+        &format!("password_file {}\nallow_anonymous false", passwd.display()),
+    );
+    broker.client_args = ["-u", "board1", "-P", "s3cret"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let with = |file: &str, device: &str| {
+        format!(
+            "[system]\ndevice = \"{device}\"\n\n[mqtt]\nurl = \"{}\"\nusername = \"board1\"\npassword_file = \"{}\"\n{SERVICES}",
+            broker.url(),
+            secrets.path(file).display()
+        )
+    };
+    let good = Ember::start("mqtt-auth-good", &with("good", "auth1"));
+    let bad = Ember::start("mqtt-auth-bad", &with("bad", "auth2"));
+    good.wait_state("web", "active", None, LONG);
+    assert!(wait_for(LONG, || broker.collect(
+        "ember/auth1/status",
+        1,
+        Duration::from_secs(1)
+    ) == ["ember/auth1/status online"]));
+    // The wrong password is refused by the broker; ember keeps supervising and retrying.
+    assert!(broker
+        .collect("ember/auth2/#", 1, Duration::from_secs(2))
+        .is_empty());
+    assert_eq!(bad.status("web")["state"], "active");
+    assert!(
+        !bad.log().contains("s3cret") && !bad.log().contains("guess"),
+        "passwords stay out of the log"
+    );
+}

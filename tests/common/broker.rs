@@ -21,6 +21,8 @@ pub struct Broker {
     pub dir: TempDir,
     child: Option<Child>,
     extra: String,
+    /// Extra arguments for mosquitto_pub/sub: TLS files, credentials.
+    pub client_args: Vec<String>,
 }
 
 impl Broker {
@@ -32,6 +34,7 @@ impl Broker {
             dir: TempDir::new(&format!("mosquitto-{tag}")),
             child: None,
             extra: extra.to_owned(),
+            client_args: Vec::new(),
         };
         broker.restart();
         broker
@@ -44,6 +47,7 @@ impl Broker {
             dir: TempDir::new(&format!("mosquitto-{tag}")),
             child: None,
             extra: extra.to_owned(),
+            client_args: Vec::new(),
         }
     }
 
@@ -103,6 +107,7 @@ impl Broker {
                 "-m",
                 message,
             ])
+            .args(&self.client_args)
             .args(extra)
             .output()
             .expect("mosquitto_pub")
@@ -127,6 +132,7 @@ impl Broker {
                 "-W",
                 &timeout.as_secs().max(1).to_string(),
             ])
+            .args(&self.client_args)
             .output()
             .expect("mosquitto_sub");
         String::from_utf8_lossy(&out.stdout)
@@ -149,6 +155,7 @@ impl Broker {
                 topic,
                 "-v",
             ])
+            .args(&self.client_args)
             .stdout(out)
             .stderr(Stdio::null())
             .spawn()

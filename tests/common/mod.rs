@@ -39,7 +39,10 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        // EMBER_KEEP_TMP=1 keeps them, to read the logs of a failed test.
+        if std::env::var_os("EMBER_KEEP_TMP").is_none() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
     }
 }
 
