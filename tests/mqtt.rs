@@ -177,6 +177,9 @@ fn refused_commands_get_a_reply_with_their_code() {
         );
         assert!(reply.contains("\"message\":\""), "{reply}");
     }
+    // Far over the command limit: answered, and the connection stays up.
+    broker.publish("ember/b2/service/web/cmd", &"x".repeat(100_000), &[]);
+    assert!(replies.wait_for("is at most 16384 bytes", LONG).is_some());
     broker.publish("ember/b2/service/web/cmd", "not json and not a verb", &[]);
     assert!(replies
         .wait_for("bad-payload\",\"message\":\"unknown command", LONG)
@@ -226,13 +229,22 @@ fn retained_commands_are_ignored() {
 
 #[test]
 fn a_broker_started_after_ember_and_restarted_five_times_gets_every_state() {
+    broker_comes_and_goes("persistence false", "b4");
+}
+
+#[test]
+fn the_same_with_a_persistent_broker() {
+    broker_comes_and_goes("persistence true", "b4p");
+}
+
+fn broker_comes_and_goes(persistence: &str, device: &str) {
     if !can_unshare() || !have_mosquitto() {
         return;
     }
-    let mut broker = Broker::later("late", "persistence false");
+    let mut broker = Broker::later(&format!("late-{device}"), persistence);
     let ember = Ember::start(
-        "mqtt-late",
-        &format!("{}{SERVICES}", mqtt_config(&broker, "b4", "")),
+        &format!("mqtt-late-{device}"),
+        &format!("{}{SERVICES}", mqtt_config(&broker, device, "")),
     );
     ember.wait_state("web", "active", None, LONG);
     // ember is up, the broker is not (ember often starts the broker itself).
@@ -241,12 +253,13 @@ fn a_broker_started_after_ember_and_restarted_five_times_gets_every_state() {
     for round in 0..6 {
         let mut lines = Vec::new();
         let ok = wait_for(LONG, || {
-            lines = broker.collect("ember/b4/#", 3, Duration::from_secs(1));
+            lines = broker.collect(&format!("ember/{device}/#"), 3, Duration::from_secs(1));
             lines.len() == 3
         });
         assert!(ok, "round {round}: {lines:?}\nlog:\n{}", ember.log());
         assert_eq!(
-            state_of(&lines, "ember/b4/service/db/state").map(|v| v["state"].clone()),
+            state_of(&lines, &format!("ember/{device}/service/db/state"))
+                .map(|v| v["state"].clone()),
             Some("active".into())
         );
         // A change while the broker is down is published once it is back.
@@ -257,7 +270,11 @@ fn a_broker_started_after_ember_and_restarted_five_times_gets_every_state() {
             let mut lines = Vec::new();
             assert!(
                 wait_for(LONG, || {
-                    lines = broker.collect("ember/b4/service/db/state", 1, Duration::from_secs(1));
+                    lines = broker.collect(
+                        &format!("ember/{device}/service/db/state"),
+                        1,
+                        Duration::from_secs(1),
+                    );
                     lines.iter().any(|l| l.contains("\"state\":\"inactive\""))
                 }),
                 "{lines:?}"

@@ -54,6 +54,12 @@ pub struct Settings {
 /// Largest MQTT packet in and out: states of services with long reasons fit, floods of
 /// huge commands do not.
 const MAX_PACKET: usize = 64 * 1024;
+/// Largest packet accepted from the broker. Far above any command, so that an oversized
+/// one is answered (see [`MAX_COMMAND`]) instead of breaking the connection: rumqttc
+/// drops the connection on a packet over its limit, and a reconnect loop would follow.
+const MAX_INCOMING: usize = 1024 * 1024;
+/// Longest command payload; longer ones get a bad-payload reply.
+const MAX_COMMAND: usize = 16 * 1024;
 /// Commands being executed at once; more get a `busy` reply.
 const MAX_INFLIGHT: usize = 32;
 /// Replies waiting for the broker; more are dropped (and logged).
@@ -126,7 +132,7 @@ fn install_crypto() -> Result<(), String> {
 fn options(settings: &Settings) -> Result<MqttOptions, String> {
     let mut options = MqttOptions::new(&settings.client_id, &settings.host, settings.port);
     options.set_keep_alive(settings.keep_alive.max(Duration::from_secs(5)));
-    options.set_max_packet_size(MAX_PACKET, MAX_PACKET);
+    options.set_max_packet_size(MAX_INCOMING, MAX_PACKET);
     options.set_clean_session(true);
     let topics = Topics::new(&settings.prefix, &settings.device, &settings.groups);
     options.set_last_will(LastWill::new(
@@ -450,7 +456,19 @@ impl Adapter {
             );
             return;
         }
-        let request = payload::decode(body).and_then(|r| self.check(&target, r));
+        let request = if body.len() > MAX_COMMAND {
+            Err(Refusal {
+                code: BAD_PAYLOAD,
+                message: format!(
+                    "a command is at most {MAX_COMMAND} bytes; this one has {}",
+                    body.len()
+                ),
+                id: None,
+                reply_to: None,
+            })
+        } else {
+            payload::decode(body).and_then(|r| self.check(&target, r))
+        };
         let request = match request {
             Ok(r) => r,
             Err(refusal) => {
