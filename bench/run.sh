@@ -50,7 +50,7 @@ only=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --build) build=1 ;;
-        --only) only="$2"; shift ;;
+        --only) only="${2:?--only needs a list, e.g. ember,runit}"; shift ;;
         --only=*) only="${1#--only=}" ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "run.sh: unknown argument: $1" >&2; exit 2 ;;

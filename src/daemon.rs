@@ -31,7 +31,8 @@ pub fn run(config_path: &Path) -> i32 {
         }
     }
     let role = pid1::detect_role();
-    let loaded = config::load(config_path);
+    let kernel_hostname = config::hostname();
+    let mut loaded = config::load(config_path);
     let settings = loaded
         .config
         .clone()
@@ -39,11 +40,17 @@ pub fn run(config_path: &Path) -> i32 {
         .unwrap_or_else(|| fallback(config_path));
     notes.extend(early::boot(role, settings.system.hostname.as_deref()));
     // The device name defaults to the hostname, which early boot may just have set.
-    let loaded = if role == Role::Machine {
-        config::load(config_path)
-    } else {
-        loaded
-    };
+    let hostname = config::hostname();
+    if hostname != kernel_hostname {
+        for config in [&mut loaded.config, &mut loaded.settings]
+            .into_iter()
+            .flatten()
+        {
+            if config.system.device == kernel_hostname {
+                config.system.device = hostname.clone();
+            }
+        }
+    }
     crate::log::init(settings.log.level.as_deref(), settings.log.output, role);
     crate::log::install_panic_hook();
     match role {

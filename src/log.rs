@@ -242,7 +242,11 @@ impl<S: tracing::Subscriber> Layer<S> for Lines {
         };
         let _ = match &self.to {
             // The kernel refuses records over about 1 KiB: cut long ones instead of losing them.
-            Target::Kmsg(file) => (&*file).write(truncate(&line, KMSG_MAX).as_bytes()),
+            // The newline ends the record: without it the kernel holds the last one back
+            // from dmesg until the next arrives.
+            Target::Kmsg(file) => {
+                (&*file).write(format!("{}\n", truncate(&line, KMSG_MAX)).as_bytes())
+            }
             Target::Console { .. } => std::io::stderr().lock().write(line.as_bytes()),
         };
     }
@@ -314,4 +318,32 @@ pub fn install_panic_hook() {
         let name = thread.name().unwrap_or("unnamed");
         tracing::error!("panic in thread {name}: {info} (contained; ember carries on)");
     }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    /// Each /dev/kmsg record is one write, with its priority, ending in a newline (the
+    /// kernel holds back a record without one), and cut to what the kernel accepts.
+    #[test]
+    fn kmsg_records() {
+        let path = std::env::temp_dir().join(format!("ember-kmsg-test-{}", std::process::id()));
+        let file = std::fs::File::create(&path).unwrap();
+        let subscriber = tracing_subscriber::registry().with(Lines {
+            to: Target::Kmsg(file),
+        });
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::warn!("disk almost full");
+            tracing::info!(target: "ember::service", service = "web", stream = "stderr", "web: {}", "é".repeat(800));
+        });
+        let written = std::fs::read_to_string(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        let records: Vec<&str> = written.split_inclusive('\n').collect();
+        assert_eq!(records.len(), 2, "{written:?}");
+        assert_eq!(records[0], "<4>ember: disk almost full\n");
+        assert!(records[1].starts_with("<6>ember: web: é"), "{}", records[1]);
+        assert!(records[1].ends_with('\n') && records[1].len() <= KMSG_MAX + 1);
+    }
 }
