@@ -1,19 +1,48 @@
 //! The `ember` binary: supervisor (or init), `ember check` and `ember ctl`.
+//!
+//! The entry point is our own C `main`, not std's: std's start-up aborts the process when
+//! stdin, stdout or stderr is closed and /dev/null cannot be opened, which is exactly the
+//! state in which a kernel may start init (no /dev/console in the initramfs). As PID 1
+//! that abort would be a kernel panic. So we take argc/argv ourselves, put something on
+//! fds 0-2 ([`ember::pid1::console::standard_fds`]), ignore SIGPIPE as std would have, and
+//! only then run.
+#![no_main]
 
 use ember::cli::{self, Mode};
+use std::ffi::{c_char, c_int, CStr, OsString};
+use std::os::unix::ffi::OsStringExt;
 
-fn main() {
+#[no_mangle]
+extern "C" fn main(argc: c_int, argv: *const *const c_char) -> c_int {
     ember::pid1::mark_start();
-    if std::process::id() == 1 {
+    let pid1 = std::process::id() == 1;
+    if pid1 {
         ember::pid1::block_signals();
     }
-    let mut argv = std::env::args_os();
-    let argv0 = argv
-        .next()
-        .map(|a| a.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let args: Vec<std::ffi::OsString> = argv.collect();
-    let code = match cli::parse(&argv0, args) {
+    ember::pid1::console::standard_fds(pid1);
+    // Writing to a closed socket or pipe must be an error, not death (std does this too).
+    // SAFETY: setting a disposition to SIG_IGN installs no handler code.
+    unsafe {
+        nix::libc::signal(nix::libc::SIGPIPE, nix::libc::SIG_IGN);
+    }
+    let args: Vec<OsString> = (0..argc.max(0) as usize)
+        .filter_map(|i| {
+            // SAFETY: the C runtime passes argc valid, NUL-terminated strings in argv.
+            let arg = unsafe { *argv.add(i) };
+            (!arg.is_null())
+                .then(|| OsString::from_vec(unsafe { CStr::from_ptr(arg) }.to_bytes().to_vec()))
+        })
+        .collect();
+    run(args)
+}
+
+fn run(mut argv: Vec<OsString>) -> c_int {
+    let argv0 = if argv.is_empty() {
+        String::new()
+    } else {
+        argv.remove(0).to_string_lossy().into_owned()
+    };
+    let code = match cli::parse(&argv0, argv) {
         Ok(Mode::Help(text)) => {
             print!("{text}");
             0

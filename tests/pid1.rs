@@ -527,3 +527,56 @@ fn a_sigterm_sent_during_start_up_is_not_lost() {
         &log[log.len().saturating_sub(2000)..]
     );
 }
+
+/// A kernel may start init with fds 0-2 closed (no /dev/console in the initramfs), and
+/// with no /dev/null either. std's own start-up aborts then; ember must come up anyway.
+#[test]
+fn pid1_starts_with_closed_standard_fds_and_no_dev() {
+    if !can_unshare() {
+        return;
+    }
+    let dir = TempDir::new("pid1-no-fds");
+    let socket = dir.path("control.sock");
+    std::fs::write(
+        dir.path("ember.toml"),
+        format!("[control]\nsocket = \"{}\"\n\n[service.steady]\ncommand = [\"/bin/sleep\", \"7890001\"]\n", socket.display()),
+    )
+    .unwrap();
+    // An empty /dev in the namespace, and ember exec'd as its PID 1 with 0-2 closed.
+    let script = format!(
+        "mount -t tmpfs none /dev && exec {EMBER} --config {} 0<&- 1>&- 2>&-",
+        dir.path("ember.toml").display()
+    );
+    let mut child = std::process::Command::new("unshare")
+        .args([
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            "--uts",
+            "--kill-child",
+            "/bin/sh",
+            "-c",
+            &script,
+        ])
+        .spawn()
+        .unwrap();
+    let up = wait_for(LONG, || socket.exists());
+    let early_exit = child.try_wait().ok().flatten();
+    let status = std::process::Command::new(EMBER)
+        .args(["ctl", "--socket"])
+        .arg(&socket)
+        .args(["status", "--json", "steady"])
+        .output()
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        up && early_exit.is_none(),
+        "ember did not come up (it ended with {early_exit:?})"
+    );
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains("\"state\": \"active\""),
+        "{}",
+        String::from_utf8_lossy(&status.stdout)
+    );
+}

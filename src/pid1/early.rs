@@ -82,8 +82,9 @@ fn console_on_standard_fds() -> Vec<String> {
     let mut notes = Vec::new();
     let missing: Vec<i32> = (0..3)
         .filter(|fd| {
+            // What main put there when the kernel gave nothing: /dev/null, or "/".
             std::fs::read_link(format!("/proc/self/fd/{fd}"))
-                .map(|p| p.as_os_str() == "/dev/null")
+                .map(|p| p.as_os_str() == "/dev/null" || p.as_os_str() == "/")
                 .unwrap_or(true)
         })
         .collect();

@@ -8,6 +8,7 @@
 //! - [`emergency`]: when the main loop cannot go on: keep reaping, keep the socket.
 //! - [`system`]: the client side of `ember poweroff|reboot|halt` and the multi-call names.
 
+pub mod console;
 pub mod early;
 pub mod emergency;
 pub mod mounts;

@@ -99,6 +99,16 @@ fn dev_null() -> Result<Stdio, String> {
         .map_err(|e| format!("cannot open /dev/null: {e}; is /dev mounted?"))
 }
 
+/// stdin: /dev/null, or where there is none (an init started before /dev exists) an
+/// empty pipe, which reads as end-of-file just the same.
+fn empty_stdin() -> Result<Stdio, String> {
+    dev_null().or_else(|e| {
+        let (read, write) = nix::unistd::pipe().map_err(|_| e)?;
+        drop(write);
+        Ok(Stdio::from(read))
+    })
+}
+
 fn stdio_for(output: &Output) -> Result<Stdio, String> {
     Ok(match output {
         Output::Log => Stdio::piped(),
@@ -162,7 +172,7 @@ pub fn spawn_service(spec: &ServiceSpec, notify_socket: Option<&Path>) -> Result
             .stderr(Stdio::inherit());
     } else {
         command
-            .stdin(dev_null()?)
+            .stdin(empty_stdin()?)
             .stdout(stdio_for(&spec.stdout)?)
             .stderr(stdio_for(&spec.stderr)?);
     }
@@ -178,7 +188,7 @@ pub fn spawn_helper(argv: &[String]) -> Result<Pid, String> {
     let mut command = Command::new(program);
     command
         .args(args)
-        .stdin(dev_null()?)
+        .stdin(empty_stdin()?)
         .stdout(dev_null()?)
         .stderr(dev_null()?);
     launch(command, None, false).map(|s| s.pid)
