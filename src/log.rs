@@ -316,7 +316,7 @@ pub fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
         let thread = std::thread::current();
         let name = thread.name().unwrap_or("unnamed");
-        tracing::error!("panic in thread {name}: {info} (contained; ember carries on)");
+        tracing::error!("panic in thread {name}: {info}");
     }));
 }
 

@@ -354,6 +354,19 @@ pub fn build(
     }
     spec.user = raw.user.map(Spanned::into_inner);
     spec.group = raw.group.map(Spanned::into_inner);
+    if let Some(dir) = &raw.workdir {
+        if !dir.is_dir() {
+            // Like a missing command: it may be on a filesystem mounted later.
+            problems.push(source.problem(
+                Some(table_offset),
+                Severity::Runtime,
+                format!(
+                    "service \"{name}\": workdir {} is not a directory that exists",
+                    dir.display()
+                ),
+            ));
+        }
+    }
     spec.workdir = raw.workdir;
     let mut deps = DependencySpans {
         table: Some(table_offset),

@@ -86,7 +86,7 @@ type = "notify"
 user = "root"
 group = "root"
 env = { MODE = "prod", PATH = "/usr/bin:/bin" }
-workdir = "/var/lib/app"
+workdir = "/tmp"
 requires = ["db"]
 wants = ["net"]
 after = ["clock"]
@@ -152,7 +152,7 @@ fn a_full_example_parses_to_the_expected_specs() {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
-    app.workdir = Some("/var/lib/app".into());
+    app.workdir = Some("/tmp".into());
     app.requires = vec!["db".into()];
     app.wants = vec!["net".into()];
     app.after = vec!["clock".into()];
@@ -1381,4 +1381,23 @@ fn a_syntax_error_still_yields_the_settings_it_could_read() {
     assert_eq!(settings.control.socket, PathBuf::from("/run/x.sock"));
     assert_eq!(settings.system.rescue_shell, Some(PathBuf::from("/bin/sh")));
     assert!(settings.services.is_empty());
+}
+
+#[test]
+fn a_missing_workdir_is_a_runtime_problem() {
+    let tree = Tree::new();
+    tree.write(
+        "ember.toml",
+        "[service.a]\ncommand = [\"/bin/true\"]\nworkdir = \"/nonexistent/dir\"\n",
+    );
+    let loaded = tree.load();
+    assert!(
+        loaded.config.is_some(),
+        "it may be mounted later: the boot goes on"
+    );
+    assert_eq!(loaded.problems.len(), 1);
+    assert_eq!(loaded.problems[0].severity, Severity::Runtime);
+    assert!(loaded.problems[0]
+        .message
+        .contains("workdir /nonexistent/dir is not a directory"));
 }

@@ -307,6 +307,8 @@ impl Runtime {
                     };
                     if let Some(outcome) = outcome {
                         self.outcome = Some(outcome);
+                        self.shutdown_started = Some(Instant::now());
+                        crate::log::leave_journald();
                         let now = self.now();
                         Some(self.engine.handle(Input::Shutdown, now))
                     } else {

@@ -46,6 +46,17 @@ impl Drop for TempDir {
     }
 }
 
+/// How a test runs ember.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// PID 1 of a fresh PID namespace.
+    Pid1,
+    /// In a fresh PID namespace whose PID 1 is a shell.
+    NamespaceChild,
+    /// A plain child of the test.
+    Plain,
+}
+
 pub struct Ember {
     pub dir: TempDir,
     pub child: Child,
@@ -65,44 +76,62 @@ impl Ember {
         Self::launch(tag, services, false)
     }
 
-    /// Starts ember as PID 1 of a namespace with a whole configuration file of the test's.
-    pub fn start_with_config(tag: &str, config: &str) -> Ember {
-        Self::launch_raw(tag, config, true)
-    }
-
-    fn launch(tag: &str, services: &str, namespace: bool) -> Ember {
+    /// ember in a PID namespace of its own, but not as its PID 1 (a shell is): how it runs
+    /// in a container whose init is something else.
+    pub fn start_in_namespace_not_pid1(tag: &str, services: &str) -> Ember {
         Self::launch_raw(
             tag,
             &format!("[control]\nsocket = \"$DIR/control.sock\"\n\n{services}"),
-            namespace,
+            Mode::NamespaceChild,
         )
     }
 
-    fn launch_raw(tag: &str, text: &str, namespace: bool) -> Ember {
+    /// Starts ember as PID 1 of a namespace with a whole configuration file of the test's.
+    pub fn start_with_config(tag: &str, config: &str) -> Ember {
+        Self::launch_raw(tag, config, Mode::Pid1)
+    }
+
+    fn launch(tag: &str, services: &str, namespace: bool) -> Ember {
+        let mode = if namespace { Mode::Pid1 } else { Mode::Plain };
+        Self::launch_raw(
+            tag,
+            &format!("[control]\nsocket = \"$DIR/control.sock\"\n\n{services}"),
+            mode,
+        )
+    }
+
+    fn launch_raw(tag: &str, text: &str, mode: Mode) -> Ember {
         let dir = TempDir::new(tag);
         let socket = dir.path("control.sock");
         let config = dir.path("ember.toml");
         let text = text.replace("$DIR", &dir.0.display().to_string());
         std::fs::write(&config, text).expect("write config");
         let log = std::fs::File::create(dir.path("ember.log")).expect("log file");
-        let mut command = if namespace {
-            let mut c = Command::new("unshare");
-            // --uts too: as PID 1 ember may set the hostname, which must stay in the namespace.
-            c.args([
-                "--pid",
-                "--fork",
-                "--mount-proc",
-                "--uts",
-                "--kill-child",
-                EMBER,
-            ]);
-            c
-        } else {
-            Command::new(EMBER)
+        // --uts too: as PID 1 ember may set the hostname, which must stay in the namespace.
+        let unshare = ["--pid", "--fork", "--mount-proc", "--uts", "--kill-child"];
+        let mut command = match mode {
+            Mode::Pid1 => {
+                let mut c = Command::new("unshare");
+                c.args(unshare).arg(EMBER).arg("--config").arg(&config);
+                c
+            }
+            Mode::NamespaceChild => {
+                // "; exit" keeps the shell from exec'ing ember: the shell stays PID 1.
+                let mut c = Command::new("unshare");
+                c.args(unshare).args([
+                    "/bin/sh",
+                    "-c",
+                    &format!("{EMBER} --config {}; exit $?", config.display()),
+                ]);
+                c
+            }
+            Mode::Plain => {
+                let mut c = Command::new(EMBER);
+                c.arg("--config").arg(&config);
+                c
+            }
         };
         command
-            .arg("--config")
-            .arg(&config)
             .env("EMBER_LOG", "debug")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
