@@ -617,3 +617,46 @@ fn username_and_password_from_a_file() {
         "passwords stay out of the log"
     );
 }
+
+#[test]
+fn commands_during_shutdown_are_answered_busy_and_offline_comes_last() {
+    if !have_mosquitto() {
+        return;
+    }
+    let broker = Broker::start("busy", "");
+    let mut ember = Ember::start_plain(
+        "mqtt-busy",
+        &format!(
+            "{}\n[service.slow]\ncommand = [\"/bin/sh\", \"-c\", \"trap 'sleep 2; exit 0' TERM; sleep 1000 & wait\"]\n",
+            mqtt_config(&broker, "b7", "")
+        ),
+    );
+    ember.wait_state("slow", "active", None, LONG);
+    assert!(wait_for(LONG, || broker.collect(
+        "ember/b7/status",
+        1,
+        Duration::from_secs(1)
+    ) == ["ember/b7/status online"]));
+    let replies = broker.subscribe("ember/b7/reply");
+    let status = broker.subscribe("ember/b7/status");
+    ember.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(wait_for(LONG, || ember
+        .log()
+        .contains("shutdown: stopping every service")));
+    broker.publish(
+        "ember/b7/service/slow/cmd",
+        r#"{"cmd":"start","id":"late"}"#,
+        &[],
+    );
+    let reply = replies
+        .wait_for("\"late\"", LONG)
+        .expect("a reply during shutdown");
+    assert!(reply.contains("\"code\":\"busy\""), "{reply}");
+    assert_eq!(ember.wait_exit(LONG), Some(0));
+    // A clean exit says offline itself (the will is for crashes).
+    assert!(
+        status.wait_for("ember/b7/status offline", LONG).is_some(),
+        "{:?}",
+        status.lines()
+    );
+}
