@@ -13,6 +13,12 @@ cat <<'TEXT'
     ectl status --json             # what scripts read
     kill -HUP <ember pid>          # or `ectl reload` after editing config/demo/
 
+  and over MQTT (with mosquitto-clients):
+
+    mosquitto_sub -p 18830 -t 'ember/+/service/+/state' -v
+    mosquitto_pub -p 18830 -t ember/demo-board/service/web/cmd -m restart
+    mosquitto_sub -p 18830 -t ember/demo-board/reply
+
   Ctrl-C here stops every service in reverse dependency order.
 
 TEXT
