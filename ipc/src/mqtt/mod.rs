@@ -242,7 +242,11 @@ impl Adapter {
                 return;
             }
         };
-        let (client, eventloop) = AsyncClient::new(options, 256);
+        let (client, mut eventloop) = AsyncClient::new(options, 256);
+        // States are small and should leave at once, not wait for Nagle's algorithm.
+        let mut network = eventloop.network_options();
+        network.set_tcp_nodelay(true);
+        eventloop.set_network_options(network);
         let (broker_tx, mut from_broker) = mpsc::channel(256);
         let poller = tokio::spawn(poll_broker(eventloop, broker_tx));
         let mut events = self.control.events.subscribe();
