@@ -1401,3 +1401,45 @@ fn a_missing_workdir_is_a_runtime_problem() {
         .message
         .contains("workdir /nonexistent/dir is not a directory"));
 }
+
+#[test]
+fn the_mqtt_table() {
+    let tree = Tree::new();
+    tree.write(
+        "ember.toml",
+        "[system]\ndevice = \"b1\"\n\n[mqtt]\nurl = \"mqtt://10.0.0.5:1884\"\nallow = [\"web*\"]\nallow_system = true\ngroups = [\"lab\"]\nkeep_alive = \"10s\"\nhomeassistant = true\n",
+    );
+    let mqtt = tree.load().config.expect("valid").mqtt.expect("[mqtt]");
+    assert_eq!(
+        (mqtt.host.as_str(), mqtt.port, mqtt.tls),
+        ("10.0.0.5", 1884, false)
+    );
+    assert_eq!(mqtt.allow, ["web*"]);
+    assert!(mqtt.allow_system && mqtt.homeassistant);
+    assert_eq!(mqtt.groups, ["lab"]);
+    assert_eq!(mqtt.keep_alive, std::time::Duration::from_secs(10));
+    assert_eq!(mqtt.prefix, "ember");
+
+    let tree = Tree::new();
+    tree.write(
+        "ember.toml",
+        "[mqtt]\nurl = \"http://broker\"\nprefix = \"a/b\"\ngroups = [\"x#\"]\nbrokr = 1\n",
+    );
+    let messages: Vec<String> = tree.load().problems.iter().map(|p| p.to_string()).collect();
+    let all = messages.join("\n");
+    assert!(all.contains("must start with mqtt:// or mqtts://"), "{all}");
+    assert!(
+        all.contains("prefix \"a/b\" must be one topic level"),
+        "{all}"
+    );
+    assert!(all.contains("group \"x#\" must be a name"), "{all}");
+    assert!(all.contains("unknown field `brokr`"), "{all}");
+
+    let tree = Tree::new();
+    tree.write("ember.toml", "[mqtt]\nurl = \"mqtts://broker\"\n");
+    let all: Vec<String> = tree.load().problems.iter().map(|p| p.to_string()).collect();
+    assert!(
+        all.iter().any(|p| p.contains("mqtts:// needs ca_file")),
+        "{all:?}"
+    );
+}
