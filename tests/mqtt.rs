@@ -660,3 +660,42 @@ fn commands_during_shutdown_are_answered_busy_and_offline_comes_last() {
         status.lines()
     );
 }
+
+#[test]
+fn system_commands_with_allow_system() {
+    if !have_mosquitto() {
+        return;
+    }
+    let broker = Broker::start("system", "");
+    let mut ember = Ember::start_plain(
+        "mqtt-system",
+        &format!(
+            "{}{SERVICES}",
+            mqtt_config(&broker, "b8", "allow_system = true")
+        ),
+    );
+    ember.wait_state("web", "active", None, LONG);
+    assert!(wait_for(LONG, || broker.collect(
+        "ember/b8/status",
+        1,
+        Duration::from_secs(1)
+    ) == ["ember/b8/status online"]));
+    let replies = broker.subscribe("ember/b8/reply");
+    // reload: a new service appears.
+    let config = std::fs::read_to_string(&ember.config).unwrap();
+    std::fs::write(
+        &ember.config,
+        format!("{config}\n[service.extra]\ncommand = [\"/bin/sleep\", \"7920001\"]\n"),
+    )
+    .unwrap();
+    broker.publish("ember/b8/cmd", r#"{"cmd":"reload","id":"rl"}"#, &[]);
+    assert!(
+        replies.wait_for(r#"{"id":"rl","ok":true}"#, LONG).is_some(),
+        "{:?}",
+        replies.lines()
+    );
+    ember.wait_state("extra", "active", None, LONG);
+    // poweroff: not PID 1, so ember stops everything and exits 0.
+    broker.publish("ember/b8/cmd", "poweroff", &[]);
+    assert_eq!(ember.wait_exit(LONG), Some(0), "log:\n{}", ember.log());
+}
