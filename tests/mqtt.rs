@@ -699,3 +699,43 @@ fn system_commands_with_allow_system() {
     broker.publish("ember/b8/cmd", "poweroff", &[]);
     assert_eq!(ember.wait_exit(LONG), Some(0), "log:\n{}", ember.log());
 }
+
+#[test]
+fn a_panicking_adapter_restarts_and_supervision_goes_on() {
+    if !can_unshare() || !have_mosquitto() {
+        return;
+    }
+    let broker = Broker::start("panic", "");
+    let ember = Ember::start(
+        "mqtt-panic",
+        &format!("{}{SERVICES}", mqtt_config(&broker, "b9", "")),
+    );
+    let pid = ember.wait_state("db", "active", None, LONG)["pid"].clone();
+    assert!(wait_for(LONG, || broker.collect(
+        "ember/b9/status",
+        1,
+        Duration::from_secs(1)
+    ) == ["ember/b9/status online"]));
+    broker.publish("ember/b9/service/web/cmd", "__ember_test_panic", &[]);
+    assert!(
+        wait_for(LONG, || ember
+            .log()
+            .contains("mqtt: the adapter panicked; restarting it")),
+        "log:\n{}",
+        ember.log()
+    );
+    assert_eq!(ember.status("db")["pid"], pid, "supervision did not notice");
+    // The restarted adapter reconnects and takes commands again.
+    let replies = broker.subscribe("ember/b9/reply");
+    assert!(wait_for(LONG, || {
+        broker.publish(
+            "ember/b9/service/db/cmd",
+            r#"{"cmd":"restart","id":"again"}"#,
+            &[],
+        );
+        replies
+            .wait_for("\"again\"", Duration::from_secs(1))
+            .is_some()
+    }));
+    assert!(wait_for(LONG, || ember.status("db")["pid"] != pid));
+}

@@ -453,6 +453,11 @@ impl Adapter {
             }
             return;
         }
+        // Test-only fault, in debug builds: the adapter's panic must stay the adapter's.
+        #[cfg(debug_assertions)]
+        if body == b"__ember_test_panic" {
+            panic!("injected panic in the MQTT adapter (test hook)");
+        }
         if retain {
             // A retained `stop` would replay on every reconnect: commands are never retained.
             tracing::warn!(
