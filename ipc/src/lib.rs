@@ -7,9 +7,12 @@
 //!
 //! - [`protocol`]: the transport-neutral types: commands, replies with typed errors, events.
 //! - [`mqtt`] (feature `mqtt`): state out and commands in over MQTT.
+//! - [`dbus`] (feature `dbus`): `io.ember.Init1` on D-Bus, shaped like systemd1.
 //! - [`socket`]: the local control socket (newline-delimited JSON over a Unix socket),
 //!   server side and the client used by `ember ctl`.
 
+#[cfg(feature = "dbus")]
+pub mod dbus;
 #[cfg(feature = "mqtt")]
 pub mod mqtt;
 pub mod protocol;

@@ -7,6 +7,7 @@
 //! mounted later, so the service fails at spawn time with the OS error instead. A
 //! `Warning` is only printed.
 
+pub mod dbus;
 pub mod mqtt;
 pub mod service;
 #[cfg(test)]
@@ -35,6 +36,8 @@ pub struct Config {
     pub control: ControlConfig,
     /// `[mqtt]`; none: no MQTT.
     pub mqtt: Option<mqtt::MqttConfig>,
+    /// `[dbus]`; none: no D-Bus.
+    pub dbus: Option<dbus::DbusConfig>,
     pub services: BTreeMap<String, ServiceSpec>,
 }
 
@@ -360,6 +363,7 @@ fn load_into(path: &Path, problems: &mut Vec<Problem>) -> Option<Config> {
     let mut spans = BTreeMap::new();
     let mut inline_services = None;
     let mut mqtt = None;
+    let mut dbus = None;
     for (key, value) in root.into_inner() {
         let at = value.span().start;
         match (key.get_ref().as_ref(), value.into_inner()) {
@@ -374,8 +378,12 @@ fn load_into(path: &Path, problems: &mut Vec<Problem>) -> Option<Config> {
                 let raw = section(t, mqtt::RawMqtt::take_from, &source, problems);
                 mqtt = Some(raw.check(key.span().start, &source, problems));
             }
+            ("dbus", DeValue::Table(t)) => {
+                let raw = section(t, dbus::RawDbus::take_from, &source, problems);
+                dbus = Some(raw.check(&source, problems));
+            }
             // An array or a plain value: there are no keys to read from it.
-            (name @ ("system" | "log" | "control" | "mqtt"), _) => problems.push(source.problem(
+            (name @ ("system" | "log" | "control" | "mqtt" | "dbus"), _) => problems.push(source.problem(
                 Some(at),
                 Severity::Error,
                 format!("\"{name}\" must be a table: write [{name}] and its keys below it"),
@@ -390,7 +398,7 @@ fn load_into(path: &Path, problems: &mut Vec<Problem>) -> Option<Config> {
                 Some(key.span().start),
                 Severity::Error,
                 format!(
-                    "unknown section \"{other}\"; expected system, log, control, mqtt, service"
+                    "unknown section \"{other}\"; expected system, log, control, mqtt, dbus, service"
                 ),
             )),
         }
@@ -445,6 +453,7 @@ fn load_into(path: &Path, problems: &mut Vec<Problem>) -> Option<Config> {
         .collect();
     let mut config = assemble(path, system, log, control, services);
     config.mqtt = mqtt;
+    config.dbus = dbus;
     Some(config)
 }
 
@@ -473,6 +482,7 @@ fn assemble(
         log,
         control,
         mqtt: None,
+        dbus: None,
         services,
     }
 }

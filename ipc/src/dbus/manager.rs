@@ -1,0 +1,214 @@
+//! `io.ember.Init1.Manager` at `/io/ember/Init1`: the list, the system, the signals.
+
+use super::auth::{Ctx, Error};
+use super::label::service_path;
+use crate::protocol::{Command, ServiceStatus, SystemState};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use zbus::message::Header;
+use zbus::object_server::SignalEmitter;
+use zbus::OwnedObjectPath;
+use zbus::{interface, Connection};
+
+pub const INTERFACE: &str = "io.ember.Init1.Manager";
+
+/// What the adapter knows, read by the manager's methods and properties.
+#[derive(Debug)]
+pub struct Shared {
+    pub services: BTreeMap<String, ServiceStatus>,
+    pub system: SystemState,
+}
+
+impl Shared {
+    pub fn failed(&self) -> u32 {
+        self.services
+            .values()
+            .filter(|s| s.state == "failed")
+            .count() as u32
+    }
+}
+
+pub struct Manager {
+    pub shared: Arc<Mutex<Shared>>,
+    pub ctx: Ctx,
+    pub version: String,
+    pub device: String,
+}
+
+/// One row of ListServices: name, state, sub_state, pid, restarts, object path.
+type Row = (String, String, String, u32, u32, OwnedObjectPath);
+
+fn path_of(name: &str) -> OwnedObjectPath {
+    // An escaped label is always a valid path element.
+    OwnedObjectPath::try_from(service_path(name)).expect("escaped path")
+}
+
+impl Manager {
+    fn shared(&self) -> std::sync::MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The name as the core knows it, or UnknownService.
+    fn known(&self, name: &str) -> Result<String, Error> {
+        if self.shared().services.contains_key(name) {
+            Ok(name.to_owned())
+        } else {
+            Err(unknown(name))
+        }
+    }
+
+    async fn service_command(
+        &self,
+        conn: &Connection,
+        header: &Header<'_>,
+        name: &str,
+        make: fn(Vec<String>) -> Command,
+    ) -> Result<(), Error> {
+        let name = self.known(name)?;
+        self.ctx.act(conn, header, make(vec![name])).await.map(drop)
+    }
+}
+
+pub fn unknown(name: &str) -> Error {
+    Error::UnknownService(format!(
+        "no service named \"{name}\"; ListServices() shows the services there are"
+    ))
+}
+
+pub fn system_word(state: SystemState) -> &'static str {
+    match state {
+        SystemState::Starting => "starting",
+        SystemState::Running => "running",
+        SystemState::Degraded => "degraded",
+        SystemState::Stopping => "stopping",
+    }
+}
+
+#[interface(name = "io.ember.Init1.Manager")]
+impl Manager {
+    fn list_services(&self) -> Vec<Row> {
+        self.shared()
+            .services
+            .values()
+            .map(|s| {
+                (
+                    s.name.clone(),
+                    s.state.clone(),
+                    s.sub_state.clone(),
+                    s.pid.unwrap_or(0),
+                    s.restarts,
+                    path_of(&s.name),
+                )
+            })
+            .collect()
+    }
+
+    fn get_service(&self, name: &str) -> Result<OwnedObjectPath, Error> {
+        self.known(name).map(|n| path_of(&n))
+    }
+
+    async fn start_service(
+        &self,
+        name: &str,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<(), Error> {
+        self.service_command(conn, &header, name, |names| Command::Start { names })
+            .await
+    }
+
+    async fn stop_service(
+        &self,
+        name: &str,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<(), Error> {
+        self.service_command(conn, &header, name, |names| Command::Stop { names })
+            .await
+    }
+
+    async fn restart_service(
+        &self,
+        name: &str,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<(), Error> {
+        self.service_command(conn, &header, name, |names| Command::Restart { names })
+            .await
+    }
+
+    async fn reload(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<(), Error> {
+        self.ctx.act(conn, &header, Command::Reload).await.map(drop)
+    }
+
+    async fn power_off(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<(), Error> {
+        self.ctx
+            .act(conn, &header, Command::Poweroff)
+            .await
+            .map(drop)
+    }
+
+    async fn reboot(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<(), Error> {
+        self.ctx.act(conn, &header, Command::Reboot).await.map(drop)
+    }
+
+    #[zbus(signal)]
+    pub async fn service_state_changed(
+        emitter: &SignalEmitter<'_>,
+        name: &str,
+        state: &str,
+        sub_state: &str,
+    ) -> zbus::Result<()>;
+
+    #[zbus(signal)]
+    pub async fn service_added(
+        emitter: &SignalEmitter<'_>,
+        name: &str,
+        path: OwnedObjectPath,
+    ) -> zbus::Result<()>;
+
+    #[zbus(signal)]
+    pub async fn service_removed(
+        emitter: &SignalEmitter<'_>,
+        name: &str,
+        path: OwnedObjectPath,
+    ) -> zbus::Result<()>;
+
+    #[zbus(property)]
+    fn version(&self) -> String {
+        self.version.clone()
+    }
+
+    #[zbus(property)]
+    fn device(&self) -> String {
+        self.device.clone()
+    }
+
+    /// starting | running | degraded | stopping
+    #[zbus(property)]
+    fn system_state(&self) -> String {
+        system_word(self.shared().system).to_owned()
+    }
+
+    /// How many services are failed.
+    #[zbus(property, name = "NFailed")]
+    fn n_failed(&self) -> u32 {
+        self.shared().failed()
+    }
+}
+
+pub fn object_path(name: &str) -> OwnedObjectPath {
+    path_of(name)
+}

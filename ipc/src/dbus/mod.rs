@@ -1,0 +1,397 @@
+//! The D-Bus adapter: `io.ember.Init1` on the system bus, shaped like systemd1.
+//!
+//! - [`label`]: object paths from service names (systemd's bus-label escaping).
+//! - [`manager`]: `io.ember.Init1.Manager` at `/io/ember/Init1` (with an ObjectManager).
+//! - [`service`]: `io.ember.Init1.Service`, one object per service.
+//! - [`auth`]: the errors callers see, and who may change things.
+//!
+//! The bus daemon is usually one of ember's own services, so the bus comes and goes, and
+//! zbus never reconnects: the adapter watches `Connection::closed()`, then builds a new
+//! connection with capped backoff, re-exports every object and re-requests the name.
+//! While there is no bus, it keeps nothing but a fresh status list on reconnect. Methods
+//! only enqueue a command in the core and return; nothing on the bus waits for a service.
+
+pub mod auth;
+pub mod label;
+pub mod manager;
+pub mod service;
+
+use crate::protocol::{Command, Control, Event, Reply, ServiceStatus, SystemState};
+use auth::Ctx;
+use label::{service_path, MANAGER_PATH};
+use manager::{Manager, Shared};
+use service::Service;
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{broadcast, oneshot};
+use zbus::object_server::SignalEmitter;
+use zbus::Connection;
+
+pub const BUS_NAME: &str = "io.ember.Init1";
+
+/// The adapter's settings, from `[dbus]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// "system", "session" or a D-Bus address.
+    pub bus: String,
+    pub control_group: String,
+    pub device: String,
+    pub version: String,
+}
+
+const BACKOFF_FIRST: Duration = Duration::from_millis(100);
+/// Low: after a bus restart, callers should find ember again within seconds.
+const BACKOFF_MAX: Duration = Duration::from_secs(3);
+/// A bus that accepts the socket but never answers must not hold the adapter.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Ask the adapter to leave the bus; it answers when done.
+pub type Shutdown = oneshot::Sender<oneshot::Sender<()>>;
+
+/// Runs the adapter until the core goes away, restarting it (with backoff) if it panics:
+/// an adapter's failure never reaches the core.
+pub async fn run(
+    settings: Settings,
+    control: Control,
+    mut shutdown: oneshot::Receiver<oneshot::Sender<()>>,
+) {
+    let mut backoff = BACKOFF_FIRST;
+    loop {
+        let task = tokio::spawn(Adapter::new(settings.clone(), control.clone()).run());
+        let abort = task.abort_handle();
+        tokio::pin!(task);
+        tokio::select! {
+            result = &mut task => match result {
+                Ok(()) => return,
+                Err(e) if e.is_panic() => {
+                    tracing::error!("dbus: the adapter panicked; restarting it in {} ms", backoff.as_millis());
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
+                Err(_) => return,
+            },
+            asked = &mut shutdown => {
+                // Dropping the connection releases the name.
+                abort.abort();
+                let _ = (&mut task).await;
+                if let Ok(done) = asked {
+                    let _ = done.send(());
+                }
+                return;
+            }
+        }
+    }
+}
+
+struct Adapter {
+    settings: Settings,
+    control: Control,
+    ctx: Ctx,
+    shared: Arc<Mutex<Shared>>,
+    /// Whether the core has told the system state yet (else it is derived).
+    system_known: bool,
+}
+
+/// Why the connected loop ended.
+enum End {
+    BusLost,
+    CoreGone,
+}
+
+impl Adapter {
+    fn new(settings: Settings, control: Control) -> Adapter {
+        let ctx = Ctx::new(control.clone(), settings.control_group.clone());
+        Adapter {
+            settings,
+            control,
+            ctx,
+            shared: Arc::new(Mutex::new(Shared {
+                services: BTreeMap::new(),
+                system: SystemState::Starting,
+            })),
+            system_known: false,
+        }
+    }
+
+    fn shared(&self) -> std::sync::MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn run(mut self) {
+        let mut backoff = BACKOFF_FIRST;
+        let mut attached_before = false;
+        loop {
+            // Subscribe before reading the list: nothing falls between the two.
+            let mut events = self.control.events.subscribe();
+            if !self.resync().await {
+                return; // the core is gone
+            }
+            match tokio::time::timeout(CONNECT_TIMEOUT, self.attach()).await {
+                Ok(Ok(conn)) => {
+                    tracing::info!(
+                        "dbus: {} {BUS_NAME} on the {} bus",
+                        if attached_before {
+                            "re-attached as"
+                        } else {
+                            "serving"
+                        },
+                        self.settings.bus
+                    );
+                    attached_before = true;
+                    backoff = BACKOFF_FIRST;
+                    match self.serve(&conn, &mut events).await {
+                        End::CoreGone => return,
+                        End::BusLost => {
+                            tracing::warn!("dbus: lost the bus; reconnecting with backoff");
+                            continue;
+                        }
+                    }
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!("dbus: cannot attach to the {} bus: {e}", self.settings.bus)
+                }
+                Err(_) => {
+                    tracing::debug!("dbus: the {} bus did not answer in time", self.settings.bus)
+                }
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    /// Re-reads every service's status from the core; false when the core is gone.
+    async fn resync(&mut self) -> bool {
+        match self
+            .control
+            .call(Command::Status { names: Vec::new() }, "dbus")
+            .await
+        {
+            Reply::Ok { services } => {
+                let mut shared = self.shared();
+                shared.services = services.into_iter().map(|s| (s.name.clone(), s)).collect();
+                drop(shared);
+                self.derive_system();
+                true
+            }
+            Reply::Error(e) => {
+                tracing::debug!("dbus: cannot read the status list: {e}");
+                !self.control.requests.is_closed()
+            }
+            Reply::Logs { .. } => true,
+        }
+    }
+
+    /// Until the core reports it, the system state follows from the services.
+    fn derive_system(&mut self) {
+        if !self.system_known {
+            let mut shared = self.shared();
+            shared.system = if shared.failed() > 0 {
+                SystemState::Degraded
+            } else {
+                SystemState::Running
+            };
+        }
+    }
+
+    /// A new connection with every object exported, then the name.
+    async fn attach(&self) -> zbus::Result<Connection> {
+        let builder = match self.settings.bus.as_str() {
+            "system" => zbus::connection::Builder::system(),
+            "session" => zbus::connection::Builder::session(),
+            address => zbus::connection::Builder::address(address),
+        };
+        let manager = Manager {
+            shared: self.shared.clone(),
+            ctx: self.ctx.clone(),
+            version: self.settings.version.clone(),
+            device: self.settings.device.clone(),
+        };
+        let conn = builder
+            .serve_at(MANAGER_PATH, manager)
+            .serve_at(MANAGER_PATH, zbus::fdo::ObjectManager)
+            .build()
+            .await?;
+        let services: Vec<ServiceStatus> = self.shared().services.values().cloned().collect();
+        for status in services {
+            let path = service_path(&status.name);
+            let object = Service {
+                status,
+                ctx: self.ctx.clone(),
+            };
+            conn.object_server().at(path, object).await?;
+        }
+        conn.request_name(BUS_NAME).await?;
+        Ok(conn)
+    }
+
+    /// Turns events into objects and signals until the bus or the core goes.
+    async fn serve(&mut self, conn: &Connection, events: &mut broadcast::Receiver<Event>) -> End {
+        loop {
+            tokio::select! {
+                _ = conn.closed() => return End::BusLost,
+                event = events.recv() => {
+                    let result = match event {
+                        Ok(Event::Service(status)) => self.on_service(conn, status).await,
+                        Ok(Event::ServiceRemoved { name }) => self.on_removed(conn, &name).await,
+                        Ok(Event::System { state }) => {
+                            self.system_known = true;
+                            self.set_system(conn, state).await
+                        }
+                        Ok(Event::Log(_)) => Ok(()),
+                        // We fell behind: the latest of everything is one status call away.
+                        Err(broadcast::error::RecvError::Lagged(_)) => self.catch_up(conn).await,
+                        Err(broadcast::error::RecvError::Closed) => return End::CoreGone,
+                    };
+                    if let Err(e) = result {
+                        if conn.is_closed() {
+                            return End::BusLost;
+                        }
+                        tracing::debug!("dbus: {e}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Adds the service's object, or updates it with one PropertiesChanged.
+    async fn on_service(&mut self, conn: &Connection, status: ServiceStatus) -> zbus::Result<()> {
+        let failed_before = self.shared().failed();
+        let previous = self.shared().services.get(&status.name).cloned();
+        if previous.as_ref().is_some_and(|p| p.seq > status.seq) {
+            return Ok(()); // older than what the status list gave
+        }
+        self.shared()
+            .services
+            .insert(status.name.clone(), status.clone());
+        let manager = SignalEmitter::new(conn, MANAGER_PATH)?;
+        let path = service_path(&status.name);
+        let state_changed = previous
+            .as_ref()
+            .is_none_or(|p| p.state != status.state || p.sub_state != status.sub_state);
+        match previous {
+            None => {
+                let object = Service {
+                    status: status.clone(),
+                    ctx: self.ctx.clone(),
+                };
+                conn.object_server().at(path.as_str(), object).await?;
+                Manager::service_added(&manager, &status.name, manager::object_path(&status.name))
+                    .await?;
+            }
+            Some(_) => {
+                let object = conn
+                    .object_server()
+                    .interface::<_, Service>(path.as_str())
+                    .await?;
+                let changes = {
+                    let mut current = object.get_mut().await;
+                    let changes = service::changed(&current.status, &status);
+                    current.status = status.clone();
+                    changes
+                };
+                if !changes.is_empty() {
+                    zbus::fdo::Properties::properties_changed(
+                        object.signal_emitter(),
+                        service::INTERFACE.try_into()?,
+                        changes.iter().map(|(k, v)| (*k, v.clone())).collect(),
+                        Cow::Borrowed(&[]),
+                    )
+                    .await?;
+                }
+            }
+        }
+        if state_changed {
+            Manager::service_state_changed(
+                &manager,
+                &status.name,
+                &status.state,
+                &status.sub_state,
+            )
+            .await?;
+        }
+        self.after_change(conn, failed_before).await
+    }
+
+    async fn on_removed(&mut self, conn: &Connection, name: &str) -> zbus::Result<()> {
+        let failed_before = self.shared().failed();
+        if self.shared().services.remove(name).is_none() {
+            return Ok(());
+        }
+        conn.object_server()
+            .remove::<Service, _>(service_path(name).as_str())
+            .await?;
+        let manager = SignalEmitter::new(conn, MANAGER_PATH)?;
+        Manager::service_removed(&manager, name, manager::object_path(name)).await?;
+        self.after_change(conn, failed_before).await
+    }
+
+    /// NFailed (and a derived system state) after a service changed.
+    async fn after_change(&mut self, conn: &Connection, failed_before: u32) -> zbus::Result<()> {
+        let failed = self.shared().failed();
+        if failed == failed_before {
+            return Ok(());
+        }
+        let mut changes = std::collections::HashMap::new();
+        changes.insert("NFailed", zbus::Variant::from(failed));
+        let system_before = self.shared().system;
+        self.derive_system();
+        let system = self.shared().system;
+        if system != system_before {
+            changes.insert("SystemState", manager::system_word(system).into());
+        }
+        self.manager_changed(conn, changes).await
+    }
+
+    async fn set_system(&mut self, conn: &Connection, state: SystemState) -> zbus::Result<()> {
+        if std::mem::replace(&mut self.shared().system, state) == state {
+            return Ok(());
+        }
+        let mut changes = std::collections::HashMap::new();
+        changes.insert("SystemState", manager::system_word(state).into());
+        self.manager_changed(conn, changes).await
+    }
+
+    async fn manager_changed(
+        &self,
+        conn: &Connection,
+        changes: std::collections::HashMap<&str, zbus::Variant<'_>>,
+    ) -> zbus::Result<()> {
+        let emitter = SignalEmitter::new(conn, MANAGER_PATH)?;
+        zbus::fdo::Properties::properties_changed(
+            &emitter,
+            manager::INTERFACE.try_into()?,
+            changes,
+            Cow::Borrowed(&[]),
+        )
+        .await
+    }
+
+    /// After lagging: apply the full list as events, and drop what is gone.
+    async fn catch_up(&mut self, conn: &Connection) -> zbus::Result<()> {
+        let Reply::Ok { services } = self
+            .control
+            .call(Command::Status { names: Vec::new() }, "dbus")
+            .await
+        else {
+            return Ok(());
+        };
+        let listed: std::collections::BTreeSet<String> =
+            services.iter().map(|s| s.name.clone()).collect();
+        let gone: Vec<String> = self
+            .shared()
+            .services
+            .keys()
+            .filter(|n| !listed.contains(*n))
+            .cloned()
+            .collect();
+        for name in gone {
+            self.on_removed(conn, &name).await?;
+        }
+        for status in services {
+            self.on_service(conn, status).await?;
+        }
+        Ok(())
+    }
+}
