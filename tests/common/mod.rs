@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod broker;
+pub mod bus;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
