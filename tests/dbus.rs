@@ -338,9 +338,25 @@ fn reattaches_after_the_bus_daemon_dies_three_times() {
             "round {round}: web never {want}"
         );
     }
-    // Supervision never noticed.
-    assert_eq!(
-        ember.status("web_401_2ex_2dy".replace("_401_2ex_2dy", "").as_str())["name"],
-        "web"
+    // Supervision never noticed: the other service ran on untouched.
+    assert_eq!(ember.status("web@1.x-y")["state"], "active");
+}
+
+#[test]
+fn check_reports_a_bad_dbus_table() {
+    let dir = TempDir::new("dbus-check");
+    let config = dir.path("ember.toml");
+    std::fs::write(&config, "[dbus]\nbus = \"systen\"\ncontrol_group = \"\"\n").unwrap();
+    let out = Command::new(EMBER)
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .expect("ember check");
+    let said = text(&out);
+    assert!(!out.status.success(), "{said}");
+    assert!(said.contains("bus \"systen\" must be"), "{said}");
+    assert!(
+        said.contains("control_group \"\" must be a group name"),
+        "{said}"
     );
 }

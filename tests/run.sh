@@ -15,6 +15,9 @@ command -v python3 >/dev/null || missing+=(python3)
 command -v mosquitto >/dev/null || missing+=(mosquitto)
 command -v mosquitto_pub >/dev/null || missing+=(mosquitto-clients)
 command -v openssl >/dev/null || missing+=(openssl)
+command -v dbus-daemon >/dev/null || missing+=(dbus-daemon)
+command -v dbus-send >/dev/null || missing+=(dbus-bin)
+command -v busctl >/dev/null || missing+=(systemd)
 if [ ${#missing[@]} -gt 0 ]; then
     $SUDO apt-get update -qq
     $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
