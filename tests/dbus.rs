@@ -360,3 +360,574 @@ fn check_reports_a_bad_dbus_table() {
         "{said}"
     );
 }
+
+// --- busctl monitor as JSON, one message a line ---------------------------------------
+
+/// `busctl monitor --json=short io.ember.Init1`: every message to and from ember, parsed.
+struct Monitor {
+    child: std::process::Child,
+    out: std::path::PathBuf,
+}
+
+impl Monitor {
+    /// Starts the monitor and waits (bounded) until busctl says it is monitoring.
+    fn start(bus: &Bus, tag: &str) -> Monitor {
+        let out = bus.dir.path(&format!("{tag}.json"));
+        let err = bus.dir.path(&format!("{tag}.err"));
+        let child = Command::new("busctl")
+            .arg(format!("--address={}", bus.address()))
+            .args(["monitor", "--json=short", "io.ember.Init1"])
+            .stdout(std::fs::File::create(&out).expect("monitor file"))
+            .stderr(std::fs::File::create(&err).expect("monitor stderr"))
+            .spawn()
+            .expect("busctl monitor");
+        let mut monitor = Monitor { child, out };
+        let ok = wait_for(Duration::from_secs(5), || {
+            std::fs::read_to_string(&err).is_ok_and(|e| e.contains("Monitoring"))
+        });
+        if !ok {
+            let _ = monitor.child.kill();
+            panic!(
+                "busctl monitor never started: {}",
+                std::fs::read_to_string(&err).unwrap_or_default()
+            );
+        }
+        // busctl says so once BecomeMonitor returned: the match is in place.
+        monitor.out = monitor.out.clone();
+        monitor
+    }
+
+    fn messages(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.out)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .collect()
+    }
+
+    /// The bodies of the signals `member` seen so far on `path` (any path if None).
+    fn signals(&self, member: &str, path: Option<&str>) -> Vec<Value> {
+        self.messages()
+            .into_iter()
+            .filter(|m| m["type"] == "signal" && m["member"] == member)
+            .filter(|m| path.is_none_or(|p| m["path"] == p))
+            .map(|m| m["payload"]["data"].clone())
+            .collect()
+    }
+
+    /// Waits until a signal `member` whose body satisfies `check` was seen.
+    fn wait_signal(
+        &self,
+        member: &str,
+        path: Option<&str>,
+        check: impl Fn(&Value) -> bool,
+    ) -> bool {
+        wait_for(LONG, || self.signals(member, path).iter().any(&check))
+    }
+
+    fn dump(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `busctl call io.ember.Init1 PATH IFACE METHOD ARGS...` as root.
+fn call(bus: &Bus, path: &str, iface: &str, method: &str, args: &[&str]) -> Output {
+    let mut all = vec!["call", "io.ember.Init1", path, iface, method];
+    all.extend_from_slice(args);
+    bus.busctl(&all)
+}
+
+fn now_usec() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64
+}
+
+// --- a caller in the control group ------------------------------------------------------
+
+/// A throw-away system group and a system user whose primary group it is; both removed
+/// on drop (also when the test fails).
+struct Throwaway {
+    user: String,
+    group: String,
+}
+
+impl Throwaway {
+    fn create() -> Throwaway {
+        let n = std::process::id() % 1_000_000;
+        let group = format!("embtg{n}");
+        let user = format!("embtu{n}");
+        // Left over by a run that was SIGKILLed with the same pid: start clean.
+        let _ = Command::new("userdel").arg(&user).output();
+        let _ = Command::new("groupdel").arg(&group).output();
+        let out = Command::new("groupadd")
+            .args(["-r", &group])
+            .output()
+            .expect("run groupadd");
+        assert!(out.status.success(), "groupadd: {}", text(&out));
+        let made = Throwaway {
+            user: user.clone(),
+            group: group.clone(),
+        };
+        let out = Command::new("useradd")
+            .args(["-r", "-M", "-N", "-g", &group, "-d", "/nonexistent"])
+            .args(["-s", "/usr/sbin/nologin", &user])
+            .output()
+            .expect("run useradd");
+        assert!(out.status.success(), "useradd: {}", text(&out));
+        made
+    }
+
+    /// busctl as that user: its uid, its group as the real gid and its groups from the
+    /// group database (`--init-groups`), i.e. a member of the group, not root.
+    fn busctl(&self, bus: &Bus, args: &[&str], member: bool) -> Output {
+        let mut command = Command::new("setpriv");
+        command.arg(format!("--reuid={}", self.user));
+        if member {
+            command
+                .arg(format!("--regid={}", self.group))
+                .arg("--init-groups");
+        } else {
+            // Same uid, but neither the primary group nor a supplementary one.
+            command.args(["--regid=65534", "--clear-groups"]);
+        }
+        command
+            .arg("busctl")
+            .arg(format!("--address={}", bus.address()))
+            .args(args)
+            .output()
+            .expect("run setpriv busctl")
+    }
+}
+
+impl Drop for Throwaway {
+    fn drop(&mut self) {
+        let _ = Command::new("userdel").arg(&self.user).output();
+        let _ = Command::new("groupdel").arg(&self.group).output();
+    }
+}
+
+/// The shipped policy's `<policy group="ember">` block, for another group name: the
+/// policy file says to edit both together.
+fn shipped_group_policy(group: &str) -> String {
+    let shipped = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/dbus-1/io.ember.Init1.conf"
+    ))
+    .expect("read the shipped policy");
+    let start = shipped
+        .find("<policy group=\"ember\">")
+        .expect("the shipped policy has no <policy group=\"ember\"> block");
+    let end = start + shipped[start..].find("</policy>").expect("unclosed policy") + 9;
+    shipped[start..end].replace("group=\"ember\"", &format!("group=\"{group}\""))
+}
+
+#[test]
+fn a_member_of_the_control_group_who_is_not_root_may_stop_and_start() {
+    if !can_unshare() || !have_dbus() {
+        return;
+    }
+    let who = Throwaway::create();
+    let bus = Bus::start("group", &shipped_group_policy(&who.group));
+    let ember = Ember::start(
+        "dbus-group",
+        &format!(
+            "[dbus]\nbus = \"{}\"\ncontrol_group = \"{}\"\n\n{SERVICES}",
+            bus.address(),
+            who.group
+        ),
+    );
+    ember.wait_state("web", "active", None, LONG);
+    wait_attached(&bus, &ember);
+    let path = "/io/ember/Init1/service/web";
+
+    // The same uid outside the group is refused (so membership is what lets it in).
+    let out = who.busctl(
+        &bus,
+        &["call", "io.ember.Init1", path, SVC_IFACE, "Stop"],
+        false,
+    );
+    assert!(!out.status.success(), "Stop allowed outside the group");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(ember.status("web")["want"], "up");
+
+    // As a member: Stop (service object), then StartService and RestartService (manager).
+    let out = who.busctl(
+        &bus,
+        &["call", "io.ember.Init1", path, SVC_IFACE, "Stop"],
+        true,
+    );
+    assert!(out.status.success(), "Stop as a member: {}", text(&out));
+    let status = ember.wait_state("web", "inactive", None, LONG);
+    assert_eq!(status["want"], "down");
+    assert_eq!(service_property(&bus, "web", "State").unwrap(), "inactive");
+
+    let out = who.busctl(
+        &bus,
+        &[
+            "call",
+            "io.ember.Init1",
+            MANAGER,
+            MGR_IFACE,
+            "StartService",
+            "s",
+            "web",
+        ],
+        true,
+    );
+    assert!(
+        out.status.success(),
+        "StartService as a member: {}",
+        text(&out)
+    );
+    let before = ember.wait_state("web", "active", None, LONG)["pid"].clone();
+    let out = who.busctl(
+        &bus,
+        &[
+            "call",
+            "io.ember.Init1",
+            MANAGER,
+            MGR_IFACE,
+            "RestartService",
+            "s",
+            "web",
+        ],
+        true,
+    );
+    assert!(
+        out.status.success(),
+        "RestartService as a member: {}",
+        text(&out)
+    );
+    assert!(
+        wait_for(LONG, || {
+            let s = ember.status("web");
+            s["state"] == "active" && s["pid"] != before
+        }),
+        "web was not restarted; log:\n{}",
+        ember.log()
+    );
+    // ember logged who did it: the member's uid, not root.
+    let uid = Command::new("id").args(["-u", &who.user]).output().unwrap();
+    let uid = String::from_utf8_lossy(&uid.stdout).trim().to_owned();
+    assert!(
+        ember.log().contains(&format!("dbus uid={uid}")),
+        "no trace of uid {uid}; log:\n{}",
+        ember.log()
+    );
+}
+
+// --- Reload -----------------------------------------------------------------------------
+
+#[test]
+fn reload_adds_and_removes_service_objects() {
+    if !can_unshare() || !have_dbus() || !have_dbus_send() {
+        return;
+    }
+    let bus = Bus::start("reload", "");
+    let ember = Ember::start(
+        "dbus-reload",
+        &format!(
+            "[dbus]\nbus = \"{}\"\ncontrol_group = \"ember\"\n\n{}",
+            bus.address(),
+            r#"
+[service.web]
+command = ["/bin/sleep", "7910301"]
+
+[service."web@1.x-y"]
+command = ["/bin/sleep", "7910302"]
+"#
+        ),
+    );
+    ember.wait_state("web@1.x-y", "active", None, LONG);
+    wait_attached(&bus, &ember);
+    let old_path = "/io/ember/Init1/service/web_401_2ex_2dy";
+    let new_path = "/io/ember/Init1/service/extra_2d2";
+    assert!(property(&bus, new_path, SVC_IFACE, "Name").is_none());
+
+    let monitor = Monitor::start(&bus, "reload");
+    let config = std::fs::read_to_string(&ember.config).unwrap();
+    let edited = config.replace(
+        "[service.\"web@1.x-y\"]\ncommand = [\"/bin/sleep\", \"7910302\"]",
+        "[service.extra-2]\ncommand = [\"/bin/sleep\", \"7910303\"]",
+    );
+    assert_ne!(config, edited, "the test's edit did not apply");
+    std::fs::write(&ember.config, edited).unwrap();
+    let out = call(&bus, MANAGER, MGR_IFACE, "Reload", &[]);
+    assert!(out.status.success(), "Reload: {}", text(&out));
+
+    assert!(
+        monitor.wait_signal("ServiceAdded", Some(MANAGER), |b| {
+            b[0] == "extra-2" && b[1] == new_path
+        }),
+        "no ServiceAdded(extra-2); monitor:\n{}\nlog:\n{}",
+        monitor.dump(),
+        ember.log()
+    );
+    assert!(
+        monitor.wait_signal("ServiceRemoved", Some(MANAGER), |b| {
+            b[0] == "web@1.x-y" && b[1] == old_path
+        }),
+        "no ServiceRemoved(web@1.x-y); monitor:\n{}",
+        monitor.dump()
+    );
+    // The new object serves, and follows its service to active.
+    assert!(
+        wait_for(LONG, || property(&bus, new_path, SVC_IFACE, "State")
+            .is_some_and(|s| s == "active")),
+        "extra-2's object never read active; log:\n{}",
+        ember.log()
+    );
+    assert_eq!(
+        property(&bus, new_path, SVC_IFACE, "Name").unwrap(),
+        "extra-2"
+    );
+    // The removed one is gone from the bus, from ListServices and from GetService.
+    let out = bus.busctl(&[
+        "get-property",
+        "io.ember.Init1",
+        old_path,
+        SVC_IFACE,
+        "Name",
+    ]);
+    assert!(
+        !out.status.success(),
+        "the removed object still answers: {}",
+        text(&out)
+    );
+    let listed = json(
+        &bus,
+        &["call", "io.ember.Init1", MANAGER, MGR_IFACE, "ListServices"],
+    )
+    .unwrap();
+    let names: Vec<&Value> = listed[0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r[0])
+        .collect();
+    assert_eq!(names, ["extra-2", "web"], "{listed}");
+    let out = dbus_send(
+        &bus,
+        MANAGER,
+        "io.ember.Init1.Manager.GetService",
+        &["string:web@1.x-y"],
+    );
+    assert!(out.contains("io.ember.Init1.Error.UnknownService"), "{out}");
+    // The object manager says the same.
+    let managed = json(
+        &bus,
+        &[
+            "call",
+            "io.ember.Init1",
+            MANAGER,
+            "org.freedesktop.DBus.ObjectManager",
+            "GetManagedObjects",
+        ],
+    )
+    .unwrap();
+    assert!(managed[0].get(new_path).is_some(), "{managed}");
+    assert!(managed[0].get(old_path).is_none(), "{managed}");
+    // web was untouched by the reload: no state change signalled for it.
+    assert!(
+        monitor
+            .signals("PropertiesChanged", Some("/io/ember/Init1/service/web"))
+            .is_empty(),
+        "web changed on a reload that did not touch it:\n{}",
+        monitor.dump()
+    );
+
+    // A broken configuration: NotAllowed, with the problem in the message; nothing changes.
+    std::fs::write(
+        &ember.config,
+        std::fs::read_to_string(&ember.config).unwrap() + "\n[service.broken]\ncomand = [\"x\"]\n",
+    )
+    .unwrap();
+    let out = dbus_send(&bus, MANAGER, "io.ember.Init1.Manager.Reload", &[]);
+    assert!(out.contains("io.ember.Init1.Error.NotAllowed"), "{out}");
+    assert!(
+        out.contains("comand"),
+        "the message does not say what is wrong: {out}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(property(&bus, "/io/ember/Init1/service/broken", SVC_IFACE, "Name").is_none());
+    assert_eq!(ember.all().len(), 2);
+}
+
+// --- PowerOff and Reboot when ember is not PID 1 -----------------------------------------
+
+fn power_stops_everything_and_exits_0(method: &str, word: &str, marker: u32) {
+    if !have_dbus() {
+        return;
+    }
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: PowerOff/Reboot are root's (or the group's)");
+        return;
+    }
+    let bus = Bus::start(&format!("power-{word}"), "");
+    let (m1, m2) = (marker, marker + 1);
+    let mut ember = Ember::start_plain(
+        &format!("dbus-{word}"),
+        &format!(
+            r#"[dbus]
+bus = "{}"
+control_group = "ember"
+
+[service.a]
+command = ["/bin/sleep", "{m1}"]
+
+[service.b]
+command = ["/bin/sh", "-c", "trap 'echo stopped >> $DIR/b.stopped; exit 0' TERM; /bin/sleep {m2} & wait"]
+"#,
+            bus.address()
+        ),
+    );
+    ember.wait_state("a", "active", None, LONG);
+    ember.wait_state("b", "active", None, LONG);
+    wait_attached(&bus, &ember);
+    let marker1 = m1.to_string();
+    let marker2 = m2.to_string();
+    assert!(
+        wait_for(LONG, || pids_with(&marker1).len() == 1
+            && pids_with(&marker2).len() == 1),
+        "the services' processes are not there"
+    );
+    let monitor = Monitor::start(&bus, word);
+
+    let out = call(&bus, MANAGER, MGR_IFACE, method, &[]);
+    assert!(out.status.success(), "{method}: {}", text(&out));
+    let code = ember.wait_exit(LONG);
+    assert_eq!(
+        code,
+        Some(0),
+        "{method}: ember ended with {code:?}; log:\n{}",
+        ember.log()
+    );
+    // Every service stopped, the shell one by its SIGTERM; nothing was left behind.
+    assert!(pids_with(&marker1).is_empty(), "a's sleep outlived ember");
+    assert!(pids_with(&marker2).is_empty(), "b's sleep outlived ember");
+    let stopped = std::fs::read_to_string(ember.dir.path("b.stopped")).unwrap_or_default();
+    assert_eq!(stopped.trim(), "stopped", "b was not stopped with SIGTERM");
+    // The right request, from the D-Bus caller.
+    let log = ember.log();
+    assert!(
+        log.contains(&format!("dbus uid=0: {word}")),
+        "{word} not logged:\n{log}"
+    );
+    // The name was released: the bus no longer knows it.
+    let out = bus.busctl(&["status", "io.ember.Init1"]);
+    assert!(
+        !out.status.success(),
+        "io.ember.Init1 still owned: {}",
+        text(&out)
+    );
+    // Subscribers saw the services go down.
+    let inactive = |path: &str| {
+        monitor
+            .signals("PropertiesChanged", Some(path))
+            .iter()
+            .any(|b| b[1]["State"]["data"] != "active" && b[1].get("State").is_some())
+    };
+    assert!(
+        inactive("/io/ember/Init1/service/a") && inactive("/io/ember/Init1/service/b"),
+        "no state change seen for the stopping services:\n{}",
+        monitor.dump()
+    );
+}
+
+#[test]
+fn power_off_over_dbus_stops_every_service_and_exits_0_when_not_pid1() {
+    power_stops_everything_and_exits_0("PowerOff", "poweroff", 7910401);
+}
+
+#[test]
+fn reboot_over_dbus_stops_every_service_and_exits_0_when_not_pid1() {
+    power_stops_everything_and_exits_0("Reboot", "reboot", 7910501);
+}
+
+// --- ExitCode and Since -------------------------------------------------------------------
+
+/// The core turns its monotonic `since` into wall time anew for every status (so that a
+/// clock set late still reads right): two reads of one instant differ by microseconds.
+fn close_to(dbus: u64, ctl: &Value) {
+    let ctl = ctl.as_u64().expect("since_usec");
+    assert!(
+        dbus.abs_diff(ctl) < 2_000,
+        "Since {dbus} is not the since_usec {ctl} of ember ctl"
+    );
+}
+
+#[test]
+fn exit_code_and_since_follow_the_last_run() {
+    if !can_unshare() || !have_dbus() {
+        return;
+    }
+    let bus = Bus::start("exit", "");
+    let t0 = now_usec();
+    let ember = Ember::start(
+        "dbus-exit",
+        &format!(
+            r#"[dbus]
+bus = "{}"
+control_group = "ember"
+
+[service.job]
+command = ["/bin/sh", "-c", "sleep 0.3; exit $(cat $DIR/code 2>/dev/null || echo 3)"]
+restart = "never"
+"#,
+            bus.address()
+        ),
+    );
+    wait_attached(&bus, &ember);
+    let path = "/io/ember/Init1/service/job";
+    assert!(
+        wait_for(LONG, || service_property(&bus, "job", "State")
+            .is_some_and(|s| s == "failed")),
+        "job never failed; log:\n{}",
+        ember.log()
+    );
+    let status = ember.status("job");
+    assert_eq!(status["exit_code"], 3, "{status}");
+    assert_eq!(service_property(&bus, "job", "ExitCode").unwrap(), 3);
+    let since = service_property(&bus, "job", "Since").unwrap();
+    let since = since.as_u64().unwrap();
+    close_to(since, &status["since_usec"]);
+    assert!(
+        since >= t0 && since <= now_usec(),
+        "Since {since} is not between {t0} and now"
+    );
+
+    // A second run exits 7: both properties move, in one PropertiesChanged.
+    let monitor = Monitor::start(&bus, "exit");
+    std::fs::write(ember.dir.path("code"), "7\n").unwrap();
+    let out = call(&bus, path, SVC_IFACE, "Start", &[]);
+    assert!(out.status.success(), "Start: {}", text(&out));
+    assert!(
+        wait_for(LONG, || service_property(&bus, "job", "ExitCode")
+            .is_some_and(|c| c == 7)),
+        "ExitCode never became 7; log:\n{}",
+        ember.log()
+    );
+    let status = ember.wait_state("job", "failed", None, LONG);
+    let since2 = service_property(&bus, "job", "Since").unwrap();
+    close_to(since2.as_u64().unwrap(), &status["since_usec"]);
+    assert!(since2.as_u64().unwrap() > since, "Since did not move");
+    assert!(
+        monitor.wait_signal("PropertiesChanged", Some(path), |b| {
+            b[0] == SVC_IFACE
+                && b[1]["ExitCode"]["data"] == 7
+                && b[1]["State"]["data"] == "failed"
+                && b[1]["Since"]["data"] == since2
+        }),
+        "no PropertiesChanged with ExitCode 7, failed and the new Since:\n{}",
+        monitor.dump()
+    );
+}

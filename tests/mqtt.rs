@@ -250,6 +250,7 @@ fn broker_comes_and_goes(persistence: &str, device: &str) {
     // ember is up, the broker is not (ember often starts the broker itself).
     std::thread::sleep(Duration::from_millis(500));
     broker.restart();
+    let persistent = persistence.ends_with("true");
     for round in 0..6 {
         let mut lines = Vec::new();
         let ok = wait_for(LONG, || {
@@ -283,6 +284,13 @@ fn broker_comes_and_goes(persistence: &str, device: &str) {
         }
         if round < 5 {
             broker.restart(); // without persistence: every retained state is forgotten
+            if persistent {
+                // A persistent broker saved them on its way down.
+                assert!(
+                    broker.dir.path("mosquitto.db").exists(),
+                    "no mosquitto.db after a clean stop"
+                );
+            }
         }
     }
 }
@@ -738,4 +746,97 @@ fn a_panicking_adapter_restarts_and_supervision_goes_on() {
             .is_some()
     }));
     assert!(wait_for(LONG, || ember.status("db")["pid"] != pid));
+}
+
+#[test]
+fn replies_go_to_reply_to_but_never_onto_ember_topics() {
+    if !can_unshare() || !have_mosquitto() {
+        return;
+    }
+    let broker = Broker::start("replyto", "");
+    let ember = Ember::start(
+        "mqtt-replyto",
+        &format!("{}{SERVICES}", mqtt_config(&broker, "b10", "")),
+    );
+    ember.wait_state("web", "active", None, LONG);
+    assert!(wait_for(LONG, || broker.collect(
+        "ember/b10/status",
+        1,
+        Duration::from_secs(1)
+    ) == ["ember/b10/status online"]));
+    let mine = broker.subscribe("ops/replies");
+    let default = broker.subscribe("ember/b10/reply");
+    let state = broker.subscribe("ember/b10/service/db/state");
+    broker.publish(
+        "ember/b10/service/web/cmd",
+        r#"{"cmd":"restart","id":"a","reply_to":"ops/replies"}"#,
+        &[],
+    );
+    assert!(
+        mine.wait_for(r#"{"id":"a","ok":true}"#, LONG).is_some(),
+        "{:?}",
+        mine.lines()
+    );
+    broker.publish(
+        "ember/b10/service/web/cmd",
+        r#"{"cmd":"restart","id":"b","reply_to":"ember/b10/service/db/state"}"#,
+        &[],
+    );
+    let refused = default
+        .wait_for("\"b\"", LONG)
+        .expect("the refusal, on the default reply topic");
+    assert!(
+        refused.contains("bad-payload") && refused.contains("reply_to"),
+        "{refused}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        state.lines().iter().all(|l| !l.contains("\"id\"")),
+        "a reply landed on a state topic: {:?}",
+        state.lines()
+    );
+}
+
+#[test]
+fn three_hundred_services_all_reach_the_broker_and_list_fits() {
+    if !can_unshare() || !have_mosquitto() {
+        return;
+    }
+    let broker = Broker::start("many", "");
+    let mut services = String::new();
+    for i in 0..300 {
+        services.push_str(&format!(
+            "\n[service.s{i:03}]\ncommand = [\"/bin/sleep\", \"793{i:04}\"]\nstdout = \"null\"\n"
+        ));
+    }
+    let ember = Ember::start(
+        "mqtt-many",
+        &format!(
+            "{}{services}",
+            mqtt_config(&broker, "b11", "homeassistant = true")
+        ),
+    );
+    ember.wait_state("s299", "active", None, LONG);
+    let mut lines = Vec::new();
+    assert!(
+        wait_for(Duration::from_secs(30), || {
+            lines = broker.collect("ember/b11/service/+/state", 300, Duration::from_secs(3));
+            lines.len() == 300
+        }),
+        "only {} of 300 states retained",
+        lines.len()
+    );
+    let replies = broker.subscribe("ember/b11/reply");
+    broker.publish("ember/b11/cmd", r#"{"cmd":"list","id":"all"}"#, &[]);
+    let reply = replies.wait_for("\"all\"", LONG).expect("a list reply");
+    assert!(
+        reply.contains("\"ok\":true") && reply.contains("\"name\":\"s299\""),
+        "{}",
+        &reply[..reply.len().min(300)]
+    );
+    // The connection survived it.
+    assert!(
+        broker.collect("ember/b11/status", 1, Duration::from_secs(1))
+            == ["ember/b11/status online"]
+    );
 }

@@ -452,6 +452,17 @@ fn load_into(path: &Path, problems: &mut Vec<Problem>) -> Option<Config> {
         .map(|(name, (spec, _))| (name, spec))
         .collect();
     let mut config = assemble(path, system, log, control, services);
+    if mqtt.is_some() {
+        // The device name is a topic level of every MQTT topic ember uses.
+        let device = &config.system.device;
+        if device.is_empty() || device.starts_with('$') || device.contains(['/', '+', '#']) {
+            problems.push(source.problem(
+                None,
+                Severity::Error,
+                format!("device \"{device}\" cannot be an MQTT topic level: set [system] device to a name without / + # (and not starting with $)"),
+            ));
+        }
+    }
     config.mqtt = mqtt;
     config.dbus = dbus;
     Some(config)

@@ -92,7 +92,7 @@ pub struct RawMqtt {
     cert_file: Option<Spanned<PathBuf>>,
     key_file: Option<Spanned<PathBuf>>,
     prefix: Option<Spanned<String>>,
-    keep_alive: Option<Duration>,
+    keep_alive: Option<Spanned<Duration>>,
     allow: Option<Vec<String>>,
     allow_system: Option<bool>,
     groups: Option<Vec<Spanned<String>>>,
@@ -187,6 +187,23 @@ impl RawMqtt {
             Some(p) => p.into_inner(),
             None => "ember".to_owned(),
         };
+        let keep_alive = match self.keep_alive {
+            None => Duration::from_secs(30),
+            Some(k) => {
+                let d = *k.get_ref();
+                if !d.is_zero() && (d < Duration::from_secs(1) || d > Duration::from_secs(65_535)) {
+                    problem(
+                        k.span().start,
+                        Severity::Error,
+                        "keep_alive must be 0 (off) or from \"1s\" to \"65535s\" (MQTT's limit)"
+                            .into(),
+                    );
+                    Duration::from_secs(30)
+                } else {
+                    d
+                }
+            }
+        };
         let mut groups = Vec::new();
         for group in self.groups.unwrap_or_default() {
             if group.get_ref().is_empty() || group.get_ref().contains(['+', '#', '/']) {
@@ -203,14 +220,14 @@ impl RawMqtt {
             host: url.host,
             port: url.port,
             tls: url.tls,
-            client_id: self.client_id,
+            client_id: self.client_id.filter(|c| !c.is_empty()),
             username: self.username,
             password_file: self.password_file.map(Spanned::into_inner),
             ca_file: self.ca_file.map(Spanned::into_inner),
             cert_file: self.cert_file.map(Spanned::into_inner),
             key_file: self.key_file.map(Spanned::into_inner),
             prefix,
-            keep_alive: self.keep_alive.unwrap_or(Duration::from_secs(30)),
+            keep_alive,
             allow: self.allow.unwrap_or_else(|| vec!["*".into()]),
             allow_system: self.allow_system.unwrap_or(false),
             groups,

@@ -746,6 +746,9 @@ impl Runtime {
             return Err(errors);
         };
         tracing::info!("{why}: reloading {}", new.path.display());
+        if new.mqtt != self.config.mqtt || new.system.device != self.config.system.device {
+            tracing::warn!("{why}: [mqtt] and the device name change at the next start of ember");
+        }
         if new.control.socket != self.config.control.socket {
             tracing::warn!(
                 "{why}: the control socket stays at {} until ember restarts",

@@ -11,6 +11,11 @@ pub fn have_mosquitto() -> bool {
     let ok = Command::new("mosquitto").arg("-h").output().is_ok()
         && Command::new("mosquitto_pub").arg("--help").output().is_ok();
     if !ok {
+        // In CI a missing broker is a failure, not a skip: tests/run.sh installs it.
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "mosquitto is not installed in CI"
+        );
         eprintln!("skipped: mosquitto and mosquitto-clients are not installed (tests/run.sh installs them)");
     }
     ok
@@ -65,6 +70,11 @@ impl Broker {
             self.extra
         );
         std::fs::write(&config, text).expect("write mosquitto.conf");
+        // mosquitto drops root for its own user: its persistence file goes here.
+        let _ = std::fs::set_permissions(
+            &self.dir.0,
+            std::os::unix::fs::PermissionsExt::from_mode(0o777),
+        );
         let log = std::fs::File::create(self.dir.path("mosquitto.log")).expect("log");
         let child = Command::new("mosquitto")
             .arg("-c")
@@ -85,9 +95,17 @@ impl Broker {
         );
     }
 
+    /// Stops the broker as an administrator would (SIGTERM: a persistent broker saves its
+    /// retained messages), SIGKILL if it lingers.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
+            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            if !wait_for(Duration::from_secs(5), || {
+                matches!(child.try_wait(), Ok(Some(_)))
+            }) {
+                let _ = child.kill();
+            }
             let _ = child.wait();
         }
     }

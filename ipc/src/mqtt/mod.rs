@@ -17,7 +17,7 @@ pub mod homeassistant;
 pub mod payload;
 pub mod topics;
 
-use crate::protocol::{Command, Control, ErrorKind, Event, Reply, ServiceStatus};
+use crate::protocol::{Command, Control, ErrorKind, Event, Reply, ServiceStatus, SystemState};
 use payload::{Refusal, Verb, BAD_PAYLOAD, BUSY, NOT_ALLOWED, UNKNOWN_SERVICE};
 use rumqttc::{
     AsyncClient, Event as MqttEvent, LastWill, MqttOptions, Packet, QoS, TlsConfiguration,
@@ -64,16 +64,22 @@ const MAX_COMMAND: usize = 16 * 1024;
 const MAX_INFLIGHT: usize = 32;
 /// Replies waiting for the broker; more are dropped (and logged).
 const MAX_PENDING_REPLIES: usize = 256;
+/// Refusals logged per second; the rest are counted.
+const MAX_REFUSALS_LOGGED: u32 = 10;
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// The backoff cap while the broker keeps dropping ember right after accepting it.
+const QUICK_DROP_BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// What the event-loop task tells the adapter loop.
 enum FromBroker {
     Connected,
     Disconnected(String),
+    /// `payload` is empty when `length` is over [`MAX_COMMAND`]: no copy is kept.
     Message {
         topic: String,
         payload: Vec<u8>,
+        length: usize,
         retain: bool,
     },
 }
@@ -131,7 +137,8 @@ fn install_crypto() -> Result<(), String> {
 
 fn options(settings: &Settings) -> Result<MqttOptions, String> {
     let mut options = MqttOptions::new(&settings.client_id, &settings.host, settings.port);
-    options.set_keep_alive(settings.keep_alive.max(Duration::from_secs(5)));
+    // 0 turns keep-alive off; otherwise 1 s to 65,535 s, checked by `ember check`.
+    options.set_keep_alive(settings.keep_alive);
     options.set_max_packet_size(MAX_INCOMING, MAX_PACKET);
     options.set_clean_session(true);
     let topics = Topics::new(&settings.prefix, &settings.device, &settings.groups);
@@ -170,33 +177,86 @@ fn options(settings: &Settings) -> Result<MqttOptions, String> {
     Ok(options)
 }
 
-/// Polls the event loop forever; sleeps a growing backoff after each error.
-async fn poll_broker(mut eventloop: rumqttc::EventLoop, to_adapter: mpsc::Sender<FromBroker>) {
+/// Polls the event loop until the adapter is gone; sleeps a growing backoff after each
+/// error. The backoff only resets once a connection has lasted: two boards with the same
+/// client id would otherwise take the session from each other as fast as they can.
+async fn poll_broker(
+    mut eventloop: rumqttc::EventLoop,
+    to_adapter: mpsc::Sender<FromBroker>,
+    lasted: Duration,
+) {
     let mut backoff = BACKOFF_FIRST;
+    let mut connected_at: Option<tokio::time::Instant> = None;
+    let mut quick_drops = 0u32;
     loop {
         let message = match eventloop.poll().await {
             Ok(MqttEvent::Incoming(Packet::ConnAck(_))) => {
-                backoff = BACKOFF_FIRST;
+                connected_at = Some(tokio::time::Instant::now());
                 FromBroker::Connected
             }
             Ok(MqttEvent::Incoming(Packet::Publish(p))) => FromBroker::Message {
                 topic: p.topic,
-                payload: p.payload.to_vec(),
+                // An oversized command is refused by its length: no copy of it is kept.
+                payload: if p.payload.len() > MAX_COMMAND {
+                    Vec::new()
+                } else {
+                    p.payload.to_vec()
+                },
+                length: p.payload.len(),
                 retain: p.retain,
             },
             Ok(_) => continue,
             Err(e) => {
-                let _ = to_adapter
+                match connected_at.take() {
+                    Some(at) if at.elapsed() >= lasted => {
+                        backoff = BACKOFF_FIRST;
+                        quick_drops = 0;
+                    }
+                    Some(_) => {
+                        // Dropped right after being accepted, again and again: back off,
+                        // but only to a few seconds, since a broker restarted often
+                        // (by hand, by a test) looks the same.
+                        quick_drops += 1;
+                        backoff = backoff.min(QUICK_DROP_BACKOFF_MAX);
+                        if quick_drops == 3 {
+                            tracing::error!(
+                                "mqtt: the broker keeps dropping ember right after accepting it; \
+                                 is another client using the same client_id?"
+                            );
+                        }
+                    }
+                    None => {}
+                }
+                if to_adapter
                     .send(FromBroker::Disconnected(e.to_string()))
-                    .await;
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
                 tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(BACKOFF_MAX);
+                let cap = if quick_drops > 0 {
+                    QUICK_DROP_BACKOFF_MAX
+                } else {
+                    BACKOFF_MAX
+                };
+                backoff = (backoff * 2).min(cap);
                 continue;
             }
         };
         if to_adapter.send(message).await.is_err() {
             return;
         }
+    }
+}
+
+/// Aborts a task when dropped: the poller must not outlive its adapter (after a panic,
+/// an orphaned poller would reconnect with the same client id).
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -212,8 +272,12 @@ struct Adapter {
     removed: BTreeSet<String>,
     replies: VecDeque<(String, Vec<u8>)>,
     connected: bool,
-    /// Home Assistant discovery to (re)publish.
-    announce: bool,
+    /// After a CONNACK: `online` and the subscriptions still to hand to the client.
+    greet: bool,
+    /// Services whose Home Assistant discovery is still to (re)publish.
+    announce: BTreeSet<String>,
+    /// Refusals logged in the current second, to keep a flood from flooding the log.
+    refusals_logged: (u64, u32),
     inflight: Arc<Semaphore>,
 }
 
@@ -229,7 +293,9 @@ impl Adapter {
             removed: BTreeSet::new(),
             replies: VecDeque::new(),
             connected: false,
-            announce: false,
+            greet: false,
+            announce: BTreeSet::new(),
+            refusals_logged: (0, 0),
             inflight: Arc::new(Semaphore::new(MAX_INFLIGHT)),
         }
     }
@@ -247,8 +313,13 @@ impl Adapter {
         let mut network = eventloop.network_options();
         network.set_tcp_nodelay(true);
         eventloop.set_network_options(network);
-        let (broker_tx, mut from_broker) = mpsc::channel(256);
-        let poller = tokio::spawn(poll_broker(eventloop, broker_tx));
+        let (broker_tx, mut from_broker) = mpsc::channel(64);
+        // A connection that lasted this long was a real one: the backoff starts over.
+        // Two boards with one client id take the session from each other within
+        // milliseconds; a broker restarted by hand drops ember after seconds.
+        let keep_alive = Duration::from_secs(1);
+        let _poller =
+            AbortOnDrop(tokio::spawn(poll_broker(eventloop, broker_tx, keep_alive)).abort_handle());
         let mut events = self.control.events.subscribe();
         self.resync().await;
         let (reply_tx, mut reply_rx) = mpsc::channel::<(String, Vec<u8>)>(MAX_PENDING_REPLIES);
@@ -259,25 +330,41 @@ impl Adapter {
             self.settings.client_id,
             self.settings.device
         );
+        let mut refused_logged = false;
         loop {
+            // While something waits for room in the client's channel, look again shortly:
+            // acknowledgements free room but do not wake this loop.
+            let backlog = self.connected && self.pending();
             tokio::select! {
                 message = from_broker.recv() => match message {
-                    Some(FromBroker::Connected) => self.on_connect(&client),
+                    Some(FromBroker::Connected) => {
+                        refused_logged = false;
+                        self.on_connect();
+                    }
                     Some(FromBroker::Disconnected(why)) => {
                         if self.connected {
                             tracing::warn!("mqtt: lost the broker: {why}; reconnecting with backoff");
+                        } else if why.contains("return code") && !refused_logged {
+                            // Wrong credentials or client id: say it once, not at every retry.
+                            refused_logged = true;
+                            tracing::warn!("mqtt: the broker refuses ember: {why}; retrying with backoff");
                         } else {
                             tracing::debug!("mqtt: cannot reach the broker: {why}");
                         }
                         self.connected = false;
+                        // Replies are answers to the moment; after an outage they are stale.
+                        self.replies.clear();
                     }
-                    Some(FromBroker::Message { topic, payload, retain }) => {
-                        self.on_message(&topic, &payload, retain, &reply_tx);
+                    Some(FromBroker::Message { topic, payload, length, retain }) => {
+                        self.on_message(&topic, &payload, length, retain, &reply_tx);
                     }
                     None => break,
                 },
                 event = events.recv() => match event {
                     Ok(Event::Service(status)) => {
+                        if !self.states.contains_key(&status.name) && self.settings.homeassistant {
+                            self.announce.insert(status.name.clone());
+                        }
                         self.dirty.insert(status.name.clone());
                         self.removed.remove(&status.name);
                         self.states.insert(status.name.clone(), status);
@@ -285,20 +372,23 @@ impl Adapter {
                     Ok(Event::ServiceRemoved { name }) => {
                         self.states.remove(&name);
                         self.dirty.remove(&name);
+                        self.announce.remove(&name);
                         self.removed.insert(name);
+                    }
+                    Ok(Event::System { state: SystemState::Stopping }) => {
+                        // The broker may be one of the services about to stop: say offline
+                        // while it can still be heard.
+                        if self.connected {
+                            let _ = client.try_publish(self.topics.status(), QoS::AtLeastOnce, true, "offline");
+                        }
                     }
                     Ok(_) => {}
                     // We fell behind: the latest of everything is one status call away.
                     Err(broadcast::error::RecvError::Lagged(_)) => self.resync().await,
                     Err(broadcast::error::RecvError::Closed) => break,
                 },
-                Some(reply) = reply_rx.recv() => {
-                    if self.replies.len() >= MAX_PENDING_REPLIES {
-                        tracing::warn!("mqtt: too many replies waiting for the broker; dropping one");
-                        self.replies.pop_front();
-                    }
-                    self.replies.push_back(reply);
-                }
+                Some(reply) = reply_rx.recv() => self.push_reply(reply),
+                _ = tokio::time::sleep(Duration::from_millis(20)), if backlog => {}
                 asked = &mut shutdown => {
                     if let Ok(done) = asked {
                         self.go_offline(&client).await;
@@ -309,7 +399,44 @@ impl Adapter {
             }
             self.flush(&client);
         }
-        poller.abort();
+    }
+
+    /// Queues a reply; the oldest goes when too many wait (memory stays bounded).
+    fn push_reply(&mut self, reply: (String, Vec<u8>)) {
+        if self.replies.len() >= MAX_PENDING_REPLIES {
+            self.replies.pop_front();
+        }
+        self.replies.push_back(reply);
+    }
+
+    /// Whether anything waits to be published.
+    fn pending(&self) -> bool {
+        self.greet
+            || !self.dirty.is_empty()
+            || !self.removed.is_empty()
+            || !self.replies.is_empty()
+            || !self.announce.is_empty()
+    }
+
+    /// Logs a refusal, at most a few a second: a flood must not flood the log.
+    fn log_refusal(&mut self, topic: &str, code: &str, message: &str) {
+        let second = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        if self.refusals_logged.0 != second {
+            if self.refusals_logged.1 > MAX_REFUSALS_LOGGED {
+                tracing::warn!(
+                    "mqtt: {} more refusals in the last second were not logged",
+                    self.refusals_logged.1 - MAX_REFUSALS_LOGGED
+                );
+            }
+            self.refusals_logged = (second, 0);
+        }
+        self.refusals_logged.1 += 1;
+        if self.refusals_logged.1 <= MAX_REFUSALS_LOGGED {
+            tracing::warn!("mqtt: {topic}: refused ({code}): {message}");
+        }
     }
 
     /// Re-reads every service's status from the core.
@@ -337,45 +464,60 @@ impl Adapter {
         }
     }
 
-    fn on_connect(&mut self, client: &AsyncClient) {
+    fn on_connect(&mut self) {
         tracing::info!(
             "mqtt: connected to {}:{}",
             self.settings.host,
             self.settings.port
         );
         self.connected = true;
-        let _ = client.try_publish(self.topics.status(), QoS::AtLeastOnce, true, "online");
-        for topic in self.topics.subscriptions(self.settings.homeassistant) {
-            if let Err(e) = client.try_subscribe(&topic, QoS::AtLeastOnce) {
-                tracing::warn!("mqtt: cannot subscribe to {topic}: {e}");
-            }
-        }
+        self.greet = true;
         // A broker restarted without persistence has forgotten every retained state.
         self.dirty.extend(self.states.keys().cloned());
-        self.announce = self.settings.homeassistant;
-    }
-
-    /// Publishes what is waiting, as far as the client's request channel takes it.
-    fn flush(&mut self, client: &AsyncClient) {
-        if !self.connected {
-            return;
-        }
-        if self.announce {
-            let allowed: Vec<String> = self
+        if self.settings.homeassistant {
+            self.announce = self
                 .states
                 .keys()
                 .filter(|n| self.allowed(n))
                 .cloned()
                 .collect();
-            let mut all_sent = true;
-            for name in allowed {
-                for (topic, body) in homeassistant::announce(&self.topics, &name) {
-                    all_sent &= client
-                        .try_publish(topic, QoS::AtLeastOnce, true, body)
-                        .is_ok();
+        }
+    }
+
+    /// Publishes what is waiting, as far as the client's request channel takes it; what
+    /// does not fit stays queued (coalesced) for the next round.
+    fn flush(&mut self, client: &AsyncClient) {
+        if !self.connected {
+            return;
+        }
+        if self.greet {
+            let subscriptions = self.topics.subscriptions(self.settings.homeassistant);
+            let filters = subscriptions
+                .into_iter()
+                .map(|t| rumqttc::SubscribeFilter::new(t, QoS::AtLeastOnce));
+            if client
+                .try_publish(self.topics.status(), QoS::AtLeastOnce, true, "online")
+                .is_err()
+                || client.try_subscribe_many(filters).is_err()
+            {
+                return;
+            }
+            self.greet = false;
+        }
+        while let Some(name) = self.announce.first().cloned() {
+            self.announce.remove(&name);
+            if !self.states.contains_key(&name) || !self.allowed(&name) {
+                continue;
+            }
+            for (topic, body) in homeassistant::announce(&self.topics, &name) {
+                if client
+                    .try_publish(topic, QoS::AtLeastOnce, true, body)
+                    .is_err()
+                {
+                    self.announce.insert(name);
+                    return;
                 }
             }
-            self.announce = !all_sent;
         }
         while let Some(name) = self.removed.first().cloned() {
             if client
@@ -441,6 +583,7 @@ impl Adapter {
         &mut self,
         topic: &str,
         body: &[u8],
+        length: usize,
         retain: bool,
         replies: &mpsc::Sender<(String, Vec<u8>)>,
     ) {
@@ -448,10 +591,18 @@ impl Adapter {
             return;
         };
         if target == Target::HomeAssistantStatus {
-            if body == b"online" {
-                self.announce = self.settings.homeassistant;
+            if body == b"online" && self.settings.homeassistant {
+                self.announce = self
+                    .states
+                    .keys()
+                    .filter(|n| self.allowed(n))
+                    .cloned()
+                    .collect();
             }
             return;
+        }
+        if length == 0 {
+            return; // how a retained message is cleared: nothing was asked
         }
         // Test-only fault, in debug builds: the adapter's panic must stay the adapter's.
         #[cfg(debug_assertions)]
@@ -465,13 +616,10 @@ impl Adapter {
             );
             return;
         }
-        let request = if body.len() > MAX_COMMAND {
+        let request = if length > MAX_COMMAND {
             Err(Refusal {
                 code: BAD_PAYLOAD,
-                message: format!(
-                    "a command is at most {MAX_COMMAND} bytes; this one has {}",
-                    body.len()
-                ),
+                message: format!("a command is at most {MAX_COMMAND} bytes; this one has {length}"),
                 id: None,
                 reply_to: None,
             })
@@ -481,19 +629,13 @@ impl Adapter {
         let request = match request {
             Ok(r) => r,
             Err(refusal) => {
-                tracing::warn!(
-                    "mqtt: {topic}: refused ({}): {}",
-                    refusal.code,
-                    refusal.message
-                );
+                self.log_refusal(topic, refusal.code, &refusal.message);
                 let reply_topic = refusal
                     .reply_to
                     .clone()
                     .unwrap_or_else(|| self.topics.reply());
-                self.replies.push_back((
-                    reply_topic,
-                    payload::error_reply(&refusal.id, refusal.code, &refusal.message),
-                ));
+                let body = payload::error_reply(&refusal.id, refusal.code, &refusal.message);
+                self.push_reply((reply_topic, body));
                 return;
             }
         };
@@ -503,8 +645,8 @@ impl Adapter {
             .unwrap_or_else(|| self.topics.reply());
         let Ok(permit) = self.inflight.clone().try_acquire_owned() else {
             let message = "too many commands at once; try again";
-            tracing::warn!("mqtt: {topic}: refused (busy)");
-            self.replies.push_back((
+            self.log_refusal(topic, BUSY, message);
+            self.push_reply((
                 reply_topic,
                 payload::error_reply(&request.id, BUSY, message),
             ));
@@ -539,11 +681,23 @@ impl Adapter {
             let reply = control.call(command, origin).await;
             let body = match reply {
                 Reply::Ok { services } if request.verb == Verb::List => {
-                    let listed: Vec<&ServiceStatus> = services
+                    // Names and states only: full statuses are on the state topics, and
+                    // the reply must fit in one packet however many services there are.
+                    let listed: Vec<serde_json::Value> = services
                         .iter()
                         .filter(|s| allowed.contains(&s.name))
+                        .map(|s| serde_json::json!({"name": s.name, "state": s.state, "sub_state": s.sub_state, "pid": s.pid}))
                         .collect();
-                    payload::ok_reply(&request.id, Some(listed))
+                    let body = payload::ok_reply(&request.id, Some(listed));
+                    if body.len() > MAX_PACKET - 1024 {
+                        payload::error_reply(
+                            &request.id,
+                            "too-large",
+                            "too many services for one reply; read the state topics instead",
+                        )
+                    } else {
+                        body
+                    }
                 }
                 Reply::Ok { .. } | Reply::Logs { .. } => payload::ok_reply::<()>(&request.id, None),
                 Reply::Error(e) => {
@@ -577,6 +731,23 @@ impl Adapter {
             id: request.id.clone(),
             reply_to: request.reply_to.clone(),
         };
+        if let Some(topic) = &request.reply_to {
+            let own = format!("{}/{}/reply", self.settings.prefix, self.settings.device);
+            let foreign = topic.starts_with('$')
+                || topic.starts_with("homeassistant/")
+                || (topic.starts_with(&format!("{}/", self.settings.prefix))
+                    && topic != &own
+                    && !topic.starts_with(&format!("{own}/")));
+            if foreign {
+                // A reply must not land on a state, status, command or discovery topic.
+                return Err(Refusal {
+                    code: BAD_PAYLOAD,
+                    message: format!("reply_to \"{topic}\" is not allowed; use a topic outside {}/ or under {own}/", self.settings.prefix),
+                    id: request.id.clone(),
+                    reply_to: None,
+                });
+            }
+        }
         match target {
             Target::Service(name) => {
                 if !request.verb.is_service_verb() {
