@@ -692,7 +692,20 @@ impl Runtime {
     }
 
     fn publish_system_state(&mut self) {
-        let state = status::system_state(self.engine.units(), self.engine.shutting_down());
+        let mut state = status::system_state(self.engine.units(), self.engine.shutting_down());
+        // As systemd: "starting" is the boot. A restart later leaves the system running
+        // (or degraded, while something has failed).
+        if self.boot_complete && state == SystemState::Starting {
+            let failed = self
+                .engine
+                .units()
+                .any(|u| u.state == super::model::State::Failed);
+            state = if failed {
+                SystemState::Degraded
+            } else {
+                SystemState::Running
+            };
+        }
         if !self.boot_complete && matches!(state, SystemState::Running | SystemState::Degraded) {
             self.boot_complete = true;
             tracing::info!(
@@ -703,7 +716,6 @@ impl Runtime {
         }
         if self.system_state != Some(state) {
             self.system_state = Some(state);
-            // A crash loop flips starting/running at every restart: only degraded is news.
             match state {
                 SystemState::Degraded => tracing::warn!("system is degraded"),
                 _ => tracing::debug!("system is {}", format!("{state:?}").to_lowercase()),
