@@ -758,8 +758,13 @@ impl Runtime {
             return Err(errors);
         };
         tracing::info!("{why}: reloading {}", new.path.display());
-        if new.mqtt != self.config.mqtt || new.system.device != self.config.system.device {
-            tracing::warn!("{why}: [mqtt] and the device name change at the next start of ember");
+        if new.mqtt != self.config.mqtt
+            || new.dbus != self.config.dbus
+            || new.system.device != self.config.system.device
+        {
+            tracing::warn!(
+                "{why}: [mqtt], [dbus] and the device name change at the next start of ember"
+            );
         }
         if new.control.socket != self.config.control.socket {
             tracing::warn!(
