@@ -34,7 +34,13 @@ cargo clippy --workspace --all-targets --no-default-features -- -D warnings
 # targets: as root, install them here so the test finds them in place (it skips otherwise).
 if [ "$(id -u)" = 0 ] && [ "${EMBER_SKIP_QEMU:-}" != 1 ]; then
     echo "== qemu setup"
-    tests/qemu/setup.sh
+    if ! tests/qemu/setup.sh; then
+        # setup.sh knows Debian bookworm's sources (CI's machines). Elsewhere, say so and
+        # run everything else; in CI a failure here is a failure.
+        if [ -n "${CI:-}" ]; then exit 1; fi
+        echo "run.sh: qemu setup failed on this machine; the qemu boot tests are skipped" >&2
+        export EMBER_SKIP_QEMU=1
+    fi
 fi
 echo "== cargo test"
 log=$(mktemp)
