@@ -3,33 +3,40 @@ DESCRIPTION = "ember is PID 1 and a service supervisor: it starts the services \
 described in /etc/ember/ember.toml and /etc/ember/services.d in dependency order and \
 in parallel, restarts them, reaps orphans, and shuts down in steps. Optional MQTT and \
 D-Bus control adapters."
+HOMEPAGE = "https://example.com/ember"
 SECTION = "base"
 LICENSE = "MIT | Apache-2.0"
+# HOMEPAGE is a placeholder until ember has a public home.
 # The repository has no license file: the license line of Cargo.toml.
 LIC_FILES_CHKSUM = "file://Cargo.toml;beginline=7;endline=7;md5=139d41a018a76e37b4d8d2ffa8810edc"
 
-# The source: by default the git repository this layer is part of (EMBER_REPO_DIR, set in
-# conf/layer.conf to the directory two levels above the layer), at the head of
-# EMBER_GIT_BRANCH. A layer used outside that checkout sets, e.g. in local.conf:
-#   EMBER_GIT_URI = "git://example.com/ember.git;protocol=https"
-#   SRCREV:pn-ember = "<the commit whose Cargo.lock ember-crates.inc was generated from>"
-# For a working tree with uncommitted changes use externalsrc (README.md).
-EMBER_GIT_URI ?= "git://${EMBER_REPO_DIR};protocol=file"
-EMBER_GIT_BRANCH ?= "main"
-SRC_URI = "${EMBER_GIT_URI};branch=${EMBER_GIT_BRANCH} \
-           file://ember.toml \
-           file://ember-mqtt.toml \
-           file://ember-dbus.toml \
-           file://dbus.toml \
-           "
-SRCREV ?= "${AUTOREV}"
-PV .= "+git"
-
-S = "${UNPACKDIR}/git"
+# The source is the ember tree this layer lives in (yocto/meta-ember inside it), through
+# the symlink files/ember-src -> the top of that tree: its Cargo.toml, Cargo.lock, src/,
+# ipc/ and the D-Bus policy. So the build uses exactly the Cargo.lock ember-crates.inc was
+# generated from (CI checks both with yocto/update-crates.py --check), with no SRCREV to
+# keep in step. A copy of the layer used apart from that tree sets, in a bbappend:
+#   EMBER_SRC = "git://example.com/ember.git;protocol=https;branch=main;destsuffix=ember-src"
+#   SRCREV = "<the commit whose Cargo.lock ember-crates.inc was generated from>"
+EMBER_SRC ?= "file://ember-src/Cargo.toml \
+              file://ember-src/Cargo.lock \
+              file://ember-src/src \
+              file://ember-src/ipc \
+              file://ember-src/config/dbus-1/io.ember.Init1.conf \
+              "
 
 inherit cargo cargo-update-recipe-crates update-alternatives useradd
 
 require ${BPN}-crates.inc
+
+SRC_URI += "${EMBER_SRC} \
+            file://ember.toml \
+            file://ember-mqtt.toml \
+            file://ember-dbus.toml \
+            file://dbus.toml \
+            file://getty.toml.in \
+            "
+
+S = "${UNPACKDIR}/ember-src"
 
 # Cargo features, as in the README: mqtt and dbus, both on by default.
 PACKAGECONFIG ??= "mqtt dbus"
@@ -64,7 +71,8 @@ do_install() {
     for entry in ${SERIAL_CONSOLES}; do
         speed=$(echo "$entry" | cut -d';' -f1)
         tty=$(echo "$entry" | cut -d';' -f2)
-        cat > ${D}${sysconfdir}/ember/services.d/getty-$tty.toml <<EOT
+        sed -e "s|@TTY@|$tty|g" -e "s|@SPEED@|$speed|g" -e "s|@GETTY@|${EMBER_GETTY}|g" \
+            ${UNPACKDIR}/getty.toml.in > ${D}${sysconfdir}/ember/services.d/getty-$tty.toml
 # A login prompt on /dev/$tty (from SERIAL_CONSOLES), started again after each logout.
 # A console the board does not have fails its start limit and stays failed.
 command = ["/bin/sh", "-c", "test -c /dev/$tty || { echo 'no /dev/$tty' >&2; exit 1; }; exec ${EMBER_GETTY} -L $speed $tty vt102"]
@@ -82,7 +90,7 @@ FILES:${PN} += "${datadir}/dbus-1/system.d"
 CONFFILES:${PN} = "${sysconfdir}/ember/ember.toml"
 
 # ember-service-dbus: the system bus as an ember service.
-FILES:${PN}-service-dbus = "${sysconfdir}/ember/services.d/dbus.toml"
+FILES:${PN}-service-dbus += "${sysconfdir}/ember/services.d/dbus.toml"
 RDEPENDS:${PN}-service-dbus = "${PN} dbus"
 
 # The "ember" group of the D-Bus policy and [dbus] control_group.

@@ -10,11 +10,8 @@ IMAGE_INSTALL = "packagegroup-core-boot ${CORE_IMAGE_EXTRA_INSTALL} \
                  "
 IMAGE_LINGUAS = " "
 
+# Needs INIT_MANAGER = "ember" (local.conf or the distro conf): see README.md.
+
 inherit core-image
 
 IMAGE_ROOTFS_SIZE ?= "8192"
-
-python () {
-    if d.getVar('VIRTUAL-RUNTIME_init_manager') != 'ember':
-        raise bb.parse.SkipRecipe('needs INIT_MANAGER = "ember" (local.conf or the distro conf)')
-}
