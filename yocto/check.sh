@@ -11,6 +11,13 @@ OLDEST=$(sed -n 's/^LAYERSERIES_COMPAT_ember = "\([a-z]*\).*/\1/p' meta-ember/co
 
 python3 update-crates.py --check
 
+# The recipe's version (ember_<version>.bb) follows Cargo.toml's.
+version=$(sed -n 's/^version = "\(.*\)"/\1/p' ../Cargo.toml | head -1)
+if [ ! -e "meta-ember/recipes-core/ember/ember_$version.bb" ]; then
+    echo "Cargo.toml says version $version: rename meta-ember/recipes-core/ember/ember_*.bb to ember_$version.bb" >&2
+    exit 1
+fi
+
 if ! command -v oelint-adv >/dev/null; then
     if ! python3 -m pip --version >/dev/null 2>&1; then
         SUDO=""
