@@ -30,6 +30,8 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 cargo clippy --workspace --all-targets --no-default-features -- -D warnings
+echo "== yocto: ember-crates.inc matches Cargo.lock, oelint-adv on meta-ember"
+yocto/check.sh
 # The qemu boot test (tests/qemu_boot.rs) needs qemu, Debian kernels, busybox and the musl
 # targets: as root, install them here so the test finds them in place (it skips otherwise).
 if [ "$(id -u)" = 0 ] && [ "${EMBER_SKIP_QEMU:-}" != 1 ]; then
