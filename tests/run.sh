@@ -30,6 +30,12 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 cargo clippy --workspace --all-targets --no-default-features -- -D warnings
+# The oldest Rust that Cargo.toml claims (rust-version) must build ember: Yocto releases
+# ship fixed Rust versions, and the layer's choice of releases rests on this.
+msrv=$(grep -m1 '^rust-version' Cargo.toml | cut -d'"' -f2)
+echo "== build with Rust $msrv (rust-version)"
+rustup toolchain list | grep -q "^$msrv" || rustup toolchain install "$msrv" --profile minimal
+CARGO_TARGET_DIR=target/msrv cargo "+$msrv" build --locked --workspace
 echo "== yocto: ember-crates.inc matches Cargo.lock, oelint-adv on meta-ember"
 yocto/check.sh
 # The qemu boot test (tests/qemu_boot.rs) needs qemu, Debian kernels, busybox and the musl
