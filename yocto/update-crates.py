@@ -6,7 +6,7 @@
 
     # from Cargo.lock
     SRC_URI += " \\
-        crate://crates.io/NAME/VERSION \\
+        crate://crates.io/NAME/VERSION;name=NAME-VERSION \\
         ...
     "
 
@@ -83,7 +83,7 @@ def get_crates(path, relpath):
     cksum_list = ""
     for c in candidates:
         rename = "%s-%s" % (c["name"], c["version"])
-        c_list += "\n    crate://crates.io/%s/%s \\" % (c["name"], c["version"])
+        c_list += "\n    crate://crates.io/%s/%s;name=%s \\" % (c["name"], c["version"], rename)
         if "checksum" in c:
             cksum_list += '\nSRC_URI[%s.sha256sum] = "%s"' % (rename, c["checksum"])
     c_list += '\n"\n'
