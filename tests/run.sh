@@ -37,7 +37,7 @@ echo "== build with Rust $msrv (rust-version)"
 rustup toolchain list | grep -q "^$msrv" || rustup toolchain install "$msrv" --profile minimal
 CARGO_TARGET_DIR=target/msrv cargo "+$msrv" build --locked --workspace
 echo "== yocto: ember-crates.inc matches Cargo.lock, oelint-adv on meta-ember"
-yocto/check.sh
+EMBER_BIN="$PWD/target/msrv/debug/ember" yocto/check.sh
 # The qemu boot test (tests/qemu_boot.rs) needs qemu, Debian kernels, busybox and the musl
 # targets: as root, install them here so the test finds them in place (it skips otherwise).
 if [ "$(id -u)" = 0 ] && [ "${EMBER_SKIP_QEMU:-}" != 1 ]; then

@@ -41,3 +41,8 @@ oelint-adv --quiet --release "$OLDEST" --hide info \
     --suppress oelint.vars.inconspaces --suppress oelint.vars.notneededspace \
     "${files[@]}"
 echo "oelint-adv --release $OLDEST: ${#files[@]} files clean"
+cd ..
+
+# No bitbake here: run do_install as shell, and `ember check` what it installs
+# (EMBER_BIN, when given, is the ember binary to check with).
+python3 check-install.py

@@ -73,11 +73,6 @@ do_install() {
         tty=$(echo "$entry" | cut -d';' -f2)
         sed -e "s|@TTY@|$tty|g" -e "s|@SPEED@|$speed|g" -e "s|@GETTY@|${EMBER_GETTY}|g" \
             ${UNPACKDIR}/getty.toml.in > ${D}${sysconfdir}/ember/services.d/getty-$tty.toml
-# A login prompt on /dev/$tty (from SERIAL_CONSOLES), started again after each logout.
-# A console the board does not have fails its start limit and stays failed.
-command = ["/bin/sh", "-c", "test -c /dev/$tty || { echo 'no /dev/$tty' >&2; exit 1; }; exec ${EMBER_GETTY} -L $speed $tty vt102"]
-restart = "always"
-EOT
         chmod 0644 ${D}${sysconfdir}/ember/services.d/getty-$tty.toml
     done
 
