@@ -481,7 +481,9 @@ fn a_sigterm_sent_during_start_up_is_not_lost() {
         .stderr(std::fs::File::create(dir.path("ember.log")).unwrap())
         .spawn()
         .unwrap();
-    // Catch ember right after exec, long before it has read 1,500 services.
+    // Catch ember as soon as its main has blocked SIGTERM (bit 15 of SigBlk), long before
+    // it has read 1,500 services. (Between exec and main no program can protect itself:
+    // the C runtime runs first.)
     let outer = unshare.id();
     let mut pid1 = None;
     assert!(wait_for(LONG, || {
@@ -495,6 +497,7 @@ fn a_sigterm_sent_during_start_up_is_not_lost() {
                 std::fs::read_link(format!("/proc/{p}/exe"))
                     .map(|e| e.ends_with("ember"))
                     .unwrap_or(false)
+                    && sigterm_blocked(*p)
             });
         pid1.is_some()
     }));
@@ -579,4 +582,15 @@ fn pid1_starts_with_closed_standard_fds_and_no_dev() {
         "{}",
         String::from_utf8_lossy(&status.stdout)
     );
+}
+
+/// Whether SIGTERM is in the process's blocked mask (/proc/PID/status SigBlk, bit 15).
+fn sigterm_blocked(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("SigBlk:"))?;
+            u64::from_str_radix(line.split_whitespace().nth(1)?, 16).ok()
+        })
+        .is_some_and(|mask| mask & (1 << 14) != 0)
 }
