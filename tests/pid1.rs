@@ -461,7 +461,7 @@ fn a_sigterm_sent_during_start_up_is_not_lost() {
         "[control]\nsocket = \"{}\"\n",
         dir.path("control.sock").display()
     );
-    for i in 0..1500 {
+    for i in 0..3000 {
         config.push_str(&format!(
             "\n[service.s{i}]\ncommand = [\"/bin/sleep\", \"7870{i:04}\"]\nstdout = \"null\"\n"
         ));
@@ -482,11 +482,13 @@ fn a_sigterm_sent_during_start_up_is_not_lost() {
         .spawn()
         .unwrap();
     // Catch ember as soon as its main has blocked SIGTERM (bit 15 of SigBlk), long before
-    // it has read 1,500 services. (Between exec and main no program can protect itself:
+    // it has read 3,000 services. (Between exec and main no program can protect itself:
     // the C runtime runs first.)
     let outer = unshare.id();
     let mut pid1 = None;
-    assert!(wait_for(LONG, || {
+    // A tight loop, no sleeping: the window (reading the configuration) is milliseconds.
+    let deadline = std::time::Instant::now() + LONG;
+    while pid1.is_none() && std::time::Instant::now() < deadline {
         let children = std::fs::read_to_string(format!("/proc/{outer}/task/{outer}/children"))
             .unwrap_or_default();
         pid1 = children
@@ -499,8 +501,11 @@ fn a_sigterm_sent_during_start_up_is_not_lost() {
                     .unwrap_or(false)
                     && sigterm_blocked(*p)
             });
-        pid1.is_some()
-    }));
+    }
+    assert!(
+        pid1.is_some(),
+        "never saw ember with SIGTERM blocked during its start-up"
+    );
     let socket_existed = dir.path("control.sock").exists();
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid1.unwrap_or(0)),
