@@ -1,11 +1,10 @@
-//! Early boot, as PID 1: the mounts every service expects, a console on stdin/out/err,
-//! the hostname, and Ctrl-Alt-Del as a signal. Each step is quick and none waits on a
+//! Early boot, as PID 1: the mounts every service expects, the hostname, and Ctrl-Alt-Del
+//! as a signal (the console on stdin/out/err is main's first step: pid1/console.rs). Each step is quick and none waits on a
 //! service; a step that fails is logged and the boot goes on.
 
 use super::mounts::ensure;
 use super::Role;
 use nix::mount::MsFlags;
-use std::os::fd::AsRawFd;
 
 /// /proc first: everything else (mountinfo, role detection) reads it.
 pub fn mount_proc() -> Result<bool, String> {
@@ -56,7 +55,6 @@ pub fn boot(role: Role, hostname: Option<&str>) -> Vec<String> {
         }
     }
     if role == Role::Machine {
-        notes.extend(console_on_standard_fds());
         notes.extend(set_hostname(hostname));
         // Ctrl-Alt-Del becomes SIGINT to us instead of an immediate reboot.
         if let Err(e) = nix::sys::reboot::set_cad_enabled(false) {
@@ -74,40 +72,6 @@ fn kernel_has(fs: &str) -> bool {
     std::fs::read_to_string("/proc/filesystems")
         .map(|t| t.lines().any(|l| l.split_whitespace().last() == Some(fs)))
         .unwrap_or(false)
-}
-
-/// The kernel gives init the console as fds 0-2 when /dev/console exists; when it did
-/// not (std then put /dev/null there), open it now that /dev is mounted.
-fn console_on_standard_fds() -> Vec<String> {
-    let mut notes = Vec::new();
-    let missing: Vec<i32> = (0..3)
-        .filter(|fd| {
-            // What main put there when the kernel gave nothing: /dev/null, or "/".
-            std::fs::read_link(format!("/proc/self/fd/{fd}"))
-                .map(|p| p.as_os_str() == "/dev/null" || p.as_os_str() == "/")
-                .unwrap_or(true)
-        })
-        .collect();
-    if missing.is_empty() {
-        return notes;
-    }
-    match std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/console")
-    {
-        Ok(console) => {
-            for fd in missing {
-                // SAFETY: dup2 onto a standard descriptor we own; nothing else uses it yet.
-                if unsafe { nix::libc::dup2(console.as_raw_fd(), fd) } < 0 {
-                    notes.push(format!("cannot put the console on fd {fd}"));
-                }
-            }
-            notes.push("opened /dev/console for stdin, stdout and stderr".into());
-        }
-        Err(e) => notes.push(format!("cannot open /dev/console: {e}")),
-    }
-    notes
 }
 
 fn set_hostname(configured: Option<&str>) -> Vec<String> {

@@ -39,8 +39,8 @@ pub struct Manager {
 type Row = (String, String, String, u32, u32, OwnedObjectPath);
 
 fn path_of(name: &str) -> OwnedObjectPath {
-    // An escaped label is always a valid path element.
-    OwnedObjectPath::try_from(service_path(name)).expect("escaped path")
+    // An escaped label is always a valid path element; "/" stands in rather than a panic.
+    OwnedObjectPath::try_from(service_path(name)).unwrap_or_default()
 }
 
 impl Manager {
