@@ -65,10 +65,17 @@ command = ["/bin/sh", "-c", "trap 'echo base >> $DIR/stopped; exit 0' TERM; slee
 command = ["/bin/sh", "-c", "trap 'echo top >> $DIR/stopped; exit 0' TERM; sleep 1000 & wait"]
 requires = ["base"]
 
-# Leaves behind a process in a session of its own that ignores SIGTERM: only the final
-# SIGKILL of the shutdown sequence ends it.
+# Leaves behind a process that ignores SIGTERM, in a session of its own and moved out of
+# the service's cgroup into ember's (only root can): no service holds it, so only the
+# final SIGKILL of the shutdown sequence ends it.
 [service.leaver]
-command = ["/bin/sh", "-c", "setsid /bin/sh -c 'trap \"\" TERM; exec sleep {marker}1' & exec sleep {marker}2"]
+command = ["/bin/sh", "-c", """
+mnt=$(grep ' - cgroup2 ' /proc/self/mountinfo | head -1 | cut -d' ' -f5)
+own=$(sed -n 's/^0:://p' /proc/self/cgroup)
+setsid /bin/sh -c 'trap "" TERM; exec sleep {marker}1' &
+echo $! > "$mnt$(dirname "$(dirname "$own")")/cgroup.procs"
+exec sleep {marker}2
+"""]
 "#
     )
 }

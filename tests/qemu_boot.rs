@@ -57,7 +57,7 @@ fn verdict_accepts_a_good_boot_and_rejects_broken_ones() {
     );
     broken(
         "stray not reparented to PID 1",
-        good.replace(", ppid 1 ", ", ppid 42 "),
+        good.replace(", ppid 1", ", ppid 42"),
         "not PID 1",
     );
     let without = |needle: &str| -> String {
@@ -68,6 +68,12 @@ fn verdict_accepts_a_good_boot_and_rejects_broken_ones() {
     };
     broken("no sync", without("shutdown: sync"), "\"sync\"");
     broken("no unmount", without("shutdown: unmount"), "\"unmount\"");
+    broken(
+        "the OOM score handed down",
+        good.replace("report 0", "report -1000"),
+        "OOM scores",
+    );
+    broken("no OOM kill", without("failed (oom-kill)"), "glutton");
     broken(
         "no crash loop",
         without("failed (start-limit)"),
@@ -315,6 +321,48 @@ fn verdict(log: &Console<'_>) -> Vec<String> {
         "the orphan maker finishing",
         log.find(&["ember: orphans: active (exited)"]),
     );
+
+    // Limits in the services' cgroups: OOM kills inside them, told apart; forks refused
+    // past pids_max; ember's OOM score of -1000 not handed down.
+    need(
+        &mut problems,
+        "hog OOM-killed and restarted by policy",
+        log.find(&[
+            "ember: hog: activating (auto-restart): killed by the kernel's OOM killer",
+            "memory_max (16M)",
+        ]),
+    );
+    need(
+        &mut problems,
+        "glutton failed (oom-kill)",
+        log.find(&["ember: glutton: failed (oom-kill)"]),
+    );
+    need(
+        &mut problems,
+        "forker's own OOM score",
+        log.find(&["forker: oom_score_adj -500"]),
+    );
+    let report = |prefix: &str| -> Option<&str> {
+        log.lines
+            .iter()
+            .find_map(|l| l.split_once(prefix).map(|(_, rest)| rest.trim()))
+    };
+    match report("limits: forker pids ") {
+        Some(rest) if rest.contains(" of 4, refused ") && !rest.ends_with("refused 0") => {}
+        other => problems.push(format!("pids_max did not refuse forks: {other:?}")),
+    }
+    match report("limits: hog oom_kill ") {
+        Some(rest) if !rest.starts_with('0') && rest.ends_with("memory.max 16777216") => {}
+        other => problems.push(format!(
+            "hog's cgroup shows no OOM kill under memory.max: {other:?}"
+        )),
+    }
+    match report("limits: oom_score_adj ") {
+        Some("ember -1000, report 0") => {}
+        other => problems.push(format!(
+            "OOM scores: want ember -1000, report 0; got {other:?}"
+        )),
+    }
 
     // The stray orphan was reparented to PID 1 (ember), not left to anyone else.
     match log.lines.iter().find_map(|l| l.split_once("stray: pid ")) {

@@ -160,6 +160,10 @@ pub struct ServiceStatus {
     /// Signal that ended the last run, e.g. "SIGKILL".
     #[serde(default)]
     pub exit_signal: Option<String>,
+    /// How the last run that ended went, in systemd's words: success, exit-code, signal,
+    /// oom-kill, timeout, watchdog, spawn. None before any run has ended.
+    #[serde(default)]
+    pub result: Option<String>,
     /// When the current state was entered, RFC 3339 UTC.
     pub since: String,
     /// The same instant in microseconds since the epoch.

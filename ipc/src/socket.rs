@@ -581,6 +581,7 @@ mod tests {
             restarts: 0,
             exit_code: None,
             exit_signal: None,
+            result: None,
             since: String::new(),
             since_usec: 0,
             reason: None,

@@ -372,6 +372,7 @@ mod tests {
             restarts: 4,
             exit_code: Some(1),
             exit_signal: None,
+            result: None,
             since: String::new(),
             since_usec: 0,
             reason: Some("5 failures within 10s".into()),

@@ -8,6 +8,7 @@
 //! `Warning` is only printed.
 
 pub mod dbus;
+pub mod limits;
 pub mod mqtt;
 pub mod service;
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! One service: its TOML shape (`RawService`), the checked model the engine runs
 //! (`ServiceSpec`), and the checks that turn one into the other.
 
+use super::limits::{Limits, RawLimits};
 use super::walk::{self, FromToml, Issue, Table};
 use super::{Problem, Severity, Source};
 use nix::sys::signal::Signal;
@@ -38,6 +39,7 @@ pub struct RawService {
     stderr: Option<Spanned<String>>,
     enabled: Option<bool>,
     on_failure: Option<FailureAction>,
+    limits: RawLimits,
 }
 
 impl RawService {
@@ -69,6 +71,7 @@ impl RawService {
             stderr: t.take("stderr"),
             enabled: t.take("enabled"),
             on_failure: t.take("on_failure"),
+            limits: RawLimits::take_from(t),
         }
     }
 }
@@ -235,6 +238,8 @@ pub struct ServiceSpec {
     pub stderr: Output,
     pub enabled: bool,
     pub on_failure: FailureAction,
+    /// rlimits, cgroup limits and the OOM score.
+    pub limits: Limits,
     /// Runs on ember's own stdin/stdout/stderr with the console as its controlling
     /// terminal: the rescue shell. Not settable from TOML.
     pub console: bool,
@@ -269,6 +274,7 @@ impl ServiceSpec {
             stderr: Output::Log,
             enabled: true,
             on_failure: FailureAction::None,
+            limits: Limits::default(),
             console: false,
         }
     }
@@ -482,6 +488,14 @@ pub fn build(
     }
     spec.enabled = raw.enabled.unwrap_or(true);
     spec.on_failure = raw.on_failure.unwrap_or(FailureAction::None);
+    match raw.limits.check(name) {
+        Ok(limits) => spec.limits = limits,
+        Err(errors) => {
+            for (offset, message) in errors {
+                error!(offset, message);
+            }
+        }
+    }
     if spec.kind == ServiceType::Oneshot && spec.restart == RestartPolicy::Always {
         // A oneshot that exited 0 is done; "always" only means "also after failures" here.
         spec.restart = RestartPolicy::OnFailure;

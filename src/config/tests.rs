@@ -445,9 +445,9 @@ ready = { log = "up", timeout = "5s" }
             "ember.toml:4:1: unknown field `lvl`, expected `level` or `output`",
             "ember.toml:6:1: unknown field `sock`, expected `socket`",
             "ember.toml:7:2: unknown section \"servce\"; expected system, log, control, mqtt, dbus, service",
-            "ember.toml:11:3: unknown field `restrat`, expected one of `command`, `type`, `pid_file`, `user`, `group`, `env`, `workdir`, `requires`, `wants`, `after`, `restart`, `restart_delay`, `restart_delay_max`, `start_limit`, `start_limit_interval`, `stop_signal`, `stop_timeout`, `ready`, `ready_timeout`, `watchdog`, `stdout`, `stderr`, `enabled`, `on_failure`",
+            "ember.toml:11:3: unknown field `restrat`, expected one of `command`, `type`, `pid_file`, `user`, `group`, `env`, `workdir`, `requires`, `wants`, `after`, `restart`, `restart_delay`, `restart_delay_max`, `start_limit`, `start_limit_interval`, `stop_signal`, `stop_timeout`, `ready`, `ready_timeout`, `watchdog`, `stdout`, `stderr`, `enabled`, `on_failure`, `limits`, `memory_max`, `cpu_weight`, `pids_max`, `oom_score_adjust`",
             "ember.toml:14:23: unknown field `timeout`, expected one of `log`, `delay`, `notify`, `tcp`, `file`, `exec`",
-            "services.d/c.toml:2:1: unknown field `user_name`, expected one of `command`, `type`, `pid_file`, `user`, `group`, `env`, `workdir`, `requires`, `wants`, `after`, `restart`, `restart_delay`, `restart_delay_max`, `start_limit`, `start_limit_interval`, `stop_signal`, `stop_timeout`, `ready`, `ready_timeout`, `watchdog`, `stdout`, `stderr`, `enabled`, `on_failure`",
+            "services.d/c.toml:2:1: unknown field `user_name`, expected one of `command`, `type`, `pid_file`, `user`, `group`, `env`, `workdir`, `requires`, `wants`, `after`, `restart`, `restart_delay`, `restart_delay_max`, `start_limit`, `start_limit_interval`, `stop_signal`, `stop_timeout`, `ready`, `ready_timeout`, `watchdog`, `stdout`, `stderr`, `enabled`, `on_failure`, `limits`, `memory_max`, `cpu_weight`, `pids_max`, `oom_score_adjust`",
         ]
     );
 }
@@ -943,7 +943,7 @@ fn syntax_errors_in_the_main_file_do_not_hide_those_of_services_d() {
         tree.problems(),
         [
             "ember.toml:4:9: string values must be quoted, expected literal string",
-            "units/c.toml:2:1: unknown field `bogus`, expected one of `command`, `type`, `pid_file`, `user`, `group`, `env`, `workdir`, `requires`, `wants`, `after`, `restart`, `restart_delay`, `restart_delay_max`, `start_limit`, `start_limit_interval`, `stop_signal`, `stop_timeout`, `ready`, `ready_timeout`, `watchdog`, `stdout`, `stderr`, `enabled`, `on_failure`",
+            "units/c.toml:2:1: unknown field `bogus`, expected one of `command`, `type`, `pid_file`, `user`, `group`, `env`, `workdir`, `requires`, `wants`, `after`, `restart`, `restart_delay`, `restart_delay_max`, `start_limit`, `start_limit_interval`, `stop_signal`, `stop_timeout`, `ready`, `ready_timeout`, `watchdog`, `stdout`, `stderr`, `enabled`, `on_failure`, `limits`, `memory_max`, `cpu_weight`, `pids_max`, `oom_score_adjust`",
         ]
     );
 
@@ -999,7 +999,7 @@ wat = 2
             "ember.toml:9:15: unknown signal \"SIGNOPE\"; write e.g. \"SIGTERM\", \"SIGINT\", \"SIGQUIT\"",
             "ember.toml:10:16: invalid duration \"soon\" (expected number at 0); write e.g. \"250ms\", \"5s\", \"2m\"",
             "ember.toml:11:23: unknown field `timeout`, expected one of `log`, `delay`, `notify`, `tcp`, `file`, `exec`",
-            "ember.toml:12:1: unknown field `nonsense`, expected one of `command`, `type`, `pid_file`, `user`, `group`, `env`, `workdir`, `requires`, `wants`, `after`, `restart`, `restart_delay`, `restart_delay_max`, `start_limit`, `start_limit_interval`, `stop_signal`, `stop_timeout`, `ready`, `ready_timeout`, `watchdog`, `stdout`, `stderr`, `enabled`, `on_failure`",
+            "ember.toml:12:1: unknown field `nonsense`, expected one of `command`, `type`, `pid_file`, `user`, `group`, `env`, `workdir`, `requires`, `wants`, `after`, `restart`, `restart_delay`, `restart_delay_max`, `start_limit`, `start_limit_interval`, `stop_signal`, `stop_timeout`, `ready`, `ready_timeout`, `watchdog`, `stdout`, `stderr`, `enabled`, `on_failure`, `limits`, `memory_max`, `cpu_weight`, `pids_max`, `oom_score_adjust`",
             "ember.toml:15:11: invalid type: string \"yes\", expected a boolean",
             "ember.toml:17:7: invalid type: integer `1`, expected a string",
             // Every bad key of a nested table too.
@@ -1358,7 +1358,7 @@ fn a_section_with_errors_keeps_the_keys_that_are_right() {
         [
             "ember.toml:4:1: unknown field `devise`, expected one of `device`, `services_dir`, `hostname`, `ctrl_alt_del`, `shutdown_timeout`, `rescue_shell`",
             "ember.toml:8:9: invalid type: integer `3`, expected a string",
-            "units/a.toml:2:1: unknown field `bogus`, expected one of `command`, `type`, `pid_file`, `user`, `group`, `env`, `workdir`, `requires`, `wants`, `after`, `restart`, `restart_delay`, `restart_delay_max`, `start_limit`, `start_limit_interval`, `stop_signal`, `stop_timeout`, `ready`, `ready_timeout`, `watchdog`, `stdout`, `stderr`, `enabled`, `on_failure`",
+            "units/a.toml:2:1: unknown field `bogus`, expected one of `command`, `type`, `pid_file`, `user`, `group`, `env`, `workdir`, `requires`, `wants`, `after`, `restart`, `restart_delay`, `restart_delay_max`, `start_limit`, `start_limit_interval`, `stop_signal`, `stop_timeout`, `ready`, `ready_timeout`, `watchdog`, `stdout`, `stderr`, `enabled`, `on_failure`, `limits`, `memory_max`, `cpu_weight`, `pids_max`, `oom_score_adjust`",
         ]
     );
     let settings = loaded.settings.expect("settings of a broken configuration");
@@ -1441,5 +1441,77 @@ fn the_mqtt_table() {
     assert!(
         all.iter().any(|p| p.contains("mqtts:// needs ca_file")),
         "{all:?}"
+    );
+}
+
+#[test]
+fn resource_limits_are_read() {
+    use super::limits::Amount;
+    let tree = Tree::new();
+    tree.write(
+        "ember.toml",
+        r#"[service.a]
+command = ["/bin/sh"]
+limits = { nofile = 1024, nproc = 64, core = 0, memlock = "64M", stack = "infinity" }
+memory_max = "64M"
+cpu_weight = 100
+pids_max = 128
+oom_score_adjust = -500
+[service.b]
+command = ["/bin/sh"]
+"#,
+    );
+    let loaded = tree.load();
+    assert_eq!(tree.lines(&loaded), Vec::<String>::new());
+    let config = loaded.config.unwrap();
+    let a = &config.services["a"].limits;
+    let rlimits: Vec<(&str, Amount)> = a.rlimits.iter().map(|r| (r.name, r.amount)).collect();
+    assert_eq!(
+        rlimits,
+        vec![
+            ("nofile", Amount::Value(1024)),
+            ("nproc", Amount::Value(64)),
+            ("core", Amount::Value(0)),
+            ("memlock", Amount::Value(64 << 20)),
+            ("stack", Amount::Infinity),
+        ]
+    );
+    assert_eq!(a.memory_max, Some(Amount::Value(64 << 20)));
+    assert_eq!(a.cpu_weight, Some(100));
+    assert_eq!(a.pids_max, Some(Amount::Value(128)));
+    assert_eq!(a.oom_score_adjust, Some(-500));
+    assert!(a.needs_controllers());
+    assert_eq!(config.services["b"].limits, limits::Limits::default());
+    assert!(!config.services["b"].limits.needs_controllers());
+}
+
+#[test]
+fn bad_resource_limits_are_reported_where_they_are() {
+    let tree = Tree::new();
+    let text = r#"[service.a]
+command = ["/bin/sh"]
+limits = { nofiles = 10, core = -1, memlock = "64Q" }
+memory_max = "lots"
+pids_max = true
+[service.b]
+command = ["/bin/sh"]
+cpu_weight = 0
+oom_score_adjust = -1001
+"#;
+    tree.write("ember.toml", text);
+    let loaded = tree.load();
+    assert!(loaded.config.is_none());
+    let advice = r#"write a number, a size such as "512K", "64M", "1G", or "infinity""#;
+    assert_eq!(
+        tree.problems(),
+        vec![
+            format!("ember.toml:{}: unknown field `nofiles`, expected one of `nofile`, `nproc`, `core`, `memlock`, `as`, `data`, `stack`, `fsize`, `cpu`, `locks`, `sigpending`, `msgqueue`, `nice`, `rtprio`", at(text, "nofiles")),
+            format!("ember.toml:{}: invalid value: integer `-1`, expected u64", at(text, "-1,")),
+            format!("ember.toml:{}: invalid amount \"64Q\": unknown unit \"Q\"; {advice}", at(text, "\"64Q\"")),
+            format!("ember.toml:{}: invalid amount \"lots\"; {advice}", at(text, "\"lots\"")),
+            format!("ember.toml:{}: invalid type: boolean `true`, expected a number, a size such as \"64M\", or \"infinity\"", at(text, "true")),
+            format!("ember.toml:{}: service \"b\": cpu_weight 0 is out of range; give 1 to 10000 (100 is the default)", at(text, "0\noom")),
+            format!("ember.toml:{}: service \"b\": oom_score_adjust -1001 is out of range; give -1000 (never killed) to 1000 (killed first)", at(text, "-1001")),
+        ]
     );
 }

@@ -133,7 +133,7 @@ fn not_a_keyword(value: &Spanned<DeValue<'_>>, names: &[&str], issues: &mut Vec<
 }
 
 /// Notes that `value` is not the type `expected` describes; `None`, for returning.
-fn wrong_type<T>(
+pub fn wrong_type<T>(
     offset: usize,
     value: &DeValue<'_>,
     expected: &str,
@@ -209,21 +209,41 @@ impl FromToml for bool {
     }
 }
 
-impl FromToml for u32 {
-    fn from_toml(value: Spanned<DeValue<'_>>, issues: &mut Vec<Issue>) -> Option<Self> {
-        let offset = value.span().start;
-        let DeValue::Integer(i) = value.get_ref() else {
-            return wrong_type(offset, value.get_ref(), "u32", issues);
-        };
-        let fits = integer(i).and_then(|n| u32::try_from(n).ok());
-        if fits.is_none() {
-            issues.push(Issue {
-                offset,
-                message: format!("invalid value: {}, expected u32", describe(value.get_ref())),
-            });
+/// Integers of every width the configuration uses, with serde's wording when one does
+/// not fit ("invalid value: integer `-1`, expected u32").
+macro_rules! from_toml_integer {
+    ($($t:ty),*) => {$(
+        impl FromToml for $t {
+            fn from_toml(value: Spanned<DeValue<'_>>, issues: &mut Vec<Issue>) -> Option<Self> {
+                integer_value(value, stringify!($t), issues, |n| <$t>::try_from(n).ok())
+            }
         }
-        fits
+    )*};
+}
+from_toml_integer!(u32, i32, u64);
+
+/// The part of reading an integer that is the same for every width.
+fn integer_value<T>(
+    value: Spanned<DeValue<'_>>,
+    type_name: &str,
+    issues: &mut Vec<Issue>,
+    fit: impl FnOnce(i128) -> Option<T>,
+) -> Option<T> {
+    let offset = value.span().start;
+    let DeValue::Integer(i) = value.get_ref() else {
+        return wrong_type(offset, value.get_ref(), type_name, issues);
+    };
+    let fits = integer(i).and_then(fit);
+    if fits.is_none() {
+        issues.push(Issue {
+            offset,
+            message: format!(
+                "invalid value: {}, expected {type_name}",
+                describe(value.get_ref())
+            ),
+        });
     }
+    fits
 }
 
 /// Where a value was written, for checks made after reading (a dependency that is

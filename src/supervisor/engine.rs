@@ -40,6 +40,8 @@ pub enum Input {
         name: String,
         pid: Pid,
         exit: Exit,
+        /// The kernel's OOM killer killed in its cgroup during this run.
+        oom_killed: bool,
     },
     /// A readiness probe succeeded.
     Ready {
@@ -285,7 +287,12 @@ impl Engine {
                     actions,
                 );
             }
-            Input::Exited { name, pid, exit } => self.exited(&name, pid, exit, now, actions),
+            Input::Exited {
+                name,
+                pid,
+                exit,
+                oom_killed,
+            } => self.exited(&name, pid, exit, oom_killed, now, actions),
             Input::Ready { name, run } => {
                 let Some(unit) = self.units.get(&name) else {
                     return;
@@ -370,6 +377,7 @@ impl Engine {
         name: &str,
         pid: Pid,
         exit: Exit,
+        oom_killed: bool,
         now: Duration,
         actions: &mut Vec<Action>,
     ) {
@@ -381,6 +389,8 @@ impl Engine {
         }
         unit.pid = None;
         unit.last_exit = Some(exit);
+        // Until fail() says otherwise.
+        unit.result = Some("success");
         match (unit.state, unit.sub) {
             (State::Deactivating, _) => {
                 unit.deadline = None;
@@ -437,6 +447,17 @@ impl Engine {
                         "exited with code 0; restart = \"always\"".to_owned(),
                     ),
                     Exit::Code(c) => (Sub::ExitCode, format!("exited with code {c}")),
+                    Exit::Signal(Signal::SIGKILL) if oom_killed => (
+                        Sub::OomKill,
+                        match unit.spec.limits.memory_max {
+                            Some(max) => format!(
+                                "killed by the kernel's OOM killer: it used more than its memory_max ({})",
+                                max.human()
+                            ),
+                            None => "killed by the kernel's OOM killer: the system ran out of memory"
+                                .to_owned(),
+                        },
+                    ),
                     Exit::Signal(s) => (Sub::Signal, format!("killed by {}", s.as_str())),
                 };
                 self.fail(name, sub, reason, now, actions);
@@ -477,6 +498,7 @@ impl Engine {
         });
         unit.pid = None;
         unit.deadline = None;
+        unit.result = Some(sub.word());
         if let Some(since) = unit.active_since.take() {
             if now.saturating_sub(since) >= unit.spec.restart_delay_max {
                 unit.consecutive_failures = 0;

@@ -197,6 +197,7 @@ impl Sim {
             name: name.into(),
             pid,
             exit,
+            oom_killed: false,
         })
     }
 
@@ -673,6 +674,7 @@ fn main_pid_moves_the_watched_process() {
         name: "a".into(),
         pid: first,
         exit: Exit::Code(0),
+        oom_killed: false,
     });
     assert!(actions.is_empty());
     sim.crash("a");
@@ -855,6 +857,7 @@ fn forking_daemon_is_active_once_its_pid_file_names_it() {
         name: "d".into(),
         pid: 2000,
         exit: Exit::Signal(Signal::SIGTERM),
+        oom_killed: false,
     });
     sim.assert_state("d", State::Inactive, Sub::Dead);
 }
@@ -1226,6 +1229,7 @@ fn stop_gives_up_when_sigkill_does_not_end_it() {
         name: "a".into(),
         pid,
         exit: Exit::Signal(Signal::SIGKILL),
+        oom_killed: false,
     });
     assert!(actions.is_empty(), "{actions:?}");
     sim.assert_state("a", State::Failed, Sub::Timeout);
@@ -1851,6 +1855,7 @@ fn exit_of_another_pid_is_ignored() {
         name: "a".into(),
         pid: 4242,
         exit: Exit::Code(1),
+        oom_killed: false,
     });
     assert!(actions.is_empty());
     sim.assert_state("a", State::Active, Sub::Running);
@@ -1866,6 +1871,7 @@ fn exit_of_the_previous_run_is_ignored() {
         name: "a".into(),
         pid: old,
         exit: Exit::Code(1),
+        oom_killed: false,
     });
     assert!(actions.is_empty());
     sim.assert_state("a", State::Active, Sub::Running);
@@ -2380,4 +2386,49 @@ fn a_tick_before_any_deadline_does_nothing() {
     sim.now = secs(10);
     assert!(sim.feed(Input::Tick).is_empty());
     sim.assert_state("a", State::Activating, Sub::Start);
+}
+
+#[test]
+fn an_oom_kill_is_told_apart_and_restarted_by_policy() {
+    use crate::config::limits::Amount;
+    let mut hog = simple("hog");
+    hog.limits.memory_max = Some(Amount::Value(16 << 20));
+    let mut sim = Sim::new(vec![hog.clone()]);
+    let pid = sim.pid("hog").unwrap();
+    sim.feed(Input::Exited {
+        name: "hog".into(),
+        pid,
+        exit: Exit::Signal(Signal::SIGKILL),
+        oom_killed: true,
+    });
+    sim.assert_state("hog", State::Activating, Sub::AutoRestart);
+    assert_eq!(sim.unit("hog").result, Some("oom-kill"));
+    assert_eq!(
+        sim.reason("hog"),
+        "killed by the kernel's OOM killer: it used more than its memory_max (16M)"
+    );
+    sim.advance(ms(100));
+    sim.assert_state("hog", State::Active, Sub::Running);
+    // The result stays until another run ends.
+    assert_eq!(sim.unit("hog").result, Some("oom-kill"));
+
+    let mut sim = Sim::new(vec![hog.restart(RestartPolicy::Never)]);
+    let pid = sim.pid("hog").unwrap();
+    sim.feed(Input::Exited {
+        name: "hog".into(),
+        pid,
+        exit: Exit::Signal(Signal::SIGKILL),
+        oom_killed: true,
+    });
+    sim.assert_state("hog", State::Failed, Sub::OomKill);
+    assert_eq!(sim.unit("hog").result, Some("oom-kill"));
+
+    // A SIGKILL from anyone else is a signal, and a clean stop a success.
+    let mut sim = Sim::new(vec![simple("a").restart(RestartPolicy::Never), simple("b")]);
+    sim.exit("a", Exit::Signal(Signal::SIGKILL));
+    sim.assert_state("a", State::Failed, Sub::Signal);
+    assert_eq!(sim.unit("a").result, Some("signal"));
+    sim.stop("b");
+    sim.exit("b", Exit::Signal(Signal::SIGTERM));
+    assert_eq!(sim.unit("b").result, Some("success"));
 }

@@ -6,8 +6,10 @@
 //! - [`runtime`]: the one task that executes actions and feeds events back.
 //! - [`spawn`], [`reaper`]: fork/exec, and reaping every child in one place.
 //! - [`readiness`], [`notify`], [`output`]: probes, the sd_notify socket, service output.
+//! - [`cgroup`]: a cgroup per service: containment, limits, OOM kills.
 //! - [`status`]: a service's record as adapters show it.
 
+pub mod cgroup;
 pub mod engine;
 #[cfg(test)]
 mod engine_tests;

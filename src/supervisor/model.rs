@@ -55,6 +55,8 @@ pub enum Sub {
     ExitCode,
     /// failed: killed by a signal
     Signal,
+    /// failed: killed by the kernel's OOM killer (over its memory_max, or out of memory)
+    OomKill,
     /// failed: not ready within ready_timeout, or did not stop after SIGKILL
     Timeout,
     /// failed: too many failures within start_limit_interval
@@ -80,6 +82,7 @@ impl Sub {
             Sub::StopSigkill => "stop-sigkill",
             Sub::ExitCode => "exit-code",
             Sub::Signal => "signal",
+            Sub::OomKill => "oom-kill",
             Sub::Timeout => "timeout",
             Sub::StartLimit => "start-limit",
             Sub::Spawn => "spawn",
@@ -149,6 +152,9 @@ pub struct Unit {
     pub failures: VecDeque<Duration>,
     pub active_since: Option<Duration>,
     pub last_exit: Option<Exit>,
+    /// How the last run that ended went, in systemd's words: "success", or the failure
+    /// sub-state ("exit-code", "signal", "oom-kill", "timeout"...). Outlives a restart.
+    pub result: Option<&'static str>,
     /// Why it is failed or blocked, in words.
     pub reason: Option<String>,
     /// sd_notify STATUS=.
@@ -179,6 +185,7 @@ impl Unit {
             failures: VecDeque::new(),
             active_since: None,
             last_exit: None,
+            result: None,
             reason: None,
             status_text: None,
             restart_pending: false,

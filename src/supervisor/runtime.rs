@@ -5,6 +5,7 @@
 //! notify sockets, signals, and the engine's next deadline. Nothing polls: with no
 //! deadline pending, an idle ember sleeps until something happens.
 
+use super::cgroup::{self, Cgroups};
 use super::engine::{Action, Engine, Input};
 use super::model::{Exit, Pid, Unit};
 use super::output::{self, LogRing};
@@ -15,6 +16,7 @@ use ember_ipc::{Command, ErrorKind, Event, Reply, Request, SystemState};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid as NixPid;
 use std::collections::{HashMap, VecDeque};
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tokio::signal::unix::{signal, SignalKind};
@@ -76,6 +78,10 @@ struct Proc {
     notify: Option<AbortHandle>,
     /// `ready = { log = ... }`: the run it applies to and the compiled pattern.
     log_ready: Option<(u64, regex_lite::Regex)>,
+    /// Its cgroup, when services have one.
+    cgroup: Option<PathBuf>,
+    /// OOM kills counted in that cgroup before this run: more at its exit means one hit it.
+    oom_kills_before: u64,
 }
 
 pub struct Runtime {
@@ -106,6 +112,8 @@ pub struct Runtime {
     published: HashMap<String, String>,
     outcome: Option<Outcome>,
     done: bool,
+    /// ember's part of the cgroup2 hierarchy; None: process groups only.
+    cgroups: Option<Cgroups>,
 }
 
 const FEED_CAPACITY: usize = 1024;
@@ -150,6 +158,24 @@ impl Runtime {
             .parent()
             .map(|d| d.join("notify"))
             .unwrap_or_else(|| PathBuf::from("/run/ember/notify"));
+        let cgroups = match Cgroups::setup(role) {
+            Ok(c) => {
+                tracing::info!(
+                    "services run in cgroups under {} (controllers: {})",
+                    c.base().display(),
+                    if c.controllers().is_empty() {
+                        "none".to_owned()
+                    } else {
+                        c.controllers().join(", ")
+                    }
+                );
+                Some(c)
+            }
+            Err(why) => {
+                tracing::warn!("no cgroups ({why}): each service is contained by its process group only, which a process that calls setsid() leaves; memory_max, pids_max and cpu_weight cannot apply");
+                None
+            }
+        };
         let origin = Instant::now();
         let engine = Engine::new(config.services.clone(), Duration::ZERO);
         let mut rt = Runtime {
@@ -173,6 +199,7 @@ impl Runtime {
             published: HashMap::new(),
             outcome: None,
             done: false,
+            cgroups,
         };
         let now = rt.now();
         let actions = rt.engine.boot(now);
@@ -260,9 +287,18 @@ impl Runtime {
                     None
                 }
                 Action::Cleanup { name } => {
+                    // A oneshot that succeeded stays active (exited): like systemd's
+                    // RemainAfterExit, what it started in sessions of its own lives on.
+                    let finished_oneshot = self.engine.unit(&name).is_some_and(|u| {
+                        u.state == super::model::State::Active && u.sub == super::model::Sub::Exited
+                    });
                     if let Some(proc) = self.procs.get_mut(&name) {
+                        // Whatever the main process left behind goes with it: all of its
+                        // cgroup (nothing escapes that), and its process group.
+                        if let Some(path) = proc.cgroup.as_ref().filter(|_| !finished_oneshot) {
+                            cgroup::signal_all(path, Signal::SIGKILL);
+                        }
                         if let Some(pgid) = proc.pgid.take() {
-                            // Whatever the main process left behind in its group goes with it.
                             let _ = kill(NixPid::from_raw(-pgid), Signal::SIGKILL);
                         }
                         if let Some(n) = proc.notify.take() {
@@ -284,6 +320,9 @@ impl Runtime {
                         if let Some(n) = proc.notify.take() {
                             n.abort();
                         }
+                    }
+                    if let Some(cgroups) = &self.cgroups {
+                        cgroups.remove(&name);
                     }
                     self.logs.remove(&name);
                     self.published.remove(&name);
@@ -321,6 +360,9 @@ impl Runtime {
                         .map(|t| t.elapsed().as_millis())
                         .unwrap_or(0);
                     tracing::info!("shutdown: services stopped in {took} ms");
+                    if let Some(cgroups) = &self.cgroups {
+                        cgroups.teardown();
+                    }
                     self.done = true;
                     None
                 }
@@ -405,7 +447,38 @@ impl Runtime {
                 }
             }
         }
-        let result = spawn::spawn_service(&spec, notify_path.as_deref());
+        // Its cgroup: without one it still runs (in its process group), unless it has
+        // limits that only a cgroup can apply.
+        let mut placed = None;
+        if let Some(cgroups) = &self.cgroups {
+            match cgroups.prepare(name, &spec.limits) {
+                Ok(prepared) => {
+                    for warning in &prepared.warnings {
+                        tracing::warn!("{name}: {warning}");
+                    }
+                    proc.oom_kills_before = cgroup::oom_kills(&prepared.path);
+                    proc.cgroup = Some(prepared.path.clone());
+                    placed = Some(prepared);
+                }
+                Err(e) if spec.limits.needs_controllers() => {
+                    return self.engine.handle(
+                        Input::SpawnFailed {
+                            name: name.to_owned(),
+                            run,
+                            error: format!("{e}; its memory_max, pids_max or cpu_weight need it"),
+                        },
+                        now,
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!("{name}: {e}; running it in its process group only");
+                    proc.cgroup = None;
+                }
+            }
+        }
+        let procs_fd = placed.as_ref().map(|p| p.procs.as_raw_fd());
+        let result = spawn::spawn_service(&spec, notify_path.as_deref(), procs_fd);
+        drop(placed);
         if !self.first_spawn_logged {
             self.first_spawn_logged = true;
             tracing::info!(
@@ -450,7 +523,8 @@ impl Runtime {
         }
     }
 
-    /// Signals the main process and every process group the service has.
+    /// Signals every process of the service: its cgroup's when it has one, else its
+    /// process group's; and the main process once, wherever it is.
     fn kill(&mut self, name: &str, signal: Signal) {
         let pid = self.engine.unit(name).and_then(|u| u.pid);
         let pgid = self.procs.get(name).and_then(|p| p.pgid);
@@ -458,6 +532,14 @@ impl Runtime {
             "{name}: sending {} (pid {pid:?}, group {pgid:?})",
             signal.as_str()
         );
+        if let Some(path) = self.procs.get(name).and_then(|p| p.cgroup.as_ref()) {
+            let members = cgroup::procs(path);
+            cgroup::signal_all(path, signal);
+            if let Some(pid) = pid.filter(|p| !members.contains(p)) {
+                let _ = kill(NixPid::from_raw(pid), signal);
+            }
+            return;
+        }
         if let Some(pgid) = pgid {
             // ESRCH when the group has emptied (then its number may be reused): forget it.
             if kill(NixPid::from_raw(-pgid), signal).is_err() {
@@ -503,7 +585,13 @@ impl Runtime {
             match self.children.remove(&pid) {
                 Some(ChildOwner::Service(name)) => {
                     self.log_exit(&name, pid, exit);
-                    self.input(Input::Exited { name, pid, exit });
+                    let oom_killed = self.oom_killed(&name);
+                    self.input(Input::Exited {
+                        name,
+                        pid,
+                        exit,
+                        oom_killed,
+                    });
                 }
                 Some(ChildOwner::Check(done)) => {
                     let _ = done.send(exit.success());
@@ -517,6 +605,15 @@ impl Runtime {
                 }
             }
         }
+    }
+
+    /// Whether the OOM killer has killed in the service's cgroup since its run began.
+    fn oom_killed(&self, name: &str) -> bool {
+        self.procs.get(name).is_some_and(|p| {
+            p.cgroup
+                .as_ref()
+                .is_some_and(|path| cgroup::oom_kills(path) > p.oom_kills_before)
+        })
     }
 
     fn log_exit(&self, name: &str, pid: Pid, exit: Exit) {
@@ -611,7 +708,13 @@ impl Runtime {
         });
         if let Some((_, exit)) = exited.and_then(|i| self.unclaimed.remove(i)) {
             self.children.remove(&pid);
-            self.input(Input::Exited { name, pid, exit });
+            let oom_killed = self.oom_killed(&name);
+            self.input(Input::Exited {
+                name,
+                pid,
+                exit,
+                oom_killed,
+            });
         }
     }
 
@@ -626,6 +729,12 @@ impl Runtime {
         }
         if matches!(self.children.get(&pid), Some(ChildOwner::Service(other)) if other != name) {
             return false;
+        }
+        // In its cgroup: its own, whatever its session or parent.
+        if let Some(path) = self.procs.get(name).and_then(|p| p.cgroup.as_ref()) {
+            if cgroup::procs(path).contains(&pid) {
+                return true;
+            }
         }
         let session = self.procs.get(name).and_then(|p| p.session);
         let known: Vec<Pid> = [session, self.engine.unit(name).and_then(|u| u.pid)]

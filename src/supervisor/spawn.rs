@@ -1,14 +1,16 @@
-//! fork/exec of a service: its own session and process group, the requested uid, gid and
-//! supplementary groups, env and cwd, signal dispositions reset, stdio wired.
+//! fork/exec of a service: its own session and process group, its cgroup, its rlimits and
+//! OOM score, the requested uid, gid and supplementary groups, env and cwd, signal
+//! dispositions reset, stdio wired.
 //!
 //! We use std's Command (its CLOEXEC error pipe reports exec failures with the real OS
 //! error) but never wait on the child: every exit is reaped in one place (reaper.rs).
 
 use crate::config::{Output, ServiceSpec};
+use nix::sys::resource::Resource;
 use nix::unistd::{Gid, Group, Uid, User};
 use std::ffi::CString;
 use std::fs::OpenOptions;
-use std::os::fd::OwnedFd;
+use std::os::fd::{OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -124,9 +126,128 @@ fn stdio_for(output: &Output) -> Result<Stdio, String> {
     })
 }
 
-/// Spawns a service's command. `notify_socket` is set as NOTIFY_SOCKET when given.
-pub fn spawn_service(spec: &ServiceSpec, notify_socket: Option<&Path>) -> Result<Spawned, String> {
+/// What the child does to itself between fork and exec, prepared before the fork: after
+/// it, only async-signal-safe system calls are allowed.
+#[derive(Default)]
+struct InChild {
+    /// The service's cgroup.procs (close-on-exec): writing "0" moves the child there.
+    cgroup_procs: Option<RawFd>,
+    rlimits: Vec<(Resource, nix::libc::rlim_t)>,
+    /// Written to /proc/self/oom_score_adj.
+    oom_score_adj: Option<Vec<u8>>,
+}
+
+impl InChild {
+    /// Runs in the child. Order matters: the cgroup and the limits before setuid, which
+    /// would take away the right to raise a hard limit or lower the OOM score.
+    fn apply(&self) -> std::io::Result<()> {
+        use std::io::Error;
+        if let Some(fd) = self.cgroup_procs {
+            // SAFETY: write(2) of a static buffer to an fd the parent keeps open.
+            if unsafe { nix::libc::write(fd, b"0".as_ptr().cast(), 1) } != 1 {
+                return Err(Error::last_os_error());
+            }
+        }
+        for &(resource, amount) in &self.rlimits {
+            nix::sys::resource::setrlimit(resource, amount, amount).map_err(Error::from)?;
+        }
+        if let Some(text) = &self.oom_score_adj {
+            // SAFETY: open/write/close with a NUL-terminated static path and a buffer
+            // made before the fork.
+            unsafe {
+                let fd = nix::libc::open(
+                    c"/proc/self/oom_score_adj".as_ptr(),
+                    nix::libc::O_WRONLY | nix::libc::O_CLOEXEC,
+                );
+                if fd < 0 {
+                    return Err(Error::last_os_error());
+                }
+                let written = nix::libc::write(fd, text.as_ptr().cast(), text.len());
+                nix::libc::close(fd);
+                if written < 0 {
+                    return Err(Error::last_os_error());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The limits of `spec` as the child applies them; checked here first, so that what
+/// would fail after the fork (where only an errno survives) is said in words.
+fn in_child(spec: &ServiceSpec, cgroup_procs: Option<RawFd>) -> Result<InChild, String> {
+    let privileged = has_cap_sys_resource();
+    let mut rlimits = Vec::new();
+    for limit in &spec.limits.rlimits {
+        let amount = limit.amount.rlim();
+        if limit.name == "nofile" {
+            let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
+                .ok()
+                .and_then(|t| t.trim().parse::<nix::libc::rlim_t>().ok());
+            if let Some(max) = nr_open.filter(|max| amount > *max) {
+                return Err(format!(
+                    "limits.nofile = {} is above the kernel's fs.nr_open ({max}); give at most {max}",
+                    limit.amount.human()
+                ));
+            }
+        }
+        if !privileged {
+            if let Ok((_, hard)) = nix::sys::resource::getrlimit(limit.resource) {
+                if amount > hard {
+                    return Err(format!(
+                        "limits.{} = {} is above ember's own hard limit ({hard}), and ember lacks CAP_SYS_RESOURCE to raise it",
+                        limit.name,
+                        limit.amount.human()
+                    ));
+                }
+            }
+        }
+        rlimits.push((limit.resource, amount));
+    }
+    // ember as PID 1 runs at -1000, and children inherit it: a service must not be
+    // unkillable by the OOM killer unless it asks to be.
+    let own = std::fs::read_to_string("/proc/self/oom_score_adj")
+        .ok()
+        .and_then(|t| t.trim().parse::<i32>().ok())
+        .unwrap_or(0);
+    let wanted = spec.limits.oom_score_adjust.unwrap_or(0);
+    if wanted < own && !privileged {
+        return Err(format!(
+            "oom_score_adjust = {wanted} is below ember's own ({own}), and ember lacks CAP_SYS_RESOURCE to lower it"
+        ));
+    }
+    let oom_score_adj = (wanted != own).then(|| format!("{wanted}\n").into_bytes());
+    Ok(InChild {
+        cgroup_procs,
+        rlimits,
+        oom_score_adj,
+    })
+}
+
+/// Whether ember may raise hard limits and lower OOM scores: CAP_SYS_RESOURCE, which
+/// root usually has, but not in every container.
+fn has_cap_sys_resource() -> bool {
+    const CAP_SYS_RESOURCE: u32 = 24;
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        })
+        .is_some_and(|caps| caps & (1 << CAP_SYS_RESOURCE) != 0)
+}
+
+/// Spawns a service's command. `notify_socket` is set as NOTIFY_SOCKET when given;
+/// `cgroup_procs` is the cgroup.procs of the cgroup it is to run in.
+pub fn spawn_service(
+    spec: &ServiceSpec,
+    notify_socket: Option<&Path>,
+    cgroup_procs: Option<RawFd>,
+) -> Result<Spawned, String> {
     let identity = resolve_identity(spec.user.as_deref(), spec.group.as_deref())?;
+    let in_child = in_child(spec, cgroup_procs)?;
     let Some((program, args)) = spec.command.split_first() else {
         return Err("the command is empty".into());
     };
@@ -176,8 +297,7 @@ pub fn spawn_service(spec: &ServiceSpec, notify_socket: Option<&Path>) -> Result
             .stdout(stdio_for(&spec.stdout)?)
             .stderr(stdio_for(&spec.stderr)?);
     }
-    let spawned = launch(command, identity, spec.console)?;
-    Ok(spawned)
+    launch(command, identity, spec.console, in_child)
 }
 
 /// Spawns a helper command (a readiness `exec` check) with no output.
@@ -191,17 +311,19 @@ pub fn spawn_helper(argv: &[String]) -> Result<Pid, String> {
         .stdin(empty_stdin()?)
         .stdout(dev_null()?)
         .stderr(dev_null()?);
-    launch(command, None, false).map(|s| s.pid)
+    launch(command, None, false, InChild::default()).map(|s| s.pid)
 }
 
 fn launch(
     mut command: Command,
     identity: Option<Identity>,
     console: bool,
+    in_child: InChild,
 ) -> Result<Spawned, String> {
     let program = command.get_program().to_string_lossy().into_owned();
     // SAFETY: the closure runs in the child between fork and exec and only makes
-    // async-signal-safe system calls (setsid, sigaction, setgroups, setgid, setuid).
+    // async-signal-safe system calls (setsid, sigaction, write, setrlimit, open, close,
+    // setgroups, setgid, setuid).
     unsafe {
         command.pre_exec(move || {
             nix::unistd::setsid().map_err(std::io::Error::from)?;
@@ -210,6 +332,7 @@ fn launch(
                 nix::libc::ioctl(0, nix::libc::TIOCSCTTY, 1);
             }
             reset_signal_dispositions();
+            in_child.apply()?;
             if let Some(id) = &identity {
                 nix::unistd::setgroups(&id.groups).map_err(std::io::Error::from)?;
                 nix::unistd::setgid(id.gid).map_err(std::io::Error::from)?;

@@ -35,6 +35,7 @@ pub fn service_status(unit: &Unit, mono_now: Duration, seq: u64) -> ServiceStatu
             Some(Exit::Signal(s)) => Some(s.as_str().to_owned()),
             _ => None,
         },
+        result: unit.result.map(str::to_owned),
         since: humantime::format_rfc3339_millis(since).to_string(),
         since_usec: usec(since),
         reason: unit.reason.clone(),

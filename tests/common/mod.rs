@@ -61,6 +61,9 @@ enum Mode {
     NamespaceChild,
     /// A plain child of the test.
     Plain,
+    /// PID 1 of a fresh PID namespace, exec'd by a shell that first runs this script in
+    /// the namespace (its own mount namespace: unmounting there leaves the host alone).
+    Pid1After(&'static str),
 }
 
 pub struct Ember {
@@ -89,6 +92,15 @@ impl Ember {
             tag,
             &format!("[control]\nsocket = \"$DIR/control.sock\"\n\n{services}"),
             Mode::NamespaceChild,
+        )
+    }
+
+    /// ember as PID 1 of a new namespace, after `script` ran there (e.g. unmounting).
+    pub fn start_after(tag: &str, script: &'static str, services: &str) -> Ember {
+        Self::launch_raw(
+            tag,
+            &format!("[control]\nsocket = \"$DIR/control.sock\"\n\n{services}"),
+            Mode::Pid1After(script),
         )
     }
 
@@ -128,6 +140,15 @@ impl Ember {
                     "/bin/sh",
                     "-c",
                     &format!("{EMBER} --config {}; exit $?", config.display()),
+                ]);
+                c
+            }
+            Mode::Pid1After(script) => {
+                let mut c = Command::new("unshare");
+                c.args(unshare).args([
+                    "/bin/sh",
+                    "-c",
+                    &format!("{script}\nexec {EMBER} --config {}", config.display()),
                 ]);
                 c
             }

@@ -1,0 +1,263 @@
+//! Resource limits of a service: `limits = { nofile = 1024, ... }` (setrlimit in the
+//! child), `memory_max`, `cpu_weight`, `pids_max` (files of its cgroup) and
+//! `oom_score_adjust` (/proc/self/oom_score_adj in the child).
+
+use super::walk::{self, FromToml, Issue, Table};
+use nix::sys::resource::Resource;
+use toml::de::DeValue;
+use toml::Spanned;
+
+/// An amount of a resource: a count or a size in bytes, or no limit at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Amount {
+    Value(u64),
+    /// "infinity" (systemd's word) or "unlimited" (ulimit's).
+    Infinity,
+}
+
+impl Amount {
+    /// As a cgroup file takes it: a number, or "max".
+    pub fn cgroup_text(self) -> String {
+        match self {
+            Amount::Value(n) => n.to_string(),
+            Amount::Infinity => "max".to_owned(),
+        }
+    }
+
+    /// As people write it: "64M" rather than 67108864.
+    pub fn human(self) -> String {
+        match self {
+            Amount::Infinity => "infinity".to_owned(),
+            Amount::Value(0) => "0".to_owned(),
+            Amount::Value(n) => {
+                let unit = [(40, 'T'), (30, 'G'), (20, 'M'), (10, 'K')]
+                    .into_iter()
+                    .find(|(shift, _)| n % (1u64 << shift) == 0);
+                match unit {
+                    Some((shift, letter)) => format!("{}{letter}", n >> shift),
+                    None => n.to_string(),
+                }
+            }
+        }
+    }
+
+    /// As setrlimit takes it.
+    pub fn rlim(self) -> nix::libc::rlim_t {
+        match self {
+            Amount::Value(n) => n as nix::libc::rlim_t,
+            Amount::Infinity => nix::libc::RLIM_INFINITY,
+        }
+    }
+}
+
+/// An integer, or a string: "64M", "1G", "512K", "4096", "infinity". Suffixes are
+/// powers of 1024, as systemd reads them.
+impl FromToml for Amount {
+    fn from_toml(value: Spanned<DeValue<'_>>, issues: &mut Vec<Issue>) -> Option<Self> {
+        let offset = value.span().start;
+        match value.get_ref() {
+            DeValue::Integer(_) => u64::from_toml(value, issues).map(Amount::Value),
+            DeValue::String(text) => parse_amount(text)
+                .map_err(|message| issues.push(Issue { offset, message }))
+                .ok(),
+            other => walk::wrong_type(
+                offset,
+                other,
+                "a number, a size such as \"64M\", or \"infinity\"",
+                issues,
+            ),
+        }
+    }
+}
+
+pub fn parse_amount(text: &str) -> Result<Amount, String> {
+    let advice = "write a number, a size such as \"512K\", \"64M\", \"1G\", or \"infinity\"";
+    let trimmed = text.trim();
+    if matches!(trimmed, "infinity" | "unlimited" | "max") {
+        return Ok(Amount::Infinity);
+    }
+    let split = trimmed
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(trimmed.len());
+    let (digits, unit) = trimmed.split_at(split);
+    let number: u64 = digits
+        .parse()
+        .map_err(|_| format!("invalid amount \"{text}\"; {advice}"))?;
+    let shift = match unit.trim() {
+        "" => 0,
+        "K" | "k" => 10,
+        "M" | "m" => 20,
+        "G" | "g" => 30,
+        "T" | "t" => 40,
+        other => {
+            return Err(format!(
+                "invalid amount \"{text}\": unknown unit \"{other}\"; {advice}"
+            ))
+        }
+    };
+    number
+        .checked_mul(1u64 << shift)
+        .map(Amount::Value)
+        .ok_or_else(|| format!("amount \"{text}\" is too large; {advice}"))
+}
+
+/// The setrlimit resources a service may set, by the names ulimit and systemd's
+/// Limit*= use (nofile for LimitNOFILE=).
+const RESOURCES: &[(&str, Resource)] = &[
+    ("nofile", Resource::RLIMIT_NOFILE),
+    ("nproc", Resource::RLIMIT_NPROC),
+    ("core", Resource::RLIMIT_CORE),
+    ("memlock", Resource::RLIMIT_MEMLOCK),
+    ("as", Resource::RLIMIT_AS),
+    ("data", Resource::RLIMIT_DATA),
+    ("stack", Resource::RLIMIT_STACK),
+    ("fsize", Resource::RLIMIT_FSIZE),
+    ("cpu", Resource::RLIMIT_CPU),
+    ("locks", Resource::RLIMIT_LOCKS),
+    ("sigpending", Resource::RLIMIT_SIGPENDING),
+    ("msgqueue", Resource::RLIMIT_MSGQUEUE),
+    ("nice", Resource::RLIMIT_NICE),
+    ("rtprio", Resource::RLIMIT_RTPRIO),
+];
+
+/// One `limits` entry: both the soft and the hard limit are set to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rlimit {
+    pub name: &'static str,
+    pub resource: Resource,
+    pub amount: Amount,
+}
+
+/// `limits = { ... }` as written: each resource's amount, in the order of [`RESOURCES`].
+#[derive(Debug, Default)]
+pub struct RawRlimits(Vec<Rlimit>);
+
+impl FromToml for RawRlimits {
+    fn from_toml(value: Spanned<DeValue<'_>>, issues: &mut Vec<Issue>) -> Option<Self> {
+        let expected = "an inline table of resources, such as { nofile = 1024, core = 0 }";
+        walk::table(value, expected, issues, |t: &mut Table<'_>| {
+            RawRlimits(
+                RESOURCES
+                    .iter()
+                    .filter_map(|&(name, resource)| {
+                        t.take::<Amount>(name).map(|amount| Rlimit {
+                            name,
+                            resource,
+                            amount,
+                        })
+                    })
+                    .collect(),
+            )
+        })
+    }
+}
+
+/// A service's limits, checked. Nothing set: the service runs with ember's own limits,
+/// outside any controller's reach, as before.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Limits {
+    pub rlimits: Vec<Rlimit>,
+    /// memory.max of its cgroup; over it, the kernel OOM-kills the service.
+    pub memory_max: Option<Amount>,
+    /// cpu.weight of its cgroup, 1 to 10000 (100 is everyone's default).
+    pub cpu_weight: Option<u32>,
+    /// pids.max of its cgroup: fork fails with EAGAIN past it.
+    pub pids_max: Option<Amount>,
+    /// -1000 (never OOM-killed) to 1000 (first to go).
+    pub oom_score_adjust: Option<i32>,
+}
+
+impl Limits {
+    /// Whether any limit needs the service's cgroup (and its controllers).
+    pub fn needs_controllers(&self) -> bool {
+        self.memory_max.is_some() || self.cpu_weight.is_some() || self.pids_max.is_some()
+    }
+}
+
+/// The limit keys of one service, as written, with where each value is.
+#[derive(Debug, Default)]
+pub struct RawLimits {
+    rlimits: Option<RawRlimits>,
+    memory_max: Option<Amount>,
+    cpu_weight: Option<Spanned<u32>>,
+    pids_max: Option<Amount>,
+    oom_score_adjust: Option<Spanned<i32>>,
+}
+
+impl RawLimits {
+    pub fn take_from(t: &mut Table<'_>) -> RawLimits {
+        RawLimits {
+            rlimits: t.take("limits"),
+            memory_max: t.take("memory_max"),
+            cpu_weight: t.take("cpu_weight"),
+            pids_max: t.take("pids_max"),
+            oom_score_adjust: t.take("oom_score_adjust"),
+        }
+    }
+
+    /// Checks the ranges; each value out of range is an (offset, message).
+    pub fn check(self, name: &str) -> Result<Limits, Vec<(usize, String)>> {
+        let mut errors = Vec::new();
+        let cpu_weight = self.cpu_weight.and_then(|w| {
+            let (offset, weight) = (w.span().start, w.into_inner());
+            if (1..=10_000).contains(&weight) {
+                Some(weight)
+            } else {
+                errors.push((offset, format!("service \"{name}\": cpu_weight {weight} is out of range; give 1 to 10000 (100 is the default)")));
+                None
+            }
+        });
+        let oom_score_adjust = self.oom_score_adjust.and_then(|a| {
+            let (offset, adjust) = (a.span().start, a.into_inner());
+            if (-1000..=1000).contains(&adjust) {
+                Some(adjust)
+            } else {
+                errors.push((offset, format!("service \"{name}\": oom_score_adjust {adjust} is out of range; give -1000 (never killed) to 1000 (killed first)")));
+                None
+            }
+        });
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Limits {
+            rlimits: self.rlimits.map(|r| r.0).unwrap_or_default(),
+            memory_max: self.memory_max,
+            cpu_weight,
+            pids_max: self.pids_max,
+            oom_score_adjust,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts() {
+        assert_eq!(parse_amount("64M"), Ok(Amount::Value(64 << 20)));
+        assert_eq!(parse_amount("512k"), Ok(Amount::Value(512 << 10)));
+        assert_eq!(parse_amount("1G"), Ok(Amount::Value(1 << 30)));
+        assert_eq!(parse_amount("4096"), Ok(Amount::Value(4096)));
+        assert_eq!(parse_amount("infinity"), Ok(Amount::Infinity));
+        assert_eq!(parse_amount("unlimited"), Ok(Amount::Infinity));
+        assert!(parse_amount("64Q")
+            .unwrap_err()
+            .contains("unknown unit \"Q\""));
+        assert!(parse_amount("64 MB")
+            .unwrap_err()
+            .contains("unknown unit \"MB\""));
+        assert!(parse_amount("lots").unwrap_err().contains("invalid amount"));
+        assert!(parse_amount("").unwrap_err().contains("invalid amount"));
+        assert!(parse_amount("99999999999T")
+            .unwrap_err()
+            .contains("too large"));
+        // A multi-byte last character is not a unit, and must not split a char.
+        assert!(parse_amount("1µ").is_err());
+        assert_eq!(Amount::Infinity.cgroup_text(), "max");
+        assert_eq!(Amount::Value(7).cgroup_text(), "7");
+        assert_eq!(Amount::Value(64 << 20).human(), "64M");
+        assert_eq!(Amount::Value(1536).human(), "1536");
+        assert_eq!(Amount::Value(3 << 30).human(), "3G");
+    }
+}

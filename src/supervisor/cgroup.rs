@@ -1,0 +1,361 @@
+//! One cgroup (v2) per service: a stop that no grandchild escapes, whatever it does with
+//! sessions and process groups; memory, task and CPU limits; OOM kills told apart from
+//! other SIGKILLs; and the figures `status` shows.
+//!
+//! The hierarchy is found in /proc/self/mountinfo, never assumed at /sys/fs/cgroup: a
+//! hybrid host keeps its v1 controllers there and a controller-less cgroup2 at
+//! /sys/fs/cgroup/unified, where cgroup.procs and cgroup.kill work all the same.
+//!
+//! Layout: `<ember's cgroup>/ember/<service>` when ember is PID 1 of the machine (so
+//! `/sys/fs/cgroup/ember/web` on a board); any other ember (a container's PID 1, a
+//! supervisor under another init, a test) is one of possibly many in the same cgroup,
+//! so its directory is `ember-<pid namespace>-<pid>` instead, and it removes it on exit.
+
+use crate::config::limits::Limits;
+use crate::pid1::Role;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid as NixPid;
+use std::fs::{self, OpenOptions};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use super::model::Pid;
+
+/// The controllers ember enables for its services, when the hierarchy has them.
+const CONTROLLERS: [&str; 3] = ["memory", "pids", "cpu"];
+
+/// ember's part of the cgroup2 hierarchy.
+#[derive(Debug)]
+pub struct Cgroups {
+    base: PathBuf,
+    /// The controllers services get (a subset of [`CONTROLLERS`]).
+    controllers: Vec<&'static str>,
+    /// Whether ember made `base` and removes it when it exits.
+    owned: bool,
+}
+
+/// A service's cgroup, ready for its next process.
+pub struct Prepared {
+    pub path: PathBuf,
+    /// cgroup.procs, opened for the child to write "0" to between fork and exec.
+    pub procs: OwnedFd,
+    /// Limits that could not be applied, in words, for the log.
+    pub warnings: Vec<String>,
+}
+
+impl Cgroups {
+    /// Finds the cgroup2 hierarchy and makes ember's directory in it; `Err` says why
+    /// services will be contained by their process group only.
+    pub fn setup(role: Role) -> Result<Cgroups, String> {
+        let own = own_cgroup_dir()?;
+        let (name, owned) = match role {
+            Role::Machine => ("ember".to_owned(), false),
+            _ => (instance_name(), true),
+        };
+        let base = own.join(name);
+        // Controllers reach a child only through each parent's subtree_control; ember's
+        // own cgroup refuses them (EBUSY) when it is not the root and has processes, as
+        // "no internal processes" demands: then services get none, but still their cgroup.
+        let available = read_words(&own.join("cgroup.controllers"));
+        for controller in CONTROLLERS {
+            if available.iter().any(|c| c == controller) {
+                let _ = fs::write(own.join("cgroup.subtree_control"), format!("+{controller}"));
+            }
+        }
+        match fs::create_dir(&base) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(format!("cannot create {}: {e}", base.display())),
+        }
+        let mut controllers = Vec::new();
+        let offered = read_words(&base.join("cgroup.controllers"));
+        for controller in CONTROLLERS {
+            if offered.iter().any(|c| c == controller)
+                && fs::write(
+                    base.join("cgroup.subtree_control"),
+                    format!("+{controller}"),
+                )
+                .is_ok()
+            {
+                controllers.push(controller);
+            }
+        }
+        Ok(Cgroups {
+            base,
+            controllers,
+            owned,
+        })
+    }
+
+    pub fn base(&self) -> &Path {
+        &self.base
+    }
+
+    pub fn controllers(&self) -> &[&'static str] {
+        &self.controllers
+    }
+
+    pub fn path(&self, service: &str) -> PathBuf {
+        self.base.join(service)
+    }
+
+    /// Makes (or reuses) the service's cgroup and writes its limits: every file is
+    /// written each time, so a limit removed by a reload is lifted at the next start.
+    pub fn prepare(&self, service: &str, limits: &Limits) -> Result<Prepared, String> {
+        let path = self.path(service);
+        match fs::create_dir(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(format!("cannot create its cgroup {}: {e}", path.display())),
+        }
+        let mut warnings = Vec::new();
+        let has = |c: &str| self.controllers.contains(&c);
+        let mut write = |file: &str, value: String, key: &str, set: bool| {
+            if let Err(e) = fs::write(path.join(file), &value) {
+                if set {
+                    warnings.push(format!(
+                        "{key} not applied: cannot write {value} to {file}: {e}"
+                    ));
+                }
+            }
+        };
+        if has("memory") {
+            let max = limits.memory_max.map(|m| m.cgroup_text());
+            let set = max.is_some();
+            write(
+                "memory.max",
+                max.unwrap_or_else(|| "max".into()),
+                "memory_max",
+                set,
+            );
+            // An OOM kill takes the whole service, not one process of it: what is left of
+            // a service that lost a process at random is rarely worth keeping.
+            write("memory.oom.group", "1".into(), "memory_max", false);
+        }
+        if has("pids") {
+            let max = limits.pids_max.map(|m| m.cgroup_text());
+            let set = max.is_some();
+            write(
+                "pids.max",
+                max.unwrap_or_else(|| "max".into()),
+                "pids_max",
+                set,
+            );
+        }
+        if has("cpu") {
+            let weight = limits.cpu_weight;
+            write(
+                "cpu.weight",
+                weight.unwrap_or(100).to_string(),
+                "cpu_weight",
+                weight.is_some(),
+            );
+        }
+        for (key, set, controller) in [
+            ("memory_max", limits.memory_max.is_some(), "memory"),
+            ("pids_max", limits.pids_max.is_some(), "pids"),
+            ("cpu_weight", limits.cpu_weight.is_some(), "cpu"),
+        ] {
+            if set && !has(controller) {
+                warnings.push(format!(
+                    "{key} not applied: the {controller} controller is not available under {}",
+                    self.base.display()
+                ));
+            }
+        }
+        let procs = OpenOptions::new()
+            .write(true)
+            .custom_flags(nix::libc::O_CLOEXEC)
+            .open(path.join("cgroup.procs"))
+            .map_err(|e| format!("cannot open {}/cgroup.procs: {e}", path.display()))?;
+        Ok(Prepared {
+            path,
+            procs: procs.into(),
+            warnings,
+        })
+    }
+
+    /// Removes a service's cgroup once it is empty (a reload removed the service).
+    pub fn remove(&self, service: &str) {
+        let _ = fs::remove_dir(self.path(service));
+    }
+
+    /// Removes ember's directory, when ember made it, with every service's cgroup that
+    /// has emptied. Called once every service has stopped.
+    pub fn teardown(&self) {
+        if !self.owned {
+            return;
+        }
+        // The last processes were just sent SIGKILL: give them a moment to be gone.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        while populated(&self.base) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        if let Ok(entries) = fs::read_dir(&self.base) {
+            for entry in entries.flatten() {
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    let _ = fs::remove_dir(entry.path());
+                }
+            }
+        }
+        if let Err(e) = fs::remove_dir(&self.base) {
+            tracing::warn!("cannot remove {}: {e}", self.base.display());
+        }
+    }
+}
+
+/// Sends `signal` to every process in the cgroup; SIGKILL goes through cgroup.kill,
+/// which also stops a fork racing the kill. Returns whether it had any process.
+pub fn signal_all(path: &Path, signal: Signal) -> bool {
+    let pids = procs(path);
+    if pids.is_empty() {
+        return false;
+    }
+    if signal == Signal::SIGKILL && fs::write(path.join("cgroup.kill"), "1").is_ok() {
+        return true;
+    }
+    // Without cgroup.kill (before Linux 5.14) a process forked meanwhile is caught by
+    // going round again, a few times.
+    let mut pids = pids;
+    for _ in 0..if signal == Signal::SIGKILL { 4 } else { 1 } {
+        for pid in &pids {
+            let _ = kill(NixPid::from_raw(*pid), signal);
+        }
+        pids = procs(path);
+        if pids.is_empty() {
+            break;
+        }
+    }
+    true
+}
+
+/// The processes in a cgroup.
+pub fn procs(path: &Path) -> Vec<Pid> {
+    fs::read_to_string(path.join("cgroup.procs"))
+        .map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+/// Whether any process is left in the cgroup or below it (cgroup.events).
+fn populated(path: &Path) -> bool {
+    fs::read_to_string(path.join("cgroup.events"))
+        .map(|t| t.lines().any(|l| l == "populated 1"))
+        .unwrap_or(false)
+}
+
+/// How many times the kernel's OOM killer has killed in this cgroup (memory.events).
+pub fn oom_kills(path: &Path) -> u64 {
+    fs::read_to_string(path.join("memory.events"))
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                l.strip_prefix("oom_kill ")
+                    .and_then(|n| n.trim().parse().ok())
+            })
+        })
+        .unwrap_or(0)
+}
+
+/// ember's own cgroup directory in the cgroup2 hierarchy.
+fn own_cgroup_dir() -> Result<PathBuf, String> {
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| format!("cannot read /proc/self/mountinfo: {e}"))?;
+    let (root, point) = cgroup2_mount(&mountinfo).ok_or("cgroup2 is not mounted")?;
+    let cgroups = fs::read_to_string("/proc/self/cgroup")
+        .map_err(|e| format!("cannot read /proc/self/cgroup: {e}"))?;
+    let own = unified_path(&cgroups).ok_or("/proc/self/cgroup has no cgroup2 (\"0::\") line")?;
+    Ok(join_under(&point, &root, &own))
+}
+
+/// The root and mount point of the first cgroup2 mount in mountinfo text.
+fn cgroup2_mount(mountinfo: &str) -> Option<(String, PathBuf)> {
+    mountinfo.lines().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        if right.split(' ').next()? != "cgroup2" {
+            return None;
+        }
+        let fields: Vec<&str> = left.split(' ').collect();
+        Some((
+            crate::pid1::mounts::unescape(fields.get(3)?),
+            PathBuf::from(crate::pid1::mounts::unescape(fields.get(4)?)),
+        ))
+    })
+}
+
+/// The v2 path in /proc/self/cgroup text: the line "0::/path".
+fn unified_path(text: &str) -> Option<String> {
+    text.lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .map(|p| p.trim_end_matches(" (deleted)").to_owned())
+}
+
+/// `own` is relative to the hierarchy's root; the mount shows the hierarchy from `root`.
+fn join_under(point: &Path, root: &str, own: &str) -> PathBuf {
+    let relative = own
+        .strip_prefix(root.trim_end_matches('/'))
+        .unwrap_or(own)
+        .trim_start_matches('/');
+    if relative.is_empty() {
+        point.to_path_buf()
+    } else {
+        point.join(relative)
+    }
+}
+
+/// A name no other ember in the same cgroup has: the PID namespace tells apart the
+/// PID 1s of several containers or tests, the pid the embers within one.
+fn instance_name() -> String {
+    let namespace = fs::metadata("/proc/self/ns/pid")
+        .map(|m| m.ino())
+        .unwrap_or(0);
+    format!("ember-{namespace}-{}", std::process::id())
+}
+
+fn read_words(path: &Path) -> Vec<String> {
+    fs::read_to_string(path)
+        .map(|t| t.split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_a_hybrid_hosts_cgroup2() {
+        let mountinfo = "\
+31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+";
+        let (root, point) = cgroup2_mount(mountinfo).unwrap();
+        assert_eq!(point, Path::new("/sys/fs/cgroup/unified"));
+        assert_eq!(
+            join_under(&point, &root, "/"),
+            Path::new("/sys/fs/cgroup/unified")
+        );
+        assert_eq!(
+            join_under(&point, &root, "/system.slice/x.service"),
+            Path::new("/sys/fs/cgroup/unified/system.slice/x.service")
+        );
+    }
+
+    #[test]
+    fn a_mount_of_a_subtree_is_joined_below_its_root() {
+        let mountinfo = "50 1 0:40 /lxc/c1 /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
+        let (root, point) = cgroup2_mount(mountinfo).unwrap();
+        assert_eq!(
+            join_under(&point, &root, "/lxc/c1/app"),
+            Path::new("/sys/fs/cgroup/app")
+        );
+        assert_eq!(cgroup2_mount("1 0 0:1 / / rw - ext4 /dev/sda rw\n"), None);
+    }
+
+    #[test]
+    fn reads_the_unified_line() {
+        let text = "9:name=systemd:/\n4:memory:/x\n0::/user.slice/a (deleted)\n";
+        assert_eq!(unified_path(text).as_deref(), Some("/user.slice/a"));
+        assert_eq!(unified_path("4:memory:/x\n"), None);
+    }
+}
