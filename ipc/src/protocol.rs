@@ -15,9 +15,13 @@ pub const LOG_LINES_DEFAULT: usize = 10;
 #[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Command {
     /// The status of the named services, or of every service when `names` is empty.
+    /// With `details`, each also carries its resource use (measured now), its
+    /// dependencies and its processes: what `ember ctl status` shows.
     Status {
         #[serde(default)]
         names: Vec<String>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        details: bool,
     },
     Start {
         names: Vec<String>,
@@ -119,6 +123,9 @@ pub enum ErrorKind {
 }
 
 /// What the core broadcasts to every adapter.
+// Most events are Service: boxing it would add an allocation to nearly every event to
+// save bytes in the broadcast ring's slots, which are few (FEED_CAPACITY-sized).
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Event {
@@ -130,6 +137,46 @@ pub enum Event {
     Log(LogLine),
     /// The system as a whole changed state.
     System { state: SystemState },
+    /// Resource use of every running service, every `[system] metrics_interval`.
+    Metrics(Vec<Metrics>),
+}
+
+/// One service's resource use during its current run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Metrics {
+    pub name: String,
+    /// CPU time, user and system, in microseconds.
+    pub cpu_usec: u64,
+    /// Memory charged to it (its cgroup's memory.current), else its processes' RSS.
+    pub memory_bytes: u64,
+    /// Tasks (threads) it has.
+    pub tasks: u32,
+}
+
+/// What a status with details adds: what a person debugging the service wants next.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Details {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requires: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub wants: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<String>,
+    /// Its cgroup's directory, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<String>,
+    /// Every process it has, main first, then by pid.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub processes: Vec<Process>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Process {
+    pub pid: u32,
+    pub ppid: u32,
+    /// Its command line, arguments joined by spaces (its name in brackets for a kernel
+    /// thread or a zombie).
+    pub command: String,
 }
 
 /// Systemd's words for the system as a whole.
@@ -143,7 +190,7 @@ pub enum SystemState {
 }
 
 /// One service's state as every adapter shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceStatus {
     pub name: String,
     /// inactive | activating | active | deactivating | failed
@@ -178,6 +225,16 @@ pub struct ServiceStatus {
     pub ready: String,
     /// Increases with every published change during one run of ember.
     pub seq: u64,
+    /// Resource use of the current run (see [`Metrics`]), measured for a status with
+    /// details of a running service; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_usec: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tasks: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<Box<Details>>,
 }
 
 /// One line a service wrote.
@@ -241,7 +298,22 @@ mod tests {
             }
         );
         let c: Command = serde_json::from_str(r#"{"cmd":"status"}"#).unwrap();
-        assert_eq!(c, Command::Status { names: vec![] });
+        assert_eq!(
+            c,
+            Command::Status {
+                names: vec![],
+                details: false
+            }
+        );
+        let c: Command =
+            serde_json::from_str(r#"{"cmd":"status","names":["a"],"details":true}"#).unwrap();
+        assert_eq!(
+            c,
+            Command::Status {
+                names: vec!["a".into()],
+                details: true
+            }
+        );
         let c: Command = serde_json::from_str(r#"{"cmd":"logs","name":"web"}"#).unwrap();
         assert_eq!(
             c,

@@ -374,7 +374,13 @@ async fn wait_settled(
             Err(broadcast::error::RecvError::Lagged(_)) => {
                 let names = services.iter().map(|s| s.name.clone()).collect();
                 if let Reply::Ok { services: fresh } = control
-                    .call(Command::Status { names }, "socket --wait")
+                    .call(
+                        Command::Status {
+                            names,
+                            details: false,
+                        },
+                        "socket --wait",
+                    )
                     .await
                 {
                     services = fresh;
@@ -588,6 +594,7 @@ mod tests {
             status_text: None,
             ready: "none".into(),
             seq: 0,
+            ..Default::default()
         }
     }
 

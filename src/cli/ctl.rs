@@ -12,8 +12,11 @@ ember ctl — control a running ember over its local socket
 Usage: ember ctl [--socket PATH | --config PATH] COMMAND [ARGS]
 
 Commands:
-  status [NAME...] [--json]   every service (or NAME...): state, pid, uptime, restarts,
+  status [--json]             every service, a line each: state, pid, uptime, restarts,
                               last exit; --json prints a JSON array instead
+  status NAME... [--json]     NAME in full: state since when, main pid and the process
+                              tree, restarts and last exit, readiness, dependencies and
+                              their states, memory, CPU and tasks, the last 10 log lines
   start NAME... [--wait]      want NAME up; --wait returns once it is active, or fails
                               with the reason when it ends failed
   stop NAME... [--wait]       want NAME down; --wait returns once it has stopped
@@ -189,6 +192,30 @@ fn execute(client: &mut Client, command: Ctl) -> Result<i32, String> {
         && std::env::var_os("NO_COLOR").is_none();
     match command {
         Ctl::Help => Ok(0),
+        Ctl::Status { names, json } if !names.is_empty() => {
+            let services = expect_services(
+                client.call(&json!({"cmd": "status", "names": names, "details": true}))?,
+            )?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&services).map_err(|e| e.to_string())?
+                );
+                return Ok(0);
+            }
+            // The states of the services each depends on, and each one's last lines.
+            let everyone = expect_services(client.call(&json!({"cmd": "status"}))?)?;
+            let mut blocks = Vec::new();
+            for service in &services {
+                let logs = match client.call(&json!({"cmd": "logs", "name": service.name}))? {
+                    Reply::Logs { lines } => lines,
+                    _ => Vec::new(),
+                };
+                blocks.push(render_block(service, &everyone, &logs, now_usec(), color));
+            }
+            print!("{}", blocks.join("\n"));
+            Ok(0)
+        }
         Ctl::Status { names, json } => {
             let services =
                 expect_services(client.call(&json!({"cmd": "status", "names": names}))?)?;
@@ -334,6 +361,159 @@ pub fn render_table(services: &[ServiceStatus], now_usec: u64, color: bool) -> S
     out
 }
 
+/// `ember ctl status NAME`: one service in full, as `systemctl status` shows a unit.
+pub fn render_block(
+    s: &ServiceStatus,
+    everyone: &[ServiceStatus],
+    logs: &[LogLine],
+    now_usec: u64,
+    color: bool,
+) -> String {
+    let mut out = String::new();
+    let dot = paint("●", &s.state, color);
+    let ago = short_duration(Duration::from_micros(now_usec.saturating_sub(s.since_usec)));
+    let since = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_micros(s.since_usec))
+        .to_string()
+        .replace('T', " ")
+        .replace('Z', " UTC");
+    out.push_str(&format!(
+        "{dot} {} - {} since {since}; {ago} ago\n",
+        s.name,
+        paint(&state_words(s), &s.state, color)
+    ));
+    let mut row = |label: &str, value: String| out.push_str(&format!("{label:>10}: {value}\n"));
+    row("Want", s.want.clone());
+    if let Some(reason) = s.reason.as_ref().filter(|_| s.state != "active") {
+        row("Reason", reason.clone());
+    }
+    if let Some(text) = &s.status_text {
+        row("Status", text.clone());
+    }
+    row("Ready", s.ready.clone());
+    if let Some(pid) = s.pid {
+        row("Main PID", pid.to_string());
+    }
+    let last_exit = match (&s.exit_code, &s.exit_signal) {
+        (Some(code), _) => format!("code {code}"),
+        (None, Some(sig)) => sig.clone(),
+        _ => "none yet".into(),
+    };
+    let result = s
+        .result
+        .as_deref()
+        .map(|r| format!(" ({r})"))
+        .unwrap_or_default();
+    row(
+        "Restarts",
+        format!("{} · last exit: {last_exit}{result}", s.restarts),
+    );
+    let details = s.details.as_deref().cloned().unwrap_or_default();
+    for (label, names) in [
+        ("Requires", &details.requires),
+        ("Wants", &details.wants),
+        ("After", &details.after),
+    ] {
+        if names.is_empty() {
+            continue;
+        }
+        let states: Vec<String> = names
+            .iter()
+            .map(|n| {
+                let state = everyone
+                    .iter()
+                    .find(|o| &o.name == n)
+                    .map(|o| paint(&o.state, &o.state, color))
+                    .unwrap_or_else(|| "unknown".into());
+                format!("{n} ({state})")
+            })
+            .collect();
+        row(label, states.join(", "));
+    }
+    if let (Some(memory), Some(cpu), Some(tasks)) = (s.memory_bytes, s.cpu_usec, s.tasks) {
+        row("Memory", size_words(memory));
+        row("CPU", cpu_words(cpu));
+        row("Tasks", tasks.to_string());
+    }
+    if let Some(cgroup) = &details.cgroup {
+        row("CGroup", cgroup.clone());
+    }
+    for line in process_tree(&details.processes) {
+        out.push_str(&format!("{:>10}  {line}\n", ""));
+    }
+    if !logs.is_empty() {
+        out.push('\n');
+        for l in logs {
+            out.push_str(&render_log_line(l));
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// "12.4M", "1.5G", "512K", "900B": 1024-based, as systemd and free -h print memory.
+pub fn size_words(bytes: u64) -> String {
+    let units = [(1u64 << 30, "G"), (1 << 20, "M"), (1 << 10, "K")];
+    for (size, unit) in units {
+        if bytes >= size {
+            return format!("{:.1}{unit}", bytes as f64 / size as f64);
+        }
+    }
+    format!("{bytes}B")
+}
+
+/// "250ms", "1.250s", "2min 3.1s".
+pub fn cpu_words(usec: u64) -> String {
+    let ms = usec / 1000;
+    match ms {
+        0..=999 => format!("{ms}ms"),
+        1000..=59_999 => format!("{:.3}s", usec as f64 / 1e6),
+        _ => format!("{}min {:.1}s", ms / 60_000, (ms % 60_000) as f64 / 1000.0),
+    }
+}
+
+/// The processes as a tree under their parents: "├─1290 /usr/bin/web", "│ └─1301 worker".
+fn process_tree(processes: &[ember_ipc::Process]) -> Vec<String> {
+    let known = |pid: u32| processes.iter().any(|p| p.pid == pid);
+    let roots: Vec<&ember_ipc::Process> = processes
+        .iter()
+        .filter(|p| !known(p.ppid) || p.ppid == p.pid)
+        .collect();
+    let mut lines = Vec::new();
+    fn walk(
+        node: &ember_ipc::Process,
+        all: &[ember_ipc::Process],
+        prefix: &str,
+        last: bool,
+        depth: usize,
+        lines: &mut Vec<String>,
+    ) {
+        let branch = if last { "└─" } else { "├─" };
+        lines.push(format!("{prefix}{branch}{} {}", node.pid, node.command));
+        if depth > 32 {
+            return;
+        }
+        let children: Vec<&ember_ipc::Process> = all
+            .iter()
+            .filter(|c| c.ppid == node.pid && c.pid != node.pid)
+            .collect();
+        let prefix = format!("{prefix}{}", if last { "  " } else { "│ " });
+        for (i, child) in children.iter().enumerate() {
+            walk(
+                child,
+                all,
+                &prefix,
+                i + 1 == children.len(),
+                depth + 1,
+                lines,
+            );
+        }
+    }
+    for (i, root) in roots.iter().enumerate() {
+        walk(root, processes, "", i + 1 == roots.len(), 0, &mut lines);
+    }
+    lines
+}
+
 fn render_log_line(l: &LogLine) -> String {
     let time = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_micros(l.time_usec))
         .to_string();
@@ -379,10 +559,84 @@ mod tests {
             status_text: None,
             ready: "none".into(),
             seq: 1,
+            ..Default::default()
         };
         let table = render_table(&[s], 0, false);
         assert!(table.contains("failed (start-limit)"), "{table}");
         assert!(table.contains("code 1"), "{table}");
         assert!(table.contains("└ 5 failures within 10s"), "{table}");
+    }
+
+    #[test]
+    fn a_block_shows_one_service_in_full() {
+        let process = |pid, ppid, command: &str| ember_ipc::Process {
+            pid,
+            ppid,
+            command: command.into(),
+        };
+        let web = ServiceStatus {
+            name: "web".into(),
+            state: "active".into(),
+            sub_state: "running".into(),
+            want: "up".into(),
+            pid: Some(100),
+            restarts: 2,
+            exit_signal: Some("SIGKILL".into()),
+            result: Some("oom-kill".into()),
+            since_usec: 1_000_000,
+            ready: "log".into(),
+            cpu_usec: Some(1_250_000),
+            memory_bytes: Some(13 << 20),
+            tasks: Some(3),
+            details: Some(Box::new(ember_ipc::Details {
+                requires: vec!["db".into()],
+                after: vec!["migrate".into()],
+                cgroup: Some("/sys/fs/cgroup/ember/web".into()),
+                processes: vec![
+                    process(100, 1, "/usr/bin/web --serve"),
+                    process(101, 100, "worker"),
+                    process(102, 101, "helper"),
+                    process(103, 100, "worker"),
+                ],
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        let db = ServiceStatus {
+            name: "db".into(),
+            state: "active".into(),
+            ..Default::default()
+        };
+        let logs = [LogLine {
+            service: "web".into(),
+            stream: "stdout".into(),
+            line: "listening on :80".into(),
+            time_usec: 0,
+            seq: 1,
+        }];
+        let block = render_block(&web, &[web.clone(), db], &logs, 134_000_000, false);
+        for expected in [
+            "● web - active (running) since 1970-01-01 00:00:01 UTC; 2m 13s ago",
+            "      Want: up",
+            "     Ready: log",
+            "  Main PID: 100",
+            "  Restarts: 2 · last exit: SIGKILL (oom-kill)",
+            "  Requires: db (active)",
+            "     After: migrate (unknown)",
+            "    Memory: 13.0M",
+            "       CPU: 1.250s",
+            "     Tasks: 3",
+            "    CGroup: /sys/fs/cgroup/ember/web",
+            "            └─100 /usr/bin/web --serve",
+            "              ├─101 worker",
+            "              │ └─102 helper",
+            "              └─103 worker",
+            "00:00:00 listening on :80",
+        ] {
+            assert!(block.contains(expected), "{expected:?} not in:\n{block}");
+        }
+        assert_eq!(size_words(900), "900B");
+        assert_eq!(cpu_words(2_500), "2ms");
+        assert_eq!(cpu_words(123_400_000), "2min 3.4s");
     }
 }

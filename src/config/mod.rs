@@ -54,6 +54,9 @@ pub struct SystemConfig {
     pub shutdown_timeout: std::time::Duration,
     /// Started on the console when the configuration is broken or ember is in trouble.
     pub rescue_shell: Option<PathBuf>,
+    /// How often every running service's resource use is published (MQTT, D-Bus);
+    /// None: never, and no timer runs.
+    pub metrics_interval: Option<std::time::Duration>,
 }
 
 impl SystemConfig {
@@ -65,6 +68,7 @@ impl SystemConfig {
             ctrl_alt_del: CtrlAltDel::Reboot,
             shutdown_timeout: std::time::Duration::from_secs(5),
             rescue_shell: None,
+            metrics_interval: None,
         }
     }
 }
@@ -159,6 +163,7 @@ struct RawSystem {
     ctrl_alt_del: Option<CtrlAltDel>,
     shutdown_timeout: Option<std::time::Duration>,
     rescue_shell: Option<PathBuf>,
+    metrics_interval: Option<Spanned<std::time::Duration>>,
 }
 
 impl RawSystem {
@@ -171,6 +176,7 @@ impl RawSystem {
             ctrl_alt_del: t.take("ctrl_alt_del"),
             shutdown_timeout: t.take("shutdown_timeout"),
             rescue_shell: t.take("rescue_shell"),
+            metrics_interval: t.take("metrics_interval"),
         }
     }
 }
@@ -452,6 +458,15 @@ fn load_into(path: &Path, problems: &mut Vec<Problem>) -> Option<Config> {
         .into_iter()
         .map(|(name, (spec, _))| (name, spec))
         .collect();
+    if let Some(every) = &system.metrics_interval {
+        if *every.get_ref() < std::time::Duration::from_secs(1) {
+            problems.push(source.problem(
+                Some(every.span().start),
+                Severity::Error,
+                "metrics_interval must be at least 1s (each round reads /proc and the cgroups of every service); remove it for none".into(),
+            ));
+        }
+    }
     let mut config = assemble(path, system, log, control, services);
     if mqtt.is_some() {
         // The device name is a topic level of every MQTT topic ember uses.
@@ -488,6 +503,7 @@ fn assemble(
         system_config.shutdown_timeout = d;
     }
     system_config.rescue_shell = system.rescue_shell;
+    system_config.metrics_interval = system.metrics_interval.map(Spanned::into_inner);
     Config {
         path: path.to_owned(),
         system: system_config,

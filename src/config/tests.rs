@@ -441,7 +441,7 @@ ready = { log = "up", timeout = "5s" }
     assert_eq!(
         tree.problems(),
         [
-            "ember.toml:2:1: unknown field `devise`, expected one of `device`, `services_dir`, `hostname`, `ctrl_alt_del`, `shutdown_timeout`, `rescue_shell`",
+            "ember.toml:2:1: unknown field `devise`, expected one of `device`, `services_dir`, `hostname`, `ctrl_alt_del`, `shutdown_timeout`, `rescue_shell`, `metrics_interval`",
             "ember.toml:4:1: unknown field `lvl`, expected `level` or `output`",
             "ember.toml:6:1: unknown field `sock`, expected `socket`",
             "ember.toml:7:2: unknown section \"servce\"; expected system, log, control, mqtt, dbus, service",
@@ -992,7 +992,7 @@ wat = 2
         [
             "ember.toml:2:10: invalid type: integer `1`, expected a string",
             "ember.toml:3:16: invalid type: integer `2`, expected path string",
-            "ember.toml:4:1: unknown field `colour`, expected one of `device`, `services_dir`, `hostname`, `ctrl_alt_del`, `shutdown_timeout`, `rescue_shell`",
+            "ember.toml:4:1: unknown field `colour`, expected one of `device`, `services_dir`, `hostname`, `ctrl_alt_del`, `shutdown_timeout`, `rescue_shell`, `metrics_interval`",
             "ember.toml:6:23: invalid type: integer `3`, expected a string",
             "ember.toml:7:8: unknown variant `daemon`, expected one of `simple`, `oneshot`, `notify`, `forking`",
             "ember.toml:8:11: unknown variant `sometimes`, expected one of `always`, `on-failure`, `never`",
@@ -1356,7 +1356,7 @@ fn a_section_with_errors_keeps_the_keys_that_are_right() {
     assert_eq!(
         tree.lines(&loaded),
         [
-            "ember.toml:4:1: unknown field `devise`, expected one of `device`, `services_dir`, `hostname`, `ctrl_alt_del`, `shutdown_timeout`, `rescue_shell`",
+            "ember.toml:4:1: unknown field `devise`, expected one of `device`, `services_dir`, `hostname`, `ctrl_alt_del`, `shutdown_timeout`, `rescue_shell`, `metrics_interval`",
             "ember.toml:8:9: invalid type: integer `3`, expected a string",
             "units/a.toml:2:1: unknown field `bogus`, expected one of `command`, `type`, `pid_file`, `user`, `group`, `env`, `workdir`, `requires`, `wants`, `after`, `restart`, `restart_delay`, `restart_delay_max`, `start_limit`, `start_limit_interval`, `stop_signal`, `stop_timeout`, `ready`, `ready_timeout`, `watchdog`, `stdout`, `stderr`, `enabled`, `on_failure`, `limits`, `memory_max`, `cpu_weight`, `pids_max`, `oom_score_adjust`",
         ]
@@ -1514,4 +1514,27 @@ oom_score_adjust = -1001
             format!("ember.toml:{}: service \"b\": oom_score_adjust -1001 is out of range; give -1000 (never killed) to 1000 (killed first)", at(text, "-1001")),
         ]
     );
+}
+
+#[test]
+fn metrics_interval_is_read_and_not_too_short() {
+    let tree = Tree::new();
+    tree.write("ember.toml", "[system]\nmetrics_interval = \"30s\"\n");
+    let config = tree.load().config.unwrap();
+    assert_eq!(
+        config.system.metrics_interval,
+        Some(Duration::from_secs(30))
+    );
+    tree.write("ember.toml", "");
+    assert_eq!(tree.load().config.unwrap().system.metrics_interval, None);
+    let text = "[system]\nmetrics_interval = \"100ms\"\n";
+    tree.write("ember.toml", text);
+    assert_eq!(
+        tree.problems(),
+        vec![format!(
+            "ember.toml:{}: metrics_interval must be at least 1s (each round reads /proc and the cgroups of every service); remove it for none",
+            at(text, "\"100ms\"")
+        )]
+    );
+    assert!(tree.load().config.is_none());
 }

@@ -8,6 +8,7 @@
 //! - [`readiness`], [`notify`], [`output`]: probes, the sd_notify socket, service output.
 //! - [`cgroup`]: a cgroup per service: containment, limits, OOM kills.
 //! - [`status`]: a service's record as adapters show it.
+//! - [`usage`]: a service's processes and their CPU, memory and tasks.
 
 pub mod cgroup;
 pub mod engine;
@@ -22,3 +23,4 @@ pub mod reaper;
 pub mod runtime;
 pub mod spawn;
 pub mod status;
+pub mod usage;

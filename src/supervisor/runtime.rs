@@ -9,7 +9,7 @@ use super::cgroup::{self, Cgroups};
 use super::engine::{Action, Engine, Input};
 use super::model::{Exit, Pid, Unit};
 use super::output::{self, LogRing};
-use super::{notify, readiness, reaper, spawn, status};
+use super::{notify, readiness, reaper, spawn, status, usage};
 use crate::config::{self, Config, CtrlAltDel, FailureAction, Readiness};
 use crate::pid1::{Power, Role};
 use ember_ipc::{Command, ErrorKind, Event, Reply, Request, SystemState};
@@ -82,6 +82,8 @@ struct Proc {
     cgroup: Option<PathBuf>,
     /// OOM kills counted in that cgroup before this run: more at its exit means one hit it.
     oom_kills_before: u64,
+    /// The cgroup's CPU time (usage_usec) before this run: what a run used is the rest.
+    cpu_before: u64,
 }
 
 pub struct Runtime {
@@ -204,7 +206,19 @@ impl Runtime {
         let now = rt.now();
         let actions = rt.engine.boot(now);
         rt.execute(actions);
+        // Only with [system] metrics_interval: otherwise no timer, no wakeups.
+        let mut next_metrics = rt
+            .config
+            .system
+            .metrics_interval
+            .map(|d| Instant::now() + d);
         while !rt.done {
+            let metrics_due = async {
+                match next_metrics {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
             let deadline = rt.engine.next_deadline().map(|d| rt.origin + d);
             let sleep = async {
                 match deadline {
@@ -222,6 +236,19 @@ impl Runtime {
                 _ = sigusr2.recv() => rt.on_signal(Signal::SIGUSR2),
                 _ = sighup.recv() => { let _ = rt.reload("SIGHUP"); }
                 _ = sleep => rt.input(Input::Tick),
+                _ = metrics_due => {
+                    rt.publish_metrics();
+                    next_metrics = None;
+                }
+            }
+            // A reload may have set, changed or removed the interval.
+            match (rt.config.system.metrics_interval, next_metrics) {
+                (None, _) => next_metrics = None,
+                (Some(every), None) => next_metrics = Some(Instant::now() + every),
+                (Some(every), Some(at)) if at > Instant::now() + every => {
+                    next_metrics = Some(Instant::now() + every)
+                }
+                _ => {}
             }
         }
         // The system settings as last reloaded: the shutdown uses those.
@@ -457,6 +484,7 @@ impl Runtime {
                         tracing::warn!("{name}: {warning}");
                     }
                     proc.oom_kills_before = cgroup::oom_kills(&prepared.path);
+                    proc.cpu_before = usage::cpu_usage_usec(&prepared.path).unwrap_or(0);
                     proc.cgroup = Some(prepared.path.clone());
                     placed = Some(prepared);
                 }
@@ -896,7 +924,7 @@ impl Runtime {
 
     fn answer(&mut self, command: Command, origin: &str) -> Reply {
         match command {
-            Command::Status { names } => {
+            Command::Status { names, details } => {
                 #[cfg(debug_assertions)]
                 test_hooks(&names);
                 let names = if names.is_empty() {
@@ -905,6 +933,12 @@ impl Runtime {
                     names
                 };
                 match self.statuses(&names) {
+                    Ok(mut services) if details => {
+                        for service in &mut services {
+                            self.add_details(service);
+                        }
+                        Reply::Ok { services }
+                    }
                     Ok(services) => Reply::Ok { services },
                     Err(reply) => reply,
                 }
@@ -963,6 +997,63 @@ impl Runtime {
             Command::Poweroff => self.power_request(origin, Power::Poweroff),
             Command::Reboot => self.power_request(origin, Power::Reboot),
             Command::Halt => self.power_request(origin, Power::Halt),
+        }
+    }
+
+    /// What the service's processes are and use now; dependencies from its spec.
+    fn add_details(&self, service: &mut ember_ipc::ServiceStatus) {
+        let Some(unit) = self.engine.unit(&service.name) else {
+            return;
+        };
+        let proc = self.procs.get(&service.name);
+        let cgroup = proc.and_then(|p| p.cgroup.as_deref());
+        let mut details = ember_ipc::Details {
+            requires: unit.spec.requires.clone(),
+            wants: unit.spec.wants.clone(),
+            after: unit.spec.after.clone(),
+            cgroup: cgroup.map(|c| c.display().to_string()),
+            processes: Vec::new(),
+        };
+        if let Some((pids, figures)) = self.measure(&service.name) {
+            details.processes = usage::describe(&pids, unit.pid);
+            service.cpu_usec = Some(figures.cpu_usec);
+            service.memory_bytes = Some(figures.memory_bytes);
+            service.tasks = Some(figures.tasks);
+        }
+        service.details = Some(Box::new(details));
+    }
+
+    /// A running service's processes and what they use; None when it is not running.
+    fn measure(&self, name: &str) -> Option<(Vec<Pid>, usage::Usage)> {
+        let unit = self.engine.unit(name)?;
+        // A oneshot that exited is active with nothing left to measure.
+        if !unit.is_running() || unit.sub == super::model::Sub::Exited {
+            return None;
+        }
+        let proc = self.procs.get(name);
+        let cgroup = proc.and_then(|p| p.cgroup.as_deref());
+        let pids = usage::processes(cgroup, proc.and_then(|p| p.pgid), unit.pid);
+        let figures = usage::measure(cgroup, proc.map(|p| p.cpu_before).unwrap_or(0), &pids);
+        Some((pids, figures))
+    }
+
+    /// One metrics round: every running service's figures, to MQTT and D-Bus.
+    fn publish_metrics(&mut self) {
+        let metrics: Vec<ember_ipc::Metrics> = self
+            .engine
+            .units()
+            .filter_map(|u| {
+                let (_, figures) = self.measure(&u.spec.name)?;
+                Some(ember_ipc::Metrics {
+                    name: u.spec.name.clone(),
+                    cpu_usec: figures.cpu_usec,
+                    memory_bytes: figures.memory_bytes,
+                    tasks: figures.tasks,
+                })
+            })
+            .collect();
+        if !metrics.is_empty() {
+            let _ = self.events.send(Event::Metrics(metrics));
         }
     }
 

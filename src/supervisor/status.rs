@@ -42,6 +42,7 @@ pub fn service_status(unit: &Unit, mono_now: Duration, seq: u64) -> ServiceStatu
         status_text: unit.status_text.clone(),
         ready: unit.spec.ready.kind().to_owned(),
         seq,
+        ..Default::default()
     }
 }
 

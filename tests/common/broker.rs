@@ -159,6 +159,32 @@ impl Broker {
             .collect()
     }
 
+    /// Only the retained messages on `topic` (mosquitto_sub --retained-only).
+    pub fn retained(&self, topic: &str, timeout: Duration) -> Vec<String> {
+        let out = Command::new("mosquitto_sub")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-t",
+                topic,
+                "-v",
+            ])
+            .args([
+                "--retained-only",
+                "-W",
+                &timeout.as_secs().max(1).to_string(),
+            ])
+            .args(&self.client_args)
+            .output()
+            .expect("mosquitto_sub");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// A subscriber running in the background; read what it got with [`Subscriber::lines`].
     pub fn subscribe(&self, topic: &str) -> Subscriber {
         let path = self.dir.path(&format!("sub-{}", rand_suffix()));

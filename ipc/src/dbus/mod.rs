@@ -16,7 +16,7 @@ pub mod label;
 pub mod manager;
 pub mod service;
 
-use crate::protocol::{Command, Control, Event, Reply, ServiceStatus, SystemState};
+use crate::protocol::{Command, Control, Event, Metrics, Reply, ServiceStatus, SystemState};
 use auth::Ctx;
 use label::{service_path, MANAGER_PATH};
 use manager::{Manager, Shared};
@@ -165,7 +165,13 @@ impl Adapter {
     async fn resync(&mut self) -> bool {
         match self
             .control
-            .call(Command::Status { names: Vec::new() }, "dbus")
+            .call(
+                Command::Status {
+                    names: Vec::new(),
+                    details: false,
+                },
+                "dbus",
+            )
             .await
         {
             Reply::Ok { services } => {
@@ -240,6 +246,7 @@ impl Adapter {
                             self.set_system(conn, state).await
                         }
                         Ok(Event::Log(_)) => Ok(()),
+                        Ok(Event::Metrics(metrics)) => self.on_metrics(conn, &metrics).await,
                         // We fell behind: the latest of everything is one status call away.
                         Err(broadcast::error::RecvError::Lagged(_)) => self.catch_up(conn).await,
                         Err(broadcast::error::RecvError::Closed) => return End::CoreGone,
@@ -314,6 +321,28 @@ impl Adapter {
         self.after_change(conn, failed_before).await
     }
 
+    /// A metrics round: one PropertiesChanged per running service.
+    async fn on_metrics(&mut self, conn: &Connection, metrics: &[Metrics]) -> zbus::Result<()> {
+        for m in metrics {
+            let path = service_path(&m.name);
+            let Ok(object) = conn
+                .object_server()
+                .interface::<_, Service>(path.as_str())
+                .await
+            else {
+                continue;
+            };
+            zbus::fdo::Properties::properties_changed(
+                object.signal_emitter(),
+                service::INTERFACE.try_into()?,
+                service::metrics_changed(m),
+                Cow::Borrowed(&[]),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
     async fn on_removed(&mut self, conn: &Connection, name: &str) -> zbus::Result<()> {
         let failed_before = self.shared().failed();
         if self.shared().services.remove(name).is_none() {
@@ -372,7 +401,13 @@ impl Adapter {
     async fn catch_up(&mut self, conn: &Connection) -> zbus::Result<()> {
         let Reply::Ok { services } = self
             .control
-            .call(Command::Status { names: Vec::new() }, "dbus")
+            .call(
+                Command::Status {
+                    names: Vec::new(),
+                    details: false,
+                },
+                "dbus",
+            )
             .await
         else {
             return Ok(());

@@ -1,7 +1,7 @@
 //! One object per service: `io.ember.Init1.Service` at `/io/ember/Init1/service/<label>`.
 
 use super::auth::{Ctx, Error};
-use crate::protocol::{Command, ServiceStatus};
+use crate::protocol::{Command, Metrics, Reply, ServiceStatus};
 use std::collections::HashMap;
 use zbus::message::Header;
 use zbus::Variant as Value;
@@ -15,7 +15,39 @@ pub struct Service {
     pub ctx: Ctx,
 }
 
+/// systemd's value for a figure that is not known (the service is not running).
+pub const UNKNOWN: u64 = u64::MAX;
+
 impl Service {
+    /// The service's resource use measured now: a Get of CpuUsec, MemoryBytes or Tasks is
+    /// a status call, so no timer is needed for the figures to be fresh.
+    async fn measured(&self) -> (u64, u64, u64) {
+        let reply = self
+            .ctx
+            .control
+            .call(
+                Command::Status {
+                    names: vec![self.status.name.clone()],
+                    details: true,
+                },
+                "dbus get",
+            )
+            .await;
+        match reply {
+            Reply::Ok { services } => services
+                .first()
+                .map(|s| {
+                    (
+                        s.cpu_usec.unwrap_or(UNKNOWN),
+                        s.memory_bytes.unwrap_or(UNKNOWN),
+                        s.tasks.map(u64::from).unwrap_or(UNKNOWN),
+                    )
+                })
+                .unwrap_or((UNKNOWN, UNKNOWN, UNKNOWN)),
+            _ => (UNKNOWN, UNKNOWN, UNKNOWN),
+        }
+    }
+
     async fn command(
         &self,
         conn: &Connection,
@@ -100,6 +132,40 @@ impl Service {
     fn since(&self) -> u64 {
         self.status.since_usec
     }
+
+    /// How the last run that ended went (systemd's Result): success, exit-code, signal,
+    /// oom-kill, timeout, watchdog, spawn; "" before any run ended.
+    #[zbus(property)]
+    fn result(&self) -> String {
+        self.status.result.clone().unwrap_or_default()
+    }
+
+    /// CPU time of the current run, microseconds; u64::MAX when not running.
+    #[zbus(property)]
+    async fn cpu_usec(&self) -> u64 {
+        self.measured().await.0
+    }
+
+    /// Memory charged to the service now, bytes; u64::MAX when not running.
+    #[zbus(property)]
+    async fn memory_bytes(&self) -> u64 {
+        self.measured().await.1
+    }
+
+    /// Tasks (threads) it has now; u64::MAX when not running.
+    #[zbus(property)]
+    async fn tasks(&self) -> u64 {
+        self.measured().await.2
+    }
+}
+
+/// The PropertiesChanged of one metrics round.
+pub fn metrics_changed(m: &Metrics) -> HashMap<&'static str, Value<'static>> {
+    HashMap::from([
+        ("CpuUsec", Value::from(m.cpu_usec)),
+        ("MemoryBytes", Value::from(m.memory_bytes)),
+        ("Tasks", Value::from(u64::from(m.tasks))),
+    ])
 }
 
 /// Every property that differs between two statuses, for one PropertiesChanged signal.
@@ -122,6 +188,12 @@ pub fn changed(old: &ServiceStatus, new: &ServiceStatus) -> HashMap<&'static str
     }
     if old.exit_code != new.exit_code {
         map.insert("ExitCode", Value::from(new.exit_code.unwrap_or(0)));
+    }
+    if old.result != new.result {
+        map.insert(
+            "Result",
+            Value::from(new.result.clone().unwrap_or_default()),
+        );
     }
     if old.since_usec != new.since_usec {
         map.insert("Since", Value::from(new.since_usec));

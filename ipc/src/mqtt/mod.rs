@@ -375,6 +375,17 @@ impl Adapter {
                         self.announce.remove(&name);
                         self.removed.insert(name);
                     }
+                    Ok(Event::Metrics(metrics)) if self.connected => {
+                        // Figures of the moment: dropped, not queued, when the link is busy.
+                        for m in metrics {
+                            let payload = serde_json::json!({
+                                "cpu_usec": m.cpu_usec,
+                                "memory_bytes": m.memory_bytes,
+                                "tasks": m.tasks,
+                            });
+                            let _ = client.try_publish(self.topics.metrics(&m.name), QoS::AtMostOnce, false, payload.to_string());
+                        }
+                    }
                     Ok(Event::System { state: SystemState::Stopping }) => {
                         // The broker may be one of the services about to stop: say offline
                         // while it can still be heard.
@@ -443,7 +454,13 @@ impl Adapter {
     async fn resync(&mut self) {
         if let Reply::Ok { services } = self
             .control
-            .call(Command::Status { names: Vec::new() }, "mqtt")
+            .call(
+                Command::Status {
+                    names: Vec::new(),
+                    details: false,
+                },
+                "mqtt",
+            )
             .await
         {
             let names: BTreeSet<String> = services.iter().map(|s| s.name.clone()).collect();
@@ -665,7 +682,10 @@ impl Adapter {
             (_, Verb::Reload) => Command::Reload,
             (_, Verb::Poweroff) => Command::Poweroff,
             (_, Verb::Reboot) => Command::Reboot,
-            _ => Command::Status { names: Vec::new() },
+            _ => Command::Status {
+                names: Vec::new(),
+                details: false,
+            },
         };
         let allowed: Vec<String> = self
             .states

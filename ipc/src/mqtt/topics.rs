@@ -49,6 +49,11 @@ impl Topics {
         format!("{}/{}/service/{service}/state", self.prefix, self.device)
     }
 
+    /// Not retained: a figure of the moment, every `[system] metrics_interval`.
+    pub fn metrics(&self, service: &str) -> String {
+        format!("{}/{}/service/{service}/metrics", self.prefix, self.device)
+    }
+
     pub fn service_cmd(&self, service: &str) -> String {
         format!("{}/{}/service/{service}/cmd", self.prefix, self.device)
     }

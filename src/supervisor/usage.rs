@@ -1,0 +1,183 @@
+//! What a service's processes are and what they use: CPU, memory, tasks. From its cgroup
+//! when it has one (which counts what its dead processes used, and the page cache it
+//! caused), else summed over its live processes from /proc.
+//!
+//! Read only when asked (a status with details) or every `[system] metrics_interval`:
+//! nothing here runs on its own.
+
+use super::model::Pid;
+use ember_ipc::Process;
+use std::fs;
+use std::path::Path;
+
+/// One service's figures.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub cpu_usec: u64,
+    pub memory_bytes: u64,
+    pub tasks: u32,
+}
+
+/// A process as /proc/PID/stat tells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stat {
+    ppid: Pid,
+    pgrp: Pid,
+    /// utime + stime + cutime + cstime, in clock ticks: its own CPU and its reaped children's.
+    cpu_ticks: u64,
+    threads: u32,
+    rss_pages: u64,
+}
+
+fn stat(pid: Pid) -> Option<Stat> {
+    parse_stat(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// The fields after the command (which may hold spaces and parentheses: split at the last ')').
+fn parse_stat(text: &str) -> Option<Stat> {
+    let (_, rest) = text.rsplit_once(')')?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let number = |i: usize| -> Option<u64> { fields.get(i)?.parse().ok() };
+    Some(Stat {
+        ppid: fields.get(1)?.parse().ok()?,
+        pgrp: fields.get(2)?.parse().ok()?,
+        cpu_ticks: number(11)? + number(12)? + number(13)? + number(14)?,
+        threads: fields.get(17)?.parse().ok()?,
+        rss_pages: number(21)?,
+    })
+}
+
+/// The service's processes: its cgroup's members, else the members of its process
+/// group; the main process in any case.
+pub fn processes(cgroup: Option<&Path>, pgid: Option<Pid>, main: Option<Pid>) -> Vec<Pid> {
+    let mut pids = match (cgroup, pgid) {
+        (Some(path), _) => super::cgroup::procs(path),
+        (None, Some(pgid)) => fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<Pid>().ok())
+            .filter(|pid| stat(*pid).is_some_and(|s| s.pgrp == pgid))
+            .collect(),
+        (None, None) => Vec::new(),
+    };
+    if let Some(main) = main {
+        if !pids.contains(&main) {
+            pids.push(main);
+        }
+    }
+    pids.sort_unstable();
+    pids
+}
+
+/// The figures of `pids`, from the cgroup's files where it has them. `cpu_base` is the
+/// cgroup's usage_usec when the run began: a run is charged its own CPU only.
+pub fn measure(cgroup: Option<&Path>, cpu_base: u64, pids: &[Pid]) -> Usage {
+    let stats: Vec<Stat> = pids.iter().filter_map(|p| stat(*p)).collect();
+    let ticks = clock_ticks();
+    let from_proc_cpu = stats.iter().map(|s| s.cpu_ticks).sum::<u64>() * 1_000_000 / ticks;
+    let from_proc_memory = stats.iter().map(|s| s.rss_pages).sum::<u64>() * page_size();
+    let from_proc_tasks = stats.iter().map(|s| s.threads).sum();
+    let file = |name: &str| cgroup.and_then(|path| read_number(&path.join(name)));
+    Usage {
+        cpu_usec: cgroup
+            .and_then(cpu_usage_usec)
+            .map(|total| total.saturating_sub(cpu_base))
+            .unwrap_or(from_proc_cpu),
+        memory_bytes: file("memory.current").unwrap_or(from_proc_memory),
+        tasks: file("pids.current")
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(from_proc_tasks),
+    }
+}
+
+/// usage_usec of the cgroup's cpu.stat (there with or without the cpu controller).
+pub fn cpu_usage_usec(cgroup: &Path) -> Option<u64> {
+    fs::read_to_string(cgroup.join("cpu.stat"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("usage_usec "))
+        .and_then(|n| n.trim().parse().ok())
+}
+
+/// Each process with its parent and command line, the main one first.
+pub fn describe(pids: &[Pid], main: Option<Pid>) -> Vec<Process> {
+    let mut processes: Vec<Process> = pids
+        .iter()
+        .filter_map(|&pid| {
+            let stat = stat(pid)?;
+            Some(Process {
+                pid: pid as u32,
+                ppid: stat.ppid as u32,
+                command: command_line(pid),
+            })
+        })
+        .collect();
+    processes.sort_by_key(|p| (Some(p.pid as Pid) != main, p.pid));
+    processes
+}
+
+/// argv joined by spaces; a process without one (a zombie, a kernel thread) by its name.
+fn command_line(pid: Pid) -> String {
+    let argv = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let words: Vec<String> = argv
+        .split(|b| *b == 0)
+        .filter(|w| !w.is_empty())
+        .map(|w| String::from_utf8_lossy(w).into_owned())
+        .collect();
+    if words.is_empty() {
+        let name = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        format!("[{}]", name.trim())
+    } else {
+        words.join(" ")
+    }
+}
+
+fn read_number(path: &Path) -> Option<u64> {
+    fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+fn clock_ticks() -> u64 {
+    // SAFETY: sysconf only reads a constant of the C library.
+    let ticks = unsafe { nix::libc::sysconf(nix::libc::_SC_CLK_TCK) };
+    u64::try_from(ticks).ok().filter(|t| *t > 0).unwrap_or(100)
+}
+
+fn page_size() -> u64 {
+    // SAFETY: as above.
+    let size = unsafe { nix::libc::sysconf(nix::libc::_SC_PAGESIZE) };
+    u64::try_from(size).ok().filter(|s| *s > 0).unwrap_or(4096)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_a_stat_line_whose_command_has_parentheses_and_spaces() {
+        let line = "4242 (my (odd) app) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 50 7 3 20 0 3 0 12345 1000000 2560 18446744073709551615";
+        let stat = parse_stat(line).unwrap();
+        assert_eq!(
+            stat,
+            Stat {
+                ppid: 1,
+                pgrp: 4242,
+                cpu_ticks: 310,
+                threads: 3,
+                rss_pages: 2560,
+            }
+        );
+        assert_eq!(parse_stat("4242 (truncated"), None);
+    }
+
+    #[test]
+    fn measures_this_process_from_proc() {
+        let me = std::process::id() as Pid;
+        let usage = measure(None, 0, &[me]);
+        assert!(usage.memory_bytes > 1 << 20, "{usage:?}");
+        assert!(usage.tasks >= 1, "{usage:?}");
+        let described = describe(&[me], Some(me));
+        assert_eq!(described[0].pid, me as u32);
+        assert!(!described[0].command.is_empty());
+    }
+}
