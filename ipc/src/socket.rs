@@ -617,9 +617,17 @@ impl Client {
     pub fn call(&mut self, request: &serde_json::Value) -> Result<Reply, String> {
         let mut bytes = serde_json::to_vec(request).map_err(|e| e.to_string())?;
         bytes.push(b'\n');
-        self.writer
-            .write_all(&bytes)
-            .map_err(|e| format!("cannot send to ember at {}: {e}", self.path.display()))?;
+        if let Err(e) = self.writer.write_all(&bytes) {
+            // ember may have refused the connection (busy, access denied) and closed it
+            // before the request was sent: its reason is waiting to be read.
+            if let Ok(Some(reply)) = self.next_reply() {
+                return Ok(reply);
+            }
+            return Err(format!(
+                "cannot send to ember at {}: {e}",
+                self.path.display()
+            ));
+        }
         self.next_reply()?
             .ok_or_else(|| format!("ember at {} closed the connection", self.path.display()))
     }
@@ -831,6 +839,29 @@ mod tests {
         let reply = read_reply(&mut client).await;
         assert!(reply.contains("\"state\":\"active\""), "{reply}");
         served.await.unwrap();
+    }
+
+    #[test]
+    fn the_client_reads_why_a_connection_was_refused_before_its_request() {
+        let dir = std::env::temp_dir().join(format!("ember-ipc-refused-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("control.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut line = serde_json::to_vec(&Reply::error(ErrorKind::Busy, "full")).unwrap();
+            line.push(b'\n');
+            stream.write_all(&line).unwrap();
+        });
+        let mut client = Client::connect(&path).unwrap();
+        server.join().unwrap();
+        let reply = client.call(&serde_json::json!({"cmd": "status"}));
+        let _ = std::fs::remove_dir_all(&dir);
+        match reply {
+            Ok(Reply::Error(e)) => assert_eq!(e.kind, ErrorKind::Busy),
+            other => panic!("expected the busy reply, got {other:?}"),
+        }
     }
 
     fn status(state: &str, sub: &str, want: &str) -> ServiceStatus {
