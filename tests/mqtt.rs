@@ -572,17 +572,54 @@ fn tls_with_a_ca_and_a_client_certificate() {
     ember.wait_state("db", "inactive", None, LONG);
 }
 
+/// ember as a plain child with every log line it can write (EMBER_LOG=trace, the most
+/// verbose level), on stdout and stderr into its log file.
+fn start_traced(tag: &str, config: &str) -> Ember {
+    let dir = TempDir::new(tag);
+    let socket = dir.path("control.sock");
+    let config_path = dir.path("ember.toml");
+    std::fs::write(
+        &config_path,
+        format!("[control]\nsocket = \"{}\"\n\n{config}", socket.display()),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.path("ember.log")).unwrap();
+    let child = std::process::Command::new(EMBER)
+        .arg("--config")
+        .arg(&config_path)
+        .env("EMBER_LOG", "trace")
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("spawn ember");
+    let ember = Ember {
+        dir,
+        child,
+        socket,
+        config: config_path,
+    };
+    assert!(
+        wait_for(LONG, || ember.socket.exists()),
+        "no socket; log:\n{}",
+        ember.log()
+    );
+    ember
+}
+
 #[test]
 fn username_and_password_from_a_file() {
     if !can_unshare() || !have_mosquitto() {
         return;
     }
+    // Unique strings: if either shows up anywhere, it leaked.
+    let (right, wrong) = ("pw-right-5f1c9e7a40", "pw-wrong-0b3d8c2177");
     let secrets = TempDir::new("mqtt-passwd");
     let passwd = secrets.path("passwd");
     let out = std::process::Command::new("mosquitto_passwd")
         .args(["-c", "-b"])
         .arg(&passwd)
-        .args(["board1", "s3cret"])
+        .args(["board1", right])
         .output()
         .expect("mosquitto_passwd");
     assert!(
@@ -590,13 +627,17 @@ fn username_and_password_from_a_file() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    std::fs::write(secrets.path("good"), "s3cret\n").unwrap();
-    std::fs::write(secrets.path("bad"), "guess\n").unwrap();
+    std::fs::write(secrets.path("good"), format!("{right}\n")).unwrap();
+    std::fs::write(secrets.path("bad"), format!("{wrong}\n")).unwrap();
+    for file in ["good", "bad"] {
+        let private = std::os::unix::fs::PermissionsExt::from_mode(0o600);
+        std::fs::set_permissions(secrets.path(file), private).unwrap();
+    }
     let mut broker = Broker::start(
         "auth",
         &format!("password_file {}\nallow_anonymous false", passwd.display()),
     );
-    broker.client_args = ["-u", "board1", "-P", "s3cret"]
+    broker.client_args = ["-u", "board1", "-P", right]
         .iter()
         .map(|s| s.to_string())
         .collect();
@@ -607,8 +648,8 @@ fn username_and_password_from_a_file() {
             secrets.path(file).display()
         )
     };
-    let good = Ember::start("mqtt-auth-good", &with("good", "auth1"));
-    let bad = Ember::start("mqtt-auth-bad", &with("bad", "auth2"));
+    let good = start_traced("mqtt-auth-good", &with("good", "auth1"));
+    let bad = start_traced("mqtt-auth-bad", &with("bad", "auth2"));
     good.wait_state("web", "active", None, LONG);
     assert!(wait_for(LONG, || broker.collect(
         "ember/auth1/status",
@@ -616,14 +657,30 @@ fn username_and_password_from_a_file() {
         Duration::from_secs(1)
     ) == ["ember/auth1/status online"]));
     // The wrong password is refused by the broker; ember keeps supervising and retrying.
+    assert!(
+        wait_for(LONG, || bad.log().contains("the broker refuses ember")),
+        "log:\n{}",
+        bad.log()
+    );
     assert!(broker
         .collect("ember/auth2/#", 1, Duration::from_secs(2))
         .is_empty());
     assert_eq!(bad.status("web")["state"], "active");
-    assert!(
-        !bad.log().contains("s3cret") && !bad.log().contains("guess"),
-        "passwords stay out of the log"
-    );
+    // Neither password in anything ember said: its logs at trace level, its status.
+    assert!(good.log().contains(" DEBUG "), "not the verbose log");
+    assert!(!good.log().contains("warning"), "{}", good.log());
+    for ember in [&good, &bad] {
+        let status = ember.ctl(&["status", "--json"]);
+        let said = format!(
+            "{}{}{}",
+            ember.log(),
+            String::from_utf8_lossy(&status.stdout),
+            String::from_utf8_lossy(&status.stderr)
+        );
+        for secret in [right, wrong] {
+            assert!(!said.contains(secret), "{secret} leaked:\n{said}");
+        }
+    }
 }
 
 #[test]
