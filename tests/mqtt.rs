@@ -155,6 +155,18 @@ fn refused_commands_get_a_reply_with_their_code() {
         ),
         (
             "ember/b2/cmd",
+            r#"{"cmd":"poweroff","id":"c4p"}"#,
+            "c4p",
+            "not-allowed",
+        ),
+        (
+            "ember/b2/cmd",
+            r#"{"cmd":"reload","id":"c4r"}"#,
+            "c4r",
+            "not-allowed",
+        ),
+        (
+            "ember/b2/cmd",
             r#"{"cmd":"start","id":"c5"}"#,
             "c5",
             "bad-payload",
@@ -187,8 +199,9 @@ fn refused_commands_get_a_reply_with_their_code() {
     // None of it reached the engine.
     assert_eq!(ember.status("db")["state"], "active");
     assert!(
-        !ember.log().contains("shutdown:"),
-        "a refused reboot must not start a shutdown"
+        !ember.log().contains("shutdown:") && !ember.log().contains("mqtt ember/b2/cmd: "),
+        "a refused reboot, poweroff or reload must not reach the engine; log:\n{}",
+        ember.log()
     );
     // list answers with the allowed services only.
     broker.publish("ember/b2/cmd", r#"{"cmd":"list","id":"l1"}"#, &[]);
@@ -196,6 +209,12 @@ fn refused_commands_get_a_reply_with_their_code() {
     assert!(
         listed.contains("\"name\":\"web\"") && !listed.contains("\"name\":\"db\""),
         "{listed}"
+    );
+    // The trace an accepted command leaves, which none of the refused ones left.
+    assert!(
+        ember.log().contains("mqtt ember/b2/cmd: status"),
+        "log:\n{}",
+        ember.log()
     );
 }
 
