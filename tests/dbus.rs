@@ -461,9 +461,12 @@ struct Throwaway {
 
 impl Throwaway {
     fn create() -> Throwaway {
+        // Unique per test too: tests in one process run at the same time.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let k = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let n = std::process::id() % 1_000_000;
-        let group = format!("embtg{n}");
-        let user = format!("embtu{n}");
+        let group = format!("embtg{n}x{k}");
+        let user = format!("embtu{n}x{k}");
         // Left over by a run that was SIGKILLed with the same pid: start clean.
         let _ = Command::new("userdel").arg(&user).output();
         let _ = Command::new("groupdel").arg(&group).output();
