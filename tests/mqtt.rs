@@ -916,3 +916,157 @@ fn three_hundred_services_all_reach_the_broker_and_list_fits() {
             == ["ember/b11/status online"]
     );
 }
+
+/// The mosquitto ACL of the README's Security section, as written there.
+fn readme_acl() -> String {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("read README.md");
+    let start = readme
+        .find("# /etc/mosquitto/acl\n")
+        .expect("the README has no /etc/mosquitto/acl example");
+    let end = start + readme[start..].find("```").expect("unclosed example");
+    readme[start..end].to_owned()
+}
+
+#[test]
+fn the_readme_broker_acl_confines_boards_and_the_fleet_tool() {
+    if !can_unshare() || !have_mosquitto() {
+        return;
+    }
+    let dir = TempDir::new("mqtt-acl");
+    let passwd = dir.path("passwd");
+    for (i, user) in ["board1", "board2", "fleet-web"].iter().enumerate() {
+        let mut command = std::process::Command::new("mosquitto_passwd");
+        if i == 0 {
+            command.arg("-c");
+        }
+        let out = command
+            .arg("-b")
+            .arg(&passwd)
+            .args([user.to_string(), format!("pw-{user}")])
+            .output()
+            .expect("mosquitto_passwd");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let file = dir.path(user);
+        std::fs::write(&file, format!("pw-{user}\n")).unwrap();
+        std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+    }
+    let acl = dir.path("acl");
+    std::fs::write(&acl, readme_acl()).unwrap();
+    let broker = Broker::start(
+        "acl",
+        &format!(
+            "allow_anonymous false\npassword_file {}\nacl_file {}",
+            passwd.display(),
+            acl.display()
+        ),
+    );
+    // allow_system on: only the broker stands between the fleet tool and a poweroff.
+    let board = |device: &str, marker: u32| {
+        Ember::start(
+            &format!("mqtt-acl-{device}"),
+            &format!(
+                "[system]\ndevice = \"{device}\"\n\n[mqtt]\nurl = \"{}\"\nusername = \"{device}\"\npassword_file = \"{}\"\nallow_system = true\ngroups = [\"lab\"]\n\n[service.web]\ncommand = [\"/bin/sleep\", \"{marker}\"]\n\n[service.db]\ncommand = [\"/bin/sleep\", \"{}\"]\n",
+                broker.url(),
+                dir.path(device).display(),
+                marker + 1
+            ),
+        )
+    };
+    let b1 = board("board1", 7930001);
+    let b2 = board("board2", 7930011);
+    let as_user = |user: &str| {
+        [
+            "-u".to_owned(),
+            user.to_owned(),
+            "-P".to_owned(),
+            format!("pw-{user}"),
+        ]
+    };
+    let publish = |user: &str, topic: &str, message: &str| {
+        let creds = as_user(user);
+        let creds: Vec<&str> = creds.iter().map(String::as_str).collect();
+        let out = broker.publish(topic, message, &creds);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let pid =
+        |ember: &Ember, name: &str| ember.wait_state(name, "active", None, LONG)["pid"].clone();
+    let online = |device: &str| {
+        let creds = as_user(device);
+        let creds: Vec<&str> = creds.iter().map(String::as_str).collect();
+        wait_for(LONG, || {
+            let out = std::process::Command::new("mosquitto_sub")
+                .args(["-h", "127.0.0.1", "-p", &broker.port.to_string()])
+                .args([
+                    "-t",
+                    &format!("ember/{device}/status"),
+                    "-C",
+                    "1",
+                    "-W",
+                    "1",
+                ])
+                .args(&creds)
+                .output()
+                .expect("mosquitto_sub");
+            String::from_utf8_lossy(&out.stdout).trim() == "online"
+        })
+    };
+    assert!(online("board1") && online("board2"), "log:\n{}", b1.log());
+    let (web1, db1, web2, db2) = (
+        pid(&b1, "web"),
+        pid(&b1, "db"),
+        pid(&b2, "web"),
+        pid(&b2, "db"),
+    );
+
+    // Denied by the broker (silently): the fleet tool on db and on the system topics, a
+    // board on another board's topics.
+    publish("fleet-web", "ember/board1/service/db/cmd", "stop");
+    publish("fleet-web", "ember/board1/cmd", "poweroff");
+    publish("fleet-web", "ember/group/lab/cmd", "reboot");
+    publish("board1", "ember/board2/service/web/cmd", "stop");
+    publish("board1", "ember/board2/cmd", "poweroff");
+    // Allowed: the fleet tool restarts web on one board, then on the whole group.
+    publish("fleet-web", "ember/board1/service/web/cmd", "restart");
+    assert!(
+        wait_for(LONG, || b1.status("web")["pid"] != web1),
+        "web was not restarted on board1; log:\n{}",
+        b1.log()
+    );
+    let web1 = pid(&b1, "web");
+    publish("fleet-web", "ember/group/lab/service/web/cmd", "restart");
+    assert!(
+        wait_for(LONG, || b1.status("web")["pid"] != web1
+            && b2.status("web")["pid"] != web2),
+        "the group restart did not reach both boards; logs:\n{}\n{}",
+        b1.log(),
+        b2.log()
+    );
+    // Nothing denied happened: both boards run, db untouched, board2's web never stopped.
+    for (ember, db) in [(&b1, &db1), (&b2, &db2)] {
+        assert_eq!(pid(ember, "db"), *db);
+        assert!(!ember.log().contains("shutdown:"), "log:\n{}", ember.log());
+        assert_eq!(ember.status("web")["want"], "up");
+    }
+    // A board reads its own states, not another board's.
+    let creds = as_user("board1");
+    let creds: Vec<&str> = creds.iter().map(String::as_str).collect();
+    let out = std::process::Command::new("mosquitto_sub")
+        .args(["-h", "127.0.0.1", "-p", &broker.port.to_string()])
+        .args(["-t", "ember/+/service/web/state", "-v", "-W", "2"])
+        .args(&creds)
+        .output()
+        .expect("mosquitto_sub");
+    let seen = String::from_utf8_lossy(&out.stdout);
+    assert!(seen.contains("ember/board1/service/web/state "), "{seen}");
+    assert!(!seen.contains("ember/board2/"), "{seen}");
+}
