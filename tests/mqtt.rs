@@ -980,44 +980,37 @@ fn the_readme_broker_acl_confines_boards_and_the_fleet_tool() {
     };
     let b1 = board("board1", 7930001);
     let b2 = board("board2", 7930011);
-    let as_user = |user: &str| {
-        [
-            "-u".to_owned(),
-            user.to_owned(),
-            "-P".to_owned(),
-            format!("pw-{user}"),
-        ]
-    };
-    let publish = |user: &str, topic: &str, message: &str| {
-        let creds = as_user(user);
-        let creds: Vec<&str> = creds.iter().map(String::as_str).collect();
-        let out = broker.publish(topic, message, &creds);
+    // mosquitto_pub or mosquitto_sub as `user`; its output.
+    let as_user = |tool: &str, user: &str, args: &[&str]| {
+        let out = std::process::Command::new(tool)
+            .args(["-h", "127.0.0.1", "-p", &broker.port.to_string(), "-q", "1"])
+            .args(["-u", user, "-P", &format!("pw-{user}")])
+            .args(args)
+            .output()
+            .expect(tool);
+        // mosquitto_sub ends with an error code at its -W timeout.
         assert!(
-            out.status.success(),
+            tool == "mosquitto_sub" || out.status.success(),
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let publish = |user: &str, topic: &str, message: &str| {
+        as_user("mosquitto_pub", user, &["-t", topic, "-m", message]);
     };
     let pid =
         |ember: &Ember, name: &str| ember.wait_state(name, "active", None, LONG)["pid"].clone();
     let online = |device: &str| {
-        let creds = as_user(device);
-        let creds: Vec<&str> = creds.iter().map(String::as_str).collect();
+        let topic = format!("ember/{device}/status");
         wait_for(LONG, || {
-            let out = std::process::Command::new("mosquitto_sub")
-                .args(["-h", "127.0.0.1", "-p", &broker.port.to_string()])
-                .args([
-                    "-t",
-                    &format!("ember/{device}/status"),
-                    "-C",
-                    "1",
-                    "-W",
-                    "1",
-                ])
-                .args(&creds)
-                .output()
-                .expect("mosquitto_sub");
-            String::from_utf8_lossy(&out.stdout).trim() == "online"
+            as_user(
+                "mosquitto_sub",
+                device,
+                &["-t", &topic, "-C", "1", "-W", "1"],
+            )
+            .trim()
+                == "online"
         })
     };
     assert!(online("board1") && online("board2"), "log:\n{}", b1.log());
@@ -1058,15 +1051,11 @@ fn the_readme_broker_acl_confines_boards_and_the_fleet_tool() {
         assert_eq!(ember.status("web")["want"], "up");
     }
     // A board reads its own states, not another board's.
-    let creds = as_user("board1");
-    let creds: Vec<&str> = creds.iter().map(String::as_str).collect();
-    let out = std::process::Command::new("mosquitto_sub")
-        .args(["-h", "127.0.0.1", "-p", &broker.port.to_string()])
-        .args(["-t", "ember/+/service/web/state", "-v", "-W", "2"])
-        .args(&creds)
-        .output()
-        .expect("mosquitto_sub");
-    let seen = String::from_utf8_lossy(&out.stdout);
+    let seen = as_user(
+        "mosquitto_sub",
+        "board1",
+        &["-t", "ember/+/service/web/state", "-v", "-W", "2"],
+    );
     assert!(seen.contains("ember/board1/service/web/state "), "{seen}");
     assert!(!seen.contains("ember/board2/"), "{seen}");
 }
