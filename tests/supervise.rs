@@ -596,9 +596,27 @@ command = ["/bin/sh", "-c", "setsid /bin/sh -c 'echo $$ > $DIR/short.pid; exit 5
 
 /// `ember ctl ARGS` as user nobody (uid 65534, no groups).
 fn ctl_as_nobody(ember: &Ember, args: &[&str]) -> std::process::Output {
-    std::process::Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(EMBER)
+    let as_nobody = || {
+        let mut command = std::process::Command::new("setpriv");
+        command.args(["--reuid=65534", "--regid=65534", "--clear-groups"]);
+        command
+    };
+    // A checkout under /root is out of nobody's reach: then run a copy from /tmp.
+    let reachable = as_nobody()
+        .args(["/bin/sh", "-c", "test -x \"$0\"", EMBER])
+        .status()
+        .is_ok_and(|s| s.success());
+    let program = if reachable {
+        std::path::PathBuf::from(EMBER)
+    } else {
+        let copy = ember.dir.path("ember-for-nobody");
+        if !copy.exists() {
+            std::fs::copy(EMBER, &copy).expect("copy ember");
+        }
+        copy
+    };
+    as_nobody()
+        .arg(program)
         .arg("ctl")
         .arg("--socket")
         .arg(&ember.socket)
