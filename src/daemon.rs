@@ -240,7 +240,9 @@ fn start_mqtt(config: &Config, control: &Control) -> MqttHandle {
     let mqtt = config.mqtt.as_ref()?;
     let password = match &mqtt.password_file {
         Some(path) => match std::fs::read_to_string(path) {
-            Ok(text) => Some(text.trim_end_matches(['\n', '\r']).to_owned()),
+            Ok(text) => Some(ember_ipc::mqtt::Secret::new(
+                text.trim_end_matches(['\n', '\r']).to_owned(),
+            )),
             Err(e) => {
                 tracing::error!(
                     "mqtt: cannot read password_file {}: {e}; the adapter is off",

@@ -147,3 +147,49 @@ fn help_is_complete() {
         assert!(help.contains(word), "ctl --help lacks {word}");
     }
 }
+
+#[test]
+fn a_secret_file_open_to_others_gets_a_warning() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new("check-secrets");
+    let password = dir.path("mqtt.pass");
+    let (ca, cert, key) = (
+        dir.path("ca.pem"),
+        dir.path("board.pem"),
+        dir.path("board.key"),
+    );
+    for file in [&password, &ca, &cert, &key] {
+        std::fs::write(file, "not checked here\n").unwrap();
+    }
+    let main = format!(
+        "[mqtt]\nurl = \"mqtts://127.0.0.1:8883\"\nusername = \"board1\"\npassword_file = \"{}\"\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+        password.display(),
+        ca.display(),
+        cert.display(),
+        key.display()
+    );
+    let set = |path: &std::path::Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    set(&password, 0o644);
+    set(&key, 0o640);
+    let (code, out) = check(&dir, &main, &[]);
+    // A warning: ember would still run this.
+    assert_eq!(code, 0, "{out}");
+    let main_path = dir.path("ember.toml").display().to_string();
+    let p = password.display().to_string();
+    let k = key.display().to_string();
+    for expect in [
+        format!("{main_path}:4:17: warning: password_file {p} is open to group or others (mode 0644) and holds a secret; chmod 600 {p}"),
+        format!("{main_path}:7:12: warning: key_file {k} is open to group or others (mode 0640) and holds a secret; chmod 600 {k}"),
+    ] {
+        assert!(out.lines().any(|l| l == expect), "missing {expect:?} in:\n{out}");
+    }
+    assert!(out.contains("(2 warnings)"), "{out}");
+
+    set(&password, 0o600);
+    set(&key, 0o400);
+    let (code, out) = check(&dir, &main, &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("warning"), "{out}");
+}

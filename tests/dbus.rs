@@ -270,11 +270,19 @@ fn a_caller_neither_root_nor_in_the_group_reads_but_cannot_change() {
             "s",
             "web",
         ],
-        vec!["call", "io.ember.Init1", MANAGER, MGR_IFACE, "Reboot"],
     ] {
         let out = bus.busctl_as_nobody(&args);
         assert!(!out.status.success(), "{args:?} was allowed");
         assert!(text(&out).contains("group \"ember\""), "{}", text(&out));
+    }
+    for method in ["Reboot", "PowerOff", "Reload"] {
+        let out = bus.busctl_as_nobody(&["call", "io.ember.Init1", MANAGER, MGR_IFACE, method]);
+        assert!(!out.status.success(), "{method} was allowed");
+        assert!(
+            text(&out).contains("over D-Bus needs root; the caller is uid 65534"),
+            "{}",
+            text(&out)
+        );
     }
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(ember.status("web")["state"], "active");
@@ -461,9 +469,12 @@ struct Throwaway {
 
 impl Throwaway {
     fn create() -> Throwaway {
+        // Unique per test too: tests in one process run at the same time.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let k = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let n = std::process::id() % 1_000_000;
-        let group = format!("embtg{n}");
-        let user = format!("embtu{n}");
+        let group = format!("embtg{n}x{k}");
+        let user = format!("embtu{n}x{k}");
         // Left over by a run that was SIGKILLed with the same pid: start clean.
         let _ = Command::new("userdel").arg(&user).output();
         let _ = Command::new("groupdel").arg(&group).output();
@@ -614,6 +625,20 @@ fn a_member_of_the_control_group_who_is_not_root_may_stop_and_start() {
         "web was not restarted; log:\n{}",
         ember.log()
     );
+    // PowerOff, Reboot and Reload are root's: the shipped policy stops them at the bus.
+    for method in ["PowerOff", "Reboot", "Reload"] {
+        let out = who.busctl(
+            &bus,
+            &["call", "io.ember.Init1", MANAGER, MGR_IFACE, method],
+            true,
+        );
+        assert!(!out.status.success(), "{method} allowed to a member");
+        assert!(
+            text(&out).to_lowercase().contains("denied") || text(&out).contains("reject"),
+            "{method}: {}",
+            text(&out)
+        );
+    }
     // ember logged who did it: the member's uid, not root.
     let uid = Command::new("id").args(["-u", &who.user]).output().unwrap();
     let uid = String::from_utf8_lossy(&uid.stdout).trim().to_owned();
@@ -622,6 +647,79 @@ fn a_member_of_the_control_group_who_is_not_root_may_stop_and_start() {
         "no trace of uid {uid}; log:\n{}",
         ember.log()
     );
+}
+
+#[test]
+fn a_member_of_the_control_group_may_not_power_off_reboot_or_reload() {
+    if !can_unshare() || !have_dbus() {
+        return;
+    }
+    let who = Throwaway::create();
+    // The bus lets this user send anything, so that ember's own check is what refuses.
+    let bus = Bus::start(
+        "group-system",
+        &format!(
+            r#"<policy user="{}"><allow send_destination="io.ember.Init1"/></policy>"#,
+            who.user
+        ),
+    );
+    let ember = Ember::start(
+        "dbus-group-system",
+        &format!(
+            "[dbus]\nbus = \"{}\"\ncontrol_group = \"{}\"\n\n{SERVICES}",
+            bus.address(),
+            who.group
+        ),
+    );
+    let before = ember.wait_state("web", "active", None, LONG)["pid"].clone();
+    wait_attached(&bus, &ember);
+    let config = std::fs::read_to_string(&ember.config).unwrap();
+    std::fs::write(
+        &ember.config,
+        format!("{config}\n[service.added]\ncommand = [\"/bin/sleep\", \"7910901\"]\n"),
+    )
+    .unwrap();
+    for method in ["PowerOff", "Reboot", "Reload"] {
+        let out = who.busctl(
+            &bus,
+            &["call", "io.ember.Init1", MANAGER, MGR_IFACE, method],
+            true,
+        );
+        assert!(!out.status.success(), "{method} allowed to a member");
+        assert!(
+            text(&out).contains("over D-Bus needs root; the caller is uid"),
+            "{method}: {}",
+            text(&out)
+        );
+    }
+    // The same member may still restart a service (so the group is what it is).
+    let out = who.busctl(
+        &bus,
+        &[
+            "call",
+            "io.ember.Init1",
+            MANAGER,
+            MGR_IFACE,
+            "RestartService",
+            "s",
+            "web",
+        ],
+        true,
+    );
+    assert!(out.status.success(), "RestartService: {}", text(&out));
+    assert!(
+        wait_for(LONG, || {
+            let s = ember.status("web");
+            s["state"] == "active" && s["pid"] != before
+        }),
+        "web was not restarted; log:\n{}",
+        ember.log()
+    );
+    // Still running, nothing reloaded, nothing stopping.
+    let log = ember.log();
+    assert!(!log.contains("shutdown:"), "log:\n{log}");
+    assert_eq!(ember.all().len(), 2, "the reload happened");
+    assert_eq!(ember.status("web@1.x-y")["state"], "active");
 }
 
 // --- Reload -----------------------------------------------------------------------------

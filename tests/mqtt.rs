@@ -155,6 +155,18 @@ fn refused_commands_get_a_reply_with_their_code() {
         ),
         (
             "ember/b2/cmd",
+            r#"{"cmd":"poweroff","id":"c4p"}"#,
+            "c4p",
+            "not-allowed",
+        ),
+        (
+            "ember/b2/cmd",
+            r#"{"cmd":"reload","id":"c4r"}"#,
+            "c4r",
+            "not-allowed",
+        ),
+        (
+            "ember/b2/cmd",
             r#"{"cmd":"start","id":"c5"}"#,
             "c5",
             "bad-payload",
@@ -187,8 +199,9 @@ fn refused_commands_get_a_reply_with_their_code() {
     // None of it reached the engine.
     assert_eq!(ember.status("db")["state"], "active");
     assert!(
-        !ember.log().contains("shutdown:"),
-        "a refused reboot must not start a shutdown"
+        !ember.log().contains("shutdown:") && !ember.log().contains("mqtt ember/b2/cmd: "),
+        "a refused reboot, poweroff or reload must not reach the engine; log:\n{}",
+        ember.log()
     );
     // list answers with the allowed services only.
     broker.publish("ember/b2/cmd", r#"{"cmd":"list","id":"l1"}"#, &[]);
@@ -196,6 +209,12 @@ fn refused_commands_get_a_reply_with_their_code() {
     assert!(
         listed.contains("\"name\":\"web\"") && !listed.contains("\"name\":\"db\""),
         "{listed}"
+    );
+    // The trace an accepted command leaves, which none of the refused ones left.
+    assert!(
+        ember.log().contains("mqtt ember/b2/cmd: status"),
+        "log:\n{}",
+        ember.log()
     );
 }
 
@@ -572,17 +591,54 @@ fn tls_with_a_ca_and_a_client_certificate() {
     ember.wait_state("db", "inactive", None, LONG);
 }
 
+/// ember as a plain child with every log line it can write (EMBER_LOG=trace, the most
+/// verbose level), on stdout and stderr into its log file.
+fn start_traced(tag: &str, config: &str) -> Ember {
+    let dir = TempDir::new(tag);
+    let socket = dir.path("control.sock");
+    let config_path = dir.path("ember.toml");
+    std::fs::write(
+        &config_path,
+        format!("[control]\nsocket = \"{}\"\n\n{config}", socket.display()),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.path("ember.log")).unwrap();
+    let child = std::process::Command::new(EMBER)
+        .arg("--config")
+        .arg(&config_path)
+        .env("EMBER_LOG", "trace")
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("spawn ember");
+    let ember = Ember {
+        dir,
+        child,
+        socket,
+        config: config_path,
+    };
+    assert!(
+        wait_for(LONG, || ember.socket.exists()),
+        "no socket; log:\n{}",
+        ember.log()
+    );
+    ember
+}
+
 #[test]
 fn username_and_password_from_a_file() {
     if !can_unshare() || !have_mosquitto() {
         return;
     }
+    // Unique strings: if either shows up anywhere, it leaked.
+    let (right, wrong) = ("pw-right-5f1c9e7a40", "pw-wrong-0b3d8c2177");
     let secrets = TempDir::new("mqtt-passwd");
     let passwd = secrets.path("passwd");
     let out = std::process::Command::new("mosquitto_passwd")
         .args(["-c", "-b"])
         .arg(&passwd)
-        .args(["board1", "s3cret"])
+        .args(["board1", right])
         .output()
         .expect("mosquitto_passwd");
     assert!(
@@ -590,13 +646,17 @@ fn username_and_password_from_a_file() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    std::fs::write(secrets.path("good"), "s3cret\n").unwrap();
-    std::fs::write(secrets.path("bad"), "guess\n").unwrap();
+    std::fs::write(secrets.path("good"), format!("{right}\n")).unwrap();
+    std::fs::write(secrets.path("bad"), format!("{wrong}\n")).unwrap();
+    for file in ["good", "bad"] {
+        let private = std::os::unix::fs::PermissionsExt::from_mode(0o600);
+        std::fs::set_permissions(secrets.path(file), private).unwrap();
+    }
     let mut broker = Broker::start(
         "auth",
         &format!("password_file {}\nallow_anonymous false", passwd.display()),
     );
-    broker.client_args = ["-u", "board1", "-P", "s3cret"]
+    broker.client_args = ["-u", "board1", "-P", right]
         .iter()
         .map(|s| s.to_string())
         .collect();
@@ -607,8 +667,8 @@ fn username_and_password_from_a_file() {
             secrets.path(file).display()
         )
     };
-    let good = Ember::start("mqtt-auth-good", &with("good", "auth1"));
-    let bad = Ember::start("mqtt-auth-bad", &with("bad", "auth2"));
+    let good = start_traced("mqtt-auth-good", &with("good", "auth1"));
+    let bad = start_traced("mqtt-auth-bad", &with("bad", "auth2"));
     good.wait_state("web", "active", None, LONG);
     assert!(wait_for(LONG, || broker.collect(
         "ember/auth1/status",
@@ -616,14 +676,30 @@ fn username_and_password_from_a_file() {
         Duration::from_secs(1)
     ) == ["ember/auth1/status online"]));
     // The wrong password is refused by the broker; ember keeps supervising and retrying.
+    assert!(
+        wait_for(LONG, || bad.log().contains("the broker refuses ember")),
+        "log:\n{}",
+        bad.log()
+    );
     assert!(broker
         .collect("ember/auth2/#", 1, Duration::from_secs(2))
         .is_empty());
     assert_eq!(bad.status("web")["state"], "active");
-    assert!(
-        !bad.log().contains("s3cret") && !bad.log().contains("guess"),
-        "passwords stay out of the log"
-    );
+    // Neither password in anything ember said: its logs at trace level, its status.
+    assert!(good.log().contains(" DEBUG "), "not the verbose log");
+    assert!(!good.log().contains("warning"), "{}", good.log());
+    for ember in [&good, &bad] {
+        let status = ember.ctl(&["status", "--json"]);
+        let said = format!(
+            "{}{}{}",
+            ember.log(),
+            String::from_utf8_lossy(&status.stdout),
+            String::from_utf8_lossy(&status.stderr)
+        );
+        for secret in [right, wrong] {
+            assert!(!said.contains(secret), "{secret} leaked:\n{said}");
+        }
+    }
 }
 
 #[test]
@@ -839,4 +915,147 @@ fn three_hundred_services_all_reach_the_broker_and_list_fits() {
         broker.collect("ember/b11/status", 1, Duration::from_secs(1))
             == ["ember/b11/status online"]
     );
+}
+
+/// The mosquitto ACL of the README's Security section, as written there.
+fn readme_acl() -> String {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("read README.md");
+    let start = readme
+        .find("# /etc/mosquitto/acl\n")
+        .expect("the README has no /etc/mosquitto/acl example");
+    let end = start + readme[start..].find("```").expect("unclosed example");
+    readme[start..end].to_owned()
+}
+
+#[test]
+fn the_readme_broker_acl_confines_boards_and_the_fleet_tool() {
+    if !can_unshare() || !have_mosquitto() {
+        return;
+    }
+    let dir = TempDir::new("mqtt-acl");
+    let passwd = dir.path("passwd");
+    for (i, user) in ["board1", "board2", "fleet-web"].iter().enumerate() {
+        let mut command = std::process::Command::new("mosquitto_passwd");
+        if i == 0 {
+            command.arg("-c");
+        }
+        let out = command
+            .arg("-b")
+            .arg(&passwd)
+            .args([user.to_string(), format!("pw-{user}")])
+            .output()
+            .expect("mosquitto_passwd");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let file = dir.path(user);
+        std::fs::write(&file, format!("pw-{user}\n")).unwrap();
+        std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+    }
+    let acl = dir.path("acl");
+    std::fs::write(&acl, readme_acl()).unwrap();
+    let broker = Broker::start(
+        "acl",
+        &format!(
+            "allow_anonymous false\npassword_file {}\nacl_file {}",
+            passwd.display(),
+            acl.display()
+        ),
+    );
+    // allow_system on: only the broker stands between the fleet tool and a poweroff.
+    let board = |device: &str, marker: u32| {
+        Ember::start(
+            &format!("mqtt-acl-{device}"),
+            &format!(
+                "[system]\ndevice = \"{device}\"\n\n[mqtt]\nurl = \"{}\"\nusername = \"{device}\"\npassword_file = \"{}\"\nallow_system = true\ngroups = [\"lab\"]\n\n[service.web]\ncommand = [\"/bin/sleep\", \"{marker}\"]\n\n[service.db]\ncommand = [\"/bin/sleep\", \"{}\"]\n",
+                broker.url(),
+                dir.path(device).display(),
+                marker + 1
+            ),
+        )
+    };
+    let b1 = board("board1", 7930001);
+    let b2 = board("board2", 7930011);
+    // mosquitto_pub or mosquitto_sub as `user`; its output.
+    let as_user = |tool: &str, user: &str, args: &[&str]| {
+        let out = std::process::Command::new(tool)
+            .args(["-h", "127.0.0.1", "-p", &broker.port.to_string(), "-q", "1"])
+            .args(["-u", user, "-P", &format!("pw-{user}")])
+            .args(args)
+            .output()
+            .expect(tool);
+        // mosquitto_sub ends with an error code at its -W timeout.
+        assert!(
+            tool == "mosquitto_sub" || out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let publish = |user: &str, topic: &str, message: &str| {
+        as_user("mosquitto_pub", user, &["-t", topic, "-m", message]);
+    };
+    let pid =
+        |ember: &Ember, name: &str| ember.wait_state(name, "active", None, LONG)["pid"].clone();
+    let online = |device: &str| {
+        let topic = format!("ember/{device}/status");
+        wait_for(LONG, || {
+            as_user(
+                "mosquitto_sub",
+                device,
+                &["-t", &topic, "-C", "1", "-W", "1"],
+            )
+            .trim()
+                == "online"
+        })
+    };
+    assert!(online("board1") && online("board2"), "log:\n{}", b1.log());
+    let (web1, db1, web2, db2) = (
+        pid(&b1, "web"),
+        pid(&b1, "db"),
+        pid(&b2, "web"),
+        pid(&b2, "db"),
+    );
+
+    // Denied by the broker (silently): the fleet tool on db and on the system topics, a
+    // board on another board's topics.
+    publish("fleet-web", "ember/board1/service/db/cmd", "stop");
+    publish("fleet-web", "ember/board1/cmd", "poweroff");
+    publish("fleet-web", "ember/group/lab/cmd", "reboot");
+    publish("board1", "ember/board2/service/web/cmd", "stop");
+    publish("board1", "ember/board2/cmd", "poweroff");
+    // Allowed: the fleet tool restarts web on one board, then on the whole group.
+    publish("fleet-web", "ember/board1/service/web/cmd", "restart");
+    assert!(
+        wait_for(LONG, || b1.status("web")["pid"] != web1),
+        "web was not restarted on board1; log:\n{}",
+        b1.log()
+    );
+    let web1 = pid(&b1, "web");
+    publish("fleet-web", "ember/group/lab/service/web/cmd", "restart");
+    assert!(
+        wait_for(LONG, || b1.status("web")["pid"] != web1
+            && b2.status("web")["pid"] != web2),
+        "the group restart did not reach both boards; logs:\n{}\n{}",
+        b1.log(),
+        b2.log()
+    );
+    // Nothing denied happened: both boards run, db untouched, board2's web never stopped.
+    for (ember, db) in [(&b1, &db1), (&b2, &db2)] {
+        assert_eq!(pid(ember, "db"), *db);
+        assert!(!ember.log().contains("shutdown:"), "log:\n{}", ember.log());
+        assert_eq!(ember.status("web")["want"], "up");
+    }
+    // A board reads its own states, not another board's.
+    let seen = as_user(
+        "mosquitto_sub",
+        "board1",
+        &["-t", "ember/+/service/web/state", "-v", "-W", "2"],
+    );
+    assert!(seen.contains("ember/board1/service/web/state "), "{seen}");
+    assert!(!seen.contains("ember/board2/"), "{seen}");
 }

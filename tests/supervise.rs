@@ -591,3 +591,204 @@ command = ["/bin/sh", "-c", "setsid /bin/sh -c 'echo $$ > $DIR/short.pid; exit 5
     let status = ember.wait_state("shortlived", "failed", None, Duration::from_secs(5));
     assert_eq!(status["exit_code"], 5, "{status}");
 }
+
+// --- The control socket: who may use it, and what one connection may cost -------------
+
+/// `ember ctl ARGS` as user nobody (uid 65534, no groups).
+fn ctl_as_nobody(ember: &Ember, args: &[&str]) -> std::process::Output {
+    let as_nobody = || {
+        let mut command = std::process::Command::new("setpriv");
+        command.args(["--reuid=65534", "--regid=65534", "--clear-groups"]);
+        command
+    };
+    // A checkout under /root is out of nobody's reach: then run a copy from /tmp.
+    let reachable = as_nobody()
+        .args(["/bin/sh", "-c", "test -x \"$0\"", EMBER])
+        .status()
+        .is_ok_and(|s| s.success());
+    let program = if reachable {
+        std::path::PathBuf::from(EMBER)
+    } else {
+        let copy = ember.dir.path("ember-for-nobody");
+        if !copy.exists() {
+            std::fs::copy(EMBER, &copy).expect("copy ember");
+        }
+        copy
+    };
+    as_nobody()
+        .arg(program)
+        .arg("ctl")
+        .arg("--socket")
+        .arg(&ember.socket)
+        .args(args)
+        .output()
+        .expect("run setpriv ember ctl")
+}
+
+#[test]
+fn a_user_other_than_root_cannot_use_the_control_socket() {
+    use std::os::unix::fs::PermissionsExt;
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "notroot",
+        "[service.steady]\ncommand = [\"/bin/sleep\", \"7810101\"]\n",
+    );
+    let before = ember.wait_state("steady", "active", None, LONG)["pid"].clone();
+    let mode = std::fs::metadata(&ember.socket)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "socket mode {mode:o}");
+
+    // Mode 0600: the kernel refuses nobody's connection.
+    for args in [&["status"][..], &["stop", "steady"]] {
+        let out = ctl_as_nobody(&ember, args);
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {said}");
+        assert!(
+            said.contains("Permission denied") && said.contains("try sudo"),
+            "{args:?}: {said}"
+        );
+    }
+
+    // Were the socket open to everyone (a wrong mode, a bind mount), ember's own
+    // SO_PEERCRED check still refuses: only root and ember's own uid.
+    std::fs::set_permissions(&ember.socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    for args in [&["status"][..], &["stop", "steady"], &["poweroff"]] {
+        let out = ctl_as_nobody(&ember, args);
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {said}");
+        assert!(
+            said.contains("uid 65534 may not control ember: only root and uid 0 may; try sudo"),
+            "{args:?}: {said}"
+        );
+    }
+    assert!(
+        ember.log().contains("control socket: refused uid 65534"),
+        "log:\n{}",
+        ember.log()
+    );
+    // Nothing changed.
+    let now = ember.status("steady");
+    assert_eq!(now["state"], "active");
+    assert_eq!(now["want"], "up");
+    assert_eq!(now["pid"], before);
+}
+
+#[test]
+fn the_control_socket_bounds_connections_and_request_bytes() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::os::unix::net::UnixStream;
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "sockbounds",
+        "[service.steady]\ncommand = [\"/bin/sleep\", \"7810201\"]\n",
+    );
+    let before = ember.wait_state("steady", "active", None, LONG)["pid"].clone();
+    let pid = ember.host_pid();
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    let rss_kib = || {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let baseline = fds();
+    let connect = || {
+        let stream = UnixStream::connect(&ember.socket).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        stream
+    };
+    let read_reply = |stream: &UnixStream| -> serde_json::Value {
+        let mut line = String::new();
+        BufReader::new(stream)
+            .read_line(&mut line)
+            .expect("a reply line");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"))
+    };
+
+    // 64 idle connections take every slot (each one a descriptor in ember).
+    let held: Vec<UnixStream> = (0..64).map(|_| connect()).collect();
+    assert!(
+        wait_for(LONG, || fds() >= baseline + 64),
+        "{} descriptors, baseline {baseline}",
+        fds()
+    );
+    // The next one is told so and closed; so is `ember ctl`.
+    let extra = connect();
+    let reply = read_reply(&extra);
+    assert_eq!(reply["error"]["kind"], "busy", "{reply}");
+    let mut rest = Vec::new();
+    assert_eq!(
+        std::io::Read::read_to_end(&mut &extra, &mut rest).ok(),
+        Some(0),
+        "the refused connection stays open"
+    );
+    let out = ember.ctl(&["status"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("64 control connections already"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(fds(), baseline + 64, "a refused connection was kept");
+    drop(held);
+    assert!(
+        wait_for(LONG, || ember.ctl(&["status"]).status.success()),
+        "ember did not serve again once the slots were free"
+    );
+
+    // An oversized line gets too_large, and the connection goes on.
+    let mut big = connect();
+    big.write_all(&vec![b'x'; 1024 * 1024]).unwrap();
+    big.write_all(b"\n{\"cmd\":\"status\",\"names\":[\"steady\"]}\n")
+        .unwrap();
+    let mut reader = BufReader::new(big.try_clone().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert!(line.contains("\"too_large\""), "{line}");
+    line.clear();
+    reader.read_line(&mut line).unwrap();
+    assert!(line.contains("\"steady\""), "{line}");
+    drop((big, reader));
+
+    // A line that never ends is skipped as it comes, not kept: memory stays put.
+    let rss_before = rss_kib();
+    let mut endless = connect();
+    let chunk = vec![b'y'; 64 * 1024];
+    for _ in 0..256 {
+        endless.write_all(&chunk).unwrap(); // 16 MiB, no newline
+    }
+    let grown = rss_kib().saturating_sub(rss_before);
+    assert!(
+        grown < 2048,
+        "ember grew by {grown} KiB reading a 16 MiB line"
+    );
+    drop(endless);
+
+    // Afterwards: served as before, every descriptor given back, nothing changed.
+    let out = ember.ctl(&["status"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        wait_for(LONG, || fds() == baseline),
+        "{} descriptors, baseline {baseline}",
+        fds()
+    );
+    assert_eq!(ember.status("steady")["pid"], before);
+}

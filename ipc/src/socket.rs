@@ -5,6 +5,12 @@
 //! `"follow": true` (for `logs`: keep streaming lines after the reply). Every request gets
 //! exactly one reply line; a bad request gets an error reply and the connection stays
 //! usable. Only root and the daemon's own uid may connect (checked with SO_PEERCRED).
+//!
+//! Bounded per connection and in all: at most [`MAX_CONNECTIONS`] at once (more get
+//! `busy`), request lines of at most [`MAX_REQUEST`] bytes (longer ones get `too_large`
+//! and are skipped, never kept), a whole request line within [`REQUEST_TIMEOUT`], every
+//! reply written within [`WRITE_TIMEOUT`]; a `--wait` or a `logs --follow` ends when its
+//! client goes away.
 
 use crate::protocol::*;
 use std::io::{BufRead, BufReader, Write};
@@ -13,14 +19,22 @@ use std::os::unix::net::UnixStream as StdUnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader as AsyncBufReader};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader as AsyncBufReader, Interest};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{broadcast, Semaphore};
 
-/// Longest request line accepted; longer ones get a `too_large` error.
+/// Longest request line accepted; longer ones get a `too_large` error (and are skipped, not
+/// kept: a line without end costs no memory).
 pub const MAX_REQUEST: usize = 64 * 1024;
-/// Connections served at once; more wait in the kernel's backlog.
-pub const MAX_CONNECTIONS: usize = 32;
+/// Connections served at once, each a task and a descriptor; more get a `busy` error and
+/// are closed at once.
+pub const MAX_CONNECTIONS: usize = 64;
+/// Time a client has to send a whole request line, after connecting or after its previous
+/// reply; then the connection is closed, so an idle or slow client cannot keep its slot.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time one reply may take to be written; a client that does not read its replies is dropped.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Binds the control socket: creates its directory, replaces a stale socket file, refuses
 /// to steal the socket of a live daemon, and makes the socket mode 0600.
@@ -54,10 +68,13 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
     Ok(listener)
 }
 
-/// Serves the control socket until the listener fails. Each connection runs in its own task.
+/// Serves the control socket until the listener fails. Who connects, and whether there is
+/// room, is decided here before a task is spent on it: a refused connection gets one
+/// reply line and is closed. Each accepted connection runs in its own task.
 pub async fn serve(listener: UnixListener, control: Control) {
     let own_uid = nix::unistd::geteuid().as_raw();
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut refusals = Throttle::default();
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -67,42 +84,111 @@ pub async fn serve(listener: UnixListener, control: Control) {
                 continue;
             }
         };
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            return;
+        let uid = match stream.peer_cred() {
+            Ok(cred) => cred.uid(),
+            Err(e) => {
+                tracing::warn!("control socket: cannot read peer credentials: {e}");
+                continue;
+            }
+        };
+        if uid != 0 && uid != own_uid {
+            refusals.warn(|| {
+                format!(
+                    "control socket: refused uid {uid} (only root and uid {own_uid} may connect)"
+                )
+            });
+            refuse(
+                stream,
+                ErrorKind::AccessDenied,
+                format!(
+                    "uid {uid} may not control ember: only root and uid {own_uid} may; try sudo"
+                ),
+            );
+            continue;
+        }
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            refusals.warn(|| {
+                format!("control socket: {MAX_CONNECTIONS} connections open already; refusing more")
+            });
+            refuse(
+                stream,
+                ErrorKind::Busy,
+                format!("ember is serving {MAX_CONNECTIONS} control connections already; try again in a moment"),
+            );
+            continue;
         };
         let control = control.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            serve_connection(stream, control, own_uid).await;
+            serve_connection(stream, control, uid).await;
         });
     }
 }
 
-async fn serve_connection(stream: UnixStream, control: Control, own_uid: u32) {
-    let uid = match stream.peer_cred() {
-        Ok(cred) => cred.uid(),
-        Err(e) => {
-            tracing::warn!("control socket: cannot read peer credentials: {e}");
+/// Answers a refused connection with one line, without waiting (a new connection's
+/// buffer has room for it), and closes it.
+fn refuse(stream: UnixStream, kind: ErrorKind, message: String) {
+    let Ok(mut bytes) = serde_json::to_vec(&Reply::error(kind, message)) else {
+        return;
+    };
+    bytes.push(b'\n');
+    if let Ok(stream) = stream.into_std() {
+        let _ = (&stream).write(&bytes);
+    }
+}
+
+/// Refusals logged at most once per [`Throttle::EVERY`], with the count of the others: a
+/// client retrying in a loop must not flood the log.
+#[derive(Default)]
+struct Throttle {
+    last: Option<std::time::Instant>,
+    quiet: u32,
+}
+
+impl Throttle {
+    const EVERY: Duration = Duration::from_secs(10);
+
+    fn warn(&mut self, message: impl FnOnce() -> String) {
+        let now = std::time::Instant::now();
+        if self
+            .last
+            .is_some_and(|last| now.duration_since(last) < Self::EVERY)
+        {
+            self.quiet = self.quiet.saturating_add(1);
             return;
         }
-    };
-    let (read, mut write) = stream.into_split();
-    if uid != 0 && uid != own_uid {
-        let reply = Reply::error(
-            ErrorKind::AccessDenied,
-            format!("uid {uid} may not control ember: only root and uid {own_uid} may; try sudo"),
-        );
-        let _ = write_line(&mut write, &reply).await;
-        return;
+        let message = message();
+        match std::mem::take(&mut self.quiet) {
+            0 => tracing::warn!("{message}"),
+            n => tracing::warn!("{message} ({n} more refusals were not logged)"),
+        }
+        self.last = Some(now);
     }
+}
+
+async fn serve_connection(stream: UnixStream, control: Control, uid: u32) {
+    let (read, mut write) = stream.into_split();
     let origin = format!("socket uid={uid}");
-    let mut reader = AsyncBufReader::new(read);
-    let mut line = Vec::new();
+    let mut lines = Lines::new(read);
     loop {
-        line.clear();
-        match read_bounded_line(&mut reader, &mut line).await {
-            Ok(LineRead::Eof) => return,
-            Ok(LineRead::TooLong) => {
+        let next = match tokio::time::timeout(REQUEST_TIMEOUT, lines.next()).await {
+            Ok(Ok(next)) => next,
+            Ok(Err(_)) => return,
+            Err(_) => {
+                let reply = Reply::error(
+                    ErrorKind::BadRequest,
+                    format!(
+                        "no whole request line within {} s; closing the connection",
+                        REQUEST_TIMEOUT.as_secs()
+                    ),
+                );
+                let _ = write_line(&mut write, &reply).await;
+                return;
+            }
+        };
+        match next {
+            Next::Eof => return,
+            Next::TooLong => {
                 let reply = Reply::error(
                     ErrorKind::TooLarge,
                     format!(
@@ -113,62 +199,111 @@ async fn serve_connection(stream: UnixStream, control: Control, own_uid: u32) {
                     return;
                 }
             }
-            Ok(LineRead::Line) => {
+            Next::Line(line) => {
                 if line.iter().all(u8::is_ascii_whitespace) {
                     continue;
                 }
-                let keep_going = handle_request(&line, &control, &origin, &mut write).await;
+                let keep_going =
+                    handle_request(&line, &control, &origin, &mut lines, &mut write).await;
                 if !keep_going {
                     return;
                 }
             }
-            Err(_) => return,
         }
     }
 }
 
-enum LineRead {
-    Line,
+/// What a client sent next.
+#[derive(Debug, PartialEq, Eq)]
+enum Next {
+    Line(Vec<u8>),
+    /// A line over [`MAX_REQUEST`] bytes, skipped.
     TooLong,
+    /// The client sends no more (it closed the connection or shut down its sending side).
     Eof,
 }
 
-/// Reads one line of at most [`MAX_REQUEST`] bytes; a longer one is consumed and reported.
-async fn read_bounded_line<R: tokio::io::AsyncBufRead + Unpin>(
-    reader: &mut R,
-    line: &mut Vec<u8>,
-) -> std::io::Result<LineRead> {
-    let mut too_long = false;
-    loop {
-        let buf = reader.fill_buf().await?;
-        if buf.is_empty() {
-            return Ok(if line.is_empty() && !too_long {
-                LineRead::Eof
-            } else {
-                LineRead::Line
-            });
+/// A client's request lines, at most [`MAX_REQUEST`] bytes each. Cancel-safe: what was
+/// read of an unfinished line stays here, so reading can be raced against a timeout or a
+/// `--wait` without losing bytes.
+struct Lines<R> {
+    reader: AsyncBufReader<R>,
+    line: Vec<u8>,
+    too_long: bool,
+    ready: Option<Next>,
+}
+
+impl<R: tokio::io::AsyncRead + Unpin> Lines<R> {
+    fn new(read: R) -> Lines<R> {
+        Lines {
+            reader: AsyncBufReader::new(read),
+            line: Vec::new(),
+            too_long: false,
+            ready: None,
         }
-        let (chunk, done) = match buf.iter().position(|&b| b == b'\n') {
-            Some(i) => (&buf[..i], Some(i + 1)),
-            None => (buf, None),
-        };
-        if !too_long {
-            if line.len() + chunk.len() > MAX_REQUEST {
-                too_long = true;
-                line.clear();
-            } else {
-                line.extend_from_slice(chunk);
+    }
+
+    /// Reads until the next line (or the end of a too-long one, or the end of the stream)
+    /// is at hand; [`Lines::next`] then takes it.
+    async fn fill(&mut self) -> std::io::Result<()> {
+        while self.ready.is_none() {
+            let buf = self.reader.fill_buf().await?;
+            let (chunk, done) = match buf.iter().position(|&b| b == b'\n') {
+                Some(i) => (&buf[..i], Some(i + 1)),
+                None => (buf, None),
+            };
+            let at_end = buf.is_empty();
+            if !self.too_long {
+                if self.line.len() + chunk.len() > MAX_REQUEST {
+                    self.too_long = true;
+                    self.line = Vec::new();
+                } else {
+                    self.line.extend_from_slice(chunk);
+                }
+            }
+            let used = done.unwrap_or(buf.len());
+            self.reader.consume(used);
+            if done.is_some() || at_end {
+                self.ready = Some(if std::mem::take(&mut self.too_long) {
+                    Next::TooLong
+                } else if at_end && self.line.is_empty() {
+                    Next::Eof
+                } else {
+                    Next::Line(std::mem::take(&mut self.line))
+                });
             }
         }
-        let used = done.unwrap_or(buf.len());
-        reader.consume(used);
-        if done.is_some() {
-            return Ok(if too_long {
-                LineRead::TooLong
-            } else {
-                LineRead::Line
-            });
+        Ok(())
+    }
+
+    async fn next(&mut self) -> std::io::Result<Next> {
+        self.fill().await?;
+        Ok(self.ready.take().unwrap_or(Next::Eof))
+    }
+}
+
+/// Resolves once the client has gone: it closed the connection (`ember ctl` after Ctrl-C).
+/// A client that only shut down its sending side (`socat` at the end of its input) still
+/// waits for its reply; it is told apart by the socket hanging up both ways, looked at
+/// once a second from then on. `keep` says whether a request sent meanwhile is kept for
+/// later (after a `--wait`) or dropped (while following logs, the connection's last act).
+async fn client_gone(lines: &mut Lines<OwnedReadHalf>, keep: bool) {
+    loop {
+        if lines.fill().await.is_err() {
+            return;
         }
+        match &lines.ready {
+            Some(Next::Eof) => break,
+            Some(_) if keep => break,
+            _ => lines.ready = None,
+        }
+    }
+    loop {
+        match lines.reader.get_ref().ready(Interest::WRITABLE).await {
+            Ok(ready) if !ready.is_write_closed() => {}
+            _ => return,
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 
@@ -265,7 +400,8 @@ async fn handle_request(
     line: &[u8],
     control: &Control,
     origin: &str,
-    write: &mut tokio::net::unix::OwnedWriteHalf,
+    lines: &mut Lines<OwnedReadHalf>,
+    write: &mut OwnedWriteHalf,
 ) -> bool {
     let (command, options) = match decode_request(line) {
         Ok(decoded) => decoded,
@@ -283,17 +419,29 @@ async fn handle_request(
         _ => None,
     };
     let reply = control.call(command, origin).await;
+    // Waiting and following end when the client goes: its slot is free again at once.
     match (events, reply) {
         (Some(events), Reply::Ok { services }) if options.wait => {
-            let reply = wait_settled(control, events, services, target.unwrap_or(Settle::Up)).await;
+            let settle = wait_settled(control, events, services, target.unwrap_or(Settle::Up));
+            let reply = tokio::select! {
+                reply = settle => reply,
+                () = client_gone(lines, true) => return false,
+            };
             write_line(write, &reply).await.is_ok()
         }
-        (Some(events), Reply::Logs { lines }) if follow_name.is_some() => {
-            let last_seq = lines.last().map(|l| l.seq).unwrap_or(0);
-            if write_line(write, &Reply::Logs { lines }).await.is_err() {
+        (Some(events), Reply::Logs { lines: logged }) if follow_name.is_some() => {
+            let last_seq = logged.last().map(|l| l.seq).unwrap_or(0);
+            if write_line(write, &Reply::Logs { lines: logged })
+                .await
+                .is_err()
+            {
                 return false;
             }
-            follow_logs(events, follow_name.unwrap_or_default(), last_seq, write).await;
+            let name = follow_name.unwrap_or_default();
+            tokio::select! {
+                () = follow_logs(events, name, last_seq, write) => {}
+                () = client_gone(lines, false) => {}
+            }
             false
         }
         (_, reply) => write_line(write, &reply).await.is_ok(),
@@ -397,7 +545,7 @@ async fn follow_logs(
     mut events: broadcast::Receiver<Event>,
     name: String,
     mut last_seq: u64,
-    write: &mut tokio::net::unix::OwnedWriteHalf,
+    write: &mut OwnedWriteHalf,
 ) {
     loop {
         match events.recv().await {
@@ -431,13 +579,16 @@ async fn follow_logs(
     }
 }
 
-async fn write_line(
-    write: &mut tokio::net::unix::OwnedWriteHalf,
-    reply: &Reply,
-) -> std::io::Result<()> {
+async fn write_line(write: &mut OwnedWriteHalf, reply: &Reply) -> std::io::Result<()> {
     let mut bytes = serde_json::to_vec(reply).map_err(std::io::Error::other)?;
     bytes.push(b'\n');
-    write.write_all(&bytes).await
+    match tokio::time::timeout(WRITE_TIMEOUT, write.write_all(&bytes)).await {
+        Ok(written) => written,
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "the client does not read its replies",
+        )),
+    }
 }
 
 /// The blocking client `ember ctl` uses: one request, one reply (and, when following
@@ -472,9 +623,17 @@ impl Client {
     pub fn call(&mut self, request: &serde_json::Value) -> Result<Reply, String> {
         let mut bytes = serde_json::to_vec(request).map_err(|e| e.to_string())?;
         bytes.push(b'\n');
-        self.writer
-            .write_all(&bytes)
-            .map_err(|e| format!("cannot send to ember at {}: {e}", self.path.display()))?;
+        if let Err(e) = self.writer.write_all(&bytes) {
+            // ember may have refused the connection (busy, access denied) and closed it
+            // before the request was sent: its reason is waiting to be read.
+            if let Ok(Some(reply)) = self.next_reply() {
+                return Ok(reply);
+            }
+            return Err(format!(
+                "cannot send to ember at {}: {e}",
+                self.path.display()
+            ));
+        }
         self.next_reply()?
             .ok_or_else(|| format!("ember at {} closed the connection", self.path.display()))
     }
@@ -558,23 +717,157 @@ mod tests {
     async fn bounded_lines() {
         let mut input = vec![b'x'; MAX_REQUEST + 10];
         input.extend_from_slice(b"\n{\"cmd\":\"status\"}\n");
-        let mut reader = AsyncBufReader::new(&input[..]);
-        let mut line = Vec::new();
-        assert!(matches!(
-            read_bounded_line(&mut reader, &mut line).await.unwrap(),
-            LineRead::TooLong
-        ));
-        line.clear();
-        assert!(matches!(
-            read_bounded_line(&mut reader, &mut line).await.unwrap(),
-            LineRead::Line
-        ));
-        assert_eq!(line, br#"{"cmd":"status"}"#);
-        line.clear();
-        assert!(matches!(
-            read_bounded_line(&mut reader, &mut line).await.unwrap(),
-            LineRead::Eof
-        ));
+        input.extend_from_slice(&vec![b'y'; 3 * MAX_REQUEST]);
+        input.extend_from_slice(b"\nlast");
+        let mut lines = Lines::new(&input[..]);
+        assert_eq!(lines.next().await.unwrap(), Next::TooLong);
+        assert_eq!(
+            lines.next().await.unwrap(),
+            Next::Line(br#"{"cmd":"status"}"#.to_vec())
+        );
+        assert_eq!(lines.next().await.unwrap(), Next::TooLong);
+        assert!(
+            lines.line.capacity() <= MAX_REQUEST,
+            "a long line is not kept"
+        );
+        assert_eq!(lines.next().await.unwrap(), Next::Line(b"last".to_vec()));
+        assert_eq!(lines.next().await.unwrap(), Next::Eof);
+    }
+
+    /// A core that answers start with "activating" (so `--wait` waits), logs with nothing,
+    /// anything else with ok; `settle_after` later it says "a" is active.
+    fn fake_core(settle_after: Option<Duration>) -> Control {
+        let (requests, mut asked) = tokio::sync::mpsc::channel::<Request>(8);
+        let (events, _) = broadcast::channel(16);
+        let tell = events.clone();
+        tokio::spawn(async move {
+            while let Some(request) = asked.recv().await {
+                let reply = match request.command {
+                    Command::Start { .. } => {
+                        if let Some(after) = settle_after {
+                            let tell = tell.clone();
+                            tokio::spawn(async move {
+                                tokio::time::sleep(after).await;
+                                let mut up = status("active", "running", "up");
+                                up.seq = 1;
+                                let _ = tell.send(Event::Service(up));
+                            });
+                        }
+                        Reply::Ok {
+                            services: vec![status("activating", "start", "up")],
+                        }
+                    }
+                    Command::Logs { .. } => Reply::Logs { lines: Vec::new() },
+                    _ => Reply::ok(),
+                };
+                let _ = request.reply.send(reply);
+            }
+        });
+        Control { requests, events }
+    }
+
+    /// A connection served as ember serves one, and the client's end of it.
+    fn connect(control: Control) -> (tokio::task::JoinHandle<()>, UnixStream) {
+        let (server, client) = UnixStream::pair().unwrap();
+        (tokio::spawn(serve_connection(server, control, 0)), client)
+    }
+
+    async fn read_reply(client: &mut UnixStream) -> String {
+        let mut reader = AsyncBufReader::new(client);
+        let mut line = String::new();
+        reader.read_line(&mut line).await.unwrap();
+        line
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn an_idle_or_slow_client_is_closed_after_the_request_timeout() {
+        let (served, mut idle) = connect(fake_core(None));
+        let started = tokio::time::Instant::now();
+        let reply = read_reply(&mut idle).await;
+        assert!(
+            reply.contains("no whole request line within 30 s"),
+            "{reply}"
+        );
+        assert!(reply.contains("bad_request"), "{reply}");
+        served.await.unwrap();
+        assert_eq!(started.elapsed(), REQUEST_TIMEOUT);
+
+        // A byte every few seconds does not keep a slot either.
+        let (served, mut slow) = connect(fake_core(None));
+        let started = tokio::time::Instant::now();
+        let dribble = async {
+            for b in br#"{"cmd":"status"}"# {
+                if slow.write_all(&[*b]).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        };
+        tokio::select! {
+            _ = served => {}
+            () = dribble => panic!("the slow request was read to its end"),
+        }
+        assert_eq!(started.elapsed(), REQUEST_TIMEOUT);
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn a_client_that_leaves_during_a_wait_or_a_follow_frees_its_slot() {
+        for request in [
+            &br#"{"cmd":"start","names":["a"],"wait":true}"#[..],
+            br#"{"cmd":"logs","name":"a","follow":true}"#,
+        ] {
+            let (served, mut client) = connect(fake_core(None));
+            client.write_all(request).await.unwrap();
+            client.write_all(b"\n").await.unwrap();
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            assert!(
+                !served.is_finished(),
+                "it gave up on a client that is there"
+            );
+            drop(client);
+            tokio::time::timeout(Duration::from_secs(1), served)
+                .await
+                .expect("the connection outlived its client")
+                .unwrap();
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn a_client_that_only_stopped_sending_still_gets_its_reply() {
+        // `echo '{...,"wait":true}' | socat -t 100 - UNIX-CONNECT:...` shuts down its
+        // sending side, then waits for the reply.
+        let (served, mut client) = connect(fake_core(Some(Duration::from_secs(5))));
+        client
+            .write_all(b"{\"cmd\":\"start\",\"names\":[\"a\"],\"wait\":true}\n")
+            .await
+            .unwrap();
+        client.shutdown().await.unwrap();
+        let reply = read_reply(&mut client).await;
+        assert!(reply.contains("\"state\":\"active\""), "{reply}");
+        served.await.unwrap();
+    }
+
+    #[test]
+    fn the_client_reads_why_a_connection_was_refused_before_its_request() {
+        let dir = std::env::temp_dir().join(format!("ember-ipc-refused-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("control.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut line = serde_json::to_vec(&Reply::error(ErrorKind::Busy, "full")).unwrap();
+            line.push(b'\n');
+            stream.write_all(&line).unwrap();
+        });
+        let mut client = Client::connect(&path).unwrap();
+        server.join().unwrap();
+        let reply = client.call(&serde_json::json!({"cmd": "status"}));
+        let _ = std::fs::remove_dir_all(&dir);
+        match reply {
+            Ok(Reply::Error(e)) => assert_eq!(e.kind, ErrorKind::Busy),
+            other => panic!("expected the busy reply, got {other:?}"),
+        }
     }
 
     fn status(state: &str, sub: &str, want: &str) -> ServiceStatus {

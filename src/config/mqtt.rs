@@ -2,6 +2,7 @@
 
 use super::walk::{FromToml, Issue, Table};
 use super::{Problem, Severity, Source};
+use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::time::Duration;
 use toml::de::DeValue;
@@ -148,6 +149,27 @@ impl RawMqtt {
                     file.span().start,
                     Severity::Runtime,
                     format!("{}: {e}", file.get_ref().display()),
+                );
+            }
+        }
+        // A secret others can read is no longer a secret; ember runs as root, so 0600 does.
+        for (key, file) in [
+            ("password_file", &self.password_file),
+            ("key_file", &self.key_file),
+        ] {
+            let Some(file) = file else { continue };
+            let Ok(meta) = std::fs::metadata(file.get_ref()) else {
+                continue;
+            };
+            let mode = meta.permissions().mode() & 0o7777;
+            if mode & 0o077 != 0 {
+                let path = file.get_ref().display();
+                problem(
+                    file.span().start,
+                    Severity::Warning,
+                    format!(
+                        "{key} {path} is open to group or others (mode {mode:04o}) and holds a secret; chmod 600 {path}"
+                    ),
                 );
             }
         }

@@ -63,7 +63,13 @@ impl Ctx {
         header: &Header<'_>,
         command: Command,
     ) -> Result<Reply, Error> {
-        let who = self.authorize(conn, header, command.verb()).await?;
+        // Reload, power-off and reboot change the whole system: root's alone, as on the
+        // control socket. The control group starts, stops and restarts services.
+        let system = matches!(
+            command,
+            Command::Reload | Command::Poweroff | Command::Reboot | Command::Halt
+        );
+        let who = self.authorize(conn, header, command.verb(), system).await?;
         let Ok(_permit) = self.inflight.try_acquire() else {
             return Err(Error::Busy(
                 "too many D-Bus commands at once; try again in a moment".into(),
@@ -75,19 +81,25 @@ impl Ctx {
         }
     }
 
-    /// Allows uid 0 and members of `control_group`, from what the bus daemon knows of the
-    /// caller (never from anything the caller says). Returns "uid=N" for the log.
+    /// Allows uid 0, and for a service command members of `control_group`, from what the
+    /// bus daemon knows of the caller (never from anything the caller says). Returns
+    /// "uid=N" for the log.
     async fn authorize(
         &self,
         conn: &Connection,
         header: &Header<'_>,
         verb: &str,
+        system: bool,
     ) -> Result<String, Error> {
         let denied = |why: &str| {
-            Error::AccessDenied(format!(
-                "{verb} over D-Bus needs root or membership of group \"{}\"; {why}",
-                self.control_group
-            ))
+            Error::AccessDenied(if system {
+                format!("{verb} over D-Bus needs root; {why}")
+            } else {
+                format!(
+                    "{verb} over D-Bus needs root or membership of group \"{}\"; {why}",
+                    self.control_group
+                )
+            })
         };
         let sender = header
             .sender()
@@ -106,7 +118,8 @@ impl Ctx {
         let uid = credentials
             .unix_user_id()
             .ok_or_else(|| denied("the bus does not know the caller's uid"))?;
-        if uid == 0 || in_group(uid, credentials.unix_group_ids(), &self.control_group) {
+        if uid == 0 || (!system && in_group(uid, credentials.unix_group_ids(), &self.control_group))
+        {
             Ok(format!("uid={uid}"))
         } else {
             Err(denied(&format!("the caller is uid {uid}")))

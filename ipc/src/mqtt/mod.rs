@@ -38,7 +38,7 @@ pub struct Settings {
     pub tls: bool,
     pub client_id: String,
     pub username: Option<String>,
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     pub ca_file: Option<PathBuf>,
     pub cert_file: Option<PathBuf>,
     pub key_file: Option<PathBuf>,
@@ -49,6 +49,22 @@ pub struct Settings {
     pub allow_system: bool,
     pub groups: Vec<String>,
     pub homeassistant: bool,
+}
+
+/// A password: its `Debug` shows no trace of it, so no log line or panic message can.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(secret: String) -> Secret {
+        Secret(secret)
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
 }
 
 /// Largest MQTT packet in and out: states of services with long reasons fit, floods of
@@ -149,7 +165,8 @@ fn options(settings: &Settings) -> Result<MqttOptions, String> {
         true,
     ));
     if let (Some(user), password) = (&settings.username, &settings.password) {
-        options.set_credentials(user, password.clone().unwrap_or_default());
+        let password = password.as_ref().map(|p| p.0.clone()).unwrap_or_default();
+        options.set_credentials(user, password);
     }
     if settings.tls {
         let read = |path: &PathBuf| {
@@ -819,5 +836,35 @@ impl Adapter {
             Target::HomeAssistantStatus => {}
         }
         Ok(request)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_never_show_the_password() {
+        let settings = Settings {
+            host: "127.0.0.1".into(),
+            port: 1883,
+            tls: false,
+            client_id: "ember-b1".into(),
+            username: Some("b1".into()),
+            password: Some(Secret::new("hunter2-7c41".into())),
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+            prefix: "ember".into(),
+            device: "b1".into(),
+            keep_alive: Duration::from_secs(30),
+            allow: vec!["*".into()],
+            allow_system: false,
+            groups: Vec::new(),
+            homeassistant: false,
+        };
+        let shown = format!("{settings:?} {settings:#?}");
+        assert!(!shown.contains("hunter2-7c41"), "{shown}");
+        assert!(shown.contains("Secret(..)"), "{shown}");
     }
 }
