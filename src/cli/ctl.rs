@@ -450,12 +450,14 @@ pub fn render_block(
     out
 }
 
-/// "12.4M", "1.5G", "512K", "900B": 1024-based, as systemd and free -h print memory.
+/// "12.4M", "1.5G", "512.0K", "900B": 1024-based, as systemd and free -h print memory.
+/// Integer arithmetic: float formatting would add kilobytes to PID 1's binary.
 pub fn size_words(bytes: u64) -> String {
-    let units = [(1u64 << 30, "G"), (1 << 20, "M"), (1 << 10, "K")];
-    for (size, unit) in units {
-        if bytes >= size {
-            return format!("{:.1}{unit}", bytes as f64 / size as f64);
+    let units = [(30, "G"), (20, "M"), (10, "K")];
+    for (shift, unit) in units {
+        if bytes >= 1 << shift {
+            let tenths = bytes.saturating_mul(10) >> shift;
+            return format!("{}.{}{unit}", tenths / 10, tenths % 10);
         }
     }
     format!("{bytes}B")
@@ -466,8 +468,13 @@ pub fn cpu_words(usec: u64) -> String {
     let ms = usec / 1000;
     match ms {
         0..=999 => format!("{ms}ms"),
-        1000..=59_999 => format!("{:.3}s", usec as f64 / 1e6),
-        _ => format!("{}min {:.1}s", ms / 60_000, (ms % 60_000) as f64 / 1000.0),
+        1000..=59_999 => format!("{}.{:03}s", ms / 1000, ms % 1000),
+        _ => format!(
+            "{}min {}.{}s",
+            ms / 60_000,
+            (ms % 60_000) / 1000,
+            (ms % 1000) / 100
+        ),
     }
 }
 

@@ -50,7 +50,7 @@ fn parse_stat(text: &str) -> Option<Stat> {
 /// The service's processes: its cgroup's members, else the members of its process
 /// group; the main process in any case.
 pub fn processes(cgroup: Option<&Path>, pgid: Option<Pid>, main: Option<Pid>) -> Vec<Pid> {
-    let mut pids = match (cgroup, pgid) {
+    let mut pids: Vec<Pid> = match (cgroup, pgid) {
         (Some(path), _) => super::cgroup::procs(path),
         (None, Some(pgid)) => fs::read_dir("/proc")
             .into_iter()
@@ -61,12 +61,12 @@ pub fn processes(cgroup: Option<&Path>, pgid: Option<Pid>, main: Option<Pid>) ->
             .collect(),
         (None, None) => Vec::new(),
     };
+    // Unsorted: /proc lists by pid, cgroup.procs nearly so, and people read the tree.
     if let Some(main) = main {
         if !pids.contains(&main) {
             pids.push(main);
         }
     }
-    pids.sort_unstable();
     pids
 }
 
@@ -113,7 +113,11 @@ pub fn describe(pids: &[Pid], main: Option<Pid>) -> Vec<Process> {
             })
         })
         .collect();
-    processes.sort_by_key(|p| (Some(p.pid as Pid) != main, p.pid));
+    // The main process first (the tree hangs from it); no sort: its code is not worth it.
+    if let Some(i) = processes.iter().position(|p| Some(p.pid as Pid) == main) {
+        let first = processes.remove(i);
+        processes.insert(0, first);
+    }
     processes
 }
 
