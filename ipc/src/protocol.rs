@@ -9,6 +9,8 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 /// Lines kept per service for `logs`, and the default number a `logs` request returns.
 pub const LOG_LINES_KEPT: usize = 200;
 pub const LOG_LINES_DEFAULT: usize = 10;
+/// Transitions kept per service for `timeline`, besides its first spawn and activation.
+pub const TRANSITIONS_KEPT: usize = 16;
 
 /// A request to the core. Start, stop and restart only change a service's *want*.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,6 +42,9 @@ pub enum Command {
         #[serde(default = "default_lines")]
         lines: usize,
     },
+    /// When each service was spawned, became active, failed and restarted during this run
+    /// of ember (this boot, as PID 1): what `ember analyze` reads.
+    Timeline,
     Poweroff,
     Reboot,
     Halt,
@@ -59,6 +64,7 @@ impl Command {
             Command::Restart { .. } => "restart",
             Command::Reload => "reload",
             Command::Logs { .. } => "logs",
+            Command::Timeline => "timeline",
             Command::Poweroff => "poweroff",
             Command::Reboot => "reboot",
             Command::Halt => "halt",
@@ -78,6 +84,7 @@ pub enum Reply {
     Logs {
         lines: Vec<LogLine>,
     },
+    Timeline(Timeline),
     Error(Error),
 }
 
@@ -250,6 +257,76 @@ pub struct LogLine {
     pub seq: u64,
 }
 
+/// Every service's transitions during this run of ember. Times are microseconds on the
+/// monotonic clock since ember started (its `main`), so they hold however the wall clock
+/// is set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timeline {
+    /// [system] device.
+    pub device: String,
+    /// machine (PID 1 of the machine), namespace (PID 1 of a PID namespace) or supervisor.
+    pub role: String,
+    /// What /proc/uptime read (CLOCK_BOOTTIME) when ember started: as the machine's PID 1,
+    /// how long the kernel (and firmware it counts) took to hand over.
+    #[serde(default)]
+    pub uptime_at_start_usec: Option<u64>,
+    /// Wall-clock time of ember's start, microseconds since the epoch.
+    pub started_usec: u64,
+    /// Time since ember started when this was taken: the open end of every running bar.
+    pub now_usec: u64,
+    /// When every service had first settled (active, or failed for good), if it has.
+    #[serde(default)]
+    pub boot_complete_usec: Option<u64>,
+    pub services: Vec<ServiceTimeline>,
+}
+
+/// One service's record for [`Timeline`]: its first activation, kept whatever happens
+/// later, and its last [`TRANSITIONS_KEPT`] transitions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceTimeline {
+    pub name: String,
+    /// simple | oneshot | notify | forking
+    pub kind: String,
+    /// How readiness is decided: none, exit, log, delay, notify, tcp, file, exec, pid-file.
+    pub ready: String,
+    pub enabled: bool,
+    #[serde(default)]
+    pub requires: Vec<String>,
+    #[serde(default)]
+    pub wants: Vec<String>,
+    #[serde(default)]
+    pub after: Vec<String>,
+    /// Its first spawn.
+    #[serde(default)]
+    pub first_spawn_usec: Option<u64>,
+    /// The first time it became active.
+    #[serde(default)]
+    pub first_active_usec: Option<u64>,
+    /// Processes spawned for it (every start and restart).
+    pub spawns: u32,
+    /// Runs that failed (whether restarted or not).
+    pub failures: u32,
+    /// Transitions older than the ones below, no longer kept.
+    pub dropped: u32,
+    /// Oldest first.
+    pub transitions: Vec<Transition>,
+}
+
+/// A service entering a state or a sub-state. `activating`/`start` is a spawn: a process
+/// was started for run `run`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transition {
+    pub at_usec: u64,
+    /// inactive | activating | active | deactivating | failed
+    pub state: String,
+    pub sub_state: String,
+    /// Which run of the service it belongs to: 1 for its first process, +1 at every spawn.
+    pub run: u64,
+    /// Why it failed, on a failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
 /// A command in flight: the adapter waits on `reply`.
 #[derive(Debug)]
 pub struct Request {
@@ -324,6 +401,8 @@ mod tests {
         );
         assert!(serde_json::from_str::<Command>(r#"{"cmd":"start","names":["a"],"x":1}"#).is_err());
         assert!(serde_json::from_str::<Command>(r#"{"cmd":"explode"}"#).is_err());
+        let c: Command = serde_json::from_str(r#"{"cmd":"timeline"}"#).unwrap();
+        assert_eq!(c, Command::Timeline);
     }
 
     #[test]

@@ -357,8 +357,9 @@ pub fn decode_request(line: &[u8]) -> Result<(Command, RequestOptions), Reply> {
             ))
         }
     };
-    const VERBS: [&str; 9] = [
-        "status", "start", "stop", "restart", "reload", "logs", "poweroff", "reboot", "halt",
+    const VERBS: [&str; 10] = [
+        "status", "start", "stop", "restart", "reload", "logs", "timeline", "poweroff", "reboot",
+        "halt",
     ];
     if !VERBS.contains(&verb.as_str()) {
         return Err(Reply::error(

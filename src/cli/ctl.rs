@@ -257,7 +257,7 @@ fn execute(client: &mut Client, command: Ctl) -> Result<i32, String> {
                         .iter()
                         .for_each(|l| println!("{}", render_log_line(l))),
                     Reply::Error(e) => return Err(e.message),
-                    Reply::Ok { .. } => {}
+                    Reply::Ok { .. } | Reply::Timeline(_) => {}
                 }
                 if !follow {
                     return Ok(0);
@@ -280,7 +280,9 @@ fn expect_services(reply: Reply) -> Result<Vec<ServiceStatus>, String> {
     match reply {
         Reply::Ok { services } => Ok(services),
         Reply::Error(e) => Err(e.message),
-        Reply::Logs { .. } => Err("ember answered with logs to a request that is not logs".into()),
+        Reply::Logs { .. } | Reply::Timeline(_) => {
+            Err("ember answered a request with the wrong kind of reply".into())
+        }
     }
 }
 

@@ -75,10 +75,19 @@ impl Power {
 
 /// When ember's main began, the origin of its start-up timings.
 static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+/// The uptime then (as PID 1 of the machine: when the kernel handed over).
+static STARTED_UPTIME: std::sync::OnceLock<Option<std::time::Duration>> =
+    std::sync::OnceLock::new();
 
 /// Marks the start of ember; call first thing in main.
 pub fn mark_start() {
     let _ = STARTED.set(std::time::Instant::now());
+    let _ = STARTED_UPTIME.set(uptime());
+}
+
+/// What /proc/uptime read when [`mark_start`] ran.
+pub fn uptime_at_start() -> Option<std::time::Duration> {
+    STARTED_UPTIME.get().copied().flatten()
 }
 
 /// The signals ember handles. The kernel drops a signal sent to PID 1 that has no

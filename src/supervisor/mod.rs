@@ -9,6 +9,7 @@
 //! - [`cgroup`]: a cgroup per service: containment, limits, OOM kills.
 //! - [`status`]: a service's record as adapters show it.
 //! - [`usage`]: a service's processes and their CPU, memory and tasks.
+//! - [`timeline`]: each service's transitions this boot, for `ember analyze`.
 
 pub mod cgroup;
 pub mod engine;
@@ -23,4 +24,5 @@ pub mod reaper;
 pub mod runtime;
 pub mod spawn;
 pub mod status;
+pub mod timeline;
 pub mod usage;

@@ -116,6 +116,8 @@ pub struct Runtime {
     done: bool,
     /// ember's part of the cgroup2 hierarchy; None: process groups only.
     cgroups: Option<Cgroups>,
+    /// Every service's transitions, for `ember analyze`.
+    timeline: super::timeline::Recorder,
 }
 
 const FEED_CAPACITY: usize = 1024;
@@ -202,6 +204,7 @@ impl Runtime {
             outcome: None,
             done: false,
             cgroups,
+            timeline: super::timeline::Recorder::new(crate::pid1::since_start()),
         };
         let now = rt.now();
         let actions = rt.engine.boot(now);
@@ -352,6 +355,7 @@ impl Runtime {
                         cgroups.remove(&name);
                     }
                     self.logs.remove(&name);
+                    self.timeline.remove(&name);
                     self.published.remove(&name);
                     self.logged.remove(&name);
                     let _ = std::fs::remove_file(notify::socket_path(&self.notify_dir, &name));
@@ -794,6 +798,7 @@ impl Runtime {
         let Some(unit) = self.engine.unit(name) else {
             return;
         };
+        self.timeline.observe(unit, self.origin.elapsed());
         let key = format!(
             "{:?} {:?} {:?} {} {:?} {:?} {:?} {:?}",
             unit.state,
@@ -845,6 +850,7 @@ impl Runtime {
         }
         if !self.boot_complete && matches!(state, SystemState::Running | SystemState::Degraded) {
             self.boot_complete = true;
+            self.timeline.boot_complete(self.now());
             tracing::info!(
                 "boot complete: every service settled {} ms after ember started (uptime {})",
                 crate::pid1::since_start().as_millis(),
@@ -994,6 +1000,12 @@ impl Runtime {
                     .unwrap_or_default();
                 Reply::Logs { lines }
             }
+            Command::Timeline => Reply::Timeline(self.timeline.snapshot(
+                self.engine.units(),
+                self.now(),
+                &self.config.system.device,
+                self.role,
+            )),
             Command::Poweroff => self.power_request(origin, Power::Poweroff),
             Command::Reboot => self.power_request(origin, Power::Reboot),
             Command::Halt => self.power_request(origin, Power::Halt),

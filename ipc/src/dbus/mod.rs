@@ -185,7 +185,7 @@ impl Adapter {
                 tracing::debug!("dbus: cannot read the status list: {e}");
                 !self.control.requests.is_closed()
             }
-            Reply::Logs { .. } => true,
+            Reply::Logs { .. } | Reply::Timeline(_) => true,
         }
     }
 

@@ -736,7 +736,9 @@ impl Adapter {
                         body
                     }
                 }
-                Reply::Ok { .. } | Reply::Logs { .. } => payload::ok_reply::<()>(&request.id, None),
+                Reply::Ok { .. } | Reply::Logs { .. } | Reply::Timeline(_) => {
+                    payload::ok_reply::<()>(&request.id, None)
+                }
                 Reply::Error(e) => {
                     let code = match e.kind {
                         ErrorKind::UnknownService => UNKNOWN_SERVICE,

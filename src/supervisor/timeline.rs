@@ -1,0 +1,384 @@
+//! Each service's transitions during this run of ember, for `ember analyze` (the
+//! `timeline` request).
+//!
+//! The engine stays pure: the runtime shows the [`Recorder`] every unit whose status it
+//! publishes (every change the engine reports), and the recorder notes what changed and
+//! when. Memory is bounded: per service the first spawn and first activation, a few
+//! counters, and the last [`TRANSITIONS_KEPT`] transitions (most services have two).
+//!
+//! A spawn is the engine's `activating`/`start`. The engine may take a service through
+//! several states within one input (a spawn that fails at once, a service with no
+//! readiness check that is active as soon as it is spawned): a run number that moved on
+//! since the last look means a spawn, which happened when the unit entered its current
+//! state (the same input, the same instant).
+
+use super::model::{State, Sub, Unit};
+use crate::config::ServiceType;
+use crate::pid1::Role;
+use ember_ipc::{ServiceTimeline, Timeline, Transition, TRANSITIONS_KEPT};
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, SystemTime};
+
+/// A failure reason is kept to this many bytes.
+const REASON_KEPT: usize = 200;
+
+pub struct Recorder {
+    /// From the runtime's clock (the engine's `now`) to time since ember started.
+    offset: Duration,
+    services: HashMap<String, Record>,
+    boot_complete: Option<Duration>,
+}
+
+#[derive(Default)]
+struct Record {
+    first_spawn: Option<Duration>,
+    first_active: Option<Duration>,
+    spawns: u32,
+    failures: u32,
+    dropped: u32,
+    /// The state, sub-state and run last recorded.
+    last: Option<(State, Sub, u64)>,
+    recent: VecDeque<Entry>,
+}
+
+struct Entry {
+    at: Duration,
+    state: State,
+    sub: Sub,
+    run: u64,
+    reason: Option<Box<str>>,
+}
+
+impl Record {
+    fn push(&mut self, entry: Entry) {
+        if self.recent.len() >= TRANSITIONS_KEPT {
+            self.recent.pop_front();
+            self.dropped = self.dropped.saturating_add(1);
+        }
+        self.recent.push_back(entry);
+    }
+}
+
+/// A run ended badly: failed for good, or waiting out the backoff before a restart.
+fn is_failure(state: State, sub: Sub) -> bool {
+    state == State::Failed || (state == State::Activating && sub == Sub::AutoRestart)
+}
+
+impl Recorder {
+    /// `offset`: how long ember had run when the runtime's clock read zero.
+    pub fn new(offset: Duration) -> Recorder {
+        Recorder {
+            offset,
+            services: HashMap::new(),
+            boot_complete: None,
+        }
+    }
+
+    /// Notes the unit's state if it changed since the last look. `now` is on the
+    /// runtime's clock, as `unit.since` is.
+    pub fn observe(&mut self, unit: &Unit, now: Duration) {
+        let record = self.services.entry(unit.spec.name.clone()).or_default();
+        let current = (unit.state, unit.sub, unit.run);
+        if record.last == Some(current) {
+            return;
+        }
+        let (last_state, last_run) = match record.last {
+            Some((state, _, run)) => (Some(state), run),
+            None => (None, 0),
+        };
+        let spawned = unit.run > last_run;
+        if spawned {
+            // Every spawn goes through inactive -> activating: `since` is the spawn (or,
+            // when the unit moved on within the same input, the same instant).
+            let runs = (unit.run - last_run).min(u32::MAX as u64) as u32;
+            record.spawns = record.spawns.saturating_add(runs);
+            record.first_spawn.get_or_insert(unit.since);
+            if (unit.state, unit.sub) != (State::Activating, Sub::Start) {
+                record.push(Entry {
+                    at: unit.since,
+                    state: State::Activating,
+                    sub: Sub::Start,
+                    run: unit.run,
+                    reason: None,
+                });
+            }
+        }
+        // `since` moves with the state only: a new sub-state alone happened just now.
+        let at = if spawned || last_state != Some(unit.state) {
+            unit.since
+        } else {
+            now
+        };
+        let failure = is_failure(unit.state, unit.sub);
+        if failure {
+            record.failures = record.failures.saturating_add(1);
+        }
+        if unit.state == State::Active {
+            record.first_active.get_or_insert(at);
+        }
+        let reason = unit
+            .reason
+            .as_deref()
+            .filter(|_| failure)
+            .map(|r| shorten(r, REASON_KEPT).into());
+        record.push(Entry {
+            at,
+            state: unit.state,
+            sub: unit.sub,
+            run: unit.run,
+            reason,
+        });
+        record.last = Some(current);
+    }
+
+    /// A reload removed the service: its record goes too.
+    pub fn remove(&mut self, name: &str) {
+        self.services.remove(name);
+    }
+
+    /// Every service has settled for the first time (runtime clock).
+    pub fn boot_complete(&mut self, now: Duration) {
+        self.boot_complete.get_or_insert(now);
+    }
+
+    /// The record of every current unit, as the `timeline` request returns it.
+    pub fn snapshot<'a>(
+        &self,
+        units: impl Iterator<Item = &'a Unit>,
+        now: Duration,
+        device: &str,
+        role: Role,
+    ) -> Timeline {
+        let usec = |d: Duration| (d + self.offset).as_micros().min(u64::MAX as u128) as u64;
+        let empty = Record::default();
+        let services = units
+            .map(|unit| {
+                let record = self.services.get(&unit.spec.name).unwrap_or(&empty);
+                ServiceTimeline {
+                    name: unit.spec.name.clone(),
+                    kind: kind_word(unit.spec.kind).to_owned(),
+                    ready: unit.spec.ready.kind().to_owned(),
+                    enabled: unit.spec.enabled,
+                    requires: unit.spec.requires.clone(),
+                    wants: unit.spec.wants.clone(),
+                    after: unit.spec.after.clone(),
+                    first_spawn_usec: record.first_spawn.map(usec),
+                    first_active_usec: record.first_active.map(usec),
+                    spawns: record.spawns,
+                    failures: record.failures,
+                    dropped: record.dropped,
+                    transitions: record
+                        .recent
+                        .iter()
+                        .map(|e| Transition {
+                            at_usec: usec(e.at),
+                            state: e.state.word().to_owned(),
+                            sub_state: e.sub.word().to_owned(),
+                            run: e.run,
+                            reason: e.reason.as_deref().map(str::to_owned),
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
+        let since_start = now + self.offset;
+        Timeline {
+            device: device.to_owned(),
+            role: role_word(role).to_owned(),
+            uptime_at_start_usec: crate::pid1::uptime_at_start().map(|u| u.as_micros() as u64),
+            started_usec: super::status::usec(
+                SystemTime::now()
+                    .checked_sub(since_start)
+                    .unwrap_or(SystemTime::UNIX_EPOCH),
+            ),
+            now_usec: usec(now),
+            boot_complete_usec: self.boot_complete.map(usec),
+            services,
+        }
+    }
+}
+
+fn kind_word(kind: ServiceType) -> &'static str {
+    match kind {
+        ServiceType::Simple => "simple",
+        ServiceType::Oneshot => "oneshot",
+        ServiceType::Notify => "notify",
+        ServiceType::Forking => "forking",
+    }
+}
+
+fn role_word(role: Role) -> &'static str {
+    match role {
+        Role::Machine => "machine",
+        Role::Namespace => "namespace",
+        Role::Supervisor => "supervisor",
+    }
+}
+
+/// At most `max` bytes of `text`, cut at a character boundary, with "…" when cut.
+fn shorten(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ServiceSpec;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    struct Sim {
+        unit: Unit,
+        recorder: Recorder,
+    }
+
+    impl Sim {
+        fn new() -> Sim {
+            Sim {
+                unit: Unit::new(ServiceSpec::new("db", &["/bin/true"]), ms(0)),
+                recorder: Recorder::new(ms(5)),
+            }
+        }
+        /// The unit enters a state at `at` (as set_state does) and the runtime looks at `seen`.
+        fn set(&mut self, state: State, sub: Sub, at: u64, seen: u64) {
+            if self.unit.state != state {
+                self.unit.since = ms(at);
+            }
+            self.unit.state = state;
+            self.unit.sub = sub;
+            self.recorder.observe(&self.unit, ms(seen));
+        }
+        fn spawn(&mut self, at: u64) {
+            self.unit.run += 1;
+            self.set(State::Activating, Sub::Start, at, at);
+        }
+        fn timeline(&self) -> ServiceTimeline {
+            let t = self.recorder.snapshot(
+                std::iter::once(&self.unit),
+                ms(1000),
+                "b",
+                Role::Supervisor,
+            );
+            t.services.into_iter().next().unwrap()
+        }
+    }
+
+    fn states(t: &ServiceTimeline) -> Vec<(u64, String, String, u64)> {
+        t.transitions
+            .iter()
+            .map(|e| {
+                (
+                    e.at_usec / 1000,
+                    e.state.clone(),
+                    e.sub_state.clone(),
+                    e.run,
+                )
+            })
+            .collect()
+    }
+
+    fn s(at: u64, state: &str, sub: &str, run: u64) -> (u64, String, String, u64) {
+        (at, state.into(), sub.into(), run)
+    }
+
+    #[test]
+    fn a_boot_with_a_restart() {
+        let mut sim = Sim::new();
+        sim.spawn(10);
+        // An unchanged status seen again records nothing.
+        sim.recorder.observe(&sim.unit, ms(11));
+        sim.unit.reason = Some("exited with code 1".into());
+        // A sub-state change within activating: `since` stays; the time is when it was seen.
+        sim.set(State::Activating, Sub::AutoRestart, 30, 31);
+        // The backoff ends: inactive and spawned again within one input.
+        sim.unit.reason = None;
+        sim.unit.since = ms(130);
+        sim.unit.state = State::Inactive;
+        sim.spawn(130);
+        sim.set(State::Active, Sub::Running, 200, 200);
+        let t = sim.timeline();
+        assert_eq!(
+            states(&t),
+            vec![
+                s(15, "activating", "start", 1),
+                s(36, "activating", "auto-restart", 1),
+                s(135, "activating", "start", 2),
+                s(205, "active", "running", 2),
+            ]
+        );
+        assert_eq!(t.first_spawn_usec, Some(15_000));
+        assert_eq!(t.first_active_usec, Some(205_000));
+        assert_eq!((t.spawns, t.failures, t.dropped), (2, 1, 0));
+        assert_eq!(
+            t.transitions[1].reason.as_deref(),
+            Some("exited with code 1")
+        );
+    }
+
+    #[test]
+    fn a_spawn_the_runtime_never_saw_is_inferred() {
+        // No readiness check: spawned and active within one input.
+        let mut sim = Sim::new();
+        sim.unit.run = 1;
+        sim.set(State::Active, Sub::Running, 40, 41);
+        let t = sim.timeline();
+        assert_eq!(
+            states(&t),
+            vec![
+                s(45, "activating", "start", 1),
+                s(45, "active", "running", 1)
+            ]
+        );
+        assert_eq!(t.first_spawn_usec, t.first_active_usec);
+        // A spawn that fails at once.
+        let mut sim = Sim::new();
+        sim.unit.run = 1;
+        sim.unit.reason = Some("cannot start: No such file".into());
+        sim.set(State::Failed, Sub::Spawn, 50, 52);
+        let t = sim.timeline();
+        assert_eq!(
+            states(&t),
+            vec![s(55, "activating", "start", 1), s(55, "failed", "spawn", 1)]
+        );
+        assert_eq!((t.spawns, t.failures), (1, 1));
+        assert_eq!(t.first_active_usec, None);
+    }
+
+    #[test]
+    fn memory_is_bounded_but_the_first_activation_stays() {
+        let mut sim = Sim::new();
+        sim.spawn(1);
+        sim.set(State::Active, Sub::Running, 2, 2);
+        for i in 0..100u64 {
+            let t = 10 + i * 10;
+            sim.set(State::Deactivating, Sub::StopSigterm, t, t);
+            sim.set(State::Inactive, Sub::Dead, t + 1, t + 1);
+            sim.spawn(t + 2);
+            sim.set(State::Active, Sub::Running, t + 3, t + 3);
+        }
+        let t = sim.timeline();
+        assert_eq!(t.transitions.len(), TRANSITIONS_KEPT);
+        assert_eq!(t.dropped as usize, 2 + 400 - TRANSITIONS_KEPT);
+        assert_eq!(t.first_spawn_usec, Some(6_000));
+        assert_eq!(t.first_active_usec, Some(7_000));
+        assert_eq!(t.spawns, 101);
+        assert_eq!(t.transitions.last().map(|e| e.run), Some(101));
+    }
+
+    #[test]
+    fn reasons_are_cut_at_a_character_boundary() {
+        let long = "é".repeat(300);
+        let cut = shorten(&long, 201);
+        assert!(cut.len() <= 204 && cut.ends_with('…'), "{cut}");
+        assert_eq!(shorten("short", 10), "short");
+    }
+}
