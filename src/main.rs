@@ -1,4 +1,4 @@
-//! The `ember` binary: supervisor (or init), `ember check` and `ember ctl`.
+//! The `ember` binary: supervisor (or init), `ember check`, `ember ctl` and `ember analyze`.
 //!
 //! The entry point is our own C `main`, not std's: std's start-up aborts the process when
 //! stdin, stdout or stderr is closed and /dev/null cannot be opened, which is exactly the
@@ -53,6 +53,7 @@ fn run(mut argv: Vec<OsString>) -> c_int {
         }
         Ok(Mode::Check { config }) => cli::check::run(&config),
         Ok(Mode::Ctl(invocation)) => cli::ctl::run(invocation),
+        Ok(Mode::Analyze(invocation)) => cli::analyze::run(invocation),
         Ok(Mode::Daemon { config }) => ember::daemon::run(&config),
         Ok(Mode::Power {
             power,

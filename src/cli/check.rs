@@ -1,11 +1,23 @@
 //! `ember check`: print every problem of a configuration, one a line.
 
-use crate::config::{self, Severity};
+use crate::config::{self, Config, Problem, Severity};
 use std::path::Path;
 
 /// Returns the exit code: 0 when ember would run this configuration as is, 1 otherwise.
 pub fn run(path: &Path) -> i32 {
-    let loaded = config::load(path);
+    run_with(path, |_| Vec::new())
+}
+
+/// `ember check`, with the further warnings `more` finds in a configuration that loaded
+/// (`ember analyze verify`). Warnings never change the exit code.
+pub fn run_with(path: &Path, more: impl FnOnce(&Config) -> Vec<Problem>) -> i32 {
+    let mut loaded = config::load(path);
+    if let Some(config) = &loaded.config {
+        loaded.problems.extend(more(config));
+        loaded
+            .problems
+            .sort_by(|a, b| (&a.file, a.position).cmp(&(&b.file, b.position)));
+    }
     for problem in &loaded.problems {
         println!("{problem}");
     }

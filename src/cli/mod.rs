@@ -1,6 +1,7 @@
-//! The command line: `ember`, `ember check`, `ember ctl ...`. Parsing with lexopt and
-//! help text written by hand, to keep the binary small.
+//! The command line: `ember`, `ember check`, `ember ctl ...`, `ember analyze ...`.
+//! Parsing with lexopt and help text written by hand, to keep the binary small.
 
+pub mod analyze;
 pub mod check;
 pub mod ctl;
 
@@ -13,6 +14,9 @@ Usage:
   ember [--config PATH]             supervise the configured services (as init when PID 1)
   ember check [--config PATH]       validate the configuration; print every problem
   ember ctl [OPTIONS] COMMAND ...   control a running ember (see `ember ctl --help`)
+  ember analyze COMMAND ...         how the boot went: blame, critical-chain [NAME],
+                                    plot (SVG) from a running ember; verify [--config
+                                    PATH]: check plus warnings (`ember analyze --help`)
   ember poweroff|reboot|halt [-f]   ask PID 1 to stop every service and power off,
                                     reboot or halt (-f: reboot(2) at once, no stopping);
                                     also reached as `poweroff`, `reboot`, `halt` symlinks
@@ -60,6 +64,7 @@ pub enum Mode {
         config: PathBuf,
     },
     Ctl(ctl::Invocation),
+    Analyze(analyze::Invocation),
     Help(&'static str),
     Version,
 }
@@ -93,6 +98,7 @@ pub fn parse(argv0: &str, args: Vec<std::ffi::OsString>) -> Result<Mode, String>
                     .map_err(|_| "arguments must be valid UTF-8".to_string())?;
                 match word.as_str() {
                     "ctl" => return ctl::parse(parser).map(Mode::Ctl),
+                    "analyze" => return analyze::parse(parser).map(Mode::Analyze),
                     "poweroff" | "reboot" | "halt" => {
                         let power = crate::pid1::system::parse_power(&word).ok_or("unreachable")?;
                         return parse_power(power, parser);

@@ -1,0 +1,218 @@
+//! `ember analyze`: the boot's timings from a running ember, and `verify`.
+
+use crate::analyze::{blame, chain, plot, verify};
+use ember_ipc::socket::Client;
+use ember_ipc::{Reply, Timeline};
+use std::io::Write;
+use std::path::PathBuf;
+
+pub const HELP: &str = "\
+ember analyze — how the boot went, from a running ember; and a deeper check
+
+Usage: ember analyze [--socket PATH | --config PATH] COMMAND [ARGS]
+
+Commands:
+  blame                   services by the time from their spawn to active, slowest
+                          first; then the ones that never became active
+  critical-chain [NAME]   the dependencies that decided when NAME (default: the last
+                          service to become active) became active: at each step the
+                          one active last before the service was spawned, with
+                          @when it became active and +how long it took to start
+  plot                    an SVG timeline of the boot on stdout, for a browser:
+                          ember analyze plot > boot.svg
+  verify                  `ember check` plus warnings: a service others require that
+                          has no readiness check, a oneshot with restart = \"always\",
+                          a service that cannot start because something it requires
+                          is disabled
+
+Options:
+  -s, --socket PATH   the control socket (default $EMBER_SOCKET, else /run/ember/control.sock)
+  -c, --config PATH   verify: the configuration (default /etc/ember/ember.toml);
+                      the others: use the [control] socket of this configuration
+  -f, --from FILE     blame, critical-chain, plot: read a timeline saved earlier
+                      (the reply to {\"cmd\":\"timeline\"} on the socket) instead
+  -h, --help          print this help
+
+Times are since ember started (as the machine's init: when the kernel handed over) and
+cover this boot: ember keeps each service's first start and its last 16 transitions.
+Exit status: 0 on success, 1 when ember cannot be asked or verify finds errors, 2 for
+a usage error.
+";
+
+pub struct Invocation {
+    pub socket: PathBuf,
+    /// A saved timeline to read instead of asking the socket.
+    pub from: Option<PathBuf>,
+    /// For verify.
+    pub config: PathBuf,
+    pub command: Analyze,
+}
+
+pub enum Analyze {
+    Blame,
+    CriticalChain { name: Option<String> },
+    Plot,
+    Verify,
+    Help,
+}
+
+pub fn parse(mut parser: lexopt::Parser) -> Result<Invocation, String> {
+    use lexopt::prelude::*;
+    let usage = |m: String| format!("{m}; try `ember analyze --help`");
+    let mut socket: Option<PathBuf> = None;
+    let mut config: Option<PathBuf> = None;
+    let mut from: Option<PathBuf> = None;
+    let mut words: Vec<String> = Vec::new();
+    while let Some(arg) = parser.next().map_err(|e| usage(e.to_string()))? {
+        match arg {
+            Short('s') | Long("socket") => {
+                socket = Some(parser.value().map_err(|e| usage(e.to_string()))?.into())
+            }
+            Short('c') | Long("config") => {
+                config = Some(parser.value().map_err(|e| usage(e.to_string()))?.into())
+            }
+            Short('f') | Long("from") => {
+                from = Some(parser.value().map_err(|e| usage(e.to_string()))?.into())
+            }
+            Short('h') | Long("help") => {
+                return Ok(Invocation {
+                    socket: PathBuf::new(),
+                    from: None,
+                    config: PathBuf::new(),
+                    command: Analyze::Help,
+                })
+            }
+            Value(v) => words.push(
+                v.string()
+                    .map_err(|_| "arguments must be valid UTF-8".to_string())?,
+            ),
+            other => return Err(usage(other.unexpected().to_string())),
+        }
+    }
+    let mut words = words.into_iter();
+    let Some(verb) = words.next() else {
+        return Err(usage(
+            "name a command: blame, critical-chain, plot, verify".into(),
+        ));
+    };
+    let command = match verb.as_str() {
+        "blame" => Analyze::Blame,
+        "critical-chain" => Analyze::CriticalChain { name: words.next() },
+        "plot" => Analyze::Plot,
+        "verify" => Analyze::Verify,
+        "help" => Analyze::Help,
+        other => {
+            return Err(usage(format!(
+                "unknown command \"{other}\"; commands are blame, critical-chain, plot, verify"
+            )))
+        }
+    };
+    if let Some(extra) = words.next() {
+        return Err(usage(format!(
+            "unexpected argument \"{extra}\" after {verb}"
+        )));
+    }
+    let config_path = config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_CONFIG));
+    let socket = match (socket, config, &command) {
+        (Some(socket), _, _) => socket,
+        (None, _, Analyze::Verify | Analyze::Help) => PathBuf::new(),
+        (None, _, _) if from.is_some() => PathBuf::new(),
+        // As `ember ctl --config`: the socket that configuration names.
+        (None, Some(path), _) => {
+            let loaded = crate::config::load(&path);
+            let settings = loaded.config.or(loaded.settings).ok_or_else(|| {
+                format!(
+                    "{} cannot be read, so its socket is unknown; run `ember check --config {}`",
+                    path.display(),
+                    path.display()
+                )
+            })?;
+            settings.control.socket
+        }
+        (None, None, _) => std::env::var_os("EMBER_SOCKET")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_SOCKET)),
+    };
+    Ok(Invocation {
+        socket,
+        from,
+        config: config_path,
+        command,
+    })
+}
+
+/// Runs one analyze command; returns the exit code.
+pub fn run(invocation: Invocation) -> i32 {
+    let result = match &invocation.command {
+        Analyze::Help => {
+            print!("{HELP}");
+            return 0;
+        }
+        Analyze::Verify => {
+            return super::check::run_with(&invocation.config, verify::warnings);
+        }
+        Analyze::Blame => timeline(&invocation)
+            .map(|t| blame::render(&blame::blame(&t)))
+            .map(|text| write_out(&text)),
+        Analyze::CriticalChain { name } => timeline(&invocation).and_then(|t| {
+            let links = chain::critical_chain(&t, name.as_deref())?;
+            Ok(write_out(&format!(
+                "{}\n{}",
+                chain::LEGEND,
+                chain::render(&links)
+            )))
+        }),
+        Analyze::Plot => timeline(&invocation).map(|t| write_out(&plot::svg(&t))),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("ember analyze: {e}");
+            1
+        }
+    }
+}
+
+/// The running ember's timeline, or the one saved in `--from FILE`.
+fn timeline(invocation: &Invocation) -> Result<Timeline, String> {
+    if let Some(path) = &invocation.from {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        // The reply as the socket sends it, or the timeline alone.
+        return match serde_json::from_str::<Reply>(&text) {
+            Ok(Reply::Timeline(t)) => Ok(t),
+            _ => serde_json::from_str::<Timeline>(&text).map_err(|e| {
+                format!(
+                    "{} is not a timeline ({e}); save one with: echo '{{\"cmd\":\"timeline\"}}' | socat - UNIX-CONNECT:/run/ember/control.sock",
+                    path.display()
+                )
+            }),
+        };
+    }
+    let socket = &invocation.socket;
+    let mut client = Client::connect(socket)?;
+    match client.call(&serde_json::json!({"cmd": "timeline"}))? {
+        Reply::Timeline(t) => Ok(t),
+        Reply::Error(e) if e.kind == ember_ipc::ErrorKind::UnknownCommand => Err(format!(
+            "the ember at {} is older and keeps no timeline; restart it with this version",
+            socket.display()
+        )),
+        Reply::Error(e) => Err(e.message),
+        _ => Err("ember answered the timeline request with something else".into()),
+    }
+}
+
+/// Prints `text`; a closed pipe (`| head`) is not an error.
+fn write_out(text: &str) -> i32 {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Ok(()) => 0,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => 0,
+        Err(e) => {
+            eprintln!("ember analyze: cannot write the output: {e}");
+            1
+        }
+    }
+}
