@@ -284,6 +284,14 @@ pub fn svg(timeline: &Timeline) -> String {
         device = escape(&timeline.device),
         n = timeline.services.len(),
     );
+    // Every other row shaded, under the grid.
+    for i in (1..rows.len()).step_by(2) {
+        let _ = writeln!(
+            w,
+            r##"<rect x="0" y="{y:.1}" width="{WIDTH}" height="{ROW}" fill="#f4f6fa"/>"##,
+            y = row_y(i)
+        );
+    }
     // Time axis: grid lines and labels since ember started.
     let step = tick_step(end, 10);
     let mut tick = 0;
@@ -351,12 +359,6 @@ pub fn svg(timeline: &Timeline) -> String {
         let bar_y = y + (ROW - BAR) / 2.0;
         let text_y = bar_y + BAR - 3.0;
         let (segments, marks) = row(service, end);
-        if i % 2 == 1 {
-            let _ = writeln!(
-                w,
-                r##"<rect x="0" y="{y:.1}" width="{WIDTH}" height="{ROW}" fill="#f6f8fb"/>"##
-            );
-        }
         let _ = write!(
             w,
             r##"<g class="service" data-service="{name}"><title>{tooltip}</title><text x="{lx:.1}" y="{text_y:.1}" text-anchor="end" fill="#1d2330">{label}</text>"##,

@@ -26,6 +26,25 @@ pub fn can_unshare() -> bool {
     false
 }
 
+/// Tests that look at a rendered picture need Debian's chromium; tests/run.sh installs it.
+pub fn have_chromium() -> bool {
+    let ok = Command::new("chromium")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        // In CI a missing browser is a failure, not a skip.
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "chromium is not installed in CI"
+        );
+        eprintln!("skipped: chromium is not installed (tests/run.sh installs it)");
+    }
+    ok
+}
+
 /// A fresh directory under the system temp dir, removed on drop.
 pub struct TempDir(pub PathBuf);
 
