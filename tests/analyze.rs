@@ -249,6 +249,17 @@ fn blame_chain_and_plot_of_a_real_boot() {
     assert_eq!(nope.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&nope.stderr).contains("no service named \"nope\""));
 
+    // The same analysis from a saved timeline.
+    let saved = ember.dir.path("timeline.json");
+    std::fs::write(&saved, stdout(&analyze(&ember, &["dump"]))).unwrap();
+    let from_file = Command::new(EMBER)
+        .args(["analyze", "--from"])
+        .arg(&saved)
+        .arg("blame")
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&from_file), blame);
+
     // The plot: well-formed, a row per service in the order they were spawned.
     let svg = stdout(&analyze(&ember, &["plot"]));
     let svg_path = ember.dir.path("boot.svg");
@@ -445,7 +456,7 @@ fn without_ember_the_errors_say_what_to_do() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr)
-        .contains("commands are blame, critical-chain, plot, verify"));
+        .contains("commands are blame, critical-chain, plot, dump, verify"));
     let help = Command::new(EMBER)
         .args(["analyze", "--help"])
         .output()
@@ -455,6 +466,7 @@ fn without_ember_the_errors_say_what_to_do() {
         "blame",
         "critical-chain",
         "plot",
+        "dump",
         "verify",
         "--socket",
         "--config",

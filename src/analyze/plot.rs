@@ -78,7 +78,7 @@ pub enum Mark {
 
 fn kind_of(state: &str, sub: &str) -> Option<Kind> {
     match (state, sub) {
-        ("inactive", "waiting") => Some(Kind::Waiting),
+        ("inactive", "waiting" | "dependency") => Some(Kind::Waiting),
         ("activating", "auto-restart") => Some(Kind::Backoff),
         ("activating", _) => Some(Kind::Activating),
         ("active", "exited") => Some(Kind::Exited),

@@ -20,6 +20,8 @@ Commands:
                           @when it became active and +how long it took to start
   plot                    an SVG timeline of the boot on stdout, for a browser:
                           ember analyze plot > boot.svg
+  dump                    the timeline itself as JSON, to keep or to read elsewhere
+                          with --from FILE
   verify                  `ember check` plus warnings: a service others require that
                           has no readiness check, a oneshot with restart = \"always\",
                           a service that cannot start because something it requires
@@ -29,8 +31,8 @@ Options:
   -s, --socket PATH   the control socket (default $EMBER_SOCKET, else /run/ember/control.sock)
   -c, --config PATH   verify: the configuration (default /etc/ember/ember.toml);
                       the others: use the [control] socket of this configuration
-  -f, --from FILE     blame, critical-chain, plot: read a timeline saved earlier
-                      (the reply to {\"cmd\":\"timeline\"} on the socket) instead
+  -f, --from FILE     blame, critical-chain, plot: read a timeline saved earlier with
+                      `ember analyze dump` instead of asking ember
   -h, --help          print this help
 
 Times are since ember started (as the machine's init: when the kernel handed over) and
@@ -38,6 +40,8 @@ cover this boot: ember keeps each service's first start and its last 16 transiti
 Exit status: 0 on success, 1 when ember cannot be asked or verify finds errors, 2 for
 a usage error.
 ";
+
+const COMMANDS: &str = "blame, critical-chain, plot, dump, verify";
 
 pub struct Invocation {
     pub socket: PathBuf,
@@ -52,6 +56,7 @@ pub enum Analyze {
     Blame,
     CriticalChain { name: Option<String> },
     Plot,
+    Dump,
     Verify,
     Help,
 }
@@ -91,19 +96,18 @@ pub fn parse(mut parser: lexopt::Parser) -> Result<Invocation, String> {
     }
     let mut words = words.into_iter();
     let Some(verb) = words.next() else {
-        return Err(usage(
-            "name a command: blame, critical-chain, plot, verify".into(),
-        ));
+        return Err(usage(format!("name a command: {COMMANDS}")));
     };
     let command = match verb.as_str() {
         "blame" => Analyze::Blame,
         "critical-chain" => Analyze::CriticalChain { name: words.next() },
         "plot" => Analyze::Plot,
+        "dump" => Analyze::Dump,
         "verify" => Analyze::Verify,
         "help" => Analyze::Help,
         other => {
             return Err(usage(format!(
-                "unknown command \"{other}\"; commands are blame, critical-chain, plot, verify"
+                "unknown command \"{other}\"; commands are {COMMANDS}"
             )))
         }
     };
@@ -165,6 +169,12 @@ pub fn run(invocation: Invocation) -> i32 {
             )))
         }),
         Analyze::Plot => timeline(&invocation).map(|t| write_out(&plot::svg(&t))),
+        // One value a line: readable, and each line short enough for a kernel log.
+        Analyze::Dump => timeline(&invocation).and_then(|t| {
+            serde_json::to_string_pretty(&t)
+                .map(|text| write_out(&format!("{text}\n")))
+                .map_err(|e| e.to_string())
+        }),
     };
     match result {
         Ok(code) => code,
@@ -185,7 +195,7 @@ fn timeline(invocation: &Invocation) -> Result<Timeline, String> {
             Ok(Reply::Timeline(t)) => Ok(t),
             _ => serde_json::from_str::<Timeline>(&text).map_err(|e| {
                 format!(
-                    "{} is not a timeline ({e}); save one with: echo '{{\"cmd\":\"timeline\"}}' | socat - UNIX-CONNECT:/run/ember/control.sock",
+                    "{} is not a timeline ({e}); save one with `ember analyze dump > FILE`",
                     path.display()
                 )
             }),

@@ -77,7 +77,13 @@ impl Recorder {
     /// Notes the unit's state if it changed since the last look. `now` is on the
     /// runtime's clock, as `unit.since` is.
     pub fn observe(&mut self, unit: &Unit, now: Duration) {
-        let record = self.services.entry(unit.spec.name.clone()).or_default();
+        if !self.services.contains_key(&unit.spec.name) {
+            self.services
+                .insert(unit.spec.name.clone(), Record::default());
+        }
+        let Some(record) = self.services.get_mut(&unit.spec.name) else {
+            return;
+        };
         let current = (unit.state, unit.sub, unit.run);
         if record.last == Some(current) {
             return;
@@ -149,7 +155,11 @@ impl Recorder {
         device: &str,
         role: Role,
     ) -> Timeline {
-        let usec = |d: Duration| (d + self.offset).as_micros().min(u64::MAX as u128) as u64;
+        let usec = |d: Duration| {
+            d.saturating_add(self.offset)
+                .as_micros()
+                .min(u64::MAX as u128) as u64
+        };
         let empty = Record::default();
         let services = units
             .map(|unit| {
@@ -181,7 +191,7 @@ impl Recorder {
                 }
             })
             .collect();
-        let since_start = now + self.offset;
+        let since_start = now.saturating_add(self.offset);
         Timeline {
             device: device.to_owned(),
             role: role_word(role).to_owned(),
