@@ -17,7 +17,7 @@ pub struct Row {
 /// Active services by startup time (slowest first, then by name), then the others by name.
 pub fn blame(timeline: &Timeline) -> Vec<Row> {
     let mut rows: Vec<Row> = timeline.services.iter().map(row).collect();
-    rows.sort_by(|a, b| match (a.took_usec, b.took_usec) {
+    rows.sort_unstable_by(|a, b| match (a.took_usec, b.took_usec) {
         (Some(x), Some(y)) => y.cmp(&x).then_with(|| a.name.cmp(&b.name)),
         (Some(_), None) => std::cmp::Ordering::Less,
         (None, Some(_)) => std::cmp::Ordering::Greater,

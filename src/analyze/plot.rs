@@ -28,6 +28,7 @@ const ACTIVATING: &str = "#f2b33d";
 const ACTIVE: &str = "#4caf6e";
 const DEACTIVATING: &str = "#9aa5b1";
 const KERNEL: &str = "#6b7a90";
+const STARTUP: &str = "#c3cbd8";
 const FAILURE: &str = "#d7263d";
 const RESTART: &str = "#f07f13";
 const WAITING: &str = "#9aa5b1";
@@ -152,7 +153,7 @@ fn last_event(timeline: &Timeline) -> u64 {
 /// Rows in the order the services were first spawned; never-spawned ones last, by name.
 pub fn order(timeline: &Timeline) -> Vec<&ServiceTimeline> {
     let mut services: Vec<&ServiceTimeline> = timeline.services.iter().collect();
-    services.sort_by(|a, b| {
+    services.sort_unstable_by(|a, b| {
         let key = |s: &ServiceTimeline| (s.first_spawn_usec.is_none(), s.first_spawn_usec);
         key(a).cmp(&key(b)).then_with(|| a.name.cmp(&b.name))
     });
@@ -217,7 +218,7 @@ pub fn svg(timeline: &Timeline) -> String {
         .max()
         .unwrap_or(6);
     let label_chars = longest.clamp(6, 34);
-    let label_width = (label_chars as f64 * 7.2 + 24.0).max(96.0);
+    let label_width = (label_chars as f64 * 7.2 + 24.0).max(112.0);
     // Then a column with how long each took to start.
     let x0 = label_width + TOOK_COLUMN;
     let x1 = WIDTH - RIGHT_MARGIN;
@@ -236,8 +237,8 @@ pub fn svg(timeline: &Timeline) -> String {
     };
     let scale = (x1 - xe) / end as f64;
     let x = |t: u64| xe + t as f64 * scale;
-    let kernel_rows = if kernel.is_some() { 1.0 } else { 0.0 };
-    let rows_top = TOP + kernel_rows * ROW;
+    // The first row is the system's: the kernel, then ember's own start-up.
+    let rows_top = TOP + ROW;
     let rows_bottom = rows_top + rows.len() as f64 * ROW;
     let height = rows_bottom + 64.0;
     let row_y = |i: usize| rows_top + i as f64 * ROW;
@@ -318,25 +319,34 @@ pub fn svg(timeline: &Timeline) -> String {
         tx = x0 - 10.0,
         y = TOP - 12.0,
     );
-    // The kernel's share.
+    // The system's row: the kernel's share, then ember's own start-up until its first spawn.
+    let y = TOP + (ROW - BAR) / 2.0;
+    let ty = y + BAR - 3.0;
+    let _ = write!(
+        w,
+        r##"<g class="system"><text x="{lx:.1}" y="{ty:.1}" text-anchor="end" fill="#1d2330" font-style="italic">{label}</text>"##,
+        lx = label_width - 8.0,
+        label = if kernel.is_some() {
+            "kernel, ember"
+        } else {
+            "ember"
+        },
+    );
     if let Some(k) = kernel {
-        let y = TOP + (ROW - BAR) / 2.0;
-        let _ = writeln!(
+        let _ = write!(
             w,
-            r##"<g class="kernel"><title>{title}</title><text x="{lx:.1}" y="{ty:.1}" text-anchor="end" fill="#1d2330" font-style="italic">kernel</text><rect x="{x0:.1}" y="{y:.1}" width="{kw:.1}" height="{BAR}" fill="{KERNEL}" rx="2"/><text x="{tx:.1}" y="{ty:.1}" text-anchor="middle" fill="#ffffff" font-size="11">{label}</text>"##,
+            r##"<g class="kernel"><title>{title}</title><rect x="{x0:.1}" y="{y:.1}" width="{kw:.1}" height="{BAR}" fill="{KERNEL}" rx="2"/><text x="{tx:.1}" y="{ty:.1}" text-anchor="middle" fill="#ffffff" font-size="11">kernel {label}</text>"##,
             title = escape(&format!(
                 "the kernel (and what it counts before it) ran {} before it started ember",
                 span(k)
             )),
-            lx = label_width - 8.0,
-            ty = y + BAR - 3.0,
             kw = (xe - x0 - 2.0).max(1.0),
             tx = (x0 + xe) / 2.0,
             label = escape(&span(k)),
         );
         if broken {
             // A break in the axis: the kernel's stretch is not to scale.
-            let bx = x0 + (xe - x0) * 0.7;
+            let bx = x0 + (xe - x0) * 0.85;
             let _ = write!(
                 w,
                 r##"<path d="M{a:.1},{t:.1} l6,{h:.1} M{b:.1},{t:.1} l6,{h:.1}" stroke="#ffffff" stroke-width="3"/>"##,
@@ -346,8 +356,34 @@ pub fn svg(timeline: &Timeline) -> String {
                 h = BAR + 4.0,
             );
         }
-        let _ = writeln!(w, "</g>");
+        let _ = write!(w, "</g>");
     }
+    let first_spawn = timeline
+        .services
+        .iter()
+        .filter_map(|s| s.first_spawn_usec)
+        .min();
+    if let Some(first) = first_spawn.filter(|f| *f > 0) {
+        let width = (x(first) - xe).max(1.5);
+        let label = span(first);
+        let _ = write!(
+            w,
+            r##"<g class="startup"><title>{title}</title><rect x="{xe:.1}" y="{y:.1}" width="{width:.1}" height="{BAR}" fill="{STARTUP}" rx="2"/>"##,
+            title = escape(&format!(
+                "ember's own start-up until its first spawn: {}",
+                span(first)
+            )),
+        );
+        if width > label.len() as f64 * 6.5 + 8.0 {
+            let _ = write!(
+                w,
+                r##"<text x="{tx:.1}" y="{ty:.1}" text-anchor="middle" fill="#1d2330" font-size="11">{label}</text>"##,
+                tx = xe + width / 2.0,
+            );
+        }
+        let _ = write!(w, "</g>");
+    }
+    let _ = writeln!(w, "</g>");
     // Services.
     let index: std::collections::HashMap<&str, usize> = rows
         .iter()
@@ -507,7 +543,11 @@ pub fn svg(timeline: &Timeline) -> String {
 }
 
 fn legend(w: &mut String, y: f64) {
-    let items: [(&str, &str); 8] = [
+    let items: [(&str, &str); 9] = [
+        (
+            "ember start-up",
+            r##"<rect width="22" height="12" fill="#c3cbd8" rx="2"/>"##,
+        ),
         (
             "activating",
             r##"<rect width="22" height="12" fill="url(#hatch)" rx="2"/>"##,
@@ -673,7 +713,14 @@ mod tests {
             ["flaky&lt;&amp;&gt;&quot;&apos;", "db", "web", "off"]
         );
         assert!(!svg.contains("flaky<"));
-        assert!(svg.contains("kernel"), "a machine's boot shows the kernel");
+        assert!(
+            svg.contains("class=\"kernel\""),
+            "a machine's boot shows the kernel"
+        );
+        assert!(
+            svg.contains("until its first spawn: 1.00ms"),
+            "ember start-up"
+        );
         assert_eq!(svg.matches("class=\"failure\"").count(), 2);
         assert_eq!(svg.matches("class=\"restart\"").count(), 1);
         // web waited for db.

@@ -159,7 +159,7 @@ impl Files {
             Some(source) => &source.text,
             None => &self.main.text,
         };
-        let root = DeTable::parse(text).ok()?;
+        let root = parse(text)?;
         let mut table = root.get_ref();
         if !self.dir.contains_key(service) {
             let DeValue::Table(services) = table.get("service")?.get_ref() else {
@@ -189,9 +189,7 @@ impl Files {
             return self.main.problem(Some(offset), Severity::Warning, message);
         }
         if let Some(source) = self.dir.get(service) {
-            let offset = DeTable::parse(&source.text)
-                .ok()
-                .and_then(|root| in_table(root.get_ref(), key, item));
+            let offset = parse(&source.text).and_then(|root| in_table(root.get_ref(), key, item));
             return source.problem(offset, Severity::Warning, message);
         }
         // Neither file has it as expected (changed since it was loaded?): no position.
@@ -204,9 +202,15 @@ impl Files {
     }
 }
 
+/// A whole file, parsed as loading parses it (the same code in the binary).
+fn parse(text: &str) -> Option<toml::Spanned<DeTable<'_>>> {
+    let (table, errors) = DeTable::parse_recoverable(text);
+    errors.is_empty().then_some(table)
+}
+
 /// The offset of `[service.NAME]` in the main file, or of its `key` (or `item`) there.
 fn in_main(text: &str, service: &str, key: Option<&str>, item: Option<&str>) -> Option<usize> {
-    let root = DeTable::parse(text).ok()?;
+    let root = parse(text)?;
     let DeValue::Table(services) = root.get_ref().get("service")?.get_ref() else {
         return None;
     };
@@ -281,7 +285,7 @@ restart = "always"
             )],
         );
         let mut problems = warnings(&config);
-        problems.sort_by(|a, b| (&a.file, a.position).cmp(&(&b.file, b.position)));
+        crate::config::sort_problems(&mut problems);
         let found: Vec<String> = problems
             .iter()
             .map(|p| p.to_string().replace(&dir.display().to_string(), "DIR"))

@@ -14,9 +14,7 @@ pub fn run_with(path: &Path, more: impl FnOnce(&Config) -> Vec<Problem>) -> i32 
     let mut loaded = config::load(path);
     if let Some(config) = &loaded.config {
         loaded.problems.extend(more(config));
-        loaded
-            .problems
-            .sort_by(|a, b| (&a.file, a.position).cmp(&(&b.file, b.position)));
+        config::sort_problems(&mut loaded.problems);
     }
     for problem in &loaded.problems {
         println!("{problem}");

@@ -278,11 +278,16 @@ impl Loaded {
     }
 }
 
+/// By file, then line and column: the order `ember check` prints them in.
+pub fn sort_problems(problems: &mut [Problem]) {
+    problems.sort_by(|a, b| (&a.file, a.position).cmp(&(&b.file, b.position)));
+}
+
 /// Reads and checks the configuration at `path`.
 pub fn load(path: &Path) -> Loaded {
     let mut problems = Vec::new();
     let config = load_into(path, &mut problems);
-    problems.sort_by(|a, b| (&a.file, a.position).cmp(&(&b.file, b.position)));
+    sort_problems(&mut problems);
     let has_errors = problems.iter().any(|p| p.severity == Severity::Error);
     if has_errors {
         let settings = config.map(|mut c| {
