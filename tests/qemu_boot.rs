@@ -1,8 +1,8 @@
 //! ember boots a real Linux kernel as PID 1: a Debian kernel under qemu (TCG), for x86_64
 //! and aarch64, with an initramfs in which ember is /sbin/init and busybox the rest
 //! (tests/qemu/). The guest (tests/qemu/guest/ember.toml) starts services with
-//! dependencies and readiness, a crash loop, orphans, then counts zombies and powers off
-//! through `ember ctl poweroff`.
+//! dependencies and readiness, a crash loop, orphans, then counts zombies, runs `ember
+//! analyze` and powers off through `ember ctl poweroff`.
 //!
 //! qemu exits 0 on a power-off and on a kernel panic alike: the console log is the
 //! verdict. Needs root (apt-get, dpkg): as another user, or with EMBER_SKIP_QEMU=1, each
@@ -90,6 +90,47 @@ fn verdict_accepts_a_good_boot_and_rejects_broken_ones() {
     broken("web before db", swapped, "before db");
 }
 
+/// The analysis check, on what the report printed in a real x86_64 boot
+/// (tests/qemu/sample-analysis.log) and on broken copies of it.
+#[test]
+fn analysis_accepts_a_real_report_and_rejects_broken_ones() {
+    let good = std::fs::read_to_string(repo().join("tests/qemu/sample-analysis.log")).unwrap();
+    assert_eq!(analysis(&Console::new(&good)), Vec::<String>::new());
+    for (what, text, expect) in [
+        (
+            "blame without web",
+            good.replace("ms web", "ms wbe"),
+            "ember analyze blame: web",
+        ),
+        (
+            "web too quick",
+            good.replace(" 308ms web", " 108ms web"),
+            "ember analyze blame: web took Some(108.0)",
+        ),
+        (
+            "no chain",
+            good.replace("└─db @", "└─xx @"),
+            "critical-chain web",
+        ),
+        (
+            "not the machine",
+            good.replace("\"role\": \"machine\"", "\"role\": \"namespace\""),
+            "role \"namespace\"",
+        ),
+        (
+            "no timeline",
+            good.replace("--- timeline", "--- nothing"),
+            "no timeline JSON",
+        ),
+    ] {
+        let problems = analysis(&Console::new(&text));
+        assert!(
+            problems.iter().any(|p| p.contains(expect)),
+            "{what}: want a problem containing {expect:?}, got {problems:?}"
+        );
+    }
+}
+
 fn skip_reason() -> Option<&'static str> {
     if std::env::var_os("EMBER_SKIP_QEMU").is_some_and(|v| v == "1") {
         return Some("EMBER_SKIP_QEMU=1");
@@ -168,6 +209,9 @@ fn boot_and_check(arch: &str) {
         println!("  {line}");
     }
     let mut problems = verdict(&log);
+    // `ember analyze` on the machine: blame and critical-chain, and the timeline with the
+    // kernel's handover.
+    problems.extend(analysis(&log));
     // "boot complete" comes once every service has settled, so after web is active.
     match (
         log.find(&["ember: boot complete"]),
@@ -188,6 +232,76 @@ fn boot_and_check(arch: &str) {
         );
     }
     println!("{arch}: ember booted, supervised, reaped and powered the machine off");
+}
+
+/// What the report service printed (one logged line each), without the log's framing.
+fn report_lines<'a>(log: &Console<'a>) -> Vec<&'a str> {
+    log.ember_messages()
+        .filter_map(|(_, m)| m.strip_prefix("report: "))
+        // journald-style fields follow the message on some outputs.
+        .map(|m| {
+            m.strip_suffix(" service=report stream=\"stdout\"")
+                .unwrap_or(m)
+        })
+        .collect()
+}
+
+/// `ember analyze` as the machine's init: what blame, critical-chain and dump showed.
+fn analysis(log: &Console<'_>) -> Vec<String> {
+    let mut problems = Vec::new();
+    let lines = report_lines(log);
+    // Blame: "  812ms db", each at least its readiness wait.
+    let took = |name: &str| {
+        lines.iter().find_map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            (words.len() >= 2 && words[1] == name).then(|| span_ms(words[0]))?
+        })
+    };
+    for (name, at_least) in [("db", 500.0), ("web", 300.0)] {
+        match took(name) {
+            Some(ms) if ms >= at_least * 0.98 => {}
+            other => problems.push(format!(
+                "ember analyze blame: {name} took {other:?} ms (at least {at_least} ms)"
+            )),
+        }
+    }
+    // The chain of web: web, then db, which it requires.
+    let web = lines.iter().position(|l| l.starts_with("web @"));
+    if web
+        .and_then(|i| lines.get(i + 1))
+        .is_none_or(|l| !l.starts_with("└─db @"))
+    {
+        problems.push("ember analyze critical-chain web did not show web, then db".into());
+    }
+    // The timeline: the machine's init, and when the kernel handed over.
+    let json: String = lines
+        .iter()
+        .skip_while(|l| **l != "--- timeline")
+        .skip(1)
+        .take_while(|l| **l != "--- end")
+        .map(|l| format!("{l}\n"))
+        .collect();
+    match serde_json::from_str::<serde_json::Value>(&json) {
+        Ok(t) if t["role"] == "machine" && t["uptime_at_start_usec"].as_u64() > Some(0) => {}
+        Ok(t) => problems.push(format!(
+            "ember analyze dump: role {} and uptime at start {} (want machine and the kernel's handover)",
+            t["role"], t["uptime_at_start_usec"]
+        )),
+        Err(e) => problems.push(format!("ember analyze dump: no timeline JSON ({e})")),
+    }
+    problems
+}
+
+/// "734us", "4.21ms", "502ms", "1.503s" in milliseconds.
+fn span_ms(text: &str) -> Option<f64> {
+    let (number, scale) = if let Some(n) = text.strip_suffix("us") {
+        (n, 0.001)
+    } else if let Some(n) = text.strip_suffix("ms") {
+        (n, 1.0)
+    } else {
+        (text.strip_suffix('s')?, 1000.0)
+    };
+    number.parse::<f64>().ok().map(|n| n * scale)
 }
 
 /// The console log as text. Firmware and the kernel write escape sequences and, on a bad
