@@ -14,9 +14,10 @@ Usage:
   ember [--config PATH]             supervise the configured services (as init when PID 1)
   ember check [--config PATH]       validate the configuration; print every problem
   ember ctl [OPTIONS] COMMAND ...   control a running ember (see `ember ctl --help`)
-  ember analyze COMMAND ...         how the boot went: blame, critical-chain [NAME],
-                                    plot (SVG) from a running ember; verify [--config
-                                    PATH]: check plus warnings (`ember analyze --help`)
+  ember analyze COMMAND ...         how the boot went, from a running ember: blame,
+                                    critical-chain [NAME], plot (SVG), dump; and verify
+                                    [--config PATH]: check plus warnings (see `ember
+                                    analyze --help`)
   ember poweroff|reboot|halt [-f]   ask PID 1 to stop every service and power off,
                                     reboot or halt (-f: reboot(2) at once, no stopping);
                                     also reached as `poweroff`, `reboot`, `halt` symlinks
