@@ -230,9 +230,10 @@ fn blame_chain_and_plot_of_a_real_boot() {
     }
     for pair in times.windows(2) {
         let ((active, took), (dep_active, _)) = (pair[0], pair[1]);
-        // Each was spawned after what it waited for became active.
+        // Each was spawned after what it waited for became active (to the printed
+        // precision: under a millisecond each).
         assert!(
-            active.saturating_sub(took) + 1_000 >= dep_active,
+            active.saturating_sub(took) + 2_000 >= dep_active,
             "{pair:?}:\n{chain}"
         );
     }

@@ -784,6 +784,41 @@ mod tests {
     }
 
     #[test]
+    fn the_first_activation_is_drawn_when_older_transitions_were_dropped() {
+        let mut s = service(
+            "busy",
+            &[],
+            &[
+                (900, "deactivating", "stop-sigterm", 40),
+                (901, "inactive", "dead", 40),
+                (902, "activating", "start", 41),
+                (903, "active", "running", 41),
+            ],
+        );
+        s.dropped = 150;
+        s.first_spawn_usec = Some(10_000);
+        s.first_active_usec = Some(60_000);
+        let (segments, marks) = row(&s, 1_000_000);
+        assert_eq!(
+            segments[0],
+            Segment {
+                kind: Kind::Activating,
+                from: 10_000,
+                to: 60_000,
+                open: false
+            }
+        );
+        assert_eq!(segments.len(), 4, "{segments:?}");
+        assert_eq!(
+            marks,
+            [Mark::Restart {
+                at: 902_000,
+                run: 41
+            }]
+        );
+    }
+
+    #[test]
     fn ticks_are_round() {
         assert_eq!(tick_step(700_000, 10), 100_000);
         assert_eq!(tick_step(1_450_000, 10), 200_000);
