@@ -14,27 +14,29 @@ use std::time::Duration;
 const LONG: Duration = Duration::from_secs(20);
 
 /// base (a oneshot, ~50 ms) -> db (ready after 800 ms) -> web (400 ms) -> api (200 ms);
-/// quick has no readiness check; crashy fails twice and stops at its start limit.
+/// quick has no readiness check; crashy fails twice and stops at its start limit. ember runs
+/// as a plain child (no root needed): killing it would leave its services behind, so the
+/// test stops it, and the sleeps end by themselves if the test fails first.
 const BOOT: &str = r#"
 [service.base]
 command = ["/bin/sleep", "0.05"]
 type = "oneshot"
 
 [service.db]
-command = ["/bin/sleep", "1000"]
+command = ["/bin/sleep", "120"]
 after = ["base"]
 ready = { delay = "800ms" }
 
 [service.web]
-command = ["/bin/sleep", "1000"]
+command = ["/bin/sleep", "120"]
 requires = ["db"]
 ready = { delay = "400ms" }
 
 [service.quick]
-command = ["/bin/sleep", "1000"]
+command = ["/bin/sleep", "120"]
 
 [service.api]
-command = ["/bin/sleep", "1000"]
+command = ["/bin/sleep", "120"]
 requires = ["web"]
 wants = ["quick"]
 ready = { delay = "200ms" }
@@ -176,7 +178,7 @@ print(json.dumps({"width": width, "height": height, "colours": len(counts),
 
 #[test]
 fn blame_chain_and_plot_of_a_real_boot() {
-    let ember = Ember::start_plain("analyze", BOOT);
+    let mut ember = Ember::start_plain("analyze", BOOT);
     ember.wait_state("api", "active", Some("running"), LONG);
     ember.wait_state("crashy", "failed", Some("start-limit"), LONG);
 
@@ -265,11 +267,14 @@ fn blame_chain_and_plot_of_a_real_boot() {
     let svg = stdout(&analyze(&ember, &["plot"]));
     let svg_path = ember.dir.path("boot.svg");
     std::fs::write(&svg_path, &svg).unwrap();
+    let t = timeline(&ember);
+    // Everything is asked: stop ember and its services.
+    ember.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(ember.wait_exit(LONG), Some(0), "{}", ember.log());
     let parsed: Value =
         serde_json::from_str(&python(READ_SVG, &[&svg_path.display().to_string()])).unwrap();
     let rows = parsed["rows"].as_array().unwrap();
     let drawn: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
-    let t = timeline(&ember);
     let mut spawned: Vec<(u64, &str)> = t["services"]
         .as_array()
         .unwrap()
