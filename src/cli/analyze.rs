@@ -1,5 +1,6 @@
 //! `ember analyze`: the boot's timings from a running ember, and `verify`.
 
+#[cfg(feature = "analyze")]
 use crate::analyze::{blame, chain, plot, verify};
 use ember_ipc::socket::Client;
 use ember_ipc::{Reply, Timeline};
@@ -154,27 +155,13 @@ pub fn run(invocation: Invocation) -> i32 {
             print!("{HELP}");
             return 0;
         }
-        Analyze::Verify => {
-            return super::check::run_with(&invocation.config, verify::warnings);
-        }
-        Analyze::Blame => timeline(&invocation)
-            .map(|t| blame::render(&blame::blame(&t)))
-            .map(|text| write_out(&text)),
-        Analyze::CriticalChain { name } => timeline(&invocation).and_then(|t| {
-            let links = chain::critical_chain(&t, name.as_deref())?;
-            Ok(write_out(&format!(
-                "{}\n{}",
-                chain::LEGEND,
-                chain::render(&links)
-            )))
-        }),
-        Analyze::Plot => timeline(&invocation).map(|t| write_out(&plot::svg(&t))),
         // One value a line: readable, and each line short enough for a kernel log.
         Analyze::Dump => timeline(&invocation).and_then(|t| {
             serde_json::to_string_pretty(&t)
                 .map(|text| write_out(&format!("{text}\n")))
                 .map_err(|e| e.to_string())
         }),
+        _ => analysis(&invocation),
     };
     match result {
         Ok(code) => code,
@@ -182,6 +169,33 @@ pub fn run(invocation: Invocation) -> i32 {
             eprintln!("ember analyze: {e}");
             1
         }
+    }
+}
+
+/// The smallest builds (without the `analyze` feature) keep the timeline and can dump
+/// it; the analysis itself then runs on another machine, with `--from FILE`.
+#[cfg(not(feature = "analyze"))]
+fn analysis(_: &Invocation) -> Result<i32, String> {
+    Err("this ember was built without the analyze feature, to be small; run `ember analyze dump > boot.json` here and `ember analyze --from boot.json blame` (or critical-chain, plot) where ember has it".into())
+}
+
+#[cfg(feature = "analyze")]
+fn analysis(invocation: &Invocation) -> Result<i32, String> {
+    match &invocation.command {
+        Analyze::Help | Analyze::Dump => Ok(0),
+        Analyze::Verify => Ok(super::check::run_with(&invocation.config, verify::warnings)),
+        Analyze::Blame => timeline(invocation)
+            .map(|t| blame::render(&blame::blame(&t)))
+            .map(|text| write_out(&text)),
+        Analyze::CriticalChain { name } => timeline(invocation).and_then(|t| {
+            let links = chain::critical_chain(&t, name.as_deref())?;
+            Ok(write_out(&format!(
+                "{}\n{}",
+                chain::LEGEND,
+                chain::render(&links)
+            )))
+        }),
+        Analyze::Plot => timeline(invocation).map(|t| write_out(&plot::svg(&t))),
     }
 }
 

@@ -38,9 +38,10 @@ if [ "$arch" = aarch64 ]; then
     # No cross gcc here: rust-lld (shipped with rustc) links the self-contained musl target.
     export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=rust-lld
 fi
-# Without the default features: the guest needs no MQTT, and ring (behind rustls)
-# needs a C compiler for the musl target, which rust-lld alone does not provide.
-"${CARGO:-cargo}" build --release --target "$target" --bin ember --no-default-features
+# Without the default features but analyze: the guest needs no MQTT, and ring (behind
+# rustls) needs a C compiler for the musl target, which rust-lld alone does not provide;
+# the guest's report runs `ember analyze`.
+"${CARGO:-cargo}" build --release --target "$target" --bin ember --no-default-features --features analyze
 target_dir=${CARGO_TARGET_DIR:-$root_dir/target}
 ember="$target_dir/$target/release/ember"
 echo "== boot.sh $arch: ember built in $(took "$t") ($(stat -c %s "$ember") bytes)"

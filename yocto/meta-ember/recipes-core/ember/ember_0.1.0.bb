@@ -38,10 +38,11 @@ SRC_URI += "${EMBER_SRC} \
 
 S = "${UNPACKDIR}/ember-src"
 
-# Cargo features, as in the README: mqtt and dbus, both on by default.
-PACKAGECONFIG ??= "mqtt dbus"
+# Cargo features, as in the README: mqtt, dbus and analyze, all on by default.
+PACKAGECONFIG ??= "mqtt dbus analyze"
 PACKAGECONFIG[mqtt] = "--features mqtt"
 PACKAGECONFIG[dbus] = "--features dbus"
+PACKAGECONFIG[analyze] = "--features analyze"
 CARGO_BUILD_FLAGS:append = " --no-default-features"
 
 # Cargo.toml's release profile has strip = "symbols": the binary would reach do_package
