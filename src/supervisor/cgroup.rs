@@ -212,7 +212,7 @@ pub fn signal_all(path: &Path, signal: Signal) -> bool {
     if pids.is_empty() {
         return false;
     }
-    if signal == Signal::SIGKILL && fs::write(path.join("cgroup.kill"), "1").is_ok() {
+    if signal == Signal::SIGKILL && write_existing(&path.join("cgroup.kill"), b"1") {
         return true;
     }
     // Without cgroup.kill (before Linux 5.14) a process forked meanwhile is caught by
@@ -228,6 +228,17 @@ pub fn signal_all(path: &Path, signal: Signal) -> bool {
         }
     }
     true
+}
+
+/// Writes to a file that must already be there (a cgroup's interface file): never
+/// creates one where the kernel has none.
+fn write_existing(path: &Path, data: &[u8]) -> bool {
+    use std::io::Write;
+    OpenOptions::new()
+        .write(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(data))
+        .is_ok()
 }
 
 /// The processes in a cgroup.
@@ -350,6 +361,34 @@ mod tests {
             Path::new("/sys/fs/cgroup/app")
         );
         assert_eq!(cgroup2_mount("1 0 0:1 / / rw - ext4 /dev/sda rw\n"), None);
+    }
+
+    #[test]
+    fn without_cgroup_kill_every_listed_process_is_killed() {
+        // A directory shaped like a cgroup of a kernel before 5.14: cgroup.procs, no
+        // cgroup.kill. signal_all must fall back to killing each pid it lists.
+        let dir = std::env::temp_dir().join(format!("ember-cg-test-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("7790051")
+            .spawn()
+            .unwrap();
+        fs::write(dir.join("cgroup.procs"), format!("{}\n", child.id())).unwrap();
+        assert!(signal_all(&dir, Signal::SIGKILL));
+        let status = child.wait().unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(nix::libc::SIGKILL));
+        assert!(
+            !dir.join("cgroup.kill").exists(),
+            "it must not create cgroup.kill"
+        );
+        fs::write(dir.join("cgroup.procs"), "").unwrap();
+        assert!(
+            !signal_all(&dir, Signal::SIGTERM),
+            "an empty cgroup has no one to signal"
+        );
+        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]
