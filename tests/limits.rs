@@ -42,16 +42,16 @@ fn a_grandchild_in_a_session_of_its_own_is_stopped_with_its_service() {
         "escape",
         r#"
 [service.escaper]
-command = ["/bin/sh", "-c", "setsid /bin/sh -c 'trap \"\" TERM; exec sleep 7790001' & exec sleep 7790002"]
+command = ["/bin/sh", "-c", "setsid /bin/sh -c 'trap \"\" TERM; exec sleep 7940001' & exec sleep 7940002"]
 stop_timeout = "2s"
 "#,
     );
     ember.wait_state("escaper", "active", None, LONG);
-    assert!(wait_for(LONG, || pids_with("779000").len() == 2));
+    assert!(wait_for(LONG, || pids_with("794000").len() == 2));
     let base = cgroup_base(&ember);
     let group = base.join("escaper");
     let inside = members(&group);
-    for pid in pids_with("779000") {
+    for pid in pids_with("794000") {
         assert!(
             inside.contains(&pid),
             "{pid} is not in {}: {inside:?}",
@@ -65,9 +65,9 @@ stop_timeout = "2s"
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        wait_for(LONG, || pids_with("779000").is_empty()),
+        wait_for(LONG, || pids_with("794000").is_empty()),
         "the grandchild escaped the stop: {:?}",
-        pids_with("779000")
+        pids_with("794000")
     );
     assert!(wait_for(LONG, || members(&group).is_empty()));
 
@@ -78,10 +78,10 @@ stop_timeout = "2s"
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(wait_for(LONG, || pids_with("779000").len() == 2));
+    assert!(wait_for(LONG, || pids_with("794000").len() == 2));
     ember.signal(Signal::SIGTERM);
     assert!(ember.wait_namespace_end(LONG).is_some(), "{}", ember.log());
-    assert!(pids_with("779000").is_empty());
+    assert!(pids_with("794000").is_empty());
     assert!(!base.exists(), "{} is left behind", base.display());
 }
 
@@ -91,11 +91,11 @@ fn a_plain_supervisor_contains_its_services_in_a_cgroup_of_its_own() {
         "escape-plain",
         r#"
 [service.escaper]
-command = ["/bin/sh", "-c", "setsid /bin/sh -c 'trap \"\" TERM; exec sleep 7790011' & exec sleep 7790012"]
+command = ["/bin/sh", "-c", "setsid /bin/sh -c 'trap \"\" TERM; exec sleep 7940011' & exec sleep 7940012"]
 "#,
     );
     ember.wait_state("escaper", "active", None, LONG);
-    assert!(wait_for(LONG, || pids_with("779001").len() == 2));
+    assert!(wait_for(LONG, || pids_with("794001").len() == 2));
     let base = cgroup_base(&ember);
     let name = base.file_name().unwrap().to_string_lossy().into_owned();
     assert!(
@@ -105,9 +105,9 @@ command = ["/bin/sh", "-c", "setsid /bin/sh -c 'trap \"\" TERM; exec sleep 77900
     ember.signal(Signal::SIGTERM);
     assert_eq!(ember.wait_exit(LONG), Some(0), "{}", ember.log());
     assert!(
-        wait_for(LONG, || pids_with("779001").is_empty()),
+        wait_for(LONG, || pids_with("794001").is_empty()),
         "left running: {:?}",
-        pids_with("779001")
+        pids_with("794001")
     );
     assert!(!base.exists(), "{} is left behind", base.display());
 }
@@ -122,14 +122,14 @@ fn without_cgroup2_services_fall_back_to_their_process_group() {
         "for m in $(grep ' - cgroup2 ' /proc/self/mountinfo | cut -d' ' -f5); do umount -l \"$m\" || exit 1; done",
         r#"
 [service.worker]
-command = ["/bin/sh", "-c", "sleep 7790021 & exec sleep 7790022"]
+command = ["/bin/sh", "-c", "sleep 7940021 & exec sleep 7940022"]
 [service.other]
-command = ["/bin/sh", "-c", "exec sleep 7790023"]
+command = ["/bin/sh", "-c", "exec sleep 7940023"]
 "#,
     );
     ember.wait_state("worker", "active", None, LONG);
     ember.wait_state("other", "active", None, LONG);
-    assert!(wait_for(LONG, || pids_with("779002").len() == 3));
+    assert!(wait_for(LONG, || pids_with("794002").len() == 3));
     let out = ember.ctl(&["stop", "worker", "--wait"]);
     assert!(
         out.status.success(),
@@ -137,9 +137,9 @@ command = ["/bin/sh", "-c", "exec sleep 7790023"]
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        wait_for(LONG, || pids_with("779002").len() == 1),
+        wait_for(LONG, || pids_with("794002").len() == 1),
         "{:?}",
-        pids_with("779002")
+        pids_with("794002")
     );
     let log = ember.log();
     assert_eq!(
@@ -159,7 +159,7 @@ fn rlimits_and_the_oom_score_reach_the_service() {
         "limits",
         r#"
 [service.limited]
-command = ["/bin/sh", "-c", "echo nofile=$(ulimit -n) core=$(ulimit -c) oom=$(cat /proc/self/oom_score_adj); exec sleep 7790031"]
+command = ["/bin/sh", "-c", "echo nofile=$(ulimit -n) core=$(ulimit -c) oom=$(cat /proc/self/oom_score_adj); exec sleep 7940031"]
 ready = { log = "nofile=" }
 limits = { nofile = 1000, core = 0, memlock = "4M" }
 oom_score_adjust = 250
@@ -167,7 +167,7 @@ memory_max = "64M"
 pids_max = 32
 cpu_weight = 50
 [service.plain]
-command = ["/bin/sh", "-c", "echo oom=$(cat /proc/self/oom_score_adj); exec sleep 7790032"]
+command = ["/bin/sh", "-c", "echo oom=$(cat /proc/self/oom_score_adj); exec sleep 7940032"]
 ready = { log = "oom=" }
 "#,
     );
@@ -176,7 +176,7 @@ ready = { log = "oom=" }
     let log = ember.log();
     assert!(log.contains("limited: nofile=1000 core=0 oom=250"), "{log}");
     assert!(log.contains("plain: oom=0"), "{log}");
-    let pid = pids_with("7790031")[0];
+    let pid = pids_with("7940031")[0];
     let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
     let row = |name: &str| -> Vec<String> {
         let line = limits.lines().find(|l| l.starts_with(name)).unwrap();
@@ -214,11 +214,11 @@ fn a_limit_the_kernel_refuses_fails_the_start_with_the_reason() {
         "bad-limit",
         r#"
 [service.greedy]
-command = ["/bin/sh", "-c", "exec sleep 7790041"]
+command = ["/bin/sh", "-c", "exec sleep 7940041"]
 limits = { nofile = "infinity" }
 restart = "never"
 [service.fine]
-command = ["/bin/sh", "-c", "exec sleep 7790042"]
+command = ["/bin/sh", "-c", "exec sleep 7940042"]
 "#,
     );
     let status = ember.wait_state("greedy", "failed", Some("spawn"), LONG);

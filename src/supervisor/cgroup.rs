@@ -371,7 +371,7 @@ mod tests {
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
         let mut child = std::process::Command::new("sleep")
-            .arg("7790051")
+            .arg("7940051")
             .spawn()
             .unwrap();
         fs::write(dir.join("cgroup.procs"), format!("{}\n", child.id())).unwrap();

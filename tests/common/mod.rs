@@ -318,6 +318,17 @@ fn is_unshare(pid: i32) -> bool {
 
 impl Drop for Ember {
     fn drop(&mut self) {
+        // A plain ember has no namespace to take its services down with it: SIGTERM, so it
+        // stops them, before the SIGKILL. (SIGKILL alone left them running, to be found by
+        // later tests looking for their markers.)
+        let pid = self.child.id() as i32;
+        if !is_unshare(pid) && matches!(self.child.try_wait(), Ok(None)) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let _ = self.wait_status(Duration::from_secs(5));
+        }
         // --kill-child: killing unshare kills the namespace's PID 1, and with it everything.
         let _ = self.child.kill();
         let _ = self.child.wait();
