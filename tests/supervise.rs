@@ -703,7 +703,19 @@ fn the_control_socket_bounds_connections_and_request_bytes() {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
             .unwrap_or(0)
     };
-    let baseline = fds();
+    // The count once it holds still: a connection just served may still be closing.
+    let settled = || {
+        let mut last = fds();
+        loop {
+            std::thread::sleep(Duration::from_millis(100));
+            let now = fds();
+            if now == last {
+                return now;
+            }
+            last = now;
+        }
+    };
+    let baseline = settled();
     let connect = || {
         let stream = UnixStream::connect(&ember.socket).expect("connect");
         stream
