@@ -59,10 +59,12 @@ shutdown_timeout = "700ms"
 {extra}
 
 [service.base]
-command = ["/bin/sh", "-c", "trap 'echo base >> $DIR/stopped; exit 0' TERM; sleep 1000 & wait"]
+command = ["/bin/sh", "-c", "trap 'echo base >> $DIR/stopped; exit 0' TERM; echo trapped; sleep 1000 & wait"]
+ready = {{ log = "trapped" }}
 
 [service.top]
-command = ["/bin/sh", "-c", "trap 'echo top >> $DIR/stopped; exit 0' TERM; sleep 1000 & wait"]
+command = ["/bin/sh", "-c", "trap 'echo top >> $DIR/stopped; exit 0' TERM; echo trapped; sleep 1000 & wait"]
+ready = {{ log = "trapped" }}
 requires = ["base"]
 
 # Leaves behind a process that ignores SIGTERM, in a session of its own and moved out of

@@ -326,17 +326,22 @@ fn sigterm_stops_in_reverse_dependency_order_and_exits_0_when_not_pid_1() {
         "shutdown",
         r#"
 [service.base]
-command = ["/bin/sh", "-c", "trap 'echo base >> $DIR/stopped; exit 0' TERM; sleep 1000 & wait"]
+command = ["/bin/sh", "-c", "trap 'echo base >> $DIR/stopped; exit 0' TERM; echo trapped; sleep 1000 & wait"]
+ready = { log = "trapped" }
 
 [service.middle]
-command = ["/bin/sh", "-c", "trap 'echo middle >> $DIR/stopped; exit 0' TERM; sleep 1000 & wait"]
+command = ["/bin/sh", "-c", "trap 'echo middle >> $DIR/stopped; exit 0' TERM; echo trapped; sleep 1000 & wait"]
 requires = ["base"]
+ready = { log = "trapped" }
 
 [service.top]
-command = ["/bin/sh", "-c", "trap 'sleep 0.2; echo top >> $DIR/stopped; exit 0' TERM; sleep 1000 & wait"]
+command = ["/bin/sh", "-c", "trap 'sleep 0.2; echo top >> $DIR/stopped; exit 0' TERM; echo trapped; sleep 1000 & wait"]
 after = ["middle"]
+ready = { log = "trapped" }
 "#,
     );
+    // Active once its trap is set (said on its output): a SIGTERM before would kill it
+    // before it could write, on a busy machine.
     ember.wait_state("top", "active", None, LONG);
     ember.signal(Signal::SIGTERM);
     assert_eq!(ember.wait_exit(LONG), Some(0), "log:\n{}", ember.log());
