@@ -208,6 +208,9 @@ impl std::fmt::Display for Problem {
 pub struct Source {
     pub path: PathBuf,
     pub text: String,
+    /// Checked as text alone ([`check_text`]): nothing is looked up on this machine
+    /// (programs, accounts, files, `services_dir`).
+    pub offline: bool,
 }
 
 impl Source {
@@ -274,7 +277,27 @@ impl Loaded {
 /// Reads and checks the configuration at `path`.
 pub fn load(path: &Path) -> Loaded {
     let mut problems = Vec::new();
-    let config = load_into(path, &mut problems);
+    let config = read_source(path, &mut problems).map(|source| load_source(&source, &mut problems));
+    finish(config, problems)
+}
+
+/// Checks the text of a main file as [`load`] would if it were at `path`, without
+/// touching the file system or this machine: `services_dir` is not read, and whether
+/// programs, users, groups and files exist is not checked (those problems are not
+/// reported). Pure: for the fuzzer, and for checking text that is not on disk.
+pub fn check_text(path: &Path, text: &str) -> Loaded {
+    let source = Rc::new(Source {
+        path: path.to_owned(),
+        text: text.to_owned(),
+        offline: true,
+    });
+    let mut problems = Vec::new();
+    let config = load_source(&source, &mut problems);
+    finish(Some(config), problems)
+}
+
+/// Sorts the problems and keeps the configuration only when none is an `Error`.
+fn finish(config: Option<Config>, mut problems: Vec<Problem>) -> Loaded {
     problems.sort_by(|a, b| (&a.file, a.position).cmp(&(&b.file, b.position)));
     let has_errors = problems.iter().any(|p| p.severity == Severity::Error);
     if has_errors {
@@ -300,6 +323,7 @@ fn read_source(path: &Path, problems: &mut Vec<Problem>) -> Option<Rc<Source>> {
         Ok(text) => Some(Rc::new(Source {
             path: path.to_owned(),
             text,
+            offline: false,
         })),
         Err(e) => {
             problems.push(Problem {
@@ -326,13 +350,14 @@ fn parse_source<'a>(
     None
 }
 
-fn load_into(path: &Path, problems: &mut Vec<Problem>) -> Option<Config> {
-    let source = read_source(path, problems)?;
-    let Some(root) = parse_source(&source, problems) else {
+/// Checks the main file `source` and the services_dir it names (unless offline).
+fn load_source(source: &Rc<Source>, problems: &mut Vec<Problem>) -> Config {
+    let path = source.path.as_path();
+    let Some(root) = parse_source(source, problems) else {
         // Still check each services.d file on its own, so that its errors do not wait
         // for the main file's to be fixed; the graph needs every service, so not that.
         let (partial, _) = DeTable::parse_recoverable(&source.text);
-        if let Some(dir) = recovered_services_dir(partial.get_ref()) {
+        if let Some(dir) = recovered_services_dir(partial.get_ref()).filter(|_| !source.offline) {
             let dir = services_dir(path, dir);
             read_services_dir(&dir, &mut BTreeMap::new(), &mut BTreeMap::new(), problems);
         }
@@ -343,18 +368,18 @@ fn load_into(path: &Path, problems: &mut Vec<Problem>) -> Option<Config> {
         for (key, value) in partial.into_inner() {
             match (key.get_ref().as_ref(), value.into_inner()) {
                 ("system", DeValue::Table(t)) => {
-                    system = section(t, RawSystem::take_from, &source, &mut ignored)
+                    system = section(t, RawSystem::take_from, source, &mut ignored)
                 }
                 ("log", DeValue::Table(t)) => {
-                    log = section(t, LogConfig::take_from, &source, &mut ignored)
+                    log = section(t, LogConfig::take_from, source, &mut ignored)
                 }
                 ("control", DeValue::Table(t)) => {
-                    control = section(t, ControlConfig::take_from, &source, &mut ignored)
+                    control = section(t, ControlConfig::take_from, source, &mut ignored)
                 }
                 _ => {}
             }
         }
-        return Some(assemble(path, system, log, control, BTreeMap::new()));
+        return assemble(path, system, log, control, BTreeMap::new());
     };
     let mut system = RawSystem::default();
     let mut log = LogConfig::default();
@@ -368,19 +393,19 @@ fn load_into(path: &Path, problems: &mut Vec<Problem>) -> Option<Config> {
         let at = value.span().start;
         match (key.get_ref().as_ref(), value.into_inner()) {
             ("system", DeValue::Table(t)) => {
-                system = section(t, RawSystem::take_from, &source, problems)
+                system = section(t, RawSystem::take_from, source, problems)
             }
-            ("log", DeValue::Table(t)) => log = section(t, LogConfig::take_from, &source, problems),
+            ("log", DeValue::Table(t)) => log = section(t, LogConfig::take_from, source, problems),
             ("control", DeValue::Table(t)) => {
-                control = section(t, ControlConfig::take_from, &source, problems)
+                control = section(t, ControlConfig::take_from, source, problems)
             }
             ("mqtt", DeValue::Table(t)) => {
-                let raw = section(t, mqtt::RawMqtt::take_from, &source, problems);
-                mqtt = Some(raw.check(key.span().start, &source, problems));
+                let raw = section(t, mqtt::RawMqtt::take_from, source, problems);
+                mqtt = Some(raw.check(key.span().start, source, problems));
             }
             ("dbus", DeValue::Table(t)) => {
-                let raw = section(t, dbus::RawDbus::take_from, &source, problems);
-                dbus = Some(raw.check(&source, problems));
+                let raw = section(t, dbus::RawDbus::take_from, source, problems);
+                dbus = Some(raw.check(source, problems));
             }
             // An array or a plain value: there are no keys to read from it.
             (name @ ("system" | "log" | "control" | "mqtt" | "dbus"), _) => problems.push(source.problem(
@@ -419,15 +444,17 @@ fn load_into(path: &Path, problems: &mut Vec<Problem>) -> Option<Config> {
             name,
             name_offset,
             entries,
-            &source,
+            source,
             &mut services,
             &mut spans,
             problems,
         );
     }
 
-    let dir = services_dir(path, system.services_dir.clone());
-    read_services_dir(&dir, &mut services, &mut spans, problems);
+    if !source.offline {
+        let dir = services_dir(path, system.services_dir.clone());
+        read_services_dir(&dir, &mut services, &mut spans, problems);
+    }
     let specs: BTreeMap<&str, &ServiceSpec> =
         services.iter().map(|(n, (s, _))| (n.as_str(), s)).collect();
     for issue in graph::check(&specs) {
@@ -465,7 +492,7 @@ fn load_into(path: &Path, problems: &mut Vec<Problem>) -> Option<Config> {
     }
     config.mqtt = mqtt;
     config.dbus = dbus;
-    Some(config)
+    config
 }
 
 /// The checked configuration from its parts.

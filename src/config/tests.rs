@@ -1443,3 +1443,41 @@ fn the_mqtt_table() {
         "{all:?}"
     );
 }
+
+#[test]
+fn check_text_checks_the_main_file_alone_without_looking_at_the_machine() {
+    let tree = Tree::new();
+    let main = "[system]\ndevice = \"b1\"\n\n[service.a]\ncommand = [\"/nonexistent/a\"]\nuser = \"no-such-user-xyz\"\nworkdir = \"/nonexistent/dir\"\nrequires = [\"b\"]\n\n[service.c]\ncommand = [\"/bin/sh\"]\nstop_signal = \"SIGNOPE\"\n\n[mqtt]\nurl = \"mqtts://broker\"\nca_file = \"/nonexistent/ca.pem\"\n";
+    tree.write("ember.toml", main);
+    // A service in services.d: load finds it, check_text does not look.
+    tree.write("services.d/b.toml", "command = [\"/bin/sh\"]\n");
+    let path = tree.root.join("ember.toml");
+    let lines = |l: &Loaded| l.problems.iter().map(|p| p.to_string()).collect::<Vec<_>>();
+    let signal = format!(
+        "{}:{}: unknown signal",
+        path.display(),
+        at(main, "\"SIGNOPE")
+    );
+
+    let on_disk = tree.load();
+    assert_eq!(
+        on_disk
+            .problems
+            .iter()
+            .filter(|p| p.severity == Severity::Runtime)
+            .count(),
+        4,
+        "command, user, workdir, ca_file: {:?}",
+        lines(&on_disk)
+    );
+    // Alone: no program, account or file looked up, and no services.d: "b" is not defined.
+    let alone = check_text(&path, main);
+    assert_eq!(lines(&alone).len(), 2, "{:?}", lines(&alone));
+    assert!(lines(&alone)[0].contains("requires \"b\", which is not defined"));
+    assert!(lines(&alone)[1].starts_with(&signal), "{:?}", lines(&alone));
+    let fixed = main.replace("SIGNOPE", "SIGINT").replace("\"b\"", "");
+    let config = check_text(&path, &fixed).config.expect("valid as text");
+    assert_eq!(config.services["c"].stop_signal, Signal::SIGINT);
+    assert_eq!(config.system.services_dir, tree.root.join("services.d"));
+    assert_eq!(config.services.len(), 2);
+}
