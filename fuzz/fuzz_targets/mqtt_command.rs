@@ -13,9 +13,18 @@
 
 #![no_main]
 
-use ember_ipc::mqtt::payload::{self, decode, Request, Verb, BAD_PAYLOAD};
-use ember_ipc::mqtt::topics::{glob_match, Target, Topics, HOMEASSISTANT_STATUS};
 use libfuzzer_sys::fuzz_target;
+use payload::{decode, Request, Verb, BAD_PAYLOAD};
+use topics::{glob_match, Target, Topics, HOMEASSISTANT_STATUS};
+
+// ember-ipc's own files, compiled here without the `mqtt` feature's dependencies (see
+// Cargo.toml). They must stay pure: no `crate::` or `super::` paths.
+#[allow(dead_code)]
+#[path = "../../ipc/src/mqtt/payload.rs"]
+mod payload;
+#[allow(dead_code)]
+#[path = "../../ipc/src/mqtt/topics.rs"]
+mod topics;
 
 const VERBS: [Verb; 7] = [
     Verb::Start,
