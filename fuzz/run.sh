@@ -59,10 +59,12 @@ trap 'rm -rf "$scratch"' EXIT
 run_target() {
     local target=$1
     mkdir -p "$scratch/$target" "artifacts/$target"
-    local rc=0
+    local rc=0 dict=()
+    # Tokens the mutator inserts whole (keys, keywords, escapes): fuzz/dict/TARGET.dict.
+    if [ -f "dict/$target.dict" ]; then dict=("-dict=$PWD/dict/$target.dict"); fi
     "${fuzz[@]}" run "${flags[@]}" "$target" "$scratch/$target" "corpus/$target" -- \
         -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
-        >"$scratch/$target.log" 2>&1 || rc=$?
+        "${dict[@]}" >"$scratch/$target.log" 2>&1 || rc=$?
     echo "$rc" >"$scratch/$target.rc"
 }
 
@@ -84,7 +86,7 @@ for target in "${targets[@]}"; do
     fi
     failed+=("$target")
     echo "fuzz: $target FAILED (exit $rc); its output, without progress lines and backtraces:"
-    grep -v -E '^(#[0-9]+|INFO:|WARNING:|\s+NEW_FUNC|\s+Finished|\s+Running|0x|\s+[0-9]+: |\s+at |\s*$)' "$log" |
+    grep -v -E '^(#[0-9]+|INFO:|WARNING:|\s+\[[0-9]|\s+NEW_FUNC|\s+Finished|\s+Running|0x|\s+[0-9]+: |\s+at |\s*$)' "$log" |
         head -n 60 | sed 's/^/    /'
     # libFuzzer: "Test unit written to fuzz/artifacts/TARGET/crash-..."
     for input in $(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log"); do
