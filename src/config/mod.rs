@@ -191,17 +191,33 @@ pub struct Problem {
     pub message: String,
 }
 
+/// One line, whatever the values the message quotes: control characters (a newline, a
+/// tab, ESC) are written as escapes (`\n`, `\t`, `\u{1b}`), for `ember check`'s output
+/// and for PID 1's log, where a newline would start another record.
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.file.display())?;
+        write_escaped(f, &self.file.display().to_string())?;
         if let Some((line, col)) = self.position {
             write!(f, ":{line}:{col}")?;
         }
         if self.severity == Severity::Warning {
             write!(f, ": warning")?;
         }
-        write!(f, ": {}", self.message)
+        f.write_str(": ")?;
+        write_escaped(f, &self.message)
     }
+}
+
+fn write_escaped(f: &mut std::fmt::Formatter<'_>, text: &str) -> std::fmt::Result {
+    use std::fmt::Write;
+    for c in text.chars() {
+        if c.is_control() {
+            write!(f, "{}", c.escape_default())?;
+        } else {
+            f.write_char(c)?;
+        }
+    }
+    Ok(())
 }
 
 /// A file being read: its path and text, to turn byte offsets into line:col.

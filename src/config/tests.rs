@@ -1481,3 +1481,28 @@ fn check_text_checks_the_main_file_alone_without_looking_at_the_machine() {
     assert_eq!(config.system.services_dir, tree.root.join("services.d"));
     assert_eq!(config.services.len(), 2);
 }
+
+/// Found by the fuzzer (fuzz/fuzz_targets/config.rs): a value quoted in a message brought
+/// its newline, tab or ESC into `ember check`'s output and PID 1's log records.
+#[test]
+fn a_problem_prints_on_one_line_whatever_the_values() {
+    let text = "[service.a]\ncommand = [\"/bin/sh\"]\ntype = \"one\\nshot\"\n\n[service.\"b\\tc\"]\ncommand = [\"/bin/sh\"]\n\n[service.d]\ncommand = [\"/bin/sh\"]\nstop_signal = \"\"\"\nSIG\\u001b[2JTERM\r\n\"\"\"\n";
+    let loaded = check_text(Path::new("/etc/ember/ember.toml"), text);
+    let lines: Vec<String> = loaded.problems.iter().map(|p| p.to_string()).collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    for line in &lines {
+        assert!(!line.chars().any(char::is_control), "{line:?}");
+    }
+    assert!(
+        lines[0].contains(r"unknown variant `one\nshot`"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[1].contains(r#"invalid service name "b\tc""#),
+        "{lines:?}"
+    );
+    assert!(
+        lines[2].contains(r#"unknown signal "SIG\u{1b}[2JTERM\r\n""#),
+        "{lines:?}"
+    );
+}
