@@ -498,11 +498,16 @@ fn load_source(source: &Rc<Source>, problems: &mut Vec<Problem>) -> Config {
     if mqtt.is_some() {
         // The device name is a topic level of every MQTT topic ember uses.
         let device = &config.system.device;
-        if device.is_empty() || device.starts_with('$') || device.contains(['/', '+', '#']) {
+        // "group" is taken: <prefix>/group/<group>/... are the fleet's topics.
+        if device.is_empty()
+            || device.starts_with('$')
+            || device.contains(['/', '+', '#'])
+            || device == "group"
+        {
             problems.push(source.problem(
                 None,
                 Severity::Error,
-                format!("device \"{device}\" cannot be an MQTT topic level: set [system] device to a name without / + # (and not starting with $)"),
+                format!("device \"{device}\" cannot be an MQTT topic level: set [system] device to a name without / + # (not starting with $, and not \"group\", which names the fleet's topics)"),
             ));
         }
     }

@@ -1506,3 +1506,25 @@ fn a_problem_prints_on_one_line_whatever_the_values() {
         "{lines:?}"
     );
 }
+
+/// Found by the fuzzer (fuzz/fuzz_targets/mqtt_command.rs): a board named "group" got
+/// no MQTT command at all, its topics being read as fleet-group topics.
+#[test]
+fn a_device_named_group_is_refused_with_mqtt() {
+    let path = Path::new("/etc/ember/ember.toml");
+    let loaded = check_text(path, "[system]\ndevice = \"group\"\n\n[mqtt]\n");
+    let lines: Vec<String> = loaded.errors().map(|p| p.to_string()).collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains("device \"group\" cannot be an MQTT topic level"),
+        "{lines:?}"
+    );
+    assert!(check_text(path, "[system]\ndevice = \"group\"\n")
+        .config
+        .is_some());
+    assert!(
+        check_text(path, "[system]\ndevice = \"groups\"\n\n[mqtt]\n")
+            .config
+            .is_some()
+    );
+}
