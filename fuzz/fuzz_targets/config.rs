@@ -164,7 +164,8 @@ fn check_config(config: &Config) {
     }
     if let Some(mqtt) = &config.mqtt {
         let level = |s: &str| !s.is_empty() && !s.contains(['/', '+', '#']);
-        assert!(level(&config.system.device) && !config.system.device.starts_with('$'));
+        let device = &config.system.device;
+        assert!(level(device) && !device.starts_with('$') && device != "group");
         assert!(level(&mqtt.prefix), "{:?}", mqtt.prefix);
         assert!(mqtt.groups.iter().all(|g| level(g)), "{:?}", mqtt.groups);
         assert!(!mqtt.host.is_empty());

@@ -56,6 +56,7 @@ fuzz_target!(|data: &[u8]| {
     if !level(prefix)
         || !level(device)
         || device.starts_with('$')
+        || device == "group"
         || !groups.iter().all(|g| level(g))
     {
         return;
