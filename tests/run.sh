@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what ember's test suite needs on a fresh Debian or Ubuntu machine with Rust,
-# then runs all of it: format, lints, unit tests and the integration tests.
+# then runs all of it: format, lints, a short fuzzing run, unit tests and the integration
+# tests.
 # Integration tests that need a PID namespace run as root (CI is root); as another user
 # they report "skipped" and pass.
 set -euo pipefail
@@ -29,6 +30,8 @@ rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup comp
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
+# fuzz/ is a workspace of its own, which `--all` does not reach.
+rustfmt --edition 2021 --check fuzz/fuzz_targets/*.rs
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 cargo clippy --workspace --all-targets --no-default-features -- -D warnings
@@ -51,6 +54,11 @@ if [ "$(id -u)" = 0 ] && [ "${EMBER_SKIP_QEMU:-}" != 1 ]; then
         echo "run.sh: qemu setup failed on this machine; the qemu boot tests are skipped" >&2
         export EMBER_SKIP_QEMU=1
     fi
+fi
+# The fuzz targets (fuzz/): built, then each run for EMBER_FUZZ_SECONDS (0 skips them).
+if [ "${EMBER_FUZZ_SECONDS:-60}" != 0 ]; then
+    echo "== fuzz"
+    fuzz/run.sh "${EMBER_FUZZ_SECONDS:-60}"
 fi
 echo "== cargo test"
 log=$(mktemp)

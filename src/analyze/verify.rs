@@ -136,6 +136,7 @@ impl Files {
         let read = |path: PathBuf| Source {
             text: std::fs::read_to_string(&path).unwrap_or_default(),
             path,
+            offline: false,
         };
         let main = read(config.path.clone());
         let services_dir = config.system.services_dir.clone();

@@ -78,7 +78,8 @@ impl RawDbus {
             }
             Some(g) => {
                 // A group made later (by a package, on first boot) is not a reason to refuse.
-                if let Ok(None) = nix::unistd::Group::from_name(g.get_ref()) {
+                let lookup = || nix::unistd::Group::from_name(g.get_ref());
+                if !source.offline && matches!(lookup(), Ok(None)) {
                     problem(
                         g.span().start,
                         Severity::Warning,

@@ -154,7 +154,7 @@ impl ControlConfig {
     }
 }
 
-/// The keys of `[system]`, as written; defaults are filled in by `load_into`.
+/// The keys of `[system]`, as written; defaults are filled in by `load_source`.
 #[derive(Debug, Default)]
 struct RawSystem {
     device: Option<String>,
@@ -198,23 +198,42 @@ pub struct Problem {
     pub message: String,
 }
 
+/// One line, whatever the values the message quotes: control characters (a newline, a
+/// tab, ESC) are written as escapes (`\n`, `\t`, `\u{1b}`), for `ember check`'s output
+/// and for PID 1's log, where a newline would start another record.
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.file.display())?;
+        write_escaped(f, &self.file.display().to_string())?;
         if let Some((line, col)) = self.position {
             write!(f, ":{line}:{col}")?;
         }
         if self.severity == Severity::Warning {
             write!(f, ": warning")?;
         }
-        write!(f, ": {}", self.message)
+        f.write_str(": ")?;
+        write_escaped(f, &self.message)
     }
+}
+
+fn write_escaped(f: &mut std::fmt::Formatter<'_>, text: &str) -> std::fmt::Result {
+    use std::fmt::Write;
+    for c in text.chars() {
+        if c.is_control() {
+            write!(f, "{}", c.escape_default())?;
+        } else {
+            f.write_char(c)?;
+        }
+    }
+    Ok(())
 }
 
 /// A file being read: its path and text, to turn byte offsets into line:col.
 pub struct Source {
     pub path: PathBuf,
     pub text: String,
+    /// Checked as text alone ([`check_text`]): nothing is looked up on this machine
+    /// (programs, accounts, files, `services_dir`).
+    pub offline: bool,
 }
 
 impl Source {
@@ -286,7 +305,27 @@ pub fn sort_problems(problems: &mut [Problem]) {
 /// Reads and checks the configuration at `path`.
 pub fn load(path: &Path) -> Loaded {
     let mut problems = Vec::new();
-    let config = load_into(path, &mut problems);
+    let config = read_source(path, &mut problems).map(|source| load_source(&source, &mut problems));
+    finish(config, problems)
+}
+
+/// Checks the text of a main file as [`load`] would if it were at `path`, without
+/// touching the file system or this machine: `services_dir` is not read, and whether
+/// programs, users, groups and files exist is not checked (those problems are not
+/// reported). Pure: for the fuzzer, and for checking text that is not on disk.
+pub fn check_text(path: &Path, text: &str) -> Loaded {
+    let source = Rc::new(Source {
+        path: path.to_owned(),
+        text: text.to_owned(),
+        offline: true,
+    });
+    let mut problems = Vec::new();
+    let config = load_source(&source, &mut problems);
+    finish(Some(config), problems)
+}
+
+/// Sorts the problems and keeps the configuration only when none is an `Error`.
+fn finish(config: Option<Config>, mut problems: Vec<Problem>) -> Loaded {
     sort_problems(&mut problems);
     let has_errors = problems.iter().any(|p| p.severity == Severity::Error);
     if has_errors {
@@ -312,6 +351,7 @@ fn read_source(path: &Path, problems: &mut Vec<Problem>) -> Option<Rc<Source>> {
         Ok(text) => Some(Rc::new(Source {
             path: path.to_owned(),
             text,
+            offline: false,
         })),
         Err(e) => {
             problems.push(Problem {
@@ -338,13 +378,14 @@ fn parse_source<'a>(
     None
 }
 
-fn load_into(path: &Path, problems: &mut Vec<Problem>) -> Option<Config> {
-    let source = read_source(path, problems)?;
-    let Some(root) = parse_source(&source, problems) else {
+/// Checks the main file `source` and the services_dir it names (unless offline).
+fn load_source(source: &Rc<Source>, problems: &mut Vec<Problem>) -> Config {
+    let path = source.path.as_path();
+    let Some(root) = parse_source(source, problems) else {
         // Still check each services.d file on its own, so that its errors do not wait
         // for the main file's to be fixed; the graph needs every service, so not that.
         let (partial, _) = DeTable::parse_recoverable(&source.text);
-        if let Some(dir) = recovered_services_dir(partial.get_ref()) {
+        if let Some(dir) = recovered_services_dir(partial.get_ref()).filter(|_| !source.offline) {
             let dir = services_dir(path, dir);
             read_services_dir(&dir, &mut BTreeMap::new(), &mut BTreeMap::new(), problems);
         }
@@ -355,18 +396,18 @@ fn load_into(path: &Path, problems: &mut Vec<Problem>) -> Option<Config> {
         for (key, value) in partial.into_inner() {
             match (key.get_ref().as_ref(), value.into_inner()) {
                 ("system", DeValue::Table(t)) => {
-                    system = section(t, RawSystem::take_from, &source, &mut ignored)
+                    system = section(t, RawSystem::take_from, source, &mut ignored)
                 }
                 ("log", DeValue::Table(t)) => {
-                    log = section(t, LogConfig::take_from, &source, &mut ignored)
+                    log = section(t, LogConfig::take_from, source, &mut ignored)
                 }
                 ("control", DeValue::Table(t)) => {
-                    control = section(t, ControlConfig::take_from, &source, &mut ignored)
+                    control = section(t, ControlConfig::take_from, source, &mut ignored)
                 }
                 _ => {}
             }
         }
-        return Some(assemble(path, system, log, control, BTreeMap::new()));
+        return assemble(path, system, log, control, BTreeMap::new());
     };
     let mut system = RawSystem::default();
     let mut log = LogConfig::default();
@@ -380,19 +421,19 @@ fn load_into(path: &Path, problems: &mut Vec<Problem>) -> Option<Config> {
         let at = value.span().start;
         match (key.get_ref().as_ref(), value.into_inner()) {
             ("system", DeValue::Table(t)) => {
-                system = section(t, RawSystem::take_from, &source, problems)
+                system = section(t, RawSystem::take_from, source, problems)
             }
-            ("log", DeValue::Table(t)) => log = section(t, LogConfig::take_from, &source, problems),
+            ("log", DeValue::Table(t)) => log = section(t, LogConfig::take_from, source, problems),
             ("control", DeValue::Table(t)) => {
-                control = section(t, ControlConfig::take_from, &source, problems)
+                control = section(t, ControlConfig::take_from, source, problems)
             }
             ("mqtt", DeValue::Table(t)) => {
-                let raw = section(t, mqtt::RawMqtt::take_from, &source, problems);
-                mqtt = Some(raw.check(key.span().start, &source, problems));
+                let raw = section(t, mqtt::RawMqtt::take_from, source, problems);
+                mqtt = Some(raw.check(key.span().start, source, problems));
             }
             ("dbus", DeValue::Table(t)) => {
-                let raw = section(t, dbus::RawDbus::take_from, &source, problems);
-                dbus = Some(raw.check(&source, problems));
+                let raw = section(t, dbus::RawDbus::take_from, source, problems);
+                dbus = Some(raw.check(source, problems));
             }
             // An array or a plain value: there are no keys to read from it.
             (name @ ("system" | "log" | "control" | "mqtt" | "dbus"), _) => problems.push(source.problem(
@@ -431,15 +472,17 @@ fn load_into(path: &Path, problems: &mut Vec<Problem>) -> Option<Config> {
             name,
             name_offset,
             entries,
-            &source,
+            source,
             &mut services,
             &mut spans,
             problems,
         );
     }
 
-    let dir = services_dir(path, system.services_dir.clone());
-    read_services_dir(&dir, &mut services, &mut spans, problems);
+    if !source.offline {
+        let dir = services_dir(path, system.services_dir.clone());
+        read_services_dir(&dir, &mut services, &mut spans, problems);
+    }
     let specs: BTreeMap<&str, &ServiceSpec> =
         services.iter().map(|(n, (s, _))| (n.as_str(), s)).collect();
     for issue in graph::check(&specs) {
@@ -476,17 +519,22 @@ fn load_into(path: &Path, problems: &mut Vec<Problem>) -> Option<Config> {
     if mqtt.is_some() {
         // The device name is a topic level of every MQTT topic ember uses.
         let device = &config.system.device;
-        if device.is_empty() || device.starts_with('$') || device.contains(['/', '+', '#']) {
+        // "group" is taken: <prefix>/group/<group>/... are the fleet's topics.
+        if device.is_empty()
+            || device.starts_with('$')
+            || device.contains(['/', '+', '#'])
+            || device == "group"
+        {
             problems.push(source.problem(
                 None,
                 Severity::Error,
-                format!("device \"{device}\" cannot be an MQTT topic level: set [system] device to a name without / + # (and not starting with $)"),
+                format!("device \"{device}\" cannot be an MQTT topic level: set [system] device to a name without / + # (not starting with $, and not \"group\", which names the fleet's topics)"),
             ));
         }
     }
     config.mqtt = mqtt;
     config.dbus = dbus;
-    Some(config)
+    config
 }
 
 /// The checked configuration from its parts.

@@ -143,6 +143,7 @@ impl RawMqtt {
         ]
         .into_iter()
         .flatten()
+        .filter(|_| !source.offline)
         {
             if let Err(e) = std::fs::metadata(file.get_ref()) {
                 problem(

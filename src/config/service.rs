@@ -323,7 +323,8 @@ pub fn build(
         Some(command) => {
             let offset = command.span().start;
             spec.command = command.into_inner();
-            if let Err(why) = resolve_program(&spec.command[0], spec.env.get("PATH").map(String::as_str)) {
+            let path_var = spec.env.get("PATH").map(String::as_str);
+            if let Some(Err(why)) = (!source.offline).then(|| resolve_program(&spec.command[0], path_var)) {
                 problems.push(source.problem(Some(offset), Severity::Runtime, format!("service \"{name}\": {why}")));
             }
         }
@@ -348,7 +349,7 @@ pub fn build(
         }
     }
     for (value, what) in [(&raw.user, "user"), (&raw.group, "group")] {
-        if let Some(v) = value {
+        if let Some(v) = value.as_ref().filter(|_| !source.offline) {
             if let Err(why) = check_account(v.get_ref(), what == "user") {
                 problems.push(source.problem(
                     Some(v.span().start),
@@ -360,7 +361,7 @@ pub fn build(
     }
     spec.user = raw.user.map(Spanned::into_inner);
     spec.group = raw.group.map(Spanned::into_inner);
-    if let Some(dir) = &raw.workdir {
+    if let Some(dir) = raw.workdir.as_ref().filter(|_| !source.offline) {
         if !dir.is_dir() {
             // Like a missing command: it may be on a filesystem mounted later.
             problems.push(source.problem(

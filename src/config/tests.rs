@@ -1538,3 +1538,88 @@ fn metrics_interval_is_read_and_not_too_short() {
     );
     assert!(tree.load().config.is_none());
 }
+
+#[test]
+fn check_text_checks_the_main_file_alone_without_looking_at_the_machine() {
+    let tree = Tree::new();
+    let main = "[system]\ndevice = \"b1\"\n\n[service.a]\ncommand = [\"/nonexistent/a\"]\nuser = \"no-such-user-xyz\"\nworkdir = \"/nonexistent/dir\"\nrequires = [\"b\"]\n\n[service.c]\ncommand = [\"/bin/sh\"]\nstop_signal = \"SIGNOPE\"\n\n[mqtt]\nurl = \"mqtts://broker\"\nca_file = \"/nonexistent/ca.pem\"\n";
+    tree.write("ember.toml", main);
+    // A service in services.d: load finds it, check_text does not look.
+    tree.write("services.d/b.toml", "command = [\"/bin/sh\"]\n");
+    let path = tree.root.join("ember.toml");
+    let lines = |l: &Loaded| l.problems.iter().map(|p| p.to_string()).collect::<Vec<_>>();
+    let signal = format!(
+        "{}:{}: unknown signal",
+        path.display(),
+        at(main, "\"SIGNOPE")
+    );
+
+    let on_disk = tree.load();
+    assert_eq!(
+        on_disk
+            .problems
+            .iter()
+            .filter(|p| p.severity == Severity::Runtime)
+            .count(),
+        4,
+        "command, user, workdir, ca_file: {:?}",
+        lines(&on_disk)
+    );
+    // Alone: no program, account or file looked up, and no services.d: "b" is not defined.
+    let alone = check_text(&path, main);
+    assert_eq!(lines(&alone).len(), 2, "{:?}", lines(&alone));
+    assert!(lines(&alone)[0].contains("requires \"b\", which is not defined"));
+    assert!(lines(&alone)[1].starts_with(&signal), "{:?}", lines(&alone));
+    let fixed = main.replace("SIGNOPE", "SIGINT").replace("\"b\"", "");
+    let config = check_text(&path, &fixed).config.expect("valid as text");
+    assert_eq!(config.services["c"].stop_signal, Signal::SIGINT);
+    assert_eq!(config.system.services_dir, tree.root.join("services.d"));
+    assert_eq!(config.services.len(), 2);
+}
+
+/// Found by the fuzzer (fuzz/fuzz_targets/config.rs): a value quoted in a message brought
+/// its newline, tab or ESC into `ember check`'s output and PID 1's log records.
+#[test]
+fn a_problem_prints_on_one_line_whatever_the_values() {
+    let text = "[service.a]\ncommand = [\"/bin/sh\"]\ntype = \"one\\nshot\"\n\n[service.\"b\\tc\"]\ncommand = [\"/bin/sh\"]\n\n[service.d]\ncommand = [\"/bin/sh\"]\nstop_signal = \"\"\"\nSIG\\u001b[2JTERM\r\n\"\"\"\n";
+    let loaded = check_text(Path::new("/etc/ember/ember.toml"), text);
+    let lines: Vec<String> = loaded.problems.iter().map(|p| p.to_string()).collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    for line in &lines {
+        assert!(!line.chars().any(char::is_control), "{line:?}");
+    }
+    assert!(
+        lines[0].contains(r"unknown variant `one\nshot`"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[1].contains(r#"invalid service name "b\tc""#),
+        "{lines:?}"
+    );
+    assert!(
+        lines[2].contains(r#"unknown signal "SIG\u{1b}[2JTERM\r\n""#),
+        "{lines:?}"
+    );
+}
+
+/// Found by the fuzzer (fuzz/fuzz_targets/mqtt_command.rs): a board named "group" got
+/// no MQTT command at all, its topics being read as fleet-group topics.
+#[test]
+fn a_device_named_group_is_refused_with_mqtt() {
+    let path = Path::new("/etc/ember/ember.toml");
+    let loaded = check_text(path, "[system]\ndevice = \"group\"\n\n[mqtt]\n");
+    let lines: Vec<String> = loaded.errors().map(|p| p.to_string()).collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains("device \"group\" cannot be an MQTT topic level"),
+        "{lines:?}"
+    );
+    assert!(check_text(path, "[system]\ndevice = \"group\"\n")
+        .config
+        .is_some());
+    assert!(
+        check_text(path, "[system]\ndevice = \"groups\"\n\n[mqtt]\n")
+            .config
+            .is_some()
+    );
+}

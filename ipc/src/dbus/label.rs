@@ -22,7 +22,8 @@ pub fn escape(name: &str) -> String {
     out
 }
 
-/// The name back from a path element; `None` when it is not one [`escape`] makes.
+/// The name back from a path element; `None` when it is not one [`escape`] makes, so
+/// that a name has one path and a path one name (not `_2D`, `_+f`, `1st`, `_61` or "").
 pub fn unescape(label: &str) -> Option<String> {
     if label == "_" {
         return Some(String::new());
@@ -42,7 +43,8 @@ pub fn unescape(label: &str) -> Option<String> {
             return None;
         }
     }
-    String::from_utf8(out).ok()
+    let name = String::from_utf8(out).ok()?;
+    (escape(&name) == label).then_some(name)
 }
 
 /// The object path of a service.
@@ -91,5 +93,17 @@ mod tests {
         assert_eq!(unescape("_4"), None);
         assert_eq!(unescape("a-b"), None);
         assert_eq!(service_name("/io/ember/Init1"), None);
+    }
+
+    /// Found by the fuzzer (fuzz/fuzz_targets/dbus_label.rs): one service, one path.
+    #[test]
+    fn only_what_escape_makes_is_read_back() {
+        for label in ["", "_2D", "_2E", "_+f", "_-0", "1st", "_61", "a_5Fb", "_3"] {
+            assert_eq!(unescape(label), None, "{label:?}");
+        }
+        assert_eq!(service_name("/io/ember/Init1/service/"), None);
+        assert_eq!(service_name("/io/ember/Init1/service/_77eb"), None);
+        assert_eq!(unescape("_31st").as_deref(), Some("1st"));
+        assert_eq!(unescape("a_5fb").as_deref(), Some("a_b"));
     }
 }

@@ -229,6 +229,30 @@ mod tests {
             .contains("malformed JSON"));
     }
 
+    /// Found by the fuzzer (fuzz/fuzz_targets/mqtt_command.rs): serde_json's default float
+    /// parsing is not correctly rounded, so a numeric id that is not an integer of 64 bits
+    /// could come back as another number than the one sent: one in ten ids made with
+    /// JavaScript's Math.random(), such as 0.9856906946328695.
+    #[test]
+    fn a_float_id_comes_back_as_sent() {
+        for (text, sent) in [
+            ("55555555500001440578463", 55555555500001440578463.0),
+            (
+                "428888888888888888888888888888888888888888888.888888",
+                428888888888888888888888888888888888888888888.888888,
+            ),
+            ("0.30000000000000004", 0.30000000000000004),
+            ("0.9856906946328695", 0.9856906946328695),
+        ] {
+            let payload = format!(r#"{{"cmd":"stop","id":{text}}}"#);
+            let id = decode(payload.as_bytes()).unwrap().id;
+            assert_eq!(id.as_ref().and_then(|v| v.as_f64()), Some(sent), "{text}");
+            let reply: serde_json::Value =
+                serde_json::from_slice(&ok_reply::<()>(&id, None)).unwrap();
+            assert_eq!(Some(&reply["id"]), id.as_ref(), "{text}");
+        }
+    }
+
     #[test]
     fn replies() {
         let id = Some(serde_json::json!("abc"));

@@ -109,13 +109,14 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
     let (mut pi, mut ti) = (0, 0);
     let (mut star, mut mark) = (None, 0);
     while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
+        // A star first: a `*` in the text is matched by it, not as a literal.
+        if pi < p.len() && p[pi] == '*' {
             star = Some(pi);
             mark = ti;
             pi += 1;
+        } else if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
         } else if let Some(s) = star {
             pi = s + 1;
             mark += 1;
@@ -179,5 +180,16 @@ mod tests {
         assert!(!glob_match("db-*", "web"));
         assert!(glob_match("a*b*c", "axxbyyc"));
         assert!(!glob_match("", "a"));
+    }
+
+    /// Found by the fuzzer (fuzz/fuzz_targets/mqtt_command.rs): a `*` in the text was
+    /// matched as a literal by the pattern's `*`, which then matched nothing more.
+    #[test]
+    fn a_star_in_the_text_is_matched_by_a_star() {
+        assert!(glob_match("*", "*x"));
+        assert!(glob_match("a*", "a*b"));
+        assert!(glob_match("*b", "*ab"));
+        assert!(glob_match("?*", "**"));
+        assert!(!glob_match("*a", "*b"));
     }
 }
