@@ -217,6 +217,13 @@ impl<S: tracing::Subscriber> Layer<S> for Lines {
     fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
         let mut text = Text::default();
         event.record(&mut text);
+        // Values from outside (an MQTT topic, a service's output) must not start a line
+        // of their own: a newline in one would forge a record, an escape sequence would
+        // drive the console.
+        let text = Text {
+            message: one_line(&text.message).into_owned(),
+            fields: one_line(&text.fields).into_owned(),
+        };
         let level = *event.metadata().level();
         let line = match &self.to {
             Target::Kmsg(_) => format!(
@@ -253,6 +260,24 @@ impl<S: tracing::Subscriber> Layer<S> for Lines {
 }
 
 const KMSG_MAX: usize = 1000;
+
+/// `text` with its control characters (tab aside) written as escapes: "\n", "\x1b".
+fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
+    let control = |c: char| (c.is_control() && c != '\t');
+    if !text.contains(control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c if control(c) => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
 
 /// The longest prefix of `text` within `max` bytes, cut at a character boundary.
 fn truncate(text: &str, max: usize) -> &str {
@@ -345,5 +370,33 @@ mod tests {
         assert_eq!(records[0], "<4>ember: disk almost full\n");
         assert!(records[1].starts_with("<6>ember: web: é"), "{}", records[1]);
         assert!(records[1].ends_with('\n') && records[1].len() <= KMSG_MAX + 1);
+    }
+
+    /// A value from outside (a refused MQTT topic, a service's output) with a newline in
+    /// it stays in its own record: it cannot forge a second one, or drive the console.
+    #[test]
+    fn a_newline_in_a_value_cannot_forge_a_record() {
+        let path = std::env::temp_dir().join(format!("ember-kmsg-forge-{}", std::process::id()));
+        let file = std::fs::File::create(&path).unwrap();
+        let subscriber = tracing_subscriber::registry().with(Lines {
+            to: Target::Kmsg(file),
+        });
+        let topic = "ember/b1/service/x\n<0>ember: forged\x1b[2J/cmd";
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::warn!("mqtt: refused a command on {topic}");
+            tracing::info!(origin = %topic, "field\ttab");
+        });
+        let written = std::fs::read_to_string(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        let records: Vec<&str> = written.split_inclusive('\n').collect();
+        assert_eq!(records.len(), 2, "{written:?}");
+        assert_eq!(
+            records[0],
+            "<4>ember: mqtt: refused a command on ember/b1/service/x\\n<0>ember: forged\\x1b[2J/cmd\n"
+        );
+        assert_eq!(
+            records[1],
+            "<6>ember: field\ttab origin=ember/b1/service/x\\n<0>ember: forged\\x1b[2J/cmd\n"
+        );
     }
 }
