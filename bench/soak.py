@@ -359,6 +359,7 @@ class Soak:
         self.zombie_samples = []      # (time, [host pids in Z])
         self.zombies_persistent = []  # seen in two consecutive samples during the run
         self.flood_bytes = 0
+        self.peak = {"fds": 0, "rss": 0}
         self.flood_seconds = 0.0
         self.threads = []
         self.unshare = None
@@ -611,6 +612,9 @@ class Soak:
                     p = procs.get(hp, {})
                     self.zombies_persistent.append((hp, p.get("comm"), p.get("ppid")))
             previous = z
+            if not self.stop_chaos.is_set() and self.ember_pid:
+                self.peak["fds"] = max(self.peak["fds"], fd_count(self.ember_pid) or 0)
+                self.peak["rss"] = max(self.peak["rss"], rss_kib(self.ember_pid) or 0)
             if statuses:
                 esc = self.escaped(procs, statuses)
                 self.escaped_peak = max(self.escaped_peak, len(esc))
@@ -962,6 +966,7 @@ class Soak:
             self.figure("log flood into ember (MB/s, all floods)", f"{self.flood_bytes / 1e6 / max(self.flood_seconds, 1):.1f}")
         self.figure("ember fds / RSS after start-up", f"{base_fds} / {base_rss} KiB")
         self.figure("ember fds / RSS at the end", f"{fds} / {rss} KiB")
+        self.figure("ember fds / RSS at most during the run (every 2 s)", f"{self.peak['fds']} / {self.peak['rss']} KiB")
         self.outage_figures()
         with open(f"{self.tmp}/commands.jsonl", "w") as f:
             for c in cmds:
