@@ -362,6 +362,7 @@ class Soak:
         self.peak = {"fds": 0, "rss": 0}
         self.flood_seconds = 0.0
         self.threads = []
+        self.recorders = {}           # the subscriber processes running now
         self.unshare = None
         self.ember_pid = None
         self.ns = None
@@ -536,6 +537,7 @@ class Soak:
                                   "-F", "%U %r %q %t %p"],
                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
             self.note_pid(p, "mosquitto_sub")
+            self.recorders["mqtt"] = p
             with self.lock:
                 self.live_sessions += 1
             out.write(f"# session {self.live_sessions} at {time.time():.6f}\n")
@@ -565,7 +567,8 @@ class Soak:
             p = subprocess.Popen(["stdbuf", "-oL", "busctl", f"--address={self.bus}", "monitor",
                                   "--json=short", "io.ember.Init1"],
                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-            self.note_pid(p, "stdbuf")
+            self.note_pid(p, "busctl")  # stdbuf execs it
+            self.recorders["dbus"] = p
             with self.lock:
                 self.dbus_sessions += 1
             out.write(f"# session {self.dbus_sessions} at {time.time():.6f}\n")
@@ -1185,6 +1188,12 @@ class Soak:
                 self.unshare.wait()
                 self.figure("shutdown", "did not end within 60 s; killed")
         self.stop_all.set()
+        # mosquitto_sub reconnects forever by itself: end the recorders here.
+        for p in list(self.recorders.values()):
+            try:
+                p.kill()
+            except OSError:
+                pass
         for t in self.threads:
             t.join(timeout=5)
 
