@@ -56,8 +56,8 @@ a PASS/FAIL line (the exit status is non-zero if any fails):
    state message some service should show. Each value missing from the live stream must
    be covered by a republish of every service (after a reconnect: the adapter's own, or
    the retained messages the subscriber gets on resubscribing; or after the adapter
-   lagged): a window of at most 2x200 messages holding every service that ends at or
-   after the message that showed the gap and starts at most 400 messages before it;
+   lagged): a window of at most 250 messages holding every service that ends at or
+   after the message that showed the gap and starts at most 250 messages before it;
  - D-Bus: GetManagedObjects of io.ember.Init1 equals `ember ctl status` (state,
    sub_state, want) for every service that did not change while reading; and no
    PropertiesChanged the monitor recorded changes nothing or Since alone;
@@ -231,49 +231,50 @@ def q(s):
 
 
 def build_services(tmp, port, flood_mbps, line_bytes):
-    """name -> dict(kind, toml). 200 services."""
+    """name -> dict(kind, toml). 200 services, every one restart "always" and start_limit
+    0 (a SIGKILLed or crashing service always comes back, and is never "failed")."""
     services = {}
-    common = 'restart = "always"\nstart_limit = 0\nrestart_delay = "100ms"\nrestart_delay_max = "2s"\nstop_timeout = "2s"\n'
+    common = {"restart": '"always"', "start_limit": "0", "restart_delay": '"100ms"',
+              "restart_delay_max": '"2s"', "stop_timeout": '"2s"'}
 
-    def add(name, kind, command, extra=""):
-        services[name] = {"kind": kind, "toml": f"[service.{q(name)}]\ncommand = [{', '.join(q(a) for a in command)}]\n{common}{extra}"}
+    def add(name, kind, command, **settings):
+        keys = dict(common, **settings)
+        body = "".join(f"{k} = {v}\n" for k, v in keys.items())
+        services[name] = {"kind": kind, "toml": f"[service.{q(name)}]\n"
+                          f"command = [{', '.join(q(a) for a in command)}]\n{body}"}
 
     add("mosquitto", "broker", ["/usr/sbin/mosquitto", "-c", f"{tmp}/mosquitto.conf"],
-        f'ready = {{ tcp = "127.0.0.1:{port}" }}\n')
+        ready=f'{{ tcp = "127.0.0.1:{port}" }}')
+    # --print-address says it listens; dbus-daemon replaces the socket a SIGKILL left.
     add("dbus", "bus", ["/usr/bin/dbus-daemon", f"--config-file={tmp}/bus.conf", "--nofork",
                         "--nopidfile", "--nosyslog", "--print-address=1"],
-        'ready = { log = "^unix:path=" }\n')
-    mark = 100000000
+        ready='{ log = "^unix:path=" }')
+    mark = 100000000  # service i sleeps a unique number of seconds
     for i in range(84):
         add(f"sleep-{i:03d}", "sleeper", ["/bin/sleep", str(mark + i)])
     for i in range(10):
         add(f"dep-{i:02d}", "dependent", ["/bin/sleep", str(mark + 100 + i)],
-            'requires = ["mosquitto"]\n')
+            requires='["mosquitto"]')
     for i in range(20):
-        # Runs 0.1-0.9 s, exits 3; backoff 200 ms doubling to 1 s; never gives up.
-        services_extra = 'ready = { delay = "50ms" }\n' if i % 2 else ""
-        services[f"crash-{i:02d}"] = {
-            "kind": "crash",
-            "toml": f"[service.{q(f'crash-{i:02d}')}]\n"
-                    f"command = [\"/bin/sh\", \"-c\", \"sleep 0.{i % 9 + 1}; exit 3\"]\n"
-                    'restart = "always"\nstart_limit = 0\nrestart_delay = "200ms"\n'
-                    'restart_delay_max = "1s"\nstop_timeout = "2s"\n' + services_extra,
-        }
+        # Runs 0.1-0.9 s and exits 3; backoff 200 ms doubling to 1 s, forever. Half are
+        # ready 50 ms after the spawn, the rest at once.
+        extra = {"ready": '{ delay = "50ms" }'} if i % 2 else {}
+        add(f"crash-{i:02d}", "crash", ["/bin/sh", "-c", f"sleep 0.{i % 9 + 1}; exit 3"],
+            restart_delay='"200ms"', restart_delay_max='"1s"', **extra)
     for i in range(20):
         secs = 1 + i % 3
         if i % 2:
             add(f"slow-{i:02d}", "slow", ["/bin/sleep", str(mark + 200 + i)],
-                f'ready = {{ delay = "{secs}s" }}\n')
+                ready=f'{{ delay = "{secs}s" }}')
         else:
             add(f"slow-{i:02d}", "slow",
                 ["/bin/sh", "-c", f"sleep {secs}; echo ready; exec /bin/sleep {mark + 200 + i}"],
-                'ready = { log = "^ready$" }\n')
+                ready='{ log = "^ready$" }')
     for i in range(20):
-        # SIGTERM ignored (an ignored disposition survives exec): stop needs SIGKILL.
+        # SIGTERM ignored (an ignored disposition survives exec): a stop ends in SIGKILL.
         add(f"term-{i:02d}", "termignore",
-            ["/bin/sh", "-c", f"trap '' TERM; exec /bin/sleep {mark + 300 + i}"])
-        services[f"term-{i:02d}"]["toml"] = services[f"term-{i:02d}"]["toml"].replace(
-            'stop_timeout = "2s"', 'stop_timeout = "1s"')
+            ["/bin/sh", "-c", f"trap '' TERM; exec /bin/sleep {mark + 300 + i}"],
+            stop_timeout='"1s"')
     for i in range(20):
         # The subshell forks a grandchild and exits: the grandchild is orphaned (reaped by
         # ember, PID 1), has left the process group and session (setsid), and keeps the
@@ -790,8 +791,8 @@ class Soak:
             seen.add(s)
         # Republish windows: for each message (the window's right end), the latest start
         # from which every service has a message up to it; a window counts as a republish
-        # when it is at most 2x as long as there are services (bursts, not slow drift).
-        limit = 2 * n_services
+        # when it is at most 1.25x as long as there are services (a burst, not drift).
+        limit = n_services + n_services // 4
         lefts = []          # nondecreasing; -1 while not every service has been seen
         valid = []          # right ends of republish windows
         count = collections.Counter()
