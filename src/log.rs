@@ -263,7 +263,7 @@ const KMSG_MAX: usize = 1000;
 
 /// `text` with its control characters (tab aside) written as escapes: "\n", "\x1b".
 fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
-    let control = |c: char| (c.is_control() && c != '\t');
+    let control = |c: char| c.is_control() && c != '\t';
     if !text.contains(control) {
         return std::borrow::Cow::Borrowed(text);
     }

@@ -246,6 +246,54 @@ fn retained_commands_are_ignored() {
     broker.publish("ember/b3/service/web/cmd", "", &["-r", "-n"]);
 }
 
+/// `ember ctl status` and the retained state of a service carry the same seq once the
+/// broker has it, however many other services changed since: a status is the state of the
+/// service's last published change, so a client can match the two (found by the soak:
+/// status replies carried the latest seq of any service).
+#[test]
+fn status_and_retained_state_carry_the_same_seq() {
+    if !can_unshare() || !have_mosquitto() {
+        return;
+    }
+    let broker = Broker::start("seq", "");
+    let ember = Ember::start(
+        "mqtt-seq",
+        &format!("{}{SERVICES}", mqtt_config(&broker, "bs", "")),
+    );
+    ember.wait_state("web", "active", None, LONG);
+    ember.wait_state("db", "active", None, LONG);
+    // db changes, web does not.
+    for _ in 0..3 {
+        assert!(ember.ctl(&["restart", "db", "--wait"]).status.success());
+    }
+    let mut last = (Value::Null, Value::Null, Vec::new());
+    let same = wait_for(LONG, || {
+        let lines = broker.collect("ember/bs/service/+/state", 2, Duration::from_secs(1));
+        let retained: Vec<Value> = ["web", "db"]
+            .iter()
+            .map(|n| {
+                state_of(&lines, &format!("ember/bs/service/{n}/state"))
+                    .map(|v| v["seq"].clone())
+                    .unwrap_or(Value::Null)
+            })
+            .collect();
+        last = (
+            ember.status("web")["seq"].clone(),
+            ember.status("db")["seq"].clone(),
+            retained,
+        );
+        last.2 == [last.0.clone(), last.1.clone()]
+    });
+    assert!(
+        same,
+        "status seq (web, db) = ({}, {}), retained {:?}",
+        last.0, last.1, last.2
+    );
+    let web_seq = last.0.as_u64().unwrap_or_default();
+    let db_seq = last.1.as_u64().unwrap_or_default();
+    assert!(web_seq < db_seq, "web {web_seq}, db {db_seq}");
+}
+
 #[test]
 fn a_broker_started_after_ember_and_restarted_five_times_gets_every_state() {
     broker_comes_and_goes("persistence false", "b4");

@@ -230,7 +230,9 @@ pub struct ServiceStatus {
     pub status_text: Option<String>,
     /// How readiness is decided: none, exit, log, delay, notify, tcp, file, exec, pid-file.
     pub ready: String,
-    /// Increases with every published change during one run of ember.
+    /// The number of the change this status shows: one counter for every service, raised
+    /// by each published change during one run of ember. A status read carries the seq of
+    /// the service's last published change, the same as its event (and retained state).
     pub seq: u64,
     /// Resource use of the current run (see [`Metrics`]), measured for a status with
     /// details of a running service; absent otherwise.

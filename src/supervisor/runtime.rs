@@ -110,8 +110,9 @@ pub struct Runtime {
     /// State and sub-state last logged per service: a change of want alone is published
     /// but not logged again.
     logged: HashMap<String, (super::model::State, super::model::Sub)>,
-    /// What was last published per service, so an unchanged status is not sent twice.
-    published: HashMap<String, String>,
+    /// What was last published per service, so an unchanged status is not sent twice, and
+    /// its seq: a status read gives the seq of the service's last published change.
+    published: HashMap<String, (String, u64)>,
     outcome: Option<Outcome>,
     done: bool,
     /// ember's part of the cgroup2 hierarchy; None: process groups only.
@@ -810,10 +811,9 @@ impl Runtime {
             unit.status_text,
             unit.want
         );
-        if self.published.get(name) == Some(&key) {
+        if self.published.get(name).is_some_and(|(k, _)| *k == key) {
             return;
         }
-        self.published.insert(name.to_owned(), key);
         let was_active = self
             .logged
             .get(name)
@@ -824,6 +824,7 @@ impl Runtime {
             crate::log::reprobe();
         }
         self.seq += 1;
+        self.published.insert(name.to_owned(), (key, self.seq));
         let status = status::service_status(unit, self.now(), self.seq);
         if self.logged.insert(name.to_owned(), (unit.state, unit.sub))
             != Some((unit.state, unit.sub))
@@ -1074,7 +1075,10 @@ impl Runtime {
         names
             .iter()
             .map(|name| match self.engine.unit(name) {
-                Some(unit) => Ok(status::service_status(unit, now, self.seq)),
+                Some(unit) => {
+                    let seq = self.published.get(name).map_or(0, |(_, seq)| *seq);
+                    Ok(status::service_status(unit, now, seq))
+                }
                 None => Err(unknown_service(name)),
             })
             .collect()

@@ -4,12 +4,40 @@ use super::model::{Exit, State, Unit};
 use ember_ipc::{ServiceStatus, SystemState};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// `since` on the monotonic clock becomes wall time by subtracting its age from the wall
-/// clock now: a board that sets its clock late (no RTC, NTP after boot) still reads right.
+/// `since` on the monotonic clock becomes wall time through the offset between the two
+/// clocks, taken from the wall clock now: a board that sets its clock late (no RTC, NTP
+/// after boot) still reads right. The offset only moves when the wall clock has stepped by
+/// more than [`CLOCK_STEP`]: the time between reading the monotonic clock and the wall
+/// clock must not make the same state read differently each time.
 pub fn wall_time(mono_since: Duration, mono_now: Duration) -> SystemTime {
-    SystemTime::now()
-        .checked_sub(mono_now.saturating_sub(mono_since))
+    let wall_now = usec(SystemTime::now()) as i128;
+    let candidate = wall_now - mono_now.as_micros() as i128;
+    let offset = OFFSET.with(|cached| {
+        let offset = stable_offset(cached.get(), candidate);
+        cached.set(Some(offset));
+        offset
+    });
+    let micros = offset + mono_since.as_micros() as i128;
+    u64::try_from(micros)
+        .ok()
+        .and_then(|m| UNIX_EPOCH.checked_add(Duration::from_micros(m)))
         .unwrap_or(UNIX_EPOCH)
+}
+
+/// Wall-clock changes smaller than this are the clocks' jitter, not a new time.
+const CLOCK_STEP: i128 = 1_000_000;
+
+thread_local! {
+    /// Wall clock minus monotonic clock, in microseconds, as last taken.
+    static OFFSET: std::cell::Cell<Option<i128>> = const { std::cell::Cell::new(None) };
+}
+
+/// The offset to use, given the one in use and the one the clocks give now.
+fn stable_offset(cached: Option<i128>, candidate: i128) -> i128 {
+    match cached {
+        Some(offset) if (candidate - offset).abs() <= CLOCK_STEP => offset,
+        _ => candidate,
+    }
 }
 
 pub fn usec(t: SystemTime) -> u64 {
@@ -70,5 +98,45 @@ pub fn system_state<'a>(units: impl Iterator<Item = &'a Unit>, shutting_down: bo
         (true, _) => SystemState::Starting,
         (false, true) => SystemState::Degraded,
         (false, false) => SystemState::Running,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    /// The same state read twice gives the same `since`, however long after the monotonic
+    /// clock was read the wall clock is (found by the soak: a status list computed with one
+    /// `now` shifted every later service's `since` by microseconds, and each D-Bus catch-up
+    /// then sent a PropertiesChanged(Since) for nearly every service).
+    #[test]
+    fn since_does_not_move_between_reads() {
+        let origin = Instant::now();
+        let since = origin.elapsed();
+        let first = wall_time(since, origin.elapsed());
+        std::thread::sleep(Duration::from_millis(3));
+        let now = origin.elapsed();
+        // The wall clock is read a while after `now`, as for the last of many statuses.
+        std::thread::sleep(Duration::from_millis(3));
+        let second = wall_time(since, now);
+        assert_eq!(usec(first), usec(second));
+    }
+
+    /// A step of the wall clock (NTP setting the time on a board without RTC) moves it.
+    #[test]
+    fn a_clock_step_moves_the_offset_and_jitter_does_not() {
+        let base: i128 = 1_700_000_000_000_000;
+        assert_eq!(stable_offset(None, base), base);
+        assert_eq!(stable_offset(Some(base), base + 900_000), base);
+        assert_eq!(stable_offset(Some(base), base - 900_000), base);
+        assert_eq!(
+            stable_offset(Some(base), base + 1_000_001),
+            base + 1_000_001
+        );
+        assert_eq!(
+            stable_offset(Some(base), base - 3_600_000_000),
+            base - 3_600_000_000
+        );
     }
 }
