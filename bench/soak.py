@@ -37,9 +37,9 @@ Afterwards (chaos stopped, broker and bus back, services settled), the checks, e
 a PASS/FAIL line (the exit status is non-zero if any fails):
  - zombies: no process in state Z in ember's namespace in two samples 0.5 s apart at
    the end, nor in two samples 2 s apart during the run (strict). Processes outside
-   every service's session ("escaped": the double-forkers' grandchildren, which ember's
-   process-group kill cannot reach until cgroups land) are counted and reported, not
-   failed; the settling waits for them to end (they sleep 5 s) and be reaped;
+   every service's session ("escaped": the double-forkers' grandchildren) are counted
+   and reported; with cgroups, every process must be in a running service's cgroup
+   after the settling (strict: a stop that left a grandchild behind fails it);
  - final states: want down -> inactive; want up -> active (running), except crash
    loops (restart "always", start_limit 0: never failed), which may be active or
    activating. Every service is checked, the broker and the bus included;
@@ -138,6 +138,8 @@ def ns_processes(ns):
         if not m:
             continue
         st["nspid"] = int(m.group(1).split()[-1])
+        cg = re.search(r"^0::(.*)$", read_text(f"/proc/{d}/cgroup") or "", re.M)
+        st["cgroup"] = cg.group(1) if cg else None
         out[int(d)] = st
     return out
 
@@ -461,6 +463,26 @@ class Soak:
                 sessions.add(procs[hp]["sid"])
         return [(hp, p["comm"]) for hp, p in procs.items()
                 if hp != self.ember_pid and p["state"] != "Z" and p["sid"] not in sessions]
+
+    def uncontained(self, procs, statuses):
+        """Processes in the namespace outside ember that no running service's cgroup
+        holds: in no service's cgroup, or in the cgroup of one that is not running (a
+        stop must take all of its processes, the double-forkers' grandchildren too).
+        None when ember runs without cgroups (then only `escaped` applies)."""
+        running = {n for n, st in statuses.items()
+                   if st["state"] in ("active", "activating", "deactivating")}
+        if not any(p.get("cgroup") and "/ember" in p["cgroup"] for hp, p in procs.items()
+                   if hp != self.ember_pid):
+            return None
+        out = []
+        for hp, p in procs.items():
+            if hp == self.ember_pid or p["state"] == "Z":
+                continue
+            parts = (p.get("cgroup") or "").rstrip("/").split("/")
+            service = parts[-1] if len(parts) >= 2 and parts[-2].startswith("ember") else None
+            if service not in running:
+                out.append((hp, p["comm"], p.get("cgroup")))
+        return out
 
     def snapshot(self):
         """Processes (scanned before the status, and still there after it) and statuses."""
@@ -909,6 +931,15 @@ class Soak:
                    f"{len(persistent)} at the end (in two samples 0.5 s apart: "
                    f"{[(hp, procs_b[hp]['comm'], procs_b[hp]['ppid']) for hp, _ in persistent]}); "
                    f"during the run: at most {peak_z} in one sample, {len(run_z)} seen in two samples 2 s apart {run_z[:5]}")
+        # Strict, with cgroups: after the settling, every process belongs to a running
+        # service's cgroup; what a stop left behind would show here.
+        stray_a = self.uncontained(procs_a, s3) or []
+        stray_b = self.uncontained(procs_b, s3)
+        if stray_b is not None:
+            lasting = [x for x in stray_b if any(x[0] == y[0] for y in stray_a)]
+            self.check("no process outlives its service", not lasting,
+                       f"{len(lasting)} processes outside every running service's cgroup "
+                       f"in two samples 0.5 s apart {lasting[:5]}")
         self.figure("escaped processes (double-forkers' grandchildren outside any service session)",
                     f"peak {self.escaped_peak} during the run, {len(esc)} at the end {esc[:5]}")
 
