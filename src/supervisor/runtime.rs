@@ -618,13 +618,7 @@ impl Runtime {
             match self.children.remove(&pid) {
                 Some(ChildOwner::Service(name)) => {
                     self.log_exit(&name, pid, exit);
-                    let oom_killed = self.oom_killed(&name);
-                    self.input(Input::Exited {
-                        name,
-                        pid,
-                        exit,
-                        oom_killed,
-                    });
+                    self.exited(name, pid, exit);
                 }
                 Some(ChildOwner::Check(done)) => {
                     let _ = done.send(exit.success());
@@ -638,6 +632,17 @@ impl Runtime {
                 }
             }
         }
+    }
+
+    /// A process of the service ended: to the engine, with whether an OOM kill ended it.
+    fn exited(&mut self, name: String, pid: Pid, exit: Exit) {
+        let oom_killed = self.oom_killed(&name);
+        self.input(Input::Exited {
+            name,
+            pid,
+            exit,
+            oom_killed,
+        });
     }
 
     /// Whether the OOM killer has killed in the service's cgroup since its run began.
@@ -741,13 +746,7 @@ impl Runtime {
         });
         if let Some((_, exit)) = exited.and_then(|i| self.unclaimed.remove(i)) {
             self.children.remove(&pid);
-            let oom_killed = self.oom_killed(&name);
-            self.input(Input::Exited {
-                name,
-                pid,
-                exit,
-                oom_killed,
-            });
+            self.exited(name, pid, exit);
         }
     }
 

@@ -134,33 +134,16 @@ impl Broker {
     /// Collects `count` messages (or what arrives within `timeout`) from `topic` as
     /// "topic payload" lines, retained ones included.
     pub fn collect(&self, topic: &str, count: usize, timeout: Duration) -> Vec<String> {
-        let out = Command::new("mosquitto_sub")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-t",
-                topic,
-                "-v",
-            ])
-            .args([
-                "-C",
-                &count.to_string(),
-                "-W",
-                &timeout.as_secs().max(1).to_string(),
-            ])
-            .args(&self.client_args)
-            .output()
-            .expect("mosquitto_sub");
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_owned)
-            .collect()
+        self.sub_once(topic, &["-C", &count.to_string()], timeout)
     }
 
     /// Only the retained messages on `topic` (mosquitto_sub --retained-only).
     pub fn retained(&self, topic: &str, timeout: Duration) -> Vec<String> {
+        self.sub_once(topic, &["--retained-only"], timeout)
+    }
+
+    /// One mosquitto_sub run with `extra` options, ended after `timeout` (-W).
+    fn sub_once(&self, topic: &str, extra: &[&str], timeout: Duration) -> Vec<String> {
         let out = Command::new("mosquitto_sub")
             .args([
                 "-h",
@@ -171,11 +154,8 @@ impl Broker {
                 topic,
                 "-v",
             ])
-            .args([
-                "--retained-only",
-                "-W",
-                &timeout.as_secs().max(1).to_string(),
-            ])
+            .args(extra)
+            .args(["-W", &timeout.as_secs().max(1).to_string()])
             .args(&self.client_args)
             .output()
             .expect("mosquitto_sub");
