@@ -40,6 +40,10 @@ orphan, and at shutdown stops the services in reverse order, then SIGTERM/SIGKIL
 what is left, sync, unmount, reboot(2). A broken configuration still boots (no services,
 [system] rescue_shell on the console) so `ember ctl reload` can repair it.
 
+Each service runs in a cgroup of its own when cgroup2 is mounted (/sys/fs/cgroup/ember/NAME
+as the machine's init): a stop kills all of it, and memory_max, pids_max, cpu_weight,
+limits and oom_score_adjust apply to it; without cgroup2, its process group.
+
 Signals as PID 1 (sysvinit conventions):
   SIGTERM   reboot            SIGUSR1   halt            SIGUSR2   poweroff
   SIGINT    Ctrl-Alt-Del: [system] ctrl_alt_del = \"reboot\" | \"poweroff\" | \"ignore\"
