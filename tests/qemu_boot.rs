@@ -474,6 +474,17 @@ fn verdict(log: &Console<'_>) -> Vec<String> {
             "hog's cgroup shows no OOM kill under memory.max: {other:?}"
         )),
     }
+    // Resource figures from the cgroup's own files (memory.current, pids.current).
+    match report("metrics: db ") {
+        Some(rest)
+            if rest
+                .strip_prefix("\"memory_bytes\":")
+                .and_then(|r| r.split(',').next())
+                .and_then(|n| n.parse::<u64>().ok())
+                .is_some_and(|n| n > 0)
+                && rest.ends_with("\"tasks\":1") => {}
+        other => problems.push(format!("db's figures are missing or wrong: {other:?}")),
+    }
     match report("limits: oom_score_adj ") {
         Some("ember -1000, report 0") => {}
         other => problems.push(format!(
