@@ -52,6 +52,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+. "$here/lib.sh"
 repo=$(cd "$here/.." && pwd)
 build=0
 ember=""
@@ -94,21 +95,8 @@ fi
 tmp=$(mktemp -d /tmp/ember-dbus-bench.XXXXXX)
 chmod 755 "$tmp"
 cleanup() {
-    # dbus_measure.py stops everything itself; this catches what a crash left: only
-    # pids it listed, and only while they still carry the name it listed.
-    if [ -f "$tmp/pids" ]; then
-        while read -r pid comm; do
-            [ -n "$pid" ] || continue
-            if [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$comm" ]; then
-                kill -KILL "$pid" 2>/dev/null || true
-            fi
-        done < "$tmp/pids"
-    fi
-    if [ -z "${BENCH_KEEP:-}" ]; then
-        rm -rf "$tmp"
-    else
-        echo "dbus.sh: kept $tmp" >&2
-    fi
+    # dbus_measure.py stops everything itself; this catches what a crash left.
+    cleanup_run "$tmp" "${BENCH_KEEP:-}" dbus.sh
 }
 trap cleanup EXIT
 

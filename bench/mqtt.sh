@@ -67,6 +67,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+. "$here/lib.sh"
 repo=$(cd "$here/.." && pwd)
 build=0
 only=""
@@ -116,21 +117,8 @@ fi
 tmp=$(mktemp -d /tmp/ember-mqtt-bench.XXXXXX)
 chmod 755 "$tmp"     # mosquitto drops root for its own user
 cleanup() {
-    # mqtt_measure.py stops everything itself; this catches what a crash left: only
-    # pids it listed, and only while they still carry the name it listed.
-    if [ -f "$tmp/pids" ]; then
-        while read -r pid comm; do
-            [ -n "$pid" ] || continue
-            if [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$comm" ]; then
-                kill -KILL "$pid" 2>/dev/null || true
-            fi
-        done < "$tmp/pids"
-    fi
-    if [ -z "${BENCH_KEEP:-}" ]; then
-        rm -rf "$tmp"
-    else
-        echo "mqtt.sh: kept $tmp" >&2
-    fi
+    # mqtt_measure.py stops everything itself; this catches what a crash left.
+    cleanup_run "$tmp" "${BENCH_KEEP:-}" mqtt.sh
 }
 trap cleanup EXIT
 

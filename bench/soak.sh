@@ -22,6 +22,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+. "$here/lib.sh"
 repo=$(cd "$here/.." && pwd)
 build=0
 args=()
@@ -73,20 +74,8 @@ tmp=$(mktemp -d /tmp/ember-soak.XXXXXX)
 chmod 755 "$tmp"     # mosquitto drops root for its own user and reads its config here
 cleanup() {
     # soak.py ends the namespace (and with it every service) and its own clients; this
-    # catches what a crash left: only pids it listed, while they still carry that name.
-    if [ -f "$tmp/pids" ]; then
-        while read -r pid comm; do
-            [ -n "$pid" ] || continue
-            if [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$comm" ]; then
-                kill -KILL "$pid" 2>/dev/null || true
-            fi
-        done < "$tmp/pids"
-    fi
-    if [ -z "${SOAK_KEEP:-}" ]; then
-        rm -rf "$tmp"
-    else
-        echo "soak.sh: kept $tmp" >&2
-    fi
+    # catches what a crash left.
+    cleanup_run "$tmp" "${SOAK_KEEP:-}" soak.sh
 }
 trap cleanup EXIT
 

@@ -40,17 +40,8 @@ fn text(out: &Output) -> String {
     )
 }
 
-/// The `data` of `busctl --json=short ...`.
 fn json(bus: &Bus, args: &[&str]) -> Option<Value> {
-    let mut all = vec!["--json=short"];
-    all.extend_from_slice(args);
-    let out = bus.busctl(&all);
-    if !out.status.success() {
-        return None;
-    }
-    serde_json::from_slice::<Value>(&out.stdout)
-        .ok()
-        .map(|v| v["data"].clone())
+    bus.json(args)
 }
 
 fn property(bus: &Bus, path: &str, iface: &str, name: &str) -> Option<Value> {
@@ -58,8 +49,7 @@ fn property(bus: &Bus, path: &str, iface: &str, name: &str) -> Option<Value> {
 }
 
 fn service_property(bus: &Bus, service: &str, name: &str) -> Option<Value> {
-    let path = format!("/io/ember/Init1/service/{service}");
-    property(bus, &path, SVC_IFACE, name)
+    bus.service_property(service, name)
 }
 
 /// Waits until ember owns the name and answers.

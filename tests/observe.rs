@@ -194,19 +194,7 @@ fn dbus_reads_the_figures_when_asked_and_the_result_of_the_last_run() {
     );
     ember.wait_state("hog", "active", None, Duration::from_secs(40));
     ember.wait_state("oneshot", "active", None, LONG);
-    let get = |service: &str, name: &str| -> Option<Value> {
-        let out = bus.busctl(&[
-            "--json=short",
-            "get-property",
-            "io.ember.Init1",
-            &format!("/io/ember/Init1/service/{service}"),
-            "io.ember.Init1.Service",
-            name,
-        ]);
-        serde_json::from_slice::<Value>(&out.stdout)
-            .ok()
-            .map(|v| v["data"].clone())
-    };
+    let get = |service: &str, name: &str| bus.service_property(service, name);
     assert!(wait_for(LONG, || get("hog", "State").is_some()));
     assert_near(
         "MemoryBytes",

@@ -8,6 +8,9 @@ use std::path::{Path, PathBuf};
 pub struct MountEntry {
     pub id: u32,
     pub parent: u32,
+    /// The directory of the filesystem mounted here (a subtree for a bind mount, or a
+    /// cgroup2 mount seen from a cgroup namespace).
+    pub root: String,
     pub point: PathBuf,
     pub fstype: String,
     /// Propagation: unmounting a shared mount would reach its peers.
@@ -24,6 +27,7 @@ pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
             Some(MountEntry {
                 id: fields.first()?.parse().ok()?,
                 parent: fields.get(1)?.parse().ok()?,
+                root: unescape(fields.get(3)?),
                 point: PathBuf::from(unescape(fields.get(4)?)),
                 fstype,
                 shared: fields.iter().skip(6).any(|f| f.starts_with("shared:")),
@@ -33,7 +37,7 @@ pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
 }
 
 /// mountinfo escapes space, tab, newline and backslash as \ooo.
-pub fn unescape(field: &str) -> String {
+fn unescape(field: &str) -> String {
     let bytes = field.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -12,6 +12,7 @@
 //! so its directory is `ember-<pid namespace>-<pid>` instead, and it removes it on exit.
 
 use crate::config::limits::Limits;
+use crate::pid1::mounts::{parse_mountinfo, MountEntry};
 use crate::pid1::Role;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid as NixPid;
@@ -206,28 +207,31 @@ impl Cgroups {
 }
 
 /// Sends `signal` to every process in the cgroup; SIGKILL goes through cgroup.kill,
-/// which also stops a fork racing the kill. Returns whether it had any process.
-pub fn signal_all(path: &Path, signal: Signal) -> bool {
-    let pids = procs(path);
-    if pids.is_empty() {
-        return false;
-    }
-    if signal == Signal::SIGKILL && write_existing(&path.join("cgroup.kill"), b"1") {
-        return true;
+/// which also stops a fork racing the kill. Returns the processes it had.
+pub fn signal_all(path: &Path, signal: Signal) -> Vec<Pid> {
+    let members = procs(path);
+    if members.is_empty()
+        || (signal == Signal::SIGKILL && write_existing(&path.join("cgroup.kill"), b"1"))
+    {
+        return members;
     }
     // Without cgroup.kill (before Linux 5.14) a process forked meanwhile is caught by
     // going round again, a few times.
-    let mut pids = pids;
-    for _ in 0..if signal == Signal::SIGKILL { 4 } else { 1 } {
+    let rounds = if signal == Signal::SIGKILL { 4 } else { 1 };
+    let mut pids = members.clone();
+    for round in 1..=rounds {
         for pid in &pids {
             let _ = kill(NixPid::from_raw(*pid), signal);
+        }
+        if round == rounds {
+            break;
         }
         pids = procs(path);
         if pids.is_empty() {
             break;
         }
     }
-    true
+    members
 }
 
 /// Writes to a file that must already be there (a cgroup's interface file): never
@@ -272,26 +276,20 @@ pub fn oom_kills(path: &Path) -> u64 {
 fn own_cgroup_dir() -> Result<PathBuf, String> {
     let mountinfo = fs::read_to_string("/proc/self/mountinfo")
         .map_err(|e| format!("cannot read /proc/self/mountinfo: {e}"))?;
-    let (root, point) = cgroup2_mount(&mountinfo).ok_or("cgroup2 is not mounted")?;
+    let (root, point) =
+        cgroup2_mount(&parse_mountinfo(&mountinfo)).ok_or("cgroup2 is not mounted")?;
     let cgroups = fs::read_to_string("/proc/self/cgroup")
         .map_err(|e| format!("cannot read /proc/self/cgroup: {e}"))?;
     let own = unified_path(&cgroups).ok_or("/proc/self/cgroup has no cgroup2 (\"0::\") line")?;
     Ok(join_under(&point, &root, &own))
 }
 
-/// The root and mount point of the first cgroup2 mount in mountinfo text.
-fn cgroup2_mount(mountinfo: &str) -> Option<(String, PathBuf)> {
-    mountinfo.lines().find_map(|line| {
-        let (left, right) = line.split_once(" - ")?;
-        if right.split(' ').next()? != "cgroup2" {
-            return None;
-        }
-        let fields: Vec<&str> = left.split(' ').collect();
-        Some((
-            crate::pid1::mounts::unescape(fields.get(3)?),
-            PathBuf::from(crate::pid1::mounts::unescape(fields.get(4)?)),
-        ))
-    })
+/// The root and mount point of the first cgroup2 mount.
+fn cgroup2_mount(mounts: &[MountEntry]) -> Option<(String, PathBuf)> {
+    mounts
+        .iter()
+        .find(|m| m.fstype == "cgroup2")
+        .map(|m| (m.root.clone(), m.point.clone()))
 }
 
 /// The v2 path in /proc/self/cgroup text: the line "0::/path".
@@ -340,7 +338,7 @@ mod tests {
 35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
 41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
 ";
-        let (root, point) = cgroup2_mount(mountinfo).unwrap();
+        let (root, point) = cgroup2_mount(&parse_mountinfo(mountinfo)).unwrap();
         assert_eq!(point, Path::new("/sys/fs/cgroup/unified"));
         assert_eq!(
             join_under(&point, &root, "/"),
@@ -355,12 +353,15 @@ mod tests {
     #[test]
     fn a_mount_of_a_subtree_is_joined_below_its_root() {
         let mountinfo = "50 1 0:40 /lxc/c1 /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
-        let (root, point) = cgroup2_mount(mountinfo).unwrap();
+        let (root, point) = cgroup2_mount(&parse_mountinfo(mountinfo)).unwrap();
         assert_eq!(
             join_under(&point, &root, "/lxc/c1/app"),
             Path::new("/sys/fs/cgroup/app")
         );
-        assert_eq!(cgroup2_mount("1 0 0:1 / / rw - ext4 /dev/sda rw\n"), None);
+        assert_eq!(
+            cgroup2_mount(&parse_mountinfo("1 0 0:1 / / rw - ext4 /dev/sda rw\n")),
+            None
+        );
     }
 
     #[test]
@@ -375,7 +376,7 @@ mod tests {
             .spawn()
             .unwrap();
         fs::write(dir.join("cgroup.procs"), format!("{}\n", child.id())).unwrap();
-        assert!(signal_all(&dir, Signal::SIGKILL));
+        assert!(!signal_all(&dir, Signal::SIGKILL).is_empty());
         let status = child.wait().unwrap();
         use std::os::unix::process::ExitStatusExt;
         assert_eq!(status.signal(), Some(nix::libc::SIGKILL));
@@ -385,7 +386,7 @@ mod tests {
         );
         fs::write(dir.join("cgroup.procs"), "").unwrap();
         assert!(
-            !signal_all(&dir, Signal::SIGTERM),
+            signal_all(&dir, Signal::SIGTERM).is_empty(),
             "an empty cgroup has no one to signal"
         );
         let _ = fs::remove_dir_all(&dir);

@@ -217,19 +217,8 @@ impl Runtime {
             .metrics_interval
             .map(|d| Instant::now() + d);
         while !rt.done {
-            let metrics_due = async {
-                match next_metrics {
-                    Some(at) => tokio::time::sleep_until(at.into()).await,
-                    None => std::future::pending().await,
-                }
-            };
-            let deadline = rt.engine.next_deadline().map(|d| rt.origin + d);
-            let sleep = async {
-                match deadline {
-                    Some(at) => tokio::time::sleep_until(at.into()).await,
-                    None => std::future::pending().await,
-                }
-            };
+            let metrics_due = sleep_until_or_never(next_metrics);
+            let sleep = sleep_until_or_never(rt.engine.next_deadline().map(|d| rt.origin + d));
             tokio::select! {
                 _ = sigchld.recv() => rt.reap(),
                 Some(feed) = feed_rx.recv() => rt.on_feed(feed),
@@ -566,8 +555,7 @@ impl Runtime {
             signal.as_str()
         );
         if let Some(path) = self.procs.get(name).and_then(|p| p.cgroup.as_ref()) {
-            let members = cgroup::procs(path);
-            cgroup::signal_all(path, signal);
+            let members = cgroup::signal_all(path, signal);
             if let Some(pid) = pid.filter(|p| !members.contains(p)) {
                 let _ = kill(NixPid::from_raw(pid), signal);
             }
@@ -1081,6 +1069,14 @@ impl Runtime {
                 None => Err(unknown_service(name)),
             })
             .collect()
+    }
+}
+
+/// Sleeps until `at`; with none, never wakes (no timer is armed).
+async fn sleep_until_or_never(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
     }
 }
 

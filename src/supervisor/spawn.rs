@@ -206,10 +206,7 @@ fn in_child(spec: &ServiceSpec, cgroup_procs: Option<RawFd>) -> Result<InChild, 
     }
     // ember as PID 1 runs at -1000, and children inherit it: a service must not be
     // unkillable by the OOM killer unless it asks to be.
-    let own = std::fs::read_to_string("/proc/self/oom_score_adj")
-        .ok()
-        .and_then(|t| t.trim().parse::<i32>().ok())
-        .unwrap_or(0);
+    let own = own_oom_score_adj();
     let wanted = spec.limits.oom_score_adjust.unwrap_or(0);
     if wanted < own && !privileged {
         return Err(format!(
@@ -225,18 +222,33 @@ fn in_child(spec: &ServiceSpec, cgroup_procs: Option<RawFd>) -> Result<InChild, 
 }
 
 /// Whether ember may raise hard limits and lower OOM scores: CAP_SYS_RESOURCE, which
-/// root usually has, but not in every container.
+/// root usually has, but not in every container. Read once: it does not change.
 fn has_cap_sys_resource() -> bool {
     const CAP_SYS_RESOURCE: u32 = 24;
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix("CapEff:"))
-                .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-        })
-        .is_some_and(|caps| caps & (1 << CAP_SYS_RESOURCE) != 0)
+    static PRIVILEGED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *PRIVILEGED.get_or_init(|| {
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|status| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("CapEff:"))
+                    .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+            })
+            .is_some_and(|caps| caps & (1 << CAP_SYS_RESOURCE) != 0)
+    })
+}
+
+/// ember's own OOM score, which its children would inherit. Read once, at the first
+/// spawn: early boot sets it before any service starts, and nothing changes it after.
+fn own_oom_score_adj() -> i32 {
+    static OWN: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
+    *OWN.get_or_init(|| {
+        std::fs::read_to_string("/proc/self/oom_score_adj")
+            .ok()
+            .and_then(|t| t.trim().parse::<i32>().ok())
+            .unwrap_or(0)
+    })
 }
 
 /// Spawns a service's command. `notify_socket` is set as NOTIFY_SOCKET when given;

@@ -118,6 +118,31 @@ impl Bus {
             .expect("run busctl")
     }
 
+    /// `data` of `busctl --json=short ARGS`; None when busctl fails.
+    pub fn json(&self, args: &[&str]) -> Option<serde_json::Value> {
+        let mut all = vec!["--json=short"];
+        all.extend_from_slice(args);
+        let out = self.busctl(&all);
+        if !out.status.success() {
+            return None;
+        }
+        serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .ok()
+            .map(|v| v["data"].clone())
+    }
+
+    /// A property of the object of `service` (io.ember.Init1.Service).
+    pub fn service_property(&self, service: &str, name: &str) -> Option<serde_json::Value> {
+        let path = format!("/io/ember/Init1/service/{service}");
+        self.json(&[
+            "get-property",
+            "io.ember.Init1",
+            &path,
+            "io.ember.Init1.Service",
+            name,
+        ])
+    }
+
     /// The same as uid and gid 65534 with no supplementary groups.
     pub fn busctl_as_nobody(&self, args: &[&str]) -> Output {
         Command::new("setpriv")
