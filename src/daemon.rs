@@ -69,6 +69,11 @@ pub fn run(config_path: &Path) -> i32 {
             _ => tracing::warn!("{problem}"),
         }
     }
+    let mut config_status = ember_ipc::ConfigStatus {
+        path: config_path.display().to_string(),
+        fallback: false,
+        problems: Vec::new(),
+    };
     let config = match loaded.config {
         Some(config) => config,
         None if role.is_pid1() => {
@@ -76,6 +81,8 @@ pub fn run(config_path: &Path) -> i32 {
                 "the configuration has errors: booting with no services; fix {} and run `ember ctl reload`",
                 config_path.display()
             );
+            config_status.fallback = true;
+            config_status.problems = loaded.errors().map(|p| p.to_string()).collect();
             with_rescue_shell(settings)
         }
         None => {
@@ -96,7 +103,9 @@ pub fn run(config_path: &Path) -> i32 {
     let socket_path = config.control.socket.clone();
     let mut rescue_shell = config.system.rescue_shell.clone();
     let mut shutdown_timeout = config.system.shutdown_timeout;
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| supervise(config, role)));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        supervise(config, config_status, role)
+    }));
     let why = match (result, role) {
         (Ok(Some((Outcome::Exit(code), bound, _))), Role::Supervisor) => {
             if bound {
@@ -137,7 +146,11 @@ pub fn run(config_path: &Path) -> i32 {
 
 /// Runs the control socket and the runtime; `None` when they could not start. The bool
 /// says whether we bound the socket (and so should remove it).
-fn supervise(config: Config, role: Role) -> Option<(Outcome, bool, SystemConfig)> {
+fn supervise(
+    config: Config,
+    config_status: ember_ipc::ConfigStatus,
+    role: Role,
+) -> Option<(Outcome, bool, SystemConfig)> {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -158,10 +171,11 @@ fn supervise(config: Config, role: Role) -> Option<(Outcome, bool, SystemConfig)
         };
         let mqtt = start_mqtt(&config, &control);
         let dbus = start_dbus(&config, &control);
+        let pending = socket::Pending::default();
         let bound = match socket::bind(&socket_path) {
             Ok(listener) => {
                 tracing::info!("control socket at {}", socket_path.display());
-                tokio::spawn(socket::serve(listener, control));
+                tokio::spawn(socket::serve(listener, control, pending.clone()));
                 true
             }
             // As PID 1 a missing socket must not stop the boot; signals still work.
@@ -185,7 +199,10 @@ fn supervise(config: Config, role: Role) -> Option<(Outcome, bool, SystemConfig)
             config.services.len(),
             config.path.display()
         );
-        let (outcome, system) = Runtime::run(config, role, requests_rx, events).await;
+        let (outcome, system) =
+            Runtime::run(config, config_status, role, requests_rx, events).await;
+        // The last replies (a `poweroff` that had nothing to stop) reach their clients.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), pending.drained()).await;
         stop_mqtt(mqtt).await;
         stop_dbus(dbus).await;
         (outcome, bound, system)

@@ -44,11 +44,11 @@ fn run(mut argv: Vec<OsString>) -> c_int {
     };
     let code = match cli::parse(&argv0, argv) {
         Ok(Mode::Help(text)) => {
-            print!("{text}");
+            ember::cli::out::print(text);
             0
         }
         Ok(Mode::Version) => {
-            println!("ember {}", env!("CARGO_PKG_VERSION"));
+            ember::cli::out::print(&format!("ember {}\n", env!("CARGO_PKG_VERSION")));
             0
         }
         Ok(Mode::Check { config }) => cli::check::run(&config),

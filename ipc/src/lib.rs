@@ -8,11 +8,13 @@
 //! - [`protocol`]: the transport-neutral types: commands, replies with typed errors, events.
 //! - [`mqtt`] (feature `mqtt`): state out and commands in over MQTT.
 //! - [`dbus`] (feature `dbus`): `io.ember.Init1` on D-Bus, shaped like systemd1.
+//! - [`json`]: strict JSON (no key twice; type errors name their field) for every input.
 //! - [`socket`]: the local control socket (newline-delimited JSON over a Unix socket),
 //!   server side and the client used by `ember ctl`.
 
 #[cfg(feature = "dbus")]
 pub mod dbus;
+pub mod json;
 #[cfg(feature = "mqtt")]
 pub mod mqtt;
 pub mod protocol;

@@ -12,36 +12,83 @@ pub const LOG_LINES_DEFAULT: usize = 10;
 /// Transitions kept per service for `timeline`, besides its first spawn and activation.
 pub const TRANSITIONS_KEPT: usize = 16;
 
+/// The verbs of the control protocol, as spelled on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verb {
+    Status,
+    Start,
+    Stop,
+    Restart,
+    Reload,
+    Logs,
+    Timeline,
+    Poweroff,
+    Reboot,
+    Halt,
+}
+
+impl Verb {
+    pub const ALL: [Verb; 10] = [
+        Verb::Status,
+        Verb::Start,
+        Verb::Stop,
+        Verb::Restart,
+        Verb::Reload,
+        Verb::Logs,
+        Verb::Timeline,
+        Verb::Poweroff,
+        Verb::Reboot,
+        Verb::Halt,
+    ];
+
+    /// The word on the wire (`"start"`, `"status"`...).
+    pub fn word(self) -> &'static str {
+        match self {
+            Verb::Status => "status",
+            Verb::Start => "start",
+            Verb::Stop => "stop",
+            Verb::Restart => "restart",
+            Verb::Reload => "reload",
+            Verb::Logs => "logs",
+            Verb::Timeline => "timeline",
+            Verb::Poweroff => "poweroff",
+            Verb::Reboot => "reboot",
+            Verb::Halt => "halt",
+        }
+    }
+
+    fn from_word(word: &str) -> Option<Verb> {
+        Verb::ALL.into_iter().find(|v| v.word() == word)
+    }
+}
+
+impl std::fmt::Display for Verb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.word())
+    }
+}
+
 /// A request to the core. Start, stop and restart only change a service's *want*.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
+///
+/// On the wire an object with `"cmd"` and the verb's arguments beside it:
+/// `{"cmd":"restart","names":["web"],"wait":true}`. Reading one is strict (see
+/// [`Command::from_json`]): unknown fields, a key given twice and a value of the wrong
+/// type are refused with a message naming the field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
 pub enum Command {
     /// The status of the named services, or of every service when `names` is empty.
     /// With `details`, each also carries its resource use (measured now), its
     /// dependencies and its processes: what `ember ctl status` shows.
-    Status {
-        #[serde(default)]
-        names: Vec<String>,
-        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-        details: bool,
-    },
-    Start {
-        names: Vec<String>,
-    },
-    Stop {
-        names: Vec<String>,
-    },
-    Restart {
-        names: Vec<String>,
-    },
+    Status(StatusArgs),
+    Start(Targets),
+    Stop(Targets),
+    Restart(Targets),
     /// Re-read the configuration; rejected whole when it has any error.
     Reload,
-    /// The last `lines` lines a service wrote.
-    Logs {
-        name: String,
-        #[serde(default = "default_lines")]
-        lines: usize,
-    },
+    /// The last `lines` lines a service wrote (and, with `follow`, every later one).
+    Logs(LogsArgs),
     /// When each service was spawned, became active, failed and restarted during this run
     /// of ember (this boot, as PID 1): what `ember analyze` reads.
     Timeline,
@@ -50,25 +97,158 @@ pub enum Command {
     Halt,
 }
 
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusArgs {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub details: bool,
+}
+
+/// The services a start, stop or restart is for.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Targets {
+    pub names: Vec<String>,
+    /// Reply once each service has settled: up (a new run active) for start and restart,
+    /// down for stop; or failed, with the reason. Decided by the core.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub wait: bool,
+}
+
+impl Targets {
+    pub fn new(names: Vec<String>) -> Targets {
+        Targets { names, wait: false }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogsArgs {
+    pub name: String,
+    #[serde(default = "default_lines")]
+    pub lines: usize,
+    /// Keep streaming lines after the reply (the local socket only).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub follow: bool,
+}
+
 fn default_lines() -> usize {
     LOG_LINES_DEFAULT
 }
 
 impl Command {
-    /// The verb, as spelled on the wire (`"start"`, `"status"`...), for logs and errors.
-    pub fn verb(&self) -> &'static str {
+    pub fn verb(&self) -> Verb {
         match self {
-            Command::Status { .. } => "status",
-            Command::Start { .. } => "start",
-            Command::Stop { .. } => "stop",
-            Command::Restart { .. } => "restart",
-            Command::Reload => "reload",
-            Command::Logs { .. } => "logs",
-            Command::Timeline => "timeline",
-            Command::Poweroff => "poweroff",
-            Command::Reboot => "reboot",
-            Command::Halt => "halt",
+            Command::Status(_) => Verb::Status,
+            Command::Start(_) => Verb::Start,
+            Command::Stop(_) => Verb::Stop,
+            Command::Restart(_) => Verb::Restart,
+            Command::Reload => Verb::Reload,
+            Command::Logs(_) => Verb::Logs,
+            Command::Timeline => Verb::Timeline,
+            Command::Poweroff => Verb::Poweroff,
+            Command::Reboot => Verb::Reboot,
+            Command::Halt => Verb::Halt,
         }
+    }
+
+    /// Reads one request line: a JSON object with `"cmd"`. Every refusal is typed
+    /// (`bad_request`, or `unknown_command` for a verb ember does not know) and says what
+    /// to change.
+    pub fn from_json(bytes: &[u8]) -> Result<Command, Error> {
+        let value = crate::json::parse(bytes).map_err(|e| {
+            Error::new(
+                ErrorKind::BadRequest,
+                format!("malformed JSON ({e}); send one JSON object per line"),
+            )
+        })?;
+        Command::from_value(value)
+    }
+
+    /// [`Command::from_json`] for a value already parsed (duplicate keys refused).
+    pub fn from_value(value: serde_json::Value) -> Result<Command, Error> {
+        let bad = |message: String| Error::new(ErrorKind::BadRequest, message);
+        let serde_json::Value::Object(mut fields) = value else {
+            return Err(bad(
+                "a request is a JSON object such as {\"cmd\":\"status\"}".into(),
+            ));
+        };
+        let verb = match fields.remove("cmd") {
+            Some(serde_json::Value::String(word)) => word,
+            Some(other) => {
+                return Err(bad(format!(
+                    "\"cmd\" must be a string such as \"status\", not {}",
+                    json_type(&other)
+                )))
+            }
+            None => return Err(bad("missing \"cmd\", e.g. {\"cmd\":\"status\"}".into())),
+        };
+        let Some(verb) = Verb::from_word(&verb) else {
+            let known: Vec<&str> = Verb::ALL.iter().map(|v| v.word()).collect();
+            return Err(Error::new(
+                ErrorKind::UnknownCommand,
+                format!(
+                    "unknown command \"{}\"; ember understands {}",
+                    verb.escape_default(),
+                    known.join(", ")
+                ),
+            ));
+        };
+        let rest = serde_json::Value::Object(fields);
+        let args = |what: &serde_json::Value| -> Result<(), Error> {
+            match what {
+                serde_json::Value::Object(m) if m.is_empty() => Ok(()),
+                serde_json::Value::Object(m) => Err(bad(format!(
+                    "\"{verb}\" takes no arguments; remove \"{}\"",
+                    m.keys().next().map(String::as_str).unwrap_or_default()
+                ))),
+                _ => Ok(()),
+            }
+        };
+        fn typed<T: serde::de::DeserializeOwned>(
+            verb: Verb,
+            rest: serde_json::Value,
+        ) -> Result<T, Error> {
+            crate::json::from_value(rest).map_err(|e| {
+                Error::new(
+                    ErrorKind::BadRequest,
+                    format!("bad \"{verb}\" request: {e}"),
+                )
+            })
+        }
+        Ok(match verb {
+            Verb::Status => Command::Status(typed(verb, rest)?),
+            Verb::Start => Command::Start(typed(verb, rest)?),
+            Verb::Stop => Command::Stop(typed(verb, rest)?),
+            Verb::Restart => Command::Restart(typed(verb, rest)?),
+            Verb::Logs => Command::Logs(typed(verb, rest)?),
+            Verb::Reload => args(&rest).map(|()| Command::Reload)?,
+            Verb::Timeline => args(&rest).map(|()| Command::Timeline)?,
+            Verb::Poweroff => args(&rest).map(|()| Command::Poweroff)?,
+            Verb::Reboot => args(&rest).map(|()| Command::Reboot)?,
+            Verb::Halt => args(&rest).map(|()| Command::Halt)?,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Command {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Command, D::Error> {
+        let value = crate::json::unique_value(d)?;
+        Command::from_value(value).map_err(serde::de::Error::custom)
+    }
+}
+
+/// "a number", "an array"...: for messages about a value of the wrong type.
+pub fn json_type(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
     }
 }
 
@@ -81,11 +261,69 @@ pub enum Reply {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         services: Vec<ServiceStatus>,
     },
+    /// The answer to `status`: the board's state and its configuration's, and services.
+    Status(StatusReply),
+    /// The answer to a `reload` that was applied: what it changed, service by service.
+    Reloaded(ReloadReport),
     Logs {
         lines: Vec<LogLine>,
     },
     Timeline(Timeline),
     Error(Error),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusReply {
+    pub system: SystemStatus,
+    pub services: Vec<ServiceStatus>,
+}
+
+/// The board as a whole: its state, and whether it runs the configuration it was given.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SystemStatus {
+    pub state: SystemState,
+    pub config: ConfigStatus,
+}
+
+/// Which configuration is running.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigStatus {
+    /// The main file.
+    pub path: String,
+    /// The configuration had errors when ember started, so it runs a fallback: the
+    /// settings it could read and no services, until a reload succeeds.
+    pub fallback: bool,
+    /// With `fallback`: the errors, one line each (file:line:col: what to change).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
+}
+
+/// What a reload changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadReport {
+    /// New services (started when enabled).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub added: Vec<String>,
+    /// Services no longer configured (stopped, then forgotten).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed: Vec<String>,
+    /// Running services whose process changed: restarted, with the keys that changed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub restarted: Vec<SpecChange>,
+    /// Services whose policy alone changed (restart, limits of restarts, timeouts,
+    /// dependencies...): applied in place, nothing restarted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub updated: Vec<SpecChange>,
+    /// Warnings of the new configuration, one line each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+/// A service and the configuration keys of it that a reload changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpecChange {
+    pub name: String,
+    pub keys: Vec<String>,
 }
 
 impl Reply {
@@ -95,10 +333,7 @@ impl Reply {
         }
     }
     pub fn error(kind: ErrorKind, message: impl Into<String>) -> Reply {
-        Reply::Error(Error {
-            kind,
-            message: message.into(),
-        })
+        Reply::Error(Error::new(kind, message))
     }
 }
 
@@ -107,6 +342,15 @@ impl Reply {
 pub struct Error {
     pub kind: ErrorKind,
     pub message: String,
+}
+
+impl Error {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
+        Error {
+            kind,
+            message: message.into(),
+        }
+    }
 }
 
 impl std::fmt::Display for Error {
@@ -142,8 +386,8 @@ pub enum Event {
     ServiceRemoved { name: String },
     /// A service wrote a line.
     Log(LogLine),
-    /// The system as a whole changed state.
-    System { state: SystemState },
+    /// The system as a whole changed state, or its configuration did.
+    System(SystemStatus),
     /// Resource use of every running service, every `[system] metrics_interval`.
     Metrics(Vec<Metrics>),
 }
@@ -196,16 +440,264 @@ pub enum SystemState {
     Stopping,
 }
 
+/// A service's state, in systemd's words.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum State {
+    #[default]
+    Inactive,
+    /// Spawned, not ready yet; or waiting out a restart backoff.
+    Activating,
+    /// Ready; a oneshot that exited 0 stays active.
+    Active,
+    Deactivating,
+    Failed,
+}
+
+/// The detail under a state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Sub {
+    /// inactive, and nothing asks for it
+    #[default]
+    Dead,
+    /// inactive, wanted, waiting for what it is ordered after
+    Waiting,
+    /// inactive, wanted, but something it requires is down or failed
+    Dependency,
+    /// activating: spawned, not ready yet
+    Start,
+    /// activating: a forking daemon's first process exited; waiting for its pid_file
+    StartPidFile,
+    /// activating: waiting out the restart backoff
+    AutoRestart,
+    Running,
+    /// active oneshot that exited 0
+    Exited,
+    StopSigterm,
+    StopSigkill,
+    /// failed: exited non-zero
+    ExitCode,
+    /// failed: killed by a signal
+    Signal,
+    /// failed: killed by the kernel's OOM killer (over its memory_max, or out of memory)
+    OomKill,
+    /// failed: not ready within ready_timeout, or did not stop after SIGKILL
+    Timeout,
+    /// failed: too many failures within start_limit_interval
+    StartLimit,
+    /// failed: could not be spawned (missing binary, bad user...)
+    Spawn,
+    /// failed: missed a watchdog ping
+    Watchdog,
+}
+
+/// What a service should be: every command changes only this.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Want {
+    Up,
+    #[default]
+    Down,
+}
+
+/// How the last run that ended went, in systemd's words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunResult {
+    Success,
+    ExitCode,
+    Signal,
+    OomKill,
+    Timeout,
+    Spawn,
+    Watchdog,
+}
+
+/// How readiness is decided.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReadyKind {
+    /// Ready once spawned.
+    #[default]
+    None,
+    /// A oneshot: ready once it exited 0.
+    Exit,
+    PidFile,
+    Log,
+    Delay,
+    Notify,
+    Tcp,
+    File,
+    Exec,
+}
+
+/// How a service runs (`type` in its configuration).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ServiceKind {
+    #[default]
+    Simple,
+    Oneshot,
+    Notify,
+    Forking,
+}
+
+/// Where ember runs: the machine's PID 1, PID 1 of a PID namespace, or a supervisor under
+/// another init.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// PID 1 of the machine: the kernel started us. Every duty, reboot(2) included.
+    Machine,
+    /// PID 1 of a PID namespace (a container, a test): reaping, signals and the shutdown
+    /// sequence, but nothing that would reach the host.
+    Namespace,
+    /// An ordinary process: a child subreaper that exits when told to stop.
+    Supervisor,
+}
+
+/// Which output a log line came from; `ember` marks a line ember wrote itself (a note
+/// that lines were skipped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Stream {
+    Stdout,
+    Stderr,
+    Ember,
+}
+
+/// The words on the wire, for people: `word()`, `Display`, `FromStr` and `ALL` (a test
+/// checks that serde writes the same words).
+macro_rules! words {
+    ($ty:ident { $($variant:ident => $word:literal),* $(,)? }) => {
+        impl $ty {
+            pub const ALL: &'static [$ty] = &[$($ty::$variant),*];
+
+            pub fn word(self) -> &'static str {
+                match self {
+                    $($ty::$variant => $word),*
+                }
+            }
+        }
+
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.word())
+            }
+        }
+
+        impl std::str::FromStr for $ty {
+            type Err = String;
+
+            fn from_str(word: &str) -> Result<$ty, String> {
+                $ty::ALL
+                    .iter()
+                    .copied()
+                    .find(|v| v.word() == word)
+                    .ok_or_else(|| format!("unknown {} \"{word}\"", stringify!($ty)))
+            }
+        }
+    };
+}
+
+words!(State {
+    Inactive => "inactive",
+    Activating => "activating",
+    Active => "active",
+    Deactivating => "deactivating",
+    Failed => "failed",
+});
+words!(Sub {
+    Dead => "dead",
+    Waiting => "waiting",
+    Dependency => "dependency",
+    Start => "start",
+    StartPidFile => "start-pid-file",
+    AutoRestart => "auto-restart",
+    Running => "running",
+    Exited => "exited",
+    StopSigterm => "stop-sigterm",
+    StopSigkill => "stop-sigkill",
+    ExitCode => "exit-code",
+    Signal => "signal",
+    OomKill => "oom-kill",
+    Timeout => "timeout",
+    StartLimit => "start-limit",
+    Spawn => "spawn",
+    Watchdog => "watchdog",
+});
+words!(Want { Up => "up", Down => "down" });
+words!(SystemState {
+    Starting => "starting",
+    Running => "running",
+    Degraded => "degraded",
+    Stopping => "stopping",
+});
+words!(RunResult {
+    Success => "success",
+    ExitCode => "exit-code",
+    Signal => "signal",
+    OomKill => "oom-kill",
+    Timeout => "timeout",
+    Spawn => "spawn",
+    Watchdog => "watchdog",
+});
+words!(ReadyKind {
+    None => "none",
+    Exit => "exit",
+    PidFile => "pid-file",
+    Log => "log",
+    Delay => "delay",
+    Notify => "notify",
+    Tcp => "tcp",
+    File => "file",
+    Exec => "exec",
+});
+words!(ServiceKind {
+    Simple => "simple",
+    Oneshot => "oneshot",
+    Notify => "notify",
+    Forking => "forking",
+});
+words!(Role {
+    Machine => "machine",
+    Namespace => "namespace",
+    Supervisor => "supervisor",
+});
+words!(Stream {
+    Stdout => "stdout",
+    Stderr => "stderr",
+    Ember => "ember",
+});
+
+impl Role {
+    pub fn is_pid1(self) -> bool {
+        self != Role::Supervisor
+    }
+}
+
+impl RunResult {
+    /// The result a failure with this sub-state records.
+    pub fn of_failure(sub: Sub) -> RunResult {
+        match sub {
+            Sub::Signal => RunResult::Signal,
+            Sub::OomKill => RunResult::OomKill,
+            Sub::Timeout => RunResult::Timeout,
+            Sub::Spawn => RunResult::Spawn,
+            Sub::Watchdog => RunResult::Watchdog,
+            _ => RunResult::ExitCode,
+        }
+    }
+}
+
 /// One service's state as every adapter shows it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceStatus {
     pub name: String,
-    /// inactive | activating | active | deactivating | failed
-    pub state: String,
-    /// running | exited | start | auto-restart | dead | waiting | dependency | ...
-    pub sub_state: String,
-    /// up | down
-    pub want: String,
+    pub state: State,
+    pub sub_state: Sub,
+    pub want: Want,
     pub pid: Option<u32>,
     /// Automatic restarts since the last explicit start.
     pub restarts: u32,
@@ -214,10 +706,9 @@ pub struct ServiceStatus {
     /// Signal that ended the last run, e.g. "SIGKILL".
     #[serde(default)]
     pub exit_signal: Option<String>,
-    /// How the last run that ended went, in systemd's words: success, exit-code, signal,
-    /// oom-kill, timeout, watchdog, spawn. None before any run has ended.
+    /// How the last run that ended went. None before any run has ended.
     #[serde(default)]
-    pub result: Option<String>,
+    pub result: Option<RunResult>,
     /// When the current state was entered, RFC 3339 UTC.
     pub since: String,
     /// The same instant in microseconds since the epoch.
@@ -228,8 +719,8 @@ pub struct ServiceStatus {
     /// What the service last said with sd_notify `STATUS=`.
     #[serde(default)]
     pub status_text: Option<String>,
-    /// How readiness is decided: none, exit, log, delay, notify, tcp, file, exec, pid-file.
-    pub ready: String,
+    /// How readiness is decided.
+    pub ready: ReadyKind,
     /// The number of the change this status shows: one counter for every service, raised
     /// by each published change during one run of ember. A status read carries the seq of
     /// the service's last published change, the same as its event (and retained state).
@@ -250,8 +741,7 @@ pub struct ServiceStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogLine {
     pub service: String,
-    /// stdout | stderr
-    pub stream: String,
+    pub stream: Stream,
     pub line: String,
     /// Microseconds since the epoch.
     pub time_usec: u64,
@@ -266,8 +756,7 @@ pub struct LogLine {
 pub struct Timeline {
     /// [system] device.
     pub device: String,
-    /// machine (PID 1 of the machine), namespace (PID 1 of a PID namespace) or supervisor.
-    pub role: String,
+    pub role: Role,
     /// What /proc/uptime read (CLOCK_BOOTTIME) when ember started: as the machine's PID 1,
     /// how long the kernel (and firmware it counts) took to hand over.
     #[serde(default)]
@@ -287,10 +776,8 @@ pub struct Timeline {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceTimeline {
     pub name: String,
-    /// simple | oneshot | notify | forking
-    pub kind: String,
-    /// How readiness is decided: none, exit, log, delay, notify, tcp, file, exec, pid-file.
-    pub ready: String,
+    pub kind: ServiceKind,
+    pub ready: ReadyKind,
     pub enabled: bool,
     #[serde(default)]
     pub requires: Vec<String>,
@@ -319,9 +806,8 @@ pub struct ServiceTimeline {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Transition {
     pub at_usec: u64,
-    /// inactive | activating | active | deactivating | failed
-    pub state: String,
-    pub sub_state: String,
+    pub state: State,
+    pub sub_state: Sub,
     /// Which run of the service it belongs to: 1 for its first process, +1 at every spawn.
     pub run: u64,
     /// Why it failed, on a failure.
@@ -367,44 +853,143 @@ impl Control {
 mod tests {
     use super::*;
 
+    fn read(text: &str) -> Result<Command, Error> {
+        Command::from_json(text.as_bytes())
+    }
+
     #[test]
     fn commands_read_as_documented() {
-        let c: Command = serde_json::from_str(r#"{"cmd":"start","names":["web"]}"#).unwrap();
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert_eq!(
-            c,
-            Command::Start {
-                names: vec!["web".into()]
-            }
+            read(r#"{"cmd":"start","names":["web"]}"#),
+            Ok(Command::Start(Targets::new(names(&["web"]))))
         );
-        let c: Command = serde_json::from_str(r#"{"cmd":"status"}"#).unwrap();
         assert_eq!(
-            c,
-            Command::Status {
-                names: vec![],
-                details: false
-            }
+            read(r#"{"cmd":"restart","names":["web"],"wait":true}"#),
+            Ok(Command::Restart(Targets {
+                names: names(&["web"]),
+                wait: true
+            }))
         );
-        let c: Command =
-            serde_json::from_str(r#"{"cmd":"status","names":["a"],"details":true}"#).unwrap();
         assert_eq!(
-            c,
-            Command::Status {
-                names: vec!["a".into()],
+            read(r#"{"cmd":"status"}"#),
+            Ok(Command::Status(StatusArgs::default()))
+        );
+        assert_eq!(
+            read(r#"{"cmd":"status","names":["a"],"details":true}"#),
+            Ok(Command::Status(StatusArgs {
+                names: names(&["a"]),
                 details: true
-            }
+            }))
         );
-        let c: Command = serde_json::from_str(r#"{"cmd":"logs","name":"web"}"#).unwrap();
         assert_eq!(
-            c,
-            Command::Logs {
+            read(r#"{"cmd":"logs","name":"web"}"#),
+            Ok(Command::Logs(LogsArgs {
                 name: "web".into(),
-                lines: LOG_LINES_DEFAULT
-            }
+                lines: LOG_LINES_DEFAULT,
+                follow: false
+            }))
         );
-        assert!(serde_json::from_str::<Command>(r#"{"cmd":"start","names":["a"],"x":1}"#).is_err());
-        assert!(serde_json::from_str::<Command>(r#"{"cmd":"explode"}"#).is_err());
-        let c: Command = serde_json::from_str(r#"{"cmd":"timeline"}"#).unwrap();
-        assert_eq!(c, Command::Timeline);
+        assert_eq!(read(r#"{"cmd":"timeline"}"#), Ok(Command::Timeline));
+        // Through serde too (a reply or a file that embeds a command).
+        let c: Command = serde_json::from_str(r#"{"cmd":"reload"}"#).unwrap();
+        assert_eq!(c, Command::Reload);
+    }
+
+    #[test]
+    fn every_command_reads_back_as_written() {
+        let commands = [
+            Command::Status(StatusArgs {
+                names: vec!["a".into()],
+                details: true,
+            }),
+            Command::Start(Targets::new(vec!["a".into(), "b".into()])),
+            Command::Stop(Targets {
+                names: vec!["a".into()],
+                wait: true,
+            }),
+            Command::Restart(Targets::new(vec!["a".into()])),
+            Command::Reload,
+            Command::Logs(LogsArgs {
+                name: "a".into(),
+                lines: 3,
+                follow: true,
+            }),
+            Command::Timeline,
+            Command::Poweroff,
+            Command::Reboot,
+            Command::Halt,
+        ];
+        for command in commands {
+            let text = serde_json::to_string(&command).unwrap();
+            assert_eq!(read(&text), Ok(command.clone()), "{text}");
+            assert!(text.contains(&format!("\"cmd\":\"{}\"", command.verb())));
+        }
+    }
+
+    #[test]
+    fn bad_commands_are_refused_with_what_to_change() {
+        let refused = |text: &str| read(text).unwrap_err();
+        // A key twice is refused whichever of the two would win.
+        let e = refused(r#"{"cmd":"status","cmd":"reboot"}"#);
+        assert_eq!(e.kind, ErrorKind::BadRequest);
+        assert!(e.message.contains("given twice"), "{e}");
+        let e = refused(r#"{"cmd":"start","names":["a"],"names":["b"]}"#);
+        assert!(e.message.contains("given twice"), "{e}");
+        // A field of the wrong type is named, with the type it must have.
+        let e = refused(r#"{"cmd":5}"#);
+        assert_eq!(
+            e.message,
+            "\"cmd\" must be a string such as \"status\", not a number"
+        );
+        let e = refused(r#"{"cmd":"start","names":"web"}"#);
+        assert!(
+            e.message
+                .contains("\"names\": invalid type: string \"web\", expected an array"),
+            "{e}"
+        );
+        let e = refused(r#"{"cmd":"start","names":["a"],"wait":"yes"}"#);
+        assert!(e.message.contains("\"wait\""), "{e}");
+        let e = refused(r#"{"cmd":"logs","name":"a","lines":-1}"#);
+        assert!(e.message.contains("\"lines\""), "{e}");
+        // Unknown fields and verbs, missing fields.
+        let e = refused(r#"{"cmd":"start","names":["a"],"x":1}"#);
+        assert!(e.message.contains("unknown field `x`"), "{e}");
+        let e = refused(r#"{"cmd":"reboot","now":true}"#);
+        assert!(e.message.contains("takes no arguments"), "{e}");
+        assert_eq!(
+            refused(r#"{"cmd":"explode"}"#).kind,
+            ErrorKind::UnknownCommand
+        );
+        assert!(refused(r#"{"cmd":"start"}"#)
+            .message
+            .contains("missing field `names`"));
+        assert!(refused(r#"{"names":[]}"#)
+            .message
+            .contains("missing \"cmd\""));
+        assert!(refused("[1,2]").message.contains("JSON object"));
+        assert!(refused("{not json").message.contains("malformed JSON"));
+    }
+
+    #[test]
+    fn words_are_what_serde_writes() {
+        fn check<T: Serialize + std::fmt::Display>(all: &[T]) {
+            for value in all {
+                assert_eq!(serde_json::to_value(value).unwrap(), value.to_string());
+            }
+        }
+        check(State::ALL);
+        check(Sub::ALL);
+        check(Want::ALL);
+        check(RunResult::ALL);
+        check(ReadyKind::ALL);
+        check(ServiceKind::ALL);
+        check(Role::ALL);
+        check(Stream::ALL);
+        check(SystemState::ALL);
+        for verb in Verb::ALL {
+            assert_eq!(serde_json::to_value(verb).unwrap(), verb.word());
+        }
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! The local control socket: newline-delimited JSON over a Unix stream socket.
 //!
-//! A request is one JSON object per line, a [`Command`] plus two options the adapter
-//! handles itself: `"wait": true` (reply once the named services have settled) and
-//! `"follow": true` (for `logs`: keep streaming lines after the reply). Every request gets
-//! exactly one reply line; a bad request gets an error reply and the connection stays
+//! A request is one JSON object per line, a [`Command`]. `"wait": true` on start, stop
+//! and restart makes the core reply once the services have settled; `"follow": true` on
+//! `logs` keeps streaming lines after the reply (this adapter does that). Every request
+//! gets exactly one reply line; a bad request gets an error reply and the connection stays
 //! usable. Only root and the daemon's own uid may connect (checked with SO_PEERCRED).
 //!
 //! Bounded per connection and in all: at most [`MAX_CONNECTIONS`] at once (more get
@@ -68,10 +68,58 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
     Ok(listener)
 }
 
+/// The replies the socket has still to write. Before ember stops (a `poweroff` with
+/// nothing left to stop is over at once) it waits for them, so that every client learns
+/// that its request was taken.
+#[derive(Clone, Default)]
+pub struct Pending(Arc<PendingCount>);
+
+#[derive(Default)]
+struct PendingCount {
+    count: std::sync::atomic::AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+/// One reply on its way; dropped once written (or given up).
+struct PendingReply(Pending);
+
+impl Pending {
+    fn begin(&self) -> PendingReply {
+        self.0
+            .count
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        PendingReply(self.clone())
+    }
+
+    /// Resolves once no reply is waiting to be written.
+    pub async fn drained(&self) {
+        loop {
+            let idle = self.0.idle.notified();
+            if self.0.count.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                return;
+            }
+            idle.await;
+        }
+    }
+}
+
+impl Drop for PendingReply {
+    fn drop(&mut self) {
+        let inner = &(self.0).0;
+        if inner
+            .count
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst)
+            == 1
+        {
+            inner.idle.notify_waiters();
+        }
+    }
+}
+
 /// Serves the control socket until the listener fails. Who connects, and whether there is
 /// room, is decided here before a task is spent on it: a refused connection gets one
 /// reply line and is closed. Each accepted connection runs in its own task.
-pub async fn serve(listener: UnixListener, control: Control) {
+pub async fn serve(listener: UnixListener, control: Control, pending: Pending) {
     let own_uid = nix::unistd::geteuid().as_raw();
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut refusals = Throttle::default();
@@ -118,9 +166,10 @@ pub async fn serve(listener: UnixListener, control: Control) {
             continue;
         };
         let control = control.clone();
+        let pending = pending.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            serve_connection(stream, control, uid).await;
+            serve_connection(stream, control, uid, pending).await;
         });
     }
 }
@@ -166,7 +215,7 @@ impl Throttle {
     }
 }
 
-async fn serve_connection(stream: UnixStream, control: Control, uid: u32) {
+async fn serve_connection(stream: UnixStream, control: Control, uid: u32, pending: Pending) {
     let (read, mut write) = stream.into_split();
     let origin = format!("socket uid={uid}");
     let mut lines = Lines::new(read);
@@ -204,7 +253,8 @@ async fn serve_connection(stream: UnixStream, control: Control, uid: u32) {
                     continue;
                 }
                 let keep_going =
-                    handle_request(&line, &control, &origin, &mut lines, &mut write).await;
+                    handle_request(&line, &control, &origin, &pending, &mut lines, &mut write)
+                        .await;
                 if !keep_going {
                     return;
                 }
@@ -307,93 +357,10 @@ async fn client_gone(lines: &mut Lines<OwnedReadHalf>, keep: bool) {
     }
 }
 
-/// Options the adapter handles itself, taken off the request before it becomes a [`Command`].
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct RequestOptions {
-    pub wait: bool,
-    pub follow: bool,
-}
-
-/// Decodes one request line into a command and the adapter's options, or a reply saying
-/// precisely what is wrong with it.
-pub fn decode_request(line: &[u8]) -> Result<(Command, RequestOptions), Reply> {
-    let mut value: serde_json::Value = serde_json::from_slice(line).map_err(|e| {
-        Reply::error(
-            ErrorKind::BadRequest,
-            format!("malformed JSON ({e}); send one JSON object per line"),
-        )
-    })?;
-    let Some(object) = value.as_object_mut() else {
-        return Err(Reply::error(
-            ErrorKind::BadRequest,
-            "a request is a JSON object such as {\"cmd\":\"status\"}",
-        ));
-    };
-    let mut options = RequestOptions::default();
-    for (key, slot) in [("wait", &mut options.wait), ("follow", &mut options.follow)] {
-        match object.remove(key) {
-            None => {}
-            Some(serde_json::Value::Bool(b)) => *slot = b,
-            Some(_) => {
-                return Err(Reply::error(
-                    ErrorKind::BadRequest,
-                    format!("\"{key}\" must be true or false"),
-                ));
-            }
-        }
-    }
-    let verb = match object.get("cmd") {
-        Some(serde_json::Value::String(s)) => s.clone(),
-        Some(_) => {
-            return Err(Reply::error(
-                ErrorKind::BadRequest,
-                "\"cmd\" must be a string",
-            ))
-        }
-        None => {
-            return Err(Reply::error(
-                ErrorKind::BadRequest,
-                "missing \"cmd\", e.g. {\"cmd\":\"status\"}",
-            ))
-        }
-    };
-    const VERBS: [&str; 10] = [
-        "status", "start", "stop", "restart", "reload", "logs", "timeline", "poweroff", "reboot",
-        "halt",
-    ];
-    if !VERBS.contains(&verb.as_str()) {
-        return Err(Reply::error(
-            ErrorKind::UnknownCommand,
-            format!(
-                "unknown command \"{verb}\"; ember understands {}",
-                VERBS.join(", ")
-            ),
-        ));
-    }
-    let command: Command = serde_json::from_value(value).map_err(|e| {
-        Reply::error(
-            ErrorKind::BadRequest,
-            format!("bad \"{verb}\" request: {e}"),
-        )
-    })?;
-    if options.follow && !matches!(command, Command::Logs { .. }) {
-        return Err(Reply::error(
-            ErrorKind::BadRequest,
-            "\"follow\" applies to logs only",
-        ));
-    }
-    if options.wait
-        && !matches!(
-            command,
-            Command::Start { .. } | Command::Stop { .. } | Command::Restart { .. }
-        )
-    {
-        return Err(Reply::error(
-            ErrorKind::BadRequest,
-            "\"wait\" applies to start, stop and restart only",
-        ));
-    }
-    Ok((command, options))
+/// Decodes one request line into a command, or a reply saying precisely what is wrong
+/// with it (see [`Command::from_json`]).
+pub fn decode_request(line: &[u8]) -> Result<Command, Reply> {
+    Command::from_json(line).map_err(Reply::Error)
 }
 
 /// Handles one request line; returns false when the connection should close.
@@ -401,36 +368,37 @@ async fn handle_request(
     line: &[u8],
     control: &Control,
     origin: &str,
+    pending: &Pending,
     lines: &mut Lines<OwnedReadHalf>,
     write: &mut OwnedWriteHalf,
 ) -> bool {
-    let (command, options) = match decode_request(line) {
-        Ok(decoded) => decoded,
+    let _pending = pending.begin();
+    let command = match decode_request(line) {
+        Ok(command) => command,
         Err(reply) => return write_line(write, &reply).await.is_ok(),
     };
-    // Subscribe before the command reaches the core, so no change after it is missed.
-    let events = (options.wait || options.follow).then(|| control.events.subscribe());
-    let target = match &command {
-        Command::Start { .. } | Command::Restart { .. } => Some(Settle::Up),
-        Command::Stop { .. } => Some(Settle::Down),
+    let follow = match &command {
+        Command::Logs(args) if args.follow => Some(args.name.clone()),
         _ => None,
     };
-    let follow_name = match &command {
-        Command::Logs { name, .. } if options.follow => Some(name.clone()),
-        _ => None,
-    };
-    let reply = control.call(command, origin).await;
-    // Waiting and following end when the client goes: its slot is free again at once.
-    match (events, reply) {
-        (Some(events), Reply::Ok { services }) if options.wait => {
-            let settle = wait_settled(control, events, services, target.unwrap_or(Settle::Up));
-            let reply = tokio::select! {
-                reply = settle => reply,
-                () = client_gone(lines, true) => return false,
-            };
-            write_line(write, &reply).await.is_ok()
+    let wait = matches!(
+        &command,
+        Command::Start(t) | Command::Stop(t) | Command::Restart(t) if t.wait
+    );
+    // Subscribe before the command reaches the core, so no line after it is missed.
+    let events = follow.as_ref().map(|_| control.events.subscribe());
+    // Waiting (decided by the core) and following end when the client goes: its slot is
+    // free again at once, and the core drops a wait nobody reads.
+    let reply = if wait {
+        tokio::select! {
+            reply = control.call(command, origin) => reply,
+            () = client_gone(lines, true) => return false,
         }
-        (Some(events), Reply::Logs { lines: logged }) if follow_name.is_some() => {
+    } else {
+        control.call(command, origin).await
+    };
+    match (events, follow, reply) {
+        (Some(events), Some(name), Reply::Logs { lines: logged }) => {
             let last_seq = logged.last().map(|l| l.seq).unwrap_or(0);
             if write_line(write, &Reply::Logs { lines: logged })
                 .await
@@ -438,107 +406,14 @@ async fn handle_request(
             {
                 return false;
             }
-            let name = follow_name.unwrap_or_default();
+            drop(_pending);
             tokio::select! {
                 () = follow_logs(events, name, last_seq, write) => {}
                 () = client_gone(lines, false) => {}
             }
             false
         }
-        (_, reply) => write_line(write, &reply).await.is_ok(),
-    }
-}
-
-/// What `--wait` waits for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Settle {
-    Up,
-    Down,
-}
-
-/// Whether a service has settled for `target`: `Some(Ok)` reached, `Some(Err(why))` it
-/// never will without another command, `None` still moving.
-pub fn settled(status: &ServiceStatus, target: Settle) -> Option<Result<(), String>> {
-    let failed = || {
-        let mut why = format!("{} is failed ({})", status.name, status.sub_state);
-        if let Some(reason) = &status.reason {
-            why.push_str(": ");
-            why.push_str(reason);
-        }
-        why
-    };
-    match (target, status.state.as_str()) {
-        (Settle::Up, "active") => Some(Ok(())),
-        (Settle::Up, "failed") => Some(Err(failed())),
-        (Settle::Up, "inactive") if status.sub_state == "dependency" => Some(Err(format!(
-            "{} cannot start: {}",
-            status.name,
-            status.reason.as_deref().unwrap_or("a dependency is down")
-        ))),
-        (Settle::Up, "inactive") if status.want == "down" => Some(Err(format!(
-            "{} stopped again ({})",
-            status.name, status.sub_state
-        ))),
-        (Settle::Down, "inactive" | "failed") => Some(Ok(())),
-        _ => None,
-    }
-}
-
-async fn wait_settled(
-    control: &Control,
-    mut events: broadcast::Receiver<Event>,
-    mut services: Vec<ServiceStatus>,
-    target: Settle,
-) -> Reply {
-    loop {
-        let outcomes: Vec<_> = services.iter().map(|s| settled(s, target)).collect();
-        if outcomes.iter().all(Option::is_some) {
-            let errors: Vec<String> = outcomes
-                .into_iter()
-                .flatten()
-                .filter_map(Result::err)
-                .collect();
-            if errors.is_empty() {
-                return Reply::Ok { services };
-            }
-            return Reply::error(ErrorKind::Failed, errors.join("; "));
-        }
-        match events.recv().await {
-            Ok(Event::Service(status)) => {
-                if let Some(known) = services.iter_mut().find(|s| s.name == status.name) {
-                    if status.seq > known.seq {
-                        *known = status;
-                    }
-                }
-            }
-            Ok(Event::ServiceRemoved { name }) if services.iter().any(|s| s.name == name) => {
-                return Reply::error(
-                    ErrorKind::UnknownService,
-                    format!("{name} was removed by a reload"),
-                );
-            }
-            Ok(_) => {}
-            // Events were dropped (a chatty service's log lines): the change waited for
-            // may be among them, so ask for the statuses again.
-            Err(broadcast::error::RecvError::Lagged(_)) => {
-                let names = services.iter().map(|s| s.name.clone()).collect();
-                if let Reply::Ok { services: fresh } = control
-                    .call(
-                        Command::Status {
-                            names,
-                            details: false,
-                        },
-                        "socket --wait",
-                    )
-                    .await
-                {
-                    services = fresh;
-                }
-            }
-            Err(broadcast::error::RecvError::Closed) => {
-                return Reply::error(ErrorKind::Internal, "ember is shutting down");
-            }
-        }
+        (_, _, reply) => write_line(write, &reply).await.is_ok(),
     }
 }
 
@@ -563,7 +438,7 @@ async fn follow_logs(
             Err(broadcast::error::RecvError::Lagged(n)) => {
                 let note = LogLine {
                     service: name.clone(),
-                    stream: "ember".into(),
+                    stream: Stream::Ember,
                     line: format!("... {n} events skipped: this reader fell behind"),
                     time_usec: 0,
                     seq: last_seq,
@@ -620,8 +495,8 @@ impl Client {
         })
     }
 
-    /// Sends one request (a JSON object) and reads its reply.
-    pub fn call(&mut self, request: &serde_json::Value) -> Result<Reply, String> {
+    /// Sends one request and reads its reply.
+    pub fn call(&mut self, request: &Command) -> Result<Reply, String> {
         let mut bytes = serde_json::to_vec(request).map_err(|e| e.to_string())?;
         bytes.push(b'\n');
         if let Err(e) = self.writer.write_all(&bytes) {
@@ -649,7 +524,7 @@ impl Client {
         if n == 0 {
             return Ok(None);
         }
-        serde_json::from_str(&line)
+        crate::json::from_slice(line.as_bytes())
             .map(Some)
             .map_err(|e| format!("ember sent a reply this client cannot read: {e}"))
     }
@@ -659,59 +534,29 @@ impl Client {
 mod tests {
     use super::*;
 
-    fn kind(r: Result<(Command, RequestOptions), Reply>) -> ErrorKind {
-        match r {
-            Err(Reply::Error(e)) => e.kind,
-            other => panic!("expected an error, got {other:?}"),
-        }
-    }
-
     #[test]
-    fn decodes_requests_and_options() {
-        let (c, o) = decode_request(br#"{"cmd":"start","names":["a"],"wait":true}"#).unwrap();
+    fn decodes_requests() {
+        let c = decode_request(br#"{"cmd":"start","names":["a"],"wait":true}"#).unwrap();
         assert_eq!(
             c,
-            Command::Start {
-                names: vec!["a".into()]
+            Command::Start(Targets {
+                names: vec!["a".into()],
+                wait: true
+            })
+        );
+        let c = decode_request(br#"{"cmd":"logs","name":"a","follow":true}"#).unwrap();
+        assert!(matches!(c, Command::Logs(LogsArgs { follow: true, .. })));
+        // What belongs to another verb is refused, not ignored.
+        for line in [
+            &br#"{"cmd":"status","wait":true}"#[..],
+            br#"{"cmd":"start","names":["a"],"follow":true}"#,
+            br#"{"cmd":"status","cmd":"reboot"}"#,
+        ] {
+            match decode_request(line) {
+                Err(Reply::Error(e)) => assert_eq!(e.kind, ErrorKind::BadRequest),
+                other => panic!("expected bad_request, got {other:?}"),
             }
-        );
-        assert_eq!(
-            o,
-            RequestOptions {
-                wait: true,
-                follow: false
-            }
-        );
-        let (_, o) = decode_request(br#"{"cmd":"logs","name":"a","follow":true}"#).unwrap();
-        assert!(o.follow);
-    }
-
-    #[test]
-    fn rejects_bad_requests_with_the_reason() {
-        assert_eq!(kind(decode_request(b"{not json")), ErrorKind::BadRequest);
-        assert_eq!(kind(decode_request(b"[1,2]")), ErrorKind::BadRequest);
-        assert_eq!(
-            kind(decode_request(br#"{"names":[]}"#)),
-            ErrorKind::BadRequest
-        );
-        assert_eq!(
-            kind(decode_request(br#"{"cmd":"explode"}"#)),
-            ErrorKind::UnknownCommand
-        );
-        assert_eq!(
-            kind(decode_request(br#"{"cmd":"start"}"#)),
-            ErrorKind::BadRequest
-        );
-        assert_eq!(
-            kind(decode_request(br#"{"cmd":"status","wait":true}"#)),
-            ErrorKind::BadRequest
-        );
-        assert_eq!(
-            kind(decode_request(
-                br#"{"cmd":"start","names":["a"],"wait":"yes"}"#
-            )),
-            ErrorKind::BadRequest
-        );
+        }
     }
 
     #[tokio::test(flavor = "current_thread")]
@@ -735,30 +580,32 @@ mod tests {
         assert_eq!(lines.next().await.unwrap(), Next::Eof);
     }
 
-    /// A core that answers start with "activating" (so `--wait` waits), logs with nothing,
-    /// anything else with ok; `settle_after` later it says "a" is active.
+    /// A core that answers a start with "activating", or, with `wait`, `settle_after`
+    /// later with "active" (never, without it); logs with nothing, anything else with ok.
     fn fake_core(settle_after: Option<Duration>) -> Control {
         let (requests, mut asked) = tokio::sync::mpsc::channel::<Request>(8);
         let (events, _) = broadcast::channel(16);
-        let tell = events.clone();
         tokio::spawn(async move {
+            let mut unanswered = Vec::new();
             while let Some(request) = asked.recv().await {
-                let reply = match request.command {
-                    Command::Start { .. } => {
-                        if let Some(after) = settle_after {
-                            let tell = tell.clone();
-                            tokio::spawn(async move {
-                                tokio::time::sleep(after).await;
-                                let mut up = status("active", "running", "up");
-                                up.seq = 1;
-                                let _ = tell.send(Event::Service(up));
-                            });
+                let reply = match &request.command {
+                    Command::Start(t) if t.wait => {
+                        match settle_after {
+                            Some(after) => {
+                                tokio::spawn(async move {
+                                    tokio::time::sleep(after).await;
+                                    let up = status(State::Active, Sub::Running, Want::Up);
+                                    let _ = request.reply.send(Reply::Ok { services: vec![up] });
+                                });
+                            }
+                            None => unanswered.push(request),
                         }
-                        Reply::Ok {
-                            services: vec![status("activating", "start", "up")],
-                        }
+                        continue;
                     }
-                    Command::Logs { .. } => Reply::Logs { lines: Vec::new() },
+                    Command::Start(_) => Reply::Ok {
+                        services: vec![status(State::Activating, Sub::Start, Want::Up)],
+                    },
+                    Command::Logs(_) => Reply::Logs { lines: Vec::new() },
                     _ => Reply::ok(),
                 };
                 let _ = request.reply.send(reply);
@@ -770,7 +617,10 @@ mod tests {
     /// A connection served as ember serves one, and the client's end of it.
     fn connect(control: Control) -> (tokio::task::JoinHandle<()>, UnixStream) {
         let (server, client) = UnixStream::pair().unwrap();
-        (tokio::spawn(serve_connection(server, control, 0)), client)
+        (
+            tokio::spawn(serve_connection(server, control, 0, Pending::default())),
+            client,
+        )
     }
 
     async fn read_reply(client: &mut UnixStream) -> String {
@@ -863,7 +713,7 @@ mod tests {
         });
         let mut client = Client::connect(&path).unwrap();
         server.join().unwrap();
-        let reply = client.call(&serde_json::json!({"cmd": "status"}));
+        let reply = client.call(&Command::Status(StatusArgs::default()));
         let _ = std::fs::remove_dir_all(&dir);
         match reply {
             Ok(Reply::Error(e)) => assert_eq!(e.kind, ErrorKind::Busy),
@@ -871,51 +721,13 @@ mod tests {
         }
     }
 
-    fn status(state: &str, sub: &str, want: &str) -> ServiceStatus {
+    fn status(state: State, sub_state: Sub, want: Want) -> ServiceStatus {
         ServiceStatus {
             name: "a".into(),
-            state: state.into(),
-            sub_state: sub.into(),
-            want: want.into(),
-            pid: None,
-            restarts: 0,
-            exit_code: None,
-            exit_signal: None,
-            result: None,
-            since: String::new(),
-            since_usec: 0,
-            reason: None,
-            status_text: None,
-            ready: "none".into(),
-            seq: 0,
+            state,
+            sub_state,
+            want,
             ..Default::default()
         }
-    }
-
-    #[test]
-    fn settling() {
-        assert_eq!(
-            settled(&status("active", "running", "up"), Settle::Up),
-            Some(Ok(()))
-        );
-        assert!(settled(&status("activating", "start", "up"), Settle::Up).is_none());
-        assert!(matches!(
-            settled(&status("failed", "exit-code", "up"), Settle::Up),
-            Some(Err(_))
-        ));
-        assert!(matches!(
-            settled(&status("inactive", "dependency", "up"), Settle::Up),
-            Some(Err(_))
-        ));
-        assert!(settled(&status("inactive", "waiting", "up"), Settle::Up).is_none());
-        assert_eq!(
-            settled(&status("failed", "signal", "down"), Settle::Down),
-            Some(Ok(()))
-        );
-        assert!(settled(
-            &status("deactivating", "stop-sigterm", "down"),
-            Settle::Down
-        )
-        .is_none());
     }
 }

@@ -2,7 +2,7 @@
 //! activation in this boot, slowest first; then the ones that never became active.
 
 use super::{last_state, span, startup};
-use ember_ipc::{ServiceTimeline, Timeline};
+use ember_ipc::{ServiceTimeline, State, Sub, Timeline};
 
 /// One line of the blame.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,7 +35,7 @@ fn row(service: &ServiceTimeline) -> Row {
                 .transitions
                 .iter()
                 .filter(|t| t.at_usec <= service.first_active_usec.unwrap_or(0))
-                .filter(|t| t.state == "failed" || t.sub_state == "auto-restart")
+                .filter(|t| t.state == State::Failed || t.sub_state == Sub::AutoRestart)
                 .count();
             let mut notes = Vec::new();
             match failed_first {
@@ -46,7 +46,7 @@ fn row(service: &ServiceTimeline) -> Row {
             if service
                 .transitions
                 .last()
-                .is_some_and(|t| t.state == "failed")
+                .is_some_and(|t| t.state == State::Failed)
             {
                 notes.push(format!("now {}", last_state(service)));
             }

@@ -83,7 +83,7 @@ pub fn find<'a>(timeline: &'a Timeline, name: &str) -> Option<&'a ServiceTimelin
 pub(crate) mod testing {
     //! Synthetic boots for the tests of every analysis.
 
-    use ember_ipc::{ServiceTimeline, Timeline, Transition};
+    use ember_ipc::{ServiceTimeline, State, Sub, Timeline, Transition};
 
     pub fn timeline(services: Vec<ServiceTimeline>) -> Timeline {
         let now = services
@@ -94,7 +94,7 @@ pub(crate) mod testing {
             + 100_000;
         Timeline {
             device: "board1".into(),
-            role: "machine".into(),
+            role: ember_ipc::Role::Machine,
             uptime_at_start_usec: Some(1_450_000),
             started_usec: 1_795_000_000_000_000,
             now_usec: now,
@@ -113,8 +113,8 @@ pub(crate) mod testing {
             .iter()
             .map(|&(ms, state, sub, run)| Transition {
                 at_usec: ms * 1000,
-                state: state.into(),
-                sub_state: sub.into(),
+                state: state.parse().unwrap(),
+                sub_state: sub.parse().unwrap(),
                 run,
                 reason: (state == "failed" || sub == "auto-restart")
                     .then(|| "exited with code 1".to_owned()),
@@ -122,24 +122,24 @@ pub(crate) mod testing {
             .collect();
         let spawns = transitions
             .iter()
-            .filter(|t| t.state == "activating" && t.sub_state == "start")
+            .filter(|t| t.state == State::Activating && t.sub_state == Sub::Start)
             .count() as u32;
         let failures = transitions
             .iter()
-            .filter(|t| t.state == "failed" || t.sub_state == "auto-restart")
+            .filter(|t| t.state == State::Failed || t.sub_state == Sub::AutoRestart)
             .count() as u32;
         let first_spawn_usec = transitions
             .iter()
-            .find(|t| t.sub_state == "start")
+            .find(|t| t.sub_state == Sub::Start)
             .map(|t| t.at_usec);
         let first_active_usec = transitions
             .iter()
-            .find(|t| t.state == "active")
+            .find(|t| t.state == State::Active)
             .map(|t| t.at_usec);
         ServiceTimeline {
             name: name.into(),
-            kind: "simple".into(),
-            ready: "delay".into(),
+            kind: ember_ipc::ServiceKind::Simple,
+            ready: ember_ipc::ReadyKind::Delay,
             enabled: true,
             requires: requires.iter().map(|s| s.to_string()).collect(),
             wants: Vec::new(),

@@ -12,7 +12,7 @@
 //! Times on the axis are since ember started, as in `blame` and `critical-chain`.
 
 use super::span;
-use ember_ipc::{ServiceTimeline, Timeline};
+use ember_ipc::{ServiceTimeline, State, Sub, Timeline};
 use std::fmt::Write;
 
 const WIDTH: f64 = 1200.0;
@@ -77,14 +77,14 @@ pub enum Mark {
     Restart { at: u64, run: u64 },
 }
 
-fn kind_of(state: &str, sub: &str) -> Option<Kind> {
+fn kind_of(state: State, sub: Sub) -> Option<Kind> {
     match (state, sub) {
-        ("inactive", "waiting" | "dependency") => Some(Kind::Waiting),
-        ("activating", "auto-restart") => Some(Kind::Backoff),
-        ("activating", _) => Some(Kind::Activating),
-        ("active", "exited") => Some(Kind::Exited),
-        ("active", _) => Some(Kind::Active),
-        ("deactivating", _) => Some(Kind::Deactivating),
+        (State::Inactive, Sub::Waiting | Sub::Dependency) => Some(Kind::Waiting),
+        (State::Activating, Sub::AutoRestart) => Some(Kind::Backoff),
+        (State::Activating, _) => Some(Kind::Activating),
+        (State::Active, Sub::Exited) => Some(Kind::Exited),
+        (State::Active, _) => Some(Kind::Active),
+        (State::Deactivating, _) => Some(Kind::Deactivating),
         _ => None,
     }
 }
@@ -110,7 +110,7 @@ pub fn row(service: &ServiceTimeline, end: u64) -> (Vec<Segment>, Vec<Mark>) {
     }
     for (i, t) in transitions.iter().enumerate() {
         let next = transitions.get(i + 1);
-        if let Some(kind) = kind_of(&t.state, &t.sub_state) {
+        if let Some(kind) = kind_of(t.state, t.sub_state) {
             segments.push(Segment {
                 kind,
                 from: t.at_usec,
@@ -118,13 +118,13 @@ pub fn row(service: &ServiceTimeline, end: u64) -> (Vec<Segment>, Vec<Mark>) {
                 open: next.is_none(),
             });
         }
-        if t.state == "failed" || t.sub_state == "auto-restart" {
+        if t.state == State::Failed || t.sub_state == Sub::AutoRestart {
             marks.push(Mark::Failure {
                 at: t.at_usec,
-                why: t.reason.clone().unwrap_or_else(|| t.sub_state.clone()),
+                why: t.reason.clone().unwrap_or_else(|| t.sub_state.to_string()),
             });
         }
-        if t.state == "activating" && t.sub_state == "start" && t.run > 1 {
+        if t.state == State::Activating && t.sub_state == Sub::Start && t.run > 1 {
             marks.push(Mark::Restart {
                 at: t.at_usec,
                 run: t.run,
@@ -208,8 +208,8 @@ pub fn svg(timeline: &Timeline) -> String {
     // A little room after the last event, where running bars end open.
     let last = last_event(timeline).max(1_000);
     let end = last + last / 25;
-    let kernel = match (timeline.role.as_str(), timeline.uptime_at_start_usec) {
-        ("machine", Some(uptime)) => Some(uptime),
+    let kernel = match (timeline.role, timeline.uptime_at_start_usec) {
+        (ember_ipc::Role::Machine, Some(uptime)) => Some(uptime),
         _ => None,
     };
     let longest = rows
@@ -263,7 +263,11 @@ pub fn svg(timeline: &Timeline) -> String {
     let failed = timeline
         .services
         .iter()
-        .filter(|s| s.transitions.last().is_some_and(|t| t.state == "failed"))
+        .filter(|s| {
+            s.transitions
+                .last()
+                .is_some_and(|t| t.state == State::Failed)
+        })
         .count();
     let complete = match timeline.boot_complete_usec {
         Some(t) => format!("every service settled @{}", span(t)),
@@ -774,7 +778,7 @@ mod tests {
     #[test]
     fn no_kernel_outside_the_machine_and_an_empty_timeline_still_draws() {
         let mut t = boot();
-        t.role = "supervisor".into();
+        t.role = ember_ipc::Role::Supervisor;
         let svg = svg(&t);
         balanced(&svg).unwrap();
         assert!(!svg.contains("class=\"kernel\""));

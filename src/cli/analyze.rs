@@ -4,7 +4,6 @@
 use crate::analyze::{blame, chain, plot, verify};
 use ember_ipc::socket::Client;
 use ember_ipc::{Reply, Timeline};
-use std::io::Write;
 use std::path::PathBuf;
 
 pub const HELP: &str = "\
@@ -152,7 +151,7 @@ pub fn parse(mut parser: lexopt::Parser) -> Result<Invocation, String> {
 pub fn run(invocation: Invocation) -> i32 {
     let result = match &invocation.command {
         Analyze::Help => {
-            print!("{HELP}");
+            super::out::out!("{HELP}");
             return 0;
         }
         // One value a line: readable, and each line short enough for a kernel log.
@@ -205,9 +204,9 @@ fn timeline(invocation: &Invocation) -> Result<Timeline, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         // The reply as the socket sends it, or the timeline alone.
-        return match serde_json::from_str::<Reply>(&text) {
+        return match ember_ipc::json::from_slice::<Reply>(text.as_bytes()) {
             Ok(Reply::Timeline(t)) => Ok(t),
-            _ => serde_json::from_str::<Timeline>(&text).map_err(|e| {
+            _ => ember_ipc::json::from_slice::<Timeline>(text.as_bytes()).map_err(|e| {
                 format!(
                     "{} is not a timeline ({e}); save one with `ember analyze dump > FILE`",
                     path.display()
@@ -217,7 +216,7 @@ fn timeline(invocation: &Invocation) -> Result<Timeline, String> {
     }
     let socket = &invocation.socket;
     let mut client = Client::connect(socket)?;
-    match client.call(&serde_json::json!({"cmd": "timeline"}))? {
+    match client.call(&ember_ipc::Command::Timeline)? {
         Reply::Timeline(t) => Ok(t),
         Reply::Error(e) if e.kind == ember_ipc::ErrorKind::UnknownCommand => Err(format!(
             "the ember at {} is older and keeps no timeline; restart it with this version",
@@ -228,15 +227,8 @@ fn timeline(invocation: &Invocation) -> Result<Timeline, String> {
     }
 }
 
-/// Prints `text`; a closed pipe (`| head`) is not an error.
+/// Prints `text` (see [`super::out`]).
 fn write_out(text: &str) -> i32 {
-    let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
-        Ok(()) => 0,
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => 0,
-        Err(e) => {
-            eprintln!("ember analyze: cannot write the output: {e}");
-            1
-        }
-    }
+    super::out::print(text);
+    0
 }

@@ -17,7 +17,7 @@ pub fn run_with(path: &Path, more: impl FnOnce(&Config) -> Vec<Problem>) -> i32 
         config::sort_problems(&mut loaded.problems);
     }
     for problem in &loaded.problems {
-        println!("{problem}");
+        super::out::outln!("{problem}");
     }
     let failing = loaded
         .problems
@@ -32,7 +32,7 @@ pub fn run_with(path: &Path, more: impl FnOnce(&Config) -> Vec<Problem>) -> i32 
             } else {
                 String::new()
             };
-            println!(
+            super::out::outln!(
                 "{}: ok, {} services{note}",
                 path.display(),
                 config.services.len()

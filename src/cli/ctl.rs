@@ -1,8 +1,12 @@
 //! `ember ctl`: the client of the control socket, and how its answers look on a terminal.
 
+use super::out::{out, outln};
+use super::terminal;
 use ember_ipc::socket::Client;
-use ember_ipc::{LogLine, Reply, ServiceStatus};
-use serde_json::json;
+use ember_ipc::{
+    Command, LogLine, LogsArgs, Reply, ServiceStatus, State, StatusArgs, Stream, SystemStatus,
+    Targets, Verb,
+};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -44,25 +48,12 @@ pub struct Invocation {
 }
 
 pub enum Ctl {
-    Status {
-        names: Vec<String>,
+    Help,
+    /// A request (built from the protocol's own types), and whether to print JSON.
+    Request {
+        command: Command,
         json: bool,
     },
-    Change {
-        verb: &'static str,
-        names: Vec<String>,
-        wait: bool,
-    },
-    Reload,
-    Logs {
-        name: String,
-        lines: usize,
-        follow: bool,
-    },
-    System {
-        verb: &'static str,
-    },
-    Help,
 }
 
 pub fn parse(mut parser: lexopt::Parser) -> Result<Invocation, String> {
@@ -80,15 +71,7 @@ pub fn parse(mut parser: lexopt::Parser) -> Result<Invocation, String> {
             }
             Short('c') | Long("config") => {
                 let path: PathBuf = parser.value().map_err(|e| usage(e.to_string()))?.into();
-                let loaded = crate::config::load(&path);
-                let config = loaded.config.ok_or_else(|| {
-                    format!(
-                        "{} has errors, so its socket is unknown; run `ember check --config {}`",
-                        path.display(),
-                        path.display()
-                    )
-                })?;
-                socket = Some(config.control.socket);
+                socket = Some(socket_of(&path)?);
             }
             Short('h') | Long("help") => {
                 return Ok(Invocation {
@@ -128,49 +111,94 @@ pub fn parse(mut parser: lexopt::Parser) -> Result<Invocation, String> {
             "name a command: status, start, stop, restart, reload, logs, poweroff, reboot".into(),
         ));
     };
-    let need_names = |names: &Vec<String>, verb: &str| {
-        if names.is_empty() {
-            Err(usage(format!("`{verb}` needs at least one service name")))
+    let verb = Verb::ALL
+        .into_iter()
+        // `timeline` is `ember analyze`'s.
+        .filter(|v| *v != Verb::Timeline)
+        .find(|v| v.word() == verb)
+        .ok_or_else(|| usage(format!(
+            "unknown command \"{verb}\"; commands are status, start, stop, restart, reload, logs, poweroff, reboot, halt"
+        )))?;
+    let takes = |option: bool, name: &str, verbs: &str| {
+        if option {
+            Err(usage(format!("{name} applies to {verbs} only")))
         } else {
             Ok(())
         }
     };
-    let command = match verb.as_str() {
-        "status" => Ctl::Status { names, json },
-        "start" | "stop" | "restart" => {
-            need_names(&names, &verb)?;
-            let verb = match verb.as_str() {
-                "start" => "start",
-                "stop" => "stop",
-                _ => "restart",
-            };
-            Ctl::Change { verb, names, wait }
+    if verb != Verb::Logs {
+        takes(follow, "--follow", "logs")?;
+    }
+    if !matches!(verb, Verb::Start | Verb::Stop | Verb::Restart) {
+        takes(wait, "--wait", "start, stop and restart")?;
+    }
+    if !matches!(
+        verb,
+        Verb::Status | Verb::Start | Verb::Stop | Verb::Restart | Verb::Logs
+    ) && !names.is_empty()
+    {
+        return Err(usage(format!("`{verb}` takes no service names")));
+    }
+    let targets = |names: Vec<String>| {
+        if names.is_empty() {
+            Err(usage(format!("`{verb}` needs at least one service name")))
+        } else {
+            Ok(Targets { names, wait })
         }
-        "reload" => Ctl::Reload,
-        "logs" => {
+    };
+    let command = match verb {
+        Verb::Status => Command::Status(StatusArgs {
+            details: !names.is_empty(),
+            names,
+        }),
+        Verb::Start => Command::Start(targets(names)?),
+        Verb::Stop => Command::Stop(targets(names)?),
+        Verb::Restart => Command::Restart(targets(names)?),
+        Verb::Logs => {
             if names.len() != 1 {
                 return Err(usage("`logs` takes exactly one service name".into()));
             }
-            Ctl::Logs { name: names.remove(0), lines, follow }
+            Command::Logs(LogsArgs {
+                name: names.remove(0),
+                lines,
+                follow,
+            })
         }
-        "poweroff" => Ctl::System { verb: "poweroff" },
-        "reboot" => Ctl::System { verb: "reboot" },
-        "halt" => Ctl::System { verb: "halt" },
-        other => {
-            return Err(usage(format!(
-                "unknown command \"{other}\"; commands are status, start, stop, restart, reload, logs, poweroff, reboot, halt"
-            )))
-        }
+        Verb::Reload => Command::Reload,
+        Verb::Poweroff => Command::Poweroff,
+        Verb::Reboot => Command::Reboot,
+        Verb::Halt | Verb::Timeline => Command::Halt,
     };
-    Ok(Invocation { socket, command })
+    Ok(Invocation {
+        socket,
+        command: Ctl::Request { command, json },
+    })
+}
+
+/// The `[control] socket` of a configuration file. Only its `[control]` table has to be
+/// right: a configuration that does not load (the one ember fell back from) still names
+/// its socket.
+fn socket_of(path: &std::path::Path) -> Result<PathBuf, String> {
+    let loaded = crate::config::load(path);
+    loaded
+        .config
+        .or(loaded.settings)
+        .map(|c| c.control.socket)
+        .ok_or_else(|| {
+            format!(
+                "cannot read {}, so its socket is unknown; run `ember check --config {}`",
+                path.display(),
+                path.display()
+            )
+        })
 }
 
 /// Runs one ctl command; returns the exit code.
 pub fn run(invocation: Invocation) -> i32 {
-    if let Ctl::Help = invocation.command {
-        print!("{HELP}");
+    let Ctl::Request { command, json } = invocation.command else {
+        out!("{HELP}");
         return 0;
-    }
+    };
     let mut client = match Client::connect(&invocation.socket) {
         Ok(c) => c,
         Err(e) => {
@@ -178,86 +206,105 @@ pub fn run(invocation: Invocation) -> i32 {
             return 1;
         }
     };
-    match execute(&mut client, invocation.command) {
+    match execute(&mut client, command, json) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("ember ctl: {e}");
+            eprintln!("ember ctl: {}", terminal::escape(&e));
             1
         }
     }
 }
 
-fn execute(client: &mut Client, command: Ctl) -> Result<i32, String> {
-    let color = nix::unistd::isatty(std::io::stdout()).unwrap_or(false)
-        && std::env::var_os("NO_COLOR").is_none();
+fn execute(client: &mut Client, command: Command, json: bool) -> Result<i32, String> {
+    let color = terminal::stdout_is_terminal() && std::env::var_os("NO_COLOR").is_none();
     match command {
-        Ctl::Help => Ok(0),
-        Ctl::Status { names, json } if !names.is_empty() => {
-            let services = expect_services(
-                client.call(&json!({"cmd": "status", "names": names, "details": true}))?,
-            )?;
+        Command::Status(args) if args.details => {
+            let status = expect_status(client.call(&Command::Status(args))?)?;
             if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&services).map_err(|e| e.to_string())?
-                );
-                return Ok(0);
+                outln!("{}", pretty(&status.services)?);
+                return Ok(fallback_code(&status.system));
             }
             // The states of the services each depends on, and each one's last lines.
-            let everyone = expect_services(client.call(&json!({"cmd": "status"}))?)?;
+            let everyone = expect_status(client.call(&Command::Status(StatusArgs::default()))?)?;
             let mut blocks = Vec::new();
-            for service in &services {
-                let logs = match client.call(&json!({"cmd": "logs", "name": service.name}))? {
+            for service in &status.services {
+                let logs = LogsArgs {
+                    name: service.name.clone(),
+                    lines: ember_ipc::LOG_LINES_DEFAULT,
+                    follow: false,
+                };
+                let logs = match client.call(&Command::Logs(logs))? {
                     Reply::Logs { lines } => lines,
                     _ => Vec::new(),
                 };
-                blocks.push(render_block(service, &everyone, &logs, now_usec(), color));
+                blocks.push(render_block(
+                    service,
+                    &everyone.services,
+                    &logs,
+                    now_usec(),
+                    color,
+                ));
             }
-            print!("{}", blocks.join("\n"));
-            Ok(0)
+            out!(
+                "{}{}",
+                render_fallback(&status.system, color),
+                blocks.join("\n")
+            );
+            Ok(fallback_code(&status.system))
         }
-        Ctl::Status { names, json } => {
-            let services =
-                expect_services(client.call(&json!({"cmd": "status", "names": names}))?)?;
+        Command::Status(args) => {
+            let status = expect_status(client.call(&Command::Status(args))?)?;
             if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&services).map_err(|e| e.to_string())?
-                );
+                outln!("{}", pretty(&status.services)?);
             } else {
-                print!("{}", render_table(&services, now_usec(), color));
+                out!(
+                    "{}{}",
+                    render_fallback(&status.system, color),
+                    render_table(&status.services, now_usec(), color)
+                );
             }
-            Ok(0)
+            Ok(fallback_code(&status.system))
         }
-        Ctl::Change { verb, names, wait } => {
-            let services =
-                expect_services(client.call(&json!({"cmd": verb, "names": names, "wait": wait}))?)?;
-            if wait {
+        command @ (Command::Start(_) | Command::Stop(_) | Command::Restart(_)) => {
+            let wait = matches!(&command, Command::Start(t) | Command::Stop(t) | Command::Restart(t) if t.wait);
+            let services = expect_services(client.call(&command)?)?;
+            if json {
+                outln!("{}", pretty(&services)?);
+            } else if wait {
                 for s in &services {
-                    println!("{}: {}", s.name, state_words(s));
+                    outln!("{}: {}", s.name, state_words(s));
                 }
             }
             Ok(0)
         }
-        Ctl::Reload => {
-            expect_services(client.call(&json!({"cmd": "reload"}))?)?;
-            println!("reloaded");
-            Ok(0)
-        }
-        Ctl::Logs {
-            name,
-            lines,
-            follow,
-        } => {
-            let mut reply = client
-                .call(&json!({"cmd": "logs", "name": name, "lines": lines, "follow": follow}))?;
+        Command::Reload => match client.call(&Command::Reload)? {
+            Reply::Reloaded(report) if json => {
+                outln!("{}", pretty(&report)?);
+                Ok(0)
+            }
+            Reply::Reloaded(report) => {
+                out!("{}", render_reload(&report));
+                Ok(0)
+            }
+            other => unexpected(other),
+        },
+        Command::Logs(args) => {
+            let follow = args.follow;
+            let mut reply = client.call(&Command::Logs(args))?;
             loop {
                 match reply {
-                    Reply::Logs { lines } => lines
-                        .iter()
-                        .for_each(|l| println!("{}", render_log_line(l))),
-                    Reply::Error(e) => return Err(e.message),
-                    Reply::Ok { .. } | Reply::Timeline(_) => {}
+                    Reply::Logs { lines } if json => {
+                        lines
+                            .iter()
+                            .try_for_each(|l| serde_json::to_string(l).map(|line| outln!("{line}")))
+                            .map_err(|e| e.to_string())?;
+                    }
+                    Reply::Logs { lines } => {
+                        let text: String =
+                            lines.iter().map(|l| render_log_line(l) + "\n").collect();
+                        out!("{text}");
+                    }
+                    other => return unexpected(other),
                 }
                 if !follow {
                     return Ok(0);
@@ -268,22 +315,97 @@ fn execute(client: &mut Client, command: Ctl) -> Result<i32, String> {
                 }
             }
         }
-        Ctl::System { verb } => {
-            expect_services(client.call(&json!({"cmd": verb}))?)?;
-            println!("{verb}: stopping every service");
+        command @ (Command::Poweroff | Command::Reboot | Command::Halt | Command::Timeline) => {
+            let verb = command.verb();
+            expect_services(client.call(&command)?)?;
+            outln!("{verb}: ember is stopping every service");
             Ok(0)
         }
+    }
+}
+
+fn pretty<T: serde::Serialize>(value: &T) -> Result<String, String> {
+    serde_json::to_string_pretty(value).map_err(|e| e.to_string())
+}
+
+fn unexpected<T>(reply: Reply) -> Result<T, String> {
+    match reply {
+        Reply::Error(e) => Err(e.message),
+        _ => Err("ember answered the request with the wrong kind of reply".into()),
     }
 }
 
 fn expect_services(reply: Reply) -> Result<Vec<ServiceStatus>, String> {
     match reply {
         Reply::Ok { services } => Ok(services),
-        Reply::Error(e) => Err(e.message),
-        Reply::Logs { .. } | Reply::Timeline(_) => {
-            Err("ember answered a request with the wrong kind of reply".into())
-        }
+        other => unexpected(other),
     }
+}
+
+fn expect_status(reply: Reply) -> Result<ember_ipc::StatusReply, String> {
+    match reply {
+        Reply::Status(status) => Ok(status),
+        other => unexpected(other),
+    }
+}
+
+/// Running a fallback configuration is an error for scripts: `ember ctl status` exits 1.
+fn fallback_code(system: &SystemStatus) -> i32 {
+    i32::from(system.config.fallback)
+}
+
+/// What an admin must see first when the configuration was rejected at start-up.
+pub fn render_fallback(system: &SystemStatus, color: bool) -> String {
+    if !system.config.fallback {
+        return String::new();
+    }
+    let mut out = paint(
+        &format!(
+            "ember is running a fallback configuration: {} has errors, so no service of it runs",
+            terminal::escape(&system.config.path)
+        ),
+        State::Failed,
+        color,
+    );
+    out.push('\n');
+    for problem in &system.config.problems {
+        out.push_str(&format!("  {}\n", terminal::escape(problem)));
+    }
+    out.push_str("fix them (`ember check` lists them), then run `ember ctl reload`\n\n");
+    out
+}
+
+/// What a reload did, a line per service that it touched.
+pub fn render_reload(report: &ember_ipc::ReloadReport) -> String {
+    let mut out = String::new();
+    let keys = |c: &ember_ipc::SpecChange| c.keys.join(", ");
+    for name in &report.added {
+        out.push_str(&format!("added     {name}\n"));
+    }
+    for name in &report.removed {
+        out.push_str(&format!("removed   {name}\n"));
+    }
+    for change in &report.restarted {
+        out.push_str(&format!(
+            "restarted {} ({} changed)\n",
+            change.name,
+            keys(change)
+        ));
+    }
+    for change in &report.updated {
+        out.push_str(&format!(
+            "updated   {} ({} changed; applied without a restart)\n",
+            change.name,
+            keys(change)
+        ));
+    }
+    for warning in &report.warnings {
+        out.push_str(&format!("warning: {}\n", terminal::escape(warning)));
+    }
+    if out.is_empty() {
+        out.push_str("reloaded: nothing changed\n");
+    }
+    out
 }
 
 fn now_usec() -> u64 {
@@ -308,15 +430,15 @@ pub fn short_duration(d: Duration) -> String {
     }
 }
 
-fn paint(text: &str, state: &str, color: bool) -> String {
+fn paint(text: &str, state: State, color: bool) -> String {
     if !color {
         return text.to_owned();
     }
     let code = match state {
-        "active" => "32",
-        "activating" | "deactivating" => "33",
-        "failed" => "1;31",
-        _ => "2",
+        State::Active => "32",
+        State::Activating | State::Deactivating => "33",
+        State::Failed => "1;31",
+        State::Inactive => "2",
     };
     format!("\x1b[{code}m{text}\x1b[0m")
 }
@@ -335,9 +457,9 @@ pub fn render_table(services: &[ServiceStatus], now_usec: u64, color: bool) -> S
     );
     for s in services {
         let state = state_words(s);
-        let state_cell = paint(&format!("{state:28}"), &s.state, color);
+        let state_cell = paint(&format!("{state:28}"), s.state, color);
         let pid = s.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
-        let uptime = if s.state == "active" {
+        let uptime = if s.state == State::Active {
             short_duration(Duration::from_micros(now_usec.saturating_sub(s.since_usec)))
         } else {
             "-".into()
@@ -352,11 +474,12 @@ pub fn render_table(services: &[ServiceStatus], now_usec: u64, color: bool) -> S
             s.name, s.restarts
         ));
         let note = match (&s.reason, &s.status_text) {
-            (Some(reason), _) if s.state != "active" => Some(reason.as_str()),
+            (Some(reason), _) if s.state != State::Active => Some(reason.as_str()),
             (_, Some(text)) => Some(text.as_str()),
             _ => None,
         };
         if let Some(note) = note {
+            let note = terminal::escape(note);
             out.push_str(&format!("{:name_width$}  └ {note}\n", ""));
         }
     }
@@ -372,7 +495,7 @@ pub fn render_block(
     color: bool,
 ) -> String {
     let mut out = String::new();
-    let dot = paint("●", &s.state, color);
+    let dot = paint("●", s.state, color);
     let ago = short_duration(Duration::from_micros(now_usec.saturating_sub(s.since_usec)));
     let since = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_micros(s.since_usec))
         .to_string()
@@ -381,17 +504,17 @@ pub fn render_block(
     out.push_str(&format!(
         "{dot} {} - {} since {since}; {ago} ago\n",
         s.name,
-        paint(&state_words(s), &s.state, color)
+        paint(&state_words(s), s.state, color)
     ));
     let mut row = |label: &str, value: String| out.push_str(&format!("{label:>10}: {value}\n"));
-    row("Want", s.want.clone());
-    if let Some(reason) = s.reason.as_ref().filter(|_| s.state != "active") {
-        row("Reason", reason.clone());
+    row("Want", s.want.to_string());
+    if let Some(reason) = s.reason.as_ref().filter(|_| s.state != State::Active) {
+        row("Reason", terminal::escape(reason));
     }
     if let Some(text) = &s.status_text {
-        row("Status", text.clone());
+        row("Status", terminal::escape(text));
     }
-    row("Ready", s.ready.clone());
+    row("Ready", s.ready.to_string());
     if let Some(pid) = s.pid {
         row("Main PID", pid.to_string());
     }
@@ -400,11 +523,7 @@ pub fn render_block(
         (None, Some(sig)) => sig.clone(),
         _ => "none yet".into(),
     };
-    let result = s
-        .result
-        .as_deref()
-        .map(|r| format!(" ({r})"))
-        .unwrap_or_default();
+    let result = s.result.map(|r| format!(" ({r})")).unwrap_or_default();
     row(
         "Restarts",
         format!("{} · last exit: {last_exit}{result}", s.restarts),
@@ -424,7 +543,7 @@ pub fn render_block(
                 let state = everyone
                     .iter()
                     .find(|o| &o.name == n)
-                    .map(|o| paint(&o.state, &o.state, color))
+                    .map(|o| paint(o.state.word(), o.state, color))
                     .unwrap_or_else(|| "unknown".into());
                 format!("{n} ({state})")
             })
@@ -497,7 +616,8 @@ fn process_tree(processes: &[ember_ipc::Process]) -> Vec<String> {
         lines: &mut Vec<String>,
     ) {
         let branch = if last { "└─" } else { "├─" };
-        lines.push(format!("{prefix}{branch}{} {}", node.pid, node.command));
+        let command = terminal::escape(&node.command);
+        lines.push(format!("{prefix}{branch}{} {command}", node.pid));
         if depth > 32 {
             return;
         }
@@ -527,12 +647,11 @@ fn render_log_line(l: &LogLine) -> String {
     let time = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_micros(l.time_usec))
         .to_string();
     let clock = time.get(11..19).unwrap_or(&time);
-    let marker = if l.stream == "stderr" {
-        " [stderr]"
-    } else {
-        ""
+    let marker = match l.stream {
+        Stream::Stderr => " [stderr]",
+        Stream::Stdout | Stream::Ember => "",
     };
-    format!("{clock}{marker} {}", l.line)
+    format!("{clock}{marker} {}", terminal::escape(&l.line))
 }
 
 #[cfg(test)]
@@ -554,9 +673,9 @@ mod tests {
     fn table_shows_reason_under_failed() {
         let s = ServiceStatus {
             name: "web".into(),
-            state: "failed".into(),
-            sub_state: "start-limit".into(),
-            want: "up".into(),
+            state: "failed".parse().unwrap(),
+            sub_state: "start-limit".parse().unwrap(),
+            want: "up".parse().unwrap(),
             pid: None,
             restarts: 4,
             exit_code: Some(1),
@@ -566,7 +685,7 @@ mod tests {
             since_usec: 0,
             reason: Some("5 failures within 10s".into()),
             status_text: None,
-            ready: "none".into(),
+            ready: "none".parse().unwrap(),
             seq: 1,
             ..Default::default()
         };
@@ -585,15 +704,15 @@ mod tests {
         };
         let web = ServiceStatus {
             name: "web".into(),
-            state: "active".into(),
-            sub_state: "running".into(),
-            want: "up".into(),
+            state: "active".parse().unwrap(),
+            sub_state: "running".parse().unwrap(),
+            want: "up".parse().unwrap(),
             pid: Some(100),
             restarts: 2,
             exit_signal: Some("SIGKILL".into()),
-            result: Some("oom-kill".into()),
+            result: Some("oom-kill".parse().unwrap()),
             since_usec: 1_000_000,
-            ready: "log".into(),
+            ready: "log".parse().unwrap(),
             cpu_usec: Some(1_250_000),
             memory_bytes: Some(13 << 20),
             tasks: Some(3),
@@ -613,12 +732,12 @@ mod tests {
         };
         let db = ServiceStatus {
             name: "db".into(),
-            state: "active".into(),
+            state: "active".parse().unwrap(),
             ..Default::default()
         };
         let logs = [LogLine {
             service: "web".into(),
-            stream: "stdout".into(),
+            stream: "stdout".parse().unwrap(),
             line: "listening on :80".into(),
             time_usec: 0,
             seq: 1,

@@ -4,6 +4,8 @@
 pub mod analyze;
 pub mod check;
 pub mod ctl;
+pub mod out;
+pub mod terminal;
 
 use std::path::PathBuf;
 

@@ -101,23 +101,13 @@ impl FromToml for RawReady {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ServiceType {
-    Simple,
-    Oneshot,
-    Notify,
-    Forking,
-}
+/// `type`: the protocol's enum, so status and timelines carry it as it is.
+pub use ember_ipc::ServiceKind as ServiceType;
 
 impl FromToml for ServiceType {
     fn from_toml(value: Spanned<DeValue<'_>>, issues: &mut Vec<Issue>) -> Option<Self> {
-        let words = [
-            ("simple", ServiceType::Simple),
-            ("oneshot", ServiceType::Oneshot),
-            ("notify", ServiceType::Notify),
-            ("forking", ServiceType::Forking),
-        ];
-        walk::keyword(value, &words, issues)
+        let words = ServiceType::ALL.iter().map(|k| (k.word(), *k));
+        walk::keyword(value, &words.collect::<Vec<_>>(), issues)
     }
 }
 
@@ -180,18 +170,19 @@ pub enum Readiness {
 }
 
 impl Readiness {
-    /// The word status output uses.
-    pub fn kind(&self) -> &'static str {
+    /// Which kind it is, as status shows it.
+    pub fn kind(&self) -> ember_ipc::ReadyKind {
+        use ember_ipc::ReadyKind;
         match self {
-            Readiness::Spawned => "none",
-            Readiness::Exit => "exit",
-            Readiness::PidFile => "pid-file",
-            Readiness::Log(_) => "log",
-            Readiness::Delay(_) => "delay",
-            Readiness::Notify => "notify",
-            Readiness::Tcp(_) => "tcp",
-            Readiness::File(_) => "file",
-            Readiness::Exec(_) => "exec",
+            Readiness::Spawned => ReadyKind::None,
+            Readiness::Exit => ReadyKind::Exit,
+            Readiness::PidFile => ReadyKind::PidFile,
+            Readiness::Log(_) => ReadyKind::Log,
+            Readiness::Delay(_) => ReadyKind::Delay,
+            Readiness::Notify => ReadyKind::Notify,
+            Readiness::Tcp(_) => ReadyKind::Tcp,
+            Readiness::File(_) => ReadyKind::File,
+            Readiness::Exec(_) => ReadyKind::Exec,
         }
     }
 }
@@ -282,6 +273,110 @@ impl ServiceSpec {
     /// Every service this one is ordered after (requires, wants, after).
     pub fn ordered_after(&self) -> impl Iterator<Item = &String> {
         self.requires.iter().chain(&self.wants).chain(&self.after)
+    }
+}
+
+/// What a reload changes in a service, as the keys of its configuration. Every key is in
+/// one of two classes: how the process runs (a change restarts a running service, as
+/// systemd and dinit do), or policy (restart rules, timeouts, readiness, dependencies,
+/// `enabled`: applied in place, nothing restarted).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SpecDiff {
+    pub process: Vec<&'static str>,
+    pub policy: Vec<&'static str>,
+}
+
+impl SpecDiff {
+    pub fn is_empty(&self) -> bool {
+        self.process.is_empty() && self.policy.is_empty()
+    }
+}
+
+impl ServiceSpec {
+    /// The keys that differ from `new`, by class.
+    pub fn diff(&self, new: &ServiceSpec) -> SpecDiff {
+        // Destructured in full: a new field does not compile until it is given a class.
+        let ServiceSpec {
+            name: _,
+            command,
+            kind,
+            pid_file,
+            user,
+            group,
+            env,
+            workdir,
+            requires,
+            wants,
+            after,
+            restart,
+            restart_delay,
+            restart_delay_max,
+            start_limit,
+            start_limit_interval,
+            stop_signal,
+            stop_timeout,
+            ready,
+            ready_timeout,
+            watchdog,
+            stdout,
+            stderr,
+            enabled,
+            on_failure,
+            limits,
+            console,
+        } = self;
+        let mut diff = SpecDiff::default();
+        let mut process = |changed: bool, key| {
+            if changed {
+                diff.process.push(key)
+            }
+        };
+        process(*command != new.command, "command");
+        process(*kind != new.kind, "type");
+        process(*pid_file != new.pid_file, "pid_file");
+        process(*user != new.user, "user");
+        process(*group != new.group, "group");
+        process(*env != new.env, "env");
+        process(*workdir != new.workdir, "workdir");
+        // WATCHDOG_USEC is in the process's environment.
+        process(*watchdog != new.watchdog, "watchdog");
+        process(*stdout != new.stdout, "stdout");
+        process(*stderr != new.stderr, "stderr");
+        process(limits.rlimits != new.limits.rlimits, "limits");
+        process(limits.memory_max != new.limits.memory_max, "memory_max");
+        process(limits.cpu_weight != new.limits.cpu_weight, "cpu_weight");
+        process(limits.pids_max != new.limits.pids_max, "pids_max");
+        process(
+            limits.oom_score_adjust != new.limits.oom_score_adjust,
+            "oom_score_adjust",
+        );
+        process(*console != new.console, "console");
+        let mut policy = |changed: bool, key| {
+            if changed {
+                diff.policy.push(key)
+            }
+        };
+        policy(*requires != new.requires, "requires");
+        policy(*wants != new.wants, "wants");
+        policy(*after != new.after, "after");
+        policy(*restart != new.restart, "restart");
+        policy(*restart_delay != new.restart_delay, "restart_delay");
+        policy(
+            *restart_delay_max != new.restart_delay_max,
+            "restart_delay_max",
+        );
+        policy(*start_limit != new.start_limit, "start_limit");
+        policy(
+            *start_limit_interval != new.start_limit_interval,
+            "start_limit_interval",
+        );
+        policy(*stop_signal != new.stop_signal, "stop_signal");
+        policy(*stop_timeout != new.stop_timeout, "stop_timeout");
+        policy(*ready != new.ready, "ready");
+        policy(*ready_timeout != new.ready_timeout, "ready_timeout");
+        policy(*enabled != new.enabled, "enabled");
+        policy(*on_failure != new.on_failure, "on_failure");
+        diff
     }
 }
 
@@ -437,7 +532,7 @@ pub fn build(
                 offset,
                 format!(
                     "service \"{name}\": ready does not apply to type = \"{}\" ({}); use type = \"simple\" with ready",
-                    type_word(spec.kind),
+                    ServiceType::word(spec.kind),
                     match spec.kind {
                         ServiceType::Oneshot => "a oneshot is ready when it exits 0",
                         ServiceType::Forking => "a forking daemon is ready when its pid_file appears",
@@ -506,15 +601,6 @@ pub fn build(
         .filter(|p| p.severity == Severity::Error)
         .count();
     (errors_after == errors_before).then_some((spec, deps))
-}
-
-fn type_word(kind: ServiceType) -> &'static str {
-    match kind {
-        ServiceType::Simple => "simple",
-        ServiceType::Oneshot => "oneshot",
-        ServiceType::Notify => "notify",
-        ServiceType::Forking => "forking",
-    }
 }
 
 fn ready_kind(raw: RawReady) -> Result<Readiness, String> {

@@ -81,7 +81,8 @@ fn serve_socket(socket: PathBuf, reason: String, role: Role, shutdown_timeout: D
         let (events, _) = broadcast::channel(8);
         let control = Control { requests, events };
         let Ok(listener) = ember_ipc::socket::bind(&socket) else { return };
-        tokio::spawn(ember_ipc::socket::serve(listener, control));
+        let pending = ember_ipc::socket::Pending::default();
+        tokio::spawn(ember_ipc::socket::serve(listener, control, pending.clone()));
         while let Some(request) = inbox.recv().await {
             let reply = match request.command {
                 Command::Poweroff | Command::Reboot | Command::Halt => {
@@ -92,7 +93,7 @@ fn serve_socket(socket: PathBuf, reason: String, role: Role, shutdown_timeout: D
                     };
                     let _ = request.reply.send(Reply::ok());
                     // Let the reply reach the caller before the system goes.
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    let _ = tokio::time::timeout(Duration::from_secs(2), pending.drained()).await;
                     // The whole sequence: there are no services to stop, but there may
                     // be processes to end and filesystems to unmount.
                     shutdown::finish(role, power, shutdown_timeout);

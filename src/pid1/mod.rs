@@ -15,24 +15,8 @@ pub mod mounts;
 pub mod shutdown;
 pub mod system;
 
-/// What kind of process ember is, which decides which duties are its.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// PID 1 of the machine: the kernel started us. Every duty, reboot(2) included.
-    Machine,
-    /// PID 1 of a PID namespace (a container, a test): reaping, signals and the shutdown
-    /// sequence, but nothing that would reach the host (hostname, remounting filesystems
-    /// shared with it).
-    Namespace,
-    /// An ordinary process: a child subreaper that exits when told to stop.
-    Supervisor,
-}
-
-impl Role {
-    pub fn is_pid1(self) -> bool {
-        self != Role::Supervisor
-    }
-}
+/// Where ember runs (the protocol's enum: timelines carry it as it is).
+pub use ember_ipc::Role;
 
 /// Tells which role is ours. Needs /proc: as PID 1 call [`early::mount_proc`] first.
 ///

@@ -40,16 +40,16 @@ pub fn run(power: Power, force: bool, socket: &Path) -> i32 {
         }
         return 0;
     }
-    let verb = match power {
-        Power::Poweroff => "poweroff",
-        Power::Reboot => "reboot",
-        Power::Halt => "halt",
+    let command = match power {
+        Power::Poweroff => ember_ipc::Command::Poweroff,
+        Power::Reboot => ember_ipc::Command::Reboot,
+        Power::Halt => ember_ipc::Command::Halt,
     };
-    let asked =
-        Client::connect(socket).and_then(|mut c| c.call(&serde_json::json!({ "cmd": verb })));
+    let verb = command.verb();
+    let asked = Client::connect(socket).and_then(|mut c| c.call(&command));
     match asked {
         Ok(Reply::Ok { .. }) => {
-            println!("{verb}: ember is stopping every service");
+            crate::cli::out::outln!("{verb}: ember is stopping every service");
             return 0;
         }
         Ok(Reply::Error(e)) => eprintln!("{verb}: ember refused: {}", e.message),

@@ -14,6 +14,7 @@
 
 use super::model::*;
 use crate::config::{FailureAction, Readiness, RestartPolicy, ServiceSpec, ServiceType};
+use ember_ipc::{ReloadReport, SpecChange};
 use nix::sys::signal::Signal;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -98,6 +99,8 @@ pub enum Action {
     OnFailure { name: String, action: FailureAction },
     /// Shutdown: every service has stopped.
     AllStopped,
+    /// A reload was applied: what it changed, for its reply.
+    Reloaded(ReloadReport),
 }
 
 #[derive(Debug, Default)]
@@ -221,15 +224,11 @@ impl Engine {
     fn apply(&mut self, input: Input, now: Duration, actions: &mut Vec<Action>) {
         match input {
             Input::Start(name) => {
-                let Some(unit) = self.units.get_mut(&name) else {
+                if !self.units.contains_key(&name) {
                     return;
-                };
-                unit.want = Want::Up;
-                if unit.state == State::Failed {
-                    reset_failures(unit);
-                    self.set_state(&name, State::Inactive, Sub::Dead, now);
                 }
-                self.touch(&name);
+                self.want_up(&name, now);
+                self.pull_in(&name, now);
             }
             Input::Stop(name) => {
                 let Some(unit) = self.units.get_mut(&name) else {
@@ -251,6 +250,7 @@ impl Engine {
                     State::Inactive | State::Deactivating => {}
                 }
                 self.touch(&name);
+                self.pull_in(&name, now);
             }
             Input::Spawned { name, run, pid } => {
                 let Some(unit) = self.units.get_mut(&name) else {
@@ -344,7 +344,7 @@ impl Engine {
                     self.deadline_passed(&name, now, actions);
                 }
             }
-            Input::Reload(specs) => self.reload(specs, now),
+            Input::Reload(specs) => self.reload(specs, now, actions),
             Input::Shutdown => {
                 self.shutting_down = true;
                 let names: Vec<String> = self.units.keys().cloned().collect();
@@ -355,6 +355,54 @@ impl Engine {
                     }
                     self.touch(&name);
                 }
+            }
+        }
+    }
+
+    /// Wants a service up; a failed one gets a fresh start (its failures forgotten).
+    fn want_up(&mut self, name: &str, now: Duration) {
+        let Some(unit) = self.units.get_mut(name) else {
+            return;
+        };
+        unit.want = Want::Up;
+        if unit.state == State::Failed {
+            reset_failures(unit);
+            self.set_state(name, State::Inactive, Sub::Dead, now);
+        }
+        self.touch(name);
+    }
+
+    /// An explicit start pulls in what the service `requires` and `wants`, all the way
+    /// down, as systemd's start job does: each one not wanted up, or failed, is started
+    /// too. One being removed by a reload is left alone (the start then names it).
+    fn pull_in(&mut self, name: &str, now: Duration) {
+        let mut seen = BTreeSet::from([name.to_owned()]);
+        let mut todo = vec![name.to_owned()];
+        while let Some(next) = todo.pop() {
+            let deps: Vec<String> = match self.units.get(&next) {
+                Some(u) => u
+                    .spec
+                    .requires
+                    .iter()
+                    .chain(&u.spec.wants)
+                    .cloned()
+                    .collect(),
+                None => continue,
+            };
+            for dep in deps {
+                if !seen.insert(dep.clone()) {
+                    continue;
+                }
+                let Some(d) = self.units.get(&dep) else {
+                    continue;
+                };
+                if d.removing {
+                    continue;
+                }
+                if d.want == Want::Down || d.state == State::Failed {
+                    self.want_up(&dep, now);
+                }
+                todo.push(dep);
             }
         }
     }
@@ -390,7 +438,7 @@ impl Engine {
         unit.pid = None;
         unit.last_exit = Some(exit);
         // Until fail() says otherwise.
-        unit.result = Some("success");
+        unit.result = Some(RunResult::Success);
         match (unit.state, unit.sub) {
             (State::Deactivating, _) => {
                 unit.deadline = None;
@@ -498,7 +546,7 @@ impl Engine {
         });
         unit.pid = None;
         unit.deadline = None;
-        unit.result = Some(sub.word());
+        unit.result = Some(RunResult::of_failure(sub));
         if let Some(since) = unit.active_since.take() {
             if now.saturating_sub(since) >= unit.spec.restart_delay_max {
                 unit.consecutive_failures = 0;
@@ -653,11 +701,24 @@ impl Engine {
         self.set_state(name, State::Deactivating, Sub::StopSigterm, now);
     }
 
-    fn reload(&mut self, specs: BTreeMap<String, ServiceSpec>, now: Duration) {
+    /// Applies a new configuration: new services are added, removed ones stop and go, and
+    /// a changed one is restarted only when how its process runs changed (see
+    /// [`ServiceSpec::diff`]); a change of policy alone applies in place. Reports what it
+    /// did in [`Action::Reloaded`].
+    fn reload(
+        &mut self,
+        specs: BTreeMap<String, ServiceSpec>,
+        now: Duration,
+        actions: &mut Vec<Action>,
+    ) {
+        let mut report = ReloadReport::default();
         let old: Vec<String> = self.units.keys().cloned().collect();
         for name in &old {
             if !specs.contains_key(name) {
                 if let Some(unit) = self.units.get_mut(name) {
+                    if !unit.removing {
+                        report.removed.push(name.clone());
+                    }
                     unit.removing = true;
                     unit.want = Want::Down;
                 }
@@ -672,36 +733,53 @@ impl Engine {
                 unit.removing = false;
                 unit.want = if spec.enabled { Want::Up } else { Want::Down };
                 revived = true;
+                report.added.push(name.clone());
             }
-            match self.units.get_mut(&name) {
-                None => {
-                    self.units.insert(name.clone(), Unit::new(spec, now));
+            let Some(unit) = self.units.get_mut(&name) else {
+                report.added.push(name.clone());
+                self.units.insert(name.clone(), Unit::new(spec, now));
+                self.touch(&name);
+                continue;
+            };
+            // What it will run next: a spec waiting for its restart, else the current one.
+            let next = unit.pending_spec.as_ref().unwrap_or(&unit.spec);
+            let diff = next.diff(&spec);
+            if diff.is_empty() && !revived {
+                continue;
+            }
+            let change = |keys: &[&'static str]| SpecChange {
+                name: name.clone(),
+                keys: keys.iter().map(|k| k.to_string()).collect(),
+            };
+            // Compared with what runs now: a change back to it cancels nothing already
+            // asked, but needs no restart of its own.
+            let running_diff = unit.spec.diff(&spec);
+            if unit.is_running() && !running_diff.process.is_empty() {
+                report.restarted.push(change(&running_diff.process));
+                unit.pending_spec = Some(spec);
+                if unit.state != State::Deactivating {
+                    unit.restart_pending = true;
                 }
-                Some(unit) if unit.spec == spec && unit.pending_spec.is_none() => {
-                    if !revived {
-                        continue;
-                    }
+            } else {
+                if !diff.is_empty() {
+                    let mut keys = diff.process.clone();
+                    keys.extend(&diff.policy);
+                    report.updated.push(change(&keys));
                 }
-                Some(unit) if unit.is_running() => {
-                    unit.pending_spec = Some(spec);
-                    if unit.state != State::Deactivating {
-                        unit.restart_pending = true;
-                    }
-                }
-                Some(unit) => {
-                    unit.spec = spec;
-                    unit.pending_spec = None;
-                    if unit.state == State::Failed && unit.want == Want::Up {
-                        reset_failures(unit);
-                        unit.state = State::Inactive;
-                        unit.sub = Sub::Dead;
-                        unit.since = now;
-                    }
+                unit.spec = spec;
+                unit.pending_spec = None;
+                if !unit.is_running() && unit.state == State::Failed && unit.want == Want::Up {
+                    // A failed service gets another chance with its new configuration.
+                    reset_failures(unit);
+                    unit.state = State::Inactive;
+                    unit.sub = Sub::Dead;
+                    unit.since = now;
                 }
             }
             self.touch(&name);
         }
         self.rebuild_dependents();
+        actions.push(Action::Reloaded(report));
     }
 
     /// Moves every dirty service toward its want until nothing more changes.
@@ -795,22 +873,13 @@ impl Engine {
         };
         let mut waiting = false;
         for dep in &unit.spec.requires {
-            let Some(d) = self.units.get(dep) else {
-                return Blocker::Blocked(format!("requires {dep}, which is not defined"));
-            };
-            match d.state {
+            match self.units.get(dep) {
                 // Active, and not about to go down (which would take this one down again).
-                State::Active if !self.should_stop(dep) => {}
-                State::Failed => {
-                    return Blocker::Blocked(format!("requires {dep}, which is failed"))
-                }
-                State::Inactive if d.want == Want::Down || d.removing => {
-                    return Blocker::Blocked(format!("requires {dep}, which is stopped"))
-                }
-                State::Inactive if d.sub == Sub::Dependency => {
-                    return Blocker::Blocked(format!("requires {dep}, which cannot start"))
-                }
-                _ => waiting = true,
+                Some(d) if d.state == State::Active && !self.should_stop(dep) => {}
+                _ => match self.why_down(dep, self.units.len()) {
+                    Some(why) => return Blocker::Blocked(format!("requires {why}")),
+                    None => waiting = true,
+                },
             }
         }
         for dep in unit.spec.wants.iter().chain(&unit.spec.after) {
@@ -833,6 +902,41 @@ impl Engine {
         } else {
             Blocker::None
         }
+    }
+
+    /// Why a required service cannot come up without another command, following the
+    /// chain to the service that blocks: "db, which requires disk, which is failed (exited
+    /// with code 1)". None: it is on its way up.
+    fn why_down(&self, name: &str, depth: usize) -> Option<String> {
+        let Some(d) = self.units.get(name) else {
+            return Some(format!("{name}, which is not defined"));
+        };
+        match d.state {
+            State::Failed => Some(match &d.reason {
+                Some(reason) => format!("{name}, which is failed ({reason})"),
+                None => format!("{name}, which is failed"),
+            }),
+            State::Inactive if d.removing => Some(format!("{name}, which a reload removed")),
+            State::Inactive if d.want == Want::Down => Some(format!("{name}, which is stopped")),
+            State::Inactive if d.sub == Sub::Dependency => {
+                let deeper = d
+                    .spec
+                    .requires
+                    .iter()
+                    .filter(|_| depth > 0)
+                    .find_map(|dd| self.why_down(dd, depth - 1));
+                Some(match deeper {
+                    Some(why) => format!("{name}, which requires {why}"),
+                    None => format!("{name}, which cannot start"),
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether a running service is about to go down (a `--wait` for it to be up waits on).
+    pub fn going_down(&self, name: &str) -> bool {
+        self.units.get(name).is_some_and(|u| u.is_running()) && self.should_stop(name)
     }
 
     /// Whether a running service should go down: unwanted, restarting, being replaced, or

@@ -6,8 +6,9 @@
 //! runtime sleeping until [`Engine::next_deadline`].
 
 use super::engine::{backoff, Action, Engine, Input};
-use super::model::{Exit, Pid, State, Sub, Unit, Want};
+use super::model::{Exit, Pid, RunResult, State, Sub, Unit, Want};
 use crate::config::{FailureAction, Readiness, RestartPolicy, ServiceSpec, ServiceType};
+use ember_ipc::{ReloadReport, SpecChange};
 use nix::sys::signal::Signal;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -1417,9 +1418,15 @@ fn requires_failure_takes_dependents_down_and_brings_them_back() {
     sim.exit("b", Exit::Signal(Signal::SIGTERM));
 
     sim.assert_state("b", State::Inactive, Sub::Dependency);
-    assert_eq!(sim.reason("b"), "requires a, which is failed");
+    assert_eq!(
+        sim.reason("b"),
+        "requires a, which is failed (exited with code 1)"
+    );
     sim.assert_state("c", State::Inactive, Sub::Dependency);
-    assert_eq!(sim.reason("c"), "requires b, which cannot start");
+    assert_eq!(
+        sim.reason("c"),
+        "requires b, which requires a, which is failed (exited with code 1)"
+    );
     assert_eq!(sim.want("b"), Want::Up);
     assert_eq!(sim.want("c"), Want::Up);
     // wants/after dependents are untouched.
@@ -1551,7 +1558,11 @@ fn requires_an_undefined_or_blocked_service() {
     sim.assert_state("a", State::Inactive, Sub::Dependency);
     assert_eq!(sim.reason("a"), "requires ghost, which is not defined");
     sim.assert_state("b", State::Inactive, Sub::Dependency);
-    assert_eq!(sim.reason("b"), "requires a, which cannot start");
+    // The blocker is named at the end of the chain, not at the nearest link.
+    assert_eq!(
+        sim.reason("b"),
+        "requires a, which requires ghost, which is not defined"
+    );
 }
 
 #[test]
@@ -2109,7 +2120,7 @@ fn reload_with_the_same_config_touches_nothing() {
     sim.exit("c", Exit::Code(0));
     sim.exit("d", Exit::Code(1));
     let actions = sim.reload(specs);
-    assert!(actions.is_empty(), "{actions:?}");
+    assert_eq!(actions, vec![Action::Reloaded(Default::default())]);
     sim.assert_state("d", State::Failed, Sub::ExitCode);
 }
 
@@ -2117,7 +2128,16 @@ fn reload_with_the_same_config_touches_nothing() {
 fn reload_removes_a_stopped_service_at_once() {
     let mut sim = Sim::new(vec![simple("a"), simple("b").disabled()]);
     let actions = sim.reload(vec![simple("a")]);
-    assert_eq!(actions, vec![Action::Removed { name: "b".into() }]);
+    assert_eq!(
+        actions,
+        vec![
+            Action::Reloaded(ReloadReport {
+                removed: vec!["b".into()],
+                ..Default::default()
+            }),
+            Action::Removed { name: "b".into() }
+        ]
+    );
     assert!(sim.engine.unit("b").is_none());
 }
 
@@ -2402,7 +2422,7 @@ fn an_oom_kill_is_told_apart_and_restarted_by_policy() {
         oom_killed: true,
     });
     sim.assert_state("hog", State::Activating, Sub::AutoRestart);
-    assert_eq!(sim.unit("hog").result, Some("oom-kill"));
+    assert_eq!(sim.unit("hog").result, Some(RunResult::OomKill));
     assert_eq!(
         sim.reason("hog"),
         "killed by the kernel's OOM killer: it used more than its memory_max (16M)"
@@ -2410,7 +2430,7 @@ fn an_oom_kill_is_told_apart_and_restarted_by_policy() {
     sim.advance(ms(100));
     sim.assert_state("hog", State::Active, Sub::Running);
     // The result stays until another run ends.
-    assert_eq!(sim.unit("hog").result, Some("oom-kill"));
+    assert_eq!(sim.unit("hog").result, Some(RunResult::OomKill));
 
     let mut sim = Sim::new(vec![hog.restart(RestartPolicy::Never)]);
     let pid = sim.pid("hog").unwrap();
@@ -2421,14 +2441,179 @@ fn an_oom_kill_is_told_apart_and_restarted_by_policy() {
         oom_killed: true,
     });
     sim.assert_state("hog", State::Failed, Sub::OomKill);
-    assert_eq!(sim.unit("hog").result, Some("oom-kill"));
+    assert_eq!(sim.unit("hog").result, Some(RunResult::OomKill));
 
     // A SIGKILL from anyone else is a signal, and a clean stop a success.
     let mut sim = Sim::new(vec![simple("a").restart(RestartPolicy::Never), simple("b")]);
     sim.exit("a", Exit::Signal(Signal::SIGKILL));
     sim.assert_state("a", State::Failed, Sub::Signal);
-    assert_eq!(sim.unit("a").result, Some("signal"));
+    assert_eq!(sim.unit("a").result, Some(RunResult::Signal));
     sim.stop("b");
     sim.exit("b", Exit::Signal(Signal::SIGTERM));
-    assert_eq!(sim.unit("b").result, Some("success"));
+    assert_eq!(sim.unit("b").result, Some(RunResult::Success));
+}
+
+#[test]
+fn reload_applies_a_change_of_policy_in_place() {
+    let mut sim = Sim::new(vec![simple("a"), simple("b")]);
+    sim.clear_log();
+    let pid = sim.pid("a");
+    let new_a = simple("a").with(|s| {
+        s.restart = RestartPolicy::Always;
+        s.restart_delay = secs(2);
+        s.restart_delay_max = secs(60);
+        s.start_limit = 9;
+        s.start_limit_interval = secs(60);
+        s.ready_timeout = Some(secs(5));
+        s.on_failure = FailureAction::Reboot;
+        s.stop_timeout = secs(1);
+        s.stop_signal = Signal::SIGINT;
+        s.enabled = false;
+        s.after = vec!["b".into()];
+    });
+    let actions = sim.reload(vec![new_a.clone(), simple("b")]);
+    assert!(kills(&actions).is_empty(), "{actions:?}");
+    assert!(spawns(&actions).is_empty(), "{actions:?}");
+    assert_eq!(sim.pid("a"), pid);
+    assert_eq!(sim.unit("a").spec, new_a, "applied at once");
+    sim.assert_state("a", State::Active, Sub::Running);
+    let report = actions
+        .iter()
+        .find_map(|a| match a {
+            Action::Reloaded(r) => Some(r.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert!(report.restarted.is_empty(), "{report:?}");
+    assert_eq!(report.updated.len(), 1);
+    assert_eq!(report.updated[0].name, "a");
+    for key in [
+        "restart",
+        "restart_delay",
+        "restart_delay_max",
+        "start_limit",
+        "start_limit_interval",
+        "ready_timeout",
+        "on_failure",
+        "stop_timeout",
+        "stop_signal",
+        "enabled",
+        "after",
+    ] {
+        assert!(
+            report.updated[0].keys.contains(&key.to_owned()),
+            "{key} not in {report:?}"
+        );
+    }
+    // The new policy is the one that acts: a crash now waits the new delay.
+    sim.crash("a");
+    sim.assert_state("a", State::Activating, Sub::AutoRestart);
+    assert_eq!(sim.unit("a").deadline, Some(sim.now + secs(2)));
+}
+
+#[test]
+fn reload_restarts_only_for_a_change_of_how_the_process_runs_and_says_why() {
+    let mut sim = Sim::new(vec![simple("a"), simple("b"), simple("c")]);
+    sim.clear_log();
+    let new_a = simple("a").with(|s| s.command.push("--verbose".into()));
+    let new_b = simple("b").with(|s| {
+        s.env.insert("X".into(), "1".into());
+        s.restart_delay = secs(3);
+    });
+    let actions = sim.reload(vec![new_a, new_b, simple("c")]);
+    let mut killed = kills(&actions);
+    killed.sort();
+    assert_eq!(
+        killed,
+        vec![kill("a", Signal::SIGTERM), kill("b", Signal::SIGTERM)]
+    );
+    let report = actions
+        .iter()
+        .find_map(|a| match a {
+            Action::Reloaded(r) => Some(r.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(
+        report.restarted,
+        vec![
+            SpecChange {
+                name: "a".into(),
+                keys: vec!["command".into()]
+            },
+            SpecChange {
+                name: "b".into(),
+                keys: vec!["env".into()]
+            },
+        ]
+    );
+    assert!(report.updated.is_empty() && report.added.is_empty());
+    assert_eq!(sim.run_of("c"), 1);
+}
+
+#[test]
+fn start_pulls_in_what_the_service_requires_and_wants() {
+    let mut sim = Sim::new(vec![
+        simple("disk").disabled(),
+        simple("db").disabled().requires(&["disk"]),
+        simple("cache").disabled(),
+        simple("web").disabled().requires(&["db"]).wants(&["cache"]),
+        simple("unrelated").disabled().after(&["web"]),
+    ]);
+    assert!(sim.spawn_log().is_empty());
+    sim.start("web");
+    sim.assert_state("disk", State::Active, Sub::Running);
+    sim.assert_state("db", State::Active, Sub::Running);
+    sim.assert_state("cache", State::Active, Sub::Running);
+    sim.assert_state("web", State::Active, Sub::Running);
+    assert_eq!(sim.want("db"), Want::Up);
+    // `after` orders, it does not pull in.
+    sim.assert_state("unrelated", State::Inactive, Sub::Dead);
+    let log = sim.spawn_log();
+    let at = |n: &str| log.iter().position(|x| x == n).unwrap();
+    assert!(at("disk") < at("db") && at("db") < at("web"), "{log:?}");
+
+    // A failed requirement gets a fresh start too, as with systemd's start job.
+    let mut sim = Sim::new(vec![
+        simple("db").restart(RestartPolicy::Never),
+        simple("web").requires(&["db"]),
+    ]);
+    sim.crash("db");
+    sim.assert_state("db", State::Failed, Sub::ExitCode);
+    sim.exit("web", Exit::Signal(Signal::SIGTERM));
+    sim.assert_state("web", State::Inactive, Sub::Dependency);
+    sim.start("web");
+    sim.assert_state("db", State::Active, Sub::Running);
+    sim.assert_state("web", State::Active, Sub::Running);
+
+    // Restart pulls them in as well.
+    let mut sim = Sim::new(vec![
+        simple("db").disabled(),
+        simple("web").disabled().requires(&["db"]),
+    ]);
+    sim.restart("web");
+    sim.assert_state("db", State::Active, Sub::Running);
+    sim.assert_state("web", State::Active, Sub::Running);
+}
+
+#[test]
+fn a_start_that_cannot_happen_names_the_service_that_blocks() {
+    // db requires disk, which a reload is removing (it still stops): web cannot start, and
+    // the reason names disk, not the nearest link.
+    let mut sim = Sim::new(vec![
+        simple("disk").with(|s| s.stop_timeout = secs(30)),
+        simple("db").disabled().requires(&["disk"]),
+        simple("web").disabled().requires(&["db"]),
+    ]);
+    sim.reload(vec![
+        simple("db").disabled().requires(&["disk"]),
+        simple("web").disabled().requires(&["db"]),
+    ]);
+    sim.exit("disk", Exit::Signal(Signal::SIGTERM));
+    sim.start("web");
+    sim.assert_state("web", State::Inactive, Sub::Dependency);
+    assert_eq!(
+        sim.reason("web"),
+        "requires db, which requires disk, which is not defined"
+    );
 }

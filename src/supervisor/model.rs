@@ -7,104 +7,9 @@ use std::time::Duration;
 
 pub type Pid = i32;
 
-/// systemd's words, so users read them at once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
-    Inactive,
-    /// Spawned, not ready yet; or waiting out a restart backoff.
-    Activating,
-    /// Ready; a oneshot that exited 0 stays active.
-    Active,
-    Deactivating,
-    Failed,
-}
-
-impl State {
-    pub fn word(self) -> &'static str {
-        match self {
-            State::Inactive => "inactive",
-            State::Activating => "activating",
-            State::Active => "active",
-            State::Deactivating => "deactivating",
-            State::Failed => "failed",
-        }
-    }
-}
-
-/// The detail under a state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Sub {
-    /// inactive, and nothing asks for it
-    Dead,
-    /// inactive, wanted, waiting for what it is ordered after
-    Waiting,
-    /// inactive, wanted, but something it requires is down or failed
-    Dependency,
-    /// activating: spawned, not ready yet
-    Start,
-    /// activating: a forking daemon's first process exited; waiting for its pid_file
-    StartPidFile,
-    /// activating: waiting out the restart backoff
-    AutoRestart,
-    Running,
-    /// active oneshot that exited 0
-    Exited,
-    StopSigterm,
-    StopSigkill,
-    /// failed: exited non-zero
-    ExitCode,
-    /// failed: killed by a signal
-    Signal,
-    /// failed: killed by the kernel's OOM killer (over its memory_max, or out of memory)
-    OomKill,
-    /// failed: not ready within ready_timeout, or did not stop after SIGKILL
-    Timeout,
-    /// failed: too many failures within start_limit_interval
-    StartLimit,
-    /// failed: could not be spawned (missing binary, bad user...)
-    Spawn,
-    /// failed: missed a watchdog ping
-    Watchdog,
-}
-
-impl Sub {
-    pub fn word(self) -> &'static str {
-        match self {
-            Sub::Dead => "dead",
-            Sub::Waiting => "waiting",
-            Sub::Dependency => "dependency",
-            Sub::Start => "start",
-            Sub::StartPidFile => "start-pid-file",
-            Sub::AutoRestart => "auto-restart",
-            Sub::Running => "running",
-            Sub::Exited => "exited",
-            Sub::StopSigterm => "stop-sigterm",
-            Sub::StopSigkill => "stop-sigkill",
-            Sub::ExitCode => "exit-code",
-            Sub::Signal => "signal",
-            Sub::OomKill => "oom-kill",
-            Sub::Timeout => "timeout",
-            Sub::StartLimit => "start-limit",
-            Sub::Spawn => "spawn",
-            Sub::Watchdog => "watchdog",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Want {
-    Up,
-    Down,
-}
-
-impl Want {
-    pub fn word(self) -> &'static str {
-        match self {
-            Want::Up => "up",
-            Want::Down => "down",
-        }
-    }
-}
+// The states, sub-states and wants are the protocol's: the engine decides in the same
+// words every client reads, with no translation to drift.
+pub use ember_ipc::{RunResult, State, Sub, Want};
 
 /// How a process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,9 +57,8 @@ pub struct Unit {
     pub failures: VecDeque<Duration>,
     pub active_since: Option<Duration>,
     pub last_exit: Option<Exit>,
-    /// How the last run that ended went, in systemd's words: "success", or the failure
-    /// sub-state ("exit-code", "signal", "oom-kill", "timeout"...). Outlives a restart.
-    pub result: Option<&'static str>,
+    /// How the last run that ended went. Outlives a restart.
+    pub result: Option<RunResult>,
     /// Why it is failed or blocked, in words.
     pub reason: Option<String>,
     /// sd_notify STATUS=.

@@ -1,7 +1,7 @@
 //! Service output: pipes read line by line, and the last lines kept for `ember ctl logs`.
 
 use super::runtime::Feed;
-use ember_ipc::LogLine;
+use ember_ipc::{LogLine, Stream};
 use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
 use tokio::io::AsyncReadExt;
@@ -12,13 +12,7 @@ pub const MAX_LINE: usize = 4096;
 
 /// Reads one output pipe until EOF and feeds each line to the runtime. The feed channel is
 /// bounded, so a service that floods its output is slowed down, not buffered without end.
-pub fn read_lines(
-    fd: OwnedFd,
-    name: String,
-    run: u64,
-    stream: &'static str,
-    feed: mpsc::Sender<Feed>,
-) {
+pub fn read_lines(fd: OwnedFd, name: String, run: u64, stream: Stream, feed: mpsc::Sender<Feed>) {
     let receiver = match tokio::net::unix::pipe::Receiver::from_owned_fd(fd) {
         Ok(r) => r,
         Err(e) => {
@@ -83,11 +77,11 @@ pub struct LogRing {
 }
 
 impl LogRing {
-    pub fn push(&mut self, service: &str, stream: &str, line: String, time_usec: u64) -> LogLine {
+    pub fn push(&mut self, service: &str, stream: Stream, line: String, time_usec: u64) -> LogLine {
         self.next_seq += 1;
         let entry = LogLine {
             service: service.to_owned(),
-            stream: stream.to_owned(),
+            stream,
             line,
             time_usec,
             seq: self.next_seq,
@@ -113,7 +107,7 @@ mod tests {
     fn keeps_the_last_lines() {
         let mut ring = LogRing::default();
         for i in 0..250 {
-            ring.push("a", "stdout", format!("line {i}"), 0);
+            ring.push("a", Stream::Stdout, format!("line {i}"), 0);
         }
         let last = ring.last(3);
         assert_eq!(

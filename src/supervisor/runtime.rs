@@ -12,7 +12,7 @@ use super::output::{self, LogRing};
 use super::{notify, readiness, reaper, spawn, status, usage};
 use crate::config::{self, Config, CtrlAltDel, FailureAction, Readiness};
 use crate::pid1::{Power, Role};
-use ember_ipc::{Command, ErrorKind, Event, Reply, Request, SystemState};
+use ember_ipc::{ConfigStatus, Event, ReloadReport, Reply, Request, SystemState, SystemStatus};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid as NixPid;
 use std::collections::{HashMap, VecDeque};
@@ -23,13 +23,15 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::AbortHandle;
 
+mod requests;
+
 /// What the tasks around the runtime tell it.
 #[derive(Debug)]
 pub enum Feed {
     Line {
         name: String,
         run: u64,
-        stream: &'static str,
+        stream: ember_ipc::Stream,
         line: String,
     },
     Ready {
@@ -119,6 +121,12 @@ pub struct Runtime {
     cgroups: Option<Cgroups>,
     /// Every service's transitions, for `ember analyze`.
     timeline: super::timeline::Recorder,
+    /// `--wait`s not answered yet.
+    waiters: Vec<requests::Waiter>,
+    /// Which configuration runs: the one given, or a fallback from one with errors.
+    config_status: ConfigStatus,
+    /// What the last reload did, from the engine, for its reply.
+    reloaded: Option<ReloadReport>,
 }
 
 const FEED_CAPACITY: usize = 1024;
@@ -128,6 +136,7 @@ impl Runtime {
     /// Supervises `config` until shutdown completes; returns what to do next.
     pub async fn run(
         config: Config,
+        config_status: ConfigStatus,
         role: Role,
         mut requests: mpsc::Receiver<Request>,
         events: broadcast::Sender<Event>,
@@ -206,6 +215,9 @@ impl Runtime {
             done: false,
             cgroups,
             timeline: super::timeline::Recorder::new(crate::pid1::since_start()),
+            waiters: Vec::new(),
+            config_status,
+            reloaded: None,
         };
         let now = rt.now();
         let actions = rt.engine.boot(now);
@@ -234,6 +246,7 @@ impl Runtime {
                     next_metrics = None;
                 }
             }
+            rt.check_waiters();
             // A reload may have set, changed or removed the interval.
             match (rt.config.system.metrics_interval, next_metrics) {
                 (None, _) => next_metrics = None,
@@ -244,6 +257,7 @@ impl Runtime {
                 _ => {}
             }
         }
+        rt.end_waiters();
         // The system settings as last reloaded: the shutdown uses those.
         (rt.outcome.unwrap_or(Outcome::Exit(0)), rt.config.system)
     }
@@ -374,6 +388,10 @@ impl Runtime {
                     } else {
                         None
                     }
+                }
+                Action::Reloaded(report) => {
+                    self.reloaded = Some(report);
+                    None
                 }
                 Action::AllStopped => {
                     let took = self
@@ -517,10 +535,22 @@ impl Runtime {
                 self.children
                     .insert(spawned.pid, ChildOwner::Service(name.to_owned()));
                 if let Some(fd) = spawned.stdout {
-                    output::read_lines(fd, name.to_owned(), run, "stdout", self.feed_tx.clone());
+                    output::read_lines(
+                        fd,
+                        name.to_owned(),
+                        run,
+                        ember_ipc::Stream::Stdout,
+                        self.feed_tx.clone(),
+                    );
                 }
                 if let Some(fd) = spawned.stderr {
-                    output::read_lines(fd, name.to_owned(), run, "stderr", self.feed_tx.clone());
+                    output::read_lines(
+                        fd,
+                        name.to_owned(),
+                        run,
+                        ember_ipc::Stream::Stderr,
+                        self.feed_tx.clone(),
+                    );
                 }
                 self.engine.handle(
                     Input::Spawned {
@@ -662,7 +692,7 @@ impl Runtime {
                 stream,
                 line,
             } => {
-                tracing::info!(target: "ember::service", service = %name, stream, "{name}: {line}");
+                tracing::info!(target: "ember::service", service = %name, stream = stream.word(), "{name}: {line}");
                 let ready = self
                     .procs
                     .get(&name)
@@ -849,9 +879,17 @@ impl Runtime {
             self.system_state = Some(state);
             match state {
                 SystemState::Degraded => tracing::warn!("system is degraded"),
-                _ => tracing::debug!("system is {}", format!("{state:?}").to_lowercase()),
+                _ => tracing::debug!("system is {state}"),
             }
-            let _ = self.events.send(Event::System { state });
+            let _ = self.events.send(Event::System(self.system_status()));
+        }
+    }
+
+    /// The board's state and its configuration's, as status replies and events carry it.
+    fn system_status(&self) -> SystemStatus {
+        SystemStatus {
+            state: self.system_state.unwrap_or(SystemState::Starting),
+            config: self.config_status.clone(),
         }
     }
 
@@ -869,14 +907,16 @@ impl Runtime {
     }
 
     /// Re-reads the configuration; a configuration with any error changes nothing.
-    fn reload(&mut self, why: &str) -> Result<(), Vec<String>> {
+    fn reload(&mut self, why: &str) -> Result<ReloadReport, Vec<String>> {
         let loaded = config::load(&self.config.path);
-        for problem in loaded
+        let warnings: Vec<String> = loaded
             .problems
             .iter()
             .filter(|p| p.severity != config::Severity::Error)
-        {
-            tracing::warn!("{problem}");
+            .map(|p| p.to_string())
+            .collect();
+        for warning in &warnings {
+            tracing::warn!("{warning}");
         }
         let Some(new) = loaded.config else {
             let errors: Vec<String> = loaded.errors().map(|p| p.to_string()).collect();
@@ -906,121 +946,34 @@ impl Runtime {
         let specs = new.services.clone();
         crate::log::init(new.log.level.as_deref(), new.log.output, self.role);
         self.config = new;
+        self.reloaded = None;
         self.input(Input::Reload(specs));
-        Ok(())
-    }
-
-    fn on_request(&mut self, request: Request) {
-        tracing::debug!("{}: {}", request.origin, request.command.verb());
-        let reply = self.answer(request.command, &request.origin);
-        let _ = request.reply.send(reply);
-    }
-
-    fn answer(&mut self, command: Command, origin: &str) -> Reply {
-        match command {
-            Command::Status { names, details } => {
-                #[cfg(debug_assertions)]
-                test_hooks(&names);
-                let names = if names.is_empty() {
-                    self.engine.units().map(|u| u.spec.name.clone()).collect()
-                } else {
-                    names
-                };
-                match self.statuses(&names) {
-                    Ok(mut services) if details => {
-                        for service in &mut services {
-                            self.add_details(service);
-                        }
-                        Reply::Ok { services }
-                    }
-                    Ok(services) => Reply::Ok { services },
-                    Err(reply) => reply,
-                }
-            }
-            Command::Start { names } | Command::Stop { names } | Command::Restart { names }
-                if names.is_empty() =>
-            {
-                Reply::error(ErrorKind::BadRequest, "name at least one service")
-            }
-            command @ (Command::Start { .. } | Command::Stop { .. } | Command::Restart { .. }) => {
-                if self.engine.shutting_down() {
-                    return Reply::error(
-                        ErrorKind::Busy,
-                        "ember is shutting down; no services can be started",
-                    );
-                }
-                let (names, make): (Vec<String>, fn(String) -> Input) = match command {
-                    Command::Start { names } => (names, Input::Start),
-                    Command::Stop { names } => (names, Input::Stop),
-                    Command::Restart { names } => (names, Input::Restart),
-                    _ => return Reply::error(ErrorKind::Internal, "unreachable"),
-                };
-                if let Err(reply) = self.statuses(&names) {
-                    return reply; // an unknown name: change nothing
-                }
-                for name in &names {
-                    tracing::info!("{origin}: {} {name}", command_word(make));
-                    self.input(make(name.clone()));
-                }
-                match self.statuses(&names) {
-                    Ok(services) => Reply::Ok { services },
-                    Err(reply) => reply,
-                }
-            }
-            Command::Reload => match self.reload(origin) {
-                Ok(()) => Reply::ok(),
-                Err(errors) => Reply::error(
-                    ErrorKind::InvalidConfig,
-                    format!(
-                        "the configuration has errors; nothing changed:\n{}",
-                        errors.join("\n")
-                    ),
-                ),
-            },
-            Command::Logs { name, lines } => {
-                if self.engine.unit(&name).is_none() {
-                    return unknown_service(&name);
-                }
-                let lines = self
-                    .logs
-                    .get(&name)
-                    .map(|ring| ring.last(lines))
-                    .unwrap_or_default();
-                Reply::Logs { lines }
-            }
-            Command::Timeline => Reply::Timeline(self.timeline.snapshot(
-                self.engine.units(),
-                self.now(),
-                &self.config.system.device,
-                self.role,
-            )),
-            Command::Poweroff => self.power_request(origin, Power::Poweroff),
-            Command::Reboot => self.power_request(origin, Power::Reboot),
-            Command::Halt => self.power_request(origin, Power::Halt),
+        let mut report = self.reloaded.take().unwrap_or_default();
+        for change in &report.restarted {
+            tracing::info!(
+                "{why}: {} restarts: {} changed",
+                change.name,
+                change.keys.join(", ")
+            );
         }
-    }
-
-    /// What the service's processes are and use now; dependencies from its spec.
-    fn add_details(&self, service: &mut ember_ipc::ServiceStatus) {
-        let Some(unit) = self.engine.unit(&service.name) else {
-            return;
-        };
-        let proc = self.procs.get(&service.name);
-        let cgroup = proc.and_then(|p| p.cgroup.as_deref());
-        let mut details = ember_ipc::Details {
-            requires: unit.spec.requires.clone(),
-            wants: unit.spec.wants.clone(),
-            after: unit.spec.after.clone(),
-            cgroup: cgroup.map(|c| c.display().to_string()),
-            processes: Vec::new(),
-        };
-        if let Some((pids, figures)) = self.measure(&service.name) {
-            details.processes = usage::describe(&pids, unit.pid);
-            service.cpu_usec = Some(figures.cpu_usec);
-            service.memory_bytes = Some(figures.memory_bytes);
-            service.tasks = Some(figures.tasks);
+        for change in &report.updated {
+            tracing::info!(
+                "{why}: {}: {} changed, applied without a restart",
+                change.name,
+                change.keys.join(", ")
+            );
         }
-        service.details = Some(Box::new(details));
+        report.warnings = warnings;
+        if self.config_status.fallback {
+            tracing::info!("{why}: the configuration is good again: no longer a fallback");
+            self.config_status = ConfigStatus {
+                path: self.config.path.display().to_string(),
+                fallback: false,
+                problems: Vec::new(),
+            };
+            let _ = self.events.send(Event::System(self.system_status()));
+        }
+        Ok(report)
     }
 
     /// A running service's processes and what they use; None when it is not running.
@@ -1056,20 +1009,6 @@ impl Runtime {
             let _ = self.events.send(Event::Metrics(metrics));
         }
     }
-
-    fn statuses(&self, names: &[String]) -> Result<Vec<ember_ipc::ServiceStatus>, Reply> {
-        let now = self.now();
-        names
-            .iter()
-            .map(|name| match self.engine.unit(name) {
-                Some(unit) => {
-                    let seq = self.published.get(name).map_or(0, |(_, seq)| *seq);
-                    Ok(status::service_status(unit, now, seq))
-                }
-                None => Err(unknown_service(name)),
-            })
-            .collect()
-    }
 }
 
 /// Sleeps until `at`; with none, never wakes (no timer is armed).
@@ -1077,19 +1016,6 @@ async fn sleep_until_or_never(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at.into()).await,
         None => std::future::pending().await,
-    }
-}
-
-/// Test-only faults, in debug builds: a status request for `__panic_task` panics in a
-/// task of its own (contained by tokio), `__panic_main` panics in the main loop itself
-/// (caught in daemon.rs, which falls back to the emergency loop as PID 1).
-#[cfg(debug_assertions)]
-fn test_hooks(names: &[String]) {
-    if names.iter().any(|n| n == "__panic_task") {
-        tokio::spawn(async { panic!("injected panic in a task (test hook)") });
-    }
-    if names.iter().any(|n| n == "__panic_main") {
-        panic!("injected panic in the main loop (test hook)");
     }
 }
 
@@ -1101,21 +1027,6 @@ fn parent_and_session(pid: Pid) -> Option<(Pid, Pid)> {
     let ppid = fields.nth(1)?.parse().ok()?;
     let session = fields.nth(1)?.parse().ok()?;
     Some((ppid, session))
-}
-
-fn unknown_service(name: &str) -> Reply {
-    Reply::error(
-        ErrorKind::UnknownService,
-        format!("no service named \"{name}\"; `ember ctl status` lists the services"),
-    )
-}
-
-fn command_word(make: fn(String) -> Input) -> &'static str {
-    match make(String::new()) {
-        Input::Start(_) => "start",
-        Input::Stop(_) => "stop",
-        _ => "restart",
-    }
 }
 
 fn log_transition(unit: &Unit) {

@@ -50,9 +50,9 @@ pub fn service_status(unit: &Unit, mono_now: Duration, seq: u64) -> ServiceStatu
     let since = wall_time(unit.since, mono_now);
     ServiceStatus {
         name: unit.spec.name.clone(),
-        state: unit.state.word().to_owned(),
-        sub_state: unit.sub.word().to_owned(),
-        want: unit.want.word().to_owned(),
+        state: unit.state,
+        sub_state: unit.sub,
+        want: unit.want,
         pid: unit.pid.map(|p| p as u32),
         restarts: unit.restarts,
         exit_code: match unit.last_exit {
@@ -63,12 +63,12 @@ pub fn service_status(unit: &Unit, mono_now: Duration, seq: u64) -> ServiceStatu
             Some(Exit::Signal(s)) => Some(s.as_str().to_owned()),
             _ => None,
         },
-        result: unit.result.map(str::to_owned),
+        result: unit.result,
         since: humantime::format_rfc3339_millis(since).to_string(),
         since_usec: usec(since),
         reason: unit.reason.clone(),
         status_text: unit.status_text.clone(),
-        ready: unit.spec.ready.kind().to_owned(),
+        ready: unit.spec.ready.kind(),
         seq,
         ..Default::default()
     }

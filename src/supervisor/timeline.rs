@@ -13,7 +13,6 @@
 //! state (the same input, the same instant).
 
 use super::model::{State, Sub, Unit};
-use crate::config::ServiceType;
 use crate::pid1::Role;
 use ember_ipc::{ServiceTimeline, Timeline, Transition, TRANSITIONS_KEPT};
 use std::collections::{HashMap, VecDeque};
@@ -166,8 +165,8 @@ impl Recorder {
                 let record = self.services.get(&unit.spec.name).unwrap_or(&empty);
                 ServiceTimeline {
                     name: unit.spec.name.clone(),
-                    kind: kind_word(unit.spec.kind).to_owned(),
-                    ready: unit.spec.ready.kind().to_owned(),
+                    kind: unit.spec.kind,
+                    ready: unit.spec.ready.kind(),
                     enabled: unit.spec.enabled,
                     requires: unit.spec.requires.clone(),
                     wants: unit.spec.wants.clone(),
@@ -182,8 +181,8 @@ impl Recorder {
                         .iter()
                         .map(|e| Transition {
                             at_usec: usec(e.at),
-                            state: e.state.word().to_owned(),
-                            sub_state: e.sub.word().to_owned(),
+                            state: e.state,
+                            sub_state: e.sub,
                             run: e.run,
                             reason: e.reason.as_deref().map(str::to_owned),
                         })
@@ -194,7 +193,7 @@ impl Recorder {
         let since_start = now.saturating_add(self.offset);
         Timeline {
             device: device.to_owned(),
-            role: role_word(role).to_owned(),
+            role,
             uptime_at_start_usec: crate::pid1::uptime_at_start().map(|u| u.as_micros() as u64),
             started_usec: super::status::usec(
                 SystemTime::now()
@@ -205,23 +204,6 @@ impl Recorder {
             boot_complete_usec: self.boot_complete.map(usec),
             services,
         }
-    }
-}
-
-fn kind_word(kind: ServiceType) -> &'static str {
-    match kind {
-        ServiceType::Simple => "simple",
-        ServiceType::Oneshot => "oneshot",
-        ServiceType::Notify => "notify",
-        ServiceType::Forking => "forking",
-    }
-}
-
-fn role_word(role: Role) -> &'static str {
-    match role {
-        Role::Machine => "machine",
-        Role::Namespace => "namespace",
-        Role::Supervisor => "supervisor",
     }
 }
 
@@ -288,8 +270,8 @@ mod tests {
             .map(|e| {
                 (
                     e.at_usec / 1000,
-                    e.state.clone(),
-                    e.sub_state.clone(),
+                    e.state.to_string(),
+                    e.sub_state.to_string(),
                     e.run,
                 )
             })

@@ -88,7 +88,7 @@ impl Ctx {
         &self,
         conn: &Connection,
         header: &Header<'_>,
-        verb: &str,
+        verb: crate::protocol::Verb,
         system: bool,
     ) -> Result<String, Error> {
         let denied = |why: &str| {

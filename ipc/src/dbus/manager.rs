@@ -2,7 +2,7 @@
 
 use super::auth::{Ctx, Error};
 use super::label::service_path;
-use crate::protocol::{Command, ServiceStatus, SystemState};
+use crate::protocol::{Command, ServiceStatus, SystemStatus, Targets};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use zbus::message::Header;
@@ -16,14 +16,14 @@ pub const INTERFACE: &str = "io.ember.Init1.Manager";
 #[derive(Debug)]
 pub struct Shared {
     pub services: BTreeMap<String, ServiceStatus>,
-    pub system: SystemState,
+    pub system: SystemStatus,
 }
 
 impl Shared {
     pub fn failed(&self) -> u32 {
         self.services
             .values()
-            .filter(|s| s.state == "failed")
+            .filter(|s| s.state == crate::protocol::State::Failed)
             .count() as u32
     }
 }
@@ -75,15 +75,6 @@ pub fn unknown(name: &str) -> Error {
     ))
 }
 
-pub fn system_word(state: SystemState) -> &'static str {
-    match state {
-        SystemState::Starting => "starting",
-        SystemState::Running => "running",
-        SystemState::Degraded => "degraded",
-        SystemState::Stopping => "stopping",
-    }
-}
-
 #[interface(name = "io.ember.Init1.Manager")]
 impl Manager {
     fn list_services(&self) -> Vec<Row> {
@@ -93,8 +84,8 @@ impl Manager {
             .map(|s| {
                 (
                     s.name.clone(),
-                    s.state.clone(),
-                    s.sub_state.clone(),
+                    s.state.to_string(),
+                    s.sub_state.to_string(),
                     s.pid.unwrap_or(0),
                     s.restarts,
                     path_of(&s.name),
@@ -113,8 +104,10 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] header: Header<'_>,
     ) -> Result<(), Error> {
-        self.service_command(conn, &header, name, |names| Command::Start { names })
-            .await
+        self.service_command(conn, &header, name, |names| {
+            Command::Start(Targets::new(names))
+        })
+        .await
     }
 
     async fn stop_service(
@@ -123,8 +116,10 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] header: Header<'_>,
     ) -> Result<(), Error> {
-        self.service_command(conn, &header, name, |names| Command::Stop { names })
-            .await
+        self.service_command(conn, &header, name, |names| {
+            Command::Stop(Targets::new(names))
+        })
+        .await
     }
 
     async fn restart_service(
@@ -133,8 +128,10 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] header: Header<'_>,
     ) -> Result<(), Error> {
-        self.service_command(conn, &header, name, |names| Command::Restart { names })
-            .await
+        self.service_command(conn, &header, name, |names| {
+            Command::Restart(Targets::new(names))
+        })
+        .await
     }
 
     async fn reload(
@@ -199,7 +196,20 @@ impl Manager {
     /// starting | running | degraded | stopping
     #[zbus(property)]
     fn system_state(&self) -> String {
-        system_word(self.shared().system).to_owned()
+        self.shared().system.state.word().to_owned()
+    }
+
+    /// True when the configuration had errors at start-up and ember runs a fallback (no
+    /// services) until a reload succeeds; ConfigProblems says why.
+    #[zbus(property)]
+    fn config_fallback(&self) -> bool {
+        self.shared().system.config.fallback
+    }
+
+    /// The errors that made the configuration fall back, file:line:col: what to change.
+    #[zbus(property)]
+    fn config_problems(&self) -> Vec<String> {
+        self.shared().system.config.problems.clone()
     }
 
     /// How many services are failed.

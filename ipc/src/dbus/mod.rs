@@ -16,7 +16,9 @@ pub mod label;
 pub mod manager;
 pub mod service;
 
-use crate::protocol::{Command, Control, Event, Metrics, Reply, ServiceStatus, SystemState};
+use crate::protocol::{
+    Command, Control, Event, Metrics, Reply, ServiceStatus, StatusArgs, SystemState, SystemStatus,
+};
 use auth::Ctx;
 use label::{service_path, MANAGER_PATH};
 use manager::{Manager, Shared};
@@ -90,8 +92,6 @@ struct Adapter {
     control: Control,
     ctx: Ctx,
     shared: Arc<Mutex<Shared>>,
-    /// Whether the core has told the system state yet (else it is derived).
-    system_known: bool,
 }
 
 /// Why the connected loop ended.
@@ -109,9 +109,11 @@ impl Adapter {
             ctx,
             shared: Arc::new(Mutex::new(Shared {
                 services: BTreeMap::new(),
-                system: SystemState::Starting,
+                system: SystemStatus {
+                    state: SystemState::Starting,
+                    config: Default::default(),
+                },
             })),
-            system_known: false,
         }
     }
 
@@ -166,38 +168,29 @@ impl Adapter {
         match self
             .control
             .call(
-                Command::Status {
+                Command::Status(StatusArgs {
                     names: Vec::new(),
                     details: false,
-                },
+                }),
                 "dbus",
             )
             .await
         {
-            Reply::Ok { services } => {
+            Reply::Status(status) => {
                 let mut shared = self.shared();
-                shared.services = services.into_iter().map(|s| (s.name.clone(), s)).collect();
-                drop(shared);
-                self.derive_system();
+                shared.services = status
+                    .services
+                    .into_iter()
+                    .map(|s| (s.name.clone(), s))
+                    .collect();
+                shared.system = status.system;
                 true
             }
             Reply::Error(e) => {
                 tracing::debug!("dbus: cannot read the status list: {e}");
                 !self.control.requests.is_closed()
             }
-            Reply::Logs { .. } | Reply::Timeline(_) => true,
-        }
-    }
-
-    /// Until the core reports it, the system state follows from the services.
-    fn derive_system(&mut self) {
-        if !self.system_known {
-            let mut shared = self.shared();
-            shared.system = if shared.failed() > 0 {
-                SystemState::Degraded
-            } else {
-                SystemState::Running
-            };
+            _ => true,
         }
     }
 
@@ -241,10 +234,7 @@ impl Adapter {
                     let result = match event {
                         Ok(Event::Service(status)) => self.on_service(conn, status).await,
                         Ok(Event::ServiceRemoved { name }) => self.on_removed(conn, &name).await,
-                        Ok(Event::System { state }) => {
-                            self.system_known = true;
-                            self.set_system(conn, state).await
-                        }
+                        Ok(Event::System(system)) => self.set_system(conn, system).await,
                         Ok(Event::Log(_)) => Ok(()),
                         Ok(Event::Metrics(metrics)) => self.on_metrics(conn, &metrics).await,
                         // We fell behind: the latest of everything is one status call away.
@@ -313,8 +303,8 @@ impl Adapter {
             Manager::service_state_changed(
                 &manager,
                 &status.name,
-                &status.state,
-                &status.sub_state,
+                status.state.word(),
+                status.sub_state.word(),
             )
             .await?;
         }
@@ -356,7 +346,7 @@ impl Adapter {
         self.after_change(conn, failed_before).await
     }
 
-    /// NFailed (and a derived system state) after a service changed.
+    /// NFailed after a service changed.
     async fn after_change(&mut self, conn: &Connection, failed_before: u32) -> zbus::Result<()> {
         let failed = self.shared().failed();
         if failed == failed_before {
@@ -364,21 +354,31 @@ impl Adapter {
         }
         let mut changes = std::collections::HashMap::new();
         changes.insert("NFailed", zbus::Variant::from(failed));
-        let system_before = self.shared().system;
-        self.derive_system();
-        let system = self.shared().system;
-        if system != system_before {
-            changes.insert("SystemState", manager::system_word(system).into());
-        }
         self.manager_changed(conn, changes).await
     }
 
-    async fn set_system(&mut self, conn: &Connection, state: SystemState) -> zbus::Result<()> {
-        if std::mem::replace(&mut self.shared().system, state) == state {
+    /// The system's state or its configuration's changed: one PropertiesChanged with what did.
+    async fn set_system(&mut self, conn: &Connection, system: SystemStatus) -> zbus::Result<()> {
+        let old = std::mem::replace(&mut self.shared().system, system.clone());
+        let mut changes = std::collections::HashMap::new();
+        if old.state != system.state {
+            changes.insert("SystemState", zbus::Variant::from(system.state.word()));
+        }
+        if old.config.fallback != system.config.fallback {
+            changes.insert(
+                "ConfigFallback",
+                zbus::Variant::from(system.config.fallback),
+            );
+        }
+        if old.config.problems != system.config.problems {
+            changes.insert(
+                "ConfigProblems",
+                zbus::Variant::from(system.config.problems),
+            );
+        }
+        if changes.is_empty() {
             return Ok(());
         }
-        let mut changes = std::collections::HashMap::new();
-        changes.insert("SystemState", manager::system_word(state).into());
         self.manager_changed(conn, changes).await
     }
 
@@ -399,19 +399,15 @@ impl Adapter {
 
     /// After lagging: apply the full list as events, and drop what is gone.
     async fn catch_up(&mut self, conn: &Connection) -> zbus::Result<()> {
-        let Reply::Ok { services } = self
+        let Reply::Status(status) = self
             .control
-            .call(
-                Command::Status {
-                    names: Vec::new(),
-                    details: false,
-                },
-                "dbus",
-            )
+            .call(Command::Status(StatusArgs::default()), "dbus")
             .await
         else {
             return Ok(());
         };
+        self.set_system(conn, status.system).await?;
+        let services = status.services;
         let listed: std::collections::BTreeSet<String> =
             services.iter().map(|s| s.name.clone()).collect();
         let gone: Vec<String> = self

@@ -1,7 +1,7 @@
 //! One object per service: `io.ember.Init1.Service` at `/io/ember/Init1/service/<label>`.
 
 use super::auth::{Ctx, Error};
-use crate::protocol::{Command, Metrics, Reply, ServiceStatus};
+use crate::protocol::{Command, Metrics, Reply, ServiceStatus, StatusArgs, Targets};
 use std::collections::HashMap;
 use zbus::message::Header;
 use zbus::Variant as Value;
@@ -26,10 +26,10 @@ impl Service {
             .ctx
             .control
             .call(
-                Command::Status {
+                Command::Status(StatusArgs {
                     names: vec![self.status.name.clone()],
                     details: true,
-                },
+                }),
                 "dbus get",
             )
             .await;
@@ -68,7 +68,7 @@ impl Service {
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] header: Header<'_>,
     ) -> Result<(), Error> {
-        self.command(conn, &header, |names| Command::Start { names })
+        self.command(conn, &header, |names| Command::Start(Targets::new(names)))
             .await
     }
 
@@ -77,7 +77,7 @@ impl Service {
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] header: Header<'_>,
     ) -> Result<(), Error> {
-        self.command(conn, &header, |names| Command::Stop { names })
+        self.command(conn, &header, |names| Command::Stop(Targets::new(names)))
             .await
     }
 
@@ -86,7 +86,7 @@ impl Service {
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] header: Header<'_>,
     ) -> Result<(), Error> {
-        self.command(conn, &header, |names| Command::Restart { names })
+        self.command(conn, &header, |names| Command::Restart(Targets::new(names)))
             .await
     }
 
@@ -97,17 +97,17 @@ impl Service {
 
     #[zbus(property)]
     fn state(&self) -> String {
-        self.status.state.clone()
+        self.status.state.to_string()
     }
 
     #[zbus(property)]
     fn sub_state(&self) -> String {
-        self.status.sub_state.clone()
+        self.status.sub_state.to_string()
     }
 
     #[zbus(property)]
     fn want(&self) -> String {
-        self.status.want.clone()
+        self.status.want.to_string()
     }
 
     /// 0 when nothing runs, as systemd's MainPID.
@@ -137,7 +137,10 @@ impl Service {
     /// oom-kill, timeout, watchdog, spawn; "" before any run ended.
     #[zbus(property)]
     fn result(&self) -> String {
-        self.status.result.clone().unwrap_or_default()
+        self.status
+            .result
+            .map(|r| r.to_string())
+            .unwrap_or_default()
     }
 
     /// CPU time of the current run, microseconds; u64::MAX when not running.
@@ -171,9 +174,10 @@ pub fn metrics_changed(m: &Metrics) -> HashMap<&'static str, Value<'static>> {
 /// Every property that differs between two statuses, for one PropertiesChanged signal.
 pub fn changed(old: &ServiceStatus, new: &ServiceStatus) -> HashMap<&'static str, Value<'static>> {
     let mut map = HashMap::new();
-    let mut text = |key, a: &String, b: &String| {
+    let mut text = |key, a: &dyn ToString, b: &dyn ToString| {
+        let (a, b) = (a.to_string(), b.to_string());
         if a != b {
-            map.insert(key, Value::from(b.clone()));
+            map.insert(key, Value::from(b));
         }
     };
     text("Name", &old.name, &new.name);
@@ -192,7 +196,7 @@ pub fn changed(old: &ServiceStatus, new: &ServiceStatus) -> HashMap<&'static str
     if old.result != new.result {
         map.insert(
             "Result",
-            Value::from(new.result.clone().unwrap_or_default()),
+            Value::from(new.result.map(|r| r.to_string()).unwrap_or_default()),
         );
     }
     if old.since_usec != new.since_usec {

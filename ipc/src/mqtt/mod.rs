@@ -17,7 +17,10 @@ pub mod homeassistant;
 pub mod payload;
 pub mod topics;
 
-use crate::protocol::{Command, Control, ErrorKind, Event, Reply, ServiceStatus, SystemState};
+use crate::protocol::{
+    Command, Control, ErrorKind, Event, Reply, ServiceStatus, StatusArgs, SystemState,
+    SystemStatus, Targets,
+};
 use payload::{Refusal, Verb, BAD_PAYLOAD, BUSY, NOT_ALLOWED, UNKNOWN_SERVICE};
 use rumqttc::{
     AsyncClient, Event as MqttEvent, LastWill, MqttOptions, Packet, QoS, TlsConfiguration,
@@ -287,6 +290,9 @@ struct Adapter {
     dirty: BTreeSet<String>,
     /// Services removed by a reload: their retained state (and discovery) to clear.
     removed: BTreeSet<String>,
+    /// The board's state and its configuration's, and whether the broker has it yet.
+    system: Option<SystemStatus>,
+    system_dirty: bool,
     replies: VecDeque<(String, Vec<u8>)>,
     connected: bool,
     /// After a CONNACK: `online` and the subscriptions still to hand to the client.
@@ -308,6 +314,8 @@ impl Adapter {
             states: BTreeMap::new(),
             dirty: BTreeSet::new(),
             removed: BTreeSet::new(),
+            system: None,
+            system_dirty: false,
             replies: VecDeque::new(),
             connected: false,
             greet: false,
@@ -403,12 +411,14 @@ impl Adapter {
                             let _ = client.try_publish(self.topics.metrics(&m.name), QoS::AtMostOnce, false, payload.to_string());
                         }
                     }
-                    Ok(Event::System { state: SystemState::Stopping }) => {
+                    Ok(Event::System(system)) => {
                         // The broker may be one of the services about to stop: say offline
                         // while it can still be heard.
-                        if self.connected {
+                        if self.connected && system.state == SystemState::Stopping {
                             let _ = client.try_publish(self.topics.status(), QoS::AtLeastOnce, true, "offline");
                         }
+                        self.system = Some(system);
+                        self.system_dirty = true;
                     }
                     Ok(_) => {}
                     // We fell behind: the latest of everything is one status call away.
@@ -440,6 +450,7 @@ impl Adapter {
     /// Whether anything waits to be published.
     fn pending(&self) -> bool {
         self.greet
+            || self.system_dirty
             || !self.dirty.is_empty()
             || !self.removed.is_empty()
             || !self.replies.is_empty()
@@ -469,17 +480,14 @@ impl Adapter {
 
     /// Re-reads every service's status from the core.
     async fn resync(&mut self) {
-        if let Reply::Ok { services } = self
+        if let Reply::Status(status) = self
             .control
-            .call(
-                Command::Status {
-                    names: Vec::new(),
-                    details: false,
-                },
-                "mqtt",
-            )
+            .call(Command::Status(StatusArgs::default()), "mqtt")
             .await
         {
+            self.system = Some(status.system);
+            self.system_dirty = true;
+            let services = status.services;
             let names: BTreeSet<String> = services.iter().map(|s| s.name.clone()).collect();
             for gone in self
                 .states
@@ -506,6 +514,7 @@ impl Adapter {
         );
         self.connected = true;
         self.greet = true;
+        self.system_dirty = self.system.is_some();
         // A broker restarted without persistence has forgotten every retained state.
         self.dirty.extend(self.states.keys().cloned());
         if self.settings.homeassistant {
@@ -537,6 +546,18 @@ impl Adapter {
                 return;
             }
             self.greet = false;
+        }
+        if self.system_dirty {
+            if let Some(system) = &self.system {
+                let body = serde_json::to_vec(system).unwrap_or_default();
+                if client
+                    .try_publish(self.topics.system(), QoS::AtLeastOnce, true, body)
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            self.system_dirty = false;
         }
         while let Some(name) = self.announce.first().cloned() {
             self.announce.remove(&name);
@@ -638,8 +659,9 @@ impl Adapter {
         if length == 0 {
             return; // how a retained message is cleared: nothing was asked
         }
-        // Test-only fault, in debug builds: the adapter's panic must stay the adapter's.
-        #[cfg(debug_assertions)]
+        // A fault for the tests, compiled only with the `test-hooks` feature (never in a
+        // board's build, debug or not): the adapter's panic must stay the adapter's.
+        #[cfg(feature = "test-hooks")]
         if body == b"__ember_test_panic" {
             panic!("injected panic in the MQTT adapter (test hook)");
         }
@@ -687,22 +709,18 @@ impl Adapter {
             return;
         };
         let command = match (&target, request.verb) {
-            (Target::Service(name), Verb::Start) => Command::Start {
-                names: vec![name.clone()],
-            },
-            (Target::Service(name), Verb::Stop) => Command::Stop {
-                names: vec![name.clone()],
-            },
-            (Target::Service(name), _) => Command::Restart {
-                names: vec![name.clone()],
-            },
+            (Target::Service(name), Verb::Start) => {
+                Command::Start(Targets::new(vec![name.clone()]))
+            }
+            (Target::Service(name), Verb::Stop) => Command::Stop(Targets::new(vec![name.clone()])),
+            (Target::Service(name), _) => Command::Restart(Targets::new(vec![name.clone()])),
             (_, Verb::Reload) => Command::Reload,
             (_, Verb::Poweroff) => Command::Poweroff,
             (_, Verb::Reboot) => Command::Reboot,
-            _ => Command::Status {
+            _ => Command::Status(StatusArgs {
                 names: Vec::new(),
                 details: false,
-            },
+            }),
         };
         let allowed: Vec<String> = self
             .states
@@ -717,7 +735,8 @@ impl Adapter {
             let _permit = permit;
             let reply = control.call(command, origin).await;
             let body = match reply {
-                Reply::Ok { services } if request.verb == Verb::List => {
+                Reply::Status(status) if request.verb == Verb::List => {
+                    let services = status.services;
                     // Names and states only: full statuses are on the state topics, and
                     // the reply must fit in one packet however many services there are.
                     let listed: Vec<serde_json::Value> = services
@@ -736,9 +755,6 @@ impl Adapter {
                         body
                     }
                 }
-                Reply::Ok { .. } | Reply::Logs { .. } | Reply::Timeline(_) => {
-                    payload::ok_reply::<()>(&request.id, None)
-                }
                 Reply::Error(e) => {
                     let code = match e.kind {
                         ErrorKind::UnknownService => UNKNOWN_SERVICE,
@@ -752,6 +768,7 @@ impl Adapter {
                     };
                     payload::error_reply(&request.id, code, &e.message)
                 }
+                _ => payload::ok_reply::<()>(&request.id, None),
             };
             let _ = replies.send((reply_topic, body)).await;
         });

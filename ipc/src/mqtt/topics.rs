@@ -45,6 +45,11 @@ impl Topics {
         format!("{}/{}/status", self.prefix, self.device)
     }
 
+    /// Retained: the board's state and whether its configuration fell back.
+    pub fn system(&self) -> String {
+        format!("{}/{}/system", self.prefix, self.device)
+    }
+
     pub fn state(&self, service: &str) -> String {
         format!("{}/{}/service/{service}/state", self.prefix, self.device)
     }

@@ -1,0 +1,194 @@
+//! JSON read one way only. Every JSON input ember takes (control requests, MQTT payloads,
+//! files it reads back) goes through here, so that:
+//!
+//! - a key given twice is an error, at any depth. serde_json's own `Value` keeps the last
+//!   of two equal keys, and a derived struct takes the first it sees in some shapes and
+//!   the last in others: `{"cmd":"status","cmd":"reboot"}` must not read as a reboot to
+//!   one part of ember and as a status to another;
+//! - a value of the wrong type names its field: `"names": expected an array, got a
+//!   number` rather than "missing names" or a bare "invalid type".
+
+use serde::de::{self, DeserializeOwned, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value};
+use std::fmt;
+
+/// Parses one JSON document, refusing duplicate keys and anything after the document.
+pub fn parse(bytes: &[u8]) -> Result<Value, String> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = Unique
+        .deserialize(&mut de)
+        .map_err(|e| describe_syntax(&e))?;
+    de.end().map_err(|e| describe_syntax(&e))?;
+    Ok(value)
+}
+
+/// Parses and types one JSON document: [`parse`], then [`from_value`].
+pub fn from_slice<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    from_value(parse(bytes)?)
+}
+
+/// Types a parsed value; a mismatch names the field it is in (`names[1]`, `error.kind`).
+pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, String> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let why = plain_words(&e.inner().to_string());
+        if path == "." {
+            why
+        } else {
+            format!("\"{path}\": {why}")
+        }
+    })
+}
+
+fn describe_syntax(e: &serde_json::Error) -> String {
+    plain_words(&e.to_string())
+}
+
+/// serde's words for JSON's: a "sequence" is an array, a "map" an object.
+fn plain_words(message: &str) -> String {
+    message
+        .replace("a sequence", "an array")
+        .replace("a map", "an object")
+        .replace("unit value", "null")
+}
+
+/// A `serde_json::Value` that refuses a key given twice in one object.
+struct Unique;
+
+impl<'de> DeserializeSeed<'de> for Unique {
+    type Value = Value;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(UniqueVisitor)
+    }
+}
+
+struct UniqueVisitor;
+
+impl<'de> Visitor<'de> for UniqueVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        // JSON has no NaN or infinity, so a number always converts.
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(Unique)? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if object.contains_key(&key) {
+                return Err(de::Error::custom(format_args!(
+                    "key \"{}\" is given twice; give each key once",
+                    key.escape_default()
+                )));
+            }
+            let value = map.next_value_seed(Unique)?;
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
+    }
+}
+
+/// The same refusal for a type's own `Deserialize`: a value read through this seed is
+/// checked whatever deserializer reads it.
+pub fn unique_value<'de, D: de::Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
+    Unique.deserialize(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[test]
+    fn a_key_given_twice_is_refused_at_any_depth() {
+        for text in [
+            r#"{"cmd":"status","cmd":"reboot"}"#,
+            r#"{"a":{"b":1,"b":2}}"#,
+            r#"[{"x":1},{"y":1,"y":1}]"#,
+            // The same key however it is escaped.
+            r#"{"cmd":"a","\u0063md":"b"}"#,
+        ] {
+            let e = parse(text.as_bytes()).unwrap_err();
+            assert!(e.contains("given twice"), "{text}: {e}");
+        }
+        assert!(parse(br#"{"a":{"b":1},"b":{"a":1}}"#).is_ok());
+    }
+
+    #[test]
+    fn trailing_text_and_bad_syntax_are_refused() {
+        assert!(parse(br#"{"a":1} {"a":2}"#).is_err());
+        assert!(parse(br#"{"a":1"#).is_err());
+        assert_eq!(
+            parse(b" [1, 2.5, null, true] ").unwrap().to_string(),
+            "[1,2.5,null,true]"
+        );
+    }
+
+    #[test]
+    fn a_wrong_type_names_its_field() {
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Inner {
+            kind: String,
+        }
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Outer {
+            names: Vec<String>,
+            inner: Option<Inner>,
+        }
+        let e = from_slice::<Outer>(br#"{"names":5}"#).unwrap_err();
+        assert_eq!(e, "\"names\": invalid type: integer `5`, expected an array");
+        let e = from_slice::<Outer>(br#"{"names":["a",5]}"#).unwrap_err();
+        assert!(
+            e.starts_with("\"names[1]\": invalid type: integer `5`"),
+            "{e}"
+        );
+        let e = from_slice::<Outer>(br#"{"names":[],"inner":{"kind":true}}"#).unwrap_err();
+        assert!(
+            e.starts_with("\"inner.kind\": invalid type: boolean"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,329 @@
+//! The control plane: what the runtime answers to each request from an adapter, and the
+//! `--wait`s it holds until their services have settled. Every request is answered here,
+//! in the core, from the engine's own state: a client never guesses from a status's words
+//! whether a service has come up.
+
+use super::super::model::{State, Sub, Want};
+use super::super::usage;
+use super::{Input, Runtime};
+use crate::pid1::Power;
+use ember_ipc::{
+    Command, ErrorKind, Reply, Request, ServiceStatus, StatusArgs, StatusReply, Targets,
+};
+use tokio::sync::oneshot;
+
+/// A `--wait` in progress: the reply goes out once every service has reached its goal,
+/// or one never will without another command.
+pub struct Waiter {
+    goals: Vec<(String, Goal)>,
+    reply: oneshot::Sender<Reply>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Goal {
+    /// Active, in a run later than `after_run` when there is one (a restart waits for its
+    /// new run, not the old one still up while its dependents stop first).
+    Up { after_run: Option<u64> },
+    /// Stopped (inactive or failed).
+    Down,
+}
+
+impl Runtime {
+    pub(super) fn on_request(&mut self, request: Request) {
+        tracing::debug!("{}: {}", request.origin, request.command.verb());
+        match request.command {
+            command @ (Command::Start(_) | Command::Stop(_) | Command::Restart(_)) => {
+                let wait = matches!(&command, Command::Start(t) | Command::Stop(t) | Command::Restart(t) if t.wait);
+                match self.change(command, &request.origin) {
+                    Ok(goals) if wait => {
+                        self.waiters.push(Waiter {
+                            goals,
+                            reply: request.reply,
+                        });
+                        // It may have settled already (a start of what is up).
+                        self.check_waiters();
+                    }
+                    Ok(goals) => {
+                        let names: Vec<String> = goals.into_iter().map(|(n, _)| n).collect();
+                        let reply = match self.statuses(&names) {
+                            Ok(services) => Reply::Ok { services },
+                            Err(reply) => reply,
+                        };
+                        let _ = request.reply.send(reply);
+                    }
+                    Err(reply) => {
+                        let _ = request.reply.send(reply);
+                    }
+                }
+            }
+            command => {
+                let reply = self.answer(command, &request.origin);
+                let _ = request.reply.send(reply);
+            }
+        }
+    }
+
+    /// Start, stop or restart: changes the wants, and returns each service's goal.
+    fn change(&mut self, command: Command, origin: &str) -> Result<Vec<(String, Goal)>, Reply> {
+        let verb = command.verb();
+        let (kind, Targets { names, .. }) = match command {
+            Command::Start(t) => (Kind::Start, t),
+            Command::Stop(t) => (Kind::Stop, t),
+            Command::Restart(t) => (Kind::Restart, t),
+            _ => return Err(Reply::error(ErrorKind::Internal, "not a service command")),
+        };
+        if names.is_empty() {
+            return Err(Reply::error(
+                ErrorKind::BadRequest,
+                "name at least one service",
+            ));
+        }
+        if self.engine.shutting_down() {
+            return Err(Reply::error(
+                ErrorKind::Busy,
+                "ember is shutting down; no services can be started",
+            ));
+        }
+        // An unknown name changes nothing.
+        self.statuses(&names)?;
+        let mut goals = Vec::with_capacity(names.len());
+        for name in names {
+            let Some(unit) = self.engine.unit(&name) else {
+                continue;
+            };
+            let (goal, input) = match kind {
+                Kind::Stop => (Goal::Down, Input::Stop(name.clone())),
+                // A start of a service waiting out a restart delay waits for its next run.
+                Kind::Start => (
+                    Goal::Up {
+                        after_run: (unit.sub == Sub::AutoRestart).then_some(unit.run),
+                    },
+                    Input::Start(name.clone()),
+                ),
+                Kind::Restart => (
+                    Goal::Up {
+                        after_run: Some(unit.run),
+                    },
+                    Input::Restart(name.clone()),
+                ),
+            };
+            tracing::info!("{origin}: {verb} {name}");
+            self.input(input);
+            goals.push((name, goal));
+        }
+        Ok(goals)
+    }
+
+    /// Answers every `--wait` whose services have settled; forgets those whose client
+    /// has gone.
+    pub(super) fn check_waiters(&mut self) {
+        if self.waiters.is_empty() {
+            return;
+        }
+        let waiters = std::mem::take(&mut self.waiters);
+        for waiter in waiters {
+            if waiter.reply.is_closed() {
+                continue;
+            }
+            let outcomes: Vec<Option<Result<(), String>>> = waiter
+                .goals
+                .iter()
+                .map(|(name, goal)| self.settled(name, *goal))
+                .collect();
+            if outcomes.iter().any(Option::is_none) {
+                self.waiters.push(waiter);
+                continue;
+            }
+            let errors: Vec<String> = outcomes
+                .into_iter()
+                .flatten()
+                .filter_map(Result::err)
+                .collect();
+            let reply = if errors.is_empty() {
+                let names: Vec<String> = waiter.goals.iter().map(|(n, _)| n.clone()).collect();
+                match self.statuses(&names) {
+                    Ok(services) => Reply::Ok { services },
+                    Err(reply) => reply,
+                }
+            } else {
+                Reply::error(ErrorKind::Failed, errors.join("; "))
+            };
+            let _ = waiter.reply.send(reply);
+        }
+    }
+
+    /// Answers the waits still open when ember stops.
+    pub(super) fn end_waiters(&mut self) {
+        for waiter in self.waiters.drain(..) {
+            let _ = waiter.reply.send(Reply::error(
+                ErrorKind::Failed,
+                "ember stopped before the services settled",
+            ));
+        }
+    }
+
+    /// Whether a service has reached `goal`: `Some(Ok)` yes, `Some(Err(why))` it never
+    /// will without another command, `None` not yet.
+    fn settled(&self, name: &str, goal: Goal) -> Option<Result<(), String>> {
+        let Some(unit) = self.engine.unit(name) else {
+            return Some(Err(format!("{name} was removed by a reload")));
+        };
+        let failed = || {
+            let mut why = format!("{name} failed ({})", unit.sub);
+            if let Some(reason) = &unit.reason {
+                why.push_str(": ");
+                why.push_str(reason);
+            }
+            why
+        };
+        match goal {
+            Goal::Down => matches!(unit.state, State::Inactive | State::Failed).then_some(Ok(())),
+            Goal::Up { after_run } => {
+                let new_run = after_run.is_none_or(|before| unit.run > before);
+                match (unit.state, unit.sub) {
+                    (State::Active, _) if new_run && !self.engine.going_down(name) => Some(Ok(())),
+                    (State::Failed, _) => Some(Err(failed())),
+                    // The run asked for failed; the restart policy tries again, but the
+                    // answer to this start is that it failed.
+                    (State::Activating, Sub::AutoRestart) if new_run => {
+                        Some(Err(format!("{}; restarting it after a delay", failed())))
+                    }
+                    (State::Inactive, Sub::Dependency) => Some(Err(format!(
+                        "{name} cannot start: {}",
+                        unit.reason.as_deref().unwrap_or("a dependency is down")
+                    ))),
+                    (State::Inactive, _) if unit.want == Want::Down => {
+                        Some(Err(format!("{name} was stopped again")))
+                    }
+                    _ => None,
+                }
+            }
+        }
+    }
+
+    fn answer(&mut self, command: Command, origin: &str) -> Reply {
+        match command {
+            Command::Status(StatusArgs { names, details }) => {
+                #[cfg(feature = "test-hooks")]
+                test_hooks(&names);
+                let names = if names.is_empty() {
+                    self.engine.units().map(|u| u.spec.name.clone()).collect()
+                } else {
+                    names
+                };
+                match self.statuses(&names) {
+                    Ok(mut services) => {
+                        if details {
+                            for service in &mut services {
+                                self.add_details(service);
+                            }
+                        }
+                        Reply::Status(StatusReply {
+                            system: self.system_status(),
+                            services,
+                        })
+                    }
+                    Err(reply) => reply,
+                }
+            }
+            Command::Start(_) | Command::Stop(_) | Command::Restart(_) => {
+                Reply::error(ErrorKind::Internal, "answered by on_request")
+            }
+            Command::Reload => match self.reload(origin) {
+                Ok(report) => Reply::Reloaded(report),
+                Err(errors) => Reply::error(
+                    ErrorKind::InvalidConfig,
+                    format!(
+                        "the configuration has errors; nothing changed:\n{}",
+                        errors.join("\n")
+                    ),
+                ),
+            },
+            Command::Logs(args) => {
+                if self.engine.unit(&args.name).is_none() {
+                    return unknown_service(&args.name);
+                }
+                let lines = self
+                    .logs
+                    .get(&args.name)
+                    .map(|ring| ring.last(args.lines))
+                    .unwrap_or_default();
+                Reply::Logs { lines }
+            }
+            Command::Timeline => Reply::Timeline(self.timeline.snapshot(
+                self.engine.units(),
+                self.now(),
+                &self.config.system.device,
+                self.role,
+            )),
+            Command::Poweroff => self.power_request(origin, Power::Poweroff),
+            Command::Reboot => self.power_request(origin, Power::Reboot),
+            Command::Halt => self.power_request(origin, Power::Halt),
+        }
+    }
+
+    /// What the service's processes are and use now; dependencies from its spec.
+    fn add_details(&self, service: &mut ServiceStatus) {
+        let Some(unit) = self.engine.unit(&service.name) else {
+            return;
+        };
+        let proc = self.procs.get(&service.name);
+        let cgroup = proc.and_then(|p| p.cgroup.as_deref());
+        let mut details = ember_ipc::Details {
+            requires: unit.spec.requires.clone(),
+            wants: unit.spec.wants.clone(),
+            after: unit.spec.after.clone(),
+            cgroup: cgroup.map(|c| c.display().to_string()),
+            processes: Vec::new(),
+        };
+        if let Some((pids, figures)) = self.measure(&service.name) {
+            details.processes = usage::describe(&pids, unit.pid);
+            service.cpu_usec = Some(figures.cpu_usec);
+            service.memory_bytes = Some(figures.memory_bytes);
+            service.tasks = Some(figures.tasks);
+        }
+        service.details = Some(Box::new(details));
+    }
+
+    pub(super) fn statuses(&self, names: &[String]) -> Result<Vec<ServiceStatus>, Reply> {
+        let now = self.now();
+        names
+            .iter()
+            .map(|name| match self.engine.unit(name) {
+                Some(unit) => {
+                    let seq = self.published.get(name).map_or(0, |(_, seq)| *seq);
+                    Ok(super::super::status::service_status(unit, now, seq))
+                }
+                None => Err(unknown_service(name)),
+            })
+            .collect()
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Start,
+    Stop,
+    Restart,
+}
+
+pub(super) fn unknown_service(name: &str) -> Reply {
+    Reply::error(
+        ErrorKind::UnknownService,
+        format!("no service named \"{name}\"; `ember ctl status` lists the services"),
+    )
+}
+
+/// Faults for the tests, compiled only with the `test-hooks` feature (never in a build a
+/// board runs, debug or not): a status request for `__panic_task` panics in a task of its
+/// own (contained by tokio), `__panic_main` panics in the main loop itself (caught in
+/// daemon.rs, which falls back to the emergency loop as PID 1).
+#[cfg(feature = "test-hooks")]
+fn test_hooks(names: &[String]) {
+    if names.iter().any(|n| n == "__panic_task") {
+        tokio::spawn(async { panic!("injected panic in a task (test hook)") });
+    }
+    if names.iter().any(|n| n == "__panic_main") {
+        panic!("injected panic in the main loop (test hook)");
+    }
+}
