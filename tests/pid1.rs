@@ -360,7 +360,26 @@ restart = "sometimes"
         "log:\n{}",
         log()
     );
-    assert_eq!(ember.status("rescue-shell")["want"], "up");
+    // Loud where an admin looks: `ember ctl status` says the configuration fell back, why,
+    // and exits 1 (the table, and --json, too).
+    let out = ember.ctl(&["status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.starts_with("ember is running a fallback configuration:"),
+        "{text}"
+    );
+    // Each error on a line of its own, at its file:line:col.
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("  ") && l.contains("ember.toml:9:") && l.contains("sometimes")),
+        "{text}"
+    );
+    assert!(text.contains("rescue-shell"), "{text}");
+    let out = ember.ctl(&["status", "--json", "rescue-shell"]);
+    assert_eq!(out.status.code(), Some(1));
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed[0]["want"], "up");
     // Fix the file, reload: the real services start and the rescue shell goes.
     let fixed = std::fs::read_to_string(&ember.config)
         .unwrap()
@@ -377,6 +396,10 @@ restart = "sometimes"
         .all()
         .iter()
         .all(|s| s["name"] != "rescue-shell")));
+    // No longer a fallback.
+    let out = ember.ctl(&["status"]);
+    assert!(out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("fallback"));
 }
 
 /// journald is usually one of the services: once its socket answers, ember's log (and the

@@ -398,7 +398,7 @@ fn bad_requests_get_clear_errors_and_change_nothing() {
     }
     let reply = ask(br#"{"cmd":"status","names":["steady"]}"#);
     assert_eq!(
-        reply["ok"]["services"][0]["pid"], before,
+        reply["status"]["services"][0]["pid"], before,
         "the connection still works and nothing changed"
     );
 

@@ -11,6 +11,7 @@
 //! - [`json`]: strict JSON (no key twice; type errors name their field) for every input.
 //! - [`socket`]: the local control socket (newline-delimited JSON over a Unix socket),
 //!   server side and the client used by `ember ctl`.
+//! - [`throttle`]: a token bucket for what must not flood a log.
 
 #[cfg(feature = "dbus")]
 pub mod dbus;
@@ -19,5 +20,6 @@ pub mod json;
 pub mod mqtt;
 pub mod protocol;
 pub mod socket;
+pub mod throttle;
 
 pub use protocol::*;

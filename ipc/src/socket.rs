@@ -122,6 +122,7 @@ impl Drop for PendingReply {
 pub async fn serve(listener: UnixListener, control: Control, pending: Pending) {
     let own_uid = nix::unistd::geteuid().as_raw();
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let streams = Streams::default();
     let mut refusals = Throttle::default();
     loop {
         let (stream, _) = match listener.accept().await {
@@ -154,23 +155,103 @@ pub async fn serve(listener: UnixListener, control: Control, pending: Pending) {
             );
             continue;
         }
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            refusals.warn(|| {
-                format!("control socket: {MAX_CONNECTIONS} connections open already; refusing more")
-            });
-            refuse(
-                stream,
-                ErrorKind::Busy,
-                format!("ember is serving {MAX_CONNECTIONS} control connections already; try again in a moment"),
-            );
-            continue;
-        };
         let control = control.clone();
         let pending = pending.clone();
+        let streams = streams.clone();
+        let permit = match slots.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            // Full, and root asks: the oldest long-lived connection (a `logs -f`, a
+            // `--wait`) makes room, so that followers can never lock root out (not even
+            // of `poweroff`). Its slot comes free once its task has ended.
+            Err(_) if uid == 0 && streams.evict_oldest() => {
+                let slots = slots.clone();
+                tokio::spawn(async move {
+                    let permit =
+                        tokio::time::timeout(Duration::from_secs(5), slots.acquire_owned()).await;
+                    let Ok(Ok(permit)) = permit else { return };
+                    let _permit = permit;
+                    serve_connection(stream, control, uid, pending, streams).await;
+                });
+                continue;
+            }
+            Err(_) => {
+                refusals.warn(|| {
+                    format!(
+                        "control socket: {MAX_CONNECTIONS} connections open already; refusing more"
+                    )
+                });
+                refuse(
+                    stream,
+                    ErrorKind::Busy,
+                    format!("ember is serving {MAX_CONNECTIONS} control connections already; try again in a moment"),
+                );
+                continue;
+            }
+        };
         tokio::spawn(async move {
             let _permit = permit;
-            serve_connection(stream, control, uid, pending).await;
+            serve_connection(stream, control, uid, pending, streams).await;
         });
+    }
+}
+
+/// The long-lived connections (following logs, waiting for services), oldest first: the
+/// ones root's connections may take the slot of when every slot is taken.
+#[derive(Clone, Default)]
+struct Streams(Arc<std::sync::Mutex<StreamList>>);
+
+#[derive(Default)]
+struct StreamList {
+    next: u64,
+    open: std::collections::VecDeque<(u64, Arc<tokio::sync::Notify>)>,
+}
+
+/// One registered long-lived connection; it leaves the list when dropped.
+struct Follower {
+    id: u64,
+    evicted: Arc<tokio::sync::Notify>,
+    streams: Streams,
+}
+
+impl Streams {
+    fn list(&self) -> std::sync::MutexGuard<'_, StreamList> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn register(&self) -> Follower {
+        let evicted = Arc::new(tokio::sync::Notify::new());
+        let mut list = self.list();
+        let id = list.next;
+        list.next += 1;
+        list.open.push_back((id, evicted.clone()));
+        Follower {
+            id,
+            evicted,
+            streams: self.clone(),
+        }
+    }
+
+    /// Tells the oldest long-lived connection to end; false when there is none.
+    fn evict_oldest(&self) -> bool {
+        match self.list().open.pop_front() {
+            Some((_, evicted)) => {
+                evicted.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl Follower {
+    async fn evicted(&self) {
+        self.evicted.notified().await
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        self.streams.list().open.retain(|(id, _)| *id != self.id);
     }
 }
 
@@ -215,7 +296,13 @@ impl Throttle {
     }
 }
 
-async fn serve_connection(stream: UnixStream, control: Control, uid: u32, pending: Pending) {
+async fn serve_connection(
+    stream: UnixStream,
+    control: Control,
+    uid: u32,
+    pending: Pending,
+    streams: Streams,
+) {
     let (read, mut write) = stream.into_split();
     let origin = format!("socket uid={uid}");
     let mut lines = Lines::new(read);
@@ -252,9 +339,13 @@ async fn serve_connection(stream: UnixStream, control: Control, uid: u32, pendin
                 if line.iter().all(u8::is_ascii_whitespace) {
                     continue;
                 }
-                let keep_going =
-                    handle_request(&line, &control, &origin, &pending, &mut lines, &mut write)
-                        .await;
+                let context = Context {
+                    control: &control,
+                    origin: &origin,
+                    pending: &pending,
+                    streams: &streams,
+                };
+                let keep_going = handle_request(&line, &context, &mut lines, &mut write).await;
                 if !keep_going {
                     return;
                 }
@@ -363,15 +454,27 @@ pub fn decode_request(line: &[u8]) -> Result<Command, Reply> {
     Command::from_json(line).map_err(Reply::Error)
 }
 
+/// What a connection's requests are served with.
+struct Context<'a> {
+    control: &'a Control,
+    origin: &'a str,
+    pending: &'a Pending,
+    streams: &'a Streams,
+}
+
 /// Handles one request line; returns false when the connection should close.
 async fn handle_request(
     line: &[u8],
-    control: &Control,
-    origin: &str,
-    pending: &Pending,
+    context: &Context<'_>,
     lines: &mut Lines<OwnedReadHalf>,
     write: &mut OwnedWriteHalf,
 ) -> bool {
+    let Context {
+        control,
+        origin,
+        pending,
+        streams,
+    } = context;
     let _pending = pending.begin();
     let command = match decode_request(line) {
         Ok(command) => command,
@@ -390,12 +493,17 @@ async fn handle_request(
     // Waiting (decided by the core) and following end when the client goes: its slot is
     // free again at once, and the core drops a wait nobody reads.
     let reply = if wait {
+        let stream = streams.register();
         tokio::select! {
-            reply = control.call(command, origin) => reply,
+            reply = control.call(command, *origin) => reply,
             () = client_gone(lines, true) => return false,
+            () = stream.evicted() => {
+                let _ = write_line(write, &evicted()).await;
+                return false;
+            }
         }
     } else {
-        control.call(command, origin).await
+        control.call(command, *origin).await
     };
     match (events, follow, reply) {
         (Some(events), Some(name), Reply::Logs { lines: logged }) => {
@@ -407,14 +515,27 @@ async fn handle_request(
                 return false;
             }
             drop(_pending);
-            tokio::select! {
-                () = follow_logs(events, name, last_seq, write) => {}
-                () = client_gone(lines, false) => {}
+            let stream = streams.register();
+            let evicted = tokio::select! {
+                () = follow_logs(events, name, last_seq, write) => false,
+                () = client_gone(lines, false) => false,
+                () = stream.evicted() => true,
+            };
+            if evicted {
+                let _ = write_line(write, &self::evicted()).await;
             }
             false
         }
         (_, _, reply) => write_line(write, &reply).await.is_ok(),
     }
+}
+
+/// The last line of a long-lived connection that had to make room for root.
+fn evicted() -> Reply {
+    Reply::error(
+        ErrorKind::Busy,
+        format!("every one of the {MAX_CONNECTIONS} control connections was taken, and root needed one: this one, the oldest that follows or waits, was closed; reconnect"),
+    )
 }
 
 async fn follow_logs(
@@ -618,7 +739,13 @@ mod tests {
     fn connect(control: Control) -> (tokio::task::JoinHandle<()>, UnixStream) {
         let (server, client) = UnixStream::pair().unwrap();
         (
-            tokio::spawn(serve_connection(server, control, 0, Pending::default())),
+            tokio::spawn(serve_connection(
+                server,
+                control,
+                0,
+                Pending::default(),
+                Streams::default(),
+            )),
             client,
         )
     }

@@ -663,6 +663,14 @@ fn read_service(
     }
 }
 
+/// Reads `services_dir`: one service per regular `NAME.toml` file whose NAME is a valid
+/// service name. Editors' and package managers' leftovers (dotfiles such as `.#app.toml`
+/// and `.app.toml.swp`, `app.toml~`, `app.toml.bak`, `.dpkg-*`, `.rpm*`) are skipped with
+/// a debug line. One file that cannot be read (a dangling symlink, no permission, not
+/// UTF-8, a directory or a FIFO named *.toml) is a problem of that file alone, of the
+/// `Runtime` severity: `ember check` fails, but the other services still boot, and the
+/// unreadable one is a service that fails at start with the reason (so that what requires
+/// it says why, instead of the whole configuration being rejected).
 fn read_services_dir(
     dir: &Path,
     services: &mut ServiceMap,
@@ -676,29 +684,77 @@ fn read_services_dir(
             problems.push(Problem {
                 file: dir.to_owned(),
                 position: None,
-                severity: Severity::Error,
-                message: format!("cannot read services_dir: {e}"),
+                severity: Severity::Runtime,
+                message: format!("cannot read services_dir: {e}; none of its services is loaded"),
             });
             return;
         }
     };
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .collect();
+    let mut files: Vec<(PathBuf, String)> = Vec::new();
+    for entry in entries.filter_map(Result::ok) {
+        let path = entry.path();
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        match classify_service_file(&file_name) {
+            ServiceFile::Service(stem) => files.push((path, stem.to_owned())),
+            ServiceFile::Leftover(what) => {
+                tracing::debug!("{}: skipped ({what})", path.display())
+            }
+            ServiceFile::Other => {}
+        }
+    }
     files.sort();
-    for file in files {
-        let Some(source) = read_source(&file, problems) else {
+    for (file, name) in files {
+        let not_loaded = |problems: &mut Vec<Problem>, why: String| {
+            problems.push(Problem {
+                file: file.clone(),
+                position: None,
+                severity: Severity::Runtime,
+                message: why,
+            })
+        };
+        if let Err(why) = values::check_service_name(&name) {
+            not_loaded(
+                problems,
+                format!("not loaded: the file name is the service's name, and {why}"),
+            );
             continue;
+        }
+        // Looked at before opening: reading a FIFO would block PID 1 for good.
+        let unreadable = match std::fs::metadata(&file) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Some("it is a symlink to nothing (a dangling link)".to_owned())
+            }
+            Err(e) => Some(format!("cannot read it: {e}")),
+            Ok(meta) if !meta.is_file() => Some("it is not a regular file".to_owned()),
+            Ok(_) => None,
+        };
+        let source = match unreadable {
+            Some(why) => Err(why),
+            None => std::fs::read_to_string(&file)
+                .map_err(|e| format!("cannot read it: {e}"))
+                .map(|text| Source {
+                    path: file.clone(),
+                    text,
+                    offline: false,
+                }),
+        };
+        let source = match source {
+            Ok(source) => Rc::new(source),
+            Err(why) => {
+                not_loaded(problems, format!("service {name} not loaded: {why}"));
+                let why = format!(
+                    "its file {} cannot be loaded: {why}; fix it, then `ember ctl reload`",
+                    file.display()
+                );
+                services
+                    .entry(name.clone())
+                    .or_insert_with(|| (ServiceSpec::unloadable(&name, why), file.clone()));
+                continue;
+            }
         };
         let Some(table) = parse_source(&source, problems) else {
             continue;
         };
-        let name = file
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
         read_service(
             &name,
             0,
@@ -708,6 +764,37 @@ fn read_services_dir(
             spans,
             problems,
         );
+    }
+}
+
+/// What a file in services_dir is, by its name.
+#[derive(Debug, PartialEq, Eq)]
+enum ServiceFile<'a> {
+    /// `NAME.toml`: a service (whether NAME is valid is checked next).
+    Service(&'a str),
+    /// An editor's or a package manager's leftover, skipped.
+    Leftover(&'static str),
+    /// Anything else (a README, a directory of scripts): not ours.
+    Other,
+}
+
+fn classify_service_file(file_name: &str) -> ServiceFile<'_> {
+    if file_name.starts_with('.') {
+        return ServiceFile::Leftover("a dotfile: hidden, or an editor's lock or swap file");
+    }
+    const BACKUPS: [&str; 9] = [
+        "~", ".swp", ".swo", ".bak", ".orig", ".old", ".tmp", ".rej", ".save",
+    ];
+    if BACKUPS.iter().any(|b| file_name.ends_with(b))
+        || file_name.contains(".dpkg-")
+        || file_name.contains(".rpm")
+        || file_name.contains(".ucf-")
+    {
+        return ServiceFile::Leftover("a backup or a package manager's copy");
+    }
+    match file_name.strip_suffix(".toml") {
+        Some(stem) => ServiceFile::Service(stem),
+        None => ServiceFile::Other,
     }
 }
 

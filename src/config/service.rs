@@ -234,6 +234,10 @@ pub struct ServiceSpec {
     /// Runs on ember's own stdin/stdout/stderr with the console as its controlling
     /// terminal: the rescue shell. Not settable from TOML.
     pub console: bool,
+    /// Its file could not be loaded (see `config::read_services_dir`): it is kept as a
+    /// service that fails at every start with this reason, so that it shows in status and
+    /// what requires it says why.
+    pub load_error: Option<String>,
 }
 
 impl ServiceSpec {
@@ -267,7 +271,16 @@ impl ServiceSpec {
             on_failure: FailureAction::None,
             limits: Limits::default(),
             console: false,
+            load_error: None,
         }
+    }
+
+    /// A stand-in for a service whose file cannot be loaded: it fails at start, once.
+    pub fn unloadable(name: &str, why: String) -> ServiceSpec {
+        let mut spec = ServiceSpec::new(name, &[]);
+        spec.restart = RestartPolicy::Never;
+        spec.load_error = Some(why);
+        spec
     }
 
     /// Every service this one is ordered after (requires, wants, after).
@@ -324,6 +337,7 @@ impl ServiceSpec {
             on_failure,
             limits,
             console,
+            load_error,
         } = self;
         let mut diff = SpecDiff::default();
         let mut process = |changed: bool, key| {
@@ -351,6 +365,7 @@ impl ServiceSpec {
             "oom_score_adjust",
         );
         process(*console != new.console, "console");
+        process(*load_error != new.load_error, "file");
         let mut policy = |changed: bool, key| {
             if changed {
                 diff.policy.push(key)
@@ -581,6 +596,27 @@ pub fn build(
                 Err(why) => error!(offset, format!("service \"{name}\": {why}")),
             }
         }
+    }
+    // ember reads only the output that goes to the log: a log pattern on output that
+    // goes elsewhere would wait for a line that never comes, until ready_timeout.
+    if matches!(spec.ready, Readiness::Log(_))
+        && spec.stdout != Output::Log
+        && spec.stderr != Output::Log
+    {
+        let words = |o: &Output| match o {
+            Output::Log => "log".to_owned(),
+            Output::Console => "\"console\"".to_owned(),
+            Output::Null => "\"null\"".to_owned(),
+            Output::File(p) => format!("the file {}", p.display()),
+        };
+        error!(
+            ready_offset,
+            format!(
+                "service \"{name}\": ready = {{ log = ... }} matches the lines ember reads from the service, but its stdout goes to {} and its stderr to {}, which ember does not read; set stdout or stderr = \"log\" (the default), or choose another readiness check",
+                words(&spec.stdout),
+                words(&spec.stderr)
+            )
+        );
     }
     spec.enabled = raw.enabled.unwrap_or(true);
     spec.on_failure = raw.on_failure.unwrap_or(FailureAction::None);

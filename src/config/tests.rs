@@ -324,11 +324,18 @@ fn a_missing_services_dir_is_no_error_but_an_unreadable_one_is() {
     tree.write("ember.toml", "[system]\nservices_dir = \"nowhere\"\n");
     assert_eq!(tree.problems(), Vec::<String>::new());
 
-    tree.write("ember.toml", "[system]\nservices_dir = \"ember.toml\"\n");
-    assert_eq!(
-        tree.problems(),
-        ["ember.toml: cannot read services_dir: Not a directory (os error 20)"]
+    // Unreadable: `ember check` fails, but the services of the main file still boot.
+    tree.write(
+        "ember.toml",
+        "[system]\nservices_dir = \"ember.toml\"\n[service.a]\ncommand = [\"/bin/sh\"]\n",
     );
+    let loaded = tree.load();
+    assert_eq!(
+        tree.lines(&loaded),
+        ["ember.toml: cannot read services_dir: Not a directory (os error 20); none of its services is loaded"]
+    );
+    assert_eq!(loaded.problems[0].severity, Severity::Runtime);
+    assert!(loaded.config.unwrap().services.contains_key("a"));
 }
 
 #[test]
@@ -765,11 +772,125 @@ command = ["/bin/sh"]
     assert_eq!(
         tree.problems(),
         [
-            "ember.toml:1:10: invalid service name \"a/b\": '/' is not allowed; use letters, digits and . _ @ -".to_owned(),
-            format!("ember.toml:3:10: invalid service name \"{long}\": it must be 1 to 64 characters long"),
-            "services.d/bad name.toml:1:1: invalid service name \"bad name\": ' ' is not allowed; use letters, digits and . _ @ -".to_owned(),
+            "ember.toml:1:10: invalid service name \"a/b\": '/' is not allowed (a name becomes a file name and an MQTT topic level, which '/' would split); use letters, digits and . _ @ -".to_owned(),
+            format!("ember.toml:3:10: invalid service name \"{long}\": it is 65 characters long; the longest is 64 (it becomes a socket path, whose length the kernel limits)"),
+            "services.d/bad name.toml: not loaded: the file name is the service's name, and invalid service name \"bad name\": ' ' is not allowed (a name becomes a file name, an MQTT topic level and a D-Bus path); use letters, digits and . _ @ -".to_owned(),
         ]
     );
+}
+
+/// Every name that would reach the file system as something other than the service's
+/// own directory or socket is refused where it is written (found by hostile use: a
+/// service named ".." had ember's own cgroup, and stopping it signalled ember).
+#[test]
+fn names_that_are_not_a_plain_path_component_are_refused_at_their_key() {
+    let tree = Tree::new();
+    let mut text = String::new();
+    for name in [
+        "..",
+        ".",
+        ".x",
+        "-x",
+        "cgroup.procs",
+        "memory.max",
+        "a+b",
+        "a#",
+        "$SYS",
+    ] {
+        text.push_str(&format!("[service.\"{name}\"]\ncommand = [\"/bin/sh\"]\n"));
+    }
+    text.push_str("[service.\"a\\nb\"]\ncommand = [\"/bin/sh\"]\n");
+    text.push_str("[service.\"\"]\ncommand = [\"/bin/sh\"]\n");
+    tree.write("ember.toml", &text);
+    let loaded = tree.load();
+    let lines = tree.lines(&loaded);
+    assert_eq!(lines.len(), 11, "{lines:#?}");
+    for (i, line) in lines.iter().enumerate() {
+        // At the name's key, on one line.
+        assert!(
+            line.starts_with(&format!("ember.toml:{}:10: ", 2 * i + 1)),
+            "{line}"
+        );
+        assert!(!line.contains('\n'));
+    }
+    assert!(loaded.config.is_none());
+}
+
+/// services.d: editors' and package managers' leftovers are skipped; one file that
+/// cannot be read is that file's problem, never a reason to drop every service.
+#[test]
+fn services_d_loads_regular_files_with_valid_names_and_survives_the_rest() {
+    use std::os::unix::fs::{symlink, PermissionsExt};
+    let tree = Tree::new();
+    tree.write(
+        "ember.toml",
+        "[service.main]\ncommand = [\"/bin/sh\"]\nrequires = [\"locked\"]\n",
+    );
+    tree.write("services.d/app.toml", "command = [\"/bin/sh\"]\n");
+    // Leftovers, skipped without a word (a debug line).
+    tree.write("services.d/.hidden.toml", "command = [\"/bin/sh\"]\n");
+    tree.write("services.d/.app.toml.swp", "\0\0binary");
+    tree.write("services.d/app.toml~", "old");
+    tree.write("services.d/app.toml.bak", "old");
+    tree.write("services.d/app.toml.dpkg-dist", "new");
+    tree.write("services.d/app.toml.rpmnew", "new");
+    symlink(
+        "user@host.1234:1700000000",
+        tree.root.join("services.d/.#app.toml"),
+    )
+    .unwrap();
+    // Problems of their own file only.
+    symlink("nowhere.toml", tree.root.join("services.d/dangling.toml")).unwrap();
+    std::fs::create_dir_all(tree.root.join("services.d/adir.toml")).unwrap();
+    nix::unistd::mkfifo(
+        &tree.root.join("services.d/fifo.toml"),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+    tree.write("services.d/binary.toml", "");
+    std::fs::write(
+        tree.root.join("services.d/binary.toml"),
+        b"command = [\"\xff\"]\n",
+    )
+    .unwrap();
+    let locked = tree.write("services.d/locked.toml", "command = [\"/bin/sh\"]\n");
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+    tree.write("services.d/my app.toml", "command = [\"/bin/sh\"]\n");
+
+    let loaded = tree.load();
+    let lines = tree.lines(&loaded);
+    assert!(
+        loaded
+            .problems
+            .iter()
+            .all(|p| p.severity == Severity::Runtime),
+        "{lines:#?}"
+    );
+    let config = loaded.config.expect("the rest of the configuration boots");
+    let as_root = nix::unistd::geteuid().is_root();
+    let mut expected = vec![
+        "services.d/adir.toml: service adir not loaded: it is not a regular file",
+        "services.d/binary.toml: service binary not loaded: cannot read it: stream did not contain valid UTF-8",
+        "services.d/dangling.toml: service dangling not loaded: it is a symlink to nothing (a dangling link)",
+        "services.d/fifo.toml: service fifo not loaded: it is not a regular file",
+    ];
+    if !as_root {
+        expected.push("services.d/locked.toml: service locked not loaded: cannot read it: Permission denied (os error 13)");
+    }
+    expected.push("services.d/my app.toml: not loaded: the file name is the service's name, and invalid service name \"my app\": ' ' is not allowed (a name becomes a file name, an MQTT topic level and a D-Bus path); use letters, digits and . _ @ -");
+    assert_eq!(lines, expected);
+    let names: Vec<&str> = config.services.keys().map(String::as_str).collect();
+    // The unreadable ones are there, as services that fail at start with the reason.
+    assert_eq!(
+        names,
+        ["adir", "app", "binary", "dangling", "fifo", "locked", "main"]
+    );
+    let dangling = &config.services["dangling"];
+    assert!(dangling
+        .load_error
+        .as_deref()
+        .is_some_and(|e| e.contains("dangling.toml cannot be loaded: it is a symlink to nothing")));
+    assert_eq!(config.services["app"].load_error, None);
 }
 
 #[test]
@@ -861,7 +982,7 @@ requires = [
         [
             // The name, inside its quotes' table header; columns count characters.
             format!(
-                "ember.toml:{}: invalid service name \"café\": 'é' is not allowed; use letters, digits and . _ @ -",
+                "ember.toml:{}: invalid service name \"café\": 'é' is not allowed (a name becomes a file name, an MQTT topic level and a D-Bus path); use letters, digits and . _ @ -",
                 at(text, "\"café\"")
             ),
             // The value, after a tab.
@@ -1622,4 +1743,38 @@ fn a_device_named_group_is_refused_with_mqtt() {
             .config
             .is_some()
     );
+}
+
+/// `ready = { log }` needs output that ember reads (found by hostile use: with stdout =
+/// "console" it passed `ember check` and could never become ready).
+#[test]
+fn a_log_readiness_needs_output_that_ember_reads() {
+    let tree = Tree::new();
+    for (i, (stdout, stderr)) in [
+        ("console", "console"),
+        ("null", "null"),
+        ("/tmp/out.log", "null"),
+        ("console", "/tmp/err.log"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let text = format!(
+            "[service.a]\ncommand = [\"/bin/sh\"]\nready = {{ log = \"up\" }}\nstdout = \"{stdout}\"\nstderr = \"{stderr}\"\n"
+        );
+        tree.write("ember.toml", &text);
+        let problems = tree.problems();
+        assert_eq!(problems.len(), 1, "case {i}: {problems:?}");
+        assert!(
+            problems[0].starts_with("ember.toml:3:9: service \"a\": ready = { log = ... } matches the lines ember reads"),
+            "{}",
+            problems[0]
+        );
+    }
+    // One stream to the log is enough: the pattern may be on stderr.
+    tree.write(
+        "ember.toml",
+        "[service.a]\ncommand = [\"/bin/sh\"]\nready = { log = \"up\" }\nstdout = \"console\"\n",
+    );
+    assert_eq!(tree.problems(), Vec::<String>::new());
 }

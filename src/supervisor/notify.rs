@@ -10,6 +10,16 @@ use tokio::net::UnixDatagram;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
+/// The directory of this ember's notify sockets: named after its control socket
+/// (`/run/ember/control.sock.notify/`), which no two live embers can share (binding it
+/// refuses a live one), so two embers whose sockets sit in one directory never remove
+/// each other's notify sockets.
+pub fn dir_for(control_socket: &Path) -> PathBuf {
+    let mut dir = control_socket.as_os_str().to_owned();
+    dir.push(".notify");
+    PathBuf::from(dir)
+}
+
 /// Where a service's notify socket lives.
 pub fn socket_path(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("{name}.sock"))
@@ -26,6 +36,16 @@ pub fn listen(
 ) -> std::io::Result<AbortHandle> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
+    }
+    // sun_path holds 108 bytes with its NUL: say so plainly rather than "invalid argument".
+    if path.as_os_str().len() > 107 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!(
+                "the path is {} bytes, longer than a socket path may be (107); put [control] socket in a shorter directory",
+                path.as_os_str().len()
+            ),
+        ));
     }
     let _ = std::fs::remove_file(path);
     let socket = UnixDatagram::bind(path)?;

@@ -1,6 +1,7 @@
 //! Service output: pipes read line by line, and the last lines kept for `ember ctl logs`.
 
 use super::runtime::Feed;
+use ember_ipc::throttle::RateLimit;
 use ember_ipc::{LogLine, Stream};
 use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
@@ -74,7 +75,18 @@ pub fn read_lines(fd: OwnedFd, name: String, run: u64, stream: Stream, feed: mps
 pub struct LogRing {
     lines: VecDeque<LogLine>,
     next_seq: u64,
+    /// How many of its lines are copied to ember's own log (the console, /dev/kmsg,
+    /// journald): a service printing 100,000 lines a second must not hold PID 1 writing
+    /// to a 115,200 baud console. The ring keeps every line regardless.
+    copies: Option<RateLimit>,
 }
+
+/// Lines a second one service may have copied to ember's log, and at once.
+pub const COPY_RATE: u64 = 100;
+pub const COPY_BURST: u64 = 1000;
+/// Lines a second all services together may have copied.
+pub const COPY_RATE_ALL: u64 = 500;
+pub const COPY_BURST_ALL: u64 = 2000;
 
 impl LogRing {
     pub fn push(&mut self, service: &str, stream: Stream, line: String, time_usec: u64) -> LogLine {
@@ -91,6 +103,12 @@ impl LogRing {
         }
         self.lines.push_back(entry.clone());
         entry
+    }
+
+    /// This service's limit on copies to ember's log.
+    pub fn copies(&mut self, now: std::time::Instant) -> &mut RateLimit {
+        self.copies
+            .get_or_insert_with(|| RateLimit::new(COPY_RATE, COPY_BURST, now))
     }
 
     pub fn last(&self, n: usize) -> Vec<LogLine> {

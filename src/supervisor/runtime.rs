@@ -12,6 +12,7 @@ use super::output::{self, LogRing};
 use super::{notify, readiness, reaper, spawn, status, usage};
 use crate::config::{self, Config, CtrlAltDel, FailureAction, Readiness};
 use crate::pid1::{Power, Role};
+use ember_ipc::throttle::{Admit, RateLimit};
 use ember_ipc::{ConfigStatus, Event, ReloadReport, Reply, Request, SystemState, SystemStatus};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid as NixPid;
@@ -127,9 +128,20 @@ pub struct Runtime {
     config_status: ConfigStatus,
     /// What the last reload did, from the engine, for its reply.
     reloaded: Option<ReloadReport>,
+    /// Spawns asked for after this turn of the main loop had spent [`SPAWN_SLICE`]
+    /// spawning, in the order asked: between two slices the loop serves signals, requests
+    /// and exits, so a SIGTERM or a status during the start of thousands of services is
+    /// answered at once instead of after all of them.
+    deferred: VecDeque<(String, u64)>,
+    /// When this turn of the main loop began spawning.
+    turn_started: Instant,
+    /// The limit on service lines copied to ember's log, all services together.
+    copies_of_all: RateLimit,
 }
 
 const FEED_CAPACITY: usize = 1024;
+/// The longest a turn of the main loop spawns before it looks at its other work again.
+const SPAWN_SLICE: Duration = Duration::from_millis(10);
 const UNCLAIMED_KEPT: usize = 64;
 
 impl Runtime {
@@ -166,12 +178,7 @@ impl Runtime {
         // are delivered now.
         crate::pid1::unblock_signals();
         let (feed_tx, mut feed_rx) = mpsc::channel(FEED_CAPACITY);
-        let notify_dir = config
-            .control
-            .socket
-            .parent()
-            .map(|d| d.join("notify"))
-            .unwrap_or_else(|| PathBuf::from("/run/ember/notify"));
+        let notify_dir = notify::dir_for(&config.control.socket);
         let cgroups = match Cgroups::setup(role) {
             Ok(c) => {
                 tracing::info!(
@@ -218,6 +225,13 @@ impl Runtime {
             waiters: Vec::new(),
             config_status,
             reloaded: None,
+            deferred: VecDeque::new(),
+            turn_started: Instant::now(),
+            copies_of_all: RateLimit::new(
+                output::COPY_RATE_ALL,
+                output::COPY_BURST_ALL,
+                Instant::now(),
+            ),
         };
         let now = rt.now();
         let actions = rt.engine.boot(now);
@@ -231,12 +245,15 @@ impl Runtime {
         while !rt.done {
             let metrics_due = sleep_until_or_never(next_metrics);
             let sleep = sleep_until_or_never(rt.engine.next_deadline().map(|d| rt.origin + d));
+            rt.turn_started = Instant::now();
             tokio::select! {
+                // In this order: signals and exits first, spawns that wait last.
+                biased;
+                _ = sigterm.recv() => rt.on_signal(Signal::SIGTERM),
+                _ = sigint.recv() => rt.on_signal(Signal::SIGINT),
                 _ = sigchld.recv() => rt.reap(),
                 Some(feed) = feed_rx.recv() => rt.on_feed(feed),
                 Some(request) = requests.recv() => rt.on_request(request),
-                _ = sigterm.recv() => rt.on_signal(Signal::SIGTERM),
-                _ = sigint.recv() => rt.on_signal(Signal::SIGINT),
                 _ = sigusr1.recv() => rt.on_signal(Signal::SIGUSR1),
                 _ = sigusr2.recv() => rt.on_signal(Signal::SIGUSR2),
                 _ = sighup.recv() => { let _ = rt.reload("SIGHUP"); }
@@ -245,6 +262,9 @@ impl Runtime {
                     rt.publish_metrics();
                     next_metrics = None;
                 }
+                // Yielding first lets the runtime poll its driver, which is what delivers
+                // signals, exits and connections: a loop that never yields would starve it.
+                () = tokio::task::yield_now(), if !rt.deferred.is_empty() => rt.spawn_deferred(),
             }
             rt.check_waiters();
             // A reload may have set, changed or removed the interval.
@@ -284,7 +304,14 @@ impl Runtime {
         let mut changed = false;
         while let Some(action) = queue.pop_front() {
             let follow_up = match action {
-                Action::Spawn { name, run } => Some(self.spawn(&name, run)),
+                Action::Spawn { name, run } => {
+                    if self.deferred.is_empty() && self.turn_started.elapsed() < SPAWN_SLICE {
+                        Some(self.spawn(&name, run))
+                    } else {
+                        self.deferred.push_back((name, run));
+                        None
+                    }
+                }
                 Action::Kill { name, signal } => {
                     self.kill(&name, signal);
                     None
@@ -453,12 +480,33 @@ impl Runtime {
         Reply::ok()
     }
 
+    /// Spawns what waited for a turn of its own, for one [`SPAWN_SLICE`].
+    fn spawn_deferred(&mut self) {
+        self.turn_started = Instant::now();
+        while self.turn_started.elapsed() < SPAWN_SLICE {
+            let Some((name, run)) = self.deferred.pop_front() else {
+                return;
+            };
+            let actions = self.spawn(&name, run);
+            self.execute(actions);
+        }
+    }
+
     /// Spawns a service; returns the engine's reaction to the spawn (or to its failure).
     fn spawn(&mut self, name: &str, run: u64) -> Vec<Action> {
         let now = self.now();
         let Some(unit) = self.engine.unit(name) else {
             return Vec::new();
         };
+        // A spawn that waited its turn may no longer be wanted: stopped, or superseded by
+        // a later run. Its process would have no one to answer to.
+        if unit.run != run
+            || unit.state != super::model::State::Activating
+            || unit.sub != super::model::Sub::Start
+            || unit.pid.is_some()
+        {
+            return Vec::new();
+        }
         let spec = unit.spec.clone();
         let proc = self.procs.entry(name.to_owned()).or_default();
         if let Some(n) = proc.notify.take() {
@@ -654,6 +702,13 @@ impl Runtime {
 
     /// A process of the service ended: to the engine, with whether an OOM kill ended it.
     fn exited(&mut self, name: String, pid: Pid, exit: Exit) {
+        // Its last words: if some were left out of the log, say so now, not at its next line.
+        if let Some(ring) = self.logs.get_mut(&name) {
+            let held_back = ring.copies(Instant::now()).take_held_back();
+            if held_back > 0 {
+                note_held_back(&name, held_back);
+            }
+        }
         let oom_killed = self.oom_killed(&name);
         self.input(Input::Exited {
             name,
@@ -692,7 +747,7 @@ impl Runtime {
                 stream,
                 line,
             } => {
-                tracing::info!(target: "ember::service", service = %name, stream = stream.word(), "{name}: {line}");
+                self.copy_to_log(&name, stream, &line);
                 let ready = self
                     .procs
                     .get(&name)
@@ -728,6 +783,24 @@ impl Runtime {
                 }
             },
         }
+    }
+
+    /// Copies a service's line to ember's own log, within the rate limits (the service's
+    /// own, then all services'); says how many were left out when it copies again.
+    fn copy_to_log(&mut self, name: &str, stream: ember_ipc::Stream, line: &str) {
+        let now = Instant::now();
+        let ring = self.logs.entry(name.to_owned()).or_default();
+        let Admit::Yes { held_back } = ring.copies(now).admit(now) else {
+            return;
+        };
+        if self.copies_of_all.admit(now) == Admit::No {
+            ring.copies(now).hold_back();
+            return;
+        }
+        if held_back > 0 {
+            note_held_back(name, held_back);
+        }
+        tracing::info!(target: "ember::service", service = %name, stream = stream.word(), "{name}: {line}");
     }
 
     /// A new main pid (forking pid file, sd_notify MAINPID=): supervise it from now on.
@@ -1027,6 +1100,15 @@ fn parent_and_session(pid: Pid) -> Option<(Pid, Pid)> {
     let ppid = fields.nth(1)?.parse().ok()?;
     let session = fields.nth(1)?.parse().ok()?;
     Some((ppid, session))
+}
+
+fn note_held_back(name: &str, held_back: u64) {
+    tracing::warn!(
+        "{name}: {held_back} lines were not copied to this log (more than {} a second from it, or {} from all services); `ember ctl logs {name}` shows its last {}",
+        output::COPY_RATE,
+        output::COPY_RATE_ALL,
+        ember_ipc::LOG_LINES_KEPT
+    );
 }
 
 fn log_transition(unit: &Unit) {

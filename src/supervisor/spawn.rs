@@ -258,6 +258,9 @@ pub fn spawn_service(
     notify_socket: Option<&Path>,
     cgroup_procs: Option<RawFd>,
 ) -> Result<Spawned, String> {
+    if let Some(why) = &spec.load_error {
+        return Err(why.clone());
+    }
     let identity = resolve_identity(spec.user.as_deref(), spec.group.as_deref())?;
     let in_child = in_child(spec, cgroup_procs)?;
     let Some((program, args)) = spec.command.split_first() else {

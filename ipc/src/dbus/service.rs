@@ -34,7 +34,8 @@ impl Service {
             )
             .await;
         match reply {
-            Reply::Ok { services } => services
+            Reply::Status(status) => status
+                .services
                 .first()
                 .map(|s| {
                     (

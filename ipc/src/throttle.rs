@@ -1,0 +1,97 @@
+//! A token bucket for what must not flood: log lines copied from a chatty service, refusals
+//! logged for a client that retries in a loop. It counts what it held back, so the next
+//! line let through can say how much was not.
+
+use std::time::Instant;
+
+/// Lets through `rate` events a second on average, `burst` at once; counts the rest.
+#[derive(Debug, Clone)]
+pub struct RateLimit {
+    rate: u64,
+    burst: u64,
+    /// Thousandths of an event: refilled by elapsed milliseconds × rate, without floats.
+    level: u64,
+    last: Instant,
+    held_back: u64,
+}
+
+/// What [`RateLimit::admit`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admit {
+    /// Let it through; `held_back` were not let through since the last one that was.
+    Yes {
+        held_back: u64,
+    },
+    No,
+}
+
+impl RateLimit {
+    /// Full at first: a burst goes through at once.
+    pub fn new(rate: u64, burst: u64, now: Instant) -> RateLimit {
+        RateLimit {
+            rate,
+            burst,
+            level: burst.saturating_mul(1000),
+            last: now,
+            held_back: 0,
+        }
+    }
+
+    pub fn admit(&mut self, now: Instant) -> Admit {
+        let ms = now.saturating_duration_since(self.last).as_millis();
+        let ms = u64::try_from(ms).unwrap_or(u64::MAX);
+        self.last = now;
+        self.level = self
+            .level
+            .saturating_add(ms.saturating_mul(self.rate))
+            .min(self.burst.saturating_mul(1000));
+        if self.level >= 1000 {
+            self.level -= 1000;
+            Admit::Yes {
+                held_back: std::mem::take(&mut self.held_back),
+            }
+        } else {
+            self.held_back = self.held_back.saturating_add(1);
+            Admit::No
+        }
+    }
+
+    /// Counts one held back by something else (a wider limit after this one let it through).
+    pub fn hold_back(&mut self) {
+        self.held_back = self.held_back.saturating_add(1);
+    }
+
+    /// What was held back and not yet told (by an admitted event); zeroes the count.
+    pub fn take_held_back(&mut self) -> u64 {
+        std::mem::take(&mut self.held_back)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_burst_then_the_rate_and_a_count_of_the_rest() {
+        let start = Instant::now();
+        let mut limit = RateLimit::new(10, 5, start);
+        let admitted = (0..20)
+            .filter(|_| matches!(limit.admit(start), Admit::Yes { .. }))
+            .count();
+        assert_eq!(admitted, 5);
+        // 15 held back; a tenth of a second later one more goes, and says so.
+        assert_eq!(
+            limit.admit(start + Duration::from_millis(100)),
+            Admit::Yes { held_back: 15 }
+        );
+        assert_eq!(limit.admit(start + Duration::from_millis(100)), Admit::No);
+        assert_eq!(limit.take_held_back(), 1);
+        // Refilled to the burst, not beyond, however long it was quiet.
+        let later = start + Duration::from_secs(3600);
+        let admitted = (0..20)
+            .filter(|_| matches!(limit.admit(later), Admit::Yes { .. }))
+            .count();
+        assert_eq!(admitted, 5);
+    }
+}

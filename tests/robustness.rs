@@ -1,0 +1,589 @@
+//! What hostile use found (issue 12), each defect tried again by its class against the real
+//! binary: names and files that reach the file system, inputs read in more than one way,
+//! wrong answers, leftovers and floods.
+
+mod common;
+
+use common::broker::{have_mosquitto, Broker};
+use common::bus::{have_dbus, Bus};
+use common::*;
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const LONG: Duration = Duration::from_secs(30);
+
+/// One request line on the control socket, and its reply.
+fn ask(socket: &std::path::Path, line: &[u8]) -> Value {
+    let stream = UnixStream::connect(socket).expect("connect");
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    let mut writer = stream;
+    writer.write_all(line).expect("send");
+    writer.write_all(b"\n").expect("send");
+    let mut reply = String::new();
+    reader.read_line(&mut reply).expect("reply");
+    serde_json::from_str(&reply).unwrap_or_else(|e| panic!("{e}: {reply:?}"))
+}
+
+fn text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A key given twice is refused on the socket however the two would be read, and a
+/// field of the wrong type is named (found: `{"cmd":"status","cmd":"reboot"}` rebooted).
+#[test]
+fn a_request_read_two_ways_is_refused_and_changes_nothing() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "robust-dup",
+        "[service.steady]\ncommand = [\"/bin/sleep\", \"7810001\"]\n",
+    );
+    let before = ember.wait_state("steady", "active", None, LONG)["pid"].clone();
+    for line in [
+        &br#"{"cmd":"status","cmd":"reboot"}"#[..],
+        br#"{"cmd":"reboot","cmd":"status"}"#,
+        br#"{"cmd":"status","names":["steady"],"names":["x"]}"#,
+        br#"{"cmd":"stop","names":["steady"],"wait":false,"wait":true}"#,
+        br#"{"cmd":"start","names":["steady"],"\u0063md":"reboot"}"#,
+    ] {
+        let reply = ask(&ember.socket, line);
+        assert_eq!(reply["error"]["kind"], "bad_request", "{reply}");
+        assert!(
+            reply["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("given twice")),
+            "{reply}"
+        );
+    }
+    let reply = ask(&ember.socket, br#"{"cmd":5}"#);
+    assert_eq!(
+        reply["error"]["message"],
+        "\"cmd\" must be a string such as \"status\", not a number"
+    );
+    let reply = ask(&ember.socket, br#"{"cmd":"logs","name":["steady"]}"#);
+    assert!(
+        reply["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("\"name\": invalid type: sequence, expected a string")),
+        "{reply}"
+    );
+    // Nothing happened: ember is up, steady has its pid.
+    assert_eq!(ember.status("steady")["pid"], before);
+
+    // A file ember reads back: a timeline with a key twice is refused too.
+    let dump = ember.dir.path("boot.json");
+    std::fs::write(&dump, br#"{"device":"a","device":"b"}"#).unwrap();
+    let out = Command::new(EMBER)
+        .args(["analyze", "--from"])
+        .arg(&dump)
+        .arg("blame")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(text(&out).contains("given twice"), "{}", text(&out));
+}
+
+/// A closed pipe ends `ember ctl` quietly, as it ends every Unix tool (found: exit 134 and
+/// "failed printing to stdout").
+#[test]
+fn a_closed_pipe_ends_the_client_quietly() {
+    if !can_unshare() {
+        return;
+    }
+    let mut services = String::new();
+    for i in 0..40 {
+        services.push_str(&format!(
+            "[service.s{i}]\ncommand = [\"/bin/sh\", \"-c\", \"while :; do echo line $$; sleep 0.01; done\"]\n"
+        ));
+    }
+    let ember = Ember::start("robust-pipe", &services);
+    ember.wait_state("s39", "active", None, LONG);
+    let socket = ember.socket.display().to_string();
+    for pipeline in [
+        format!("{EMBER} ctl --socket {socket} status --json | head -c 1"),
+        format!("{EMBER} ctl --socket {socket} status | head -n 1"),
+        format!("{EMBER} ctl --socket {socket} logs s1 -f | head -n 3"),
+        format!("{EMBER} --help | head -n 1"),
+        format!("{EMBER} ctl --help | head -n 1"),
+        format!("{EMBER} analyze --socket {socket} plot | head -c 10"),
+    ] {
+        let out = Command::new("bash")
+            .args([
+                "-c",
+                &format!("set -o pipefail; {pipeline}; echo \"status=$?\" >&2"),
+            ])
+            .output()
+            .unwrap();
+        let all = text(&out);
+        assert!(
+            all.contains("status=0") || all.contains("status=141"),
+            "{pipeline}: {all}"
+        );
+        assert!(!all.contains("failed printing"), "{pipeline}: {all}");
+        assert!(!all.contains("panicked"), "{pipeline}: {all}");
+    }
+}
+
+/// `restart --wait` returns once the new run is up, even while the old one still looks
+/// active because its dependents stop first (found: it returned the old pid at once).
+#[test]
+fn restart_wait_returns_the_new_run() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "robust-wait",
+        r#"
+[service.db]
+command = ["/bin/sleep", "7810002"]
+ready = { delay = "300ms" }
+
+[service.web]
+command = ["/bin/sh", "-c", "trap 'sleep 0.5; exit 0' TERM; while :; do sleep 1; done"]
+requires = ["db"]
+"#,
+    );
+    ember.wait_state("web", "active", None, LONG);
+    let old = ember.status("db")["pid"].clone();
+    let out = ember.ctl(&["restart", "db", "--wait", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let services: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(services[0]["state"], "active", "{services}");
+    assert_ne!(services[0]["pid"], old, "the old run: {services}");
+    assert_eq!(ember.status("db")["pid"], services[0]["pid"]);
+
+    // A start that fails is reported as failed, not as "active".
+    let out = ember.ctl(&["stop", "db", "--wait"]);
+    assert!(out.status.success(), "{}", text(&out));
+    std::fs::write(
+        &ember.config,
+        std::fs::read_to_string(&ember.config)
+            .unwrap()
+            .replace("\"/bin/sleep\", \"7810002\"", "\"/bin/false\""),
+    )
+    .unwrap();
+    assert!(ember.ctl(&["reload"]).status.success());
+    let out = ember.ctl(&["start", "db", "--wait"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("db failed"), "{}", text(&out));
+}
+
+/// `ember ctl poweroff` is told that the power-off was taken (found: exit 1, "closed the
+/// connection", although it went ahead).
+#[test]
+fn poweroff_is_acknowledged() {
+    if !can_unshare() {
+        return;
+    }
+    for services in ["", "[service.a]\ncommand = [\"/bin/sleep\", \"7810003\"]\n"] {
+        let mut ember = Ember::start("robust-poweroff", services);
+        let out = ember.ctl(&["poweroff"]);
+        assert!(
+            out.status.success(),
+            "{}\nlog:\n{}",
+            text(&out),
+            ember.log()
+        );
+        assert!(text(&out).contains("poweroff: ember is stopping every service"));
+        assert!(ember.wait_namespace_end(LONG).is_some());
+    }
+}
+
+/// A reload restarts only what runs differently, and says which and why (found: a change
+/// of start_limit restarted the service).
+#[test]
+fn reload_restarts_only_what_runs_differently_and_says_why() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "robust-reload",
+        r#"
+[service.policy]
+command = ["/bin/sleep", "7810004"]
+
+[service.process]
+command = ["/bin/sleep", "7810005"]
+"#,
+    );
+    ember.wait_state("process", "active", None, LONG);
+    let policy_pid = ember.status("policy")["pid"].clone();
+    let process_pid = ember.status("process")["pid"].clone();
+    let config = std::fs::read_to_string(&ember.config)
+        .unwrap()
+        .replace(
+            "\"7810004\"]\n",
+            "\"7810004\"]\nstart_limit = 9\nrestart = \"always\"\nrestart_delay = \"1s\"\nready_timeout = \"9s\"\non_failure = \"none\"\nenabled = true\n",
+        )
+        .replace(
+            "\"7810005\"]\n",
+            "\"7810005\"]\nenv = { X = \"1\" }\n",
+        );
+    std::fs::write(&ember.config, config).unwrap();
+    let out = ember.ctl(&["reload"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let said = text(&out);
+    assert!(said.contains("restarted process (env changed)"), "{said}");
+    assert!(
+        said.contains("updated   policy (restart, restart_delay, start_limit, ready_timeout changed; applied without a restart)"),
+        "{said}"
+    );
+    let fresh = ember.wait_state("process", "active", None, LONG);
+    assert_ne!(fresh["pid"], process_pid);
+    assert_eq!(ember.status("policy")["pid"], policy_pid);
+}
+
+/// `start NAME` pulls in what NAME requires, as systemd does; a start that cannot happen
+/// names the service at the end of the chain (found: refused, naming the nearest link).
+#[test]
+fn start_pulls_in_requirements() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "robust-pull",
+        r#"
+[service.disk]
+command = ["/bin/sleep", "7810006"]
+enabled = false
+
+[service.db]
+command = ["/bin/sleep", "7810007"]
+requires = ["disk"]
+enabled = false
+
+[service.web]
+command = ["/bin/sleep", "7810008"]
+requires = ["db"]
+enabled = false
+"#,
+    );
+    let out = ember.ctl(&["start", "web", "--wait"]);
+    assert!(out.status.success(), "{}", text(&out));
+    for name in ["disk", "db", "web"] {
+        assert_eq!(ember.status(name)["state"], "active", "{name}");
+    }
+}
+
+/// Two embers whose control sockets share a directory keep their notify sockets apart
+/// (found: the second removed the first's `notify/NAME.sock`).
+#[test]
+fn two_embers_in_one_directory_keep_their_notify_sockets() {
+    let dir = TempDir::new("robust-notify");
+    let mut embers = Vec::new();
+    for who in ["one", "two"] {
+        let config = dir.path(&format!("{who}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                r#"[control]
+socket = "{}/{who}.sock"
+
+[service.app]
+type = "notify"
+command = ["/bin/sh", "-c", "sleep 0.3; echo READY=1 | socat - UNIX-SENDTO:$NOTIFY_SOCKET || /usr/bin/python3 -c 'import os,socket; s=socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.sendto(b\"READY=1\", os.environ[\"NOTIFY_SOCKET\"])'; exec sleep 7810009"]
+ready_timeout = "60s"
+"#,
+                dir.0.display()
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.path(&format!("{who}.log"))).unwrap();
+        let child = Command::new(EMBER)
+            .arg("--config")
+            .arg(&config)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        embers.push((who, child));
+    }
+    for (who, _) in &embers {
+        let socket = dir.path(&format!("{who}.sock"));
+        let ok = wait_for(LONG, || {
+            Command::new(EMBER)
+                .args(["ctl", "--socket"])
+                .arg(&socket)
+                .args(["status", "--json", "app"])
+                .output()
+                .ok()
+                .and_then(|o| serde_json::from_slice::<Value>(&o.stdout).ok())
+                .is_some_and(|v| v[0]["state"] == "active")
+        });
+        assert!(
+            ok,
+            "{who}'s app never became ready; log:\n{}",
+            std::fs::read_to_string(dir.path(&format!("{who}.log"))).unwrap_or_default()
+        );
+        assert!(dir.path(&format!("{who}.sock.notify/app.sock")).exists());
+    }
+    for (_, mut child) in embers {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = child.wait();
+    }
+}
+
+/// 64 `logs -f` followers do not lock root out of the socket: the oldest makes room
+/// (found: even `poweroff` answered busy).
+#[test]
+fn followers_cannot_lock_root_out() {
+    if !can_unshare() {
+        return;
+    }
+    let mut ember = Ember::start(
+        "robust-followers",
+        "[service.talker]\ncommand = [\"/bin/sh\", \"-c\", \"while :; do echo hi; sleep 1; done\"]\n",
+    );
+    ember.wait_state("talker", "active", None, LONG);
+    let mut followers = Vec::new();
+    for _ in 0..64 {
+        followers.push(
+            Command::new(EMBER)
+                .args(["ctl", "--socket"])
+                .arg(&ember.socket)
+                .args(["logs", "talker", "-f"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+    }
+    // Every follower is connected once each has its first reply.
+    for f in &mut followers {
+        let mut line = String::new();
+        let _ = BufReader::new(f.stdout.as_mut().unwrap()).read_line(&mut line);
+    }
+    let out = ember.ctl(&["status"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = ember.ctl(&["poweroff"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(ember.wait_namespace_end(LONG).is_some());
+    // The followers that made room were told why.
+    let mut told = 0;
+    for mut f in followers {
+        let _ = f.kill();
+        let out = f.wait_with_output().unwrap();
+        if String::from_utf8_lossy(&out.stderr).contains("root needed one") {
+            told += 1;
+        }
+    }
+    assert!(told >= 1, "no follower was told it made room");
+}
+
+/// Output copied to ember's log is rate-limited, with a count of what was left out; every
+/// line still reaches `ember ctl logs` (found: no limit, so a flood held PID 1 writing to
+/// the console).
+#[test]
+fn a_flood_of_output_is_not_all_copied_to_the_log() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "robust-flood",
+        "[service.flood]\ncommand = [\"/bin/sh\", \"-c\", \"seq 1 50000; echo last-line; exec sleep 7810010\"]\n",
+    );
+    assert!(
+        wait_for(LONG, || {
+            let out = ember.ctl(&["logs", "flood", "-n", "1"]);
+            String::from_utf8_lossy(&out.stdout).contains("last-line")
+        }),
+        "the last line never reached the ring"
+    );
+    let log = ember.log();
+    let copied = log.lines().filter(|l| l.contains("flood: ")).count();
+    assert!(copied < 5000, "{copied} lines copied");
+    assert!(
+        wait_for(LONG, || ember
+            .log()
+            .contains("lines were not copied to this log")),
+        "no count of what was left out"
+    );
+}
+
+/// Escape sequences a service prints reach a terminal escaped, never raw.
+#[test]
+fn escape_sequences_from_a_service_do_not_reach_the_terminal_raw() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "robust-escape",
+        "[service.evil]\ncommand = [\"/usr/bin/printf\", \"\\\\033]0;owned\\\\007\\\\033[2Jcleared\\\\n\"]\nrestart = \"never\"\n",
+    );
+    assert!(wait_for(LONG, || {
+        let out = ember.ctl(&["logs", "evil"]);
+        String::from_utf8_lossy(&out.stdout).contains("cleared")
+    }));
+    // `script` gives ember ctl a terminal, as an admin's would be.
+    let out = Command::new("script")
+        .args(["-qec"])
+        .arg(format!(
+            "{EMBER} ctl --socket {} logs evil",
+            ember.socket.display()
+        ))
+        .arg("/dev/null")
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("cleared"), "{shown}");
+    assert!(!shown.contains('\u{1b}'), "raw escape: {shown:?}");
+    assert!(shown.contains("\\u{1b}[2J"), "{shown:?}");
+}
+
+/// services.d: a dangling editor lock file, a hidden file and an unreadable file cost
+/// nothing but themselves (found: the board booted with no services).
+#[test]
+fn leftovers_in_services_d_do_not_stop_the_boot() {
+    if !can_unshare() {
+        return;
+    }
+    let dir = TempDir::new("robust-servicesd");
+    let d = dir.path("services.d");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(
+        d.join("app.toml"),
+        "command = [\"/bin/sleep\", \"7810011\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join(".hidden.toml"),
+        "command = [\"/bin/sleep\", \"7810012\"]\n",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("root@board.4242:1700000000", d.join(".#app.toml")).unwrap();
+    std::os::unix::fs::symlink("gone.toml", d.join("dangling.toml")).unwrap();
+    std::fs::write(
+        d.join("needs.toml"),
+        "command = [\"/bin/sleep\", \"7810013\"]\nrequires = [\"dangling\"]\n",
+    )
+    .unwrap();
+    let ember = Ember::start_with_config(
+        "robust-servicesd-run",
+        &format!(
+            "[control]\nsocket = \"$DIR/control.sock\"\n[system]\nservices_dir = \"{}\"\n",
+            d.display()
+        ),
+    );
+    ember.wait_state("app", "active", None, LONG);
+    let names: Vec<String> = ember
+        .all()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(names, ["app", "dangling", "needs"]);
+    let dangling = ember.wait_state("dangling", "failed", Some("spawn"), LONG);
+    assert!(
+        dangling["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("dangling.toml cannot be loaded")),
+        "{dangling}"
+    );
+    let needs = ember.wait_state("needs", "inactive", Some("dependency"), LONG);
+    assert!(
+        needs["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("requires dangling, which is failed")),
+        "{needs}"
+    );
+    // `ember check` says what is wrong, and fails.
+    let out = Command::new(EMBER)
+        .args(["check", "--config"])
+        .arg(&ember.config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out)
+            .contains("dangling.toml: service dangling not loaded: it is a symlink to nothing"),
+        "{}",
+        text(&out)
+    );
+    assert!(!text(&out).contains(".hidden"), "{}", text(&out));
+}
+
+/// A configuration rejected at start-up is said on MQTT (the retained system topic) and
+/// on D-Bus (ConfigFallback, ConfigProblems), not only in the log.
+#[test]
+fn a_fallback_configuration_is_loud_on_mqtt_and_dbus() {
+    if !can_unshare() || !have_mosquitto() || !have_dbus() {
+        return;
+    }
+    let broker = Broker::start("robust-fallback", "");
+    let bus = Bus::start("robust-fallback", "");
+    let dir = TempDir::new("robust-fallback-conf");
+    let d = dir.path("services.d");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(
+        d.join("broken.toml"),
+        "command = [\"/bin/sh\"]\nrestart = 5\n",
+    )
+    .unwrap();
+    let config = format!(
+        "[control]\nsocket = \"$DIR/control.sock\"\n[system]\ndevice = \"fb1\"\nservices_dir = \"{}\"\n[mqtt]\nurl = \"{}\"\n[dbus]\nbus = \"{}\"\n",
+        d.display(),
+        broker.url(),
+        bus.address()
+    );
+    let ember = Ember::start_with_config("robust-fallback-run", &config);
+    // The retained system state, as a subscriber that comes later reads it.
+    let system_state = || -> Option<Value> {
+        broker
+            .retained("ember/fb1/system", Duration::from_secs(1))
+            .iter()
+            .find_map(|l| {
+                l.split_once(' ')
+                    .and_then(|(_, p)| serde_json::from_str(p).ok())
+            })
+    };
+    let mut system = Value::Null;
+    assert!(
+        wait_for(LONG, || {
+            system = system_state().unwrap_or(Value::Null);
+            !system.is_null()
+        }),
+        "no system state\nlog:\n{}",
+        ember.log()
+    );
+    assert_eq!(system["config"]["fallback"], true, "{system}");
+    assert!(
+        system["config"]["problems"][0]
+            .as_str()
+            .is_some_and(|p| p.contains("broken.toml:2:11")),
+        "{system}"
+    );
+    let fallback = bus.json(&[
+        "get-property",
+        "io.ember.Init1",
+        "/io/ember/Init1",
+        "io.ember.Init1.Manager",
+        "ConfigFallback",
+    ]);
+    assert_eq!(fallback, Some(Value::Bool(true)));
+    // Repaired: both say so.
+    std::fs::write(
+        d.join("broken.toml"),
+        "command = [\"/bin/sleep\", \"7810014\"]\n",
+    )
+    .unwrap();
+    assert!(ember.ctl(&["reload"]).status.success());
+    assert!(wait_for(LONG, || system_state()
+        .is_some_and(|s| s["config"]["fallback"] == false)));
+    assert!(wait_for(LONG, || bus.json(&[
+        "get-property",
+        "io.ember.Init1",
+        "/io/ember/Init1",
+        "io.ember.Init1.Manager",
+        "ConfigFallback",
+    ]) == Some(Value::Bool(false))));
+}
