@@ -17,16 +17,23 @@ Usage: ember ctl [--socket PATH | --config PATH] COMMAND [ARGS]
 
 Commands:
   status [--json]             every service, a line each: state, pid, uptime, restarts,
-                              last exit; --json prints a JSON array instead
+                              last exit; --json prints a JSON array instead. When ember
+                              runs a fallback (its configuration had errors at start-up)
+                              it says so first, with the errors, and exits 1
   status NAME... [--json]     NAME in full: state since when, main pid and the process
                               tree, restarts and last exit, readiness, dependencies and
                               their states, memory, CPU and tasks, the last 10 log lines
-  start NAME... [--wait]      want NAME up; --wait returns once it is active, or fails
-                              with the reason when it ends failed
+  start NAME... [--wait]      want NAME up, and what it requires and wants (as systemd's
+                              start); --wait returns once it is active, or fails with the
+                              reason when its run fails
   stop NAME... [--wait]       want NAME down; --wait returns once it has stopped
-  restart NAME... [--wait]    stop, then start again
+  restart NAME... [--wait]    stop, then start again; --wait returns once the new run is
+                              active (not while the old one still is)
   reload                      re-read the configuration: added services start, removed
-                              ones stop, changed ones restart; any error rejects it whole
+                              ones stop, a service restarts only when how its process runs
+                              changed (command, env, user, limits, output...); a change of
+                              policy (restart, timeouts, dependencies...) applies in place.
+                              Prints what it did; any error rejects it whole
   logs NAME [-n N] [-f]       the last N lines NAME wrote (default 10; 200 are kept);
                               -f keeps printing new lines until interrupted
   poweroff | reboot | halt    stop every service in reverse order; as PID 1 then power
@@ -35,11 +42,17 @@ Commands:
 Options:
   -s, --socket PATH   the control socket (default $EMBER_SOCKET, else /run/ember/control.sock)
   -c, --config PATH   use the [control] socket of this configuration file
+      --json          print replies as JSON (status, start/stop/restart, reload, logs)
+  -w, --wait          see start, stop, restart
+  -n, --lines N       see logs
+  -f, --follow        see logs
   -h, --help          print this help
 
-Only root and the user ember runs as may use the socket.
-Exit status: 0 on success, 1 when ember refused or a service did not reach the state
-asked for (the reason is printed), 2 for a usage error.
+Only root and the user ember runs as may use the socket. Text a service wrote (its
+lines, its status) is shown with control characters escaped when printed to a terminal.
+Exit status: 0 on success, 1 when ember refused, a service did not reach the state asked
+for (the reason is printed) or ember runs a fallback configuration, 2 for a usage error;
+a reader that goes away (`| head`) ends it quietly, as it ends any tool.
 ";
 
 pub struct Invocation {

@@ -40,7 +40,13 @@ As PID 1 (the kernel's init, or init of a PID namespace) ember mounts /proc, /sy
 /dev, /dev/pts, /dev/shm, /run and cgroup2 when missing, sets the hostname, reaps every
 orphan, and at shutdown stops the services in reverse order, then SIGTERM/SIGKILL to
 what is left, sync, unmount, reboot(2). A broken configuration still boots (no services,
-[system] rescue_shell on the console) so `ember ctl reload` can repair it.
+[system] rescue_shell on the console; `ember ctl status`, MQTT and D-Bus say it is a
+fallback, and why) so `ember ctl reload` can repair it. In services_dir, only regular
+NAME.toml files are services; editors' leftovers (.#x.toml, x.toml~, *.bak, *.dpkg-*)
+are skipped, and a file that cannot be read fails only its own service.
+
+Service names: 1-64 ASCII letters, digits and . _ @ -, starting with a letter, a digit
+or _, not named like a cgroup's files (cgroup.*, memory.*...); `ember check` says why.
 
 Each service runs in a cgroup of its own when cgroup2 is mounted (/sys/fs/cgroup/ember/NAME
 as the machine's init): a stop kills all of it, and memory_max, pids_max, cpu_weight,
