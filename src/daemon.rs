@@ -10,7 +10,7 @@ use crate::config::{
     self, Config, ControlConfig, LogConfig, Output, ServiceSpec, Severity, SystemConfig,
 };
 use crate::pid1::{self, early, emergency, shutdown, Role};
-use crate::supervisor::runtime::{Outcome, Runtime};
+use crate::supervisor::runtime::{Links, Outcome, Runtime};
 use ember_ipc::{socket, Control};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -165,17 +165,22 @@ fn supervise(
     Some(runtime.block_on(async move {
         let (requests_tx, requests_rx) = mpsc::channel(64);
         let (events, _) = broadcast::channel(1024);
+        let (lines, _) = broadcast::channel(1024);
         let control = Control {
             requests: requests_tx,
             events: events.clone(),
+            lines: lines.clone(),
         };
         let mqtt = start_mqtt(&config, &control);
         let dbus = start_dbus(&config, &control);
         let pending = socket::Pending::default();
-        let bound = match socket::bind(&socket_path) {
+        let policy = config.control.policy();
+        let open = policy.opens_the_socket();
+        let (policy_tx, policy_rx) = tokio::sync::watch::channel(policy);
+        let bound = match socket::bind(&socket_path, open) {
             Ok(listener) => {
                 tracing::info!("control socket at {}", socket_path.display());
-                tokio::spawn(socket::serve(listener, control, pending.clone()));
+                tokio::spawn(socket::serve(listener, control, pending.clone(), policy_rx));
                 true
             }
             // As PID 1 a missing socket must not stop the boot; signals still work.
@@ -199,8 +204,13 @@ fn supervise(
             config.services.len(),
             config.path.display()
         );
-        let (outcome, system) =
-            Runtime::run(config, config_status, role, requests_rx, events).await;
+        let links = Links {
+            requests: requests_rx,
+            events,
+            lines,
+            policy: policy_tx,
+        };
+        let (outcome, system) = Runtime::run(config, config_status, role, links).await;
         // The last replies (a `poweroff` that had nothing to stop) reach their clients.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), pending.drained()).await;
         stop_mqtt(mqtt).await;

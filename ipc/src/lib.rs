@@ -15,10 +15,12 @@
 
 #[cfg(feature = "dbus")]
 pub mod dbus;
+pub mod glob;
 pub mod json;
 #[cfg(feature = "mqtt")]
 pub mod mqtt;
 pub mod protocol;
+pub mod rights;
 pub mod socket;
 pub mod throttle;
 

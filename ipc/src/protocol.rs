@@ -12,10 +12,17 @@ pub const LOG_LINES_DEFAULT: usize = 10;
 /// Transitions kept per service for `timeline`, besides its first spawn and activation.
 pub const TRANSITIONS_KEPT: usize = 16;
 
+/// The version of the control protocol this ember speaks. A client says which it speaks
+/// with `hello`; within one version, fields and verbs are only ever added, and a client
+/// ignores what it does not know (see [`Hello`]).
+pub const PROTOCOL: u32 = 1;
+
 /// The verbs of the control protocol, as spelled on the wire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verb {
+    Hello,
+    Subscribe,
     Status,
     Start,
     Stop,
@@ -29,7 +36,9 @@ pub enum Verb {
 }
 
 impl Verb {
-    pub const ALL: [Verb; 10] = [
+    pub const ALL: [Verb; 12] = [
+        Verb::Hello,
+        Verb::Subscribe,
         Verb::Status,
         Verb::Start,
         Verb::Stop,
@@ -45,6 +54,8 @@ impl Verb {
     /// The word on the wire (`"start"`, `"status"`...).
     pub fn word(self) -> &'static str {
         match self {
+            Verb::Hello => "hello",
+            Verb::Subscribe => "subscribe",
             Verb::Status => "status",
             Verb::Start => "start",
             Verb::Stop => "stop",
@@ -78,6 +89,12 @@ impl std::fmt::Display for Verb {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "cmd", rename_all = "snake_case")]
 pub enum Command {
+    /// Which protocol the client speaks; the reply says which ember speaks, and who it is.
+    Hello(HelloArgs),
+    /// Every change from now on, as one line each: first a snapshot of everything, then
+    /// each event; a client that falls behind is told so and gets a fresh snapshot. Only
+    /// on the socket, where the adapter streams it: the core never sees this command.
+    Subscribe(SubscribeArgs),
     /// The status of the named services, or of every service when `names` is empty.
     /// With `details`, each also carries its resource use (measured now), its
     /// dependencies and its processes: what `ember ctl status` shows.
@@ -95,6 +112,27 @@ pub enum Command {
     Poweroff,
     Reboot,
     Halt,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HelloArgs {
+    /// The protocol version the client speaks ([`PROTOCOL`]).
+    pub protocol: u32,
+    /// Who the client is, for ember's log ("ember-mqtt").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubscribeArgs {
+    /// Every line each service writes, as `log` events, too.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub logs: bool,
+    /// The `metrics` rounds of `[system] metrics_interval`, too.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub metrics: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -141,6 +179,8 @@ fn default_lines() -> usize {
 impl Command {
     pub fn verb(&self) -> Verb {
         match self {
+            Command::Hello(_) => Verb::Hello,
+            Command::Subscribe(_) => Verb::Subscribe,
             Command::Status(_) => Verb::Status,
             Command::Start(_) => Verb::Start,
             Command::Stop(_) => Verb::Stop,
@@ -219,6 +259,8 @@ impl Command {
             })
         }
         Ok(match verb {
+            Verb::Hello => Command::Hello(typed(verb, rest)?),
+            Verb::Subscribe => Command::Subscribe(typed(verb, rest)?),
             Verb::Status => Command::Status(typed(verb, rest)?),
             Verb::Start => Command::Start(typed(verb, rest)?),
             Verb::Stop => Command::Stop(typed(verb, rest)?),
@@ -261,8 +303,20 @@ pub enum Reply {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         services: Vec<ServiceStatus>,
     },
+    /// The answer to `hello`.
+    Hello(Hello),
     /// The answer to `status`: the board's state and its configuration's, and services.
     Status(StatusReply),
+    /// The first line of a `subscribe` stream, and the line after each `lagged`:
+    /// everything as it is, up to and including the change numbered `seq`.
+    Snapshot(StatusReply),
+    /// A line of a `subscribe` stream: one change (boxed: most replies are smaller).
+    Event(Box<Event>),
+    /// A line of a `subscribe` stream: this client fell behind and `missed` changes were
+    /// dropped for it; a fresh snapshot follows. Never a silent gap.
+    Lagged {
+        missed: u64,
+    },
     /// The answer to a `reload` that was applied: what it changed, service by service.
     Reloaded(ReloadReport),
     Logs {
@@ -274,8 +328,24 @@ pub enum Reply {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusReply {
+    /// The number of the last change published before this reply (see
+    /// [`ServiceStatus::seq`]): in a snapshot, events up to it are already in it.
+    #[serde(default)]
+    pub seq: u64,
     pub system: SystemStatus,
     pub services: Vec<ServiceStatus>,
+}
+
+/// Who answered a `hello`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// The protocol version ember speaks ([`PROTOCOL`]).
+    pub protocol: u32,
+    /// ember's version.
+    pub ember: String,
+    /// `[system] device`.
+    pub device: String,
+    pub role: Role,
 }
 
 /// The board as a whole: its state, and whether it runs the configuration it was given.
@@ -283,6 +353,9 @@ pub struct StatusReply {
 pub struct SystemStatus {
     pub state: SystemState,
     pub config: ConfigStatus,
+    /// The number of the change that made it so (see [`ServiceStatus::seq`]).
+    #[serde(default)]
+    pub seq: u64,
 }
 
 /// Which configuration is running.
@@ -383,7 +456,12 @@ pub enum Event {
     /// A service changed state (or was added by a reload).
     Service(ServiceStatus),
     /// A reload removed a service.
-    ServiceRemoved { name: String },
+    ServiceRemoved {
+        name: String,
+        /// The number of this change (see [`ServiceStatus::seq`]).
+        #[serde(default)]
+        seq: u64,
+    },
     /// A service wrote a line.
     Log(LogLine),
     /// The system as a whole changed state, or its configuration did.
@@ -824,11 +902,14 @@ pub struct Request {
     pub reply: oneshot::Sender<Reply>,
 }
 
-/// What an adapter holds: the way in (commands) and the way out (events).
+/// What an adapter holds: the way in (commands) and the ways out: changes of state
+/// (`events`: services, the system, metrics) and the services' lines (`lines`), apart so
+/// that a chatty service's flood never makes a reader of states fall behind.
 #[derive(Debug, Clone)]
 pub struct Control {
     pub requests: mpsc::Sender<Request>,
     pub events: broadcast::Sender<Event>,
+    pub lines: broadcast::Sender<LogLine>,
 }
 
 impl Control {

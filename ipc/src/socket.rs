@@ -13,6 +13,7 @@
 //! client goes away.
 
 use crate::protocol::*;
+use crate::rights::Policy;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::UnixStream as StdUnixStream;
@@ -37,8 +38,8 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Binds the control socket: creates its directory, replaces a stale socket file, refuses
-/// to steal the socket of a live daemon, and makes the socket mode 0600.
-pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
+/// to steal the socket of a live daemon, and sets the socket's mode (see [`set_open`]).
+pub fn bind(path: &Path, open: bool) -> std::io::Result<UnixListener> {
     if let Some(dir) = path.parent() {
         if !dir.as_os_str().is_empty() && !dir.exists() {
             std::fs::create_dir_all(dir)?;
@@ -64,8 +65,53 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
         std::fs::remove_file(path)?;
     }
     let listener = UnixListener::bind(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    set_open(path, open)?;
     Ok(listener)
+}
+
+/// 0600 when only root (and ember's own uid) may connect, so the kernel refuses anyone
+/// else's connect; 0666 when rules let others in, whom their credentials then decide.
+pub fn set_open(path: &Path, open: bool) -> std::io::Result<()> {
+    let mode = if open { 0o666 } else { 0o600 };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
+
+/// The supplementary groups of the peer (SO_PEERGROUPS), for rules by group.
+fn peer_groups(stream: &UnixStream) -> Vec<u32> {
+    use std::os::fd::AsRawFd;
+    let fd = stream.as_raw_fd();
+    let mut groups: Vec<u32> = vec![0; 64];
+    for _ in 0..2 {
+        let mut len = (groups.len() * std::mem::size_of::<u32>()) as nix::libc::socklen_t;
+        // SAFETY: the buffer is `len` bytes of u32s that the kernel fills; len is updated
+        // to what it wrote (or, with ERANGE, to what it needs).
+        let rc = unsafe {
+            nix::libc::getsockopt(
+                fd,
+                nix::libc::SOL_SOCKET,
+                nix::libc::SO_PEERGROUPS,
+                groups.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        let count = len as usize / std::mem::size_of::<u32>();
+        if rc == 0 {
+            groups.truncate(count);
+            return groups;
+        }
+        if std::io::Error::last_os_error().raw_os_error() != Some(nix::libc::ERANGE) {
+            break;
+        }
+        groups.resize(count.max(groups.len() * 2), 0);
+    }
+    Vec::new()
+}
+
+/// Who is at the other end of a connection.
+#[derive(Debug, Clone)]
+struct Peer {
+    uid: u32,
+    gids: Vec<u32>,
 }
 
 /// The replies the socket has still to write. Before ember stops (a `poweroff` with
@@ -119,7 +165,12 @@ impl Drop for PendingReply {
 /// Serves the control socket until the listener fails. Who connects, and whether there is
 /// room, is decided here before a task is spent on it: a refused connection gets one
 /// reply line and is closed. Each accepted connection runs in its own task.
-pub async fn serve(listener: UnixListener, control: Control, pending: Pending) {
+pub async fn serve(
+    listener: UnixListener,
+    control: Control,
+    pending: Pending,
+    policy: tokio::sync::watch::Receiver<Policy>,
+) {
     let own_uid = nix::unistd::geteuid().as_raw();
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let streams = Streams::default();
@@ -133,24 +184,32 @@ pub async fn serve(listener: UnixListener, control: Control, pending: Pending) {
                 continue;
             }
         };
-        let uid = match stream.peer_cred() {
-            Ok(cred) => cred.uid(),
+        let peer = match stream.peer_cred() {
+            Ok(cred) => {
+                let mut gids = peer_groups(&stream);
+                gids.push(cred.gid());
+                Peer {
+                    uid: cred.uid(),
+                    gids,
+                }
+            }
             Err(e) => {
                 tracing::warn!("control socket: cannot read peer credentials: {e}");
                 continue;
             }
         };
-        if uid != 0 && uid != own_uid {
+        let uid = peer.uid;
+        if policy.borrow().rights(own_uid, uid, &peer.gids).is_none() {
             refusals.warn(|| {
                 format!(
-                    "control socket: refused uid {uid} (only root and uid {own_uid} may connect)"
+                    "control socket: refused uid {uid} (root, uid {own_uid} and what [[control.allow]] admits may connect)"
                 )
             });
             refuse(
                 stream,
                 ErrorKind::AccessDenied,
                 format!(
-                    "uid {uid} may not control ember: only root and uid {own_uid} may; try sudo"
+                    "uid {uid} may not control ember: only root, uid {own_uid} and the users and groups of [[control.allow]] may; try sudo"
                 ),
             );
             continue;
@@ -158,6 +217,7 @@ pub async fn serve(listener: UnixListener, control: Control, pending: Pending) {
         let control = control.clone();
         let pending = pending.clone();
         let streams = streams.clone();
+        let policy = policy.clone();
         let permit = match slots.clone().try_acquire_owned() {
             Ok(permit) => permit,
             // Full, and root asks: the oldest long-lived connection (a `logs -f`, a
@@ -170,7 +230,7 @@ pub async fn serve(listener: UnixListener, control: Control, pending: Pending) {
                         tokio::time::timeout(Duration::from_secs(5), slots.acquire_owned()).await;
                     let Ok(Ok(permit)) = permit else { return };
                     let _permit = permit;
-                    serve_connection(stream, control, uid, pending, streams).await;
+                    serve_connection(stream, control, peer, pending, streams, policy).await;
                 });
                 continue;
             }
@@ -190,7 +250,7 @@ pub async fn serve(listener: UnixListener, control: Control, pending: Pending) {
         };
         tokio::spawn(async move {
             let _permit = permit;
-            serve_connection(stream, control, uid, pending, streams).await;
+            serve_connection(stream, control, peer, pending, streams, policy).await;
         });
     }
 }
@@ -299,10 +359,12 @@ impl Throttle {
 async fn serve_connection(
     stream: UnixStream,
     control: Control,
-    uid: u32,
+    peer: Peer,
     pending: Pending,
     streams: Streams,
+    policy: tokio::sync::watch::Receiver<Policy>,
 ) {
+    let uid = peer.uid;
     let (read, mut write) = stream.into_split();
     let origin = format!("socket uid={uid}");
     let mut lines = Lines::new(read);
@@ -344,6 +406,8 @@ async fn serve_connection(
                     origin: &origin,
                     pending: &pending,
                     streams: &streams,
+                    peer: &peer,
+                    policy: &policy,
                 };
                 let keep_going = handle_request(&line, &context, &mut lines, &mut write).await;
                 if !keep_going {
@@ -448,10 +512,10 @@ async fn client_gone(lines: &mut Lines<OwnedReadHalf>, keep: bool) {
     }
 }
 
-/// Decodes one request line into a command, or a reply saying precisely what is wrong
+/// Decodes one request line into a command, or an error saying precisely what is wrong
 /// with it (see [`Command::from_json`]).
-pub fn decode_request(line: &[u8]) -> Result<Command, Reply> {
-    Command::from_json(line).map_err(Reply::Error)
+pub fn decode_request(line: &[u8]) -> Result<Command, Error> {
+    Command::from_json(line)
 }
 
 /// What a connection's requests are served with.
@@ -460,6 +524,8 @@ struct Context<'a> {
     origin: &'a str,
     pending: &'a Pending,
     streams: &'a Streams,
+    peer: &'a Peer,
+    policy: &'a tokio::sync::watch::Receiver<Policy>,
 }
 
 /// Handles one request line; returns false when the connection should close.
@@ -474,12 +540,29 @@ async fn handle_request(
         origin,
         pending,
         streams,
+        peer,
+        policy,
     } = context;
     let _pending = pending.begin();
     let command = match decode_request(line) {
         Ok(command) => command,
-        Err(reply) => return write_line(write, &reply).await.is_ok(),
+        Err(e) => return write_line(write, &Reply::Error(e)).await.is_ok(),
     };
+    // Against the rules in force now: a reload may have changed them since it connected.
+    let own_uid = nix::unistd::geteuid().as_raw();
+    let allowed = match policy.borrow().rights(own_uid, peer.uid, &peer.gids) {
+        Some(rights) => rights.check(&command),
+        None => Err("this client is no longer admitted by [[control.allow]]".to_owned()),
+    };
+    if let Err(why) = allowed {
+        tracing::warn!("{origin}: refused {}: {why}", command.verb());
+        let reply = Reply::error(ErrorKind::AccessDenied, why);
+        return write_line(write, &reply).await.is_ok();
+    }
+    if let Command::Subscribe(args) = command {
+        drop(_pending);
+        return subscribe(args, control, origin, streams, lines, write).await;
+    }
     let follow = match &command {
         Command::Logs(args) if args.follow => Some(args.name.clone()),
         _ => None,
@@ -489,7 +572,7 @@ async fn handle_request(
         Command::Start(t) | Command::Stop(t) | Command::Restart(t) if t.wait
     );
     // Subscribe before the command reaches the core, so no line after it is missed.
-    let events = follow.as_ref().map(|_| control.events.subscribe());
+    let events = follow.as_ref().map(|_| control.lines.subscribe());
     // Waiting (decided by the core) and following end when the client goes: its slot is
     // free again at once, and the core drops a wait nobody reads.
     let reply = if wait {
@@ -530,6 +613,109 @@ async fn handle_request(
     }
 }
 
+/// Streams every change to a subscriber: a snapshot, then each event after it (those
+/// already in the snapshot are left out by their seq), and after falling behind a
+/// `lagged` line and a fresh snapshot. Ends when the client goes (or must make room for
+/// root); returns false: a stream is a connection's last act.
+async fn subscribe(
+    args: SubscribeArgs,
+    control: &Control,
+    origin: &str,
+    streams: &Streams,
+    lines: &mut Lines<OwnedReadHalf>,
+    write: &mut OwnedWriteHalf,
+) -> bool {
+    let follower = streams.register();
+    // Before the snapshot is asked for, so nothing falls between the two.
+    let mut events = control.events.subscribe();
+    let mut log_lines = control.lines.subscribe();
+    let Some(mut seen) = send_snapshot(control, origin, write).await else {
+        return false;
+    };
+    let outcome = async {
+        loop {
+            let event = tokio::select! {
+                event = events.recv() => event,
+                line = log_lines.recv(), if args.logs => match line {
+                    Ok(line) => Ok(Event::Log(line)),
+                    // Lines are a stream, not state: what was missed is said in the
+                    // stream, and no snapshot can bring it back.
+                    Err(broadcast::error::RecvError::Lagged(n)) => Ok(Event::Log(LogLine {
+                        service: String::new(),
+                        stream: Stream::Ember,
+                        line: format!("... {n} lines skipped: this subscriber fell behind"),
+                        time_usec: 0,
+                        seq: 0,
+                    })),
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+            };
+            let event = match event {
+                Ok(event) => event,
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    let lagged = Reply::Lagged { missed };
+                    if write_line(write, &lagged).await.is_err() {
+                        return;
+                    }
+                    match send_snapshot(control, origin, write).await {
+                        Some(seq) => seen = seq,
+                        None => return,
+                    }
+                    continue;
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            };
+            let seq = match &event {
+                Event::Service(status) => Some(status.seq),
+                Event::ServiceRemoved { seq, .. } => Some(*seq),
+                Event::System(system) => Some(system.seq),
+                Event::Metrics(_) if !args.metrics => continue,
+                Event::Log(_) | Event::Metrics(_) => None,
+            };
+            if let Some(seq) = seq {
+                if seq <= seen {
+                    continue; // already in the snapshot
+                }
+                seen = seq;
+            }
+            if write_line(write, &Reply::Event(Box::new(event)))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        () = outcome => {}
+        () = client_gone(lines, false) => {}
+        () = follower.evicted() => {
+            let _ = write_line(write, &evicted()).await;
+        }
+    }
+    false
+}
+
+/// Writes a snapshot of everything; returns the seq it is up to, or None when it could
+/// not (the core is gone, or the client does not read).
+async fn send_snapshot(control: &Control, origin: &str, write: &mut OwnedWriteHalf) -> Option<u64> {
+    match control
+        .call(Command::Status(StatusArgs::default()), origin)
+        .await
+    {
+        Reply::Status(status) => {
+            let seq = status.seq;
+            write_line(write, &Reply::Snapshot(status)).await.ok()?;
+            Some(seq)
+        }
+        Reply::Error(e) => {
+            let _ = write_line(write, &Reply::Error(e)).await;
+            None
+        }
+        _ => None,
+    }
+}
+
 /// The last line of a long-lived connection that had to make room for root.
 fn evicted() -> Reply {
     Reply::error(
@@ -539,14 +725,14 @@ fn evicted() -> Reply {
 }
 
 async fn follow_logs(
-    mut events: broadcast::Receiver<Event>,
+    mut lines: broadcast::Receiver<LogLine>,
     name: String,
     mut last_seq: u64,
     write: &mut OwnedWriteHalf,
 ) {
     loop {
-        match events.recv().await {
-            Ok(Event::Log(line)) if line.service == name && line.seq > last_seq => {
+        match lines.recv().await {
+            Ok(line) if line.service == name && line.seq > last_seq => {
                 last_seq = line.seq;
                 if write_line(write, &Reply::Logs { lines: vec![line] })
                     .await
@@ -560,7 +746,7 @@ async fn follow_logs(
                 let note = LogLine {
                     service: name.clone(),
                     stream: Stream::Ember,
-                    line: format!("... {n} events skipped: this reader fell behind"),
+                    line: format!("... {n} lines skipped: this reader fell behind"),
                     time_usec: 0,
                     seq: last_seq,
                 };
@@ -674,7 +860,7 @@ mod tests {
             br#"{"cmd":"status","cmd":"reboot"}"#,
         ] {
             match decode_request(line) {
-                Err(Reply::Error(e)) => assert_eq!(e.kind, ErrorKind::BadRequest),
+                Err(e) => assert_eq!(e.kind, ErrorKind::BadRequest),
                 other => panic!("expected bad_request, got {other:?}"),
             }
         }
@@ -706,6 +892,7 @@ mod tests {
     fn fake_core(settle_after: Option<Duration>) -> Control {
         let (requests, mut asked) = tokio::sync::mpsc::channel::<Request>(8);
         let (events, _) = broadcast::channel(16);
+        let (lines, _) = broadcast::channel(16);
         tokio::spawn(async move {
             let mut unanswered = Vec::new();
             while let Some(request) = asked.recv().await {
@@ -732,7 +919,11 @@ mod tests {
                 let _ = request.reply.send(reply);
             }
         });
-        Control { requests, events }
+        Control {
+            requests,
+            events,
+            lines,
+        }
     }
 
     /// A connection served as ember serves one, and the client's end of it.
@@ -742,9 +933,13 @@ mod tests {
             tokio::spawn(serve_connection(
                 server,
                 control,
-                0,
+                Peer {
+                    uid: 0,
+                    gids: Vec::new(),
+                },
                 Pending::default(),
                 Streams::default(),
+                tokio::sync::watch::channel(Policy::default()).1,
             )),
             client,
         )
@@ -856,5 +1051,81 @@ mod tests {
             want,
             ..Default::default()
         }
+    }
+
+    /// A core whose status says "a" at seq 5; events are sent by the test.
+    fn snapshot_core() -> Control {
+        let (requests, mut asked) = tokio::sync::mpsc::channel::<Request>(8);
+        let (events, _) = broadcast::channel(4);
+        let (lines, _) = broadcast::channel(4);
+        tokio::spawn(async move {
+            while let Some(request) = asked.recv().await {
+                let mut a = status(State::Active, Sub::Running, Want::Up);
+                a.seq = 5;
+                let _ = request.reply.send(Reply::Status(StatusReply {
+                    seq: 5,
+                    system: SystemStatus {
+                        state: SystemState::Running,
+                        config: ConfigStatus::default(),
+                        seq: 1,
+                    },
+                    services: vec![a],
+                }));
+            }
+        });
+        Control {
+            requests,
+            events,
+            lines,
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_subscriber_gets_a_snapshot_then_every_later_change_and_is_told_when_it_lags() {
+        let control = snapshot_core();
+        let (served, client) = connect(control.clone());
+        let (read, mut write) = client.into_split();
+        let mut read = AsyncBufReader::new(read);
+        write.write_all(b"{\"cmd\":\"subscribe\"}\n").await.unwrap();
+        async fn next_of(read: &mut AsyncBufReader<OwnedReadHalf>) -> Reply {
+            let mut line = String::new();
+            read.read_line(&mut line).await.unwrap();
+            crate::json::from_slice::<Reply>(line.as_bytes()).unwrap()
+        }
+        let Reply::Snapshot(first) = next_of(&mut read).await else {
+            panic!("a snapshot first")
+        };
+        assert_eq!(first.seq, 5);
+        // An event already in the snapshot is left out; a later one comes through.
+        let change = |seq| {
+            let mut s = status(State::Activating, Sub::Start, Want::Up);
+            s.seq = seq;
+            Event::Service(s)
+        };
+        control.events.send(change(4)).unwrap();
+        control.events.send(change(6)).unwrap();
+        match next_of(&mut read).await {
+            Reply::Event(event) => match *event {
+                Event::Service(s) => assert_eq!(s.seq, 6),
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        }
+        // More than the channel holds before the subscriber reads: it is told, and gets
+        // a fresh snapshot; never a silent gap.
+        for seq in 7..20 {
+            control.events.send(change(seq)).unwrap();
+        }
+        match next_of(&mut read).await {
+            Reply::Lagged { missed } => assert!(missed > 0),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(next_of(&mut read).await, Reply::Snapshot(_)));
+        drop(write);
+        drop(read);
+        tokio::time::timeout(Duration::from_secs(5), served)
+            .await
+            .expect("the stream ends with its client")
+            .unwrap();
     }
 }

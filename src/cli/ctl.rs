@@ -36,6 +36,10 @@ Commands:
                               Prints what it did; any error rejects it whole
   logs NAME [-n N] [-f]       the last N lines NAME wrote (default 10; 200 are kept);
                               -f keeps printing new lines until interrupted
+  subscribe [--logs]          every change as it happens, a JSON line each: a snapshot
+                              of everything first, then each event (with --logs, every
+                              line the services write too); the stream of the protocol
+                              that adapters read (see the README)
   poweroff | reboot | halt    stop every service in reverse order; as PID 1 then power
                               off, reboot or halt, otherwise ember exits
 
@@ -76,6 +80,7 @@ pub fn parse(mut parser: lexopt::Parser) -> Result<Invocation, String> {
     let mut names = Vec::new();
     let (mut json, mut wait, mut follow, mut lines) =
         (false, false, false, ember_ipc::LOG_LINES_DEFAULT);
+    let mut with_logs = false;
     let usage = |m: String| format!("{m}; try `ember ctl --help`");
     while let Some(arg) = parser.next().map_err(|e| usage(e.to_string()))? {
         match arg {
@@ -93,6 +98,7 @@ pub fn parse(mut parser: lexopt::Parser) -> Result<Invocation, String> {
                 })
             }
             Long("json") => json = true,
+            Long("logs") => with_logs = true,
             Short('w') | Long("wait") => wait = true,
             Short('f') | Long("follow") => follow = true,
             Short('n') | Long("lines") => {
@@ -126,11 +132,11 @@ pub fn parse(mut parser: lexopt::Parser) -> Result<Invocation, String> {
     };
     let verb = Verb::ALL
         .into_iter()
-        // `timeline` is `ember analyze`'s.
-        .filter(|v| *v != Verb::Timeline)
+        // `timeline` is `ember analyze`'s; `hello` is for programs.
+        .filter(|v| !matches!(v, Verb::Timeline | Verb::Hello))
         .find(|v| v.word() == verb)
         .ok_or_else(|| usage(format!(
-            "unknown command \"{verb}\"; commands are status, start, stop, restart, reload, logs, poweroff, reboot, halt"
+            "unknown command \"{verb}\"; commands are status, start, stop, restart, reload, logs, subscribe, poweroff, reboot, halt"
         )))?;
     let takes = |option: bool, name: &str, verbs: &str| {
         if option {
@@ -141,6 +147,9 @@ pub fn parse(mut parser: lexopt::Parser) -> Result<Invocation, String> {
     };
     if verb != Verb::Logs {
         takes(follow, "--follow", "logs")?;
+    }
+    if verb != Verb::Subscribe {
+        takes(with_logs, "--logs", "subscribe")?;
     }
     if !matches!(verb, Verb::Start | Verb::Stop | Verb::Restart) {
         takes(wait, "--wait", "start, stop and restart")?;
@@ -177,10 +186,14 @@ pub fn parse(mut parser: lexopt::Parser) -> Result<Invocation, String> {
                 follow,
             })
         }
+        Verb::Subscribe => Command::Subscribe(ember_ipc::SubscribeArgs {
+            logs: with_logs,
+            metrics: false,
+        }),
         Verb::Reload => Command::Reload,
         Verb::Poweroff => Command::Poweroff,
         Verb::Reboot => Command::Reboot,
-        Verb::Halt | Verb::Timeline => Command::Halt,
+        Verb::Halt | Verb::Timeline | Verb::Hello => Command::Halt,
     };
     Ok(Invocation {
         socket,
@@ -328,7 +341,28 @@ fn execute(client: &mut Client, command: Command, json: bool) -> Result<i32, Str
                 }
             }
         }
-        command @ (Command::Poweroff | Command::Reboot | Command::Halt | Command::Timeline) => {
+        command @ Command::Subscribe(_) => {
+            // The stream as it comes, a JSON line each: for scripts, and to watch a board.
+            let mut reply = client.call(&command)?;
+            loop {
+                if let Reply::Error(e) = &reply {
+                    return Err(e.message.clone());
+                }
+                outln!(
+                    "{}",
+                    serde_json::to_string(&reply).map_err(|e| e.to_string())?
+                );
+                match client.next_reply()? {
+                    Some(next) => reply = next,
+                    None => return Ok(0),
+                }
+            }
+        }
+        command @ (Command::Poweroff
+        | Command::Reboot
+        | Command::Halt
+        | Command::Timeline
+        | Command::Hello(_)) => {
             let verb = command.verb();
             expect_services(client.call(&command)?)?;
             outln!("{verb}: ember is stopping every service");

@@ -7,6 +7,7 @@
 //! mounted later, so the service fails at spawn time with the OS error instead. A
 //! `Warning` is only printed.
 
+pub mod control;
 pub mod dbus;
 pub mod limits;
 pub mod mqtt;
@@ -131,28 +132,7 @@ impl FromToml for LogOutput {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ControlConfig {
-    pub socket: PathBuf,
-}
-
-impl Default for ControlConfig {
-    fn default() -> Self {
-        ControlConfig {
-            socket: PathBuf::from(DEFAULT_SOCKET),
-        }
-    }
-}
-
-impl ControlConfig {
-    /// Takes the keys of `[control]`.
-    fn take_from(t: &mut Table<'_>) -> ControlConfig {
-        match t.take("socket") {
-            Some(socket) => ControlConfig { socket },
-            None => ControlConfig::default(),
-        }
-    }
-}
+pub use control::ControlConfig;
 
 /// The keys of `[system]`, as written; defaults are filled in by `load_source`.
 #[derive(Debug, Default)]
@@ -402,7 +382,8 @@ fn load_source(source: &Rc<Source>, problems: &mut Vec<Problem>) -> Config {
                     log = section(t, LogConfig::take_from, source, &mut ignored)
                 }
                 ("control", DeValue::Table(t)) => {
-                    control = section(t, ControlConfig::take_from, source, &mut ignored)
+                    control =
+                        section(t, control::RawControl::take_from, source, &mut ignored).settings()
                 }
                 _ => {}
             }
@@ -425,7 +406,8 @@ fn load_source(source: &Rc<Source>, problems: &mut Vec<Problem>) -> Config {
             }
             ("log", DeValue::Table(t)) => log = section(t, LogConfig::take_from, source, problems),
             ("control", DeValue::Table(t)) => {
-                control = section(t, ControlConfig::take_from, source, problems)
+                control = section(t, control::RawControl::take_from, source, problems)
+                    .check(source, problems)
             }
             ("mqtt", DeValue::Table(t)) => {
                 let raw = section(t, mqtt::RawMqtt::take_from, source, problems);

@@ -450,7 +450,7 @@ ready = { log = "up", timeout = "5s" }
         [
             "ember.toml:2:1: unknown field `devise`, expected one of `device`, `services_dir`, `hostname`, `ctrl_alt_del`, `shutdown_timeout`, `rescue_shell`, `metrics_interval`",
             "ember.toml:4:1: unknown field `lvl`, expected `level` or `output`",
-            "ember.toml:6:1: unknown field `sock`, expected `socket`",
+            "ember.toml:6:1: unknown field `sock`, expected `socket` or `allow`",
             "ember.toml:7:2: unknown section \"servce\"; expected system, log, control, mqtt, dbus, service",
             "ember.toml:11:3: unknown field `restrat`, expected one of `command`, `type`, `pid_file`, `user`, `group`, `env`, `workdir`, `requires`, `wants`, `after`, `restart`, `restart_delay`, `restart_delay_max`, `start_limit`, `start_limit_interval`, `stop_signal`, `stop_timeout`, `ready`, `ready_timeout`, `watchdog`, `stdout`, `stderr`, `enabled`, `on_failure`, `limits`, `memory_max`, `cpu_weight`, `pids_max`, `oom_score_adjust`",
             "ember.toml:14:23: unknown field `timeout`, expected one of `log`, `delay`, `notify`, `tcp`, `file`, `exec`",
@@ -1777,4 +1777,77 @@ fn a_log_readiness_needs_output_that_ember_reads() {
         "[service.a]\ncommand = [\"/bin/sh\"]\nready = { log = \"up\" }\nstdout = \"console\"\n",
     );
     assert_eq!(tree.problems(), Vec::<String>::new());
+}
+
+#[test]
+fn control_allow_rules() {
+    let tree = Tree::new();
+    tree.write(
+        "ember.toml",
+        r#"[control]
+socket = "/run/x.sock"
+
+[[control.allow]]
+group = "0"
+verbs = ["status", "subscribe"]
+
+[[control.allow]]
+user = "root"
+verbs = ["restart"]
+services = ["web*"]
+"#,
+    );
+    let config = tree.load().config.unwrap();
+    let rules = &config.control.allow;
+    assert_eq!(rules.len(), 2);
+    assert_eq!(rules[0].who, ember_ipc::rights::Who::Gid(0));
+    assert_eq!(rules[1].who, ember_ipc::rights::Who::Uid(0));
+    assert_eq!(rules[1].services, Some(vec!["web*".to_owned()]));
+    assert!(config.control.policy().opens_the_socket());
+
+    tree.write(
+        "ember.toml",
+        r#"[[control.allow]]
+verbs = ["status"]
+
+[[control.allow]]
+user = "root"
+group = "root"
+verbs = ["status"]
+
+[[control.allow]]
+user = "root"
+verbs = ["status", "explode", "hello"]
+
+[[control.allow]]
+user = "root"
+verbs = ["stop"]
+services = ["a/b"]
+
+[[control.allow]]
+user = "no-such-user-here"
+verbs = ["status"]
+"#,
+    );
+    let problems = tree.problems();
+    for expected in [
+        "ember.toml:1:1: [[control.allow]] 1: a rule names a user or a group",
+        "ember.toml:4:1: [[control.allow]] 2: a rule names a user or a group",
+        "ember.toml:11:20: [[control.allow]] 3: unknown verb \"explode\"",
+        "ember.toml:16:13: [[control.allow]] 4: \"a/b\" is not a glob of service names",
+        "ember.toml:19:8: [[control.allow]] 5: no user named \"no-such-user-here\"",
+    ] {
+        assert!(
+            problems.iter().any(|p| p.starts_with(expected)),
+            "{expected:?} not in {problems:#?}"
+        );
+    }
+    tree.write(
+        "ember.toml",
+        "[[control.allow]]\nuser = \"root\"\nverbs = [\"status\"]\ncolour = \"red\"\n",
+    );
+    assert_eq!(
+        tree.problems(),
+        ["ember.toml:4:1: unknown field `colour`, expected one of `user`, `group`, `verbs`, `services`"]
+    );
 }

@@ -79,10 +79,17 @@ fn serve_socket(socket: PathBuf, reason: String, role: Role, shutdown_timeout: D
     runtime.block_on(async move {
         let (requests, mut inbox) = mpsc::channel(8);
         let (events, _) = broadcast::channel(8);
-        let control = Control { requests, events };
-        let Ok(listener) = ember_ipc::socket::bind(&socket) else { return };
+        let (lines, _) = broadcast::channel(8);
+        let control = Control {
+            requests,
+            events,
+            lines,
+        };
+        // Root only: the rules of a configuration are not trusted here.
+        let Ok(listener) = ember_ipc::socket::bind(&socket, false) else { return };
         let pending = ember_ipc::socket::Pending::default();
-        tokio::spawn(ember_ipc::socket::serve(listener, control, pending.clone()));
+        let (_policy, rules) = tokio::sync::watch::channel(Default::default());
+        tokio::spawn(ember_ipc::socket::serve(listener, control, pending.clone(), rules));
         while let Some(request) = inbox.recv().await {
             let reply = match request.command {
                 Command::Poweroff | Command::Reboot | Command::Halt => {

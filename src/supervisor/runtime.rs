@@ -56,6 +56,15 @@ pub enum Feed {
     },
 }
 
+/// The runtime's ways in and out: requests from the adapters, the broadcasts of changes
+/// and of lines, and the rules of the control socket (changed by a reload).
+pub struct Links {
+    pub requests: mpsc::Receiver<Request>,
+    pub events: broadcast::Sender<Event>,
+    pub lines: broadcast::Sender<ember_ipc::LogLine>,
+    pub policy: tokio::sync::watch::Sender<ember_ipc::rights::Policy>,
+}
+
 /// How the supervisor ended, for main to act on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -99,7 +108,11 @@ pub struct Runtime {
     /// Exits of pids nobody had claimed yet: a forking daemon may die before we read its pid.
     unclaimed: VecDeque<(Pid, Exit)>,
     events: broadcast::Sender<Event>,
+    lines: broadcast::Sender<ember_ipc::LogLine>,
+    policy: tokio::sync::watch::Sender<ember_ipc::rights::Policy>,
     seq: u64,
+    /// The seq of the system's last change.
+    system_seq: u64,
     feed_tx: mpsc::Sender<Feed>,
     notify_dir: PathBuf,
     system_state: Option<SystemState>,
@@ -150,9 +163,14 @@ impl Runtime {
         config: Config,
         config_status: ConfigStatus,
         role: Role,
-        mut requests: mpsc::Receiver<Request>,
-        events: broadcast::Sender<Event>,
+        links: Links,
     ) -> (Outcome, crate::config::SystemConfig) {
+        let Links {
+            mut requests,
+            events,
+            lines,
+            policy,
+        } = links;
         // Register for SIGCHLD before the first spawn, so no exit is missed.
         let signals = (
             signal(SignalKind::child()),
@@ -208,7 +226,10 @@ impl Runtime {
             logs: HashMap::new(),
             unclaimed: VecDeque::new(),
             events,
+            lines,
+            policy,
             seq: 0,
+            system_seq: 0,
             feed_tx,
             notify_dir,
             system_state: None,
@@ -390,7 +411,9 @@ impl Runtime {
                     self.published.remove(&name);
                     self.logged.remove(&name);
                     let _ = std::fs::remove_file(notify::socket_path(&self.notify_dir, &name));
-                    let _ = self.events.send(Event::ServiceRemoved { name });
+                    self.seq += 1;
+                    let seq = self.seq;
+                    let _ = self.events.send(Event::ServiceRemoved { name, seq });
                     None
                 }
                 Action::OnFailure { name, action } => {
@@ -759,7 +782,7 @@ impl Runtime {
                     .entry(name.clone())
                     .or_default()
                     .push(&name, stream, line, time);
-                let _ = self.events.send(Event::Log(entry));
+                let _ = self.lines.send(entry);
                 if ready {
                     self.input(Input::Ready { name, run });
                 }
@@ -954,8 +977,31 @@ impl Runtime {
                 SystemState::Degraded => tracing::warn!("system is degraded"),
                 _ => tracing::debug!("system is {state}"),
             }
-            let _ = self.events.send(Event::System(self.system_status()));
+            self.publish_system();
         }
+    }
+
+    /// Tells the system's state and its configuration's, as a change of its own.
+    fn publish_system(&mut self) {
+        self.seq += 1;
+        self.system_seq = self.seq;
+        let _ = self.events.send(Event::System(self.system_status()));
+    }
+
+    /// New rules for the control socket: in force for the next request of every client,
+    /// and the socket's mode follows (open to all when a rule admits others).
+    fn set_policy(&mut self, policy: ember_ipc::rights::Policy) {
+        if *self.policy.borrow() == policy {
+            return;
+        }
+        let open = policy.opens_the_socket();
+        if let Err(e) = ember_ipc::socket::set_open(&self.config.control.socket, open) {
+            tracing::warn!(
+                "cannot set the mode of {}: {e}",
+                self.config.control.socket.display()
+            );
+        }
+        self.policy.send_replace(policy);
     }
 
     /// The board's state and its configuration's, as status replies and events carry it.
@@ -963,6 +1009,7 @@ impl Runtime {
         SystemStatus {
             state: self.system_state.unwrap_or(SystemState::Starting),
             config: self.config_status.clone(),
+            seq: self.system_seq,
         }
     }
 
@@ -1018,6 +1065,7 @@ impl Runtime {
         }
         let specs = new.services.clone();
         crate::log::init(new.log.level.as_deref(), new.log.output, self.role);
+        self.set_policy(new.control.policy());
         self.config = new;
         self.reloaded = None;
         self.input(Input::Reload(specs));
@@ -1044,7 +1092,7 @@ impl Runtime {
                 fallback: false,
                 problems: Vec::new(),
             };
-            let _ = self.events.send(Event::System(self.system_status()));
+            self.publish_system();
         }
         Ok(report)
     }

@@ -112,6 +112,7 @@ impl Adapter {
                 system: SystemStatus {
                     state: SystemState::Starting,
                     config: Default::default(),
+                    seq: 0,
                 },
             })),
         }
@@ -233,7 +234,7 @@ impl Adapter {
                 event = events.recv() => {
                     let result = match event {
                         Ok(Event::Service(status)) => self.on_service(conn, status).await,
-                        Ok(Event::ServiceRemoved { name }) => self.on_removed(conn, &name).await,
+                        Ok(Event::ServiceRemoved { name, .. }) => self.on_removed(conn, &name).await,
                         Ok(Event::System(system)) => self.set_system(conn, system).await,
                         Ok(Event::Log(_)) => Ok(()),
                         Ok(Event::Metrics(metrics)) => self.on_metrics(conn, &metrics).await,

@@ -394,7 +394,7 @@ impl Adapter {
                         self.removed.remove(&status.name);
                         self.states.insert(status.name.clone(), status);
                     }
-                    Ok(Event::ServiceRemoved { name }) => {
+                    Ok(Event::ServiceRemoved { name, .. }) => {
                         self.states.remove(&name);
                         self.dirty.remove(&name);
                         self.announce.remove(&name);

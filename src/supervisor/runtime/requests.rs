@@ -219,6 +219,7 @@ impl Runtime {
                             }
                         }
                         Reply::Status(StatusReply {
+                            seq: self.seq,
                             system: self.system_status(),
                             services,
                         })
@@ -226,6 +227,24 @@ impl Runtime {
                     Err(reply) => reply,
                 }
             }
+            Command::Hello(args) => {
+                tracing::debug!(
+                    "{origin}: hello from {} (protocol {}; ember speaks {})",
+                    args.client.as_deref().unwrap_or("a client"),
+                    args.protocol,
+                    ember_ipc::PROTOCOL
+                );
+                Reply::Hello(ember_ipc::Hello {
+                    protocol: ember_ipc::PROTOCOL,
+                    ember: env!("CARGO_PKG_VERSION").to_owned(),
+                    device: self.config.system.device.clone(),
+                    role: self.role,
+                })
+            }
+            Command::Subscribe(_) => Reply::error(
+                ErrorKind::BadRequest,
+                "subscribe is served by the control socket, not by a call",
+            ),
             Command::Start(_) | Command::Stop(_) | Command::Restart(_) => {
                 Reply::error(ErrorKind::Internal, "answered by on_request")
             }

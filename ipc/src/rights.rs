@@ -1,0 +1,180 @@
+//! Who may ask what over the control socket. A connection is admitted by its peer's
+//! credentials (SO_PEERCRED, and SO_PEERGROUPS for its groups): root and ember's own uid
+//! may do everything; anyone else only what a rule grants their uid or one of their
+//! groups, and a connection no rule admits is refused at once. Rules come from
+//! `[[control.allow]]` and from the adapters ember runs ([mqtt] and [dbus]), so that an
+//! adapter runs unprivileged and a compromised one can do no more than its rights.
+
+use crate::glob::glob_match;
+use crate::protocol::{Command, Verb};
+
+/// Who a rule is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Who {
+    Uid(u32),
+    /// The primary group or any supplementary group of the peer.
+    Gid(u32),
+}
+
+/// What a rule grants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    pub who: Who,
+    /// The verbs it may use (`hello` is always allowed to anyone admitted).
+    pub verbs: Vec<Verb>,
+    /// The services `start`, `stop`, `restart` and `logs` may name: globs; `None`: any.
+    pub services: Option<Vec<String>>,
+    /// Where the rule comes from, for refusals: "[[control.allow]] 1", "[mqtt]".
+    pub source: String,
+}
+
+/// Every rule in force; root and `own_uid` need none.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Policy {
+    pub rules: Vec<Rule>,
+}
+
+/// What one peer may do: everything, or what its rules grant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rights {
+    All,
+    Granted(Vec<Rule>),
+}
+
+/// The verbs that only read.
+pub const READ_VERBS: [Verb; 5] = [
+    Verb::Hello,
+    Verb::Status,
+    Verb::Subscribe,
+    Verb::Logs,
+    Verb::Timeline,
+];
+
+impl Policy {
+    /// The rights of a peer, or `None`: it may not connect at all.
+    pub fn rights(&self, own_uid: u32, uid: u32, gids: &[u32]) -> Option<Rights> {
+        if uid == 0 || uid == own_uid {
+            return Some(Rights::All);
+        }
+        let matched: Vec<Rule> = self
+            .rules
+            .iter()
+            .filter(|r| match r.who {
+                Who::Uid(u) => u == uid,
+                Who::Gid(g) => gids.contains(&g),
+            })
+            .cloned()
+            .collect();
+        (!matched.is_empty()).then_some(Rights::Granted(matched))
+    }
+
+    /// Whether any rule lets someone other than root in: the socket is then open to
+    /// every local user (mode 0666), and these rules decide.
+    pub fn opens_the_socket(&self) -> bool {
+        !self.rules.is_empty()
+    }
+}
+
+impl Rights {
+    /// Whether `command` is allowed; if not, why, in words to show the client.
+    pub fn check(&self, command: &Command) -> Result<(), String> {
+        let Rights::Granted(rules) = self else {
+            return Ok(());
+        };
+        let verb = command.verb();
+        if verb == Verb::Hello {
+            return Ok(());
+        }
+        let names: Vec<&str> = match command {
+            Command::Start(t) | Command::Stop(t) | Command::Restart(t) => {
+                t.names.iter().map(String::as_str).collect()
+            }
+            Command::Logs(args) => vec![args.name.as_str()],
+            _ => Vec::new(),
+        };
+        let allows = |rule: &Rule| {
+            rule.verbs.contains(&verb)
+                && names.iter().all(|name| {
+                    rule.services
+                        .as_ref()
+                        .is_none_or(|globs| globs.iter().any(|g| glob_match(g, name)))
+                })
+        };
+        if rules.iter().any(allows) {
+            return Ok(());
+        }
+        let sources: Vec<&str> = rules.iter().map(|r| r.source.as_str()).collect();
+        Err(if rules.iter().any(|r| r.verbs.contains(&verb)) {
+            format!(
+                "{verb} of {} is not allowed to this client ({}); root may",
+                names.join(", "),
+                sources.join(", ")
+            )
+        } else {
+            format!(
+                "{verb} is not allowed to this client ({}); root may",
+                sources.join(", ")
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{LogsArgs, StatusArgs, Targets};
+
+    fn rule(who: Who, verbs: &[Verb], services: Option<&[&str]>) -> Rule {
+        Rule {
+            who,
+            verbs: verbs.to_vec(),
+            services: services.map(|s| s.iter().map(|x| x.to_string()).collect()),
+            source: "test".into(),
+        }
+    }
+
+    #[test]
+    fn rights_by_uid_and_group() {
+        let policy = Policy {
+            rules: vec![
+                rule(Who::Gid(100), &READ_VERBS, None),
+                rule(
+                    Who::Uid(1001),
+                    &[Verb::Start, Verb::Stop, Verb::Restart],
+                    Some(&["web*", "worker@*"]),
+                ),
+            ],
+        };
+        assert_eq!(policy.rights(5, 0, &[]), Some(Rights::All));
+        assert_eq!(policy.rights(5, 5, &[]), Some(Rights::All));
+        assert_eq!(policy.rights(5, 1002, &[7]), None, "no rule, no entry");
+        let reader = policy.rights(5, 1002, &[7, 100]).unwrap();
+        let status = Command::Status(StatusArgs::default());
+        let restart = |n: &str| Command::Restart(Targets::new(vec![n.to_owned()]));
+        assert!(reader.check(&status).is_ok());
+        assert!(reader.check(&restart("web")).is_err());
+        assert!(reader
+            .check(&Command::Reboot)
+            .unwrap_err()
+            .contains("reboot is not allowed"));
+        let operator = policy.rights(5, 1001, &[100]).unwrap();
+        assert!(operator.check(&restart("web-1")).is_ok());
+        assert!(operator.check(&restart("worker@7")).is_ok());
+        let e = operator.check(&restart("db")).unwrap_err();
+        assert!(e.contains("restart of db is not allowed"), "{e}");
+        // Every name must be allowed, not one of them.
+        let both = Command::Stop(Targets::new(vec!["web".into(), "db".into()]));
+        assert!(operator.check(&both).is_err());
+        assert!(operator.check(&status).is_ok(), "its group's rule reads");
+        let logs = Command::Logs(LogsArgs {
+            name: "db".into(),
+            lines: 1,
+            follow: false,
+        });
+        assert!(
+            operator.check(&logs).is_ok(),
+            "logs: the reading rule has no globs"
+        );
+        assert!(operator.check(&Command::Reload).is_err());
+    }
+}

@@ -1,0 +1,240 @@
+//! The control protocol as another program would use it: `hello`, the `subscribe` stream
+//! (a snapshot, then every change, never a silent gap), and rights by the peer's
+//! credentials, against the real binary.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::process::Command;
+use std::time::Duration;
+
+const LONG: Duration = Duration::from_secs(30);
+
+/// A raw client: request lines out, reply lines in.
+struct Client {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+}
+
+impl Client {
+    fn connect(socket: &std::path::Path) -> Client {
+        let stream = UnixStream::connect(socket).expect("connect");
+        Client {
+            reader: BufReader::new(stream.try_clone().expect("clone")),
+            writer: stream,
+        }
+    }
+
+    fn send(&mut self, line: &str) {
+        self.writer.write_all(line.as_bytes()).expect("send");
+        self.writer.write_all(b"\n").expect("send");
+    }
+
+    fn next(&mut self) -> Value {
+        let mut line = String::new();
+        self.reader.read_line(&mut line).expect("read");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"))
+    }
+}
+
+#[test]
+fn hello_says_who_answers() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start("proto-hello", "");
+    let mut client = Client::connect(&ember.socket);
+    client.send(r#"{"cmd":"hello","protocol":1,"client":"a test"}"#);
+    let hello = client.next();
+    assert_eq!(hello["hello"]["protocol"], 1, "{hello}");
+    assert_eq!(hello["hello"]["ember"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(hello["hello"]["role"], "namespace");
+    assert!(hello["hello"]["device"].is_string());
+}
+
+/// A snapshot, then each change numbered one after the other; a subscriber that falls
+/// behind is told (`lagged`) and gets a fresh snapshot: a gap never goes unsaid.
+#[test]
+fn a_subscriber_sees_every_change_or_is_told_it_missed_some() {
+    if !can_unshare() {
+        return;
+    }
+    let mut services = String::from("[service.steady]\ncommand = [\"/bin/sleep\", \"7820001\"]\n");
+    for i in 0..40 {
+        services.push_str(&format!(
+            "[service.flap{i}]\ncommand = [\"/bin/sh\", \"-c\", \"sleep 0.0$(( RANDOM % 5 ))\"]\nrestart = \"always\"\nrestart_delay = \"1ms\"\nrestart_delay_max = \"1ms\"\nstart_limit = 0\nenabled = false\n"
+        ));
+    }
+    let ember = Ember::start("proto-subscribe", &services);
+    ember.wait_state("steady", "active", None, LONG);
+    let mut client = Client::connect(&ember.socket);
+    client.send(r#"{"cmd":"subscribe"}"#);
+    let snapshot = client.next();
+    let mut seen = snapshot["snapshot"]["seq"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("a snapshot first: {snapshot}"));
+    assert!(snapshot["snapshot"]["services"]
+        .as_array()
+        .is_some_and(|s| s.len() == 41));
+    // Changes while it reads: each in order.
+    let out = ember.ctl(&["restart", "steady"]);
+    assert!(out.status.success());
+    let mut got_steady = false;
+    while !got_steady {
+        let line = client.next();
+        let event = &line["event"];
+        let seq = event["service"]["seq"]
+            .as_u64()
+            .or_else(|| event["system"]["seq"].as_u64())
+            .unwrap_or_else(|| panic!("{line}"));
+        assert_eq!(seq, seen + 1, "a gap: {line}");
+        seen = seq;
+        got_steady = event["service"]["name"] == "steady" && event["service"]["state"] == "active";
+    }
+    // A flood of changes while it does not read: it falls behind.
+    let names: Vec<String> = (0..40).map(|i| format!("flap{i}")).collect();
+    let mut args = vec!["start"];
+    args.extend(names.iter().map(String::as_str));
+    assert!(ember.ctl(&args).status.success());
+    std::thread::sleep(Duration::from_secs(3));
+    let mut args = vec!["stop"];
+    args.extend(names.iter().map(String::as_str));
+    assert!(ember.ctl(&args).status.success());
+    let (mut lagged, mut snapshots) = (0, 0);
+    // Read until the stop has reached it: the last flapper stopped.
+    let mut stopped = std::collections::BTreeSet::new();
+    let deadline = std::time::Instant::now() + LONG * 4;
+    while stopped.len() < names.len() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stream never caught up"
+        );
+        let line = client.next();
+        if let Some(missed) = line["lagged"]["missed"].as_u64() {
+            assert!(missed > 0);
+            lagged += 1;
+            let snapshot = client.next();
+            seen = snapshot["snapshot"]["seq"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("a snapshot after lagged: {snapshot}"));
+            snapshots += 1;
+            for s in snapshot["snapshot"]["services"].as_array().unwrap() {
+                let name = s["name"].as_str().unwrap_or_default().to_owned();
+                if s["want"] == "down" && s["state"] == "inactive" && name.starts_with("flap") {
+                    stopped.insert(name);
+                }
+            }
+            continue;
+        }
+        let event = &line["event"];
+        let seq = event["service"]["seq"]
+            .as_u64()
+            .or_else(|| event["system"]["seq"].as_u64())
+            .unwrap_or_else(|| panic!("{line}"));
+        assert_eq!(seq, seen + 1, "a gap without a word: {line}");
+        seen = seq;
+        let s = &event["service"];
+        if let Some(name) = s["name"].as_str().filter(|n| n.starts_with("flap")) {
+            if s["want"] == "down" && s["state"] == "inactive" {
+                stopped.insert(name.to_owned());
+            } else {
+                stopped.remove(name);
+            }
+        }
+    }
+    assert!(
+        lagged >= 1,
+        "a subscriber that did not read for 3 s never lagged"
+    );
+    assert_eq!(lagged, snapshots);
+}
+
+/// Rights by the peer's credentials: a reading group reads and subscribes but changes
+/// nothing; an operator may restart what its globs allow and nothing else; anyone else
+/// is refused at connect.
+#[test]
+fn rights_by_uid_and_group() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "proto-rights",
+        r#"
+[[control.allow]]
+group = "65533"
+verbs = ["status", "subscribe", "logs"]
+
+[[control.allow]]
+user = "65532"
+verbs = ["status", "start", "stop", "restart"]
+services = ["web*"]
+
+[service.web]
+command = ["/bin/sleep", "7820002"]
+
+[service.db]
+command = ["/bin/sleep", "7820003"]
+"#,
+    );
+    ember.wait_state("db", "active", None, LONG);
+    let as_user = |uid: u32, gid: u32, groups: &str, args: &[&str]| {
+        Command::new("setpriv")
+            .arg(format!("--reuid={uid}"))
+            .arg(format!("--regid={gid}"))
+            .arg(format!("--groups={groups}"))
+            .arg(EMBER)
+            .args(["ctl", "--socket"])
+            .arg(&ember.socket)
+            .args(args)
+            .output()
+            .expect("setpriv")
+    };
+    let said = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).into_owned();
+    // The reading group (a supplementary group of uid 65534).
+    let out = as_user(65534, 65534, "65533", &["status"]);
+    assert!(out.status.success(), "{}", said(&out));
+    let out = as_user(65534, 65534, "65533", &["restart", "web"]);
+    assert!(!out.status.success());
+    assert!(
+        said(&out).contains("restart is not allowed"),
+        "{}",
+        said(&out)
+    );
+    let out = as_user(65534, 65534, "65533", &["reboot"]);
+    assert!(
+        said(&out).contains("reboot is not allowed"),
+        "{}",
+        said(&out)
+    );
+    // The operator: web yes, db no.
+    let before = ember.status("web")["pid"].clone();
+    let out = as_user(65532, 65532, "65532", &["restart", "web", "--wait"]);
+    assert!(out.status.success(), "{}", said(&out));
+    assert_ne!(ember.status("web")["pid"], before);
+    let out = as_user(65532, 65532, "65532", &["stop", "db"]);
+    assert!(
+        said(&out).contains("stop of db is not allowed"),
+        "{}",
+        said(&out)
+    );
+    assert_eq!(ember.status("db")["state"], "active");
+    // Nobody else gets in.
+    let out = as_user(65531, 65531, "65531", &["status"]);
+    assert!(!out.status.success());
+    assert!(
+        said(&out).contains("may not control ember"),
+        "{}",
+        said(&out)
+    );
+    // A reload that drops the rules shuts them out at their next request.
+    let text = std::fs::read_to_string(&ember.config).unwrap();
+    let trimmed = text.split("[[control.allow]]").next().unwrap().to_owned()
+        + &text[text.find("[service.web]").unwrap()..];
+    std::fs::write(&ember.config, trimmed).unwrap();
+    assert!(ember.ctl(&["reload"]).status.success());
+    let out = as_user(65534, 65534, "65533", &["status"]);
+    assert!(!out.status.success(), "{}", said(&out));
+}
