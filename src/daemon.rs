@@ -172,9 +172,11 @@ fn supervise(
             lines: lines.clone(),
         };
         let mqtt = start_mqtt(&config, &control);
-        let dbus = start_dbus(&config, &control);
         let pending = socket::Pending::default();
-        let policy = config.control.policy();
+        // The adapters ([mqtt], [dbus]) are services of their own, admitted by rules.
+        let (config, rules) = crate::adapters::with_adapters(config);
+        let mut policy = config.control.policy();
+        policy.rules.extend(rules);
         let open = policy.opens_the_socket();
         let (policy_tx, policy_rx) = tokio::sync::watch::channel(policy);
         let bound = match socket::bind(&socket_path, open) {
@@ -214,7 +216,6 @@ fn supervise(
         // The last replies (a `poweroff` that had nothing to stop) reach their clients.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), pending.drained()).await;
         stop_mqtt(mqtt).await;
-        stop_dbus(dbus).await;
         (outcome, bound, system)
     }))
 }
@@ -327,50 +328,3 @@ async fn stop_mqtt(handle: MqttHandle) {
 
 #[cfg(not(feature = "mqtt"))]
 async fn stop_mqtt(_: MqttHandle) {}
-
-#[cfg(feature = "dbus")]
-type DbusHandle = Option<ember_ipc::dbus::Shutdown>;
-#[cfg(not(feature = "dbus"))]
-type DbusHandle = Option<std::convert::Infallible>;
-
-/// Starts the D-Bus adapter when `[dbus]` is configured. It attaches whenever the bus is
-/// there (often a service ember itself starts) and never holds up supervision.
-#[cfg(feature = "dbus")]
-fn start_dbus(config: &Config, control: &Control) -> DbusHandle {
-    use crate::config::dbus::Bus;
-    let dbus = config.dbus.as_ref()?;
-    let settings = ember_ipc::dbus::Settings {
-        bus: match &dbus.bus {
-            Bus::System => "system".into(),
-            Bus::Session => "session".into(),
-            Bus::Address(a) => a.clone(),
-        },
-        control_group: dbus.control_group.clone(),
-        device: config.system.device.clone(),
-        version: env!("CARGO_PKG_VERSION").into(),
-    };
-    let (shutdown, asked) = tokio::sync::oneshot::channel();
-    tokio::spawn(ember_ipc::dbus::run(settings, control.clone(), asked));
-    Some(shutdown)
-}
-
-#[cfg(not(feature = "dbus"))]
-fn start_dbus(config: &Config, _: &Control) -> DbusHandle {
-    if config.dbus.is_some() {
-        tracing::warn!("[dbus] is configured, but this ember was built without the dbus feature");
-    }
-    None
-}
-
-/// Leaves the bus (releasing the name) before ember exits.
-#[cfg(feature = "dbus")]
-async fn stop_dbus(handle: DbusHandle) {
-    let Some(shutdown) = handle else { return };
-    let (done, finished) = tokio::sync::oneshot::channel();
-    if shutdown.send(done).is_ok() {
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(3), finished).await;
-    }
-}
-
-#[cfg(not(feature = "dbus"))]
-async fn stop_dbus(_: DbusHandle) {}

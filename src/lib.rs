@@ -2,6 +2,7 @@
 //!
 //! The crate is the core; `src/main.rs` is the `ember` binary on top of it.
 
+pub mod adapters;
 #[cfg(feature = "analyze")]
 pub mod analyze;
 pub mod cli;

@@ -19,7 +19,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     match decode_request(line) {
-        Ok(command) => {
+        Ok(ember_ipc::socket::Incoming { command, .. }) => {
             assert!(
                 ember_ipc::json::parse(line).is_ok(),
                 "taken, though not strict JSON (a key twice?)"
@@ -52,7 +52,7 @@ fn round_trip(command: &Command) {
         Some(command.verb().word())
     );
     match decode_request(&line) {
-        Ok(c) => assert_eq!(&c, command),
+        Ok(c) => assert_eq!(&c.command, command),
         Err(error) => panic!("{command:?} re-encoded as {request} is refused: {error:?}"),
     }
 }

@@ -13,7 +13,7 @@ use libfuzzer_sys::fuzz_target;
 // ember-ipc's own file, compiled here without the `dbus` feature's dependencies (see
 // Cargo.toml). It must stay pure: no `crate::` or `super::` paths.
 #[allow(dead_code)]
-#[path = "../../ipc/src/dbus/label.rs"]
+#[path = "../../adapters/dbus/src/label.rs"]
 mod label;
 
 /// The D-Bus specification's object path: "/", or "/" followed by elements of

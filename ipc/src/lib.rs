@@ -13,10 +13,11 @@
 //!   server side and the client used by `ember ctl`.
 //! - [`throttle`]: a token bucket for what must not flood a log.
 
-#[cfg(feature = "dbus")]
-pub mod dbus;
+pub mod adapter;
 pub mod glob;
 pub mod json;
+#[cfg(feature = "link")]
+pub mod link;
 #[cfg(feature = "mqtt")]
 pub mod mqtt;
 pub mod protocol;

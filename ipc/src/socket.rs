@@ -512,10 +512,40 @@ async fn client_gone(lines: &mut Lines<OwnedReadHalf>, keep: bool) {
     }
 }
 
-/// Decodes one request line into a command, or an error saying precisely what is wrong
-/// with it (see [`Command::from_json`]).
-pub fn decode_request(line: &[u8]) -> Result<Command, Error> {
-    Command::from_json(line)
+/// One request line: a command, and where the client says it came from (`"via"`: an
+/// adapter names the topic or the D-Bus caller, for ember's log; never trusted for rights).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Incoming {
+    pub command: Command,
+    pub via: Option<String>,
+}
+
+/// Longest `via` kept.
+const VIA_MAX: usize = 256;
+
+/// Decodes one request line, or says precisely what is wrong with it (see
+/// [`Command::from_json`]).
+pub fn decode_request(line: &[u8]) -> Result<Incoming, Error> {
+    let mut value = crate::json::parse(line).map_err(|e| {
+        Error::new(
+            ErrorKind::BadRequest,
+            format!("malformed JSON ({e}); send one JSON object per line"),
+        )
+    })?;
+    let via = match value.as_object_mut().and_then(|o| o.remove("via")) {
+        None => None,
+        Some(serde_json::Value::String(via)) if via.len() <= VIA_MAX => Some(via),
+        Some(_) => {
+            return Err(Error::new(
+                ErrorKind::BadRequest,
+                format!("\"via\" must be a string of at most {VIA_MAX} bytes"),
+            ))
+        }
+    };
+    Ok(Incoming {
+        command: Command::from_value(value)?,
+        via,
+    })
 }
 
 /// What a connection's requests are served with.
@@ -544,10 +574,15 @@ async fn handle_request(
         policy,
     } = context;
     let _pending = pending.begin();
-    let command = match decode_request(line) {
-        Ok(command) => command,
+    let (command, origin) = match decode_request(line) {
+        Ok(Incoming { command, via: None }) => (command, origin.to_string()),
+        Ok(Incoming {
+            command,
+            via: Some(via),
+        }) => (command, format!("{origin} via {}", via.escape_debug())),
         Err(e) => return write_line(write, &Reply::Error(e)).await.is_ok(),
     };
+    let origin = origin.as_str();
     // Against the rules in force now: a reload may have changed them since it connected.
     let own_uid = nix::unistd::geteuid().as_raw();
     let allowed = match policy.borrow().rights(own_uid, peer.uid, &peer.gids) {
@@ -578,7 +613,7 @@ async fn handle_request(
     let reply = if wait {
         let stream = streams.register();
         tokio::select! {
-            reply = control.call(command, *origin) => reply,
+            reply = control.call(command, origin) => reply,
             () = client_gone(lines, true) => return false,
             () = stream.evicted() => {
                 let _ = write_line(write, &evicted()).await;
@@ -586,7 +621,7 @@ async fn handle_request(
             }
         }
     } else {
-        control.call(command, *origin).await
+        control.call(command, origin).await
     };
     match (events, follow, reply) {
         (Some(events), Some(name), Reply::Logs { lines: logged }) => {
@@ -843,7 +878,9 @@ mod tests {
 
     #[test]
     fn decodes_requests() {
-        let c = decode_request(br#"{"cmd":"start","names":["a"],"wait":true}"#).unwrap();
+        let c = decode_request(br#"{"cmd":"start","names":["a"],"wait":true}"#)
+            .unwrap()
+            .command;
         assert_eq!(
             c,
             Command::Start(Targets {
@@ -851,7 +888,9 @@ mod tests {
                 wait: true
             })
         );
-        let c = decode_request(br#"{"cmd":"logs","name":"a","follow":true}"#).unwrap();
+        let c = decode_request(br#"{"cmd":"logs","name":"a","follow":true,"via":"x"}"#).unwrap();
+        assert_eq!(c.via.as_deref(), Some("x"));
+        let c = c.command;
         assert!(matches!(c, Command::Logs(LogsArgs { follow: true, .. })));
         // What belongs to another verb is refused, not ignored.
         for line in [

@@ -10,6 +10,9 @@ pub struct DbusConfig {
     pub bus: Bus,
     /// Members of this group may call the mutating methods, besides root.
     pub control_group: String,
+    /// The user the ember-dbus adapter runs as (default "ember-dbus"; without such an
+    /// account, a uid of ember's: see `crate::adapters`).
+    pub user: String,
 }
 
 /// Where the bus is.
@@ -42,6 +45,7 @@ pub fn parse_bus(text: &str) -> Result<Bus, String> {
 pub struct RawDbus {
     bus: Option<Spanned<String>>,
     control_group: Option<Spanned<String>>,
+    user: Option<Spanned<String>>,
 }
 
 impl RawDbus {
@@ -50,6 +54,7 @@ impl RawDbus {
         RawDbus {
             bus: t.take("bus"),
             control_group: t.take("control_group"),
+            user: t.take("user"),
         }
     }
 
@@ -93,7 +98,26 @@ impl RawDbus {
             }
             None => "ember".to_owned(),
         };
-        DbusConfig { bus, control_group }
+        let user = match self.user {
+            Some(u) if u.get_ref().is_empty() || u.get_ref().contains([':', ' ', '/']) => {
+                problem(
+                    u.span().start,
+                    Severity::Error,
+                    format!(
+                        "user \"{}\" must be a user name, e.g. \"ember-dbus\"",
+                        u.get_ref()
+                    ),
+                );
+                crate::adapters::DBUS.to_owned()
+            }
+            Some(u) => u.into_inner(),
+            None => crate::adapters::DBUS.to_owned(),
+        };
+        DbusConfig {
+            bus,
+            control_group,
+            user,
+        }
     }
 }
 

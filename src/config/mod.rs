@@ -607,6 +607,17 @@ fn read_service(
         problems.push(source.problem(Some(offset), Severity::Error, why));
         return;
     }
+    if crate::adapters::NAMES.contains(&name) {
+        problems.push(source.problem(
+            Some(offset),
+            Severity::Error,
+            format!(
+                "\"{name}\" is the name of ember's own adapter for [{}]; choose another name",
+                &name[6..]
+            ),
+        ));
+        return;
+    }
     if let Some((_, other)) = services.get(name) {
         problems.push(source.problem(
             Some(offset),

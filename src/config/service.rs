@@ -238,6 +238,12 @@ pub struct ServiceSpec {
     /// service that fails at every start with this reason, so that it shows in status and
     /// what requires it says why.
     pub load_error: Option<String>,
+    /// Written to its standard input at every start, then closed: an adapter's settings,
+    /// secrets included, which must not be in its argv or environment. Not from TOML.
+    pub input: Option<ember_ipc::adapter::Secret>,
+    /// At shutdown, stopped after every service but those it is ordered after: the
+    /// adapters, so that what they report includes every other stop. Not from TOML.
+    pub linger: bool,
 }
 
 impl ServiceSpec {
@@ -272,6 +278,8 @@ impl ServiceSpec {
             limits: Limits::default(),
             console: false,
             load_error: None,
+            input: None,
+            linger: false,
         }
     }
 
@@ -338,6 +346,8 @@ impl ServiceSpec {
             limits,
             console,
             load_error,
+            input,
+            linger,
         } = self;
         let mut diff = SpecDiff::default();
         let mut process = |changed: bool, key| {
@@ -366,6 +376,7 @@ impl ServiceSpec {
         );
         process(*console != new.console, "console");
         process(*load_error != new.load_error, "file");
+        process(*input != new.input, "settings");
         let mut policy = |changed: bool, key| {
             if changed {
                 diff.policy.push(key)
@@ -391,6 +402,7 @@ impl ServiceSpec {
         policy(*ready_timeout != new.ready_timeout, "ready_timeout");
         policy(*enabled != new.enabled, "enabled");
         policy(*on_failure != new.on_failure, "on_failure");
+        policy(*linger != new.linger, "linger");
         diff
     }
 }

@@ -202,6 +202,11 @@ impl Engine {
     fn touch(&mut self, name: &str) {
         self.changed.insert(name.to_owned());
         self.dirty.insert(name.to_owned());
+        if self.shutting_down {
+            // A lingering service waits for every other to stop: look at it again.
+            let lingering = self.units.values().filter(|u| u.spec.linger);
+            self.dirty.extend(lingering.map(|u| u.spec.name.clone()));
+        }
         if let Some(unit) = self.units.get(name) {
             self.dirty.extend(unit.spec.ordered_after().cloned());
         }
@@ -972,6 +977,19 @@ impl Engine {
     /// Reverse order: a service waits for the running services ordered after it that are
     /// stopping too.
     fn has_stopping_dependents(&self, name: &str) -> bool {
+        if self.shutting_down && self.units.get(name).is_some_and(|u| u.spec.linger) {
+            // It goes last: after every service that does not linger and that it is not
+            // ordered after (its broker or bus stops after it, in reverse order).
+            let own = self.units.get(name).map(|u| &u.spec);
+            let others_running = self.units.values().any(|u| {
+                !u.spec.linger
+                    && u.is_running()
+                    && !own.is_some_and(|own| own.ordered_after().any(|d| *d == u.spec.name))
+            });
+            if others_running {
+                return true;
+            }
+        }
         self.dependents.get(name).is_some_and(|deps| {
             deps.iter().any(|d| {
                 self.units.get(d).is_some_and(|u| {

@@ -2617,3 +2617,31 @@ fn a_start_that_cannot_happen_names_the_service_that_blocks() {
         "requires db, which requires disk, which is not defined"
     );
 }
+
+/// The adapters linger: at shutdown they stop after every other service (but what they
+/// are ordered after, their broker), so that what they report includes every stop.
+#[test]
+fn a_lingering_service_stops_last_at_shutdown() {
+    let mut sim = Sim::new(vec![
+        simple("broker"),
+        simple("adapter")
+            .after(&["broker"])
+            .with(|s| s.linger = true),
+        simple("a"),
+        simple("b").requires(&["a"]),
+    ]);
+    sim.clear_log();
+    let actions = sim.shutdown();
+    let mut first = kills(&actions);
+    first.sort();
+    // b (then a) stop; the adapter waits; the broker waits for the adapter.
+    assert_eq!(first, vec![kill("b", Signal::SIGTERM)]);
+    let actions = sim.exit("b", Exit::Signal(Signal::SIGTERM));
+    assert_eq!(kills(&actions), vec![kill("a", Signal::SIGTERM)]);
+    let actions = sim.exit("a", Exit::Signal(Signal::SIGTERM));
+    assert_eq!(kills(&actions), vec![kill("adapter", Signal::SIGTERM)]);
+    let actions = sim.exit("adapter", Exit::Signal(Signal::SIGTERM));
+    assert_eq!(kills(&actions), vec![kill("broker", Signal::SIGTERM)]);
+    let actions = sim.exit("broker", Exit::Signal(Signal::SIGTERM));
+    assert!(actions.contains(&Action::AllStopped));
+}

@@ -1049,13 +1049,8 @@ impl Runtime {
             return Err(errors);
         };
         tracing::info!("{why}: reloading {}", new.path.display());
-        if new.mqtt != self.config.mqtt
-            || new.dbus != self.config.dbus
-            || new.system.device != self.config.system.device
-        {
-            tracing::warn!(
-                "{why}: [mqtt], [dbus] and the device name change at the next start of ember"
-            );
+        if new.mqtt != self.config.mqtt || new.system.device != self.config.system.device {
+            tracing::warn!("{why}: [mqtt] and the device name change at the next start of ember");
         }
         if new.control.socket != self.config.control.socket {
             tracing::warn!(
@@ -1063,9 +1058,12 @@ impl Runtime {
                 self.config.control.socket.display()
             );
         }
+        let (new, rules) = crate::adapters::with_adapters(new);
         let specs = new.services.clone();
         crate::log::init(new.log.level.as_deref(), new.log.output, self.role);
-        self.set_policy(new.control.policy());
+        let mut policy = new.control.policy();
+        policy.rules.extend(rules);
+        self.set_policy(policy);
         self.config = new;
         self.reloaded = None;
         self.input(Input::Reload(specs));

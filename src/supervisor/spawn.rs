@@ -111,6 +111,29 @@ fn empty_stdin() -> Result<Stdio, String> {
     })
 }
 
+/// A pipe holding `data` in full, its writing end closed: the child reads it, then
+/// end-of-file. Written before the spawn, so PID 1 never waits on a child to read: the
+/// pipe is made big enough first (at most 1 MiB, Linux's default pipe-max-size).
+fn input_pipe(data: &[u8]) -> Result<Stdio, String> {
+    use std::io::Write;
+    let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| format!("cannot make a pipe for its input: {e}"))?;
+    if data.len() > 65536 {
+        let size = data.len().next_power_of_two().min(1 << 20) as nix::libc::c_int;
+        let _ = nix::fcntl::fcntl(&write, nix::fcntl::FcntlArg::F_SETPIPE_SZ(size));
+    }
+    nix::fcntl::fcntl(
+        &write,
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+    )
+    .map_err(|e| format!("cannot make a pipe for its input: {e}"))?;
+    let mut file = std::fs::File::from(write);
+    file.write_all(data)
+        .map_err(|e| format!("its input ({} bytes) does not fit a pipe: {e}", data.len()))?;
+    drop(file);
+    Ok(Stdio::from(read))
+}
+
 fn stdio_for(output: &Output) -> Result<Stdio, String> {
     Ok(match output {
         Output::Log => Stdio::piped(),
@@ -307,8 +330,12 @@ pub fn spawn_service(
             .stdout(Stdio::inherit())
             .stderr(Stdio::inherit());
     } else {
+        let stdin = match &spec.input {
+            Some(input) => input_pipe(input.expose().as_bytes())?,
+            None => empty_stdin()?,
+        };
         command
-            .stdin(empty_stdin()?)
+            .stdin(stdin)
             .stdout(stdio_for(&spec.stdout)?)
             .stderr(stdio_for(&spec.stderr)?);
     }

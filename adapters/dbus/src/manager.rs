@@ -1,8 +1,8 @@
 //! `io.ember.Init1.Manager` at `/io/ember/Init1`: the list, the system, the signals.
 
-use super::auth::{Ctx, Error};
-use super::label::service_path;
-use crate::protocol::{Command, ServiceStatus, SystemStatus, Targets};
+use crate::auth::{Ctx, Error};
+use crate::label::service_path;
+use ember_ipc::{Command, ServiceStatus, SystemStatus, Targets};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use zbus::message::Header;
@@ -23,7 +23,7 @@ impl Shared {
     pub fn failed(&self) -> u32 {
         self.services
             .values()
-            .filter(|s| s.state == crate::protocol::State::Failed)
+            .filter(|s| s.state == ember_ipc::State::Failed)
             .count() as u32
     }
 }

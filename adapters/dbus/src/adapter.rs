@@ -1,46 +1,40 @@
 //! The D-Bus adapter: `io.ember.Init1` on the system bus, shaped like systemd1.
 //!
-//! - [`label`]: object paths from service names (systemd's bus-label escaping).
-//! - [`manager`]: `io.ember.Init1.Manager` at `/io/ember/Init1` (with an ObjectManager).
-//! - [`service`]: `io.ember.Init1.Service`, one object per service.
-//! - [`auth`]: the errors callers see, and who may change things.
-//!
 //! The bus daemon is usually one of ember's own services, so the bus comes and goes, and
 //! zbus never reconnects: the adapter watches `Connection::closed()`, then builds a new
 //! connection with capped backoff, re-exports every object and re-requests the name.
 //! While there is no bus, it keeps nothing but a fresh status list on reconnect. Methods
 //! only enqueue a command in the core and return; nothing on the bus waits for a service.
 
-pub mod auth;
-pub mod label;
-pub mod manager;
-pub mod service;
-
-use crate::protocol::{
+use crate::auth::Ctx;
+use crate::label::{service_path, MANAGER_PATH};
+use crate::manager::{self, Manager, Shared};
+use crate::service::{self, Service};
+use ember_ipc::{
     Command, Control, Event, Metrics, Reply, ServiceStatus, StatusArgs, SystemState, SystemStatus,
 };
-use auth::Ctx;
-use label::{service_path, MANAGER_PATH};
-use manager::{Manager, Shared};
-use service::Service;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::broadcast;
 use zbus::object_server::SignalEmitter;
 use zbus::Connection;
 
 pub const BUS_NAME: &str = "io.ember.Init1";
 
 /// The adapter's settings, from `[dbus]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Settings {
     /// "system", "session" or a D-Bus address.
     pub bus: String,
     pub control_group: String,
     pub device: String,
     pub version: String,
+    /// The changes being carried out: answered before the adapter leaves the bus.
+    pub inflight: crate::auth::Inflight,
+    /// Told the seq of every change once it is on the bus.
+    pub progress: ember_ipc::link::Progress,
 }
 
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
@@ -49,42 +43,10 @@ const BACKOFF_MAX: Duration = Duration::from_secs(3);
 /// A bus that accepts the socket but never answers must not hold the adapter.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Ask the adapter to leave the bus; it answers when done.
-pub type Shutdown = oneshot::Sender<oneshot::Sender<()>>;
-
-/// Runs the adapter until the core goes away, restarting it (with backoff) if it panics:
-/// an adapter's failure never reaches the core.
-pub async fn run(
-    settings: Settings,
-    control: Control,
-    mut shutdown: oneshot::Receiver<oneshot::Sender<()>>,
-) {
-    let mut backoff = BACKOFF_FIRST;
-    loop {
-        let task = tokio::spawn(Adapter::new(settings.clone(), control.clone()).run());
-        let abort = task.abort_handle();
-        tokio::pin!(task);
-        tokio::select! {
-            result = &mut task => match result {
-                Ok(()) => return,
-                Err(e) if e.is_panic() => {
-                    tracing::error!("dbus: the adapter panicked; restarting it in {} ms", backoff.as_millis());
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(BACKOFF_MAX);
-                }
-                Err(_) => return,
-            },
-            asked = &mut shutdown => {
-                // Dropping the connection releases the name.
-                abort.abort();
-                let _ = (&mut task).await;
-                if let Ok(done) = asked {
-                    let _ = done.send(());
-                }
-                return;
-            }
-        }
-    }
+/// Serves the bus until ember goes away. A panic ends the whole process (see
+/// `ember_ipc::adapter::crash_on_panic`): ember, which supervises it, starts it again.
+pub async fn run(settings: Settings, control: Control) {
+    Adapter::new(settings, control).run().await
 }
 
 struct Adapter {
@@ -102,7 +64,11 @@ enum End {
 
 impl Adapter {
     fn new(settings: Settings, control: Control) -> Adapter {
-        let ctx = Ctx::new(control.clone(), settings.control_group.clone());
+        let ctx = Ctx::new(
+            control.clone(),
+            settings.control_group.clone(),
+            settings.inflight.clone(),
+        );
         Adapter {
             settings,
             control,
@@ -233,9 +199,23 @@ impl Adapter {
                 _ = conn.closed() => return End::BusLost,
                 event = events.recv() => {
                     let result = match event {
-                        Ok(Event::Service(status)) => self.on_service(conn, status).await,
-                        Ok(Event::ServiceRemoved { name, .. }) => self.on_removed(conn, &name).await,
-                        Ok(Event::System(system)) => self.set_system(conn, system).await,
+                        Ok(Event::Service(status)) => {
+                            let seq = status.seq;
+                            let done = self.on_service(conn, status).await;
+                            self.settings.progress.applied(seq);
+                            done
+                        }
+                        Ok(Event::ServiceRemoved { name, seq }) => {
+                            let done = self.on_removed(conn, &name).await;
+                            self.settings.progress.applied(seq);
+                            done
+                        }
+                        Ok(Event::System(system)) => {
+                            let seq = system.seq;
+                            let done = self.set_system(conn, system).await;
+                            self.settings.progress.applied(seq);
+                            done
+                        }
                         Ok(Event::Log(_)) => Ok(()),
                         Ok(Event::Metrics(metrics)) => self.on_metrics(conn, &metrics).await,
                         // We fell behind: the latest of everything is one status call away.

@@ -1,7 +1,7 @@
 //! One object per service: `io.ember.Init1.Service` at `/io/ember/Init1/service/<label>`.
 
-use super::auth::{Ctx, Error};
-use crate::protocol::{Command, Metrics, Reply, ServiceStatus, StatusArgs, Targets};
+use crate::auth::{Ctx, Error};
+use ember_ipc::{Command, Metrics, Reply, ServiceStatus, StatusArgs, Targets};
 use std::collections::HashMap;
 use zbus::message::Header;
 use zbus::Variant as Value;

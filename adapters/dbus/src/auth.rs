@@ -1,6 +1,6 @@
 //! Errors as callers see them, who may change things, and running a command for a caller.
 
-use crate::protocol::{Command, Control, ErrorKind, Reply};
+use ember_ipc::{Command, Control, ErrorKind, Reply};
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 use zbus::fdo::ConnectionCredentials;
@@ -23,8 +23,8 @@ pub enum Error {
     Failed(String),
 }
 
-impl From<crate::protocol::Error> for Error {
-    fn from(e: crate::protocol::Error) -> Error {
+impl From<ember_ipc::Error> for Error {
+    fn from(e: ember_ipc::Error) -> Error {
         match e.kind {
             ErrorKind::UnknownService => Error::UnknownService(e.message),
             ErrorKind::AccessDenied => Error::AccessDenied(e.message),
@@ -46,12 +46,26 @@ pub struct Ctx {
     inflight: Arc<Semaphore>,
 }
 
+/// The changes being carried out for callers: before the adapter leaves the bus, they
+/// are answered.
+pub type Inflight = Arc<Semaphore>;
+
+/// A fresh count of changes in flight.
+pub fn inflight() -> Inflight {
+    Arc::new(Semaphore::new(MAX_INFLIGHT))
+}
+
+/// Waits (at most `within`) until every change in flight has its answer.
+pub async fn drain(inflight: &Inflight, within: std::time::Duration) {
+    let _ = tokio::time::timeout(within, inflight.acquire_many(MAX_INFLIGHT as u32)).await;
+}
+
 impl Ctx {
-    pub fn new(control: Control, control_group: String) -> Ctx {
+    pub fn new(control: Control, control_group: String, inflight: Inflight) -> Ctx {
         Ctx {
             control,
             control_group,
-            inflight: Arc::new(Semaphore::new(MAX_INFLIGHT)),
+            inflight,
         }
     }
 
@@ -88,7 +102,7 @@ impl Ctx {
         &self,
         conn: &Connection,
         header: &Header<'_>,
-        verb: crate::protocol::Verb,
+        verb: ember_ipc::Verb,
         system: bool,
     ) -> Result<String, Error> {
         let denied = |why: &str| {

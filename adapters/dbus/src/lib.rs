@@ -1,0 +1,14 @@
+//! ember-dbus: `io.ember.Init1` on D-Bus, shaped like systemd1, for the services of the
+//! ember it links to over the control socket.
+//!
+//! - [`adapter`]: the connection to the bus and its reattaching, events to objects.
+//! - [`manager`]: `io.ember.Init1.Manager` at `/io/ember/Init1` (with an ObjectManager).
+//! - [`service`]: `io.ember.Init1.Service`, one object per service.
+//! - [`auth`]: the errors callers see, and who may change things.
+//! - [`label`]: object paths from service names (systemd's bus-label escaping).
+
+pub mod adapter;
+pub mod auth;
+pub mod label;
+pub mod manager;
+pub mod service;

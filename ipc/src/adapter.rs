@@ -1,0 +1,131 @@
+//! What ember hands an adapter it runs (ember-mqtt, ember-dbus): its settings, as one
+//! JSON document on the adapter's standard input. ember, as root, reads what the adapter
+//! must not be able to read itself (a password file, a TLS key), so the adapter runs as
+//! an unprivileged user of its own and needs no file of ember's.
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// The most settings an adapter reads: certificates and keys fit many times over.
+pub const MAX_SETTINGS: usize = 1024 * 1024;
+
+/// A secret (a password, a private key): its `Debug` shows no trace of it, so no log line
+/// or panic message can.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(secret: String) -> Secret {
+        Secret(secret)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// ember-dbus's settings, from `[dbus]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DbusSettings {
+    /// ember's control socket.
+    pub socket: PathBuf,
+    /// "system", "session" or a D-Bus address.
+    pub bus: String,
+    /// Members may start, stop and restart services, besides root.
+    pub control_group: String,
+    /// The log filter (EMBER_LOG's syntax), ember's own.
+    #[serde(default)]
+    pub log: Option<String>,
+}
+
+/// Reads an adapter's settings from standard input, to its end.
+#[cfg(feature = "link")]
+pub fn read_settings<T: serde::de::DeserializeOwned>() -> Result<T, String> {
+    use std::io::Read;
+    let mut text = Vec::new();
+    std::io::stdin()
+        .take(MAX_SETTINGS as u64 + 1)
+        .read_to_end(&mut text)
+        .map_err(|e| format!("cannot read the settings on standard input: {e}"))?;
+    if text.len() > MAX_SETTINGS {
+        return Err(format!(
+            "the settings on standard input are over {MAX_SETTINGS} bytes"
+        ));
+    }
+    if text.iter().all(u8::is_ascii_whitespace) {
+        return Err(
+            "no settings on standard input: this adapter is started by ember, from the [mqtt] or [dbus] table of ember.toml".into(),
+        );
+    }
+    crate::json::from_slice(&text).map_err(|e| format!("bad settings on standard input: {e}"))
+}
+
+/// Makes any panic, in any task, end the process with status 101: an adapter is
+/// crash-only, and ember, which supervises it, starts it again in a known state (rather
+/// than leaving it alive with a task gone).
+#[cfg(feature = "link")]
+pub fn crash_on_panic() {
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("ERROR {info}; exiting, to be started again");
+        std::process::exit(101);
+    }));
+}
+
+/// An adapter's log: one line per event on standard error, which ember reads and files
+/// under the adapter's name with its own time, so no time here. `level` is a filter in
+/// EMBER_LOG's syntax; EMBER_LOG overrides it.
+#[cfg(feature = "link")]
+pub fn init_logging(level: Option<&str>) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let wanted = std::env::var("EMBER_LOG")
+        .ok()
+        .or_else(|| level.map(str::to_owned))
+        .unwrap_or_else(|| "info".to_owned());
+    let filter: tracing_subscriber::filter::Targets = wanted
+        .parse()
+        .unwrap_or_else(|_| "info".parse().unwrap_or_default());
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(StderrLines)
+        .try_init();
+}
+
+#[cfg(feature = "link")]
+struct StderrLines;
+
+#[cfg(feature = "link")]
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for StderrLines {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        use std::io::Write;
+        struct Message(String);
+        impl tracing::field::Visit for Message {
+            fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+                if field.name() == "message" {
+                    self.0.push_str(value);
+                }
+            }
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                if field.name() == "message" {
+                    self.0.push_str(&format!("{value:?}"));
+                }
+            }
+        }
+        let mut message = Message(String::new());
+        event.record(&mut message);
+        let level = event.metadata().level().as_str();
+        // One line a record: ember would split a newline into two.
+        let text = message.0.replace('\n', "\\n");
+        let _ = std::io::stderr()
+            .lock()
+            .write_all(format!("{level} {text}\n").as_bytes());
+    }
+}
