@@ -238,3 +238,60 @@ command = ["/bin/sleep", "7820003"]
     let out = as_user(65534, 65534, "65533", &["status"]);
     assert!(!out.status.success(), "{}", said(&out));
 }
+
+/// The README's "write your own adapter" example, run as it is.
+#[test]
+fn the_readme_adapter_example_watches_and_commands() {
+    if !can_unshare() {
+        return;
+    }
+    use std::io::Read;
+    let ember = Ember::start(
+        "proto-example",
+        "[service.web]\ncommand = [\"/bin/sleep\", \"7820004\"]\n",
+    );
+    let before = ember.wait_state("web", "active", None, LONG)["pid"].clone();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/config/examples/watch.py");
+    let out_path = ember.dir.path("watch.out");
+    let mut watch = Command::new("/usr/bin/python3")
+        .arg(script)
+        .arg(&ember.socket)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let seen = |needle: &str| {
+        std::fs::read_to_string(&out_path)
+            .unwrap_or_default()
+            .contains(needle)
+    };
+    assert!(
+        wait_for(LONG, || seen("web: active (running)")),
+        "{}",
+        std::fs::read_to_string(&out_path).unwrap_or_default()
+    );
+    watch
+        .stdin
+        .as_mut()
+        .unwrap()
+        .write_all(b"restart web\n")
+        .unwrap();
+    assert!(wait_for(LONG, || seen("\"ok\"")), "no reply");
+    let after = ember.wait_state("web", "active", None, LONG)["pid"].clone();
+    assert_ne!(after, before);
+    assert!(
+        wait_for(LONG, || seen(&format!("web: active (running) pid {after}"))),
+        "{}",
+        std::fs::read_to_string(&out_path).unwrap_or_default()
+    );
+    let _ = watch.kill();
+    let mut err = String::new();
+    let _ = watch.stderr.take().unwrap().read_to_string(&mut err);
+    assert!(!err.contains("a gap ember did not tell"), "{err}");
+    let text = std::fs::read_to_string(&out_path).unwrap();
+    assert!(
+        text.starts_with(&format!("ember {}", env!("CARGO_PKG_VERSION"))),
+        "{text}"
+    );
+}
