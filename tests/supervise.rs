@@ -666,7 +666,7 @@ fn a_user_other_than_root_cannot_use_the_control_socket() {
         let said = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {said}");
         assert!(
-            said.contains("uid 65534 may not control ember: only root and uid 0 may; try sudo"),
+            said.contains("uid 65534 may not control ember: only root, uid 0 and the users and groups of [[control.allow]] may; try sudo"),
             "{args:?}: {said}"
         );
     }

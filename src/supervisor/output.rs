@@ -5,14 +5,22 @@ use ember_ipc::throttle::RateLimit;
 use ember_ipc::{LogLine, Stream};
 use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
-use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 
 /// Longer lines are split: a service that never writes a newline cannot grow our memory.
 pub const MAX_LINE: usize = 4096;
 
+/// What one read takes from a pipe at most. The buffer is one per thread, shared by every
+/// service: a service that writes nothing costs no buffer.
+const READ_CHUNK: usize = 16 * 1024;
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Reads one output pipe until EOF and feeds each line to the runtime. The feed channel is
 /// bounded, so a service that floods its output is slowed down, not buffered without end.
+/// While the pipe is quiet the task holds nothing but the pipe and a partial line, if any.
 pub fn read_lines(fd: OwnedFd, name: String, run: u64, stream: Stream, feed: mpsc::Sender<Feed>) {
     let receiver = match tokio::net::unix::pipe::Receiver::from_owned_fd(fd) {
         Ok(r) => r,
@@ -22,42 +30,44 @@ pub fn read_lines(fd: OwnedFd, name: String, run: u64, stream: Stream, feed: mps
         }
     };
     tokio::spawn(async move {
-        let mut receiver = receiver;
-        let mut buf = vec![0u8; 8192];
-        let mut line: Vec<u8> = Vec::new();
+        let receiver = receiver;
+        let mut partial: Vec<u8> = Vec::new();
         loop {
-            let n = match receiver.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            };
-            for &b in &buf[..n] {
-                if b == b'\n' || line.len() >= MAX_LINE {
-                    let text = String::from_utf8_lossy(&line)
-                        .trim_end_matches('\r')
-                        .to_owned();
-                    line.clear();
-                    if b != b'\n' {
-                        line.push(b);
-                    }
-                    if feed
-                        .send(Feed::Line {
-                            name: name.clone(),
-                            run,
-                            stream,
-                            line: text,
-                        })
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                } else {
-                    line.push(b);
+            if receiver.readable().await.is_err() {
+                break;
+            }
+            // Read into the shared buffer and cut lines, with no await in between: the
+            // buffer is free again before anything else runs on this thread.
+            let (lines, ended) = SCRATCH.with(|scratch| {
+                let mut buf = scratch.borrow_mut();
+                buf.resize(READ_CHUNK, 0);
+                match receiver.try_read(&mut buf) {
+                    Ok(0) => (Vec::new(), true),
+                    Ok(n) => (split_lines(&buf[..n], &mut partial), false),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => (Vec::new(), false),
+                    Err(_) => (Vec::new(), true),
+                }
+            });
+            for line in lines {
+                if feed
+                    .send(Feed::Line {
+                        name: name.clone(),
+                        run,
+                        stream,
+                        line,
+                    })
+                    .await
+                    .is_err()
+                {
+                    return;
                 }
             }
+            if ended {
+                break;
+            }
         }
-        if !line.is_empty() {
-            let text = String::from_utf8_lossy(&line).into_owned();
+        if !partial.is_empty() {
+            let text = String::from_utf8_lossy(&partial).into_owned();
             let _ = feed
                 .send(Feed::Line {
                     name,
@@ -70,15 +80,49 @@ pub fn read_lines(fd: OwnedFd, name: String, run: u64, stream: Stream, feed: mps
     });
 }
 
-/// The last [`ember_ipc::LOG_LINES_KEPT`] lines of one service.
+/// The whole lines in `bytes`, after what `partial` held; what is left of a line stays in
+/// `partial` (released once empty). A line longer than [`MAX_LINE`] is split.
+fn split_lines(bytes: &[u8], partial: &mut Vec<u8>) -> Vec<String> {
+    let mut lines = Vec::new();
+    for &b in bytes {
+        if b == b'\n' || partial.len() >= MAX_LINE {
+            let text = String::from_utf8_lossy(partial)
+                .trim_end_matches('\r')
+                .to_owned();
+            partial.clear();
+            if b != b'\n' {
+                partial.push(b);
+            }
+            lines.push(text);
+        } else {
+            partial.push(b);
+        }
+    }
+    if partial.is_empty() {
+        *partial = Vec::new();
+    }
+    lines
+}
+
+/// The last [`ember_ipc::LOG_LINES_KEPT`] lines of one service, compactly: each line's
+/// text, time, stream and number, not its service's name (the ring is the service's), and
+/// nothing at all until the first line.
 #[derive(Debug, Default)]
 pub struct LogRing {
-    lines: VecDeque<LogLine>,
+    lines: VecDeque<Kept>,
     next_seq: u64,
     /// How many of its lines are copied to ember's own log (the console, /dev/kmsg,
     /// journald): a service printing 100,000 lines a second must not hold PID 1 writing
     /// to a 115,200 baud console. The ring keeps every line regardless.
     copies: Option<RateLimit>,
+}
+
+#[derive(Debug)]
+struct Kept {
+    seq: u64,
+    time_usec: u64,
+    stream: Stream,
+    text: Box<str>,
 }
 
 /// Lines a second one service may have copied to ember's log, and at once.
@@ -89,8 +133,12 @@ pub const COPY_RATE_ALL: u64 = 500;
 pub const COPY_BURST_ALL: u64 = 2000;
 
 impl LogRing {
+    /// Keeps a line; returns it as followers and subscribers get it.
     pub fn push(&mut self, service: &str, stream: Stream, line: String, time_usec: u64) -> LogLine {
         self.next_seq += 1;
+        if self.lines.len() == ember_ipc::LOG_LINES_KEPT {
+            self.lines.pop_front();
+        }
         let entry = LogLine {
             service: service.to_owned(),
             stream,
@@ -98,10 +146,12 @@ impl LogRing {
             time_usec,
             seq: self.next_seq,
         };
-        if self.lines.len() == ember_ipc::LOG_LINES_KEPT {
-            self.lines.pop_front();
-        }
-        self.lines.push_back(entry.clone());
+        self.lines.push_back(Kept {
+            seq: entry.seq,
+            time_usec,
+            stream,
+            text: entry.line.as_str().into(),
+        });
         entry
     }
 
@@ -111,9 +161,20 @@ impl LogRing {
             .get_or_insert_with(|| RateLimit::new(COPY_RATE, COPY_BURST, now))
     }
 
-    pub fn last(&self, n: usize) -> Vec<LogLine> {
+    /// The last `n` lines, of the service `service`.
+    pub fn last(&self, service: &str, n: usize) -> Vec<LogLine> {
         let skip = self.lines.len().saturating_sub(n);
-        self.lines.iter().skip(skip).cloned().collect()
+        self.lines
+            .iter()
+            .skip(skip)
+            .map(|k| LogLine {
+                service: service.to_owned(),
+                stream: k.stream,
+                line: k.text.to_string(),
+                time_usec: k.time_usec,
+                seq: k.seq,
+            })
+            .collect()
     }
 }
 
@@ -127,12 +188,31 @@ mod tests {
         for i in 0..250 {
             ring.push("a", Stream::Stdout, format!("line {i}"), 0);
         }
-        let last = ring.last(3);
+        let last = ring.last("a", 3);
         assert_eq!(
             last.iter().map(|l| l.line.as_str()).collect::<Vec<_>>(),
             ["line 247", "line 248", "line 249"]
         );
         assert_eq!(last[2].seq, 250);
-        assert_eq!(ring.last(1000).len(), ember_ipc::LOG_LINES_KEPT);
+        assert_eq!(ring.last("a", 1000).len(), ember_ipc::LOG_LINES_KEPT);
+        assert_eq!(last[0].service, "a");
+    }
+
+    #[test]
+    fn lines_are_cut_at_newlines_and_at_the_longest_line() {
+        let mut partial = Vec::new();
+        assert_eq!(split_lines(b"one\r\ntw", &mut partial), ["one"]);
+        assert_eq!(partial, b"tw");
+        assert_eq!(split_lines(b"o\n", &mut partial), ["two"]);
+        assert_eq!(
+            partial.capacity(),
+            0,
+            "no buffer kept once the line is whole"
+        );
+        let long = vec![b'x'; MAX_LINE + 10];
+        let lines = split_lines(&long, &mut partial);
+        assert_eq!(lines.len(), 1);
+        assert_eq!(lines[0].len(), MAX_LINE);
+        assert_eq!(partial.len(), 10);
     }
 }

@@ -265,7 +265,7 @@ impl Runtime {
                 let lines = self
                     .logs
                     .get(&args.name)
-                    .map(|ring| ring.last(args.lines))
+                    .map(|ring| ring.last(&args.name, args.lines))
                     .unwrap_or_default();
                 Reply::Logs { lines }
             }
