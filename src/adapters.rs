@@ -10,7 +10,7 @@
 //! since ember hands it its settings, secrets included, on standard input.
 
 use crate::config::{Config, RestartPolicy, ServiceSpec};
-use ember_ipc::adapter::{DbusSettings, Secret};
+use ember_ipc::adapter::{DbusSettings, MqttSettings, Secret};
 use ember_ipc::rights::{Rule, Who, READ_VERBS};
 use ember_ipc::Verb;
 use std::path::PathBuf;
@@ -31,6 +31,21 @@ pub struct Adapter {
 /// The adapters `config` asks for.
 pub fn plan(config: &Config) -> Vec<Adapter> {
     let mut adapters = Vec::new();
+    // Until ember-mqtt is built, the core's `mqtt` feature still runs the adapter inside.
+    if let Some(mqtt) = config.mqtt.as_ref().filter(|_| !cfg!(feature = "mqtt")) {
+        let settings = mqtt_settings(config, mqtt);
+        // Reading, and what [mqtt] lets the network do: start, stop and restart of the
+        // allowed services; reload, poweroff and reboot with allow_system.
+        let mut verbs = read_verbs();
+        verbs.extend([Verb::Start, Verb::Stop, Verb::Restart]);
+        if mqtt.allow_system {
+            verbs.extend([Verb::Reload, Verb::Poweroff, Verb::Reboot, Verb::Halt]);
+        }
+        let services = (!mqtt.allow.iter().any(|g| g == "*")).then(|| mqtt.allow.clone());
+        let brokers = broker_services(config, &mqtt.host, mqtt.port);
+        let json = settings.and_then(|s| serde_json::to_string(&s).map_err(|e| e.to_string()));
+        adapters.push(adapter(MQTT, &mqtt.user, json, verbs, services, brokers));
+    }
     if let Some(dbus) = &config.dbus {
         let settings = DbusSettings {
             socket: config.control.socket.clone(),
@@ -45,10 +60,11 @@ pub fn plan(config: &Config) -> Vec<Adapter> {
         // Its callers' credentials decide (root for the system verbs, the control group
         // for services): the adapter itself may ask everything.
         let verbs = all_verbs();
+        let json = serde_json::to_string(&settings).map_err(|e| e.to_string());
         adapters.push(adapter(
             DBUS,
             &dbus.user,
-            serde_json::to_string(&settings),
+            json,
             verbs,
             None,
             bus_services(config, &settings.bus),
@@ -69,7 +85,7 @@ pub fn read_verbs() -> Vec<Verb> {
 fn adapter(
     name: &str,
     user: &str,
-    settings: serde_json::Result<String>,
+    settings: Result<String, String>,
     verbs: Vec<Verb>,
     services: Option<Vec<String>>,
     after: Vec<String>,
@@ -84,7 +100,7 @@ fn adapter(
     spec.linger = true;
     match settings {
         Ok(json) => spec.input = Some(Secret::new(json)),
-        Err(e) => spec.load_error = Some(format!("cannot write its settings: {e}")),
+        Err(e) => spec.load_error = Some(e),
     }
     // Only root can run it as another user; otherwise it runs as ember does, and has
     // ember's rights.
@@ -135,6 +151,73 @@ fn account(user: &str) -> u32 {
                 .unwrap_or(true)
         })
         .unwrap_or(FIRST)
+}
+
+/// ember-mqtt's settings: what `[mqtt]` says, with the files it names read here, by
+/// ember, so that the adapter needs no access to them. A file that cannot be read is the
+/// adapter's failure, with the reason, not ember's.
+fn mqtt_settings(config: &Config, mqtt: &crate::config::mqtt::MqttConfig) -> Result<MqttSettings, String> {
+    let read = |what: &str, path: &Option<PathBuf>| -> Result<Option<String>, String> {
+        path.as_ref()
+            .map(|p| {
+                std::fs::read_to_string(p)
+                    .map_err(|e| format!("cannot read [mqtt] {what} {}: {e}", p.display()))
+            })
+            .transpose()
+    };
+    let password = read("password_file", &mqtt.password_file)?
+        .map(|text| Secret::new(text.trim_end_matches(['\n', '\r']).to_owned()));
+    let device = config.system.device.clone();
+    Ok(MqttSettings {
+        socket: config.control.socket.clone(),
+        host: mqtt.host.clone(),
+        port: mqtt.port,
+        tls: mqtt.tls,
+        client_id: mqtt
+            .client_id
+            .clone()
+            .unwrap_or_else(|| format!("ember-{device}")),
+        username: mqtt.username.clone(),
+        password,
+        ca: read("ca_file", &mqtt.ca_file)?,
+        cert: read("cert_file", &mqtt.cert_file)?,
+        key: read("key_file", &mqtt.key_file)?.map(Secret::new),
+        prefix: mqtt.prefix.clone(),
+        device,
+        keep_alive_secs: mqtt.keep_alive.as_secs(),
+        allow: mqtt.allow.clone(),
+        allow_system: mqtt.allow_system,
+        groups: mqtt.groups.clone(),
+        homeassistant: mqtt.homeassistant,
+        metrics: config.system.metrics_interval.is_some(),
+        log: config.log.level.clone(),
+    })
+}
+
+/// The services that are the broker the MQTT adapter connects to, when ember runs it: a
+/// service ready when the broker's port answers, or a mosquitto. The adapter starts after
+/// them (and stops before them).
+fn broker_services(config: &Config, host: &str, port: u16) -> Vec<String> {
+    let local = matches!(host, "127.0.0.1" | "localhost" | "::1" | "[::1]");
+    config
+        .services
+        .values()
+        .filter(|s| {
+            let program = s
+                .command
+                .first()
+                .map(|p| p.rsplit('/').next().unwrap_or(p))
+                .unwrap_or_default();
+            let answers_on_port = match &s.ready {
+                crate::config::Readiness::Tcp(address) => address
+                    .rsplit_once(':')
+                    .is_some_and(|(h, p)| p == port.to_string() && (h == host || local)),
+                _ => false,
+            };
+            answers_on_port || (local && program == "mosquitto")
+        })
+        .map(|s| s.name.clone())
+        .collect()
 }
 
 /// The services that are the bus the D-Bus adapter connects to, when ember runs it: the

@@ -46,6 +46,44 @@ pub struct DbusSettings {
     pub log: Option<String>,
 }
 
+/// ember-mqtt's settings, from `[mqtt]`. File contents (the password, the CA, the client
+/// certificate and key) are read by ember and carried here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttSettings {
+    /// ember's control socket.
+    pub socket: PathBuf,
+    pub host: String,
+    pub port: u16,
+    pub tls: bool,
+    pub client_id: String,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// The CA that signed the broker's certificate, PEM.
+    #[serde(default)]
+    pub ca: Option<String>,
+    /// A client certificate and its key, PEM.
+    #[serde(default)]
+    pub cert: Option<String>,
+    #[serde(default)]
+    pub key: Option<Secret>,
+    pub prefix: String,
+    pub device: String,
+    /// Seconds; 0: none.
+    pub keep_alive_secs: u64,
+    pub allow: Vec<String>,
+    pub allow_system: bool,
+    pub groups: Vec<String>,
+    pub homeassistant: bool,
+    /// The `metrics` rounds of `[system] metrics_interval` are published too.
+    #[serde(default)]
+    pub metrics: bool,
+    #[serde(default)]
+    pub log: Option<String>,
+}
+
 /// Reads an adapter's settings from standard input, to its end.
 #[cfg(feature = "link")]
 pub fn read_settings<T: serde::de::DeserializeOwned>() -> Result<T, String> {

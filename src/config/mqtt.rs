@@ -30,6 +30,9 @@ pub struct MqttConfig {
     pub allow_system: bool,
     pub groups: Vec<String>,
     pub homeassistant: bool,
+    /// The user the ember-mqtt adapter runs as (default "ember-mqtt"; without such an
+    /// account, a uid of ember's: see `crate::adapters`).
+    pub user: String,
 }
 
 /// `mqtt://host[:port]` or `mqtts://host[:port]`.
@@ -98,6 +101,7 @@ pub struct RawMqtt {
     allow_system: Option<bool>,
     groups: Option<Vec<Spanned<String>>>,
     homeassistant: Option<bool>,
+    user: Option<Spanned<String>>,
 }
 
 impl RawMqtt {
@@ -117,6 +121,7 @@ impl RawMqtt {
             allow_system: t.take("allow_system"),
             groups: t.take("groups"),
             homeassistant: t.take("homeassistant"),
+            user: t.take("user"),
         }
     }
 
@@ -239,7 +244,20 @@ impl RawMqtt {
                 groups.push(group.into_inner());
             }
         }
+        let user = match self.user {
+            Some(u) if u.get_ref().is_empty() || u.get_ref().contains([':', ' ', '/']) => {
+                problem(
+                    u.span().start,
+                    Severity::Error,
+                    format!("user \"{}\" must be a user name, e.g. \"ember-mqtt\"", u.get_ref()),
+                );
+                crate::adapters::MQTT.to_owned()
+            }
+            Some(u) => u.into_inner(),
+            None => crate::adapters::MQTT.to_owned(),
+        };
         MqttConfig {
+            user,
             host: url.host,
             port: url.port,
             tls: url.tls,
