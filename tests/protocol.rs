@@ -286,6 +286,7 @@ fn the_readme_adapter_example_watches_and_commands() {
         std::fs::read_to_string(&out_path).unwrap_or_default()
     );
     let _ = watch.kill();
+    let _ = watch.wait();
     let mut err = String::new();
     let _ = watch.stderr.take().unwrap().read_to_string(&mut err);
     assert!(!err.contains("a gap ember did not tell"), "{err}");
