@@ -156,7 +156,10 @@ fn account(user: &str) -> u32 {
 /// ember-mqtt's settings: what `[mqtt]` says, with the files it names read here, by
 /// ember, so that the adapter needs no access to them. A file that cannot be read is the
 /// adapter's failure, with the reason, not ember's.
-fn mqtt_settings(config: &Config, mqtt: &crate::config::mqtt::MqttConfig) -> Result<MqttSettings, String> {
+fn mqtt_settings(
+    config: &Config,
+    mqtt: &crate::config::mqtt::MqttConfig,
+) -> Result<MqttSettings, String> {
     let read = |what: &str, path: &Option<PathBuf>| -> Result<Option<String>, String> {
         path.as_ref()
             .map(|p| {

@@ -28,6 +28,7 @@ use walk::{FromToml, Issue, Table};
 
 pub const DEFAULT_CONFIG: &str = "/etc/ember/ember.toml";
 pub const DEFAULT_SOCKET: &str = "/run/ember/control.sock";
+pub const DEFAULT_LOG_DIR: &str = "/var/log/ember";
 
 /// A checked configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,6 +59,8 @@ pub struct SystemConfig {
     /// How often every running service's resource use is published (MQTT, D-Bus);
     /// None: never, and no timer runs.
     pub metrics_interval: Option<std::time::Duration>,
+    /// Where a relative `stdout = { file = ... }` is.
+    pub log_dir: PathBuf,
 }
 
 impl SystemConfig {
@@ -70,6 +73,7 @@ impl SystemConfig {
             shutdown_timeout: std::time::Duration::from_secs(5),
             rescue_shell: None,
             metrics_interval: None,
+            log_dir: PathBuf::from(DEFAULT_LOG_DIR),
         }
     }
 }
@@ -144,6 +148,7 @@ struct RawSystem {
     shutdown_timeout: Option<std::time::Duration>,
     rescue_shell: Option<PathBuf>,
     metrics_interval: Option<Spanned<std::time::Duration>>,
+    log_dir: Option<Spanned<PathBuf>>,
 }
 
 impl RawSystem {
@@ -157,6 +162,7 @@ impl RawSystem {
             shutdown_timeout: t.take("shutdown_timeout"),
             rescue_shell: t.take("rescue_shell"),
             metrics_interval: t.take("metrics_interval"),
+            log_dir: t.take("log_dir"),
         }
     }
 }
@@ -488,6 +494,18 @@ fn load_source(source: &Rc<Source>, problems: &mut Vec<Problem>) -> Config {
         .into_iter()
         .map(|(name, (spec, _))| (name, spec))
         .collect();
+    if let Some(dir) = &system.log_dir {
+        if dir.get_ref().is_relative() {
+            problems.push(source.problem(
+                Some(dir.span().start),
+                Severity::Error,
+                format!(
+                    "log_dir \"{}\" must be an absolute path, e.g. \"/var/log/ember\"",
+                    dir.get_ref().display()
+                ),
+            ));
+        }
+    }
     if let Some(every) = &system.metrics_interval {
         if *every.get_ref() < std::time::Duration::from_secs(1) {
             problems.push(source.problem(
@@ -539,6 +557,20 @@ fn assemble(
     }
     system_config.rescue_shell = system.rescue_shell;
     system_config.metrics_interval = system.metrics_interval.map(Spanned::into_inner);
+    if let Some(dir) = system.log_dir {
+        system_config.log_dir = dir.into_inner();
+    }
+    // A relative output file is under log_dir.
+    let mut services = services;
+    for spec in services.values_mut() {
+        for output in [&mut spec.stdout, &mut spec.stderr] {
+            if let Output::Rotated(file) = output {
+                if file.path.is_relative() {
+                    file.path = system_config.log_dir.join(&file.path);
+                }
+            }
+        }
+    }
     Config {
         path: path.to_owned(),
         system: system_config,

@@ -249,7 +249,10 @@ impl RawMqtt {
                 problem(
                     u.span().start,
                     Severity::Error,
-                    format!("user \"{}\" must be a user name, e.g. \"ember-mqtt\"", u.get_ref()),
+                    format!(
+                        "user \"{}\" must be a user name, e.g. \"ember-mqtt\"",
+                        u.get_ref()
+                    ),
                 );
                 crate::adapters::MQTT.to_owned()
             }

@@ -35,8 +35,8 @@ pub struct RawService {
     ready: Option<Spanned<RawReady>>,
     ready_timeout: Option<Duration>,
     watchdog: Option<Spanned<Duration>>,
-    stdout: Option<Spanned<String>>,
-    stderr: Option<Spanned<String>>,
+    stdout: Option<Spanned<RawOutput>>,
+    stderr: Option<Spanned<RawOutput>>,
     enabled: Option<bool>,
     on_failure: Option<FailureAction>,
     limits: RawLimits,
@@ -195,8 +195,60 @@ pub enum Output {
     /// ember's own stdout (the console when PID 1).
     Console,
     Null,
-    /// Appended to this file.
+    /// Appended to this file by the service itself, without bound.
     File(PathBuf),
+    /// Read line by line by ember (kept for `ember ctl logs` and readiness, as `Log`) and
+    /// written to a file that ember rotates, bounded.
+    Rotated(RotatedFile),
+}
+
+/// `stdout = { file = "out.log", max_size = "1M", keep = 3 }`: at most `keep` files of at
+/// most `max_size` bytes (`out.log`, `out.log.1` ... `out.log.<keep-1>`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RotatedFile {
+    /// Absolute: a relative `file` is under `[system] log_dir`.
+    pub path: PathBuf,
+    pub max_size: u64,
+    pub keep: u32,
+}
+
+pub const DEFAULT_MAX_SIZE: u64 = 1024 * 1024;
+pub const DEFAULT_KEEP: u32 = 3;
+
+/// `stdout` or `stderr` as written: a word or a path, or a table for a rotated file.
+#[derive(Debug)]
+pub enum RawOutput {
+    Text(String),
+    Rotated {
+        file: Option<Spanned<PathBuf>>,
+        max_size: Option<Spanned<super::limits::Amount>>,
+        keep: Option<Spanned<u32>>,
+    },
+}
+
+impl FromToml for RawOutput {
+    fn from_toml(value: Spanned<DeValue<'_>>, issues: &mut Vec<Issue>) -> Option<Self> {
+        if matches!(value.get_ref(), DeValue::String(_)) {
+            return String::from_toml(value, issues).map(RawOutput::Text);
+        }
+        walk::table(
+            value,
+            "\"log\", \"console\", \"null\", a path, or a table such as { file = \"out.log\", max_size = \"1M\", keep = 3 }",
+            issues,
+            |t| RawOutput::Rotated {
+                file: t.take("file"),
+                max_size: t.take("max_size"),
+                keep: t.take("keep"),
+            },
+        )
+    }
+}
+
+impl Output {
+    /// Whether ember reads it line by line (and so may match `ready = { log }` in it).
+    pub fn is_read(&self) -> bool {
+        matches!(self, Output::Log | Output::Rotated(_))
+    }
 }
 
 /// A checked service, as the engine and the runtime use it. Equality decides what a
@@ -603,20 +655,63 @@ pub fn build(
     ] {
         if let Some(v) = value {
             let offset = v.span().start;
-            match parse_output(v.get_ref()) {
-                Ok(o) => *slot = o,
-                Err(why) => error!(offset, format!("service \"{name}\": {why}")),
+            match v.into_inner() {
+                RawOutput::Text(text) => match parse_output(&text) {
+                    Ok(o) => *slot = o,
+                    Err(why) => error!(offset, format!("service \"{name}\": {why}")),
+                },
+                RawOutput::Rotated {
+                    file,
+                    max_size,
+                    keep,
+                } => {
+                    let Some(file) = file else {
+                        error!(offset, format!("service \"{name}\": an output table needs file, e.g. {{ file = \"/var/log/{name}.log\", max_size = \"1M\", keep = 3 }}"));
+                        continue;
+                    };
+                    let max_size = match max_size {
+                        None => Some(DEFAULT_MAX_SIZE),
+                        Some(m) => match m.get_ref() {
+                            super::limits::Amount::Value(n) if *n >= 4096 => Some(*n),
+                            _ => {
+                                error!(m.span().start, format!("service \"{name}\": max_size must be a size of at least 4K, e.g. \"1M\" (a file never grows past it)"));
+                                None
+                            }
+                        },
+                    };
+                    let keep = match keep {
+                        None => Some(DEFAULT_KEEP),
+                        Some(k) if (1..=100).contains(k.get_ref()) => Some(*k.get_ref()),
+                        Some(k) => {
+                            error!(k.span().start, format!("service \"{name}\": keep must be 1 to 100: how many files are kept, the one written to included"));
+                            None
+                        }
+                    };
+                    let (Some(max_size), Some(keep)) = (max_size, keep) else {
+                        continue;
+                    };
+                    let path = file.get_ref().clone();
+                    if path.as_os_str().is_empty()
+                        || path.ends_with("..")
+                        || path.file_name().is_none()
+                    {
+                        error!(file.span().start, format!("service \"{name}\": file must name a file, e.g. \"{name}.log\" (under [system] log_dir) or \"/var/log/{name}.log\""));
+                        continue;
+                    }
+                    *slot = Output::Rotated(RotatedFile {
+                        path,
+                        max_size,
+                        keep,
+                    });
+                }
             }
         }
     }
     // ember reads only the output that goes to the log: a log pattern on output that
     // goes elsewhere would wait for a line that never comes, until ready_timeout.
-    if matches!(spec.ready, Readiness::Log(_))
-        && spec.stdout != Output::Log
-        && spec.stderr != Output::Log
-    {
+    if matches!(spec.ready, Readiness::Log(_)) && !spec.stdout.is_read() && !spec.stderr.is_read() {
         let words = |o: &Output| match o {
-            Output::Log => "log".to_owned(),
+            Output::Log | Output::Rotated(_) => "log".to_owned(),
             Output::Console => "\"console\"".to_owned(),
             Output::Null => "\"null\"".to_owned(),
             Output::File(p) => format!("the file {}", p.display()),

@@ -448,7 +448,7 @@ ready = { log = "up", timeout = "5s" }
     assert_eq!(
         tree.problems(),
         [
-            "ember.toml:2:1: unknown field `devise`, expected one of `device`, `services_dir`, `hostname`, `ctrl_alt_del`, `shutdown_timeout`, `rescue_shell`, `metrics_interval`",
+            "ember.toml:2:1: unknown field `devise`, expected one of `device`, `services_dir`, `hostname`, `ctrl_alt_del`, `shutdown_timeout`, `rescue_shell`, `metrics_interval`, `log_dir`",
             "ember.toml:4:1: unknown field `lvl`, expected `level` or `output`",
             "ember.toml:6:1: unknown field `sock`, expected `socket` or `allow`",
             "ember.toml:7:2: unknown section \"servce\"; expected system, log, control, mqtt, dbus, service",
@@ -1113,7 +1113,7 @@ wat = 2
         [
             "ember.toml:2:10: invalid type: integer `1`, expected a string",
             "ember.toml:3:16: invalid type: integer `2`, expected path string",
-            "ember.toml:4:1: unknown field `colour`, expected one of `device`, `services_dir`, `hostname`, `ctrl_alt_del`, `shutdown_timeout`, `rescue_shell`, `metrics_interval`",
+            "ember.toml:4:1: unknown field `colour`, expected one of `device`, `services_dir`, `hostname`, `ctrl_alt_del`, `shutdown_timeout`, `rescue_shell`, `metrics_interval`, `log_dir`",
             "ember.toml:6:23: invalid type: integer `3`, expected a string",
             "ember.toml:7:8: unknown variant `daemon`, expected one of `simple`, `oneshot`, `notify`, `forking`",
             "ember.toml:8:11: unknown variant `sometimes`, expected one of `always`, `on-failure`, `never`",
@@ -1477,7 +1477,7 @@ fn a_section_with_errors_keeps_the_keys_that_are_right() {
     assert_eq!(
         tree.lines(&loaded),
         [
-            "ember.toml:4:1: unknown field `devise`, expected one of `device`, `services_dir`, `hostname`, `ctrl_alt_del`, `shutdown_timeout`, `rescue_shell`, `metrics_interval`",
+            "ember.toml:4:1: unknown field `devise`, expected one of `device`, `services_dir`, `hostname`, `ctrl_alt_del`, `shutdown_timeout`, `rescue_shell`, `metrics_interval`, `log_dir`",
             "ember.toml:8:9: invalid type: integer `3`, expected a string",
             "units/a.toml:2:1: unknown field `bogus`, expected one of `command`, `type`, `pid_file`, `user`, `group`, `env`, `workdir`, `requires`, `wants`, `after`, `restart`, `restart_delay`, `restart_delay_max`, `start_limit`, `start_limit_interval`, `stop_signal`, `stop_timeout`, `ready`, `ready_timeout`, `watchdog`, `stdout`, `stderr`, `enabled`, `on_failure`, `limits`, `memory_max`, `cpu_weight`, `pids_max`, `oom_score_adjust`",
         ]
@@ -1850,4 +1850,68 @@ verbs = ["status"]
         tree.problems(),
         ["ember.toml:4:1: unknown field `colour`, expected one of `user`, `group`, `verbs`, `services`"]
     );
+}
+
+#[test]
+fn outputs_to_rotated_files() {
+    let tree = Tree::new();
+    tree.write(
+        "ember.toml",
+        r#"[system]
+log_dir = "/var/log/board"
+
+[service.a]
+command = ["/bin/sh"]
+stdout = { file = "a.log", max_size = "64K", keep = 5 }
+stderr = { file = "/tmp/a.err" }
+"#,
+    );
+    let config = tree.load().config.unwrap();
+    let a = &config.services["a"];
+    assert_eq!(
+        a.stdout,
+        Output::Rotated(service::RotatedFile {
+            path: "/var/log/board/a.log".into(),
+            max_size: 64 * 1024,
+            keep: 5
+        })
+    );
+    assert_eq!(
+        a.stderr,
+        Output::Rotated(service::RotatedFile {
+            path: "/tmp/a.err".into(),
+            max_size: service::DEFAULT_MAX_SIZE,
+            keep: service::DEFAULT_KEEP
+        })
+    );
+    tree.write(
+        "ember.toml",
+        r#"[system]
+log_dir = "logs"
+
+[service.a]
+command = ["/bin/sh"]
+stdout = { max_size = "1M" }
+stderr = { file = "x.log", max_size = "1K", keep = 0 }
+
+[service.b]
+command = ["/bin/sh"]
+stdout = { file = "b.log", size = "1M" }
+stderr = 5
+"#,
+    );
+    let problems = tree.problems();
+    for expected in [
+        "ember.toml:2:11: log_dir \"logs\" must be an absolute path",
+        "ember.toml:6:10: service \"a\": an output table needs file",
+        "ember.toml:7:39: service \"a\": max_size must be a size of at least 4K",
+        "ember.toml:7:52: service \"a\": keep must be 1 to 100",
+        "ember.toml:11:28: unknown field `size`, expected one of `file`, `max_size`, `keep`",
+        "ember.toml:12:10: invalid type: integer `5`, expected \"log\"",
+    ] {
+        assert!(
+            problems.iter().any(|p| p.starts_with(expected)),
+            "{expected:?} not in {problems:#?}"
+        );
+    }
 }

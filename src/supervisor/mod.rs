@@ -6,6 +6,7 @@
 //! - [`runtime`]: the one task that executes actions and feeds events back.
 //! - [`spawn`], [`reaper`]: fork/exec, and reaping every child in one place.
 //! - [`readiness`], [`notify`], [`output`]: probes, the sd_notify socket, service output.
+//! - [`logfiles`]: service output written to files by ember, rotated by size.
 //! - [`cgroup`]: a cgroup per service: containment, limits, OOM kills.
 //! - [`status`]: a service's record as adapters show it.
 //! - [`usage`]: a service's processes and their CPU, memory and tasks.
@@ -16,6 +17,7 @@ pub mod engine;
 #[cfg(test)]
 mod engine_tests;
 pub mod graph;
+pub mod logfiles;
 pub mod model;
 pub mod notify;
 pub mod output;

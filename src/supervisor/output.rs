@@ -21,7 +21,14 @@ thread_local! {
 /// Reads one output pipe until EOF and feeds each line to the runtime. The feed channel is
 /// bounded, so a service that floods its output is slowed down, not buffered without end.
 /// While the pipe is quiet the task holds nothing but the pipe and a partial line, if any.
-pub fn read_lines(fd: OwnedFd, name: String, run: u64, stream: Stream, feed: mpsc::Sender<Feed>) {
+pub fn read_lines(
+    fd: OwnedFd,
+    name: String,
+    run: u64,
+    stream: Stream,
+    feed: mpsc::Sender<Feed>,
+    mut sink: Option<super::logfiles::Sink>,
+) {
     let receiver = match tokio::net::unix::pipe::Receiver::from_owned_fd(fd) {
         Ok(r) => r,
         Err(e) => {
@@ -49,12 +56,16 @@ pub fn read_lines(fd: OwnedFd, name: String, run: u64, stream: Stream, feed: mps
                 }
             });
             for line in lines {
+                if let Some(sink) = &mut sink {
+                    sink.write(line.clone());
+                }
                 if feed
                     .send(Feed::Line {
                         name: name.clone(),
                         run,
                         stream,
                         line,
+                        to_log: sink.is_none(),
                     })
                     .await
                     .is_err()
@@ -68,12 +79,16 @@ pub fn read_lines(fd: OwnedFd, name: String, run: u64, stream: Stream, feed: mps
         }
         if !partial.is_empty() {
             let text = String::from_utf8_lossy(&partial).into_owned();
+            if let Some(sink) = &mut sink {
+                sink.write(text.clone());
+            }
             let _ = feed
                 .send(Feed::Line {
                     name,
                     run,
                     stream,
                     line: text,
+                    to_log: sink.is_none(),
                 })
                 .await;
         }

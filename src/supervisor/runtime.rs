@@ -34,6 +34,8 @@ pub enum Feed {
         run: u64,
         stream: ember_ipc::Stream,
         line: String,
+        /// Copied to ember's own log (not when it goes to a file of its own).
+        to_log: bool,
     },
     Ready {
         name: String,
@@ -605,23 +607,18 @@ impl Runtime {
                 proc.session = Some(spawned.pid);
                 self.children
                     .insert(spawned.pid, ChildOwner::Service(name.to_owned()));
-                if let Some(fd) = spawned.stdout {
-                    output::read_lines(
-                        fd,
-                        name.to_owned(),
-                        run,
-                        ember_ipc::Stream::Stdout,
-                        self.feed_tx.clone(),
-                    );
-                }
-                if let Some(fd) = spawned.stderr {
-                    output::read_lines(
-                        fd,
-                        name.to_owned(),
-                        run,
-                        ember_ipc::Stream::Stderr,
-                        self.feed_tx.clone(),
-                    );
+                let sink = |output: &config::Output| match output {
+                    config::Output::Rotated(file) => super::logfiles::Sink::new(file),
+                    _ => None,
+                };
+                for (fd, stream, output) in [
+                    (spawned.stdout, ember_ipc::Stream::Stdout, &spec.stdout),
+                    (spawned.stderr, ember_ipc::Stream::Stderr, &spec.stderr),
+                ] {
+                    if let Some(fd) = fd {
+                        let feed = self.feed_tx.clone();
+                        output::read_lines(fd, name.to_owned(), run, stream, feed, sink(output));
+                    }
                 }
                 self.engine.handle(
                     Input::Spawned {
@@ -769,8 +766,11 @@ impl Runtime {
                 run,
                 stream,
                 line,
+                to_log,
             } => {
-                self.copy_to_log(&name, stream, &line);
+                if to_log {
+                    self.copy_to_log(&name, stream, &line);
+                }
                 let ready = self
                     .procs
                     .get(&name)

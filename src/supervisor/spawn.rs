@@ -136,7 +136,7 @@ fn input_pipe(data: &[u8]) -> Result<Stdio, String> {
 
 fn stdio_for(output: &Output) -> Result<Stdio, String> {
     Ok(match output {
-        Output::Log => Stdio::piped(),
+        Output::Log | Output::Rotated(_) => Stdio::piped(),
         Output::Console => Stdio::inherit(),
         Output::Null => dev_null()?,
         Output::File(path) => OpenOptions::new()

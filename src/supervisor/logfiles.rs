@@ -1,0 +1,217 @@
+//! Service output that ember writes to files for the services, rotated by size
+//! (`stdout = { file = "out.log", max_size = "1M", keep = 3 }`), as svlogd and s6-log do
+//! for runit and s6.
+//!
+//! One writer thread for every file: PID 1's event loop never waits on a slow flash or
+//! a full disk. Lines reach the thread through a bounded queue; when it is full, lines
+//! are dropped (and counted, and the count written once there is room again) rather than
+//! slowing the service or ember. The service's lines stay in `ember ctl logs` either way.
+
+use crate::config::service::RotatedFile;
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, OnceLock};
+
+/// Lines waiting for the writer, over all files.
+const QUEUE: usize = 16 * 1024;
+
+/// A line for a file.
+type Line = (Arc<RotatedFile>, String);
+
+/// Where one stream's lines go.
+#[derive(Clone)]
+pub struct Sink {
+    tx: SyncSender<Line>,
+    file: Arc<RotatedFile>,
+    /// Lines not written because the queue was full, not yet said.
+    dropped: u64,
+}
+
+impl Sink {
+    pub fn new(file: &RotatedFile) -> Option<Sink> {
+        static WRITER: OnceLock<Option<SyncSender<Line>>> = OnceLock::new();
+        let tx = WRITER
+            .get_or_init(|| {
+                let (tx, rx) = sync_channel(QUEUE);
+                std::thread::Builder::new()
+                    .name("ember-logfiles".into())
+                    .spawn(move || write_all(rx))
+                    .map_err(|e| tracing::error!("cannot start the log file writer: {e}"))
+                    .ok()
+                    .map(|_| tx)
+            })
+            .clone()?;
+        Some(Sink {
+            tx,
+            file: Arc::new(file.clone()),
+            dropped: 0,
+        })
+    }
+
+    /// Queues a line without waiting.
+    pub fn write(&mut self, line: String) {
+        if self.dropped > 0 {
+            let note = format!(
+                "ember: {} lines were not written here: the disk was too slow",
+                self.dropped
+            );
+            match self.tx.try_send((self.file.clone(), note)) {
+                Ok(()) => self.dropped = 0,
+                Err(_) => {
+                    self.dropped = self.dropped.saturating_add(1);
+                    return;
+                }
+            }
+        }
+        match self.tx.try_send((self.file.clone(), line)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.dropped = self.dropped.saturating_add(1)
+            }
+        }
+    }
+}
+
+/// An open file and how much is in it.
+struct Open {
+    file: File,
+    size: u64,
+}
+
+/// The writer thread: appends each line to its file, rotating before a line would take
+/// the file past its max_size.
+fn write_all(rx: Receiver<Line>) {
+    let mut open: HashMap<PathBuf, Open> = HashMap::new();
+    let mut failing: HashMap<PathBuf, String> = HashMap::new();
+    while let Ok((target, line)) = rx.recv() {
+        let mut bytes = line.into_bytes();
+        bytes.push(b'\n');
+        match append(&mut open, &target, &bytes) {
+            Ok(()) => {
+                failing.remove(&target.path);
+            }
+            Err(e) => {
+                // Said once per file until it works again: a full disk must not flood
+                // the log with one line per line.
+                let why = e.to_string();
+                if failing.get(&target.path) != Some(&why) {
+                    tracing::warn!("cannot write {}: {why}", target.path.display());
+                    failing.insert(target.path.clone(), why);
+                }
+                open.remove(&target.path);
+            }
+        }
+    }
+}
+
+fn append(
+    open: &mut HashMap<PathBuf, Open>,
+    target: &RotatedFile,
+    bytes: &[u8],
+) -> std::io::Result<()> {
+    if !open.contains_key(&target.path) {
+        let file = open_file(&target.path)?;
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        open.insert(target.path.clone(), Open { file, size });
+    }
+    let Some(current) = open.get_mut(&target.path) else {
+        return Ok(());
+    };
+    if current.size > 0 && current.size + bytes.len() as u64 > target.max_size {
+        rotate(&target.path, target.keep)?;
+        *current = Open {
+            file: open_file(&target.path)?,
+            size: 0,
+        };
+    }
+    current.file.write_all(bytes)?;
+    current.size += bytes.len() as u64;
+    Ok(())
+}
+
+fn open_file(path: &Path) -> std::io::Result<File> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .open(path)
+}
+
+/// `path.<keep-2>` → `path.<keep-1>` ... `path` → `path.1`; with keep = 1 the file is
+/// emptied instead.
+pub fn rotate(path: &Path, keep: u32) -> std::io::Result<()> {
+    let numbered = |n: u32| {
+        let mut p = path.as_os_str().to_owned();
+        p.push(format!(".{n}"));
+        PathBuf::from(p)
+    };
+    if keep <= 1 {
+        return OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(path)
+            .map(drop);
+    }
+    for n in (1..keep - 1).rev() {
+        let from = numbered(n);
+        if from.exists() {
+            std::fs::rename(&from, numbered(n + 1))?;
+        }
+    }
+    std::fs::rename(path, numbered(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_rotate_and_stay_within_keep_times_max_size() {
+        let dir = std::env::temp_dir().join(format!("ember-logfiles-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let target = RotatedFile {
+            path: dir.join("sub/out.log"),
+            max_size: 4096,
+            keep: 3,
+        };
+        let mut open = HashMap::new();
+        let line = [b'x'; 99];
+        for _ in 0..1000 {
+            append(&mut open, &target, &[&line[..], b"\n"].concat()).unwrap();
+        }
+        let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        let files = [
+            target.path.clone(),
+            dir.join("sub/out.log.1"),
+            dir.join("sub/out.log.2"),
+        ];
+        for f in &files {
+            assert!(
+                size(f) > 0 && size(f) <= 4096,
+                "{}: {}",
+                f.display(),
+                size(f)
+            );
+        }
+        assert!(!dir.join("sub/out.log.3").exists());
+        // keep = 1: one file, emptied when full.
+        let one = RotatedFile {
+            path: dir.join("one.log"),
+            max_size: 4096,
+            keep: 1,
+        };
+        for _ in 0..100 {
+            append(&mut open, &one, &[&line[..], b"\n"].concat()).unwrap();
+        }
+        assert!(size(&one.path) <= 4096);
+        assert!(!dir.join("one.log.1").exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
