@@ -1366,6 +1366,45 @@ fn start_waits_for_wants_and_after_on_their_way_up() {
 }
 
 #[test]
+fn wants_and_after_wait_for_a_dependency_about_to_restart() {
+    // z is still active, but a restart was asked for: it only waits for x (which requires
+    // it) to stop first. Something that wants z or is after z and starts now must wait for
+    // z's new run, not start against the old one that is about to go away.
+    let mut sim = Sim::new(vec![
+        notify("z"),
+        simple("x").requires(&["z"]),
+        simple("a").after(&["z"]).disabled(),
+        simple("b").wants(&["z"]).disabled(),
+    ]);
+    sim.ready("z");
+    sim.assert_state("x", State::Active, Sub::Running);
+    let actions = sim.restart("z");
+    assert_eq!(kills(&actions), vec![kill("x", Signal::SIGTERM)]);
+    sim.assert_state("z", State::Active, Sub::Running);
+    assert!(sim.unit("z").restart_pending);
+
+    let actions = sim.start("a");
+    assert!(spawns(&actions).is_empty(), "{actions:?}");
+    sim.assert_state("a", State::Inactive, Sub::Waiting);
+    let actions = sim.start("b");
+    assert!(spawns(&actions).is_empty(), "{actions:?}");
+    sim.assert_state("b", State::Inactive, Sub::Waiting);
+
+    sim.clear_log();
+    let actions = sim.exit("x", Exit::Signal(Signal::SIGTERM));
+    assert_eq!(kills(&actions), vec![kill("z", Signal::SIGTERM)]);
+    let actions = sim.exit("z", Exit::Signal(Signal::SIGTERM));
+    assert_eq!(
+        spawns(&actions),
+        names(&["z"]),
+        "a and b wait for z's new run"
+    );
+    let actions = sim.ready("z");
+    assert_eq!(spawns(&actions), names(&["a", "b", "x"]));
+    assert_eq!(sim.spawn_log(), names(&["z", "a", "b", "x"]));
+}
+
+#[test]
 fn wants_and_after_do_not_wait_for_what_is_not_coming() {
     // A failed want, a disabled after, an undefined want.
     let mut sim = Sim::new(vec![
@@ -2255,6 +2294,44 @@ fn reload_that_brings_back_a_service_being_removed_keeps_it() {
     assert_eq!(spawns(&actions), names(&["a"]));
     assert_eq!(sim.want("a"), Want::Up);
     sim.assert_state("a", State::Active, Sub::Running);
+}
+
+#[test]
+fn reload_that_brings_back_services_being_removed_revives_them_as_added() {
+    // An earlier reload removed both; they have not finished stopping when the next one
+    // puts them back. Each comes back as a newly added service would: reported as added,
+    // wanted as its `enabled` says (b, started by hand, is disabled), and published
+    // (its want changed) although its spec did not.
+    let mut sim = Sim::new(vec![simple("a"), simple("b").disabled()]);
+    sim.start("b");
+    sim.reload(vec![]);
+    sim.assert_state("a", State::Deactivating, Sub::StopSigterm);
+    sim.assert_state("b", State::Deactivating, Sub::StopSigterm);
+    let actions = sim.reload(vec![simple("a"), simple("b").disabled()]);
+    assert_eq!(
+        actions,
+        vec![
+            Action::Reloaded(ReloadReport {
+                added: names(&["a", "b"]),
+                ..Default::default()
+            }),
+            Action::Changed { name: "a".into() },
+            Action::Changed { name: "b".into() },
+        ]
+    );
+    assert_eq!(sim.want("a"), Want::Up);
+    assert_eq!(sim.want("b"), Want::Down);
+    assert!(!sim.unit("a").removing && !sim.unit("b").removing);
+
+    let mut actions = sim.exit("a", Exit::Signal(Signal::SIGTERM));
+    actions.extend(sim.exit("b", Exit::Signal(Signal::SIGTERM)));
+    assert!(
+        !actions.iter().any(|a| matches!(a, Action::Removed { .. })),
+        "{actions:?}"
+    );
+    assert_eq!(spawns(&actions), names(&["a"]));
+    sim.assert_state("a", State::Active, Sub::Running);
+    sim.assert_state("b", State::Inactive, Sub::Dead);
 }
 
 #[test]
