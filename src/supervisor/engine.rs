@@ -522,10 +522,21 @@ impl Engine {
         unit.restart_pending = false;
         unit.active_since = None;
         if let Some(spec) = unit.pending_spec.take() {
-            unit.spec = spec;
-            self.rebuild_dependents();
+            self.replace_spec(name, spec);
         }
         self.set_state(name, State::Inactive, Sub::Dead, now);
+    }
+
+    /// Puts a new spec in place. The services the old one was ordered after may be
+    /// waiting for this one to stop first (reverse order): once it no longer names them,
+    /// nothing else would look at them again, so they are looked at now.
+    fn replace_spec(&mut self, name: &str, spec: ServiceSpec) {
+        let Some(unit) = self.units.get_mut(name) else {
+            return;
+        };
+        self.dirty.extend(unit.spec.ordered_after().cloned());
+        unit.spec = spec;
+        self.rebuild_dependents();
     }
 
     /// The run failed: restart after a backoff if the policy says so, else failed.
@@ -766,6 +777,10 @@ impl Engine {
                     keys.extend(&diff.policy);
                     report.updated.push(change(&keys));
                 }
+                // What the old spec was ordered after may be waiting for this one to
+                // stop first; with the new spec it may not be a neighbour any more, so
+                // touch() below would not look at it again.
+                self.dirty.extend(unit.spec.ordered_after().cloned());
                 unit.spec = spec;
                 unit.pending_spec = None;
                 if !unit.is_running() && unit.state == State::Failed && unit.want == Want::Up {

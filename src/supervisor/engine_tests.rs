@@ -2335,6 +2335,40 @@ fn reload_that_brings_back_services_being_removed_revives_them_as_added() {
 }
 
 #[test]
+fn a_removed_service_stops_once_a_dependent_restarted_without_it() {
+    // Found by the property test. A reload removes d and changes how c (which wants d)
+    // runs: d waits for c to stop first (reverse order). c stops and comes back with its
+    // new spec, which no longer names d: d, which was waiting for it, must go on stopping.
+    let mut sim = Sim::new(vec![simple("c").wants(&["d"]), simple("d")]);
+    sim.assert_state("c", State::Active, Sub::Running);
+    let new_c = simple("c").with(|s| s.command = vec!["/usr/bin/v2".into()]);
+    let actions = sim.reload(vec![new_c.clone()]);
+    assert_eq!(kills(&actions), vec![kill("c", Signal::SIGTERM)]);
+    let actions = sim.exit("c", Exit::Signal(Signal::SIGTERM));
+    assert_eq!(spawns(&actions), names(&["c"]));
+    assert_eq!(kills(&actions), vec![kill("d", Signal::SIGTERM)]);
+    let actions = sim.exit("d", Exit::Signal(Signal::SIGTERM));
+    assert!(actions.contains(&Action::Removed { name: "d".into() }));
+    assert_eq!(sim.unit("c").spec, new_c);
+}
+
+#[test]
+fn a_stop_waiting_for_a_dependent_goes_on_when_a_reload_drops_the_order() {
+    // x waits for y, ordered after it, to stop first. A reload drops that order (a change
+    // of policy, applied in place while y stops): x no longer has anything to wait for.
+    let mut sim = Sim::new(vec![simple("x"), simple("y").after(&["x"])]);
+    sim.stop("y");
+    let actions = sim.stop("x");
+    assert!(kills(&actions).is_empty(), "x waits for y");
+    let actions = sim.reload(vec![simple("x"), simple("y")]);
+    assert_eq!(kills(&actions), vec![kill("x", Signal::SIGTERM)]);
+    sim.exit("y", Exit::Signal(Signal::SIGTERM));
+    sim.exit("x", Exit::Signal(Signal::SIGTERM));
+    sim.assert_state("x", State::Inactive, Sub::Dead);
+    sim.assert_state("y", State::Inactive, Sub::Dead);
+}
+
+#[test]
 fn reload_change_then_clean_exit_still_applies_the_new_spec() {
     // a must wait for b to stop before it restarts; meanwhile it finishes by itself.
     let mut sim = Sim::new(vec![simple("a"), simple("b").requires(&["a"])]);
