@@ -256,6 +256,21 @@ impl Engine {
                 let Some(unit) = self.units.get_mut(&name) else {
                     return;
                 };
+                if unit.run == run && unit.state == State::Deactivating && unit.pid.is_none() {
+                    // Stopped before its spawn was answered (see begin_stop): now there
+                    // is a process to stop.
+                    unit.pid = Some(pid);
+                    let signal = match unit.sub {
+                        Sub::StopSigkill => Signal::SIGKILL,
+                        _ => unit.spec.stop_signal,
+                    };
+                    actions.push(Action::Kill {
+                        name: name.clone(),
+                        signal,
+                    });
+                    self.touch(&name);
+                    return;
+                }
                 if unit.run != run || unit.state != State::Activating {
                     return;
                 }
@@ -273,11 +288,21 @@ impl Engine {
                 self.touch(&name);
             }
             Input::SpawnFailed { name, run, error } => {
-                let Some(unit) = self.units.get(&name) else {
+                let Some(unit) = self.units.get_mut(&name) else {
                     return;
                 };
+                if unit.run == run && unit.state == State::Deactivating && unit.pid.is_none() {
+                    // Stopped before its spawn was answered: nothing was spawned, so it
+                    // has stopped (a timeout that stopped it is still its failure).
+                    unit.deadline = None;
+                    match unit.failing.take() {
+                        Some((sub, why)) => self.fail(&name, sub, why, now, actions),
+                        None => self.stopped(&name, now),
+                    }
+                    return;
+                }
                 if unit.run != run || unit.state != State::Activating || unit.sub != Sub::Start {
-                    return; // stopped (or already failed) before the answer came
+                    return; // already failed, or a stale answer
                 }
                 self.fail(
                     &name,
@@ -691,6 +716,17 @@ impl Engine {
         actions.push(Action::StopProbes {
             name: name.to_owned(),
         });
+        if unit.pid.is_none() && unit.state == State::Activating && unit.sub == Sub::Start {
+            // Its spawn is not answered yet (a runtime may have other inputs for the
+            // engine first: an on_failure's shutdown comes before the rest of the batch
+            // that asked for the spawn). Stopping at once would forget a process that
+            // is about to exist, and could say AllStopped before it does: stop when the
+            // answer comes (Spawned: stop the process; SpawnFailed: stopped).
+            unit.failing = failing;
+            unit.deadline = Some(now + unit.spec.stop_timeout);
+            self.set_state(name, State::Deactivating, Sub::StopSigterm, now);
+            return;
+        }
         if unit.pid.is_none() {
             if unit.sub == Sub::StartPidFile {
                 actions.push(Action::Cleanup {

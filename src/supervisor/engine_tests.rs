@@ -1190,6 +1190,11 @@ fn ready_timeout_before_the_spawn_is_answered() {
     let mut sim = Sim::manual(vec![notify("a").restart(RestartPolicy::Never)]);
     let actions = sim.advance(secs(90));
     assert!(kills(&actions).is_empty(), "no pid to signal yet");
+    // A process is about to exist: stopping until the answer comes, then stopped.
+    sim.assert_state("a", State::Deactivating, Sub::StopSigterm);
+    let (_, actions) = sim.answer_spawn();
+    assert_eq!(kills(&actions), vec![kill("a", Signal::SIGTERM)]);
+    sim.exit("a", Exit::Signal(Signal::SIGTERM));
     sim.assert_state("a", State::Failed, Sub::Timeout);
 }
 
@@ -1883,16 +1888,16 @@ fn stale_spawn_failed_is_ignored() {
 }
 
 #[test]
-fn spawn_failed_after_a_stop_is_ignored() {
+fn spawn_failed_after_a_stop_ends_the_stop_and_is_no_failure() {
     let mut sim = Sim::manual(vec![simple("a")]);
     sim.stop("a");
-    sim.assert_state("a", State::Inactive, Sub::Dead);
+    sim.assert_state("a", State::Deactivating, Sub::StopSigterm);
     let actions = sim.feed(Input::SpawnFailed {
         name: "a".into(),
         run: 1,
         error: "late".into(),
     });
-    assert!(actions.is_empty(), "{actions:?}");
+    assert_eq!(actions, vec![Action::Changed { name: "a".into() }]);
     sim.assert_state("a", State::Inactive, Sub::Dead);
     assert!(sim.unit("a").failures.is_empty());
     assert_eq!(sim.unit("a").reason, None);
@@ -2051,6 +2056,38 @@ fn no_restart_during_shutdown() {
     assert!(spawns(&sim.start("a")).is_empty());
     assert!(spawns(&sim.restart("b")).is_empty());
     assert!(spawns(&sim.advance(secs(60))).is_empty());
+}
+
+#[test]
+fn shutdown_before_a_spawn_is_answered_stops_what_it_spawned() {
+    // Found by the property test, in the runtime's order: d fails for good and its
+    // on_failure takes the system down; the batch that says so also spawns e (which
+    // wants d, now failed), and the runtime feeds the shutdown before it gets to that
+    // spawn. e must not be taken as stopped: its process is about to exist.
+    let mut sim = Sim::manual(vec![
+        notify("d")
+            .restart(RestartPolicy::Never)
+            .with(|s| s.on_failure = FailureAction::Reboot),
+        simple("e").wants(&["d"]),
+    ]);
+    let (d, _) = sim.answer_spawn();
+    let actions = sim.feed(Input::Exited {
+        name: "d".into(),
+        pid: d,
+        exit: Exit::Code(1),
+        oom_killed: false,
+    });
+    assert_eq!(on_failure_actions(&actions).len(), 1);
+    assert_eq!(spawns(&actions), names(&["e"]));
+    let actions = sim.shutdown();
+    assert!(!actions.contains(&Action::AllStopped), "{actions:?}");
+    sim.assert_state("e", State::Deactivating, Sub::StopSigterm);
+    let (_, actions) = sim.answer_spawn();
+    assert_eq!(kills(&actions), vec![kill("e", Signal::SIGTERM)]);
+    assert!(!actions.contains(&Action::AllStopped));
+    let actions = sim.exit("e", Exit::Signal(Signal::SIGTERM));
+    assert!(actions.contains(&Action::AllStopped));
+    sim.assert_state("e", State::Inactive, Sub::Dead);
 }
 
 #[test]
