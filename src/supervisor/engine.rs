@@ -761,14 +761,13 @@ impl Engine {
         let mut report = ReloadReport::default();
         let old: Vec<String> = self.units.keys().cloned().collect();
         for name in &old {
-            if !specs.contains_key(name) {
-                if let Some(unit) = self.units.get_mut(name) {
-                    if !unit.removing {
-                        report.removed.push(name.clone());
-                    }
-                    unit.removing = true;
-                    unit.want = Want::Down;
-                }
+            // One that an earlier reload removed is on its way already: touching it again
+            // would publish a change that is none.
+            let newly_removed = self.units.get_mut(name).filter(|u| !u.removing);
+            if let (false, Some(unit)) = (specs.contains_key(name), newly_removed) {
+                report.removed.push(name.clone());
+                unit.removing = true;
+                unit.want = Want::Down;
                 self.touch(name);
             }
         }

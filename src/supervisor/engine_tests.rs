@@ -2437,6 +2437,17 @@ fn reload_that_brings_back_a_service_being_removed_with_a_new_spec() {
 }
 
 #[test]
+fn reload_again_while_a_removed_service_stops_changes_nothing() {
+    // Found by the property test: the second reload said Changed for d, which had not
+    // changed (it was already being removed).
+    let mut sim = Sim::new(vec![simple("a"), simple("d")]);
+    sim.reload(vec![simple("a")]);
+    sim.assert_state("d", State::Deactivating, Sub::StopSigterm);
+    let actions = sim.reload(vec![simple("a")]);
+    assert_eq!(actions, vec![Action::Reloaded(ReloadReport::default())]);
+}
+
+#[test]
 fn reload_removes_a_stuck_service_once_given_up_on() {
     let mut sim = Sim::new(vec![simple("a")]);
     sim.reload(vec![]);
