@@ -330,7 +330,12 @@ impl Engine {
                 let Some(unit) = self.units.get_mut(&name) else {
                     return;
                 };
-                if unit.run != run || !unit.is_running() {
+                // Only a run that has a process (or, forking, a daemon to find) takes a
+                // new main pid: a late report once the run ended (restart backoff, a
+                // finished oneshot) would have the engine watch a process it never stops.
+                let has_process =
+                    unit.sub == Sub::StartPidFile || (unit.pid.is_some() && unit.is_running());
+                if unit.run != run || !has_process {
                     return;
                 }
                 unit.pid = Some(pid);

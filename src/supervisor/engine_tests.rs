@@ -683,6 +683,31 @@ fn main_pid_moves_the_watched_process() {
 }
 
 #[test]
+fn a_main_pid_after_the_run_ended_is_ignored() {
+    // Found by the property test: a MAINPID= (or pid file) of run 1 that arrives once run
+    // 1 has ended, during its restart backoff or after a oneshot finished. The engine took
+    // it for its main process: status showed a pid for a service with none, and the next
+    // run started beside a process the engine would never stop.
+    let mut sim = Sim::new(vec![notify("a"), oneshot("b")]);
+    sim.crash("a");
+    sim.assert_state("a", State::Activating, Sub::AutoRestart);
+    sim.exit("b", Exit::Code(0));
+    sim.assert_state("b", State::Active, Sub::Exited);
+    for name in ["a", "b"] {
+        let actions = sim.feed(Input::MainPid {
+            name: name.into(),
+            run: 1,
+            pid: 3000,
+        });
+        assert!(actions.is_empty(), "{name}: {actions:?}");
+        assert_eq!(sim.pid(name), None, "{name}");
+    }
+    let actions = sim.advance(ms(100));
+    assert_eq!(spawns(&actions), names(&["a"]));
+    assert_ne!(sim.pid("a"), Some(3000));
+}
+
+#[test]
 fn state_changes_are_published() {
     let mut sim = Sim::new(vec![simple("a"), simple("b")]);
     let actions = sim.crash("a");
