@@ -223,8 +223,12 @@ impl Engine {
 
     fn apply(&mut self, input: Input, now: Duration, actions: &mut Vec<Action>) {
         match input {
+            // A service that a reload removed is on its way out: only a reload that
+            // configures it again brings it back. Wanting it up would make what wants it
+            // or is after it wait for it, and nothing would look at them again once it
+            // is dropped.
             Input::Start(name) => {
-                if !self.units.contains_key(&name) {
+                if self.units.get(&name).is_none_or(|u| u.removing) {
                     return;
                 }
                 self.want_up(&name, now);
@@ -239,7 +243,7 @@ impl Engine {
                 self.touch(&name);
             }
             Input::Restart(name) => {
-                let Some(unit) = self.units.get_mut(&name) else {
+                let Some(unit) = self.units.get_mut(&name).filter(|u| !u.removing) else {
                     return;
                 };
                 unit.want = Want::Up;

@@ -2473,6 +2473,27 @@ fn reload_again_while_a_removed_service_stops_changes_nothing() {
 }
 
 #[test]
+fn start_or_restart_of_a_service_being_removed_changes_nothing() {
+    // Found by the property test: c wants d; a reload removes d; a start of d while it
+    // stopped wanted it up again, so c (restarting meanwhile) waited for d to come up. d
+    // was dropped once stopped, and nothing looked at c again: it waited forever.
+    let mut sim = Sim::new(vec![simple("d"), simple("c").wants(&["d"])]);
+    sim.reload(vec![simple("c").wants(&["d"])]);
+    sim.assert_state("d", State::Deactivating, Sub::StopSigterm);
+    sim.crash("c");
+    sim.assert_state("c", State::Activating, Sub::AutoRestart);
+    for actions in [sim.start("d"), sim.restart("d")] {
+        assert!(actions.is_empty(), "{actions:?}");
+        assert_eq!(sim.want("d"), Want::Down);
+    }
+    let actions = sim.advance(ms(100));
+    assert_eq!(spawns(&actions), names(&["c"]));
+    let actions = sim.exit("d", Exit::Signal(Signal::SIGTERM));
+    assert!(actions.contains(&Action::Removed { name: "d".into() }));
+    sim.assert_state("c", State::Active, Sub::Running);
+}
+
+#[test]
 fn reload_removes_a_stuck_service_once_given_up_on() {
     let mut sim = Sim::new(vec![simple("a")]);
     sim.reload(vec![]);
