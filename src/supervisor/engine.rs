@@ -947,7 +947,10 @@ impl Engine {
             };
             let on_its_way_up = d.want == Want::Up
                 && match d.state {
-                    State::Inactive => d.sub != Sub::Dependency,
+                    // Decided afresh, not from its sub-state: that is only as recent as
+                    // the last look at it, and a reload that changed what it requires
+                    // may not have led to one yet (this one may be looked at first).
+                    State::Inactive => self.why_down(dep, self.units.len()).is_none(),
                     State::Activating | State::Deactivating => true,
                     State::Active => d.restart_pending,
                     State::Failed => false,
@@ -977,17 +980,24 @@ impl Engine {
             }),
             State::Inactive if d.removing => Some(format!("{name}, which a reload removed")),
             State::Inactive if d.want == Want::Down => Some(format!("{name}, which is stopped")),
-            State::Inactive if d.sub == Sub::Dependency => {
+            // Wanted, but maybe held by what it requires: decided afresh down the chain
+            // rather than from its sub-state, which a reload may have made out of date.
+            State::Inactive => {
                 let deeper = d
                     .spec
                     .requires
                     .iter()
                     .filter(|_| depth > 0)
                     .find_map(|dd| self.why_down(dd, depth - 1));
-                Some(match deeper {
-                    Some(why) => format!("{name}, which requires {why}"),
-                    None => format!("{name}, which cannot start"),
-                })
+                match deeper {
+                    Some(why) => Some(format!("{name}, which requires {why}")),
+                    // Past the depth (only a cycle, which the config check rejects, gets
+                    // there): as before, trust the sub-state.
+                    None if depth == 0 && d.sub == Sub::Dependency => {
+                        Some(format!("{name}, which cannot start"))
+                    }
+                    None => None,
+                }
             }
             _ => None,
         }

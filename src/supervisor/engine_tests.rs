@@ -2344,6 +2344,32 @@ fn reload_new_dependency_order_applies() {
 }
 
 #[test]
+fn a_reload_that_unblocks_a_service_keeps_what_is_after_it_waiting() {
+    // Found by the property test. b requires c, which requires e (disabled): both are
+    // blocked. A reload drops c's requirement and adds a, after b. a was looked at before
+    // b and c and took b's `dependency` sub-state, now out of date, for "not coming": it
+    // started before b. Whether b is coming is decided afresh, down the chain.
+    let mut sim = Sim::new(vec![
+        notify("b").requires(&["c"]),
+        notify("c").requires(&["e"]),
+        simple("e").disabled(),
+    ]);
+    sim.assert_state("b", State::Inactive, Sub::Dependency);
+    sim.assert_state("c", State::Inactive, Sub::Dependency);
+    let actions = sim.reload(vec![
+        simple("a").after(&["b"]),
+        notify("b").requires(&["c"]),
+        notify("c"),
+        simple("e").disabled(),
+    ]);
+    assert_eq!(spawns(&actions), names(&["c"]));
+    sim.assert_state("a", State::Inactive, Sub::Waiting);
+    sim.assert_state("b", State::Inactive, Sub::Waiting);
+    assert_eq!(spawns(&sim.ready("c")), names(&["b"]));
+    assert_eq!(spawns(&sim.ready("b")), names(&["a"]));
+}
+
+#[test]
 fn reload_that_brings_back_a_service_being_removed_keeps_it() {
     let mut sim = Sim::new(vec![simple("a")]);
     sim.reload(vec![]);
