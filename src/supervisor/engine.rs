@@ -108,6 +108,10 @@ pub struct Engine {
     units: BTreeMap<String, Unit>,
     /// For each service, the services ordered after it (reverse edges).
     dependents: BTreeMap<String, Vec<String>>,
+    /// Each service's place in one order of all of them, consistent with the ordering of
+    /// the configuration last checked: what reverse order follows (see
+    /// [`Engine::rebuild_dependents`]).
+    order: BTreeMap<String, usize>,
     shutting_down: bool,
     all_stopped_sent: bool,
     dirty: BTreeSet<String>,
@@ -195,6 +199,75 @@ impl Engine {
                     .or_default()
                     .push(name.clone());
             }
+        }
+        self.rebuild_order();
+    }
+
+    /// Puts every service in one order that follows every ordering edge it can. The
+    /// configuration last checked has no cycle, but not every service runs it: one that a
+    /// reload removed keeps its old spec until it has stopped, and so does one whose new
+    /// spec waits for its restart. Their older edges can close a cycle with the newer ones
+    /// (b wants a, then a reload has a require b and restarts b), and in reverse order each
+    /// service on such a cycle would wait for the next to stop first, forever. So where
+    /// edges form a cycle, those of the services that run the last configuration win, and
+    /// an edge against the order is not waited on (see has_stopping_dependents).
+    fn rebuild_order(&mut self) {
+        // Kahn's algorithm, ties broken by name; `preds`: edges into each service, with
+        // whether they come from a spec of the last configuration.
+        let mut preds: BTreeMap<&str, Vec<(&str, bool)>> = BTreeMap::new();
+        for (name, unit) in &self.units {
+            let current = !unit.removing && unit.pending_spec.is_none();
+            let entry = preds.entry(name.as_str()).or_default();
+            for dep in unit.spec.ordered_after() {
+                if dep != name && self.units.contains_key(dep) {
+                    entry.push((dep.as_str(), current));
+                }
+            }
+        }
+        let mut left: BTreeMap<&str, usize> = preds.iter().map(|(n, p)| (*n, p.len())).collect();
+        let mut ready: BTreeSet<&str> = left
+            .iter()
+            .filter(|(_, c)| **c == 0)
+            .map(|(n, _)| *n)
+            .collect();
+        let mut order = BTreeMap::new();
+        while order.len() < self.units.len() {
+            let Some(next) = ready.pop_first() else {
+                // A cycle: let go of a service that nothing of the last configuration
+                // placed after it still holds back (there is one, that configuration
+                // having no cycle), dropping the older edges into it.
+                let held = |n: &&str| {
+                    preds[*n]
+                        .iter()
+                        .any(|(dep, current)| *current && !order.contains_key(*dep))
+                };
+                let stuck = left.keys().copied();
+                let Some(free) = stuck.clone().find(|n| !held(n)).or(stuck.min()) else {
+                    break;
+                };
+                left.remove(free);
+                ready.insert(free);
+                continue;
+            };
+            left.remove(next);
+            order.insert(next.to_owned(), order.len());
+            for dependent in self.dependents.get(next).into_iter().flatten() {
+                if let Some(count) = left.get_mut(dependent.as_str()) {
+                    *count = count.saturating_sub(1);
+                    if *count == 0 {
+                        ready.insert(dependent.as_str());
+                    }
+                }
+            }
+        }
+        self.order = order;
+    }
+
+    /// Whether `dependent`, ordered after `name`, is so in the order reverse order follows.
+    fn after_in_order(&self, name: &str, dependent: &str) -> bool {
+        match (self.order.get(name), self.order.get(dependent)) {
+            (Some(a), Some(b)) => a < b,
+            _ => false,
         }
     }
 
@@ -893,7 +966,8 @@ impl Engine {
                     // They go first. They may not have been looked at yet when what makes
                     // them stop is further up a `requires` chain.
                     if let Some(dependents) = self.dependents.get(name) {
-                        self.dirty.extend(dependents.iter().cloned());
+                        let first = dependents.iter().filter(|d| self.after_in_order(name, d));
+                        self.dirty.extend(first.cloned().collect::<Vec<_>>());
                     }
                 } else if unit.sub == Sub::AutoRestart {
                     let _ = self.units.get_mut(name).map(|u| u.deadline = None);
@@ -1042,12 +1116,14 @@ impl Engine {
     /// stopping too.
     fn has_stopping_dependents(&self, name: &str) -> bool {
         self.dependents.get(name).is_some_and(|deps| {
-            deps.iter().any(|d| {
-                self.units.get(d).is_some_and(|u| {
-                    u.state == State::Deactivating
-                        || (u.is_running() && u.sub != Sub::AutoRestart && self.should_stop(d))
+            deps.iter()
+                .filter(|d| self.after_in_order(name, d))
+                .any(|d| {
+                    self.units.get(d).is_some_and(|u| {
+                        u.state == State::Deactivating
+                            || (u.is_running() && u.sub != Sub::AutoRestart && self.should_stop(d))
+                    })
                 })
-            })
         })
     }
 }

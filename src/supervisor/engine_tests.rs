@@ -2370,6 +2370,30 @@ fn a_reload_that_unblocks_a_service_keeps_what_is_after_it_waiting() {
 }
 
 #[test]
+fn a_reload_that_reverses_an_order_while_a_restart_is_pending_does_not_deadlock() {
+    // Found by the property test. b wants a. A reload has a require b, and changes how b
+    // runs: b's restart waits for a to stop (a requires b), while b still runs its old
+    // spec, in which it wants a, so a waited for b to stop first: each waited for the
+    // other forever, and the reconcile loop spent its budget on the two of them, so c,
+    // which the same reload removed, was never stopped either. The configuration last
+    // checked decides: a stops first.
+    let mut sim = Sim::new(vec![simple("a"), simple("b").wants(&["a"]), simple("c")]);
+    let new_b = simple("b").with(|s| s.command = vec!["/usr/bin/v2".into()]);
+    let actions = sim.reload(vec![simple("a").requires(&["b"]), new_b.clone()]);
+    assert_eq!(
+        kills(&actions),
+        vec![kill("a", Signal::SIGTERM), kill("c", Signal::SIGTERM)]
+    );
+    let actions = sim.exit("a", Exit::Signal(Signal::SIGTERM));
+    assert_eq!(kills(&actions), vec![kill("b", Signal::SIGTERM)]);
+    let actions = sim.exit("b", Exit::Signal(Signal::SIGTERM));
+    assert_eq!(spawns(&actions), names(&["b", "a"]));
+    assert_eq!(sim.unit("b").spec, new_b);
+    sim.exit("c", Exit::Signal(Signal::SIGTERM));
+    assert!(sim.engine.unit("c").is_none());
+}
+
+#[test]
 fn reload_that_brings_back_a_service_being_removed_keeps_it() {
     let mut sim = Sim::new(vec![simple("a")]);
     sim.reload(vec![]);
