@@ -312,7 +312,11 @@ impl Engine {
                     return;
                 };
                 unit.want = Want::Down;
-                unit.restart_pending = false;
+                // A restart asked for is cancelled; not one that a new spec waits for:
+                // a start before it has stopped must not leave it on the old spec.
+                if unit.pending_spec.is_none() {
+                    unit.restart_pending = false;
+                }
                 self.touch(&name);
             }
             Input::Restart(name) => {

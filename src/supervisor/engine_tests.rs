@@ -2394,6 +2394,27 @@ fn a_reload_that_reverses_an_order_while_a_restart_is_pending_does_not_deadlock(
 }
 
 #[test]
+fn a_start_before_a_stop_completes_still_applies_a_pending_spec() {
+    // Found by the property test. A reload changes how a runs: a waits for c (which
+    // requires it) to stop before its restart. Stopped by hand, then started again before
+    // it got to stop: the start cancelled the restart that the new spec waits for, and a
+    // ran its old spec for good.
+    let mut sim = Sim::new(vec![simple("a"), simple("c").requires(&["a"])]);
+    let new_a = simple("a").with(|s| s.command = vec!["/usr/bin/v2".into()]);
+    let actions = sim.reload(vec![new_a.clone(), simple("c").requires(&["a"])]);
+    assert_eq!(kills(&actions), vec![kill("c", Signal::SIGTERM)]);
+    sim.stop("a");
+    sim.start("c");
+    assert_eq!(sim.want("a"), Want::Up);
+    let actions = sim.exit("c", Exit::Signal(Signal::SIGTERM));
+    assert_eq!(kills(&actions), vec![kill("a", Signal::SIGTERM)]);
+    let actions = sim.exit("a", Exit::Signal(Signal::SIGTERM));
+    assert_eq!(spawns(&actions), names(&["a", "c"]));
+    assert_eq!(sim.unit("a").spec, new_a);
+    assert_eq!(sim.unit("a").pending_spec, None);
+}
+
+#[test]
 fn reload_that_brings_back_a_service_being_removed_keeps_it() {
     let mut sim = Sim::new(vec![simple("a")]);
     sim.reload(vec![]);
