@@ -738,6 +738,10 @@ impl Engine {
             (State::Activating, Sub::AutoRestart) => {
                 // Backoff over: back to inactive, and reconcile starts it when it may.
                 unit.restarts = unit.restarts.saturating_add(1);
+                // The run is over, as when a run stops: a restart asked for, or a new
+                // spec that came meanwhile (its restart waited for a dependent to stop
+                // first), is done with now; the next run is the new spec's.
+                self.stopped(name, now);
                 self.set_state(name, State::Inactive, Sub::Waiting, now);
             }
             (State::Activating, Sub::StartPidFile) => {

@@ -2415,6 +2415,34 @@ fn a_start_before_a_stop_completes_still_applies_a_pending_spec() {
 }
 
 #[test]
+fn a_new_spec_that_came_during_a_backoff_runs_when_the_backoff_ends() {
+    // Found by the property test. e is waiting out a restart delay when a reload changes
+    // how it runs; its restart waits for b (which wants e, and is stopping) to stop first,
+    // so the backoff ended first. It started its old spec (or, during a shutdown, kept the
+    // new one pending for good), with the restart still pending.
+    let mut sim = Sim::new(vec![
+        simple("e").with(|s| s.restart_delay = secs(1)),
+        simple("b").wants(&["e"]),
+    ]);
+    sim.stop("b");
+    sim.crash("e");
+    sim.assert_state("e", State::Activating, Sub::AutoRestart);
+    let new_e = simple("e").with(|s| {
+        s.restart_delay = secs(1);
+        s.command = vec!["/usr/bin/v2".into()];
+    });
+    sim.reload(vec![new_e.clone(), simple("b").wants(&["e"])]);
+    sim.assert_state("e", State::Activating, Sub::AutoRestart);
+    let actions = sim.advance(secs(1));
+    assert_eq!(spawns(&actions), names(&["e"]));
+    assert!(kills(&actions).is_empty(), "{actions:?}");
+    assert_eq!(sim.unit("e").spec, new_e);
+    assert_eq!(sim.unit("e").pending_spec, None);
+    assert!(!sim.unit("e").restart_pending);
+    sim.assert_state("e", State::Active, Sub::Running);
+}
+
+#[test]
 fn reload_that_brings_back_a_service_being_removed_keeps_it() {
     let mut sim = Sim::new(vec![simple("a")]);
     sim.reload(vec![]);
