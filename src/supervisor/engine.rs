@@ -281,6 +281,24 @@ impl Engine {
         if let Some(dependents) = self.dependents.get(name) {
             self.dirty.extend(dependents.iter().cloned());
         }
+        // Whether what requires it (all the way down a `requires` chain) is going down,
+        // or may start, depends on it without their own state changing; and so does
+        // whether what those are ordered after waits for them to stop first. Look at
+        // them all, or one waiting for that to change would never be looked at again.
+        let mut todo = vec![name.to_owned()];
+        let mut seen = BTreeSet::new();
+        while let Some(next) = todo.pop() {
+            for dependent in self.dependents.get(&next).into_iter().flatten() {
+                let Some(unit) = self.units.get(dependent) else {
+                    continue;
+                };
+                if unit.spec.requires.contains(&next) && seen.insert(dependent.clone()) {
+                    self.dirty.insert(dependent.clone());
+                    self.dirty.extend(unit.spec.ordered_after().cloned());
+                    todo.push(dependent.clone());
+                }
+            }
+        }
     }
 
     fn set_state(&mut self, name: &str, state: State, sub: Sub, now: Duration) {

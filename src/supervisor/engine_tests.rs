@@ -1618,6 +1618,60 @@ fn requires_failure_in_reverse_order_whatever_the_names() {
 }
 
 #[test]
+fn a_service_waiting_for_a_requirement_to_stay_up_starts_when_it_does() {
+    // Found by the property test. a requires b; e and x require a. b is stopped by hand:
+    // e stops first, a waits for it. b then fails and stops; x is started, which brings b
+    // back. While b starts, a is still about to go down, so x waits. Once b is up, a
+    // stays up, but a did not change (only whether it is going down did), so nothing
+    // looked at x again: it waited forever.
+    let mut sim = Sim::new(vec![
+        simple("b"),
+        simple("a").requires(&["b"]),
+        simple("e").requires(&["a"]),
+        simple("x").requires(&["a"]).disabled(),
+    ]);
+    let actions = sim.stop("b");
+    assert_eq!(kills(&actions), vec![kill("e", Signal::SIGTERM)]);
+    sim.crash("b");
+    sim.assert_state("b", State::Inactive, Sub::Dead);
+    let actions = sim.start("x");
+    assert_eq!(spawns(&actions), names(&["b", "x"]));
+    sim.assert_state("a", State::Active, Sub::Running);
+    assert_eq!(sim.run_of("a"), 1, "a never went down");
+    let actions = sim.exit("e", Exit::Signal(Signal::SIGTERM));
+    assert_eq!(spawns(&actions), names(&["e"]));
+}
+
+#[test]
+fn a_stop_waiting_for_a_dependent_goes_on_when_the_dependent_stays_up() {
+    // Found by the property test. b requires c and wants a; e requires b. c is stopped:
+    // e stops first, b waits for it, c for b. A reload removes a, which waits for b
+    // (ordered after it, and on its way down). c is started again: b stays up after all,
+    // without changing, so nothing looked at a again: it was never stopped.
+    let mut sim = Sim::new(vec![
+        simple("a"),
+        simple("c"),
+        simple("b").requires(&["c"]).wants(&["a"]),
+        simple("e").requires(&["b"]),
+    ]);
+    let actions = sim.stop("c");
+    assert_eq!(kills(&actions), vec![kill("e", Signal::SIGTERM)]);
+    let actions = sim.reload(vec![
+        simple("c"),
+        simple("b").requires(&["c"]).wants(&["a"]),
+        simple("e").requires(&["b"]),
+    ]);
+    assert!(kills(&actions).is_empty(), "a waits for b: {actions:?}");
+    let actions = sim.start("c");
+    assert_eq!(kills(&actions), vec![kill("a", Signal::SIGTERM)]);
+    let actions = sim.exit("a", Exit::Signal(Signal::SIGTERM));
+    assert!(actions.contains(&Action::Removed { name: "a".into() }));
+    let actions = sim.exit("e", Exit::Signal(Signal::SIGTERM));
+    assert_eq!(spawns(&actions), names(&["e"]));
+    assert_eq!(sim.run_of("b"), 1);
+}
+
+#[test]
 fn requires_an_undefined_or_blocked_service() {
     let sim = Sim::new(vec![
         simple("a").requires(&["ghost"]),
