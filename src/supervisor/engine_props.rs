@@ -1106,7 +1106,10 @@ impl World {
     ///    once shutdown began.
     /// 4. Order: a `Spawn` only when everything the service requires is active and not
     ///    about to go down, and nothing it wants or is after is starting.
-    /// 5. Kill: only for a service that is then stopping (Deactivating).
+    /// 5. Kill: only for a service that is then stopping (Deactivating), with its stop
+    ///    signal or SIGKILL; and in reverse order: a service the engine chose to stop
+    ///    (not one a timer found failing) begins to stop only once what the last
+    ///    configuration orders after it has stopped.
     /// 6. Processes: the engine lets go of a process only when it ended, or when it gave
     ///    up on one that SIGKILL did not end (after which that one is no longer its).
     /// 7. Publication: a service whose state, sub-state, want, pid or run changed gets a
@@ -1239,6 +1242,31 @@ impl World {
                         "Kill({name} {signal:?}) of a service that is not stopping: {:?}",
                         u.map(|u| (u.state, u.sub))
                     );
+                    // Reverse order, for a stop the engine chose (one that a timer found
+                    // failing, not ready in time or silent, stops at once), where the last
+                    // configuration orders it (the edges of a spec on its way out may
+                    // form a cycle with it, and lose).
+                    let begins = before
+                        .get(name)
+                        .is_some_and(|b| b.state != State::Deactivating);
+                    let chosen = u.is_some_and(|u| u.failing.is_none());
+                    if *signal != Signal::SIGKILL && begins && chosen {
+                        for d in engine.units() {
+                            let current = !d.removing && d.pending_spec.is_none();
+                            let stopping = d.state == State::Deactivating
+                                || (d.is_running()
+                                    && d.sub != Sub::AutoRestart
+                                    && engine.going_down(&d.spec.name));
+                            ensure!(
+                                !(current && stopping && d.spec.ordered_after().any(|r| r == name)),
+                                "{name} begins to stop while {}, ordered after it, is still \
+                                 stopping ({:?}/{:?})",
+                                d.spec.name,
+                                d.state,
+                                d.sub
+                            );
+                        }
+                    }
                 }
                 _ => {}
             }
