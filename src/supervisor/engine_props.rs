@@ -12,6 +12,10 @@
 //! system down with `Shutdown`. It also plays the processes: each has a pid and belongs to
 //! a service, receives the signals `Kill` sends and dies of `Cleanup`, and ends when the
 //! history says so (with a code, a signal, or after ignoring SIGTERM; or never, stuck).
+//! A history also reloads (the same configuration, another drawn one, one with a process
+//! key or a policy key changed, one without a service, the first one again), shuts down,
+//! crash-loops a service, and sends stale or misdirected events (old runs, old pids,
+//! services the configuration does not have).
 //! Time passes only when the history says so, and the runtime then ticks at once, as
 //! the real one wakes at its deadline (or late, past several of them).
 //!
@@ -33,9 +37,9 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 use std::time::Duration;
 
-/// About 3 s in a debug build on a busy 2-core machine; PROPTEST_CASES asks for more
-/// (20,000 take about 4 minutes).
-const DEFAULT_CASES: u32 = 300;
+/// About 2 s in a debug build on 2 cores, 7 s with them six times oversubscribed;
+/// PROPTEST_CASES asks for more (20,000 take 3 to 4 minutes).
+const DEFAULT_CASES: u32 = 256;
 
 /// The service names a history draws from. Commands and events also name services that
 /// the configuration of the moment does not define.
