@@ -237,9 +237,10 @@ impl Engine {
                 // placed after it still holds back (there is one, that configuration
                 // having no cycle), dropping the older edges into it.
                 let held = |n: &&str| {
-                    preds[*n]
-                        .iter()
-                        .any(|(dep, current)| *current && !order.contains_key(*dep))
+                    preds.get(*n).is_some_and(|p| {
+                        p.iter()
+                            .any(|(dep, current)| *current && !order.contains_key(*dep))
+                    })
                 };
                 let stuck = left.keys().copied();
                 let Some(free) = stuck.clone().find(|n| !held(n)).or(stuck.min()) else {
