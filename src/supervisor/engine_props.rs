@@ -24,7 +24,10 @@
 //! [`World::check_settled`] (at the end of a history, once every process has done what it
 //! was asked and every timer that matters has fired).
 //!
-//! `PROPTEST_CASES` sets the number of histories (default [`DEFAULT_CASES`]).
+//! `PROPTEST_CASES` sets the number of histories (default [`DEFAULT_CASES`]);
+//! `PROPTEST_RNG_SEED` fixes the seed (each run draws new histories otherwise). A failure
+//! prints the smallest history found that fails, and what the engine did in it: make it
+//! an example test in engine_tests.rs, next to the fix.
 
 use super::engine::{Action, Engine, Input};
 use super::model::{Exit, Pid, State, Sub, Unit, Want};
