@@ -108,6 +108,10 @@ pub struct Engine {
     units: BTreeMap<String, Unit>,
     /// For each service, the services ordered after it (reverse edges).
     dependents: BTreeMap<String, Vec<String>>,
+    /// Each service's place in one order of all of them, consistent with the ordering of
+    /// the configuration last checked: what reverse order follows (see
+    /// [`Engine::rebuild_dependents`]).
+    order: BTreeMap<String, usize>,
     shutting_down: bool,
     all_stopped_sent: bool,
     dirty: BTreeSet<String>,
@@ -196,6 +200,76 @@ impl Engine {
                     .push(name.clone());
             }
         }
+        self.rebuild_order();
+    }
+
+    /// Puts every service in one order that follows every ordering edge it can. The
+    /// configuration last checked has no cycle, but not every service runs it: one that a
+    /// reload removed keeps its old spec until it has stopped, and so does one whose new
+    /// spec waits for its restart. Their older edges can close a cycle with the newer ones
+    /// (b wants a, then a reload has a require b and restarts b), and in reverse order each
+    /// service on such a cycle would wait for the next to stop first, forever. So where
+    /// edges form a cycle, those of the services that run the last configuration win, and
+    /// an edge against the order is not waited on (see has_stopping_dependents).
+    fn rebuild_order(&mut self) {
+        // Kahn's algorithm, ties broken by name; `preds`: edges into each service, with
+        // whether they come from a spec of the last configuration.
+        let mut preds: BTreeMap<&str, Vec<(&str, bool)>> = BTreeMap::new();
+        for (name, unit) in &self.units {
+            let current = !unit.removing && unit.pending_spec.is_none();
+            let entry = preds.entry(name.as_str()).or_default();
+            for dep in unit.spec.ordered_after() {
+                if dep != name && self.units.contains_key(dep) {
+                    entry.push((dep.as_str(), current));
+                }
+            }
+        }
+        let mut left: BTreeMap<&str, usize> = preds.iter().map(|(n, p)| (*n, p.len())).collect();
+        let mut ready: BTreeSet<&str> = left
+            .iter()
+            .filter(|(_, c)| **c == 0)
+            .map(|(n, _)| *n)
+            .collect();
+        let mut order = BTreeMap::new();
+        while order.len() < self.units.len() {
+            let Some(next) = ready.pop_first() else {
+                // A cycle: let go of a service that nothing of the last configuration
+                // placed after it still holds back (there is one, that configuration
+                // having no cycle), dropping the older edges into it.
+                let held = |n: &&str| {
+                    preds.get(*n).is_some_and(|p| {
+                        p.iter()
+                            .any(|(dep, current)| *current && !order.contains_key(*dep))
+                    })
+                };
+                let stuck = left.keys().copied();
+                let Some(free) = stuck.clone().find(|n| !held(n)).or(stuck.min()) else {
+                    break;
+                };
+                left.remove(free);
+                ready.insert(free);
+                continue;
+            };
+            left.remove(next);
+            order.insert(next.to_owned(), order.len());
+            for dependent in self.dependents.get(next).into_iter().flatten() {
+                if let Some(count) = left.get_mut(dependent.as_str()) {
+                    *count = count.saturating_sub(1);
+                    if *count == 0 {
+                        ready.insert(dependent.as_str());
+                    }
+                }
+            }
+        }
+        self.order = order;
+    }
+
+    /// Whether `dependent`, ordered after `name`, is so in the order reverse order follows.
+    fn after_in_order(&self, name: &str, dependent: &str) -> bool {
+        match (self.order.get(name), self.order.get(dependent)) {
+            (Some(a), Some(b)) => a < b,
+            _ => false,
+        }
     }
 
     /// Marks a service and its neighbours for the next reconcile pass.
@@ -213,6 +287,24 @@ impl Engine {
         if let Some(dependents) = self.dependents.get(name) {
             self.dirty.extend(dependents.iter().cloned());
         }
+        // Whether what requires it (all the way down a `requires` chain) is going down,
+        // or may start, depends on it without their own state changing; and so does
+        // whether what those are ordered after waits for them to stop first. Look at
+        // them all, or one waiting for that to change would never be looked at again.
+        let mut todo = vec![name.to_owned()];
+        let mut seen = BTreeSet::new();
+        while let Some(next) = todo.pop() {
+            for dependent in self.dependents.get(&next).into_iter().flatten() {
+                let Some(unit) = self.units.get(dependent) else {
+                    continue;
+                };
+                if unit.spec.requires.contains(&next) && seen.insert(dependent.clone()) {
+                    self.dirty.insert(dependent.clone());
+                    self.dirty.extend(unit.spec.ordered_after().cloned());
+                    todo.push(dependent.clone());
+                }
+            }
+        }
     }
 
     fn set_state(&mut self, name: &str, state: State, sub: Sub, now: Duration) {
@@ -228,8 +320,12 @@ impl Engine {
 
     fn apply(&mut self, input: Input, now: Duration, actions: &mut Vec<Action>) {
         match input {
+            // A service that a reload removed is on its way out: only a reload that
+            // configures it again brings it back. Wanting it up would make what wants it
+            // or is after it wait for it, and nothing would look at them again once it
+            // is dropped.
             Input::Start(name) => {
-                if !self.units.contains_key(&name) {
+                if self.units.get(&name).is_none_or(|u| u.removing) {
                     return;
                 }
                 self.want_up(&name, now);
@@ -240,11 +336,15 @@ impl Engine {
                     return;
                 };
                 unit.want = Want::Down;
-                unit.restart_pending = false;
+                // A restart asked for is cancelled; not one that a new spec waits for:
+                // a start before it has stopped must not leave it on the old spec.
+                if unit.pending_spec.is_none() {
+                    unit.restart_pending = false;
+                }
                 self.touch(&name);
             }
             Input::Restart(name) => {
-                let Some(unit) = self.units.get_mut(&name) else {
+                let Some(unit) = self.units.get_mut(&name).filter(|u| !u.removing) else {
                     return;
                 };
                 unit.want = Want::Up;
@@ -261,6 +361,21 @@ impl Engine {
                 let Some(unit) = self.units.get_mut(&name) else {
                     return;
                 };
+                if unit.run == run && unit.state == State::Deactivating && unit.pid.is_none() {
+                    // Stopped before its spawn was answered (see begin_stop): now there
+                    // is a process to stop.
+                    unit.pid = Some(pid);
+                    let signal = match unit.sub {
+                        Sub::StopSigkill => Signal::SIGKILL,
+                        _ => unit.spec.stop_signal,
+                    };
+                    actions.push(Action::Kill {
+                        name: name.clone(),
+                        signal,
+                    });
+                    self.touch(&name);
+                    return;
+                }
                 if unit.run != run || unit.state != State::Activating {
                     return;
                 }
@@ -278,11 +393,21 @@ impl Engine {
                 self.touch(&name);
             }
             Input::SpawnFailed { name, run, error } => {
-                let Some(unit) = self.units.get(&name) else {
+                let Some(unit) = self.units.get_mut(&name) else {
                     return;
                 };
+                if unit.run == run && unit.state == State::Deactivating && unit.pid.is_none() {
+                    // Stopped before its spawn was answered: nothing was spawned, so it
+                    // has stopped (a timeout that stopped it is still its failure).
+                    unit.deadline = None;
+                    match unit.failing.take() {
+                        Some((sub, why)) => self.fail(&name, sub, why, now, actions),
+                        None => self.stopped(&name, now),
+                    }
+                    return;
+                }
                 if unit.run != run || unit.state != State::Activating || unit.sub != Sub::Start {
-                    return; // stopped (or already failed) before the answer came
+                    return; // already failed, or a stale answer
                 }
                 self.fail(
                     &name,
@@ -310,7 +435,12 @@ impl Engine {
                 let Some(unit) = self.units.get_mut(&name) else {
                     return;
                 };
-                if unit.run != run || !unit.is_running() {
+                // Only a run that has a process (or, forking, a daemon to find) takes a
+                // new main pid: a late report once the run ended (restart backoff, a
+                // finished oneshot) would have the engine watch a process it never stops.
+                let has_process =
+                    unit.sub == Sub::StartPidFile || (unit.pid.is_some() && unit.is_running());
+                if unit.run != run || !has_process {
                     return;
                 }
                 unit.pid = Some(pid);
@@ -527,10 +657,21 @@ impl Engine {
         unit.restart_pending = false;
         unit.active_since = None;
         if let Some(spec) = unit.pending_spec.take() {
-            unit.spec = spec;
-            self.rebuild_dependents();
+            self.replace_spec(name, spec);
         }
         self.set_state(name, State::Inactive, Sub::Dead, now);
+    }
+
+    /// Puts a new spec in place. The services the old one was ordered after may be
+    /// waiting for this one to stop first (reverse order): once it no longer names them,
+    /// nothing else would look at them again, so they are looked at now.
+    fn replace_spec(&mut self, name: &str, spec: ServiceSpec) {
+        let Some(unit) = self.units.get_mut(name) else {
+            return;
+        };
+        self.dirty.extend(unit.spec.ordered_after().cloned());
+        unit.spec = spec;
+        self.rebuild_dependents();
     }
 
     /// The run failed: restart after a backoff if the policy says so, else failed.
@@ -621,6 +762,10 @@ impl Engine {
             (State::Activating, Sub::AutoRestart) => {
                 // Backoff over: back to inactive, and reconcile starts it when it may.
                 unit.restarts = unit.restarts.saturating_add(1);
+                // The run is over, as when a run stops: a restart asked for, or a new
+                // spec that came meanwhile (its restart waited for a dependent to stop
+                // first), is done with now; the next run is the new spec's.
+                self.stopped(name, now);
                 self.set_state(name, State::Inactive, Sub::Waiting, now);
             }
             (State::Activating, Sub::StartPidFile) => {
@@ -685,6 +830,17 @@ impl Engine {
         actions.push(Action::StopProbes {
             name: name.to_owned(),
         });
+        if unit.pid.is_none() && unit.state == State::Activating && unit.sub == Sub::Start {
+            // Its spawn is not answered yet (a runtime may have other inputs for the
+            // engine first: an on_failure's shutdown comes before the rest of the batch
+            // that asked for the spawn). Stopping at once would forget a process that
+            // is about to exist, and could say AllStopped before it does: stop when the
+            // answer comes (Spawned: stop the process; SpawnFailed: stopped).
+            unit.failing = failing;
+            unit.deadline = Some(now + unit.spec.stop_timeout);
+            self.set_state(name, State::Deactivating, Sub::StopSigterm, now);
+            return;
+        }
         if unit.pid.is_none() {
             if unit.sub == Sub::StartPidFile {
                 actions.push(Action::Cleanup {
@@ -719,14 +875,13 @@ impl Engine {
         let mut report = ReloadReport::default();
         let old: Vec<String> = self.units.keys().cloned().collect();
         for name in &old {
-            if !specs.contains_key(name) {
-                if let Some(unit) = self.units.get_mut(name) {
-                    if !unit.removing {
-                        report.removed.push(name.clone());
-                    }
-                    unit.removing = true;
-                    unit.want = Want::Down;
-                }
+            // One that an earlier reload removed is on its way already: touching it again
+            // would publish a change that is none.
+            let newly_removed = self.units.get_mut(name).filter(|u| !u.removing);
+            if let (false, Some(unit)) = (specs.contains_key(name), newly_removed) {
+                report.removed.push(name.clone());
+                unit.removing = true;
+                unit.want = Want::Down;
                 self.touch(name);
             }
         }
@@ -771,6 +926,10 @@ impl Engine {
                     keys.extend(&diff.policy);
                     report.updated.push(change(&keys));
                 }
+                // What the old spec was ordered after may be waiting for this one to
+                // stop first; with the new spec it may not be a neighbour any more, so
+                // touch() below would not look at it again.
+                self.dirty.extend(unit.spec.ordered_after().cloned());
                 unit.spec = spec;
                 unit.pending_spec = None;
                 if !unit.is_running() && unit.state == State::Failed && unit.want == Want::Up {
@@ -839,7 +998,8 @@ impl Engine {
                     // They go first. They may not have been looked at yet when what makes
                     // them stop is further up a `requires` chain.
                     if let Some(dependents) = self.dependents.get(name) {
-                        self.dirty.extend(dependents.iter().cloned());
+                        let first = dependents.iter().filter(|d| self.after_in_order(name, d));
+                        self.dirty.extend(first.cloned().collect::<Vec<_>>());
                     }
                 } else if unit.sub == Sub::AutoRestart {
                     let _ = self.units.get_mut(name).map(|u| u.deadline = None);
@@ -893,7 +1053,10 @@ impl Engine {
             };
             let on_its_way_up = d.want == Want::Up
                 && match d.state {
-                    State::Inactive => d.sub != Sub::Dependency,
+                    // Decided afresh, not from its sub-state: that is only as recent as
+                    // the last look at it, and a reload that changed what it requires
+                    // may not have led to one yet (this one may be looked at first).
+                    State::Inactive => self.why_down(dep, self.units.len()).is_none(),
                     State::Activating | State::Deactivating => true,
                     State::Active => d.restart_pending,
                     State::Failed => false,
@@ -923,17 +1086,24 @@ impl Engine {
             }),
             State::Inactive if d.removing => Some(format!("{name}, which a reload removed")),
             State::Inactive if d.want == Want::Down => Some(format!("{name}, which is stopped")),
-            State::Inactive if d.sub == Sub::Dependency => {
+            // Wanted, but maybe held by what it requires: decided afresh down the chain
+            // rather than from its sub-state, which a reload may have made out of date.
+            State::Inactive => {
                 let deeper = d
                     .spec
                     .requires
                     .iter()
                     .filter(|_| depth > 0)
                     .find_map(|dd| self.why_down(dd, depth - 1));
-                Some(match deeper {
-                    Some(why) => format!("{name}, which requires {why}"),
-                    None => format!("{name}, which cannot start"),
-                })
+                match deeper {
+                    Some(why) => Some(format!("{name}, which requires {why}")),
+                    // Past the depth (only a cycle, which the config check rejects, gets
+                    // there): as before, trust the sub-state.
+                    None if depth == 0 && d.sub == Sub::Dependency => {
+                        Some(format!("{name}, which cannot start"))
+                    }
+                    None => None,
+                }
             }
             _ => None,
         }
@@ -991,12 +1161,14 @@ impl Engine {
             }
         }
         self.dependents.get(name).is_some_and(|deps| {
-            deps.iter().any(|d| {
-                self.units.get(d).is_some_and(|u| {
-                    u.state == State::Deactivating
-                        || (u.is_running() && u.sub != Sub::AutoRestart && self.should_stop(d))
+            deps.iter()
+                .filter(|d| self.after_in_order(name, d))
+                .any(|d| {
+                    self.units.get(d).is_some_and(|u| {
+                        u.state == State::Deactivating
+                            || (u.is_running() && u.sub != Sub::AutoRestart && self.should_stop(d))
+                    })
                 })
-            })
         })
     }
 }

@@ -15,6 +15,8 @@
 pub mod cgroup;
 pub mod engine;
 #[cfg(test)]
+mod engine_props;
+#[cfg(test)]
 mod engine_tests;
 pub mod graph;
 pub mod logfiles;
