@@ -721,11 +721,17 @@ impl Engine {
         }
         let limit = unit.spec.start_limit;
         if restart && (limit == 0 || (unit.failures.len() as u32) < limit) {
-            let delay = backoff(
+            let mut delay = backoff(
                 unit.spec.restart_delay,
                 unit.spec.restart_delay_max,
                 unit.consecutive_failures,
             );
+            // A process that ran is its own pace; a spawn that fails at once (a missing
+            // program) is not: with restart_delay = 0 and no start limit it would spin
+            // PID 1. It waits at least this long.
+            if sub == Sub::Spawn {
+                delay = delay.max(SPAWN_FAILURE_DELAY);
+            }
             unit.deadline = Some(now + delay);
             unit.reason = Some(reason);
             self.set_state(name, State::Activating, Sub::AutoRestart, now);
@@ -1188,6 +1194,9 @@ fn reset_failures(unit: &mut Unit) {
     unit.failures.clear();
     unit.restarts = 0;
 }
+
+/// The least wait before another try after a spawn failed.
+pub const SPAWN_FAILURE_DELAY: Duration = Duration::from_millis(100);
 
 /// restart_delay doubled per consecutive failure after the first, capped.
 pub fn backoff(first: Duration, max: Duration, consecutive_failures: u32) -> Duration {

@@ -3003,3 +3003,26 @@ fn a_lingering_service_stops_last_at_shutdown() {
     let actions = sim.exit("broker", Exit::Signal(Signal::SIGTERM));
     assert!(actions.contains(&Action::AllStopped));
 }
+
+/// A spawn that fails at once, with restart_delay 0 and no start limit, waits between
+/// tries instead of spinning PID 1 (found by the property test's author).
+#[test]
+fn a_failing_spawn_is_not_retried_at_once_even_with_no_delay() {
+    let mut sim = Sim::manual(vec![simple("a").with(|s| {
+        s.restart = RestartPolicy::Always;
+        s.restart_delay = Duration::ZERO;
+        s.restart_delay_max = Duration::ZERO;
+        s.start_limit = 0;
+    })]);
+    let run = sim.run_of("a");
+    sim.feed(Input::SpawnFailed {
+        name: "a".into(),
+        run,
+        error: "no such file".into(),
+    });
+    sim.assert_state("a", State::Activating, Sub::AutoRestart);
+    assert_eq!(
+        sim.unit("a").deadline,
+        Some(sim.now + super::engine::SPAWN_FAILURE_DELAY)
+    );
+}

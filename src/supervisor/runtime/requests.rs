@@ -84,8 +84,20 @@ impl Runtime {
                 "ember is shutting down; no services can be started",
             ));
         }
-        // An unknown name changes nothing.
+        // An unknown name changes nothing; nor does a start of a service that a reload
+        // removed and that is still stopping.
         self.statuses(&names)?;
+        if !matches!(kind, Kind::Stop) {
+            if let Some(gone) = names
+                .iter()
+                .find(|n| self.engine.unit(n).is_some_and(|u| u.removing))
+            {
+                return Err(Reply::error(
+                    ErrorKind::UnknownService,
+                    format!("{gone} was removed by a reload and is stopping; it cannot be started"),
+                ));
+            }
+        }
         let mut goals = Vec::with_capacity(names.len());
         for name in names {
             let Some(unit) = self.engine.unit(&name) else {
