@@ -3,52 +3,10 @@
 //! `oom_score_adjust` (/proc/self/oom_score_adj in the child).
 
 use super::walk::{self, FromToml, Issue, Table};
+pub use ember_engine::spec::{Amount, Limits, Rlimit};
 use nix::sys::resource::Resource;
 use toml::de::DeValue;
 use toml::Spanned;
-
-/// An amount of a resource: a count or a size in bytes, or no limit at all.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Amount {
-    Value(u64),
-    /// "infinity" (systemd's word) or "unlimited" (ulimit's).
-    Infinity,
-}
-
-impl Amount {
-    /// As a cgroup file takes it: a number, or "max".
-    pub fn cgroup_text(self) -> String {
-        match self {
-            Amount::Value(n) => n.to_string(),
-            Amount::Infinity => "max".to_owned(),
-        }
-    }
-
-    /// As people write it: "64M" rather than 67108864.
-    pub fn human(self) -> String {
-        match self {
-            Amount::Infinity => "infinity".to_owned(),
-            Amount::Value(0) => "0".to_owned(),
-            Amount::Value(n) => {
-                let unit = [(40, 'T'), (30, 'G'), (20, 'M'), (10, 'K')]
-                    .into_iter()
-                    .find(|(shift, _)| n % (1u64 << shift) == 0);
-                match unit {
-                    Some((shift, letter)) => format!("{}{letter}", n >> shift),
-                    None => n.to_string(),
-                }
-            }
-        }
-    }
-
-    /// As setrlimit takes it.
-    pub fn rlim(self) -> nix::libc::rlim_t {
-        match self {
-            Amount::Value(n) => n as nix::libc::rlim_t,
-            Amount::Infinity => nix::libc::RLIM_INFINITY,
-        }
-    }
-}
 
 /// An integer, or a string: "64M", "1G", "512K", "4096", "infinity". Suffixes are
 /// powers of 1024, as systemd reads them.
@@ -120,14 +78,6 @@ const RESOURCES: &[(&str, Resource)] = &[
     ("rtprio", Resource::RLIMIT_RTPRIO),
 ];
 
-/// One `limits` entry: both the soft and the hard limit are set to it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rlimit {
-    pub name: &'static str,
-    pub resource: Resource,
-    pub amount: Amount,
-}
-
 /// `limits = { ... }` as written: each resource's amount, in the order of [`RESOURCES`].
 #[derive(Debug, Default)]
 pub struct RawRlimits(Vec<Rlimit>);
@@ -149,28 +99,6 @@ impl FromToml for RawRlimits {
                     .collect(),
             )
         })
-    }
-}
-
-/// A service's limits, checked. Nothing set: the service runs with ember's own limits,
-/// outside any controller's reach, as before.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Limits {
-    pub rlimits: Vec<Rlimit>,
-    /// memory.max of its cgroup; over it, the kernel OOM-kills the service.
-    pub memory_max: Option<Amount>,
-    /// cpu.weight of its cgroup, 1 to 10000 (100 is everyone's default).
-    pub cpu_weight: Option<u32>,
-    /// pids.max of its cgroup: fork fails with EAGAIN past it.
-    pub pids_max: Option<Amount>,
-    /// -1000 (never OOM-killed) to 1000 (first to go).
-    pub oom_score_adjust: Option<i32>,
-}
-
-impl Limits {
-    /// Whether any limit needs the service's cgroup (and its controllers).
-    pub fn needs_controllers(&self) -> bool {
-        self.memory_max.is_some() || self.cpu_weight.is_some() || self.pids_max.is_some()
     }
 }
 

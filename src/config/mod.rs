@@ -9,6 +9,7 @@
 
 pub mod control;
 pub mod dbus;
+pub mod graph;
 pub mod limits;
 pub mod mqtt;
 pub mod service;
@@ -17,7 +18,6 @@ mod tests;
 pub mod values;
 mod walk;
 
-use crate::supervisor::graph;
 pub use service::{FailureAction, Output, Readiness, RestartPolicy, ServiceSpec, ServiceType};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

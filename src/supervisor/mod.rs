@@ -1,8 +1,6 @@
 //! The supervisor: a pure engine that decides, and a runtime that does.
 //!
-//! - [`model`]: states, wants and the per-service record: plain data.
-//! - [`engine`]: (state, event) -> actions, no I/O, no clock.
-//! - [`graph`]: unknown dependencies and cycles.
+//! - [`model`], [`engine`]: the pure engine, a crate of its own (`engine/`).
 //! - [`runtime`]: the one task that executes actions and feeds events back.
 //! - [`spawn`], [`reaper`]: fork/exec, and reaping every child in one place.
 //! - [`readiness`], [`notify`], [`output`]: probes, the sd_notify socket, service output.
@@ -13,14 +11,9 @@
 //! - [`timeline`]: each service's transitions this boot, for `ember analyze`.
 
 pub mod cgroup;
-pub mod engine;
-#[cfg(test)]
-mod engine_props;
-#[cfg(test)]
-mod engine_tests;
-pub mod graph;
+// The engine and its model are a crate of their own (engine/); their old paths stay.
+pub use ember_engine::{engine, model};
 pub mod logfiles;
-pub mod model;
 pub mod notify;
 pub mod output;
 pub mod readiness;

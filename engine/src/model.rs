@@ -1,6 +1,6 @@
 //! Plain data the engine reasons about: states, wants, exits, and the per-service record.
 
-use crate::config::ServiceSpec;
+use crate::spec::ServiceSpec;
 use nix::sys::signal::Signal;
 use std::collections::VecDeque;
 use std::time::Duration;

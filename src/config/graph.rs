@@ -3,7 +3,7 @@
 //! `requires`, `wants` and `after` all order a service after another, so a cycle through
 //! any mix of them would leave every service on it waiting forever: it is an error.
 
-use crate::config::{service::ServiceSpec, Severity};
+use super::{service::ServiceSpec, Severity};
 use std::collections::BTreeMap;
 
 /// Something wrong with the graph, tied to the service (and dependency) that shows it.

@@ -29,9 +29,9 @@
 //! prints the smallest history found that fails, and what the engine did in it: make it
 //! an example test in engine_tests.rs, next to the fix.
 
-use super::engine::{Action, Engine, Input};
-use super::model::{Exit, Pid, State, Sub, Unit, Want};
-use crate::config::{FailureAction, Readiness, RestartPolicy, ServiceSpec, ServiceType};
+use crate::engine::{Action, Engine, Input};
+use crate::model::{Exit, Pid, State, Sub, Unit, Want};
+use crate::spec::{FailureAction, Readiness, RestartPolicy, ServiceSpec, ServiceType};
 use ember_ipc::ReloadReport;
 use nix::sys::signal::Signal;
 use proptest::prelude::*;

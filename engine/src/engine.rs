@@ -12,8 +12,8 @@
 //!   `requires` is going down; it waits until every service ordered after it that is also
 //!   stopping has stopped (reverse order).
 
-use super::model::*;
-use crate::config::{FailureAction, Readiness, RestartPolicy, ServiceSpec, ServiceType};
+use crate::model::*;
+use crate::spec::{FailureAction, Readiness, RestartPolicy, ServiceSpec, ServiceType};
 use ember_ipc::{ReloadReport, SpecChange};
 use nix::sys::signal::Signal;
 use std::collections::{BTreeMap, BTreeSet};

@@ -5,9 +5,9 @@
 //! and moves the clock from deadline to deadline with [`Input::Tick`], like the real
 //! runtime sleeping until [`Engine::next_deadline`].
 
-use super::engine::{backoff, Action, Engine, Input};
-use super::model::{Exit, Pid, RunResult, State, Sub, Unit, Want};
-use crate::config::{FailureAction, Readiness, RestartPolicy, ServiceSpec, ServiceType};
+use crate::engine::{backoff, Action, Engine, Input};
+use crate::model::{Exit, Pid, RunResult, State, Sub, Unit, Want};
+use crate::spec::{FailureAction, Readiness, RestartPolicy, ServiceSpec, ServiceType};
 use ember_ipc::{ReloadReport, SpecChange};
 use nix::sys::signal::Signal;
 use std::collections::BTreeMap;
@@ -2768,7 +2768,7 @@ fn a_tick_before_any_deadline_does_nothing() {
 
 #[test]
 fn an_oom_kill_is_told_apart_and_restarted_by_policy() {
-    use crate::config::limits::Amount;
+    use crate::spec::Amount;
     let mut hog = simple("hog");
     hog.limits.memory_max = Some(Amount::Value(16 << 20));
     let mut sim = Sim::new(vec![hog.clone()]);
@@ -3023,6 +3023,6 @@ fn a_failing_spawn_is_not_retried_at_once_even_with_no_delay() {
     sim.assert_state("a", State::Activating, Sub::AutoRestart);
     assert_eq!(
         sim.unit("a").deadline,
-        Some(sim.now + super::engine::SPAWN_FAILURE_DELAY)
+        Some(sim.now + crate::engine::SPAWN_FAILURE_DELAY)
     );
 }
