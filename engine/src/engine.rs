@@ -75,10 +75,20 @@ pub enum Input {
 /// What the runtime must do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Spawn the service's command; answer with Spawned or SpawnFailed.
-    Spawn { name: String, run: u64 },
-    /// Send a signal to the service's main process and its process group.
-    Kill { name: String, signal: Signal },
+    /// Spawn the service's command (as `spec` says, which the action carries: the runtime
+    /// reads nothing back from the engine); answer with Spawned or SpawnFailed.
+    Spawn {
+        name: String,
+        run: u64,
+        spec: Box<ServiceSpec>,
+    },
+    /// Send a signal to every process of the service, and to its main process `pid`
+    /// wherever that is.
+    Kill {
+        name: String,
+        signal: Signal,
+        pid: Option<Pid>,
+    },
     /// Watch for readiness (log, delay, notify, tcp, file, exec); answer with Ready.
     Probe {
         name: String,
@@ -86,11 +96,17 @@ pub enum Action {
         readiness: Readiness,
     },
     /// Read the forking daemon's pid from its pid_file; answer with MainPid.
-    WatchPidFile { name: String, run: u64 },
+    WatchPidFile {
+        name: String,
+        run: u64,
+        path: std::path::PathBuf,
+    },
     /// Readiness and pid-file watches for this service are no longer needed.
     StopProbes { name: String },
-    /// SIGKILL whatever is left in the service's process group once its main process is gone.
-    Cleanup { name: String },
+    /// SIGKILL whatever is left of the service once its main process is gone: its cgroup
+    /// (unless `keep`: a oneshot that succeeded leaves what it started, as systemd's
+    /// RemainAfterExit) and its process group.
+    Cleanup { name: String, keep: bool },
     /// The service's status changed: publish it.
     Changed { name: String },
     /// A reload removed the service.
@@ -372,6 +388,7 @@ impl Engine {
                     actions.push(Action::Kill {
                         name: name.clone(),
                         signal,
+                        pid: unit.pid,
                     });
                     self.touch(&name);
                     return;
@@ -579,6 +596,7 @@ impl Engine {
                 unit.deadline = None;
                 actions.push(Action::Cleanup {
                     name: name.to_owned(),
+                    keep: false,
                 });
                 if let Some((sub, reason)) = unit.failing.take() {
                     self.fail(name, sub, reason, now, actions);
@@ -593,6 +611,7 @@ impl Engine {
                 actions.push(Action::WatchPidFile {
                     name: name.to_owned(),
                     run: unit.run,
+                    path: unit.spec.pid_file.clone().unwrap_or_default(),
                 });
                 self.set_state(name, State::Activating, Sub::StartPidFile, now);
             }
@@ -601,6 +620,7 @@ impl Engine {
             {
                 actions.push(Action::Cleanup {
                     name: name.to_owned(),
+                    keep: true,
                 });
                 self.become_active(name, now, actions);
                 self.set_state(name, State::Active, Sub::Exited, now);
@@ -613,12 +633,14 @@ impl Engine {
                 }
                 actions.push(Action::Cleanup {
                     name: name.to_owned(),
+                    keep: false,
                 });
                 self.stopped(name, now);
             }
             _ => {
                 actions.push(Action::Cleanup {
                     name: name.to_owned(),
+                    keep: false,
                 });
                 let (sub, reason) = match exit {
                     Exit::Code(0) if unit.state == State::Activating => (
@@ -777,6 +799,7 @@ impl Engine {
             (State::Activating, Sub::StartPidFile) => {
                 actions.push(Action::Cleanup {
                     name: name.to_owned(),
+                    keep: false,
                 });
                 let why = match &unit.spec.pid_file {
                     Some(p) => format!("no pid in {} within ready_timeout", p.display()),
@@ -799,6 +822,7 @@ impl Engine {
                 actions.push(Action::Kill {
                     name: name.to_owned(),
                     signal: Signal::SIGKILL,
+                    pid: unit.pid,
                 });
                 unit.deadline = Some(now + unit.spec.stop_timeout);
                 self.set_state(name, State::Deactivating, Sub::StopSigkill, now);
@@ -851,6 +875,7 @@ impl Engine {
             if unit.sub == Sub::StartPidFile {
                 actions.push(Action::Cleanup {
                     name: name.to_owned(),
+                    keep: false,
                 });
             }
             match failing {
@@ -864,6 +889,7 @@ impl Engine {
         actions.push(Action::Kill {
             name: name.to_owned(),
             signal: unit.spec.stop_signal,
+            pid: unit.pid,
         });
         self.set_state(name, State::Deactivating, Sub::StopSigterm, now);
     }
@@ -1033,6 +1059,7 @@ impl Engine {
         actions.push(Action::Spawn {
             name: name.to_owned(),
             run: unit.run,
+            spec: Box::new(unit.spec.clone()),
         });
         self.set_state(name, State::Activating, Sub::Start, now);
     }

@@ -612,7 +612,7 @@ fn name_of(action: &Action) -> Option<&str> {
         | Action::Probe { name, .. }
         | Action::WatchPidFile { name, .. }
         | Action::StopProbes { name }
-        | Action::Cleanup { name }
+        | Action::Cleanup { name, .. }
         | Action::Changed { name }
         | Action::Removed { name }
         | Action::OnFailure { name, .. } => Some(name),
@@ -632,8 +632,8 @@ fn show_actions(actions: &[Action]) -> String {
         .iter()
         .map(|a| match a {
             Action::Probe { name, run, .. } => format!("Probe({name} run {run})"),
-            Action::Spawn { name, run } => format!("Spawn({name} run {run})"),
-            Action::Kill { name, signal } => format!("Kill({name} {})", signal.as_str()),
+            Action::Spawn { name, run, .. } => format!("Spawn({name} run {run})"),
+            Action::Kill { name, signal, .. } => format!("Kill({name} {})", signal.as_str()),
             Action::Reloaded(r) => format!("Reloaded({r:?})"),
             a => match name_of(a) {
                 Some(name) => format!(
@@ -734,7 +734,7 @@ impl World {
         let mut queue: VecDeque<Action> = actions.into();
         while let Some(action) = queue.pop_front() {
             match action {
-                Action::Spawn { name, run } => {
+                Action::Spawn { name, run, .. } => {
                     // The runtime spawns whatever a Spawn names, if the service exists.
                     if self.unit(&name).is_none() {
                         continue;
@@ -766,14 +766,14 @@ impl World {
                     };
                     queue.extend(self.feed(input)?);
                 }
-                Action::Kill { name, signal } => {
+                Action::Kill { name, signal, .. } => {
                     for p in self.procs.values_mut().filter(|p| p.unit == name) {
                         if p.signal != Some(Signal::SIGKILL) {
                             p.signal = Some(signal);
                         }
                     }
                 }
-                Action::Cleanup { name } => {
+                Action::Cleanup { name, .. } => {
                     // SIGKILL to the whole group: gone at once, reaped later.
                     for pid in self.live_of(&name) {
                         self.procs.remove(&pid);
@@ -1192,7 +1192,7 @@ impl World {
 
         for action in actions {
             match action {
-                Action::Spawn { name, run } => {
+                Action::Spawn { name, run, .. } => {
                     let Some(u) = engine.unit(name) else {
                         return Err(format!("Spawn({name}) of a service that is gone"));
                     };
@@ -1232,7 +1232,7 @@ impl World {
                         );
                     }
                 }
-                Action::Probe { name, run, .. } | Action::WatchPidFile { name, run } => {
+                Action::Probe { name, run, .. } | Action::WatchPidFile { name, run, .. } => {
                     let current = engine.unit(name).map(|u| u.run);
                     ensure!(
                         current == Some(*run),
@@ -1241,7 +1241,7 @@ impl World {
                     );
                 }
                 // 5. Kill.
-                Action::Kill { name, signal } => {
+                Action::Kill { name, signal, .. } => {
                     let u = engine.unit(name);
                     ensure!(
                         u.is_some_and(|u| u.state == State::Deactivating

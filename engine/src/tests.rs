@@ -138,7 +138,7 @@ impl Sim {
         for action in actions {
             self.log.push((self.now, action.clone()));
             all.push(action.clone());
-            if let Action::Spawn { name, run } = action {
+            if let Action::Spawn { name, run, .. } = action {
                 if self.auto_spawn {
                     let pid = self.fresh_pid();
                     all.extend(self.feed(Input::Spawned { name, run, pid }));
@@ -283,7 +283,9 @@ impl Sim {
         self.log
             .iter()
             .filter_map(|(_, a)| match a {
-                Action::Kill { name, signal } if *signal != Signal::SIGKILL => Some(name.clone()),
+                Action::Kill { name, signal, .. } if *signal != Signal::SIGKILL => {
+                    Some(name.clone())
+                }
                 _ => None,
             })
             .collect()
@@ -320,7 +322,7 @@ fn kills(actions: &[Action]) -> Vec<(String, Signal)> {
     actions
         .iter()
         .filter_map(|a| match a {
-            Action::Kill { name, signal } => Some((name.clone(), *signal)),
+            Action::Kill { name, signal, .. } => Some((name.clone(), *signal)),
             _ => None,
         })
         .collect()
@@ -339,7 +341,24 @@ fn has(actions: &[Action], wanted: &Action) -> bool {
 }
 
 fn cleanup(name: &str) -> Action {
-    Action::Cleanup { name: name.into() }
+    Action::Cleanup {
+        name: name.into(),
+        keep: false,
+    }
+}
+
+/// A oneshot's cleanup once it succeeded: what it started lives on.
+fn cleanup_keeping(name: &str) -> Action {
+    Action::Cleanup {
+        name: name.into(),
+        keep: true,
+    }
+}
+
+fn spawned(actions: &[Action], service: &str, expected_run: u64) -> bool {
+    actions.iter().any(
+        |a| matches!(a, Action::Spawn { name, run, .. } if name == service && *run == expected_run),
+    )
 }
 
 fn stop_probes(name: &str) -> Action {
@@ -368,11 +387,10 @@ fn count(actions: &[Action], wanted: &Action) -> usize {
 fn simple_service_is_active_once_spawned() {
     let sim = Sim::new(vec![simple("a")]);
     assert_eq!(sim.spawn_log(), names(&["a"]));
-    assert!(sim.log.iter().any(|(_, a)| *a
-        == Action::Spawn {
-            name: "a".into(),
-            run: 1
-        }));
+    assert!(sim
+        .log
+        .iter()
+        .any(|(_, a)| matches!(a, Action::Spawn { name, run: 1, .. } if name == "a")));
     sim.assert_state("a", State::Active, Sub::Running);
     assert_eq!(sim.want("a"), Want::Up);
     assert_eq!(sim.pid("a"), Some(1001));
@@ -520,10 +538,7 @@ fn crash_restarts_after_the_delay() {
     assert!(spawns(&sim.advance(ms(99))).is_empty());
     sim.assert_state("a", State::Activating, Sub::AutoRestart);
     let actions = sim.advance(ms(1));
-    assert!(actions.contains(&Action::Spawn {
-        name: "a".into(),
-        run: 2
-    }));
+    assert!(spawned(&actions, "a", 2));
     sim.assert_state("a", State::Active, Sub::Running);
     assert_eq!(sim.unit("a").restarts, 1);
     assert_eq!(sim.unit("a").reason, None);
@@ -755,7 +770,8 @@ fn oneshot_is_active_exited_after_exit_0() {
     assert_eq!(sim.engine.next_deadline(), None);
 
     let actions = sim.exit("a", Exit::Code(0));
-    assert!(has(&actions, &cleanup("a")));
+    // What it started lives on (RemainAfterExit): its cgroup is kept.
+    assert!(has(&actions, &cleanup_keeping("a")));
     sim.assert_state("a", State::Active, Sub::Exited);
     assert_eq!(sim.pid("a"), None);
     assert_eq!(sim.want("a"), Want::Up);
@@ -805,10 +821,7 @@ fn restart_of_an_exited_oneshot_runs_it_again() {
     sim.exit("a", Exit::Code(0));
     let actions = sim.restart("a");
     assert!(kills(&actions).is_empty());
-    assert!(actions.contains(&Action::Spawn {
-        name: "a".into(),
-        run: 2
-    }));
+    assert!(spawned(&actions, "a", 2));
     sim.assert_state("a", State::Activating, Sub::Start);
     sim.exit("a", Exit::Code(0));
     sim.assert_state("a", State::Active, Sub::Exited);
@@ -849,10 +862,9 @@ fn forking_daemon_is_active_once_its_pid_file_names_it() {
 
     sim.advance(secs(1));
     let actions = sim.exit("d", Exit::Code(0));
-    assert!(actions.contains(&Action::WatchPidFile {
-        name: "d".into(),
-        run: 1
-    }));
+    assert!(actions
+        .iter()
+        .any(|a| matches!(a, Action::WatchPidFile { name, run: 1, .. } if name == "d")));
     sim.assert_state("d", State::Activating, Sub::StartPidFile);
     assert_eq!(sim.pid("d"), None);
 
@@ -936,10 +948,7 @@ fn forking_pid_file_timeout() {
     });
     sim.assert_state("d", State::Activating, Sub::AutoRestart);
     let actions = sim.advance(ms(100));
-    assert!(actions.contains(&Action::Spawn {
-        name: "d".into(),
-        run: 2
-    }));
+    assert!(spawned(&actions, "d", 2));
 
     let mut sim = Sim::new(vec![forking("d").restart(RestartPolicy::Never)]);
     sim.exit("d", Exit::Code(0));
@@ -1167,10 +1176,7 @@ fn ready_timeout_stops_then_restarts() {
     assert_eq!(sim.reason("a"), "not ready within 1m 30s");
     assert_eq!(sim.unit("a").failures.len(), 1);
     let actions = sim.advance(ms(100));
-    assert!(actions.contains(&Action::Spawn {
-        name: "a".into(),
-        run: 2
-    }));
+    assert!(spawned(&actions, "a", 2));
     sim.assert_state("a", State::Activating, Sub::Start);
     assert_eq!(sim.deadline_in("a"), Some(secs(90)));
 }
@@ -2223,7 +2229,7 @@ fn reload_diffs_added_removed_changed_unchanged() {
             Action::Spawn { name, .. }
             | Action::Kill { name, .. }
             | Action::StopProbes { name }
-            | Action::Cleanup { name }
+            | Action::Cleanup { name, .. }
             | Action::Changed { name } => {
                 assert!(name != "same" && name != "off", "{a:?}");
             }
@@ -2235,10 +2241,7 @@ fn reload_diffs_added_removed_changed_unchanged() {
 
     // The changed one comes back with the new spec.
     let actions = sim.exit("changed", Exit::Signal(Signal::SIGTERM));
-    assert!(actions.contains(&Action::Spawn {
-        name: "changed".into(),
-        run: 2
-    }));
+    assert!(spawned(&actions, "changed", 2));
     assert_eq!(sim.unit("changed").spec, new_changed);
     assert_eq!(sim.unit("changed").pending_spec, None);
     sim.assert_state("changed", State::Active, Sub::Running);

@@ -327,7 +327,7 @@ impl Runtime {
         let mut changed = false;
         while let Some(action) = queue.pop_front() {
             let follow_up = match action {
-                Action::Spawn { name, run } => {
+                Action::Spawn { name, run, .. } => {
                     if self.deferred.is_empty() && self.turn_started.elapsed() < SPAWN_SLICE {
                         Some(self.spawn(&name, run))
                     } else {
@@ -335,7 +335,7 @@ impl Runtime {
                         None
                     }
                 }
-                Action::Kill { name, signal } => {
+                Action::Kill { name, signal, .. } => {
                     self.kill(&name, signal);
                     None
                 }
@@ -347,7 +347,7 @@ impl Runtime {
                     self.probe(&name, run, &readiness);
                     None
                 }
-                Action::WatchPidFile { name, run } => {
+                Action::WatchPidFile { name, run, .. } => {
                     let path = self
                         .engine
                         .unit(&name)
@@ -370,7 +370,7 @@ impl Runtime {
                     }
                     None
                 }
-                Action::Cleanup { name } => {
+                Action::Cleanup { name, .. } => {
                     // A oneshot that succeeded stays active (exited): like systemd's
                     // RemainAfterExit, what it started in sessions of its own lives on.
                     let finished_oneshot = self.engine.unit(&name).is_some_and(|u| {
