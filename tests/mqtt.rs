@@ -1107,3 +1107,100 @@ fn the_readme_broker_acl_confines_boards_and_the_fleet_tool() {
     assert!(seen.contains("ember/board1/service/web/state "), "{seen}");
     assert!(!seen.contains("ember/board2/"), "{seen}");
 }
+
+/// Issue 12, section 2: a JSON payload is read one way only. A key given twice (at any
+/// depth) gets `bad-payload` and changes nothing (`{"cmd":"restart","cmd":"stop"}` stopped
+/// the service); a field of the wrong type is named with the type it must have (`{"cmd":5}`
+/// said "missing cmd").
+#[test]
+fn json_commands_are_read_one_way_only() {
+    if !can_unshare() || !have_mosquitto() {
+        return;
+    }
+    let broker = Broker::start("json", "");
+    let ember = Ember::start(
+        "mqtt-json",
+        &format!("{}{SERVICES}", mqtt_config(&broker, "bj", "")),
+    );
+    let pid = ember.wait_state("web", "active", None, LONG)["pid"].clone();
+    assert!(wait_for(LONG, || broker.collect(
+        "ember/bj/status",
+        1,
+        Duration::from_secs(1)
+    ) == ["ember/bj/status online"]));
+    let replies = broker.subscribe_with("ember/bj/reply", &["-q", "1"]);
+    let twice = [
+        r#"{"cmd":"restart","cmd":"stop"}"#,
+        r#"{"cmd":"stop","id":"d1","id":"d2"}"#,
+        r#"{"cmd":"stop","id":{"k":1,"k":2}}"#,
+        r#"{"cmd":"stop","reply_to":"ops/r","reply_to":"ember/bj/reply"}"#,
+        r#"{"cmd":"restart","\u0063md":"stop"}"#,
+    ];
+    for payload in twice {
+        broker.publish("ember/bj/service/web/cmd", payload, &[]);
+    }
+    let given_twice = || {
+        replies
+            .lines()
+            .iter()
+            .filter(|l| l.contains("given twice"))
+            .count()
+    };
+    assert!(
+        wait_for(LONG, || given_twice() == twice.len()),
+        "{:?}\nlog:\n{}",
+        replies.lines(),
+        ember.log()
+    );
+    for line in replies.lines() {
+        assert!(
+            line.contains(r#""id":null,"ok":false,"error":{"code":"bad-payload""#),
+            "{line}"
+        );
+    }
+    let typed = [
+        (
+            r#"{"cmd":5,"id":"t1"}"#,
+            "t1",
+            r#"\"cmd\": invalid type: integer `5`, expected a string"#,
+        ),
+        (
+            r#"{"cmd":["stop"],"id":"t2"}"#,
+            "t2",
+            r#"\"cmd\": invalid type: "#,
+        ),
+        (
+            r#"{"cmd":"stop","reply_to":7,"id":"t3"}"#,
+            "t3",
+            r#"\"reply_to\": invalid type: integer `7`, expected a string"#,
+        ),
+        (r#"{"id":"t4"}"#, "t4", "missing field `cmd`"),
+    ];
+    for (payload, id, said) in typed {
+        broker.publish("ember/bj/service/web/cmd", payload, &[]);
+        let reply = replies
+            .wait_for(&format!("\"{id}\""), LONG)
+            .unwrap_or_else(|| panic!("no reply to {payload}: {:?}", replies.lines()));
+        assert!(
+            reply.contains(r#""code":"bad-payload""#) && reply.contains(said),
+            "{payload}: {reply}"
+        );
+    }
+    // Nothing reached the engine: the same process runs, and no command was logged.
+    let web = ember.status("web");
+    assert_eq!(web["state"], "active", "{web}");
+    assert_eq!(web["pid"], pid, "{web}");
+    assert!(
+        !ember.log().contains("mqtt ember/bj/service/web/cmd: "),
+        "a refused payload reached the engine; log:\n{}",
+        ember.log()
+    );
+    // The same board still takes a well-formed command.
+    broker.publish(
+        "ember/bj/service/web/cmd",
+        r#"{"cmd":"restart","id":"ok1"}"#,
+        &[],
+    );
+    let reply = replies.wait_for("\"ok1\"", LONG).expect("a reply to ok1");
+    assert!(reply.contains(r#"{"id":"ok1","ok":true}"#), "{reply}");
+}
