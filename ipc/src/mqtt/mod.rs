@@ -315,13 +315,18 @@ fn describe(error: &ConnectionError, client_id: &str, accepted: bool) -> Lost {
     };
     let closed = || {
         if accepted {
-            "the broker closed the connection".to_owned()
+            lost("the broker closed the connection".to_owned())
         } else {
             // A broker that only speaks MQTT 3.1.1 answers an MQTT 5 CONNECT with a
             // 3.1.1 refusal and closes: rumqttc reads that as the connection ending.
-            "the broker closed the connection before accepting ember (a broker that does \
-             not speak MQTT 5, such as mosquitto before 1.6, does that: ember needs MQTT 5)"
-                .to_owned()
+            // A refusal, said as one (a broker that is away refuses the TCP connection).
+            Lost {
+                why: "the broker closed the connection before accepting ember (a broker \
+                      that does not speak MQTT 5, such as mosquitto before 1.6, does that: \
+                      ember needs MQTT 5)"
+                    .to_owned(),
+                refused: true,
+            }
         }
     };
     match error {
@@ -379,13 +384,13 @@ fn describe(error: &ConnectionError, client_id: &str, accepted: bool) -> Lost {
             StateError::AwaitPingResp => {
                 lost("the broker did not answer a ping within the keep-alive".to_owned())
             }
-            StateError::ConnectionAborted => lost(closed()),
-            StateError::Deserialization(PacketError::Io(e)) if bare_close(e) => lost(closed()),
-            StateError::Io(e) if bare_close(e) => lost(closed()),
+            StateError::ConnectionAborted => closed(),
+            StateError::Deserialization(PacketError::Io(e)) if bare_close(e) => closed(),
+            StateError::Io(e) if bare_close(e) => closed(),
             StateError::Io(e) => lost(format!("connection error: {e}")),
             other => lost(format!("MQTT protocol error: {other}")),
         },
-        ConnectionError::Io(e) if bare_close(e) => lost(closed()),
+        ConnectionError::Io(e) if bare_close(e) => closed(),
         ConnectionError::Io(e) => lost(format!("cannot connect: {e}")),
         ConnectionError::Timeout(_) => {
             lost("no CONNACK from the broker within 5 s of connecting".to_owned())
@@ -1375,7 +1380,8 @@ mod tests {
         let lost = describe(&e, "ember-b1", false);
         assert!(lost.refused && lost.why.contains("wrong username or password"));
         let e = ConnectionError::MqttState(StateError::ConnectionAborted);
-        assert!(describe(&e, "x", false).why.contains("MQTT 5"));
+        let lost = describe(&e, "x", false);
+        assert!(lost.refused && lost.why.contains("MQTT 5"), "{}", lost.why);
         assert_eq!(
             describe(&e, "x", true).why,
             "the broker closed the connection"
