@@ -62,8 +62,6 @@ mqtt.sh's trap. Every wait is bounded.
     id (ok, busy, other refusals, more than one per id), commands ember says it
     dropped unanswered (its log), commands executed without a reply (executed minus
     answered-not-refused), and the time from the publisher's start to the last reply.
-    The broker's `max_queued_messages 100000` keeps it from dropping what ember has
-    not read yet.
 """
 
 import argparse
