@@ -705,7 +705,7 @@ impl Adapter {
             );
         }
         // The last loss said at warning level: the same cause again, at every retry, is
-        // not news (it is said again once a connection has lasted).
+        // not news (a warning again once a connection has lasted).
         let mut last_loss: Option<Lost> = None;
         let mut connected_at = tokio::time::Instant::now();
         loop {
@@ -723,13 +723,14 @@ impl Adapter {
                             last_loss = None;
                         }
                         let news = last_loss.as_ref() != Some(&lost);
-                        if !news {
-                            tracing::debug!("mqtt: {}; retrying with backoff", lost.why);
-                        } else if lost.refused {
+                        if self.connected && news {
+                            tracing::warn!("mqtt: lost the broker: {}; reconnecting with backoff", lost.why);
+                        } else if self.connected {
+                            // Again, for the same reason: a line for each loss, not a warning.
+                            tracing::info!("mqtt: lost the broker: {}; reconnecting with backoff", lost.why);
+                        } else if lost.refused && news {
                             // Wrong credentials or client id: said once, not at every retry.
                             tracing::warn!("mqtt: the broker refuses ember: {}; retrying with backoff", lost.why);
-                        } else if self.connected {
-                            tracing::warn!("mqtt: lost the broker: {}; reconnecting with backoff", lost.why);
                         } else {
                             tracing::debug!("mqtt: cannot reach the broker: {}", lost.why);
                         }
