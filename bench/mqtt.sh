@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # bench/mqtt.sh — ember's MQTT adapter: command latency, exit reporting, a fleet of
-# 200 boards on one broker, and what the adapter costs in memory.
+# 200 boards on one broker, what the adapter costs in memory, and a burst of commands.
 #
-# Usage: bench/mqtt.sh [--build] [--only a,b,c,d]
+# Usage: bench/mqtt.sh [--build] [--only a,b,c,d,e]
 #        BENCH_QUICK=1 bench/mqtt.sh     # ~20 s variant (100 / 50 / 50 / 1)
 #        BENCH_KEEP=1  bench/mqtt.sh     # keep the temp dir (configs, logs)
 #        BENCH_BROKER_NAGLE=1 bench/mqtt.sh   # mosquitto's default set_tcp_nodelay false
@@ -57,6 +57,15 @@
 #      after all is up and, with [mqtt], its states and `online` reached a
 #      subscriber); each ember alone; 3 alternating launches, medians; the
 #      difference in MiB. Goal: < 1 MiB.
+#  (e) Burst: one ember (EMBER_LOG=debug, so that its log has a line for each command
+#      the engine gets) with two `sleep` services; a QoS 1 subscriber on its reply
+#      topic; `mosquitto_pub -l` sends 5,000 JSON commands with ids on a service's
+#      command topic in one go (starts, every tenth a restart), at QoS 1, then 5,000 at
+#      QoS 0. Printed: executed (the engine's log lines) / answered (ok + busy) /
+#      dropped unanswered, as ember's log counts them / lost without a word (neither
+#      answered nor counted) / executed but not answered; the last two must be 0. A
+#      burst is over when every command is answered or dropped, or nothing moved for
+#      30 s.
 #
 # Cleanup: the measuring process is a child subreaper, stops every ember it
 # started (SIGTERM, then SIGKILL), then kills its remaining descendants by pid.

@@ -3,7 +3,7 @@
 
 Driven by bench/mqtt.sh (which builds ember and installs mosquitto); can also be
 run directly as root:
-    python3 bench/mqtt_measure.py --ember target/release/ember --tmp DIR [--quick] [--only a,b,c,d]
+    python3 bench/mqtt_measure.py --ember target/release/ember --tmp DIR [--quick] [--only a,b,c,d,e]
 
 Python standard library only: the MQTT client is a ~100-line MQTT 3.1.1 client on a
 plain socket (TCP_NODELAY), so that the instant a command leaves the bench and the
@@ -52,6 +52,16 @@ mqtt.sh's trap. Every wait is bounded.
     10 `sleep` services, 2 s after every service is active (and, with [mqtt],
     after its 10 states and `online` reached a subscriber), without and with
     [mqtt], same binary, each ember alone; 3 alternating launches, medians.
+(e) burst: one ember (EMBER_LOG=debug: the engine logs each command it gets, with
+    its origin) with two `sleep` services. A subscriber (QoS 1) on its reply topic;
+    then `mosquitto_pub -l` sends 5,000 JSON commands with ids
+    ({"cmd":"start","id":...}, every tenth a restart) on the `web` command topic in
+    one go, at QoS 1, then (after the first burst is over) 5,000 more at QoS 0. A
+    burst is over when every command is answered or counted as dropped, or nothing
+    moved for 30 s. Counted: commands executed (the engine's log lines), replies by
+    id (ok, busy, other refusals, more than one per id), commands ember says it
+    dropped unanswered (its log), commands executed without a reply (executed minus
+    answered-not-refused), and the time from the publisher's start to the last reply.
 """
 
 import argparse
@@ -320,7 +330,8 @@ class Bench:
         self.pidfile.flush()
 
     def popen(self, argv, comm, **kw):
-        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, **kw)
+        kw.setdefault("stdin", subprocess.DEVNULL)
+        p = subprocess.Popen(argv, **kw)
         self.procs.append(p)
         self.record(p.pid, comm)
         return p
@@ -419,7 +430,7 @@ def stop_all(procs, timeout):
 
 
 class Ember:
-    def __init__(self, bench, name, device, services, mqtt=True, groups=None):
+    def __init__(self, bench, name, device, services, mqtt=True, groups=None, env=None):
         self.bench = bench
         self.dir = os.path.join(bench.tmp, name)
         os.makedirs(self.dir, exist_ok=True)
@@ -444,7 +455,8 @@ class Ember:
         self.logpath = os.path.join(self.dir, "ember.log")
         logf = open(self.logpath, "wb")
         self.proc = bench.popen([bench.ember, "--config", self.config], "ember",
-                                stdout=logf, stderr=subprocess.STDOUT)
+                                stdout=logf, stderr=subprocess.STDOUT,
+                                env={**os.environ, **(env or {})})
         logf.close()
 
     @property
@@ -820,6 +832,98 @@ def bench_memory(bench, launches):
     return res
 
 
+# --- (e) ------------------------------------------------------------------------------
+
+def log_counts(ember, topic):
+    """(commands the engine got from `topic`, commands ember dropped unanswered)."""
+    executed = dropped = 0
+    said = f" DEBUG mqtt {topic}: "
+    for line in ember.log().splitlines():
+        if said in line:
+            executed += 1
+        elif " command(s) dropped" in line and "mqtt: " in line:
+            n = line.split("mqtt: ", 1)[1].split(" command(s) dropped", 1)[0]
+            if n.isdigit():
+                dropped += int(n)
+    return executed, dropped
+
+
+def bench_burst(bench, count):
+    dev = "burst"
+    ember = Ember(bench, "burst", dev, {
+        "web": [f'command = ["{SLEEP}", "86400"]'],
+        "db": [f'command = ["{SLEEP}", "86400"]'],
+    }, env={"EMBER_LOG": "debug"})
+    ember.wait_socket()
+    ember.wait_active(2)
+    topic = f"ember/{dev}/service/web/cmd"
+    sub = Mqtt(bench.port, "bench-burst")
+    sub.subscribe(f"ember/{dev}/status", qos=1)
+    deadline = time.monotonic() + 15
+    while (m := sub.read(deadline)) is not None and m.payload != b"online":
+        pass
+    sub.subscribe(f"ember/{dev}/reply", qos=1)
+    res = {}
+    for qos in (1, 0):
+        wait_idle(bench, f"(e) QoS {qos}")
+        prefix = f"q{qos}-"
+        lines = "".join(
+            f'{{"cmd":"{"restart" if n % 10 == 0 else "start"}","id":"{prefix}{n}"}}\n'
+            for n in range(count))
+        path = os.path.join(bench.tmp, f"burst-{qos}.txt")
+        with open(path, "w") as f:
+            f.write(lines)
+        executed0, dropped0 = log_counts(ember, topic)
+        log(f"(e) {count:,} commands at QoS {qos} in one go")
+        answered = collections.Counter()
+        codes = collections.Counter()
+        t0 = time.monotonic()
+        with open(path) as stdin:
+            pub = bench.popen(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(bench.port),
+                               "-q", str(qos), "-t", topic, "-l"], "mosquitto_pub",
+                              stdin=stdin)
+        last_reply, last_change, seen = t0, time.monotonic(), None
+        while True:
+            m = sub.read(time.monotonic() + 0.5)
+            if m is not None and m.topic.endswith("/reply"):
+                try:
+                    reply = json.loads(m.payload)
+                except ValueError:
+                    continue
+                rid = reply.get("id")
+                if isinstance(rid, str) and rid.startswith(prefix):
+                    answered[rid] += 1
+                    codes[(reply.get("error") or {}).get("code", "ok")] += 1
+                    last_reply = time.monotonic()
+            executed, dropped = log_counts(ember, topic)
+            executed, dropped = executed - executed0, dropped - dropped0
+            now = (len(answered), executed, dropped)
+            if now != seen:
+                seen, last_change = now, time.monotonic()
+            if pub.poll() is not None and len(answered) + dropped >= count:
+                break
+            if time.monotonic() - last_change > 30:
+                bench.odd.append(f"(e) QoS {qos}: nothing moved for 30 s; {len(answered)} answered, "
+                                 f"{dropped} dropped of {count}")
+                break
+        pub.wait(10)
+        ok = codes.get("ok", 0)
+        busy = codes.get("busy", 0)
+        res[qos] = {
+            "executed": executed, "answered": len(answered), "ok": ok, "busy": busy,
+            "other": sum(codes.values()) - ok - busy,
+            "twice": sum(1 for n in answered.values() if n > 1),
+            "dropped": dropped, "unanswered_executed": max(0, executed - ok),
+            "silent": max(0, count - len(answered) - dropped),
+            "seconds": last_reply - t0,
+        }
+        log(f"(e) QoS {qos}: {res[qos]}")
+    sub.close()
+    check_log(bench, ember, "(e)")
+    ember.stop()
+    return res
+
+
 # --- main ---------------------------------------------------------------------------
 
 def main():
@@ -827,7 +931,7 @@ def main():
     ap.add_argument("--ember", required=True)
     ap.add_argument("--tmp", required=True)
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--only", default="a,b,c,d")
+    ap.add_argument("--only", default="a,b,c,d,e")
     ap.add_argument("--broker-nagle", action="store_true",
                     help="keep mosquitto's default set_tcp_nodelay false")
     args = ap.parse_args()
@@ -858,6 +962,8 @@ def main():
                                      n_kill if "b" in only else 0))
         if "c" in only:
             res["c"] = bench_fleet(bench, n_fleet, rounds)
+        if "e" in only:
+            res["e"] = bench_burst(bench, 5000)
     finally:
         bench.cleanup()
     report(res, bench, n_fleet, time.monotonic() - t_start)
@@ -895,6 +1001,14 @@ def report(res, bench, n_fleet, elapsed):
         rows.append(("(d) PSS of ember, 10 services: without / with `[mqtt]` (MiB)", f"{pp:.2f} / {pm:.2f}", "", ""))
         rows.append(("(d) the adapter's cost: Δ RSS / Δ PSS (MiB)", f"{rm - rp:.2f} / {pm - pp:.2f}",
                      "< 1 MiB", ok(rm - rp < 1 and pm - pp < 1)))
+    for qos, e in sorted(res.get("e", {}).items(), reverse=True):
+        rows.append((f"(e) burst of 5,000 commands at QoS {qos}: executed / answered (ok + `busy`) / "
+                     f"dropped, said in the log / lost without a word / executed but not answered",
+                     f"{e['executed']:,} / {e['answered']:,} ({e['ok']:,} + {e['busy']:,}) / "
+                     f"{e['dropped']:,} / {e['silent']:,} / {e['unanswered_executed']:,}",
+                     "0 lost, 0 executed but not answered",
+                     ok(e["unanswered_executed"] == 0 and e["twice"] == 0 and e["silent"] == 0
+                        and e["executed"] == e["ok"])))
     print()
     print("| metric | result | goal | met |")
     print("|---|---:|---|---|")
@@ -924,6 +1038,9 @@ def report(res, bench, n_fleet, elapsed):
                      + ", ".join(f"{x:.1f}" for x in c["pubs"]) + f" ms; {n_fleet} embers stopped (SIGTERM) in "
                      f"{c['stop_s']:.1f} s; RSS/PSS of one fleet ember: "
                      + ", ".join(f"{r:.2f}/{p:.2f}" for r, p in c["rss"][:3]) + " MiB")
+    for qos, e in sorted(res.get("e", {}).items(), reverse=True):
+        notes.append(f"(e) QoS {qos}: last reply {e['seconds']:.2f} s after the publisher started; "
+                     f"{e['other']} other refusals, {e['twice']} ids answered more than once")
     if "d" in res:
         d = res["d"]
         notes.append("(d) launches (RSS/PSS MiB): without " + ", ".join(f"{r:.2f}/{p:.2f}" for r, p in d[False])

@@ -165,8 +165,31 @@ impl Broker {
             .collect()
     }
 
+    /// mosquitto_pub of the file `path` as one message (`-f`: an argument cannot carry a
+    /// payload of a megabyte).
+    pub fn publish_file(&self, topic: &str, path: &std::path::Path, extra: &[&str]) -> Output {
+        Command::new("mosquitto_pub")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-q", "1"])
+            .args(["-t", topic, "-f"])
+            .arg(path)
+            .args(&self.client_args)
+            .args(extra)
+            .output()
+            .expect("mosquitto_pub")
+    }
+
+    /// What mosquitto logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path("mosquitto.log")).unwrap_or_default()
+    }
+
     /// A subscriber running in the background; read what it got with [`Subscriber::lines`].
     pub fn subscribe(&self, topic: &str) -> Subscriber {
+        self.subscribe_with(topic, &[])
+    }
+
+    /// The same with extra mosquitto_sub options (`-q 1`: nothing lost on the way to it).
+    pub fn subscribe_with(&self, topic: &str, extra: &[&str]) -> Subscriber {
         let path = self.dir.path(&format!("sub-{}", rand_suffix()));
         let out = std::fs::File::create(&path).expect("sub file");
         let child = Command::new("mosquitto_sub")
@@ -179,6 +202,7 @@ impl Broker {
                 topic,
                 "-v",
             ])
+            .args(extra)
             .args(&self.client_args)
             .stdout(out)
             .stderr(Stdio::null())

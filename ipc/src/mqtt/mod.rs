@@ -12,6 +12,39 @@
 //! (often because ember has not started it yet) the latest state per service is kept and
 //! republished after the next CONNACK, with the subscriptions, which rumqttc does not
 //! restore. Memory stays bounded whatever the outage: one status per service.
+//!
+//! **Oversized messages.** ember speaks MQTT 5 (`rumqttc::v5`) for the Maximum Packet
+//! Size ([`MAX_INCOMING`]) of its CONNECT, which MQTT 3.1.1 cannot express. A client
+//! cannot skip a packet it will not hold: rumqttc (like any client that frames whole
+//! packets) drops the connection on one over its limit, and a retained one comes back at
+//! every subscription, so one oversized retained message on any subscribed topic cut
+//! ember off for good (issue 12: a 1 MiB retained group command; the log then blamed the
+//! client id). With 3.1.1 the only other way is a limit as high as the broker's own (256
+//! MiB for mosquitto): a packet buffer of that size in PID 1. With MQTT 5 the broker must
+//! not send ember a larger packet (MQTT 5.0, 3.1.2.11.4: "The Server MUST NOT send
+//! packets exceeding Maximum Packet Size to the Client"); it discards it for ember alone
+//! and carries on. mosquitto does exactly that (`send__publish` returns
+//! MOSQ_ERR_OVERSIZE_PACKET, the message leaves ember's queue, its log says "Dropping too
+//! large outgoing PUBLISH for <client id> (<n> bytes)"): ember never sees those, the
+//! broker's log names them. What ember does receive and not take (a command over
+//! [`MAX_COMMAND`], a retained command) it answers or logs, with topic and size. The same
+//! holds the other way: a message larger than the broker's own Maximum Packet Size (in
+//! its CONNACK) is not sent, and said once.
+//!
+//! **Bursts.** A command is answered or not taken. One is taken only if its reply has a
+//! place ([`MAX_PENDING_REPLIES`]): then it runs (or gets `busy` at once, before running,
+//! when [`MAX_INFLIGHT`] are running), and its reply is kept until the broker has it,
+//! across reconnects too. One that finds no place is dropped before it runs, and counted
+//! in the log (issue 12: a burst of 5,000 commands lost 1,234 replies, 306 of them for
+//! commands that ran, when the reply queue dropped its oldest). Two ways of making the
+//! broker hold a burst instead were measured and left out: not reading from the broker
+//! while replies wait (rumqttc writes only while it is polled, so the replies would wait
+//! forever), and MQTT 5 flow control (a small Receive Maximum, commands acknowledged once
+//! answered), which mosquitto 2.0 does not keep: see [`RECEIVE_MAXIMUM`].
+//!
+//! Every connection error is described by its cause (a refusal's reason code, the
+//! broker's DISCONNECT reason, a packet over a limit), logged when it changes, not at
+//! every retry.
 
 pub mod homeassistant;
 pub mod payload;
@@ -22,10 +55,15 @@ use crate::protocol::{
     SystemStatus, Targets,
 };
 use payload::{Refusal, Verb, BAD_PAYLOAD, BUSY, NOT_ALLOWED, UNKNOWN_SERVICE};
-use rumqttc::{
-    AsyncClient, Event as MqttEvent, LastWill, MqttOptions, Packet, QoS, TlsConfiguration,
-    Transport,
+use rumqttc::v5::mqttbytes::v5::{
+    ConnectReturnCode, DisconnectReasonCode, Filter, LastWill, Packet, Publish, SubscribeReasonCode,
 };
+use rumqttc::v5::mqttbytes::{Error as PacketError, QoS};
+use rumqttc::v5::{
+    AsyncClient, ConnectionError, Event as MqttEvent, EventLoop, MqttOptions,
+    Request as MqttRequest, StateError,
+};
+use rumqttc::{NetworkOptions, TlsConfiguration, Transport};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -70,30 +108,59 @@ impl std::fmt::Debug for Secret {
     }
 }
 
-/// Largest MQTT packet in and out: states of services with long reasons fit, floods of
-/// huge commands do not.
+/// Largest MQTT packet ember sends: states of services with long reasons fit. The
+/// broker's own Maximum Packet Size (in its CONNACK) when that is smaller: a message
+/// over it is not sent, and logged (rumqttc would drop the connection on it, and a
+/// state is published again after every connect).
 const MAX_PACKET: usize = 64 * 1024;
-/// Largest packet accepted from the broker. Far above any command, so that an oversized
-/// one is answered (see [`MAX_COMMAND`]) instead of breaking the connection: rumqttc
-/// drops the connection on a packet over its limit, and a reconnect loop would follow.
-const MAX_INCOMING: usize = 1024 * 1024;
+/// The Maximum Packet Size ember announces (MQTT 5): the largest packet the broker may
+/// send it, and what rumqttc holds at most for one. Far above any command, so that an
+/// oversized command up to this size is answered (see [`MAX_COMMAND`]); the broker drops
+/// a larger message for ember without dropping the connection (see the module's notes).
+const MAX_INCOMING: u32 = 1024 * 1024;
 /// Longest command payload; longer ones get a bad-payload reply.
 const MAX_COMMAND: usize = 16 * 1024;
 /// Commands being executed at once; more get a `busy` reply.
 const MAX_INFLIGHT: usize = 32;
-/// Replies waiting for the broker; more are dropped (and logged).
-const MAX_PENDING_REPLIES: usize = 256;
+/// Receive Maximum (MQTT 5): QoS 1 messages the broker may have out to ember
+/// unacknowledged. Not a way to make a burst wait at the broker: mosquitto 2.0 (2.0.11
+/// here) keeps to it only when it is 1 (on a PUBACK of the oldest message in flight it
+/// sends up to the limit's number of queued ones, whatever is still in flight; measured
+/// with PUBACKs sent at once: a limit of 4 let 287 messages out unacknowledged, 32 let
+/// 252), and it does not give a unit of it back when it drops a message for being over
+/// ember's Maximum Packet Size (measured: with a limit of 1, one oversized QoS 1
+/// message, and the client never got another). So the most MQTT allows: without the
+/// property mosquitto would take its `max_inflight_messages`, 20, and twenty oversized
+/// messages would leave ember deaf until it reconnects.
+const RECEIVE_MAXIMUM: u16 = u16::MAX;
+/// Commands taken and not yet answered (executing, or their replies waiting for the
+/// broker), and the bytes of the replies waiting: a command that finds either full is
+/// not taken (dropped unanswered before it runs); a command taken is always answered.
+/// At most MAX_PENDING_REPLY_BYTES of replies, plus those of the commands executing
+/// (each at most the size of its command, [`MAX_COMMAND`], and a message).
+const MAX_PENDING_REPLIES: usize = 1024;
+const MAX_PENDING_REPLY_BYTES: usize = 256 * 1024;
+/// rumqttc's request channel, and ember's QoS 1 publishes the broker has not acknowledged.
+const REQUESTS: usize = 256;
+const OUTGOING_INFLIGHT: u16 = 64;
 /// Refusals logged per second; the rest are counted.
 const MAX_REFUSALS_LOGGED: u32 = 10;
+/// Distinct retained commands and oversized messages remembered, to log each once.
+const MAX_LOGGED_ONCE: usize = 64;
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// The backoff cap while the broker keeps dropping ember right after accepting it.
 const QUICK_DROP_BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// rumqttc's MQTT 5 client refuses a keep-alive under 5 s (it panics).
+const MIN_KEEP_ALIVE: Duration = Duration::from_secs(5);
 
 /// What the event-loop task tells the adapter loop.
 enum FromBroker {
-    Connected,
-    Disconnected(String),
+    /// `max_packet`: the broker's Maximum Packet Size, if it gave one.
+    Connected {
+        max_packet: Option<u32>,
+    },
+    Disconnected(Lost),
     /// `payload` is empty when `length` is over [`MAX_COMMAND`]: no copy is kept.
     Message {
         topic: String,
@@ -101,6 +168,14 @@ enum FromBroker {
         length: usize,
         retain: bool,
     },
+}
+
+/// Why the connection ended or could not be made, in words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Lost {
+    why: String,
+    /// The broker answered the CONNECT with a refusal.
+    refused: bool,
 }
 
 /// Ask the adapter to publish `offline` and disconnect; it answers when done.
@@ -154,18 +229,38 @@ fn install_crypto() -> Result<(), String> {
         .map_err(|_| "cannot install the ring crypto provider".to_owned())
 }
 
+/// The keep-alive sent in the CONNECT. `0` (off) has no equivalent in rumqttc's MQTT 5
+/// client, which pings at the keep-alive whatever it is: the longest MQTT has (18 h)
+/// instead. Under 5 s, 5 s (rumqttc's minimum).
+fn keep_alive(configured: Duration) -> Duration {
+    if configured.is_zero() {
+        Duration::from_secs(u64::from(u16::MAX))
+    } else {
+        configured.max(MIN_KEEP_ALIVE)
+    }
+}
+
 fn options(settings: &Settings) -> Result<MqttOptions, String> {
     let mut options = MqttOptions::new(&settings.client_id, &settings.host, settings.port);
     // 0 turns keep-alive off; otherwise 1 s to 65,535 s, checked by `ember check`.
-    options.set_keep_alive(settings.keep_alive);
-    options.set_max_packet_size(MAX_INCOMING, MAX_PACKET);
-    options.set_clean_session(true);
+    options.set_keep_alive(keep_alive(settings.keep_alive));
+    options.set_max_packet_size(Some(MAX_INCOMING));
+    options.set_receive_maximum(Some(RECEIVE_MAXIMUM));
+    options.set_outgoing_inflight_upper_limit(OUTGOING_INFLIGHT);
+    // A clean start and no session expiry: what 3.1.1's clean session was. Commands sent
+    // while ember was away are not replayed to it.
+    options.set_clean_start(true);
+    // States are small and should leave at once, not wait for Nagle's algorithm.
+    let mut network = NetworkOptions::new();
+    network.set_tcp_nodelay(true);
+    options.set_network_options(network);
     let topics = Topics::new(&settings.prefix, &settings.device, &settings.groups);
     options.set_last_will(LastWill::new(
         topics.status(),
         "offline",
         QoS::AtLeastOnce,
         true,
+        None,
     ));
     if let (Some(user), password) = (&settings.username, &settings.password) {
         let password = password.as_ref().map(|p| p.0.clone()).unwrap_or_default();
@@ -197,36 +292,228 @@ fn options(settings: &Settings) -> Result<MqttOptions, String> {
     Ok(options)
 }
 
+/// The size of a PUBLISH packet (QoS 1, no properties) as MQTT 5 counts it: what the
+/// broker's Maximum Packet Size is compared with.
+fn publish_size(topic: &str, payload: usize) -> usize {
+    // Topic length, topic, packet id, properties length (0), payload.
+    let remaining = 2 + topic.len() + 2 + 1 + payload;
+    let length_bytes = match remaining {
+        0..=127 => 1,
+        128..=16_383 => 2,
+        16_384..=2_097_151 => 3,
+        _ => 4,
+    };
+    1 + length_bytes + remaining
+}
+
+/// A connection error in words, naming its cause. `accepted`: the broker had sent its
+/// CONNACK on this connection.
+fn describe(error: &ConnectionError, client_id: &str, accepted: bool) -> Lost {
+    let lost = |why: String| Lost {
+        why,
+        refused: false,
+    };
+    let closed = || {
+        if accepted {
+            lost("the broker closed the connection".to_owned())
+        } else {
+            // A broker that only speaks MQTT 3.1.1 answers an MQTT 5 CONNECT with a
+            // 3.1.1 refusal and closes: rumqttc reads that as the connection ending.
+            // A refusal, said as one (a broker that is away refuses the TCP connection).
+            Lost {
+                why: "the broker closed the connection before accepting ember (a broker \
+                      that does not speak MQTT 5, such as mosquitto before 1.6, does that: \
+                      ember needs MQTT 5)"
+                    .to_owned(),
+                refused: true,
+            }
+        }
+    };
+    match error {
+        ConnectionError::ConnectionRefused(code) => Lost {
+            why: refusal(*code, client_id),
+            refused: true,
+        },
+        ConnectionError::MqttState(state) => match state {
+            StateError::ServerDisconnect {
+                reason_code,
+                reason_string,
+            } => {
+                let reason = match reason_code {
+                    DisconnectReasonCode::SessionTakenOver => format!(
+                        "another client connected with ember's client_id \"{client_id}\" \
+                         and took over its session"
+                    ),
+                    DisconnectReasonCode::PacketTooLarge => {
+                        "ember sent a packet larger than the broker takes".to_owned()
+                    }
+                    DisconnectReasonCode::KeepAliveTimeout => {
+                        "nothing from ember within 1.5 keep-alive periods".to_owned()
+                    }
+                    DisconnectReasonCode::ServerShuttingDown => {
+                        "the broker is shutting down".to_owned()
+                    }
+                    DisconnectReasonCode::NotAuthorized => {
+                        "ember is not authorized (the broker's ACL)".to_owned()
+                    }
+                    DisconnectReasonCode::ReceiveMaximumExceeded => {
+                        "ember had more messages in flight than the broker takes".to_owned()
+                    }
+                    other => format!("{other:?}"),
+                };
+                match reason_string {
+                    Some(said) => lost(format!(
+                        "the broker disconnected ember: {reason} (it said: {})",
+                        said.escape_debug()
+                    )),
+                    None => lost(format!("the broker disconnected ember: {reason}")),
+                }
+            }
+            StateError::Deserialization(PacketError::PayloadSizeLimitExceeded {
+                pkt_size,
+                max,
+            }) => lost(format!(
+                "the broker sent a packet of {pkt_size} bytes although ember announced a \
+                 Maximum Packet Size of {max} bytes (MQTT 5): this broker ignores the limit, \
+                 so a message that large on a topic ember subscribes to cuts it off"
+            )),
+            StateError::OutgoingPacketTooLarge { pkt_size, max } => lost(format!(
+                "ember tried to send a packet of {pkt_size} bytes, over the broker's maximum \
+                 of {max} bytes"
+            )),
+            StateError::AwaitPingResp => {
+                lost("the broker did not answer a ping within the keep-alive".to_owned())
+            }
+            StateError::ConnectionAborted => closed(),
+            StateError::Deserialization(PacketError::Io(e)) if bare_close(e) => closed(),
+            StateError::Io(e) if bare_close(e) => closed(),
+            StateError::Io(e) => lost(format!("connection error: {e}")),
+            other => lost(format!("MQTT protocol error: {other}")),
+        },
+        ConnectionError::Io(e) if bare_close(e) => closed(),
+        ConnectionError::Io(e) => lost(format!("cannot connect: {e}")),
+        ConnectionError::Timeout(_) => {
+            lost("no CONNACK from the broker within 5 s of connecting".to_owned())
+        }
+        ConnectionError::NotConnAck(packet) => lost(format!(
+            "the broker answered the CONNECT with {packet:?} instead of a CONNACK"
+        )),
+        ConnectionError::Tls(e) => lost(format!("TLS: {e}")),
+        other => lost(other.to_string()),
+    }
+}
+
+/// The connection ended without a word from the broker.
+fn bare_close(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::UnexpectedEof
+            | std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::BrokenPipe
+    )
+}
+
+/// A CONNACK's refusal in words.
+fn refusal(code: ConnectReturnCode, client_id: &str) -> String {
+    let reason = match code {
+        ConnectReturnCode::BadUserNamePassword => "wrong username or password".to_owned(),
+        ConnectReturnCode::NotAuthorized => "not authorized".to_owned(),
+        ConnectReturnCode::ClientIdentifierNotValid | ConnectReturnCode::BadClientId => {
+            format!("it does not accept the client_id \"{client_id}\"")
+        }
+        ConnectReturnCode::UnsupportedProtocolVersion
+        | ConnectReturnCode::RefusedProtocolVersion => {
+            "it does not speak MQTT 5, which ember needs".to_owned()
+        }
+        ConnectReturnCode::Banned => "ember is banned".to_owned(),
+        ConnectReturnCode::ServerBusy | ConnectReturnCode::ServerUnavailable => {
+            "the broker is busy or unavailable".to_owned()
+        }
+        other => format!("{other:?}"),
+    };
+    format!("{reason} (CONNACK reason code {code:?})")
+}
+
+/// A request rumqttc still held when the connection broke that must not be lost: a
+/// reply (QoS 1, not retained) or the clearing of a retained message (an empty retained
+/// payload). States, the status and discovery are published again after each connect.
+fn worth_resending(request: MqttRequest) -> Option<MqttRequest> {
+    match request {
+        MqttRequest::Publish(mut publish)
+            if publish.qos == QoS::AtLeastOnce
+                && (!publish.retain || publish.payload.is_empty()) =>
+        {
+            // A new session: the old packet id means nothing to the broker.
+            publish.pkid = 0;
+            publish.dup = false;
+            Some(MqttRequest::Publish(publish))
+        }
+        _ => None,
+    }
+}
+
 /// Polls the event loop until the adapter is gone; sleeps a growing backoff after each
 /// error. The backoff only resets once a connection has lasted: two boards with the same
 /// client id would otherwise take the session from each other as fast as they can.
 async fn poll_broker(
-    mut eventloop: rumqttc::EventLoop,
+    mut eventloop: EventLoop,
     to_adapter: mpsc::Sender<FromBroker>,
     lasted: Duration,
+    client_id: String,
+    subscriptions: Vec<String>,
 ) {
     let mut backoff = BACKOFF_FIRST;
     let mut connected_at: Option<tokio::time::Instant> = None;
     let mut quick_drops = 0u32;
+    // Replies rumqttc held when the connection broke: a clean start would discard them.
+    let mut unsent: Vec<MqttRequest> = Vec::new();
+    let most_unsent = 2 * (REQUESTS + usize::from(OUTGOING_INFLIGHT));
+    // Subscriptions the broker refused, said once each.
+    let mut refused_filters: BTreeSet<String> = BTreeSet::new();
     loop {
         let message = match eventloop.poll().await {
-            Ok(MqttEvent::Incoming(Packet::ConnAck(_))) => {
+            Ok(MqttEvent::Incoming(Packet::ConnAck(connack))) => {
                 connected_at = Some(tokio::time::Instant::now());
-                FromBroker::Connected
+                // Pending requests go before anything the adapter sends from now on.
+                eventloop.pending.extend(unsent.drain(..));
+                FromBroker::Connected {
+                    max_packet: connack.properties.and_then(|p| p.max_packet_size),
+                }
             }
-            Ok(MqttEvent::Incoming(Packet::Publish(p))) => FromBroker::Message {
-                topic: p.topic,
-                // An oversized command is refused by its length: no copy of it is kept.
-                payload: if p.payload.len() > MAX_COMMAND {
-                    Vec::new()
-                } else {
-                    p.payload.to_vec()
-                },
-                length: p.payload.len(),
-                retain: p.retain,
-            },
+            Ok(MqttEvent::Incoming(Packet::Publish(p))) => publish_message(p),
+            Ok(MqttEvent::Incoming(Packet::SubAck(suback))) => {
+                for (filter, code) in subscriptions.iter().zip(&suback.return_codes) {
+                    if !matches!(code, SubscribeReasonCode::Success(_))
+                        && refused_filters.len() < MAX_LOGGED_ONCE
+                        && refused_filters.insert(filter.clone())
+                    {
+                        tracing::warn!(
+                            "mqtt: the broker refused the subscription to {filter} ({code:?}): \
+                             commands there do not reach ember (the broker's ACL?)"
+                        );
+                    }
+                }
+                continue;
+            }
             Ok(_) => continue,
             Err(e) => {
+                let lost = describe(&e, &client_id, connected_at.is_some());
+                let bare = match &e {
+                    ConnectionError::MqttState(StateError::ConnectionAborted) => true,
+                    ConnectionError::MqttState(
+                        StateError::Io(io) | StateError::Deserialization(PacketError::Io(io)),
+                    )
+                    | ConnectionError::Io(io) => bare_close(io),
+                    _ => false,
+                };
+                unsent.extend(eventloop.pending.drain(..).filter_map(worth_resending));
+                if unsent.len() > most_unsent {
+                    // Not reached: each connection adds at most what rumqttc holds.
+                    let extra = unsent.len() - most_unsent;
+                    unsent.drain(..extra);
+                    tracing::error!("mqtt: {extra} replies dropped during an outage");
+                }
                 match connected_at.take() {
                     Some(at) if at.elapsed() >= lasted => {
                         backoff = BACKOFF_FIRST;
@@ -238,17 +525,20 @@ async fn poll_broker(
                         // (by hand, by a test) looks the same.
                         quick_drops += 1;
                         backoff = backoff.min(QUICK_DROP_BACKOFF_MAX);
-                        if quick_drops == 3 {
+                        if quick_drops == 3 && bare {
+                            // No reason given (an MQTT 5 broker says "session taken over"
+                            // when that is the cause): a guess, said as one.
                             tracing::error!(
-                                "mqtt: the broker keeps dropping ember right after accepting it; \
-                                 is another client using the same client_id?"
+                                "mqtt: the broker keeps closing the connection right after \
+                                 accepting ember, without a reason; is another client using \
+                                 the client id \"{client_id}\"?"
                             );
                         }
                     }
                     None => {}
                 }
                 if to_adapter
-                    .send(FromBroker::Disconnected(e.to_string()))
+                    .send(FromBroker::Disconnected(lost))
                     .await
                     .is_err()
                 {
@@ -270,6 +560,23 @@ async fn poll_broker(
     }
 }
 
+/// A received PUBLISH as the adapter takes it: an oversized payload is not copied.
+fn publish_message(p: Publish) -> FromBroker {
+    let length = p.payload.len();
+    FromBroker::Message {
+        // MQTT requires UTF-8 topic names, and brokers check: a lossy reading only
+        // matters for a broken broker, and then routes nowhere.
+        topic: String::from_utf8_lossy(&p.topic).into_owned(),
+        payload: if length > MAX_COMMAND {
+            Vec::new()
+        } else {
+            p.payload.to_vec()
+        },
+        length,
+        retain: p.retain,
+    }
+}
+
 /// Aborts a task when dropped: the poller must not outlive its adapter (after a panic,
 /// an orphaned poller would reconnect with the same client id).
 struct AbortOnDrop(tokio::task::AbortHandle);
@@ -279,6 +586,16 @@ impl Drop for AbortOnDrop {
         self.0.abort();
     }
 }
+
+/// A reply to send.
+struct Answer {
+    topic: String,
+    body: Vec<u8>,
+}
+
+/// What a command's task hands back: its reply, and its permit, which it holds until the
+/// reply is queued (until then the command counts as executing, and its reply as owed).
+type Done = (String, Vec<u8>, Option<tokio::sync::OwnedSemaphorePermit>);
 
 struct Adapter {
     settings: Settings,
@@ -293,14 +610,26 @@ struct Adapter {
     /// The board's state and its configuration's, and whether the broker has it yet.
     system: Option<SystemStatus>,
     system_dirty: bool,
-    replies: VecDeque<(String, Vec<u8>)>,
+    /// Replies not yet handed to the client, and their bytes. Never dropped, not even
+    /// when the connection breaks: each answers a command that was taken (see
+    /// [`MAX_PENDING_REPLIES`]).
+    replies: VecDeque<Answer>,
+    reply_bytes: usize,
     connected: bool,
+    /// The largest packet the broker takes: [`MAX_PACKET`], or less if it says so.
+    max_packet: usize,
     /// After a CONNACK: `online` and the subscriptions still to hand to the client.
     greet: bool,
     /// Services whose Home Assistant discovery is still to (re)publish.
     announce: BTreeSet<String>,
     /// Refusals logged in the current second, to keep a flood from flooding the log.
     refusals_logged: (u64, u32),
+    /// Commands dropped unanswered (no room for their replies) since that was last said,
+    /// and when it was.
+    unanswered: (u64, Option<tokio::time::Instant>),
+    /// Messages logged once: retained commands (topic and size), topics whose message
+    /// was too large for the broker.
+    logged_once: BTreeSet<String>,
     inflight: Arc<Semaphore>,
 }
 
@@ -317,10 +646,14 @@ impl Adapter {
             system: None,
             system_dirty: false,
             replies: VecDeque::new(),
+            reply_bytes: 0,
             connected: false,
+            max_packet: MAX_PACKET,
             greet: false,
             announce: BTreeSet::new(),
             refusals_logged: (0, 0),
+            unanswered: (0, None),
+            logged_once: BTreeSet::new(),
             inflight: Arc::new(Semaphore::new(MAX_INFLIGHT)),
         }
     }
@@ -333,52 +666,80 @@ impl Adapter {
                 return;
             }
         };
-        let (client, mut eventloop) = AsyncClient::new(options, 256);
-        // States are small and should leave at once, not wait for Nagle's algorithm.
-        let mut network = eventloop.network_options();
-        network.set_tcp_nodelay(true);
-        eventloop.set_network_options(network);
+        let (client, eventloop) = AsyncClient::new(options, REQUESTS);
         let (broker_tx, mut from_broker) = mpsc::channel(64);
         // A connection that lasted this long was a real one: the backoff starts over.
         // Two boards with one client id take the session from each other within
         // milliseconds; a broker restarted by hand drops ember after seconds.
-        let keep_alive = Duration::from_secs(1);
-        let _poller =
-            AbortOnDrop(tokio::spawn(poll_broker(eventloop, broker_tx, keep_alive)).abort_handle());
+        let lasted = Duration::from_secs(1);
+        let subscriptions = self.topics.subscriptions(self.settings.homeassistant);
+        let _poller = AbortOnDrop(
+            tokio::spawn(poll_broker(
+                eventloop,
+                broker_tx,
+                lasted,
+                self.settings.client_id.clone(),
+                subscriptions,
+            ))
+            .abort_handle(),
+        );
         let mut events = self.control.events.subscribe();
         self.resync().await;
-        let (reply_tx, mut reply_rx) = mpsc::channel::<(String, Vec<u8>)>(MAX_PENDING_REPLIES);
+        // Each command's task holds one of MAX_INFLIGHT permits while it runs: its reply
+        // always finds room here.
+        let (reply_tx, mut reply_rx) = mpsc::channel::<Done>(MAX_INFLIGHT);
         tracing::info!(
-            "mqtt: connecting to {}:{} as {} (device {})",
+            "mqtt: connecting to {}:{} as {} (device {}), MQTT 5; the broker drops any \
+             message over {} bytes for ember (mosquitto logs \"Dropping too large outgoing \
+             PUBLISH\")",
             self.settings.host,
             self.settings.port,
             self.settings.client_id,
-            self.settings.device
+            self.settings.device,
+            MAX_INCOMING
         );
-        let mut refused_logged = false;
+        if !self.settings.keep_alive.is_zero() && self.settings.keep_alive < MIN_KEEP_ALIVE {
+            tracing::info!(
+                "mqtt: keep_alive {} s is below the MQTT client's minimum; using 5 s",
+                self.settings.keep_alive.as_secs_f64()
+            );
+        }
+        // The last loss said at warning level: the same cause again, at every retry, is
+        // not news (a warning again once a connection has lasted).
+        let mut last_loss: Option<Lost> = None;
+        let mut connected_at = tokio::time::Instant::now();
         loop {
             // While something waits for room in the client's channel, look again shortly:
             // acknowledgements free room but do not wake this loop.
             let backlog = self.connected && self.pending();
             tokio::select! {
                 message = from_broker.recv() => match message {
-                    Some(FromBroker::Connected) => {
-                        refused_logged = false;
-                        self.on_connect();
+                    Some(FromBroker::Connected { max_packet }) => {
+                        connected_at = tokio::time::Instant::now();
+                        self.on_connect(max_packet);
                     }
-                    Some(FromBroker::Disconnected(why)) => {
-                        if self.connected {
-                            tracing::warn!("mqtt: lost the broker: {why}; reconnecting with backoff");
-                        } else if why.contains("return code") && !refused_logged {
-                            // Wrong credentials or client id: say it once, not at every retry.
-                            refused_logged = true;
-                            tracing::warn!("mqtt: the broker refuses ember: {why}; retrying with backoff");
-                        } else {
-                            tracing::debug!("mqtt: cannot reach the broker: {why}");
+                    Some(FromBroker::Disconnected(lost)) => {
+                        if self.connected && connected_at.elapsed() >= Duration::from_secs(10) {
+                            last_loss = None;
                         }
+                        let news = last_loss.as_ref() != Some(&lost);
+                        if self.connected && news {
+                            tracing::warn!("mqtt: lost the broker: {}; reconnecting with backoff", lost.why);
+                        } else if self.connected {
+                            // Again, for the same reason: a line for each loss, not a warning.
+                            tracing::info!("mqtt: lost the broker: {}; reconnecting with backoff", lost.why);
+                        } else if lost.refused && news {
+                            // Wrong credentials or client id: said once, not at every retry.
+                            tracing::warn!("mqtt: the broker refuses ember: {}; retrying with backoff", lost.why);
+                        } else {
+                            tracing::debug!("mqtt: cannot reach the broker: {}", lost.why);
+                        }
+                        if self.connected || lost.refused {
+                            last_loss = Some(lost);
+                        }
+                        // The replies stay: each answers a command that was taken, and goes
+                        // out after the next CONNACK.
                         self.connected = false;
-                        // Replies are answers to the moment; after an outage they are stale.
-                        self.replies.clear();
                     }
                     Some(FromBroker::Message { topic, payload, length, retain }) => {
                         self.on_message(&topic, &payload, length, retain, &reply_tx);
@@ -408,7 +769,7 @@ impl Adapter {
                                 "memory_bytes": m.memory_bytes,
                                 "tasks": m.tasks,
                             });
-                            let _ = client.try_publish(self.topics.metrics(&m.name), QoS::AtMostOnce, false, payload.to_string());
+                            let _ = self.publish(&client, self.topics.metrics(&m.name), QoS::AtMostOnce, false, payload.to_string().into_bytes());
                         }
                     }
                     Ok(Event::System(system)) => {
@@ -425,7 +786,7 @@ impl Adapter {
                     Err(broadcast::error::RecvError::Lagged(_)) => self.resync().await,
                     Err(broadcast::error::RecvError::Closed) => break,
                 },
-                Some(reply) = reply_rx.recv() => self.push_reply(reply),
+                Some(done) = reply_rx.recv() => self.push_reply(done),
                 _ = tokio::time::sleep(Duration::from_millis(20)), if backlog => {}
                 asked = &mut shutdown => {
                     if let Ok(done) = asked {
@@ -436,15 +797,17 @@ impl Adapter {
                 }
             }
             self.flush(&client);
+            if self.unanswered.0 > 0 && self.replies.is_empty() {
+                self.say_dropped(true);
+            }
         }
     }
 
-    /// Queues a reply; the oldest goes when too many wait (memory stays bounded).
-    fn push_reply(&mut self, reply: (String, Vec<u8>)) {
-        if self.replies.len() >= MAX_PENDING_REPLIES {
-            self.replies.pop_front();
-        }
-        self.replies.push_back(reply);
+    /// Queues a command's reply (and then lets its permit go).
+    fn push_reply(&mut self, (topic, body, permit): Done) {
+        self.reply_bytes += topic.len() + body.len();
+        self.replies.push_back(Answer { topic, body });
+        drop(permit);
     }
 
     /// Whether anything waits to be published.
@@ -455,6 +818,11 @@ impl Adapter {
             || !self.removed.is_empty()
             || !self.replies.is_empty()
             || !self.announce.is_empty()
+    }
+
+    /// Commands taken and not answered yet: executing, or their replies queued.
+    fn unanswered(&self) -> usize {
+        self.replies.len() + (MAX_INFLIGHT - self.inflight.available_permits())
     }
 
     /// Logs a refusal, at most a few a second: a flood must not flood the log.
@@ -476,6 +844,15 @@ impl Adapter {
         if self.refusals_logged.1 <= MAX_REFUSALS_LOGGED {
             tracing::warn!("mqtt: {topic}: refused ({code}): {message}");
         }
+    }
+
+    /// Whether `key` is said for the first time (bounded: after many, some may be said
+    /// again).
+    fn first_time(&mut self, key: String) -> bool {
+        if self.logged_once.len() >= MAX_LOGGED_ONCE && !self.logged_once.contains(&key) {
+            self.logged_once.clear();
+        }
+        self.logged_once.insert(key)
     }
 
     /// Re-reads every service's status from the core.
@@ -506,13 +883,14 @@ impl Adapter {
         }
     }
 
-    fn on_connect(&mut self) {
+    fn on_connect(&mut self, max_packet: Option<u32>) {
         tracing::info!(
             "mqtt: connected to {}:{}",
             self.settings.host,
             self.settings.port
         );
         self.connected = true;
+        self.max_packet = max_packet.map_or(MAX_PACKET, |m| MAX_PACKET.min(m as usize));
         self.greet = true;
         self.system_dirty = self.system.is_some();
         // A broker restarted without persistence has forgotten every retained state.
@@ -527,6 +905,32 @@ impl Adapter {
         }
     }
 
+    /// Hands one message to the client, unless it is larger than the broker takes: then
+    /// it is left out, and said once per topic (rumqttc would drop the connection on it,
+    /// and a state is published again after every connect: the reconnect loop of issue
+    /// 12 the other way round). `Err` when the client's channel is full.
+    fn publish(
+        &mut self,
+        client: &AsyncClient,
+        topic: String,
+        qos: QoS,
+        retain: bool,
+        body: Vec<u8>,
+    ) -> Result<(), ()> {
+        let size = publish_size(&topic, body.len());
+        if size > self.max_packet {
+            if self.first_time(format!("too large {topic}")) {
+                tracing::warn!(
+                    "mqtt: not publishing {size} bytes on {topic}: the broker takes packets \
+                     of at most {} bytes",
+                    self.max_packet
+                );
+            }
+            return Ok(());
+        }
+        client.try_publish(topic, qos, retain, body).map_err(|_| ())
+    }
+
     /// Publishes what is waiting, as far as the client's request channel takes it; what
     /// does not fit stays queued (coalesced) for the next round.
     fn flush(&mut self, client: &AsyncClient) {
@@ -537,7 +941,7 @@ impl Adapter {
             let subscriptions = self.topics.subscriptions(self.settings.homeassistant);
             let filters = subscriptions
                 .into_iter()
-                .map(|t| rumqttc::SubscribeFilter::new(t, QoS::AtLeastOnce));
+                .map(|t| Filter::new(t, QoS::AtLeastOnce));
             if client
                 .try_publish(self.topics.status(), QoS::AtLeastOnce, true, "online")
                 .is_err()
@@ -550,8 +954,8 @@ impl Adapter {
         if self.system_dirty {
             if let Some(system) = &self.system {
                 let body = serde_json::to_vec(system).unwrap_or_default();
-                if client
-                    .try_publish(self.topics.system(), QoS::AtLeastOnce, true, body)
+                if self
+                    .publish(client, self.topics.system(), QoS::AtLeastOnce, true, body)
                     .is_err()
                 {
                     return;
@@ -565,8 +969,8 @@ impl Adapter {
                 continue;
             }
             for (topic, body) in homeassistant::announce(&self.topics, &name) {
-                if client
-                    .try_publish(topic, QoS::AtLeastOnce, true, body)
+                if self
+                    .publish(client, topic, QoS::AtLeastOnce, true, body)
                     .is_err()
                 {
                     self.announce.insert(name);
@@ -594,22 +998,47 @@ impl Adapter {
                 continue;
             };
             let body = serde_json::to_vec(status).unwrap_or_default();
-            if client
-                .try_publish(self.topics.state(&name), QoS::AtLeastOnce, true, body)
+            if self
+                .publish(
+                    client,
+                    self.topics.state(&name),
+                    QoS::AtLeastOnce,
+                    true,
+                    body,
+                )
                 .is_err()
             {
                 return; // the channel is full: the rest waits, coalesced
             }
             self.dirty.remove(&name);
         }
-        while let Some((topic, body)) = self.replies.pop_front() {
-            if client
-                .try_publish(topic.clone(), QoS::AtLeastOnce, false, body.clone())
+        while let Some(answer) = self.replies.pop_front() {
+            let fits = |body: &[u8]| publish_size(&answer.topic, body.len()) <= self.max_packet;
+            let body = if fits(&answer.body) {
+                answer.body.clone()
+            } else {
+                // Still an answer, one that fits: with its id if that is not what is large.
+                let id = crate::json::parse(&answer.body)
+                    .ok()
+                    .and_then(|v| v.get("id").cloned());
+                let message =
+                    "the reply is larger than the broker takes; read the state topics instead";
+                let with_id = payload::error_reply(&id, "too-large", message);
+                if fits(&with_id) {
+                    with_id
+                } else {
+                    payload::error_reply(&None, "too-large", message)
+                }
+            };
+            // (A reply that still does not fit is left out, and said.)
+            if self
+                .publish(client, answer.topic.clone(), QoS::AtLeastOnce, false, body)
                 .is_err()
             {
-                self.replies.push_front((topic, body));
+                self.replies.push_front(answer);
                 return;
             }
+            self.reply_bytes -= answer.topic.len() + answer.body.len();
         }
     }
 
@@ -632,15 +1061,43 @@ impl Adapter {
             .any(|pattern| glob_match(pattern, service))
     }
 
+    /// A command that finds no room for its reply: not taken (neither run nor
+    /// answered), counted, and said at most every few seconds (see [`Self::say_dropped`]).
+    fn drop_unanswered(&mut self) {
+        self.unanswered.0 += 1;
+        self.say_dropped(false);
+    }
+
+    /// Says how many commands were dropped unanswered since it was last said: at once
+    /// for the first of a burst, then every few seconds, and once the burst is over.
+    fn say_dropped(&mut self, over: bool) {
+        let now = tokio::time::Instant::now();
+        let due = self
+            .unanswered
+            .1
+            .is_none_or(|at| now.duration_since(at) >= Duration::from_secs(5));
+        if self.unanswered.0 == 0 || !(due || over) {
+            return;
+        }
+        tracing::warn!(
+            "mqtt: {} command(s) dropped, neither run nor answered: the replies of {} earlier \
+             ones still wait for the broker (a burst faster than ember can answer)",
+            self.unanswered.0,
+            self.unanswered()
+        );
+        self.unanswered = (0, Some(now));
+    }
+
     /// Checks a command and hands it to a task of its own (the core's reply is awaited
-    /// there, never in this loop); refusals are answered at once.
+    /// there, never in this loop); refusals are answered at once, `busy` before anything
+    /// runs; a command with no room for its reply is not taken.
     fn on_message(
         &mut self,
         topic: &str,
         body: &[u8],
         length: usize,
         retain: bool,
-        replies: &mpsc::Sender<(String, Vec<u8>)>,
+        replies: &mpsc::Sender<Done>,
     ) {
         let Some(target) = self.topics.route(topic) else {
             return;
@@ -666,10 +1123,19 @@ impl Adapter {
             panic!("injected panic in the MQTT adapter (test hook)");
         }
         if retain {
-            // A retained `stop` would replay on every reconnect: commands are never retained.
-            tracing::warn!(
-                "mqtt: ignoring a retained message on {topic}; commands must not be retained"
-            );
+            // A retained `stop` would replay on every reconnect: commands are never
+            // retained. It comes back at every connect: said once.
+            if self.first_time(format!("retained {topic} {length}")) {
+                tracing::warn!(
+                    "mqtt: ignoring a retained message on {topic} ({length} bytes); commands \
+                     must not be retained (clear it: mosquitto_pub -r -n -t '{topic}')"
+                );
+            }
+            return;
+        }
+        // Room for the reply first: a command that could not be answered is not taken.
+        if self.unanswered() >= MAX_PENDING_REPLIES || self.reply_bytes >= MAX_PENDING_REPLY_BYTES {
+            self.drop_unanswered();
             return;
         }
         let request = if length > MAX_COMMAND {
@@ -691,7 +1157,7 @@ impl Adapter {
                     .clone()
                     .unwrap_or_else(|| self.topics.reply());
                 let body = payload::error_reply(&refusal.id, refusal.code, &refusal.message);
-                self.push_reply((reply_topic, body));
+                self.push_reply((reply_topic, body, None));
                 return;
             }
         };
@@ -705,6 +1171,7 @@ impl Adapter {
             self.push_reply((
                 reply_topic,
                 payload::error_reply(&request.id, BUSY, message),
+                None,
             ));
             return;
         };
@@ -732,7 +1199,6 @@ impl Adapter {
         let replies = replies.clone();
         let origin = format!("mqtt {topic}");
         tokio::spawn(async move {
-            let _permit = permit;
             let reply = control.call(command, origin).await;
             let body = match reply {
                 Reply::Status(status) if request.verb == Verb::List => {
@@ -770,7 +1236,7 @@ impl Adapter {
                 }
                 _ => payload::ok_reply::<()>(&request.id, None),
             };
-            let _ = replies.send((reply_topic, body)).await;
+            let _ = replies.send((reply_topic, body, Some(permit))).await;
         });
     }
 
@@ -862,9 +1328,69 @@ impl Adapter {
 mod tests {
     use super::*;
 
+    /// What the broker's Maximum Packet Size is compared with: rumqttc's own count.
     #[test]
-    fn settings_never_show_the_password() {
-        let settings = Settings {
+    fn publish_size_is_the_packet_size() {
+        for topic in ["a", "ember/b1/service/web/state", &"t".repeat(300)] {
+            for payload in [
+                0, 1, 90, 121, 122, 127, 128, 16_000, 16_400, 2_097_000, 2_097_200,
+            ] {
+                let mut publish = Publish::new(topic, QoS::AtLeastOnce, vec![b'x'; payload], None);
+                publish.pkid = 7;
+                assert_eq!(
+                    publish_size(topic, payload),
+                    Packet::Publish(publish).size(),
+                    "{} {payload}",
+                    topic.len()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn keep_alive_fits_the_mqtt_5_client() {
+        assert_eq!(keep_alive(Duration::ZERO), Duration::from_secs(65_535));
+        assert_eq!(keep_alive(Duration::from_secs(1)), Duration::from_secs(5));
+        assert_eq!(keep_alive(Duration::from_secs(30)), Duration::from_secs(30));
+        // What rumqttc asserts (it panics otherwise), for every value `ember check` takes.
+        for secs in [0, 1, 4, 5, 60, 65_535] {
+            assert!(keep_alive(Duration::from_secs(secs)) >= Duration::from_secs(5));
+            let _ = options(&settings_for_tests(Duration::from_secs(secs)));
+        }
+    }
+
+    /// Each error names its cause, not a guess.
+    #[test]
+    fn connection_errors_name_their_cause() {
+        let e = ConnectionError::MqttState(StateError::Deserialization(
+            PacketError::PayloadSizeLimitExceeded {
+                pkt_size: 2_000_000,
+                max: MAX_INCOMING,
+            },
+        ));
+        let lost = describe(&e, "ember-b1", true);
+        assert!(lost.why.contains("2000000 bytes"), "{}", lost.why);
+        assert!(lost.why.contains("Maximum Packet Size"), "{}", lost.why);
+        assert!(!lost.refused);
+        let e = ConnectionError::MqttState(StateError::ServerDisconnect {
+            reason_code: DisconnectReasonCode::SessionTakenOver,
+            reason_string: None,
+        });
+        assert!(describe(&e, "ember-b1", true).why.contains("\"ember-b1\""));
+        let e = ConnectionError::ConnectionRefused(ConnectReturnCode::BadUserNamePassword);
+        let lost = describe(&e, "ember-b1", false);
+        assert!(lost.refused && lost.why.contains("wrong username or password"));
+        let e = ConnectionError::MqttState(StateError::ConnectionAborted);
+        let lost = describe(&e, "x", false);
+        assert!(lost.refused && lost.why.contains("MQTT 5"), "{}", lost.why);
+        assert_eq!(
+            describe(&e, "x", true).why,
+            "the broker closed the connection"
+        );
+    }
+
+    fn settings_for_tests(keep_alive: Duration) -> Settings {
+        Settings {
             host: "127.0.0.1".into(),
             port: 1883,
             tls: false,
@@ -876,12 +1402,17 @@ mod tests {
             key_file: None,
             prefix: "ember".into(),
             device: "b1".into(),
-            keep_alive: Duration::from_secs(30),
+            keep_alive,
             allow: vec!["*".into()],
             allow_system: false,
             groups: Vec::new(),
             homeassistant: false,
-        };
+        }
+    }
+
+    #[test]
+    fn settings_never_show_the_password() {
+        let settings = settings_for_tests(Duration::from_secs(30));
         let shown = format!("{settings:?} {settings:#?}");
         assert!(!shown.contains("hunter2-7c41"), "{shown}");
         assert!(shown.contains("Secret(..)"), "{shown}");

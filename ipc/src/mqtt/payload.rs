@@ -2,7 +2,7 @@
 //! or JSON (`{"cmd":"restart","id":"abc","reply_to":"some/topic"}`); a reply is
 //! `{"id":...,"ok":true}` or `{"id":...,"ok":false,"error":{"code":...,"message":...}}`.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// What a command asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +74,31 @@ pub const UNKNOWN_SERVICE: &str = "unknown-service";
 pub const NOT_ALLOWED: &str = "not-allowed";
 pub const BUSY: &str = "busy";
 
+/// The strict JSON reader that every input of ember goes through ([`crate::json`]: a key
+/// given twice is refused at any depth, a value of the wrong type names its field). The
+/// fuzz target compiles this file on its own (`#[path]`, without the `mqtt` feature and
+/// its dependencies); there the same module is ember-ipc's, reached by the crate's name.
+/// `fuzzing` is the cfg that cargo-fuzz sets.
+#[allow(unexpected_cfgs)]
+mod strict {
+    #[cfg(not(fuzzing))]
+    pub use crate::json::{from_value, parse};
+    #[cfg(fuzzing)]
+    pub use ember_ipc::json::{from_value, parse};
+}
+
+/// The fields of a JSON command, typed: what a wrong type is reported against.
+#[derive(Deserialize)]
+struct Fields {
+    cmd: String,
+    /// Any JSON value; it is read (and kept as sent) before the fields are typed.
+    #[serde(default)]
+    #[allow(dead_code)]
+    id: serde::de::IgnoredAny,
+    #[serde(default)]
+    reply_to: Option<String>,
+}
+
 /// Decodes a payload.
 pub fn decode(payload: &[u8]) -> Result<Request, Refusal> {
     let refuse = |message: String, id, reply_to| Refusal {
@@ -90,31 +115,38 @@ pub fn decode(payload: &[u8]) -> Result<Request, Refusal> {
             .map(|verb| Request { verb, id: None, reply_to: None })
             .ok_or_else(|| refuse(format!("unknown command {:?}; send start, stop, restart, list, reload, poweroff or reboot", shorten(trimmed)), None, None));
     }
-    let value: serde_json::Value = serde_json::from_str(trimmed).map_err(|e| {
+    // One reading of the JSON: with a key given twice, which one counts would depend on
+    // the reader (`{"cmd":"restart","cmd":"stop"}`), so nothing is read from it at all.
+    let value = strict::parse(trimmed.as_bytes()).map_err(|e| {
         refuse(
-            format!("malformed JSON ({e}); send e.g. {{\"cmd\":\"restart\",\"id\":\"1\"}}"),
+            format!(
+                "malformed JSON ({}); send e.g. {{\"cmd\":\"restart\",\"id\":\"1\"}}",
+                shorten_message(&e)
+            ),
             None,
             None,
         )
     })?;
-    let id = value.get("id").cloned();
-    let reply_to = match value.get("reply_to") {
+    let Some(object) = value.as_object() else {
+        return Err(refuse(
+            "a JSON command is an object such as {\"cmd\":\"restart\"}".into(),
+            None,
+            None,
+        ));
+    };
+    // The id and a usable reply_to first: a refusal still reaches its sender with its id.
+    let id = object.get("id").cloned();
+    let reply_to = match object.get("reply_to") {
         None => None,
         Some(serde_json::Value::String(t)) if valid_reply_topic(t) => Some(t.clone()),
-        Some(_) => {
+        Some(serde_json::Value::String(_)) => {
             return Err(refuse(
                 "\"reply_to\" must be a topic name without wildcards".into(),
                 id,
                 None,
             ))
         }
-    };
-    let Some(object) = value.as_object() else {
-        return Err(refuse(
-            "a JSON command is an object such as {\"cmd\":\"restart\"}".into(),
-            id,
-            reply_to,
-        ));
+        Some(_) => None, // a wrong type: reported below, naming the field
     };
     if let Some(key) = object
         .keys()
@@ -129,12 +161,27 @@ pub fn decode(payload: &[u8]) -> Result<Request, Refusal> {
             reply_to,
         ));
     }
-    match object.get("cmd") {
-        Some(serde_json::Value::String(word)) => match Verb::parse(word) {
-            Some(verb) => Ok(Request { verb, id, reply_to }),
-            None => Err(refuse(format!("unknown command {:?}; send start, stop, restart, list, reload, poweroff or reboot", shorten(word)), id, reply_to)),
-        },
-        _ => Err(refuse("missing \"cmd\": send e.g. {\"cmd\":\"restart\"}".into(), id, reply_to)),
+    let fields: Fields = strict::from_value(value).map_err(|e| {
+        refuse(
+            format!("{}; send e.g. {{\"cmd\":\"restart\"}}", shorten_message(&e)),
+            id.clone(),
+            reply_to.clone(),
+        )
+    })?;
+    match Verb::parse(&fields.cmd) {
+        Some(verb) => Ok(Request {
+            verb,
+            id,
+            reply_to: fields.reply_to,
+        }),
+        None => Err(refuse(
+            format!(
+                "unknown command {:?}; send start, stop, restart, list, reload, poweroff or reboot",
+                shorten(&fields.cmd)
+            ),
+            id,
+            reply_to,
+        )),
     }
 }
 
@@ -144,6 +191,18 @@ fn valid_reply_topic(topic: &str) -> bool {
 
 fn shorten(text: &str) -> String {
     text.chars().take(64).collect()
+}
+
+/// A reader's message, cut to at most 300 bytes: it may quote the payload.
+fn shorten_message(text: &str) -> String {
+    if text.len() <= 300 {
+        return text.to_owned();
+    }
+    let mut end = 297;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &text[..end])
 }
 
 #[derive(Debug, Serialize)]
@@ -218,15 +277,88 @@ mod tests {
             .unwrap_err()
             .message
             .contains("unknown field"));
-        assert!(decode(br#"{"id":1}"#)
-            .unwrap_err()
-            .message
-            .contains("missing \"cmd\""));
+        let e = decode(br#"{"id":1}"#).unwrap_err();
+        assert!(
+            e.message.starts_with("missing field `cmd`"),
+            "{}",
+            e.message
+        );
+        assert_eq!(e.id, Some(serde_json::json!(1)));
         assert!(decode(br#"{"cmd":"start","reply_to":"a/#"}"#).is_err());
         assert!(decode(b"{not json")
             .unwrap_err()
             .message
             .contains("malformed JSON"));
+    }
+
+    /// Issue 12: `{"cmd":"restart","cmd":"stop"}` stopped the service (serde_json keeps
+    /// the last of two equal keys). A key given twice, at any depth, refuses the command.
+    #[test]
+    fn a_key_given_twice_refuses_the_command() {
+        for text in [
+            r#"{"cmd":"restart","cmd":"stop"}"#,
+            r#"{"cmd":"stop","id":1,"id":2}"#,
+            r#"{"cmd":"stop","reply_to":"a/b","reply_to":"c/d"}"#,
+            r#"{"cmd":"stop","id":{"a":1,"a":2}}"#,
+            r#"{"cmd":"stop","id":[{"a":1},{"b":1,"b":2}]}"#,
+            r#"{"cmd":"restart","\u0063md":"stop"}"#,
+        ] {
+            let e = decode(text.as_bytes()).unwrap_err();
+            assert_eq!(e.code, BAD_PAYLOAD, "{text}");
+            assert!(e.message.contains("given twice"), "{text}: {}", e.message);
+            assert_eq!(e.id, None, "{text}: which id would it be?");
+            assert_eq!(e.reply_to, None, "{text}");
+        }
+    }
+
+    /// Issue 12: `{"cmd":5}` said "missing cmd". A wrong type names the field and the type
+    /// it must have, for every field; the id still comes back when it could be read.
+    #[test]
+    fn a_wrong_type_names_the_field_and_its_type() {
+        for (text, field, got) in [
+            (r#"{"cmd":5,"id":"w1"}"#, "cmd", "integer `5`"),
+            (r#"{"cmd":["stop"],"id":"w1"}"#, "cmd", ""),
+            (r#"{"cmd":null,"id":"w1"}"#, "cmd", "null"),
+            (r#"{"cmd":{"a":1},"id":"w1"}"#, "cmd", ""),
+            (
+                r#"{"cmd":"stop","reply_to":5,"id":"w1"}"#,
+                "reply_to",
+                "integer `5`",
+            ),
+            (
+                r#"{"cmd":"stop","reply_to":true,"id":"w1"}"#,
+                "reply_to",
+                "boolean `true`",
+            ),
+        ] {
+            let e = decode(text.as_bytes()).unwrap_err();
+            assert_eq!(e.code, BAD_PAYLOAD, "{text}");
+            let expect = format!("\"{field}\": invalid type: {got}");
+            assert!(e.message.starts_with(&expect), "{text}: {}", e.message);
+            assert!(
+                e.message.contains("expected a string"),
+                "{text}: {}",
+                e.message
+            );
+            assert_eq!(e.id, Some(serde_json::json!("w1")), "{text}");
+        }
+        // Any JSON value is an id.
+        for id in ["null", "7", "\"x\"", "[1,2]", "{\"a\":{\"b\":1}}", "true"] {
+            let text = format!(r#"{{"cmd":"stop","id":{id}}}"#);
+            let r = decode(text.as_bytes()).unwrap();
+            assert_eq!(r.id.map(|v| v.to_string()).as_deref(), Some(id), "{text}");
+        }
+    }
+
+    /// A refusal's message stays short, whatever the payload quotes.
+    #[test]
+    fn refusals_stay_short() {
+        let long = format!(r#"{{"cmd":"{}"}}"#, "é".repeat(5000));
+        assert!(decode(long.as_bytes()).unwrap_err().message.len() <= 512);
+        let long = format!(r#"{{"cmd":"stop","{}":1}}"#, "k".repeat(5000));
+        assert!(decode(long.as_bytes()).unwrap_err().message.len() <= 512);
+        let long = format!(r#"{{"cmd":"stop" {}"#, "€".repeat(5000));
+        assert!(decode(long.as_bytes()).unwrap_err().message.len() <= 512);
     }
 
     /// Found by the fuzzer (fuzz/fuzz_targets/mqtt_command.rs): serde_json's default float
