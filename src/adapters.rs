@@ -31,8 +31,7 @@ pub struct Adapter {
 /// The adapters `config` asks for.
 pub fn plan(config: &Config) -> Vec<Adapter> {
     let mut adapters = Vec::new();
-    // Until ember-mqtt is built, the core's `mqtt` feature still runs the adapter inside.
-    if let Some(mqtt) = config.mqtt.as_ref().filter(|_| !cfg!(feature = "mqtt")) {
+    if let Some(mqtt) = &config.mqtt {
         let settings = mqtt_settings(config, mqtt);
         // Reading, and what [mqtt] lets the network do: start, stop and restart of the
         // allowed services; reload, poweroff and reboot with allow_system.

@@ -171,7 +171,6 @@ fn supervise(
             events: events.clone(),
             lines: lines.clone(),
         };
-        let mqtt = start_mqtt(&config, &control);
         let pending = socket::Pending::default();
         // The adapters ([mqtt], [dbus]) are services of their own, admitted by rules.
         let (config, rules) = crate::adapters::with_adapters(config);
@@ -215,7 +214,6 @@ fn supervise(
         let (outcome, system) = Runtime::run(config, config_status, role, links).await;
         // The last replies (a `poweroff` that had nothing to stop) reach their clients.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), pending.drained()).await;
-        stop_mqtt(mqtt).await;
         (outcome, bound, system)
     }))
 }
@@ -255,76 +253,3 @@ fn with_rescue_shell(mut config: Config) -> Config {
     }
     config
 }
-
-#[cfg(feature = "mqtt")]
-type MqttHandle = Option<ember_ipc::mqtt::Shutdown>;
-#[cfg(not(feature = "mqtt"))]
-type MqttHandle = Option<std::convert::Infallible>;
-
-/// Starts the MQTT adapter when `[mqtt]` is configured. Its failures stay its own: it
-/// logs them and retries; supervision never waits on it.
-#[cfg(feature = "mqtt")]
-fn start_mqtt(config: &Config, control: &Control) -> MqttHandle {
-    let mqtt = config.mqtt.as_ref()?;
-    let password = match &mqtt.password_file {
-        Some(path) => match std::fs::read_to_string(path) {
-            Ok(text) => Some(ember_ipc::mqtt::Secret::new(
-                text.trim_end_matches(['\n', '\r']).to_owned(),
-            )),
-            Err(e) => {
-                tracing::error!(
-                    "mqtt: cannot read password_file {}: {e}; the adapter is off",
-                    path.display()
-                );
-                return None;
-            }
-        },
-        None => None,
-    };
-    let device = config.system.device.clone();
-    let settings = ember_ipc::mqtt::Settings {
-        host: mqtt.host.clone(),
-        port: mqtt.port,
-        tls: mqtt.tls,
-        client_id: mqtt
-            .client_id
-            .clone()
-            .unwrap_or_else(|| format!("ember-{device}")),
-        username: mqtt.username.clone(),
-        password,
-        ca_file: mqtt.ca_file.clone(),
-        cert_file: mqtt.cert_file.clone(),
-        key_file: mqtt.key_file.clone(),
-        prefix: mqtt.prefix.clone(),
-        device,
-        keep_alive: mqtt.keep_alive,
-        allow: mqtt.allow.clone(),
-        allow_system: mqtt.allow_system,
-        groups: mqtt.groups.clone(),
-        homeassistant: mqtt.homeassistant,
-    };
-    let (shutdown, asked) = tokio::sync::oneshot::channel();
-    tokio::spawn(ember_ipc::mqtt::run(settings, control.clone(), asked));
-    Some(shutdown)
-}
-
-#[cfg(not(feature = "mqtt"))]
-fn start_mqtt(config: &Config, _: &Control) -> MqttHandle {
-    if config.mqtt.is_some() {
-        tracing::warn!("[mqtt] is configured, but this ember was built without the mqtt feature");
-    }
-    None
-}
-
-/// Publishes `offline` and disconnects before ember exits (the will is only for crashes).
-#[cfg(feature = "mqtt")]
-async fn stop_mqtt(handle: MqttHandle) {
-    let Some(shutdown) = handle else { return };
-    let (done, finished) = tokio::sync::oneshot::channel();
-    if shutdown.send(done).is_ok() {
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(3), finished).await;
-    }
-}
-
-#[cfg(not(feature = "mqtt"))]
-async fn stop_mqtt(_: MqttHandle) {}

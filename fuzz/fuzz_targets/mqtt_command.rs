@@ -20,10 +20,10 @@ use topics::{glob_match, Target, Topics, HOMEASSISTANT_STATUS};
 // ember-ipc's own files, compiled here without the `mqtt` feature's dependencies (see
 // Cargo.toml). They must stay pure: no `crate::` or `super::` paths.
 #[allow(dead_code)]
-#[path = "../../ipc/src/mqtt/payload.rs"]
+#[path = "../../adapters/mqtt/src/payload.rs"]
 mod payload;
 #[allow(dead_code)]
-#[path = "../../ipc/src/mqtt/topics.rs"]
+#[path = "../../adapters/mqtt/src/topics.rs"]
 mod topics;
 
 const VERBS: [Verb; 7] = [

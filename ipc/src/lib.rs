@@ -1,13 +1,17 @@
-//! ember's control protocol and its adapters.
+//! ember's control protocol, shared by the core and every client of it.
 //!
-//! The core owns one command channel and one event broadcast ([`Control`]). An adapter
-//! turns its transport into [`Command`]s (each with a one-shot reply sender) and the
-//! core's [`Event`]s into its transport. Adapters never touch processes: a command only
-//! changes what the core *wants*, and the core reconciles.
+//! The core owns one command channel and the broadcasts of changes and lines
+//! ([`Control`]); the control socket ([`socket`]) carries them to clients as
+//! newline-delimited JSON. An adapter (ember-mqtt, ember-dbus: executables of their own)
+//! turns its transport into [`Command`]s and the core's [`Event`]s into its transport,
+//! over the socket ([`link`]). Adapters never touch processes: a command only changes
+//! what the core *wants*, and the core reconciles.
 //!
 //! - [`protocol`]: the transport-neutral types: commands, replies with typed errors, events.
-//! - [`mqtt`] (feature `mqtt`): state out and commands in over MQTT.
-//! - [`dbus`] (feature `dbus`): `io.ember.Init1` on D-Bus, shaped like systemd1.
+//! - [`adapter`]: what ember hands an adapter it runs (settings on its standard input).
+//! - [`link`] (feature `link`): an adapter's connection to ember, as a [`Control`].
+//! - [`rights`]: who may ask what over the socket.
+//! - [`glob`]: service-name globs.
 //! - [`json`]: strict JSON (no key twice; type errors name their field) for every input.
 //! - [`socket`]: the local control socket (newline-delimited JSON over a Unix socket),
 //!   server side and the client used by `ember ctl`.
@@ -18,8 +22,6 @@ pub mod glob;
 pub mod json;
 #[cfg(feature = "link")]
 pub mod link;
-#[cfg(feature = "mqtt")]
-pub mod mqtt;
 pub mod protocol;
 pub mod rights;
 pub mod socket;

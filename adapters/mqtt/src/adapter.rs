@@ -46,15 +46,13 @@
 //! broker's DISCONNECT reason, a packet over a limit), logged when it changes, not at
 //! every retry.
 
-pub mod homeassistant;
-pub mod payload;
-pub mod topics;
-
-use crate::protocol::{
+use crate::homeassistant;
+use crate::payload::{self, Refusal, Verb, BAD_PAYLOAD, BUSY, NOT_ALLOWED, UNKNOWN_SERVICE};
+use crate::topics::{glob_match, Target, Topics};
+use ember_ipc::{
     Command, Control, ErrorKind, Event, Reply, ServiceStatus, StatusArgs, SystemState,
     SystemStatus, Targets,
 };
-use payload::{Refusal, Verb, BAD_PAYLOAD, BUSY, NOT_ALLOWED, UNKNOWN_SERVICE};
 use rumqttc::v5::mqttbytes::v5::{
     ConnectReturnCode, DisconnectReasonCode, Filter, LastWill, Packet, Publish, SubscribeReasonCode,
 };
@@ -65,11 +63,9 @@ use rumqttc::v5::{
 };
 use rumqttc::{NetworkOptions, TlsConfiguration, Transport};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot, Semaphore};
-use topics::{glob_match, Target, Topics};
 
 /// The adapter's settings, from `[mqtt]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,9 +76,10 @@ pub struct Settings {
     pub client_id: String,
     pub username: Option<String>,
     pub password: Option<Secret>,
-    pub ca_file: Option<PathBuf>,
-    pub cert_file: Option<PathBuf>,
-    pub key_file: Option<PathBuf>,
+    /// The broker's CA, a client certificate and its key, PEM: read by ember.
+    pub ca: Option<String>,
+    pub cert: Option<String>,
+    pub key: Option<Secret>,
     pub prefix: String,
     pub device: String,
     pub keep_alive: Duration,
@@ -92,21 +89,7 @@ pub struct Settings {
     pub homeassistant: bool,
 }
 
-/// A password: its `Debug` shows no trace of it, so no log line or panic message can.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(secret: String) -> Secret {
-        Secret(secret)
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(..)")
-    }
-}
+pub use ember_ipc::adapter::Secret;
 
 /// Largest MQTT packet ember sends: states of services with long reasons fit. The
 /// broker's own Maximum Packet Size (in its CONNACK) when that is smaller: a message
@@ -181,42 +164,21 @@ struct Lost {
 /// Ask the adapter to publish `offline` and disconnect; it answers when done.
 pub type Shutdown = oneshot::Sender<oneshot::Sender<()>>;
 
-/// Runs the adapter until the core goes away, restarting it (with backoff) if it panics:
-/// an adapter's failure never reaches the core.
+/// Runs the adapter until ember goes away, or until asked to go (then it publishes what
+/// is pending and `offline`, and disconnects). A panic ends the whole process (see
+/// `ember_ipc::adapter::crash_on_panic`): ember, which supervises it, starts it again.
 pub async fn run(
     settings: Settings,
     control: Control,
-    mut shutdown: oneshot::Receiver<oneshot::Sender<()>>,
+    progress: ember_ipc::link::Progress,
+    shutdown: oneshot::Receiver<oneshot::Sender<()>>,
 ) {
     if let Err(e) = install_crypto() {
         tracing::warn!("mqtt: {e}");
     }
-    let mut backoff = BACKOFF_FIRST;
-    loop {
-        let (inner_tx, inner_rx) = oneshot::channel();
-        let task = tokio::spawn(Adapter::new(settings.clone(), control.clone()).run(inner_rx));
-        let abort = task.abort_handle();
-        tokio::pin!(task);
-        tokio::select! {
-            result = &mut task => match result {
-                Ok(()) => return,
-                Err(e) if e.is_panic() => {
-                    tracing::error!("mqtt: the adapter panicked; restarting it in {} ms", backoff.as_millis());
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(BACKOFF_MAX);
-                }
-                Err(_) => return,
-            },
-            asked = &mut shutdown => {
-                if let Ok(done) = asked {
-                    let _ = inner_tx.send(done);
-                    let _ = tokio::time::timeout(Duration::from_secs(2), &mut task).await;
-                }
-                abort.abort();
-                return;
-            }
-        }
-    }
+    Adapter::new(settings, control, progress)
+        .run(shutdown)
+        .await
 }
 
 /// rustls needs a process-wide crypto provider: ring (no C build, unlike aws-lc).
@@ -263,23 +225,25 @@ fn options(settings: &Settings) -> Result<MqttOptions, String> {
         None,
     ));
     if let (Some(user), password) = (&settings.username, &settings.password) {
-        let password = password.as_ref().map(|p| p.0.clone()).unwrap_or_default();
+        let password = password
+            .as_ref()
+            .map(|p| p.expose().to_owned())
+            .unwrap_or_default();
         options.set_credentials(user, password);
     }
     if settings.tls {
-        let read = |path: &PathBuf| {
-            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
-        };
-        let ca = match &settings.ca_file {
-            Some(path) => read(path)?,
+        let ca = match &settings.ca {
+            Some(pem) => pem.as_bytes().to_vec(),
             None => {
                 return Err(
                     "mqtts:// needs ca_file, the CA that signed the broker's certificate".into(),
                 )
             }
         };
-        let client_auth = match (&settings.cert_file, &settings.key_file) {
-            (Some(cert), Some(key)) => Some((read(cert)?, read(key)?)),
+        let client_auth = match (&settings.cert, &settings.key) {
+            (Some(cert), Some(key)) => {
+                Some((cert.as_bytes().to_vec(), key.expose().as_bytes().to_vec()))
+            }
             (None, None) => None,
             _ => return Err("give both cert_file and key_file for a client certificate".into()),
         };
@@ -631,10 +595,13 @@ struct Adapter {
     /// was too large for the broker.
     logged_once: BTreeSet<String>,
     inflight: Arc<Semaphore>,
+    /// Told the seq of every change once it is in the adapter's hands (published, or
+    /// queued for the next connection): see `Link::flush`.
+    progress: ember_ipc::link::Progress,
 }
 
 impl Adapter {
-    fn new(settings: Settings, control: Control) -> Adapter {
+    fn new(settings: Settings, control: Control, progress: ember_ipc::link::Progress) -> Adapter {
         let topics = Topics::new(&settings.prefix, &settings.device, &settings.groups);
         Adapter {
             settings,
@@ -655,6 +622,7 @@ impl Adapter {
             unanswered: (0, None),
             logged_once: BTreeSet::new(),
             inflight: Arc::new(Semaphore::new(MAX_INFLIGHT)),
+            progress,
         }
     }
 
@@ -753,13 +721,15 @@ impl Adapter {
                         }
                         self.dirty.insert(status.name.clone());
                         self.removed.remove(&status.name);
+                        self.progress.applied(status.seq);
                         self.states.insert(status.name.clone(), status);
                     }
-                    Ok(Event::ServiceRemoved { name, .. }) => {
+                    Ok(Event::ServiceRemoved { name, seq }) => {
                         self.states.remove(&name);
                         self.dirty.remove(&name);
                         self.announce.remove(&name);
                         self.removed.insert(name);
+                        self.progress.applied(seq);
                     }
                     Ok(Event::Metrics(metrics)) if self.connected => {
                         // Figures of the moment: dropped, not queued, when the link is busy.
@@ -778,6 +748,7 @@ impl Adapter {
                         if self.connected && system.state == SystemState::Stopping {
                             let _ = client.try_publish(self.topics.status(), QoS::AtLeastOnce, true, "offline");
                         }
+                        self.progress.applied(system.seq);
                         self.system = Some(system);
                         self.system_dirty = true;
                     }
@@ -1018,7 +989,7 @@ impl Adapter {
                 answer.body.clone()
             } else {
                 // Still an answer, one that fits: with its id if that is not what is large.
-                let id = crate::json::parse(&answer.body)
+                let id = ember_ipc::json::parse(&answer.body)
                     .ok()
                     .and_then(|v| v.get("id").cloned());
                 let message =
@@ -1397,9 +1368,9 @@ mod tests {
             client_id: "ember-b1".into(),
             username: Some("b1".into()),
             password: Some(Secret::new("hunter2-7c41".into())),
-            ca_file: None,
-            cert_file: None,
-            key_file: None,
+            ca: None,
+            cert: None,
+            key: None,
             prefix: "ember".into(),
             device: "b1".into(),
             keep_alive,

@@ -74,18 +74,9 @@ pub const UNKNOWN_SERVICE: &str = "unknown-service";
 pub const NOT_ALLOWED: &str = "not-allowed";
 pub const BUSY: &str = "busy";
 
-/// The strict JSON reader that every input of ember goes through ([`crate::json`]: a key
-/// given twice is refused at any depth, a value of the wrong type names its field). The
-/// fuzz target compiles this file on its own (`#[path]`, without the `mqtt` feature and
-/// its dependencies); there the same module is ember-ipc's, reached by the crate's name.
-/// `fuzzing` is the cfg that cargo-fuzz sets.
-#[allow(unexpected_cfgs)]
-mod strict {
-    #[cfg(not(fuzzing))]
-    pub use crate::json::{from_value, parse};
-    #[cfg(fuzzing)]
-    pub use ember_ipc::json::{from_value, parse};
-}
+/// The strict JSON reader that every input of ember goes through (a key given twice is
+/// refused at any depth, a value of the wrong type names its field).
+use ember_ipc::json as strict;
 
 /// The fields of a JSON command, typed: what a wrong type is reported against.
 #[derive(Deserialize)]

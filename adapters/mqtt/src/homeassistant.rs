@@ -2,7 +2,7 @@
 //! off = stop, state from its state topic) and a restart `button`, both available while
 //! the device's status topic says `online`.
 
-use super::topics::Topics;
+use crate::topics::Topics;
 use serde_json::json;
 
 /// Discovery object ids allow [a-zA-Z0-9_-] only.
