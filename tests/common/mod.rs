@@ -12,6 +12,64 @@ use std::time::{Duration, Instant};
 
 pub const EMBER: &str = env!("CARGO_BIN_EXE_ember");
 
+/// How much slower than a quiet machine this one is, measured once per test binary: the
+/// median of a few runs of `ember --version` (a spawn, an exec of the debug binary, an
+/// exit: the round trip every `ember ctl` pays) against what it takes on a quiet 2-core
+/// machine. Never below 1. EMBER_TEST_SLOWNESS=N sets it (a slower emulator, valgrind).
+pub fn slowness() -> f64 {
+    static SLOWNESS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *SLOWNESS.get_or_init(|| {
+        if let Some(set) = std::env::var("EMBER_TEST_SLOWNESS")
+            .ok()
+            .and_then(|v| v.parse::<f64>().ok())
+            .filter(|v| v.is_finite())
+        {
+            return set.max(1.0);
+        }
+        // Measured on the 2-core build machines when nothing else ran: 1.6-2.4 ms.
+        const QUIET: Duration = Duration::from_millis(2);
+        let mut runs: Vec<Duration> = (0..7)
+            .map(|_| {
+                let start = Instant::now();
+                let _ = Command::new(EMBER)
+                    .arg("--version")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+                start.elapsed()
+            })
+            .collect();
+        runs.sort();
+        let median = runs[runs.len() / 2];
+        let slowness = (median.as_secs_f64() / QUIET.as_secs_f64()).clamp(1.0, 50.0);
+        eprintln!(
+            "test timeouts: a spawn round trip takes {} us here, slowness {slowness:.1}",
+            median.as_micros()
+        );
+        slowness
+    })
+}
+
+/// The deadline for waiting on something that takes about `quiet` on a quiet machine:
+/// ten times that, times [`slowness`], and never under half a minute. A deadline only
+/// decides how long a failing test takes to say so (every wait ends as soon as its
+/// condition holds), so it is generous: a busy machine must not fail a test.
+pub fn patience(quiet: Duration) -> Duration {
+    const FLOOR: Duration = Duration::from_secs(30);
+    quiet.mul_f64(10.0 * slowness()).max(FLOOR)
+}
+
+/// The ordinary deadline: a state change, a socket, a message, a log line.
+pub fn long() -> Duration {
+    patience(Duration::from_secs(1))
+}
+
+/// A time a test gives ember on purpose (a grace, a stop_timeout) that a process must
+/// be able to use up: `quiet` scaled by [`slowness`], not floored: tests wait it out.
+pub fn scaled(quiet: Duration) -> Duration {
+    quiet.mul_f64(slowness())
+}
+
 /// Tests that need a PID namespace need root; CI is root. Elsewhere they say so and pass.
 pub fn can_unshare() -> bool {
     if nix::unistd::geteuid().is_root() {
