@@ -76,6 +76,7 @@ mnt=$(grep ' - cgroup2 ' /proc/self/mountinfo | head -1 | cut -d' ' -f5)
 own=$(sed -n 's/^0:://p' /proc/self/cgroup)
 setsid /bin/sh -c 'trap "" TERM; exec sleep {marker}1' &
 echo $! > "$mnt$(dirname "$(dirname "$own")")/cgroup.procs"
+touch $DIR/stray-moved
 exec sleep {marker}2
 """]
 "#
@@ -88,8 +89,11 @@ fn booted(tag: &str, marker: u32, extra: &str) -> Ember {
     let ember = Ember::start_with_config(tag, &shutdown_config(marker, extra));
     ember.wait_state("top", "active", None, LONG);
     ember.wait_state("base", "active", None, LONG);
+    // Moved out of the service's cgroup, not only started: until then, stopping the
+    // service would end it too, and the final SIGKILL would have nothing to do.
     assert!(
-        wait_for(LONG, || pids_with(&format!("{marker}1")).len() == 1),
+        wait_for(LONG, || ember.dir.path("stray-moved").exists()
+            && pids_with(&format!("{marker}1")).len() == 1),
         "the stray did not start"
     );
     ember
