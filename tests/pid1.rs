@@ -635,3 +635,123 @@ fn sigterm_blocked(pid: i32) -> bool {
         })
         .is_some_and(|mask| mask & (1 << 14) != 0)
 }
+
+/// At shutdown, processes that ember did not spawn (entered into its namespace from
+/// outside with nsenter, as `docker exec` does; their parent is outside, so waitpid never
+/// reports them) get SIGTERM and the grace like any other, then SIGKILL; the log names
+/// them.
+#[test]
+fn processes_entered_from_outside_get_sigterm_the_grace_and_then_sigkill() {
+    use std::os::unix::process::ExitStatusExt;
+    if !can_unshare() {
+        return;
+    }
+    // Long enough for the graceful one's half second of cleaning up on any machine; the
+    // test waits it out once, for the stubborn one.
+    let grace = scaled(std::time::Duration::from_secs(5));
+    let mut ember = Ember::start_with_config(
+        "pid1-entered",
+        &format!(
+            "[control]\nsocket = \"$DIR/control.sock\"\n\n[system]\nshutdown_timeout = \"{}ms\"\n\n[service.steady]\ncommand = [\"/bin/sleep\", \"7891001\"]\n",
+            grace.as_millis()
+        ),
+    );
+    ember.wait_state("steady", "active", None, LONG);
+    let dir = ember.dir.0.clone();
+    // Cleans up for half a second after SIGTERM, then exits 0. Its `sleep 0.1` dies of
+    // the same SIGTERM; the trap's `sleep 0.5` starts after it and is not signalled.
+    std::fs::write(
+        dir.join("graceful-tenant.sh"),
+        format!(
+            "trap 'echo term > {d}/graceful.term; sleep 0.5; echo done > {d}/graceful.done; exit 0' TERM\necho $$ > {d}/graceful.pid\nwhile :; do sleep 0.1; done\n",
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    // Ignores SIGTERM (and so does its `sleep`, which inherits the disposition).
+    std::fs::write(
+        dir.join("stubborn-tenant.sh"),
+        format!(
+            "trap '' TERM\necho $$ > {d}/stubborn.pid\nwhile :; do sleep 1; done\n",
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    let target = ember.host_pid().to_string();
+    let enter = |script: &str| {
+        std::process::Command::new("nsenter")
+            .args(["-t", &target, "-p", "--", "/bin/sh"])
+            .arg(dir.join(script))
+            .stdin(std::process::Stdio::null())
+            // The shell says "Terminated" of the sleep that SIGTERM ends.
+            .stderr(std::fs::File::create(dir.join(format!("{script}.err"))).unwrap())
+            .spawn()
+            .expect("nsenter (util-linux)")
+    };
+    let mut graceful = enter("graceful-tenant.sh");
+    let mut stubborn = enter("stubborn-tenant.sh");
+    let pid_in_namespace = |name: &str| {
+        let mut pid = String::new();
+        assert!(
+            wait_for(LONG, || {
+                pid = std::fs::read_to_string(dir.join(name)).unwrap_or_default();
+                pid.ends_with('\n')
+            }),
+            "{name} was not written"
+        );
+        pid.trim().to_owned()
+    };
+    let graceful_pid = pid_in_namespace("graceful.pid");
+    let stubborn_pid = pid_in_namespace("stubborn.pid");
+
+    let out = ember.ctl(&["poweroff"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ended = ember.wait_namespace_end(LONG + grace);
+    let graceful_status = graceful.wait().unwrap();
+    let stubborn_status = stubborn.wait().unwrap();
+    let log = ember.log();
+    assert_eq!(ended, Some(SIGINT), "log:\n{log}");
+
+    // The graceful one got SIGTERM, and the time to finish and exit by itself (nsenter
+    // passes on its child's status).
+    assert!(
+        dir.join("graceful.term").exists(),
+        "no SIGTERM reached it; log:\n{log}"
+    );
+    assert!(
+        dir.join("graceful.done").exists() && graceful_status.code() == Some(0),
+        "it was not given the grace ({graceful_status:?}); log:\n{log}"
+    );
+    // The stubborn one was SIGKILLed.
+    assert_eq!(stubborn_status.signal(), Some(9), "log:\n{log}");
+
+    // The log names them: both at SIGTERM, the stubborn one alone at SIGKILL.
+    let line = |needle: &str| {
+        log.lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle:?} line; log:\n{log}"))
+            .to_owned()
+    };
+    let term = line("SIGTERM to remaining processes");
+    let killed = line("SIGKILL to remaining processes");
+    let named = |line: &str, pid: &str, script: &str| {
+        line.contains(&format!(" {pid} (/bin/sh {}", dir.join(script).display()))
+    };
+    assert!(
+        named(&term, &graceful_pid, "graceful-tenant.sh")
+            && named(&term, &stubborn_pid, "stubborn-tenant.sh"),
+        "{term}"
+    );
+    assert!(
+        named(&killed, &stubborn_pid, "stubborn-tenant.sh"),
+        "{killed}"
+    );
+    assert!(
+        !killed.contains("graceful-tenant"),
+        "the graceful one ended by itself: {killed}"
+    );
+}
