@@ -612,8 +612,7 @@ fn pid1_starts_with_closed_standard_fds_and_no_dev() {
         .args(["status", "--json", "steady"])
         .output()
         .unwrap();
-    let _ = child.kill();
-    let _ = child.wait();
+    kill_ember(&mut child);
     assert!(
         up && early_exit.is_none(),
         "ember did not come up (it ended with {early_exit:?})"

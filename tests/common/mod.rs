@@ -195,7 +195,23 @@ impl Ember {
         )
     }
 
+    /// ember (PID 1 of a namespace, or plain) started inside the cgroup `parent` instead
+    /// of the test's: what it does there is seen by no other test's ember.
+    pub fn start_in_cgroup(tag: &str, services: &str, parent: &Path, pid1: bool) -> Ember {
+        let mode = if pid1 { Mode::Pid1 } else { Mode::Plain };
+        Self::launch_in(
+            tag,
+            &format!("[control]\nsocket = \"$DIR/control.sock\"\n\n{services}"),
+            mode,
+            Some(parent),
+        )
+    }
+
     fn launch_raw(tag: &str, text: &str, mode: Mode) -> Ember {
+        Self::launch_in(tag, text, mode, None)
+    }
+
+    fn launch_in(tag: &str, text: &str, mode: Mode, cgroup: Option<&Path>) -> Ember {
         let dir = TempDir::new(tag);
         let socket = dir.path("control.sock");
         let config = dir.path("ember.toml");
@@ -235,19 +251,42 @@ impl Ember {
                 c
             }
         };
+        // Kept open until the child has written to it.
+        let mut procs_file = None;
+        if let Some(cgroup) = cgroup {
+            let procs = std::fs::OpenOptions::new()
+                .write(true)
+                .open(cgroup.join("cgroup.procs"))
+                .expect("open cgroup.procs");
+            use std::os::fd::AsRawFd;
+            use std::os::unix::process::CommandExt;
+            let fd = procs.as_raw_fd();
+            // SAFETY: write(2) is async-signal-safe; `procs` outlives the spawn.
+            unsafe {
+                command.pre_exec(move || {
+                    if nix::libc::write(fd, b"0".as_ptr().cast(), 1) == 1 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+            procs_file = Some(procs);
+        }
         command
             .env("EMBER_LOG", "debug")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log);
         let child = command.spawn().expect("spawn ember");
+        drop(procs_file);
         let ember = Ember {
             dir,
             child,
             socket,
             config,
         };
-        let up = wait_for(Duration::from_secs(10), || ember.socket.exists());
+        let up = wait_for(long(), || ember.socket.exists());
         assert!(up, "ember did not open its socket; log:\n{}", ember.log());
         ember
     }
@@ -385,12 +424,144 @@ impl Drop for Ember {
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGTERM,
             );
-            let _ = self.wait_status(Duration::from_secs(5));
+            let _ = self.wait_status(long());
         }
         // --kill-child: killing unshare kills the namespace's PID 1, and with it everything.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        kill_ember(&mut self.child);
     }
+}
+
+/// SIGKILL to `child` (ember, or the unshare around it), and then what a SIGKILLed ember
+/// cannot do itself: remove its cgroup. (Left behind, they piled up by the hundred.)
+pub fn kill_ember(child: &mut Child) {
+    // Named only while ember runs: the name of one that ended earlier may since be
+    // another's (namespace inode numbers are reused). The namespace is held open until
+    // the directory is gone, so that its number cannot go to a new one meanwhile.
+    let cgroup = match child.try_wait() {
+        Ok(None) => ember_in(child.id() as i32).and_then(|pid| {
+            let held = std::fs::File::open(format!("/proc/{pid}/ns/pid")).ok()?;
+            Some((ember_cgroup(pid)?, held))
+        }),
+        _ => None,
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    if let Some((cgroup, _held)) = cgroup {
+        remove_cgroup(&cgroup);
+    }
+}
+
+/// A cgroup of the test's own (next to the test process's), removed with everything
+/// below it when dropped: embers started in it with [`Ember::start_in_cgroup`] see no
+/// other test's embers, and none sees theirs.
+pub struct TestCgroup(pub PathBuf);
+
+impl TestCgroup {
+    pub fn new(tag: &str) -> TestCgroup {
+        static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let parent = cgroup_dir_of(std::process::id() as i32).expect("a cgroup2 hierarchy");
+        // Not of the shape ember-<number>-<number>: no ember takes it for a stale one.
+        let dir = parent.join(format!("ember-test-{tag}-{}-{n}", std::process::id()));
+        std::fs::create_dir(&dir).expect("create a test cgroup");
+        TestCgroup(dir)
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        // Whatever a failed test left in it goes first (cgroup.kill: Linux 5.14).
+        let _ = std::fs::write(self.0.join("cgroup.kill"), "1");
+        remove_cgroup(&self.0);
+    }
+}
+
+/// The host pid of the ember process at or below `pid` (unshare, a shell, ember itself).
+pub fn ember_in(pid: i32) -> Option<i32> {
+    let mut look = vec![pid];
+    let mut seen = 0;
+    while let Some(p) = look.pop() {
+        // By name: a rebuilt binary shows as "ember (deleted)".
+        let exe = std::fs::read_link(format!("/proc/{p}/exe")).ok();
+        if exe.is_some_and(|e| {
+            e.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("ember"))
+        }) {
+            return Some(p);
+        }
+        seen += 1;
+        if seen > 100 {
+            break;
+        }
+        let children =
+            std::fs::read_to_string(format!("/proc/{p}/task/{p}/children")).unwrap_or_default();
+        look.extend(
+            children
+                .split_whitespace()
+                .filter_map(|c| c.parse::<i32>().ok()),
+        );
+    }
+    None
+}
+
+/// The cgroup2 directory a process is in: its "0::" line of /proc/PID/cgroup under the
+/// cgroup2 mount (on a hybrid host that is /sys/fs/cgroup/unified, not /sys/fs/cgroup).
+pub fn cgroup_dir_of(pid: i32) -> Option<PathBuf> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let (root, point) = mountinfo.lines().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        if right.split(' ').next()? != "cgroup2" {
+            return None;
+        }
+        let fields: Vec<&str> = left.split(' ').collect();
+        Some((fields.get(3)?.to_string(), PathBuf::from(fields.get(4)?)))
+    })?;
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let own = text.lines().find_map(|l| l.strip_prefix("0::"))?;
+    let relative = own
+        .strip_prefix(root.trim_end_matches('/'))
+        .unwrap_or(own)
+        .trim_start_matches('/');
+    Some(point.join(relative))
+}
+
+/// The `ember-<pid namespace>-<pid>` directory that the running ember with host pid
+/// `pid` makes for its services (see src/supervisor/cgroup.rs).
+pub fn ember_cgroup(pid: i32) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let namespace = std::fs::metadata(format!("/proc/{pid}/ns/pid")).ok()?.ino();
+    // NSpid lists the pid in each namespace, ember's own last.
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let inner = status
+        .lines()
+        .find_map(|l| l.strip_prefix("NSpid:"))?
+        .split_whitespace()
+        .last()?
+        .to_owned();
+    Some(cgroup_dir_of(pid)?.join(format!("ember-{namespace}-{inner}")))
+}
+
+/// Removes the cgroup a killed ember left, once the processes in it are gone (the
+/// kernel ends a namespace's processes with its PID 1, not at once): rmdir only, deepest
+/// first; what still has processes stays.
+pub fn remove_cgroup(path: &Path) {
+    if !path.exists() {
+        return;
+    }
+    let populated = || {
+        std::fs::read_to_string(path.join("cgroup.events"))
+            .is_ok_and(|t| t.lines().any(|l| l == "populated 1"))
+    };
+    wait_for(scaled(Duration::from_secs(5)), || !populated());
+    fn rmdir_tree(dir: &Path) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                rmdir_tree(&entry.path());
+            }
+        }
+        let _ = std::fs::remove_dir(dir);
+    }
+    rmdir_tree(path);
 }
 
 pub fn wait_for(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
