@@ -9,9 +9,6 @@ use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::process::{Command, Output};
-use std::time::Duration;
-
-const LONG: Duration = Duration::from_secs(20);
 
 /// base (a oneshot, ~50 ms) -> db (ready after 800 ms) -> web (400 ms) -> api (200 ms);
 /// quick has no readiness check; crashy fails twice and stops at its start limit. ember runs

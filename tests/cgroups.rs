@@ -19,7 +19,7 @@ fn cgroup_with(ember: &Ember, service: &str) -> PathBuf {
     let pid = ember_in(ember.child.id() as i32).expect("ember is running");
     let dir = ember_cgroup(pid).expect("ember's cgroup directory");
     assert!(
-        wait_for(long(), || dir.join(service).is_dir()),
+        wait_for(LONG, || dir.join(service).is_dir()),
         "{} has no {service}; log:\n{}",
         dir.display(),
         ember.log()
@@ -32,10 +32,7 @@ fn cgroup_with(ember: &Ember, service: &str) -> PathBuf {
 fn sigkill(ember: &mut Ember) {
     let pid = ember_in(ember.child.id() as i32).expect("ember is running");
     kill(Pid::from_raw(pid), Signal::SIGKILL).expect("SIGKILL ember");
-    assert!(
-        ember.wait_status(long()).is_some(),
-        "ember outlived SIGKILL"
-    );
+    assert!(ember.wait_status(LONG).is_some(), "ember outlived SIGKILL");
 }
 
 #[test]
@@ -75,21 +72,20 @@ fn the_next_ember_removes_the_cgroups_of_sigkilled_embers_and_no_live_ones() {
         assert!(dir.is_dir(), "{} was not left behind", dir.display());
         // The kernel ends the namespace's processes after its PID 1, not at once.
         assert!(
-            wait_for(long(), || !populated(dir)),
+            wait_for(LONG, || !populated(dir)),
             "{} still has processes",
             dir.display()
         );
     }
 
     let next = start("sweep-next", &steady(7950004), false);
-    next.wait_state("steady", "active", None, long());
+    next.wait_state("steady", "active", None, LONG);
     let removed = |dir: &Path| {
         next.log()
             .contains(&format!("removed the stale cgroup {}", dir.display()))
     };
     assert!(
-        wait_for(long(), || !dead_pid1_dir.exists()
-            && !dead_plain_dir.exists()),
+        wait_for(LONG, || !dead_pid1_dir.exists() && !dead_plain_dir.exists()),
         "stale cgroups left: {} {}; log:\n{}",
         dead_pid1_dir.exists(),
         dead_plain_dir.exists(),
@@ -137,7 +133,7 @@ fn a_stale_cgroup_that_still_has_processes_is_left_and_nothing_in_it_is_killed()
         false,
     );
     let dir = cgroup_with(&dead, "orphan");
-    dead.wait_state("orphan", "active", None, long());
+    dead.wait_state("orphan", "active", None, LONG);
     sigkill(&mut dead);
     assert_eq!(pids_with("7950011").len(), 1, "the orphan runs on");
 
@@ -147,9 +143,9 @@ fn a_stale_cgroup_that_still_has_processes_is_left_and_nothing_in_it_is_killed()
         &parent.0,
         false,
     );
-    next.wait_state("steady", "active", None, long());
+    next.wait_state("steady", "active", None, LONG);
     assert!(
-        wait_for(long(), || next.log().contains(&format!(
+        wait_for(LONG, || next.log().contains(&format!(
             "the stale cgroup {} of an ember that is gone",
             dir.display()
         ))),

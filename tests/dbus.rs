@@ -9,7 +9,6 @@ use serde_json::Value;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-const LONG: Duration = Duration::from_secs(15);
 const MANAGER: &str = "/io/ember/Init1";
 const MGR_IFACE: &str = "io.ember.Init1.Manager";
 const SVC_IFACE: &str = "io.ember.Init1.Service";
@@ -380,7 +379,7 @@ impl Monitor {
             .spawn()
             .expect("busctl monitor");
         let mut monitor = Monitor { child, out };
-        let ok = wait_for(Duration::from_secs(5), || {
+        let ok = wait_for(LONG, || {
             std::fs::read_to_string(&err).is_ok_and(|e| e.contains("Monitoring"))
         });
         if !ok {

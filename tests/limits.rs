@@ -8,9 +8,6 @@ mod common;
 use common::*;
 use nix::sys::signal::Signal;
 use std::path::PathBuf;
-use std::time::Duration;
-
-const LONG: Duration = Duration::from_secs(10);
 
 /// The directory ember says its services' cgroups are under.
 fn cgroup_base(ember: &Ember) -> PathBuf {

@@ -7,7 +7,6 @@ use common::*;
 use nix::sys::signal::Signal;
 use std::time::Duration;
 
-const LONG: Duration = Duration::from_secs(20);
 const SIGHUP: i32 = 1; // what reboot(2) RESTART does to a namespace's PID 1
 const SIGINT: i32 = 2; // what POWER_OFF and HALT do
 

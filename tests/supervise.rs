@@ -6,8 +6,6 @@ use common::*;
 use nix::sys::signal::Signal;
 use std::time::{Duration, Instant};
 
-const LONG: Duration = Duration::from_secs(10);
-
 #[test]
 fn crash_restarts_with_doubling_backoff_until_the_start_limit() {
     if !can_unshare() {
@@ -593,7 +591,7 @@ restart = "never"
 command = ["/bin/sh", "-c", "setsid /bin/sh -c 'echo $$ > $DIR/short.pid; exit 5' & exit 0"]
 "#,
     );
-    let status = ember.wait_state("shortlived", "failed", None, Duration::from_secs(5));
+    let status = ember.wait_state("shortlived", "failed", None, LONG);
     assert_eq!(status["exit_code"], 5, "{status}");
 }
 
@@ -723,9 +721,7 @@ fn the_control_socket_bounds_connections_and_request_bytes() {
     let baseline = settled();
     let connect = || {
         let stream = UnixStream::connect(&ember.socket).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
+        stream.set_read_timeout(Some(scaled(LONG))).unwrap();
         stream
     };
     let read_reply = |stream: &UnixStream| -> serde_json::Value {

@@ -86,7 +86,7 @@ impl Broker {
         self.child = Some(child);
         let port = self.port;
         assert!(
-            wait_for(Duration::from_secs(10), || std::net::TcpStream::connect((
+            wait_for(super::LONG, || std::net::TcpStream::connect((
                 "127.0.0.1",
                 port
             ))
@@ -142,8 +142,10 @@ impl Broker {
         self.sub_once(topic, &["--retained-only"], timeout)
     }
 
-    /// One mosquitto_sub run with `extra` options, ended after `timeout` (-W).
+    /// One mosquitto_sub run with `extra` options, ended after `timeout` (-W), [`scaled`]
+    /// like every deadline and window of the helpers.
     fn sub_once(&self, topic: &str, extra: &[&str], timeout: Duration) -> Vec<String> {
+        let timeout = super::scaled(timeout);
         let out = Command::new("mosquitto_sub")
             .args([
                 "-h",
@@ -155,7 +157,7 @@ impl Broker {
                 "-v",
             ])
             .args(extra)
-            .args(["-W", &timeout.as_secs().max(1).to_string()])
+            .args(["-W", &timeout.as_secs_f64().ceil().max(1.0).to_string()])
             .args(&self.client_args)
             .output()
             .expect("mosquitto_sub");

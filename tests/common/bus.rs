@@ -4,7 +4,6 @@
 use super::TempDir;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
 
 pub fn have_dbus() -> bool {
     let ok = ["dbus-daemon", "busctl", "setpriv"].iter().all(|tool| {
@@ -92,7 +91,7 @@ impl Bus {
             .expect("spawn dbus-daemon");
         self.child = Some(child);
         assert!(
-            super::wait_for(Duration::from_secs(5), || self.socket.exists()),
+            super::wait_for(super::LONG, || self.socket.exists()),
             "dbus-daemon did not listen"
         );
     }

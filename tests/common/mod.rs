@@ -50,22 +50,14 @@ pub fn slowness() -> f64 {
     })
 }
 
-/// The deadline for waiting on something that takes about `quiet` on a quiet machine:
-/// ten times that, times [`slowness`], and never under half a minute. A deadline only
-/// decides how long a failing test takes to say so (every wait ends as soon as its
-/// condition holds), so it is generous: a busy machine must not fail a test.
-pub fn patience(quiet: Duration) -> Duration {
-    const FLOOR: Duration = Duration::from_secs(30);
-    quiet.mul_f64(10.0 * slowness()).max(FLOOR)
-}
+/// The ordinary deadline on a quiet machine: a state change, a socket, a message, a log
+/// line. Generous on purpose: a deadline only decides how long a failing test takes to
+/// say so (every wait ends as soon as its condition holds). The helpers below scale every
+/// timeout they are given by [`slowness`], so a busy machine gets more.
+pub const LONG: Duration = Duration::from_secs(30);
 
-/// The ordinary deadline: a state change, a socket, a message, a log line.
-pub fn long() -> Duration {
-    patience(Duration::from_secs(1))
-}
-
-/// A time a test gives ember on purpose (a grace, a stop_timeout) that a process must
-/// be able to use up: `quiet` scaled by [`slowness`], not floored: tests wait it out.
+/// `quiet` (what a quiet machine needs) times [`slowness`]: every deadline and every
+/// window the helpers wait, and a grace a test gives ember on purpose.
 pub fn scaled(quiet: Duration) -> Duration {
     quiet.mul_f64(slowness())
 }
@@ -286,7 +278,7 @@ impl Ember {
             socket,
             config,
         };
-        let up = wait_for(long(), || ember.socket.exists());
+        let up = wait_for(LONG, || ember.socket.exists());
         assert!(up, "ember did not open its socket; log:\n{}", ember.log());
         ember
     }
@@ -372,7 +364,7 @@ impl Ember {
 
     /// Waits for ember (or the unshare around it) to end; `None` if it is still running.
     pub fn wait_status(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now() + scaled(timeout);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Some(status);
@@ -396,7 +388,7 @@ impl Ember {
 
     /// Waits for ember to exit; returns its exit code.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now() + scaled(timeout);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return status.code();
@@ -424,7 +416,7 @@ impl Drop for Ember {
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGTERM,
             );
-            let _ = self.wait_status(long());
+            let _ = self.wait_status(LONG);
         }
         // --kill-child: killing unshare kills the namespace's PID 1, and with it everything.
         kill_ember(&mut self.child);
@@ -552,7 +544,7 @@ pub fn remove_cgroup(path: &Path) {
         std::fs::read_to_string(path.join("cgroup.events"))
             .is_ok_and(|t| t.lines().any(|l| l == "populated 1"))
     };
-    wait_for(scaled(Duration::from_secs(5)), || !populated());
+    wait_for(Duration::from_secs(5), || !populated());
     fn rmdir_tree(dir: &Path) {
         for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
             if entry.file_type().is_ok_and(|t| t.is_dir()) {
@@ -564,8 +556,9 @@ pub fn remove_cgroup(path: &Path) {
     rmdir_tree(path);
 }
 
+/// Polls `check` until it holds (true) or `timeout`, [`scaled`], has passed (false).
 pub fn wait_for(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
+    let deadline = Instant::now() + scaled(timeout);
     loop {
         if check() {
             return true;
