@@ -91,7 +91,7 @@ fn parse_span(text: &str) -> u64 {
 }
 
 fn python(script: &str, args: &[&str]) -> String {
-    let out = Command::new("python3")
+    let out = Command::new("/usr/bin/python3")
         .arg("-c")
         .arg(script)
         .args(args)

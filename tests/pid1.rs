@@ -447,7 +447,7 @@ while True:
 output = "journald"     # as PID 1 of a namespace, ember logs to its stderr unless told
 
 [service.journald]
-command = ["python3", "-c", '''{listener}''', "/run/systemd/journal/socket", "$DIR/journal"]
+command = ["/usr/bin/python3", "-c", '''{listener}''', "/run/systemd/journal/socket", "$DIR/journal"]
 ready = {{ file = "/run/systemd/journal/socket" }}
 
 [service.talker]

@@ -107,12 +107,12 @@ fn sd_notify_readiness_and_status() {
             r#"
 [service.app]
 type = "notify"
-command = ["python3", "-c", "{notify}"]
+command = ["/usr/bin/python3", "-c", "{notify}"]
 "#
         ),
     );
     // Not ready until the test lets it send READY=1.
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(scaled(Duration::from_millis(300)));
     assert_eq!(ember.status("app")["state"], "activating");
     std::fs::write(ember.dir.path("go"), "").unwrap();
     let status = ember.wait_state("app", "active", Some("running"), LONG);
@@ -553,7 +553,7 @@ fn a_service_cannot_make_ember_signal_a_process_not_its_own() {
             r#"
 [service.liar]
 type = "notify"
-command = ["python3", "-c", "{liar}"]
+command = ["/usr/bin/python3", "-c", "{liar}"]
 
 [service.bystander]
 command = ["/bin/sleep", "7880001"]
