@@ -163,10 +163,15 @@ fn metrics_go_to_mqtt_on_the_interval_and_never_without_one() {
     assert!(figures["tasks"].as_u64().unwrap() >= 1, "{figures}");
     assert!(figures["cpu_usec"].is_u64(), "{figures}");
     // Another round a second later; never retained; none from the board without one.
-    std::thread::sleep(Duration::from_millis(2500));
+    let rounds = || {
+        metrics
+            .lines()
+            .iter()
+            .filter(|l| l.starts_with("ember/m1/"))
+            .count()
+    };
+    assert!(wait_for(LONG, || rounds() >= 2), "{:?}", metrics.lines());
     let lines = metrics.lines();
-    let rounds = lines.iter().filter(|l| l.starts_with("ember/m1/")).count();
-    assert!(rounds >= 2, "{lines:?}");
     assert!(
         !lines.iter().any(|l| l.starts_with("ember/quiet/")),
         "{lines:?}"

@@ -168,8 +168,13 @@ impl Broker {
     }
 
     /// A subscriber running in the background; read what it got with [`Subscriber::lines`].
+    /// Returns once it is subscribed: it also subscribes to a probe topic of its own, and
+    /// a probe is published until one comes back (one sent before the subscription took
+    /// is dropped by the broker, not kept). The client must be allowed to publish there.
     pub fn subscribe(&self, topic: &str) -> Subscriber {
-        let path = self.dir.path(&format!("sub-{}", rand_suffix()));
+        let suffix = rand_suffix();
+        let path = self.dir.path(&format!("sub-{suffix}"));
+        let probe = format!("ember-test-probe/{suffix}");
         let out = std::fs::File::create(&path).expect("sub file");
         let child = Command::new("mosquitto_sub")
             .args([
@@ -179,6 +184,8 @@ impl Broker {
                 &self.port.to_string(),
                 "-t",
                 topic,
+                "-t",
+                &probe,
                 "-v",
             ])
             .args(&self.client_args)
@@ -186,8 +193,20 @@ impl Broker {
             .stderr(Stdio::null())
             .spawn()
             .expect("mosquitto_sub");
-        std::thread::sleep(Duration::from_millis(200));
-        Subscriber { child, path }
+        let subscriber = Subscriber {
+            child,
+            path,
+            probe: format!("{probe} "),
+        };
+        let subscribed = wait_for(super::LONG, || {
+            self.publish(&probe, "probe", &[]);
+            std::fs::read_to_string(&subscriber.path)
+                .unwrap_or_default()
+                .lines()
+                .any(|l| l.starts_with(&subscriber.probe))
+        });
+        assert!(subscribed, "mosquitto_sub never subscribed to {topic}");
+        subscriber
     }
 }
 
@@ -200,6 +219,8 @@ impl Drop for Broker {
 pub struct Subscriber {
     child: Child,
     path: PathBuf,
+    /// "TOPIC " of its probe messages, which [`Subscriber::lines`] leaves out.
+    probe: String,
 }
 
 impl Subscriber {
@@ -207,6 +228,7 @@ impl Subscriber {
         std::fs::read_to_string(&self.path)
             .unwrap_or_default()
             .lines()
+            .filter(|l| !l.starts_with(&self.probe))
             .map(str::to_owned)
             .collect()
     }

@@ -151,17 +151,6 @@ impl Bus {
             .output()
             .expect("run setpriv busctl")
     }
-
-    /// busctl monitor of io.ember.Init1 into a file; killed on drop of the child.
-    pub fn monitor(&self, file: &str) -> Child {
-        Command::new("busctl")
-            .arg(format!("--address={}", self.address()))
-            .args(["monitor", "io.ember.Init1"])
-            .stdout(std::fs::File::create(self.dir.path(file)).expect("monitor file"))
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("busctl monitor")
-    }
 }
 
 impl Drop for Bus {
