@@ -623,7 +623,7 @@ fn pid1_starts_with_closed_standard_fds_and_no_dev() {
         ])
         .spawn()
         .unwrap();
-    let up = wait_for(LONG, || socket.exists());
+    let up = wait_for(LONG, || listening(&socket));
     let early_exit = child.try_wait().ok().flatten();
     let status = std::process::Command::new(EMBER)
         .args(["ctl", "--socket"])

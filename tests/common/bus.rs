@@ -91,7 +91,7 @@ impl Bus {
             .expect("spawn dbus-daemon");
         self.child = Some(child);
         assert!(
-            super::wait_for(super::LONG, || self.socket.exists()),
+            super::wait_for(super::LONG, || super::listening(&self.socket)),
             "dbus-daemon did not listen"
         );
     }

@@ -278,7 +278,7 @@ impl Ember {
             socket,
             config,
         };
-        let up = wait_for(LONG, || ember.socket.exists());
+        let up = wait_for(LONG, || listening(&ember.socket));
         assert!(up, "ember did not open its socket; log:\n{}", ember.log());
         ember
     }
@@ -554,6 +554,13 @@ pub fn remove_cgroup(path: &Path) {
         let _ = std::fs::remove_dir(dir);
     }
     rmdir_tree(path);
+}
+
+/// Whether something listens on the Unix socket `path`. Its file alone says less: a
+/// server binds (the file appears) before it listens, and a client that connects in
+/// between is refused; a CPU hog stretches that moment enough to hit it.
+pub fn listening(path: &Path) -> bool {
+    std::os::unix::net::UnixStream::connect(path).is_ok()
 }
 
 /// Polls `check` until it holds (true) or `timeout`, [`scaled`], has passed (false).
