@@ -89,8 +89,7 @@ fn end_remaining_processes(grace: Duration) {
         return;
     }
     tracing::warn!(
-        "shutdown: {} still running after {} ms; SIGKILL to remaining processes: {}",
-        count(left.len()),
+        "shutdown: still running after {} ms; SIGKILL to remaining processes: {}",
         grace.as_millis(),
         describe(&left)
     );
@@ -98,8 +97,7 @@ fn end_remaining_processes(grace: Duration) {
     let stuck = wait_until_gone(AFTER_KILL, Some(Signal::SIGKILL));
     if !stuck.is_empty() {
         tracing::warn!(
-            "shutdown: {} survived SIGKILL (stuck in the kernel): {}",
-            count(stuck.len()),
+            "shutdown: survived SIGKILL (stuck in the kernel): {}",
             describe(&stuck)
         );
     }
