@@ -8,9 +8,6 @@ mod common;
 use common::*;
 use nix::sys::signal::Signal;
 use std::path::PathBuf;
-use std::time::Duration;
-
-const LONG: Duration = Duration::from_secs(10);
 
 /// The directory ember says its services' cgroups are under.
 fn cgroup_base(ember: &Ember) -> PathBuf {
@@ -79,10 +76,18 @@ stop_timeout = "2s"
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(wait_for(LONG, || pids_with("794000").len() == 2));
+    // Held until the check: once the namespace is freed, the next one made anywhere gets
+    // its inode number, and an ember there the same directory name.
+    let _namespace = std::fs::File::open(format!("/proc/{}/ns/pid", ember.host_pid())).unwrap();
     ember.signal(Signal::SIGTERM);
     assert!(ember.wait_namespace_end(LONG).is_some(), "{}", ember.log());
     assert!(pids_with("794000").is_empty());
-    assert!(!base.exists(), "{} is left behind", base.display());
+    assert!(
+        !base.exists(),
+        "{} is left behind; log:\n{}",
+        base.display(),
+        ember.log()
+    );
 }
 
 #[test]
@@ -109,7 +114,12 @@ command = ["/bin/sh", "-c", "setsid /bin/sh -c 'trap \"\" TERM; exec sleep 79400
         "left running: {:?}",
         pids_with("794001")
     );
-    assert!(!base.exists(), "{} is left behind", base.display());
+    assert!(
+        !base.exists(),
+        "{} is left behind; log:\n{}",
+        base.display(),
+        ember.log()
+    );
 }
 
 #[test]

@@ -7,7 +7,6 @@ use common::*;
 use nix::sys::signal::Signal;
 use std::time::Duration;
 
-const LONG: Duration = Duration::from_secs(20);
 const SIGHUP: i32 = 1; // what reboot(2) RESTART does to a namespace's PID 1
 const SIGINT: i32 = 2; // what POWER_OFF and HALT do
 
@@ -21,7 +20,7 @@ fn ten_thousand_orphans_are_reaped_and_no_exit_status_is_lost() {
     let mut services = String::from(
         r#"
 [service.forker]
-command = ["python3", "-c", "import os\nfor i in range(10000):\n    if os.fork() == 0:\n        os._exit(0)\nopen('$DIR/go', 'w').close()\nos._exit(7)"]
+command = ["/usr/bin/python3", "-c", "import os\nfor i in range(10000):\n    if os.fork() == 0:\n        os._exit(0)\nopen('$DIR/go', 'w').close()\nos._exit(7)"]
 restart = "never"
 "#,
     );
@@ -31,10 +30,13 @@ restart = "never"
         ));
     }
     let ember = Ember::start("reap10k", &services);
-    let forker = ember.wait_state("forker", "failed", None, LONG);
+    // 10,000 forks take seconds even on a quiet machine (python's fork is not cheap):
+    // twice the usual deadline, scaled like every other.
+    let forks = 2 * LONG;
+    let forker = ember.wait_state("forker", "failed", None, forks);
     assert_eq!(forker["exit_code"], 7, "{forker}");
     for code in 1..=5 {
-        let s = ember.wait_state(&format!("exit{code}"), "failed", Some("exit-code"), LONG);
+        let s = ember.wait_state(&format!("exit{code}"), "failed", Some("exit-code"), forks);
         assert_eq!(s["exit_code"], code, "{s}");
     }
     let pid1 = ember.host_pid();
@@ -42,7 +44,7 @@ restart = "never"
         std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default()
     };
     assert!(
-        wait_for(LONG, || children(pid1).trim().is_empty()),
+        wait_for(forks, || children(pid1).trim().is_empty()),
         "ember still has {} children",
         children(pid1).split_whitespace().count()
     );
@@ -76,6 +78,7 @@ mnt=$(grep ' - cgroup2 ' /proc/self/mountinfo | head -1 | cut -d' ' -f5)
 own=$(sed -n 's/^0:://p' /proc/self/cgroup)
 setsid /bin/sh -c 'trap "" TERM; exec sleep {marker}1' &
 echo $! > "$mnt$(dirname "$(dirname "$own")")/cgroup.procs"
+touch $DIR/stray-moved
 exec sleep {marker}2
 """]
 "#
@@ -88,8 +91,11 @@ fn booted(tag: &str, marker: u32, extra: &str) -> Ember {
     let ember = Ember::start_with_config(tag, &shutdown_config(marker, extra));
     ember.wait_state("top", "active", None, LONG);
     ember.wait_state("base", "active", None, LONG);
+    // Moved out of the service's cgroup, not only started: until then, stopping the
+    // service would end it too, and the final SIGKILL would have nothing to do.
     assert!(
-        wait_for(LONG, || pids_with(&format!("{marker}1")).len() == 1),
+        wait_for(LONG, || ember.dir.path("stray-moved").exists()
+            && pids_with(&format!("{marker}1")).len() == 1),
         "the stray did not start"
     );
     ember
@@ -200,12 +206,23 @@ fn sigint_follows_ctrl_alt_del() {
 
     let mut ember = booted("pid1-int-ignore", 783006, "ctrl_alt_del = \"ignore\"");
     ember.signal(Signal::SIGINT);
+    // Once ember says it has ignored the signal, anything it would have done is under way.
+    assert!(
+        wait_for(LONG, || ember.log().contains("Ctrl-Alt-Del: ignored")),
+        "log:\n{}",
+        ember.log()
+    );
     assert_eq!(
-        ember.wait_namespace_end(Duration::from_millis(800)),
+        ember.wait_namespace_end(Duration::ZERO),
         None,
         "Ctrl-Alt-Del is ignored"
     );
     assert_eq!(ember.status("top")["state"], "active");
+    assert!(
+        !ember.log().contains("shutdown: stopping every service"),
+        "log:\n{}",
+        ember.log()
+    );
 }
 
 #[test]
@@ -292,7 +309,7 @@ fn a_panic_in_the_main_loop_falls_back_to_the_emergency_loop() {
     }
     let mut ember = Ember::start(
         "pid1-emergency",
-        "[service.orphaner]\ncommand = [\"/bin/sh\", \"-c\", \"sleep 0.5; for i in 1 2 3; do (sleep 0.2 &); done; exec sleep 7850001\"]\n",
+        "[service.orphaner]\ncommand = [\"/bin/sh\", \"-c\", \"while [ ! -e $DIR/go ]; do sleep 0.05; done; for i in 1 2 3; do ( (sleep 0.2; touch $DIR/orphan$i) & ); done; exec sleep 7850001\"]\n",
     );
     ember.wait_state("orphaner", "active", None, LONG);
     let _ = ember.ctl(&["status", "__panic_main"]);
@@ -303,16 +320,22 @@ fn a_panic_in_the_main_loop_falls_back_to_the_emergency_loop() {
         "log:\n{}",
         ember.log()
     );
-    // Still PID 1, still reaping: the orphans made after the panic do not stay zombies.
-    std::thread::sleep(Duration::from_millis(1500));
+    // Still PID 1, still reaping: the orphans made after the panic (the test says when)
+    // do not stay zombies once they have ended.
+    std::fs::write(ember.dir.path("go"), "").unwrap();
     assert!(
-        ember.wait_status(Duration::from_millis(10)).is_none(),
-        "PID 1 must not exit"
+        wait_for(LONG, || (1..=3)
+            .all(|i| ember.dir.path(&format!("orphan{i}")).exists())),
+        "the orphans did not run"
     );
     assert!(
-        zombies_of(ember.host_pid()).is_empty(),
+        wait_for(LONG, || zombies_of(ember.host_pid()).is_empty()),
         "zombies: {:?}",
         zombies_of(ember.host_pid())
+    );
+    assert!(
+        ember.wait_status(Duration::ZERO).is_none(),
+        "PID 1 must not exit"
     );
     // The socket answers and says why; poweroff still works.
     let mut answered = String::new();
@@ -441,7 +464,7 @@ while True:
 output = "journald"     # as PID 1 of a namespace, ember logs to its stderr unless told
 
 [service.journald]
-command = ["python3", "-c", '''{listener}''', "/run/systemd/journal/socket", "$DIR/journal"]
+command = ["/usr/bin/python3", "-c", '''{listener}''', "/run/systemd/journal/socket", "$DIR/journal"]
 ready = {{ file = "/run/systemd/journal/socket" }}
 
 [service.talker]
@@ -600,7 +623,7 @@ fn pid1_starts_with_closed_standard_fds_and_no_dev() {
         ])
         .spawn()
         .unwrap();
-    let up = wait_for(LONG, || socket.exists());
+    let up = wait_for(LONG, || listening(&socket));
     let early_exit = child.try_wait().ok().flatten();
     let status = std::process::Command::new(EMBER)
         .args(["ctl", "--socket"])
@@ -608,8 +631,7 @@ fn pid1_starts_with_closed_standard_fds_and_no_dev() {
         .args(["status", "--json", "steady"])
         .output()
         .unwrap();
-    let _ = child.kill();
-    let _ = child.wait();
+    kill_ember(&mut child);
     assert!(
         up && early_exit.is_none(),
         "ember did not come up (it ended with {early_exit:?})"
@@ -630,4 +652,124 @@ fn sigterm_blocked(pid: i32) -> bool {
             u64::from_str_radix(line.split_whitespace().nth(1)?, 16).ok()
         })
         .is_some_and(|mask| mask & (1 << 14) != 0)
+}
+
+/// At shutdown, processes that ember did not spawn (entered into its namespace from
+/// outside with nsenter, as `docker exec` does; their parent is outside, so waitpid never
+/// reports them) get SIGTERM and the grace like any other, then SIGKILL; the log names
+/// them.
+#[test]
+fn processes_entered_from_outside_get_sigterm_the_grace_and_then_sigkill() {
+    use std::os::unix::process::ExitStatusExt;
+    if !can_unshare() {
+        return;
+    }
+    // Long enough for the graceful one's half second of cleaning up on any machine; the
+    // test waits it out once, for the stubborn one.
+    let grace = scaled(std::time::Duration::from_secs(5));
+    let mut ember = Ember::start_with_config(
+        "pid1-entered",
+        &format!(
+            "[control]\nsocket = \"$DIR/control.sock\"\n\n[system]\nshutdown_timeout = \"{}ms\"\n\n[service.steady]\ncommand = [\"/bin/sleep\", \"7891001\"]\n",
+            grace.as_millis()
+        ),
+    );
+    ember.wait_state("steady", "active", None, LONG);
+    let dir = ember.dir.0.clone();
+    // Cleans up for half a second after SIGTERM, then exits 0. Its `sleep 0.1` dies of
+    // the same SIGTERM; the trap's `sleep 0.5` starts after it and is not signalled.
+    std::fs::write(
+        dir.join("graceful-tenant.sh"),
+        format!(
+            "trap 'echo term > {d}/graceful.term; sleep 0.5; echo done > {d}/graceful.done; exit 0' TERM\necho $$ > {d}/graceful.pid\nwhile :; do sleep 0.1; done\n",
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    // Ignores SIGTERM (and so does its `sleep`, which inherits the disposition).
+    std::fs::write(
+        dir.join("stubborn-tenant.sh"),
+        format!(
+            "trap '' TERM\necho $$ > {d}/stubborn.pid\nwhile :; do sleep 1; done\n",
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    let target = ember.host_pid().to_string();
+    let enter = |script: &str| {
+        std::process::Command::new("nsenter")
+            .args(["-t", &target, "-p", "--", "/bin/sh"])
+            .arg(dir.join(script))
+            .stdin(std::process::Stdio::null())
+            // The shell says "Terminated" of the sleep that SIGTERM ends.
+            .stderr(std::fs::File::create(dir.join(format!("{script}.err"))).unwrap())
+            .spawn()
+            .expect("nsenter (util-linux)")
+    };
+    let mut graceful = enter("graceful-tenant.sh");
+    let mut stubborn = enter("stubborn-tenant.sh");
+    let pid_in_namespace = |name: &str| {
+        let mut pid = String::new();
+        assert!(
+            wait_for(LONG, || {
+                pid = std::fs::read_to_string(dir.join(name)).unwrap_or_default();
+                pid.ends_with('\n')
+            }),
+            "{name} was not written"
+        );
+        pid.trim().to_owned()
+    };
+    let graceful_pid = pid_in_namespace("graceful.pid");
+    let stubborn_pid = pid_in_namespace("stubborn.pid");
+
+    let out = ember.ctl(&["poweroff"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ended = ember.wait_namespace_end(LONG + grace);
+    let graceful_status = graceful.wait().unwrap();
+    let stubborn_status = stubborn.wait().unwrap();
+    let log = ember.log();
+    assert_eq!(ended, Some(SIGINT), "log:\n{log}");
+
+    // The graceful one got SIGTERM, and the time to finish and exit by itself (nsenter
+    // passes on its child's status).
+    assert!(
+        dir.join("graceful.term").exists(),
+        "no SIGTERM reached it; log:\n{log}"
+    );
+    assert!(
+        dir.join("graceful.done").exists() && graceful_status.code() == Some(0),
+        "it was not given the grace ({graceful_status:?}); log:\n{log}"
+    );
+    // The stubborn one was SIGKILLed.
+    assert_eq!(stubborn_status.signal(), Some(9), "log:\n{log}");
+
+    // The log names them: both at SIGTERM, the stubborn one alone at SIGKILL.
+    let line = |needle: &str| {
+        log.lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle:?} line; log:\n{log}"))
+            .to_owned()
+    };
+    let term = line("SIGTERM to remaining processes");
+    let killed = line("SIGKILL to remaining processes");
+    let named = |line: &str, pid: &str, script: &str| {
+        line.contains(&format!(" {pid} (/bin/sh {}", dir.join(script).display()))
+    };
+    assert!(
+        named(&term, &graceful_pid, "graceful-tenant.sh")
+            && named(&term, &stubborn_pid, "stubborn-tenant.sh"),
+        "{term}"
+    );
+    assert!(
+        named(&killed, &stubborn_pid, "stubborn-tenant.sh"),
+        "{killed}"
+    );
+    assert!(
+        !killed.contains("graceful-tenant"),
+        "the graceful one ended by itself: {killed}"
+    );
 }

@@ -80,6 +80,15 @@ echo "== cargo test"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 # test-hooks: faults the tests inject (a panic in the main loop, in an adapter).
-cargo test --workspace --features test-hooks --no-fail-fast 2>&1 | tee "$log"
-# One closing line for the whole suite (the last runner printed is an empty doc-test run).
+# Under `set -e -o pipefail` a failing test would end the script right here, before the
+# closing line: keep cargo's status and exit with it after the total.
+status=0
+cargo test --workspace --features test-hooks --no-fail-fast 2>&1 | tee "$log" || status=$?
+# One closing line for the whole suite (the last runner printed is an empty doc-test run),
+# and the failed tests by name, so that the end of the output says what to look at.
 awk '/^test result:/ { p += $4; f += $6 } END { printf "total: %d passed, %d failed\n", p, f }' "$log"
+grep -E '^test .* \.\.\. FAILED$' "$log" | sed 's/^test /failed: /; s/ \.\.\. FAILED$//' || true
+if [ "$status" != 0 ]; then
+    echo "run.sh: cargo test failed (exit $status)" >&2
+fi
+exit "$status"

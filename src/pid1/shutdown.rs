@@ -1,6 +1,11 @@
 //! The end of the shutdown sequence, after every service has stopped in reverse order:
 //! SIGTERM to every remaining process, SIGKILL after `shutdown_timeout`, sync, unmount
 //! (or remount read-only) deepest first, reboot(2). Each step is logged with its duration.
+//!
+//! "Every remaining process" is every process in ember's PID namespace, not only ember's
+//! children: a process entered from outside (`nsenter`, `docker exec`) has its parent
+//! outside the namespace, so waitpid(2) never reports it. The grace is therefore measured
+//! by looking at /proc, and what is signalled and what is killed is named in the log.
 
 use super::{mounts, Power, Role};
 use nix::sys::signal::{kill, Signal};
@@ -8,26 +13,14 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use std::time::{Duration, Instant};
 
+/// How many processes a log line names before it only counts the rest.
+const NAMED: usize = 10;
+/// How long SIGKILLed processes get to be gone (they only need the kernel's time).
+const AFTER_KILL: Duration = Duration::from_secs(2);
+
 /// Runs the final steps. Only ever returns if reboot(2) itself failed.
 pub fn finish(role: Role, power: Power, shutdown_timeout: Duration) {
-    let all = Pid::from_raw(-1);
-    let step = Instant::now();
-    tracing::info!("shutdown: SIGTERM to remaining processes");
-    let _ = kill(all, Signal::SIGTERM);
-    let _ = kill(all, Signal::SIGCONT);
-    if reap_until_none(shutdown_timeout) {
-        tracing::info!("shutdown: every remaining process ended in {} ms", ms(step));
-    } else {
-        tracing::warn!(
-            "shutdown: processes still running after {} ms; SIGKILL to remaining processes",
-            shutdown_timeout.as_millis()
-        );
-        let _ = kill(all, Signal::SIGKILL);
-        if !reap_until_none(Duration::from_secs(2)) {
-            tracing::warn!("shutdown: some processes survived SIGKILL (stuck in the kernel)");
-        }
-        tracing::info!("shutdown: remaining processes gone in {} ms", ms(step));
-    }
+    end_remaining_processes(shutdown_timeout);
 
     let step = Instant::now();
     nix::unistd::sync();
@@ -71,24 +64,262 @@ pub fn reboot(power: Power) {
     tracing::error!("reboot(2) failed: {e}");
 }
 
-/// Reaps children until there are none left; false when `timeout` passed first.
-fn reap_until_none(timeout: Duration) -> bool {
+/// SIGTERM to every process left in the namespace; the grace; SIGKILL to what is still
+/// there. kill(-1) reaches every process ember may signal but itself, whoever its parent.
+fn end_remaining_processes(grace: Duration) {
+    let all = Pid::from_raw(-1);
+    let step = Instant::now();
+    reap_children();
+    match remaining() {
+        Some(left) if left.is_empty() => {
+            tracing::info!("shutdown: SIGTERM to remaining processes: none left")
+        }
+        Some(left) => tracing::info!(
+            "shutdown: SIGTERM to remaining processes: {}",
+            describe(&left)
+        ),
+        None => tracing::info!("shutdown: SIGTERM to remaining processes"),
+    }
+    let _ = kill(all, Signal::SIGTERM);
+    // A stopped process acts on SIGTERM only once it runs again.
+    let _ = kill(all, Signal::SIGCONT);
+    let left = wait_until_gone(grace, None);
+    if left.is_empty() {
+        tracing::info!("shutdown: every remaining process ended in {} ms", ms(step));
+        return;
+    }
+    tracing::warn!(
+        "shutdown: still running after {} ms; SIGKILL to remaining processes: {}",
+        grace.as_millis(),
+        describe(&left)
+    );
+    let _ = kill(all, Signal::SIGKILL);
+    let stuck = wait_until_gone(AFTER_KILL, Some(Signal::SIGKILL));
+    if !stuck.is_empty() {
+        tracing::warn!(
+            "shutdown: survived SIGKILL (stuck in the kernel): {}",
+            describe(&stuck)
+        );
+    }
+    tracing::info!("shutdown: remaining processes gone in {} ms", ms(step));
+}
+
+/// A process that is still there, as the log names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Remaining {
+    pid: i32,
+    command: String,
+}
+
+/// Reaps and polls until no process but ember is left or `timeout` has passed; returns
+/// what is left. `again` is sent to every process at each look (SIGKILL: one forked
+/// after the first kill(-1) is caught too).
+fn wait_until_gone(timeout: Duration, again: Option<Signal>) -> Vec<Remaining> {
     let start = Instant::now();
+    // Short looks first (most processes end at once), then no more than 10 a second:
+    // each look reads /proc/*/stat, which is not free with thousands of processes.
+    let mut pause = Duration::from_millis(5);
+    loop {
+        let children = reap_children();
+        let left = match remaining() {
+            Some(left) => left,
+            // No /proc to look at: ember's own children are all it can wait for.
+            None if children == Children::None => Vec::new(),
+            None => vec![Remaining {
+                pid: 0,
+                command: "(children of ember; /proc is not readable)".into(),
+            }],
+        };
+        if left.is_empty() || start.elapsed() >= timeout {
+            return left;
+        }
+        if let Some(signal) = again {
+            let _ = kill(Pid::from_raw(-1), signal);
+        }
+        std::thread::sleep(pause.min(timeout.saturating_sub(start.elapsed())));
+        pause = (pause * 2).min(Duration::from_millis(100));
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Children {
+    None,
+    Running,
+}
+
+/// Reaps every child that has ended; says whether any is left.
+fn reap_children() -> Children {
     loop {
         match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::StillAlive) => {
-                if start.elapsed() >= timeout {
-                    return false;
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            Ok(_) => {}
-            Err(nix::errno::Errno::EINTR) => {}
-            Err(_) => return true, // ECHILD: nobody left
+            Ok(WaitStatus::StillAlive) => return Children::Running,
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => return Children::None, // ECHILD: nobody left
         }
     }
 }
 
+/// The processes of ember's PID namespace still alive, ember aside; `None` when /proc
+/// cannot be read.
+fn remaining() -> Option<Vec<Remaining>> {
+    let me = std::fs::read_link("/proc/self").ok()?;
+    // A /proc of this namespace shows exactly its processes (and those of the namespaces
+    // below it). One of another namespace (ember was not given its own) shows others
+    // too: keep only those in ember's namespace then.
+    let own_proc = me.as_os_str() == std::process::id().to_string().as_str();
+    let own_namespace = std::fs::read_link("/proc/self/ns/pid").ok();
+    let mut left = Vec::new();
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        if name.as_os_str() == me.as_os_str() {
+            continue;
+        }
+        // Gone meanwhile, or not ours to wait for: skip.
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some(stat) = Stat::parse(&stat) else {
+            continue;
+        };
+        if stat.kernel_thread() || !stat.alive() {
+            continue;
+        }
+        if !own_proc && std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok() != own_namespace {
+            continue;
+        }
+        left.push(Remaining {
+            pid,
+            command: stat.comm,
+        });
+    }
+    left.sort_by_key(|r| r.pid);
+    Some(left)
+}
+
+/// The fields of /proc/PID/stat that matter here.
+#[derive(Debug, PartialEq, Eq)]
+struct Stat {
+    comm: String,
+    state: char,
+    flags: u64,
+}
+
+impl Stat {
+    /// comm is in parentheses and may itself hold spaces and parentheses: it ends at
+    /// the last ')'.
+    fn parse(text: &str) -> Option<Stat> {
+        let open = text.find('(')?;
+        let close = text.rfind(')')?;
+        let comm = text.get(open + 1..close)?.to_owned();
+        let mut rest = text.get(close + 1..)?.split_whitespace();
+        let state = rest.next()?.chars().next()?;
+        // state ppid pgrp session tty_nr tpgid flags: flags is the 7th after comm.
+        let flags = rest.nth(5)?.parse().ok()?;
+        Some(Stat { comm, state, flags })
+    }
+
+    /// Kernel threads (PF_KTHREAD) are no one's to end; signals do not reach them.
+    fn kernel_thread(&self) -> bool {
+        const PF_KTHREAD: u64 = 0x0020_0000;
+        self.flags & PF_KTHREAD != 0
+    }
+
+    /// A zombie (its parent may be outside the namespace) or a dead one has ended.
+    fn alive(&self) -> bool {
+        !matches!(self.state, 'Z' | 'X' | 'x')
+    }
+}
+
+/// "3 processes: 12 (sh -c ...), 40 (sleep 5), 41 (sleep 5)", naming at most [`NAMED`]
+/// and counting the rest, so that a fork bomb's leftovers make one line, not thousands.
+fn describe(left: &[Remaining]) -> String {
+    let mut text = format!("{}:", count(left.len()));
+    for (i, process) in left.iter().take(NAMED).enumerate() {
+        let separator = if i == 0 { " " } else { ", " };
+        text.push_str(&format!(
+            "{separator}{} ({})",
+            process.pid,
+            command_of(process)
+        ));
+    }
+    if left.len() > NAMED {
+        text.push_str(&format!(" and {} more", left.len() - NAMED));
+    }
+    text
+}
+
+fn count(n: usize) -> String {
+    match n {
+        1 => "1 process".into(),
+        n => format!("{n} processes"),
+    }
+}
+
+/// The command line (cut at 100 characters, control characters as '?'), or the short
+/// name in brackets when there is none to read (gone meanwhile, or exiting).
+fn command_of(process: &Remaining) -> String {
+    const MAX: usize = 100;
+    let argv = std::fs::read(format!("/proc/{}/cmdline", process.pid)).unwrap_or_default();
+    let text = String::from_utf8_lossy(&argv);
+    let text = text.trim_end_matches('\0');
+    if text.is_empty() {
+        return format!("[{}]", clean(&process.command));
+    }
+    let mut line = clean(&text.replace('\0', " "));
+    if line.chars().count() > MAX {
+        line = line.chars().take(MAX).collect::<String>() + "...";
+    }
+    line
+}
+
+fn clean(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
 fn ms(since: Instant) -> u128 {
     since.elapsed().as_millis()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_stat_with_a_command_that_has_parentheses_and_spaces() {
+        let stat = Stat::parse("42 (a) b (c)) S 1 42 42 0 -1 4194560 0 0").unwrap();
+        assert_eq!(stat.comm, "a) b (c)");
+        assert_eq!(stat.state, 'S');
+        assert_eq!(stat.flags, 4194560);
+        assert!(!stat.kernel_thread() && stat.alive());
+        let kthread = Stat::parse("2 (kthreadd) S 0 0 0 0 -1 2129984 0 0").unwrap();
+        assert!(kthread.kernel_thread());
+        assert!(!Stat::parse("7 (sh) Z 1 7 7 0 -1 4194564 0")
+            .unwrap()
+            .alive());
+        assert_eq!(Stat::parse("7 (sh"), None);
+    }
+
+    #[test]
+    fn many_processes_make_one_bounded_line() {
+        // Beyond any pid_max (2^22), so that no real process lends its cmdline.
+        let left: Vec<Remaining> = (900_001_000..900_001_500)
+            .map(|pid| Remaining {
+                pid,
+                command: "sleep".into(),
+            })
+            .collect();
+        let line = describe(&left);
+        assert!(line.starts_with("500 processes: 900001000 ("), "{line}");
+        assert!(line.ends_with(" and 490 more"), "{line}");
+        assert!(line.len() < 500, "{line}");
+        assert_eq!(
+            describe(&left[..1]),
+            "1 process: 900001000 ([sleep])",
+            "a pid with no readable cmdline is named by its comm"
+        );
+    }
 }

@@ -10,6 +10,10 @@
 //! `/sys/fs/cgroup/ember/web` on a board); any other ember (a container's PID 1, a
 //! supervisor under another init, a test) is one of possibly many in the same cgroup,
 //! so its directory is `ember-<pid namespace>-<pid>` instead, and it removes it on exit.
+//!
+//! An ember that is SIGKILLed cannot remove its directory. The next ember that starts in
+//! the same cgroup removes those of dead embers ([`sweep_stale`]): only when it can tell
+//! that the owner is gone, and only directories that are empty.
 
 use crate::config::limits::Limits;
 use crate::pid1::mounts::{parse_mountinfo, MountEntry};
@@ -54,7 +58,8 @@ impl Cgroups {
             Role::Machine => ("ember".to_owned(), false),
             _ => (instance_name(), true),
         };
-        let base = own.join(name);
+        let base = own.join(&name);
+        sweep_stale(&own, &name);
         // Controllers reach a child only through each parent's subtree_control; ember's
         // own cgroup refuses them (EBUSY) when it is not the root and has processes, as
         // "no internal processes" demands: then services get none, but still their cgroup.
@@ -321,6 +326,221 @@ fn instance_name() -> String {
     format!("ember-{namespace}-{}", std::process::id())
 }
 
+/// An `ember-<pid namespace>-<pid>` directory: whose it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Instance {
+    namespace: u64,
+    pid: i32,
+}
+
+impl Instance {
+    /// Only the exact shape [`instance_name`] makes: digits, no sign, a pid above 0.
+    fn parse(name: &str) -> Option<Instance> {
+        let (namespace, pid) = name.strip_prefix("ember-")?.split_once('-')?;
+        let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+        if !digits(namespace) || !digits(pid) {
+            return None;
+        }
+        let instance = Instance {
+            namespace: namespace.parse().ok()?,
+            pid: pid.parse().ok()?,
+        };
+        (instance.pid > 0).then_some(instance)
+    }
+}
+
+/// What /proc shows about the processes and PID namespaces ember can see.
+#[derive(Debug, Default)]
+struct ProcView {
+    /// ember's own PID namespace.
+    own_namespace: u64,
+    /// /proc is the one of ember's namespace, so its pids are ember's pids.
+    own_proc: bool,
+    /// ember is in the initial PID namespace with its own /proc: every process of every
+    /// namespace is listed, so a namespace no process is in has no process at all.
+    sees_all: bool,
+    pids: std::collections::HashSet<i32>,
+    /// Every PID namespace some process is in (or will fork its children into).
+    namespaces: std::collections::HashSet<u64>,
+}
+
+/// The initial PID namespace's inode: a kernel constant (PROC_PID_INIT_INO).
+const INITIAL_PID_NAMESPACE: u64 = 0xEFFF_FFFC;
+
+impl ProcView {
+    fn read() -> ProcView {
+        let own_namespace = namespace_of(Path::new("/proc/self/ns/pid")).unwrap_or(0);
+        let own_proc = fs::read_link("/proc/self")
+            .is_ok_and(|p| p.as_os_str() == std::process::id().to_string().as_str());
+        let mut view = ProcView {
+            own_namespace,
+            own_proc,
+            sees_all: own_proc && own_namespace == INITIAL_PID_NAMESPACE,
+            ..ProcView::default()
+        };
+        for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+                continue;
+            };
+            view.pids.insert(pid);
+            let ns = entry.path().join("ns");
+            // pid_for_children: between unshare(CLONE_NEWPID) and its fork, a namespace
+            // exists that no process is in yet.
+            for link in ["pid", "pid_for_children"] {
+                if let Some(n) = namespace_of(&ns.join(link)) {
+                    view.namespaces.insert(n);
+                }
+            }
+        }
+        view
+    }
+
+    /// Whether the ember that made `instance`'s directory may still be running. `Ok`
+    /// says why it is gone; `Err` why it is (or may be) alive.
+    fn judge(&self, instance: Instance) -> Result<String, String> {
+        if instance.namespace == self.own_namespace {
+            if !self.own_proc {
+                return Err("/proc is not this PID namespace's: its pids cannot be checked".into());
+            }
+            // A process with that pid may be another than the ember (pids are reused):
+            // then the directory is left, which is the safe mistake.
+            return if self.pids.contains(&instance.pid) {
+                Err(format!("pid {} is running", instance.pid))
+            } else {
+                Ok(format!("no process {} in this PID namespace", instance.pid))
+            };
+        }
+        if self.namespaces.contains(&instance.namespace) {
+            return Err("its PID namespace has processes".into());
+        }
+        if self.sees_all {
+            Ok("its PID namespace has no process left".into())
+        } else {
+            // A sibling namespace's processes are not listed here: it may be alive.
+            Err("its PID namespace cannot be seen from here".into())
+        }
+    }
+}
+
+/// The inode of a /proc/PID/ns/* link's namespace, from its text "pid:[4026531836]".
+fn namespace_of(link: &Path) -> Option<u64> {
+    let target = fs::read_link(link).ok()?;
+    target
+        .to_str()?
+        .split_once('[')?
+        .1
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
+
+/// How many removals a sweep names one by one before it only counts them.
+const NAMED_REMOVALS: usize = 10;
+
+/// Removes the `ember-<pid namespace>-<pid>` directories in `parent` (other than `ours`)
+/// that SIGKILLed embers left behind. A directory is removed only when its owner is
+/// known to be gone: its PID namespace has no process left (seen from the initial
+/// namespace, where every process is listed), or, in ember's own namespace, no process
+/// has its pid. When that cannot be told (ember is itself in a child namespace and
+/// cannot see its siblings), it is left alone: a live ember's cgroup is never touched.
+///
+/// Nothing is killed. A dead namespace has no processes (the kernel ended them all with
+/// its PID 1); a directory that is still populated holds someone else's processes (a
+/// dead supervisor's orphaned services, still running in a live namespace), and a
+/// process ember did not start is not ember's to end: it is left, with a warning. Only
+/// empty directories are removed (rmdir, deepest first), so a service cgroup that a
+/// process is in cannot go.
+pub fn sweep_stale(parent: &Path, ours: &str) -> Vec<PathBuf> {
+    let stale: Vec<(PathBuf, Instance)> = fs::read_dir(parent)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| {
+            let name = e.file_name().to_str()?.to_owned();
+            let instance = Instance::parse(&name)?;
+            (name != ours).then(|| (e.path(), instance))
+        })
+        .collect();
+    if stale.is_empty() {
+        return Vec::new();
+    }
+    let view = ProcView::read();
+    let mut removed = Vec::new();
+    for (path, instance) in stale {
+        let why = match view.judge(instance) {
+            Ok(why) => why,
+            Err(alive) => {
+                tracing::debug!(
+                    "cgroup {} left alone: its ember may be running ({alive})",
+                    path.display()
+                );
+                continue;
+            }
+        };
+        // A namespace's inode is reused once it is freed: an ember that started since
+        // the look above, in a new namespace with the same number, would take this very
+        // directory for its own. Look again, just before removing.
+        if let Err(alive) = ProcView::read().judge(instance) {
+            tracing::debug!("cgroup {} left alone: {alive}", path.display());
+            continue;
+        }
+        match remove_tree(&path) {
+            Ok(()) => {
+                if removed.len() < NAMED_REMOVALS {
+                    tracing::info!(
+                        "removed the stale cgroup {} of an ember that is gone ({why})",
+                        path.display()
+                    );
+                }
+                removed.push(path);
+            }
+            Err(e) if populated(&path) => tracing::warn!(
+                "the stale cgroup {} of an ember that is gone ({why}) still has processes; left in place ({e})",
+                path.display()
+            ),
+            Err(e) => tracing::warn!(
+                "cannot remove the stale cgroup {} of an ember that is gone ({why}): {e}",
+                path.display()
+            ),
+        }
+    }
+    if removed.len() > NAMED_REMOVALS {
+        tracing::info!(
+            "removed {} stale cgroups in all under {}",
+            removed.len(),
+            parent.display()
+        );
+    }
+    removed
+}
+
+/// rmdir of a cgroup and every cgroup below it, deepest first. Stops at the first that
+/// cannot go (one with processes, EBUSY): its parents cannot go either.
+fn remove_tree(path: &Path) -> std::io::Result<()> {
+    remove_below(path, 0)
+}
+
+/// How deep [`remove_tree`] goes: a bound on PID 1's stack, whatever a service nested.
+const MAX_DEPTH: usize = 32;
+
+fn remove_below(path: &Path, depth: usize) -> std::io::Result<()> {
+    if depth > MAX_DEPTH {
+        return Err(std::io::Error::other(format!(
+            "cgroups nested deeper than {MAX_DEPTH} levels"
+        )));
+    }
+    for entry in fs::read_dir(path)?.flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            remove_below(&entry.path(), depth + 1)?;
+        }
+    }
+    match fs::remove_dir(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
 fn read_words(path: &Path) -> Vec<String> {
     fs::read_to_string(path)
         .map(|t| t.split_whitespace().map(str::to_owned).collect())
@@ -390,6 +610,86 @@ mod tests {
             "an empty cgroup has no one to signal"
         );
         let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn only_the_exact_instance_shape_is_an_ember_directory() {
+        assert_eq!(
+            Instance::parse("ember-4026532176-1"),
+            Some(Instance {
+                namespace: 4026532176,
+                pid: 1
+            })
+        );
+        for name in [
+            "ember",
+            "ember-",
+            "ember-1",
+            "ember-1-",
+            "ember--1",
+            "ember-+1-2",
+            "ember-1-+2",
+            "ember-1-0",
+            "ember-1-2-3",
+            "ember-x-2",
+            "embers-1-2",
+            "ember-1-99999999999",
+        ] {
+            assert_eq!(Instance::parse(name), None, "{name}");
+        }
+    }
+
+    fn view(own_namespace: u64, sees_all: bool, pids: &[i32], namespaces: &[u64]) -> ProcView {
+        ProcView {
+            own_namespace,
+            own_proc: true,
+            sees_all,
+            pids: pids.iter().copied().collect(),
+            namespaces: namespaces.iter().copied().collect(),
+        }
+    }
+
+    #[test]
+    fn a_directory_is_stale_only_when_its_owner_is_known_to_be_gone() {
+        let at = |namespace, pid| Instance { namespace, pid };
+        // In the initial namespace every process is listed.
+        let host = view(
+            INITIAL_PID_NAMESPACE,
+            true,
+            &[1, 40, 41],
+            &[INITIAL_PID_NAMESPACE, 7],
+        );
+        assert!(host.judge(at(7, 1)).is_err(), "its namespace has processes");
+        assert!(host.judge(at(8, 1)).is_ok(), "no process is in namespace 8");
+        assert!(
+            host.judge(at(INITIAL_PID_NAMESPACE, 40)).is_err(),
+            "pid 40 runs"
+        );
+        assert!(
+            host.judge(at(INITIAL_PID_NAMESPACE, 42)).is_ok(),
+            "pid 42 is gone"
+        );
+        // In a child namespace, siblings are invisible: never judged gone.
+        let child = view(9, false, &[1, 2], &[9]);
+        assert!(child.judge(at(8, 1)).is_err());
+        assert!(child.judge(at(9, 2)).is_err());
+        assert!(
+            child.judge(at(9, 3)).is_ok(),
+            "its own namespace it can see"
+        );
+        // A /proc of another namespace: its pids are not ember's pids.
+        let foreign = ProcView {
+            own_proc: false,
+            ..view(9, false, &[1], &[9])
+        };
+        assert!(foreign.judge(at(9, 3)).is_err());
+    }
+
+    #[test]
+    fn reads_a_namespace_link() {
+        let own = namespace_of(Path::new("/proc/self/ns/pid")).unwrap();
+        let meta = fs::metadata("/proc/self/ns/pid").unwrap().ino();
+        assert_eq!(own, meta);
     }
 
     #[test]

@@ -86,7 +86,7 @@ impl Broker {
         self.child = Some(child);
         let port = self.port;
         assert!(
-            wait_for(Duration::from_secs(10), || std::net::TcpStream::connect((
+            wait_for(super::LONG, || std::net::TcpStream::connect((
                 "127.0.0.1",
                 port
             ))
@@ -142,8 +142,10 @@ impl Broker {
         self.sub_once(topic, &["--retained-only"], timeout)
     }
 
-    /// One mosquitto_sub run with `extra` options, ended after `timeout` (-W).
+    /// One mosquitto_sub run with `extra` options, ended after `timeout` (-W), [`scaled`]
+    /// like every deadline and window of the helpers.
     fn sub_once(&self, topic: &str, extra: &[&str], timeout: Duration) -> Vec<String> {
+        let timeout = super::scaled(timeout);
         let out = Command::new("mosquitto_sub")
             .args([
                 "-h",
@@ -155,7 +157,7 @@ impl Broker {
                 "-v",
             ])
             .args(extra)
-            .args(["-W", &timeout.as_secs().max(1).to_string()])
+            .args(["-W", &timeout.as_secs_f64().ceil().max(1.0).to_string()])
             .args(&self.client_args)
             .output()
             .expect("mosquitto_sub");
@@ -184,13 +186,18 @@ impl Broker {
     }
 
     /// A subscriber running in the background; read what it got with [`Subscriber::lines`].
+    /// Returns once it is subscribed: it also subscribes to a probe topic of its own, and
+    /// a probe is published until one comes back (one sent before the subscription took
+    /// is dropped by the broker, not kept). The client must be allowed to publish there.
     pub fn subscribe(&self, topic: &str) -> Subscriber {
         self.subscribe_with(topic, &[])
     }
 
     /// The same with extra mosquitto_sub options (`-q 1`: nothing lost on the way to it).
     pub fn subscribe_with(&self, topic: &str, extra: &[&str]) -> Subscriber {
-        let path = self.dir.path(&format!("sub-{}", rand_suffix()));
+        let suffix = rand_suffix();
+        let path = self.dir.path(&format!("sub-{suffix}"));
+        let probe = format!("ember-test-probe/{suffix}");
         let out = std::fs::File::create(&path).expect("sub file");
         let child = Command::new("mosquitto_sub")
             .args([
@@ -200,6 +207,8 @@ impl Broker {
                 &self.port.to_string(),
                 "-t",
                 topic,
+                "-t",
+                &probe,
                 "-v",
             ])
             .args(extra)
@@ -208,8 +217,20 @@ impl Broker {
             .stderr(Stdio::null())
             .spawn()
             .expect("mosquitto_sub");
-        std::thread::sleep(Duration::from_millis(200));
-        Subscriber { child, path }
+        let subscriber = Subscriber {
+            child,
+            path,
+            probe: format!("{probe} "),
+        };
+        let subscribed = wait_for(super::LONG, || {
+            self.publish(&probe, "probe", &[]);
+            std::fs::read_to_string(&subscriber.path)
+                .unwrap_or_default()
+                .lines()
+                .any(|l| l.starts_with(&subscriber.probe))
+        });
+        assert!(subscribed, "mosquitto_sub never subscribed to {topic}");
+        subscriber
     }
 }
 
@@ -222,6 +243,8 @@ impl Drop for Broker {
 pub struct Subscriber {
     child: Child,
     path: PathBuf,
+    /// "TOPIC " of its probe messages, which [`Subscriber::lines`] leaves out.
+    probe: String,
 }
 
 impl Subscriber {
@@ -229,6 +252,7 @@ impl Subscriber {
         std::fs::read_to_string(&self.path)
             .unwrap_or_default()
             .lines()
+            .filter(|l| !l.starts_with(&self.probe))
             .map(str::to_owned)
             .collect()
     }

@@ -4,7 +4,6 @@
 use super::TempDir;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
 
 pub fn have_dbus() -> bool {
     let ok = ["dbus-daemon", "busctl", "setpriv"].iter().all(|tool| {
@@ -92,7 +91,7 @@ impl Bus {
             .expect("spawn dbus-daemon");
         self.child = Some(child);
         assert!(
-            super::wait_for(Duration::from_secs(5), || self.socket.exists()),
+            super::wait_for(super::LONG, || super::listening(&self.socket)),
             "dbus-daemon did not listen"
         );
     }
@@ -151,17 +150,6 @@ impl Bus {
             .args(args)
             .output()
             .expect("run setpriv busctl")
-    }
-
-    /// busctl monitor of io.ember.Init1 into a file; killed on drop of the child.
-    pub fn monitor(&self, file: &str) -> Child {
-        Command::new("busctl")
-            .arg(format!("--address={}", self.address()))
-            .args(["monitor", "io.ember.Init1"])
-            .stdout(std::fs::File::create(self.dir.path(file)).expect("monitor file"))
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("busctl monitor")
     }
 }
 

@@ -12,6 +12,56 @@ use std::time::{Duration, Instant};
 
 pub const EMBER: &str = env!("CARGO_BIN_EXE_ember");
 
+/// How much slower than a quiet machine this one is, measured once per test binary: the
+/// median of a few runs of `ember --version` (a spawn, an exec of the debug binary, an
+/// exit: the round trip every `ember ctl` pays) against what it takes on a quiet 2-core
+/// machine. Never below 1. EMBER_TEST_SLOWNESS=N sets it (a slower emulator, valgrind).
+pub fn slowness() -> f64 {
+    static SLOWNESS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *SLOWNESS.get_or_init(|| {
+        if let Some(set) = std::env::var("EMBER_TEST_SLOWNESS")
+            .ok()
+            .and_then(|v| v.parse::<f64>().ok())
+            .filter(|v| v.is_finite())
+        {
+            return set.max(1.0);
+        }
+        // Measured on the 2-core build machines when nothing else ran: 1.6-2.4 ms.
+        const QUIET: Duration = Duration::from_millis(2);
+        let mut runs: Vec<Duration> = (0..7)
+            .map(|_| {
+                let start = Instant::now();
+                let _ = Command::new(EMBER)
+                    .arg("--version")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+                start.elapsed()
+            })
+            .collect();
+        runs.sort();
+        let median = runs[runs.len() / 2];
+        let slowness = (median.as_secs_f64() / QUIET.as_secs_f64()).clamp(1.0, 50.0);
+        eprintln!(
+            "test timeouts: a spawn round trip takes {} us here, slowness {slowness:.1}",
+            median.as_micros()
+        );
+        slowness
+    })
+}
+
+/// The ordinary deadline on a quiet machine: a state change, a socket, a message, a log
+/// line. Generous on purpose: a deadline only decides how long a failing test takes to
+/// say so (every wait ends as soon as its condition holds). The helpers below scale every
+/// timeout they are given by [`slowness`], so a busy machine gets more.
+pub const LONG: Duration = Duration::from_secs(30);
+
+/// `quiet` (what a quiet machine needs) times [`slowness`]: every deadline and every
+/// window the helpers wait, and a grace a test gives ember on purpose.
+pub fn scaled(quiet: Duration) -> Duration {
+    quiet.mul_f64(slowness())
+}
+
 /// Tests that need a PID namespace need root; CI is root. Elsewhere they say so and pass.
 pub fn can_unshare() -> bool {
     if nix::unistd::geteuid().is_root() {
@@ -137,7 +187,23 @@ impl Ember {
         )
     }
 
+    /// ember (PID 1 of a namespace, or plain) started inside the cgroup `parent` instead
+    /// of the test's: what it does there is seen by no other test's ember.
+    pub fn start_in_cgroup(tag: &str, services: &str, parent: &Path, pid1: bool) -> Ember {
+        let mode = if pid1 { Mode::Pid1 } else { Mode::Plain };
+        Self::launch_in(
+            tag,
+            &format!("[control]\nsocket = \"$DIR/control.sock\"\n\n{services}"),
+            mode,
+            Some(parent),
+        )
+    }
+
     fn launch_raw(tag: &str, text: &str, mode: Mode) -> Ember {
+        Self::launch_in(tag, text, mode, None)
+    }
+
+    fn launch_in(tag: &str, text: &str, mode: Mode, cgroup: Option<&Path>) -> Ember {
         let dir = TempDir::new(tag);
         let socket = dir.path("control.sock");
         let config = dir.path("ember.toml");
@@ -177,19 +243,42 @@ impl Ember {
                 c
             }
         };
+        // Kept open until the child has written to it.
+        let mut procs_file = None;
+        if let Some(cgroup) = cgroup {
+            let procs = std::fs::OpenOptions::new()
+                .write(true)
+                .open(cgroup.join("cgroup.procs"))
+                .expect("open cgroup.procs");
+            use std::os::fd::AsRawFd;
+            use std::os::unix::process::CommandExt;
+            let fd = procs.as_raw_fd();
+            // SAFETY: write(2) is async-signal-safe; `procs` outlives the spawn.
+            unsafe {
+                command.pre_exec(move || {
+                    if nix::libc::write(fd, b"0".as_ptr().cast(), 1) == 1 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+            procs_file = Some(procs);
+        }
         command
             .env("EMBER_LOG", "debug")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log);
         let child = command.spawn().expect("spawn ember");
+        drop(procs_file);
         let ember = Ember {
             dir,
             child,
             socket,
             config,
         };
-        let up = wait_for(Duration::from_secs(10), || ember.socket.exists());
+        let up = wait_for(LONG, || listening(&ember.socket));
         assert!(up, "ember did not open its socket; log:\n{}", ember.log());
         ember
     }
@@ -275,7 +364,7 @@ impl Ember {
 
     /// Waits for ember (or the unshare around it) to end; `None` if it is still running.
     pub fn wait_status(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now() + scaled(timeout);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Some(status);
@@ -299,7 +388,7 @@ impl Ember {
 
     /// Waits for ember to exit; returns its exit code.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now() + scaled(timeout);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return status.code();
@@ -327,16 +416,156 @@ impl Drop for Ember {
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGTERM,
             );
-            let _ = self.wait_status(Duration::from_secs(5));
+            let _ = self.wait_status(LONG);
         }
         // --kill-child: killing unshare kills the namespace's PID 1, and with it everything.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        kill_ember(&mut self.child);
     }
 }
 
+/// SIGKILL to `child` (ember, or the unshare around it), and then what a SIGKILLed ember
+/// cannot do itself: remove its cgroup. (Left behind, they piled up by the hundred.)
+pub fn kill_ember(child: &mut Child) {
+    // Named only while ember runs: the name of one that ended earlier may since be
+    // another's (namespace inode numbers are reused). The namespace is held open until
+    // the directory is gone, so that its number cannot go to a new one meanwhile.
+    let cgroup = match child.try_wait() {
+        Ok(None) => ember_in(child.id() as i32).and_then(|pid| {
+            let held = std::fs::File::open(format!("/proc/{pid}/ns/pid")).ok()?;
+            Some((ember_cgroup(pid)?, held))
+        }),
+        _ => None,
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    if let Some((cgroup, _held)) = cgroup {
+        remove_cgroup(&cgroup);
+    }
+}
+
+/// A cgroup of the test's own (next to the test process's), removed with everything
+/// below it when dropped: embers started in it with [`Ember::start_in_cgroup`] see no
+/// other test's embers, and none sees theirs.
+pub struct TestCgroup(pub PathBuf);
+
+impl TestCgroup {
+    pub fn new(tag: &str) -> TestCgroup {
+        static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let parent = cgroup_dir_of(std::process::id() as i32).expect("a cgroup2 hierarchy");
+        // Not of the shape ember-<number>-<number>: no ember takes it for a stale one.
+        let dir = parent.join(format!("ember-test-{tag}-{}-{n}", std::process::id()));
+        std::fs::create_dir(&dir).expect("create a test cgroup");
+        TestCgroup(dir)
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        // Whatever a failed test left in it goes first (cgroup.kill: Linux 5.14).
+        let _ = std::fs::write(self.0.join("cgroup.kill"), "1");
+        remove_cgroup(&self.0);
+    }
+}
+
+/// The host pid of the ember process at or below `pid` (unshare, a shell, ember itself).
+pub fn ember_in(pid: i32) -> Option<i32> {
+    let mut look = vec![pid];
+    let mut seen = 0;
+    while let Some(p) = look.pop() {
+        // By name: a rebuilt binary shows as "ember (deleted)".
+        let exe = std::fs::read_link(format!("/proc/{p}/exe")).ok();
+        if exe.is_some_and(|e| {
+            e.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("ember"))
+        }) {
+            return Some(p);
+        }
+        seen += 1;
+        if seen > 100 {
+            break;
+        }
+        let children =
+            std::fs::read_to_string(format!("/proc/{p}/task/{p}/children")).unwrap_or_default();
+        look.extend(
+            children
+                .split_whitespace()
+                .filter_map(|c| c.parse::<i32>().ok()),
+        );
+    }
+    None
+}
+
+/// The cgroup2 directory a process is in: its "0::" line of /proc/PID/cgroup under the
+/// cgroup2 mount (on a hybrid host that is /sys/fs/cgroup/unified, not /sys/fs/cgroup).
+pub fn cgroup_dir_of(pid: i32) -> Option<PathBuf> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let (root, point) = mountinfo.lines().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        if right.split(' ').next()? != "cgroup2" {
+            return None;
+        }
+        let fields: Vec<&str> = left.split(' ').collect();
+        Some((fields.get(3)?.to_string(), PathBuf::from(fields.get(4)?)))
+    })?;
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let own = text.lines().find_map(|l| l.strip_prefix("0::"))?;
+    let relative = own
+        .strip_prefix(root.trim_end_matches('/'))
+        .unwrap_or(own)
+        .trim_start_matches('/');
+    Some(point.join(relative))
+}
+
+/// The `ember-<pid namespace>-<pid>` directory that the running ember with host pid
+/// `pid` makes for its services (see src/supervisor/cgroup.rs).
+pub fn ember_cgroup(pid: i32) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let namespace = std::fs::metadata(format!("/proc/{pid}/ns/pid")).ok()?.ino();
+    // NSpid lists the pid in each namespace, ember's own last.
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let inner = status
+        .lines()
+        .find_map(|l| l.strip_prefix("NSpid:"))?
+        .split_whitespace()
+        .last()?
+        .to_owned();
+    Some(cgroup_dir_of(pid)?.join(format!("ember-{namespace}-{inner}")))
+}
+
+/// Removes the cgroup a killed ember left, once the processes in it are gone (the
+/// kernel ends a namespace's processes with its PID 1, not at once): rmdir only, deepest
+/// first; what still has processes stays.
+pub fn remove_cgroup(path: &Path) {
+    if !path.exists() {
+        return;
+    }
+    let populated = || {
+        std::fs::read_to_string(path.join("cgroup.events"))
+            .is_ok_and(|t| t.lines().any(|l| l == "populated 1"))
+    };
+    wait_for(Duration::from_secs(5), || !populated());
+    fn rmdir_tree(dir: &Path) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                rmdir_tree(&entry.path());
+            }
+        }
+        let _ = std::fs::remove_dir(dir);
+    }
+    rmdir_tree(path);
+}
+
+/// Whether something listens on the Unix socket `path`. Its file alone says less: a
+/// server binds (the file appears) before it listens, and a client that connects in
+/// between is refused; a CPU hog stretches that moment enough to hit it.
+pub fn listening(path: &Path) -> bool {
+    std::os::unix::net::UnixStream::connect(path).is_ok()
+}
+
+/// Polls `check` until it holds (true) or `timeout`, [`scaled`], has passed (false).
 pub fn wait_for(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
+    let deadline = Instant::now() + scaled(timeout);
     loop {
         if check() {
             return true;
