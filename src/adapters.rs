@@ -16,11 +16,11 @@ use ember_ipc::Verb;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub const DBUS: &str = "ember-dbus";
-pub const MQTT: &str = "ember-mqtt";
+pub const MQTT: &str = ember_ipc::adapter::ADAPTERS[0];
+pub const DBUS: &str = ember_ipc::adapter::ADAPTERS[1];
 
 /// The names taken by the adapters: no service of the configuration may have them.
-pub const NAMES: [&str; 2] = [MQTT, DBUS];
+pub const NAMES: [&str; 2] = ember_ipc::adapter::ADAPTERS;
 
 /// An adapter to run: its service, and the rule its uid is admitted to the socket by.
 pub struct Adapter {
@@ -115,6 +115,7 @@ fn adapter(
         who: Who::Uid(uid),
         verbs,
         services,
+        except: ember_ipc::adapter::ADAPTERS.map(str::to_owned).to_vec(),
         source: format!("the {name} adapter"),
     });
     Adapter { spec, rule }

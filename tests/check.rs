@@ -84,7 +84,7 @@ command = ["/bin/true"]
         format!("{main_path}:22:11: service \"gone\": command /usr/bin/definitely-not-here does not exist; give the path of an installed program"),
         format!("{main_path}:24:10: invalid service name \"bad/name\""),
         format!("{main_path}:28:11: service \"noexec\": command {} is not executable", plain.display()),
-        format!("{main_path}:30:10: invalid service name \"{}\": it must be 1 to 64 characters long", "a".repeat(65)),
+        format!("{main_path}:30:10: invalid service name \"{}\": it is 65 characters long; the longest is 64", "a".repeat(65)),
         "broken.toml:2:".to_string(),
         "slow.toml:2:16: invalid duration \"soon\"".to_string(),
     ];

@@ -11,8 +11,6 @@ use std::os::unix::net::UnixStream;
 use std::process::Command;
 use std::time::Duration;
 
-const LONG: Duration = Duration::from_secs(30);
-
 /// A raw client: request lines out, reply lines in.
 struct Client {
     reader: BufReader<UnixStream>,
@@ -22,6 +20,10 @@ struct Client {
 impl Client {
     fn connect(socket: &std::path::Path) -> Client {
         let stream = UnixStream::connect(socket).expect("connect");
+        // A stream that stops answering is a failure to report, not a test that hangs.
+        stream
+            .set_read_timeout(Some(scaled(LONG * 4)))
+            .expect("read timeout");
         Client {
             reader: BufReader::new(stream.try_clone().expect("clone")),
             writer: stream,
@@ -35,7 +37,9 @@ impl Client {
 
     fn next(&mut self) -> Value {
         let mut line = String::new();
-        self.reader.read_line(&mut line).expect("read");
+        self.reader
+            .read_line(&mut line)
+            .unwrap_or_else(|e| panic!("no line from ember: {e}"));
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"))
     }
 }
@@ -99,7 +103,20 @@ fn a_subscriber_sees_every_change_or_is_told_it_missed_some() {
     let mut args = vec!["start"];
     args.extend(names.iter().map(String::as_str));
     assert!(ember.ctl(&args).status.success());
-    std::thread::sleep(Duration::from_secs(3));
+    // Until more changes than ember buffers for a subscriber (1,024) have happened while
+    // this one does not read: a count, not a time, so a busy machine makes no difference.
+    let newest = || {
+        ember
+            .all()
+            .iter()
+            .filter_map(|s| s["seq"].as_u64())
+            .max()
+            .unwrap_or(0)
+    };
+    assert!(
+        wait_for(LONG * 4, || newest() > seen + 2000),
+        "the flappers never made 2,000 changes"
+    );
     let mut args = vec!["stop"];
     args.extend(names.iter().map(String::as_str));
     assert!(ember.ctl(&args).status.success());

@@ -176,6 +176,52 @@ requires = ["db"]
     assert!(text(&out).contains("db failed"), "{}", text(&out));
 }
 
+/// A stop that comes while a start's spawns still wait their turn (ember spawns in slices so
+/// that it keeps answering) stops them at once (found: each waited for the answer of a
+/// spawn that never came, then its stop_timeout, then "failed: did not exit after SIGKILL").
+#[test]
+fn a_stop_while_spawns_wait_their_turn_stops_them() {
+    if !can_unshare() {
+        return;
+    }
+    let mut services = String::new();
+    let names: Vec<String> = (0..300).map(|i| format!("queued{i}")).collect();
+    for name in &names {
+        services.push_str(&format!(
+            "[service.{name}]\ncommand = [\"/bin/sleep\", \"7810009\"]\nenabled = false\nstop_timeout = \"1h\"\n"
+        ));
+    }
+    let ember = Ember::start("robust-queued", &services);
+    // Both requests in one write: ember reads them in one turn, the stop right after the
+    // start has spawned its first slice and queued the rest.
+    let stream = UnixStream::connect(&ember.socket).expect("connect");
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    let mut writer = stream;
+    let list = serde_json::to_string(&names).unwrap();
+    let requests =
+        format!("{{\"cmd\":\"start\",\"names\":{list}}}\n{{\"cmd\":\"stop\",\"names\":{list}}}\n");
+    writer.write_all(requests.as_bytes()).expect("send");
+    for _ in 0..2 {
+        let mut reply = String::new();
+        reader.read_line(&mut reply).expect("reply");
+        assert!(reply.contains("\"ok\""), "{reply}");
+    }
+    let settled = wait_for(LONG * 2, || {
+        ember
+            .all()
+            .iter()
+            .all(|s| s["state"] == "inactive" && s["pid"].is_null())
+    });
+    let stuck: Vec<String> = ember
+        .all()
+        .iter()
+        .filter(|s| s["state"] != "inactive")
+        .map(|s| format!("{} {}", s["name"], s["state"]))
+        .collect();
+    assert!(settled, "still not stopped: {stuck:?}");
+    assert!(pids_with("7810009").is_empty());
+}
+
 /// `ember ctl poweroff` is told that the power-off was taken (found: exit 1, "closed the
 /// connection", although it went ahead).
 #[test]

@@ -6,6 +6,11 @@
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
+/// The services that are ember's own adapters. No adapter starts, stops or restarts them
+/// (a `stop` of ember-mqtt over MQTT would cut the board off for good): they are
+/// ember's to run, and root's, over the control socket.
+pub const ADAPTERS: [&str; 2] = ["ember-mqtt", "ember-dbus"];
+
 /// The most settings an adapter reads: certificates and keys fit many times over.
 pub const MAX_SETTINGS: usize = 1024 * 1024;
 

@@ -24,6 +24,9 @@ pub struct Rule {
     pub verbs: Vec<Verb>,
     /// The services `start`, `stop`, `restart` and `logs` may name: globs; `None`: any.
     pub services: Option<Vec<String>>,
+    /// Services it may never start, stop or restart, whatever the globs say (an adapter's
+    /// own and the other adapters: see `crate::adapter::ADAPTERS`).
+    pub except: Vec<String>,
     /// Where the rule comes from, for refusals: "[[control.allow]] 1", "[mqtt]".
     pub source: String,
 }
@@ -92,12 +95,14 @@ impl Rights {
             Command::Logs(args) => vec![args.name.as_str()],
             _ => Vec::new(),
         };
+        let changes = matches!(verb, Verb::Start | Verb::Stop | Verb::Restart);
         let allows = |rule: &Rule| {
             rule.verbs.contains(&verb)
                 && names.iter().all(|name| {
                     rule.services
                         .as_ref()
                         .is_none_or(|globs| globs.iter().any(|g| glob_match(g, name)))
+                        && !(changes && rule.except.iter().any(|e| e == name))
                 })
         };
         if rules.iter().any(allows) {
@@ -129,6 +134,7 @@ mod tests {
             who,
             verbs: verbs.to_vec(),
             services: services.map(|s| s.iter().map(|x| x.to_string()).collect()),
+            except: Vec::new(),
             source: "test".into(),
         }
     }

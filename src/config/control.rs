@@ -218,6 +218,7 @@ fn check_rule(
             who,
             verbs,
             services,
+            except: Vec::new(),
             source: name,
         }),
         // Checked as text only: nothing to look the account up in.

@@ -524,7 +524,19 @@ impl Runtime {
             return Vec::new();
         };
         // A spawn that waited its turn may no longer be wanted: stopped, or superseded by
-        // a later run. Its process would have no one to answer to.
+        // a later run. Its process would have no one to answer to. A stop that came while
+        // it waited is waiting for this answer: tell the engine nothing was spawned.
+        if unit.run == run && unit.state == super::model::State::Deactivating && unit.pid.is_none()
+        {
+            return self.engine.handle(
+                Input::SpawnFailed {
+                    name: name.to_owned(),
+                    run,
+                    error: "stopped before its turn to spawn".to_owned(),
+                },
+                now,
+            );
+        }
         if unit.run != run
             || unit.state != super::model::State::Activating
             || unit.sub != super::model::Sub::Start

@@ -1025,11 +1025,15 @@ impl Adapter {
         tracing::info!("mqtt: published offline and disconnected");
     }
 
+    /// Whether MQTT may drive `service`: an `allow` glob names it, and it is not one of
+    /// ember's adapters (whose stop would cut the board off).
     fn allowed(&self, service: &str) -> bool {
-        self.settings
-            .allow
-            .iter()
-            .any(|pattern| glob_match(pattern, service))
+        !ember_ipc::adapter::ADAPTERS.contains(&service)
+            && self
+                .settings
+                .allow
+                .iter()
+                .any(|pattern| glob_match(pattern, service))
     }
 
     /// A command that finds no room for its reply: not taken (neither run nor
