@@ -9,7 +9,6 @@ use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::process::Command;
-use std::time::Duration;
 
 /// A raw client: request lines out, reply lines in.
 struct Client {
