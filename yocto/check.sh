@@ -17,9 +17,11 @@
 # features and CARGO_HOME set up by cargo.bbclass's configure step: the crates inc is
 # complete. do_compile with OE's own Rust is not run (its cross toolchain takes hours here).
 #
-# usage: yocto/check.sh [--lint-only] [--check-layer] [--release whinlatter|wrynose]...
-#   --lint-only    only the checks without bitbake
-#   --check-layer  also yocto-check-layer on each release (about 10-12 minutes each)
+# usage: yocto/check.sh [--lint-only] [--check-layer] [--check-layer-only] [--release NAME]...
+#   --lint-only         only the checks without bitbake
+#   --check-layer       also yocto-check-layer on each release (about 10-12 minutes each)
+#   --check-layer-only  the set-up and yocto-check-layer, none of the other bitbake steps
+#   --release NAME      whinlatter or wrynose (default: both)
 # environment:
 #   EMBER_SHARED        the shared directory holding yocto/*.tar.xz (default: ../shared
 #                       beside the repository, else /work/shared)
@@ -35,13 +37,15 @@ REPO=$(dirname "$HERE")
 
 LINT_ONLY=0
 CHECK_LAYER=0
+RELEASE_STEPS=1
 RELEASES=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --lint-only) LINT_ONLY=1 ;;
         --check-layer) CHECK_LAYER=1 ;;
+        --check-layer-only) CHECK_LAYER=1; RELEASE_STEPS=0 ;;
         --release) RELEASES+=("$2"); shift ;;
-        *) echo "usage: $0 [--lint-only] [--check-layer] [--release whinlatter|wrynose]..." >&2; exit 2 ;;
+        *) sed -n 's/^# usage: /usage: /p' "$0" >&2; exit 2 ;;
     esac
     shift
 done
@@ -538,12 +542,16 @@ EOF
     { printf 'MACHINE = "qemux86-64"\nDISTRO = "nodistro"\n'
       sed -n '/^# \.\.\. and what this machine needs/,$p' "$(build_dir "$rel")/conf/local.conf"
     } | write_if_changed "$ycl/conf/local.conf"
+    # The dynamic layer is checked too: meta-networking (and its dependencies, found in
+    # the meta-openembedded tree) in the build as additional layers, but not tested.
     for l in ${EXTRA_LAYERS[$rel]}; do deps+=("$(extra_dir "$rel")/$l"); done
     as_builder "cd '$oe' && . ./oe-init-build-env '$ycl' >/dev/null && \
-        yocto-check-layer --no-auto-dependency ${deps[*]:+--additional-layers ${deps[*]}} '$TREE/yocto/meta-ember'"
+        yocto-check-layer '$TREE/yocto/meta-ember' --no-auto-dependency \
+            ${deps[*]:+--dependency $(extra_dir "$rel") --additional-layers ${deps[*]}}"
 }
 
 for rel in "${RELEASES[@]}"; do
+    [ $RELEASE_STEPS = 1 ] || break
     bbv=${BB_TARBALL[$rel]#bitbake-}
     echo "== yocto: $rel (bitbake $bbv)${EXTRA_LAYERS[$rel]:+ with ${EXTRA_LAYERS[$rel]}}"
     step "$rel: build directory" configure_build "$rel"
