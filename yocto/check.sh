@@ -19,7 +19,7 @@
 #
 # usage: yocto/check.sh [--lint-only] [--check-layer] [--check-layer-only] [--release NAME]...
 #   --lint-only         only the checks without bitbake
-#   --check-layer       also yocto-check-layer on each release (about 10-12 minutes each)
+#   --check-layer       also yocto-check-layer on each release (15 minutes or more each)
 #   --check-layer-only  the set-up and yocto-check-layer, none of the other bitbake steps
 #   --release NAME      whinlatter or wrynose (default: both)
 # environment:
