@@ -42,8 +42,10 @@ echo "== build with Rust $msrv (rust-version)"
 rustup toolchain list | grep -q "^$msrv" || rustup toolchain install "$msrv" --profile minimal
 CARGO_TARGET_DIR=target/msrv cargo "+$msrv" build --locked --workspace
 # meta-ember: linted, then parsed, dry-run, fetched, unpacked, vendored-built and installed
-# by real bitbake on whinlatter and wrynose (about 15 minutes on 2 cores from a cold cache;
-# yocto-check-layer is separate: yocto/check.sh --check-layer-only).
+# by real bitbake on whinlatter and wrynose (32 minutes from a cold cache on a heavily
+# loaded 2-core machine, the two dry runs the most of it; the cache in the build user's
+# home makes later runs shorter). yocto-check-layer is separate: yocto/check.sh
+# --check-layer-only.
 echo "== yocto"
 yocto/check.sh
 # The qemu boot test (tests/qemu_boot.rs) needs qemu, Debian kernels, busybox and the musl
