@@ -1,48 +1,579 @@
 #!/usr/bin/env bash
-# The Yocto layer's checks (tests/run.sh runs this): ember-crates.inc matches Cargo.lock,
-# and oelint-adv finds nothing in meta-ember against the oldest release it supports.
-# Needs python3; installs oelint-adv with pip when it is missing. Downloads no toolchain.
+# The Yocto layer's checks (tests/run.sh runs this), one line each with PASS/FAIL and time.
+#
+# Without bitbake: ember-crates.inc matches Cargo.lock, the recipe's version follows
+# Cargo.toml's, oelint-adv finds nothing against the oldest supported release.
+#
+# With real bitbake, from the source tarballs in ../shared/yocto (OE-core whinlatter with
+# bitbake 2.16; OE-core wrynose with bitbake 2.18 and meta-openembedded wrynose, so that
+# the networking-layer dynamic layer is parsed too), for each release:
+#   bitbake -p; bitbake-layers show-layers; bitbake -e ember and ember-image-minimal with
+#   the values that matter asserted; bitbake -n ember-image-minimal (every runtime
+#   dependency resolves); bitbake ember ember-service-getty -c unpack after a real fetch of
+#   every crate; OE-core's own update_crates code run on the unpacked ${S} gives the
+#   committed ember-crates.inc; the recipes' do_install run as bitbake writes it, and
+#   `ember check` on what they install.
+# Once: `cargo build --frozen --offline` of the unpacked, vendored tree with the recipe's
+# features and CARGO_HOME set up by cargo.bbclass's configure step: the crates inc is
+# complete. do_compile with OE's own Rust is not run (its cross toolchain takes hours here).
+#
+# usage: yocto/check.sh [--lint-only] [--check-layer] [--check-layer-only] [--release NAME]...
+#   --lint-only         only the checks without bitbake
+#   --check-layer       also yocto-check-layer on each release (15 minutes or more each)
+#   --check-layer-only  the set-up and yocto-check-layer, none of the other bitbake steps
+#   --release NAME      whinlatter or wrynose (default: both)
+# environment:
+#   EMBER_SHARED        the shared directory holding yocto/*.tar.xz (default: ../shared
+#                       beside the repository, else /work/shared)
+#   EMBER_YOCTO_CACHE   unpacked sources, downloads, build directories and logs, kept
+#                       between runs (default: ember-yocto in the build user's home)
+#   EMBER_YOCTO_USER    the user bitbake runs as when this runs as root (default ember-yocto)
+#
+# Needs Debian or Ubuntu; as root it installs what is missing (host packages for OE, the
+# en_US.UTF-8 locale, oelint-adv) and creates the build user: bitbake refuses to run as root.
 set -euo pipefail
-cd "$(dirname "$0")"
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(dirname "$HERE")
+
+LINT_ONLY=0
+CHECK_LAYER=0
+RELEASE_STEPS=1
+RELEASES=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --lint-only) LINT_ONLY=1 ;;
+        --check-layer) CHECK_LAYER=1 ;;
+        --check-layer-only) CHECK_LAYER=1; RELEASE_STEPS=0 ;;
+        --release) RELEASES+=("$2"); shift ;;
+        *) sed -n 's/^# usage: /usage: /p' "$0" >&2; exit 2 ;;
+    esac
+    shift
+done
+[ ${#RELEASES[@]} -gt 0 ] || RELEASES=(whinlatter wrynose)
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+
+T0=$(date +%s)
+STEP_LOG=$(mktemp)
+trap 'rm -f "$STEP_LOG"' EXIT
+
+# step NAME COMMAND...: runs COMMAND with its output in a log; prints one line. A line
+# "SUMMARY: ..." in the output is appended to the PASS line. On failure: the log's tail.
+# COMMAND runs in a subshell with errexit on: outside any `||` or `if`, where bash would
+# ignore errexit, so that every failing command inside the step functions fails the step.
+step() {
+    local name=$1; shift
+    local start rc summary
+    start=$(date +%s)
+    set +e
+    ( set -e; "$@" ) >"$STEP_LOG" 2>&1
+    rc=$?
+    set -e
+    if [ -n "${LOGS:-}" ]; then cp "$STEP_LOG" "$LOGS/$(printf '%s' "$name" | tr -c 'A-Za-z0-9._-' '_').log"; fi
+    summary=$(sed -n 's/^SUMMARY: //p' "$STEP_LOG" | tail -n 1)
+    if [ $rc = 0 ]; then
+        printf 'PASS %-58s %4ss%s\n' "$name" "$(($(date +%s) - start))" "${summary:+  ($summary)}"
+    else
+        printf 'FAIL %-58s %4ss\n' "$name" "$(($(date +%s) - start))"
+        tail -n 40 "$STEP_LOG" | sed 's/^/    /'
+        [ -z "${LOGS:-}" ] || echo "    full logs: $LOGS"
+        exit 1
+    fi
+}
+
+# ---------------------------------------------------------------- checks without bitbake
 
 # The oldest release the layer supports: the first of LAYERSERIES_COMPAT_ember.
-OLDEST=$(sed -n 's/^LAYERSERIES_COMPAT_ember = "\([a-z]*\).*/\1/p' meta-ember/conf/layer.conf)
+OLDEST=$(sed -n 's/^LAYERSERIES_COMPAT_ember = "\([a-z]*\).*/\1/p' "$HERE/meta-ember/conf/layer.conf")
 [ -n "$OLDEST" ] || { echo "no LAYERSERIES_COMPAT_ember in meta-ember/conf/layer.conf" >&2; exit 1; }
 
-python3 update-crates.py --check
-
-# The recipe's version (ember_<version>.bb) follows Cargo.toml's.
-version=$(sed -n 's/^version = "\(.*\)"/\1/p' ../Cargo.toml | head -1)
-if [ ! -e "meta-ember/recipes-core/ember/ember_$version.bb" ]; then
-    echo "Cargo.toml says version $version: rename meta-ember/recipes-core/ember/ember_*.bb to ember_$version.bb" >&2
-    exit 1
-fi
-
-if ! command -v oelint-adv >/dev/null; then
-    if ! python3 -m pip --version >/dev/null 2>&1; then
-        SUDO=""
-        if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
-        $SUDO apt-get update -qq
-        $SUDO apt-get install -y -qq --no-install-recommends python3-pip
+recipe_version() {
+    local version
+    version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$REPO/Cargo.toml" | head -1)
+    if [ ! -e "$HERE/meta-ember/recipes-core/ember/ember_$version.bb" ]; then
+        echo "Cargo.toml says version $version: rename meta-ember/recipes-core/ember/ember_*.bb to ember_$version.bb"
+        return 1
     fi
-    # Debian and Ubuntu's python3 is externally managed (PEP 668).
-    python3 -m pip install --quiet --user oelint-adv 2>/dev/null \
-        || python3 -m pip install --quiet oelint-adv 2>/dev/null \
-        || python3 -m pip install --quiet --user --break-system-packages oelint-adv
-    PATH="$(python3 -m site --user-base)/bin:$PATH"
+    echo "SUMMARY: ember_$version.bb"
+}
+
+install_oelint() {
+    if ! command -v oelint-adv >/dev/null; then
+        if ! python3 -m pip --version >/dev/null 2>&1; then
+            $SUDO apt-get update -qq
+            $SUDO apt-get install -y -qq --no-install-recommends python3-pip
+        fi
+        # Debian and Ubuntu's python3 is externally managed (PEP 668).
+        python3 -m pip install --quiet --user oelint-adv 2>/dev/null \
+            || python3 -m pip install --quiet oelint-adv 2>/dev/null \
+            || python3 -m pip install --quiet --user --break-system-packages oelint-adv
+    fi
+}
+
+oelint() {
+    cd "$HERE/meta-ember"
+    local files
+    mapfile -t files < <(find . \( -name '*.bb' -o -name '*.bbappend' -o -name '*.inc' -o -name '*.conf' \) | sort)
+    # homepageping needs the network; inconspaces/notneededspace fire only on the generated
+    # ember-crates.inc, written as `bitbake -c update_crates` writes it (SRC_URI += " \).
+    oelint-adv --quiet --release "$OLDEST" --hide info \
+        --suppress oelint.vars.homepageping \
+        --suppress oelint.vars.inconspaces --suppress oelint.vars.notneededspace \
+        "${files[@]}"
+    echo "SUMMARY: ${#files[@]} files, --release $OLDEST"
+}
+
+echo "== yocto: meta-ember without bitbake"
+step "ember-crates.inc matches Cargo.lock" python3 "$HERE/update-crates.py" --check
+step "recipe version follows Cargo.toml" recipe_version
+step "install oelint-adv" install_oelint
+PATH="$(python3 -m site --user-base)/bin:$PATH"
+step "oelint-adv" oelint
+[ $LINT_ONLY = 0 ] || exit 0
+
+# ---------------------------------------------------------------- set-up for bitbake
+
+SHARED=${EMBER_SHARED:-$REPO/../shared}
+[ -d "$SHARED/yocto" ] || SHARED=/work/shared
+[ -d "$SHARED/yocto" ] || { echo "no yocto/ in ${EMBER_SHARED:-$REPO/../shared} nor /work/shared: set EMBER_SHARED" >&2; exit 1; }
+SHARED=$(cd "$SHARED/yocto" && pwd)
+
+# Each release: OE-core, its bitbake, and the extra layers (from tarballs in $SHARED).
+declare -A OE_TARBALL BB_TARBALL EXTRA_TARBALL EXTRA_LAYERS
+OE_TARBALL[whinlatter]=oe-core-whinlatter; BB_TARBALL[whinlatter]=bitbake-2.16
+EXTRA_TARBALL[whinlatter]=""; EXTRA_LAYERS[whinlatter]=""
+OE_TARBALL[wrynose]=oe-core-wrynose; BB_TARBALL[wrynose]=bitbake-2.18
+# meta-networking (mosquitto) needs meta-oe and meta-python.
+EXTRA_TARBALL[wrynose]=meta-openembedded-wrynose; EXTRA_LAYERS[wrynose]="meta-oe meta-python meta-networking"
+
+tarball() {  # tarball PREFIX: the one file PREFIX-<commit>.tar.xz in $SHARED
+    local found=("$SHARED/$1"-*.tar.xz)
+    [ ${#found[@]} = 1 ] && [ -f "${found[0]}" ] || { echo "expected one $SHARED/$1-*.tar.xz" >&2; return 1; }
+    echo "${found[0]}"
+}
+
+if [ "$(id -u)" = 0 ]; then
+    BUILD_USER=${EMBER_YOCTO_USER:-ember-yocto}
+else
+    BUILD_USER=$(id -un)
 fi
 
-cd meta-ember
-# homepageping needs the network; inconspaces/notneededspace fire only on the generated
-# ember-crates.inc, written as `bitbake -c update_crates` writes it (SRC_URI += " \).
-mapfile -t files < <(find . \( -name '*.bb' -o -name '*.bbappend' -o -name '*.inc' -o -name '*.conf' \) | sort)
-oelint-adv --quiet --release "$OLDEST" --hide info \
-    --suppress oelint.vars.homepageping \
-    --suppress oelint.vars.inconspaces --suppress oelint.vars.notneededspace \
-    "${files[@]}"
-echo "oelint-adv --release $OLDEST: ${#files[@]} files clean"
-cd ..
+# The host packages OE-core's documentation lists for Debian (sanity.bbclass checks the
+# tools; bitbake and the fetchers need the Python modules), without liblz4-tool, which is
+# only a transitional name for lz4.
+HOST_PACKAGES="gawk wget git diffstat unzip texinfo gcc build-essential chrpath socat cpio
+python3 python3-pip python3-pexpect xz-utils debianutils iputils-ping python3-git
+python3-jinja2 python3-subunit zstd lz4 file locales libacl1 util-linux"
 
-# No bitbake here: run do_install as shell, and `ember check` what it installs
-# (EMBER_BIN, when given, is the ember binary to check with).
-python3 check-install.py
+host_packages() {
+    local missing=() p
+    for p in $HOST_PACKAGES; do
+        dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$p")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        $SUDO apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    fi
+    echo "SUMMARY: ${#missing[@]} installed${missing[*]:+: ${missing[*]}}"
+}
+
+# bitbake's sanity check wants a UTF-8 locale; en_US.UTF-8 is the one OE documents.
+host_locale() {
+    if locale -a 2>/dev/null | grep -qix 'en_US\.utf-\?8'; then echo "SUMMARY: present"; return; fi
+    $SUDO sed -i 's/^# *\(en_US\.UTF-8 UTF-8\)/\1/' /etc/locale.gen
+    grep -q '^en_US\.UTF-8 UTF-8' /etc/locale.gen || echo 'en_US.UTF-8 UTF-8' | $SUDO tee -a /etc/locale.gen
+    $SUDO locale-gen
+    echo "SUMMARY: generated"
+}
+
+# bitbake refuses to run as root.
+build_user() {
+    if id "$BUILD_USER" >/dev/null 2>&1; then echo "SUMMARY: $BUILD_USER exists"; return; fi
+    useradd --create-home --shell /bin/bash "$BUILD_USER"
+    echo "SUMMARY: $BUILD_USER created"
+}
+
+echo "== yocto: set-up"
+step "host packages" host_packages
+step "locale en_US.UTF-8" host_locale
+[ "$(id -u)" != 0 ] || step "build user" build_user
+BUILD_HOME=$(getent passwd "$BUILD_USER" | cut -d: -f6)
+CACHE=${EMBER_YOCTO_CACHE:-$BUILD_HOME/ember-yocto}
+LOGS=$CACHE/logs
+# The build user's environment: a clean one (no root's PATH with its pyenv or rustup).
+BUILD_ENV=(env -i HOME="$BUILD_HOME" USER="$BUILD_USER" LANG=en_US.UTF-8 LC_ALL=en_US.UTF-8
+    PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin)
+
+as_builder() {  # as_builder SCRIPT: bash -c SCRIPT as the build user, in the clean environment
+    if [ "$(id -u)" = 0 ]; then
+        runuser -u "$BUILD_USER" -- "${BUILD_ENV[@]}" bash -c "$1"
+    else
+        "${BUILD_ENV[@]}" bash -c "$1"
+    fi
+}
+
+prepare_cache() {
+    if [ "$(id -u)" = 0 ]; then
+        install -d -o "$BUILD_USER" -g "$(id -gn "$BUILD_USER")" "$CACHE"
+    else
+        mkdir -p "$CACHE"
+    fi
+    as_builder "mkdir -p '$CACHE/src' '$CACHE/downloads' '$LOGS'"
+    rm -f "$LOGS"/*.log 2>/dev/null || true
+    echo "SUMMARY: $CACHE"
+}
+
+# unpack PREFIX: $CACHE/src/<tarball name>, unpacked once (the name carries the commit).
+unpack() {
+    local tb dir
+    tb=$(tarball "$1")
+    dir="$CACHE/src/$(basename "$tb" .tar.xz)"
+    if [ ! -e "$dir/.unpacked" ]; then
+        as_builder "rm -rf '$dir' && mkdir -p '$dir' && tar -xJf '$tb' -C '$dir' --strip-components=1 && touch '$dir/.unpacked'"
+        echo "unpacked $(basename "$tb")"
+    fi
+}
+
+unpack_all() {
+    local rel n=0 before
+    before=$(ls "$CACHE/src" | wc -l)
+    for rel in "${RELEASES[@]}"; do
+        unpack "${OE_TARBALL[$rel]}"; unpack "${BB_TARBALL[$rel]}"
+        [ -z "${EXTRA_TARBALL[$rel]}" ] || unpack "${EXTRA_TARBALL[$rel]}"
+        # oe-init-build-env finds bitbake at <OE-core>/bitbake.
+        as_builder "ln -sfn '$CACHE/src/$(basename "$(tarball "${BB_TARBALL[$rel]}")" .tar.xz)' '$(oe_dir "$rel")/bitbake'"
+    done
+    n=$(( $(ls "$CACHE/src" | wc -l) - before ))
+    echo "SUMMARY: $n unpacked, $(ls "$CACHE/src" | wc -l) in $CACHE/src"
+}
+
+oe_dir() { echo "$CACHE/src/$(basename "$(tarball "${OE_TARBALL[$1]}")" .tar.xz)"; }
+extra_dir() { echo "$CACHE/src/$(basename "$(tarball "${EXTRA_TARBALL[$1]}")" .tar.xz)"; }
+
+# The layer as the build user sees it: a copy of the working tree's files (tracked, and
+# untracked but not ignored), since the checkout may sit where that user cannot read
+# (CI's clone under /root). The recipe's source symlink (files/ember-src -> the top of
+# the tree) points into the copy. tar keeps mtimes, so bitbake's parse cache stays valid.
+TREE=$CACHE/ember
+copy_tree() {
+    local list
+    list=$(mktemp)
+    if git -C "$REPO" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+        git -C "$REPO" ls-files -z --cached --others --exclude-standard \
+            | (cd "$REPO" && xargs -0 -r sh -c 'for f; do [ -e "$f" ] || [ -L "$f" ] && printf "%s\0" "$f"; done' sh) >"$list"
+    else
+        (cd "$REPO" && find . -path ./target -prune -o -path ./.git -prune -o \( -type f -o -type l \) -print0) >"$list"
+    fi
+    chmod 644 "$list"
+    as_builder "rm -rf '$TREE' && mkdir -p '$TREE'"
+    (cd "$REPO" && tar --null -T "$list" -cf -) | as_builder "tar -xf - -C '$TREE'"
+    echo "SUMMARY: $(tr -cd '\0' <"$list" | wc -c) files in $TREE"
+    rm -f "$list"
+}
+
+echo "== yocto: cache"
+step "cache directory" prepare_cache
+step "unpack OE-core, bitbake, meta-openembedded" unpack_all
+step "copy of the tree for the build user" copy_tree
+
+# ---------------------------------------------------------------- per release
+
+build_dir() { echo "$CACHE/build-$1"; }
+
+# bb RELEASE SCRIPT: SCRIPT in that release's build environment, as the build user.
+bb() {
+    as_builder "cd '$(oe_dir "$1")' && . ./oe-init-build-env '$(build_dir "$1")' >/dev/null && $2"
+}
+
+write_if_changed() {  # write_if_changed FILE (content on stdin), as the build user
+    local tmp
+    tmp=$(mktemp); cat >"$tmp"; chmod 644 "$tmp"
+    as_builder "mkdir -p '$(dirname "$1")' && { cmp -s '$tmp' '$1' || cp '$tmp' '$1'; }"
+    rm -f "$tmp"
+}
+
+configure_build() {
+    local rel=$1 oe build layers l
+    oe=$(oe_dir "$rel"); build=$(build_dir "$rel")
+    layers="$oe/meta $TREE/yocto/meta-ember"
+    for l in ${EXTRA_LAYERS[$rel]}; do layers="$layers $(extra_dir "$rel")/$l"; done
+    write_if_changed "$build/conf/bblayers.conf" <<EOF
+# Written by ember's yocto/check.sh.
+LCONF_VERSION = "7"
+BBPATH = "\${TOPDIR}"
+BBFILES ?= ""
+BBLAYERS = "$layers"
+EOF
+    {
+        cat <<EOF
+# Written by ember's yocto/check.sh: what a vendor adds (see meta-ember's README) ...
+MACHINE = "qemux86-64"
+DISTRO = "nodistro"
+INIT_MANAGER = "ember"
+
+# ... and what this machine needs.
+CONF_VERSION = "2"
+DL_DIR = "$CACHE/downloads"
+# Only package registries are reachable here: the sanity check's fetch of
+# CONNECTIVITY_CHECK_URIS (the Yocto Project's site) would fail.
+CONNECTIVITY_CHECK_URIS = ""
+# Keep the server up between this script's bitbake commands (one parse of the configuration).
+BB_SERVER_TIMEOUT = "60"
+EOF
+        if [ "$rel" = wrynose ]; then cat <<'EOF'
+# wrynose's nodistro inherits uninative, which fetches a prebuilt native libc from the
+# Yocto Project's download site: unreachable here, and nothing native is built here.
+INHERIT:remove = "uninative"
+EOF
+        fi
+        if [ "$rel" = whinlatter ]; then cat <<'EOF'
+# bitbake 2.16's crate fetcher asks crates.io's API host (crates.io/api/v1/crates/NAME/
+# VERSION/download), which does not resolve here; the registry's static download host,
+# the one cargo itself downloads from (the "dl" of index.crates.io/config.json:
+# https://static.crates.io/crates), has every crate at NAME/NAME-VERSION.crate.
+# (bitbake 2.18 downloads from the static host itself.)
+PREMIRRORS:prepend = "https://crates.io/api/v1/crates/([^/]+)/([^/]+)/download https://static.crates.io/crates/\1/\1-\2.crate "
+EOF
+        fi
+    } | write_if_changed "$build/conf/local.conf"
+    echo "SUMMARY: $build"
+}
+
+# The recipes the layer provides on this release (the mosquitto service only with
+# meta-networking, through BBFILES_DYNAMIC).
+expected_recipes() {
+    echo ember ember-image-minimal ember-service-getty
+    [[ " ${EXTRA_LAYERS[$1]} " != *" meta-networking "* ]] || echo ember-service-mosquitto
+}
+
+parse() {
+    bb "$1" "bitbake -p"
+    local found expected
+    found=$(bb "$1" "bitbake-layers show-recipes 'ember*'" | sed -n 's/^\(ember[^:]*\):$/\1/p' | sort | xargs)
+    expected=$(expected_recipes "$1" | xargs -n1 | sort | xargs)
+    [ "$found" = "$expected" ] || { echo "recipes: \"$found\", expected \"$expected\""; return 1; }
+    echo "SUMMARY: recipes $found"
+}
+
+show_layers() {
+    local out l
+    out=$(bb "$1" "bitbake-layers show-layers")
+    echo "$out"
+    for l in "$(oe_dir "$1")/meta" "$TREE/yocto/meta-ember" $(for l in ${EXTRA_LAYERS[$1]}; do echo "$(extra_dir "$1")/$l"; done); do
+        grep -q "[[:space:]]$l[[:space:]]" <<<"$out" || { echo "layer $l missing"; return 1; }
+    done
+    echo "SUMMARY: $(awk '$3 ~ /^[0-9]+$/ {print $1}' <<<"$out" | xargs)"
+}
+
+# getv FILE VAR: VAR's value in `bitbake -e` output, blanks squeezed and trimmed.
+getv() {
+    sed -n "s/^\(export \)\?$2=\"\(.*\)\"\$/\2/p" "$1" | tail -n 1 | tr -s ' \t' '  ' | sed 's/^ //; s/ $//'
+}
+# expect FILE VAR VALUE / expect_has FILE VAR WORD / expect_lacks FILE VAR WORD
+expect() {
+    local v; v=$(getv "$1" "$2")
+    [ "$v" = "$3" ] || { echo "$2 is \"$v\", expected \"$3\""; return 1; }
+    echo "ok: $2 = \"$v\""
+}
+expect_has() {
+    local v; v=" $(getv "$1" "$2") "
+    [[ "$v" == *" $3 "* ]] || { echo "$2 (\"$v\") lacks $3"; return 1; }
+    echo "ok: $2 has $3"
+}
+expect_lacks() {
+    local v; v=" $(getv "$1" "$2") "
+    [[ "$v" != *" $3 "* ]] || { echo "$2 (\"$v\") has $3"; return 1; }
+    echo "ok: $2 lacks $3"
+}
+
+env_ember() {
+    local f=$LOGS/$1-env-ember.txt
+    bb "$1" "bitbake -e ember" >"$f"
+    expect "$f" PACKAGECONFIG "mqtt dbus analyze"
+    # What cargo.bbclass's oe_cargo_build passes: CARGO_BUILD_FLAGS, then PACKAGECONFIG_CONFARGS.
+    expect "$f" PACKAGECONFIG_CONFARGS "--features analyze --features dbus --features mqtt"
+    expect_has "$f" CARGO_BUILD_FLAGS --no-default-features
+    expect_has "$f" CARGO_BUILD_FLAGS --frozen
+    expect "$f" ALTERNATIVE:ember "init halt reboot poweroff"
+    expect "$f" ALTERNATIVE_TARGET /sbin/ember
+    expect "$f" ALTERNATIVE_PRIORITY 300
+    expect_has "$f" RRECOMMENDS:ember ember-service-getty
+    expect "$f" CONFFILES:ember-service-dbus /etc/ember/services.d/dbus.toml
+    # Built once per CPU tune: nothing machine-specific in it.
+    expect "$f" PACKAGE_ARCH "$(getv "$f" TUNE_PKGARCH)"
+    expect "$f" VIRTUAL-RUNTIME_init_manager ember
+    expect_lacks "$f" DISTRO_FEATURES sysvinit
+    expect_lacks "$f" DISTRO_FEATURES systemd
+    echo "SUMMARY: $(getv "$f" PACKAGECONFIG_CONFARGS) --no-default-features; PACKAGE_ARCH $(getv "$f" PACKAGE_ARCH)"
+}
+
+env_image() {
+    local f=$LOGS/$1-env-image.txt p
+    bb "$1" "bitbake -e ember-image-minimal" >"$f"
+    for p in packagegroup-core-boot ember ember-service-getty ember-service-dbus; do
+        expect_has "$f" PACKAGE_INSTALL "$p"
+    done
+    if [[ " ${EXTRA_LAYERS[$1]} " == *" meta-networking "* ]]; then
+        expect_has "$f" PACKAGE_INSTALL ember-service-mosquitto
+    else
+        expect_lacks "$f" PACKAGE_INSTALL ember-service-mosquitto
+    fi
+    expect_lacks "$f" DISTRO_FEATURES sysvinit
+    expect_lacks "$f" DISTRO_FEATURES systemd
+    expect "$f" VIRTUAL-RUNTIME_init_manager ember
+    expect "$f" VIRTUAL-RUNTIME_initscripts ""
+    expect "$f" VIRTUAL-RUNTIME_dev_manager ""
+    expect "$f" VIRTUAL-RUNTIME_login_manager busybox
+    echo "SUMMARY: PACKAGE_INSTALL = $(getv "$f" PACKAGE_INSTALL | tr -s ' ')"
+}
+
+dry_run() {
+    local f=$LOGS/$1-dry-run.txt r
+    bb "$1" "bitbake -n ember-image-minimal" >"$f" 2>&1 || { tail -n 40 "$f"; return 1; }
+    # The image's runtime dependencies resolved to the layer's recipes (and mosquitto's).
+    for r in ember_0.1.0.bb ember-service-getty_1.0.bb ember-image-minimal.bb; do
+        grep -q "/$r:do_package_write" "$f" || grep -q "/$r:do_rootfs" "$f" \
+            || { echo "no task of $r in the dry run"; return 1; }
+    done
+    if [[ " ${EXTRA_LAYERS[$1]} " == *" meta-networking "* ]]; then
+        grep -q "/mosquitto_[^/]*\.bb:do_package_write" "$f" || { echo "no mosquitto in the dry run"; return 1; }
+    fi
+    echo "SUMMARY: $(grep -o 'Running task [0-9]* of [0-9]*' "$f" | tail -n 1 | awk '{print $5}') tasks"
+}
+
+fetch_unpack() {
+    local before after
+    before=$(ls "$CACHE/downloads" | grep -c '\.crate$' || true)
+    bb "$1" "bitbake ember ember-service-getty -c unpack"
+    after=$(ls "$CACHE/downloads" | grep -c '\.crate$' || true)
+    echo "SUMMARY: $(grep -c 'crate://' "$HERE/meta-ember/recipes-core/ember/ember-crates.inc") crates in the inc; $((after - before)) downloaded now, $after in DL_DIR"
+}
+
+# OE-core's do_update_crates, as `bitbake -e ember` shows it, run on the unpacked ${S} with
+# the host's python3 for nativepython3 (the class needs tomllib: Python 3.11) and writing
+# to a scratch file instead of the layer: its output must be the committed inc.
+update_crates_class() {
+    local f=$LOGS/$1-env-ember.txt out=$CACHE/update-crates-$1.inc script
+    script=$(awk '/^do_update_crates\(\) \{$/ {p=1} p {print} p && /^\}$/ {exit}' "$f" \
+        | sed "s|^\([[:space:]]*\)TARGET_FILE=.*|\1TARGET_FILE=\"$out\"|")
+    grep -q 'nativepython3' <<<"$script" || { echo "no do_update_crates in bitbake -e ember"; return 1; }
+    as_builder "nativepython3() { python3 \"\$@\"; }; bbnote() { echo \"NOTE: \$*\"; }; $script
+do_update_crates"
+    diff -u "$HERE/meta-ember/recipes-core/ember/ember-crates.inc" "$out"
+    echo "SUMMARY: identical to ember-crates.inc"
+}
+
+# ---------------------------------------------------------------- the vendored cargo build
+
+VENDOR_ENV=$CACHE/vendored-build.env
+configure_vendored() {
+    bb "$1" "python3 '$HERE/check-install.py' configure '$VENDOR_ENV'"
+    # shellcheck disable=SC1090
+    . "$VENDOR_ENV"
+    grep -A2 '^\[source.crates-io\]' "$CARGO_HOME/config.toml"
+    grep -q 'replace-with = "bitbake"' "$CARGO_HOME/config.toml"
+    echo "SUMMARY: $CARGO_HOME/config.toml"
+}
+
+# The host's cargo on the unpacked tree: cargo.bbclass's CARGO_BUILD_FLAGS without
+# --target (this is a host build) and without --release (a debug build is quicker, and
+# proves the same: every crate the recipe's features need is vendored), plus
+# PACKAGECONFIG_CONFARGS. CARGO_HOME is a copy of the one cargo.bbclass set up, so
+# cargo's own lock files stay out of the build user's tree, and so does the target dir.
+CARGO_OUT=$CACHE/cargo-target
+cargo_vendored() {
+    # shellcheck disable=SC1090
+    . "$VENDOR_ENV"
+    local flags=() skip=0 a home
+    for a in $CARGO_BUILD_FLAGS; do
+        if [ $skip = 1 ]; then skip=0; continue; fi
+        case "$a" in --target) skip=1 ;; --target=*|--release) ;; *) flags+=("$a") ;; esac
+    done
+    home=$(mktemp -d)
+    # Without its [target.<triple>] tables: they name OE's linker wrappers for the cross
+    # and native toolchains, which only exist once those are built.
+    awk '/^\[/ { skip = ($0 ~ /^\[target\./) } !skip' "$CARGO_HOME/config.toml" >"$home/config.toml"
+    cat "$home/config.toml"
+    # shellcheck disable=SC2086
+    echo "cargo build ${flags[*]} --offline $PACKAGECONFIG_CONFARGS"
+    mkdir -p "$CARGO_OUT"
+    # shellcheck disable=SC2086
+    CARGO_HOME=$home CARGO_TARGET_DIR=$CARGO_OUT CARGO_TERM_PROGRESS_WHEN=never cargo build "${flags[@]}" --offline $PACKAGECONFIG_CONFARGS
+    rm -rf "$home"
+    for a in $EMBER_BINARIES; do [ -x "$CARGO_OUT/debug/$a" ] || { echo "no $a built"; return 1; }; done
+    echo "SUMMARY: $(cargo --version | cut -d' ' -f1-2), $PACKAGECONFIG_CONFARGS"
+}
+
+# ember's and ember-service-getty's do_install as bitbake writes them, then `ember check`
+# on the configuration they install, with the ember just built from the vendored tree.
+install_check() {
+    local root=$CACHE/root-$1 out
+    as_builder "rm -rf '$root'"
+    bb "$1" "python3 '$HERE/check-install.py' install '$CARGO_OUT/debug' '$root'"
+    out=$("$CARGO_OUT/debug/ember" check --config "$root/etc/ember/ember.toml" 2>&1) \
+        || { echo "$out"; echo "ember check fails on the installed configuration"; return 1; }
+    echo "$out"
+    local f n
+    n=$(find "$root/etc/ember/services.d" -name '*.toml' | wc -l)
+    grep -q ": ok, $n services" <<<"$out" || { echo "ember check did not load the $n services of services.d"; return 1; }
+    for f in sbin/ember etc/ember/ember.toml etc/ember/services.d/dbus.toml \
+             etc/ember/services.d/getty-ttyS0.toml etc/ember/services.d/getty-ttyS1.toml \
+             usr/share/dbus-1/system.d/io.ember.Init1.conf; do
+        [ -e "$root/$f" ] || { echo "not installed: $f"; return 1; }
+    done
+    grep -q '^\[mqtt\]' "$root/etc/ember/ember.toml" && grep -q '^\[dbus\]' "$root/etc/ember/ember.toml" \
+        || { echo "ember.toml lacks [mqtt] or [dbus]"; return 1; }
+    echo "SUMMARY: $(find "$root" -type f | wc -l) files, ember check passes"
+}
+
+yocto_check_layer() {
+    local rel=$1 oe ycl layers l deps=()
+    oe=$(oe_dir "$rel"); ycl="$CACHE/build-$rel-check-layer"
+    # A build directory of its own: yocto-check-layer adds the layers to bblayers.conf
+    # itself, starting from OE-core alone, with OE-core's default configuration.
+    as_builder "rm -rf '$ycl/conf'"
+    write_if_changed "$ycl/conf/bblayers.conf" <<EOF
+LCONF_VERSION = "7"
+BBPATH = "\${TOPDIR}"
+BBFILES ?= ""
+BBLAYERS = "$oe/meta"
+EOF
+    { printf 'MACHINE = "qemux86-64"\nDISTRO = "nodistro"\n'
+      sed -n '/^# \.\.\. and what this machine needs/,$p' "$(build_dir "$rel")/conf/local.conf"
+    } | write_if_changed "$ycl/conf/local.conf"
+    # The dynamic layer is checked too: meta-networking (and its dependencies, found in
+    # the meta-openembedded tree) in the build as additional layers, but not tested.
+    for l in ${EXTRA_LAYERS[$rel]}; do deps+=("$(extra_dir "$rel")/$l"); done
+    as_builder "cd '$oe' && . ./oe-init-build-env '$ycl' >/dev/null && \
+        yocto-check-layer '$TREE/yocto/meta-ember' --no-auto-dependency \
+            ${deps[*]:+--dependency $(extra_dir "$rel") --additional-layers ${deps[*]}}"
+}
+
+for rel in "${RELEASES[@]}"; do
+    [ $RELEASE_STEPS = 1 ] || break
+    bbv=${BB_TARBALL[$rel]#bitbake-}
+    echo "== yocto: $rel (bitbake $bbv)${EXTRA_LAYERS[$rel]:+ with ${EXTRA_LAYERS[$rel]}}"
+    step "$rel: build directory" configure_build "$rel"
+    step "$rel: bitbake -p" parse "$rel"
+    step "$rel: bitbake-layers show-layers" show_layers "$rel"
+    step "$rel: bitbake -e ember" env_ember "$rel"
+    step "$rel: bitbake -e ember-image-minimal" env_image "$rel"
+    step "$rel: bitbake -n ember-image-minimal" dry_run "$rel"
+    step "$rel: bitbake ember ember-service-getty -c unpack (fetch)" fetch_unpack "$rel"
+    step "$rel: OE-core's update_crates on \${S} = ember-crates.inc" update_crates_class "$rel"
+    if [ ! -x "$CARGO_OUT/debug/ember" ] || [ "${VENDORED_BUILT:-}" != 1 ]; then
+        step "$rel: cargo.bbclass's CARGO_HOME for the vendored crates" configure_vendored "$rel"
+        step "cargo build --frozen --offline of the vendored tree" cargo_vendored
+        VENDORED_BUILT=1
+    fi
+    step "$rel: do_install (ember, ember-service-getty), ember check" install_check "$rel"
+done
+
+if [ $CHECK_LAYER = 1 ]; then
+    for rel in "${RELEASES[@]}"; do
+        echo "== yocto: yocto-check-layer, $rel"
+        step "$rel: yocto-check-layer meta-ember" yocto_check_layer "$rel"
+    done
+fi
+echo "yocto: all checks passed in $(($(date +%s) - T0)) s (logs: $LOGS)"

@@ -5,22 +5,29 @@ in parallel, restarts them, reaps orphans, and shuts down in steps. Optional MQT
 D-Bus control adapters."
 HOMEPAGE = "https://example.com/ember"
 SECTION = "base"
-LICENSE = "MIT | Apache-2.0"
 # HOMEPAGE is a placeholder until ember has a public home.
-# The repository has no license file: the license line of Cargo.toml.
-LIC_FILES_CHKSUM = "file://Cargo.toml;beginline=7;endline=7;md5=139d41a018a76e37b4d8d2ffa8810edc"
+LICENSE = "MIT | Apache-2.0"
+LIC_FILES_CHKSUM = "file://LICENSE-MIT;md5=281d068d77ab29f9820546655f247cb5 \
+                    file://LICENSE-APACHE;md5=3b83ef96387f14655fc854ddc3c6bd57"
 
 # The source is the ember tree this layer lives in (yocto/meta-ember inside it), through
-# the symlink files/ember-src -> the top of that tree: its Cargo.toml, Cargo.lock, src/,
-# ipc/ and the D-Bus policy. So the build uses exactly the Cargo.lock ember-crates.inc was
-# generated from (CI checks both with yocto/update-crates.py --check), with no SRCREV to
-# keep in step. A copy of the layer used apart from that tree sets, in a bbappend:
+# the symlink files/ember-src -> the top of that tree. So the build uses exactly the
+# Cargo.lock ember-crates.inc was generated from (CI checks both), with no SRCREV to keep
+# in step. A copy of the layer used apart from that tree sets, in a bbappend:
 #   EMBER_SRC = "git://example.com/ember.git;protocol=https;branch=main;destsuffix=ember-src"
 #   SRCREV = "<the commit whose Cargo.lock ember-crates.inc was generated from>"
+#
+# The crates of the cargo workspace: every member of Cargo.toml's [workspace] must be
+# here (cargo loads them all, even to build one package). A new member crate (say mqtt/
+# for ember-mqtt) is added here, and its executable to EMBER_BINARIES.
+EMBER_CRATES_SRC = "file://ember-src/src \
+                    file://ember-src/ipc \
+                    "
 EMBER_SRC ?= "file://ember-src/Cargo.toml \
               file://ember-src/Cargo.lock \
-              file://ember-src/src \
-              file://ember-src/ipc \
+              file://ember-src/LICENSE-MIT \
+              file://ember-src/LICENSE-APACHE \
+              ${EMBER_CRATES_SRC} \
               file://ember-src/config/dbus-1/io.ember.Init1.conf \
               "
 
@@ -33,30 +40,32 @@ SRC_URI += "${EMBER_SRC} \
             file://ember-mqtt.toml \
             file://ember-dbus.toml \
             file://dbus.toml \
-            file://getty.toml.in \
             "
 
 S = "${UNPACKDIR}/ember-src"
 
-# Cargo features, as in the README: mqtt, dbus and analyze, all on by default.
+# Cargo features of the ember package: mqtt, dbus and analyze, all on by default (as in
+# Cargo.toml). The build is always --no-default-features plus one --features per item
+# (cargo.bbclass passes PACKAGECONFIG_CONFARGS to `cargo build`).
 PACKAGECONFIG ??= "mqtt dbus analyze"
 PACKAGECONFIG[mqtt] = "--features mqtt"
 PACKAGECONFIG[dbus] = "--features dbus"
 PACKAGECONFIG[analyze] = "--features analyze"
 CARGO_BUILD_FLAGS:append = " --no-default-features"
 
+# The executables installed into ${base_sbindir}, from ${B}/target/<triple>/release.
+EMBER_BINARIES = "ember"
+
 # Cargo.toml's release profile has strip = "symbols": the binary would reach do_package
 # already stripped (QA error already-stripped, and no ember-dbg). Cargo's environment
 # configuration overrides the manifest's profile, so OE strips and splits debug info itself.
 export CARGO_PROFILE_RELEASE_STRIP = "false"
 
-# One getty per SERIAL_CONSOLES entry ("115200;ttyS0 115200;ttyS1"): busybox's getty
-# (VIRTUAL-RUNTIME_login_manager) or util-linux's agetty, which take the same arguments.
-EMBER_GETTY ?= "${base_sbindir}/getty"
-
 do_install() {
     install -d ${D}${base_sbindir}
-    install -m 0755 ${B}/target/${CARGO_TARGET_SUBDIR}/ember ${D}${base_sbindir}/ember
+    for bin in ${EMBER_BINARIES}; do
+        install -m 0755 ${B}/target/${CARGO_TARGET_SUBDIR}/$bin ${D}${base_sbindir}/$bin
+    done
 
     install -d ${D}${sysconfdir}/ember/services.d
     install -m 0644 ${UNPACKDIR}/ember.toml ${D}${sysconfdir}/ember/ember.toml
@@ -69,32 +78,33 @@ do_install() {
         install -m 0644 ${S}/config/dbus-1/io.ember.Init1.conf ${D}${datadir}/dbus-1/system.d/
     fi
 
-    for entry in ${SERIAL_CONSOLES}; do
-        speed=$(echo "$entry" | cut -d';' -f1)
-        tty=$(echo "$entry" | cut -d';' -f2)
-        sed -e "s|@TTY@|$tty|g" -e "s|@SPEED@|$speed|g" -e "s|@GETTY@|${EMBER_GETTY}|g" \
-            ${UNPACKDIR}/getty.toml.in > ${D}${sysconfdir}/ember/services.d/getty-$tty.toml
-        chmod 0644 ${D}${sysconfdir}/ember/services.d/getty-$tty.toml
-    done
-
     install -m 0644 ${UNPACKDIR}/dbus.toml ${D}${sysconfdir}/ember/services.d/dbus.toml
 }
 
 PACKAGES =+ "${PN}-service-dbus"
 
 FILES:${PN} += "${datadir}/dbus-1/system.d"
+# Every file this recipe installs in /etc is a conffile: an upgrade keeps local edits.
 CONFFILES:${PN} = "${sysconfdir}/ember/ember.toml"
 
 # ember-service-dbus: the system bus as an ember service.
 FILES:${PN}-service-dbus += "${sysconfdir}/ember/services.d/dbus.toml"
+CONFFILES:${PN}-service-dbus = "${sysconfdir}/ember/services.d/dbus.toml"
 RDEPENDS:${PN}-service-dbus = "${PN} dbus"
+
+# The gettys on the machine's serial consoles come from their own recipe: SERIAL_CONSOLES
+# is the MACHINE's, and this package is built once per CPU tune (as systemd recommends
+# systemd-serialgetty).
+RRECOMMENDS:${PN} += "${PN}-service-getty"
 
 # The "ember" group of the D-Bus policy and [dbus] control_group.
 USERADD_PACKAGES = "${PN}"
 GROUPADD_PARAM:${PN} = "--system ember"
 
-# init, halt, reboot and poweroff: ember answers to each name. Above busybox and sysvinit
-# (50) and toybox (60), like runit (300).
+# init, halt, reboot and poweroff: ember answers to each name. OE-core's other owners of
+# these links: busybox 50, sysvinit 50 for init and 200 for halt/reboot/poweroff, and
+# systemd 300 for halt/reboot/poweroff (never in one image with ember: it needs the
+# systemd distro feature); meta-oe's toybox 60.
 ALTERNATIVE_PRIORITY = "300"
 ALTERNATIVE:${PN} = "init halt reboot poweroff"
 ALTERNATIVE_LINK_NAME[init] = "${base_sbindir}/init"

@@ -5,7 +5,7 @@ ember service, and mosquitto as one where meta-networking is in the build."
 LICENSE = "MIT"
 
 IMAGE_INSTALL = "packagegroup-core-boot ${CORE_IMAGE_EXTRA_INSTALL} \
-                 ember ember-service-dbus \
+                 ember ember-service-getty ember-service-dbus \
                  ${@bb.utils.contains('BBFILE_COLLECTIONS', 'networking-layer', 'ember-service-mosquitto', '', d)} \
                  "
 IMAGE_LINGUAS = " "

@@ -20,4 +20,5 @@ do_install() {
     install -m 0644 ${UNPACKDIR}/mosquitto.toml ${D}${sysconfdir}/ember/services.d/mosquitto.toml
 }
 
+CONFFILES:${PN} = "${sysconfdir}/ember/services.d/mosquitto.toml"
 RDEPENDS:${PN} = "ember mosquitto"
