@@ -79,7 +79,7 @@ if [ ${#need[@]} -gt 0 ]; then
     timeout 300 apt-get update -qq
     timeout 300 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
-command -v python3 >/dev/null 2>&1 || { echo "dbus.sh: python3 not found" >&2; exit 1; }
+[ -x /usr/bin/python3 ] || { echo "dbus.sh: /usr/bin/python3 not found" >&2; exit 1; }
 
 # --- ember ---------------------------------------------------------------------
 if [ -z "$ember" ]; then
@@ -110,7 +110,7 @@ echo "ember D-Bus benchmark: $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPUs, kern
 # In the background so that SIGINT/SIGTERM reach the trap at once (bash defers traps
 # while a foreground child runs); python stops everything it started on SIGTERM.
 start=$(date +%s)
-timeout --foreground --kill-after=20 300 python3 "$here/dbus_measure.py" "${args[@]}" &
+timeout --foreground --kill-after=20 300 /usr/bin/python3 "$here/dbus_measure.py" "${args[@]}" &
 bench_pid=$!
 trap 'kill -TERM "$bench_pid" 2>/dev/null || true; wait "$bench_pid" || true; exit 130' INT
 trap 'kill -TERM "$bench_pid" 2>/dev/null || true; wait "$bench_pid" || true; exit 143' TERM HUP

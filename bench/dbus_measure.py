@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """D-Bus adapter benchmark of ember: method-call round trip, state change -> signal,
 and what the adapter costs in memory.
 

@@ -1,36 +1,24 @@
-#!/usr/bin/env python3
-"""Side-by-side benchmark of ember against runit, s6 and supervisord.
+#!/usr/bin/python3
+"""Side-by-side benchmark: ember against dinit, s6, runit and busybox init, in one run.
 
-Driven by bench/run.sh (which installs the peers and builds ember); can also be
-run directly as root:  python3 bench/measure.py [--quick] [--only ember,runit]
+Driven by bench/run.sh (which installs and builds the peers and ember); can also be run
+directly as root:
+    /usr/bin/python3 bench/measure.py --ember target/release/ember --dinit PATH \
+        --busybox PATH [--quick] [--only ember,dinit]
 
-Every supervisor is started as PID 1 of a fresh PID namespace,
+Every supervisor is PID 1 of a fresh PID namespace,
     unshare --pid --fork --mount-proc --uts --kill-child <supervisor ...>
-so that killing it (SIGTERM, then SIGKILL after a timeout) makes the kernel kill
-every process it spawned. All state lives in a temporary directory. Every wait
-is bounded by a timeout. Python standard library only.
+and every figure is taken from outside, the same way for every supervisor. ember runs
+its DEFAULT configuration: only the control socket's path and the services are written,
+so output goes to ember ("log"), services get their cgroups, and so on.
 
-What is measured (see run.sh for the summary printed in the header):
- (a) PSS of the supervisor tree with 10 and 1,000 `sleep` services: the sum of
-     the "Pss:" line of /proc/PID/smaps_rollup over the supervisor processes only
-     (runit: runsvdir + every runsv; s6: s6-svscan + every s6-supervise;
-     supervisord: the python process; ember: the ember process), measured 2 s
-     after every service process is running.
- (b) Time to bring 100 services up: from just before the supervisor is launched
-     until 100 distinct service processes (`/bin/sleep 1000NNN`, unique argv) are
-     seen in /proc inside the supervisor's PID namespace. /proc is polled every
-     ~2 ms. Median of 3 launches, interleaved across supervisors, each after
-     waiting (bounded) for the machine to be idle. Config files are backdated
-     60 s (runsvdir defers a directory modified in the current second by ~1 s).
- (c) Respawn interval: one service that appends CLOCK_MONOTONIC to a file and
-     exits 1 (a tiny C program built at run time with cc, else rustc), at each
-     supervisor's fastest restart setting. Median interval
-     between consecutive starts over a ~5 s window.
- (d) Idle wakeups: with 10 sleep services up (and 2 s settled), the delta over
-     30 s (10 s with --quick) of voluntary + nonvoluntary context switches
-     (summed over every thread, /proc/PID/task/TID/status) and of utime+stime
-     (/proc/PID/stat, clock ticks), summed over the supervisor processes.
-     Reported per second.
+The services are bench/probe.c (compiled at run time): `probe up FILE I` records one
+fixed-width line with its CLOCK_MONOTONIC start time in FILE and then waits for ever
+(sleep infinity with a time stamp); other modes record SIGTERM, crash, or make zombies.
+The benchmark reads those records (the clock of time.monotonic()), so a start-up time is
+the latest start of a service process minus the launch, exactly, not a /proc poll.
+
+Python standard library only. Every wait is bounded. See run.sh for the list of figures.
 """
 
 import argparse
@@ -43,58 +31,37 @@ import subprocess
 import sys
 import time
 
-SLEEP = "/bin/sleep"
-MARK_BASE = 1000000          # service i runs `sleep 1000000+i`, i.e. 1000NNN
+RECORD_LEN = 30          # probe.c's record: "K IIIIII SSSSSSSSSS.NNNNNNNNN\n"
+N_ZOMBIES = 10000
+N_BOOT = 3000            # the boot during which SIGTERM and ctl status are sent
+BOOT_SIGNAL_AT = 300     # ... once this many of its services have started
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-STAMP_C = r"""
-#include <fcntl.h>
-#include <stdio.h>
-#include <time.h>
-#include <unistd.h>
-/* Append CLOCK_MONOTONIC (seconds.nanoseconds) to argv[1], then fail. */
-int main(int argc, char **argv) {
-    struct timespec ts;
-    char buf[64];
-    int fd, n;
-    if (argc < 2) return 2;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    n = snprintf(buf, sizeof buf, "%lld.%09ld\n", (long long)ts.tv_sec, ts.tv_nsec);
-    fd = open(argv[1], O_WRONLY | O_APPEND | O_CREAT, 0644);
-    if (fd >= 0) { (void)write(fd, buf, n); close(fd); }
-    return 1;
-}
-"""
-
-STAMP_RS = r"""
-use std::io::Write;
-fn main() {
-    let mut ts = std::mem::MaybeUninit::<[i64; 2]>::uninit();
-    extern "C" { fn clock_gettime(clk: i32, ts: *mut [i64; 2]) -> i32; }
-    let ts = unsafe { clock_gettime(1, ts.as_mut_ptr()); ts.assume_init() };
-    let path = std::env::args().nth(1).expect("path");
-    let mut f = std::fs::OpenOptions::new().append(true).create(true).open(path).unwrap();
-    let _ = write!(f, "{}.{:09}\n", ts[0], ts[1]);
-    std::process::exit(1);
-}
-"""
+FIGURES = ["scale", "idle", "respawn", "ready", "orphan", "sigterm", "ctl", "adapters"]
 
 
 def log(msg):
     print(msg, file=sys.stderr, flush=True)
 
 
-# --------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 # /proc helpers
-# --------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 
-def read_bytes(path):
+def read_bytes(path, limit=1 << 20):
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
         return None
     try:
-        return os.read(fd, 65536)
+        chunks = []
+        while True:
+            b = os.read(fd, 1 << 16)
+            if not b:
+                break
+            chunks.append(b)
+            if sum(map(len, chunks)) >= limit:
+                break
+        return b"".join(chunks)
     except OSError:
         return None
     finally:
@@ -106,18 +73,18 @@ def pids():
 
 
 def stat_fields(pid):
-    """(comm, fields after comm) of /proc/PID/stat; fields[0] is state."""
+    """(comm, fields after comm) of /proc/PID/stat; fields[0] is the state."""
     raw = read_bytes(f"/proc/{pid}/stat")
-    if raw is None:
+    if not raw:
         return None
     s = raw.decode(errors="replace")
     lp, rp = s.index("("), s.rindex(")")
     return s[lp + 1:rp], s[rp + 2:].split()
 
 
-def ppid_of(pid):
+def state_of(pid):
     st = stat_fields(pid)
-    return int(st[1][1]) if st else None
+    return st[1][0] if st else None
 
 
 def comm_of(pid):
@@ -133,7 +100,6 @@ def pidns(pid):
 
 
 def ns_local_pid(pid):
-    """The PID as seen inside its own (innermost) PID namespace: last NSpid field."""
     raw = read_bytes(f"/proc/{pid}/status")
     if raw is None:
         return None
@@ -143,34 +109,67 @@ def ns_local_pid(pid):
     return None
 
 
+def children_of(pid):
+    """Every child of every thread of PID (a reparented orphan may be any thread's)."""
+    kids = []
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return None
+    for tid in tids:
+        raw = read_bytes(f"/proc/{pid}/task/{tid}/children", limit=1 << 24)
+        if raw:
+            kids += [int(x) for x in raw.split()]
+    return kids
+
+
 def cpu_busy(window=0.3):
-    """Fraction of all CPUs busy (not idle/iowait) over `window` seconds, from /proc/stat."""
+    """Fraction of all CPUs busy over `window` seconds, from /proc/stat."""
     def sample():
-        f = [int(x) for x in open("/proc/stat").readline().split()[1:]]
-        return sum(f), f[3] + f[4]
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return sum(v), v[3] + v[4]
     t0, i0 = sample()
     time.sleep(window)
     t1, i1 = sample()
     return 1 - (i1 - i0) / max(1, t1 - t0)
 
 
-def ns_members(ns):
-    return [p for p in pids() if pidns(p) == ns]
-
-
-def pss_kib(pid, field="Pss:"):
-    """A line of /proc/PID/smaps_rollup in KiB ("Pss:", "Pss_Anon:", "Pss_File:")."""
+def smaps_rollup(pid):
+    """The "Name: N kB" lines of /proc/PID/smaps_rollup as {name: KiB}."""
     raw = read_bytes(f"/proc/{pid}/smaps_rollup")
-    if raw is None:
+    out = {}
+    if raw:
+        for line in raw.decode().splitlines()[1:]:
+            parts = line.split()
+            if len(parts) >= 2 and parts[0].endswith(":") and parts[1].isdigit():
+                out[parts[0][:-1]] = int(parts[1])
+    return out
+
+
+def heap_and_anon(pid):
+    """(Pss of [heap], Pss of other anonymous mappings) in KiB, from /proc/PID/smaps."""
+    raw = read_bytes(f"/proc/{pid}/smaps", limit=1 << 24)
+    heap = anon = 0
+    kind = None
+    if not raw:
         return None
-    for line in raw.decode().splitlines():
-        if line.startswith(field):
-            return int(line.split()[1])
-    return None
+    for line in raw.decode(errors="replace").splitlines():
+        parts = line.split()
+        if not parts:
+            continue
+        if "-" in parts[0] and len(parts) >= 5 and not parts[0].endswith(":"):
+            name = parts[5] if len(parts) >= 6 else ""
+            kind = "heap" if name == "[heap]" else ("anon" if name == "" else None)
+        elif parts[0] == "Pss:" and kind:
+            if kind == "heap":
+                heap += int(parts[1])
+            else:
+                anon += int(parts[1])
+    return heap, anon
 
 
 def ctxt_switches(pid):
-    """Voluntary + nonvoluntary context switches summed over all threads."""
     total = 0
     try:
         tids = os.listdir(f"/proc/{pid}/task")
@@ -186,17 +185,63 @@ def ctxt_switches(pid):
     return total
 
 
+def cpu_ns(pid):
+    """CPU time of every thread of PID in ns (/proc/PID/task/TID/schedstat)."""
+    total = 0
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return None
+    for tid in tids:
+        raw = read_bytes(f"/proc/{pid}/task/{tid}/schedstat")
+        if raw:
+            total += int(raw.split()[0])
+    return total
+
+
 def cpu_ticks(pid):
     st = stat_fields(pid)
     if st is None:
         return None
-    f = st[1]          # f[0] is field 3 (state); utime is field 14, stime 15
-    return int(f[11]) + int(f[12])
+    return int(st[1][11]) + int(st[1][12])
 
 
-# --------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
+# The probe's records
+# --------------------------------------------------------------------------------------
+
+class Records:
+    """probe.c's fixed-width records in one file."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def count(self):
+        try:
+            return os.stat(self.path).st_size // RECORD_LEN
+        except FileNotFoundError:
+            return 0
+
+    def read(self):
+        """[(kind, index, time)]"""
+        try:
+            with open(self.path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        out = []
+        for i in range(0, len(data) - RECORD_LEN + 1, RECORD_LEN):
+            rec = data[i:i + RECORD_LEN].decode()
+            out.append((rec[0], int(rec[2:8]), float(rec[9:29])))
+        return out
+
+    def times(self, kind):
+        return [t for k, _, t in self.read() if k == kind]
+
+
+# --------------------------------------------------------------------------------------
 # Supervisors
-# --------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 
 def write_file(path, text, mode=0o644):
     with open(path, "w") as f:
@@ -209,25 +254,135 @@ def run_script(argv):
 
 
 class Supervisor:
-    name = "?"
-    comms = set()          # comm names of the supervisor's own processes
+    name = "?"            # column and --only name
+    label = "?"           # header
+    comms = set()         # comm of the supervisor's own processes (their PSS is summed)
+    stop_signal = signal.SIGTERM
+    stop_grace = 10.0
+    tuned = False         # not a default configuration: shown apart, clearly labelled
 
-    def available(self):
-        return True
+    def missing(self):
+        """None when it can run here, else why not."""
+        return None
 
-    def prepare(self, d, services):
-        """Write config for services [(name, argv)] into dir d; return argv."""
+    def prepare(self, d, services, respawn=False):
+        """Write the configuration of `services` [(name, argv)] into d; return argv.
+        respawn: the services crash on purpose; use the fastest restart setting."""
         raise NotImplementedError
+
+    def ctl_status(self, inst):
+        """argv of the supervisor's own status request, or None."""
+        return None
+
+
+class Ember(Supervisor):
+    name = "ember"
+    label = "ember"
+    comms = {"ember"}
+    stop_grace = 30.0
+    extra = []            # service keys of a tuned variant
+
+    def __init__(self, binary):
+        self.binary = binary
+
+    def missing(self):
+        if self.binary and os.access(self.binary, os.X_OK):
+            return None
+        return f"no ember binary at {self.binary}"
+
+    def prepare(self, d, services, respawn=False, tables=""):
+        sock = os.path.join(d, "control.sock")
+        conf = ["[control]", f'socket = "{sock}"', "", tables]
+        for name, argv in services:
+            conf += [f"[service.{name}]", "command = " + json.dumps(argv)]
+            if respawn:
+                conf += ['restart = "always"', 'restart_delay = "0ms"',
+                         'restart_delay_max = "0ms"', "start_limit = 0"]
+            conf += self.extra + [""]
+        path = os.path.join(d, "ember.toml")
+        write_file(path, "\n".join(conf))
+        return [self.binary, "--config", path]
+
+    def ctl_status(self, inst):
+        return [self.binary, "ctl", "--socket", os.path.join(inst.dir, "control.sock"), "status"]
+
+
+class EmberNull(Ember):
+    name = "ember-null"
+    label = "ember, TUNED: stdout/stderr = \"null\""
+    extra = ['stdout = "null"', 'stderr = "null"']
+    tuned = True
+
+
+class Dinit(Supervisor):
+    name = "dinit"
+    label = "dinit"
+    comms = {"dinit"}
+    log_type = None
+
+    def __init__(self, binary):
+        self.binary = binary
+
+    def missing(self):
+        if self.binary and os.access(self.binary, os.X_OK):
+            return None
+        return f"no dinit binary at {self.binary} (bench/run.sh builds it from the shared tarball)"
+
+    def prepare(self, d, services, respawn=False):
+        sd = os.path.join(d, "dinit.d")
+        os.mkdir(sd)
+        for name, argv in services:
+            lines = ["type = process", "command = " + " ".join(argv)]
+            if self.log_type:
+                lines.append(f"log-type = {self.log_type}")
+            if respawn:
+                lines += ["restart = true", "restart-delay = 0", "restart-limit-count = 0"]
+            write_file(os.path.join(sd, name), "\n".join(lines) + "\n")
+        write_file(os.path.join(sd, "boot"),
+                   "type = internal\n" + "".join(f"waits-for = {n}\n" for n, _ in services))
+        return [self.binary, "-o", "-q", "-d", sd, "-p", os.path.join(d, "dinit.sock")]
+
+    def ctl_status(self, inst):
+        ctl = os.path.join(os.path.dirname(self.binary), "dinitctl")
+        return [ctl, "-p", os.path.join(inst.dir, "dinit.sock"), "list"]
+
+
+class DinitBuffer(Dinit):
+    name = "dinit-buffer"
+    label = "dinit, log-type = buffer (output kept in memory, as ember's \"log\")"
+    log_type = "buffer"
+    tuned = True
+
+
+class S6(Supervisor):
+    name = "s6"
+    label = "s6"
+    comms = {"s6-svscan", "s6-supervise"}
+
+    def missing(self):
+        return None if shutil.which("s6-svscan") else "s6-svscan not installed (apt-get install s6)"
+
+    def prepare(self, d, services, respawn=False):
+        sv = os.path.join(d, "scan")
+        os.mkdir(sv)
+        for name, argv in services:
+            os.mkdir(os.path.join(sv, name))
+            write_file(os.path.join(sv, name, "run"), run_script(argv), 0o755)
+        argv = [shutil.which("s6-svscan")]
+        if len(services) > 500:           # s6-svscan caps itself at 500 services
+            argv += ["-c", str(len(services) + 10)]
+        return argv + [sv]
 
 
 class Runit(Supervisor):
     name = "runit"
+    label = "runit"
     comms = {"runsvdir", "runsv"}
 
-    def available(self):
-        return shutil.which("runsvdir") is not None
+    def missing(self):
+        return None if shutil.which("runsvdir") else "runsvdir not installed (apt-get install runit)"
 
-    def prepare(self, d, services):
+    def prepare(self, d, services, respawn=False):
         sv = os.path.join(d, "service")
         os.mkdir(sv)
         for name, argv in services:
@@ -236,202 +391,135 @@ class Runit(Supervisor):
         return [shutil.which("runsvdir"), "-P", sv]
 
 
-class S6(Supervisor):
-    name = "s6"
-    comms = {"s6-svscan", "s6-supervise"}
+class Busybox(Supervisor):
+    """busybox init reads /etc/inittab only: a private overlay of /etc in the namespace's
+    own mount namespace gives it one (a /bin/sh wrapper mounts it, then execs init, so
+    init is still PID 1). Its SIGTERM path sleeps (TERM, 1 s, KILL): it is stopped with
+    SIGKILL, except in the SIGTERM figure."""
+    name = "busybox"
+    label = "busybox init"
+    comms = {"busybox", "init"}
+    stop_signal = signal.SIGKILL
 
-    def available(self):
-        return shutil.which("s6-svscan") is not None
+    def __init__(self, binary):
+        self.binary = binary
 
-    def prepare(self, d, services):
-        sv = os.path.join(d, "scan")
-        os.mkdir(sv)
-        for name, argv in services:
-            os.mkdir(os.path.join(sv, name))
-            write_file(os.path.join(sv, name, "run"), run_script(argv), 0o755)
-        argv = [shutil.which("s6-svscan")]
-        if len(services) > 500:           # s6-svscan's default -c (max services) is 500
-            argv += ["-c", str(len(services))]
-        return argv + [sv]
+    def missing(self):
+        if self.binary and os.access(self.binary, os.X_OK):
+            return None
+        return f"no busybox binary at {self.binary}"
+
+    def prepare(self, d, services, respawn=False):
+        etc = os.path.join(d, "etc")
+        os.mkdir(etc)
+        write_file(os.path.join(etc, "inittab"),
+                   "".join(f"::respawn:{' '.join(argv)}\n" for _, argv in services))
+        return ["/bin/sh", "-c",
+                f"mount -t overlay overlay -o lowerdir={etc}:/etc /etc && exec {self.binary} init"]
 
 
 class Supervisord(Supervisor):
+    """Not in the default set (--only ...,supervisord): a Python supervisor, not an init."""
     name = "supervisord"
+    label = "supervisord"
     comms = {"supervisord"}
 
-    def available(self):
-        return shutil.which("supervisord") is not None
+    def missing(self):
+        return None if shutil.which("supervisord") else "supervisord not installed"
 
-    def prepare(self, d, services):
-        conf = [
-            "[supervisord]",
-            "nodaemon=true",
-            f"logfile={d}/supervisord.log",
-            f"pidfile={d}/supervisord.pid",
-            f"childlogdir={d}",
-            f"minfds={max(1024, 8 * len(services) + 64)}",
-            "",
-        ]
+    def prepare(self, d, services, respawn=False):
+        conf = ["[supervisord]", "nodaemon=true", f"logfile={d}/supervisord.log",
+                f"pidfile={d}/supervisord.pid", f"childlogdir={d}",
+                f"minfds={max(1024, 8 * len(services) + 64)}", ""]
         for name, argv in services:
-            conf += [
-                f"[program:{name}]",
-                "command=" + " ".join(argv),
-                "autostart=true",
-                "autorestart=true",
-                "startsecs=0",
-                "startretries=1000000",
-                "stdout_logfile=NONE",
-                "stderr_logfile=NONE",
-                "",
-            ]
+            conf += [f"[program:{name}]", "command=" + " ".join(argv), "autostart=true",
+                     "autorestart=true", "startsecs=0", "startretries=1000000",
+                     "stdout_logfile=NONE", "stderr_logfile=NONE", ""]
         path = os.path.join(d, "supervisord.conf")
         write_file(path, "\n".join(conf))
         return [shutil.which("supervisord"), "-n", "-c", path]
 
 
-class Ember(Supervisor):
-    name = "ember"
-    comms = {"ember"}
-
-    def __init__(self, binary):
-        self.binary = binary
-        self.socket = None
-
-    def available(self):
-        return bool(self.binary) and os.access(self.binary, os.X_OK)
-
-    def prepare(self, d, services):
-        self.socket = os.path.join(d, "control.sock")
-        conf = ["[control]", f'socket = "{self.socket}"', ""]
-        for name, argv in services:
-            conf += [
-                f"[service.{name}]",
-                "command = " + json.dumps(argv),
-                'restart = "always"',
-                'restart_delay = "0ms"',
-                'restart_delay_max = "0ms"',
-                "start_limit = 0",
-                'stdout = "null"',
-                'stderr = "null"',
-                "",
-            ]
-        path = os.path.join(d, "ember.toml")
-        write_file(path, "\n".join(conf))
-        return [self.binary, "--config", path]
-
-    def ctl_status(self):
-        try:
-            out = subprocess.run(
-                [self.binary, "ctl", "--socket", self.socket, "status", "--json"],
-                capture_output=True, timeout=10, text=True)
-        except subprocess.TimeoutExpired:
-            return None, "`ember ctl status --json` timed out after 10 s"
-        if out.returncode != 0:
-            return None, f"`ember ctl status --json` exited {out.returncode}: {out.stderr.strip()[:300]}"
-        try:
-            return json.loads(out.stdout), None
-        except ValueError as e:
-            return None, f"`ember ctl status --json` printed invalid JSON ({e}): {out.stdout[:200]!r}"
-
-
-# --------------------------------------------------------------------------
-# One supervisor instance in its own PID namespace
-# --------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
+# One supervisor in its own PID namespace
+# --------------------------------------------------------------------------------------
 
 class Instance:
-    """A supervisor running as PID 1 of a new PID namespace."""
-
-    def __init__(self, bench, sup, services, tag):
+    def __init__(self, bench, sup, services, tag, respawn=False, argv=None):
         self.bench, self.sup = bench, sup
-        self.dir = os.path.join(bench.tmp, f"{sup.name}-{tag}")
+        bench.seq += 1
+        self.dir = os.path.join(bench.tmp, f"{bench.seq:03d}-{sup.name}-{tag}")
         os.mkdir(self.dir)
-        self.argv = sup.prepare(self.dir, services)
-        # Backdate everything we wrote: runsvdir ignores a service directory whose
-        # mtime is the current second and looks again ~1 s later (a guard against
-        # half-written directories). At boot the directories are old, so make them so.
+        self.records = Records(os.path.join(self.dir, "records"))
+        services = [(n, [a.replace("@REC@", self.records.path) for a in argv_])
+                    for n, argv_ in services]
+        self.argv = argv or sup.prepare(self.dir, services, respawn=respawn)
+        # runsvdir skips a service directory modified in the current second (and looks
+        # again ~1 s later): at boot the directories are old, so make them so for all.
         old = time.time() - 60
         for root, dirs, files in os.walk(self.dir):
             for x in dirs + files:
                 os.utime(os.path.join(root, x), (old, old), follow_symlinks=False)
-        os.utime(self.dir, (old, old))
-        self.proc = None
-        self.init = None        # host PID of the namespace's PID 1
-        self.ns = None
-        self.t0 = None
+        self.proc = self.init = self.ns = self.t0 = None
+        self.prefix = []        # a tracer around unshare (bench/profile.py)
+        self.logf = None
         self.exit_code = None
         self.killed = False
-        self.exited_early = False      # had exited before stop() signalled it
+        self.exited_early = False
 
     def start(self):
         self.logf = open(os.path.join(self.dir, "supervisor.log"), "wb")
-        self.before = set(pids())
         self.t0 = time.monotonic()
         self.proc = subprocess.Popen(
-            ["unshare", "--pid", "--fork", "--mount-proc", "--uts", "--kill-child"] + self.argv,
-            stdin=subprocess.DEVNULL, stdout=self.logf, stderr=subprocess.STDOUT,
-            cwd=self.dir)
+            self.prefix + ["unshare", "--pid", "--fork", "--mount-proc", "--uts", "--kill-child"]
+            + self.argv,
+            stdin=subprocess.DEVNULL, stdout=self.logf, stderr=subprocess.STDOUT, cwd=self.dir)
         self.bench.register(self.proc.pid)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
+        own_ns = pidns(self.proc.pid)
         while time.monotonic() < deadline:
-            child = self._child_of(self.proc.pid)
-            if child is not None:
-                ns = pidns(child)
-                if ns is not None and ns != pidns(self.proc.pid):
-                    self.init, self.ns = child, ns
-                    return
+            # The first descendant in another PID namespace (unshare's child; below a
+            # tracer given as a prefix, one level further down).
+            todo, seen = [self.proc.pid], 0
+            while todo and seen < 8:
+                pid = todo.pop(0)
+                seen += 1
+                for kid in children_of(pid) or []:
+                    ns = pidns(kid)
+                    if ns is not None and ns != own_ns:
+                        self.init, self.ns = kid, ns
+                        return
+                    todo.append(kid)
             if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.sup.name}: unshare exited {self.proc.returncode} at start; "
-                                   f"see {self.logf.name}: {self.log_tail()}")
-            time.sleep(0.001)
-        raise RuntimeError(f"{self.sup.name}: namespace init did not appear within 10 s")
-
-    @staticmethod
-    def _child_of(pid):
-        raw = read_bytes(f"/proc/{pid}/task/{pid}/children")
-        if raw is not None:
-            kids = raw.split()
-            return int(kids[0]) if kids else None
-        for p in pids():
-            if ppid_of(p) == pid:
-                return p
-        return None
+                raise RuntimeError(f"unshare exited {self.proc.returncode} at start: {self.log_tail()}")
+            time.sleep(0.0005)
+        raise RuntimeError("the namespace's init did not appear within 30 s")
 
     def members(self):
-        return ns_members(self.ns)
+        return [p for p in pids() if pidns(p) == self.ns]
 
     def sup_pids(self):
         return [p for p in self.members() if comm_of(p) in self.sup.comms]
 
-    def services_up(self):
-        """Distinct service markers (1000NNN) of running sleep processes in the namespace."""
-        seen = set()
-        for p in pids():
-            if p in self.before:
-                continue
-            raw = read_bytes(f"/proc/{p}/cmdline")
-            if not raw or not raw.startswith(b"/bin/sleep\0"):
-                continue
-            argv = raw.split(b"\0")
-            if len(argv) >= 2 and argv[1].startswith(b"1000") and pidns(p) == self.ns:
-                seen.add(argv[1])
-        return seen
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
 
-    def wait_up(self, n, timeout, interval):
-        """Poll until n services are up; return seconds since launch, or None
-        on timeout or when the count has not grown for 15 s."""
-        deadline = self.t0 + timeout
-        best, progress = -1, self.t0
+    def wait_records(self, n, kind=None, timeout=120.0, stall=20.0, interval=0.002):
+        """Wait until the record file holds n records (of `kind`, when given: read then);
+        returns True, or False on timeout / no progress for `stall` s / an early exit."""
+        deadline = time.monotonic() + timeout
+        best, progress = -1, time.monotonic()
         while True:
+            c = self.records.count() if kind is None else len(self.records.times(kind))
+            if c >= n:
+                return True
             now = time.monotonic()
-            up = len(self.services_up())
-            if up >= n:
-                return now - self.t0
-            if up > best:
-                best, progress = up, now
-            if now > deadline or now - progress > 15:
-                return None
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.sup.name} exited early with {self.proc.returncode}: {self.log_tail()}")
+            if c > best:
+                best, progress = c, now
+            if now > deadline or now - progress > stall:
+                return False
+            if not self.alive():
+                raise RuntimeError(f"exited early ({self.proc.returncode}): {self.log_tail()}")
             time.sleep(interval)
 
     def log_tail(self, n=400):
@@ -441,68 +529,83 @@ class Instance:
         except OSError:
             return ""
 
-    def stop(self, grace=5.0):
-        """SIGTERM the namespace init, SIGKILL after `grace` s. Returns (exit code, killed)."""
-        if self.proc is None or self.proc.poll() is not None:
+    def stop(self, sig=None, grace=None):
+        sig = sig or self.sup.stop_signal
+        grace = self.sup.stop_grace if grace is None else grace
+        if self.proc is None:
+            return None
+        if self.proc.poll() is not None:
             self.exited_early = True
-            self.exit_code = self.proc.returncode if self.proc else None
-            self._close()
-            return self.exit_code, self.killed
-        try:
-            if self.init is not None:
-                os.kill(self.init, signal.SIGTERM)
-            else:
-                self.proc.terminate()
-            self.proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            self.killed = True
+        else:
             try:
-                if self.init is not None:
+                os.kill(self.init, sig)
+                self.proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                self.killed = True
+                try:
                     os.kill(self.init, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                try:
+                    self.proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait(timeout=10)
+            except ProcessLookupError:
                 self.proc.wait(timeout=10)
-            except (subprocess.TimeoutExpired, ProcessLookupError):
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        except ProcessLookupError:
-            self.proc.wait(timeout=10)
         self.exit_code = self.proc.returncode
-        self._close()
-        return self.exit_code, self.killed
-
-    def _close(self):
-        self.bench.unregister(self.proc.pid if self.proc else None)
-        if getattr(self, "logf", None):
+        self.bench.unregister(self.proc.pid)
+        if self.logf:
             self.logf.close()
             self.logf = None
+        if isinstance(self.sup, Ember) and sig == signal.SIGTERM:
+            # ember as PID 1 of a namespace takes SIGTERM as "reboot": it stops every
+            # service and calls reboot(2), which ends the namespace's init (SIGHUP).
+            if self.killed:
+                self.bench.note(f"{self.sup.name} did not exit within {grace:.0f} s of SIGTERM "
+                                f"({self.dir}); SIGKILLed")
+            elif self.exited_early:
+                self.bench.note(f"{self.sup.name} had exited before it was stopped "
+                                f"({self.exit_code}): {self.log_tail(300)!r}")
+            elif self.exit_code not in (0, -signal.SIGHUP, -signal.SIGINT):
+                self.bench.note(f"{self.sup.name} exited {self.exit_code} after SIGTERM "
+                                f"({self.dir}): {self.log_tail(300)!r}")
+        return self.exit_code
 
 
-# --------------------------------------------------------------------------
-# The benchmark
-# --------------------------------------------------------------------------
-
-def sleep_services(n):
-    return [(f"s{i}", [SLEEP, str(MARK_BASE + i)]) for i in range(n)]
+def probe_services(probe, n, mode="up"):
+    return [(f"s{i}", [probe, mode, "@REC@", str(i)]) for i in range(n)]
 
 
 def median(xs):
+    xs = [x for x in xs if x is not None]
     return statistics.median(xs) if xs else None
 
 
+# --------------------------------------------------------------------------------------
+# The benchmark
+# --------------------------------------------------------------------------------------
+
 class Bench:
-    def __init__(self, args):
+    def __init__(self, args, sups):
         self.args = args
         self.quick = args.quick
         self.tmp = args.tmp
-        self.pidfile = os.path.join(self.tmp, "unshare.pids")
+        self.sups = sups
+        self.probe = None
+        self.seq = 0
         self.live = set()
         self.notes = []
-        self.res = {}           # (metric, supervisor) -> value
-        self.detail = []
-        self.idle_secs = 10 if self.quick else 30
-        self.respawn_secs = 5.0
-        self.busy_runs = 0
+        self.res = {}           # (metric, supervisor name) -> value
+        self.runs = {}          # (metric, supervisor name) -> [values]
+        self.busy = []          # CPU busy fraction before each timed run
+        self.reps = 1 if self.quick else 3
+        self.settle = 1.0 if self.quick else 2.0
+        self.idle_secs = 10.0 if self.quick else 30.0
+        self.respawn_secs = 3.0 if self.quick else 5.0
+        self.failed = []        # figures that could not be measured
 
-    # -- process bookkeeping (run.sh's trap kills whatever is left in the pid file)
+    # -- bookkeeping: run.sh's trap (lib.sh's cleanup_run) kills what a crash left
     def register(self, pid):
         self.live.add(pid)
         self._write_pids()
@@ -512,371 +615,659 @@ class Bench:
         self._write_pids()
 
     def _write_pids(self):
-        with open(self.pidfile, "w") as f:
-            f.write("".join(f"{p}\n" for p in sorted(self.live)))
+        with open(os.path.join(self.tmp, "pids"), "w") as f:
+            f.write("".join(f"{p} unshare\n" for p in sorted(self.live)))
 
     def note(self, msg):
         log("  NOTE: " + msg)
         self.notes.append(msg)
 
-    def stop(self, inst, grace=None):
-        if grace is None:
-            grace = 10.0 if inst.sup.name == "ember" else 5.0
-        code, killed = inst.stop(grace)
-        if inst.sup.name == "ember" and not inst.exited_early:
-            # As PID 1 ember treats SIGTERM as "reboot" (sysvinit convention): it stops
-            # every service and calls reboot(2), which in a child PID namespace ends
-            # the namespace's init as if by SIGHUP (SIGINT for power-off).
-            if killed:
-                self.note(f"ember did not exit within {grace:.0f} s of SIGTERM ({inst.dir}); SIGKILLed")
-            elif code not in (0, -signal.SIGHUP, -signal.SIGINT):
-                self.note(f"ember exited {code} after SIGTERM, expected 0 or reboot(2) ({inst.dir}): "
-                          f"{inst.log_tail(300)!r}")
-        return code
+    def fail(self, what, sup, why):
+        msg = f"NOT MEASURED: {what} for {sup.name}: {why}"
+        log("  " + msg)
+        self.failed.append(msg)
 
-    def ember_sanity(self, inst, n):
-        """Cross-check ember's own view against /proc."""
-        if inst.sup.name != "ember":
-            return
-        status, err = inst.sup.ctl_status()
-        if err:
-            self.note(err)
-            return
-        if not isinstance(status, list):
-            self.note(f"`ember ctl status --json` is not a JSON array: {str(status)[:200]}")
-            return
-        active = [s for s in status if isinstance(s, dict) and s.get("state") == "active"]
-        if len(status) != n or len(active) != n:
-            states = {}
-            for s in status:
-                st = s.get("state") if isinstance(s, dict) else repr(s)
-                states[st] = states.get(st, 0) + 1
-            self.note(f"ember ctl status with {n} services: {len(status)} entries, states {states}")
-        # ember reports PIDs as seen inside its namespace; map ours the same way.
-        sleeps = {ns_local_pid(p) for p in inst.members() if comm_of(p) == "sleep"}
-        bad = [s.get("name") for s in active if s.get("pid") not in sleeps]
-        if bad:
-            self.note(f"ember ctl status: {len(bad)} active services report a pid that is not a running "
-                      f"service process, e.g. {bad[:3]}")
+    def add(self, metric, sup, value):
+        self.runs.setdefault((metric, sup.name), []).append(value)
 
-    # -- (a) + (d): 10 services, memory then idle wakeups
-    def idle_and_small_memory(self, sup):
-        n = 10
-        inst = Instance(self, sup, sleep_services(n), "idle")
+    def wait_quiet(self, limit=0.25, timeout=1.0):
+        """Wait (a little) for the machine to be quiet; record how busy it was."""
+        deadline = time.monotonic() + timeout
+        while True:
+            busy = cpu_busy(0.2)
+            if busy <= limit or time.monotonic() > deadline:
+                self.busy.append(busy)
+                return
+            time.sleep(0.2)
+
+    def guard(self, what, sup, fn, *args):
+        try:
+            return fn(sup, *args)
+        except (RuntimeError, OSError, subprocess.SubprocessError, ValueError) as e:
+            self.fail(what, sup, str(e)[:500])
+            return None
+
+    def build_probe(self):
+        src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "probe.c")
+        out = os.path.join(self.tmp, "probe")
+        cc = shutil.which("cc") or shutil.which("gcc")
+        if not cc:
+            raise SystemExit("measure.py: need a C compiler (cc) for bench/probe.c")
+        subprocess.run([cc, "-O2", "-o", out, src], check=True, timeout=120)
+        self.probe = out
+
+    # -- scale: n services up; the time to all started, then the supervisor's PSS
+    def scale_once(self, sup, n, rep):
+        self.wait_quiet()
+        inst = Instance(self, sup, probe_services(self.probe, n), f"up{n}-{rep}")
         try:
             inst.start()
-            t = inst.wait_up(n, timeout=60, interval=0.01)
-            if t is None:
-                self.note(f"{sup.name}: only {len(inst.services_up())}/{n} services up (gave up after {time.monotonic() - inst.t0:.0f} s)")
-                return
-            time.sleep(2)
+            if not inst.wait_records(n, timeout=180):
+                raise RuntimeError(f"only {inst.records.count()}/{n} services started "
+                                   f"(gave up after {time.monotonic() - inst.t0:.0f} s)")
+            starts = inst.records.times("u")
+            if len({i for k, i, _ in inst.records.read() if k == "u"}) != n:
+                self.note(f"{sup.name}, {n} services: some service started twice")
+            up_ms = (max(starts) - inst.t0) * 1000
+            time.sleep(self.settle)
             sp = inst.sup_pids()
-            self.res[("pss10", sup.name)] = sum(pss_kib(p) or 0 for p in sp) / 1024
-            self.res[("procs10", sup.name)] = len(sp)
-            self.res[("anon10", sup.name)] = sum(pss_kib(p, "Pss_Anon:") or 0 for p in sp) / 1024
-            before = {p: (ctxt_switches(p), cpu_ticks(p)) for p in sp}
+            if not sp:
+                raise RuntimeError(f"no process named {sorted(sup.comms)} in the namespace")
+            rolls = [smaps_rollup(p) for p in sp]
+            pss = sum(r.get("Pss", 0) for r in rolls)
+            self.add(f"up{n}", sup, up_ms)
+            self.add(f"pss{n}", sup, pss / 1024)
+            self.add(f"anon{n}", sup, sum(r.get("Pss_Anon", 0) for r in rolls) / 1024)
+            self.add(f"procs{n}", sup, len(sp))
+            if isinstance(sup, Ember):
+                ha = heap_and_anon(sp[0])
+                if ha:
+                    self.add(f"heap{n}", sup, ha[0])
+                    self.add(f"otheranon{n}", sup, ha[1])
+                try:
+                    self.add(f"threads{n}", sup, len(os.listdir(f"/proc/{sp[0]}/task")))
+                except OSError:
+                    pass
+                if rep == 0:
+                    self.ember_sanity(inst, n)
+            running = len([p for p in inst.members() if comm_of(p) == "probe"])
+            if running != n:
+                self.note(f"{sup.name}, {n} services: {running} probe processes running "
+                          f"after the settle time (expected {n})")
+            log(f"  {sup.name:>12} {n:>5} up in {up_ms:8.1f} ms, PSS {pss / 1024:7.2f} MiB "
+                f"in {len(sp)} process(es)")
+        finally:
+            inst.stop()
+
+    def ember_sanity(self, inst, n):
+        """ember's own view against /proc: n services active, each with a running pid."""
+        try:
+            out = subprocess.run(inst.sup.ctl_status(inst) + ["--json"], capture_output=True,
+                                 text=True, timeout=20)
+        except subprocess.TimeoutExpired:
+            self.note(f"{inst.sup.name}: ctl status --json timed out")
+            return
+        try:
+            status = json.loads(out.stdout)
+        except ValueError:
+            self.note(f"{inst.sup.name}: ctl status --json exited {out.returncode}: "
+                      f"{out.stderr.strip()[:200]}")
+            return
+        if isinstance(status, dict):
+            status = status.get("services", status)
+        if not isinstance(status, list):
+            self.note(f"{inst.sup.name}: ctl status --json is not a list of services")
+            return
+        active = [s for s in status if isinstance(s, dict) and s.get("state") == "active"]
+        if len(active) != n:
+            self.note(f"{inst.sup.name}: ctl status with {n} services: {len(active)} active")
+        probes = {ns_local_pid(p) for p in inst.members() if comm_of(p) == "probe"}
+        bad = [s.get("name") for s in active if s.get("pid") not in probes]
+        if bad:
+            self.note(f"{inst.sup.name}: ctl status: {len(bad)} active services report a pid "
+                      f"that is not a running service process, e.g. {bad[:3]}")
+
+    # -- idle: 10 services each, every supervisor at once (idle is idle), one window
+    def idle_all(self, sups):
+        n = 10
+        insts = []
+        try:
+            for sup in sups:
+                inst = Instance(self, sup, probe_services(self.probe, n), "idle")
+                try:
+                    inst.start()
+                    if not inst.wait_records(n, timeout=60):
+                        raise RuntimeError(f"only {inst.records.count()}/{n} services started")
+                    insts.append(inst)
+                except (RuntimeError, OSError) as e:
+                    self.fail("idle wakeups", sup, str(e))
+                    inst.stop()
+            time.sleep(max(2.0, self.settle))
+            before = {}
+            for inst in insts:
+                sp = inst.sup_pids()
+                before[inst] = {p: (ctxt_switches(p), cpu_ticks(p)) for p in sp}
             t0 = time.monotonic()
             time.sleep(self.idle_secs)
             dt = time.monotonic() - t0
-            after = {p: (ctxt_switches(p), cpu_ticks(p)) for p in inst.sup_pids()}
-            common = [p for p in before if p in after and None not in before[p] + after[p]]
-            if len(common) != len(before) or len(after) != len(before):
-                self.note(f"{sup.name}: supervisor process set changed while idle "
-                          f"({len(before)} -> {len(after)} processes)")
-            cs = sum(after[p][0] - before[p][0] for p in common)
-            tk = sum(after[p][1] - before[p][1] for p in common)
-            self.res[("wake", sup.name)] = cs / dt
-            self.res[("ticks", sup.name)] = tk / dt
-            still = len(inst.services_up())
-            if still != n:
-                self.note(f"{sup.name}: {still}/{n} services running at the end of the idle period")
-            self.ember_sanity(inst, n)      # after the figures: a ctl call wakes ember up
-            log(f"  {sup.name}: PSS {self.res[('pss10', sup.name)]:.2f} MiB in {len(sp)} processes; "
-                f"idle {cs} switches, {tk} ticks in {dt:.1f} s")
+            for inst in insts:
+                b = before[inst]
+                after = {p: (ctxt_switches(p), cpu_ticks(p)) for p in inst.sup_pids()}
+                common = [p for p in b if p in after and None not in b[p] + after[p]]
+                if len(common) != len(b) or len(after) != len(b):
+                    self.note(f"{inst.sup.name}: supervisor processes changed while idle "
+                              f"({len(b)} -> {len(after)})")
+                cs = sum(after[p][0] - b[p][0] for p in common)
+                tk = sum(after[p][1] - b[p][1] for p in common)
+                self.add("wake", inst.sup, cs / dt)
+                self.add("ticks", inst.sup, tk / dt)
+                log(f"  {inst.sup.name:>12}: {cs} context switches, {tk} CPU ticks in {dt:.1f} s")
         finally:
-            self.stop(inst)
+            for inst in insts:
+                inst.stop()
 
-    # -- (a): 1,000 services
-    def big_memory(self, sup):
-        n = 1000
-        self.wait_quiet()
-        inst = Instance(self, sup, sleep_services(n), "1000")
-        try:
-            inst.start()
-            t = inst.wait_up(n, timeout=120, interval=0.05)
-            if t is None:
-                self.note(f"{sup.name}: only {len(inst.services_up())}/{n} services up (gave up after "
-                          f"{time.monotonic() - inst.t0:.0f} s); "
-                          f"PSS not measured")
-                return
-            time.sleep(2)
-            sp = inst.sup_pids()
-            self.res[("pss1000", sup.name)] = sum(pss_kib(p) or 0 for p in sp) / 1024
-            self.res[("procs1000", sup.name)] = len(sp)
-            self.res[("anon1000", sup.name)] = sum(pss_kib(p, "Pss_Anon:") or 0 for p in sp) / 1024
-            self.res[("up1000", sup.name)] = t * 1000
-            self.ember_sanity(inst, n)
-            log(f"  {sup.name}: 1000 up in {t * 1000:.0f} ms; PSS "
-                f"{self.res[('pss1000', sup.name)]:.2f} MiB in {len(sp)} processes")
-        finally:
-            self.stop(inst)
-
-    def guard(self, fn, *args):
-        """Run one measurement; a supervisor that fails to start or dies early
-        becomes a note instead of aborting the whole benchmark."""
-        try:
-            return fn(*args)
-        except (RuntimeError, OSError, subprocess.SubprocessError) as e:
-            self.note(f"{args[0].name}: {fn.__name__} failed: {e}")
-            return None
-
-    def wait_quiet(self, limit=0.15, timeout=20):
-        """Wait (bounded) until the machine is nearly idle, so that other work on it
-        does not land in a timing sample; note it if it never gets quiet."""
-        deadline = time.monotonic() + timeout
-        while True:
-            busy = cpu_busy()
-            if busy <= limit:
-                return
-            if time.monotonic() > deadline:
-                self.busy_runs += 1
-                return
-            time.sleep(0.5)
-
-    # -- (b): 100 services up, one launch
-    def startup_once(self, sup, run):
-        n = 100
-        self.wait_quiet()
-        inst = Instance(self, sup, sleep_services(n), f"up{run}")
-        try:
-            inst.start()
-            t = inst.wait_up(n, timeout=60, interval=0.002)
-            if t is None:
-                self.note(f"{sup.name}: run {run}: only {len(inst.services_up())}/{n} up (gave up after {time.monotonic() - inst.t0:.0f} s)")
-                return None
-            return t * 1000
-        finally:
-            self.stop(inst)
-
-    # -- (c): respawn interval
+    # -- respawn: one crashing service at its fastest restart setting
     def respawn(self, sup):
-        stamps = os.path.join(self.tmp, f"stamps-{sup.name}")
-        inst = Instance(self, sup, [("crash", [self.stamp, stamps])], "respawn")
+        self.wait_quiet()
+        inst = Instance(self, sup, [("crash", [self.probe, "crash", "@REC@", "0"])],
+                        "respawn", respawn=True)
         try:
             inst.start()
-            deadline = time.monotonic() + 15
-            while not os.path.exists(stamps) and time.monotonic() < deadline:
-                time.sleep(0.01)
-            if not os.path.exists(stamps):
-                self.note(f"{sup.name}: crashing service never started within 15 s")
-                return
+            if not inst.wait_records(1, timeout=15):
+                raise RuntimeError("the crashing service never started")
             t0 = time.monotonic()
-            sp0 = inst.sup_pids()
-            tick0 = {p: cpu_ticks(p) for p in sp0}
-            pss0 = sum(pss_kib(p) or 0 for p in sp0)
             time.sleep(self.respawn_secs)
-            tick1 = {p: cpu_ticks(p) for p in sp0}
-            pss1 = sum(pss_kib(p) or 0 for p in sp0)
-            dt = time.monotonic() - t0
+            sp = inst.sup_pids()
+            cpu = sum(cpu_ticks(p) or 0 for p in sp)
         finally:
-            self.stop(inst)
-        with open(stamps) as f:
-            ts = [float(x) for x in f.read().split()]
-        ts = [x for x in ts if x <= t0 + self.respawn_secs]  # keep the ~5 s window
+            inst.stop()
+        ts = [t for t in inst.records.times("c") if t <= t0 + self.respawn_secs]
         iv = [(b - a) * 1000 for a, b in zip(ts, ts[1:])]
         if not iv:
-            self.note(f"{sup.name}: crashing service started only {len(ts)} time(s) in {self.respawn_secs:.0f} s")
+            raise RuntimeError(f"started only {len(ts)} time(s)")
+        self.add("respawn", sup, median(iv))
+        self.add("respawn_n", sup, len(ts))
+        log(f"  {sup.name:>12}: {len(ts)} starts, median interval {median(iv):.2f} ms "
+            f"(min {min(iv):.2f}, max {max(iv):.2f})")
+
+    # -- zombies: 10,000 at once, or one by one as orphans
+    def zombies_once(self, sup, mode, rep):
+        self.wait_quiet()
+        inst = Instance(self, sup, [("zombies", [self.probe, mode, "@REC@", str(N_ZOMBIES)])],
+                        f"{mode}-{rep}")
+        try:
+            inst.start()
+            # The maker records 'u', waits 300 ms, then begins: PID 1's children now are
+            # the supervisor's own (and the service's), and none is a zombie.
+            if not inst.wait_records(1, timeout=60):
+                raise RuntimeError("the zombie maker never started")
+            base = set(children_of(inst.init) or [])
+            cpu0 = cpu_ns(inst.init)
+            t_clear = self.wait_no_zombies(inst, base, "z" if mode == "ready" else "r",
+                                           timeout=120)
+            cpu1 = cpu_ns(inst.init)
+            recs = inst.records.read()
+        finally:
+            inst.stop()
+        marks = {k: t for k, _, t in recs}
+        start = marks.get("z" if mode == "ready" else "r")
+        if start is None:
+            raise RuntimeError("the zombie maker did not finish")
+        ms = (t_clear - start) * 1000
+        self.add(f"reap_{mode}", sup, ms)
+        if cpu0 is not None and cpu1 is not None:
+            self.add(f"reap_{mode}_cpu", sup, (cpu1 - cpu0) / 1e6)
+        log(f"  {sup.name:>12}: {N_ZOMBIES} zombies ({mode}): none left {ms:.1f} ms after "
+            + ("they were orphaned" if mode == "ready" else "the orphans were told to exit")
+            + (f"; PID 1 CPU {(cpu1 - cpu0) / 1e6:.1f} ms" if cpu0 is not None and cpu1 is not None else ""))
+
+    def wait_no_zombies(self, inst, base, done_kind, timeout):
+        """Poll until the maker recorded `done_kind` and no child of PID 1 beyond `base` is
+        a zombie or a live orphan (a probe), then check the whole namespace once (no
+        zombie, the maker the only probe); returns the time of the first clean poll."""
+        deadline = time.monotonic() + timeout
+        done_seen = False
+        while time.monotonic() < deadline:
+            if not done_seen:
+                done_seen = any(k == done_kind for k, _, _ in inst.records.read())
+                if not done_seen:
+                    time.sleep(0.001)
+                    continue
+            now = time.monotonic()
+            kids = children_of(inst.init)
+            if kids is None:
+                raise RuntimeError("the namespace's init is gone")
+            extra = [p for p in kids if p not in base]
+            if len(extra) <= 64 and not any(state_of(p) == "Z" or comm_of(p) == "probe"
+                                            for p in extra):
+                members = inst.members()
+                if not any(state_of(p) == "Z" for p in members) and \
+                        sum(1 for p in members if comm_of(p) == "probe") <= 1:
+                    return now
+            time.sleep(0.001)
+        raise RuntimeError(f"zombies left after {timeout:.0f} s")
+
+    # -- the boot of 3,000 services: SIGTERM latency, ctl status latency
+    def boot_sigterm(self, sup, rep):
+        self.wait_quiet()
+        inst = Instance(self, sup, probe_services(self.probe, N_BOOT, "term"), f"term-{rep}")
+        t_sig = None
+        try:
+            inst.start()
+            if not inst.wait_records(BOOT_SIGNAL_AT, timeout=120):
+                raise RuntimeError(f"only {inst.records.count()} services started")
+            up_at_sig = inst.records.count()
+            t_sig = time.monotonic()
+            os.kill(inst.init, signal.SIGTERM)
+            first = None
+            deadline = t_sig + 60
+            while time.monotonic() < deadline:
+                if inst.proc.poll() is not None:       # the init exited: the kernel kills all
+                    first = time.monotonic()
+                    how = "its init exited"
+                    break
+                ts = inst.records.times("t")
+                if ts:
+                    first = min(ts)
+                    how = "first service got SIGTERM"
+                    break
+                time.sleep(0.001)
+            try:
+                inst.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                pass
+            t_end = time.monotonic()
+        finally:
+            inst.stop(sig=signal.SIGKILL)
+        recs = inst.records.read()
+        started = len([1 for k, _, _ in recs if k == "u"])
+        after = len([1 for k, _, t in recs if k == "u" and t > t_sig])
+        if first is None:
+            raise RuntimeError("nothing stopped within 60 s of SIGTERM")
+        ms = (first - t_sig) * 1000
+        self.add("sigterm", sup, ms)
+        self.add("sigterm_end", sup, (t_end - t_sig) * 1000)
+        self.add("sigterm_after", sup, after)
+        log(f"  {sup.name:>12}: SIGTERM with {up_at_sig}/{N_BOOT} up: {how} after {ms:.1f} ms; "
+            f"{after} more services started after the signal; namespace gone after "
+            f"{(t_end - t_sig) * 1000:.0f} ms")
+
+    def boot_ctl(self, sup, rep):
+        self.wait_quiet()
+        inst = Instance(self, sup, probe_services(self.probe, N_BOOT), f"ctl-{rep}")
+        try:
+            inst.start()
+            if not inst.wait_records(BOOT_SIGNAL_AT, timeout=120):
+                raise RuntimeError(f"only {inst.records.count()} services started")
+            before = inst.records.count()
+            argv = sup.ctl_status(inst)
+            t = time.monotonic()
+            out = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                 timeout=60)
+            during = (time.monotonic() - t) * 1000
+            after = inst.records.count()
+            if out.returncode not in (0, 1):
+                raise RuntimeError(f"{' '.join(argv)} exited {out.returncode}: "
+                                   f"{out.stderr.decode(errors='replace')[:200]}")
+            if not inst.wait_records(N_BOOT, timeout=300, stall=60):
+                raise RuntimeError(f"only {inst.records.count()}/{N_BOOT} services started")
+            up_all = (max(inst.records.times("u")) - inst.t0) * 1000
+            time.sleep(self.settle)
+            t = time.monotonic()
+            subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+            settled = (time.monotonic() - t) * 1000
+        finally:
+            inst.stop()
+        self.add("ctl", sup, during)
+        self.add("ctl_settled", sup, settled)
+        self.add("up3000", sup, up_all)
+        log(f"  {sup.name:>12}: status during the boot ({before} -> {after} of {N_BOOT} started "
+            f"meanwhile) {during:.1f} ms; once all were up {settled:.1f} ms")
+
+    # -- adapters: their PSS, as separate processes or inside ember
+    def adapters(self, ember):
+        mosq, bus = shutil.which("mosquitto") or "/usr/sbin/mosquitto", shutil.which("dbus-daemon")
+        if not (os.access(mosq, os.X_OK) and bus):
+            self.fail("adapter PSS", ember, "mosquitto or dbus-daemon missing")
             return
-        self.res[("respawn", sup.name)] = median(iv)
-        self.res[("starts", sup.name)] = len(ts)
-        self.res[("respawn_range", sup.name)] = (min(iv), max(iv))
-        busy = sum((tick1[p] or 0) - (tick0[p] or 0) for p in sp0 if tick0[p] is not None) / CLK_TCK / dt
-        self.res[("respawn_cpu", sup.name)] = busy * 100
-        self.res[("respawn_pss", sup.name)] = (pss0 / 1024, pss1 / 1024)
-        log(f"  {sup.name}: {len(ts)} starts, median interval {median(iv):.2f} ms, "
-            f"min {min(iv):.2f}, max {max(iv):.2f}; supervisor CPU {busy * 100:.0f}%")
+        res = {}
+        for with_tables in (False, True):
+            import socket
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+            s.close()
+            inst = Instance(self, ember, [], "adapters" if with_tables else "adapters-base",
+                            argv=["true"])
+            d = inst.dir
+            write_file(f"{d}/mosquitto.conf", f"listener {port} 127.0.0.1\nallow_anonymous true\n"
+                       "persistence false\nlog_dest none\n")
+            policy = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "config",
+                                  "dbus-1", "io.ember.Init1.conf")
+            write_file(f"{d}/bus.conf", f"""<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>unix:path={d}/bus.sock</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default"><allow user="*"/><allow own="*"/><allow send_destination="*"/><allow receive_sender="*"/></policy>
+  <include ignore_missing="yes">{os.path.abspath(policy)}</include>
+</busconfig>
+""")
+            services = probe_services(self.probe, 10)
+            services = [(n, [a.replace("@REC@", inst.records.path) for a in argv])
+                        for n, argv in services]
+            services += [("broker", [mosq, "-c", f"{d}/mosquitto.conf"]),
+                         ("bus", [bus, f"--config-file={d}/bus.conf", "--nofork", "--nopidfile",
+                                  "--nosyslog"])]
+            tables = ""
+            if with_tables:
+                tables = (f'[mqtt]\nurl = "mqtt://127.0.0.1:{port}"\nallow = ["*"]\n\n'
+                          f'[dbus]\nbus = "unix:path={d}/bus.sock"\n\n')
+            inst.argv = ember.prepare(d, services, tables=tables)
+            try:
+                inst.start()
+                if not inst.wait_records(10, timeout=60):
+                    raise RuntimeError("the 10 services did not start")
+                time.sleep(3.0)
+                members = inst.members()
+                core = [p for p in members if comm_of(p) == "ember"]
+                adapters = {p: comm_of(p) for p in members
+                            if (comm_of(p) or "").startswith("ember-")}
+                res[with_tables] = (sum(smaps_rollup(p).get("Pss", 0) for p in core),
+                                    {c: smaps_rollup(p).get("Pss", 0) for p, c in adapters.items()})
+            except (RuntimeError, OSError) as e:
+                self.fail("adapter PSS", ember, str(e))
+                return
+            finally:
+                inst.stop()
+        base, (core, procs) = res[False][0], res[True]
+        self.adapter_line = (base, core, procs)
+        log(f"  ember with [mqtt]+[dbus]: core {core / 1024:.2f} MiB (without: {base / 1024:.2f}); "
+            + ", ".join(f"{c} {k / 1024:.2f} MiB" for c, k in procs.items()))
 
-    def build_stamp(self):
-        src_dir = os.path.join(self.tmp, "stamp")
-        os.mkdir(src_dir)
-        out = os.path.join(src_dir, "stamp")
-        cc = shutil.which("cc") or shutil.which("gcc")
-        if cc:
-            write_file(os.path.join(src_dir, "stamp.c"), STAMP_C)
-            subprocess.run([cc, "-O2", "-o", out, os.path.join(src_dir, "stamp.c")],
-                           check=True, timeout=120)
-        elif shutil.which("rustc"):
-            write_file(os.path.join(src_dir, "stamp.rs"), STAMP_RS)
-            subprocess.run(["rustc", "-O", "-o", out, os.path.join(src_dir, "stamp.rs")],
-                           check=True, timeout=300)
-        else:
-            raise RuntimeError("need cc or rustc to build the respawn probe")
-        self.stamp = out
+    # -- busybox's wrapper: what mounting its inittab costs before init runs
+    def wrapper_cost(self, bb):
+        """Launch → a probe's start record, 5 times each way: the probe as the namespace's
+        PID 1 itself, and behind busybox's wrapper (/bin/sh mounting the /etc overlay)."""
+        etc = os.path.join(self.tmp, "wrapper-etc")
+        os.makedirs(etc, exist_ok=True)
+        write_file(os.path.join(etc, "inittab"), "")
+        times = {"direct": [], "wrapped": []}
+        for i in range(5):
+            for how in times:
+                rec = Records(os.path.join(self.tmp, f"wrapper-{how}-{i}"))
+                cmd = f"{self.probe} up {rec.path} 0"
+                argv = cmd.split() if how == "direct" else \
+                    ["/bin/sh", "-c", f"mount -t overlay overlay -o lowerdir={etc}:/etc /etc && exec {cmd}"]
+                t0 = time.monotonic()
+                p = subprocess.Popen(["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"] + argv,
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+                self.register(p.pid)
+                try:
+                    deadline = time.monotonic() + 10
+                    while rec.count() < 1 and time.monotonic() < deadline:
+                        time.sleep(0.0005)
+                    if rec.count():
+                        times[how].append((rec.times("u")[0] - t0) * 1000)
+                finally:
+                    p.kill()
+                    p.wait(timeout=10)
+                    self.unregister(p.pid)
+        if times["direct"] and times["wrapped"]:
+            self.res[("wrapper", bb.name)] = median(times["wrapped"]) - median(times["direct"])
+            log(f"  busybox's wrapper (sh + mount of the /etc overlay) adds "
+                f"{self.res[('wrapper', bb.name)]:.1f} ms to its launch")
 
-    def run(self, sups):
-        self.build_stamp()
+    # -- the whole run
+    def run(self):
+        self.build_probe()
         self.busy0 = cpu_busy(1.0)
-        log(f"== (a)+(d) 10 services: PSS, then {self.idle_secs} s idle")
-        for s in sups:
-            self.guard(self.idle_and_small_memory, s)
-        log("== (a) 1,000 services: PSS")
-        for s in sups:
-            self.guard(self.big_memory, s)
-        log("== (b) 100 services up, 3 launches each (interleaved)")
-        runs = {s.name: [] for s in sups}
-        for r in range(3):
-            for s in sups:
-                t = self.guard(self.startup_once, s, r)
-                if t is not None:
-                    runs[s.name].append(t)
-                time.sleep(0.3)
-        for s in sups:
-            if runs[s.name]:
-                self.res[("up100", s.name)] = median(runs[s.name])
-            log(f"  {s.name}: " + ", ".join(f"{t:.1f}" for t in runs[s.name]) + " ms")
-        self.up_runs = runs
-        log(f"== (c) respawn interval of a crashing service, {self.respawn_secs:.0f} s each")
-        if self.busy_runs:
-            self.note(f"the machine stayed busy (>15% CPU used by something else) for 20 s before "
-                      f"{self.busy_runs} timed run(s); those timings are probably inflated")
-        for s in sups:
-            self.wait_quiet()
-            self.guard(self.respawn, s)
+        sups = self.sups
+        main = [s for s in sups if not s.tuned]
+        want = self.args.figures
+        if "scale" in want:
+            log(f"== scale: 1, 100 and 1,000 services; start-up time and PSS; "
+                f"{self.reps} round(s), interleaved")
+            for rep in range(self.reps):
+                for n in (1, 100, 1000):
+                    for s in sups:
+                        self.guard(f"{n} services up / PSS", s, self.scale_once, n, rep)
+        bbs = [s for s in main if isinstance(s, Busybox)]
+        if "scale" in want and bbs:
+            self.wrapper_cost(bbs[0])
+        if "idle" in want:
+            log(f"== idle: 10 services each, every supervisor at once, {self.idle_secs:.0f} s")
+            self.idle_all(main)
+        if "respawn" in want:
+            log(f"== respawn interval, restart delay 0, {self.respawn_secs:.0f} s each")
+            for s in main:
+                self.guard("respawn", s, self.respawn)
+        for mode in ("ready", "orphan"):
+            if mode in want:
+                log(f"== {N_ZOMBIES:,} zombies, {mode}: {self.reps} round(s), interleaved")
+                for rep in range(self.reps):
+                    for s in main:
+                        self.guard(f"reap ({mode})", s, self.zombies_once, mode, rep)
+        if "sigterm" in want:
+            log(f"== a boot of {N_BOOT:,} services: SIGTERM once {BOOT_SIGNAL_AT} have started")
+            for rep in range(self.reps):
+                for s in main:
+                    self.guard("SIGTERM during boot", s, self.boot_sigterm, rep)
+        if "ctl" in want:
+            log(f"== a boot of {N_BOOT:,} services: the supervisor's status request once "
+                f"{BOOT_SIGNAL_AT} have started")
+            for rep in range(self.reps):
+                for s in main:
+                    if type(s).ctl_status is not Supervisor.ctl_status:
+                        self.guard("status during boot", s, self.boot_ctl, rep)
+        embers = [s for s in main if isinstance(s, Ember)]
+        if "adapters" in want and embers:
+            log("== adapters: 10 services with [mqtt] and [dbus] (broker and bus as services)")
+            self.adapters(embers[0])
+        for (metric, name), xs in self.runs.items():
+            self.res[(metric, name)] = median(xs)
 
     # -- report
-    def report(self, names):
-        peers = [n for n in names if n != "ember"]
-        has_ember = "ember" in names
+    def report(self):
         R = self.res
+        main = [s for s in self.sups if not s.tuned]
+        tuned = [s for s in self.sups if s.tuned]
+        peers = [s for s in main if s.name != "ember"]
+        has_ember = any(s.name == "ember" for s in main)
 
-        def cell(metric, name, fmt):
-            v = R.get((metric, name))
-            if v is None:
-                return "n/a"
-            s = fmt.format(v)
-            if name != "ember" and has_ember:
-                e = R.get((metric, "ember"))
-                if e is None:
-                    pass
-                elif e == 0:
-                    s += " (∞×)" if v > 0 else " (=)"
-                else:
-                    s += f" ({v / e:.2f}×)" if v / e < 10 else f" ({v / e:,.0f}×)"
-            return s
-
-        def goal(metric):
-            e = R.get((metric, "ember"))
-            if metric == "pss1000":
-                txt = "< 8 MiB"
-                ok = e is not None and e < 8
-            elif metric == "up100":
-                txt = "faster than every peer"
-                ps = [R.get((metric, p)) for p in peers]
-                ok = e is not None and bool(ps) and all(p is not None and e < p for p in ps)
-            elif metric == "wake":
-                txt = "0 /s"
-                ok = e is not None and e == 0 and R.get(("ticks", "ember")) == 0
-            else:
-                return "—"
-            if e is None:
-                return txt + ": not measured"
-            return f"{txt}: **{'PASS' if ok else 'FAIL'}**"
-
+        for s in self.sups:
+            p100, p1000 = R.get(("pss100", s.name)), R.get(("pss1000", s.name))
+            if p100 is not None and p1000 is not None:
+                R[("slope", s.name)] = (p1000 - p100) * 1024 / 900
+        reps = f"median of {self.reps}" if self.reps > 1 else "1 run (quick)"
         rows = [
-            ("(a) PSS, 10 services (MiB)", "pss10", "{:.2f}"),
-            ("(a) PSS, 1,000 services (MiB)", "pss1000", "{:.2f}"),
-            ("(b) 100 services up (ms, median of 3)", "up100", "{:.1f}"),
-            ("(c) respawn interval, crashing service (ms, median)", "respawn", "{:.2f}"),
-            (f"(d) idle wakeups, 10 services (ctx switches/s, {self.idle_secs} s)", "wake", "{:.2f}"),
-            ("(d) idle CPU, 10 services (ticks/s)", "ticks", "{:.3f}"),
+            ("PSS, 1 service (MiB)", "pss1", "{:.2f}", "scale"),
+            ("PSS, 100 services (MiB)", "pss100", "{:.2f}", "scale"),
+            ("PSS, 1,000 services (MiB)", "pss1000", "{:.2f}", "scale"),
+            ("per service, 100 → 1,000 (KiB)", "slope", "{:.1f}", "scale"),
+            (f"100 services up (ms, {reps})", "up100", "{:.1f}", "scale"),
+            (f"1,000 services up (ms, {reps})", "up1000", "{:.0f}", "scale"),
+            ("respawn interval, restart delay 0 (ms, median)", "respawn", "{:.2f}", "respawn"),
+            (f"reap 10,000 zombies ready at once (ms, {reps})", "reap_ready", "{:.1f}", "ready"),
+            (f"reap 10,000 zombies as they orphan (ms, {reps})", "reap_orphan", "{:.1f}", "orphan"),
+            (f"idle wakeups, 10 services (per s, {self.idle_secs:.0f} s)", "wake", "{:.2f}", "idle"),
+            (f"SIGTERM during a boot of 3,000 → stopping (ms, {reps})", "sigterm", "{:.1f}", "sigterm"),
+            (f"status request during a boot of 3,000 (ms, {reps})", "ctl", "{:.1f}", "ctl"),
         ]
-        out = []
-        out.append("")
-        out.append("| metric | " + " | ".join(names) + " | goal (ember) |")
-        out.append("|---|" + "---:|" * len(names) + "---|")
+        rows = [r[:3] for r in rows if r[3] in self.args.figures]
+
+        def ratio(e, v):
+            if e is None or v is None:
+                return None
+            if v == 0:
+                return "=" if e == 0 else "∞"
+            r = e / v
+            if r < 0.1:
+                return f"{r:.3f}×"
+            return f"{r:.2f}×" if r < 100 else f"{r:,.0f}×"
+
+        def cell(metric, s, fmt):
+            v = R.get((metric, s.name))
+            if v is None:
+                if metric in ("ctl",) and type(s).ctl_status is Supervisor.ctl_status:
+                    return "—"
+                return "**not measured**"
+            txt = fmt.format(v)
+            if s.name != "ember" and has_ember:
+                r = ratio(R.get((metric, "ember")), v)
+                if r:
+                    txt += f" ({r})"
+            return txt
+
+        def best(metric):
+            e = R.get((metric, "ember"))
+            vals = [(R.get((metric, p.name)), p.name) for p in peers
+                    if R.get((metric, p.name)) is not None]
+            if e is None or not vals:
+                return "n/a"
+            v, who = min(vals)
+            return f"**{ratio(e, v)}** {who}"
+
+        out = ["", "| figure | " + " | ".join(s.label for s in main) + " | ember / best peer |",
+               "|---|" + "---:|" * len(main) + "---|"]
         for label, m, fmt in rows:
-            out.append(f"| {label} | " + " | ".join(cell(m, n, fmt) for n in names) + f" | {goal(m)} |")
+            out.append(f"| {label} | " + " | ".join(cell(m, s, fmt) for s in main) + f" | {best(m)} |")
         out.append("")
-        out.append("Ratios in parentheses are peer / ember (above 1× means ember uses less / is faster).")
-        out.append("dinit: not measured (source not available offline)")
+        out.append("Cells of peers show the ratio ember / that peer in parentheses (below 1× ember is "
+                   "smaller or faster); every figure is lower-is-better. ember runs its default "
+                   "configuration (stdout/stderr = \"log\", cgroups); each peer runs its own default "
+                   "(dinit's default log-type is none: output discarded).")
+        if hasattr(self, "adapter_line"):
+            base, core, procs = self.adapter_line
+            parts = [f"{c} {k / 1024:.2f} MiB (separate process)" for c, k in sorted(procs.items())]
+            missing = [a for a in ("ember-mqtt", "ember-dbus") if a not in procs]
+            parts += [f"{a}: no such process (inside ember)" for a in missing]
+            out.append("")
+            out.append(f"Adapters (PSS, ember with 10 services + broker + bus, [mqtt] and [dbus] on): "
+                       + "; ".join(parts) + f"; ember itself {core / 1024:.2f} MiB against "
+                       f"{base / 1024:.2f} MiB with the same services and no adapter tables "
+                       f"({(core - base) / 1024:+.2f} MiB).")
+        if tuned:
+            out.append("")
+            out.append("Not default configurations, for context (same runs, interleaved):")
+            out.append("")
+            out.append("| figure | " + " | ".join(s.label for s in tuned) + " |")
+            out.append("|---|" + "---:|" * len(tuned))
+            for label, m, fmt in [r for r in rows if r[1] in ("pss1", "pss100", "pss1000", "slope", "up100", "up1000")]:
+                out.append(f"| {label} | " + " | ".join(
+                    fmt.format(R[(m, s.name)]) if R.get((m, s.name)) is not None else "**not measured**"
+                    for s in tuned) + " |")
         out.append("")
         out.append("Details:")
-        for n in names:
+        for s in self.sups:
             bits = []
-            if ("procs10", n) in R:
-                bits.append(f"supervisor processes {R[('procs10', n)]} (10 svc) / {R.get(('procs1000', n), 'n/a')} (1,000 svc)")
-            if ("anon10", n) in R:
-                bits.append(f"PSS anonymous part {R[('anon10', n)]:.2f} MiB (10 svc)"
-                            + (f" / {R[('anon1000', n)]:.2f} MiB (1,000 svc)" if ("anon1000", n) in R else ""))
-            if ("up1000", n) in R:
-                bits.append(f"1,000 services up in {R[('up1000', n)]:.0f} ms")
-            if getattr(self, "up_runs", {}).get(n):
-                bits.append("100-up runs " + "/".join(f"{t:.1f}" for t in self.up_runs[n]) + " ms")
-            if ("starts", n) in R:
-                lo, hi = R[("respawn_range", n)]
-                p0, p1 = R[("respawn_pss", n)]
-                bits.append(f"{R[('starts', n)]} starts in {self.respawn_secs:.0f} s of crash loop "
-                            f"(intervals {lo:.2f}–{hi:.2f} ms), supervisor CPU "
-                            f"{R[('respawn_cpu', n)]:.0f}%, PSS {p0:.2f} → {p1:.2f} MiB across it")
-            out.append(f"- {n}: " + ("; ".join(bits) or "no figures (see notes)"))
-        out.append(f"- {os.cpu_count()} CPUs; CPU busy with other work just before the run "
-                   f"{self.busy0 * 100:.0f}%; timed runs (1,000-up, 100-up, respawn) each waited (≤20 s) for <15% busy")
+            for n in (1, 100, 1000):
+                if (f"procs{n}", s.name) in R:
+                    bits.append(f"{n}: {R[(f'procs{n}', s.name)]:.0f} process(es), PSS anon "
+                                f"{R[(f'anon{n}', s.name)]:.2f} MiB"
+                                + (f", [heap] {R[(f'heap{n}', s.name)] / 1024:.2f} MiB, other anon "
+                                   f"{R[(f'otheranon{n}', s.name)] / 1024:.2f} MiB, "
+                                   f"{R[(f'threads{n}', s.name)]:.0f} thread(s)"
+                                   if (f"heap{n}", s.name) in R else ""))
+            for n in (100, 1000):
+                xs = self.runs.get((f"up{n}", s.name))
+                if xs:
+                    bits.append(f"{n} up: " + "/".join(f"{x:.0f}" for x in xs) + " ms")
+            if ("respawn_n", s.name) in R:
+                bits.append(f"{R[('respawn_n', s.name)]:.0f} starts in {self.respawn_secs:.0f} s")
+            for mode in ("ready", "orphan"):
+                if (f"reap_{mode}_cpu", s.name) in R:
+                    bits.append(f"PID 1 CPU reaping ({mode}) {R[(f'reap_{mode}_cpu', s.name)]:.1f} ms")
+            if ("ticks", s.name) in R:
+                bits.append(f"idle CPU {R[('ticks', s.name)]:.3f} ticks/s")
+            if ("sigterm_end", s.name) in R:
+                bits.append(f"after SIGTERM: {R[('sigterm_after', s.name)]:.0f} more services "
+                            f"started, namespace gone in {R[('sigterm_end', s.name)]:.0f} ms")
+            if ("wrapper", s.name) in R:
+                bits.append(f"its start-up times include {R[('wrapper', s.name)]:.1f} ms of the /bin/sh "
+                            f"wrapper that mounts the /etc overlay with its inittab")
+            if ("ctl_settled", s.name) in R:
+                bits.append(f"status once all 3,000 are up: {R[('ctl_settled', s.name)]:.1f} ms")
+            if ("up3000", s.name) in R:
+                bits.append(f"3,000 services up in {R[('up3000', s.name)]:.0f} ms (with the status "
+                            "request at 300)")
+            out.append(f"- {s.name}: " + ("; ".join(bits) or "no figures"))
+        out.append(f"- machine: {os.cpu_count()} CPUs, {self.busy0 * 100:.0f}% busy with other work "
+                   f"before the run; before timed runs median {median(self.busy) * 100 if self.busy else 0:.0f}%, "
+                   f"max {max(self.busy) * 100 if self.busy else 0:.0f}% busy")
         if self.notes:
             out.append("")
             out.append("Notes:")
             out += [f"- {n}" for n in self.notes]
+        if self.failed:
+            out.append("")
+            out.append("**INCOMPLETE: figures that could not be measured**")
+            out += [f"- **{f}**" for f in self.failed]
         print("\n".join(out), flush=True)
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--ember", default=None, help="path to the ember binary")
-    ap.add_argument("--tmp", default=None, help="work directory (default: mktemp -d)")
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--ember", required=True)
+    ap.add_argument("--dinit", default=None)
+    ap.add_argument("--busybox", default=None)
+    ap.add_argument("--tmp", required=True)
     ap.add_argument("--quick", action="store_true", default=os.environ.get("BENCH_QUICK") == "1")
-    ap.add_argument("--only", default=None, help="comma-separated subset: ember,runit,s6,supervisord")
+    ap.add_argument("--only", default=None,
+                    help="comma-separated: ember,dinit,s6,runit,busybox,ember-null,dinit-buffer,supervisord")
+    ap.add_argument("--figures", default=",".join(FIGURES),
+                    help="comma-separated subset of: " + ",".join(FIGURES))
+    ap.add_argument("--no-tuned", action="store_true",
+                    help="leave out the non-default variants (ember-null, dinit-buffer)")
     args = ap.parse_args()
+    args.figures = args.figures.split(",")
+    if set(args.figures) - set(FIGURES):
+        sys.exit(f"measure.py: unknown figure(s): {', '.join(set(args.figures) - set(FIGURES))}")
     if os.geteuid() != 0:
-        sys.exit("must run as root (unshare --pid)")
-    own_tmp = args.tmp is None
-    if own_tmp:
-        import tempfile
-        args.tmp = tempfile.mkdtemp(prefix="ember-bench.")
+        sys.exit("measure.py: must run as root (unshare --pid)")
 
-    sups = [Ember(args.ember), Runit(), S6(), Supervisord()]
+    everything = [Ember(args.ember), Dinit(args.dinit), S6(), Runit(), Busybox(args.busybox),
+                  EmberNull(args.ember), DinitBuffer(args.dinit), Supervisord()]
     if args.only:
-        keep = set(args.only.split(","))
-        sups = [s for s in sups if s.name in keep]
-    missing = [s.name for s in sups if not s.available()]
-    for m in missing:
-        log(f"{m}: not available, skipped")
-    sups = [s for s in sups if s.available()]
-    names = [s.name for s in sups]
-
-    bench = Bench(args)
+        keep = args.only.split(",")
+        unknown = set(keep) - {s.name for s in everything}
+        if unknown:
+            sys.exit(f"measure.py: unknown supervisor(s): {', '.join(sorted(unknown))}")
+        sups = [s for s in everything if s.name in keep]
+    else:
+        sups = [s for s in everything if s.name != "supervisord"
+                and not (s.tuned and (args.quick or args.no_tuned))]
+    missing = [(s, s.missing()) for s in sups if s.missing()]
+    # The adapters run as users of their own and must reach the control socket in here.
+    os.chmod(args.tmp, 0o755)
+    bench = Bench(args, [s for s in sups if not s.missing()])
+    for s, why in missing:
+        bench.failed.append(f"NOT MEASURED AT ALL: {s.name}: {why}")
+        log(f"!! {s.name}: NOT MEASURED: {why}")
 
     def on_signal(signum, _frame):
-        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):   # let cleanup finish
+        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
             signal.signal(sig, signal.SIG_IGN)
         raise KeyboardInterrupt(f"signal {signum}")
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(sig, on_signal)
 
     try:
-        bench.run(sups)
+        bench.run()
     except KeyboardInterrupt as e:
-        log(f"interrupted ({e}); stopped every supervisor")
+        log(f"interrupted ({e})")
         sys.exit(130)
     finally:
-        for pid in list(bench.live):      # normally empty: every Instance stops itself
+        for pid in list(bench.live):
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        if own_tmp and not os.environ.get("BENCH_KEEP"):
-            shutil.rmtree(args.tmp, ignore_errors=True)
-    bench.report(names)
-    for m in missing:
-        print(f"{m}: not measured (not available)")
+    bench.report()
+    sys.exit(3 if bench.failed else 0)
 
 
 if __name__ == "__main__":

@@ -102,7 +102,7 @@ if [ ${#need[@]} -gt 0 ]; then
     timeout 600 apt-get update -qq
     timeout 600 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
-command -v python3 >/dev/null 2>&1 || { echo "mqtt.sh: python3 not found" >&2; exit 1; }
+[ -x /usr/bin/python3 ] || { echo "mqtt.sh: /usr/bin/python3 not found" >&2; exit 1; }
 
 # --- ember ---------------------------------------------------------------------
 ember="$repo/target/release/ember"
@@ -143,7 +143,7 @@ echo "ember MQTT benchmark: $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPUs, kerne
 # In the background so that SIGINT/SIGTERM reach the trap at once (bash defers traps
 # while a foreground child runs); python stops everything it started on SIGTERM.
 start=$(date +%s)
-timeout --foreground --kill-after=30 600 python3 "$here/mqtt_measure.py" "${args[@]}" &
+timeout --foreground --kill-after=30 600 /usr/bin/python3 "$here/mqtt_measure.py" "${args[@]}" &
 bench_pid=$!
 trap 'kill -TERM "$bench_pid" 2>/dev/null || true; wait "$bench_pid" || true; exit 130' INT
 trap 'kill -TERM "$bench_pid" 2>/dev/null || true; wait "$bench_pid" || true; exit 143' TERM HUP

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """MQTT adapter benchmark of ember: latency, fleet fan-out and memory.
 
 Driven by bench/mqtt.sh (which builds ember and installs mosquitto); can also be

@@ -127,7 +127,7 @@ if [ ${#need[@]} -gt 0 ]; then
     bg timeout 600 apt-get update -qq
     bg timeout 600 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
-for tool in unshare python3 tini catatonit; do
+for tool in unshare /usr/bin/python3 tini catatonit; do
     command -v "$tool" >/dev/null 2>&1 || { echo "pid1.sh: $tool not found" >&2; exit 1; }
 done
 cache="$repo/target/qemu"
@@ -149,7 +149,7 @@ cargo=${CARGO:-cargo}
 target_dir=${CARGO_TARGET_DIR:-$repo/target}
 bench_dir="$repo/target/pid1-bench"
 features=$("$cargo" metadata --no-deps --format-version 1 2>/dev/null |
-    python3 -c 'import json,sys
+    /usr/bin/python3 -c 'import json,sys
 m = json.load(sys.stdin)
 p = [p for p in m["packages"] if p["name"] == "ember"][0]
 print(",".join(sorted(f for f in p["features"] if f != "default")))' || true)
@@ -235,7 +235,7 @@ t=$(now)
 # queue for tens of ms in the middle of a reap. The same for every init.
 nice=${PID1_NICE:--10}
 say "(a) reaping 10,000 orphans: ember, tini, catatonit x $runs (nice $nice)"
-bg timeout --kill-after=20 300 nice -n "$nice" python3 "$here/pid1_measure.py" reap --tmp "$tmp" \
+bg timeout --kill-after=20 300 nice -n "$nice" /usr/bin/python3 "$here/pid1_measure.py" reap --tmp "$tmp" \
     --ember "$ember" --runs "$runs" || echo "pid1.sh: the reaping measurement failed (see above)" >&2
 t_reap=$(took "$t")
 
@@ -288,9 +288,9 @@ if [ "$qemu_on" = 1 ]; then
     # The guest times 5 runs of `ember check`; the same here, to compare the CPUs. And
     # the guest's services on this machine, ember as PID 1 of a namespace.
     if [ "$ok_x86" = 1 ]; then
-        bg timeout -k 10 120 python3 "$here/pid1_measure.py" native-boot --tmp "$tmp" --ember "$musl_x86" \
+        bg timeout -k 10 120 /usr/bin/python3 "$here/pid1_measure.py" native-boot --tmp "$tmp" --ember "$musl_x86" \
             --config "$here/pid1-guest.toml" >"$tmp/native-boot.json" || true
-        python3 - "$musl_x86" "$here/pid1-guest.toml" >"$tmp/check-native.txt" <<'EOF'
+        /usr/bin/python3 - "$musl_x86" "$here/pid1-guest.toml" >"$tmp/check-native.txt" <<'EOF'
 import subprocess, sys, time
 t = time.monotonic()
 for _ in range(5):
@@ -317,7 +317,7 @@ EOF
             done
         done
         for variant in loglevel7 quiet; do
-            python3 "$here/pid1_measure.py" boot --variant "$variant" "$tmp/$arch"/console-"$variant"-*.log \
+            /usr/bin/python3 "$here/pid1_measure.py" boot --variant "$variant" "$tmp/$arch"/console-"$variant"-*.log \
                 >"$tmp/boot-$arch-$variant.json"
         done
     done
@@ -326,6 +326,6 @@ t_boot=$(took "$t")
 
 # --- the table ---------------------------------------------------------------------------
 echo
-python3 "$here/pid1_measure.py" report --tmp "$tmp"
+/usr/bin/python3 "$here/pid1_measure.py" report --tmp "$tmp"
 echo
 echo "Took $(took "$t_all") in all: build step $t_build, (a) reaping $t_reap, (b) qemu boots $t_boot."

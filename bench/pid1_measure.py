@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """PID-1 benchmark helper for bench/pid1.sh (python3, standard library only).
 
     pid1_measure.py reap --tmp DIR --ember BIN [--runs 5] [--orphans 10000]  -> DIR/reap.json

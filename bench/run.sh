@@ -1,131 +1,211 @@
 #!/usr/bin/env bash
-# bench/run.sh — ember vs runit, s6 and supervisord, side by side on this machine.
+# bench/run.sh — ember against dinit, s6, runit and busybox init, side by side, in one run.
 #
-# Usage: sudo bench/run.sh [--build] [--only ember,runit,s6,supervisord]
-#        BENCH_QUICK=1 bench/run.sh      # ~2-minute variant (10 s idle window)
-#        BENCH_KEEP=1  bench/run.sh      # keep the temp dir (configs, logs)
+# Usage: sudo bench/run.sh [--build] [--quick] [--only ember,dinit,...] [--no-tuned]
+#                          [--figures scale,idle,respawn,ready,orphan,sigterm,ctl,adapters]
+#        BENCH_QUICK=1 bench/run.sh      # CI: one round of everything, shorter windows
+#        BENCH_KEEP=1  bench/run.sh      # keep the temp dir (configs, logs, records)
+#        EMBER_SHARED=DIR bench/run.sh   # where peers/dinit-d7d843b.tar.gz is (default
+#                                        # <repo>/../shared, else /work/shared)
 #
-# Needs root (PID namespaces). Installs runit, s6 and supervisor from apt if
-# missing; builds ember (cargo build --release, repo root) if target/release/ember
-# is missing or --build is given. dinit is not measured (no source offline).
+# Needs root (PID namespaces) and a Rust toolchain. Installs what is missing with apt-get
+# (--no-install-recommends): runit, s6, gcc, g++, make, m4 (dinit's build), mosquitto and
+# dbus (the adapters' line). dinit is built once from the shared tarball with `make`, cached
+# in target/bench-peers/dinit-d7d843b; busybox init is busybox-static, fetched once with
+# `apt-get download` + `dpkg-deb -x` into target/bench-peers/busybox-static (never
+# installed: it would conflict with a busybox package). ember and its adapters are built
+# with `cargo build --release --workspace` when missing or with --build.
 #
-# Every supervisor runs as PID 1 of a fresh PID namespace
-#   unshare --pid --fork --mount-proc --uts --kill-child <supervisor ...>
-# so stopping it (SIGTERM, SIGKILL after a timeout) kills everything it started.
-# Services are `/bin/sleep 1000NNN` (a unique argv per service); runit and s6 get
-# `#!/bin/sh\nexec /bin/sleep 1000NNN` run scripts, supervisord and ember the argv.
-# The measurement itself is bench/measure.py (python3, stdlib only).
+# Every supervisor is PID 1 of a fresh PID namespace (unshare --pid --fork --mount-proc
+# --uts --kill-child), with the same services: bench/probe.c, compiled at run time, which
+# records its CLOCK_MONOTONIC start in a file and then waits for ever (sleep infinity with a
+# time stamp); runit and s6 start it from a `#!/bin/sh` run script (`exec probe ...`), as a
+# real deployment would; busybox init from /etc/inittab (a private overlay of /etc in the
+# namespace, mounted by a /bin/sh wrapper that then execs init as PID 1); dinit from
+# service files (type = process) that a `boot` service waits for.
 #
-# Figures (printed as a markdown table, ratios are peer / ember):
-#  (a) Memory: sum of PSS ("Pss:" of /proc/PID/smaps_rollup) over the supervisor
-#      processes only — runit: runsvdir + every runsv; s6: s6-svscan + every
-#      s6-supervise; supervisord: its python process; ember: the ember process —
-#      not the supervised sleeps, 2 s after 10 resp. 1,000 services are all up. MiB.
-#      Goal: ember < 8 MiB with 1,000 services.
-#  (b) Start-up: ms from launching the supervisor until 100 distinct service
-#      processes exist in its PID namespace (/proc polled every ~2 ms). Median of
-#      3 launches, interleaved across supervisors, each after waiting (<= 20 s) for
-#      the machine to be idle. runit and s6 pay one /bin/sh exec per service (their
-#      run scripts), as in any real deployment. All config files are backdated 60 s:
-#      runsvdir otherwise defers a directory modified in the current second by ~1 s,
-#      which a freshly booted system with old service directories would not see.
-#      Goal: ember faster than all peers.
-#  (c) Respawn: a service that appends CLOCK_MONOTONIC to a file and exits 1 (a
-#      tiny C probe compiled at run time with cc, else rustc), at
-#      each supervisor's fastest setting (ember: restart "always", delays 0ms,
-#      start_limit 0; supervisord: autorestart, startsecs=0, huge startretries;
-#      runit and s6 hold a 1 s minimum between starts by design; supervisord only
-#      acts on its 1 s poll tick, so it alternates 1 s and 2 s). Median ms between
-#      consecutive starts over ~5 s.
-#  (d) Idle: with 10 sleep services up and settled, the delta over 30 s (10 s if
-#      BENCH_QUICK=1) of voluntary+nonvoluntary context switches (all threads,
-#      /proc/PID/task/*/status) and of utime+stime ticks (/proc/PID/stat), summed
-#      over supervisor processes, per second. Goal: ember 0 wakeups while idle.
+# ember runs its DEFAULT configuration: the file names only the control socket and the
+# services' commands (stdout/stderr = "log", a cgroup per service). A full run also shows,
+# apart and labelled, ember with stdout/stderr = "null" and dinit with log-type = buffer
+# (dinit's default discards output; "buffer" keeps it in memory, as ember's "log" does).
+#
+# Figures (one markdown table; every one lower-is-better; ratios ember / peer):
+#  - PSS of the supervisor: "Pss:" of /proc/PID/smaps_rollup summed over its own processes
+#    (ember: ember; dinit: dinit; s6: s6-svscan + every s6-supervise; runit: runsvdir +
+#    every runsv; busybox: init), 2 s (quick: 1 s) after 1, 100 and 1,000 services have all
+#    started; per-service memory = (PSS(1,000) - PSS(100)) / 900.
+#  - 100 and 1,000 services up: from just before the launch to the latest start record of a
+#    service process. Median of 3 rounds (quick: 1), interleaved: every round runs 1, 100,
+#    then 1,000 services under each supervisor in turn.
+#  - Respawn: one service that records its start and exits 1, at each supervisor's fastest
+#    setting (ember: restart "always", restart_delay(_max) 0ms, start_limit 0; dinit:
+#    restart = true, restart-delay = 0, restart-limit-count = 0; runit, s6 and busybox have
+#    no setting). Median interval between starts over 5 s (quick: 3 s).
+#  - Reaping 10,000 zombies (probe.c, a C program): "ready": an intermediate forks 10,000
+#    children that exit at once and then exits itself, so PID 1 inherits 10,000 zombies
+#    together: time from that moment to no zombie left. "orphan": the service forks 10,000
+#    times a child that forks a grandchild and exits, so orphans reach PID 1 one by one while
+#    the forking goes on: time from the first fork to no zombie left (the details give the
+#    time after the last fork). "No zombie left": PID 1's children (every thread's
+#    /proc/PID/task/TID/children, polled every ~1 ms) hold none, then a scan of the
+#    namespace finds none either.
+#  - Idle: 10 services under every supervisor at once, settled; voluntary + involuntary
+#    context switches (every thread) of the supervisor's processes over 30 s (quick: 10 s),
+#    per second.
+#  - During a boot of 3,000 services (SIGTERM-recording probes), once 300 have started:
+#    SIGTERM to the namespace's PID 1, and the time until the first service records its
+#    SIGTERM (or the init exits: runsvdir exits at once on SIGTERM and the kernel kills the
+#    namespace); in another boot, `ember ctl status` (dinit: `dinitctl list`), its whole
+#    round trip (client start included; the details give it again once all are up).
+#  - Adapters: ember with 10 services, mosquitto and dbus-daemon as services, [mqtt] and
+#    [dbus] on: the PSS of every ember-* adapter process, and of ember itself against the
+#    same configuration without the adapter tables (an adapter inside ember shows there).
+#
+# Nothing is asserted: the script prints figures. A figure that could not be measured (a
+# peer missing, a run that failed) is printed as **not measured** and listed at the end
+# under INCOMPLETE, and the exit status is then 3.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
+# shellcheck source=bench/lib.sh
+. "$here/lib.sh"
+started=$(date +%s)
 build=0
-only=""
+args=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --build) build=1 ;;
-        --only) only="${2:?--only needs a list, e.g. ember,runit}"; shift ;;
-        --only=*) only="${1#--only=}" ;;
+        --quick) export BENCH_QUICK=1 ;;
+        --only) args+=(--only "${2:?--only needs a list, e.g. ember,dinit}"); shift ;;
+        --only=*) args+=(--only "${1#--only=}") ;;
+        --no-tuned) args+=(--no-tuned) ;;
+        --figures) args+=(--figures "${2:?--figures needs a list, e.g. scale,respawn}"); shift ;;
+        --figures=*) args+=(--figures "${1#--figures=}") ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "run.sh: unknown argument: $1" >&2; exit 2 ;;
     esac
     shift
 done
+[ "${BENCH_QUICK:-0}" = 1 ] && args+=(--quick)
 
 if [ "$(id -u)" -ne 0 ]; then
-    echo "run.sh: must run as root (PID namespaces via unshare)" >&2
+    echo "run.sh: must run as root (PID namespaces via unshare, apt-get)" >&2
     exit 1
 fi
+say() { echo "== run.sh: $*" >&2; }
+loud() { echo "!! run.sh: $*" >&2; }
 
-# --- peers -------------------------------------------------------------------
+# --- packages -------------------------------------------------------------------------
 need=()
 command -v runsvdir    >/dev/null 2>&1 || need+=(runit)
 command -v s6-svscan   >/dev/null 2>&1 || need+=(s6)
-command -v supervisord >/dev/null 2>&1 || need+=(supervisor)
+command -v cc          >/dev/null 2>&1 || need+=(gcc libc6-dev)
+command -v g++         >/dev/null 2>&1 || need+=(g++)
+command -v make        >/dev/null 2>&1 || need+=(make)
+command -v m4          >/dev/null 2>&1 || need+=(m4)
+command -v unshare     >/dev/null 2>&1 || need+=(util-linux)
+[ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
+command -v dbus-daemon >/dev/null 2>&1 || need+=(dbus)
+[ -x /usr/bin/python3 ] || need+=(python3)
+export DEBIAN_FRONTEND=noninteractive
 if [ ${#need[@]} -gt 0 ]; then
-    echo "run.sh: installing ${need[*]}" >&2
-    export DEBIAN_FRONTEND=noninteractive
+    say "installing ${need[*]}"
     timeout 600 apt-get update -qq
-    timeout 600 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
-for tool in unshare python3; do
-    command -v "$tool" >/dev/null 2>&1 || { echo "run.sh: $tool not found" >&2; exit 1; }
-done
-
-# --- ember -------------------------------------------------------------------
-ember="$repo/target/release/ember"
-wants_ember=1
-case ",${only:-ember}," in *,ember,*) ;; *) wants_ember=0 ;; esac
-if [ "$wants_ember" = 1 ] && { [ "$build" = 1 ] || [ ! -x "$ember" ]; }; then
-    echo "run.sh: cargo build --release" >&2
-    (cd "$repo" && cargo build --release)
+    timeout 900 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-# --- run ---------------------------------------------------------------------
-tmp=$(mktemp -d /tmp/ember-bench.XXXXXX)
-cleanup() {
-    # measure.py stops every supervisor itself; this catches what a crash left.
-    # Only PIDs that measure.py recorded, and only if they are still `unshare`
-    # (unshare --kill-child then SIGKILLs the namespace's PID 1, which takes
-    # every process in the namespace with it).
-    if [ -f "$tmp/unshare.pids" ]; then
-        while read -r pid; do
-            [ -n "$pid" ] || continue
-            if [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = unshare ]; then
-                kill -KILL "$pid" 2>/dev/null || true
-            fi
-        done < "$tmp/unshare.pids"
-    fi
-    if [ -z "${BENCH_KEEP:-}" ]; then
-        rm -rf "$tmp"
+# --- the peers built or fetched once, under target/bench-peers ------------------------
+target="${CARGO_TARGET_DIR:-$repo/target}"
+case "$target" in /*) ;; *) target="$repo/$target" ;; esac
+peers="$target/bench-peers"
+mkdir -p "$peers"
+
+# The shared directory: EMBER_SHARED, else <repo>/../shared, else /work/shared (a git
+# worktree's ../shared is not the main checkout's: both candidates are tried).
+dinit_tgz=dinit-d7d843b.tar.gz
+shared=""
+if [ -n "${EMBER_SHARED:-}" ]; then
+    shared="$EMBER_SHARED"
+    [ -f "$shared/peers/$dinit_tgz" ] || loud "EMBER_SHARED=$shared has no peers/$dinit_tgz"
+else
+    for cand in "$repo/../shared" /work/shared; do
+        if [ -f "$cand/peers/$dinit_tgz" ]; then shared=$(cd "$cand" && pwd); break; fi
+    done
+fi
+dinit_dir="$peers/${dinit_tgz%.tar.gz}"
+dinit="$dinit_dir/src/dinit"
+if [ ! -x "$dinit" ] || [ ! -f "$dinit_dir/.built" ]; then
+    if [ -n "$shared" ] && [ -f "$shared/peers/$dinit_tgz" ]; then
+        say "building dinit from $shared/peers/$dinit_tgz (make; about a minute or two, once)"
+        rm -rf "$dinit_dir"
+        tar xzf "$shared/peers/$dinit_tgz" -C "$peers"
+        if (cd "$dinit_dir" && make) > "$peers/dinit-build.log" 2>&1 && [ -x "$dinit" ]; then
+            touch "$dinit_dir/.built"
+        else
+            loud "dinit's build FAILED (see $peers/dinit-build.log): dinit will NOT be measured"
+            tail -5 "$peers/dinit-build.log" >&2 || true
+        fi
     else
-        echo "run.sh: kept $tmp" >&2
+        loud "no $dinit_tgz found (EMBER_SHARED, $repo/../shared, /work/shared): dinit will NOT be measured"
     fi
-}
-trap cleanup EXIT
+fi
 
-args=(--ember "$ember" --tmp "$tmp")
-[ "${BENCH_QUICK:-0}" = 1 ] && args+=(--quick)
-[ -n "$only" ] && args+=(--only "$only")
+busybox="$peers/busybox-static/bin/busybox"
+if [ ! -x "$busybox" ]; then
+    say "fetching busybox-static (apt-get download + dpkg-deb -x; not installed)"
+    dl=$(mktemp -d "$peers/dl.XXXXXX")
+    chmod 755 "$dl"
+    if (cd "$dl" && timeout 600 apt-get download -q busybox-static >/dev/null 2>&1 \
+            || { timeout 600 apt-get update -qq && timeout 600 apt-get download -q busybox-static >/dev/null; }) \
+       && dpkg-deb -x "$dl"/busybox-static_*.deb "$peers/busybox-static"; then
+        :
+    else
+        loud "could not fetch busybox-static: busybox init will NOT be measured"
+    fi
+    rm -rf "$dl"
+fi
 
-echo "ember benchmark: $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPUs, kernel $(uname -r)," \
-     "runit $(dpkg-query -W -f='${Version}' runit 2>/dev/null || echo '?')," \
-     "s6 $(dpkg-query -W -f='${Version}' s6 2>/dev/null || echo '?')," \
-     "supervisor $(supervisord --version 2>/dev/null || echo '?')," \
-     "ember $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo '?')" \
-     "(binary $( [ -x "$ember" ] && date -u -r "$ember" +%H:%M:%SZ || echo missing))${BENCH_QUICK:+ BENCH_QUICK=$BENCH_QUICK}"
-# Hard bound on the whole measurement; measure.py bounds every wait itself too.
-# It runs in the background so that a SIGINT/SIGTERM to this script is handled at
-# once (bash defers traps while a foreground child runs): the trap passes SIGTERM on
-# (timeout forwards it to python, which stops every supervisor; SIGKILL 30 s later).
-timeout --foreground --kill-after=30 900 python3 "$here/measure.py" "${args[@]}" &
+# --- ember -----------------------------------------------------------------------------
+ember="$target/release/ember"
+if [ "$build" = 1 ] || [ ! -x "$ember" ] || [ ! -x "$target/release/ember-dbus" ]; then
+    command -v cargo >/dev/null 2>&1 || { echo "run.sh: cargo not found (a Rust toolchain is needed)" >&2; exit 1; }
+    say "cargo build --release --workspace"
+    (cd "$repo" && cargo build --release --workspace)
+fi
+
+# --- run -------------------------------------------------------------------------------
+# The work directory (configurations, service directories, the probes' records) on a tmpfs,
+# as /run is on a board: the build machines' disk makes file creation and removal slow and
+# noisy (removing a run's 37,000 files from ext4 took a minute), which is not what is
+# measured. /dev/shm unless it is missing or noexec (the probe is executed from there).
+base=/tmp
+if [ "$(findmnt -no FSTYPE /dev/shm 2>/dev/null | head -1)" = tmpfs ] \
+   && ! findmnt -no OPTIONS /dev/shm 2>/dev/null | head -1 | grep -qw noexec; then
+    base=/dev/shm
+fi
+tmp=$(mktemp -d "$base/ember-bench.XXXXXX")
+# What a crashed measure.py left: only the unshare pids it listed in $tmp/pids (unshare
+# --kill-child then SIGKILLs the namespace's init, which takes the namespace with it).
+trap 'cleanup_run "$tmp" "${BENCH_KEEP:-}" run.sh' EXIT
+
+ver() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null || echo '?'; }
+echo "ember side-by-side benchmark: $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPUs, kernel $(uname -r);" \
+     "ember $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$repo" diff --quiet HEAD -- src ipc adapters 2>/dev/null || echo '+changes')" \
+     "(binary $( [ -x "$ember" ] && date -u -r "$ember" +%Y-%m-%dT%H:%MZ || echo missing)), dinit d7d843b," \
+     "s6 $(ver s6), runit $(ver runit), busybox-static $( [ -x "$busybox" ] && "$busybox" 2>&1 | head -1 | awk '{print $2}' || echo missing)" \
+     "${BENCH_QUICK:+(BENCH_QUICK=$BENCH_QUICK)}"
+# Bounded as a whole; measure.py bounds every wait itself too. In the background so that a
+# SIGINT/SIGTERM here is handled at once and passed on (measure.py stops what it started).
+limit=5400
+[ "${BENCH_QUICK:-0}" = 1 ] && limit=1800
+timeout --foreground --kill-after=30 "$limit" /usr/bin/python3 "$here/measure.py" \
+    --ember "$ember" --dinit "$dinit" --busybox "$busybox" --tmp "$tmp" "${args[@]}" &
 bench_pid=$!
 trap 'kill -TERM "$bench_pid" 2>/dev/null || true; wait "$bench_pid" || true; exit 130' INT
 trap 'kill -TERM "$bench_pid" 2>/dev/null || true; wait "$bench_pid" || true; exit 143' TERM HUP
-wait "$bench_pid"
+rc=0
+wait "$bench_pid" || rc=$?
+echo ""
+echo "(run.sh took $(( $(date +%s) - started )) s${BENCH_QUICK:+ in quick mode}; exit $rc)"
+exit "$rc"

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """Fault-injection soak of ember: 200 services of mixed kinds under chaos, then checks.
 
 Driven by bench/soak.sh (which builds ember and installs the tools); can also be run
