@@ -65,7 +65,7 @@ fn a_subscriber_sees_every_change_or_is_told_it_missed_some() {
     if !can_unshare() {
         return;
     }
-    let mut services = String::from("[service.steady]\ncommand = [\"/bin/sleep\", \"7820001\"]\n");
+    let mut services = String::from("[service.steady]\ncommand = [\"/bin/sleep\", \"7830001\"]\n");
     for i in 0..40 {
         services.push_str(&format!(
             "[service.flap{i}]\ncommand = [\"/bin/sh\", \"-c\", \"sleep 0.0$(( RANDOM % 5 ))\"]\nrestart = \"always\"\nrestart_delay = \"1ms\"\nrestart_delay_max = \"1ms\"\nstart_limit = 0\nenabled = false\n"

@@ -16,7 +16,7 @@ use ember_ipc::throttle::{Admit, RateLimit};
 use ember_ipc::{ConfigStatus, Event, ReloadReport, Reply, Request, SystemState, SystemStatus};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid as NixPid;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -152,7 +152,15 @@ pub struct Runtime {
     turn_started: Instant,
     /// The limit on service lines copied to ember's log, all services together.
     copies_of_all: RateLimit,
+    /// Services with lines held back from ember's log and not yet counted there, and when
+    /// to count them: a flood that ends in silence still gets its "N lines were not
+    /// copied" (a timer armed only while something is held back).
+    held_back: (BTreeSet<String>, Option<Instant>),
 }
+
+/// How long after the first line held back its count is written, if no copied line or
+/// exit of the service has written it before.
+const HELD_BACK_NOTE_AFTER: Duration = Duration::from_secs(1);
 
 const FEED_CAPACITY: usize = 1024;
 /// The longest a turn of the main loop spawns before it looks at its other work again.
@@ -255,6 +263,7 @@ impl Runtime {
                 output::COPY_BURST_ALL,
                 Instant::now(),
             ),
+            held_back: (BTreeSet::new(), None),
         };
         let now = rt.now();
         let actions = rt.engine.boot(now);
@@ -267,6 +276,7 @@ impl Runtime {
             .map(|d| Instant::now() + d);
         while !rt.done {
             let metrics_due = sleep_until_or_never(next_metrics);
+            let held_back_due = sleep_until_or_never(rt.held_back.1);
             let sleep = sleep_until_or_never(rt.engine.next_deadline().map(|d| rt.origin + d));
             rt.turn_started = Instant::now();
             tokio::select! {
@@ -281,6 +291,7 @@ impl Runtime {
                 _ = sigusr2.recv() => rt.on_signal(Signal::SIGUSR2),
                 _ = sighup.recv() => { let _ = rt.reload("SIGHUP"); }
                 _ = sleep => rt.input(Input::Tick),
+                _ = held_back_due => rt.note_all_held_back(),
                 _ = metrics_due => {
                     rt.publish_metrics();
                     next_metrics = None;
@@ -826,16 +837,50 @@ impl Runtime {
         let now = Instant::now();
         let ring = self.logs.entry(name.to_owned()).or_default();
         let Admit::Yes { held_back } = ring.copies(now).admit(now) else {
+            self.held_back_later(name, now);
             return;
         };
         if self.copies_of_all.admit(now) == Admit::No {
             ring.copies(now).hold_back();
+            self.held_back_later(name, now);
             return;
         }
         if held_back > 0 {
             note_held_back(name, held_back);
         }
         tracing::info!(target: "ember::service", service = %name, stream = stream.word(), "{name}: {line}");
+    }
+
+    /// Remembers to count what `name` had held back, if nothing says it sooner.
+    fn held_back_later(&mut self, name: &str, now: Instant) {
+        let (names, due) = &mut self.held_back;
+        if !names.contains(name) {
+            names.insert(name.to_owned());
+        }
+        due.get_or_insert(now + HELD_BACK_NOTE_AFTER);
+    }
+
+    /// Writes the count of lines held back for every service that has some, within the
+    /// limit for all services (a thousand floods do not become a thousand notes a second:
+    /// the rest wait for the next round).
+    fn note_all_held_back(&mut self) {
+        let now = Instant::now();
+        let mut later = BTreeSet::new();
+        for name in std::mem::take(&mut self.held_back.0) {
+            let Some(ring) = self.logs.get_mut(&name) else {
+                continue;
+            };
+            if self.copies_of_all.admit(now) == Admit::No {
+                later.insert(name);
+                continue;
+            }
+            let held_back = ring.copies(now).take_held_back();
+            if held_back > 0 {
+                note_held_back(&name, held_back);
+            }
+        }
+        self.held_back.1 = (!later.is_empty()).then(|| now + HELD_BACK_NOTE_AFTER);
+        self.held_back.0 = later;
     }
 
     /// A new main pid (forking pid file, sd_notify MAINPID=): supervise it from now on.
