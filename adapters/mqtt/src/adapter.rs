@@ -34,13 +34,28 @@
 //! **Bursts.** A command is answered or not taken. One is taken only if its reply has a
 //! place ([`MAX_PENDING_REPLIES`]): then it runs (or gets `busy` at once, before running,
 //! when [`MAX_INFLIGHT`] are running), and its reply is kept until the broker has it,
-//! across reconnects too. One that finds no place is dropped before it runs, and counted
-//! in the log (issue 12: a burst of 5,000 commands lost 1,234 replies, 306 of them for
+//! across reconnects too. One that finds no place waits for one, in order, as long as
+//! the waiting commands fit in [`MAX_WAITING_BYTES`]; beyond that it is dropped before it
+//! runs (and acknowledged: the broker would not send it again), and counted in the log (issue 12: a burst of 5,000 commands lost 1,234 replies, 306 of them for
 //! commands that ran, when the reply queue dropped its oldest). Two ways of making the
 //! broker hold a burst instead were measured and left out: not reading from the broker
 //! while replies wait (rumqttc writes only while it is polled, so the replies would wait
 //! forever), and MQTT 5 flow control (a small Receive Maximum, commands acknowledged once
 //! answered), which mosquitto 2.0 does not keep: see [`RECEIVE_MAXIMUM`].
+//!
+//! **A command acknowledged is a command kept.** ember's session outlives a connection
+//! and the adapter's process ([`SESSION_EXPIRY`], no clean start), and a QoS 1 command is
+//! acknowledged (PUBACK) only once its reply is in the client's hands, right behind it on
+//! the same connection. Whatever dies at whatever moment (the connection, the adapter by
+//! SIGKILL, ember restarting it), a command the broker did not see acknowledged is sent
+//! again to the next connection of the session, and runs then: at least once. A
+//! redelivery (DUP) is acknowledged before it runs, so that a command that crashed the
+//! adapter is not sent a third time, and is not run twice by a process that holds it
+//! already. Commands
+//! that arrive while ember is away are kept by the broker for [`SESSION_EXPIRY`] and
+//! run when it is back. Acknowledgements go in the order the commands came (MQTT 5.0,
+//! 4.6), so one slow command holds back the acknowledgements, never the commands, behind
+//! it.
 //!
 //! Every connection error is described by its cause (a refusal's reason code, the
 //! broker's DISCONNECT reason, a packet over a limit), logged when it changes, not at
@@ -54,7 +69,8 @@ use ember_ipc::{
     SystemStatus, Targets,
 };
 use rumqttc::v5::mqttbytes::v5::{
-    ConnectReturnCode, DisconnectReasonCode, Filter, LastWill, Packet, Publish, SubscribeReasonCode,
+    ConnectReturnCode, DisconnectReasonCode, Filter, LastWill, Packet, PubAck, Publish,
+    SubscribeReasonCode,
 };
 use rumqttc::v5::mqttbytes::{Error as PacketError, QoS};
 use rumqttc::v5::{
@@ -91,6 +107,14 @@ pub struct Settings {
 
 pub use ember_ipc::adapter::Secret;
 
+/// How long the broker keeps ember's session (its subscriptions, and the QoS 1 commands
+/// not yet acknowledged or not yet sent) after a connection ends, in seconds: long
+/// enough for a restart of the adapter (ember's backoff starts at once) or of the board's
+/// network, short enough that a board gone for good does not leave a queue at the broker.
+const SESSION_EXPIRY: u32 = 60;
+/// Commands acknowledged lately, remembered to know a redelivery whose acknowledgement
+/// the broken connection lost.
+const MAX_ACKED_REMEMBERED: usize = 4096;
 /// Largest MQTT packet ember sends: states of services with long reasons fit. The
 /// broker's own Maximum Packet Size (in its CONNACK) when that is smaller: a message
 /// over it is not sent, and logged (rumqttc would drop the connection on it, and a
@@ -123,6 +147,11 @@ const RECEIVE_MAXIMUM: u16 = u16::MAX;
 /// (each at most the size of its command, [`MAX_COMMAND`], and a message).
 const MAX_PENDING_REPLIES: usize = 1024;
 const MAX_PENDING_REPLY_BYTES: usize = 256 * 1024;
+/// Messages received while those limits are reached wait, in order, up to this many bytes
+/// (topics and payloads): a burst, or the commands a session kept while ember was away,
+/// arrives all at once (mosquitto keeps no Receive Maximum, see [`RECEIVE_MAXIMUM`]),
+/// and is taken as replies leave. Only what does not fit here is dropped.
+const MAX_WAITING_BYTES: usize = 512 * 1024;
 /// rumqttc's request channel, and ember's QoS 1 publishes the broker has not acknowledged.
 const REQUESTS: usize = 256;
 const OUTGOING_INFLIGHT: u16 = 64;
@@ -140,16 +169,23 @@ const MIN_KEEP_ALIVE: Duration = Duration::from_secs(5);
 /// What the event-loop task tells the adapter loop.
 enum FromBroker {
     /// `max_packet`: the broker's Maximum Packet Size, if it gave one.
+    /// `session_present`: the broker kept the session, and with it the packet ids of
+    /// the commands not acknowledged yet.
     Connected {
         max_packet: Option<u32>,
+        session_present: bool,
     },
     Disconnected(Lost),
     /// `payload` is empty when `length` is over [`MAX_COMMAND`]: no copy is kept.
+    /// `pkid` is the packet id (QoS 1); `acknowledged`: a redelivery, acknowledged before
+    /// the adapter sees it (see `redelivery_first_acknowledged`).
     Message {
         topic: String,
         payload: Vec<u8>,
         length: usize,
         retain: bool,
+        pkid: Option<u16>,
+        acknowledged: bool,
     },
 }
 
@@ -209,9 +245,11 @@ fn options(settings: &Settings) -> Result<MqttOptions, String> {
     options.set_max_packet_size(Some(MAX_INCOMING));
     options.set_receive_maximum(Some(RECEIVE_MAXIMUM));
     options.set_outgoing_inflight_upper_limit(OUTGOING_INFLIGHT);
-    // A clean start and no session expiry: what 3.1.1's clean session was. Commands sent
-    // while ember was away are not replayed to it.
-    options.set_clean_start(true);
+    // A session that outlives the connection and the adapter, and commands acknowledged
+    // once answered: see the module's notes.
+    options.set_clean_start(false);
+    options.set_session_expiry_interval(Some(SESSION_EXPIRY));
+    options.set_manual_acks(true);
     // States are small and should leave at once, not wait for Nagle's algorithm.
     let mut network = NetworkOptions::new();
     network.set_tcp_nodelay(true);
@@ -435,7 +473,18 @@ async fn poll_broker(
     let most_unsent = 2 * (REQUESTS + usize::from(OUTGOING_INFLIGHT));
     // Subscriptions the broker refused, said once each.
     let mut refused_filters: BTreeSet<String> = BTreeSet::new();
+    // Messages not handed to the adapter yet, in order: a redelivery waits until its
+    // acknowledgement is on the wire (see `redelivery_first_acknowledged`), and what came
+    // after it waits behind it.
+    let mut held: VecDeque<(Option<u16>, FromBroker)> = VecDeque::new();
     loop {
+        while held.front().is_some_and(|(awaiting, _)| awaiting.is_none()) {
+            if let Some((_, message)) = held.pop_front() {
+                if to_adapter.send(message).await.is_err() {
+                    return;
+                }
+            }
+        }
         let message = match eventloop.poll().await {
             Ok(MqttEvent::Incoming(Packet::ConnAck(connack))) => {
                 connected_at = Some(tokio::time::Instant::now());
@@ -443,9 +492,30 @@ async fn poll_broker(
                 eventloop.pending.extend(unsent.drain(..));
                 FromBroker::Connected {
                     max_packet: connack.properties.and_then(|p| p.max_packet_size),
+                    session_present: connack.session_present,
                 }
             }
-            Ok(MqttEvent::Incoming(Packet::Publish(p))) => publish_message(p),
+            Ok(MqttEvent::Incoming(Packet::Publish(p))) => {
+                let message = publish_message(&p);
+                if redelivery_first_acknowledged(&p) {
+                    eventloop
+                        .pending
+                        .push_back(MqttRequest::PubAck(PubAck::new(p.pkid, None)));
+                    held.push_back((Some(p.pkid), message));
+                    continue;
+                }
+                if !held.is_empty() {
+                    held.push_back((None, message));
+                    continue;
+                }
+                message
+            }
+            Ok(MqttEvent::Outgoing(rumqttc::Outgoing::PubAck(pkid))) => {
+                if let Some(waiting) = held.iter_mut().find(|(a, _)| *a == Some(pkid)) {
+                    waiting.0 = None;
+                }
+                continue;
+            }
             Ok(MqttEvent::Incoming(Packet::SubAck(suback))) => {
                 for (filter, code) in subscriptions.iter().zip(&suback.return_codes) {
                     if !matches!(code, SubscribeReasonCode::Success(_))
@@ -472,6 +542,9 @@ async fn poll_broker(
                     _ => false,
                 };
                 unsent.extend(eventloop.pending.drain(..).filter_map(worth_resending));
+                // A redelivery whose acknowledgement may not have gone out comes again;
+                // what came after it goes to the adapter.
+                held.retain(|(awaiting, _)| awaiting.is_none());
                 if unsent.len() > most_unsent {
                     // Not reached: each connection adds at most what rumqttc holds.
                     let extra = unsent.len() - most_unsent;
@@ -524,8 +597,19 @@ async fn poll_broker(
     }
 }
 
+/// Whether a message is acknowledged before the adapter sees it: a QoS 1 message the
+/// broker sends again (DUP) went to an earlier connection of the session, and may have
+/// been what ended it (a panic of the adapter's): acknowledged first, it is not sent a
+/// third time, whatever it does. Such a message runs at most once more, and is lost only
+/// if the adapter dies again while it runs. Its acknowledgement goes ahead of those of
+/// earlier messages that wait for their replies (MQTT 5.0, 4.6 asks for their order;
+/// brokers look acknowledgements up by packet id).
+fn redelivery_first_acknowledged(p: &Publish) -> bool {
+    p.dup && p.qos == QoS::AtLeastOnce
+}
+
 /// A received PUBLISH as the adapter takes it: an oversized payload is not copied.
-fn publish_message(p: Publish) -> FromBroker {
+fn publish_message(p: &Publish) -> FromBroker {
     let length = p.payload.len();
     FromBroker::Message {
         // MQTT requires UTF-8 topic names, and brokers check: a lossy reading only
@@ -538,6 +622,8 @@ fn publish_message(p: Publish) -> FromBroker {
         },
         length,
         retain: p.retain,
+        pkid: (p.qos != QoS::AtMostOnce).then_some(p.pkid),
+        acknowledged: redelivery_first_acknowledged(p),
     }
 }
 
@@ -551,15 +637,137 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// A reply to send.
+/// A reply to send, and the command's acknowledgement that waits for it.
 struct Answer {
     topic: String,
     body: Vec<u8>,
+    ack: Option<AckToken>,
 }
 
-/// What a command's task hands back: its reply, and its permit, which it holds until the
-/// reply is queued (until then the command counts as executing, and its reply as owed).
-type Done = (String, Vec<u8>, Option<tokio::sync::OwnedSemaphorePermit>);
+/// What a command's task hands back: its reply, its permit, which it holds until the
+/// reply is queued (until then the command counts as executing, and its reply as owed),
+/// and its acknowledgement.
+type Done = (
+    String,
+    Vec<u8>,
+    Option<tokio::sync::OwnedSemaphorePermit>,
+    Option<AckToken>,
+);
+
+/// A message received and not taken yet (see [`MAX_WAITING_BYTES`]).
+struct Received {
+    topic: String,
+    body: Vec<u8>,
+    length: usize,
+    retain: bool,
+    ack: AckToken,
+}
+
+impl Received {
+    fn size(&self) -> usize {
+        self.topic.len() + self.body.len()
+    }
+}
+
+/// Names a received message's place in [`Acks`]: the order it came in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct AckToken(u64);
+
+/// One received message waiting for its acknowledgement.
+struct PendingAck {
+    token: AckToken,
+    /// The packet id to acknowledge; `None` for a QoS 0 message, and once the broker
+    /// has forgotten the session (a packet id of it means nothing now).
+    pkid: Option<u16>,
+    fingerprint: u64,
+    /// Nothing more is owed for it: its reply is in the client's hands, or it needs none.
+    ready: bool,
+}
+
+/// The acknowledgements of received messages, kept in the order the messages came (MQTT
+/// 5.0, 4.6: PUBACKs go in that order) and sent as far as they are ready.
+#[derive(Default)]
+struct Acks {
+    pending: VecDeque<PendingAck>,
+    next: u64,
+    /// (packet id, fingerprint) of commands acknowledged lately: an acknowledgement the
+    /// connection lost as it broke brings the command again, with DUP set.
+    sent: VecDeque<(u16, u64)>,
+}
+
+impl Acks {
+    /// A place in the queue for a message just received.
+    fn receive(&mut self, pkid: Option<u16>, fingerprint: u64) -> AckToken {
+        let token = AckToken(self.next);
+        self.next += 1;
+        self.pending.push_back(PendingAck {
+            token,
+            pkid,
+            fingerprint,
+            ready: false,
+        });
+        token
+    }
+
+    /// A redelivery (DUP), already acknowledged: whether this process holds it already,
+    /// waiting for its reply (a packet id keeps its message within a session), or
+    /// answered and acknowledged on a connection that broke before the acknowledgement
+    /// went out. Its acknowledgement waiting here is then not sent again.
+    fn redelivered(&mut self, pkid: u16, fingerprint: u64) -> bool {
+        if let Some(waiting) = self
+            .pending
+            .iter_mut()
+            .find(|a| a.pkid == Some(pkid) && a.fingerprint == fingerprint)
+        {
+            waiting.pkid = None;
+            return true;
+        }
+        self.sent.contains(&(pkid, fingerprint))
+    }
+
+    fn ready(&mut self, token: AckToken) {
+        if let Ok(at) = self.pending.binary_search_by_key(&token, |a| a.token) {
+            self.pending[at].ready = true;
+        }
+    }
+
+    /// The broker kept no session: the packet ids waiting mean nothing to it.
+    fn forget_session(&mut self) {
+        for ack in &mut self.pending {
+            ack.pkid = None;
+        }
+        self.sent.clear();
+    }
+
+    /// Hands the ready acknowledgements at the front to the client, in order.
+    fn send(&mut self, client: &AsyncClient) {
+        while let Some(front) = self.pending.front() {
+            if !front.ready {
+                return;
+            }
+            if let Some(pkid) = front.pkid {
+                let mut publish = Publish::new("", QoS::AtLeastOnce, Vec::new(), None);
+                publish.pkid = pkid;
+                if client.try_ack(&publish).is_err() {
+                    return; // the channel is full: next round
+                }
+                if self.sent.len() >= MAX_ACKED_REMEMBERED {
+                    self.sent.pop_front();
+                }
+                self.sent.push_back((pkid, front.fingerprint));
+            }
+            self.pending.pop_front();
+        }
+    }
+}
+
+/// What tells a redelivered command from another: its topic and payload.
+fn fingerprint(topic: &str, payload: &[u8], length: usize) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (topic, payload, length).hash(&mut hasher);
+    hasher.finish()
+}
 
 struct Adapter {
     settings: Settings,
@@ -579,6 +787,11 @@ struct Adapter {
     /// [`MAX_PENDING_REPLIES`]).
     replies: VecDeque<Answer>,
     reply_bytes: usize,
+    /// Received messages waiting to be acknowledged.
+    acks: Acks,
+    /// Messages received while there was no room for more replies, and their bytes.
+    waiting: VecDeque<Received>,
+    waiting_bytes: usize,
     connected: bool,
     /// The largest packet the broker takes: [`MAX_PACKET`], or less if it says so.
     max_packet: usize,
@@ -614,6 +827,9 @@ impl Adapter {
             system_dirty: false,
             replies: VecDeque::new(),
             reply_bytes: 0,
+            acks: Acks::default(),
+            waiting: VecDeque::new(),
+            waiting_bytes: 0,
             connected: false,
             max_packet: MAX_PACKET,
             greet: false,
@@ -682,8 +898,11 @@ impl Adapter {
             let backlog = self.connected && self.pending();
             tokio::select! {
                 message = from_broker.recv() => match message {
-                    Some(FromBroker::Connected { max_packet }) => {
+                    Some(FromBroker::Connected { max_packet, session_present }) => {
                         connected_at = tokio::time::Instant::now();
+                        if !session_present {
+                            self.acks.forget_session();
+                        }
                         self.on_connect(max_packet);
                     }
                     Some(FromBroker::Disconnected(lost)) => {
@@ -709,8 +928,8 @@ impl Adapter {
                         // out after the next CONNACK.
                         self.connected = false;
                     }
-                    Some(FromBroker::Message { topic, payload, length, retain }) => {
-                        self.on_message(&topic, &payload, length, retain, &reply_tx);
+                    Some(FromBroker::Message { topic, payload, length, retain, pkid, acknowledged }) => {
+                        self.on_acked_message(&topic, &payload, length, retain, pkid, acknowledged, &reply_tx);
                     }
                     None => break,
                 },
@@ -768,6 +987,9 @@ impl Adapter {
                 }
             }
             self.flush(&client);
+            if self.take_waiting(&reply_tx) {
+                self.flush(&client);
+            }
             if self.unanswered.0 > 0 && self.replies.is_empty() {
                 self.say_dropped(true);
             }
@@ -775,9 +997,9 @@ impl Adapter {
     }
 
     /// Queues a command's reply (and then lets its permit go).
-    fn push_reply(&mut self, (topic, body, permit): Done) {
+    fn push_reply(&mut self, (topic, body, permit, ack): Done) {
         self.reply_bytes += topic.len() + body.len();
-        self.replies.push_back(Answer { topic, body });
+        self.replies.push_back(Answer { topic, body, ack });
         drop(permit);
     }
 
@@ -789,6 +1011,7 @@ impl Adapter {
             || !self.removed.is_empty()
             || !self.replies.is_empty()
             || !self.announce.is_empty()
+            || self.acks.pending.front().is_some_and(|a| a.ready)
     }
 
     /// Commands taken and not answered yet: executing, or their replies queued.
@@ -1010,7 +1233,12 @@ impl Adapter {
                 return;
             }
             self.reply_bytes -= answer.topic.len() + answer.body.len();
+            if let Some(token) = answer.ack {
+                self.acks.ready(token);
+            }
         }
+        // After the replies: a command's acknowledgement follows its reply on the wire.
+        self.acks.send(client);
     }
 
     async fn go_offline(&mut self, client: &AsyncClient) {
@@ -1063,19 +1291,89 @@ impl Adapter {
         self.unanswered = (0, Some(now));
     }
 
+    /// A message from the broker, and its acknowledgement: sent once its reply is in the
+    /// client's hands, or at once when it needs no reply. A redelivery of a message this
+    /// process already holds is not run again (see the module's notes).
+    #[allow(clippy::too_many_arguments)]
+    fn on_acked_message(
+        &mut self,
+        topic: &str,
+        body: &[u8],
+        length: usize,
+        retain: bool,
+        pkid: Option<u16>,
+        acknowledged: bool,
+        replies: &mpsc::Sender<Done>,
+    ) {
+        let fingerprint = fingerprint(topic, body, length);
+        let pkid = match pkid {
+            Some(pkid) if acknowledged => {
+                if self.acks.redelivered(pkid, fingerprint) {
+                    return; // this process has it already: it is not run twice
+                }
+                None
+            }
+            other => other,
+        };
+        let ack = self.acks.receive(pkid, fingerprint);
+        let received = Received {
+            topic: topic.to_owned(),
+            body: body.to_vec(),
+            length,
+            retain,
+            ack,
+        };
+        if self.waiting.is_empty() && self.has_room() {
+            self.take(received, replies);
+        } else if self.waiting_bytes + received.size() <= MAX_WAITING_BYTES {
+            self.waiting_bytes += received.size();
+            self.waiting.push_back(received);
+        } else {
+            self.drop_unanswered();
+            self.acks.ready(ack);
+        }
+    }
+
+    /// Whether a command taken now has room for its reply.
+    fn has_room(&self) -> bool {
+        self.unanswered() < MAX_PENDING_REPLIES && self.reply_bytes < MAX_PENDING_REPLY_BYTES
+    }
+
+    /// Takes the messages that waited, as far as there is room; whether it took any.
+    fn take_waiting(&mut self, replies: &mpsc::Sender<Done>) -> bool {
+        let mut took = false;
+        while self.has_room() {
+            let Some(received) = self.waiting.pop_front() else {
+                break;
+            };
+            self.waiting_bytes -= received.size();
+            self.take(received, replies);
+            took = true;
+        }
+        took
+    }
+
+    fn take(&mut self, m: Received, replies: &mpsc::Sender<Done>) {
+        if !self.on_message(&m.topic, &m.body, m.length, m.retain, m.ack, replies) {
+            self.acks.ready(m.ack);
+        }
+    }
+
     /// Checks a command and hands it to a task of its own (the core's reply is awaited
     /// there, never in this loop); refusals are answered at once, `busy` before anything
-    /// runs; a command with no room for its reply is not taken.
+    /// runs; a command with no room for its reply is not taken. Whether a reply will
+    /// carry `ack`: otherwise nothing more is owed for the message.
     fn on_message(
         &mut self,
         topic: &str,
         body: &[u8],
         length: usize,
         retain: bool,
+        ack: AckToken,
         replies: &mpsc::Sender<Done>,
-    ) {
+    ) -> bool {
         let Some(target) = self.topics.route(topic) else {
-            return;
+            return false;
         };
         if target == Target::HomeAssistantStatus {
             if body == b"online" && self.settings.homeassistant {
@@ -1086,10 +1384,10 @@ impl Adapter {
                     .cloned()
                     .collect();
             }
-            return;
+            return false;
         }
         if length == 0 {
-            return; // how a retained message is cleared: nothing was asked
+            return false; // how a retained message is cleared: nothing was asked
         }
         // A fault for the tests, compiled only with the `test-hooks` feature (never in a
         // board's build, debug or not): the adapter's panic must stay the adapter's.
@@ -1106,12 +1404,12 @@ impl Adapter {
                      must not be retained (clear it: mosquitto_pub -r -n -t '{topic}')"
                 );
             }
-            return;
+            return false;
         }
         // Room for the reply first: a command that could not be answered is not taken.
-        if self.unanswered() >= MAX_PENDING_REPLIES || self.reply_bytes >= MAX_PENDING_REPLY_BYTES {
+        if !self.has_room() {
             self.drop_unanswered();
-            return;
+            return false;
         }
         let request = if length > MAX_COMMAND {
             Err(Refusal {
@@ -1132,8 +1430,8 @@ impl Adapter {
                     .clone()
                     .unwrap_or_else(|| self.topics.reply());
                 let body = payload::error_reply(&refusal.id, refusal.code, &refusal.message);
-                self.push_reply((reply_topic, body, None));
-                return;
+                self.push_reply((reply_topic, body, None, Some(ack)));
+                return true;
             }
         };
         let reply_topic = request
@@ -1147,8 +1445,9 @@ impl Adapter {
                 reply_topic,
                 payload::error_reply(&request.id, BUSY, message),
                 None,
+                Some(ack),
             ));
-            return;
+            return true;
         };
         let command = match (&target, request.verb) {
             (Target::Service(name), Verb::Start) => {
@@ -1211,8 +1510,11 @@ impl Adapter {
                 }
                 _ => payload::ok_reply::<()>(&request.id, None),
             };
-            let _ = replies.send((reply_topic, body, Some(permit))).await;
+            let _ = replies
+                .send((reply_topic, body, Some(permit), Some(ack)))
+                .await;
         });
+        true
     }
 
     /// Whether this command may run here: the verb fits the topic, the service is
