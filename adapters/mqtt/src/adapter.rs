@@ -48,8 +48,11 @@
 
 use crate::connect::{describe, install_crypto, is_bare_close, Broker, Lost, MIN_KEEP_ALIVE};
 use crate::homeassistant;
-use crate::payload::{self, Refusal, Verb, BAD_PAYLOAD, BUSY, NOT_ALLOWED, UNKNOWN_SERVICE};
+use crate::payload::{
+    self, Refusal, Verb, BAD_PAYLOAD, BUSY, FAILED, NOT_ALLOWED, TIMEOUT, UNKNOWN_SERVICE,
+};
 use crate::topics::{glob_match, Target, Topics};
+use ember_ipc::link::call_alone;
 use ember_ipc::{
     Command, Control, ErrorKind, Event, Reply, ServiceStatus, StatusArgs, SystemState,
     SystemStatus, Targets,
@@ -67,6 +70,8 @@ use tokio::sync::{broadcast, mpsc, oneshot, Semaphore};
 /// The adapter's settings, from `[mqtt]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
+    /// ember's control socket: a command with `wait` takes a connection of its own.
+    pub socket: std::path::PathBuf,
     /// The broker and the login, TLS files included (read by ember).
     pub broker: Broker,
     pub client_id: String,
@@ -309,6 +314,53 @@ async fn poll_broker(
         };
         if to_adapter.send(message).await.is_err() {
             return;
+        }
+    }
+}
+
+/// A start, stop or restart with `wait`: sent on a connection of its own to ember's
+/// socket (the link carries one request at a time, and this one is answered only once
+/// the core says the service has settled), for at most `within`. `Err` with what to say
+/// when it has not settled by then: where the service is, read over the link.
+async fn wait_for(
+    control: &Control,
+    socket: &std::path::Path,
+    command: Command,
+    origin: &str,
+    service: &str,
+    within: Duration,
+) -> Result<Reply, String> {
+    match tokio::time::timeout(within, call_alone(socket, &command, origin)).await {
+        Ok(Ok(reply)) => Ok(reply),
+        Ok(Err(why)) => Ok(Reply::error(
+            ErrorKind::Busy,
+            format!("cannot wait for the outcome ({why}); send it again, or without wait"),
+        )),
+        Err(_) => {
+            let status = StatusArgs {
+                names: vec![service.to_owned()],
+                details: false,
+            };
+            let now = match control.call(Command::Status(status), origin).await {
+                Reply::Status(status) => status
+                    .services
+                    .first()
+                    .map(|s| {
+                        let state = serde_json::to_value(s.state).unwrap_or_default();
+                        let sub = serde_json::to_value(s.sub_state).unwrap_or_default();
+                        format!(
+                            "; it is {} ({})",
+                            state.as_str().unwrap_or("?"),
+                            sub.as_str().unwrap_or("?")
+                        )
+                    })
+                    .unwrap_or_default(),
+                _ => String::new(),
+            };
+            Err(format!(
+                "{service} did not settle within {} s{now}; its want stays as the command set it",
+                within.as_secs()
+            ))
         }
     }
 }
@@ -713,7 +765,13 @@ impl Adapter {
         }
         if self.system_dirty {
             if let Some(system) = &self.system {
-                let body = serde_json::to_vec(system).unwrap_or_default();
+                // With the board's groups: what `ember fleet` reads to know who answers
+                // a group's command.
+                let mut value = serde_json::to_value(system).unwrap_or_default();
+                if let Some(fields) = value.as_object_mut() {
+                    fields.insert("groups".into(), self.settings.groups.clone().into());
+                }
+                let body = serde_json::to_vec(&value).unwrap_or_default();
                 if self
                     .publish(client, self.topics.system(), QoS::AtLeastOnce, true, body)
                     .is_err()
@@ -939,12 +997,15 @@ impl Adapter {
             ));
             return;
         };
+        // With `wait`, the core answers once the service has settled (see `wait_for`).
+        let targets = |name: &String| Targets {
+            names: vec![name.clone()],
+            wait: request.wait.is_some(),
+        };
         let command = match (&target, request.verb) {
-            (Target::Service(name), Verb::Start) => {
-                Command::Start(Targets::new(vec![name.clone()]))
-            }
-            (Target::Service(name), Verb::Stop) => Command::Stop(Targets::new(vec![name.clone()])),
-            (Target::Service(name), _) => Command::Restart(Targets::new(vec![name.clone()])),
+            (Target::Service(name), Verb::Start) => Command::Start(targets(name)),
+            (Target::Service(name), Verb::Stop) => Command::Stop(targets(name)),
+            (Target::Service(name), _) => Command::Restart(targets(name)),
             (_, Verb::Reload) => Command::Reload,
             (_, Verb::Poweroff) => Command::Poweroff,
             (_, Verb::Reboot) => Command::Reboot,
@@ -962,8 +1023,25 @@ impl Adapter {
         let control = self.control.clone();
         let replies = replies.clone();
         let origin = format!("mqtt {topic}");
+        let socket = self.settings.socket.clone();
+        let service = match &target {
+            Target::Service(name) => name.clone(),
+            _ => String::new(),
+        };
         tokio::spawn(async move {
-            let reply = control.call(command, origin).await;
+            let reply = match request.wait {
+                Some(within) => {
+                    match wait_for(&control, &socket, command, &origin, &service, within).await {
+                        Ok(reply) => reply,
+                        Err(message) => {
+                            let body = payload::error_reply(&request.id, TIMEOUT, &message);
+                            let _ = replies.send((reply_topic, body, Some(permit))).await;
+                            return;
+                        }
+                    }
+                }
+                None => control.call(command, origin).await,
+            };
             let body = match reply {
                 Reply::Status(status) if request.verb == Verb::List => {
                     let services = status.services;
@@ -994,7 +1072,7 @@ impl Adapter {
                             BAD_PAYLOAD
                         }
                         ErrorKind::InvalidConfig => "invalid-config",
-                        _ => "failed",
+                        _ => FAILED,
                     };
                     payload::error_reply(&request.id, code, &e.message)
                 }
@@ -1121,6 +1199,7 @@ mod tests {
 
     fn settings_for_tests(keep_alive: Duration) -> Settings {
         Settings {
+            socket: "/run/ember/control.sock".into(),
             broker: Broker {
                 host: "127.0.0.1".into(),
                 port: 1883,

@@ -61,6 +61,7 @@ async fn serve(settings: MqttSettings) -> i32 {
     let (ask_offline, offline) = tokio::sync::oneshot::channel();
     let adapter = adapter::run(
         Settings {
+            socket: settings.socket.clone(),
             broker: Broker {
                 host: settings.host,
                 port: settings.port,
