@@ -1,4 +1,5 @@
-//! The `ember` binary: supervisor (or init), `ember check`, `ember ctl` and `ember analyze`.
+//! The `ember` binary: supervisor (or init), `ember check`, `ember ctl`, `ember analyze`,
+//! and `ember fleet` (which runs ember-fleet).
 //!
 //! The entry point is our own C `main`, not std's: std's start-up aborts the process when
 //! stdin, stdout or stderr is closed and /dev/null cannot be opened, which is exactly the
@@ -54,6 +55,7 @@ fn run(mut argv: Vec<OsString>) -> c_int {
         Ok(Mode::Check { config }) => cli::check::run(&config),
         Ok(Mode::Ctl(invocation)) => cli::ctl::run(invocation),
         Ok(Mode::Analyze(invocation)) => cli::analyze::run(invocation),
+        Ok(Mode::Fleet(args)) => cli::fleet::run(args),
         Ok(Mode::Daemon { config }) => ember::daemon::run(&config),
         Ok(Mode::Power {
             power,

@@ -131,10 +131,16 @@ fn check_payload(body: &[u8]) {
             if let Some(t) = &request.reply_to {
                 json["reply_to"] = t.clone().into();
             }
+            if let Some(within) = request.wait {
+                assert!(request.verb.is_service_verb(), "{request:?}");
+                assert!((1..=payload::MAX_WAIT_SECS).contains(&within.as_secs()));
+                json["wait"] = true.into();
+                json["timeout"] = within.as_secs().into();
+            }
             let again = decode(json.to_string().as_bytes());
             assert_eq!(again.as_ref(), Ok(&request), "{json}");
-            // ...and as plain text, when it has no id or reply_to.
-            if request.id.is_none() && request.reply_to.is_none() {
+            // ...and as plain text, when it has no id, reply_to or wait.
+            if request.id.is_none() && request.reply_to.is_none() && request.wait.is_none() {
                 let plain = decode(request.verb.word().as_bytes());
                 assert_eq!(plain, Ok(request.clone()));
             }

@@ -89,6 +89,49 @@ pub struct MqttSettings {
     pub log: Option<String>,
 }
 
+/// A broker's address, `mqtt://host[:port]` or `mqtts://host[:port]`: `[mqtt] url`, and
+/// `ember fleet --broker`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MqttUrl {
+    pub host: String,
+    pub port: u16,
+    pub tls: bool,
+}
+
+/// Reads a broker's URL; the error says what to write instead.
+pub fn parse_url(url: &str) -> Result<MqttUrl, String> {
+    let (rest, tls, default_port) = if let Some(rest) = url.strip_prefix("mqtts://") {
+        (rest, true, 8883)
+    } else if let Some(rest) = url.strip_prefix("mqtt://") {
+        (rest, false, 1883)
+    } else {
+        return Err(format!(
+            "url \"{url}\" must start with mqtt:// or mqtts://, e.g. \"mqtt://127.0.0.1:1883\""
+        ));
+    };
+    let rest = rest.trim_end_matches('/');
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') || host.ends_with(']') => {
+            let port = port
+                .parse()
+                .map_err(|_| format!("url \"{url}\": \"{port}\" is not a port number"))?;
+            (host, port)
+        }
+        _ => (rest, default_port),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(format!(
+            "url \"{url}\" has no host; write e.g. \"mqtt://127.0.0.1:1883\""
+        ));
+    }
+    Ok(MqttUrl {
+        host: host.to_owned(),
+        port,
+        tls,
+    })
+}
+
 /// Reads an adapter's settings from standard input, to its end.
 #[cfg(feature = "link")]
 pub fn read_settings<T: serde::de::DeserializeOwned>() -> Result<T, String> {

@@ -136,6 +136,15 @@ impl Link {
     }
 }
 
+/// One command on a connection of its own, for a command that may take long (a start,
+/// stop or restart with `wait`, answered once the core says the service has settled): on
+/// the link's connection it would hold up every request after it. Dropping the future
+/// closes the connection, and the core forgets the wait.
+pub async fn call_alone(socket: &Path, command: &Command, via: &str) -> Result<Reply, String> {
+    let mut lines = Lines::connect(socket).await?;
+    lines.call(command, Some(via)).await
+}
+
 /// One connection to the socket, line by line.
 struct Lines {
     reader: BufReader<tokio::net::unix::OwnedReadHalf>,

@@ -1,9 +1,10 @@
-//! The command line: `ember`, `ember check`, `ember ctl ...`, `ember analyze ...`.
+//! The command line: `ember`, `ember check`, `ember ctl ...`, `ember analyze ...`, `ember fleet ...`.
 //! Parsing with lexopt and help text written by hand, to keep the binary small.
 
 pub mod analyze;
 pub mod check;
 pub mod ctl;
+pub mod fleet;
 pub mod out;
 pub mod terminal;
 
@@ -20,6 +21,9 @@ Usage:
                                     critical-chain [NAME], plot (SVG), dump; and verify
                                     [--config PATH]: check plus warnings (see `ember
                                     analyze --help`)
+  ember fleet COMMAND ...           many boards over MQTT: status, start|stop|restart SERVICE
+                                    [--wait], watch (runs ember-fleet, installed beside
+                                    ember; see `ember fleet --help`)
   ember poweroff|reboot|halt [-f]   ask PID 1 to stop every service and power off,
                                     reboot or halt (-f: reboot(2) at once, no stopping);
                                     also reached as `poweroff`, `reboot`, `halt` symlinks
@@ -78,6 +82,8 @@ pub enum Mode {
     },
     Ctl(ctl::Invocation),
     Analyze(analyze::Invocation),
+    /// `ember fleet ARGS...`: handed to ember-fleet as they are.
+    Fleet(Vec<std::ffi::OsString>),
     Help(&'static str),
     Version,
 }
@@ -112,6 +118,10 @@ pub fn parse(argv0: &str, args: Vec<std::ffi::OsString>) -> Result<Mode, String>
                 match word.as_str() {
                     "ctl" => return ctl::parse(parser).map(Mode::Ctl),
                     "analyze" => return analyze::parse(parser).map(Mode::Analyze),
+                    "fleet" => {
+                        let rest = parser.raw_args().map_err(|e| e.to_string())?;
+                        return Ok(Mode::Fleet(rest.collect()));
+                    }
                     "poweroff" | "reboot" | "halt" => {
                         let power = crate::pid1::system::parse_power(&word).ok_or("unreachable")?;
                         return parse_power(power, parser);

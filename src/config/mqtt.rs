@@ -35,13 +35,8 @@ pub struct MqttConfig {
     pub user: String,
 }
 
-/// `mqtt://host[:port]` or `mqtts://host[:port]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MqttUrl {
-    pub host: String,
-    pub port: u16,
-    pub tls: bool,
-}
+/// `mqtt://host[:port]` or `mqtts://host[:port]`: shared with `ember fleet --broker`.
+pub use ember_ipc::adapter::{parse_url, MqttUrl};
 
 impl FromToml for MqttUrl {
     fn from_toml(value: Spanned<DeValue<'_>>, issues: &mut Vec<Issue>) -> Option<Self> {
@@ -51,39 +46,6 @@ impl FromToml for MqttUrl {
             .map_err(|message| issues.push(Issue { offset, message }))
             .ok()
     }
-}
-
-pub fn parse_url(url: &str) -> Result<MqttUrl, String> {
-    let (rest, tls, default_port) = if let Some(rest) = url.strip_prefix("mqtts://") {
-        (rest, true, 8883)
-    } else if let Some(rest) = url.strip_prefix("mqtt://") {
-        (rest, false, 1883)
-    } else {
-        return Err(format!(
-            "url \"{url}\" must start with mqtt:// or mqtts://, e.g. \"mqtt://127.0.0.1:1883\""
-        ));
-    };
-    let rest = rest.trim_end_matches('/');
-    let (host, port) = match rest.rsplit_once(':') {
-        Some((host, port)) if !host.contains(':') || host.ends_with(']') => {
-            let port = port
-                .parse()
-                .map_err(|_| format!("url \"{url}\": \"{port}\" is not a port number"))?;
-            (host, port)
-        }
-        _ => (rest, default_port),
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    if host.is_empty() {
-        return Err(format!(
-            "url \"{url}\" has no host; write e.g. \"mqtt://127.0.0.1:1883\""
-        ));
-    }
-    Ok(MqttUrl {
-        host: host.to_owned(),
-        port,
-        tls,
-    })
 }
 
 /// The keys as written, with where the ones checked together were written.

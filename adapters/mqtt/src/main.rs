@@ -7,6 +7,7 @@
 use ember_ipc::adapter::{crash_on_panic, init_logging, read_settings, MqttSettings};
 use ember_ipc::link::Link;
 use ember_mqtt::adapter::{self, Settings};
+use ember_mqtt::connect::Broker;
 use std::time::Duration;
 
 fn main() {
@@ -60,15 +61,18 @@ async fn serve(settings: MqttSettings) -> i32 {
     let (ask_offline, offline) = tokio::sync::oneshot::channel();
     let adapter = adapter::run(
         Settings {
-            host: settings.host,
-            port: settings.port,
-            tls: settings.tls,
+            socket: settings.socket.clone(),
+            broker: Broker {
+                host: settings.host,
+                port: settings.port,
+                tls: settings.tls,
+                username: settings.username,
+                password: settings.password,
+                ca: settings.ca,
+                cert: settings.cert,
+                key: settings.key,
+            },
             client_id: settings.client_id,
-            username: settings.username,
-            password: settings.password,
-            ca: settings.ca,
-            cert: settings.cert,
-            key: settings.key,
             prefix: settings.prefix,
             device: settings.device,
             keep_alive: Duration::from_secs(settings.keep_alive_secs),

@@ -1,6 +1,9 @@
 //! Command payloads and replies. A command is plain text (`restart`, trimmed, any case)
 //! or JSON (`{"cmd":"restart","id":"abc","reply_to":"some/topic"}`); a reply is
 //! `{"id":...,"ok":true}` or `{"id":...,"ok":false,"error":{"code":...,"message":...}}`.
+//! A start, stop or restart with `"wait":true` (and optionally `"timeout"`, whole
+//! seconds) is answered once the core says the service has settled: up (a new run, for
+//! a restart) or down; or failed, with the reason; or not within the timeout.
 
 use serde::{Deserialize, Serialize};
 
@@ -58,7 +61,15 @@ pub struct Request {
     pub verb: Verb,
     pub id: Option<serde_json::Value>,
     pub reply_to: Option<String>,
+    /// `"wait":true`: answer once settled, waiting at most this long.
+    pub wait: Option<std::time::Duration>,
 }
+
+/// How long a `wait` waits when the command does not say.
+pub const DEFAULT_WAIT_SECS: u64 = 30;
+/// The longest `timeout` a `wait` takes: a waiting command holds one of the commands
+/// that may execute at once.
+pub const MAX_WAIT_SECS: u64 = 3600;
 
 /// Why a command was refused, with the id to answer to when one could be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +84,10 @@ pub const BAD_PAYLOAD: &str = "bad-payload";
 pub const UNKNOWN_SERVICE: &str = "unknown-service";
 pub const NOT_ALLOWED: &str = "not-allowed";
 pub const BUSY: &str = "busy";
+/// A `wait` that ended before the service settled.
+pub const TIMEOUT: &str = "timeout";
+/// A `wait` whose service failed (the message says why).
+pub const FAILED: &str = "failed";
 
 /// The strict JSON reader that every input of ember goes through (a key given twice is
 /// refused at any depth, a value of the wrong type names its field).
@@ -88,6 +103,10 @@ struct Fields {
     id: serde::de::IgnoredAny,
     #[serde(default)]
     reply_to: Option<String>,
+    #[serde(default)]
+    wait: bool,
+    #[serde(default)]
+    timeout: Option<u64>,
 }
 
 /// Decodes a payload.
@@ -103,7 +122,7 @@ pub fn decode(payload: &[u8]) -> Result<Request, Refusal> {
     let trimmed = text.trim();
     if !trimmed.starts_with('{') {
         return Verb::parse(trimmed)
-            .map(|verb| Request { verb, id: None, reply_to: None })
+            .map(|verb| Request { verb, id: None, reply_to: None, wait: None })
             .ok_or_else(|| refuse(format!("unknown command {:?}; send start, stop, restart, list, reload, poweroff or reboot", shorten(trimmed)), None, None));
     }
     // One reading of the JSON: with a key given twice, which one counts would depend on
@@ -141,11 +160,11 @@ pub fn decode(payload: &[u8]) -> Result<Request, Refusal> {
     };
     if let Some(key) = object
         .keys()
-        .find(|k| !matches!(k.as_str(), "cmd" | "id" | "reply_to"))
+        .find(|k| !matches!(k.as_str(), "cmd" | "id" | "reply_to" | "wait" | "timeout"))
     {
         return Err(refuse(
             format!(
-                "unknown field \"{}\"; a command has cmd, id and reply_to",
+                "unknown field \"{}\"; a command has cmd, id, reply_to, wait and timeout",
                 shorten(key)
             ),
             id,
@@ -160,11 +179,46 @@ pub fn decode(payload: &[u8]) -> Result<Request, Refusal> {
         )
     })?;
     match Verb::parse(&fields.cmd) {
-        Some(verb) => Ok(Request {
-            verb,
-            id,
-            reply_to: fields.reply_to,
-        }),
+        Some(verb) => {
+            let wait = match (fields.wait, fields.timeout) {
+                (false, None) => None,
+                (false, Some(_)) => {
+                    return Err(refuse(
+                        "\"timeout\" goes with \"wait\":true".into(),
+                        id,
+                        fields.reply_to,
+                    ))
+                }
+                (true, _) if !verb.is_service_verb() => {
+                    return Err(refuse(
+                        format!(
+                            "\"wait\" goes with start, stop and restart, not {}",
+                            verb.word()
+                        ),
+                        id,
+                        fields.reply_to,
+                    ))
+                }
+                (true, Some(secs)) if secs == 0 || secs > MAX_WAIT_SECS => {
+                    return Err(refuse(
+                        format!(
+                            "\"timeout\" is whole seconds from 1 to {MAX_WAIT_SECS}; got {secs}"
+                        ),
+                        id,
+                        fields.reply_to,
+                    ))
+                }
+                (true, secs) => Some(std::time::Duration::from_secs(
+                    secs.unwrap_or(DEFAULT_WAIT_SECS),
+                )),
+            };
+            Ok(Request {
+                verb,
+                id,
+                reply_to: fields.reply_to,
+                wait,
+            })
+        }
         None => Err(refuse(
             format!(
                 "unknown command {:?}; send start, stop, restart, list, reload, poweroff or reboot",
@@ -373,6 +427,42 @@ mod tests {
             let reply: serde_json::Value =
                 serde_json::from_slice(&ok_reply::<()>(&id, None)).unwrap();
             assert_eq!(Some(&reply["id"]), id.as_ref(), "{text}");
+        }
+    }
+
+    #[test]
+    fn wait_and_timeout() {
+        let r = decode(br#"{"cmd":"restart","id":1,"wait":true}"#).unwrap();
+        assert_eq!(
+            r.wait,
+            Some(std::time::Duration::from_secs(DEFAULT_WAIT_SECS))
+        );
+        let r = decode(br#"{"cmd":"stop","wait":true,"timeout":5}"#).unwrap();
+        assert_eq!(r.wait, Some(std::time::Duration::from_secs(5)));
+        assert_eq!(
+            decode(br#"{"cmd":"stop","wait":false}"#).unwrap().wait,
+            None
+        );
+        for (text, says) in [
+            (r#"{"cmd":"stop","timeout":5}"#, "goes with \"wait\":true"),
+            (r#"{"cmd":"list","wait":true}"#, "not list"),
+            (
+                r#"{"cmd":"stop","wait":true,"timeout":0}"#,
+                "from 1 to 3600",
+            ),
+            (
+                r#"{"cmd":"stop","wait":true,"timeout":3601}"#,
+                "from 1 to 3600",
+            ),
+            (
+                r#"{"cmd":"stop","wait":true,"timeout":1.5}"#,
+                "\"timeout\": invalid type",
+            ),
+            (r#"{"cmd":"stop","wait":"yes"}"#, "\"wait\": invalid type"),
+        ] {
+            let e = decode(text.as_bytes()).unwrap_err();
+            assert_eq!(e.code, BAD_PAYLOAD, "{text}");
+            assert!(e.message.contains(says), "{text}: {}", e.message);
         }
     }
 

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! <prefix>/<device>/status                         online | offline (retained; the will)
+//! <prefix>/<device>/system                         JSON: state, config, seq, groups (retained)
 //! <prefix>/<device>/service/<name>/state           JSON status (retained)
 //! <prefix>/<device>/service/<name>/cmd             start | stop | restart
 //! <prefix>/<device>/cmd                            list | reload | poweroff | reboot
@@ -45,7 +46,7 @@ impl Topics {
         format!("{}/{}/status", self.prefix, self.device)
     }
 
-    /// Retained: the board's state and whether its configuration fell back.
+    /// Retained: the board's state, whether its configuration fell back, its groups.
     pub fn system(&self) -> String {
         format!("{}/{}/system", self.prefix, self.device)
     }

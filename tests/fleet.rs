@@ -1,0 +1,360 @@
+//! `ember fleet` (ember-fleet, run by `ember fleet ...`) against real mosquitto brokers and
+//! real boards: each an ember in a PID namespace of its own with its MQTT adapter, as
+//! the MQTT tests run them. A fleet with a board offline, one that refuses, one whose
+//! service fails; a live view with a board that missed changes; two brokers joined by a
+//! bridge, driven from one side.
+
+mod common;
+
+use common::broker::{have_mosquitto, Broker};
+use common::*;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+const LONG: Duration = Duration::from_secs(15);
+
+/// ember-fleet, beside ember (where `ember fleet` looks for it): built by `cargo test
+/// --workspace` (or `cargo build -p ember-fleet`).
+fn have_fleet() -> bool {
+    let path = PathBuf::from(EMBER).with_file_name("ember-fleet");
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with --workspace, or `cargo build -p ember-fleet` first",
+        path.display()
+    );
+    true
+}
+
+/// `ember fleet ARGS... --broker URL`.
+fn fleet(broker: &Broker, args: &[&str]) -> Output {
+    Command::new(EMBER)
+        .arg("fleet")
+        .args(args)
+        .args(["--broker", &broker.url()])
+        .output()
+        .expect("run ember fleet")
+}
+
+/// The same with --json: the exit status and the document.
+fn fleet_json(broker: &Broker, args: &[&str]) -> (Option<i32>, Value) {
+    let out = fleet(broker, &[args, &["--json"]].concat());
+    let value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "ember fleet {args:?} --json: {e}\nstdout: {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code(), value)
+}
+
+/// A deadline for ember fleet's --timeout, scaled to this machine.
+fn timeout(quiet: Duration) -> String {
+    format!("{}s", scaled(quiet).as_secs().max(1))
+}
+
+/// A board: ember as PID 1 of a namespace, with `[mqtt]` on `broker`.
+fn board(broker: &Broker, device: &str, mqtt: &str, services: &str) -> Ember {
+    Ember::start(
+        &format!("fleet-{device}"),
+        &format!(
+            "[system]\ndevice = \"{device}\"\n\n[mqtt]\nurl = \"{}\"\nkeep_alive = \"5s\"\n{mqtt}\n{services}",
+            broker.url()
+        ),
+    )
+}
+
+fn web_and_db(marker: u32) -> String {
+    format!(
+        "[service.web]\ncommand = [\"/bin/sleep\", \"{marker}\"]\n\n[service.db]\ncommand = [\"/bin/sleep\", \"{}\"]\n",
+        marker + 1
+    )
+}
+
+/// The boards of a status document, by device.
+fn boards(status: &Value) -> Vec<(String, Value)> {
+    status["boards"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .map(|b| (b["device"].as_str().unwrap_or("").to_owned(), b.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Waits until `ember fleet status` shows every device of `online` online and every one of
+/// `offline` offline; returns that status.
+fn wait_status(broker: &Broker, online: &[&str], offline: &[&str]) -> Value {
+    let mut last = Value::Null;
+    let seen = wait_for(LONG, || {
+        let (_, status) = fleet_json(broker, &["status"]);
+        last = status;
+        let list = boards(&last);
+        let is = |device: &str, word: &str| {
+            list.iter()
+                .any(|(d, b)| d == device && b["status"] == word && b["system"].is_object())
+        };
+        online.iter().all(|d| is(d, "online")) && offline.iter().all(|d| is(d, "offline"))
+    });
+    assert!(
+        seen,
+        "never online {online:?}, offline {offline:?}: {last:#}"
+    );
+    last
+}
+
+/// The outcome of each board in a command's document.
+fn outcome(report: &Value, device: &str) -> Value {
+    report["boards"]
+        .as_array()
+        .and_then(|list| list.iter().find(|b| b["device"] == device).cloned())
+        .unwrap_or_else(|| panic!("no outcome for {device}: {report:#}"))
+}
+
+#[test]
+fn a_fleet_with_an_offline_board_a_refusal_and_a_failure() {
+    if !can_unshare() || !have_mosquitto() || !have_fleet() {
+        return;
+    }
+    let broker = Broker::start("fleet", "");
+    let lab = "groups = [\"lab\"]";
+    let f1 = board(&broker, "f1", lab, &web_and_db(7960001));
+    let f2 = board(&broker, "f2", lab, &web_and_db(7960011));
+    // Takes commands for db only: web gets not-allowed.
+    let f3 = board(
+        &broker,
+        "f3",
+        "groups = [\"lab\"]\nallow = [\"db\"]",
+        &web_and_db(7960021),
+    );
+    // web's program is not there: it fails at every start, with the OS error.
+    let f4 = board(
+        &broker,
+        "f4",
+        lab,
+        "[service.web]\ncommand = [\"/nonexistent/ember-test-web\"]\nrestart = \"never\"\n\n[service.db]\ncommand = [\"/bin/sleep\", \"7960032\"]\n",
+    );
+    let f5 = board(&broker, "f5", lab, &web_and_db(7960041));
+    for ember in [&f1, &f2, &f3, &f5] {
+        ember.wait_state("web", "active", None, LONG);
+    }
+    f4.wait_state("web", "failed", None, LONG);
+    wait_status(&broker, &["f1", "f2", "f3", "f4", "f5"], &[]);
+
+    // f5 goes away without a word: the broker publishes its last will.
+    drop(f5);
+    let status = wait_status(&broker, &["f1", "f2", "f3", "f4"], &["f5"]);
+    assert_eq!(status["complete"], true, "{status:#}");
+    assert_eq!(status["counts"]["boards"], 5, "{status:#}");
+    assert_eq!(status["services"]["web"]["failed"][0], "f4", "{status:#}");
+    assert_eq!(status["services"]["web"]["offline"][0], "f5", "{status:#}");
+    let f4_web = &boards(&status)[3].1["services"]["web"];
+    assert!(
+        f4_web["reason"].as_str().is_some_and(|r| !r.is_empty()),
+        "{f4_web}"
+    );
+    // The same as a table, in words.
+    let out = fleet(&broker, &["status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.starts_with("5 boards answered (4 online, 1 offline)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\nweb: 3 active, 1 failed (f4), 1 offline (f5)\n"),
+        "{text}"
+    );
+    assert!(text.contains("\nf5 "), "offline boards are listed: {text}");
+
+    // One restart for the group, waited for: two boards do it, one refuses, one fails,
+    // one is offline. Exit 1: a refusal or a failure comes first.
+    let (p1, p2) = (
+        f1.status("web")["pid"].clone(),
+        f2.status("web")["pid"].clone(),
+    );
+    let (code, report) = fleet_json(
+        &broker,
+        &[
+            "restart",
+            "web",
+            "--group",
+            "lab",
+            "--wait",
+            "--timeout",
+            &timeout(LONG),
+        ],
+    );
+    assert_eq!(code, Some(1), "{report:#}");
+    for device in ["f1", "f2"] {
+        assert_eq!(outcome(&report, device)["outcome"], "done", "{report:#}");
+    }
+    let f3_out = outcome(&report, "f3");
+    assert_eq!(f3_out["outcome"], "refused", "{report:#}");
+    assert_eq!(f3_out["code"], "not-allowed", "{report:#}");
+    let f4_out = outcome(&report, "f4");
+    assert_eq!(f4_out["outcome"], "failed", "{report:#}");
+    assert!(
+        f4_out["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("web failed")),
+        "the reason: {report:#}"
+    );
+    assert_eq!(outcome(&report, "f5")["outcome"], "offline", "{report:#}");
+    assert_eq!(report["exit"], 1);
+    // Done means done: the new runs are up when ember fleet says so.
+    for (ember, before) in [(&f1, p1), (&f2, p2)] {
+        let now = ember.status("web");
+        assert_eq!(now["state"], "active", "{now}");
+        assert_ne!(now["pid"], before, "{now}");
+    }
+    assert_eq!(f3.status("web")["restarts"], 0);
+
+    // The same in words: a line for each board that did not do it.
+    let out = fleet(
+        &broker,
+        &[
+            "restart",
+            "web",
+            "--group",
+            "lab",
+            "--wait",
+            "-t",
+            &timeout(LONG),
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("2 done, 1 refused, 1 failed, 1 offline"),
+        "{text}"
+    );
+    assert!(text.contains("\n  f3  refused (not-allowed): "), "{text}");
+    assert!(text.contains("\n  f4  failed: web failed"), "{text}");
+    assert!(text.contains("\n  f5  offline: "), "{text}");
+
+    // Board by board, not waited for: db stops on f1 alone.
+    let (code, report) = fleet_json(&broker, &["stop", "db", "--device", "f1"]);
+    assert_eq!(code, Some(0), "{report:#}");
+    f1.wait_state("db", "inactive", None, LONG);
+    assert_eq!(f2.status("db")["state"], "active");
+    let (code, report) = fleet_json(&broker, &["start", "db", "--device", "f1", "--wait"]);
+    assert_eq!(code, Some(0), "{report:#}");
+    assert_eq!(f1.status("db")["state"], "active");
+    // Only the offline board selected: exit 4, and it is listed.
+    let (code, report) = fleet_json(&broker, &["restart", "db", "--device", "f5", "--wait"]);
+    assert_eq!(code, Some(4), "{report:#}");
+    assert_eq!(outcome(&report, "f5")["outcome"], "offline");
+    // Nobody selected: exit 5, nothing sent.
+    let out = fleet(&broker, &["restart", "web", "--group", "nobody"]);
+    assert_eq!(out.status.code(), Some(5));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing sent"));
+}
+
+#[test]
+fn watch_shows_each_change_and_a_board_that_missed_some() {
+    if !can_unshare() || !have_mosquitto() || !have_fleet() {
+        return;
+    }
+    let broker = Broker::start("fleet-watch", "");
+    let w1 = board(&broker, "w1", "groups = [\"lab\"]", &web_and_db(7960101));
+    w1.wait_state("web", "active", None, LONG);
+    wait_status(&broker, &["w1"], &[]);
+    let dir = TempDir::new("fleet-watch-out");
+    let (out, err) = (dir.path("out"), dir.path("err"));
+    let mut watch = Command::new(EMBER)
+        .args(["fleet", "watch", "--lines", "--broker", &broker.url()])
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("ember fleet watch");
+    // It says so once it has read the retained states.
+    assert!(
+        wait_for(LONG, || lines(&err)
+            .iter()
+            .any(|l| l.starts_with("watching 1 boards"))),
+        "{:?}",
+        lines(&err)
+    );
+    let seen = |needle: &str| wait_for(LONG, || lines(&out).iter().any(|l| l.contains(needle)));
+    // A change as it happens.
+    assert!(w1.ctl(&["restart", "web"]).status.success());
+    assert!(seen("w1 web active (running) pid"), "{:?}", lines(&out));
+    // Changes while the board's adapter is away: it comes back with the latest states
+    // only, and the numbers between are missed.
+    assert!(w1.ctl(&["stop", "ember-mqtt"]).status.success());
+    assert!(seen("w1 offline"), "{:?}", lines(&out));
+    assert!(w1.ctl(&["restart", "db"]).status.success());
+    assert!(w1.ctl(&["start", "ember-mqtt"]).status.success());
+    assert!(seen("w1 online"), "{:?}", lines(&out));
+    assert!(seen("w1 missed "), "{:?}", lines(&out));
+    let _ = watch.kill();
+    let _ = watch.wait();
+}
+
+#[test]
+fn two_bridged_brokers_are_one_fleet_from_either_side() {
+    if !can_unshare() || !have_mosquitto() || !have_fleet() {
+        return;
+    }
+    let a = Broker::start("fleet-bridge-a", "");
+    // The bridge of the README: broker B carries ember/# both ways to broker A.
+    let b = Broker::start(
+        "fleet-bridge-b",
+        &format!(
+            "connection fleet-a\naddress 127.0.0.1:{}\ntopic ember/# both 1\ncleansession true\nrestart_timeout 1\n",
+            a.port
+        ),
+    );
+    let all = "groups = [\"all\"]";
+    let boards = [
+        ("a1", board(&a, "a1", all, &web_and_db(7960201))),
+        ("a2", board(&a, "a2", all, &web_and_db(7960211))),
+        ("b1", board(&b, "b1", all, &web_and_db(7960221))),
+        ("b2", board(&b, "b2", all, &web_and_db(7960231))),
+    ];
+    for (_, ember) in &boards {
+        ember.wait_state("web", "active", None, LONG);
+    }
+    let names = ["a1", "a2", "b1", "b2"];
+    // Each side sees every board.
+    wait_status(&a, &names, &[]);
+    wait_status(&b, &names, &[]);
+    let before: Vec<Value> = boards
+        .iter()
+        .map(|(_, e)| e.status("web")["pid"].clone())
+        .collect();
+    // One restart from A's side reaches the boards behind the bridge, and their answers
+    // come back.
+    let (code, report) = fleet_json(
+        &a,
+        &[
+            "restart",
+            "web",
+            "--group",
+            "all",
+            "--wait",
+            "-t",
+            &timeout(LONG),
+        ],
+    );
+    assert_eq!(code, Some(0), "{report:#}");
+    assert_eq!(report["counts"]["done"], 4, "{report:#}");
+    for ((device, ember), pid) in boards.iter().zip(before) {
+        let now = ember.status("web");
+        assert_eq!(now["state"], "active", "{device}: {now}");
+        assert_ne!(now["pid"], pid, "{device} was not restarted: {now}");
+    }
+    // And one board behind the bridge, from A, waited for.
+    let (code, report) = fleet_json(&a, &["stop", "db", "--device", "b2", "--wait"]);
+    assert_eq!(code, Some(0), "{report:#}");
+    assert_eq!(boards[3].1.status("db")["state"], "inactive");
+    // A board behind the bridge that goes away is offline on A's side too.
+    let [_, _, _, (_, b2)] = boards;
+    drop(b2);
+    wait_status(&a, &["a1", "a2", "b1"], &["b2"]);
+}
