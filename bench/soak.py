@@ -14,7 +14,8 @@ leakers and log floods (4 services, 10 MB/s in all of 100-byte lines, i.e. 100,0
 lines a second, on stdout, into ember's log capture; --flood-mbps, --flood-line).
 
 During the chaos (--minutes of it):
- - the broker and the bus are SIGKILLed, each at random every 2-8 s;
+ - the broker and the bus are SIGKILLed, each at random every 2-8 s, and ember's two
+   adapters, ember-mqtt and ember-dbus (ember starts them again), every 4-12 s;
  - a random service's main process is SIGKILLed every 0.3-0.9 s;
  - two clients send random start/stop/restart commands (~4/s in all) over the three
    interfaces, one command in flight per service at a time: `ember ctl`, `mosquitto_rr`
@@ -870,6 +871,8 @@ class Soak:
         log(f"chaos for {minutes} min")
         chaos = [self.spawn_thread(self.killer, "mosquitto", 2, 8),
                  self.spawn_thread(self.killer, "dbus-daemon", 2, 8),
+                 self.spawn_thread(self.killer, "ember-mqtt", 4, 12),
+                 self.spawn_thread(self.killer, "ember-dbus", 4, 12),
                  self.spawn_thread(self.service_killer),
                  self.spawn_thread(self.commander, 1),
                  self.spawn_thread(self.commander, 2)]
