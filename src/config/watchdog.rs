@@ -76,7 +76,8 @@ impl FromToml for RawWatchdog {
 impl RawWatchdog {
     /// Checks the values; `None` when one is wrong (each problem is reported). Whether
     /// the device exists is looked at (a `Runtime` problem: the driver may not be loaded
-    /// on this machine), but it is never opened here: opening a watchdog arms it.
+    /// on this machine, or this is not the board), but it is never opened here: opening a
+    /// watchdog arms it.
     pub fn check(self, source: &Source, problems: &mut Vec<Problem>) -> Option<WatchdogConfig> {
         let mut ok = true;
         let mut problem = |offset: usize, severity: Severity, message: String| {
@@ -96,7 +97,9 @@ impl RawWatchdog {
                 PathBuf::new()
             }
             Some(d) => {
-                if !source.offline {
+                // As PID 1 the configuration is read before /dev is mounted, and opening
+                // the device at start says loudly enough when it is not there.
+                if !source.offline && std::process::id() != 1 {
                     if let Some(why) = not_a_device(d.get_ref()) {
                         problem(d.span().start, Severity::Runtime, why);
                     }
