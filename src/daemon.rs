@@ -10,7 +10,7 @@ use crate::config::{
     self, Config, ControlConfig, LogConfig, Output, ServiceSpec, Severity, SystemConfig,
 };
 use crate::pid1::{self, early, emergency, shutdown, Role};
-use crate::supervisor::runtime::{Links, Outcome, Runtime};
+use crate::supervisor::runtime::{Ended, Links, Outcome, Runtime};
 use ember_ipc::{socket, Control};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -107,31 +107,44 @@ pub fn run(config_path: &Path) -> i32 {
         supervise(config, config_status, role)
     }));
     let why = match (result, role) {
-        (Ok(Some((Outcome::Exit(code), bound, _))), Role::Supervisor) => {
+        (Ok(Some((ended, bound))), Role::Supervisor) => {
             if bound {
                 let _ = std::fs::remove_file(&socket_path);
             }
-            return code;
+            return match ended.outcome {
+                Outcome::Exit(code) => code,
+                Outcome::Power(_) => 0,
+            };
         }
-        (Ok(Some((Outcome::Power(_), _, _))), Role::Supervisor) => return 0,
         (Ok(None), Role::Supervisor) => return 1,
         (Err(_), Role::Supervisor) => {
             tracing::error!("the main loop panicked; exiting");
             return 1;
         }
-        (Ok(Some((Outcome::Power(power), _, system))), _) => {
+        (
+            Ok(Some((
+                Ended {
+                    outcome: Outcome::Power(power),
+                    system,
+                    watchdog,
+                },
+                _,
+            ))),
+            _,
+        ) => {
             // A reload may have changed them.
             shutdown_timeout = system.shutdown_timeout;
             rescue_shell = system.rescue_shell;
             // Contained too: PID 1 must not unwind out of main.
-            let finish =
-                std::panic::AssertUnwindSafe(|| shutdown::finish(role, power, shutdown_timeout));
+            let finish = std::panic::AssertUnwindSafe(|| {
+                shutdown::finish(role, power, shutdown_timeout, watchdog)
+            });
             match std::panic::catch_unwind(finish) {
                 Ok(()) => "reboot(2) failed".to_owned(),
                 Err(_) => "the shutdown sequence panicked".to_owned(),
             }
         }
-        (Ok(Some((outcome, _, _))), _) => format!("the main loop ended with {outcome:?}"),
+        (Ok(Some((ended, _))), _) => format!("the main loop ended with {:?}", ended.outcome),
         (Ok(None), _) => "the async runtime could not start".to_owned(),
         (Err(_), _) => "the main loop panicked".to_owned(),
     };
@@ -150,7 +163,7 @@ fn supervise(
     config: Config,
     config_status: ember_ipc::ConfigStatus,
     role: Role,
-) -> Option<(Outcome, bool, SystemConfig)> {
+) -> Option<(Ended, bool)> {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -197,7 +210,12 @@ fn supervise(
                     "cannot open the control socket {}: {e}",
                     socket_path.display()
                 );
-                return (Outcome::Exit(1), false, config.system);
+                let ended = Ended {
+                    outcome: Outcome::Exit(1),
+                    system: config.system,
+                    watchdog: None,
+                };
+                return (ended, false);
             }
         };
         tracing::info!(
@@ -211,10 +229,10 @@ fn supervise(
             lines,
             policy: policy_tx,
         };
-        let (outcome, system) = Runtime::run(config, config_status, role, links).await;
+        let ended = Runtime::run(config, config_status, role, links).await;
         // The last replies (a `poweroff` that had nothing to stop) reach their clients.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), pending.drained()).await;
-        (outcome, bound, system)
+        (ended, bound)
     }))
 }
 

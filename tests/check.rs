@@ -193,3 +193,40 @@ fn a_secret_file_open_to_others_gets_a_warning() {
     assert_eq!(code, 0, "{out}");
     assert!(!out.contains("warning"), "{out}");
 }
+
+/// `[system] watchdog`: each bad value at its file:line:col; a device missing on this
+/// machine fails the check too (the board may have it), and nothing is opened.
+#[test]
+fn watchdog_keys_are_checked_at_their_position() {
+    let dir = TempDir::new("check-watchdog");
+    let main = r#"[system]
+watchdog = { device = "dev/watchdog0", timeout = "2500ms" }
+"#;
+    let (code, out) = check(&dir, main, &[]);
+    assert_eq!(code, 1, "{out}");
+    let file = dir.path("ember.toml");
+    assert!(
+        out.contains(&format!(
+            "{}:2:23: watchdog device \"dev/watchdog0\" must be an absolute path",
+            file.display()
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "{}:2:50: watchdog timeout must be a whole number of seconds",
+            file.display()
+        )),
+        "{out}"
+    );
+    let main = "[system]\nwatchdog = { device = \"/dev/ember-no-such-watchdog\", timeout = \"3s\", on_shutdown = \"close\" }\n";
+    let (code, out) = check(&dir, main, &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!(
+            "{}:2:23: watchdog device /dev/ember-no-such-watchdog: No such file or directory",
+            file.display()
+        )),
+        "{out}"
+    );
+}

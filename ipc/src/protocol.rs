@@ -356,6 +356,40 @@ pub struct SystemStatus {
     /// The number of the change that made it so (see [`ServiceStatus::seq`]).
     #[serde(default)]
     pub seq: u64,
+    /// The hardware watchdog, when `[system] watchdog` is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watchdog: Option<Box<WatchdogStatus>>,
+}
+
+/// The hardware watchdog ember's main loop pets (`[system] watchdog`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatchdogStatus {
+    /// The device, e.g. "/dev/watchdog0".
+    pub device: String,
+    /// The driver's name for it (WDIOC_GETSUPPORT), e.g. "i6300ESB timer".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
+    /// ember holds it open and pets it; false with `error`.
+    pub armed: bool,
+    /// The timeout in force, in seconds: the configured one, or the driver's when the
+    /// driver would not take it.
+    pub timeout_sec: u32,
+    /// How often the main loop pets it (half the timeout), in milliseconds.
+    pub pet_interval_ms: u64,
+    /// Pets since it was opened.
+    pub pets: u64,
+    /// When it was last petted, microseconds since the epoch. In status replies only (an
+    /// event would carry a stale one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_pet_usec: Option<u64>,
+    /// What a clean shutdown does with it: "auto", "close" or "keep".
+    pub on_shutdown: String,
+    /// Its driver says that it reset the board last time.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reset_by_watchdog: bool,
+    /// Why it is not armed: it cannot be opened, it is not a watchdog.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Which configuration is running.

@@ -1107,6 +1107,7 @@ mod tests {
                         state: SystemState::Running,
                         config: ConfigStatus::default(),
                         seq: 1,
+                        watchdog: None,
                     },
                     services: vec![a],
                 }));

@@ -284,8 +284,9 @@ fn execute(client: &mut Client, command: Command, json: bool) -> Result<i32, Str
                 outln!("{}", pretty(&status.services)?);
             } else {
                 out!(
-                    "{}{}",
+                    "{}{}{}",
                     render_fallback(&status.system, color),
+                    render_watchdog(&status.system, now_usec(), color),
                     render_table(&status.services, now_usec(), color)
                 );
             }
@@ -419,6 +420,45 @@ pub fn render_fallback(system: &SystemStatus, color: bool) -> String {
         out.push_str(&format!("  {}\n", terminal::escape(problem)));
     }
     out.push_str("fix them (`ember check` lists them), then run `ember ctl reload`\n\n");
+    out
+}
+
+/// The hardware watchdog, above the table when one is configured: armed and when it was
+/// last petted, or why it is not armed.
+pub fn render_watchdog(system: &SystemStatus, now_usec: u64, color: bool) -> String {
+    let Some(w) = &system.watchdog else {
+        return String::new();
+    };
+    let seconds = |ms: u64| format!("{}.{}s", ms / 1000, ms % 1000 / 100);
+    let name = match &w.identity {
+        Some(identity) => format!("{} ({})", w.device, terminal::escape(identity)),
+        None => w.device.clone(),
+    };
+    let mut out = if w.armed {
+        let last = match w.last_pet_usec {
+            Some(at) => format!(", last {} ago", seconds(now_usec.saturating_sub(at) / 1000)),
+            None => String::new(),
+        };
+        format!(
+            "watchdog {name}: {}, timeout {}s, petted every {}{last} ({} pets); on shutdown: {}\n",
+            paint("armed", State::Active, color),
+            w.timeout_sec,
+            seconds(w.pet_interval_ms),
+            w.pets,
+            w.on_shutdown
+        )
+    } else {
+        let why = w.error.as_deref().unwrap_or("not open");
+        format!(
+            "watchdog {name}: {}: {}\n",
+            paint("NOT ARMED", State::Failed, color),
+            terminal::escape(why)
+        )
+    };
+    if w.reset_by_watchdog {
+        out.push_str("         └ it reset the board last time\n");
+    }
+    out.push('\n');
     out
 }
 
@@ -713,6 +753,46 @@ mod tests {
         assert_eq!(
             short_duration(Duration::from_secs(2 * 86400 + 3 * 3600)),
             "2d 3h"
+        );
+    }
+
+    #[test]
+    fn the_watchdog_shows_above_the_table() {
+        let mut system = SystemStatus {
+            state: ember_ipc::SystemState::Running,
+            config: Default::default(),
+            seq: 1,
+            watchdog: None,
+        };
+        assert_eq!(render_watchdog(&system, 0, false), "");
+        system.watchdog = Some(Box::new(ember_ipc::WatchdogStatus {
+            device: "/dev/watchdog0".into(),
+            identity: Some("i6300ESB timer".into()),
+            armed: true,
+            timeout_sec: 30,
+            pet_interval_ms: 15_000,
+            pets: 12,
+            last_pet_usec: Some(10_000_000),
+            on_shutdown: "auto".into(),
+            reset_by_watchdog: true,
+            error: None,
+        }));
+        assert_eq!(
+            render_watchdog(&system, 12_345_678, false),
+            "watchdog /dev/watchdog0 (i6300ESB timer): armed, timeout 30s, petted every 15.0s, last 2.3s ago (12 pets); on shutdown: auto\n         └ it reset the board last time\n\n"
+        );
+        system.watchdog = Some(Box::new(ember_ipc::WatchdogStatus {
+            device: "/dev/watchdog0".into(),
+            timeout_sec: 30,
+            on_shutdown: "auto".into(),
+            error: Some(
+                "cannot open /dev/watchdog0: No such file or directory (os error 2)".into(),
+            ),
+            ..Default::default()
+        }));
+        assert_eq!(
+            render_watchdog(&system, 0, false),
+            "watchdog /dev/watchdog0: NOT ARMED: cannot open /dev/watchdog0: No such file or directory (os error 2)\n\n"
         );
     }
 

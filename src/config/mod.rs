@@ -17,6 +17,7 @@ pub mod service;
 mod tests;
 pub mod values;
 mod walk;
+pub mod watchdog;
 
 pub use service::{FailureAction, Output, Readiness, RestartPolicy, ServiceSpec, ServiceType};
 use std::collections::BTreeMap;
@@ -61,6 +62,8 @@ pub struct SystemConfig {
     pub metrics_interval: Option<std::time::Duration>,
     /// Where a relative `stdout = { file = ... }` is.
     pub log_dir: PathBuf,
+    /// The hardware watchdog PID 1 pets; None: none.
+    pub watchdog: Option<watchdog::WatchdogConfig>,
 }
 
 impl SystemConfig {
@@ -74,6 +77,7 @@ impl SystemConfig {
             rescue_shell: None,
             metrics_interval: None,
             log_dir: PathBuf::from(DEFAULT_LOG_DIR),
+            watchdog: None,
         }
     }
 }
@@ -149,6 +153,7 @@ struct RawSystem {
     rescue_shell: Option<PathBuf>,
     metrics_interval: Option<Spanned<std::time::Duration>>,
     log_dir: Option<Spanned<PathBuf>>,
+    watchdog: Option<watchdog::RawWatchdog>,
 }
 
 impl RawSystem {
@@ -163,6 +168,7 @@ impl RawSystem {
             rescue_shell: t.take("rescue_shell"),
             metrics_interval: t.take("metrics_interval"),
             log_dir: t.take("log_dir"),
+            watchdog: t.take("watchdog"),
         }
     }
 }
@@ -377,7 +383,7 @@ fn load_source(source: &Rc<Source>, problems: &mut Vec<Problem>) -> Config {
         }
         // The settings as far as the parser could read them (the socket, the rescue
         // shell): what PID 1 boots with until the file is repaired.
-        let (mut system, mut log, mut control) = Default::default();
+        let (mut system, mut log, mut control): (RawSystem, _, _) = Default::default();
         let mut ignored = Vec::new();
         for (key, value) in partial.into_inner() {
             match (key.get_ref().as_ref(), value.into_inner()) {
@@ -394,7 +400,11 @@ fn load_source(source: &Rc<Source>, problems: &mut Vec<Problem>) -> Config {
                 _ => {}
             }
         }
-        return assemble(path, system, log, control, BTreeMap::new());
+        let watchdog = system
+            .watchdog
+            .take()
+            .and_then(|w| w.check(source, &mut ignored));
+        return assemble(path, system, watchdog, log, control, BTreeMap::new());
     };
     let mut system = RawSystem::default();
     let mut log = LogConfig::default();
@@ -515,7 +525,11 @@ fn load_source(source: &Rc<Source>, problems: &mut Vec<Problem>) -> Config {
             ));
         }
     }
-    let mut config = assemble(path, system, log, control, services);
+    let watchdog = system
+        .watchdog
+        .take()
+        .and_then(|w| w.check(source, problems));
+    let mut config = assemble(path, system, watchdog, log, control, services);
     if mqtt.is_some() {
         // The device name is a topic level of every MQTT topic ember uses.
         let device = &config.system.device;
@@ -541,6 +555,7 @@ fn load_source(source: &Rc<Source>, problems: &mut Vec<Problem>) -> Config {
 fn assemble(
     path: &Path,
     system: RawSystem,
+    watchdog: Option<watchdog::WatchdogConfig>,
     log: LogConfig,
     control: ControlConfig,
     services: BTreeMap<String, ServiceSpec>,
@@ -556,6 +571,7 @@ fn assemble(
         system_config.shutdown_timeout = d;
     }
     system_config.rescue_shell = system.rescue_shell;
+    system_config.watchdog = watchdog;
     system_config.metrics_interval = system.metrics_interval.map(Spanned::into_inner);
     if let Some(dir) = system.log_dir {
         system_config.log_dir = dir.into_inner();

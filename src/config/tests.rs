@@ -448,7 +448,7 @@ ready = { log = "up", timeout = "5s" }
     assert_eq!(
         tree.problems(),
         [
-            "ember.toml:2:1: unknown field `devise`, expected one of `device`, `services_dir`, `hostname`, `ctrl_alt_del`, `shutdown_timeout`, `rescue_shell`, `metrics_interval`, `log_dir`",
+            "ember.toml:2:1: unknown field `devise`, expected one of `device`, `services_dir`, `hostname`, `ctrl_alt_del`, `shutdown_timeout`, `rescue_shell`, `metrics_interval`, `log_dir`, `watchdog`",
             "ember.toml:4:1: unknown field `lvl`, expected `level` or `output`",
             "ember.toml:6:1: unknown field `sock`, expected `socket` or `allow`",
             "ember.toml:7:2: unknown section \"servce\"; expected system, log, control, mqtt, dbus, service",
@@ -1113,7 +1113,7 @@ wat = 2
         [
             "ember.toml:2:10: invalid type: integer `1`, expected a string",
             "ember.toml:3:16: invalid type: integer `2`, expected path string",
-            "ember.toml:4:1: unknown field `colour`, expected one of `device`, `services_dir`, `hostname`, `ctrl_alt_del`, `shutdown_timeout`, `rescue_shell`, `metrics_interval`, `log_dir`",
+            "ember.toml:4:1: unknown field `colour`, expected one of `device`, `services_dir`, `hostname`, `ctrl_alt_del`, `shutdown_timeout`, `rescue_shell`, `metrics_interval`, `log_dir`, `watchdog`",
             "ember.toml:6:23: invalid type: integer `3`, expected a string",
             "ember.toml:7:8: unknown variant `daemon`, expected one of `simple`, `oneshot`, `notify`, `forking`",
             "ember.toml:8:11: unknown variant `sometimes`, expected one of `always`, `on-failure`, `never`",
@@ -1477,7 +1477,7 @@ fn a_section_with_errors_keeps_the_keys_that_are_right() {
     assert_eq!(
         tree.lines(&loaded),
         [
-            "ember.toml:4:1: unknown field `devise`, expected one of `device`, `services_dir`, `hostname`, `ctrl_alt_del`, `shutdown_timeout`, `rescue_shell`, `metrics_interval`, `log_dir`",
+            "ember.toml:4:1: unknown field `devise`, expected one of `device`, `services_dir`, `hostname`, `ctrl_alt_del`, `shutdown_timeout`, `rescue_shell`, `metrics_interval`, `log_dir`, `watchdog`",
             "ember.toml:8:9: invalid type: integer `3`, expected a string",
             "units/a.toml:2:1: unknown field `bogus`, expected one of `command`, `type`, `pid_file`, `user`, `group`, `env`, `workdir`, `requires`, `wants`, `after`, `restart`, `restart_delay`, `restart_delay_max`, `start_limit`, `start_limit_interval`, `stop_signal`, `stop_timeout`, `ready`, `ready_timeout`, `watchdog`, `stdout`, `stderr`, `enabled`, `on_failure`, `limits`, `memory_max`, `cpu_weight`, `pids_max`, `oom_score_adjust`",
         ]
@@ -1914,4 +1914,115 @@ stderr = 5
             "{expected:?} not in {problems:#?}"
         );
     }
+}
+
+#[test]
+fn the_watchdog_defaults_and_values() {
+    let path = Path::new("/etc/ember/ember.toml");
+    let none = check_text(path, "").config.unwrap();
+    assert_eq!(none.system.watchdog, None);
+    let defaults = check_text(path, "[system]\nwatchdog = {}\n")
+        .config
+        .unwrap();
+    assert_eq!(
+        defaults.system.watchdog,
+        Some(watchdog::WatchdogConfig {
+            device: PathBuf::from("/dev/watchdog0"),
+            timeout: Duration::from_secs(30),
+            on_shutdown: watchdog::OnShutdown::Auto,
+        })
+    );
+    let text = "[system]\nwatchdog = { device = \"/dev/watchdog1\", timeout = \"2m\", on_shutdown = \"keep\" }\n";
+    let set = check_text(path, text).config.unwrap();
+    assert_eq!(
+        set.system.watchdog,
+        Some(watchdog::WatchdogConfig {
+            device: PathBuf::from("/dev/watchdog1"),
+            timeout: Duration::from_secs(120),
+            on_shutdown: watchdog::OnShutdown::Keep,
+        })
+    );
+}
+
+#[test]
+fn bad_watchdog_keys_are_errors_at_their_value() {
+    let tree = Tree::new();
+    let text = r#"[system]
+watchdog = { device = "watchdog0", timeout = "1500ms", on_shutdown = "disarm", pet = "1s" }
+"#;
+    tree.write("ember.toml", text);
+    assert_eq!(
+        tree.problems(),
+        [format!(
+            "ember.toml:{}: unknown variant `disarm`, expected one of `auto`, `close`, `keep`",
+            at(text, "\"disarm\"")
+        ),
+        format!(
+            "ember.toml:{}: unknown field `pet`, expected one of `device`, `timeout`, `on_shutdown`",
+            at(text, "pet =")
+        )]
+    );
+    // Each value on its own (a table with a wrong shape is not checked further).
+    for (line, needle, message) in [
+        (
+            "watchdog = { device = \"watchdog0\" }",
+            "\"watchdog0\"",
+            "watchdog device \"watchdog0\" must be an absolute path, e.g. \"/dev/watchdog0\"",
+        ),
+        (
+            "watchdog = { timeout = \"1500ms\" }",
+            "\"1500ms\"",
+            "watchdog timeout must be a whole number of seconds, at least 1 (drivers take seconds), e.g. \"30s\"",
+        ),
+        (
+            "watchdog = { timeout = \"0s\" }",
+            "\"0s\"",
+            "watchdog timeout must be a whole number of seconds, at least 1 (drivers take seconds), e.g. \"30s\"",
+        ),
+        (
+            "watchdog = { timeout = \"soon\" }",
+            "\"soon\"",
+            "invalid duration \"soon\" (expected number at 0); write e.g. \"250ms\", \"5s\", \"2m\"",
+        ),
+        (
+            "watchdog = \"/dev/watchdog0\"",
+            "\"/dev/watchdog0\"",
+            "invalid type: string \"/dev/watchdog0\", expected a table such as { device = \"/dev/watchdog0\", timeout = \"30s\" }",
+        ),
+    ] {
+        let text = format!("[system]\n{line}\n");
+        tree.write("ember.toml", &text);
+        assert_eq!(
+            tree.problems(),
+            [format!("ember.toml:{}: {message}", at(&text, needle))],
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn a_watchdog_device_missing_here_fails_check_but_not_a_boot() {
+    let tree = Tree::new();
+    let text = "[system]\nwatchdog = { device = \"/dev/ember-test-no-watchdog\" }\n";
+    tree.write("ember.toml", text);
+    let loaded = tree.load();
+    assert_eq!(
+        tree.lines(&loaded),
+        [format!(
+            "ember.toml:{}: watchdog device /dev/ember-test-no-watchdog: No such file or directory (os error 2) (on the board its driver must be loaded before ember starts)",
+            at(text, "\"/dev/ember-test")
+        )]
+    );
+    assert_eq!(loaded.problems[0].severity, Severity::Runtime);
+    assert!(loaded.config.is_some_and(|c| c.system.watchdog.is_some()));
+    // Not a character device: a regular file.
+    let text = "[system]\nwatchdog = { device = \"/etc/passwd\" }\n";
+    tree.write("ember.toml", text);
+    assert_eq!(
+        tree.problems(),
+        [format!(
+            "ember.toml:{}: watchdog device /etc/passwd is not a character device",
+            at(text, "\"/etc/passwd")
+        )]
+    );
 }

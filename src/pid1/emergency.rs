@@ -103,7 +103,7 @@ fn serve_socket(socket: PathBuf, reason: String, role: Role, shutdown_timeout: D
                     let _ = tokio::time::timeout(Duration::from_secs(2), pending.drained()).await;
                     // The whole sequence: there are no services to stop, but there may
                     // be processes to end and filesystems to unmount.
-                    shutdown::finish(role, power, shutdown_timeout);
+                    shutdown::finish(role, power, shutdown_timeout, None);
                     continue;
                 }
                 _ => Reply::error(

@@ -7,6 +7,7 @@
 //!   reboot(2).
 //! - [`emergency`]: when the main loop cannot go on: keep reaping, keep the socket.
 //! - [`system`]: the client side of `ember poweroff|reboot|halt` and the multi-call names.
+//! - [`watchdog`]: the hardware watchdog the main loop pets.
 
 pub mod console;
 pub mod early;
@@ -14,6 +15,7 @@ pub mod emergency;
 pub mod mounts;
 pub mod shutdown;
 pub mod system;
+pub mod watchdog;
 
 /// Where ember runs (the protocol's enum: timelines carry it as it is).
 pub use ember_ipc::Role;

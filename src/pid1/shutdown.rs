@@ -7,6 +7,7 @@
 //! outside the namespace, so waitpid(2) never reports it. The grace is therefore measured
 //! by looking at /proc, and what is signalled and what is killed is named in the log.
 
+use super::watchdog::Petting;
 use super::{mounts, Power, Role};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -18,8 +19,13 @@ const NAMED: usize = 10;
 /// How long SIGKILLed processes get to be gone (they only need the kernel's time).
 const AFTER_KILL: Duration = Duration::from_secs(2);
 
-/// Runs the final steps. Only ever returns if reboot(2) itself failed.
-pub fn finish(role: Role, power: Power, shutdown_timeout: Duration) {
+/// How long the watchdog is petted through these steps beyond `shutdown_timeout`: a
+/// shutdown stuck longer than that (a sync or an unmount that never ends) is reset.
+pub const WATCHDOG_GRACE: Duration = Duration::from_secs(120);
+
+/// Runs the final steps. Only ever returns if reboot(2) itself failed. The watchdog is
+/// petted meanwhile, and closed or left armed just before reboot(2).
+pub fn finish(role: Role, power: Power, shutdown_timeout: Duration, watchdog: Option<Petting>) {
     end_remaining_processes(shutdown_timeout);
 
     let step = Instant::now();
@@ -44,6 +50,9 @@ pub fn finish(role: Role, power: Power, shutdown_timeout: Duration) {
         tracing::info!("shutdown: unmount skipped: not the initial PID namespace, the host owns the filesystems");
     }
 
+    if let Some(watchdog) = watchdog {
+        watchdog.finish(power);
+    }
     tracing::info!("shutdown: {}", power.word());
     reboot(power);
 }

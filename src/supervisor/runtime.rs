@@ -11,6 +11,7 @@ use super::model::{Exit, Pid, Unit};
 use super::output::{self, LogRing};
 use super::{notify, readiness, reaper, spawn, status, usage};
 use crate::config::{self, Config, CtrlAltDel, FailureAction, Readiness};
+use crate::pid1::watchdog::{Petting, Watchdog};
 use crate::pid1::{Power, Role};
 use ember_ipc::throttle::{Admit, RateLimit};
 use ember_ipc::{ConfigStatus, Event, ReloadReport, Reply, Request, SystemState, SystemStatus};
@@ -156,6 +157,20 @@ pub struct Runtime {
     /// to count them: a flood that ends in silence still gets its "N lines were not
     /// copied" (a timer armed only while something is held back).
     held_back: (BTreeSet<String>, Option<Instant>),
+    /// The hardware watchdog, open and petted by this loop.
+    watchdog: Option<Watchdog>,
+    /// Why the configured watchdog is not open.
+    watchdog_error: Option<String>,
+}
+
+/// How the runtime ended, and what main needs for the rest of the shutdown.
+pub struct Ended {
+    pub outcome: Outcome,
+    /// The system settings as last reloaded: the shutdown uses those.
+    pub system: crate::config::SystemConfig,
+    /// For a poweroff, reboot or halt: the watchdog, petted by a thread through the last
+    /// steps, until `shutdown::finish` closes it or leaves it armed.
+    pub watchdog: Option<Petting>,
 }
 
 /// How long after the first line held back its count is written, if no copied line or
@@ -174,7 +189,7 @@ impl Runtime {
         config_status: ConfigStatus,
         role: Role,
         links: Links,
-    ) -> (Outcome, crate::config::SystemConfig) {
+    ) -> Ended {
         let Links {
             mut requests,
             events,
@@ -200,7 +215,11 @@ impl Runtime {
         ) = signals
         else {
             tracing::error!("cannot install signal handlers; not starting any service");
-            return (Outcome::Exit(1), config.system);
+            return Ended {
+                outcome: Outcome::Exit(1),
+                system: config.system,
+                watchdog: None,
+            };
         };
         // Handlers are in place: signals that arrived since main (blocked there as PID 1)
         // are delivered now.
@@ -264,7 +283,11 @@ impl Runtime {
                 Instant::now(),
             ),
             held_back: (BTreeSet::new(), None),
+            watchdog: None,
+            watchdog_error: None,
         };
+        // Armed before the first service starts: a boot that hangs is reset too.
+        rt.apply_watchdog();
         let now = rt.now();
         let actions = rt.engine.boot(now);
         rt.execute(actions);
@@ -278,10 +301,19 @@ impl Runtime {
             let metrics_due = sleep_until_or_never(next_metrics);
             let held_back_due = sleep_until_or_never(rt.held_back.1);
             let sleep = sleep_until_or_never(rt.engine.next_deadline().map(|d| rt.origin + d));
+            // The watchdog is petted by this loop and nothing else: if the loop stalls,
+            // the board is reset. Its one wakeup per half timeout is the only cost.
+            let pet_due = sleep_until_or_never(rt.watchdog.as_ref().map(Watchdog::due));
             rt.turn_started = Instant::now();
             tokio::select! {
-                // In this order: signals and exits first, spawns that wait last.
+                // In this order: the watchdog, signals and exits first, spawns that wait
+                // last. The watchdog first: a busy loop (a flood of lines) must still pet.
                 biased;
+                _ = pet_due => {
+                    if let Some(watchdog) = &mut rt.watchdog {
+                        watchdog.pet(Instant::now());
+                    }
+                }
                 _ = sigterm.recv() => rt.on_signal(Signal::SIGTERM),
                 _ = sigint.recv() => rt.on_signal(Signal::SIGINT),
                 _ = sigchld.recv() => rt.reap(),
@@ -312,8 +344,77 @@ impl Runtime {
             }
         }
         rt.end_waiters();
-        // The system settings as last reloaded: the shutdown uses those.
-        (rt.outcome.unwrap_or(Outcome::Exit(0)), rt.config.system)
+        let outcome = rt.outcome.unwrap_or(Outcome::Exit(0));
+        let watchdog = match (rt.watchdog.take(), outcome) {
+            // This loop pets it no more: a thread does, through the last steps.
+            (Some(watchdog), Outcome::Power(_)) => Some(watchdog.keep_petting(
+                rt.config.system.shutdown_timeout + crate::pid1::shutdown::WATCHDOG_GRACE,
+            )),
+            // ember exits: the watchdog stops with it.
+            (Some(watchdog), Outcome::Exit(_)) if !rt.role.is_pid1() => {
+                watchdog.disarm();
+                None
+            }
+            // PID 1 does not exit: the emergency loop follows, and does not pet it.
+            _ => None,
+        };
+        Ended {
+            outcome,
+            system: rt.config.system,
+            watchdog,
+        }
+    }
+
+    /// Makes the watchdog what `[system] watchdog` says now: opened (at start, or again
+    /// after it could not be: a reload retries), set to a new timeout, or closed.
+    fn apply_watchdog(&mut self) {
+        let wanted = self.config.system.watchdog.clone();
+        match (self.watchdog.take(), wanted) {
+            (Some(mut open), Some(config)) if open.device == config.device => {
+                open.reconfigure(&config);
+                self.watchdog = Some(open);
+            }
+            (open, wanted) => {
+                if let Some(open) = open {
+                    open.disarm();
+                }
+                self.watchdog_error = None;
+                let Some(config) = wanted else {
+                    return;
+                };
+                match Watchdog::open(&config) {
+                    Ok(watchdog) => {
+                        tracing::info!("{}", watchdog.describe());
+                        if watchdog.reset_by_watchdog() {
+                            tracing::warn!(
+                                "watchdog: {} says that it reset the board last time",
+                                config.device.display()
+                            );
+                        }
+                        self.watchdog = Some(watchdog);
+                    }
+                    Err(e) => {
+                        tracing::error!("watchdog: {e}; the board has NO hardware watchdog: fix [system] watchdog or load its driver, then `ember ctl reload`");
+                        self.watchdog_error = Some(e);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The watchdog for a status: with its last pet for a reply, without for an event.
+    fn watchdog_status(&self, reply: bool) -> Option<Box<ember_ipc::WatchdogStatus>> {
+        let config = self.config.system.watchdog.as_ref()?;
+        Some(Box::new(match &self.watchdog {
+            Some(watchdog) => watchdog.status(reply),
+            None => ember_ipc::WatchdogStatus {
+                device: config.device.display().to_string(),
+                timeout_sec: config.timeout.as_secs() as u32,
+                on_shutdown: config.on_shutdown.word().to_owned(),
+                error: self.watchdog_error.clone(),
+                ..Default::default()
+            },
+        }))
     }
 
     fn now(&self) -> Duration {
@@ -1042,7 +1143,7 @@ impl Runtime {
     fn publish_system(&mut self) {
         self.seq += 1;
         self.system_seq = self.seq;
-        let _ = self.events.send(Event::System(self.system_status()));
+        let _ = self.events.send(Event::System(self.system_status(false)));
     }
 
     /// New rules for the control socket: in force for the next request of every client,
@@ -1062,11 +1163,13 @@ impl Runtime {
     }
 
     /// The board's state and its configuration's, as status replies and events carry it.
-    fn system_status(&self) -> SystemStatus {
+    /// `reply`: for a status reply (the watchdog's last pet), not an event.
+    fn system_status(&self, reply: bool) -> SystemStatus {
         SystemStatus {
             state: self.system_state.unwrap_or(SystemState::Starting),
             config: self.config_status.clone(),
             seq: self.system_seq,
+            watchdog: self.watchdog_status(reply),
         }
     }
 
@@ -1122,6 +1225,7 @@ impl Runtime {
         policy.rules.extend(rules);
         self.set_policy(policy);
         self.config = new;
+        self.apply_watchdog();
         self.reloaded = None;
         self.input(Input::Reload(specs));
         let mut report = self.reloaded.take().unwrap_or_default();

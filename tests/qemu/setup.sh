@@ -8,13 +8,19 @@
 #     The backports source is derived from the machine's own debian.sources.
 #   - cpio (to pack the initramfs).
 #   - the Debian kernels for amd64 and arm64 and busybox-static for both, downloaded and
-#     unpacked (never installed) into target/qemu/<arch>/.
+#     unpacked (never installed) into target/qemu/<arch>/; for x86_64 also the modules of
+#     the i6300esb watchdog (watchdog.ko, i6300esb.ko) into target/qemu/x86_64/modules/,
+#     for the watchdog test (tests/qemu_watchdog.rs).
 #   - the rustup targets x86_64-unknown-linux-musl and aarch64-unknown-linux-musl.
+#
+#   tests/qemu/setup.sh [x86_64] [aarch64]     (default: both)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root_dir=$(pwd)
 cache="$root_dir/target/qemu"
 mkdir -p "$cache/downloads"
+archs=" ${*:-x86_64 aarch64} "
+wanted() { [[ "$archs" == *" $1 "* ]]; }
 
 if [ "$(id -u)" != 0 ]; then
     echo "setup.sh: needs root (apt-get, dpkg --add-architecture)" >&2
@@ -76,9 +82,11 @@ kernel_package() { # ARCH (amd64 | arm64)
 }
 
 # x86_64: the kernel, its uncompressed vmlinux (boots ~3x faster under TCG with -M q35),
-# and busybox.
+# the watchdog's modules, and busybox. The host's busybox (x86_64) is needed for either
+# architecture: boot.sh lists the applets with it.
 x86="$cache/x86_64"
-if [ ! -s "$x86/vmlinux" ] || [ ! -x "$x86/busybox" ]; then
+if wanted x86_64 && { [ ! -s "$x86/vmlinux" ] || [ ! -s "$x86/modules/i6300esb.ko" ]; } \
+    || [ ! -x "$x86/busybox" ]; then
     mkdir -p "$x86"
     if ! apt-cache show busybox-static >/dev/null 2>&1; then apt-get update -qq; fi
     pkg=$(kernel_package amd64)
@@ -88,6 +96,19 @@ if [ ! -s "$x86/vmlinux" ] || [ ! -x "$x86/busybox" ]; then
     unpack "$(ls -t "$cache/downloads/${pkg}"_*_amd64.deb | head -1)" "$x86/pkg"
     cp "$(ls "$x86"/pkg/boot/vmlinuz-* | head -1)" "$x86/vmlinuz"
     echo "$pkg" >"$x86/kernel-package"
+    # The emulated i6300ESB's driver and the watchdog core it needs (both modules in
+    # Debian's kernel), for the initramfs of the watchdog test.
+    rm -rf "$x86/modules"
+    mkdir -p "$x86/modules"
+    for module in watchdog i6300esb; do
+        found=$(find "$x86/pkg/lib/modules" -path "*/drivers/watchdog/$module.ko*" | head -1)
+        [ -n "$found" ] || { echo "setup.sh: $pkg has no $module module" >&2; exit 1; }
+        case "$found" in
+            *.xz) xz -dc "$found" >"$x86/modules/$module.ko" ;;
+            *.zst) zstd -qdc "$found" >"$x86/modules/$module.ko" ;;
+            *) cp "$found" "$x86/modules/$module.ko" ;;
+        esac
+    done
     unpack "$(ls -t "$cache"/downloads/busybox-static_*_amd64.deb | head -1)" "$x86/pkg"
     cp "$x86/pkg/bin/busybox" "$x86/busybox"
     rm -rf "$x86/pkg"
@@ -109,7 +130,7 @@ fi
 
 # aarch64: arm64 packages need the arm64 architecture in dpkg only while we download them.
 arm="$cache/aarch64"
-if [ ! -s "$arm/vmlinuz" ] || [ ! -s "$arm/busybox" ]; then
+if wanted aarch64 && { [ ! -s "$arm/vmlinuz" ] || [ ! -s "$arm/busybox" ]; }; then
     mkdir -p "$arm"
     had_arm64=0
     if dpkg --print-foreign-architectures | grep -qx arm64; then had_arm64=1; fi
@@ -143,11 +164,17 @@ fi
 rm -f "$cache"/downloads/*.deb
 
 # --- Rust targets for static builds ------------------------------------------------------
-for target in x86_64-unknown-linux-musl aarch64-unknown-linux-musl; do
+for arch in x86_64 aarch64; do
+    wanted "$arch" || continue
+    target=$arch-unknown-linux-musl
     if ! rustup target list --installed | grep -qx "$target"; then
         step "rustup target add $target"
         rustup target add "$target"
     fi
 done
 
-step "ready in $(($(date +%s) - t0)) s: $(cat "$x86/kernel-package") (x86_64), $(cat "$arm/kernel-package") (aarch64)"
+ready=""
+for arch in x86_64 aarch64; do
+    if wanted "$arch"; then ready="$ready, $(cat "$cache/$arch/kernel-package") ($arch)"; fi
+done
+step "ready in $(($(date +%s) - t0)) s: ${ready#, }"

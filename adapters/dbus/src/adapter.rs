@@ -79,6 +79,7 @@ impl Adapter {
                     state: SystemState::Starting,
                     config: Default::default(),
                     seq: 0,
+                    watchdog: None,
                 },
             })),
         }

@@ -232,7 +232,7 @@ impl Runtime {
                         }
                         Reply::Status(StatusReply {
                             seq: self.seq,
-                            system: self.system_status(),
+                            system: self.system_status(true),
                             services,
                         })
                     }
@@ -348,9 +348,16 @@ pub(super) fn unknown_service(name: &str) -> Reply {
 /// Faults for the tests, compiled only with the `test-hooks` feature (never in a build a
 /// board runs, debug or not): a status request for `__panic_task` panics in a task of its
 /// own (contained by tokio), `__panic_main` panics in the main loop itself (caught in
-/// daemon.rs, which falls back to the emergency loop as PID 1).
+/// daemon.rs, which falls back to the emergency loop as PID 1), `__stall_main` blocks the
+/// main loop for good (nothing is served, nothing reaped, the watchdog no longer petted).
 #[cfg(feature = "test-hooks")]
 fn test_hooks(names: &[String]) {
+    if names.iter().any(|n| n == "__stall_main") {
+        tracing::warn!("stalling the main loop for good (test hook)");
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        }
+    }
     if names.iter().any(|n| n == "__panic_task") {
         tokio::spawn(async { panic!("injected panic in a task (test hook)") });
     }

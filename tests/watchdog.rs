@@ -1,0 +1,109 @@
+//! The hardware watchdog outside qemu: what happens when the configured device cannot be
+//! used. (A real watchdog resetting a real kernel: tests/qemu_watchdog.rs.) No test here
+//! opens a real watchdog: on this machine one would reset it.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+
+/// The raw status reply's `system`, straight from the socket.
+fn system(ember: &Ember) -> Value {
+    let mut stream = UnixStream::connect(&ember.socket).expect("connect");
+    stream.write_all(b"{\"cmd\":\"status\"}\n").unwrap();
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line).unwrap();
+    let reply: Value = serde_json::from_str(&line).expect("status JSON");
+    reply["status"]["system"].clone()
+}
+
+#[test]
+fn a_watchdog_that_cannot_be_used_is_a_loud_error_and_the_boot_goes_on() {
+    if !can_unshare() {
+        return;
+    }
+    let config = r#"[control]
+socket = "$DIR/control.sock"
+
+[system]
+watchdog = { device = "$DIR/watchdog0", timeout = "2s" }
+
+[service.app]
+command = ["/bin/sleep", "7870001"]
+"#;
+    let mut ember = Ember::start_with_config("watchdog-missing", config);
+    ember.wait_state("app", "active", None, LONG);
+    let log = ember.log();
+    assert!(
+        log.lines().any(|l| l.contains("ERROR")
+            && l.contains("watchdog: cannot open")
+            && l.contains("No such file or directory")
+            && l.contains("NO hardware watchdog")),
+        "log:\n{log}"
+    );
+    // `ember ctl status` shows it first; not a fallback, so it exits 0.
+    let out = ember.ctl(&["status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let first = text.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with(&format!(
+            "watchdog {}: NOT ARMED: cannot open",
+            ember.dir.path("watchdog0").display()
+        )),
+        "{text}"
+    );
+    // The protocol's status carries it.
+    let watchdog = &system(&ember)["watchdog"];
+    assert_eq!(watchdog["armed"], false, "{watchdog}");
+    assert_eq!(watchdog["timeout_sec"], 2, "{watchdog}");
+    assert_eq!(watchdog["on_shutdown"], "auto", "{watchdog}");
+    assert!(
+        watchdog["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("No such file")),
+        "{watchdog}"
+    );
+
+    // Something that is not a watchdog: refused after one ioctl, nothing written to it.
+    // A reload tries again (as it would once a driver is loaded).
+    std::fs::write(ember.dir.path("plain"), "").unwrap();
+    let text = std::fs::read_to_string(&ember.config)
+        .unwrap()
+        .replace("/watchdog0\"", "/plain\"");
+    std::fs::write(&ember.config, text).unwrap();
+    let out = ember.ctl(&["reload"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let watchdog = &system(&ember)["watchdog"];
+    assert!(
+        watchdog["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("is not a watchdog device")),
+        "{watchdog}"
+    );
+    assert_eq!(
+        std::fs::read(ember.dir.path("plain")).unwrap(),
+        b"",
+        "nothing may be written to a device that is not a watchdog"
+    );
+    // Removed: no watchdog in the status at all.
+    let text = std::fs::read_to_string(&ember.config).unwrap();
+    let text: String = text
+        .lines()
+        .filter(|l| !l.starts_with("watchdog"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&ember.config, text).unwrap();
+    assert!(ember.ctl(&["reload"]).status.success());
+    assert_eq!(system(&ember)["watchdog"], Value::Null);
+    assert!(!String::from_utf8_lossy(&ember.ctl(&["status"]).stdout).contains("watchdog"));
+
+    assert!(ember.ctl(&["poweroff"]).status.success());
+    assert_eq!(ember.wait_namespace_end(LONG), Some(2));
+}
