@@ -56,7 +56,11 @@ size() {
     stat -c %s "$target_dir/$target/$dir/$package"
 }
 
-mib() { [ "$1" = - ] && echo "—" || awk -v b="$1" 'BEGIN { printf "%\047d B (%.2f MiB)", b, b / 1048576 }'; }
+mib() {
+    [ "$1" = - ] && { echo "—"; return; }
+    awk -v b="$1" 'BEGIN { s = b ""; while (s ~ /[0-9][0-9][0-9][0-9]/) sub(/[0-9][0-9][0-9]($|,)/, ",&", s);
+        printf "%s B (%.2f MiB)", s, b / 1048576 }'
+}
 verdict() {
     [ "$1" = - ] && { echo "not built"; return; }
     awk -v b="$1" -v g="$2" 'BEGIN { r = b / (g * 1048576); printf "%.2fx the %s MiB goal%s", r, g, (r <= 1 ? "" : " (over)") }'
