@@ -28,6 +28,15 @@ fi
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
 
+# The adapters' users, as a board's packages create them (the Yocto layer's useradd):
+# dbus-daemon refuses a peer whose uid has no passwd entry, so ember-dbus needs its own.
+if [ "$(id -u)" = 0 ]; then
+    for user in ember-mqtt ember-dbus; do
+        id "$user" >/dev/null 2>&1 \
+            || useradd --system --no-create-home --shell /usr/sbin/nologin "$user"
+    done
+fi
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 # fuzz/ is a workspace of its own, which `--all` does not reach.
