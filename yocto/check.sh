@@ -88,9 +88,12 @@ step() {
 OLDEST=$(sed -n 's/^LAYERSERIES_COMPAT_ember = "\([a-z]*\).*/\1/p' "$HERE/meta-ember/conf/layer.conf")
 [ -n "$OLDEST" ] || { echo "no LAYERSERIES_COMPAT_ember in meta-ember/conf/layer.conf" >&2; exit 1; }
 
+# Cargo.toml's version (the ember package's: the first version = line).
+recipe_version_of_cargo() { sed -n 's/^version = "\(.*\)"/\1/p' "$REPO/Cargo.toml" | head -1; }
+
 recipe_version() {
     local version
-    version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$REPO/Cargo.toml" | head -1)
+    version=$(recipe_version_of_cargo)
     if [ ! -e "$HERE/meta-ember/recipes-core/ember/ember_$version.bb" ]; then
         echo "Cargo.toml says version $version: rename meta-ember/recipes-core/ember/ember_*.bb to ember_$version.bb"
         return 1
@@ -124,9 +127,54 @@ oelint() {
     echo "SUMMARY: ${#files[@]} files, --release $OLDEST"
 }
 
+# Every member of the cargo workspace is in the recipe's EMBER_CRATES_SRC, itself or through
+# a directory above it (file://ember-src/adapters brings every adapter, a new one too):
+# cargo loads them all, even to build one package (the vendored build below would fail
+# too, later and less clearly). Each entry brings a member: nothing stale.
+workspace_members() {
+    python3 - "$REPO" "$HERE/meta-ember/recipes-core/ember/ember_$(recipe_version_of_cargo).bb" <<'PY'
+import glob, os, re, sys, tomllib
+repo, recipe_file = sys.argv[1], sys.argv[2]
+members = set()
+for m in tomllib.load(open(os.path.join(repo, "Cargo.toml"), "rb"))["workspace"]["members"]:
+    # Members may be globs (cargo's own rule: the directories with a Cargo.toml).
+    for path in sorted(glob.glob(os.path.join(repo, m))) or [os.path.join(repo, m)]:
+        if os.path.exists(os.path.join(path, "Cargo.toml")):
+            members.add(os.path.normpath(os.path.relpath(path, repo)))
+        elif not glob.has_magic(m):
+            sys.exit("workspace member %s has no Cargo.toml" % m)
+block = re.search(r'^EMBER_CRATES_SRC = "(.*?)"', open(recipe_file).read(), re.S | re.M)
+if not block:
+    sys.exit("no EMBER_CRATES_SRC in %s" % recipe_file)
+listed = [os.path.normpath(x) for x in re.findall(r"file://ember-src/(\S+)", block.group(1))]
+# The root package "." is its Cargo.toml (in EMBER_SRC) and src/.
+wanted = {"src" if m == "." else m for m in members}
+covers = lambda entry, member: member == entry or member.startswith(entry + "/")
+bad = False
+for m in sorted(wanted):
+    if not any(covers(e, m) for e in listed):
+        print("Cargo.toml's workspace member %s is not in EMBER_CRATES_SRC: add file://ember-src/%s "
+              "(or a directory above it) to it in %s" % (m, m, recipe_file))
+        bad = True
+for e in listed:
+    if not os.path.isdir(os.path.join(repo, e)):
+        print("EMBER_CRATES_SRC has file://ember-src/%s, which is no directory of the tree" % e)
+        bad = True
+    elif not any(covers(e, m) for m in wanted):
+        print("EMBER_CRATES_SRC has file://ember-src/%s, which holds no member of Cargo.toml's workspace: remove it" % e)
+        bad = True
+if bad:
+    sys.exit(1)
+print("ok: %s" % ", ".join("%s <- file://ember-src/%s" % (m, next(e for e in listed if covers(e, m))) for m in sorted(wanted)))
+print("SUMMARY: %d members: %s" % (len(wanted), " ".join(sorted(wanted))))
+PY
+}
+
+
 echo "== yocto: meta-ember without bitbake"
 step "ember-crates.inc matches Cargo.lock" python3 "$HERE/update-crates.py" --check
 step "recipe version follows Cargo.toml" recipe_version
+step "EMBER_CRATES_SRC lists the workspace's members" workspace_members
 step "install oelint-adv" install_oelint
 PATH="$(python3 -m site --user-base)/bin:$PATH"
 step "oelint-adv" oelint
@@ -391,21 +439,33 @@ env_ember() {
     local f=$LOGS/$1-env-ember.txt
     bb "$1" "bitbake -e ember" >"$f"
     expect "$f" PACKAGECONFIG "mqtt dbus analyze"
-    # What cargo.bbclass's oe_cargo_build passes: CARGO_BUILD_FLAGS, then PACKAGECONFIG_CONFARGS.
-    expect "$f" PACKAGECONFIG_CONFARGS "--features analyze --features dbus --features mqtt"
+    # What cargo.bbclass's oe_cargo_build passes: CARGO_BUILD_FLAGS, then
+    # PACKAGECONFIG_CONFARGS (in the order of the PACKAGECONFIG flags' names).
+    expect "$f" PACKAGECONFIG_CONFARGS "--features ember/analyze -p ember-dbus -p ember-mqtt"
     expect_has "$f" CARGO_BUILD_FLAGS --no-default-features
+    expect_has "$f" CARGO_BUILD_FLAGS "-p ember"
     expect_has "$f" CARGO_BUILD_FLAGS --frozen
+    expect "$f" EMBER_BINARIES "ember ember-mqtt ember-dbus"
+    expect "$f" PACKAGES "ember-mqtt ember-dbus ember-service-dbus ember-src ember-dbg ember-staticdev ember-dev ember-doc ember-locale ember"
+    expect "$f" USERADD_PACKAGES "ember-mqtt ember-dbus"
+    # The useradd class (inherited, deferred): its preinst runs shadow's useradd at rootfs.
+    expect_has "$f" PACKAGE_WRITE_DEPS shadow-native
+    expect_has "$f" RDEPENDS:ember ember-mqtt
+    expect_has "$f" RDEPENDS:ember ember-dbus
+    expect "$f" RDEPENDS:ember-mqtt ember
+    expect "$f" RDEPENDS:ember-dbus ember
     expect "$f" ALTERNATIVE:ember "init halt reboot poweroff"
     expect "$f" ALTERNATIVE_TARGET /sbin/ember
     expect "$f" ALTERNATIVE_PRIORITY 300
     expect_has "$f" RRECOMMENDS:ember ember-service-getty
+    expect "$f" CONFFILES:ember /etc/ember/ember.toml
     expect "$f" CONFFILES:ember-service-dbus /etc/ember/services.d/dbus.toml
     # Built once per CPU tune: nothing machine-specific in it.
     expect "$f" PACKAGE_ARCH "$(getv "$f" TUNE_PKGARCH)"
     expect "$f" VIRTUAL-RUNTIME_init_manager ember
     expect_lacks "$f" DISTRO_FEATURES sysvinit
     expect_lacks "$f" DISTRO_FEATURES systemd
-    echo "SUMMARY: $(getv "$f" PACKAGECONFIG_CONFARGS) --no-default-features; PACKAGE_ARCH $(getv "$f" PACKAGE_ARCH)"
+    echo "SUMMARY: $(getv "$f" PACKAGECONFIG_CONFARGS) -p ember --no-default-features; PACKAGE_ARCH $(getv "$f" PACKAGE_ARCH)"
 }
 
 env_image() {
@@ -505,26 +565,130 @@ cargo_vendored() {
     echo "SUMMARY: $(cargo --version | cut -d' ' -f1-2), $PACKAGECONFIG_CONFARGS"
 }
 
-# ember's and ember-service-getty's do_install as bitbake writes them, then `ember check`
-# on the configuration they install, with the ember just built from the vendored tree.
-install_check() {
-    local root=$CACHE/root-$1 out
-    as_builder "rm -rf '$root'"
-    bb "$1" "python3 '$HERE/check-install.py' install '$CARGO_OUT/debug' '$root'"
-    out=$("$CARGO_OUT/debug/ember" check --config "$root/etc/ember/ember.toml" 2>&1) \
-        || { echo "$out"; echo "ember check fails on the installed configuration"; return 1; }
+# config_check ROOT: `ember check` and `ember analyze verify` (which the analyze feature
+# brings) on the configuration installed in ROOT, with the ember built from the vendored
+# tree; every file of services.d is loaded.
+config_check() {
+    local out n
+    out=$("$CARGO_OUT/debug/ember" check --config "$1/etc/ember/ember.toml" 2>&1) \
+        || { echo "$out"; echo "ember check fails on the configuration installed in $1"; return 1; }
     echo "$out"
-    local f n
-    n=$(find "$root/etc/ember/services.d" -name '*.toml' | wc -l)
-    grep -q ": ok, $n services" <<<"$out" || { echo "ember check did not load the $n services of services.d"; return 1; }
-    for f in sbin/ember etc/ember/ember.toml etc/ember/services.d/dbus.toml \
-             etc/ember/services.d/getty-ttyS0.toml etc/ember/services.d/getty-ttyS1.toml \
-             usr/share/dbus-1/system.d/io.ember.Init1.conf; do
-        [ -e "$root/$f" ] || { echo "not installed: $f"; return 1; }
+    n=$(find "$1/etc/ember/services.d" -name '*.toml' | wc -l)
+    grep -q ": ok, $n services" <<<"$out" || { echo "ember check did not load the $n services of $1/etc/ember/services.d"; return 1; }
+    "$CARGO_OUT/debug/ember" analyze --config "$1/etc/ember/ember.toml" verify \
+        || { echo "ember analyze verify fails on the configuration installed in $1"; return 1; }
+}
+
+# installed ROOT PATH... / not_installed ROOT PATH...
+installed() {
+    local root=$1 f; shift
+    for f; do [ -e "$root$f" ] || { echo "not installed: $f"; return 1; }; done
+}
+not_installed() {
+    local root=$1 f; shift
+    for f; do [ ! -e "$root$f" ] || { echo "installed, though it should not be: $f"; return 1; }; done
+}
+# table ROOT NAME yes|no: ember.toml has (or lacks) the table [NAME]
+table() {
+    if grep -q "^\[$2\]" "$1/etc/ember/ember.toml"; then
+        [ "$3" = yes ] || { echo "ember.toml has [$2]"; return 1; }
+    else
+        [ "$3" = no ] || { echo "ember.toml lacks [$2]"; return 1; }
+    fi
+}
+
+# The preinsts useradd wrote, run as the rootfs runs them (D set to the root) with the
+# host's shadow tools (OE uses its shadow-native), on a scratch /etc: the users and the
+# group the adapters run as are made. shadow's --root wants root.
+run_preinsts() {
+    local dir=$1 scratch p
+    shift
+    if [ "$(id -u)" != 0 ]; then echo "not root: the preinsts were not run"; return; fi
+    scratch=$(mktemp -d)
+    mkdir -p "$scratch/etc"
+    printf 'root:x:0:0:root:/root:/bin/sh\n' >"$scratch/etc/passwd"
+    printf 'root:x:0:\n' >"$scratch/etc/group"
+    printf 'root:*:19000:0:99999:7:::\n' >"$scratch/etc/shadow"
+    printf 'root:*::\n' >"$scratch/etc/gshadow"
+    for p in "$dir"/preinst.*; do D=$scratch sh "$p"; done
+    cat "$scratch/etc/passwd" "$scratch/etc/group"
+    for p; do
+        case "$p" in
+            user:*) grep -q "^${p#user:}:x:[0-9]*:[0-9]*::/nonexistent:/bin/false\$" "$scratch/etc/passwd" \
+                        || { echo "no system user ${p#user:}"; return 1; } ;;
+            group:*) grep -q "^${p#group:}:" "$scratch/etc/group" || { echo "no group ${p#group:}"; return 1; } ;;
+        esac
     done
-    grep -q '^\[mqtt\]' "$root/etc/ember/ember.toml" && grep -q '^\[dbus\]' "$root/etc/ember/ember.toml" \
-        || { echo "ember.toml lacks [mqtt] or [dbus]"; return 1; }
-    echo "SUMMARY: $(find "$root" -type f | wc -l) files, ember check passes"
+    rm -rf "$scratch"
+}
+
+# ember's do_install, license check and packaging as bitbake writes and runs them
+# (check-install.py), with the recipe's PACKAGECONFIG and with three others; the files in
+# each package, the packages' dependencies and users, and `ember check` on what is
+# installed, with the binaries built from the vendored tree.
+INSTALL_VARIANTS=("" "mqtt" "dbus")
+install_check() {
+    local out=$CACHE/install-$1 dir facts a
+    as_builder "rm -rf '$out'"
+    bb "$1" "python3 '$HERE/check-install.py' install '$CARGO_OUT/debug' '$out' ${INSTALL_VARIANTS[*]@Q}"
+
+    dir=$out/recipe; facts=$dir/facts
+    echo "== PACKAGECONFIG as the recipe sets it"
+    config_check "$dir/root"
+    installed "$dir/root" /sbin/ember /sbin/ember-mqtt /sbin/ember-dbus /etc/ember/ember.toml \
+        /etc/ember/services.d/dbus.toml /etc/ember/services.d/getty-ttyS0.toml \
+        /etc/ember/services.d/getty-ttyS1.toml /usr/share/dbus-1/system.d/io.ember.Init1.conf
+    table "$dir/root" mqtt yes; table "$dir/root" dbus yes
+    # Each adapter in its own package, beside ember (ember looks for it in its own
+    # executable's directory); populate_packages found no file left over.
+    expect "$facts" FILES_IN:ember "/etc/ember/ember.toml /sbin/ember"
+    expect "$facts" FILES_IN:ember-mqtt /sbin/ember-mqtt
+    expect "$facts" FILES_IN:ember-dbus "/sbin/ember-dbus /usr/share/dbus-1/system.d/io.ember.Init1.conf"
+    expect "$facts" FILES_IN:ember-service-dbus /etc/ember/services.d/dbus.toml
+    expect "$facts" INHERITS_USERADD 1
+    for a in ember-mqtt ember-dbus; do
+        expect_has "$facts" RDEPENDS:$a ember
+        # useradd's own additions: the preinst needs shadow's tools and base-passwd's files.
+        expect_has "$facts" RDEPENDS:$a shadow
+        [ -s "$dir/preinst.$a" ] || { echo "no preinst for $a"; return 1; }
+        "$CARGO_OUT/debug/$a" --help >/dev/null || { echo "$a --help fails"; return 1; }
+    done
+    expect_has "$facts" RDEPENDS:ember ember-mqtt
+    expect_has "$facts" RDEPENDS:ember ember-dbus
+    expect "$facts" GROUPADD_PARAM:ember-dbus "--system ember"
+    run_preinsts "$dir" user:ember-mqtt user:ember-dbus group:ember
+    expect "$facts" PACKAGE_ARCH:ember-service-getty "$(getv "$LOGS/$1-env-ember.txt" MACHINE_ARCH)"
+
+    dir=$out/packageconfig-none; facts=$dir/facts
+    echo "== PACKAGECONFIG = \"\": ember alone"
+    config_check "$dir/root"
+    installed "$dir/root" /sbin/ember /etc/ember/ember.toml
+    not_installed "$dir/root" /sbin/ember-mqtt /sbin/ember-dbus /usr/share/dbus-1/system.d/io.ember.Init1.conf
+    table "$dir/root" mqtt no; table "$dir/root" dbus no
+    expect_lacks "$facts" PACKAGES ember-mqtt
+    expect_lacks "$facts" PACKAGES ember-dbus
+    expect_lacks "$facts" RDEPENDS:ember ember-mqtt
+    expect_lacks "$facts" RDEPENDS:ember ember-dbus
+    expect "$facts" USERADD_PACKAGES ""
+    # The class that refuses a recipe without users to make is not inherited.
+    expect "$facts" INHERITS_USERADD 0
+
+    for a in mqtt dbus; do
+        local other=dbus; [ $a = mqtt ] || other=mqtt
+        dir=$out/packageconfig-$a; facts=$dir/facts
+        echo "== PACKAGECONFIG = \"$a\""
+        config_check "$dir/root"
+        installed "$dir/root" /sbin/ember "/sbin/ember-$a"
+        not_installed "$dir/root" "/sbin/ember-$other"
+        table "$dir/root" $a yes; table "$dir/root" $other no
+        expect "$facts" FILES_IN:ember-$a "$(getv "$out/recipe/facts" FILES_IN:ember-$a)"
+        expect_lacks "$facts" PACKAGES ember-$other
+        expect "$facts" USERADD_PACKAGES ember-$a
+        expect "$facts" INHERITS_USERADD 1
+        expect_has "$facts" RDEPENDS:ember ember-$a
+        expect_lacks "$facts" RDEPENDS:ember ember-$other
+    done
+    echo "SUMMARY: packages $(getv "$out/recipe/facts" PACKAGES | tr ' ' '\n' | grep -v -e '-dbg$' -e '-dev$' -e '-staticdev$' -e '-doc$' -e '-locale$' -e '-src$' | xargs); PACKAGECONFIG \"\", mqtt, dbus too; ember check passes on each"
 }
 
 yocto_check_layer() {
@@ -567,7 +731,7 @@ for rel in "${RELEASES[@]}"; do
         step "cargo build --frozen --offline of the vendored tree" cargo_vendored
         VENDORED_BUILT=1
     fi
-    step "$rel: do_install (ember, ember-service-getty), ember check" install_check "$rel"
+    step "$rel: do_install, packages, users; ember check" install_check "$rel"
 done
 
 if [ $CHECK_LAYER = 1 ]; then
