@@ -41,11 +41,11 @@ msrv=$(grep -m1 '^rust-version' Cargo.toml | cut -d'"' -f2)
 echo "== build with Rust $msrv (rust-version)"
 rustup toolchain list | grep -q "^$msrv" || rustup toolchain install "$msrv" --profile minimal
 CARGO_TARGET_DIR=target/msrv cargo "+$msrv" build --locked --workspace
-# meta-ember: linted, then parsed, dry-run, fetched, unpacked, vendored-built and installed
-# by real bitbake on whinlatter and wrynose (32 minutes from a cold cache on a heavily
-# loaded 2-core machine, the two dry runs the most of it; the cache in the build user's
-# home makes later runs shorter). yocto-check-layer is separate: yocto/check.sh
-# --check-layer-only.
+# meta-ember: linted, then parsed, its image's task graph built, fetched, unpacked,
+# vendored-built, installed and packaged by real bitbake on whinlatter and wrynose (10.5
+# minutes from a cold cache on a 2-core machine; the cache in the build user's home makes
+# later runs shorter). The dry runs (bitbake -n, 5 to 8 minutes more per release) are
+# yocto/check.sh --dry-run; yocto-check-layer is yocto/check.sh --check-layer-only.
 echo "== yocto"
 yocto/check.sh
 # The qemu boot test (tests/qemu_boot.rs) needs qemu, Debian kernels, busybox and the musl
