@@ -50,8 +50,10 @@ msrv=$(grep -m1 '^rust-version' Cargo.toml | cut -d'"' -f2)
 echo "== build with Rust $msrv (rust-version)"
 rustup toolchain list | grep -q "^$msrv" || rustup toolchain install "$msrv" --profile minimal
 CARGO_TARGET_DIR=target/msrv cargo "+$msrv" build --locked --workspace
-# meta-ember: linted, then parsed, its task graph resolved, fetched, unpacked,
-# vendored-built and installed by real bitbake on whinlatter and wrynose. It runs in the
+# meta-ember: linted, then parsed, its image's task graph built, fetched, unpacked,
+# vendored-built, installed and packaged by real bitbake on whinlatter and wrynose (10.5
+# minutes from a cold cache on a quiet 2-core machine; the dry runs, bitbake -n, are
+# yocto/check.sh --dry-run). It runs in the
 # background, beside everything below: much of the suite waits on processes, brokers and
 # guests rather than computing, and bitbake fills that time. Its output is printed, and
 # its status counted, at the end. yocto-check-layer is separate: yocto/check.sh

@@ -8,17 +8,20 @@
 # bitbake 2.16; OE-core wrynose with bitbake 2.18 and meta-openembedded wrynose, so that
 # the networking-layer dynamic layer is parsed too), for each release:
 #   bitbake -p; bitbake-layers show-layers; bitbake -e ember and ember-image-minimal with
-#   the values that matter asserted; bitbake -n ember-image-minimal (every runtime
-#   dependency resolves); bitbake ember ember-service-getty -c unpack after a real fetch of
-#   every crate; OE-core's own update_crates code run on the unpacked ${S} gives the
-#   committed ember-crates.inc; the recipes' do_install run as bitbake writes it, and
-#   `ember check` on what they install.
+#   the values that matter asserted; bitbake -g ember-image-minimal (the image's task
+#   graph: every build and runtime dependency resolves); bitbake ember ember-service-getty
+#   -c unpack after a real fetch of every crate; OE-core's own update_crates code run on
+#   the unpacked ${S} gives the committed ember-crates.inc; ember's license check,
+#   do_install and packaging (and ember-service-getty's do_install) run as bitbake writes
+#   them, for the recipe's PACKAGECONFIG and others; `ember check` on what they install.
 # Once: `cargo build --frozen --offline` of the unpacked, vendored tree with the recipe's
 # features and CARGO_HOME set up by cargo.bbclass's configure step: the crates inc is
 # complete. do_compile with OE's own Rust is not run (its cross toolchain takes hours here).
 #
-# usage: yocto/check.sh [--lint-only] [--check-layer] [--check-layer-only] [--release NAME]...
+# usage: yocto/check.sh [--lint-only] [--dry-run] [--check-layer] [--check-layer-only] [--release NAME]...
 #   --lint-only         only the checks without bitbake
+#   --dry-run           also bitbake -n ember-image-minimal on each release (5 to 8 minutes
+#                       each on 2 cores: it proves little that -g has not)
 #   --check-layer       also yocto-check-layer on each release (15 minutes or more each)
 #   --check-layer-only  the set-up and yocto-check-layer, none of the other bitbake steps
 #   --release NAME      whinlatter or wrynose (default: both)
@@ -37,6 +40,7 @@ REPO=$(dirname "$HERE")
 
 LINT_ONLY=0
 CHECK_LAYER=0
+DRY_RUN=0
 RELEASE_STEPS=1
 RELEASES=()
 while [ $# -gt 0 ]; do
@@ -44,6 +48,7 @@ while [ $# -gt 0 ]; do
         --lint-only) LINT_ONLY=1 ;;
         --check-layer) CHECK_LAYER=1 ;;
         --check-layer-only) CHECK_LAYER=1; RELEASE_STEPS=0 ;;
+        --dry-run) DRY_RUN=1 ;;
         --release) RELEASES+=("$2"); shift ;;
         *) sed -n 's/^# usage: /usage: /p' "$0" >&2; exit 2 ;;
     esac
@@ -88,9 +93,12 @@ step() {
 OLDEST=$(sed -n 's/^LAYERSERIES_COMPAT_ember = "\([a-z]*\).*/\1/p' "$HERE/meta-ember/conf/layer.conf")
 [ -n "$OLDEST" ] || { echo "no LAYERSERIES_COMPAT_ember in meta-ember/conf/layer.conf" >&2; exit 1; }
 
+# Cargo.toml's version (the ember package's: the first version = line).
+recipe_version_of_cargo() { sed -n 's/^version = "\(.*\)"/\1/p' "$REPO/Cargo.toml" | head -1; }
+
 recipe_version() {
     local version
-    version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$REPO/Cargo.toml" | head -1)
+    version=$(recipe_version_of_cargo)
     if [ ! -e "$HERE/meta-ember/recipes-core/ember/ember_$version.bb" ]; then
         echo "Cargo.toml says version $version: rename meta-ember/recipes-core/ember/ember_*.bb to ember_$version.bb"
         return 1
@@ -124,9 +132,54 @@ oelint() {
     echo "SUMMARY: ${#files[@]} files, --release $OLDEST"
 }
 
+# Every member of the cargo workspace is in the recipe's EMBER_CRATES_SRC, itself or through
+# a directory above it (file://ember-src/adapters brings every adapter, a new one too):
+# cargo loads them all, even to build one package (the vendored build below would fail
+# too, later and less clearly). Each entry brings a member: nothing stale.
+workspace_members() {
+    python3 - "$REPO" "$HERE/meta-ember/recipes-core/ember/ember_$(recipe_version_of_cargo).bb" <<'PY'
+import glob, os, re, sys, tomllib
+repo, recipe_file = sys.argv[1], sys.argv[2]
+members = set()
+for m in tomllib.load(open(os.path.join(repo, "Cargo.toml"), "rb"))["workspace"]["members"]:
+    # Members may be globs (cargo's own rule: the directories with a Cargo.toml).
+    for path in sorted(glob.glob(os.path.join(repo, m))) or [os.path.join(repo, m)]:
+        if os.path.exists(os.path.join(path, "Cargo.toml")):
+            members.add(os.path.normpath(os.path.relpath(path, repo)))
+        elif not glob.has_magic(m):
+            sys.exit("workspace member %s has no Cargo.toml" % m)
+block = re.search(r'^EMBER_CRATES_SRC = "(.*?)"', open(recipe_file).read(), re.S | re.M)
+if not block:
+    sys.exit("no EMBER_CRATES_SRC in %s" % recipe_file)
+listed = [os.path.normpath(x) for x in re.findall(r"file://ember-src/(\S+)", block.group(1))]
+# The root package "." is its Cargo.toml (in EMBER_SRC) and src/.
+wanted = {"src" if m == "." else m for m in members}
+covers = lambda entry, member: member == entry or member.startswith(entry + "/")
+bad = False
+for m in sorted(wanted):
+    if not any(covers(e, m) for e in listed):
+        print("Cargo.toml's workspace member %s is not in EMBER_CRATES_SRC: add file://ember-src/%s "
+              "(or a directory above it) to it in %s" % (m, m, recipe_file))
+        bad = True
+for e in listed:
+    if not os.path.isdir(os.path.join(repo, e)):
+        print("EMBER_CRATES_SRC has file://ember-src/%s, which is no directory of the tree" % e)
+        bad = True
+    elif not any(covers(e, m) for m in wanted):
+        print("EMBER_CRATES_SRC has file://ember-src/%s, which holds no member of Cargo.toml's workspace: remove it" % e)
+        bad = True
+if bad:
+    sys.exit(1)
+print("ok: %s" % ", ".join("%s <- file://ember-src/%s" % (m, next(e for e in listed if covers(e, m))) for m in sorted(wanted)))
+print("SUMMARY: %d members: %s" % (len(wanted), " ".join(sorted(wanted))))
+PY
+}
+
+
 echo "== yocto: meta-ember without bitbake"
 step "ember-crates.inc matches Cargo.lock" python3 "$HERE/update-crates.py" --check
 step "recipe version follows Cargo.toml" recipe_version
+step "EMBER_CRATES_SRC lists the workspace's members" workspace_members
 step "install oelint-adv" install_oelint
 PATH="$(python3 -m site --user-base)/bin:$PATH"
 step "oelint-adv" oelint
@@ -391,21 +444,33 @@ env_ember() {
     local f=$LOGS/$1-env-ember.txt
     bb "$1" "bitbake -e ember" >"$f"
     expect "$f" PACKAGECONFIG "mqtt dbus analyze"
-    # What cargo.bbclass's oe_cargo_build passes: CARGO_BUILD_FLAGS, then PACKAGECONFIG_CONFARGS.
-    expect "$f" PACKAGECONFIG_CONFARGS "--features analyze --features dbus --features mqtt"
+    # What cargo.bbclass's oe_cargo_build passes: CARGO_BUILD_FLAGS, then
+    # PACKAGECONFIG_CONFARGS (in the order of the PACKAGECONFIG flags' names).
+    expect "$f" PACKAGECONFIG_CONFARGS "--features ember/analyze -p ember-dbus -p ember-mqtt"
     expect_has "$f" CARGO_BUILD_FLAGS --no-default-features
+    expect_has "$f" CARGO_BUILD_FLAGS "-p ember"
     expect_has "$f" CARGO_BUILD_FLAGS --frozen
+    expect "$f" EMBER_BINARIES "ember ember-mqtt ember-dbus"
+    expect "$f" PACKAGES "ember-mqtt ember-dbus ember-service-dbus ember-src ember-dbg ember-staticdev ember-dev ember-doc ember-locale ember"
+    expect "$f" USERADD_PACKAGES "ember-mqtt ember-dbus"
+    # The useradd class (inherited, deferred): its preinst runs shadow's useradd at rootfs.
+    expect_has "$f" PACKAGE_WRITE_DEPS shadow-native
+    expect_has "$f" RDEPENDS:ember ember-mqtt
+    expect_has "$f" RDEPENDS:ember ember-dbus
+    expect "$f" RDEPENDS:ember-mqtt ember
+    expect "$f" RDEPENDS:ember-dbus ember
     expect "$f" ALTERNATIVE:ember "init halt reboot poweroff"
     expect "$f" ALTERNATIVE_TARGET /sbin/ember
     expect "$f" ALTERNATIVE_PRIORITY 300
     expect_has "$f" RRECOMMENDS:ember ember-service-getty
+    expect "$f" CONFFILES:ember /etc/ember/ember.toml
     expect "$f" CONFFILES:ember-service-dbus /etc/ember/services.d/dbus.toml
     # Built once per CPU tune: nothing machine-specific in it.
     expect "$f" PACKAGE_ARCH "$(getv "$f" TUNE_PKGARCH)"
     expect "$f" VIRTUAL-RUNTIME_init_manager ember
     expect_lacks "$f" DISTRO_FEATURES sysvinit
     expect_lacks "$f" DISTRO_FEATURES systemd
-    echo "SUMMARY: $(getv "$f" PACKAGECONFIG_CONFARGS) --no-default-features; PACKAGE_ARCH $(getv "$f" PACKAGE_ARCH)"
+    echo "SUMMARY: $(getv "$f" PACKAGECONFIG_CONFARGS) -p ember --no-default-features; PACKAGE_ARCH $(getv "$f" PACKAGE_ARCH)"
 }
 
 env_image() {
@@ -428,17 +493,43 @@ env_image() {
     echo "SUMMARY: PACKAGE_INSTALL = $(getv "$f" PACKAGE_INSTALL | tr -s ' ')"
 }
 
+# The image's task graph, as bitbake builds it before it runs anything: every build and
+# runtime dependency of the image resolves (a missing DEPENDS or RDEPENDS provider is an
+# error here, as in a build), and the tasks are ordered (no cycle). `bitbake -g` builds
+# the same runqueue as `bitbake -n` and stops there; a dry run then forks a worker per task
+# (thousands) that parses the task's recipe once more and returns: minutes of what
+# `bitbake -p` already proved. That is --dry-run.
+dep_graph() {
+    local build r pkg rootfs='"ember-image-minimal.do_rootfs"'
+    build=$(build_dir "$1")
+    bb "$1" "bitbake -g ember-image-minimal"
+    cp "$build/pn-buildlist" "$LOGS/$1-pn-buildlist.txt"
+    for r in ember ember-service-getty ember-image-minimal; do
+        grep -qx "$r" "$build/pn-buildlist" || { echo "$r is not in the image's build list"; return 1; }
+    done
+    # The image's packages (and what they depend on at run time) are written before its
+    # rootfs is made: the recipes that make them, resolved.
+    for pkg in ember ember-service-getty dbus; do
+        grep -q "^$rootfs -> \"$pkg\.do_package_write_" "$build/task-depends.dot" \
+            || { echo "the image's do_rootfs does not wait for $pkg's packages"; return 1; }
+    done
+    if [[ " ${EXTRA_LAYERS[$1]} " == *" meta-networking "* ]]; then
+        for pkg in ember-service-mosquitto mosquitto; do
+            grep -q "^$rootfs -> \"$pkg\.do_package_write_" "$build/task-depends.dot" \
+                || { echo "the image's do_rootfs does not wait for $pkg's packages"; return 1; }
+        done
+    fi
+    echo "SUMMARY: $(grep -c . "$build/pn-buildlist") recipes, $(grep -c '^"[^"]*" \[' "$build/task-depends.dot") tasks"
+}
+
+# --dry-run: bitbake -n ember-image-minimal.
 dry_run() {
     local f=$LOGS/$1-dry-run.txt r
     bb "$1" "bitbake -n ember-image-minimal" >"$f" 2>&1 || { tail -n 40 "$f"; return 1; }
-    # The image's runtime dependencies resolved to the layer's recipes (and mosquitto's).
     for r in ember_0.1.0.bb ember-service-getty_1.0.bb ember-image-minimal.bb; do
         grep -q "/$r:do_package_write" "$f" || grep -q "/$r:do_rootfs" "$f" \
             || { echo "no task of $r in the dry run"; return 1; }
     done
-    if [[ " ${EXTRA_LAYERS[$1]} " == *" meta-networking "* ]]; then
-        grep -q "/mosquitto_[^/]*\.bb:do_package_write" "$f" || { echo "no mosquitto in the dry run"; return 1; }
-    fi
     echo "SUMMARY: $(grep -o 'Running task [0-9]* of [0-9]*' "$f" | tail -n 1 | awk '{print $5}') tasks"
 }
 
@@ -505,26 +596,130 @@ cargo_vendored() {
     echo "SUMMARY: $(cargo --version | cut -d' ' -f1-2), $PACKAGECONFIG_CONFARGS"
 }
 
-# ember's and ember-service-getty's do_install as bitbake writes them, then `ember check`
-# on the configuration they install, with the ember just built from the vendored tree.
-install_check() {
-    local root=$CACHE/root-$1 out
-    as_builder "rm -rf '$root'"
-    bb "$1" "python3 '$HERE/check-install.py' install '$CARGO_OUT/debug' '$root'"
-    out=$("$CARGO_OUT/debug/ember" check --config "$root/etc/ember/ember.toml" 2>&1) \
-        || { echo "$out"; echo "ember check fails on the installed configuration"; return 1; }
+# config_check ROOT: `ember check` and `ember analyze verify` (which the analyze feature
+# brings) on the configuration installed in ROOT, with the ember built from the vendored
+# tree; every file of services.d is loaded.
+config_check() {
+    local out n
+    out=$("$CARGO_OUT/debug/ember" check --config "$1/etc/ember/ember.toml" 2>&1) \
+        || { echo "$out"; echo "ember check fails on the configuration installed in $1"; return 1; }
     echo "$out"
-    local f n
-    n=$(find "$root/etc/ember/services.d" -name '*.toml' | wc -l)
-    grep -q ": ok, $n services" <<<"$out" || { echo "ember check did not load the $n services of services.d"; return 1; }
-    for f in sbin/ember etc/ember/ember.toml etc/ember/services.d/dbus.toml \
-             etc/ember/services.d/getty-ttyS0.toml etc/ember/services.d/getty-ttyS1.toml \
-             usr/share/dbus-1/system.d/io.ember.Init1.conf; do
-        [ -e "$root/$f" ] || { echo "not installed: $f"; return 1; }
+    n=$(find "$1/etc/ember/services.d" -name '*.toml' | wc -l)
+    grep -q ": ok, $n services" <<<"$out" || { echo "ember check did not load the $n services of $1/etc/ember/services.d"; return 1; }
+    "$CARGO_OUT/debug/ember" analyze --config "$1/etc/ember/ember.toml" verify \
+        || { echo "ember analyze verify fails on the configuration installed in $1"; return 1; }
+}
+
+# installed ROOT PATH... / not_installed ROOT PATH...
+installed() {
+    local root=$1 f; shift
+    for f; do [ -e "$root$f" ] || { echo "not installed: $f"; return 1; }; done
+}
+not_installed() {
+    local root=$1 f; shift
+    for f; do [ ! -e "$root$f" ] || { echo "installed, though it should not be: $f"; return 1; }; done
+}
+# table ROOT NAME yes|no: ember.toml has (or lacks) the table [NAME]
+table() {
+    if grep -q "^\[$2\]" "$1/etc/ember/ember.toml"; then
+        [ "$3" = yes ] || { echo "ember.toml has [$2]"; return 1; }
+    else
+        [ "$3" = no ] || { echo "ember.toml lacks [$2]"; return 1; }
+    fi
+}
+
+# The preinsts useradd wrote, run as the rootfs runs them (D set to the root) with the
+# host's shadow tools (OE uses its shadow-native), on a scratch /etc: the users and the
+# group the adapters run as are made. shadow's --root wants root.
+run_preinsts() {
+    local dir=$1 scratch p
+    shift
+    if [ "$(id -u)" != 0 ]; then echo "not root: the preinsts were not run"; return; fi
+    scratch=$(mktemp -d)
+    mkdir -p "$scratch/etc"
+    printf 'root:x:0:0:root:/root:/bin/sh\n' >"$scratch/etc/passwd"
+    printf 'root:x:0:\n' >"$scratch/etc/group"
+    printf 'root:*:19000:0:99999:7:::\n' >"$scratch/etc/shadow"
+    printf 'root:*::\n' >"$scratch/etc/gshadow"
+    for p in "$dir"/preinst.*; do D=$scratch sh "$p"; done
+    cat "$scratch/etc/passwd" "$scratch/etc/group"
+    for p; do
+        case "$p" in
+            user:*) grep -q "^${p#user:}:x:[0-9]*:[0-9]*::/nonexistent:/bin/false\$" "$scratch/etc/passwd" \
+                        || { echo "no system user ${p#user:}"; return 1; } ;;
+            group:*) grep -q "^${p#group:}:" "$scratch/etc/group" || { echo "no group ${p#group:}"; return 1; } ;;
+        esac
     done
-    grep -q '^\[mqtt\]' "$root/etc/ember/ember.toml" && grep -q '^\[dbus\]' "$root/etc/ember/ember.toml" \
-        || { echo "ember.toml lacks [mqtt] or [dbus]"; return 1; }
-    echo "SUMMARY: $(find "$root" -type f | wc -l) files, ember check passes"
+    rm -rf "$scratch"
+}
+
+# ember's do_install, license check and packaging as bitbake writes and runs them
+# (check-install.py), with the recipe's PACKAGECONFIG and with three others; the files in
+# each package, the packages' dependencies and users, and `ember check` on what is
+# installed, with the binaries built from the vendored tree.
+INSTALL_VARIANTS=("" "mqtt" "dbus")
+install_check() {
+    local out=$CACHE/install-$1 dir facts a
+    as_builder "rm -rf '$out'"
+    bb "$1" "python3 '$HERE/check-install.py' install '$CARGO_OUT/debug' '$out' ${INSTALL_VARIANTS[*]@Q}"
+
+    dir=$out/recipe; facts=$dir/facts
+    echo "== PACKAGECONFIG as the recipe sets it"
+    config_check "$dir/root"
+    installed "$dir/root" /sbin/ember /sbin/ember-mqtt /sbin/ember-dbus /etc/ember/ember.toml \
+        /etc/ember/services.d/dbus.toml /etc/ember/services.d/getty-ttyS0.toml \
+        /etc/ember/services.d/getty-ttyS1.toml /usr/share/dbus-1/system.d/io.ember.Init1.conf
+    table "$dir/root" mqtt yes; table "$dir/root" dbus yes
+    # Each adapter in its own package, beside ember (ember looks for it in its own
+    # executable's directory); populate_packages found no file left over.
+    expect "$facts" FILES_IN:ember "/etc/ember/ember.toml /sbin/ember"
+    expect "$facts" FILES_IN:ember-mqtt /sbin/ember-mqtt
+    expect "$facts" FILES_IN:ember-dbus "/sbin/ember-dbus /usr/share/dbus-1/system.d/io.ember.Init1.conf"
+    expect "$facts" FILES_IN:ember-service-dbus /etc/ember/services.d/dbus.toml
+    expect "$facts" INHERITS_USERADD 1
+    for a in ember-mqtt ember-dbus; do
+        expect_has "$facts" RDEPENDS:$a ember
+        # useradd's own additions: the preinst needs shadow's tools and base-passwd's files.
+        expect_has "$facts" RDEPENDS:$a shadow
+        [ -s "$dir/preinst.$a" ] || { echo "no preinst for $a"; return 1; }
+        "$CARGO_OUT/debug/$a" --help >/dev/null || { echo "$a --help fails"; return 1; }
+    done
+    expect_has "$facts" RDEPENDS:ember ember-mqtt
+    expect_has "$facts" RDEPENDS:ember ember-dbus
+    expect "$facts" GROUPADD_PARAM:ember-dbus "--system ember"
+    run_preinsts "$dir" user:ember-mqtt user:ember-dbus group:ember
+    expect "$facts" PACKAGE_ARCH:ember-service-getty "$(getv "$LOGS/$1-env-ember.txt" MACHINE_ARCH)"
+
+    dir=$out/packageconfig-none; facts=$dir/facts
+    echo "== PACKAGECONFIG = \"\": ember alone"
+    config_check "$dir/root"
+    installed "$dir/root" /sbin/ember /etc/ember/ember.toml
+    not_installed "$dir/root" /sbin/ember-mqtt /sbin/ember-dbus /usr/share/dbus-1/system.d/io.ember.Init1.conf
+    table "$dir/root" mqtt no; table "$dir/root" dbus no
+    expect_lacks "$facts" PACKAGES ember-mqtt
+    expect_lacks "$facts" PACKAGES ember-dbus
+    expect_lacks "$facts" RDEPENDS:ember ember-mqtt
+    expect_lacks "$facts" RDEPENDS:ember ember-dbus
+    expect "$facts" USERADD_PACKAGES ""
+    # The class that refuses a recipe without users to make is not inherited.
+    expect "$facts" INHERITS_USERADD 0
+
+    for a in mqtt dbus; do
+        local other=dbus; [ $a = mqtt ] || other=mqtt
+        dir=$out/packageconfig-$a; facts=$dir/facts
+        echo "== PACKAGECONFIG = \"$a\""
+        config_check "$dir/root"
+        installed "$dir/root" /sbin/ember "/sbin/ember-$a"
+        not_installed "$dir/root" "/sbin/ember-$other"
+        table "$dir/root" $a yes; table "$dir/root" $other no
+        expect "$facts" FILES_IN:ember-$a "$(getv "$out/recipe/facts" FILES_IN:ember-$a)"
+        expect_lacks "$facts" PACKAGES ember-$other
+        expect "$facts" USERADD_PACKAGES ember-$a
+        expect "$facts" INHERITS_USERADD 1
+        expect_has "$facts" RDEPENDS:ember ember-$a
+        expect_lacks "$facts" RDEPENDS:ember ember-$other
+    done
+    echo "SUMMARY: packages $(getv "$out/recipe/facts" PACKAGES | tr ' ' '\n' | grep -v -e '-dbg$' -e '-dev$' -e '-staticdev$' -e '-doc$' -e '-locale$' -e '-src$' | xargs); PACKAGECONFIG \"\", mqtt, dbus too; ember check passes on each"
 }
 
 yocto_check_layer() {
@@ -559,7 +754,8 @@ for rel in "${RELEASES[@]}"; do
     step "$rel: bitbake-layers show-layers" show_layers "$rel"
     step "$rel: bitbake -e ember" env_ember "$rel"
     step "$rel: bitbake -e ember-image-minimal" env_image "$rel"
-    step "$rel: bitbake -n ember-image-minimal" dry_run "$rel"
+    step "$rel: bitbake -g ember-image-minimal (dependencies)" dep_graph "$rel"
+    [ $DRY_RUN = 0 ] || step "$rel: bitbake -n ember-image-minimal" dry_run "$rel"
     step "$rel: bitbake ember ember-service-getty -c unpack (fetch)" fetch_unpack "$rel"
     step "$rel: OE-core's update_crates on \${S} = ember-crates.inc" update_crates_class "$rel"
     if [ ! -x "$CARGO_OUT/debug/ember" ] || [ "${VENDORED_BUILT:-}" != 1 ]; then
@@ -567,7 +763,7 @@ for rel in "${RELEASES[@]}"; do
         step "cargo build --frozen --offline of the vendored tree" cargo_vendored
         VENDORED_BUILT=1
     fi
-    step "$rel: do_install (ember, ember-service-getty), ember check" install_check "$rel"
+    step "$rel: do_install, packages, users; ember check" install_check "$rel"
 done
 
 if [ $CHECK_LAYER = 1 ]; then

@@ -1,8 +1,9 @@
 SUMMARY = "ember: an init system and service supervisor for embedded Linux"
 DESCRIPTION = "ember is PID 1 and a service supervisor: it starts the services \
 described in /etc/ember/ember.toml and /etc/ember/services.d in dependency order and \
-in parallel, restarts them, reaps orphans, and shuts down in steps. Optional MQTT and \
-D-Bus control adapters."
+in parallel, restarts them, reaps orphans, and shuts down in steps. Its MQTT and \
+D-Bus adapters are executables of their own (packages ember-mqtt and ember-dbus) that \
+ember runs as unprivileged services."
 HOMEPAGE = "https://example.com/ember"
 SECTION = "base"
 # HOMEPAGE is a placeholder until ember has a public home.
@@ -18,10 +19,14 @@ LIC_FILES_CHKSUM = "file://LICENSE-MIT;md5=281d068d77ab29f9820546655f247cb5 \
 #   SRCREV = "<the commit whose Cargo.lock ember-crates.inc was generated from>"
 #
 # The crates of the cargo workspace: every member of Cargo.toml's [workspace] must be
-# here (cargo loads them all, even to build one package). A new member crate (say mqtt/
-# for ember-mqtt) is added here, and its executable to EMBER_BINARIES.
+# here, itself or through a directory above it, the adapters too when PACKAGECONFIG
+# leaves them out (cargo loads every member, even to build one package; yocto/check.sh
+# compares this list with Cargo.toml's). adapters/ brings every crate under it: the
+# adapters, and any other member placed there (such as a tool no package ships).
 EMBER_CRATES_SRC = "file://ember-src/src \
                     file://ember-src/ipc \
+                    file://ember-src/engine \
+                    file://ember-src/adapters \
                     "
 EMBER_SRC ?= "file://ember-src/Cargo.toml \
               file://ember-src/Cargo.lock \
@@ -31,7 +36,11 @@ EMBER_SRC ?= "file://ember-src/Cargo.toml \
               file://ember-src/config/dbus-1/io.ember.Init1.conf \
               "
 
-inherit cargo cargo-update-recipe-crates update-alternatives useradd
+inherit cargo cargo-update-recipe-crates update-alternatives
+# useradd only when an adapter is built: it creates the adapters' users, and the class
+# refuses a recipe that inherits it with no package to create users for. Deferred, so
+# that a PACKAGECONFIG set after this line (a bbappend, local.conf) decides.
+inherit_defer ${@'useradd' if d.getVar('EMBER_ADAPTER_PACKAGES').split() else ''}
 
 require ${BPN}-crates.inc
 
@@ -44,19 +53,35 @@ SRC_URI += "${EMBER_SRC} \
 
 S = "${UNPACKDIR}/ember-src"
 
-# Cargo features of the ember package: mqtt, dbus and analyze, all on by default (as in
-# Cargo.toml). The build is always --no-default-features plus one --features per item
-# (cargo.bbclass passes PACKAGECONFIG_CONFARGS to `cargo build`).
+# What is built, with cargo.bbclass passing PACKAGECONFIG_CONFARGS to `cargo build`:
+# always the package ember (the init, `ember ctl`, `ember check`), without its default
+# features; the adapters are packages of the workspace of their own, each selected with
+# -p, and each an executable that ember runs for its [mqtt] / [dbus] table. The fourth
+# field makes ember RDEPEND on the adapter: the ember.toml installed with it has the
+# adapter's table, and ember would restart a missing executable for ever.
+#   mqtt     ember-mqtt (rumqttc, rustls and ring, which compiles C with the target's
+#            cross compiler), [mqtt] in ember.toml
+#   dbus     ember-dbus (zbus), [dbus] in ember.toml, the D-Bus policy
+#   analyze  ember's feature for `ember analyze blame|critical-chain|plot|verify` (about
+#            100 KB); without it ember still keeps the timeline and `ember analyze dump`
+# Never the test-hooks features: they let any client of the socket or any MQTT publisher
+# panic ember or the adapter on purpose.
 PACKAGECONFIG ??= "mqtt dbus analyze"
-PACKAGECONFIG[mqtt] = "--features mqtt"
-PACKAGECONFIG[dbus] = "--features dbus"
-PACKAGECONFIG[analyze] = "--features analyze"
-CARGO_BUILD_FLAGS:append = " --no-default-features"
+PACKAGECONFIG[mqtt] = "-p ember-mqtt,,,${PN}-mqtt"
+PACKAGECONFIG[dbus] = "-p ember-dbus,,,${PN}-dbus"
+PACKAGECONFIG[analyze] = "--features ember/analyze"
+CARGO_BUILD_FLAGS:append = " --no-default-features -p ember"
 
-# The executables installed into ${base_sbindir}, from ${B}/target/<triple>/release.
-EMBER_BINARIES = "ember"
+# The adapters' packages this PACKAGECONFIG makes, and the executables installed into
+# ${base_sbindir} from ${B}/target/<triple>/release: ember finds the adapters in the
+# directory of its own executable.
+EMBER_ADAPTER_PACKAGES = "${@bb.utils.contains('PACKAGECONFIG', 'mqtt', '${PN}-mqtt', '', d)} \
+                          ${@bb.utils.contains('PACKAGECONFIG', 'dbus', '${PN}-dbus', '', d)}"
+EMBER_BINARIES = "ember \
+                  ${@bb.utils.contains('PACKAGECONFIG', 'mqtt', 'ember-mqtt', '', d)} \
+                  ${@bb.utils.contains('PACKAGECONFIG', 'dbus', 'ember-dbus', '', d)}"
 
-# Cargo.toml's release profile has strip = "symbols": the binary would reach do_package
+# Cargo.toml's release profile has strip = "symbols": the binaries would reach do_package
 # already stripped (QA error already-stripped, and no ember-dbg). Cargo's environment
 # configuration overrides the manifest's profile, so OE strips and splits debug info itself.
 export CARGO_PROFILE_RELEASE_STRIP = "false"
@@ -81,25 +106,42 @@ do_install() {
     install -m 0644 ${UNPACKDIR}/dbus.toml ${D}${sysconfdir}/ember/services.d/dbus.toml
 }
 
-PACKAGES =+ "${PN}-service-dbus"
+# The packages:
+#   ember               /sbin/ember and /etc/ember/ember.toml
+#   ember-mqtt          the MQTT adapter, run by ember as the service ember-mqtt under the
+#                       user ember-mqtt ([mqtt] user's default). It needs no file of the
+#                       system: ember hands it its settings, secrets included, on its
+#                       standard input.
+#   ember-dbus          the D-Bus adapter, run by ember as the service ember-dbus under the
+#                       user ember-dbus ([dbus] user's default), which the policy lets own
+#                       io.ember.Init1. The group ember is [dbus] control_group's default,
+#                       whose members the policy and the adapter let start, stop and
+#                       restart services. The bus itself: ember-service-dbus, or any other.
+#   ember-service-dbus  the system bus as an ember service
+PACKAGES =+ "${EMBER_ADAPTER_PACKAGES} ${PN}-service-dbus"
 
-FILES:${PN} += "${datadir}/dbus-1/system.d"
+FILES:${PN}-mqtt += "${base_sbindir}/ember-mqtt"
+FILES:${PN}-dbus += "${base_sbindir}/ember-dbus ${datadir}/dbus-1/system.d/io.ember.Init1.conf"
+FILES:${PN}-service-dbus += "${sysconfdir}/ember/services.d/dbus.toml"
+
 # Every file this recipe installs in /etc is a conffile: an upgrade keeps local edits.
 CONFFILES:${PN} = "${sysconfdir}/ember/ember.toml"
-
-# ember-service-dbus: the system bus as an ember service.
-FILES:${PN}-service-dbus += "${sysconfdir}/ember/services.d/dbus.toml"
 CONFFILES:${PN}-service-dbus = "${sysconfdir}/ember/services.d/dbus.toml"
+
+RDEPENDS:${PN}-mqtt = "${PN}"
+RDEPENDS:${PN}-dbus = "${PN}"
 RDEPENDS:${PN}-service-dbus = "${PN} dbus"
 
 # The gettys on the machine's serial consoles come from their own recipe: SERIAL_CONSOLES
 # is the MACHINE's, and this package is built once per CPU tune (as systemd recommends
 # systemd-serialgetty).
 RRECOMMENDS:${PN} += "${PN}-service-getty"
+RRECOMMENDS:${PN}-dbus = "${PN}-service-dbus"
 
-# The "ember" group of the D-Bus policy and [dbus] control_group.
-USERADD_PACKAGES = "${PN}"
-GROUPADD_PARAM:${PN} = "--system ember"
+USERADD_PACKAGES = "${EMBER_ADAPTER_PACKAGES}"
+USERADD_PARAM:${PN}-mqtt = "--system --no-create-home --home-dir /nonexistent --shell /bin/false --user-group ember-mqtt"
+GROUPADD_PARAM:${PN}-dbus = "--system ember"
+USERADD_PARAM:${PN}-dbus = "--system --no-create-home --home-dir /nonexistent --shell /bin/false --user-group ember-dbus"
 
 # init, halt, reboot and poweroff: ember answers to each name. OE-core's other owners of
 # these links: busybox 50, sysvinit 50 for init and 200 for halt/reboot/poweroff, and

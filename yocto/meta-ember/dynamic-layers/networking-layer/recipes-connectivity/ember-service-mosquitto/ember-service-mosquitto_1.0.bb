@@ -1,6 +1,6 @@
 SUMMARY = "mosquitto as a service of ember"
 DESCRIPTION = "An /etc/ember/services.d entry that runs the mosquitto MQTT broker \
-under ember, which the ember [mqtt] adapter publishes to."
+under ember, which ember's MQTT adapter (ember-mqtt) publishes to."
 HOMEPAGE = "https://example.com/ember"
 SECTION = "base"
 LICENSE = "MIT | Apache-2.0"
