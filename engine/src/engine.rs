@@ -532,7 +532,9 @@ impl Engine {
     /// down, as systemd's start job does: each one not wanted up, or failed, is started
     /// too. One being removed by a reload is left alone (the start then names it).
     fn pull_in(&mut self, name: &str, now: Duration) {
-        let mut seen = BTreeSet::from([name.to_owned()]);
+        // Not BTreeSet::from([..]): that sorts the array, one more copy of the sort.
+        let mut seen = BTreeSet::new();
+        seen.insert(name.to_owned());
         let mut todo = vec![name.to_owned()];
         while let Some(next) = todo.pop() {
             let deps: Vec<String> = match self.units.get(&next) {
