@@ -240,12 +240,16 @@ impl Engine {
                 }
             }
         }
-        let mut left: BTreeMap<&str, usize> = preds.iter().map(|(n, p)| (*n, p.len())).collect();
-        let mut ready: BTreeSet<&str> = left
-            .iter()
-            .filter(|(_, c)| **c == 0)
-            .map(|(n, _)| *n)
-            .collect();
+        // Inserted, not collected: a collected BTreeMap or BTreeSet sorts first, and each
+        // type sorted is its own copy of the sort in the executable.
+        let mut left: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut ready: BTreeSet<&str> = BTreeSet::new();
+        for (n, p) in &preds {
+            left.insert(*n, p.len());
+            if p.is_empty() {
+                ready.insert(*n);
+            }
+        }
         let mut order = BTreeMap::new();
         while order.len() < self.units.len() {
             let Some(next) = ready.pop_first() else {
@@ -528,7 +532,9 @@ impl Engine {
     /// down, as systemd's start job does: each one not wanted up, or failed, is started
     /// too. One being removed by a reload is left alone (the start then names it).
     fn pull_in(&mut self, name: &str, now: Duration) {
-        let mut seen = BTreeSet::from([name.to_owned()]);
+        // Not BTreeSet::from([..]): that sorts the array, one more copy of the sort.
+        let mut seen = BTreeSet::new();
+        seen.insert(name.to_owned());
         let mut todo = vec![name.to_owned()];
         while let Some(next) = todo.pop() {
             let deps: Vec<String> = match self.units.get(&next) {

@@ -67,7 +67,10 @@ fn cycles(services: &BTreeMap<&str, &ServiceSpec>) -> Vec<Vec<String>> {
         OnPath,
         Done,
     }
-    let mut marks: BTreeMap<&str, Mark> = services.keys().map(|k| (*k, Mark::New)).collect();
+    let mut marks: BTreeMap<&str, Mark> = BTreeMap::new();
+    for k in services.keys() {
+        marks.insert(*k, Mark::New);
+    }
     let mut found = Vec::new();
     for &start in services.keys() {
         if marks[start] != Mark::New {

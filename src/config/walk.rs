@@ -280,12 +280,14 @@ impl<T: FromToml> FromToml for BTreeMap<String, T> {
         match value.into_inner() {
             DeValue::Table(entries) => {
                 let before = issues.len();
-                let read: BTreeMap<String, T> = entries
-                    .into_iter()
-                    .filter_map(|(key, value)| {
-                        Some((key.into_inner().into_owned(), T::from_toml(value, issues)?))
-                    })
-                    .collect();
+                // Inserted, not collected: a collected BTreeMap sorts first, one more copy
+                // of the sort in the executable.
+                let mut read: BTreeMap<String, T> = BTreeMap::new();
+                for (key, value) in entries {
+                    if let Some(value) = T::from_toml(value, issues) {
+                        read.insert(key.into_inner().into_owned(), value);
+                    }
+                }
                 (issues.len() == before).then_some(read)
             }
             other => wrong_type(offset, &other, "a table", issues),

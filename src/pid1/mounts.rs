@@ -120,7 +120,8 @@ pub fn unmount_order(entries: &[MountEntry]) -> Vec<MountEntry> {
         .filter(|m| !API_FILESYSTEMS.contains(&m.fstype.as_str()))
         .cloned()
         .collect();
-    list.sort_by(|a, b| {
+    // Mount ids are unique: unstable is the same order, and a smaller sort.
+    list.sort_unstable_by(|a, b| {
         let depth = |m: &MountEntry| m.point.components().count();
         depth(b).cmp(&depth(a)).then(b.id.cmp(&a.id))
     });
