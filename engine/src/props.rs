@@ -1144,6 +1144,9 @@ impl World {
         let engine = &self.engine;
         let after: BTreeSet<&str> = engine.units().map(|u| u.spec.name.as_str()).collect();
 
+        // 0. What the engine counts instead of scanning equals what a scan finds.
+        engine.check_counts()?;
+
         // 1. Names.
         let input_name = match input {
             Input::Start(n) | Input::Stop(n) | Input::Restart(n) => Some(n),
