@@ -1449,13 +1449,22 @@ impl Engine {
     fn has_stopping_dependents(&self, name: &str) -> bool {
         if self.shutting_down && self.units.get(name).is_some_and(|u| u.spec.linger) {
             // It goes last: after every service that does not linger and that it is not
-            // ordered after (its broker or bus stops after it, in reverse order).
-            // Counted, not scanned: this is asked again at every stop during a shutdown.
-            let own = self.units.get(name).map(|u| &u.spec);
-            let mut before: Vec<&String> =
-                own.into_iter().flat_map(|s| s.ordered_after()).collect();
-            before.sort();
-            before.dedup();
+            // ordered after, directly or through others (its broker or bus, and what that
+            // is after in turn: each of those waits for it in reverse order, and waiting
+            // for them would wait for ever). Counted, not scanned: this is asked again at
+            // every stop during a shutdown.
+            let mut before: BTreeSet<&str> = BTreeSet::new();
+            let mut todo = vec![name];
+            while let Some(next) = todo.pop() {
+                let Some(unit) = self.units.get(next) else {
+                    continue;
+                };
+                for dep in unit.spec.ordered_after() {
+                    if dep != name && before.insert(dep.as_str()) {
+                        todo.push(dep);
+                    }
+                }
+            }
             let running_before = before
                 .into_iter()
                 .filter_map(|d| self.units.get(d))

@@ -3017,6 +3017,32 @@ fn a_lingering_service_stops_last_at_shutdown() {
     assert!(actions.contains(&Action::AllStopped));
 }
 
+/// What its broker is after, it is after too: a lingering service that waited for that
+/// (the network, say) would wait for ever, the network waiting for the broker and the
+/// broker for the adapter, in reverse order (found by the property test once it drew
+/// lingering services: no service was ever stopped).
+#[test]
+fn a_lingering_service_does_not_wait_for_what_its_broker_is_after() {
+    let mut sim = Sim::new(vec![
+        simple("network"),
+        simple("broker").after(&["network"]),
+        simple("adapter")
+            .after(&["broker"])
+            .with(|s| s.linger = true),
+        simple("other"),
+    ]);
+    sim.clear_log();
+    let actions = sim.shutdown();
+    assert_eq!(kills(&actions), vec![kill("other", Signal::SIGTERM)]);
+    let actions = sim.exit("other", Exit::Signal(Signal::SIGTERM));
+    assert_eq!(kills(&actions), vec![kill("adapter", Signal::SIGTERM)]);
+    let actions = sim.exit("adapter", Exit::Signal(Signal::SIGTERM));
+    assert_eq!(kills(&actions), vec![kill("broker", Signal::SIGTERM)]);
+    let actions = sim.exit("broker", Exit::Signal(Signal::SIGTERM));
+    assert_eq!(kills(&actions), vec![kill("network", Signal::SIGTERM)]);
+    let actions = sim.exit("network", Exit::Signal(Signal::SIGTERM));
+    assert!(actions.contains(&Action::AllStopped));
+}
 /// A spawn that fails at once, with restart_delay 0 and no start limit, waits between
 /// tries instead of spinning PID 1 (found by the property test's author).
 #[test]
