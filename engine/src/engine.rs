@@ -121,7 +121,7 @@ pub enum Action {
 
 #[derive(Debug, Default)]
 pub struct Engine {
-    units: BTreeMap<String, Unit>,
+    units: Units,
     /// For each service, the services ordered after it (reverse edges).
     dependents: BTreeMap<String, Vec<String>>,
     /// Each service's place in one order of all of them, consistent with the ordering of
@@ -132,25 +132,228 @@ pub struct Engine {
     all_stopped_sent: bool,
     dirty: BTreeSet<String>,
     changed: BTreeSet<String>,
+    /// The services that linger (see [`ServiceSpec::linger`]), by name.
+    lingering: Vec<String>,
+    /// How many services are running ([`Unit::is_running`]), and how many of those linger:
+    /// kept as states change, so that a turn need not count them.
+    running: usize,
+    running_lingering: usize,
+    /// How many services a reload is removing.
+    removing: usize,
+    /// Every deadline of a service, earliest first: the next one without a scan.
+    timers: BTreeSet<(Duration, String)>,
+    /// How many services are on their way up or down, and how many are failed: the
+    /// system's state without a scan (see [`Engine::tally`]).
+    tally: Tally,
+}
+
+/// Every unit, by name. Looking one up is cheap; going through all of them is what makes
+/// an input's work grow with the number of services, so that is counted (in tests): the
+/// tests that keep the work of one input proportional to what it changes read the count.
+#[derive(Debug, Default)]
+struct Units {
+    map: BTreeMap<String, Unit>,
+    /// Units looked at by walks through all of them.
+    #[cfg(test)]
+    visits: std::cell::Cell<u64>,
+}
+
+impl Units {
+    fn get(&self, name: &str) -> Option<&Unit> {
+        self.map.get(name)
+    }
+
+    fn get_mut(&mut self, name: &str) -> Option<&mut Unit> {
+        self.map.get_mut(name)
+    }
+
+    fn contains_key(&self, name: &str) -> bool {
+        self.map.contains_key(name)
+    }
+
+    fn insert(&mut self, name: String, unit: Unit) {
+        self.map.insert(name, unit);
+    }
+
+    fn remove(&mut self, name: &str) -> Option<Unit> {
+        self.map.remove(name)
+    }
+
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Every unit: counted, one visit per unit walked through.
+    fn iter(&self) -> impl Iterator<Item = (&String, &Unit)> + '_ {
+        self.map.iter().inspect(move |_| self.visit())
+    }
+
+    fn keys(&self) -> impl Iterator<Item = &String> + '_ {
+        self.iter().map(|(n, _)| n)
+    }
+
+    fn visit(&self) {
+        #[cfg(test)]
+        self.visits.set(self.visits.get() + 1);
+    }
+}
+
+/// What the system's state is made of: how many services are starting (on their way up
+/// or down, or wanted up and waiting) and how many have failed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Tally {
+    pub starting: usize,
+    pub failed: usize,
+}
+
+/// Which count of the [`Tally`] a unit is in.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Class {
+    #[default]
+    Settled,
+    Starting,
+    Failed,
+}
+
+impl Class {
+    fn of(unit: &Unit) -> Class {
+        match unit.state {
+            State::Failed => Class::Failed,
+            State::Activating | State::Deactivating => Class::Starting,
+            State::Inactive if unit.want == Want::Up && unit.sub != Sub::Dependency => {
+                Class::Starting
+            }
+            _ => Class::Settled,
+        }
+    }
+}
+
+impl Tally {
+    fn add(&mut self, class: Class) {
+        match class {
+            Class::Starting => self.starting += 1,
+            Class::Failed => self.failed += 1,
+            Class::Settled => {}
+        }
+    }
+
+    fn remove(&mut self, class: Class) {
+        match class {
+            Class::Starting => self.starting = self.starting.saturating_sub(1),
+            Class::Failed => self.failed = self.failed.saturating_sub(1),
+            Class::Settled => {}
+        }
+    }
+}
+
+/// Sets a unit's deadline and keeps the engine's index of deadlines with it.
+fn set_deadline(
+    timers: &mut BTreeSet<(Duration, String)>,
+    name: &str,
+    unit: &mut Unit,
+    at: Option<Duration>,
+) {
+    if unit.deadline == at {
+        return;
+    }
+    if let Some(old) = unit.deadline {
+        timers.remove(&(old, name.to_owned()));
+    }
+    if let Some(new) = at {
+        timers.insert((new, name.to_owned()));
+    }
+    unit.deadline = at;
 }
 
 impl Engine {
     pub fn new(specs: BTreeMap<String, ServiceSpec>, now: Duration) -> Engine {
         let mut engine = Engine::default();
         for (name, spec) in specs {
-            engine.units.insert(name, Unit::new(spec, now));
+            let mut unit = Unit::new(spec, now);
+            unit.class = Class::of(&unit);
+            engine.tally.add(unit.class);
+            engine.units.insert(name, unit);
         }
         engine.rebuild_dependents();
         engine.dirty = engine.units.keys().cloned().collect();
         engine
     }
 
+    /// What the engine counts and indexes as it goes, against a scan of every unit.
+    #[cfg(test)]
+    pub(crate) fn check_counts(&self) -> Result<(), String> {
+        // The map itself: these walks are the test's, not the engine's work.
+        let units = &self.units.map;
+        let running = units.values().filter(|u| u.is_running()).count();
+        let running_lingering = units
+            .values()
+            .filter(|u| u.is_running() && u.spec.linger)
+            .count();
+        let lingering: Vec<&String> = units
+            .iter()
+            .filter(|(_, u)| u.spec.linger)
+            .map(|(n, _)| n)
+            .collect();
+        let removing = units.values().filter(|u| u.removing).count();
+        let timers: BTreeSet<(Duration, String)> = units
+            .iter()
+            .filter_map(|(n, u)| u.deadline.map(|d| (d, n.clone())))
+            .collect();
+        let mut tally = Tally::default();
+        for unit in units.values() {
+            tally.add(Class::of(unit));
+        }
+        let counted = (
+            self.running,
+            self.running_lingering,
+            self.lingering.iter().collect::<Vec<_>>(),
+            self.removing,
+            &self.timers,
+            self.tally,
+        );
+        let scanned = (
+            running,
+            running_lingering,
+            lingering,
+            removing,
+            &timers,
+            tally,
+        );
+        if counted != scanned {
+            return Err(format!("counted {counted:?}, but a scan finds {scanned:?}"));
+        }
+        // Each unit is counted where it is, not only in sum.
+        if let Some((name, unit)) = units.iter().find(|(_, u)| u.class != Class::of(u)) {
+            return Err(format!(
+                "{name} is counted as {:?}, but is {:?} ({:?} {:?}, want {:?})",
+                unit.class,
+                Class::of(unit),
+                unit.state,
+                unit.sub,
+                unit.want
+            ));
+        }
+        Ok(())
+    }
+
+    /// How many services are starting and failed, as of the last input.
+    pub fn tally(&self) -> Tally {
+        self.tally
+    }
+
     pub fn unit(&self, name: &str) -> Option<&Unit> {
         self.units.get(name)
     }
 
+    /// Every unit, for the caller (not counted as the engine's work: see [`Units`]).
     pub fn units(&self) -> impl Iterator<Item = &Unit> {
-        self.units.values()
+        self.units.map.values()
+    }
+
+    /// Units the engine has walked through so far (see [`Units`]).
+    #[cfg(test)]
+    pub(crate) fn visits(&self) -> u64 {
+        self.units.visits.get()
     }
 
     pub fn shutting_down(&self) -> bool {
@@ -159,7 +362,7 @@ impl Engine {
 
     /// The earliest deadline of any service: when to call again with [`Input::Tick`].
     pub fn next_deadline(&self) -> Option<Duration> {
-        self.units.values().filter_map(|u| u.deadline).min()
+        self.timers.first().map(|(at, _)| *at)
     }
 
     /// Starts everything enabled: the first reconcile after [`Engine::new`].
@@ -180,14 +383,22 @@ impl Engine {
     }
 
     fn finish(&mut self, actions: &mut Vec<Action>) {
-        let removed: Vec<String> = self
-            .units
-            .iter()
-            .filter(|(_, u)| u.removing && !u.is_running())
-            .map(|(n, _)| n.clone())
-            .collect();
+        let removed: Vec<String> = if self.removing > 0 {
+            self.units
+                .iter()
+                .filter(|(_, u)| u.removing && !u.is_running())
+                .map(|(n, _)| n.clone())
+                .collect()
+        } else {
+            Vec::new()
+        };
         for name in removed {
-            self.units.remove(&name);
+            if let Some(unit) = self.units.remove(&name) {
+                self.tally.remove(unit.class);
+                if let Some(at) = unit.deadline {
+                    self.timers.remove(&(at, name.clone()));
+                }
+            }
             self.changed.remove(&name);
             actions.push(Action::Removed { name });
         }
@@ -195,12 +406,17 @@ impl Engine {
             self.rebuild_dependents();
         }
         for name in std::mem::take(&mut self.changed) {
+            if let Some(unit) = self.units.get_mut(&name) {
+                let class = Class::of(unit);
+                if class != unit.class {
+                    self.tally.remove(unit.class);
+                    self.tally.add(class);
+                    unit.class = class;
+                }
+            }
             actions.push(Action::Changed { name });
         }
-        if self.shutting_down
-            && !self.all_stopped_sent
-            && self.units.values().all(|u| !u.is_running())
-        {
+        if self.shutting_down && !self.all_stopped_sent && self.running == 0 {
             self.all_stopped_sent = true;
             actions.push(Action::AllStopped);
         }
@@ -208,7 +424,23 @@ impl Engine {
 
     fn rebuild_dependents(&mut self) {
         self.dependents.clear();
-        for (name, unit) in &self.units {
+        self.lingering.clear();
+        self.running = 0;
+        self.running_lingering = 0;
+        self.removing = 0;
+        for (name, unit) in self.units.iter() {
+            if unit.spec.linger {
+                self.lingering.push(name.clone());
+            }
+            if unit.is_running() {
+                self.running += 1;
+                if unit.spec.linger {
+                    self.running_lingering += 1;
+                }
+            }
+            if unit.removing {
+                self.removing += 1;
+            }
             for dep in unit.spec.ordered_after() {
                 self.dependents
                     .entry(dep.clone())
@@ -231,7 +463,7 @@ impl Engine {
         // Kahn's algorithm, ties broken by name; `preds`: edges into each service, with
         // whether they come from a spec of the last configuration.
         let mut preds: BTreeMap<&str, Vec<(&str, bool)>> = BTreeMap::new();
-        for (name, unit) in &self.units {
+        for (name, unit) in self.units.iter() {
             let current = !unit.removing && unit.pending_spec.is_none();
             let entry = preds.entry(name.as_str()).or_default();
             for dep in unit.spec.ordered_after() {
@@ -298,8 +530,7 @@ impl Engine {
         self.dirty.insert(name.to_owned());
         if self.shutting_down {
             // A lingering service waits for every other to stop: look at it again.
-            let lingering = self.units.values().filter(|u| u.spec.linger);
-            self.dirty.extend(lingering.map(|u| u.spec.name.clone()));
+            self.dirty.extend(self.lingering.iter().cloned());
         }
         if let Some(unit) = self.units.get(name) {
             self.dirty.extend(unit.spec.ordered_after().cloned());
@@ -332,8 +563,22 @@ impl Engine {
             if unit.state != state {
                 unit.since = now;
             }
+            let was_running = unit.is_running();
             unit.state = state;
             unit.sub = sub;
+            match (was_running, unit.is_running()) {
+                (false, true) => {
+                    self.running += 1;
+                    self.running_lingering += usize::from(unit.spec.linger);
+                }
+                (true, false) => {
+                    self.running = self.running.saturating_sub(1);
+                    if unit.spec.linger {
+                        self.running_lingering = self.running_lingering.saturating_sub(1);
+                    }
+                }
+                _ => {}
+            }
         }
         self.touch(name);
     }
@@ -420,7 +665,7 @@ impl Engine {
                 if unit.run == run && unit.state == State::Deactivating && unit.pid.is_none() {
                     // Stopped before its spawn was answered: nothing was spawned, so it
                     // has stopped (a timeout that stopped it is still its failure).
-                    unit.deadline = None;
+                    set_deadline(&mut self.timers, &name, unit, None);
                     match unit.failing.take() {
                         Some((sub, why)) => self.fail(&name, sub, why, now, actions),
                         None => self.stopped(&name, now),
@@ -476,7 +721,7 @@ impl Engine {
                 };
                 if unit.run == run && unit.state == State::Active {
                     if let Some(period) = unit.spec.watchdog {
-                        unit.deadline = Some(now + period);
+                        set_deadline(&mut self.timers, &name, unit, Some(now + period));
                     }
                 }
             }
@@ -490,12 +735,13 @@ impl Engine {
                 }
             }
             Input::Tick => {
-                let due: Vec<String> = self
-                    .units
+                let mut due: Vec<String> = self
+                    .timers
                     .iter()
-                    .filter(|(_, u)| u.deadline.is_some_and(|d| d <= now))
-                    .map(|(n, _)| n.clone())
+                    .take_while(|(at, _)| *at <= now)
+                    .map(|(_, n)| n.clone())
                     .collect();
+                due.sort();
                 for name in due {
                     self.deadline_passed(&name, now, actions);
                 }
@@ -569,7 +815,12 @@ impl Engine {
         let Some(unit) = self.units.get_mut(name) else {
             return;
         };
-        unit.deadline = unit.spec.watchdog.map(|w| now + w);
+        set_deadline(
+            &mut self.timers,
+            name,
+            unit,
+            unit.spec.watchdog.map(|w| now + w),
+        );
         unit.active_since = Some(now);
         unit.reason = None;
         actions.push(Action::StopProbes {
@@ -599,7 +850,7 @@ impl Engine {
         unit.result = Some(RunResult::Success);
         match (unit.state, unit.sub) {
             (State::Deactivating, _) => {
-                unit.deadline = None;
+                set_deadline(&mut self.timers, name, unit, None);
                 actions.push(Action::Cleanup {
                     name: name.to_owned(),
                     keep: false,
@@ -681,7 +932,7 @@ impl Engine {
         let Some(unit) = self.units.get_mut(name) else {
             return;
         };
-        unit.deadline = None;
+        set_deadline(&mut self.timers, name, unit, None);
         unit.restart_pending = false;
         unit.active_since = None;
         if let Some(spec) = unit.pending_spec.take() {
@@ -719,7 +970,7 @@ impl Engine {
             name: name.to_owned(),
         });
         unit.pid = None;
-        unit.deadline = None;
+        set_deadline(&mut self.timers, name, unit, None);
         unit.result = Some(RunResult::of_failure(sub));
         if let Some(since) = unit.active_since.take() {
             if now.saturating_sub(since) >= unit.spec.restart_delay_max {
@@ -760,7 +1011,7 @@ impl Engine {
             if sub == Sub::Spawn {
                 delay = delay.max(SPAWN_FAILURE_DELAY);
             }
-            unit.deadline = Some(now + delay);
+            set_deadline(&mut self.timers, name, unit, Some(now + delay));
             unit.reason = Some(reason);
             self.set_state(name, State::Activating, Sub::AutoRestart, now);
             return;
@@ -791,7 +1042,7 @@ impl Engine {
         let Some(unit) = self.units.get_mut(name) else {
             return;
         };
-        unit.deadline = None;
+        set_deadline(&mut self.timers, name, unit, None);
         match (unit.state, unit.sub) {
             (State::Activating, Sub::AutoRestart) => {
                 // Backoff over: back to inactive, and reconcile starts it when it may.
@@ -830,7 +1081,12 @@ impl Engine {
                     signal: Signal::SIGKILL,
                     pid: unit.pid,
                 });
-                unit.deadline = Some(now + unit.spec.stop_timeout);
+                set_deadline(
+                    &mut self.timers,
+                    name,
+                    unit,
+                    Some(now + unit.spec.stop_timeout),
+                );
                 self.set_state(name, State::Deactivating, Sub::StopSigkill, now);
             }
             (State::Deactivating, _) => {
@@ -873,7 +1129,12 @@ impl Engine {
             // is about to exist, and could say AllStopped before it does: stop when the
             // answer comes (Spawned: stop the process; SpawnFailed: stopped).
             unit.failing = failing;
-            unit.deadline = Some(now + unit.spec.stop_timeout);
+            set_deadline(
+                &mut self.timers,
+                name,
+                unit,
+                Some(now + unit.spec.stop_timeout),
+            );
             self.set_state(name, State::Deactivating, Sub::StopSigterm, now);
             return;
         }
@@ -891,7 +1152,12 @@ impl Engine {
             return;
         }
         unit.failing = failing;
-        unit.deadline = Some(now + unit.spec.stop_timeout);
+        set_deadline(
+            &mut self.timers,
+            name,
+            unit,
+            Some(now + unit.spec.stop_timeout),
+        );
         actions.push(Action::Kill {
             name: name.to_owned(),
             signal: unit.spec.stop_signal,
@@ -1040,7 +1306,9 @@ impl Engine {
                         self.dirty.extend(first.cloned().collect::<Vec<_>>());
                     }
                 } else if unit.sub == Sub::AutoRestart {
-                    let _ = self.units.get_mut(name).map(|u| u.deadline = None);
+                    if let Some(u) = self.units.get_mut(name) {
+                        set_deadline(&mut self.timers, name, u, None);
+                    }
                     self.stopped(name, now);
                 } else {
                     self.begin_stop(name, None, now, actions);
@@ -1058,10 +1326,9 @@ impl Engine {
         unit.pid = None;
         unit.failing = None;
         unit.status_text = None;
-        unit.deadline = unit.spec.ready_timeout.map(|t| now + t);
-        if unit.spec.ready == Readiness::Spawned {
-            unit.deadline = None;
-        }
+        let deadline = unit.spec.ready_timeout.map(|t| now + t);
+        let deadline = deadline.filter(|_| unit.spec.ready != Readiness::Spawned);
+        set_deadline(&mut self.timers, name, unit, deadline);
         actions.push(Action::Spawn {
             name: name.to_owned(),
             run: unit.run,
@@ -1188,13 +1455,29 @@ impl Engine {
     fn has_stopping_dependents(&self, name: &str) -> bool {
         if self.shutting_down && self.units.get(name).is_some_and(|u| u.spec.linger) {
             // It goes last: after every service that does not linger and that it is not
-            // ordered after (its broker or bus stops after it, in reverse order).
-            let own = self.units.get(name).map(|u| &u.spec);
-            let others_running = self.units.values().any(|u| {
-                !u.spec.linger
-                    && u.is_running()
-                    && !own.is_some_and(|own| own.ordered_after().any(|d| *d == u.spec.name))
-            });
+            // ordered after, directly or through others (its broker or bus, and what that
+            // is after in turn: each of those waits for it in reverse order, and waiting
+            // for them would wait for ever). Counted, not scanned: this is asked again at
+            // every stop during a shutdown.
+            let mut before: BTreeSet<&str> = BTreeSet::new();
+            let mut todo = vec![name];
+            while let Some(next) = todo.pop() {
+                let Some(unit) = self.units.get(next) else {
+                    continue;
+                };
+                for dep in unit.spec.ordered_after() {
+                    if dep != name && before.insert(dep.as_str()) {
+                        todo.push(dep);
+                    }
+                }
+            }
+            let running_before = before
+                .into_iter()
+                .filter_map(|d| self.units.get(d))
+                .filter(|u| !u.spec.linger && u.is_running())
+                .count();
+            let others_running =
+                self.running.saturating_sub(self.running_lingering) > running_before;
             if others_running {
                 return true;
             }

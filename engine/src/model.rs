@@ -71,6 +71,8 @@ pub struct Unit {
     pub pending_spec: Option<ServiceSpec>,
     /// A reload removed it: dropped once it has stopped.
     pub removing: bool,
+    /// The count of the engine's tally it is in.
+    pub(crate) class: crate::engine::Class,
 }
 
 impl Unit {
@@ -96,6 +98,7 @@ impl Unit {
             failing: None,
             pending_spec: None,
             removing: false,
+            class: crate::engine::Class::Settled,
         }
     }
 

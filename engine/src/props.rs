@@ -84,6 +84,8 @@ struct Svc {
     ready_timeout: Option<Duration>,
     enabled: bool,
     reboot_on_failure: bool,
+    /// Stops last at shutdown, as the adapters do.
+    linger: bool,
     /// Indexes into NAMES; kept only where the drawn order allows (no cycles).
     requires: Vec<usize>,
     wants: Vec<usize>,
@@ -145,6 +147,7 @@ impl Svc {
         if self.reboot_on_failure {
             s.on_failure = FailureAction::Reboot;
         }
+        s.linger = self.linger;
         let before = |d: usize| d != me && (conf.rank[d], d) < (conf.rank[me], me);
         let names = |list: &[usize], defined_only: bool| -> Vec<String> {
             list.iter()
@@ -233,6 +236,7 @@ fn show_specs(specs: &BTreeMap<String, ServiceSpec>) -> String {
             format!("{:?}", s.ready_timeout),
         );
         key("enabled", !s.enabled, "false".into());
+        key("linger", s.linger, "true".into());
         key(
             "on_failure",
             s.on_failure != FailureAction::None,
@@ -310,14 +314,18 @@ fn svc() -> impl Strategy<Value = Svc> {
             start_limit,
         ),
         (duration(ms(10_000)), duration(ms(5000)), ready_timeout),
-        (prop::bool::weighted(0.8), prop::bool::weighted(0.1)),
+        (
+            prop::bool::weighted(0.8),
+            prop::bool::weighted(0.1),
+            prop::bool::weighted(0.15),
+        ),
         (deps(), deps(), deps()),
     )
         .prop_map(
             |(
                 (kind, watchdog, restart, restart_delay, restart_delay_max, start_limit),
                 (start_limit_interval, stop_timeout, ready_timeout),
-                (enabled, reboot_on_failure),
+                (enabled, reboot_on_failure, linger),
                 (requires, wants, after),
             )| Svc {
                 kind,
@@ -331,6 +339,7 @@ fn svc() -> impl Strategy<Value = Svc> {
                 ready_timeout,
                 enabled,
                 reboot_on_failure,
+                linger,
                 requires,
                 wants,
                 after,
@@ -1092,6 +1101,29 @@ impl World {
     /// Whether something ordered after the service (through requires, wants or after) is
     /// on its way down: reverse order makes the service wait for it.
     fn stopping_dependent(&self, name: &str) -> bool {
+        // At shutdown a lingering service also waits for every service that does not
+        // linger and that it is not ordered after, directly or through others.
+        let own = self.engine.unit(name).map(|u| &u.spec);
+        if self.engine.shutting_down() && own.is_some_and(|s| s.linger) {
+            let mut before: BTreeSet<String> = BTreeSet::new();
+            let mut grew = true;
+            while grew {
+                grew = false;
+                for e in self.engine.units() {
+                    let ordered = e.spec.name == name || before.contains(&e.spec.name);
+                    for d in e.spec.ordered_after().filter(|_| ordered) {
+                        grew |= before.insert(d.clone());
+                    }
+                }
+            }
+            let others = self
+                .engine
+                .units()
+                .any(|e| !e.spec.linger && e.is_running() && !before.contains(&e.spec.name));
+            if others {
+                return true;
+            }
+        }
         self.engine.units().any(|e| {
             e.spec.ordered_after().any(|d| d == name)
                 && (e.state == State::Deactivating
@@ -1143,6 +1175,9 @@ impl World {
     ) -> Check {
         let engine = &self.engine;
         let after: BTreeSet<&str> = engine.units().map(|u| u.spec.name.as_str()).collect();
+
+        // 0. What the engine counts instead of scanning equals what a scan finds.
+        engine.check_counts()?;
 
         // 1. Names.
         let input_name = match input {

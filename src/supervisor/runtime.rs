@@ -131,7 +131,7 @@ pub struct Runtime {
     logged: HashMap<String, (super::model::State, super::model::Sub)>,
     /// What was last published per service, so an unchanged status is not sent twice, and
     /// its seq: a status read gives the seq of the service's last published change.
-    published: HashMap<String, (String, u64)>,
+    published: HashMap<String, (Said, u64)>,
     outcome: Option<Outcome>,
     done: bool,
     /// ember's part of the cgroup2 hierarchy; None: process groups only.
@@ -1071,18 +1071,11 @@ impl Runtime {
             return;
         };
         self.timeline.observe(unit, self.origin.elapsed());
-        let key = format!(
-            "{:?} {:?} {:?} {} {:?} {:?} {:?} {:?}",
-            unit.state,
-            unit.sub,
-            unit.pid,
-            unit.restarts,
-            unit.last_exit,
-            unit.reason,
-            unit.status_text,
-            unit.want
-        );
-        if self.published.get(name).is_some_and(|(k, _)| *k == key) {
+        if self
+            .published
+            .get(name)
+            .is_some_and(|(said, _)| said.same_as(unit))
+        {
             return;
         }
         let was_active = self
@@ -1095,7 +1088,8 @@ impl Runtime {
             crate::log::reprobe();
         }
         self.seq += 1;
-        self.published.insert(name.to_owned(), (key, self.seq));
+        self.published
+            .insert(name.to_owned(), (Said::of(unit), self.seq));
         let status = status::service_status(unit, self.now(), self.seq);
         if self.logged.insert(name.to_owned(), (unit.state, unit.sub))
             != Some((unit.state, unit.sub))
@@ -1106,15 +1100,12 @@ impl Runtime {
     }
 
     fn publish_system_state(&mut self) {
-        let mut state = status::system_state(self.engine.units(), self.engine.shutting_down());
+        let tally = self.engine.tally();
+        let mut state = status::system_state(tally, self.engine.shutting_down());
         // As systemd: "starting" is the boot. A restart later leaves the system running
         // (or degraded, while something has failed).
         if self.boot_complete && state == SystemState::Starting {
-            let failed = self
-                .engine
-                .units()
-                .any(|u| u.state == super::model::State::Failed);
-            state = if failed {
+            state = if tally.failed > 0 {
                 SystemState::Degraded
             } else {
                 SystemState::Running
@@ -1288,6 +1279,46 @@ impl Runtime {
         if !metrics.is_empty() {
             let _ = self.events.send(Event::Metrics(metrics));
         }
+    }
+}
+
+/// What a published status said of a service: a new status that says the same is not
+/// sent again.
+#[derive(Debug, PartialEq)]
+struct Said {
+    state: super::model::State,
+    sub: super::model::Sub,
+    want: super::model::Want,
+    pid: Option<Pid>,
+    restarts: u32,
+    last_exit: Option<Exit>,
+    reason: Option<Box<str>>,
+    status_text: Option<Box<str>>,
+}
+
+impl Said {
+    fn of(unit: &Unit) -> Said {
+        Said {
+            state: unit.state,
+            sub: unit.sub,
+            want: unit.want,
+            pid: unit.pid,
+            restarts: unit.restarts,
+            last_exit: unit.last_exit,
+            reason: unit.reason.as_deref().map(Box::from),
+            status_text: unit.status_text.as_deref().map(Box::from),
+        }
+    }
+
+    fn same_as(&self, unit: &Unit) -> bool {
+        self.state == unit.state
+            && self.sub == unit.sub
+            && self.want == unit.want
+            && self.pid == unit.pid
+            && self.restarts == unit.restarts
+            && self.last_exit == unit.last_exit
+            && self.reason.as_deref() == unit.reason.as_deref()
+            && self.status_text.as_deref() == unit.status_text.as_deref()
     }
 }
 

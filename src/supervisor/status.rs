@@ -1,6 +1,6 @@
 //! How a service's record is shown to the world: [`ember_ipc::ServiceStatus`].
 
-use super::model::{Exit, State, Unit};
+use super::model::{Exit, Unit};
 use ember_ipc::{ServiceStatus, SystemState};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -75,29 +75,17 @@ pub fn service_status(unit: &Unit, mono_now: Duration, seq: u64) -> ServiceStatu
 }
 
 /// The system as a whole, in systemd's words: starting while any service is on its way
-/// up, then degraded when one has failed, else running.
-pub fn system_state<'a>(units: impl Iterator<Item = &'a Unit>, shutting_down: bool) -> SystemState {
+/// up, then degraded when one has failed, else running. From the engine's tally, which it
+/// keeps as states change: no scan of every service at every change.
+pub fn system_state(tally: ember_engine::engine::Tally, shutting_down: bool) -> SystemState {
     if shutting_down {
-        return SystemState::Stopping;
-    }
-    let (mut starting, mut failed) = (false, false);
-    for unit in units {
-        match unit.state {
-            State::Failed => failed = true,
-            State::Activating | State::Deactivating => starting = true,
-            State::Inactive
-                if unit.want == super::model::Want::Up
-                    && unit.sub != super::model::Sub::Dependency =>
-            {
-                starting = true
-            }
-            _ => {}
-        }
-    }
-    match (starting, failed) {
-        (true, _) => SystemState::Starting,
-        (false, true) => SystemState::Degraded,
-        (false, false) => SystemState::Running,
+        SystemState::Stopping
+    } else if tally.starting > 0 {
+        SystemState::Starting
+    } else if tally.failed > 0 {
+        SystemState::Degraded
+    } else {
+        SystemState::Running
     }
 }
 
