@@ -8,10 +8,11 @@
 //! verdict. Needs root (apt-get, dpkg): as another user, or with EMBER_SKIP_QEMU=1, each
 //! test says why it skipped and passes.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
+
+use common::script::{repo, run_script, tail};
+use std::path::Path;
 use std::sync::Mutex;
-use std::time::Instant;
 
 /// One boot at a time: setup.sh uses apt and dpkg, and the machine has two cores.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -141,55 +142,16 @@ fn skip_reason() -> Option<&'static str> {
     None
 }
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Runs a script of the repository; returns how long it took, or why it failed (with the
-/// tail of its output).
-fn run_script(script: &str, args: &[&str]) -> Result<f64, String> {
-    let started = Instant::now();
-    let output = Command::new("bash")
-        .arg(repo().join(script))
-        .args(args)
-        .current_dir(repo())
-        .output()
-        .map_err(|e| format!("cannot run {script}: {e}"))?;
-    let seconds = started.elapsed().as_secs_f64();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    for line in text.lines().filter(|l| l.starts_with("== ")) {
-        println!("{line}");
-    }
-    if !output.status.success() {
-        return Err(format!(
-            "{script} {} failed ({}); its output ends with:\n{}",
-            args.join(" "),
-            output.status,
-            tail(&text, 40)
-        ));
-    }
-    Ok(seconds)
-}
-
-fn tail(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
 fn boot_and_check(arch: &str) {
     if let Some(reason) = skip_reason() {
         println!("skipped: {reason}");
         return;
     }
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let setup = run_script("tests/qemu/setup.sh", &[]).unwrap_or_else(|e| panic!("{e}"));
+    let setup = run_script("tests/qemu/setup.sh", &[], &[]).unwrap_or_else(|e| panic!("{e}"));
     let console_path = repo().join("target/qemu").join(arch).join("console.log");
     let _ = std::fs::remove_file(&console_path);
-    let boot = run_script("tests/qemu/boot.sh", &[arch]).unwrap_or_else(|e| {
+    let boot = run_script("tests/qemu/boot.sh", &[arch], &[]).unwrap_or_else(|e| {
         // A guest that never powered off (timeout): its console tells where it stopped.
         let console = std::fs::read(&console_path)
             .map(|b| String::from_utf8_lossy(&b).replace('\r', ""))

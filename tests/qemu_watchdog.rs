@@ -18,8 +18,8 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::Command;
+use common::script::{repo, run_script, tail};
+
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -170,10 +170,6 @@ fn timeout() -> u32 {
     (3.0 * common::slowness()).ceil().clamp(3.0, 12.0) as u32
 }
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
 fn skip_reason() -> Option<&'static str> {
     if std::env::var_os("EMBER_SKIP_QEMU").is_some_and(|v| v == "1") {
         return Some("EMBER_SKIP_QEMU=1");
@@ -191,7 +187,7 @@ fn boot(name: &str, reboots: bool) -> Option<String> {
         return None;
     }
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    run("tests/qemu/setup.sh", &["x86_64"], &[]).unwrap_or_else(|e| panic!("{e}"));
+    run_script("tests/qemu/setup.sh", &["x86_64"], &[]).unwrap_or_else(|e| panic!("{e}"));
     let console = repo()
         .join("target/qemu/x86_64")
         .join(name)
@@ -215,7 +211,7 @@ fn boot(name: &str, reboots: bool) -> Option<String> {
     if reboots {
         env.push(("EMBER_QEMU_REBOOT", "1".to_owned()));
     }
-    let outcome = run("tests/qemu/boot.sh", &["x86_64"], &env);
+    let outcome = run_script("tests/qemu/boot.sh", &["x86_64"], &env);
     let log = std::fs::read(&console)
         .map(|b| console_text(&b))
         .unwrap_or_default();
@@ -238,39 +234,6 @@ fn console_text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes)
         .replace('\r', "")
         .replace('\u{1b}', "^[")
-}
-
-/// Runs a script of the repository; Err with the tail of its output when it fails.
-fn run(script: &str, args: &[&str], env: &[(&str, String)]) -> Result<(), String> {
-    let output = Command::new("bash")
-        .arg(repo().join(script))
-        .args(args)
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .current_dir(repo())
-        .output()
-        .map_err(|e| format!("cannot run {script}: {e}"))?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    for line in text.lines().filter(|l| l.starts_with("== ")) {
-        println!("{line}");
-    }
-    if !output.status.success() {
-        return Err(format!(
-            "{script} {} failed ({}); its output ends with:\n{}",
-            args.join(" "),
-            output.status,
-            tail(&text, 40)
-        ));
-    }
-    Ok(())
-}
-
-fn tail(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 fn report(name: &str, log: &str, problems: Vec<String>) {

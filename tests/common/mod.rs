@@ -4,6 +4,7 @@
 
 pub mod broker;
 pub mod bus;
+pub mod script;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
