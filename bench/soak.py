@@ -348,6 +348,8 @@ class Soak:
         self.bus = f"unix:path={self.tmp}/bus.sock"
         self.services = build_services(self.tmp, self.port, args.flood_mbps, args.flood_line)
         self.kinds = {n: s["kind"] for n, s in self.services.items()}
+        # The adapters ember runs as services of its own ([mqtt], [dbus]).
+        self.kinds.update({"ember-mqtt": "adapter", "ember-dbus": "adapter"})
         self.stop_chaos = threading.Event()
         self.stop_all = threading.Event()
         self.lock = threading.Lock()
@@ -495,10 +497,13 @@ class Soak:
 
     def wait_settled(self, what, timeout, need_no_escaped=True):
         deadline = time.monotonic() + timeout
-        bad, esc = [], []
+        bad, esc, seen = [], [], 0
         while time.monotonic() < deadline:
             procs, statuses = self.snapshot()
-            if len(statuses) == len(self.services):
+            seen = len(statuses)
+            # ember's status also lists the adapters it runs (ember-mqtt, ember-dbus):
+            # they too must be up, as wanted.
+            if set(self.services) <= set(statuses):
                 bad = [n for n, s in statuses.items() if not self.expected_ok(s)]
                 # Escaped grandchildren sleep 5 s: wait for them to end and be reaped.
                 esc = self.escaped(procs, statuses) if need_no_escaped else []
@@ -507,7 +512,8 @@ class Soak:
                     return True, statuses
             time.sleep(0.5)
         log(f"{what}: not settled after {timeout} s: {len(bad)} services off their want"
-            f" ({', '.join(sorted(bad)[:8])}), {len(esc)} escaped")
+            f" ({', '.join(sorted(bad)[:8])}), {len(esc)} escaped,"
+            f" {seen} of {len(self.services)} services in the status")
         return False, self.status()
 
     def bus_owner(self):
@@ -862,6 +868,10 @@ class Soak:
         self.figure("start-up settled (s)", f"{time.monotonic() - started:.1f}")
         if not ok or not adapters:
             self.check("start-up", False, f"services settled: {ok}, MQTT and D-Bus attached: {adapters}")
+            # What ember said about it: the last warnings and errors of its log.
+            text = read_text(f"{self.tmp}/ember.log") or ""
+            for line in [l for l in text.splitlines() if " WARN " in l or " ERROR " in l][-5:]:
+                log(f"ember.log: {line}")
             return
         time.sleep(5)
         base_fds, base_rss = self.measure_ember("after start-up")

@@ -134,6 +134,10 @@ pub struct Engine {
     changed: BTreeSet<String>,
     /// The services that linger (see [`ServiceSpec::linger`]), by name.
     lingering: Vec<String>,
+    /// What the lingering services are ordered after, directly or through others (their
+    /// brokers and buses, and what those are after): at shutdown these outlive them, so
+    /// no lingering service waits for any of them, its own or another's.
+    lingering_needs: BTreeSet<String>,
     /// How many services are running ([`Unit::is_running`]), and how many of those linger:
     /// kept as states change, so that a turn need not count them.
     running: usize,
@@ -425,6 +429,7 @@ impl Engine {
     fn rebuild_dependents(&mut self) {
         self.dependents.clear();
         self.lingering.clear();
+        self.lingering_needs.clear();
         self.running = 0;
         self.running_lingering = 0;
         self.removing = 0;
@@ -446,6 +451,17 @@ impl Engine {
                     .entry(dep.clone())
                     .or_default()
                     .push(name.clone());
+            }
+        }
+        let mut todo: Vec<&String> = self.lingering.iter().collect();
+        while let Some(next) = todo.pop() {
+            let Some(unit) = self.units.get(next) else {
+                continue;
+            };
+            for dep in unit.spec.ordered_after() {
+                if self.lingering_needs.insert(dep.clone()) {
+                    todo.push(dep);
+                }
             }
         }
         self.rebuild_order();
@@ -1454,30 +1470,20 @@ impl Engine {
     /// stopping too.
     fn has_stopping_dependents(&self, name: &str) -> bool {
         if self.shutting_down && self.units.get(name).is_some_and(|u| u.spec.linger) {
-            // It goes last: after every service that does not linger and that it is not
-            // ordered after, directly or through others (its broker or bus, and what that
-            // is after in turn: each of those waits for it in reverse order, and waiting
-            // for them would wait for ever). Counted, not scanned: this is asked again at
-            // every stop during a shutdown.
-            let mut before: BTreeSet<&str> = BTreeSet::new();
-            let mut todo = vec![name];
-            while let Some(next) = todo.pop() {
-                let Some(unit) = self.units.get(next) else {
-                    continue;
-                };
-                for dep in unit.spec.ordered_after() {
-                    if dep != name && before.insert(dep.as_str()) {
-                        todo.push(dep);
-                    }
-                }
-            }
-            let running_before = before
-                .into_iter()
+            // It goes last: after every service that does not linger, but those that a
+            // lingering service is ordered after, directly or through others (its broker
+            // or bus, another adapter's, and what those are after in turn): each of those
+            // waits for the lingering services in reverse order, and waiting for them
+            // would wait for ever, each adapter for the other's broker. Counted, not
+            // scanned: this is asked again at every stop during a shutdown.
+            let running_needed = self
+                .lingering_needs
+                .iter()
                 .filter_map(|d| self.units.get(d))
                 .filter(|u| !u.spec.linger && u.is_running())
                 .count();
             let others_running =
-                self.running.saturating_sub(self.running_lingering) > running_before;
+                self.running.saturating_sub(self.running_lingering) > running_needed;
             if others_running {
                 return true;
             }

@@ -1102,7 +1102,8 @@ impl World {
     /// on its way down: reverse order makes the service wait for it.
     fn stopping_dependent(&self, name: &str) -> bool {
         // At shutdown a lingering service also waits for every service that does not
-        // linger and that it is not ordered after, directly or through others.
+        // linger and that no lingering service is ordered after, directly or through
+        // others.
         let own = self.engine.unit(name).map(|u| &u.spec);
         if self.engine.shutting_down() && own.is_some_and(|s| s.linger) {
             let mut before: BTreeSet<String> = BTreeSet::new();
@@ -1110,7 +1111,7 @@ impl World {
             while grew {
                 grew = false;
                 for e in self.engine.units() {
-                    let ordered = e.spec.name == name || before.contains(&e.spec.name);
+                    let ordered = e.spec.linger || before.contains(&e.spec.name);
                     for d in e.spec.ordered_after().filter(|_| ordered) {
                         grew |= before.insert(d.clone());
                     }

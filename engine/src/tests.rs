@@ -3043,6 +3043,45 @@ fn a_lingering_service_does_not_wait_for_what_its_broker_is_after() {
     let actions = sim.exit("network", Exit::Signal(Signal::SIGTERM));
     assert!(actions.contains(&Action::AllStopped));
 }
+/// Two lingering services, each after a broker of its own (ember-mqtt after mosquitto,
+/// ember-dbus after dbus-daemon): neither waits for the other's broker, which waits for
+/// the other in reverse order (the soak's shutdown hung so, both adapters and both
+/// brokers running for ever).
+#[test]
+fn lingering_services_do_not_wait_for_each_others_brokers() {
+    let mut sim = Sim::new(vec![
+        simple("broker"),
+        simple("bus"),
+        simple("mqtt-adapter")
+            .after(&["broker"])
+            .with(|s| s.linger = true),
+        simple("bus-adapter")
+            .after(&["bus"])
+            .with(|s| s.linger = true),
+        simple("other"),
+    ]);
+    sim.clear_log();
+    let actions = sim.shutdown();
+    assert_eq!(kills(&actions), vec![kill("other", Signal::SIGTERM)]);
+    let actions = sim.exit("other", Exit::Signal(Signal::SIGTERM));
+    let mut adapters = kills(&actions);
+    adapters.sort();
+    assert_eq!(
+        adapters,
+        vec![
+            kill("bus-adapter", Signal::SIGTERM),
+            kill("mqtt-adapter", Signal::SIGTERM)
+        ]
+    );
+    let actions = sim.exit("mqtt-adapter", Exit::Signal(Signal::SIGTERM));
+    assert_eq!(kills(&actions), vec![kill("broker", Signal::SIGTERM)]);
+    let actions = sim.exit("bus-adapter", Exit::Signal(Signal::SIGTERM));
+    assert_eq!(kills(&actions), vec![kill("bus", Signal::SIGTERM)]);
+    sim.exit("broker", Exit::Signal(Signal::SIGTERM));
+    let actions = sim.exit("bus", Exit::Signal(Signal::SIGTERM));
+    assert!(actions.contains(&Action::AllStopped));
+}
+
 /// A spawn that fails at once, with restart_delay 0 and no start limit, waits between
 /// tries instead of spinning PID 1 (found by the property test's author).
 #[test]
