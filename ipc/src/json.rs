@@ -22,22 +22,122 @@ pub fn parse(bytes: &[u8]) -> Result<Value, String> {
     Ok(value)
 }
 
-/// Parses and types one JSON document: [`parse`], then [`from_value`].
+/// Parses and types one JSON document: [`parse`]'s checks, then the type read from the
+/// same text, a mismatch naming the field it is in (`names[1]`, `error.kind`).
 pub fn from_slice<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-    from_value(parse(bytes)?)
+    parse(bytes)?;
+    typed(bytes)
 }
 
-/// Types a parsed value; a mismatch names the field it is in (`names[1]`, `error.kind`).
+/// Types a parsed value; a mismatch names the field it is in.
 pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, String> {
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        let why = plain_words(&e.inner().to_string());
-        if path == "." {
-            why
-        } else {
-            format!("\"{path}\": {why}")
+    // Written out and read back, so that the error has a place in a text: the path is
+    // read from that (see `path_at`). Values typed here are requests, a few hundred
+    // bytes at most.
+    let text = serde_json::to_vec(&value).map_err(|e| plain_words(&e.to_string()))?;
+    typed(&text)
+}
+
+/// The type read from text already checked by [`parse`]. serde_json says where in the
+/// text a mismatch was found; [`path_at`] turns that place into the field's path. (This
+/// replaced serde_path_to_error, whose wrapper around every visitor cost ember 100 KB.)
+fn typed<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        let message = e.to_string();
+        // serde_json's Display appends " at line L column C"; the path says it better.
+        let why = match message.rfind(" at line ") {
+            Some(at) if e.line() > 0 => &message[..at],
+            _ => &message,
+        };
+        let why = plain_words(why);
+        match offset_of(bytes, e.line(), e.column()).map(|end| path_at(bytes, end)) {
+            Some(path) if !path.is_empty() => format!("\"{path}\": {why}"),
+            _ => why,
         }
     })
+}
+
+/// The byte offset of 1-based `line` and `column` (serde_json's column counts bytes, and
+/// points at the last byte it read), or None when serde_json gave no place.
+fn offset_of(bytes: &[u8], line: usize, column: usize) -> Option<usize> {
+    if line == 0 {
+        return None;
+    }
+    let mut start = 0;
+    for _ in 1..line {
+        start += bytes[start..].iter().position(|&b| b == b'\n')? + 1;
+    }
+    Some((start + column).min(bytes.len()))
+}
+
+/// The path (`names[1]`, `inner.kind`) of the value that the first `end` bytes of a valid
+/// JSON text leave open or have just closed: the field a mismatch found there is in.
+/// Keys are given as written, escapes and all (`a\"b`), which is how they read best in
+/// an error.
+fn path_at(bytes: &[u8], end: usize) -> String {
+    enum Frame<'a> {
+        /// `key`: the last key read; `in_value`: its value has begun (not a new key yet).
+        Object { key: &'a [u8], in_value: bool },
+        /// Element `index` is being read: one that has begun, or (an error is found
+        /// before a value it peeked at, and with `[` read the array is being read as
+        /// one) the next.
+        Array { index: usize },
+    }
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut i = 0;
+    while i < end {
+        match bytes[i] {
+            b'{' => stack.push(Frame::Object {
+                key: b"",
+                in_value: false,
+            }),
+            b'[' => stack.push(Frame::Array { index: 0 }),
+            b'}' | b']' => {
+                stack.pop();
+            }
+            b',' => match stack.last_mut() {
+                Some(Frame::Object { in_value, .. }) => *in_value = false,
+                Some(Frame::Array { index }) => *index += 1,
+                None => {}
+            },
+            b'"' => {
+                let start = i + 1;
+                i = start;
+                while i < bytes.len() && bytes[i] != b'"' {
+                    // An escape takes the next byte with it (\" does not end the string).
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+                if let Some(Frame::Object { key, in_value }) = stack.last_mut() {
+                    if !*in_value {
+                        // A key: what follows is its value (or, for an unknown field, the
+                        // error is about the key itself, which names it too).
+                        *key = &bytes[start..i.min(bytes.len())];
+                        *in_value = true;
+                    }
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    let mut path = String::new();
+    for frame in &stack {
+        match frame {
+            Frame::Object {
+                key,
+                in_value: true,
+            } => {
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(&String::from_utf8_lossy(key));
+            }
+            Frame::Array { index } => path.push_str(&format!("[{index}]")),
+            // Just opened (the error is about the object itself), or between two members.
+            _ => {}
+        }
+    }
+    path
 }
 
 fn describe_syntax(e: &serde_json::Error) -> String {
@@ -185,6 +285,28 @@ mod tests {
             e.starts_with("\"names[1]\": invalid type: integer `5`"),
             "{e}"
         );
+        // An object or array where a value was expected is named as a whole.
+        let e = from_slice::<Outer>(br#"{"names":{"a":1}}"#).unwrap_err();
+        assert!(e.starts_with("\"names\": invalid type: "), "{e}");
+        let e = from_slice::<Outer>(br#"{"names":[[1]]}"#).unwrap_err();
+        assert!(e.starts_with("\"names[0]\": invalid type: "), "{e}");
+        // A missing field is in the object that lacks it; at the top, no path.
+        let e = from_slice::<Outer>(br#"{"names":[],"inner":{}}"#).unwrap_err();
+        assert_eq!(e, "\"inner\": missing field `kind`");
+        let e = from_slice::<Outer>(br#" {} "#).unwrap_err();
+        assert_eq!(e, "missing field `names`");
+        // Keys with escapes and strings with brackets and quotes do not lose the place;
+        // nor do other lines.
+        let e =
+            from_slice::<Outer>(b"{\"x\\\"]\":\"[{,\\\"\",\n \"names\":\n [\"a\",\n \"b]\", 7]}")
+                .unwrap_err();
+        assert!(
+            e.starts_with("\"names[2]\": invalid type: integer `7`"),
+            "{e}"
+        );
+        // A value typed after parsing (a request's arguments) is named the same way.
+        let e = from_value::<Outer>(serde_json::json!({"names": ["a", false]})).unwrap_err();
+        assert!(e.starts_with("\"names[1]\": invalid type: boolean"), "{e}");
         let e = from_slice::<Outer>(br#"{"names":[],"inner":{"kind":true}}"#).unwrap_err();
         assert!(
             e.starts_with("\"inner.kind\": invalid type: boolean"),
