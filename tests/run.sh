@@ -105,6 +105,9 @@ echo "== cargo test"
 # Under `set -e -o pipefail` a failing test would end the script right here, before the
 # closing line: keep cargo's status and exit with it after the total.
 status=0
+# Every executable first: tests of one package run another's (tests/fleet.rs runs
+# ember-fleet), and cargo test builds only each package's own.
+cargo build --workspace --features test-hooks
 cargo test --workspace --features test-hooks --no-fail-fast 2>&1 | tee "$log" || status=$?
 # One closing line for the whole suite (the last runner printed is an empty doc-test run),
 # and the failed tests by name, so that the end of the output says what to look at.
