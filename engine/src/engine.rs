@@ -146,6 +146,12 @@ pub struct Engine {
     removing: usize,
     /// Every deadline of a service, earliest first: the next one without a scan.
     timers: BTreeSet<(Duration, String)>,
+    /// Every scheduled oneshot's next run, earliest first (see [`Unit::next_run`]).
+    schedule_timers: BTreeSet<(Duration, String)>,
+    /// When the engine was made: what `after_boot` counts from.
+    booted_at: Duration,
+    /// Makes each board's jitter its own (see [`Engine::set_jitter_seed`]).
+    jitter_seed: u64,
     /// How many services are on their way up or down, and how many are failed: the
     /// system's state without a scan (see [`Engine::tally`]).
     tally: Tally,
@@ -269,9 +275,55 @@ fn set_deadline(
     unit.deadline = at;
 }
 
+/// Sets a scheduled unit's next run and keeps the index of them with it.
+fn set_next_run(
+    timers: &mut BTreeSet<(Duration, String)>,
+    name: &str,
+    unit: &mut Unit,
+    at: Option<Duration>,
+) {
+    if unit.next_run == at {
+        return;
+    }
+    if let Some(old) = unit.next_run {
+        timers.remove(&(old, name.to_owned()));
+    }
+    if let Some(new) = at {
+        timers.insert((new, name.to_owned()));
+    }
+    unit.next_run = at;
+}
+
+/// Up to `jitter`, the same for the same board, service and run time, and spread evenly
+/// across boards (their seeds) and runs: FNV-1a over them, then a final mix.
+fn jitter(seed: u64, name: &str, base: Duration, jitter: Duration) -> Duration {
+    let span = jitter.as_millis() as u64;
+    if span == 0 {
+        return Duration::ZERO;
+    }
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let base_ms = base.as_millis() as u64;
+    for byte in seed
+        .to_le_bytes()
+        .iter()
+        .chain(name.as_bytes())
+        .chain(&base_ms.to_le_bytes())
+    {
+        h = (h ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
+    }
+    // splitmix64's finalizer: FNV's low bits alone are not spread well.
+    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^= h >> 31;
+    Duration::from_millis(h % (span + 1))
+}
+
 impl Engine {
     pub fn new(specs: BTreeMap<String, ServiceSpec>, now: Duration) -> Engine {
-        let mut engine = Engine::default();
+        let mut engine = Engine {
+            booted_at: now,
+            ..Engine::default()
+        };
         for (name, spec) in specs {
             let mut unit = Unit::new(spec, now);
             unit.class = Class::of(&unit);
@@ -303,6 +355,16 @@ impl Engine {
             .iter()
             .filter_map(|(n, u)| u.deadline.map(|d| (d, n.clone())))
             .collect();
+        let runs: BTreeSet<(Duration, String)> = units
+            .iter()
+            .filter_map(|(n, u)| u.next_run.map(|d| (d, n.clone())))
+            .collect();
+        if runs != self.schedule_timers {
+            return Err(format!(
+                "scheduled runs {:?}, units say {runs:?}",
+                self.schedule_timers
+            ));
+        }
         let mut tally = Tally::default();
         for unit in units.values() {
             tally.add(Class::of(unit));
@@ -366,7 +428,18 @@ impl Engine {
 
     /// The earliest deadline of any service: when to call again with [`Input::Tick`].
     pub fn next_deadline(&self) -> Option<Duration> {
-        self.timers.first().map(|(at, _)| *at)
+        let deadline = self.timers.first().map(|(at, _)| *at);
+        let run = self.schedule_timers.first().map(|(at, _)| *at);
+        match (deadline, run) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// What makes the schedules' jitter differ between boards (the runtime gives the
+    /// machine id): a fleet's scheduled uploads spread out, and each board's stay put.
+    pub fn set_jitter_seed(&mut self, seed: u64) {
+        self.jitter_seed = seed;
     }
 
     /// Starts everything enabled: the first reconcile after [`Engine::new`].
@@ -401,6 +474,9 @@ impl Engine {
                 self.tally.remove(unit.class);
                 if let Some(at) = unit.deadline {
                     self.timers.remove(&(at, name.clone()));
+                }
+                if let Some(at) = unit.next_run {
+                    self.schedule_timers.remove(&(at, name.clone()));
                 }
             }
             self.changed.remove(&name);
@@ -611,12 +687,14 @@ impl Engine {
                 }
                 self.want_up(&name, now);
                 self.pull_in(&name, now);
+                self.run_now(&name);
             }
             Input::Stop(name) => {
                 let Some(unit) = self.units.get_mut(&name) else {
                     return;
                 };
                 unit.want = Want::Down;
+                unit.due = false;
                 // A restart asked for is cancelled; not one that a new spec waits for:
                 // a start before it has stopped must not leave it on the old spec.
                 if unit.pending_spec.is_none() {
@@ -637,6 +715,7 @@ impl Engine {
                 }
                 self.touch(&name);
                 self.pull_in(&name, now);
+                self.run_now(&name);
             }
             Input::Spawned { name, run, pid } => {
                 let Some(unit) = self.units.get_mut(&name) else {
@@ -761,6 +840,15 @@ impl Engine {
                 for name in due {
                     self.deadline_passed(&name, now, actions);
                 }
+                let runs: Vec<String> = self
+                    .schedule_timers
+                    .iter()
+                    .take_while(|(at, _)| *at <= now)
+                    .map(|(_, n)| n.clone())
+                    .collect();
+                for name in runs {
+                    self.scheduled_run_due(&name, now);
+                }
             }
             Input::Reload(specs) => self.reload(specs, now, actions),
             Input::Shutdown => {
@@ -770,6 +858,7 @@ impl Engine {
                     if let Some(unit) = self.units.get_mut(&name) {
                         unit.want = Want::Down;
                         unit.restart_pending = false;
+                        unit.due = false;
                     }
                     self.touch(&name);
                 }
@@ -887,6 +976,19 @@ impl Engine {
                     path: unit.spec.pid_file.clone().unwrap_or_default(),
                 });
                 self.set_state(name, State::Activating, Sub::StartPidFile, now);
+            }
+            (State::Activating, Sub::Start) if unit.spec.schedule.is_some() && exit.success() => {
+                // A scheduled run is done: inactive until the next (what it started is
+                // killed, as systemd does for a oneshot that does not remain after exit).
+                unit.due = false;
+                unit.consecutive_failures = 0;
+                unit.failures.clear();
+                unit.reason = None;
+                actions.push(Action::Cleanup {
+                    name: name.to_owned(),
+                    keep: false,
+                });
+                self.stopped(name, now);
             }
             (State::Activating, Sub::Start)
                 if unit.spec.kind == ServiceType::Oneshot && exit.success() =>
@@ -1250,6 +1352,10 @@ impl Engine {
                 // stop first; with the new spec it may not be a neighbour any more, so
                 // touch() below would not look at it again.
                 self.dirty.extend(unit.spec.ordered_after().cloned());
+                if unit.spec.schedule != spec.schedule {
+                    // Armed afresh by the next look at it, from the new schedule.
+                    set_next_run(&mut self.schedule_timers, &name, unit, None);
+                }
                 unit.spec = spec;
                 unit.pending_spec = None;
                 if !unit.is_running() && unit.state == State::Failed && unit.want == Want::Up {
@@ -1282,11 +1388,27 @@ impl Engine {
         let Some(unit) = self.units.get(name) else {
             return;
         };
+        if unit.spec.schedule.is_some() || unit.next_run.is_some() {
+            self.keep_schedule(name, now);
+        }
+        let Some(unit) = self.units.get(name) else {
+            return;
+        };
         match unit.state {
             State::Inactive => {
                 if unit.want != Want::Up || unit.removing || self.shutting_down {
                     if unit.sub != Sub::Dead {
                         self.set_state(name, State::Inactive, Sub::Dead, now);
+                        if let Some(u) = self.units.get_mut(name) {
+                            u.reason = None;
+                        }
+                    }
+                    return;
+                }
+                if unit.spec.schedule.is_some() && !unit.due {
+                    // Between runs: the schedule starts it (scheduled_run_due).
+                    if unit.sub != Sub::Scheduled {
+                        self.set_state(name, State::Inactive, Sub::Scheduled, now);
                         if let Some(u) = self.units.get_mut(name) {
                             u.reason = None;
                         }
@@ -1334,6 +1456,94 @@ impl Engine {
         }
     }
 
+    /// A scheduled oneshot's timer is armed while it is wanted (and not going away), and
+    /// only then: called at every look at it, so that a start, a stop, a shutdown or a
+    /// reload that changed the schedule arms or disarms it.
+    fn keep_schedule(&mut self, name: &str, now: Duration) {
+        let booted_at = self.booted_at;
+        let seed = self.jitter_seed;
+        let shutting_down = self.shutting_down;
+        let Some(unit) = self.units.get_mut(name) else {
+            return;
+        };
+        let armed = unit.want == Want::Up && !unit.removing && !shutting_down;
+        match unit.spec.schedule.filter(|_| armed) {
+            None => set_next_run(&mut self.schedule_timers, name, unit, None),
+            Some(_) if unit.next_run.is_some() => {}
+            Some(schedule) => {
+                // The first run: after_boot from ember's start while that is still ahead;
+                // else one period from now; else (only after_boot, and past) none.
+                let base = match (schedule.after_boot, schedule.every) {
+                    (Some(a), _) if booted_at + a >= now => Some(booted_at + a),
+                    (_, Some(every)) => Some(now + every),
+                    _ => None,
+                };
+                unit.next_base = base.unwrap_or_default();
+                let at = base.map(|b| b + jitter(seed, name, b, schedule.jitter));
+                set_next_run(&mut self.schedule_timers, name, unit, at);
+            }
+        }
+    }
+
+    /// A scheduled oneshot's time came: it runs, unless its last run still goes (a run
+    /// is never started twice); and its next time is set, a period after this one's
+    /// (periods that passed unseen, in a suspend, are skipped rather than caught up).
+    fn scheduled_run_due(&mut self, name: &str, now: Duration) {
+        let seed = self.jitter_seed;
+        let Some(unit) = self.units.get_mut(name) else {
+            return;
+        };
+        let Some(schedule) = unit.spec.schedule else {
+            set_next_run(&mut self.schedule_timers, name, unit, None);
+            return;
+        };
+        let next = schedule.every.map(|every| {
+            let mut next = unit.next_base + every;
+            while next <= now {
+                next += every;
+            }
+            next
+        });
+        unit.next_base = next.unwrap_or_default();
+        let at = next.map(|b| b + jitter(seed, name, b, schedule.jitter));
+        set_next_run(&mut self.schedule_timers, name, unit, at);
+        if unit.want != Want::Up || unit.removing || self.shutting_down {
+            return;
+        }
+        match unit.state {
+            State::Inactive => unit.due = true,
+            State::Failed => {
+                // A failed run does not end the schedule: the next gets its chance.
+                reset_failures(unit);
+                unit.due = true;
+                self.set_state(name, State::Inactive, Sub::Dead, now);
+            }
+            // Still running (or waiting out a failed run's restart delay).
+            _ => return,
+        }
+        self.touch(name);
+    }
+
+    /// A start or restart of a scheduled oneshot runs it now (once what is running, if
+    /// anything, has stopped), and counts its period from now.
+    fn run_now(&mut self, name: &str) {
+        let Some(unit) = self
+            .units
+            .get_mut(name)
+            .filter(|u| u.spec.schedule.is_some())
+        else {
+            return;
+        };
+        if unit.want != Want::Up || unit.removing {
+            return;
+        }
+        if unit.state != State::Activating || unit.restart_pending {
+            unit.due = true;
+        }
+        set_next_run(&mut self.schedule_timers, name, unit, None);
+        self.touch(name);
+    }
+
     fn spawn(&mut self, name: &str, now: Duration, actions: &mut Vec<Action>) {
         let Some(unit) = self.units.get_mut(name) else {
             return;
@@ -1378,7 +1588,11 @@ impl Engine {
                     // Decided afresh, not from its sub-state: that is only as recent as
                     // the last look at it, and a reload that changed what it requires
                     // may not have led to one yet (this one may be looked at first).
-                    State::Inactive => self.why_down(dep, self.units.len()).is_none(),
+                    State::Inactive => {
+                        // Between a scheduled oneshot's runs it is not coming.
+                        (d.spec.schedule.is_none() || d.due)
+                            && self.why_down(dep, self.units.len()).is_none()
+                    }
                     State::Activating | State::Deactivating => true,
                     State::Active => d.restart_pending,
                     State::Failed => false,

@@ -71,6 +71,13 @@ pub struct Unit {
     pub pending_spec: Option<ServiceSpec>,
     /// A reload removed it: dropped once it has stopped.
     pub removing: bool,
+    /// A scheduled oneshot: when its next run is due (None: not armed, e.g. stopped).
+    pub next_run: Option<Duration>,
+    /// The time that run is counted from, before its jitter: the next is a period after.
+    pub next_base: Duration,
+    /// A scheduled oneshot: a run is asked for (its time came, or a start command), and
+    /// it starts as soon as it may.
+    pub due: bool,
     /// The count of the engine's tally it is in.
     pub(crate) class: crate::engine::Class,
 }
@@ -98,6 +105,9 @@ impl Unit {
             failing: None,
             pending_spec: None,
             removing: false,
+            next_run: None,
+            next_base: Duration::ZERO,
+            due: false,
             class: crate::engine::Class::Settled,
         }
     }

@@ -145,6 +145,21 @@ pub struct ServiceSpec {
     /// At shutdown, stopped after every service but those it is ordered after: the
     /// adapters, so that what they report includes every other stop. Not from TOML.
     pub linger: bool,
+    /// A oneshot run on a timer (`schedule = { every = "1h" }`) rather than once at boot.
+    pub schedule: Option<Schedule>,
+}
+
+/// When a scheduled oneshot runs, on the monotonic clock (a board without an RTC keeps
+/// time from boot): systemd's OnBootSec, OnUnitActiveSec and RandomizedDelaySec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Schedule {
+    /// Between the starts of two runs.
+    pub every: Option<Duration>,
+    /// The first run, after ember started; without it, the first run is `every` after.
+    pub after_boot: Option<Duration>,
+    /// Each run is put off by up to this much, a different amount per board and run, so
+    /// that a fleet does not upload its logs in the same second.
+    pub jitter: Duration,
 }
 
 impl ServiceSpec {
@@ -181,6 +196,7 @@ impl ServiceSpec {
             load_error: None,
             input: None,
             linger: false,
+            schedule: None,
         }
     }
 
@@ -249,6 +265,7 @@ impl ServiceSpec {
             load_error,
             input,
             linger,
+            schedule,
         } = self;
         let mut diff = SpecDiff::default();
         let mut process = |changed: bool, key| {
@@ -304,6 +321,7 @@ impl ServiceSpec {
         policy(*enabled != new.enabled, "enabled");
         policy(*on_failure != new.on_failure, "on_failure");
         policy(*linger != new.linger, "linger");
+        policy(*schedule != new.schedule, "schedule");
         diff
     }
 }

@@ -7,10 +7,10 @@
 
 use crate::engine::{backoff, Action, Engine, Input};
 use crate::model::{Exit, Pid, RunResult, State, Sub, Unit, Want};
-use crate::spec::{FailureAction, Readiness, RestartPolicy, ServiceSpec, ServiceType};
+use crate::spec::{FailureAction, Readiness, RestartPolicy, Schedule, ServiceSpec, ServiceType};
 use ember_ipc::{ReloadReport, SpecChange};
 use nix::sys::signal::Signal;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -37,6 +37,17 @@ fn oneshot(name: &str) -> ServiceSpec {
     s.kind = ServiceType::Oneshot;
     s.ready = Readiness::Exit;
     s.ready_timeout = None;
+    s
+}
+
+/// A oneshot on a schedule.
+fn scheduled(name: &str, every: Option<u64>, after_boot: Option<u64>, jitter: u64) -> ServiceSpec {
+    let mut s = oneshot(name);
+    s.schedule = Some(Schedule {
+        every: every.map(Duration::from_secs),
+        after_boot: after_boot.map(Duration::from_secs),
+        jitter: Duration::from_secs(jitter),
+    });
     s
 }
 
@@ -3298,4 +3309,186 @@ fn one_change_among_2000_services_looks_at_a_few_units() {
         4,
         "crashed, restarted, stopped, started, restarted"
     );
+}
+
+// ---------------------------------------------------------------- scheduled oneshots
+
+fn spawns_of(sim: &Sim, name: &str) -> Vec<Duration> {
+    sim.log
+        .iter()
+        .filter(|(_, a)| matches!(a, Action::Spawn { name: n, .. } if n == name))
+        .map(|(t, _)| *t)
+        .collect()
+}
+
+/// `every` alone: nothing at boot, then a run every period, each counted from the last
+/// one's time (not from when it ended); between runs it is inactive (scheduled).
+#[test]
+fn a_scheduled_oneshot_runs_every_period() {
+    let mut sim = Sim::new(vec![scheduled("job", Some(3600), None, 0)]);
+    sim.assert_state("job", State::Inactive, Sub::Scheduled);
+    assert!(spawns_of(&sim, "job").is_empty());
+    assert_eq!(sim.unit("job").next_run, Some(secs(3600)));
+    sim.advance(secs(3600));
+    sim.assert_state("job", State::Activating, Sub::Start);
+    sim.advance(secs(100));
+    sim.exit("job", Exit::Code(0));
+    sim.assert_state("job", State::Inactive, Sub::Scheduled);
+    assert_eq!(sim.want("job"), Want::Up);
+    sim.advance(secs(3500 + 3600 * 2));
+    // Two more runs, an hour apart from the first, each ended before the next.
+    let spawns = spawns_of(&sim, "job");
+    assert_eq!(spawns[..2], [secs(3600), secs(7200)]);
+}
+
+/// after_boot: the first run that long after ember started; with every, then every
+/// period; without, once.
+#[test]
+fn after_boot_sets_the_first_run() {
+    let mut sim = Sim::new(vec![
+        scheduled("hourly", Some(3600), Some(300), 0),
+        scheduled("once", None, Some(60), 0),
+        scheduled("at-boot", Some(600), Some(0), 0),
+    ]);
+    // Due at once: the runtime's first wait is for no time at all.
+    assert_eq!(sim.engine.next_deadline(), Some(secs(0)));
+    sim.advance(secs(0));
+    sim.assert_state("at-boot", State::Activating, Sub::Start);
+    sim.exit("at-boot", Exit::Code(0));
+    for _ in 0..4 {
+        sim.advance(secs(1));
+        for name in ["hourly", "once", "at-boot"] {
+            if sim.unit(name).state == State::Activating {
+                sim.exit(name, Exit::Code(0));
+            }
+        }
+        sim.advance(secs(3000));
+    }
+    assert_eq!(spawns_of(&sim, "once"), [secs(60)]);
+    assert_eq!(sim.unit("once").next_run, None);
+    sim.assert_state("once", State::Inactive, Sub::Scheduled);
+    assert_eq!(spawns_of(&sim, "hourly")[..2], [secs(300), secs(3900)]);
+    assert_eq!(spawns_of(&sim, "at-boot")[0], secs(0));
+}
+
+/// A run still going when the next is due is not started twice; the schedule goes on.
+#[test]
+fn a_run_still_going_is_not_started_twice() {
+    let mut sim = Sim::new(vec![scheduled("job", Some(60), None, 0)]);
+    sim.advance(secs(60));
+    sim.assert_state("job", State::Activating, Sub::Start);
+    sim.advance(secs(150)); // due at 120 and 180: still running
+    assert_eq!(spawns_of(&sim, "job"), [secs(60)]);
+    sim.exit("job", Exit::Code(0));
+    sim.assert_state("job", State::Inactive, Sub::Scheduled);
+    assert_eq!(sim.unit("job").next_run, Some(secs(240)));
+    sim.advance(secs(30));
+    assert_eq!(spawns_of(&sim, "job"), [secs(60), secs(240)]);
+}
+
+/// A failed run is retried as its restart policy says; once failed for good, the next
+/// time still runs it.
+#[test]
+fn a_failed_run_does_not_end_the_schedule() {
+    let mut sim = Sim::new(vec![
+        scheduled("job", Some(3600), None, 0).restart(RestartPolicy::Never)
+    ]);
+    sim.advance(secs(3600));
+    sim.crash("job");
+    sim.assert_state("job", State::Failed, Sub::ExitCode);
+    sim.advance(secs(3600));
+    sim.assert_state("job", State::Activating, Sub::Start);
+    sim.exit("job", Exit::Code(0));
+    sim.assert_state("job", State::Inactive, Sub::Scheduled);
+
+    let mut sim = Sim::new(vec![scheduled("job", Some(3600), None, 0)]);
+    sim.advance(secs(3600));
+    sim.crash("job");
+    sim.assert_state("job", State::Activating, Sub::AutoRestart);
+    sim.advance(secs(1));
+    sim.assert_state("job", State::Activating, Sub::Start);
+    assert_eq!(spawns_of(&sim, "job").len(), 2);
+}
+
+/// start runs it now and counts the period from now; stop disarms it; start again
+/// re-arms it. A start while it runs does not start it twice.
+#[test]
+fn start_runs_now_and_stop_disarms() {
+    let mut sim = Sim::new(vec![scheduled("job", Some(3600), None, 0)]);
+    sim.advance(secs(100));
+    sim.start("job");
+    sim.assert_state("job", State::Activating, Sub::Start);
+    sim.start("job");
+    assert_eq!(spawns_of(&sim, "job"), [secs(100)]);
+    sim.exit("job", Exit::Code(0));
+    assert_eq!(sim.unit("job").next_run, Some(secs(3700)));
+    sim.stop("job");
+    sim.assert_state("job", State::Inactive, Sub::Dead);
+    assert_eq!(sim.unit("job").next_run, None);
+    assert_eq!(sim.engine.next_deadline(), None);
+    sim.advance(secs(10_000));
+    assert_eq!(spawns_of(&sim, "job"), [secs(100)]);
+    sim.start("job");
+    sim.assert_state("job", State::Activating, Sub::Start);
+    sim.exit("job", Exit::Code(0));
+    assert_eq!(sim.unit("job").next_run, Some(secs(10_100 + 3600)));
+    // restart of a running job: it runs again once stopped.
+    sim.advance(secs(3600));
+    sim.restart("job");
+    sim.assert_state("job", State::Deactivating, Sub::StopSigterm);
+    sim.exit("job", Exit::Signal(Signal::SIGTERM));
+    sim.assert_state("job", State::Activating, Sub::Start);
+}
+
+/// A disabled scheduled oneshot is not armed until started; shutdown disarms all.
+#[test]
+fn disabled_and_shutdown_schedules_are_not_armed() {
+    let mut sim = Sim::new(vec![
+        scheduled("off", Some(60), None, 0).disabled(),
+        scheduled("on", Some(60), None, 0),
+    ]);
+    assert_eq!(sim.unit("off").next_run, None);
+    assert_eq!(sim.unit("on").next_run, Some(secs(60)));
+    sim.shutdown();
+    assert_eq!(sim.unit("on").next_run, None);
+    assert_eq!(sim.engine.next_deadline(), None);
+}
+
+/// What is `after` a scheduled oneshot does not wait for it between its runs; a reload
+/// that changes the schedule arms it afresh, one that removes it disarms it.
+#[test]
+fn dependents_and_reloads_of_a_scheduled_oneshot() {
+    let mut sim = Sim::new(vec![
+        scheduled("job", Some(3600), None, 0),
+        simple("web").after(&["job"]),
+    ]);
+    sim.assert_state("web", State::Active, Sub::Running);
+    sim.advance(secs(100));
+    sim.reload(vec![
+        scheduled("job", Some(60), None, 0),
+        simple("web").after(&["job"]),
+    ]);
+    assert_eq!(sim.unit("job").next_run, Some(secs(160)));
+    sim.reload(vec![simple("web")]);
+    assert!(sim.engine.unit("job").is_none());
+    assert_eq!(sim.engine.next_deadline(), None);
+}
+
+/// Jitter puts each run off by up to its amount: the same for the same seed, different
+/// across seeds (boards), and never past the amount.
+#[test]
+fn jitter_spreads_runs_across_boards() {
+    let mut seen = BTreeSet::new();
+    for seed in 0..50u64 {
+        let mut engine = Engine::new(
+            spec_map(vec![scheduled("job", Some(3600), None, 120)]),
+            Duration::ZERO,
+        );
+        engine.set_jitter_seed(seed);
+        engine.boot(Duration::ZERO);
+        let at = engine.unit("job").and_then(|u| u.next_run).expect("armed");
+        assert!(at >= secs(3600) && at <= secs(3720), "{at:?}");
+        seen.insert(at);
+    }
+    assert!(seen.len() > 40, "{} different times of 50", seen.len());
 }

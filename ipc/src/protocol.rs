@@ -577,6 +577,8 @@ pub enum Sub {
     Waiting,
     /// inactive, wanted, but something it requires is down or failed
     Dependency,
+    /// inactive between the runs of a scheduled oneshot: `next_run` says when
+    Scheduled,
     /// activating: spawned, not ready yet
     Start,
     /// activating: a forking daemon's first process exited; waiting for its pid_file
@@ -724,6 +726,7 @@ words!(Sub {
     Dead => "dead",
     Waiting => "waiting",
     Dependency => "dependency",
+    Scheduled => "scheduled",
     Start => "start",
     StartPidFile => "start-pid-file",
     AutoRestart => "auto-restart",
@@ -833,6 +836,13 @@ pub struct ServiceStatus {
     pub status_text: Option<String>,
     /// How readiness is decided.
     pub ready: ReadyKind,
+    /// A scheduled oneshot's next run (RFC 3339 UTC, from the monotonic clock as `since`
+    /// is), while its schedule is armed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_run: Option<String>,
+    /// The same instant in microseconds since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_run_usec: Option<u64>,
     /// The number of the change this status shows: one counter for every service, raised
     /// by each published change during one run of ember. A status read carries the seq of
     /// the service's last published change, the same as its event (and retained state).

@@ -530,6 +530,20 @@ fn paint(text: &str, state: State, color: bool) -> String {
     format!("\x1b[{code}m{text}\x1b[0m")
 }
 
+/// When a scheduled oneshot runs next: "in 42m (2026-12-05 10:00:00 UTC)".
+fn next_run_words(at_usec: u64, now_usec: u64) -> String {
+    let when = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_micros(at_usec))
+        .to_string()
+        .replace('T', " ")
+        .replace('Z', " UTC");
+    if at_usec <= now_usec {
+        format!("now ({when})")
+    } else {
+        let wait = short_duration(Duration::from_micros(at_usec - now_usec));
+        format!("in {wait} ({when})")
+    }
+}
+
 /// The status table: one line per service, and the reason under the ones that need one.
 pub fn render_table(services: &[ServiceStatus], now_usec: u64, color: bool) -> String {
     let name_width = services
@@ -561,12 +575,13 @@ pub fn render_table(services: &[ServiceStatus], now_usec: u64, color: bool) -> S
             s.name, s.restarts
         ));
         let note = match (&s.reason, &s.status_text) {
-            (Some(reason), _) if s.state != State::Active => Some(reason.as_str()),
-            (_, Some(text)) => Some(text.as_str()),
-            _ => None,
+            (Some(reason), _) if s.state != State::Active => Some(terminal::escape(reason)),
+            (_, Some(text)) => Some(terminal::escape(text)),
+            _ => s
+                .next_run_usec
+                .map(|at| format!("next run {}", next_run_words(at, now_usec))),
         };
         if let Some(note) = note {
-            let note = terminal::escape(note);
             out.push_str(&format!("{:name_width$}  └ {note}\n", ""));
         }
     }
@@ -602,6 +617,9 @@ pub fn render_block(
         row("Status", terminal::escape(text));
     }
     row("Ready", s.ready.to_string());
+    if let Some(at) = s.next_run_usec {
+        row("Next run", next_run_words(at, now_usec));
+    }
     if let Some(pid) = s.pid {
         row("Main PID", pid.to_string());
     }
@@ -793,6 +811,28 @@ mod tests {
         assert_eq!(
             render_watchdog(&system, 0, false),
             "watchdog /dev/watchdog0: NOT ARMED: cannot open /dev/watchdog0: No such file or directory (os error 2)\n\n"
+        );
+    }
+
+    #[test]
+    fn a_scheduled_oneshot_shows_its_next_run() {
+        let s = ServiceStatus {
+            name: "upload".into(),
+            state: "inactive".parse().unwrap(),
+            sub_state: "scheduled".parse().unwrap(),
+            want: "up".parse().unwrap(),
+            next_run_usec: Some(3_600_000_000),
+            ..Default::default()
+        };
+        let table = render_table(std::slice::from_ref(&s), 1_080_000_000, false);
+        assert!(
+            table.ends_with("└ next run in 42m 0s (1970-01-01 01:00:00 UTC)\n"),
+            "{table}"
+        );
+        let block = render_block(&s, &[], &[], 1_080_000_000, false);
+        assert!(
+            block.contains("  Next run: in 42m 0s (1970-01-01 01:00:00 UTC)\n"),
+            "{block}"
         );
     }
 

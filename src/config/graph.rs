@@ -41,6 +41,28 @@ pub fn check(services: &BTreeMap<&str, &ServiceSpec>) -> Vec<GraphIssue> {
             }
         }
     }
+    // A scheduled oneshot is inactive between its runs: what requires it would be stopped
+    // with it after every run.
+    for (name, spec) in services {
+        for dep in &spec.requires {
+            if services
+                .get(dep.as_str())
+                .is_some_and(|d| d.schedule.is_some())
+            {
+                issues.push(GraphIssue {
+                    service: name.to_string(),
+                    dependency: Some(dep.clone()),
+                    kind: Some("requires"),
+                    severity: Severity::Error,
+                    message: format!(
+                        "service \"{name}\" requires \"{dep}\", which runs on a schedule and is \
+                         inactive between its runs; use after (to start after a run in \
+                         progress) or remove it from requires"
+                    ),
+                });
+            }
+        }
+    }
     for cycle in cycles(services) {
         let Some(first) = cycle.first().cloned() else {
             continue;

@@ -39,6 +39,7 @@ pub struct RawService {
     stderr: Option<Spanned<RawOutput>>,
     enabled: Option<bool>,
     on_failure: Option<FailureAction>,
+    schedule: Option<Spanned<RawSchedule>>,
     limits: RawLimits,
 }
 
@@ -71,6 +72,7 @@ impl RawService {
             stderr: t.take("stderr"),
             enabled: t.take("enabled"),
             on_failure: t.take("on_failure"),
+            schedule: t.take("schedule"),
             limits: RawLimits::take_from(t),
         }
     }
@@ -101,9 +103,29 @@ impl FromToml for RawReady {
     }
 }
 
+/// `schedule = { every = "1h", after_boot = "5m", jitter = "2m" }`.
+#[derive(Debug)]
+struct RawSchedule {
+    every: Option<Spanned<Duration>>,
+    after_boot: Option<Duration>,
+    jitter: Option<Duration>,
+}
+
+impl FromToml for RawSchedule {
+    fn from_toml(value: Spanned<DeValue<'_>>, issues: &mut Vec<Issue>) -> Option<Self> {
+        let expected =
+            "an inline table such as { every = \"1h\", after_boot = \"5m\", jitter = \"2m\" }";
+        walk::table(value, expected, issues, |t| RawSchedule {
+            every: t.take("every"),
+            after_boot: t.take("after_boot"),
+            jitter: t.take("jitter"),
+        })
+    }
+}
+
 pub use ember_engine::spec::{
-    FailureAction, Output, Readiness, RestartPolicy, RotatedFile, ServiceSpec, ServiceType,
-    SpecDiff, DEFAULT_KEEP, DEFAULT_MAX_SIZE, DEFAULT_READY_TIMEOUT,
+    FailureAction, Output, Readiness, RestartPolicy, RotatedFile, Schedule, ServiceSpec,
+    ServiceType, SpecDiff, DEFAULT_KEEP, DEFAULT_MAX_SIZE, DEFAULT_READY_TIMEOUT,
 };
 
 impl FromToml for ServiceType {
@@ -429,6 +451,30 @@ pub fn build(
     }
     spec.enabled = raw.enabled.unwrap_or(true);
     spec.on_failure = raw.on_failure.unwrap_or(FailureAction::None);
+    if let Some(schedule) = raw.schedule {
+        let offset = schedule.span().start;
+        let RawSchedule {
+            every,
+            after_boot,
+            jitter,
+        } = schedule.into_inner();
+        if spec.kind != ServiceType::Oneshot {
+            error!(offset, format!("service \"{name}\": schedule applies to type = \"oneshot\" only (a job that runs and exits); add type = \"oneshot\", or remove schedule"));
+        } else if every.is_none() && after_boot.is_none() {
+            error!(offset, format!("service \"{name}\": schedule needs every, after_boot or both, e.g. {{ every = \"1h\", after_boot = \"5m\" }}"));
+        } else if let Some(e) = every.as_ref().filter(|e| e.get_ref().is_zero()) {
+            error!(
+                e.span().start,
+                format!("service \"{name}\": every must be longer than 0, e.g. \"1h\"")
+            );
+        } else {
+            spec.schedule = Some(Schedule {
+                every: every.map(Spanned::into_inner),
+                after_boot,
+                jitter: jitter.unwrap_or_default(),
+            });
+        }
+    }
     match raw.limits.check(name) {
         Ok(limits) => spec.limits = limits,
         Err(errors) => {

@@ -452,9 +452,9 @@ ready = { log = "up", timeout = "5s" }
             "ember.toml:4:1: unknown field `lvl`, expected `level` or `output`",
             "ember.toml:6:1: unknown field `sock`, expected `socket` or `allow`",
             "ember.toml:7:2: unknown section \"servce\"; expected system, log, control, mqtt, dbus, service",
-            "ember.toml:11:3: unknown field `restrat`, expected one of `command`, `type`, `pid_file`, `user`, `group`, `env`, `workdir`, `requires`, `wants`, `after`, `restart`, `restart_delay`, `restart_delay_max`, `start_limit`, `start_limit_interval`, `stop_signal`, `stop_timeout`, `ready`, `ready_timeout`, `watchdog`, `stdout`, `stderr`, `enabled`, `on_failure`, `limits`, `memory_max`, `cpu_weight`, `pids_max`, `oom_score_adjust`",
+            "ember.toml:11:3: unknown field `restrat`, expected one of `command`, `type`, `pid_file`, `user`, `group`, `env`, `workdir`, `requires`, `wants`, `after`, `restart`, `restart_delay`, `restart_delay_max`, `start_limit`, `start_limit_interval`, `stop_signal`, `stop_timeout`, `ready`, `ready_timeout`, `watchdog`, `stdout`, `stderr`, `enabled`, `on_failure`, `schedule`, `limits`, `memory_max`, `cpu_weight`, `pids_max`, `oom_score_adjust`",
             "ember.toml:14:23: unknown field `timeout`, expected one of `log`, `delay`, `notify`, `tcp`, `file`, `exec`",
-            "services.d/c.toml:2:1: unknown field `user_name`, expected one of `command`, `type`, `pid_file`, `user`, `group`, `env`, `workdir`, `requires`, `wants`, `after`, `restart`, `restart_delay`, `restart_delay_max`, `start_limit`, `start_limit_interval`, `stop_signal`, `stop_timeout`, `ready`, `ready_timeout`, `watchdog`, `stdout`, `stderr`, `enabled`, `on_failure`, `limits`, `memory_max`, `cpu_weight`, `pids_max`, `oom_score_adjust`",
+            "services.d/c.toml:2:1: unknown field `user_name`, expected one of `command`, `type`, `pid_file`, `user`, `group`, `env`, `workdir`, `requires`, `wants`, `after`, `restart`, `restart_delay`, `restart_delay_max`, `start_limit`, `start_limit_interval`, `stop_signal`, `stop_timeout`, `ready`, `ready_timeout`, `watchdog`, `stdout`, `stderr`, `enabled`, `on_failure`, `schedule`, `limits`, `memory_max`, `cpu_weight`, `pids_max`, `oom_score_adjust`",
         ]
     );
 }
@@ -1064,7 +1064,7 @@ fn syntax_errors_in_the_main_file_do_not_hide_those_of_services_d() {
         tree.problems(),
         [
             "ember.toml:4:9: string values must be quoted, expected literal string",
-            "units/c.toml:2:1: unknown field `bogus`, expected one of `command`, `type`, `pid_file`, `user`, `group`, `env`, `workdir`, `requires`, `wants`, `after`, `restart`, `restart_delay`, `restart_delay_max`, `start_limit`, `start_limit_interval`, `stop_signal`, `stop_timeout`, `ready`, `ready_timeout`, `watchdog`, `stdout`, `stderr`, `enabled`, `on_failure`, `limits`, `memory_max`, `cpu_weight`, `pids_max`, `oom_score_adjust`",
+            "units/c.toml:2:1: unknown field `bogus`, expected one of `command`, `type`, `pid_file`, `user`, `group`, `env`, `workdir`, `requires`, `wants`, `after`, `restart`, `restart_delay`, `restart_delay_max`, `start_limit`, `start_limit_interval`, `stop_signal`, `stop_timeout`, `ready`, `ready_timeout`, `watchdog`, `stdout`, `stderr`, `enabled`, `on_failure`, `schedule`, `limits`, `memory_max`, `cpu_weight`, `pids_max`, `oom_score_adjust`",
         ]
     );
 
@@ -1120,7 +1120,7 @@ wat = 2
             "ember.toml:9:15: unknown signal \"SIGNOPE\"; write e.g. \"SIGTERM\", \"SIGINT\", \"SIGQUIT\"",
             "ember.toml:10:16: invalid duration \"soon\" (expected number at 0); write e.g. \"250ms\", \"5s\", \"2m\"",
             "ember.toml:11:23: unknown field `timeout`, expected one of `log`, `delay`, `notify`, `tcp`, `file`, `exec`",
-            "ember.toml:12:1: unknown field `nonsense`, expected one of `command`, `type`, `pid_file`, `user`, `group`, `env`, `workdir`, `requires`, `wants`, `after`, `restart`, `restart_delay`, `restart_delay_max`, `start_limit`, `start_limit_interval`, `stop_signal`, `stop_timeout`, `ready`, `ready_timeout`, `watchdog`, `stdout`, `stderr`, `enabled`, `on_failure`, `limits`, `memory_max`, `cpu_weight`, `pids_max`, `oom_score_adjust`",
+            "ember.toml:12:1: unknown field `nonsense`, expected one of `command`, `type`, `pid_file`, `user`, `group`, `env`, `workdir`, `requires`, `wants`, `after`, `restart`, `restart_delay`, `restart_delay_max`, `start_limit`, `start_limit_interval`, `stop_signal`, `stop_timeout`, `ready`, `ready_timeout`, `watchdog`, `stdout`, `stderr`, `enabled`, `on_failure`, `schedule`, `limits`, `memory_max`, `cpu_weight`, `pids_max`, `oom_score_adjust`",
             "ember.toml:15:11: invalid type: string \"yes\", expected a boolean",
             "ember.toml:17:7: invalid type: integer `1`, expected a string",
             // Every bad key of a nested table too.
@@ -1479,7 +1479,7 @@ fn a_section_with_errors_keeps_the_keys_that_are_right() {
         [
             "ember.toml:4:1: unknown field `devise`, expected one of `device`, `services_dir`, `hostname`, `ctrl_alt_del`, `shutdown_timeout`, `rescue_shell`, `metrics_interval`, `log_dir`, `watchdog`",
             "ember.toml:8:9: invalid type: integer `3`, expected a string",
-            "units/a.toml:2:1: unknown field `bogus`, expected one of `command`, `type`, `pid_file`, `user`, `group`, `env`, `workdir`, `requires`, `wants`, `after`, `restart`, `restart_delay`, `restart_delay_max`, `start_limit`, `start_limit_interval`, `stop_signal`, `stop_timeout`, `ready`, `ready_timeout`, `watchdog`, `stdout`, `stderr`, `enabled`, `on_failure`, `limits`, `memory_max`, `cpu_weight`, `pids_max`, `oom_score_adjust`",
+            "units/a.toml:2:1: unknown field `bogus`, expected one of `command`, `type`, `pid_file`, `user`, `group`, `env`, `workdir`, `requires`, `wants`, `after`, `restart`, `restart_delay`, `restart_delay_max`, `start_limit`, `start_limit_interval`, `stop_signal`, `stop_timeout`, `ready`, `ready_timeout`, `watchdog`, `stdout`, `stderr`, `enabled`, `on_failure`, `schedule`, `limits`, `memory_max`, `cpu_weight`, `pids_max`, `oom_score_adjust`",
         ]
     );
     let settings = loaded.settings.expect("settings of a broken configuration");
@@ -2025,4 +2025,116 @@ fn a_watchdog_device_missing_here_fails_check_but_not_a_boot() {
             at(text, "\"/etc/passwd")
         )]
     );
+}
+
+#[test]
+fn schedules_and_their_mistakes() {
+    let tree = Tree::new();
+    tree.write(
+        "ember.toml",
+        r#"[service.upload]
+type = "oneshot"
+command = ["/bin/true"]
+schedule = { every = "1h", after_boot = "5m", jitter = "2m" }
+
+[service.once]
+type = "oneshot"
+command = ["/bin/true"]
+schedule = { after_boot = "30s" }
+
+[service.web]
+command = ["/bin/sh"]
+after = ["upload"]
+"#,
+    );
+    let config = tree.load().config.unwrap();
+    assert_eq!(
+        config.services["upload"].schedule,
+        Some(service::Schedule {
+            every: Some(Duration::from_secs(3600)),
+            after_boot: Some(Duration::from_secs(300)),
+            jitter: Duration::from_secs(120),
+        })
+    );
+    assert_eq!(
+        config.services["once"].schedule,
+        Some(service::Schedule {
+            every: None,
+            after_boot: Some(Duration::from_secs(30)),
+            jitter: Duration::ZERO,
+        })
+    );
+    assert_eq!(config.services["web"].schedule, None);
+    tree.write(
+        "ember.toml",
+        r#"[service.a]
+command = ["/bin/sh"]
+schedule = { every = "1h" }
+
+[service.b]
+type = "oneshot"
+command = ["/bin/true"]
+schedule = { jitter = "1m" }
+
+[service.c]
+type = "oneshot"
+command = ["/bin/true"]
+schedule = { every = "0s", at = "03:00" }
+
+[service.d]
+type = "oneshot"
+command = ["/bin/true"]
+schedule = { every = "soon" }
+
+[service.e]
+command = ["/bin/sh"]
+requires = ["f"]
+
+[service.f]
+type = "oneshot"
+command = ["/bin/true"]
+schedule = "hourly"
+"#,
+    );
+    let problems = tree.problems();
+    for expected in [
+        "ember.toml:3:12: service \"a\": schedule applies to type = \"oneshot\" only",
+        "ember.toml:8:12: service \"b\": schedule needs every, after_boot or both",
+        "ember.toml:13:28: unknown field `at`, expected one of `every`, `after_boot`, `jitter`",
+        "ember.toml:18:22: invalid duration \"soon\"",
+        "ember.toml:27:12: invalid type: string \"hourly\", expected an inline table such as { every = \"1h\"",
+    ] {
+        assert!(
+            problems.iter().any(|p| p.starts_with(expected)),
+            "{expected:?} not in {problems:#?}"
+        );
+    }
+    // every = "0s" once the unknown key is gone; requires of a scheduled service.
+    tree.write(
+        "ember.toml",
+        r#"[service.c]
+type = "oneshot"
+command = ["/bin/true"]
+schedule = { every = "0s" }
+
+[service.e]
+command = ["/bin/sh"]
+requires = ["f"]
+
+[service.f]
+type = "oneshot"
+command = ["/bin/true"]
+schedule = { every = "1h" }
+"#,
+    );
+    let problems = tree.problems();
+    for expected in [
+        "ember.toml:4:22: service \"c\": every must be longer than 0",
+        "ember.toml:8:13: service \"e\" requires \"f\", which runs on a schedule",
+    ] {
+        assert!(
+            problems.iter().any(|p| p.starts_with(expected)),
+            "{expected:?} not in {problems:#?}"
+        );
+    }
 }

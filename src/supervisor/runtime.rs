@@ -245,7 +245,8 @@ impl Runtime {
             }
         };
         let origin = Instant::now();
-        let engine = Engine::new(config.services.clone(), Duration::ZERO);
+        let mut engine = Engine::new(config.services.clone(), Duration::ZERO);
+        engine.set_jitter_seed(board_seed());
         let mut rt = Runtime {
             engine,
             origin,
@@ -1370,4 +1371,18 @@ fn owner_ids(user: &str) -> Option<(u32, u32)> {
             .flatten()
             .map(|u| (u.uid.as_raw(), u.gid.as_raw())),
     }
+}
+
+/// What makes this board's schedule jitter its own and the same at every boot: its
+/// machine id (systemd's, which Yocto images and dbus create), else its hostname. A
+/// board with neither gets no spread from its peers, only from its services' names.
+fn board_seed() -> u64 {
+    let id = std::fs::read("/etc/machine-id")
+        .or_else(|_| std::fs::read("/var/lib/dbus/machine-id"))
+        .or_else(|_| std::fs::read("/proc/sys/kernel/hostname"))
+        .unwrap_or_default();
+    // FNV-1a: any fixed spread of the bytes will do.
+    id.iter().fold(0xcbf2_9ce4_8422_2325, |h: u64, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }

@@ -48,6 +48,7 @@ pub fn usec(t: SystemTime) -> u64 {
 
 pub fn service_status(unit: &Unit, mono_now: Duration, seq: u64) -> ServiceStatus {
     let since = wall_time(unit.since, mono_now);
+    let next_run = unit.next_run.map(|at| wall_time(at, mono_now));
     ServiceStatus {
         name: unit.spec.name.clone(),
         state: unit.state,
@@ -69,6 +70,8 @@ pub fn service_status(unit: &Unit, mono_now: Duration, seq: u64) -> ServiceStatu
         reason: unit.reason.clone(),
         status_text: unit.status_text.clone(),
         ready: unit.spec.ready.kind(),
+        next_run: next_run.map(|t| humantime::format_rfc3339_millis(t).to_string()),
+        next_run_usec: next_run.map(usec),
         seq,
         ..Default::default()
     }

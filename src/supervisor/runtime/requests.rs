@@ -3,7 +3,7 @@
 //! in the core, from the engine's own state: a client never guesses from a status's words
 //! whether a service has come up.
 
-use super::super::model::{State, Sub, Want};
+use super::super::model::{RunResult, State, Sub, Want};
 use super::super::usage;
 use super::{Input, Runtime};
 use crate::pid1::Power;
@@ -200,6 +200,11 @@ impl Runtime {
                     (State::Activating, Sub::AutoRestart) if new_run => {
                         Some(Err(format!("{}; restarting it after a delay", failed())))
                     }
+                    // A scheduled oneshot's run is done when it is back between runs.
+                    (State::Inactive, Sub::Scheduled) if new_run => match unit.result {
+                        Some(RunResult::Success) => Some(Ok(())),
+                        _ => Some(Err(failed())),
+                    },
                     (State::Inactive, Sub::Dependency) => Some(Err(format!(
                         "{name} cannot start: {}",
                         unit.reason.as_deref().unwrap_or("a dependency is down")
