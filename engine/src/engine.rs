@@ -294,6 +294,22 @@ fn set_next_run(
     unit.next_run = at;
 }
 
+/// The first of `base + k × every` (k ≥ 1) after `now`: computed, not stepped to, so that
+/// a wake-up a year late with a 1 ms period costs no more than one on time.
+fn next_period(base: Duration, every: Duration, now: Duration) -> Duration {
+    let first = base + every;
+    if first > now {
+        return first;
+    }
+    let every_ns = every.as_nanos().max(1);
+    let periods = (now - base).as_nanos() / every_ns + 1;
+    let ns = base.as_nanos() + periods * every_ns;
+    Duration::new(
+        (ns / 1_000_000_000).min(u128::from(u64::MAX)) as u64,
+        (ns % 1_000_000_000) as u32,
+    )
+}
+
 /// Up to `jitter`, the same for the same board, service and run time, and spread evenly
 /// across boards (their seeds) and runs: FNV-1a over them, then a final mix.
 fn jitter(seed: u64, name: &str, base: Duration, jitter: Duration) -> Duration {
@@ -1354,6 +1370,7 @@ impl Engine {
                 self.dirty.extend(unit.spec.ordered_after().cloned());
                 if unit.spec.schedule != spec.schedule {
                     // Armed afresh by the next look at it, from the new schedule.
+                    unit.schedule_on = false;
                     set_next_run(&mut self.schedule_timers, &name, unit, None);
                 }
                 unit.spec = spec;
@@ -1388,7 +1405,7 @@ impl Engine {
         let Some(unit) = self.units.get(name) else {
             return;
         };
-        if unit.spec.schedule.is_some() || unit.next_run.is_some() {
+        if unit.spec.schedule.is_some() || unit.schedule_on {
             self.keep_schedule(name, now);
         }
         let Some(unit) = self.units.get(name) else {
@@ -1468,9 +1485,13 @@ impl Engine {
         };
         let armed = unit.want == Want::Up && !unit.removing && !shutting_down;
         match unit.spec.schedule.filter(|_| armed) {
-            None => set_next_run(&mut self.schedule_timers, name, unit, None),
-            Some(_) if unit.next_run.is_some() => {}
+            None => {
+                unit.schedule_on = false;
+                set_next_run(&mut self.schedule_timers, name, unit, None);
+            }
+            Some(_) if unit.schedule_on => {}
             Some(schedule) => {
+                unit.schedule_on = true;
                 // The first run: after_boot from ember's start while that is still ahead;
                 // else one period from now; else (only after_boot, and past) none.
                 let base = match (schedule.after_boot, schedule.every) {
@@ -1497,13 +1518,9 @@ impl Engine {
             set_next_run(&mut self.schedule_timers, name, unit, None);
             return;
         };
-        let next = schedule.every.map(|every| {
-            let mut next = unit.next_base + every;
-            while next <= now {
-                next += every;
-            }
-            next
-        });
+        let next = schedule
+            .every
+            .map(|every| next_period(unit.next_base, every, now));
         unit.next_base = next.unwrap_or_default();
         let at = next.map(|b| b + jitter(seed, name, b, schedule.jitter));
         set_next_run(&mut self.schedule_timers, name, unit, at);
@@ -1540,6 +1557,7 @@ impl Engine {
         if unit.state != State::Activating || unit.restart_pending {
             unit.due = true;
         }
+        unit.schedule_on = false;
         set_next_run(&mut self.schedule_timers, name, unit, None);
         self.touch(name);
     }

@@ -75,6 +75,10 @@ pub struct Unit {
     pub next_run: Option<Duration>,
     /// The time that run is counted from, before its jitter: the next is a period after.
     pub next_base: Duration,
+    /// A scheduled oneshot's schedule is on (wanted up): armed once, then kept by its
+    /// runs. Not the same as `next_run` being set: after its only run (after_boot alone)
+    /// it is on with no next run, and must not be armed again.
+    pub schedule_on: bool,
     /// A scheduled oneshot: a run is asked for (its time came, or a start command), and
     /// it starts as soon as it may.
     pub due: bool,
@@ -107,6 +111,7 @@ impl Unit {
             removing: false,
             next_run: None,
             next_base: Duration::ZERO,
+            schedule_on: false,
             due: false,
             class: crate::engine::Class::Settled,
         }

@@ -31,7 +31,7 @@
 
 use crate::engine::{Action, Engine, Input};
 use crate::model::{Exit, Pid, State, Sub, Unit, Want};
-use crate::spec::{FailureAction, Readiness, RestartPolicy, ServiceSpec, ServiceType};
+use crate::spec::{FailureAction, Readiness, RestartPolicy, Schedule, ServiceSpec, ServiceType};
 use ember_ipc::ReloadReport;
 use nix::sys::signal::Signal;
 use proptest::prelude::*;
@@ -86,6 +86,8 @@ struct Svc {
     reboot_on_failure: bool,
     /// Stops last at shutdown, as the adapters do.
     linger: bool,
+    /// A oneshot's schedule (ignored for the other kinds, as the config refuses it).
+    schedule: Option<Schedule>,
     /// Indexes into NAMES; kept only where the drawn order allows (no cycles).
     requires: Vec<usize>,
     wants: Vec<usize>,
@@ -148,6 +150,9 @@ impl Svc {
             s.on_failure = FailureAction::Reboot;
         }
         s.linger = self.linger;
+        if self.kind == Kind::Oneshot {
+            s.schedule = self.schedule;
+        }
         let before = |d: usize| d != me && (conf.rank[d], d) < (conf.rank[me], me);
         let names = |list: &[usize], defined_only: bool| -> Vec<String> {
             list.iter()
@@ -156,8 +161,16 @@ impl Svc {
                 .map(|d| NAMES[d].to_owned())
                 .collect()
         };
-        // `requires` must name a defined service; `wants` and `after` may name any.
-        s.requires = names(&self.requires, true);
+        // `requires` must name a defined service, and not a scheduled one (the config
+        // refuses it); `wants` and `after` may name any.
+        s.requires = names(&self.requires, true)
+            .into_iter()
+            .filter(|r| {
+                let d = NAMES.iter().position(|n| n == r);
+                !d.and_then(|d| conf.svcs[d].as_ref())
+                    .is_some_and(|d| d.kind == Kind::Oneshot && d.schedule.is_some())
+            })
+            .collect();
         s.wants = names(&self.wants, false);
         s.after = names(&self.after, false);
         s
@@ -237,6 +250,11 @@ fn show_specs(specs: &BTreeMap<String, ServiceSpec>) -> String {
         );
         key("enabled", !s.enabled, "false".into());
         key("linger", s.linger, "true".into());
+        key(
+            "schedule",
+            s.schedule.is_some(),
+            format!("{:?}", s.schedule),
+        );
         key(
             "on_failure",
             s.on_failure != FailureAction::None,
@@ -320,6 +338,7 @@ fn svc() -> impl Strategy<Value = Svc> {
             prop::bool::weighted(0.15),
         ),
         (deps(), deps(), deps()),
+        schedule(),
     )
         .prop_map(
             |(
@@ -327,6 +346,7 @@ fn svc() -> impl Strategy<Value = Svc> {
                 (start_limit_interval, stop_timeout, ready_timeout),
                 (enabled, reboot_on_failure, linger),
                 (requires, wants, after),
+                schedule,
             )| Svc {
                 kind,
                 watchdog,
@@ -343,8 +363,33 @@ fn svc() -> impl Strategy<Value = Svc> {
                 requires,
                 wants,
                 after,
+                schedule,
             },
         )
+}
+
+/// Mostly none; else every second or so, or once after boot, with or without jitter.
+fn schedule() -> impl Strategy<Value = Option<Schedule>> {
+    let every = prop_oneof![
+        Just(None),
+        Just(Some(ms(1000))),
+        Just(Some(ms(1))),
+        Just(Some(YEAR))
+    ];
+    let after_boot = prop_oneof![Just(None), Just(Some(Duration::ZERO)), Just(Some(ms(500)))];
+    let jitter = prop_oneof![Just(Duration::ZERO), Just(ms(300))];
+    prop::option::weighted(
+        0.4,
+        (every, after_boot, jitter)
+            .prop_filter("every or after_boot", |(e, a, _)| {
+                e.is_some() || a.is_some()
+            })
+            .prop_map(|(every, after_boot, jitter)| Schedule {
+                every,
+                after_boot,
+                jitter,
+            }),
+    )
 }
 
 fn conf() -> impl Strategy<Value = Conf> {
@@ -1062,6 +1107,8 @@ impl World {
                 State::Inactive => {
                     d.removing
                         || d.want == Want::Down
+                        // Between a scheduled oneshot's runs: only its timer starts it.
+                        || (d.spec.schedule.is_some() && !d.due)
                         || (depth > 0 && d.spec.requires.iter().any(|r| self.held(r, depth - 1)))
                 }
                 _ => false,
@@ -1394,6 +1441,12 @@ impl World {
                         "{name} is inactive, unwanted, but {:?}",
                         u.sub
                     );
+                } else if u.spec.schedule.is_some() && !u.due {
+                    ensure!(
+                        u.sub == Sub::Scheduled,
+                        "{name} is scheduled, between runs, but {:?}",
+                        u.sub
+                    );
                 } else {
                     ensure!(
                         matches!(u.sub, Sub::Waiting | Sub::Dependency) && self.blocked(u),
@@ -1636,7 +1689,12 @@ impl World {
                 }
             }
             // 17.
-            if u.state == State::Inactive && u.want == Want::Up && !engine.shutting_down() {
+            let between_runs = u.spec.schedule.is_some() && !u.due && u.sub == Sub::Scheduled;
+            if u.state == State::Inactive
+                && u.want == Want::Up
+                && !engine.shutting_down()
+                && !between_runs
+            {
                 let required_down = u
                     .spec
                     .requires

@@ -3492,3 +3492,25 @@ fn jitter_spreads_runs_across_boards() {
     }
     assert!(seen.len() > 40, "{} different times of 50", seen.len());
 }
+
+/// A wake-up long after the time (a suspend, a late tick) skips the periods it missed,
+/// at once, however short the period.
+#[test]
+fn a_late_wake_up_skips_missed_periods_at_once() {
+    let mut spec = scheduled("job", None, None, 0);
+    spec.schedule = Some(Schedule {
+        every: Some(Duration::from_millis(1)),
+        after_boot: None,
+        jitter: Duration::ZERO,
+    });
+    let mut sim = Sim::new(vec![spec]);
+    assert_eq!(sim.unit("job").next_run, Some(Duration::from_millis(1)));
+    let year = secs(365 * 24 * 3600);
+    sim.now = year;
+    sim.feed(Input::Tick);
+    sim.assert_state("job", State::Activating, Sub::Start);
+    assert_eq!(
+        sim.unit("job").next_run,
+        Some(year + Duration::from_millis(1))
+    );
+}
