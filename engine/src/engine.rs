@@ -256,6 +256,25 @@ impl Tally {
     }
 }
 
+/// Sets one of a unit's times (`slot`) and keeps the engine's index of those times with it.
+fn set_indexed(
+    timers: &mut BTreeSet<(Duration, String)>,
+    name: &str,
+    slot: &mut Option<Duration>,
+    at: Option<Duration>,
+) {
+    if *slot == at {
+        return;
+    }
+    if let Some(old) = *slot {
+        timers.remove(&(old, name.to_owned()));
+    }
+    if let Some(new) = at {
+        timers.insert((new, name.to_owned()));
+    }
+    *slot = at;
+}
+
 /// Sets a unit's deadline and keeps the engine's index of deadlines with it.
 fn set_deadline(
     timers: &mut BTreeSet<(Duration, String)>,
@@ -263,35 +282,22 @@ fn set_deadline(
     unit: &mut Unit,
     at: Option<Duration>,
 ) {
-    if unit.deadline == at {
-        return;
-    }
-    if let Some(old) = unit.deadline {
-        timers.remove(&(old, name.to_owned()));
-    }
-    if let Some(new) = at {
-        timers.insert((new, name.to_owned()));
-    }
-    unit.deadline = at;
+    set_indexed(timers, name, &mut unit.deadline, at);
 }
 
-/// Sets a scheduled unit's next run and keeps the index of them with it.
+/// Sets a scheduled unit's next run (None: no more), from the time it is counted from
+/// plus its jitter, and keeps the index of next runs with it.
 fn set_next_run(
     timers: &mut BTreeSet<(Duration, String)>,
     name: &str,
     unit: &mut Unit,
-    at: Option<Duration>,
+    base: Option<Duration>,
+    seed: u64,
 ) {
-    if unit.next_run == at {
-        return;
-    }
-    if let Some(old) = unit.next_run {
-        timers.remove(&(old, name.to_owned()));
-    }
-    if let Some(new) = at {
-        timers.insert((new, name.to_owned()));
-    }
-    unit.next_run = at;
+    unit.next_base = base.unwrap_or_default();
+    let spread = unit.spec.schedule.map(|s| s.jitter).unwrap_or_default();
+    let at = base.map(|b| b + jitter(seed, name, b, spread));
+    set_indexed(timers, name, &mut unit.next_run, at);
 }
 
 /// The first of `base + k × every` (k ≥ 1) after `now`: computed, not stepped to, so that
@@ -310,6 +316,17 @@ fn next_period(base: Duration, every: Duration, now: Duration) -> Duration {
     )
 }
 
+/// FNV-1a of some bytes: a fixed spread, for the schedules' jitter and its seed.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    fnv1a_more(0xcbf2_9ce4_8422_2325, bytes)
+}
+
+fn fnv1a_more(h: u64, bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .fold(h, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+}
+
 /// Up to `jitter`, the same for the same board, service and run time, and spread evenly
 /// across boards (their seeds) and runs: FNV-1a over them, then a final mix.
 fn jitter(seed: u64, name: &str, base: Duration, jitter: Duration) -> Duration {
@@ -317,16 +334,9 @@ fn jitter(seed: u64, name: &str, base: Duration, jitter: Duration) -> Duration {
     if span == 0 {
         return Duration::ZERO;
     }
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     let base_ms = base.as_millis() as u64;
-    for byte in seed
-        .to_le_bytes()
-        .iter()
-        .chain(name.as_bytes())
-        .chain(&base_ms.to_le_bytes())
-    {
-        h = (h ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
-    }
+    let h = fnv1a(&seed.to_le_bytes());
+    let mut h = fnv1a_more(fnv1a_more(h, name.as_bytes()), &base_ms.to_le_bytes());
     // splitmix64's finalizer: FNV's low bits alone are not spread well.
     h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
@@ -1371,7 +1381,7 @@ impl Engine {
                 if unit.spec.schedule != spec.schedule {
                     // Armed afresh by the next look at it, from the new schedule.
                     unit.schedule_on = false;
-                    set_next_run(&mut self.schedule_timers, &name, unit, None);
+                    set_next_run(&mut self.schedule_timers, &name, unit, None, 0);
                 }
                 unit.spec = spec;
                 unit.pending_spec = None;
@@ -1487,7 +1497,7 @@ impl Engine {
         match unit.spec.schedule.filter(|_| armed) {
             None => {
                 unit.schedule_on = false;
-                set_next_run(&mut self.schedule_timers, name, unit, None);
+                set_next_run(&mut self.schedule_timers, name, unit, None, 0);
             }
             Some(_) if unit.schedule_on => {}
             Some(schedule) => {
@@ -1499,9 +1509,7 @@ impl Engine {
                     (_, Some(every)) => Some(now + every),
                     _ => None,
                 };
-                unit.next_base = base.unwrap_or_default();
-                let at = base.map(|b| b + jitter(seed, name, b, schedule.jitter));
-                set_next_run(&mut self.schedule_timers, name, unit, at);
+                set_next_run(&mut self.schedule_timers, name, unit, base, seed);
             }
         }
     }
@@ -1515,15 +1523,13 @@ impl Engine {
             return;
         };
         let Some(schedule) = unit.spec.schedule else {
-            set_next_run(&mut self.schedule_timers, name, unit, None);
+            set_next_run(&mut self.schedule_timers, name, unit, None, 0);
             return;
         };
         let next = schedule
             .every
             .map(|every| next_period(unit.next_base, every, now));
-        unit.next_base = next.unwrap_or_default();
-        let at = next.map(|b| b + jitter(seed, name, b, schedule.jitter));
-        set_next_run(&mut self.schedule_timers, name, unit, at);
+        set_next_run(&mut self.schedule_timers, name, unit, next, seed);
         if unit.want != Want::Up || unit.removing || self.shutting_down {
             return;
         }
@@ -1558,7 +1564,7 @@ impl Engine {
             unit.due = true;
         }
         unit.schedule_on = false;
-        set_next_run(&mut self.schedule_timers, name, unit, None);
+        set_next_run(&mut self.schedule_timers, name, unit, None, 0);
         self.touch(name);
     }
 

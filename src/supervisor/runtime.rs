@@ -1381,8 +1381,5 @@ fn board_seed() -> u64 {
         .or_else(|_| std::fs::read("/var/lib/dbus/machine-id"))
         .or_else(|_| std::fs::read("/proc/sys/kernel/hostname"))
         .unwrap_or_default();
-    // FNV-1a: any fixed spread of the bytes will do.
-    id.iter().fold(0xcbf2_9ce4_8422_2325, |h: u64, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
+    ember_engine::engine::fnv1a(&id)
 }
