@@ -247,6 +247,7 @@ fn fallback(path: &Path) -> Config {
         mqtt: None,
         dbus: None,
         services: BTreeMap::new(),
+        templates: BTreeMap::new(),
     }
 }
 
@@ -254,6 +255,7 @@ fn fallback(path: &Path) -> Config {
 /// (restarted when it exits) so the console always offers one.
 fn with_rescue_shell(mut config: Config) -> Config {
     config.services.clear();
+    config.templates.clear();
     if let Some(shell) = &config.system.rescue_shell {
         let mut spec = ServiceSpec::new("rescue-shell", &[&shell.to_string_lossy()]);
         spec.console = true;

@@ -68,6 +68,10 @@ pub enum Input {
     Tick,
     /// A new, already checked configuration.
     Reload(BTreeMap<String, ServiceSpec>),
+    /// A service made while running: an instance of a template, made by the start that
+    /// names it (the start follows as its own input). Added unless it exists; one that
+    /// exists and is on its way out (a stopped instance still stopping) is kept instead.
+    Add(Box<ServiceSpec>),
     /// Stop everything, in reverse order; [`Action::AllStopped`] follows.
     Shutdown,
 }
@@ -109,7 +113,8 @@ pub enum Action {
     Cleanup { name: String, keep: bool },
     /// The service's status changed: publish it.
     Changed { name: String },
-    /// A reload removed the service.
+    /// A reload removed the service, or an instance made on demand was stopped: it is
+    /// forgotten.
     Removed { name: String },
     /// A service with `on_failure` ended failed.
     OnFailure { name: String, action: FailureAction },
@@ -726,8 +731,14 @@ impl Engine {
                 if unit.pending_spec.is_none() {
                     unit.restart_pending = false;
                 }
+                // An instance made on demand goes once stopped, as a removed service does.
+                if unit.spec.transient && !unit.removing {
+                    unit.removing = true;
+                    self.removing += 1;
+                }
                 self.touch(&name);
             }
+            Input::Add(spec) => self.add(*spec, now),
             Input::Restart(name) => {
                 let Some(unit) = self.units.get_mut(&name).filter(|u| !u.removing) else {
                     return;
@@ -1308,6 +1319,26 @@ impl Engine {
             pid: unit.pid,
         });
         self.set_state(name, State::Deactivating, Sub::StopSigterm, now);
+    }
+
+    /// Adds a service made while running (see [`Input::Add`]).
+    fn add(&mut self, spec: ServiceSpec, now: Duration) {
+        let name = spec.name.clone();
+        match self.units.get_mut(&name) {
+            Some(unit) if unit.removing => {
+                // Stopped and still stopping: wanted again, it stays.
+                unit.removing = false;
+                self.removing = self.removing.saturating_sub(1);
+            }
+            Some(_) => return,
+            None => {
+                let mut unit = Unit::new(spec, now);
+                unit.want = Want::Down; // the start that made it wants it up
+                self.units.insert(name.clone(), unit);
+                self.rebuild_dependents();
+            }
+        }
+        self.touch(&name);
     }
 
     /// Applies a new configuration: new services are added, removed ones stop and go, and

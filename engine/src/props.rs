@@ -1237,7 +1237,7 @@ impl World {
             | Input::MainPid { name, .. }
             | Input::WatchdogPing { name, .. }
             | Input::StatusText { name, .. } => Some(name),
-            Input::Tick | Input::Reload(_) | Input::Shutdown => None,
+            Input::Tick | Input::Reload(_) | Input::Add(_) | Input::Shutdown => None,
         };
         if let Some(n) = input_name.filter(|n| !before.contains_key(n.as_str())) {
             ensure!(

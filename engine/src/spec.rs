@@ -147,6 +147,20 @@ pub struct ServiceSpec {
     pub linger: bool,
     /// A oneshot run on a timer (`schedule = { every = "1h" }`) rather than once at boot.
     pub schedule: Option<Schedule>,
+    /// An instance of a template made on demand (`ember ctl start worker@42`): forgotten
+    /// once it is stopped, as systemd forgets an inactive instance. Not from TOML.
+    pub transient: bool,
+}
+
+/// What a template's fields say where the instance's name goes: `{instance}`.
+pub const INSTANCE: &str = "{instance}";
+
+/// The template a service name is an instance of, and the instance: `worker@42` is
+/// `("worker@", "42")`. `None` for a name without `@`, or with nothing after it.
+pub fn template_of(name: &str) -> Option<(&str, &str)> {
+    let at = name.find('@')?;
+    let instance = &name[at + 1..];
+    (at > 0 && !instance.is_empty()).then(|| (&name[..=at], instance))
 }
 
 /// When a scheduled oneshot runs, on the monotonic clock (a board without an RTC keeps
@@ -197,6 +211,7 @@ impl ServiceSpec {
             input: None,
             linger: false,
             schedule: None,
+            transient: false,
         }
     }
 
@@ -206,6 +221,37 @@ impl ServiceSpec {
         spec.restart = RestartPolicy::Never;
         spec.load_error = Some(why);
         spec
+    }
+
+    /// A template (`worker@`): the service `worker@NAME` is made from it, with every
+    /// [`INSTANCE`] in its command, environment, workdir, pid file and output files
+    /// replaced by NAME.
+    pub fn is_template(&self) -> bool {
+        self.name.ends_with('@')
+    }
+
+    /// The service `instance` of this template (see [`ServiceSpec::is_template`]).
+    pub fn instantiate(&self, instance: &str) -> ServiceSpec {
+        let text = |s: &str| s.replace(INSTANCE, instance);
+        let path = |p: &std::path::Path| PathBuf::from(text(&p.to_string_lossy()));
+        let output = |o: &Output| match o {
+            Output::File(p) => Output::File(path(p)),
+            Output::Rotated(f) => Output::Rotated(RotatedFile {
+                path: path(&f.path),
+                ..f.clone()
+            }),
+            other => other.clone(),
+        };
+        ServiceSpec {
+            name: format!("{}{instance}", self.name),
+            command: self.command.iter().map(|a| text(a)).collect(),
+            env: self.env.iter().map(|(k, v)| (k.clone(), text(v))).collect(),
+            workdir: self.workdir.as_deref().map(path),
+            pid_file: self.pid_file.as_deref().map(path),
+            stdout: output(&self.stdout),
+            stderr: output(&self.stderr),
+            ..self.clone()
+        }
     }
 
     /// Every service this one is ordered after (requires, wants, after).
@@ -266,6 +312,8 @@ impl ServiceSpec {
             input,
             linger,
             schedule,
+            // Made on demand or configured: how it runs is the same.
+            transient: _,
         } = self;
         let mut diff = SpecDiff::default();
         let mut process = |changed: bool, key| {

@@ -3514,3 +3514,131 @@ fn a_late_wake_up_skips_missed_periods_at_once() {
         Some(year + Duration::from_millis(1))
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Templates: instances made on demand
+// ---------------------------------------------------------------------------------------
+
+/// A template's instance as the runtime makes it for `start worker@NAME`.
+fn instance(template: &ServiceSpec, name: &str) -> ServiceSpec {
+    let mut spec = template.instantiate(name);
+    spec.transient = true;
+    spec
+}
+
+fn worker_template() -> ServiceSpec {
+    ServiceSpec::new("worker@", &["/usr/bin/worker", "--id", "{instance}"]).with(|s| {
+        s.env.insert("ID".into(), "w-{instance}".into());
+        s.workdir = Some(PathBuf::from("/srv/{instance}"));
+        s.stdout = crate::spec::Output::File(PathBuf::from("/var/log/{instance}.log"));
+    })
+}
+
+#[test]
+fn an_instance_takes_its_name_everywhere_the_template_says() {
+    let spec = worker_template().instantiate("42");
+    assert_eq!(spec.name, "worker@42");
+    assert_eq!(spec.command, ["/usr/bin/worker", "--id", "42"]);
+    assert_eq!(spec.env["ID"], "w-42");
+    assert_eq!(spec.workdir, Some(PathBuf::from("/srv/42")));
+    assert_eq!(
+        spec.stdout,
+        crate::spec::Output::File(PathBuf::from("/var/log/42.log"))
+    );
+    assert!(worker_template().is_template() && !spec.is_template());
+    assert_eq!(
+        crate::spec::template_of("worker@42"),
+        Some(("worker@", "42"))
+    );
+    assert_eq!(crate::spec::template_of("a@b@c"), Some(("a@", "b@c")));
+    assert_eq!(crate::spec::template_of("worker@"), None);
+    assert_eq!(crate::spec::template_of("@x"), None);
+    assert_eq!(crate::spec::template_of("web"), None);
+}
+
+#[test]
+fn an_instance_made_on_demand_runs_and_is_forgotten_once_stopped() {
+    let mut sim = Sim::new(vec![simple("web")]);
+    let template = worker_template();
+    let added = sim.feed(Input::Add(Box::new(instance(&template, "7"))));
+    assert!(spawns(&added).is_empty(), "made, not started: {added:?}");
+    assert_eq!(sim.want("worker@7"), Want::Down);
+    let started = sim.start("worker@7");
+    assert_eq!(spawns(&started), ["worker@7"]);
+    sim.assert_state("worker@7", State::Active, Sub::Running);
+    // Made again while it runs: nothing changes.
+    let again = sim.feed(Input::Add(Box::new(instance(&template, "7"))));
+    assert!(again.is_empty(), "{again:?}");
+    assert_eq!(sim.run_of("worker@7"), 1);
+    // Stopped: it stops, then goes.
+    let stopping = sim.stop("worker@7");
+    assert_eq!(kills(&stopping), [kill("worker@7", Signal::SIGTERM)]);
+    let gone = sim.exit("worker@7", Exit::Signal(Signal::SIGTERM));
+    assert!(
+        has(
+            &gone,
+            &Action::Removed {
+                name: "worker@7".into()
+            }
+        ),
+        "{gone:?}"
+    );
+    assert!(sim.engine.unit("worker@7").is_none());
+    // A start after that makes it anew: run 1 again, nothing remembered.
+    sim.feed(Input::Add(Box::new(instance(&template, "7"))));
+    sim.start("worker@7");
+    sim.assert_state("worker@7", State::Active, Sub::Running);
+    assert_eq!(sim.run_of("worker@7"), 1);
+}
+
+#[test]
+fn an_instance_wanted_again_while_it_stops_is_kept() {
+    let mut sim = Sim::new(vec![]);
+    let template = worker_template();
+    sim.feed(Input::Add(Box::new(instance(&template, "a"))));
+    sim.start("worker@a");
+    sim.stop("worker@a");
+    assert!(sim.unit("worker@a").removing);
+    // `start worker@a` before it has stopped: made again, which keeps it, then started.
+    sim.feed(Input::Add(Box::new(instance(&template, "a"))));
+    sim.start("worker@a");
+    assert!(!sim.unit("worker@a").removing);
+    let after = sim.exit("worker@a", Exit::Signal(Signal::SIGTERM));
+    assert!(
+        !after.iter().any(|a| matches!(a, Action::Removed { .. })),
+        "{after:?}"
+    );
+    sim.assert_state("worker@a", State::Active, Sub::Running);
+    assert_eq!(sim.run_of("worker@a"), 2);
+}
+
+#[test]
+fn a_failed_instance_stays_to_be_seen_until_stopped() {
+    let mut sim = Sim::new(vec![]);
+    let template = worker_template().restart(RestartPolicy::Never);
+    sim.feed(Input::Add(Box::new(instance(&template, "x"))));
+    sim.start("worker@x");
+    sim.crash("worker@x");
+    sim.assert_state("worker@x", State::Failed, Sub::ExitCode);
+    // Failed is kept: status shows why. A stop forgets it at once.
+    let stopped = sim.stop("worker@x");
+    assert!(
+        has(
+            &stopped,
+            &Action::Removed {
+                name: "worker@x".into()
+            }
+        ),
+        "{stopped:?}"
+    );
+    assert_eq!(sim.engine.tally().failed, 0);
+}
+
+#[test]
+fn a_configured_instance_is_not_forgotten_when_stopped() {
+    let mut sim = Sim::new(vec![worker_template().instantiate("1")]);
+    sim.assert_state("worker@1", State::Active, Sub::Running);
+    sim.stop("worker@1");
+    sim.exit("worker@1", Exit::Signal(Signal::SIGTERM));
+    sim.assert_state("worker@1", State::Inactive, Sub::Dead);
+}

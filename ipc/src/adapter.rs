@@ -6,6 +6,15 @@
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
+/// Whether `name` has the shape of a template's instance (`worker@42`): a start or
+/// restart of one that does not exist yet goes to ember, which makes it from its
+/// template, or answers unknown-service when there is none. Adapters cannot tell: they
+/// see services, not templates.
+pub fn may_be_instance(name: &str) -> bool {
+    name.find('@')
+        .is_some_and(|at| at > 0 && at + 1 < name.len())
+}
+
 /// The services that are ember's own adapters. No adapter starts, stops or restarts them
 /// (a `stop` of ember-mqtt over MQTT would cut the board off for good): they are
 /// ember's to run, and root's, over the control socket.

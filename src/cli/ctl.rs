@@ -25,8 +25,10 @@ Commands:
                               their states, memory, CPU and tasks, the last 10 log lines
   start NAME... [--wait]      want NAME up, and what it requires and wants (as systemd's
                               start); --wait returns once it is active, or fails with the
-                              reason when its run fails
-  stop NAME... [--wait]       want NAME down; --wait returns once it has stopped
+                              reason when its run fails. worker@42 is made from the
+                              template worker@ when it does not exist
+  stop NAME... [--wait]       want NAME down; --wait returns once it has stopped. An
+                              instance made by a start (worker@42) is then forgotten
   restart NAME... [--wait]    stop, then start again; --wait returns once the new run is
                               active (not while the old one still is)
   reload                      re-read the configuration: added services start, removed
@@ -52,8 +54,12 @@ Options:
   -f, --follow        see logs
   -h, --help          print this help
 
-Only root and the user ember runs as may use the socket. Text a service wrote (its
-lines, its status) is shown with control characters escaped when printed to a terminal.
+NAME may be a pattern with * and ? (quote it from the shell): `stop 'worker@*'` acts
+on every service ember has now whose name matches, as do start, restart and status.
+
+Only root and the user ember runs as may use the socket, and whom [[control.allow]]
+lets in, for what it grants. Text a service wrote (its lines, its status) is shown with
+control characters escaped when printed to a terminal.
 Exit status: 0 on success, 1 when ember refused, a service did not reach the state asked
 for (the reason is printed) or ember runs a fallback configuration, 2 for a usage error;
 a reader that goes away (`| head`) ends it quietly, as it ends any tool.
@@ -219,6 +225,41 @@ fn socket_of(path: &std::path::Path) -> Result<PathBuf, String> {
         })
 }
 
+/// Service names with `*` or `?` are patterns, matched against the services ember has
+/// now (as systemctl matches its patterns against the loaded units): `stop 'worker@*'`
+/// stops every instance there is. A pattern that matches nothing is an error, but for a
+/// stop (nothing to stop: said, not failed).
+fn expand(client: &mut Client, names: Vec<String>, stop: bool) -> Result<Vec<String>, String> {
+    if !names.iter().any(|n| n.contains(['*', '?'])) {
+        return Ok(names);
+    }
+    let everyone = expect_status(client.call(&Command::Status(StatusArgs::default()))?)?;
+    let mut expanded = Vec::new();
+    for name in names {
+        if !name.contains(['*', '?']) {
+            expanded.push(name);
+            continue;
+        }
+        let before = expanded.len();
+        expanded.extend(
+            everyone
+                .services
+                .iter()
+                .filter(|s| ember_ipc::glob::glob_match(&name, &s.name))
+                .map(|s| s.name.clone()),
+        );
+        if expanded.len() == before {
+            let none = format!("no service matches \"{name}\"");
+            if !stop {
+                return Err(format!("{none}; `ember ctl status` lists the services"));
+            }
+            eprintln!("ember ctl: {}: nothing to stop", terminal::escape(&none));
+        }
+    }
+    expanded.dedup();
+    Ok(expanded)
+}
+
 /// Runs one ctl command; returns the exit code.
 pub fn run(invocation: Invocation) -> i32 {
     let Ctl::Request { command, json } = invocation.command else {
@@ -244,7 +285,8 @@ pub fn run(invocation: Invocation) -> i32 {
 fn execute(client: &mut Client, command: Command, json: bool) -> Result<i32, String> {
     let color = terminal::stdout_is_terminal() && std::env::var_os("NO_COLOR").is_none();
     match command {
-        Command::Status(args) if args.details => {
+        Command::Status(mut args) if args.details => {
+            args.names = expand(client, std::mem::take(&mut args.names), false)?;
             let status = expect_status(client.call(&Command::Status(args))?)?;
             if json {
                 outln!("{}", pretty(&status.services)?);
@@ -292,8 +334,16 @@ fn execute(client: &mut Client, command: Command, json: bool) -> Result<i32, Str
             }
             Ok(fallback_code(&status.system))
         }
-        command @ (Command::Start(_) | Command::Stop(_) | Command::Restart(_)) => {
-            let wait = matches!(&command, Command::Start(t) | Command::Stop(t) | Command::Restart(t) if t.wait);
+        mut command @ (Command::Start(_) | Command::Stop(_) | Command::Restart(_)) => {
+            let stop = matches!(command, Command::Stop(_));
+            let mut wait = false;
+            if let Command::Start(t) | Command::Stop(t) | Command::Restart(t) = &mut command {
+                wait = t.wait;
+                t.names = expand(client, std::mem::take(&mut t.names), stop)?;
+                if t.names.is_empty() {
+                    return Ok(0); // a stop of a pattern that matches nothing: nothing to do
+                }
+            }
             let services = expect_services(client.call(&command)?)?;
             if json {
                 outln!("{}", pretty(&services)?);

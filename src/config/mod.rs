@@ -43,6 +43,9 @@ pub struct Config {
     /// `[dbus]`; none: no D-Bus.
     pub dbus: Option<dbus::DbusConfig>,
     pub services: BTreeMap<String, ServiceSpec>,
+    /// Templates (`worker@`), by name: `ember ctl start worker@42` makes `worker@42` from
+    /// `worker@`. Their pools (`instances`) are in `services` already.
+    pub templates: BTreeMap<String, ServiceSpec>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -323,6 +326,7 @@ fn finish(config: Option<Config>, mut problems: Vec<Problem>) -> Loaded {
     if has_errors {
         let settings = config.map(|mut c| {
             c.services.clear();
+            c.templates.clear();
             c
         });
         return Loaded {
@@ -379,7 +383,7 @@ fn load_source(source: &Rc<Source>, problems: &mut Vec<Problem>) -> Config {
         let (partial, _) = DeTable::parse_recoverable(&source.text);
         if let Some(dir) = recovered_services_dir(partial.get_ref()).filter(|_| !source.offline) {
             let dir = services_dir(path, dir);
-            read_services_dir(&dir, &mut BTreeMap::new(), &mut BTreeMap::new(), problems);
+            read_services_dir(&dir, &mut Found::default(), problems);
         }
         // The settings as far as the parser could read them (the socket, the rescue
         // shell): what PID 1 boots with until the file is repaired.
@@ -409,8 +413,7 @@ fn load_source(source: &Rc<Source>, problems: &mut Vec<Problem>) -> Config {
     let mut system = RawSystem::default();
     let mut log = LogConfig::default();
     let mut control = ControlConfig::default();
-    let mut services = BTreeMap::new();
-    let mut spans = BTreeMap::new();
+    let mut found = Found::default();
     let mut inline_services = None;
     let mut mqtt = None;
     let mut dbus = None;
@@ -466,21 +469,17 @@ fn load_source(source: &Rc<Source>, problems: &mut Vec<Problem>) -> Config {
             ));
             continue;
         };
-        read_service(
-            name,
-            name_offset,
-            entries,
-            source,
-            &mut services,
-            &mut spans,
-            problems,
-        );
+        read_service(name, name_offset, entries, source, &mut found, problems);
     }
 
     if !source.offline {
         let dir = services_dir(path, system.services_dir.clone());
-        read_services_dir(&dir, &mut services, &mut spans, problems);
+        read_services_dir(&dir, &mut found, problems);
     }
+    let made = make_instances(&mut found, problems);
+    let Found {
+        services, spans, ..
+    } = found;
     // Inserted one by one rather than collected: a collected BTreeMap sorts first, and
     // each type sorted costs its own copy of the sort (about 4 KB in a static build).
     let mut specs: BTreeMap<&str, &ServiceSpec> = BTreeMap::new();
@@ -488,6 +487,11 @@ fn load_source(source: &Rc<Source>, problems: &mut Vec<Problem>) -> Config {
         specs.insert(n.as_str(), s);
     }
     for issue in graph::check(&specs) {
+        // An instance has its template's dependencies: what is wrong with them is said
+        // once, for the template. A cycle through an instance is its own.
+        if issue.kind.is_some() && made.contains(&issue.service) {
+            continue;
+        }
         let Some((source, deps)) = spans.get(&issue.service) else {
             continue;
         };
@@ -583,7 +587,15 @@ fn assemble(
     }
     // A relative output file is under log_dir.
     let mut services = services;
-    for spec in services.values_mut() {
+    let mut templates = BTreeMap::new();
+    for (name, spec) in std::mem::take(&mut services) {
+        if spec.is_template() {
+            templates.insert(name, spec);
+        } else {
+            services.insert(name, spec);
+        }
+    }
+    for spec in services.values_mut().chain(templates.values_mut()) {
         for output in [&mut spec.stdout, &mut spec.stderr] {
             if let Output::Rotated(file) = output {
                 if file.path.is_relative() {
@@ -600,6 +612,7 @@ fn assemble(
         mqtt: None,
         dbus: None,
         services,
+        templates,
     }
 }
 
@@ -647,17 +660,41 @@ fn recovered_services_dir(root: &DeTable<'_>) -> Option<Option<PathBuf>> {
 type SpanMap = BTreeMap<String, (Rc<Source>, service::DependencySpans)>;
 type ServiceMap = BTreeMap<String, (ServiceSpec, PathBuf)>;
 
+/// What reading the files has found so far.
+#[derive(Default)]
+struct Found {
+    /// Every service and template (`worker@`), and its file.
+    services: ServiceMap,
+    /// Where each one's dependencies are written.
+    spans: SpanMap,
+    /// Each template's `instances`, and where they are written.
+    pools: BTreeMap<String, (Vec<String>, Rc<Source>, usize)>,
+}
+
 fn read_service(
     name: &str,
     offset: usize,
     entries: DeTable<'_>,
     source: &Rc<Source>,
-    services: &mut ServiceMap,
-    spans: &mut SpanMap,
+    found: &mut Found,
     problems: &mut Vec<Problem>,
 ) {
+    let Found {
+        services,
+        spans,
+        pools,
+    } = found;
     if let Err(why) = values::check_service_name(name) {
         problems.push(source.problem(Some(offset), Severity::Error, why));
+        return;
+    }
+    let template = name.ends_with('@');
+    if template && name.matches('@').count() > 1 {
+        problems.push(source.problem(
+            Some(offset),
+            Severity::Error,
+            format!("template \"{}\": a template's name has one @, at its end (worker@), and an instance's name is what follows it (worker@42)", name.escape_debug()),
+        ));
         return;
     }
     if crate::adapters::NAMES.contains(&name) {
@@ -681,7 +718,43 @@ fn read_service(
             ),
         ));
     }
-    let (raw, issues) = Table::read(entries, service::RawService::take_from);
+    let (mut raw, issues) = Table::read(entries, service::RawService::take_from);
+    if let Some(instances) = raw.instances.take() {
+        let at = instances.span().start;
+        if template {
+            let mut seen = std::collections::BTreeSet::new();
+            for instance in &instances.get_ref().0 {
+                let full = format!("{name}{instance}");
+                let why = if instance.is_empty() {
+                    Some("an instance needs a name".to_owned())
+                } else if !seen.insert(instance) {
+                    Some("it is listed twice".to_owned())
+                } else {
+                    values::check_service_name(&full).err()
+                };
+                if let Some(why) = why {
+                    problems.push(source.problem(
+                        Some(at),
+                        Severity::Error,
+                        format!(
+                            "template \"{name}\": instance \"{}\": {why}",
+                            instance.escape_debug()
+                        ),
+                    ));
+                }
+            }
+            pools.insert(
+                name.to_owned(),
+                (instances.into_inner().0, source.clone(), at),
+            );
+        } else {
+            problems.push(source.problem(
+                Some(at),
+                Severity::Error,
+                format!("service \"{name}\": instances is a template's key; a template's name ends with @ ([service.\"{name}@\"], or services.d/{name}@.toml), and {{instance}} in it is each instance's name"),
+            ));
+        }
+    }
     // A value of the wrong shape leaves its key unset; the checks of `build` would
     // then report the gap too (a command that is not an array as no command at all).
     let built = if issues.is_empty() {
@@ -690,6 +763,17 @@ fn read_service(
         source.report(issues, problems);
         None
     };
+    // Made with an empty instance, a service that names none is itself.
+    if built
+        .as_ref()
+        .is_some_and(|(s, _)| !template && s.instantiate("") != *s)
+    {
+        problems.push(source.problem(
+            Some(offset),
+            Severity::Warning,
+            format!("service \"{name}\" is not a template: {{instance}} in it stays as written; a template's name ends with @ ({name}@)"),
+        ));
+    }
     if services.contains_key(name) {
         // The second definition is checked too, then dropped.
         return;
@@ -717,12 +801,7 @@ fn read_service(
 /// `Runtime` severity: `ember check` fails, but the other services still boot, and the
 /// unreadable one is a service that fails at start with the reason (so that what requires
 /// it says why, instead of the whole configuration being rejected).
-fn read_services_dir(
-    dir: &Path,
-    services: &mut ServiceMap,
-    spans: &mut SpanMap,
-    problems: &mut Vec<Problem>,
-) {
+fn read_services_dir(dir: &Path, found: &mut Found, problems: &mut Vec<Problem>) {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
@@ -793,7 +872,8 @@ fn read_services_dir(
                     "its file {} cannot be loaded: {why}; fix it, then `ember ctl reload`",
                     file.display()
                 );
-                services
+                found
+                    .services
                     .entry(name.clone())
                     .or_insert_with(|| (ServiceSpec::unloadable(&name, why), file.clone()));
                 continue;
@@ -802,16 +882,61 @@ fn read_services_dir(
         let Some(table) = parse_source(&source, problems) else {
             continue;
         };
-        read_service(
-            &name,
-            0,
-            table.into_inner(),
-            &source,
-            services,
-            spans,
-            problems,
-        );
+        read_service(&name, 0, table.into_inner(), &source, found, problems);
     }
+}
+
+/// Makes the instances the configuration names, from their templates: each template's
+/// `instances`, and each `worker@NAME` a service requires or wants (as systemd does).
+/// A service defined under an instance's name is that instance. Returns the names made.
+fn make_instances(
+    found: &mut Found,
+    problems: &mut Vec<Problem>,
+) -> std::collections::BTreeSet<String> {
+    let mut wanted: Vec<String> = Vec::new();
+    for (template, (instances, _, _)) in &found.pools {
+        wanted.extend(instances.iter().map(|i| format!("{template}{i}")));
+    }
+    for (name, (spec, _)) in &found.services {
+        for dep in spec.requires.iter().chain(&spec.wants) {
+            if found.services.contains_key(dep.as_str()) && dep.ends_with('@') {
+                // Naming the template itself: say what to write instead.
+                if let Some((source, deps)) = found.spans.get(name) {
+                    let at = deps
+                        .deps
+                        .iter()
+                        .find(|(d, _, _)| d == dep)
+                        .map(|(_, _, o)| *o);
+                    problems.push(source.problem(
+                        at,
+                        Severity::Error,
+                        format!("service \"{name}\" names the template \"{dep}\"; name one of its instances, e.g. \"{dep}1\""),
+                    ));
+                }
+            }
+            wanted.push(dep.clone());
+        }
+    }
+    let mut made = std::collections::BTreeSet::new();
+    for name in wanted {
+        if found.services.contains_key(&name) || values::check_service_name(&name).is_err() {
+            continue;
+        }
+        let Some((template, instance)) = service::template_of(&name) else {
+            continue;
+        };
+        let Some((spec, file)) = found.services.get(template) else {
+            continue;
+        };
+        let instance = spec.instantiate(instance);
+        let file = file.clone();
+        if let Some(spans) = found.spans.get(template).cloned() {
+            found.spans.insert(name.clone(), spans);
+        }
+        found.services.insert(name.clone(), (instance, file));
+        made.insert(name);
+    }
+    made
 }
 
 /// What a file in services_dir is, by its name.

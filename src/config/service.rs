@@ -40,6 +40,8 @@ pub struct RawService {
     enabled: Option<bool>,
     on_failure: Option<FailureAction>,
     schedule: Option<Spanned<RawSchedule>>,
+    /// A template's pool, made at boot: see [`Instances`].
+    pub instances: Option<Spanned<Instances>>,
     limits: RawLimits,
 }
 
@@ -73,6 +75,7 @@ impl RawService {
             enabled: t.take("enabled"),
             on_failure: t.take("on_failure"),
             schedule: t.take("schedule"),
+            instances: t.take("instances"),
             limits: RawLimits::take_from(t),
         }
     }
@@ -103,6 +106,40 @@ impl FromToml for RawReady {
     }
 }
 
+/// The instances a template (`worker@`) has from boot: `instances = ["a", "b"]` makes
+/// `worker@a` and `worker@b`; `instances = 4` makes `worker@1` ... `worker@4`.
+#[derive(Debug)]
+pub struct Instances(pub Vec<String>);
+
+/// The largest pool `instances = N` makes.
+pub const MAX_POOL: u32 = 1024;
+
+impl FromToml for Instances {
+    fn from_toml(value: Spanned<DeValue<'_>>, issues: &mut Vec<Issue>) -> Option<Self> {
+        let offset = value.span().start;
+        if let DeValue::Integer(_) = value.get_ref() {
+            let count = u32::from_toml(value, issues)?;
+            if count == 0 || count > MAX_POOL {
+                issues.push(Issue {
+                    offset,
+                    message: format!("instances = {count}: a pool has 1 to {MAX_POOL} instances; remove the key for none"),
+                });
+                return None;
+            }
+            return Some(Instances((1..=count).map(|n| n.to_string()).collect()));
+        }
+        match value.get_ref() {
+            DeValue::Array(_) => Vec::<String>::from_toml(value, issues).map(Instances),
+            other => walk::wrong_type(
+                offset,
+                other,
+                "an array of instance names such as [\"a\", \"b\"], or a number of instances",
+                issues,
+            ),
+        }
+    }
+}
+
 /// `schedule = { every = "1h", after_boot = "5m", jitter = "2m" }`.
 #[derive(Debug)]
 struct RawSchedule {
@@ -124,8 +161,9 @@ impl FromToml for RawSchedule {
 }
 
 pub use ember_engine::spec::{
-    FailureAction, Output, Readiness, RestartPolicy, RotatedFile, Schedule, ServiceSpec,
-    ServiceType, SpecDiff, DEFAULT_KEEP, DEFAULT_MAX_SIZE, DEFAULT_READY_TIMEOUT,
+    template_of, FailureAction, Output, Readiness, RestartPolicy, RotatedFile, Schedule,
+    ServiceSpec, ServiceType, SpecDiff, DEFAULT_KEEP, DEFAULT_MAX_SIZE, DEFAULT_READY_TIMEOUT,
+    INSTANCE,
 };
 
 impl FromToml for ServiceType {
@@ -222,7 +260,9 @@ pub fn build(
             let offset = command.span().start;
             spec.command = command.into_inner();
             let path_var = spec.env.get("PATH").map(String::as_str);
-            if let Some(Err(why)) = (!source.offline).then(|| resolve_program(&spec.command[0], path_var)) {
+            // A template's program named by its instance is looked up when one is made.
+            let look_up = !source.offline && !spec.command[0].contains(INSTANCE);
+            if let Some(Err(why)) = look_up.then(|| resolve_program(&spec.command[0], path_var)) {
                 problems.push(source.problem(Some(offset), Severity::Runtime, format!("service \"{name}\": {why}")));
             }
         }
@@ -259,7 +299,12 @@ pub fn build(
     }
     spec.user = raw.user.map(Spanned::into_inner);
     spec.group = raw.group.map(Spanned::into_inner);
-    if let Some(dir) = raw.workdir.as_ref().filter(|_| !source.offline) {
+    let names_instance = |dir: &PathBuf| dir.to_string_lossy().contains(INSTANCE);
+    if let Some(dir) = raw
+        .workdir
+        .as_ref()
+        .filter(|d| !source.offline && !names_instance(d))
+    {
         if !dir.is_dir() {
             // Like a missing command: it may be on a filesystem mounted later.
             problems.push(source.problem(

@@ -452,9 +452,9 @@ ready = { log = "up", timeout = "5s" }
             "ember.toml:4:1: unknown field `lvl`, expected `level` or `output`",
             "ember.toml:6:1: unknown field `sock`, expected `socket` or `allow`",
             "ember.toml:7:2: unknown section \"servce\"; expected system, log, control, mqtt, dbus, service",
-            "ember.toml:11:3: unknown field `restrat`, expected one of `command`, `type`, `pid_file`, `user`, `group`, `env`, `workdir`, `requires`, `wants`, `after`, `restart`, `restart_delay`, `restart_delay_max`, `start_limit`, `start_limit_interval`, `stop_signal`, `stop_timeout`, `ready`, `ready_timeout`, `watchdog`, `stdout`, `stderr`, `enabled`, `on_failure`, `schedule`, `limits`, `memory_max`, `cpu_weight`, `pids_max`, `oom_score_adjust`",
+            "ember.toml:11:3: unknown field `restrat`, expected one of `command`, `type`, `pid_file`, `user`, `group`, `env`, `workdir`, `requires`, `wants`, `after`, `restart`, `restart_delay`, `restart_delay_max`, `start_limit`, `start_limit_interval`, `stop_signal`, `stop_timeout`, `ready`, `ready_timeout`, `watchdog`, `stdout`, `stderr`, `enabled`, `on_failure`, `schedule`, `instances`, `limits`, `memory_max`, `cpu_weight`, `pids_max`, `oom_score_adjust`",
             "ember.toml:14:23: unknown field `timeout`, expected one of `log`, `delay`, `notify`, `tcp`, `file`, `exec`",
-            "services.d/c.toml:2:1: unknown field `user_name`, expected one of `command`, `type`, `pid_file`, `user`, `group`, `env`, `workdir`, `requires`, `wants`, `after`, `restart`, `restart_delay`, `restart_delay_max`, `start_limit`, `start_limit_interval`, `stop_signal`, `stop_timeout`, `ready`, `ready_timeout`, `watchdog`, `stdout`, `stderr`, `enabled`, `on_failure`, `schedule`, `limits`, `memory_max`, `cpu_weight`, `pids_max`, `oom_score_adjust`",
+            "services.d/c.toml:2:1: unknown field `user_name`, expected one of `command`, `type`, `pid_file`, `user`, `group`, `env`, `workdir`, `requires`, `wants`, `after`, `restart`, `restart_delay`, `restart_delay_max`, `start_limit`, `start_limit_interval`, `stop_signal`, `stop_timeout`, `ready`, `ready_timeout`, `watchdog`, `stdout`, `stderr`, `enabled`, `on_failure`, `schedule`, `instances`, `limits`, `memory_max`, `cpu_weight`, `pids_max`, `oom_score_adjust`",
         ]
     );
 }
@@ -1064,7 +1064,7 @@ fn syntax_errors_in_the_main_file_do_not_hide_those_of_services_d() {
         tree.problems(),
         [
             "ember.toml:4:9: string values must be quoted, expected literal string",
-            "units/c.toml:2:1: unknown field `bogus`, expected one of `command`, `type`, `pid_file`, `user`, `group`, `env`, `workdir`, `requires`, `wants`, `after`, `restart`, `restart_delay`, `restart_delay_max`, `start_limit`, `start_limit_interval`, `stop_signal`, `stop_timeout`, `ready`, `ready_timeout`, `watchdog`, `stdout`, `stderr`, `enabled`, `on_failure`, `schedule`, `limits`, `memory_max`, `cpu_weight`, `pids_max`, `oom_score_adjust`",
+            "units/c.toml:2:1: unknown field `bogus`, expected one of `command`, `type`, `pid_file`, `user`, `group`, `env`, `workdir`, `requires`, `wants`, `after`, `restart`, `restart_delay`, `restart_delay_max`, `start_limit`, `start_limit_interval`, `stop_signal`, `stop_timeout`, `ready`, `ready_timeout`, `watchdog`, `stdout`, `stderr`, `enabled`, `on_failure`, `schedule`, `instances`, `limits`, `memory_max`, `cpu_weight`, `pids_max`, `oom_score_adjust`",
         ]
     );
 
@@ -1120,7 +1120,7 @@ wat = 2
             "ember.toml:9:15: unknown signal \"SIGNOPE\"; write e.g. \"SIGTERM\", \"SIGINT\", \"SIGQUIT\"",
             "ember.toml:10:16: invalid duration \"soon\" (expected number at 0); write e.g. \"250ms\", \"5s\", \"2m\"",
             "ember.toml:11:23: unknown field `timeout`, expected one of `log`, `delay`, `notify`, `tcp`, `file`, `exec`",
-            "ember.toml:12:1: unknown field `nonsense`, expected one of `command`, `type`, `pid_file`, `user`, `group`, `env`, `workdir`, `requires`, `wants`, `after`, `restart`, `restart_delay`, `restart_delay_max`, `start_limit`, `start_limit_interval`, `stop_signal`, `stop_timeout`, `ready`, `ready_timeout`, `watchdog`, `stdout`, `stderr`, `enabled`, `on_failure`, `schedule`, `limits`, `memory_max`, `cpu_weight`, `pids_max`, `oom_score_adjust`",
+            "ember.toml:12:1: unknown field `nonsense`, expected one of `command`, `type`, `pid_file`, `user`, `group`, `env`, `workdir`, `requires`, `wants`, `after`, `restart`, `restart_delay`, `restart_delay_max`, `start_limit`, `start_limit_interval`, `stop_signal`, `stop_timeout`, `ready`, `ready_timeout`, `watchdog`, `stdout`, `stderr`, `enabled`, `on_failure`, `schedule`, `instances`, `limits`, `memory_max`, `cpu_weight`, `pids_max`, `oom_score_adjust`",
             "ember.toml:15:11: invalid type: string \"yes\", expected a boolean",
             "ember.toml:17:7: invalid type: integer `1`, expected a string",
             // Every bad key of a nested table too.
@@ -1479,7 +1479,7 @@ fn a_section_with_errors_keeps_the_keys_that_are_right() {
         [
             "ember.toml:4:1: unknown field `devise`, expected one of `device`, `services_dir`, `hostname`, `ctrl_alt_del`, `shutdown_timeout`, `rescue_shell`, `metrics_interval`, `log_dir`, `watchdog`",
             "ember.toml:8:9: invalid type: integer `3`, expected a string",
-            "units/a.toml:2:1: unknown field `bogus`, expected one of `command`, `type`, `pid_file`, `user`, `group`, `env`, `workdir`, `requires`, `wants`, `after`, `restart`, `restart_delay`, `restart_delay_max`, `start_limit`, `start_limit_interval`, `stop_signal`, `stop_timeout`, `ready`, `ready_timeout`, `watchdog`, `stdout`, `stderr`, `enabled`, `on_failure`, `schedule`, `limits`, `memory_max`, `cpu_weight`, `pids_max`, `oom_score_adjust`",
+            "units/a.toml:2:1: unknown field `bogus`, expected one of `command`, `type`, `pid_file`, `user`, `group`, `env`, `workdir`, `requires`, `wants`, `after`, `restart`, `restart_delay`, `restart_delay_max`, `start_limit`, `start_limit_interval`, `stop_signal`, `stop_timeout`, `ready`, `ready_timeout`, `watchdog`, `stdout`, `stderr`, `enabled`, `on_failure`, `schedule`, `instances`, `limits`, `memory_max`, `cpu_weight`, `pids_max`, `oom_score_adjust`",
         ]
     );
     let settings = loaded.settings.expect("settings of a broken configuration");
@@ -2137,4 +2137,115 @@ schedule = { every = "1h" }
             "{expected:?} not in {problems:#?}"
         );
     }
+}
+
+#[test]
+fn templates_their_pools_and_their_mistakes() {
+    let tree = Tree::new();
+    tree.write(
+        "ember.toml",
+        r#"[service."worker@"]
+command = ["/bin/sh", "-c", "exec sleep 1000", "{instance}"]
+env = { QUEUE = "q-{instance}" }
+stdout = { file = "{instance}/out.log" }
+instances = 2
+
+[service.web]
+command = ["/bin/sh"]
+requires = ["cache@main"]
+"#,
+    );
+    tree.write(
+        "services.d/cache@.toml",
+        "command = [\"/bin/sh\"]\nworkdir = \"/srv/{instance}\"\ninstances = [\"a\", \"b\"]\n",
+    );
+    // An instance defined as a service of its own is that service.
+    tree.write("services.d/cache@b.toml", "command = [\"/bin/true\"]\n");
+    let loaded = tree.load();
+    assert_eq!(tree.lines(&loaded), Vec::<String>::new());
+    let config = loaded.config.unwrap();
+    let names: Vec<&str> = config.services.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        [
+            "cache@a",
+            "cache@b",
+            "cache@main",
+            "web",
+            "worker@1",
+            "worker@2"
+        ]
+    );
+    let templates: Vec<&str> = config.templates.keys().map(String::as_str).collect();
+    assert_eq!(templates, ["cache@", "worker@"]);
+    let w2 = &config.services["worker@2"];
+    assert_eq!(w2.command[3], "2");
+    assert_eq!(w2.env["QUEUE"], "q-2");
+    assert_eq!(
+        w2.stdout,
+        Output::Rotated(service::RotatedFile {
+            path: PathBuf::from("/var/log/ember/2/out.log"),
+            max_size: service::DEFAULT_MAX_SIZE,
+            keep: service::DEFAULT_KEEP,
+        })
+    );
+    assert_eq!(
+        config.services["cache@main"].workdir,
+        Some(PathBuf::from("/srv/main"))
+    );
+    assert_eq!(config.services["cache@b"].command, ["/bin/true"]);
+    assert!(!config.services["worker@1"].transient);
+    // The template keeps its placeholders, with a relative output under log_dir.
+    assert_eq!(
+        config.templates["worker@"].env["QUEUE"], "q-{instance}",
+        "a template is made into instances, not run"
+    );
+
+    // Every mistake, at file:line:col.
+    tree.write(
+        "ember.toml",
+        r#"[service."worker@"]
+command = ["/bin/sh"]
+instances = ["ok", "", "a/b", "ok"]
+requires = ["nope"]
+
+[service."pool@"]
+command = ["/bin/sh"]
+instances = 0
+
+[service."a@b@"]
+command = ["/bin/sh"]
+
+[service.web]
+command = ["/bin/sh", "{instance}"]
+instances = 2
+wants = ["worker@"]
+"#,
+    );
+    std::fs::remove_dir_all(tree.root.join("services.d")).unwrap();
+    let problems = tree.problems();
+    let expected = [
+        "ember.toml:3:13: template \"worker@\": instance \"\": an instance needs a name",
+        "ember.toml:3:13: template \"worker@\": instance \"a/b\": invalid service name \"worker@a/b\": '/' is not allowed",
+        "ember.toml:3:13: template \"worker@\": instance \"ok\": it is listed twice",
+        "ember.toml:4:13: service \"worker@\" requires \"nope\", which is not defined",
+        "ember.toml:8:13: instances = 0: a pool has 1 to 1024 instances",
+        "ember.toml:10:10: template \"a@b@\": a template's name has one @, at its end",
+        "ember.toml:13:10: warning: service \"web\" is not a template: {instance} in it stays as written",
+        "ember.toml:15:13: service \"web\": instances is a template's key",
+        "ember.toml:16:10: service \"web\" names the template \"worker@\"; name one of its instances",
+    ];
+    for want in expected {
+        assert!(
+            problems.iter().any(|p| p.starts_with(want)),
+            "missing {want:?} in:\n{}",
+            problems.join("\n")
+        );
+    }
+    // An instance's bad dependency is its template's, said once.
+    assert_eq!(
+        problems.iter().filter(|p| p.contains("\"nope\"")).count(),
+        1,
+        "{problems:#?}"
+    );
 }

@@ -1211,7 +1211,27 @@ impl Runtime {
             );
         }
         let (new, rules) = crate::adapters::with_adapters(new);
-        let specs = new.services.clone();
+        let mut specs = new.services.clone();
+        // Instances made on demand live on, made again from their template as it is now:
+        // a change to the template restarts them as a change to a service does. With
+        // their template gone, they go; defined as services now, they are those.
+        for unit in self
+            .engine
+            .units()
+            .filter(|u| u.spec.transient && !u.removing)
+        {
+            let name = &unit.spec.name;
+            let Some((template, instance)) = config::service::template_of(name) else {
+                continue;
+            };
+            if let (false, Some(template)) = (specs.contains_key(name), new.templates.get(template))
+            {
+                let mut spec = template.instantiate(instance);
+                spec.transient = true;
+                spec.enabled = true;
+                specs.insert(name.clone(), spec);
+            }
+        }
         crate::log::init(new.log.level.as_deref(), new.log.output, self.role);
         let mut policy = new.control.policy();
         policy.rules.extend(rules);

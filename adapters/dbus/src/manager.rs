@@ -63,8 +63,15 @@ impl Manager {
         header: &Header<'_>,
         name: &str,
         make: fn(Vec<String>) -> Command,
+        starts: bool,
     ) -> Result<(), Error> {
-        let name = self.known(name)?;
+        let name = match self.known(name) {
+            Ok(name) => name,
+            // Started, an instance of a template (worker@42) is made: ember knows the
+            // templates, and says UnknownService when there is none.
+            Err(_) if starts && ember_ipc::adapter::may_be_instance(name) => name.to_owned(),
+            Err(e) => return Err(e),
+        };
         self.ctx.act(conn, header, make(vec![name])).await.map(drop)
     }
 }
@@ -104,9 +111,13 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] header: Header<'_>,
     ) -> Result<(), Error> {
-        self.service_command(conn, &header, name, |names| {
-            Command::Start(Targets::new(names))
-        })
+        self.service_command(
+            conn,
+            &header,
+            name,
+            |names| Command::Start(Targets::new(names)),
+            true,
+        )
         .await
     }
 
@@ -116,9 +127,13 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] header: Header<'_>,
     ) -> Result<(), Error> {
-        self.service_command(conn, &header, name, |names| {
-            Command::Stop(Targets::new(names))
-        })
+        self.service_command(
+            conn,
+            &header,
+            name,
+            |names| Command::Stop(Targets::new(names)),
+            false,
+        )
         .await
     }
 
@@ -128,9 +143,13 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] header: Header<'_>,
     ) -> Result<(), Error> {
-        self.service_command(conn, &header, name, |names| {
-            Command::Restart(Targets::new(names))
-        })
+        self.service_command(
+            conn,
+            &header,
+            name,
+            |names| Command::Restart(Targets::new(names)),
+            true,
+        )
         .await
     }
 

@@ -1437,7 +1437,11 @@ impl Adapter {
                         format!("service \"{name}\" may not be controlled over MQTT here ([mqtt] allow)"),
                     ));
                 }
-                if !self.states.contains_key(name) {
+                // An instance of a template (worker@42) is made by its start: ember knows
+                // the templates, and answers unknown-service when there is none.
+                let makes_instance = matches!(request.verb, Verb::Start | Verb::Restart)
+                    && ember_ipc::adapter::may_be_instance(name);
+                if !self.states.contains_key(name) && !makes_instance {
                     return Err(refuse(
                         UNKNOWN_SERVICE,
                         format!("no service named \"{name}\" on {}", self.settings.device),

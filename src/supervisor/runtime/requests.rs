@@ -6,6 +6,7 @@
 use super::super::model::{RunResult, State, Sub, Want};
 use super::super::usage;
 use super::{Input, Runtime};
+use crate::config::service::template_of;
 use crate::pid1::Power;
 use ember_ipc::{
     Command, ErrorKind, Reply, Request, ServiceStatus, StatusArgs, StatusReply, Targets,
@@ -45,11 +46,8 @@ impl Runtime {
                     }
                     Ok(goals) => {
                         let names: Vec<String> = goals.into_iter().map(|(n, _)| n).collect();
-                        let reply = match self.statuses(&names) {
-                            Ok(services) => Reply::Ok { services },
-                            Err(reply) => reply,
-                        };
-                        let _ = request.reply.send(reply);
+                        let services = self.statuses_left(&names);
+                        let _ = request.reply.send(Reply::Ok { services });
                     }
                     Err(reply) => {
                         let _ = request.reply.send(reply);
@@ -83,6 +81,11 @@ impl Runtime {
                 ErrorKind::Busy,
                 "ember is shutting down; no services can be started",
             ));
+        }
+        if !matches!(kind, Kind::Stop) {
+            for name in &names {
+                self.make_instance(name, origin)?;
+            }
         }
         // An unknown name changes nothing; nor does a start of a service that a reload
         // removed and that is still stopping.
@@ -126,6 +129,36 @@ impl Runtime {
         Ok(goals)
     }
 
+    /// Makes `worker@42` from the template `worker@` for a start or restart that names it,
+    /// unless it exists (a stopped one still stopping is kept: see `Input::Add`). A name
+    /// that is no instance of a template is left for the caller to find unknown.
+    fn make_instance(&mut self, name: &str, origin: &str) -> Result<(), Reply> {
+        let exists = self
+            .engine
+            .unit(name)
+            .is_some_and(|u| !(u.removing && u.spec.transient));
+        if exists {
+            return Ok(());
+        }
+        let Some((template, instance)) = template_of(name) else {
+            return Ok(());
+        };
+        let Some(spec) = self.config.templates.get(template) else {
+            return Ok(());
+        };
+        // The instance's name becomes a cgroup, a socket, a topic level: the rules of
+        // every service name apply.
+        if let Err(why) = crate::config::values::check_service_name(name) {
+            return Err(Reply::error(ErrorKind::BadRequest, why));
+        }
+        let mut spec = spec.instantiate(instance);
+        spec.transient = true;
+        spec.enabled = true;
+        tracing::info!("{origin}: {name} made from the template {template}");
+        self.input(Input::Add(Box::new(spec)));
+        Ok(())
+    }
+
     /// Answers every `--wait` whose services have settled; forgets those whose client
     /// has gone.
     pub(super) fn check_waiters(&mut self) {
@@ -153,9 +186,8 @@ impl Runtime {
                 .collect();
             let reply = if errors.is_empty() {
                 let names: Vec<String> = waiter.goals.iter().map(|(n, _)| n.clone()).collect();
-                match self.statuses(&names) {
-                    Ok(services) => Reply::Ok { services },
-                    Err(reply) => reply,
+                Reply::Ok {
+                    services: self.statuses_left(&names),
                 }
             } else {
                 Reply::error(ErrorKind::Failed, errors.join("; "))
@@ -178,7 +210,11 @@ impl Runtime {
     /// will without another command, `None` not yet.
     fn settled(&self, name: &str, goal: Goal) -> Option<Result<(), String>> {
         let Some(unit) = self.engine.unit(name) else {
-            return Some(Err(format!("{name} was removed by a reload")));
+            // A stopped instance made on demand is forgotten at once: it is down.
+            return Some(match goal {
+                Goal::Down => Ok(()),
+                Goal::Up { .. } => Err(format!("{name} was removed by a reload")),
+            });
         };
         let failed = || {
             let mut why = format!("{name} failed ({})", unit.sub);
@@ -319,6 +355,17 @@ impl Runtime {
             service.tasks = Some(figures.tasks);
         }
         service.details = Some(Box::new(details));
+    }
+
+    /// The statuses of the services a command acted on, as far as they are still there:
+    /// an instance made on demand is forgotten once stopped (a failed one at once).
+    fn statuses_left(&self, names: &[String]) -> Vec<ServiceStatus> {
+        let left: Vec<String> = names
+            .iter()
+            .filter(|n| self.engine.unit(n).is_some())
+            .cloned()
+            .collect();
+        self.statuses(&left).unwrap_or_default()
     }
 
     pub(super) fn statuses(&self, names: &[String]) -> Result<Vec<ServiceStatus>, Reply> {

@@ -1,0 +1,334 @@
+//! Templates (`worker@`) run by a real ember as PID 1 of a PID namespace: a pool at boot,
+//! instances made by a start (over the socket, MQTT and D-Bus), stopped by a pattern,
+//! forgotten once stopped, and restarted by a reload that changes their template.
+
+mod common;
+
+use common::broker::{have_mosquitto, Broker};
+use common::bus::{have_dbus, Bus};
+use common::*;
+use serde_json::Value;
+use std::time::Duration;
+
+/// Each instance writes its name, from its argv and its environment, to a file of its
+/// own, then sleeps.
+const TEMPLATE: &str = r#"
+[service."worker@"]
+command = ["/bin/sh", "-c", "echo \"$1 $ID\" > $DIR/ran-$1; exec sleep 7920001", "sh", "{instance}"]
+env = { ID = "id-{instance}" }
+instances = 2
+
+[service."fails@"]
+type = "oneshot"
+command = ["/bin/false"]
+restart = "never"
+
+[service.web]
+command = ["/bin/sleep", "7920002"]
+"#;
+
+fn text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn names(ember: &Ember) -> Vec<String> {
+    ember
+        .all()
+        .iter()
+        .filter_map(|s| s["name"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn a_template_makes_a_pool_at_boot_and_instances_on_demand() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start("templates", TEMPLATE);
+    for n in ["1", "2"] {
+        ember.wait_state(&format!("worker@{n}"), "active", None, LONG);
+        let ran = ember.dir.path(&format!("ran-{n}"));
+        assert!(
+            wait_for(LONG, || lines(&ran) == [format!("{n} id-{n}")]),
+            "worker@{n} wrote {:?}",
+            lines(&ran)
+        );
+    }
+    assert!(
+        !names(&ember).contains(&"worker@".to_owned()),
+        "a template is not run"
+    );
+
+    // Made by its start, with its name in its argv and environment.
+    let out = ember.ctl(&["start", "worker@42", "--wait"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let first = ember.status("worker@42");
+    assert_eq!(first["state"], "active");
+    let ran = ember.dir.path("ran-42");
+    assert!(
+        wait_for(LONG, || lines(&ran) == ["42 id-42"]),
+        "{:?}",
+        lines(&ran)
+    );
+    let table = text(&ember.ctl(&["status"]));
+    assert!(table.contains("worker@42"), "{table}");
+    // A start of what exists makes nothing new.
+    let out = ember.ctl(&["start", "worker@42", "--wait"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(ember.status("worker@42")["pid"], first["pid"]);
+
+    // No template, or a name no service may have: refused, nothing made.
+    let out = ember.ctl(&["start", "nope@1"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("no service named \"nope@1\""),
+        "{}",
+        text(&out)
+    );
+    let out = ember.ctl(&["start", "worker@a+b"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("'+' is not allowed"), "{}", text(&out));
+    assert!(!names(&ember)
+        .iter()
+        .any(|n| n == "nope@1" || n == "worker@a+b"));
+
+    // One that failed stays to be seen; a stop forgets it, and says so without error.
+    let out = ember.ctl(&["start", "fails@1", "--wait"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert_eq!(ember.status("fails@1")["state"], "failed");
+    let out = ember.ctl(&["stop", "fails@1"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!names(&ember).contains(&"fails@1".to_owned()));
+
+    // A pattern: every instance there is stops. The one made on demand is forgotten, the
+    // pool's stay, stopped.
+    let out = ember.ctl(&["stop", "worker@*", "--wait"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(ember.status("worker@1")["state"], "inactive");
+    assert_eq!(ember.status("worker@2")["state"], "inactive");
+    assert_eq!(
+        ember.status("web")["state"],
+        "active",
+        "a pattern matched web"
+    );
+    let out = ember.ctl(&["status", "worker@42"]);
+    assert!(
+        !out.status.success(),
+        "worker@42 is still there: {}",
+        text(&out)
+    );
+    // A pattern that matches nothing: nothing to stop is no failure, nothing to start is.
+    let out = ember.ctl(&["stop", "nothing*"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("nothing to stop"), "{}", text(&out));
+    let out = ember.ctl(&["start", "nothing*"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("no service matches \"nothing*\""),
+        "{}",
+        text(&out)
+    );
+    // Made again: a fresh instance.
+    let out = ember.ctl(&["start", "worker@42", "--wait"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let again = ember.status("worker@42");
+    assert_eq!(again["restarts"], 0);
+    assert_ne!(again["pid"], first["pid"]);
+}
+
+#[test]
+fn a_reload_that_changes_the_template_restarts_its_instances() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start("templates-reload", TEMPLATE);
+    ember.wait_state("worker@1", "active", None, LONG);
+    let out = ember.ctl(&["start", "worker@x", "--wait"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let before: Vec<Value> = ["worker@1", "worker@x", "web"]
+        .iter()
+        .map(|n| ember.status(n)["pid"].clone())
+        .collect();
+
+    let config = std::fs::read_to_string(&ember.config).unwrap();
+    let edited = config.replace("id-{instance}", "v2-{instance}");
+    assert_ne!(config, edited);
+    std::fs::write(&ember.config, &edited).unwrap();
+    let out = ember.ctl(&["reload"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let said = text(&out);
+    assert!(
+        said.contains("worker@x") && said.contains("worker@1"),
+        "{said}"
+    );
+    for name in ["worker@1", "worker@x"] {
+        ember.wait_state(name, "active", None, LONG);
+    }
+    let ran = ember.dir.path("ran-x");
+    assert!(
+        wait_for(LONG, || lines(&ran) == ["x v2-x"]),
+        "{:?}",
+        lines(&ran)
+    );
+    let after: Vec<Value> = ["worker@1", "worker@x", "web"]
+        .iter()
+        .map(|n| ember.status(n)["pid"].clone())
+        .collect();
+    assert_ne!(before[0], after[0], "worker@1 was not restarted");
+    assert_ne!(before[1], after[1], "worker@x was not restarted");
+    assert_eq!(before[2], after[2], "web was restarted");
+
+    // The template gone, its instances go with it, those made on demand too.
+    let without = edited
+        .split("[service.web]")
+        .nth(1)
+        .map(|rest| {
+            format!(
+                "[control]\nsocket = \"{}\"\n\n[service.web]{rest}",
+                ember.socket.display()
+            )
+        })
+        .unwrap();
+    std::fs::write(&ember.config, without).unwrap();
+    let out = ember.ctl(&["reload"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        wait_for(LONG, || names(&ember) == ["web"]),
+        "still there: {:?}",
+        names(&ember)
+    );
+}
+
+/// Over MQTT, a start makes an instance when `allow` names it; its state is published
+/// and, once it is stopped and forgotten, cleared.
+#[test]
+fn an_instance_is_made_over_mqtt_when_allow_permits_it() {
+    if !can_unshare() || !have_mosquitto() {
+        return;
+    }
+    let broker = Broker::start("templates", "");
+    let ember = Ember::start(
+        "templates-mqtt",
+        &format!(
+            "[system]\ndevice = \"tm\"\n\n[mqtt]\nurl = \"{}\"\nallow = [\"worker@*\"]\n\n{}\n[service.\"other@\"]\ncommand = [\"/bin/sleep\", \"7920003\"]\n",
+            broker.url(),
+            TEMPLATE.replace("instances = 2\n", "")
+        ),
+    );
+    ember.wait_state("web", "active", None, LONG);
+    assert!(wait_for(LONG, || broker.collect(
+        "ember/tm/status",
+        1,
+        Duration::from_secs(1)
+    ) == ["ember/tm/status online"]));
+    let replies = broker.subscribe_with("ember/tm/reply", &["-q", "1"]);
+    let publish = |service: &str, cmd: &str, id: &str| {
+        broker.publish(
+            &format!("ember/tm/service/{service}/cmd"),
+            &format!(r#"{{"cmd":"{cmd}","id":"{id}"}}"#),
+            &[],
+        )
+    };
+    publish("worker@7", "start", "made");
+    let reply = replies.wait_for("\"made\"", LONG).expect("a reply");
+    assert!(reply.contains(r#""ok":true"#), "{reply}");
+    ember.wait_state("worker@7", "active", None, LONG);
+    let state = "ember/tm/service/worker@7/state";
+    assert!(
+        wait_for(LONG, || broker
+            .retained(state, Duration::from_secs(1))
+            .iter()
+            .any(|l| l.contains(r#""state":"active""#))),
+        "no retained active state for worker@7"
+    );
+    // Not allowed, or no template: refused, nothing made.
+    publish("other@1", "start", "other");
+    let reply = replies.wait_for("\"other\"", LONG).expect("a reply");
+    assert!(reply.contains("not-allowed"), "{reply}");
+    publish("worker@8", "stop", "stop-unknown");
+    let reply = replies.wait_for("\"stop-unknown\"", LONG).expect("a reply");
+    assert!(reply.contains("unknown-service"), "{reply}");
+    assert!(!names(&ember)
+        .iter()
+        .any(|n| n == "other@1" || n == "worker@8"));
+    // Stopped: forgotten, and its retained state cleared.
+    publish("worker@7", "stop", "gone");
+    let reply = replies.wait_for("\"gone\"", LONG).expect("a reply");
+    assert!(reply.contains(r#""ok":true"#), "{reply}");
+    assert!(
+        wait_for(LONG, || broker
+            .retained(state, Duration::from_secs(1))
+            .is_empty()),
+        "worker@7's retained state is still there; log:\n{}",
+        ember.log()
+    );
+}
+
+/// Over D-Bus, StartService makes an instance, which gets its object (`@` escaped).
+#[test]
+fn an_instance_is_made_over_dbus_and_gets_its_object() {
+    if !can_unshare() || !have_dbus() {
+        return;
+    }
+    let bus = Bus::start("templates", "");
+    let ember = Ember::start(
+        "templates-dbus",
+        &format!(
+            "[dbus]\nbus = \"{}\"\ncontrol_group = \"ember\"\n\n{TEMPLATE}",
+            bus.address()
+        ),
+    );
+    ember.wait_state("worker@1", "active", None, LONG);
+    assert!(
+        wait_for(LONG, || bus
+            .service_property("worker_401", "State")
+            .is_some()),
+        "no object for worker@1; log:\n{}",
+        ember.log()
+    );
+    let out = bus.busctl(&[
+        "call",
+        "io.ember.Init1",
+        "/io/ember/Init1",
+        "io.ember.Init1.Manager",
+        "StartService",
+        "s",
+        "worker@5",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    ember.wait_state("worker@5", "active", None, LONG);
+    let path = "/io/ember/Init1/service/worker_405";
+    assert!(
+        wait_for(LONG, || bus
+            .json(&[
+                "get-property",
+                "io.ember.Init1",
+                path,
+                "io.ember.Init1.Service",
+                "State"
+            ])
+            .is_some_and(|s| s == "active")),
+        "{path} never read active; log:\n{}",
+        ember.log()
+    );
+    // No template: UnknownService, nothing made.
+    let out = bus.busctl(&[
+        "call",
+        "io.ember.Init1",
+        "/io/ember/Init1",
+        "io.ember.Init1.Manager",
+        "StartService",
+        "s",
+        "nope@1",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("no service named \"nope@1\""),
+        "{}",
+        text(&out)
+    );
+}
