@@ -332,3 +332,44 @@ fn an_instance_is_made_over_dbus_and_gets_its_object() {
         text(&out)
     );
 }
+
+/// A start refused for one of its names makes nothing; and at most 1,024 instances made
+/// by a start may be there at once.
+#[test]
+fn instances_made_by_a_start_are_bounded_and_a_refused_start_makes_none() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "templates-bound",
+        r#"
+[service."job@"]
+type = "oneshot"
+command = ["/bin/true"]
+stdout = "null"
+"#,
+    );
+    let out = ember.ctl(&["start", "job@a", "nope"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("no service named \"nope\""),
+        "{}",
+        text(&out)
+    );
+    assert!(names(&ember).is_empty(), "made: {:?}", names(&ember));
+
+    let pool: Vec<String> = (1..=1024).map(|n| format!("job@{n}")).collect();
+    let mut args = vec!["start"];
+    args.extend(pool.iter().map(String::as_str));
+    let out = ember.ctl(&args);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = ember.ctl(&["start", "job@one-more"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("at most 1024 may"), "{}", text(&out));
+    assert_eq!(names(&ember).len(), 1024);
+    // Stopping one makes room for another.
+    let out = ember.ctl(&["stop", "job@1", "--wait"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = ember.ctl(&["start", "job@one-more", "--wait"]);
+    assert!(out.status.success(), "{}", text(&out));
+}

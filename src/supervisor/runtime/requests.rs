@@ -6,7 +6,7 @@
 use super::super::model::{RunResult, State, Sub, Want};
 use super::super::usage;
 use super::{Input, Runtime};
-use crate::config::service::template_of;
+use crate::config::service::{template_of, ServiceSpec};
 use crate::pid1::Power;
 use ember_ipc::{
     Command, ErrorKind, Reply, Request, ServiceStatus, StatusArgs, StatusReply, Targets,
@@ -82,14 +82,25 @@ impl Runtime {
                 "ember is shutting down; no services can be started",
             ));
         }
-        if !matches!(kind, Kind::Stop) {
-            for name in &names {
-                self.make_instance(name, origin)?;
-            }
-        }
+        // Instances to make, all checked before any is made: a start refused for one of
+        // its names makes nothing.
+        let to_make = match kind {
+            Kind::Stop => Vec::new(),
+            Kind::Start | Kind::Restart => self.instances_to_make(&names)?,
+        };
         // An unknown name changes nothing; nor does a start of a service that a reload
         // removed and that is still stopping.
-        self.statuses(&names)?;
+        let made = |n: &String| to_make.iter().any(|s| &s.name == n);
+        if let Some(name) = names
+            .iter()
+            .find(|n| self.engine.unit(n).is_none() && !made(n))
+        {
+            return Err(unknown_service(name));
+        }
+        for spec in to_make {
+            tracing::info!("{origin}: {} made from its template", spec.name);
+            self.input(Input::Add(Box::new(spec)));
+        }
         if !matches!(kind, Kind::Stop) {
             if let Some(gone) = names
                 .iter()
@@ -129,34 +140,50 @@ impl Runtime {
         Ok(goals)
     }
 
-    /// Makes `worker@42` from the template `worker@` for a start or restart that names it,
-    /// unless it exists (a stopped one still stopping is kept: see `Input::Add`). A name
-    /// that is no instance of a template is left for the caller to find unknown.
-    fn make_instance(&mut self, name: &str, origin: &str) -> Result<(), Reply> {
-        let exists = self
+    /// The instances a start or restart of `names` makes from their templates (`worker@42`
+    /// from `worker@`): those that do not exist, or were stopped and are still stopping
+    /// (kept, then: see `Input::Add`). A name that is no instance of a template is left
+    /// for the caller to find unknown.
+    fn instances_to_make(&self, names: &[String]) -> Result<Vec<ServiceSpec>, Reply> {
+        let mut to_make: Vec<ServiceSpec> = Vec::new();
+        for name in names {
+            let exists = self
+                .engine
+                .unit(name)
+                .is_some_and(|u| !(u.removing && u.spec.transient));
+            if exists || to_make.iter().any(|s| &s.name == name) {
+                continue;
+            }
+            let Some((template, instance)) = template_of(name) else {
+                continue;
+            };
+            let Some(template) = self.config.templates.get(template) else {
+                continue;
+            };
+            // The instance's name becomes a cgroup, a socket, a topic level: the rules of
+            // every service name apply.
+            if let Err(why) = crate::config::values::check_service_name(name) {
+                return Err(Reply::error(ErrorKind::BadRequest, why));
+            }
+            let mut spec = template.instantiate(instance);
+            spec.transient = true;
+            spec.enabled = true;
+            to_make.push(spec);
+        }
+        // Whoever may start `worker@*` could otherwise make instances until the board
+        // runs out of memory or pids.
+        let made = self
             .engine
-            .unit(name)
-            .is_some_and(|u| !(u.removing && u.spec.transient));
-        if exists {
-            return Ok(());
+            .units()
+            .filter(|u| u.spec.transient && !u.removing)
+            .count();
+        if !to_make.is_empty() && made + to_make.len() > MAX_MADE {
+            return Err(Reply::error(
+                ErrorKind::Busy,
+                format!("{made} instances made by a start run already, and at most {MAX_MADE} may; stop some first (ember ctl stop 'worker@*')"),
+            ));
         }
-        let Some((template, instance)) = template_of(name) else {
-            return Ok(());
-        };
-        let Some(spec) = self.config.templates.get(template) else {
-            return Ok(());
-        };
-        // The instance's name becomes a cgroup, a socket, a topic level: the rules of
-        // every service name apply.
-        if let Err(why) = crate::config::values::check_service_name(name) {
-            return Err(Reply::error(ErrorKind::BadRequest, why));
-        }
-        let mut spec = spec.instantiate(instance);
-        spec.transient = true;
-        spec.enabled = true;
-        tracing::info!("{origin}: {name} made from the template {template}");
-        self.input(Input::Add(Box::new(spec)));
-        Ok(())
+        Ok(to_make)
     }
 
     /// Answers every `--wait` whose services have settled; forgets those whose client
@@ -382,6 +409,10 @@ impl Runtime {
             .collect()
     }
 }
+
+/// Instances made by a start (not configured) that may run at once, all templates
+/// together.
+const MAX_MADE: usize = 1024;
 
 #[derive(Clone, Copy)]
 enum Kind {
