@@ -1380,6 +1380,12 @@ impl Engine {
                 self.touch(&name);
                 continue;
             };
+            // An instance made on demand and configured now (or the other way round): how
+            // it runs is the same, but whether a stop forgets it is not.
+            unit.spec.transient = spec.transient;
+            if let Some(pending) = &mut unit.pending_spec {
+                pending.transient = spec.transient;
+            }
             // What it will run next: a spec waiting for its restart, else the current one.
             let next = unit.pending_spec.as_ref().unwrap_or(&unit.spec);
             let diff = next.diff(&spec);

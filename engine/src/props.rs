@@ -13,7 +13,8 @@
 //! a service, receives the signals `Kill` sends and dies of `Cleanup`, and ends when the
 //! history says so (with a code, a signal, or after ignoring SIGTERM; or never, stuck).
 //! A history also reloads (the same configuration, another drawn one, one with a process
-//! key or a policy key changed, one without a service, the first one again), shuts down,
+//! key or a policy key changed, one without a service, the first one again), makes
+//! services as instances of a template on demand (forgotten once stopped), shuts down,
 //! crash-loops a service, and sends stale or misdirected events (old runs, old pids,
 //! services the configuration does not have).
 //! Time passes only when the history says so, and the runtime then ticks at once, as
@@ -486,6 +487,10 @@ enum Op {
         unit: usize,
         times: u8,
     },
+    /// The runtime makes the service as an instance of a template (`start worker@42`):
+    /// added (transient, forgotten once stopped), then started. Only when the
+    /// configuration does not define it.
+    Make(usize),
     /// Reload with the configuration that runs: must change nothing.
     ReloadSame,
     /// Reload with one of the drawn configurations (0: the first, which brings back
@@ -591,6 +596,7 @@ fn op(confs: usize) -> impl Strategy<Value = Op> {
             .prop_map(|(unit, failed)| Op::StaleSpawnAnswer { unit, failed }),
         7 => advance.prop_map(Op::Time),
         1 => (unit(), 1u8..40).prop_map(|(unit, times)| Op::CrashLoop { unit, times }),
+        2 => unit().prop_map(Op::Make),
         2 => Just(Op::ReloadSame),
         2 => (0..confs).prop_map(Op::Reload),
         3 => (unit(), edit).prop_map(|(unit, edit)| Op::ReloadEdit { unit, edit }),
@@ -644,6 +650,8 @@ struct World {
     now: Duration,
     /// The configuration last given to the engine.
     config: BTreeMap<String, ServiceSpec>,
+    /// The instances made on demand (not configured) the engine has, as made.
+    made: BTreeMap<String, ServiceSpec>,
     next_pid: Pid,
     /// Processes alive, by pid.
     procs: BTreeMap<Pid, Proc>,
@@ -717,6 +725,7 @@ impl World {
             engine: Engine::new(specs.clone(), Duration::ZERO),
             now: Duration::ZERO,
             config: specs.clone(),
+            made: BTreeMap::new(),
             next_pid: 100,
             procs: BTreeMap::new(),
             dead: BTreeMap::new(),
@@ -762,9 +771,22 @@ impl World {
             .map(|u| (u.spec.name.clone(), u.clone()))
             .collect();
         if let Input::Reload(specs) = &input {
-            self.config = specs.clone();
+            // What the runtime adds to a reload, the instances made on demand, is not
+            // configuration; an instance configured now is configured.
+            self.config = specs
+                .iter()
+                .filter(|(_, s)| !s.transient)
+                .map(|(n, s)| (n.clone(), s.clone()))
+                .collect();
+            let config = &self.config;
+            self.made.retain(|n, _| !config.contains_key(n));
         }
         let actions = self.engine.handle(input.clone(), self.now);
+        for action in &actions {
+            if let Action::Removed { name } = action {
+                self.made.remove(name);
+            }
+        }
         self.trace.push(format!(
             "t={:?} {}\n  -> {}",
             self.now,
@@ -909,6 +931,18 @@ impl World {
             self.end(pid, exit, false)?;
         }
         Ok(acted)
+    }
+
+    /// A reload's services as the runtime gives them: the configuration's, and the
+    /// instances made on demand that are not on their way out, unless configured now.
+    fn with_made(&self, mut specs: BTreeMap<String, ServiceSpec>) -> BTreeMap<String, ServiceSpec> {
+        for (name, spec) in &self.made {
+            let leaving = self.unit(name).is_none_or(|u| u.removing);
+            if !leaving && !specs.contains_key(name) {
+                specs.insert(name.clone(), spec.clone());
+            }
+        }
+        specs
     }
 
     fn tick_at(&mut self, t: Duration) -> Check {
@@ -1059,8 +1093,32 @@ impl World {
                 }
                 Ok(())
             }
+            Op::Make(k) => {
+                let n = name(k);
+                let exists = self
+                    .unit(&n)
+                    .is_some_and(|u| !(u.removing && u.spec.transient));
+                if self.config.contains_key(&n) || exists {
+                    return Ok(()); // the runtime makes only what it does not have
+                }
+                // From a template as the first configuration would have it, without its
+                // dependencies (a template's are checked against the configuration it
+                // came with, which may be another by now).
+                let mut spec = confs[0]
+                    .specs()
+                    .remove(&n)
+                    .unwrap_or_else(|| ServiceSpec::new(&n, &["/bin/app"]));
+                spec.requires.clear();
+                spec.wants.clear();
+                spec.after.clear();
+                spec.transient = true;
+                spec.enabled = true;
+                self.made.insert(n.clone(), spec.clone());
+                self.feed_all(Input::Add(Box::new(spec)))?;
+                self.feed_all(Input::Start(n))
+            }
             Op::ReloadSame => {
-                let same = self.config.clone();
+                let same = self.with_made(self.config.clone());
                 let actions = self.feed(Input::Reload(same))?;
                 ensure!(
                     actions == vec![Action::Reloaded(ReloadReport::default())],
@@ -1070,7 +1128,10 @@ impl World {
                 self.execute(actions)?;
                 self.settle_instant()
             }
-            Op::Reload(k) => self.feed_all(Input::Reload(confs[k].specs())),
+            Op::Reload(k) => {
+                let specs = self.with_made(confs[k].specs());
+                self.feed_all(Input::Reload(specs))
+            }
             Op::ReloadEdit { unit, edit } => {
                 let n = name(unit);
                 let mut specs = self.config.clone();
@@ -1087,6 +1148,7 @@ impl World {
                         }
                     }
                 }
+                let specs = self.with_made(specs);
                 self.feed_all(Input::Reload(specs))
             }
             Op::Shutdown => self.feed_all(Input::Shutdown),
@@ -1707,8 +1769,9 @@ impl World {
                 );
             }
             // 19.
+            let given = self.config.get(name).or(self.made.get(name));
             ensure!(
-                self.config.get(name) == Some(&u.spec) && u.pending_spec.is_none(),
+                given == Some(&u.spec) && u.pending_spec.is_none(),
                 "{name} does not run the configuration last given"
             );
         }
@@ -1722,7 +1785,8 @@ impl World {
         }
         // 19.
         let units: Vec<&String> = engine.units().map(|u| &u.spec.name).collect();
-        let configured: Vec<&String> = self.config.keys().collect();
+        let mut configured: Vec<&String> = self.config.keys().chain(self.made.keys()).collect();
+        configured.sort();
         ensure!(
             units == configured,
             "services {units:?}, configuration {configured:?}"

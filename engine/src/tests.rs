@@ -3642,3 +3642,23 @@ fn a_configured_instance_is_not_forgotten_when_stopped() {
     sim.exit("worker@1", Exit::Signal(Signal::SIGTERM));
     sim.assert_state("worker@1", State::Inactive, Sub::Dead);
 }
+
+/// Found by the property test: an instance made on demand, then configured by a reload
+/// with the same spec, kept its "forgotten once stopped", and a stop removed a service
+/// the configuration has.
+#[test]
+fn an_instance_made_on_demand_then_configured_is_kept_when_stopped() {
+    let mut sim = Sim::new(vec![]);
+    let template = worker_template();
+    sim.feed(Input::Add(Box::new(instance(&template, "1"))));
+    sim.start("worker@1");
+    sim.reload(vec![template.instantiate("1")]);
+    assert!(!sim.unit("worker@1").spec.transient);
+    sim.stop("worker@1");
+    let after = sim.exit("worker@1", Exit::Signal(Signal::SIGTERM));
+    assert!(
+        !after.iter().any(|a| matches!(a, Action::Removed { .. })),
+        "{after:?}"
+    );
+    sim.assert_state("worker@1", State::Inactive, Sub::Dead);
+}
