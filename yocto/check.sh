@@ -21,7 +21,7 @@
 # usage: yocto/check.sh [--lint-only] [--dry-run] [--check-layer] [--check-layer-only] [--release NAME]...
 #   --lint-only         only the checks without bitbake
 #   --dry-run           also bitbake -n ember-image-minimal on each release (5 to 8 minutes
-#                       each on 2 cores: it proves little that -g has not)
+#                       each on 2 cores; tests/run.sh asks for it)
 #   --check-layer       also yocto-check-layer on each release (15 minutes or more each)
 #   --check-layer-only  the set-up and yocto-check-layer, none of the other bitbake steps
 #   --release NAME      whinlatter or wrynose (default: both)
