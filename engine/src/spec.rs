@@ -242,10 +242,16 @@ impl ServiceSpec {
             }),
             other => other.clone(),
         };
+        // Inserted, not collected: a collected BTreeMap sorts first, and each type sorted
+        // is its own copy of the sort in the executable.
+        let mut env = BTreeMap::new();
+        for (key, value) in &self.env {
+            env.insert(key.clone(), text(value));
+        }
         ServiceSpec {
             name: format!("{}{instance}", self.name),
             command: self.command.iter().map(|a| text(a)).collect(),
-            env: self.env.iter().map(|(k, v)| (k.clone(), text(v))).collect(),
+            env,
             workdir: self.workdir.as_deref().map(path),
             pid_file: self.pid_file.as_deref().map(path),
             stdout: output(&self.stdout),

@@ -51,6 +51,8 @@ are skipped, and a file that cannot be read fails only its own service.
 
 Service names: 1-64 ASCII letters, digits and . _ @ -, starting with a letter, a digit
 or _, not named like a cgroup's files (cgroup.*, memory.*...); `ember check` says why.
+A name ending in @ is a template (worker@): worker@NAME is made from it with NAME for
+each {instance}, at boot for its `instances`, or by `ember ctl start worker@NAME`.
 
 Each service runs in a cgroup of its own when cgroup2 is mounted (/sys/fs/cgroup/ember/NAME
 as the machine's init): a stop kills all of it, and memory_max, pids_max, cpu_weight,

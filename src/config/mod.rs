@@ -667,8 +667,9 @@ struct Found {
     services: ServiceMap,
     /// Where each one's dependencies are written.
     spans: SpanMap,
-    /// Each template's `instances`, and where they are written.
-    pools: BTreeMap<String, (Vec<String>, Rc<Source>, usize)>,
+    /// Each template and its `instances` (a list, not a map: one more map type is one
+    /// more copy of the B-tree's code in the executable).
+    pools: Vec<(String, Vec<String>)>,
 }
 
 fn read_service(
@@ -722,12 +723,12 @@ fn read_service(
     if let Some(instances) = raw.instances.take() {
         let at = instances.span().start;
         if template {
-            let mut seen = std::collections::BTreeSet::new();
-            for instance in &instances.get_ref().0 {
+            let list = &instances.get_ref().0;
+            for (i, instance) in list.iter().enumerate() {
                 let full = format!("{name}{instance}");
                 let why = if instance.is_empty() {
                     Some("an instance needs a name".to_owned())
-                } else if !seen.insert(instance) {
+                } else if list[..i].contains(instance) {
                     Some("it is listed twice".to_owned())
                 } else {
                     values::check_service_name(&full).err()
@@ -743,10 +744,7 @@ fn read_service(
                     ));
                 }
             }
-            pools.insert(
-                name.to_owned(),
-                (instances.into_inner().0, source.clone(), at),
-            );
+            pools.push((name.to_owned(), instances.into_inner().0));
         } else {
             problems.push(source.problem(
                 Some(at),
@@ -889,12 +887,9 @@ fn read_services_dir(dir: &Path, found: &mut Found, problems: &mut Vec<Problem>)
 /// Makes the instances the configuration names, from their templates: each template's
 /// `instances`, and each `worker@NAME` a service requires or wants (as systemd does).
 /// A service defined under an instance's name is that instance. Returns the names made.
-fn make_instances(
-    found: &mut Found,
-    problems: &mut Vec<Problem>,
-) -> std::collections::BTreeSet<String> {
+fn make_instances(found: &mut Found, problems: &mut Vec<Problem>) -> Vec<String> {
     let mut wanted: Vec<String> = Vec::new();
-    for (template, (instances, _, _)) in &found.pools {
+    for (template, instances) in &found.pools {
         wanted.extend(instances.iter().map(|i| format!("{template}{i}")));
     }
     for (name, (spec, _)) in &found.services {
@@ -917,7 +912,7 @@ fn make_instances(
             wanted.push(dep.clone());
         }
     }
-    let mut made = std::collections::BTreeSet::new();
+    let mut made = Vec::new();
     for name in wanted {
         if found.services.contains_key(&name) || values::check_service_name(&name).is_err() {
             continue;
@@ -934,7 +929,7 @@ fn make_instances(
             found.spans.insert(name.clone(), spans);
         }
         found.services.insert(name.clone(), (instance, file));
-        made.insert(name);
+        made.push(name);
     }
     made
 }
