@@ -92,6 +92,12 @@ fn a_template_makes_a_pool_at_boot_and_instances_on_demand() {
     let out = ember.ctl(&["start", "worker@a+b"]);
     assert!(!out.status.success());
     assert!(text(&out).contains("'+' is not allowed"), "{}", text(&out));
+    // An instance goes into paths: `..` would name the directory above.
+    for bad in ["worker@..", "worker@.x", "worker@-x"] {
+        let out = ember.ctl(&["start", bad]);
+        assert!(!out.status.success(), "{bad} was made");
+        assert!(text(&out).contains("invalid instance"), "{}", text(&out));
+    }
     assert!(!names(&ember)
         .iter()
         .any(|n| n == "nope@1" || n == "worker@a+b"));

@@ -725,13 +725,10 @@ fn read_service(
         if template {
             let list = &instances.get_ref().0;
             for (i, instance) in list.iter().enumerate() {
-                let full = format!("{name}{instance}");
-                let why = if instance.is_empty() {
-                    Some("an instance needs a name".to_owned())
-                } else if list[..i].contains(instance) {
+                let why = if list[..i].contains(instance) {
                     Some("it is listed twice".to_owned())
                 } else {
-                    values::check_service_name(&full).err()
+                    values::check_instance(name, instance).err()
                 };
                 if let Some(why) = why {
                     problems.push(source.problem(
@@ -914,12 +911,16 @@ fn make_instances(found: &mut Found, problems: &mut Vec<Problem>) -> Vec<String>
     }
     let mut made = Vec::new();
     for name in wanted {
-        if found.services.contains_key(&name) || values::check_service_name(&name).is_err() {
+        if found.services.contains_key(&name) {
             continue;
         }
         let Some((template, instance)) = service::template_of(&name) else {
             continue;
         };
+        // A name that is no instance stays undefined: the graph says so.
+        if values::check_instance(template, instance).is_err() {
+            continue;
+        }
         let Some((spec, file)) = found.services.get(template) else {
             continue;
         };

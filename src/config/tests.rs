@@ -2206,7 +2206,7 @@ requires = ["cache@main"]
         "ember.toml",
         r#"[service."worker@"]
 command = ["/bin/sh"]
-instances = ["ok", "", "a/b", "ok"]
+instances = ["ok", "", "a/b", "ok", "..", "-x"]
 requires = ["nope"]
 
 [service."pool@"]
@@ -2225,7 +2225,9 @@ wants = ["worker@"]
     std::fs::remove_dir_all(tree.root.join("services.d")).unwrap();
     let problems = tree.problems();
     let expected = [
-        "ember.toml:3:13: template \"worker@\": instance \"\": an instance needs a name",
+        "ember.toml:3:13: template \"worker@\": instance \"\": \"worker@\" names no instance",
+        "ember.toml:3:13: template \"worker@\": instance \"..\": invalid instance \"..\" of worker@: it starts with '.'",
+        "ember.toml:3:13: template \"worker@\": instance \"-x\": invalid instance \"-x\" of worker@: it starts with '-'",
         "ember.toml:3:13: template \"worker@\": instance \"a/b\": invalid service name \"worker@a/b\": '/' is not allowed",
         "ember.toml:3:13: template \"worker@\": instance \"ok\": it is listed twice",
         "ember.toml:4:13: service \"worker@\" requires \"nope\", which is not defined",

@@ -163,6 +163,23 @@ pub fn check_service_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks the name of a template's instance (`42` of `worker@42`): the whole name is a
+/// service name (see [`check_service_name`]), and the instance starts with a letter, a
+/// digit or `_`, as a name does: `{instance}` goes into paths (the command, workdir,
+/// output files), where `.` and `..` would name other directories (`/srv/{instance}` as
+/// `/srv/..`), and a leading `-` would read as an option.
+pub fn check_instance(template: &str, instance: &str) -> Result<(), String> {
+    let full = format!("{template}{instance}");
+    match instance.chars().next() {
+        None => Err(format!("\"{}\" names no instance: write {template}NAME", full.escape_debug())),
+        Some(c) if !(c.is_ascii_alphanumeric() || c == '_') => Err(format!(
+            "invalid instance \"{}\" of {template}: it starts with {c:?}; an instance goes into paths ({{instance}}), so it starts with a letter, a digit or _",
+            instance.escape_debug()
+        )),
+        Some(_) => check_service_name(&full),
+    }
+}
+
 /// What the files of a cgroup2 directory start with: its core files and each controller's.
 const CGROUP_FILE_PREFIXES: [&str; 10] = [
     "cgroup", "cpu", "cpuset", "io", "memory", "pids", "rdma", "hugetlb", "misc", "irq",

@@ -160,9 +160,9 @@ impl Runtime {
             let Some(template) = self.config.templates.get(template) else {
                 continue;
             };
-            // The instance's name becomes a cgroup, a socket, a topic level: the rules of
-            // every service name apply.
-            if let Err(why) = crate::config::values::check_service_name(name) {
+            // The instance's name becomes a cgroup, a socket, a topic level, and part of
+            // paths: the rules of the configuration's instances apply.
+            if let Err(why) = crate::config::values::check_instance(&template.name, instance) {
                 return Err(Reply::error(ErrorKind::BadRequest, why));
             }
             let mut spec = template.instantiate(instance);
