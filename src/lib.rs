@@ -9,5 +9,6 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod log;
+pub mod mailbox;
 pub mod pid1;
 pub mod supervisor;

@@ -15,11 +15,13 @@
 
 use super::Power;
 use crate::config::watchdog::{OnShutdown, WatchdogConfig};
+use crate::mailbox::Mailbox;
 use nix::libc::c_int;
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 /// `struct watchdog_info` of <linux/watchdog.h>.
@@ -251,38 +253,37 @@ impl Watchdog {
     /// last steps of the shutdown, for at most `limit`; then it is left to fire (a
     /// shutdown stuck that long is reset).
     pub fn keep_petting(mut self, limit: Duration) -> Petting {
-        let (tx, rx) = std::sync::mpsc::channel::<Power>();
-        let (done_tx, done) = std::sync::mpsc::channel::<()>();
+        let asked: Arc<Mailbox<Power>> = Arc::new(Mailbox::new(1));
+        let done: Arc<Mailbox<()>> = Arc::new(Mailbox::new(1));
+        let (ask, finished) = (asked.clone(), done.clone());
         let spawned = std::thread::Builder::new()
             .name("watchdog".into())
             .spawn(move || {
                 let started = Instant::now();
                 loop {
                     let wait = self.due().saturating_duration_since(Instant::now());
-                    match rx.recv_timeout(wait) {
-                        Ok(power) => {
-                            self.finish(power);
-                            let _ = done_tx.send(());
-                            return;
-                        }
-                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                            if started.elapsed() < limit {
-                                self.pet(Instant::now());
-                            } else {
-                                tracing::error!("watchdog: the shutdown has taken more than {} s; no longer petting {}: it will reset the board", limit.as_secs(), self.device.display());
-                                // Held open, unpetted, until reboot(2) or the reset.
-                                std::mem::forget(self);
-                                return;
-                            }
-                        }
-                        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+                    if let Some(power) = asked.recv_timeout(wait) {
+                        self.finish(power);
+                        let _ = finished.try_send(());
+                        return;
+                    }
+                    if Arc::strong_count(&asked) == 1 {
+                        return; // nobody will ask any more: the device is closed as is
+                    }
+                    if started.elapsed() < limit {
+                        self.pet(Instant::now());
+                    } else {
+                        tracing::error!("watchdog: the shutdown has taken more than {} s; no longer petting {}: it will reset the board", limit.as_secs(), self.device.display());
+                        // Held open, unpetted, until reboot(2) or the reset.
+                        std::mem::forget(self);
+                        return;
                     }
                 }
             });
         if let Err(e) = spawned {
             tracing::error!("watchdog: cannot start petting it through the shutdown: {e}");
         }
-        Petting { tx, done }
+        Petting { ask, done }
     }
 
     /// Just before reboot(2): the magic close, or a last pet and the device left open.
@@ -309,15 +310,15 @@ impl Watchdog {
 
 /// The watchdog in the hands of the shutdown's petting thread.
 pub struct Petting {
-    tx: std::sync::mpsc::Sender<Power>,
-    done: std::sync::mpsc::Receiver<()>,
+    ask: Arc<Mailbox<Power>>,
+    done: Arc<Mailbox<()>>,
 }
 
 impl Petting {
     /// Closes the watchdog or leaves it armed, as `on_shutdown` says for `power`, and
     /// waits (briefly) until that is done.
     pub fn finish(self, power: Power) {
-        if self.tx.send(power).is_ok() {
+        if self.ask.try_send(power).is_ok() {
             let _ = self.done.recv_timeout(Duration::from_secs(1));
         }
     }

@@ -8,12 +8,12 @@
 //! slowing the service or ember. The service's lines stay in `ember ctl logs` either way.
 
 use crate::config::service::RotatedFile;
+use crate::mailbox::Mailbox;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, OnceLock};
 
 /// Lines waiting for the writer, over all files.
@@ -25,7 +25,7 @@ type Line = (Arc<RotatedFile>, String);
 /// Where one stream's lines go.
 #[derive(Clone)]
 pub struct Sink {
-    tx: SyncSender<Line>,
+    tx: Arc<Mailbox<Line>>,
     file: Arc<RotatedFile>,
     /// Lines not written because the queue was full, not yet said.
     dropped: u64,
@@ -33,10 +33,11 @@ pub struct Sink {
 
 impl Sink {
     pub fn new(file: &RotatedFile) -> Option<Sink> {
-        static WRITER: OnceLock<Option<SyncSender<Line>>> = OnceLock::new();
+        static WRITER: OnceLock<Option<Arc<Mailbox<Line>>>> = OnceLock::new();
         let tx = WRITER
             .get_or_init(|| {
-                let (tx, rx) = sync_channel(QUEUE);
+                let tx = Arc::new(Mailbox::new(QUEUE));
+                let rx = tx.clone();
                 std::thread::Builder::new()
                     .name("ember-logfiles".into())
                     .spawn(move || write_all(rx))
@@ -67,11 +68,8 @@ impl Sink {
                 }
             }
         }
-        match self.tx.try_send((self.file.clone(), line)) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                self.dropped = self.dropped.saturating_add(1)
-            }
+        if self.tx.try_send((self.file.clone(), line)).is_err() {
+            self.dropped = self.dropped.saturating_add(1);
         }
     }
 }
@@ -84,10 +82,11 @@ struct Open {
 
 /// The writer thread: appends each line to its file, rotating before a line would take
 /// the file past its max_size.
-fn write_all(rx: Receiver<Line>) {
+fn write_all(rx: Arc<Mailbox<Line>>) -> ! {
     let mut open: HashMap<PathBuf, Open> = HashMap::new();
     let mut failing: HashMap<PathBuf, String> = HashMap::new();
-    while let Ok((target, line)) = rx.recv() {
+    loop {
+        let (target, line) = rx.recv();
         let mut bytes = line.into_bytes();
         bytes.push(b'\n');
         match append(&mut open, &target, &bytes) {
