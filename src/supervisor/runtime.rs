@@ -289,8 +289,7 @@ impl Runtime {
         };
         // Armed before the first service starts: a boot that hangs is reset too.
         rt.apply_watchdog();
-        let now = rt.now();
-        let actions = rt.engine.boot(now);
+        let actions = rt.guarded(|engine, now| engine.boot(now));
         rt.execute(actions);
         // Only with [system] metrics_interval: otherwise no timer, no wakeups.
         let mut next_metrics = rt
@@ -422,16 +421,33 @@ impl Runtime {
         self.origin.elapsed()
     }
 
-    /// Feeds one input to the engine and carries out what it decides. A bug that panics
-    /// in the engine is logged and survived: PID 1 must not die of it.
+    /// Feeds one input to the engine and carries out what it decides.
     fn input(&mut self, input: Input) {
+        let actions = self.react(input);
+        self.execute(actions);
+    }
+
+    /// What the engine decides for one input. Every call into the engine goes through
+    /// here, inside the panic guard: a bug that panics in the engine is logged and
+    /// survived (nothing is done for that input), PID 1 does not die of it. The results
+    /// of effects (a spawn, a shutdown an action asks for) come back this way too, as
+    /// inputs, never as calls into the engine from inside an action.
+    fn react(&mut self, input: Input) -> Vec<Action> {
+        self.guarded(|engine, now| engine.handle(input, now))
+    }
+
+    /// One call into the engine, inside the panic guard (see [`Runtime::react`]).
+    fn guarded(&mut self, call: impl FnOnce(&mut Engine, Duration) -> Vec<Action>) -> Vec<Action> {
         let now = self.now();
         let engine = &mut self.engine;
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| engine.handle(input, now))) {
-            Ok(actions) => self.execute(actions),
-            Err(_) => tracing::error!(
-                "internal error in the engine (a bug; please report it); carrying on"
-            ),
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| call(engine, now))) {
+            Ok(actions) => actions,
+            Err(_) => {
+                tracing::error!(
+                    "internal error in the engine (a bug; please report it); carrying on"
+                );
+                Vec::new()
+            }
         }
     }
 
@@ -442,7 +458,7 @@ impl Runtime {
             let follow_up = match action {
                 Action::Spawn { name, run, .. } => {
                     if self.deferred.is_empty() && self.turn_started.elapsed() < SPAWN_SLICE {
-                        Some(self.spawn(&name, run))
+                        self.spawn(&name, run).map(|result| self.react(result))
                     } else {
                         self.deferred.push_back((name, run));
                         None
@@ -548,8 +564,7 @@ impl Runtime {
                         self.outcome = Some(outcome);
                         self.shutdown_started = Some(Instant::now());
                         crate::log::leave_journald();
-                        let now = self.now();
-                        Some(self.engine.handle(Input::Shutdown, now))
+                        Some(self.react(Input::Shutdown))
                     } else {
                         None
                     }
@@ -625,37 +640,35 @@ impl Runtime {
             let Some((name, run)) = self.deferred.pop_front() else {
                 return;
             };
-            let actions = self.spawn(&name, run);
-            self.execute(actions);
+            if let Some(result) = self.spawn(&name, run) {
+                self.input(result);
+            }
         }
     }
 
-    /// Spawns a service; returns the engine's reaction to the spawn (or to its failure).
-    fn spawn(&mut self, name: &str, run: u64) -> Vec<Action> {
-        let now = self.now();
+    /// Spawns a service; returns its result for the engine (spawned, or why not), or
+    /// nothing when the spawn is no longer wanted.
+    fn spawn(&mut self, name: &str, run: u64) -> Option<Input> {
         let Some(unit) = self.engine.unit(name) else {
-            return Vec::new();
+            return None;
         };
         // A spawn that waited its turn may no longer be wanted: stopped, or superseded by
         // a later run. Its process would have no one to answer to. A stop that came while
         // it waited is waiting for this answer: tell the engine nothing was spawned.
         if unit.run == run && unit.state == super::model::State::Deactivating && unit.pid.is_none()
         {
-            return self.engine.handle(
-                Input::SpawnFailed {
-                    name: name.to_owned(),
-                    run,
-                    error: "stopped before its turn to spawn".to_owned(),
-                },
-                now,
-            );
+            return Some(Input::SpawnFailed {
+                name: name.to_owned(),
+                run,
+                error: "stopped before its turn to spawn".to_owned(),
+            });
         }
         if unit.run != run
             || unit.state != super::model::State::Activating
             || unit.sub != super::model::Sub::Start
             || unit.pid.is_some()
         {
-            return Vec::new();
+            return None;
         }
         let spec = unit.spec.clone();
         let proc = self.procs.entry(name.to_owned()).or_default();
@@ -673,14 +686,11 @@ impl Runtime {
                 }
                 Err(e) => {
                     let error = format!("cannot create its notify socket {}: {e}", path.display());
-                    return self.engine.handle(
-                        Input::SpawnFailed {
-                            name: name.to_owned(),
-                            run,
-                            error,
-                        },
-                        now,
-                    );
+                    return Some(Input::SpawnFailed {
+                        name: name.to_owned(),
+                        run,
+                        error,
+                    });
                 }
             }
         }
@@ -699,14 +709,11 @@ impl Runtime {
                     placed = Some(prepared);
                 }
                 Err(e) if spec.limits.needs_controllers() => {
-                    return self.engine.handle(
-                        Input::SpawnFailed {
-                            name: name.to_owned(),
-                            run,
-                            error: format!("{e}; its memory_max, pids_max or cpu_weight need it"),
-                        },
-                        now,
-                    );
+                    return Some(Input::SpawnFailed {
+                        name: name.to_owned(),
+                        run,
+                        error: format!("{e}; its memory_max, pids_max or cpu_weight need it"),
+                    });
                 }
                 Err(e) => {
                     tracing::warn!("{name}: {e}; running it in its process group only");
@@ -745,25 +752,19 @@ impl Runtime {
                         output::read_lines(fd, name.to_owned(), run, stream, feed, sink(output));
                     }
                 }
-                self.engine.handle(
-                    Input::Spawned {
-                        name: name.to_owned(),
-                        run,
-                        pid: spawned.pid,
-                    },
-                    now,
-                )
+                Some(Input::Spawned {
+                    name: name.to_owned(),
+                    run,
+                    pid: spawned.pid,
+                })
             }
             Err(error) => {
                 tracing::warn!("{name}: cannot start: {error}");
-                self.engine.handle(
-                    Input::SpawnFailed {
-                        name: name.to_owned(),
-                        run,
-                        error,
-                    },
-                    now,
-                )
+                Some(Input::SpawnFailed {
+                    name: name.to_owned(),
+                    run,
+                    error,
+                })
             }
         }
     }
