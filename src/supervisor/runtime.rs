@@ -649,9 +649,7 @@ impl Runtime {
     /// Spawns a service; returns its result for the engine (spawned, or why not), or
     /// nothing when the spawn is no longer wanted.
     fn spawn(&mut self, name: &str, run: u64) -> Option<Input> {
-        let Some(unit) = self.engine.unit(name) else {
-            return None;
-        };
+        let unit = self.engine.unit(name)?;
         // A spawn that waited its turn may no longer be wanted: stopped, or superseded by
         // a later run. Its process would have no one to answer to. A stop that came while
         // it waited is waiting for this answer: tell the engine nothing was spawned.
