@@ -890,7 +890,7 @@ fn make_instances(found: &mut Found, problems: &mut Vec<Problem>) -> Vec<String>
         wanted.extend(instances.iter().map(|i| format!("{template}{i}")));
     }
     for (name, (spec, _)) in &found.services {
-        for dep in spec.requires.iter().chain(&spec.wants) {
+        for dep in spec.ordered_after() {
             if found.services.contains_key(dep.as_str()) && dep.ends_with('@') {
                 // Naming the template itself: say what to write instead.
                 if let Some((source, deps)) = found.spans.get(name) {
@@ -906,8 +906,9 @@ fn make_instances(found: &mut Found, problems: &mut Vec<Problem>) -> Vec<String>
                     ));
                 }
             }
-            wanted.push(dep.clone());
         }
+        // What it requires or wants is made; what it is only after is not pulled in.
+        wanted.extend(spec.requires.iter().chain(&spec.wants).cloned());
     }
     let mut made = Vec::new();
     for name in wanted {

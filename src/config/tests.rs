@@ -2220,6 +2220,10 @@ command = ["/bin/sh"]
 command = ["/bin/sh", "{instance}"]
 instances = 2
 wants = ["worker@"]
+
+[service.db]
+command = ["/bin/sh"]
+after = ["worker@"]
 "#,
     );
     std::fs::remove_dir_all(tree.root.join("services.d")).unwrap();
@@ -2236,6 +2240,7 @@ wants = ["worker@"]
         "ember.toml:13:10: warning: service \"web\" is not a template: {instance} in it stays as written",
         "ember.toml:15:13: service \"web\": instances is a template's key",
         "ember.toml:16:10: service \"web\" names the template \"worker@\"; name one of its instances",
+        "ember.toml:20:10: service \"db\" names the template \"worker@\"; name one of its instances",
     ];
     for want in expected {
         assert!(
