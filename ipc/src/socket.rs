@@ -818,6 +818,11 @@ pub struct Client {
 }
 
 impl Client {
+    /// The socket this client is connected to.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     pub fn connect(path: &Path) -> Result<Client, String> {
         let stream = StdUnixStream::connect(path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => format!(
@@ -839,21 +844,28 @@ impl Client {
 
     /// Sends one request and reads its reply.
     pub fn call(&mut self, request: &Command) -> Result<Reply, String> {
+        self.call_or_closed(request)?
+            .ok_or_else(|| format!("ember at {} closed the connection", self.path.display()))
+    }
+
+    /// Sends one request and reads its reply; `None` when ember closed the connection
+    /// instead of replying (what a successful `reexec` does: the new binary answers on a
+    /// new connection).
+    pub fn call_or_closed(&mut self, request: &Command) -> Result<Option<Reply>, String> {
         let mut bytes = serde_json::to_vec(request).map_err(|e| e.to_string())?;
         bytes.push(b'\n');
         if let Err(e) = self.writer.write_all(&bytes) {
             // ember may have refused the connection (busy, access denied) and closed it
             // before the request was sent: its reason is waiting to be read.
             if let Ok(Some(reply)) = self.next_reply() {
-                return Ok(reply);
+                return Ok(Some(reply));
             }
             return Err(format!(
                 "cannot send to ember at {}: {e}",
                 self.path.display()
             ));
         }
-        self.next_reply()?
-            .ok_or_else(|| format!("ember at {} closed the connection", self.path.display()))
+        self.next_reply()
     }
 
     /// Reads the next reply line; `None` at the end of the connection.
