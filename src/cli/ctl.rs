@@ -433,7 +433,7 @@ fn execute(client: &mut Client, command: Command, json: bool) -> Result<i32, Str
             Some(other) => unexpected(other),
             // Closed: the old binary is gone. The new one answers on a new connection.
             None => {
-                let hello = reconnect(&client.path().to_owned())?;
+                let hello = reconnect(client.path())?;
                 outln!(
                     "reexec: ember {} took over (protocol {})",
                     hello.ember,
