@@ -3694,21 +3694,18 @@ fn a_new_binary_takes_over_every_record_and_does_nothing_at_once() {
     sim.crash("crasher"); // in its backoff now
     sim.crash("failed");
     sim.assert_state("failed", State::Failed, Sub::ExitCode);
-    let before: Vec<(String, State, Sub, Option<Pid>, u64, u32, Option<Duration>)> = sim
-        .engine
-        .units()
-        .map(|u| {
-            (
-                u.spec.name.clone(),
-                u.state,
-                u.sub,
-                u.pid,
-                u.run,
-                u.restarts,
-                u.deadline,
-            )
-        })
-        .collect();
+    let records = |engine: &Engine| -> Vec<String> {
+        engine
+            .units()
+            .map(|u| {
+                format!(
+                    "{} {:?} {:?} {:?} run {} restarts {} deadline {:?}",
+                    u.spec.name, u.state, u.sub, u.pid, u.run, u.restarts, u.deadline
+                )
+            })
+            .collect()
+    };
+    let before = records(&sim.engine);
     let next = sim.engine.next_deadline();
 
     let mut engine = handed_over(&sim, specs);
@@ -3718,21 +3715,7 @@ fn a_new_binary_takes_over_every_record_and_does_nothing_at_once() {
         spawns(&actions).is_empty() && kills(&actions).is_empty(),
         "the new binary did something at once: {actions:?}"
     );
-    let after: Vec<_> = engine
-        .units()
-        .map(|u| {
-            (
-                u.spec.name.clone(),
-                u.state,
-                u.sub,
-                u.pid,
-                u.run,
-                u.restarts,
-                u.deadline,
-            )
-        })
-        .collect();
-    assert_eq!(before, after);
+    assert_eq!(before, records(&engine));
     assert_eq!(engine.next_deadline(), next);
     assert_eq!(engine.tally(), sim.engine.tally());
 
@@ -3770,7 +3753,7 @@ fn a_new_binary_stops_what_its_configuration_dropped_and_starts_what_it_added() 
 
 #[test]
 fn a_spawn_that_waited_its_turn_is_asked_again_by_the_new_binary() {
-    let mut sim = Sim::manual(vec![simple("web")]);
+    let sim = Sim::manual(vec![simple("web")]);
     sim.assert_state("web", State::Activating, Sub::Start);
     let mut engine = handed_over(&sim, vec![simple("web")]);
     let actions = engine.boot(sim.now);
