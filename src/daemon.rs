@@ -19,7 +19,9 @@ use tokio::sync::{broadcast, mpsc};
 
 /// Runs the supervisor until it is told to stop; returns the process exit code. As PID 1
 /// it never returns.
-pub fn run(config_path: &Path) -> i32 {
+pub fn run(config_path: &Path, handover: Option<std::os::fd::RawFd>) -> i32 {
+    // Work in progress (branch reexec): the new binary's side of the handover is next.
+    let _ = handover;
     let started = Instant::now();
     let uptime = pid1::uptime_text();
     let mut notes = Vec::new();
