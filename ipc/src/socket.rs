@@ -69,6 +69,22 @@ pub fn bind(path: &Path, open: bool) -> std::io::Result<UnixListener> {
     Ok(listener)
 }
 
+/// The listening socket a previous binary handed over at a reexec (by fd): the same
+/// socket, so a client never finds it missing. Closed at the next exec again.
+pub fn adopt(fd: std::os::fd::RawFd) -> std::io::Result<UnixListener> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: the fd was handed to this process for this alone.
+    let listener = unsafe { std::os::unix::net::UnixListener::from_raw_fd(fd) };
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    nix::fcntl::fcntl(
+        borrowed,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    )
+    .map_err(std::io::Error::from)?;
+    listener.set_nonblocking(true)?;
+    UnixListener::from_std(listener)
+}
+
 /// 0600 when only root (and ember's own uid) may connect, so the kernel refuses anyone
 /// else's connect; 0666 when rules let others in, whom their credentials then decide.
 pub fn set_open(path: &Path, open: bool) -> std::io::Result<()> {

@@ -42,6 +42,10 @@ pub struct Handover {
     pub logs: Vec<(String, Vec<LogLine>)>,
     pub boot_complete: bool,
     pub config_status: ConfigStatus,
+    /// The seq of each service's last published change: what its status reads.
+    pub published: Vec<(String, u64)>,
+    /// Each service's transitions this boot, for `ember analyze`.
+    pub timeline: super::timeline::Recorder,
 }
 
 /// The effects of one service's current run that the new binary needs.
@@ -54,6 +58,21 @@ pub struct CarriedProc {
     pub cgroup: Option<std::path::PathBuf>,
     pub oom_kills_before: u64,
     pub cpu_before: u64,
+}
+
+/// Whether an fd is closed at exec: cleared for what the next binary takes over.
+pub fn close_on_exec(fd: RawFd, close: bool) -> Result<(), String> {
+    use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+    // SAFETY: only the flags of an fd this process holds are changed.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let flags = if close {
+        FdFlag::FD_CLOEXEC
+    } else {
+        FdFlag::empty()
+    };
+    fcntl(fd, FcntlArg::F_SETFD(flags))
+        .map(drop)
+        .map_err(|e| format!("fd {fd:?}: {e}"))
 }
 
 /// Writes `handover` into a memfd that the exec keeps open; returns it.
@@ -127,6 +146,8 @@ mod tests {
             logs: Vec::new(),
             boot_complete: true,
             config_status: ConfigStatus::default(),
+            published: vec![("web".into(), 41)],
+            timeline: super::super::timeline::Recorder::new(Duration::from_millis(5)),
         }
     }
 
