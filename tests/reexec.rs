@@ -172,3 +172,63 @@ fn a_binary_that_cannot_take_over_is_refused_and_the_old_one_runs_on() {
     );
     assert_eq!(ember.status("web")["pid"], web["pid"]);
 }
+
+/// The adapters carry on through a reexec: ember-mqtt keeps its pid and its broker
+/// connection (the broker never says offline), connects to the new binary, and takes
+/// commands from it.
+#[test]
+fn the_mqtt_adapter_carries_on_through_a_reexec() {
+    if !can_unshare() || !common::broker::have_mosquitto() {
+        return;
+    }
+    let broker = common::broker::Broker::start("reexec", "");
+    let ember = Ember::start(
+        "reexec-mqtt",
+        &format!(
+            "[system]\ndevice = \"rx\"\n\n[mqtt]\nurl = \"{}\"\n\n[service.web]\ncommand = [\"/bin/sleep\", \"7930200\"]\n",
+            broker.url()
+        ),
+    );
+    ember.wait_state("web", "active", None, LONG);
+    let adapter = ember.wait_state("ember-mqtt", "active", None, LONG);
+    assert!(wait_for(LONG, || broker.collect(
+        "ember/rx/status",
+        1,
+        std::time::Duration::from_secs(1)
+    ) == ["ember/rx/status online"]));
+    let status = broker.subscribe("ember/rx/status");
+    let states = broker.subscribe("ember/rx/service/web/state");
+
+    let out = ember.ctl(&["reexec", "--binary", EMBER]);
+    assert!(
+        out.status.success(),
+        "{}\nlog:\n{}",
+        text(&out),
+        ember.log()
+    );
+    // The adapter is the same process, still active, and the board never went offline.
+    assert_eq!(ember.status("ember-mqtt")["pid"], adapter["pid"]);
+    let replies = broker.subscribe_with("ember/rx/reply", &["-q", "1"]);
+    broker.publish(
+        "ember/rx/service/web/cmd",
+        r#"{"cmd":"restart","id":"after-reexec"}"#,
+        &[],
+    );
+    let reply = replies
+        .wait_for("\"after-reexec\"", LONG)
+        .unwrap_or_else(|| panic!("no reply after the reexec; log:\n{}", ember.log()));
+    assert!(reply.contains(r#""ok":true"#), "{reply}");
+    assert!(
+        !status.lines().iter().any(|l| l.contains("offline")),
+        "the board said offline: {:?}",
+        status.lines()
+    );
+    // Only web's own restart shows on its state topic: no transient state of the reexec.
+    let seen: Vec<String> = states.lines();
+    assert!(
+        !seen
+            .iter()
+            .any(|l| l.contains("\"inactive\"") && !l.contains("restart")),
+        "{seen:?}"
+    );
+}

@@ -264,7 +264,28 @@ async fn serve_requests(
     closed: mpsc::Sender<String>,
 ) {
     while let Some(request) = requests.recv().await {
-        match lines.call(&request.command, Some(&request.origin)).await {
+        // A request that could not even be written never reached ember (its connection
+        // closed while idle, as at a reexec): it goes again once ember is back.
+        if let Err(why) = lines.send(&request.command, Some(&request.origin)).await {
+            match again
+                .until_back(why, || Lines::greet(&again.socket, &again.client))
+                .await
+            {
+                Ok((back, _)) => lines = back,
+                Err(why) => {
+                    let _ = request
+                        .reply
+                        .send(Reply::error(ErrorKind::Internal, why.clone()));
+                    let _ = closed.send(why).await;
+                    return;
+                }
+            }
+            if let Err(why) = lines.send(&request.command, Some(&request.origin)).await {
+                let _ = request.reply.send(Reply::error(ErrorKind::Internal, why));
+                continue;
+            }
+        }
+        match lines.next().await {
             Ok(reply) => {
                 let _ = request.reply.send(reply);
             }
