@@ -45,6 +45,9 @@ fn a_second_binary_takes_over_every_service_with_the_same_pids() {
     }
     services.push_str(
         r#"
+[service."worker@"]
+command = ["/bin/sleep", "7930300"]
+
 [service.chatty]
 command = ["/bin/sh", "-c", "while true; do echo tick; sleep 0.1; done"]
 
@@ -63,6 +66,9 @@ start_limit = 0
     assert!(wait_for(LONG, || ember.status("crasher")["restarts"]
         .as_u64()
         .is_some_and(|r| r >= 2)));
+    // One made on demand: handed over too, not stopped as one the configuration lacks.
+    let out = ember.ctl(&["start", "worker@x", "--wait"]);
+    assert!(out.status.success(), "{}", text(&out));
     let before: Vec<Value> = ember.all();
     let pid_of = |all: &[Value], name: &str| {
         all.iter()
@@ -99,6 +105,11 @@ start_limit = 0
         assert_eq!(ember.status(&name)["state"], "active");
     }
     assert_eq!(pid_of(&before, "chatty"), pid_of(&after, "chatty"));
+    assert_eq!(pid_of(&before, "worker@x"), pid_of(&after, "worker@x"));
+    // ... and is still one made on demand: a stop forgets it.
+    let out = ember.ctl(&["stop", "worker@x", "--wait"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!ember.all().iter().any(|s| s["name"] == "worker@x"));
     // The crash-looper is still reaped and restarted, its count going on.
     assert!(
         wait_for(LONG, || ember.status("crasher")["restarts"]

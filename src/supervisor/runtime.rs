@@ -269,7 +269,11 @@ impl Runtime {
                 Instant::now()
                     .checked_sub(h.elapsed)
                     .unwrap_or_else(Instant::now),
-                Engine::adopt(config.services.clone(), h.engine.clone(), h.elapsed),
+                Engine::adopt(
+                    with_instances(&config, &h.engine),
+                    h.engine.clone(),
+                    h.elapsed,
+                ),
             ),
             None => (
                 Instant::now(),
@@ -1405,6 +1409,31 @@ impl Said {
 }
 
 /// Sleeps until `at`; with none, never wakes (no timer is armed).
+/// The services of `config`, and the instances made on demand that `carried` has (not
+/// on their way out), made again from their templates as the configuration has them now,
+/// as a reload does: without them, a reexec would stop them.
+fn with_instances(
+    config: &Config,
+    carried: &ember_engine::carry::Carried,
+) -> std::collections::BTreeMap<String, crate::config::ServiceSpec> {
+    let mut specs = config.services.clone();
+    for unit in carried.units.iter().filter(|u| u.transient && !u.removing) {
+        let Some((template, instance)) = config::service::template_of(&unit.name) else {
+            continue;
+        };
+        if let (false, Some(template)) = (
+            specs.contains_key(&unit.name),
+            config.templates.get(template),
+        ) {
+            let mut spec = template.instantiate(instance);
+            spec.transient = true;
+            spec.enabled = true;
+            specs.insert(unit.name.clone(), spec);
+        }
+    }
+    specs
+}
+
 async fn sleep_until_or_never(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at.into()).await,
