@@ -49,6 +49,12 @@ pub struct CarriedUnit {
     pub schedule_on: bool,
     pub due: bool,
     pub transient: bool,
+    /// How it is stopped and what it is ordered after, from the spec it runs: what the
+    /// new binary stops it by when its configuration no longer has it (a removed
+    /// service's stand-in), in the same order as the old binary would have.
+    pub stop_signal: i32,
+    pub stop_timeout: Duration,
+    pub ordered_after: Vec<String>,
 }
 
 impl Engine {
@@ -88,6 +94,9 @@ impl Engine {
                 schedule_on: u.schedule_on,
                 due: u.due,
                 transient: u.spec.transient,
+                stop_signal: u.spec.stop_signal as i32,
+                stop_timeout: u.spec.stop_timeout,
+                ordered_after: u.spec.ordered_after().cloned().collect(),
             })
             .collect();
         Carried {
@@ -114,6 +123,10 @@ impl Engine {
                 None => {
                     let mut stand_in = ServiceSpec::new(&c.name, &[]);
                     stand_in.restart = RestartPolicy::Never;
+                    stand_in.stop_signal =
+                        Signal::try_from(c.stop_signal).unwrap_or(Signal::SIGTERM);
+                    stand_in.stop_timeout = c.stop_timeout;
+                    stand_in.after = c.ordered_after.clone();
                     stand_in
                 }
             };

@@ -45,6 +45,21 @@ impl Runtime {
             ));
             return;
         }
+        // What a reload is still doing (a service stopping to go, or to restart on its
+        // new spec) is done by this binary, which knows the specs those run: the next
+        // reads only the configuration as it is now.
+        let reloading = self
+            .engine
+            .units()
+            .filter(|u| u.removing || u.pending_spec.is_some())
+            .count();
+        if reloading > 0 {
+            let _ = reply.send(Reply::error(
+                ErrorKind::Busy,
+                format!("a reload is still being applied ({reloading} services stopping to go or to restart); try again once they have"),
+            ));
+            return;
+        }
         // The next binary reads the configuration again (as a reload does): one with
         // errors would leave it with nothing to run, so it is refused now, as a reload is.
         if crate::config::load(&self.config.path).config.is_none() {
