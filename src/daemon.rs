@@ -19,11 +19,13 @@ use tokio::sync::{broadcast, mpsc};
 
 /// Runs the supervisor until it is told to stop; returns the process exit code. As PID 1
 /// it never returns.
-pub fn run(config_path: &Path) -> i32 {
+pub fn run(config_path: &Path, handover: Option<std::os::fd::RawFd>) -> i32 {
+    // Started by `ember ctl reexec`: the previous binary's services to take over.
+    let handover = handover.map(crate::supervisor::handover::read);
     let started = Instant::now();
     let uptime = pid1::uptime_text();
     let mut notes = Vec::new();
-    if std::process::id() == 1 {
+    if std::process::id() == 1 && handover.is_none() {
         match early::mount_proc() {
             Ok(true) => notes.push("mounted proc on /proc".to_owned()),
             Ok(false) => {}
@@ -38,7 +40,10 @@ pub fn run(config_path: &Path) -> i32 {
         .clone()
         .or_else(|| loaded.settings.clone())
         .unwrap_or_else(|| fallback(config_path));
-    notes.extend(early::boot(role, settings.system.hostname.as_deref()));
+    // After a reexec the early boot is done already.
+    if handover.is_none() {
+        notes.extend(early::boot(role, settings.system.hostname.as_deref()));
+    }
     // The device name defaults to the hostname, which early boot may just have set.
     let hostname = config::hostname();
     if hostname != kernel_hostname {
@@ -63,6 +68,17 @@ pub fn run(config_path: &Path) -> i32 {
     for note in notes {
         tracing::info!("{note}");
     }
+    let handover = match handover {
+        Some(Ok(h)) => Some(h),
+        Some(Err(e)) => {
+            // The services of the previous binary run on, unknown to this one: they are
+            // stopped, and the configuration starts afresh, so that nothing runs twice.
+            tracing::error!("reexec: cannot take over ({e}); stopping what was left running and starting afresh");
+            crate::pid1::shutdown::stop_leftovers(role, std::time::Duration::from_secs(5));
+            None
+        }
+        None => None,
+    };
     for problem in &loaded.problems {
         match problem.severity {
             Severity::Error => tracing::error!("{problem}"),
@@ -104,7 +120,7 @@ pub fn run(config_path: &Path) -> i32 {
     let mut rescue_shell = config.system.rescue_shell.clone();
     let mut shutdown_timeout = config.system.shutdown_timeout;
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        supervise(config, config_status, role)
+        supervise(config, config_status, role, handover)
     }));
     let why = match (result, role) {
         (Ok(Some((ended, bound))), Role::Supervisor) => {
@@ -163,6 +179,7 @@ fn supervise(
     config: Config,
     config_status: ember_ipc::ConfigStatus,
     role: Role,
+    handover: Option<crate::supervisor::handover::Handover>,
 ) -> Option<(Ended, bool)> {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -191,8 +208,16 @@ fn supervise(
         policy.rules.extend(rules);
         let open = policy.opens_the_socket();
         let (policy_tx, policy_rx) = tokio::sync::watch::channel(policy);
-        let bound = match socket::bind(&socket_path, open) {
+        let mut control_fd = None;
+        // After a reexec the socket is the one the previous binary listened on: clients
+        // never find it missing.
+        let listener = match handover.as_ref().and_then(|h| h.control) {
+            Some(fd) => socket::adopt(fd),
+            None => socket::bind(&socket_path, open),
+        };
+        let bound = match listener {
             Ok(listener) => {
+                control_fd = Some(std::os::fd::AsRawFd::as_raw_fd(&listener));
                 tracing::info!("control socket at {}", socket_path.display());
                 tokio::spawn(socket::serve(listener, control, pending.clone(), policy_rx));
                 true
@@ -228,8 +253,12 @@ fn supervise(
             events,
             lines,
             policy: policy_tx,
+            control_fd,
+            // The path it was started from (a replaced file's new contents, after an
+            // update), resolved now, before anything can replace it.
+            binary: std::env::current_exe().unwrap_or_else(|_| "/sbin/init".into()),
         };
-        let ended = Runtime::run(config, config_status, role, links).await;
+        let ended = Runtime::run(config, config_status, role, links, handover).await;
         // The last replies (a `poweroff` that had nothing to stop) reach their clients.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), pending.drained()).await;
         (ended, bound)

@@ -56,7 +56,10 @@ fn run(mut argv: Vec<OsString>) -> c_int {
         Ok(Mode::Ctl(invocation)) => cli::ctl::run(invocation),
         Ok(Mode::Analyze(invocation)) => cli::analyze::run(invocation),
         Ok(Mode::Fleet(args)) => cli::fleet::run(args),
-        Ok(Mode::Daemon { config }) => ember::daemon::run(&config),
+        Ok(Mode::Daemon { config, handover }) => ember::daemon::run(&config, handover),
+        Ok(Mode::HandoverAccepts(format)) => {
+            i32::from(format != ember::supervisor::handover::FORMAT)
+        }
         Ok(Mode::Power {
             power,
             force,

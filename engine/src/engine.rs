@@ -366,6 +366,35 @@ impl Engine {
         engine
     }
 
+    /// An engine over records made elsewhere (a previous binary's: see `carry.rs`), with
+    /// its indexes (counts, tally, timers, dependents) built from them and every unit to
+    /// be looked at by the next reconcile.
+    pub(crate) fn with_records(units: BTreeMap<String, Unit>, booted_at: Duration) -> Engine {
+        let mut engine = Engine {
+            booted_at,
+            ..Engine::default()
+        };
+        for (name, mut unit) in units {
+            unit.class = Class::of(&unit);
+            engine.tally.add(unit.class);
+            if let Some(at) = unit.deadline {
+                engine.timers.insert((at, name.clone()));
+            }
+            if let Some(at) = unit.next_run {
+                engine.schedule_timers.insert((at, name.clone()));
+            }
+            engine.units.insert(name, unit);
+        }
+        engine.rebuild_dependents();
+        engine.dirty = engine.units.keys().cloned().collect();
+        engine
+    }
+
+    /// When the engine started (its clock's time): what `after_boot` counts from.
+    pub(crate) fn booted_at(&self) -> Duration {
+        self.booted_at
+    }
+
     /// What the engine counts and indexes as it goes, against a scan of every unit.
     #[cfg(test)]
     pub(crate) fn check_counts(&self) -> Result<(), String> {

@@ -8,7 +8,9 @@
 //! - [`spec`]: a service as checked from the configuration.
 //! - [`model`]: the per-service record, exits.
 //! - [`engine`]: the decisions.
+//! - [`carry`]: the records handed to the next binary at `ember ctl reexec`.
 
+pub mod carry;
 pub mod engine;
 pub mod model;
 pub mod spec;

@@ -491,6 +491,10 @@ enum Op {
     /// added (transient, forgotten once stopped), then started. Only when the
     /// configuration does not define it.
     Make(usize),
+    /// `ember ctl reexec`: the engine's records carried (through JSON, as the runtime
+    /// hands them over) into a new engine over the same configuration, which must then
+    /// do nothing at once.
+    Reexec,
     /// Reload with the configuration that runs: must change nothing.
     ReloadSame,
     /// Reload with one of the drawn configurations (0: the first, which brings back
@@ -598,6 +602,7 @@ fn op(confs: usize) -> impl Strategy<Value = Op> {
         1 => (unit(), 1u8..40).prop_map(|(unit, times)| Op::CrashLoop { unit, times }),
         2 => unit().prop_map(Op::Make),
         2 => Just(Op::ReloadSame),
+        2 => Just(Op::Reexec),
         2 => (0..confs).prop_map(Op::Reload),
         3 => (unit(), edit).prop_map(|(unit, edit)| Op::ReloadEdit { unit, edit }),
         1 => Just(Op::Shutdown),
@@ -1098,8 +1103,10 @@ impl World {
                 let exists = self
                     .unit(&n)
                     .is_some_and(|u| !(u.removing && u.spec.transient));
-                if self.config.contains_key(&n) || exists {
-                    return Ok(()); // the runtime makes only what it does not have
+                if self.config.contains_key(&n) || exists || self.engine.shutting_down() {
+                    // The runtime makes only what it does not have, and nothing once
+                    // shutting down (a start is refused then).
+                    return Ok(());
                 }
                 // From a template as the first configuration would have it, without its
                 // dependencies (a template's are checked against the configuration it
@@ -1116,6 +1123,44 @@ impl World {
                 self.made.insert(n.clone(), spec.clone());
                 self.feed_all(Input::Add(Box::new(spec)))?;
                 self.feed_all(Input::Start(n))
+            }
+            Op::Reexec => {
+                // The runtime refuses a reexec while shutting down, and while a reload is
+                // being applied (a service stopping to go, or to restart on a new spec).
+                let reloading = self
+                    .engine
+                    .units()
+                    .any(|u| u.removing || u.pending_spec.is_some());
+                if self.engine.shutting_down() || reloading {
+                    return Ok(());
+                }
+                let carried = self.engine.carry();
+                let text = serde_json::to_string(&carried).map_err(|e| e.to_string())?;
+                let carried: crate::carry::Carried =
+                    serde_json::from_str(&text).map_err(|e| e.to_string())?;
+                // As the runtime does: the configuration, and the instances made on
+                // demand that are not on their way out.
+                let specs = self.with_made(self.config.clone());
+                let before = self.engine.next_deadline();
+                self.engine = Engine::adopt(specs, carried, self.now);
+                self.engine.check_counts()?;
+                let actions = self.engine.boot(self.now);
+                self.trace.push(format!(
+                    "t={:?} reexec\n  -> {}",
+                    self.now,
+                    show_actions(&actions)
+                ));
+                ensure!(
+                    actions.is_empty(),
+                    "the engine taking over did something at once: {}",
+                    show_actions(&actions)
+                );
+                ensure!(
+                    self.engine.next_deadline() == before,
+                    "the next deadline moved: {before:?} -> {:?}",
+                    self.engine.next_deadline()
+                );
+                Ok(())
             }
             Op::ReloadSame => {
                 let same = self.with_made(self.config.clone());

@@ -3662,3 +3662,101 @@ fn an_instance_made_on_demand_then_configured_is_kept_when_stopped() {
     );
     sim.assert_state("worker@1", State::Inactive, Sub::Dead);
 }
+
+// ---------------------------------------------------------------------------------------
+// Reexec: the records carried to the next binary
+// ---------------------------------------------------------------------------------------
+
+/// Carries the engine through JSON (as the runtime hands it over) into a new one over
+/// `specs`, on the same clock.
+fn handed_over(sim: &Sim, specs: Vec<ServiceSpec>) -> Engine {
+    let carried = sim.engine.carry();
+    let text = serde_json::to_string(&carried).expect("serialize");
+    let back: crate::carry::Carried = serde_json::from_str(&text).expect("deserialize");
+    assert_eq!(back, carried);
+    Engine::adopt(spec_map(specs), back, sim.now)
+}
+
+#[test]
+fn a_new_binary_takes_over_every_record_and_does_nothing_at_once() {
+    let specs = vec![
+        simple("web"),
+        simple("db"),
+        simple("crasher"),
+        simple("failed").restart(RestartPolicy::Never),
+        scheduled("upload", Some(60), Some(10), 0),
+        simple("idle").disabled(),
+    ];
+    let mut sim = Sim::new(specs.clone());
+    sim.advance(secs(1));
+    sim.crash("crasher");
+    sim.advance(ms(150));
+    sim.crash("crasher"); // in its backoff now
+    sim.crash("failed");
+    sim.assert_state("failed", State::Failed, Sub::ExitCode);
+    let records = |engine: &Engine| -> Vec<String> {
+        engine
+            .units()
+            .map(|u| {
+                format!(
+                    "{} {:?} {:?} {:?} run {} restarts {} deadline {:?}",
+                    u.spec.name, u.state, u.sub, u.pid, u.run, u.restarts, u.deadline
+                )
+            })
+            .collect()
+    };
+    let before = records(&sim.engine);
+    let next = sim.engine.next_deadline();
+
+    let mut engine = handed_over(&sim, specs);
+    engine.check_counts().expect("counts");
+    let actions = engine.boot(sim.now);
+    assert!(
+        spawns(&actions).is_empty() && kills(&actions).is_empty(),
+        "the new binary did something at once: {actions:?}"
+    );
+    assert_eq!(before, records(&engine));
+    assert_eq!(engine.next_deadline(), next);
+    assert_eq!(engine.tally(), sim.engine.tally());
+
+    // It goes on where the old one was: the crasher's backoff ends in its next run, the
+    // upload runs on its schedule, counters go on.
+    sim.engine = engine;
+    let restarts = sim.unit("crasher").restarts;
+    sim.advance(secs(5));
+    sim.assert_state("crasher", State::Active, Sub::Running);
+    assert_eq!(sim.unit("crasher").restarts, restarts + 1);
+    sim.advance(secs(10));
+    assert!(sim.unit("upload").run >= 1, "the upload did not run");
+}
+
+#[test]
+fn a_new_binary_stops_what_its_configuration_dropped_and_starts_what_it_added() {
+    let mut sim = Sim::new(vec![simple("old"), simple("kept")]);
+    let mut engine = handed_over(&sim, vec![simple("kept"), simple("new")]);
+    let actions = engine.boot(sim.now);
+    assert_eq!(spawns(&actions), ["new"]);
+    assert_eq!(kills(&actions), [kill("old", Signal::SIGTERM)]);
+    sim.engine = engine;
+    let pid = sim.pid("old").expect("old still runs");
+    let gone = sim.feed(Input::Exited {
+        name: "old".into(),
+        pid,
+        exit: Exit::Signal(Signal::SIGTERM),
+        oom_killed: false,
+    });
+    assert!(
+        has(&gone, &Action::Removed { name: "old".into() }),
+        "{gone:?}"
+    );
+}
+
+#[test]
+fn a_spawn_that_waited_its_turn_is_asked_again_by_the_new_binary() {
+    let sim = Sim::manual(vec![simple("web")]);
+    sim.assert_state("web", State::Activating, Sub::Start);
+    let mut engine = handed_over(&sim, vec![simple("web")]);
+    let actions = engine.boot(sim.now);
+    assert_eq!(spawns(&actions), ["web"]);
+    assert_eq!(engine.unit("web").map(|u| u.run), Some(2));
+}

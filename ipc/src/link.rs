@@ -5,9 +5,11 @@
 //! carry them: one for requests (each line sent gets its reply line, in order) and one
 //! `subscribe` stream. Each snapshot of the stream becomes events (the system, every
 //! service, and a removal for each service the last snapshot had and this one has not),
-//! so an adapter that applies events converges after any gap. When ember goes away,
-//! [`Link::closed`] resolves: the adapter then exits, and ember, which supervises it,
-//! starts it again.
+//! so an adapter that applies events converges after any gap. When the connections
+//! close, the link connects again for up to [`COME_BACK`]: an `ember ctl reexec` replaces
+//! ember's binary under its adapters, which carry on (their broker and bus never see
+//! them go). When ember does not come back, [`Link::closed`] resolves: the adapter then
+//! exits, and ember, which supervises it, starts it again.
 
 use crate::protocol::{
     Command, Control, ErrorKind, Event, HelloArgs, Reply, Request, SubscribeArgs, PROTOCOL,
@@ -20,6 +22,10 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 /// Requests queued for the socket: at most this many wait.
 const QUEUE: usize = 64;
+
+/// How long a link tries to reach ember again after its connections closed before it
+/// gives up: the new binary of a reexec answers within a second or two.
+pub const COME_BACK: std::time::Duration = std::time::Duration::from_secs(30);
 
 pub struct Link {
     pub control: Control,
@@ -61,39 +67,25 @@ impl Link {
     /// Connects both ways, says hello as `client`, and subscribes (with the metrics rounds
     /// when `metrics`).
     pub async fn connect(socket: &Path, client: &str, metrics: bool) -> Result<Link, String> {
-        let mut requests = Lines::connect(socket).await?;
-        let hello = Command::Hello(HelloArgs {
-            protocol: PROTOCOL,
-            client: Some(client.to_owned()),
-        });
-        let hello = match requests.call(&hello, None).await? {
-            Reply::Hello(hello) => hello,
-            Reply::Error(e) => return Err(format!("ember refused the hello: {}", e.message)),
-            other => return Err(format!("ember answered the hello with {other:?}")),
-        };
-        if hello.protocol != PROTOCOL {
-            return Err(format!(
-                "ember speaks protocol {}, this adapter {PROTOCOL}: install the ember-{{mqtt,dbus}} of the same version as ember",
-                hello.protocol
-            ));
-        }
-        let mut stream = Lines::connect(socket).await?;
-        stream
-            .send(
-                &Command::Subscribe(SubscribeArgs {
-                    logs: false,
-                    metrics,
-                }),
-                None,
-            )
-            .await?;
+        let (requests, hello) = Lines::greet(socket, client).await?;
+        let stream = Lines::subscribe(socket, metrics).await?;
         let (requests_tx, requests_rx) = mpsc::channel(QUEUE);
         let (events, _) = broadcast::channel(1024);
         let (lines, _) = broadcast::channel(1);
         let (closed_tx, closed) = oneshot::channel();
         let (why_tx, mut why_rx) = mpsc::channel::<String>(2);
-        tokio::spawn(serve_requests(requests, requests_rx, why_tx.clone()));
-        tokio::spawn(read_stream(stream, events.clone(), why_tx));
+        let again = Again {
+            socket: socket.to_owned(),
+            client: client.to_owned(),
+            metrics,
+        };
+        tokio::spawn(serve_requests(
+            again.clone(),
+            requests,
+            requests_rx,
+            why_tx.clone(),
+        ));
+        tokio::spawn(read_stream(again, stream, events.clone(), why_tx));
         tokio::spawn(async move {
             let why = why_rx
                 .recv()
@@ -145,6 +137,39 @@ pub async fn call_alone(socket: &Path, command: &Command, via: &str) -> Result<R
     lines.call(command, Some(via)).await
 }
 
+/// What a link needs to connect again.
+#[derive(Clone)]
+struct Again {
+    socket: std::path::PathBuf,
+    client: String,
+    metrics: bool,
+}
+
+impl Again {
+    /// Retries `connect` until it works or [`COME_BACK`] has passed since `why` (the
+    /// reason the last connection ended), which is then the answer.
+    async fn until_back<T, F: std::future::Future<Output = Result<T, String>>>(
+        &self,
+        why: String,
+        connect: impl Fn() -> F,
+    ) -> Result<T, String> {
+        let deadline = tokio::time::Instant::now() + COME_BACK;
+        loop {
+            if let Ok(lines) = connect().await {
+                tracing::info!("ember is back ({why} before)");
+                return Ok(lines);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(format!(
+                    "{why}, and ember did not come back within {} s",
+                    COME_BACK.as_secs()
+                ));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+}
+
 /// One connection to the socket, line by line.
 struct Lines {
     reader: BufReader<tokio::net::unix::OwnedReadHalf>,
@@ -161,6 +186,42 @@ impl Lines {
             reader: BufReader::new(read),
             writer,
         })
+    }
+
+    /// A connection for requests, after a `hello` as `client`; and the hello's answer.
+    async fn greet(socket: &Path, client: &str) -> Result<(Lines, crate::protocol::Hello), String> {
+        let mut requests = Lines::connect(socket).await?;
+        let hello = Command::Hello(HelloArgs {
+            protocol: PROTOCOL,
+            client: Some(client.to_owned()),
+        });
+        let hello = match requests.call(&hello, None).await? {
+            Reply::Hello(hello) => hello,
+            Reply::Error(e) => return Err(format!("ember refused the hello: {}", e.message)),
+            other => return Err(format!("ember answered the hello with {other:?}")),
+        };
+        if hello.protocol != PROTOCOL {
+            return Err(format!(
+                "ember speaks protocol {}, this adapter {PROTOCOL}: install the ember-{{mqtt,dbus}} of the same version as ember",
+                hello.protocol
+            ));
+        }
+        Ok((requests, hello))
+    }
+
+    /// A connection subscribed to every change.
+    async fn subscribe(socket: &Path, metrics: bool) -> Result<Lines, String> {
+        let mut stream = Lines::connect(socket).await?;
+        stream
+            .send(
+                &Command::Subscribe(SubscribeArgs {
+                    logs: false,
+                    metrics,
+                }),
+                None,
+            )
+            .await?;
+        Ok(stream)
     }
 
     /// Sends a command; `via` says where it came from, for ember's log.
@@ -193,14 +254,38 @@ impl Lines {
     }
 }
 
-/// Carries requests one at a time: a line out, its reply back.
+/// Carries requests one at a time: a line out, its reply back. A request whose
+/// connection closes is answered with why (it may or may not have run); the next goes
+/// on a new connection once ember is back.
 async fn serve_requests(
+    again: Again,
     mut lines: Lines,
     mut requests: mpsc::Receiver<Request>,
     closed: mpsc::Sender<String>,
 ) {
     while let Some(request) = requests.recv().await {
-        match lines.call(&request.command, Some(&request.origin)).await {
+        // A request that could not even be written never reached ember (its connection
+        // closed while idle, as at a reexec): it goes again once ember is back.
+        if let Err(why) = lines.send(&request.command, Some(&request.origin)).await {
+            match again
+                .until_back(why, || Lines::greet(&again.socket, &again.client))
+                .await
+            {
+                Ok((back, _)) => lines = back,
+                Err(why) => {
+                    let _ = request
+                        .reply
+                        .send(Reply::error(ErrorKind::Internal, why.clone()));
+                    let _ = closed.send(why).await;
+                    return;
+                }
+            }
+            if let Err(why) = lines.send(&request.command, Some(&request.origin)).await {
+                let _ = request.reply.send(Reply::error(ErrorKind::Internal, why));
+                continue;
+            }
+        }
+        match lines.next().await {
             Ok(reply) => {
                 let _ = request.reply.send(reply);
             }
@@ -208,15 +293,25 @@ async fn serve_requests(
                 let _ = request
                     .reply
                     .send(Reply::error(ErrorKind::Internal, why.clone()));
-                let _ = closed.send(why).await;
-                return;
+                match again
+                    .until_back(why, || Lines::greet(&again.socket, &again.client))
+                    .await
+                {
+                    Ok((back, _)) => lines = back,
+                    Err(why) => {
+                        let _ = closed.send(why).await;
+                        return;
+                    }
+                }
             }
         }
     }
 }
 
-/// Turns the subscribe stream into events.
+/// Turns the subscribe stream into events. A stream that ends is subscribed again once
+/// ember is back: its snapshot brings every change missed meanwhile.
 async fn read_stream(
+    again: Again,
     mut lines: Lines,
     events: broadcast::Sender<Event>,
     closed: mpsc::Sender<String>,
@@ -226,8 +321,19 @@ async fn read_stream(
         let reply = match lines.next().await {
             Ok(reply) => reply,
             Err(why) => {
-                let _ = closed.send(why).await;
-                return;
+                match again
+                    .until_back(why, || Lines::subscribe(&again.socket, again.metrics))
+                    .await
+                {
+                    Ok(back) => {
+                        lines = back;
+                        continue;
+                    }
+                    Err(why) => {
+                        let _ = closed.send(why).await;
+                        return;
+                    }
+                }
             }
         };
         match reply {
@@ -268,5 +374,131 @@ async fn read_stream(
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{Hello, Role, ServiceStatus, StatusReply, SystemState, SystemStatus};
+    use tokio::net::UnixListener;
+
+    /// A stand-in for ember on `socket`: answers a hello, and a subscribe with a snapshot of
+    /// one service named `service`; then closes every connection after `connections`.
+    async fn fake_ember(socket: &Path, service: &str, connections: usize) {
+        let _ = std::fs::remove_file(socket);
+        let listener = UnixListener::bind(socket).unwrap();
+        // Held open until this stand-in goes (its task is aborted): the link then sees
+        // every connection close at once, as when a process execs.
+        let mut open = Vec::new();
+        for _ in 0..connections {
+            let (stream, _) = listener.accept().await.unwrap();
+            let (read, mut write) = stream.into_split();
+            let mut line = String::new();
+            BufReader::new(read).read_line(&mut line).await.unwrap();
+            let reply = if line.contains("\"hello\"") {
+                Reply::Hello(Hello {
+                    protocol: PROTOCOL,
+                    ember: "test".into(),
+                    device: "d".into(),
+                    role: Role::Supervisor,
+                })
+            } else {
+                Reply::Snapshot(StatusReply {
+                    seq: 1,
+                    system: SystemStatus {
+                        state: SystemState::Running,
+                        config: Default::default(),
+                        seq: 1,
+                        watchdog: None,
+                    },
+                    services: vec![ServiceStatus {
+                        name: service.into(),
+                        ..Default::default()
+                    }],
+                })
+            };
+            let mut text = serde_json::to_vec(&reply).unwrap();
+            text.push(b'\n');
+            write.write_all(&text).await.unwrap();
+            open.push(write);
+        }
+        std::future::pending::<()>().await;
+    }
+
+    /// Waits for an event of the service `name`.
+    async fn seen(events: &mut broadcast::Receiver<Event>, name: &str) {
+        loop {
+            if let Event::Service(s) = events.recv().await.unwrap() {
+                if s.name == name {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The connections close (as at a reexec) and ember comes back: the link connects
+    /// again and its events go on, from the new snapshot; it does not say closed.
+    #[tokio::test]
+    async fn a_link_outlives_ember_going_and_coming_back() {
+        let dir = std::env::temp_dir().join(format!("ember-link-test-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let socket = dir.join("control.sock");
+        let first = tokio::spawn({
+            let socket = socket.clone();
+            async move { fake_ember(&socket, "old", 2).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let mut link = Link::connect(&socket, "test", false)
+            .await
+            .expect("connect");
+        let mut events = link.control.events.subscribe();
+        seen(&mut events, "old").await;
+        // ember goes: its connections close with the process.
+        first.abort();
+        let _ = first.await;
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        // ... and comes back: the link subscribes again and reads the new snapshot.
+        tokio::spawn({
+            let socket = socket.clone();
+            async move { fake_ember(&socket, "new", 2).await }
+        });
+        tokio::time::timeout(std::time::Duration::from_secs(10), seen(&mut events, "new"))
+            .await
+            .expect("no snapshot from the ember that came back");
+        let closed = tokio::time::timeout(std::time::Duration::from_millis(300), link.closed());
+        assert!(closed.await.is_err(), "the link said closed");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// ember goes and does not come back: the link says so once [`COME_BACK`] has passed
+    /// (the adapter then exits, and the next ember starts it again).
+    #[tokio::test(start_paused = true)]
+    async fn a_link_says_closed_when_ember_does_not_come_back() {
+        let dir = std::env::temp_dir().join(format!("ember-link-gone-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let socket = dir.join("control.sock");
+        let ember = tokio::spawn({
+            let socket = socket.clone();
+            async move { fake_ember(&socket, "old", 2).await }
+        });
+        let mut link = loop {
+            if let Ok(link) = Link::connect(&socket, "test", false).await {
+                break link;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        };
+        ember.abort();
+        let _ = ember.await;
+        let _ = std::fs::remove_file(&socket);
+        let started = tokio::time::Instant::now();
+        let why = link.closed().await;
+        assert!(why.contains("did not come back within 30 s"), "{why}");
+        assert!(
+            started.elapsed() >= COME_BACK,
+            "gave up after {:?}",
+            started.elapsed()
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

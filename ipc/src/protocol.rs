@@ -33,10 +33,11 @@ pub enum Verb {
     Poweroff,
     Reboot,
     Halt,
+    Reexec,
 }
 
 impl Verb {
-    pub const ALL: [Verb; 12] = [
+    pub const ALL: [Verb; 13] = [
         Verb::Hello,
         Verb::Subscribe,
         Verb::Status,
@@ -49,6 +50,7 @@ impl Verb {
         Verb::Poweroff,
         Verb::Reboot,
         Verb::Halt,
+        Verb::Reexec,
     ];
 
     /// The word on the wire (`"start"`, `"status"`...).
@@ -66,6 +68,7 @@ impl Verb {
             Verb::Poweroff => "poweroff",
             Verb::Reboot => "reboot",
             Verb::Halt => "halt",
+            Verb::Reexec => "reexec",
         }
     }
 
@@ -112,6 +115,19 @@ pub enum Command {
     Poweroff,
     Reboot,
     Halt,
+    /// Exec a new ember binary in PID 1's place, handing it every service as it runs
+    /// (systemd's daemon-reexec): what an update of ember needs without a reboot. Root
+    /// only. Answered only when it fails; the client then sees the connection close, and
+    /// the new binary answers on the same socket.
+    Reexec(ReexecArgs),
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReexecArgs {
+    /// The binary to exec; by default the one ember was started from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binary: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -191,6 +207,7 @@ impl Command {
             Command::Poweroff => Verb::Poweroff,
             Command::Reboot => Verb::Reboot,
             Command::Halt => Verb::Halt,
+            Command::Reexec(_) => Verb::Reexec,
         }
     }
 
@@ -271,6 +288,7 @@ impl Command {
             Verb::Poweroff => args(&rest).map(|()| Command::Poweroff)?,
             Verb::Reboot => args(&rest).map(|()| Command::Reboot)?,
             Verb::Halt => args(&rest).map(|()| Command::Halt)?,
+            Verb::Reexec => Command::Reexec(typed(verb, rest)?),
         })
     }
 }

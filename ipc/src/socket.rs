@@ -69,6 +69,22 @@ pub fn bind(path: &Path, open: bool) -> std::io::Result<UnixListener> {
     Ok(listener)
 }
 
+/// The listening socket a previous binary handed over at a reexec (by fd): the same
+/// socket, so a client never finds it missing. Closed at the next exec again.
+pub fn adopt(fd: std::os::fd::RawFd) -> std::io::Result<UnixListener> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: the fd was handed to this process for this alone.
+    let listener = unsafe { std::os::unix::net::UnixListener::from_raw_fd(fd) };
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    nix::fcntl::fcntl(
+        borrowed,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    )
+    .map_err(std::io::Error::from)?;
+    listener.set_nonblocking(true)?;
+    UnixListener::from_std(listener)
+}
+
 /// 0600 when only root (and ember's own uid) may connect, so the kernel refuses anyone
 /// else's connect; 0666 when rules let others in, whom their credentials then decide.
 pub fn set_open(path: &Path, open: bool) -> std::io::Result<()> {
@@ -818,6 +834,11 @@ pub struct Client {
 }
 
 impl Client {
+    /// The socket this client is connected to.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     pub fn connect(path: &Path) -> Result<Client, String> {
         let stream = StdUnixStream::connect(path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => format!(
@@ -839,21 +860,28 @@ impl Client {
 
     /// Sends one request and reads its reply.
     pub fn call(&mut self, request: &Command) -> Result<Reply, String> {
+        self.call_or_closed(request)?
+            .ok_or_else(|| format!("ember at {} closed the connection", self.path.display()))
+    }
+
+    /// Sends one request and reads its reply; `None` when ember closed the connection
+    /// instead of replying (what a successful `reexec` does: the new binary answers on a
+    /// new connection).
+    pub fn call_or_closed(&mut self, request: &Command) -> Result<Option<Reply>, String> {
         let mut bytes = serde_json::to_vec(request).map_err(|e| e.to_string())?;
         bytes.push(b'\n');
         if let Err(e) = self.writer.write_all(&bytes) {
             // ember may have refused the connection (busy, access denied) and closed it
             // before the request was sent: its reason is waiting to be read.
             if let Ok(Some(reply)) = self.next_reply() {
-                return Ok(reply);
+                return Ok(Some(reply));
             }
             return Err(format!(
                 "cannot send to ember at {}: {e}",
                 self.path.display()
             ));
         }
-        self.next_reply()?
-            .ok_or_else(|| format!("ember at {} closed the connection", self.path.display()))
+        self.next_reply()
     }
 
     /// Reads the next reply line; `None` at the end of the connection.

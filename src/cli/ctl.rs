@@ -44,6 +44,11 @@ Commands:
                               that adapters read (see the README)
   poweroff | reboot | halt    stop every service in reverse order; as PID 1 then power
                               off, reboot or halt, otherwise ember exits
+  reexec [--binary PATH]      exec a new ember in PID 1's place (after an update of
+                              ember, without a reboot): it takes over every service as
+                              it runs, same pids. PATH: the new binary (default: the one
+                              ember was started from). Returns once the new one answers;
+                              one that cannot take over is refused, the old one runs on
 
 Options:
   -s, --socket PATH   the control socket (default $EMBER_SOCKET, else /run/ember/control.sock)
@@ -51,6 +56,7 @@ Options:
       --json          print replies as JSON (status, start/stop/restart, reload, logs)
   -w, --wait          see start, stop, restart
   -n, --lines N       see logs
+      --binary PATH   see reexec
   -f, --follow        see logs
   -h, --help          print this help
 
@@ -87,6 +93,7 @@ pub fn parse(mut parser: lexopt::Parser) -> Result<Invocation, String> {
     let (mut json, mut wait, mut follow, mut lines) =
         (false, false, false, ember_ipc::LOG_LINES_DEFAULT);
     let mut with_logs = false;
+    let mut binary: Option<String> = None;
     let usage = |m: String| format!("{m}; try `ember ctl --help`");
     while let Some(arg) = parser.next().map_err(|e| usage(e.to_string()))? {
         match arg {
@@ -105,6 +112,14 @@ pub fn parse(mut parser: lexopt::Parser) -> Result<Invocation, String> {
             }
             Long("json") => json = true,
             Long("logs") => with_logs = true,
+            Long("binary") => {
+                let value = parser.value().map_err(|e| usage(e.to_string()))?;
+                binary = Some(
+                    value
+                        .string()
+                        .map_err(|_| usage("--binary takes a UTF-8 path".into()))?,
+                );
+            }
             Short('w') | Long("wait") => wait = true,
             Short('f') | Long("follow") => follow = true,
             Short('n') | Long("lines") => {
@@ -157,6 +172,9 @@ pub fn parse(mut parser: lexopt::Parser) -> Result<Invocation, String> {
     if verb != Verb::Subscribe {
         takes(with_logs, "--logs", "subscribe")?;
     }
+    if verb != Verb::Reexec {
+        takes(binary.is_some(), "--binary", "reexec")?;
+    }
     if !matches!(verb, Verb::Start | Verb::Stop | Verb::Restart) {
         takes(wait, "--wait", "start, stop and restart")?;
     }
@@ -199,6 +217,7 @@ pub fn parse(mut parser: lexopt::Parser) -> Result<Invocation, String> {
         Verb::Reload => Command::Reload,
         Verb::Poweroff => Command::Poweroff,
         Verb::Reboot => Command::Reboot,
+        Verb::Reexec => Command::Reexec(ember_ipc::ReexecArgs { binary }),
         Verb::Halt | Verb::Timeline | Verb::Hello => Command::Halt,
     };
     Ok(Invocation {
@@ -409,6 +428,20 @@ fn execute(client: &mut Client, command: Command, json: bool) -> Result<i32, Str
                 }
             }
         }
+        command @ Command::Reexec(_) => match client.call_or_closed(&command)? {
+            Some(Reply::Error(e)) => Err(e.message),
+            Some(other) => unexpected(other),
+            // Closed: the old binary is gone. The new one answers on a new connection.
+            None => {
+                let hello = reconnect(client.path())?;
+                outln!(
+                    "reexec: ember {} took over (protocol {})",
+                    hello.ember,
+                    hello.protocol
+                );
+                Ok(0)
+            }
+        },
         command @ (Command::Poweroff
         | Command::Reboot
         | Command::Halt
@@ -418,6 +451,27 @@ fn execute(client: &mut Client, command: Command, json: bool) -> Result<i32, Str
             expect_services(client.call(&command)?)?;
             outln!("{verb}: ember is stopping every service");
             Ok(0)
+        }
+    }
+}
+
+/// After a reexec: the new binary's hello, once it answers on the socket (within a
+/// minute: it adopts every service first).
+fn reconnect(socket: &std::path::Path) -> Result<ember_ipc::Hello, String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let hello = Command::Hello(ember_ipc::HelloArgs {
+            protocol: ember_ipc::PROTOCOL,
+            client: Some("ember ctl".into()),
+        });
+        let answer = Client::connect(socket).and_then(|mut c| c.call(&hello));
+        match answer {
+            Ok(Reply::Hello(hello)) => return Ok(hello),
+            Ok(other) => return unexpected(other),
+            Err(e) if std::time::Instant::now() >= deadline => {
+                return Err(format!("the new ember did not answer within a minute: {e}"))
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
         }
     }
 }

@@ -73,7 +73,13 @@ socket cannot be opened, or a service with on_failure ended failed.
 pub enum Mode {
     Daemon {
         config: PathBuf,
+        /// `--handover FD`: started by `ember ctl reexec`, which left the state of every
+        /// service in this memfd (not for people: the old binary writes it).
+        handover: Option<std::os::fd::RawFd>,
     },
+    /// `--handover-accepts N`: exit 0 when this binary reads handover format N (what
+    /// the old binary asks before it execs this one).
+    HandoverAccepts(u32),
     Power {
         power: crate::pid1::Power,
         force: bool,
@@ -104,6 +110,7 @@ pub fn parse(argv0: &str, args: Vec<std::ffi::OsString>) -> Result<Mode, String>
     let mut parser = lexopt::Parser::from_args(args);
     let mut config = PathBuf::from(crate::config::DEFAULT_CONFIG);
     let mut subcommand: Option<String> = None;
+    let mut handover: Option<std::os::fd::RawFd> = None;
     loop {
         let arg = parser.next().map_err(|e| e.to_string())?;
         match arg {
@@ -112,6 +119,24 @@ pub fn parse(argv0: &str, args: Vec<std::ffi::OsString>) -> Result<Mode, String>
                 config = parser.value().map_err(|e| e.to_string())?.into()
             }
             Some(Short('h') | Long("help")) => return Ok(Mode::Help(HELP)),
+            Some(Long("handover")) => {
+                let fd = parser.value().map_err(|e| e.to_string())?;
+                handover = Some(
+                    fd.string()
+                        .ok()
+                        .and_then(|f| f.parse().ok())
+                        .ok_or("--handover takes an fd number")?,
+                );
+            }
+            Some(Long("handover-accepts")) => {
+                let format = parser.value().map_err(|e| e.to_string())?;
+                return format
+                    .string()
+                    .ok()
+                    .and_then(|f| f.parse().ok())
+                    .map(Mode::HandoverAccepts)
+                    .ok_or_else(|| "--handover-accepts takes a format number".to_owned());
+            }
             Some(Short('V') | Long("version")) => return Ok(Mode::Version),
             Some(Value(v)) if subcommand.is_none() => {
                 let word = v
@@ -140,7 +165,7 @@ pub fn parse(argv0: &str, args: Vec<std::ffi::OsString>) -> Result<Mode, String>
     }
     Ok(match subcommand.as_deref() {
         Some("check") => Mode::Check { config },
-        _ => Mode::Daemon { config },
+        _ => Mode::Daemon { config, handover },
     })
 }
 

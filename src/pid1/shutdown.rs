@@ -73,6 +73,18 @@ pub fn reboot(power: Power) {
     tracing::error!("reboot(2) failed: {e}");
 }
 
+/// After a reexec whose handover could not be read: the previous binary's services run
+/// on, unknown to this one; as PID 1 they are ended (SIGTERM, the grace, SIGKILL) so that
+/// the configuration starts afresh with nothing running twice. Not as PID 1: kill(-1)
+/// would reach the whole machine, so they are left running, and said.
+pub fn stop_leftovers(role: Role, grace: Duration) {
+    if role.is_pid1() {
+        end_remaining_processes(grace);
+    } else {
+        tracing::error!("reexec: not PID 1: the previous binary's services are left running, unsupervised; stop them by hand");
+    }
+}
+
 /// SIGTERM to every process left in the namespace; the grace; SIGKILL to what is still
 /// there. kill(-1) reaches every process ember may signal but itself, whoever its parent.
 fn end_remaining_processes(grace: Duration) {

@@ -61,11 +61,24 @@ impl Watchdog {
     /// Opens the device (which arms it), sets its timeout and pets it once. On an error
     /// nothing is left open, and nothing was written to a device that is not a watchdog.
     pub fn open(config: &WatchdogConfig) -> Result<Watchdog, String> {
-        let device = config.device.display();
         let file = std::fs::OpenOptions::new()
             .write(true)
             .open(&config.device)
-            .map_err(|e| format!("cannot open {device}: {e}"))?;
+            .map_err(|e| format!("cannot open {}: {e}", config.device.display()))?;
+        Watchdog::set_up(file, config)
+    }
+
+    /// The device a previous binary held open, handed over at a reexec (opening it again
+    /// would fail: a watchdog has one opener), set up as `open` does.
+    pub fn adopt(fd: std::os::fd::RawFd, config: &WatchdogConfig) -> Result<Watchdog, String> {
+        // SAFETY: the fd was handed to this process for this alone.
+        let file = unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        let _ = crate::supervisor::handover::close_on_exec(fd, true);
+        Watchdog::set_up(file, config)
+    }
+
+    fn set_up(file: File, config: &WatchdogConfig) -> Result<Watchdog, String> {
+        let device = config.device.display();
         let fd = file.as_raw_fd();
         let mut info = Info {
             options: 0,
@@ -243,6 +256,11 @@ impl Watchdog {
             self.on_shutdown.word()
         ));
         text
+    }
+
+    /// The open device's fd, for `reexec`: the next binary keeps it open and pets it.
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        self.file.as_raw_fd()
     }
 
     pub fn reset_by_watchdog(&self) -> bool {

@@ -11,6 +11,7 @@
 //! - [`timeline`]: each service's transitions this boot, for `ember analyze`.
 
 pub mod cgroup;
+pub mod handover;
 // The engine and its model are a crate of their own (engine/); their old paths stay.
 pub use ember_engine::{engine, model};
 pub mod logfiles;

@@ -18,6 +18,46 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
+/// One output pipe being read: what `ember ctl reexec` hands to the next binary, whose
+/// readers take over the same pipes (the services never see their output cut).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OpenPipe {
+    pub fd: std::os::fd::RawFd,
+    pub name: String,
+    pub run: u64,
+    pub stream: Stream,
+}
+
+/// Every pipe a reader holds open now, by fd. A reader leaves it before it closes its
+/// pipe (see [`Listed`]), so a number here is never one the kernel has given to
+/// something else since.
+static OPEN: std::sync::Mutex<Vec<OpenPipe>> = std::sync::Mutex::new(Vec::new());
+
+/// The pipes being read now.
+pub fn open_pipes() -> Vec<OpenPipe> {
+    OPEN.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// A reader's entry in [`OPEN`], removed when dropped: declared after the pipe, it is
+/// dropped before it.
+struct Listed(std::os::fd::RawFd);
+
+impl Listed {
+    fn new(pipe: OpenPipe) -> Listed {
+        let fd = pipe.fd;
+        OPEN.lock().unwrap_or_else(|e| e.into_inner()).push(pipe);
+        Listed(fd)
+    }
+}
+
+impl Drop for Listed {
+    fn drop(&mut self) {
+        OPEN.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|p| p.fd != self.0);
+    }
+}
+
 /// Reads one output pipe until EOF and feeds each line to the runtime. The feed channel is
 /// bounded, so a service that floods its output is slowed down, not buffered without end.
 /// While the pipe is quiet the task holds nothing but the pipe and a partial line, if any.
@@ -29,6 +69,8 @@ pub fn read_lines(
     feed: mpsc::Sender<Feed>,
     mut sink: Option<super::logfiles::Sink>,
 ) {
+    use std::os::fd::AsRawFd;
+    let raw = fd.as_raw_fd();
     let receiver = match tokio::net::unix::pipe::Receiver::from_owned_fd(fd) {
         Ok(r) => r,
         Err(e) => {
@@ -36,8 +78,15 @@ pub fn read_lines(
             return;
         }
     };
+    let listed = Listed::new(OpenPipe {
+        fd: raw,
+        name: name.clone(),
+        run,
+        stream,
+    });
     tokio::spawn(async move {
         let receiver = receiver;
+        let _listed = listed;
         let mut partial: Vec<u8> = Vec::new();
         loop {
             if receiver.readable().await.is_err() {
@@ -196,6 +245,39 @@ impl LogRing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What `reexec` hands over: exactly the pipes readers hold open, each left before
+    /// it is closed.
+    #[test]
+    fn the_pipes_being_read_are_listed_until_closed() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let (read, write) = nix::unistd::pipe().unwrap();
+            use std::os::fd::AsRawFd;
+            let fd = read.as_raw_fd();
+            let (feed, mut lines) = mpsc::channel(8);
+            read_lines(read, "web".into(), 3, Stream::Stdout, feed, None);
+            let listed = |fd| open_pipes().into_iter().find(|p| p.fd == fd);
+            assert_eq!(
+                listed(fd),
+                Some(OpenPipe {
+                    fd,
+                    name: "web".into(),
+                    run: 3,
+                    stream: Stream::Stdout
+                })
+            );
+            nix::unistd::write(&write, b"one\n").unwrap();
+            assert!(matches!(lines.recv().await, Some(Feed::Line { .. })));
+            drop(write);
+            while listed(fd).is_some() {
+                tokio::task::yield_now().await;
+            }
+        });
+    }
 
     #[test]
     fn keeps_the_last_lines() {

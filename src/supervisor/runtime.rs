@@ -25,6 +25,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::AbortHandle;
 
+mod reexec;
 mod requests;
 
 /// What the tasks around the runtime tell it.
@@ -57,6 +58,13 @@ pub enum Feed {
         argv: Vec<String>,
         done: oneshot::Sender<bool>,
     },
+    /// `reexec`: whether `binary` said it takes over this binary's handover format.
+    Reexec {
+        binary: std::path::PathBuf,
+        accepted: bool,
+        origin: String,
+        reply: oneshot::Sender<ember_ipc::Reply>,
+    },
 }
 
 /// The runtime's ways in and out: requests from the adapters, the broadcasts of changes
@@ -66,6 +74,10 @@ pub struct Links {
     pub events: broadcast::Sender<Event>,
     pub lines: broadcast::Sender<ember_ipc::LogLine>,
     pub policy: tokio::sync::watch::Sender<ember_ipc::rights::Policy>,
+    /// The control socket's listening fd, handed to the next binary at a reexec.
+    pub control_fd: Option<std::os::fd::RawFd>,
+    /// The binary ember was started from: what a reexec execs by default.
+    pub binary: PathBuf,
 }
 
 /// How the supervisor ended, for main to act on.
@@ -159,6 +171,9 @@ pub struct Runtime {
     held_back: (BTreeSet<String>, Option<Instant>),
     /// The hardware watchdog, open and petted by this loop.
     watchdog: Option<Watchdog>,
+    /// The control socket's listening fd and this binary's path, for a reexec.
+    control_fd: Option<std::os::fd::RawFd>,
+    binary: PathBuf,
     /// Why the configured watchdog is not open.
     watchdog_error: Option<String>,
 }
@@ -189,12 +204,15 @@ impl Runtime {
         config_status: ConfigStatus,
         role: Role,
         links: Links,
+        handover: Option<super::handover::Handover>,
     ) -> Ended {
         let Links {
             mut requests,
             events,
             lines,
             policy,
+            control_fd,
+            binary,
         } = links;
         // Register for SIGCHLD before the first spawn, so no exit is missed.
         let signals = (
@@ -244,8 +262,24 @@ impl Runtime {
                 None
             }
         };
-        let origin = Instant::now();
-        let mut engine = Engine::new(config.services.clone(), Duration::ZERO);
+        // Taking over from a reexec: the previous binary's clock (its origin as far back
+        // as it had run) and records.
+        let (origin, mut engine) = match &handover {
+            Some(h) => (
+                Instant::now()
+                    .checked_sub(h.elapsed)
+                    .unwrap_or_else(Instant::now),
+                Engine::adopt(
+                    with_instances(&config, &h.engine),
+                    h.engine.clone(),
+                    h.elapsed,
+                ),
+            ),
+            None => (
+                Instant::now(),
+                Engine::new(config.services.clone(), Duration::ZERO),
+            ),
+        };
         engine.set_jitter_seed(board_seed());
         let mut rt = Runtime {
             engine,
@@ -286,9 +320,19 @@ impl Runtime {
             held_back: (BTreeSet::new(), None),
             watchdog: None,
             watchdog_error: None,
+            control_fd,
+            binary,
         };
-        // Armed before the first service starts: a boot that hangs is reset too.
+        let handed_over = handover.is_some();
+        if let Some(h) = handover {
+            rt.take_over(h);
+        }
+        // Armed before the first service starts: a boot that hangs is reset too. (One
+        // handed over is open already, and kept.)
         rt.apply_watchdog();
+        if handed_over {
+            tracing::info!("reexec: took over {} services", rt.engine.units().count());
+        }
         let actions = rt.guarded(|engine, now| engine.boot(now));
         rt.execute(actions);
         // Only with [system] metrics_interval: otherwise no timer, no wakeups.
@@ -920,6 +964,28 @@ impl Runtime {
                 notify::Message::MainPid(pid) => self.claim_main_pid(name, run, pid),
                 notify::Message::Stopping => tracing::info!("{name}: says it is stopping"),
             },
+            Feed::Reexec {
+                binary,
+                accepted,
+                origin,
+                reply,
+            } => {
+                let answer = if accepted {
+                    // Returns only when the exec failed.
+                    self.reexec(&binary, &origin)
+                } else {
+                    format!(
+                        "{} cannot take over from this ember (it does not read handover format {}, or does not answer); not exec'd: ember runs on",
+                        binary.display(),
+                        super::handover::FORMAT
+                    )
+                };
+                tracing::error!("{origin}: reexec: {answer}");
+                let _ = reply.send(ember_ipc::Reply::error(
+                    ember_ipc::ErrorKind::Failed,
+                    answer,
+                ));
+            }
             Feed::RunCheck { argv, done } => match spawn::spawn_helper(&argv) {
                 Ok(pid) => {
                     self.children.insert(pid, ChildOwner::Check(done));
@@ -1343,6 +1409,31 @@ impl Said {
 }
 
 /// Sleeps until `at`; with none, never wakes (no timer is armed).
+/// The services of `config`, and the instances made on demand that `carried` has (not
+/// on their way out), made again from their templates as the configuration has them now,
+/// as a reload does: without them, a reexec would stop them.
+fn with_instances(
+    config: &Config,
+    carried: &ember_engine::carry::Carried,
+) -> std::collections::BTreeMap<String, crate::config::ServiceSpec> {
+    let mut specs = config.services.clone();
+    for unit in carried.units.iter().filter(|u| u.transient && !u.removing) {
+        let Some((template, instance)) = config::service::template_of(&unit.name) else {
+            continue;
+        };
+        if let (false, Some(template)) = (
+            specs.contains_key(&unit.name),
+            config.templates.get(template),
+        ) {
+            let mut spec = template.instantiate(instance);
+            spec.transient = true;
+            spec.enabled = true;
+            specs.insert(unit.name.clone(), spec);
+        }
+    }
+    specs
+}
+
 async fn sleep_until_or_never(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at.into()).await,

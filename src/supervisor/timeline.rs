@@ -21,6 +21,9 @@ use std::time::{Duration, SystemTime};
 /// A failure reason is kept to this many bytes.
 const REASON_KEPT: usize = 200;
 
+/// Handed to the next binary at a reexec as it is (its times are on the runtime's clock,
+/// which the next binary keeps).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Recorder {
     /// From the runtime's clock (the engine's `now`) to time since ember started.
     offset: Duration,
@@ -28,7 +31,7 @@ pub struct Recorder {
     boot_complete: Option<Duration>,
 }
 
-#[derive(Default)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 struct Record {
     first_spawn: Option<Duration>,
     first_active: Option<Duration>,
@@ -40,6 +43,7 @@ struct Record {
     recent: VecDeque<Entry>,
 }
 
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 struct Entry {
     at: Duration,
     state: State,

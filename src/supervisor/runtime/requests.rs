@@ -20,6 +20,13 @@ pub struct Waiter {
     reply: oneshot::Sender<Reply>,
 }
 
+impl Waiter {
+    /// Answers it now, settled or not.
+    pub(super) fn answer(self, reply: Reply) {
+        let _ = self.reply.send(reply);
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Goal {
     /// Active, in a run later than `after_run` when there is one (a restart waits for its
@@ -54,6 +61,7 @@ impl Runtime {
                     }
                 }
             }
+            Command::Reexec(args) => self.ask_reexec(args, &request.origin, request.reply),
             command => {
                 let reply = self.answer(command, &request.origin);
                 let _ = request.reply.send(reply);
@@ -358,6 +366,7 @@ impl Runtime {
             Command::Poweroff => self.power_request(origin, Power::Poweroff),
             Command::Reboot => self.power_request(origin, Power::Reboot),
             Command::Halt => self.power_request(origin, Power::Halt),
+            Command::Reexec(_) => Reply::error(ErrorKind::Internal, "answered by on_request"),
         }
     }
 

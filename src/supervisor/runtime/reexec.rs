@@ -1,0 +1,348 @@
+//! `ember ctl reexec`, the old binary's side: ask the new binary whether it reads this
+//! one's handover, hand it every service (see `super::super::handover`), and exec it in
+//! PID 1's place. Every failure before the exec leaves this binary running, and says so.
+
+use super::super::handover::{self, CarriedProc, Handover};
+use super::super::output;
+use super::{ChildOwner, Feed, Proc, Runtime, Said};
+use crate::config::{Output, Readiness};
+use ember_ipc::{ErrorKind, ReexecArgs, Reply};
+use std::os::fd::{AsRawFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// How long the new binary has to say whether it reads the handover.
+const ASK_WITHIN: Duration = Duration::from_secs(10);
+
+impl Runtime {
+    /// Starts a reexec: runs `BINARY --handover-accepts FORMAT`; its answer comes back as
+    /// [`Feed::Reexec`]. Nothing waits here: the loop goes on serving meanwhile.
+    pub(super) fn ask_reexec(
+        &mut self,
+        args: ReexecArgs,
+        origin: &str,
+        reply: oneshot::Sender<Reply>,
+    ) {
+        let binary = args
+            .binary
+            .map(PathBuf::from)
+            .unwrap_or_else(|| self.binary.clone());
+        if !binary.is_absolute() {
+            let _ = reply.send(Reply::error(
+                ErrorKind::BadRequest,
+                format!(
+                    "--binary {}: give an absolute path (PID 1's directory is not yours)",
+                    binary.display()
+                ),
+            ));
+            return;
+        }
+        if self.engine.shutting_down() {
+            let _ = reply.send(Reply::error(
+                ErrorKind::Busy,
+                "ember is shutting down; nothing to hand over",
+            ));
+            return;
+        }
+        // What a reload is still doing (a service stopping to go, or to restart on its
+        // new spec) is done by this binary, which knows the specs those run: the next
+        // reads only the configuration as it is now.
+        let reloading = self
+            .engine
+            .units()
+            .filter(|u| u.removing || u.pending_spec.is_some())
+            .count();
+        if reloading > 0 {
+            let _ = reply.send(Reply::error(
+                ErrorKind::Busy,
+                format!("a reload is still being applied ({reloading} services stopping to go or to restart); try again once they have"),
+            ));
+            return;
+        }
+        // The next binary reads the configuration again (as a reload does): one with
+        // errors would leave it with nothing to run, so it is refused now, as a reload is.
+        if crate::config::load(&self.config.path).config.is_none() {
+            let _ = reply.send(Reply::error(
+                ErrorKind::InvalidConfig,
+                format!(
+                    "{} has errors (`ember check` lists them); the next binary reads it again: not exec'd, ember runs on",
+                    self.config.path.display()
+                ),
+            ));
+            return;
+        }
+        let argv = [
+            binary.display().to_string(),
+            "--handover-accepts".to_owned(),
+            handover::FORMAT.to_string(),
+        ];
+        let (done, accepted) = oneshot::channel();
+        match super::spawn::spawn_helper(&argv) {
+            Ok(pid) => {
+                self.children.insert(pid, ChildOwner::Check(done));
+            }
+            Err(e) => {
+                let _ = reply.send(Reply::error(
+                    ErrorKind::Failed,
+                    format!(
+                        "cannot run {}: {e}; not exec'd: ember runs on",
+                        binary.display()
+                    ),
+                ));
+                return;
+            }
+        }
+        tracing::info!(
+            "{origin}: reexec: asking {} whether it takes over",
+            binary.display()
+        );
+        let feed = self.feed_tx.clone();
+        let origin = origin.to_owned();
+        tokio::spawn(async move {
+            let accepted = matches!(
+                tokio::time::timeout(ASK_WITHIN, accepted).await,
+                Ok(Ok(true))
+            );
+            let _ = feed
+                .send(Feed::Reexec {
+                    binary,
+                    accepted,
+                    origin,
+                    reply,
+                })
+                .await;
+        });
+    }
+
+    /// Hands every service to `binary` and execs it. Returns only when that failed, with
+    /// why; this binary then carries on as before.
+    pub(super) fn reexec(&mut self, binary: &Path, origin: &str) -> String {
+        let handover = self.handover();
+        let memfd = match handover::write(&handover) {
+            Ok(fd) => fd,
+            Err(e) => return format!("{e}; not exec'd: ember runs on"),
+        };
+        let mut kept: Vec<RawFd> = handover.pipes.iter().map(|p| p.fd).collect();
+        kept.extend(handover.control);
+        kept.extend(handover.watchdog);
+        kept.push(memfd.as_raw_fd());
+        for fd in &kept {
+            if let Err(e) = handover::close_on_exec(*fd, false) {
+                restore(&kept);
+                return format!("cannot keep {e} open across the exec; not exec'd: ember runs on");
+            }
+        }
+        tracing::warn!(
+            "{origin}: reexec: handing {} services over to {}",
+            handover.engine.units.len(),
+            binary.display()
+        );
+        let argv = [
+            binary.display().to_string(),
+            "--config".to_owned(),
+            self.config.path.display().to_string(),
+            "--handover".to_owned(),
+            memfd.as_raw_fd().to_string(),
+        ];
+        let Ok(c_argv) = argv
+            .iter()
+            .map(|a| std::ffi::CString::new(a.as_bytes()))
+            .collect::<Result<Vec<_>, _>>()
+        else {
+            restore(&kept);
+            return "a path holds a NUL byte; not exec'd: ember runs on".to_owned();
+        };
+        // A `--wait` in progress cannot be answered by the next binary: said now.
+        for waiter in self.waiters.drain(..) {
+            waiter.answer(Reply::error(
+                ErrorKind::Busy,
+                "ember is re-executing (reexec); ask again",
+            ));
+        }
+        // Signals wait, blocked, until the new binary has its handlers (an exec resets
+        // handlers, not the mask).
+        crate::pid1::block_signals();
+        let error = nix::unistd::execv(&c_argv[0], &c_argv).unwrap_err();
+        crate::pid1::unblock_signals();
+        restore(&kept);
+        format!("cannot exec {}: {error}; ember runs on", binary.display())
+    }
+
+    /// Everything the next binary takes over.
+    fn handover(&self) -> Handover {
+        let children = self
+            .children
+            .iter()
+            .filter_map(|(pid, owner)| match owner {
+                ChildOwner::Service(name) => Some((*pid, name.clone())),
+                ChildOwner::Check(_) => None,
+            })
+            .collect();
+        let procs = self
+            .procs
+            .iter()
+            .map(|(name, p)| CarriedProc {
+                name: name.clone(),
+                pgid: p.pgid,
+                session: p.session,
+                cgroup: p.cgroup.clone(),
+                oom_kills_before: p.oom_kills_before,
+                cpu_before: p.cpu_before,
+            })
+            .collect();
+        let logs = self
+            .logs
+            .iter()
+            .map(|(name, ring)| (name.clone(), ring.last(name, ember_ipc::LOG_LINES_KEPT)))
+            .collect();
+        Handover {
+            format: handover::FORMAT,
+            from: env!("CARGO_PKG_VERSION").to_owned(),
+            elapsed: self.origin.elapsed(),
+            seq: self.seq,
+            system_seq: self.system_seq,
+            engine: self.engine.carry(),
+            children,
+            procs,
+            pipes: output::open_pipes(),
+            control: self.control_fd,
+            watchdog: self.watchdog.as_ref().map(|w| w.raw_fd()),
+            logs,
+            boot_complete: self.boot_complete,
+            config_status: self.config_status.clone(),
+            published: self
+                .published
+                .iter()
+                .map(|(name, (_, seq))| (name.clone(), *seq))
+                .collect(),
+            timeline: self.timeline.clone(),
+        }
+    }
+}
+
+impl Runtime {
+    /// The new binary's side: takes over what the previous one handed over, before the
+    /// first turn of the loop. The engine has its records already (`Engine::adopt`).
+    pub(super) fn take_over(&mut self, h: Handover) {
+        tracing::info!(
+            "reexec: taking over from ember {} ({} services, seq {})",
+            h.from,
+            h.engine.units.len(),
+            h.seq
+        );
+        self.seq = h.seq;
+        self.system_seq = h.system_seq;
+        self.boot_complete = h.boot_complete;
+        self.timeline = h.timeline;
+        for (pid, name) in h.children {
+            self.children.insert(pid, ChildOwner::Service(name));
+        }
+        for p in h.procs {
+            self.procs.insert(
+                p.name,
+                Proc {
+                    pgid: p.pgid,
+                    session: p.session,
+                    cgroup: p.cgroup,
+                    oom_kills_before: p.oom_kills_before,
+                    cpu_before: p.cpu_before,
+                    ..Proc::default()
+                },
+            );
+        }
+        for (name, lines) in h.logs {
+            let ring = self.logs.entry(name.clone()).or_default();
+            for line in lines {
+                ring.push(&name, line.stream, line.line, line.time_usec);
+            }
+        }
+        for (name, seq) in h.published {
+            if let Some(unit) = self.engine.unit(&name) {
+                self.published.insert(name, (Said::of(unit), seq));
+            }
+        }
+        // The output pipes: read again by this binary, to the same places.
+        for pipe in h.pipes {
+            // SAFETY: the fd was handed to this process for this alone.
+            let fd =
+                unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(pipe.fd) };
+            let _ = handover::close_on_exec(pipe.fd, true);
+            let output = self.engine.unit(&pipe.name).map(|u| match pipe.stream {
+                ember_ipc::Stream::Stderr => u.spec.stderr.clone(),
+                _ => u.spec.stdout.clone(),
+            });
+            let sink = match &output {
+                Some(Output::Rotated(file)) => super::super::logfiles::Sink::new(file),
+                _ => None,
+            };
+            output::read_lines(
+                fd,
+                pipe.name,
+                pipe.run,
+                pipe.stream,
+                self.feed_tx.clone(),
+                sink,
+            );
+        }
+        // What the previous binary's tasks did for a run in progress: the notify socket
+        // (at the same path), readiness probes, pid-file watches.
+        let running: Vec<(String, u64, Readiness, bool, Option<PathBuf>)> = self
+            .engine
+            .units()
+            .filter(|u| u.is_running() && u.pid.is_some())
+            .map(|u| {
+                (
+                    u.spec.name.clone(),
+                    u.run,
+                    u.spec.ready.clone(),
+                    u.state == super::super::model::State::Activating,
+                    u.spec.pid_file.clone(),
+                )
+            })
+            .collect();
+        for (name, run, ready, starting, pid_file) in running {
+            if ready == Readiness::Notify {
+                let path = super::notify::socket_path(&self.notify_dir, &name);
+                let owner = self
+                    .engine
+                    .unit(&name)
+                    .and_then(|u| u.spec.user.clone())
+                    .and_then(|user| super::owner_ids(&user));
+                match super::notify::listen(&path, owner, name.clone(), run, self.feed_tx.clone()) {
+                    Ok(handle) => self.procs.entry(name.clone()).or_default().notify = Some(handle),
+                    Err(e) => tracing::warn!("{name}: reexec: its notify socket: {e}"),
+                }
+            } else if starting && ready == Readiness::PidFile {
+                if let Some(path) = pid_file {
+                    let handle = super::readiness::watch_pid_file(
+                        path,
+                        name.clone(),
+                        run,
+                        self.feed_tx.clone(),
+                    );
+                    self.procs
+                        .entry(name.clone())
+                        .or_default()
+                        .probes
+                        .push(handle);
+                }
+            } else if starting {
+                self.probe(&name, run, &ready);
+            }
+        }
+        if let (Some(fd), Some(config)) = (h.watchdog, self.config.system.watchdog.clone()) {
+            match crate::pid1::watchdog::Watchdog::adopt(fd, &config) {
+                Ok(watchdog) => self.watchdog = Some(watchdog),
+                Err(e) => tracing::error!("reexec: the watchdog handed over: {e}"),
+            }
+        }
+    }
+}
+
+/// After a failed exec: the fds kept for it are closed at exec again.
+fn restore(kept: &[RawFd]) {
+    for fd in kept {
+        let _ = handover::close_on_exec(*fd, true);
+    }
+}

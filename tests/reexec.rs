@@ -1,0 +1,245 @@
+//! `ember ctl reexec` with a real ember as PID 1 of a PID namespace: every service handed
+//! to a second binary, which takes over with the same pids, reaps and counts on, and
+//! keeps reading their output.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+fn text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Zombies among the namespace's processes (children of its PID 1, seen from the host).
+fn zombies(init: i32) -> usize {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .filter(|stat| {
+            let Some(rest) = stat.rsplit_once(") ").map(|(_, r)| r) else {
+                return false;
+            };
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            fields.first() == Some(&"Z") && fields.get(1) == Some(&init.to_string().as_str())
+        })
+        .count()
+}
+
+#[test]
+fn a_second_binary_takes_over_every_service_with_the_same_pids() {
+    if !can_unshare() {
+        return;
+    }
+    let mut services = String::new();
+    for i in 0..20 {
+        services.push_str(&format!(
+            "[service.s{i:02}]\ncommand = [\"/bin/sleep\", \"7930{i:03}\"]\nstdout = \"null\"\n\n"
+        ));
+    }
+    services.push_str(
+        r#"
+[service."worker@"]
+command = ["/bin/sleep", "7930300"]
+
+[service.chatty]
+command = ["/bin/sh", "-c", "while true; do echo tick; sleep 0.1; done"]
+
+[service.crasher]
+command = ["/bin/sh", "-c", "sleep 0.3; exit 1"]
+restart = "always"
+restart_delay = "100ms"
+start_limit = 0
+"#,
+    );
+    let ember = Ember::start("reexec", &services);
+    for i in 0..20 {
+        ember.wait_state(&format!("s{i:02}"), "active", None, LONG);
+    }
+    ember.wait_state("chatty", "active", None, LONG);
+    assert!(wait_for(LONG, || ember.status("crasher")["restarts"]
+        .as_u64()
+        .is_some_and(|r| r >= 2)));
+    // One made on demand: handed over too, not stopped as one the configuration lacks.
+    let out = ember.ctl(&["start", "worker@x", "--wait"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let before: Vec<Value> = ember.all();
+    let pid_of = |all: &[Value], name: &str| {
+        all.iter()
+            .find(|s| s["name"] == name)
+            .map(|s| s["pid"].clone())
+            .unwrap_or(Value::Null)
+    };
+    let restarts_before = ember.status("crasher")["restarts"].as_u64().unwrap_or(0);
+    let seq_before = ember.status("chatty")["seq"].as_u64().unwrap_or(0);
+
+    // A second binary: a copy of this one, at another path.
+    let second = ember.dir.path("ember-second");
+    std::fs::copy(EMBER, &second).expect("copy ember");
+    let out = ember.ctl(&["reexec", "--binary", &second.display().to_string()]);
+    assert!(
+        out.status.success(),
+        "{}\nlog:\n{}",
+        text(&out),
+        ember.log()
+    );
+    assert!(text(&out).contains("took over"), "{}", text(&out));
+
+    let init = ember.host_pid();
+    let exe = std::fs::read_link(format!("/proc/{init}/exe")).expect("exe");
+    assert_eq!(exe, second, "PID 1 is not the second binary");
+    let after = ember.all();
+    for i in 0..20 {
+        let name = format!("s{i:02}");
+        assert_eq!(
+            pid_of(&before, &name),
+            pid_of(&after, &name),
+            "{name}'s pid changed"
+        );
+        assert_eq!(ember.status(&name)["state"], "active");
+    }
+    assert_eq!(pid_of(&before, "chatty"), pid_of(&after, "chatty"));
+    assert_eq!(pid_of(&before, "worker@x"), pid_of(&after, "worker@x"));
+    // ... and is still one made on demand: a stop forgets it.
+    let out = ember.ctl(&["stop", "worker@x", "--wait"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!ember.all().iter().any(|s| s["name"] == "worker@x"));
+    // The crash-looper is still reaped and restarted, its count going on.
+    assert!(
+        wait_for(LONG, || ember.status("crasher")["restarts"]
+            .as_u64()
+            .is_some_and(|r| r >= restarts_before + 2)),
+        "the crasher's restarts stopped at {restarts_before}; log:\n{}",
+        ember.log()
+    );
+    // Its output is still read: new lines reach `ctl logs`.
+    let lines = |ember: &Ember| {
+        text(&ember.ctl(&["logs", "chatty", "-n", "200"]))
+            .lines()
+            .count()
+    };
+    let seen = lines(&ember);
+    assert!(
+        wait_for(LONG, || lines(&ember) > seen || seen >= 200),
+        "no new line from chatty"
+    );
+    assert!(
+        ember.status("chatty")["seq"].as_u64().unwrap_or(0) >= seq_before,
+        "seq went back"
+    );
+    assert!(wait_for(LONG, || zombies(init) == 0), "zombies left");
+    // Still in charge: a stop works, and a clean exit at the end.
+    let out = ember.ctl(&["stop", "s00", "--wait"]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+/// A binary that cannot take over (not ember, or one that reads another handover
+/// format) is refused before any exec: the old PID 1 runs on, as it was.
+#[test]
+fn a_binary_that_cannot_take_over_is_refused_and_the_old_one_runs_on() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "reexec-refused",
+        "[service.web]\ncommand = [\"/bin/sleep\", \"7930100\"]\n",
+    );
+    let web = ember.wait_state("web", "active", None, LONG);
+    let init = ember.host_pid();
+    let exe = std::fs::read_link(format!("/proc/{init}/exe")).expect("exe");
+    for (binary, why) in [
+        ("/bin/false", "cannot take over"),
+        ("/nonexistent/ember", "not exec'd"),
+        ("relative/ember", "absolute path"),
+    ] {
+        let out = ember.ctl(&["reexec", "--binary", binary]);
+        assert!(!out.status.success(), "{binary} was taken");
+        assert!(text(&out).contains(why), "{binary}: {}", text(&out));
+    }
+    // The next binary reads the configuration again: one with errors is refused first.
+    let good = std::fs::read_to_string(&ember.config).unwrap();
+    std::fs::write(
+        &ember.config,
+        format!(
+            "{good}
+[service.broken]
+"
+        ),
+    )
+    .unwrap();
+    let out = ember.ctl(&["reexec", "--binary", EMBER]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("has errors"), "{}", text(&out));
+    std::fs::write(&ember.config, good).unwrap();
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{init}/exe")).ok(),
+        Some(exe)
+    );
+    assert_eq!(ember.status("web")["pid"], web["pid"]);
+}
+
+/// The adapters carry on through a reexec: ember-mqtt keeps its pid and its broker
+/// connection (the broker never says offline), connects to the new binary, and takes
+/// commands from it.
+#[test]
+fn the_mqtt_adapter_carries_on_through_a_reexec() {
+    if !can_unshare() || !common::broker::have_mosquitto() {
+        return;
+    }
+    let broker = common::broker::Broker::start("reexec", "");
+    let ember = Ember::start(
+        "reexec-mqtt",
+        &format!(
+            "[system]\ndevice = \"rx\"\n\n[mqtt]\nurl = \"{}\"\n\n[service.web]\ncommand = [\"/bin/sleep\", \"7930200\"]\n",
+            broker.url()
+        ),
+    );
+    ember.wait_state("web", "active", None, LONG);
+    let adapter = ember.wait_state("ember-mqtt", "active", None, LONG);
+    assert!(wait_for(LONG, || broker.collect(
+        "ember/rx/status",
+        1,
+        std::time::Duration::from_secs(1)
+    ) == ["ember/rx/status online"]));
+    let status = broker.subscribe("ember/rx/status");
+    let states = broker.subscribe("ember/rx/service/web/state");
+
+    let out = ember.ctl(&["reexec", "--binary", EMBER]);
+    assert!(
+        out.status.success(),
+        "{}\nlog:\n{}",
+        text(&out),
+        ember.log()
+    );
+    // The adapter is the same process, still active, and the board never went offline.
+    assert_eq!(ember.status("ember-mqtt")["pid"], adapter["pid"]);
+    let replies = broker.subscribe_with("ember/rx/reply", &["-q", "1"]);
+    broker.publish(
+        "ember/rx/service/web/cmd",
+        r#"{"cmd":"restart","id":"after-reexec"}"#,
+        &[],
+    );
+    let reply = replies
+        .wait_for("\"after-reexec\"", LONG)
+        .unwrap_or_else(|| panic!("no reply after the reexec; log:\n{}", ember.log()));
+    assert!(reply.contains(r#""ok":true"#), "{reply}");
+    assert!(
+        !status.lines().iter().any(|l| l.contains("offline")),
+        "the board said offline: {:?}",
+        status.lines()
+    );
+    // Only web's own restart shows on its state topic: no transient state of the reexec.
+    let seen: Vec<String> = states.lines();
+    assert!(
+        !seen
+            .iter()
+            .any(|l| l.contains("\"inactive\"") && !l.contains("restart")),
+        "{seen:?}"
+    );
+}
