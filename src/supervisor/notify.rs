@@ -27,6 +27,8 @@ pub fn socket_path(dir: &Path, name: &str) -> PathBuf {
 
 /// Binds the service's socket (owned by its user, so it may write) and forwards every
 /// message to the runtime until aborted.
+// Called from two places (a spawn, a takeover): one copy, not one inlined into each.
+#[inline(never)]
 pub fn listen(
     path: &Path,
     owner: Option<(u32, u32)>,

@@ -61,6 +61,8 @@ impl Drop for Listed {
 /// Reads one output pipe until EOF and feeds each line to the runtime. The feed channel is
 /// bounded, so a service that floods its output is slowed down, not buffered without end.
 /// While the pipe is quiet the task holds nothing but the pipe and a partial line, if any.
+// Called from two places (a spawn, a takeover): one copy, not one inlined into each.
+#[inline(never)]
 pub fn read_lines(
     fd: OwnedFd,
     name: String,

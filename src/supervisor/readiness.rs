@@ -70,6 +70,8 @@ pub fn start(
 
 /// Watches a forking daemon's pid file; feeds every pid it names (the runtime decides
 /// whether it is the service's), until aborted.
+// Called from two places (a spawn, a takeover): one copy, not one inlined into each.
+#[inline(never)]
 pub fn watch_pid_file(
     path: PathBuf,
     name: String,

@@ -850,6 +850,8 @@ impl Runtime {
         }
     }
 
+    // Called from two places (a spawn, a takeover): one copy, not one inlined into each.
+    #[inline(never)]
     fn probe(&mut self, name: &str, run: u64, readiness: &Readiness) {
         let proc = self.procs.entry(name.to_owned()).or_default();
         match readiness {
