@@ -29,6 +29,11 @@ pub struct Sink {
     file: Arc<RotatedFile>,
     /// Lines not written because the queue was full, not yet said.
     dropped: u64,
+    /// The newest line that found the queue full: it waits for room (see [`Sink::flush`])
+    /// rather than being dropped, so that the last line of a flood, often the one that
+    /// matters, reaches the file; a line that waited is dropped (and counted) only when a
+    /// newer one takes its place.
+    pending: Option<String>,
 }
 
 impl Sink {
@@ -50,27 +55,60 @@ impl Sink {
             tx,
             file: Arc::new(file.clone()),
             dropped: 0,
+            pending: None,
         })
     }
 
     /// Queues a line without waiting.
     pub fn write(&mut self, line: String) {
+        if !self.flush() {
+            if self.pending.replace(line).is_some() {
+                self.dropped = self.dropped.saturating_add(1);
+            }
+            return;
+        }
+        if let Err((_, line)) = self.tx.try_send((self.file.clone(), line)) {
+            self.pending = Some(line);
+        }
+    }
+
+    /// Queues what waits, as far as there is room: the count of the lines dropped, then
+    /// the line kept. Whether nothing waits any more. The reader calls it again while
+    /// something waits, also once its service has gone quiet or has ended.
+    pub fn flush(&mut self) -> bool {
         if self.dropped > 0 {
             let note = format!(
                 "ember: {} lines were not written here: the disk was too slow",
                 self.dropped
             );
-            match self.tx.try_send((self.file.clone(), note)) {
-                Ok(()) => self.dropped = 0,
-                Err(_) => {
-                    self.dropped = self.dropped.saturating_add(1);
-                    return;
-                }
+            if self.tx.try_send((self.file.clone(), note)).is_err() {
+                return false;
+            }
+            self.dropped = 0;
+        }
+        if let Some(line) = self.pending.take() {
+            if let Err((_, line)) = self.tx.try_send((self.file.clone(), line)) {
+                self.pending = Some(line);
+                return false;
             }
         }
-        if self.tx.try_send((self.file.clone(), line)).is_err() {
-            self.dropped = self.dropped.saturating_add(1);
+        true
+    }
+
+    /// A sink onto `queue`, with no writer thread: for tests.
+    #[cfg(test)]
+    fn onto(queue: Arc<Mailbox<Line>>, file: &RotatedFile) -> Sink {
+        Sink {
+            tx: queue,
+            file: Arc::new(file.clone()),
+            dropped: 0,
+            pending: None,
         }
+    }
+
+    /// Whether something waits for room (see [`Sink::flush`]).
+    pub fn waiting(&self) -> bool {
+        self.dropped > 0 || self.pending.is_some()
     }
 }
 
@@ -170,6 +208,39 @@ pub fn rotate(path: &Path, keep: u32) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The last line of a flood that found the queue full reaches the file once there is
+    /// room, after the count of the lines dropped before it (it used to be dropped: a
+    /// flood that ended in silence lost its last line, the one that said how it ended).
+    #[test]
+    fn the_last_line_waits_for_room_and_the_dropped_are_counted_before_it() {
+        let queue = Arc::new(Mailbox::new(1));
+        let file = RotatedFile {
+            path: "/tmp/out.log".into(),
+            max_size: 1024,
+            keep: 2,
+        };
+        let mut sink = Sink::onto(queue.clone(), &file);
+        for line in ["a", "b", "c"] {
+            sink.write(line.to_owned());
+        }
+        assert!(sink.waiting());
+        assert!(!sink.flush(), "no room yet");
+        let mut written = Vec::new();
+        while let Some((_, line)) = queue.recv_timeout(std::time::Duration::ZERO) {
+            written.push(line);
+            sink.flush();
+        }
+        assert_eq!(
+            written,
+            [
+                "a",
+                "ember: 1 lines were not written here: the disk was too slow",
+                "c"
+            ]
+        );
+        assert!(!sink.waiting());
+    }
 
     #[test]
     fn files_rotate_and_stay_within_keep_times_max_size() {

@@ -91,7 +91,23 @@ pub fn read_lines(
         let _listed = listed;
         let mut partial: Vec<u8> = Vec::new();
         loop {
-            if receiver.readable().await.is_err() {
+            // While lines wait for the file writer, look again shortly even when the
+            // service is quiet: its last lines get written (no timer otherwise).
+            let waiting = sink.as_ref().is_some_and(|s| s.waiting());
+            let readable = if waiting {
+                match tokio::time::timeout(FLUSH_EVERY, receiver.readable()).await {
+                    Ok(readable) => readable,
+                    Err(_) => {
+                        if let Some(sink) = &mut sink {
+                            sink.flush();
+                        }
+                        continue;
+                    }
+                }
+            } else {
+                receiver.readable().await
+            };
+            if readable.is_err() {
                 break;
             }
             // Read into the shared buffer and cut lines, with no await in between: the
@@ -143,8 +159,22 @@ pub fn read_lines(
                 })
                 .await;
         }
+        // Ended: what still waits for the file writer gets there, within a bound.
+        if let Some(sink) = &mut sink {
+            for _ in 0..FLUSH_TRIES {
+                if sink.flush() {
+                    break;
+                }
+                tokio::time::sleep(FLUSH_EVERY).await;
+            }
+        }
     });
 }
+
+/// How often a reader whose lines wait for the file writer tries again, and how many
+/// times once its pipe has ended (20 s).
+const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
+const FLUSH_TRIES: u32 = 1000;
 
 /// The whole lines in `bytes`, after what `partial` held; what is left of a line stays in
 /// `partial` (released once empty). A line longer than [`MAX_LINE`] is split.
