@@ -5,7 +5,8 @@
 //! One writer thread for every file: PID 1's event loop never waits on a slow flash or
 //! a full disk. Lines reach the thread through a bounded queue; when it is full, lines
 //! are dropped (and counted, and the count written once there is room again) rather than
-//! slowing the service or ember. The service's lines stay in `ember ctl logs` either way.
+//! slowing the service or ember, but for the newest, which waits for room: the last line
+//! of a flood reaches the file. The service's lines stay in `ember ctl logs` either way.
 
 use crate::config::service::RotatedFile;
 use crate::mailbox::Mailbox;
