@@ -296,41 +296,29 @@ fn an_instance_is_made_over_dbus_and_gets_its_object() {
         "no object for worker@1; log:\n{}",
         ember.log()
     );
-    let out = bus.busctl(&[
-        "call",
-        "io.ember.Init1",
-        "/io/ember/Init1",
-        "io.ember.Init1.Manager",
-        "StartService",
-        "s",
-        "worker@5",
-    ]);
+    let start_service = |name: &str| {
+        bus.busctl(&[
+            "call",
+            "io.ember.Init1",
+            "/io/ember/Init1",
+            "io.ember.Init1.Manager",
+            "StartService",
+            "s",
+            name,
+        ])
+    };
+    let out = start_service("worker@5");
     assert!(out.status.success(), "{}", text(&out));
     ember.wait_state("worker@5", "active", None, LONG);
-    let path = "/io/ember/Init1/service/worker_405";
     assert!(
         wait_for(LONG, || bus
-            .json(&[
-                "get-property",
-                "io.ember.Init1",
-                path,
-                "io.ember.Init1.Service",
-                "State"
-            ])
+            .service_property("worker_405", "State")
             .is_some_and(|s| s == "active")),
-        "{path} never read active; log:\n{}",
+        "/io/ember/Init1/service/worker_405 never read active; log:\n{}",
         ember.log()
     );
     // No template: UnknownService, nothing made.
-    let out = bus.busctl(&[
-        "call",
-        "io.ember.Init1",
-        "/io/ember/Init1",
-        "io.ember.Init1.Manager",
-        "StartService",
-        "s",
-        "nope@1",
-    ]);
+    let out = start_service("nope@1");
     assert!(!out.status.success());
     assert!(
         text(&out).contains("no service named \"nope@1\""),

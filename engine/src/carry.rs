@@ -118,8 +118,8 @@ impl Engine {
     ) -> Engine {
         let mut units = BTreeMap::new();
         for c in carried.units {
-            let spec = match specs.remove(&c.name) {
-                Some(spec) => spec,
+            let (spec, gone) = match specs.remove(&c.name) {
+                Some(spec) => (spec, false),
                 None => {
                     let mut stand_in = ServiceSpec::new(&c.name, &[]);
                     stand_in.restart = RestartPolicy::Never;
@@ -127,10 +127,9 @@ impl Engine {
                         Signal::try_from(c.stop_signal).unwrap_or(Signal::SIGTERM);
                     stand_in.stop_timeout = c.stop_timeout;
                     stand_in.after = c.ordered_after.clone();
-                    stand_in
+                    (stand_in, true)
                 }
             };
-            let gone = spec.command.is_empty();
             let mut unit = Unit::new(spec, now);
             unit.spec.transient = c.transient && !gone;
             unit.want = if gone { Want::Down } else { c.want };

@@ -351,24 +351,16 @@ fn jitter(seed: u64, name: &str, base: Duration, jitter: Duration) -> Duration {
 
 impl Engine {
     pub fn new(specs: BTreeMap<String, ServiceSpec>, now: Duration) -> Engine {
-        let mut engine = Engine {
-            booted_at: now,
-            ..Engine::default()
-        };
+        let mut units = BTreeMap::new();
         for (name, spec) in specs {
-            let mut unit = Unit::new(spec, now);
-            unit.class = Class::of(&unit);
-            engine.tally.add(unit.class);
-            engine.units.insert(name, unit);
+            units.insert(name, Unit::new(spec, now));
         }
-        engine.rebuild_dependents();
-        engine.dirty = engine.units.keys().cloned().collect();
-        engine
+        Engine::with_records(units, now)
     }
 
-    /// An engine over records made elsewhere (a previous binary's: see `carry.rs`), with
-    /// its indexes (counts, tally, timers, dependents) built from them and every unit to
-    /// be looked at by the next reconcile.
+    /// An engine over `units` (new ones, or a previous binary's records: see `carry.rs`),
+    /// with its indexes (counts, tally, timers, dependents) built from them and every unit
+    /// to be looked at by the next reconcile.
     pub(crate) fn with_records(units: BTreeMap<String, Unit>, booted_at: Duration) -> Engine {
         let mut engine = Engine {
             booted_at,

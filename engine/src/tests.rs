@@ -3760,3 +3760,15 @@ fn a_spawn_that_waited_its_turn_is_asked_again_by_the_new_binary() {
     assert_eq!(spawns(&actions), ["web"]);
     assert_eq!(engine.unit("web").map(|u| u.run), Some(2));
 }
+
+/// A service whose file cannot be loaded now (a stand-in with no command) is still the
+/// configuration's: a new binary keeps it, rather than taking it for one the
+/// configuration dropped.
+#[test]
+fn a_new_binary_keeps_a_service_the_configuration_has_unloadable() {
+    let sim = Sim::new(vec![simple("web")]);
+    let unloadable = ServiceSpec::unloadable("web", "its file cannot be read".into());
+    let engine = handed_over(&sim, vec![unloadable]);
+    let web = engine.unit("web").expect("web");
+    assert!(!web.removing && web.want == Want::Up, "{web:?}");
+}

@@ -168,6 +168,13 @@ impl Again {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
     }
+
+    /// A new connection for requests, once ember is back (see [`Again::until_back`]).
+    async fn requests(&self, why: String) -> Result<Lines, String> {
+        self.until_back(why, || Lines::greet(&self.socket, &self.client))
+            .await
+            .map(|(lines, _)| lines)
+    }
 }
 
 /// One connection to the socket, line by line.
@@ -267,11 +274,8 @@ async fn serve_requests(
         // A request that could not even be written never reached ember (its connection
         // closed while idle, as at a reexec): it goes again once ember is back.
         if let Err(why) = lines.send(&request.command, Some(&request.origin)).await {
-            match again
-                .until_back(why, || Lines::greet(&again.socket, &again.client))
-                .await
-            {
-                Ok((back, _)) => lines = back,
+            match again.requests(why).await {
+                Ok(back) => lines = back,
                 Err(why) => {
                     let _ = request
                         .reply
@@ -293,11 +297,8 @@ async fn serve_requests(
                 let _ = request
                     .reply
                     .send(Reply::error(ErrorKind::Internal, why.clone()));
-                match again
-                    .until_back(why, || Lines::greet(&again.socket, &again.client))
-                    .await
-                {
-                    Ok((back, _)) => lines = back,
+                match again.requests(why).await {
+                    Ok(back) => lines = back,
                     Err(why) => {
                         let _ = closed.send(why).await;
                         return;

@@ -560,6 +560,19 @@ fn load_source(source: &Rc<Source>, problems: &mut Vec<Problem>) -> Config {
     config
 }
 
+impl Config {
+    /// `worker@42` as a start makes it from the template `worker@` (forgotten once it
+    /// stops); `None` when no template has that name. The caller checks the instance's
+    /// name (`values::check_instance`) where a person gave it.
+    pub fn made_on_demand(&self, name: &str) -> Option<ServiceSpec> {
+        let (template, instance) = service::template_of(name)?;
+        let mut spec = self.templates.get(template)?.instantiate(instance);
+        spec.transient = true;
+        spec.enabled = true;
+        Some(spec)
+    }
+}
+
 /// The checked configuration from its parts.
 fn assemble(
     path: &Path,

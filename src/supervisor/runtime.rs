@@ -270,7 +270,14 @@ impl Runtime {
                     .checked_sub(h.elapsed)
                     .unwrap_or_else(Instant::now),
                 Engine::adopt(
-                    with_instances(&config, &h.engine),
+                    with_instances(
+                        &config,
+                        h.engine
+                            .units
+                            .iter()
+                            .filter(|u| u.transient && !u.removing)
+                            .map(|u| u.name.as_str()),
+                    ),
                     h.engine.clone(),
                     h.elapsed,
                 ),
@@ -1278,27 +1285,12 @@ impl Runtime {
             );
         }
         let (new, rules) = crate::adapters::with_adapters(new);
-        let mut specs = new.services.clone();
-        // Instances made on demand live on, made again from their template as it is now:
-        // a change to the template restarts them as a change to a service does. With
-        // their template gone, they go; defined as services now, they are those.
-        for unit in self
+        let made = self
             .engine
             .units()
             .filter(|u| u.spec.transient && !u.removing)
-        {
-            let name = &unit.spec.name;
-            let Some((template, instance)) = config::service::template_of(name) else {
-                continue;
-            };
-            if let (false, Some(template)) = (specs.contains_key(name), new.templates.get(template))
-            {
-                let mut spec = template.instantiate(instance);
-                spec.transient = true;
-                spec.enabled = true;
-                specs.insert(name.clone(), spec);
-            }
-        }
+            .map(|u| u.spec.name.as_str());
+        let specs = with_instances(&new, made);
         crate::log::init(new.log.level.as_deref(), new.log.output, self.role);
         let mut policy = new.control.policy();
         policy.rules.extend(rules);
@@ -1410,32 +1402,27 @@ impl Said {
     }
 }
 
-/// Sleeps until `at`; with none, never wakes (no timer is armed).
-/// The services of `config`, and the instances made on demand that `carried` has (not
-/// on their way out), made again from their templates as the configuration has them now,
-/// as a reload does: without them, a reexec would stop them.
-fn with_instances(
+/// The services of `config`, and the instances `made` on demand (by a reload, those the
+/// engine has; by a reexec, those handed over), made again from their templates as the
+/// configuration has them now: a change to a template restarts them as a change to a
+/// service does; with their template gone, they go; defined as services now, they are
+/// those.
+fn with_instances<'a>(
     config: &Config,
-    carried: &ember_engine::carry::Carried,
+    made: impl Iterator<Item = &'a str>,
 ) -> std::collections::BTreeMap<String, crate::config::ServiceSpec> {
     let mut specs = config.services.clone();
-    for unit in carried.units.iter().filter(|u| u.transient && !u.removing) {
-        let Some((template, instance)) = config::service::template_of(&unit.name) else {
-            continue;
-        };
-        if let (false, Some(template)) = (
-            specs.contains_key(&unit.name),
-            config.templates.get(template),
-        ) {
-            let mut spec = template.instantiate(instance);
-            spec.transient = true;
-            spec.enabled = true;
-            specs.insert(unit.name.clone(), spec);
+    for name in made {
+        if !specs.contains_key(name) {
+            if let Some(spec) = config.made_on_demand(name) {
+                specs.insert(name.to_owned(), spec);
+            }
         }
     }
     specs
 }
 
+/// Sleeps until `at`; with none, never wakes (no timer is armed).
 async fn sleep_until_or_never(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at.into()).await,

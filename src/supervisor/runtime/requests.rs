@@ -162,20 +162,16 @@ impl Runtime {
             if exists || to_make.iter().any(|s| &s.name == name) {
                 continue;
             }
-            let Some((template, instance)) = template_of(name) else {
-                continue;
-            };
-            let Some(template) = self.config.templates.get(template) else {
+            let Some(spec) = self.config.made_on_demand(name) else {
                 continue;
             };
             // The instance's name becomes a cgroup, a socket, a topic level, and part of
             // paths: the rules of the configuration's instances apply.
-            if let Err(why) = crate::config::values::check_instance(&template.name, instance) {
-                return Err(Reply::error(ErrorKind::BadRequest, why));
+            if let Some((template, instance)) = template_of(name) {
+                if let Err(why) = crate::config::values::check_instance(template, instance) {
+                    return Err(Reply::error(ErrorKind::BadRequest, why));
+                }
             }
-            let mut spec = template.instantiate(instance);
-            spec.transient = true;
-            spec.enabled = true;
             to_make.push(spec);
         }
         // Whoever may start `worker@*` could otherwise make instances until the board
