@@ -6,22 +6,20 @@
 use crate::engine::Engine;
 use crate::model::{Exit, Pid, RunResult, State, Sub, Unit, Want};
 use crate::spec::{RestartPolicy, ServiceSpec};
+use crate::wire::{Reader, Writer};
 use nix::sys::signal::Signal;
-use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 /// The engine's part of the state handed over.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Carried {
     pub booted_at: Duration,
     pub units: Vec<CarriedUnit>,
 }
 
 /// One service's record, without its spec.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CarriedUnit {
     pub name: String,
     pub want: Want,
@@ -55,6 +53,104 @@ pub struct CarriedUnit {
     pub stop_signal: i32,
     pub stop_timeout: Duration,
     pub ordered_after: Vec<String>,
+}
+
+impl Carried {
+    pub fn write(&self, w: &mut Writer) {
+        w.duration(self.booted_at);
+        w.count(self.units.len());
+        for u in &self.units {
+            u.write(w);
+        }
+    }
+
+    /// Reads what [`Carried::write`] wrote; `r.finish()` says whether it all could be.
+    pub fn read(r: &mut Reader) -> Carried {
+        let mut carried = Carried {
+            booted_at: r.duration(),
+            units: Vec::new(),
+        };
+        for _ in 0..r.count() {
+            carried.units.push(CarriedUnit::read(r));
+        }
+        carried
+    }
+}
+
+impl CarriedUnit {
+    fn write(&self, w: &mut Writer) {
+        w.str(&self.name);
+        w.str(self.want.word());
+        w.str(self.state.word());
+        w.str(self.sub.word());
+        w.duration(self.since);
+        w.opt_i64(self.pid.map(i64::from));
+        w.u64(self.run);
+        w.opt_duration(self.deadline);
+        w.u64(u64::from(self.restarts));
+        w.u64(u64::from(self.consecutive_failures));
+        w.count(self.failures.len());
+        for f in &self.failures {
+            w.duration(*f);
+        }
+        w.opt_duration(self.active_since);
+        w.opt_i64(self.exit_code.map(i64::from));
+        w.opt_i64(self.exit_signal.map(i64::from));
+        w.opt_str(self.result.map(|r| r.word()));
+        w.opt_str(self.reason.as_deref());
+        w.opt_str(self.status_text.as_deref());
+        w.bool(self.restart_pending);
+        w.some(self.failing.is_some());
+        if let Some((sub, why)) = &self.failing {
+            w.str(sub.word());
+            w.str(why);
+        }
+        w.bool(self.removing);
+        w.opt_duration(self.next_run);
+        w.duration(self.next_base);
+        w.bool(self.schedule_on);
+        w.bool(self.due);
+        w.bool(self.transient);
+        w.i64(i64::from(self.stop_signal));
+        w.duration(self.stop_timeout);
+        w.count(self.ordered_after.len());
+        for a in &self.ordered_after {
+            w.str(a);
+        }
+    }
+
+    fn read(r: &mut Reader) -> CarriedUnit {
+        CarriedUnit {
+            name: r.str(),
+            want: r.word().unwrap_or_default(),
+            state: r.word().unwrap_or_default(),
+            sub: r.word().unwrap_or_default(),
+            since: r.duration(),
+            pid: r.opt_i32(),
+            run: r.u64(),
+            deadline: r.opt_duration(),
+            restarts: r.narrow(),
+            consecutive_failures: r.narrow(),
+            failures: (0..r.count()).map(|_| r.duration()).collect(),
+            active_since: r.opt_duration(),
+            exit_code: r.opt_i32(),
+            exit_signal: r.opt_i32(),
+            result: r.some().then(|| r.word()).flatten(),
+            reason: r.opt_str(),
+            status_text: r.opt_str(),
+            restart_pending: r.bool(),
+            failing: r.some().then(|| (r.word().unwrap_or_default(), r.str())),
+            removing: r.bool(),
+            next_run: r.opt_duration(),
+            next_base: r.duration(),
+            schedule_on: r.bool(),
+            due: r.bool(),
+            transient: r.bool(),
+            stop_signal: r.narrow_signed(),
+            stop_timeout: r.duration(),
+            ordered_after: (0..r.count()).map(|_| r.str()).collect(),
+        }
+    }
 }
 
 impl Engine {

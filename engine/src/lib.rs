@@ -9,11 +9,13 @@
 //! - [`model`]: the per-service record, exits.
 //! - [`engine`]: the decisions.
 //! - [`carry`]: the records handed to the next binary at `ember ctl reexec`.
+//! - [`wire`]: their byte encoding.
 
 pub mod carry;
 pub mod engine;
 pub mod model;
 pub mod spec;
+pub mod wire;
 
 #[cfg(test)]
 mod props;

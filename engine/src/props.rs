@@ -1135,9 +1135,16 @@ impl World {
                     return Ok(());
                 }
                 let carried = self.engine.carry();
-                let text = serde_json::to_string(&carried).map_err(|e| e.to_string())?;
-                let carried: crate::carry::Carried =
-                    serde_json::from_str(&text).map_err(|e| e.to_string())?;
+                let mut w = crate::wire::Writer::default();
+                carried.write(&mut w);
+                let bytes = w.into_bytes();
+                let mut r = crate::wire::Reader::new(&bytes);
+                let back = crate::carry::Carried::read(&mut r);
+                r.finish()?;
+                if back != carried {
+                    return Err(format!("carried {carried:?}\nread back {back:?}"));
+                }
+                let carried = back;
                 // As the runtime does: the configuration, and the instances made on
                 // demand that are not on their way out.
                 let specs = self.with_made(self.config.clone());

@@ -3667,12 +3667,16 @@ fn an_instance_made_on_demand_then_configured_is_kept_when_stopped() {
 // Reexec: the records carried to the next binary
 // ---------------------------------------------------------------------------------------
 
-/// Carries the engine through JSON (as the runtime hands it over) into a new one over
+/// Carries the engine through its byte encoding (as the runtime hands it over) into a new one over
 /// `specs`, on the same clock.
 fn handed_over(sim: &Sim, specs: Vec<ServiceSpec>) -> Engine {
     let carried = sim.engine.carry();
-    let text = serde_json::to_string(&carried).expect("serialize");
-    let back: crate::carry::Carried = serde_json::from_str(&text).expect("deserialize");
+    let mut w = crate::wire::Writer::default();
+    carried.write(&mut w);
+    let bytes = w.into_bytes();
+    let mut r = crate::wire::Reader::new(&bytes);
+    let back = crate::carry::Carried::read(&mut r);
+    r.finish().expect("read back");
     assert_eq!(back, carried);
     Engine::adopt(spec_map(specs), back, sim.now)
 }

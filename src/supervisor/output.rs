@@ -20,7 +20,7 @@ thread_local! {
 
 /// One output pipe being read: what `ember ctl reexec` hands to the next binary, whose
 /// readers take over the same pipes (the services never see their output cut).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenPipe {
     pub fd: std::os::fd::RawFd,
     pub name: String,

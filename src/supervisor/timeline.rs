@@ -14,6 +14,7 @@
 
 use super::model::{State, Sub, Unit};
 use crate::pid1::Role;
+use ember_engine::wire::{Reader, Writer};
 use ember_ipc::{ServiceTimeline, Timeline, Transition, TRANSITIONS_KEPT};
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, SystemTime};
@@ -23,7 +24,7 @@ const REASON_KEPT: usize = 200;
 
 /// Handed to the next binary at a reexec as it is (its times are on the runtime's clock,
 /// which the next binary keeps).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Recorder {
     /// From the runtime's clock (the engine's `now`) to time since ember started.
     offset: Duration,
@@ -31,7 +32,7 @@ pub struct Recorder {
     boot_complete: Option<Duration>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
 struct Record {
     first_spawn: Option<Duration>,
     first_active: Option<Duration>,
@@ -43,7 +44,7 @@ struct Record {
     recent: VecDeque<Entry>,
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 struct Entry {
     at: Duration,
     state: State,
@@ -65,6 +66,74 @@ impl Record {
 /// A run ended badly: failed for good, or waiting out the backoff before a restart.
 fn is_failure(state: State, sub: Sub) -> bool {
     state == State::Failed || (state == State::Activating && sub == Sub::AutoRestart)
+}
+
+impl Recorder {
+    /// For the next binary at a reexec (see `super::handover`).
+    pub fn write(&self, w: &mut Writer) {
+        w.duration(self.offset);
+        w.opt_duration(self.boot_complete);
+        w.count(self.services.len());
+        for (name, r) in &self.services {
+            w.str(name);
+            w.opt_duration(r.first_spawn);
+            w.opt_duration(r.first_active);
+            w.u64(u64::from(r.spawns));
+            w.u64(u64::from(r.failures));
+            w.u64(u64::from(r.dropped));
+            w.some(r.last.is_some());
+            if let Some((state, sub, run)) = r.last {
+                w.str(state.word());
+                w.str(sub.word());
+                w.u64(run);
+            }
+            w.count(r.recent.len());
+            for e in &r.recent {
+                w.duration(e.at);
+                w.str(e.state.word());
+                w.str(e.sub.word());
+                w.u64(e.run);
+                w.opt_str(e.reason.as_deref());
+            }
+        }
+    }
+
+    /// Reads what [`Recorder::write`] wrote; `r.finish()` says whether it all could be.
+    pub fn read(r: &mut Reader) -> Recorder {
+        let mut recorder = Recorder {
+            offset: r.duration(),
+            boot_complete: r.opt_duration(),
+            services: HashMap::new(),
+        };
+        for _ in 0..r.count() {
+            let name = r.str();
+            let record = Record {
+                first_spawn: r.opt_duration(),
+                first_active: r.opt_duration(),
+                spawns: r.narrow(),
+                failures: r.narrow(),
+                dropped: r.narrow(),
+                last: r.some().then(|| {
+                    (
+                        r.word().unwrap_or_default(),
+                        r.word().unwrap_or_default(),
+                        r.u64(),
+                    )
+                }),
+                recent: (0..r.count())
+                    .map(|_| Entry {
+                        at: r.duration(),
+                        state: r.word().unwrap_or_default(),
+                        sub: r.word().unwrap_or_default(),
+                        run: r.u64(),
+                        reason: r.opt_str().map(String::into_boxed_str),
+                    })
+                    .collect(),
+            };
+            recorder.services.insert(name, record);
+        }
+        recorder
+    }
 }
 
 impl Recorder {
