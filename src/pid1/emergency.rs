@@ -43,24 +43,20 @@ pub fn run(
 
 /// Starts the rescue shell on the console; returns its pid.
 pub fn start_shell(shell: &Path) -> Option<i32> {
-    let mut command = std::process::Command::new(shell);
-    // SAFETY: runs in the child before exec; setsid and the ioctl are async-signal-safe.
-    unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut command, || {
-            let _ = nix::unistd::setsid();
-            // Make the console (fd 0) its controlling terminal, so job control works.
-            nix::libc::ioctl(0, nix::libc::TIOCSCTTY, 1);
-            Ok(())
-        });
-    }
-    match command.spawn() {
-        Ok(child) => {
+    use crate::supervisor::launch::{Environment, Plan};
+    let env = Environment::inherited();
+    let launched = Plan::new(&[shell], env.pairs()).and_then(|mut plan| {
+        // Its own session, the console (fd 0) its controlling terminal: job control works.
+        plan.controlling_tty = true;
+        plan.launch()
+    });
+    match launched {
+        Ok(pid) => {
             tracing::warn!(
-                "rescue shell {} started on the console (pid {})",
-                shell.display(),
-                child.id()
+                "rescue shell {} started on the console (pid {pid})",
+                shell.display()
             );
-            Some(child.id() as i32)
+            Some(pid)
         }
         Err(e) => {
             tracing::error!("cannot start the rescue shell {}: {e}", shell.display());

@@ -2,7 +2,8 @@
 //!
 //! - [`model`], [`engine`]: the pure engine, a crate of its own (`engine/`).
 //! - [`runtime`]: the one task that executes actions and feeds events back.
-//! - [`spawn`], [`reaper`]: fork/exec, and reaping every child in one place.
+//! - [`spawn`], [`launch`], [`reaper`]: what a service is started with, starting it
+//!   (clone and exec, sharing ember's memory until the exec), reaping every child in one place.
 //! - [`readiness`], [`notify`], [`output`]: probes, the sd_notify socket, service output.
 //! - [`logfiles`]: service output written to files by ember, rotated by size.
 //! - [`cgroup`]: a cgroup per service: containment, limits, OOM kills.
@@ -14,6 +15,7 @@ pub mod cgroup;
 pub mod handover;
 // The engine and its model are a crate of their own (engine/); their old paths stay.
 pub use ember_engine::{engine, model};
+pub mod launch;
 pub mod logfiles;
 pub mod notify;
 pub mod output;

@@ -1,21 +1,21 @@
-//! fork/exec of a service: its own session and process group, its cgroup, its rlimits and
-//! OOM score, the requested uid, gid and supplementary groups, env and cwd, signal
-//! dispositions reset, stdio wired.
-//!
-//! We use std's Command (its CLOEXEC error pipe reports exec failures with the real OS
-//! error) but never wait on the child: every exit is reaped in one place (reaper.rs).
+//! What a service is started with: the user, group and supplementary groups it runs as
+//! (looked up here: NSS lookups are not safe in the child), its limits and OOM score
+//! (checked here, so that what the kernel would refuse is said in words), its environment,
+//! working directory and stdin/stdout/stderr. [`super::launch`] starts it (its own
+//! session, its cgroup, signal dispositions reset); nothing here waits on the child:
+//! every exit is reaped in one place (reaper.rs).
 
 use crate::config::{Output, ServiceSpec};
 use nix::sys::resource::Resource;
 use nix::unistd::{Gid, Group, Uid, User};
 use std::ffi::CString;
 use std::fs::OpenOptions;
-use std::os::fd::{OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
+use super::launch::{Environment, Plan};
 use super::model::Pid;
 
 /// A spawned process and the read ends of its output pipes (for `Output::Log`).
@@ -92,32 +92,33 @@ fn resolve_identity(user: Option<&str>, group: Option<&str>) -> Result<Option<Id
 
 /// /dev/null opened here, so that a missing /dev is reported as such, not as the
 /// program being missing.
-fn dev_null() -> Result<Stdio, String> {
+fn dev_null() -> Result<OwnedFd, String> {
     OpenOptions::new()
         .read(true)
         .write(true)
         .open("/dev/null")
-        .map(Stdio::from)
+        .map(OwnedFd::from)
         .map_err(|e| format!("cannot open /dev/null: {e}; is /dev mounted?"))
+}
+
+/// A pipe whose ends are closed on exec: the child gets its end as a copy on 0, 1 or 2.
+fn pipe(what: &str) -> Result<(OwnedFd, OwnedFd), String> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| format!("cannot make a pipe for its {what}: {e}"))
 }
 
 /// stdin: /dev/null, or where there is none (an init started before /dev exists) an
 /// empty pipe, which reads as end-of-file just the same.
-fn empty_stdin() -> Result<Stdio, String> {
-    dev_null().or_else(|e| {
-        let (read, write) = nix::unistd::pipe().map_err(|_| e)?;
-        drop(write);
-        Ok(Stdio::from(read))
-    })
+fn empty_stdin() -> Result<OwnedFd, String> {
+    dev_null().or_else(|e| pipe("input").map(|(read, _)| read).map_err(|_| e))
 }
 
 /// A pipe holding `data` in full, its writing end closed: the child reads it, then
 /// end-of-file. Written before the spawn, so PID 1 never waits on a child to read: the
 /// pipe is made big enough first (at most 1 MiB, Linux's default pipe-max-size).
-fn input_pipe(data: &[u8]) -> Result<Stdio, String> {
+fn input_pipe(data: &[u8]) -> Result<OwnedFd, String> {
     use std::io::Write;
-    let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-        .map_err(|e| format!("cannot make a pipe for its input: {e}"))?;
+    let (read, write) = pipe("input")?;
     if data.len() > 65536 {
         let size = data.len().next_power_of_two().min(1 << 20) as nix::libc::c_int;
         let _ = nix::fcntl::fcntl(&write, nix::fcntl::FcntlArg::F_SETPIPE_SZ(size));
@@ -131,26 +132,44 @@ fn input_pipe(data: &[u8]) -> Result<Stdio, String> {
     file.write_all(data)
         .map_err(|e| format!("its input ({} bytes) does not fit a pipe: {e}", data.len()))?;
     drop(file);
-    Ok(Stdio::from(read))
+    Ok(read)
 }
 
-fn stdio_for(output: &Output) -> Result<Stdio, String> {
+/// Where a stream of output goes: the child's end (`None`: ember's own, the console) and,
+/// for output ember reads, the end ember reads from.
+fn output_for(output: &Output, what: &str) -> Result<(Option<OwnedFd>, Option<OwnedFd>), String> {
     Ok(match output {
-        Output::Log | Output::Rotated(_) => Stdio::piped(),
-        Output::Console => Stdio::inherit(),
-        Output::Null => dev_null()?,
-        Output::File(path) => OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o644)
-            .open(path)
-            .map(Stdio::from)
-            .map_err(|e| format!("cannot open {} for output: {e}", path.display()))?,
+        Output::Log | Output::Rotated(_) => {
+            let (read, write) = pipe(what)?;
+            (Some(write), Some(read))
+        }
+        Output::Console => (None, None),
+        Output::Null => (Some(dev_null()?), None),
+        Output::File(path) => {
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o644)
+                .open(path)
+                .map_err(|e| format!("cannot open {} for output: {e}", path.display()))?;
+            (Some(OwnedFd::from(file)), None)
+        }
     })
 }
 
-/// What the child does to itself between fork and exec, prepared before the fork: after
-/// it, only async-signal-safe system calls are allowed.
+/// `fd` numbered 3 or above: the child copies it onto 0, 1 or 2, and a source among those
+/// could be overwritten by an earlier copy (ember's own 0-2 may be closed at boot).
+fn above_stdio(fd: OwnedFd) -> Result<OwnedFd, String> {
+    if fd.as_raw_fd() > 2 {
+        return Ok(fd);
+    }
+    let moved = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(3))
+        .map_err(|e| format!("cannot set up its stdin/stdout/stderr: {e}"))?;
+    // SAFETY: F_DUPFD_CLOEXEC returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(moved) })
+}
+
+/// What the child does to itself between the clone and the exec, prepared before.
 #[derive(Default)]
 struct InChild {
     /// The service's cgroup.procs (close-on-exec): writing "0" moves the child there.
@@ -158,42 +177,6 @@ struct InChild {
     rlimits: Vec<(Resource, nix::libc::rlim_t)>,
     /// Written to /proc/self/oom_score_adj.
     oom_score_adj: Option<Vec<u8>>,
-}
-
-impl InChild {
-    /// Runs in the child. Order matters: the cgroup and the limits before setuid, which
-    /// would take away the right to raise a hard limit or lower the OOM score.
-    fn apply(&self) -> std::io::Result<()> {
-        use std::io::Error;
-        if let Some(fd) = self.cgroup_procs {
-            // SAFETY: write(2) of a static buffer to an fd the parent keeps open.
-            if unsafe { nix::libc::write(fd, b"0".as_ptr().cast(), 1) } != 1 {
-                return Err(Error::last_os_error());
-            }
-        }
-        for &(resource, amount) in &self.rlimits {
-            nix::sys::resource::setrlimit(resource, amount, amount).map_err(Error::from)?;
-        }
-        if let Some(text) = &self.oom_score_adj {
-            // SAFETY: open/write/close with a NUL-terminated static path and a buffer
-            // made before the fork.
-            unsafe {
-                let fd = nix::libc::open(
-                    c"/proc/self/oom_score_adj".as_ptr(),
-                    nix::libc::O_WRONLY | nix::libc::O_CLOEXEC,
-                );
-                if fd < 0 {
-                    return Err(Error::last_os_error());
-                }
-                let written = nix::libc::write(fd, text.as_ptr().cast(), text.len());
-                nix::libc::close(fd);
-                if written < 0 {
-                    return Err(Error::last_os_error());
-                }
-            }
-        }
-        Ok(())
-    }
 }
 
 /// The limits of `spec` as the child applies them; checked here first, so that what
@@ -286,34 +269,33 @@ pub fn spawn_service(
     }
     let identity = resolve_identity(spec.user.as_deref(), spec.group.as_deref())?;
     let in_child = in_child(spec, cgroup_procs)?;
-    let Some((program, args)) = spec.command.split_first() else {
-        return Err("the command is empty".into());
-    };
-    let mut command = Command::new(program);
-    command.args(args);
-    command
-        .env_remove("NOTIFY_SOCKET")
-        .env_remove("LISTEN_FDS")
-        .env_remove("LISTEN_PID");
-    if std::env::var_os("PATH").is_none() {
-        command.env("PATH", crate::config::service::default_path());
+    let mut env = Environment::inherited();
+    env.remove("NOTIFY_SOCKET");
+    env.remove("LISTEN_FDS");
+    env.remove("LISTEN_PID");
+    if env.get("PATH").is_none() {
+        env.set("PATH", crate::config::service::default_path());
     }
     if let Some(id) = &identity {
         if let Some(home) = &id.home {
-            command.env("HOME", home);
+            env.set("HOME", home);
         }
         if let Some(name) = &id.name {
-            command.env("USER", name).env("LOGNAME", name);
+            env.set("USER", name);
+            env.set("LOGNAME", name);
         }
     }
-    command.envs(&spec.env);
+    for (key, value) in &spec.env {
+        env.set(key, value);
+    }
     if let Some(path) = notify_socket {
-        command.env("NOTIFY_SOCKET", path);
+        env.set("NOTIFY_SOCKET", path);
         // What sd_watchdog_enabled() reads: how often to send WATCHDOG=1.
         if let Some(period) = spec.watchdog {
-            command.env("WATCHDOG_USEC", period.as_micros().to_string());
+            env.set("WATCHDOG_USEC", period.as_micros().to_string());
         }
     }
+    let mut plan = Plan::new(&spec.command, env.pairs())?;
     if let Some(dir) = &spec.workdir {
         // Checked here: exec would report a missing directory as a missing program.
         if !dir.is_dir() {
@@ -322,80 +304,25 @@ pub fn spawn_service(
                 dir.display()
             ));
         }
-        command.current_dir(dir);
+        plan.workdir = Some(
+            CString::new(dir.as_os_str().as_bytes())
+                .map_err(|_| "the workdir contains a NUL byte".to_string())?,
+        );
     }
+    // Kept open until the launch returns: the child copies them onto 0, 1 and 2.
+    let mut child_ends: [Option<OwnedFd>; 3] = [None, None, None];
+    let (mut stdout, mut stderr) = (None, None);
     if spec.console {
-        command
-            .stdin(Stdio::inherit())
-            .stdout(Stdio::inherit())
-            .stderr(Stdio::inherit());
+        plan.controlling_tty = true;
     } else {
-        let stdin = match &spec.input {
+        child_ends[0] = Some(match &spec.input {
             Some(input) => input_pipe(input.expose().as_bytes())?,
             None => empty_stdin()?,
-        };
-        command
-            .stdin(stdin)
-            .stdout(stdio_for(&spec.stdout)?)
-            .stderr(stdio_for(&spec.stderr)?);
-    }
-    launch(command, identity, spec.console, in_child)
-}
-
-/// Spawns a helper command (a readiness `exec` check) with no output.
-pub fn spawn_helper(argv: &[String]) -> Result<Pid, String> {
-    let Some((program, args)) = argv.split_first() else {
-        return Err("the check command is empty".into());
-    };
-    let mut command = Command::new(program);
-    command
-        .args(args)
-        .stdin(empty_stdin()?)
-        .stdout(dev_null()?)
-        .stderr(dev_null()?);
-    launch(command, None, false, InChild::default()).map(|s| s.pid)
-}
-
-fn launch(
-    mut command: Command,
-    identity: Option<Identity>,
-    console: bool,
-    in_child: InChild,
-) -> Result<Spawned, String> {
-    let program = command.get_program().to_string_lossy().into_owned();
-    // SAFETY: the closure runs in the child between fork and exec and only makes
-    // async-signal-safe system calls (setsid, sigaction, write, setrlimit, open, close,
-    // setgroups, setgid, setuid).
-    unsafe {
-        command.pre_exec(move || {
-            nix::unistd::setsid().map_err(std::io::Error::from)?;
-            if console {
-                // The console becomes its controlling terminal, so a shell has job control.
-                nix::libc::ioctl(0, nix::libc::TIOCSCTTY, 1);
-            }
-            reset_signal_dispositions();
-            in_child.apply()?;
-            if let Some(id) = &identity {
-                nix::unistd::setgroups(&id.groups).map_err(std::io::Error::from)?;
-                nix::unistd::setgid(id.gid).map_err(std::io::Error::from)?;
-                nix::unistd::setuid(id.uid).map_err(std::io::Error::from)?;
-            }
-            Ok(())
         });
+        (child_ends[1], stdout) = output_for(&spec.stdout, "output")?;
+        (child_ends[2], stderr) = output_for(&spec.stderr, "errors")?;
     }
-    // std panics if the child it could not exec was reaped by someone else first; our
-    // reaper runs on this same thread, so it cannot, but PID 1 takes no chances.
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| command.spawn()));
-    let mut child = match result {
-        Ok(Ok(child)) => child,
-        Ok(Err(e)) => return Err(format!("{program}: {e}")),
-        Err(_) => return Err(format!("{program}: spawn panicked")),
-    };
-    let pid = child.id() as Pid;
-    let stdout = child.stdout.take().map(OwnedFd::from);
-    let stderr = child.stderr.take().map(OwnedFd::from);
-    // Dropping a std Child neither kills nor waits: the reaper owns its exit status.
-    drop(child);
+    let pid = launch(plan, identity, in_child, child_ends)?;
     Ok(Spawned {
         pid,
         stdout,
@@ -403,33 +330,45 @@ fn launch(
     })
 }
 
-/// Signal dispositions set to SIG_IGN survive exec; services start with every default,
-/// real-time signals included, and an empty signal mask.
-fn reset_signal_dispositions() {
-    use nix::libc;
-    // The raw system call, not glibc's signal(): glibc refuses its two reserved real-time
-    // signals (32, 33), yet they too may arrive ignored. An all-zero kernel sigaction is
-    // SIG_DFL with no flags and an empty mask, whatever the architecture's field order.
-    let default_action = [0u64; 4];
-    for signal in 1..=64 {
-        if signal == libc::SIGKILL || signal == libc::SIGSTOP {
-            continue;
-        }
-        // SAFETY: rt_sigaction with a valid pointer to a zeroed kernel sigaction; the old
-        // action is not asked for. Runs in the child between fork and exec.
-        unsafe {
-            libc::syscall(
-                libc::SYS_rt_sigaction,
-                signal,
-                default_action.as_ptr(),
-                std::ptr::null_mut::<u64>(),
-                8usize,
-            );
-        }
+/// Spawns a helper command (a readiness `exec` check) with no output.
+pub fn spawn_helper(argv: &[String]) -> Result<Pid, String> {
+    if argv.is_empty() {
+        return Err("the check command is empty".into());
     }
-    let _ = nix::sys::signal::sigprocmask(
-        nix::sys::signal::SigmaskHow::SIG_SETMASK,
-        Some(&nix::sys::signal::SigSet::empty()),
-        None,
-    );
+    let env = Environment::inherited();
+    let plan = Plan::new(argv, env.pairs())?;
+    let child_ends = [Some(empty_stdin()?), Some(dev_null()?), Some(dev_null()?)];
+    launch(plan, None, InChild::default(), child_ends)
+}
+
+/// Starts `plan` with the identity, the in-child steps and fds 0-2 given (`None`: ember's
+/// own). Errors name the program.
+fn launch(
+    mut plan: Plan,
+    identity: Option<Identity>,
+    in_child: InChild,
+    child_ends: [Option<OwnedFd>; 3],
+) -> Result<Pid, String> {
+    let program = plan.program().to_string_lossy().into_owned();
+    let child_ends = child_ends
+        .into_iter()
+        .map(|end| end.map(above_stdio).transpose())
+        .collect::<Result<Vec<_>, _>>()?;
+    for (slot, end) in plan.stdio.iter_mut().zip(&child_ends) {
+        *slot = end.as_ref().map(|fd| fd.as_raw_fd());
+    }
+    plan.cgroup_procs = in_child.cgroup_procs;
+    plan.rlimits = in_child.rlimits;
+    plan.oom_score_adj = in_child.oom_score_adj;
+    plan.ids = identity.map(|id| {
+        (
+            id.uid.as_raw(),
+            id.gid.as_raw(),
+            id.groups.iter().map(|g| g.as_raw()).collect(),
+        )
+    });
+    let pid = plan.launch().map_err(|e| format!("{program}: {e}"))?;
+    // The child's ends close here, in ember: the child has its copies.
+    drop(child_ends);
+    Ok(pid as Pid)
 }

@@ -1,0 +1,623 @@
+//! Starting a process the way posix_spawn does: `clone(CLONE_VM | CLONE_VFORK)`, so that
+//! the child borrows ember's memory until its execve instead of copying it.
+//!
+//! Why not std's `Command`: with a `pre_exec` step (ember needs several) it forks, and a
+//! fork copies the page tables of all of ember's memory, which the child's execve then
+//! throws away; with 1,000 services that was most of a spawn's cost (README, "Where the
+//! time and the memory go"). With `CLONE_VFORK` ember's thread waits only until the child
+//! has exec'd (or failed), which on a board is a fraction of a fork.
+//!
+//! The price of sharing memory: between clone and execve the child may not allocate, take
+//! a lock, or run a signal handler that touches ember's state. So everything is made
+//! before the clone ([`Plan`]: C strings, pointer arrays, file descriptors, ids), the
+//! child makes only system calls ([`child`]), ember's signals are blocked around the
+//! clone (the child resets every handler before unblocking), and a step that fails writes
+//! its errno into the plan, where ember reads it once the clone returns.
+
+use nix::libc::{self, c_char, c_int, c_void};
+use std::ffi::{CString, OsStr, OsString};
+use std::os::fd::RawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+/// Everything the child does, made before the clone.
+pub struct Plan {
+    /// Where to exec, tried in order: the program itself when its name has a `/`, else
+    /// the program in each directory of the child's PATH (execvp's search, made here).
+    candidates: Vec<CString>,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+    /// What becomes fd 0, 1 and 2; `None` keeps ember's own. Each is ≥ 3 (see [`Plan::stdio`]).
+    pub stdio: [Option<RawFd>; 3],
+    /// Make fd 0 (a terminal) the controlling terminal of the new session.
+    pub controlling_tty: bool,
+    /// The service's cgroup.procs: writing "0" moves the child there.
+    pub cgroup_procs: Option<RawFd>,
+    pub rlimits: Vec<(nix::sys::resource::Resource, libc::rlim_t)>,
+    /// Written to /proc/self/oom_score_adj.
+    pub oom_score_adj: Option<Vec<u8>>,
+    /// uid, gid and supplementary groups to switch to.
+    pub ids: Option<(libc::uid_t, libc::gid_t, Vec<libc::gid_t>)>,
+    pub workdir: Option<CString>,
+}
+
+/// What the child got to, written by the child into ember's memory (it is shared until
+/// the execve), read by ember after the clone returns.
+#[derive(Clone, Copy, Default)]
+struct Failure {
+    step: Step,
+    errno: c_int,
+}
+
+#[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
+enum Step {
+    #[default]
+    None,
+    Session,
+    Stdio,
+    Cgroup,
+    Rlimit,
+    OomScore,
+    Identity,
+    Workdir,
+    Exec,
+}
+
+impl Step {
+    /// What was being done, as the error says it (exec errors read as std's did: bare).
+    fn doing(self) -> &'static str {
+        match self {
+            Step::None | Step::Exec => "",
+            Step::Session => "cannot start a session: ",
+            Step::Stdio => "cannot set up its stdin/stdout/stderr: ",
+            Step::Cgroup => "cannot join its cgroup: ",
+            Step::Rlimit => "cannot set its limits: ",
+            Step::OomScore => "cannot set its oom_score_adj: ",
+            Step::Identity => "cannot switch to its user and group: ",
+            Step::Workdir => "cannot enter its workdir: ",
+        }
+    }
+}
+
+/// The environment a child starts with: ember's own, changed by name.
+pub struct Environment(Vec<(OsString, OsString)>);
+
+impl Environment {
+    pub fn inherited() -> Environment {
+        Environment(std::env::vars_os().collect())
+    }
+
+    pub fn get(&self, key: &str) -> Option<&OsStr> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_os_str())
+    }
+
+    pub fn remove(&mut self, key: &str) {
+        self.0.retain(|(k, _)| k != key);
+    }
+
+    /// Sets `key`, in its place when ember's environment had it.
+    pub fn set(&mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) {
+        let (key, value) = (key.as_ref(), value.as_ref());
+        match self.0.iter_mut().find(|(k, _)| k == key) {
+            Some((_, old)) => *old = value.to_owned(),
+            None => self.0.push((key.to_owned(), value.to_owned())),
+        }
+    }
+
+    pub fn pairs(&self) -> impl Iterator<Item = (&OsStr, &OsStr)> {
+        self.0.iter().map(|(k, v)| (k.as_os_str(), v.as_os_str()))
+    }
+}
+
+/// Turns a string into a C string; a NUL inside is the caller's error, named.
+fn c_string(what: &str, bytes: &[u8]) -> Result<CString, String> {
+    CString::new(bytes).map_err(|_| format!("{what} contains a NUL byte"))
+}
+
+impl Plan {
+    /// A plan to run `argv` with the environment `env` (the whole of it, in order), and
+    /// nothing else changed: fds 0-2 and the working directory as ember's.
+    pub fn new<'a>(
+        argv: &[impl AsRef<OsStr>],
+        env: impl IntoIterator<Item = (&'a OsStr, &'a OsStr)>,
+    ) -> Result<Plan, String> {
+        let Some(program) = argv.first() else {
+            return Err("the command is empty".into());
+        };
+        let program = program.as_ref();
+        let mut envp = Vec::new();
+        let mut path = None;
+        for (key, value) in env {
+            if key.as_bytes() == b"PATH" {
+                path = Some(value);
+            }
+            let mut entry = OsString::with_capacity(key.len() + value.len() + 1);
+            entry.push(key);
+            entry.push("=");
+            entry.push(value);
+            envp.push(c_string("the environment", entry.as_bytes())?);
+        }
+        let argv = argv
+            .iter()
+            .map(|arg| c_string("the command", arg.as_ref().as_bytes()))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Plan {
+            candidates: candidates(program, path)?,
+            argv,
+            envp,
+            stdio: [None; 3],
+            controlling_tty: false,
+            cgroup_procs: None,
+            rlimits: Vec::new(),
+            oom_score_adj: None,
+            ids: None,
+            workdir: None,
+        })
+    }
+
+    /// The program as given (the first word of the command).
+    pub fn program(&self) -> &OsStr {
+        self.argv
+            .first()
+            .map_or(OsStr::new(""), |p| OsStr::from_bytes(p.as_bytes()))
+    }
+
+    /// Starts the process; returns its pid once it has exec'd. A step that failed in the
+    /// child is an error naming the step and the OS's reason (the child is reaped here).
+    pub fn launch(&self) -> Result<libc::pid_t, String> {
+        let argv = pointers(&self.argv);
+        let envp = pointers(&self.envp);
+        let mut child_data = Child {
+            plan: self,
+            argv: &argv,
+            envp: &envp,
+            failure: Failure::default(),
+        };
+        // The child's stack: it only makes system calls, a page or two is plenty; 64 KiB
+        // leaves room for whatever libc's wrappers use.
+        // Left uninitialised: the child writes its stack before it reads it.
+        let mut stack = Vec::<u8>::with_capacity(64 * 1024);
+        // SAFETY: the end of the buffer's allocation, aligned down to 16 bytes as every
+        // ABI wants; the stack grows down on every architecture ember is built for.
+        let top = unsafe { stack.as_mut_ptr().add(stack.capacity()) };
+        let top = ((top as usize) & !15) as *mut c_void;
+        let blocked = block_signals();
+        // SAFETY: CLONE_VFORK suspends this thread until the child has exec'd or exited,
+        // so `child_data` and `stack` outlive every use the child makes of them; the child
+        // runs only `child`, which makes system calls and touches nothing but them.
+        let pid = unsafe {
+            libc::clone(
+                child,
+                top,
+                libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+                (&mut child_data as *mut Child).cast(),
+            )
+        };
+        let clone_errno = std::io::Error::last_os_error();
+        restore_signals(&blocked);
+        drop(stack);
+        if pid < 0 {
+            return Err(format!("cannot start a process: {clone_errno}"));
+        }
+        // SAFETY: a plain read of a value the child may have written before it exited.
+        let failure = unsafe { std::ptr::read_volatile(&child_data.failure) };
+        if failure.step == Step::None {
+            return Ok(pid);
+        }
+        // The child has exited (CLONE_VFORK returned without an exec): reap it here, so
+        // the reaper never sees a pid nobody knows.
+        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+        Err(format!(
+            "{}{}",
+            failure.step.doing(),
+            std::io::Error::from_raw_os_error(failure.errno)
+        ))
+    }
+}
+
+/// execvp's search, made in ember: where the child will try to exec `program`.
+fn candidates(program: &OsStr, path: Option<&OsStr>) -> Result<Vec<CString>, String> {
+    let name = program.as_bytes();
+    if name.is_empty() {
+        return Err("the command's program is an empty string".into());
+    }
+    if name.contains(&b'/') {
+        return Ok(vec![c_string("the command", name)?]);
+    }
+    // As execvp: no PATH means the default search path.
+    let path = path.map_or(b"/bin:/usr/bin".as_slice(), |p| p.as_bytes());
+    path.split(|&b| b == b':')
+        .map(|dir| {
+            // An empty entry is the current directory, as execvp has it.
+            let full = if dir.is_empty() {
+                Path::new(program).to_path_buf()
+            } else {
+                Path::new(OsStr::from_bytes(dir)).join(program)
+            };
+            c_string("PATH", full.as_os_str().as_bytes())
+        })
+        .collect()
+}
+
+/// A NULL-terminated array of pointers into `strings`, as execve takes.
+fn pointers(strings: &[CString]) -> Vec<*const c_char> {
+    strings
+        .iter()
+        .map(|s| s.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect()
+}
+
+/// Blocks every signal on this thread, returning the mask before: no handler of ember's
+/// may run in the child while it shares ember's memory.
+fn block_signals() -> libc::sigset_t {
+    // SAFETY: sigfillset and pthread_sigmask on valid, initialised sigset_t values.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        old
+    }
+}
+
+fn restore_signals(old: &libc::sigset_t) {
+    // SAFETY: restores a mask pthread_sigmask returned.
+    unsafe {
+        libc::pthread_sigmask(libc::SIG_SETMASK, old, std::ptr::null_mut());
+    }
+}
+
+/// What the child reads (ember's memory, shared until the execve) and where it writes.
+struct Child<'a> {
+    plan: &'a Plan,
+    argv: &'a [*const c_char],
+    envp: &'a [*const c_char],
+    failure: Failure,
+}
+
+/// The child, from the clone to the execve. Only system calls: no allocation, no lock,
+/// no panic (nothing here indexes or unwraps). A failing step records itself and its
+/// errno and exits 127.
+extern "C" fn child(data: *mut c_void) -> c_int {
+    // SAFETY: `data` is the `Child` that `launch` passed, alive while ember waits.
+    let data = unsafe { &mut *data.cast::<Child>() };
+    let step = steps(data.plan);
+    let failure = match step {
+        Ok(()) => exec(data),
+        Err(failure) => failure,
+    };
+    data.failure = failure;
+    // SAFETY: _exit ends only this process (the child), without running ember's atexit
+    // handlers or flushing its buffers.
+    unsafe { libc::_exit(127) }
+}
+
+/// The last errno, as a failure of `step`.
+fn failed(step: Step) -> Failure {
+    Failure {
+        step,
+        errno: std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO),
+    }
+}
+
+/// The child's steps before the exec. Order matters: the session first (it also drops
+/// ember's controlling terminal), the cgroup and the limits before setuid, which would
+/// take away the right to raise a hard limit or lower the OOM score.
+fn steps(plan: &Plan) -> Result<(), Failure> {
+    reset_signal_handlers();
+    // SAFETY (this function): system calls with valid arguments made before the clone;
+    // each result is checked.
+    unsafe {
+        if libc::setsid() < 0 {
+            return Err(failed(Step::Session));
+        }
+        for (target, source) in (0..3).zip(plan.stdio) {
+            if let Some(fd) = source {
+                // dup2 clears close-on-exec on the copy; every source is ≥ 3, so no
+                // earlier copy overwrote it.
+                if libc::dup2(fd, target) < 0 {
+                    return Err(failed(Step::Stdio));
+                }
+            }
+        }
+        if plan.controlling_tty {
+            // The console becomes its controlling terminal, so a shell has job control.
+            libc::ioctl(0, libc::TIOCSCTTY, 1);
+        }
+        if let Some(fd) = plan.cgroup_procs {
+            if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                return Err(failed(Step::Cgroup));
+            }
+        }
+        for &(resource, amount) in &plan.rlimits {
+            if nix::sys::resource::setrlimit(resource, amount, amount).is_err() {
+                return Err(failed(Step::Rlimit));
+            }
+        }
+        if let Some(text) = &plan.oom_score_adj {
+            let fd = libc::open(
+                c"/proc/self/oom_score_adj".as_ptr(),
+                libc::O_WRONLY | libc::O_CLOEXEC,
+            );
+            if fd < 0 {
+                return Err(failed(Step::OomScore));
+            }
+            let written = libc::write(fd, text.as_ptr().cast(), text.len());
+            let failure = failed(Step::OomScore);
+            libc::close(fd);
+            if written < 0 {
+                return Err(failure);
+            }
+        }
+        if let Some((uid, gid, groups)) = &plan.ids {
+            // Raw system calls: libc's setuid/setgid/setgroups tell every thread of the
+            // process to change too, and this child shares ember's memory, threads' list
+            // included; the kernel's calls change only the caller.
+            if libc::syscall(SYS_SETGROUPS, groups.len(), groups.as_ptr()) < 0
+                || libc::syscall(SYS_SETGID, *gid) < 0
+                || libc::syscall(SYS_SETUID, *uid) < 0
+            {
+                return Err(failed(Step::Identity));
+            }
+        }
+        if let Some(dir) = &plan.workdir {
+            if libc::chdir(dir.as_ptr()) < 0 {
+                return Err(failed(Step::Workdir));
+            }
+        }
+        // Every signal was blocked around the clone; a service starts with none blocked.
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &none as *const libc::sigset_t,
+            std::ptr::null_mut::<libc::sigset_t>(),
+            8usize,
+        );
+    }
+    Ok(())
+}
+
+// The 32-bit ids' system calls: on 32-bit ARM and x86 the plain ones take 16-bit ids.
+#[cfg(not(any(target_arch = "arm", target_arch = "x86")))]
+use libc::{SYS_setgid as SYS_SETGID, SYS_setgroups as SYS_SETGROUPS, SYS_setuid as SYS_SETUID};
+#[cfg(any(target_arch = "arm", target_arch = "x86"))]
+use libc::{
+    SYS_setgid32 as SYS_SETGID, SYS_setgroups32 as SYS_SETGROUPS, SYS_setuid32 as SYS_SETUID,
+};
+
+/// execvp's loop over the candidates: a missing file tries the next; "permission denied"
+/// is remembered and tried past (another directory may have it), and reported if nothing
+/// else was found; any other error stops the search. Returns only on failure.
+fn exec(data: &Child) -> Failure {
+    let mut denied = false;
+    let mut last = libc::ENOENT;
+    for candidate in &data.plan.candidates {
+        // SAFETY: NUL-terminated strings and NULL-terminated arrays made before the clone.
+        unsafe { libc::execve(candidate.as_ptr(), data.argv.as_ptr(), data.envp.as_ptr()) };
+        let errno = failed(Step::Exec).errno;
+        match errno {
+            libc::EACCES => denied = true,
+            libc::ENOENT | libc::ENOTDIR | libc::ESTALE | libc::ENODEV | libc::ETIMEDOUT => {}
+            other => {
+                return Failure {
+                    step: Step::Exec,
+                    errno: other,
+                }
+            }
+        }
+        last = errno;
+    }
+    Failure {
+        step: Step::Exec,
+        errno: if denied { libc::EACCES } else { last },
+    }
+}
+
+/// Signal dispositions set to SIG_IGN survive exec, and the handlers ember installed would
+/// run on ember's memory: services start with every default, real-time signals included.
+fn reset_signal_handlers() {
+    // The raw system call, not libc's signal(): glibc refuses its two reserved real-time
+    // signals (32, 33), yet they too may arrive ignored. An all-zero kernel sigaction is
+    // SIG_DFL with no flags and an empty mask, whatever the architecture's field order.
+    let default_action = [0u64; 4];
+    for signal in 1..=64 {
+        if signal == libc::SIGKILL || signal == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: rt_sigaction with a valid pointer to a zeroed kernel sigaction; the old
+        // action is not asked for. The child has its own handlers (no CLONE_SIGHAND).
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                signal,
+                default_action.as_ptr(),
+                std::ptr::null_mut::<u64>(),
+                8usize,
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::os::fd::{AsRawFd, OwnedFd};
+
+    fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Iterator<Item = (&'a OsStr, &'a OsStr)> {
+        pairs.iter().map(|(k, v)| (OsStr::new(*k), OsStr::new(*v)))
+    }
+
+    /// A pipe whose write end is ≥ 3 and close-on-exec, as a plan's stdio must be.
+    fn pipe() -> (OwnedFd, OwnedFd) {
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe")
+    }
+
+    fn wait(pid: libc::pid_t) -> nix::sys::wait::WaitStatus {
+        nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None).expect("waitpid")
+    }
+
+    fn output_of(mut plan: Plan) -> (String, nix::sys::wait::WaitStatus) {
+        let (read, write) = pipe();
+        plan.stdio[1] = Some(write.as_raw_fd());
+        let pid = plan.launch().expect("launch");
+        drop(write);
+        let mut text = String::new();
+        std::fs::File::from(read)
+            .read_to_string(&mut text)
+            .expect("read");
+        (text, wait(pid))
+    }
+
+    #[test]
+    fn runs_the_program_with_exactly_the_environment_given_found_on_its_path() {
+        let plan = Plan::new(
+            &["sh", "-c", "echo \"$A|$B|$$\"; env | sort"],
+            env(&[("PATH", "/nonexistent:/usr/bin:/bin"), ("A", "one two")]),
+        )
+        .expect("plan");
+        let (text, status) = output_of(plan);
+        assert_eq!(
+            status,
+            nix::sys::wait::WaitStatus::Exited(status.pid().unwrap(), 0)
+        );
+        let mut lines = text.lines();
+        let first = lines.next().unwrap_or_default();
+        assert!(first.starts_with("one two||"), "{text}");
+        let rest: Vec<&str> = lines
+            .filter(|l| !l.starts_with("PWD=") && !l.starts_with("SHLVL=") && !l.starts_with("_="))
+            .collect();
+        assert_eq!(
+            rest,
+            ["A=one two", "PATH=/nonexistent:/usr/bin:/bin"],
+            "{text}"
+        );
+    }
+
+    /// Tests whose children fail before exec run one at a time, so that one's count of
+    /// zombies does not see another's child between its clone and its reaping.
+    static FAILING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    /// Zombie children of this process that never exec'd (they still have its name).
+    fn unexeced_zombies() -> usize {
+        let me = std::process::id().to_string();
+        let own = std::fs::read_to_string("/proc/self/comm").unwrap_or_default();
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return 0;
+        };
+        entries
+            .flatten()
+            .filter(|entry| {
+                let dir = entry.path();
+                let stat = std::fs::read_to_string(dir.join("stat")).unwrap_or_default();
+                let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+                let after = stat.rsplit_once(") ").map(|(_, rest)| rest).unwrap_or("");
+                let mut fields = after.split(' ');
+                fields.next() == Some("Z") && fields.next() == Some(me.as_str()) && comm == own
+            })
+            .count()
+    }
+
+    #[test]
+    fn a_missing_program_is_an_error_with_the_reason_and_leaves_no_child() {
+        let not_executable =
+            std::env::temp_dir().join(format!("ember-launch-plain-{}", std::process::id()));
+        std::fs::write(&not_executable, "#!/bin/sh\n").expect("write");
+        let not_executable = not_executable.to_string_lossy().into_owned();
+        for (argv, reason) in [
+            (["/nonexistent/prog"], "No such file or directory"),
+            (["ember-no-such-program"], "No such file or directory"),
+            ([not_executable.as_str()], "Permission denied"),
+        ] {
+            let _one_at_a_time = FAILING.lock();
+            let plan = Plan::new(&argv, env(&[("PATH", "/usr/bin:/bin")])).expect("plan");
+            let error = plan.launch().expect_err("must fail");
+            assert!(
+                error.contains(reason) && error.contains("os error"),
+                "{argv:?}: {error}"
+            );
+        }
+        let _ = std::fs::remove_file(&not_executable);
+        // Each child that could not exec was reaped by launch itself.
+        assert_eq!(unexeced_zombies(), 0);
+    }
+
+    #[test]
+    fn a_directory_on_the_path_without_the_right_to_exec_is_tried_past() {
+        let dir = std::env::temp_dir().join(format!("ember-launch-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let locked = dir.join("true");
+        std::fs::write(&locked, "#!/bin/sh\nexit 3\n").expect("write");
+        let path = format!("{}:/usr/bin:/bin", dir.display());
+        let plan = Plan::new(&["true"], env(&[("PATH", path.as_str())])).expect("plan");
+        let pid = plan.launch().expect("the second directory's true runs");
+        assert_eq!(
+            wait(pid),
+            nix::sys::wait::WaitStatus::Exited(nix::unistd::Pid::from_raw(pid), 0)
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_failing_step_is_named_and_its_reason_given() {
+        let _one_at_a_time = FAILING.lock();
+        let mut plan = Plan::new(&["/bin/true"], env(&[])).expect("plan");
+        plan.workdir = Some(CString::new("/nonexistent/dir").expect("c string"));
+        let error = plan.launch().expect_err("must fail");
+        assert!(
+            error.starts_with("cannot enter its workdir: No such file"),
+            "{error}"
+        );
+        let mut plan = Plan::new(&["/bin/true"], env(&[])).expect("plan");
+        // An fd number nothing has open in this test process.
+        plan.stdio[0] = Some(987);
+        let error = plan.launch().expect_err("must fail");
+        assert!(
+            error.starts_with("cannot set up its stdin/stdout/stderr: Bad file"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn the_child_gets_a_session_default_signals_and_an_empty_mask() {
+        // Ignore SIGUSR1 in this process: the child must not inherit that.
+        // SAFETY: a disposition changed and put back in a test.
+        unsafe {
+            libc::signal(libc::SIGUSR1, libc::SIG_IGN);
+        }
+        let plan = Plan::new(
+            &[
+                "sh",
+                "-c",
+                "grep -E '^(SigIgn|SigBlk)' /proc/self/status; set -- $(cat /proc/$$/stat); [ \"$6\" = $$ ] && echo leader",
+            ],
+            env(&[("PATH", "/usr/bin:/bin")]),
+        )
+        .expect("plan");
+        let (text, _) = output_of(plan);
+        // SAFETY: as above.
+        unsafe {
+            libc::signal(libc::SIGUSR1, libc::SIG_DFL);
+        }
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        };
+        assert_eq!(field("SigBlk:"), Some(0), "{text}");
+        assert_eq!(
+            field("SigIgn:").map(|m| m & (1 << (libc::SIGUSR1 - 1))),
+            Some(0),
+            "{text}"
+        );
+        assert!(text.contains("leader"), "{text}");
+    }
+}
