@@ -1422,9 +1422,14 @@ fn with_instances<'a>(
     specs
 }
 
-/// Sleeps until `at`; with none, never wakes (no timer is armed).
+/// Sleeps until `at`; with none, never wakes (no timer is armed). A moment that has come
+/// already costs one yield, not a timer: tokio's timer rounds every deadline up to its
+/// next 1 ms tick, so a restart with `restart_delay = "0ms"` would wait that millisecond
+/// at every exit. The yield lets the runtime poll its driver (signals, exits, requests)
+/// first, even if deadlines kept coming due.
 async fn sleep_until_or_never(at: Option<Instant>) {
     match at {
+        Some(at) if at <= Instant::now() => tokio::task::yield_now().await,
         Some(at) => tokio::time::sleep_until(at.into()).await,
         None => std::future::pending().await,
     }
@@ -1481,4 +1486,39 @@ fn board_seed() -> u64 {
         .or_else(|_| std::fs::read("/proc/sys/kernel/hostname"))
         .unwrap_or_default();
     ember_engine::engine::fnv1a(&id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+
+    /// Whether `future` is ready by its second poll, with no timer fired in between (the
+    /// test runs no driver): one yield, at most.
+    fn ready_at_once(future: impl Future<Output = ()>) -> bool {
+        let mut future = std::pin::pin!(future);
+        let mut context = Context::from_waker(Waker::noop());
+        (0..2).any(|_| future.as_mut().poll(&mut context) == Poll::Ready(()))
+    }
+
+    /// A deadline that has come is not left to tokio's timer, which would wait for its
+    /// next millisecond tick: a restart with no delay would wait that long at every exit.
+    #[test]
+    fn a_deadline_that_has_come_is_ready_at_once() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("a runtime for the test");
+        let _entered = runtime.enter();
+        assert!(ready_at_once(sleep_until_or_never(Some(Instant::now()))));
+        let past = Instant::now().checked_sub(Duration::from_millis(5));
+        assert!(ready_at_once(sleep_until_or_never(
+            past.or(Some(Instant::now()))
+        )));
+        assert!(!ready_at_once(sleep_until_or_never(Some(
+            Instant::now() + Duration::from_secs(60)
+        ))));
+        assert!(!ready_at_once(sleep_until_or_never(None)));
+    }
 }
