@@ -591,6 +591,48 @@ fn a_sigterm_sent_during_start_up_is_not_lost() {
     );
 }
 
+/// During a boot ember spawns in slices of its main loop and serves its control socket
+/// between them: a status request sent while 4,000 services start is answered within a
+/// few slices, with every service listed, not once most of the boot is over. Counted in
+/// services started meanwhile, not in time: on a loaded machine each slice starts fewer.
+/// (bench/run.sh's `ctl` figure times it: with the main loop polled as block_on's future
+/// the request's tasks waited behind the output readers' tasks of every spawn, 175-233
+/// ms; the debug build that this test runs spawns too slowly for that queue to grow.)
+#[test]
+fn a_status_request_during_a_big_boot_is_answered_between_spawns() {
+    if !can_unshare() {
+        return;
+    }
+    let mut services = String::new();
+    for i in 0..4000 {
+        services.push_str(&format!(
+            "[service.s{i}]\ncommand = [\"/bin/sleep\", \"7872{i:04}\"]\n\n"
+        ));
+    }
+    let ember = Ember::start("pid1-status-in-boot", &services);
+    let pid1 = ember.host_pid();
+    let children = || {
+        std::fs::read_to_string(format!("/proc/{pid1}/task/{pid1}/children"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .count()
+    };
+    assert!(
+        wait_for(LONG, || children() >= 300),
+        "300 services never ran; log:\n{}",
+        ember.log()
+    );
+    let before = children();
+    let all = ember.all();
+    let started = all.iter().filter(|s| s["pid"].is_number()).count();
+    assert_eq!(all.len(), 4000, "the status lists every service");
+    eprintln!("status asked with {before} running; the reply had {started} started");
+    assert!(
+        started < before + 600,
+        "the request waited for the boot: asked with {before} services running, answered with {started} started"
+    );
+}
+
 /// A kernel may start init with fds 0-2 closed (no /dev/console in the initramfs), and
 /// with no /dev/null either. std's own start-up aborts then; ember must come up anyway.
 #[test]
