@@ -68,7 +68,7 @@ pub struct Unit {
     /// Set while stopping because something went wrong: the failure to record on exit.
     pub failing: Option<(Sub, String)>,
     /// A reload changed the spec while it ran: applied once it has stopped.
-    pub pending_spec: Option<ServiceSpec>,
+    pub pending_spec: Option<Box<ServiceSpec>>,
     /// A reload removed it: dropped once it has stopped.
     pub removing: bool,
     /// A scheduled oneshot: when its next run is due (None: not armed, e.g. stopped).

@@ -200,7 +200,7 @@ const UNCLAIMED_KEPT: usize = 64;
 impl Runtime {
     /// Supervises `config` until shutdown completes; returns what to do next.
     pub async fn run(
-        config: Config,
+        mut config: Config,
         config_status: ConfigStatus,
         role: Role,
         links: Links,
@@ -271,7 +271,7 @@ impl Runtime {
                     .unwrap_or_else(Instant::now),
                 Engine::adopt(
                     with_instances(
-                        &config,
+                        &mut config,
                         h.engine
                             .units
                             .iter()
@@ -284,7 +284,7 @@ impl Runtime {
             ),
             None => (
                 Instant::now(),
-                Engine::new(config.services.clone(), Duration::ZERO),
+                Engine::new(std::mem::take(&mut config.services), Duration::ZERO),
             ),
         };
         engine.set_jitter_seed(board_seed());
@@ -1284,13 +1284,13 @@ impl Runtime {
                 self.config.control.socket.display()
             );
         }
-        let (new, rules) = crate::adapters::with_adapters(new);
+        let (mut new, rules) = crate::adapters::with_adapters(new);
         let made = self
             .engine
             .units()
             .filter(|u| u.spec.transient && !u.removing)
             .map(|u| u.spec.name.as_str());
-        let specs = with_instances(&new, made);
+        let specs = with_instances(&mut new, made);
         crate::log::init(new.log.level.as_deref(), new.log.output, self.role);
         let mut policy = new.control.policy();
         policy.rules.extend(rules);
@@ -1407,11 +1407,14 @@ impl Said {
 /// configuration has them now: a change to a template restarts them as a change to a
 /// service does; with their template gone, they go; defined as services now, they are
 /// those.
+///
+/// The services are taken out of `config`: the engine keeps the only copy (the runtime's
+/// configuration, kept for its other tables, would hold every spec a second time).
 fn with_instances<'a>(
-    config: &Config,
+    config: &mut Config,
     made: impl Iterator<Item = &'a str>,
 ) -> std::collections::BTreeMap<String, crate::config::ServiceSpec> {
-    let mut specs = config.services.clone();
+    let mut specs = std::mem::take(&mut config.services);
     for name in made {
         if !specs.contains_key(name) {
             if let Some(spec) = config.made_on_demand(name) {
