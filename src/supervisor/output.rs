@@ -10,16 +10,15 @@ use tokio::sync::mpsc;
 /// Longer lines are split: a service that never writes a newline cannot grow our memory.
 pub const MAX_LINE: usize = 4096;
 
-/// What one read takes from a pipe at most. The buffer is one per thread, shared by every
-/// service: a service that writes nothing costs no buffer.
+/// What one read takes from a pipe at most: one buffer for every pipe, so a service that
+/// writes nothing costs no buffer.
 const READ_CHUNK: usize = 16 * 1024;
 
-thread_local! {
-    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-}
+/// Ready pipes taken from the kernel at once; the others stay ready for the next round.
+const EVENTS_AT_ONCE: usize = 64;
 
 /// One output pipe being read: what `ember ctl reexec` hands to the next binary, whose
-/// readers take over the same pipes (the services never see their output cut).
+/// reader takes over the same pipes (the services never see their output cut).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenPipe {
     pub fd: std::os::fd::RawFd,
@@ -28,9 +27,9 @@ pub struct OpenPipe {
     pub stream: Stream,
 }
 
-/// Every pipe a reader holds open now, by fd. A reader leaves it before it closes its
-/// pipe (see [`Listed`]), so a number here is never one the kernel has given to
-/// something else since.
+/// Every pipe being read now, by fd. A pipe leaves it before it is closed (see
+/// [`Listed`]), so a number here is never one the kernel has given to something else
+/// since.
 static OPEN: std::sync::Mutex<Vec<OpenPipe>> = std::sync::Mutex::new(Vec::new());
 
 /// The pipes being read now.
@@ -38,8 +37,8 @@ pub fn open_pipes() -> Vec<OpenPipe> {
     OPEN.lock().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
-/// A reader's entry in [`OPEN`], removed when dropped: declared after the pipe, it is
-/// dropped before it.
+/// A pipe's entry in [`OPEN`], removed when dropped: declared before the pipe in
+/// [`Pipe`], it is dropped before the pipe is closed.
 struct Listed(std::os::fd::RawFd);
 
 impl Listed {
@@ -58,121 +57,247 @@ impl Drop for Listed {
     }
 }
 
-/// Reads one output pipe until EOF and feeds each line to the runtime. The feed channel is
-/// bounded, so a service that floods its output is slowed down, not buffered without end.
-/// While the pipe is quiet the task holds nothing but the pipe and a partial line, if any.
-// Called from two places (a spawn, a takeover): one copy, not one inlined into each.
-#[inline(never)]
-pub fn read_lines(
+/// One pipe of one service's run.
+struct Pipe {
+    _listed: Listed,
     fd: OwnedFd,
     name: String,
     run: u64,
     stream: Stream,
-    feed: mpsc::Sender<Feed>,
-    mut sink: Option<super::logfiles::Sink>,
-) {
-    use std::os::fd::AsRawFd;
-    let raw = fd.as_raw_fd();
-    let receiver = match tokio::net::unix::pipe::Receiver::from_owned_fd(fd) {
-        Ok(r) => r,
+    /// The start of a line not yet ended (released once empty).
+    partial: Vec<u8>,
+    /// Where its lines go when they go to files of their own.
+    sink: Option<super::logfiles::Sink>,
+}
+
+/// Reads every service's output: one task and one epoll set for all of them, so that a
+/// service costs its entry here while it is quiet, not a task of its own, a registration
+/// with tokio's driver and a buffer (2 KB a service, massif). Lines go to the runtime on
+/// the feed channel, which is bounded: a service that floods its output is slowed down,
+/// not buffered without end (and while the runtime catches up, no pipe is read).
+pub struct Readers {
+    new: mpsc::UnboundedSender<(Pipe, bool)>,
+}
+
+impl Readers {
+    /// Starts the reading task (in the current tokio runtime).
+    pub fn start(feed: mpsc::Sender<Feed>) -> Readers {
+        let (new, pipes) = mpsc::unbounded_channel();
+        tokio::spawn(read_all(pipes, feed));
+        Readers { new }
+    }
+
+    /// Reads `fd` (a service's stdout or stderr) until its end, line by line.
+    pub fn read(
+        &self,
+        fd: OwnedFd,
+        name: String,
+        run: u64,
+        stream: Stream,
+        sink: Option<super::logfiles::Sink>,
+    ) {
+        use std::os::fd::AsRawFd;
+        let pipe = Pipe {
+            _listed: Listed::new(OpenPipe {
+                fd: fd.as_raw_fd(),
+                name: name.clone(),
+                run,
+                stream,
+            }),
+            fd,
+            name,
+            run,
+            stream,
+            partial: Vec::new(),
+            sink,
+        };
+        // Non-blocking, for reads from the one task: no pipe may hold up the others.
+        let nonblocking = set_nonblocking(&pipe.fd).is_ok();
+        let _ = self.new.send((pipe, nonblocking));
+    }
+}
+
+fn set_nonblocking(fd: &OwnedFd) -> nix::Result<()> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL)?);
+    fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK)).map(|_| ())
+}
+
+/// The reading task: new pipes come on `new`, ready ones from the epoll set.
+async fn read_all(mut new: mpsc::UnboundedReceiver<(Pipe, bool)>, feed: mpsc::Sender<Feed>) {
+    use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+    let epoll = match Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC) {
+        Ok(epoll) => epoll,
         Err(e) => {
-            tracing::warn!("{name}: cannot read its {stream}: {e}");
+            // Kept open, unread: a service whose pipe fills waits, it does not die of
+            // EPIPE. (epoll_create1 fails only without memory or fds.)
+            tracing::error!(
+                "cannot read the services' output: epoll_create1: {e}; their output waits unread"
+            );
+            let mut kept = Vec::new();
+            while let Some(pipe) = new.recv().await {
+                kept.push(pipe);
+            }
             return;
         }
     };
-    let listed = Listed::new(OpenPipe {
-        fd: raw,
-        name: name.clone(),
-        run,
-        stream,
-    });
-    tokio::spawn(async move {
-        let receiver = receiver;
-        let _listed = listed;
-        let mut partial: Vec<u8> = Vec::new();
-        loop {
-            // While lines wait for the file writer, look again shortly even when the
-            // service is quiet: its last lines get written (no timer otherwise).
-            let waiting = sink.as_ref().is_some_and(|s| s.waiting());
-            let readable = if waiting {
-                match tokio::time::timeout(FLUSH_EVERY, receiver.readable()).await {
-                    Ok(readable) => readable,
-                    Err(_) => {
-                        if let Some(sink) = &mut sink {
-                            sink.flush();
-                        }
-                        continue;
+    // SAFETY: the set owns its fd, which stays open (and the same) until the AsyncFd,
+    // its only owner, is dropped.
+    let ready = match unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(
+            EpollSet(epoll),
+            tokio::io::Interest::READABLE,
+        )
+    } {
+        Ok(ready) => ready,
+        Err(e) => {
+            tracing::error!("cannot read the services' output: {e}; their output waits unread");
+            let mut kept = Vec::new();
+            while let Some(pipe) = new.recv().await {
+                kept.push(pipe);
+            }
+            return;
+        }
+    };
+    let epoll = &ready.get_ref().0;
+    let mut pipes: std::collections::HashMap<u64, Pipe> = std::collections::HashMap::new();
+    let mut next_token: u64 = 0;
+    // Pipes whose lines go to files: only these can have lines waiting for the writer.
+    let mut with_sinks: usize = 0;
+    // Sinks of ended pipes whose last lines still wait for the writer, and tries left.
+    let mut draining: Vec<(super::logfiles::Sink, u32)> = Vec::new();
+    let mut buf = vec![0u8; READ_CHUNK];
+    let mut events = [EpollEvent::empty(); EVENTS_AT_ONCE];
+    let mut accepting = true;
+    loop {
+        // While lines wait for the file writer, look again shortly even when every
+        // service is quiet, so that their last lines get written (no timer otherwise).
+        let waiting = !draining.is_empty()
+            || (with_sinks > 0
+                && pipes
+                    .values()
+                    .any(|p| p.sink.as_ref().is_some_and(|s| s.waiting())));
+        tokio::select! {
+            added = new.recv(), if accepting => {
+                let Some((pipe, nonblocking)) = added else {
+                    accepting = false;
+                    continue;
+                };
+                let token = next_token;
+                next_token += 1;
+                let event = EpollEvent::new(EpollFlags::EPOLLIN, token);
+                match (nonblocking, epoll.add(&pipe.fd, event)) {
+                    (true, Ok(())) => {
+                        with_sinks += usize::from(pipe.sink.is_some());
+                        pipes.insert(token, pipe);
+                    }
+                    (_, added) => {
+                        let why = added.err().map_or("cannot make it non-blocking".to_owned(), |e| e.to_string());
+                        tracing::warn!("{}: cannot read its {}: {why}", pipe.name, pipe.stream);
                     }
                 }
-            } else {
-                receiver.readable().await
-            };
-            if readable.is_err() {
-                break;
             }
-            // Read into the shared buffer and cut lines, with no await in between: the
-            // buffer is free again before anything else runs on this thread.
-            let (lines, ended) = SCRATCH.with(|scratch| {
-                let mut buf = scratch.borrow_mut();
-                buf.resize(READ_CHUNK, 0);
-                match receiver.try_read(&mut buf) {
-                    Ok(0) => (Vec::new(), true),
-                    Ok(n) => (split_lines(&buf[..n], &mut partial), false),
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => (Vec::new(), false),
-                    Err(_) => (Vec::new(), true),
-                }
-            });
-            for line in lines {
-                if let Some(sink) = &mut sink {
-                    sink.write(line.clone());
-                }
-                if feed
-                    .send(Feed::Line {
-                        name: name.clone(),
-                        run,
-                        stream,
-                        line,
-                        to_log: sink.is_none(),
-                    })
-                    .await
-                    .is_err()
-                {
+            guard = ready.readable() => {
+                let Ok(mut guard) = guard else {
+                    tracing::error!("the services' output can no longer be read");
                     return;
+                };
+                let n = match epoll.wait(&mut events, EpollTimeout::ZERO) {
+                    Ok(n) => n,
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(e) => {
+                        tracing::error!("the services' output can no longer be read: epoll_wait: {e}");
+                        return;
+                    }
+                };
+                if n == 0 {
+                    guard.clear_ready();
+                    continue;
+                }
+                drop(guard);
+                for event in &events[..n] {
+                    let token = event.data();
+                    let Some(pipe) = pipes.get_mut(&token) else { continue };
+                    // One read per ready pipe per round: one busy service does not
+                    // hold up the others' lines.
+                    let (lines, ended) = match nix::unistd::read(&pipe.fd, &mut buf) {
+                        Ok(0) => (Vec::new(), true),
+                        Ok(n) => (split_lines(&buf[..n], &mut pipe.partial), false),
+                        Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => (Vec::new(), false),
+                        Err(_) => (Vec::new(), true),
+                    };
+                    for line in lines {
+                        if send(&feed, pipe, line).await.is_err() {
+                            return;
+                        }
+                    }
+                    if ended {
+                        let Some(mut pipe) = pipes.remove(&token) else { continue };
+                        let _ = epoll.delete(&pipe.fd);
+                        with_sinks -= usize::from(pipe.sink.is_some());
+                        if !pipe.partial.is_empty() {
+                            let text = String::from_utf8_lossy(&pipe.partial).into_owned();
+                            pipe.partial = Vec::new();
+                            if send(&feed, &mut pipe, text).await.is_err() {
+                                return;
+                            }
+                        }
+                        // Ended: what still waits for the file writer gets there, within a
+                        // bound.
+                        if let Some(mut sink) = pipe.sink.take() {
+                            if !sink.flush() {
+                                draining.push((sink, FLUSH_TRIES));
+                            }
+                        }
+                    }
                 }
             }
-            if ended {
-                break;
-            }
-        }
-        if !partial.is_empty() {
-            let text = String::from_utf8_lossy(&partial).into_owned();
-            if let Some(sink) = &mut sink {
-                sink.write(text.clone());
-            }
-            let _ = feed
-                .send(Feed::Line {
-                    name,
-                    run,
-                    stream,
-                    line: text,
-                    to_log: sink.is_none(),
-                })
-                .await;
-        }
-        // Ended: what still waits for the file writer gets there, within a bound.
-        if let Some(sink) = &mut sink {
-            for _ in 0..FLUSH_TRIES {
-                if sink.flush() {
-                    break;
+            () = tokio::time::sleep(FLUSH_EVERY), if waiting => {
+                for pipe in pipes.values_mut() {
+                    if let Some(sink) = &mut pipe.sink {
+                        sink.flush();
+                    }
                 }
-                tokio::time::sleep(FLUSH_EVERY).await;
+                draining.retain_mut(|(sink, tries)| {
+                    *tries -= 1;
+                    !sink.flush() && *tries > 0
+                });
             }
         }
-    });
+    }
 }
 
-/// How often a reader whose lines wait for the file writer tries again, and how many
-/// times once its pipe has ended (20 s).
+/// The epoll set of the output pipes, for tokio to watch: it is readable while one of
+/// them is.
+struct EpollSet(nix::sys::epoll::Epoll);
+
+impl std::os::fd::AsRawFd for EpollSet {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.0 .0.as_raw_fd()
+    }
+}
+
+/// One line of `pipe` to its file, if it has one, and to the runtime.
+async fn send(
+    feed: &mpsc::Sender<Feed>,
+    pipe: &mut Pipe,
+    line: String,
+) -> Result<(), mpsc::error::SendError<Feed>> {
+    if let Some(sink) = &mut pipe.sink {
+        sink.write(line.clone());
+    }
+    feed.send(Feed::Line {
+        name: pipe.name.clone(),
+        run: pipe.run,
+        stream: pipe.stream,
+        line,
+        to_log: pipe.sink.is_none(),
+    })
+    .await
+}
+
+/// How often lines that wait for the file writer are tried again, and how many times
+/// once their pipe has ended (20 s).
 const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
 const FLUSH_TRIES: u32 = 1000;
 
@@ -291,7 +416,8 @@ mod tests {
             use std::os::fd::AsRawFd;
             let fd = read.as_raw_fd();
             let (feed, mut lines) = mpsc::channel(8);
-            read_lines(read, "web".into(), 3, Stream::Stdout, feed, None);
+            let readers = Readers::start(feed);
+            readers.read(read, "web".into(), 3, Stream::Stdout, None);
             let listed = |fd| open_pipes().into_iter().find(|p| p.fd == fd);
             assert_eq!(
                 listed(fd),
@@ -308,6 +434,94 @@ mod tests {
             while listed(fd).is_some() {
                 tokio::task::yield_now().await;
             }
+        });
+    }
+
+    /// One task reads every pipe: each line reaches the runtime with its service, run and
+    /// stream, while another service floods; a last line with no newline comes at the
+    /// end; an ended pipe is closed.
+    #[test]
+    fn one_reader_serves_many_pipes_fairly() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let (feed, mut lines) = mpsc::channel(1024);
+            let readers = Readers::start(feed);
+            let mut ends = Vec::new();
+            for i in 0..100 {
+                let (read, write) = nix::unistd::pipe().unwrap();
+                let stream = if i % 2 == 0 {
+                    Stream::Stdout
+                } else {
+                    Stream::Stderr
+                };
+                readers.read(read, format!("s{i}"), i, stream, None);
+                ends.push(write);
+            }
+            // s0 floods: 1 MB without end while the others write one line each.
+            let flood = vec![b'x'; 1 << 20];
+            let flooder = std::thread::spawn({
+                let write = ends[0].try_clone().unwrap();
+                move || {
+                    let _ = nix::unistd::write(&write, &flood);
+                }
+            });
+            for (i, write) in ends.iter().enumerate().skip(1) {
+                nix::unistd::write(write, format!("line of s{i}\nlast of s{i}").as_bytes())
+                    .unwrap();
+            }
+            let mut seen = std::collections::BTreeSet::new();
+            while seen.len() < 99 {
+                match lines.recv().await {
+                    Some(Feed::Line {
+                        name,
+                        run,
+                        stream,
+                        line,
+                        ..
+                    }) if name != "s0" => {
+                        assert_eq!(line, format!("line of {name}"));
+                        assert_eq!(format!("s{run}"), name);
+                        let expected = if run % 2 == 0 {
+                            Stream::Stdout
+                        } else {
+                            Stream::Stderr
+                        };
+                        assert_eq!(stream, expected);
+                        seen.insert(name);
+                    }
+                    Some(_) => {}
+                    None => panic!("the reader ended"),
+                }
+            }
+            let fds: Vec<_> = open_pipes()
+                .into_iter()
+                .filter(|p| p.name != "s0")
+                .collect();
+            assert_eq!(fds.len(), 99, "every pipe is listed while open");
+            // Their ends: the unfinished last lines come, and the pipes are closed.
+            drop(ends.split_off(1));
+            let mut last = std::collections::BTreeSet::new();
+            while last.len() < 99 {
+                if let Some(Feed::Line { name, line, .. }) = lines.recv().await {
+                    if name != "s0" {
+                        assert_eq!(line, format!("last of {name}"));
+                        last.insert(name);
+                    }
+                }
+            }
+            while open_pipes().iter().any(|p| p.name != "s0") {
+                tokio::task::yield_now().await;
+            }
+            // The flood's end: read to its end (the flooder's write returns), then closed.
+            drop(ends);
+            while open_pipes().iter().any(|p| p.name == "s0") {
+                let _ =
+                    tokio::time::timeout(std::time::Duration::from_millis(10), lines.recv()).await;
+            }
+            flooder.join().unwrap();
         });
     }
 

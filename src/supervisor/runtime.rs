@@ -129,6 +129,8 @@ pub struct Runtime {
     /// The seq of the system's last change.
     system_seq: u64,
     feed_tx: mpsc::Sender<Feed>,
+    /// Reads the services' output (one task for every pipe).
+    readers: output::Readers,
     notify_dir: PathBuf,
     system_state: Option<SystemState>,
     role: Role,
@@ -301,6 +303,7 @@ impl Runtime {
             policy,
             seq: 0,
             system_seq: 0,
+            readers: output::Readers::start(feed_tx.clone()),
             feed_tx,
             notify_dir,
             system_state: None,
@@ -797,8 +800,8 @@ impl Runtime {
                     (spawned.stderr, ember_ipc::Stream::Stderr, &spec.stderr),
                 ] {
                     if let Some(fd) = fd {
-                        let feed = self.feed_tx.clone();
-                        output::read_lines(fd, name.to_owned(), run, stream, feed, sink(output));
+                        self.readers
+                            .read(fd, name.to_owned(), run, stream, sink(output));
                     }
                 }
                 Some(Input::Spawned {

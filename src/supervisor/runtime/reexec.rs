@@ -276,14 +276,8 @@ impl Runtime {
                 Some(Output::Rotated(file)) => super::super::logfiles::Sink::new(file),
                 _ => None,
             };
-            output::read_lines(
-                fd,
-                pipe.name,
-                pipe.run,
-                pipe.stream,
-                self.feed_tx.clone(),
-                sink,
-            );
+            self.readers
+                .read(fd, pipe.name, pipe.run, pipe.stream, sink);
         }
         // What the previous binary's tasks did for a run in progress: the notify socket
         // (at the same path), readiness probes, pid-file watches.
