@@ -227,7 +227,7 @@ impl Engine {
                 }
             };
             let mut unit = Unit::new(spec, now);
-            unit.spec.transient = c.transient && !gone;
+            std::sync::Arc::make_mut(&mut unit.spec).transient = c.transient && !gone;
             unit.want = if gone { Want::Down } else { c.want };
             unit.removing = c.removing || gone;
             unit.state = c.state;

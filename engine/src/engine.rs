@@ -84,7 +84,7 @@ pub enum Action {
     Spawn {
         name: String,
         run: u64,
-        spec: Box<ServiceSpec>,
+        spec: std::sync::Arc<ServiceSpec>,
     },
     /// Send a signal to every process of the service, and to its main process `pid`
     /// wherever that is.
@@ -1134,7 +1134,7 @@ impl Engine {
             return;
         };
         self.dirty.extend(unit.spec.ordered_after().cloned());
-        unit.spec = spec;
+        unit.spec = std::sync::Arc::new(spec);
         self.rebuild_dependents();
     }
 
@@ -1412,7 +1412,7 @@ impl Engine {
             };
             // An instance made on demand and configured now (or the other way round): how
             // it runs is the same, but whether a stop forgets it is not.
-            unit.spec.transient = spec.transient;
+            std::sync::Arc::make_mut(&mut unit.spec).transient = spec.transient;
             if let Some(pending) = &mut unit.pending_spec {
                 pending.transient = spec.transient;
             }
@@ -1450,7 +1450,7 @@ impl Engine {
                     unit.schedule_on = false;
                     set_next_run(&mut self.schedule_timers, &name, unit, None, 0);
                 }
-                unit.spec = spec;
+                unit.spec = std::sync::Arc::new(spec);
                 unit.pending_spec = None;
                 if !unit.is_running() && unit.state == State::Failed && unit.want == Want::Up {
                     // A failed service gets another chance with its new configuration.
@@ -1649,7 +1649,7 @@ impl Engine {
         actions.push(Action::Spawn {
             name: name.to_owned(),
             run: unit.run,
-            spec: Box::new(unit.spec.clone()),
+            spec: unit.spec.clone(),
         });
         self.set_state(name, State::Activating, Sub::Start, now);
     }

@@ -37,7 +37,7 @@ impl std::fmt::Display for Exit {
 /// monotonic clock.
 #[derive(Debug, Clone)]
 pub struct Unit {
-    pub spec: ServiceSpec,
+    pub spec: std::sync::Arc<ServiceSpec>,
     pub want: Want,
     pub state: State,
     pub sub: Sub,
@@ -90,7 +90,7 @@ impl Unit {
     pub fn new(spec: ServiceSpec, now: Duration) -> Unit {
         Unit {
             want: if spec.enabled { Want::Up } else { Want::Down },
-            spec,
+            spec: std::sync::Arc::new(spec),
             state: State::Inactive,
             sub: Sub::Dead,
             since: now,

@@ -2263,7 +2263,7 @@ fn reload_diffs_added_removed_changed_unchanged() {
     // The changed one comes back with the new spec.
     let actions = sim.exit("changed", Exit::Signal(Signal::SIGTERM));
     assert!(spawned(&actions, "changed", 2));
-    assert_eq!(sim.unit("changed").spec, new_changed);
+    assert_eq!(*sim.unit("changed").spec, new_changed);
     assert_eq!(sim.unit("changed").pending_spec, None);
     sim.assert_state("changed", State::Active, Sub::Running);
 
@@ -2337,7 +2337,7 @@ fn reload_changes_a_failed_service_and_starts_it() {
     let fixed = simple("a").with(|s| s.command = vec!["/usr/bin/fixed".into()]);
     let actions = sim.reload(vec![fixed.clone()]);
     assert_eq!(spawns(&actions), names(&["a"]));
-    assert_eq!(sim.unit("a").spec, fixed);
+    assert_eq!(*sim.unit("a").spec, fixed);
     sim.assert_state("a", State::Active, Sub::Running);
 }
 
@@ -2349,7 +2349,7 @@ fn reload_changes_a_stopped_service_without_starting_it() {
     let new = simple("a").with(|s| s.stop_timeout = secs(1));
     let actions = sim.reload(vec![new.clone()]);
     assert!(spawns(&actions).is_empty());
-    assert_eq!(sim.unit("a").spec, new);
+    assert_eq!(*sim.unit("a").spec, new);
     sim.assert_state("a", State::Inactive, Sub::Dead);
 }
 
@@ -2360,7 +2360,7 @@ fn reload_during_backoff_starts_the_new_spec_at_once() {
     let new = simple("a").with(|s| s.command = vec!["/usr/bin/fixed".into()]);
     let actions = sim.reload(vec![new.clone()]);
     assert_eq!(spawns(&actions), names(&["a"]));
-    assert_eq!(sim.unit("a").spec, new);
+    assert_eq!(*sim.unit("a").spec, new);
     sim.assert_state("a", State::Active, Sub::Running);
 }
 
@@ -2373,7 +2373,7 @@ fn reload_while_stopping_applies_the_spec_once_stopped() {
     assert!(kills(&actions).is_empty() && spawns(&actions).is_empty());
     let actions = sim.exit("a", Exit::Signal(Signal::SIGTERM));
     assert!(spawns(&actions).is_empty(), "still wanted down");
-    assert_eq!(sim.unit("a").spec, new);
+    assert_eq!(*sim.unit("a").spec, new);
 }
 
 #[test]
@@ -2399,7 +2399,7 @@ fn reload_changing_a_dependency_restarts_its_dependents() {
     assert_eq!(kills(&actions), vec![kill("a", Signal::SIGTERM)]);
     let actions = sim.exit("a", Exit::Signal(Signal::SIGTERM));
     assert_eq!(spawns(&actions), names(&["a", "b"]));
-    assert_eq!(sim.unit("a").spec, new_a);
+    assert_eq!(*sim.unit("a").spec, new_a);
     assert_eq!(sim.run_of("c"), 1);
     assert_eq!(sim.run_of("other"), 1);
     assert_eq!(sim.kill_log(), names(&["b", "a"]));
@@ -2466,7 +2466,7 @@ fn a_reload_that_reverses_an_order_while_a_restart_is_pending_does_not_deadlock(
     assert_eq!(kills(&actions), vec![kill("b", Signal::SIGTERM)]);
     let actions = sim.exit("b", Exit::Signal(Signal::SIGTERM));
     assert_eq!(spawns(&actions), names(&["b", "a"]));
-    assert_eq!(sim.unit("b").spec, new_b);
+    assert_eq!(*sim.unit("b").spec, new_b);
     sim.exit("c", Exit::Signal(Signal::SIGTERM));
     assert!(sim.engine.unit("c").is_none());
 }
@@ -2488,7 +2488,7 @@ fn a_start_before_a_stop_completes_still_applies_a_pending_spec() {
     assert_eq!(kills(&actions), vec![kill("a", Signal::SIGTERM)]);
     let actions = sim.exit("a", Exit::Signal(Signal::SIGTERM));
     assert_eq!(spawns(&actions), names(&["a", "c"]));
-    assert_eq!(sim.unit("a").spec, new_a);
+    assert_eq!(*sim.unit("a").spec, new_a);
     assert_eq!(sim.unit("a").pending_spec, None);
 }
 
@@ -2514,7 +2514,7 @@ fn a_new_spec_that_came_during_a_backoff_runs_when_the_backoff_ends() {
     let actions = sim.advance(secs(1));
     assert_eq!(spawns(&actions), names(&["e"]));
     assert!(kills(&actions).is_empty(), "{actions:?}");
-    assert_eq!(sim.unit("e").spec, new_e);
+    assert_eq!(*sim.unit("e").spec, new_e);
     assert_eq!(sim.unit("e").pending_spec, None);
     assert!(!sim.unit("e").restart_pending);
     sim.assert_state("e", State::Active, Sub::Running);
@@ -2588,7 +2588,7 @@ fn a_removed_service_stops_once_a_dependent_restarted_without_it() {
     assert_eq!(kills(&actions), vec![kill("d", Signal::SIGTERM)]);
     let actions = sim.exit("d", Exit::Signal(Signal::SIGTERM));
     assert!(actions.contains(&Action::Removed { name: "d".into() }));
-    assert_eq!(sim.unit("c").spec, new_c);
+    assert_eq!(*sim.unit("c").spec, new_c);
 }
 
 #[test]
@@ -2615,7 +2615,7 @@ fn reload_change_then_clean_exit_still_applies_the_new_spec() {
     let actions = sim.reload(vec![new_a.clone(), simple("b").requires(&["a"])]);
     assert_eq!(kills(&actions), vec![kill("b", Signal::SIGTERM)]);
     sim.exit("a", Exit::Code(0));
-    assert_eq!(sim.unit("a").spec, new_a);
+    assert_eq!(*sim.unit("a").spec, new_a);
     assert_eq!(sim.unit("a").pending_spec, None);
     assert!(!sim.unit("a").restart_pending);
     sim.exit("b", Exit::Signal(Signal::SIGTERM));
@@ -2623,7 +2623,7 @@ fn reload_change_then_clean_exit_still_applies_the_new_spec() {
     assert_eq!(sim.want("a"), Want::Up);
     sim.assert_state("a", State::Active, Sub::Running);
     sim.assert_state("b", State::Active, Sub::Running);
-    assert_eq!(sim.unit("a").spec, new_a);
+    assert_eq!(*sim.unit("a").spec, new_a);
 }
 
 #[test]
@@ -2635,7 +2635,7 @@ fn reload_that_brings_back_a_service_being_removed_with_a_new_spec() {
     let actions = sim.exit("a", Exit::Signal(Signal::SIGTERM));
     assert!(!actions.contains(&Action::Removed { name: "a".into() }));
     assert_eq!(spawns(&actions), names(&["a"]));
-    assert_eq!(sim.unit("a").spec, new);
+    assert_eq!(*sim.unit("a").spec, new);
 }
 
 #[test]
@@ -2857,7 +2857,7 @@ fn reload_applies_a_change_of_policy_in_place() {
     assert!(kills(&actions).is_empty(), "{actions:?}");
     assert!(spawns(&actions).is_empty(), "{actions:?}");
     assert_eq!(sim.pid("a"), pid);
-    assert_eq!(sim.unit("a").spec, new_a, "applied at once");
+    assert_eq!(*sim.unit("a").spec, new_a, "applied at once");
     sim.assert_state("a", State::Active, Sub::Running);
     let report = actions
         .iter()
