@@ -38,8 +38,8 @@ pub fn run(config_path: &Path, handover: Option<std::os::fd::RawFd>) -> i32 {
     // What early boot and the log need (the system and log tables), before the device
     // name is settled. Without the services: a copy of them here lived as long as ember
     // (2.7 KB a service, massif).
-    let settings = match loaded.config.as_mut() {
-        Some(config) => without_services(config),
+    let settings = match loaded.config.as_ref() {
+        Some(config) => config.settings(),
         None => loaded
             .settings
             .clone()
@@ -281,16 +281,6 @@ fn supervise(
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), pending.drained()).await;
         (ended, bound)
     }))
-}
-
-/// A copy of `config` with no services and no templates (the rest is small).
-fn without_services(config: &mut Config) -> Config {
-    let services = std::mem::take(&mut config.services);
-    let templates = std::mem::take(&mut config.templates);
-    let copy = config.clone();
-    config.services = services;
-    config.templates = templates;
-    copy
 }
 
 /// The settings PID 1 uses when not even the main file could be read.

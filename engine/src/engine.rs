@@ -121,7 +121,7 @@ pub enum Action {
     /// Shutdown: every service has stopped.
     AllStopped,
     /// A reload was applied: what it changed, for its reply.
-    Reloaded(ReloadReport),
+    Reloaded(Box<ReloadReport>),
 }
 
 #[derive(Debug, Default)]
@@ -1463,7 +1463,7 @@ impl Engine {
             self.touch(&name);
         }
         self.rebuild_dependents();
-        actions.push(Action::Reloaded(report));
+        actions.push(Action::Reloaded(Box::new(report)));
     }
 
     /// Moves every dirty service toward its want until nothing more changes.

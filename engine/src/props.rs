@@ -33,7 +33,6 @@
 use crate::engine::{Action, Engine, Input};
 use crate::model::{Exit, Pid, State, Sub, Unit, Want};
 use crate::spec::{FailureAction, Readiness, RestartPolicy, Schedule, ServiceSpec, ServiceType};
-use ember_ipc::ReloadReport;
 use nix::sys::signal::Signal;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
@@ -1173,7 +1172,7 @@ impl World {
                 let same = self.with_made(self.config.clone());
                 let actions = self.feed(Input::Reload(same))?;
                 ensure!(
-                    actions == vec![Action::Reloaded(ReloadReport::default())],
+                    actions == vec![Action::Reloaded(Box::default())],
                     "a reload of the configuration that runs did something: {}",
                     show_actions(&actions)
                 );

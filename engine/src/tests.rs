@@ -2299,7 +2299,7 @@ fn reload_with_the_same_config_touches_nothing() {
     sim.exit("c", Exit::Code(0));
     sim.exit("d", Exit::Code(1));
     let actions = sim.reload(specs);
-    assert_eq!(actions, vec![Action::Reloaded(Default::default())]);
+    assert_eq!(actions, vec![Action::Reloaded(Box::default())]);
     sim.assert_state("d", State::Failed, Sub::ExitCode);
 }
 
@@ -2310,10 +2310,10 @@ fn reload_removes_a_stopped_service_at_once() {
     assert_eq!(
         actions,
         vec![
-            Action::Reloaded(ReloadReport {
+            Action::Reloaded(Box::new(ReloadReport {
                 removed: vec!["b".into()],
                 ..Default::default()
-            }),
+            })),
             Action::Removed { name: "b".into() }
         ]
     );
@@ -2550,10 +2550,10 @@ fn reload_that_brings_back_services_being_removed_revives_them_as_added() {
     assert_eq!(
         actions,
         vec![
-            Action::Reloaded(ReloadReport {
+            Action::Reloaded(Box::new(ReloadReport {
                 added: names(&["a", "b"]),
                 ..Default::default()
-            }),
+            })),
             Action::Changed { name: "a".into() },
             Action::Changed { name: "b".into() },
         ]
@@ -2646,7 +2646,7 @@ fn reload_again_while_a_removed_service_stops_changes_nothing() {
     sim.reload(vec![simple("a")]);
     sim.assert_state("d", State::Deactivating, Sub::StopSigterm);
     let actions = sim.reload(vec![simple("a")]);
-    assert_eq!(actions, vec![Action::Reloaded(ReloadReport::default())]);
+    assert_eq!(actions, vec![Action::Reloaded(Box::default())]);
 }
 
 #[test]
@@ -2862,7 +2862,7 @@ fn reload_applies_a_change_of_policy_in_place() {
     let report = actions
         .iter()
         .find_map(|a| match a {
-            Action::Reloaded(r) => Some(r.clone()),
+            Action::Reloaded(r) => Some((**r).clone()),
             _ => None,
         })
         .unwrap();
@@ -2912,7 +2912,7 @@ fn reload_restarts_only_for_a_change_of_how_the_process_runs_and_says_why() {
     let report = actions
         .iter()
         .find_map(|a| match a {
-            Action::Reloaded(r) => Some(r.clone()),
+            Action::Reloaded(r) => Some((**r).clone()),
             _ => None,
         })
         .unwrap();

@@ -48,6 +48,23 @@ pub struct Config {
     pub templates: BTreeMap<String, ServiceSpec>,
 }
 
+impl Config {
+    /// A copy with no services and no templates: the settings alone (a copy of every
+    /// service would be as large as the rest of ember's memory).
+    pub fn settings(&self) -> Config {
+        Config {
+            path: self.path.clone(),
+            system: self.system.clone(),
+            log: self.log.clone(),
+            control: self.control.clone(),
+            mqtt: self.mqtt.clone(),
+            dbus: self.dbus.clone(),
+            services: BTreeMap::new(),
+            templates: BTreeMap::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SystemConfig {
     pub device: String,
@@ -336,7 +353,7 @@ fn finish(config: Option<Config>, mut problems: Vec<Problem>) -> Loaded {
         };
     }
     Loaded {
-        settings: config.clone(),
+        settings: config.as_ref().map(Config::settings),
         config,
         problems,
     }

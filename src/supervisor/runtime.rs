@@ -140,9 +140,6 @@ pub struct Runtime {
     first_spawn_logged: bool,
     /// When the shutdown began, to log how long stopping the services took.
     shutdown_started: Option<Instant>,
-    /// State and sub-state last logged per service: a change of want alone is published
-    /// but not logged again.
-    logged: HashMap<String, (super::model::State, super::model::Sub)>,
     /// What was last published per service, so an unchanged status is not sent twice, and
     /// its seq: a status read gives the seq of the service's last published change.
     published: HashMap<String, (Said, u64)>,
@@ -311,7 +308,6 @@ impl Runtime {
             boot_complete: false,
             first_spawn_logged: false,
             shutdown_started: None,
-            logged: HashMap::new(),
             published: HashMap::new(),
             outcome: None,
             done: false,
@@ -594,7 +590,6 @@ impl Runtime {
                     self.logs.remove(&name);
                     self.timeline.remove(&name);
                     self.published.remove(&name);
-                    self.logged.remove(&name);
                     let _ = std::fs::remove_file(notify::socket_path(&self.notify_dir, &name));
                     self.seq += 1;
                     let seq = self.seq;
@@ -624,7 +619,7 @@ impl Runtime {
                     }
                 }
                 Action::Reloaded(report) => {
-                    self.reloaded = Some(report);
+                    self.reloaded = Some(*report);
                     None
                 }
                 Action::AllStopped => {
@@ -1149,17 +1144,13 @@ impl Runtime {
             return;
         };
         self.timeline.observe(unit, self.origin.elapsed());
-        if self
-            .published
-            .get(name)
-            .is_some_and(|(said, _)| said.same_as(unit))
-        {
+        let said = self.published.get(name).map(|(said, _)| said);
+        if said.is_some_and(|said| said.same_as(unit)) {
             return;
         }
-        let was_active = self
-            .logged
-            .get(name)
-            .is_some_and(|(state, _)| *state == super::model::State::Active);
+        // A change of want alone is published but not logged again.
+        let before = said.map(|said| (said.state, said.sub));
+        let was_active = before.is_some_and(|(state, _)| state == super::model::State::Active);
         if (unit.state == super::model::State::Active) != was_active {
             // journald is often one of our services: move the log there once it answers,
             // and away from it once it stops.
@@ -1169,9 +1160,7 @@ impl Runtime {
         self.published
             .insert(name.to_owned(), (Said::of(unit), self.seq));
         let status = status::service_status(unit, self.now(), self.seq);
-        if self.logged.insert(name.to_owned(), (unit.state, unit.sub))
-            != Some((unit.state, unit.sub))
-        {
+        if before != Some((unit.state, unit.sub)) {
             log_transition(unit);
         }
         let _ = self.events.send(Event::Service(status));
