@@ -262,10 +262,13 @@ impl<T: FromToml> FromToml for Vec<T> {
         match value.into_inner() {
             DeValue::Array(items) => {
                 let before = issues.len();
-                let read: Vec<T> = items
+                let mut read: Vec<T> = items
                     .into_iter()
                     .filter_map(|item| T::from_toml(item, issues))
                     .collect();
+                // collect() reuses the parser's array, whose items are several times the
+                // size of a T: the spec would keep all of it as long as it lives.
+                read.shrink_to_fit();
                 (issues.len() == before).then_some(read)
             }
             other => wrong_type(offset, &other, "an array", issues),

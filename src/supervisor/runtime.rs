@@ -103,8 +103,9 @@ struct Proc {
     session: Option<Pid>,
     probes: Vec<AbortHandle>,
     notify: Option<AbortHandle>,
-    /// `ready = { log = ... }`: the run it applies to and the compiled pattern.
-    log_ready: Option<(u64, regex_lite::Regex)>,
+    /// `ready = { log = ... }`: the run it applies to and the compiled pattern (boxed: few
+    /// services have one, and a regex is large).
+    log_ready: Option<Box<(u64, regex_lite::Regex)>>,
     /// Its cgroup, when services have one.
     cgroup: Option<PathBuf>,
     /// OOM kills counted in that cgroup before this run: more at its exit means one hit it.
@@ -861,7 +862,7 @@ impl Runtime {
         let proc = self.procs.entry(name.to_owned()).or_default();
         match readiness {
             Readiness::Log(pattern) => match regex_lite::Regex::new(pattern) {
-                Ok(re) => proc.log_ready = Some((run, re)),
+                Ok(re) => proc.log_ready = Some(Box::new((run, re))),
                 Err(e) => tracing::error!("{name}: ready log pattern is invalid: {e}"),
             },
             other => {
@@ -949,7 +950,7 @@ impl Runtime {
                 let ready = self
                     .procs
                     .get(&name)
-                    .and_then(|p| p.log_ready.as_ref())
+                    .and_then(|p| p.log_ready.as_deref())
                     .is_some_and(|(r, re)| *r == run && re.is_match(&line));
                 let time = status::usec(std::time::SystemTime::now());
                 let entry = self
