@@ -66,8 +66,49 @@ struct Pipe {
     stream: Stream,
     /// The start of a line not yet ended (released once empty).
     partial: Vec<u8>,
-    /// Where its lines go when they go to files of their own.
-    sink: Option<super::logfiles::Sink>,
+    /// Where its lines go when they go to files of their own (boxed: most have none).
+    sink: Option<Box<super::logfiles::Sink>>,
+}
+
+/// The pipes being read, by the token their epoll entries carry: an index, and a list of
+/// the free ones (a map's spare room and hashed keys cost more than a quiet pipe).
+#[derive(Default)]
+struct Slots {
+    pipes: Vec<Option<Pipe>>,
+    free: Vec<usize>,
+}
+
+impl Slots {
+    fn insert(&mut self, pipe: Pipe) -> usize {
+        match self.free.pop() {
+            Some(token) => {
+                self.pipes[token] = Some(pipe);
+                token
+            }
+            None => {
+                self.pipes.push(Some(pipe));
+                self.pipes.len() - 1
+            }
+        }
+    }
+
+    fn get_mut(&mut self, token: usize) -> Option<&mut Pipe> {
+        self.pipes.get_mut(token)?.as_mut()
+    }
+
+    fn remove(&mut self, token: usize) -> Option<Pipe> {
+        let pipe = self.pipes.get_mut(token)?.take()?;
+        self.free.push(token);
+        Some(pipe)
+    }
+
+    fn iter_mut(&mut self) -> impl Iterator<Item = &mut Pipe> {
+        self.pipes.iter_mut().flatten()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Pipe> {
+        self.pipes.iter().flatten()
+    }
 }
 
 /// Reads every service's output: one task and one epoll set for all of them, so that a
@@ -109,7 +150,7 @@ impl Readers {
             run,
             stream,
             partial: Vec::new(),
-            sink,
+            sink: sink.map(Box::new),
         };
         // Non-blocking, for reads from the one task: no pipe may hold up the others.
         let nonblocking = set_nonblocking(&pipe.fd).is_ok();
@@ -160,12 +201,11 @@ async fn read_all(mut new: mpsc::UnboundedReceiver<(Pipe, bool)>, feed: mpsc::Se
         }
     };
     let epoll = &ready.get_ref().0;
-    let mut pipes: std::collections::HashMap<u64, Pipe> = std::collections::HashMap::new();
-    let mut next_token: u64 = 0;
+    let mut pipes = Slots::default();
     // Pipes whose lines go to files: only these can have lines waiting for the writer.
     let mut with_sinks: usize = 0;
     // Sinks of ended pipes whose last lines still wait for the writer, and tries left.
-    let mut draining: Vec<(super::logfiles::Sink, u32)> = Vec::new();
+    let mut draining: Vec<(Box<super::logfiles::Sink>, u32)> = Vec::new();
     let mut buf = vec![0u8; READ_CHUNK];
     let mut events = [EpollEvent::empty(); EVENTS_AT_ONCE];
     let mut accepting = true;
@@ -175,7 +215,7 @@ async fn read_all(mut new: mpsc::UnboundedReceiver<(Pipe, bool)>, feed: mpsc::Se
         let waiting = !draining.is_empty()
             || (with_sinks > 0
                 && pipes
-                    .values()
+                    .iter()
                     .any(|p| p.sink.as_ref().is_some_and(|s| s.waiting())));
         tokio::select! {
             added = new.recv(), if accepting => {
@@ -183,16 +223,16 @@ async fn read_all(mut new: mpsc::UnboundedReceiver<(Pipe, bool)>, feed: mpsc::Se
                     accepting = false;
                     continue;
                 };
-                let token = next_token;
-                next_token += 1;
-                let event = EpollEvent::new(EpollFlags::EPOLLIN, token);
-                match (nonblocking, epoll.add(&pipe.fd, event)) {
-                    (true, Ok(())) => {
-                        with_sinks += usize::from(pipe.sink.is_some());
-                        pipes.insert(token, pipe);
-                    }
-                    (_, added) => {
-                        let why = added.err().map_or("cannot make it non-blocking".to_owned(), |e| e.to_string());
+                with_sinks += usize::from(pipe.sink.is_some());
+                let token = pipes.insert(pipe);
+                let event = EpollEvent::new(EpollFlags::EPOLLIN, token as u64);
+                let added = match pipes.get_mut(token) {
+                    Some(pipe) if nonblocking => epoll.add(&pipe.fd, event).map_err(|e| e.to_string()),
+                    _ => Err("cannot make it non-blocking".to_owned()),
+                };
+                if let Err(why) = added {
+                    if let Some(pipe) = pipes.remove(token) {
+                        with_sinks -= usize::from(pipe.sink.is_some());
                         tracing::warn!("{}: cannot read its {}: {why}", pipe.name, pipe.stream);
                     }
                 }
@@ -216,8 +256,8 @@ async fn read_all(mut new: mpsc::UnboundedReceiver<(Pipe, bool)>, feed: mpsc::Se
                 }
                 drop(guard);
                 for event in &events[..n] {
-                    let token = event.data();
-                    let Some(pipe) = pipes.get_mut(&token) else { continue };
+                    let token = event.data() as usize;
+                    let Some(pipe) = pipes.get_mut(token) else { continue };
                     // One read per ready pipe per round: one busy service does not
                     // hold up the others' lines.
                     let (lines, ended) = match nix::unistd::read(&pipe.fd, &mut buf) {
@@ -232,7 +272,7 @@ async fn read_all(mut new: mpsc::UnboundedReceiver<(Pipe, bool)>, feed: mpsc::Se
                         }
                     }
                     if ended {
-                        let Some(mut pipe) = pipes.remove(&token) else { continue };
+                        let Some(mut pipe) = pipes.remove(token) else { continue };
                         let _ = epoll.delete(&pipe.fd);
                         with_sinks -= usize::from(pipe.sink.is_some());
                         if !pipe.partial.is_empty() {
@@ -253,7 +293,7 @@ async fn read_all(mut new: mpsc::UnboundedReceiver<(Pipe, bool)>, feed: mpsc::Se
                 }
             }
             () = tokio::time::sleep(FLUSH_EVERY), if waiting => {
-                for pipe in pipes.values_mut() {
+                for pipe in pipes.iter_mut() {
                     if let Some(sink) = &mut pipe.sink {
                         sink.flush();
                     }

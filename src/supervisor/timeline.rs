@@ -150,8 +150,13 @@ impl Recorder {
     /// runtime's clock, as `unit.since` is.
     pub fn observe(&mut self, unit: &Unit, now: Duration) {
         if !self.services.contains_key(&unit.spec.name) {
-            self.services
-                .insert(unit.spec.name.clone(), Record::default());
+            // Room for two transitions, what most services ever have (started, up):
+            // a VecDeque's first push would make room for four.
+            let record = Record {
+                recent: VecDeque::with_capacity(2),
+                ..Record::default()
+            };
+            self.services.insert(unit.spec.name.clone(), record);
         }
         let Some(record) = self.services.get_mut(&unit.spec.name) else {
             return;
