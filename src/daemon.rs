@@ -36,15 +36,12 @@ pub fn run(config_path: &Path, handover: Option<std::os::fd::RawFd>) -> i32 {
     let kernel_hostname = config::hostname();
     let mut loaded = config::load(config_path);
     // What early boot and the log need (the system and log tables), before the device
-    // name is settled. Without the services: a copy of them here lived as long as ember
-    // (2.7 KB a service, massif).
-    let settings = match loaded.config.as_ref() {
-        Some(config) => config.settings(),
-        None => loaded
-            .settings
-            .clone()
-            .unwrap_or_else(|| fallback(config_path)),
-    };
+    // name is settled: the settings, which hold no services (a copy of those here lived
+    // as long as ember: 2.7 KB a service, massif).
+    let settings = loaded
+        .settings
+        .clone()
+        .unwrap_or_else(|| fallback(config_path));
     // After a reexec the early boot is done already.
     if handover.is_none() {
         notes.extend(early::boot(role, settings.system.hostname.as_deref()));

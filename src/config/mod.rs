@@ -295,8 +295,8 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 /// What loading found: the configuration when it has no `Error`, and every problem.
 pub struct Loaded {
     pub config: Option<Config>,
-    /// With errors: the system, log and control settings as far as they could be read,
-    /// and no services; what PID 1 boots with so that it can be repaired.
+    /// The system, log and control settings, never the services (with errors: as far as
+    /// they could be read; what PID 1 boots with so that it can be repaired).
     pub settings: Option<Config>,
     pub problems: Vec<Problem>,
 }

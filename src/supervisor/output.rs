@@ -79,16 +79,15 @@ struct Slots {
 }
 
 impl Slots {
-    fn insert(&mut self, pipe: Pipe) -> usize {
+    /// The token the next [`Slots::insert`] gives.
+    fn next_token(&self) -> usize {
+        self.free.last().copied().unwrap_or(self.pipes.len())
+    }
+
+    fn insert(&mut self, pipe: Pipe) {
         match self.free.pop() {
-            Some(token) => {
-                self.pipes[token] = Some(pipe);
-                token
-            }
-            None => {
-                self.pipes.push(Some(pipe));
-                self.pipes.len() - 1
-            }
+            Some(token) => self.pipes[token] = Some(pipe),
+            None => self.pipes.push(Some(pipe)),
         }
     }
 
@@ -117,7 +116,7 @@ impl Slots {
 /// the feed channel, which is bounded: a service that floods its output is slowed down,
 /// not buffered without end (and while the runtime catches up, no pipe is read).
 pub struct Readers {
-    new: mpsc::UnboundedSender<(Pipe, bool)>,
+    new: mpsc::UnboundedSender<Pipe>,
 }
 
 impl Readers {
@@ -138,6 +137,11 @@ impl Readers {
         sink: Option<super::logfiles::Sink>,
     ) {
         use std::os::fd::AsRawFd;
+        // Non-blocking, for reads from the one task: no pipe may hold up the others.
+        if let Err(e) = set_nonblocking(&fd) {
+            tracing::warn!("{name}: cannot read its {stream}: {e}");
+            return;
+        }
         let pipe = Pipe {
             _listed: Listed::new(OpenPipe {
                 fd: fd.as_raw_fd(),
@@ -152,9 +156,7 @@ impl Readers {
             partial: Vec::new(),
             sink: sink.map(Box::new),
         };
-        // Non-blocking, for reads from the one task: no pipe may hold up the others.
-        let nonblocking = set_nonblocking(&pipe.fd).is_ok();
-        let _ = self.new.send((pipe, nonblocking));
+        let _ = self.new.send(pipe);
     }
 }
 
@@ -165,33 +167,29 @@ fn set_nonblocking(fd: &OwnedFd) -> nix::Result<()> {
 }
 
 /// The reading task: new pipes come on `new`, ready ones from the epoll set.
-async fn read_all(mut new: mpsc::UnboundedReceiver<(Pipe, bool)>, feed: mpsc::Sender<Feed>) {
-    use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
-    let epoll = match Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC) {
-        Ok(epoll) => epoll,
-        Err(e) => {
-            // Kept open, unread: a service whose pipe fills waits, it does not die of
-            // EPIPE. (epoll_create1 fails only without memory or fds.)
-            tracing::error!(
-                "cannot read the services' output: epoll_create1: {e}; their output waits unread"
-            );
-            let mut kept = Vec::new();
-            while let Some(pipe) = new.recv().await {
-                kept.push(pipe);
-            }
-            return;
-        }
-    };
+/// The epoll set, registered with tokio's driver.
+fn epoll_set() -> Result<tokio::io::unix::AsyncFd<EpollSet>, String> {
+    use nix::sys::epoll::{Epoll, EpollCreateFlags};
+    let epoll =
+        Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(|e| format!("epoll_create1: {e}"))?;
     // SAFETY: the set owns its fd, which stays open (and the same) until the AsyncFd,
     // its only owner, is dropped.
-    let ready = match unsafe {
+    unsafe {
         tokio::io::unix::AsyncFd::register_with_interest(
             EpollSet(epoll),
             tokio::io::Interest::READABLE,
         )
-    } {
+    }
+    .map_err(|e| e.to_string())
+}
+
+async fn read_all(mut new: mpsc::UnboundedReceiver<Pipe>, feed: mpsc::Sender<Feed>) {
+    use nix::sys::epoll::{EpollEvent, EpollFlags, EpollTimeout};
+    let ready = match epoll_set() {
         Ok(ready) => ready,
         Err(e) => {
+            // Kept open, unread: a service whose pipe fills waits, it does not die of
+            // EPIPE. (This fails only without memory or fds.)
             tracing::error!("cannot read the services' output: {e}; their output waits unread");
             let mut kept = Vec::new();
             while let Some(pipe) = new.recv().await {
@@ -219,22 +217,17 @@ async fn read_all(mut new: mpsc::UnboundedReceiver<(Pipe, bool)>, feed: mpsc::Se
                     .any(|p| p.sink.as_ref().is_some_and(|s| s.waiting())));
         tokio::select! {
             added = new.recv(), if accepting => {
-                let Some((pipe, nonblocking)) = added else {
+                let Some(pipe) = added else {
                     accepting = false;
                     continue;
                 };
-                with_sinks += usize::from(pipe.sink.is_some());
-                let token = pipes.insert(pipe);
-                let event = EpollEvent::new(EpollFlags::EPOLLIN, token as u64);
-                let added = match pipes.get_mut(token) {
-                    Some(pipe) if nonblocking => epoll.add(&pipe.fd, event).map_err(|e| e.to_string()),
-                    _ => Err("cannot make it non-blocking".to_owned()),
-                };
-                if let Err(why) = added {
-                    if let Some(pipe) = pipes.remove(token) {
-                        with_sinks -= usize::from(pipe.sink.is_some());
-                        tracing::warn!("{}: cannot read its {}: {why}", pipe.name, pipe.stream);
+                let event = EpollEvent::new(EpollFlags::EPOLLIN, pipes.next_token() as u64);
+                match epoll.add(&pipe.fd, event) {
+                    Ok(()) => {
+                        with_sinks += usize::from(pipe.sink.is_some());
+                        pipes.insert(pipe);
                     }
+                    Err(e) => tracing::warn!("{}: cannot read its {}: {e}", pipe.name, pipe.stream),
                 }
             }
             guard = ready.readable() => {
