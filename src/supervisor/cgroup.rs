@@ -22,7 +22,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid as NixPid;
 use std::fs::{self, OpenOptions};
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::model::Pid;
@@ -43,10 +43,14 @@ pub struct Cgroups {
 /// A service's cgroup, ready for its next process.
 pub struct Prepared {
     pub path: PathBuf,
-    /// cgroup.procs, opened for the child to write "0" to between fork and exec.
-    pub procs: OwnedFd,
+    /// The cgroup's directory (O_PATH): the child is created in it, or joins it between
+    /// the clone and the exec (launch.rs).
+    pub dir: OwnedFd,
     /// Limits that could not be applied, in words, for the log.
     pub warnings: Vec<String>,
+    /// It was emptied with cgroup.kill and could not be made again yet (a killed process
+    /// was still on its way out): the kernel would kill a process created in it.
+    pub killed: bool,
 }
 
 impl Cgroups {
@@ -108,8 +112,12 @@ impl Cgroups {
 
     /// Makes (or reuses) the service's cgroup and writes its limits: every file is
     /// written each time, so a limit removed by a reload is lifted at the next start.
-    pub fn prepare(&self, service: &str, limits: &Limits) -> Result<Prepared, String> {
+    /// `renew`: the cgroup was emptied with cgroup.kill, and is made again when it has
+    /// emptied (see launch.rs: the kernel would kill a process created in it).
+    pub fn prepare(&self, service: &str, limits: &Limits, renew: bool) -> Result<Prepared, String> {
         let path = self.path(service);
+        // EBUSY while a killed process is still on its way out: then it is reused.
+        let killed = renew && fs::remove_dir(&path).is_err();
         match fs::create_dir(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
@@ -170,15 +178,19 @@ impl Cgroups {
                 ));
             }
         }
-        let procs = OpenOptions::new()
-            .write(true)
-            .custom_flags(nix::libc::O_CLOEXEC)
-            .open(path.join("cgroup.procs"))
-            .map_err(|e| format!("cannot open {}/cgroup.procs: {e}", path.display()))?;
+        let dir = nix::fcntl::open(
+            &path,
+            nix::fcntl::OFlag::O_PATH
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
         Ok(Prepared {
             path,
-            procs: procs.into(),
+            dir,
             warnings,
+            killed,
         })
     }
 
@@ -278,7 +290,7 @@ pub fn oom_kills(path: &Path) -> u64 {
 }
 
 /// ember's own cgroup directory in the cgroup2 hierarchy.
-fn own_cgroup_dir() -> Result<PathBuf, String> {
+pub(super) fn own_cgroup_dir() -> Result<PathBuf, String> {
     let mountinfo = fs::read_to_string("/proc/self/mountinfo")
         .map_err(|e| format!("cannot read /proc/self/mountinfo: {e}"))?;
     let (root, point) =

@@ -31,8 +31,12 @@ pub struct Plan {
     pub stdio: [Option<RawFd>; 3],
     /// Make fd 0 (a terminal) the controlling terminal of the new session.
     pub controlling_tty: bool,
-    /// The service's cgroup.procs: writing "0" moves the child there.
-    pub cgroup_procs: Option<RawFd>,
+    /// The service's cgroup directory (an O_PATH fd): the child is created in it
+    /// ([`super::clone3`]), or, where the kernel cannot do that, moves itself there.
+    pub cgroup: Option<RawFd>,
+    /// That cgroup was emptied with cgroup.kill: the kernel would kill a child created in
+    /// it (see [`Plan::launch`]), so the child joins it itself.
+    pub cgroup_killed: bool,
     pub rlimits: Vec<(nix::sys::resource::Resource, libc::rlim_t)>,
     /// Written to /proc/self/oom_score_adj.
     pub oom_score_adj: Option<Vec<u8>>,
@@ -150,7 +154,8 @@ impl Plan {
             envp,
             stdio: [None; 3],
             controlling_tty: false,
-            cgroup_procs: None,
+            cgroup: None,
+            cgroup_killed: false,
             rlimits: Vec::new(),
             oom_score_adj: None,
             ids: None,
@@ -168,54 +173,126 @@ impl Plan {
     /// Starts the process; returns its pid once it has exec'd. A step that failed in the
     /// child is an error naming the step and the OS's reason (the child is reaped here).
     pub fn launch(&self) -> Result<libc::pid_t, String> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let fast = !self.cgroup_killed && !INTO_CGROUP_KILLS.load(Relaxed);
+        if let Some(dir) = self.cgroup.filter(|_| fast) {
+            // Created in its cgroup where the kernel can; else, the old way below.
+            match self.clone_with(Way::IntoCgroup(dir)) {
+                Ok(launched) => return launched,
+                Err(KILLED_UNBORN) => {
+                    INTO_CGROUP_KILLS.store(true, Relaxed);
+                    tracing::info!(
+                        "this kernel kills a process created in a cgroup that cgroup.kill once emptied (a kernel bug): services are moved into their cgroups from now on"
+                    );
+                }
+                Err(_) => {}
+            }
+        }
+        self.clone_with(Way::Clone).unwrap_or_else(|errno| {
+            Err(format!(
+                "cannot start a process: {}",
+                std::io::Error::from_raw_os_error(errno)
+            ))
+        })
+    }
+
+    /// One attempt: `Err(errno)` when no process was made, else what became of it.
+    fn clone_with(&self, way: Way) -> Result<Result<libc::pid_t, String>, c_int> {
         let argv = pointers(&self.argv);
         let envp = pointers(&self.envp);
         let mut child_data = Child {
             plan: self,
             argv: &argv,
             envp: &envp,
+            in_cgroup: matches!(way, Way::IntoCgroup(_)),
+            ran: false,
             failure: Failure::default(),
         };
         // The child's stack: it only makes system calls, a page or two is plenty; 64 KiB
         // leaves room for whatever libc's wrappers use.
         // Left uninitialised: the child writes its stack before it reads it.
         let mut stack = Vec::<u8>::with_capacity(64 * 1024);
-        // SAFETY: the end of the buffer's allocation, aligned down to 16 bytes as every
-        // ABI wants; the stack grows down on every architecture ember is built for.
-        let top = unsafe { stack.as_mut_ptr().add(stack.capacity()) };
-        let top = ((top as usize) & !15) as *mut c_void;
+        let data = (&mut child_data as *mut Child).cast::<c_void>();
         let blocked = block_signals();
-        // SAFETY: CLONE_VFORK suspends this thread until the child has exec'd or exited,
-        // so `child_data` and `stack` outlive every use the child makes of them; the child
-        // runs only `child`, which makes system calls and touches nothing but them.
-        let pid = unsafe {
-            libc::clone(
-                child,
-                top,
-                libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
-                (&mut child_data as *mut Child).cast(),
-            )
+        let pid = match way {
+            // SAFETY: as below; `clone3::spawn` aligns the stack itself.
+            Way::IntoCgroup(dir) => unsafe {
+                super::clone3::spawn(dir, stack.spare_capacity_mut(), child, data)
+            },
+            Way::Clone => {
+                // SAFETY: the end of the buffer's allocation, aligned down to 16 bytes as
+                // every ABI wants; the stack grows down on every architecture ember is
+                // built for.
+                let top = unsafe { stack.as_mut_ptr().add(stack.capacity()) };
+                let top = ((top as usize) & !15) as *mut c_void;
+                // SAFETY: CLONE_VFORK suspends this thread until the child has exec'd or
+                // exited, so `child_data` and `stack` outlive every use the child makes of
+                // them; the child runs only `child`, which makes system calls and touches
+                // nothing but them.
+                let pid = unsafe {
+                    libc::clone(
+                        child,
+                        top,
+                        libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+                        data,
+                    )
+                };
+                if pid < 0 {
+                    Err(std::io::Error::last_os_error()
+                        .raw_os_error()
+                        .unwrap_or(libc::EIO))
+                } else {
+                    Ok(pid)
+                }
+            }
         };
-        let clone_errno = std::io::Error::last_os_error();
         restore_signals(&blocked);
         drop(stack);
-        if pid < 0 {
-            return Err(format!("cannot start a process: {clone_errno}"));
+        let pid = pid?;
+        // SAFETY: plain reads of values the child may have written before it exited.
+        let (ran, failure) = unsafe {
+            (
+                std::ptr::read_volatile(&child_data.ran),
+                std::ptr::read_volatile(&child_data.failure),
+            )
+        };
+        if !ran {
+            // Killed before it ran a single instruction: no one else knew its pid yet, so
+            // the kernel did it. Linux 6.14 onwards (seen on 6.18) compares, for a child
+            // created in a cgroup, that cgroup's count of cgroup.kill writes with the
+            // parent's own cgroup's, and kills the child when they differ.
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+            return Err(KILLED_UNBORN);
         }
-        // SAFETY: a plain read of a value the child may have written before it exited.
-        let failure = unsafe { std::ptr::read_volatile(&child_data.failure) };
         if failure.step == Step::None {
-            return Ok(pid);
+            return Ok(Ok(pid));
         }
         // The child has exited (CLONE_VFORK returned without an exec): reap it here, so
         // the reaper never sees a pid nobody knows.
         let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
-        Err(format!(
+        Ok(Err(format!(
             "{}{}",
             failure.step.doing(),
             std::io::Error::from_raw_os_error(failure.errno)
-        ))
+        )))
     }
+}
+
+/// What [`Plan::clone_with`] says when the kernel killed the child before it ran (an
+/// errno no system call returns).
+const KILLED_UNBORN: c_int = -1;
+
+/// Set once a child created in its cgroup was killed unborn: from then on every child
+/// is cloned the old way and joins its cgroup itself.
+static INTO_CGROUP_KILLS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// How the child is made.
+#[derive(Clone, Copy)]
+enum Way {
+    /// clone3 into the cgroup whose directory this is (the kernel moves nothing).
+    IntoCgroup(RawFd),
+    /// clone(2); the child joins [`Plan::cgroup`] itself, if there is one.
+    Clone,
 }
 
 /// execvp's search, made in ember: where the child will try to exec `program`.
@@ -276,6 +353,10 @@ struct Child<'a> {
     plan: &'a Plan,
     argv: &'a [*const c_char],
     envp: &'a [*const c_char],
+    /// Created in its cgroup already (clone3): no need to join it.
+    in_cgroup: bool,
+    /// Set by the child first thing: a child that exits without it never ran.
+    ran: bool,
     failure: Failure,
 }
 
@@ -285,7 +366,9 @@ struct Child<'a> {
 extern "C" fn child(data: *mut c_void) -> c_int {
     // SAFETY: `data` is the `Child` that `launch` passed, alive while ember waits.
     let data = unsafe { &mut *data.cast::<Child>() };
-    let step = steps(data.plan);
+    // SAFETY: a write to the `Child` above, which ember reads only once the clone returns.
+    unsafe { std::ptr::write_volatile(&mut data.ran, true) };
+    let step = steps(data.plan, data.in_cgroup);
     let failure = match step {
         Ok(()) => exec(data),
         Err(failure) => failure,
@@ -309,7 +392,7 @@ fn failed(step: Step) -> Failure {
 /// The child's steps before the exec. Order matters: the session first (it also drops
 /// ember's controlling terminal), the cgroup and the limits before setuid, which would
 /// take away the right to raise a hard limit or lower the OOM score.
-fn steps(plan: &Plan) -> Result<(), Failure> {
+fn steps(plan: &Plan, in_cgroup: bool) -> Result<(), Failure> {
     reset_signal_handlers();
     // SAFETY (this function): system calls with valid arguments made before the clone;
     // each result is checked.
@@ -330,9 +413,20 @@ fn steps(plan: &Plan) -> Result<(), Failure> {
             // The console becomes its controlling terminal, so a shell has job control.
             libc::ioctl(0, libc::TIOCSCTTY, 1);
         }
-        if let Some(fd) = plan.cgroup_procs {
-            if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+        if let Some(dir) = plan.cgroup.filter(|_| !in_cgroup) {
+            let fd = libc::openat(
+                dir,
+                c"cgroup.procs".as_ptr(),
+                libc::O_WRONLY | libc::O_CLOEXEC,
+            );
+            if fd < 0 {
                 return Err(failed(Step::Cgroup));
+            }
+            let written = libc::write(fd, b"0".as_ptr().cast(), 1);
+            let failure = failed(Step::Cgroup);
+            libc::close(fd);
+            if written != 1 {
+                return Err(failure);
             }
         }
         for &(resource, amount) in &plan.rlimits {
@@ -584,6 +678,114 @@ mod tests {
             error.starts_with("cannot set up its stdin/stdout/stderr: Bad file"),
             "{error}"
         );
+    }
+
+    /// Both ways put the child in its cgroup before it runs: created there (clone3), or
+    /// moved there by itself (clone, where the kernel cannot do the former).
+    #[test]
+    fn the_child_starts_in_its_cgroup_created_there_or_moved_there() {
+        let Ok(own) = crate::supervisor::cgroup::own_cgroup_dir() else {
+            return; // no cgroup2 here
+        };
+        let name = format!("ember-launch-{}", std::process::id());
+        let dir = own.join(&name);
+        if std::fs::create_dir(&dir).is_err() {
+            return; // not ours to write (not root)
+        }
+        let fd = nix::fcntl::open(
+            &dir,
+            nix::fcntl::OFlag::O_PATH
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .expect("open the cgroup");
+        for way in [Way::IntoCgroup(fd.as_raw_fd()), Way::Clone] {
+            let mut plan = Plan::new(
+                &["cat", "/proc/self/cgroup"],
+                env(&[("PATH", "/usr/bin:/bin")]),
+            )
+            .expect("plan");
+            plan.cgroup = Some(fd.as_raw_fd());
+            let (read, write) = pipe();
+            plan.stdio[1] = Some(write.as_raw_fd());
+            let pid = match plan.clone_with(way) {
+                Ok(launched) => launched.expect("launched"),
+                // Every kernel ember is tested on has clone3 into a cgroup (5.7).
+                Err(errno) => panic!("no process made: errno {errno}"),
+            };
+            drop(write);
+            let mut text = String::new();
+            std::fs::File::from(read)
+                .read_to_string(&mut text)
+                .expect("read");
+            wait(pid);
+            let unified = text.lines().find_map(|l| l.strip_prefix("0::"));
+            assert!(
+                unified.is_some_and(|path| path.ends_with(&format!("/{name}"))),
+                "{text}"
+            );
+        }
+        let _ = std::fs::remove_dir(&dir);
+    }
+
+    /// Linux 6.14 onwards kills a child created in a cgroup that cgroup.kill has emptied
+    /// before (when ember's own cgroup has not been): launch sees the child die unborn and
+    /// starts it the old way, still in that cgroup.
+    #[test]
+    fn a_child_the_kernel_kills_unborn_in_a_killed_cgroup_is_started_the_old_way() {
+        let Ok(own) = crate::supervisor::cgroup::own_cgroup_dir() else {
+            return; // no cgroup2 here
+        };
+        let name = format!("ember-launch-killed-{}", std::process::id());
+        let dir = own.join(&name);
+        if std::fs::create_dir(&dir).is_err() || !dir.join("cgroup.kill").exists() {
+            let _ = std::fs::remove_dir(&dir);
+            return; // not root, or no cgroup.kill (before 5.14)
+        }
+        let fd = nix::fcntl::open(
+            &dir,
+            nix::fcntl::OFlag::O_PATH
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .expect("open the cgroup");
+        // A process in it, killed by cgroup.kill.
+        let mut victim =
+            Plan::new(&["sleep", "1000"], env(&[("PATH", "/usr/bin:/bin")])).expect("plan");
+        victim.cgroup = Some(fd.as_raw_fd());
+        let victim = victim.launch().expect("launch the victim");
+        std::fs::write(dir.join("cgroup.kill"), "1").expect("cgroup.kill");
+        assert!(matches!(
+            wait(victim),
+            nix::sys::wait::WaitStatus::Signaled(_, nix::sys::signal::Signal::SIGKILL, _)
+        ));
+        let mut plan = Plan::new(
+            &["cat", "/proc/self/cgroup"],
+            env(&[("PATH", "/usr/bin:/bin")]),
+        )
+        .expect("plan");
+        plan.cgroup = Some(fd.as_raw_fd());
+        let (read, write) = pipe();
+        plan.stdio[1] = Some(write.as_raw_fd());
+        let pid = plan.launch().expect("launched");
+        drop(write);
+        let mut text = String::new();
+        std::fs::File::from(read)
+            .read_to_string(&mut text)
+            .expect("read");
+        assert_eq!(
+            wait(pid),
+            nix::sys::wait::WaitStatus::Exited(nix::unistd::Pid::from_raw(pid), 0),
+            "{text}"
+        );
+        let unified = text.lines().find_map(|l| l.strip_prefix("0::"));
+        assert!(
+            unified.is_some_and(|path| path.ends_with(&format!("/{name}"))),
+            "{text}"
+        );
+        let _ = std::fs::remove_dir(&dir);
     }
 
     #[test]

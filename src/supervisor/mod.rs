@@ -4,6 +4,8 @@
 //! - [`runtime`]: the one task that executes actions and feeds events back.
 //! - [`spawn`], [`launch`], [`reaper`]: what a service is started with, starting it
 //!   (clone and exec, sharing ember's memory until the exec), reaping every child in one place.
+//! - `clone3`: the system call that creates a process in its cgroup (the one piece of
+//!   assembly in ember).
 //! - [`readiness`], [`notify`], [`output`]: probes, the sd_notify socket, service output.
 //! - [`logfiles`]: service output written to files by ember, rotated by size.
 //! - [`cgroup`]: a cgroup per service: containment, limits, OOM kills.
@@ -12,6 +14,7 @@
 //! - [`timeline`]: each service's transitions this boot, for `ember analyze`.
 
 pub mod cgroup;
+mod clone3;
 pub mod handover;
 // The engine and its model are a crate of their own (engine/); their old paths stay.
 pub use ember_engine::{engine, model};

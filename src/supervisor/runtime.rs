@@ -112,6 +112,8 @@ struct Proc {
     oom_kills_before: u64,
     /// The cgroup's CPU time (usage_usec) before this run: what a run used is the rest.
     cpu_before: u64,
+    /// SIGKILL went to its cgroup's processes (by cgroup.kill) since its last spawn.
+    cgroup_killed: bool,
 }
 
 pub struct Runtime {
@@ -560,7 +562,8 @@ impl Runtime {
                         // Whatever the main process left behind goes with it: all of its
                         // cgroup (nothing escapes that), and its process group.
                         if let Some(path) = proc.cgroup.as_ref().filter(|_| !finished_oneshot) {
-                            cgroup::signal_all(path, Signal::SIGKILL);
+                            let members = cgroup::signal_all(path, Signal::SIGKILL);
+                            proc.cgroup_killed |= !members.is_empty();
                         }
                         if let Some(pgid) = proc.pgid.take() {
                             let _ = kill(NixPid::from_raw(-pgid), Signal::SIGKILL);
@@ -746,8 +749,9 @@ impl Runtime {
         // limits that only a cgroup can apply.
         let mut placed = None;
         if let Some(cgroups) = &self.cgroups {
-            match cgroups.prepare(name, &spec.limits) {
+            match cgroups.prepare(name, &spec.limits, proc.cgroup_killed) {
                 Ok(prepared) => {
+                    proc.cgroup_killed = prepared.killed;
                     for warning in &prepared.warnings {
                         tracing::warn!("{name}: {warning}");
                     }
@@ -769,8 +773,11 @@ impl Runtime {
                 }
             }
         }
-        let procs_fd = placed.as_ref().map(|p| p.procs.as_raw_fd());
-        let result = spawn::spawn_service(&spec, notify_path.as_deref(), procs_fd);
+        let cgroup = placed.as_ref().map(|p| spawn::Cgroup {
+            dir: p.dir.as_raw_fd(),
+            killed: p.killed,
+        });
+        let result = spawn::spawn_service(&spec, notify_path.as_deref(), cgroup);
         drop(placed);
         if !self.first_spawn_logged {
             self.first_spawn_logged = true;
@@ -826,12 +833,15 @@ impl Runtime {
             "{name}: sending {} (pid {pid:?}, group {pgid:?})",
             signal.as_str()
         );
-        if let Some(path) = self.procs.get(name).and_then(|p| p.cgroup.as_ref()) {
-            let members = cgroup::signal_all(path, signal);
-            if let Some(pid) = pid.filter(|p| !members.contains(p)) {
-                let _ = kill(NixPid::from_raw(pid), signal);
+        if let Some(proc) = self.procs.get_mut(name) {
+            if let Some(path) = &proc.cgroup {
+                let members = cgroup::signal_all(path, signal);
+                proc.cgroup_killed |= signal == Signal::SIGKILL && !members.is_empty();
+                if let Some(pid) = pid.filter(|p| !members.contains(p)) {
+                    let _ = kill(NixPid::from_raw(pid), signal);
+                }
+                return;
             }
-            return;
         }
         if let Some(pgid) = pgid {
             // ESRCH when the group has emptied (then its number may be reused): forget it.

@@ -169,11 +169,20 @@ fn above_stdio(fd: OwnedFd) -> Result<OwnedFd, String> {
     Ok(unsafe { OwnedFd::from_raw_fd(moved) })
 }
 
+/// The cgroup a service's process starts in.
+#[derive(Clone, Copy)]
+pub struct Cgroup {
+    /// Its directory (O_PATH, close-on-exec).
+    pub dir: RawFd,
+    /// Emptied with cgroup.kill and not yet made again (see launch.rs).
+    pub killed: bool,
+}
+
 /// What the child does to itself between the clone and the exec, prepared before.
 #[derive(Default)]
 struct InChild {
-    /// The service's cgroup.procs (close-on-exec): writing "0" moves the child there.
-    cgroup_procs: Option<RawFd>,
+    /// The service's cgroup: the child starts there.
+    cgroup: Option<Cgroup>,
     rlimits: Vec<(Resource, nix::libc::rlim_t)>,
     /// Written to /proc/self/oom_score_adj.
     oom_score_adj: Option<Vec<u8>>,
@@ -181,7 +190,7 @@ struct InChild {
 
 /// The limits of `spec` as the child applies them; checked here first, so that what
 /// would fail after the fork (where only an errno survives) is said in words.
-fn in_child(spec: &ServiceSpec, cgroup_procs: Option<RawFd>) -> Result<InChild, String> {
+fn in_child(spec: &ServiceSpec, cgroup: Option<Cgroup>) -> Result<InChild, String> {
     let privileged = has_cap_sys_resource();
     let mut rlimits = Vec::new();
     for limit in &spec.limits.rlimits {
@@ -221,7 +230,7 @@ fn in_child(spec: &ServiceSpec, cgroup_procs: Option<RawFd>) -> Result<InChild, 
     }
     let oom_score_adj = (wanted != own).then(|| format!("{wanted}\n").into_bytes());
     Ok(InChild {
-        cgroup_procs,
+        cgroup,
         rlimits,
         oom_score_adj,
     })
@@ -258,17 +267,17 @@ fn own_oom_score_adj() -> i32 {
 }
 
 /// Spawns a service's command. `notify_socket` is set as NOTIFY_SOCKET when given;
-/// `cgroup_procs` is the cgroup.procs of the cgroup it is to run in.
+/// `cgroup` is the cgroup it is to run in.
 pub fn spawn_service(
     spec: &ServiceSpec,
     notify_socket: Option<&Path>,
-    cgroup_procs: Option<RawFd>,
+    cgroup: Option<Cgroup>,
 ) -> Result<Spawned, String> {
     if let Some(why) = &spec.load_error {
         return Err(why.clone());
     }
     let identity = resolve_identity(spec.user.as_deref(), spec.group.as_deref())?;
-    let in_child = in_child(spec, cgroup_procs)?;
+    let in_child = in_child(spec, cgroup)?;
     let mut env = Environment::inherited();
     env.remove("NOTIFY_SOCKET");
     env.remove("LISTEN_FDS");
@@ -357,7 +366,10 @@ fn launch(
     for (slot, end) in plan.stdio.iter_mut().zip(&child_ends) {
         *slot = end.as_ref().map(|fd| fd.as_raw_fd());
     }
-    plan.cgroup_procs = in_child.cgroup_procs;
+    if let Some(cgroup) = in_child.cgroup {
+        plan.cgroup = Some(cgroup.dir);
+        plan.cgroup_killed = cgroup.killed;
+    }
     plan.rlimits = in_child.rlimits;
     plan.oom_score_adj = in_child.oom_score_adj;
     plan.ids = identity.map(|id| {
