@@ -455,3 +455,31 @@ impl Limits {
         self.memory_max.is_some() || self.cpu_weight.is_some() || self.pids_max.is_some()
     }
 }
+#[cfg(test)]
+mod size_probe {
+    #[test]
+    fn sizes() {
+        use super::*;
+        eprintln!(
+            "spec {} limits {} readiness {} output {} schedule {} input {} unit {}",
+            std::mem::size_of::<ServiceSpec>(),
+            std::mem::size_of::<Limits>(),
+            std::mem::size_of::<Readiness>(),
+            std::mem::size_of::<Output>(),
+            std::mem::size_of::<Option<Schedule>>(),
+            std::mem::size_of::<Option<ember_ipc::adapter::Secret>>(),
+            std::mem::size_of::<crate::model::Unit>()
+        );
+    }
+}
+#[cfg(test)]
+mod size_probe2 {
+    #[test]
+    fn sizes2() {
+        eprintln!(
+            "event {} logline {}",
+            std::mem::size_of::<ember_ipc::Event>(),
+            std::mem::size_of::<ember_ipc::LogLine>()
+        );
+    }
+}

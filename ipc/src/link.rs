@@ -16,6 +16,7 @@ use crate::protocol::{
 };
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::sync::Arc;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -314,7 +315,7 @@ async fn serve_requests(
 async fn read_stream(
     again: Again,
     mut lines: Lines,
-    events: broadcast::Sender<Event>,
+    events: broadcast::Sender<Arc<Event>>,
     closed: mpsc::Sender<String>,
 ) {
     let mut known: BTreeSet<String> = BTreeSet::new();
@@ -342,15 +343,15 @@ async fn read_stream(
                 let now: BTreeSet<String> =
                     snapshot.services.iter().map(|s| s.name.clone()).collect();
                 for gone in known.difference(&now) {
-                    let _ = events.send(Event::ServiceRemoved {
+                    let _ = events.send(Arc::new(Event::ServiceRemoved {
                         name: gone.clone(),
                         seq: snapshot.seq,
-                    });
+                    }));
                 }
                 known = now;
-                let _ = events.send(Event::System(snapshot.system));
+                let _ = events.send(Arc::new(Event::System(snapshot.system)));
                 for service in snapshot.services {
-                    let _ = events.send(Event::Service(service));
+                    let _ = events.send(Arc::new(Event::Service(service)));
                 }
             }
             Reply::Event(event) => {
@@ -363,7 +364,7 @@ async fn read_stream(
                     }
                     _ => {}
                 }
-                let _ = events.send(*event);
+                let _ = events.send(Arc::from(event));
             }
             // A snapshot follows: nothing to do until it comes.
             Reply::Lagged { .. } => {}
@@ -428,9 +429,9 @@ mod tests {
     }
 
     /// Waits for an event of the service `name`.
-    async fn seen(events: &mut broadcast::Receiver<Event>, name: &str) {
+    async fn seen(events: &mut broadcast::Receiver<Arc<Event>>, name: &str) {
         loop {
-            if let Event::Service(s) = events.recv().await.unwrap() {
+            if let Event::Service(s) = &*events.recv().await.unwrap() {
                 if s.name == name {
                     return;
                 }

@@ -967,11 +967,15 @@ pub struct Request {
 /// What an adapter holds: the way in (commands) and the ways out: changes of state
 /// (`events`: services, the system, metrics) and the services' lines (`lines`), apart so
 /// that a chatty service's flood never makes a reader of states fall behind.
+///
+/// Both carry `Arc`s: a broadcast channel keeps a slot for each of its 1,024 places from
+/// the start, and an `Event` inline is 256 bytes (a status), a `LogLine` 72: 350 KiB of
+/// every ember's memory, with one service or a thousand. Shared, a slot is a pointer.
 #[derive(Debug, Clone)]
 pub struct Control {
     pub requests: mpsc::Sender<Request>,
-    pub events: broadcast::Sender<Event>,
-    pub lines: broadcast::Sender<LogLine>,
+    pub events: broadcast::Sender<std::sync::Arc<Event>>,
+    pub lines: broadcast::Sender<std::sync::Arc<LogLine>>,
 }
 
 impl Control {

@@ -686,9 +686,10 @@ async fn subscribe(
     let outcome = async {
         loop {
             let event = tokio::select! {
-                event = events.recv() => event,
+                // Owned here (a copy only while another subscriber still holds it).
+                event = events.recv() => event.map(Arc::unwrap_or_clone),
                 line = log_lines.recv(), if args.logs => match line {
-                    Ok(line) => Ok(Event::Log(line)),
+                    Ok(line) => Ok(Event::Log(Arc::unwrap_or_clone(line))),
                     // Lines are a stream, not state: what was missed is said in the
                     // stream, and no snapshot can bring it back.
                     Err(broadcast::error::RecvError::Lagged(n)) => Ok(Event::Log(LogLine {
@@ -776,7 +777,7 @@ fn evicted() -> Reply {
 }
 
 async fn follow_logs(
-    mut lines: broadcast::Receiver<LogLine>,
+    mut lines: broadcast::Receiver<Arc<LogLine>>,
     name: String,
     mut last_seq: u64,
     write: &mut OwnedWriteHalf,
@@ -785,10 +786,8 @@ async fn follow_logs(
         match lines.recv().await {
             Ok(line) if line.service == name && line.seq > last_seq => {
                 last_seq = line.seq;
-                if write_line(write, &Reply::Logs { lines: vec![line] })
-                    .await
-                    .is_err()
-                {
+                let lines = vec![Arc::unwrap_or_clone(line)];
+                if write_line(write, &Reply::Logs { lines }).await.is_err() {
                     return;
                 }
             }
@@ -1194,8 +1193,8 @@ mod tests {
             s.seq = seq;
             Event::Service(s)
         };
-        control.events.send(change(4)).unwrap();
-        control.events.send(change(6)).unwrap();
+        control.events.send(Arc::new(change(4))).unwrap();
+        control.events.send(Arc::new(change(6))).unwrap();
         match next_of(&mut read).await {
             Reply::Event(event) => match *event {
                 Event::Service(s) => assert_eq!(s.seq, 6),
@@ -1206,7 +1205,7 @@ mod tests {
         // More than the channel holds before the subscriber reads: it is told, and gets
         // a fresh snapshot; never a silent gap.
         for seq in 7..20 {
-            control.events.send(change(seq)).unwrap();
+            control.events.send(Arc::new(change(seq))).unwrap();
         }
         match next_of(&mut read).await {
             Reply::Lagged { missed } => assert!(missed > 0),

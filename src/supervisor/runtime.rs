@@ -20,6 +20,7 @@ use nix::unistd::Pid as NixPid;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -71,8 +72,8 @@ pub enum Feed {
 /// and of lines, and the rules of the control socket (changed by a reload).
 pub struct Links {
     pub requests: mpsc::Receiver<Request>,
-    pub events: broadcast::Sender<Event>,
-    pub lines: broadcast::Sender<ember_ipc::LogLine>,
+    pub events: broadcast::Sender<Arc<Event>>,
+    pub lines: broadcast::Sender<Arc<ember_ipc::LogLine>>,
     pub policy: tokio::sync::watch::Sender<ember_ipc::rights::Policy>,
     /// The control socket's listening fd, handed to the next binary at a reexec.
     pub control_fd: Option<std::os::fd::RawFd>,
@@ -125,8 +126,8 @@ pub struct Runtime {
     logs: HashMap<String, LogRing>,
     /// Exits of pids nobody had claimed yet: a forking daemon may die before we read its pid.
     unclaimed: VecDeque<(Pid, Exit)>,
-    events: broadcast::Sender<Event>,
-    lines: broadcast::Sender<ember_ipc::LogLine>,
+    events: broadcast::Sender<Arc<Event>>,
+    lines: broadcast::Sender<Arc<ember_ipc::LogLine>>,
     policy: tokio::sync::watch::Sender<ember_ipc::rights::Policy>,
     seq: u64,
     /// The seq of the system's last change.
@@ -597,7 +598,9 @@ impl Runtime {
                     let _ = std::fs::remove_file(notify::socket_path(&self.notify_dir, &name));
                     self.seq += 1;
                     let seq = self.seq;
-                    let _ = self.events.send(Event::ServiceRemoved { name, seq });
+                    let _ = self
+                        .events
+                        .send(Arc::new(Event::ServiceRemoved { name, seq }));
                     None
                 }
                 Action::OnFailure { name, action } => {
@@ -968,7 +971,10 @@ impl Runtime {
                     .entry(name.clone())
                     .or_default()
                     .push(&name, stream, line, time);
-                let _ = self.lines.send(entry);
+                // Shared only with a follower (`ember ctl logs -f`, a subscriber).
+                if self.lines.receiver_count() > 0 {
+                    let _ = self.lines.send(Arc::new(entry));
+                }
                 if ready {
                     self.input(Input::Ready { name, run });
                 }
@@ -1174,7 +1180,7 @@ impl Runtime {
         if before != Some((unit.state, unit.sub)) {
             log_transition(unit);
         }
-        let _ = self.events.send(Event::Service(status));
+        let _ = self.events.send(Arc::new(Event::Service(status)));
     }
 
     fn publish_system_state(&mut self) {
@@ -1212,7 +1218,9 @@ impl Runtime {
     fn publish_system(&mut self) {
         self.seq += 1;
         self.system_seq = self.seq;
-        let _ = self.events.send(Event::System(self.system_status(false)));
+        let _ = self
+            .events
+            .send(Arc::new(Event::System(self.system_status(false))));
     }
 
     /// New rules for the control socket: in force for the next request of every client,
@@ -1360,7 +1368,7 @@ impl Runtime {
             })
             .collect();
         if !metrics.is_empty() {
-            let _ = self.events.send(Event::Metrics(metrics));
+            let _ = self.events.send(Arc::new(Event::Metrics(metrics)));
         }
     }
 }

@@ -194,12 +194,17 @@ impl Adapter {
     }
 
     /// Turns events into objects and signals until the bus or the core goes.
-    async fn serve(&mut self, conn: &Connection, events: &mut broadcast::Receiver<Event>) -> End {
+    async fn serve(
+        &mut self,
+        conn: &Connection,
+        events: &mut broadcast::Receiver<std::sync::Arc<Event>>,
+    ) -> End {
         loop {
             tokio::select! {
                 _ = conn.closed() => return End::BusLost,
                 event = events.recv() => {
-                    let result = match event {
+                    // The only receiver: the event itself, not a copy.
+                    let result = match event.map(std::sync::Arc::unwrap_or_clone) {
                         Ok(Event::Service(status)) => {
                             let seq = status.seq;
                             let done = self.on_service(conn, status).await;

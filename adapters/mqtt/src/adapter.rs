@@ -776,7 +776,8 @@ impl Adapter {
                     }
                     None => break,
                 },
-                event = events.recv() => match event {
+                // The only receiver: the event itself, not a copy.
+                event = events.recv() => match event.map(std::sync::Arc::unwrap_or_clone) {
                     Ok(Event::Service(status)) => {
                         if !self.states.contains_key(&status.name) && self.settings.homeassistant {
                             self.announce.insert(status.name.clone());
