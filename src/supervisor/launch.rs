@@ -256,12 +256,11 @@ impl Plan {
                 std::ptr::read_volatile(&child_data.failure),
             )
         };
-        if !ran {
+        if !ran && matches!(way, Way::IntoCgroup(_)) && reaped_dead(pid) {
             // Killed before it ran a single instruction: no one else knew its pid yet, so
             // the kernel did it. Linux 6.14 onwards (seen on 6.18) compares, for a child
             // created in a cgroup, that cgroup's count of cgroup.kill writes with the
             // parent's own cgroup's, and kills the child when they differ.
-            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
             return Err(KILLED_UNBORN);
         }
         if failure.step == Step::None {
@@ -276,6 +275,20 @@ impl Plan {
             std::io::Error::from_raw_os_error(failure.errno)
         )))
     }
+}
+
+/// Reaps `pid` if it has ended or ends within 100 ms (a child killed unborn is a zombie
+/// in microseconds); `false` if it still runs: then its mark did not reach this memory
+/// (valgrind, for one, makes a `CLONE_VM` child a copy), and it is a launched process.
+fn reaped_dead(pid: libc::pid_t) -> bool {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    for _ in 0..100 {
+        match waitpid(nix::unistd::Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) => std::thread::sleep(std::time::Duration::from_millis(1)),
+            Ok(_) | Err(_) => return true,
+        }
+    }
+    false
 }
 
 /// What [`Plan::clone_with`] says when the kernel killed the child before it ran (an
@@ -786,6 +799,21 @@ mod tests {
             "{text}"
         );
         let _ = std::fs::remove_dir(&dir);
+    }
+
+    /// A child whose mark did not reach ember (valgrind runs a CLONE_VM child as a copy)
+    /// but still runs is a launched process, not one to wait for: waiting would hang.
+    #[test]
+    fn only_a_child_that_has_ended_is_taken_for_one_killed_unborn() {
+        let child = std::process::Command::new("sleep")
+            .arg("1000")
+            .spawn()
+            .expect("sleep");
+        let pid = child.id() as libc::pid_t;
+        assert!(!reaped_dead(pid));
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL)
+            .expect("kill");
+        assert!(reaped_dead(pid));
     }
 
     #[test]
