@@ -48,6 +48,8 @@ pub struct Prepared {
     pub dir: OwnedFd,
     /// Limits that could not be applied, in words, for the log.
     pub warnings: Vec<String>,
+    /// Made just now: its counters (OOM kills, CPU time) are all zero.
+    pub made: bool,
     /// It was emptied with cgroup.kill and could not be made again yet (a killed process
     /// was still on its way out): the kernel would kill a process created in it.
     pub killed: bool,
@@ -118,11 +120,11 @@ impl Cgroups {
         let path = self.path(service);
         // EBUSY while a killed process is still on its way out: then it is reused.
         let killed = renew && fs::remove_dir(&path).is_err();
-        match fs::create_dir(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        let made = match fs::create_dir(&path) {
+            Ok(()) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
             Err(e) => return Err(format!("cannot create its cgroup {}: {e}", path.display())),
-        }
+        };
         let mut warnings = Vec::new();
         let has = |c: &str| self.controllers.contains(&c);
         let mut write = |file: &str, value: String, key: &str, set: bool| {
@@ -190,6 +192,7 @@ impl Cgroups {
             path,
             dir,
             warnings,
+            made,
             killed,
         })
     }

@@ -180,7 +180,7 @@ impl Handover {
             pipes: (0..r.count())
                 .map(|_| OpenPipe {
                     fd: r.narrow_signed(),
-                    name: r.str(),
+                    name: r.str().into(),
                     run: r.u64(),
                     stream: r.word().unwrap_or(Stream::Stdout),
                 })

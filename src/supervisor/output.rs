@@ -5,6 +5,7 @@ use ember_ipc::throttle::RateLimit;
 use ember_ipc::{LogLine, Stream};
 use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
+use std::sync::Arc;
 use tokio::sync::mpsc;
 
 /// Longer lines are split: a service that never writes a newline cannot grow our memory.
@@ -22,7 +23,8 @@ const EVENTS_AT_ONCE: usize = 64;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenPipe {
     pub fd: std::os::fd::RawFd,
-    pub name: String,
+    /// Shared by the service's pipes, their list entries and their lines.
+    pub name: Arc<str>,
     pub run: u64,
     pub stream: Stream,
 }
@@ -61,7 +63,7 @@ impl Drop for Listed {
 struct Pipe {
     _listed: Listed,
     fd: OwnedFd,
-    name: String,
+    name: Arc<str>,
     run: u64,
     stream: Stream,
     /// The start of a line not yet ended (released once empty).
@@ -131,7 +133,7 @@ impl Readers {
     pub fn read(
         &self,
         fd: OwnedFd,
-        name: String,
+        name: Arc<str>,
         run: u64,
         stream: Stream,
         sink: Option<super::logfiles::Sink>,
@@ -490,7 +492,7 @@ mod tests {
                 } else {
                     Stream::Stderr
                 };
-                readers.read(read, format!("s{i}"), i, stream, None);
+                readers.read(read, format!("s{i}").into(), i, stream, None);
                 ends.push(write);
             }
             // s0 floods: 1 MB without end while the others write one line each.
@@ -514,9 +516,9 @@ mod tests {
                         stream,
                         line,
                         ..
-                    }) if name != "s0" => {
+                    }) if &*name != "s0" => {
                         assert_eq!(line, format!("line of {name}"));
-                        assert_eq!(format!("s{run}"), name);
+                        assert_eq!(format!("s{run}"), &*name);
                         let expected = if run % 2 == 0 {
                             Stream::Stdout
                         } else {
@@ -531,7 +533,7 @@ mod tests {
             }
             let fds: Vec<_> = open_pipes()
                 .into_iter()
-                .filter(|p| p.name != "s0")
+                .filter(|p| &*p.name != "s0")
                 .collect();
             assert_eq!(fds.len(), 99, "every pipe is listed while open");
             // Their ends: the unfinished last lines come, and the pipes are closed.
@@ -539,18 +541,18 @@ mod tests {
             let mut last = std::collections::BTreeSet::new();
             while last.len() < 99 {
                 if let Some(Feed::Line { name, line, .. }) = lines.recv().await {
-                    if name != "s0" {
+                    if &*name != "s0" {
                         assert_eq!(line, format!("last of {name}"));
                         last.insert(name);
                     }
                 }
             }
-            while open_pipes().iter().any(|p| p.name != "s0") {
+            while open_pipes().iter().any(|p| &*p.name != "s0") {
                 tokio::task::yield_now().await;
             }
             // The flood's end: read to its end (the flooder's write returns), then closed.
             drop(ends);
-            while open_pipes().iter().any(|p| p.name == "s0") {
+            while open_pipes().iter().any(|p| &*p.name == "s0") {
                 let _ =
                     tokio::time::timeout(std::time::Duration::from_millis(10), lines.recv()).await;
             }

@@ -33,7 +33,7 @@ mod requests;
 #[derive(Debug)]
 pub enum Feed {
     Line {
-        name: String,
+        name: Arc<str>,
         run: u64,
         stream: ember_ipc::Stream,
         line: String,
@@ -91,7 +91,8 @@ pub enum Outcome {
 }
 
 enum ChildOwner {
-    Service(String),
+    /// The name is the one its output pipes share (one copy per service).
+    Service(Arc<str>),
     Check(oneshot::Sender<bool>),
 }
 
@@ -107,8 +108,9 @@ struct Proc {
     /// `ready = { log = ... }`: the run it applies to and the compiled pattern (boxed: few
     /// services have one, and a regex is large).
     log_ready: Option<Box<(u64, regex_lite::Regex)>>,
-    /// Its cgroup, when services have one.
-    cgroup: Option<PathBuf>,
+    /// Whether its last spawn went into its cgroup (`Cgroups::path`; not kept here: a
+    /// path per service is 100 bytes of every service).
+    in_cgroup: bool,
     /// OOM kills counted in that cgroup before this run: more at its exit means one hit it.
     oom_kills_before: u64,
     /// The cgroup's CPU time (usage_usec) before this run: what a run used is the rest.
@@ -559,11 +561,12 @@ impl Runtime {
                     let finished_oneshot = self.engine.unit(&name).is_some_and(|u| {
                         u.state == super::model::State::Active && u.sub == super::model::Sub::Exited
                     });
+                    let cgroup = self.cgroup_path(&name);
                     if let Some(proc) = self.procs.get_mut(&name) {
                         // Whatever the main process left behind goes with it: all of its
                         // cgroup (nothing escapes that), and its process group.
-                        if let Some(path) = proc.cgroup.as_ref().filter(|_| !finished_oneshot) {
-                            let members = cgroup::signal_all(path, Signal::SIGKILL);
+                        if let Some(path) = cgroup.filter(|_| !finished_oneshot) {
+                            let members = cgroup::signal_all(&path, Signal::SIGKILL);
                             proc.cgroup_killed |= !members.is_empty();
                         }
                         if let Some(pgid) = proc.pgid.take() {
@@ -758,9 +761,15 @@ impl Runtime {
                     for warning in &prepared.warnings {
                         tracing::warn!("{name}: {warning}");
                     }
-                    proc.oom_kills_before = cgroup::oom_kills(&prepared.path);
-                    proc.cpu_before = usage::cpu_usage_usec(&prepared.path).unwrap_or(0);
-                    proc.cgroup = Some(prepared.path.clone());
+                    (proc.oom_kills_before, proc.cpu_before) = if prepared.made {
+                        (0, 0)
+                    } else {
+                        (
+                            cgroup::oom_kills(&prepared.path),
+                            usage::cpu_usage_usec(&prepared.path).unwrap_or(0),
+                        )
+                    };
+                    proc.in_cgroup = true;
                     placed = Some(prepared);
                 }
                 Err(e) if spec.limits.needs_controllers() => {
@@ -772,7 +781,7 @@ impl Runtime {
                 }
                 Err(e) => {
                     tracing::warn!("{name}: {e}; running it in its process group only");
-                    proc.cgroup = None;
+                    proc.in_cgroup = false;
                 }
             }
         }
@@ -795,8 +804,10 @@ impl Runtime {
                 tracing::debug!("{name}: spawned pid {}", spawned.pid);
                 proc.pgid = Some(spawned.pid);
                 proc.session = Some(spawned.pid);
+                // One copy of the name for the process and both pipes (and their lines).
+                let shared: Arc<str> = Arc::from(name);
                 self.children
-                    .insert(spawned.pid, ChildOwner::Service(name.to_owned()));
+                    .insert(spawned.pid, ChildOwner::Service(shared.clone()));
                 let sink = |output: &config::Output| match output {
                     config::Output::Rotated(file) => super::logfiles::Sink::new(file),
                     _ => None,
@@ -807,7 +818,7 @@ impl Runtime {
                 ] {
                     if let Some(fd) = fd {
                         self.readers
-                            .read(fd, name.to_owned(), run, stream, sink(output));
+                            .read(fd, shared.clone(), run, stream, sink(output));
                     }
                 }
                 Some(Input::Spawned {
@@ -836,15 +847,15 @@ impl Runtime {
             "{name}: sending {} (pid {pid:?}, group {pgid:?})",
             signal.as_str()
         );
-        if let Some(proc) = self.procs.get_mut(name) {
-            if let Some(path) = &proc.cgroup {
-                let members = cgroup::signal_all(path, signal);
+        if let Some(path) = self.cgroup_path(name) {
+            let members = cgroup::signal_all(&path, signal);
+            if let Some(proc) = self.procs.get_mut(name) {
                 proc.cgroup_killed |= signal == Signal::SIGKILL && !members.is_empty();
-                if let Some(pid) = pid.filter(|p| !members.contains(p)) {
-                    let _ = kill(NixPid::from_raw(pid), signal);
-                }
-                return;
             }
+            if let Some(pid) = pid.filter(|p| !members.contains(p)) {
+                let _ = kill(NixPid::from_raw(pid), signal);
+            }
+            return;
         }
         if let Some(pgid) = pgid {
             // ESRCH when the group has emptied (then its number may be reused): forget it.
@@ -893,7 +904,7 @@ impl Runtime {
             match self.children.remove(&pid) {
                 Some(ChildOwner::Service(name)) => {
                     self.log_exit(&name, pid, exit);
-                    self.exited(name, pid, exit);
+                    self.exited(name.to_string(), pid, exit);
                 }
                 Some(ChildOwner::Check(done)) => {
                     let _ = done.send(exit.success());
@@ -929,11 +940,15 @@ impl Runtime {
 
     /// Whether the OOM killer has killed in the service's cgroup since its run began.
     fn oom_killed(&self, name: &str) -> bool {
-        self.procs.get(name).is_some_and(|p| {
-            p.cgroup
-                .as_ref()
-                .is_some_and(|path| cgroup::oom_kills(path) > p.oom_kills_before)
-        })
+        let before = self.procs.get(name).map_or(0, |p| p.oom_kills_before);
+        self.cgroup_path(name)
+            .is_some_and(|path| cgroup::oom_kills(&path) > before)
+    }
+
+    /// The service's cgroup, when its last spawn went into it.
+    fn cgroup_path(&self, name: &str) -> Option<PathBuf> {
+        self.procs.get(name).filter(|p| p.in_cgroup)?;
+        self.cgroups.as_ref().map(|c| c.path(name))
     }
 
     fn log_exit(&self, name: &str, pid: Pid, exit: Exit) {
@@ -962,20 +977,23 @@ impl Runtime {
                 }
                 let ready = self
                     .procs
-                    .get(&name)
+                    .get(&*name)
                     .and_then(|p| p.log_ready.as_deref())
                     .is_some_and(|(r, re)| *r == run && re.is_match(&line));
                 let time = status::usec(std::time::SystemTime::now());
-                let entry = self
-                    .logs
-                    .entry(name.clone())
-                    .or_default()
-                    .push(&name, stream, line, time);
+                if !self.logs.contains_key(&*name) {
+                    self.logs.insert(name.to_string(), LogRing::default());
+                }
+                let Some(ring) = self.logs.get_mut(&*name) else {
+                    return;
+                };
+                let entry = ring.push(&name, stream, line, time);
                 // Shared only with a follower (`ember ctl logs -f`, a subscriber).
                 if self.lines.receiver_count() > 0 {
                     let _ = self.lines.send(Arc::new(entry));
                 }
                 if ready {
+                    let name = name.to_string();
                     self.input(Input::Ready { name, run });
                 }
             }
@@ -1089,7 +1107,8 @@ impl Runtime {
             tracing::warn!("{name}: ignoring main pid {pid}: not a process of this service");
             return;
         }
-        self.children.insert(pid, ChildOwner::Service(name.clone()));
+        self.children
+            .insert(pid, ChildOwner::Service(Arc::from(name.as_str())));
         if let Some(proc) = self.procs.get_mut(&name) {
             // The first process's group is only the service's while it has members.
             let group = nix::unistd::getpgid(Some(NixPid::from_raw(pid)))
@@ -1121,12 +1140,12 @@ impl Runtime {
         if pid <= 1 || pid == own {
             return false;
         }
-        if matches!(self.children.get(&pid), Some(ChildOwner::Service(other)) if other != name) {
+        if matches!(self.children.get(&pid), Some(ChildOwner::Service(other)) if **other != *name) {
             return false;
         }
         // In its cgroup: its own, whatever its session or parent.
-        if let Some(path) = self.procs.get(name).and_then(|p| p.cgroup.as_ref()) {
-            if cgroup::procs(path).contains(&pid) {
+        if let Some(path) = self.cgroup_path(name) {
+            if cgroup::procs(&path).contains(&pid) {
                 return true;
             }
         }
@@ -1203,6 +1222,7 @@ impl Runtime {
                 crate::pid1::since_start().as_millis(),
                 crate::pid1::uptime_text()
             );
+            give_back_freed_memory();
         }
         if self.system_state != Some(state) {
             self.system_state = Some(state);
@@ -1346,7 +1366,8 @@ impl Runtime {
             return None;
         }
         let proc = self.procs.get(name);
-        let cgroup = proc.and_then(|p| p.cgroup.as_deref());
+        let cgroup = self.cgroup_path(name);
+        let cgroup = cgroup.as_deref();
         let pids = usage::processes(cgroup, proc.and_then(|p| p.pgid), unit.pid);
         let figures = usage::measure(cgroup, proc.map(|p| p.cpu_before).unwrap_or(0), &pids);
         Some((pids, figures))
@@ -1534,5 +1555,17 @@ mod tests {
             Instant::now() + Duration::from_secs(60)
         ))));
         assert!(!ready_at_once(sleep_until_or_never(None)));
+    }
+}
+
+/// Returns to the kernel the heap pages that the boot used and freed (the configuration's
+/// text and parse, the boot's list of actions): glibc keeps them resident, in the middle
+/// of the heap, until told. At 1,000 services that is about 1 KiB a service that a
+/// board's RAM holds for nothing. musl's allocator gives pages back by itself.
+fn give_back_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory; any thread may call it.
+    unsafe {
+        nix::libc::malloc_trim(0);
     }
 }

@@ -175,7 +175,7 @@ impl Runtime {
             .children
             .iter()
             .filter_map(|(pid, owner)| match owner {
-                ChildOwner::Service(name) => Some((*pid, name.clone())),
+                ChildOwner::Service(name) => Some((*pid, name.to_string())),
                 ChildOwner::Check(_) => None,
             })
             .collect();
@@ -186,7 +186,7 @@ impl Runtime {
                 name: name.clone(),
                 pgid: p.pgid,
                 session: p.session,
-                cgroup: p.cgroup.clone(),
+                cgroup: self.cgroup_path(name),
                 oom_kills_before: p.oom_kills_before,
                 cpu_before: p.cpu_before,
             })
@@ -236,7 +236,7 @@ impl Runtime {
         self.boot_complete = h.boot_complete;
         self.timeline = h.timeline;
         for (pid, name) in h.children {
-            self.children.insert(pid, ChildOwner::Service(name));
+            self.children.insert(pid, ChildOwner::Service(name.into()));
         }
         for p in h.procs {
             self.procs.insert(
@@ -244,7 +244,7 @@ impl Runtime {
                 Proc {
                     pgid: p.pgid,
                     session: p.session,
-                    cgroup: p.cgroup,
+                    in_cgroup: p.cgroup.is_some(),
                     oom_kills_before: p.oom_kills_before,
                     cpu_before: p.cpu_before,
                     ..Proc::default()

@@ -371,8 +371,8 @@ impl Runtime {
         let Some(unit) = self.engine.unit(&service.name) else {
             return;
         };
-        let proc = self.procs.get(&service.name);
-        let cgroup = proc.and_then(|p| p.cgroup.as_deref());
+        let cgroup = self.cgroup_path(&service.name);
+        let cgroup = cgroup.as_deref();
         let mut details = ember_ipc::Details {
             requires: unit.spec.requires.clone(),
             wants: unit.spec.wants.clone(),
