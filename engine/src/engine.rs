@@ -307,7 +307,12 @@ fn set_next_run(
     seed: u64,
 ) {
     unit.next_base = base.unwrap_or_default();
-    let spread = unit.spec.schedule.map(|s| s.jitter).unwrap_or_default();
+    let spread = unit
+        .spec
+        .schedule
+        .as_ref()
+        .map(|s| s.jitter)
+        .unwrap_or_default();
     let at = base.map(|b| b + jitter(seed, name, b, spread));
     set_indexed(timers, name, &mut unit.next_run, at);
 }
@@ -1561,7 +1566,7 @@ impl Engine {
             return;
         };
         let armed = unit.want == Want::Up && !unit.removing && !shutting_down;
-        match unit.spec.schedule.filter(|_| armed) {
+        match unit.spec.schedule.as_deref().copied().filter(|_| armed) {
             None => {
                 unit.schedule_on = false;
                 set_next_run(&mut self.schedule_timers, name, unit, None, 0);
@@ -1589,7 +1594,7 @@ impl Engine {
         let Some(unit) = self.units.get_mut(name) else {
             return;
         };
-        let Some(schedule) = unit.spec.schedule else {
+        let Some(schedule) = unit.spec.schedule.as_deref().copied() else {
             set_next_run(&mut self.schedule_timers, name, unit, None, 0);
             return;
         };

@@ -151,7 +151,7 @@ impl Svc {
         }
         s.linger = self.linger;
         if self.kind == Kind::Oneshot {
-            s.schedule = self.schedule;
+            s.schedule = self.schedule.map(Box::new);
         }
         let before = |d: usize| d != me && (conf.rank[d], d) < (conf.rank[me], me);
         let names = |list: &[usize], defined_only: bool| -> Vec<String> {

@@ -76,8 +76,9 @@ pub enum Output {
     /// Appended to this file by the service itself, without bound.
     File(PathBuf),
     /// Read line by line by ember (kept for `ember ctl logs` and readiness, as `Log`) and
-    /// written to a file that ember rotates, bounded.
-    Rotated(RotatedFile),
+    /// written to a file that ember rotates, bounded. Boxed: inline, it made every
+    /// service's two outputs 16 bytes larger each.
+    Rotated(Box<RotatedFile>),
 }
 
 /// `stdout = { file = "out.log", max_size = "1M", keep = 3 }`: at most `keep` files of at
@@ -146,7 +147,8 @@ pub struct ServiceSpec {
     /// adapters, so that what they report includes every other stop. Not from TOML.
     pub linger: bool,
     /// A oneshot run on a timer (`schedule = { every = "1h" }`) rather than once at boot.
-    pub schedule: Option<Schedule>,
+    /// Boxed: few services have one, and inline it is 48 bytes of every spec.
+    pub schedule: Option<Box<Schedule>>,
     /// An instance of a template made on demand (`ember ctl start worker@42`): forgotten
     /// once it is stopped, as systemd forgets an inactive instance. Not from TOML.
     pub transient: bool,
@@ -236,10 +238,10 @@ impl ServiceSpec {
         let path = |p: &std::path::Path| PathBuf::from(text(&p.to_string_lossy()));
         let output = |o: &Output| match o {
             Output::File(p) => Output::File(path(p)),
-            Output::Rotated(f) => Output::Rotated(RotatedFile {
+            Output::Rotated(f) => Output::Rotated(Box::new(RotatedFile {
                 path: path(&f.path),
-                ..f.clone()
-            }),
+                ..(**f).clone()
+            })),
             other => other.clone(),
         };
         // Inserted, not collected: a collected BTreeMap sorts first, and each type sorted
@@ -436,8 +438,16 @@ pub struct Rlimit {
 
 /// A service's limits, checked. Nothing set: the service runs with ember's own limits,
 /// outside any controller's reach, as before.
+///
+/// Kept boxed, and only when one is set: most services have none, and inline they were
+/// 72 bytes of every service's spec. Reads see [`LimitValues`] (all unset when there are
+/// none); a write makes room for them.
+#[derive(Clone, Default)]
+pub struct Limits(Option<Box<LimitValues>>);
+
+/// The limits themselves (see [`Limits`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Limits {
+pub struct LimitValues {
     pub rlimits: Vec<Rlimit>,
     /// memory.max of its cgroup; over it, the kernel OOM-kills the service.
     pub memory_max: Option<Amount>,
@@ -449,37 +459,52 @@ pub struct Limits {
     pub oom_score_adjust: Option<i32>,
 }
 
-impl Limits {
+/// What a service without limits reads.
+static NO_LIMITS: LimitValues = LimitValues {
+    rlimits: Vec::new(),
+    memory_max: None,
+    cpu_weight: None,
+    pids_max: None,
+    oom_score_adjust: None,
+};
+
+impl From<LimitValues> for Limits {
+    fn from(values: LimitValues) -> Limits {
+        Limits((values != NO_LIMITS).then(|| Box::new(values)))
+    }
+}
+
+impl std::ops::Deref for Limits {
+    type Target = LimitValues;
+    fn deref(&self) -> &LimitValues {
+        self.0.as_deref().unwrap_or(&NO_LIMITS)
+    }
+}
+
+impl std::ops::DerefMut for Limits {
+    fn deref_mut(&mut self) -> &mut LimitValues {
+        self.0.get_or_insert_with(Box::default)
+    }
+}
+
+/// By what they say: none boxed and all unset boxed are the same limits.
+impl PartialEq for Limits {
+    fn eq(&self, other: &Limits) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Limits {}
+
+impl std::fmt::Debug for Limits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        (**self).fmt(f)
+    }
+}
+
+impl LimitValues {
     /// Whether any limit needs the service's cgroup (and its controllers).
     pub fn needs_controllers(&self) -> bool {
         self.memory_max.is_some() || self.cpu_weight.is_some() || self.pids_max.is_some()
-    }
-}
-#[cfg(test)]
-mod size_probe {
-    #[test]
-    fn sizes() {
-        use super::*;
-        eprintln!(
-            "spec {} limits {} readiness {} output {} schedule {} input {} unit {}",
-            std::mem::size_of::<ServiceSpec>(),
-            std::mem::size_of::<Limits>(),
-            std::mem::size_of::<Readiness>(),
-            std::mem::size_of::<Output>(),
-            std::mem::size_of::<Option<Schedule>>(),
-            std::mem::size_of::<Option<ember_ipc::adapter::Secret>>(),
-            std::mem::size_of::<crate::model::Unit>()
-        );
-    }
-}
-#[cfg(test)]
-mod size_probe2 {
-    #[test]
-    fn sizes2() {
-        eprintln!(
-            "event {} logline {}",
-            std::mem::size_of::<ember_ipc::Event>(),
-            std::mem::size_of::<ember_ipc::LogLine>()
-        );
     }
 }

@@ -43,11 +43,11 @@ fn oneshot(name: &str) -> ServiceSpec {
 /// A oneshot on a schedule.
 fn scheduled(name: &str, every: Option<u64>, after_boot: Option<u64>, jitter: u64) -> ServiceSpec {
     let mut s = oneshot(name);
-    s.schedule = Some(Schedule {
+    s.schedule = Some(Box::new(Schedule {
         every: every.map(Duration::from_secs),
         after_boot: after_boot.map(Duration::from_secs),
         jitter: Duration::from_secs(jitter),
-    });
+    }));
     s
 }
 
@@ -3498,11 +3498,11 @@ fn jitter_spreads_runs_across_boards() {
 #[test]
 fn a_late_wake_up_skips_missed_periods_at_once() {
     let mut spec = scheduled("job", None, None, 0);
-    spec.schedule = Some(Schedule {
+    spec.schedule = Some(Box::new(Schedule {
         every: Some(Duration::from_millis(1)),
         after_boot: None,
         jitter: Duration::ZERO,
-    });
+    }));
     let mut sim = Sim::new(vec![spec]);
     assert_eq!(sim.unit("job").next_run, Some(Duration::from_millis(1)));
     let year = secs(365 * 24 * 3600);

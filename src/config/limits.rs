@@ -3,7 +3,7 @@
 //! `oom_score_adjust` (/proc/self/oom_score_adj in the child).
 
 use super::walk::{self, FromToml, Issue, Table};
-pub use ember_engine::spec::{Amount, Limits, Rlimit};
+pub use ember_engine::spec::{Amount, LimitValues, Limits, Rlimit};
 use nix::sys::resource::Resource;
 use toml::de::DeValue;
 use toml::Spanned;
@@ -147,13 +147,13 @@ impl RawLimits {
         if !errors.is_empty() {
             return Err(errors);
         }
-        Ok(Limits {
+        Ok(Limits::from(LimitValues {
             rlimits: self.rlimits.map(|r| r.0).unwrap_or_default(),
             memory_max: self.memory_max,
             cpu_weight,
             pids_max: self.pids_max,
             oom_score_adjust,
-        })
+        }))
     }
 }
 

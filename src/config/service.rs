@@ -467,11 +467,11 @@ pub fn build(
                         error!(file.span().start, format!("service \"{name}\": file must name a file, e.g. \"{name}.log\" (under [system] log_dir) or \"/var/log/{name}.log\""));
                         continue;
                     }
-                    *slot = Output::Rotated(RotatedFile {
+                    *slot = Output::Rotated(Box::new(RotatedFile {
                         path,
                         max_size,
                         keep,
-                    });
+                    }));
                 }
             }
         }
@@ -513,11 +513,11 @@ pub fn build(
                 format!("service \"{name}\": every must be longer than 0, e.g. \"1h\"")
             );
         } else {
-            spec.schedule = Some(Schedule {
+            spec.schedule = Some(Box::new(Schedule {
                 every: every.map(Spanned::into_inner),
                 after_boot,
                 jitter: jitter.unwrap_or_default(),
-            });
+            }));
         }
     }
     match raw.limits.check(name) {

@@ -1870,19 +1870,19 @@ stderr = { file = "/tmp/a.err" }
     let a = &config.services["a"];
     assert_eq!(
         a.stdout,
-        Output::Rotated(service::RotatedFile {
+        Output::Rotated(Box::new(service::RotatedFile {
             path: "/var/log/board/a.log".into(),
             max_size: 64 * 1024,
             keep: 5
-        })
+        }))
     );
     assert_eq!(
         a.stderr,
-        Output::Rotated(service::RotatedFile {
+        Output::Rotated(Box::new(service::RotatedFile {
             path: "/tmp/a.err".into(),
             max_size: service::DEFAULT_MAX_SIZE,
             keep: service::DEFAULT_KEEP
-        })
+        }))
     );
     tree.write(
         "ember.toml",
@@ -2049,16 +2049,16 @@ after = ["upload"]
     );
     let config = tree.load().config.unwrap();
     assert_eq!(
-        config.services["upload"].schedule,
-        Some(service::Schedule {
+        config.services["upload"].schedule.as_deref(),
+        Some(&service::Schedule {
             every: Some(Duration::from_secs(3600)),
             after_boot: Some(Duration::from_secs(300)),
             jitter: Duration::from_secs(120),
         })
     );
     assert_eq!(
-        config.services["once"].schedule,
-        Some(service::Schedule {
+        config.services["once"].schedule.as_deref(),
+        Some(&service::Schedule {
             every: None,
             after_boot: Some(Duration::from_secs(30)),
             jitter: Duration::ZERO,
@@ -2183,11 +2183,11 @@ requires = ["cache@main"]
     assert_eq!(w2.env["QUEUE"], "q-2");
     assert_eq!(
         w2.stdout,
-        Output::Rotated(service::RotatedFile {
+        Output::Rotated(Box::new(service::RotatedFile {
             path: PathBuf::from("/var/log/ember/2/out.log"),
             max_size: service::DEFAULT_MAX_SIZE,
             keep: service::DEFAULT_KEEP,
-        })
+        }))
     );
     assert_eq!(
         config.services["cache@main"].workdir,
