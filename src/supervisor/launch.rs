@@ -805,7 +805,7 @@ mod tests {
     /// but still runs is a launched process, not one to wait for: waiting would hang.
     #[test]
     fn only_a_child_that_has_ended_is_taken_for_one_killed_unborn() {
-        let child = std::process::Command::new("sleep")
+        let mut child = std::process::Command::new("sleep")
             .arg("1000")
             .spawn()
             .expect("sleep");
@@ -814,6 +814,8 @@ mod tests {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL)
             .expect("kill");
         assert!(reaped_dead(pid));
+        // Reaped already: std's wait only finds it gone.
+        let _ = child.wait();
     }
 
     #[test]

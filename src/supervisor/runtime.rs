@@ -1523,6 +1523,18 @@ fn board_seed() -> u64 {
     ember_engine::engine::fnv1a(&id)
 }
 
+/// Returns to the kernel the heap pages that the boot used and freed (the configuration's
+/// text and parse, the boot's list of actions): glibc keeps them resident, in the middle
+/// of the heap, until told. At 1,000 services that is about 1 KiB a service that a
+/// board's RAM holds for nothing. musl's allocator gives pages back by itself.
+fn give_back_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory; any thread may call it.
+    unsafe {
+        nix::libc::malloc_trim(0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1555,17 +1567,5 @@ mod tests {
             Instant::now() + Duration::from_secs(60)
         ))));
         assert!(!ready_at_once(sleep_until_or_never(None)));
-    }
-}
-
-/// Returns to the kernel the heap pages that the boot used and freed (the configuration's
-/// text and parse, the boot's list of actions): glibc keeps them resident, in the middle
-/// of the heap, until told. At 1,000 services that is about 1 KiB a service that a
-/// board's RAM holds for nothing. musl's allocator gives pages back by itself.
-fn give_back_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only releases free memory; any thread may call it.
-    unsafe {
-        nix::libc::malloc_trim(0);
     }
 }
