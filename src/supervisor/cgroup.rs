@@ -180,14 +180,7 @@ impl Cgroups {
                 ));
             }
         }
-        let dir = nix::fcntl::open(
-            &path,
-            nix::fcntl::OFlag::O_PATH
-                | nix::fcntl::OFlag::O_DIRECTORY
-                | nix::fcntl::OFlag::O_CLOEXEC,
-            nix::sys::stat::Mode::empty(),
-        )
-        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        let dir = open_dir(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
         Ok(Prepared {
             path,
             dir,
@@ -290,6 +283,16 @@ pub fn oom_kills(path: &Path) -> u64 {
             })
         })
         .unwrap_or(0)
+}
+
+/// A cgroup's directory as a child is created in it (an O_PATH fd, close-on-exec).
+pub fn open_dir(path: &Path) -> nix::Result<OwnedFd> {
+    use nix::fcntl::OFlag;
+    nix::fcntl::open(
+        path,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
 }
 
 /// ember's own cgroup directory in the cgroup2 hierarchy.

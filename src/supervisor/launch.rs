@@ -31,12 +31,8 @@ pub struct Plan {
     pub stdio: [Option<RawFd>; 3],
     /// Make fd 0 (a terminal) the controlling terminal of the new session.
     pub controlling_tty: bool,
-    /// The service's cgroup directory (an O_PATH fd): the child is created in it
-    /// ([`super::clone3`]), or, where the kernel cannot do that, moves itself there.
-    pub cgroup: Option<RawFd>,
-    /// That cgroup was emptied with cgroup.kill: the kernel would kill a child created in
-    /// it (see [`Plan::launch`]), so the child joins it itself.
-    pub cgroup_killed: bool,
+    /// The cgroup the child starts in.
+    pub cgroup: Option<Cgroup>,
     pub rlimits: Vec<(nix::sys::resource::Resource, libc::rlim_t)>,
     /// Written to /proc/self/oom_score_adj.
     pub oom_score_adj: Option<Vec<u8>>,
@@ -81,6 +77,17 @@ impl Step {
             Step::Workdir => "cannot enter its workdir: ",
         }
     }
+}
+
+/// The cgroup a child starts in.
+#[derive(Clone, Copy)]
+pub struct Cgroup {
+    /// Its directory (an O_PATH fd): the child is created in it ([`super::clone3`]), or,
+    /// where the kernel cannot do that, moves itself there.
+    pub dir: RawFd,
+    /// It was emptied with cgroup.kill and not yet made again: the kernel would kill a
+    /// child created in it (see [`Plan::launch`]), so the child joins it itself.
+    pub killed: bool,
 }
 
 /// The environment a child starts with: ember's own, changed by name.
@@ -155,7 +162,6 @@ impl Plan {
             stdio: [None; 3],
             controlling_tty: false,
             cgroup: None,
-            cgroup_killed: false,
             rlimits: Vec::new(),
             oom_score_adj: None,
             ids: None,
@@ -174,10 +180,10 @@ impl Plan {
     /// child is an error naming the step and the OS's reason (the child is reaped here).
     pub fn launch(&self) -> Result<libc::pid_t, String> {
         use std::sync::atomic::Ordering::Relaxed;
-        let fast = !self.cgroup_killed && !INTO_CGROUP_KILLS.load(Relaxed);
-        if let Some(dir) = self.cgroup.filter(|_| fast) {
+        let fast = |c: &Cgroup| !c.killed && !INTO_CGROUP_KILLS.load(Relaxed);
+        if let Some(cgroup) = self.cgroup.filter(fast) {
             // Created in its cgroup where the kernel can; else, the old way below.
-            match self.clone_with(Way::IntoCgroup(dir)) {
+            match self.clone_with(Way::IntoCgroup(cgroup.dir)) {
                 Ok(launched) => return launched,
                 Err(KILLED_UNBORN) => {
                     INTO_CGROUP_KILLS.store(true, Relaxed);
@@ -426,9 +432,9 @@ fn steps(plan: &Plan, in_cgroup: bool) -> Result<(), Failure> {
             // The console becomes its controlling terminal, so a shell has job control.
             libc::ioctl(0, libc::TIOCSCTTY, 1);
         }
-        if let Some(dir) = plan.cgroup.filter(|_| !in_cgroup) {
+        if let Some(cgroup) = plan.cgroup.filter(|_| !in_cgroup) {
             let fd = libc::openat(
-                dir,
+                cgroup.dir,
                 c"cgroup.procs".as_ptr(),
                 libc::O_WRONLY | libc::O_CLOEXEC,
             );
@@ -693,53 +699,77 @@ mod tests {
         );
     }
 
-    /// Both ways put the child in its cgroup before it runs: created there (clone3), or
-    /// moved there by itself (clone, where the kernel cannot do the former).
-    #[test]
-    fn the_child_starts_in_its_cgroup_created_there_or_moved_there() {
-        let Ok(own) = crate::supervisor::cgroup::own_cgroup_dir() else {
-            return; // no cgroup2 here
-        };
-        let name = format!("ember-launch-{}", std::process::id());
-        let dir = own.join(&name);
-        if std::fs::create_dir(&dir).is_err() {
-            return; // not ours to write (not root)
+    /// A cgroup of this test's own under this process's, removed when dropped; `None`
+    /// where there is no cgroup2 or it is not ours to write (not root).
+    struct TestCgroup {
+        name: String,
+        dir: std::path::PathBuf,
+        fd: OwnedFd,
+    }
+
+    impl TestCgroup {
+        fn make(name: String) -> Option<TestCgroup> {
+            let dir = crate::supervisor::cgroup::own_cgroup_dir()
+                .ok()?
+                .join(&name);
+            std::fs::create_dir(&dir).ok()?;
+            let fd = crate::supervisor::cgroup::open_dir(&dir).expect("open the cgroup");
+            Some(TestCgroup { name, dir, fd })
         }
-        let fd = nix::fcntl::open(
-            &dir,
-            nix::fcntl::OFlag::O_PATH
-                | nix::fcntl::OFlag::O_DIRECTORY
-                | nix::fcntl::OFlag::O_CLOEXEC,
-            nix::sys::stat::Mode::empty(),
-        )
-        .expect("open the cgroup");
-        for way in [Way::IntoCgroup(fd.as_raw_fd()), Way::Clone] {
+
+        fn cgroup(&self) -> Cgroup {
+            Cgroup {
+                dir: self.fd.as_raw_fd(),
+                killed: false,
+            }
+        }
+
+        /// Runs `cat /proc/self/cgroup` in it by `launch`: whether it exited 0, whether it
+        /// ran in this cgroup, and its output.
+        fn ran_in(&self, launch: impl FnOnce(&Plan) -> libc::pid_t) -> (bool, bool, String) {
             let mut plan = Plan::new(
                 &["cat", "/proc/self/cgroup"],
                 env(&[("PATH", "/usr/bin:/bin")]),
             )
             .expect("plan");
-            plan.cgroup = Some(fd.as_raw_fd());
+            plan.cgroup = Some(self.cgroup());
             let (read, write) = pipe();
             plan.stdio[1] = Some(write.as_raw_fd());
-            let pid = match plan.clone_with(way) {
-                Ok(launched) => launched.expect("launched"),
-                // Every kernel ember is tested on has clone3 into a cgroup (5.7).
-                Err(errno) => panic!("no process made: errno {errno}"),
-            };
+            let pid = launch(&plan);
             drop(write);
             let mut text = String::new();
             std::fs::File::from(read)
                 .read_to_string(&mut text)
                 .expect("read");
-            wait(pid);
+            let exited =
+                wait(pid) == nix::sys::wait::WaitStatus::Exited(nix::unistd::Pid::from_raw(pid), 0);
             let unified = text.lines().find_map(|l| l.strip_prefix("0::"));
-            assert!(
-                unified.is_some_and(|path| path.ends_with(&format!("/{name}"))),
-                "{text}"
-            );
+            let here = unified.is_some_and(|path| path.ends_with(&format!("/{}", self.name)));
+            (exited, here, text)
         }
-        let _ = std::fs::remove_dir(&dir);
+    }
+
+    impl Drop for TestCgroup {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir(&self.dir);
+        }
+    }
+
+    /// Both ways put the child in its cgroup before it runs: created there (clone3), or
+    /// moved there by itself (clone, where the kernel cannot do the former).
+    #[test]
+    fn the_child_starts_in_its_cgroup_created_there_or_moved_there() {
+        let Some(group) = TestCgroup::make(format!("ember-launch-{}", std::process::id())) else {
+            return;
+        };
+        for way in [Way::IntoCgroup(group.fd.as_raw_fd()), Way::Clone] {
+            let (_, here, text) = group.ran_in(|plan| match plan.clone_with(way) {
+                Ok(launched) => launched.expect("launched"),
+                // Every kernel ember is tested on has clone3 into a cgroup (5.7).
+                Err(errno) => panic!("no process made: errno {errno}"),
+            });
+            assert!(here, "{text}");
+        }
     }
 
     /// Linux 6.14 onwards kills a child created in a cgroup that cgroup.kill has emptied
@@ -747,58 +777,26 @@ mod tests {
     /// starts it the old way, still in that cgroup.
     #[test]
     fn a_child_the_kernel_kills_unborn_in_a_killed_cgroup_is_started_the_old_way() {
-        let Ok(own) = crate::supervisor::cgroup::own_cgroup_dir() else {
-            return; // no cgroup2 here
+        let Some(group) = TestCgroup::make(format!("ember-launch-killed-{}", std::process::id()))
+        else {
+            return;
         };
-        let name = format!("ember-launch-killed-{}", std::process::id());
-        let dir = own.join(&name);
-        if std::fs::create_dir(&dir).is_err() || !dir.join("cgroup.kill").exists() {
-            let _ = std::fs::remove_dir(&dir);
-            return; // not root, or no cgroup.kill (before 5.14)
+        if !group.dir.join("cgroup.kill").exists() {
+            return; // before 5.14
         }
-        let fd = nix::fcntl::open(
-            &dir,
-            nix::fcntl::OFlag::O_PATH
-                | nix::fcntl::OFlag::O_DIRECTORY
-                | nix::fcntl::OFlag::O_CLOEXEC,
-            nix::sys::stat::Mode::empty(),
-        )
-        .expect("open the cgroup");
         // A process in it, killed by cgroup.kill.
         let mut victim =
             Plan::new(&["sleep", "1000"], env(&[("PATH", "/usr/bin:/bin")])).expect("plan");
-        victim.cgroup = Some(fd.as_raw_fd());
+        victim.cgroup = Some(group.cgroup());
         let victim = victim.launch().expect("launch the victim");
-        std::fs::write(dir.join("cgroup.kill"), "1").expect("cgroup.kill");
+        std::fs::write(group.dir.join("cgroup.kill"), "1").expect("cgroup.kill");
         assert!(matches!(
             wait(victim),
             nix::sys::wait::WaitStatus::Signaled(_, nix::sys::signal::Signal::SIGKILL, _)
         ));
-        let mut plan = Plan::new(
-            &["cat", "/proc/self/cgroup"],
-            env(&[("PATH", "/usr/bin:/bin")]),
-        )
-        .expect("plan");
-        plan.cgroup = Some(fd.as_raw_fd());
-        let (read, write) = pipe();
-        plan.stdio[1] = Some(write.as_raw_fd());
-        let pid = plan.launch().expect("launched");
-        drop(write);
-        let mut text = String::new();
-        std::fs::File::from(read)
-            .read_to_string(&mut text)
-            .expect("read");
-        assert_eq!(
-            wait(pid),
-            nix::sys::wait::WaitStatus::Exited(nix::unistd::Pid::from_raw(pid), 0),
-            "{text}"
-        );
-        let unified = text.lines().find_map(|l| l.strip_prefix("0::"));
-        assert!(
-            unified.is_some_and(|path| path.ends_with(&format!("/{name}"))),
-            "{text}"
-        );
-        let _ = std::fs::remove_dir(&dir);
+        let (exited, here, text) = group.ran_in(|plan| plan.launch().expect("launched"));
+        assert!(exited, "{text}");
+        assert!(here, "{text}");
     }
 
     /// A child whose mark did not reach ember (valgrind runs a CLONE_VM child as a copy)

@@ -785,7 +785,7 @@ impl Runtime {
                 }
             }
         }
-        let cgroup = placed.as_ref().map(|p| spawn::Cgroup {
+        let cgroup = placed.as_ref().map(|p| super::launch::Cgroup {
             dir: p.dir.as_raw_fd(),
             killed: p.killed,
         });

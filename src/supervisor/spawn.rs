@@ -10,12 +10,12 @@ use nix::sys::resource::Resource;
 use nix::unistd::{Gid, Group, Uid, User};
 use std::ffi::CString;
 use std::fs::OpenOptions;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use super::launch::{Environment, Plan};
+use super::launch::{Cgroup, Environment, Plan};
 use super::model::Pid;
 
 /// A spawned process and the read ends of its output pipes (for `Output::Log`).
@@ -167,15 +167,6 @@ fn above_stdio(fd: OwnedFd) -> Result<OwnedFd, String> {
         .map_err(|e| format!("cannot set up its stdin/stdout/stderr: {e}"))?;
     // SAFETY: F_DUPFD_CLOEXEC returned a new descriptor that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(moved) })
-}
-
-/// The cgroup a service's process starts in.
-#[derive(Clone, Copy)]
-pub struct Cgroup {
-    /// Its directory (O_PATH, close-on-exec).
-    pub dir: RawFd,
-    /// Emptied with cgroup.kill and not yet made again (see launch.rs).
-    pub killed: bool,
 }
 
 /// What the child does to itself between the clone and the exec, prepared before.
@@ -366,10 +357,7 @@ fn launch(
     for (slot, end) in plan.stdio.iter_mut().zip(&child_ends) {
         *slot = end.as_ref().map(|fd| fd.as_raw_fd());
     }
-    if let Some(cgroup) = in_child.cgroup {
-        plan.cgroup = Some(cgroup.dir);
-        plan.cgroup_killed = cgroup.killed;
-    }
+    plan.cgroup = in_child.cgroup;
     plan.rlimits = in_child.rlimits;
     plan.oom_score_adj = in_child.oom_score_adj;
     plan.ids = identity.map(|id| {
