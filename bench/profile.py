@@ -550,6 +550,7 @@ class Prof:
             self.say("(valgrind not installed)")
             return
         out = os.path.join(self.tmp, f"massif-{n}.out")
+        steady = os.path.join(self.tmp, f"massif-{n}-steady.out")
         # /bin/sh is PID 1 of the namespace; ember under valgrind is its child, a supervisor
         # that on SIGTERM stops its services and exits, so massif writes its file.
         inst = M.Instance(self.fake, self.ember, M.probe_services(self.args.probe, n), f"massif-{n}")
@@ -561,9 +562,16 @@ class Prof:
                 raise RuntimeError(f"under valgrind only {inst.records.count()}/{n} started")
             time.sleep(3)
             # valgrind's process (whatever its comm) is the init's only child but the probes'.
-            for p in M.children_of(inst.init) or []:
-                if M.comm_of(p) != "probe":
-                    os.kill(p, signal.SIGTERM)
+            tool = [p for p in M.children_of(inst.init) or [] if M.comm_of(p) != "probe"]
+            # The heap once all are up (what a board keeps), besides the peak massif writes
+            # at the end (start-up's: the parsed configuration).
+            for p in tool:
+                # vgdb finds valgrind by its pid in the namespace (its FIFOs' names).
+                subprocess.run(["nsenter", "-t", str(inst.init), "-p", "-m", "vgdb",
+                                f"--pid={M.ns_local_pid(p)}", "detailed_snapshot", steady],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
+            for p in tool:
+                os.kill(p, signal.SIGTERM)
             inst.proc.wait(timeout=300)
         finally:
             if inst.proc.poll() is None:
@@ -573,7 +581,11 @@ class Prof:
         if not os.path.exists(out):
             self.say("(massif wrote nothing)")
             return
-        self.say(*massif_summary(out, n), "")
+        self.say(*massif_summary(out, n, "at its peak"), "")
+        if os.path.exists(steady):
+            self.say(*massif_summary(steady, n, "once all had started (vgdb detailed_snapshot)"), "")
+        else:
+            self.say("(vgdb took no snapshot once all had started)", "")
 
 
 def ember_sources():
@@ -587,8 +599,8 @@ def ember_sources():
     return paths
 
 
-def massif_summary(path, n):
-    """The peak snapshot of a massif file, attributed to ember's own code: for each
+def massif_summary(path, n, when):
+    """The peak (or only) snapshot of a massif file, attributed to ember's own code: for each
     allocation, the first frame (from the allocation up the stack) that is in ember's
     sources, with the allocated type when a frame names one."""
     text = open(path, errors="replace").read()
@@ -648,8 +660,8 @@ def massif_summary(path, n):
 
     for k in root[2]:
         walk(k, None)
-    out = [f"valgrind massif, {n} services (ember not PID 1, same configuration), the heap at its "
-           f"peak: {total / 1024:,.0f} KiB requested + {extra / 1024:,.0f} KiB malloc overhead = "
+    out = [f"valgrind massif, {n} services (ember not PID 1, same configuration), the heap {when}: "
+           f"{total / 1024:,.0f} KiB requested + {extra / 1024:,.0f} KiB malloc overhead = "
            f"{(total + extra) / n:,.0f} bytes per service. By the first frame in ember's code "
            "(bytes per service; the type allocated, when a frame names it):", "",
            "| where (ember's code) | B per service | KiB | type |", "|---|---:|---:|---|"]

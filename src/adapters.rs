@@ -219,7 +219,7 @@ fn broker_services(config: &Config, host: &str, port: u16) -> Vec<String> {
             };
             answers_on_port || (local && program == "mosquitto")
         })
-        .map(|s| s.name.clone())
+        .map(|s| s.name.to_string())
         .collect()
 }
 
@@ -245,7 +245,7 @@ fn bus_services(config: &Config, bus: &str) -> Vec<String> {
             );
             waits_for_socket || program == "dbus-daemon" || program.starts_with("dbus-broker")
         })
-        .map(|s| s.name.clone())
+        .map(|s| s.name.to_string())
         .collect()
 }
 
@@ -257,7 +257,7 @@ pub fn with_adapters(mut config: Config) -> (Config, Vec<Rule>) {
         rules.extend(adapter.rule);
         config
             .services
-            .insert(adapter.spec.name.clone(), adapter.spec);
+            .insert(adapter.spec.name.to_string(), adapter.spec);
     }
     (config, rules)
 }

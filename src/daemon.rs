@@ -313,7 +313,7 @@ fn with_rescue_shell(mut config: Config) -> Config {
             "starting the rescue shell {} on the console",
             shell.display()
         );
-        config.services.insert(spec.name.clone(), spec);
+        config.services.insert(spec.name.to_string(), spec);
     }
     config
 }

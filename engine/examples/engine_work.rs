@@ -81,11 +81,11 @@ fn main() {
         s.restart_delay = Duration::ZERO;
         s.restart_delay_max = Duration::ZERO;
         s.start_limit = 0;
-        specs.insert(s.name.clone(), s);
+        specs.insert(s.name.to_string(), s);
     }
     let mut adapter = ServiceSpec::new("ember-mqtt", &["/usr/bin/app"]);
     adapter.linger = true;
-    specs.insert(adapter.name.clone(), adapter);
+    specs.insert(adapter.name.to_string(), adapter);
     let mut rt = Rt {
         engine: Engine::new(specs, Duration::ZERO),
         now: Duration::ZERO,

@@ -159,7 +159,7 @@ impl Engine {
         let units = self
             .units()
             .map(|u| CarriedUnit {
-                name: u.spec.name.clone(),
+                name: u.spec.name.to_string(),
                 want: u.want,
                 state: u.state,
                 sub: u.sub,

@@ -17,6 +17,7 @@ use crate::spec::{FailureAction, Readiness, RestartPolicy, ServiceSpec, ServiceT
 use ember_ipc::{ReloadReport, SpecChange};
 use nix::sys::signal::Signal;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// What happened.
@@ -132,7 +133,7 @@ pub struct Engine {
     /// Each service's place in one order of all of them, consistent with the ordering of
     /// the configuration last checked: what reverse order follows (see
     /// [`Engine::rebuild_dependents`]).
-    order: BTreeMap<String, usize>,
+    order: BTreeMap<Arc<str>, usize>,
     shutting_down: bool,
     all_stopped_sent: bool,
     dirty: BTreeSet<String>,
@@ -171,7 +172,8 @@ pub struct Engine {
 /// is a pointer and the unit takes its own size.
 #[derive(Debug, Default)]
 struct Units {
-    map: BTreeMap<String, Box<Unit>>,
+    /// Keyed by the spec's own name: one allocation of it per service.
+    map: BTreeMap<Arc<str>, Box<Unit>>,
     /// Units looked at by walks through all of them.
     #[cfg(test)]
     visits: std::cell::Cell<u64>,
@@ -186,12 +188,17 @@ impl Units {
         self.map.get_mut(name).map(|unit| &mut **unit)
     }
 
+    /// The shared name a unit is kept under.
+    fn name(&self, name: &str) -> Option<&Arc<str>> {
+        self.map.get_key_value(name).map(|(key, _)| key)
+    }
+
     fn contains_key(&self, name: &str) -> bool {
         self.map.contains_key(name)
     }
 
-    fn insert(&mut self, name: String, unit: Unit) {
-        self.map.insert(name, Box::new(unit));
+    fn insert(&mut self, unit: Unit) {
+        self.map.insert(unit.spec.name.clone(), Box::new(unit));
     }
 
     fn remove(&mut self, name: &str) -> Option<Unit> {
@@ -203,14 +210,14 @@ impl Units {
     }
 
     /// Every unit: counted, one visit per unit walked through.
-    fn iter(&self) -> impl Iterator<Item = (&String, &Unit)> + '_ {
+    fn iter(&self) -> impl Iterator<Item = (&Arc<str>, &Unit)> + '_ {
         self.map
             .iter()
             .map(|(name, unit)| (name, &**unit))
             .inspect(move |_| self.visit())
     }
 
-    fn keys(&self) -> impl Iterator<Item = &String> + '_ {
+    fn keys(&self) -> impl Iterator<Item = &Arc<str>> + '_ {
         self.iter().map(|(n, _)| n)
     }
 
@@ -387,10 +394,10 @@ impl Engine {
             if let Some(at) = unit.next_run {
                 engine.schedule_timers.insert((at, name.clone()));
             }
-            engine.units.insert(name, unit);
+            engine.units.insert(unit);
         }
         engine.rebuild_dependents();
-        engine.dirty = engine.units.keys().cloned().collect();
+        engine.dirty = engine.units.keys().map(|name| name.to_string()).collect();
         engine
     }
 
@@ -409,19 +416,19 @@ impl Engine {
             .values()
             .filter(|u| u.is_running() && u.spec.linger)
             .count();
-        let lingering: Vec<&String> = units
+        let lingering: Vec<&str> = units
             .iter()
             .filter(|(_, u)| u.spec.linger)
-            .map(|(n, _)| n)
+            .map(|(n, _)| &**n)
             .collect();
         let removing = units.values().filter(|u| u.removing).count();
         let timers: BTreeSet<(Duration, String)> = units
             .iter()
-            .filter_map(|(n, u)| u.deadline.map(|d| (d, n.clone())))
+            .filter_map(|(n, u)| u.deadline.map(|d| (d, n.to_string())))
             .collect();
         let runs: BTreeSet<(Duration, String)> = units
             .iter()
-            .filter_map(|(n, u)| u.next_run.map(|d| (d, n.clone())))
+            .filter_map(|(n, u)| u.next_run.map(|d| (d, n.to_string())))
             .collect();
         if runs != self.schedule_timers {
             return Err(format!(
@@ -436,7 +443,10 @@ impl Engine {
         let counted = (
             self.running,
             self.running_lingering,
-            self.lingering.iter().collect::<Vec<_>>(),
+            self.lingering
+                .iter()
+                .map(|n| n.as_str())
+                .collect::<Vec<_>>(),
             self.removing,
             &self.timers,
             self.tally,
@@ -528,7 +538,7 @@ impl Engine {
             self.units
                 .iter()
                 .filter(|(_, u)| u.removing && !u.is_running())
-                .map(|(n, _)| n.clone())
+                .map(|(n, _)| n.to_string())
                 .collect()
         } else {
             Vec::new()
@@ -575,7 +585,7 @@ impl Engine {
         self.removing = 0;
         for (name, unit) in self.units.iter() {
             if unit.spec.linger {
-                self.lingering.push(name.clone());
+                self.lingering.push(name.to_string());
             }
             if unit.is_running() {
                 self.running += 1;
@@ -590,7 +600,7 @@ impl Engine {
                 self.dependents
                     .entry(dep.clone())
                     .or_default()
-                    .push(name.clone());
+                    .push(name.to_string());
             }
         }
         let mut todo: Vec<&String> = self.lingering.iter().collect();
@@ -621,9 +631,9 @@ impl Engine {
         let mut preds: BTreeMap<&str, Vec<(&str, bool)>> = BTreeMap::new();
         for (name, unit) in self.units.iter() {
             let current = !unit.removing && unit.pending_spec.is_none();
-            let entry = preds.entry(name.as_str()).or_default();
+            let entry = preds.entry(name).or_default();
             for dep in unit.spec.ordered_after() {
-                if dep != name && self.units.contains_key(dep) {
+                if **dep != **name && self.units.contains_key(dep) {
                     entry.push((dep.as_str(), current));
                 }
             }
@@ -659,7 +669,9 @@ impl Engine {
                 continue;
             };
             left.remove(next);
-            order.insert(next.to_owned(), order.len());
+            if let Some(name) = self.units.name(next) {
+                order.insert(name.clone(), order.len());
+            }
             for dependent in self.dependents.get(next).into_iter().flatten() {
                 if let Some(count) = left.get_mut(dependent.as_str()) {
                     *count = count.saturating_sub(1);
@@ -925,7 +937,7 @@ impl Engine {
             Input::Reload(specs) => self.reload(specs, now, actions),
             Input::Shutdown => {
                 self.shutting_down = true;
-                let names: Vec<String> = self.units.keys().cloned().collect();
+                let names: Vec<String> = self.units.keys().map(|n| n.to_string()).collect();
                 for name in names {
                     if let Some(unit) = self.units.get_mut(&name) {
                         unit.want = Want::Down;
@@ -1369,7 +1381,7 @@ impl Engine {
             None => {
                 let mut unit = Unit::new(spec, now);
                 unit.want = Want::Down; // the start that made it wants it up
-                self.units.insert(name.clone(), unit);
+                self.units.insert(unit);
                 self.rebuild_dependents();
             }
         }
@@ -1387,7 +1399,7 @@ impl Engine {
         actions: &mut Vec<Action>,
     ) {
         let mut report = ReloadReport::default();
-        let old: Vec<String> = self.units.keys().cloned().collect();
+        let old: Vec<String> = self.units.keys().map(|n| n.to_string()).collect();
         for name in &old {
             // One that an earlier reload removed is on its way already: touching it again
             // would publish a change that is none.
@@ -1411,7 +1423,7 @@ impl Engine {
             }
             let Some(unit) = self.units.get_mut(&name) else {
                 report.added.push(name.clone());
-                self.units.insert(name.clone(), Unit::new(spec, now));
+                self.units.insert(Unit::new(spec, now));
                 self.touch(&name);
                 continue;
             };

@@ -772,7 +772,7 @@ impl World {
         let before: BTreeMap<String, Unit> = self
             .engine
             .units()
-            .map(|u| (u.spec.name.clone(), u.clone()))
+            .map(|u| (u.spec.name.to_string(), u.clone()))
             .collect();
         if let Input::Reload(specs) = &input {
             // What the runtime adds to a reload, the instances made on demand, is not
@@ -1190,7 +1190,7 @@ impl World {
                     return Ok(());
                 };
                 match edit {
-                    Edit::Process => spec.command.push("--v".into()),
+                    Edit::Process => spec.command.push("--v"),
                     Edit::Policy(k) => policy_edit(spec, k),
                     Edit::Remove => {
                         specs.remove(&n);
@@ -1271,7 +1271,7 @@ impl World {
             while grew {
                 grew = false;
                 for e in self.engine.units() {
-                    let ordered = e.spec.linger || before.contains(&e.spec.name);
+                    let ordered = e.spec.linger || before.contains(&*e.spec.name);
                     for d in e.spec.ordered_after().filter(|_| ordered) {
                         grew |= before.insert(d.clone());
                     }
@@ -1280,7 +1280,7 @@ impl World {
             let others = self
                 .engine
                 .units()
-                .any(|e| !e.spec.linger && e.is_running() && !before.contains(&e.spec.name));
+                .any(|e| !e.spec.linger && e.is_running() && !before.contains(&*e.spec.name));
             if others {
                 return true;
             }
@@ -1335,7 +1335,7 @@ impl World {
         actions: &[Action],
     ) -> Check {
         let engine = &self.engine;
-        let after: BTreeSet<&str> = engine.units().map(|u| u.spec.name.as_str()).collect();
+        let after: BTreeSet<&str> = engine.units().map(|u| &*u.spec.name).collect();
 
         // 0. What the engine counts instead of scanning equals what a scan finds.
         engine.check_counts()?;
@@ -1517,7 +1517,7 @@ impl World {
         let running: Vec<&str> = engine
             .units()
             .filter(|u| u.is_running())
-            .map(|u| u.spec.name.as_str())
+            .map(|u| &*u.spec.name)
             .collect();
         let all_stopped = actions.iter().filter(|a| **a == Action::AllStopped).count() as u32;
         if all_stopped > 0 {
@@ -1538,7 +1538,7 @@ impl World {
         }
 
         for u in engine.units() {
-            let name = u.spec.name.as_str();
+            let name = &*u.spec.name;
             let shutting = engine.shutting_down();
             // 9. Fixed point.
             if u.removing {
@@ -1677,7 +1677,7 @@ impl World {
                 let live = self
                     .procs
                     .get(&pid)
-                    .is_some_and(|p| &p.unit == name && !p.abandoned);
+                    .is_some_and(|p| *p.unit == **name && !p.abandoned);
                 ensure!(
                     live,
                     "{name} watches pid {pid}, which is not one of its live processes"
@@ -1713,7 +1713,7 @@ impl World {
                 .find(|u| u.state == State::Activating && u.sub != Sub::AutoRestart)
                 .map(|u| {
                     (
-                        u.spec.name.clone(),
+                        u.spec.name.to_string(),
                         u.sub,
                         u.run,
                         u.pid,
@@ -1760,7 +1760,7 @@ impl World {
                 .engine
                 .units()
                 .filter(|u| u.state == State::Active && u.spec.watchdog.is_some())
-                .map(|u| (u.spec.name.clone(), u.run))
+                .map(|u| (u.spec.name.to_string(), u.run))
                 .collect();
             for (name, run) in pings {
                 let actions = self.feed(Input::WatchdogPing { name, run })?;
@@ -1820,7 +1820,7 @@ impl World {
                 );
             }
             // 19.
-            let given = self.config.get(name).or(self.made.get(name));
+            let given = self.config.get(&**name).or(self.made.get(&**name));
             ensure!(
                 given == Some(&u.spec) && u.pending_spec.is_none(),
                 "{name} does not run the configuration last given"
@@ -1835,7 +1835,7 @@ impl World {
             );
         }
         // 19.
-        let units: Vec<&String> = engine.units().map(|u| &u.spec.name).collect();
+        let units: Vec<&str> = engine.units().map(|u| &*u.spec.name).collect();
         let mut configured: Vec<&String> = self.config.keys().chain(self.made.keys()).collect();
         configured.sort();
         ensure!(

@@ -8,6 +8,64 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// A command line: the program and its arguments, in one allocation, each ended by a NUL,
+/// which no argument can hold (execve takes C strings). As a `Vec<String>` it was an
+/// allocation per argument and one for the list: 200 bytes of every four-word command.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Argv(Box<str>);
+
+impl Argv {
+    /// The command of these arguments; the error names the first that holds a NUL.
+    pub fn new<S: AsRef<str>>(args: impl IntoIterator<Item = S>) -> Result<Argv, String> {
+        let mut text = String::new();
+        for (n, arg) in args.into_iter().enumerate() {
+            let arg = arg.as_ref();
+            if arg.contains('\0') {
+                return Err(format!(
+                    "argument {n} of the command (\"{}\") contains a NUL byte, which no program can be given",
+                    arg.escape_debug()
+                ));
+            }
+            text.push_str(arg);
+            text.push('\0');
+        }
+        Ok(Argv(text.into_boxed_str()))
+    }
+
+    /// The program and then each argument.
+    pub fn iter(&self) -> impl Iterator<Item = &str> + Clone + '_ {
+        self.0.split_terminator('\0')
+    }
+
+    /// The program, as given.
+    pub fn first(&self) -> Option<&str> {
+        self.iter().next()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.bytes().filter(|b| *b == 0).count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// One more argument at the end (the engine's tests edit commands).
+    #[cfg(test)]
+    pub(crate) fn push(&mut self, arg: &str) {
+        let mut text = String::from(std::mem::take(&mut self.0));
+        text.push_str(arg);
+        text.push('\0');
+        self.0 = text.into_boxed_str();
+    }
+}
+
+impl std::fmt::Debug for Argv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
 /// `type`: the protocol's enum, so status and timelines carry it as it is.
 pub use ember_ipc::ServiceKind as ServiceType;
 
@@ -105,8 +163,8 @@ impl Output {
 /// reload restarts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceSpec {
-    pub name: String,
-    pub command: Vec<String>,
+    pub name: std::sync::Arc<str>,
+    pub command: Argv,
     pub kind: ServiceType,
     pub pid_file: Option<PathBuf>,
     pub user: Option<String>,
@@ -182,8 +240,9 @@ impl ServiceSpec {
     /// A spec with every default, for tests and for building by hand.
     pub fn new(name: &str, command: &[&str]) -> ServiceSpec {
         ServiceSpec {
-            name: name.to_owned(),
-            command: command.iter().map(|s| s.to_string()).collect(),
+            name: name.into(),
+            // The tests' and the adapters' own commands: none holds a NUL.
+            command: Argv::new(command).unwrap_or_default(),
             kind: ServiceType::Simple,
             pid_file: None,
             user: None,
@@ -251,8 +310,9 @@ impl ServiceSpec {
             env.insert(key.clone(), text(value));
         }
         ServiceSpec {
-            name: format!("{}{instance}", self.name),
-            command: self.command.iter().map(|a| text(a)).collect(),
+            name: format!("{}{instance}", self.name).into(),
+            // An instance's name holds no NUL (it is a service's name): neither does this.
+            command: Argv::new(self.command.iter().map(text)).unwrap_or_default(),
             env,
             workdir: self.workdir.as_deref().map(path),
             pid_file: self.pid_file.as_deref().map(path),
@@ -506,5 +566,32 @@ impl LimitValues {
     /// Whether any limit needs the service's cgroup (and its controllers).
     pub fn needs_controllers(&self) -> bool {
         self.memory_max.is_some() || self.cpu_weight.is_some() || self.pids_max.is_some()
+    }
+}
+
+#[cfg(test)]
+mod argv_tests {
+    use super::Argv;
+
+    #[test]
+    fn a_command_keeps_its_words_empty_ones_too() {
+        let argv = Argv::new(["/bin/sh", "-c", "", "echo hi"]).unwrap();
+        assert_eq!(
+            argv.iter().collect::<Vec<_>>(),
+            ["/bin/sh", "-c", "", "echo hi"]
+        );
+        assert_eq!((argv.len(), argv.first()), (4, Some("/bin/sh")));
+        assert_eq!(format!("{argv:?}"), r#"["/bin/sh", "-c", "", "echo hi"]"#);
+        let none = Argv::new(Vec::<String>::new()).unwrap();
+        assert!(none.is_empty() && none.first().is_none());
+        assert_eq!(none.len(), 0);
+        let one_empty = Argv::new([""]).unwrap();
+        assert_eq!((one_empty.len(), one_empty.first()), (1, Some("")));
+    }
+
+    #[test]
+    fn a_word_with_a_nul_is_refused_by_its_place() {
+        let err = Argv::new(["/bin/app", "a\0b"]).unwrap_err();
+        assert!(err.contains("argument 1") && err.contains("NUL"), "{err}");
     }
 }

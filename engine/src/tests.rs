@@ -101,7 +101,7 @@ impl SpecExt for ServiceSpec {
 }
 
 fn spec_map(specs: Vec<ServiceSpec>) -> BTreeMap<String, ServiceSpec> {
-    specs.into_iter().map(|s| (s.name.clone(), s)).collect()
+    specs.into_iter().map(|s| (s.name.to_string(), s)).collect()
 }
 
 /// The engine plus a fake runtime and a simulated monotonic clock.
@@ -2222,7 +2222,7 @@ fn reload_diffs_added_removed_changed_unchanged() {
     let same_pid = sim.pid("same");
     sim.clear_log();
 
-    let new_changed = simple("changed").with(|s| s.command.push("--verbose".into()));
+    let new_changed = simple("changed").with(|s| s.command.push("--verbose"));
     let actions = sim.reload(vec![
         simple("same"),
         new_changed.clone(),
@@ -2278,7 +2278,7 @@ fn reload_diffs_added_removed_changed_unchanged() {
     assert_eq!(
         sim.engine
             .units()
-            .map(|u| u.spec.name.clone())
+            .map(|u| u.spec.name.to_string())
             .collect::<Vec<_>>(),
         names(&["changed", "new", "new-off", "off", "same"])
     );
@@ -2334,7 +2334,8 @@ fn reload_changes_a_failed_service_and_starts_it() {
     let mut sim = Sim::new(vec![simple("a").restart(RestartPolicy::Never)]);
     sim.crash("a");
     sim.assert_state("a", State::Failed, Sub::ExitCode);
-    let fixed = simple("a").with(|s| s.command = vec!["/usr/bin/fixed".into()]);
+    let fixed =
+        simple("a").with(|s| s.command = crate::spec::Argv::new(["/usr/bin/fixed"]).unwrap());
     let actions = sim.reload(vec![fixed.clone()]);
     assert_eq!(spawns(&actions), names(&["a"]));
     assert_eq!(*sim.unit("a").spec, fixed);
@@ -2357,7 +2358,7 @@ fn reload_changes_a_stopped_service_without_starting_it() {
 fn reload_during_backoff_starts_the_new_spec_at_once() {
     let mut sim = Sim::new(vec![simple("a").with(|s| s.restart_delay = secs(10))]);
     sim.crash("a");
-    let new = simple("a").with(|s| s.command = vec!["/usr/bin/fixed".into()]);
+    let new = simple("a").with(|s| s.command = crate::spec::Argv::new(["/usr/bin/fixed"]).unwrap());
     let actions = sim.reload(vec![new.clone()]);
     assert_eq!(spawns(&actions), names(&["a"]));
     assert_eq!(*sim.unit("a").spec, new);
@@ -2456,7 +2457,7 @@ fn a_reload_that_reverses_an_order_while_a_restart_is_pending_does_not_deadlock(
     // which the same reload removed, was never stopped either. The configuration last
     // checked decides: a stops first.
     let mut sim = Sim::new(vec![simple("a"), simple("b").wants(&["a"]), simple("c")]);
-    let new_b = simple("b").with(|s| s.command = vec!["/usr/bin/v2".into()]);
+    let new_b = simple("b").with(|s| s.command = crate::spec::Argv::new(["/usr/bin/v2"]).unwrap());
     let actions = sim.reload(vec![simple("a").requires(&["b"]), new_b.clone()]);
     assert_eq!(
         kills(&actions),
@@ -2478,7 +2479,7 @@ fn a_start_before_a_stop_completes_still_applies_a_pending_spec() {
     // it got to stop: the start cancelled the restart that the new spec waits for, and a
     // ran its old spec for good.
     let mut sim = Sim::new(vec![simple("a"), simple("c").requires(&["a"])]);
-    let new_a = simple("a").with(|s| s.command = vec!["/usr/bin/v2".into()]);
+    let new_a = simple("a").with(|s| s.command = crate::spec::Argv::new(["/usr/bin/v2"]).unwrap());
     let actions = sim.reload(vec![new_a.clone(), simple("c").requires(&["a"])]);
     assert_eq!(kills(&actions), vec![kill("c", Signal::SIGTERM)]);
     sim.stop("a");
@@ -2507,7 +2508,7 @@ fn a_new_spec_that_came_during_a_backoff_runs_when_the_backoff_ends() {
     sim.assert_state("e", State::Activating, Sub::AutoRestart);
     let new_e = simple("e").with(|s| {
         s.restart_delay = secs(1);
-        s.command = vec!["/usr/bin/v2".into()];
+        s.command = crate::spec::Argv::new(["/usr/bin/v2"]).unwrap();
     });
     sim.reload(vec![new_e.clone(), simple("b").wants(&["e"])]);
     sim.assert_state("e", State::Activating, Sub::AutoRestart);
@@ -2580,7 +2581,7 @@ fn a_removed_service_stops_once_a_dependent_restarted_without_it() {
     // new spec, which no longer names d: d, which was waiting for it, must go on stopping.
     let mut sim = Sim::new(vec![simple("c").wants(&["d"]), simple("d")]);
     sim.assert_state("c", State::Active, Sub::Running);
-    let new_c = simple("c").with(|s| s.command = vec!["/usr/bin/v2".into()]);
+    let new_c = simple("c").with(|s| s.command = crate::spec::Argv::new(["/usr/bin/v2"]).unwrap());
     let actions = sim.reload(vec![new_c.clone()]);
     assert_eq!(kills(&actions), vec![kill("c", Signal::SIGTERM)]);
     let actions = sim.exit("c", Exit::Signal(Signal::SIGTERM));
@@ -2611,7 +2612,7 @@ fn a_stop_waiting_for_a_dependent_goes_on_when_a_reload_drops_the_order() {
 fn reload_change_then_clean_exit_still_applies_the_new_spec() {
     // a must wait for b to stop before it restarts; meanwhile it finishes by itself.
     let mut sim = Sim::new(vec![simple("a"), simple("b").requires(&["a"])]);
-    let new_a = simple("a").with(|s| s.command = vec!["/usr/bin/v2".into()]);
+    let new_a = simple("a").with(|s| s.command = crate::spec::Argv::new(["/usr/bin/v2"]).unwrap());
     let actions = sim.reload(vec![new_a.clone(), simple("b").requires(&["a"])]);
     assert_eq!(kills(&actions), vec![kill("b", Signal::SIGTERM)]);
     sim.exit("a", Exit::Code(0));
@@ -2630,7 +2631,7 @@ fn reload_change_then_clean_exit_still_applies_the_new_spec() {
 fn reload_that_brings_back_a_service_being_removed_with_a_new_spec() {
     let mut sim = Sim::new(vec![simple("a")]);
     sim.reload(vec![]);
-    let new = simple("a").with(|s| s.command = vec!["/usr/bin/v2".into()]);
+    let new = simple("a").with(|s| s.command = crate::spec::Argv::new(["/usr/bin/v2"]).unwrap());
     sim.reload(vec![new.clone()]);
     let actions = sim.exit("a", Exit::Signal(Signal::SIGTERM));
     assert!(!actions.contains(&Action::Removed { name: "a".into() }));
@@ -2897,7 +2898,7 @@ fn reload_applies_a_change_of_policy_in_place() {
 fn reload_restarts_only_for_a_change_of_how_the_process_runs_and_says_why() {
     let mut sim = Sim::new(vec![simple("a"), simple("b"), simple("c")]);
     sim.clear_log();
-    let new_a = simple("a").with(|s| s.command.push("--verbose".into()));
+    let new_a = simple("a").with(|s| s.command.push("--verbose"));
     let new_b = simple("b").with(|s| {
         s.env.insert("X".into(), "1".into());
         s.restart_delay = secs(3);
@@ -3537,8 +3538,11 @@ fn worker_template() -> ServiceSpec {
 #[test]
 fn an_instance_takes_its_name_everywhere_the_template_says() {
     let spec = worker_template().instantiate("42");
-    assert_eq!(spec.name, "worker@42");
-    assert_eq!(spec.command, ["/usr/bin/worker", "--id", "42"]);
+    assert_eq!(&*spec.name, "worker@42");
+    assert_eq!(
+        spec.command.iter().collect::<Vec<_>>(),
+        ["/usr/bin/worker", "--id", "42"]
+    );
     assert_eq!(spec.env["ID"], "w-42");
     assert_eq!(spec.workdir, Some(PathBuf::from("/srv/42")));
     assert_eq!(

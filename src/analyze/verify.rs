@@ -27,7 +27,7 @@ pub fn warnings(config: &Config) -> Vec<Problem> {
             let requirers: Vec<&str> = services
                 .values()
                 .filter(|s| s.requires.contains(name))
-                .map(|s| s.name.as_str())
+                .map(|s| &*s.name)
                 .collect();
             if !requirers.is_empty() {
                 let who = words(&requirers);

@@ -147,7 +147,7 @@ mod tests {
     }
 
     fn check_all(specs: &[ServiceSpec]) -> Vec<GraphIssue> {
-        let map = specs.iter().map(|s| (s.name.as_str(), s)).collect();
+        let map = specs.iter().map(|s| (&*s.name, s)).collect();
         check(&map)
     }
 

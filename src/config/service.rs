@@ -161,7 +161,7 @@ impl FromToml for RawSchedule {
 }
 
 pub use ember_engine::spec::{
-    template_of, FailureAction, Output, Readiness, RestartPolicy, RotatedFile, Schedule,
+    template_of, Argv, FailureAction, Output, Readiness, RestartPolicy, RotatedFile, Schedule,
     ServiceSpec, ServiceType, SpecDiff, DEFAULT_KEEP, DEFAULT_MAX_SIZE, DEFAULT_READY_TIMEOUT,
     INSTANCE,
 };
@@ -258,11 +258,15 @@ pub fn build(
         }
         Some(command) => {
             let offset = command.span().start;
-            spec.command = command.into_inner();
+            match Argv::new(command.into_inner()) {
+                Err(why) => error!(offset, format!("service \"{name}\": {why}")),
+                Ok(argv) => spec.command = argv,
+            }
+            let program = spec.command.first().unwrap_or_default();
             let path_var = spec.env.get("PATH").map(String::as_str);
             // A template's program named by its instance is looked up when one is made.
-            let look_up = !source.offline && !spec.command[0].contains(INSTANCE);
-            if let Some(Err(why)) = look_up.then(|| resolve_program(&spec.command[0], path_var)) {
+            let look_up = !source.offline && !program.is_empty() && !program.contains(INSTANCE);
+            if let Some(Err(why)) = look_up.then(|| resolve_program(program, path_var)) {
                 problems.push(source.problem(Some(offset), Severity::Runtime, format!("service \"{name}\": {why}")));
             }
         }

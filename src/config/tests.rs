@@ -509,6 +509,8 @@ watchdog = "10s"
 command = []
 [service.o]
 type = "simple"
+[service.p]
+command = ["/bin/sh", "-c", "a\u0000b"]
 "#,
     );
     assert_eq!(
@@ -530,6 +532,7 @@ type = "simple"
             "ember.toml:40:12: service \"m\": watchdog needs sd_notify; set type = \"notify\" or ready = { notify = true }",
             "ember.toml:42:11: service \"n\": command is empty; give the program and its arguments",
             "ember.toml:43:10: service \"o\" has no command; add e.g. command = [\"/usr/bin/app\", \"--flag\"]",
+            "ember.toml:46:11: service \"p\": argument 2 of the command (\"a\\0b\") contains a NUL byte, which no program can be given",
         ]
     );
 }
@@ -2179,7 +2182,7 @@ requires = ["cache@main"]
     let templates: Vec<&str> = config.templates.keys().map(String::as_str).collect();
     assert_eq!(templates, ["cache@", "worker@"]);
     let w2 = &config.services["worker@2"];
-    assert_eq!(w2.command[3], "2");
+    assert_eq!(w2.command.iter().nth(3), Some("2"));
     assert_eq!(w2.env["QUEUE"], "q-2");
     assert_eq!(
         w2.stdout,
@@ -2193,7 +2196,13 @@ requires = ["cache@main"]
         config.services["cache@main"].workdir,
         Some(PathBuf::from("/srv/main"))
     );
-    assert_eq!(config.services["cache@b"].command, ["/bin/true"]);
+    assert_eq!(
+        config.services["cache@b"]
+            .command
+            .iter()
+            .collect::<Vec<_>>(),
+        ["/bin/true"]
+    );
     assert!(!config.services["worker@1"].transient);
     // The template keeps its placeholders, with a relative output under log_dir.
     assert_eq!(

@@ -8,7 +8,7 @@
 use super::cgroup::{self, Cgroups};
 use super::engine::{Action, Engine, Input};
 use super::model::{Exit, Pid, Unit};
-use super::output::{self, LogRing};
+use super::output;
 use super::{notify, readiness, reaper, spawn, status, usage};
 use crate::config::{self, Config, CtrlAltDel, FailureAction, Readiness};
 use crate::pid1::watchdog::{Petting, Watchdog};
@@ -24,10 +24,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{broadcast, mpsc, oneshot};
-use tokio::task::AbortHandle;
 
+mod kept;
 mod reexec;
 mod requests;
+
+use kept::{Kept, Said, Services};
 
 /// What the tasks around the runtime tell it.
 #[derive(Debug)]
@@ -96,36 +98,13 @@ enum ChildOwner {
     Check(oneshot::Sender<bool>),
 }
 
-/// The effects attached to one service's current run.
-#[derive(Default)]
-struct Proc {
-    /// The process group the service was spawned in, while it may still have members.
-    pgid: Option<Pid>,
-    /// The session the service was spawned in (its first pid: it calls setsid).
-    session: Option<Pid>,
-    probes: Vec<AbortHandle>,
-    notify: Option<AbortHandle>,
-    /// `ready = { log = ... }`: the run it applies to and the compiled pattern (boxed: few
-    /// services have one, and a regex is large).
-    log_ready: Option<Box<(u64, regex_lite::Regex)>>,
-    /// Whether its last spawn went into its cgroup (`Cgroups::path`; not kept here: a
-    /// path per service is 100 bytes of every service).
-    in_cgroup: bool,
-    /// OOM kills counted in that cgroup before this run: more at its exit means one hit it.
-    oom_kills_before: u64,
-    /// The cgroup's CPU time (usage_usec) before this run: what a run used is the rest.
-    cpu_before: u64,
-    /// SIGKILL went to its cgroup's processes (by cgroup.kill) since its last spawn.
-    cgroup_killed: bool,
-}
-
 pub struct Runtime {
     engine: Engine,
     origin: Instant,
     config: Config,
     children: HashMap<Pid, ChildOwner>,
-    procs: HashMap<String, Proc>,
-    logs: HashMap<String, LogRing>,
+    /// What it keeps of each service beside the engine's unit (see kept.rs).
+    services: Services,
     /// Exits of pids nobody had claimed yet: a forking daemon may die before we read its pid.
     unclaimed: VecDeque<(Pid, Exit)>,
     events: broadcast::Sender<Arc<Event>>,
@@ -146,9 +125,6 @@ pub struct Runtime {
     first_spawn_logged: bool,
     /// When the shutdown began, to log how long stopping the services took.
     shutdown_started: Option<Instant>,
-    /// What was last published per service, so an unchanged status is not sent twice, and
-    /// its seq: a status read gives the seq of the service's last published change.
-    published: HashMap<String, (Said, u64)>,
     outcome: Option<Outcome>,
     done: bool,
     /// ember's part of the cgroup2 hierarchy; None: process groups only.
@@ -298,8 +274,7 @@ impl Runtime {
             origin,
             config,
             children: HashMap::new(),
-            procs: HashMap::new(),
-            logs: HashMap::new(),
+            services: Services::default(),
             unclaimed: VecDeque::new(),
             events,
             lines,
@@ -314,7 +289,6 @@ impl Runtime {
             boot_complete: false,
             first_spawn_logged: false,
             shutdown_started: None,
-            published: HashMap::new(),
             outcome: None,
             done: false,
             cgroups,
@@ -544,12 +518,13 @@ impl Runtime {
                             run,
                             self.feed_tx.clone(),
                         );
-                        self.procs.entry(name).or_default().probes.push(handle);
+                        let key = self.shared_name(&name);
+                        self.services.entry(&key).proc.probes.push(handle);
                     }
                     None
                 }
                 Action::StopProbes { name } => {
-                    if let Some(proc) = self.procs.get_mut(&name) {
+                    if let Some(Kept { proc, .. }) = self.services.get_mut(&name) {
                         proc.probes.drain(..).for_each(|p| p.abort());
                         proc.log_ready = None;
                     }
@@ -562,7 +537,7 @@ impl Runtime {
                         u.state == super::model::State::Active && u.sub == super::model::Sub::Exited
                     });
                     let cgroup = self.cgroup_path(&name);
-                    if let Some(proc) = self.procs.get_mut(&name) {
+                    if let Some(Kept { proc, .. }) = self.services.get_mut(&name) {
                         // Whatever the main process left behind goes with it: all of its
                         // cgroup (nothing escapes that), and its process group.
                         if let Some(path) = cgroup.filter(|_| !finished_oneshot) {
@@ -586,7 +561,8 @@ impl Runtime {
                 Action::Removed { name } => {
                     changed = true;
                     tracing::info!("{name}: removed");
-                    if let Some(mut proc) = self.procs.remove(&name) {
+                    if let Some(mut kept) = self.services.remove(&name) {
+                        let proc = &mut kept.proc;
                         proc.probes.drain(..).for_each(|p| p.abort());
                         if let Some(n) = proc.notify.take() {
                             n.abort();
@@ -595,9 +571,7 @@ impl Runtime {
                     if let Some(cgroups) = &self.cgroups {
                         cgroups.remove(&name);
                     }
-                    self.logs.remove(&name);
                     self.timeline.remove(&name);
-                    self.published.remove(&name);
                     let _ = std::fs::remove_file(notify::socket_path(&self.notify_dir, &name));
                     self.seq += 1;
                     let seq = self.seq;
@@ -728,7 +702,7 @@ impl Runtime {
             return None;
         }
         let spec = unit.spec.clone();
-        let proc = self.procs.entry(name.to_owned()).or_default();
+        let proc = &mut self.services.entry(&spec.name).proc;
         if let Some(n) = proc.notify.take() {
             n.abort();
         }
@@ -804,8 +778,9 @@ impl Runtime {
                 tracing::debug!("{name}: spawned pid {}", spawned.pid);
                 proc.pgid = Some(spawned.pid);
                 proc.session = Some(spawned.pid);
-                // One copy of the name for the process and both pipes (and their lines).
-                let shared: Arc<str> = Arc::from(name);
+                // The spec's copy of the name for the process and both pipes (and their
+                // lines).
+                let shared = spec.name.clone();
                 self.children
                     .insert(spawned.pid, ChildOwner::Service(shared.clone()));
                 let sink = |output: &config::Output| match output {
@@ -842,14 +817,14 @@ impl Runtime {
     /// process group's; and the main process once, wherever it is.
     fn kill(&mut self, name: &str, signal: Signal) {
         let pid = self.engine.unit(name).and_then(|u| u.pid);
-        let pgid = self.procs.get(name).and_then(|p| p.pgid);
+        let pgid = self.services.get(name).and_then(|k| k.proc.pgid);
         tracing::debug!(
             "{name}: sending {} (pid {pid:?}, group {pgid:?})",
             signal.as_str()
         );
         if let Some(path) = self.cgroup_path(name) {
             let members = cgroup::signal_all(&path, signal);
-            if let Some(proc) = self.procs.get_mut(name) {
+            if let Some(Kept { proc, .. }) = self.services.get_mut(name) {
                 proc.cgroup_killed |= signal == Signal::SIGKILL && !members.is_empty();
             }
             if let Some(pid) = pid.filter(|p| !members.contains(p)) {
@@ -860,7 +835,7 @@ impl Runtime {
         if let Some(pgid) = pgid {
             // ESRCH when the group has emptied (then its number may be reused): forget it.
             if kill(NixPid::from_raw(-pgid), signal).is_err() {
-                if let Some(proc) = self.procs.get_mut(name) {
+                if let Some(Kept { proc, .. }) = self.services.get_mut(name) {
                     proc.pgid = None;
                 }
             }
@@ -883,7 +858,8 @@ impl Runtime {
     // Called from two places (a spawn, a takeover): one copy, not one inlined into each.
     #[inline(never)]
     fn probe(&mut self, name: &str, run: u64, readiness: &Readiness) {
-        let proc = self.procs.entry(name.to_owned()).or_default();
+        let key = self.shared_name(name);
+        let proc = &mut self.services.entry(&key).proc;
         match readiness {
             Readiness::Log(pattern) => match regex_lite::Regex::new(pattern) {
                 Ok(re) => proc.log_ready = Some(Box::new((run, re))),
@@ -923,7 +899,7 @@ impl Runtime {
     /// A process of the service ended: to the engine, with whether an OOM kill ended it.
     fn exited(&mut self, name: String, pid: Pid, exit: Exit) {
         // Its last words: if some were left out of the log, say so now, not at its next line.
-        if let Some(ring) = self.logs.get_mut(&name) {
+        if let Some(ring) = self.services.get_mut(&name).and_then(|k| k.log.as_mut()) {
             let held_back = ring.copies(Instant::now()).take_held_back();
             if held_back > 0 {
                 note_held_back(&name, held_back);
@@ -940,14 +916,25 @@ impl Runtime {
 
     /// Whether the OOM killer has killed in the service's cgroup since its run began.
     fn oom_killed(&self, name: &str) -> bool {
-        let before = self.procs.get(name).map_or(0, |p| p.oom_kills_before);
+        let before = self
+            .services
+            .get(name)
+            .map_or(0, |k| k.proc.oom_kills_before);
         self.cgroup_path(name)
             .is_some_and(|path| cgroup::oom_kills(&path) > before)
     }
 
+    /// The name of the service as its spec holds it, to key what is kept of it with the
+    /// same copy (a name not among the services, which cannot be, gets its own).
+    fn shared_name(&self, name: &str) -> Arc<str> {
+        self.engine
+            .unit(name)
+            .map_or_else(|| Arc::from(name), |unit| unit.spec.name.clone())
+    }
+
     /// The service's cgroup, when its last spawn went into it.
     fn cgroup_path(&self, name: &str) -> Option<PathBuf> {
-        self.procs.get(name).filter(|p| p.in_cgroup)?;
+        self.services.get(name).filter(|k| k.proc.in_cgroup)?;
         self.cgroups.as_ref().map(|c| c.path(name))
     }
 
@@ -976,18 +963,16 @@ impl Runtime {
                     self.copy_to_log(&name, stream, &line);
                 }
                 let ready = self
-                    .procs
-                    .get(&*name)
-                    .and_then(|p| p.log_ready.as_deref())
+                    .services
+                    .get(&name)
+                    .and_then(|k| k.proc.log_ready.as_deref())
                     .is_some_and(|(r, re)| *r == run && re.is_match(&line));
                 let time = status::usec(std::time::SystemTime::now());
-                if !self.logs.contains_key(&*name) {
-                    self.logs.insert(name.to_string(), LogRing::default());
-                }
-                let Some(ring) = self.logs.get_mut(&*name) else {
-                    return;
-                };
-                let entry = ring.push(&name, stream, line, time);
+                let entry = self
+                    .services
+                    .entry(&name)
+                    .log()
+                    .push(&name, stream, line, time);
                 // Shared only with a follower (`ember ctl logs -f`, a subscriber).
                 if self.lines.receiver_count() > 0 {
                     let _ = self.lines.send(Arc::new(entry));
@@ -1044,7 +1029,8 @@ impl Runtime {
     /// own, then all services'); says how many were left out when it copies again.
     fn copy_to_log(&mut self, name: &str, stream: ember_ipc::Stream, line: &str) {
         let now = Instant::now();
-        let ring = self.logs.entry(name.to_owned()).or_default();
+        let key = self.shared_name(name);
+        let ring = self.services.entry(&key).log();
         let Admit::Yes { held_back } = ring.copies(now).admit(now) else {
             self.held_back_later(name, now);
             return;
@@ -1076,7 +1062,7 @@ impl Runtime {
         let now = Instant::now();
         let mut later = BTreeSet::new();
         for name in std::mem::take(&mut self.held_back.0) {
-            let Some(ring) = self.logs.get_mut(&name) else {
+            let Some(ring) = self.services.get_mut(&name).and_then(|k| k.log.as_mut()) else {
                 continue;
             };
             if self.copies_of_all.admit(now) == Admit::No {
@@ -1109,7 +1095,7 @@ impl Runtime {
         }
         self.children
             .insert(pid, ChildOwner::Service(Arc::from(name.as_str())));
-        if let Some(proc) = self.procs.get_mut(&name) {
+        if let Some(Kept { proc, .. }) = self.services.get_mut(&name) {
             // The first process's group is only the service's while it has members.
             let group = nix::unistd::getpgid(Some(NixPid::from_raw(pid)))
                 .map(|g| g.as_raw())
@@ -1149,7 +1135,7 @@ impl Runtime {
                 return true;
             }
         }
-        let session = self.procs.get(name).and_then(|p| p.session);
+        let session = self.services.get(name).and_then(|k| k.proc.session);
         let known: Vec<Pid> = [session, self.engine.unit(name).and_then(|u| u.pid)]
             .into_iter()
             .flatten()
@@ -1180,7 +1166,11 @@ impl Runtime {
             return;
         };
         self.timeline.observe(unit, self.origin.elapsed());
-        let said = self.published.get(name).map(|(said, _)| said);
+        let said = self
+            .services
+            .get(name)
+            .and_then(|k| k.said.as_ref())
+            .map(|(said, _)| said);
         if said.is_some_and(|said| said.same_as(unit)) {
             return;
         }
@@ -1193,8 +1183,7 @@ impl Runtime {
             crate::log::reprobe();
         }
         self.seq += 1;
-        self.published
-            .insert(name.to_owned(), (Said::of(unit), self.seq));
+        self.services.entry(&unit.spec.name).said = Some((Said::of(unit), self.seq));
         let status = status::service_status(unit, self.now(), self.seq);
         if before != Some((unit.state, unit.sub)) {
             log_transition(unit);
@@ -1320,7 +1309,7 @@ impl Runtime {
             .engine
             .units()
             .filter(|u| u.spec.transient && !u.removing)
-            .map(|u| u.spec.name.as_str());
+            .map(|u| &*u.spec.name);
         let specs = with_instances(&mut new, made);
         crate::log::init(new.log.level.as_deref(), new.log.output, self.role);
         let mut policy = new.control.policy();
@@ -1365,7 +1354,7 @@ impl Runtime {
         if !unit.is_running() || unit.sub == super::model::Sub::Exited {
             return None;
         }
-        let proc = self.procs.get(name);
+        let proc = self.services.get(name).map(|k| &k.proc);
         let cgroup = self.cgroup_path(name);
         let cgroup = cgroup.as_deref();
         let pids = usage::processes(cgroup, proc.and_then(|p| p.pgid), unit.pid);
@@ -1381,7 +1370,7 @@ impl Runtime {
             .filter_map(|u| {
                 let (_, figures) = self.measure(&u.spec.name)?;
                 Some(ember_ipc::Metrics {
-                    name: u.spec.name.clone(),
+                    name: u.spec.name.to_string(),
                     cpu_usec: figures.cpu_usec,
                     memory_bytes: figures.memory_bytes,
                     tasks: figures.tasks,
@@ -1391,46 +1380,6 @@ impl Runtime {
         if !metrics.is_empty() {
             let _ = self.events.send(Arc::new(Event::Metrics(metrics)));
         }
-    }
-}
-
-/// What a published status said of a service: a new status that says the same is not
-/// sent again.
-#[derive(Debug, PartialEq)]
-struct Said {
-    state: super::model::State,
-    sub: super::model::Sub,
-    want: super::model::Want,
-    pid: Option<Pid>,
-    restarts: u32,
-    last_exit: Option<Exit>,
-    reason: Option<Box<str>>,
-    status_text: Option<Box<str>>,
-}
-
-impl Said {
-    fn of(unit: &Unit) -> Said {
-        Said {
-            state: unit.state,
-            sub: unit.sub,
-            want: unit.want,
-            pid: unit.pid,
-            restarts: unit.restarts,
-            last_exit: unit.last_exit,
-            reason: unit.reason.as_deref().map(Box::from),
-            status_text: unit.status_text.as_deref().map(Box::from),
-        }
-    }
-
-    fn same_as(&self, unit: &Unit) -> bool {
-        self.state == unit.state
-            && self.sub == unit.sub
-            && self.want == unit.want
-            && self.pid == unit.pid
-            && self.restarts == unit.restarts
-            && self.last_exit == unit.last_exit
-            && self.reason.as_deref() == unit.reason.as_deref()
-            && self.status_text.as_deref() == unit.status_text.as_deref()
     }
 }
 

@@ -295,7 +295,8 @@ pub fn spawn_service(
             env.set("WATCHDOG_USEC", period.as_micros().to_string());
         }
     }
-    let mut plan = Plan::new(&spec.command, env.pairs())?;
+    let argv: Vec<&str> = spec.command.iter().collect();
+    let mut plan = Plan::new(&argv, env.pairs())?;
     if let Some(dir) = &spec.workdir {
         // Checked here: exec would report a missing directory as a missing program.
         if !dir.is_dir() {

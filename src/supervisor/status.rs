@@ -50,7 +50,7 @@ pub fn service_status(unit: &Unit, mono_now: Duration, seq: u64) -> ServiceStatu
     let since = wall_time(unit.since, mono_now);
     let next_run = unit.next_run.map(|at| wall_time(at, mono_now));
     ServiceStatus {
-        name: unit.spec.name.clone(),
+        name: unit.spec.name.to_string(),
         state: unit.state,
         sub_state: unit.sub,
         want: unit.want,

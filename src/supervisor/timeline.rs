@@ -17,6 +17,7 @@ use crate::pid1::Role;
 use ember_engine::wire::{Reader, Writer};
 use ember_ipc::{ServiceTimeline, Timeline, Transition, TRANSITIONS_KEPT};
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// A failure reason is kept to this many bytes.
@@ -28,7 +29,9 @@ const REASON_KEPT: usize = 200;
 pub struct Recorder {
     /// From the runtime's clock (the engine's `now`) to time since ember started.
     offset: Duration,
-    services: HashMap<String, Record>,
+    /// Keyed by the spec's own name (one copy per service), boxed: the table is up to
+    /// half empty, and an empty slot costs a pointer, not a record.
+    services: HashMap<Arc<str>, Box<Record>>,
     boot_complete: Option<Duration>,
 }
 
@@ -130,7 +133,7 @@ impl Recorder {
                     })
                     .collect(),
             };
-            recorder.services.insert(name, record);
+            recorder.services.insert(name.into(), Box::new(record));
         }
         recorder
     }
@@ -149,18 +152,17 @@ impl Recorder {
     /// Notes the unit's state if it changed since the last look. `now` is on the
     /// runtime's clock, as `unit.since` is.
     pub fn observe(&mut self, unit: &Unit, now: Duration) {
-        if !self.services.contains_key(&unit.spec.name) {
-            // Room for two transitions, what most services ever have (started, up):
-            // a VecDeque's first push would make room for four.
-            let record = Record {
-                recent: VecDeque::with_capacity(2),
-                ..Record::default()
-            };
-            self.services.insert(unit.spec.name.clone(), record);
-        }
-        let Some(record) = self.services.get_mut(&unit.spec.name) else {
-            return;
-        };
+        let record = self
+            .services
+            .entry(unit.spec.name.clone())
+            .or_insert_with(|| {
+                // Room for two transitions, what most services ever have (started, up):
+                // a VecDeque's first push would make room for four.
+                Box::new(Record {
+                    recent: VecDeque::with_capacity(2),
+                    ..Record::default()
+                })
+            });
         let current = (unit.state, unit.sub, unit.run);
         if record.last == Some(current) {
             return;
@@ -240,9 +242,9 @@ impl Recorder {
         let empty = Record::default();
         let services = units
             .map(|unit| {
-                let record = self.services.get(&unit.spec.name).unwrap_or(&empty);
+                let record = self.services.get(&*unit.spec.name).map_or(&empty, |r| &**r);
                 ServiceTimeline {
-                    name: unit.spec.name.clone(),
+                    name: unit.spec.name.to_string(),
                     kind: unit.spec.kind,
                     ready: unit.spec.ready.kind(),
                     enabled: unit.spec.enabled,

@@ -4,7 +4,8 @@
 
 use super::super::handover::{self, CarriedProc, Handover};
 use super::super::output;
-use super::{ChildOwner, Feed, Proc, Runtime, Said};
+use super::kept::{Proc, Said};
+use super::{ChildOwner, Feed, Runtime};
 use crate::config::{Output, Readiness};
 use ember_ipc::{ErrorKind, ReexecArgs, Reply};
 use std::os::fd::{AsRawFd, RawFd};
@@ -180,10 +181,11 @@ impl Runtime {
             })
             .collect();
         let procs = self
-            .procs
+            .services
             .iter()
+            .map(|(name, kept)| (name, &kept.proc))
             .map(|(name, p)| CarriedProc {
-                name: name.clone(),
+                name: name.to_string(),
                 pgid: p.pgid,
                 session: p.session,
                 cgroup: self.cgroup_path(name),
@@ -192,9 +194,10 @@ impl Runtime {
             })
             .collect();
         let logs = self
-            .logs
+            .services
             .iter()
-            .map(|(name, ring)| (name.clone(), ring.last(name, ember_ipc::LOG_LINES_KEPT)))
+            .filter_map(|(name, kept)| Some((name, kept.log.as_ref()?)))
+            .map(|(name, ring)| (name.to_string(), ring.last(name, ember_ipc::LOG_LINES_KEPT)))
             .collect();
         Handover {
             format: handover::FORMAT,
@@ -212,9 +215,9 @@ impl Runtime {
             boot_complete: self.boot_complete,
             config_status: self.config_status.clone(),
             published: self
-                .published
+                .services
                 .iter()
-                .map(|(name, (_, seq))| (name.clone(), *seq))
+                .filter_map(|(name, kept)| Some((name.to_string(), kept.said.as_ref()?.1)))
                 .collect(),
             timeline: self.timeline.clone(),
         }
@@ -236,30 +239,30 @@ impl Runtime {
         self.boot_complete = h.boot_complete;
         self.timeline = h.timeline;
         for (pid, name) in h.children {
-            self.children.insert(pid, ChildOwner::Service(name.into()));
+            let name = self.shared_name(&name);
+            self.children.insert(pid, ChildOwner::Service(name));
         }
         for p in h.procs {
-            self.procs.insert(
-                p.name,
-                Proc {
-                    pgid: p.pgid,
-                    session: p.session,
-                    in_cgroup: p.cgroup.is_some(),
-                    oom_kills_before: p.oom_kills_before,
-                    cpu_before: p.cpu_before,
-                    ..Proc::default()
-                },
-            );
+            let name = self.shared_name(&p.name);
+            self.services.entry(&name).proc = Proc {
+                pgid: p.pgid,
+                session: p.session,
+                in_cgroup: p.cgroup.is_some(),
+                oom_kills_before: p.oom_kills_before,
+                cpu_before: p.cpu_before,
+                ..Proc::default()
+            };
         }
         for (name, lines) in h.logs {
-            let ring = self.logs.entry(name.clone()).or_default();
+            let name = self.shared_name(&name);
+            let ring = self.services.entry(&name).log();
             for line in lines {
                 ring.push(&name, line.stream, line.line, line.time_usec);
             }
         }
         for (name, seq) in h.published {
             if let Some(unit) = self.engine.unit(&name) {
-                self.published.insert(name, (Said::of(unit), seq));
+                self.services.entry(&unit.spec.name).said = Some((Said::of(unit), seq));
             }
         }
         // The output pipes: read again by this binary, to the same places.
@@ -276,8 +279,8 @@ impl Runtime {
                 Some(Output::Rotated(file)) => super::super::logfiles::Sink::new(file),
                 _ => None,
             };
-            self.readers
-                .read(fd, pipe.name, pipe.run, pipe.stream, sink);
+            let name = self.shared_name(&pipe.name);
+            self.readers.read(fd, name, pipe.run, pipe.stream, sink);
         }
         // What the previous binary's tasks did for a run in progress: the notify socket
         // (at the same path), readiness probes, pid-file watches.
@@ -287,7 +290,7 @@ impl Runtime {
             .filter(|u| u.is_running() && u.pid.is_some())
             .map(|u| {
                 (
-                    u.spec.name.clone(),
+                    u.spec.name.to_string(),
                     u.run,
                     u.spec.ready.clone(),
                     u.state == super::super::model::State::Activating,
@@ -304,7 +307,10 @@ impl Runtime {
                     .and_then(|u| u.spec.user.clone())
                     .and_then(|user| super::owner_ids(&user));
                 match super::notify::listen(&path, owner, name.clone(), run, self.feed_tx.clone()) {
-                    Ok(handle) => self.procs.entry(name.clone()).or_default().notify = Some(handle),
+                    Ok(handle) => {
+                        let key = self.shared_name(&name);
+                        self.services.entry(&key).proc.notify = Some(handle);
+                    }
                     Err(e) => tracing::warn!("{name}: reexec: its notify socket: {e}"),
                 }
             } else if starting && ready == Readiness::PidFile {
@@ -315,11 +321,8 @@ impl Runtime {
                         run,
                         self.feed_tx.clone(),
                     );
-                    self.procs
-                        .entry(name.clone())
-                        .or_default()
-                        .probes
-                        .push(handle);
+                    let key = self.shared_name(&name);
+                    self.services.entry(&key).proc.probes.push(handle);
                 }
             } else if starting {
                 self.probe(&name, run, &ready);

@@ -98,7 +98,7 @@ impl Runtime {
         };
         // An unknown name changes nothing; nor does a start of a service that a reload
         // removed and that is still stopping.
-        let made = |n: &String| to_make.iter().any(|s| &s.name == n);
+        let made = |n: &String| to_make.iter().any(|s| *s.name == **n);
         if let Some(name) = names
             .iter()
             .find(|n| self.engine.unit(n).is_none() && !made(n))
@@ -159,7 +159,7 @@ impl Runtime {
                 .engine
                 .unit(name)
                 .is_some_and(|u| !(u.removing && u.spec.transient));
-            if exists || to_make.iter().any(|s| &s.name == name) {
+            if exists || to_make.iter().any(|s| *s.name == **name) {
                 continue;
             }
             let Some(spec) = self.config.made_on_demand(name) else {
@@ -291,7 +291,10 @@ impl Runtime {
                 #[cfg(feature = "test-hooks")]
                 test_hooks(&names);
                 let names = if names.is_empty() {
-                    self.engine.units().map(|u| u.spec.name.clone()).collect()
+                    self.engine
+                        .units()
+                        .map(|u| u.spec.name.to_string())
+                        .collect()
                 } else {
                     names
                 };
@@ -347,8 +350,9 @@ impl Runtime {
                     return unknown_service(&args.name);
                 }
                 let lines = self
-                    .logs
+                    .services
                     .get(&args.name)
+                    .and_then(|kept| kept.log.as_ref())
                     .map(|ring| ring.last(&args.name, args.lines))
                     .unwrap_or_default();
                 Reply::Logs { lines }
@@ -406,7 +410,11 @@ impl Runtime {
             .iter()
             .map(|name| match self.engine.unit(name) {
                 Some(unit) => {
-                    let seq = self.published.get(name).map_or(0, |(_, seq)| *seq);
+                    let seq = self
+                        .services
+                        .get(name)
+                        .and_then(|kept| kept.said.as_ref())
+                        .map_or(0, |(_, seq)| *seq);
                     Ok(super::super::status::service_status(unit, now, seq))
                 }
                 None => Err(unknown_service(name)),
