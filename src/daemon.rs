@@ -11,11 +11,12 @@ use crate::config::{
 };
 use crate::pid1::{self, early, emergency, shutdown, Role};
 use crate::supervisor::runtime::{Ended, Links, Outcome, Runtime};
+use ember_ipc::broadcast::Broadcast;
 use ember_ipc::{socket, Control};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 
 /// Runs the supervisor until it is told to stop; returns the process exit code. As PID 1
 /// it never returns.
@@ -185,6 +186,9 @@ fn supervise(
 ) -> Option<(Ended, bool)> {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        // tokio's own epoll carries few fds (the output pipes have an epoll set of their
+        // own: output.rs): 64 events a turn, not its default 1,024 (12 KiB kept for good).
+        .max_io_events_per_tick(64)
         .build()
     {
         Ok(rt) => rt,
@@ -196,8 +200,8 @@ fn supervise(
     let socket_path = config.control.socket.clone();
     Some(runtime.block_on(async move {
         let (requests_tx, requests_rx) = mpsc::channel(64);
-        let (events, _) = broadcast::channel(1024);
-        let (lines, _) = broadcast::channel(1024);
+        let events = Broadcast::new(1024);
+        let lines = Broadcast::new(1024);
         let control = Control {
             requests: requests_tx,
             events: events.clone(),

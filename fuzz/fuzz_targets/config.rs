@@ -88,10 +88,12 @@ fn check_problems(loaded: &Loaded, text: &str, path: &Path) {
 fn check_config(config: &Config) {
     let names: BTreeSet<&str> = config.services.keys().map(String::as_str).collect();
     for (name, spec) in &config.services {
-        assert_eq!(&spec.name, name);
+        assert_eq!(&*spec.name, name.as_str());
         assert!(values::check_service_name(name).is_ok(), "{name:?}");
         assert!(
-            !spec.command.is_empty() && !spec.command[0].is_empty(),
+            spec.command
+                .first()
+                .is_some_and(|program| !program.is_empty()),
             "{spec:?}"
         );
         assert!(!spec.console, "not settable from TOML");

@@ -16,8 +16,10 @@
 //! - [`socket`]: the local control socket (newline-delimited JSON over a Unix socket),
 //!   server side and the client used by `ember ctl`.
 //! - [`throttle`]: a token bucket for what must not flood a log.
+//! - [`broadcast`]: the channels of [`Control`], their rings made at the first subscriber.
 
 pub mod adapter;
+pub mod broadcast;
 pub mod glob;
 pub mod json;
 #[cfg(feature = "link")]

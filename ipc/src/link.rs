@@ -11,6 +11,7 @@
 //! them go). When ember does not come back, [`Link::closed`] resolves: the adapter then
 //! exits, and ember, which supervises it, starts it again.
 
+use crate::broadcast::Broadcast;
 use crate::protocol::{
     Command, Control, ErrorKind, Event, HelloArgs, Reply, Request, SubscribeArgs, PROTOCOL,
 };
@@ -19,7 +20,7 @@ use std::path::Path;
 use std::sync::Arc;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 /// Requests queued for the socket: at most this many wait.
 const QUEUE: usize = 64;
@@ -71,8 +72,8 @@ impl Link {
         let (requests, hello) = Lines::greet(socket, client).await?;
         let stream = Lines::subscribe(socket, metrics).await?;
         let (requests_tx, requests_rx) = mpsc::channel(QUEUE);
-        let (events, _) = broadcast::channel(1024);
-        let (lines, _) = broadcast::channel(1);
+        let events = Broadcast::new(1024);
+        let lines = Broadcast::new(1);
         let (closed_tx, closed) = oneshot::channel();
         let (why_tx, mut why_rx) = mpsc::channel::<String>(2);
         let again = Again {
@@ -315,7 +316,7 @@ async fn serve_requests(
 async fn read_stream(
     again: Again,
     mut lines: Lines,
-    events: broadcast::Sender<Arc<Event>>,
+    events: Broadcast<Arc<Event>>,
     closed: mpsc::Sender<String>,
 ) {
     let mut known: BTreeSet<String> = BTreeSet::new();
@@ -429,7 +430,7 @@ mod tests {
     }
 
     /// Waits for an event of the service `name`.
-    async fn seen(events: &mut broadcast::Receiver<Arc<Event>>, name: &str) {
+    async fn seen(events: &mut tokio::sync::broadcast::Receiver<Arc<Event>>, name: &str) {
         loop {
             if let Event::Service(s) = &*events.recv().await.unwrap() {
                 if s.name == name {

@@ -4,7 +4,7 @@
 //! MQTT and D-Bus adapters, so a command means the same thing whichever way it arrives.
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 /// Lines kept per service for `logs`, and the default number a `logs` request returns.
 pub const LOG_LINES_KEPT: usize = 200;
@@ -968,14 +968,15 @@ pub struct Request {
 /// (`events`: services, the system, metrics) and the services' lines (`lines`), apart so
 /// that a chatty service's flood never makes a reader of states fall behind.
 ///
-/// Both carry `Arc`s: a broadcast channel keeps a slot for each of its 1,024 places from
-/// the start, and an `Event` inline is 256 bytes (a status), a `LogLine` 72: 350 KiB of
-/// every ember's memory, with one service or a thousand. Shared, a slot is a pointer.
+/// Both carry `Arc`s: a broadcast channel keeps a slot for each of its places, and an
+/// `Event` inline is 256 bytes (a status), a `LogLine` 72: 350 KiB of every ember's
+/// memory, with one service or a thousand. Shared, a slot is a pointer; and the slots are
+/// made only when someone subscribes (see [`crate::broadcast`]).
 #[derive(Debug, Clone)]
 pub struct Control {
     pub requests: mpsc::Sender<Request>,
-    pub events: broadcast::Sender<std::sync::Arc<Event>>,
-    pub lines: broadcast::Sender<std::sync::Arc<LogLine>>,
+    pub events: crate::broadcast::Broadcast<std::sync::Arc<Event>>,
+    pub lines: crate::broadcast::Broadcast<std::sync::Arc<LogLine>>,
 }
 
 impl Control {

@@ -3,11 +3,12 @@
 //! answers and still powers off or reboots, and keeps a rescue shell on the console.
 
 use super::{shutdown, Power, Role};
+use ember_ipc::broadcast::Broadcast;
 use ember_ipc::{Command, Control, ErrorKind, Reply};
 use nix::sys::wait::{waitpid, WaitStatus};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 
 /// Never returns.
 pub fn run(
@@ -74,8 +75,8 @@ fn serve_socket(socket: PathBuf, reason: String, role: Role, shutdown_timeout: D
     };
     runtime.block_on(async move {
         let (requests, mut inbox) = mpsc::channel(8);
-        let (events, _) = broadcast::channel(8);
-        let (lines, _) = broadcast::channel(8);
+        let events = Broadcast::new(8);
+        let lines = Broadcast::new(8);
         let control = Control {
             requests,
             events,

@@ -13,6 +13,7 @@ use super::{notify, readiness, reaper, spawn, status, usage};
 use crate::config::{self, Config, CtrlAltDel, FailureAction, Readiness};
 use crate::pid1::watchdog::{Petting, Watchdog};
 use crate::pid1::{Power, Role};
+use ember_ipc::broadcast::Broadcast;
 use ember_ipc::throttle::{Admit, RateLimit};
 use ember_ipc::{ConfigStatus, Event, ReloadReport, Reply, Request, SystemState, SystemStatus};
 use nix::sys::signal::{kill, Signal};
@@ -23,7 +24,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 mod kept;
 mod reexec;
@@ -74,8 +75,8 @@ pub enum Feed {
 /// and of lines, and the rules of the control socket (changed by a reload).
 pub struct Links {
     pub requests: mpsc::Receiver<Request>,
-    pub events: broadcast::Sender<Arc<Event>>,
-    pub lines: broadcast::Sender<Arc<ember_ipc::LogLine>>,
+    pub events: Broadcast<Arc<Event>>,
+    pub lines: Broadcast<Arc<ember_ipc::LogLine>>,
     pub policy: tokio::sync::watch::Sender<ember_ipc::rights::Policy>,
     /// The control socket's listening fd, handed to the next binary at a reexec.
     pub control_fd: Option<std::os::fd::RawFd>,
@@ -107,8 +108,8 @@ pub struct Runtime {
     services: Services,
     /// Exits of pids nobody had claimed yet: a forking daemon may die before we read its pid.
     unclaimed: VecDeque<(Pid, Exit)>,
-    events: broadcast::Sender<Arc<Event>>,
-    lines: broadcast::Sender<Arc<ember_ipc::LogLine>>,
+    events: Broadcast<Arc<Event>>,
+    lines: Broadcast<Arc<ember_ipc::LogLine>>,
     policy: tokio::sync::watch::Sender<ember_ipc::rights::Policy>,
     seq: u64,
     /// The seq of the system's last change.
@@ -975,7 +976,7 @@ impl Runtime {
                     .push(&name, stream, line, time);
                 // Shared only with a follower (`ember ctl logs -f`, a subscriber).
                 if self.lines.receiver_count() > 0 {
-                    let _ = self.lines.send(Arc::new(entry));
+                    self.lines.send(Arc::new(entry));
                 }
                 if ready {
                     let name = name.to_string();
@@ -1188,7 +1189,7 @@ impl Runtime {
         if before != Some((unit.state, unit.sub)) {
             log_transition(unit);
         }
-        let _ = self.events.send(Arc::new(Event::Service(status)));
+        self.events.send(Arc::new(Event::Service(status)));
     }
 
     fn publish_system_state(&mut self) {
@@ -1378,7 +1379,7 @@ impl Runtime {
             })
             .collect();
         if !metrics.is_empty() {
-            let _ = self.events.send(Arc::new(Event::Metrics(metrics)));
+            self.events.send(Arc::new(Event::Metrics(metrics)));
         }
     }
 }
