@@ -25,8 +25,18 @@ pub fn parse(bytes: &[u8]) -> Result<Value, String> {
 /// Parses and types one JSON document: [`parse`]'s checks, then the type read from the
 /// same text, a mismatch naming the field it is in (`names[1]`, `error.kind`).
 pub fn from_slice<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-    parse(bytes)?;
+    check(bytes)?;
     typed(bytes)
+}
+
+/// [`parse`]'s checks without its value: nothing is built but each object's keys (a
+/// status of 3,000 services is a megabyte, and its tree was most of `ember ctl status`).
+fn check(bytes: &[u8]) -> Result<(), String> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    Checked
+        .deserialize(&mut de)
+        .map_err(|e| describe_syntax(&e))?;
+    de.end().map_err(|e| describe_syntax(&e))
 }
 
 /// Types a parsed value; a mismatch names the field it is in.
@@ -229,6 +239,103 @@ impl<'de> Visitor<'de> for UniqueVisitor {
     }
 }
 
+/// [`Unique`]'s refusal of a key given twice, keeping nothing of the values.
+struct Checked;
+
+impl<'de> DeserializeSeed<'de> for Checked {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(CheckedVisitor)
+    }
+}
+
+struct CheckedVisitor;
+
+impl<'de> Visitor<'de> for CheckedVisitor {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_none<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(Checked)?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        // Keys as written when they hold no escape (most), decoded when they do; a set,
+        // so that an object of a million keys costs no more than its size.
+        let mut keys = std::collections::BTreeSet::new();
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            if keys.contains(&key) {
+                return Err(de::Error::custom(format_args!(
+                    "key \"{}\" is given twice; give each key once",
+                    key.escape_default()
+                )));
+            }
+            map.next_value_seed(Checked)?;
+            keys.insert(key);
+        }
+        Ok(())
+    }
+}
+
+/// An object's key, borrowed from the text when it holds no escape (serde's own `Cow`
+/// always copies).
+struct Key<'de>(std::borrow::Cow<'de, str>);
+
+impl<'de> de::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a key")
+            }
+
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Borrowed(v)))
+            }
+
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(KeyVisitor)
+    }
+}
+
 /// The same refusal for a type's own `Deserialize`: a value read through this seed is
 /// checked whatever deserializer reads it.
 pub fn unique_value<'de, D: de::Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
@@ -239,6 +346,30 @@ pub fn unique_value<'de, D: de::Deserializer<'de>>(d: D) -> Result<Value, D::Err
 mod tests {
     use super::*;
     use serde::Deserialize;
+
+    #[test]
+    fn a_key_given_twice_is_refused_when_typed_too() {
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Typed {
+            cmd: String,
+            #[serde(default)]
+            a: Option<serde_json::Value>,
+        }
+        for text in [
+            r#"{"cmd":"status","cmd":"reboot"}"#,
+            r#"{"cmd":"x","a":{"b":1,"b":2}}"#,
+            r#"{"cmd":"x","a":[{"x":1},{"y":1,"y":1}]}"#,
+            r#"{"cmd":"a","\u0063md":"b"}"#,
+            r#"{"cmd":"a","a":{"\u0062":1,"b":2}}"#,
+        ] {
+            let e = from_slice::<Typed>(text.as_bytes()).unwrap_err();
+            assert!(e.contains("given twice"), "{text}: {e}");
+        }
+        let ok = from_slice::<Typed>(br#"{"cmd":"s","a":{"b":[1,{"b":2}],"c":null}}"#);
+        assert_eq!(ok.unwrap().cmd, "s");
+        assert!(from_slice::<Typed>(br#"{"cmd":"s"} x"#).is_err());
+    }
 
     #[test]
     fn a_key_given_twice_is_refused_at_any_depth() {
