@@ -816,3 +816,32 @@ fn the_control_socket_bounds_connections_and_request_bytes() {
     );
     assert_eq!(ember.status("steady")["pid"], before);
 }
+
+/// Spawns that wait for a turn of their own (a boot bigger than one slice of the loop) are
+/// not starved by a service that floods its output: the feed of lines is ready at every
+/// turn, and the waiting spawns never had one (found by the soak: a stop then waited for a
+/// spawn that never came, and the service ended "failed: did not exit after SIGKILL").
+#[test]
+fn a_flood_of_output_does_not_starve_the_spawns_that_wait() {
+    if !can_unshare() {
+        return;
+    }
+    let mut services = String::from("[service.flood]\ncommand = [\"/usr/bin/yes\", \"a line of a service that floods its output\"]\n");
+    for i in 0..300 {
+        services.push_str(&format!(
+            "[service.s{i:03}]\ncommand = [\"/bin/sleep\", \"1000\"]\nafter = [\"flood\"]\n"
+        ));
+    }
+    let ember = Ember::start("flood-spawns", &services);
+    let running = || {
+        String::from_utf8_lossy(&ember.ctl(&["status"]).stdout)
+            .lines()
+            .filter(|l| l.starts_with('s') && l.contains("active (running)"))
+            .count()
+    };
+    assert!(
+        wait_for(LONG, || running() == 300),
+        "only {} of 300 started while another service floods its output",
+        running()
+    );
+}

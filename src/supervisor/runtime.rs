@@ -361,7 +361,13 @@ impl Runtime {
                 }
                 // Yielding first lets the runtime poll its driver, which is what delivers
                 // signals, exits and connections: a loop that never yields would starve it.
-                () = tokio::task::yield_now(), if !rt.deferred.is_empty() => rt.spawn_deferred(),
+                () = tokio::task::yield_now(), if !rt.deferred.is_empty() => {}
+            }
+            // The spawns that wait get a slice after every turn, whatever the turn served:
+            // under a flood of output lines the feed is ready at every turn, and a branch
+            // of their own never won (a stop then waited for a spawn that never came).
+            if !rt.deferred.is_empty() {
+                rt.spawn_deferred();
             }
             rt.check_waiters();
             // A reload may have set, changed or removed the interval.
