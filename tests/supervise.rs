@@ -818,18 +818,29 @@ fn the_control_socket_bounds_connections_and_request_bytes() {
 }
 
 /// Spawns that wait for a turn of their own (a boot bigger than one slice of the loop) are
-/// not starved by a service that floods its output: the feed of lines is ready at every
+/// not starved by services that flood their output: the feed of lines is ready at every
 /// turn, and the waiting spawns never had one (found by the soak: a stop then waited for a
 /// spawn that never came, and the service ended "failed: did not exit after SIGKILL").
 #[test]
 fn a_flood_of_output_does_not_starve_the_spawns_that_wait() {
+    const FLOODS: usize = 6;
     if !can_unshare() {
         return;
     }
-    let mut services = String::from("[service.flood]\ncommand = [\"/usr/bin/yes\", \"a line of a service that floods its output\"]\n");
+    // Several floods, so that the runtime's feed of lines is never empty when the main
+    // loop looks at it: a branch of the loop's select for the spawns that wait, polled
+    // after the feed, then never won, and none of the 300 started.
+    let mut services = String::new();
+    for f in 0..FLOODS {
+        services.push_str(&format!(
+            "[service.flood{f}]\ncommand = [\"/usr/bin/yes\", \"a line of a service that floods its output\"]\n"
+        ));
+    }
+    let floods: Vec<String> = (0..FLOODS).map(|f| format!("\"flood{f}\"")).collect();
     for i in 0..300 {
         services.push_str(&format!(
-            "[service.s{i:03}]\ncommand = [\"/bin/sleep\", \"1000\"]\nafter = [\"flood\"]\n"
+            "[service.s{i:03}]\ncommand = [\"/bin/sleep\", \"1000\"]\nafter = [{}]\n",
+            floods.join(", ")
         ));
     }
     let ember = Ember::start("flood-spawns", &services);
@@ -841,7 +852,7 @@ fn a_flood_of_output_does_not_starve_the_spawns_that_wait() {
     };
     assert!(
         wait_for(LONG, || running() == 300),
-        "only {} of 300 started while another service floods its output",
+        "only {} of 300 started while {FLOODS} services flood their output",
         running()
     );
 }
