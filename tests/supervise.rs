@@ -856,3 +856,51 @@ fn a_flood_of_output_does_not_starve_the_spawns_that_wait() {
         running()
     );
 }
+
+/// The whole class of the test above: while services flood their output, everything
+/// else the main loop serves still gets its turn. A control request is answered, a
+/// restart delay elapses (a timer), and a stop that a service ignores ends in SIGKILL at
+/// its timeout (a timer again), instead of each waiting behind the feed of lines.
+#[test]
+fn a_flood_of_output_does_not_starve_requests_or_timers() {
+    const FLOODS: usize = 6;
+    if !can_unshare() {
+        return;
+    }
+    let mut services = String::new();
+    for f in 0..FLOODS {
+        services.push_str(&format!(
+            "[service.flood{f}]\ncommand = [\"/usr/bin/yes\", \"a line of a service that floods its output\"]\n"
+        ));
+    }
+    services.push_str(
+        "[service.blink]\ncommand = [\"/bin/false\"]\nrestart = \"always\"\n\
+         restart_delay = \"50ms\"\nrestart_delay_max = \"50ms\"\nstart_limit = 0\n\
+         [service.stubborn]\ncommand = [\"/bin/sh\", \"-c\", \"trap '' TERM; exec sleep 1000\"]\n\
+         stop_timeout = \"200ms\"\n",
+    );
+    let ember = Ember::start("flood-timers", &services);
+    ember.wait_state("stubborn", "active", None, LONG);
+    // Requests: status answers while the floods go on (the loop reads their lines too).
+    assert!(
+        ember.ctl(&["status"]).status.success(),
+        "log:\n{}",
+        ember.log()
+    );
+    // Timers: blink's restart delay elapses again and again.
+    assert!(
+        wait_for(LONG, || ember.status("blink")["restarts"]
+            .as_u64()
+            .is_some_and(|n| n >= 5)),
+        "blink restarted {} times while {FLOODS} services flood their output",
+        ember.status("blink")["restarts"]
+    );
+    // And a stop's timeout: stubborn ignores SIGTERM and is killed at 200 ms.
+    let stop = ember.ctl(&["stop", "stubborn", "--wait"]);
+    assert!(
+        stop.status.success(),
+        "{}",
+        String::from_utf8_lossy(&stop.stderr)
+    );
+    assert_eq!(ember.status("stubborn")["state"], "inactive");
+}

@@ -337,8 +337,11 @@ impl Runtime {
             let pet_due = sleep_until_or_never(rt.watchdog.as_ref().map(Watchdog::due));
             rt.turn_started = Instant::now();
             tokio::select! {
-                // In this order: the watchdog, signals and exits first, spawns that wait
-                // last. The watchdog first: a busy loop (a flood of lines) must still pet.
+                // In this order: the watchdog, signals and exits first, then requests and
+                // timers, the feed (lines, readiness) last. The watchdog first: a busy
+                // loop must still pet. The feed after everything that comes one at a
+                // time: services that flood their output keep it full, and a branch
+                // after it never won (restart delays and stop timeouts never elapsed).
                 biased;
                 _ = pet_due => {
                     if let Some(watchdog) = &mut rt.watchdog {
@@ -348,7 +351,6 @@ impl Runtime {
                 _ = sigterm.recv() => rt.on_signal(Signal::SIGTERM),
                 _ = sigint.recv() => rt.on_signal(Signal::SIGINT),
                 _ = sigchld.recv() => rt.reap(),
-                Some(feed) = feed_rx.recv() => rt.on_feed(feed),
                 Some(request) = requests.recv() => rt.on_request(request),
                 _ = sigusr1.recv() => rt.on_signal(Signal::SIGUSR1),
                 _ = sigusr2.recv() => rt.on_signal(Signal::SIGUSR2),
@@ -359,6 +361,7 @@ impl Runtime {
                     rt.publish_metrics();
                     next_metrics = None;
                 }
+                Some(feed) = feed_rx.recv() => rt.on_feed(feed),
                 // Yielding first lets the runtime poll its driver, which is what delivers
                 // signals, exits and connections: a loop that never yields would starve it.
                 () = tokio::task::yield_now(), if !rt.deferred.is_empty() => {}
