@@ -62,21 +62,21 @@ pub fn run(config_path: &Path, handover: Option<std::os::fd::RawFd>) -> i32 {
     crate::log::init(settings.log.level.as_deref(), settings.log.output, role);
     crate::log::install_panic_hook();
     match role {
-        Role::Supervisor => tracing::info!("ember {} starting", env!("CARGO_PKG_VERSION")),
-        _ => tracing::info!(
+        Role::Supervisor => crate::log::info!("ember {} starting", env!("CARGO_PKG_VERSION")),
+        _ => crate::log::info!(
             "ember {} starting as PID 1 ({role:?}) at uptime {uptime}",
             env!("CARGO_PKG_VERSION")
         ),
     }
     for note in notes {
-        tracing::info!("{note}");
+        crate::log::info!("{note}");
     }
     let handover = match handover {
         Some(Ok(h)) => Some(h),
         Some(Err(e)) => {
             // The services of the previous binary run on, unknown to this one: they are
             // stopped, and the configuration starts afresh, so that nothing runs twice.
-            tracing::error!("reexec: cannot take over ({e}); stopping what was left running and starting afresh");
+            crate::log::error!("reexec: cannot take over ({e}); stopping what was left running and starting afresh");
             crate::pid1::shutdown::stop_leftovers(role, std::time::Duration::from_secs(5));
             None
         }
@@ -84,8 +84,8 @@ pub fn run(config_path: &Path, handover: Option<std::os::fd::RawFd>) -> i32 {
     };
     for problem in &loaded.problems {
         match problem.severity {
-            Severity::Error => tracing::error!("{problem}"),
-            _ => tracing::warn!("{problem}"),
+            Severity::Error => crate::log::error!("{problem}"),
+            _ => crate::log::warn!("{problem}"),
         }
     }
     let mut config_status = ember_ipc::ConfigStatus {
@@ -96,7 +96,7 @@ pub fn run(config_path: &Path, handover: Option<std::os::fd::RawFd>) -> i32 {
     let config = match loaded.config {
         Some(config) => config,
         None if role.is_pid1() => {
-            tracing::error!(
+            crate::log::error!(
                 "the configuration has errors: booting with no services; fix {} and run `ember ctl reload`",
                 config_path.display()
             );
@@ -105,7 +105,7 @@ pub fn run(config_path: &Path, handover: Option<std::os::fd::RawFd>) -> i32 {
             with_rescue_shell(settings)
         }
         None => {
-            tracing::error!(
+            crate::log::error!(
                 "not starting: fix the configuration (`ember check --config {}` lists every problem)",
                 config_path.display()
             );
@@ -115,10 +115,10 @@ pub fn run(config_path: &Path, handover: Option<std::os::fd::RawFd>) -> i32 {
     if !role.is_pid1() {
         // Orphans of our services are reparented to us, so we can reap them.
         if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
-            tracing::warn!("cannot become a child subreaper ({e}); orphaned grandchildren will not be reaped by ember");
+            crate::log::warn!("cannot become a child subreaper ({e}); orphaned grandchildren will not be reaped by ember");
         }
     }
-    tracing::debug!("start-up took {} ms", started.elapsed().as_millis());
+    crate::log::debug!("start-up took {} ms", started.elapsed().as_millis());
     let socket_path = config.control.socket.clone();
     let mut rescue_shell = config.system.rescue_shell.clone();
     let mut shutdown_timeout = config.system.shutdown_timeout;
@@ -137,7 +137,7 @@ pub fn run(config_path: &Path, handover: Option<std::os::fd::RawFd>) -> i32 {
         }
         (Ok(None), Role::Supervisor) => return 1,
         (Err(_), Role::Supervisor) => {
-            tracing::error!("the main loop panicked; exiting");
+            crate::log::error!("the main loop panicked; exiting");
             return 1;
         }
         (
@@ -193,7 +193,7 @@ fn supervise(
     {
         Ok(rt) => rt,
         Err(e) => {
-            tracing::error!("cannot start the async runtime: {e}");
+            crate::log::error!("cannot start the async runtime: {e}");
             return None;
         }
     };
@@ -224,20 +224,20 @@ fn supervise(
         let bound = match listener {
             Ok(listener) => {
                 control_fd = Some(std::os::fd::AsRawFd::as_raw_fd(&listener));
-                tracing::info!("control socket at {}", socket_path.display());
+                crate::log::info!("control socket at {}", socket_path.display());
                 tokio::spawn(socket::serve(listener, control, pending.clone(), policy_rx));
                 true
             }
             // As PID 1 a missing socket must not stop the boot; signals still work.
             Err(e) if role.is_pid1() => {
-                tracing::error!(
+                crate::log::error!(
                     "cannot open the control socket {}: {e}; carrying on without it",
                     socket_path.display()
                 );
                 false
             }
             Err(e) => {
-                tracing::error!(
+                crate::log::error!(
                     "cannot open the control socket {}: {e}",
                     socket_path.display()
                 );
@@ -249,7 +249,7 @@ fn supervise(
                 return (ended, false);
             }
         };
-        tracing::info!(
+        crate::log::info!(
             "supervising {} services from {}",
             config.services.len(),
             config.path.display()
@@ -313,7 +313,7 @@ fn with_rescue_shell(mut config: Config) -> Config {
         spec.restart_delay = std::time::Duration::from_secs(1);
         spec.restart_delay_max = std::time::Duration::from_secs(1);
         spec.start_limit = 0;
-        tracing::warn!(
+        crate::log::warn!(
             "starting the rescue shell {} on the console",
             shell.display()
         );

@@ -847,7 +847,7 @@ fn read_services_dir(dir: &Path, found: &mut Found, problems: &mut Vec<Problem>)
         match classify_service_file(&file_name) {
             ServiceFile::Service(stem) => files.push((path, stem.to_owned())),
             ServiceFile::Leftover(what) => {
-                tracing::debug!("{}: skipped ({what})", path.display())
+                crate::log::debug!("{}: skipped ({what})", path.display())
             }
             ServiceFile::Other => {}
         }

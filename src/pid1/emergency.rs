@@ -18,7 +18,7 @@ pub fn run(
     role: Role,
     shutdown_timeout: Duration,
 ) -> ! {
-    tracing::error!(
+    crate::log::error!(
         "emergency mode: {reason}; reaping continues, `ember ctl poweroff|reboot` still work"
     );
     let socket = socket.to_owned();
@@ -53,14 +53,14 @@ pub fn start_shell(shell: &Path) -> Option<i32> {
     });
     match launched {
         Ok(pid) => {
-            tracing::warn!(
+            crate::log::warn!(
                 "rescue shell {} started on the console (pid {pid})",
                 shell.display()
             );
             Some(pid)
         }
         Err(e) => {
-            tracing::error!("cannot start the rescue shell {}: {e}", shell.display());
+            crate::log::error!("cannot start the rescue shell {}: {e}", shell.display());
             None
         }
     }

@@ -30,37 +30,37 @@ pub fn finish(role: Role, power: Power, shutdown_timeout: Duration, watchdog: Op
 
     let step = Instant::now();
     nix::unistd::sync();
-    tracing::info!("shutdown: sync done in {} ms", ms(step));
+    crate::log::info!("shutdown: sync done in {} ms", ms(step));
 
     let step = Instant::now();
     if role == Role::Machine {
         let result = mounts::unmount_all();
-        tracing::info!(
+        crate::log::info!(
             "shutdown: unmounted {} filesystems, remounted {} read-only in {} ms",
             result.unmounted,
             result.remounted_read_only,
             ms(step)
         );
         for failure in &result.failed {
-            tracing::warn!("shutdown: could not unmount or remount {failure}");
+            crate::log::warn!("shutdown: could not unmount or remount {failure}");
         }
         nix::unistd::sync();
     } else {
         // The filesystems belong to the host, or are shared with it.
-        tracing::info!("shutdown: unmount skipped: not the initial PID namespace, the host owns the filesystems");
+        crate::log::info!("shutdown: unmount skipped: not the initial PID namespace, the host owns the filesystems");
     }
 
     if let Some(watchdog) = watchdog {
         watchdog.finish(power);
     }
-    tracing::info!("shutdown: {}", power.word());
+    crate::log::info!("shutdown: {}", power.word());
     reboot(power);
 }
 
 /// reboot(2), only ever as PID 1. In a PID namespace it ends the namespace instead.
 pub fn reboot(power: Power) {
     if std::process::id() != 1 {
-        tracing::error!("refusing reboot(2): ember is not PID 1");
+        crate::log::error!("refusing reboot(2): ember is not PID 1");
         return;
     }
     use nix::sys::reboot::RebootMode;
@@ -70,7 +70,7 @@ pub fn reboot(power: Power) {
         Power::Halt => RebootMode::RB_HALT_SYSTEM,
     };
     let Err(e) = nix::sys::reboot::reboot(mode);
-    tracing::error!("reboot(2) failed: {e}");
+    crate::log::error!("reboot(2) failed: {e}");
 }
 
 /// After a reexec whose handover could not be read: the previous binary's services run
@@ -81,7 +81,7 @@ pub fn stop_leftovers(role: Role, grace: Duration) {
     if role.is_pid1() {
         end_remaining_processes(grace);
     } else {
-        tracing::error!("reexec: not PID 1: the previous binary's services are left running, unsupervised; stop them by hand");
+        crate::log::error!("reexec: not PID 1: the previous binary's services are left running, unsupervised; stop them by hand");
     }
 }
 
@@ -93,23 +93,23 @@ fn end_remaining_processes(grace: Duration) {
     reap_children();
     match remaining() {
         Some(left) if left.is_empty() => {
-            tracing::info!("shutdown: SIGTERM to remaining processes: none left")
+            crate::log::info!("shutdown: SIGTERM to remaining processes: none left")
         }
-        Some(left) => tracing::info!(
+        Some(left) => crate::log::info!(
             "shutdown: SIGTERM to remaining processes: {}",
             describe(&left)
         ),
-        None => tracing::info!("shutdown: SIGTERM to remaining processes"),
+        None => crate::log::info!("shutdown: SIGTERM to remaining processes"),
     }
     let _ = kill(all, Signal::SIGTERM);
     // A stopped process acts on SIGTERM only once it runs again.
     let _ = kill(all, Signal::SIGCONT);
     let left = wait_until_gone(grace, None);
     if left.is_empty() {
-        tracing::info!("shutdown: every remaining process ended in {} ms", ms(step));
+        crate::log::info!("shutdown: every remaining process ended in {} ms", ms(step));
         return;
     }
-    tracing::warn!(
+    crate::log::warn!(
         "shutdown: still running after {} ms; SIGKILL to remaining processes: {}",
         grace.as_millis(),
         describe(&left)
@@ -117,12 +117,12 @@ fn end_remaining_processes(grace: Duration) {
     let _ = kill(all, Signal::SIGKILL);
     let stuck = wait_until_gone(AFTER_KILL, Some(Signal::SIGKILL));
     if !stuck.is_empty() {
-        tracing::warn!(
+        crate::log::warn!(
             "shutdown: survived SIGKILL (stuck in the kernel): {}",
             describe(&stuck)
         );
     }
-    tracing::info!("shutdown: remaining processes gone in {} ms", ms(step));
+    crate::log::info!("shutdown: remaining processes gone in {} ms", ms(step));
 }
 
 /// A process that is still there, as the log names it.

@@ -115,11 +115,11 @@ impl Watchdog {
                 // SAFETY: as above.
                 match unsafe { get_timeout(fd, &mut driver) } {
                     Ok(_) if driver > 0 => {
-                        tracing::warn!("watchdog: {device} would not take a timeout of {wanted} s ({why}); using the driver's, {driver} s");
+                        crate::log::warn!("watchdog: {device} would not take a timeout of {wanted} s ({why}); using the driver's, {driver} s");
                         driver
                     }
                     _ => {
-                        tracing::warn!("watchdog: {device} would neither take a timeout of {wanted} s ({why}) nor tell its own; petting it as if it were {wanted} s");
+                        crate::log::warn!("watchdog: {device} would neither take a timeout of {wanted} s ({why}) nor tell its own; petting it as if it were {wanted} s");
                         wanted
                     }
                 }
@@ -159,13 +159,13 @@ impl Watchdog {
                 self.pet_every = Duration::from_millis(u64::from(self.timeout) * 500);
                 self.last_pet = Instant::now();
                 self.pets += 1;
-                tracing::info!(
+                crate::log::info!(
                     "watchdog: {} timeout now {} s",
                     self.device.display(),
                     self.timeout
                 );
             }
-            result => tracing::warn!(
+            result => crate::log::warn!(
                 "watchdog: {} would not take a timeout of {wanted} s ({}); it stays {} s",
                 self.device.display(),
                 result.err().map(|e| e.to_string()).unwrap_or_default(),
@@ -192,14 +192,14 @@ impl Watchdog {
                 self.last_pet = now;
                 self.pets += 1;
                 if std::mem::take(&mut self.failing) {
-                    tracing::info!("watchdog: {} petted again", self.device.display());
+                    crate::log::info!("watchdog: {} petted again", self.device.display());
                 }
             }
             Err(e) if !self.failing => {
                 self.failing = true;
                 // Try again at the next wakeup, not at once.
                 self.last_pet = now;
-                tracing::error!(
+                crate::log::error!(
                     "watchdog: cannot pet {}: {e}; the board will be reset if this goes on",
                     self.device.display()
                 );
@@ -212,11 +212,11 @@ impl Watchdog {
     /// moved it to another device.
     pub fn disarm(mut self) {
         match self.file.write_all(b"V") {
-            Ok(()) => tracing::info!(
+            Ok(()) => crate::log::info!(
                 "watchdog: {} closed (magic close): no longer watching",
                 self.device.display()
             ),
-            Err(e) => tracing::warn!(
+            Err(e) => crate::log::warn!(
                 "watchdog: cannot write the magic close to {}: {e}; it stays armed",
                 self.device.display()
             ),
@@ -291,7 +291,7 @@ impl Watchdog {
                     if started.elapsed() < limit {
                         self.pet(Instant::now());
                     } else {
-                        tracing::error!("watchdog: the shutdown has taken more than {} s; no longer petting {}: it will reset the board", limit.as_secs(), self.device.display());
+                        crate::log::error!("watchdog: the shutdown has taken more than {} s; no longer petting {}: it will reset the board", limit.as_secs(), self.device.display());
                         // Held open, unpetted, until reboot(2) or the reset.
                         std::mem::forget(self);
                         return;
@@ -299,7 +299,7 @@ impl Watchdog {
                 }
             });
         if let Err(e) = spawned {
-            tracing::error!("watchdog: cannot start petting it through the shutdown: {e}");
+            crate::log::error!("watchdog: cannot start petting it through the shutdown: {e}");
         }
         Petting { ask, done }
     }
@@ -313,7 +313,7 @@ impl Watchdog {
         };
         if keep {
             self.pet(Instant::now());
-            tracing::info!(
+            crate::log::info!(
                 "watchdog: {} left armed for the {} (timeout {} s)",
                 self.device.display(),
                 power.word(),

@@ -214,7 +214,7 @@ impl Cgroups {
             }
         }
         if let Err(e) = fs::remove_dir(&self.base) {
-            tracing::warn!("cannot remove {}: {e}", self.base.display());
+            crate::log::warn!("cannot remove {}: {e}", self.base.display());
         }
     }
 }
@@ -489,7 +489,7 @@ pub fn sweep_stale(parent: &Path, ours: &str) -> Vec<PathBuf> {
         let why = match view.judge(instance) {
             Ok(why) => why,
             Err(alive) => {
-                tracing::debug!(
+                crate::log::debug!(
                     "cgroup {} left alone: its ember may be running ({alive})",
                     path.display()
                 );
@@ -500,31 +500,31 @@ pub fn sweep_stale(parent: &Path, ours: &str) -> Vec<PathBuf> {
         // the look above, in a new namespace with the same number, would take this very
         // directory for its own. Look again, just before removing.
         if let Err(alive) = ProcView::read().judge(instance) {
-            tracing::debug!("cgroup {} left alone: {alive}", path.display());
+            crate::log::debug!("cgroup {} left alone: {alive}", path.display());
             continue;
         }
         match remove_tree(&path) {
             Ok(()) => {
                 if removed.len() < NAMED_REMOVALS {
-                    tracing::info!(
+                    crate::log::info!(
                         "removed the stale cgroup {} of an ember that is gone ({why})",
                         path.display()
                     );
                 }
                 removed.push(path);
             }
-            Err(e) if populated(&path) => tracing::warn!(
+            Err(e) if populated(&path) => crate::log::warn!(
                 "the stale cgroup {} of an ember that is gone ({why}) still has processes; left in place ({e})",
                 path.display()
             ),
-            Err(e) => tracing::warn!(
+            Err(e) => crate::log::warn!(
                 "cannot remove the stale cgroup {} of an ember that is gone ({why}): {e}",
                 path.display()
             ),
         }
     }
     if removed.len() > NAMED_REMOVALS {
-        tracing::info!(
+        crate::log::info!(
             "removed {} stale cgroups in all under {}",
             removed.len(),
             parent.display()

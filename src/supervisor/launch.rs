@@ -187,7 +187,7 @@ impl Plan {
                 Ok(launched) => return launched,
                 Err(KILLED_UNBORN) => {
                     INTO_CGROUP_KILLS.store(true, Relaxed);
-                    tracing::info!(
+                    crate::log::info!(
                         "this kernel kills a process created in a cgroup that cgroup.kill once emptied (a kernel bug): services are moved into their cgroups from now on"
                     );
                 }

@@ -47,7 +47,7 @@ impl Sink {
                 std::thread::Builder::new()
                     .name("ember-logfiles".into())
                     .spawn(move || write_all(rx))
-                    .map_err(|e| tracing::error!("cannot start the log file writer: {e}"))
+                    .map_err(|e| crate::log::error!("cannot start the log file writer: {e}"))
                     .ok()
                     .map(|_| tx)
             })
@@ -137,7 +137,7 @@ fn write_all(rx: Arc<Mailbox<Line>>) -> ! {
                 // the log with one line per line.
                 let why = e.to_string();
                 if failing.get(&target.path) != Some(&why) {
-                    tracing::warn!("cannot write {}: {why}", target.path.display());
+                    crate::log::warn!("cannot write {}: {why}", target.path.display());
                     failing.insert(target.path.clone(), why);
                 }
                 open.remove(&target.path);

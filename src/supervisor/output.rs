@@ -141,7 +141,7 @@ impl Readers {
         use std::os::fd::AsRawFd;
         // Non-blocking, for reads from the one task: no pipe may hold up the others.
         if let Err(e) = set_nonblocking(&fd) {
-            tracing::warn!("{name}: cannot read its {stream}: {e}");
+            crate::log::warn!("{name}: cannot read its {stream}: {e}");
             return;
         }
         let pipe = Pipe {
@@ -192,7 +192,7 @@ async fn read_all(mut new: mpsc::UnboundedReceiver<Pipe>, feed: mpsc::Sender<Fee
         Err(e) => {
             // Kept open, unread: a service whose pipe fills waits, it does not die of
             // EPIPE. (This fails only without memory or fds.)
-            tracing::error!("cannot read the services' output: {e}; their output waits unread");
+            crate::log::error!("cannot read the services' output: {e}; their output waits unread");
             let mut kept = Vec::new();
             while let Some(pipe) = new.recv().await {
                 kept.push(pipe);
@@ -229,19 +229,19 @@ async fn read_all(mut new: mpsc::UnboundedReceiver<Pipe>, feed: mpsc::Sender<Fee
                         with_sinks += usize::from(pipe.sink.is_some());
                         pipes.insert(pipe);
                     }
-                    Err(e) => tracing::warn!("{}: cannot read its {}: {e}", pipe.name, pipe.stream),
+                    Err(e) => crate::log::warn!("{}: cannot read its {}: {e}", pipe.name, pipe.stream),
                 }
             }
             guard = ready.readable() => {
                 let Ok(mut guard) = guard else {
-                    tracing::error!("the services' output can no longer be read");
+                    crate::log::error!("the services' output can no longer be read");
                     return;
                 };
                 let n = match epoll.wait(&mut events, EpollTimeout::ZERO) {
                     Ok(n) => n,
                     Err(nix::errno::Errno::EINTR) => continue,
                     Err(e) => {
-                        tracing::error!("the services' output can no longer be read: epoll_wait: {e}");
+                        crate::log::error!("the services' output can no longer be read: epoll_wait: {e}");
                         return;
                     }
                 };

@@ -214,7 +214,7 @@ impl Runtime {
             Ok(mut sigusr2),
         ) = signals
         else {
-            tracing::error!("cannot install signal handlers; not starting any service");
+            crate::log::error!("cannot install signal handlers; not starting any service");
             return Ended {
                 outcome: Outcome::Exit(1),
                 system: config.system,
@@ -228,7 +228,7 @@ impl Runtime {
         let notify_dir = notify::dir_for(&config.control.socket);
         let cgroups = match Cgroups::setup(role) {
             Ok(c) => {
-                tracing::info!(
+                crate::log::info!(
                     "services run in cgroups under {} (controllers: {})",
                     c.base().display(),
                     if c.controllers().is_empty() {
@@ -240,7 +240,7 @@ impl Runtime {
                 Some(c)
             }
             Err(why) => {
-                tracing::warn!("no cgroups ({why}): each service is contained by its process group only, which a process that calls setsid() leaves; memory_max, pids_max and cpu_weight cannot apply");
+                crate::log::warn!("no cgroups ({why}): each service is contained by its process group only, which a process that calls setsid() leaves; memory_max, pids_max and cpu_weight cannot apply");
                 None
             }
         };
@@ -318,7 +318,7 @@ impl Runtime {
         // handed over is open already, and kept.)
         rt.apply_watchdog();
         if handed_over {
-            tracing::info!("reexec: took over {} services", rt.engine.units().count());
+            crate::log::info!("reexec: took over {} services", rt.engine.units().count());
         }
         let actions = rt.guarded(|engine, now| engine.boot(now));
         rt.execute(actions);
@@ -424,9 +424,9 @@ impl Runtime {
                 };
                 match Watchdog::open(&config) {
                     Ok(watchdog) => {
-                        tracing::info!("{}", watchdog.describe());
+                        crate::log::info!("{}", watchdog.describe());
                         if watchdog.reset_by_watchdog() {
-                            tracing::warn!(
+                            crate::log::warn!(
                                 "watchdog: {} says that it reset the board last time",
                                 config.device.display()
                             );
@@ -434,7 +434,7 @@ impl Runtime {
                         self.watchdog = Some(watchdog);
                     }
                     Err(e) => {
-                        tracing::error!("watchdog: {e}; the board has NO hardware watchdog: fix [system] watchdog or load its driver, then `ember ctl reload`");
+                        crate::log::error!("watchdog: {e}; the board has NO hardware watchdog: fix [system] watchdog or load its driver, then `ember ctl reload`");
                         self.watchdog_error = Some(e);
                     }
                 }
@@ -483,7 +483,7 @@ impl Runtime {
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| call(engine, now))) {
             Ok(actions) => actions,
             Err(_) => {
-                tracing::error!(
+                crate::log::error!(
                     "internal error in the engine (a bug; please report it); carrying on"
                 );
                 Vec::new()
@@ -570,7 +570,7 @@ impl Runtime {
                 }
                 Action::Removed { name } => {
                     changed = true;
-                    tracing::info!("{name}: removed");
+                    crate::log::info!("{name}: removed");
                     if let Some(mut kept) = self.services.remove(&name) {
                         let proc = &mut kept.proc;
                         proc.probes.drain(..).for_each(|p| p.abort());
@@ -591,7 +591,7 @@ impl Runtime {
                     None
                 }
                 Action::OnFailure { name, action } => {
-                    tracing::error!(
+                    crate::log::error!(
                         "{name} failed and has on_failure = {action:?}: taking the system down"
                     );
                     let outcome = match action {
@@ -621,7 +621,7 @@ impl Runtime {
                         .shutdown_started
                         .map(|t| t.elapsed().as_millis())
                         .unwrap_or(0);
-                    tracing::info!("shutdown: services stopped in {took} ms");
+                    crate::log::info!("shutdown: services stopped in {took} ms");
                     if let Some(cgroups) = &self.cgroups {
                         cgroups.teardown();
                     }
@@ -644,7 +644,7 @@ impl Runtime {
         if !self.role.is_pid1() {
             match signal {
                 Signal::SIGTERM | Signal::SIGINT => self.begin_shutdown(name, Outcome::Exit(0)),
-                _ => tracing::info!("{name}: ignored (ember is not PID 1)"),
+                _ => crate::log::info!("{name}: ignored (ember is not PID 1)"),
             }
             return;
         }
@@ -656,7 +656,7 @@ impl Runtime {
                 CtrlAltDel::Reboot => Power::Reboot,
                 CtrlAltDel::Poweroff => Power::Poweroff,
                 CtrlAltDel::Ignore => {
-                    tracing::info!("Ctrl-Alt-Del: ignored ([system] ctrl_alt_del = \"ignore\")");
+                    crate::log::info!("Ctrl-Alt-Del: ignored ([system] ctrl_alt_del = \"ignore\")");
                     return;
                 }
             },
@@ -743,7 +743,7 @@ impl Runtime {
                 Ok(prepared) => {
                     proc.cgroup_killed = prepared.killed;
                     for warning in &prepared.warnings {
-                        tracing::warn!("{name}: {warning}");
+                        crate::log::warn!("{name}: {warning}");
                     }
                     (proc.oom_kills_before, proc.cpu_before) = if prepared.made {
                         (0, 0)
@@ -764,7 +764,7 @@ impl Runtime {
                     });
                 }
                 Err(e) => {
-                    tracing::warn!("{name}: {e}; running it in its process group only");
+                    crate::log::warn!("{name}: {e}; running it in its process group only");
                     proc.in_cgroup = false;
                 }
             }
@@ -777,7 +777,7 @@ impl Runtime {
         drop(placed);
         if !self.first_spawn_logged {
             self.first_spawn_logged = true;
-            tracing::info!(
+            crate::log::info!(
                 "first service spawned {} us after ember started (uptime {})",
                 crate::pid1::since_start().as_micros(),
                 crate::pid1::uptime_text()
@@ -785,7 +785,7 @@ impl Runtime {
         }
         match result {
             Ok(spawned) => {
-                tracing::debug!("{name}: spawned pid {}", spawned.pid);
+                crate::log::debug!("{name}: spawned pid {}", spawned.pid);
                 proc.pgid = Some(spawned.pid);
                 proc.session = Some(spawned.pid);
                 // The spec's copy of the name for the process and both pipes (and their
@@ -813,7 +813,7 @@ impl Runtime {
                 })
             }
             Err(error) => {
-                tracing::warn!("{name}: cannot start: {error}");
+                crate::log::warn!("{name}: cannot start: {error}");
                 Some(Input::SpawnFailed {
                     name: name.to_owned(),
                     run,
@@ -828,7 +828,7 @@ impl Runtime {
     fn kill(&mut self, name: &str, signal: Signal) {
         let pid = self.engine.unit(name).and_then(|u| u.pid);
         let pgid = self.services.get(name).and_then(|k| k.proc.pgid);
-        tracing::debug!(
+        crate::log::debug!(
             "{name}: sending {} (pid {pid:?}, group {pgid:?})",
             signal.as_str()
         );
@@ -873,7 +873,7 @@ impl Runtime {
         match readiness {
             Readiness::Log(pattern) => match regex_lite::Regex::new(pattern) {
                 Ok(re) => proc.log_ready = Some(Box::new((run, re))),
-                Err(e) => tracing::error!("{name}: ready log pattern is invalid: {e}"),
+                Err(e) => crate::log::error!("{name}: ready log pattern is invalid: {e}"),
             },
             other => {
                 if let Some(handle) =
@@ -896,7 +896,7 @@ impl Runtime {
                     let _ = done.send(exit.success());
                 }
                 None => {
-                    tracing::trace!("reaped orphan {pid} ({exit})");
+                    crate::log::trace!("reaped orphan {pid} ({exit})");
                     if self.unclaimed.len() == UNCLAIMED_KEPT {
                         self.unclaimed.pop_front();
                     }
@@ -954,9 +954,9 @@ impl Runtime {
             .unit(name)
             .is_some_and(|u| u.state == super::model::State::Deactivating);
         if exit.success() || stopping {
-            tracing::info!("{name}: process {pid} ended with {exit}");
+            crate::log::info!("{name}: process {pid} ended with {exit}");
         } else {
-            tracing::warn!("{name}: process {pid} ended with {exit}");
+            crate::log::warn!("{name}: process {pid} ended with {exit}");
         }
     }
 
@@ -999,7 +999,7 @@ impl Runtime {
                 notify::Message::Watchdog => self.input(Input::WatchdogPing { name, run }),
                 notify::Message::Status(text) => self.input(Input::StatusText { name, run, text }),
                 notify::Message::MainPid(pid) => self.claim_main_pid(name, run, pid),
-                notify::Message::Stopping => tracing::info!("{name}: says it is stopping"),
+                notify::Message::Stopping => crate::log::info!("{name}: says it is stopping"),
             },
             Feed::Reexec {
                 binary,
@@ -1017,7 +1017,7 @@ impl Runtime {
                         super::handover::FORMAT
                     )
                 };
-                tracing::error!("{origin}: reexec: {answer}");
+                crate::log::error!("{origin}: reexec: {answer}");
                 let _ = reply.send(ember_ipc::Reply::error(
                     ember_ipc::ErrorKind::Failed,
                     answer,
@@ -1028,7 +1028,7 @@ impl Runtime {
                     self.children.insert(pid, ChildOwner::Check(done));
                 }
                 Err(e) => {
-                    tracing::warn!("readiness check {argv:?} cannot run: {e}");
+                    crate::log::warn!("readiness check {argv:?} cannot run: {e}");
                     let _ = done.send(false);
                 }
             },
@@ -1100,7 +1100,7 @@ impl Runtime {
         // It may have died before we learnt its pid: its exit was kept for this.
         let exited = self.unclaimed.iter().position(|(p, _)| *p == pid);
         if exited.is_none() && !self.owns(&name, pid) {
-            tracing::warn!("{name}: ignoring main pid {pid}: not a process of this service");
+            crate::log::warn!("{name}: ignoring main pid {pid}: not a process of this service");
             return;
         }
         self.children
@@ -1216,7 +1216,7 @@ impl Runtime {
         if !self.boot_complete && matches!(state, SystemState::Running | SystemState::Degraded) {
             self.boot_complete = true;
             self.timeline.boot_complete(self.now());
-            tracing::info!(
+            crate::log::info!(
                 "boot complete: every service settled {} ms after ember started (uptime {})",
                 crate::pid1::since_start().as_millis(),
                 crate::pid1::uptime_text()
@@ -1226,8 +1226,8 @@ impl Runtime {
         if self.system_state != Some(state) {
             self.system_state = Some(state);
             match state {
-                SystemState::Degraded => tracing::warn!("system is degraded"),
-                _ => tracing::debug!("system is {state}"),
+                SystemState::Degraded => crate::log::warn!("system is degraded"),
+                _ => crate::log::debug!("system is {state}"),
             }
             self.publish_system();
         }
@@ -1250,7 +1250,7 @@ impl Runtime {
         }
         let open = policy.opens_the_socket();
         if let Err(e) = ember_ipc::socket::set_open(&self.config.control.socket, open) {
-            tracing::warn!(
+            crate::log::warn!(
                 "cannot set the mode of {}: {e}",
                 self.config.control.socket.display()
             );
@@ -1271,10 +1271,10 @@ impl Runtime {
 
     fn begin_shutdown(&mut self, why: &str, outcome: Outcome) {
         if self.engine.shutting_down() {
-            tracing::info!("{why}: already stopping");
+            crate::log::info!("{why}: already stopping");
             return;
         }
-        tracing::info!("shutdown: stopping every service ({why})");
+        crate::log::info!("shutdown: stopping every service ({why})");
         // journald stops like any service: the shutdown steps must still be seen.
         crate::log::leave_journald();
         self.shutdown_started = Some(Instant::now());
@@ -1292,24 +1292,26 @@ impl Runtime {
             .map(|p| p.to_string())
             .collect();
         for warning in &warnings {
-            tracing::warn!("{warning}");
+            crate::log::warn!("{warning}");
         }
         let Some(new) = loaded.config else {
             let errors: Vec<String> = loaded.errors().map(|p| p.to_string()).collect();
             for e in &errors {
-                tracing::error!("{e}");
+                crate::log::error!("{e}");
             }
-            tracing::error!(
+            crate::log::error!(
                 "{why}: reload rejected: the configuration has errors; nothing changed"
             );
             return Err(errors);
         };
-        tracing::info!("{why}: reloading {}", new.path.display());
+        crate::log::info!("{why}: reloading {}", new.path.display());
         if new.mqtt != self.config.mqtt || new.system.device != self.config.system.device {
-            tracing::warn!("{why}: [mqtt] and the device name change at the next start of ember");
+            crate::log::warn!(
+                "{why}: [mqtt] and the device name change at the next start of ember"
+            );
         }
         if new.control.socket != self.config.control.socket {
-            tracing::warn!(
+            crate::log::warn!(
                 "{why}: the control socket stays at {} until ember restarts",
                 self.config.control.socket.display()
             );
@@ -1331,14 +1333,14 @@ impl Runtime {
         self.input(Input::Reload(specs));
         let mut report = self.reloaded.take().unwrap_or_default();
         for change in &report.restarted {
-            tracing::info!(
+            crate::log::info!(
                 "{why}: {} restarts: {} changed",
                 change.name,
                 change.keys.join(", ")
             );
         }
         for change in &report.updated {
-            tracing::info!(
+            crate::log::info!(
                 "{why}: {}: {} changed, applied without a restart",
                 change.name,
                 change.keys.join(", ")
@@ -1346,7 +1348,7 @@ impl Runtime {
         }
         report.warnings = warnings;
         if self.config_status.fallback {
-            tracing::info!("{why}: the configuration is good again: no longer a fallback");
+            crate::log::info!("{why}: the configuration is good again: no longer a fallback");
             self.config_status = ConfigStatus {
                 path: self.config.path.display().to_string(),
                 fallback: false,
@@ -1440,7 +1442,7 @@ fn parent_and_session(pid: Pid) -> Option<(Pid, Pid)> {
 }
 
 fn note_held_back(name: &str, held_back: u64) {
-    tracing::warn!(
+    crate::log::warn!(
         "{name}: {held_back} lines were not copied to this log (more than {} a second from it, or {} from all services); `ember ctl logs {name}` shows its last {}",
         output::COPY_RATE,
         output::COPY_RATE_ALL,
@@ -1453,10 +1455,10 @@ fn log_transition(unit: &Unit) {
     let sub = unit.sub.word();
     match &unit.reason {
         Some(reason) if unit.state == super::model::State::Failed => {
-            tracing::error!("{}: {state} ({sub}): {reason}", unit.spec.name)
+            crate::log::error!("{}: {state} ({sub}): {reason}", unit.spec.name)
         }
-        Some(reason) => tracing::info!("{}: {state} ({sub}): {reason}", unit.spec.name),
-        None => tracing::info!("{}: {state} ({sub})", unit.spec.name),
+        Some(reason) => crate::log::info!("{}: {state} ({sub}): {reason}", unit.spec.name),
+        None => crate::log::info!("{}: {state} ({sub})", unit.spec.name),
     }
 }
 

@@ -94,7 +94,7 @@ impl Runtime {
                 return;
             }
         }
-        tracing::info!(
+        crate::log::info!(
             "{origin}: reexec: asking {} whether it takes over",
             binary.display()
         );
@@ -134,7 +134,7 @@ impl Runtime {
                 return format!("cannot keep {e} open across the exec; not exec'd: ember runs on");
             }
         }
-        tracing::warn!(
+        crate::log::warn!(
             "{origin}: reexec: handing {} services over to {}",
             handover.engine.units.len(),
             binary.display()
@@ -228,7 +228,7 @@ impl Runtime {
     /// The new binary's side: takes over what the previous one handed over, before the
     /// first turn of the loop. The engine has its records already (`Engine::adopt`).
     pub(super) fn take_over(&mut self, h: Handover) {
-        tracing::info!(
+        crate::log::info!(
             "reexec: taking over from ember {} ({} services, seq {})",
             h.from,
             h.engine.units.len(),
@@ -311,7 +311,7 @@ impl Runtime {
                         let key = self.shared_name(&name);
                         self.services.entry(&key).proc.notify = Some(handle);
                     }
-                    Err(e) => tracing::warn!("{name}: reexec: its notify socket: {e}"),
+                    Err(e) => crate::log::warn!("{name}: reexec: its notify socket: {e}"),
                 }
             } else if starting && ready == Readiness::PidFile {
                 if let Some(path) = pid_file {
@@ -331,7 +331,7 @@ impl Runtime {
         if let (Some(fd), Some(config)) = (h.watchdog, self.config.system.watchdog.clone()) {
             match crate::pid1::watchdog::Watchdog::adopt(fd, &config) {
                 Ok(watchdog) => self.watchdog = Some(watchdog),
-                Err(e) => tracing::error!("reexec: the watchdog handed over: {e}"),
+                Err(e) => crate::log::error!("reexec: the watchdog handed over: {e}"),
             }
         }
     }

@@ -38,7 +38,7 @@ enum Goal {
 
 impl Runtime {
     pub(super) fn on_request(&mut self, request: Request) {
-        tracing::debug!("{}: {}", request.origin, request.command.verb());
+        crate::log::debug!("{}: {}", request.origin, request.command.verb());
         match request.command {
             command @ (Command::Start(_) | Command::Stop(_) | Command::Restart(_)) => {
                 let wait = matches!(&command, Command::Start(t) | Command::Stop(t) | Command::Restart(t) if t.wait);
@@ -106,7 +106,7 @@ impl Runtime {
             return Err(unknown_service(name));
         }
         for spec in to_make {
-            tracing::info!("{origin}: {} made from its template", spec.name);
+            crate::log::info!("{origin}: {} made from its template", spec.name);
             self.input(Input::Add(Box::new(spec)));
         }
         if !matches!(kind, Kind::Stop) {
@@ -141,7 +141,7 @@ impl Runtime {
                     Input::Restart(name.clone()),
                 ),
             };
-            tracing::info!("{origin}: {verb} {name}");
+            crate::log::info!("{origin}: {verb} {name}");
             self.input(input);
             goals.push((name, goal));
         }
@@ -315,7 +315,7 @@ impl Runtime {
                 }
             }
             Command::Hello(args) => {
-                tracing::debug!(
+                crate::log::debug!(
                     "{origin}: hello from {} (protocol {}; ember speaks {})",
                     args.client.as_deref().unwrap_or("a client"),
                     args.protocol,
@@ -449,7 +449,7 @@ pub(super) fn unknown_service(name: &str) -> Reply {
 #[cfg(feature = "test-hooks")]
 fn test_hooks(names: &[String]) {
     if names.iter().any(|n| n == "__stall_main") {
-        tracing::warn!("stalling the main loop for good (test hook)");
+        crate::log::warn!("stalling the main loop for good (test hook)");
         loop {
             std::thread::sleep(std::time::Duration::from_secs(3600));
         }
