@@ -4,33 +4,41 @@
 //! (reap and dispatch by pid), control requests, feeds from output readers, probes and
 //! notify sockets, signals, and the engine's next deadline. Nothing polls: with no
 //! deadline pending, an idle ember sleeps until something happens.
+//!
+//! This file is the loop and the execution of the engine's actions; the rest is in parts:
+//! `effects` (spawn in turn, kill, probe, reap), `feed` (what the tasks around the
+//! runtime tell it: lines, readiness, main pids, notify), `publish` (events, the system
+//! status, metrics), `requests` (the control socket's requests), `reexec` (the handover,
+//! both sides) and `kept` (what is kept per service beside the engine's unit).
 
 use super::cgroup::{self, Cgroups};
 use super::engine::{Action, Engine, Input};
 use super::model::{Exit, Pid, Unit};
 use super::output;
-use super::{notify, readiness, reaper, spawn, status, usage};
-use crate::config::{self, Config, CtrlAltDel, FailureAction, Readiness};
+use super::{notify, readiness, spawn};
+use crate::config::{self, Config, CtrlAltDel, FailureAction};
 use crate::pid1::watchdog::{Petting, Watchdog};
 use crate::pid1::{Power, Role};
 use ember_ipc::broadcast::Broadcast;
-use ember_ipc::throttle::{Admit, RateLimit};
-use ember_ipc::{ConfigStatus, Event, ReloadReport, Reply, Request, SystemState, SystemStatus};
+use ember_ipc::throttle::RateLimit;
+use ember_ipc::{ConfigStatus, Event, ReloadReport, Reply, Request, SystemState};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid as NixPid;
 use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, oneshot};
 
+mod effects;
+mod feed;
 mod kept;
+mod publish;
 mod reexec;
 mod requests;
 
-use kept::{Kept, Said, Services};
+use kept::{Kept, Services};
 
 /// What the tasks around the runtime tell it.
 #[derive(Debug)]
@@ -676,572 +684,6 @@ impl Runtime {
         Reply::ok()
     }
 
-    /// Spawns what waited for a turn of its own, for one [`SPAWN_SLICE`].
-    fn spawn_deferred(&mut self) {
-        self.turn_started = Instant::now();
-        while self.turn_started.elapsed() < SPAWN_SLICE {
-            let Some((name, run)) = self.deferred.pop_front() else {
-                return;
-            };
-            if let Some(result) = self.spawn(&name, run) {
-                self.input(result);
-            }
-        }
-    }
-
-    /// Spawns a service; returns its result for the engine (spawned, or why not), or
-    /// nothing when the spawn is no longer wanted.
-    fn spawn(&mut self, name: &str, run: u64) -> Option<Input> {
-        let unit = self.engine.unit(name)?;
-        // A spawn that waited its turn may no longer be wanted: stopped, or superseded by
-        // a later run. Its process would have no one to answer to. A stop that came while
-        // it waited is waiting for this answer: tell the engine nothing was spawned.
-        if unit.run == run && unit.state == super::model::State::Deactivating && unit.pid.is_none()
-        {
-            return Some(Input::SpawnFailed {
-                name: name.to_owned(),
-                run,
-                error: "stopped before its turn to spawn".to_owned(),
-            });
-        }
-        if unit.run != run
-            || unit.state != super::model::State::Activating
-            || unit.sub != super::model::Sub::Start
-            || unit.pid.is_some()
-        {
-            return None;
-        }
-        let spec = unit.spec.clone();
-        let proc = &mut self.services.entry(&spec.name).proc;
-        if let Some(n) = proc.notify.take() {
-            n.abort();
-        }
-        let mut notify_path = None;
-        if spec.ready == Readiness::Notify {
-            let path = notify::socket_path(&self.notify_dir, name);
-            let owner = spec.user.as_deref().and_then(owner_ids);
-            match notify::listen(&path, owner, name.to_owned(), run, self.feed_tx.clone()) {
-                Ok(handle) => {
-                    proc.notify = Some(handle);
-                    notify_path = Some(path);
-                }
-                Err(e) => {
-                    let error = format!("cannot create its notify socket {}: {e}", path.display());
-                    return Some(Input::SpawnFailed {
-                        name: name.to_owned(),
-                        run,
-                        error,
-                    });
-                }
-            }
-        }
-        // Its cgroup: without one it still runs (in its process group), unless it has
-        // limits that only a cgroup can apply.
-        let mut placed = None;
-        if let Some(cgroups) = &self.cgroups {
-            match cgroups.prepare(name, &spec.limits, proc.cgroup_killed) {
-                Ok(prepared) => {
-                    proc.cgroup_killed = prepared.killed;
-                    for warning in &prepared.warnings {
-                        crate::log::warn!("{name}: {warning}");
-                    }
-                    (proc.oom_kills_before, proc.cpu_before) = if prepared.made {
-                        (0, 0)
-                    } else {
-                        (
-                            cgroup::oom_kills(&prepared.path),
-                            usage::cpu_usage_usec(&prepared.path).unwrap_or(0),
-                        )
-                    };
-                    proc.in_cgroup = true;
-                    placed = Some(prepared);
-                }
-                Err(e) if spec.limits.needs_controllers() => {
-                    return Some(Input::SpawnFailed {
-                        name: name.to_owned(),
-                        run,
-                        error: format!("{e}; its memory_max, pids_max or cpu_weight need it"),
-                    });
-                }
-                Err(e) => {
-                    crate::log::warn!("{name}: {e}; running it in its process group only");
-                    proc.in_cgroup = false;
-                }
-            }
-        }
-        let cgroup = placed.as_ref().map(|p| super::launch::Cgroup {
-            dir: p.dir.as_raw_fd(),
-            killed: p.killed,
-        });
-        let result = spawn::spawn_service(&spec, notify_path.as_deref(), cgroup);
-        drop(placed);
-        if !self.first_spawn_logged {
-            self.first_spawn_logged = true;
-            crate::log::info!(
-                "first service spawned {} us after ember started (uptime {})",
-                crate::pid1::since_start().as_micros(),
-                crate::pid1::uptime_text()
-            );
-        }
-        match result {
-            Ok(spawned) => {
-                crate::log::debug!("{name}: spawned pid {}", spawned.pid);
-                proc.pgid = Some(spawned.pid);
-                proc.session = Some(spawned.pid);
-                // The spec's copy of the name for the process and both pipes (and their
-                // lines).
-                let shared = spec.name.clone();
-                self.children
-                    .insert(spawned.pid, ChildOwner::Service(shared.clone()));
-                let sink = |output: &config::Output| match output {
-                    config::Output::Rotated(file) => super::logfiles::Sink::new(file),
-                    _ => None,
-                };
-                for (fd, stream, output) in [
-                    (spawned.stdout, ember_ipc::Stream::Stdout, &spec.stdout),
-                    (spawned.stderr, ember_ipc::Stream::Stderr, &spec.stderr),
-                ] {
-                    if let Some(fd) = fd {
-                        self.readers
-                            .read(fd, shared.clone(), run, stream, sink(output));
-                    }
-                }
-                Some(Input::Spawned {
-                    name: name.to_owned(),
-                    run,
-                    pid: spawned.pid,
-                })
-            }
-            Err(error) => {
-                crate::log::warn!("{name}: cannot start: {error}");
-                Some(Input::SpawnFailed {
-                    name: name.to_owned(),
-                    run,
-                    error,
-                })
-            }
-        }
-    }
-
-    /// Signals every process of the service: its cgroup's when it has one, else its
-    /// process group's; and the main process once, wherever it is.
-    fn kill(&mut self, name: &str, signal: Signal) {
-        let pid = self.engine.unit(name).and_then(|u| u.pid);
-        let pgid = self.services.get(name).and_then(|k| k.proc.pgid);
-        crate::log::debug!(
-            "{name}: sending {} (pid {pid:?}, group {pgid:?})",
-            signal.as_str()
-        );
-        if let Some(path) = self.cgroup_path(name) {
-            let members = cgroup::signal_all(&path, signal);
-            if let Some(Kept { proc, .. }) = self.services.get_mut(name) {
-                proc.cgroup_killed |= signal == Signal::SIGKILL && !members.is_empty();
-            }
-            if let Some(pid) = pid.filter(|p| !members.contains(p)) {
-                let _ = kill(NixPid::from_raw(pid), signal);
-            }
-            return;
-        }
-        if let Some(pgid) = pgid {
-            // ESRCH when the group has emptied (then its number may be reused): forget it.
-            if kill(NixPid::from_raw(-pgid), signal).is_err() {
-                if let Some(Kept { proc, .. }) = self.services.get_mut(name) {
-                    proc.pgid = None;
-                }
-            }
-        }
-        // The main process outside that group (a forking daemon in a session of its own, a
-        // MAINPID= elsewhere) gets it once too: never twice, a shell trap would run twice.
-        if let Some(pid) = pid {
-            match nix::unistd::getpgid(Some(NixPid::from_raw(pid))).map(|g| g.as_raw()) {
-                Ok(group) if Some(group) == pgid => {}
-                Ok(group) if group == pid => {
-                    let _ = kill(NixPid::from_raw(-group), signal);
-                }
-                _ => {
-                    let _ = kill(NixPid::from_raw(pid), signal);
-                }
-            }
-        }
-    }
-
-    // Called from two places (a spawn, a takeover): one copy, not one inlined into each.
-    #[inline(never)]
-    fn probe(&mut self, name: &str, run: u64, readiness: &Readiness) {
-        let key = self.shared_name(name);
-        let proc = &mut self.services.entry(&key).proc;
-        match readiness {
-            Readiness::Log(pattern) => match regex_lite::Regex::new(pattern) {
-                Ok(re) => proc.log_ready = Some(Box::new((run, re))),
-                Err(e) => crate::log::error!("{name}: ready log pattern is invalid: {e}"),
-            },
-            other => {
-                if let Some(handle) =
-                    readiness::start(other, name.to_owned(), run, self.feed_tx.clone())
-                {
-                    proc.probes.push(handle);
-                }
-            }
-        }
-    }
-
-    fn reap(&mut self) {
-        for (pid, exit) in reaper::reap_all() {
-            match self.children.remove(&pid) {
-                Some(ChildOwner::Service(name)) => {
-                    self.log_exit(&name, pid, exit);
-                    self.exited(name.to_string(), pid, exit);
-                }
-                Some(ChildOwner::Check(done)) => {
-                    let _ = done.send(exit.success());
-                }
-                None => {
-                    crate::log::trace!("reaped orphan {pid} ({exit})");
-                    if self.unclaimed.len() == UNCLAIMED_KEPT {
-                        self.unclaimed.pop_front();
-                    }
-                    self.unclaimed.push_back((pid, exit));
-                }
-            }
-        }
-    }
-
-    /// A process of the service ended: to the engine, with whether an OOM kill ended it.
-    fn exited(&mut self, name: String, pid: Pid, exit: Exit) {
-        // Its last words: if some were left out of the log, say so now, not at its next line.
-        if let Some(ring) = self.services.get_mut(&name).and_then(|k| k.log.as_mut()) {
-            let held_back = ring.copies(Instant::now()).take_held_back();
-            if held_back > 0 {
-                note_held_back(&name, held_back);
-            }
-        }
-        let oom_killed = self.oom_killed(&name);
-        self.input(Input::Exited {
-            name,
-            pid,
-            exit,
-            oom_killed,
-        });
-    }
-
-    /// Whether the OOM killer has killed in the service's cgroup since its run began.
-    fn oom_killed(&self, name: &str) -> bool {
-        let before = self
-            .services
-            .get(name)
-            .map_or(0, |k| k.proc.oom_kills_before);
-        self.cgroup_path(name)
-            .is_some_and(|path| cgroup::oom_kills(&path) > before)
-    }
-
-    /// The name of the service as its spec holds it, to key what is kept of it with the
-    /// same copy (a name not among the services, which cannot be, gets its own).
-    fn shared_name(&self, name: &str) -> Arc<str> {
-        self.engine
-            .unit(name)
-            .map_or_else(|| Arc::from(name), |unit| unit.spec.name.clone())
-    }
-
-    /// The service's cgroup, when its last spawn went into it.
-    fn cgroup_path(&self, name: &str) -> Option<PathBuf> {
-        self.services.get(name).filter(|k| k.proc.in_cgroup)?;
-        self.cgroups.as_ref().map(|c| c.path(name))
-    }
-
-    fn log_exit(&self, name: &str, pid: Pid, exit: Exit) {
-        let stopping = self
-            .engine
-            .unit(name)
-            .is_some_and(|u| u.state == super::model::State::Deactivating);
-        if exit.success() || stopping {
-            crate::log::info!("{name}: process {pid} ended with {exit}");
-        } else {
-            crate::log::warn!("{name}: process {pid} ended with {exit}");
-        }
-    }
-
-    fn on_feed(&mut self, feed: Feed) {
-        match feed {
-            Feed::Line {
-                name,
-                run,
-                stream,
-                line,
-                to_log,
-            } => {
-                if to_log {
-                    self.copy_to_log(&name, stream, &line);
-                }
-                let ready = self
-                    .services
-                    .get(&name)
-                    .and_then(|k| k.proc.log_ready.as_deref())
-                    .is_some_and(|(r, re)| *r == run && re.is_match(&line));
-                let time = status::usec(std::time::SystemTime::now());
-                let entry = self
-                    .services
-                    .entry(&name)
-                    .log()
-                    .push(&name, stream, line, time);
-                // Shared only with a follower (`ember ctl logs -f`, a subscriber).
-                if self.lines.receiver_count() > 0 {
-                    self.lines.send(Arc::new(entry));
-                }
-                if ready {
-                    let name = name.to_string();
-                    self.input(Input::Ready { name, run });
-                }
-            }
-            Feed::Ready { name, run } => self.input(Input::Ready { name, run }),
-            Feed::MainPid { name, run, pid } => self.claim_main_pid(name, run, pid),
-            Feed::Notify { name, run, message } => match message {
-                notify::Message::Ready => self.input(Input::Ready { name, run }),
-                notify::Message::Watchdog => self.input(Input::WatchdogPing { name, run }),
-                notify::Message::Status(text) => self.input(Input::StatusText { name, run, text }),
-                notify::Message::MainPid(pid) => self.claim_main_pid(name, run, pid),
-                notify::Message::Stopping => crate::log::info!("{name}: says it is stopping"),
-            },
-            Feed::Reexec {
-                binary,
-                accepted,
-                origin,
-                reply,
-            } => {
-                let answer = if accepted {
-                    // Returns only when the exec failed.
-                    self.reexec(&binary, &origin)
-                } else {
-                    format!(
-                        "{} cannot take over from this ember (it does not read handover format {}, or does not answer); not exec'd: ember runs on",
-                        binary.display(),
-                        super::handover::FORMAT
-                    )
-                };
-                crate::log::error!("{origin}: reexec: {answer}");
-                let _ = reply.send(ember_ipc::Reply::error(
-                    ember_ipc::ErrorKind::Failed,
-                    answer,
-                ));
-            }
-            Feed::RunCheck { argv, done } => match spawn::spawn_helper(&argv) {
-                Ok(pid) => {
-                    self.children.insert(pid, ChildOwner::Check(done));
-                }
-                Err(e) => {
-                    crate::log::warn!("readiness check {argv:?} cannot run: {e}");
-                    let _ = done.send(false);
-                }
-            },
-        }
-    }
-
-    /// Copies a service's line to ember's own log, within the rate limits (the service's
-    /// own, then all services'); says how many were left out when it copies again.
-    fn copy_to_log(&mut self, name: &str, stream: ember_ipc::Stream, line: &str) {
-        let now = Instant::now();
-        let key = self.shared_name(name);
-        let ring = self.services.entry(&key).log();
-        let Admit::Yes { held_back } = ring.copies(now).admit(now) else {
-            self.held_back_later(name, now);
-            return;
-        };
-        if self.copies_of_all.admit(now) == Admit::No {
-            ring.copies(now).hold_back();
-            self.held_back_later(name, now);
-            return;
-        }
-        if held_back > 0 {
-            note_held_back(name, held_back);
-        }
-        tracing::info!(target: "ember::service", service = %name, stream = stream.word(), "{name}: {line}");
-    }
-
-    /// Remembers to count what `name` had held back, if nothing says it sooner.
-    fn held_back_later(&mut self, name: &str, now: Instant) {
-        let (names, due) = &mut self.held_back;
-        if !names.contains(name) {
-            names.insert(name.to_owned());
-        }
-        due.get_or_insert(now + HELD_BACK_NOTE_AFTER);
-    }
-
-    /// Writes the count of lines held back for every service that has some, within the
-    /// limit for all services (a thousand floods do not become a thousand notes a second:
-    /// the rest wait for the next round).
-    fn note_all_held_back(&mut self) {
-        let now = Instant::now();
-        let mut later = BTreeSet::new();
-        for name in std::mem::take(&mut self.held_back.0) {
-            let Some(ring) = self.services.get_mut(&name).and_then(|k| k.log.as_mut()) else {
-                continue;
-            };
-            if self.copies_of_all.admit(now) == Admit::No {
-                later.insert(name);
-                continue;
-            }
-            let held_back = ring.copies(now).take_held_back();
-            if held_back > 0 {
-                note_held_back(&name, held_back);
-            }
-        }
-        self.held_back.1 = (!later.is_empty()).then(|| now + HELD_BACK_NOTE_AFTER);
-        self.held_back.0 = later;
-    }
-
-    /// A new main pid (forking pid file, sd_notify MAINPID=): supervise it from now on.
-    fn claim_main_pid(&mut self, name: String, run: u64, pid: Pid) {
-        let running = self
-            .engine
-            .unit(&name)
-            .is_some_and(|u| u.run == run && u.is_running());
-        if !running || self.engine.unit(&name).and_then(|u| u.pid) == Some(pid) {
-            return;
-        }
-        // It may have died before we learnt its pid: its exit was kept for this.
-        let exited = self.unclaimed.iter().position(|(p, _)| *p == pid);
-        if exited.is_none() && !self.owns(&name, pid) {
-            crate::log::warn!("{name}: ignoring main pid {pid}: not a process of this service");
-            return;
-        }
-        self.children
-            .insert(pid, ChildOwner::Service(Arc::from(name.as_str())));
-        if let Some(Kept { proc, .. }) = self.services.get_mut(&name) {
-            // The first process's group is only the service's while it has members.
-            let group = nix::unistd::getpgid(Some(NixPid::from_raw(pid)))
-                .map(|g| g.as_raw())
-                .ok();
-            if let Some(pgid) = proc.pgid {
-                if group != Some(pgid) && kill(NixPid::from_raw(-pgid), None).is_err() {
-                    proc.pgid = None;
-                }
-            }
-        }
-        self.input(Input::MainPid {
-            name: name.clone(),
-            run,
-            pid,
-        });
-        if let Some((_, exit)) = exited.and_then(|i| self.unclaimed.remove(i)) {
-            self.children.remove(&pid);
-            self.exited(name, pid, exit);
-        }
-    }
-
-    /// Whether `pid` may be the service's main process: in the session it was started in,
-    /// a descendant of its processes, or an orphan reparented to us that belongs to no
-    /// other service. Never PID 1 or ember itself: a service must not make ember signal
-    /// an arbitrary process.
-    fn owns(&self, name: &str, pid: Pid) -> bool {
-        let own = std::process::id() as Pid;
-        if pid <= 1 || pid == own {
-            return false;
-        }
-        if matches!(self.children.get(&pid), Some(ChildOwner::Service(other)) if **other != *name) {
-            return false;
-        }
-        // In its cgroup: its own, whatever its session or parent.
-        if let Some(path) = self.cgroup_path(name) {
-            if cgroup::procs(&path).contains(&pid) {
-                return true;
-            }
-        }
-        let session = self.services.get(name).and_then(|k| k.proc.session);
-        let known: Vec<Pid> = [session, self.engine.unit(name).and_then(|u| u.pid)]
-            .into_iter()
-            .flatten()
-            .collect();
-        let mut current = pid;
-        for _ in 0..64 {
-            let Some((ppid, sid)) = parent_and_session(current) else {
-                return false;
-            };
-            if current == pid
-                && (Some(sid) == session || (ppid == own && !self.children.contains_key(&pid)))
-            {
-                return true;
-            }
-            if known.contains(&ppid) {
-                return true;
-            }
-            if ppid <= 1 || ppid == own {
-                return false;
-            }
-            current = ppid;
-        }
-        false
-    }
-
-    fn publish(&mut self, name: &str) {
-        let Some(unit) = self.engine.unit(name) else {
-            return;
-        };
-        self.timeline.observe(unit, self.origin.elapsed());
-        let said = self
-            .services
-            .get(name)
-            .and_then(|k| k.said.as_ref())
-            .map(|(said, _)| said);
-        if said.is_some_and(|said| said.same_as(unit)) {
-            return;
-        }
-        // A change of want alone is published but not logged again.
-        let before = said.map(|said| (said.state, said.sub));
-        let was_active = before.is_some_and(|(state, _)| state == super::model::State::Active);
-        if (unit.state == super::model::State::Active) != was_active {
-            // journald is often one of our services: move the log there once it answers,
-            // and away from it once it stops.
-            crate::log::reprobe();
-        }
-        self.seq += 1;
-        self.services.entry(&unit.spec.name).said = Some((Said::of(unit), self.seq));
-        let status = status::service_status(unit, self.now(), self.seq);
-        if before != Some((unit.state, unit.sub)) {
-            log_transition(unit);
-        }
-        self.events.send(Arc::new(Event::Service(status)));
-    }
-
-    fn publish_system_state(&mut self) {
-        let tally = self.engine.tally();
-        let mut state = status::system_state(tally, self.engine.shutting_down());
-        // As systemd: "starting" is the boot. A restart later leaves the system running
-        // (or degraded, while something has failed).
-        if self.boot_complete && state == SystemState::Starting {
-            state = if tally.failed > 0 {
-                SystemState::Degraded
-            } else {
-                SystemState::Running
-            };
-        }
-        if !self.boot_complete && matches!(state, SystemState::Running | SystemState::Degraded) {
-            self.boot_complete = true;
-            self.timeline.boot_complete(self.now());
-            crate::log::info!(
-                "boot complete: every service settled {} ms after ember started (uptime {})",
-                crate::pid1::since_start().as_millis(),
-                crate::pid1::uptime_text()
-            );
-            give_back_freed_memory();
-        }
-        if self.system_state != Some(state) {
-            self.system_state = Some(state);
-            match state {
-                SystemState::Degraded => crate::log::warn!("system is degraded"),
-                _ => crate::log::debug!("system is {state}"),
-            }
-            self.publish_system();
-        }
-    }
-
-    /// Tells the system's state and its configuration's, as a change of its own.
-    fn publish_system(&mut self) {
-        self.seq += 1;
-        self.system_seq = self.seq;
-        let _ = self
-            .events
-            .send(Arc::new(Event::System(self.system_status(false))));
-    }
-
     /// New rules for the control socket: in force for the next request of every client,
     /// and the socket's mode follows (open to all when a rule admits others).
     fn set_policy(&mut self, policy: ember_ipc::rights::Policy) {
@@ -1256,17 +698,6 @@ impl Runtime {
             );
         }
         self.policy.send_replace(policy);
-    }
-
-    /// The board's state and its configuration's, as status replies and events carry it.
-    /// `reply`: for a status reply (the watchdog's last pet), not an event.
-    fn system_status(&self, reply: bool) -> SystemStatus {
-        SystemStatus {
-            state: self.system_state.unwrap_or(SystemState::Starting),
-            config: self.config_status.clone(),
-            seq: self.system_seq,
-            watchdog: self.watchdog_status(reply),
-        }
     }
 
     fn begin_shutdown(&mut self, why: &str, outcome: Outcome) {
@@ -1358,41 +789,6 @@ impl Runtime {
         }
         Ok(report)
     }
-
-    /// A running service's processes and what they use; None when it is not running.
-    fn measure(&self, name: &str) -> Option<(Vec<Pid>, usage::Usage)> {
-        let unit = self.engine.unit(name)?;
-        // A oneshot that exited is active with nothing left to measure.
-        if !unit.is_running() || unit.sub == super::model::Sub::Exited {
-            return None;
-        }
-        let proc = self.services.get(name).map(|k| &k.proc);
-        let cgroup = self.cgroup_path(name);
-        let cgroup = cgroup.as_deref();
-        let pids = usage::processes(cgroup, proc.and_then(|p| p.pgid), unit.pid);
-        let figures = usage::measure(cgroup, proc.map(|p| p.cpu_before).unwrap_or(0), &pids);
-        Some((pids, figures))
-    }
-
-    /// One metrics round: every running service's figures, to MQTT and D-Bus.
-    fn publish_metrics(&mut self) {
-        let metrics: Vec<ember_ipc::Metrics> = self
-            .engine
-            .units()
-            .filter_map(|u| {
-                let (_, figures) = self.measure(&u.spec.name)?;
-                Some(ember_ipc::Metrics {
-                    name: u.spec.name.to_string(),
-                    cpu_usec: figures.cpu_usec,
-                    memory_bytes: figures.memory_bytes,
-                    tasks: figures.tasks,
-                })
-            })
-            .collect();
-        if !metrics.is_empty() {
-            self.events.send(Arc::new(Event::Metrics(metrics)));
-        }
-    }
 }
 
 /// The services of `config`, and the instances `made` on demand (by a reload, those the
@@ -1431,25 +827,6 @@ async fn sleep_until_or_never(at: Option<Instant>) {
     }
 }
 
-/// The parent pid and session id of a process, from /proc/PID/stat.
-fn parent_and_session(pid: Pid) -> Option<(Pid, Pid)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces and parentheses: fields start after the last ')'.
-    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
-    let ppid = fields.nth(1)?.parse().ok()?;
-    let session = fields.nth(1)?.parse().ok()?;
-    Some((ppid, session))
-}
-
-fn note_held_back(name: &str, held_back: u64) {
-    crate::log::warn!(
-        "{name}: {held_back} lines were not copied to this log (more than {} a second from it, or {} from all services); `ember ctl logs {name}` shows its last {}",
-        output::COPY_RATE,
-        output::COPY_RATE_ALL,
-        ember_ipc::LOG_LINES_KEPT
-    );
-}
-
 fn log_transition(unit: &Unit) {
     let state = unit.state.word();
     let sub = unit.sub.word();
@@ -1459,17 +836,6 @@ fn log_transition(unit: &Unit) {
         }
         Some(reason) => crate::log::info!("{}: {state} ({sub}): {reason}", unit.spec.name),
         None => crate::log::info!("{}: {state} ({sub})", unit.spec.name),
-    }
-}
-
-/// uid and gid for chowning a notify socket to the service's user.
-fn owner_ids(user: &str) -> Option<(u32, u32)> {
-    match user.parse::<u32>() {
-        Ok(uid) => Some((uid, uid)),
-        Err(_) => nix::unistd::User::from_name(user)
-            .ok()
-            .flatten()
-            .map(|u| (u.uid.as_raw(), u.gid.as_raw())),
     }
 }
 

@@ -305,7 +305,7 @@ impl Runtime {
                     .engine
                     .unit(&name)
                     .and_then(|u| u.spec.user.clone())
-                    .and_then(|user| super::owner_ids(&user));
+                    .and_then(|user| super::effects::owner_ids(&user));
                 match super::notify::listen(&path, owner, name.clone(), run, self.feed_tx.clone()) {
                     Ok(handle) => {
                         let key = self.shared_name(&name);

@@ -1,0 +1,312 @@
+//! The runtime's effects on processes: spawning a service (in its turn), signalling
+//! it, probing its readiness, reaping every child and telling the engine of each exit.
+
+use super::kept::Kept;
+use super::{ChildOwner, Runtime, SPAWN_SLICE, UNCLAIMED_KEPT};
+use crate::config::{self, Readiness};
+use crate::supervisor::cgroup;
+use crate::supervisor::engine::Input;
+use crate::supervisor::model::{Exit, Pid, State, Sub};
+use crate::supervisor::{notify, readiness, reaper, spawn, usage};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid as NixPid;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+impl Runtime {
+    /// Spawns what waited for a turn of its own, for one [`SPAWN_SLICE`].
+    pub(super) fn spawn_deferred(&mut self) {
+        self.turn_started = Instant::now();
+        while self.turn_started.elapsed() < SPAWN_SLICE {
+            let Some((name, run)) = self.deferred.pop_front() else {
+                return;
+            };
+            if let Some(result) = self.spawn(&name, run) {
+                self.input(result);
+            }
+        }
+    }
+
+    /// Spawns a service; returns its result for the engine (spawned, or why not), or
+    /// nothing when the spawn is no longer wanted.
+    pub(super) fn spawn(&mut self, name: &str, run: u64) -> Option<Input> {
+        let unit = self.engine.unit(name)?;
+        // A spawn that waited its turn may no longer be wanted: stopped, or superseded by
+        // a later run. Its process would have no one to answer to. A stop that came while
+        // it waited is waiting for this answer: tell the engine nothing was spawned.
+        if unit.run == run && unit.state == State::Deactivating && unit.pid.is_none() {
+            return Some(Input::SpawnFailed {
+                name: name.to_owned(),
+                run,
+                error: "stopped before its turn to spawn".to_owned(),
+            });
+        }
+        if unit.run != run
+            || unit.state != State::Activating
+            || unit.sub != Sub::Start
+            || unit.pid.is_some()
+        {
+            return None;
+        }
+        let spec = unit.spec.clone();
+        let proc = &mut self.services.entry(&spec.name).proc;
+        if let Some(n) = proc.notify.take() {
+            n.abort();
+        }
+        let mut notify_path = None;
+        if spec.ready == Readiness::Notify {
+            let path = notify::socket_path(&self.notify_dir, name);
+            let owner = spec.user.as_deref().and_then(owner_ids);
+            match notify::listen(&path, owner, name.to_owned(), run, self.feed_tx.clone()) {
+                Ok(handle) => {
+                    proc.notify = Some(handle);
+                    notify_path = Some(path);
+                }
+                Err(e) => {
+                    let error = format!("cannot create its notify socket {}: {e}", path.display());
+                    return Some(Input::SpawnFailed {
+                        name: name.to_owned(),
+                        run,
+                        error,
+                    });
+                }
+            }
+        }
+        // Its cgroup: without one it still runs (in its process group), unless it has
+        // limits that only a cgroup can apply.
+        let mut placed = None;
+        if let Some(cgroups) = &self.cgroups {
+            match cgroups.prepare(name, &spec.limits, proc.cgroup_killed) {
+                Ok(prepared) => {
+                    proc.cgroup_killed = prepared.killed;
+                    for warning in &prepared.warnings {
+                        crate::log::warn!("{name}: {warning}");
+                    }
+                    (proc.oom_kills_before, proc.cpu_before) = if prepared.made {
+                        (0, 0)
+                    } else {
+                        (
+                            cgroup::oom_kills(&prepared.path),
+                            usage::cpu_usage_usec(&prepared.path).unwrap_or(0),
+                        )
+                    };
+                    proc.in_cgroup = true;
+                    placed = Some(prepared);
+                }
+                Err(e) if spec.limits.needs_controllers() => {
+                    return Some(Input::SpawnFailed {
+                        name: name.to_owned(),
+                        run,
+                        error: format!("{e}; its memory_max, pids_max or cpu_weight need it"),
+                    });
+                }
+                Err(e) => {
+                    crate::log::warn!("{name}: {e}; running it in its process group only");
+                    proc.in_cgroup = false;
+                }
+            }
+        }
+        let cgroup = placed.as_ref().map(|p| crate::supervisor::launch::Cgroup {
+            dir: p.dir.as_raw_fd(),
+            killed: p.killed,
+        });
+        let result = spawn::spawn_service(&spec, notify_path.as_deref(), cgroup);
+        drop(placed);
+        if !self.first_spawn_logged {
+            self.first_spawn_logged = true;
+            crate::log::info!(
+                "first service spawned {} us after ember started (uptime {})",
+                crate::pid1::since_start().as_micros(),
+                crate::pid1::uptime_text()
+            );
+        }
+        match result {
+            Ok(spawned) => {
+                crate::log::debug!("{name}: spawned pid {}", spawned.pid);
+                proc.pgid = Some(spawned.pid);
+                proc.session = Some(spawned.pid);
+                // The spec's copy of the name for the process and both pipes (and their
+                // lines).
+                let shared = spec.name.clone();
+                self.children
+                    .insert(spawned.pid, ChildOwner::Service(shared.clone()));
+                let sink = |output: &config::Output| match output {
+                    config::Output::Rotated(file) => crate::supervisor::logfiles::Sink::new(file),
+                    _ => None,
+                };
+                for (fd, stream, output) in [
+                    (spawned.stdout, ember_ipc::Stream::Stdout, &spec.stdout),
+                    (spawned.stderr, ember_ipc::Stream::Stderr, &spec.stderr),
+                ] {
+                    if let Some(fd) = fd {
+                        self.readers
+                            .read(fd, shared.clone(), run, stream, sink(output));
+                    }
+                }
+                Some(Input::Spawned {
+                    name: name.to_owned(),
+                    run,
+                    pid: spawned.pid,
+                })
+            }
+            Err(error) => {
+                crate::log::warn!("{name}: cannot start: {error}");
+                Some(Input::SpawnFailed {
+                    name: name.to_owned(),
+                    run,
+                    error,
+                })
+            }
+        }
+    }
+
+    /// Signals every process of the service: its cgroup's when it has one, else its
+    /// process group's; and the main process once, wherever it is.
+    pub(super) fn kill(&mut self, name: &str, signal: Signal) {
+        let pid = self.engine.unit(name).and_then(|u| u.pid);
+        let pgid = self.services.get(name).and_then(|k| k.proc.pgid);
+        crate::log::debug!(
+            "{name}: sending {} (pid {pid:?}, group {pgid:?})",
+            signal.as_str()
+        );
+        if let Some(path) = self.cgroup_path(name) {
+            let members = cgroup::signal_all(&path, signal);
+            if let Some(Kept { proc, .. }) = self.services.get_mut(name) {
+                proc.cgroup_killed |= signal == Signal::SIGKILL && !members.is_empty();
+            }
+            if let Some(pid) = pid.filter(|p| !members.contains(p)) {
+                let _ = kill(NixPid::from_raw(pid), signal);
+            }
+            return;
+        }
+        if let Some(pgid) = pgid {
+            // ESRCH when the group has emptied (then its number may be reused): forget it.
+            if kill(NixPid::from_raw(-pgid), signal).is_err() {
+                if let Some(Kept { proc, .. }) = self.services.get_mut(name) {
+                    proc.pgid = None;
+                }
+            }
+        }
+        // The main process outside that group (a forking daemon in a session of its own, a
+        // MAINPID= elsewhere) gets it once too: never twice, a shell trap would run twice.
+        if let Some(pid) = pid {
+            match nix::unistd::getpgid(Some(NixPid::from_raw(pid))).map(|g| g.as_raw()) {
+                Ok(group) if Some(group) == pgid => {}
+                Ok(group) if group == pid => {
+                    let _ = kill(NixPid::from_raw(-group), signal);
+                }
+                _ => {
+                    let _ = kill(NixPid::from_raw(pid), signal);
+                }
+            }
+        }
+    }
+
+    // Called from two places (a spawn, a takeover): one copy, not one inlined into each.
+    #[inline(never)]
+    pub(super) fn probe(&mut self, name: &str, run: u64, readiness: &Readiness) {
+        let key = self.shared_name(name);
+        let proc = &mut self.services.entry(&key).proc;
+        match readiness {
+            Readiness::Log(pattern) => match regex_lite::Regex::new(pattern) {
+                Ok(re) => proc.log_ready = Some(Box::new((run, re))),
+                Err(e) => crate::log::error!("{name}: ready log pattern is invalid: {e}"),
+            },
+            other => {
+                if let Some(handle) =
+                    readiness::start(other, name.to_owned(), run, self.feed_tx.clone())
+                {
+                    proc.probes.push(handle);
+                }
+            }
+        }
+    }
+
+    pub(super) fn reap(&mut self) {
+        for (pid, exit) in reaper::reap_all() {
+            match self.children.remove(&pid) {
+                Some(ChildOwner::Service(name)) => {
+                    self.log_exit(&name, pid, exit);
+                    self.exited(name.to_string(), pid, exit);
+                }
+                Some(ChildOwner::Check(done)) => {
+                    let _ = done.send(exit.success());
+                }
+                None => {
+                    crate::log::trace!("reaped orphan {pid} ({exit})");
+                    if self.unclaimed.len() == UNCLAIMED_KEPT {
+                        self.unclaimed.pop_front();
+                    }
+                    self.unclaimed.push_back((pid, exit));
+                }
+            }
+        }
+    }
+
+    /// A process of the service ended: to the engine, with whether an OOM kill ended it.
+    pub(super) fn exited(&mut self, name: String, pid: Pid, exit: Exit) {
+        // Its last words: if some were left out of the log, say so now, not at its next line.
+        if let Some(ring) = self.services.get_mut(&name).and_then(|k| k.log.as_mut()) {
+            let held_back = ring.copies(Instant::now()).take_held_back();
+            if held_back > 0 {
+                super::feed::note_held_back(&name, held_back);
+            }
+        }
+        let oom_killed = self.oom_killed(&name);
+        self.input(Input::Exited {
+            name,
+            pid,
+            exit,
+            oom_killed,
+        });
+    }
+
+    /// Whether the OOM killer has killed in the service's cgroup since its run began.
+    fn oom_killed(&self, name: &str) -> bool {
+        let before = self
+            .services
+            .get(name)
+            .map_or(0, |k| k.proc.oom_kills_before);
+        self.cgroup_path(name)
+            .is_some_and(|path| cgroup::oom_kills(&path) > before)
+    }
+
+    /// The name of the service as its spec holds it, to key what is kept of it with the
+    /// same copy (a name not among the services, which cannot be, gets its own).
+    pub(super) fn shared_name(&self, name: &str) -> Arc<str> {
+        self.engine
+            .unit(name)
+            .map_or_else(|| Arc::from(name), |unit| unit.spec.name.clone())
+    }
+
+    /// The service's cgroup, when its last spawn went into it.
+    pub(super) fn cgroup_path(&self, name: &str) -> Option<PathBuf> {
+        self.services.get(name).filter(|k| k.proc.in_cgroup)?;
+        self.cgroups.as_ref().map(|c| c.path(name))
+    }
+
+    fn log_exit(&self, name: &str, pid: Pid, exit: Exit) {
+        let stopping = self
+            .engine
+            .unit(name)
+            .is_some_and(|u| u.state == State::Deactivating);
+        if exit.success() || stopping {
+            crate::log::info!("{name}: process {pid} ended with {exit}");
+        } else {
+            crate::log::warn!("{name}: process {pid} ended with {exit}");
+        }
+    }
+}
+
+/// uid and gid for chowning a notify socket to the service's user.
+pub(super) fn owner_ids(user: &str) -> Option<(u32, u32)> {
+    match user.parse::<u32>() {
+        Ok(uid) => Some((uid, uid)),
+        Err(_) => nix::unistd::User::from_name(user)
+            .ok()
+            .flatten()
+            .map(|u| (u.uid.as_raw(), u.gid.as_raw())),
+    }
+}

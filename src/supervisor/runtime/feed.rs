@@ -1,0 +1,249 @@
+//! What the tasks around the runtime tell it ([`Feed`](super::Feed)): output lines (to the
+//! ring, the log and the readiness checks), readiness, main pids (checked to be the
+//! service's own) and notify messages.
+
+use super::kept::Kept;
+use super::{ChildOwner, Feed, Runtime, HELD_BACK_NOTE_AFTER};
+use crate::supervisor::cgroup;
+use crate::supervisor::engine::Input;
+use crate::supervisor::model::Pid;
+use crate::supervisor::output;
+use crate::supervisor::{notify, spawn, status};
+use ember_ipc::throttle::Admit;
+use nix::sys::signal::kill;
+use nix::unistd::Pid as NixPid;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+impl Runtime {
+    pub(super) fn on_feed(&mut self, feed: Feed) {
+        match feed {
+            Feed::Line {
+                name,
+                run,
+                stream,
+                line,
+                to_log,
+            } => {
+                if to_log {
+                    self.copy_to_log(&name, stream, &line);
+                }
+                let ready = self
+                    .services
+                    .get(&name)
+                    .and_then(|k| k.proc.log_ready.as_deref())
+                    .is_some_and(|(r, re)| *r == run && re.is_match(&line));
+                let time = status::usec(std::time::SystemTime::now());
+                let entry = self
+                    .services
+                    .entry(&name)
+                    .log()
+                    .push(&name, stream, line, time);
+                // Shared only with a follower (`ember ctl logs -f`, a subscriber).
+                if self.lines.receiver_count() > 0 {
+                    self.lines.send(Arc::new(entry));
+                }
+                if ready {
+                    let name = name.to_string();
+                    self.input(Input::Ready { name, run });
+                }
+            }
+            Feed::Ready { name, run } => self.input(Input::Ready { name, run }),
+            Feed::MainPid { name, run, pid } => self.claim_main_pid(name, run, pid),
+            Feed::Notify { name, run, message } => match message {
+                notify::Message::Ready => self.input(Input::Ready { name, run }),
+                notify::Message::Watchdog => self.input(Input::WatchdogPing { name, run }),
+                notify::Message::Status(text) => self.input(Input::StatusText { name, run, text }),
+                notify::Message::MainPid(pid) => self.claim_main_pid(name, run, pid),
+                notify::Message::Stopping => crate::log::info!("{name}: says it is stopping"),
+            },
+            Feed::Reexec {
+                binary,
+                accepted,
+                origin,
+                reply,
+            } => {
+                let answer = if accepted {
+                    // Returns only when the exec failed.
+                    self.reexec(&binary, &origin)
+                } else {
+                    format!(
+                        "{} cannot take over from this ember (it does not read handover format {}, or does not answer); not exec'd: ember runs on",
+                        binary.display(),
+                        crate::supervisor::handover::FORMAT
+                    )
+                };
+                crate::log::error!("{origin}: reexec: {answer}");
+                let _ = reply.send(ember_ipc::Reply::error(
+                    ember_ipc::ErrorKind::Failed,
+                    answer,
+                ));
+            }
+            Feed::RunCheck { argv, done } => match spawn::spawn_helper(&argv) {
+                Ok(pid) => {
+                    self.children.insert(pid, ChildOwner::Check(done));
+                }
+                Err(e) => {
+                    crate::log::warn!("readiness check {argv:?} cannot run: {e}");
+                    let _ = done.send(false);
+                }
+            },
+        }
+    }
+
+    /// Copies a service's line to ember's own log, within the rate limits (the service's
+    /// own, then all services'); says how many were left out when it copies again.
+    fn copy_to_log(&mut self, name: &str, stream: ember_ipc::Stream, line: &str) {
+        let now = Instant::now();
+        let key = self.shared_name(name);
+        let ring = self.services.entry(&key).log();
+        let Admit::Yes { held_back } = ring.copies(now).admit(now) else {
+            self.held_back_later(name, now);
+            return;
+        };
+        if self.copies_of_all.admit(now) == Admit::No {
+            ring.copies(now).hold_back();
+            self.held_back_later(name, now);
+            return;
+        }
+        if held_back > 0 {
+            note_held_back(name, held_back);
+        }
+        tracing::info!(target: "ember::service", service = %name, stream = stream.word(), "{name}: {line}");
+    }
+
+    /// Remembers to count what `name` had held back, if nothing says it sooner.
+    fn held_back_later(&mut self, name: &str, now: Instant) {
+        let (names, due) = &mut self.held_back;
+        if !names.contains(name) {
+            names.insert(name.to_owned());
+        }
+        due.get_or_insert(now + HELD_BACK_NOTE_AFTER);
+    }
+
+    /// Writes the count of lines held back for every service that has some, within the
+    /// limit for all services (a thousand floods do not become a thousand notes a second:
+    /// the rest wait for the next round).
+    pub(super) fn note_all_held_back(&mut self) {
+        let now = Instant::now();
+        let mut later = BTreeSet::new();
+        for name in std::mem::take(&mut self.held_back.0) {
+            let Some(ring) = self.services.get_mut(&name).and_then(|k| k.log.as_mut()) else {
+                continue;
+            };
+            if self.copies_of_all.admit(now) == Admit::No {
+                later.insert(name);
+                continue;
+            }
+            let held_back = ring.copies(now).take_held_back();
+            if held_back > 0 {
+                note_held_back(&name, held_back);
+            }
+        }
+        self.held_back.1 = (!later.is_empty()).then(|| now + HELD_BACK_NOTE_AFTER);
+        self.held_back.0 = later;
+    }
+
+    /// A new main pid (forking pid file, sd_notify MAINPID=): supervise it from now on.
+    fn claim_main_pid(&mut self, name: String, run: u64, pid: Pid) {
+        let running = self
+            .engine
+            .unit(&name)
+            .is_some_and(|u| u.run == run && u.is_running());
+        if !running || self.engine.unit(&name).and_then(|u| u.pid) == Some(pid) {
+            return;
+        }
+        // It may have died before we learnt its pid: its exit was kept for this.
+        let exited = self.unclaimed.iter().position(|(p, _)| *p == pid);
+        if exited.is_none() && !self.owns(&name, pid) {
+            crate::log::warn!("{name}: ignoring main pid {pid}: not a process of this service");
+            return;
+        }
+        self.children
+            .insert(pid, ChildOwner::Service(Arc::from(name.as_str())));
+        if let Some(Kept { proc, .. }) = self.services.get_mut(&name) {
+            // The first process's group is only the service's while it has members.
+            let group = nix::unistd::getpgid(Some(NixPid::from_raw(pid)))
+                .map(|g| g.as_raw())
+                .ok();
+            if let Some(pgid) = proc.pgid {
+                if group != Some(pgid) && kill(NixPid::from_raw(-pgid), None).is_err() {
+                    proc.pgid = None;
+                }
+            }
+        }
+        self.input(Input::MainPid {
+            name: name.clone(),
+            run,
+            pid,
+        });
+        if let Some((_, exit)) = exited.and_then(|i| self.unclaimed.remove(i)) {
+            self.children.remove(&pid);
+            self.exited(name, pid, exit);
+        }
+    }
+
+    /// Whether `pid` may be the service's main process: in the session it was started in,
+    /// a descendant of its processes, or an orphan reparented to us that belongs to no
+    /// other service. Never PID 1 or ember itself: a service must not make ember signal
+    /// an arbitrary process.
+    fn owns(&self, name: &str, pid: Pid) -> bool {
+        let own = std::process::id() as Pid;
+        if pid <= 1 || pid == own {
+            return false;
+        }
+        if matches!(self.children.get(&pid), Some(ChildOwner::Service(other)) if **other != *name) {
+            return false;
+        }
+        // In its cgroup: its own, whatever its session or parent.
+        if let Some(path) = self.cgroup_path(name) {
+            if cgroup::procs(&path).contains(&pid) {
+                return true;
+            }
+        }
+        let session = self.services.get(name).and_then(|k| k.proc.session);
+        let known: Vec<Pid> = [session, self.engine.unit(name).and_then(|u| u.pid)]
+            .into_iter()
+            .flatten()
+            .collect();
+        let mut current = pid;
+        for _ in 0..64 {
+            let Some((ppid, sid)) = parent_and_session(current) else {
+                return false;
+            };
+            if current == pid
+                && (Some(sid) == session || (ppid == own && !self.children.contains_key(&pid)))
+            {
+                return true;
+            }
+            if known.contains(&ppid) {
+                return true;
+            }
+            if ppid <= 1 || ppid == own {
+                return false;
+            }
+            current = ppid;
+        }
+        false
+    }
+}
+
+pub(super) fn note_held_back(name: &str, held_back: u64) {
+    crate::log::warn!(
+        "{name}: {held_back} lines were not copied to this log (more than {} a second from it, or {} from all services); `ember ctl logs {name}` shows its last {}",
+        output::COPY_RATE,
+        output::COPY_RATE_ALL,
+        ember_ipc::LOG_LINES_KEPT
+    );
+}
+
+/// The parent pid and session id of a process, from /proc/PID/stat.
+fn parent_and_session(pid: Pid) -> Option<(Pid, Pid)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields start after the last ')'.
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+    let ppid = fields.nth(1)?.parse().ok()?;
+    let session = fields.nth(1)?.parse().ok()?;
+    Some((ppid, session))
+}
