@@ -21,6 +21,9 @@ use tokio::sync::mpsc;
 /// Runs the supervisor until it is told to stop; returns the process exit code. As PID 1
 /// it never returns.
 pub fn run(config_path: &Path, handover: Option<std::os::fd::RawFd>) -> i32 {
+    // Before any thread starts (each takes the mask of the one that starts it): the
+    // signals ember acts on are read from a signalfd, and must reach no thread as a signal.
+    pid1::block_signals();
     // Started by `ember ctl reexec`: the previous binary's services to take over.
     let handover = handover.map(crate::supervisor::handover::read);
     let started = Instant::now();

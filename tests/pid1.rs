@@ -591,6 +591,71 @@ fn a_sigterm_sent_during_start_up_is_not_lost() {
     );
 }
 
+/// The same for ember as a supervisor (not PID 1): the daemon blocks its signals before
+/// it reads the configuration and reads them from a signalfd once its main loop runs, so
+/// a SIGTERM sent meanwhile stops it cleanly (exit 0) instead of killing it (it was
+/// killed by the signal, its services' start never undone, before the signalfd).
+#[test]
+fn a_sigterm_sent_while_a_supervisor_starts_is_not_lost() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = TempDir::new("early-signal-supervisor");
+    let mut config = format!(
+        "[control]\nsocket = \"{}\"\n",
+        dir.path("control.sock").display()
+    );
+    for i in 0..3000 {
+        config.push_str(&format!(
+            "\n[service.s{i}]\ncommand = [\"/bin/sleep\", \"7871{i:04}\"]\nstdout = \"null\"\n"
+        ));
+    }
+    std::fs::write(dir.path("ember.toml"), config).unwrap();
+    let mut ember = std::process::Command::new(EMBER)
+        .arg("--config")
+        .arg(dir.path("ember.toml"))
+        .stderr(std::fs::File::create(dir.path("ember.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let pid = ember.id() as i32;
+    // A tight loop, no sleeping: the window (reading the configuration) is milliseconds.
+    let deadline = std::time::Instant::now() + LONG;
+    let mut blocked = false;
+    while !blocked && std::time::Instant::now() < deadline {
+        blocked = sigterm_blocked(pid);
+    }
+    let socket_existed = dir.path("control.sock").exists();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGTERM).unwrap();
+    let mut status = None;
+    wait_for(LONG, || {
+        status = ember.try_wait().ok().flatten();
+        status.is_some()
+    });
+    let _ = ember.kill();
+    let _ = ember.wait();
+    let log = std::fs::read_to_string(dir.path("ember.log")).unwrap_or_default();
+    let tail = &log[log.len().saturating_sub(2000)..];
+    assert!(
+        blocked,
+        "never saw ember with SIGTERM blocked during its start-up"
+    );
+    assert!(
+        !socket_existed,
+        "the signal was not early enough to test anything"
+    );
+    assert_eq!(
+        status.map(|s| (s.code(), s.signal())),
+        Some((Some(0), None)),
+        "the SIGTERM killed ember instead of stopping it; log:\n{tail}"
+    );
+    assert!(log.contains("SIGTERM"), "{tail}");
+    // Every service it started was stopped: none of the sleeps is left.
+    let left = std::process::Command::new("pgrep")
+        .args(["-f", "^/bin/sleep 7871"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    assert!(left.trim().is_empty(), "left running: {left}");
+}
+
 /// During a boot ember spawns in slices of its main loop and serves its control socket
 /// between them: a status request sent while 4,000 services start is answered within a
 /// few slices, with every service listed, not once most of the boot is over. Counted in

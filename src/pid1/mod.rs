@@ -76,11 +76,12 @@ pub fn uptime_at_start() -> Option<std::time::Duration> {
     STARTED_UPTIME.get().copied().flatten()
 }
 
-/// The signals ember handles. The kernel drops a signal sent to PID 1 that has no
-/// handler yet, so as PID 1 they are blocked from the first instruction of main until
-/// the runtime has its handlers ([`unblock_signals`]): one sent early stays pending
-/// instead of being lost.
-fn handled_signals() -> nix::sys::signal::SigSet {
+/// The signals ember acts on. The kernel drops a signal sent to PID 1 that has no
+/// handler, so as PID 1 they are blocked from the first instruction of main, and in any
+/// role from the start of the daemon; they are never unblocked: the runtime reads them
+/// from a signalfd ([`crate::supervisor::signals`]), and one sent early stays pending
+/// until it does.
+pub fn handled_signals() -> nix::sys::signal::SigSet {
     use nix::sys::signal::{SigSet, Signal};
     let mut set = SigSet::empty();
     for s in [
@@ -99,14 +100,6 @@ fn handled_signals() -> nix::sys::signal::SigSet {
 pub fn block_signals() {
     let _ = nix::sys::signal::sigprocmask(
         nix::sys::signal::SigmaskHow::SIG_BLOCK,
-        Some(&handled_signals()),
-        None,
-    );
-}
-
-pub fn unblock_signals() {
-    let _ = nix::sys::signal::sigprocmask(
-        nix::sys::signal::SigmaskHow::SIG_UNBLOCK,
         Some(&handled_signals()),
         None,
     );

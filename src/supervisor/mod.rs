@@ -25,6 +25,7 @@ pub mod output;
 pub mod readiness;
 pub mod reaper;
 pub mod runtime;
+pub mod signals;
 pub mod spawn;
 pub mod status;
 pub mod timeline;

@@ -15,6 +15,7 @@ use super::cgroup::{self, Cgroups};
 use super::engine::{Action, Engine, Input};
 use super::model::{Exit, Pid, Unit};
 use super::output;
+use super::signals::Signals;
 use super::{notify, readiness, spawn};
 use crate::config::{self, Config, CtrlAltDel, FailureAction};
 use crate::pid1::watchdog::{Petting, Watchdog};
@@ -28,7 +29,6 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, oneshot};
 
 mod effects;
@@ -204,34 +204,19 @@ impl Runtime {
             control_fd,
             binary,
         } = links;
-        // Register for SIGCHLD before the first spawn, so no exit is missed.
-        let signals = (
-            signal(SignalKind::child()),
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::hangup()),
-            signal(SignalKind::user_defined1()),
-            signal(SignalKind::user_defined2()),
-        );
-        let (
-            Ok(mut sigchld),
-            Ok(mut sigterm),
-            Ok(mut sigint),
-            Ok(mut sighup),
-            Ok(mut sigusr1),
-            Ok(mut sigusr2),
-        ) = signals
-        else {
-            crate::log::error!("cannot install signal handlers; not starting any service");
-            return Ended {
-                outcome: Outcome::Exit(1),
-                system: config.system,
-                watchdog: None,
-            };
+        // Read the signals before the first spawn, so no exit is missed (they are
+        // blocked: one that came since main waits in the signalfd).
+        let mut signals = match Signals::open() {
+            Ok(signals) => signals,
+            Err(e) => {
+                crate::log::error!("cannot read signals ({e}); not starting any service");
+                return Ended {
+                    outcome: Outcome::Exit(1),
+                    system: config.system,
+                    watchdog: None,
+                };
+            }
         };
-        // Handlers are in place: signals that arrived since main (blocked there as PID 1)
-        // are delivered now.
-        crate::pid1::unblock_signals();
         let (feed_tx, mut feed_rx) = mpsc::channel(FEED_CAPACITY);
         let notify_dir = notify::dir_for(&config.control.socket);
         let cgroups = match Cgroups::setup(role) {
@@ -356,13 +341,12 @@ impl Runtime {
                         watchdog.pet(Instant::now());
                     }
                 }
-                _ = sigterm.recv() => rt.on_signal(Signal::SIGTERM),
-                _ = sigint.recv() => rt.on_signal(Signal::SIGINT),
-                _ = sigchld.recv() => rt.reap(),
+                signal = signals.recv() => match signal {
+                    Signal::SIGCHLD => rt.reap(),
+                    Signal::SIGHUP => { let _ = rt.reload("SIGHUP"); }
+                    signal => rt.on_signal(signal),
+                },
                 Some(request) = requests.recv() => rt.on_request(request),
-                _ = sigusr1.recv() => rt.on_signal(Signal::SIGUSR1),
-                _ = sigusr2.recv() => rt.on_signal(Signal::SIGUSR2),
-                _ = sighup.recv() => { let _ = rt.reload("SIGHUP"); }
                 _ = sleep => rt.input(Input::Tick),
                 _ = held_back_due => rt.note_all_held_back(),
                 _ = metrics_due => {

@@ -161,11 +161,9 @@ impl Runtime {
                 "ember is re-executing (reexec); ask again",
             ));
         }
-        // Signals wait, blocked, until the new binary has its handlers (an exec resets
-        // handlers, not the mask).
-        crate::pid1::block_signals();
+        // Signals are blocked (always: they are read from a signalfd), and an exec keeps
+        // the mask and what is pending: one sent now waits for the new binary.
         let error = nix::unistd::execv(&c_argv[0], &c_argv).unwrap_err();
-        crate::pid1::unblock_signals();
         restore(&kept);
         format!("cannot exec {}: {error}; ember runs on", binary.display())
     }
