@@ -656,6 +656,67 @@ fn a_sigterm_sent_while_a_supervisor_starts_is_not_lost() {
     assert!(left.trim().is_empty(), "left running: {left}");
 }
 
+/// Signals that whoever started ember left ignored are ember's again. An ignored SIGCHLD
+/// has the kernel reap every child itself: ember would never learn an exit status (with
+/// tokio's handlers, installing one undid it; a signalfd needs the default disposition
+/// back). An exec keeps what is ignored; python sets it here, as a careless parent would.
+#[test]
+fn signals_left_ignored_by_whoever_started_ember_are_handled() {
+    let dir = TempDir::new("ignored-signals");
+    let socket = dir.path("control.sock");
+    let config = dir.path("ember.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[control]
+socket = "{}"
+
+[service.fails]
+command = ["/bin/sh", "-c", "sleep 0.2; exit 3"]
+restart = "never"
+"#,
+            socket.display()
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.path("ember.log")).unwrap();
+    let child = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import os, signal, sys\n\
+             for s in (signal.SIGCHLD, signal.SIGHUP, signal.SIGTERM):\n    signal.signal(s, signal.SIG_IGN)\n\
+             os.execv(sys.argv[1], sys.argv[1:])",
+            EMBER,
+            "--config",
+        ])
+        .arg(&config)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let mut ember = Ember {
+        dir,
+        child,
+        socket,
+        config,
+    };
+    assert!(
+        wait_for(LONG, || listening(&ember.socket)),
+        "ember did not open its socket; log:\n{}",
+        ember.log()
+    );
+    let status = ember.wait_state("fails", "failed", None, LONG);
+    assert_eq!(status["exit_code"], 3, "the exit status was lost: {status}");
+    ember.signal(Signal::SIGHUP);
+    assert!(
+        wait_for(LONG, || ember.log().contains("SIGHUP: reloading")),
+        "SIGHUP did not reload; log:\n{}",
+        ember.log()
+    );
+    ember.signal(Signal::SIGTERM);
+    assert_eq!(ember.wait_exit(LONG), Some(0), "log:\n{}", ember.log());
+}
+
 /// During a boot ember spawns in slices of its main loop and serves its control socket
 /// between them: a status request sent while 4,000 services start is answered within a
 /// few slices, with every service listed, not once most of the boot is over. Counted in

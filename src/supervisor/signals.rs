@@ -19,10 +19,21 @@ pub struct Signals {
 }
 
 impl Signals {
-    /// Blocks the signals (again: as PID 1 they already are) and opens the signalfd.
+    /// Blocks the signals (again: as PID 1 they already are), gives them their default
+    /// disposition, and opens the signalfd.
     pub fn open() -> Result<Signals, String> {
         let set = crate::pid1::handled_signals();
         crate::pid1::block_signals();
+        // An ignored signal is discarded when it is sent, never pending, so a signalfd
+        // never sees it; and an ignored SIGCHLD makes the kernel reap every child itself,
+        // its exit status lost. Whoever started ember may have left them ignored (`nohup`
+        // ignores SIGHUP; `trap '' CHLD` in a script). Blocked first, so the default
+        // action of none can run meanwhile.
+        for signal in set.iter() {
+            // SAFETY: SIG_DFL installs no handler code.
+            let _ =
+                unsafe { nix::sys::signal::signal(signal, nix::sys::signal::SigHandler::SigDfl) };
+        }
         let fd = SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
             .map_err(|e| format!("signalfd: {e}"))?;
         // SAFETY: the SignalFd owns its fd, which stays open (and the same) until the
