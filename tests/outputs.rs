@@ -61,3 +61,48 @@ stderr = { file = "/dev/null/nope/err.log" }
     // A file that cannot be written is said once, and costs nothing else.
     assert!(ember.status("flood")["state"] == "active");
 }
+
+/// What a service prints before it asks ember to stop (a report that ends with `ember ctl
+/// poweroff`, as the qemu guest's does) is in ember's log whole: the lines queued when the
+/// request comes are served first, and those still in the pipe are read before ember
+/// exits. (The qemu boot lost the end of its report once requests were served before the
+/// feed of lines.) 900 lines: within what one service may copy to the log at once.
+#[test]
+fn the_lines_a_service_prints_before_it_asks_for_a_poweroff_are_all_logged() {
+    let mut ember = Ember::start_plain(
+        "last-lines",
+        &format!(
+            r#"
+[service.report]
+restart = "never"
+command = ["/bin/sh", "-c", "i=0; while [ $i -lt 900 ]; do i=$((i+1)); echo \"report line $i\"; done; echo 'report: the end'; exec {EMBER} ctl --socket $DIR/control.sock poweroff"]
+"#
+        ),
+    );
+    let code = ember.wait_exit(LONG);
+    let log = ember.log();
+    assert_eq!(
+        code,
+        Some(0),
+        "ember did not stop; log tail:\n{}",
+        tail(&log)
+    );
+    let missing: Vec<u32> = (1..=900)
+        .filter(|i| !log.contains(&format!("report: report line {i}\n")))
+        .collect();
+    assert!(
+        missing.is_empty() && log.contains("report: report: the end"),
+        "{} lines missing (first {:?}); log tail:\n{}",
+        missing.len(),
+        missing.first(),
+        tail(&log)
+    );
+}
+
+fn tail(log: &str) -> &str {
+    let mut start = log.len().saturating_sub(3000);
+    while !log.is_char_boundary(start) {
+        start += 1;
+    }
+    &log[start..]
+}

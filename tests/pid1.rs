@@ -599,13 +599,16 @@ fn a_sigterm_sent_during_start_up_is_not_lost() {
 fn a_sigterm_sent_while_a_supervisor_starts_is_not_lost() {
     use std::os::unix::process::ExitStatusExt;
     let dir = TempDir::new("early-signal-supervisor");
+    // The services' sleeps carry this test process's id: nothing left by another run
+    // (or another test) can be taken for one of them.
+    let marker = format!("9{}", std::process::id());
     let mut config = format!(
         "[control]\nsocket = \"{}\"\n",
         dir.path("control.sock").display()
     );
     for i in 0..3000 {
         config.push_str(&format!(
-            "\n[service.s{i}]\ncommand = [\"/bin/sleep\", \"7871{i:04}\"]\nstdout = \"null\"\n"
+            "\n[service.s{i}]\ncommand = [\"/bin/sleep\", \"{marker}{i:04}\"]\nstdout = \"null\"\n"
         ));
     }
     std::fs::write(dir.path("ember.toml"), config).unwrap();
@@ -649,7 +652,7 @@ fn a_sigterm_sent_while_a_supervisor_starts_is_not_lost() {
     assert!(log.contains("SIGTERM"), "{tail}");
     // Every service it started was stopped: none of the sleeps is left.
     let left = std::process::Command::new("pgrep")
-        .args(["-f", "^/bin/sleep 7871"])
+        .args(["-f", &format!("^/bin/sleep {marker}")])
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         .unwrap_or_default();

@@ -183,6 +183,12 @@ pub struct Ended {
 const HELD_BACK_NOTE_AFTER: Duration = Duration::from_secs(1);
 
 const FEED_CAPACITY: usize = 1024;
+/// How much of the feed every turn of the main loop serves, whatever else it served.
+const FEED_BATCH: usize = 64;
+/// At the end, how long the feed may stay quiet before the services' last lines are taken
+/// as all read (their pipes are read by another task), and how long it may take at most.
+const LAST_LINES_QUIET: Duration = Duration::from_millis(20);
+const LAST_LINES_MOST: Duration = Duration::from_secs(1);
 /// The longest a turn of the main loop spawns before it looks at its other work again.
 const SPAWN_SLICE: Duration = Duration::from_millis(10);
 const UNCLAIMED_KEPT: usize = 64;
@@ -346,7 +352,14 @@ impl Runtime {
                     Signal::SIGHUP => { let _ = rt.reload("SIGHUP"); }
                     signal => rt.on_signal(signal),
                 },
-                Some(request) = requests.recv() => rt.on_request(request),
+                Some(request) = requests.recv() => {
+                    // What services printed before they asked comes first (a report
+                    // that ends with `ember ctl poweroff` is in the log whole): the lines
+                    // queued now, at most the channel's capacity.
+                    let queued = feed_rx.len();
+                    rt.serve_feed(&mut feed_rx, queued);
+                    rt.on_request(request);
+                }
                 _ = sleep => rt.input(Input::Tick),
                 _ = held_back_due => rt.note_all_held_back(),
                 _ = metrics_due => {
@@ -364,6 +377,9 @@ impl Runtime {
             if !rt.deferred.is_empty() {
                 rt.spawn_deferred();
             }
+            // And some of the feed after every turn too: the select serves it last, and a
+            // stream of exits or requests must not hold the services' output back.
+            rt.serve_feed(&mut feed_rx, FEED_BATCH);
             rt.check_waiters();
             // A reload may have set, changed or removed the interval.
             match (rt.config.system.metrics_interval, next_metrics) {
@@ -376,6 +392,7 @@ impl Runtime {
             }
         }
         rt.end_waiters();
+        rt.last_lines(&mut feed_rx).await;
         let outcome = rt.outcome.unwrap_or(Outcome::Exit(0));
         let watchdog = match (rt.watchdog.take(), outcome) {
             // This loop pets it no more: a thread does, through the last steps.

@@ -3,7 +3,7 @@
 //! service's own) and notify messages.
 
 use super::kept::Kept;
-use super::{ChildOwner, Feed, Runtime, HELD_BACK_NOTE_AFTER};
+use super::{ChildOwner, Feed, Runtime, HELD_BACK_NOTE_AFTER, LAST_LINES_MOST, LAST_LINES_QUIET};
 use crate::supervisor::cgroup;
 use crate::supervisor::engine::Input;
 use crate::supervisor::model::Pid;
@@ -15,8 +15,37 @@ use nix::unistd::Pid as NixPid;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
+use tokio::sync::mpsc;
 
 impl Runtime {
+    /// At most `most` of what is queued in the feed, without waiting.
+    pub(super) fn serve_feed(&mut self, feed: &mut mpsc::Receiver<Feed>, most: usize) {
+        for _ in 0..most {
+            match feed.try_recv() {
+                Ok(item) => self.on_feed(item),
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Once the main loop has ended: what the services printed last (the pipes of those
+    /// just stopped still hold it, read by another task), until the feed has been quiet
+    /// for a moment, so that the log holds a stopped service's last words.
+    pub(super) async fn last_lines(&mut self, feed: &mut mpsc::Receiver<Feed>) {
+        let most = Instant::now() + LAST_LINES_MOST;
+        while let Ok(Some(item)) = tokio::time::timeout_at(
+            most.min(Instant::now() + LAST_LINES_QUIET).into(),
+            feed.recv(),
+        )
+        .await
+        {
+            // Lines only: readiness and the rest are for services that are gone.
+            if matches!(item, Feed::Line { .. }) {
+                self.on_feed(item);
+            }
+        }
+    }
+
     pub(super) fn on_feed(&mut self, feed: Feed) {
         match feed {
             Feed::Line {
