@@ -85,7 +85,7 @@ command = ["/bin/sh", "-c", "i=0; while [ $i -lt 900 ]; do i=$((i+1)); echo \"re
         code,
         Some(0),
         "ember did not stop; log tail:\n{}",
-        tail(&log)
+        script::tail(&log, 40)
     );
     let missing: Vec<u32> = (1..=900)
         .filter(|i| !log.contains(&format!("report: report line {i}\n")))
@@ -95,14 +95,6 @@ command = ["/bin/sh", "-c", "i=0; while [ $i -lt 900 ]; do i=$((i+1)); echo \"re
         "{} lines missing (first {:?}); log tail:\n{}",
         missing.len(),
         missing.first(),
-        tail(&log)
+        script::tail(&log, 40)
     );
-}
-
-fn tail(log: &str) -> &str {
-    let mut start = log.len().saturating_sub(3000);
-    while !log.is_char_boundary(start) {
-        start += 1;
-    }
-    &log[start..]
 }

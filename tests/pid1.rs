@@ -512,16 +512,7 @@ fn a_sigterm_sent_during_start_up_is_not_lost() {
         return;
     }
     let dir = TempDir::new("pid1-early-signal");
-    let mut config = format!(
-        "[control]\nsocket = \"{}\"\n",
-        dir.path("control.sock").display()
-    );
-    for i in 0..3000 {
-        config.push_str(&format!(
-            "\n[service.s{i}]\ncommand = [\"/bin/sleep\", \"7870{i:04}\"]\nstdout = \"null\"\n"
-        ));
-    }
-    std::fs::write(dir.path("ember.toml"), config).unwrap();
+    write_sleepers(&dir, "7870");
     let mut unshare = std::process::Command::new("unshare")
         .args([
             "--pid",
@@ -602,16 +593,7 @@ fn a_sigterm_sent_while_a_supervisor_starts_is_not_lost() {
     // The services' sleeps carry this test process's id: nothing left by another run
     // (or another test) can be taken for one of them.
     let marker = format!("9{}", std::process::id());
-    let mut config = format!(
-        "[control]\nsocket = \"{}\"\n",
-        dir.path("control.sock").display()
-    );
-    for i in 0..3000 {
-        config.push_str(&format!(
-            "\n[service.s{i}]\ncommand = [\"/bin/sleep\", \"{marker}{i:04}\"]\nstdout = \"null\"\n"
-        ));
-    }
-    std::fs::write(dir.path("ember.toml"), config).unwrap();
+    write_sleepers(&dir, &marker);
     let mut ember = std::process::Command::new(EMBER)
         .arg("--config")
         .arg(dir.path("ember.toml"))
@@ -635,7 +617,7 @@ fn a_sigterm_sent_while_a_supervisor_starts_is_not_lost() {
     let _ = ember.kill();
     let _ = ember.wait();
     let log = std::fs::read_to_string(dir.path("ember.log")).unwrap_or_default();
-    let tail = &log[log.len().saturating_sub(2000)..];
+    let tail = script::tail(&log, 30);
     assert!(
         blocked,
         "never saw ember with SIGTERM blocked during its start-up"
@@ -812,6 +794,21 @@ fn pid1_starts_with_closed_standard_fds_and_no_dev() {
         "{}",
         String::from_utf8_lossy(&status.stdout)
     );
+}
+
+/// `dir`/ember.toml: a control socket in `dir` and 3,000 services, each a sleep whose
+/// argument starts with `marker` (a configuration that takes a while to read).
+fn write_sleepers(dir: &TempDir, marker: &str) {
+    let mut config = format!(
+        "[control]\nsocket = \"{}\"\n",
+        dir.path("control.sock").display()
+    );
+    for i in 0..3000 {
+        config.push_str(&format!(
+            "\n[service.s{i}]\ncommand = [\"/bin/sleep\", \"{marker}{i:04}\"]\nstdout = \"null\"\n"
+        ));
+    }
+    std::fs::write(dir.path("ember.toml"), config).unwrap();
 }
 
 /// Whether SIGTERM is in the process's blocked mask (/proc/PID/status SigBlk, bit 15).
