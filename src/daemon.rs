@@ -50,6 +50,8 @@ pub fn run(config_path: &Path, handover: Option<std::os::fd::RawFd>) -> i32 {
     if handover.is_none() {
         notes.extend(early::boot(role, settings.system.hostname.as_deref()));
     }
+    // While ember's lowest fds are free (and /dev is mounted): where a child's fds wait.
+    crate::supervisor::low_fds::reserve();
     // The device name defaults to the hostname, which early boot may just have set.
     let hostname = config::hostname();
     if hostname != kernel_hostname {

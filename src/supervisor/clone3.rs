@@ -42,8 +42,9 @@ struct CloneArgs {
 pub type Entry = extern "C" fn(*mut c_void) -> c_int;
 
 /// Creates a process that shares this one's memory until it execs (`CLONE_VM |
-/// CLONE_VFORK`: this thread waits until then), in the cgroup whose directory `cgroup`
-/// is open on, running `entry(arg)` on `stack`. `Ok(pid)`, or the errno: ENOSYS when
+/// CLONE_VFORK`: this thread waits until then), and its fd table when `share_files`
+/// (`CLONE_FILES`), in the cgroup whose directory `cgroup` is open on, running
+/// `entry(arg)` on `stack`. `Ok(pid)`, or the errno: ENOSYS when
 /// there is no clone3 or no wrapper for this architecture, EINVAL or E2BIG before 5.7
 /// (no `CLONE_INTO_CGROUP`), EOPNOTSUPP for a cgroup that cannot take a process so, or
 /// what the old way would meet too (EAGAIN at pids.max, ENOMEM). Whatever it is, the
@@ -55,6 +56,7 @@ pub type Entry = extern "C" fn(*mut c_void) -> c_int;
 /// blocked (a handler would run on this memory in the child).
 pub unsafe fn spawn(
     cgroup: c_int,
+    share_files: bool,
     stack: &mut [std::mem::MaybeUninit<u8>],
     entry: Entry,
     arg: *mut c_void,
@@ -65,7 +67,13 @@ pub unsafe fn spawn(
     let bottom = (start + 15) & !15;
     let size = (start + stack.len()).saturating_sub(bottom) & !15;
     let mut args = CloneArgs {
-        flags: (nix::libc::CLONE_VM | nix::libc::CLONE_VFORK) as u64 | CLONE_INTO_CGROUP,
+        flags: (nix::libc::CLONE_VM | nix::libc::CLONE_VFORK) as u64
+            | if share_files {
+                nix::libc::CLONE_FILES as u64
+            } else {
+                0
+            }
+            | CLONE_INTO_CGROUP,
         exit_signal: nix::libc::SIGCHLD as u64,
         stack: bottom as u64,
         stack_size: size as u64,

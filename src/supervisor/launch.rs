@@ -20,6 +20,8 @@ use std::os::fd::RawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+use super::low_fds;
+
 /// Everything the child does, made before the clone.
 pub struct Plan {
     /// Where to exec, tried in order: the program itself when its name has a `/`, else
@@ -206,11 +208,40 @@ impl Plan {
     fn clone_with(&self, way: Way) -> Result<Result<libc::pid_t, String>, c_int> {
         let argv = pointers(&self.argv);
         let envp = pointers(&self.envp);
+        let in_cgroup = matches!(way, Way::IntoCgroup(_));
+        // The fds the child keeps: its 0-2 and, when it joins its cgroup itself, the
+        // cgroup's directory. On low slots, the child shares ember's fd table and keeps
+        // only what is below them (see low_fds); else it copies the table, as fork does.
+        let wanted = [
+            self.stdio[0],
+            self.stdio[1],
+            self.stdio[2],
+            self.cgroup.filter(|_| !in_cgroup).map(|c| c.dir),
+        ];
+        let staged = match low_fds::stage(wanted) {
+            Ok(staged) => staged,
+            Err(failed) => {
+                let step = if failed.index < 3 {
+                    Step::Stdio
+                } else {
+                    Step::Cgroup
+                };
+                return Ok(Err(format!(
+                    "{}{}",
+                    step.doing(),
+                    std::io::Error::from_raw_os_error(failed.errno)
+                )));
+            }
+        };
+        let (fds, keep_below) = staged
+            .as_ref()
+            .map_or((wanted, None), |s| (s.fds(), Some(s.keep_below())));
         let mut child_data = Child {
             plan: self,
             argv: &argv,
             envp: &envp,
-            in_cgroup: matches!(way, Way::IntoCgroup(_)),
+            fds,
+            keep_below,
             ran: false,
             failure: Failure::default(),
         };
@@ -223,7 +254,13 @@ impl Plan {
         let pid = match way {
             // SAFETY: as below; `clone3::spawn` aligns the stack itself.
             Way::IntoCgroup(dir) => unsafe {
-                super::clone3::spawn(dir, stack.spare_capacity_mut(), child, data)
+                super::clone3::spawn(
+                    dir,
+                    keep_below.is_some(),
+                    stack.spare_capacity_mut(),
+                    child,
+                    data,
+                )
             },
             Way::Clone => {
                 // SAFETY: the end of the buffer's allocation, aligned down to 16 bytes as
@@ -235,11 +272,16 @@ impl Plan {
                 // exited, so `child_data` and `stack` outlive every use the child makes of
                 // them; the child runs only `child`, which makes system calls and touches
                 // nothing but them.
+                let share_files = if keep_below.is_some() {
+                    libc::CLONE_FILES
+                } else {
+                    0
+                };
                 let pid = unsafe {
                     libc::clone(
                         child,
                         top,
-                        libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+                        libc::CLONE_VM | libc::CLONE_VFORK | share_files | libc::SIGCHLD,
                         data,
                     )
                 };
@@ -253,6 +295,8 @@ impl Plan {
             }
         };
         restore_signals(&blocked);
+        // The child has exec'd or exited: the slots hold /dev/null again.
+        drop(staged);
         drop(stack);
         let pid = pid?;
         // SAFETY: plain reads of values the child may have written before it exited.
@@ -372,8 +416,11 @@ struct Child<'a> {
     plan: &'a Plan,
     argv: &'a [*const c_char],
     envp: &'a [*const c_char],
-    /// Created in its cgroup already (clone3): no need to join it.
-    in_cgroup: bool,
+    /// Its fds 0-2 and the directory of the cgroup it joins itself (none when it was
+    /// created there), where the child finds them.
+    fds: [Option<RawFd>; low_fds::COUNT],
+    /// Sharing ember's fd table: its own is to keep only the fds below this.
+    keep_below: Option<c_int>,
     /// Set by the child first thing: a child that exits without it never ran.
     ran: bool,
     failure: Failure,
@@ -387,7 +434,7 @@ extern "C" fn child(data: *mut c_void) -> c_int {
     let data = unsafe { &mut *data.cast::<Child>() };
     // SAFETY: a write to the `Child` above, which ember reads only once the clone returns.
     unsafe { std::ptr::write_volatile(&mut data.ran, true) };
-    let step = steps(data.plan, data.in_cgroup);
+    let step = steps(data);
     let failure = match step {
         Ok(()) => exec(data),
         Err(failure) => failure,
@@ -411,15 +458,34 @@ fn failed(step: Step) -> Failure {
 /// The child's steps before the exec. Order matters: the session first (it also drops
 /// ember's controlling terminal), the cgroup and the limits before setuid, which would
 /// take away the right to raise a hard limit or lower the OOM score.
-fn steps(plan: &Plan, in_cgroup: bool) -> Result<(), Failure> {
-    reset_signal_handlers();
+fn steps(data: &Child) -> Result<(), Failure> {
+    let plan = data.plan;
     // SAFETY (this function): system calls with valid arguments made before the clone;
     // each result is checked.
+    unsafe {
+        if let Some(keep_below) = data.keep_below {
+            // First, before any fd changes: a table of its own, of ember's fds below the
+            // line only (0-2 and the slots). Before Linux 5.9 (no close_range), a copy of
+            // the whole table; execve closes the rest, as after a fork.
+            if libc::syscall(
+                libc::SYS_close_range,
+                keep_below,
+                c_int::MAX,
+                libc::CLOSE_RANGE_UNSHARE,
+            ) < 0
+                && libc::unshare(libc::CLONE_FILES) < 0
+            {
+                return Err(failed(Step::Stdio));
+            }
+        }
+    }
+    reset_signal_handlers();
+    // SAFETY: as above.
     unsafe {
         if libc::setsid() < 0 {
             return Err(failed(Step::Session));
         }
-        for (target, source) in (0..3).zip(plan.stdio) {
+        for (target, source) in (0..3).zip(data.fds) {
             if let Some(fd) = source {
                 // dup2 clears close-on-exec on the copy; every source is ≥ 3, so no
                 // earlier copy overwrote it.
@@ -432,9 +498,9 @@ fn steps(plan: &Plan, in_cgroup: bool) -> Result<(), Failure> {
             // The console becomes its controlling terminal, so a shell has job control.
             libc::ioctl(0, libc::TIOCSCTTY, 1);
         }
-        if let Some(cgroup) = plan.cgroup.filter(|_| !in_cgroup) {
+        if let Some(dir) = data.fds[3] {
             let fd = libc::openat(
-                cgroup.dir,
+                dir,
                 c"cgroup.procs".as_ptr(),
                 libc::O_WRONLY | libc::O_CLOEXEC,
             );
@@ -448,6 +514,10 @@ fn steps(plan: &Plan, in_cgroup: bool) -> Result<(), Failure> {
                 return Err(failure);
             }
         }
+        // A service gets fds 0-2 and nothing else of ember's: not the slots, and not an
+        // fd without close-on-exec that ember inherited from whoever started it. (Before
+        // Linux 5.9 this fails, and execve closes the close-on-exec ones.)
+        libc::syscall(libc::SYS_close_range, 3, c_int::MAX, 0);
         for &(resource, amount) in &plan.rlimits {
             if nix::sys::resource::setrlimit(resource, amount, amount).is_err() {
                 return Err(failed(Step::Rlimit));
@@ -661,6 +731,31 @@ mod tests {
         let _ = std::fs::remove_file(&not_executable);
         // Each child that could not exec was reaped by launch itself.
         assert_eq!(unexeced_zombies(), 0);
+    }
+
+    /// The child keeps its 0-2 only: not ember's other fds, even one without
+    /// close-on-exec (inherited from whoever started ember), and not the slots its 0-2
+    /// waited on.
+    #[test]
+    fn the_child_has_its_stdio_and_no_other_fd_of_embers() {
+        // SAFETY: dup of this process's stderr; the copy is closed below.
+        let inherited = unsafe { libc::dup(2) };
+        assert!(inherited > 2);
+        let plan = Plan::new(
+            // (A glob would list the fd the shell reads the directory with.)
+            &[
+                "sh",
+                "-c",
+                "for fd in $(seq 0 4096); do [ -e /proc/$$/fd/$fd ] && echo $fd; done",
+            ],
+            env(&[("PATH", "/usr/bin:/bin")]),
+        )
+        .expect("plan");
+        let (text, _) = output_of(plan);
+        // SAFETY: the fd dup'd above.
+        unsafe { libc::close(inherited) };
+        let fds: Vec<&str> = text.split_whitespace().collect();
+        assert_eq!(fds, ["0", "1", "2"], "{text}");
     }
 
     #[test]

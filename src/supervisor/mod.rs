@@ -4,6 +4,7 @@
 //! - [`runtime`]: the one task that executes actions and feeds events back.
 //! - [`spawn`], [`launch`], [`reaper`]: what a service is started with, starting it
 //!   (clone and exec, sharing ember's memory until the exec), reaping every child in one place.
+//! - [`low_fds`]: low fds a child's stdio waits on, so that it copies none of ember's others.
 //! - `clone3`: the system call that creates a process in its cgroup (the one piece of
 //!   assembly in ember).
 //! - [`readiness`], [`notify`], [`output`]: probes, the sd_notify socket, service output.
@@ -20,6 +21,7 @@ pub mod handover;
 pub use ember_engine::{engine, model};
 pub mod launch;
 pub mod logfiles;
+pub mod low_fds;
 pub mod notify;
 pub mod output;
 pub mod readiness;

@@ -1,0 +1,205 @@
+//! Four file descriptors ember keeps at low numbers, where a child's fds 0-2 (and its
+//! cgroup's directory) are put for the clone, so that the child can keep those and drop
+//! every other fd of ember's at once.
+//!
+//! Why: a child that copies ember's fd table pays for every fd in it twice, once when
+//! the table is copied and once when execve closes each close-on-exec fd (filp_close per
+//! fd). ember holds two pipes' read ends per service, so with 1,000 services each spawn
+//! copied and closed ~2,000 fds, and a boot of n services cost time in n² (perf: 9% of
+//! ember's CPU in do_close_on_exec alone at 1,000). Instead the child shares ember's
+//! table (`CLONE_FILES`: nothing copied) and its first step is
+//! `close_range(keep_below, ~0, CLOSE_RANGE_UNSHARE)`, for which the kernel copies only
+//! the fds below `keep_below` into the child's own table: 0-2, these slots and the few
+//! of ember's that are lower. Everything the child needs is in a slot, below the line.
+//!
+//! The slots hold /dev/null between launches (a slot must stay open, or a later open
+//! would take its number); a launch copies its fds onto them and puts /dev/null back
+//! once the child has exec'd, so that no pipe end stays open in ember past the launch.
+
+use nix::libc::{self, c_int};
+use std::os::fd::RawFd;
+use std::sync::{Mutex, MutexGuard};
+
+/// stdin, stdout, stderr, and the cgroup's directory.
+pub const COUNT: usize = 4;
+
+struct Slots {
+    /// /dev/null, what each slot holds between launches.
+    null: RawFd,
+    slots: [RawFd; COUNT],
+}
+
+/// `None` until the first launch (or [`reserve`]), and while they cannot be had (no
+/// /dev/null yet, no fds left): children then copy ember's table, as after a fork.
+static SLOTS: Mutex<Option<Slots>> = Mutex::new(None);
+
+/// Takes the slots now, while ember's lowest fds are free (the daemon calls this once
+/// /dev is there; a launch takes them itself otherwise).
+pub fn reserve() {
+    drop(lock());
+}
+
+fn lock() -> MutexGuard<'static, Option<Slots>> {
+    // A panic while it was held left nothing that matters: each launch copies its own
+    // fds onto the slots again.
+    let mut guard = SLOTS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if guard.is_none() {
+        *guard = open_slots();
+    }
+    guard
+}
+
+fn open_slots() -> Option<Slots> {
+    // SAFETY: open and fcntl with valid arguments; every result is checked, and what was
+    // opened is closed again on failure.
+    unsafe {
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
+        if null < 0 {
+            return None;
+        }
+        let mut slots = [-1; COUNT];
+        for i in 0..COUNT {
+            // The lowest free number ≥ 3: fds 0-2 are the child's to take.
+            let fd = libc::fcntl(null, libc::F_DUPFD_CLOEXEC, 3);
+            if fd < 0 {
+                for &taken in &slots[..i] {
+                    libc::close(taken);
+                }
+                libc::close(null);
+                return None;
+            }
+            slots[i] = fd;
+        }
+        Some(Slots { null, slots })
+    }
+}
+
+/// A launch's fds, copied onto the slots; the slots go back to /dev/null when this is
+/// dropped, and no other launch can use them until then.
+pub struct Staged {
+    guard: MutexGuard<'static, Option<Slots>>,
+    used: [bool; COUNT],
+}
+
+/// What [`stage`] could not do: which of the fds given, and the errno.
+pub struct Failed {
+    pub index: usize,
+    pub errno: c_int,
+}
+
+/// Copies each `Some` fd onto its slot. `Ok(None)` when there are no slots (the child
+/// then copies ember's table and uses the fds as given).
+pub fn stage(fds: [Option<RawFd>; COUNT]) -> Result<Option<Staged>, Failed> {
+    let guard = lock();
+    let Some(slots) = guard.as_ref() else {
+        return Ok(None);
+    };
+    let slots = slots.slots;
+    let mut staged = Staged {
+        guard,
+        used: [false; COUNT],
+    };
+    for (index, (fd, slot)) in fds.into_iter().zip(slots).enumerate() {
+        let Some(fd) = fd else { continue };
+        // SAFETY: dup3 onto a slot this module owns (held open, so its number cannot
+        // belong to anything else); a bad `fd` is an error, returned.
+        if unsafe { libc::dup3(fd, slot, libc::O_CLOEXEC) } < 0 {
+            let errno = std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EIO);
+            return Err(Failed { index, errno });
+        }
+        staged.used[index] = true;
+    }
+    Ok(Some(staged))
+}
+
+impl Staged {
+    fn slots(&self) -> Option<&Slots> {
+        self.guard.as_ref()
+    }
+
+    /// Where each `Some` fd given to [`stage`] now is.
+    pub fn fds(&self) -> [Option<RawFd>; COUNT] {
+        let mut fds = [None; COUNT];
+        if let Some(slots) = self.slots() {
+            for (i, fd) in fds.iter_mut().enumerate() {
+                if self.used[i] {
+                    *fd = Some(slots.slots[i]);
+                }
+            }
+        }
+        fds
+    }
+
+    /// The first fd number the child need not keep: above every slot.
+    pub fn keep_below(&self) -> c_int {
+        self.slots()
+            .map_or(c_int::MAX, |s| s.slots.iter().max().map_or(3, |&m| m + 1))
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        let Some(slots) = self.slots() else { return };
+        let (null, numbers) = (slots.null, slots.slots);
+        for (slot, used) in numbers.into_iter().zip(self.used) {
+            if used {
+                // SAFETY: dup3 of /dev/null onto a slot this module owns. If it failed
+                // (it cannot: both are open), the slot would keep its copy of a pipe end
+                // until the next launch, no worse.
+                unsafe { libc::dup3(null, slot, libc::O_CLOEXEC) };
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    /// The file an fd of this process is open on.
+    fn target(fd: RawFd) -> String {
+        std::fs::read_link(format!("/proc/self/fd/{fd}"))
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_staged_fd_sits_in_its_slot_until_the_launch_ends_then_the_slot_holds_dev_null() {
+        let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
+        let pipe = target(write.as_raw_fd());
+        let slot = {
+            let staged = stage([None, Some(write.as_raw_fd()), None, None])
+                .ok()
+                .flatten()
+                .expect("slots");
+            let fds = staged.fds();
+            assert_eq!(fds[0], None);
+            assert_eq!(fds[2], None);
+            let slot = fds[1].expect("stdout staged");
+            assert!(slot >= 3 && slot < staged.keep_below(), "{slot}");
+            assert_eq!(target(slot), pipe);
+            slot
+        };
+        assert_eq!(target(slot), "/dev/null");
+        // No copy of the write end is left: closing ours ends the pipe.
+        drop(write);
+        let mut buf = [0u8; 1];
+        assert_eq!(nix::unistd::read(&read, &mut buf), Ok(0));
+    }
+
+    #[test]
+    fn a_bad_fd_is_refused_with_its_index_and_errno() {
+        match stage([None, None, Some(987_654), None]) {
+            Err(Failed { index, errno }) => {
+                assert_eq!(index, 2);
+                assert_eq!(errno, libc::EBADF);
+            }
+            Ok(_) => panic!("a bad fd was staged"),
+        }
+    }
+}
