@@ -36,6 +36,8 @@ pub fn run(config_path: &Path, handover: Option<std::os::fd::RawFd>) -> i32 {
             Err(e) => notes.push(e),
         }
     }
+    // Before anything could start a child: what ember inherited stays ember's.
+    crate::supervisor::low_fds::close_inherited_on_exec();
     let role = pid1::detect_role();
     let kernel_hostname = config::hostname();
     let mut loaded = config::load(config_path);

@@ -633,3 +633,41 @@ fn a_fallback_configuration_is_loud_on_mqtt_and_dbus() {
         "ConfigFallback",
     ]) == Some(Value::Bool(false))));
 }
+
+/// Where a seccomp filter refuses close_range and unshare (older container profiles
+/// did), a child cannot leave ember's fd table for one of its own: ember then starts
+/// every child with a copy of the table, as after a fork. Services start, their output
+/// is read, and each still has fds 0-2 only (found by review: every start failed with
+/// "cannot set up its stdin/stdout/stderr: Operation not permitted").
+#[test]
+fn services_start_where_a_seccomp_filter_refuses_close_range_and_unshare() {
+    let ember = Ember::start_plain_refusing(
+        "robust-seccomp",
+        r#"
+[service.lister]
+command = ["/bin/sh", "-c", "for fd in $(seq 0 1024); do [ -e /proc/$$/fd/$fd ] && echo has fd $fd; done; echo listed; exec sleep 1000"]
+
+[service.second]
+command = ["sleep", "1000"]
+"#,
+        &[nix::libc::SYS_close_range, nix::libc::SYS_unshare],
+    );
+    ember.wait_state("lister", "active", None, LONG);
+    ember.wait_state("second", "active", None, LONG);
+    let mut logs = String::new();
+    let listed = wait_for(scaled(LONG), || {
+        logs = text(&ember.ctl(&["logs", "lister"]));
+        logs.contains("listed")
+    });
+    assert!(listed, "{logs}\n{}", ember.log());
+    let fds: Vec<&str> = logs
+        .lines()
+        .filter_map(|l| l.split("has fd ").nth(1))
+        .collect();
+    assert_eq!(fds, ["0", "1", "2"], "{logs}");
+    assert!(
+        ember.log().contains("children copy ember's from now on"),
+        "{}",
+        ember.log()
+    );
+}

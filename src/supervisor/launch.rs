@@ -55,6 +55,8 @@ struct Failure {
 enum Step {
     #[default]
     None,
+    /// Leaving ember's fd table (close_range, else unshare): refused.
+    OwnTable,
     Session,
     Stdio,
     Cgroup,
@@ -70,6 +72,7 @@ impl Step {
     fn doing(self) -> &'static str {
         match self {
             Step::None | Step::Exec => "",
+            Step::OwnTable => "cannot have an fd table of its own: ",
             Step::Session => "cannot start a session: ",
             Step::Stdio => "cannot set up its stdin/stdout/stderr: ",
             Step::Cgroup => "cannot join its cgroup: ",
@@ -319,6 +322,11 @@ impl Plan {
         // The child has exited (CLONE_VFORK returned without an exec): reap it here, so
         // the reaper never sees a pid nobody knows.
         let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+        if failure.step == Step::OwnTable && keep_below.is_some() {
+            // Nothing of the service ran yet: again, with a copy of ember's table.
+            low_fds::refused();
+            return self.clone_with(way);
+        }
         Ok(Err(format!(
             "{}{}",
             failure.step.doing(),
@@ -475,7 +483,7 @@ fn steps(data: &Child) -> Result<(), Failure> {
             ) < 0
                 && libc::unshare(libc::CLONE_FILES) < 0
             {
-                return Err(failed(Step::Stdio));
+                return Err(failed(Step::OwnTable));
             }
         }
     }
@@ -752,8 +760,9 @@ mod tests {
         )
         .expect("plan");
         let (text, _) = output_of(plan);
-        // SAFETY: the fd dup'd above.
-        unsafe { libc::close(inherited) };
+        // SAFETY: the fd dup'd above; still open in this process (the child's close
+        // was its own).
+        assert_eq!(unsafe { libc::close(inherited) }, 0);
         let fds: Vec<&str> = text.split_whitespace().collect();
         assert_eq!(fds, ["0", "1", "2"], "{text}");
     }

@@ -15,9 +15,16 @@
 //! The slots hold /dev/null between launches (a slot must stay open, or a later open
 //! would take its number); a launch copies its fds onto them and puts /dev/null back
 //! once the child has exec'd, so that no pipe end stays open in ember past the launch.
+//!
+//! Where the child cannot have a table of its own (a seccomp filter that refuses both
+//! close_range and unshare, as older container profiles do) the launch says so, and
+//! from then on children copy ember's table as after a fork ([`refused`]). Under
+//! valgrind too: it supports `CLONE_VM | CLONE_VFORK` only without `CLONE_FILES`, and
+//! ends the whole process at any other flags.
 
 use nix::libc::{self, c_int};
 use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Mutex, MutexGuard};
 
 /// stdin, stdout, stderr, and the cgroup's directory.
@@ -33,10 +40,64 @@ struct Slots {
 /// /dev/null yet, no fds left): children then copy ember's table, as after a fork.
 static SLOTS: Mutex<Option<Slots>> = Mutex::new(None);
 
+/// Set when a child could not have a table of its own: no more slots.
+static REFUSED: AtomicBool = AtomicBool::new(false);
+
 /// Takes the slots now, while ember's lowest fds are free (the daemon calls this once
 /// /dev is there; a launch takes them itself otherwise).
 pub fn reserve() {
     drop(lock());
+}
+
+/// A child could not leave ember's table (see the module's comment): children copy it
+/// from now on, and launch says why once.
+pub fn refused() {
+    if !REFUSED.swap(true, Relaxed) {
+        crate::log::info!(
+            "a child cannot have an fd table of its own here (close_range and unshare refused, a seccomp filter?): children copy ember's from now on"
+        );
+    }
+}
+
+/// Marks every fd from 3 up close-on-exec, as systemd does at start: an fd that ember
+/// inherited without the flag would otherwise reach every service wherever a child
+/// copies ember's table (see [`refused`]), and every binary a reexec starts. What a
+/// reexec hands over is cleared again just before that exec.
+pub fn close_inherited_on_exec() {
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC changes flags only (Linux 5.11).
+    if unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3,
+            c_int::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    } == 0
+    {
+        return;
+    }
+    let Ok(open) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    for entry in open.flatten() {
+        let fd = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<RawFd>().ok());
+        if let Some(fd) = fd.filter(|&fd| fd > 2) {
+            // SAFETY: sets the only fd flag of an fd number; one that is not open fails.
+            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+        }
+    }
+}
+
+/// valgrind's preload library is in LD_PRELOAD of the program it runs.
+fn under_valgrind() -> bool {
+    std::env::var_os("LD_PRELOAD").is_some_and(|v| {
+        v.as_encoded_bytes()
+            .windows(b"vgpreload".len())
+            .any(|w| w == b"vgpreload")
+    })
 }
 
 fn lock() -> MutexGuard<'static, Option<Slots>> {
@@ -52,6 +113,9 @@ fn lock() -> MutexGuard<'static, Option<Slots>> {
 }
 
 fn open_slots() -> Option<Slots> {
+    if under_valgrind() {
+        return None;
+    }
     // SAFETY: open and fcntl with valid arguments; every result is checked, and what was
     // opened is closed again on failure.
     unsafe {
@@ -92,6 +156,9 @@ pub struct Failed {
 /// Copies each `Some` fd onto its slot. `Ok(None)` when there are no slots (the child
 /// then copies ember's table and uses the fds as given).
 pub fn stage(fds: [Option<RawFd>; COUNT]) -> Result<Option<Staged>, Failed> {
+    if REFUSED.load(Relaxed) {
+        return Ok(None);
+    }
     let guard = lock();
     let Some(slots) = guard.as_ref() else {
         return Ok(None);
@@ -134,10 +201,15 @@ impl Staged {
         fds
     }
 
-    /// The first fd number the child need not keep: above every slot.
+    /// The first fd number the child need not keep: above every slot, rounded up to a
+    /// multiple of 64. The kernel copies whole 64-fd words of its table anyway, and a
+    /// table of another size met a bug of Linux 5.9-5.17 (fixed by 1c24a186398f, "fd
+    /// tables have to be multiples of BITS_PER_LONG").
     pub fn keep_below(&self) -> c_int {
-        self.slots()
-            .map_or(c_int::MAX, |s| s.slots.iter().max().map_or(3, |&m| m + 1))
+        let above = self
+            .slots()
+            .map_or(3, |s| s.slots.iter().max().map_or(3, |&m| m + 1));
+        (above + 63) / 64 * 64
     }
 }
 
@@ -182,10 +254,15 @@ mod tests {
             assert_eq!(fds[2], None);
             let slot = fds[1].expect("stdout staged");
             assert!(slot >= 3 && slot < staged.keep_below(), "{slot}");
+            assert_eq!(staged.keep_below() % 64, 0);
             assert_eq!(target(slot), pipe);
             slot
         };
+        // Looked at with the slots held (staging nothing), so that a launch of another
+        // test cannot be using them meanwhile.
+        let held = stage([None; COUNT]).ok().flatten().expect("slots");
         assert_eq!(target(slot), "/dev/null");
+        drop(held);
         // No copy of the write end is left: closing ours ends the pipe.
         drop(write);
         let mut buf = [0u8; 1];

@@ -197,14 +197,33 @@ impl Ember {
             &format!("[control]\nsocket = \"$DIR/control.sock\"\n\n{services}"),
             mode,
             Some(parent),
+            &[],
+        )
+    }
+
+    /// ember as a plain child under a seccomp filter that refuses `syscalls` (EPERM), as a
+    /// container's profile may: ember and everything it starts inherit the filter.
+    pub fn start_plain_refusing(tag: &str, services: &str, syscalls: &[i64]) -> Ember {
+        Self::launch_in(
+            tag,
+            &format!("[control]\nsocket = \"$DIR/control.sock\"\n\n{services}"),
+            Mode::Plain,
+            None,
+            syscalls,
         )
     }
 
     fn launch_raw(tag: &str, text: &str, mode: Mode) -> Ember {
-        Self::launch_in(tag, text, mode, None)
+        Self::launch_in(tag, text, mode, None, &[])
     }
 
-    fn launch_in(tag: &str, text: &str, mode: Mode, cgroup: Option<&Path>) -> Ember {
+    fn launch_in(
+        tag: &str,
+        text: &str,
+        mode: Mode,
+        cgroup: Option<&Path>,
+        refused: &[i64],
+    ) -> Ember {
         let dir = TempDir::new(tag);
         let socket = dir.path("control.sock");
         let config = dir.path("ember.toml");
@@ -265,6 +284,30 @@ impl Ember {
                 });
             }
             procs_file = Some(procs);
+        }
+        if !refused.is_empty() {
+            let filter = refusing_filter(refused);
+            use std::os::unix::process::CommandExt;
+            // SAFETY: prctl(2) only, on a filter that lives in this process until the
+            // spawn returns.
+            unsafe {
+                command.pre_exec(move || {
+                    let program = nix::libc::sock_fprog {
+                        len: filter.len() as u16,
+                        filter: filter.as_ptr().cast_mut(),
+                    };
+                    if nix::libc::prctl(nix::libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                        || nix::libc::prctl(
+                            nix::libc::PR_SET_SECCOMP,
+                            nix::libc::SECCOMP_MODE_FILTER,
+                            &program as *const nix::libc::sock_fprog,
+                        ) != 0
+                    {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
         }
         command
             .env("EMBER_LOG", "debug")
@@ -626,4 +669,31 @@ pub fn lines(path: &Path) -> Vec<String> {
         .lines()
         .map(str::to_owned)
         .collect()
+}
+
+/// A seccomp program that makes each of `syscalls` fail with EPERM and allows the rest.
+fn refusing_filter(syscalls: &[i64]) -> Vec<nix::libc::sock_filter> {
+    use nix::libc::{
+        sock_filter, BPF_ABS, BPF_JEQ, BPF_JMP, BPF_K, BPF_LD, BPF_RET, BPF_W, EPERM,
+        SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO,
+    };
+    let statement = |code: u32, k: u32| sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    // The system call's number: the first field of struct seccomp_data.
+    let mut program = vec![statement(BPF_LD | BPF_W | BPF_ABS, 0)];
+    for &nr in syscalls {
+        program.push(sock_filter {
+            code: (BPF_JMP | BPF_JEQ | BPF_K) as u16,
+            jt: 0,
+            jf: 1,
+            k: nr as u32,
+        });
+        program.push(statement(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM as u32));
+    }
+    program.push(statement(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
+    program
 }
