@@ -66,7 +66,9 @@ stderr = { file = "/dev/null/nope/err.log" }
 /// poweroff`, as the qemu guest's does) is in ember's log whole: the lines queued when the
 /// request comes are served first, and those still in the pipe are read before ember
 /// exits. (The qemu boot lost the end of its report once requests were served before the
-/// feed of lines.) 900 lines: within what one service may copy to the log at once.
+/// feed of lines.) 900 lines: within what one service may copy to the log at once. The
+/// service begins once the test has seen ember's socket: done at once, it could be over
+/// before (a busy machine did that).
 #[test]
 fn the_lines_a_service_prints_before_it_asks_for_a_poweroff_are_all_logged() {
     let mut ember = Ember::start_plain(
@@ -75,10 +77,11 @@ fn the_lines_a_service_prints_before_it_asks_for_a_poweroff_are_all_logged() {
             r#"
 [service.report]
 restart = "never"
-command = ["/bin/sh", "-c", "i=0; while [ $i -lt 900 ]; do i=$((i+1)); echo \"report line $i\"; done; echo 'report: the end'; exec {EMBER} ctl --socket $DIR/control.sock poweroff"]
+command = ["/bin/sh", "-c", "while [ ! -e $DIR/go ]; do sleep 0.05; done; i=0; while [ $i -lt 900 ]; do i=$((i+1)); echo \"report line $i\"; done; echo 'report: the end'; exec {EMBER} ctl --socket $DIR/control.sock poweroff"]
 "#
         ),
     );
+    std::fs::write(ember.dir.path("go"), "").expect("write go");
     let code = ember.wait_exit(LONG);
     let log = ember.log();
     assert_eq!(

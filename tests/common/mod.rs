@@ -316,14 +316,25 @@ impl Ember {
             .stderr(log);
         let child = command.spawn().expect("spawn ember");
         drop(procs_file);
-        let ember = Ember {
+        let mut ember = Ember {
             dir,
             child,
             socket,
             config,
         };
-        let up = wait_for(LONG, || listening(&ember.socket));
-        assert!(up, "ember did not open its socket; log:\n{}", ember.log());
+        // Not past ember's end: a test whose service stops ember at once must make the
+        // service wait for the test (it could be over before its socket was seen).
+        let mut ended = None;
+        let up = wait_for(LONG, || {
+            ended = ember.child.try_wait().ok().flatten();
+            ended.is_some() || listening(&ember.socket)
+        }) && ended.is_none();
+        assert!(
+            up,
+            "ember did not open its socket{}; log:\n{}",
+            ended.map_or(String::new(), |s| format!(" (it ended first: {s})")),
+            ember.log()
+        );
         ember
     }
 
