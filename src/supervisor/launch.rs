@@ -51,6 +51,17 @@ struct Failure {
     errno: c_int,
 }
 
+impl Failure {
+    /// The error as the launch reports it: the step, then the OS's reason.
+    fn message(self) -> String {
+        format!(
+            "{}{}",
+            self.step.doing(),
+            std::io::Error::from_raw_os_error(self.errno)
+        )
+    }
+}
+
 #[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
 enum Step {
     #[default]
@@ -229,16 +240,14 @@ impl Plan {
                 } else {
                     Step::Cgroup
                 };
-                return Ok(Err(format!(
-                    "{}{}",
-                    step.doing(),
-                    std::io::Error::from_raw_os_error(failed.errno)
-                )));
+                let errno = failed.errno;
+                return Ok(Err(Failure { step, errno }.message()));
             }
         };
         let (fds, keep_below) = staged
             .as_ref()
             .map_or((wanted, None), |s| (s.fds(), Some(s.keep_below())));
+        let share_files = keep_below.is_some();
         let mut child_data = Child {
             plan: self,
             argv: &argv,
@@ -257,13 +266,7 @@ impl Plan {
         let pid = match way {
             // SAFETY: as below; `clone3::spawn` aligns the stack itself.
             Way::IntoCgroup(dir) => unsafe {
-                super::clone3::spawn(
-                    dir,
-                    keep_below.is_some(),
-                    stack.spare_capacity_mut(),
-                    child,
-                    data,
-                )
+                super::clone3::spawn(dir, share_files, stack.spare_capacity_mut(), child, data)
             },
             Way::Clone => {
                 // SAFETY: the end of the buffer's allocation, aligned down to 16 bytes as
@@ -275,16 +278,12 @@ impl Plan {
                 // exited, so `child_data` and `stack` outlive every use the child makes of
                 // them; the child runs only `child`, which makes system calls and touches
                 // nothing but them.
-                let share_files = if keep_below.is_some() {
-                    libc::CLONE_FILES
-                } else {
-                    0
-                };
+                let files = if share_files { libc::CLONE_FILES } else { 0 };
                 let pid = unsafe {
                     libc::clone(
                         child,
                         top,
-                        libc::CLONE_VM | libc::CLONE_VFORK | share_files | libc::SIGCHLD,
+                        libc::CLONE_VM | libc::CLONE_VFORK | files | libc::SIGCHLD,
                         data,
                     )
                 };
@@ -322,16 +321,12 @@ impl Plan {
         // The child has exited (CLONE_VFORK returned without an exec): reap it here, so
         // the reaper never sees a pid nobody knows.
         let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
-        if failure.step == Step::OwnTable && keep_below.is_some() {
+        if failure.step == Step::OwnTable && share_files {
             // Nothing of the service ran yet: again, with a copy of ember's table.
             low_fds::refused();
             return self.clone_with(way);
         }
-        Ok(Err(format!(
-            "{}{}",
-            failure.step.doing(),
-            std::io::Error::from_raw_os_error(failure.errno)
-        )))
+        Ok(Err(failure.message()))
     }
 }
 
@@ -475,12 +470,7 @@ fn steps(data: &Child) -> Result<(), Failure> {
             // First, before any fd changes: a table of its own, of ember's fds below the
             // line only (0-2 and the slots). Before Linux 5.9 (no close_range), a copy of
             // the whole table; execve closes the rest, as after a fork.
-            if libc::syscall(
-                libc::SYS_close_range,
-                keep_below,
-                c_int::MAX,
-                libc::CLOSE_RANGE_UNSHARE,
-            ) < 0
+            if !low_fds::close_range_from(keep_below, libc::CLOSE_RANGE_UNSHARE)
                 && libc::unshare(libc::CLONE_FILES) < 0
             {
                 return Err(failed(Step::OwnTable));
@@ -525,7 +515,7 @@ fn steps(data: &Child) -> Result<(), Failure> {
         // A service gets fds 0-2 and nothing else of ember's: not the slots, and not an
         // fd without close-on-exec that ember inherited from whoever started it. (Before
         // Linux 5.9 this fails, and execve closes the close-on-exec ones.)
-        libc::syscall(libc::SYS_close_range, 3, c_int::MAX, 0);
+        low_fds::close_range_from(3, 0);
         for &(resource, amount) in &plan.rlimits {
             if nix::sys::resource::setrlimit(resource, amount, amount).is_err() {
                 return Err(failed(Step::Rlimit));

@@ -64,16 +64,8 @@ pub fn refused() {
 /// copies ember's table (see [`refused`]), and every binary a reexec starts. What a
 /// reexec hands over is cleared again just before that exec.
 pub fn close_inherited_on_exec() {
-    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC changes flags only (Linux 5.11).
-    if unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            3,
-            c_int::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        )
-    } == 0
-    {
+    // SAFETY: with CLOSE_RANGE_CLOEXEC it changes flags only.
+    if unsafe { close_range_from(3, libc::CLOSE_RANGE_CLOEXEC) } {
         return;
     }
     let Ok(open) = std::fs::read_dir("/proc/self/fd") else {
@@ -141,9 +133,11 @@ fn open_slots() -> Option<Slots> {
 }
 
 /// A launch's fds, copied onto the slots; the slots go back to /dev/null when this is
-/// dropped, and no other launch can use them until then.
+/// dropped, and no other launch can use them until then (it holds the lock).
 pub struct Staged {
-    guard: MutexGuard<'static, Option<Slots>>,
+    _held: MutexGuard<'static, Option<Slots>>,
+    null: RawFd,
+    slots: [RawFd; COUNT],
     used: [bool; COUNT],
 }
 
@@ -159,13 +153,14 @@ pub fn stage(fds: [Option<RawFd>; COUNT]) -> Result<Option<Staged>, Failed> {
     if REFUSED.load(Relaxed) {
         return Ok(None);
     }
-    let guard = lock();
-    let Some(slots) = guard.as_ref() else {
+    let held = lock();
+    let Some(&Slots { null, slots }) = held.as_ref() else {
         return Ok(None);
     };
-    let slots = slots.slots;
     let mut staged = Staged {
-        guard,
+        _held: held,
+        null,
+        slots,
         used: [false; COUNT],
     };
     for (index, (fd, slot)) in fds.into_iter().zip(slots).enumerate() {
@@ -173,10 +168,10 @@ pub fn stage(fds: [Option<RawFd>; COUNT]) -> Result<Option<Staged>, Failed> {
         // SAFETY: dup3 onto a slot this module owns (held open, so its number cannot
         // belong to anything else); a bad `fd` is an error, returned.
         if unsafe { libc::dup3(fd, slot, libc::O_CLOEXEC) } < 0 {
-            let errno = std::io::Error::last_os_error()
-                .raw_os_error()
-                .unwrap_or(libc::EIO);
-            return Err(Failed { index, errno });
+            return Err(Failed {
+                index,
+                errno: nix::errno::Errno::last_raw(),
+            });
         }
         staged.used[index] = true;
     }
@@ -184,21 +179,9 @@ pub fn stage(fds: [Option<RawFd>; COUNT]) -> Result<Option<Staged>, Failed> {
 }
 
 impl Staged {
-    fn slots(&self) -> Option<&Slots> {
-        self.guard.as_ref()
-    }
-
     /// Where each `Some` fd given to [`stage`] now is.
     pub fn fds(&self) -> [Option<RawFd>; COUNT] {
-        let mut fds = [None; COUNT];
-        if let Some(slots) = self.slots() {
-            for (i, fd) in fds.iter_mut().enumerate() {
-                if self.used[i] {
-                    *fd = Some(slots.slots[i]);
-                }
-            }
-        }
-        fds
+        std::array::from_fn(|i| self.used[i].then_some(self.slots[i]))
     }
 
     /// The first fd number the child need not keep: above every slot, rounded up to a
@@ -206,26 +189,33 @@ impl Staged {
     /// table of another size met a bug of Linux 5.9-5.17 (fixed by 1c24a186398f, "fd
     /// tables have to be multiples of BITS_PER_LONG").
     pub fn keep_below(&self) -> c_int {
-        let above = self
-            .slots()
-            .map_or(3, |s| s.slots.iter().max().map_or(3, |&m| m + 1));
+        let above = self.slots.iter().max().map_or(3, |&m| m + 1);
         (above + 63) / 64 * 64
     }
 }
 
 impl Drop for Staged {
     fn drop(&mut self) {
-        let Some(slots) = self.slots() else { return };
-        let (null, numbers) = (slots.null, slots.slots);
-        for (slot, used) in numbers.into_iter().zip(self.used) {
+        for (slot, used) in self.slots.into_iter().zip(self.used) {
             if used {
                 // SAFETY: dup3 of /dev/null onto a slot this module owns. If it failed
                 // (it cannot: both are open), the slot would keep its copy of a pipe end
                 // until the next launch, no worse.
-                unsafe { libc::dup3(null, slot, libc::O_CLOEXEC) };
+                unsafe { libc::dup3(self.null, slot, libc::O_CLOEXEC) };
             }
         }
     }
+}
+
+/// close_range(2) from `first` to the last fd, with `flags`: whether it worked (Linux
+/// 5.9; `CLOSE_RANGE_CLOEXEC` 5.11). A raw system call, as a child on ember's memory may
+/// make.
+///
+/// # Safety
+/// Without `CLOSE_RANGE_CLOEXEC` it closes fds that other code of this process may own.
+pub unsafe fn close_range_from(first: c_int, flags: libc::c_uint) -> bool {
+    // SAFETY: the caller's promise; the call itself takes plain numbers.
+    unsafe { libc::syscall(libc::SYS_close_range, first, c_int::MAX, flags) == 0 }
 }
 
 #[cfg(test)]
