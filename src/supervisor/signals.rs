@@ -28,8 +28,11 @@ impl Signals {
         // never sees it; and an ignored SIGCHLD makes the kernel reap every child itself,
         // its exit status lost. Whoever started ember may have left them ignored (`nohup`
         // ignores SIGHUP; `trap '' CHLD` in a script). Blocked first, so the default
-        // action of none can run meanwhile.
-        for signal in set.iter() {
+        // action of none can run meanwhile. Only the ignored ones: setting SIGCHLD's
+        // default action (which is to ignore it) discards one that is pending, as POSIX
+        // says, and after a reexec a pending SIGCHLD is a service that ended during the
+        // exec: its exit was never read, and it stayed a zombie.
+        for signal in set.iter().filter(|&signal| ignored(signal)) {
             // SAFETY: SIG_DFL installs no handler code.
             let _ =
                 unsafe { nix::sys::signal::signal(signal, nix::sys::signal::SigHandler::SigDfl) };
@@ -62,6 +65,22 @@ impl Signals {
             }
         }
     }
+}
+
+/// Whether `signal`'s disposition is to ignore it (SIG_IGN).
+fn ignored(signal: Signal) -> bool {
+    let mut current = std::mem::MaybeUninit::<nix::libc::sigaction>::zeroed();
+    // SAFETY: with no new action, sigaction only writes the current one into `current`,
+    // which is zeroed memory of its type.
+    let rc = unsafe {
+        nix::libc::sigaction(
+            signal as nix::libc::c_int,
+            std::ptr::null(),
+            current.as_mut_ptr(),
+        )
+    };
+    // SAFETY: zeroed, and filled in by the kernel when rc is 0.
+    rc == 0 && unsafe { current.assume_init() }.sa_sigaction == nix::libc::SIG_IGN
 }
 
 #[cfg(test)]
@@ -104,5 +123,41 @@ mod tests {
         )
         .unwrap();
         assert!(mask.contains(Signal::SIGTERM) && mask.contains(Signal::SIGCHLD));
+    }
+
+    /// A SIGCHLD already pending when the signalfd opens is read from it (after a
+    /// reexec, it is a service that ended during the exec), while an ignored signal gets
+    /// its default action back.
+    #[test]
+    fn a_sigchld_pending_before_the_signalfd_opens_is_read_and_ignored_signals_are_reset() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let thread = nix::unistd::gettid();
+        let tgkill = |signal: Signal| unsafe {
+            nix::libc::syscall(
+                nix::libc::SYS_tgkill,
+                std::process::id() as nix::libc::c_int,
+                thread.as_raw(),
+                signal as nix::libc::c_int,
+            )
+        };
+        crate::pid1::block_signals();
+        // SAFETY: SIG_IGN installs no handler code.
+        unsafe { nix::sys::signal::signal(Signal::SIGINT, nix::sys::signal::SigHandler::SigIgn) }
+            .unwrap();
+        tgkill(Signal::SIGCHLD);
+        runtime.block_on(async {
+            let mut signals = Signals::open().unwrap();
+            assert!(!ignored(Signal::SIGINT), "SIGINT is still ignored");
+            // Bounded only so that a lost signal fails the test instead of hanging it.
+            let read = tokio::time::timeout(std::time::Duration::from_secs(60), signals.recv());
+            assert_eq!(
+                read.await.ok(),
+                Some(Signal::SIGCHLD),
+                "the SIGCHLD was lost"
+            );
+        });
     }
 }
