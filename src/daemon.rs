@@ -270,6 +270,7 @@ fn supervise(
             // The path it was started from (a replaced file's new contents, after an
             // update), resolved now, before anything can replace it.
             binary: std::env::current_exe().unwrap_or_else(|_| "/sbin/init".into()),
+            socket: pending.clone(),
         };
         // The main loop is a task of its own, not the future that block_on polls: that
         // one is polled again after every 61 tasks, so during a boot (each spawn adds its

@@ -130,9 +130,19 @@ struct Peer {
     gids: Vec<u32>,
 }
 
-/// The replies the socket has still to write. Before ember stops (a `poweroff` with
-/// nothing left to stop is over at once) it waits for them, so that every client learns
-/// that its request was taken.
+/// An admitted client, as its task takes it over.
+struct Connection {
+    stream: UnixStream,
+    peer: Peer,
+    arrival: Arrival,
+}
+
+/// What the socket has still to do that the core should know of: the replies still to
+/// write, and the clients that have connected and not yet sent their first request.
+///
+/// Before ember stops (a `poweroff` with nothing left to stop is over at once) it waits
+/// for the replies, so that every client learns that its request was taken. A client
+/// that has just connected is let in ahead of the spawns (see [`Pending::arriving`]).
 #[derive(Clone, Default)]
 pub struct Pending(Arc<PendingCount>);
 
@@ -140,6 +150,20 @@ pub struct Pending(Arc<PendingCount>);
 struct PendingCount {
     count: std::sync::atomic::AtomicUsize,
     idle: tokio::sync::Notify,
+    arriving: std::sync::atomic::AtomicUsize,
+}
+
+/// A client admitted whose first request has not been read yet; dropped once it has (or
+/// the connection ended without one).
+struct Arrival(Pending);
+
+impl Drop for Arrival {
+    fn drop(&mut self) {
+        (self.0)
+            .0
+            .arriving
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// One reply on its way; dropped once written (or given up).
@@ -151,6 +175,23 @@ impl Pending {
             .count
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         PendingReply(self.clone())
+    }
+
+    /// Whether a client has connected and its first request is still to be read.
+    /// During a boot the core spawns for a slice at a time between its turns; while a
+    /// client is arriving it does not, so that the request is read before the next slice
+    /// (a connection's first bytes can be read only after the runtime's driver has seen
+    /// it: a status during a boot of 3,000 waited a slice for its accept and another
+    /// before its request was read).
+    pub fn arriving(&self) -> bool {
+        self.0.arriving.load(std::sync::atomic::Ordering::Relaxed) > 0
+    }
+
+    fn arrive(&self) -> Arrival {
+        self.0
+            .arriving
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Arrival(self.clone())
     }
 
     /// Resolves once no reply is waiting to be written.
@@ -230,6 +271,7 @@ pub async fn serve(
             );
             continue;
         }
+        let arrival = pending.arrive();
         let control = control.clone();
         let pending = pending.clone();
         let streams = streams.clone();
@@ -246,7 +288,12 @@ pub async fn serve(
                         tokio::time::timeout(Duration::from_secs(5), slots.acquire_owned()).await;
                     let Ok(Ok(permit)) = permit else { return };
                     let _permit = permit;
-                    serve_connection(stream, control, peer, pending, streams, policy).await;
+                    let connection = Connection {
+                        stream,
+                        peer,
+                        arrival,
+                    };
+                    serve_connection(connection, control, pending, streams, policy).await;
                 });
                 continue;
             }
@@ -266,7 +313,12 @@ pub async fn serve(
         };
         tokio::spawn(async move {
             let _permit = permit;
-            serve_connection(stream, control, peer, pending, streams, policy).await;
+            let connection = Connection {
+                stream,
+                peer,
+                arrival,
+            };
+            serve_connection(connection, control, pending, streams, policy).await;
         });
     }
 }
@@ -373,19 +425,27 @@ impl Throttle {
 }
 
 async fn serve_connection(
-    stream: UnixStream,
+    connection: Connection,
     control: Control,
-    peer: Peer,
     pending: Pending,
     streams: Streams,
     policy: tokio::sync::watch::Receiver<Policy>,
 ) {
+    let Connection {
+        stream,
+        peer,
+        arrival,
+    } = connection;
+    let mut arrival = Some(arrival);
     let uid = peer.uid;
     let (read, mut write) = stream.into_split();
     let origin = format!("socket uid={uid}");
     let mut lines = Lines::new(read);
     loop {
-        let next = match tokio::time::timeout(REQUEST_TIMEOUT, lines.next()).await {
+        let next = tokio::time::timeout(REQUEST_TIMEOUT, lines.next()).await;
+        // Its first request is in (or it never came): the core spawns on.
+        arrival.take();
+        let next = match next {
             Ok(Ok(next)) => next,
             Ok(Err(_)) => return,
             Err(_) => {
@@ -1018,21 +1078,54 @@ mod tests {
 
     /// A connection served as ember serves one, and the client's end of it.
     fn connect(control: Control) -> (tokio::task::JoinHandle<()>, UnixStream) {
+        let (task, client, _) = connect_counted(control);
+        (task, client)
+    }
+
+    /// [`connect`], and the pending work it counts in.
+    fn connect_counted(control: Control) -> (tokio::task::JoinHandle<()>, UnixStream, Pending) {
         let (server, client) = UnixStream::pair().unwrap();
+        let pending = Pending::default();
+        let connection = Connection {
+            stream: server,
+            peer: Peer {
+                uid: 0,
+                gids: Vec::new(),
+            },
+            arrival: pending.arrive(),
+        };
         (
             tokio::spawn(serve_connection(
-                server,
+                connection,
                 control,
-                Peer {
-                    uid: 0,
-                    gids: Vec::new(),
-                },
-                Pending::default(),
+                pending.clone(),
                 Streams::default(),
                 tokio::sync::watch::channel(Policy::default()).1,
             )),
             client,
+            pending,
         )
+    }
+
+    #[tokio::test]
+    async fn a_client_is_arriving_until_its_first_request_is_read() {
+        let (_task, mut client, pending) = connect_counted(fake_core(None));
+        assert!(pending.arriving());
+        // Half a line is not a request yet.
+        client.write_all(br#"{"cmd":"#).await.unwrap();
+        tokio::task::yield_now().await;
+        assert!(pending.arriving());
+        client
+            .write_all(b"\"start\",\"names\":[\"a\"]}\n")
+            .await
+            .unwrap();
+        assert!(read_reply(&mut client).await.contains("services"));
+        assert!(!pending.arriving());
+        // And one that leaves without a word is no longer arriving either.
+        let (task, client, pending) = connect_counted(fake_core(None));
+        drop(client);
+        task.await.unwrap();
+        assert!(!pending.arriving());
     }
 
     async fn read_reply(client: &mut UnixStream) -> String {

@@ -90,6 +90,8 @@ pub struct Links {
     pub control_fd: Option<std::os::fd::RawFd>,
     /// The binary ember was started from: what a reexec execs by default.
     pub binary: PathBuf,
+    /// The control socket's work in flight (clients that have just connected).
+    pub socket: ember_ipc::socket::Pending,
 }
 
 /// How the supervisor ended, for main to act on.
@@ -153,6 +155,11 @@ pub struct Runtime {
     deferred: VecDeque<(String, u64)>,
     /// When this turn of the main loop began spawning.
     turn_started: Instant,
+    /// When the last slice of deferred spawns ended: a client goes ahead of the spawns
+    /// for at most a slice's time after it (see [`Runtime::clients_first`]).
+    slice_ended: Instant,
+    /// The control socket's work in flight: whether a client has just connected.
+    socket: ember_ipc::socket::Pending,
     /// The limit on service lines copied to ember's log, all services together.
     copies_of_all: RateLimit,
     /// Services with lines held back from ember's log and not yet counted there, and when
@@ -209,6 +216,7 @@ impl Runtime {
             policy,
             control_fd,
             binary,
+            socket,
         } = links;
         // Read the signals before the first spawn, so no exit is missed (they are
         // blocked: one that came since main waits in the signalfd).
@@ -298,6 +306,8 @@ impl Runtime {
             reloaded: None,
             deferred: VecDeque::new(),
             turn_started: Instant::now(),
+            slice_ended: Instant::now(),
+            socket,
             copies_of_all: RateLimit::new(
                 output::COPY_RATE_ALL,
                 output::COPY_BURST_ALL,
@@ -335,6 +345,7 @@ impl Runtime {
             // the board is reset. Its one wakeup per half timeout is the only cost.
             let pet_due = sleep_until_or_never(rt.watchdog.as_ref().map(Watchdog::due));
             rt.turn_started = Instant::now();
+            let mut served_a_request = false;
             tokio::select! {
                 // In this order: the watchdog, signals and exits first, then requests and
                 // timers, the feed (lines, readiness) last. The watchdog first: a busy
@@ -359,6 +370,7 @@ impl Runtime {
                     let queued = feed_rx.len();
                     rt.serve_feed(&mut feed_rx, queued);
                     rt.on_request(request);
+                    served_a_request = true;
                 }
                 _ = sleep => rt.input(Input::Tick),
                 _ = held_back_due => rt.note_all_held_back(),
@@ -374,7 +386,8 @@ impl Runtime {
             // The spawns that wait get a slice after every turn, whatever the turn served:
             // under a flood of output lines the feed is ready at every turn, and a branch
             // of their own never won (a stop then waited for a spawn that never came).
-            if !rt.deferred.is_empty() {
+            // Only a client goes first, and not for long.
+            if !rt.deferred.is_empty() && !rt.clients_first(served_a_request) {
                 rt.spawn_deferred();
             }
             // And some of the feed after every turn too: the select serves it last, and a
@@ -412,6 +425,16 @@ impl Runtime {
             system: rt.config.system,
             watchdog,
         }
+    }
+
+    /// Whether this turn leaves the deferred spawns for the next, so that a client goes
+    /// first: one that has just connected (its request is read before the next slice),
+    /// or one this turn answered (its reply is written before it). A status during a
+    /// boot of 3,000 otherwise waited behind three slices. For at most a slice's time in
+    /// a row: clients that connect and ask without pause still leave the boot half of
+    /// the time.
+    fn clients_first(&self, served_a_request: bool) -> bool {
+        (served_a_request || self.socket.arriving()) && self.slice_ended.elapsed() < SPAWN_SLICE
     }
 
     /// Makes the watchdog what `[system] watchdog` says now: opened (at start, or again

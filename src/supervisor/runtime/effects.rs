@@ -21,12 +21,13 @@ impl Runtime {
         self.turn_started = Instant::now();
         while self.turn_started.elapsed() < SPAWN_SLICE {
             let Some((name, run)) = self.deferred.pop_front() else {
-                return;
+                break;
             };
             if let Some(result) = self.spawn(&name, run) {
                 self.input(result);
             }
         }
+        self.slice_ended = Instant::now();
     }
 
     /// Spawns a service; returns its result for the engine (spawned, or why not), or
