@@ -428,7 +428,8 @@ impl Runtime {
     }
 
     /// Whether this turn leaves the deferred spawns for the next, so that a client goes
-    /// first: one that has just connected (its request is read before the next slice),
+    /// first: one that has just connected and not yet sent its request (which is then
+    /// read before the next slice; see `Pending::arriving`),
     /// or one this turn answered (its reply is written before it). A status during a
     /// boot of 3,000 otherwise waited behind three slices. For at most a slice's time in
     /// a row: clients that connect and ask without pause still leave the boot half of
