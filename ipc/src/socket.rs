@@ -19,7 +19,7 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::UnixStream as StdUnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader as AsyncBufReader, Interest};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{UnixListener, UnixStream};
@@ -150,9 +150,8 @@ pub struct Pending(Arc<PendingCount>);
 struct PendingCount {
     count: std::sync::atomic::AtomicUsize,
     idle: tokio::sync::Notify,
-    arriving: std::sync::atomic::AtomicUsize,
-    /// When the latest client connected.
-    last_arrival: std::sync::Mutex<Option<std::time::Instant>>,
+    /// When each admitted client whose first request is still to be read connected.
+    arrivals: std::sync::Mutex<Vec<Instant>>,
 }
 
 /// How long after its connect a client that has not yet sent its request counts as
@@ -163,14 +162,18 @@ pub const ARRIVAL_GRACE: Duration = Duration::from_millis(10);
 
 /// A client admitted whose first request has not been read yet; dropped once it has (or
 /// the connection ended without one).
-struct Arrival(Pending);
+struct Arrival {
+    pending: Pending,
+    at: Instant,
+}
 
 impl Drop for Arrival {
     fn drop(&mut self) {
-        (self.0)
-            .0
-            .arriving
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        let mut arrivals = self.pending.arrivals();
+        // Two clients may have come at the same instant: either entry is this one's.
+        if let Some(i) = arrivals.iter().position(|&at| at == self.at) {
+            arrivals.swap_remove(i);
+        }
     }
 }
 
@@ -185,41 +188,36 @@ impl Pending {
         PendingReply(self.clone())
     }
 
-    /// Whether a client has connected in the last [`ARRIVAL_GRACE`] and its first
-    /// request is still to be read. During a boot the core spawns for a slice at a time
-    /// between its turns; while a client is arriving it does not, so that the request is
-    /// read before the next slice (a connection's first bytes can be read only after the
+    /// Whether a client that connected in the last [`ARRIVAL_GRACE`] has not yet had its
+    /// first request read. During a boot the core spawns for a slice at a time between
+    /// its turns; while a client is arriving it does not, so that the request is read
+    /// before the next slice (a connection's first bytes can be read only after the
     /// runtime's driver has seen it: a status during a boot of 3,000 waited a slice for
     /// its accept and another before its request was read).
     pub fn arriving(&self) -> bool {
-        self.arriving_at(std::time::Instant::now())
+        self.arriving_at(Instant::now())
     }
 
-    fn arriving_at(&self, now: std::time::Instant) -> bool {
-        self.0.arriving.load(std::sync::atomic::Ordering::Relaxed) > 0
-            && self
-                .last_arrival()
-                .is_some_and(|at| now.saturating_duration_since(at) < ARRIVAL_GRACE)
+    fn arriving_at(&self, now: Instant) -> bool {
+        self.arrivals()
+            .iter()
+            .any(|&at| now.saturating_duration_since(at) < ARRIVAL_GRACE)
     }
 
-    fn last_arrival(&self) -> Option<std::time::Instant> {
-        *self
-            .0
-            .last_arrival
+    fn arrivals(&self) -> std::sync::MutexGuard<'_, Vec<Instant>> {
+        self.0
+            .arrivals
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn arrive(&self) -> Arrival {
-        *self
-            .0
-            .last_arrival
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(std::time::Instant::now());
-        self.0
-            .arriving
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Arrival(self.clone())
+        let at = Instant::now();
+        self.arrivals().push(at);
+        Arrival {
+            pending: self.clone(),
+            at,
+        }
     }
 
     /// Resolves once no reply is waiting to be written.
@@ -299,7 +297,6 @@ pub async fn serve(
             );
             continue;
         }
-        let arrival = pending.arrive();
         let control = control.clone();
         let pending = pending.clone();
         let streams = streams.clone();
@@ -319,7 +316,7 @@ pub async fn serve(
                     let connection = Connection {
                         stream,
                         peer,
-                        arrival,
+                        arrival: pending.arrive(),
                     };
                     serve_connection(connection, control, pending, streams, policy).await;
                 });
@@ -339,6 +336,9 @@ pub async fn serve(
                 continue;
             }
         };
+        // Counted from here, with its slot: a connection refused for want of one is
+        // not a client the core waits for.
+        let arrival = pending.arrive();
         tokio::spawn(async move {
             let _permit = permit;
             let connection = Connection {
@@ -1141,13 +1141,16 @@ mod tests {
         /// Whether a client would count as arriving at the moment the last one came
         /// (the grace is the other test's; this machine may be slow).
         fn arriving_when_the_last_came(&self) -> bool {
-            self.last_arrival().is_some_and(|at| self.arriving_at(at))
+            let last = self.arrivals().iter().max().copied();
+            last.is_some_and(|at| self.arriving_at(at))
         }
     }
 
     #[tokio::test]
     async fn a_client_is_arriving_until_its_first_request_is_read() {
         let (_task, mut client, pending) = connect_counted(fake_core(None));
+        // Its task has begun to read, and found nothing yet.
+        tokio::task::yield_now().await;
         assert!(pending.arriving_when_the_last_came());
         // Half a line is not a request yet.
         client.write_all(br#"{"cmd":"#).await.unwrap();
@@ -1167,21 +1170,24 @@ mod tests {
     }
 
     /// One that stays silent counts as arriving for a moment only: an idle connection
-    /// must not hold the core's spawns back.
+    /// must not hold the core's spawns back. Nor does it lend its count to a client
+    /// that came after it and has been served.
     #[test]
     fn a_silent_client_is_arriving_for_a_moment_only() {
         let pending = Pending::default();
         let silent = pending.arrive();
-        let came = pending.last_arrival().unwrap();
-        assert!(pending.arriving_at(came + ARRIVAL_GRACE / 2));
-        assert!(!pending.arriving_at(came + ARRIVAL_GRACE));
-        // A new client is arriving again, whatever the silent one does; and none is
-        // once both are gone.
+        assert!(pending.arriving_at(silent.at + ARRIVAL_GRACE / 2));
+        assert!(!pending.arriving_at(silent.at + ARRIVAL_GRACE));
         let next = pending.arrive();
-        let came = pending.last_arrival().unwrap();
-        assert!(pending.arriving_at(came));
-        drop((silent, next));
-        assert!(!pending.arriving_at(came));
+        assert!(pending.arriving_at(next.at));
+        let served = next.at;
+        drop(next);
+        assert!(
+            !pending.arriving_at(served.max(silent.at + ARRIVAL_GRACE)),
+            "a served client still counted, by the silent one's count"
+        );
+        drop(silent);
+        assert!(!pending.arriving_at(served));
     }
 
     async fn read_reply(client: &mut UnixStream) -> String {

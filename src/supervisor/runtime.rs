@@ -156,7 +156,7 @@ pub struct Runtime {
     /// When this turn of the main loop began spawning.
     turn_started: Instant,
     /// When the last slice of deferred spawns ended: a client goes ahead of the spawns
-    /// for at most a slice's time after it (see [`Runtime::clients_first`]).
+    /// for at most a slice's time after it (see [`clients_first`]).
     slice_ended: Instant,
     /// The control socket's work in flight: whether a client has just connected.
     socket: ember_ipc::socket::Pending,
@@ -383,10 +383,11 @@ impl Runtime {
                 // signals, exits and connections: a loop that never yields would starve it.
                 () = tokio::task::yield_now(), if !rt.deferred.is_empty() => {}
             }
-            // The spawns that wait get a slice after every turn, whatever the turn served:
-            // under a flood of output lines the feed is ready at every turn, and a branch
-            // of their own never won (a stop then waited for a spawn that never came).
-            // Only a client goes first, and not for long.
+            // The spawns that wait get a slice after every turn, whatever the turn served
+            // (under a flood of output lines the feed is ready at every turn, and a branch
+            // of their own never won: a stop then waited for a spawn that never came),
+            // but for a turn that lets a client go first, which is never longer than a
+            // slice after the last slice.
             if !rt.deferred.is_empty() && !rt.clients_first(served_a_request) {
                 rt.spawn_deferred();
             }
@@ -427,15 +428,14 @@ impl Runtime {
         }
     }
 
-    /// Whether this turn leaves the deferred spawns for the next, so that a client goes
-    /// first: one that has just connected and not yet sent its request (which is then
-    /// read before the next slice; see `Pending::arriving`),
-    /// or one this turn answered (its reply is written before it). A status during a
-    /// boot of 3,000 otherwise waited behind three slices. For at most a slice's time in
-    /// a row: clients that connect and ask without pause still leave the boot half of
-    /// the time.
+    /// Whether this turn leaves the deferred spawns for the next (see [`clients_first`]).
     fn clients_first(&self, served_a_request: bool) -> bool {
-        (served_a_request || self.socket.arriving()) && self.slice_ended.elapsed() < SPAWN_SLICE
+        clients_first(
+            served_a_request,
+            self.socket.arriving(),
+            self.slice_ended,
+            Instant::now(),
+        )
     }
 
     /// Makes the watchdog what `[system] watchdog` says now: opened (at start, or again
@@ -887,10 +887,40 @@ fn give_back_freed_memory() {
     }
 }
 
+/// Whether a turn of the main loop leaves the deferred spawns for the next, so that a
+/// client goes first: one that has just connected and not yet sent its request (which is
+/// then read before the next slice; see `Pending::arriving`), or one this turn answered
+/// (its reply is then written before it). A status during a boot of 3,000 otherwise
+/// waited behind three slices. Only until a slice's time has passed since the last slice
+/// ended: clients that connect and ask without pause still leave the boot half of the
+/// time.
+fn clients_first(
+    served_a_request: bool,
+    arriving: bool,
+    slice_ended: Instant,
+    now: Instant,
+) -> bool {
+    (served_a_request || arriving) && now.saturating_duration_since(slice_ended) < SPAWN_SLICE
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::future::Future;
+
+    #[test]
+    fn a_client_goes_ahead_of_the_spawns_for_a_slice_at_most() {
+        let ended = Instant::now();
+        let soon = ended + SPAWN_SLICE / 2;
+        let later = ended + SPAWN_SLICE;
+        // Nothing for a client: the spawns go on.
+        assert!(!clients_first(false, false, ended, soon));
+        // A reply to write, or a request to read: the client first...
+        assert!(clients_first(true, false, ended, soon));
+        assert!(clients_first(false, true, ended, soon));
+        // ... but not once a slice's time has gone by without a slice.
+        assert!(!clients_first(true, true, ended, later));
+    }
     use std::task::{Context, Poll, Waker};
 
     /// Whether `future` is ready by its second poll, with no timer fired in between (the
