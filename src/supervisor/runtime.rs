@@ -907,6 +907,7 @@ fn clients_first(
 mod tests {
     use super::*;
     use std::future::Future;
+    use std::task::{Context, Poll, Waker};
 
     #[test]
     fn a_client_goes_ahead_of_the_spawns_for_a_slice_at_most() {
@@ -921,7 +922,6 @@ mod tests {
         // ... but not once a slice's time has gone by without a slice.
         assert!(!clients_first(true, true, ended, later));
     }
-    use std::task::{Context, Poll, Waker};
 
     /// Whether `future` is ready by its second poll, with no timer fired in between (the
     /// test runs no driver): one yield, at most.

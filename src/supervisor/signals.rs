@@ -87,25 +87,32 @@ fn ignored(signal: Signal) -> bool {
 mod tests {
     use super::*;
 
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    /// Sends `signal` to the calling thread. Only this thread's mask is set: the test
+    /// harness's other threads would take a process-directed signal.
+    fn tgkill(signal: Signal) {
+        // SAFETY: tgkill with this process's id and the calling thread's id.
+        unsafe {
+            nix::libc::syscall(
+                nix::libc::SYS_tgkill,
+                std::process::id() as nix::libc::c_int,
+                nix::unistd::gettid().as_raw(),
+                signal as nix::libc::c_int,
+            );
+        }
+    }
+
     /// Signals sent before the main loop waits are read, in the order of their
     /// numbers, and the mask stays as it was: blocked.
     #[test]
     fn signals_are_read_from_the_signalfd_and_stay_blocked() {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        // Only this thread's mask is set: the test harness's other threads would take a
-        // process-directed signal, so it is sent to this thread (tgkill).
-        let thread = nix::unistd::gettid();
-        let tgkill = |signal: Signal| unsafe {
-            nix::libc::syscall(
-                nix::libc::SYS_tgkill,
-                std::process::id() as nix::libc::c_int,
-                thread.as_raw(),
-                signal as nix::libc::c_int,
-            )
-        };
+        let runtime = runtime();
         runtime.block_on(async {
             let mut signals = Signals::open().unwrap();
             tgkill(Signal::SIGHUP);
@@ -130,19 +137,7 @@ mod tests {
     /// its default action back.
     #[test]
     fn a_sigchld_pending_before_the_signalfd_opens_is_read_and_ignored_signals_are_reset() {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let thread = nix::unistd::gettid();
-        let tgkill = |signal: Signal| unsafe {
-            nix::libc::syscall(
-                nix::libc::SYS_tgkill,
-                std::process::id() as nix::libc::c_int,
-                thread.as_raw(),
-                signal as nix::libc::c_int,
-            )
-        };
+        let runtime = runtime();
         crate::pid1::block_signals();
         // SAFETY: SIG_IGN installs no handler code.
         unsafe { nix::sys::signal::signal(Signal::SIGINT, nix::sys::signal::SigHandler::SigIgn) }
