@@ -6,6 +6,7 @@ mod common;
 use common::broker::{have_mosquitto, Broker};
 use common::*;
 use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 const LONG: Duration = Duration::from_secs(15);
@@ -1842,4 +1843,92 @@ fn an_adapter_killed_with_sigkill_loses_no_acknowledged_command() {
         "the state of db never reached the broker; log:\n{}",
         tail(&ember.log())
     );
+}
+
+/// A service `worker_77` and a template instance `worker@77` on one board, and this
+/// board `c.1` beside a board `c_1`: services and boards with different names have
+/// Home Assistant entities of their own (found by review: `.`, `@` and `_` all became
+/// `_`, so starting worker@77 repointed worker_77's switch, and stopping the instance
+/// deleted worker_77's entities).
+#[test]
+fn home_assistant_ids_of_different_names_differ() {
+    if !can_unshare() || !have_mosquitto() {
+        return;
+    }
+    let broker = Broker::start("ha-ids", "");
+    let services = r#"
+[service.worker_77]
+command = ["/bin/sleep", "7900071"]
+
+[service."worker@"]
+command = ["/bin/sleep", "7900072"]
+"#;
+    let ember = Ember::start(
+        "mqtt-ha-ids",
+        &format!(
+            "{}{services}",
+            mqtt_config(&broker, "c.1", "homeassistant = true")
+        ),
+    );
+    let other = Ember::start(
+        "mqtt-ha-ids-2",
+        &format!(
+            "{}{services}",
+            mqtt_config(&broker, "c_1", "homeassistant = true")
+        ),
+    );
+    ember.wait_state("worker_77", "active", None, LONG);
+    other.wait_state("worker_77", "active", None, LONG);
+    assert!(ember
+        .ctl(&["start", "worker@77", "--wait"])
+        .status
+        .success());
+    // Every switch on the broker, by the command topic it drives.
+    let switches = || -> BTreeMap<String, String> {
+        broker
+            .retained("homeassistant/switch/#", Duration::from_secs(1))
+            .iter()
+            .filter_map(|l| {
+                let (topic, json) = l.split_once(' ')?;
+                let v: Value = serde_json::from_str(json).ok()?;
+                Some((v["command_topic"].as_str()?.to_owned(), topic.to_owned()))
+            })
+            .collect()
+    };
+    let wanted = [
+        "ember/c.1/service/worker_77/cmd",
+        "ember/c.1/service/worker@77/cmd",
+        "ember/c_1/service/worker_77/cmd",
+    ];
+    let mut seen = BTreeMap::new();
+    assert!(
+        wait_for(LONG, || {
+            seen = switches();
+            wanted.iter().all(|w| seen.contains_key(*w))
+        }),
+        "a switch for each: {seen:?}"
+    );
+    let topics: BTreeSet<&String> = seen.values().collect();
+    assert_eq!(
+        topics.len(),
+        seen.len(),
+        "one discovery topic each: {seen:?}"
+    );
+    // The instance stops and is forgotten: its entities go, worker_77's stay.
+    assert!(ember.ctl(&["stop", "worker@77", "--wait"]).status.success());
+    assert!(
+        wait_for(LONG, || {
+            seen = switches();
+            !seen.contains_key(wanted[1])
+        }),
+        "the instance's switch is gone: {seen:?}"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let seen = switches();
+    assert!(
+        seen.contains_key(wanted[0]) && seen.contains_key(wanted[2]),
+        "worker_77's switches stay: {seen:?}"
+    );
+    let buttons = broker.retained("homeassistant/button/#", Duration::from_secs(1));
+    assert_eq!(buttons.len(), 2, "worker_77's buttons stay: {buttons:?}");
 }

@@ -5,23 +5,67 @@
 use crate::topics::Topics;
 use serde_json::json;
 
-/// Discovery object ids allow [a-zA-Z0-9_-] only.
-fn object_id(text: &str) -> String {
-    text.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c
-            } else {
-                '_'
+/// Discovery ids allow [a-zA-Z0-9_-] only. Letters, digits and `-` stay; `_` becomes
+/// `__` and every other byte `_` and two lowercase hex digits (`web@2` → `web_402`,
+/// `board.1` → `board_2e1`, `worker_77` → `worker__77`). Injective: after a `_` comes
+/// either `_` or two hex digits, so each id reads back one way only ([`unescape`]);
+/// the old mapping (every other character → `_`) gave `worker_77` and `worker@77` one
+/// id. Names of letters, digits and `-` keep the ids they had.
+pub fn object_id(text: &str) -> String {
+    let mut id = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        match byte {
+            b'_' => id.push_str("__"),
+            b if b.is_ascii_alphanumeric() || b == b'-' => id.push(char::from(b)),
+            b => id.push_str(&format!("_{b:02x}")),
+        }
+    }
+    id
+}
+
+/// The name an [`object_id`] was made from, if it is one.
+pub fn unescape(id: &str) -> Option<String> {
+    let bytes = id.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        match bytes[at] {
+            b'_' if bytes.get(at + 1) == Some(&b'_') => {
+                out.push(b'_');
+                at += 2;
             }
-        })
-        .collect()
+            b'_' => {
+                let hex = id.get(at + 1..at + 3)?;
+                if !hex.bytes().all(|h| matches!(h, b'0'..=b'9' | b'a'..=b'f')) {
+                    return None;
+                }
+                let byte = u8::from_str_radix(hex, 16).ok()?;
+                // Only what object_id escapes: one id, one name.
+                if byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_' {
+                    return None;
+                }
+                out.push(byte);
+                at += 3;
+            }
+            b if b.is_ascii_alphanumeric() || b == b'-' => {
+                out.push(b);
+                at += 1;
+            }
+            _ => return None,
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The device's node id: `ember_` and its escaped name.
+fn node(topics: &Topics) -> String {
+    format!("ember_{}", object_id(topics.device()))
 }
 
 /// The (topic, retained payload) pairs announcing one service.
 pub fn announce(topics: &Topics, service: &str) -> Vec<(String, Vec<u8>)> {
     let device = topics.device();
-    let node = object_id(&format!("ember_{device}"));
+    let node = node(topics);
     let object = object_id(service);
     let device_block = json!({
         "identifiers": [node],
@@ -72,7 +116,7 @@ pub fn announce(topics: &Topics, service: &str) -> Vec<(String, Vec<u8>)> {
 
 /// Empty retained payloads remove a service's entities (after a reload removed it).
 pub fn retract(topics: &Topics, service: &str) -> Vec<(String, Vec<u8>)> {
-    let node = object_id(&format!("ember_{}", topics.device()));
+    let node = node(topics);
     let object = object_id(service);
     vec![
         (
@@ -96,7 +140,7 @@ mod tests {
         let pairs = announce(&topics, "web@2");
         assert_eq!(
             pairs[0].0,
-            "homeassistant/switch/ember_board_1/web_2/config"
+            "homeassistant/switch/ember_board_2e1/web_402/config"
         );
         let switch: serde_json::Value = serde_json::from_slice(&pairs[0].1).unwrap();
         assert_eq!(switch["command_topic"], "ember/board.1/service/web@2/cmd");
@@ -105,5 +149,61 @@ mod tests {
         let button: serde_json::Value = serde_json::from_slice(&pairs[1].1).unwrap();
         assert_eq!(button["payload_press"], "restart");
         assert_eq!(retract(&topics, "web@2")[1].1, Vec::<u8>::new());
+    }
+
+    /// Found by review: `.`, `@` and `_` all became `_`, so worker_77 and worker@77 had
+    /// one switch (starting one repointed the other's, stopping one deleted both), and
+    /// boards board.1 and board_1 one node.
+    #[test]
+    fn ids_of_different_names_differ() {
+        let names = [
+            "worker_77",
+            "worker@77",
+            "worker.77",
+            "worker77",
+            "worker__77",
+            "worker_5f77",
+            "w_",
+            "w__",
+            "_w",
+            "a-b",
+            "a_2db",
+            "board.1",
+            "board_1",
+            "board@1",
+            "b\u{e9}",
+        ];
+        let ids: Vec<String> = names.iter().map(|n| object_id(n)).collect();
+        for (i, a) in ids.iter().enumerate() {
+            assert!(
+                a.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'),
+                "{a}"
+            );
+            assert_eq!(unescape(a).as_deref(), Some(names[i]), "{a} reads back");
+            for (j, b) in ids.iter().enumerate() {
+                assert!(i == j || a != b, "{} and {} share {a}", names[i], names[j]);
+            }
+        }
+        // Names of letters, digits and - keep the ids they had.
+        assert_eq!(object_id("web-2"), "web-2");
+        assert_eq!(object_id("worker@77"), "worker_4077");
+        assert_eq!(object_id("worker_77"), "worker__77");
+        let one = announce(&Topics::new("ember", "b1", &[]), "worker_77");
+        let other = announce(&Topics::new("ember", "b1", &[]), "worker@77");
+        assert_ne!(one[0].0, other[0].0);
+        assert_ne!(one[1].0, other[1].0);
+        let dot = announce(&Topics::new("ember", "board.1", &[]), "web");
+        let underscore = announce(&Topics::new("ember", "board_1", &[]), "web");
+        assert_ne!(dot[0].0, underscore[0].0);
+        // What no name maps to.
+        for id in ["_", "a_", "a_4", "a_41", "a_2D", "a_5f", "a.b", "a__"] {
+            assert!(
+                unescape(id).is_none() || object_id(&unescape(id).unwrap()) == id,
+                "{id}"
+            );
+        }
+        assert_eq!(unescape("a__"), Some("a_".into()));
+        assert_eq!(unescape("a_41"), None, "A is never escaped");
     }
 }
