@@ -249,6 +249,85 @@ fn retained_commands_are_ignored() {
     broker.publish("ember/b3/service/web/cmd", "", &["-r", "-n"]);
 }
 
+/// A retained command published while ember is connected is not run either: a broker
+/// hands a retained publish to a subscriber it already has with the retain flag cleared
+/// (MQTT 3.1.1 and MQTT 5 without Retain As Published), so such a `stop` stopped web
+/// (found by review), and was then ignored at each reconnect. Same on a group's topic.
+#[test]
+fn retained_commands_sent_while_connected_are_ignored() {
+    if !can_unshare() || !have_mosquitto() {
+        return;
+    }
+    let broker = Broker::start("retained-live", "");
+    let ember = Ember::start(
+        "mqtt-retained-live",
+        &format!(
+            "{}{SERVICES}",
+            mqtt_config(&broker, "b3l", "groups = [\"lab\"]\nallow_system = true")
+        ),
+    );
+    ember.wait_state("web", "active", None, LONG);
+    ember.wait_state("db", "active", None, LONG);
+    assert!(wait_for(LONG, || broker.collect(
+        "ember/b3l/status",
+        1,
+        Duration::from_secs(1)
+    ) == ["ember/b3l/status online"]));
+    let replies = broker.subscribe("ember/b3l/reply");
+    for (topic, message) in [
+        ("ember/b3l/service/web/cmd", r#"{"cmd":"stop","id":"r1"}"#),
+        (
+            "ember/group/lab/service/db/cmd",
+            r#"{"cmd":"stop","id":"r2"}"#,
+        ),
+        ("ember/group/lab/cmd", r#"{"cmd":"list","id":"r3"}"#),
+    ] {
+        assert!(broker.publish(topic, message, &["-r"]).status.success());
+    }
+    // A plain command after them, on the same connection of ember's: once it is
+    // answered, the retained ones were seen.
+    broker.publish(
+        "ember/b3l/service/web/cmd",
+        r#"{"cmd":"restart","id":"after"}"#,
+        &[],
+    );
+    assert!(
+        replies.wait_for("\"after\"", LONG).is_some(),
+        "log:\n{}",
+        ember.log()
+    );
+    assert!(
+        wait_for(LONG, || ember
+            .log()
+            .matches("ignoring a retained message")
+            .count()
+            >= 3),
+        "log:\n{}",
+        ember.log()
+    );
+    ember.wait_state("web", "active", None, LONG);
+    assert_eq!(
+        ember.status("db")["state"],
+        "active",
+        "the retained stop did nothing"
+    );
+    assert_eq!(ember.status("db")["want"], "up");
+    let lines = replies.lines();
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("\"r1\"") || l.contains("\"r2\"") || l.contains("\"r3\"")),
+        "retained commands are not answered: {lines:?}"
+    );
+    for topic in [
+        "ember/b3l/service/web/cmd",
+        "ember/group/lab/service/db/cmd",
+        "ember/group/lab/cmd",
+    ] {
+        broker.publish(topic, "", &["-r", "-n"]);
+    }
+}
+
 /// `ember ctl status` and the retained state of a service carry the same seq once the
 /// broker has it, however many other services changed since: a status is the state of the
 /// service's last published change, so a client can match the two (found by the soak:

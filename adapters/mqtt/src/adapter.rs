@@ -226,6 +226,25 @@ fn options(settings: &Settings) -> Result<MqttOptions, String> {
     Ok(options)
 }
 
+/// What ember subscribes to after every CONNACK, in the order of `Topics::subscriptions`.
+///
+/// Every filter asks for Retain As Published (MQTT 5, 3.8.3.1): without it a broker
+/// hands a retained message published while ember is subscribed to ember with the
+/// retain flag cleared (only the messages it sends because of a new subscription carry
+/// it), so a retained `stop` ran once, at once, and was ignored only at later connects.
+/// With it the flag is the publisher's, and a retained command is never run.
+fn filters(topics: &Topics, homeassistant: bool) -> Vec<Filter> {
+    topics
+        .subscriptions(homeassistant)
+        .into_iter()
+        .map(|path| {
+            let mut filter = Filter::new(path, QoS::AtLeastOnce);
+            filter.preserve_retain = true;
+            filter
+        })
+        .collect()
+}
+
 /// The size of a PUBLISH packet (QoS 1, no properties) as MQTT 5 counts it: what the
 /// broker's Maximum Packet Size is compared with.
 fn publish_size(topic: &str, payload: usize) -> usize {
@@ -699,7 +718,10 @@ impl Adapter {
         // Two boards with one client id take the session from each other within
         // milliseconds; a broker restarted by hand drops ember after seconds.
         let lasted = Duration::from_secs(1);
-        let subscriptions = self.topics.subscriptions(self.settings.homeassistant);
+        let subscriptions = filters(&self.topics, self.settings.homeassistant)
+            .into_iter()
+            .map(|f| f.path)
+            .collect();
         let _poller = AbortOnDrop(
             tokio::spawn(poll_broker(
                 eventloop,
@@ -976,10 +998,7 @@ impl Adapter {
             return;
         }
         if self.greet {
-            let subscriptions = self.topics.subscriptions(self.settings.homeassistant);
-            let filters = subscriptions
-                .into_iter()
-                .map(|t| Filter::new(t, QoS::AtLeastOnce));
+            let filters = filters(&self.topics, self.settings.homeassistant);
             if client
                 .try_publish(self.topics.status(), QoS::AtLeastOnce, true, "online")
                 .is_err()
@@ -1247,7 +1266,9 @@ impl Adapter {
         }
         if retain {
             // A retained `stop` would replay on every reconnect: commands are never
-            // retained. It comes back at every connect: said once.
+            // retained, neither those sent before ember subscribed nor those sent while
+            // it is (Retain As Published: see `filters`). It comes back at every
+            // connect: said once.
             if self.first_time(format!("retained {topic} {length}")) {
                 tracing::warn!(
                     "mqtt: ignoring a retained message on {topic} ({length} bytes); commands \
@@ -1498,6 +1519,16 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Every subscription sees the publisher's retain flag: a retained command sent
+    /// while ember is connected is not run (see `filters`).
+    #[test]
+    fn every_subscription_asks_for_retain_as_published() {
+        let topics = Topics::new("ember", "b1", &["lab".into()]);
+        let all = filters(&topics, true);
+        assert_eq!(all.len(), topics.subscriptions(true).len());
+        assert!(all.iter().all(|f| f.preserve_retain), "{all:?}");
     }
 
     /// What rumqttc asserts (it panics otherwise), for every value `ember check` takes.
