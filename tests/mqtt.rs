@@ -2011,3 +2011,156 @@ command = ["/bin/sleep", "7900072"]
     let buttons = broker.retained("homeassistant/button/#", Duration::from_secs(1));
     assert_eq!(buttons.len(), 2, "worker_77's buttons stay: {buttons:?}");
 }
+
+/// The retained states (and Home Assistant entities) of the services of a board's
+/// device that are not ember's, from a persistent broker: `(topic, payload)`.
+fn retained_states(broker: &Broker, device: &str) -> BTreeMap<String, String> {
+    let mut found = BTreeMap::new();
+    for filter in [
+        format!("ember/{device}/service/+/state"),
+        format!("homeassistant/+/ember_{device}/#"),
+    ] {
+        for line in broker.retained(&filter, Duration::from_secs(1)) {
+            let (topic, payload) = line.split_once(' ').unwrap_or((&line, ""));
+            found.insert(topic.to_owned(), payload.to_owned());
+        }
+    }
+    found
+}
+
+const WORKERS: &str = r#"
+[service.web]
+command = ["/bin/sleep", "7900081"]
+
+[service."worker@"]
+command = ["/bin/sleep", "7900082"]
+"#;
+
+/// Found by review: instances stopped while the broker was away, then the adapter
+/// killed (it alone knew to clear them), left their retained states (active, with a pid)
+/// and Home Assistant entities on a persistent broker for good. After each connect the
+/// adapter now reads its own retained topics and clears those of services ember does
+/// not have, and no other: the live states are never cleared, not even for a moment.
+#[test]
+fn retained_states_of_services_gone_while_the_broker_was_away_are_cleared() {
+    if !can_unshare() || !have_mosquitto() {
+        return;
+    }
+    let mut broker = Broker::start("sweep", "persistence true");
+    let ember = Ember::start(
+        "mqtt-sweep",
+        &format!(
+            "{}{WORKERS}",
+            mqtt_config(&broker, "sw", "homeassistant = true\nallow = [\"*\"]")
+        ),
+    );
+    ember.wait_state("web", "active", None, LONG);
+    assert!(ember
+        .ctl(&["start", "worker@5", "worker@6", "--wait"])
+        .status
+        .success());
+    let instance = "ember/sw/service/worker@5/state";
+    let switch = "homeassistant/switch/ember_sw/worker_405/config";
+    let mut seen = BTreeMap::new();
+    assert!(
+        wait_for(LONG, || {
+            seen = retained_states(&broker, "sw");
+            seen.get(instance).is_some_and(|s| s.contains("\"active\""))
+                && seen.contains_key(switch)
+        }),
+        "{seen:?}"
+    );
+    broker.kill();
+    assert!(ember
+        .ctl(&["stop", "worker@5", "worker@6", "--wait"])
+        .status
+        .success());
+    let pid = adapter_pid(&ember, "ember-mqtt").expect("the adapter");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    broker.restart();
+    // From the broker's start on: every message on the state topics.
+    let states = broker.subscribe("ember/sw/service/+/state");
+    let gone = |seen: &BTreeMap<String, String>| {
+        !seen
+            .keys()
+            .any(|t| t.contains("worker@") || t.contains("worker_4"))
+    };
+    assert!(
+        wait_for(LONG, || {
+            seen = retained_states(&broker, "sw");
+            gone(&seen)
+        }),
+        "the instances' states and entities stay: {seen:?}\nlog:\n{}",
+        tail(&ember.log())
+    );
+    // The live ones stay, and were never cleared.
+    for topic in [
+        "ember/sw/service/web/state",
+        "ember/sw/service/ember-mqtt/state",
+        "homeassistant/switch/ember_sw/web/config",
+        "homeassistant/button/ember_sw/web_restart/config",
+    ] {
+        assert!(
+            seen.get(topic).is_some_and(|p| !p.is_empty()),
+            "{topic}: {seen:?}"
+        );
+    }
+    let lines = states.lines();
+    for live in ["web", "ember-mqtt"] {
+        let topic = format!("ember/sw/service/{live}/state");
+        let mine: Vec<&String> = lines.iter().filter(|l| l.starts_with(&topic)).collect();
+        assert!(
+            !mine.is_empty() && mine.iter().all(|l| l.len() > topic.len() + 1),
+            "{live}'s state was cleared: {mine:?}"
+        );
+    }
+}
+
+/// The same across a poweroff: an instance running at the poweroff, and a service taken
+/// out of the configuration while ember was down, have no retained state once ember is
+/// back.
+#[test]
+fn retained_states_of_services_gone_across_a_poweroff_are_cleared() {
+    if !can_unshare() || !have_mosquitto() {
+        return;
+    }
+    let broker = Broker::start("sweep-boot", "persistence true");
+    let config = |extra: &str| {
+        format!(
+            "{}{WORKERS}{extra}",
+            mqtt_config(&broker, "sb", "homeassistant = true\nallow = [\"*\"]")
+        )
+    };
+    let old = "\n[service.old]\ncommand = [\"/bin/sleep\", \"7900083\"]\n";
+    let mut ember = Ember::start("mqtt-sweep-boot", &config(old));
+    ember.wait_state("old", "active", None, LONG);
+    assert!(ember.ctl(&["start", "worker@9", "--wait"]).status.success());
+    let mut seen = BTreeMap::new();
+    assert!(
+        wait_for(LONG, || {
+            seen = retained_states(&broker, "sb");
+            seen.contains_key("ember/sb/service/worker@9/state")
+                && seen.contains_key("ember/sb/service/old/state")
+        }),
+        "{seen:?}"
+    );
+    assert!(ember.ctl(&["poweroff"]).status.success());
+    assert!(ember.wait_namespace_end(LONG).is_some(), "{}", ember.log());
+    let again = Ember::start("mqtt-sweep-boot-2", &config(""));
+    again.wait_state("web", "active", None, LONG);
+    assert!(
+        wait_for(LONG, || {
+            seen = retained_states(&broker, "sb");
+            !seen
+                .keys()
+                .any(|t| t.contains("worker") || t.contains("old"))
+                && seen.contains_key("ember/sb/service/web/state")
+        }),
+        "stale states stay: {seen:?}\nlog:\n{}",
+        tail(&again.log())
+    );
+}

@@ -151,6 +151,8 @@ const REQUESTS: usize = 256;
 const OUTGOING_INFLIGHT: u16 = 64;
 /// Refusals logged per second; the rest are counted.
 const MAX_REFUSALS_LOGGED: u32 = 10;
+/// Stale retained topics waiting to be cleared (more are found at the next connect).
+const MAX_STALE: usize = 4096;
 /// Distinct retained commands and oversized messages remembered, to log each once.
 const MAX_LOGGED_ONCE: usize = 64;
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
@@ -226,19 +228,35 @@ fn options(settings: &Settings) -> Result<MqttOptions, String> {
     Ok(options)
 }
 
-/// What ember subscribes to after every CONNACK, in the order of `Topics::subscriptions`.
+/// What ember subscribes to after every CONNACK: the commands (`Topics::subscriptions`),
+/// then its own retained topics, to sweep (see [`Adapter::sweep`]).
 ///
 /// Every filter asks for Retain As Published (MQTT 5, 3.8.3.1): without it a broker
 /// hands a retained message published while ember is subscribed to ember with the
 /// retain flag cleared (only the messages it sends because of a new subscription carry
 /// it), so a retained `stop` ran once, at once, and was ignored only at later connects.
 /// With it the flag is the publisher's, and a retained command is never run.
+///
+/// The sweep's filters are QoS 0 (nothing to acknowledge, nothing queued in the
+/// session while ember is away) and No Local (ember's own publishes are not sent back to
+/// it; the retained messages a subscription brings are, whoever published them).
 fn filters(topics: &Topics, homeassistant: bool) -> Vec<Filter> {
-    topics
+    let commands = topics
         .subscriptions(homeassistant)
         .into_iter()
-        .map(|path| {
-            let mut filter = Filter::new(path, QoS::AtLeastOnce);
+        .map(|path| Filter::new(path, QoS::AtLeastOnce));
+    let mut own = vec![topics.states_filter()];
+    if homeassistant {
+        own.extend(homeassistant::filters(topics));
+    }
+    let own = own.into_iter().map(|path| {
+        let mut filter = Filter::new(path, QoS::AtMostOnce);
+        filter.nolocal = true;
+        filter
+    });
+    commands
+        .chain(own)
+        .map(|mut filter| {
             filter.preserve_retain = true;
             filter
         })
@@ -346,7 +364,7 @@ async fn poll_broker(
                     {
                         tracing::warn!(
                             "mqtt: the broker refused the subscription to {filter} ({code:?}): \
-                             commands there do not reach ember (the broker's ACL?)"
+                             what is published there does not reach ember (the broker's ACL?)"
                         );
                     }
                 }
@@ -641,6 +659,11 @@ struct Adapter {
     dirty: BTreeSet<String>,
     /// Services removed by a reload: their retained state (and discovery) to clear.
     removed: BTreeSet<String>,
+    /// Retained topics of this device's found by the sweep after a connect, of services
+    /// ember does not have (see [`Adapter::sweep`]): to clear, if still stale then.
+    stale: BTreeSet<String>,
+    /// Whether `states` holds a snapshot of ember's: until then nothing is stale.
+    synced: bool,
     /// The board's state and its configuration's, and whether the broker has it yet.
     system: Option<SystemStatus>,
     system_dirty: bool,
@@ -685,6 +708,8 @@ impl Adapter {
             states: BTreeMap::new(),
             dirty: BTreeSet::new(),
             removed: BTreeSet::new(),
+            stale: BTreeSet::new(),
+            synced: false,
             system: None,
             system_dirty: false,
             replies: VecDeque::new(),
@@ -875,6 +900,7 @@ impl Adapter {
             || self.system_dirty
             || !self.dirty.is_empty()
             || !self.removed.is_empty()
+            || !self.stale.is_empty()
             || !self.replies.is_empty()
             || !self.announce.is_empty()
             || self.acks.pending.front().is_some_and(|a| a.ready)
@@ -940,6 +966,7 @@ impl Adapter {
                 self.dirty.insert(status.name.clone());
                 self.states.insert(status.name.clone(), status);
             }
+            self.synced = true;
         }
     }
 
@@ -1054,6 +1081,17 @@ impl Adapter {
                 }
             }
             self.removed.remove(&name);
+        }
+        while let Some(topic) = self.stale.first().cloned() {
+            // Looked at again: a service that appeared since keeps its state.
+            if self.stale_topic(&topic) == Some(true)
+                && client
+                    .try_publish(topic.clone(), QoS::AtLeastOnce, true, Vec::new())
+                    .is_err()
+            {
+                return;
+            }
+            self.stale.remove(&topic);
         }
         while let Some(name) = self.dirty.first().cloned() {
             let Some(status) = self.states.get(&name) else {
@@ -1174,6 +1212,15 @@ impl Adapter {
         acknowledged: bool,
         replies: &mpsc::Sender<Done>,
     ) {
+        if self.sweep(topic, length, retain) {
+            // Nothing is owed for it (a QoS 0 subscription; acknowledged all the same
+            // should the broker send it at QoS 1).
+            if pkid.is_some() && !acknowledged {
+                let ack = self.acks.receive(pkid, 0);
+                self.acks.ready(ack);
+            }
+            return;
+        }
         let fingerprint = fingerprint(topic, body, length);
         let pkid = match pkid {
             Some(pkid) if acknowledged => {
@@ -1201,6 +1248,40 @@ impl Adapter {
             self.drop_unanswered();
             self.acks.ready(ack);
         }
+    }
+
+    /// Whether a retained topic of this device's is stale: a state topic of a service
+    /// ember does not have, or a Home Assistant entity of a service ember does not have or
+    /// does not announce (not allowed, or an id of the old mapping). `None` when the
+    /// topic is none of those.
+    fn stale_topic(&self, topic: &str) -> Option<bool> {
+        let live = |name: &str| self.states.contains_key(name);
+        if let Some(name) = self.topics.state_of(topic) {
+            return Some(self.synced && !live(name));
+        }
+        if !self.settings.homeassistant {
+            return None;
+        }
+        let entity = homeassistant::discovered(&self.topics, topic)?;
+        Some(self.synced && !entity.is_some_and(|name| live(&name) && self.allowed(&name)))
+    }
+
+    /// The sweep: after each connect, the subscriptions to ember's own state topics and
+    /// discovery topics bring every retained one. Those of services ember no longer has
+    /// (an instance stopped, a service removed or a board powered off while the broker
+    /// or the adapter was away: nobody was there to clear them) are cleared: an empty
+    /// retained message, published in `flush` if still stale then. The states of the
+    /// services ember has are published after every connect anyway, and never cleared.
+    /// Whether `topic` is one of those topics (then there is nothing more to do).
+    fn sweep(&mut self, topic: &str, length: usize, retain: bool) -> bool {
+        let Some(stale) = self.stale_topic(topic) else {
+            return false;
+        };
+        // An empty message clears; a message not retained leaves nothing behind.
+        if stale && retain && length > 0 && self.stale.len() < MAX_STALE {
+            self.stale.insert(topic.to_owned());
+        }
+        true
     }
 
     /// Whether a command taken now has room for its reply.
@@ -1527,8 +1608,16 @@ mod tests {
     fn every_subscription_asks_for_retain_as_published() {
         let topics = Topics::new("ember", "b1", &["lab".into()]);
         let all = filters(&topics, true);
-        assert_eq!(all.len(), topics.subscriptions(true).len());
+        // The commands, then ember's own state and discovery topics (the sweep).
+        assert_eq!(all.len(), topics.subscriptions(true).len() + 3);
         assert!(all.iter().all(|f| f.preserve_retain), "{all:?}");
+        let own = &all[topics.subscriptions(true).len()..];
+        assert_eq!(own[0].path, "ember/b1/service/+/state");
+        assert!(own.iter().all(|f| f.nolocal && f.qos == QoS::AtMostOnce));
+        assert_eq!(
+            filters(&topics, false).len(),
+            topics.subscriptions(false).len() + 1
+        );
     }
 
     /// What rumqttc asserts (it panics otherwise), for every value `ember check` takes.

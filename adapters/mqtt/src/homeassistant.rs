@@ -62,6 +62,37 @@ fn node(topics: &Topics) -> String {
     format!("ember_{}", object_id(topics.device()))
 }
 
+/// The discovery topics of this device's entities, whatever their service: subscribed
+/// to after each connect to find retained entities of services ember no longer has.
+pub fn filters(topics: &Topics) -> Vec<String> {
+    let node = node(topics);
+    vec![
+        format!("homeassistant/switch/{node}/+/config"),
+        format!("homeassistant/button/{node}/+/config"),
+    ]
+}
+
+/// What a discovery topic of this device's announces: `None` when it is not one (another
+/// device's, or not discovery), `Some(None)` when it is under this device's node but no
+/// service has that id now (an id of the old mapping, see [`object_id`]), else the
+/// service whose entity it is.
+pub fn discovered(topics: &Topics, topic: &str) -> Option<Option<String>> {
+    let rest = topic.strip_prefix("homeassistant/")?;
+    let (component, rest) = rest.split_once('/')?;
+    let rest = rest
+        .strip_prefix(node(topics).as_str())?
+        .strip_prefix('/')?;
+    let object = rest.strip_suffix("/config")?;
+    if object.contains('/') {
+        return None;
+    }
+    match component {
+        "switch" => Some(unescape(object)),
+        "button" => Some(object.strip_suffix("_restart").and_then(unescape)),
+        _ => None,
+    }
+}
+
 /// The (topic, retained payload) pairs announcing one service.
 pub fn announce(topics: &Topics, service: &str) -> Vec<(String, Vec<u8>)> {
     let device = topics.device();
@@ -205,5 +236,48 @@ mod tests {
         }
         assert_eq!(unescape("a__"), Some("a_".into()));
         assert_eq!(unescape("a_41"), None, "A is never escaped");
+    }
+
+    /// What the sweep after a connect reads from a retained discovery topic.
+    #[test]
+    fn discovery_topics_read_back() {
+        let topics = Topics::new("ember", "board.1", &[]);
+        for service in ["web", "worker@77", "worker_77", "a_restart"] {
+            for (topic, _) in announce(&topics, service) {
+                assert_eq!(
+                    discovered(&topics, &topic),
+                    Some(Some(service.into())),
+                    "{topic}"
+                );
+            }
+        }
+        let node = "homeassistant/switch/ember_board_2e1";
+        // An id of the old mapping: this device's, of no service now.
+        assert_eq!(
+            discovered(&topics, &format!("{node}/worker_77/config")),
+            Some(None)
+        );
+        assert_eq!(
+            discovered(&topics, "homeassistant/button/ember_board_2e1/web/config"),
+            Some(None),
+            "a button's id ends in _restart"
+        );
+        // Not this device's.
+        assert_eq!(
+            discovered(&topics, "homeassistant/switch/ember_board_1/web/config"),
+            None
+        );
+        assert_eq!(
+            discovered(&topics, "homeassistant/light/ember_board_2e1/web/config"),
+            None
+        );
+        assert_eq!(discovered(&topics, &format!("{node}/web/x/config")), None);
+        assert_eq!(
+            filters(&topics),
+            [
+                "homeassistant/switch/ember_board_2e1/+/config",
+                "homeassistant/button/ember_board_2e1/+/config"
+            ]
+        );
     }
 }

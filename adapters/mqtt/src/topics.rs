@@ -55,6 +55,23 @@ impl Topics {
         format!("{}/{}/service/{service}/state", self.prefix, self.device)
     }
 
+    /// Every service's state topic on this device: subscribed to after each connect, to
+    /// find retained states of services ember no longer has.
+    pub fn states_filter(&self) -> String {
+        format!("{}/{}/service/+/state", self.prefix, self.device)
+    }
+
+    /// The service a state topic of this device's is of, if it is one.
+    pub fn state_of<'a>(&self, topic: &'a str) -> Option<&'a str> {
+        let rest = topic
+            .strip_prefix(&self.prefix)?
+            .strip_prefix('/')?
+            .strip_prefix(&self.device)?
+            .strip_prefix("/service/")?;
+        let name = rest.strip_suffix("/state")?;
+        (!name.is_empty() && !name.contains('/')).then_some(name)
+    }
+
     /// Not retained: a figure of the moment, every `[system] metrics_interval`.
     pub fn metrics(&self, service: &str) -> String {
         format!("{}/{}/service/{service}/metrics", self.prefix, self.device)
@@ -174,6 +191,15 @@ mod tests {
         assert_eq!(t.status(), "ember/board1/status");
         assert_eq!(t.reply(), "ember/board1/reply");
         assert_eq!(t.subscriptions(true).len(), 7);
+        assert_eq!(t.states_filter(), "ember/board1/service/+/state");
+        assert_eq!(
+            t.state_of("ember/board1/service/web@2/state"),
+            Some("web@2")
+        );
+        assert_eq!(t.state_of("ember/board2/service/web/state"), None);
+        assert_eq!(t.state_of("ember/board1/service/web/cmd"), None);
+        assert_eq!(t.state_of("ember/board1/service//state"), None);
+        assert_eq!(t.state_of("ember/board1/service/a/b/state"), None);
     }
 
     #[test]
