@@ -64,7 +64,8 @@
 use crate::connect::{describe, install_crypto, is_bare_close, Broker, Lost, MIN_KEEP_ALIVE};
 use crate::homeassistant;
 use crate::payload::{
-    self, Refusal, Verb, BAD_PAYLOAD, BUSY, FAILED, NOT_ALLOWED, TIMEOUT, UNKNOWN_SERVICE,
+    self, Refusal, Verb, BAD_PAYLOAD, BUSY, FAILED, INVALID_CONFIG, NOT_ALLOWED, TIMEOUT,
+    TOO_LARGE, UNKNOWN_SERVICE,
 };
 use crate::topics::{glob_match, Target, Topics};
 use ember_ipc::link::call_alone;
@@ -1124,11 +1125,11 @@ impl Adapter {
                     .and_then(|v| v.get("id").cloned());
                 let message =
                     "the reply is larger than the broker takes; read the state topics instead";
-                let with_id = payload::error_reply(&id, "too-large", message);
+                let with_id = payload::error_reply(&id, TOO_LARGE, message);
                 if fits(&with_id) {
                     with_id
                 } else {
-                    payload::error_reply(&None, "too-large", message)
+                    payload::error_reply(&None, TOO_LARGE, message)
                 }
             };
             // (A reply that still does not fit is left out, and said.)
@@ -1462,7 +1463,7 @@ impl Adapter {
                     if body.len() > MAX_PACKET - 1024 {
                         payload::error_reply(
                             &request.id,
-                            "too-large",
+                            TOO_LARGE,
                             "too many services for one reply; read the state topics instead",
                         )
                     } else {
@@ -1477,7 +1478,7 @@ impl Adapter {
                         ErrorKind::BadRequest | ErrorKind::UnknownCommand | ErrorKind::TooLarge => {
                             BAD_PAYLOAD
                         }
-                        ErrorKind::InvalidConfig => "invalid-config",
+                        ErrorKind::InvalidConfig => INVALID_CONFIG,
                         _ => FAILED,
                     };
                     payload::error_reply(&request.id, code, &e.message)

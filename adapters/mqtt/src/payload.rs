@@ -88,6 +88,11 @@ pub const BUSY: &str = "busy";
 pub const TIMEOUT: &str = "timeout";
 /// A `wait` whose service failed (the message says why).
 pub const FAILED: &str = "failed";
+/// A reload whose new configuration ember refused.
+pub const INVALID_CONFIG: &str = "invalid-config";
+/// A reply that does not fit in one message: `list` with about 1,000 allowed services, or
+/// any reply over the broker's Maximum Packet Size (the README says what to do).
+pub const TOO_LARGE: &str = "too-large";
 
 /// The strict JSON reader that every input of ember goes through (a key given twice is
 /// refused at any depth, a value of the wrong type names its field).
@@ -291,6 +296,36 @@ pub fn error_reply(id: &Option<serde_json::Value>, code: &str, message: &str) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every reply code the adapter sends is in the README's MQTT section, with what it
+    /// means (found by review: `list` with ~1,000 allowed services answered `too-large`,
+    /// which the README did not mention).
+    #[test]
+    fn the_readme_names_every_reply_code() {
+        let readme =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
+                .expect("README.md");
+        let section = readme
+            .split("\n### MQTT\n")
+            .nth(1)
+            .and_then(|rest| rest.split("\n### ").next())
+            .expect("the MQTT section");
+        for code in [
+            BAD_PAYLOAD,
+            UNKNOWN_SERVICE,
+            NOT_ALLOWED,
+            BUSY,
+            TIMEOUT,
+            FAILED,
+            INVALID_CONFIG,
+            TOO_LARGE,
+        ] {
+            assert!(
+                section.contains(&format!("`{code}`")),
+                "the README's MQTT section lacks `{code}`"
+            );
+        }
+    }
 
     #[test]
     fn plain_text_commands() {
