@@ -93,11 +93,30 @@ pub fn discovered(topics: &Topics, topic: &str) -> Option<Option<String>> {
     }
 }
 
+/// An entity's unique id, which Home Assistant needs unique over every device:
+/// `<node>_<object>` when the device's name is of letters, digits and `-` (its escape has
+/// no `_`, so the first `_` after `ember_` ends it: the ids such boards always had), else
+/// `<node>/<object>` (the ids of those boards changed with the escape anyway). A single
+/// `_` after an escaped name with `_` in it could be read two ways: board `a` with
+/// service `2e@x` and board `a.` with service `40x` would both be `ember_a_2e_40x`.
+fn unique_id(topics: &Topics, node: &str, object: &str) -> String {
+    let plain = topics
+        .device()
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if plain {
+        format!("{node}_{object}")
+    } else {
+        format!("{node}/{object}")
+    }
+}
+
 /// The (topic, retained payload) pairs announcing one service.
 pub fn announce(topics: &Topics, service: &str) -> Vec<(String, Vec<u8>)> {
     let device = topics.device();
     let node = node(topics);
     let object = object_id(service);
+    let unique = unique_id(topics, &node, &object);
     let device_block = json!({
         "identifiers": [node],
         "name": device,
@@ -111,7 +130,7 @@ pub fn announce(topics: &Topics, service: &str) -> Vec<(String, Vec<u8>)> {
     });
     let switch = json!({
         "name": service,
-        "unique_id": format!("{node}_{object}"),
+        "unique_id": unique,
         "object_id": format!("{node}_{object}"),
         "command_topic": topics.service_cmd(service),
         "payload_on": "start",
@@ -126,7 +145,7 @@ pub fn announce(topics: &Topics, service: &str) -> Vec<(String, Vec<u8>)> {
     });
     let button = json!({
         "name": format!("{service} restart"),
-        "unique_id": format!("{node}_{object}_restart"),
+        "unique_id": format!("{unique}_restart"),
         "object_id": format!("{node}_{object}_restart"),
         "command_topic": topics.service_cmd(service),
         "payload_press": "restart",
@@ -227,6 +246,27 @@ mod tests {
         let dot = announce(&Topics::new("ember", "board.1", &[]), "web");
         let underscore = announce(&Topics::new("ember", "board_1", &[]), "web");
         assert_ne!(dot[0].0, underscore[0].0);
+        // Unique ids over boards: each (board, service) its own, and the ids boards with
+        // plain names always had.
+        let pairs = [
+            ("a", "2e@x"),
+            ("a.", "40x"),
+            ("a", "_b"),
+            ("a_", "b"),
+            ("a", "b"),
+            ("a-b", "c"),
+            ("a", "b-c"),
+        ];
+        let mut unique = std::collections::BTreeSet::new();
+        for (device, service) in pairs {
+            for (_, body) in announce(&Topics::new("ember", device, &[]), service) {
+                let entity: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                let id = entity["unique_id"].as_str().unwrap().to_owned();
+                assert!(unique.insert(id.clone()), "{device} {service}: {id} twice");
+            }
+        }
+        assert!(unique.contains("ember_a_b") && unique.contains("ember_a_b_restart"));
+        assert!(unique.contains("ember_a-b_c"));
         // What no name maps to.
         for id in ["_", "a_", "a_4", "a_41", "a_2D", "a_5f", "a.b", "a__"] {
             assert!(
