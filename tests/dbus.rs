@@ -1031,3 +1031,124 @@ restart = "never"
         monitor.dump()
     );
 }
+
+/// `n` services that sleep, with the markers `base`, `base + 1`, ...
+fn many_services(n: u32, base: u32) -> String {
+    (0..n)
+        .map(|i| {
+            format!(
+                "[service.s{i}]\ncommand = [\"/bin/sleep\", \"{}\"]\n\n",
+                base + i
+            )
+        })
+        .collect()
+}
+
+/// The XML of `Introspect` at `path`, called as nobody (the policy lets everyone).
+fn introspect_xml(bus: &Bus, path: &str) -> String {
+    let out = bus.busctl_as_nobody(&[
+        "--json=short",
+        "call",
+        "io.ember.Init1",
+        path,
+        "org.freedesktop.DBus.Introspectable",
+        "Introspect",
+    ]);
+    assert!(out.status.success(), "Introspect {path}: {}", text(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["data"][0].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn introspection_lists_child_nodes_by_name_only() {
+    if !can_unshare() || !have_dbus() {
+        return;
+    }
+    let bus = Bus::start("introspect", "");
+    let n = 60;
+    let ember = Ember::start(
+        "dbus-introspect",
+        &format!(
+            "[dbus]\nbus = \"{}\"\ncontrol_group = \"ember\"\n\n{}",
+            bus.address(),
+            many_services(n, 7910500)
+        ),
+    );
+    ember.wait_state(&format!("s{}", n - 1), "active", None, LONG);
+    wait_attached(&bus, &ember);
+    assert!(wait_for(LONG, || service_property(
+        &bus,
+        &format!("s{}", n - 1),
+        "Name"
+    )
+    .is_some()));
+
+    // Each node: its own interfaces, and its children as empty <node name="..."/> elements.
+    for (path, child) in [
+        ("/", "io"),
+        ("/io", "ember"),
+        ("/io/ember", "Init1"),
+        (MANAGER, "service"),
+    ] {
+        let xml = introspect_xml(&bus, path);
+        assert!(
+            xml.contains(&format!("<node name=\"{child}\"/>")),
+            "{path} does not list {child}:\n{xml}"
+        );
+        assert!(
+            !xml.contains(SVC_IFACE),
+            "{path} inlines the service objects:\n{xml}"
+        );
+        assert_eq!(
+            xml.matches("<node").count(),
+            2,
+            "{path} lists more than its one child:\n{xml}"
+        );
+        // What a node says of itself does not grow with the services: systemd's manager
+        // object is about 40 KiB.
+        assert!(xml.len() < 16 * 1024, "{path}: {} bytes", xml.len());
+    }
+    let xml = introspect_xml(&bus, MANAGER);
+    assert!(xml.contains(MGR_IFACE), "{xml}");
+    assert!(xml.contains("org.freedesktop.DBus.ObjectManager"), "{xml}");
+    // The services' node: a name per service, tens of bytes each.
+    let xml = introspect_xml(&bus, "/io/ember/Init1/service");
+    for i in 0..n {
+        assert!(
+            xml.contains(&format!("<node name=\"s{i}\"/>")),
+            "s{i}:\n{xml}"
+        );
+    }
+    assert!(!xml.contains(SVC_IFACE), "{xml}");
+    assert!(xml.len() < 2048 + 64 * n as usize, "{} bytes", xml.len());
+    // A service object: its interfaces, no children.
+    let xml = introspect_xml(&bus, "/io/ember/Init1/service/s0");
+    assert!(xml.contains(SVC_IFACE), "{xml}");
+    assert_eq!(xml.matches("<node").count(), 1, "{xml}");
+
+    // Signal arguments carry no direction (busctl warns "Unexpected signal <arg> direction").
+    for path in [
+        "/",
+        "/io",
+        "/io/ember",
+        MANAGER,
+        "/io/ember/Init1/service/s0",
+    ] {
+        let xml = introspect_xml(&bus, path);
+        for signal in xml.split("<signal ").skip(1) {
+            let body = signal.split("</signal>").next().unwrap();
+            assert!(!body.contains("direction="), "{path}: <signal {body}");
+        }
+    }
+    let out = bus.busctl_as_nobody(&["tree", "io.ember.Init1"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.trim().is_empty(), "busctl tree warned:\n{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for i in 0..n {
+        assert!(
+            stdout.contains(&format!("/io/ember/Init1/service/s{i}\n")),
+            "{stdout}"
+        );
+    }
+}

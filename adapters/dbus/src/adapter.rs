@@ -189,6 +189,10 @@ impl Adapter {
             };
             conn.object_server().at(path, object).await?;
         }
+        crate::tree::own_ancestors(&conn, &self.shared).await?;
+        if !self.shared().services.is_empty() {
+            crate::tree::own_services(&conn, &self.shared).await?;
+        }
         conn.request_name(BUS_NAME).await?;
         Ok(conn)
     }
@@ -261,6 +265,7 @@ impl Adapter {
                     ctx: self.ctx.clone(),
                 };
                 conn.object_server().at(path.as_str(), object).await?;
+                crate::tree::own_services(conn, &self.shared).await?;
                 Manager::service_added(&manager, &status.name, manager::object_path(&status.name))
                     .await?;
             }

@@ -5,6 +5,7 @@
 //! - [`manager`]: `io.ember.Init1.Manager` at `/io/ember/Init1` (with an ObjectManager).
 //! - [`service`]: `io.ember.Init1.Service`, one object per service.
 //! - [`auth`]: the errors callers see, and who may change things.
+//! - [`tree`]: Introspect of the nodes above the services: children by name only.
 //! - [`label`]: object paths from service names (systemd's bus-label escaping).
 
 pub mod adapter;
@@ -12,3 +13,4 @@ pub mod auth;
 pub mod label;
 pub mod manager;
 pub mod service;
+pub mod tree;
