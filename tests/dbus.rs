@@ -1152,3 +1152,97 @@ fn introspection_lists_child_nodes_by_name_only() {
         );
     }
 }
+
+/// CPU time (user + system) of a process, in clock ticks.
+fn cpu_ticks(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // After the command's ")": state is field 3; utime and stime are 14 and 15.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+fn managed_objects(bus: &Bus) -> Value {
+    let out = bus.busctl_as_nobody(&[
+        "--json=short",
+        "call",
+        "io.ember.Init1",
+        MANAGER,
+        "org.freedesktop.DBus.ObjectManager",
+        "GetManagedObjects",
+    ]);
+    assert!(out.status.success(), "GetManagedObjects: {}", text(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["data"][0].clone()
+}
+
+#[test]
+fn get_managed_objects_makes_ember_measure_nothing() {
+    if !can_unshare() || !have_dbus() {
+        return;
+    }
+    let bus = Bus::start("managed", "");
+    let n = 60;
+    let ember = Ember::start(
+        "dbus-managed",
+        &format!(
+            "[dbus]\nbus = \"{}\"\ncontrol_group = \"ember\"\n\n{}",
+            bus.address(),
+            many_services(n, 7910600)
+        ),
+    );
+    ember.wait_state(&format!("s{}", n - 1), "active", None, LONG);
+    wait_attached(&bus, &ember);
+    // The services, and ember-dbus itself.
+    let all = ember.all().len();
+    assert!(wait_for(LONG, || managed_objects(&bus)
+        .as_object()
+        .is_some_and(|o| o
+            .keys()
+            .filter(|k| k.starts_with("/io/ember/Init1/service/"))
+            .count()
+            == all)));
+
+    // Every object with every property, as GetAll gives them.
+    let objects = managed_objects(&bus);
+    let s1 = &objects["/io/ember/Init1/service/s1"][SVC_IFACE];
+    assert_eq!(s1["Name"]["data"], "s1", "{s1}");
+    assert_eq!(s1["State"]["data"], "active", "{s1}");
+    assert_eq!(s1["MainPID"]["data"], ember.status("s1")["pid"], "{s1}");
+    for key in [
+        "SubState",
+        "Want",
+        "Restarts",
+        "ExitCode",
+        "Since",
+        "Result",
+        "CpuUsec",
+        "MemoryBytes",
+        "Tasks",
+    ] {
+        assert!(s1.get(key).is_some(), "{key} missing: {s1}");
+    }
+    // Not measured for it: unknown until something measures.
+    assert_eq!(s1["CpuUsec"]["data"], u64::MAX, "{s1}");
+
+    // Any user's GetManagedObjects costs ember (PID 1) next to nothing: it measures no
+    // service (before, each call measured all 60, three times each).
+    let pid = ember.host_pid();
+    let before = cpu_ticks(pid);
+    for _ in 0..20 {
+        managed_objects(&bus);
+    }
+    let spent = cpu_ticks(pid) - before;
+    assert!(
+        spent <= 20,
+        "20 GetManagedObjects cost ember {spent} ticks of CPU"
+    );
+
+    // A Get measures the one service; its figures then show in GetManagedObjects.
+    let tasks = service_property(&bus, "s0", "Tasks").unwrap();
+    assert_eq!(tasks, 1, "one sleep");
+    let objects = managed_objects(&bus);
+    let s0 = &objects["/io/ember/Init1/service/s0"][SVC_IFACE];
+    assert_eq!(s0["Tasks"]["data"], 1, "{s0}");
+    assert_ne!(s0["MemoryBytes"]["data"], u64::MAX, "{s0}");
+}

@@ -177,7 +177,13 @@ impl Adapter {
         };
         let conn = builder
             .serve_at(MANAGER_PATH, manager)
-            .serve_at(MANAGER_PATH, zbus::fdo::ObjectManager)
+            .serve_at(
+                MANAGER_PATH,
+                crate::objects::Objects {
+                    shared: self.shared.clone(),
+                    usage: self.ctx.usage.clone(),
+                },
+            )
             .build()
             .await?;
         let services: Vec<ServiceStatus> = self.shared().services.values().cloned().collect();
@@ -255,6 +261,10 @@ impl Adapter {
             .insert(status.name.clone(), status.clone());
         let manager = SignalEmitter::new(conn, MANAGER_PATH)?;
         let path = service_path(&status.name);
+        if previous.as_ref().is_none_or(|p| p.pid != status.pid) {
+            // Another run, or none: the last figures were the previous run's.
+            self.ctx.usage.forget(&status.name);
+        }
         let state_changed = previous
             .as_ref()
             .is_none_or(|p| p.state != status.state || p.sub_state != status.sub_state);
@@ -305,7 +315,14 @@ impl Adapter {
 
     /// A metrics round: one PropertiesChanged per running service.
     async fn on_metrics(&mut self, conn: &Connection, metrics: &[Metrics]) -> zbus::Result<()> {
+        let now = std::time::Instant::now();
         for m in metrics {
+            let figures = crate::usage::Figures {
+                cpu_usec: m.cpu_usec,
+                memory_bytes: m.memory_bytes,
+                tasks: u64::from(m.tasks),
+            };
+            self.ctx.usage.record(&m.name, figures, now);
             let path = service_path(&m.name);
             let Ok(object) = conn
                 .object_server()
@@ -330,6 +347,7 @@ impl Adapter {
         if self.shared().services.remove(name).is_none() {
             return Ok(());
         }
+        self.ctx.usage.forget(name);
         conn.object_server()
             .remove::<Service, _>(service_path(name).as_str())
             .await?;

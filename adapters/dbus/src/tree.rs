@@ -13,6 +13,7 @@
 
 use crate::label::{escape, MANAGER_PATH};
 use crate::manager::{Manager, Shared};
+use crate::objects::Objects;
 use std::fmt::Write;
 use std::sync::{Arc, Mutex};
 use zbus::names::InterfaceName;
@@ -90,7 +91,9 @@ impl Introspect {
             if let Ok(manager) = server.interface::<_, Manager>(MANAGER_PATH).await {
                 manager.get().await.introspect_to_writer(&mut xml, 2);
             }
-            zbus::fdo::ObjectManager.introspect_to_writer(&mut xml, 2);
+            if let Ok(objects) = server.interface::<_, Objects>(MANAGER_PATH).await {
+                objects.get().await.introspect_to_writer(&mut xml, 2);
+            }
         }
         for child in self.children() {
             // Labels are [A-Za-z0-9_]: nothing to escape in XML.
