@@ -1246,3 +1246,46 @@ fn get_managed_objects_makes_ember_measure_nothing() {
     assert_eq!(s0["Tasks"]["data"], 1, "{s0}");
     assert_ne!(s0["MemoryBytes"]["data"], u64::MAX, "{s0}");
 }
+
+#[test]
+fn setting_a_read_only_property_is_property_read_only() {
+    if !can_unshare() || !have_dbus() || !have_dbus_send() {
+        return;
+    }
+    let bus = Bus::start("readonly", "");
+    let ember = start("dbus-readonly", &bus);
+    ember.wait_state("web", "active", None, LONG);
+    wait_attached(&bus, &ember);
+    let web = "/io/ember/Init1/service/web";
+    let set = |path: &str, iface: &str, name: &str, value: &str| {
+        dbus_send(
+            &bus,
+            path,
+            "org.freedesktop.DBus.Properties.Set",
+            &[&format!("string:{iface}"), &format!("string:{name}"), value],
+        )
+    };
+    for (path, iface, name, value) in [
+        (MANAGER, MGR_IFACE, "Version", "variant:string:9"),
+        (MANAGER, MGR_IFACE, "NFailed", "variant:uint32:3"),
+        (web, SVC_IFACE, "State", "variant:string:failed"),
+        (web, SVC_IFACE, "MainPID", "variant:uint32:1"),
+        (web, SVC_IFACE, "CpuUsec", "variant:uint64:1"),
+    ] {
+        let out = set(path, iface, name, value);
+        assert!(
+            out.contains("org.freedesktop.DBus.Error.PropertyReadOnly"),
+            "Set {name}: {out}"
+        );
+        assert!(out.contains(name), "the error names the property: {out}");
+    }
+    // A name that does not exist is still UnknownProperty.
+    for (path, iface) in [(MANAGER, MGR_IFACE), (web, SVC_IFACE)] {
+        let out = set(path, iface, "Nope", "variant:string:x");
+        assert!(
+            out.contains("org.freedesktop.DBus.Error.UnknownProperty"),
+            "Set Nope: {out}"
+        );
+    }
+    assert_eq!(service_property(&bus, "web", "State").unwrap(), "active");
+}

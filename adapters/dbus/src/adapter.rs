@@ -9,6 +9,7 @@
 use crate::auth::Ctx;
 use crate::label::{service_path, MANAGER_PATH};
 use crate::manager::{self, Manager, Shared};
+use crate::readonly::ReadOnly;
 use crate::service::{self, Service};
 use ember_ipc::{
     Command, Control, Event, Metrics, Reply, ServiceStatus, StatusArgs, SystemState, SystemStatus,
@@ -176,7 +177,7 @@ impl Adapter {
             device: self.settings.device.clone(),
         };
         let conn = builder
-            .serve_at(MANAGER_PATH, manager)
+            .serve_at(MANAGER_PATH, ReadOnly(manager))
             .serve_at(
                 MANAGER_PATH,
                 crate::objects::Objects {
@@ -193,7 +194,7 @@ impl Adapter {
                 status,
                 ctx: self.ctx.clone(),
             };
-            conn.object_server().at(path, object).await?;
+            conn.object_server().at(path, ReadOnly(object)).await?;
         }
         crate::tree::own_ancestors(&conn, &self.shared).await?;
         if !self.shared().services.is_empty() {
@@ -274,7 +275,9 @@ impl Adapter {
                     status: status.clone(),
                     ctx: self.ctx.clone(),
                 };
-                conn.object_server().at(path.as_str(), object).await?;
+                conn.object_server()
+                    .at(path.as_str(), ReadOnly(object))
+                    .await?;
                 crate::tree::own_services(conn, &self.shared).await?;
                 Manager::service_added(&manager, &status.name, manager::object_path(&status.name))
                     .await?;
@@ -282,12 +285,12 @@ impl Adapter {
             Some(_) => {
                 let object = conn
                     .object_server()
-                    .interface::<_, Service>(path.as_str())
+                    .interface::<_, ReadOnly<Service>>(path.as_str())
                     .await?;
                 let changes = {
                     let mut current = object.get_mut().await;
-                    let changes = service::changed(&current.status, &status);
-                    current.status = status.clone();
+                    let changes = service::changed(&current.0.status, &status);
+                    current.0.status = status.clone();
                     changes
                 };
                 if !changes.is_empty() {
@@ -326,7 +329,7 @@ impl Adapter {
             let path = service_path(&m.name);
             let Ok(object) = conn
                 .object_server()
-                .interface::<_, Service>(path.as_str())
+                .interface::<_, ReadOnly<Service>>(path.as_str())
                 .await
             else {
                 continue;
@@ -349,7 +352,7 @@ impl Adapter {
         }
         self.ctx.usage.forget(name);
         conn.object_server()
-            .remove::<Service, _>(service_path(name).as_str())
+            .remove::<ReadOnly<Service>, _>(service_path(name).as_str())
             .await?;
         let manager = SignalEmitter::new(conn, MANAGER_PATH)?;
         Manager::service_removed(&manager, name, manager::object_path(name)).await?;

@@ -7,6 +7,7 @@
 //! - [`auth`]: the errors callers see, and who may change things.
 //! - [`objects`]: the ObjectManager, answered from the adapter's copy.
 //! - [`usage`]: the services' resource figures, measured for a Get, shared for a second.
+//! - [`readonly`]: Set of a read-only property is PropertyReadOnly.
 //! - [`tree`]: Introspect of the nodes above the services: children by name only.
 //! - [`label`]: object paths from service names (systemd's bus-label escaping).
 
@@ -15,6 +16,7 @@ pub mod auth;
 pub mod label;
 pub mod manager;
 pub mod objects;
+pub mod readonly;
 pub mod service;
 pub mod tree;
 pub mod usage;

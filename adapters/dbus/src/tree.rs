@@ -14,6 +14,7 @@
 use crate::label::{escape, MANAGER_PATH};
 use crate::manager::{Manager, Shared};
 use crate::objects::Objects;
+use crate::readonly::ReadOnly;
 use std::fmt::Write;
 use std::sync::{Arc, Mutex};
 use zbus::names::InterfaceName;
@@ -88,7 +89,7 @@ impl Introspect {
         self.introspect_to_writer(&mut xml, 2);
         zbus::fdo::Properties.introspect_to_writer(&mut xml, 2);
         if self.kind == Kind::Manager {
-            if let Ok(manager) = server.interface::<_, Manager>(MANAGER_PATH).await {
+            if let Ok(manager) = server.interface::<_, ReadOnly<Manager>>(MANAGER_PATH).await {
                 manager.get().await.introspect_to_writer(&mut xml, 2);
             }
             if let Ok(objects) = server.interface::<_, Objects>(MANAGER_PATH).await {
