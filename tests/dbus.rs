@@ -1289,3 +1289,99 @@ fn setting_a_read_only_property_is_property_read_only() {
     }
     assert_eq!(service_property(&bus, "web", "State").unwrap(), "active");
 }
+
+/// The pid of ember's child `comm` (ember-dbus), on the host.
+fn child_named(parent: i32, comm: &str) -> Option<i32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let name = &stat[stat.find('(')? + 1..stat.rfind(')')?];
+        let ppid: i32 = stat[stat.rfind(')')? + 2..]
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()?;
+        (ppid == parent && name == comm).then_some(pid)
+    })
+}
+
+/// A field of /proc/PID/status in KiB (VmHWM, VmRSS).
+fn status_kib(pid: i32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn a_flood_of_reads_from_anyone_keeps_the_adapter_small_and_control_responsive() {
+    if !can_unshare() || !have_dbus() {
+        return;
+    }
+    let bus = Bus::start("flood", "");
+    let n = 200;
+    let ember = Ember::start(
+        "dbus-flood",
+        &format!(
+            "[dbus]\nbus = \"{}\"\ncontrol_group = \"ember\"\n\n{}",
+            bus.address(),
+            many_services(n, 7910800)
+        ),
+    );
+    ember.wait_state(&format!("s{}", n - 1), "active", None, LONG);
+    wait_attached(&bus, &ember);
+    assert!(wait_for(LONG, || service_property(
+        &bus,
+        &format!("s{}", n - 1),
+        "Name"
+    )
+    .is_some()));
+    let adapter = child_named(ember.host_pid(), "ember-dbus").expect("ember-dbus runs");
+    let before = status_kib(adapter, "VmHWM");
+
+    // 160 readers at once, as nobody: Introspect of every node above the services, and
+    // GetManagedObjects.
+    let address = format!("--address={}", bus.address());
+    let readers: Vec<std::process::Child> = (0..160)
+        .map(|i| {
+            let (path, iface, method) = match i % 4 {
+                0 => ("/", "org.freedesktop.DBus.Introspectable", "Introspect"),
+                1 => (MANAGER, "org.freedesktop.DBus.Introspectable", "Introspect"),
+                2 => ("/io", "org.freedesktop.DBus.Introspectable", "Introspect"),
+                _ => (
+                    MANAGER,
+                    "org.freedesktop.DBus.ObjectManager",
+                    "GetManagedObjects",
+                ),
+            };
+            Command::new("setpriv")
+                .args(["--reuid=65534", "--regid=65534", "--clear-groups", "busctl"])
+                .arg(&address)
+                .args(["call", "io.ember.Init1", path, iface, method])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("spawn busctl")
+        })
+        .collect();
+    // Root's command meanwhile is answered at once.
+    let started = std::time::Instant::now();
+    let out = call(&bus, MANAGER, MGR_IFACE, "RestartService", &["s", "s0"]);
+    let took = started.elapsed();
+    for mut reader in readers {
+        let _ = reader.wait();
+    }
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        took < scaled(Duration::from_secs(5)),
+        "RestartService took {took:?}"
+    );
+    let after = status_kib(adapter, "VmHWM");
+    eprintln!("ember-dbus peak: {before} KiB, then {after} KiB; RestartService: {took:?}");
+    assert!(
+        after < before + 16 * 1024,
+        "ember-dbus's peak grew from {before} KiB to {after} KiB"
+    );
+}
