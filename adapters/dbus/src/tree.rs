@@ -135,7 +135,11 @@ pub async fn own_ancestors(conn: &Connection, shared: &Arc<Mutex<Shared>>) -> zb
 }
 
 /// Ours at the services' node; call after adding a service's object (zbus makes the node
-/// anew, with its own Introspectable, when the first service comes after none).
+/// anew, with its own Introspectable, when the first service comes after none). The node
+/// is below the ObjectManager, so replacing its Introspectable makes zbus send an
+/// InterfacesRemoved and an InterfacesAdded of org.freedesktop.DBus.Introspectable for
+/// `/io/ember/Init1/service`: once at attach, and again only when services come after
+/// there were none.
 pub async fn own_services(conn: &Connection, shared: &Arc<Mutex<Shared>>) -> zbus::Result<()> {
     let introspect = Introspect {
         kind: Kind::Services,
