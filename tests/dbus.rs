@@ -1031,3 +1031,357 @@ restart = "never"
         monitor.dump()
     );
 }
+
+/// `n` services that sleep, with the markers `base`, `base + 1`, ...
+fn many_services(n: u32, base: u32) -> String {
+    (0..n)
+        .map(|i| {
+            format!(
+                "[service.s{i}]\ncommand = [\"/bin/sleep\", \"{}\"]\n\n",
+                base + i
+            )
+        })
+        .collect()
+}
+
+/// The XML of `Introspect` at `path`, called as nobody (the policy lets everyone).
+fn introspect_xml(bus: &Bus, path: &str) -> String {
+    let out = bus.busctl_as_nobody(&[
+        "--json=short",
+        "call",
+        "io.ember.Init1",
+        path,
+        "org.freedesktop.DBus.Introspectable",
+        "Introspect",
+    ]);
+    assert!(out.status.success(), "Introspect {path}: {}", text(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["data"][0].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn introspection_lists_child_nodes_by_name_only() {
+    if !can_unshare() || !have_dbus() {
+        return;
+    }
+    let bus = Bus::start("introspect", "");
+    let n = 60;
+    let ember = Ember::start(
+        "dbus-introspect",
+        &format!(
+            "[dbus]\nbus = \"{}\"\ncontrol_group = \"ember\"\n\n{}",
+            bus.address(),
+            many_services(n, 7910500)
+        ),
+    );
+    ember.wait_state(&format!("s{}", n - 1), "active", None, LONG);
+    wait_attached(&bus, &ember);
+    assert!(wait_for(LONG, || service_property(
+        &bus,
+        &format!("s{}", n - 1),
+        "Name"
+    )
+    .is_some()));
+
+    // Each node: its own interfaces, and its children as empty <node name="..."/> elements.
+    for (path, child) in [
+        ("/", "io"),
+        ("/io", "ember"),
+        ("/io/ember", "Init1"),
+        (MANAGER, "service"),
+    ] {
+        let xml = introspect_xml(&bus, path);
+        assert!(
+            xml.contains(&format!("<node name=\"{child}\"/>")),
+            "{path} does not list {child}:\n{xml}"
+        );
+        assert!(
+            !xml.contains(SVC_IFACE),
+            "{path} inlines the service objects:\n{xml}"
+        );
+        assert_eq!(
+            xml.matches("<node").count(),
+            2,
+            "{path} lists more than its one child:\n{xml}"
+        );
+        // What a node says of itself does not grow with the services: systemd's manager
+        // object is about 40 KiB.
+        assert!(xml.len() < 16 * 1024, "{path}: {} bytes", xml.len());
+    }
+    let xml = introspect_xml(&bus, MANAGER);
+    assert!(xml.contains(MGR_IFACE), "{xml}");
+    assert!(xml.contains("org.freedesktop.DBus.ObjectManager"), "{xml}");
+    // The services' node: a name per service, tens of bytes each.
+    let xml = introspect_xml(&bus, "/io/ember/Init1/service");
+    for i in 0..n {
+        assert!(
+            xml.contains(&format!("<node name=\"s{i}\"/>")),
+            "s{i}:\n{xml}"
+        );
+    }
+    assert!(!xml.contains(SVC_IFACE), "{xml}");
+    assert!(xml.len() < 2048 + 64 * n as usize, "{} bytes", xml.len());
+    // A service object: its interfaces, no children.
+    let xml = introspect_xml(&bus, "/io/ember/Init1/service/s0");
+    assert!(xml.contains(SVC_IFACE), "{xml}");
+    assert_eq!(xml.matches("<node").count(), 1, "{xml}");
+
+    // Signal arguments carry no direction (busctl warns "Unexpected signal <arg> direction").
+    for path in [
+        "/",
+        "/io",
+        "/io/ember",
+        MANAGER,
+        "/io/ember/Init1/service/s0",
+    ] {
+        let xml = introspect_xml(&bus, path);
+        for signal in xml.split("<signal ").skip(1) {
+            let body = signal.split("</signal>").next().unwrap();
+            assert!(!body.contains("direction="), "{path}: <signal {body}");
+        }
+    }
+    let out = bus.busctl_as_nobody(&["tree", "io.ember.Init1"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.trim().is_empty(), "busctl tree warned:\n{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for i in 0..n {
+        assert!(
+            stdout.contains(&format!("/io/ember/Init1/service/s{i}\n")),
+            "{stdout}"
+        );
+    }
+}
+
+/// CPU time (user + system) of a process, in clock ticks.
+fn cpu_ticks(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // After the command's ")": state is field 3; utime and stime are 14 and 15.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+fn managed_objects(bus: &Bus) -> Value {
+    let out = bus.busctl_as_nobody(&[
+        "--json=short",
+        "call",
+        "io.ember.Init1",
+        MANAGER,
+        "org.freedesktop.DBus.ObjectManager",
+        "GetManagedObjects",
+    ]);
+    assert!(out.status.success(), "GetManagedObjects: {}", text(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["data"][0].clone()
+}
+
+#[test]
+fn get_managed_objects_makes_ember_measure_nothing() {
+    if !can_unshare() || !have_dbus() {
+        return;
+    }
+    let bus = Bus::start("managed", "");
+    let n = 60;
+    let ember = Ember::start(
+        "dbus-managed",
+        &format!(
+            "[dbus]\nbus = \"{}\"\ncontrol_group = \"ember\"\n\n{}",
+            bus.address(),
+            many_services(n, 7910600)
+        ),
+    );
+    ember.wait_state(&format!("s{}", n - 1), "active", None, LONG);
+    wait_attached(&bus, &ember);
+    // The services, and ember-dbus itself.
+    let all = ember.all().len();
+    assert!(wait_for(LONG, || managed_objects(&bus)
+        .as_object()
+        .is_some_and(|o| o
+            .keys()
+            .filter(|k| k.starts_with("/io/ember/Init1/service/"))
+            .count()
+            == all)));
+
+    // Every object with every property, as GetAll gives them.
+    let objects = managed_objects(&bus);
+    let s1 = &objects["/io/ember/Init1/service/s1"][SVC_IFACE];
+    assert_eq!(s1["Name"]["data"], "s1", "{s1}");
+    assert_eq!(s1["State"]["data"], "active", "{s1}");
+    assert_eq!(s1["MainPID"]["data"], ember.status("s1")["pid"], "{s1}");
+    for key in [
+        "SubState",
+        "Want",
+        "Restarts",
+        "ExitCode",
+        "Since",
+        "Result",
+        "CpuUsec",
+        "MemoryBytes",
+        "Tasks",
+    ] {
+        assert!(s1.get(key).is_some(), "{key} missing: {s1}");
+    }
+    // Not measured for it: unknown until something measures.
+    assert_eq!(s1["CpuUsec"]["data"], u64::MAX, "{s1}");
+
+    // Any user's GetManagedObjects costs ember (PID 1) next to nothing: it measures no
+    // service (before, each call measured all 60, three times each).
+    let pid = ember.host_pid();
+    let before = cpu_ticks(pid);
+    for _ in 0..20 {
+        managed_objects(&bus);
+    }
+    let spent = cpu_ticks(pid) - before;
+    assert!(
+        spent <= 20,
+        "20 GetManagedObjects cost ember {spent} ticks of CPU"
+    );
+
+    // A Get measures the one service; its figures then show in GetManagedObjects.
+    let tasks = service_property(&bus, "s0", "Tasks").unwrap();
+    assert_eq!(tasks, 1, "one sleep");
+    let objects = managed_objects(&bus);
+    let s0 = &objects["/io/ember/Init1/service/s0"][SVC_IFACE];
+    assert_eq!(s0["Tasks"]["data"], 1, "{s0}");
+    assert_ne!(s0["MemoryBytes"]["data"], u64::MAX, "{s0}");
+}
+
+#[test]
+fn setting_a_read_only_property_is_property_read_only() {
+    if !can_unshare() || !have_dbus() || !have_dbus_send() {
+        return;
+    }
+    let bus = Bus::start("readonly", "");
+    let ember = start("dbus-readonly", &bus);
+    ember.wait_state("web", "active", None, LONG);
+    wait_attached(&bus, &ember);
+    let web = "/io/ember/Init1/service/web";
+    let set = |path: &str, iface: &str, name: &str, value: &str| {
+        dbus_send(
+            &bus,
+            path,
+            "org.freedesktop.DBus.Properties.Set",
+            &[&format!("string:{iface}"), &format!("string:{name}"), value],
+        )
+    };
+    for (path, iface, name, value) in [
+        (MANAGER, MGR_IFACE, "Version", "variant:string:9"),
+        (MANAGER, MGR_IFACE, "NFailed", "variant:uint32:3"),
+        (web, SVC_IFACE, "State", "variant:string:failed"),
+        (web, SVC_IFACE, "MainPID", "variant:uint32:1"),
+        (web, SVC_IFACE, "CpuUsec", "variant:uint64:1"),
+    ] {
+        let out = set(path, iface, name, value);
+        assert!(
+            out.contains("org.freedesktop.DBus.Error.PropertyReadOnly"),
+            "Set {name}: {out}"
+        );
+        assert!(out.contains(name), "the error names the property: {out}");
+    }
+    // A name that does not exist is still UnknownProperty.
+    for (path, iface) in [(MANAGER, MGR_IFACE), (web, SVC_IFACE)] {
+        let out = set(path, iface, "Nope", "variant:string:x");
+        assert!(
+            out.contains("org.freedesktop.DBus.Error.UnknownProperty"),
+            "Set Nope: {out}"
+        );
+    }
+    assert_eq!(service_property(&bus, "web", "State").unwrap(), "active");
+}
+
+/// The pid of ember's child `comm` (ember-dbus), on the host.
+fn child_named(parent: i32, comm: &str) -> Option<i32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let name = &stat[stat.find('(')? + 1..stat.rfind(')')?];
+        let ppid: i32 = stat[stat.rfind(')')? + 2..]
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()?;
+        (ppid == parent && name == comm).then_some(pid)
+    })
+}
+
+/// A field of /proc/PID/status in KiB (VmHWM, VmRSS).
+fn status_kib(pid: i32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn a_flood_of_reads_from_anyone_keeps_the_adapter_small_and_control_responsive() {
+    if !can_unshare() || !have_dbus() {
+        return;
+    }
+    let bus = Bus::start("flood", "");
+    let n = 200;
+    let ember = Ember::start(
+        "dbus-flood",
+        &format!(
+            "[dbus]\nbus = \"{}\"\ncontrol_group = \"ember\"\n\n{}",
+            bus.address(),
+            many_services(n, 7910800)
+        ),
+    );
+    ember.wait_state(&format!("s{}", n - 1), "active", None, LONG);
+    wait_attached(&bus, &ember);
+    assert!(wait_for(LONG, || service_property(
+        &bus,
+        &format!("s{}", n - 1),
+        "Name"
+    )
+    .is_some()));
+    let adapter = child_named(ember.host_pid(), "ember-dbus").expect("ember-dbus runs");
+    let before = status_kib(adapter, "VmHWM");
+
+    // 160 readers at once, as nobody: Introspect of every node above the services, and
+    // GetManagedObjects.
+    let address = format!("--address={}", bus.address());
+    let readers: Vec<std::process::Child> = (0..160)
+        .map(|i| {
+            let (path, iface, method) = match i % 4 {
+                0 => ("/", "org.freedesktop.DBus.Introspectable", "Introspect"),
+                1 => (MANAGER, "org.freedesktop.DBus.Introspectable", "Introspect"),
+                2 => ("/io", "org.freedesktop.DBus.Introspectable", "Introspect"),
+                _ => (
+                    MANAGER,
+                    "org.freedesktop.DBus.ObjectManager",
+                    "GetManagedObjects",
+                ),
+            };
+            Command::new("setpriv")
+                .args(["--reuid=65534", "--regid=65534", "--clear-groups", "busctl"])
+                .arg(&address)
+                .args(["call", "io.ember.Init1", path, iface, method])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("spawn busctl")
+        })
+        .collect();
+    // Root's command meanwhile is answered at once.
+    let started = std::time::Instant::now();
+    let out = call(&bus, MANAGER, MGR_IFACE, "RestartService", &["s", "s0"]);
+    let took = started.elapsed();
+    for mut reader in readers {
+        let _ = reader.wait();
+    }
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        took < scaled(Duration::from_secs(5)),
+        "RestartService took {took:?}"
+    );
+    let after = status_kib(adapter, "VmHWM");
+    eprintln!("ember-dbus peak: {before} KiB, then {after} KiB; RestartService: {took:?}");
+    assert!(
+        after < before + 16 * 1024,
+        "ember-dbus's peak grew from {before} KiB to {after} KiB"
+    );
+}

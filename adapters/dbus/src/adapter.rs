@@ -9,6 +9,7 @@
 use crate::auth::Ctx;
 use crate::label::{service_path, MANAGER_PATH};
 use crate::manager::{self, Manager, Shared};
+use crate::readonly::ReadOnly;
 use crate::service::{self, Service};
 use ember_ipc::{
     Command, Control, Event, Metrics, Reply, ServiceStatus, StatusArgs, SystemState, SystemStatus,
@@ -176,8 +177,14 @@ impl Adapter {
             device: self.settings.device.clone(),
         };
         let conn = builder
-            .serve_at(MANAGER_PATH, manager)
-            .serve_at(MANAGER_PATH, zbus::fdo::ObjectManager)
+            .serve_at(MANAGER_PATH, ReadOnly(manager))
+            .serve_at(
+                MANAGER_PATH,
+                crate::objects::Objects {
+                    shared: self.shared.clone(),
+                    usage: self.ctx.usage.clone(),
+                },
+            )
             .build()
             .await?;
         let services: Vec<ServiceStatus> = self.shared().services.values().cloned().collect();
@@ -187,7 +194,11 @@ impl Adapter {
                 status,
                 ctx: self.ctx.clone(),
             };
-            conn.object_server().at(path, object).await?;
+            conn.object_server().at(path, ReadOnly(object)).await?;
+        }
+        crate::tree::own_ancestors(&conn, &self.shared).await?;
+        if !self.shared().services.is_empty() {
+            crate::tree::own_services(&conn, &self.shared).await?;
         }
         conn.request_name(BUS_NAME).await?;
         Ok(conn)
@@ -251,6 +262,10 @@ impl Adapter {
             .insert(status.name.clone(), status.clone());
         let manager = SignalEmitter::new(conn, MANAGER_PATH)?;
         let path = service_path(&status.name);
+        if previous.as_ref().is_none_or(|p| p.pid != status.pid) {
+            // Another run, or none: the last figures were the previous run's.
+            self.ctx.usage.forget(&status.name);
+        }
         let state_changed = previous
             .as_ref()
             .is_none_or(|p| p.state != status.state || p.sub_state != status.sub_state);
@@ -260,19 +275,22 @@ impl Adapter {
                     status: status.clone(),
                     ctx: self.ctx.clone(),
                 };
-                conn.object_server().at(path.as_str(), object).await?;
+                conn.object_server()
+                    .at(path.as_str(), ReadOnly(object))
+                    .await?;
+                crate::tree::own_services(conn, &self.shared).await?;
                 Manager::service_added(&manager, &status.name, manager::object_path(&status.name))
                     .await?;
             }
             Some(_) => {
                 let object = conn
                     .object_server()
-                    .interface::<_, Service>(path.as_str())
+                    .interface::<_, ReadOnly<Service>>(path.as_str())
                     .await?;
                 let changes = {
                     let mut current = object.get_mut().await;
-                    let changes = service::changed(&current.status, &status);
-                    current.status = status.clone();
+                    let changes = service::changed(&current.0.status, &status);
+                    current.0.status = status.clone();
                     changes
                 };
                 if !changes.is_empty() {
@@ -300,11 +318,18 @@ impl Adapter {
 
     /// A metrics round: one PropertiesChanged per running service.
     async fn on_metrics(&mut self, conn: &Connection, metrics: &[Metrics]) -> zbus::Result<()> {
+        let now = std::time::Instant::now();
         for m in metrics {
+            let figures = crate::usage::Figures {
+                cpu_usec: m.cpu_usec,
+                memory_bytes: m.memory_bytes,
+                tasks: u64::from(m.tasks),
+            };
+            self.ctx.usage.record(&m.name, figures, now);
             let path = service_path(&m.name);
             let Ok(object) = conn
                 .object_server()
-                .interface::<_, Service>(path.as_str())
+                .interface::<_, ReadOnly<Service>>(path.as_str())
                 .await
             else {
                 continue;
@@ -325,8 +350,9 @@ impl Adapter {
         if self.shared().services.remove(name).is_none() {
             return Ok(());
         }
+        self.ctx.usage.forget(name);
         conn.object_server()
-            .remove::<Service, _>(service_path(name).as_str())
+            .remove::<ReadOnly<Service>, _>(service_path(name).as_str())
             .await?;
         let manager = SignalEmitter::new(conn, MANAGER_PATH)?;
         Manager::service_removed(&manager, name, manager::object_path(name)).await?;

@@ -44,6 +44,8 @@ pub struct Ctx {
     pub control: Control,
     pub control_group: String,
     inflight: Arc<Semaphore>,
+    /// The services' resource figures, shared by every object.
+    pub usage: Arc<crate::usage::Usage>,
 }
 
 /// The changes being carried out for callers: before the adapter leaves the bus, they
@@ -66,6 +68,7 @@ impl Ctx {
             control,
             control_group,
             inflight,
+            usage: Arc::default(),
         }
     }
 

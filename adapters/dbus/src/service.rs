@@ -1,9 +1,11 @@
 //! One object per service: `io.ember.Init1.Service` at `/io/ember/Init1/service/<label>`.
 
 use crate::auth::{Ctx, Error};
-use ember_ipc::{Command, Metrics, Reply, ServiceStatus, StatusArgs, Targets};
+use crate::usage::Figures;
+use ember_ipc::{Command, Metrics, ServiceStatus, Targets};
 use std::collections::HashMap;
 use zbus::message::Header;
+use zbus::OwnedVariant;
 use zbus::Variant as Value;
 use zbus::{interface, Connection};
 
@@ -15,37 +17,19 @@ pub struct Service {
     pub ctx: Ctx,
 }
 
-/// systemd's value for a figure that is not known (the service is not running).
-pub const UNKNOWN: u64 = u64::MAX;
+pub use crate::usage::UNKNOWN;
 
 impl Service {
-    /// The service's resource use measured now: a Get of CpuUsec, MemoryBytes or Tasks is
-    /// a status call, so no timer is needed for the figures to be fresh.
-    async fn measured(&self) -> (u64, u64, u64) {
-        let reply = self
-            .ctx
-            .control
-            .call(
-                Command::Status(StatusArgs {
-                    names: vec![self.status.name.clone()],
-                    details: true,
-                }),
-                "dbus get",
-            )
-            .await;
-        match reply {
-            Reply::Status(status) => status
-                .services
-                .first()
-                .map(|s| {
-                    (
-                        s.cpu_usec.unwrap_or(UNKNOWN),
-                        s.memory_bytes.unwrap_or(UNKNOWN),
-                        s.tasks.map(u64::from).unwrap_or(UNKNOWN),
-                    )
-                })
-                .unwrap_or((UNKNOWN, UNKNOWN, UNKNOWN)),
-            _ => (UNKNOWN, UNKNOWN, UNKNOWN),
+    /// The service's resource figures: measured for a caller's Get or GetAll (`header`
+    /// is the call's), the last known ones when zbus reads the properties for a signal.
+    async fn figures(&self, header: Option<Header<'_>>) -> Figures {
+        if header.is_some() {
+            self.ctx
+                .usage
+                .measure(&self.ctx.control, &self.status.name)
+                .await
+        } else {
+            self.ctx.usage.last(&self.status.name)
         }
     }
 
@@ -146,20 +130,20 @@ impl Service {
 
     /// CPU time of the current run, microseconds; u64::MAX when not running.
     #[zbus(property)]
-    async fn cpu_usec(&self) -> u64 {
-        self.measured().await.0
+    async fn cpu_usec(&self, #[zbus(header)] header: Option<Header<'_>>) -> u64 {
+        self.figures(header).await.cpu_usec
     }
 
     /// Memory charged to the service now, bytes; u64::MAX when not running.
     #[zbus(property)]
-    async fn memory_bytes(&self) -> u64 {
-        self.measured().await.1
+    async fn memory_bytes(&self, #[zbus(header)] header: Option<Header<'_>>) -> u64 {
+        self.figures(header).await.memory_bytes
     }
 
     /// Tasks (threads) it has now; u64::MAX when not running.
     #[zbus(property)]
-    async fn tasks(&self) -> u64 {
-        self.measured().await.2
+    async fn tasks(&self, #[zbus(header)] header: Option<Header<'_>>) -> u64 {
+        self.figures(header).await.tasks
     }
 }
 
@@ -170,6 +154,38 @@ pub fn metrics_changed(m: &Metrics) -> HashMap<&'static str, Value<'static>> {
         ("MemoryBytes", Value::from(m.memory_bytes)),
         ("Tasks", Value::from(u64::from(m.tasks))),
     ])
+}
+
+/// Every property of the interface, as GetAll gives them, with `figures` for the
+/// resource figures (for GetManagedObjects, which measures nothing).
+pub fn properties(s: &ServiceStatus, figures: Figures) -> HashMap<String, OwnedVariant> {
+    let text = |v: String| OwnedVariant::try_from(Value::from(v)).ok();
+    [
+        ("Name", text(s.name.clone())),
+        ("State", text(s.state.to_string())),
+        ("SubState", text(s.sub_state.to_string())),
+        ("Want", text(s.want.to_string())),
+        ("MainPID", Some(OwnedVariant::from(s.pid.unwrap_or(0)))),
+        ("Restarts", Some(OwnedVariant::from(s.restarts))),
+        (
+            "ExitCode",
+            Some(OwnedVariant::from(s.exit_code.unwrap_or(0))),
+        ),
+        ("Since", Some(OwnedVariant::from(s.since_usec))),
+        (
+            "Result",
+            text(s.result.map(|r| r.to_string()).unwrap_or_default()),
+        ),
+        ("CpuUsec", Some(OwnedVariant::from(figures.cpu_usec))),
+        (
+            "MemoryBytes",
+            Some(OwnedVariant::from(figures.memory_bytes)),
+        ),
+        ("Tasks", Some(OwnedVariant::from(figures.tasks))),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| Some((k.to_owned(), v?)))
+    .collect()
 }
 
 /// Every property that differs between two statuses, for one PropertiesChanged signal.
