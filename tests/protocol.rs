@@ -255,6 +255,99 @@ command = ["/bin/sleep", "7820003"]
     assert!(!out.status.success(), "{}", said(&out));
 }
 
+/// A user of `[[control.allow]]` who holds every connection it can, idle, keeps neither
+/// root out nor another user (found by a hostile review: a status-only user's 70 idle
+/// connections made root's `ember ctl status` fail with `busy`).
+#[test]
+fn a_user_holding_connections_keeps_neither_root_nor_another_user_out() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "proto-hold",
+        r#"
+[[control.allow]]
+group = "65533"
+verbs = ["status"]
+
+[service.web]
+command = ["/bin/sleep", "7820012"]
+"#,
+    );
+    ember.wait_state("web", "active", None, LONG);
+    // uid 65534 connects 70 times and holds them, idle.
+    let held = connect_as(65534, 65534, 65533, &ember.socket, 70);
+    assert!(held.len() >= 16, "{} connected", held.len());
+    let root = ember.ctl(&["status", "web"]);
+    let other = Command::new("setpriv")
+        .args([
+            "--reuid=65532",
+            "--regid=65532",
+            "--groups=65533",
+            EMBER,
+            "ctl",
+            "--socket",
+        ])
+        .arg(&ember.socket)
+        .args(["status", "web"])
+        .output()
+        .expect("setpriv");
+    let held_one_more = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--groups=65533",
+            EMBER,
+            "ctl",
+            "--socket",
+        ])
+        .arg(&ember.socket)
+        .args(["status", "web"])
+        .output()
+        .expect("setpriv");
+    drop(held);
+    let said = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(root.status.success(), "root: {}", said(&root));
+    assert!(other.status.success(), "another user: {}", said(&other));
+    assert!(!held_one_more.status.success());
+    assert!(
+        said(&held_one_more).contains("holds 16 control connections already"),
+        "{}",
+        said(&held_one_more)
+    );
+}
+
+/// Connects to `socket` up to `n` times as `uid` (with `gid` and the supplementary group
+/// `group`), from a thread of its own: the kernel's setresuid, setresgid and setgroups
+/// change only the calling thread (libc's would change every thread of the test), and
+/// the peer credentials of a connection are the connecting thread's.
+fn connect_as(
+    uid: u32,
+    gid: u32,
+    group: u32,
+    socket: &std::path::Path,
+    n: usize,
+) -> Vec<std::os::unix::net::UnixStream> {
+    use nix::libc::{syscall, SYS_setgroups, SYS_setresgid, SYS_setresuid};
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let keep = -1i64;
+                // SAFETY: raw credential calls on this thread only, which ends right after.
+                unsafe {
+                    assert_eq!(syscall(SYS_setgroups, 1usize, &group as *const u32), 0);
+                    assert_eq!(syscall(SYS_setresgid, keep, gid as i64, keep), 0);
+                    assert_eq!(syscall(SYS_setresuid, keep, uid as i64, keep), 0);
+                }
+                (0..n)
+                    .filter_map(|_| std::os::unix::net::UnixStream::connect(socket).ok())
+                    .collect()
+            })
+            .join()
+            .expect("the connecting thread")
+    })
+}
+
 /// The README's "write your own adapter" example, run as it is.
 #[test]
 fn the_readme_adapter_example_watches_and_commands() {

@@ -121,6 +121,41 @@ command = ["/usr/bin/python3", "-c", "{notify}"]
     assert_eq!(status["ready"], "notify");
 }
 
+/// A `stop --wait` that a start overtakes is told so at once (found by a hostile
+/// review: the wait never ended while the service ran again).
+#[test]
+fn a_stop_wait_overtaken_by_a_start_says_so() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "stop-overtaken",
+        r#"
+[service.slowstop]
+command = ["/bin/sh", "-c", "trap 'sleep 3; exit 0' TERM; sleep 7770011 & wait"]
+"#,
+    );
+    ember.wait_state("slowstop", "active", None, LONG);
+    let mut stop = std::process::Command::new(EMBER)
+        .args(["ctl", "--socket"])
+        .arg(&ember.socket)
+        .args(["stop", "slowstop", "--wait"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("ember ctl stop");
+    assert!(wait_for(LONG, || ember.status("slowstop")["state"] == "deactivating"));
+    assert!(ember.ctl(&["start", "slowstop"]).status.success());
+    let answered = wait_for(LONG, || matches!(stop.try_wait(), Ok(Some(_))));
+    if !answered {
+        let _ = stop.kill();
+    }
+    let out = stop.wait_with_output().expect("ember ctl stop");
+    assert!(answered, "the stop's wait was never answered");
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("slowstop was started again"), "{said}");
+}
+
 #[test]
 fn stop_timeout_kills_the_whole_group_with_sigkill() {
     if !can_unshare() {

@@ -88,6 +88,19 @@ impl Rights {
         if verb == Verb::Hello {
             return Ok(());
         }
+        // A subscription with `logs` streams every service's lines: it is reading the
+        // logs of every service, and needs that right as well as its own.
+        if let Command::Subscribe(args) = command {
+            let all_logs =
+                |rule: &Rule| rule.verbs.contains(&Verb::Logs) && rule.services.is_none();
+            if args.logs && !rules.iter().any(all_logs) {
+                let sources: Vec<&str> = rules.iter().map(|r| r.source.as_str()).collect();
+                return Err(format!(
+                    "subscribe with logs streams every service's lines, and this client may not read the logs of every service ({}); subscribe without logs and follow the logs it may read (`logs NAME --follow`), or root may",
+                    sources.join(", ")
+                ));
+            }
+        }
         let names: Vec<&str> = match command {
             Command::Start(t) | Command::Stop(t) | Command::Restart(t) => {
                 t.names.iter().map(String::as_str).collect()
@@ -96,23 +109,34 @@ impl Rights {
             _ => Vec::new(),
         };
         let changes = matches!(verb, Verb::Start | Verb::Stop | Verb::Restart);
-        let allows = |rule: &Rule| {
-            rule.verbs.contains(&verb)
-                && names.iter().all(|name| {
-                    rule.services
-                        .as_ref()
-                        .is_none_or(|globs| globs.iter().any(|g| glob_match(g, name)))
-                        && !(changes && rule.except.iter().any(|e| e == name))
-                })
+        let covers = |rule: &Rule, name: &str| {
+            rule.services
+                .as_ref()
+                .is_none_or(|globs| globs.iter().any(|g| glob_match(g, name)))
+                && !(changes && rule.except.iter().any(|e| e == name))
         };
+        let allows =
+            |rule: &Rule| rule.verbs.contains(&verb) && names.iter().all(|name| covers(rule, name));
         if rules.iter().any(allows) {
             return Ok(());
         }
         let sources: Vec<&str> = rules.iter().map(|r| r.source.as_str()).collect();
         Err(if rules.iter().any(|r| r.verbs.contains(&verb)) {
+            // The services no rule with this verb covers: the ones to take out (a
+            // request is refused whole, but the others are allowed).
+            let refused: Vec<&str> = names
+                .iter()
+                .copied()
+                .filter(|name| {
+                    !rules
+                        .iter()
+                        .any(|r| r.verbs.contains(&verb) && covers(r, name))
+                })
+                .collect();
+            let refused = if refused.is_empty() { names } else { refused };
             format!(
                 "{verb} of {} is not allowed to this client ({}); root may",
-                names.join(", "),
+                refused.join(", "),
                 sources.join(", ")
             )
         } else {
@@ -182,5 +206,53 @@ mod tests {
             "logs: the reading rule has no globs"
         );
         assert!(operator.check(&Command::Reload).is_err());
+    }
+
+    /// A subscription with `logs` carries every service's lines: found by a hostile
+    /// review, a client that could subscribe but not read logs read them all this way.
+    #[test]
+    fn a_subscription_with_logs_needs_the_logs_of_every_service() {
+        use crate::protocol::SubscribeArgs;
+        let policy = Policy {
+            rules: vec![
+                rule(Who::Uid(1), &[Verb::Subscribe], None),
+                rule(
+                    Who::Uid(2),
+                    &[Verb::Subscribe, Verb::Logs],
+                    Some(&["worker@*"]),
+                ),
+                rule(Who::Uid(3), &[Verb::Subscribe, Verb::Logs], None),
+            ],
+        };
+        let subscribe = |logs| {
+            Command::Subscribe(SubscribeArgs {
+                logs,
+                metrics: false,
+            })
+        };
+        for uid in [1, 2, 3] {
+            let rights = policy.rights(5, uid, &[]).unwrap();
+            assert!(rights.check(&subscribe(false)).is_ok(), "uid {uid}");
+            let with_logs = rights.check(&subscribe(true));
+            assert_eq!(with_logs.is_ok(), uid == 3, "uid {uid}: {with_logs:?}");
+        }
+        let e = policy
+            .rights(5, 2, &[])
+            .unwrap()
+            .check(&subscribe(true))
+            .unwrap_err();
+        assert!(e.contains("may not read the logs of every service"), "{e}");
+    }
+
+    /// A refusal names the services that made it, not the allowed ones beside them.
+    #[test]
+    fn a_refusal_names_only_the_services_refused() {
+        let policy = Policy {
+            rules: vec![rule(Who::Uid(1), &[Verb::Stop], Some(&["worker@*"]))],
+        };
+        let rights = policy.rights(5, 1, &[]).unwrap();
+        let stop = Command::Stop(Targets::new(vec!["worker@a".into(), "sleeper".into()]));
+        let e = rights.check(&stop).unwrap_err();
+        assert!(e.starts_with("stop of sleeper is not allowed"), "{e}");
     }
 }

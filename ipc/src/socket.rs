@@ -31,6 +31,13 @@ pub const MAX_REQUEST: usize = 64 * 1024;
 /// Connections served at once, each a task and a descriptor; more get a `busy` error and
 /// are closed at once.
 pub const MAX_CONNECTIONS: usize = 64;
+/// Of those, the slots only root (and ember's own uid) may take: the users of
+/// `[[control.allow]]` share the others, so that none of them can keep root out (a
+/// status-only user holding every slot with idle connections did).
+pub const KEPT_FOR_ROOT: usize = 8;
+/// Connections one user of `[[control.allow]]` may hold at once: one user cannot take
+/// the others' (an adapter's) slots either.
+pub const PER_USER: usize = 16;
 /// Time a client has to send a whole request line, after connecting or after its previous
 /// reply; then the connection is closed, so an idle or slow client cannot keep its slot.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -256,6 +263,7 @@ pub async fn serve(
 ) {
     let own_uid = nix::unistd::geteuid().as_raw();
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let users = UserSlots::default();
     let streams = Streams::default();
     let mut refusals = Throttle::default();
     loop {
@@ -297,6 +305,23 @@ pub async fn serve(
             );
             continue;
         }
+        // A user other than root: within its own share first.
+        let user_slot = if uid == 0 || uid == own_uid {
+            None
+        } else {
+            match users.take(uid) {
+                Ok(slot) => Some(slot),
+                Err(why) => {
+                    refusals.warn(|| format!("control socket: refused uid {uid}: {why}"));
+                    refuse(
+                        stream,
+                        ErrorKind::Busy,
+                        format!("{why}; try again in a moment"),
+                    );
+                    continue;
+                }
+            }
+        };
         let control = control.clone();
         let pending = pending.clone();
         let streams = streams.clone();
@@ -340,7 +365,7 @@ pub async fn serve(
         // not a client the core waits for.
         let arrival = pending.arrive();
         tokio::spawn(async move {
-            let _permit = permit;
+            let _permit = (permit, user_slot);
             let connection = Connection {
                 stream,
                 peer,
@@ -348,6 +373,52 @@ pub async fn serve(
             };
             serve_connection(connection, control, pending, streams, policy).await;
         });
+    }
+}
+
+/// The connections each user other than root holds, and all of them together: bounded so
+/// that root always has [`KEPT_FOR_ROOT`] slots and each user at most [`PER_USER`].
+#[derive(Clone, Default)]
+struct UserSlots(Arc<std::sync::Mutex<std::collections::HashMap<u32, usize>>>);
+
+/// One connection of a user's, given back when dropped.
+struct UserSlot {
+    users: UserSlots,
+    uid: u32,
+}
+
+impl UserSlots {
+    fn take(&self, uid: u32) -> Result<UserSlot, String> {
+        let mut held = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let all: usize = held.values().sum();
+        if all >= MAX_CONNECTIONS - KEPT_FOR_ROOT {
+            return Err(format!(
+                "the users of [[control.allow]] hold {all} control connections, all they may ({KEPT_FOR_ROOT} of {MAX_CONNECTIONS} are kept for root)"
+            ));
+        }
+        let own = held.entry(uid).or_default();
+        if *own >= PER_USER {
+            return Err(format!(
+                "uid {uid} holds {PER_USER} control connections already, the most one user may"
+            ));
+        }
+        *own += 1;
+        Ok(UserSlot {
+            users: self.clone(),
+            uid,
+        })
+    }
+}
+
+impl Drop for UserSlot {
+    fn drop(&mut self) {
+        let mut held = self.users.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(own) = held.get_mut(&self.uid) {
+            *own = own.saturating_sub(1);
+            if *own == 0 {
+                held.remove(&self.uid);
+            }
+        }
     }
 }
 
@@ -1016,6 +1087,33 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by a hostile review: a status-only user held every slot with idle
+    /// connections, and root's `ember ctl status` (and `poweroff`) got `busy`.
+    #[test]
+    fn users_leave_root_its_slots_and_one_user_leaves_the_others_theirs() {
+        let users = UserSlots::default();
+        let mut held: Vec<UserSlot> = (0..PER_USER)
+            .map(|_| users.take(1000).expect("within one user's share"))
+            .collect();
+        let e = users.take(1000).err().expect("one user's share is full");
+        assert!(e.contains("uid 1000 holds 16"), "{e}");
+        for uid in 1001.. {
+            match users.take(uid) {
+                Ok(slot) => held.push(slot),
+                Err(e) => {
+                    assert!(e.contains("kept for root"), "{e}");
+                    break;
+                }
+            }
+        }
+        assert_eq!(held.len(), MAX_CONNECTIONS - KEPT_FOR_ROOT);
+        // Dropped, given back: uid 1000 at 15 may take one more, not two.
+        held.truncate(PER_USER - 1);
+        let sixteenth = users.take(1000).expect("given back when dropped");
+        assert!(users.take(1000).is_err());
+        drop(sixteenth);
+    }
 
     #[test]
     fn decodes_requests() {

@@ -256,7 +256,11 @@ impl Runtime {
             why
         };
         match goal {
-            Goal::Down => matches!(unit.state, State::Inactive | State::Failed).then_some(Ok(())),
+            Goal::Down if matches!(unit.state, State::Inactive | State::Failed) => Some(Ok(())),
+            // Wanted up again (a start or restart after this stop): it will not settle
+            // down without another stop (found by review: the wait never ended).
+            Goal::Down if unit.want == Want::Up => Some(Err(format!("{name} was started again"))),
+            Goal::Down => None,
             Goal::Up { after_run } => {
                 let new_run = after_run.is_none_or(|before| unit.run > before);
                 match (unit.state, unit.sub) {
