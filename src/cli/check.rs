@@ -28,20 +28,29 @@ pub fn run_with(path: &Path, more: impl FnOnce(&Config) -> Vec<Problem>) -> i32 
         (Some(config), 0) => {
             let warnings = loaded.problems.len();
             let note = if warnings > 0 {
-                format!(" ({warnings} warnings)")
+                format!(" ({})", counted(warnings, "warning"))
             } else {
                 String::new()
             };
             super::out::outln!(
-                "{}: ok, {} services{note}",
+                "{}: ok, {}{note}",
                 path.display(),
-                config.services.len()
+                counted(config.services.len(), "service")
             );
             0
         }
         _ => {
-            eprintln!("{}: {failing} problems", path.display());
+            eprintln!("{}: {}", path.display(), counted(failing, "problem"));
             1
         }
+    }
+}
+
+/// "1 problem", "2 problems".
+fn counted(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
     }
 }

@@ -146,19 +146,22 @@ pub fn parse(mut parser: lexopt::Parser) -> Result<Invocation, String> {
     let socket = socket
         .or_else(|| std::env::var_os("EMBER_SOCKET").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_SOCKET));
-    let Some(verb) = verb else {
-        return Err(usage(
-            "name a command: status, start, stop, restart, reload, logs, poweroff, reboot".into(),
-        ));
+    // `timeline` is `ember analyze`'s; `hello` is for programs.
+    let commands = || {
+        Verb::ALL
+            .into_iter()
+            .filter(|v| !matches!(v, Verb::Timeline | Verb::Hello))
     };
-    let verb = Verb::ALL
-        .into_iter()
-        // `timeline` is `ember analyze`'s; `hello` is for programs.
-        .filter(|v| !matches!(v, Verb::Timeline | Verb::Hello))
-        .find(|v| v.word() == verb)
-        .ok_or_else(|| usage(format!(
-            "unknown command \"{verb}\"; commands are status, start, stop, restart, reload, logs, subscribe, poweroff, reboot, halt"
-        )))?;
+    let listed = || commands().map(|v| v.word()).collect::<Vec<_>>().join(", ");
+    let Some(verb) = verb else {
+        return Err(usage(format!("name a command: {}", listed())));
+    };
+    let verb = commands().find(|v| v.word() == verb).ok_or_else(|| {
+        usage(format!(
+            "unknown command \"{verb}\"; commands are {}",
+            listed()
+        ))
+    })?;
     let takes = |option: bool, name: &str, verbs: &str| {
         if option {
             Err(usage(format!("{name} applies to {verbs} only")))

@@ -67,7 +67,9 @@ Signals otherwise:
   SIGHUP            reload the configuration
 
 Exit status: 0 after a clean stop; 1 when the configuration is invalid, the control
-socket cannot be opened, or a service with on_failure ended failed.
+socket cannot be opened, or a service with on_failure ended failed. `ember check`: 0
+when ember would run the configuration as it is (warnings are printed, and do not count),
+1 when it has a problem.
 ";
 
 pub enum Mode {
