@@ -317,6 +317,72 @@ command = ["/bin/sleep", "7820012"]
     );
 }
 
+/// A reload that takes a client's right away ends its stream with why (found by a
+/// hostile review: a subscriber whose rule was removed kept reading every event).
+#[test]
+fn a_reload_that_revokes_a_right_ends_the_stream_it_gave() {
+    use std::io::{BufRead, Write};
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "proto-revoke",
+        r#"
+[[control.allow]]
+group = "65533"
+verbs = ["status", "subscribe"]
+
+[service.web]
+command = ["/bin/sleep", "7820022"]
+"#,
+    );
+    ember.wait_state("web", "active", None, LONG);
+    let mut conn = connect_as(65534, 65534, 65533, &ember.socket, 1)
+        .pop()
+        .expect("a connection as uid 65534");
+    conn.set_read_timeout(Some(scaled(LONG))).unwrap();
+    conn.write_all(b"{\"cmd\":\"subscribe\"}\n").unwrap();
+    let mut stream = std::io::BufReader::new(conn);
+    let mut line = String::new();
+    stream.read_line(&mut line).unwrap();
+    assert!(line.contains("snapshot"), "{line}");
+    let text = std::fs::read_to_string(&ember.config).unwrap();
+    let without = text[text.find("[service.web]").unwrap()..].to_owned();
+    let with_socket = format!(
+        "[control]\nsocket = \"{}\"\n\n{without}",
+        ember.socket.display()
+    );
+    let kept = if text.contains("[control]") {
+        with_socket
+    } else {
+        without
+    };
+    std::fs::write(&ember.config, kept).unwrap();
+    assert!(ember.ctl(&["reload"]).status.success());
+    // Something to tell it, had it kept its stream.
+    assert!(ember.ctl(&["restart", "web"]).status.success());
+    let mut rest = Vec::new();
+    loop {
+        line.clear();
+        match stream.read_line(&mut line) {
+            Ok(0) => break,
+            Ok(_) => rest.push(line.trim().to_owned()),
+            Err(e) => panic!("the stream neither ended nor said why: {e}; read {rest:?}"),
+        }
+    }
+    let last = rest.last().cloned().unwrap_or_default();
+    assert!(
+        last.contains("access_denied") && last.contains("a reload took this right away"),
+        "{rest:?}"
+    );
+    assert!(
+        !rest
+            .iter()
+            .any(|l| l.contains("\"seq\"") && l.contains("web") && l.contains("activating")),
+        "an event after the reload reached it: {rest:?}"
+    );
+}
+
 /// Connects to `socket` up to `n` times as `uid` (with `gid` and the supplementary group
 /// `group`), from a thread of its own: the kernel's setresuid, setresgid and setgroups
 /// change only the calling thread (libc's would change every thread of the test), and

@@ -769,9 +769,13 @@ async fn handle_request(
         let reply = Reply::error(ErrorKind::AccessDenied, why);
         return write_line(write, &reply).await.is_ok();
     }
+    // A stream lasts as long as the client's right to it: a reload of [[control.allow]]
+    // that takes the right away ends it (found by a hostile review: a revoked user kept
+    // reading events).
+    let revoked = revoked(policy, peer, command.clone());
     if let Command::Subscribe(args) = command {
         drop(_pending);
-        return subscribe(args, control, origin, streams, lines, write).await;
+        return subscribe(args, control, origin, streams, lines, write, revoked).await;
     }
     let follow = match &command {
         Command::Logs(args) if args.follow => Some(args.name.clone()),
@@ -809,13 +813,14 @@ async fn handle_request(
             }
             drop(_pending);
             let stream = streams.register();
-            let evicted = tokio::select! {
-                () = follow_logs(events, name, last_seq, write) => false,
-                () = client_gone(lines, false) => false,
-                () = stream.evicted() => true,
+            let last = tokio::select! {
+                () = follow_logs(events, name, last_seq, write) => None,
+                () = client_gone(lines, false) => None,
+                () = stream.evicted() => Some(self::evicted()),
+                why = revoked => Some(Reply::error(ErrorKind::AccessDenied, why)),
             };
-            if evicted {
-                let _ = write_line(write, &self::evicted()).await;
+            if let Some(last) = last {
+                let _ = write_line(write, &last).await;
             }
             false
         }
@@ -834,6 +839,7 @@ async fn subscribe(
     streams: &Streams,
     lines: &mut Lines<OwnedReadHalf>,
     write: &mut OwnedWriteHalf,
+    revoked: impl std::future::Future<Output = String>,
 ) -> bool {
     let follower = streams.register();
     // Before the snapshot is asked for, so nothing falls between the two.
@@ -903,8 +909,38 @@ async fn subscribe(
         () = follower.evicted() => {
             let _ = write_line(write, &evicted()).await;
         }
+        why = revoked => {
+            let _ = write_line(write, &Reply::error(ErrorKind::AccessDenied, why)).await;
+        }
     }
     false
+}
+
+/// Resolves, with why, once a reload of `[[control.allow]]` takes from `peer` the right
+/// to `command` (never, for root and ember's own uid, whose rights no rule decides).
+async fn revoked(
+    policy: &tokio::sync::watch::Receiver<Policy>,
+    peer: &Peer,
+    command: Command,
+) -> String {
+    let mut policy = policy.clone();
+    let own_uid = nix::unistd::geteuid().as_raw();
+    loop {
+        if policy.changed().await.is_err() {
+            // The rules can no longer change.
+            return std::future::pending().await;
+        }
+        let allowed = match policy
+            .borrow_and_update()
+            .rights(own_uid, peer.uid, &peer.gids)
+        {
+            Some(rights) => rights.check(&command),
+            None => Err("this client is no longer admitted by [[control.allow]]".to_owned()),
+        };
+        if let Err(why) = allowed {
+            return format!("a reload took this right away: {why}");
+        }
+    }
 }
 
 /// Writes a snapshot of everything; returns the seq it is up to, or None when it could
