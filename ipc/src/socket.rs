@@ -4,7 +4,8 @@
 //! and restart makes the core reply once the services have settled; `"follow": true` on
 //! `logs` keeps streaming lines after the reply (this adapter does that). Every request
 //! gets exactly one reply line; a bad request gets an error reply and the connection stays
-//! usable. Only root and the daemon's own uid may connect (checked with SO_PEERCRED).
+//! usable. A `subscribe` or a `logs --follow` makes its connection a stream: what the
+//! client sends on it after is read and dropped. Only root and the daemon's own uid may connect (checked with SO_PEERCRED).
 //!
 //! Bounded per connection and in all: at most [`MAX_CONNECTIONS`] at once (more get
 //! `busy`), request lines of at most [`MAX_REQUEST`] bytes (longer ones get `too_large`
