@@ -138,6 +138,9 @@ impl Runtime {
         }
         if held_back > 0 {
             note_held_back(name, held_back);
+        } else if ring.copies(now).holds_back() {
+            // Told with a later line, at most once a second, or by the timer.
+            self.held_back_later(name, now);
         }
         tracing::info!(target: "ember::service", service = %name, stream = stream.word(), "{name}: {line}");
     }
