@@ -307,6 +307,26 @@ impl Loaded {
             .iter()
             .filter(|p| p.severity == Severity::Error)
     }
+
+    /// What fails `ember check`: every problem but warnings (errors, and `Runtime`
+    /// problems such as a missing program or user, or a services.d file that cannot be
+    /// loaded). A boot runs a configuration with `Runtime` problems (each costs only
+    /// itself); a reload and a reexec refuse it whole, as `ember check` does.
+    pub fn failing(&self) -> impl Iterator<Item = &Problem> {
+        self.problems
+            .iter()
+            .filter(|p| p.severity >= Severity::Runtime)
+    }
+
+    /// The configuration when `ember check` passes it (none of [`Loaded::failing`]),
+    /// else every failing problem, as `ember check` prints them, in its order.
+    pub fn checked(self) -> Result<Config, Vec<Problem>> {
+        let failing: Vec<Problem> = self.failing().cloned().collect();
+        match self.config {
+            Some(config) if failing.is_empty() => Ok(config),
+            _ => Err(failing),
+        }
+    }
 }
 
 /// By file, then line and column: the order `ember check` prints them in.
