@@ -175,7 +175,11 @@ fn a_binary_that_cannot_take_over_is_refused_and_the_old_one_runs_on() {
     .unwrap();
     let out = ember.ctl(&["reexec", "--binary", EMBER]);
     assert!(!out.status.success());
-    assert!(text(&out).contains("has errors"), "{}", text(&out));
+    assert!(
+        text(&out).contains("fails `ember check`") && text(&out).contains("broken"),
+        "{}",
+        text(&out)
+    );
     std::fs::write(&ember.config, good).unwrap();
     assert_eq!(
         std::fs::read_link(format!("/proc/{init}/exe")).ok(),

@@ -1,6 +1,6 @@
 //! `ember check`: print every problem of a configuration, one a line.
 
-use crate::config::{self, Config, Problem, Severity};
+use crate::config::{self, Config, Problem};
 use std::path::Path;
 
 /// Returns the exit code: 0 when ember would run this configuration as is, 1 otherwise.
@@ -19,11 +19,7 @@ pub fn run_with(path: &Path, more: impl FnOnce(&Config) -> Vec<Problem>) -> i32 
     for problem in &loaded.problems {
         super::out::outln!("{problem}");
     }
-    let failing = loaded
-        .problems
-        .iter()
-        .filter(|p| p.severity >= Severity::Runtime)
-        .count();
+    let failing = loaded.failing().count();
     match (&loaded.config, failing) {
         (Some(config), 0) => {
             let warnings = loaded.problems.len();

@@ -3,7 +3,8 @@
 //!
 //! Problems come in three severities. An `Error` rejects the configuration (at boot, at
 //! reload, in `ember check`). A `Runtime` problem (a command or user that does not exist
-//! now) fails `ember check` but not a boot: the program may live on a filesystem that is
+//! now, a services.d file that cannot be loaded) fails `ember check` and a reload
+//! ([`Loaded::checked`]) but not a boot: the program may live on a filesystem that is
 //! mounted later, so the service fails at spawn time with the OS error instead. A
 //! `Warning` is only printed.
 
@@ -306,6 +307,26 @@ impl Loaded {
         self.problems
             .iter()
             .filter(|p| p.severity == Severity::Error)
+    }
+
+    /// What fails `ember check`: every problem but warnings (errors, and `Runtime`
+    /// problems such as a missing program or user, or a services.d file that cannot be
+    /// loaded). A boot runs a configuration with `Runtime` problems (each costs only
+    /// itself); a reload and a reexec refuse it whole, as `ember check` does.
+    pub fn failing(&self) -> impl Iterator<Item = &Problem> {
+        self.problems
+            .iter()
+            .filter(|p| p.severity >= Severity::Runtime)
+    }
+
+    /// The configuration when `ember check` passes it (none of [`Loaded::failing`]),
+    /// else every failing problem, as `ember check` prints them, in its order.
+    pub fn checked(self) -> Result<Config, Vec<Problem>> {
+        let failing: Vec<Problem> = self.failing().cloned().collect();
+        match self.config {
+            Some(config) if failing.is_empty() => Ok(config),
+            _ => Err(failing),
+        }
     }
 }
 
@@ -823,9 +844,10 @@ fn read_service(
 /// and `.app.toml.swp`, `app.toml~`, `app.toml.bak`, `.dpkg-*`, `.rpm*`) are skipped with
 /// a debug line. One file that cannot be read (a dangling symlink, no permission, not
 /// UTF-8, a directory or a FIFO named *.toml) is a problem of that file alone, of the
-/// `Runtime` severity: `ember check` fails, but the other services still boot, and the
-/// unreadable one is a service that fails at start with the reason (so that what requires
-/// it says why, instead of the whole configuration being rejected).
+/// `Runtime` severity: `ember check` fails, and a reload is refused, but at boot the
+/// other services start, and the unreadable one is a service that fails at start with the
+/// reason (so that what requires it says why, instead of the whole configuration being
+/// rejected).
 fn read_services_dir(dir: &Path, found: &mut Found, problems: &mut Vec<Problem>) {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,

@@ -339,6 +339,42 @@ fn a_missing_services_dir_is_no_error_but_an_unreadable_one_is() {
 }
 
 #[test]
+fn what_check_fails_a_reload_refuses_and_a_warning_does_not() {
+    let tree = Tree::new();
+    // A Runtime problem alone: the boot's configuration, but not `checked`.
+    tree.write(
+        "ember.toml",
+        "[service.a]\ncommand = [\"/nonexistent/prog\"]\n",
+    );
+    let loaded = tree.load();
+    assert!(loaded.config.is_some());
+    assert_eq!(loaded.errors().count(), 0);
+    let failing: Vec<String> = loaded.failing().map(|p| p.to_string()).collect();
+    let refused = loaded.checked().expect_err("refused");
+    assert_eq!(refused.len(), 1);
+    assert_eq!(refused[0].to_string(), failing[0]);
+    assert!(failing[0].contains("/nonexistent/prog"), "{failing:?}");
+    // An error: refused too.
+    tree.write(
+        "ember.toml",
+        "[service.a]\ncommand = [\"/bin/sh\"]\nrestart = \"x\"\n",
+    );
+    assert_eq!(tree.load().checked().err().map(|p| p.len()), Some(1));
+    // A warning alone: taken.
+    tree.write(
+        "ember.toml",
+        "[service.a]\ncommand = [\"/bin/sh\", \"{instance}\"]\n",
+    );
+    let loaded = tree.load();
+    assert!(loaded
+        .problems
+        .iter()
+        .any(|p| p.severity == Severity::Warning));
+    assert_eq!(loaded.failing().count(), 0);
+    assert!(loaded.checked().is_ok());
+}
+
+#[test]
 fn a_missing_main_file() {
     let tree = Tree::new();
     assert_eq!(

@@ -738,27 +738,33 @@ impl Runtime {
         self.input(Input::Shutdown);
     }
 
-    /// Re-reads the configuration; a configuration with any error changes nothing.
+    /// Re-reads the configuration. One that `ember check` fails (any problem but a
+    /// warning: an error, a missing program or user, a services.d file or services_dir
+    /// that cannot be read) changes nothing, and every service runs on: the leniency of a
+    /// boot (such a problem costs only its service) is for a boot alone.
     fn reload(&mut self, why: &str) -> Result<ReloadReport, Vec<String>> {
         let loaded = config::load(&self.config.path);
         let warnings: Vec<String> = loaded
             .problems
             .iter()
-            .filter(|p| p.severity != config::Severity::Error)
+            .filter(|p| p.severity == config::Severity::Warning)
             .map(|p| p.to_string())
             .collect();
         for warning in &warnings {
             crate::log::warn!("{warning}");
         }
-        let Some(new) = loaded.config else {
-            let errors: Vec<String> = loaded.errors().map(|p| p.to_string()).collect();
-            for e in &errors {
-                crate::log::error!("{e}");
+        let new = match loaded.checked() {
+            Ok(new) => new,
+            Err(failing) => {
+                let errors: Vec<String> = failing.iter().map(|p| p.to_string()).collect();
+                for e in &errors {
+                    crate::log::error!("{e}");
+                }
+                crate::log::error!(
+                    "{why}: reload rejected: the configuration fails `ember check`; nothing changed"
+                );
+                return Err(errors);
             }
-            crate::log::error!(
-                "{why}: reload rejected: the configuration has errors; nothing changed"
-            );
-            return Err(errors);
         };
         crate::log::info!("{why}: reloading {}", new.path.display());
         if new.mqtt != self.config.mqtt || new.system.device != self.config.system.device {

@@ -61,14 +61,16 @@ impl Runtime {
             ));
             return;
         }
-        // The next binary reads the configuration again (as a reload does): one with
-        // errors would leave it with nothing to run, so it is refused now, as a reload is.
-        if crate::config::load(&self.config.path).config.is_none() {
+        // The next binary reads the configuration again (as a reload does): one that
+        // `ember check` fails would leave it with nothing to run, or with services that
+        // cannot start, so it is refused now, as a reload is.
+        if let Err(failing) = crate::config::load(&self.config.path).checked() {
             let _ = reply.send(Reply::error(
                 ErrorKind::InvalidConfig,
                 format!(
-                    "{} has errors (`ember check` lists them); the next binary reads it again: not exec'd, ember runs on",
-                    self.config.path.display()
+                    "{} fails `ember check`; the next binary reads it again: not exec'd, ember runs on:\n{}",
+                    self.config.path.display(),
+                    failing.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n")
                 ),
             ));
             return;

@@ -344,7 +344,7 @@ impl Runtime {
                 Err(errors) => Reply::error(
                     ErrorKind::InvalidConfig,
                     format!(
-                        "the configuration has errors; nothing changed:\n{}",
+                        "the configuration fails `ember check`; nothing changed:\n{}",
                         errors.join("\n")
                     ),
                 ),

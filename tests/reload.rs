@@ -1,0 +1,288 @@
+//! A reload refuses whole what `ember check` fails (errors, and the problems a boot
+//! forgives: a services.d file that cannot be loaded, a services_dir that is not a
+//! directory, an unknown user, a missing program), says why as `ember check` does, and
+//! leaves every running service alone; the configuration fixed, it reloads.
+
+mod common;
+
+use common::*;
+use nix::sys::signal::Signal;
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Each service's pid, once every one is active.
+fn running(ember: &Ember, names: &[&str]) -> Vec<Value> {
+    names
+        .iter()
+        .map(|name| ember.wait_state(name, "active", Some("running"), LONG)["pid"].clone())
+        .collect()
+}
+
+/// `ember ctl reload` is refused, naming each problem `ember check` names (the same
+/// file:line:col lines) and `needle`; the services keep running with their pids.
+fn refused(ember: &Ember, needle: &str, names: &[&str], pids: &[Value]) {
+    let check = Command::new(EMBER)
+        .arg("check")
+        .arg("--config")
+        .arg(&ember.config)
+        .output()
+        .expect("run ember check");
+    assert_eq!(check.status.code(), Some(1), "check: {}", text(&check));
+    let problems: Vec<String> = String::from_utf8_lossy(&check.stdout)
+        .lines()
+        .filter(|l| !l.contains(": warning: "))
+        .map(str::to_owned)
+        .collect();
+    assert!(!problems.is_empty(), "check: {}", text(&check));
+
+    let out = ember.ctl(&["reload"]);
+    let said = text(&out);
+    assert!(!out.status.success(), "reload was taken: {said}");
+    assert!(said.contains("nothing changed"), "{said}");
+    assert!(said.contains(needle), "{needle} not named: {said}");
+    for problem in &problems {
+        assert!(
+            said.contains(problem.as_str()),
+            "check's {problem:?} not in: {said}"
+        );
+    }
+    still_running(ember, names, pids);
+}
+
+/// Every service still active with the same pid, also a while later (a stop or a
+/// restart would show by then).
+fn still_running(ember: &Ember, names: &[&str], pids: &[Value]) {
+    std::thread::sleep(scaled(std::time::Duration::from_millis(300)));
+    for (name, pid) in names.iter().zip(pids) {
+        let status = ember.status(name);
+        assert_eq!(
+            status["state"],
+            "active",
+            "{name}: {status}\n{}",
+            ember.log()
+        );
+        assert_eq!(&status["pid"], pid, "{name} was restarted: {status}");
+    }
+}
+
+fn reloads(ember: &Ember) -> String {
+    let out = ember.ctl(&["reload"]);
+    assert!(out.status.success(), "{}\n{}", text(&out), ember.log());
+    text(&out)
+}
+
+/// services.d and its files, made before ember starts.
+fn services_dir(tag: &str, files: &[(&str, &str)]) -> TempDir {
+    let dir = TempDir::new(tag);
+    for (name, text) in files {
+        std::fs::write(dir.path(name), text).unwrap();
+    }
+    dir
+}
+
+fn symlink(target: &str, link: &Path) {
+    let _ = std::fs::remove_file(link);
+    std::os::unix::fs::symlink(target, link).unwrap();
+}
+
+#[test]
+fn a_services_d_file_that_cannot_be_loaded_is_refused_and_stops_nothing() {
+    if !can_unshare() {
+        return;
+    }
+    let sd = services_dir(
+        "reload-unloadable-sd",
+        &[
+            ("broker.toml", "command = [\"/bin/sleep\", \"7910001\"]\n"),
+            (
+                "w@.toml",
+                "command = [\"/bin/sleep\", \"7910003\"]\ninstances = [\"a\"]\n",
+            ),
+        ],
+    );
+    let ember = Ember::start(
+        "reload-unloadable",
+        &format!(
+            r#"
+[system]
+services_dir = "{}"
+
+[service.app]
+command = ["/bin/sleep", "7910002"]
+requires = ["broker"]
+"#,
+            sd.0.display()
+        ),
+    );
+    let names = ["app", "broker", "w@a"];
+    let pids = running(&ember, &names);
+    let broker = sd.path("broker.toml");
+    let good = std::fs::read_to_string(&broker).unwrap();
+
+    // A dangling symlink in place of a running service's file.
+    symlink("/nonexistent/broker.toml", &broker);
+    refused(&ember, "symlink to nothing", &names, &pids);
+
+    // A new file that is not UTF-8, beside the good one.
+    std::fs::remove_file(&broker).unwrap();
+    std::fs::write(&broker, &good).unwrap();
+    std::fs::write(sd.path("Web.toml"), b"\xff").unwrap();
+    refused(&ember, "Web.toml", &names, &pids);
+    std::fs::remove_file(sd.path("Web.toml")).unwrap();
+
+    // A template's file that is not UTF-8: its instance runs on.
+    let template = std::fs::read(sd.path("w@.toml")).unwrap();
+    std::fs::write(sd.path("w@.toml"), b"\xff").unwrap();
+    refused(&ember, "w@.toml", &names, &pids);
+    std::fs::write(sd.path("w@.toml"), template).unwrap();
+
+    // A directory named *.toml.
+    std::fs::create_dir(sd.path("dir.toml")).unwrap();
+    refused(&ember, "not a regular file", &names, &pids);
+    std::fs::remove_dir(sd.path("dir.toml")).unwrap();
+
+    // Fixed: the same files reload and nothing restarts; a change restarts broker.
+    reloads(&ember);
+    still_running(&ember, &names, &pids);
+    std::fs::write(&broker, good.replace("7910001", "7910011")).unwrap();
+    let said = reloads(&ember);
+    assert!(said.contains("restarted broker"), "{said}");
+    ember.wait_state("broker", "active", Some("running"), LONG);
+    ember.wait_state("app", "active", Some("running"), LONG);
+    assert!(wait_for(LONG, || !pids_with("sleep 7910011").is_empty()));
+}
+
+#[test]
+fn a_services_dir_that_is_not_a_directory_is_refused_and_stops_nothing() {
+    if !can_unshare() {
+        return;
+    }
+    let parent = TempDir::new("reload-notdir-sd");
+    let sd = parent.path("services.d");
+    std::fs::create_dir(&sd).unwrap();
+    std::fs::write(
+        sd.join("web.toml"),
+        "command = [\"/bin/sleep\", \"7920001\"]\n",
+    )
+    .unwrap();
+    let ember = Ember::start(
+        "reload-notdir",
+        &format!(
+            r#"
+[system]
+services_dir = "{}"
+
+[service.app]
+command = ["/bin/sleep", "7920002"]
+"#,
+            sd.display()
+        ),
+    );
+    let names = ["app", "web"];
+    let pids = running(&ember, &names);
+
+    let moved = parent.path("services.d.bak");
+    std::fs::rename(&sd, &moved).unwrap();
+    std::fs::write(&sd, "").unwrap();
+    refused(&ember, "cannot read services_dir", &names, &pids);
+
+    // By SIGHUP too: rejected, logged, nothing stopped.
+    ember.signal(Signal::SIGHUP);
+    assert!(
+        wait_for(LONG, || ember.log().contains("SIGHUP: reload rejected")),
+        "{}",
+        ember.log()
+    );
+    still_running(&ember, &names, &pids);
+
+    std::fs::remove_file(&sd).unwrap();
+    std::fs::rename(&moved, &sd).unwrap();
+    reloads(&ember);
+    still_running(&ember, &names, &pids);
+}
+
+#[test]
+fn an_unknown_user_is_refused_and_stops_nothing() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "reload-user",
+        r#"
+[service.app]
+command = ["/bin/sleep", "7930001"]
+user = "nobody"
+
+[service.other]
+command = ["/bin/sleep", "7930002"]
+"#,
+    );
+    let names = ["app", "other"];
+    let pids = running(&ember, &names);
+    let good = std::fs::read_to_string(&ember.config).unwrap();
+
+    std::fs::write(&ember.config, good.replace("\"nobody\"", "\"nobdy\"")).unwrap();
+    refused(&ember, "nobdy", &names, &pids);
+
+    // SIGHUP: the same.
+    ember.signal(Signal::SIGHUP);
+    assert!(
+        wait_for(LONG, || ember.log().contains("SIGHUP: reload rejected")),
+        "{}",
+        ember.log()
+    );
+    still_running(&ember, &names, &pids);
+
+    std::fs::write(&ember.config, &good).unwrap();
+    let said = reloads(&ember);
+    assert!(!said.contains("restarted"), "{said}");
+    still_running(&ember, &names, &pids);
+}
+
+#[test]
+fn a_missing_command_is_refused_and_stops_nothing() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "reload-command",
+        r#"
+[service.app]
+command = ["/bin/sleep", "7940001"]
+
+[service.web]
+command = ["/bin/sleep", "7940002"]
+requires = ["app"]
+"#,
+    );
+    let names = ["app", "web"];
+    let pids = running(&ember, &names);
+    let good = std::fs::read_to_string(&ember.config).unwrap();
+
+    std::fs::write(
+        &ember.config,
+        good.replace(
+            "[\"/bin/sleep\", \"7940001\"]",
+            "[\"/bin/nonexistent\", \"7940001\"]",
+        ),
+    )
+    .unwrap();
+    refused(&ember, "/bin/nonexistent", &names, &pids);
+
+    // Fixed, and changed: app restarts on its new command, web with it.
+    std::fs::write(&ember.config, good.replace("7940001", "7940011")).unwrap();
+    let said = reloads(&ember);
+    assert!(said.contains("restarted app"), "{said}");
+    ember.wait_state("app", "active", Some("running"), LONG);
+    ember.wait_state("web", "active", Some("running"), LONG);
+    assert!(wait_for(LONG, || !pids_with("sleep 7940011").is_empty()));
+}
