@@ -146,6 +146,52 @@ fn a_template_makes_a_pool_at_boot_and_instances_on_demand() {
     assert_ne!(again["pid"], first["pid"]);
 }
 
+/// An instance that its template orders after itself is refused with the cycle named
+/// (found by a hostile review: `ember ctl start p@2 --wait` never returned).
+#[test]
+fn an_instance_its_template_orders_after_itself_is_refused() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "tpl-self",
+        r#"
+[service."p@"]
+command = ["/bin/sleep", "7830031"]
+after = ["p@2"]
+"#,
+    );
+    // Bounded: before the fix this wait never returned.
+    let mut start = std::process::Command::new(EMBER)
+        .args(["ctl", "--socket"])
+        .arg(&ember.socket)
+        .args(["start", "p@2", "--wait"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("ember ctl start");
+    let answered = wait_for(LONG, || matches!(start.try_wait(), Ok(Some(_))));
+    if !answered {
+        let _ = start.kill();
+    }
+    let out = start.wait_with_output().expect("ember ctl start");
+    assert!(answered, "the start's wait was never answered");
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("dependency cycle: p@2 -> p@2"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        !names(&ember).contains(&"p@2".to_owned()),
+        "{:?}",
+        names(&ember)
+    );
+    // Another instance is after p@2, which is not there: it starts.
+    let out = ember.ctl(&["start", "p@3", "--wait"]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
 #[test]
 fn a_reload_that_changes_the_template_restarts_its_instances() {
     if !can_unshare() {

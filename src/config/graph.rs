@@ -82,7 +82,7 @@ pub fn check(services: &BTreeMap<&str, &ServiceSpec>) -> Vec<GraphIssue> {
 }
 
 /// Every elementary cycle found by a depth-first search, each closed (`[a, b, a]`).
-fn cycles(services: &BTreeMap<&str, &ServiceSpec>) -> Vec<Vec<String>> {
+pub fn cycles(services: &BTreeMap<&str, &ServiceSpec>) -> Vec<Vec<String>> {
     #[derive(Clone, Copy, PartialEq)]
     enum Mark {
         New,

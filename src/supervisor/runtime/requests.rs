@@ -174,6 +174,30 @@ impl Runtime {
             }
             to_make.push(spec);
         }
+        // An instance is ordered by its template's lists, which `ember check` could not
+        // follow to it: one that would wait for itself (`after = ["p@2"]` in `p@`, for
+        // p@2), directly or round a cycle, would wait forever (found by a hostile review:
+        // `ember ctl start p@2 --wait` never returned).
+        if !to_make.is_empty() {
+            let mut all: std::collections::BTreeMap<&str, &ServiceSpec> = self
+                .engine
+                .units()
+                .filter(|u| !u.removing)
+                .map(|u| (&*u.spec.name, &*u.spec))
+                .collect();
+            all.extend(to_make.iter().map(|s| (&*s.name, s)));
+            // The units' graph had no cycle before (checked by the configuration's load
+            // and at each instance made): a cycle now goes through one of these.
+            if let Some(cycle) = crate::config::graph::cycles(&all).into_iter().next() {
+                return Err(Reply::error(
+                    ErrorKind::BadRequest,
+                    format!(
+                        "dependency cycle: {}: nothing on it could ever start; remove one of these dependencies from the template",
+                        cycle.join(" -> ")
+                    ),
+                ));
+            }
+        }
         // Whoever may start `worker@*` could otherwise make instances until the board
         // runs out of memory or pids.
         let made = self
