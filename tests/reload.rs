@@ -286,3 +286,44 @@ requires = ["app"]
     ember.wait_state("web", "active", Some("running"), LONG);
     assert!(wait_for(LONG, || !pids_with("sleep 7940011").is_empty()));
 }
+
+/// A reload says what it changed beside the services, and what it could not (found by a
+/// hostile review: "reloaded: nothing changed" when the socket's rules, and its mode,
+/// had changed, and when a new socket path was left for the next start).
+#[test]
+fn a_reload_says_what_it_did_to_the_socket_and_what_it_left() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "reload-socket",
+        r#"
+[service.web]
+command = ["/bin/sleep", "7840041"]
+"#,
+    );
+    running(&ember, &["web"]);
+    let text_now = std::fs::read_to_string(&ember.config).unwrap();
+    let with_rule = text_now.replacen(
+        "[service.web]",
+        "[[control.allow]]\ngroup = \"65533\"\nverbs = [\"status\"]\n\n[service.web]",
+        1,
+    );
+    std::fs::write(&ember.config, &with_rule).unwrap();
+    let out = ember.ctl(&["reload"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("[[control.allow]] changed") && text(&out).contains("0666"),
+        "{}",
+        text(&out)
+    );
+    let moved = with_rule.replacen("control.sock", "other.sock", 1);
+    std::fs::write(&ember.config, moved).unwrap();
+    let out = ember.ctl(&["reload"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("the control socket stays at"),
+        "{}",
+        text(&out)
+    );
+}

@@ -711,9 +711,10 @@ impl Runtime {
 
     /// New rules for the control socket: in force for the next request of every client,
     /// and the socket's mode follows (open to all when a rule admits others).
-    fn set_policy(&mut self, policy: ember_ipc::rights::Policy) {
+    /// Puts `policy` in force; returns whether it changed anything.
+    fn set_policy(&mut self, policy: ember_ipc::rights::Policy) -> bool {
         if *self.policy.borrow() == policy {
-            return;
+            return false;
         }
         let open = policy.opens_the_socket();
         if let Err(e) = ember_ipc::socket::set_open(&self.config.control.socket, open) {
@@ -723,6 +724,7 @@ impl Runtime {
             );
         }
         self.policy.send_replace(policy);
+        true
     }
 
     fn begin_shutdown(&mut self, why: &str, outcome: Outcome) {
@@ -767,16 +769,18 @@ impl Runtime {
             }
         };
         crate::log::info!("{why}: reloading {}", new.path.display());
+        // What the reload changed beside the services, or did not: told to whoever asked
+        // too, with the warnings (found by a hostile review: the reply said "nothing
+        // changed" when the rules of the socket had, and when its path had not).
+        let mut notes = Vec::new();
         if new.mqtt != self.config.mqtt || new.system.device != self.config.system.device {
-            crate::log::warn!(
-                "{why}: [mqtt] and the device name change at the next start of ember"
-            );
+            notes.push("[mqtt] and the device name change at the next start of ember".to_owned());
         }
         if new.control.socket != self.config.control.socket {
-            crate::log::warn!(
-                "{why}: the control socket stays at {} until ember restarts",
+            notes.push(format!(
+                "the control socket stays at {} until ember restarts",
                 self.config.control.socket.display()
-            );
+            ));
         }
         let (mut new, rules) = crate::adapters::with_adapters(new);
         let made = self
@@ -788,7 +792,19 @@ impl Runtime {
         crate::log::init(new.log.level.as_deref(), new.log.output, self.role);
         let mut policy = new.control.policy();
         policy.rules.extend(rules);
-        self.set_policy(policy);
+        if self.set_policy(policy) {
+            let mode = if self.policy.borrow().opens_the_socket() {
+                "0666: the rules decide"
+            } else {
+                "0600: root only"
+            };
+            notes.push(format!(
+                "[[control.allow]] changed: it applies to every client's next request, and ends the streams whose right it took away (the socket is mode {mode})"
+            ));
+        }
+        for note in &notes {
+            crate::log::warn!("{why}: {note}");
+        }
         self.config = new;
         self.apply_watchdog();
         self.reloaded = None;
@@ -809,6 +825,7 @@ impl Runtime {
             );
         }
         report.warnings = warnings;
+        report.warnings.extend(notes);
         if self.config_status.fallback {
             crate::log::info!("{why}: the configuration is good again: no longer a fallback");
             self.config_status = ConfigStatus {
