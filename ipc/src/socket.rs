@@ -266,7 +266,7 @@ pub async fn serve(
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let users = UserSlots::default();
     let streams = Streams::default();
-    let mut refusals = Throttle::default();
+    let mut refusals = Refusals::default();
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -292,7 +292,7 @@ pub async fn serve(
         };
         let uid = peer.uid;
         if policy.borrow().rights(own_uid, uid, &peer.gids).is_none() {
-            refusals.warn(|| {
+            refusals.warn(ErrorKind::AccessDenied, || {
                 format!(
                     "control socket: refused uid {uid} (root, uid {own_uid} and what [[control.allow]] admits may connect)"
                 )
@@ -313,7 +313,9 @@ pub async fn serve(
             match users.take(uid) {
                 Ok(slot) => Some(slot),
                 Err(why) => {
-                    refusals.warn(|| format!("control socket: refused uid {uid}: {why}"));
+                    refusals.warn(ErrorKind::Busy, || {
+                        format!("control socket: refused uid {uid}: {why}")
+                    });
                     refuse(
                         stream,
                         ErrorKind::Busy,
@@ -349,7 +351,7 @@ pub async fn serve(
                 continue;
             }
             Err(_) => {
-                refusals.warn(|| {
+                refusals.warn(ErrorKind::Busy, || {
                     format!(
                         "control socket: {MAX_CONNECTIONS} connections open already; refusing more"
                     )
@@ -497,6 +499,43 @@ fn refuse(stream: UnixStream, kind: ErrorKind, message: String) {
 
 /// Refusals logged at most once per [`Throttle::EVERY`], with the count of the others: a
 /// client retrying in a loop must not flood the log.
+/// The refusals of connections ember logs: at most one every 10 s of each kind (a client
+/// retrying in a loop must not flood the log), with the count of the rest of that kind,
+/// never of another (found by a hostile review: 436 `busy` refusals were counted beside
+/// the next refused uid, as if it had tried 436 times).
+#[derive(Default)]
+struct Refusals {
+    denied: Throttle,
+    busy: Throttle,
+}
+
+impl Refusals {
+    fn warn(&mut self, kind: ErrorKind, message: impl FnOnce() -> String) {
+        if let Some(line) = self.line(kind, std::time::Instant::now(), message) {
+            tracing::warn!("{line}");
+        }
+    }
+
+    /// The line to log for this refusal now, if one is due.
+    fn line(
+        &mut self,
+        kind: ErrorKind,
+        now: std::time::Instant,
+        message: impl FnOnce() -> String,
+    ) -> Option<String> {
+        let throttle = match kind {
+            ErrorKind::AccessDenied => &mut self.denied,
+            _ => &mut self.busy,
+        };
+        let quiet = throttle.due(now)?;
+        let message = message();
+        Some(match quiet {
+            0 => message,
+            n => format!("{message} ({n} more like it in the last 10 s were not logged)"),
+        })
+    }
+}
+
 #[derive(Default)]
 struct Throttle {
     last: Option<std::time::Instant>,
@@ -506,21 +545,17 @@ struct Throttle {
 impl Throttle {
     const EVERY: Duration = Duration::from_secs(10);
 
-    fn warn(&mut self, message: impl FnOnce() -> String) {
-        let now = std::time::Instant::now();
+    /// `Some(how many were kept quiet since)` when one is due now; else counts it.
+    fn due(&mut self, now: std::time::Instant) -> Option<u32> {
         if self
             .last
-            .is_some_and(|last| now.duration_since(last) < Self::EVERY)
+            .is_some_and(|last| now.saturating_duration_since(last) < Self::EVERY)
         {
             self.quiet = self.quiet.saturating_add(1);
-            return;
-        }
-        let message = message();
-        match std::mem::take(&mut self.quiet) {
-            0 => tracing::warn!("{message}"),
-            n => tracing::warn!("{message} ({n} more refusals were not logged)"),
+            return None;
         }
         self.last = Some(now);
+        Some(std::mem::take(&mut self.quiet))
     }
 }
 
@@ -1124,6 +1159,32 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refusals_are_counted_by_their_kind() {
+        let mut refusals = Refusals::default();
+        let start = std::time::Instant::now();
+        let line = |r: &mut Refusals, kind, at| {
+            r.line(kind, start + Duration::from_secs(at), || "x".into())
+        };
+        assert_eq!(
+            line(&mut refusals, ErrorKind::Busy, 0).as_deref(),
+            Some("x")
+        );
+        for _ in 0..436 {
+            assert_eq!(line(&mut refusals, ErrorKind::Busy, 1), None);
+        }
+        // The first refused uid is told without the busy ones' count.
+        assert_eq!(
+            line(&mut refusals, ErrorKind::AccessDenied, 2).as_deref(),
+            Some("x")
+        );
+        assert_eq!(line(&mut refusals, ErrorKind::AccessDenied, 3), None);
+        let busy = line(&mut refusals, ErrorKind::Busy, 11).unwrap_or_default();
+        assert!(busy.contains("436 more like it"), "{busy}");
+        let denied = line(&mut refusals, ErrorKind::AccessDenied, 12).unwrap_or_default();
+        assert!(denied.contains("1 more like it"), "{denied}");
+    }
 
     /// Found by a hostile review: a status-only user held every slot with idle
     /// connections, and root's `ember ctl status` (and `poweroff`) got `busy`.
