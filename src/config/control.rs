@@ -46,8 +46,60 @@ impl ControlConfig {
 /// The keys of `[control]`, as written.
 #[derive(Debug, Default)]
 pub struct RawControl {
-    socket: Option<PathBuf>,
+    socket: Option<Spanned<PathBuf>>,
     allow: Option<Vec<Spanned<RawAllow>>>,
+}
+
+/// The longest path a Unix socket can be bound at: `sun_path` holds 108 bytes, the last
+/// a NUL.
+pub const SOCKET_PATH_MOST: usize = 107;
+
+/// What is wrong with `path` as the control socket's, if anything: one that cannot be
+/// bound (empty, or too long) is an error (found by a hostile review: both passed `ember
+/// check`, and ember then ran without its socket); a relative one binds in ember's
+/// working directory, which `ember ctl --config` does not share: a warning.
+pub fn socket_path_problem(path: &std::path::Path) -> Option<(Severity, String)> {
+    let shown = path.display();
+    let len = path.as_os_str().len();
+    if len == 0 {
+        Some((
+            Severity::Error,
+            format!(
+                "socket is empty; give a path such as \"{}\"",
+                super::DEFAULT_SOCKET
+            ),
+        ))
+    } else if len > SOCKET_PATH_MOST {
+        Some((
+            Severity::Error,
+            format!(
+                "socket \"{shown}\" is {len} bytes, and a socket's path may be {SOCKET_PATH_MOST} at most; choose a shorter one"
+            ),
+        ))
+    } else if !path.is_absolute() {
+        Some((
+            Severity::Warning,
+            format!(
+                "socket \"{shown}\" is relative: ember binds it in its own working directory, where `ember ctl --config` does not look; give an absolute path such as \"{}\"",
+                super::DEFAULT_SOCKET
+            ),
+        ))
+    } else {
+        None
+    }
+}
+
+/// The directory of the services' notify sockets: beside the control socket, which
+/// decides who may reach it.
+pub fn notify_dir(control_socket: &std::path::Path) -> PathBuf {
+    let mut dir = control_socket.as_os_str().to_owned();
+    dir.push(".notify");
+    PathBuf::from(dir)
+}
+
+/// Where the service `name`'s notify socket is bound.
+pub fn notify_socket_path(control_socket: &std::path::Path, name: &str) -> PathBuf {
+    notify_dir(control_socket).join(format!("{name}.sock"))
 }
 
 /// One `[[control.allow]]`, as written.
@@ -104,12 +156,18 @@ impl RawControl {
         ControlConfig {
             socket: self
                 .socket
+                .map(Spanned::into_inner)
                 .unwrap_or_else(|| PathBuf::from(super::DEFAULT_SOCKET)),
             allow: Vec::new(),
         }
     }
 
     pub fn check(self, source: &Source, problems: &mut Vec<Problem>) -> ControlConfig {
+        if let Some(socket) = &self.socket {
+            if let Some((severity, why)) = socket_path_problem(socket.get_ref()) {
+                problems.push(source.problem(Some(socket.span().start), severity, why));
+            }
+        }
         let raw_rules = self.allow.unwrap_or_default();
         let mut control = RawControl {
             socket: self.socket,

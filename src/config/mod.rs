@@ -546,6 +546,29 @@ fn load_source(source: &Rc<Source>, problems: &mut Vec<Problem>) -> Config {
             .or(deps.table);
         problems.push(source.problem(offset, issue.severity, issue.message));
     }
+    // A notify service's socket is bound beside the control socket: a path too long to
+    // bind failed every start, found only then (by a hostile review).
+    for (name, (spec, _)) in &services {
+        if spec.ready != Readiness::Notify {
+            continue;
+        }
+        let path = control::notify_socket_path(&control.socket, name);
+        let len = path.as_os_str().len();
+        if len > control::SOCKET_PATH_MOST {
+            let Some((source, deps)) = spans.get(name) else {
+                continue;
+            };
+            problems.push(source.problem(
+                deps.table,
+                Severity::Error,
+                format!(
+                    "service \"{name}\": its notify socket would be {} ({len} bytes), and a socket's path may be {} at most; give the service a shorter name, or [control] socket a shorter path",
+                    path.display(),
+                    control::SOCKET_PATH_MOST
+                ),
+            ));
+        }
+    }
     let mut specs = BTreeMap::new();
     for (name, (spec, _)) in services {
         specs.insert(name, spec);

@@ -2301,3 +2301,47 @@ after = ["worker@"]
         "{problems:#?}"
     );
 }
+
+/// Found by a hostile review: an empty, a relative and a 120-byte control socket path
+/// passed `ember check`, and ember then ran without its socket; so did a notify service
+/// whose socket's path was too long to bind, which then failed every start.
+#[test]
+fn socket_paths_that_cannot_be_bound_are_problems() {
+    let long = format!("/run/{}/control.sock", "d".repeat(110));
+    for (socket, said) in [
+        ("", "socket is empty"),
+        (
+            "relative.sock",
+            "warning: socket \"relative.sock\" is relative",
+        ),
+        (
+            long.as_str(),
+            "bytes, and a socket's path may be 107 at most",
+        ),
+    ] {
+        let tree = Tree::new();
+        let text = format!("[control]\nsocket = \"{socket}\"\n");
+        tree.write("ember.toml", &text);
+        let problems = tree.problems();
+        assert_eq!(problems.len(), 1, "{socket:?}: {problems:?}");
+        assert!(
+            problems[0].starts_with(&format!("ember.toml:{}: ", at(&text, "\"")))
+                && problems[0].contains(said),
+            "{problems:?}"
+        );
+    }
+    let tree = Tree::new();
+    let socket = format!("/run/{}/c.sock", "d".repeat(40));
+    let name = "n".repeat(60);
+    let text = format!(
+        "[control]\nsocket = \"{socket}\"\n\n[service.{name}]\ncommand = [\"/bin/true\"]\nready = {{ notify = true }}\n\n[service.short]\ncommand = [\"/bin/true\"]\nready = {{ notify = true }}\n"
+    );
+    tree.write("ember.toml", &text);
+    let problems = tree.problems();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].starts_with(&format!("ember.toml:{}: ", at(&text, &name)))
+            && problems[0].contains("its notify socket would be"),
+        "{problems:?}"
+    );
+}

@@ -15,12 +15,10 @@ use tokio::task::AbortHandle;
 /// refuses a live one), so two embers whose sockets sit in one directory never remove
 /// each other's notify sockets.
 pub fn dir_for(control_socket: &Path) -> PathBuf {
-    let mut dir = control_socket.as_os_str().to_owned();
-    dir.push(".notify");
-    PathBuf::from(dir)
+    crate::config::control::notify_dir(control_socket)
 }
 
-/// Where a service's notify socket lives.
+/// Where a service's notify socket lives (as `config::control::notify_socket_path`).
 pub fn socket_path(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("{name}.sock"))
 }
