@@ -146,6 +146,35 @@ fn a_template_makes_a_pool_at_boot_and_instances_on_demand() {
     assert_ne!(again["pid"], first["pid"]);
 }
 
+/// An instance's readiness check is its own: `{instance}` in `ready`'s file and exec is
+/// its name (found by a hostile review: it stayed as written, and the instance waited
+/// for a file nobody makes until its ready_timeout).
+#[test]
+fn an_instance_waits_for_its_own_readiness_file_and_check() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "tpl-ready",
+        r#"
+[service."f@"]
+command = ["/bin/sleep", "7830041"]
+ready = { file = "$DIR/ready-{instance}" }
+
+[service."x@"]
+command = ["/bin/sleep", "7830042"]
+ready = { exec = ["/bin/sh", "-c", "test -e $DIR/ok-$0", "{instance}"] }
+"#,
+    );
+    for (service, marker) in [("f@a", "ready-a"), ("x@b", "ok-b")] {
+        let out = ember.ctl(&["start", service]);
+        assert!(out.status.success(), "{}", text(&out));
+        std::fs::write(ember.dir.path(marker), "").unwrap();
+        let status = ember.wait_state(service, "active", None, LONG);
+        assert_eq!(status["state"], "active", "{service}: {status}");
+    }
+}
+
 /// An instance that its template orders after itself is refused with the cycle named
 /// (found by a hostile review: `ember ctl start p@2 --wait` never returned).
 #[test]

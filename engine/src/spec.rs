@@ -285,8 +285,8 @@ impl ServiceSpec {
     }
 
     /// A template (`worker@`): the service `worker@NAME` is made from it, with every
-    /// [`INSTANCE`] in its command, environment, workdir, pid file and output files
-    /// replaced by NAME.
+    /// [`INSTANCE`] in its command, environment, workdir, pid file, output files and its
+    /// readiness check's file or command replaced by NAME.
     pub fn is_template(&self) -> bool {
         self.name.ends_with('@')
     }
@@ -309,8 +309,14 @@ impl ServiceSpec {
         for (key, value) in &self.env {
             env.insert(key.clone(), text(value));
         }
+        let ready = match &self.ready {
+            Readiness::File(p) => Readiness::File(path(p)),
+            Readiness::Exec(argv) => Readiness::Exec(argv.iter().map(|a| text(a)).collect()),
+            other => other.clone(),
+        };
         ServiceSpec {
             name: format!("{}{instance}", self.name).into(),
+            ready,
             // An instance's name holds no NUL (it is a service's name): neither does this.
             command: Argv::new(self.command.iter().map(text)).unwrap_or_default(),
             env,

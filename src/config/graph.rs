@@ -33,10 +33,18 @@ pub fn check(services: &BTreeMap<&str, &ServiceSpec>) -> Vec<GraphIssue> {
                     dependency: Some(dep.clone()),
                     kind: Some(kind),
                     severity,
-                    message: format!(
-                        "service \"{name}\" {kind} \"{dep}\", which is not defined; \
-                         define it or remove it from {kind}"
-                    ),
+                    message: if dep.contains(super::service::INSTANCE) {
+                        format!(
+                            "service \"{name}\" {kind} \"{dep}\", which is not defined: {{instance}} \
+                             is not replaced in {kind} (only in command, env, workdir, pid_file, \
+                             stdout, stderr and ready's file or exec); name the service"
+                        )
+                    } else {
+                        format!(
+                            "service \"{name}\" {kind} \"{dep}\", which is not defined; \
+                             define it or remove it from {kind}"
+                        )
+                    },
                 });
             }
         }

@@ -2345,3 +2345,20 @@ fn socket_paths_that_cannot_be_bound_are_problems() {
         "{problems:?}"
     );
 }
+
+/// `{instance}` in a template's dependency lists is not replaced: said so, not only
+/// "not defined" (found by a hostile review).
+#[test]
+fn instance_in_a_templates_dependencies_is_said_not_to_be_replaced() {
+    let tree = Tree::new();
+    let text = "[service.\"w@\"]\ncommand = [\"/bin/true\"]\nrequires = [\"db@{instance}\"]\n";
+    tree.write("ember.toml", text);
+    let problems = tree.problems();
+    assert!(
+        problems.iter().any(
+            |p| p.starts_with(&format!("ember.toml:{}: ", at(text, "\"db@")))
+                && p.contains("{instance} is not replaced in requires")
+        ),
+        "{problems:?}"
+    );
+}
