@@ -2265,3 +2265,43 @@ after = ["worker@"]
         "{problems:#?}"
     );
 }
+
+/// Durations take the units the README lists (ms, s, m, h, d), in lower case, in every
+/// key: "1M" (a MiB in a size of the same file) is no month, and years, weeks and
+/// sub-millisecond units are refused with the units named; the longest is said coherently.
+#[test]
+fn durations_take_the_documented_units_only() {
+    let tree = Tree::new();
+    let text = r#"
+[service.job]
+type = "oneshot"
+command = ["/bin/true"]
+schedule = { every = "1M", after_boot = "2w", jitter = "1 m" }
+stop_timeout = "1M"
+restart_delay = "1y"
+restart_delay_max = "5us"
+start_limit_interval = "5S"
+ready_timeout = "400d"
+
+[service.ok]
+command = ["/bin/true"]
+stop_timeout = "1h 30m"
+restart_delay = "250ms"
+restart_delay_max = "2d"
+"#;
+    tree.write("ember.toml", text);
+    let problems = tree.problems();
+    let units = "the units are ms, s, m (minutes), h and d (days)";
+    let advice = "write e.g. \"250ms\", \"5s\", \"2m\"";
+    let month = format!("\"M\" is no unit of time: a size's \"1M\" is 1 MiB, a minute is \"1m\", a month \"30d\"; {units}");
+    let expected = [
+        format!("ember.toml:{}: invalid duration \"1M\" ({month}); {advice}", at(text, "\"1M\", after")),
+        format!("ember.toml:{}: invalid duration \"2w\" (unknown unit \"w\"; {units}); {advice}", at(text, "\"2w\"")),
+        format!("ember.toml:{}: invalid duration \"1M\" ({month}); {advice}", at(text, "\"1M\"\n")),
+        format!("ember.toml:{}: invalid duration \"1y\" (unknown unit \"y\"; {units}); {advice}", at(text, "\"1y\"")),
+        format!("ember.toml:{}: invalid duration \"5us\" (unknown unit \"us\"; {units}); {advice}", at(text, "\"5us\"")),
+        format!("ember.toml:{}: invalid duration \"5S\" (unit \"S\" is written in lower case; {units}); {advice}", at(text, "\"5S\"")),
+        format!("ember.toml:{}: duration \"400d\" is too long; the longest ember takes is 365 days (\"365d\")", at(text, "\"400d\"")),
+    ];
+    assert_eq!(problems, expected, "{problems:#?}");
+}
