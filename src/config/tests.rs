@@ -1965,7 +1965,8 @@ watchdog = { device = "watchdog0", timeout = "1500ms", on_shutdown = "disarm", p
             at(text, "pet =")
         )]
     );
-    // Each value on its own (a table with a wrong shape is not checked further).
+    // Each value on its own (a table with a wrong shape is not checked further), with a
+    // device this machine has.
     for (line, needle, message) in [
         (
             "watchdog = { device = \"watchdog0\" }",
@@ -1973,17 +1974,17 @@ watchdog = { device = "watchdog0", timeout = "1500ms", on_shutdown = "disarm", p
             "watchdog device \"watchdog0\" must be an absolute path, e.g. \"/dev/watchdog0\"",
         ),
         (
-            "watchdog = { timeout = \"1500ms\" }",
+            "watchdog = { device = \"/dev/null\", timeout = \"1500ms\" }",
             "\"1500ms\"",
             "watchdog timeout must be a whole number of seconds, at least 1 (drivers take seconds), e.g. \"30s\"",
         ),
         (
-            "watchdog = { timeout = \"0s\" }",
+            "watchdog = { device = \"/dev/null\", timeout = \"0s\" }",
             "\"0s\"",
             "watchdog timeout must be a whole number of seconds, at least 1 (drivers take seconds), e.g. \"30s\"",
         ),
         (
-            "watchdog = { timeout = \"soon\" }",
+            "watchdog = { device = \"/dev/null\", timeout = \"soon\" }",
             "\"soon\"",
             "invalid duration \"soon\" (expected number at 0); write e.g. \"250ms\", \"5s\", \"2m\"",
         ),
@@ -2028,6 +2029,38 @@ fn a_watchdog_device_missing_here_fails_check_but_not_a_boot() {
             at(text, "\"/etc/passwd")
         )]
     );
+}
+
+/// The default device (/dev/watchdog0) is looked at as a device written out is: a
+/// machine without it fails `ember check` at the watchdog table, not only at boot.
+#[test]
+fn the_default_watchdog_device_is_checked_as_a_written_one() {
+    let tree = Tree::new();
+    let text = "[system]\nwatchdog = { timeout = \"30s\" }\n";
+    tree.write("ember.toml", text);
+    let loaded = tree.load();
+    let default = Path::new(watchdog::DEFAULT_DEVICE);
+    let is_device = std::fs::metadata(default)
+        .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_char_device(&m.file_type()));
+    if is_device {
+        assert!(loaded.problems.is_empty(), "{:?}", loaded.problems);
+        return;
+    }
+    let lines = tree.lines(&loaded);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].starts_with(&format!(
+            "ember.toml:{}: watchdog device /dev/watchdog0 (the default: no device is set): ",
+            at(text, "{ timeout")
+        )),
+        "{lines:?}"
+    );
+    assert_eq!(loaded.problems[0].severity, Severity::Runtime);
+    assert!(loaded.config.is_some_and(|c| c.system.watchdog.is_some()));
+    // check_text does not look at the machine.
+    assert!(check_text(&tree.root.join("ember.toml"), text)
+        .problems
+        .is_empty());
 }
 
 #[test]
