@@ -20,7 +20,7 @@ pub struct RawService {
     pid_file: Option<Spanned<PathBuf>>,
     user: Option<Spanned<String>>,
     group: Option<Spanned<String>>,
-    env: BTreeMap<String, String>,
+    env: Env,
     workdir: Option<PathBuf>,
     requires: Vec<Spanned<String>>,
     wants: Vec<Spanned<String>>,
@@ -78,6 +78,61 @@ impl RawService {
             instances: t.take("instances"),
             limits: RawLimits::take_from(t),
         }
+    }
+}
+
+/// `env = { NAME = "value" }`: each name and value checked where it is written. A name
+/// is not empty and holds no `=` (the first `=` ends it: "A=B" = "1" would set A to
+/// "B=1"), no NUL and no control character; a value holds no NUL (execve takes C strings:
+/// the service could never start).
+#[derive(Debug, Default)]
+struct Env(BTreeMap<String, String>);
+
+impl FromToml for Env {
+    fn from_toml(value: Spanned<DeValue<'_>>, issues: &mut Vec<Issue>) -> Option<Self> {
+        let offset = value.span().start;
+        let entries = match value.into_inner() {
+            DeValue::Table(entries) => entries,
+            other => return walk::wrong_type(offset, &other, "a table", issues),
+        };
+        let before = issues.len();
+        let mut env = BTreeMap::new();
+        for (key, value) in entries {
+            let at = key.span().start;
+            let key = key.into_inner();
+            let shown = key.escape_debug();
+            let bad_key = if key.is_empty() {
+                Some(format!("env key \"{shown}\" is empty; name the variable"))
+            } else if key.contains('\0') {
+                Some(format!(
+                    "env key \"{shown}\" contains a NUL byte, which no program can be given"
+                ))
+            } else if key.contains('=') {
+                Some(format!("env key \"{shown}\" contains '=', which ends a variable's name; name the variable without it"))
+            } else {
+                key.chars().find(|c| c.is_control()).map(|c| format!("env key \"{shown}\" contains the control character {c:?}; name the variable with letters, digits and _"))
+            };
+            if let Some(message) = bad_key {
+                issues.push(Issue {
+                    offset: at,
+                    message,
+                });
+            }
+            let Some(value) = Spanned::<String>::from_toml(value, issues) else {
+                continue;
+            };
+            if value.get_ref().contains('\0') {
+                issues.push(Issue {
+                    offset: value.span().start,
+                    message: format!(
+                        "env {shown}: its value (\"{}\") contains a NUL byte, which no program can be given",
+                        value.get_ref().escape_debug()
+                    ),
+                });
+            }
+            env.insert(key.into_owned(), value.into_inner());
+        }
+        (issues.len() == before).then_some(Env(env))
     }
 }
 
@@ -249,7 +304,7 @@ pub fn build(
         };
     }
     let mut spec = ServiceSpec::new(name, &[]);
-    spec.env = raw.env;
+    spec.env = raw.env.0;
 
     match raw.command {
         None => error!(table_offset, format!("service \"{name}\" has no command; add e.g. command = [\"/usr/bin/app\", \"--flag\"]")),

@@ -2338,3 +2338,45 @@ restart_delay_max = "2d"
     ];
     assert_eq!(problems, expected, "{problems:#?}");
 }
+
+/// env: a key is a variable's name (not empty, no `=`, which would end it, no NUL or
+/// control character) and a value has no NUL (execve takes C strings), each said at
+/// its key or value; a right one beside them is kept.
+#[test]
+fn env_keys_and_values_are_checked_at_their_position() {
+    let tree = Tree::new();
+    let text = r#"[service.a]
+command = ["/bin/true"]
+env = { A = "x\u0000y", "B=C" = "1", "" = "2", "D\nE" = "3", "F\u0000" = "4", OK = "a=b\nc" }
+"#;
+    tree.write("ember.toml", text);
+    let problems = tree.problems();
+    let expected = [
+        format!("ember.toml:{}: env A: its value (\"x\\0y\") contains a NUL byte, which no program can be given", at(text, "\"x\\u")),
+        format!("ember.toml:{}: env key \"B=C\" contains '=', which ends a variable's name; name the variable without it", at(text, "\"B=C\"")),
+        format!("ember.toml:{}: env key \"\" is empty; name the variable", at(text, "\"\" =")),
+        format!("ember.toml:{}: env key \"D\\nE\" contains the control character '\\n'; name the variable with letters, digits and _", at(text, "\"D\\n")),
+        format!("ember.toml:{}: env key \"F\\0\" contains a NUL byte, which no program can be given", at(text, "\"F\\u")),
+    ];
+    let mut sorted = expected.to_vec();
+    sorted.sort_by_key(|p| {
+        let pos: Vec<usize> = p
+            .split(':')
+            .skip(1)
+            .take(2)
+            .map(|n| n.parse().unwrap())
+            .collect();
+        (pos[0], pos[1])
+    });
+    assert_eq!(problems, sorted, "{problems:#?}");
+    let good = r#"[service.a]
+command = ["/bin/true"]
+env = { OK = "a=b\nc", _x1 = "" }
+"#;
+    tree.write("ember.toml", good);
+    let loaded = tree.load();
+    assert!(loaded.problems.is_empty(), "{:?}", loaded.problems);
+    let env = &loaded.config.unwrap().services["a"].env;
+    assert_eq!(env.get("OK").map(String::as_str), Some("a=b\nc"));
+    assert_eq!(env.get("_x1").map(String::as_str), Some(""));
+}
