@@ -2380,3 +2380,49 @@ env = { OK = "a=b\nc", _x1 = "" }
     assert_eq!(env.get("OK").map(String::as_str), Some("a=b\nc"));
     assert_eq!(env.get("_x1").map(String::as_str), Some(""));
 }
+
+/// A configuration file is read up to MAX_FILE_SIZE, whatever size it says it has: a
+/// file past it (the main one, or one of services.d) is refused naming the file and the
+/// limit, and /dev/zero (which says 0 bytes and never ends) costs no more than that.
+#[test]
+fn config_files_are_read_up_to_a_bound() {
+    let tree = Tree::new();
+    let big = format!("[system]\n# {}\n", "x".repeat(MAX_FILE_SIZE as usize));
+    tree.write("ember.toml", &big);
+    let limit = "larger than 4 MiB, the most ember reads of a configuration file";
+    assert_eq!(
+        tree.problems(),
+        [format!("ember.toml: cannot read: {limit}")]
+    );
+
+    tree.write("ember.toml", "[system]\n");
+    let service = format!(
+        "command = [\"/bin/true\"]\n# {}\n",
+        "x".repeat(MAX_FILE_SIZE as usize)
+    );
+    tree.write("services.d/big.toml", &service);
+    tree.write("services.d/ok.toml", "command = [\"/bin/true\"]\n");
+    assert_eq!(
+        tree.problems(),
+        [format!(
+            "services.d/big.toml: service big not loaded: cannot read it: {limit}"
+        )]
+    );
+    // Just at the limit is read.
+    let mut at_limit = "command = [\"/bin/true\"]\n#".to_owned();
+    at_limit.push_str(&"x".repeat(MAX_FILE_SIZE as usize - at_limit.len() - 1));
+    at_limit.push('\n');
+    assert_eq!(at_limit.len() as u64, MAX_FILE_SIZE);
+    tree.write("services.d/big.toml", &at_limit);
+    assert_eq!(tree.problems(), Vec::<String>::new());
+
+    let loaded = load(Path::new("/dev/zero"));
+    assert_eq!(
+        loaded
+            .problems
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>(),
+        [format!("/dev/zero: cannot read: {limit}")]
+    );
+}
