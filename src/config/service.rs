@@ -143,8 +143,8 @@ struct RawReady {
     delay: Option<Duration>,
     notify: Option<bool>,
     tcp: Option<String>,
-    file: Option<PathBuf>,
-    exec: Option<Vec<String>>,
+    file: Option<Spanned<PathBuf>>,
+    exec: Option<Spanned<Vec<String>>>,
 }
 
 impl FromToml for RawReady {
@@ -430,6 +430,7 @@ pub fn build(
     if let Some(ready) = raw.ready {
         let offset = ready.span().start;
         ready_offset = offset;
+        check_ready_exec_and_file(name, ready.get_ref(), source, problems);
         match ready_kind(ready.into_inner()) {
             Err(why) => error!(offset, format!("service \"{name}\": {why}")),
             Ok(kind) if spec.kind == ServiceType::Simple || (spec.kind == ServiceType::Notify && kind == Readiness::Notify) => {
@@ -619,21 +620,62 @@ fn ready_kind(raw: RawReady) -> Result<Readiness, String> {
         }
         kinds.push(Readiness::Tcp(addr));
     }
+    // Their values are checked by check_ready_exec_and_file.
     if let Some(path) = raw.file {
-        kinds.push(Readiness::File(path));
+        kinds.push(Readiness::File(path.into_inner()));
     }
     if let Some(argv) = raw.exec {
-        if argv.is_empty() {
-            return Err(
-                "ready exec is empty; give a command such as [\"/bin/check\", \"arg\"]".into(),
-            );
-        }
-        kinds.push(Readiness::Exec(argv));
+        kinds.push(Readiness::Exec(argv.into_inner()));
     }
     match kinds.len() {
         1 => Ok(kinds.remove(0)),
         0 => Err("ready needs one of log, delay, notify, tcp, file, exec".into()),
         _ => Err("ready takes exactly one of log, delay, notify, tcp, file, exec".into()),
+    }
+}
+
+/// `ready = { exec }` is checked as `command` is: not empty, no NUL, and its program
+/// looked up (with ember's PATH, which the check runs with), a missing one being this
+/// machine's problem; `ready = { file }` is an absolute path, as `pid_file` is. Each
+/// problem at its value.
+fn check_ready_exec_and_file(
+    name: &str,
+    ready: &RawReady,
+    source: &Source,
+    problems: &mut Vec<Problem>,
+) {
+    let mut problem = |offset: usize, severity: Severity, message: String| {
+        problems.push(source.problem(Some(offset), severity, message))
+    };
+    if let Some(argv) = &ready.exec {
+        let offset = argv.span().start;
+        let program = argv.get_ref().first().map(String::as_str).unwrap_or("");
+        if program.is_empty() {
+            problem(offset, Severity::Error, format!("service \"{name}\": ready exec is empty; give a command such as [\"/bin/check\", \"arg\"]"));
+        } else if let Err(why) = Argv::new(argv.get_ref()) {
+            problem(
+                offset,
+                Severity::Error,
+                format!("service \"{name}\": ready exec: {why}"),
+            );
+        } else if !source.offline && !program.contains(INSTANCE) {
+            if let Err(why) = resolve_program(program, None) {
+                problem(
+                    offset,
+                    Severity::Runtime,
+                    format!("service \"{name}\": ready exec: {why}"),
+                );
+            }
+        }
+    }
+    if let Some(file) = &ready.file {
+        let offset = file.span().start;
+        let path = file.get_ref();
+        if !path.is_absolute() {
+            problem(offset, Severity::Error, format!("service \"{name}\": ready file must be an absolute path such as \"/run/{name}.ready\""));
+        } else if path.as_os_str().as_encoded_bytes().contains(&0) {
+            problem(offset, Severity::Error, format!("service \"{name}\": ready file \"{}\" contains a NUL byte, which no path can hold", path.to_string_lossy().escape_debug()));
+        }
     }
 }
 

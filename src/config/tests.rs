@@ -2426,3 +2426,59 @@ fn config_files_are_read_up_to_a_bound() {
         [format!("/dev/zero: cannot read: {limit}")]
     );
 }
+
+/// ready exec is checked as command is (not empty, no NUL, its program found, else a
+/// problem of this machine), and ready file is an absolute path as pid_file is; each at
+/// its value.
+#[test]
+fn ready_exec_and_file_are_checked_as_command_and_pid_file() {
+    let tree = Tree::new();
+    let text = r#"[service.a]
+command = ["/bin/sh"]
+ready = { exec = [""] }
+[service.b]
+command = ["/bin/sh"]
+ready = { exec = [] }
+[service.c]
+command = ["/bin/sh"]
+ready = { exec = ["/bin/sh", "-c", "x\u0000y"] }
+[service.d]
+command = ["/bin/sh"]
+ready = { exec = ["/nonexistent/check"] }
+[service.e]
+command = ["/bin/sh"]
+ready = { file = "" }
+[service.f]
+command = ["/bin/sh"]
+ready = { file = "run/f.ready" }
+[service.g]
+command = ["/bin/sh"]
+ready = { file = "/run/g\u0000.ready" }
+[service.ok]
+command = ["/bin/sh"]
+ready = { exec = ["sh", "-c", "true"] }
+"#;
+    tree.write("ember.toml", text);
+    let problems = tree.problems();
+    assert_eq!(
+        problems,
+        [
+            format!("ember.toml:{}: service \"a\": ready exec is empty; give a command such as [\"/bin/check\", \"arg\"]", at(text, "[\"\"]")),
+            format!("ember.toml:{}: service \"b\": ready exec is empty; give a command such as [\"/bin/check\", \"arg\"]", at(text, "[] }")),
+            format!("ember.toml:{}: service \"c\": ready exec: argument 2 of the command (\"x\\0y\") contains a NUL byte, which no program can be given", at(text, "[\"/bin/sh\", \"-c\", \"x")),
+            format!("ember.toml:{}: service \"d\": ready exec: command /nonexistent/check does not exist; give the path of an installed program", at(text, "[\"/nonexistent")),
+            format!("ember.toml:{}: service \"e\": ready file must be an absolute path such as \"/run/e.ready\"", at(text, "\"\" }")),
+            format!("ember.toml:{}: service \"f\": ready file must be an absolute path such as \"/run/f.ready\"", at(text, "\"run/f.ready\"")),
+            format!("ember.toml:{}: service \"g\": ready file \"/run/g\\0.ready\" contains a NUL byte, which no path can hold", at(text, "\"/run/g")),
+        ],
+        "{problems:#?}"
+    );
+    // The missing program is this machine's problem, as a command's is: not an error.
+    let loaded = tree.load();
+    let d = loaded
+        .problems
+        .iter()
+        .find(|p| p.message.contains("\"d\""))
+        .unwrap();
+    assert_eq!(d.severity, Severity::Runtime);
+}
