@@ -21,7 +21,7 @@ pub struct RawService {
     user: Option<Spanned<String>>,
     group: Option<Spanned<String>>,
     env: Env,
-    workdir: Option<PathBuf>,
+    workdir: Option<Spanned<PathBuf>>,
     requires: Vec<Spanned<String>>,
     wants: Vec<Spanned<String>>,
     after: Vec<Spanned<String>>,
@@ -305,6 +305,57 @@ pub fn build(
     }
     let mut spec = ServiceSpec::new(name, &[]);
     spec.env = raw.env.0;
+    // What the OS is given as a C string cannot hold a NUL: said here, at the value, not
+    // found when the service can never start. (A command's and env's are said by theirs.)
+    let mut nul_free = |what: &str, offset: usize, text: &std::ffi::OsStr| {
+        let has_nul = text.as_encoded_bytes().contains(&0);
+        if has_nul {
+            error!(
+                offset,
+                format!(
+                    "service \"{name}\": {what} \"{}\" contains a NUL byte, which no path or name can hold",
+                    text.to_string_lossy().escape_debug()
+                )
+            );
+        }
+        !has_nul
+    };
+    let pid_file_ok = raw
+        .pid_file
+        .as_ref()
+        .is_none_or(|p| nul_free("pid_file", p.span().start, p.get_ref().as_os_str()));
+    let workdir_ok = raw
+        .workdir
+        .as_ref()
+        .is_none_or(|d| nul_free("workdir", d.span().start, d.get_ref().as_os_str()));
+    let user_ok = raw
+        .user
+        .as_ref()
+        .is_none_or(|u| nul_free("user", u.span().start, u.get_ref().as_ref()));
+    let group_ok = raw
+        .group
+        .as_ref()
+        .is_none_or(|g| nul_free("group", g.span().start, g.get_ref().as_ref()));
+    for (what, output) in [("stdout", &raw.stdout), ("stderr", &raw.stderr)] {
+        match output.as_ref().map(|o| (o.span().start, o.get_ref())) {
+            Some((offset, RawOutput::Text(text))) => {
+                nul_free(what, offset, text.as_ref());
+            }
+            Some((
+                _,
+                RawOutput::Rotated {
+                    file: Some(file), ..
+                },
+            )) => {
+                nul_free(
+                    &format!("{what} file"),
+                    file.span().start,
+                    file.get_ref().as_os_str(),
+                );
+            }
+            _ => {}
+        }
+    }
 
     match raw.command {
         None => error!(table_offset, format!("service \"{name}\" has no command; add e.g. command = [\"/usr/bin/app\", \"--flag\"]")),
@@ -332,7 +383,7 @@ pub fn build(
     if spec.kind == ServiceType::Forking && spec.pid_file.is_none() {
         error!(table_offset, format!("service \"{name}\" is type = \"forking\" but has no pid_file: ember must know the daemon's pid; add e.g. pid_file = \"/run/{name}.pid\""));
     }
-    if let (Some(p), Some(offset)) = (&spec.pid_file, pid_file_offset) {
+    if let (Some(p), Some(offset), true) = (&spec.pid_file, pid_file_offset, pid_file_ok) {
         if spec.kind != ServiceType::Forking {
             error!(
                 offset,
@@ -346,7 +397,8 @@ pub fn build(
         }
     }
     for (value, what) in [(&raw.user, "user"), (&raw.group, "group")] {
-        if let Some(v) = value.as_ref().filter(|_| !source.offline) {
+        let ok = if what == "user" { user_ok } else { group_ok };
+        if let Some(v) = value.as_ref().filter(|_| !source.offline && ok) {
             if let Err(why) = check_account(v.get_ref(), what == "user") {
                 problems.push(source.problem(
                     Some(v.span().start),
@@ -362,7 +414,8 @@ pub fn build(
     if let Some(dir) = raw
         .workdir
         .as_ref()
-        .filter(|d| !source.offline && !names_instance(d))
+        .map(Spanned::get_ref)
+        .filter(|d| !source.offline && workdir_ok && !names_instance(d))
     {
         if !dir.is_dir() {
             // Like a missing command: it may be on a filesystem mounted later.
@@ -376,7 +429,7 @@ pub fn build(
             ));
         }
     }
-    spec.workdir = raw.workdir;
+    spec.workdir = raw.workdir.map(Spanned::into_inner);
     let mut deps = DependencySpans {
         table: Some(table_offset),
         deps: Vec::new(),

@@ -2482,3 +2482,54 @@ ready = { exec = ["sh", "-c", "true"] }
         .unwrap();
     assert_eq!(d.severity, Severity::Runtime);
 }
+
+/// A NUL byte can be in no path or name the OS is given: in pid_file, workdir, user,
+/// group or an output file it is an error at its value, as in a command, not a service
+/// that can never start.
+#[test]
+fn a_nul_in_a_path_or_account_is_an_error_at_its_value() {
+    let tree = Tree::new();
+    let text = r#"[service.a]
+command = ["/bin/sh"]
+type = "forking"
+pid_file = "/run/a\u0000.pid"
+workdir = "/tmp\u0000x"
+user = "r\u0000oot"
+group = "w\u0000heel"
+stdout = "/var/log/a\u0000.log"
+stderr = { file = "b\u0000.log" }
+"#;
+    tree.write("ember.toml", text);
+    let problems = tree.problems();
+    let nul = "contains a NUL byte, which no path or name can hold";
+    assert_eq!(
+        problems,
+        [
+            format!(
+                "ember.toml:{}: service \"a\": pid_file \"/run/a\\0.pid\" {nul}",
+                at(text, "\"/run/a")
+            ),
+            format!(
+                "ember.toml:{}: service \"a\": workdir \"/tmp\\0x\" {nul}",
+                at(text, "\"/tmp")
+            ),
+            format!(
+                "ember.toml:{}: service \"a\": user \"r\\0oot\" {nul}",
+                at(text, "\"r\\u")
+            ),
+            format!(
+                "ember.toml:{}: service \"a\": group \"w\\0heel\" {nul}",
+                at(text, "\"w\\u")
+            ),
+            format!(
+                "ember.toml:{}: service \"a\": stdout \"/var/log/a\\0.log\" {nul}",
+                at(text, "\"/var/log/a")
+            ),
+            format!(
+                "ember.toml:{}: service \"a\": stderr file \"b\\0.log\" {nul}",
+                at(text, "\"b\\u")
+            ),
+        ],
+        "{problems:#?}"
+    );
+}
