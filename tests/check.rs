@@ -122,6 +122,33 @@ fn a_missing_file_says_so() {
         .contains("/nonexistent/ember.toml: cannot read: No such file or directory"));
 }
 
+/// `--config /dev/zero` (a file that says it is empty and never ends) is refused at the
+/// bound, at once and without growing: not read until memory runs out.
+#[test]
+fn an_endless_file_is_read_up_to_the_bound() {
+    let mut child = Command::new(EMBER)
+        .args(["check", "--config", "/dev/zero"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > std::time::Duration::from_secs(20) {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("ember check --config /dev/zero did not finish in 20s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("/dev/zero: cannot read: larger than 4 MiB, the most ember reads of a configuration file"),
+        "{stdout}"
+    );
+}
+
 #[test]
 fn help_is_complete() {
     let out = Command::new(EMBER).arg("--help").output().unwrap();

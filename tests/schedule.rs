@@ -140,3 +140,43 @@ schedule = { every = "24h" }
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("exit-code") || err.contains("code 4"), "{err}");
 }
+
+/// `after_boot = "0s"` is a run at boot, alone (once) or before an hourly period: ember
+/// gets to its schedules some milliseconds after it started, and that is not a time
+/// missed. The hourly job's next run is then about an hour after boot.
+#[test]
+fn after_boot_zero_runs_at_boot() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "schedule-boot",
+        r#"
+[service.once]
+type = "oneshot"
+command = ["/bin/sh", "-c", "echo run >> $DIR/once"]
+schedule = { after_boot = "0s" }
+
+[service.hourly]
+type = "oneshot"
+command = ["/bin/sh", "-c", "echo run >> $DIR/hourly"]
+schedule = { after_boot = "0s", every = "1h" }
+"#,
+    );
+    for name in ["once", "hourly"] {
+        let runs = ember.dir.path(name);
+        assert!(
+            wait_for(LONG, || lines(&runs).len() == 1),
+            "{name} did not run at boot\nlog:\n{}",
+            ember.log()
+        );
+        ember.wait_state(name, "inactive", Some("scheduled"), LONG);
+    }
+    let status = ember.wait_state("hourly", "inactive", Some("scheduled"), LONG);
+    let next = status["next_run_usec"].as_u64().expect("a next run");
+    let table = String::from_utf8_lossy(&ember.ctl(&["status"]).stdout).to_string();
+    assert!(
+        table.contains("next run in 59m") || table.contains("next run in 1h"),
+        "{next} {table}"
+    );
+}

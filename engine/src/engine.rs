@@ -156,6 +156,10 @@ pub struct Engine {
     schedule_timers: BTreeSet<(Duration, String)>,
     /// When the engine was made: what `after_boot` counts from.
     booted_at: Duration,
+    /// The first reconcile of an engine made at boot ([`Engine::new`], then
+    /// [`Engine::boot`]): an `after_boot` that passed while ember got there ("0s", "1ms")
+    /// is the boot's run, not one missed. Not for an engine adopted at a reexec.
+    at_boot: bool,
     /// Makes each board's jitter its own (see [`Engine::set_jitter_seed`]).
     jitter_seed: u64,
     /// How many services are on their way up or down, and how many are failed: the
@@ -374,7 +378,9 @@ impl Engine {
         for (name, spec) in specs {
             units.insert(name, Unit::new(spec, now));
         }
-        Engine::with_records(units, now)
+        let mut engine = Engine::with_records(units, now);
+        engine.at_boot = true;
+        engine
     }
 
     /// An engine over `units` (new ones, or a previous binary's records: see `carry.rs`),
@@ -520,6 +526,7 @@ impl Engine {
     pub fn boot(&mut self, now: Duration) -> Vec<Action> {
         let mut actions = Vec::new();
         self.reconcile(now, &mut actions);
+        self.at_boot = false;
         self.finish(&mut actions);
         actions
     }
@@ -1572,6 +1579,7 @@ impl Engine {
     /// reload that changed the schedule arms or disarms it.
     fn keep_schedule(&mut self, name: &str, now: Duration) {
         let booted_at = self.booted_at;
+        let at_boot = self.at_boot;
         let seed = self.jitter_seed;
         let shutting_down = self.shutting_down;
         let Some(unit) = self.units.get_mut(name) else {
@@ -1586,10 +1594,11 @@ impl Engine {
             Some(_) if unit.schedule_on => {}
             Some(schedule) => {
                 unit.schedule_on = true;
-                // The first run: after_boot from ember's start while that is still ahead;
-                // else one period from now; else (only after_boot, and past) none.
+                // The first run: after_boot from ember's start while that is still ahead
+                // or this is the boot itself (then a past one is due at once); else one
+                // period from now; else (only after_boot, and past) none.
                 let base = match (schedule.after_boot, schedule.every) {
-                    (Some(a), _) if booted_at + a >= now => Some(booted_at + a),
+                    (Some(a), _) if at_boot || booted_at + a >= now => Some(booted_at + a),
                     (_, Some(every)) => Some(now + every),
                     _ => None,
                 };

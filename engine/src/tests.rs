@@ -3372,6 +3372,47 @@ fn after_boot_sets_the_first_run() {
     assert_eq!(spawns_of(&sim, "at-boot")[0], secs(0));
 }
 
+/// The runtime boots the engine a little after it made it (the clock started at ember's
+/// start): an after_boot shorter than that wait (0s, 1ms) is a run at boot, not a run
+/// that has passed unseen; with every, the next run is a period after the boot's.
+#[test]
+fn an_after_boot_that_passed_before_the_first_look_runs_at_boot() {
+    let mut once = oneshot("once");
+    once.schedule = Some(Box::new(Schedule {
+        every: None,
+        after_boot: Some(Duration::ZERO),
+        jitter: Duration::ZERO,
+    }));
+    let mut hourly = oneshot("hourly");
+    hourly.schedule = Some(Box::new(Schedule {
+        every: Some(secs(3600)),
+        after_boot: Some(ms(1)),
+        jitter: Duration::ZERO,
+    }));
+    let mut engine = Engine::new(spec_map(vec![once, hourly]), Duration::ZERO);
+    engine.boot(ms(5));
+    assert_eq!(
+        engine.unit("once").and_then(|u| u.next_run),
+        Some(Duration::ZERO)
+    );
+    assert_eq!(engine.unit("hourly").and_then(|u| u.next_run), Some(ms(1)));
+    let actions = engine.handle(Input::Tick, ms(5));
+    for name in ["once", "hourly"] {
+        assert!(
+            actions
+                .iter()
+                .any(|a| matches!(a, Action::Spawn { name: n, .. } if n == name)),
+            "{name} not run at boot: {actions:?}"
+        );
+    }
+    // The next hourly run: a period after the boot's.
+    assert_eq!(
+        engine.unit("hourly").and_then(|u| u.next_run),
+        Some(ms(1) + secs(3600))
+    );
+    assert_eq!(engine.unit("once").and_then(|u| u.next_run), None);
+}
+
 /// A run still going when the next is due is not started twice; the schedule goes on.
 #[test]
 fn a_run_still_going_is_not_started_twice() {

@@ -31,6 +31,10 @@ use walk::{FromToml, Issue, Table};
 pub const DEFAULT_CONFIG: &str = "/etc/ember/ember.toml";
 pub const DEFAULT_SOCKET: &str = "/run/ember/control.sock";
 pub const DEFAULT_LOG_DIR: &str = "/var/log/ember";
+/// The largest configuration file ember reads, the main one or one of services.d: far
+/// above any real one (a thousand services fit in well under 1 MiB), and a bound on what
+/// a mistaken path (/dev/zero, a log file) costs PID 1.
+pub const MAX_FILE_SIZE: u64 = 4 << 20;
 
 /// A checked configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -380,8 +384,30 @@ fn finish(config: Option<Config>, mut problems: Vec<Problem>) -> Loaded {
     }
 }
 
+/// Reads a configuration file whole, up to [`MAX_FILE_SIZE`]: counted as it is read, not
+/// taken from the size the file says it has (/dev/zero says 0 and never ends; a file may
+/// grow while it is read).
+fn read_bounded(path: &Path) -> std::io::Result<String> {
+    use std::io::{Error, ErrorKind, Read};
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_FILE_SIZE + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_FILE_SIZE {
+        return Err(Error::new(
+            ErrorKind::FileTooLarge,
+            format!(
+                "larger than {} MiB, the most ember reads of a configuration file",
+                MAX_FILE_SIZE >> 20
+            ),
+        ));
+    }
+    String::from_utf8(bytes)
+        .map_err(|_| Error::new(ErrorKind::InvalidData, "stream did not contain valid UTF-8"))
+}
+
 fn read_source(path: &Path, problems: &mut Vec<Problem>) -> Option<Rc<Source>> {
-    match std::fs::read_to_string(path) {
+    match read_bounded(path) {
         Ok(text) => Some(Rc::new(Source {
             path: path.to_owned(),
             text,
@@ -926,7 +952,7 @@ fn read_services_dir(dir: &Path, found: &mut Found, problems: &mut Vec<Problem>)
         };
         let source = match unreadable {
             Some(why) => Err(why),
-            None => std::fs::read_to_string(&file)
+            None => read_bounded(&file)
                 .map_err(|e| format!("cannot read it: {e}"))
                 .map(|text| Source {
                     path: file.clone(),

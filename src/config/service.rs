@@ -20,8 +20,8 @@ pub struct RawService {
     pid_file: Option<Spanned<PathBuf>>,
     user: Option<Spanned<String>>,
     group: Option<Spanned<String>>,
-    env: BTreeMap<String, String>,
-    workdir: Option<PathBuf>,
+    env: Env,
+    workdir: Option<Spanned<PathBuf>>,
     requires: Vec<Spanned<String>>,
     wants: Vec<Spanned<String>>,
     after: Vec<Spanned<String>>,
@@ -81,6 +81,61 @@ impl RawService {
     }
 }
 
+/// `env = { NAME = "value" }`: each name and value checked where it is written. A name
+/// is not empty and holds no `=` (the first `=` ends it: "A=B" = "1" would set A to
+/// "B=1"), no NUL and no control character; a value holds no NUL (execve takes C strings:
+/// the service could never start).
+#[derive(Debug, Default)]
+struct Env(BTreeMap<String, String>);
+
+impl FromToml for Env {
+    fn from_toml(value: Spanned<DeValue<'_>>, issues: &mut Vec<Issue>) -> Option<Self> {
+        let offset = value.span().start;
+        let entries = match value.into_inner() {
+            DeValue::Table(entries) => entries,
+            other => return walk::wrong_type(offset, &other, "a table", issues),
+        };
+        let before = issues.len();
+        let mut env = BTreeMap::new();
+        for (key, value) in entries {
+            let at = key.span().start;
+            let key = key.into_inner();
+            let shown = key.escape_debug();
+            let bad_key = if key.is_empty() {
+                Some(format!("env key \"{shown}\" is empty; name the variable"))
+            } else if key.contains('\0') {
+                Some(format!(
+                    "env key \"{shown}\" contains a NUL byte, which no program can be given"
+                ))
+            } else if key.contains('=') {
+                Some(format!("env key \"{shown}\" contains '=', which ends a variable's name; name the variable without it"))
+            } else {
+                key.chars().find(|c| c.is_control()).map(|c| format!("env key \"{shown}\" contains the control character {c:?}; name the variable with letters, digits and _"))
+            };
+            if let Some(message) = bad_key {
+                issues.push(Issue {
+                    offset: at,
+                    message,
+                });
+            }
+            let Some(value) = Spanned::<String>::from_toml(value, issues) else {
+                continue;
+            };
+            if value.get_ref().contains('\0') {
+                issues.push(Issue {
+                    offset: value.span().start,
+                    message: format!(
+                        "env {shown}: its value (\"{}\") contains a NUL byte, which no program can be given",
+                        value.get_ref().escape_debug()
+                    ),
+                });
+            }
+            env.insert(key.into_owned(), value.into_inner());
+        }
+        (issues.len() == before).then_some(Env(env))
+    }
+}
+
 /// `ready = { ... }`: exactly one of its keys should be set, checked in `ready_kind`.
 #[derive(Debug)]
 struct RawReady {
@@ -88,8 +143,8 @@ struct RawReady {
     delay: Option<Duration>,
     notify: Option<bool>,
     tcp: Option<String>,
-    file: Option<PathBuf>,
-    exec: Option<Vec<String>>,
+    file: Option<Spanned<PathBuf>>,
+    exec: Option<Spanned<Vec<String>>>,
 }
 
 impl FromToml for RawReady {
@@ -249,7 +304,58 @@ pub fn build(
         };
     }
     let mut spec = ServiceSpec::new(name, &[]);
-    spec.env = raw.env;
+    spec.env = raw.env.0;
+    // What the OS is given as a C string cannot hold a NUL: said here, at the value, not
+    // found when the service can never start. (A command's and env's are said by theirs.)
+    let mut nul_free = |what: &str, offset: usize, text: &std::ffi::OsStr| {
+        let has_nul = text.as_encoded_bytes().contains(&0);
+        if has_nul {
+            error!(
+                offset,
+                format!(
+                    "service \"{name}\": {what} \"{}\" contains a NUL byte, which no path or name can hold",
+                    text.to_string_lossy().escape_debug()
+                )
+            );
+        }
+        !has_nul
+    };
+    let pid_file_ok = raw
+        .pid_file
+        .as_ref()
+        .is_none_or(|p| nul_free("pid_file", p.span().start, p.get_ref().as_os_str()));
+    let workdir_ok = raw
+        .workdir
+        .as_ref()
+        .is_none_or(|d| nul_free("workdir", d.span().start, d.get_ref().as_os_str()));
+    let user_ok = raw
+        .user
+        .as_ref()
+        .is_none_or(|u| nul_free("user", u.span().start, u.get_ref().as_ref()));
+    let group_ok = raw
+        .group
+        .as_ref()
+        .is_none_or(|g| nul_free("group", g.span().start, g.get_ref().as_ref()));
+    for (what, output) in [("stdout", &raw.stdout), ("stderr", &raw.stderr)] {
+        match output.as_ref().map(|o| (o.span().start, o.get_ref())) {
+            Some((offset, RawOutput::Text(text))) => {
+                nul_free(what, offset, text.as_ref());
+            }
+            Some((
+                _,
+                RawOutput::Rotated {
+                    file: Some(file), ..
+                },
+            )) => {
+                nul_free(
+                    &format!("{what} file"),
+                    file.span().start,
+                    file.get_ref().as_os_str(),
+                );
+            }
+            _ => {}
+        }
+    }
 
     match raw.command {
         None => error!(table_offset, format!("service \"{name}\" has no command; add e.g. command = [\"/usr/bin/app\", \"--flag\"]")),
@@ -277,7 +383,7 @@ pub fn build(
     if spec.kind == ServiceType::Forking && spec.pid_file.is_none() {
         error!(table_offset, format!("service \"{name}\" is type = \"forking\" but has no pid_file: ember must know the daemon's pid; add e.g. pid_file = \"/run/{name}.pid\""));
     }
-    if let (Some(p), Some(offset)) = (&spec.pid_file, pid_file_offset) {
+    if let (Some(p), Some(offset), true) = (&spec.pid_file, pid_file_offset, pid_file_ok) {
         if spec.kind != ServiceType::Forking {
             error!(
                 offset,
@@ -291,7 +397,8 @@ pub fn build(
         }
     }
     for (value, what) in [(&raw.user, "user"), (&raw.group, "group")] {
-        if let Some(v) = value.as_ref().filter(|_| !source.offline) {
+        let ok = if what == "user" { user_ok } else { group_ok };
+        if let Some(v) = value.as_ref().filter(|_| !source.offline && ok) {
             if let Err(why) = check_account(v.get_ref(), what == "user") {
                 problems.push(source.problem(
                     Some(v.span().start),
@@ -307,7 +414,8 @@ pub fn build(
     if let Some(dir) = raw
         .workdir
         .as_ref()
-        .filter(|d| !source.offline && !names_instance(d))
+        .map(Spanned::get_ref)
+        .filter(|d| !source.offline && workdir_ok && !names_instance(d))
     {
         if !dir.is_dir() {
             // Like a missing command: it may be on a filesystem mounted later.
@@ -321,7 +429,7 @@ pub fn build(
             ));
         }
     }
-    spec.workdir = raw.workdir;
+    spec.workdir = raw.workdir.map(Spanned::into_inner);
     let mut deps = DependencySpans {
         table: Some(table_offset),
         deps: Vec::new(),
@@ -375,6 +483,7 @@ pub fn build(
     if let Some(ready) = raw.ready {
         let offset = ready.span().start;
         ready_offset = offset;
+        check_ready_exec_and_file(name, ready.get_ref(), source, problems);
         match ready_kind(ready.into_inner()) {
             Err(why) => error!(offset, format!("service \"{name}\": {why}")),
             Ok(kind) if spec.kind == ServiceType::Simple || (spec.kind == ServiceType::Notify && kind == Readiness::Notify) => {
@@ -564,21 +673,62 @@ fn ready_kind(raw: RawReady) -> Result<Readiness, String> {
         }
         kinds.push(Readiness::Tcp(addr));
     }
+    // Their values are checked by check_ready_exec_and_file.
     if let Some(path) = raw.file {
-        kinds.push(Readiness::File(path));
+        kinds.push(Readiness::File(path.into_inner()));
     }
     if let Some(argv) = raw.exec {
-        if argv.is_empty() {
-            return Err(
-                "ready exec is empty; give a command such as [\"/bin/check\", \"arg\"]".into(),
-            );
-        }
-        kinds.push(Readiness::Exec(argv));
+        kinds.push(Readiness::Exec(argv.into_inner()));
     }
     match kinds.len() {
         1 => Ok(kinds.remove(0)),
         0 => Err("ready needs one of log, delay, notify, tcp, file, exec".into()),
         _ => Err("ready takes exactly one of log, delay, notify, tcp, file, exec".into()),
+    }
+}
+
+/// `ready = { exec }` is checked as `command` is: not empty, no NUL, and its program
+/// looked up (with ember's PATH, which the check runs with), a missing one being this
+/// machine's problem; `ready = { file }` is an absolute path, as `pid_file` is. Each
+/// problem at its value.
+fn check_ready_exec_and_file(
+    name: &str,
+    ready: &RawReady,
+    source: &Source,
+    problems: &mut Vec<Problem>,
+) {
+    let mut problem = |offset: usize, severity: Severity, message: String| {
+        problems.push(source.problem(Some(offset), severity, message))
+    };
+    if let Some(argv) = &ready.exec {
+        let offset = argv.span().start;
+        let program = argv.get_ref().first().map(String::as_str).unwrap_or("");
+        if program.is_empty() {
+            problem(offset, Severity::Error, format!("service \"{name}\": ready exec is empty; give a command such as [\"/bin/check\", \"arg\"]"));
+        } else if let Err(why) = Argv::new(argv.get_ref()) {
+            problem(
+                offset,
+                Severity::Error,
+                format!("service \"{name}\": ready exec: {why}"),
+            );
+        } else if !source.offline && !program.contains(INSTANCE) {
+            if let Err(why) = resolve_program(program, None) {
+                problem(
+                    offset,
+                    Severity::Runtime,
+                    format!("service \"{name}\": ready exec: {why}"),
+                );
+            }
+        }
+    }
+    if let Some(file) = &ready.file {
+        let offset = file.span().start;
+        let path = file.get_ref();
+        if !path.is_absolute() {
+            problem(offset, Severity::Error, format!("service \"{name}\": ready file must be an absolute path such as \"/run/{name}.ready\""));
+        } else if path.as_os_str().as_encoded_bytes().contains(&0) {
+            problem(offset, Severity::Error, format!("service \"{name}\": ready file \"{}\" contains a NUL byte, which no path can hold", path.to_string_lossy().escape_debug()));
+        }
     }
 }
 

@@ -2001,7 +2001,8 @@ watchdog = { device = "watchdog0", timeout = "1500ms", on_shutdown = "disarm", p
             at(text, "pet =")
         )]
     );
-    // Each value on its own (a table with a wrong shape is not checked further).
+    // Each value on its own (a table with a wrong shape is not checked further), with a
+    // device this machine has.
     for (line, needle, message) in [
         (
             "watchdog = { device = \"watchdog0\" }",
@@ -2009,17 +2010,17 @@ watchdog = { device = "watchdog0", timeout = "1500ms", on_shutdown = "disarm", p
             "watchdog device \"watchdog0\" must be an absolute path, e.g. \"/dev/watchdog0\"",
         ),
         (
-            "watchdog = { timeout = \"1500ms\" }",
+            "watchdog = { device = \"/dev/null\", timeout = \"1500ms\" }",
             "\"1500ms\"",
             "watchdog timeout must be a whole number of seconds, at least 1 (drivers take seconds), e.g. \"30s\"",
         ),
         (
-            "watchdog = { timeout = \"0s\" }",
+            "watchdog = { device = \"/dev/null\", timeout = \"0s\" }",
             "\"0s\"",
             "watchdog timeout must be a whole number of seconds, at least 1 (drivers take seconds), e.g. \"30s\"",
         ),
         (
-            "watchdog = { timeout = \"soon\" }",
+            "watchdog = { device = \"/dev/null\", timeout = \"soon\" }",
             "\"soon\"",
             "invalid duration \"soon\" (expected number at 0); write e.g. \"250ms\", \"5s\", \"2m\"",
         ),
@@ -2064,6 +2065,38 @@ fn a_watchdog_device_missing_here_fails_check_but_not_a_boot() {
             at(text, "\"/etc/passwd")
         )]
     );
+}
+
+/// The default device (/dev/watchdog0) is looked at as a device written out is: a
+/// machine without it fails `ember check` at the watchdog table, not only at boot.
+#[test]
+fn the_default_watchdog_device_is_checked_as_a_written_one() {
+    let tree = Tree::new();
+    let text = "[system]\nwatchdog = { timeout = \"30s\" }\n";
+    tree.write("ember.toml", text);
+    let loaded = tree.load();
+    let default = Path::new(watchdog::DEFAULT_DEVICE);
+    let is_device = std::fs::metadata(default)
+        .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_char_device(&m.file_type()));
+    if is_device {
+        assert!(loaded.problems.is_empty(), "{:?}", loaded.problems);
+        return;
+    }
+    let lines = tree.lines(&loaded);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].starts_with(&format!(
+            "ember.toml:{}: watchdog device /dev/watchdog0 (the default: no device is set): ",
+            at(text, "{ timeout")
+        )),
+        "{lines:?}"
+    );
+    assert_eq!(loaded.problems[0].severity, Severity::Runtime);
+    assert!(loaded.config.is_some_and(|c| c.system.watchdog.is_some()));
+    // check_text does not look at the machine.
+    assert!(check_text(&tree.root.join("ember.toml"), text)
+        .problems
+        .is_empty());
 }
 
 #[test]
@@ -2360,5 +2393,240 @@ fn instance_in_a_templates_dependencies_is_said_not_to_be_replaced() {
                 && p.contains("{instance} is not replaced in requires")
         ),
         "{problems:?}"
+    );
+}
+
+/// Durations take the units the README lists (ms, s, m, h, d), in lower case, in every
+/// key: "1M" (a MiB in a size of the same file) is no month, and years, weeks and
+/// sub-millisecond units are refused with the units named; the longest is said coherently.
+#[test]
+fn durations_take_the_documented_units_only() {
+    let tree = Tree::new();
+    let text = r#"
+[service.job]
+type = "oneshot"
+command = ["/bin/true"]
+schedule = { every = "1M", after_boot = "2w", jitter = "1 m" }
+stop_timeout = "1M"
+restart_delay = "1y"
+restart_delay_max = "5us"
+start_limit_interval = "5S"
+ready_timeout = "400d"
+
+[service.ok]
+command = ["/bin/true"]
+stop_timeout = "1h 30m"
+restart_delay = "250ms"
+restart_delay_max = "2d"
+"#;
+    tree.write("ember.toml", text);
+    let problems = tree.problems();
+    let units = "the units are ms, s, m (minutes), h and d (days)";
+    let advice = "write e.g. \"250ms\", \"5s\", \"2m\"";
+    let month = format!("\"M\" is no unit of time: a size's \"1M\" is 1 MiB, a minute is \"1m\", a month \"30d\"; {units}");
+    let expected = [
+        format!("ember.toml:{}: invalid duration \"1M\" ({month}); {advice}", at(text, "\"1M\", after")),
+        format!("ember.toml:{}: invalid duration \"2w\" (unknown unit \"w\"; {units}); {advice}", at(text, "\"2w\"")),
+        format!("ember.toml:{}: invalid duration \"1M\" ({month}); {advice}", at(text, "\"1M\"\n")),
+        format!("ember.toml:{}: invalid duration \"1y\" (unknown unit \"y\"; {units}); {advice}", at(text, "\"1y\"")),
+        format!("ember.toml:{}: invalid duration \"5us\" (unknown unit \"us\"; {units}); {advice}", at(text, "\"5us\"")),
+        format!("ember.toml:{}: invalid duration \"5S\" (unit \"S\" is written in lower case; {units}); {advice}", at(text, "\"5S\"")),
+        format!("ember.toml:{}: duration \"400d\" is too long; the longest ember takes is 365 days (\"365d\")", at(text, "\"400d\"")),
+    ];
+    assert_eq!(problems, expected, "{problems:#?}");
+}
+
+/// env: a key is a variable's name (not empty, no `=`, which would end it, no NUL or
+/// control character) and a value has no NUL (execve takes C strings), each said at
+/// its key or value; a right one beside them is kept.
+#[test]
+fn env_keys_and_values_are_checked_at_their_position() {
+    let tree = Tree::new();
+    let text = r#"[service.a]
+command = ["/bin/true"]
+env = { A = "x\u0000y", "B=C" = "1", "" = "2", "D\nE" = "3", "F\u0000" = "4", OK = "a=b\nc" }
+"#;
+    tree.write("ember.toml", text);
+    let problems = tree.problems();
+    let expected = [
+        format!("ember.toml:{}: env A: its value (\"x\\0y\") contains a NUL byte, which no program can be given", at(text, "\"x\\u")),
+        format!("ember.toml:{}: env key \"B=C\" contains '=', which ends a variable's name; name the variable without it", at(text, "\"B=C\"")),
+        format!("ember.toml:{}: env key \"\" is empty; name the variable", at(text, "\"\" =")),
+        format!("ember.toml:{}: env key \"D\\nE\" contains the control character '\\n'; name the variable with letters, digits and _", at(text, "\"D\\n")),
+        format!("ember.toml:{}: env key \"F\\0\" contains a NUL byte, which no program can be given", at(text, "\"F\\u")),
+    ];
+    let mut sorted = expected.to_vec();
+    sorted.sort_by_key(|p| {
+        let pos: Vec<usize> = p
+            .split(':')
+            .skip(1)
+            .take(2)
+            .map(|n| n.parse().unwrap())
+            .collect();
+        (pos[0], pos[1])
+    });
+    assert_eq!(problems, sorted, "{problems:#?}");
+    let good = r#"[service.a]
+command = ["/bin/true"]
+env = { OK = "a=b\nc", _x1 = "" }
+"#;
+    tree.write("ember.toml", good);
+    let loaded = tree.load();
+    assert!(loaded.problems.is_empty(), "{:?}", loaded.problems);
+    let env = &loaded.config.unwrap().services["a"].env;
+    assert_eq!(env.get("OK").map(String::as_str), Some("a=b\nc"));
+    assert_eq!(env.get("_x1").map(String::as_str), Some(""));
+}
+
+/// A configuration file is read up to MAX_FILE_SIZE, whatever size it says it has: a
+/// file past it (the main one, or one of services.d) is refused naming the file and the
+/// limit, and /dev/zero (which says 0 bytes and never ends) costs no more than that.
+#[test]
+fn config_files_are_read_up_to_a_bound() {
+    let tree = Tree::new();
+    let big = format!("[system]\n# {}\n", "x".repeat(MAX_FILE_SIZE as usize));
+    tree.write("ember.toml", &big);
+    let limit = "larger than 4 MiB, the most ember reads of a configuration file";
+    assert_eq!(
+        tree.problems(),
+        [format!("ember.toml: cannot read: {limit}")]
+    );
+
+    tree.write("ember.toml", "[system]\n");
+    let service = format!(
+        "command = [\"/bin/true\"]\n# {}\n",
+        "x".repeat(MAX_FILE_SIZE as usize)
+    );
+    tree.write("services.d/big.toml", &service);
+    tree.write("services.d/ok.toml", "command = [\"/bin/true\"]\n");
+    assert_eq!(
+        tree.problems(),
+        [format!(
+            "services.d/big.toml: service big not loaded: cannot read it: {limit}"
+        )]
+    );
+    // Just at the limit is read.
+    let mut at_limit = "command = [\"/bin/true\"]\n#".to_owned();
+    at_limit.push_str(&"x".repeat(MAX_FILE_SIZE as usize - at_limit.len() - 1));
+    at_limit.push('\n');
+    assert_eq!(at_limit.len() as u64, MAX_FILE_SIZE);
+    tree.write("services.d/big.toml", &at_limit);
+    assert_eq!(tree.problems(), Vec::<String>::new());
+
+    let loaded = load(Path::new("/dev/zero"));
+    assert_eq!(
+        loaded
+            .problems
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>(),
+        [format!("/dev/zero: cannot read: {limit}")]
+    );
+}
+
+/// ready exec is checked as command is (not empty, no NUL, its program found, else a
+/// problem of this machine), and ready file is an absolute path as pid_file is; each at
+/// its value.
+#[test]
+fn ready_exec_and_file_are_checked_as_command_and_pid_file() {
+    let tree = Tree::new();
+    let text = r#"[service.a]
+command = ["/bin/sh"]
+ready = { exec = [""] }
+[service.b]
+command = ["/bin/sh"]
+ready = { exec = [] }
+[service.c]
+command = ["/bin/sh"]
+ready = { exec = ["/bin/sh", "-c", "x\u0000y"] }
+[service.d]
+command = ["/bin/sh"]
+ready = { exec = ["/nonexistent/check"] }
+[service.e]
+command = ["/bin/sh"]
+ready = { file = "" }
+[service.f]
+command = ["/bin/sh"]
+ready = { file = "run/f.ready" }
+[service.g]
+command = ["/bin/sh"]
+ready = { file = "/run/g\u0000.ready" }
+[service.ok]
+command = ["/bin/sh"]
+ready = { exec = ["sh", "-c", "true"] }
+"#;
+    tree.write("ember.toml", text);
+    let problems = tree.problems();
+    assert_eq!(
+        problems,
+        [
+            format!("ember.toml:{}: service \"a\": ready exec is empty; give a command such as [\"/bin/check\", \"arg\"]", at(text, "[\"\"]")),
+            format!("ember.toml:{}: service \"b\": ready exec is empty; give a command such as [\"/bin/check\", \"arg\"]", at(text, "[] }")),
+            format!("ember.toml:{}: service \"c\": ready exec: argument 2 of the command (\"x\\0y\") contains a NUL byte, which no program can be given", at(text, "[\"/bin/sh\", \"-c\", \"x")),
+            format!("ember.toml:{}: service \"d\": ready exec: command /nonexistent/check does not exist; give the path of an installed program", at(text, "[\"/nonexistent")),
+            format!("ember.toml:{}: service \"e\": ready file must be an absolute path such as \"/run/e.ready\"", at(text, "\"\" }")),
+            format!("ember.toml:{}: service \"f\": ready file must be an absolute path such as \"/run/f.ready\"", at(text, "\"run/f.ready\"")),
+            format!("ember.toml:{}: service \"g\": ready file \"/run/g\\0.ready\" contains a NUL byte, which no path can hold", at(text, "\"/run/g")),
+        ],
+        "{problems:#?}"
+    );
+    // The missing program is this machine's problem, as a command's is: not an error.
+    let loaded = tree.load();
+    let d = loaded
+        .problems
+        .iter()
+        .find(|p| p.message.contains("\"d\""))
+        .unwrap();
+    assert_eq!(d.severity, Severity::Runtime);
+}
+
+/// A NUL byte can be in no path or name the OS is given: in pid_file, workdir, user,
+/// group or an output file it is an error at its value, as in a command, not a service
+/// that can never start.
+#[test]
+fn a_nul_in_a_path_or_account_is_an_error_at_its_value() {
+    let tree = Tree::new();
+    let text = r#"[service.a]
+command = ["/bin/sh"]
+type = "forking"
+pid_file = "/run/a\u0000.pid"
+workdir = "/tmp\u0000x"
+user = "r\u0000oot"
+group = "w\u0000heel"
+stdout = "/var/log/a\u0000.log"
+stderr = { file = "b\u0000.log" }
+"#;
+    tree.write("ember.toml", text);
+    let problems = tree.problems();
+    let nul = "contains a NUL byte, which no path or name can hold";
+    assert_eq!(
+        problems,
+        [
+            format!(
+                "ember.toml:{}: service \"a\": pid_file \"/run/a\\0.pid\" {nul}",
+                at(text, "\"/run/a")
+            ),
+            format!(
+                "ember.toml:{}: service \"a\": workdir \"/tmp\\0x\" {nul}",
+                at(text, "\"/tmp")
+            ),
+            format!(
+                "ember.toml:{}: service \"a\": user \"r\\0oot\" {nul}",
+                at(text, "\"r\\u")
+            ),
+            format!(
+                "ember.toml:{}: service \"a\": group \"w\\0heel\" {nul}",
+                at(text, "\"w\\u")
+            ),
+            format!(
+                "ember.toml:{}: service \"a\": stdout \"/var/log/a\\0.log\" {nul}",
+                at(text, "\"/var/log/a")
+            ),
+            format!(
+                "ember.toml:{}: service \"a\": stderr file \"b\\0.log\" {nul}",
+                at(text, "\"b\\u")
+            ),
+        ],
+        "{problems:#?}"
     );
 }

@@ -59,19 +59,76 @@ impl FromToml for Duration {
     }
 }
 
+/// The units a duration is written in, and what each is worth in milliseconds. Lower
+/// case only: "1M" is a MiB in a size of the same file, and must not be read as a month
+/// (humantime's "M"); nor are years, weeks or sub-millisecond units taken, which no
+/// timeout of ember's needs and which a slip could write.
+const DURATION_UNITS: [(&str, u64); 5] = [
+    ("ms", 1),
+    ("s", 1_000),
+    ("m", 60_000),
+    ("h", 3_600_000),
+    ("d", 86_400_000),
+];
+
+/// What every invalid duration's message ends with.
+const DURATION_ADVICE: &str = "write e.g. \"250ms\", \"5s\", \"2m\"";
+
+/// Reads a duration: one or more `NUMBER UNIT` pieces ("1h 30m"), units from
+/// [`DURATION_UNITS`], or "0".
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let shown = text.escape_debug();
+    let invalid = |why: String| format!("invalid duration \"{shown}\" ({why}); {DURATION_ADVICE}");
+    let too_long = || {
+        format!("duration \"{shown}\" is too long; the longest ember takes is 365 days (\"365d\")")
+    };
     let trimmed = text.trim();
     if trimmed == "0" {
         return Ok(Duration::ZERO);
     }
-    let duration = humantime::parse_duration(trimmed).map_err(|e| {
-        format!("invalid duration \"{text}\" ({e}); write e.g. \"250ms\", \"5s\", \"2m\"")
-    })?;
+    if trimmed.is_empty() {
+        return Err(invalid("it is empty".into()));
+    }
+    let units = "the units are ms, s, m (minutes), h and d (days)";
+    let mut rest = trimmed;
+    let mut total: u64 = 0;
+    while !rest.is_empty() {
+        let at = trimmed.len() - rest.len();
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(invalid(format!("expected number at {at}")));
+        }
+        let (number, after) = rest.split_at(digits);
+        let after = after.trim_start();
+        let unit_len = after
+            .find(|c: char| c.is_ascii_digit() || c.is_whitespace())
+            .unwrap_or(after.len());
+        let (unit, after) = after.split_at(unit_len);
+        let Some(&(_, ms)) = DURATION_UNITS.iter().find(|(u, _)| *u == unit) else {
+            let unit = unit.escape_debug();
+            return Err(invalid(match unit.to_string().as_str() {
+                "" => format!("a number without its unit; {units}"),
+                "M" => format!("\"M\" is no unit of time: a size's \"1M\" is 1 MiB, a minute is \"1m\", a month \"30d\"; {units}"),
+                u if DURATION_UNITS.iter().any(|(d, _)| d.eq_ignore_ascii_case(u)) => {
+                    format!("unit \"{u}\" is written in lower case; {units}")
+                }
+                u => format!("unknown unit \"{u}\"; {units}"),
+            }));
+        };
+        total = number
+            .parse::<u64>()
+            .ok()
+            .and_then(|n| n.checked_mul(ms))
+            .and_then(|n| n.checked_add(total))
+            .ok_or_else(too_long)?;
+        rest = after.trim_start();
+    }
+    let duration = Duration::from_millis(total);
     // Deadlines are computed by adding durations to clocks: keep them far from overflow.
     if duration > MAX_DURATION {
-        return Err(format!(
-            "duration \"{text}\" is too long; the longest ember takes is 1 year (\"365d\")"
-        ));
+        return Err(too_long());
     }
     Ok(duration)
 }
@@ -198,9 +255,13 @@ mod tests {
         assert!(parse_log_level("loud")
             .unwrap_err()
             .contains("invalid log level \"loud\""));
-        assert!(parse_duration("500000000000y")
+        assert!(parse_duration("500000000000000000000d")
             .unwrap_err()
             .contains("too long"));
+        assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("3d"), Ok(Duration::from_secs(3 * 86_400)));
         assert_eq!(parse_duration("365d"), Ok(MAX_DURATION));
         assert!(parse_duration("soon")
             .unwrap_err()

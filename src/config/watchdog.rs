@@ -57,6 +57,8 @@ impl FromToml for OnShutdown {
 /// The table as written.
 #[derive(Debug)]
 pub struct RawWatchdog {
+    /// Where the table starts: where a problem of the default device is reported.
+    at: usize,
     device: Option<Spanned<PathBuf>>,
     timeout: Option<Spanned<Duration>>,
     on_shutdown: Option<OnShutdown>,
@@ -65,7 +67,9 @@ pub struct RawWatchdog {
 impl FromToml for RawWatchdog {
     fn from_toml(value: Spanned<DeValue<'_>>, issues: &mut Vec<Issue>) -> Option<Self> {
         let expected = "a table such as { device = \"/dev/watchdog0\", timeout = \"30s\" }";
+        let at = value.span().start;
         walk::table(value, expected, issues, |t| RawWatchdog {
+            at,
             device: t.take("device"),
             timeout: t.take("timeout"),
             on_shutdown: t.take("on_shutdown"),
@@ -84,6 +88,9 @@ impl RawWatchdog {
             ok &= severity != Severity::Error;
             problems.push(source.problem(Some(offset), severity, message));
         };
+        // As PID 1 the configuration is read before /dev is mounted, and opening the
+        // device at start says loudly enough when it is not there.
+        let look = !source.offline && std::process::id() != 1;
         let device = match self.device {
             Some(d) if d.get_ref().is_relative() => {
                 problem(
@@ -97,16 +104,19 @@ impl RawWatchdog {
                 PathBuf::new()
             }
             Some(d) => {
-                // As PID 1 the configuration is read before /dev is mounted, and opening
-                // the device at start says loudly enough when it is not there.
-                if !source.offline && std::process::id() != 1 {
-                    if let Some(why) = not_a_device(d.get_ref()) {
-                        problem(d.span().start, Severity::Runtime, why);
-                    }
+                if let Some(why) = look.then(|| not_a_device(d.get_ref(), "")).flatten() {
+                    problem(d.span().start, Severity::Runtime, why);
                 }
                 d.into_inner()
             }
-            None => PathBuf::from(DEFAULT_DEVICE),
+            None => {
+                let default = PathBuf::from(DEFAULT_DEVICE);
+                let said = " (the default: no device is set)";
+                if let Some(why) = look.then(|| not_a_device(&default, said)).flatten() {
+                    problem(self.at, Severity::Runtime, why);
+                }
+                default
+            }
         };
         let timeout = match self.timeout {
             Some(t) if t.get_ref().as_secs() == 0 || t.get_ref().subsec_nanos() != 0 => {
@@ -128,17 +138,17 @@ impl RawWatchdog {
     }
 }
 
-/// Why `path` is not a character device here, if it is not.
-fn not_a_device(path: &std::path::Path) -> Option<String> {
+/// Why `path` is not a character device here, if it is not; `said` follows its path.
+fn not_a_device(path: &std::path::Path, said: &str) -> Option<String> {
     use std::os::unix::fs::FileTypeExt;
     match std::fs::metadata(path) {
         Ok(meta) if meta.file_type().is_char_device() => None,
         Ok(_) => Some(format!(
-            "watchdog device {} is not a character device",
+            "watchdog device {}{said} is not a character device",
             path.display()
         )),
         Err(e) => Some(format!(
-            "watchdog device {}: {e} (on the board its driver must be loaded before ember starts)",
+            "watchdog device {}{said}: {e} (on the board its driver must be loaded before ember starts)",
             path.display()
         )),
     }
