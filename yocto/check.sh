@@ -605,7 +605,7 @@ config_check() {
         || { echo "$out"; echo "ember check fails on the configuration installed in $1"; return 1; }
     echo "$out"
     n=$(find "$1/etc/ember/services.d" -name '*.toml' | wc -l)
-    grep -q ": ok, $n services" <<<"$out" || { echo "ember check did not load the $n services of $1/etc/ember/services.d"; return 1; }
+    grep -Eq ": ok, $n services?( |$)" <<<"$out" || { echo "ember check did not load the $n services of $1/etc/ember/services.d"; return 1; }
     "$CARGO_OUT/debug/ember" analyze --config "$1/etc/ember/ember.toml" verify \
         || { echo "ember analyze verify fails on the configuration installed in $1"; return 1; }
 }
