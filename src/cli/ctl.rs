@@ -651,6 +651,12 @@ fn next_run_words(at_usec: u64, now_usec: u64) -> String {
     }
 }
 
+/// The widest the NAME column grows: a longer name (they may have 64 characters) has a
+/// line of its own above its row, so that one long name does not widen every row past a
+/// terminal's 80 or 100 columns (found by a hostile review: one 64-character name made
+/// every row 140 columns, and each wrapped).
+const NAME_COLUMN_MOST: usize = 24;
+
 /// The status table: one line per service, and the reason under the ones that need one.
 pub fn render_table(services: &[ServiceStatus], now_usec: u64, color: bool) -> String {
     let name_width = services
@@ -658,7 +664,7 @@ pub fn render_table(services: &[ServiceStatus], now_usec: u64, color: bool) -> S
         .map(|s| s.name.len())
         .max()
         .unwrap_or(4)
-        .max(4);
+        .clamp(4, NAME_COLUMN_MOST);
     let mut out = format!(
         "{:name_width$}  {:28}  {:>7}  {:>8}  {:>8}  {}\n",
         "NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT"
@@ -677,9 +683,15 @@ pub fn render_table(services: &[ServiceStatus], now_usec: u64, color: bool) -> S
             (None, Some(sig)) => sig.clone(),
             _ => "-".into(),
         };
+        let name = if s.name.len() > name_width {
+            out.push_str(&format!("{}\n", s.name));
+            ""
+        } else {
+            &*s.name
+        };
         out.push_str(&format!(
-            "{:name_width$}  {state_cell}  {pid:>7}  {uptime:>8}  {:>8}  {last_exit}\n",
-            s.name, s.restarts
+            "{name:name_width$}  {state_cell}  {pid:>7}  {uptime:>8}  {:>8}  {last_exit}\n",
+            s.restarts
         ));
         let note = match (&s.reason, &s.status_text) {
             (Some(reason), _) if s.state != State::Active => Some(terminal::escape(reason)),
@@ -967,6 +979,32 @@ mod tests {
         assert!(table.contains("failed (start-limit)"), "{table}");
         assert!(table.contains("code 1"), "{table}");
         assert!(table.contains("└ 5 failures within 10s"), "{table}");
+    }
+
+    #[test]
+    fn a_long_name_has_a_line_of_its_own_and_the_rows_stay_narrow() {
+        let service = |name: &str| ServiceStatus {
+            name: name.into(),
+            state: "active".parse().unwrap(),
+            sub_state: "running".parse().unwrap(),
+            want: "up".parse().unwrap(),
+            pid: Some(4321),
+            ready: "none".parse().unwrap(),
+            ..Default::default()
+        };
+        let long = "n".repeat(64);
+        let table = render_table(&[service("web"), service(&long)], 0, false);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 4, "{table}");
+        assert!(lines[1].starts_with("web "), "{table}");
+        assert_eq!(lines[2], long, "{table}");
+        assert!(
+            lines[3].trim_start().starts_with("active (running)"),
+            "{table}"
+        );
+        for line in [lines[0], lines[1], lines[3]] {
+            assert!(line.len() <= 100, "{} columns: {line:?}", line.len());
+        }
     }
 
     #[test]
