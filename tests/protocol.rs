@@ -196,18 +196,7 @@ command = ["/bin/sleep", "7820003"]
 "#,
     );
     ember.wait_state("db", "active", None, LONG);
-    let as_user = |uid: u32, gid: u32, groups: &str, args: &[&str]| {
-        Command::new("setpriv")
-            .arg(format!("--reuid={uid}"))
-            .arg(format!("--regid={gid}"))
-            .arg(format!("--groups={groups}"))
-            .arg(EMBER)
-            .args(["ctl", "--socket"])
-            .arg(&ember.socket)
-            .args(args)
-            .output()
-            .expect("setpriv")
-    };
+    let as_user = |uid, gid, groups, args: &[&str]| ctl_as(&ember, uid, gid, groups, args);
     let said = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).into_owned();
     // The reading group (a supplementary group of uid 65534).
     let out = as_user(65534, 65534, "65533", &["status"]);
@@ -279,32 +268,8 @@ command = ["/bin/sleep", "7820012"]
     let held = connect_as(65534, 65534, 65533, &ember.socket, 70);
     assert!(held.len() >= 16, "{} connected", held.len());
     let root = ember.ctl(&["status", "web"]);
-    let other = Command::new("setpriv")
-        .args([
-            "--reuid=65532",
-            "--regid=65532",
-            "--groups=65533",
-            EMBER,
-            "ctl",
-            "--socket",
-        ])
-        .arg(&ember.socket)
-        .args(["status", "web"])
-        .output()
-        .expect("setpriv");
-    let held_one_more = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--groups=65533",
-            EMBER,
-            "ctl",
-            "--socket",
-        ])
-        .arg(&ember.socket)
-        .args(["status", "web"])
-        .output()
-        .expect("setpriv");
+    let other = ctl_as(&ember, 65532, 65532, "65533", &["status", "web"]);
+    let held_one_more = ctl_as(&ember, 65534, 65534, "65533", &["status", "web"]);
     drop(held);
     let said = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).into_owned();
     assert!(root.status.success(), "root: {}", said(&root));
@@ -381,6 +346,20 @@ command = ["/bin/sleep", "7820022"]
             .any(|l| l.contains("\"seq\"") && l.contains("web") && l.contains("activating")),
         "an event after the reload reached it: {rest:?}"
     );
+}
+
+/// `ember ctl ARGS` against `ember` as `uid`, `gid` and the supplementary `groups`.
+fn ctl_as(ember: &Ember, uid: u32, gid: u32, groups: &str, args: &[&str]) -> std::process::Output {
+    Command::new("setpriv")
+        .arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={gid}"))
+        .arg(format!("--groups={groups}"))
+        .arg(EMBER)
+        .args(["ctl", "--socket"])
+        .arg(&ember.socket)
+        .args(args)
+        .output()
+        .expect("setpriv")
 }
 
 /// Connects to `socket` up to `n` times as `uid` (with `gid` and the supplementary group

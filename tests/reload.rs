@@ -19,6 +19,17 @@ fn text(out: &Output) -> String {
     )
 }
 
+/// A SIGHUP reload is rejected too: logged, and the services keep running with their pids.
+fn refused_on_sighup(ember: &Ember, names: &[&str], pids: &[Value]) {
+    ember.signal(Signal::SIGHUP);
+    assert!(
+        wait_for(LONG, || ember.log().contains("SIGHUP: reload rejected")),
+        "{}",
+        ember.log()
+    );
+    still_running(ember, names, pids);
+}
+
 /// Each service's pid, once every one is active.
 fn running(ember: &Ember, names: &[&str]) -> Vec<Value> {
     names
@@ -196,13 +207,7 @@ command = ["/bin/sleep", "7920002"]
     refused(&ember, "cannot read services_dir", &names, &pids);
 
     // By SIGHUP too: rejected, logged, nothing stopped.
-    ember.signal(Signal::SIGHUP);
-    assert!(
-        wait_for(LONG, || ember.log().contains("SIGHUP: reload rejected")),
-        "{}",
-        ember.log()
-    );
-    still_running(&ember, &names, &pids);
+    refused_on_sighup(&ember, &names, &pids);
 
     std::fs::remove_file(&sd).unwrap();
     std::fs::rename(&moved, &sd).unwrap();
@@ -234,13 +239,7 @@ command = ["/bin/sleep", "7930002"]
     refused(&ember, "nobdy", &names, &pids);
 
     // SIGHUP: the same.
-    ember.signal(Signal::SIGHUP);
-    assert!(
-        wait_for(LONG, || ember.log().contains("SIGHUP: reload rejected")),
-        "{}",
-        ember.log()
-    );
-    still_running(&ember, &names, &pids);
+    refused_on_sighup(&ember, &names, &pids);
 
     std::fs::write(&ember.config, &good).unwrap();
     let said = reloads(&ember);

@@ -795,12 +795,8 @@ async fn handle_request(
     };
     let origin = origin.as_str();
     // Against the rules in force now: a reload may have changed them since it connected.
-    let own_uid = nix::unistd::geteuid().as_raw();
-    let allowed = match policy.borrow().rights(own_uid, peer.uid, &peer.gids) {
-        Some(rights) => rights.check(&command),
-        None => Err("this client is no longer admitted by [[control.allow]]".to_owned()),
-    };
-    if let Err(why) = allowed {
+    let checked = allowed(&policy.borrow(), peer, &command);
+    if let Err(why) = checked {
         tracing::warn!("{origin}: refused {}: {why}", command.verb());
         let reply = Reply::error(ErrorKind::AccessDenied, why);
         return write_line(write, &reply).await.is_ok();
@@ -808,13 +804,14 @@ async fn handle_request(
     // A stream lasts as long as the client's right to it: a reload of [[control.allow]]
     // that takes the right away ends it (found by a hostile review: a revoked user kept
     // reading events).
-    let revoked = revoked(policy, peer, command.clone());
     if let Command::Subscribe(args) = command {
         drop(_pending);
+        let revoked = revoked(policy, peer, Command::Subscribe(args.clone()));
         return subscribe(args, control, origin, streams, lines, write, revoked).await;
     }
+    // Following: its name, and the request again, to check the right against later rules.
     let follow = match &command {
-        Command::Logs(args) if args.follow => Some(args.name.clone()),
+        Command::Logs(args) if args.follow => Some((args.name.clone(), command.clone())),
         _ => None,
     };
     let wait = matches!(
@@ -839,7 +836,7 @@ async fn handle_request(
         control.call(command, origin).await
     };
     match (events, follow, reply) {
-        (Some(events), Some(name), Reply::Logs { lines: logged }) => {
+        (Some(events), Some((name, asked)), Reply::Logs { lines: logged }) => {
             let last_seq = logged.last().map(|l| l.seq).unwrap_or(0);
             if write_line(write, &Reply::Logs { lines: logged })
                 .await
@@ -853,7 +850,7 @@ async fn handle_request(
                 () = follow_logs(events, name, last_seq, write) => None,
                 () = client_gone(lines, false) => None,
                 () = stream.evicted() => Some(self::evicted()),
-                why = revoked => Some(Reply::error(ErrorKind::AccessDenied, why)),
+                why = revoked(policy, peer, asked) => Some(Reply::error(ErrorKind::AccessDenied, why)),
             };
             if let Some(last) = last {
                 let _ = write_line(write, &last).await;
@@ -952,6 +949,15 @@ async fn subscribe(
     false
 }
 
+/// Whether `peer` may ask `command` under `policy`, and if not why.
+fn allowed(policy: &Policy, peer: &Peer, command: &Command) -> Result<(), String> {
+    let own_uid = nix::unistd::geteuid().as_raw();
+    match policy.rights(own_uid, peer.uid, &peer.gids) {
+        Some(rights) => rights.check(command),
+        None => Err("this client is no longer admitted by [[control.allow]]".to_owned()),
+    }
+}
+
 /// Resolves, with why, once a reload of `[[control.allow]]` takes from `peer` the right
 /// to `command` (never, for root and ember's own uid, whose rights no rule decides).
 async fn revoked(
@@ -960,20 +966,13 @@ async fn revoked(
     command: Command,
 ) -> String {
     let mut policy = policy.clone();
-    let own_uid = nix::unistd::geteuid().as_raw();
     loop {
         if policy.changed().await.is_err() {
             // The rules can no longer change.
             return std::future::pending().await;
         }
-        let allowed = match policy
-            .borrow_and_update()
-            .rights(own_uid, peer.uid, &peer.gids)
-        {
-            Some(rights) => rights.check(&command),
-            None => Err("this client is no longer admitted by [[control.allow]]".to_owned()),
-        };
-        if let Err(why) = allowed {
+        let checked = allowed(&policy.borrow_and_update(), peer, &command);
+        if let Err(why) = checked {
             return format!("a reload took this right away: {why}");
         }
     }
