@@ -89,17 +89,24 @@ pub fn socket_path_problem(path: &std::path::Path) -> Option<(Severity, String)>
     }
 }
 
-/// The directory of the services' notify sockets: beside the control socket, which
-/// decides who may reach it.
+/// The directory of the services' notify sockets: named after the control socket
+/// (`/run/ember/control.sock.notify/`), which no two live embers can share (binding it
+/// refuses a live one), so two embers whose sockets sit in one directory never remove
+/// each other's notify sockets.
 pub fn notify_dir(control_socket: &std::path::Path) -> PathBuf {
     let mut dir = control_socket.as_os_str().to_owned();
     dir.push(".notify");
     PathBuf::from(dir)
 }
 
+/// Where the service `name`'s notify socket is bound in `dir` (a [`notify_dir`]).
+pub fn notify_socket_in(dir: &std::path::Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.sock"))
+}
+
 /// Where the service `name`'s notify socket is bound.
 pub fn notify_socket_path(control_socket: &std::path::Path, name: &str) -> PathBuf {
-    notify_dir(control_socket).join(format!("{name}.sock"))
+    notify_socket_in(&notify_dir(control_socket), name)
 }
 
 /// One `[[control.allow]]`, as written.

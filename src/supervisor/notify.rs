@@ -5,23 +5,15 @@
 //! `systemd-notify`.
 
 use super::runtime::Feed;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use tokio::net::UnixDatagram;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
-/// The directory of this ember's notify sockets: named after its control socket
-/// (`/run/ember/control.sock.notify/`), which no two live embers can share (binding it
-/// refuses a live one), so two embers whose sockets sit in one directory never remove
-/// each other's notify sockets.
-pub fn dir_for(control_socket: &Path) -> PathBuf {
-    crate::config::control::notify_dir(control_socket)
-}
-
-/// Where a service's notify socket lives (as `config::control::notify_socket_path`).
-pub fn socket_path(dir: &Path, name: &str) -> PathBuf {
-    dir.join(format!("{name}.sock"))
-}
+/// The directory of this ember's notify sockets.
+pub use crate::config::control::notify_dir as dir_for;
+/// Where a service's notify socket lives, in the directory of [`dir_for`].
+pub use crate::config::control::notify_socket_in as socket_path;
 
 /// Binds the service's socket (owned by its user, so it may write) and forwards every
 /// message to the runtime until aborted.
