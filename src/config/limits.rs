@@ -8,8 +8,9 @@ use nix::sys::resource::Resource;
 use toml::de::DeValue;
 use toml::Spanned;
 
-/// An integer, or a string: "64M", "1G", "512K", "4096", "infinity". Suffixes are
-/// powers of 1024, as systemd reads them.
+/// An integer, or a string: "64M", "1G", "512K", "4096", "infinity". Every key that takes
+/// a size (`max_size`, `memory_max`, `pids_max`, each of `limits`) reads it here, with
+/// [`parse_amount`].
 impl FromToml for Amount {
     fn from_toml(value: Spanned<DeValue<'_>>, issues: &mut Vec<Issue>) -> Option<Self> {
         let offset = value.span().start;
@@ -28,8 +29,19 @@ impl FromToml for Amount {
     }
 }
 
+/// The units a size is written in, and the power of two each is worth: powers of 1024,
+/// as systemd reads them, and in upper case only. A lower-case "1m" is a minute in a
+/// duration of the same file (and "m" a thousandth, "k" a thousand elsewhere): taken as
+/// a MiB, a slip would pass unseen. "MB" and "MiB" are refused too, with the unit to
+/// write: one spelling, and no doubt whether "MB" is 1000 or 1024 based.
+const SIZE_UNITS: [(char, u32); 4] = [('K', 10), ('M', 20), ('G', 30), ('T', 40)];
+
+/// Reads an amount: a number of bytes (or of files, processes...), a size with a unit
+/// from [`SIZE_UNITS`] ("64M", "8 K"), or "infinity" (also "unlimited", "max").
 pub fn parse_amount(text: &str) -> Result<Amount, String> {
+    let shown = text.escape_debug();
     let advice = "write a number, a size such as \"512K\", \"64M\", \"1G\", or \"infinity\"";
+    let units = "the units are K, M, G and T, powers of 1024";
     let trimmed = text.trim();
     if matches!(trimmed, "infinity" | "unlimited" | "max") {
         return Ok(Amount::Infinity);
@@ -40,23 +52,37 @@ pub fn parse_amount(text: &str) -> Result<Amount, String> {
     let (digits, unit) = trimmed.split_at(split);
     let number: u64 = digits
         .parse()
-        .map_err(|_| format!("invalid amount \"{text}\"; {advice}"))?;
-    let shift = match unit.trim() {
-        "" => 0,
-        "K" | "k" => 10,
-        "M" | "m" => 20,
-        "G" | "g" => 30,
-        "T" | "t" => 40,
-        other => {
-            return Err(format!(
-                "invalid amount \"{text}\": unknown unit \"{other}\"; {advice}"
-            ))
-        }
+        .map_err(|_| format!("invalid amount \"{shown}\"; {advice}"))?;
+    let unit = unit.trim_start();
+    let mut chars = unit.chars();
+    let letter = chars.next();
+    let rest = chars.as_str();
+    let shift = match letter {
+        None => 0,
+        Some(letter) => match SIZE_UNITS
+            .iter()
+            .find(|(u, _)| *u == letter.to_ascii_uppercase())
+        {
+            Some(&(u, shift)) if u == letter && rest.is_empty() => shift,
+            // A unit of ours in another spelling: "m", "k", "MB", "MiB", "kb".
+            Some(&(u, _)) if ["", "b", "ib"].iter().any(|r| rest.eq_ignore_ascii_case(r)) => {
+                return Err(format!(
+                    "invalid size \"{shown}\" (unit \"{}\" is written \"{u}\"; {units}); write \"{number}{u}\" for {number} {u}iB",
+                    unit.escape_debug()
+                ));
+            }
+            _ => {
+                return Err(format!(
+                    "invalid size \"{shown}\" (unknown unit \"{}\"; {units}); {advice}",
+                    unit.escape_debug()
+                ))
+            }
+        },
     };
     number
         .checked_mul(1u64 << shift)
         .map(Amount::Value)
-        .ok_or_else(|| format!("amount \"{text}\" is too large; {advice}"))
+        .ok_or_else(|| format!("amount \"{shown}\" is too large; {advice}"))
 }
 
 /// The setrlimit resources a service may set, by the names ulimit and systemd's
@@ -164,7 +190,23 @@ mod tests {
     #[test]
     fn amounts() {
         assert_eq!(parse_amount("64M"), Ok(Amount::Value(64 << 20)));
-        assert_eq!(parse_amount("512k"), Ok(Amount::Value(512 << 10)));
+        assert_eq!(parse_amount("512K"), Ok(Amount::Value(512 << 10)));
+        assert_eq!(parse_amount("8 M"), Ok(Amount::Value(8 << 20)));
+        assert_eq!(parse_amount("2T"), Ok(Amount::Value(2 << 40)));
+        // Lower case, and other spellings of the units, are refused with the one to write.
+        for (text, write) in [
+            ("512k", "\"512K\" for 512 KiB"),
+            ("1m", "\"1M\" for 1 MiB"),
+            ("1g", "\"1G\" for 1 GiB"),
+            ("1t", "\"1T\" for 1 TiB"),
+            ("64MB", "\"64M\" for 64 MiB"),
+            ("64MiB", "\"64M\" for 64 MiB"),
+            ("64 kib", "\"64K\" for 64 KiB"),
+        ] {
+            let message = parse_amount(text).unwrap_err();
+            assert!(message.starts_with(&format!("invalid size \"{text}\" (unit")), "{message}");
+            assert!(message.ends_with(&format!("; write {write}")), "{message}");
+        }
         assert_eq!(parse_amount("1G"), Ok(Amount::Value(1 << 30)));
         assert_eq!(parse_amount("4096"), Ok(Amount::Value(4096)));
         assert_eq!(parse_amount("infinity"), Ok(Amount::Infinity));
@@ -172,9 +214,9 @@ mod tests {
         assert!(parse_amount("64Q")
             .unwrap_err()
             .contains("unknown unit \"Q\""));
-        assert!(parse_amount("64 MB")
+        assert!(parse_amount("64 PB")
             .unwrap_err()
-            .contains("unknown unit \"MB\""));
+            .contains("unknown unit \"PB\""));
         assert!(parse_amount("lots").unwrap_err().contains("invalid amount"));
         assert!(parse_amount("").unwrap_err().contains("invalid amount"));
         assert!(parse_amount("99999999999T")

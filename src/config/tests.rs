@@ -1667,7 +1667,7 @@ oom_score_adjust = -1001
         vec![
             format!("ember.toml:{}: unknown field `nofiles`, expected one of `nofile`, `nproc`, `core`, `memlock`, `as`, `data`, `stack`, `fsize`, `cpu`, `locks`, `sigpending`, `msgqueue`, `nice`, `rtprio`", at(text, "nofiles")),
             format!("ember.toml:{}: invalid value: integer `-1`, expected u64", at(text, "-1,")),
-            format!("ember.toml:{}: invalid amount \"64Q\": unknown unit \"Q\"; {advice}", at(text, "\"64Q\"")),
+            format!("ember.toml:{}: invalid size \"64Q\" (unknown unit \"Q\"; the units are K, M, G and T, powers of 1024); {advice}", at(text, "\"64Q\"")),
             format!("ember.toml:{}: invalid amount \"lots\"; {advice}", at(text, "\"lots\"")),
             format!("ember.toml:{}: invalid type: boolean `true`, expected a number, a size such as \"64M\", or \"infinity\"", at(text, "true")),
             format!("ember.toml:{}: service \"b\": cpu_weight 0 is out of range; give 1 to 10000 (100 is the default)", at(text, "0\noom")),
@@ -2628,5 +2628,92 @@ stderr = { file = "b\u0000.log" }
             ),
         ],
         "{problems:#?}"
+    );
+}
+
+/// Sizes take the units the README lists, in upper case: K, M, G and T, powers of 1024
+/// (as systemd reads them), in every key that takes a size (max_size, memory_max,
+/// pids_max and each of `limits`, which share one parser). A lower-case "1m" (a minute in
+/// a duration of the same file) or "1k" (a thousand), and "MB" or "MiB", are refused at
+/// their value with the unit to write, never taken as a MiB, a KiB or anything else.
+#[test]
+fn sizes_take_the_documented_units_only() {
+    let tree = Tree::new();
+    let text = r#"
+[service.a]
+command = ["/bin/true"]
+stdout = { file = "a.log", max_size = "1m" }
+memory_max = "64m"
+limits = { memlock = "512k", fsize = "1g", data = "2t" }
+pids_max = "1MiB"
+
+[service.b]
+command = ["/bin/true"]
+stderr = { file = "b.log", max_size = "10MB" }
+limits = { stack = "8 kb", core = "64Q" }
+"#;
+    tree.write("ember.toml", text);
+    let problems = tree.problems();
+    let units = "the units are K, M, G and T, powers of 1024";
+    let written = |value: &str, unit: &str, canonical: &str, n: u64| {
+        format!(
+            "ember.toml:{}: invalid size \"{value}\" (unit \"{unit}\" is written \"{canonical}\"; {units}); write \"{n}{canonical}\" for {n} {canonical}iB",
+            at(text, &format!("\"{value}\""))
+        )
+    };
+    let expected = [
+        written("1m", "m", "M", 1),
+        written("64m", "m", "M", 64),
+        written("512k", "k", "K", 512),
+        written("1g", "g", "G", 1),
+        written("2t", "t", "T", 2),
+        written("1MiB", "MiB", "M", 1),
+        written("10MB", "MB", "M", 10),
+        written("8 kb", "kb", "K", 8),
+        format!(
+            "ember.toml:{}: invalid size \"64Q\" (unknown unit \"Q\"; {units}); write a number, a size such as \"512K\", \"64M\", \"1G\", or \"infinity\"",
+            at(text, "\"64Q\"")
+        ),
+    ];
+    assert_eq!(problems, expected, "{problems:#?}");
+
+    // What the README documents keeps working, each at its value.
+    tree.write(
+        "ember.toml",
+        r#"
+[service.a]
+command = ["/bin/true"]
+stdout = { file = "a.log", max_size = "4K" }
+stderr = { file = "b.log", max_size = 4096 }
+memory_max = "64M"
+limits = { memlock = "512K", fsize = "1G", data = "2T", stack = "infinity", nofile = 1024, core = "8 M" }
+pids_max = "128"
+"#,
+    );
+    let loaded = tree.load();
+    assert_eq!(tree.lines(&loaded), Vec::<String>::new());
+    let config = loaded.config.unwrap();
+    let a = &config.services["a"];
+    use super::limits::Amount;
+    assert!(matches!(&a.stdout, Output::Rotated(f) if f.max_size == 4096));
+    assert!(matches!(&a.stderr, Output::Rotated(f) if f.max_size == 4096));
+    assert_eq!(a.limits.memory_max, Some(Amount::Value(64 << 20)));
+    assert_eq!(a.limits.pids_max, Some(Amount::Value(128)));
+    let rlimits: Vec<(&str, Amount)> = a
+        .limits
+        .rlimits
+        .iter()
+        .map(|r| (r.name, r.amount))
+        .collect();
+    assert_eq!(
+        rlimits,
+        vec![
+            ("nofile", Amount::Value(1024)),
+            ("core", Amount::Value(8 << 20)),
+            ("memlock", Amount::Value(512 << 10)),
+            ("data", Amount::Value(2 << 40)),
+            ("stack", Amount::Infinity),
+            ("fsize", Amount::Value(1 << 30)),
+        ]
     );
 }
