@@ -174,7 +174,7 @@ struct RawSystem {
     services_dir: Option<PathBuf>,
     hostname: Option<String>,
     ctrl_alt_del: Option<CtrlAltDel>,
-    shutdown_timeout: Option<std::time::Duration>,
+    shutdown_timeout: Option<Spanned<std::time::Duration>>,
     rescue_shell: Option<PathBuf>,
     metrics_interval: Option<Spanned<std::time::Duration>>,
     log_dir: Option<Spanned<PathBuf>>,
@@ -612,6 +612,16 @@ fn load_source(source: &Rc<Source>, problems: &mut Vec<Problem>) -> Config {
             ));
         }
     }
+    if let Some(grace) = system
+        .shutdown_timeout
+        .take_if(|grace| grace.get_ref().is_zero())
+    {
+        problems.push(source.problem(
+            Some(grace.span().start),
+            Severity::Error,
+            "shutdown_timeout must be more than 0s: it is how long the processes left at shutdown have after SIGTERM, before SIGKILL; write e.g. \"5s\" (the default)".into(),
+        ));
+    }
     if let Some(every) = &system.metrics_interval {
         if *every.get_ref() < std::time::Duration::from_secs(1) {
             problems.push(source.problem(
@@ -677,7 +687,7 @@ fn assemble(
         system_config.ctrl_alt_del = c;
     }
     if let Some(d) = system.shutdown_timeout {
-        system_config.shutdown_timeout = d;
+        system_config.shutdown_timeout = d.into_inner();
     }
     system_config.rescue_shell = system.rescue_shell;
     system_config.watchdog = watchdog;

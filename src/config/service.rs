@@ -29,9 +29,9 @@ pub struct RawService {
     restart_delay: Option<Duration>,
     restart_delay_max: Option<Duration>,
     start_limit: Option<u32>,
-    start_limit_interval: Option<Duration>,
+    start_limit_interval: Option<Spanned<Duration>>,
     stop_signal: Option<Signal>,
-    stop_timeout: Option<Duration>,
+    stop_timeout: Option<Spanned<Duration>>,
     ready: Option<Spanned<RawReady>>,
     ready_timeout: Option<Duration>,
     watchdog: Option<Spanned<Duration>>,
@@ -464,14 +464,24 @@ pub fn build(
     if let Some(n) = raw.start_limit {
         spec.start_limit = n;
     }
+    // A window of 0 counts no failure, and a stop_timeout of 0 leaves no time to stop:
+    // neither means what it seems to, and each has its own way to say what it would.
     if let Some(d) = raw.start_limit_interval {
-        spec.start_limit_interval = d;
+        if d.get_ref().is_zero() {
+            error!(d.span().start, format!("service \"{name}\": start_limit_interval must be more than 0s: start_limit counts the failures within it; for no start limit, set start_limit = 0"));
+        } else {
+            spec.start_limit_interval = d.into_inner();
+        }
     }
     if let Some(s) = raw.stop_signal {
         spec.stop_signal = s;
     }
     if let Some(d) = raw.stop_timeout {
-        spec.stop_timeout = d;
+        if d.get_ref().is_zero() {
+            error!(d.span().start, format!("service \"{name}\": stop_timeout must be more than 0s: it is how long the service has to stop after its stop_signal, before SIGKILL; to kill it at once, set stop_signal = \"SIGKILL\""));
+        } else {
+            spec.stop_timeout = d.into_inner();
+        }
     }
     spec.ready = match spec.kind {
         ServiceType::Oneshot => Readiness::Exit,

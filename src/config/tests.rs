@@ -113,7 +113,7 @@ const FULL_DB: &str = r#"command = ["/bin/sh", "-c", "db --daemon"]
 type = "forking"
 pid_file = "/run/db.pid"
 stop_signal = "TERM"
-stop_timeout = "0"
+stop_timeout = "1s"
 stdout = "null"
 on_failure = "poweroff"
 "#;
@@ -183,7 +183,7 @@ fn a_full_example_parses_to_the_expected_specs() {
     db.pid_file = Some("/run/db.pid".into());
     db.ready = Readiness::PidFile;
     db.stop_signal = Signal::SIGTERM;
-    db.stop_timeout = Duration::ZERO;
+    db.stop_timeout = Duration::from_secs(1);
     db.stdout = Output::Null;
     db.on_failure = FailureAction::Poweroff;
     assert_eq!(config.services["db"], db);
@@ -2716,4 +2716,74 @@ pids_max = "128"
             ("fsize", Amount::Value(1 << 30)),
         ]
     );
+}
+
+/// A zero duration is refused, at its value and with what to write instead, in every key
+/// where zero would mean nothing sensible: a stop_timeout of 0 would SIGKILL at once (or,
+/// read otherwise, never), a shutdown_timeout of 0 leaves the processes left no moment
+/// after SIGTERM, and a start_limit_interval of 0 counts no failures. Where zero means
+/// something (no restart delay, a run at boot, no ready timeout, no jitter, ready at once)
+/// it is taken, as before. (watchdog, schedule.every, metrics_interval and the hardware
+/// watchdog's timeout refuse it already: see their tests.)
+#[test]
+fn zero_durations_are_refused_where_zero_means_nothing() {
+    let tree = Tree::new();
+    let text = r#"
+[system]
+shutdown_timeout = "0s"
+
+[service.a]
+command = ["/bin/true"]
+stop_timeout = "0s"
+start_limit_interval = "0"
+
+[service.b]
+command = ["/bin/true"]
+stop_timeout = "0ms"
+"#;
+    tree.write("ember.toml", text);
+    let problems = tree.problems();
+    let stop = "stop_timeout must be more than 0s: it is how long the service has to stop after its stop_signal, before SIGKILL; to kill it at once, set stop_signal = \"SIGKILL\"";
+    let expected = [
+        format!(
+            "ember.toml:{}: shutdown_timeout must be more than 0s: it is how long the processes left at shutdown have after SIGTERM, before SIGKILL; write e.g. \"5s\" (the default)",
+            at(text, "\"0s\"")
+        ),
+        format!("ember.toml:{}: service \"a\": {stop}", at(text, "\"0s\"\nstart")),
+        format!(
+            "ember.toml:{}: service \"a\": start_limit_interval must be more than 0s: start_limit counts the failures within it; for no start limit, set start_limit = 0",
+            at(text, "\"0\"")
+        ),
+        format!("ember.toml:{}: service \"b\": {stop}", at(text, "\"0ms\"")),
+    ];
+    assert_eq!(problems, expected, "{problems:#?}");
+
+    // Where zero means something, it is taken.
+    tree.write(
+        "ember.toml",
+        r#"
+[service.c]
+command = ["/bin/true"]
+restart_delay = "0s"
+restart_delay_max = "0ms"
+ready = { delay = "0s" }
+ready_timeout = "0"
+
+[service.job]
+type = "oneshot"
+command = ["/bin/true"]
+schedule = { every = "1h", after_boot = "0s", jitter = "0s" }
+"#,
+    );
+    let loaded = tree.load();
+    assert_eq!(tree.lines(&loaded), Vec::<String>::new());
+    let config = loaded.config.unwrap();
+    let c = &config.services["c"];
+    assert_eq!(c.restart_delay, Duration::ZERO);
+    assert_eq!(c.restart_delay_max, Duration::ZERO);
+    assert_eq!(c.ready, Readiness::Delay(Duration::ZERO));
+    assert_eq!(c.ready_timeout, None);
+    let schedule = config.services["job"].schedule.as_deref().unwrap();
+    assert_eq!(schedule.after_boot, Some(Duration::ZERO));
+    assert_eq!(schedule.jitter, Duration::ZERO);
 }
