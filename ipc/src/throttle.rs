@@ -47,7 +47,14 @@ impl RateLimit {
     pub fn admit(&mut self, now: Instant) -> Admit {
         let ms = now.saturating_duration_since(self.last).as_millis();
         let ms = u64::try_from(ms).unwrap_or(u64::MAX);
-        self.last = now;
+        // Only the whole milliseconds counted: the rest counts at the next event. (Moved
+        // to `now`, events less than a millisecond apart each counted 0 ms, and a steady
+        // flood never refilled the bucket.)
+        self.last = self
+            .last
+            .checked_add(std::time::Duration::from_millis(ms))
+            .filter(|last| *last <= now)
+            .unwrap_or(now);
         self.level = self
             .level
             .saturating_add(ms.saturating_mul(self.rate))
@@ -111,6 +118,24 @@ mod tests {
         }
         assert!(told <= 3, "told {told} times");
         assert_eq!(counted + limit.take_held_back() + admitted, 300);
+    }
+
+    /// Found with a service that crash-loops (its restarts' lines are limited so too):
+    /// events less than a millisecond apart each counted 0 ms of refill, so under a flood
+    /// faster than one a millisecond nothing was let through again until it paused.
+    #[test]
+    fn events_less_than_a_millisecond_apart_still_refill_it() {
+        let start = Instant::now();
+        let mut limit = RateLimit::new(1, 1, start);
+        assert_eq!(limit.admit(start), Admit::Yes { held_back: 0 });
+        // 4,000 events a second for 3 s: one let through a second, after the first.
+        let admitted = (1..12_000)
+            .filter(|i| {
+                let at = start + Duration::from_micros(i * 250);
+                matches!(limit.admit(at), Admit::Yes { .. })
+            })
+            .count();
+        assert_eq!(admitted, 2);
     }
 
     #[test]
