@@ -204,7 +204,10 @@ mod tests {
             ("64 kib", "\"64K\" for 64 KiB"),
         ] {
             let message = parse_amount(text).unwrap_err();
-            assert!(message.starts_with(&format!("invalid size \"{text}\" (unit")), "{message}");
+            assert!(
+                message.starts_with(&format!("invalid size \"{text}\" (unit")),
+                "{message}"
+            );
             assert!(message.ends_with(&format!("; write {write}")), "{message}");
         }
         assert_eq!(parse_amount("1G"), Ok(Amount::Value(1 << 30)));
