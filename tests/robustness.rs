@@ -457,6 +457,113 @@ fn a_flood_of_output_is_not_all_copied_to_the_log() {
     );
 }
 
+/// A service that crash-loops (`restart = "always"`, no delay, no start limit) restarts as
+/// fast as it can, and every restart is still published (status, subscribers); but ember's
+/// own log, often a serial console, gets the first few restarts whole and then a count of
+/// those not logged, not three lines for each (found: one `false` wrote 3,000 lines a
+/// second). No restart goes unaccounted: each run's end is logged or counted in a note.
+#[test]
+fn a_crash_loop_is_not_logged_line_by_line() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "robust-crash-loop",
+        r#"
+[service.crashy]
+command = ["/bin/false"]
+restart = "always"
+restart_delay = "0s"
+start_limit = 0
+"#,
+    );
+    // Every change is still told to subscribers: a reader of the stream counts the
+    // restarts it sees.
+    let mut subscriber = Command::new(EMBER)
+        .args(["ctl", "--socket"])
+        .arg(&ember.socket)
+        .arg("subscribe")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run ember ctl subscribe");
+    let stream = subscriber.stdout.take().expect("its stdout");
+    let reader = std::thread::spawn(move || {
+        BufReader::new(stream)
+            .lines()
+            .map_while(Result::ok)
+            .filter(|l| {
+                l.starts_with("{\"event\"")
+                    && l.contains("\"name\":\"crashy\"")
+                    && l.contains("\"sub_state\":\"auto-restart\"")
+            })
+            .count()
+    });
+    // Enough restarts that one line for each would be unmistakable, however slow the
+    // machine: the wait ends as soon as there are.
+    const RESTARTS: u64 = 1000;
+    let restarts = |ember: &Ember| ember.status("crashy")["restarts"].as_u64().unwrap_or(0);
+    assert!(
+        wait_for(LONG * 4, || restarts(&ember) >= RESTARTS),
+        "only {} restarts; log:\n{}",
+        restarts(&ember),
+        ember.log()
+    );
+    // Stopped: the count of what was held back is told before it says it stopped.
+    let out = ember.ctl(&["stop", "crashy", "--wait"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let status = ember.wait_state("crashy", "inactive", None, LONG);
+    let restarts = status["restarts"].as_u64().expect("a count of restarts");
+    let _ = subscriber.kill();
+    let _ = subscriber.wait();
+    let events = reader.join().expect("the reader of the stream");
+
+    let log = ember.log();
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains(" crashy: ")).collect();
+    assert!(
+        (lines.len() as u64) * 10 < restarts,
+        "{} lines about crashy for {restarts} restarts:\n{}",
+        lines.len(),
+        lines.join("\n")
+    );
+    // Each run's end (one per restart, and the last run's) is logged, or counted in a note.
+    let logged = lines
+        .iter()
+        .filter(|l| {
+            (l.contains(" crashy: process ") && l.contains(" ended with "))
+                || l.contains(" crashy: cannot start: ")
+        })
+        .count() as u64;
+    let counted: u64 = lines
+        .iter()
+        .filter_map(|l| {
+            let before = l
+                .split_once(" restarts were not logged")
+                .or_else(|| l.split_once(" restarts before this one were not logged"))?
+                .0;
+            before.rsplit([' ', ';']).next()?.parse::<u64>().ok()
+        })
+        .sum();
+    assert!(
+        counted > 0,
+        "no count of what was not logged:\n{}",
+        lines.join("\n")
+    );
+    assert_eq!(
+        logged + counted,
+        restarts + 1,
+        "{logged} runs' ends logged and {counted} counted, for {restarts} restarts:\n{}",
+        lines.join("\n")
+    );
+    // The stream still told the restarts one by one (it may have lagged behind and
+    // missed some, but it saw far more than the log wrote).
+    assert!(
+        events as u64 > 3 * lines.len() as u64,
+        "the stream told {events} restarts, the log has {} lines",
+        lines.len()
+    );
+}
+
 /// Escape sequences a service prints reach a terminal escaped, never raw.
 #[test]
 fn escape_sequences_from_a_service_do_not_reach_the_terminal_raw() {

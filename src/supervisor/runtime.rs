@@ -37,6 +37,7 @@ mod kept;
 mod publish;
 mod reexec;
 mod requests;
+mod restarts;
 
 use kept::{Kept, Services};
 
@@ -166,6 +167,11 @@ pub struct Runtime {
     /// to count them: a flood that ends in silence still gets its "N lines were not
     /// copied" (a timer armed only while something is held back).
     held_back: (BTreeSet<String>, Option<Instant>),
+    /// Services with restarts held back from ember's log and not yet counted there, and
+    /// when to look at them again (see `restarts`).
+    restarts_held_back: (BTreeSet<Arc<str>>, Option<Instant>),
+    /// Services whose run's end waits for the change it makes to be logged with it.
+    run_ends: Vec<Arc<str>>,
     /// The hardware watchdog, open and petted by this loop.
     watchdog: Option<Watchdog>,
     /// The control socket's listening fd and this binary's path, for a reexec.
@@ -314,6 +320,8 @@ impl Runtime {
                 Instant::now(),
             ),
             held_back: (BTreeSet::new(), None),
+            restarts_held_back: (BTreeSet::new(), None),
+            run_ends: Vec::new(),
             watchdog: None,
             watchdog_error: None,
             control_fd,
@@ -340,6 +348,7 @@ impl Runtime {
         while !rt.done {
             let metrics_due = sleep_until_or_never(next_metrics);
             let held_back_due = sleep_until_or_never(rt.held_back.1);
+            let restarts_due = sleep_until_or_never(rt.restarts_held_back.1);
             let sleep = sleep_until_or_never(rt.engine.next_deadline().map(|d| rt.origin + d));
             // The watchdog is petted by this loop and nothing else: if the loop stalls,
             // the board is reset. Its one wakeup per half timeout is the only cost.
@@ -374,6 +383,7 @@ impl Runtime {
                 }
                 _ = sleep => rt.input(Input::Tick),
                 _ = held_back_due => rt.note_all_held_back(),
+                _ = restarts_due => rt.note_restarts_held_back(),
                 _ = metrics_due => {
                     rt.publish_metrics();
                     next_metrics = None;
@@ -669,6 +679,7 @@ impl Runtime {
         if changed {
             self.publish_system_state();
         }
+        self.say_run_ends();
     }
 
     /// Signals, by sysvinit and busybox conventions when PID 1.
@@ -876,14 +887,20 @@ async fn sleep_until_or_never(at: Option<Instant>) {
 }
 
 fn log_transition(unit: &Unit) {
-    let state = unit.state.word();
-    let sub = unit.sub.word();
+    let text = transition_text(unit);
+    if unit.state == super::model::State::Failed && unit.reason.is_some() {
+        crate::log::error!("{}: {text}", unit.spec.name)
+    } else {
+        crate::log::info!("{}: {text}", unit.spec.name)
+    }
+}
+
+/// A service's state as the log says it: "activating (auto-restart): exited with code 1".
+fn transition_text(unit: &Unit) -> String {
+    let (state, sub) = (unit.state.word(), unit.sub.word());
     match &unit.reason {
-        Some(reason) if unit.state == super::model::State::Failed => {
-            crate::log::error!("{}: {state} ({sub}): {reason}", unit.spec.name)
-        }
-        Some(reason) => crate::log::info!("{}: {state} ({sub}): {reason}", unit.spec.name),
-        None => crate::log::info!("{}: {state} ({sub})", unit.spec.name),
+        Some(reason) => format!("{state} ({sub}): {reason}"),
+        None => format!("{state} ({sub})"),
     }
 }
 

@@ -52,6 +52,7 @@ impl Runtime {
             return None;
         }
         let spec = unit.spec.clone();
+        let quiet = self.restart_is_quiet(name);
         let proc = &mut self.services.entry(&spec.name).proc;
         if let Some(n) = proc.notify.take() {
             n.abort();
@@ -125,7 +126,9 @@ impl Runtime {
         }
         match result {
             Ok(spawned) => {
-                crate::log::debug!("{name}: spawned pid {}", spawned.pid);
+                if !quiet {
+                    crate::log::debug!("{name}: spawned pid {}", spawned.pid);
+                }
                 proc.pgid = Some(spawned.pid);
                 proc.session = Some(spawned.pid);
                 // The spec's copy of the name for the process and both pipes (and their
@@ -153,7 +156,7 @@ impl Runtime {
                 })
             }
             Err(error) => {
-                crate::log::warn!("{name}: cannot start: {error}");
+                self.hold_run_end(name, true, format!("cannot start: {error}"));
                 Some(Input::SpawnFailed {
                     name: name.to_owned(),
                     run,
@@ -288,16 +291,15 @@ impl Runtime {
         self.cgroups.as_ref().map(|c| c.path(name))
     }
 
-    fn log_exit(&self, name: &str, pid: Pid, exit: Exit) {
+    /// Says how a process of the service ended, with the change it makes (see
+    /// `restarts`: a restart's lines are within a limit).
+    fn log_exit(&mut self, name: &str, pid: Pid, exit: Exit) {
         let stopping = self
             .engine
             .unit(name)
             .is_some_and(|u| u.state == State::Deactivating);
-        if exit.success() || stopping {
-            crate::log::info!("{name}: process {pid} ended with {exit}");
-        } else {
-            crate::log::warn!("{name}: process {pid} ended with {exit}");
-        }
+        let warning = !(exit.success() || stopping);
+        self.hold_run_end(name, warning, format!("process {pid} ended with {exit}"));
     }
 }
 

@@ -50,6 +50,8 @@ pub(super) struct Kept {
     /// What was last published about it, so an unchanged status is not sent twice, and
     /// its seq: a status read gives the seq of the service's last published change.
     pub(super) said: Option<(Said, u64)>,
+    /// The limit on the log lines of its restarts (boxed, made at its first run's end).
+    pub(super) restart_lines: Option<Box<super::restarts::RestartLines>>,
 }
 
 impl Kept {

@@ -2,7 +2,7 @@
 //! events (for `subscribe`, and so the adapters), the system status, and the metrics.
 
 use super::kept::Said;
-use super::{give_back_freed_memory, log_transition, Runtime};
+use super::{give_back_freed_memory, Runtime};
 use crate::supervisor::model::{Pid, State, Sub};
 use crate::supervisor::{status, usage};
 use ember_ipc::{Event, SystemState, SystemStatus};
@@ -34,7 +34,11 @@ impl Runtime {
         self.services.entry(&unit.spec.name).said = Some((Said::of(unit), self.seq));
         let status = status::service_status(unit, self.now(), self.seq);
         if before != Some((unit.state, unit.sub)) {
-            log_transition(unit);
+            let kept = self.services.entry(&unit.spec.name);
+            if super::restarts::log_change(kept.restart_lines.as_deref_mut(), unit) {
+                let name = unit.spec.name.clone();
+                self.restart_notes_later(&name);
+            }
         }
         self.events.send(Arc::new(Event::Service(status)));
     }
