@@ -90,13 +90,25 @@ fn introspect_read_control_and_signals() {
 
     // Introspection: both interfaces, the properties, systemd's spelling of MainPID.
     let out = text(&bus.busctl(&["introspect", "io.ember.Init1", MANAGER]));
+    // The standard interfaces as well, answered by the adapter's own (see gate.rs).
+    let standard = [
+        "org.freedesktop.DBus.Introspectable",
+        "org.freedesktop.DBus.Peer",
+        "org.freedesktop.DBus.Properties",
+        ".GetAll",
+        ".GetMachineId",
+        ".PropertiesChanged",
+    ];
     for want in [
         MGR_IFACE,
         "org.freedesktop.DBus.ObjectManager",
         ".ListServices",
         ".NFailed",
         ".ServiceStateChanged",
-    ] {
+    ]
+    .into_iter()
+    .chain(standard)
+    {
         assert!(
             out.contains(want),
             "manager introspection lacks {want}:\n{out}"
@@ -115,7 +127,11 @@ fn introspect_read_control_and_signals() {
         ".ExitCode",
         ".Since",
         ".Restart",
-    ] {
+        ".CpuUsec",
+    ]
+    .into_iter()
+    .chain(standard)
+    {
         assert!(
             out.contains(want),
             "service introspection lacks {want}:\n{out}"
@@ -772,6 +788,40 @@ command = ["/bin/sleep", "7910302"]
         "no ServiceRemoved(web@1.x-y); monitor:\n{}",
         monitor.dump()
     );
+    // The object manager announced the new object and withdrew the old one, each with its
+    // interface, and never a standard interface (GetManagedObjects has none either): a
+    // client that followed the signals would keep an object that no longer exists.
+    assert!(
+        monitor
+            .signals("InterfacesAdded", Some(MANAGER))
+            .iter()
+            .any(|b| b[0] == new_path && b[1].get(SVC_IFACE).is_some()),
+        "no InterfacesAdded for {new_path}:\n{}",
+        monitor.dump()
+    );
+    assert!(
+        monitor
+            .signals("InterfacesRemoved", Some(MANAGER))
+            .iter()
+            .any(|b| b[0] == old_path
+                && b[1]
+                    .as_array()
+                    .is_some_and(|i| i.contains(&SVC_IFACE.into()))),
+        "no InterfacesRemoved for {old_path}:\n{}",
+        monitor.dump()
+    );
+    let standard: Vec<Value> = monitor
+        .signals("InterfacesAdded", Some(MANAGER))
+        .into_iter()
+        .filter(|b| {
+            b[1].as_object()
+                .is_some_and(|i| i.keys().any(|k| k.starts_with("org.freedesktop.DBus.")))
+        })
+        .collect();
+    assert!(
+        standard.is_empty(),
+        "standard interfaces announced: {standard:?}"
+    );
     // The new object serves, and follows its service to active.
     assert!(
         wait_for(LONG, || property(&bus, new_path, SVC_IFACE, "State")
@@ -1384,4 +1434,442 @@ fn a_flood_of_reads_from_anyone_keeps_the_adapter_small_and_control_responsive()
         after < before + 16 * 1024,
         "ember-dbus's peak grew from {before} KiB to {after} KiB"
     );
+}
+
+/// A client of the bus written against the wire protocol (python3, no D-Bus library):
+/// CONNECTIONS connections, each sending CALLS method calls to io.ember.Init1 without
+/// reading a single reply; then it says "sent" and holds the connections (every call
+/// still awaiting its reply) until its stdin closes. The calls go round the LABELS of
+/// the services' objects and the KINDS (all by default) of the methods any user may
+/// call: 0-2 ListServices, 3 Properties Get of CpuUsec (a resource figure), 4 GetAll of
+/// a service, 5 Peer Ping, 6 GetMachineId, 7 Introspect of a service.
+const FLOOD: &str = r#"
+import os, socket, struct, sys
+
+address, connections, calls = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+labels = sys.argv[4].split(",")
+kinds = [int(k) for k in (sys.argv[5] if len(sys.argv) > 5 else "0,1,2,3,4,5,6,7").split(",")]
+
+def pad(b, n):
+    return b + b"\0" * ((-len(b)) % n)
+
+def field(out, code, sig, value):
+    out = pad(out, 8) + bytes([code, 1]) + sig + b"\0"
+    if sig == b"g":
+        return out + bytes([len(value)]) + value + b"\0"
+    return pad(out, 4) + struct.pack("<I", len(value)) + value + b"\0"
+
+def strings(*values):
+    body = b""
+    for v in values:
+        body = pad(body, 4) + struct.pack("<I", len(v)) + v + b"\0"
+    return body
+
+def call(serial, dest, path, iface, member, sig=b"", body=b""):
+    fields = field(b"", 1, b"o", path)
+    fields = field(fields, 2, b"s", iface)
+    fields = field(fields, 3, b"s", member)
+    fields = field(fields, 6, b"s", dest)
+    if sig:
+        fields = field(fields, 8, b"g", sig)
+    head = struct.pack("<cBBBIII", b"l", 1, 0, 1, len(body), serial, len(fields)) + fields
+    return pad(head, 8) + body
+
+def connect():
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(address.split("path=", 1)[1])
+    s.sendall(b"\0AUTH EXTERNAL " + str(os.getuid()).encode().hex().encode() + b"\r\n")
+    answer = b""
+    while not answer.endswith(b"\r\n"):
+        answer += s.recv(1)
+    assert answer.startswith(b"OK"), answer
+    s.sendall(b"BEGIN\r\n")
+    s.sendall(call(1, b"org.freedesktop.DBus", b"/org/freedesktop/DBus", b"org.freedesktop.DBus", b"Hello"))
+    return s
+
+ember, manager = b"io.ember.Init1", b"/io/ember/Init1"
+service = b"io.ember.Init1.Service"
+def nth(i, serial):
+    path = manager + b"/service/" + labels[i % len(labels)].encode()
+    kind = kinds[i % len(kinds)]
+    if kind < 3:
+        return call(serial, ember, manager, b"io.ember.Init1.Manager", b"ListServices")
+    if kind == 3:
+        body = strings(service, b"CpuUsec")
+        return call(serial, ember, path, b"org.freedesktop.DBus.Properties", b"Get", b"ss", body)
+    if kind == 4:
+        body = strings(service)
+        return call(serial, ember, path, b"org.freedesktop.DBus.Properties", b"GetAll", b"s", body)
+    if kind == 5:
+        return call(serial, ember, manager, b"org.freedesktop.DBus.Peer", b"Ping")
+    if kind == 6:
+        return call(serial, ember, path, b"org.freedesktop.DBus.Peer", b"GetMachineId")
+    return call(serial, ember, path, b"org.freedesktop.DBus.Introspectable", b"Introspect")
+
+def reply_serial(fields):
+    i = 0
+    while i < len(fields):
+        i = (i + 7) & ~7
+        code, n = fields[i], fields[i + 1]
+        sig, i = fields[i + 2:i + 2 + n], i + 3 + n
+        if sig == b"g":
+            i += fields[i] + 2
+            continue
+        i = (i + 3) & ~3
+        (value,) = struct.unpack_from("<I", fields, i)
+        if sig == b"u":
+            if code == 5:
+                return value
+            i += 4
+        else:
+            i += 4 + value + 1
+    return None
+
+# The bus daemon's reply to the last message: it has taken all before it, and passed
+# each on to ember-dbus (or refused it at its own limits) before anything sent later.
+def drained(s, serial):
+    s.sendall(call(serial, b"org.freedesktop.DBus", b"/org/freedesktop/DBus", b"org.freedesktop.DBus", b"GetId"))
+    buf = b""
+    while True:
+        while len(buf) >= 16:
+            body, fields = struct.unpack_from("<II", buf, 4)[0], struct.unpack_from("<I", buf, 12)[0]
+            start = 16 + fields + (-fields) % 8
+            if len(buf) < start + body:
+                break
+            if buf[1] in (2, 3) and reply_serial(buf[16:16 + fields]) == serial:
+                return
+            buf = buf[start + body:]
+        chunk = s.recv(1 << 16)
+        assert chunk, "the bus daemon hung up"
+        buf += chunk
+
+sockets = [connect() for _ in range(connections)]
+for round in range(calls):
+    for n, s in enumerate(sockets):
+        s.sendall(nth(round * connections + n, round + 2))
+for s in sockets:
+    drained(s, calls + 2)
+print("sent", flush=True)
+sys.stdin.read()
+"#;
+
+/// `clients` flooders (see [`FLOOD`]) as nobody, once each has sent all its calls and
+/// the bus daemon has taken them.
+fn start_flooders(
+    bus: &Bus,
+    clients: usize,
+    connections: usize,
+    calls: usize,
+    labels: &[String],
+    kinds: Option<&str>,
+) -> Vec<std::process::Child> {
+    let script = bus.dir.path("flood.py");
+    std::fs::write(&script, FLOOD).unwrap();
+    let (address, labels) = (bus.address(), labels.join(","));
+    let (connections, calls) = (connections.to_string(), calls.to_string());
+    let mut flooders: Vec<std::process::Child> = (0..clients)
+        .map(|_| {
+            Command::new("setpriv")
+                .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+                .arg("/usr/bin/python3")
+                .arg(&script)
+                .args([&address, &connections, &calls, &labels])
+                .args(kinds)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn python3")
+        })
+        .collect();
+    for flooder in &mut flooders {
+        let mut said = String::new();
+        let _ = std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(flooder.stdout.as_mut().unwrap()),
+            &mut said,
+        );
+        assert_eq!(said, "sent\n", "a flooder failed: {:?}", flooder.try_wait());
+    }
+    flooders
+}
+
+/// Ends the flooders: their connections close.
+fn end_flooders(flooders: Vec<std::process::Child>) {
+    for mut flooder in flooders {
+        drop(flooder.stdin.take());
+        let status = flooder.wait().unwrap();
+        assert!(status.success(), "a flooder failed: {status}");
+    }
+}
+
+/// Found by review: ListServices, Properties Get and GetAll, and org.freedesktop.DBus.Peer
+/// each got a task of zbus's own per call, and a Get of a resource figure one more
+/// measurement by ember to wait for, with no bound: a flood of calls from any user (the
+/// policy lets everyone read) grew ember-dbus by the replies and tasks waiting side by
+/// side. Now every call any user can make is answered in zbus's dispatching task, whose
+/// queue is bounded, or, if it must wait for ember or the bus, in a task of its own
+/// only while one of a fixed number of places is free (else LimitsExceeded at once).
+#[test]
+fn a_flood_of_calls_from_anyone_leaves_the_adapter_bounded_and_answering() {
+    if !can_unshare() || !have_dbus() {
+        return;
+    }
+    let bus = Bus::start("call-flood", "");
+    let n = 300;
+    let ember = Ember::start(
+        "dbus-call-flood",
+        &format!(
+            "[dbus]\nbus = \"{}\"\ncontrol_group = \"ember\"\n\n{}",
+            bus.address(),
+            many_services(n, 7910900)
+        ),
+    );
+    let last = format!("s{}", n - 1);
+    ember.wait_state(&last, "active", None, LONG);
+    wait_attached(&bus, &ember);
+    assert!(wait_for(LONG, || service_property(&bus, &last, "Name").is_some()));
+    let adapter = child_named(ember.host_pid(), "ember-dbus").expect("ember-dbus runs");
+    let (rss, peak) = (status_kib(adapter, "VmRSS"), status_kib(adapter, "VmHWM"));
+
+    let labels: Vec<String> = (0..n).map(|i| format!("s{i}")).collect();
+    // 8 clients as nobody, each 16 connections and 300 calls on each: 38,400 calls.
+    let flooders = start_flooders(&bus, 8, 16, 300, &labels, None);
+    // Every call of the flood is queued for ember-dbus: the flooders may go. (While they
+    // stay without reading, the bus daemon soon stops reading ember-dbus's replies to
+    // them, and then anyone's calls: its own bound on what it holds for a reader.)
+    end_flooders(flooders);
+    // Each call of the flood is ahead of the next, whose reply says that zbus has
+    // dispatched them all (the bus daemon delivers in order, zbus dispatches in order).
+    let timeout = format!("--timeout={}", scaled(LONG).as_secs());
+    let out = bus.busctl_as_nobody(&[
+        &timeout,
+        "--json=short",
+        "call",
+        "io.ember.Init1",
+        MANAGER,
+        MGR_IFACE,
+        "ListServices",
+    ]);
+    assert!(out.status.success(), "ListServices: {}", text(&out));
+    let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = rows["data"][0]
+        .as_array()
+        .map(|rows| rows.iter().filter_map(|row| row[0].as_str()).collect())
+        .unwrap_or_default();
+    assert!(
+        labels.iter().all(|l| names.contains(&l.as_str())),
+        "ListServices: {names:?}"
+    );
+    // Each interface that was flooded answers as before, to nobody. A call that waits for
+    // a measurement may be refused while the flood's own hold every place: asked again.
+    let busy = |out: &Output| text(out).contains("too many calls waiting");
+    let service = format!("{MANAGER}/service/s1");
+    for (path, iface, method, args, wanted) in [
+        (MANAGER, "org.freedesktop.DBus.Peer", "Ping", &[][..], ""),
+        (
+            &service[..],
+            "org.freedesktop.DBus.Peer",
+            "GetMachineId",
+            &[],
+            "s ",
+        ),
+        (
+            &service[..],
+            "org.freedesktop.DBus.Properties",
+            "GetAll",
+            &["s", SVC_IFACE][..],
+            "\"MemoryBytes\" t ",
+        ),
+        (
+            &service[..],
+            "org.freedesktop.DBus.Properties",
+            "Get",
+            &["ss", SVC_IFACE, "Tasks"],
+            "v t ",
+        ),
+        (
+            &service[..],
+            "org.freedesktop.DBus.Properties",
+            "Get",
+            &["ss", SVC_IFACE, "State"],
+            "v s \"active\"",
+        ),
+        (
+            &service[..],
+            "org.freedesktop.DBus.Introspectable",
+            "Introspect",
+            &[],
+            "<interface name=\\\"io.ember.Init1.Service\\\">",
+        ),
+    ] {
+        let mut all = vec![
+            timeout.as_str(),
+            "call",
+            "io.ember.Init1",
+            path,
+            iface,
+            method,
+        ];
+        all.extend_from_slice(args);
+        let mut last = None;
+        wait_for(LONG, || {
+            let out = bus.busctl_as_nobody(&all);
+            let again = busy(&out);
+            last = Some(out);
+            !again
+        });
+        let out = last.expect("called at least once");
+        assert!(
+            out.status.success() && text(&out).contains(wanted),
+            "{method} at {path}: {}",
+            text(&out)
+        );
+    }
+    // And root's changes.
+    let out = call(&bus, MANAGER, MGR_IFACE, "RestartService", &["s", "s0"]);
+    assert!(out.status.success(), "{}", text(&out));
+    // The same process all along.
+    assert_eq!(
+        child_named(ember.host_pid(), "ember-dbus"),
+        Some(adapter),
+        "ember-dbus was restarted:\n{}",
+        ember.log()
+    );
+    let (rss_after, peak_after) = (status_kib(adapter, "VmRSS"), status_kib(adapter, "VmHWM"));
+    eprintln!(
+        "ember-dbus: VmRSS {rss} KiB, then {rss_after} KiB; VmHWM {peak} KiB, then {peak_after} KiB"
+    );
+    assert!(
+        peak_after < peak + 16 * 1024,
+        "ember-dbus's peak grew from {peak} KiB to {peak_after} KiB"
+    );
+    assert!(
+        rss_after < rss + 16 * 1024,
+        "ember-dbus's RSS grew from {rss} KiB to {rss_after} KiB"
+    );
+}
+
+/// A call that waits (here a Get of a resource figure, which has ember measure) holds one
+/// of a fixed number of places until it is answered; one that finds them all taken is
+/// refused at once with LimitsExceeded, and the calls answered from the adapter's copy
+/// are answered meanwhile. Measuring the service `__stall_main` stalls ember's main loop
+/// for good (a test hook): the first Get of its CpuUsec is never answered, and the next
+/// ones wait for it.
+#[test]
+fn calls_that_wait_are_bounded_and_the_others_answered_meanwhile() {
+    if !can_unshare() || !have_dbus() || !have_dbus_send() {
+        return;
+    }
+    let bus = Bus::start("gate", "");
+    let ember = Ember::start(
+        "dbus-gate",
+        &format!(
+            "[dbus]\nbus = \"{}\"\ncontrol_group = \"ember\"\n\n{}",
+            bus.address(),
+            "[service.__stall_main]\ncommand = [\"/bin/sleep\", \"7911001\"]\n"
+        ),
+    );
+    // Not `ember ctl status __stall_main`: that stalls ember too.
+    wait_attached(&bus, &ember);
+    let mut path = String::new();
+    assert!(
+        wait_for(LONG, || {
+            let get = ["call", "io.ember.Init1", MANAGER, MGR_IFACE, "GetService"];
+            let found = json(&bus, &[&get[..], &["s", "__stall_main"]].concat());
+            path = found
+                .map(|f| f[0].as_str().unwrap_or_default().to_owned())
+                .unwrap_or_default();
+            property(&bus, &path, SVC_IFACE, "State").is_some_and(|s| s == "active")
+        }),
+        "__stall_main's object never read active; log:\n{}",
+        ember.log()
+    );
+
+    // 100 Gets of CpuUsec from nobody, more than there are places (32, MAX_WAITING_READS).
+    let label = path.rsplit('/').next().unwrap().to_owned();
+    let flooders = start_flooders(&bus, 1, 1, 100, &[label], Some("3"));
+    // Queued behind them, a Get of a figure and a GetAll find no place.
+    let cpu = dbus_send(
+        &bus,
+        &path,
+        "org.freedesktop.DBus.Properties.Get",
+        &[&format!("string:{SVC_IFACE}"), "string:CpuUsec"],
+    );
+    assert!(
+        cpu.contains("org.freedesktop.DBus.Error.LimitsExceeded"),
+        "{cpu}"
+    );
+    let all = dbus_send(
+        &bus,
+        &path,
+        "org.freedesktop.DBus.Properties.GetAll",
+        &[&format!("string:{SVC_IFACE}")],
+    );
+    assert!(
+        all.contains("org.freedesktop.DBus.Error.LimitsExceeded"),
+        "{all}"
+    );
+    // Everything else is answered, to nobody, from the adapter's copy.
+    for (at, iface, method, args, wanted) in [
+        (
+            &path[..],
+            "org.freedesktop.DBus.Properties",
+            "Get",
+            &["ss", SVC_IFACE, "State"][..],
+            "v s \"active\"",
+        ),
+        (MANAGER, MGR_IFACE, "ListServices", &[], "\"__stall_main\""),
+        (
+            MANAGER,
+            MGR_IFACE,
+            "GetService",
+            &["s", "__stall_main"],
+            &path,
+        ),
+        (
+            MANAGER,
+            "org.freedesktop.DBus.ObjectManager",
+            "GetManagedObjects",
+            &[],
+            &path,
+        ),
+        (
+            &path,
+            "org.freedesktop.DBus.Introspectable",
+            "Introspect",
+            &[],
+            SVC_IFACE,
+        ),
+        (&path, "org.freedesktop.DBus.Peer", "Ping", &[], ""),
+        (
+            MANAGER,
+            "org.freedesktop.DBus.Peer",
+            "GetMachineId",
+            &[],
+            "s ",
+        ),
+    ] {
+        let mut all = vec!["call", "io.ember.Init1", at, iface, method];
+        all.extend_from_slice(args);
+        let out = bus.busctl_as_nobody(&all);
+        assert!(
+            out.status.success() && text(&out).contains(wanted),
+            "{method} at {at}: {}",
+            text(&out)
+        );
+    }
+    let set = dbus_send(
+        &bus,
+        &path,
+        "org.freedesktop.DBus.Properties.Set",
+        &[
+            &format!("string:{SVC_IFACE}"),
+            "string:State",
+            "variant:string:x",
+        ],
+    );
+    assert!(
+        set.contains("org.freedesktop.DBus.Error.PropertyReadOnly"),
+        "{set}"
+    );
+    end_flooders(flooders);
 }

@@ -2164,3 +2164,172 @@ fn retained_states_of_services_gone_across_a_poweroff_are_cleared() {
         tail(&again.log())
     );
 }
+
+/// A discovery config as an ember before the injective ids published it: the node and
+/// object ids with every character other than a letter, digit or `-` made `_`.
+fn old_discovery(device: &str, service: &str, button: bool) -> (String, String) {
+    let old = |text: &str| -> String {
+        text.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    };
+    let node = old(&format!("ember_{device}"));
+    let object = old(service);
+    let (component, object) = if button {
+        ("button", format!("{object}_restart"))
+    } else {
+        ("switch", object)
+    };
+    let body = serde_json::json!({
+        "name": service,
+        "unique_id": format!("{node}_{object}"),
+        "object_id": format!("{node}_{object}"),
+        "command_topic": format!("ember/{device}/service/{service}/cmd"),
+        "availability": [{"topic": format!("ember/{device}/status")}],
+        "device": {"identifiers": [node.clone()], "name": device, "manufacturer": "ember"},
+    });
+    (
+        format!("homeassistant/{component}/{node}/{object}/config"),
+        body.to_string(),
+    )
+}
+
+/// Found by review: a board whose name has `_`, `.` or `@` got a new Home Assistant node
+/// with the injective ids (`h.2` went from `ember_h_2` to `ember_h_2e2`), and the sweep
+/// after each connect read the new node only: the entities the board had announced
+/// under its old node (of its live services and of gone ones) stayed on the broker for
+/// good, each a device and entities in Home Assistant that nothing updates. Now the
+/// sweep reads the old node too and clears what this board announced there (the config
+/// names the board), and nothing of another board's; and the entities and states of
+/// gone services whose names have those characters are cleared under the new node.
+#[test]
+fn home_assistant_entities_under_a_boards_old_node_are_cleared() {
+    if !can_unshare() || !have_mosquitto() {
+        return;
+    }
+    let broker = Broker::start("ha-old-node", "");
+    let boards = ["h_1", "h.2", "h@3"];
+    let publish = |topic: &str, body: &str| {
+        let out = broker.publish(topic, body, &["-r"]);
+        assert!(out.status.success(), "{out:?}");
+    };
+    // What earlier runs left, for each board.
+    let mut stale = Vec::new();
+    let mut foreign = Vec::new();
+    for device in boards {
+        // Under the old node: the live service's entities, a gone service's, an
+        // instance's (its old id).
+        for service in ["web", "gone", "worker@7"] {
+            for button in [false, true] {
+                let (topic, body) = old_discovery(device, service, button);
+                publish(&topic, &body);
+                stale.push(topic);
+            }
+        }
+        // Under the new node: gone services with each character the escape changes,
+        // and their retained states.
+        for service in ["gone_x", "gone.x", "gone@x"] {
+            for (topic, body) in new_discovery(device, service) {
+                publish(&topic, &body);
+                stale.push(topic);
+            }
+            let state = format!("ember/{device}/service/{service}/state");
+            publish(&state, r#"{"state":"active"}"#);
+            stale.push(state);
+        }
+    }
+    // Another board's, of an older ember, on a node that h_1's old node is too (board
+    // h.1's old node was ember_h_1 as well): not h_1's to clear.
+    let (topic, body) = old_discovery("h.1", "db", false);
+    publish(&topic, &body);
+    foreign.push(topic);
+    let config = |device: &str| {
+        format!(
+            "{}{WORKERS}",
+            mqtt_config(&broker, device, "homeassistant = true\nallow = [\"*\"]")
+        )
+    };
+    let embers: Vec<Ember> = boards
+        .iter()
+        .enumerate()
+        .map(|(i, device)| Ember::start(&format!("mqtt-ha-old-{i}"), &config(device)))
+        .collect();
+    for ember in &embers {
+        ember.wait_state("web", "active", None, LONG);
+    }
+    let live: Vec<String> = boards
+        .iter()
+        .flat_map(|device| {
+            new_discovery(device, "web")
+                .into_iter()
+                .map(|(topic, _)| topic)
+                .chain([format!("ember/{device}/service/web/state")])
+        })
+        .collect();
+    let retained = || -> BTreeMap<String, String> {
+        ["homeassistant/#", "ember/+/service/+/state"]
+            .iter()
+            .flat_map(|filter| broker.retained(filter, Duration::from_secs(1)))
+            .filter_map(|line| {
+                let (topic, body) = line.split_once(' ')?;
+                Some((topic.to_owned(), body.to_owned()))
+            })
+            .collect()
+    };
+    let mut seen = BTreeMap::new();
+    let cleared = wait_for(LONG, || {
+        seen = retained();
+        live.iter().all(|t| seen.contains_key(t)) && !stale.iter().any(|t| seen.contains_key(t))
+    });
+    let logs: String = embers.iter().map(|e| tail(&e.log())).collect();
+    assert!(
+        cleared,
+        "left behind: {:?}\nlive missing: {:?}\nlogs:\n{logs}",
+        stale
+            .iter()
+            .filter(|t| seen.contains_key(*t))
+            .collect::<Vec<_>>(),
+        live.iter()
+            .filter(|t| !seen.contains_key(*t))
+            .collect::<Vec<_>>(),
+    );
+    for topic in &foreign {
+        assert!(
+            seen.contains_key(topic),
+            "{topic}, another board's, was cleared"
+        );
+    }
+}
+
+/// The (topic, body) pairs of a service's entities with today's ids (only what the sweep
+/// reads: the topic, and the board's name in the config).
+fn new_discovery(device: &str, service: &str) -> Vec<(String, String)> {
+    let id = |text: &str| -> String {
+        text.bytes()
+            .map(|b| match b {
+                b'_' => "__".to_owned(),
+                b if b.is_ascii_alphanumeric() || b == b'-' => char::from(b).to_string(),
+                b => format!("_{b:02x}"),
+            })
+            .collect()
+    };
+    let node = format!("ember_{}", id(device));
+    let object = id(service);
+    let body = serde_json::json!({"name": service, "device": {"name": device}}).to_string();
+    vec![
+        (
+            format!("homeassistant/switch/{node}/{object}/config"),
+            body.clone(),
+        ),
+        (
+            format!("homeassistant/button/{node}/{object}_restart/config"),
+            body,
+        ),
+    ]
+}

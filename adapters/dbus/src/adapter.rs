@@ -187,21 +187,31 @@ impl Adapter {
             )
             .build()
             .await?;
-        let services: Vec<ServiceStatus> = self.shared().services.values().cloned().collect();
-        for status in services {
-            let path = service_path(&status.name);
-            let object = Service {
-                status,
-                ctx: self.ctx.clone(),
-            };
-            conn.object_server().at(path, ReadOnly(object)).await?;
+        let names: Vec<String> = self.shared().services.keys().cloned().collect();
+        for name in names {
+            self.export(&conn, name).await?;
         }
-        crate::tree::own_ancestors(&conn, &self.shared).await?;
+        crate::tree::own_ancestors(&conn, &self.shared, &self.ctx.reads).await?;
         if !self.shared().services.is_empty() {
-            crate::tree::own_services(&conn, &self.shared).await?;
+            crate::tree::own_services(&conn, &self.shared, &self.ctx.reads).await?;
         }
         conn.request_name(BUS_NAME).await?;
         Ok(conn)
+    }
+
+    /// The object of a service in the adapter's copy, with our Introspectable and
+    /// Properties (see [`crate::tree`]).
+    async fn export(&self, conn: &Connection, name: String) -> zbus::Result<()> {
+        let path = service_path(&name);
+        let object = Service {
+            name,
+            shared: self.shared.clone(),
+            ctx: self.ctx.clone(),
+        };
+        conn.object_server()
+            .at(path.as_str(), ReadOnly(object))
+            .await?;
+        crate::tree::own_service(conn, &path, &self.shared, &self.ctx.reads).await
     }
 
     /// Turns events into objects and signals until the bus or the core goes.
@@ -271,29 +281,19 @@ impl Adapter {
             .is_none_or(|p| p.state != status.state || p.sub_state != status.sub_state);
         match previous {
             None => {
-                let object = Service {
-                    status: status.clone(),
-                    ctx: self.ctx.clone(),
-                };
-                conn.object_server()
-                    .at(path.as_str(), ReadOnly(object))
-                    .await?;
-                crate::tree::own_services(conn, &self.shared).await?;
+                self.export(conn, status.name.clone()).await?;
+                crate::tree::own_services(conn, &self.shared, &self.ctx.reads).await?;
                 Manager::service_added(&manager, &status.name, manager::object_path(&status.name))
                     .await?;
             }
-            Some(_) => {
-                let object = conn
-                    .object_server()
-                    .interface::<_, ReadOnly<Service>>(path.as_str())
-                    .await?;
-                let changes = {
-                    let mut current = object.get_mut().await;
-                    let changes = service::changed(&current.0.status, &status);
-                    current.0.status = status.clone();
-                    changes
-                };
+            Some(previous) => {
+                // The object reads the adapter's copy, updated above.
+                let changes = service::changed(&previous, &status);
                 if !changes.is_empty() {
+                    let object = conn
+                        .object_server()
+                        .interface::<_, ReadOnly<Service>>(path.as_str())
+                        .await?;
                     zbus::fdo::Properties::properties_changed(
                         object.signal_emitter(),
                         service::INTERFACE.try_into()?,

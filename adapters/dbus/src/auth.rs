@@ -1,5 +1,6 @@
 //! Errors as callers see them, who may change things, and running a command for a caller.
 
+use crate::gate::Gate;
 use ember_ipc::{Command, Control, ErrorKind, Reply};
 use std::sync::Arc;
 use tokio::sync::Semaphore;
@@ -46,6 +47,11 @@ pub struct Ctx {
     inflight: Arc<Semaphore>,
     /// The services' resource figures, shared by every object.
     pub usage: Arc<crate::usage::Usage>,
+    /// Places for calls waiting for a measurement (see [`crate::gate`]).
+    pub reads: Gate,
+    /// Places for calls of the methods that change something, while they ask the bus
+    /// daemon who calls and then ember (see [`crate::gate`]).
+    pub changes: Gate,
 }
 
 /// The changes being carried out for callers: before the adapter leaves the bus, they
@@ -69,6 +75,8 @@ impl Ctx {
             control_group,
             inflight,
             usage: Arc::default(),
+            reads: crate::gate::gate(crate::gate::MAX_WAITING_READS),
+            changes: crate::gate::gate(crate::gate::MAX_WAITING_CHANGES),
         }
     }
 

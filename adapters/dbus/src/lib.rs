@@ -5,6 +5,7 @@
 //! - [`manager`]: `io.ember.Init1.Manager` at `/io/ember/Init1` (with an ObjectManager).
 //! - [`service`]: `io.ember.Init1.Service`, one object per service.
 //! - [`auth`]: the errors callers see, and who may change things.
+//! - [`gate`]: what a flood of calls costs: no task per call, a bound on calls that wait.
 //! - [`objects`]: the ObjectManager, answered from the adapter's copy.
 //! - [`usage`]: the services' resource figures, measured for a Get, shared for a second.
 //! - [`readonly`]: Set of a read-only property is PropertyReadOnly.
@@ -13,6 +14,7 @@
 
 pub mod adapter;
 pub mod auth;
+pub mod gate;
 pub mod label;
 pub mod manager;
 pub mod objects;

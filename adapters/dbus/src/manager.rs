@@ -76,6 +76,16 @@ impl Manager {
     }
 }
 
+/// The manager's methods answered at once from the adapter's copy; the others (the
+/// changes) ask the bus daemon who calls, then ember, and wait in a gated task.
+pub const ANSWERED_AT_ONCE: [&str; 2] = ["ListServices", "GetService"];
+
+impl crate::readonly::Calls for Manager {
+    fn gate_of(&self, member: &str) -> Option<&crate::gate::Gate> {
+        (!ANSWERED_AT_ONCE.contains(&member)).then_some(&self.ctx.changes)
+    }
+}
+
 pub fn unknown(name: &str) -> Error {
     Error::UnknownService(format!(
         "no service named \"{name}\"; ListServices() shows the services there are"

@@ -1,5 +1,8 @@
 //! [`ReadOnly`]: an interface whose properties are all read-only, so that
-//! `Properties.Set` of one says `org.freedesktop.DBus.Error.PropertyReadOnly`.
+//! `Properties.Set` of one says `org.freedesktop.DBus.Error.PropertyReadOnly`, and whose
+//! calls are bounded (see [`crate::gate`]): answered at once in zbus's dispatching task,
+//! or, for a method that waits ([`Calls::gate_of`]), in a task of their own while their
+//! gate has room.
 //!
 //! zbus 6's `Properties.Set` says UnknownProperty for any property without a setter, as
 //! for one that does not exist: the generated `Interface::set` cannot tell the two apart.
@@ -7,6 +10,7 @@
 //! the interface declares (in its introspection) itself; a name it does not declare
 //! still gets UnknownProperty from zbus.
 
+use crate::gate::{Gate, Gated};
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -17,6 +21,30 @@ use zbus::{BoxDBusError, Connection, ObjectServer, OwnedVariant, Variant};
 
 /// `I`, with `Set` of any of its properties refused as read-only.
 pub struct ReadOnly<I>(pub I);
+
+/// Which methods of an interface wait (for ember or for the bus daemon).
+pub trait Calls {
+    /// The gate of a method that waits; `None` for one answered at once from the
+    /// adapter's copy, without awaiting anything but zbus's locks. A method not named
+    /// by the interface as answered at once must wait: a new one is bounded by default.
+    fn gate_of(&self, member: &str) -> Option<&Gate>;
+}
+
+impl<I: Interface + Calls> Gated for ReadOnly<I> {
+    fn gate_of(&self, _msg: &Message, member: &str) -> Option<&Gate> {
+        self.0.gate_of(member)
+    }
+
+    fn forward<'call>(
+        &'call self,
+        server: &'call ObjectServer,
+        connection: &'call Connection,
+        msg: &'call Message,
+        name: MemberName<'call>,
+    ) -> DispatchResult<'call> {
+        self.0.call(server, connection, msg, name)
+    }
+}
 
 impl<I: Interface> ReadOnly<I> {
     /// Whether the interface declares the property.
@@ -30,13 +58,14 @@ impl<I: Interface> ReadOnly<I> {
 }
 
 #[async_trait]
-impl<I: Interface> Interface for ReadOnly<I> {
+impl<I: Interface + Calls> Interface for ReadOnly<I> {
     fn name() -> InterfaceName<'static> {
         I::name()
     }
 
+    /// Never a task per call: [`crate::gate::call`] decides.
     fn spawn_tasks_for_methods(&self) -> bool {
-        self.0.spawn_tasks_for_methods()
+        false
     }
 
     async fn get(
@@ -106,7 +135,7 @@ impl<I: Interface> Interface for ReadOnly<I> {
         msg: &'call Message,
         name: MemberName<'call>,
     ) -> DispatchResult<'call> {
-        self.0.call(server, connection, msg, name)
+        crate::gate::call(self, server, connection, msg, name)
     }
 
     fn call_mut<'call>(
@@ -126,9 +155,16 @@ impl<I: Interface> Interface for ReadOnly<I> {
 
 #[cfg(test)]
 mod tests {
-    use super::ReadOnly;
+    use super::{Calls, ReadOnly};
+    use crate::gate::Gate;
 
     struct Thing;
+
+    impl Calls for Thing {
+        fn gate_of(&self, _member: &str) -> Option<&Gate> {
+            None
+        }
+    }
 
     #[zbus::interface(name = "io.ember.Test")]
     impl Thing {

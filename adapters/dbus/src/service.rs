@@ -1,9 +1,11 @@
 //! One object per service: `io.ember.Init1.Service` at `/io/ember/Init1/service/<label>`.
 
 use crate::auth::{Ctx, Error};
+use crate::manager::Shared;
 use crate::usage::Figures;
 use ember_ipc::{Command, Metrics, ServiceStatus, Targets};
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use zbus::message::Header;
 use zbus::OwnedVariant;
 use zbus::Variant as Value;
@@ -11,25 +13,47 @@ use zbus::{interface, Connection};
 
 pub const INTERFACE: &str = "io.ember.Init1.Service";
 
-/// The object; its status is replaced by the adapter on every event.
+/// The object of the service `name`. Its properties are read from the adapter's copy
+/// (`shared`), which the adapter updates on every event: the object itself is never
+/// changed, so zbus never locks it for writing and a call reading it never waits
+/// behind one that waits for the bus (see [`crate::gate`]).
 pub struct Service {
-    pub status: ServiceStatus,
+    pub name: String,
+    pub shared: Arc<Mutex<Shared>>,
     pub ctx: Ctx,
 }
 
 pub use crate::usage::UNKNOWN;
 
+/// The properties a Get or GetAll has ember measure (see [`Service::figures`]): a call
+/// that reads one waits, in a gated task (see [`crate::gate::Properties`]).
+pub const MEASURED: [&str; 3] = ["CpuUsec", "MemoryBytes", "Tasks"];
+
+/// All of the interface's methods change something: each waits, in a gated task.
+impl crate::readonly::Calls for Service {
+    fn gate_of(&self, _member: &str) -> Option<&crate::gate::Gate> {
+        Some(&self.ctx.changes)
+    }
+}
+
 impl Service {
+    /// `read` of the service's status in the adapter's copy (of a default status in the
+    /// moment between its removal there and its object's).
+    fn status<T>(&self, read: impl FnOnce(&ServiceStatus) -> T) -> T {
+        let shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        match shared.services.get(&self.name) {
+            Some(status) => read(status),
+            None => read(&ServiceStatus::default()),
+        }
+    }
+
     /// The service's resource figures: measured for a caller's Get or GetAll (`header`
     /// is the call's), the last known ones when zbus reads the properties for a signal.
     async fn figures(&self, header: Option<Header<'_>>) -> Figures {
         if header.is_some() {
-            self.ctx
-                .usage
-                .measure(&self.ctx.control, &self.status.name)
-                .await
+            self.ctx.usage.measure(&self.ctx.control, &self.name).await
         } else {
-            self.ctx.usage.last(&self.status.name)
+            self.ctx.usage.last(&self.name)
         }
     }
 
@@ -40,7 +64,7 @@ impl Service {
         make: fn(Vec<String>) -> Command,
     ) -> Result<(), Error> {
         self.ctx
-            .act(conn, header, make(vec![self.status.name.clone()]))
+            .act(conn, header, make(vec![self.name.clone()]))
             .await
             .map(drop)
     }
@@ -77,55 +101,52 @@ impl Service {
 
     #[zbus(property)]
     fn name(&self) -> String {
-        self.status.name.clone()
+        self.name.clone()
     }
 
     #[zbus(property)]
     fn state(&self) -> String {
-        self.status.state.to_string()
+        self.status(|s| s.state.to_string())
     }
 
     #[zbus(property)]
     fn sub_state(&self) -> String {
-        self.status.sub_state.to_string()
+        self.status(|s| s.sub_state.to_string())
     }
 
     #[zbus(property)]
     fn want(&self) -> String {
-        self.status.want.to_string()
+        self.status(|s| s.want.to_string())
     }
 
     /// 0 when nothing runs, as systemd's MainPID.
     #[zbus(property, name = "MainPID")]
     fn main_pid(&self) -> u32 {
-        self.status.pid.unwrap_or(0)
+        self.status(|s| s.pid.unwrap_or(0))
     }
 
     #[zbus(property)]
     fn restarts(&self) -> u32 {
-        self.status.restarts
+        self.status(|s| s.restarts)
     }
 
     /// The last run's exit code; 0 before any run exited (systemd's ExecMainStatus).
     #[zbus(property)]
     fn exit_code(&self) -> i32 {
-        self.status.exit_code.unwrap_or(0)
+        self.status(|s| s.exit_code.unwrap_or(0))
     }
 
     /// When the current state was entered, microseconds since the epoch.
     #[zbus(property)]
     fn since(&self) -> u64 {
-        self.status.since_usec
+        self.status(|s| s.since_usec)
     }
 
     /// How the last run that ended went (systemd's Result): success, exit-code, signal,
     /// oom-kill, timeout, watchdog, spawn; "" before any run ended.
     #[zbus(property)]
     fn result(&self) -> String {
-        self.status
-            .result
-            .map(|r| r.to_string())
-            .unwrap_or_default()
+        self.status(|s| s.result.map(|r| r.to_string()).unwrap_or_default())
     }
 
     /// CPU time of the current run, microseconds; u64::MAX when not running.

@@ -1213,7 +1213,7 @@ impl Adapter {
         acknowledged: bool,
         replies: &mpsc::Sender<Done>,
     ) {
-        if self.sweep(topic, length, retain) {
+        if self.sweep(topic, body, length, retain) {
             // Nothing is owed for it (a QoS 0 subscription; acknowledged all the same
             // should the broker send it at QoS 1).
             if pkid.is_some() && !acknowledged {
@@ -1253,8 +1253,9 @@ impl Adapter {
 
     /// Whether a retained topic of this device's is stale: a state topic of a service
     /// ember does not have, or a Home Assistant entity of a service ember does not have or
-    /// does not announce (not allowed, or an id of the old mapping). `None` when the
-    /// topic is none of those.
+    /// does not announce (not allowed, or an id of the old mapping), or any entity under
+    /// the device's old node (ember announces none there; [`Adapter::sweep`] takes only
+    /// this board's). `None` when the topic is none of those.
     fn stale_topic(&self, topic: &str) -> Option<bool> {
         let live = |name: &str| self.states.contains_key(name);
         if let Some(name) = self.topics.state_of(topic) {
@@ -1262,6 +1263,9 @@ impl Adapter {
         }
         if !self.settings.homeassistant {
             return None;
+        }
+        if homeassistant::legacy(&self.topics, topic) {
+            return Some(true);
         }
         let entity = homeassistant::discovered(&self.topics, topic)?;
         Some(self.synced && !entity.is_some_and(|name| live(&name) && self.allowed(&name)))
@@ -1273,13 +1277,18 @@ impl Adapter {
     /// or the adapter was away: nobody was there to clear them) are cleared: an empty
     /// retained message, published in `flush` if still stale then. The states of the
     /// services ember has are published after every connect anyway, and never cleared.
+    /// Under the device's old Home Assistant node, only the entities whose config names
+    /// this board are cleared: other boards' may be there too (see
+    /// `homeassistant::legacy_node`).
     /// Whether `topic` is one of those topics (then there is nothing more to do).
-    fn sweep(&mut self, topic: &str, length: usize, retain: bool) -> bool {
+    fn sweep(&mut self, topic: &str, body: &[u8], length: usize, retain: bool) -> bool {
         let Some(stale) = self.stale_topic(topic) else {
             return false;
         };
+        let ours = !homeassistant::legacy(&self.topics, topic)
+            || homeassistant::announced_by(&self.topics, body);
         // An empty message clears; a message not retained leaves nothing behind.
-        if stale && retain && length > 0 && self.stale.len() < MAX_STALE {
+        if stale && ours && retain && length > 0 && self.stale.len() < MAX_STALE {
             self.stale.insert(topic.to_owned());
         }
         true

@@ -62,14 +62,72 @@ fn node(topics: &Topics) -> String {
     format!("ember_{}", object_id(topics.device()))
 }
 
+/// The ids of the mapping before [`object_id`]: every character other than a letter, a
+/// digit or `-` became `_` (one `_` for each character, whatever its length in bytes).
+fn legacy_id(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// The node this device had under the old mapping, when it is not its node now: a name
+/// with any character other than a letter, a digit or `-` (`board.1`, `board_1` and
+/// `board@1` were all `ember_board_1`). Its entities there, of every service, are stale
+/// (ember announces under [`node`] only), but the node may hold other boards' too:
+/// boards whose names differ only in those characters shared it, and one may still run
+/// an older ember, and it may even be another board's node now (`a.2e1` had
+/// `ember_a_2e1`, the node of `a.1` today). So only a config that names this board as
+/// its device ([`announced_by`]) is cleared there.
+fn legacy_node(topics: &Topics) -> Option<String> {
+    let legacy = legacy_id(&format!("ember_{}", topics.device()));
+    (legacy != node(topics)).then_some(legacy)
+}
+
 /// The discovery topics of this device's entities, whatever their service: subscribed
-/// to after each connect to find retained entities of services ember no longer has.
+/// to after each connect to find retained entities of services ember no longer has,
+/// under its node and under its old node, if it had another one (see [`legacy_node`]).
 pub fn filters(topics: &Topics) -> Vec<String> {
-    let node = node(topics);
-    vec![
-        format!("homeassistant/switch/{node}/+/config"),
-        format!("homeassistant/button/{node}/+/config"),
-    ]
+    std::iter::once(node(topics))
+        .chain(legacy_node(topics))
+        .flat_map(|node| {
+            [
+                format!("homeassistant/switch/{node}/+/config"),
+                format!("homeassistant/button/{node}/+/config"),
+            ]
+        })
+        .collect()
+}
+
+/// Whether `topic` is a discovery topic under this device's old node (see
+/// [`legacy_node`]): stale if this board announced it ([`announced_by`]).
+pub fn legacy(topics: &Topics, topic: &str) -> bool {
+    legacy_node(topics).is_some_and(|node| {
+        under(topic, &node).is_some_and(|(component, _)| matches!(component, "switch" | "button"))
+    })
+}
+
+/// The component and the object id of a discovery topic under `node`.
+fn under<'a>(topic: &'a str, node: &str) -> Option<(&'a str, &'a str)> {
+    let rest = topic.strip_prefix("homeassistant/")?;
+    let (component, rest) = rest.split_once('/')?;
+    let object = rest
+        .strip_prefix(node)?
+        .strip_prefix('/')?
+        .strip_suffix("/config")?;
+    (!object.contains('/')).then_some((component, object))
+}
+
+/// Whether a discovery config names this board as its device (`device.name`, in every
+/// config ember has published).
+pub fn announced_by(topics: &Topics, body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .is_ok_and(|config| config["device"]["name"].as_str() == Some(topics.device()))
 }
 
 /// What a discovery topic of this device's announces: `None` when it is not one (another
@@ -77,15 +135,7 @@ pub fn filters(topics: &Topics) -> Vec<String> {
 /// service has that id now (an id of the old mapping, see [`object_id`]), else the
 /// service whose entity it is.
 pub fn discovered(topics: &Topics, topic: &str) -> Option<Option<String>> {
-    let rest = topic.strip_prefix("homeassistant/")?;
-    let (component, rest) = rest.split_once('/')?;
-    let rest = rest
-        .strip_prefix(node(topics).as_str())?
-        .strip_prefix('/')?;
-    let object = rest.strip_suffix("/config")?;
-    if object.contains('/') {
-        return None;
-    }
+    let (component, object) = under(topic, &node(topics))?;
     match component {
         "switch" => Some(unescape(object)),
         "button" => Some(object.strip_suffix("_restart").and_then(unescape)),
@@ -316,8 +366,80 @@ mod tests {
             filters(&topics),
             [
                 "homeassistant/switch/ember_board_2e1/+/config",
-                "homeassistant/button/ember_board_2e1/+/config"
+                "homeassistant/button/ember_board_2e1/+/config",
+                "homeassistant/switch/ember_board_1/+/config",
+                "homeassistant/button/ember_board_1/+/config"
             ]
         );
+    }
+
+    /// The topics an ember of the old mapping announced a service under (its
+    /// `announce`, as it was).
+    fn announced_before(device: &str, service: &str) -> [String; 2] {
+        let node = legacy_id(&format!("ember_{device}"));
+        let object = legacy_id(service);
+        [
+            format!("homeassistant/switch/{node}/{object}/config"),
+            format!("homeassistant/button/{node}/{object}_restart/config"),
+        ]
+    }
+
+    /// Found by review: a board whose name the escape changes got a new node, and the
+    /// sweep read that one only, so whatever the board had announced under its old node
+    /// stayed. Every character the escape changes, in the board's name and in the
+    /// services': what the old mapping announced is found again, and only what names
+    /// this board is taken.
+    #[test]
+    fn the_old_node_of_a_board_is_swept_for_its_own_entities() {
+        for device in [
+            "b_1", "b.1", "b@1", "b 1", "b\u{e9}1", "b:1", "b__1", "_b", "b.",
+        ] {
+            let topics = Topics::new("ember", device, &[]);
+            let old = legacy_node(&topics).expect(device);
+            assert_ne!(old, node(&topics), "{device}");
+            assert_eq!(filters(&topics).len(), 4, "{device}");
+            let body = serde_json::json!({"device": {"name": device}}).to_string();
+            for service in ["web", "web_1", "web.1", "web@1", "web-1"] {
+                for topic in announced_before(device, service) {
+                    assert!(legacy(&topics, &topic), "{device} {service}: {topic}");
+                    assert_eq!(discovered(&topics, &topic), None, "{topic}");
+                }
+                // Today's topics are not the old node's.
+                for (topic, _) in announce(&topics, service) {
+                    assert!(!legacy(&topics, &topic), "{topic}");
+                }
+            }
+            assert!(announced_by(&topics, body.as_bytes()));
+            let other = serde_json::json!({"device": {"name": "b-other"}}).to_string();
+            assert!(!announced_by(&topics, other.as_bytes()));
+            assert!(!announced_by(&topics, b"not json"));
+            assert!(!announced_by(&topics, b""));
+            assert!(!legacy(
+                &topics,
+                &format!("homeassistant/light/{old}/web/config")
+            ));
+            assert!(!legacy(
+                &topics,
+                &format!("homeassistant/switch/{old}/a/b/config")
+            ));
+            assert!(!legacy(
+                &topics,
+                &format!("homeassistant/switch/{old}x/web/config")
+            ));
+        }
+        // Names of letters, digits and - kept their node: there is no other.
+        for device in ["b1", "board-1", "B"] {
+            let topics = Topics::new("ember", device, &[]);
+            assert_eq!(legacy_node(&topics), None, "{device}");
+            assert_eq!(filters(&topics).len(), 2);
+            assert!(!legacy(&topics, &announced_before(device, "web@1")[0]));
+        }
+        // The old node of a.2e1 is the node of a.1 now: a.1's entities there name a.1.
+        let old = Topics::new("ember", "a.2e1", &[]);
+        let now = Topics::new("ember", "a.1", &[]);
+        let (topic, body) = announce(&now, "web").remove(0);
+        assert!(legacy(&old, &topic));
+        assert!(!announced_by(&old, &body));
+        assert!(announced_by(&now, &body));
     }
 }
