@@ -20,6 +20,12 @@ use std::sync::{Arc, OnceLock};
 /// Lines waiting for the writer, over all files.
 const QUEUE: usize = 16 * 1024;
 
+/// The most files the writer keeps open; the one written least recently is closed to
+/// open another. Without a bound every file ever written stayed open in PID 1: an
+/// instance's own file (`file = "worker-{instance}.log"`) for each instance ever made,
+/// until ember ran out of file descriptors (found by a hostile review).
+pub const MAX_OPEN: usize = 64;
+
 /// A line for a file.
 type Line = (Arc<RotatedFile>, String);
 
@@ -113,10 +119,11 @@ impl Sink {
     }
 }
 
-/// An open file and how much is in it.
+/// An open file, how much is in it, and when it was last written (a count of lines).
 struct Open {
     file: File,
     size: u64,
+    used: u64,
 }
 
 /// The writer thread: appends each line to its file, rotating before a line would take
@@ -124,11 +131,13 @@ struct Open {
 fn write_all(rx: Arc<Mailbox<Line>>) -> ! {
     let mut open: HashMap<PathBuf, Open> = HashMap::new();
     let mut failing: HashMap<PathBuf, String> = HashMap::new();
+    let mut tick: u64 = 0;
     loop {
         let (target, line) = rx.recv();
         let mut bytes = line.into_bytes();
         bytes.push(b'\n');
-        match append(&mut open, &target, &bytes) {
+        tick += 1;
+        match append(&mut open, &target, &bytes, tick) {
             Ok(()) => {
                 failing.remove(&target.path);
             }
@@ -138,6 +147,10 @@ fn write_all(rx: Arc<Mailbox<Line>>) -> ! {
                 let why = e.to_string();
                 if failing.get(&target.path) != Some(&why) {
                     crate::log::warn!("cannot write {}: {why}", target.path.display());
+                    // Bounded as `open` is: at worst a file's failure is said again.
+                    if failing.len() >= MAX_OPEN {
+                        failing.clear();
+                    }
                     failing.insert(target.path.clone(), why);
                 }
                 open.remove(&target.path);
@@ -150,20 +163,39 @@ fn append(
     open: &mut HashMap<PathBuf, Open>,
     target: &RotatedFile,
     bytes: &[u8],
+    tick: u64,
 ) -> std::io::Result<()> {
     if !open.contains_key(&target.path) {
+        if open.len() >= MAX_OPEN {
+            let oldest = open
+                .iter()
+                .min_by_key(|(_, o)| o.used)
+                .map(|(path, _)| path.clone());
+            if let Some(oldest) = oldest {
+                open.remove(&oldest);
+            }
+        }
         let file = open_file(&target.path)?;
         let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-        open.insert(target.path.clone(), Open { file, size });
+        open.insert(
+            target.path.clone(),
+            Open {
+                file,
+                size,
+                used: tick,
+            },
+        );
     }
     let Some(current) = open.get_mut(&target.path) else {
         return Ok(());
     };
+    current.used = tick;
     if current.size > 0 && current.size + bytes.len() as u64 > target.max_size {
         rotate(&target.path, target.keep)?;
         *current = Open {
             file: open_file(&target.path)?,
             size: 0,
+            used: tick,
         };
     }
     current.file.write_all(bytes)?;
@@ -254,8 +286,8 @@ mod tests {
         };
         let mut open = HashMap::new();
         let line = [b'x'; 99];
-        for _ in 0..1000 {
-            append(&mut open, &target, &[&line[..], b"\n"].concat()).unwrap();
+        for tick in 0..1000 {
+            append(&mut open, &target, &[&line[..], b"\n"].concat(), tick).unwrap();
         }
         let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
         let files = [
@@ -278,11 +310,58 @@ mod tests {
             max_size: 4096,
             keep: 1,
         };
-        for _ in 0..100 {
-            append(&mut open, &one, &[&line[..], b"\n"].concat()).unwrap();
+        for tick in 1000..1100 {
+            append(&mut open, &one, &[&line[..], b"\n"].concat(), tick).unwrap();
         }
         assert!(size(&one.path) <= 4096);
         assert!(!dir.join("one.log.1").exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Every file written stays open no longer than it is among the MAX_OPEN written
+    /// last: a file per instance ever made no longer fills PID 1's fd table. A file
+    /// closed and opened again is appended to, and still rotates at its max_size.
+    #[test]
+    fn the_files_kept_open_are_bounded() {
+        let dir = std::env::temp_dir().join(format!("ember-logfiles-open-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let target = |n: usize| RotatedFile {
+            path: dir.join(format!("out-{n}.log")),
+            max_size: 1000,
+            keep: 2,
+        };
+        let mut open = HashMap::new();
+        let mut tick = 0;
+        for round in 0..3 {
+            for n in 0..MAX_OPEN * 3 {
+                tick += 1;
+                append(
+                    &mut open,
+                    &target(n),
+                    format!("{round}:{n}\n").as_bytes(),
+                    tick,
+                )
+                .unwrap();
+                assert!(open.len() <= MAX_OPEN, "{} files open", open.len());
+            }
+        }
+        let text = std::fs::read_to_string(target(7).path).unwrap();
+        assert_eq!(text, "0:7\n1:7\n2:7\n");
+        // Its size is read again when it is opened again: rotation still happens.
+        let line = [b'y'; 99];
+        for _ in 0..30 {
+            for n in [1, 2] {
+                tick += 1;
+                append(&mut open, &target(n), &[&line[..], b"\n"].concat(), tick).unwrap();
+            }
+            for n in 100..100 + MAX_OPEN {
+                tick += 1;
+                append(&mut open, &target(n), b"z\n", tick).unwrap();
+            }
+        }
+        let size = std::fs::metadata(target(1).path).unwrap().len();
+        assert!(size <= 1000, "{size}");
+        assert!(dir.join("out-1.log.1").exists());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
