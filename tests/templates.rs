@@ -93,11 +93,25 @@ fn a_template_makes_a_pool_at_boot_and_instances_on_demand() {
     assert!(!out.status.success());
     assert!(text(&out).contains("'+' is not allowed"), "{}", text(&out));
     // An instance goes into paths: `..` would name the directory above.
-    for bad in ["worker@..", "worker@.x", "worker@-x"] {
+    for bad in [
+        "worker@..",
+        "worker@.x",
+        "worker@-x",
+        "worker@../x",
+        "worker@@",
+    ] {
         let out = ember.ctl(&["start", bad]);
         assert!(!out.status.success(), "{bad} was made");
         assert!(text(&out).contains("invalid instance"), "{}", text(&out));
     }
+    // The template's own name names no instance: said so, not "no service named".
+    let out = ember.ctl(&["start", "worker@"]);
+    assert!(!out.status.success(), "worker@ was made");
+    assert!(
+        text(&out).contains("\"worker@\" names no instance"),
+        "{}",
+        text(&out)
+    );
     assert!(!names(&ember)
         .iter()
         .any(|n| n == "nope@1" || n == "worker@a+b"));
@@ -330,6 +344,13 @@ fn an_instance_is_made_over_mqtt_when_allow_permits_it() {
     publish("other@1", "start", "other");
     let reply = replies.wait_for("\"other\"", LONG).expect("a reply");
     assert!(reply.contains("not-allowed"), "{reply}");
+    // A name ember refuses, with the reason ember gives on every interface.
+    publish("worker@", "start", "no-instance");
+    let reply = replies.wait_for("\"no-instance\"", LONG).expect("a reply");
+    assert!(reply.contains("names no instance"), "{reply}");
+    publish("worker@..", "start", "dots");
+    let reply = replies.wait_for("\"dots\"", LONG).expect("a reply");
+    assert!(reply.contains("invalid instance"), "{reply}");
     publish("worker@8", "stop", "stop-unknown");
     let reply = replies.wait_for("\"stop-unknown\"", LONG).expect("a reply");
     assert!(reply.contains("unknown-service"), "{reply}");
@@ -392,6 +413,13 @@ fn an_instance_is_made_over_dbus_and_gets_its_object() {
         "/io/ember/Init1/service/worker_405 never read active; log:\n{}",
         ember.log()
     );
+    // Names ember refuses, with the reason ember gives on every interface.
+    let out = start_service("worker@");
+    assert!(!out.status.success());
+    assert!(text(&out).contains("names no instance"), "{}", text(&out));
+    let out = start_service("worker@../x");
+    assert!(!out.status.success());
+    assert!(text(&out).contains("invalid instance"), "{}", text(&out));
     // No template: UnknownService, nothing made.
     let out = start_service("nope@1");
     assert!(!out.status.success());

@@ -6,13 +6,14 @@
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
-/// Whether `name` has the shape of a template's instance (`worker@42`): a start or
-/// restart of one that does not exist yet goes to ember, which makes it from its
-/// template, or answers unknown-service when there is none. Adapters cannot tell: they
-/// see services, not templates.
+/// Whether `name` has the shape of a template's instance (`worker@42`), or of a template
+/// (`worker@`): a start or restart of one that does not exist yet goes to ember, which
+/// makes it from its template, refuses a name it cannot be (`worker@`: it names no
+/// instance; `worker@..`), or answers unknown-service when there is no template.
+/// Adapters cannot tell: they see services, not templates; ember checks the name, with
+/// one rule for every interface.
 pub fn may_be_instance(name: &str) -> bool {
-    name.find('@')
-        .is_some_and(|at| at > 0 && at + 1 < name.len())
+    name.find('@').is_some_and(|at| at > 0)
 }
 
 /// The services that are ember's own adapters. No adapter starts, stops or restarts them

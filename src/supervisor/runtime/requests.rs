@@ -162,6 +162,13 @@ impl Runtime {
             if exists || to_make.iter().any(|s| *s.name == **name) {
                 continue;
             }
+            // A template's own name: the same answer on every interface (found by a
+            // hostile review: `worker@` was "no service named", though it is defined).
+            if self.config.templates.contains_key(name) {
+                if let Err(why) = crate::config::values::check_instance(name, "") {
+                    return Err(Reply::error(ErrorKind::BadRequest, why));
+                }
+            }
             let Some(spec) = self.config.made_on_demand(name) else {
                 continue;
             };
