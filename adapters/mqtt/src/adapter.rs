@@ -152,7 +152,8 @@ const REQUESTS: usize = 256;
 const OUTGOING_INFLIGHT: u16 = 64;
 /// Refusals logged per second; the rest are counted.
 const MAX_REFUSALS_LOGGED: u32 = 10;
-/// Stale retained topics waiting to be cleared (more are found at the next connect).
+/// Stale retained topics, and services removed, waiting to be cleared (more are found at
+/// the next connect).
 const MAX_STALE: usize = 4096;
 /// Distinct retained commands and oversized messages remembered, to log each once.
 const MAX_LOGGED_ONCE: usize = 64;
@@ -835,13 +836,7 @@ impl Adapter {
                         self.progress.applied(status.seq);
                         self.states.insert(status.name.clone(), status);
                     }
-                    Ok(Event::ServiceRemoved { name, seq }) => {
-                        self.states.remove(&name);
-                        self.dirty.remove(&name);
-                        self.announce.remove(&name);
-                        self.removed.insert(name);
-                        self.progress.applied(seq);
-                    }
+                    Ok(Event::ServiceRemoved { name, seq }) => self.on_removed(name, seq),
                     Ok(Event::Metrics(metrics)) if self.connected => {
                         // Figures of the moment: dropped, not queued, when the link is busy.
                         for m in metrics {
@@ -893,6 +888,21 @@ impl Adapter {
         self.reply_bytes += topic.len() + body.len();
         self.replies.push_back(Answer { topic, body, ack });
         drop(permit);
+    }
+
+    /// A service ember no longer has (an instance stopped and forgotten, a service removed
+    /// by a reload): its retained state is to be cleared.
+    fn on_removed(&mut self, name: String, seq: u64) {
+        self.states.remove(&name);
+        self.dirty.remove(&name);
+        self.announce.remove(&name);
+        // Bounded as `stale` is: instances made and forgotten while the broker is away
+        // are not all remembered. The retained state of one not kept is a state topic
+        // of a service ember does not have, cleared by the sweep at the next connect.
+        if self.removed.len() < MAX_STALE {
+            self.removed.insert(name);
+        }
+        self.progress.applied(seq);
     }
 
     /// Whether anything waits to be published.
@@ -1660,6 +1670,34 @@ mod tests {
             groups: Vec::new(),
             homeassistant: false,
         }
+    }
+
+    /// Instances made and forgotten while the broker is away, by the hundred thousand:
+    /// what waits to be cleared stays bounded (found by a hostile review: one name per
+    /// instance ever made and gone was kept until the broker came back). The retained
+    /// states of the names not kept are found by the sweep at the next connect.
+    #[test]
+    fn what_waits_to_be_cleared_is_bounded_while_the_broker_is_away() {
+        let (requests, _rx) = tokio::sync::mpsc::channel(1);
+        let control = Control {
+            requests,
+            events: ember_ipc::broadcast::Broadcast::new(1),
+            lines: ember_ipc::broadcast::Broadcast::new(1),
+        };
+        let mut adapter = Adapter::new(
+            settings_for_tests(Duration::from_secs(30)),
+            control,
+            ember_ipc::link::Progress::default(),
+        );
+        assert!(!adapter.connected);
+        for n in 0..100_000u64 {
+            adapter.on_removed(format!("worker@{n}"), n + 1);
+        }
+        assert!(
+            adapter.removed.len() <= MAX_STALE,
+            "{} names wait to be cleared",
+            adapter.removed.len()
+        );
     }
 
     #[test]
