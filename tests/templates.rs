@@ -104,6 +104,24 @@ fn a_template_makes_a_pool_at_boot_and_instances_on_demand() {
         assert!(!out.status.success(), "{bad} was made");
         assert!(text(&out).contains("invalid instance"), "{}", text(&out));
     }
+    // Names no service may have, each refused with its reason; nothing made, nothing
+    // stopped.
+    let long = format!("worker@{}", "a".repeat(10_000));
+    for (bad, why) in [
+        (long.as_str(), "characters long"),
+        ("worker@a\nb", "is not allowed"),
+        ("worker@a b", "' ' is not allowed"),
+        ("worker@a#b", "wildcard"),
+        ("worker@a/b", "'/' is not allowed"),
+        ("worker@aé", "is not allowed"),
+        ("worker@é", "invalid instance"),
+    ] {
+        let out = ember.ctl(&["start", bad]);
+        assert!(!out.status.success(), "{bad:?} was made");
+        assert!(text(&out).contains(why), "{bad:?}: {}", text(&out));
+    }
+    assert_eq!(ember.status("web")["state"], "active");
+    assert_eq!(names(&ember).len(), 4, "{:?}", names(&ember));
     // The template's own name names no instance: said so, not "no service named".
     let out = ember.ctl(&["start", "worker@"]);
     assert!(!out.status.success(), "worker@ was made");
