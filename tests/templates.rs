@@ -542,3 +542,44 @@ stdout = { file = "job-{instance}.log" }
         &open[..3]
     );
 }
+
+/// An instance that is stopping still runs: it counts against the 1,024 (found by a
+/// hostile review: a stop made room at once, so starts and stops of distinct instances
+/// whose processes take their stop_timeout to end ran 1,024 more each round).
+#[test]
+fn instances_still_stopping_count_against_the_bound() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "templates-stopping",
+        r#"
+[service."slow@"]
+command = ["/bin/sh", "-c", "trap '' TERM; echo trapped; while :; do sleep 7920009; done"]
+ready = { log = "trapped" }
+stop_timeout = "1h"
+"#,
+    );
+    // Up, each with SIGTERM ignored, before they are stopped.
+    let pool: Vec<String> = (1..=1024).map(|n| format!("slow@{n}")).collect();
+    let mut args = vec!["start"];
+    args.extend(pool.iter().map(String::as_str));
+    args.push("--wait");
+    let out = ember.ctl(&args);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = ember.ctl(&["stop", "slow@*"]);
+    assert!(out.status.success(), "{}", text(&out));
+    // Each is stopping (its shell ignores SIGTERM) for up to an hour: no room yet.
+    assert_eq!(names(&ember).len(), 1024);
+    assert_eq!(ember.status("slow@5")["state"], "deactivating");
+    let out = ember.ctl(&["start", "slow@more"]);
+    assert!(
+        !out.status.success(),
+        "made while 1,024 still stop: {}",
+        text(&out)
+    );
+    assert!(text(&out).contains("at most 1024 may"), "{}", text(&out));
+    // A start of one that is stopping takes it back: no new room needed.
+    let out = ember.ctl(&["start", "slow@1"]);
+    assert!(out.status.success(), "{}", text(&out));
+}
