@@ -41,6 +41,9 @@ pub struct Usage {
     last: Mutex<HashMap<String, (Instant, Figures)>>,
     /// Held while measuring: PID 1 measures for one caller at a time.
     measuring: tokio::sync::Mutex<()>,
+    /// Counts the services forgotten: a measurement during which one was keeps nothing,
+    /// or it would bring back the figures of a service gone meanwhile, for good.
+    forgotten: std::sync::atomic::AtomicU64,
 }
 
 impl Usage {
@@ -70,7 +73,10 @@ impl Usage {
 
     /// The service's run ended or it is gone: its figures no longer hold.
     pub fn forget(&self, name: &str) {
-        self.last_map().remove(name);
+        let mut last = self.last_map();
+        last.remove(name);
+        self.forgotten
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Figures at most [`FRESH`] old: measured now by ember unless another caller's
@@ -84,6 +90,7 @@ impl Usage {
         if let Some(f) = self.fresh(name, Instant::now()) {
             return f;
         }
+        let forgotten = self.forgotten.load(std::sync::atomic::Ordering::Relaxed);
         let reply = control
             .call(
                 Command::Status(StatusArgs {
@@ -105,7 +112,11 @@ impl Usage {
                 tasks: s.tasks.map(u64::from).unwrap_or(UNKNOWN),
             })
             .unwrap_or(Figures::UNKNOWN);
-        self.record(name, figures, Instant::now());
+        // Under the map's lock, as a forget counts: none can come in between.
+        let mut last = self.last_map();
+        if self.forgotten.load(std::sync::atomic::Ordering::Relaxed) == forgotten {
+            last.insert(name.to_owned(), (Instant::now(), figures));
+        }
         figures
     }
 }
@@ -133,5 +144,56 @@ mod tests {
         assert_eq!(usage.last("web"), some());
         usage.forget("web");
         assert_eq!(usage.last("web"), Figures::UNKNOWN);
+    }
+
+    /// A service forgotten while its measurement was on its way (an instance made on
+    /// demand, stopped and gone meanwhile) is not remembered by it: no figure stays for a
+    /// name that is gone (found by a hostile review: one per instance so measured stayed
+    /// in the adapter for good).
+    #[test]
+    fn a_measurement_does_not_bring_back_a_service_forgotten_meanwhile() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let usage = std::sync::Arc::new(Usage::default());
+            let (requests, mut rx) = tokio::sync::mpsc::channel::<ember_ipc::Request>(1);
+            let control = Control {
+                requests,
+                events: ember_ipc::broadcast::Broadcast::new(1),
+                lines: ember_ipc::broadcast::Broadcast::new(1),
+            };
+            let gone = usage.clone();
+            let core = tokio::spawn(async move {
+                let request = rx.recv().await.unwrap();
+                // Measured, and then removed: its removal reaches the adapter first.
+                gone.forget("worker@1");
+                let status = ember_ipc::ServiceStatus {
+                    name: "worker@1".into(),
+                    cpu_usec: Some(1),
+                    memory_bytes: Some(2),
+                    tasks: Some(3),
+                    ..Default::default()
+                };
+                let _ = request.reply.send(Reply::Status(ember_ipc::StatusReply {
+                    seq: 0,
+                    system: ember_ipc::SystemStatus {
+                        state: ember_ipc::SystemState::Running,
+                        config: Default::default(),
+                        seq: 0,
+                        watchdog: None,
+                    },
+                    services: vec![status],
+                }));
+            });
+            assert_eq!(usage.measure(&control, "worker@1").await, some());
+            core.await.unwrap();
+            assert!(
+                usage.last_map().is_empty(),
+                "kept: {:?}",
+                usage.last_map().keys().collect::<Vec<_>>()
+            );
+        });
     }
 }
