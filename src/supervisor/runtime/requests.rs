@@ -6,7 +6,7 @@
 use super::super::model::{RunResult, State, Sub, Want};
 use super::super::usage;
 use super::{Input, Runtime};
-use crate::config::service::{template_of, ServiceSpec};
+use crate::config::service::ServiceSpec;
 use crate::pid1::Power;
 use ember_ipc::{
     Command, ErrorKind, Reply, Request, ServiceStatus, StatusArgs, StatusReply, Targets,
@@ -162,23 +162,21 @@ impl Runtime {
             if exists || to_make.iter().any(|s| *s.name == **name) {
                 continue;
             }
-            // A template's own name: the same answer on every interface (found by a
-            // hostile review: `worker@` was "no service named", though it is defined).
-            if self.config.templates.contains_key(name) {
-                if let Err(why) = crate::config::values::check_instance(name, "") {
-                    return Err(Reply::error(ErrorKind::BadRequest, why));
+            // The instance's name becomes a cgroup, a socket, a topic level, and part of
+            // paths: the rules of the configuration's instances apply. A template's own
+            // name (`worker@`) names none, and is told so on every interface (found by a
+            // hostile review: it was "no service named", though it is defined).
+            if let Some(at) = name.find('@') {
+                let (template, instance) = name.split_at(at + 1);
+                if self.config.templates.contains_key(template) {
+                    if let Err(why) = crate::config::values::check_instance(template, instance) {
+                        return Err(Reply::error(ErrorKind::BadRequest, why));
+                    }
                 }
             }
             let Some(spec) = self.config.made_on_demand(name) else {
                 continue;
             };
-            // The instance's name becomes a cgroup, a socket, a topic level, and part of
-            // paths: the rules of the configuration's instances apply.
-            if let Some((template, instance)) = template_of(name) {
-                if let Err(why) = crate::config::values::check_instance(template, instance) {
-                    return Err(Reply::error(ErrorKind::BadRequest, why));
-                }
-            }
             to_make.push(spec);
         }
         // An instance is ordered by its template's lists, which `ember check` could not
