@@ -7,6 +7,7 @@
 
 use crate::config::LogOutput;
 use crate::pid1::Role;
+use ember_ipc::text::escape_controls;
 use std::io::Write;
 use std::str::FromStr;
 use std::sync::{Mutex, OnceLock};
@@ -288,8 +289,8 @@ impl<S: tracing::Subscriber> Layer<S> for Lines {
         // of their own: a newline in one would forge a record, an escape sequence would
         // drive the console.
         let text = Text {
-            message: one_line(&text.message).into_owned(),
-            fields: one_line(&text.fields).into_owned(),
+            message: escape_controls(&text.message).into_owned(),
+            fields: escape_controls(&text.fields).into_owned(),
         };
         let level = *event.metadata().level();
         let line = match &self.to {
@@ -327,24 +328,6 @@ impl<S: tracing::Subscriber> Layer<S> for Lines {
 }
 
 const KMSG_MAX: usize = 1000;
-
-/// `text` with its control characters (tab aside) written as escapes: "\n", "\x1b".
-fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
-    let control = |c: char| c.is_control() && c != '\t';
-    if !text.contains(control) {
-        return std::borrow::Cow::Borrowed(text);
-    }
-    let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        match c {
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            c if control(c) => out.push_str(&format!("\\x{:02x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    std::borrow::Cow::Owned(out)
-}
 
 /// The longest prefix of `text` within `max` bytes, cut at a character boundary.
 fn truncate(text: &str, max: usize) -> &str {
@@ -488,11 +471,11 @@ mod tests {
         assert_eq!(records.len(), 2, "{written:?}");
         assert_eq!(
             records[0],
-            "<4>ember: mqtt: refused a command on ember/b1/service/x\\n<0>ember: forged\\x1b[2J/cmd\n"
+            "<4>ember: mqtt: refused a command on ember/b1/service/x\\n<0>ember: forged\\u{1b}[2J/cmd\n"
         );
         assert_eq!(
             records[1],
-            "<6>ember: field\ttab origin=ember/b1/service/x\\n<0>ember: forged\\x1b[2J/cmd\n"
+            "<6>ember: field\ttab origin=ember/b1/service/x\\n<0>ember: forged\\u{1b}[2J/cmd\n"
         );
     }
 }

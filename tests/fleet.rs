@@ -358,3 +358,67 @@ fn two_bridged_brokers_are_one_fleet_from_either_side() {
     drop(b2);
     wait_status(&a, &["a1", "a2", "b1"], &["b2"]);
 }
+
+/// What boards publish reaches the operator's terminal with its control characters
+/// escaped, never raw: a state, a group or a reason holding an escape sequence would
+/// otherwise clear, retitle or recolour the terminal of whoever runs `ember fleet`.
+/// Anyone who may publish under the prefix can write them. (mosquitto itself refuses
+/// control characters in topics, so board and service names are not tried here.)
+#[test]
+fn escape_sequences_from_a_board_do_not_reach_the_terminal_raw() {
+    if !have_mosquitto() || !have_fleet() {
+        return;
+    }
+    let broker = Broker::start("fleet-escape", "");
+    let device = "evil";
+    let publish = |topic: String, message: &str| {
+        let out = broker.publish(&topic, message, &["-r"]);
+        assert!(out.status.success(), "{out:?}");
+    };
+    publish(format!("ember/{device}/status"), "online");
+    publish(
+        format!("ember/{device}/system"),
+        r#"{"seq":1,"state":"running\u001b]0;owned\u0007","groups":["g\u001b[31m"]}"#,
+    );
+    publish(
+        format!("ember/{device}/service/web/state"),
+        r#"{"seq":2,"state":"failed","sub_state":"exit\u009bcode","reason":"boom\u001b[2J\rgone"}"#,
+    );
+    // `script` gives ember fleet a terminal, as an operator's would be.
+    let on_terminal = |args: &str| {
+        let out = Command::new("script")
+            .arg("-qec")
+            .arg(format!("{EMBER} fleet {args} --broker {}", broker.url()))
+            .arg("/dev/null")
+            .output()
+            .expect("script");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let shown = on_terminal("status");
+    assert!(shown.contains("running\\u{1b}]0;owned\\u{7}"), "{shown:?}");
+    assert!(shown.contains("g\\u{1b}[31m"), "{shown:?}");
+    assert!(
+        !shown.contains(['\u{1b}', '\u{7}', '\u{9b}']),
+        "raw: {shown:?}"
+    );
+    // A change as it happens, in watch's lines.
+    let watch = std::thread::scope(|scope| {
+        let watch = scope.spawn(|| on_terminal(&format!("watch --lines -t {}", timeout(LONG))));
+        // The change is published once the watch has had time to read the retained
+        // states, and again until the watch ends, so a slow start cannot miss it.
+        while !watch.is_finished() {
+            publish(
+                format!("ember/{device}/service/db/state"),
+                r#"{"seq":3,"state":"failed","sub_state":"exit-code","reason":"late\u001b[2J"}"#,
+            );
+            publish(format!("ember/{device}/service/db/state"), "");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        watch.join().expect("watch")
+    });
+    assert!(watch.contains("late\\u{1b}[2J"), "{watch:?}");
+    assert!(
+        !watch.contains(['\u{1b}', '\u{7}', '\u{9b}']),
+        "raw: {watch:?}"
+    );
+}

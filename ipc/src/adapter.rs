@@ -218,8 +218,9 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for StderrLines {
         let mut message = Message(String::new());
         event.record(&mut message);
         let level = event.metadata().level().as_str();
-        // One line a record: ember would split a newline into two.
-        let text = message.0.replace('\n', "\\n");
+        // One line a record: ember would split a newline into two. (A topic or a caller's
+        // string may hold any control character: escaped as ember's own log does.)
+        let text = crate::text::escape_controls(&message.0);
         let _ = std::io::stderr()
             .lock()
             .write_all(format!("{level} {text}\n").as_bytes());

@@ -16,6 +16,7 @@
 //! - [`socket`]: the local control socket (newline-delimited JSON over a Unix socket),
 //!   server side and the client used by `ember ctl`.
 //! - [`throttle`]: a token bucket for what must not flood a log.
+//! - [`text`]: control characters of text from outside escaped, for logs and terminals.
 //! - [`broadcast`]: the channels of [`Control`], their rings made at the first subscriber.
 
 pub mod adapter;
@@ -27,6 +28,7 @@ pub mod link;
 pub mod protocol;
 pub mod rights;
 pub mod socket;
+pub mod text;
 pub mod throttle;
 
 pub use protocol::*;

@@ -17,7 +17,13 @@
 //! within a grace period. A removed service's retained state is cleared with an empty
 //! message, which has no seq: each removal forgives one missing number. A service's seq
 //! going backwards means the board's ember started again (seq counts from 1 each run).
+//!
+//! **What is taken as it comes, and what is not.** Anyone who may publish under the
+//! prefix writes what the operator's terminal shows: control characters in a topic or in
+//! a payload's strings are escaped as they arrive (`\u{1b}`, `\n`), so that no view of
+//! this tool can print an escape sequence or a line that a board did not make.
 
+use ember_ipc::text::escape_controls;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -148,6 +154,24 @@ pub fn sub_state_of(service: &Value) -> &str {
         .unwrap_or("?")
 }
 
+/// A payload's JSON with the control characters of its strings (and keys) escaped;
+/// `None` if it is not JSON.
+fn parsed(payload: &[u8]) -> Option<Value> {
+    fn escaped(value: Value) -> Value {
+        match value {
+            Value::String(s) => Value::String(escape_controls(&s).into_owned()),
+            Value::Array(list) => Value::Array(list.into_iter().map(escaped).collect()),
+            Value::Object(map) => Value::Object(
+                map.into_iter()
+                    .map(|(k, v)| (escape_controls(&k).into_owned(), escaped(v)))
+                    .collect(),
+            ),
+            other => other,
+        }
+    }
+    serde_json::from_slice(payload).ok().map(escaped)
+}
+
 fn seq_of(value: &Value) -> Option<u64> {
     value.get("seq")?.as_u64()
 }
@@ -163,6 +187,7 @@ impl Fleet {
     /// Takes one message. `live`: a change as it happens (not a retained message sent
     /// because of a subscription), whose seq is checked for jumps.
     pub fn apply(&mut self, topic: &str, payload: &[u8], live: bool, now: Instant) -> Vec<Change> {
+        let topic = escape_controls(topic);
         let Some(rest) = topic
             .strip_prefix(&self.prefix)
             .and_then(|r| r.strip_prefix('/'))
@@ -205,7 +230,7 @@ impl Fleet {
                 }]
             }
             "system" => {
-                let Ok(system) = serde_json::from_slice::<Value>(payload) else {
+                let Some(system) = parsed(payload) else {
                     return Vec::new();
                 };
                 let board = self.boards.entry(device.to_owned()).or_default();
@@ -231,7 +256,7 @@ impl Fleet {
                 changes
             }
             "reply" => {
-                let Ok(value) = serde_json::from_slice::<Value>(payload) else {
+                let Some(value) = parsed(payload) else {
                     return Vec::new();
                 };
                 let error = value.get("error");
@@ -280,7 +305,7 @@ impl Fleet {
                 name: name.to_owned(),
             }];
         }
-        let Ok(state) = serde_json::from_slice::<Value>(payload) else {
+        let Some(state) = parsed(payload) else {
             return Vec::new();
         };
         let mut changes = Vec::new();
@@ -442,6 +467,25 @@ mod tests {
         assert_eq!(b1.seq(), 3);
         assert_eq!(fleet.boards["b2"].online, Some(false));
         assert_eq!(fleet.boards["b2"].in_group("lab"), None);
+    }
+
+    /// A newline in a reason cannot forge a line of a view, nor an escape sequence reach
+    /// the terminal: control characters are escaped as they arrive, in the topic too.
+    #[test]
+    fn control_characters_are_escaped_as_they_arrive() {
+        let mut fleet = Fleet::new("ember");
+        let changes = fleet.apply(
+            "ember/b\x1b1/service/web/state",
+            br#"{"seq":1,"state":"failed","reason":"x\nb2 online\u001b[2J","k\u0007":["\u009b"]}"#,
+            true,
+            Instant::now(),
+        );
+        let [Change::Service { device, state, .. }] = changes.as_slice() else {
+            panic!("{changes:?}");
+        };
+        assert_eq!(device, "b\\u{1b}1");
+        assert_eq!(state["reason"], "x\\nb2 online\\u{1b}[2J");
+        assert_eq!(state["k\\u{7}"][0], "\\u{9b}");
     }
 
     #[test]

@@ -1,0 +1,47 @@
+//! Text from outside (a service's output, an MQTT payload, a D-Bus caller's string) shown
+//! where a control character would do harm: a newline in a log line forges a record of
+//! its own, an escape sequence on a terminal recolours it, moves the cursor, retitles the
+//! window or worse. One rule for every place that shows such text: ember's log, an
+//! adapter's, `ember ctl` and `ember fleet` on a terminal.
+
+use std::borrow::Cow;
+
+/// `text` with every control character but tab written as Rust writes it in a string
+/// literal: newline as `\n`, CR as `\r`, ESC as `\u{1b}`. C1 controls count too (U+009B,
+/// CSI, starts a sequence on many terminals). Borrowed when there is none, which is the
+/// common case.
+pub fn escape_controls(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(is_unsafe) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if is_unsafe(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+fn is_unsafe(c: char) -> bool {
+    c.is_control() && c != '\t'
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn controls_are_escaped_and_the_rest_is_kept() {
+        assert!(matches!(
+            escape_controls("plain\ttext é \\n"),
+            Cow::Borrowed("plain\ttext é \\n")
+        ));
+        assert_eq!(escape_controls("\x1b[2Jgone"), "\\u{1b}[2Jgone");
+        assert_eq!(escape_controls("a\rb\u{9b}c\x07"), "a\\rb\\u{9b}c\\u{7}");
+        assert_eq!(escape_controls("line\nnext\0"), "line\\nnext\\u{0}");
+        assert_eq!(escape_controls("\u{7f}"), "\\u{7f}");
+    }
+}
