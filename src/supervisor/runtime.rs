@@ -25,7 +25,7 @@ use ember_ipc::throttle::RateLimit;
 use ember_ipc::{ConfigStatus, Event, ReloadReport, Reply, Request, SystemState};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid as NixPid;
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,8 +38,10 @@ mod publish;
 mod reexec;
 mod requests;
 mod restarts;
+mod untold;
 
 use kept::{Kept, Services};
+use untold::Untold;
 
 /// What the tasks around the runtime tell it.
 #[derive(Debug)]
@@ -163,13 +165,9 @@ pub struct Runtime {
     socket: ember_ipc::socket::Pending,
     /// The limit on service lines copied to ember's log, all services together.
     copies_of_all: RateLimit,
-    /// Services with lines held back from ember's log and not yet counted there, and when
-    /// to count them: a flood that ends in silence still gets its "N lines were not
-    /// copied" (a timer armed only while something is held back).
-    held_back: (BTreeSet<String>, Option<Instant>),
-    /// Services with restarts held back from ember's log and not yet counted there, and
-    /// when to look at them again (see `restarts`).
-    restarts_held_back: (BTreeSet<Arc<str>>, Option<Instant>),
+    /// Lines and restarts held back from ember's log and not yet counted there (see
+    /// `untold`).
+    untold: Untold,
     /// Services whose run's end waits for the change it makes to be logged with it.
     run_ends: Vec<Arc<str>>,
     /// The hardware watchdog, open and petted by this loop.
@@ -190,10 +188,6 @@ pub struct Ended {
     /// steps, until `shutdown::finish` closes it or leaves it armed.
     pub watchdog: Option<Petting>,
 }
-
-/// How long after the first line held back its count is written, if no copied line or
-/// exit of the service has written it before.
-const HELD_BACK_NOTE_AFTER: Duration = Duration::from_secs(1);
 
 const FEED_CAPACITY: usize = 1024;
 /// How much of the feed every turn of the main loop serves, whatever else it served.
@@ -319,8 +313,7 @@ impl Runtime {
                 output::COPY_BURST_ALL,
                 Instant::now(),
             ),
-            held_back: (BTreeSet::new(), None),
-            restarts_held_back: (BTreeSet::new(), None),
+            untold: Untold::default(),
             run_ends: Vec::new(),
             watchdog: None,
             watchdog_error: None,
@@ -347,8 +340,7 @@ impl Runtime {
             .map(|d| Instant::now() + d);
         while !rt.done {
             let metrics_due = sleep_until_or_never(next_metrics);
-            let held_back_due = sleep_until_or_never(rt.held_back.1);
-            let restarts_due = sleep_until_or_never(rt.restarts_held_back.1);
+            let untold_due = sleep_until_or_never(rt.untold.due());
             let sleep = sleep_until_or_never(rt.engine.next_deadline().map(|d| rt.origin + d));
             // The watchdog is petted by this loop and nothing else: if the loop stalls,
             // the board is reset. Its one wakeup per half timeout is the only cost.
@@ -382,8 +374,7 @@ impl Runtime {
                     served_a_request = true;
                 }
                 _ = sleep => rt.input(Input::Tick),
-                _ = held_back_due => rt.note_all_held_back(),
-                _ = restarts_due => rt.note_restarts_held_back(),
+                _ = untold_due => rt.tell_held_back(),
                 _ = metrics_due => {
                     rt.publish_metrics();
                     next_metrics = None;

@@ -3,7 +3,8 @@
 //! service's own) and notify messages.
 
 use super::kept::Kept;
-use super::{ChildOwner, Feed, Runtime, HELD_BACK_NOTE_AFTER, LAST_LINES_MOST, LAST_LINES_QUIET};
+use super::untold::{Held, TELL_AFTER};
+use super::{ChildOwner, Feed, Runtime, LAST_LINES_MOST, LAST_LINES_QUIET};
 use crate::supervisor::cgroup;
 use crate::supervisor::engine::Input;
 use crate::supervisor::model::Pid;
@@ -12,7 +13,6 @@ use crate::supervisor::{notify, spawn, status};
 use ember_ipc::throttle::Admit;
 use nix::sys::signal::kill;
 use nix::unistd::Pid as NixPid;
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::mpsc;
@@ -128,53 +128,36 @@ impl Runtime {
         let key = self.shared_name(name);
         let ring = self.services.entry(&key).log();
         let Admit::Yes { held_back } = ring.copies(now).admit(now) else {
-            self.held_back_later(name, now);
+            self.untold.add(Held::Lines, key, now);
             return;
         };
         if self.copies_of_all.admit(now) == Admit::No {
             ring.copies(now).hold_back();
-            self.held_back_later(name, now);
+            self.untold.add(Held::Lines, key, now);
             return;
         }
         if held_back > 0 {
             note_held_back(name, held_back);
         } else if ring.copies(now).holds_back() {
             // Told with a later line, at most once a second, or by the timer.
-            self.held_back_later(name, now);
+            self.untold.add(Held::Lines, key, now);
         }
         tracing::info!(target: "ember::service", service = %name, stream = stream.word(), "{name}: {line}");
     }
 
-    /// Remembers to count what `name` had held back, if nothing says it sooner.
-    fn held_back_later(&mut self, name: &str, now: Instant) {
-        let (names, due) = &mut self.held_back;
-        if !names.contains(name) {
-            names.insert(name.to_owned());
+    /// Counts the lines `name` held back, within the limit for all services (a thousand
+    /// floods do not become a thousand notes a second); when that limit says not now,
+    /// returns when to try again.
+    pub(super) fn tell_lines_held_back(&mut self, name: &str, now: Instant) -> Option<Instant> {
+        let ring = self.services.get_mut(name).and_then(|k| k.log.as_mut())?;
+        if self.copies_of_all.admit(now) == Admit::No {
+            return Some(now + TELL_AFTER);
         }
-        due.get_or_insert(now + HELD_BACK_NOTE_AFTER);
-    }
-
-    /// Writes the count of lines held back for every service that has some, within the
-    /// limit for all services (a thousand floods do not become a thousand notes a second:
-    /// the rest wait for the next round).
-    pub(super) fn note_all_held_back(&mut self) {
-        let now = Instant::now();
-        let mut later = BTreeSet::new();
-        for name in std::mem::take(&mut self.held_back.0) {
-            let Some(ring) = self.services.get_mut(&name).and_then(|k| k.log.as_mut()) else {
-                continue;
-            };
-            if self.copies_of_all.admit(now) == Admit::No {
-                later.insert(name);
-                continue;
-            }
-            let held_back = ring.copies(now).take_held_back();
-            if held_back > 0 {
-                note_held_back(&name, held_back);
-            }
+        let held_back = ring.copies(now).take_held_back();
+        if held_back > 0 {
+            note_held_back(name, held_back);
         }
-        self.held_back.1 = (!later.is_empty()).then(|| now + HELD_BACK_NOTE_AFTER);
-        self.held_back.0 = later;
+        None
     }
 
     /// A new main pid (forking pid file, sd_notify MAINPID=): supervise it from now on.

@@ -14,10 +14,10 @@
 //! (A forking daemon's launcher that exits 0, a oneshot done, a stop: logged as ever,
 //! unless they come on the way back up of a restart held back, as its steps do.)
 
-use super::{transition_text, Runtime, HELD_BACK_NOTE_AFTER};
+use super::untold::{Held, TELL_AFTER};
+use super::{transition_text, Runtime};
 use crate::supervisor::model::{State, Sub, Unit, Want};
 use ember_ipc::throttle::{Admit, RateLimit};
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -189,43 +189,32 @@ impl Runtime {
     /// Remembers to tell how many restarts of `name` were not logged, once they stop
     /// coming, if no line of its says it sooner.
     pub(super) fn restart_notes_later(&mut self, name: &Arc<str>) {
-        let (names, due) = &mut self.restarts_held_back;
-        names.insert(name.clone());
-        due.get_or_insert(Instant::now() + HELD_BACK_NOTE_AFTER);
+        self.untold
+            .add(Held::Restarts, name.clone(), Instant::now());
     }
 
-    /// Tells, for each service whose restarts were held back and have not come for a
-    /// while, how many were not logged and how it is now; the others wait for the next
-    /// round (one wakeup a second while a service crash-loops).
-    pub(super) fn note_restarts_held_back(&mut self) {
-        let now = Instant::now();
-        let mut later = BTreeSet::new();
-        let mut next = None::<Instant>;
-        for name in std::mem::take(&mut self.restarts_held_back.0) {
-            let Some(lines) = self
-                .services
-                .get_mut(&name)
-                .and_then(|k| k.restart_lines.as_mut())
-            else {
-                continue;
-            };
-            let quiet_from = lines.last_held + HELD_BACK_NOTE_AFTER;
-            if quiet_from > now {
-                next = Some(next.map_or(quiet_from, |n| n.min(quiet_from)));
-                later.insert(name);
-                continue;
-            }
-            let held_back = lines.limit.take_held_back();
-            if held_back > 0 {
-                let state = self
-                    .engine
-                    .unit(&name)
-                    .map(|u| format!("; it is now {} ({})", u.state.word(), u.sub.word()))
-                    .unwrap_or_default();
-                crate::log::warn!("{name}: {}{state}", not_logged(&name, held_back, false));
-            }
+    /// Tells how many restarts of `name` were not logged, and how it is now, once they
+    /// have not come for a while; otherwise returns when to look again (one wakeup a
+    /// second while a service crash-loops).
+    pub(super) fn tell_restarts_held_back(&mut self, name: &str, now: Instant) -> Option<Instant> {
+        let lines = self
+            .services
+            .get_mut(name)
+            .and_then(|k| k.restart_lines.as_mut())?;
+        let quiet_from = lines.last_held + TELL_AFTER;
+        if quiet_from > now {
+            return Some(quiet_from);
         }
-        self.restarts_held_back = (later, next);
+        let held_back = lines.limit.take_held_back();
+        if held_back > 0 {
+            let state = self
+                .engine
+                .unit(name)
+                .map(|u| format!("; it is now {} ({})", u.state.word(), u.sub.word()))
+                .unwrap_or_default();
+            crate::log::warn!("{name}: {}{state}", not_logged(name, held_back, false));
+        }
+        None
     }
 }
 
