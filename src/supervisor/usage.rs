@@ -18,18 +18,19 @@ pub struct Usage {
     pub tasks: u32,
 }
 
-/// A process as /proc/PID/stat tells it.
+/// A process as /proc/PID/stat tells it: the one reader of that file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stat {
-    ppid: Pid,
-    pgrp: Pid,
+pub struct Stat {
+    pub ppid: Pid,
+    pub pgrp: Pid,
+    pub session: Pid,
     /// utime + stime + cutime + cstime, in clock ticks: its own CPU and its reaped children's.
     cpu_ticks: u64,
     threads: u32,
     rss_pages: u64,
 }
 
-fn stat(pid: Pid) -> Option<Stat> {
+pub fn stat(pid: Pid) -> Option<Stat> {
     parse_stat(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
 }
 
@@ -41,6 +42,7 @@ fn parse_stat(text: &str) -> Option<Stat> {
     Some(Stat {
         ppid: fields.get(1)?.parse().ok()?,
         pgrp: fields.get(2)?.parse().ok()?,
+        session: fields.get(3)?.parse().ok()?,
         cpu_ticks: number(11)? + number(12)? + number(13)? + number(14)?,
         threads: fields.get(17)?.parse().ok()?,
         rss_pages: number(21)?,
@@ -166,6 +168,7 @@ mod tests {
             Stat {
                 ppid: 1,
                 pgrp: 4242,
+                session: 4242,
                 cpu_ticks: 310,
                 threads: 3,
                 rss_pages: 2560,

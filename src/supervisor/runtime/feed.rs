@@ -9,6 +9,7 @@ use crate::supervisor::cgroup;
 use crate::supervisor::engine::Input;
 use crate::supervisor::model::Pid;
 use crate::supervisor::output;
+use crate::supervisor::usage::{self, Stat};
 use crate::supervisor::{notify, spawn, status};
 use ember_ipc::throttle::Admit;
 use nix::sys::signal::kill;
@@ -224,7 +225,10 @@ impl Runtime {
             .collect();
         let mut current = pid;
         for _ in 0..64 {
-            let Some((ppid, sid)) = parent_and_session(current) else {
+            let Some(Stat {
+                ppid, session: sid, ..
+            }) = usage::stat(current)
+            else {
                 return false;
             };
             if current == pid
@@ -251,14 +255,4 @@ pub(super) fn note_held_back(name: &str, held_back: u64) {
         output::COPY_RATE_ALL,
         ember_ipc::LOG_LINES_KEPT
     );
-}
-
-/// The parent pid and session id of a process, from /proc/PID/stat.
-fn parent_and_session(pid: Pid) -> Option<(Pid, Pid)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces and parentheses: fields start after the last ')'.
-    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
-    let ppid = fields.nth(1)?.parse().ok()?;
-    let session = fields.nth(1)?.parse().ok()?;
-    Some((ppid, session))
 }
