@@ -12,6 +12,7 @@
 //! - [`link`] (feature `link`): an adapter's connection to ember, as a [`Control`].
 //! - [`rights`]: who may ask what over the socket.
 //! - [`glob`]: service-name globs.
+//! - [`names`]: the rule every service name follows.
 //! - [`json`]: strict JSON (no key twice; type errors name their field) for every input.
 //! - [`socket`]: the local control socket (newline-delimited JSON over a Unix socket),
 //!   server side and the client used by `ember ctl`.
@@ -25,6 +26,7 @@ pub mod glob;
 pub mod json;
 #[cfg(feature = "link")]
 pub mod link;
+pub mod names;
 pub mod protocol;
 pub mod rights;
 pub mod socket;

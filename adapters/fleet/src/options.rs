@@ -232,11 +232,13 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
     }
     match &action {
         Action::Command { service, verb } => {
-            if service.is_empty() || service.contains(['/', '+', '#', '*', '?']) {
+            if service.contains(['*', '?']) {
                 return Err(format!(
                     "\"{service}\" is not a service name; {verb} takes one name, without globs"
                 ));
             }
+            // ember's own rule: a name no board can have is refused before it is sent.
+            ember_ipc::names::check_service_name(service)?;
             if group.is_none() && device.is_none() {
                 return Err(format!(
                     "say which boards: --group G (the boards of a fleet group) or --device GLOB \
@@ -375,6 +377,14 @@ mod tests {
                 "one service per command",
             ),
             (&["restart", "w*", "-g", "a"][..], "not a service name"),
+            // ember's rule for names, not one of this tool's own.
+            (&["restart", "we b", "-g", "a"][..], "' ' is not allowed"),
+            (&["restart", "", "-g", "a"][..], "cannot be empty"),
+            (&["restart", "-rf", "-g", "a"][..], "option"),
+            (
+                &["stop", "cgroup.procs", "-g", "a"][..],
+                "cgroup's own files",
+            ),
             (&["status", "--wait"][..], "--wait goes with"),
             (&["status", "--lines"][..], "--lines goes with watch"),
             (&["status", "-t", "soon"][..], "write e.g. 30s"),

@@ -1,0 +1,136 @@
+//! Service names: the one rule every name follows, shared by ember and its clients.
+
+/// The rule every service name follows, checked here and nowhere else (by ember on its
+/// configuration and its requests, by a client such as `ember fleet` before it sends). A name becomes a
+/// path component (its cgroup directory, its notify socket, a services.d file), an MQTT
+/// topic level, a D-Bus object path label and a command-line argument, so it must be
+/// something each of those carries as itself:
+///
+/// - 1 to 64 characters: ASCII letters, digits and `. _ @ -`. No `/` (a path separator,
+///   an MQTT level separator), no `+ #` (MQTT wildcards), no `$`, no NUL, no control
+///   characters, no spaces;
+/// - starting with a letter, a digit or `_`: not `.` (so never `.` or `..`, which name a
+///   directory itself or its parent, nor a hidden file), not `-` (it would read as an
+///   option to `ember ctl`), not `@`;
+/// - not `cgroup.*`, `cpu.*`, `memory.*`, `pids.*`... : a cgroup's own files are named
+///   so, and a service's cgroup directory sits beside them.
+pub fn check_service_name(name: &str) -> Result<(), String> {
+    let shown = name.escape_debug();
+    if name.is_empty() {
+        return Err("a service name cannot be empty".into());
+    }
+    if name.len() > 64 {
+        return Err(format!(
+            "invalid service name \"{shown}\": it is {} characters long; the longest is 64 (it becomes a socket path, whose length the kernel limits)",
+            name.len()
+        ));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '@' | '-')))
+    {
+        let why = match bad {
+            '/' => "a name becomes a file name and an MQTT topic level, which '/' would split",
+            '+' | '#' => "a name becomes an MQTT topic level, where it is a wildcard",
+            c if c.is_control() => "a control character cannot be shown or stored safely",
+            _ => "a name becomes a file name, an MQTT topic level and a D-Bus path",
+        };
+        return Err(format!(
+            "invalid service name \"{shown}\": {:?} is not allowed ({why}); use letters, digits and . _ @ -",
+            bad
+        ));
+    }
+    if let Some(first) = name
+        .chars()
+        .next()
+        .filter(|c| !(c.is_ascii_alphanumeric() || *c == '_'))
+    {
+        let why = match first {
+            '.' => "\".\" and \"..\" name a directory itself and its parent, and a leading dot hides a file",
+            '-' => "it would read as an option on a command line",
+            _ => "a name must start with a letter, a digit or _",
+        };
+        return Err(format!(
+            "invalid service name \"{shown}\": it starts with {first:?} ({why}); start it with a letter, a digit or _"
+        ));
+    }
+    if let Some((prefix, _)) = name.split_once('.') {
+        if CGROUP_FILE_PREFIXES.contains(&prefix) {
+            return Err(format!(
+                "invalid service name \"{shown}\": a cgroup's own files are named {prefix}.*, and each service's cgroup directory sits beside them; choose a name that does not start with \"{prefix}.\""
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks the name of a template's instance (`42` of `worker@42`): the whole name is a
+/// service name (see [`check_service_name`]), and the instance starts with a letter, a
+/// digit or `_`, as a name does: `{instance}` goes into paths (the command, workdir,
+/// output files), where `.` and `..` would name other directories (`/srv/{instance}` as
+/// `/srv/..`), and a leading `-` would read as an option.
+pub fn check_instance(template: &str, instance: &str) -> Result<(), String> {
+    let full = format!("{template}{instance}");
+    match instance.chars().next() {
+        None => Err(format!("\"{}\" names no instance: write {template}NAME", full.escape_debug())),
+        Some(c) if !(c.is_ascii_alphanumeric() || c == '_') => Err(format!(
+            "invalid instance \"{}\" of {template}: it starts with {c:?}; an instance goes into paths ({{instance}}), so it starts with a letter, a digit or _",
+            instance.escape_debug()
+        )),
+        Some(_) => check_service_name(&full),
+    }
+}
+
+/// What the files of a cgroup2 directory start with: its core files and each controller's.
+const CGROUP_FILE_PREFIXES: [&str; 10] = [
+    "cgroup", "cpu", "cpuset", "io", "memory", "pids", "rdma", "hugetlb", "misc", "irq",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        for good in [
+            "web-1.x@y_z",
+            "_private",
+            "9lives",
+            "a",
+            "memoryhog",
+            "web.service",
+            &"x".repeat(64),
+        ] {
+            assert!(check_service_name(good).is_ok(), "{good}");
+        }
+        let refused = |name: &str| check_service_name(name).unwrap_err();
+        assert!(refused("").contains("empty"));
+        assert!(refused("a/b").contains("'/'"));
+        assert!(refused(&"x".repeat(65)).contains("64"));
+        // Path components that are not a service's own.
+        assert!(refused(".").contains("starts with '.'"));
+        assert!(refused("..").contains("starts with '.'"));
+        assert!(refused(".hidden").contains("starts with '.'"));
+        assert!(refused("-rf").contains("option"));
+        assert!(refused("@x").contains("start it with"));
+        // MQTT wildcards, controls, NUL, spaces, non-ASCII.
+        for bad in [
+            "a+b", "a#", "$SYS", "a\0b", "a\nb", "a\u{1b}b", "a b", "wéb", "a\\b",
+        ] {
+            assert!(refused(bad).contains("is not allowed"), "{bad:?}");
+        }
+        // A control character is shown escaped, so the message stays one line.
+        assert!(!refused("a\nb").contains('\n'));
+        // A cgroup's own files.
+        for bad in [
+            "cgroup.procs",
+            "cgroup.kill",
+            "memory.max",
+            "cpu.weight",
+            "pids.max",
+            "io.x",
+        ] {
+            assert!(refused(bad).contains("cgroup's own files"), "{bad}");
+        }
+    }
+}
