@@ -326,3 +326,74 @@ command = ["/bin/sleep", "7840041"]
         text(&out)
     );
 }
+
+/// `ember ctl reload` run aside: its output, or `None` if it did not answer within
+/// LONG (then it is killed).
+fn reload_answer(ember: &Ember) -> Option<Output> {
+    let mut child = Command::new(EMBER)
+        .arg("ctl")
+        .arg("--socket")
+        .arg(&ember.socket)
+        .arg("reload")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run ember ctl");
+    if wait_for(LONG, || child.try_wait().ok().flatten().is_some()) {
+        return Some(child.wait_with_output().expect("ctl output"));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+/// A reload while ember stops every service is refused as a start is (found by a hostile
+/// review: it was taken, said "added web" of a service that would never start, and could
+/// close the hardware watchdog that guards a stuck shutdown).
+#[test]
+fn a_reload_during_the_shutdown_is_refused() {
+    if !can_unshare() {
+        return;
+    }
+    let mut ember = Ember::start(
+        "reload-shutdown",
+        r#"
+[service.slow]
+command = ["/bin/sh", "-c", "trap '' TERM; exec /bin/sleep 7960001"]
+stop_signal = "SIGTERM"
+stop_timeout = "30s"
+"#,
+    );
+    running(&ember, &["slow"]);
+    let text_now = std::fs::read_to_string(&ember.config).unwrap();
+    std::fs::write(
+        &ember.config,
+        format!("{text_now}\n[service.web]\ncommand = [\"/bin/sleep\", \"7960002\"]\n"),
+    )
+    .unwrap();
+    let out = ember.ctl(&["poweroff"]);
+    assert!(out.status.success(), "{}", text(&out));
+    ember.wait_state("slow", "deactivating", None, LONG);
+
+    let out = ember.ctl(&["reload"]);
+    let said = text(&out);
+    assert!(!out.status.success(), "reload was taken: {said}");
+    assert!(said.contains("shutting down"), "{said}");
+    ember.signal(Signal::SIGHUP);
+    assert!(
+        wait_for(LONG, || ember.log().contains("SIGHUP: reload refused")),
+        "{}",
+        ember.log()
+    );
+    assert!(
+        ember.all().iter().all(|s| s["name"] != "web"),
+        "{}",
+        ember.log()
+    );
+
+    // The shutdown goes on as it was: slow is killed, and ember ends.
+    for pid in pids_with("sleep 7960001") {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+    }
+    assert!(ember.wait_status(LONG).is_some(), "{}", ember.log());
+}
