@@ -347,6 +347,47 @@ fn reload_answer(ember: &Ember) -> Option<Output> {
     None
 }
 
+/// A main file swapped for a FIFO is refused, not waited on (found by a hostile review:
+/// PID 1 blocked in open(2) until something wrote to the FIFO, and answered no one).
+#[test]
+fn a_main_file_that_is_a_fifo_is_refused_without_blocking() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "reload-fifo",
+        r#"
+[service.app]
+command = ["/bin/sleep", "7950001"]
+"#,
+    );
+    let names = ["app"];
+    let pids = running(&ember, &names);
+    let good = std::fs::read_to_string(&ember.config).unwrap();
+    std::fs::remove_file(&ember.config).unwrap();
+    nix::unistd::mkfifo(
+        &ember.config,
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+
+    let answer = reload_answer(&ember);
+    if answer.is_none() {
+        // Let ember go: a writer ends its wait.
+        let _ = std::fs::write(&ember.config, &good);
+    }
+    let out = answer.expect("ember did not answer a reload of a FIFO");
+    let said = text(&out);
+    assert!(!out.status.success(), "reload was taken: {said}");
+    assert!(said.contains("not a regular file"), "{said}");
+    still_running(&ember, &names, &pids);
+
+    std::fs::remove_file(&ember.config).unwrap();
+    std::fs::write(&ember.config, &good).unwrap();
+    reloads(&ember);
+    still_running(&ember, &names, &pids);
+}
+
 /// A reload while ember stops every service is refused as a start is (found by a hostile
 /// review: it was taken, said "added web" of a service that would never start, and could
 /// close the hardware watchdog that guards a stuck shutdown).

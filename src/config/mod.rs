@@ -384,15 +384,42 @@ fn finish(config: Option<Config>, mut problems: Vec<Problem>) -> Loaded {
     }
 }
 
-/// Reads a configuration file whole, up to [`MAX_FILE_SIZE`]: counted as it is read, not
-/// taken from the size the file says it has (/dev/zero says 0 and never ends; a file may
-/// grow while it is read).
+/// A configuration file, open, and what it is (looked at through the open file, not by
+/// its path beforehand: a file swapped for a FIFO in between would still be opened).
+/// Opened without blocking: open(2) of a FIFO waits for a writer, and a read of a
+/// terminal for a line, which would stop PID 1 for good.
+fn open_config(path: &Path) -> std::io::Result<(std::fs::File, std::fs::FileType)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(path)?;
+    let kind = file.metadata()?.file_type();
+    Ok((file, kind))
+}
+
+/// Reads a configuration file whole (see [`read_open`]). A FIFO or a socket is refused:
+/// what it gives depends on a writer that may never come. A character device is read
+/// (`/dev/null` is an empty file; `/dev/zero` is cut at the limit).
 fn read_bounded(path: &Path) -> std::io::Result<String> {
+    use std::os::unix::fs::FileTypeExt;
+    let (file, kind) = open_config(path)?;
+    if kind.is_fifo() || kind.is_socket() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file (a FIFO or a socket: ember would wait on it)",
+        ));
+    }
+    read_open(file)
+}
+
+/// Reads an open configuration file whole, up to [`MAX_FILE_SIZE`]: counted as it is
+/// read, not taken from the size the file says it has (/dev/zero says 0 and never ends;
+/// a file may grow while it is read).
+fn read_open(file: std::fs::File) -> std::io::Result<String> {
     use std::io::{Error, ErrorKind, Read};
     let mut bytes = Vec::new();
-    std::fs::File::open(path)?
-        .take(MAX_FILE_SIZE + 1)
-        .read_to_end(&mut bytes)?;
+    file.take(MAX_FILE_SIZE + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > MAX_FILE_SIZE {
         return Err(Error::new(
             ErrorKind::FileTooLarge,
@@ -951,18 +978,13 @@ fn read_services_dir(dir: &Path, found: &mut Found, problems: &mut Vec<Problem>)
             );
             continue;
         }
-        // Looked at before opening: reading a FIFO would block PID 1 for good.
-        let unreadable = match std::fs::metadata(&file) {
+        let source = match open_config(&file) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                Some("it is a symlink to nothing (a dangling link)".to_owned())
+                Err("it is a symlink to nothing (a dangling link)".to_owned())
             }
-            Err(e) => Some(format!("cannot read it: {e}")),
-            Ok(meta) if !meta.is_file() => Some("it is not a regular file".to_owned()),
-            Ok(_) => None,
-        };
-        let source = match unreadable {
-            Some(why) => Err(why),
-            None => read_bounded(&file)
+            Err(e) => Err(format!("cannot read it: {e}")),
+            Ok((_, kind)) if !kind.is_file() => Err("it is not a regular file".to_owned()),
+            Ok((open, _)) => read_open(open)
                 .map_err(|e| format!("cannot read it: {e}"))
                 .map(|text| Source {
                     path: file.clone(),
