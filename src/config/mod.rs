@@ -962,6 +962,9 @@ fn read_services_dir(dir: &Path, found: &mut Found, problems: &mut Vec<Problem>)
     }
     // Unstable is the same order here (equal entries are alike) and a smaller sort.
     files.sort_unstable();
+    // A fault for the tests: the directory changing between its listing and its files.
+    #[cfg(test)]
+    tests::after_listing();
     for (file, name) in files {
         let not_loaded = |problems: &mut Vec<Problem>, why: String| {
             problems.push(Problem {
@@ -979,6 +982,15 @@ fn read_services_dir(dir: &Path, found: &mut Found, problems: &mut Vec<Problem>)
             continue;
         }
         let source = match open_config(&file) {
+            // Removed since the listing: gone, as it would be from a listing a moment
+            // later (an `rm` racing a reload is a removal, not a broken file).
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    && std::fs::symlink_metadata(&file).is_err() =>
+            {
+                crate::log::debug!("{}: removed while services_dir was read", file.display());
+                continue;
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 Err("it is a symlink to nothing (a dangling link)".to_owned())
             }
