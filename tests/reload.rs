@@ -438,3 +438,38 @@ stop_timeout = "30s"
     }
     assert!(ember.wait_status(LONG).is_some(), "{}", ember.log());
 }
+
+/// A watchdog device that is not there is refused by a reload as by `ember check` (found
+/// by a hostile review: as PID 1 a reload did not look, took it, and closed the watchdog
+/// that was running to open one that did not exist).
+#[test]
+fn a_missing_watchdog_device_is_refused_and_stops_nothing() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "reload-watchdog",
+        r#"
+[service.app]
+command = ["/bin/sleep", "7970001"]
+"#,
+    );
+    let names = ["app"];
+    let pids = running(&ember, &names);
+    let good = std::fs::read_to_string(&ember.config).unwrap();
+    let device = ember.dir.path("watchdog-typo");
+    std::fs::write(
+        &ember.config,
+        format!(
+            "[system]\nwatchdog = {{ device = \"{}\" }}\n\n{good}",
+            device.display()
+        ),
+    )
+    .unwrap();
+    refused(&ember, "watchdog-typo", &names, &pids);
+    refused_on_sighup(&ember, &names, &pids);
+
+    std::fs::write(&ember.config, &good).unwrap();
+    reloads(&ember);
+    still_running(&ember, &names, &pids);
+}

@@ -251,6 +251,9 @@ pub struct Source {
     /// Checked as text alone ([`check_text`]): nothing is looked up on this machine
     /// (programs, accounts, files, `services_dir`).
     pub offline: bool,
+    /// Read by PID 1 at boot, before /dev is mounted ([`load_at_boot`]): devices are not
+    /// looked at then. At a reload they are, as `ember check` does.
+    pub at_boot: bool,
 }
 
 impl Source {
@@ -339,10 +342,23 @@ pub fn sort_problems(problems: &mut [Problem]) {
     problems.sort_by(|a, b| (&a.file, a.position).cmp(&(&b.file, b.position)));
 }
 
-/// Reads and checks the configuration at `path`.
+/// Reads and checks the configuration at `path`: as `ember check` does, and a reload.
 pub fn load(path: &Path) -> Loaded {
+    load_as(path, false)
+}
+
+/// [`load`] for the start of ember: as PID 1, /dev may not be mounted yet, so the
+/// watchdog device is not looked at (opening it, once /dev is there, says loudly enough
+/// when it is missing). A reload does look: found by a hostile review, a reload as PID 1
+/// took a device that was not there, and closed the watchdog that was running.
+pub fn load_at_boot(path: &Path) -> Loaded {
+    load_as(path, std::process::id() == 1)
+}
+
+fn load_as(path: &Path, at_boot: bool) -> Loaded {
     let mut problems = Vec::new();
-    let config = read_source(path, &mut problems).map(|source| load_source(&source, &mut problems));
+    let config =
+        read_source(path, at_boot, &mut problems).map(|source| load_source(&source, &mut problems));
     finish(config, problems)
 }
 
@@ -355,6 +371,7 @@ pub fn check_text(path: &Path, text: &str) -> Loaded {
         path: path.to_owned(),
         text: text.to_owned(),
         offline: true,
+        at_boot: false,
     });
     let mut problems = Vec::new();
     let config = load_source(&source, &mut problems);
@@ -433,12 +450,13 @@ fn read_open(file: std::fs::File) -> std::io::Result<String> {
         .map_err(|_| Error::new(ErrorKind::InvalidData, "stream did not contain valid UTF-8"))
 }
 
-fn read_source(path: &Path, problems: &mut Vec<Problem>) -> Option<Rc<Source>> {
+fn read_source(path: &Path, at_boot: bool, problems: &mut Vec<Problem>) -> Option<Rc<Source>> {
     match read_bounded(path) {
         Ok(text) => Some(Rc::new(Source {
             path: path.to_owned(),
             text,
             offline: false,
+            at_boot,
         })),
         Err(e) => {
             problems.push(Problem {
@@ -1002,6 +1020,8 @@ fn read_services_dir(dir: &Path, found: &mut Found, problems: &mut Vec<Problem>)
                     path: file.clone(),
                     text,
                     offline: false,
+                    // Only the main file has a [system] table.
+                    at_boot: false,
                 }),
         };
         let source = match source {
