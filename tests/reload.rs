@@ -473,3 +473,47 @@ command = ["/bin/sleep", "7970001"]
     reloads(&ember);
     still_running(&ember, &names, &pids);
 }
+
+/// A readiness check still running when its service stops starting (removed by a reload,
+/// stopped, or restarted on a new spec) ends with it (found by a hostile review: an
+/// `exec` check that never ended outlived its service, one more with each start).
+#[test]
+fn a_readiness_check_ends_with_its_service() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "reload-check",
+        r#"
+[service.app]
+command = ["/bin/sleep", "7980001"]
+ready = { exec = ["/bin/sleep", "7980002"] }
+
+[service.other]
+command = ["/bin/sleep", "7980003"]
+ready = { exec = ["/bin/sleep", "7980004"] }
+"#,
+    );
+    assert!(wait_for(LONG, || pids_with("sleep 7980002").len() == 1));
+    assert!(wait_for(LONG, || pids_with("sleep 7980004").len() == 1));
+    let text_now = std::fs::read_to_string(&ember.config).unwrap();
+    let (kept, _) = text_now.split_once("[service.other]").unwrap();
+    std::fs::write(&ember.config, kept).unwrap();
+    let said = reloads(&ember);
+    assert!(said.contains("removed   other"), "{said}");
+    assert!(
+        wait_for(LONG, || pids_with("sleep 7980004").is_empty()),
+        "the check of a removed service runs on: {:?}\n{}",
+        pids_with("sleep 7980004"),
+        ember.log()
+    );
+
+    let out = ember.ctl(&["stop", "app", "--wait"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        wait_for(LONG, || pids_with("sleep 7980002").is_empty()),
+        "the check of a stopped service runs on: {:?}\n{}",
+        pids_with("sleep 7980002"),
+        ember.log()
+    );
+}

@@ -66,8 +66,9 @@ pub enum Feed {
         run: u64,
         message: notify::Message,
     },
-    /// An `exec` readiness check to run; `done` gets whether it exited 0.
+    /// An `exec` readiness check of service `name` to run; `done` gets whether it exited 0.
     RunCheck {
+        name: String,
         argv: Vec<String>,
         done: oneshot::Sender<bool>,
     },
@@ -107,7 +108,12 @@ pub enum Outcome {
 enum ChildOwner {
     /// The name is the one its output pipes share (one copy per service).
     Service(Arc<str>),
-    Check(oneshot::Sender<bool>),
+    /// A helper whose exit status answers `done`: a readiness check of the service `of`
+    /// (killed when that service stops starting), or reexec's question to the next binary.
+    Check {
+        of: Option<Arc<str>>,
+        done: oneshot::Sender<bool>,
+    },
 }
 
 pub struct Runtime {
@@ -581,6 +587,7 @@ impl Runtime {
                         proc.probes.drain(..).for_each(|p| p.abort());
                         proc.log_ready = None;
                     }
+                    self.end_checks(&name);
                     None
                 }
                 Action::Cleanup { name, .. } => {
@@ -621,6 +628,7 @@ impl Runtime {
                             n.abort();
                         }
                     }
+                    self.end_checks(&name);
                     if let Some(cgroups) = &self.cgroups {
                         cgroups.remove(&name);
                     }
