@@ -517,3 +517,49 @@ ready = { exec = ["/bin/sleep", "7980004"] }
         ember.log()
     );
 }
+
+/// A reload applies a new `[log] output` (found by a hostile review: only a move to
+/// journald was; from the console to the kernel log, or back, nothing changed and
+/// nothing said so). The namespace gets a /dev of its own, whose kmsg is a plain file.
+#[test]
+fn a_reload_moves_the_log_where_log_output_says() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start_after(
+        "reload-log-output",
+        "mount -t tmpfs tmpfs /dev && mknod -m 666 /dev/null c 1 3 && : > /dev/kmsg || exit 1",
+        r#"
+[log]
+output = "console"
+
+[service.app]
+command = ["/bin/sleep", "7990001"]
+"#,
+    );
+    running(&ember, &["app"]);
+    let kmsg = std::path::PathBuf::from(format!("/proc/{}/root/dev/kmsg", ember.host_pid()));
+    let read = || std::fs::read_to_string(&kmsg).unwrap_or_default();
+    assert_eq!(read(), "", "the console was asked for");
+
+    let good = std::fs::read_to_string(&ember.config).unwrap();
+    std::fs::write(&ember.config, good.replace("\"console\"", "\"kmsg\"")).unwrap();
+    reloads(&ember);
+    assert!(
+        wait_for(LONG, || read()
+            .contains("the log moved here from the console")),
+        "kmsg: {}\nlog:\n{}",
+        read(),
+        ember.log()
+    );
+
+    std::fs::write(&ember.config, &good).unwrap();
+    reloads(&ember);
+    assert!(
+        wait_for(LONG, || ember
+            .log()
+            .contains("the log moved here from /dev/kmsg")),
+        "{}",
+        ember.log()
+    );
+}
