@@ -40,7 +40,7 @@ pub fn run(config_path: &Path, handover: Option<std::os::fd::RawFd>) -> i32 {
     crate::supervisor::low_fds::close_inherited_on_exec();
     let role = pid1::detect_role();
     let kernel_hostname = config::hostname();
-    let mut loaded = config::load(config_path);
+    let mut loaded = config::load_at_boot(config_path);
     // What early boot and the log need (the system and log tables), before the device
     // name is settled: the settings, which hold no services (a copy of those here lived
     // as long as ember: 2.7 KB a service, massif).

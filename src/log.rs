@@ -117,10 +117,15 @@ fn filter(config_level: Option<&str>) -> Targets {
 /// Sets up logging once; later calls (after a reload) apply the new level and output.
 pub fn init(config_level: Option<&str>, output: LogOutput, role: Role) -> Sink {
     if STATE.get().is_some() {
-        set_output(output);
         with_state(|state| {
             let _ = state.filter.reload(filter(config_level));
-            state.sink
+            if state.output == output {
+                return state.sink;
+            }
+            // Another output: moved now, wherever it is (reprobe below only ever moves
+            // toward journald, or away from one that stopped answering).
+            state.output = output;
+            switch(state, open_sink(output, state.role))
         });
         return reprobe();
     }
@@ -138,14 +143,6 @@ pub fn init(config_level: Option<&str>, output: LogOutput, role: Role) -> Sink {
         role,
     }));
     sink
-}
-
-fn set_output(output: LogOutput) {
-    if let Some(state) = STATE.get() {
-        if let Ok(mut state) = state.lock() {
-            state.output = output;
-        }
-    }
 }
 
 /// Moves the log to a better sink when one has appeared (journald's socket answers), and

@@ -326,3 +326,240 @@ command = ["/bin/sleep", "7840041"]
         text(&out)
     );
 }
+
+/// `ember ctl reload` run aside: its output, or `None` if it did not answer within
+/// LONG (then it is killed).
+fn reload_answer(ember: &Ember) -> Option<Output> {
+    let mut child = Command::new(EMBER)
+        .arg("ctl")
+        .arg("--socket")
+        .arg(&ember.socket)
+        .arg("reload")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run ember ctl");
+    if wait_for(LONG, || child.try_wait().ok().flatten().is_some()) {
+        return Some(child.wait_with_output().expect("ctl output"));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+/// A main file swapped for a FIFO is refused, not waited on (found by a hostile review:
+/// PID 1 blocked in open(2) until something wrote to the FIFO, and answered no one).
+#[test]
+fn a_main_file_that_is_a_fifo_is_refused_without_blocking() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "reload-fifo",
+        r#"
+[service.app]
+command = ["/bin/sleep", "7950001"]
+"#,
+    );
+    let names = ["app"];
+    let pids = running(&ember, &names);
+    let good = std::fs::read_to_string(&ember.config).unwrap();
+    std::fs::remove_file(&ember.config).unwrap();
+    nix::unistd::mkfifo(
+        &ember.config,
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+
+    let answer = reload_answer(&ember);
+    if answer.is_none() {
+        // Let ember go: a writer ends its wait.
+        let _ = std::fs::write(&ember.config, &good);
+    }
+    let out = answer.expect("ember did not answer a reload of a FIFO");
+    let said = text(&out);
+    assert!(!out.status.success(), "reload was taken: {said}");
+    assert!(said.contains("not a regular file"), "{said}");
+    still_running(&ember, &names, &pids);
+
+    std::fs::remove_file(&ember.config).unwrap();
+    std::fs::write(&ember.config, &good).unwrap();
+    reloads(&ember);
+    still_running(&ember, &names, &pids);
+}
+
+/// A reload while ember stops every service is refused as a start is (found by a hostile
+/// review: it was taken, said "added web" of a service that would never start, and could
+/// close the hardware watchdog that guards a stuck shutdown).
+#[test]
+fn a_reload_during_the_shutdown_is_refused() {
+    if !can_unshare() {
+        return;
+    }
+    let mut ember = Ember::start(
+        "reload-shutdown",
+        r#"
+[service.slow]
+command = ["/bin/sh", "-c", "trap '' TERM; exec /bin/sleep 7960001"]
+stop_signal = "SIGTERM"
+stop_timeout = "30s"
+"#,
+    );
+    running(&ember, &["slow"]);
+    let text_now = std::fs::read_to_string(&ember.config).unwrap();
+    std::fs::write(
+        &ember.config,
+        format!("{text_now}\n[service.web]\ncommand = [\"/bin/sleep\", \"7960002\"]\n"),
+    )
+    .unwrap();
+    let out = ember.ctl(&["poweroff"]);
+    assert!(out.status.success(), "{}", text(&out));
+    ember.wait_state("slow", "deactivating", None, LONG);
+
+    let out = ember.ctl(&["reload"]);
+    let said = text(&out);
+    assert!(!out.status.success(), "reload was taken: {said}");
+    assert!(said.contains("shutting down"), "{said}");
+    ember.signal(Signal::SIGHUP);
+    assert!(
+        wait_for(LONG, || ember.log().contains("SIGHUP: reload refused")),
+        "{}",
+        ember.log()
+    );
+    assert!(
+        ember.all().iter().all(|s| s["name"] != "web"),
+        "{}",
+        ember.log()
+    );
+
+    // The shutdown goes on as it was: slow is killed, and ember ends.
+    for pid in pids_with("sleep 7960001") {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+    }
+    assert!(ember.wait_status(LONG).is_some(), "{}", ember.log());
+}
+
+/// A watchdog device that is not there is refused by a reload as by `ember check` (found
+/// by a hostile review: as PID 1 a reload did not look, took it, and closed the watchdog
+/// that was running to open one that did not exist).
+#[test]
+fn a_missing_watchdog_device_is_refused_and_stops_nothing() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "reload-watchdog",
+        r#"
+[service.app]
+command = ["/bin/sleep", "7970001"]
+"#,
+    );
+    let names = ["app"];
+    let pids = running(&ember, &names);
+    let good = std::fs::read_to_string(&ember.config).unwrap();
+    let device = ember.dir.path("watchdog-typo");
+    std::fs::write(
+        &ember.config,
+        format!(
+            "[system]\nwatchdog = {{ device = \"{}\" }}\n\n{good}",
+            device.display()
+        ),
+    )
+    .unwrap();
+    refused(&ember, "watchdog-typo", &names, &pids);
+    refused_on_sighup(&ember, &names, &pids);
+
+    std::fs::write(&ember.config, &good).unwrap();
+    reloads(&ember);
+    still_running(&ember, &names, &pids);
+}
+
+/// A readiness check still running when its service stops starting (removed by a reload,
+/// stopped, or restarted on a new spec) ends with it (found by a hostile review: an
+/// `exec` check that never ended outlived its service, one more with each start).
+#[test]
+fn a_readiness_check_ends_with_its_service() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "reload-check",
+        r#"
+[service.app]
+command = ["/bin/sleep", "7980001"]
+ready = { exec = ["/bin/sleep", "7980002"] }
+
+[service.other]
+command = ["/bin/sleep", "7980003"]
+ready = { exec = ["/bin/sleep", "7980004"] }
+"#,
+    );
+    assert!(wait_for(LONG, || pids_with("sleep 7980002").len() == 1));
+    assert!(wait_for(LONG, || pids_with("sleep 7980004").len() == 1));
+    let text_now = std::fs::read_to_string(&ember.config).unwrap();
+    let (kept, _) = text_now.split_once("[service.other]").unwrap();
+    std::fs::write(&ember.config, kept).unwrap();
+    let said = reloads(&ember);
+    assert!(said.contains("removed   other"), "{said}");
+    assert!(
+        wait_for(LONG, || pids_with("sleep 7980004").is_empty()),
+        "the check of a removed service runs on: {:?}\n{}",
+        pids_with("sleep 7980004"),
+        ember.log()
+    );
+
+    let out = ember.ctl(&["stop", "app", "--wait"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        wait_for(LONG, || pids_with("sleep 7980002").is_empty()),
+        "the check of a stopped service runs on: {:?}\n{}",
+        pids_with("sleep 7980002"),
+        ember.log()
+    );
+}
+
+/// A reload applies a new `[log] output` (found by a hostile review: only a move to
+/// journald was; from the console to the kernel log, or back, nothing changed and
+/// nothing said so). The namespace gets a /dev of its own, whose kmsg is a plain file.
+#[test]
+fn a_reload_moves_the_log_where_log_output_says() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start_after(
+        "reload-log-output",
+        "mount -t tmpfs tmpfs /dev && mknod -m 666 /dev/null c 1 3 && : > /dev/kmsg || exit 1",
+        r#"
+[log]
+output = "console"
+
+[service.app]
+command = ["/bin/sleep", "7990001"]
+"#,
+    );
+    running(&ember, &["app"]);
+    let kmsg = std::path::PathBuf::from(format!("/proc/{}/root/dev/kmsg", ember.host_pid()));
+    let read = || std::fs::read_to_string(&kmsg).unwrap_or_default();
+    assert_eq!(read(), "", "the console was asked for");
+
+    let good = std::fs::read_to_string(&ember.config).unwrap();
+    std::fs::write(&ember.config, good.replace("\"console\"", "\"kmsg\"")).unwrap();
+    reloads(&ember);
+    assert!(
+        wait_for(LONG, || read()
+            .contains("the log moved here from the console")),
+        "kmsg: {}\nlog:\n{}",
+        read(),
+        ember.log()
+    );
+
+    std::fs::write(&ember.config, &good).unwrap();
+    reloads(&ember);
+    assert!(
+        wait_for(LONG, || ember
+            .log()
+            .contains("the log moved here from /dev/kmsg")),
+        "{}",
+        ember.log()
+    );
+}

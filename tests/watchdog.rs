@@ -67,13 +67,29 @@ command = ["/bin/sleep", "7870001"]
         "{watchdog}"
     );
 
-    // Something that is not a watchdog: refused after one ioctl, nothing written to it.
-    // A reload tries again (as it would once a driver is loaded).
+    // Something that is not a character device: a reload refuses it, as `ember check`
+    // does (it would have closed a running watchdog to open nothing).
     std::fs::write(ember.dir.path("plain"), "").unwrap();
-    let text = std::fs::read_to_string(&ember.config)
-        .unwrap()
-        .replace("/watchdog0\"", "/plain\"");
-    std::fs::write(&ember.config, text).unwrap();
+    let good = std::fs::read_to_string(&ember.config).unwrap();
+    std::fs::write(&ember.config, good.replace("/watchdog0\"", "/plain\"")).unwrap();
+    let out = ember.ctl(&["reload"]);
+    assert!(
+        !out.status.success()
+            && String::from_utf8_lossy(&out.stderr).contains("is not a character device"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(&ember.config, &good).unwrap();
+    // A character device that is no watchdog (a /dev/null): a reload takes it and tries,
+    // as it would once a driver is loaded; one ioctl says what it is.
+    nix::sys::stat::mknod(
+        &ember.dir.path("null"),
+        nix::sys::stat::SFlag::S_IFCHR,
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+        nix::sys::stat::makedev(1, 3),
+    )
+    .unwrap();
+    std::fs::write(&ember.config, good.replace("/watchdog0\"", "/null\"")).unwrap();
     let out = ember.ctl(&["reload"]);
     assert!(
         out.status.success(),
@@ -86,11 +102,6 @@ command = ["/bin/sleep", "7870001"]
             .as_str()
             .is_some_and(|e| e.contains("is not a watchdog device")),
         "{watchdog}"
-    );
-    assert_eq!(
-        std::fs::read(ember.dir.path("plain")).unwrap(),
-        b"",
-        "nothing may be written to a device that is not a watchdog"
     );
     // Removed: no watchdog in the status at all.
     let text = std::fs::read_to_string(&ember.config).unwrap();
@@ -106,4 +117,36 @@ command = ["/bin/sleep", "7870001"]
 
     assert!(ember.ctl(&["poweroff"]).status.success());
     assert_eq!(ember.wait_namespace_end(LONG), Some(2));
+
+    // At boot (not looked at before /dev is mounted) a plain file is opened: refused
+    // after one ioctl, nothing written to it.
+    let devices = TempDir::new("watchdog-plain-dev");
+    let plain = devices.path("plain");
+    std::fs::write(&plain, "").unwrap();
+    let config = format!(
+        r#"[control]
+socket = "$DIR/control.sock"
+
+[system]
+watchdog = {{ device = "{}", timeout = "2s" }}
+
+[service.app]
+command = ["/bin/sleep", "7870002"]
+"#,
+        plain.display()
+    );
+    let ember = Ember::start_with_config("watchdog-plain", &config);
+    ember.wait_state("app", "active", None, LONG);
+    let watchdog = &system(&ember)["watchdog"];
+    assert!(
+        watchdog["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("is not a watchdog device")),
+        "{watchdog}"
+    );
+    assert_eq!(
+        std::fs::read(&plain).unwrap(),
+        b"",
+        "nothing may be written to a device that is not a watchdog"
+    );
 }

@@ -149,6 +149,7 @@ impl Files {
             text: std::fs::read_to_string(&path).unwrap_or_default(),
             path,
             offline: false,
+            at_boot: false,
         };
         let main = read(config.path.clone());
         let services_dir = config.system.services_dir.clone();

@@ -251,6 +251,9 @@ pub struct Source {
     /// Checked as text alone ([`check_text`]): nothing is looked up on this machine
     /// (programs, accounts, files, `services_dir`).
     pub offline: bool,
+    /// Read by PID 1 at boot, before /dev is mounted ([`load_at_boot`]): devices are not
+    /// looked at then. At a reload they are, as `ember check` does.
+    pub at_boot: bool,
 }
 
 impl Source {
@@ -339,10 +342,23 @@ pub fn sort_problems(problems: &mut [Problem]) {
     problems.sort_by(|a, b| (&a.file, a.position).cmp(&(&b.file, b.position)));
 }
 
-/// Reads and checks the configuration at `path`.
+/// Reads and checks the configuration at `path`: as `ember check` does, and a reload.
 pub fn load(path: &Path) -> Loaded {
+    load_as(path, false)
+}
+
+/// [`load`] for the start of ember: as PID 1, /dev may not be mounted yet, so the
+/// watchdog device is not looked at (opening it, once /dev is there, says loudly enough
+/// when it is missing). A reload does look: found by a hostile review, a reload as PID 1
+/// took a device that was not there, and closed the watchdog that was running.
+pub fn load_at_boot(path: &Path) -> Loaded {
+    load_as(path, std::process::id() == 1)
+}
+
+fn load_as(path: &Path, at_boot: bool) -> Loaded {
     let mut problems = Vec::new();
-    let config = read_source(path, &mut problems).map(|source| load_source(&source, &mut problems));
+    let config =
+        read_source(path, at_boot, &mut problems).map(|source| load_source(&source, &mut problems));
     finish(config, problems)
 }
 
@@ -355,6 +371,7 @@ pub fn check_text(path: &Path, text: &str) -> Loaded {
         path: path.to_owned(),
         text: text.to_owned(),
         offline: true,
+        at_boot: false,
     });
     let mut problems = Vec::new();
     let config = load_source(&source, &mut problems);
@@ -384,15 +401,42 @@ fn finish(config: Option<Config>, mut problems: Vec<Problem>) -> Loaded {
     }
 }
 
-/// Reads a configuration file whole, up to [`MAX_FILE_SIZE`]: counted as it is read, not
-/// taken from the size the file says it has (/dev/zero says 0 and never ends; a file may
-/// grow while it is read).
+/// A configuration file, open, and what it is (looked at through the open file, not by
+/// its path beforehand: a file swapped for a FIFO in between would still be opened).
+/// Opened without blocking: open(2) of a FIFO waits for a writer, and a read of a
+/// terminal for a line, which would stop PID 1 for good.
+fn open_config(path: &Path) -> std::io::Result<(std::fs::File, std::fs::FileType)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(path)?;
+    let kind = file.metadata()?.file_type();
+    Ok((file, kind))
+}
+
+/// Reads a configuration file whole (see [`read_open`]). A FIFO or a socket is refused:
+/// what it gives depends on a writer that may never come. A character device is read
+/// (`/dev/null` is an empty file; `/dev/zero` is cut at the limit).
 fn read_bounded(path: &Path) -> std::io::Result<String> {
+    use std::os::unix::fs::FileTypeExt;
+    let (file, kind) = open_config(path)?;
+    if kind.is_fifo() || kind.is_socket() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file (a FIFO or a socket: ember would wait on it)",
+        ));
+    }
+    read_open(file)
+}
+
+/// Reads an open configuration file whole, up to [`MAX_FILE_SIZE`]: counted as it is
+/// read, not taken from the size the file says it has (/dev/zero says 0 and never ends;
+/// a file may grow while it is read).
+fn read_open(file: std::fs::File) -> std::io::Result<String> {
     use std::io::{Error, ErrorKind, Read};
     let mut bytes = Vec::new();
-    std::fs::File::open(path)?
-        .take(MAX_FILE_SIZE + 1)
-        .read_to_end(&mut bytes)?;
+    file.take(MAX_FILE_SIZE + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > MAX_FILE_SIZE {
         return Err(Error::new(
             ErrorKind::FileTooLarge,
@@ -406,12 +450,13 @@ fn read_bounded(path: &Path) -> std::io::Result<String> {
         .map_err(|_| Error::new(ErrorKind::InvalidData, "stream did not contain valid UTF-8"))
 }
 
-fn read_source(path: &Path, problems: &mut Vec<Problem>) -> Option<Rc<Source>> {
+fn read_source(path: &Path, at_boot: bool, problems: &mut Vec<Problem>) -> Option<Rc<Source>> {
     match read_bounded(path) {
         Ok(text) => Some(Rc::new(Source {
             path: path.to_owned(),
             text,
             offline: false,
+            at_boot,
         })),
         Err(e) => {
             problems.push(Problem {
@@ -935,6 +980,9 @@ fn read_services_dir(dir: &Path, found: &mut Found, problems: &mut Vec<Problem>)
     }
     // Unstable is the same order here (equal entries are alike) and a smaller sort.
     files.sort_unstable();
+    // A fault for the tests: the directory changing between its listing and its files.
+    #[cfg(test)]
+    tests::after_listing();
     for (file, name) in files {
         let not_loaded = |problems: &mut Vec<Problem>, why: String| {
             problems.push(Problem {
@@ -951,23 +999,29 @@ fn read_services_dir(dir: &Path, found: &mut Found, problems: &mut Vec<Problem>)
             );
             continue;
         }
-        // Looked at before opening: reading a FIFO would block PID 1 for good.
-        let unreadable = match std::fs::metadata(&file) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                Some("it is a symlink to nothing (a dangling link)".to_owned())
+        let source = match open_config(&file) {
+            // Removed since the listing: gone, as it would be from a listing a moment
+            // later (an `rm` racing a reload is a removal, not a broken file).
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    && std::fs::symlink_metadata(&file).is_err() =>
+            {
+                crate::log::debug!("{}: removed while services_dir was read", file.display());
+                continue;
             }
-            Err(e) => Some(format!("cannot read it: {e}")),
-            Ok(meta) if !meta.is_file() => Some("it is not a regular file".to_owned()),
-            Ok(_) => None,
-        };
-        let source = match unreadable {
-            Some(why) => Err(why),
-            None => read_bounded(&file)
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err("it is a symlink to nothing (a dangling link)".to_owned())
+            }
+            Err(e) => Err(format!("cannot read it: {e}")),
+            Ok((_, kind)) if !kind.is_file() => Err("it is not a regular file".to_owned()),
+            Ok((open, _)) => read_open(open)
                 .map_err(|e| format!("cannot read it: {e}"))
                 .map(|text| Source {
                     path: file.clone(),
                     text,
                     offline: false,
+                    // Only the main file has a [system] table.
+                    at_boot: false,
                 }),
         };
         let source = match source {

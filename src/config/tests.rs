@@ -855,6 +855,46 @@ fn names_that_are_not_a_plain_path_component_are_refused_at_their_key() {
     assert!(loaded.config.is_none());
 }
 
+thread_local! {
+    /// What [`after_listing`] does in this test's thread: nothing unless set.
+    static AFTER_LISTING: std::cell::RefCell<Option<Box<dyn Fn()>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Called by the loader between its listing of services.d and the reading of its files.
+pub(super) fn after_listing() {
+    AFTER_LISTING.with(|hook| {
+        if let Some(hook) = &*hook.borrow() {
+            hook()
+        }
+    });
+}
+
+/// A file removed between the listing of services.d and its reading is a service
+/// removed, as it would be a moment later (found by a hostile review: it was reported
+/// as "a symlink to nothing", and a reload refused for it); a dangling symlink is still
+/// one.
+#[test]
+fn a_services_d_file_removed_while_it_is_read_is_gone_not_dangling() {
+    let tree = Tree::new();
+    tree.write("ember.toml", "[service.main]\ncommand = [\"/bin/sh\"]\n");
+    let gone = tree.write("services.d/gone.toml", "command = [\"/bin/sh\"]\n");
+    std::os::unix::fs::symlink("nowhere.toml", tree.root.join("services.d/dangling.toml")).unwrap();
+    AFTER_LISTING.with(|hook| {
+        *hook.borrow_mut() = Some(Box::new(move || {
+            let _ = std::fs::remove_file(&gone);
+        }))
+    });
+    let loaded = tree.load();
+    AFTER_LISTING.with(|hook| *hook.borrow_mut() = None);
+    assert_eq!(
+        tree.lines(&loaded),
+        ["services.d/dangling.toml: service dangling not loaded: it is a symlink to nothing (a dangling link)"]
+    );
+    let config = loaded.config.expect("the rest loads");
+    let names: Vec<&str> = config.services.keys().map(String::as_str).collect();
+    assert_eq!(names, ["dangling", "main"]);
+}
+
 /// services.d: editors' and package managers' leftovers are skipped; one file that
 /// cannot be read is that file's problem, never a reason to drop every service.
 #[test]

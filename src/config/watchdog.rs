@@ -88,9 +88,9 @@ impl RawWatchdog {
             ok &= severity != Severity::Error;
             problems.push(source.problem(Some(offset), severity, message));
         };
-        // As PID 1 the configuration is read before /dev is mounted, and opening the
-        // device at start says loudly enough when it is not there.
-        let look = !source.offline && std::process::id() != 1;
+        // At boot, as PID 1, the configuration is read before /dev is mounted, and
+        // opening the device at start says loudly enough when it is not there.
+        let look = !source.offline && !source.at_boot;
         let device = match self.device {
             Some(d) if d.get_ref().is_relative() => {
                 problem(

@@ -44,6 +44,7 @@ pub fn start(
                 let (tx, rx) = oneshot::channel();
                 if feed
                     .send(Feed::RunCheck {
+                        name: name.clone(),
                         argv: argv.clone(),
                         done: tx,
                     })

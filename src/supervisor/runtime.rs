@@ -22,7 +22,7 @@ use crate::pid1::watchdog::{Petting, Watchdog};
 use crate::pid1::{Power, Role};
 use ember_ipc::broadcast::Broadcast;
 use ember_ipc::throttle::RateLimit;
-use ember_ipc::{ConfigStatus, Event, ReloadReport, Reply, Request, SystemState};
+use ember_ipc::{ConfigStatus, ErrorKind, Event, ReloadReport, Reply, Request, SystemState};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid as NixPid;
 use std::collections::{HashMap, VecDeque};
@@ -68,8 +68,9 @@ pub enum Feed {
         run: u64,
         message: notify::Message,
     },
-    /// An `exec` readiness check to run; `done` gets whether it exited 0.
+    /// An `exec` readiness check of service `name` to run; `done` gets whether it exited 0.
     RunCheck {
+        name: String,
         argv: Vec<String>,
         done: oneshot::Sender<bool>,
     },
@@ -109,7 +110,12 @@ pub enum Outcome {
 enum ChildOwner {
     /// The name is the one its output pipes share (one copy per service).
     Service(Arc<str>),
-    Check(oneshot::Sender<bool>),
+    /// A helper whose exit status answers `done`: a readiness check of the service `of`
+    /// (killed when that service stops starting), or reexec's question to the next binary.
+    Check {
+        of: Option<Arc<str>>,
+        done: oneshot::Sender<bool>,
+    },
 }
 
 pub struct Runtime {
@@ -572,6 +578,7 @@ impl Runtime {
                         proc.probes.drain(..).for_each(|p| p.abort());
                         proc.log_ready = None;
                     }
+                    self.end_checks(&name);
                     None
                 }
                 Action::Cleanup { name, .. } => {
@@ -612,6 +619,7 @@ impl Runtime {
                             n.abort();
                         }
                     }
+                    self.end_checks(&name);
                     if let Some(cgroups) = &self.cgroups {
                         cgroups.remove(&name);
                     }
@@ -745,8 +753,17 @@ impl Runtime {
     /// Re-reads the configuration. One that `ember check` fails (any problem but a
     /// warning: an error, a missing program or user, a services.d file or services_dir
     /// that cannot be read) changes nothing, and every service runs on: the leniency of a
-    /// boot (such a problem costs only its service) is for a boot alone.
-    fn reload(&mut self, why: &str) -> Result<ReloadReport, Vec<String>> {
+    /// boot (such a problem costs only its service) is for a boot alone. Refused too while
+    /// ember stops every service, as a start is: nothing it added would start, and what
+    /// the shutdown relies on (the watchdog, the timeouts) must not change under it.
+    fn reload(&mut self, why: &str) -> Result<ReloadReport, Reply> {
+        if self.engine.shutting_down() {
+            crate::log::warn!("{why}: reload refused: ember is shutting down");
+            return Err(Reply::error(
+                ErrorKind::Busy,
+                "ember is shutting down; nothing changed (the configuration is read again at the next start)",
+            ));
+        }
         let loaded = config::load(&self.config.path);
         let warnings: Vec<String> = loaded
             .problems
@@ -767,7 +784,13 @@ impl Runtime {
                 crate::log::error!(
                     "{why}: reload rejected: the configuration fails `ember check`; nothing changed"
                 );
-                return Err(errors);
+                return Err(Reply::error(
+                    ErrorKind::InvalidConfig,
+                    format!(
+                        "the configuration fails `ember check`; nothing changed:\n{}",
+                        errors.join("\n")
+                    ),
+                ));
             }
         };
         crate::log::info!("{why}: reloading {}", new.path.display());

@@ -228,6 +228,27 @@ impl Runtime {
         }
     }
 
+    /// Whether `name` is starting: what a readiness check is run for.
+    pub(super) fn activating(&self, name: &str) -> bool {
+        self.engine
+            .unit(name)
+            .is_some_and(|u| u.state == State::Activating)
+    }
+
+    /// Kills the readiness checks still running for `name`, which has stopped starting
+    /// (the probe that waited on them is aborted): a check that never ends would
+    /// otherwise outlive its service, one more at each start. Each is a session of its
+    /// own, killed whole; its exit is reaped as any, answering no one.
+    pub(super) fn end_checks(&self, name: &str) {
+        for (pid, owner) in &self.children {
+            if let ChildOwner::Check { of: Some(of), .. } = owner {
+                if **of == *name {
+                    let _ = kill(NixPid::from_raw(-pid), Signal::SIGKILL);
+                }
+            }
+        }
+    }
+
     pub(super) fn reap(&mut self) {
         for (pid, exit) in reaper::reap_all() {
             match self.children.remove(&pid) {
@@ -235,7 +256,7 @@ impl Runtime {
                     self.log_exit(&name, pid, exit);
                     self.exited(name.to_string(), pid, exit);
                 }
-                Some(ChildOwner::Check(done)) => {
+                Some(ChildOwner::Check { done, .. }) => {
                     let _ = done.send(exit.success());
                 }
                 None => {

@@ -110,9 +110,13 @@ impl Runtime {
                     answer,
                 ));
             }
-            Feed::RunCheck { argv, done } => match spawn::spawn_helper(&argv) {
+            // Asked before its probe was aborted (the service stopped starting since):
+            // nothing waits for it, and nothing would kill it.
+            Feed::RunCheck { name, done, .. } if done.is_closed() || !self.activating(&name) => {}
+            Feed::RunCheck { name, argv, done } => match spawn::spawn_helper(&argv) {
                 Ok(pid) => {
-                    self.children.insert(pid, ChildOwner::Check(done));
+                    let of = Some(self.shared_name(&name));
+                    self.children.insert(pid, ChildOwner::Check { of, done });
                 }
                 Err(e) => {
                     crate::log::warn!("readiness check {argv:?} cannot run: {e}");

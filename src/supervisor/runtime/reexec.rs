@@ -83,7 +83,8 @@ impl Runtime {
         let (done, accepted) = oneshot::channel();
         match super::spawn::spawn_helper(&argv) {
             Ok(pid) => {
-                self.children.insert(pid, ChildOwner::Check(done));
+                self.children
+                    .insert(pid, ChildOwner::Check { of: None, done });
             }
             Err(e) => {
                 let _ = reply.send(Reply::error(
@@ -177,7 +178,7 @@ impl Runtime {
             .iter()
             .filter_map(|(pid, owner)| match owner {
                 ChildOwner::Service(name) => Some((*pid, name.to_string())),
-                ChildOwner::Check(_) => None,
+                ChildOwner::Check { .. } => None,
             })
             .collect();
         let procs = self

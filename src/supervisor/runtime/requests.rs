@@ -373,13 +373,7 @@ impl Runtime {
             }
             Command::Reload => match self.reload(origin) {
                 Ok(report) => Reply::Reloaded(report),
-                Err(errors) => Reply::error(
-                    ErrorKind::InvalidConfig,
-                    format!(
-                        "the configuration fails `ember check`; nothing changed:\n{}",
-                        errors.join("\n")
-                    ),
-                ),
+                Err(refused) => refused,
             },
             Command::Logs(args) => {
                 if self.engine.unit(&args.name).is_none() {
