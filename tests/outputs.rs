@@ -101,3 +101,165 @@ command = ["/bin/sh", "-c", "while [ ! -e $DIR/go ]; do sleep 0.05; done; i=0; w
         script::tail(&log, 40)
     );
 }
+
+/// The number of the last `tick-N` line of `service` that ember has read.
+fn last_tick(ember: &Ember, service: &str) -> Option<u64> {
+    let out = ember.ctl(&["logs", service, "-n", "1"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    text.rsplit("tick-").next()?.trim().parse().ok()
+}
+
+/// A rotated `file` that is a FIFO nothing reads is refused, and said; every other file
+/// is still written. (Opening the FIFO waited for a reader forever, in the one thread that
+/// writes every file: no file was written again.)
+#[test]
+fn a_rotated_file_that_is_a_fifo_does_not_stop_the_others() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "outputs-fifo",
+        r#"
+[system]
+log_dir = "$DIR/logs"
+
+[service.fifo]
+command = ["/bin/sh", "-c", "mkdir -p $DIR/logs; mkfifo $DIR/logs/pipe.log; echo into-the-fifo; exec sleep 7830011"]
+stdout = { file = "pipe.log" }
+
+[service.ok]
+command = ["/bin/sh", "-c", "i=0; while true; do i=$((i+1)); echo tick-$i; sleep 0.05; done"]
+stdout = { file = "ok.log" }
+"#,
+    );
+    assert!(
+        wait_for(LONG, || String::from_utf8_lossy(
+            &ember.ctl(&["logs", "fifo"]).stdout
+        )
+        .contains("into-the-fifo")),
+        "log:\n{}",
+        ember.log()
+    );
+    // Lines ember read after the FIFO's line reach ok.log.
+    let mut read = None;
+    assert!(wait_for(LONG, || {
+        read = last_tick(&ember, "ok");
+        read.is_some()
+    }));
+    let later = format!("tick-{}", read.unwrap_or_default() + 5);
+    let ok = ember.dir.path("logs/ok.log");
+    assert!(
+        wait_for(LONG, || lines(&ok).contains(&later)),
+        "{later} never reached ok.log (last: {:?}); log:\n{}",
+        lines(&ok).last(),
+        ember.log()
+    );
+    let log = ember.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("pipe.log") && l.contains("is a FIFO, not a regular file")),
+        "log:\n{log}"
+    );
+    assert_eq!(ember.status("fifo")["state"], "active");
+}
+
+/// A rotated `file` that is a device or a symlink is not written, nor rotated, nor
+/// emptied: ember writes as root. (Rotating a device node renamed it away and put a plain
+/// file in its place, `/dev/null` as much as one in a test's directory; a symlink was
+/// written through, and with keep = 1 emptied, wherever it pointed.)
+#[test]
+fn a_rotated_file_that_is_a_device_or_a_symlink_is_left_alone() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "outputs-not-a-file",
+        r#"
+[system]
+log_dir = "$DIR/logs"
+
+[service.dev]
+command = ["/bin/sh", "-c", "mkdir -p $DIR/logs; mknod $DIR/logs/null.log c 1 3; i=0; while [ $i -lt 200 ]; do i=$((i+1)); echo 0123456789012345678901234567890123456789012345678901234567890123456789; done; echo dev-done; exec sleep 7830012"]
+stdout = { file = "null.log", max_size = "4K", keep = 2 }
+
+[service.link]
+command = ["/bin/sh", "-c", "mkdir -p $DIR/logs; echo precious > $DIR/precious; ln -s $DIR/precious $DIR/logs/link.log; i=0; while [ $i -lt 200 ]; do i=$((i+1)); echo 0123456789012345678901234567890123456789012345678901234567890123456789; done; echo link-done; exec sleep 7830013"]
+stdout = { file = "link.log", max_size = "4K", keep = 1 }
+"#,
+    );
+    let logs = ember.dir.path("logs");
+    let precious = ember.dir.path("precious");
+    let is_device = || {
+        use std::os::unix::fs::FileTypeExt;
+        std::fs::symlink_metadata(logs.join("null.log"))
+            .is_ok_and(|m| m.file_type().is_char_device())
+    };
+    let intact = || std::fs::read_to_string(&precious).is_ok_and(|t| t == "precious\n");
+    let said = |name: &str| {
+        ember
+            .log()
+            .lines()
+            .any(|l| l.contains(name) && l.contains("not a regular file"))
+    };
+    // Said, or (as it was) written through.
+    assert!(
+        wait_for(LONG, || (said("null.log") || !is_device())
+            && (said("link.log") || !intact())),
+        "log:\n{}",
+        ember.log()
+    );
+    assert!(is_device(), "the device node was replaced");
+    assert!(!logs.join("null.log.1").exists(), "the device was rotated");
+    assert!(intact(), "written through the symlink");
+    assert!(std::fs::symlink_metadata(logs.join("link.log")).is_ok_and(|m| m.is_symlink()));
+    // Both ran to their end, read by ember.
+    for (service, last) in [("dev", "dev-done"), ("link", "link-done")] {
+        assert!(
+            wait_for(LONG, || String::from_utf8_lossy(
+                &ember.ctl(&["logs", service, "-n", "1"]).stdout
+            )
+            .contains(last)),
+            "{service}: log:\n{}",
+            ember.log()
+        );
+    }
+}
+
+/// A plain output path (`stdout = "/path"`, opened by ember for the service) that is a
+/// FIFO nothing reads fails that service's start, with the reason; ember goes on
+/// answering. (Opening it waited for a reader: PID 1 stopped, its socket unanswered.)
+#[test]
+fn a_plain_output_that_is_a_fifo_nothing_reads_fails_the_start_not_ember() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "outputs-plain-fifo",
+        r#"
+[service.other]
+command = ["/bin/sleep", "7830014"]
+
+[service.writer]
+command = ["/bin/sh", "-c", "echo hello; exec sleep 7830015"]
+stdout = "$DIR/pipe"
+enabled = false
+restart = "never"
+"#,
+    );
+    ember.wait_state("other", "active", None, LONG);
+    nix::unistd::mkfifo(&ember.dir.path("pipe"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let started = ember.ctl_within(&["start", "writer"], LONG);
+    assert!(
+        started.is_some(),
+        "ember stopped answering; log:\n{}",
+        ember.log()
+    );
+    let status = ember.wait_state("writer", "failed", None, LONG);
+    let reason = status.to_string();
+    assert!(
+        reason.contains("a FIFO that nothing reads"),
+        "{status}\nlog:\n{}",
+        ember.log()
+    );
+    assert_eq!(ember.status("other")["state"], "active");
+}

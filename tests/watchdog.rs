@@ -67,8 +67,9 @@ command = ["/bin/sleep", "7870001"]
         "{watchdog}"
     );
 
-    // Something that is not a watchdog: refused after one ioctl, nothing written to it.
-    // A reload tries again (as it would once a driver is loaded).
+    // Something that is not a watchdog: refused before it is opened (a character device
+    // that is not one, after one ioctl), nothing written to it. A reload tries again (as
+    // it would once a driver is loaded).
     std::fs::write(ember.dir.path("plain"), "").unwrap();
     let text = std::fs::read_to_string(&ember.config)
         .unwrap()
@@ -84,7 +85,7 @@ command = ["/bin/sleep", "7870001"]
     assert!(
         watchdog["error"]
             .as_str()
-            .is_some_and(|e| e.contains("is not a watchdog device")),
+            .is_some_and(|e| e.contains("is a regular file, not a character device")),
         "{watchdog}"
     );
     assert_eq!(
@@ -104,6 +105,64 @@ command = ["/bin/sleep", "7870001"]
     assert_eq!(system(&ember)["watchdog"], Value::Null);
     assert!(!String::from_utf8_lossy(&ember.ctl(&["status"]).stdout).contains("watchdog"));
 
+    assert!(ember.ctl(&["poweroff"]).status.success());
+    assert_eq!(ember.wait_namespace_end(LONG), Some(2));
+}
+
+/// A watchdog `device` that is a FIFO (or anything else but a character device) is
+/// refused without being opened, at boot and at a reload, and ember goes on. (Opening a
+/// FIFO nothing reads waited for a reader: PID 1 stopped before its first service.)
+#[test]
+fn a_watchdog_device_that_is_a_fifo_does_not_stop_ember() {
+    if !can_unshare() {
+        return;
+    }
+    let outside = TempDir::new("watchdog-fifo-node");
+    let fifo = outside.path("watchdog0");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let config = format!(
+        r#"[control]
+socket = "$DIR/control.sock"
+
+[system]
+watchdog = {{ device = "{}", timeout = "2s" }}
+
+[service.app]
+command = ["/bin/sleep", "7870002"]
+"#,
+        fifo.display()
+    );
+    let mut ember = Ember::start_with_config("watchdog-fifo", &config);
+    let out = ember.ctl_within(&["status"], LONG);
+    let out = out.unwrap_or_else(|| panic!("ember stopped answering; log:\n{}", ember.log()));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("NOT ARMED") && text.contains("is a FIFO, not a character device"),
+        "{text}\nlog:\n{}",
+        ember.log()
+    );
+    ember.wait_state("app", "active", None, LONG);
+    // A reload to another FIFO: refused as well.
+    let again = outside.path("watchdog1");
+    nix::unistd::mkfifo(&again, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let text = std::fs::read_to_string(&ember.config)
+        .unwrap()
+        .replace("/watchdog0\"", "/watchdog1\"");
+    std::fs::write(&ember.config, text).unwrap();
+    let out = ember.ctl_within(&["reload"], LONG);
+    assert!(
+        out.is_some(),
+        "the reload never ended; log:\n{}",
+        ember.log()
+    );
+    let watchdog = &system(&ember)["watchdog"];
+    assert!(
+        watchdog["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("watchdog1") && e.contains("is a FIFO")),
+        "{watchdog}"
+    );
+    assert_eq!(ember.status("app")["state"], "active");
     assert!(ember.ctl(&["poweroff"]).status.success());
     assert_eq!(ember.wait_namespace_end(LONG), Some(2));
 }

@@ -2061,7 +2061,7 @@ fn a_watchdog_device_missing_here_fails_check_but_not_a_boot() {
     assert_eq!(
         tree.problems(),
         [format!(
-            "ember.toml:{}: watchdog device /etc/passwd is not a character device",
+            "ember.toml:{}: watchdog device /etc/passwd is a regular file, not a character device",
             at(text, "\"/etc/passwd")
         )]
     );

@@ -143,9 +143,10 @@ fn not_a_device(path: &std::path::Path, said: &str) -> Option<String> {
     use std::os::unix::fs::FileTypeExt;
     match std::fs::metadata(path) {
         Ok(meta) if meta.file_type().is_char_device() => None,
-        Ok(_) => Some(format!(
-            "watchdog device {}{said} is not a character device",
-            path.display()
+        Ok(meta) => Some(format!(
+            "watchdog device {}{said} is {}, not a character device",
+            path.display(),
+            crate::filekind::kind(meta.file_type())
         )),
         Err(e) => Some(format!(
             "watchdog device {}{said}: {e} (on the board its driver must be loaded before ember starts)",

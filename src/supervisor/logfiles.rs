@@ -191,44 +191,66 @@ fn append(
     };
     current.used = tick;
     if current.size > 0 && current.size + bytes.len() as u64 > target.max_size {
-        rotate(&target.path, target.keep)?;
-        *current = Open {
-            file: open_file(&target.path)?,
-            size: 0,
-            used: tick,
-        };
+        if target.keep <= 1 {
+            // Emptied through the file open here, not by its path: whatever the path
+            // names now is not emptied.
+            current.file.set_len(0)?;
+            current.size = 0;
+        } else {
+            rotate(&target.path, target.keep)?;
+            *current = Open {
+                file: open_file(&target.path)?,
+                size: 0,
+                used: tick,
+            };
+        }
     }
     current.file.write_all(bytes)?;
     current.size += bytes.len() as u64;
     Ok(())
 }
 
+/// Opens a file to append to, creating it: a regular file, and only that. ember writes it
+/// as root and rotates it by renaming it, so a device (rotating `/dev/null` renamed the
+/// node away and put a plain file in its place), a FIFO (opening one that nothing read
+/// waited forever, in the thread that writes every file) or a symbolic link (written
+/// through, and with keep = 1 emptied, wherever it pointed) is refused, before it is
+/// opened, and again once open (in case it was swapped in between).
 fn open_file(path: &Path) -> std::io::Result<File> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o640)
-        .open(path)
+    let refuse = |file_type: std::fs::FileType| {
+        if file_type.is_file() {
+            return Ok(());
+        }
+        Err(std::io::Error::other(format!(
+            "it is {}, not a regular file: ember writes only files it can rotate (for a device or a FIFO, write stdout = \"{}\", which the service writes itself)",
+            crate::filekind::kind(file_type),
+            path.display()
+        )))
+    };
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) => refuse(meta.file_type())?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let file = crate::filekind::open_without_waiting(
+        OpenOptions::new().create(true).append(true).mode(0o640),
+        nix::libc::O_NOFOLLOW,
+        path,
+    )?;
+    refuse(file.metadata()?.file_type())?;
+    Ok(file)
 }
 
-/// `path.<keep-2>` → `path.<keep-1>` ... `path` → `path.1`; with keep = 1 the file is
-/// emptied instead.
-pub fn rotate(path: &Path, keep: u32) -> std::io::Result<()> {
+/// `path.<keep-2>` → `path.<keep-1>` ... `path` → `path.1` (keep ≥ 2).
+fn rotate(path: &Path, keep: u32) -> std::io::Result<()> {
     let numbered = |n: u32| {
         let mut p = path.as_os_str().to_owned();
         p.push(format!(".{n}"));
         PathBuf::from(p)
     };
-    if keep <= 1 {
-        return OpenOptions::new()
-            .write(true)
-            .truncate(true)
-            .open(path)
-            .map(drop);
-    }
     for n in (1..keep - 1).rev() {
         let from = numbered(n);
         if from.exists() {
