@@ -630,10 +630,15 @@ pub fn build(
             error!(offset, format!("service \"{name}\": schedule applies to type = \"oneshot\" only (a job that runs and exits); add type = \"oneshot\", or remove schedule"));
         } else if every.is_none() && after_boot.is_none() {
             error!(offset, format!("service \"{name}\": schedule needs every, after_boot or both, e.g. {{ every = \"1h\", after_boot = \"5m\" }}"));
-        } else if let Some(e) = every.as_ref().filter(|e| e.get_ref().is_zero()) {
+        } else if let Some(e) = every
+            .as_ref()
+            .filter(|e| *e.get_ref() < Duration::from_secs(1))
+        {
+            // Each run is a process that ember starts and logs: "1ms" ran 500 a second,
+            // and flooded ember's log with their transitions.
             error!(
                 e.span().start,
-                format!("service \"{name}\": every must be longer than 0, e.g. \"1h\"")
+                format!("service \"{name}\": every must be at least 1s, e.g. \"1h\" (each run is a process that ember starts and logs); for a job that never ends, use a service with restart = \"always\"")
             );
         } else {
             spec.schedule = Some(Box::new(Schedule {

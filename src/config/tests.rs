@@ -2197,12 +2197,19 @@ requires = ["f"]
 type = "oneshot"
 command = ["/bin/true"]
 schedule = { every = "1h" }
+
+[service.g]
+type = "oneshot"
+command = ["/bin/true"]
+schedule = { every = "1ms" }
 "#,
     );
     let problems = tree.problems();
+    // every = "1ms" ran 500 processes a second, each run logged: ember's log flooded.
     for expected in [
-        "ember.toml:4:22: service \"c\": every must be longer than 0",
+        "ember.toml:4:22: service \"c\": every must be at least 1s",
         "ember.toml:8:13: service \"e\" requires \"f\", which runs on a schedule",
+        "ember.toml:18:22: service \"g\": every must be at least 1s",
     ] {
         assert!(
             problems.iter().any(|p| p.starts_with(expected)),
