@@ -201,6 +201,17 @@ stdout = { file = "link.log", max_size = "4K", keep = 1 }
             .lines()
             .any(|l| l.contains(name) && l.contains("not a regular file"))
     };
+    // Both ran to their end (the node and the link were made first), read by ember.
+    for (service, last) in [("dev", "dev-done"), ("link", "link-done")] {
+        assert!(
+            wait_for(LONG, || String::from_utf8_lossy(
+                &ember.ctl(&["logs", service, "-n", "1"]).stdout
+            )
+            .contains(last)),
+            "{service}: log:\n{}",
+            ember.log()
+        );
+    }
     // Said, or (as it was) written through.
     assert!(
         wait_for(LONG, || (said("null.log") || !is_device())
@@ -212,17 +223,6 @@ stdout = { file = "link.log", max_size = "4K", keep = 1 }
     assert!(!logs.join("null.log.1").exists(), "the device was rotated");
     assert!(intact(), "written through the symlink");
     assert!(std::fs::symlink_metadata(logs.join("link.log")).is_ok_and(|m| m.is_symlink()));
-    // Both ran to their end, read by ember.
-    for (service, last) in [("dev", "dev-done"), ("link", "link-done")] {
-        assert!(
-            wait_for(LONG, || String::from_utf8_lossy(
-                &ember.ctl(&["logs", service, "-n", "1"]).stdout
-            )
-            .contains(last)),
-            "{service}: log:\n{}",
-            ember.log()
-        );
-    }
 }
 
 /// A plain output path (`stdout = "/path"`, opened by ember for the service) that is a
@@ -262,4 +262,102 @@ restart = "never"
         ember.log()
     );
     assert_eq!(ember.status("other")["state"], "active");
+}
+
+/// A rotated file deleted (`rm` to make room) or renamed away while its service writes
+/// is made again, soon, at its path. (The lines went on into the deleted file, unseen,
+/// holding its room on the disk, until it reached max_size.)
+#[test]
+fn a_rotated_file_deleted_or_renamed_away_is_made_again() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "outputs-deleted",
+        r#"
+[system]
+log_dir = "$DIR/logs"
+
+[service.ok]
+command = ["/bin/sh", "-c", "i=0; while true; do i=$((i+1)); echo tick-$i; sleep 0.05; done"]
+stdout = { file = "ok.log" }
+"#,
+    );
+    let file = ember.dir.path("logs/ok.log");
+    let ticking = |path: &std::path::Path| {
+        let seen = lines(path);
+        wait_for(LONG, || lines(path).len() > seen.len() + 3)
+    };
+    assert!(ticking(&file), "log:\n{}", ember.log());
+    std::fs::remove_file(&file).unwrap();
+    assert!(
+        ticking(&file),
+        "not made again after rm; log:\n{}",
+        ember.log()
+    );
+    let moved = ember.dir.path("logs/ok.log.moved");
+    std::fs::rename(&file, &moved).unwrap();
+    assert!(
+        ticking(&file),
+        "not made again after mv; log:\n{}",
+        ember.log()
+    );
+    // What was moved away is no longer written (nor is it rotated as ok.log).
+    let kept = lines(&moved).len();
+    assert!(ticking(&file));
+    assert_eq!(lines(&moved).len(), kept);
+}
+
+/// A full disk: the oldest of a file's own rotated files is removed to make room for its
+/// newest lines. (Every new line was lost while the old ones filled the disk.)
+#[test]
+fn a_full_disk_gives_the_newest_lines_the_room_of_the_oldest() {
+    if !can_unshare() {
+        return;
+    }
+    let disk = TempDir::new("outputs-full-disk");
+    let small = disk.path("small");
+    std::fs::create_dir_all(&small).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+        .arg(&small)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("cannot mount a tmpfs here: skipped");
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(small.clone());
+    // 3 × 128K do not fit in 256K.
+    let ember = Ember::start(
+        "outputs-full",
+        &format!(
+            r#"
+[service.full]
+command = ["/bin/sh", "-c", "yes 0123456789012345678901234567890123456789012345678901234567890123456789 | head -c 600000; i=0; while true; do i=$((i+1)); echo tick-$i; sleep 0.05; done"]
+stdout = {{ file = "{}/full.log", max_size = "128K", keep = 3 }}
+"#,
+            small.display()
+        ),
+    );
+    let file = small.join("full.log");
+    let ticked = || lines(&file).iter().any(|l| l.starts_with("tick-"));
+    assert!(
+        wait_for(LONG, ticked),
+        "no tick in full.log; {:?}; log:\n{}",
+        std::fs::read_dir(&small)
+            .map(|d| d
+                .flatten()
+                .map(|e| (e.file_name(), e.metadata().map(|m| m.len()).ok()))
+                .collect::<Vec<_>>())
+            .ok(),
+        ember.log()
+    );
+    drop(ember);
 }

@@ -16,6 +16,7 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 /// Lines waiting for the writer, over all files.
 const QUEUE: usize = 16 * 1024;
@@ -119,11 +120,41 @@ impl Sink {
     }
 }
 
-/// An open file, how much is in it, and when it was last written (a count of lines).
+/// How often an open file is looked at by its path: whether it is still the file there.
+const RECHECK: Duration = Duration::from_secs(1);
+
+/// An open file, how much is in it, when it was last written (a count of lines), and when
+/// it was last seen to be the file its path names.
 struct Open {
     file: File,
     size: u64,
     used: u64,
+    checked: Instant,
+}
+
+impl Open {
+    fn new(path: &Path, tick: u64) -> std::io::Result<Open> {
+        let file = open_file(path)?;
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        Ok(Open {
+            file,
+            size,
+            used: tick,
+            checked: Instant::now(),
+        })
+    }
+}
+
+/// Whether `path` still names `file`: not when it was deleted or renamed away (`rm` or
+/// `mv` of a log to make room), else ember wrote on into what no one could see, its room
+/// on the disk held, until it reached max_size. When it cannot be told, it is taken to.
+fn still_at(path: &Path, file: &File) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::symlink_metadata(path), file.metadata()) {
+        (Ok(there), Ok(open)) => there.dev() == open.dev() && there.ino() == open.ino(),
+        (Err(e), _) => e.kind() != std::io::ErrorKind::NotFound,
+        (_, Err(_)) => true,
+    }
 }
 
 /// The writer thread: appends each line to its file, rotating before a line would take
@@ -175,21 +206,18 @@ fn append(
                 open.remove(&oldest);
             }
         }
-        let file = open_file(&target.path)?;
-        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-        open.insert(
-            target.path.clone(),
-            Open {
-                file,
-                size,
-                used: tick,
-            },
-        );
+        open.insert(target.path.clone(), Open::new(&target.path, tick)?);
     }
     let Some(current) = open.get_mut(&target.path) else {
         return Ok(());
     };
     current.used = tick;
+    if current.checked.elapsed() >= RECHECK {
+        current.checked = Instant::now();
+        if !still_at(&target.path, &current.file) {
+            *current = Open::new(&target.path, tick)?;
+        }
+    }
     if current.size > 0 && current.size + bytes.len() as u64 > target.max_size {
         if target.keep <= 1 {
             // Emptied through the file open here, not by its path: whatever the path
@@ -198,16 +226,32 @@ fn append(
             current.size = 0;
         } else {
             rotate(&target.path, target.keep)?;
-            *current = Open {
-                file: open_file(&target.path)?,
-                size: 0,
-                used: tick,
-            };
+            *current = Open::new(&target.path, tick)?;
         }
     }
-    current.file.write_all(bytes)?;
+    if let Err(e) = current.file.write_all(bytes) {
+        // A full disk: the newest lines matter more than the oldest, so the oldest of
+        // this file's own rotated files makes room (as svlogd does), once per line.
+        // Without it every new line was lost while the old ones held the disk.
+        if e.raw_os_error() != Some(nix::libc::ENOSPC) || !remove_oldest(target) {
+            return Err(e);
+        }
+        // What the failed write left of the line goes; then the line, whole.
+        current.file.set_len(current.size)?;
+        current.file.write_all(bytes)?;
+    }
     current.size += bytes.len() as u64;
     Ok(())
+}
+
+/// Removes the oldest rotated file of `target` (`path.<keep-1>`, else the next older
+/// one...); whether there was one.
+fn remove_oldest(target: &RotatedFile) -> bool {
+    (1..target.keep).rev().any(|n| {
+        let mut p = target.path.as_os_str().to_owned();
+        p.push(format!(".{n}"));
+        std::fs::remove_file(PathBuf::from(p)).is_ok()
+    })
 }
 
 /// Opens a file to append to, creating it: a regular file, and only that. ember writes it
