@@ -541,9 +541,9 @@ pub fn build(
             spec.watchdog = Some(d);
         }
     }
-    for (value, slot) in [
-        (raw.stdout, &mut spec.stdout),
-        (raw.stderr, &mut spec.stderr),
+    for (what, value, slot) in [
+        ("stdout", raw.stdout, &mut spec.stdout),
+        ("stderr", raw.stderr, &mut spec.stderr),
     ] {
         if let Some(v) = value {
             let offset = v.span().start;
@@ -589,6 +589,27 @@ pub fn build(
                     {
                         error!(file.span().start, format!("service \"{name}\": file must name a file, e.g. \"{name}.log\" (under [system] log_dir) or \"/var/log/{name}.log\""));
                         continue;
+                    }
+                    // ember would refuse to write it (see `logfiles::open_file`): said
+                    // here too, as a missing workdir is. Looked at, never opened.
+                    let look = !source.offline
+                        && path.is_absolute()
+                        && !path.to_string_lossy().contains(INSTANCE);
+                    if let Some(meta) = look
+                        .then(|| std::fs::symlink_metadata(&path).ok())
+                        .flatten()
+                        .filter(|m| !m.is_file())
+                    {
+                        problems.push(source.problem(
+                            Some(file.span().start),
+                            Severity::Runtime,
+                            format!(
+                                "service \"{name}\": {what} file {} is {}, not a regular file: ember writes only files it can rotate (for a device or a FIFO, write {what} = \"{}\", which the service writes itself)",
+                                path.display(),
+                                crate::filekind::kind(meta.file_type()),
+                                path.display()
+                            ),
+                        ));
                     }
                     *slot = Output::Rotated(Box::new(RotatedFile {
                         path,

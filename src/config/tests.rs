@@ -2794,3 +2794,56 @@ schedule = { every = "1h", after_boot = "0s", jitter = "0s" }
     assert_eq!(schedule.after_boot, Some(Duration::ZERO));
     assert_eq!(schedule.jitter, Duration::ZERO);
 }
+
+/// A rotated output file that is there and is not a regular file (a device, a FIFO, a
+/// symlink, a directory) is said by `ember check`, at its value: ember would not write it.
+/// A Runtime problem, as a missing workdir is: the boot goes on, and the file is refused
+/// when it is written.
+#[test]
+fn a_rotated_file_that_is_not_a_regular_file_fails_check() {
+    let tree = Tree::new();
+    let dir = tree.root.display().to_string();
+    std::os::unix::fs::symlink("/etc/hostname", tree.root.join("link.log")).unwrap();
+    std::fs::create_dir_all(tree.root.join("dir.log")).unwrap();
+    let text = format!(
+        r#"[service.a]
+command = ["/bin/true"]
+stdout = {{ file = "/dev/null" }}
+stderr = {{ file = "{dir}/link.log" }}
+
+[service.b]
+command = ["/bin/true"]
+stdout = {{ file = "{dir}/dir.log", keep = 2 }}
+stderr = {{ file = "{dir}/new.log" }}
+
+[service."c@"]
+command = ["/bin/true"]
+stdout = {{ file = "/dev/{{instance}}" }}
+"#
+    );
+    tree.write("ember.toml", &text);
+    let loaded = tree.load();
+    let rule = "ember writes only files it can rotate";
+    assert_eq!(
+        tree.lines(&loaded),
+        [
+            format!(
+                "ember.toml:{}: service \"a\": stdout file /dev/null is a character device, not a regular file: {rule} (for a device or a FIFO, write stdout = \"/dev/null\", which the service writes itself)",
+                at(&text, "\"/dev/null\"")
+            ),
+            format!(
+                "ember.toml:{}: service \"a\": stderr file {dir}/link.log is a symbolic link, not a regular file: {rule} (for a device or a FIFO, write stderr = \"{dir}/link.log\", which the service writes itself)",
+                at(&text, "\"{dir}/link.log\"".replace("{dir}", &dir).as_str())
+            ),
+            format!(
+                "ember.toml:{}: service \"b\": stdout file {dir}/dir.log is a directory, not a regular file: {rule} (for a device or a FIFO, write stdout = \"{dir}/dir.log\", which the service writes itself)",
+                at(&text, "\"{dir}/dir.log\"".replace("{dir}", &dir).as_str())
+            ),
+        ]
+    );
+    assert!(loaded
+        .problems
+        .iter()
+        .all(|p| p.severity == Severity::Runtime));
+    assert!(loaded.config.is_some());
+}
