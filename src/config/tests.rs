@@ -2847,3 +2847,29 @@ stdout = {{ file = "/dev/{{instance}}" }}
         .all(|p| p.severity == Severity::Runtime));
     assert!(loaded.config.is_some());
 }
+
+/// `[system] log_dir` and the watchdog `device` hold no NUL, said at their value as for
+/// any other path: a log_dir with one made every relative output file unwritable, said
+/// only at run time, and the device's was said as a driver not loaded.
+#[test]
+fn log_dir_and_the_watchdog_device_hold_no_nul() {
+    let tree = Tree::new();
+    let text =
+        "[system]\nlog_dir = \"/var/lo\\u0000g\"\nwatchdog = { device = \"/dev/wd\\u0000\" }\n";
+    tree.write("ember.toml", text);
+    let loaded = tree.load();
+    assert_eq!(
+        tree.lines(&loaded),
+        [
+            format!(
+                "ember.toml:{}: log_dir \"/var/lo\\0g\" contains a NUL byte, which no path can hold",
+                at(text, "\"/var/lo")
+            ),
+            format!(
+                "ember.toml:{}: watchdog device \"/dev/wd\\0\" contains a NUL byte, which no path can hold",
+                at(text, "\"/dev/wd")
+            ),
+        ]
+    );
+    assert!(loaded.config.is_none());
+}

@@ -92,6 +92,17 @@ impl RawWatchdog {
         // device at start says loudly enough when it is not there.
         let look = !source.offline && std::process::id() != 1;
         let device = match self.device {
+            Some(d) if d.get_ref().as_os_str().as_encoded_bytes().contains(&0) => {
+                problem(
+                    d.span().start,
+                    Severity::Error,
+                    format!(
+                        "watchdog device \"{}\" contains a NUL byte, which no path can hold",
+                        d.get_ref().to_string_lossy().escape_debug()
+                    ),
+                );
+                PathBuf::new()
+            }
             Some(d) if d.get_ref().is_relative() => {
                 problem(
                     d.span().start,
