@@ -28,6 +28,19 @@ pub fn kind(file_type: FileType) -> &'static str {
     }
 }
 
+/// Why ember would not write a file of its own (a rotated output file) where `meta` is,
+/// as what follows its path in a message: "is a FIFO, not a regular file", "has 2 names
+/// (hard links)"; `None` for a regular file of one name. ember writes as root: a file
+/// with another name (a hard link made to /etc/shadow, where links are not protected)
+/// would be written, and emptied, under that one.
+pub fn not_a_file_of_its_own(meta: &std::fs::Metadata) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    if !meta.is_file() {
+        return Some(format!("is {}, not a regular file", kind(meta.file_type())));
+    }
+    (meta.nlink() > 1).then(|| format!("has {} names (hard links)", meta.nlink()))
+}
+
 /// Opens `path` as `options` say, without waiting: a FIFO that nothing reads is an error
 /// (ENXIO, said as such) rather than a wait, and a terminal does not become PID 1's
 /// controlling terminal. Once open, the file blocks again, as its user expects (a service

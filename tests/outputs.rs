@@ -163,12 +163,12 @@ stdout = { file = "ok.log" }
     assert_eq!(ember.status("fifo")["state"], "active");
 }
 
-/// A rotated `file` that is a device or a symlink is not written, nor rotated, nor
-/// emptied: ember writes as root. (Rotating a device node renamed it away and put a plain
-/// file in its place, `/dev/null` as much as one in a test's directory; a symlink was
-/// written through, and with keep = 1 emptied, wherever it pointed.)
+/// A rotated `file` that is a device, a symlink or a hard link is not written, nor
+/// rotated, nor emptied: ember writes as root. (Rotating a device node renamed it away and
+/// put a plain file in its place, `/dev/null` as much as one in a test's directory; a
+/// link was written through, and with keep = 1 emptied, whatever it named.)
 #[test]
-fn a_rotated_file_that_is_a_device_or_a_symlink_is_left_alone() {
+fn a_rotated_file_that_is_a_device_or_a_link_is_left_alone() {
     if !can_unshare() {
         return;
     }
@@ -185,6 +185,10 @@ stdout = { file = "null.log", max_size = "4K", keep = 2 }
 [service.link]
 command = ["/bin/sh", "-c", "mkdir -p $DIR/logs; echo precious > $DIR/precious; ln -s $DIR/precious $DIR/logs/link.log; i=0; while [ $i -lt 200 ]; do i=$((i+1)); echo 0123456789012345678901234567890123456789012345678901234567890123456789; done; echo link-done; exec sleep 7830013"]
 stdout = { file = "link.log", max_size = "4K", keep = 1 }
+
+[service.hard]
+command = ["/bin/sh", "-c", "mkdir -p $DIR/logs; echo precious > $DIR/precious2; ln $DIR/precious2 $DIR/logs/hard.log; i=0; while [ $i -lt 200 ]; do i=$((i+1)); echo 0123456789012345678901234567890123456789012345678901234567890123456789; done; echo hard-done; exec sleep 7830016"]
+stdout = { file = "hard.log", max_size = "4K", keep = 1 }
 "#,
     );
     let logs = ember.dir.path("logs");
@@ -194,7 +198,9 @@ stdout = { file = "link.log", max_size = "4K", keep = 1 }
         std::fs::symlink_metadata(logs.join("null.log"))
             .is_ok_and(|m| m.file_type().is_char_device())
     };
+    let precious2 = ember.dir.path("precious2");
     let intact = || std::fs::read_to_string(&precious).is_ok_and(|t| t == "precious\n");
+    let intact2 = || std::fs::read_to_string(&precious2).is_ok_and(|t| t == "precious\n");
     let said = |name: &str| {
         ember
             .log()
@@ -202,7 +208,11 @@ stdout = { file = "link.log", max_size = "4K", keep = 1 }
             .any(|l| l.contains(name) && l.contains("not a regular file"))
     };
     // Both ran to their end (the node and the link were made first), read by ember.
-    for (service, last) in [("dev", "dev-done"), ("link", "link-done")] {
+    for (service, last) in [
+        ("dev", "dev-done"),
+        ("link", "link-done"),
+        ("hard", "hard-done"),
+    ] {
         assert!(
             wait_for(LONG, || String::from_utf8_lossy(
                 &ember.ctl(&["logs", service, "-n", "1"]).stdout
@@ -215,13 +225,15 @@ stdout = { file = "link.log", max_size = "4K", keep = 1 }
     // Said, or (as it was) written through.
     assert!(
         wait_for(LONG, || (said("null.log") || !is_device())
-            && (said("link.log") || !intact())),
+            && (said("link.log") || !intact())
+            && (ember.log().contains("hard.log") || !intact2())),
         "log:\n{}",
         ember.log()
     );
     assert!(is_device(), "the device node was replaced");
     assert!(!logs.join("null.log.1").exists(), "the device was rotated");
     assert!(intact(), "written through the symlink");
+    assert!(intact2(), "written through the hard link");
     assert!(std::fs::symlink_metadata(logs.join("link.log")).is_ok_and(|m| m.is_symlink()));
 }
 

@@ -595,18 +595,17 @@ pub fn build(
                     let look = !source.offline
                         && path.is_absolute()
                         && !path.to_string_lossy().contains(INSTANCE);
-                    if let Some(meta) = look
+                    if let Some(why) = look
                         .then(|| std::fs::symlink_metadata(&path).ok())
                         .flatten()
-                        .filter(|m| !m.is_file())
+                        .and_then(|m| crate::filekind::not_a_file_of_its_own(&m))
                     {
                         problems.push(source.problem(
                             Some(file.span().start),
                             Severity::Runtime,
                             format!(
-                                "service \"{name}\": {what} file {} is {}, not a regular file: ember writes only files it can rotate (for a device or a FIFO, write {what} = \"{}\", which the service writes itself)",
+                                "service \"{name}\": {what} file {} {why}: ember writes only files it can rotate (for a device or a FIFO, write {what} = \"{}\", which the service writes itself)",
                                 path.display(),
-                                crate::filekind::kind(meta.file_type()),
                                 path.display()
                             ),
                         ));

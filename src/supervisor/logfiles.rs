@@ -257,25 +257,24 @@ fn remove_oldest(target: &RotatedFile) -> bool {
 /// Opens a file to append to, creating it: a regular file, and only that. ember writes it
 /// as root and rotates it by renaming it, so a device (rotating `/dev/null` renamed the
 /// node away and put a plain file in its place), a FIFO (opening one that nothing read
-/// waited forever, in the thread that writes every file) or a symbolic link (written
-/// through, and with keep = 1 emptied, wherever it pointed) is refused, before it is
-/// opened, and again once open (in case it was swapped in between).
+/// waited forever, in the thread that writes every file) or a link, symbolic or hard
+/// (written through, and with keep = 1 emptied, whatever it named) is refused, before it
+/// is opened, and again once open (in case it was swapped in between).
 fn open_file(path: &Path) -> std::io::Result<File> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let refuse = |file_type: std::fs::FileType| {
-        if file_type.is_file() {
-            return Ok(());
-        }
-        Err(std::io::Error::other(format!(
-            "it is {}, not a regular file: ember writes only files it can rotate (for a device or a FIFO, write stdout = \"{}\", which the service writes itself)",
-            crate::filekind::kind(file_type),
+    let refuse = |meta: std::fs::Metadata| {
+        match crate::filekind::not_a_file_of_its_own(&meta) {
+        None => Ok(()),
+        Some(why) => Err(std::io::Error::other(format!(
+            "it {why}: ember writes only files it can rotate (for a device or a FIFO, write stdout = \"{}\", which the service writes itself)",
             path.display()
-        )))
+        ))),
+    }
     };
     match std::fs::symlink_metadata(path) {
-        Ok(meta) => refuse(meta.file_type())?,
+        Ok(meta) => refuse(meta)?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
@@ -284,7 +283,7 @@ fn open_file(path: &Path) -> std::io::Result<File> {
         nix::libc::O_NOFOLLOW,
         path,
     )?;
-    refuse(file.metadata()?.file_type())?;
+    refuse(file.metadata()?)?;
     Ok(file)
 }
 
