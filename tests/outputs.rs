@@ -346,13 +346,13 @@ fn a_full_disk_gives_the_newest_lines_the_room_of_the_oldest() {
         }
     }
     let _unmount = Unmount(small.clone());
-    // 3 × 128K do not fit in 256K.
+    // 3 × 128K do not fit in 256K; 600,021 bytes are whole lines of 71.
     let ember = Ember::start(
         "outputs-full",
         &format!(
             r#"
 [service.full]
-command = ["/bin/sh", "-c", "yes 0123456789012345678901234567890123456789012345678901234567890123456789 | head -c 600000; i=0; while true; do i=$((i+1)); echo tick-$i; sleep 0.05; done"]
+command = ["/bin/sh", "-c", "yes 0123456789012345678901234567890123456789012345678901234567890123456789 | head -c 600021; i=0; while true; do i=$((i+1)); echo tick-$i; sleep 0.05; done"]
 stdout = {{ file = "{}/full.log", max_size = "128K", keep = 3 }}
 "#,
             small.display()
@@ -371,5 +371,14 @@ stdout = {{ file = "{}/full.log", max_size = "128K", keep = 3 }}
             .ok(),
         ember.log()
     );
+    // No line was left in part by a write that found the disk full.
+    let yes = "0123456789012345678901234567890123456789012345678901234567890123456789";
+    for name in ["full.log", "full.log.1", "full.log.2"] {
+        let text = std::fs::read_to_string(small.join(name)).unwrap_or_default();
+        assert!(
+            text.lines().all(|l| l == yes || l.starts_with("tick-")),
+            "{name} has a line in part"
+        );
+    }
     drop(ember);
 }

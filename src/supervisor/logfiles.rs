@@ -216,6 +216,9 @@ fn append(
         current.checked = Instant::now();
         if !still_at(&target.path, &current.file) {
             *current = Open::new(&target.path, tick)?;
+        } else if let Ok(meta) = current.file.metadata() {
+            // Emptied in place (`: > app.log`) or written by another: counted afresh.
+            current.size = meta.len();
         }
     }
     if current.size > 0 && current.size + bytes.len() as u64 > target.max_size {
@@ -229,7 +232,7 @@ fn append(
             *current = Open::new(&target.path, tick)?;
         }
     }
-    if let Err(e) = current.file.write_all(bytes) {
+    if let Err((written, e)) = write_counted(&mut current.file, bytes) {
         // A full disk: the newest lines matter more than the oldest, so the oldest of
         // this file's own rotated files makes room (as svlogd does), once per line.
         // Without it every new line was lost while the old ones held the disk.
@@ -237,10 +240,27 @@ fn append(
             return Err(e);
         }
         // What the failed write left of the line goes; then the line, whole.
-        current.file.set_len(current.size)?;
+        if written > 0 {
+            let end = current.file.metadata()?.len();
+            current.file.set_len(end.saturating_sub(written as u64))?;
+        }
         current.file.write_all(bytes)?;
     }
     current.size += bytes.len() as u64;
+    Ok(())
+}
+
+/// Writes all of `bytes`; on an error, with how many of them went in before it.
+fn write_counted(file: &mut File, bytes: &[u8]) -> Result<(), (usize, std::io::Error)> {
+    let mut written = 0;
+    while written < bytes.len() {
+        match file.write(&bytes[written..]) {
+            Ok(0) => return Err((written, std::io::ErrorKind::WriteZero.into())),
+            Ok(n) => written += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err((written, e)),
+        }
+    }
     Ok(())
 }
 
