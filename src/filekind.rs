@@ -41,6 +41,32 @@ pub fn not_a_file_of_its_own(meta: &std::fs::Metadata) -> Option<String> {
     (meta.nlink() > 1).then(|| format!("has {} names (hard links)", meta.nlink()))
 }
 
+/// The kernel filesystem (/proc, /sys, ...) that `dir` is on, if it is on one: no place
+/// for a file that ember makes and rotates, and what a service prints must not reach the
+/// kernel through PID 1 (`/proc/self/comm` renamed ember's main thread after the
+/// service's output; `/proc/self/oom_score_adj` or `/proc/sysrq-trigger` would do worse).
+pub fn kernel_filesystem(dir: &Path) -> Option<&'static str> {
+    // <linux/magic.h>; f_type's width differs between targets: compared as 32 bits.
+    const KERNEL: [(u32, &str); 11] = [
+        (0x9fa0, "procfs"),
+        (0x6265_6572, "sysfs"),
+        (0x0027_e0eb, "cgroupfs"),
+        (0x6367_7270, "cgroup2"),
+        (0x6462_6720, "debugfs"),
+        (0x7472_6163, "tracefs"),
+        (0x7363_6673, "securityfs"),
+        (0xcafe_4a11, "bpf"),
+        (0x6265_6570, "configfs"),
+        (0xde5e_81e4, "efivarfs"),
+        (0x6165_676c, "pstore"),
+    ];
+    let found = nix::sys::statfs::statfs(dir).ok()?.filesystem_type().0 as u32;
+    KERNEL
+        .iter()
+        .find(|(magic, _)| *magic == found)
+        .map(|(_, name)| *name)
+}
+
 /// Opens `path` as `options` say, without waiting: a FIFO that nothing reads is an error
 /// (ENXIO, said as such) rather than a wait, and a terminal does not become PID 1's
 /// controlling terminal. Once open, the file blocks again, as its user expects (a service

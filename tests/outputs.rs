@@ -382,3 +382,40 @@ stdout = {{ file = "{}/full.log", max_size = "128K", keep = 3 }}
     }
     drop(ember);
 }
+
+/// A rotated `file` on a kernel filesystem (/proc, /sys) is refused: ember cannot make or
+/// rotate a file there, and what the service prints must not reach the kernel through
+/// ember. (`file = "/proc/self/comm"` named ember's main thread after the service's
+/// output; `/proc/self/oom_score_adj` or `/proc/sysrq-trigger` would do worse.)
+#[test]
+fn a_rotated_file_on_a_kernel_filesystem_is_refused() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "outputs-proc",
+        r#"
+[service.p]
+command = ["/bin/sh", "-c", "echo renamed; echo proc-done; exec sleep 7830017"]
+stdout = { file = "/proc/self/comm" }
+"#,
+    );
+    let comm = || std::fs::read_to_string(format!("/proc/{}/comm", ember.host_pid())).unwrap();
+    // Said, or (as it was) written there.
+    assert!(
+        wait_for(LONG, || String::from_utf8_lossy(
+            &ember.ctl(&["logs", "p"]).stdout
+        )
+        .contains("proc-done")
+            && (ember.log().contains("/proc/self/comm")
+                || comm().trim() != "ember")),
+        "log:\n{}",
+        ember.log()
+    );
+    assert_eq!(comm().trim(), "ember", "log:\n{}", ember.log());
+    assert!(
+        ember.log().contains("a kernel filesystem"),
+        "log:\n{}",
+        ember.log()
+    );
+}

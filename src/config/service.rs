@@ -595,7 +595,19 @@ pub fn build(
                     let look = !source.offline
                         && path.is_absolute()
                         && !path.to_string_lossy().contains(INSTANCE);
-                    if let Some(why) = look
+                    let kernel = look
+                        .then(|| path.parent().and_then(crate::filekind::kernel_filesystem))
+                        .flatten();
+                    if let Some(fs) = kernel {
+                        problems.push(source.problem(
+                            Some(file.span().start),
+                            Severity::Runtime,
+                            format!(
+                                "service \"{name}\": {what} file {} is on a kernel filesystem ({fs}), not on a disk: ember neither writes nor rotates a file there",
+                                path.display()
+                            ),
+                        ));
+                    } else if let Some(why) = look
                         .then(|| std::fs::symlink_metadata(&path).ok())
                         .flatten()
                         .and_then(|m| crate::filekind::not_a_file_of_its_own(&m))

@@ -2819,6 +2819,10 @@ stderr = {{ file = "{dir}/new.log" }}
 [service."c@"]
 command = ["/bin/true"]
 stdout = {{ file = "/dev/{{instance}}" }}
+
+[service.d]
+command = ["/bin/true"]
+stdout = {{ file = "/proc/self/comm" }}
 "#
     );
     tree.write("ember.toml", &text);
@@ -2838,6 +2842,10 @@ stdout = {{ file = "/dev/{{instance}}" }}
             format!(
                 "ember.toml:{}: service \"b\": stdout file {dir}/dir.log is a directory, not a regular file: {rule} (for a device or a FIFO, write stdout = \"{dir}/dir.log\", which the service writes itself)",
                 at(&text, "\"{dir}/dir.log\"".replace("{dir}", &dir).as_str())
+            ),
+            format!(
+                "ember.toml:{}: service \"d\": stdout file /proc/self/comm is on a kernel filesystem (procfs), not on a disk: ember neither writes nor rotates a file there",
+                at(&text, "\"/proc/self/comm\"")
             ),
         ]
     );

@@ -283,6 +283,11 @@ fn remove_oldest(target: &RotatedFile) -> bool {
 fn open_file(path: &Path) -> std::io::Result<File> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
+        if let Some(fs) = crate::filekind::kernel_filesystem(dir) {
+            return Err(std::io::Error::other(format!(
+                "it is on a kernel filesystem ({fs}), not on a disk: ember neither writes nor rotates a file there"
+            )));
+        }
     }
     let refuse = |meta: std::fs::Metadata| {
         match crate::filekind::not_a_file_of_its_own(&meta) {
