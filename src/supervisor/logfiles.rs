@@ -289,17 +289,8 @@ fn open_file(path: &Path) -> std::io::Result<File> {
             )));
         }
     }
-    let refuse = |meta: std::fs::Metadata| {
-        match crate::filekind::not_a_file_of_its_own(&meta) {
-        None => Ok(()),
-        Some(why) => Err(std::io::Error::other(format!(
-            "it {why}: ember writes only files it can rotate (for a device or a FIFO, write stdout = \"{}\", which the service writes itself)",
-            path.display()
-        ))),
-    }
-    };
     match std::fs::symlink_metadata(path) {
-        Ok(meta) => refuse(meta)?,
+        Ok(meta) => refuse(path, &meta)?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
@@ -308,8 +299,19 @@ fn open_file(path: &Path) -> std::io::Result<File> {
         nix::libc::O_NOFOLLOW,
         path,
     )?;
-    refuse(file.metadata()?)?;
+    refuse(path, &file.metadata()?)?;
     Ok(file)
+}
+
+/// An error when `meta` is not a file of ember's own to write at `path`.
+fn refuse(path: &Path, meta: &std::fs::Metadata) -> std::io::Result<()> {
+    let Some(why) = crate::filekind::not_a_file_of_its_own(meta) else {
+        return Ok(());
+    };
+    Err(std::io::Error::other(format!(
+        "it {why}: ember writes only files it can rotate (for a device or a FIFO, write stdout = \"{}\", which the service writes itself)",
+        path.display()
+    )))
 }
 
 /// `path.<keep-2>` → `path.<keep-1>` ... `path` → `path.1` (keep ≥ 2).
