@@ -8,6 +8,7 @@ pub mod analyze;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod filekind;
 pub mod log;
 pub mod mailbox;
 pub mod pid1;

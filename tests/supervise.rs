@@ -939,3 +939,45 @@ fn a_flood_of_output_does_not_starve_requests_or_timers() {
     );
     assert_eq!(ember.status("stubborn")["state"], "inactive");
 }
+
+/// A pid file that is not a regular file (made so by the service, which often owns the
+/// directory) is not read: ember goes on answering. (A FIFO was opened and read from the
+/// main loop, and waited for a writer: PID 1 stopped. A link to /dev/zero would have been
+/// read until memory ran out: not tried before the fix, on a shared machine.)
+#[test]
+fn a_pid_file_that_is_a_fifo_does_not_stop_ember() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "pid-file-fifo",
+        r#"
+[service.other]
+command = ["/bin/sleep", "7780011"]
+
+[service.daemon]
+type = "forking"
+pid_file = "$DIR/daemon.pid"
+command = ["/bin/sh", "-c", "mkfifo $DIR/daemon.pid; touch $DIR/made; setsid sleep 7780012 & exit 0"]
+
+[service.zero]
+type = "forking"
+pid_file = "$DIR/zero.pid"
+command = ["/bin/sh", "-c", "ln -s /dev/zero $DIR/zero.pid; touch $DIR/made-zero; setsid sleep 7780013 & exit 0"]
+"#,
+    );
+    assert!(wait_for(LONG, || ember.dir.path("made").exists()
+        && ember.dir.path("made-zero").exists()));
+    // Long enough for the pid file to have been looked at more than once.
+    for _ in 0..5 {
+        let out = ember.ctl_within(&["status", "other"], LONG);
+        assert!(
+            out.is_some(),
+            "ember stopped answering; log:\n{}",
+            ember.log()
+        );
+    }
+    assert_eq!(ember.status("other")["state"], "active");
+    assert_ne!(ember.status("daemon")["state"], "active");
+    assert_ne!(ember.status("zero")["state"], "active");
+}

@@ -75,7 +75,8 @@ command = ["/bin/sleep", "7870001"]
     let out = ember.ctl(&["reload"]);
     assert!(
         !out.status.success()
-            && String::from_utf8_lossy(&out.stderr).contains("is not a character device"),
+            && String::from_utf8_lossy(&out.stderr)
+                .contains("is a regular file, not a character device"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -118,8 +119,8 @@ command = ["/bin/sleep", "7870001"]
     assert!(ember.ctl(&["poweroff"]).status.success());
     assert_eq!(ember.wait_namespace_end(LONG), Some(2));
 
-    // At boot (not looked at before /dev is mounted) a plain file is opened: refused
-    // after one ioctl, nothing written to it.
+    // At boot (not looked at by the check before /dev is mounted) a plain file is
+    // refused before it is opened: nothing written to it.
     let devices = TempDir::new("watchdog-plain-dev");
     let plain = devices.path("plain");
     std::fs::write(&plain, "").unwrap();
@@ -141,7 +142,7 @@ command = ["/bin/sleep", "7870002"]
     assert!(
         watchdog["error"]
             .as_str()
-            .is_some_and(|e| e.contains("is not a watchdog device")),
+            .is_some_and(|e| e.contains("is a regular file, not a character device")),
         "{watchdog}"
     );
     assert_eq!(
@@ -149,4 +150,57 @@ command = ["/bin/sleep", "7870002"]
         b"",
         "nothing may be written to a device that is not a watchdog"
     );
+}
+
+/// A watchdog `device` that is a FIFO (or anything else but a character device) is
+/// refused without being opened, at boot and at a reload, and ember goes on. (Opening a
+/// FIFO nothing reads waited for a reader: PID 1 stopped before its first service.)
+#[test]
+fn a_watchdog_device_that_is_a_fifo_does_not_stop_ember() {
+    if !can_unshare() {
+        return;
+    }
+    let outside = TempDir::new("watchdog-fifo-node");
+    let fifo = outside.path("watchdog0");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let config = format!(
+        r#"[control]
+socket = "$DIR/control.sock"
+
+[system]
+watchdog = {{ device = "{}", timeout = "2s" }}
+
+[service.app]
+command = ["/bin/sleep", "7870002"]
+"#,
+        fifo.display()
+    );
+    let mut ember = Ember::start_with_config("watchdog-fifo", &config);
+    let out = ember.ctl_within(&["status"], LONG);
+    let out = out.unwrap_or_else(|| panic!("ember stopped answering; log:\n{}", ember.log()));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("NOT ARMED") && text.contains("is a FIFO, not a character device"),
+        "{text}\nlog:\n{}",
+        ember.log()
+    );
+    ember.wait_state("app", "active", None, LONG);
+    // A reload to another FIFO: refused as well, by the reload's check (as `ember check`
+    // refuses it), without waiting on it.
+    let again = outside.path("watchdog1");
+    nix::unistd::mkfifo(&again, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let text = std::fs::read_to_string(&ember.config)
+        .unwrap()
+        .replace("/watchdog0\"", "/watchdog1\"");
+    std::fs::write(&ember.config, text).unwrap();
+    let out = ember.ctl_within(&["reload"], LONG);
+    let out = out.unwrap_or_else(|| panic!("the reload never ended; log:\n{}", ember.log()));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && said.contains("watchdog1") && said.contains("FIFO"),
+        "{said}"
+    );
+    assert_eq!(ember.status("app")["state"], "active");
+    assert!(ember.ctl(&["poweroff"]).status.success());
+    assert_eq!(ember.wait_namespace_end(LONG), Some(2));
 }

@@ -1453,6 +1453,8 @@ impl Engine {
             // Compared with what runs now: a change back to it cancels nothing already
             // asked, but needs no restart of its own.
             let running_diff = unit.spec.diff(&spec);
+            // A oneshot that has run (active, exited) and now has a schedule.
+            let mut now_scheduled = false;
             if unit.is_running() && !running_diff.process.is_empty() {
                 report.restarted.push(change(&running_diff.process));
                 unit.pending_spec = Some(Box::new(spec));
@@ -1473,6 +1475,8 @@ impl Engine {
                     // Armed afresh by the next look at it, from the new schedule.
                     unit.schedule_on = false;
                     set_next_run(&mut self.schedule_timers, &name, unit, None, 0);
+                    now_scheduled = spec.schedule.is_some()
+                        && (unit.state, unit.sub) == (State::Active, Sub::Exited);
                 }
                 unit.spec = std::sync::Arc::new(spec);
                 unit.pending_spec = None;
@@ -1483,6 +1487,16 @@ impl Engine {
                     unit.sub = Sub::Dead;
                     unit.since = now;
                 }
+            }
+            if now_scheduled {
+                // Between runs, as its runs end: what the last one left is killed. Left
+                // active (exited), a due run took it for a run still going, and it never
+                // ran again.
+                actions.push(Action::Cleanup {
+                    name: name.clone(),
+                    keep: false,
+                });
+                self.stopped(&name, now);
             }
             self.touch(&name);
         }

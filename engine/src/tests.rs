@@ -3821,3 +3821,27 @@ fn a_new_binary_keeps_a_service_the_configuration_has_unloadable() {
     let web = engine.unit("web").expect("web");
     assert!(!web.removing && web.want == Want::Up, "{web:?}");
 }
+
+/// A reload that gives a schedule to a oneshot that has run (active, exited) makes it a
+/// scheduled one between runs: inactive (scheduled), what its run left killed, and run
+/// when its time comes. (It stayed active (exited), which a due run took for a run still
+/// going: it never ran again, its next run "in 0s" for ever.)
+#[test]
+fn a_schedule_given_by_a_reload_to_a_oneshot_that_ran_runs_it() {
+    let mut sim = Sim::new(vec![oneshot("job")]);
+    sim.exit("job", Exit::Code(0));
+    sim.assert_state("job", State::Active, Sub::Exited);
+    let actions = sim.reload(vec![scheduled("job", Some(60), None, 0)]);
+    assert!(has(
+        &actions,
+        &Action::Cleanup {
+            name: "job".into(),
+            keep: false
+        }
+    ));
+    sim.assert_state("job", State::Inactive, Sub::Scheduled);
+    let next = sim.unit("job").next_run.expect("armed");
+    let actions = sim.advance(next - sim.now);
+    assert_eq!(spawns(&actions), ["job"], "{actions:?}");
+    sim.assert_state("job", State::Activating, Sub::Start);
+}

@@ -645,6 +645,19 @@ fn load_source(source: &Rc<Source>, problems: &mut Vec<Problem>) -> Config {
         specs.insert(name, spec);
     }
     let services = specs;
+    if let Some(dir) = system
+        .log_dir
+        .take_if(|d| d.get_ref().as_os_str().as_encoded_bytes().contains(&0))
+    {
+        problems.push(source.problem(
+            Some(dir.span().start),
+            Severity::Error,
+            format!(
+                "log_dir \"{}\" contains a NUL byte, which no path can hold",
+                dir.get_ref().to_string_lossy().escape_debug()
+            ),
+        ));
+    }
     if let Some(dir) = &system.log_dir {
         if dir.get_ref().is_relative() {
             problems.push(source.problem(

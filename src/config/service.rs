@@ -541,9 +541,9 @@ pub fn build(
             spec.watchdog = Some(d);
         }
     }
-    for (value, slot) in [
-        (raw.stdout, &mut spec.stdout),
-        (raw.stderr, &mut spec.stderr),
+    for (what, value, slot) in [
+        ("stdout", raw.stdout, &mut spec.stdout),
+        ("stderr", raw.stderr, &mut spec.stderr),
     ] {
         if let Some(v) = value {
             let offset = v.span().start;
@@ -590,6 +590,38 @@ pub fn build(
                         error!(file.span().start, format!("service \"{name}\": file must name a file, e.g. \"{name}.log\" (under [system] log_dir) or \"/var/log/{name}.log\""));
                         continue;
                     }
+                    // ember would refuse to write it (see `logfiles::open_file`): said
+                    // here too, as a missing workdir is. Looked at, never opened.
+                    let look = !source.offline
+                        && path.is_absolute()
+                        && !path.to_string_lossy().contains(INSTANCE);
+                    let kernel = look
+                        .then(|| path.parent().and_then(crate::filekind::kernel_filesystem))
+                        .flatten();
+                    if let Some(fs) = kernel {
+                        problems.push(source.problem(
+                            Some(file.span().start),
+                            Severity::Runtime,
+                            format!(
+                                "service \"{name}\": {what} file {} is on a kernel filesystem ({fs}), not on a disk: ember neither writes nor rotates a file there",
+                                path.display()
+                            ),
+                        ));
+                    } else if let Some(why) = look
+                        .then(|| std::fs::symlink_metadata(&path).ok())
+                        .flatten()
+                        .and_then(|m| crate::filekind::not_a_file_of_its_own(&m))
+                    {
+                        problems.push(source.problem(
+                            Some(file.span().start),
+                            Severity::Runtime,
+                            format!(
+                                "service \"{name}\": {what} file {} {why}: ember writes only files it can rotate (for a device or a FIFO, write {what} = \"{}\", which the service writes itself)",
+                                path.display(),
+                                path.display()
+                            ),
+                        ));
+                    }
                     *slot = Output::Rotated(Box::new(RotatedFile {
                         path,
                         max_size,
@@ -630,10 +662,15 @@ pub fn build(
             error!(offset, format!("service \"{name}\": schedule applies to type = \"oneshot\" only (a job that runs and exits); add type = \"oneshot\", or remove schedule"));
         } else if every.is_none() && after_boot.is_none() {
             error!(offset, format!("service \"{name}\": schedule needs every, after_boot or both, e.g. {{ every = \"1h\", after_boot = \"5m\" }}"));
-        } else if let Some(e) = every.as_ref().filter(|e| e.get_ref().is_zero()) {
+        } else if let Some(e) = every
+            .as_ref()
+            .filter(|e| *e.get_ref() < Duration::from_secs(1))
+        {
+            // Each run is a process that ember starts and logs: "1ms" ran 500 a second,
+            // and flooded ember's log with their transitions.
             error!(
                 e.span().start,
-                format!("service \"{name}\": every must be longer than 0, e.g. \"1h\"")
+                format!("service \"{name}\": every must be at least 1s, e.g. \"1h\" (each run is a process that ember starts and logs); for a job that never ends, use a service with restart = \"always\"")
             );
         } else {
             spec.schedule = Some(Box::new(Schedule {

@@ -2101,7 +2101,7 @@ fn a_watchdog_device_missing_here_fails_check_but_not_a_boot() {
     assert_eq!(
         tree.problems(),
         [format!(
-            "ember.toml:{}: watchdog device /etc/passwd is not a character device",
+            "ember.toml:{}: watchdog device /etc/passwd is a regular file, not a character device",
             at(text, "\"/etc/passwd")
         )]
     );
@@ -2237,12 +2237,19 @@ requires = ["f"]
 type = "oneshot"
 command = ["/bin/true"]
 schedule = { every = "1h" }
+
+[service.g]
+type = "oneshot"
+command = ["/bin/true"]
+schedule = { every = "1ms" }
 "#,
     );
     let problems = tree.problems();
+    // every = "1ms" ran 500 processes a second, each run logged: ember's log flooded.
     for expected in [
-        "ember.toml:4:22: service \"c\": every must be longer than 0",
+        "ember.toml:4:22: service \"c\": every must be at least 1s",
         "ember.toml:8:13: service \"e\" requires \"f\", which runs on a schedule",
+        "ember.toml:18:22: service \"g\": every must be at least 1s",
     ] {
         assert!(
             problems.iter().any(|p| p.starts_with(expected)),
@@ -2826,4 +2833,91 @@ schedule = { every = "1h", after_boot = "0s", jitter = "0s" }
     let schedule = config.services["job"].schedule.as_deref().unwrap();
     assert_eq!(schedule.after_boot, Some(Duration::ZERO));
     assert_eq!(schedule.jitter, Duration::ZERO);
+}
+
+/// A rotated output file that is there and is not a regular file (a device, a FIFO, a
+/// symlink, a directory) is said by `ember check`, at its value: ember would not write it.
+/// A Runtime problem, as a missing workdir is: the boot goes on, and the file is refused
+/// when it is written.
+#[test]
+fn a_rotated_file_that_is_not_a_regular_file_fails_check() {
+    let tree = Tree::new();
+    let dir = tree.root.display().to_string();
+    std::os::unix::fs::symlink("/etc/hostname", tree.root.join("link.log")).unwrap();
+    std::fs::create_dir_all(tree.root.join("dir.log")).unwrap();
+    let text = format!(
+        r#"[service.a]
+command = ["/bin/true"]
+stdout = {{ file = "/dev/null" }}
+stderr = {{ file = "{dir}/link.log" }}
+
+[service.b]
+command = ["/bin/true"]
+stdout = {{ file = "{dir}/dir.log", keep = 2 }}
+stderr = {{ file = "{dir}/new.log" }}
+
+[service."c@"]
+command = ["/bin/true"]
+stdout = {{ file = "/dev/{{instance}}" }}
+
+[service.d]
+command = ["/bin/true"]
+stdout = {{ file = "/proc/self/comm" }}
+"#
+    );
+    tree.write("ember.toml", &text);
+    let loaded = tree.load();
+    let rule = "ember writes only files it can rotate";
+    assert_eq!(
+        tree.lines(&loaded),
+        [
+            format!(
+                "ember.toml:{}: service \"a\": stdout file /dev/null is a character device, not a regular file: {rule} (for a device or a FIFO, write stdout = \"/dev/null\", which the service writes itself)",
+                at(&text, "\"/dev/null\"")
+            ),
+            format!(
+                "ember.toml:{}: service \"a\": stderr file {dir}/link.log is a symbolic link, not a regular file: {rule} (for a device or a FIFO, write stderr = \"{dir}/link.log\", which the service writes itself)",
+                at(&text, "\"{dir}/link.log\"".replace("{dir}", &dir).as_str())
+            ),
+            format!(
+                "ember.toml:{}: service \"b\": stdout file {dir}/dir.log is a directory, not a regular file: {rule} (for a device or a FIFO, write stdout = \"{dir}/dir.log\", which the service writes itself)",
+                at(&text, "\"{dir}/dir.log\"".replace("{dir}", &dir).as_str())
+            ),
+            format!(
+                "ember.toml:{}: service \"d\": stdout file /proc/self/comm is on a kernel filesystem (procfs), not on a disk: ember neither writes nor rotates a file there",
+                at(&text, "\"/proc/self/comm\"")
+            ),
+        ]
+    );
+    assert!(loaded
+        .problems
+        .iter()
+        .all(|p| p.severity == Severity::Runtime));
+    assert!(loaded.config.is_some());
+}
+
+/// `[system] log_dir` and the watchdog `device` hold no NUL, said at their value as for
+/// any other path: a log_dir with one made every relative output file unwritable, said
+/// only at run time, and the device's was said as a driver not loaded.
+#[test]
+fn log_dir_and_the_watchdog_device_hold_no_nul() {
+    let tree = Tree::new();
+    let text =
+        "[system]\nlog_dir = \"/var/lo\\u0000g\"\nwatchdog = { device = \"/dev/wd\\u0000\" }\n";
+    tree.write("ember.toml", text);
+    let loaded = tree.load();
+    assert_eq!(
+        tree.lines(&loaded),
+        [
+            format!(
+                "ember.toml:{}: log_dir \"/var/lo\\0g\" contains a NUL byte, which no path can hold",
+                at(text, "\"/var/lo")
+            ),
+            format!(
+                "ember.toml:{}: watchdog device \"/dev/wd\\0\" contains a NUL byte, which no path can hold",
+                at(text, "\"/dev/wd")
+            ),
+        ]
+    );
+    assert!(loaded.config.is_none());
 }

@@ -92,6 +92,17 @@ impl RawWatchdog {
         // opening the device at start says loudly enough when it is not there.
         let look = !source.offline && !source.at_boot;
         let device = match self.device {
+            Some(d) if d.get_ref().as_os_str().as_encoded_bytes().contains(&0) => {
+                problem(
+                    d.span().start,
+                    Severity::Error,
+                    format!(
+                        "watchdog device \"{}\" contains a NUL byte, which no path can hold",
+                        d.get_ref().to_string_lossy().escape_debug()
+                    ),
+                );
+                PathBuf::new()
+            }
             Some(d) if d.get_ref().is_relative() => {
                 problem(
                     d.span().start,
@@ -143,9 +154,10 @@ fn not_a_device(path: &std::path::Path, said: &str) -> Option<String> {
     use std::os::unix::fs::FileTypeExt;
     match std::fs::metadata(path) {
         Ok(meta) if meta.file_type().is_char_device() => None,
-        Ok(_) => Some(format!(
-            "watchdog device {}{said} is not a character device",
-            path.display()
+        Ok(meta) => Some(format!(
+            "watchdog device {}{said} is {}, not a character device",
+            path.display(),
+            crate::filekind::kind(meta.file_type())
         )),
         Err(e) => Some(format!(
             "watchdog device {}{said}: {e} (on the board its driver must be loaded before ember starts)",

@@ -16,6 +16,7 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 /// Lines waiting for the writer, over all files.
 const QUEUE: usize = 16 * 1024;
@@ -119,11 +120,41 @@ impl Sink {
     }
 }
 
-/// An open file, how much is in it, and when it was last written (a count of lines).
+/// How often an open file is looked at by its path: whether it is still the file there.
+const RECHECK: Duration = Duration::from_secs(1);
+
+/// An open file, how much is in it, when it was last written (a count of lines), and when
+/// it was last seen to be the file its path names.
 struct Open {
     file: File,
     size: u64,
     used: u64,
+    checked: Instant,
+}
+
+impl Open {
+    fn new(path: &Path, tick: u64) -> std::io::Result<Open> {
+        let file = open_file(path)?;
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        Ok(Open {
+            file,
+            size,
+            used: tick,
+            checked: Instant::now(),
+        })
+    }
+}
+
+/// Whether `path` still names `file`: not when it was deleted or renamed away (`rm` or
+/// `mv` of a log to make room), else ember wrote on into what no one could see, its room
+/// on the disk held, until it reached max_size. When it cannot be told, it is taken to.
+fn still_at(path: &Path, file: &File) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::symlink_metadata(path), file.metadata()) {
+        (Ok(there), Ok(open)) => there.dev() == open.dev() && there.ino() == open.ino(),
+        (Err(e), _) => e.kind() != std::io::ErrorKind::NotFound,
+        (_, Err(_)) => true,
+    }
 }
 
 /// The writer thread: appends each line to its file, rotating before a line would take
@@ -175,60 +206,121 @@ fn append(
                 open.remove(&oldest);
             }
         }
-        let file = open_file(&target.path)?;
-        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-        open.insert(
-            target.path.clone(),
-            Open {
-                file,
-                size,
-                used: tick,
-            },
-        );
+        open.insert(target.path.clone(), Open::new(&target.path, tick)?);
     }
     let Some(current) = open.get_mut(&target.path) else {
         return Ok(());
     };
     current.used = tick;
-    if current.size > 0 && current.size + bytes.len() as u64 > target.max_size {
-        rotate(&target.path, target.keep)?;
-        *current = Open {
-            file: open_file(&target.path)?,
-            size: 0,
-            used: tick,
-        };
+    if current.checked.elapsed() >= RECHECK {
+        current.checked = Instant::now();
+        if !still_at(&target.path, &current.file) {
+            *current = Open::new(&target.path, tick)?;
+        } else if let Ok(meta) = current.file.metadata() {
+            // Emptied in place (`: > app.log`) or written by another: counted afresh.
+            current.size = meta.len();
+        }
     }
-    current.file.write_all(bytes)?;
+    if current.size > 0 && current.size + bytes.len() as u64 > target.max_size {
+        if target.keep <= 1 {
+            // Emptied through the file open here, not by its path: whatever the path
+            // names now is not emptied.
+            current.file.set_len(0)?;
+            current.size = 0;
+        } else {
+            rotate(&target.path, target.keep)?;
+            *current = Open::new(&target.path, tick)?;
+        }
+    }
+    if let Err((written, e)) = write_counted(&mut current.file, bytes) {
+        // A full disk: the newest lines matter more than the oldest, so the oldest of
+        // this file's own rotated files makes room (as svlogd does), once per line.
+        // Without it every new line was lost while the old ones held the disk.
+        if e.raw_os_error() != Some(nix::libc::ENOSPC) || !remove_oldest(target) {
+            return Err(e);
+        }
+        // What the failed write left of the line goes; then the line, whole.
+        if written > 0 {
+            let end = current.file.metadata()?.len();
+            current.file.set_len(end.saturating_sub(written as u64))?;
+        }
+        current.file.write_all(bytes)?;
+    }
     current.size += bytes.len() as u64;
     Ok(())
 }
 
+/// Writes all of `bytes`; on an error, with how many of them went in before it.
+fn write_counted(file: &mut File, bytes: &[u8]) -> Result<(), (usize, std::io::Error)> {
+    let mut written = 0;
+    while written < bytes.len() {
+        match file.write(&bytes[written..]) {
+            Ok(0) => return Err((written, std::io::ErrorKind::WriteZero.into())),
+            Ok(n) => written += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err((written, e)),
+        }
+    }
+    Ok(())
+}
+
+/// Removes the oldest rotated file of `target` (`path.<keep-1>`, else the next older
+/// one...); whether there was one.
+fn remove_oldest(target: &RotatedFile) -> bool {
+    (1..target.keep).rev().any(|n| {
+        let mut p = target.path.as_os_str().to_owned();
+        p.push(format!(".{n}"));
+        std::fs::remove_file(PathBuf::from(p)).is_ok()
+    })
+}
+
+/// Opens a file to append to, creating it: a regular file, and only that. ember writes it
+/// as root and rotates it by renaming it, so a device (rotating `/dev/null` renamed the
+/// node away and put a plain file in its place), a FIFO (opening one that nothing read
+/// waited forever, in the thread that writes every file) or a link, symbolic or hard
+/// (written through, and with keep = 1 emptied, whatever it named) is refused, before it
+/// is opened, and again once open (in case it was swapped in between).
 fn open_file(path: &Path) -> std::io::Result<File> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
+        if let Some(fs) = crate::filekind::kernel_filesystem(dir) {
+            return Err(std::io::Error::other(format!(
+                "it is on a kernel filesystem ({fs}), not on a disk: ember neither writes nor rotates a file there"
+            )));
+        }
     }
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o640)
-        .open(path)
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) => refuse(path, &meta)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let file = crate::filekind::open_without_waiting(
+        OpenOptions::new().create(true).append(true).mode(0o640),
+        nix::libc::O_NOFOLLOW,
+        path,
+    )?;
+    refuse(path, &file.metadata()?)?;
+    Ok(file)
 }
 
-/// `path.<keep-2>` → `path.<keep-1>` ... `path` → `path.1`; with keep = 1 the file is
-/// emptied instead.
-pub fn rotate(path: &Path, keep: u32) -> std::io::Result<()> {
+/// An error when `meta` is not a file of ember's own to write at `path`.
+fn refuse(path: &Path, meta: &std::fs::Metadata) -> std::io::Result<()> {
+    let Some(why) = crate::filekind::not_a_file_of_its_own(meta) else {
+        return Ok(());
+    };
+    Err(std::io::Error::other(format!(
+        "it {why}: ember writes only files it can rotate (for a device or a FIFO, write stdout = \"{}\", which the service writes itself)",
+        path.display()
+    )))
+}
+
+/// `path.<keep-2>` → `path.<keep-1>` ... `path` → `path.1` (keep ≥ 2).
+fn rotate(path: &Path, keep: u32) -> std::io::Result<()> {
     let numbered = |n: u32| {
         let mut p = path.as_os_str().to_owned();
         p.push(format!(".{n}"));
         PathBuf::from(p)
     };
-    if keep <= 1 {
-        return OpenOptions::new()
-            .write(true)
-            .truncate(true)
-            .open(path)
-            .map(drop);
-    }
     for n in (1..keep - 1).rev() {
         let from = numbered(n);
         if from.exists() {

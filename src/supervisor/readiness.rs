@@ -106,7 +106,24 @@ pub fn watch_pid_file(
 }
 
 /// The pid a pid file names. It may have exited already: its exit status is kept.
+///
+/// Read in PID 1's main loop, from a file that the service (which often owns its
+/// directory) may have made anything: a regular file only, looked at before it is opened
+/// and again once open, and only its first bytes. A FIFO waited for a writer (PID 1
+/// stopped); a link to /dev/zero would have been read until memory ran out; opening a
+/// device does what that device does when opened (a watchdog is armed).
 fn read_pid_file(path: &std::path::Path) -> Option<i32> {
-    let text = std::fs::read_to_string(path).ok()?;
+    use std::io::Read;
+    if !std::fs::metadata(path).ok()?.is_file() {
+        return None;
+    }
+    let file =
+        crate::filekind::open_without_waiting(std::fs::OpenOptions::new().read(true), 0, path)
+            .ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut text = String::new();
+    file.take(64).read_to_string(&mut text).ok()?;
     text.trim().parse().ok().filter(|p| *p > 1)
 }

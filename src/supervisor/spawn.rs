@@ -146,12 +146,13 @@ fn output_for(output: &Output, what: &str) -> Result<(Option<OwnedFd>, Option<Ow
         Output::Console => (None, None),
         Output::Null => (Some(dev_null()?), None),
         Output::File(path) => {
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .mode(0o644)
-                .open(path)
-                .map_err(|e| format!("cannot open {} for output: {e}", path.display()))?;
+            // A device or a FIFO is fine here (the service writes it), but not a wait.
+            let file = crate::filekind::open_without_waiting(
+                OpenOptions::new().create(true).append(true).mode(0o644),
+                0,
+                path,
+            )
+            .map_err(|e| format!("cannot open {} for output: {e}", path.display()))?;
             (Some(OwnedFd::from(file)), None)
         }
     })

@@ -369,6 +369,26 @@ impl Ember {
             .expect("run ember ctl")
     }
 
+    /// `ember ctl ARGS`, or `None` if ember has not answered within `timeout` ([`scaled`]):
+    /// for a test of what could make ember stop answering (the ctl is then killed).
+    pub fn ctl_within(&self, args: &[&str], timeout: Duration) -> Option<Output> {
+        let mut child = Command::new(EMBER)
+            .arg("ctl")
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run ember ctl");
+        if wait_for(timeout, || child.try_wait().ok().flatten().is_some()) {
+            return Some(child.wait_with_output().expect("ember ctl output"));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+
     /// `ember ctl status --json` of one service.
     pub fn status(&self, name: &str) -> Value {
         let out = self.ctl(&["status", "--json", name]);

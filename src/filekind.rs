@@ -1,0 +1,127 @@
+//! Paths from the configuration that PID 1 opens itself (output files, the watchdog
+//! device): what one names, in words, and opening one without waiting. Opening a FIFO
+//! that nothing reads waits for a reader, forever: PID 1 stopped answering at a plain
+//! `stdout = "/a/fifo"` or a watchdog `device` that was one (found by a hostile review).
+
+use std::fs::{File, FileType, OpenOptions};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::path::Path;
+
+/// "a FIFO", "a directory", ...: what a file of this type is, for a message.
+pub fn kind(file_type: FileType) -> &'static str {
+    if file_type.is_file() {
+        "a regular file"
+    } else if file_type.is_dir() {
+        "a directory"
+    } else if file_type.is_symlink() {
+        "a symbolic link"
+    } else if file_type.is_fifo() {
+        "a FIFO"
+    } else if file_type.is_char_device() {
+        "a character device"
+    } else if file_type.is_block_device() {
+        "a block device"
+    } else if file_type.is_socket() {
+        "a socket"
+    } else {
+        "not a file"
+    }
+}
+
+/// Why ember would not write a file of its own (a rotated output file) where `meta` is,
+/// as what follows its path in a message: "is a FIFO, not a regular file", "has 2 names
+/// (hard links)"; `None` for a regular file of one name. ember writes as root: a file
+/// with another name (a hard link made to /etc/shadow, where links are not protected)
+/// would be written, and emptied, under that one.
+pub fn not_a_file_of_its_own(meta: &std::fs::Metadata) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    if !meta.is_file() {
+        return Some(format!("is {}, not a regular file", kind(meta.file_type())));
+    }
+    (meta.nlink() > 1).then(|| format!("has {} names (hard links)", meta.nlink()))
+}
+
+/// The kernel filesystem (/proc, /sys, ...) that `dir` is on, if it is on one: no place
+/// for a file that ember makes and rotates, and what a service prints must not reach the
+/// kernel through PID 1 (`/proc/self/comm` renamed ember's main thread after the
+/// service's output; `/proc/self/oom_score_adj` or `/proc/sysrq-trigger` would do worse).
+pub fn kernel_filesystem(dir: &Path) -> Option<&'static str> {
+    // <linux/magic.h>; f_type's width differs between targets: compared as 32 bits.
+    const KERNEL: [(u32, &str); 11] = [
+        (0x9fa0, "procfs"),
+        (0x6265_6572, "sysfs"),
+        (0x0027_e0eb, "cgroupfs"),
+        (0x6367_7270, "cgroup2"),
+        (0x6462_6720, "debugfs"),
+        (0x7472_6163, "tracefs"),
+        (0x7363_6673, "securityfs"),
+        (0xcafe_4a11, "bpf"),
+        (0x6265_6570, "configfs"),
+        (0xde5e_81e4, "efivarfs"),
+        (0x6165_676c, "pstore"),
+    ];
+    let found = nix::sys::statfs::statfs(dir).ok()?.filesystem_type().0 as u32;
+    KERNEL
+        .iter()
+        .find(|(magic, _)| *magic == found)
+        .map(|(_, name)| *name)
+}
+
+/// Opens `path` as `options` say, without waiting: a FIFO that nothing reads is an error
+/// (ENXIO, said as such) rather than a wait, and a terminal does not become PID 1's
+/// controlling terminal. Once open, the file blocks again, as its user expects (a service
+/// writing to a FIFO waits for its reader, as it would have with a shell's redirection).
+/// `flags`: other open(2) flags (`O_NOFOLLOW`), or 0.
+pub fn open_without_waiting(
+    options: &mut OpenOptions,
+    flags: nix::libc::c_int,
+    path: &Path,
+) -> std::io::Result<File> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    let file = options
+        .custom_flags(flags | nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| {
+            let fifo = std::fs::metadata(path).is_ok_and(|m| m.file_type().is_fifo());
+            if fifo && e.raw_os_error() == Some(nix::libc::ENXIO) {
+                std::io::Error::other("it is a FIFO that nothing reads")
+            } else {
+                e
+            }
+        })?;
+    let flags = fcntl(&file, FcntlArg::F_GETFL).map_err(std::io::Error::from)?;
+    let flags = OFlag::from_bits_truncate(flags) - OFlag::O_NONBLOCK;
+    fcntl(&file, FcntlArg::F_SETFL(flags)).map_err(std::io::Error::from)?;
+    Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fifo_nothing_reads_is_an_error_not_a_wait_and_one_read_blocks_again() {
+        let dir = std::env::temp_dir().join(format!("ember-filekind-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let e = open_without_waiting(OpenOptions::new().append(true), 0, &fifo).unwrap_err();
+        assert_eq!(e.to_string(), "it is a FIFO that nothing reads");
+        let kept = std::fs::metadata(&fifo).unwrap();
+        assert_eq!(kind(kept.file_type()), "a FIFO");
+        // With a reader it opens, and blocks again (O_NONBLOCK cleared).
+        let reader = OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NONBLOCK)
+            .open(&fifo)
+            .unwrap();
+        let file = open_without_waiting(OpenOptions::new().append(true), 0, &fifo).unwrap();
+        let flags = nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_GETFL).unwrap();
+        let flags = nix::fcntl::OFlag::from_bits_truncate(flags);
+        assert!(!flags.contains(nix::fcntl::OFlag::O_NONBLOCK));
+        assert!(flags.contains(nix::fcntl::OFlag::O_APPEND));
+        drop((reader, file));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
