@@ -163,7 +163,8 @@ fn mqtt_settings(
     let read = |what: &str, path: &Option<PathBuf>| -> Result<Option<String>, String> {
         path.as_ref()
             .map(|p| {
-                std::fs::read_to_string(p)
+                // A regular file, bounded: PID 1 reads it (a FIFO would stop it).
+                crate::filekind::read_small_file(p)
                     .map_err(|e| format!("cannot read [mqtt] {what} {}: {e}", p.display()))
             })
             .transpose()

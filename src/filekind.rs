@@ -1,5 +1,6 @@
 //! Paths from the configuration that PID 1 opens itself (output files, the watchdog
-//! device): what one names, in words, and opening one without waiting. Opening a FIFO
+//! device, `[mqtt]`'s password and certificates): what one names, in words, and opening
+//! or reading one without waiting. Opening a FIFO
 //! that nothing reads waits for a reader, forever: PID 1 stopped answering at a plain
 //! `stdout = "/a/fifo"` or a watchdog `device` that was one (found by a hostile review).
 
@@ -95,6 +96,38 @@ pub fn open_without_waiting(
     Ok(file)
 }
 
+/// The most a small file of the configuration (a password, a certificate or a CA bundle,
+/// whose largest common one is about 220 KB) may hold.
+pub const SMALL_FILE_MOST: u64 = 1 << 20;
+
+/// Reads a small file the configuration names (`[mqtt] password_file`, `ca_file`...)
+/// whole, as PID 1 does: a regular file only, of at most [`SMALL_FILE_MOST`] bytes. A FIFO
+/// would wait for a writer, and `/dev/zero` never ends: either stopped PID 1. The error
+/// says why, as what follows the path in a message ("it is a FIFO, not a regular file").
+pub fn read_small_file(path: &Path) -> std::io::Result<String> {
+    use std::io::{Error, Read};
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(Error::other(format!(
+            "it is {}, not a regular file",
+            kind(meta.file_type())
+        )));
+    }
+    let mut bytes = Vec::new();
+    file.take(SMALL_FILE_MOST + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > SMALL_FILE_MOST {
+        return Err(Error::other(format!(
+            "it is larger than {} KiB, the most ember reads of such a file",
+            SMALL_FILE_MOST >> 10
+        )));
+    }
+    String::from_utf8(bytes).map_err(|_| Error::other("it is not UTF-8 text"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,6 +155,29 @@ mod tests {
         assert!(!flags.contains(nix::fcntl::OFlag::O_NONBLOCK));
         assert!(flags.contains(nix::fcntl::OFlag::O_APPEND));
         drop((reader, file));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_small_file_is_a_regular_file_of_bounded_size() {
+        let dir = std::env::temp_dir().join(format!("ember-small-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("password");
+        std::fs::write(&good, "s3cret\n").unwrap();
+        assert_eq!(read_small_file(&good).unwrap(), "s3cret\n");
+        let fifo = dir.join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let said = |path: &Path| read_small_file(path).unwrap_err().to_string();
+        assert_eq!(said(&fifo), "it is a FIFO, not a regular file");
+        assert_eq!(
+            said(Path::new("/dev/zero")),
+            "it is a character device, not a regular file"
+        );
+        assert_eq!(said(&dir), "it is a directory, not a regular file");
+        let big = dir.join("big");
+        std::fs::write(&big, vec![b'x'; SMALL_FILE_MOST as usize + 1]).unwrap();
+        assert!(said(&big).starts_with("it is larger than 1024 KiB"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

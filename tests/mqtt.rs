@@ -2333,3 +2333,59 @@ fn new_discovery(device: &str, service: &str) -> Vec<(String, String)> {
         ),
     ]
 }
+
+/// `[mqtt]`'s files (password_file, ca_file, cert_file, key_file) are read by PID 1, so
+/// each must be a regular file of bounded size: a FIFO made their read wait for a writer
+/// for ever (PID 1 stopped at its boot, or at a reload), and `/dev/zero` would have been
+/// read until memory ran out. Now the adapter fails with the reason, `ember check` says
+/// it at the key, and everything else runs.
+#[test]
+fn mqtt_files_that_are_not_regular_files_fail_the_adapter_not_ember() {
+    if !can_unshare() {
+        return;
+    }
+    let outside = TempDir::new("mqtt-fifo-files");
+    let fifo = outside.path("password");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let fifo_path = fifo.display().to_string();
+    let config = format!(
+        "[mqtt]\nurl = \"mqtt://127.0.0.1:1\"\nusername = \"board1\"\npassword_file = \"{fifo_path}\"\n\n[service.web]\ncommand = [\"/bin/sleep\", \"7830501\"]\n"
+    );
+    let ember = Ember::start("mqtt-fifo-files", &config);
+    let out = ember.ctl_within(&["status", "ember-mqtt", "--json"], LONG);
+    let out = out.unwrap_or_else(|| panic!("ember stopped answering; log:\n{}", ember.log()));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("it is a FIFO, not a regular file"),
+        "{said}\nlog:\n{}",
+        ember.log()
+    );
+    ember.wait_state("web", "active", None, LONG);
+    // `ember check` says it at the key; a reload to another such file is refused, and
+    // nothing stops.
+    let booted = std::fs::read_to_string(&ember.config).unwrap();
+    let dir_path = outside.path("").display().to_string();
+    for (key, path) in [("ca_file", "/dev/zero"), ("key_file", dir_path.as_str())] {
+        let text = booted.replace(
+            &format!("password_file = \"{fifo_path}\""),
+            &format!("{key} = \"{path}\""),
+        );
+        assert_ne!(text, booted);
+        std::fs::write(&ember.config, text).unwrap();
+        let check = std::process::Command::new(EMBER)
+            .args(["check", "--config"])
+            .arg(&ember.config)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&check.stdout).to_string()
+            + &String::from_utf8_lossy(&check.stderr);
+        assert!(
+            !check.status.success() && text.contains(&format!("{path}: it is a ")),
+            "{text}"
+        );
+        let out = ember.ctl_within(&["reload"], LONG);
+        let out = out.unwrap_or_else(|| panic!("the reload never ended; log:\n{}", ember.log()));
+        assert!(!out.status.success(), "{out:?}");
+    }
+    assert_eq!(ember.status("web")["state"], "active");
+}

@@ -112,7 +112,15 @@ impl RawMqtt {
         .flatten()
         .filter(|_| !source.offline)
         {
-            if let Err(e) = std::fs::metadata(file.get_ref()) {
+            // Read as ember will read it (a regular file, bounded), so that `ember check`
+            // and a reload say what the adapter's start would fail on.
+            // (Not being allowed to read it is no problem of the file: `ember check` may run
+            // as a user who cannot read a root's secret.)
+            let read = crate::filekind::read_small_file(file.get_ref());
+            if let Some(e) = read
+                .err()
+                .filter(|e| e.kind() != std::io::ErrorKind::PermissionDenied)
+            {
                 problem(
                     file.span().start,
                     Severity::Runtime,
