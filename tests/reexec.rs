@@ -153,8 +153,24 @@ fn a_binary_that_cannot_take_over_is_refused_and_the_old_one_runs_on() {
     let web = ember.wait_state("web", "active", None, LONG);
     let init = ember.host_pid();
     let exe = std::fs::read_link(format!("/proc/{init}/exe")).expect("exe");
+    // Binaries that exit 0 when asked, without being ember: /bin/true, a script, one that
+    // prints something else. exec'd in PID 1's place, each would end the namespace.
+    let script = |name: &str, body: &str| {
+        let path = ember.dir.path(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        path.display().to_string()
+    };
+    let says_yes = script("says-yes", "exit 0");
+    let says_other = script("says-other", "echo yes; exit 0");
+    let says_too_much = script("says-too-much", "yes | head -c 100000; exit 0");
     for (binary, why) in [
         ("/bin/false", "cannot take over"),
+        ("/bin/true", "without saying so"),
+        (&says_yes, "without saying so"),
+        (&says_other, "without saying so"),
+        (&says_too_much, "without saying so"),
         ("/nonexistent/ember", "not exec'd"),
         ("relative/ember", "absolute path"),
     ] {
@@ -245,5 +261,113 @@ fn the_mqtt_adapter_carries_on_through_a_reexec() {
             .iter()
             .any(|l| l.contains("\"inactive\"") && !l.contains("restart")),
         "{seen:?}"
+    );
+}
+
+/// A slow binary: asked whether it takes over, it answers (as ember) only once the test
+/// has made the file `gate`; run otherwise, it is ember.
+fn gated_ember(ember: &Ember, name: &str) -> (String, std::path::PathBuf) {
+    let gate = ember.dir.path(&format!("{name}.gate"));
+    let path = ember.dir.path(name);
+    std::fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\nif [ \"$1\" = --handover-accepts ]; then\n  while [ ! -e {} ]; do sleep 0.02; done\nfi\nexec {EMBER} \"$@\"\n",
+            gate.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    (path.display().to_string(), gate)
+}
+
+/// `ember ctl reexec` in a thread: its output once it returns.
+fn reexec_in_background(
+    ember: &Ember,
+    binary: &str,
+) -> std::thread::JoinHandle<std::process::Output> {
+    let (socket, binary) = (ember.socket.clone(), binary.to_owned());
+    std::thread::spawn(move || {
+        std::process::Command::new(EMBER)
+            .arg("ctl")
+            .arg("--socket")
+            .arg(socket)
+            .args(["reexec", "--binary", &binary])
+            .output()
+            .expect("run ember ctl")
+    })
+}
+
+/// What comes while the new binary is being asked is not lost by the exec that follows:
+/// a poweroff then refuses the reexec (exec'd, the next binary knew nothing of the
+/// shutdown, and the board never powered off), and a second reexec is refused at once
+/// (it would have been told that a binary it did not ask for took over).
+#[test]
+fn a_poweroff_or_a_second_reexec_while_the_binary_is_asked_is_not_lost() {
+    if !can_unshare() {
+        return;
+    }
+    let release = std::env::temp_dir().join(format!("ember-reexec-release-{}", std::process::id()));
+    let _ = std::fs::remove_file(&release);
+    let ember = Ember::start(
+        "reexec-meanwhile",
+        &format!(
+            "[service.slow]\ncommand = [\"/bin/sh\", \"-c\", \"trap 'while [ ! -e {} ]; do sleep 0.02; done; exit 0' TERM; while :; do sleep 0.1; done\"]\nstop_timeout = \"10m\"\n",
+            release.display()
+        ),
+    );
+    ember.wait_state("slow", "active", None, LONG);
+    let init = ember.host_pid();
+    let exe = std::fs::read_link(format!("/proc/{init}/exe")).expect("exe");
+
+    // Two at once: the second is refused while the first is asked.
+    let (gated, gate) = gated_ember(&ember, "gated");
+    let first = reexec_in_background(&ember, &gated);
+    assert!(
+        wait_for(LONG, || ember.log().contains("asking")),
+        "{}",
+        ember.log()
+    );
+    let out = ember.ctl(&["reexec", "--binary", EMBER]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("already under way"), "{}", text(&out));
+    std::fs::write(&gate, "").unwrap();
+    let out = first.join().unwrap();
+    assert!(
+        out.status.success(),
+        "{}\nlog:\n{}",
+        text(&out),
+        ember.log()
+    );
+
+    // A poweroff while the next binary is asked: the reexec is refused, the poweroff done.
+    let (gated, gate) = gated_ember(&ember, "gated-again");
+    let asked = ember.log().matches("asking").count();
+    let reexec = reexec_in_background(&ember, &gated);
+    assert!(wait_for(LONG, || ember.log().matches("asking").count() > asked));
+    let out = ember.ctl(&["poweroff"]);
+    assert!(out.status.success(), "{}", text(&out));
+    ember.wait_state("slow", "deactivating", None, LONG);
+    std::fs::write(&gate, "").unwrap();
+    let out = reexec.join().unwrap();
+    assert!(
+        !out.status.success(),
+        "taken over during a shutdown: {}",
+        text(&out)
+    );
+    assert!(text(&out).contains("shutting down"), "{}", text(&out));
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{init}/exe")).ok(),
+        Some(exe),
+        "exec'd during the shutdown"
+    );
+    std::fs::write(&release, "").unwrap();
+    let mut ember = ember;
+    let ended = ember.wait_namespace_end(LONG);
+    let _ = std::fs::remove_file(&release);
+    assert!(
+        ended.is_some(),
+        "the poweroff was lost; log:\n{}",
+        ember.log()
     );
 }

@@ -89,26 +89,11 @@ impl Runtime {
             },
             Feed::Reexec {
                 binary,
-                accepted,
+                pid,
+                answer,
                 origin,
                 reply,
-            } => {
-                let answer = if accepted {
-                    // Returns only when the exec failed.
-                    self.reexec(&binary, &origin)
-                } else {
-                    format!(
-                        "{} cannot take over from this ember (it does not read handover format {}, or does not answer); not exec'd: ember runs on",
-                        binary.display(),
-                        crate::supervisor::handover::FORMAT
-                    )
-                };
-                crate::log::error!("{origin}: reexec: {answer}");
-                let _ = reply.send(ember_ipc::Reply::error(
-                    ember_ipc::ErrorKind::Failed,
-                    answer,
-                ));
-            }
+            } => self.answered_reexec(binary, pid, answer, &origin, reply),
             Feed::RunCheck { argv, done } => match spawn::spawn_helper(&argv) {
                 Ok(pid) => {
                     self.children.insert(pid, ChildOwner::Check(done));
