@@ -371,3 +371,28 @@ fn a_poweroff_or_a_second_reexec_while_the_binary_is_asked_is_not_lost() {
         ember.log()
     );
 }
+
+/// A binary that never answers whether it takes over is refused after a while, and does
+/// not stay behind as a child of PID 1.
+#[test]
+fn a_binary_that_never_answers_is_refused_and_does_not_stay() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "reexec-silent",
+        "[service.web]\ncommand = [\"/bin/sleep\", \"7930400\"]\n",
+    );
+    let web = ember.wait_state("web", "active", None, LONG);
+    let silent = ember.dir.path("silent");
+    std::fs::write(&silent, "#!/bin/sh\nexec /bin/sleep 7930401\n").unwrap();
+    std::fs::set_permissions(&silent, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = ember.ctl(&["reexec", "--binary", &silent.display().to_string()]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("did not answer"), "{}", text(&out));
+    assert!(
+        wait_for(LONG, || pids_with("7930401").is_empty()),
+        "the binary asked is still running"
+    );
+    assert_eq!(ember.status("web")["pid"], web["pid"]);
+}
