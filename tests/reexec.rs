@@ -396,3 +396,43 @@ fn a_binary_that_never_answers_is_refused_and_does_not_stay() {
     );
     assert_eq!(ember.status("web")["pid"], web["pid"]);
 }
+
+/// A service's lines keep their numbers through a reexec, and new ones go on from there:
+/// a follower skips the lines it has by their `seq` (it went back to 1 when the ring was
+/// handed over with more than it keeps).
+#[test]
+fn log_lines_keep_their_numbers_through_a_reexec() {
+    if !can_unshare() {
+        return;
+    }
+    let go = std::env::temp_dir().join(format!("ember-reexec-lines-{}", std::process::id()));
+    let _ = std::fs::remove_file(&go);
+    let ember = Ember::start(
+        "reexec-lines",
+        &format!(
+            "[service.talker]\ncommand = [\"/bin/sh\", \"-c\", \"i=0; while [ $i -lt 300 ]; do echo line $i; i=$((i+1)); done; while [ ! -e {} ]; do sleep 0.02; done; echo after; exec sleep 7930500\"]\n",
+            go.display()
+        ),
+    );
+    let last = |ember: &Ember| -> Value {
+        let out = ember.ctl(&["logs", "talker", "-n", "1", "--json"]);
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+    };
+    assert!(wait_for(LONG, || last(&ember)["line"] == "line 299"));
+    let before = last(&ember)["seq"].as_u64().expect("a seq");
+    let out = ember.ctl(&["reexec", "--binary", EMBER]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        last(&ember)["seq"].as_u64(),
+        Some(before),
+        "the line's number changed"
+    );
+    std::fs::write(&go, "").unwrap();
+    assert!(wait_for(LONG, || last(&ember)["line"] == "after"));
+    let _ = std::fs::remove_file(&go);
+    assert!(
+        last(&ember)["seq"].as_u64().is_some_and(|s| s > before),
+        "a new line's number went back: {}",
+        last(&ember)
+    );
+}

@@ -322,7 +322,7 @@ impl Runtime {
             let name = self.shared_name(&name);
             let ring = self.services.entry(&name).log();
             for line in lines {
-                ring.push(&name, line.stream, line.line, line.time_usec);
+                ring.push_carried(&name, line);
             }
         }
         for (name, seq) in h.published {
