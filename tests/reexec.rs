@@ -436,3 +436,104 @@ fn log_lines_keep_their_numbers_through_a_reexec() {
         last(&ember)
     );
 }
+
+/// `ember ctl logs -f` and `ember ctl subscribe` go on through a reexec (they ended, with
+/// exit status 0, when the old binary closed their connection): the new binary answers
+/// on the same socket, and no line is printed twice or left out.
+#[test]
+fn followers_and_subscribers_go_on_through_a_reexec() {
+    use std::io::BufRead;
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "reexec-follow",
+        "[service.ticker]\ncommand = [\"/bin/sh\", \"-c\", \"i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.05; done\"]\n",
+    );
+    ember.wait_state("ticker", "active", None, LONG);
+    let spawn = |args: &[&str]| {
+        std::process::Command::new(EMBER)
+            .arg("ctl")
+            .arg("--socket")
+            .arg(&ember.socket)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run ember ctl")
+    };
+    let mut follower = spawn(&["logs", "ticker", "-n", "1", "-f"]);
+    let mut subscriber = spawn(&["subscribe"]);
+    let (lines, seen) = std::sync::mpsc::channel();
+    let follower_out = follower.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(follower_out)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let n = line.rsplit(' ').next().and_then(|n| n.parse::<u64>().ok());
+            if lines.send(n.unwrap_or(0)).is_err() {
+                break;
+            }
+        }
+    });
+    let (snapshots, snapshot_seen) = std::sync::mpsc::channel();
+    let subscriber_out = subscriber.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(subscriber_out)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.starts_with("{\"snapshot\"") && snapshots.send(()).is_err() {
+                break;
+            }
+        }
+    });
+    let within = scaled(LONG);
+    let mut numbers = vec![seen.recv_timeout(within).expect("a first line")];
+    snapshot_seen
+        .recv_timeout(within)
+        .expect("a first snapshot");
+    let out = ember.ctl(&["reexec", "--binary", EMBER]);
+    assert!(out.status.success(), "{}", text(&out));
+    // Lines written after the reexec reach the follower, and the subscriber gets a
+    // snapshot from the new binary.
+    let after: u64 = text(&ember.ctl(&["logs", "ticker", "-n", "1"]))
+        .trim()
+        .rsplit(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("ticker's last line");
+    while numbers.last().is_some_and(|n| *n <= after + 2) {
+        match seen.recv_timeout(within) {
+            Ok(n) => numbers.push(n),
+            Err(_) => {
+                let _ = follower.kill();
+                let out = follower.wait_with_output().unwrap();
+                panic!(
+                    "the follower stopped at {numbers:?} ({}): {}",
+                    out.status,
+                    text(&out)
+                );
+            }
+        }
+    }
+    assert!(
+        numbers.windows(2).all(|w| w[1] == w[0] + 1),
+        "lines twice or left out: {numbers:?}"
+    );
+    assert!(
+        snapshot_seen.recv_timeout(within).is_ok(),
+        "the subscriber stopped at the reexec"
+    );
+    // Once ember has stopped, each says so, and exits 1 (it was not interrupted).
+    let mut ember = ember;
+    let out = ember.ctl(&["poweroff"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(ember.wait_namespace_end(LONG).is_some());
+    for child in [follower, subscriber] {
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        assert!(text(&out).contains("ember stopped"), "{}", text(&out));
+    }
+}

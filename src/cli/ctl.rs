@@ -37,11 +37,13 @@ Commands:
                               policy (restart, timeouts, dependencies...) applies in place.
                               Prints what it did; any error rejects it whole
   logs NAME [-n N] [-f]       the last N lines NAME wrote (default 10; 200 are kept);
-                              -f keeps printing new lines until interrupted
+                              -f keeps printing new lines until interrupted, through a
+                              reexec too; when ember stops, it says so and exits 1
   subscribe [--logs]          every change as it happens, a JSON line each: a snapshot
                               of everything first, then each event (with --logs, every
                               line the services write too); the stream of the protocol
-                              that adapters read (see the README)
+                              that adapters read (see the README); through a reexec,
+                              a new snapshot; when ember stops, it says so and exits 1
   poweroff | reboot | halt    stop every service in reverse order; as PID 1 then power
                               off, reboot or halt, otherwise ember exits
   reexec [--binary PATH]      exec a new ember in PID 1's place (after an update of
@@ -389,29 +391,54 @@ fn execute(client: &mut Client, command: Command, json: bool) -> Result<i32, Str
         },
         Command::Logs(args) => {
             let follow = args.follow;
-            let mut reply = client.call(&Command::Logs(args))?;
+            // Asked again after a reexec: every line kept, less those already printed.
+            let again = Command::Logs(LogsArgs {
+                lines: ember_ipc::LOG_LINES_KEPT,
+                ..args.clone()
+            });
+            // At least the last line, to know where the stream stands (`-n 0 -f` too).
+            let shown = args.lines;
+            let mut reply = client.call(&Command::Logs(LogsArgs {
+                lines: shown.max(1),
+                ..args
+            }))?;
+            let (mut seen, mut skip_to) = (0, None);
+            let mut first = true;
             loop {
-                match reply {
-                    Reply::Logs { lines } if json => {
-                        lines
-                            .iter()
-                            .try_for_each(|l| serde_json::to_string(l).map(|line| outln!("{line}")))
-                            .map_err(|e| e.to_string())?;
+                let Reply::Logs { lines } = reply else {
+                    return unexpected(reply);
+                };
+                seen = lines.iter().map(|l| l.seq).fold(seen, u64::max);
+                let from = if first {
+                    lines.len().saturating_sub(shown)
+                } else {
+                    0
+                };
+                first = false;
+                let mut text = String::new();
+                for line in lines[from..]
+                    .iter()
+                    .filter(|l| skip_to.is_none_or(|s| l.seq > s))
+                {
+                    if json {
+                        text += &serde_json::to_string(line).map_err(|e| e.to_string())?;
+                    } else {
+                        text += &render_log_line(line);
                     }
-                    Reply::Logs { lines } => {
-                        let text: String =
-                            lines.iter().map(|l| render_log_line(l) + "\n").collect();
-                        out!("{text}");
-                    }
-                    other => return unexpected(other),
+                    text.push('\n');
                 }
+                out!("{text}");
+                skip_to = None;
                 if !follow {
                     return Ok(0);
                 }
-                match client.next_reply()? {
-                    Some(next) => reply = next,
-                    None => return Ok(0),
-                }
+                reply = match client.next_reply()? {
+                    Some(next) => next,
+                    None => {
+                        skip_to = Some(seen);
+                        resume(client, &again)?
+                    }
+                };
             }
         }
         command @ Command::Subscribe(_) => {
@@ -425,10 +452,11 @@ fn execute(client: &mut Client, command: Command, json: bool) -> Result<i32, Str
                     "{}",
                     serde_json::to_string(&reply).map_err(|e| e.to_string())?
                 );
-                match client.next_reply()? {
-                    Some(next) => reply = next,
-                    None => return Ok(0),
-                }
+                reply = match client.next_reply()? {
+                    Some(next) => next,
+                    // From the new binary, a snapshot first: `seq` says what changed.
+                    None => resume(client, &command)?,
+                };
             }
         }
         command @ Command::Reexec(_) => match client.call_or_closed(&command)? {
@@ -456,6 +484,16 @@ fn execute(client: &mut Client, command: Command, json: bool) -> Result<i32, Str
             Ok(0)
         }
     }
+}
+
+/// A stream (`logs -f`, `subscribe`) that ember closed: a reexec closes every connection,
+/// and the new binary answers on the same socket (the listener is handed over), so the
+/// stream is asked for again there. An ember that no longer answers has stopped: said,
+/// and exit 1 (the stream did not end because it was interrupted).
+fn resume(client: &mut Client, command: &Command) -> Result<Reply, String> {
+    let ended = |e: String| format!("the stream ended: ember stopped ({e})");
+    *client = Client::connect(client.path()).map_err(ended)?;
+    client.call(command).map_err(ended)
 }
 
 /// After a reexec: the new binary's hello, once it answers on the socket (within a
