@@ -1123,6 +1123,13 @@ impl Client {
     pub fn call_or_closed(&mut self, request: &Command) -> Result<Option<Reply>, String> {
         let mut bytes = serde_json::to_vec(request).map_err(|e| e.to_string())?;
         bytes.push(b'\n');
+        // Said here, in words for the person who typed it: ember would refuse it whole.
+        if bytes.len() > MAX_REQUEST {
+            return Err(format!(
+                "the request is {} bytes, more than the {MAX_REQUEST} ember reads; a service name is at most 64 characters, a path at most 4096",
+                bytes.len()
+            ));
+        }
         if let Err(e) = self.writer.write_all(&bytes) {
             // ember may have refused the connection (busy, access denied) and closed it
             // before the request was sent: its reason is waiting to be read.

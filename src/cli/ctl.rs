@@ -273,7 +273,10 @@ fn expand(client: &mut Client, names: Vec<String>, stop: bool) -> Result<Vec<Str
                 .map(|s| s.name.clone()),
         );
         if expanded.len() == before {
-            let none = format!("no service matches \"{name}\"");
+            let none = format!(
+                "no service matches \"{}\"",
+                ember_ipc::text::shortened(&name)
+            );
             if !stop {
                 return Err(format!("{none}; `ember ctl status` lists the services"));
             }

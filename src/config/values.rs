@@ -171,7 +171,8 @@ pub fn parse_signal(text: &str) -> Result<Signal, String> {
 /// - not `cgroup.*`, `cpu.*`, `memory.*`, `pids.*`... : a cgroup's own files are named
 ///   so, and a service's cgroup directory sits beside them.
 pub fn check_service_name(name: &str) -> Result<(), String> {
-    let shown = name.escape_debug();
+    let shortened = ember_ipc::text::shortened(name);
+    let shown = shortened.escape_debug();
     if name.is_empty() {
         return Err("a service name cannot be empty".into());
     }
