@@ -1094,6 +1094,12 @@ impl Client {
 
     pub fn connect(path: &Path) -> Result<Client, String> {
         let stream = StdUnixStream::connect(path).map_err(|e| match e.kind() {
+            // "Is ember running?" would send one looking at the wrong thing.
+            _ if not_a_socket(path).is_some() => format!(
+                "cannot reach ember at {}: it is {}, not a socket; pass ember's control socket with --socket PATH (`socket` of [control] in ember.toml)",
+                path.display(),
+                not_a_socket(path).unwrap_or_default(),
+            ),
             std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => format!(
                 "cannot reach ember at {}: {e}. Is ember running? (start it, or pass --socket PATH)",
                 path.display()
@@ -1156,15 +1162,92 @@ impl Client {
         if n == 0 {
             return Ok(None);
         }
-        crate::json::from_slice(&line)
-            .map(Some)
-            .map_err(|e| format!("ember sent a reply this client cannot read: {e}"))
+        if !line.ends_with(b"\n") {
+            return Err(format!(
+                "ember at {} closed the connection in the middle of its reply; did it stop? (ask again: `ember ctl status`)",
+                self.path.display()
+            ));
+        }
+        crate::json::from_slice(&line).map(Some).map_err(|e| {
+            format!(
+                "{} answered what this client cannot read ({e}); is it ember's control socket, of an ember no newer than this client?",
+                self.path.display()
+            )
+        })
     }
+}
+
+/// What `path` is when it exists and is not a socket: "a regular file", "a directory".
+fn not_a_socket(path: &Path) -> Option<&'static str> {
+    let kind = std::fs::metadata(path).ok()?.file_type();
+    Some(match () {
+        _ if kind.is_socket() => return None,
+        _ if kind.is_dir() => "a directory",
+        _ if kind.is_file() => "a regular file",
+        _ => "a device or a pipe",
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A directory of the test's own, removed at the end.
+    fn scratch(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("ember-ipc-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_socket_path_that_is_no_socket_is_said_so() {
+        let dir = scratch("no-socket");
+        let file = dir.join("file");
+        std::fs::write(&file, "").unwrap();
+        for (path, what) in [(&file, "a regular file"), (&dir, "a directory")] {
+            let Err(e) = Client::connect(path) else {
+                panic!("connected to {what}");
+            };
+            assert!(
+                e.contains(&format!("is {what}, not a socket")) && e.contains("--socket"),
+                "{e}"
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A server that answers each connection with `answer`, then closes it.
+    fn answering(tag: &str, answer: &'static [u8]) -> (PathBuf, PathBuf) {
+        let dir = scratch(tag);
+        let path = dir.join("control.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut request = String::new();
+                let _ = BufReader::new(&stream).read_line(&mut request);
+                let _ = stream.write_all(answer);
+            }
+        });
+        (dir, path)
+    }
+
+    #[test]
+    fn a_reply_cut_short_or_not_ember_s_is_said_so() {
+        let (dir, path) = answering("cut", br#"{"status":{"seq":1,"sys"#);
+        let e = Client::connect(&path)
+            .and_then(|mut c| c.call(&Command::Reload))
+            .unwrap_err();
+        assert!(e.contains("in the middle of its reply"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+        let (dir, path) = answering("http", b"HTTP/1.0 400 Bad Request\r\n\r\n");
+        let e = Client::connect(&path)
+            .and_then(|mut c| c.call(&Command::Reload))
+            .unwrap_err();
+        assert!(e.contains("is it ember's control socket"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn refusals_are_counted_by_their_kind() {
