@@ -134,8 +134,8 @@ pub fn parse(mut parser: lexopt::Parser) -> Result<Invocation, String> {
             }
             Value(v) => {
                 let word = v
-                    .string()
-                    .map_err(|_| "arguments must be valid UTF-8".to_string())?;
+                    .into_string()
+                    .map_err(|v| super::not_utf8(&v, "ember ctl --help"))?;
                 if verb.is_none() {
                     verb = Some(word);
                 } else {
@@ -922,6 +922,19 @@ fn render_log_line(l: &LogLine) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_argument_that_is_not_utf8_is_named() {
+        use std::os::unix::ffi::OsStringExt;
+        let args = [b"status".to_vec(), b"web\xff\x1b".to_vec()].map(std::ffi::OsString::from_vec);
+        let Err(e) = parse(lexopt::Parser::from_args(args)) else {
+            panic!("parsed");
+        };
+        assert!(
+            e.contains(r#""web\xff\x1b""#) && e.contains("--help"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn durations_read_short() {
