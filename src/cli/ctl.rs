@@ -160,7 +160,8 @@ pub fn parse(mut parser: lexopt::Parser) -> Result<Invocation, String> {
     };
     let verb = commands().find(|v| v.word() == verb).ok_or_else(|| {
         usage(format!(
-            "unknown command \"{verb}\"; commands are {}",
+            "unknown command \"{}\"; commands are {}",
+            ember_ipc::text::shortened(&verb),
             listed()
         ))
     })?;
@@ -208,6 +209,13 @@ pub fn parse(mut parser: lexopt::Parser) -> Result<Invocation, String> {
         Verb::Logs => {
             if names.len() != 1 {
                 return Err(usage("`logs` takes exactly one service name".into()));
+            }
+            // No service is named so (a name holds no * or ?): it was meant as a pattern.
+            if names[0].contains(['*', '?']) {
+                return Err(usage(format!(
+                    "`logs` takes one service name, not a pattern (\"{}\"); `ember ctl status` lists the services",
+                    ember_ipc::text::shortened(&names[0])
+                )));
             }
             Command::Logs(LogsArgs {
                 name: names.remove(0),
@@ -922,6 +930,20 @@ fn render_log_line(l: &LogLine) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pattern_to_logs_and_a_huge_command_are_usage_errors_in_a_line() {
+        let parsed = |args: &[&str]| parse(lexopt::Parser::from_args(args.iter().copied()));
+        let Err(e) = parsed(&["logs", "worker@*"]) else {
+            panic!("parsed");
+        };
+        assert!(e.contains("not a pattern"), "{e}");
+        let huge = "x".repeat(100_000);
+        let Err(e) = parsed(&[huge.as_str()]) else {
+            panic!("parsed");
+        };
+        assert!(e.len() < 400 && e.contains("unknown command"), "{e}");
+    }
 
     #[test]
     fn an_argument_that_is_not_utf8_is_named() {
