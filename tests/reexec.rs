@@ -163,6 +163,13 @@ fn a_binary_that_cannot_take_over_is_refused_and_the_old_one_runs_on() {
         path.display().to_string()
     };
     let says_yes = script("says-yes", "exit 0");
+    let not_executable = ember.dir.path("not-executable").display().to_string();
+    std::fs::copy(EMBER, &not_executable).unwrap();
+    std::fs::set_permissions(
+        &not_executable,
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
     let says_other = script("says-other", "echo yes; exit 0");
     let says_too_much = script("says-too-much", "yes | head -c 100000; exit 0");
     for (binary, why) in [
@@ -171,7 +178,9 @@ fn a_binary_that_cannot_take_over_is_refused_and_the_old_one_runs_on() {
         (&says_yes, "without saying so"),
         (&says_other, "without saying so"),
         (&says_too_much, "without saying so"),
-        ("/nonexistent/ember", "not exec'd"),
+        ("/nonexistent/ember", "no such file"),
+        ("/", "it is a directory"),
+        (&not_executable, "not executable"),
         ("relative/ember", "absolute path"),
     ] {
         let out = ember.ctl(&["reexec", "--binary", binary]);

@@ -55,6 +55,16 @@ impl Runtime {
             let _ = reply.send(Reply::error(kind, why));
             return;
         }
+        if let Some(why) = not_a_program(&binary) {
+            let _ = reply.send(Reply::error(
+                ErrorKind::Failed,
+                format!(
+                    "--binary {}: {why}; give the new ember's binary. Not exec'd: ember runs on",
+                    binary.display()
+                ),
+            ));
+            return;
+        }
         let argv = [
             binary.display().to_string(),
             "--handover-accepts".to_owned(),
@@ -399,6 +409,28 @@ impl Runtime {
                 Err(e) => crate::log::error!("reexec: the watchdog handed over: {e}"),
             }
         }
+    }
+}
+
+/// Why `path` cannot be run at all, in words (exec's EACCES says "permission denied" for a
+/// directory and for a file without x alike).
+fn not_a_program(path: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Some("no such file".to_owned())
+        }
+        Err(_) => return None, // exec says why
+    };
+    if meta.is_dir() {
+        Some("it is a directory".to_owned())
+    } else if !meta.is_file() {
+        Some("it is not a regular file".to_owned())
+    } else if meta.permissions().mode() & 0o111 == 0 {
+        Some("it is not executable (chmod +x it first)".to_owned())
+    } else {
+        None
     }
 }
 
