@@ -1119,8 +1119,30 @@ impl Client {
 
     /// Sends one request and reads its reply.
     pub fn call(&mut self, request: &Command) -> Result<Reply, String> {
-        self.call_or_closed(request)?
-            .ok_or_else(|| format!("ember at {} closed the connection", self.path.display()))
+        if let Some(reply) = self.call_or_closed(request)? {
+            return Ok(reply);
+        }
+        // Closed unanswered: a reexec closes every connection, and the next binary answers
+        // on the same socket. What only reads is asked again there; a change is not (a
+        // restart would be done twice, if the old binary had done it).
+        let reads_only = matches!(
+            request,
+            Command::Hello(_)
+                | Command::Status(_)
+                | Command::Logs(_)
+                | Command::Subscribe(_)
+                | Command::Timeline
+        );
+        if reads_only {
+            *self = Client::connect(&self.path)?;
+            if let Some(reply) = self.call_or_closed(request)? {
+                return Ok(reply);
+            }
+        }
+        Err(format!(
+            "ember at {} closed the connection before it answered (it re-executed, or stopped); `ember ctl status` tells what was done, then ask again",
+            self.path.display()
+        ))
     }
 
     /// Sends one request and reads its reply; `None` when ember closed the connection
@@ -1231,6 +1253,41 @@ mod tests {
             }
         });
         (dir, path)
+    }
+
+    /// What a reexec does to a request in flight: its connection closes unanswered, and
+    /// the next binary answers on the same socket.
+    #[test]
+    fn a_request_that_only_reads_is_asked_again_when_its_connection_closes_unanswered() {
+        let dir = scratch("closed");
+        let path = dir.join("control.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        std::thread::spawn(move || {
+            for (n, stream) in listener.incoming().enumerate() {
+                let Ok(mut stream) = stream else { return };
+                let mut request = String::new();
+                let _ = BufReader::new(&stream).read_line(&mut request);
+                // Every other connection is closed unanswered.
+                if n % 2 == 1 {
+                    let _ = stream.write_all(
+                        br#"{"hello":{"protocol":1,"ember":"9.9.9","device":"d","role":"machine"}}
+"#,
+                    );
+                }
+            }
+        });
+        let hello = Command::Hello(HelloArgs {
+            protocol: PROTOCOL,
+            client: None,
+        });
+        let reply = Client::connect(&path).and_then(|mut c| c.call(&hello));
+        assert!(matches!(reply, Ok(Reply::Hello(_))), "{reply:?}");
+        // A change is not sent twice (a restart would be done twice): said instead.
+        let e = Client::connect(&path)
+            .and_then(|mut c| c.call(&Command::Reload))
+            .unwrap_err();
+        assert!(e.contains("ask again"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
