@@ -94,7 +94,7 @@ pub fn parse(mut parser: lexopt::Parser) -> Result<Invocation, String> {
     let mut names = Vec::new();
     let (mut json, mut wait, mut follow, mut lines) =
         (false, false, false, ember_ipc::LOG_LINES_DEFAULT);
-    let mut with_logs = false;
+    let (mut with_logs, mut lines_given) = (false, false);
     let mut binary: Option<String> = None;
     let usage = |m: String| format!("{m}; try `ember ctl --help`");
     while let Some(arg) = parser.next().map_err(|e| usage(e.to_string()))? {
@@ -131,6 +131,7 @@ pub fn parse(mut parser: lexopt::Parser) -> Result<Invocation, String> {
                     .ok()
                     .and_then(|s| s.parse().ok())
                     .ok_or_else(|| usage("-n takes a number of lines".into()))?;
+                lines_given = true;
             }
             Value(v) => {
                 let word = v
@@ -174,6 +175,18 @@ pub fn parse(mut parser: lexopt::Parser) -> Result<Invocation, String> {
     };
     if verb != Verb::Logs {
         takes(follow, "--follow", "logs")?;
+        takes(lines_given, "--lines (-n)", "logs")?;
+    }
+    // What prints no reply (poweroff, reexec) or only JSON (subscribe) has no --json.
+    if !matches!(
+        verb,
+        Verb::Status | Verb::Start | Verb::Stop | Verb::Restart | Verb::Reload | Verb::Logs
+    ) {
+        takes(
+            json,
+            "--json",
+            "status, start, stop, restart, reload and logs",
+        )?;
     }
     if verb != Verb::Subscribe {
         takes(with_logs, "--logs", "subscribe")?;
@@ -943,6 +956,24 @@ mod tests {
             panic!("parsed");
         };
         assert!(e.len() < 400 && e.contains("unknown command"), "{e}");
+    }
+
+    #[test]
+    fn an_option_for_another_command_is_a_usage_error() {
+        let parsed = |args: &[&str]| parse(lexopt::Parser::from_args(args.iter().copied()));
+        for (args, option) in [
+            (&["status", "-n", "5"][..], "--lines"),
+            (&["reexec", "--json"], "--json"),
+            (&["poweroff", "--json"], "--json"),
+            (&["subscribe", "--json"], "--json"),
+        ] {
+            let Err(e) = parsed(args) else {
+                panic!("{args:?} parsed");
+            };
+            assert!(e.contains(option) && e.contains("applies to"), "{e}");
+        }
+        assert!(parsed(&["logs", "web", "-n", "5", "--json"]).is_ok());
+        assert!(parsed(&["status", "--json"]).is_ok());
     }
 
     #[test]
