@@ -1095,6 +1095,15 @@ impl Client {
     pub fn connect(path: &Path) -> Result<Client, String> {
         let stream = StdUnixStream::connect(path).map_err(|e| match e.kind() {
             // "Is ember running?" would send one looking at the wrong thing.
+            _ if path.as_os_str().is_empty() => {
+                "the control socket's path is empty; pass --socket PATH".to_owned()
+            }
+            // sun_path holds 108 bytes, with the NUL that ends them.
+            _ if path.as_os_str().len() > 107 => format!(
+                "cannot reach ember at {}: the path is {} bytes, and a Unix socket's is at most 107 (ember could not have made it there)",
+                crate::text::shortened(&path.to_string_lossy()),
+                path.as_os_str().len()
+            ),
             _ if not_a_socket(path).is_some() => format!(
                 "cannot reach ember at {}: it is {}, not a socket; pass ember's control socket with --socket PATH (`socket` of [control] in ember.toml)",
                 path.display(),
@@ -1237,6 +1246,16 @@ mod tests {
             );
         }
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_empty_or_too_long_socket_path_is_said_so() {
+        let e = Client::connect(Path::new("")).err().unwrap();
+        assert!(e.contains("path is empty"), "{e}");
+        let e = Client::connect(&PathBuf::from("/".repeat(200)))
+            .err()
+            .unwrap();
+        assert!(e.contains("at most 107"), "{e}");
     }
 
     /// A server that answers each connection with `answer`, then closes it.
