@@ -165,8 +165,9 @@ impl Runtime {
     ) {
         self.reexec_asked = None;
         // One that did not answer in time still runs: it goes. Not reaped yet, so the pid
-        // is still its own.
-        if matches!(self.children.get(&pid), Some(ChildOwner::Check(_))) {
+        // is still its own (and not a later check's: the one waiting on this check's exit
+        // is gone, which is why its sender is closed).
+        if matches!(self.children.get(&pid), Some(ChildOwner::Check(done)) if done.is_closed()) {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGKILL,
