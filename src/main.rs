@@ -58,7 +58,11 @@ fn run(mut argv: Vec<OsString>) -> c_int {
         Ok(Mode::Fleet(args)) => cli::fleet::run(args),
         Ok(Mode::Daemon { config, handover }) => ember::daemon::run(&config, handover),
         Ok(Mode::HandoverAccepts(format)) => {
-            i32::from(format != ember::supervisor::handover::FORMAT)
+            use ember::supervisor::handover;
+            if format == handover::FORMAT {
+                ember::cli::out::print(&handover::accepting(format));
+            }
+            i32::from(format != handover::FORMAT)
         }
         Ok(Mode::Power {
             power,

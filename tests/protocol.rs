@@ -450,3 +450,39 @@ fn the_readme_adapter_example_watches_and_commands() {
         "{text}"
     );
 }
+
+/// `ember ctl` with huge names: the errors say what is wrong in a line or two (they
+/// quoted the whole name back, 100 KB of it), and exit 1.
+#[test]
+fn huge_names_get_short_errors() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "protocol-huge",
+        "[service.\"worker@\"]\ncommand = [\"/bin/sleep\", \"7940100\"]\n",
+    );
+    let long = "x".repeat(5000);
+    let huge = "x".repeat(100_000);
+    for args in [
+        vec!["status", long.as_str()],
+        vec!["status", &format!("{long}*")],
+        vec!["start", &format!("worker@{long}")],
+        vec!["logs", long.as_str()],
+        vec!["status", huge.as_str()],
+        vec!["stop", huge.as_str()],
+        vec!["reexec", "--binary", &format!("/{huge}")],
+    ] {
+        let out = ember.ctl(&args);
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{}: {said}", args[0]);
+        assert!(
+            said.len() < 600 && said.starts_with("ember ctl: "),
+            "{} {}...: {} bytes: {}...",
+            args[0],
+            &args[1][..10],
+            said.len(),
+            &said[..said.len().min(300)]
+        );
+    }
+}

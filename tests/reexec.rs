@@ -153,9 +153,34 @@ fn a_binary_that_cannot_take_over_is_refused_and_the_old_one_runs_on() {
     let web = ember.wait_state("web", "active", None, LONG);
     let init = ember.host_pid();
     let exe = std::fs::read_link(format!("/proc/{init}/exe")).expect("exe");
+    // Binaries that exit 0 when asked, without being ember: /bin/true, a script, one that
+    // prints something else. exec'd in PID 1's place, each would end the namespace.
+    let script = |name: &str, body: &str| {
+        let path = ember.dir.path(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        path.display().to_string()
+    };
+    let says_yes = script("says-yes", "exit 0");
+    let not_executable = ember.dir.path("not-executable").display().to_string();
+    std::fs::copy(EMBER, &not_executable).unwrap();
+    std::fs::set_permissions(
+        &not_executable,
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    let says_other = script("says-other", "echo yes; exit 0");
+    let says_too_much = script("says-too-much", "yes | head -c 100000; exit 0");
     for (binary, why) in [
         ("/bin/false", "cannot take over"),
-        ("/nonexistent/ember", "not exec'd"),
+        ("/bin/true", "without saying so"),
+        (&says_yes, "without saying so"),
+        (&says_other, "without saying so"),
+        (&says_too_much, "without saying so"),
+        ("/nonexistent/ember", "no such file"),
+        ("/", "it is a directory"),
+        (&not_executable, "not executable"),
         ("relative/ember", "absolute path"),
     ] {
         let out = ember.ctl(&["reexec", "--binary", binary]);
@@ -246,4 +271,278 @@ fn the_mqtt_adapter_carries_on_through_a_reexec() {
             .any(|l| l.contains("\"inactive\"") && !l.contains("restart")),
         "{seen:?}"
     );
+}
+
+/// A slow binary: asked whether it takes over, it answers (as ember) only once the test
+/// has made the file `gate`; run otherwise, it is ember.
+fn gated_ember(ember: &Ember, name: &str) -> (String, std::path::PathBuf) {
+    let gate = ember.dir.path(&format!("{name}.gate"));
+    let path = ember.dir.path(name);
+    std::fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\nif [ \"$1\" = --handover-accepts ]; then\n  while [ ! -e {} ]; do sleep 0.02; done\nfi\nexec {EMBER} \"$@\"\n",
+            gate.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    (path.display().to_string(), gate)
+}
+
+/// `ember ctl reexec` in a thread: its output once it returns.
+fn reexec_in_background(
+    ember: &Ember,
+    binary: &str,
+) -> std::thread::JoinHandle<std::process::Output> {
+    let (socket, binary) = (ember.socket.clone(), binary.to_owned());
+    std::thread::spawn(move || {
+        std::process::Command::new(EMBER)
+            .arg("ctl")
+            .arg("--socket")
+            .arg(socket)
+            .args(["reexec", "--binary", &binary])
+            .output()
+            .expect("run ember ctl")
+    })
+}
+
+/// What comes while the new binary is being asked is not lost by the exec that follows:
+/// a poweroff then refuses the reexec (exec'd, the next binary knew nothing of the
+/// shutdown, and the board never powered off), and a second reexec is refused at once
+/// (it would have been told that a binary it did not ask for took over).
+#[test]
+fn a_poweroff_or_a_second_reexec_while_the_binary_is_asked_is_not_lost() {
+    if !can_unshare() {
+        return;
+    }
+    let release = std::env::temp_dir().join(format!("ember-reexec-release-{}", std::process::id()));
+    let _ = std::fs::remove_file(&release);
+    let ember = Ember::start(
+        "reexec-meanwhile",
+        &format!(
+            "[service.slow]\ncommand = [\"/bin/sh\", \"-c\", \"trap 'while [ ! -e {} ]; do sleep 0.02; done; exit 0' TERM; while :; do sleep 0.1; done\"]\nstop_timeout = \"10m\"\n",
+            release.display()
+        ),
+    );
+    ember.wait_state("slow", "active", None, LONG);
+    let init = ember.host_pid();
+    let exe = std::fs::read_link(format!("/proc/{init}/exe")).expect("exe");
+
+    // Two at once: the second is refused while the first is asked.
+    let (gated, gate) = gated_ember(&ember, "gated");
+    let first = reexec_in_background(&ember, &gated);
+    assert!(
+        wait_for(LONG, || ember.log().contains("asking")),
+        "{}",
+        ember.log()
+    );
+    let out = ember.ctl(&["reexec", "--binary", EMBER]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("already under way"), "{}", text(&out));
+    std::fs::write(&gate, "").unwrap();
+    let out = first.join().unwrap();
+    assert!(
+        out.status.success(),
+        "{}\nlog:\n{}",
+        text(&out),
+        ember.log()
+    );
+
+    // A poweroff while the next binary is asked: the reexec is refused, the poweroff done.
+    let (gated, gate) = gated_ember(&ember, "gated-again");
+    let asked = ember.log().matches("asking").count();
+    let reexec = reexec_in_background(&ember, &gated);
+    assert!(wait_for(LONG, || ember.log().matches("asking").count() > asked));
+    let out = ember.ctl(&["poweroff"]);
+    assert!(out.status.success(), "{}", text(&out));
+    ember.wait_state("slow", "deactivating", None, LONG);
+    std::fs::write(&gate, "").unwrap();
+    let out = reexec.join().unwrap();
+    assert!(
+        !out.status.success(),
+        "taken over during a shutdown: {}",
+        text(&out)
+    );
+    assert!(text(&out).contains("shutting down"), "{}", text(&out));
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{init}/exe")).ok(),
+        Some(exe),
+        "exec'd during the shutdown"
+    );
+    std::fs::write(&release, "").unwrap();
+    let mut ember = ember;
+    let ended = ember.wait_namespace_end(LONG);
+    let _ = std::fs::remove_file(&release);
+    assert!(
+        ended.is_some(),
+        "the poweroff was lost; log:\n{}",
+        ember.log()
+    );
+}
+
+/// A binary that never answers whether it takes over is refused after a while, and does
+/// not stay behind as a child of PID 1.
+#[test]
+fn a_binary_that_never_answers_is_refused_and_does_not_stay() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "reexec-silent",
+        "[service.web]\ncommand = [\"/bin/sleep\", \"7930400\"]\n",
+    );
+    let web = ember.wait_state("web", "active", None, LONG);
+    let silent = ember.dir.path("silent");
+    std::fs::write(&silent, "#!/bin/sh\nexec /bin/sleep 7930401\n").unwrap();
+    std::fs::set_permissions(&silent, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = ember.ctl(&["reexec", "--binary", &silent.display().to_string()]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("did not answer"), "{}", text(&out));
+    assert!(
+        wait_for(LONG, || pids_with("7930401").is_empty()),
+        "the binary asked is still running"
+    );
+    assert_eq!(ember.status("web")["pid"], web["pid"]);
+}
+
+/// A service's lines keep their numbers through a reexec, and new ones go on from there:
+/// a follower skips the lines it has by their `seq` (it went back to 1 when the ring was
+/// handed over with more than it keeps).
+#[test]
+fn log_lines_keep_their_numbers_through_a_reexec() {
+    if !can_unshare() {
+        return;
+    }
+    let go = std::env::temp_dir().join(format!("ember-reexec-lines-{}", std::process::id()));
+    let _ = std::fs::remove_file(&go);
+    let ember = Ember::start(
+        "reexec-lines",
+        &format!(
+            "[service.talker]\ncommand = [\"/bin/sh\", \"-c\", \"i=0; while [ $i -lt 300 ]; do echo line $i; i=$((i+1)); done; while [ ! -e {} ]; do sleep 0.02; done; echo after; exec sleep 7930500\"]\n",
+            go.display()
+        ),
+    );
+    let last = |ember: &Ember| -> Value {
+        let out = ember.ctl(&["logs", "talker", "-n", "1", "--json"]);
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+    };
+    assert!(wait_for(LONG, || last(&ember)["line"] == "line 299"));
+    let before = last(&ember)["seq"].as_u64().expect("a seq");
+    let out = ember.ctl(&["reexec", "--binary", EMBER]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        last(&ember)["seq"].as_u64(),
+        Some(before),
+        "the line's number changed"
+    );
+    std::fs::write(&go, "").unwrap();
+    assert!(wait_for(LONG, || last(&ember)["line"] == "after"));
+    let _ = std::fs::remove_file(&go);
+    assert!(
+        last(&ember)["seq"].as_u64().is_some_and(|s| s > before),
+        "a new line's number went back: {}",
+        last(&ember)
+    );
+}
+
+/// `ember ctl logs -f` and `ember ctl subscribe` go on through a reexec (they ended, with
+/// exit status 0, when the old binary closed their connection): the new binary answers
+/// on the same socket, and no line is printed twice or left out.
+#[test]
+fn followers_and_subscribers_go_on_through_a_reexec() {
+    use std::io::BufRead;
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "reexec-follow",
+        "[service.ticker]\ncommand = [\"/bin/sh\", \"-c\", \"i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.05; done\"]\n",
+    );
+    ember.wait_state("ticker", "active", None, LONG);
+    let spawn = |args: &[&str]| {
+        std::process::Command::new(EMBER)
+            .arg("ctl")
+            .arg("--socket")
+            .arg(&ember.socket)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run ember ctl")
+    };
+    let mut follower = spawn(&["logs", "ticker", "-n", "1", "-f"]);
+    let mut subscriber = spawn(&["subscribe"]);
+    let (lines, seen) = std::sync::mpsc::channel();
+    let follower_out = follower.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(follower_out)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let n = line.rsplit(' ').next().and_then(|n| n.parse::<u64>().ok());
+            if lines.send(n.unwrap_or(0)).is_err() {
+                break;
+            }
+        }
+    });
+    let (snapshots, snapshot_seen) = std::sync::mpsc::channel();
+    let subscriber_out = subscriber.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(subscriber_out)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.starts_with("{\"snapshot\"") && snapshots.send(()).is_err() {
+                break;
+            }
+        }
+    });
+    let within = scaled(LONG);
+    let mut numbers = vec![seen.recv_timeout(within).expect("a first line")];
+    snapshot_seen
+        .recv_timeout(within)
+        .expect("a first snapshot");
+    let out = ember.ctl(&["reexec", "--binary", EMBER]);
+    assert!(out.status.success(), "{}", text(&out));
+    // Lines written after the reexec reach the follower, and the subscriber gets a
+    // snapshot from the new binary.
+    let after: u64 = text(&ember.ctl(&["logs", "ticker", "-n", "1"]))
+        .trim()
+        .rsplit(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("ticker's last line");
+    while numbers.last().is_some_and(|n| *n <= after + 2) {
+        match seen.recv_timeout(within) {
+            Ok(n) => numbers.push(n),
+            Err(_) => {
+                let _ = follower.kill();
+                let out = follower.wait_with_output().unwrap();
+                panic!(
+                    "the follower stopped at {numbers:?} ({}): {}",
+                    out.status,
+                    text(&out)
+                );
+            }
+        }
+    }
+    assert!(
+        numbers.windows(2).all(|w| w[1] == w[0] + 1),
+        "lines twice or left out: {numbers:?}"
+    );
+    assert!(
+        snapshot_seen.recv_timeout(within).is_ok(),
+        "the subscriber stopped at the reexec"
+    );
+    // Once ember has stopped, each says so, and exits 1 (it was not interrupted).
+    let mut ember = ember;
+    let out = ember.ctl(&["poweroff"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(ember.wait_namespace_end(LONG).is_some());
+    for child in [follower, subscriber] {
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        assert!(text(&out).contains("ember stopped"), "{}", text(&out));
+    }
 }

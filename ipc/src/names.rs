@@ -15,7 +15,8 @@
 /// - not `cgroup.*`, `cpu.*`, `memory.*`, `pids.*`... : a cgroup's own files are named
 ///   so, and a service's cgroup directory sits beside them.
 pub fn check_service_name(name: &str) -> Result<(), String> {
-    let shown = name.escape_debug();
+    let shortened = crate::text::shortened(name);
+    let shown = shortened.escape_debug();
     if name.is_empty() {
         return Err("a service name cannot be empty".into());
     }

@@ -1094,6 +1094,21 @@ impl Client {
 
     pub fn connect(path: &Path) -> Result<Client, String> {
         let stream = StdUnixStream::connect(path).map_err(|e| match e.kind() {
+            // "Is ember running?" would send one looking at the wrong thing.
+            _ if path.as_os_str().is_empty() => {
+                "the control socket's path is empty; pass --socket PATH".to_owned()
+            }
+            // sun_path holds 108 bytes, with the NUL that ends them.
+            _ if path.as_os_str().len() > 107 => format!(
+                "cannot reach ember at {}: the path is {} bytes, and a Unix socket's is at most 107 (ember could not have made it there)",
+                crate::text::shortened(&path.to_string_lossy()),
+                path.as_os_str().len()
+            ),
+            _ if not_a_socket(path).is_some() => format!(
+                "cannot reach ember at {}: it is {}, not a socket; pass ember's control socket with --socket PATH (`socket` of [control] in ember.toml)",
+                path.display(),
+                not_a_socket(path).unwrap_or_default(),
+            ),
             std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => format!(
                 "cannot reach ember at {}: {e}. Is ember running? (start it, or pass --socket PATH)",
                 path.display()
@@ -1113,8 +1128,30 @@ impl Client {
 
     /// Sends one request and reads its reply.
     pub fn call(&mut self, request: &Command) -> Result<Reply, String> {
-        self.call_or_closed(request)?
-            .ok_or_else(|| format!("ember at {} closed the connection", self.path.display()))
+        if let Some(reply) = self.call_or_closed(request)? {
+            return Ok(reply);
+        }
+        // Closed unanswered: a reexec closes every connection, and the next binary answers
+        // on the same socket. What only reads is asked again there; a change is not (a
+        // restart would be done twice, if the old binary had done it).
+        let reads_only = matches!(
+            request,
+            Command::Hello(_)
+                | Command::Status(_)
+                | Command::Logs(_)
+                | Command::Subscribe(_)
+                | Command::Timeline
+        );
+        if reads_only {
+            *self = Client::connect(&self.path)?;
+            if let Some(reply) = self.call_or_closed(request)? {
+                return Ok(reply);
+            }
+        }
+        Err(format!(
+            "ember at {} closed the connection before it answered (it re-executed, or stopped); `ember ctl status` tells what was done, then ask again",
+            self.path.display()
+        ))
     }
 
     /// Sends one request and reads its reply; `None` when ember closed the connection
@@ -1123,6 +1160,13 @@ impl Client {
     pub fn call_or_closed(&mut self, request: &Command) -> Result<Option<Reply>, String> {
         let mut bytes = serde_json::to_vec(request).map_err(|e| e.to_string())?;
         bytes.push(b'\n');
+        // Said here, in words for the person who typed it: ember would refuse it whole.
+        if bytes.len() > MAX_REQUEST {
+            return Err(format!(
+                "the request is {} bytes, more than the {MAX_REQUEST} ember reads; a service name is at most 64 characters, a path at most 4096",
+                bytes.len()
+            ));
+        }
         if let Err(e) = self.writer.write_all(&bytes) {
             // ember may have refused the connection (busy, access denied) and closed it
             // before the request was sent: its reason is waiting to be read.
@@ -1149,15 +1193,137 @@ impl Client {
         if n == 0 {
             return Ok(None);
         }
-        crate::json::from_slice(&line)
-            .map(Some)
-            .map_err(|e| format!("ember sent a reply this client cannot read: {e}"))
+        if !line.ends_with(b"\n") {
+            return Err(format!(
+                "ember at {} closed the connection in the middle of its reply; did it stop? (ask again: `ember ctl status`)",
+                self.path.display()
+            ));
+        }
+        crate::json::from_slice(&line).map(Some).map_err(|e| {
+            format!(
+                "{} answered what this client cannot read ({e}); is it ember's control socket, of an ember no newer than this client?",
+                self.path.display()
+            )
+        })
     }
+}
+
+/// What `path` is when it exists and is not a socket: "a regular file", "a directory".
+fn not_a_socket(path: &Path) -> Option<&'static str> {
+    let kind = std::fs::metadata(path).ok()?.file_type();
+    Some(match () {
+        _ if kind.is_socket() => return None,
+        _ if kind.is_dir() => "a directory",
+        _ if kind.is_file() => "a regular file",
+        _ => "a device or a pipe",
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A directory of the test's own, removed at the end.
+    fn scratch(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("ember-ipc-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_socket_path_that_is_no_socket_is_said_so() {
+        let dir = scratch("no-socket");
+        let file = dir.join("file");
+        std::fs::write(&file, "").unwrap();
+        for (path, what) in [(&file, "a regular file"), (&dir, "a directory")] {
+            let Err(e) = Client::connect(path) else {
+                panic!("connected to {what}");
+            };
+            assert!(
+                e.contains(&format!("is {what}, not a socket")) && e.contains("--socket"),
+                "{e}"
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_empty_or_too_long_socket_path_is_said_so() {
+        let e = Client::connect(Path::new("")).err().unwrap();
+        assert!(e.contains("path is empty"), "{e}");
+        let e = Client::connect(&PathBuf::from("/".repeat(200)))
+            .err()
+            .unwrap();
+        assert!(e.contains("at most 107"), "{e}");
+    }
+
+    /// A server that answers each connection with `answer`, then closes it.
+    fn answering(tag: &str, answer: &'static [u8]) -> (PathBuf, PathBuf) {
+        let dir = scratch(tag);
+        let path = dir.join("control.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut request = String::new();
+                let _ = BufReader::new(&stream).read_line(&mut request);
+                let _ = stream.write_all(answer);
+            }
+        });
+        (dir, path)
+    }
+
+    /// What a reexec does to a request in flight: its connection closes unanswered, and
+    /// the next binary answers on the same socket.
+    #[test]
+    fn a_request_that_only_reads_is_asked_again_when_its_connection_closes_unanswered() {
+        let dir = scratch("closed");
+        let path = dir.join("control.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        std::thread::spawn(move || {
+            for (n, stream) in listener.incoming().enumerate() {
+                let Ok(mut stream) = stream else { return };
+                let mut request = String::new();
+                let _ = BufReader::new(&stream).read_line(&mut request);
+                // Every other connection is closed unanswered.
+                if n % 2 == 1 {
+                    let _ = stream.write_all(
+                        br#"{"hello":{"protocol":1,"ember":"9.9.9","device":"d","role":"machine"}}
+"#,
+                    );
+                }
+            }
+        });
+        let hello = Command::Hello(HelloArgs {
+            protocol: PROTOCOL,
+            client: None,
+        });
+        let reply = Client::connect(&path).and_then(|mut c| c.call(&hello));
+        assert!(matches!(reply, Ok(Reply::Hello(_))), "{reply:?}");
+        // A change is not sent twice (a restart would be done twice): said instead.
+        let e = Client::connect(&path)
+            .and_then(|mut c| c.call(&Command::Reload))
+            .unwrap_err();
+        assert!(e.contains("ask again"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_reply_cut_short_or_not_ember_s_is_said_so() {
+        let (dir, path) = answering("cut", br#"{"status":{"seq":1,"sys"#);
+        let e = Client::connect(&path)
+            .and_then(|mut c| c.call(&Command::Reload))
+            .unwrap_err();
+        assert!(e.contains("in the middle of its reply"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+        let (dir, path) = answering("http", b"HTTP/1.0 400 Bad Request\r\n\r\n");
+        let e = Client::connect(&path)
+            .and_then(|mut c| c.call(&Command::Reload))
+            .unwrap_err();
+        assert!(e.contains("is it ember's control socket"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn refusals_are_counted_by_their_kind() {

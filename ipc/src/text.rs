@@ -25,6 +25,19 @@ pub fn escape_controls(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// A name quoted back in an error, shortened: a name is at most 64 characters, and one
+/// of 100 KB (a client's, or a pattern's) made the error 100 KB, which no one reads.
+pub fn shortened(name: &str) -> Cow<'_, str> {
+    const SHOWN: usize = 64;
+    if name.chars().nth(SHOWN + 16).is_none() {
+        return Cow::Borrowed(name);
+    }
+    match name.char_indices().nth(SHOWN) {
+        None => Cow::Borrowed(name),
+        Some((end, _)) => Cow::Owned(format!("{}... ({} bytes)", &name[..end], name.len())),
+    }
+}
+
 fn is_unsafe(c: char) -> bool {
     c.is_control() && c != '\t'
 }
@@ -43,5 +56,17 @@ mod tests {
         assert_eq!(escape_controls("a\rb\u{9b}c\x07"), "a\\rb\\u{9b}c\\u{7}");
         assert_eq!(escape_controls("line\nnext\0"), "line\\nnext\\u{0}");
         assert_eq!(escape_controls("\u{7f}"), "\\u{7f}");
+    }
+
+    #[test]
+    fn long_names_are_shortened() {
+        assert_eq!(shortened("web"), "web");
+        // Just too long for a name: shown whole, to see what is wrong with it.
+        assert_eq!(shortened(&"x".repeat(65)), "x".repeat(65));
+        let long = "é".repeat(100);
+        assert_eq!(
+            shortened(&long),
+            format!("{}... (200 bytes)", "é".repeat(64))
+        );
     }
 }

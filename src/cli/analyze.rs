@@ -88,8 +88,8 @@ pub fn parse(mut parser: lexopt::Parser) -> Result<Invocation, String> {
                 })
             }
             Value(v) => words.push(
-                v.string()
-                    .map_err(|_| "arguments must be valid UTF-8".to_string())?,
+                v.into_string()
+                    .map_err(|v| super::not_utf8(&v, "ember analyze --help"))?,
             ),
             other => return Err(usage(other.unexpected().to_string())),
         }

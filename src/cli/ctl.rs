@@ -37,11 +37,13 @@ Commands:
                               policy (restart, timeouts, dependencies...) applies in place.
                               Prints what it did; any error rejects it whole
   logs NAME [-n N] [-f]       the last N lines NAME wrote (default 10; 200 are kept);
-                              -f keeps printing new lines until interrupted
+                              -f keeps printing new lines until interrupted, through a
+                              reexec too; when ember stops, it says so and exits 1
   subscribe [--logs]          every change as it happens, a JSON line each: a snapshot
                               of everything first, then each event (with --logs, every
                               line the services write too); the stream of the protocol
-                              that adapters read (see the README)
+                              that adapters read (see the README); through a reexec,
+                              a new snapshot; when ember stops, it says so and exits 1
   poweroff | reboot | halt    stop every service in reverse order; as PID 1 then power
                               off, reboot or halt, otherwise ember exits
   reexec [--binary PATH]      exec a new ember in PID 1's place (after an update of
@@ -92,7 +94,7 @@ pub fn parse(mut parser: lexopt::Parser) -> Result<Invocation, String> {
     let mut names = Vec::new();
     let (mut json, mut wait, mut follow, mut lines) =
         (false, false, false, ember_ipc::LOG_LINES_DEFAULT);
-    let mut with_logs = false;
+    let (mut with_logs, mut lines_given) = (false, false);
     let mut binary: Option<String> = None;
     let usage = |m: String| format!("{m}; try `ember ctl --help`");
     while let Some(arg) = parser.next().map_err(|e| usage(e.to_string()))? {
@@ -129,11 +131,12 @@ pub fn parse(mut parser: lexopt::Parser) -> Result<Invocation, String> {
                     .ok()
                     .and_then(|s| s.parse().ok())
                     .ok_or_else(|| usage("-n takes a number of lines".into()))?;
+                lines_given = true;
             }
             Value(v) => {
                 let word = v
-                    .string()
-                    .map_err(|_| "arguments must be valid UTF-8".to_string())?;
+                    .into_string()
+                    .map_err(|v| super::not_utf8(&v, "ember ctl --help"))?;
                 if verb.is_none() {
                     verb = Some(word);
                 } else {
@@ -158,7 +161,8 @@ pub fn parse(mut parser: lexopt::Parser) -> Result<Invocation, String> {
     };
     let verb = commands().find(|v| v.word() == verb).ok_or_else(|| {
         usage(format!(
-            "unknown command \"{verb}\"; commands are {}",
+            "unknown command \"{}\"; commands are {}",
+            ember_ipc::text::shortened(&verb),
             listed()
         ))
     })?;
@@ -171,6 +175,18 @@ pub fn parse(mut parser: lexopt::Parser) -> Result<Invocation, String> {
     };
     if verb != Verb::Logs {
         takes(follow, "--follow", "logs")?;
+        takes(lines_given, "--lines (-n)", "logs")?;
+    }
+    // What prints no reply (poweroff, reexec) or only JSON (subscribe) has no --json.
+    if !matches!(
+        verb,
+        Verb::Status | Verb::Start | Verb::Stop | Verb::Restart | Verb::Reload | Verb::Logs
+    ) {
+        takes(
+            json,
+            "--json",
+            "status, start, stop, restart, reload and logs",
+        )?;
     }
     if verb != Verb::Subscribe {
         takes(with_logs, "--logs", "subscribe")?;
@@ -206,6 +222,13 @@ pub fn parse(mut parser: lexopt::Parser) -> Result<Invocation, String> {
         Verb::Logs => {
             if names.len() != 1 {
                 return Err(usage("`logs` takes exactly one service name".into()));
+            }
+            // No service is named so (a name holds no * or ?): it was meant as a pattern.
+            if names[0].contains(['*', '?']) {
+                return Err(usage(format!(
+                    "`logs` takes one service name, not a pattern (\"{}\"); `ember ctl status` lists the services",
+                    ember_ipc::text::shortened(&names[0])
+                )));
             }
             Command::Logs(LogsArgs {
                 name: names.remove(0),
@@ -271,7 +294,10 @@ fn expand(client: &mut Client, names: Vec<String>, stop: bool) -> Result<Vec<Str
                 .map(|s| s.name.clone()),
         );
         if expanded.len() == before {
-            let none = format!("no service matches \"{name}\"");
+            let none = format!(
+                "no service matches \"{}\"",
+                ember_ipc::text::shortened(&name)
+            );
             if !stop {
                 return Err(format!("{none}; `ember ctl status` lists the services"));
             }
@@ -389,29 +415,54 @@ fn execute(client: &mut Client, command: Command, json: bool) -> Result<i32, Str
         },
         Command::Logs(args) => {
             let follow = args.follow;
-            let mut reply = client.call(&Command::Logs(args))?;
+            // Asked again after a reexec: every line kept, less those already printed.
+            let again = Command::Logs(LogsArgs {
+                lines: ember_ipc::LOG_LINES_KEPT,
+                ..args.clone()
+            });
+            // At least the last line, to know where the stream stands (`-n 0 -f` too).
+            let shown = args.lines;
+            let mut reply = client.call(&Command::Logs(LogsArgs {
+                lines: shown.max(1),
+                ..args
+            }))?;
+            let (mut seen, mut skip_to) = (0, None);
+            let mut first = true;
             loop {
-                match reply {
-                    Reply::Logs { lines } if json => {
-                        lines
-                            .iter()
-                            .try_for_each(|l| serde_json::to_string(l).map(|line| outln!("{line}")))
-                            .map_err(|e| e.to_string())?;
+                let Reply::Logs { lines } = reply else {
+                    return unexpected(reply);
+                };
+                seen = lines.iter().map(|l| l.seq).fold(seen, u64::max);
+                let from = if first {
+                    lines.len().saturating_sub(shown)
+                } else {
+                    0
+                };
+                first = false;
+                let mut text = String::new();
+                for line in lines[from..]
+                    .iter()
+                    .filter(|l| skip_to.is_none_or(|s| l.seq > s))
+                {
+                    if json {
+                        text += &serde_json::to_string(line).map_err(|e| e.to_string())?;
+                    } else {
+                        text += &render_log_line(line);
                     }
-                    Reply::Logs { lines } => {
-                        let text: String =
-                            lines.iter().map(|l| render_log_line(l) + "\n").collect();
-                        out!("{text}");
-                    }
-                    other => return unexpected(other),
+                    text.push('\n');
                 }
+                out!("{text}");
+                skip_to = None;
                 if !follow {
                     return Ok(0);
                 }
-                match client.next_reply()? {
-                    Some(next) => reply = next,
-                    None => return Ok(0),
-                }
+                reply = match client.next_reply()? {
+                    Some(next) => next,
+                    None => {
+                        skip_to = Some(seen);
+                        resume(client, &again)?
+                    }
+                };
             }
         }
         command @ Command::Subscribe(_) => {
@@ -425,10 +476,11 @@ fn execute(client: &mut Client, command: Command, json: bool) -> Result<i32, Str
                     "{}",
                     serde_json::to_string(&reply).map_err(|e| e.to_string())?
                 );
-                match client.next_reply()? {
-                    Some(next) => reply = next,
-                    None => return Ok(0),
-                }
+                reply = match client.next_reply()? {
+                    Some(next) => next,
+                    // From the new binary, a snapshot first: `seq` says what changed.
+                    None => resume(client, &command)?,
+                };
             }
         }
         command @ Command::Reexec(_) => match client.call_or_closed(&command)? {
@@ -456,6 +508,16 @@ fn execute(client: &mut Client, command: Command, json: bool) -> Result<i32, Str
             Ok(0)
         }
     }
+}
+
+/// A stream (`logs -f`, `subscribe`) that ember closed: a reexec closes every connection,
+/// and the new binary answers on the same socket (the listener is handed over), so the
+/// stream is asked for again there. An ember that no longer answers has stopped: said,
+/// and exit 1 (the stream did not end because it was interrupted).
+fn resume(client: &mut Client, command: &Command) -> Result<Reply, String> {
+    let ended = |e: String| format!("the stream ended: ember stopped ({e})");
+    *client = Client::connect(client.path()).map_err(ended)?;
+    client.call(command).map_err(ended)
 }
 
 /// After a reexec: the new binary's hello, once it answers on the socket (within a
@@ -881,6 +943,51 @@ fn render_log_line(l: &LogLine) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pattern_to_logs_and_a_huge_command_are_usage_errors_in_a_line() {
+        let parsed = |args: &[&str]| parse(lexopt::Parser::from_args(args.iter().copied()));
+        let Err(e) = parsed(&["logs", "worker@*"]) else {
+            panic!("parsed");
+        };
+        assert!(e.contains("not a pattern"), "{e}");
+        let huge = "x".repeat(100_000);
+        let Err(e) = parsed(&[huge.as_str()]) else {
+            panic!("parsed");
+        };
+        assert!(e.len() < 400 && e.contains("unknown command"), "{e}");
+    }
+
+    #[test]
+    fn an_option_for_another_command_is_a_usage_error() {
+        let parsed = |args: &[&str]| parse(lexopt::Parser::from_args(args.iter().copied()));
+        for (args, option) in [
+            (&["status", "-n", "5"][..], "--lines"),
+            (&["reexec", "--json"], "--json"),
+            (&["poweroff", "--json"], "--json"),
+            (&["subscribe", "--json"], "--json"),
+        ] {
+            let Err(e) = parsed(args) else {
+                panic!("{args:?} parsed");
+            };
+            assert!(e.contains(option) && e.contains("applies to"), "{e}");
+        }
+        assert!(parsed(&["logs", "web", "-n", "5", "--json"]).is_ok());
+        assert!(parsed(&["status", "--json"]).is_ok());
+    }
+
+    #[test]
+    fn an_argument_that_is_not_utf8_is_named() {
+        use std::os::unix::ffi::OsStringExt;
+        let args = [b"status".to_vec(), b"web\xff\x1b".to_vec()].map(std::ffi::OsString::from_vec);
+        let Err(e) = parse(lexopt::Parser::from_args(args)) else {
+            panic!("parsed");
+        };
+        assert!(
+            e.contains(r#""web\xff\x1b""#) && e.contains("--help"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn durations_read_short() {

@@ -141,9 +141,7 @@ pub fn parse(argv0: &str, args: Vec<std::ffi::OsString>) -> Result<Mode, String>
             }
             Some(Short('V') | Long("version")) => return Ok(Mode::Version),
             Some(Value(v)) if subcommand.is_none() => {
-                let word = v
-                    .string()
-                    .map_err(|_| "arguments must be valid UTF-8".to_string())?;
+                let word = v.into_string().map_err(|v| not_utf8(&v, "ember --help"))?;
                 match word.as_str() {
                     "ctl" => return ctl::parse(parser).map(Mode::Ctl),
                     "analyze" => return analyze::parse(parser).map(Mode::Analyze),
@@ -192,4 +190,16 @@ fn parse_power(power: crate::pid1::Power, mut parser: lexopt::Parser) -> Result<
         force,
         socket,
     })
+}
+
+/// A command-line argument that is not UTF-8, named (its bytes, escaped, and not all of a
+/// huge one): which one of several was meant is not left to guess.
+pub(crate) fn not_utf8(arg: &std::ffi::OsStr, help: &str) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = arg.as_bytes();
+    let shown = bytes[..bytes.len().min(80)].escape_ascii();
+    let more = if bytes.len() > 80 { "..." } else { "" };
+    format!(
+        "argument \"{shown}{more}\" is not valid UTF-8 (names and commands are text); try `{help}`"
+    )
 }

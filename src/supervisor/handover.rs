@@ -20,6 +20,14 @@ pub const FORMAT: u32 = 2;
 /// What a handover starts with, before its format's number.
 const MAGIC: &[u8] = b"ember handover\n";
 
+/// What `ember --handover-accepts N` prints when it reads format N. The old binary takes
+/// only this line as a yes: an exit status of 0 alone is what /bin/true, or a script that
+/// is not ember, gives any question, and exec'ing one of those in PID 1's place ends the
+/// board (it exits at once: a kernel panic).
+pub fn accepting(format: u32) -> String {
+    format!("ember reads handover format {format}\n")
+}
+
 /// Everything the next binary takes over.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Handover {

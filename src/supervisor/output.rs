@@ -389,6 +389,13 @@ pub const COPY_RATE_ALL: u64 = 500;
 pub const COPY_BURST_ALL: u64 = 2000;
 
 impl LogRing {
+    /// Keeps a line handed over at a reexec, with its number: the numbers go on from
+    /// there, never back (a follower skips by them the lines it already has).
+    pub fn push_carried(&mut self, service: &str, line: LogLine) {
+        self.next_seq = self.next_seq.max(line.seq.saturating_sub(1));
+        self.push(service, line.stream, line.line, line.time_usec);
+    }
+
     /// Keeps a line; returns it as followers and subscribers get it.
     pub fn push(&mut self, service: &str, stream: Stream, line: String, time_usec: u64) -> LogLine {
         self.next_seq += 1;

@@ -74,10 +74,12 @@ pub enum Feed {
         argv: Vec<String>,
         done: oneshot::Sender<bool>,
     },
-    /// `reexec`: whether `binary` said it takes over this binary's handover format.
+    /// `reexec`: whether `binary` (run as `pid`) said it takes over this binary's
+    /// handover format, or why not.
     Reexec {
         binary: std::path::PathBuf,
-        accepted: bool,
+        pid: Pid,
+        answer: Result<(), String>,
         origin: String,
         reply: oneshot::Sender<ember_ipc::Reply>,
     },
@@ -181,6 +183,8 @@ pub struct Runtime {
     /// The control socket's listening fd and this binary's path, for a reexec.
     control_fd: Option<std::os::fd::RawFd>,
     binary: PathBuf,
+    /// The binary a reexec is asking whether it takes over (one at a time).
+    reexec_asked: Option<PathBuf>,
     /// Why the configured watchdog is not open.
     watchdog_error: Option<String>,
 }
@@ -325,6 +329,7 @@ impl Runtime {
             watchdog_error: None,
             control_fd,
             binary,
+            reexec_asked: None,
         };
         let handed_over = handover.is_some();
         if let Some(h) = handover {

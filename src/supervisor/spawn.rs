@@ -343,6 +343,19 @@ pub fn spawn_helper(argv: &[String]) -> Result<Pid, String> {
     launch(plan, None, InChild::default(), child_ends)
 }
 
+/// A helper whose answer is what it prints (`--handover-accepts`): its stdout is a pipe,
+/// whose read end comes back with its pid.
+pub fn spawn_asking(argv: &[String]) -> Result<(Pid, OwnedFd), String> {
+    if argv.is_empty() {
+        return Err("the command is empty".into());
+    }
+    let env = Environment::inherited();
+    let plan = Plan::new(argv, env.pairs())?;
+    let (read, write) = pipe("output")?;
+    let child_ends = [Some(empty_stdin()?), Some(write), Some(dev_null()?)];
+    launch(plan, None, InChild::default(), child_ends).map(|pid| (pid, read))
+}
+
 /// Starts `plan` with the identity, the in-child steps and fds 0-2 given (`None`: ember's
 /// own). Errors name the program.
 fn launch(

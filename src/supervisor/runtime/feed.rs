@@ -90,26 +90,11 @@ impl Runtime {
             },
             Feed::Reexec {
                 binary,
-                accepted,
+                pid,
+                answer,
                 origin,
                 reply,
-            } => {
-                let answer = if accepted {
-                    // Returns only when the exec failed.
-                    self.reexec(&binary, &origin)
-                } else {
-                    format!(
-                        "{} cannot take over from this ember (it does not read handover format {}, or does not answer); not exec'd: ember runs on",
-                        binary.display(),
-                        crate::supervisor::handover::FORMAT
-                    )
-                };
-                crate::log::error!("{origin}: reexec: {answer}");
-                let _ = reply.send(ember_ipc::Reply::error(
-                    ember_ipc::ErrorKind::Failed,
-                    answer,
-                ));
-            }
+            } => self.answered_reexec(binary, pid, answer, &origin, reply),
             // Asked before its probe was aborted (the service stopped starting since):
             // nothing waits for it, and nothing would kill it.
             Feed::RunCheck { name, done, .. } if done.is_closed() || !self.activating(&name) => {}

@@ -39,38 +39,28 @@ impl Runtime {
             ));
             return;
         }
-        if self.engine.shutting_down() {
+        // Two at once: only one binary can take PID 1's place, and the other client would
+        // be told that one took over that it did not ask for.
+        if let Some(asked) = &self.reexec_asked {
             let _ = reply.send(Reply::error(
                 ErrorKind::Busy,
-                "ember is shutting down; nothing to hand over",
-            ));
-            return;
-        }
-        // What a reload is still doing (a service stopping to go, or to restart on its
-        // new spec) is done by this binary, which knows the specs those run: the next
-        // reads only the configuration as it is now.
-        let reloading = self
-            .engine
-            .units()
-            .filter(|u| u.removing || u.pending_spec.is_some())
-            .count();
-        if reloading > 0 {
-            let _ = reply.send(Reply::error(
-                ErrorKind::Busy,
-                format!("a reload is still being applied ({reloading} services stopping to go or to restart); try again once they have"),
-            ));
-            return;
-        }
-        // The next binary reads the configuration again (as a reload does): one that
-        // `ember check` fails would leave it with nothing to run, or with services that
-        // cannot start, so it is refused now, as a reload is.
-        if let Err(failing) = crate::config::load(&self.config.path).checked() {
-            let _ = reply.send(Reply::error(
-                ErrorKind::InvalidConfig,
                 format!(
-                    "{} fails `ember check`; the next binary reads it again: not exec'd, ember runs on:\n{}",
-                    self.config.path.display(),
-                    failing.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n")
+                    "a reexec is already under way (asking {} whether it takes over); see `ember ctl status` once it is done, then ask again if need be",
+                    asked.display()
+                ),
+            ));
+            return;
+        }
+        if let Some((kind, why)) = self.reexec_refusal() {
+            let _ = reply.send(Reply::error(kind, why));
+            return;
+        }
+        if let Some(why) = not_a_program(&binary) {
+            let _ = reply.send(Reply::error(
+                ErrorKind::Failed,
+                format!(
+                    "--binary {}: {why}; give the new ember's binary. Not exec'd: ember runs on",
+                    binary.display()
                 ),
             ));
             return;
@@ -80,12 +70,9 @@ impl Runtime {
             "--handover-accepts".to_owned(),
             handover::FORMAT.to_string(),
         ];
-        let (done, accepted) = oneshot::channel();
-        match super::spawn::spawn_helper(&argv) {
-            Ok(pid) => {
-                self.children
-                    .insert(pid, ChildOwner::Check { of: None, done });
-            }
+        let (done, exited) = oneshot::channel();
+        let (pid, said) = match super::spawn::spawn_asking(&argv) {
+            Ok(asking) => asking,
             Err(e) => {
                 let _ = reply.send(Reply::error(
                     ErrorKind::Failed,
@@ -96,7 +83,10 @@ impl Runtime {
                 ));
                 return;
             }
-        }
+        };
+        self.children
+            .insert(pid, ChildOwner::Check { of: None, done });
+        self.reexec_asked = Some(binary.clone());
         crate::log::info!(
             "{origin}: reexec: asking {} whether it takes over",
             binary.display()
@@ -104,19 +94,106 @@ impl Runtime {
         let feed = self.feed_tx.clone();
         let origin = origin.to_owned();
         tokio::spawn(async move {
-            let accepted = matches!(
-                tokio::time::timeout(ASK_WITHIN, accepted).await,
-                Ok(Ok(true))
-            );
+            let answer = tokio::time::timeout(ASK_WITHIN, answer_of(said, exited))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(format!(
+                        "it did not answer within {}s",
+                        ASK_WITHIN.as_secs()
+                    ))
+                });
             let _ = feed
                 .send(Feed::Reexec {
                     binary,
-                    accepted,
+                    pid,
+                    answer,
                     origin,
                     reply,
                 })
                 .await;
         });
+    }
+
+    /// Why a reexec cannot be done now, if it cannot: asked when it is requested, and
+    /// again when the new binary has answered (a poweroff or a reload may have come
+    /// meanwhile: exec'd then, the next binary would not know of it).
+    fn reexec_refusal(&self) -> Option<(ErrorKind, String)> {
+        if self.engine.shutting_down() {
+            return Some((
+                ErrorKind::Busy,
+                "ember is shutting down; nothing to hand over, not exec'd".to_owned(),
+            ));
+        }
+        // What a reload is still doing (a service stopping to go, or to restart on its
+        // new spec) is done by this binary, which knows the specs those run: the next
+        // reads only the configuration as it is now.
+        let reloading = self
+            .engine
+            .units()
+            .filter(|u| u.removing || u.pending_spec.is_some())
+            .count();
+        if reloading > 0 {
+            return Some((
+                ErrorKind::Busy,
+                format!("a reload is still being applied ({reloading} services stopping to go or to restart); try again once they have"),
+            ));
+        }
+        // The next binary reads the configuration again (as a reload does): one that
+        // `ember check` fails would leave it with nothing to run, or with services that
+        // cannot start, so it is refused now, as a reload is.
+        if let Err(failing) = crate::config::load(&self.config.path).checked() {
+            return Some((
+                ErrorKind::InvalidConfig,
+                format!(
+                    "{} fails `ember check`; the next binary reads it again: not exec'd, ember runs on:\n{}",
+                    self.config.path.display(),
+                    failing.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n")
+                ),
+            ));
+        }
+        None
+    }
+
+    /// The answer of the binary asked by [`Runtime::ask_reexec`]: exec'd if it takes over
+    /// and nothing came meanwhile that forbids it; otherwise the client is told why.
+    pub(super) fn answered_reexec(
+        &mut self,
+        binary: PathBuf,
+        pid: super::Pid,
+        answer: Result<(), String>,
+        origin: &str,
+        reply: oneshot::Sender<Reply>,
+    ) {
+        self.reexec_asked = None;
+        // One that did not answer in time still runs: it goes. Not reaped yet, so the pid
+        // is still its own (and not a later check's: the one waiting on this check's exit
+        // is gone, which is why its sender is closed).
+        if matches!(self.children.get(&pid), Some(ChildOwner::Check { done, .. }) if done.is_closed())
+        {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let (kind, answer) = match answer {
+            Err(why) => (
+                ErrorKind::Failed,
+                format!(
+                    "{} cannot take over from this ember: {why}; not exec'd: ember runs on",
+                    binary.display()
+                ),
+            ),
+            Ok(()) => match self.reexec_refusal() {
+                Some((kind, why)) => (
+                    kind,
+                    format!("{why} (it came while {} was asked)", binary.display()),
+                ),
+                // Returns only when the exec failed.
+                None => (ErrorKind::Failed, self.reexec(&binary, origin)),
+            },
+        };
+        crate::log::error!("{origin}: reexec: {answer}");
+        let _ = reply.send(Reply::error(kind, answer));
     }
 
     /// Hands every service to `binary` and execs it. Returns only when that failed, with
@@ -258,7 +335,7 @@ impl Runtime {
             let name = self.shared_name(&name);
             let ring = self.services.entry(&name).log();
             for line in lines {
-                ring.push(&name, line.stream, line.line, line.time_usec);
+                ring.push_carried(&name, line);
             }
         }
         for (name, seq) in h.published {
@@ -336,6 +413,57 @@ impl Runtime {
             }
         }
     }
+}
+
+/// Why `path` cannot be run at all, in words (exec's EACCES says "permission denied" for a
+/// directory and for a file without x alike).
+fn not_a_program(path: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Some("no such file".to_owned())
+        }
+        Err(_) => return None, // exec says why
+    };
+    if meta.is_dir() {
+        Some("it is a directory".to_owned())
+    } else if !meta.is_file() {
+        Some("it is not a regular file".to_owned())
+    } else if meta.permissions().mode() & 0o111 == 0 {
+        Some("it is not executable (chmod +x it first)".to_owned())
+    } else {
+        None
+    }
+}
+
+/// What the binary asked says: yes only when it printed [`handover::accepting`] (and no
+/// more) and exited 0.
+async fn answer_of(
+    said: std::os::fd::OwnedFd,
+    exited: oneshot::Receiver<bool>,
+) -> Result<(), String> {
+    use tokio::io::AsyncReadExt;
+    let expected = handover::accepting(handover::FORMAT);
+    let mut words = Vec::new();
+    let pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(said)
+        .map_err(|e| format!("its answer cannot be read: {e}"))?;
+    // Bounded: what prints without end (`yes`) is cut off, and gets EPIPE.
+    let _ = pipe.take(256).read_to_end(&mut words).await;
+    let succeeded = exited.await.unwrap_or(false);
+    if !succeeded {
+        return Err(format!(
+            "asked whether it reads handover format {}, it failed (not ember, or an ember that reads another format)",
+            handover::FORMAT
+        ));
+    }
+    if words != expected.as_bytes() {
+        return Err(format!(
+            "asked whether it reads handover format {}, it exited 0 without saying so (is it ember?)",
+            handover::FORMAT
+        ));
+    }
+    Ok(())
 }
 
 /// After a failed exec: the fds kept for it are closed at exec again.

@@ -467,7 +467,10 @@ enum Kind {
 pub(super) fn unknown_service(name: &str) -> Reply {
     Reply::error(
         ErrorKind::UnknownService,
-        format!("no service named \"{name}\"; `ember ctl status` lists the services"),
+        format!(
+            "no service named \"{}\"; `ember ctl status` lists the services",
+            ember_ipc::text::shortened(name)
+        ),
     )
 }
 
