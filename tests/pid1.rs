@@ -994,3 +994,62 @@ fn stopped_shell_with(marker: &str) -> bool {
                     .is_some_and(|(_, rest)| rest.trim_start().starts_with('T'))
         })
 }
+
+/// A second client asking for another end (a reboot while the board powers off) was
+/// answered "ok" and the board powered off: whoever asked for the reboot waited for a board
+/// that never came back. It is refused now, and says what is under way; asking for the same
+/// end again is still fine (commands are idempotent).
+#[test]
+fn a_second_power_request_for_another_end_is_refused_and_says_which_is_under_way() {
+    if !can_unshare() {
+        return;
+    }
+    let mut ember = Ember::start(
+        "pid1-two-ends",
+        r#"[service.slow]
+command = ["/bin/sh", "-c", "trap 'until [ -e $DIR/go ]; do sleep 0.05; done; exit 0' TERM; sleep 7831021 & wait"]
+stop_timeout = "1h"
+"#,
+    );
+    ember.wait_state("slow", "active", None, LONG);
+    let first = ember.ctl(&["poweroff"]);
+    assert!(first.status.success(), "{first:?}");
+    ember.wait_state("slow", "deactivating", None, LONG);
+
+    let other = ember.ctl(&["reboot"]);
+    let said = String::from_utf8_lossy(&other.stderr);
+    assert!(
+        !other.status.success(),
+        "a reboot during a poweroff was accepted: {other:?}"
+    );
+    assert!(said.contains("power off"), "{said}");
+    let same = ember.ctl(&["poweroff"]);
+    assert!(same.status.success(), "{same:?}");
+    // `reboot` on the board: refused over the socket, it does not go on to signal PID 1
+    // (the signal was refused in turn, but the command said it had succeeded).
+    let inside = std::process::Command::new("nsenter")
+        .args(["-t", &ember.host_pid().to_string(), "-p", "-m", "--", EMBER])
+        .arg("reboot")
+        .arg("--socket")
+        .arg(&ember.socket)
+        .output()
+        .expect("run nsenter");
+    assert!(!inside.status.success(), "{inside:?}");
+    assert!(
+        String::from_utf8_lossy(&inside.stderr).contains("power off"),
+        "{inside:?}"
+    );
+
+    std::fs::write(ember.dir.path("go"), "").expect("write go");
+    assert_eq!(
+        ember.wait_namespace_end(LONG),
+        Some(SIGINT),
+        "log:\n{}",
+        ember.log()
+    );
+    let log = ember.log();
+    assert!(
+        log.contains("reboot: refused: ember is already stopping to power off"),
+        "{log}"
+    );
+}
