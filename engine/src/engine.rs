@@ -707,9 +707,24 @@ impl Engine {
             // A lingering service waits for every other to stop: look at it again.
             self.dirty.extend(self.lingering.iter().cloned());
         }
-        if let Some(unit) = self.units.get(name) {
-            self.dirty.extend(unit.spec.ordered_after().cloned());
+        // What it is ordered after, and past those that hold nothing any more what they
+        // are ordered after in turn: one of those may wait for it to stop first (see
+        // has_stopping_dependents), and nothing else would look at it again.
+        let mut todo: Vec<&String> = self
+            .units
+            .get(name)
+            .map(|u| u.spec.ordered_after().collect())
+            .unwrap_or_default();
+        let mut seen = BTreeSet::new();
+        while let Some(dep) = todo.pop() {
+            if !seen.insert(dep) {
+                continue;
+            }
+            if let Some(u) = self.units.get(dep).filter(|u| holds_nothing(u)) {
+                todo.extend(u.spec.ordered_after());
+            }
         }
+        self.dirty.extend(seen.into_iter().cloned());
         if let Some(dependents) = self.dependents.get(name) {
             self.dirty.extend(dependents.iter().cloned());
         }
@@ -1833,16 +1848,28 @@ impl Engine {
                 return true;
             }
         }
-        self.dependents.get(name).is_some_and(|deps| {
-            deps.iter()
-                .filter(|d| self.after_in_order(name, d))
-                .any(|d| {
-                    self.units.get(d).is_some_and(|u| {
-                        u.state == State::Deactivating
-                            || (u.is_running() && u.sub != Sub::AutoRestart && self.should_stop(d))
-                    })
-                })
-        })
+        // A dependent that ended on its own meanwhile holds nothing back, but what is
+        // ordered after it still needs what it needed (c requires b requires a, b died
+        // while c stops: a waits for c): look through it, as far as the chain goes.
+        let mut todo = vec![name];
+        let mut seen = BTreeSet::new();
+        while let Some(next) = todo.pop() {
+            let deps = self.dependents.get(next).into_iter().flatten();
+            for d in deps.filter(|d| self.after_in_order(next, d)) {
+                let Some(u) = self.units.get(d) else {
+                    continue;
+                };
+                if u.state == State::Deactivating
+                    || (u.is_running() && u.sub != Sub::AutoRestart && self.should_stop(d))
+                {
+                    return true;
+                }
+                if holds_nothing(u) && seen.insert(d.as_str()) {
+                    todo.push(d);
+                }
+            }
+        }
+        false
     }
 }
 
@@ -1850,6 +1877,11 @@ enum Blocker {
     None,
     Waiting,
     Blocked(String),
+}
+
+/// No process, none coming: ended, failed, or waiting out a restart delay.
+fn holds_nothing(unit: &Unit) -> bool {
+    !unit.is_running() || unit.sub == Sub::AutoRestart
 }
 
 fn removed_is_empty(actions: &[Action]) -> bool {
