@@ -1285,8 +1285,8 @@ impl World {
                 return true;
             }
         }
-        // Through a service ordered after it that holds nothing any more (ended on its
-        // own meanwhile): what is ordered after that one still needs it.
+        // At a shutdown, through a service ordered after it that holds nothing any more
+        // (ended on its own meanwhile): what is ordered after that one still needs it.
         let mut todo = vec![name.to_owned()];
         let mut seen = BTreeSet::new();
         while let Some(next) = todo.pop() {
@@ -1302,7 +1302,9 @@ impl World {
                 {
                     return true;
                 }
-                let ended = !e.is_running() || e.sub == Sub::AutoRestart;
+                // Only at a shutdown (see has_stopping_dependents).
+                let ended =
+                    self.engine.shutting_down() && (!e.is_running() || e.sub == Sub::AutoRestart);
                 if ended && seen.insert(e.spec.name.to_string()) {
                     todo.push(e.spec.name.to_string());
                 }
