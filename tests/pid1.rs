@@ -941,3 +941,115 @@ fn processes_entered_from_outside_get_sigterm_the_grace_and_then_sigkill() {
         "the graceful one ended by itself: {killed}"
     );
 }
+
+/// A service stopped (SIGSTOP: a debugger, a `kill -STOP`, a job-control shell) acts on
+/// its stop signal only once it runs again. The shutdown's last step sends SIGCONT after
+/// its SIGTERM; stopping a service did not, so its stop_timeout ran out whole and it was
+/// SIGKILLed, its clean exit (here the trap) never run.
+#[test]
+fn a_stopped_service_gets_its_stop_signal_acted_on_at_the_shutdown() {
+    if !can_unshare() {
+        return;
+    }
+    let mut ember = Ember::start(
+        "pid1-sigstopped",
+        r#"[service.frozen]
+command = ["/bin/sh", "-c", "trap 'echo clean >> $DIR/trapped; exit 0' TERM; touch $DIR/stopping; kill -STOP $$; exec sleep 7831011"]
+# Longer than the test waits: only acting on SIGTERM ends it in time.
+stop_timeout = "1h"
+"#,
+    );
+    ember.wait_state("frozen", "active", None, LONG);
+    assert!(
+        wait_for(LONG, || ember.dir.path("stopping").exists()
+            && stopped_shell_with(
+                &ember.dir.path("trapped").display().to_string()
+            )),
+        "the service never stopped itself"
+    );
+    ember.signal(Signal::SIGUSR2);
+    assert_eq!(
+        ember.wait_namespace_end(LONG),
+        Some(SIGINT),
+        "the stopped service was not continued; log:\n{}",
+        ember.log()
+    );
+    assert_eq!(lines(&ember.dir.path("trapped")), ["clean"]);
+}
+
+/// Whether a process whose command line holds `marker` is stopped (state T).
+fn stopped_shell_with(marker: &str) -> bool {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|entry| {
+            let pid = entry.file_name();
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.to_string_lossy()))
+                .unwrap_or_default();
+            String::from_utf8_lossy(&cmdline).contains(marker)
+                && stat
+                    .rsplit_once(')')
+                    .is_some_and(|(_, rest)| rest.trim_start().starts_with('T'))
+        })
+}
+
+/// A second client asking for another end (a reboot while the board powers off) was
+/// answered "ok" and the board powered off: whoever asked for the reboot waited for a board
+/// that never came back. It is refused now, and says what is under way; asking for the same
+/// end again is still fine (commands are idempotent).
+#[test]
+fn a_second_power_request_for_another_end_is_refused_and_says_which_is_under_way() {
+    if !can_unshare() {
+        return;
+    }
+    let mut ember = Ember::start(
+        "pid1-two-ends",
+        r#"[service.slow]
+command = ["/bin/sh", "-c", "trap 'until [ -e $DIR/go ]; do sleep 0.05; done; exit 0' TERM; sleep 7831021 & wait"]
+stop_timeout = "1h"
+"#,
+    );
+    ember.wait_state("slow", "active", None, LONG);
+    let first = ember.ctl(&["poweroff"]);
+    assert!(first.status.success(), "{first:?}");
+    ember.wait_state("slow", "deactivating", None, LONG);
+
+    let other = ember.ctl(&["reboot"]);
+    let said = String::from_utf8_lossy(&other.stderr);
+    assert!(
+        !other.status.success(),
+        "a reboot during a poweroff was accepted: {other:?}"
+    );
+    assert!(said.contains("power off"), "{said}");
+    let same = ember.ctl(&["poweroff"]);
+    assert!(same.status.success(), "{same:?}");
+    // `reboot` on the board: refused over the socket, it does not go on to signal PID 1
+    // (the signal was refused in turn, but the command said it had succeeded).
+    let inside = std::process::Command::new("nsenter")
+        .args(["-t", &ember.host_pid().to_string(), "-p", "-m", "--", EMBER])
+        .arg("reboot")
+        .arg("--socket")
+        .arg(&ember.socket)
+        .output()
+        .expect("run nsenter");
+    assert!(!inside.status.success(), "{inside:?}");
+    assert!(
+        String::from_utf8_lossy(&inside.stderr).contains("power off"),
+        "{inside:?}"
+    );
+
+    std::fs::write(ember.dir.path("go"), "").expect("write go");
+    assert_eq!(
+        ember.wait_namespace_end(LONG),
+        Some(SIGINT),
+        "log:\n{}",
+        ember.log()
+    );
+    let log = ember.log();
+    assert!(
+        log.contains("reboot: refused: ember is already stopping to power off"),
+        "{log}"
+    );
+}

@@ -527,7 +527,7 @@ impl Engine {
         let mut actions = Vec::new();
         self.reconcile(now, &mut actions);
         self.at_boot = false;
-        self.finish(&mut actions);
+        self.finish(now, &mut actions);
         actions
     }
 
@@ -536,11 +536,28 @@ impl Engine {
         let mut actions = Vec::new();
         self.apply(input, now, &mut actions);
         self.reconcile(now, &mut actions);
-        self.finish(&mut actions);
+        self.finish(now, &mut actions);
         actions
     }
 
-    fn finish(&mut self, actions: &mut Vec<Action>) {
+    fn finish(&mut self, now: Duration, actions: &mut Vec<Action>) {
+        // At a shutdown what the removed were ordered after may have been waiting, through
+        // them, for what is ordered after them (see has_stopping_dependents): gone, they
+        // hold nothing back, and it is looked at again. That can stop, and so remove, more.
+        loop {
+            let after = self.remove_stopped(actions);
+            if after.is_empty() || !self.shutting_down {
+                break;
+            }
+            self.look_again_below(after);
+            self.reconcile(now, actions);
+        }
+        self.finish_changes(actions);
+    }
+
+    /// Removes the services a reload removed that have stopped; returns what they were
+    /// ordered after.
+    fn remove_stopped(&mut self, actions: &mut Vec<Action>) -> Vec<String> {
         let removed: Vec<String> = if self.removing > 0 {
             self.units
                 .iter()
@@ -550,8 +567,10 @@ impl Engine {
         } else {
             Vec::new()
         };
+        let mut after = Vec::new();
         for name in removed {
             if let Some(unit) = self.units.remove(&name) {
+                after.extend(unit.spec.ordered_after().cloned());
                 self.tally.remove(unit.class);
                 if let Some(at) = unit.deadline {
                     self.timers.remove(&(at, name.clone()));
@@ -566,6 +585,10 @@ impl Engine {
         if !removed_is_empty(actions) {
             self.rebuild_dependents();
         }
+        after
+    }
+
+    fn finish_changes(&mut self, actions: &mut Vec<Action>) {
         for name in std::mem::take(&mut self.changed) {
             if let Some(unit) = self.units.get_mut(&name) {
                 let class = Class::of(unit);
@@ -708,7 +731,8 @@ impl Engine {
             self.dirty.extend(self.lingering.iter().cloned());
         }
         if let Some(unit) = self.units.get(name) {
-            self.dirty.extend(unit.spec.ordered_after().cloned());
+            let after = unit.spec.ordered_after().cloned().collect();
+            self.look_again_below(after);
         }
         if let Some(dependents) = self.dependents.get(name) {
             self.dirty.extend(dependents.iter().cloned());
@@ -731,6 +755,27 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// Marks `after` (what a service is, or was, ordered after) for the next pass, and at
+    /// a shutdown past those that hold nothing any more what they are ordered after in
+    /// turn: one of
+    /// them may wait for that service to stop first (has_stopping_dependents looks
+    /// through them too), and nothing else would look at it again.
+    fn look_again_below(&mut self, after: Vec<String>) {
+        let mut todo = after;
+        let mut seen = BTreeSet::new();
+        while let Some(dep) = todo.pop() {
+            if seen.contains(&dep) {
+                continue;
+            }
+            let through = self.shutting_down;
+            if let Some(u) = self.units.get(&dep).filter(|u| through && holds_nothing(u)) {
+                todo.extend(u.spec.ordered_after().cloned());
+            }
+            seen.insert(dep);
+        }
+        self.dirty.extend(seen);
     }
 
     fn set_state(&mut self, name: &str, state: State, sub: Sub, now: Duration) {
@@ -1157,8 +1202,9 @@ impl Engine {
         let Some(unit) = self.units.get_mut(name) else {
             return;
         };
-        self.dirty.extend(unit.spec.ordered_after().cloned());
+        let after = unit.spec.ordered_after().cloned().collect();
         unit.spec = std::sync::Arc::new(spec);
+        self.look_again_below(after);
         self.rebuild_dependents();
     }
 
@@ -1418,6 +1464,7 @@ impl Engine {
                 self.touch(name);
             }
         }
+        let mut look_again = Vec::new();
         for (name, spec) in specs {
             let mut revived = false;
             if let Some(unit) = self.units.get_mut(&name).filter(|u| u.removing) {
@@ -1470,7 +1517,7 @@ impl Engine {
                 // What the old spec was ordered after may be waiting for this one to
                 // stop first; with the new spec it may not be a neighbour any more, so
                 // touch() below would not look at it again.
-                self.dirty.extend(unit.spec.ordered_after().cloned());
+                look_again.extend(unit.spec.ordered_after().cloned());
                 if unit.spec.schedule != spec.schedule {
                     // Armed afresh by the next look at it, from the new schedule.
                     unit.schedule_on = false;
@@ -1500,6 +1547,7 @@ impl Engine {
             }
             self.touch(&name);
         }
+        self.look_again_below(look_again);
         self.rebuild_dependents();
         actions.push(Action::Reloaded(Box::new(report)));
     }
@@ -1833,16 +1881,32 @@ impl Engine {
                 return true;
             }
         }
-        self.dependents.get(name).is_some_and(|deps| {
-            deps.iter()
-                .filter(|d| self.after_in_order(name, d))
-                .any(|d| {
-                    self.units.get(d).is_some_and(|u| {
-                        u.state == State::Deactivating
-                            || (u.is_running() && u.sub != Sub::AutoRestart && self.should_stop(d))
-                    })
-                })
-        })
+        // At a shutdown, a dependent that ended on its own meanwhile holds nothing back,
+        // but what is ordered after it still needs what it needed (c requires b requires
+        // a, b died while c stops: a waits for c): look through it, as far as the chain
+        // goes. Only then: every service goes down, and none changes its spec or goes
+        // away under the walk; otherwise a service that does not run (one disabled) joins
+        // nothing, as a unit without a job in systemd.
+        let through = self.shutting_down;
+        let mut todo = vec![name];
+        let mut seen = BTreeSet::new();
+        while let Some(next) = todo.pop() {
+            let deps = self.dependents.get(next).into_iter().flatten();
+            for d in deps.filter(|d| self.after_in_order(next, d)) {
+                let Some(u) = self.units.get(d) else {
+                    continue;
+                };
+                if u.state == State::Deactivating
+                    || (u.is_running() && u.sub != Sub::AutoRestart && self.should_stop(d))
+                {
+                    return true;
+                }
+                if through && holds_nothing(u) && seen.insert(d.as_str()) {
+                    todo.push(d);
+                }
+            }
+        }
+        false
     }
 }
 
@@ -1850,6 +1914,11 @@ enum Blocker {
     None,
     Waiting,
     Blocked(String),
+}
+
+/// No process, none coming: ended, failed, or waiting out a restart delay.
+fn holds_nothing(unit: &Unit) -> bool {
+    !unit.is_running() || unit.sub == Sub::AutoRestart
 }
 
 fn removed_is_empty(actions: &[Action]) -> bool {

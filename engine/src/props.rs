@@ -1285,13 +1285,32 @@ impl World {
                 return true;
             }
         }
-        self.engine.units().any(|e| {
-            e.spec.ordered_after().any(|d| d == name)
-                && (e.state == State::Deactivating
+        // At a shutdown, through a service ordered after it that holds nothing any more
+        // (ended on its own meanwhile): what is ordered after that one still needs it.
+        let mut todo = vec![name.to_owned()];
+        let mut seen = BTreeSet::new();
+        while let Some(next) = todo.pop() {
+            for e in self
+                .engine
+                .units()
+                .filter(|e| e.spec.ordered_after().any(|d| *d == next))
+            {
+                if e.state == State::Deactivating
                     || (e.is_running()
                         && e.sub != Sub::AutoRestart
-                        && self.engine.going_down(&e.spec.name)))
-        })
+                        && self.engine.going_down(&e.spec.name))
+                {
+                    return true;
+                }
+                // Only at a shutdown (see has_stopping_dependents).
+                let ended =
+                    self.engine.shutting_down() && (!e.is_running() || e.sub == Sub::AutoRestart);
+                if ended && seen.insert(e.spec.name.to_string()) {
+                    todo.push(e.spec.name.to_string());
+                }
+            }
+        }
+        false
     }
 
     /// After every input the engine handles (`before`: the units before it).

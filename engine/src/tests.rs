@@ -2113,6 +2113,35 @@ fn shutdown_order_whatever_the_names() {
     assert_eq!(sim.spawn_log(), names(&["z", "m", "a"]));
 }
 
+/// Reverse order holds through a service that ended on its own during the shutdown: c
+/// requires b requires a; b dies while c takes its time to stop. a stopped at once (b, its
+/// only dependent, was no longer running), under c that still needed it through b.
+#[test]
+fn shutdown_order_holds_through_a_dependency_that_died_meanwhile() {
+    let mut sim = Sim::new(vec![
+        simple("a"),
+        simple("b").requires(&["a"]),
+        simple("c").requires(&["b"]),
+        simple("d").after(&["b"]).wants(&["b"]),
+    ]);
+    let actions = sim.shutdown();
+    let mut first: Vec<_> = kills(&actions).into_iter().map(|(n, _)| n).collect();
+    first.sort();
+    assert_eq!(first, names(&["c", "d"]));
+    let actions = sim.exit("b", Exit::Code(3));
+    assert!(
+        kills(&actions).is_empty(),
+        "a stopped under c and d: {actions:?}"
+    );
+    let actions = sim.exit("c", Exit::Signal(Signal::SIGTERM));
+    assert!(kills(&actions).is_empty(), "a stopped under d: {actions:?}");
+    // Nothing looks at a when d stops but d's own state: a must be looked at again.
+    let actions = sim.exit("d", Exit::Signal(Signal::SIGTERM));
+    assert_eq!(kills(&actions), vec![kill("a", Signal::SIGTERM)]);
+    let actions = sim.exit("a", Exit::Signal(Signal::SIGTERM));
+    assert_eq!(count(&actions, &Action::AllStopped), 1);
+}
+
 #[test]
 fn shutdown_with_nothing_running() {
     let mut sim = Sim::new(vec![simple("a").disabled()]);

@@ -1,8 +1,8 @@
 //! `ember poweroff|reboot|halt [-f]`, also reached as `poweroff`, `reboot`, `halt`
 //! through symlinks (multi-call), so a board needs no other package for them.
 //!
-//! Ask PID 1 over the control socket; when that fails, send it the signal (SIGUSR2,
-//! SIGTERM, SIGUSR1). `-f` skips the services and calls reboot(2) at once.
+//! Ask PID 1 over the control socket; when it does not answer, send it the signal
+//! (SIGUSR2, SIGTERM, SIGUSR1); a refusal is final. `-f` skips the services and calls reboot(2) at once.
 
 use super::{shutdown, Power};
 use ember_ipc::socket::Client;
@@ -52,7 +52,12 @@ pub fn run(power: Power, force: bool, socket: &Path) -> i32 {
             crate::cli::out::outln!("{verb}: ember is stopping every service");
             return 0;
         }
-        Ok(Reply::Error(e)) => eprintln!("{verb}: ember refused: {}", e.message),
+        // ember answered: its signal would be refused the same way (a reboot asked while
+        // the board powers off), only out of sight of whoever asked.
+        Ok(Reply::Error(e)) => {
+            eprintln!("{verb}: ember refused: {}", e.message);
+            return 1;
+        }
         Ok(_) => {}
         Err(e) => eprintln!("{verb}: {e}; signalling PID 1 instead"),
     }

@@ -109,6 +109,16 @@ pub enum Outcome {
     Power(Power),
 }
 
+impl Outcome {
+    /// What the shutdown ends in, as a log line or a reply says it.
+    fn word(self) -> &'static str {
+        match self {
+            Outcome::Exit(_) => "exit",
+            Outcome::Power(power) => power.word(),
+        }
+    }
+}
+
 enum ChildOwner {
     /// The name is the one its output pipes share (one copy per service).
     Service(Arc<str>),
@@ -650,7 +660,14 @@ impl Runtime {
                         FailureAction::Reboot => Some(Outcome::Power(Power::Reboot)),
                         FailureAction::Poweroff => Some(Outcome::Power(Power::Poweroff)),
                     };
-                    if let Some(outcome) = outcome {
+                    if self.engine.shutting_down() {
+                        // Two failed at once: the first one's end is the one under way.
+                        let under_way = self.outcome.map_or("stop", Outcome::word);
+                        crate::log::info!(
+                            "{name}: not acted on: ember is already stopping to {under_way}"
+                        );
+                        None
+                    } else if let Some(outcome) = outcome {
                         self.outcome = Some(outcome);
                         self.shutdown_started = Some(Instant::now());
                         crate::log::leave_journald();
@@ -691,7 +708,9 @@ impl Runtime {
         let name = signal.as_str();
         if !self.role.is_pid1() {
             match signal {
-                Signal::SIGTERM | Signal::SIGINT => self.begin_shutdown(name, Outcome::Exit(0)),
+                Signal::SIGTERM | Signal::SIGINT => {
+                    self.begin_shutdown(name, Outcome::Exit(0));
+                }
                 _ => crate::log::info!("{name}: ignored (ember is not PID 1)"),
             }
             return;
@@ -720,8 +739,25 @@ impl Runtime {
         } else {
             Outcome::Exit(0)
         };
-        self.begin_shutdown(&format!("{origin}: {}", power.word()), outcome);
-        Reply::ok()
+        match self.begin_shutdown(&format!("{origin}: {}", power.word()), outcome) {
+            // The same end again: nothing to change, as for any command asked twice.
+            // Not PID 1 every request ends in an exit, whatever its code.
+            Some(Outcome::Exit(_)) | None => Reply::ok(),
+            Some(under_way) if under_way != outcome => Reply::error(
+                ErrorKind::Busy,
+                format!(
+                    "ember is already stopping every service to {}; a {} cannot replace it (`ember {} -f` does it at once, without stopping the services)",
+                    under_way.word(),
+                    power.word(),
+                    match power {
+                        Power::Poweroff => "poweroff",
+                        Power::Reboot => "reboot",
+                        Power::Halt => "halt",
+                    }
+                ),
+            ),
+            _ => Reply::ok(),
+        }
     }
 
     /// New rules for the control socket: in force for the next request of every client,
@@ -742,10 +778,23 @@ impl Runtime {
         true
     }
 
-    fn begin_shutdown(&mut self, why: &str, outcome: Outcome) {
+    /// Begins the shutdown that ends in `outcome`. One already under way goes on as it
+    /// was asked first (a second client, a signal, a failing service's on_failure do not
+    /// turn a poweroff into a reboot halfway): its end is returned then.
+    fn begin_shutdown(&mut self, why: &str, outcome: Outcome) -> Option<Outcome> {
         if self.engine.shutting_down() {
-            crate::log::info!("{why}: already stopping");
-            return;
+            let under_way = self.outcome.unwrap_or(outcome);
+            if under_way == outcome
+                || matches!((under_way, outcome), (Outcome::Exit(_), Outcome::Exit(_)))
+            {
+                crate::log::info!("{why}: already stopping");
+            } else {
+                crate::log::warn!(
+                    "{why}: refused: ember is already stopping to {}",
+                    under_way.word()
+                );
+            }
+            return Some(under_way);
         }
         crate::log::info!("shutdown: stopping every service ({why})");
         // journald stops like any service: the shutdown steps must still be seen.
@@ -753,6 +802,7 @@ impl Runtime {
         self.shutdown_started = Some(Instant::now());
         self.outcome.get_or_insert(outcome);
         self.input(Input::Shutdown);
+        None
     }
 
     /// Re-reads the configuration. One that `ember check` fails (any problem but a

@@ -168,7 +168,24 @@ impl Runtime {
 
     /// Signals every process of the service: its cgroup's when it has one, else its
     /// process group's; and the main process once, wherever it is.
+    /// Sends a service its stop signal (every Kill the engine asks is a stop), then
+    /// SIGCONT, as systemd does: a stopped process (a debugger's, a `kill -STOP`) acts on
+    /// a signal only once it runs again, and without it the whole stop_timeout ran out
+    /// and it was SIGKILLed, its clean exit never run. Not after SIGKILL (it needs none)
+    /// nor after a stop_signal that stops it (SIGCONT would undo it).
     pub(super) fn kill(&mut self, name: &str, signal: Signal) {
+        self.send(name, signal);
+        use Signal::{SIGCONT, SIGKILL, SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU};
+        if !matches!(
+            signal,
+            SIGKILL | SIGCONT | SIGSTOP | SIGTSTP | SIGTTIN | SIGTTOU
+        ) {
+            self.send(name, SIGCONT);
+        }
+    }
+
+    /// `signal` to the service's cgroup, or its process group and main process.
+    fn send(&mut self, name: &str, signal: Signal) {
         let pid = self.engine.unit(name).and_then(|u| u.pid);
         let pgid = self.services.get(name).and_then(|k| k.proc.pgid);
         crate::log::debug!(
