@@ -204,15 +204,23 @@ fn timeline(invocation: &Invocation) -> Result<Timeline, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         // The reply as the socket sends it, or the timeline alone.
-        return match ember_ipc::json::from_slice::<Reply>(text.as_bytes()) {
-            Ok(Reply::Timeline(t)) => Ok(t),
+        let timeline = match ember_ipc::json::from_slice::<Reply>(text.as_bytes()) {
+            Ok(Reply::Timeline(t)) => t,
             _ => ember_ipc::json::from_slice::<Timeline>(text.as_bytes()).map_err(|e| {
                 format!(
                     "{} is not a timeline ({e}); save one with `ember analyze dump > FILE`",
                     path.display()
                 )
-            }),
+            })?,
         };
+        return names_ember_writes(&timeline)
+            .map(|()| timeline)
+            .map_err(|e| {
+                format!(
+                "{} is not a timeline ember wrote ({e}); save one with `ember analyze dump > FILE`",
+                path.display()
+            )
+            });
     }
     let socket = &invocation.socket;
     let mut client = Client::connect(socket)?;
@@ -225,6 +233,21 @@ fn timeline(invocation: &Invocation) -> Result<Timeline, String> {
         Reply::Error(e) => Err(e.message),
         _ => Err("ember answered the timeline request with something else".into()),
     }
+}
+
+/// Every name in a timeline from a file follows the rule ember's names follow. The file
+/// may come from anywhere (a board's dump mailed in): blame and critical-chain print its
+/// names as they are, where an escape sequence would reach the terminal and a newline
+/// would forge a row.
+fn names_ember_writes(timeline: &Timeline) -> Result<(), String> {
+    timeline
+        .services
+        .iter()
+        .flat_map(|s| {
+            let deps = s.requires.iter().chain(&s.wants).chain(&s.after);
+            std::iter::once(&s.name).chain(deps)
+        })
+        .try_for_each(|name| ember_ipc::names::check_service_name(name))
 }
 
 /// Prints `text` (see [`super::out`]).
