@@ -293,8 +293,10 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
         .rposition(|&b| b == b'\n')
         .map(|i| i + 1)
         .unwrap_or(0);
+    // A byte-order mark is no column: an editor does not show it.
     let col = String::from_utf8_lossy(&before[line_start..])
         .chars()
+        .filter(|&c| c != '\u{feff}')
         .count()
         + 1;
     (line, col)
@@ -446,8 +448,19 @@ fn read_open(file: std::fs::File) -> std::io::Result<String> {
             ),
         ));
     }
-    String::from_utf8(bytes)
-        .map_err(|_| Error::new(ErrorKind::InvalidData, "stream did not contain valid UTF-8"))
+    String::from_utf8(bytes).map_err(|e| Error::new(ErrorKind::InvalidData, not_utf8(&e)))
+}
+
+/// Where a file stops being UTF-8, as an editor would find it: a Latin-1 `é` or a binary
+/// file copied in by mistake, in a file of thousands of lines.
+fn not_utf8(e: &std::string::FromUtf8Error) -> String {
+    let bytes = e.as_bytes();
+    let at = e.utf8_error().valid_up_to();
+    // Up to `at` the text is valid, so the line and column count as for any other error.
+    let valid = std::str::from_utf8(&bytes[..at]).unwrap_or_default();
+    let (line, col) = line_col(valid, at);
+    let byte = bytes.get(at).copied().unwrap_or_default();
+    format!("it is not UTF-8 text: byte {byte:#04x} at line {line}, column {col}; save it as UTF-8")
 }
 
 fn read_source(path: &Path, at_boot: bool, problems: &mut Vec<Problem>) -> Option<Rc<Source>> {
