@@ -13,6 +13,7 @@ pub mod dbus;
 pub mod graph;
 pub mod limits;
 pub mod mqtt;
+mod position;
 pub mod service;
 #[cfg(test)]
 mod tests;
@@ -254,13 +255,15 @@ pub struct Source {
     /// Read by PID 1 at boot, before /dev is mounted ([`load_at_boot`]): devices are not
     /// looked at then. At a reload they are, as `ember check` does.
     pub at_boot: bool,
+    /// Its offsets as line:col, found as problems are reported.
+    pub positions: position::Positions,
 }
 
 impl Source {
     pub fn problem(&self, offset: Option<usize>, severity: Severity, message: String) -> Problem {
         Problem {
             file: self.path.clone(),
-            position: offset.map(|o| line_col(&self.text, o)),
+            position: offset.map(|o| self.positions.find(&self.text, o)),
             severity,
             message,
         }
@@ -283,23 +286,6 @@ impl Source {
                 .map(|i| self.problem(Some(i.offset), Severity::Error, i.message)),
         );
     }
-}
-
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text.as_bytes()[..offset.min(text.len())];
-    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-    let line_start = before
-        .iter()
-        .rposition(|&b| b == b'\n')
-        .map(|i| i + 1)
-        .unwrap_or(0);
-    // A byte-order mark is no column: an editor does not show it.
-    let col = String::from_utf8_lossy(&before[line_start..])
-        .chars()
-        .filter(|&c| c != '\u{feff}')
-        .count()
-        + 1;
-    (line, col)
 }
 
 /// What loading found: the configuration when it has no `Error`, and every problem.
@@ -374,6 +360,7 @@ pub fn check_text(path: &Path, text: &str) -> Loaded {
         text: text.to_owned(),
         offline: true,
         at_boot: false,
+        positions: Default::default(),
     });
     let mut problems = Vec::new();
     let config = load_source(&source, &mut problems);
@@ -458,7 +445,7 @@ fn not_utf8(e: &std::string::FromUtf8Error) -> String {
     let at = e.utf8_error().valid_up_to();
     // Up to `at` the text is valid, so the line and column count as for any other error.
     let valid = std::str::from_utf8(&bytes[..at]).unwrap_or_default();
-    let (line, col) = line_col(valid, at);
+    let (line, col) = position::line_col(valid, at);
     let byte = bytes.get(at).copied().unwrap_or_default();
     format!("it is not UTF-8 text: byte {byte:#04x} at line {line}, column {col}; save it as UTF-8")
 }
@@ -470,6 +457,7 @@ fn read_source(path: &Path, at_boot: bool, problems: &mut Vec<Problem>) -> Optio
             text,
             offline: false,
             at_boot,
+            positions: Default::default(),
         })),
         Err(e) => {
             problems.push(Problem {
@@ -1048,6 +1036,7 @@ fn read_services_dir(dir: &Path, found: &mut Found, problems: &mut Vec<Problem>)
                     offline: false,
                     // Only the main file has a [system] table.
                     at_boot: false,
+                    positions: Default::default(),
                 }),
         };
         let source = match source {

@@ -66,7 +66,7 @@ fn at(text: &str, needle: &str) -> String {
     let offset = text
         .find(needle)
         .unwrap_or_else(|| panic!("{needle:?} not in the text"));
-    let (line, col) = line_col(text, offset);
+    let (line, col) = super::position::line_col(text, offset);
     format!("{line}:{col}")
 }
 
