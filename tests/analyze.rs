@@ -487,6 +487,32 @@ fn a_saved_timeline_with_names_ember_never_writes_is_refused() {
     }
 }
 
+/// `--from /dev/zero` (or any endless file) was read without end, into memory.
+#[test]
+fn an_endless_saved_timeline_is_read_up_to_a_bound() {
+    let mut child = Command::new(EMBER)
+        .args(["analyze", "--from", "/dev/zero", "blame"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut status = None;
+    if !wait_for(scaled(LONG), || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    }) {
+        child.kill().unwrap();
+        child.wait().unwrap();
+        panic!("ember analyze --from /dev/zero did not finish");
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot read /dev/zero: larger than 64 MiB"),
+        "{err}"
+    );
+}
+
 #[test]
 fn without_ember_the_errors_say_what_to_do() {
     let dir = TempDir::new("analyze-none");
