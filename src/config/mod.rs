@@ -325,6 +325,28 @@ impl Loaded {
     }
 }
 
+/// The most problems PID 1 keeps for `ember ctl status` and quotes in a reload's refusal.
+/// A file may hold tens of thousands: all of them were megabytes in every status answer
+/// and in PID 1's memory, and the table came after thousands of lines.
+pub const PROBLEMS_SHOWN: usize = 50;
+
+/// `problems` as lines, the first [`PROBLEMS_SHOWN`] of them, then how many more there are.
+pub fn shown<'a>(problems: impl Iterator<Item = &'a Problem>) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut more = 0;
+    for problem in problems {
+        if lines.len() < PROBLEMS_SHOWN {
+            lines.push(problem.to_string());
+        } else {
+            more += 1;
+        }
+    }
+    if more > 0 {
+        lines.push(format!("... and {more} more; `ember check` lists them all"));
+    }
+    lines
+}
+
 /// By file, then line and column: the order `ember check` prints them in.
 pub fn sort_problems(problems: &mut [Problem]) {
     problems.sort_by(|a, b| (&a.file, a.position).cmp(&(&b.file, b.position)));
