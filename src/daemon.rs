@@ -108,7 +108,7 @@ pub fn run(config_path: &Path, handover: Option<std::os::fd::RawFd>) -> i32 {
                 config_path.display()
             );
             config_status.fallback = true;
-            config_status.problems = loaded.errors().map(|p| p.to_string()).collect();
+            config_status.problems = crate::config::shown(loaded.errors());
             with_rescue_shell(settings)
         }
         None => {

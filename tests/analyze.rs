@@ -445,6 +445,74 @@ restart = "always"
         .contains("service \"a\" requires \"b\", which is not defined"));
 }
 
+/// A timeline from elsewhere (`--from FILE`, a board's dump mailed in) may hold any name:
+/// one with an escape sequence went raw to the terminal in blame and critical-chain, one
+/// with a newline forged a row. Names ember writes follow the name rule; others are refused.
+#[test]
+fn a_saved_timeline_with_names_ember_never_writes_is_refused() {
+    let dir = TempDir::new("analyze-hostile");
+    let file = dir.path("boot.json");
+    for (name, after) in [
+        ("evil\u{1b}]0;owned\u{7}\u{1b}[2J", "db"),
+        ("web", "db\nforged 1.00s row"),
+    ] {
+        let timeline = serde_json::json!({
+            "device": "board", "role": "machine", "started_usec": 1, "now_usec": 2_000_000,
+            "services": [{
+                "name": name, "kind": "simple", "ready": "none", "enabled": true,
+                "after": [after], "first_spawn_usec": 1000, "first_active_usec": 2000,
+                "spawns": 1, "failures": 0, "dropped": 0, "transitions": [],
+            }],
+        });
+        std::fs::write(&file, timeline.to_string()).unwrap();
+        for command in ["blame", "critical-chain"] {
+            let out = Command::new(EMBER)
+                .args(["analyze", "--from"])
+                .arg(&file)
+                .arg(command)
+                .output()
+                .unwrap();
+            let (stdout, stderr) = (
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+            );
+            assert_eq!(out.status.code(), Some(1), "{command}: {stdout}{stderr}");
+            assert!(!stdout.contains('\u{1b}') && !stderr.contains('\u{1b}'));
+            assert!(
+                stderr.contains("is not a timeline ember wrote")
+                    && stderr.contains("invalid service name"),
+                "{stderr}"
+            );
+        }
+    }
+}
+
+/// `--from /dev/zero` (or any endless file) was read without end, into memory.
+#[test]
+fn an_endless_saved_timeline_is_read_up_to_a_bound() {
+    let mut child = Command::new(EMBER)
+        .args(["analyze", "--from", "/dev/zero", "blame"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut status = None;
+    if !wait_for(scaled(LONG), || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    }) {
+        child.kill().unwrap();
+        child.wait().unwrap();
+        panic!("ember analyze --from /dev/zero did not finish");
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot read /dev/zero: larger than 64 MiB"),
+        "{err}"
+    );
+}
+
 #[test]
 fn without_ember_the_errors_say_what_to_do() {
     let dir = TempDir::new("analyze-none");

@@ -212,3 +212,45 @@ fn dbus_reads_the_figures_when_asked_and_the_result_of_the_last_run() {
     assert_eq!(get("oneshot", "MemoryBytes").unwrap(), u64::MAX);
     assert_eq!(get("oneshot", "Result").unwrap(), "success");
 }
+
+/// A configuration of thousands of errors: PID 1 kept every one for `ember ctl status`
+/// (the table below thousands of lines, megabytes in each answer and in PID 1's memory),
+/// and a reload's refusal quoted them all. The first ones are shown, and how many more
+/// there are: `ember check` lists every one.
+#[test]
+fn thousands_of_configuration_errors_are_shown_in_part() {
+    if !can_unshare() {
+        return;
+    }
+    let bad: String = (0..3000)
+        .map(|i| format!("[service.s{i}]\nrestart = 1\n"))
+        .collect();
+    let ember = Ember::start("observe-many-errors", &bad);
+    let out = ember.ctl(&["status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let problems: Vec<&str> = text.lines().filter(|l| l.starts_with("  ")).collect();
+    assert_eq!(problems.len(), 51, "{}", &text[..text.len().min(3000)]);
+    assert_eq!(
+        problems[50],
+        "  ... and 2950 more; `ember check` lists them all"
+    );
+    // A reload of a file as bad is refused with as many.
+    std::fs::write(
+        &ember.config,
+        format!(
+            "[control]\nsocket = \"{}\"\n\n{bad}",
+            ember.socket.display()
+        ),
+    )
+    .unwrap();
+    let out = ember.ctl(&["reload"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 52, "{}", &err[..err.len().min(3000)]);
+    assert!(
+        err.ends_with("... and 2950 more; `ember check` lists them all\n"),
+        "{}",
+        &err[err.len().saturating_sub(300)..]
+    );
+}

@@ -170,8 +170,9 @@ pub fn escape(text: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&apos;"),
-            // Characters XML 1.0 cannot hold at all.
+            // Characters XML 1.0 cannot hold at all: a parser refuses the whole document.
             c if (c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r') => out.push('\u{fffd}'),
+            '\u{fffe}' | '\u{ffff}' => out.push('\u{fffd}'),
             c => out.push(c),
         }
     }
@@ -730,6 +731,16 @@ mod tests {
         // web waited for db.
         assert!(svg.contains("web waited for db (active @500ms)"));
         assert!(svg.contains("all settled @700ms"));
+    }
+
+    #[test]
+    fn text_xml_cannot_hold_is_replaced() {
+        // A timeline read with --from FILE comes from elsewhere: its device, names and
+        // reasons may hold anything, and one U+FFFE made the whole document unreadable.
+        assert_eq!(
+            escape("a\u{1b}b\u{fffe}c\u{ffff}d\u{9b}<"),
+            "a\u{fffd}b\u{fffd}c\u{fffd}d\u{9b}&lt;"
+        );
     }
 
     #[test]

@@ -150,6 +150,7 @@ impl Files {
             path,
             offline: false,
             at_boot: false,
+            positions: Default::default(),
         };
         let main = read(config.path.clone());
         let services_dir = config.system.services_dir.clone();

@@ -201,18 +201,25 @@ fn analysis(invocation: &Invocation) -> Result<i32, String> {
 /// The running ember's timeline, or the one saved in `--from FILE`.
 fn timeline(invocation: &Invocation) -> Result<Timeline, String> {
     if let Some(path) = &invocation.from {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let text = read_saved(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         // The reply as the socket sends it, or the timeline alone.
-        return match ember_ipc::json::from_slice::<Reply>(text.as_bytes()) {
-            Ok(Reply::Timeline(t)) => Ok(t),
+        let timeline = match ember_ipc::json::from_slice::<Reply>(text.as_bytes()) {
+            Ok(Reply::Timeline(t)) => t,
             _ => ember_ipc::json::from_slice::<Timeline>(text.as_bytes()).map_err(|e| {
                 format!(
                     "{} is not a timeline ({e}); save one with `ember analyze dump > FILE`",
                     path.display()
                 )
-            }),
+            })?,
         };
+        return names_ember_writes(&timeline)
+            .map(|()| timeline)
+            .map_err(|e| {
+                format!(
+                "{} is not a timeline ember wrote ({e}); save one with `ember analyze dump > FILE`",
+                path.display()
+            )
+            });
     }
     let socket = &invocation.socket;
     let mut client = Client::connect(socket)?;
@@ -225,6 +232,44 @@ fn timeline(invocation: &Invocation) -> Result<Timeline, String> {
         Reply::Error(e) => Err(e.message),
         _ => Err("ember answered the timeline request with something else".into()),
     }
+}
+
+/// The most read of a saved timeline: a dump of 1,000 services is about 2 MiB.
+const MAX_SAVED: u64 = 64 << 20;
+
+/// A saved timeline's text, up to [`MAX_SAVED`]: `--from /dev/zero` was read until the
+/// memory ran out and the kernel killed the tool.
+fn read_saved(path: &std::path::Path) -> std::io::Result<String> {
+    use std::io::{Error, ErrorKind, Read};
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_SAVED + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_SAVED {
+        return Err(Error::new(
+            ErrorKind::FileTooLarge,
+            format!(
+                "larger than {} MiB, the most ember reads of a timeline",
+                MAX_SAVED >> 20
+            ),
+        ));
+    }
+    String::from_utf8(bytes).map_err(|_| Error::new(ErrorKind::InvalidData, "it is not UTF-8 text"))
+}
+
+/// Every name in a timeline from a file follows the rule ember's names follow. The file
+/// may come from anywhere (a board's dump mailed in): blame and critical-chain print its
+/// names as they are, where an escape sequence would reach the terminal and a newline
+/// would forge a row.
+fn names_ember_writes(timeline: &Timeline) -> Result<(), String> {
+    timeline
+        .services
+        .iter()
+        .flat_map(|s| {
+            let deps = s.requires.iter().chain(&s.wants).chain(&s.after);
+            std::iter::once(&s.name).chain(deps)
+        })
+        .try_for_each(|name| ember_ipc::names::check_service_name(name))
 }
 
 /// Prints `text` (see [`super::out`]).

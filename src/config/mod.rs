@@ -13,6 +13,7 @@ pub mod dbus;
 pub mod graph;
 pub mod limits;
 pub mod mqtt;
+mod position;
 pub mod service;
 #[cfg(test)]
 mod tests;
@@ -254,13 +255,15 @@ pub struct Source {
     /// Read by PID 1 at boot, before /dev is mounted ([`load_at_boot`]): devices are not
     /// looked at then. At a reload they are, as `ember check` does.
     pub at_boot: bool,
+    /// Its offsets as line:col, found as problems are reported.
+    pub positions: position::Positions,
 }
 
 impl Source {
     pub fn problem(&self, offset: Option<usize>, severity: Severity, message: String) -> Problem {
         Problem {
             file: self.path.clone(),
-            position: offset.map(|o| line_col(&self.text, o)),
+            position: offset.map(|o| self.positions.find(&self.text, o)),
             severity,
             message,
         }
@@ -283,21 +286,6 @@ impl Source {
                 .map(|i| self.problem(Some(i.offset), Severity::Error, i.message)),
         );
     }
-}
-
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text.as_bytes()[..offset.min(text.len())];
-    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-    let line_start = before
-        .iter()
-        .rposition(|&b| b == b'\n')
-        .map(|i| i + 1)
-        .unwrap_or(0);
-    let col = String::from_utf8_lossy(&before[line_start..])
-        .chars()
-        .count()
-        + 1;
-    (line, col)
 }
 
 /// What loading found: the configuration when it has no `Error`, and every problem.
@@ -337,6 +325,28 @@ impl Loaded {
     }
 }
 
+/// The most problems PID 1 keeps for `ember ctl status` and quotes in a reload's refusal.
+/// A file may hold tens of thousands: all of them were megabytes in every status answer
+/// and in PID 1's memory, and the table came after thousands of lines.
+pub const PROBLEMS_SHOWN: usize = 50;
+
+/// `problems` as lines, the first [`PROBLEMS_SHOWN`] of them, then how many more there are.
+pub fn shown<'a>(problems: impl Iterator<Item = &'a Problem>) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut more = 0;
+    for problem in problems {
+        if lines.len() < PROBLEMS_SHOWN {
+            lines.push(problem.to_string());
+        } else {
+            more += 1;
+        }
+    }
+    if more > 0 {
+        lines.push(format!("... and {more} more; `ember check` lists them all"));
+    }
+    lines
+}
+
 /// By file, then line and column: the order `ember check` prints them in.
 pub fn sort_problems(problems: &mut [Problem]) {
     problems.sort_by(|a, b| (&a.file, a.position).cmp(&(&b.file, b.position)));
@@ -372,6 +382,7 @@ pub fn check_text(path: &Path, text: &str) -> Loaded {
         text: text.to_owned(),
         offline: true,
         at_boot: false,
+        positions: Default::default(),
     });
     let mut problems = Vec::new();
     let config = load_source(&source, &mut problems);
@@ -446,8 +457,19 @@ fn read_open(file: std::fs::File) -> std::io::Result<String> {
             ),
         ));
     }
-    String::from_utf8(bytes)
-        .map_err(|_| Error::new(ErrorKind::InvalidData, "stream did not contain valid UTF-8"))
+    String::from_utf8(bytes).map_err(|e| Error::new(ErrorKind::InvalidData, not_utf8(&e)))
+}
+
+/// Where a file stops being UTF-8, as an editor would find it: a Latin-1 `é` or a binary
+/// file copied in by mistake, in a file of thousands of lines.
+fn not_utf8(e: &std::string::FromUtf8Error) -> String {
+    let bytes = e.as_bytes();
+    let at = e.utf8_error().valid_up_to();
+    // Up to `at` the text is valid, so the line and column count as for any other error.
+    let valid = std::str::from_utf8(&bytes[..at]).unwrap_or_default();
+    let (line, col) = position::line_col(valid, at);
+    let byte = bytes.get(at).copied().unwrap_or_default();
+    format!("it is not UTF-8 text: byte {byte:#04x} at line {line}, column {col}; save it as UTF-8")
 }
 
 fn read_source(path: &Path, at_boot: bool, problems: &mut Vec<Problem>) -> Option<Rc<Source>> {
@@ -457,6 +479,7 @@ fn read_source(path: &Path, at_boot: bool, problems: &mut Vec<Problem>) -> Optio
             text,
             offline: false,
             at_boot,
+            positions: Default::default(),
         })),
         Err(e) => {
             problems.push(Problem {
@@ -1035,6 +1058,7 @@ fn read_services_dir(dir: &Path, found: &mut Found, problems: &mut Vec<Problem>)
                     offline: false,
                     // Only the main file has a [system] table.
                     at_boot: false,
+                    positions: Default::default(),
                 }),
         };
         let source = match source {

@@ -66,7 +66,7 @@ fn at(text: &str, needle: &str) -> String {
     let offset = text
         .find(needle)
         .unwrap_or_else(|| panic!("{needle:?} not in the text"));
-    let (line, col) = line_col(text, offset);
+    let (line, col) = super::position::line_col(text, offset);
     format!("{line}:{col}")
 }
 
@@ -949,7 +949,7 @@ fn services_d_loads_regular_files_with_valid_names_and_survives_the_rest() {
     let as_root = nix::unistd::geteuid().is_root();
     let mut expected = vec![
         "services.d/adir.toml: service adir not loaded: it is not a regular file",
-        "services.d/binary.toml: service binary not loaded: cannot read it: stream did not contain valid UTF-8",
+        "services.d/binary.toml: service binary not loaded: cannot read it: it is not UTF-8 text: byte 0xff at line 1, column 13; save it as UTF-8",
         "services.d/dangling.toml: service dangling not loaded: it is a symlink to nothing (a dangling link)",
         "services.d/fifo.toml: service fifo not loaded: it is not a regular file",
     ];
@@ -2920,4 +2920,28 @@ fn log_dir_and_the_watchdog_device_hold_no_nul() {
         ]
     );
     assert!(loaded.config.is_none());
+}
+
+/// Columns are counted as an editor shows them: a byte-order mark (which some Windows
+/// editors write first) is not one, nor is CRLF's CR before the end of a line.
+#[test]
+fn a_bom_and_crlf_do_not_move_the_columns() {
+    let tree = Tree::new();
+    tree.write(
+        "ember.toml",
+        "\u{feff}[servic]\r\nx = 1\r\n[service.a]\r\ncommand = [\"/bin/true\"]\r\nrestart = \"no\"\r\n",
+    );
+    let problems = tree.problems();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("ember.toml:1:2: unknown section \"servic\"")),
+        "{problems:#?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("ember.toml:5:11: unknown variant `no`")),
+        "{problems:#?}"
+    );
 }

@@ -832,7 +832,7 @@ impl Runtime {
         let new = match loaded.checked() {
             Ok(new) => new,
             Err(failing) => {
-                let errors: Vec<String> = failing.iter().map(|p| p.to_string()).collect();
+                let errors = config::shown(failing.iter());
                 for e in &errors {
                     crate::log::error!("{e}");
                 }
