@@ -713,11 +713,7 @@ fn ready_kind(raw: RawReady) -> Result<Readiness, String> {
         None => {}
     }
     if let Some(addr) = raw.tcp {
-        if addr.parse::<std::net::SocketAddr>().is_err() {
-            return Err(format!(
-                "ready tcp \"{addr}\" is not an address such as \"127.0.0.1:1883\""
-            ));
-        }
+        check_tcp_address(&addr)?;
         kinds.push(Readiness::Tcp(addr));
     }
     // Their values are checked by check_ready_exec_and_file.
@@ -732,6 +728,29 @@ fn ready_kind(raw: RawReady) -> Result<Readiness, String> {
         0 => Err("ready needs one of log, delay, notify, tcp, file, exec".into()),
         _ => Err("ready takes exactly one of log, delay, notify, tcp, file, exec".into()),
     }
+}
+
+/// `ready = { tcp }` is an IP address and a port (no host name: PID 1 resolves nothing)
+/// that a connection can be made to. Port 0, a multicast or a broadcast address parse,
+/// but no connect to them ever succeeds: the service would wait out its ready_timeout,
+/// or for ever.
+fn check_tcp_address(addr: &str) -> Result<(), String> {
+    let Ok(parsed) = addr.parse::<std::net::SocketAddr>() else {
+        return Err(format!(
+            "ready tcp \"{addr}\" is not an address such as \"127.0.0.1:1883\""
+        ));
+    };
+    if parsed.port() == 0 {
+        return Err(format!("ready tcp \"{addr}\" names port 0, on which nothing can be connected to; give the port the service listens on"));
+    }
+    let unreachable = match parsed.ip() {
+        std::net::IpAddr::V4(ip) => ip.is_multicast() || ip.is_broadcast(),
+        std::net::IpAddr::V6(ip) => ip.is_multicast(),
+    };
+    if unreachable {
+        return Err(format!("ready tcp \"{addr}\" is a multicast or broadcast address, to which no TCP connection can be made; give the address the service listens on, such as \"127.0.0.1:{}\"", parsed.port()));
+    }
+    Ok(())
 }
 
 /// `ready = { exec }` is checked as `command` is: not empty, no NUL, and its program

@@ -2921,3 +2921,47 @@ fn log_dir_and_the_watchdog_device_hold_no_nul() {
     );
     assert!(loaded.config.is_none());
 }
+
+#[test]
+fn a_ready_tcp_address_that_nothing_can_accept_on_is_refused() {
+    // Each was taken, and the service then waited its whole ready_timeout (or for ever,
+    // with "0") for a connection that can never be made.
+    let tree = Tree::new();
+    tree.write(
+        "ember.toml",
+        r#"[service.a]
+command = ["/bin/sh"]
+ready = { tcp = "127.0.0.1:0" }
+[service.b]
+command = ["/bin/sh"]
+ready = { tcp = "[::1]:0" }
+[service.c]
+command = ["/bin/sh"]
+ready = { tcp = "224.0.0.1:80" }
+[service.d]
+command = ["/bin/sh"]
+ready = { tcp = "255.255.255.255:80" }
+[service.e]
+command = ["/bin/sh"]
+ready = { tcp = "[ff02::1]:80" }
+[service.f]
+command = ["/bin/sh"]
+ready = { tcp = "[::1]:8080" }
+[service.g]
+command = ["/bin/sh"]
+ready = { tcp = "0.0.0.0:8080" }
+"#,
+    );
+    let problems = tree.problems();
+    assert_eq!(
+        problems,
+        [
+            "ember.toml:3:9: service \"a\": ready tcp \"127.0.0.1:0\" names port 0, on which nothing can be connected to; give the port the service listens on",
+            "ember.toml:6:9: service \"b\": ready tcp \"[::1]:0\" names port 0, on which nothing can be connected to; give the port the service listens on",
+            "ember.toml:9:9: service \"c\": ready tcp \"224.0.0.1:80\" is a multicast or broadcast address, to which no TCP connection can be made; give the address the service listens on, such as \"127.0.0.1:80\"",
+            "ember.toml:12:9: service \"d\": ready tcp \"255.255.255.255:80\" is a multicast or broadcast address, to which no TCP connection can be made; give the address the service listens on, such as \"127.0.0.1:80\"",
+            "ember.toml:15:9: service \"e\": ready tcp \"[ff02::1]:80\" is a multicast or broadcast address, to which no TCP connection can be made; give the address the service listens on, such as \"127.0.0.1:80\"",
+        ],
+        "{problems:#?}"
+    );
+}
