@@ -514,11 +514,17 @@ pub fn build(
         }
     }
     if let Readiness::Log(pattern) = &spec.ready {
-        if let Err(e) = regex_lite::Regex::new(pattern) {
-            error!(
-                ready_offset,
-                format!("service \"{name}\": ready log pattern {pattern:?} is not a valid regex ({e}); escape the characters meant literally, e.g. '\\(' or \"\\\\(\" for (")
-            );
+        if ready_log_regex(pattern).is_err() {
+            match regex_lite::Regex::new(pattern) {
+                Ok(_) => error!(
+                    ready_offset,
+                    format!("service \"{name}\": ready log pattern {pattern:?} is too costly to match against every line: it compiles to more than {} KiB; shorten it (large counted repetitions such as {{100}}, and \\w or \\d, which stand for every Unicode letter or digit, cost most)", READY_LOG_SIZE >> 10)
+                ),
+                Err(e) => error!(
+                    ready_offset,
+                    format!("service \"{name}\": ready log pattern {pattern:?} is not a valid regex ({e}); escape the characters meant literally, e.g. '\\(' or \"\\\\(\" for (")
+                ),
+            }
         }
     }
     spec.ready_timeout = match raw.ready_timeout {
@@ -697,6 +703,19 @@ pub fn build(
         .filter(|p| p.severity == Severity::Error)
         .count();
     (errors_after == errors_before).then_some((spec, deps))
+}
+
+/// How large a `ready = { log }` pattern may compile to. Matching a line costs about
+/// this times the line's length, in PID 1's loop (which bounds the time too): 32 KiB is
+/// ten times what a sentence with a few classes and a port number takes.
+const READY_LOG_SIZE: usize = 32 << 10;
+
+/// A `ready = { log }` pattern compiled as ember matches it: at check, at reload and at
+/// each start, one rule.
+pub fn ready_log_regex(pattern: &str) -> Result<regex_lite::Regex, regex_lite::Error> {
+    regex_lite::RegexBuilder::new(pattern)
+        .size_limit(READY_LOG_SIZE)
+        .build()
 }
 
 fn ready_kind(raw: RawReady) -> Result<Readiness, String> {

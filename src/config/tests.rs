@@ -2965,3 +2965,29 @@ ready = { tcp = "0.0.0.0:8080" }
         "{problems:#?}"
     );
 }
+
+#[test]
+fn a_ready_log_pattern_too_costly_to_match_is_refused() {
+    // Each line a starting service writes is matched in PID 1's loop, at a cost of about
+    // the compiled pattern's size times the line's: this one took seconds a line.
+    let tree = Tree::new();
+    tree.write(
+        "ember.toml",
+        r#"[service.a]
+command = ["/bin/sh"]
+ready = { log = "(?:.*a){1000}z" }
+[service.b]
+command = ["/bin/sh"]
+ready = { log = "^\\[\\d{4}-\\d\\d-\\d\\d [0-9:.]+\\] (INFO|WARN) server (started|ready) on port \\d{2,5}$" }
+[service.c]
+command = ["/bin/sh"]
+ready = { log = "database system is ready to accept connections" }
+"#,
+    );
+    let problems = tree.problems();
+    assert_eq!(
+        problems,
+        ["ember.toml:3:9: service \"a\": ready log pattern \"(?:.*a){1000}z\" is too costly to match against every line: it compiles to more than 32 KiB; shorten it (large counted repetitions such as {100}, and \\w or \\d, which stand for every Unicode letter or digit, cost most)"],
+        "{problems:#?}"
+    );
+}
