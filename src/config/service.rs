@@ -410,6 +410,21 @@ pub fn build(
     }
     spec.user = raw.user.map(Spanned::into_inner);
     spec.group = raw.group.map(Spanned::into_inner);
+    // Absolute, as pid_file is: a relative one was looked for from where `ember check`
+    // ran, and taken at run time from ember's own working directory (/ at boot).
+    let mut workdir_ok = workdir_ok;
+    if let Some(dir) = raw.workdir.as_ref().filter(|_| workdir_ok) {
+        if !dir.get_ref().is_absolute() {
+            error!(
+                dir.span().start,
+                format!(
+                    "service \"{name}\": workdir \"{}\" must be an absolute path such as \"/var/lib/{name}\"",
+                    dir.get_ref().display()
+                )
+            );
+            workdir_ok = false;
+        }
+    }
     let names_instance = |dir: &PathBuf| dir.to_string_lossy().contains(INSTANCE);
     if let Some(dir) = raw
         .workdir

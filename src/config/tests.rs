@@ -2991,3 +2991,32 @@ ready = { log = "database system is ready to accept connections" }
         "{problems:#?}"
     );
 }
+
+#[test]
+fn a_relative_workdir_is_refused() {
+    // It was looked for from where `ember check` ran, and taken at run time from ember's
+    // own working directory (/ at boot): two answers, neither what the file says.
+    let tree = Tree::new();
+    tree.write(
+        "ember.toml",
+        r#"[service.a]
+command = ["/bin/sh"]
+workdir = "tmp"
+[service."w@"]
+command = ["/bin/sh"]
+workdir = "{instance}/data"
+[service.c]
+command = ["/bin/sh"]
+workdir = "/tmp"
+"#,
+    );
+    let problems = tree.problems();
+    assert_eq!(
+        problems,
+        [
+            "ember.toml:3:11: service \"a\": workdir \"tmp\" must be an absolute path such as \"/var/lib/a\"",
+            "ember.toml:6:11: service \"w@\": workdir \"{instance}/data\" must be an absolute path such as \"/var/lib/w@\"",
+        ],
+        "{problems:#?}"
+    );
+}
