@@ -981,3 +981,37 @@ command = ["/bin/sh", "-c", "ln -s /dev/zero $DIR/zero.pid; touch $DIR/made-zero
     assert_ne!(ember.status("daemon")["state"], "active");
     assert_ne!(ember.status("zero")["state"], "active");
 }
+
+#[test]
+fn a_costly_ready_log_pattern_does_not_stop_ember_answering() {
+    if !can_unshare() {
+        return;
+    }
+    // Matching this against a 4 KiB line takes tens of milliseconds, more in a debug
+    // build: PID 1 matched every line of a chatty service in its one loop, and took
+    // minutes to answer a status, reap or restart anything else.
+    let ember = Ember::start(
+        "costlylog",
+        r#"
+[service.chatty]
+command = ["/bin/sh", "-c", "l=$(printf 'ab%.0s' $(seq 2048)); while :; do echo $l; done"]
+ready = { log = "(?:.*a){150}z" }
+ready_timeout = "0"
+
+[service.steady]
+command = ["/bin/sleep", "1000"]
+"#,
+    );
+    ember.wait_state("steady", "active", Some("running"), LONG);
+    let out = ember.ctl_within(&["restart", "steady", "--wait"], LONG);
+    assert!(
+        out.as_ref().is_some_and(|o| o.status.success()),
+        "ember did not answer a restart while matching: {out:?}"
+    );
+    assert!(
+        wait_for(LONG, || ember.log().contains("lines were not matched")),
+        "no note of the lines left unmatched; log:\n{}",
+        ember.log()
+    );
+    assert_eq!(ember.status("chatty")["state"], "activating");
+}

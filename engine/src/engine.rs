@@ -1752,7 +1752,7 @@ impl Engine {
             match self.units.get(dep) {
                 // Active, and not about to go down (which would take this one down again).
                 Some(d) if d.state == State::Active && !self.should_stop(dep) => {}
-                _ => match self.why_down(dep, self.units.len()) {
+                _ => match self.why_down(dep) {
                     Some(why) => return Blocker::Blocked(format!("requires {why}")),
                     None => waiting = true,
                 },
@@ -1769,8 +1769,7 @@ impl Engine {
                     // may not have led to one yet (this one may be looked at first).
                     State::Inactive => {
                         // Between a scheduled oneshot's runs it is not coming.
-                        (d.spec.schedule.is_none() || d.due)
-                            && self.why_down(dep, self.units.len()).is_none()
+                        (d.spec.schedule.is_none() || d.due) && self.why_down(dep).is_none()
                     }
                     State::Activating | State::Deactivating => true,
                     State::Active => d.restart_pending,
@@ -1790,7 +1789,14 @@ impl Engine {
     /// Why a required service cannot come up without another command, following the
     /// chain to the service that blocks: "db, which requires disk, which is failed (exited
     /// with code 1)". None: it is on its way up.
-    fn why_down(&self, name: &str, depth: usize) -> Option<String> {
+    fn why_down(&self, name: &str) -> Option<String> {
+        self.why_down_from(name, &mut BTreeSet::new())
+    }
+
+    /// [`Self::why_down`], each service looked at once: one found on its way up is so
+    /// whichever path leads to it again. Walked down every path instead, a graph of
+    /// diamonds (each of a layer requiring each of the layer below) cost 2^layers.
+    fn why_down_from<'a>(&'a self, name: &'a str, seen: &mut BTreeSet<&'a str>) -> Option<String> {
         let Some(d) = self.units.get(name) else {
             return Some(format!("{name}, which is not defined"));
         };
@@ -1803,23 +1809,15 @@ impl Engine {
             State::Inactive if d.want == Want::Down => Some(format!("{name}, which is stopped")),
             // Wanted, but maybe held by what it requires: decided afresh down the chain
             // rather than from its sub-state, which a reload may have made out of date.
-            State::Inactive => {
-                let deeper = d
-                    .spec
-                    .requires
-                    .iter()
-                    .filter(|_| depth > 0)
-                    .find_map(|dd| self.why_down(dd, depth - 1));
-                match deeper {
-                    Some(why) => Some(format!("{name}, which requires {why}")),
-                    // Past the depth (only a cycle, which the config check rejects, gets
-                    // there): as before, trust the sub-state.
-                    None if depth == 0 && d.sub == Sub::Dependency => {
-                        Some(format!("{name}, which cannot start"))
-                    }
-                    None => None,
-                }
-            }
+            // Seen already: found on its way up, or (only in a cycle, which the config
+            // check rejects) being looked at further up.
+            State::Inactive if !seen.insert(name) => None,
+            State::Inactive => d
+                .spec
+                .requires
+                .iter()
+                .find_map(|dd| self.why_down_from(dd, seen))
+                .map(|why| format!("{name}, which requires {why}")),
             _ => None,
         }
     }
@@ -1833,16 +1831,21 @@ impl Engine {
     /// something it requires is going down, directly or through its own requirements (so
     /// that the far end of a `requires` chain stops first).
     fn should_stop(&self, name: &str) -> bool {
-        // The depth bound only guards against a cycle, which the config check rejects.
-        self.should_stop_within(name, self.units.len())
+        self.should_stop_from(name, &mut BTreeSet::new())
     }
 
-    fn should_stop_within(&self, name: &str, depth: usize) -> bool {
+    /// [`Self::should_stop`], each service looked at once: one seen already was found to
+    /// stay (or, only in a cycle, which the config check rejects, is being looked at).
+    /// Walked down every path instead, running diamonds cost 2^layers at every event.
+    fn should_stop_from<'a>(&'a self, name: &'a str, seen: &mut BTreeSet<&'a str>) -> bool {
         let Some(unit) = self.units.get(name) else {
             return false;
         };
         if unit.want == Want::Down || unit.restart_pending || unit.removing || self.shutting_down {
             return true;
+        }
+        if !seen.insert(name) {
+            return false;
         }
         unit.spec
             .requires
@@ -1854,7 +1857,7 @@ impl Engine {
                         || d.want == Want::Down
                         || d.restart_pending
                         || d.removing
-                        || (depth > 0 && self.should_stop_within(dep, depth - 1))
+                        || self.should_stop_from(dep, seen)
                 }
             })
     }

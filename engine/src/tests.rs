@@ -3874,3 +3874,40 @@ fn a_schedule_given_by_a_reload_to_a_oneshot_that_ran_runs_it() {
     assert_eq!(spawns(&actions), ["job"], "{actions:?}");
     sim.assert_state("job", State::Activating, Sub::Start);
 }
+
+#[test]
+fn a_boot_of_layered_diamonds_is_not_exponential() {
+    // Each service requires both of the layer below. Why one waits was asked down every
+    // path of the graph, 2^layers of them: PID 1 never finished its boot.
+    let layers = 40;
+    let mut specs = vec![simple("l0a"), simple("l0b")];
+    for layer in 1..layers {
+        let below = [format!("l{}a", layer - 1), format!("l{}b", layer - 1)];
+        let below: Vec<&str> = below.iter().map(String::as_str).collect();
+        specs.push(simple(&format!("l{layer}a")).requires(&below));
+        specs.push(simple(&format!("l{layer}b")).requires(&below));
+    }
+    let mut engine = Engine::new(spec_map(specs), Duration::ZERO);
+    let actions = engine.boot(Duration::ZERO);
+    let spawned: Vec<_> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Spawn { name, .. } => Some(name.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(spawned, ["l0a", "l0b"]);
+    let top = format!("l{}a", layers - 1);
+    assert_eq!(engine.unit(&top).unwrap().state, State::Inactive);
+    // Up layer by layer: whether each running one below stays up is asked at every step,
+    // down every path as well.
+    let mut pending = actions;
+    let mut pid = 100;
+    while let Some(action) = pending.pop() {
+        if let Action::Spawn { name, run, .. } = action {
+            pid += 1;
+            pending.extend(engine.handle(Input::Spawned { name, run, pid }, Duration::ZERO));
+        }
+    }
+    assert_eq!(engine.unit(&top).unwrap().state, State::Active);
+}

@@ -41,7 +41,7 @@ pub fn warnings(config: &Config) -> Vec<Problem> {
                     None,
                     None,
                     format!(
-                        "service \"{name}\" is required by {who} but has no readiness check, so {who} {verb} as soon as {name} is spawned, maybe before {name} can serve {them}; give {name} a ready = {{ tcp = \"host:port\" }} (or log, file, exec, notify)"
+                        "service \"{name}\" is required by {who} but has no readiness check, so {who} {verb} as soon as {name} is spawned, maybe before {name} can serve {them}; give {name} a ready = {{ tcp = \"ip:port\" }} (or log, file, exec, notify)"
                     ),
                 ));
             }

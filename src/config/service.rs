@@ -410,6 +410,21 @@ pub fn build(
     }
     spec.user = raw.user.map(Spanned::into_inner);
     spec.group = raw.group.map(Spanned::into_inner);
+    // Absolute, as pid_file is: a relative one was looked for from where `ember check`
+    // ran, and taken at run time from ember's own working directory (/ at boot).
+    let mut workdir_ok = workdir_ok;
+    if let Some(dir) = raw.workdir.as_ref().filter(|_| workdir_ok) {
+        if !dir.get_ref().is_absolute() {
+            error!(
+                dir.span().start,
+                format!(
+                    "service \"{name}\": workdir \"{}\" must be an absolute path such as \"/var/lib/{name}\"",
+                    dir.get_ref().display()
+                )
+            );
+            workdir_ok = false;
+        }
+    }
     let names_instance = |dir: &PathBuf| dir.to_string_lossy().contains(INSTANCE);
     if let Some(dir) = raw
         .workdir
@@ -514,11 +529,17 @@ pub fn build(
         }
     }
     if let Readiness::Log(pattern) = &spec.ready {
-        if let Err(e) = regex_lite::Regex::new(pattern) {
-            error!(
-                ready_offset,
-                format!("service \"{name}\": ready log pattern {pattern:?} is not a valid regex ({e}); escape the characters meant literally, e.g. '\\(' or \"\\\\(\" for (")
-            );
+        if ready_log_regex(pattern).is_err() {
+            match regex_lite::Regex::new(pattern) {
+                Ok(_) => error!(
+                    ready_offset,
+                    format!("service \"{name}\": ready log pattern {pattern:?} is too costly to match against every line: it compiles to more than {} KiB; shorten it (large counted repetitions such as {{100}}, and \\w or \\d, which stand for every Unicode letter or digit, cost most)", READY_LOG_SIZE >> 10)
+                ),
+                Err(e) => error!(
+                    ready_offset,
+                    format!("service \"{name}\": ready log pattern {pattern:?} is not a valid regex ({e}); escape the characters meant literally, e.g. '\\(' or \"\\\\(\" for (")
+                ),
+            }
         }
     }
     spec.ready_timeout = match raw.ready_timeout {
@@ -699,6 +720,19 @@ pub fn build(
     (errors_after == errors_before).then_some((spec, deps))
 }
 
+/// How large a `ready = { log }` pattern may compile to. Matching a line costs about
+/// this times the line's length, in PID 1's loop (which bounds the time too): 32 KiB is
+/// ten times what a sentence with a few classes and a port number takes.
+const READY_LOG_SIZE: usize = 32 << 10;
+
+/// A `ready = { log }` pattern compiled as ember matches it: at check, at reload and at
+/// each start, one rule.
+pub fn ready_log_regex(pattern: &str) -> Result<regex_lite::Regex, regex_lite::Error> {
+    regex_lite::RegexBuilder::new(pattern)
+        .size_limit(READY_LOG_SIZE)
+        .build()
+}
+
 fn ready_kind(raw: RawReady) -> Result<Readiness, String> {
     let mut kinds = Vec::new();
     if let Some(pattern) = raw.log {
@@ -713,11 +747,7 @@ fn ready_kind(raw: RawReady) -> Result<Readiness, String> {
         None => {}
     }
     if let Some(addr) = raw.tcp {
-        if addr.parse::<std::net::SocketAddr>().is_err() {
-            return Err(format!(
-                "ready tcp \"{addr}\" is not an address such as \"127.0.0.1:1883\""
-            ));
-        }
+        check_tcp_address(&addr)?;
         kinds.push(Readiness::Tcp(addr));
     }
     // Their values are checked by check_ready_exec_and_file.
@@ -732,6 +762,29 @@ fn ready_kind(raw: RawReady) -> Result<Readiness, String> {
         0 => Err("ready needs one of log, delay, notify, tcp, file, exec".into()),
         _ => Err("ready takes exactly one of log, delay, notify, tcp, file, exec".into()),
     }
+}
+
+/// `ready = { tcp }` is an IP address and a port (no host name: PID 1 resolves nothing)
+/// that a connection can be made to. Port 0, a multicast or a broadcast address parse,
+/// but no connect to them ever succeeds: the service would wait out its ready_timeout,
+/// or for ever.
+fn check_tcp_address(addr: &str) -> Result<(), String> {
+    let Ok(parsed) = addr.parse::<std::net::SocketAddr>() else {
+        return Err(format!(
+            "ready tcp \"{addr}\" is not an address such as \"127.0.0.1:1883\""
+        ));
+    };
+    if parsed.port() == 0 {
+        return Err(format!("ready tcp \"{addr}\" names port 0, on which nothing can be connected to; give the port the service listens on"));
+    }
+    let unreachable = match parsed.ip() {
+        std::net::IpAddr::V4(ip) => ip.is_multicast() || ip.is_broadcast(),
+        std::net::IpAddr::V6(ip) => ip.is_multicast(),
+    };
+    if unreachable {
+        return Err(format!("ready tcp \"{addr}\" is a multicast or broadcast address, to which no TCP connection can be made; give the address the service listens on, such as \"127.0.0.1:{}\"", parsed.port()));
+    }
+    Ok(())
 }
 
 /// `ready = { exec }` is checked as `command` is: not empty, no NUL, and its program

@@ -2945,3 +2945,102 @@ fn a_bom_and_crlf_do_not_move_the_columns() {
         "{problems:#?}"
     );
 }
+
+#[test]
+fn a_ready_tcp_address_that_nothing_can_accept_on_is_refused() {
+    // Each was taken, and the service then waited its whole ready_timeout (or for ever,
+    // with "0") for a connection that can never be made.
+    let tree = Tree::new();
+    tree.write(
+        "ember.toml",
+        r#"[service.a]
+command = ["/bin/sh"]
+ready = { tcp = "127.0.0.1:0" }
+[service.b]
+command = ["/bin/sh"]
+ready = { tcp = "[::1]:0" }
+[service.c]
+command = ["/bin/sh"]
+ready = { tcp = "224.0.0.1:80" }
+[service.d]
+command = ["/bin/sh"]
+ready = { tcp = "255.255.255.255:80" }
+[service.e]
+command = ["/bin/sh"]
+ready = { tcp = "[ff02::1]:80" }
+[service.f]
+command = ["/bin/sh"]
+ready = { tcp = "[::1]:8080" }
+[service.g]
+command = ["/bin/sh"]
+ready = { tcp = "0.0.0.0:8080" }
+"#,
+    );
+    let problems = tree.problems();
+    assert_eq!(
+        problems,
+        [
+            "ember.toml:3:9: service \"a\": ready tcp \"127.0.0.1:0\" names port 0, on which nothing can be connected to; give the port the service listens on",
+            "ember.toml:6:9: service \"b\": ready tcp \"[::1]:0\" names port 0, on which nothing can be connected to; give the port the service listens on",
+            "ember.toml:9:9: service \"c\": ready tcp \"224.0.0.1:80\" is a multicast or broadcast address, to which no TCP connection can be made; give the address the service listens on, such as \"127.0.0.1:80\"",
+            "ember.toml:12:9: service \"d\": ready tcp \"255.255.255.255:80\" is a multicast or broadcast address, to which no TCP connection can be made; give the address the service listens on, such as \"127.0.0.1:80\"",
+            "ember.toml:15:9: service \"e\": ready tcp \"[ff02::1]:80\" is a multicast or broadcast address, to which no TCP connection can be made; give the address the service listens on, such as \"127.0.0.1:80\"",
+        ],
+        "{problems:#?}"
+    );
+}
+
+#[test]
+fn a_ready_log_pattern_too_costly_to_match_is_refused() {
+    // Each line a starting service writes is matched in PID 1's loop, at a cost of about
+    // the compiled pattern's size times the line's: this one took seconds a line.
+    let tree = Tree::new();
+    tree.write(
+        "ember.toml",
+        r#"[service.a]
+command = ["/bin/sh"]
+ready = { log = "(?:.*a){1000}z" }
+[service.b]
+command = ["/bin/sh"]
+ready = { log = "^\\[\\d{4}-\\d\\d-\\d\\d [0-9:.]+\\] (INFO|WARN) server (started|ready) on port \\d{2,5}$" }
+[service.c]
+command = ["/bin/sh"]
+ready = { log = "database system is ready to accept connections" }
+"#,
+    );
+    let problems = tree.problems();
+    assert_eq!(
+        problems,
+        ["ember.toml:3:9: service \"a\": ready log pattern \"(?:.*a){1000}z\" is too costly to match against every line: it compiles to more than 32 KiB; shorten it (large counted repetitions such as {100}, and \\w or \\d, which stand for every Unicode letter or digit, cost most)"],
+        "{problems:#?}"
+    );
+}
+
+#[test]
+fn a_relative_workdir_is_refused() {
+    // It was looked for from where `ember check` ran, and taken at run time from ember's
+    // own working directory (/ at boot): two answers, neither what the file says.
+    let tree = Tree::new();
+    tree.write(
+        "ember.toml",
+        r#"[service.a]
+command = ["/bin/sh"]
+workdir = "tmp"
+[service."w@"]
+command = ["/bin/sh"]
+workdir = "{instance}/data"
+[service.c]
+command = ["/bin/sh"]
+workdir = "/tmp"
+"#,
+    );
+    let problems = tree.problems();
+    assert_eq!(
+        problems,
+        [
+            "ember.toml:3:11: service \"a\": workdir \"tmp\" must be an absolute path such as \"/var/lib/a\"",
+            "ember.toml:6:11: service \"w@\": workdir \"{instance}/data\" must be an absolute path such as \"/var/lib/w@\"",
+        ],
+        "{problems:#?}"
+    );
+}

@@ -34,6 +34,7 @@ use tokio::sync::{mpsc, oneshot};
 mod effects;
 mod feed;
 mod kept;
+mod log_ready;
 mod publish;
 mod reexec;
 mod requests;

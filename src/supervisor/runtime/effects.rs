@@ -2,6 +2,7 @@
 //! it, probing its readiness, reaping every child and telling the engine of each exit.
 
 use super::kept::Kept;
+use super::log_ready::LogReady;
 use super::{ChildOwner, Runtime, SPAWN_SLICE, UNCLAIMED_KEPT};
 use crate::config::{self, Readiness};
 use crate::supervisor::cgroup;
@@ -231,8 +232,8 @@ impl Runtime {
         let key = self.shared_name(name);
         let proc = &mut self.services.entry(&key).proc;
         match readiness {
-            Readiness::Log(pattern) => match regex_lite::Regex::new(pattern) {
-                Ok(re) => proc.log_ready = Some(Box::new((run, re))),
+            Readiness::Log(pattern) => match config::service::ready_log_regex(pattern) {
+                Ok(re) => proc.log_ready = Some(Box::new(LogReady::new(run, re))),
                 Err(e) => crate::log::error!("{name}: ready log pattern is invalid: {e}"),
             },
             other => {

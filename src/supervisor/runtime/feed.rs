@@ -61,9 +61,9 @@ impl Runtime {
                 }
                 let ready = self
                     .services
-                    .get(&name)
-                    .and_then(|k| k.proc.log_ready.as_deref())
-                    .is_some_and(|(r, re)| *r == run && re.is_match(&line));
+                    .get_mut(&name)
+                    .and_then(|k| k.proc.log_ready.as_deref_mut())
+                    .is_some_and(|l| l.matches(&name, run, &line));
                 let time = status::usec(std::time::SystemTime::now());
                 let entry = self
                     .services

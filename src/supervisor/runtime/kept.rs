@@ -72,7 +72,7 @@ pub(super) struct Proc {
     pub(super) notify: Option<AbortHandle>,
     /// `ready = { log = ... }`: the run it applies to and the compiled pattern (boxed: few
     /// services have one, and a regex is large).
-    pub(super) log_ready: Option<Box<(u64, regex_lite::Regex)>>,
+    pub(super) log_ready: Option<Box<super::log_ready::LogReady>>,
     /// Whether its last spawn went into its cgroup (`Cgroups::path`; not kept here: a
     /// path per service is 100 bytes of every service).
     pub(super) in_cgroup: bool,
