@@ -165,6 +165,14 @@ pub struct Engine {
     /// How many services are on their way up or down, and how many are failed: the
     /// system's state without a scan (see [`Engine::tally`]).
     tally: Tally,
+    /// [`Engine::why_down`]'s answers since the last change (forgotten by `touch` and at
+    /// each reconcile): every service waiting at a pass asked it of each link below it,
+    /// so a `requires` chain of N cost N^2 at every pass, N^3 for its boot (a chain of
+    /// 3,000 was not up after minutes, and PID 1 did not answer meanwhile).
+    why_down_known: std::cell::RefCell<BTreeMap<String, Option<String>>>,
+    /// How many times `why_down` looked at a service (tests read it).
+    #[cfg(test)]
+    pub(crate) why_down_looks: std::cell::Cell<u64>,
 }
 
 /// Every unit, by name. Looking one up is cheap; going through all of them is what makes
@@ -724,6 +732,7 @@ impl Engine {
 
     /// Marks a service and its neighbours for the next reconcile pass.
     fn touch(&mut self, name: &str) {
+        self.forget_why_down();
         self.changed.insert(name.to_owned());
         self.dirty.insert(name.to_owned());
         if self.shutting_down {
@@ -1554,6 +1563,8 @@ impl Engine {
 
     /// Moves every dirty service toward its want until nothing more changes.
     fn reconcile(&mut self, now: Duration, actions: &mut Vec<Action>) {
+        // What changed before (an input, a reload) may not have been through `touch`.
+        self.forget_why_down();
         let mut budget = 64 * (self.units.len() + 1) * 4;
         while let Some(name) = self.dirty.pop_first() {
             budget = budget.saturating_sub(1);
@@ -1786,6 +1797,14 @@ impl Engine {
         }
     }
 
+    /// Forgets what `why_down` found: something it reads may have changed.
+    fn forget_why_down(&mut self) {
+        let known = self.why_down_known.get_mut();
+        if !known.is_empty() {
+            known.clear();
+        }
+    }
+
     /// Why a required service cannot come up without another command, following the
     /// chain to the service that blocks: "db, which requires disk, which is failed (exited
     /// with code 1)". None: it is on its way up.
@@ -1797,6 +1816,11 @@ impl Engine {
     /// whichever path leads to it again. Walked down every path instead, a graph of
     /// diamonds (each of a layer requiring each of the layer below) cost 2^layers.
     fn why_down_from<'a>(&'a self, name: &'a str, seen: &mut BTreeSet<&'a str>) -> Option<String> {
+        #[cfg(test)]
+        self.why_down_looks.set(self.why_down_looks.get() + 1);
+        if let Some(known) = self.why_down_known.borrow().get(name) {
+            return known.clone();
+        }
         let Some(d) = self.units.get(name) else {
             return Some(format!("{name}, which is not defined"));
         };
@@ -1812,12 +1836,20 @@ impl Engine {
             // Seen already: found on its way up, or (only in a cycle, which the config
             // check rejects) being looked at further up.
             State::Inactive if !seen.insert(name) => None,
-            State::Inactive => d
-                .spec
-                .requires
-                .iter()
-                .find_map(|dd| self.why_down_from(dd, seen))
-                .map(|why| format!("{name}, which requires {why}")),
+            State::Inactive => {
+                let why = d
+                    .spec
+                    .requires
+                    .iter()
+                    .find_map(|dd| self.why_down_from(dd, seen))
+                    .map(|why| format!("{name}, which requires {why}"));
+                // Whole (only a cycle, which the config check rejects, could leave part
+                // of one unlooked at), so the same for whoever asks until a change.
+                self.why_down_known
+                    .borrow_mut()
+                    .insert(name.to_owned(), why.clone());
+                why
+            }
             _ => None,
         }
     }
