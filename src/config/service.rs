@@ -889,8 +889,17 @@ fn check_executable(path: &Path) -> Result<(), String> {
 }
 
 fn check_account(name: &str, user: bool) -> Result<(), String> {
-    if name.parse::<u32>().is_ok() {
-        return Ok(());
+    match name.parse::<u32>() {
+        // (uid_t)-1 is no id: to setuid/setgid it means "leave it as it is", which the
+        // kernel refuses (EINVAL), so the service could never start.
+        Ok(u32::MAX) => {
+            return Err(format!(
+                "{} id {name} is (uid_t)-1, which no account has (to the kernel it means \"unchanged\"); give a real id, below {name}",
+                if user { "user" } else { "group" }
+            ))
+        }
+        Ok(_) => return Ok(()),
+        Err(_) => {}
     }
     let found = if user {
         nix::unistd::User::from_name(name).map(|u| u.is_some())

@@ -3044,3 +3044,34 @@ workdir = "/tmp"
         "{problems:#?}"
     );
 }
+
+#[test]
+fn an_id_of_minus_one_is_refused() {
+    // (uid_t)-1 passed the check, and every start then failed in setuid with EINVAL.
+    let tree = Tree::new();
+    tree.write(
+        "ember.toml",
+        r#"[service.a]
+command = ["/bin/sh"]
+user = "4294967295"
+[service.b]
+command = ["/bin/sh"]
+group = "4294967295"
+[service.c]
+command = ["/bin/sh"]
+user = "4294967294"
+group = "0"
+"#,
+    );
+    let problems = tree.problems();
+    assert_eq!(problems.len(), 2, "{problems:#?}");
+    assert!(
+        problems[0].starts_with("ember.toml:3:8: ")
+            && problems[0].contains("user id 4294967295 is (uid_t)-1"),
+        "{problems:#?}"
+    );
+    assert!(
+        problems[1].starts_with("ember.toml:6:9: ") && problems[1].contains("group id 4294967295"),
+        "{problems:#?}"
+    );
+}
