@@ -96,6 +96,45 @@ pub fn open_without_waiting(
     Ok(file)
 }
 
+/// Opens `path` without waiting (see [`open_without_waiting`]), if it is a file that
+/// `refused` does not refuse: looked at before it is opened (opening a device does what
+/// that device does when opened: a watchdog is armed) and again once open (it may have
+/// been swapped in between). A path with nothing there is opened as `options` say (made,
+/// or not found). `Ok(Err(why))`: a file `refused` says why not of; with `O_NOFOLLOW` in
+/// `flags`, a symbolic link is looked at as itself.
+pub fn open_checked(
+    path: &Path,
+    options: &mut OpenOptions,
+    flags: nix::libc::c_int,
+    refused: impl Fn(&std::fs::Metadata) -> Option<String>,
+) -> std::io::Result<Result<File, String>> {
+    let before = if flags & nix::libc::O_NOFOLLOW != 0 {
+        std::fs::symlink_metadata(path)
+    } else {
+        std::fs::metadata(path)
+    };
+    match before {
+        Ok(meta) => {
+            if let Some(why) = refused(&meta) {
+                return Ok(Err(why));
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let file = open_without_waiting(options, flags, path)?;
+    Ok(match refused(&file.metadata()?) {
+        Some(why) => Err(why),
+        None => Ok(file),
+    })
+}
+
+/// Why a file is not a regular file ("it is a FIFO, not a regular file"), for
+/// [`open_checked`].
+pub fn not_regular(meta: &std::fs::Metadata) -> Option<String> {
+    (!meta.is_file()).then(|| format!("it is {}, not a regular file", kind(meta.file_type())))
+}
+
 /// The most a small file of the configuration (a password, a certificate or a CA bundle,
 /// whose largest common one is about 220 KB) may hold.
 pub const SMALL_FILE_MOST: u64 = 1 << 20;
@@ -106,17 +145,8 @@ pub const SMALL_FILE_MOST: u64 = 1 << 20;
 /// says why, as what follows the path in a message ("it is a FIFO, not a regular file").
 pub fn read_small_file(path: &Path) -> std::io::Result<String> {
     use std::io::{Error, Read};
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
-        .open(path)?;
-    let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Err(Error::other(format!(
-            "it is {}, not a regular file",
-            kind(meta.file_type())
-        )));
-    }
+    let file =
+        open_checked(path, OpenOptions::new().read(true), 0, not_regular)?.map_err(Error::other)?;
     let mut bytes = Vec::new();
     file.take(SMALL_FILE_MOST + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > SMALL_FILE_MOST {

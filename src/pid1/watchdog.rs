@@ -61,11 +61,11 @@ impl Watchdog {
     /// Opens the device (which arms it), sets its timeout and pets it once. On an error
     /// nothing is left open, and nothing was written to a device that is not a watchdog.
     pub fn open(config: &WatchdogConfig) -> Result<Watchdog, String> {
-        // Looked at before it is opened, and again once open (it may have been replaced
-        // in between): opening a FIFO nothing reads waited for a reader, PID 1 with it,
-        // and opening some other device could do anything that device does when opened.
+        // Only a character device, looked at before it is opened and again once open
+        // (filekind::open_checked): opening a FIFO nothing reads waited for a reader, PID
+        // 1 with it, and opening some other device does what that device does when opened.
         let device = config.device.display();
-        let not_a_device = |meta: std::fs::Metadata| {
+        let not_a_device = |meta: &std::fs::Metadata| {
             use std::os::unix::fs::FileTypeExt;
             let file_type = meta.file_type();
             (!file_type.is_char_device()).then(|| {
@@ -75,23 +75,13 @@ impl Watchdog {
                 )
             })
         };
-        let meta =
-            std::fs::metadata(&config.device).map_err(|e| format!("cannot open {device}: {e}"))?;
-        if let Some(why) = not_a_device(meta) {
-            return Err(why);
-        }
-        let file = crate::filekind::open_without_waiting(
+        let file = crate::filekind::open_checked(
+            &config.device,
             std::fs::OpenOptions::new().write(true),
             0,
-            &config.device,
+            not_a_device,
         )
-        .map_err(|e| format!("cannot open {device}: {e}"))?;
-        let meta = file
-            .metadata()
-            .map_err(|e| format!("cannot open {device}: {e}"))?;
-        if let Some(why) = not_a_device(meta) {
-            return Err(why);
-        }
+        .map_err(|e| format!("cannot open {device}: {e}"))??;
         Watchdog::set_up(file, config)
     }
 

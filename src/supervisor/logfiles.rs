@@ -289,29 +289,21 @@ fn open_file(path: &Path) -> std::io::Result<File> {
             )));
         }
     }
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) => refuse(path, &meta)?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    let file = crate::filekind::open_without_waiting(
+    let refused = |meta: &std::fs::Metadata| {
+        crate::filekind::not_a_file_of_its_own(meta).map(|why| {
+            format!(
+                "it {why}: ember writes only files it can rotate (for a device or a FIFO, write stdout = \"{}\", which the service writes itself)",
+                path.display()
+            )
+        })
+    };
+    crate::filekind::open_checked(
+        path,
         OpenOptions::new().create(true).append(true).mode(0o640),
         nix::libc::O_NOFOLLOW,
-        path,
-    )?;
-    refuse(path, &file.metadata()?)?;
-    Ok(file)
-}
-
-/// An error when `meta` is not a file of ember's own to write at `path`.
-fn refuse(path: &Path, meta: &std::fs::Metadata) -> std::io::Result<()> {
-    let Some(why) = crate::filekind::not_a_file_of_its_own(meta) else {
-        return Ok(());
-    };
-    Err(std::io::Error::other(format!(
-        "it {why}: ember writes only files it can rotate (for a device or a FIFO, write stdout = \"{}\", which the service writes itself)",
-        path.display()
-    )))
+        refused,
+    )?
+    .map_err(std::io::Error::other)
 }
 
 /// `path.<keep-2>` → `path.<keep-1>` ... `path` → `path.1` (keep ≥ 2).

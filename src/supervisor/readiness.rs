@@ -114,15 +114,11 @@ pub fn watch_pid_file(
 /// device does what that device does when opened (a watchdog is armed).
 fn read_pid_file(path: &std::path::Path) -> Option<i32> {
     use std::io::Read;
-    if !std::fs::metadata(path).ok()?.is_file() {
-        return None;
-    }
+    let mut options = std::fs::OpenOptions::new();
     let file =
-        crate::filekind::open_without_waiting(std::fs::OpenOptions::new().read(true), 0, path)
+        crate::filekind::open_checked(path, options.read(true), 0, crate::filekind::not_regular)
+            .ok()?
             .ok()?;
-    if !file.metadata().ok()?.is_file() {
-        return None;
-    }
     let mut text = String::new();
     file.take(64).read_to_string(&mut text).ok()?;
     text.trim().parse().ok().filter(|p| *p > 1)
