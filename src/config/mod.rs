@@ -668,18 +668,13 @@ fn load_source(source: &Rc<Source>, problems: &mut Vec<Problem>) -> Config {
         specs.insert(name, spec);
     }
     let services = specs;
-    if let Some(dir) = system
-        .log_dir
-        .take_if(|d| d.get_ref().as_os_str().as_encoded_bytes().contains(&0))
-    {
-        problems.push(source.problem(
-            Some(dir.span().start),
-            Severity::Error,
-            format!(
-                "log_dir \"{}\" contains a NUL byte, which no path can hold",
-                dir.get_ref().to_string_lossy().escape_debug()
-            ),
-        ));
+    let nul = system.log_dir.as_ref().and_then(|dir| {
+        values::nul_in("log_dir", dir.get_ref().as_os_str(), "path")
+            .map(|why| (dir.span().start, why))
+    });
+    if let Some((offset, why)) = nul {
+        problems.push(source.problem(Some(offset), Severity::Error, why));
+        system.log_dir = None;
     }
     if let Some(dir) = &system.log_dir {
         if dir.get_ref().is_relative() {

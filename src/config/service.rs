@@ -308,17 +308,13 @@ pub fn build(
     // What the OS is given as a C string cannot hold a NUL: said here, at the value, not
     // found when the service can never start. (A command's and env's are said by theirs.)
     let mut nul_free = |what: &str, offset: usize, text: &std::ffi::OsStr| {
-        let has_nul = text.as_encoded_bytes().contains(&0);
-        if has_nul {
-            error!(
-                offset,
-                format!(
-                    "service \"{name}\": {what} \"{}\" contains a NUL byte, which no path or name can hold",
-                    text.to_string_lossy().escape_debug()
-                )
-            );
+        let nul =
+            super::values::nul_in(&format!("service \"{name}\": {what}"), text, "path or name");
+        let free = nul.is_none();
+        if let Some(why) = nul {
+            error!(offset, why);
         }
-        !has_nul
+        free
     };
     let pid_file_ok = raw
         .pid_file
@@ -826,8 +822,12 @@ fn check_ready_exec_and_file(
         let path = file.get_ref();
         if !path.is_absolute() {
             problem(offset, Severity::Error, format!("service \"{name}\": ready file must be an absolute path such as \"/run/{name}.ready\""));
-        } else if path.as_os_str().as_encoded_bytes().contains(&0) {
-            problem(offset, Severity::Error, format!("service \"{name}\": ready file \"{}\" contains a NUL byte, which no path can hold", path.to_string_lossy().escape_debug()));
+        } else if let Some(why) = super::values::nul_in(
+            &format!("service \"{name}\": ready file"),
+            path.as_os_str(),
+            "path",
+        ) {
+            problem(offset, Severity::Error, why);
         }
     }
 }

@@ -143,6 +143,18 @@ impl FromToml for Signal {
     }
 }
 
+/// What the OS is given as a C string (a path, a name) cannot hold a NUL: the problem
+/// with `text` when it has one, said as `{what} "..." contains a NUL byte, which no
+/// {holds} can hold`.
+pub fn nul_in(what: &str, text: &std::ffi::OsStr, holds: &str) -> Option<String> {
+    text.as_encoded_bytes().contains(&0).then(|| {
+        format!(
+            "{what} \"{}\" contains a NUL byte, which no {holds} can hold",
+            text.to_string_lossy().escape_debug()
+        )
+    })
+}
+
 pub fn parse_signal(text: &str) -> Result<Signal, String> {
     let upper = text.trim().to_ascii_uppercase();
     let parsed = if let Ok(n) = upper.parse::<i32>() {

@@ -92,33 +92,26 @@ impl RawWatchdog {
         // opening the device at start says loudly enough when it is not there.
         let look = !source.offline && !source.at_boot;
         let device = match self.device {
-            Some(d) if d.get_ref().as_os_str().as_encoded_bytes().contains(&0) => {
-                problem(
-                    d.span().start,
-                    Severity::Error,
-                    format!(
-                        "watchdog device \"{}\" contains a NUL byte, which no path can hold",
-                        d.get_ref().to_string_lossy().escape_debug()
-                    ),
-                );
-                PathBuf::new()
-            }
-            Some(d) if d.get_ref().is_relative() => {
-                problem(
-                    d.span().start,
-                    Severity::Error,
-                    format!(
-                        "watchdog device \"{}\" must be an absolute path, e.g. \"{DEFAULT_DEVICE}\"",
-                        d.get_ref().display()
-                    ),
-                );
-                PathBuf::new()
-            }
             Some(d) => {
-                if let Some(why) = look.then(|| not_a_device(d.get_ref(), "")).flatten() {
-                    problem(d.span().start, Severity::Runtime, why);
+                let path = d.get_ref();
+                let wrong = super::values::nul_in("watchdog device", path.as_os_str(), "path")
+                    .or_else(|| {
+                        path.is_relative().then(|| {
+                            format!(
+                                "watchdog device \"{}\" must be an absolute path, e.g. \"{DEFAULT_DEVICE}\"",
+                                path.display()
+                            )
+                        })
+                    });
+                if let Some(why) = wrong {
+                    problem(d.span().start, Severity::Error, why);
+                    PathBuf::new()
+                } else {
+                    if let Some(why) = look.then(|| not_a_device(path, "")).flatten() {
+                        problem(d.span().start, Severity::Runtime, why);
+                    }
+                    d.into_inner()
                 }
-                d.into_inner()
             }
             None => {
                 let default = PathBuf::from(DEFAULT_DEVICE);
