@@ -1134,15 +1134,7 @@ impl Client {
         // Closed unanswered: a reexec closes every connection, and the next binary answers
         // on the same socket. What only reads is asked again there; a change is not (a
         // restart would be done twice, if the old binary had done it).
-        let reads_only = matches!(
-            request,
-            Command::Hello(_)
-                | Command::Status(_)
-                | Command::Logs(_)
-                | Command::Subscribe(_)
-                | Command::Timeline
-        );
-        if reads_only {
+        if crate::rights::READ_VERBS.contains(&request.verb()) {
             *self = Client::connect(&self.path)?;
             if let Some(reply) = self.call_or_closed(request)? {
                 return Ok(reply);
