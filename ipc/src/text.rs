@@ -1,15 +1,18 @@
 //! Text from outside (a service's output, an MQTT payload, a D-Bus caller's string) shown
 //! where a control character would do harm: a newline in a log line forges a record of
 //! its own, an escape sequence on a terminal recolours it, moves the cursor, retitles the
-//! window or worse. One rule for every place that shows such text: ember's log, an
-//! adapter's, `ember ctl` and `ember fleet` on a terminal.
+//! window or worse; a bidirectional override shows the text after it backwards, so that a
+//! status reads as another (the "Trojan Source" characters). One rule for every place
+//! that shows such text: ember's log, an adapter's, `ember ctl` and `ember fleet` on a
+//! terminal.
 
 use std::borrow::Cow;
 
 /// `text` with every control character but tab written as Rust writes it in a string
 /// literal: newline as `\n`, CR as `\r`, ESC as `\u{1b}`. C1 controls count too (U+009B,
-/// CSI, starts a sequence on many terminals). Borrowed when there is none, which is the
-/// common case.
+/// CSI, starts a sequence on many terminals), and so do the characters that change the
+/// direction text is shown in and the line and paragraph separators (a new line to some
+/// viewers). Borrowed when there is none, which is the common case.
 pub fn escape_controls(text: &str) -> Cow<'_, str> {
     if !text.chars().any(is_unsafe) {
         return Cow::Borrowed(text);
@@ -39,7 +42,14 @@ pub fn shortened(name: &str) -> Cow<'_, str> {
 }
 
 fn is_unsafe(c: char) -> bool {
-    c.is_control() && c != '\t'
+    (c.is_control() && c != '\t') || reorders_or_breaks(c)
+}
+
+/// The bidirectional marks, embeddings, overrides and isolates (what rustc's
+/// `text_direction_codepoint_in_literal` lint names, and the marks ALM, LRM and RLM), and
+/// U+2028/U+2029, the line and paragraph separators.
+fn reorders_or_breaks(c: char) -> bool {
+    matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 #[cfg(test)]
@@ -56,6 +66,21 @@ mod tests {
         assert_eq!(escape_controls("a\rb\u{9b}c\x07"), "a\\rb\\u{9b}c\\u{7}");
         assert_eq!(escape_controls("line\nnext\0"), "line\\nnext\\u{0}");
         assert_eq!(escape_controls("\u{7f}"), "\\u{7f}");
+    }
+
+    #[test]
+    fn what_reorders_or_breaks_a_line_is_escaped() {
+        // Shown as "failed" reversed after the override: a status that reads otherwise.
+        assert_eq!(escape_controls("ok \u{202e}deliaf"), "ok \\u{202e}deliaf");
+        for c in [
+            '\u{61c}', '\u{200e}', '\u{200f}', '\u{2028}', '\u{2029}', '\u{202a}', '\u{2066}',
+            '\u{2069}',
+        ] {
+            let text = format!("a{c}b");
+            assert_eq!(escape_controls(&text), format!("a\\u{{{:x}}}b", c as u32));
+        }
+        // Other letters of right-to-left scripts are text, and stay as they are.
+        assert!(matches!(escape_controls("שלום مرحبا"), Cow::Borrowed(_)));
     }
 
     #[test]

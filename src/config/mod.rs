@@ -217,7 +217,7 @@ pub struct Problem {
 }
 
 /// One line, whatever the values the message quotes: control characters (a newline, a
-/// tab, ESC) are written as escapes (`\n`, `\t`, `\u{1b}`), for `ember check`'s output
+/// tab, ESC, a bidirectional override) are written as escapes (`\n`, `\t`, `\u{1b}`), for `ember check`'s output
 /// and for PID 1's log, where a newline would start another record.
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -234,15 +234,9 @@ impl std::fmt::Display for Problem {
 }
 
 fn write_escaped(f: &mut std::fmt::Formatter<'_>, text: &str) -> std::fmt::Result {
-    use std::fmt::Write;
-    for c in text.chars() {
-        if c.is_control() {
-            write!(f, "{}", c.escape_default())?;
-        } else {
-            f.write_char(c)?;
-        }
-    }
-    Ok(())
+    // The one escaper (which keeps tabs, for log lines), and tabs too: one line of
+    // `ember check`'s output reads as one problem, its fields not split.
+    f.write_str(&ember_ipc::text::escape_controls(text).replace('\t', "\\t"))
 }
 
 /// A file being read: its path and text, to turn byte offsets into line:col.

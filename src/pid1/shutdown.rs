@@ -297,9 +297,7 @@ fn command_of(process: &Remaining) -> String {
 }
 
 fn clean(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
+    ember_ipc::text::escape_controls(text).into_owned()
 }
 
 fn ms(since: Instant) -> u128 {
