@@ -1053,3 +1053,94 @@ stop_timeout = "1h"
         "{log}"
     );
 }
+
+/// The signals systemd's PID 1 takes (SIGRTMIN+3/4/5: halt, power off, reboot, numbered
+/// from glibc's SIGRTMIN, 34, as systemd, `docker stop` with a STOPSIGNAL of
+/// SIGRTMIN+3, podman and LXC send them) and SIGPWR (what `lxc-stop` and a UPS daemon
+/// send, busybox init's power failure) shut down in steps like SIGTERM; SIGRTMIN+13/14/15
+/// (systemd's "immediately") skip stopping the services and go to the last steps.
+/// The kernel discards a signal sent to PID 1 that it has no handler for: until
+/// 2026-12-07 each of these was dropped without a word, and the board ran on.
+#[test]
+fn systemd_and_power_failure_signals_shut_down() {
+    if !can_unshare() {
+        return;
+    }
+    const RTMIN: i32 = 34;
+    let cases: [(i32, i32, &str, bool); 7] = [
+        (RTMIN + 3, SIGINT, "shutdown: halt", true),
+        (RTMIN + 4, SIGINT, "shutdown: power off", true),
+        (RTMIN + 5, SIGHUP, "shutdown: reboot", true),
+        (nix::libc::SIGPWR, SIGINT, "shutdown: power off", true),
+        (RTMIN + 13, SIGINT, "shutdown: halt", false),
+        (RTMIN + 14, SIGINT, "shutdown: power off", false),
+        (RTMIN + 15, SIGHUP, "shutdown: reboot", false),
+    ];
+    for (signal, end, last, stops_services) in cases {
+        let mut ember = Ember::start(
+            &format!("pid1-sig{signal}"),
+            "[service.steady]\ncommand = [\"/bin/sh\", \"-c\", \"trap 'echo stopped > $DIR/stopped; exit 0' TERM; echo trapped; sleep 1000 & wait\"]\nready = { log = \"trapped\" }\n",
+        );
+        ember.wait_state("steady", "active", None, LONG);
+        // SAFETY: kill(2) with a pid of ours and a signal number.
+        assert_eq!(
+            unsafe { nix::libc::kill(ember.host_pid(), signal) },
+            0,
+            "kill {signal}"
+        );
+        assert_eq!(
+            ember.wait_namespace_end(LONG),
+            Some(end),
+            "signal {signal}; log:\n{}",
+            ember.log()
+        );
+        let log = ember.log();
+        assert!(log.contains(last), "signal {signal}; log:\n{log}");
+        assert!(
+            log.contains("shutdown: SIGTERM to remaining processes"),
+            "signal {signal}: the last steps ran; log:\n{log}"
+        );
+        assert_eq!(
+            log.contains("shutdown: stopping every service"),
+            stops_services,
+            "signal {signal}; log:\n{log}"
+        );
+    }
+}
+
+/// In the emergency loop (the main loop died) the signals still end the system as they
+/// do in the main loop: SIGUSR2 (what `poweroff` sends when the socket does not answer)
+/// powers off, and Ctrl-Alt-Del reboots. Until 2026-12-07 they stayed pending forever:
+/// blocked, and no signalfd read them any more.
+#[test]
+fn signals_still_shut_down_in_the_emergency_loop() {
+    if !can_unshare() {
+        return;
+    }
+    for (signal, end) in [(Signal::SIGUSR2, SIGINT), (Signal::SIGINT, SIGHUP)] {
+        let mut ember = Ember::start(
+            &format!("pid1-emergency-{}", signal.as_str()),
+            "[service.steady]\ncommand = [\"/bin/sleep\", \"7850101\"]\n",
+        );
+        ember.wait_state("steady", "active", None, LONG);
+        let _ = ember.ctl(&["status", "__panic_main"]);
+        assert!(
+            wait_for(LONG, || ember
+                .log()
+                .contains("emergency mode: the main loop panicked")),
+            "log:\n{}",
+            ember.log()
+        );
+        ember.signal(signal);
+        assert_eq!(
+            ember.wait_namespace_end(LONG),
+            Some(end),
+            "{signal}; log:\n{}",
+            ember.log()
+        );
+        assert!(
+            pids_with("7850101").is_empty(),
+            "the service outlived the namespace"
+        );
+    }
+}
