@@ -1144,3 +1144,27 @@ fn signals_still_shut_down_in_the_emergency_loop() {
         );
     }
 }
+
+/// The kernel hands init every word of its command line it does not know itself
+/// (`splash`, `single`, `3`, `-s`, what follows `--`) as arguments. ember as PID 1 takes
+/// the options it knows (`--config`) and says which it ignores; until 2026-12-07 it
+/// refused them ("unknown command") and exited 2: as the machine's init, a kernel panic.
+#[test]
+fn pid1_ignores_the_arguments_it_does_not_know_instead_of_exiting() {
+    if !can_unshare() {
+        return;
+    }
+    let mut ember = Ember::start_with_args(
+        "pid1-kernel-args",
+        "[service.steady]\ncommand = [\"/bin/sleep\", \"7850201\"]\n",
+        &["splash", "single", "-s", "3", "--bogus"],
+    );
+    ember.wait_state("steady", "active", None, LONG);
+    let log = ember.log();
+    assert!(
+        log.contains("ignoring the arguments") && log.contains("splash"),
+        "the ignored arguments are named; log:\n{log}"
+    );
+    assert!(ember.ctl(&["poweroff"]).status.success());
+    assert_eq!(ember.wait_namespace_end(LONG), Some(SIGINT));
+}

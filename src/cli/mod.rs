@@ -58,10 +58,16 @@ Each service runs in a cgroup of its own when cgroup2 is mounted (/sys/fs/cgroup
 as the machine's init): a stop kills all of it, and memory_max, pids_max, cpu_weight,
 limits and oom_score_adjust apply to it; without cgroup2, its process group.
 
-Signals as PID 1 (sysvinit conventions):
+As PID 1, arguments ember does not know (the words of the kernel's command line it
+passes on to init: splash, single, 3...) are named on stderr and ignored.
+
+Signals as PID 1 (sysvinit, busybox and systemd conventions):
   SIGTERM   reboot            SIGUSR1   halt            SIGUSR2   poweroff
+  SIGPWR    poweroff
   SIGINT    Ctrl-Alt-Del: [system] ctrl_alt_del = \"reboot\" | \"poweroff\" | \"ignore\"
   SIGHUP    reload the configuration (rejected whole if it has any error)
+  SIGRTMIN+3/4/5     halt, poweroff, reboot (systemd's; SIGRTMIN counted from 34)
+  SIGRTMIN+13/14/15  the same at once: no service stopped first
 Signals otherwise:
   SIGTERM, SIGINT   stop every service in reverse dependency order, then exit 0
   SIGHUP            reload the configuration
@@ -169,6 +175,48 @@ pub fn parse(argv0: &str, args: Vec<std::ffi::OsString>) -> Result<Mode, String>
     })
 }
 
+/// As PID 1, when [`parse`] refused argv (or, as the machine's init, asked for anything
+/// but the supervisor): the supervisor all the same, with the `--config` and `--handover`
+/// that argv holds; returns it and the arguments it ignores. The kernel passes init every
+/// word of its command line it does not know itself (`splash`, `single`, `3`, what
+/// follows `--`), and an init that exits on them is a kernel panic.
+pub fn parse_as_init(args: Vec<std::ffi::OsString>) -> (Mode, Vec<String>) {
+    let mut config = PathBuf::from(crate::config::DEFAULT_CONFIG);
+    let mut handover = None;
+    let mut ignored = Vec::new();
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let text = arg.to_string_lossy().into_owned();
+        let (option, inline) = match text.split_once('=') {
+            Some((option, value)) if option.starts_with("--") => (option, Some(value)),
+            _ => (text.as_str(), None),
+        };
+        match option {
+            "--" => {}
+            "-c" | "--config" | "--handover" => {
+                let value = match inline {
+                    Some(value) => Some(std::ffi::OsString::from(value)),
+                    None => args.next(),
+                };
+                let Some(value) = value else {
+                    ignored.push(text.clone());
+                    continue;
+                };
+                if option == "--handover" {
+                    match value.to_str().and_then(|v| v.parse().ok()) {
+                        Some(fd) => handover = Some(fd),
+                        None => ignored.push(format!("{text} {}", value.to_string_lossy())),
+                    }
+                } else {
+                    config = value.into();
+                }
+            }
+            _ => ignored.push(text.clone()),
+        }
+    }
+    (Mode::Daemon { config, handover }, ignored)
+}
+
 fn parse_power(power: crate::pid1::Power, mut parser: lexopt::Parser) -> Result<Mode, String> {
     use lexopt::prelude::*;
     let mut force = false;
@@ -202,4 +250,45 @@ pub(crate) fn not_utf8(arg: &std::ffi::OsStr, help: &str) -> String {
     format!(
         "argument \"{shown}{more}\" is not valid UTF-8 (names and commands are text); try `{help}`"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(words: &[&str]) -> Vec<std::ffi::OsString> {
+        words.iter().map(Into::into).collect()
+    }
+
+    /// What a kernel passes init (its unknown words, what follows `--`): the supervisor,
+    /// the options it knows taken, the rest named.
+    #[test]
+    fn as_init_the_kernels_words_are_ignored_and_the_options_taken() {
+        let (mode, ignored) = parse_as_init(args(&[
+            "splash",
+            "--",
+            "--config=/etc/x.toml",
+            "single",
+            "--handover",
+            "7",
+            "-s",
+        ]));
+        match mode {
+            Mode::Daemon { config, handover } => {
+                assert_eq!(config, PathBuf::from("/etc/x.toml"));
+                assert_eq!(handover, Some(7));
+            }
+            _ => panic!("not the supervisor"),
+        }
+        assert_eq!(ignored, ["splash", "single", "-s"]);
+        let (mode, ignored) = parse_as_init(args(&["-c", "/a.toml", "--handover", "x", "-c"]));
+        assert!(
+            matches!(mode, Mode::Daemon { ref config, handover: None } if config == &PathBuf::from("/a.toml"))
+        );
+        assert_eq!(ignored, ["--handover x", "-c"]);
+        assert!(
+            parse("ember", args(&["splash"])).is_err(),
+            "not PID 1: refused"
+        );
+    }
 }

@@ -41,6 +41,14 @@ pub fn detect_role() -> Role {
     }
 }
 
+/// Whether this process is the machine's init, before /proc may be mounted: PID 1, and
+/// either no /proc to tell (the kernel starts init with none) or one that says
+/// [`Role::Machine`].
+pub fn kernel_init() -> bool {
+    std::process::id() == 1
+        && (std::fs::read_link("/proc/self").is_err() || detect_role() == Role::Machine)
+}
+
 /// What the system does after every service has stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Power {
