@@ -72,7 +72,7 @@ pub fn run(power: Power, force: bool, socket: &Path) -> i32 {
         std::fs::read_link("/proc/1/exe"),
         std::fs::read_link("/proc/self/exe"),
     ) {
-        (Ok(init), Ok(me)) if init == me => {}
+        (Ok(init), Ok(me)) if same_binary(&init, &me) => {}
         (Ok(init), _) => {
             eprintln!(
                 "{verb}: PID 1 is {}, not ember, so it is not signalled",
@@ -108,4 +108,29 @@ fn force_reboot(power: Power) -> nix::Result<()> {
     };
     let Err(e) = nix::sys::reboot::reboot(mode);
     Err(e)
+}
+
+/// Whether PID 1 runs the binary this process runs, as /proc/PID/exe names them. An
+/// update that replaced /sbin/init (without `ember ctl reexec`) leaves PID 1's named
+/// "/sbin/init (deleted)": still ember, and until 2026-12-07 `poweroff` then refused to
+/// signal it ("PID 1 is /sbin/init (deleted), not ember") when the socket did not answer.
+fn same_binary(init: &Path, me: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = init.as_os_str().as_bytes();
+    let init = bytes.strip_suffix(b" (deleted)").unwrap_or(bytes);
+    init == me.as_os_str().as_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pid_1_whose_binary_was_replaced_is_still_ember() {
+        let me = Path::new("/sbin/init");
+        assert!(same_binary(Path::new("/sbin/init"), me));
+        assert!(same_binary(Path::new("/sbin/init (deleted)"), me));
+        assert!(!same_binary(Path::new("/sbin/tini"), me));
+        assert!(!same_binary(Path::new("/sbin/tini (deleted)"), me));
+    }
 }
