@@ -106,19 +106,44 @@ struct State {
 static STATE: OnceLock<Mutex<State>> = OnceLock::new();
 
 /// The filter: EMBER_LOG, else `[log] level`, else "info". `target=level` directives.
-fn filter(config_level: Option<&str>) -> Targets {
-    std::env::var("EMBER_LOG")
-        .ok()
-        .and_then(|s| Targets::from_str(&s).ok())
-        .or_else(|| config_level.and_then(|s| Targets::from_str(s).ok()))
-        .unwrap_or_else(|| Targets::new().with_default(Level::INFO))
+/// With what was wrong with EMBER_LOG, if anything.
+fn filter(config_level: Option<&str>) -> (Targets, Option<String>) {
+    let from_env = std::env::var_os("EMBER_LOG").map(|v| v.to_string_lossy().into_owned());
+    filter_from(from_env.as_deref(), config_level)
+}
+
+/// The filter `EMBER_LOG` (the environment; as PID 1, a `EMBER_LOG=debug` on the kernel's
+/// command line) or else `config_level` make, and what was wrong with EMBER_LOG. Checked
+/// as `[log] level` is: tracing reads a bare word as a target, so a typo ("debgu") once
+/// logged that target alone, and PID 1 went silent, errors included.
+fn filter_from(env: Option<&str>, config_level: Option<&str>) -> (Targets, Option<String>) {
+    let fallback = || {
+        config_level
+            .and_then(|s| Targets::from_str(s).ok())
+            .unwrap_or_else(|| Targets::new().with_default(Level::INFO))
+    };
+    match env {
+        None => (fallback(), None),
+        Some(text) => match crate::config::values::parse_log_level(text) {
+            Ok(_) => match Targets::from_str(text) {
+                Ok(targets) => (targets, None),
+                Err(e) => (fallback(), Some(format!("EMBER_LOG: {e}; ignored"))),
+            },
+            Err(e) => (
+                fallback(),
+                Some(format!(
+                    "EMBER_LOG: {e}; ignored (the level is [log] level's, else info)"
+                )),
+            ),
+        },
+    }
 }
 
 /// Sets up logging once; later calls (after a reload) apply the new level and output.
 pub fn init(config_level: Option<&str>, output: LogOutput, role: Role) -> Sink {
     if STATE.get().is_some() {
         with_state(|state| {
-            let _ = state.filter.reload(filter(config_level));
+            let _ = state.filter.reload(filter(config_level).0);
             if state.output == output {
                 return state.sink;
             }
@@ -131,7 +156,8 @@ pub fn init(config_level: Option<&str>, output: LogOutput, role: Role) -> Sink {
     }
     let (sink, layer) = open_sink(output, role);
     let (layer, handle) = reload::Layer::new(layer);
-    let (level, filter_handle) = reload::Layer::new(filter(config_level));
+    let (targets, problem) = filter(config_level);
+    let (level, filter_handle) = reload::Layer::new(targets);
     let _ = tracing_subscriber::registry()
         .with(layer.with_filter(level))
         .try_init();
@@ -142,6 +168,9 @@ pub fn init(config_level: Option<&str>, output: LogOutput, role: Role) -> Sink {
         output,
         role,
     }));
+    if let Some(problem) = problem {
+        warning!("{problem}");
+    }
     sink
 }
 
@@ -394,6 +423,30 @@ pub fn install_panic_hook() {
 
 #[cfg(test)]
 mod tests {
+
+    /// A typo in EMBER_LOG is said, and the log keeps its level, not that of a target
+    /// named like the typo (nothing else then).
+    #[test]
+    fn an_invalid_ember_log_is_reported_and_the_level_kept() {
+        for typo in ["debgu", "inf", "ember=loud"] {
+            let (targets, problem) = filter_from(Some(typo), None);
+            assert!(
+                targets.would_enable("ember::daemon", &Level::ERROR)
+                    && targets.would_enable("ember::daemon", &Level::INFO),
+                "{typo}: {targets:?}"
+            );
+            let problem = problem.unwrap_or_default();
+            assert!(
+                problem.contains("EMBER_LOG") && problem.contains(typo),
+                "{problem}"
+            );
+        }
+        let (targets, problem) = filter_from(Some("debug"), Some("warn"));
+        assert!(targets.would_enable("ember::daemon", &Level::DEBUG) && problem.is_none());
+        let (targets, problem) = filter_from(Some("nope"), Some("warn"));
+        assert!(!targets.would_enable("ember::daemon", &Level::INFO) && problem.is_some());
+    }
+
     use super::*;
     use tracing_subscriber::layer::SubscriberExt;
 

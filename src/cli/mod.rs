@@ -37,7 +37,9 @@ Options:
 
 Environment:
   EMBER_LOG      log filter: a default level and target=level directives, e.g. \"debug\" or
-                 \"info,ember::service=warn\"; overrides [log] level
+                 \"info,ember::service=warn\"; overrides [log] level (one that is not
+                 valid is logged and ignored; as PID 1 it may come from the kernel's
+                 command line)
   EMBER_SOCKET   control socket `ember ctl` talks to (default /run/ember/control.sock)
 
 As PID 1 (the kernel's init, or init of a PID namespace) ember mounts /proc, /sys,
