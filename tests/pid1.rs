@@ -1168,3 +1168,38 @@ fn pid1_ignores_the_arguments_it_does_not_know_instead_of_exiting() {
     assert!(ember.ctl(&["poweroff"]).status.success());
     assert_eq!(ember.wait_namespace_end(LONG), Some(SIGINT));
 }
+
+/// PID 1 of a container that may not call reboot(2) (Docker drops CAP_SYS_BOOT; here a
+/// seccomp filter refuses it): `docker stop`'s SIGTERM, a poweroff, stop the services and
+/// end what is left, and then PID 1 exits, which ends the namespace as reboot(2) would
+/// have. Until 2026-12-07 it fell into the emergency loop instead, every process gone
+/// but the container still there, until the runtime's SIGKILL.
+#[test]
+fn pid1_of_a_namespace_that_may_not_reboot_exits_instead() {
+    if !can_unshare() {
+        return;
+    }
+    for signal in [Signal::SIGUSR2, Signal::SIGTERM] {
+        let mut ember = Ember::start_refusing(
+            &format!("pid1-noreboot-{}", signal.as_str()),
+            "[service.steady]\ncommand = [\"/bin/sleep\", \"7850301\"]\n",
+            &[nix::libc::SYS_reboot],
+        );
+        ember.wait_state("steady", "active", None, LONG);
+        ember.signal(signal);
+        let status = ember.wait_status(LONG);
+        assert_eq!(
+            status.and_then(|s| s.code()),
+            Some(0),
+            "{signal}: {status:?}; log:\n{}",
+            ember.log()
+        );
+        let log = ember.log();
+        assert!(log.contains("reboot(2) refused"), "{log}");
+        assert!(!log.contains("emergency mode"), "{log}");
+        assert!(
+            pids_with("7850301").is_empty(),
+            "the service outlived ember"
+        );
+    }
+}

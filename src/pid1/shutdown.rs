@@ -70,6 +70,16 @@ pub fn reboot(power: Power) {
         Power::Halt => RebootMode::RB_HALT_SYSTEM,
     };
     let Err(e) = nix::sys::reboot::reboot(mode);
+    // PID 1 of a PID namespace that may not reboot (a container without CAP_SYS_BOOT,
+    // Docker's default, or a seccomp filter): its exit ends the namespace as reboot(2)
+    // would have. Not the machine's init (or one that cannot tell: no /proc), whose
+    // exit is a kernel panic: the emergency loop keeps it.
+    if !super::kernel_init() && super::detect_role() == Role::Namespace {
+        crate::log::warn!(
+            "reboot(2) refused ({e}: this PID namespace may not reboot, as in a container without CAP_SYS_BOOT); PID 1 exits instead, which ends the namespace"
+        );
+        std::process::exit(0);
+    }
     crate::log::error!("reboot(2) failed: {e}");
 }
 

@@ -225,6 +225,18 @@ impl Ember {
         )
     }
 
+    /// ember as PID 1 of a new namespace whose system calls `syscalls` fail with EPERM
+    /// (a seccomp filter, as a container runtime sets one).
+    pub fn start_refusing(tag: &str, services: &str, syscalls: &[i64]) -> Ember {
+        Self::launch_in(
+            tag,
+            &format!("[control]\nsocket = \"$DIR/control.sock\"\n\n{services}"),
+            Mode::Pid1,
+            None,
+            syscalls,
+        )
+    }
+
     fn launch_raw(tag: &str, text: &str, mode: Mode) -> Ember {
         Self::launch_in(tag, text, mode, None, &[])
     }
