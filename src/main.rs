@@ -46,8 +46,13 @@ fn run(mut argv: Vec<OsString>) -> c_int {
     let pid1 = std::process::id() == 1;
     let parsed = match cli::parse(&argv0, argv.clone()) {
         Ok(mode @ Mode::Daemon { .. }) => Ok(mode),
-        // In a container `ember --version` or `ember check` as PID 1 does what it says.
-        Ok(mode) if !(pid1 && ember::pid1::kernel_init()) => Ok(mode),
+        // In a container `ember --version` or `ember check` as PID 1 does what it says;
+        // `init 0` asks PID 1, and is not PID 1's to make.
+        Ok(mode)
+            if !pid1 || !(ember::pid1::kernel_init() || matches!(mode, Mode::Power { .. })) =>
+        {
+            Ok(mode)
+        }
         Err(message) if !pid1 => Err(message),
         // As PID 1 an exit is the end of the namespace, or a kernel panic.
         _ => {

@@ -1203,3 +1203,35 @@ fn pid1_of_a_namespace_that_may_not_reboot_exits_instead() {
         );
     }
 }
+
+/// sysvinit's `telinit 6` / `init 0`, typed on a board whose /sbin/init is ember: a
+/// reboot or a poweroff asked of PID 1 (until 2026-12-07: `unknown command "6"`).
+#[test]
+fn telinit_6_reboots() {
+    if !can_unshare() {
+        return;
+    }
+    let mut ember = Ember::start(
+        "pid1-telinit",
+        "[service.steady]\ncommand = [\"/bin/sleep\", \"7850601\"]\n",
+    );
+    ember.wait_state("steady", "active", None, LONG);
+    let telinit = ember.dir.path("telinit");
+    std::os::unix::fs::symlink(EMBER, &telinit).unwrap();
+    let out = std::process::Command::new(&telinit)
+        .arg("6")
+        .env("EMBER_SOCKET", &ember.socket)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        ember.wait_namespace_end(LONG),
+        Some(SIGHUP),
+        "log:\n{}",
+        ember.log()
+    );
+}

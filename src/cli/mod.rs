@@ -117,6 +117,11 @@ pub fn parse(argv0: &str, args: Vec<std::ffi::OsString>) -> Result<Mode, String>
     if let Some(power) = crate::pid1::system::parse_power(name) {
         return parse_power(power, lexopt::Parser::from_args(args));
     }
+    if matches!(name, "init" | "telinit") {
+        if let Some(mode) = runlevel(&args) {
+            return mode;
+        }
+    }
     let mut parser = lexopt::Parser::from_args(args);
     let mut config = PathBuf::from(crate::config::DEFAULT_CONFIG);
     let mut subcommand: Option<String> = None;
@@ -174,6 +179,25 @@ pub fn parse(argv0: &str, args: Vec<std::ffi::OsString>) -> Result<Mode, String>
     Ok(match subcommand.as_deref() {
         Some("check") => Mode::Check { config },
         _ => Mode::Daemon { config, handover },
+    })
+}
+
+/// sysvinit's `init N` / `telinit N` (one word, a runlevel): 0 powers off, 6 reboots,
+/// q reloads; ember has no other runlevel, and says what to type instead. `None` when
+/// argv is not a runlevel: init's own options then.
+fn runlevel(args: &[std::ffi::OsString]) -> Option<Result<Mode, String>> {
+    let [word] = args else { return None };
+    let word = word.to_str()?;
+    let power = |power| parse_power(power, lexopt::Parser::from_args(Vec::<String>::new()));
+    Some(match word {
+        "0" => power(crate::pid1::Power::Poweroff),
+        "6" => power(crate::pid1::Power::Reboot),
+        "q" | "Q" => ctl::parse(lexopt::Parser::from_args(["reload"])).map(Mode::Ctl),
+        "1" | "2" | "3" | "4" | "5" | "s" | "S" | "a" | "b" | "c" | "A" | "B" | "C" | "u"
+        | "U" => Err(format!(
+            "ember has no runlevel \"{word}\": `init 0` powers off, `init 6` reboots, `init q` reloads the configuration; start or stop services with `ember ctl start|stop NAME`"
+        )),
+        _ => return None,
     })
 }
 
@@ -260,6 +284,37 @@ mod tests {
 
     fn args(words: &[&str]) -> Vec<std::ffi::OsString> {
         words.iter().map(Into::into).collect()
+    }
+
+    /// sysvinit's `init 0`, `telinit 6`, `init q`: power off, reboot, reload; the other
+    /// runlevels, which ember has none of, are refused with what to type instead.
+    #[test]
+    fn init_and_telinit_take_sysvinit_runlevels() {
+        use crate::pid1::Power;
+        for (argv0, word, want) in [
+            ("/sbin/init", "0", Power::Poweroff),
+            ("telinit", "6", Power::Reboot),
+            ("init", "0", Power::Poweroff),
+        ] {
+            match parse(argv0, args(&[word])) {
+                Ok(Mode::Power { power, force, .. }) => assert!(power == want && !force),
+                Ok(_) => panic!("{argv0} {word}: not a power request"),
+                Err(e) => panic!("{argv0} {word}: {e}"),
+            }
+        }
+        for word in ["q", "Q"] {
+            assert!(matches!(parse("telinit", args(&[word])), Ok(Mode::Ctl(_))));
+        }
+        for word in ["1", "3", "S", "s", "5", "U"] {
+            let e = parse("init", args(&[word])).err().unwrap_or_default();
+            assert!(e.contains("runlevel") && e.contains("init 0"), "{e}");
+        }
+        // ember's own name keeps its own commands; init keeps its options.
+        assert!(parse("ember", args(&["0"])).is_err());
+        assert!(matches!(
+            parse("init", args(&["--config", "/x.toml"])),
+            Ok(Mode::Daemon { .. })
+        ));
     }
 
     /// What a kernel passes init (its unknown words, what follows `--`): the supervisor,
