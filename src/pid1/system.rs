@@ -35,7 +35,11 @@ pub fn run(power: Power, force: bool, socket: &Path) -> i32 {
     if force {
         nix::unistd::sync();
         if let Err(e) = force_reboot(power) {
-            eprintln!("{}: reboot(2) failed: {e}; are you root?", power.word());
+            eprintln!(
+                "{}: reboot(2) failed: {e}; {}",
+                power.word(),
+                refused_advice(e, nix::unistd::geteuid().is_root())
+            );
             return 1;
         }
         return 0;
@@ -110,6 +114,16 @@ fn force_reboot(power: Power) -> nix::Result<()> {
     Err(e)
 }
 
+/// Why reboot(2) was refused, as advice: root without CAP_SYS_BOOT is in a container (or
+/// under a seccomp filter), where "are you root?" only puzzles.
+fn refused_advice(e: nix::errno::Errno, root: bool) -> &'static str {
+    match (e, root) {
+        (nix::errno::Errno::EPERM, true) => "root here may not reboot (no CAP_SYS_BOOT: a container, or a seccomp filter); ask PID 1 without -f",
+        (nix::errno::Errno::EPERM, false) => "are you root?",
+        _ => "ask PID 1 without -f",
+    }
+}
+
 /// Whether PID 1 runs the binary this process runs, as /proc/PID/exe names them. An
 /// update that replaced /sbin/init (without `ember ctl reexec`) leaves PID 1's named
 /// "/sbin/init (deleted)": still ember, and until 2026-12-07 `poweroff` then refused to
@@ -132,5 +146,12 @@ mod tests {
         assert!(same_binary(Path::new("/sbin/init (deleted)"), me));
         assert!(!same_binary(Path::new("/sbin/tini"), me));
         assert!(!same_binary(Path::new("/sbin/tini (deleted)"), me));
+    }
+
+    #[test]
+    fn a_refused_reboot_f_says_why() {
+        use nix::errno::Errno;
+        assert_eq!(refused_advice(Errno::EPERM, false), "are you root?");
+        assert!(refused_advice(Errno::EPERM, true).contains("CAP_SYS_BOOT"));
     }
 }
