@@ -32,6 +32,9 @@ pub fn run(
     // The signals are blocked in every thread (since main) and the main loop's signalfd
     // is gone: they are taken here, one at a time, or they would stay pending for good.
     let handled = super::handled_signals();
+    // Ignored, a signal is never pending (and an ignored SIGCHLD reaps for the kernel):
+    // the main loop may never have come as far as undoing that.
+    crate::supervisor::signals::restore_ignored();
     loop {
         // First what ended before (the main loop may have read its SIGCHLD and died).
         for pid in reap_all() {

@@ -24,20 +24,7 @@ impl Signals {
     pub fn open() -> Result<Signals, String> {
         let set = crate::pid1::handled_signals();
         crate::pid1::block_signals();
-        // An ignored signal is discarded when it is sent, never pending, so a signalfd
-        // never sees it; and an ignored SIGCHLD makes the kernel reap every child itself,
-        // its exit status lost. Whoever started ember may have left them ignored (`nohup`
-        // ignores SIGHUP; `trap '' CHLD` in a script). Blocked first, so the default
-        // action of none can run meanwhile. Only the ignored ones: setting SIGCHLD's
-        // default action (which is to ignore it) discards one that is pending, as POSIX
-        // says, and after a reexec a pending SIGCHLD is a service that ended during the
-        // exec: its exit was never read, and it stayed a zombie.
-        for (signal, _) in crate::pid1::SIGNALS {
-            if ignored(signal) {
-                // SAFETY: SIG_DFL installs no handler code.
-                unsafe { nix::libc::signal(signal, nix::libc::SIG_DFL) };
-            }
-        }
+        restore_ignored();
         let fd = SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
             .map_err(|e| format!("signalfd: {e}"))?;
         // SAFETY: the SignalFd owns its fd, which stays open (and the same) until the
@@ -60,6 +47,25 @@ impl Signals {
                 // Read empty (EAGAIN), or an error a signalfd does not give: wait again.
                 Ok(None) | Err(_) => ready.clear_ready(),
             }
+        }
+    }
+}
+
+/// Gives the signals ember acts on that are ignored their default action back (they must
+/// be blocked first).
+pub fn restore_ignored() {
+    // An ignored signal is discarded when it is sent, never pending, so a signalfd
+    // never sees it; and an ignored SIGCHLD makes the kernel reap every child itself,
+    // its exit status lost. Whoever started ember may have left them ignored (`nohup`
+    // ignores SIGHUP; `trap '' CHLD` in a script). Blocked first, so the default
+    // action of none can run meanwhile. Only the ignored ones: setting SIGCHLD's
+    // default action (which is to ignore it) discards one that is pending, as POSIX
+    // says, and after a reexec a pending SIGCHLD is a service that ended during the
+    // exec: its exit was never read, and it stayed a zombie.
+    for (signal, _) in crate::pid1::SIGNALS {
+        if ignored(signal) {
+            // SAFETY: SIG_DFL installs no handler code.
+            unsafe { nix::libc::signal(signal, nix::libc::SIG_DFL) };
         }
     }
 }
