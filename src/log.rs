@@ -348,8 +348,138 @@ impl<S: tracing::Subscriber> Layer<S> for Lines {
             Target::Kmsg(file) => {
                 (&*file).write(format!("{}\n", truncate(&line, KMSG_MAX)).as_bytes())
             }
-            Target::Console { .. } => std::io::stderr().lock().write(line.as_bytes()),
+            Target::Console { .. } => {
+                console::write(line);
+                Ok(0)
+            }
         };
+    }
+}
+
+/// Waits, a bounded time, until the console has taken the lines queued for it: before an
+/// exit, an exec or reboot(2), which would lose them.
+pub fn flush() {
+    console::flush(std::time::Duration::from_secs(2));
+}
+
+/// The console (stderr), written by a thread of its own. A console that takes nothing
+/// (a serial line held by flow control or Ctrl-S, a container's log pipe nobody reads)
+/// blocks a write(2) to it; from the main loop that stopped PID 1 whole: no reaping, no
+/// socket, no signals. Lines past what the queue holds are dropped, and the count is
+/// written once the console takes lines again.
+mod console {
+    use std::collections::VecDeque;
+    use std::io::Write;
+    use std::sync::{Condvar, Mutex, OnceLock};
+    use std::time::{Duration, Instant};
+
+    /// Lines held for a console that is slow to take them.
+    const LIMIT: usize = 2048;
+
+    struct State {
+        lines: VecDeque<String>,
+        dropped: u64,
+        /// The writer holds lines it took from the queue.
+        writing: bool,
+    }
+
+    struct Queue {
+        state: Mutex<State>,
+        /// A line was queued.
+        more: Condvar,
+        /// The writer has written all it took.
+        idle: Condvar,
+    }
+
+    static STARTED: OnceLock<bool> = OnceLock::new();
+
+    static QUEUE: Queue = Queue {
+        state: Mutex::new(State {
+            lines: VecDeque::new(),
+            dropped: 0,
+            writing: false,
+        }),
+        more: Condvar::new(),
+        idle: Condvar::new(),
+    };
+
+    /// The queue, its writer started the first time; `None` when no thread could start
+    /// (then lines are written at once, as before).
+    fn queue() -> Option<&'static Queue> {
+        let started = STARTED.get_or_init(|| {
+            std::thread::Builder::new()
+                .name("console-log".into())
+                .spawn(writer)
+                .is_ok()
+        });
+        started.then_some(&QUEUE)
+    }
+
+    fn lock(queue: &Queue) -> std::sync::MutexGuard<'_, State> {
+        queue.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn write(line: String) {
+        let Some(queue) = queue() else {
+            let _ = std::io::stderr().lock().write_all(line.as_bytes());
+            return;
+        };
+        let mut state = lock(queue);
+        if state.lines.len() >= LIMIT {
+            state.dropped += 1;
+            return;
+        }
+        state.lines.push_back(line);
+        queue.more.notify_one();
+    }
+
+    fn writer() {
+        let queue = &QUEUE;
+        loop {
+            let (lines, dropped) = {
+                let mut state = lock(queue);
+                while state.lines.is_empty() && state.dropped == 0 {
+                    state.writing = false;
+                    queue.idle.notify_all();
+                    state = queue.more.wait(state).unwrap_or_else(|e| e.into_inner());
+                }
+                state.writing = true;
+                (
+                    std::mem::take(&mut state.lines),
+                    std::mem::take(&mut state.dropped),
+                )
+            };
+            let mut stderr = std::io::stderr().lock();
+            if dropped > 0 {
+                let _ = writeln!(
+                    stderr,
+                    "ember: {dropped} log lines dropped: the console did not take them"
+                );
+            }
+            for line in lines {
+                let _ = stderr.write_all(line.as_bytes());
+            }
+        }
+    }
+
+    pub fn flush(limit: Duration) {
+        // Nothing was ever queued (a client, or lines went elsewhere): nothing to wait for.
+        if STARTED.get() != Some(&true) {
+            return;
+        }
+        let queue = &QUEUE;
+        let deadline = Instant::now() + limit;
+        let mut state = lock(queue);
+        while !state.lines.is_empty() || state.writing {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            state = match queue.idle.wait_timeout(state, left) {
+                Ok((state, _)) => state,
+                Err(e) => e.into_inner().0,
+            };
+        }
     }
 }
 

@@ -97,5 +97,7 @@ fn run(mut argv: Vec<OsString>) -> c_int {
             2
         }
     };
+    // The console's log lines are written by a thread: let them out first.
+    ember::log::flush();
     std::process::exit(code);
 }

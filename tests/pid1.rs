@@ -1235,3 +1235,62 @@ fn telinit_6_reboots() {
         ember.log()
     );
 }
+
+/// A console that takes nothing (a serial line held by flow control, Ctrl-S on a
+/// terminal, a container's log pipe that nobody reads) must not stop PID 1: ember's log
+/// lines to it are dropped once its queue is full, and counted; reaping, the socket and
+/// the signals go on. Until 2026-12-07 each line was a blocking write(2) from the main
+/// loop, and PID 1 stopped at the first one past the pipe's 64 KiB.
+#[test]
+fn a_console_that_takes_nothing_does_not_stop_pid1() {
+    if !can_unshare() {
+        return;
+    }
+    let dir = TempDir::new("pid1-stuck-console");
+    let socket = dir.path("control.sock");
+    let config = dir.path("ember.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[control]\nsocket = \"{}\"\n\n[log]\noutput = \"console\"\n\n\
+             [service.chatty]\ncommand = [\"/bin/sh\", \"-c\", \"i=0; while [ $i -lt 4000 ]; do echo line $i of forty bytes or so, to fill a pipe; i=$((i+1)); done; touch {}; exec sleep 7850701\"]\n",
+            socket.display(),
+            dir.path("said-all").display()
+        ),
+    )
+    .unwrap();
+    // The read end is held open, never read: the pipe fills, and a write to it blocks.
+    let (read_end, write_end) = nix::unistd::pipe().unwrap();
+    let child = std::process::Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "--uts", "--kill-child"])
+        .arg(EMBER)
+        .arg("--config")
+        .arg(&config)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::from(write_end.try_clone().unwrap()))
+        .stderr(std::process::Stdio::from(write_end))
+        .spawn()
+        .unwrap();
+    let mut ember = Ember {
+        dir,
+        child,
+        socket,
+        config,
+    };
+    assert!(
+        wait_for(LONG, || listening(&ember.socket)),
+        "ember did not open its socket"
+    );
+    assert!(
+        wait_for(LONG, || ember.dir.path("said-all").exists()),
+        "the service did not print its lines"
+    );
+    let status = ember.ctl_within(&["status", "chatty"], LONG);
+    assert!(
+        status.as_ref().is_some_and(|o| o.status.success()),
+        "PID 1 does not answer: stuck writing to its console"
+    );
+    assert!(ember.ctl(&["poweroff"]).status.success());
+    assert_eq!(ember.wait_namespace_end(LONG), Some(SIGINT));
+    drop(read_end);
+}

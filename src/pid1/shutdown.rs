@@ -69,6 +69,7 @@ pub fn reboot(power: Power) {
         Power::Reboot => RebootMode::RB_AUTOBOOT,
         Power::Halt => RebootMode::RB_HALT_SYSTEM,
     };
+    crate::log::flush();
     let Err(e) = nix::sys::reboot::reboot(mode);
     // PID 1 of a PID namespace that may not reboot (a container without CAP_SYS_BOOT,
     // Docker's default, or a seccomp filter): its exit ends the namespace as reboot(2)
@@ -78,6 +79,7 @@ pub fn reboot(power: Power) {
         crate::log::warn!(
             "reboot(2) refused ({e}: this PID namespace may not reboot, as in a container without CAP_SYS_BOOT); PID 1 exits instead, which ends the namespace"
         );
+        crate::log::flush();
         std::process::exit(0);
     }
     crate::log::error!("reboot(2) failed: {e}");
