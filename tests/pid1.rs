@@ -1294,3 +1294,61 @@ fn a_console_that_takes_nothing_does_not_stop_pid1() {
     assert_eq!(ember.wait_namespace_end(LONG), Some(SIGINT));
     drop(read_end);
 }
+
+/// A shell on a terminal (a login on the console) ignores SIGTERM, as interactive shells
+/// do, but ends on SIGHUP: at the shutdown the processes with a controlling terminal get
+/// SIGHUP after the SIGTERM, as systemd sends it, and the shell is gone without waiting
+/// out the grace for the SIGKILL. Until 2026-12-07 every reboot with a console login
+/// open waited the whole `shutdown_timeout`.
+#[test]
+fn a_shell_on_a_terminal_ends_on_the_sighup_of_the_shutdown() {
+    if !can_unshare() {
+        return;
+    }
+    // Long: with no SIGHUP the test waits it out, and fails.
+    let grace = scaled(Duration::from_secs(30));
+    let mut ember = Ember::start_with_config(
+        "pid1-tty-shell",
+        &format!(
+            "[control]\nsocket = \"$DIR/control.sock\"\n\n[system]\nshutdown_timeout = \"{}ms\"\n\n[service.steady]\ncommand = [\"/bin/sleep\", \"7850801\"]\n",
+            grace.as_millis()
+        ),
+    );
+    ember.wait_state("steady", "active", None, LONG);
+    let dir = ember.dir.0.clone();
+    std::fs::write(
+        dir.join("shell.sh"),
+        format!(
+            "trap '' TERM\necho $$ > {d}/shell.pid\nwhile :; do sleep 1; done\n",
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    // The test holds the terminal's master: it stays while the namespace ends, as a
+    // serial console does.
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let mut shell = std::process::Command::new("nsenter")
+        .args(["-t", &ember.host_pid().to_string(), "-p", "--"])
+        .args(["setsid", "-c", "/bin/sh"])
+        .arg(dir.join("shell.sh"))
+        .stdin(std::process::Stdio::from(pty.slave.try_clone().unwrap()))
+        .stdout(std::process::Stdio::from(pty.slave.try_clone().unwrap()))
+        .stderr(std::process::Stdio::from(pty.slave))
+        .spawn()
+        .expect("nsenter and setsid (util-linux)");
+    assert!(
+        wait_for(LONG, || std::fs::read_to_string(dir.join("shell.pid"))
+            .is_ok_and(|p| p.ends_with('\n'))),
+        "the shell did not start"
+    );
+    assert!(ember.ctl(&["poweroff"]).status.success());
+    assert_eq!(ember.wait_namespace_end(LONG + grace), Some(SIGINT));
+    let _ = shell.wait();
+    let log = ember.log();
+    assert!(
+        log.contains("shutdown: every remaining process ended")
+            && !log.contains("SIGKILL to remaining processes"),
+        "the shell was left to the SIGKILL; log:\n{log}"
+    );
+    drop(pty.master);
+}
