@@ -324,6 +324,9 @@ fn with_rescue_shell(mut config: Config) -> Config {
         spec.restart_delay = std::time::Duration::from_secs(1);
         spec.restart_delay_max = std::time::Duration::from_secs(1);
         spec.start_limit = 0;
+        // An interactive shell ignores SIGTERM: a hangup is what ends a shell on a
+        // terminal (with SIGTERM every shutdown from here waited out the stop timeout).
+        spec.stop_signal = nix::sys::signal::Signal::SIGHUP;
         crate::log::warn!(
             "starting the rescue shell {} on the console",
             shell.display()

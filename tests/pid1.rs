@@ -1352,3 +1352,69 @@ fn a_shell_on_a_terminal_ends_on_the_sighup_of_the_shutdown() {
     );
     drop(pty.master);
 }
+
+/// The rescue shell is an interactive shell on the console, which ignores SIGTERM: it is
+/// stopped with SIGHUP, what a terminal's hangup sends, and a shutdown from the rescue
+/// path does not wait out its stop timeout for the SIGKILL (until 2026-12-07 it did).
+#[test]
+fn the_rescue_shell_is_stopped_with_sighup() {
+    if !can_unshare() {
+        return;
+    }
+    let dir = TempDir::new("pid1-rescue-hup");
+    let socket = dir.path("control.sock");
+    let config = dir.path("ember.toml");
+    let shell = dir.path("shell");
+    // Interactive whatever its stdout: as a shell on a console is.
+    std::fs::write(&shell, "#!/bin/sh\nexec /bin/sh -i\n").unwrap();
+    std::fs::set_permissions(&shell, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "[control]\nsocket = \"{}\"\n\n[system]\nrescue_shell = \"{}\"\n\n[service.app]\ncommand = [\"/bin/sleep\", \"7850901\"]\nrestart = \"sometimes\"\n",
+            socket.display(),
+            shell.display()
+        ),
+    )
+    .unwrap();
+    // The console: a terminal whose master the test holds, so the shell reads and waits.
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let log = std::fs::File::create(dir.path("ember.log")).unwrap();
+    let child = std::process::Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "--uts", "--kill-child"])
+        .arg(EMBER)
+        .arg("--config")
+        .arg(&config)
+        .stdin(std::process::Stdio::from(pty.slave))
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let mut ember = Ember {
+        dir,
+        child,
+        socket,
+        config,
+    };
+    assert!(
+        wait_for(LONG, || listening(&ember.socket)),
+        "ember did not open its socket; log:\n{}",
+        ember.log()
+    );
+    // (`ctl status` exits 1 on a fallback configuration: the log says it.)
+    assert!(
+        wait_for(LONG, || ember
+            .log()
+            .contains("rescue-shell: active (running)")),
+        "log:\n{}",
+        ember.log()
+    );
+    assert!(ember.ctl(&["poweroff"]).status.success());
+    assert_eq!(ember.wait_namespace_end(LONG), Some(SIGINT));
+    let log = ember.log();
+    assert!(
+        log.contains("rescue-shell: inactive") && !log.contains("stop-sigkill"),
+        "the rescue shell was left to the SIGKILL; log:\n{log}"
+    );
+    drop(pty.master);
+}
