@@ -129,6 +129,7 @@ pub fn run(config_path: &Path, handover: Option<std::os::fd::RawFd>) -> i32 {
     let socket_path = config.control.socket.clone();
     let mut rescue_shell = config.system.rescue_shell.clone();
     let mut shutdown_timeout = config.system.shutdown_timeout;
+    let mut ctrl_alt_del = config.system.ctrl_alt_del;
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         supervise(config, config_status, role, handover)
     }));
@@ -161,6 +162,7 @@ pub fn run(config_path: &Path, handover: Option<std::os::fd::RawFd>) -> i32 {
             // A reload may have changed them.
             shutdown_timeout = system.shutdown_timeout;
             rescue_shell = system.rescue_shell;
+            ctrl_alt_del = system.ctrl_alt_del;
             // Contained too: PID 1 must not unwind out of main.
             let finish = std::panic::AssertUnwindSafe(|| {
                 shutdown::finish(role, power, shutdown_timeout, watchdog)
@@ -180,6 +182,7 @@ pub fn run(config_path: &Path, handover: Option<std::os::fd::RawFd>) -> i32 {
         rescue_shell.as_deref(),
         role,
         shutdown_timeout,
+        ctrl_alt_del,
     )
 }
 
@@ -321,6 +324,9 @@ fn with_rescue_shell(mut config: Config) -> Config {
         spec.restart_delay = std::time::Duration::from_secs(1);
         spec.restart_delay_max = std::time::Duration::from_secs(1);
         spec.start_limit = 0;
+        // An interactive shell ignores SIGTERM: a hangup is what ends a shell on a
+        // terminal (with SIGTERM every shutdown from here waited out the stop timeout).
+        spec.stop_signal = nix::sys::signal::Signal::SIGHUP;
         crate::log::warn!(
             "starting the rescue shell {} on the console",
             shell.display()

@@ -106,19 +106,44 @@ struct State {
 static STATE: OnceLock<Mutex<State>> = OnceLock::new();
 
 /// The filter: EMBER_LOG, else `[log] level`, else "info". `target=level` directives.
-fn filter(config_level: Option<&str>) -> Targets {
-    std::env::var("EMBER_LOG")
-        .ok()
-        .and_then(|s| Targets::from_str(&s).ok())
-        .or_else(|| config_level.and_then(|s| Targets::from_str(s).ok()))
-        .unwrap_or_else(|| Targets::new().with_default(Level::INFO))
+/// With what was wrong with EMBER_LOG, if anything.
+fn filter(config_level: Option<&str>) -> (Targets, Option<String>) {
+    let from_env = std::env::var_os("EMBER_LOG").map(|v| v.to_string_lossy().into_owned());
+    filter_from(from_env.as_deref(), config_level)
+}
+
+/// The filter `EMBER_LOG` (the environment; as PID 1, a `EMBER_LOG=debug` on the kernel's
+/// command line) or else `config_level` make, and what was wrong with EMBER_LOG. Checked
+/// as `[log] level` is: tracing reads a bare word as a target, so a typo ("debgu") once
+/// logged that target alone, and PID 1 went silent, errors included.
+fn filter_from(env: Option<&str>, config_level: Option<&str>) -> (Targets, Option<String>) {
+    let fallback = || {
+        config_level
+            .and_then(|s| Targets::from_str(s).ok())
+            .unwrap_or_else(|| Targets::new().with_default(Level::INFO))
+    };
+    match env {
+        None => (fallback(), None),
+        Some(text) => match crate::config::values::parse_log_level(text) {
+            Ok(_) => match Targets::from_str(text) {
+                Ok(targets) => (targets, None),
+                Err(e) => (fallback(), Some(format!("EMBER_LOG: {e}; ignored"))),
+            },
+            Err(e) => (
+                fallback(),
+                Some(format!(
+                    "EMBER_LOG: {e}; ignored (the level is [log] level's, else info)"
+                )),
+            ),
+        },
+    }
 }
 
 /// Sets up logging once; later calls (after a reload) apply the new level and output.
 pub fn init(config_level: Option<&str>, output: LogOutput, role: Role) -> Sink {
     if STATE.get().is_some() {
         with_state(|state| {
-            let _ = state.filter.reload(filter(config_level));
+            let _ = state.filter.reload(filter(config_level).0);
             if state.output == output {
                 return state.sink;
             }
@@ -131,7 +156,8 @@ pub fn init(config_level: Option<&str>, output: LogOutput, role: Role) -> Sink {
     }
     let (sink, layer) = open_sink(output, role);
     let (layer, handle) = reload::Layer::new(layer);
-    let (level, filter_handle) = reload::Layer::new(filter(config_level));
+    let (targets, problem) = filter(config_level);
+    let (level, filter_handle) = reload::Layer::new(targets);
     let _ = tracing_subscriber::registry()
         .with(layer.with_filter(level))
         .try_init();
@@ -142,6 +168,9 @@ pub fn init(config_level: Option<&str>, output: LogOutput, role: Role) -> Sink {
         output,
         role,
     }));
+    if let Some(problem) = problem {
+        warning!("{problem}");
+    }
     sink
 }
 
@@ -319,8 +348,138 @@ impl<S: tracing::Subscriber> Layer<S> for Lines {
             Target::Kmsg(file) => {
                 (&*file).write(format!("{}\n", truncate(&line, KMSG_MAX)).as_bytes())
             }
-            Target::Console { .. } => std::io::stderr().lock().write(line.as_bytes()),
+            Target::Console { .. } => {
+                console::write(line);
+                Ok(0)
+            }
         };
+    }
+}
+
+/// Waits, a bounded time, until the console has taken the lines queued for it: before an
+/// exit, an exec or reboot(2), which would lose them.
+pub fn flush() {
+    console::flush(std::time::Duration::from_secs(2));
+}
+
+/// The console (stderr), written by a thread of its own. A console that takes nothing
+/// (a serial line held by flow control or Ctrl-S, a container's log pipe nobody reads)
+/// blocks a write(2) to it; from the main loop that stopped PID 1 whole: no reaping, no
+/// socket, no signals. Lines past what the queue holds are dropped, and the count is
+/// written once the console takes lines again.
+mod console {
+    use std::collections::VecDeque;
+    use std::io::Write;
+    use std::sync::{Condvar, Mutex, OnceLock};
+    use std::time::{Duration, Instant};
+
+    /// Lines held for a console that is slow to take them.
+    const LIMIT: usize = 2048;
+
+    struct State {
+        lines: VecDeque<String>,
+        dropped: u64,
+        /// The writer holds lines it took from the queue.
+        writing: bool,
+    }
+
+    struct Queue {
+        state: Mutex<State>,
+        /// A line was queued.
+        more: Condvar,
+        /// The writer has written all it took.
+        idle: Condvar,
+    }
+
+    static STARTED: OnceLock<bool> = OnceLock::new();
+
+    static QUEUE: Queue = Queue {
+        state: Mutex::new(State {
+            lines: VecDeque::new(),
+            dropped: 0,
+            writing: false,
+        }),
+        more: Condvar::new(),
+        idle: Condvar::new(),
+    };
+
+    /// The queue, its writer started the first time; `None` when no thread could start
+    /// (then lines are written at once, as before).
+    fn queue() -> Option<&'static Queue> {
+        let started = STARTED.get_or_init(|| {
+            std::thread::Builder::new()
+                .name("console-log".into())
+                .spawn(writer)
+                .is_ok()
+        });
+        started.then_some(&QUEUE)
+    }
+
+    fn lock(queue: &Queue) -> std::sync::MutexGuard<'_, State> {
+        queue.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn write(line: String) {
+        let Some(queue) = queue() else {
+            let _ = std::io::stderr().lock().write_all(line.as_bytes());
+            return;
+        };
+        let mut state = lock(queue);
+        if state.lines.len() >= LIMIT {
+            state.dropped += 1;
+            return;
+        }
+        state.lines.push_back(line);
+        queue.more.notify_one();
+    }
+
+    fn writer() {
+        let queue = &QUEUE;
+        loop {
+            let (lines, dropped) = {
+                let mut state = lock(queue);
+                while state.lines.is_empty() && state.dropped == 0 {
+                    state.writing = false;
+                    queue.idle.notify_all();
+                    state = queue.more.wait(state).unwrap_or_else(|e| e.into_inner());
+                }
+                state.writing = true;
+                (
+                    std::mem::take(&mut state.lines),
+                    std::mem::take(&mut state.dropped),
+                )
+            };
+            let mut stderr = std::io::stderr().lock();
+            if dropped > 0 {
+                let _ = writeln!(
+                    stderr,
+                    "ember: {dropped} log lines dropped: the console did not take them"
+                );
+            }
+            for line in lines {
+                let _ = stderr.write_all(line.as_bytes());
+            }
+        }
+    }
+
+    pub fn flush(limit: Duration) {
+        // Nothing was ever queued (a client, or lines went elsewhere): nothing to wait for.
+        if STARTED.get() != Some(&true) {
+            return;
+        }
+        let queue = &QUEUE;
+        let deadline = Instant::now() + limit;
+        let mut state = lock(queue);
+        while !state.lines.is_empty() || state.writing {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            state = match queue.idle.wait_timeout(state, left) {
+                Ok((state, _)) => state,
+                Err(e) => e.into_inner().0,
+            };
+        }
     }
 }
 
@@ -394,6 +553,30 @@ pub fn install_panic_hook() {
 
 #[cfg(test)]
 mod tests {
+
+    /// A typo in EMBER_LOG is said, and the log keeps its level, not that of a target
+    /// named like the typo (nothing else then).
+    #[test]
+    fn an_invalid_ember_log_is_reported_and_the_level_kept() {
+        for typo in ["debgu", "inf", "ember=loud"] {
+            let (targets, problem) = filter_from(Some(typo), None);
+            assert!(
+                targets.would_enable("ember::daemon", &Level::ERROR)
+                    && targets.would_enable("ember::daemon", &Level::INFO),
+                "{typo}: {targets:?}"
+            );
+            let problem = problem.unwrap_or_default();
+            assert!(
+                problem.contains("EMBER_LOG") && problem.contains(typo),
+                "{problem}"
+            );
+        }
+        let (targets, problem) = filter_from(Some("debug"), Some("warn"));
+        assert!(targets.would_enable("ember::daemon", &Level::DEBUG) && problem.is_none());
+        let (targets, problem) = filter_from(Some("nope"), Some("warn"));
+        assert!(!targets.would_enable("ember::daemon", &Level::INFO) && problem.is_some());
+    }
+
     use super::*;
     use tracing_subscriber::layer::SubscriberExt;
 

@@ -43,7 +43,30 @@ fn run(mut argv: Vec<OsString>) -> c_int {
     } else {
         argv.remove(0).to_string_lossy().into_owned()
     };
-    let code = match cli::parse(&argv0, argv) {
+    let pid1 = std::process::id() == 1;
+    let parsed = match cli::parse(&argv0, argv.clone()) {
+        Ok(mode @ Mode::Daemon { .. }) => Ok(mode),
+        // In a container `ember --version` or `ember check` as PID 1 does what it says;
+        // `init 0` asks PID 1, and is not PID 1's to make.
+        Ok(mode)
+            if !pid1 || !(ember::pid1::kernel_init() || matches!(mode, Mode::Power { .. })) =>
+        {
+            Ok(mode)
+        }
+        Err(message) if !pid1 => Err(message),
+        // As PID 1 an exit is the end of the namespace, or a kernel panic.
+        _ => {
+            let (mode, ignored) = cli::parse_as_init(argv);
+            if !ignored.is_empty() {
+                eprintln!(
+                    "ember: PID 1: ignoring the arguments {} (the kernel passes init the words of its command line it does not know; ember takes only --config PATH)",
+                    ignored.join(" ")
+                );
+            }
+            Ok(mode)
+        }
+    };
+    let code = match parsed {
         Ok(Mode::Help(text)) => {
             ember::cli::out::print(text);
             0
@@ -74,5 +97,7 @@ fn run(mut argv: Vec<OsString>) -> c_int {
             2
         }
     };
+    // The console's log lines are written by a thread: let them out first.
+    ember::log::flush();
     std::process::exit(code);
 }

@@ -1053,3 +1053,368 @@ stop_timeout = "1h"
         "{log}"
     );
 }
+
+/// The signals systemd's PID 1 takes (SIGRTMIN+3/4/5: halt, power off, reboot, numbered
+/// from glibc's SIGRTMIN, 34, as systemd, `docker stop` with a STOPSIGNAL of
+/// SIGRTMIN+3, podman and LXC send them) and SIGPWR (what `lxc-stop` and a UPS daemon
+/// send, busybox init's power failure) shut down in steps like SIGTERM; SIGRTMIN+13/14/15
+/// (systemd's "immediately") skip stopping the services and go to the last steps.
+/// The kernel discards a signal sent to PID 1 that it has no handler for: until
+/// 2026-12-07 each of these was dropped without a word, and the board ran on.
+#[test]
+fn systemd_and_power_failure_signals_shut_down() {
+    if !can_unshare() {
+        return;
+    }
+    const RTMIN: i32 = 34;
+    let cases: [(i32, i32, &str, bool); 7] = [
+        (RTMIN + 3, SIGINT, "shutdown: halt", true),
+        (RTMIN + 4, SIGINT, "shutdown: power off", true),
+        (RTMIN + 5, SIGHUP, "shutdown: reboot", true),
+        (nix::libc::SIGPWR, SIGINT, "shutdown: power off", true),
+        (RTMIN + 13, SIGINT, "shutdown: halt", false),
+        (RTMIN + 14, SIGINT, "shutdown: power off", false),
+        (RTMIN + 15, SIGHUP, "shutdown: reboot", false),
+    ];
+    for (signal, end, last, stops_services) in cases {
+        let mut ember = Ember::start(
+            &format!("pid1-sig{signal}"),
+            "[service.steady]\ncommand = [\"/bin/sh\", \"-c\", \"trap 'echo stopped > $DIR/stopped; exit 0' TERM; echo trapped; sleep 1000 & wait\"]\nready = { log = \"trapped\" }\n",
+        );
+        ember.wait_state("steady", "active", None, LONG);
+        // SAFETY: kill(2) with a pid of ours and a signal number.
+        assert_eq!(
+            unsafe { nix::libc::kill(ember.host_pid(), signal) },
+            0,
+            "kill {signal}"
+        );
+        assert_eq!(
+            ember.wait_namespace_end(LONG),
+            Some(end),
+            "signal {signal}; log:\n{}",
+            ember.log()
+        );
+        let log = ember.log();
+        assert!(log.contains(last), "signal {signal}; log:\n{log}");
+        assert!(
+            log.contains("shutdown: SIGTERM to remaining processes"),
+            "signal {signal}: the last steps ran; log:\n{log}"
+        );
+        assert_eq!(
+            log.contains("shutdown: stopping every service"),
+            stops_services,
+            "signal {signal}; log:\n{log}"
+        );
+    }
+}
+
+/// In the emergency loop (the main loop died) the signals still end the system as they
+/// do in the main loop: SIGUSR2 (what `poweroff` sends when the socket does not answer)
+/// powers off, and Ctrl-Alt-Del reboots. Until 2026-12-07 they stayed pending forever:
+/// blocked, and no signalfd read them any more.
+#[test]
+fn signals_still_shut_down_in_the_emergency_loop() {
+    if !can_unshare() {
+        return;
+    }
+    for (signal, end) in [(Signal::SIGUSR2, SIGINT), (Signal::SIGINT, SIGHUP)] {
+        let mut ember = Ember::start(
+            &format!("pid1-emergency-{}", signal.as_str()),
+            "[service.steady]\ncommand = [\"/bin/sleep\", \"7850101\"]\n",
+        );
+        ember.wait_state("steady", "active", None, LONG);
+        let _ = ember.ctl(&["status", "__panic_main"]);
+        assert!(
+            wait_for(LONG, || ember
+                .log()
+                .contains("emergency mode: the main loop panicked")),
+            "log:\n{}",
+            ember.log()
+        );
+        ember.signal(signal);
+        assert_eq!(
+            ember.wait_namespace_end(LONG),
+            Some(end),
+            "{signal}; log:\n{}",
+            ember.log()
+        );
+        assert!(
+            pids_with("7850101").is_empty(),
+            "the service outlived the namespace"
+        );
+    }
+}
+
+/// The kernel hands init every word of its command line it does not know itself
+/// (`splash`, `single`, `3`, `-s`, what follows `--`) as arguments. ember as PID 1 takes
+/// the options it knows (`--config`) and says which it ignores; until 2026-12-07 it
+/// refused them ("unknown command") and exited 2: as the machine's init, a kernel panic.
+#[test]
+fn pid1_ignores_the_arguments_it_does_not_know_instead_of_exiting() {
+    if !can_unshare() {
+        return;
+    }
+    let mut ember = Ember::start_with_args(
+        "pid1-kernel-args",
+        "[service.steady]\ncommand = [\"/bin/sleep\", \"7850201\"]\n",
+        &["splash", "single", "-s", "3", "--bogus"],
+    );
+    ember.wait_state("steady", "active", None, LONG);
+    let log = ember.log();
+    assert!(
+        log.contains("ignoring the arguments") && log.contains("splash"),
+        "the ignored arguments are named; log:\n{log}"
+    );
+    assert!(ember.ctl(&["poweroff"]).status.success());
+    assert_eq!(ember.wait_namespace_end(LONG), Some(SIGINT));
+}
+
+/// PID 1 of a container that may not call reboot(2) (Docker drops CAP_SYS_BOOT; here a
+/// seccomp filter refuses it): `docker stop`'s SIGTERM, a poweroff, stop the services and
+/// end what is left, and then PID 1 exits, which ends the namespace as reboot(2) would
+/// have. Until 2026-12-07 it fell into the emergency loop instead, every process gone
+/// but the container still there, until the runtime's SIGKILL.
+#[test]
+fn pid1_of_a_namespace_that_may_not_reboot_exits_instead() {
+    if !can_unshare() {
+        return;
+    }
+    for signal in [Signal::SIGUSR2, Signal::SIGTERM] {
+        let mut ember = Ember::start_refusing(
+            &format!("pid1-noreboot-{}", signal.as_str()),
+            "[service.steady]\ncommand = [\"/bin/sleep\", \"7850301\"]\n",
+            &[nix::libc::SYS_reboot],
+        );
+        ember.wait_state("steady", "active", None, LONG);
+        ember.signal(signal);
+        let status = ember.wait_status(LONG);
+        assert_eq!(
+            status.and_then(|s| s.code()),
+            Some(0),
+            "{signal}: {status:?}; log:\n{}",
+            ember.log()
+        );
+        let log = ember.log();
+        assert!(log.contains("reboot(2) refused"), "{log}");
+        assert!(!log.contains("emergency mode"), "{log}");
+        assert!(
+            pids_with("7850301").is_empty(),
+            "the service outlived ember"
+        );
+    }
+}
+
+/// sysvinit's `telinit 6` / `init 0`, typed on a board whose /sbin/init is ember: a
+/// reboot or a poweroff asked of PID 1 (until 2026-12-07: `unknown command "6"`).
+#[test]
+fn telinit_6_reboots() {
+    if !can_unshare() {
+        return;
+    }
+    let mut ember = Ember::start(
+        "pid1-telinit",
+        "[service.steady]\ncommand = [\"/bin/sleep\", \"7850601\"]\n",
+    );
+    ember.wait_state("steady", "active", None, LONG);
+    let telinit = ember.dir.path("telinit");
+    std::os::unix::fs::symlink(EMBER, &telinit).unwrap();
+    let out = std::process::Command::new(&telinit)
+        .arg("6")
+        .env("EMBER_SOCKET", &ember.socket)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        ember.wait_namespace_end(LONG),
+        Some(SIGHUP),
+        "log:\n{}",
+        ember.log()
+    );
+}
+
+/// A console that takes nothing (a serial line held by flow control, Ctrl-S on a
+/// terminal, a container's log pipe that nobody reads) must not stop PID 1: ember's log
+/// lines to it are dropped once its queue is full, and counted; reaping, the socket and
+/// the signals go on. Until 2026-12-07 each line was a blocking write(2) from the main
+/// loop, and PID 1 stopped at the first one past the pipe's 64 KiB.
+#[test]
+fn a_console_that_takes_nothing_does_not_stop_pid1() {
+    if !can_unshare() {
+        return;
+    }
+    let dir = TempDir::new("pid1-stuck-console");
+    let socket = dir.path("control.sock");
+    let config = dir.path("ember.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[control]\nsocket = \"{}\"\n\n[log]\noutput = \"console\"\n\n\
+             [service.chatty]\ncommand = [\"/bin/sh\", \"-c\", \"i=0; while [ $i -lt 4000 ]; do echo line $i of forty bytes or so, to fill a pipe; i=$((i+1)); done; touch {}; exec sleep 7850701\"]\n",
+            socket.display(),
+            dir.path("said-all").display()
+        ),
+    )
+    .unwrap();
+    // The read end is held open, never read: the pipe fills, and a write to it blocks.
+    let (read_end, write_end) = nix::unistd::pipe().unwrap();
+    let child = std::process::Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "--uts", "--kill-child"])
+        .arg(EMBER)
+        .arg("--config")
+        .arg(&config)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::from(write_end.try_clone().unwrap()))
+        .stderr(std::process::Stdio::from(write_end))
+        .spawn()
+        .unwrap();
+    let mut ember = Ember {
+        dir,
+        child,
+        socket,
+        config,
+    };
+    assert!(
+        wait_for(LONG, || listening(&ember.socket)),
+        "ember did not open its socket"
+    );
+    assert!(
+        wait_for(LONG, || ember.dir.path("said-all").exists()),
+        "the service did not print its lines"
+    );
+    let status = ember.ctl_within(&["status", "chatty"], LONG);
+    assert!(
+        status.as_ref().is_some_and(|o| o.status.success()),
+        "PID 1 does not answer: stuck writing to its console"
+    );
+    assert!(ember.ctl(&["poweroff"]).status.success());
+    assert_eq!(ember.wait_namespace_end(LONG), Some(SIGINT));
+    drop(read_end);
+}
+
+/// A shell on a terminal (a login on the console) ignores SIGTERM, as interactive shells
+/// do, but ends on SIGHUP: at the shutdown the processes with a controlling terminal get
+/// SIGHUP after the SIGTERM, as systemd sends it, and the shell is gone without waiting
+/// out the grace for the SIGKILL. Until 2026-12-07 every reboot with a console login
+/// open waited the whole `shutdown_timeout`.
+#[test]
+fn a_shell_on_a_terminal_ends_on_the_sighup_of_the_shutdown() {
+    if !can_unshare() {
+        return;
+    }
+    // Long: with no SIGHUP the test waits it out, and fails.
+    let grace = scaled(Duration::from_secs(30));
+    let mut ember = Ember::start_with_config(
+        "pid1-tty-shell",
+        &format!(
+            "[control]\nsocket = \"$DIR/control.sock\"\n\n[system]\nshutdown_timeout = \"{}ms\"\n\n[service.steady]\ncommand = [\"/bin/sleep\", \"7850801\"]\n",
+            grace.as_millis()
+        ),
+    );
+    ember.wait_state("steady", "active", None, LONG);
+    let dir = ember.dir.0.clone();
+    std::fs::write(
+        dir.join("shell.sh"),
+        format!(
+            "trap '' TERM\necho $$ > {d}/shell.pid\nwhile :; do sleep 1; done\n",
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    // The test holds the terminal's master: it stays while the namespace ends, as a
+    // serial console does.
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let mut shell = std::process::Command::new("nsenter")
+        .args(["-t", &ember.host_pid().to_string(), "-p", "--"])
+        .args(["setsid", "-c", "/bin/sh"])
+        .arg(dir.join("shell.sh"))
+        .stdin(std::process::Stdio::from(pty.slave.try_clone().unwrap()))
+        .stdout(std::process::Stdio::from(pty.slave.try_clone().unwrap()))
+        .stderr(std::process::Stdio::from(pty.slave))
+        .spawn()
+        .expect("nsenter and setsid (util-linux)");
+    assert!(
+        wait_for(LONG, || std::fs::read_to_string(dir.join("shell.pid"))
+            .is_ok_and(|p| p.ends_with('\n'))),
+        "the shell did not start"
+    );
+    assert!(ember.ctl(&["poweroff"]).status.success());
+    assert_eq!(ember.wait_namespace_end(LONG + grace), Some(SIGINT));
+    let _ = shell.wait();
+    let log = ember.log();
+    assert!(
+        log.contains("shutdown: every remaining process ended")
+            && !log.contains("SIGKILL to remaining processes"),
+        "the shell was left to the SIGKILL; log:\n{log}"
+    );
+    drop(pty.master);
+}
+
+/// The rescue shell is an interactive shell on the console, which ignores SIGTERM: it is
+/// stopped with SIGHUP, what a terminal's hangup sends, and a shutdown from the rescue
+/// path does not wait out its stop timeout for the SIGKILL (until 2026-12-07 it did).
+#[test]
+fn the_rescue_shell_is_stopped_with_sighup() {
+    if !can_unshare() {
+        return;
+    }
+    let dir = TempDir::new("pid1-rescue-hup");
+    let socket = dir.path("control.sock");
+    let config = dir.path("ember.toml");
+    let shell = dir.path("shell");
+    // Interactive whatever its stdout: as a shell on a console is.
+    std::fs::write(&shell, "#!/bin/sh\nexec /bin/sh -i\n").unwrap();
+    std::fs::set_permissions(&shell, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "[control]\nsocket = \"{}\"\n\n[system]\nrescue_shell = \"{}\"\n\n[service.app]\ncommand = [\"/bin/sleep\", \"7850901\"]\nrestart = \"sometimes\"\n",
+            socket.display(),
+            shell.display()
+        ),
+    )
+    .unwrap();
+    // The console: a terminal whose master the test holds, so the shell reads and waits.
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let log = std::fs::File::create(dir.path("ember.log")).unwrap();
+    let child = std::process::Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "--uts", "--kill-child"])
+        .arg(EMBER)
+        .arg("--config")
+        .arg(&config)
+        .stdin(std::process::Stdio::from(pty.slave))
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let mut ember = Ember {
+        dir,
+        child,
+        socket,
+        config,
+    };
+    assert!(
+        wait_for(LONG, || listening(&ember.socket)),
+        "ember did not open its socket; log:\n{}",
+        ember.log()
+    );
+    // (`ctl status` exits 1 on a fallback configuration: the log says it.)
+    assert!(
+        wait_for(LONG, || ember
+            .log()
+            .contains("rescue-shell: active (running)")),
+        "log:\n{}",
+        ember.log()
+    );
+    assert!(ember.ctl(&["poweroff"]).status.success());
+    assert_eq!(ember.wait_namespace_end(LONG), Some(SIGINT));
+    let log = ember.log();
+    assert!(
+        log.contains("rescue-shell: inactive") && !log.contains("stop-sigkill"),
+        "the rescue shell was left to the SIGKILL; log:\n{log}"
+    );
+    drop(pty.master);
+}

@@ -37,7 +37,9 @@ Options:
 
 Environment:
   EMBER_LOG      log filter: a default level and target=level directives, e.g. \"debug\" or
-                 \"info,ember::service=warn\"; overrides [log] level
+                 \"info,ember::service=warn\"; overrides [log] level (one that is not
+                 valid is logged and ignored; as PID 1 it may come from the kernel's
+                 command line)
   EMBER_SOCKET   control socket `ember ctl` talks to (default /run/ember/control.sock)
 
 As PID 1 (the kernel's init, or init of a PID namespace) ember mounts /proc, /sys,
@@ -58,10 +60,16 @@ Each service runs in a cgroup of its own when cgroup2 is mounted (/sys/fs/cgroup
 as the machine's init): a stop kills all of it, and memory_max, pids_max, cpu_weight,
 limits and oom_score_adjust apply to it; without cgroup2, its process group.
 
-Signals as PID 1 (sysvinit conventions):
+As PID 1, arguments ember does not know (the words of the kernel's command line it
+passes on to init: splash, single, 3...) are named on stderr and ignored.
+
+Signals as PID 1 (sysvinit, busybox and systemd conventions):
   SIGTERM   reboot            SIGUSR1   halt            SIGUSR2   poweroff
+  SIGPWR    poweroff
   SIGINT    Ctrl-Alt-Del: [system] ctrl_alt_del = \"reboot\" | \"poweroff\" | \"ignore\"
   SIGHUP    reload the configuration (rejected whole if it has any error)
+  SIGRTMIN+3/4/5     halt, poweroff, reboot (systemd's; SIGRTMIN counted from 34)
+  SIGRTMIN+13/14/15  the same at once: no service stopped first
 Signals otherwise:
   SIGTERM, SIGINT   stop every service in reverse dependency order, then exit 0
   SIGHUP            reload the configuration
@@ -108,6 +116,11 @@ pub fn parse(argv0: &str, args: Vec<std::ffi::OsString>) -> Result<Mode, String>
         .unwrap_or("ember");
     if let Some(power) = crate::pid1::system::parse_power(name) {
         return parse_power(power, lexopt::Parser::from_args(args));
+    }
+    if matches!(name, "init" | "telinit") {
+        if let Some(mode) = runlevel(&args) {
+            return mode;
+        }
     }
     let mut parser = lexopt::Parser::from_args(args);
     let mut config = PathBuf::from(crate::config::DEFAULT_CONFIG);
@@ -169,6 +182,67 @@ pub fn parse(argv0: &str, args: Vec<std::ffi::OsString>) -> Result<Mode, String>
     })
 }
 
+/// sysvinit's `init N` / `telinit N` (one word, a runlevel): 0 powers off, 6 reboots,
+/// q reloads; ember has no other runlevel, and says what to type instead. `None` when
+/// argv is not a runlevel: init's own options then.
+fn runlevel(args: &[std::ffi::OsString]) -> Option<Result<Mode, String>> {
+    let [word] = args else { return None };
+    let word = word.to_str()?;
+    let power = |power| parse_power(power, lexopt::Parser::from_args(Vec::<String>::new()));
+    Some(match word {
+        "0" => power(crate::pid1::Power::Poweroff),
+        "6" => power(crate::pid1::Power::Reboot),
+        "q" | "Q" => ctl::parse(lexopt::Parser::from_args(["reload"])).map(Mode::Ctl),
+        "1" | "2" | "3" | "4" | "5" | "s" | "S" | "a" | "b" | "c" | "A" | "B" | "C" | "u"
+        | "U" => Err(format!(
+            "ember has no runlevel \"{word}\": `init 0` powers off, `init 6` reboots, `init q` reloads the configuration; start or stop services with `ember ctl start|stop NAME`"
+        )),
+        _ => return None,
+    })
+}
+
+/// As PID 1, when [`parse`] refused argv (or, as the machine's init, asked for anything
+/// but the supervisor): the supervisor all the same, with the `--config` and `--handover`
+/// that argv holds; returns it and the arguments it ignores. The kernel passes init every
+/// word of its command line it does not know itself (`splash`, `single`, `3`, what
+/// follows `--`), and an init that exits on them is a kernel panic.
+pub fn parse_as_init(args: Vec<std::ffi::OsString>) -> (Mode, Vec<String>) {
+    let mut config = PathBuf::from(crate::config::DEFAULT_CONFIG);
+    let mut handover = None;
+    let mut ignored = Vec::new();
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let text = arg.to_string_lossy().into_owned();
+        let (option, inline) = match text.split_once('=') {
+            Some((option, value)) if option.starts_with("--") => (option, Some(value)),
+            _ => (text.as_str(), None),
+        };
+        match option {
+            "--" => {}
+            "-c" | "--config" | "--handover" => {
+                let value = match inline {
+                    Some(value) => Some(std::ffi::OsString::from(value)),
+                    None => args.next(),
+                };
+                let Some(value) = value else {
+                    ignored.push(text.clone());
+                    continue;
+                };
+                if option == "--handover" {
+                    match value.to_str().and_then(|v| v.parse().ok()) {
+                        Some(fd) => handover = Some(fd),
+                        None => ignored.push(format!("{text} {}", value.to_string_lossy())),
+                    }
+                } else {
+                    config = value.into();
+                }
+            }
+            _ => ignored.push(text.clone()),
+        }
+    }
+    (Mode::Daemon { config, handover }, ignored)
+}
+
 fn parse_power(power: crate::pid1::Power, mut parser: lexopt::Parser) -> Result<Mode, String> {
     use lexopt::prelude::*;
     let mut force = false;
@@ -202,4 +276,76 @@ pub(crate) fn not_utf8(arg: &std::ffi::OsStr, help: &str) -> String {
     format!(
         "argument \"{shown}{more}\" is not valid UTF-8 (names and commands are text); try `{help}`"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(words: &[&str]) -> Vec<std::ffi::OsString> {
+        words.iter().map(Into::into).collect()
+    }
+
+    /// sysvinit's `init 0`, `telinit 6`, `init q`: power off, reboot, reload; the other
+    /// runlevels, which ember has none of, are refused with what to type instead.
+    #[test]
+    fn init_and_telinit_take_sysvinit_runlevels() {
+        use crate::pid1::Power;
+        for (argv0, word, want) in [
+            ("/sbin/init", "0", Power::Poweroff),
+            ("telinit", "6", Power::Reboot),
+            ("init", "0", Power::Poweroff),
+        ] {
+            match parse(argv0, args(&[word])) {
+                Ok(Mode::Power { power, force, .. }) => assert!(power == want && !force),
+                Ok(_) => panic!("{argv0} {word}: not a power request"),
+                Err(e) => panic!("{argv0} {word}: {e}"),
+            }
+        }
+        for word in ["q", "Q"] {
+            assert!(matches!(parse("telinit", args(&[word])), Ok(Mode::Ctl(_))));
+        }
+        for word in ["1", "3", "S", "s", "5", "U"] {
+            let e = parse("init", args(&[word])).err().unwrap_or_default();
+            assert!(e.contains("runlevel") && e.contains("init 0"), "{e}");
+        }
+        // ember's own name keeps its own commands; init keeps its options.
+        assert!(parse("ember", args(&["0"])).is_err());
+        assert!(matches!(
+            parse("init", args(&["--config", "/x.toml"])),
+            Ok(Mode::Daemon { .. })
+        ));
+    }
+
+    /// What a kernel passes init (its unknown words, what follows `--`): the supervisor,
+    /// the options it knows taken, the rest named.
+    #[test]
+    fn as_init_the_kernels_words_are_ignored_and_the_options_taken() {
+        let (mode, ignored) = parse_as_init(args(&[
+            "splash",
+            "--",
+            "--config=/etc/x.toml",
+            "single",
+            "--handover",
+            "7",
+            "-s",
+        ]));
+        match mode {
+            Mode::Daemon { config, handover } => {
+                assert_eq!(config, PathBuf::from("/etc/x.toml"));
+                assert_eq!(handover, Some(7));
+            }
+            _ => panic!("not the supervisor"),
+        }
+        assert_eq!(ignored, ["splash", "single", "-s"]);
+        let (mode, ignored) = parse_as_init(args(&["-c", "/a.toml", "--handover", "x", "-c"]));
+        assert!(
+            matches!(mode, Mode::Daemon { ref config, handover: None } if config == &PathBuf::from("/a.toml"))
+        );
+        assert_eq!(ignored, ["--handover x", "-c"]);
+        assert!(
+            parse("ember", args(&["splash"])).is_err(),
+            "not PID 1: refused"
+        );
+    }
 }

@@ -22,8 +22,7 @@ pub fn standard_fds(pid1: bool) {
         return;
     }
     // The console is the machine's: PID 1 of a namespace (its /proc says so) leaves it.
-    let own_proc = std::fs::read_link("/proc/self").map(|p| p.as_os_str() == "1");
-    let machine = pid1 && (own_proc.is_err() || super::detect_role() == super::Role::Machine);
+    let machine = pid1 && super::kernel_init();
     if machine && !std::path::Path::new("/dev/console").exists() {
         let _ = std::fs::create_dir_all("/dev");
         let _ = nix::mount::mount(

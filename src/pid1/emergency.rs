@@ -2,10 +2,11 @@
 //! (the kernel would panic). It keeps reaping, keeps a minimal control socket that
 //! answers and still powers off or reboots, and keeps a rescue shell on the console.
 
-use super::{shutdown, Power, Role};
+use super::{shutdown, Meaning, Power, Role};
+use crate::config::CtrlAltDel;
 use ember_ipc::broadcast::Broadcast;
 use ember_ipc::{Command, Control, ErrorKind, Reply};
-use nix::sys::wait::{waitpid, WaitStatus};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -17,9 +18,10 @@ pub fn run(
     rescue_shell: Option<&Path>,
     role: Role,
     shutdown_timeout: Duration,
+    ctrl_alt_del: CtrlAltDel,
 ) -> ! {
     crate::log::error!(
-        "emergency mode: {reason}; reaping continues, `ember ctl poweroff|reboot` still work"
+        "emergency mode: {reason}; reaping continues, `ember ctl poweroff|reboot` and the signals (SIGUSR2, SIGTERM, Ctrl-Alt-Del...) still work"
     );
     let socket = socket.to_owned();
     let why = reason.to_owned();
@@ -27,17 +29,73 @@ pub fn run(
         .name("emergency-socket".into())
         .spawn(move || serve_socket(socket, why, role, shutdown_timeout));
     let mut shell = rescue_shell.and_then(start_shell);
+    // The signals are blocked in every thread (since main) and the main loop's signalfd
+    // is gone: they are taken here, one at a time, or they would stay pending for good.
+    let handled = super::handled_signals();
+    // Ignored, a signal is never pending (and an ignored SIGCHLD reaps for the kernel):
+    // the main loop may never have come as far as undoing that.
+    crate::supervisor::signals::restore_ignored();
     loop {
-        match waitpid(None, None) {
-            Ok(WaitStatus::Exited(pid, _) | WaitStatus::Signaled(pid, _, _))
-                if Some(pid.as_raw()) == shell =>
-            {
+        // First what ended before (the main loop may have read its SIGCHLD and died).
+        for pid in reap_all() {
+            if Some(pid) == shell {
                 std::thread::sleep(Duration::from_secs(1));
                 shell = rescue_shell.and_then(start_shell);
             }
+        }
+        // SAFETY: sigwaitinfo with a valid set and no siginfo asked for.
+        let signal = unsafe { nix::libc::sigwaitinfo(handled.as_ref(), std::ptr::null_mut()) };
+        let power = match super::meaning(signal) {
+            Some(Meaning::Shutdown(power) | Meaning::Immediate(power)) => power,
+            Some(Meaning::CtrlAltDel) => match ctrl_alt_del {
+                CtrlAltDel::Reboot => Power::Reboot,
+                CtrlAltDel::Poweroff => Power::Poweroff,
+                CtrlAltDel::Ignore => {
+                    crate::log::info!("Ctrl-Alt-Del: ignored ([system] ctrl_alt_del = \"ignore\")");
+                    continue;
+                }
+            },
+            Some(Meaning::Reload) => {
+                crate::log::warn!("SIGHUP: ignored: ember is in emergency mode ({reason}); only poweroff, reboot and halt work");
+                continue;
+            }
+            // SIGCHLD, or EINTR: reap, and wait again.
+            Some(Meaning::Reap) | None => continue,
+        };
+        crate::log::info!(
+            "shutdown: {} in emergency mode: {}",
+            super::signal_name(signal),
+            power.word()
+        );
+        finish_once(role, power, shutdown_timeout);
+    }
+}
+
+/// The last steps, once: the socket's thread and the signals may both ask. The second
+/// asker returns and goes on reaping (the first one's reboot(2) ends it all).
+fn finish_once(role: Role, power: Power, shutdown_timeout: Duration) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static FINISHING: AtomicBool = AtomicBool::new(false);
+    if FINISHING.swap(true, Ordering::SeqCst) {
+        crate::log::info!("{}: already shutting down", power.word());
+        return;
+    }
+    shutdown::finish(role, power, shutdown_timeout, None);
+    // reboot(2) failed: let another request try again.
+    FINISHING.store(false, Ordering::SeqCst);
+}
+
+/// Every child that has ended, reaped without waiting.
+fn reap_all() -> Vec<i32> {
+    let mut reaped = Vec::new();
+    loop {
+        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(pid, _) | WaitStatus::Signaled(pid, _, _)) => {
+                reaped.push(pid.as_raw())
+            }
+            Ok(WaitStatus::StillAlive) => return reaped,
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-            // No children: nothing to reap until something forks; do not spin.
-            Err(_) => std::thread::sleep(Duration::from_secs(1)),
+            Err(_) => return reaped, // ECHILD: no children
         }
     }
 }
@@ -100,7 +158,7 @@ fn serve_socket(socket: PathBuf, reason: String, role: Role, shutdown_timeout: D
                     let _ = tokio::time::timeout(Duration::from_secs(2), pending.drained()).await;
                     // The whole sequence: there are no services to stop, but there may
                     // be processes to end and filesystems to unmount.
-                    shutdown::finish(role, power, shutdown_timeout, None);
+                    finish_once(role, power, shutdown_timeout);
                     continue;
                 }
                 _ => Reply::error(

@@ -41,6 +41,14 @@ pub fn detect_role() -> Role {
     }
 }
 
+/// Whether this process is the machine's init, before /proc may be mounted: PID 1, and
+/// either no /proc to tell (the kernel starts init with none) or one that says
+/// [`Role::Machine`].
+pub fn kernel_init() -> bool {
+    std::process::id() == 1
+        && (std::fs::read_link("/proc/self").is_err() || detect_role() == Role::Machine)
+}
+
 /// What the system does after every service has stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Power {
@@ -76,25 +84,82 @@ pub fn uptime_at_start() -> Option<std::time::Duration> {
     STARTED_UPTIME.get().copied().flatten()
 }
 
-/// The signals ember acts on. The kernel drops a signal sent to PID 1 that has no
-/// handler, so as PID 1 they are blocked from the first instruction of main, and in any
-/// role from the start of the daemon; they are never unblocked: the runtime reads them
-/// from a signalfd ([`crate::supervisor::signals`]), and one sent early stays pending
-/// until it does.
-pub fn handled_signals() -> nix::sys::signal::SigSet {
-    use nix::sys::signal::{SigSet, Signal};
-    let mut set = SigSet::empty();
-    for s in [
-        Signal::SIGTERM,
-        Signal::SIGINT,
-        Signal::SIGHUP,
-        Signal::SIGUSR1,
-        Signal::SIGUSR2,
-        Signal::SIGCHLD,
-    ] {
-        set.add(s);
+/// SIGRTMIN as glibc numbers it, from which systemd, `docker stop` (a STOPSIGNAL of
+/// SIGRTMIN+3), podman and LXC count their real-time signals: fixed, whatever libc ember
+/// is built with (musl's SIGRTMIN is 35, and SIGRTMIN+4 would be read as a reboot).
+pub const SYSTEMD_RTMIN: i32 = 34;
+
+/// What a signal sent to ember means. One table ([`SIGNALS`]) for the main loop and the
+/// emergency loop alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Meaning {
+    /// A child ended: reap.
+    Reap,
+    /// Read the configuration again.
+    Reload,
+    /// Stop every service in reverse order, then the last steps and reboot(2).
+    Shutdown(Power),
+    /// Ctrl-Alt-Del: what `[system] ctrl_alt_del` says.
+    CtrlAltDel,
+    /// systemd's "immediately": the last steps (every process ended, sync, unmount,
+    /// reboot(2)) at once, no service stopped first.
+    Immediate(Power),
+}
+
+/// Every signal ember acts on, by sysvinit's, busybox's and systemd's conventions.
+pub const SIGNALS: [(i32, Meaning); 13] = {
+    use nix::libc;
+    [
+        (libc::SIGCHLD, Meaning::Reap),
+        (libc::SIGHUP, Meaning::Reload),
+        (libc::SIGTERM, Meaning::Shutdown(Power::Reboot)),
+        (libc::SIGINT, Meaning::CtrlAltDel),
+        (libc::SIGUSR1, Meaning::Shutdown(Power::Halt)),
+        (libc::SIGUSR2, Meaning::Shutdown(Power::Poweroff)),
+        (libc::SIGPWR, Meaning::Shutdown(Power::Poweroff)),
+        (SYSTEMD_RTMIN + 3, Meaning::Shutdown(Power::Halt)),
+        (SYSTEMD_RTMIN + 4, Meaning::Shutdown(Power::Poweroff)),
+        (SYSTEMD_RTMIN + 5, Meaning::Shutdown(Power::Reboot)),
+        (SYSTEMD_RTMIN + 13, Meaning::Immediate(Power::Halt)),
+        (SYSTEMD_RTMIN + 14, Meaning::Immediate(Power::Poweroff)),
+        (SYSTEMD_RTMIN + 15, Meaning::Immediate(Power::Reboot)),
+    ]
+};
+
+/// What `signal` (its number) means to ember; `None` for one it does not act on.
+pub fn meaning(signal: i32) -> Option<Meaning> {
+    SIGNALS
+        .iter()
+        .find(|(number, _)| *number == signal)
+        .map(|(_, meaning)| *meaning)
+}
+
+/// "SIGTERM", or "SIGRTMIN+4" counted as systemd counts it.
+pub fn signal_name(signal: i32) -> String {
+    if signal >= SYSTEMD_RTMIN {
+        return format!("SIGRTMIN+{}", signal - SYSTEMD_RTMIN);
     }
-    set
+    nix::sys::signal::Signal::try_from(signal)
+        .map(|s| s.as_str().to_owned())
+        .unwrap_or_else(|_| format!("signal {signal}"))
+}
+
+/// The signals ember acts on ([`SIGNALS`]). The kernel drops a signal sent to PID 1 that
+/// has no handler, so as PID 1 they are blocked from the first instruction of main, and
+/// in any role from the start of the daemon; they are never unblocked: the runtime reads
+/// them from a signalfd ([`crate::supervisor::signals`]), the emergency loop with
+/// sigwaitinfo, and one sent early stays pending until one of them does.
+pub fn handled_signals() -> nix::sys::signal::SigSet {
+    let mut set = std::mem::MaybeUninit::<nix::libc::sigset_t>::zeroed();
+    // SAFETY: sigemptyset initialises the set; sigaddset only adds valid signal numbers
+    // (the table's, all below the kernel's 64) to it.
+    unsafe {
+        nix::libc::sigemptyset(set.as_mut_ptr());
+        for (signal, _) in SIGNALS {
+            nix::libc::sigaddset(set.as_mut_ptr(), signal);
+        }
+        nix::sys::signal::SigSet::from_sigset_t_unchecked(set.assume_init())
+    }
 }
 
 pub fn block_signals() {

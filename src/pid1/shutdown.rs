@@ -69,7 +69,19 @@ pub fn reboot(power: Power) {
         Power::Reboot => RebootMode::RB_AUTOBOOT,
         Power::Halt => RebootMode::RB_HALT_SYSTEM,
     };
+    crate::log::flush();
     let Err(e) = nix::sys::reboot::reboot(mode);
+    // PID 1 of a PID namespace that may not reboot (a container without CAP_SYS_BOOT,
+    // Docker's default, or a seccomp filter): its exit ends the namespace as reboot(2)
+    // would have. Not the machine's init (or one that cannot tell: no /proc), whose
+    // exit is a kernel panic: the emergency loop keeps it.
+    if !super::kernel_init() && super::detect_role() == Role::Namespace {
+        crate::log::warn!(
+            "reboot(2) refused ({e}: this PID namespace may not reboot, as in a container without CAP_SYS_BOOT); PID 1 exits instead, which ends the namespace"
+        );
+        crate::log::flush();
+        std::process::exit(0);
+    }
     crate::log::error!("reboot(2) failed: {e}");
 }
 
@@ -91,19 +103,26 @@ fn end_remaining_processes(grace: Duration) {
     let all = Pid::from_raw(-1);
     let step = Instant::now();
     reap_children();
-    match remaining() {
+    let before = remaining();
+    match &before {
         Some(left) if left.is_empty() => {
             crate::log::info!("shutdown: SIGTERM to remaining processes: none left")
         }
         Some(left) => crate::log::info!(
             "shutdown: SIGTERM to remaining processes: {}",
-            describe(&left)
+            describe(left)
         ),
         None => crate::log::info!("shutdown: SIGTERM to remaining processes"),
     }
     let _ = kill(all, Signal::SIGTERM);
     // A stopped process acts on SIGTERM only once it runs again.
     let _ = kill(all, Signal::SIGCONT);
+    // An interactive shell (a login on the console) ignores SIGTERM and ends on SIGHUP:
+    // as systemd does, what has a controlling terminal gets SIGHUP too, after the
+    // SIGTERM. Not the rest: to a daemon SIGHUP means "reload".
+    for process in before.iter().flatten().filter(|p| p.terminal) {
+        let _ = kill(Pid::from_raw(process.pid), Signal::SIGHUP);
+    }
     let left = wait_until_gone(grace, None);
     if left.is_empty() {
         crate::log::info!("shutdown: every remaining process ended in {} ms", ms(step));
@@ -130,6 +149,8 @@ fn end_remaining_processes(grace: Duration) {
 struct Remaining {
     pid: i32,
     command: String,
+    /// It has a controlling terminal.
+    terminal: bool,
 }
 
 /// Reaps and polls until no process but ember is left or `timeout` has passed; returns
@@ -149,6 +170,7 @@ fn wait_until_gone(timeout: Duration, again: Option<Signal>) -> Vec<Remaining> {
             None => vec![Remaining {
                 pid: 0,
                 command: "(children of ember; /proc is not readable)".into(),
+                terminal: false,
             }],
         };
         if left.is_empty() || start.elapsed() >= timeout {
@@ -212,6 +234,7 @@ fn remaining() -> Option<Vec<Remaining>> {
         }
         left.push(Remaining {
             pid,
+            terminal: stat.tty != 0,
             command: stat.comm,
         });
     }
@@ -225,6 +248,8 @@ fn remaining() -> Option<Vec<Remaining>> {
 struct Stat {
     comm: String,
     state: char,
+    /// The controlling terminal's device number; 0 for none.
+    tty: i64,
     flags: u64,
 }
 
@@ -237,9 +262,16 @@ impl Stat {
         let comm = text.get(open + 1..close)?.to_owned();
         let mut rest = text.get(close + 1..)?.split_whitespace();
         let state = rest.next()?.chars().next()?;
-        // state ppid pgrp session tty_nr tpgid flags: flags is the 7th after comm.
-        let flags = rest.nth(5)?.parse().ok()?;
-        Some(Stat { comm, state, flags })
+        // state ppid pgrp session tty_nr tpgid flags: tty_nr is the 5th after comm,
+        // flags the 7th.
+        let tty = rest.nth(3)?.parse().ok()?;
+        let flags = rest.nth(1)?.parse().ok()?;
+        Some(Stat {
+            comm,
+            state,
+            tty,
+            flags,
+        })
     }
 
     /// Kernel threads (PF_KTHREAD) are no one's to end; signals do not reach them.
@@ -314,7 +346,10 @@ mod tests {
         assert_eq!(stat.comm, "a) b (c)");
         assert_eq!(stat.state, 'S');
         assert_eq!(stat.flags, 4194560);
+        assert_eq!(stat.tty, 0);
         assert!(!stat.kernel_thread() && stat.alive());
+        let shell = Stat::parse("9 (bash) S 1 9 9 34816 9 4194560 0 0").unwrap();
+        assert_eq!((shell.tty, shell.flags), (34816, 4194560));
         let kthread = Stat::parse("2 (kthreadd) S 0 0 0 0 -1 2129984 0 0").unwrap();
         assert!(kthread.kernel_thread());
         assert!(!Stat::parse("7 (sh) Z 1 7 7 0 -1 4194564 0")
@@ -330,6 +365,7 @@ mod tests {
             .map(|pid| Remaining {
                 pid,
                 command: "sleep".into(),
+                terminal: false,
             })
             .collect();
         let line = describe(&left);

@@ -35,7 +35,11 @@ pub fn run(power: Power, force: bool, socket: &Path) -> i32 {
     if force {
         nix::unistd::sync();
         if let Err(e) = force_reboot(power) {
-            eprintln!("{}: reboot(2) failed: {e}; are you root?", power.word());
+            eprintln!(
+                "{}: reboot(2) failed: {e}; {}",
+                power.word(),
+                refused_advice(e, nix::unistd::geteuid().is_root())
+            );
             return 1;
         }
         return 0;
@@ -72,7 +76,7 @@ pub fn run(power: Power, force: bool, socket: &Path) -> i32 {
         std::fs::read_link("/proc/1/exe"),
         std::fs::read_link("/proc/self/exe"),
     ) {
-        (Ok(init), Ok(me)) if init == me => {}
+        (Ok(init), Ok(me)) if same_binary(&init, &me) => {}
         (Ok(init), _) => {
             eprintln!(
                 "{verb}: PID 1 is {}, not ember, so it is not signalled",
@@ -108,4 +112,46 @@ fn force_reboot(power: Power) -> nix::Result<()> {
     };
     let Err(e) = nix::sys::reboot::reboot(mode);
     Err(e)
+}
+
+/// Why reboot(2) was refused, as advice: root without CAP_SYS_BOOT is in a container (or
+/// under a seccomp filter), where "are you root?" only puzzles.
+fn refused_advice(e: nix::errno::Errno, root: bool) -> &'static str {
+    match (e, root) {
+        (nix::errno::Errno::EPERM, true) => "root here may not reboot (no CAP_SYS_BOOT: a container, or a seccomp filter); ask PID 1 without -f",
+        (nix::errno::Errno::EPERM, false) => "are you root?",
+        _ => "ask PID 1 without -f",
+    }
+}
+
+/// Whether PID 1 runs the binary this process runs, as /proc/PID/exe names them. An
+/// update that replaced /sbin/init (without `ember ctl reexec`) leaves PID 1's named
+/// "/sbin/init (deleted)": still ember, and until 2026-12-07 `poweroff` then refused to
+/// signal it ("PID 1 is /sbin/init (deleted), not ember") when the socket did not answer.
+fn same_binary(init: &Path, me: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = init.as_os_str().as_bytes();
+    let init = bytes.strip_suffix(b" (deleted)").unwrap_or(bytes);
+    init == me.as_os_str().as_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pid_1_whose_binary_was_replaced_is_still_ember() {
+        let me = Path::new("/sbin/init");
+        assert!(same_binary(Path::new("/sbin/init"), me));
+        assert!(same_binary(Path::new("/sbin/init (deleted)"), me));
+        assert!(!same_binary(Path::new("/sbin/tini"), me));
+        assert!(!same_binary(Path::new("/sbin/tini (deleted)"), me));
+    }
+
+    #[test]
+    fn a_refused_reboot_f_says_why() {
+        use nix::errno::Errno;
+        assert_eq!(refused_advice(Errno::EPERM, false), "are you root?");
+        assert!(refused_advice(Errno::EPERM, true).contains("CAP_SYS_BOOT"));
+    }
 }

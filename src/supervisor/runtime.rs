@@ -19,7 +19,7 @@ use super::signals::Signals;
 use super::{notify, readiness, spawn};
 use crate::config::{self, Config, CtrlAltDel, FailureAction};
 use crate::pid1::watchdog::{Petting, Watchdog};
-use crate::pid1::{Power, Role};
+use crate::pid1::{Meaning, Power, Role};
 use ember_ipc::broadcast::Broadcast;
 use ember_ipc::throttle::RateLimit;
 use ember_ipc::{ConfigStatus, ErrorKind, Event, ReloadReport, Reply, Request, SystemState};
@@ -381,10 +381,10 @@ impl Runtime {
                         watchdog.pet(Instant::now());
                     }
                 }
-                signal = signals.recv() => match signal {
-                    Signal::SIGCHLD => rt.reap(),
-                    Signal::SIGHUP => { let _ = rt.reload("SIGHUP"); }
-                    signal => rt.on_signal(signal),
+                signal = signals.recv() => match crate::pid1::meaning(signal) {
+                    Some(Meaning::Reap) => rt.reap(),
+                    Some(Meaning::Reload) => { let _ = rt.reload("SIGHUP"); }
+                    _ => rt.on_signal(signal),
                 },
                 Some(request) = requests.recv() => {
                     // What services printed before they asked comes first (a report
@@ -704,23 +704,22 @@ impl Runtime {
         self.say_run_ends();
     }
 
-    /// Signals, by sysvinit and busybox conventions when PID 1.
-    fn on_signal(&mut self, signal: Signal) {
-        let name = signal.as_str();
+    /// Signals, by sysvinit's, busybox's and systemd's conventions when PID 1
+    /// ([`crate::pid1::SIGNALS`]).
+    fn on_signal(&mut self, signal: i32) {
+        let name = crate::pid1::signal_name(signal);
         if !self.role.is_pid1() {
             match signal {
-                Signal::SIGTERM | Signal::SIGINT => {
-                    self.begin_shutdown(name, Outcome::Exit(0));
+                nix::libc::SIGTERM | nix::libc::SIGINT => {
+                    self.begin_shutdown(&name, Outcome::Exit(0));
                 }
                 _ => crate::log::info!("{name}: ignored (ember is not PID 1)"),
             }
             return;
         }
-        let power = match signal {
-            Signal::SIGTERM => Power::Reboot,
-            Signal::SIGUSR1 => Power::Halt,
-            Signal::SIGUSR2 => Power::Poweroff,
-            Signal::SIGINT => match self.config.system.ctrl_alt_del {
+        let power = match crate::pid1::meaning(signal) {
+            Some(Meaning::Shutdown(power)) => power,
+            Some(Meaning::CtrlAltDel) => match self.config.system.ctrl_alt_del {
                 CtrlAltDel::Reboot => Power::Reboot,
                 CtrlAltDel::Poweroff => Power::Poweroff,
                 CtrlAltDel::Ignore => {
@@ -728,7 +727,19 @@ impl Runtime {
                     return;
                 }
             },
-            _ => return,
+            Some(Meaning::Immediate(power)) => {
+                // systemd's "immediately": no service is stopped first; the last steps
+                // (every process ended, sync, unmount) still run. It goes before an end
+                // under way, as `reboot -f` does.
+                crate::log::warn!(
+                    "shutdown: {name}: {} at once, without stopping the services",
+                    power.word()
+                );
+                self.outcome = Some(Outcome::Power(power));
+                self.done = true;
+                return;
+            }
+            Some(Meaning::Reap | Meaning::Reload) | None => return,
         };
         self.begin_shutdown(&format!("{name} ({})", power.word()), Outcome::Power(power));
     }

@@ -1,5 +1,6 @@
-//! The signals the runtime acts on (SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2),
-//! read from a signalfd, as s6-svscan and dinit read theirs.
+//! The signals the runtime acts on ([`crate::pid1::SIGNALS`]: SIGCHLD, SIGTERM, SIGINT,
+//! SIGHUP, SIGUSR1, SIGUSR2, SIGPWR and systemd's real-time ones), read from a signalfd,
+//! as s6-svscan and dinit read theirs.
 //!
 //! They are blocked from the start of the daemon (as PID 1, from the first instruction of
 //! main) and never unblocked: no handler ever runs inside PID 1, one sent at any moment
@@ -9,7 +10,6 @@
 //!
 //! The services start with an empty mask: the launch clears it in the child.
 
-use nix::sys::signal::Signal;
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
@@ -24,19 +24,7 @@ impl Signals {
     pub fn open() -> Result<Signals, String> {
         let set = crate::pid1::handled_signals();
         crate::pid1::block_signals();
-        // An ignored signal is discarded when it is sent, never pending, so a signalfd
-        // never sees it; and an ignored SIGCHLD makes the kernel reap every child itself,
-        // its exit status lost. Whoever started ember may have left them ignored (`nohup`
-        // ignores SIGHUP; `trap '' CHLD` in a script). Blocked first, so the default
-        // action of none can run meanwhile. Only the ignored ones: setting SIGCHLD's
-        // default action (which is to ignore it) discards one that is pending, as POSIX
-        // says, and after a reexec a pending SIGCHLD is a service that ended during the
-        // exec: its exit was never read, and it stayed a zombie.
-        for signal in set.iter().filter(|&signal| ignored(signal)) {
-            // SAFETY: SIG_DFL installs no handler code.
-            let _ =
-                unsafe { nix::sys::signal::signal(signal, nix::sys::signal::SigHandler::SigDfl) };
-        }
+        restore_ignored();
         let fd = SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
             .map_err(|e| format!("signalfd: {e}"))?;
         // SAFETY: the SignalFd owns its fd, which stays open (and the same) until the
@@ -46,20 +34,16 @@ impl Signals {
         Ok(Signals { fd })
     }
 
-    /// The next signal. Cancel-safe: a signal is taken from the signalfd only when it is
-    /// returned.
-    pub async fn recv(&mut self) -> Signal {
+    /// The next signal's number (real-time ones have no [`nix::sys::signal::Signal`]).
+    /// Cancel-safe: a signal is taken from the signalfd only when it is returned.
+    pub async fn recv(&mut self) -> i32 {
         loop {
             let Ok(mut ready) = self.fd.readable().await else {
                 // The reactor is gone (the runtime is shutting down): nothing comes.
                 return std::future::pending().await;
             };
             match ready.get_inner().read_signal() {
-                Ok(Some(info)) => {
-                    if let Ok(signal) = Signal::try_from(info.ssi_signo as i32) {
-                        return signal;
-                    }
-                }
+                Ok(Some(info)) => return info.ssi_signo as i32,
                 // Read empty (EAGAIN), or an error a signalfd does not give: wait again.
                 Ok(None) | Err(_) => ready.clear_ready(),
             }
@@ -67,18 +51,31 @@ impl Signals {
     }
 }
 
+/// Gives the signals ember acts on that are ignored their default action back (they must
+/// be blocked first).
+pub fn restore_ignored() {
+    // An ignored signal is discarded when it is sent, never pending, so a signalfd
+    // never sees it; and an ignored SIGCHLD makes the kernel reap every child itself,
+    // its exit status lost. Whoever started ember may have left them ignored (`nohup`
+    // ignores SIGHUP; `trap '' CHLD` in a script). Blocked first, so the default
+    // action of none can run meanwhile. Only the ignored ones: setting SIGCHLD's
+    // default action (which is to ignore it) discards one that is pending, as POSIX
+    // says, and after a reexec a pending SIGCHLD is a service that ended during the
+    // exec: its exit was never read, and it stayed a zombie.
+    for (signal, _) in crate::pid1::SIGNALS {
+        if ignored(signal) {
+            // SAFETY: SIG_DFL installs no handler code.
+            unsafe { nix::libc::signal(signal, nix::libc::SIG_DFL) };
+        }
+    }
+}
+
 /// Whether `signal`'s disposition is to ignore it (SIG_IGN).
-fn ignored(signal: Signal) -> bool {
+fn ignored(signal: i32) -> bool {
     let mut current = std::mem::MaybeUninit::<nix::libc::sigaction>::zeroed();
     // SAFETY: with no new action, sigaction only writes the current one into `current`,
     // which is zeroed memory of its type.
-    let rc = unsafe {
-        nix::libc::sigaction(
-            signal as nix::libc::c_int,
-            std::ptr::null(),
-            current.as_mut_ptr(),
-        )
-    };
+    let rc = unsafe { nix::libc::sigaction(signal, std::ptr::null(), current.as_mut_ptr()) };
     // SAFETY: zeroed, and filled in by the kernel when rc is 0.
     rc == 0 && unsafe { current.assume_init() }.sa_sigaction == nix::libc::SIG_IGN
 }
@@ -86,6 +83,7 @@ fn ignored(signal: Signal) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nix::sys::signal::Signal;
 
     fn runtime() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_current_thread()
@@ -96,14 +94,14 @@ mod tests {
 
     /// Sends `signal` to the calling thread. Only this thread's mask is set: the test
     /// harness's other threads would take a process-directed signal.
-    fn tgkill(signal: Signal) {
+    fn tgkill(signal: i32) {
         // SAFETY: tgkill with this process's id and the calling thread's id.
         unsafe {
             nix::libc::syscall(
                 nix::libc::SYS_tgkill,
                 std::process::id() as nix::libc::c_int,
                 nix::unistd::gettid().as_raw(),
-                signal as nix::libc::c_int,
+                signal,
             );
         }
     }
@@ -115,12 +113,16 @@ mod tests {
         let runtime = runtime();
         runtime.block_on(async {
             let mut signals = Signals::open().unwrap();
-            tgkill(Signal::SIGHUP);
-            tgkill(Signal::SIGUSR2);
-            assert_eq!(signals.recv().await, Signal::SIGHUP);
-            assert_eq!(signals.recv().await, Signal::SIGUSR2);
-            tgkill(Signal::SIGCHLD);
-            assert_eq!(signals.recv().await, Signal::SIGCHLD);
+            tgkill(nix::libc::SIGHUP);
+            tgkill(nix::libc::SIGUSR2);
+            assert_eq!(signals.recv().await, nix::libc::SIGHUP);
+            assert_eq!(signals.recv().await, nix::libc::SIGUSR2);
+            tgkill(nix::libc::SIGCHLD);
+            assert_eq!(signals.recv().await, nix::libc::SIGCHLD);
+            // systemd's poweroff: a real-time signal, which nix has no name for.
+            let poweroff = crate::pid1::SYSTEMD_RTMIN + 4;
+            tgkill(poweroff);
+            assert_eq!(signals.recv().await, poweroff);
         });
         let mut mask = nix::sys::signal::SigSet::empty();
         nix::sys::signal::pthread_sigmask(
@@ -142,15 +144,15 @@ mod tests {
         // SAFETY: SIG_IGN installs no handler code.
         unsafe { nix::sys::signal::signal(Signal::SIGINT, nix::sys::signal::SigHandler::SigIgn) }
             .unwrap();
-        tgkill(Signal::SIGCHLD);
+        tgkill(nix::libc::SIGCHLD);
         runtime.block_on(async {
             let mut signals = Signals::open().unwrap();
-            assert!(!ignored(Signal::SIGINT), "SIGINT is still ignored");
+            assert!(!ignored(nix::libc::SIGINT), "SIGINT is still ignored");
             // Bounded only so that a lost signal fails the test instead of hanging it.
             let read = tokio::time::timeout(std::time::Duration::from_secs(60), signals.recv());
             assert_eq!(
                 read.await.ok(),
-                Some(Signal::SIGCHLD),
+                Some(nix::libc::SIGCHLD),
                 "the SIGCHLD was lost"
             );
         });

@@ -134,6 +134,9 @@ enum Mode {
     /// PID 1 of a fresh PID namespace, exec'd by a shell that first runs this script in
     /// the namespace (its own mount namespace: unmounting there leaves the host alone).
     Pid1After(&'static str),
+    /// PID 1 of a fresh PID namespace, with these arguments after `--config PATH` (what
+    /// a kernel passes on to init from its command line).
+    Pid1Args(&'static [&'static str]),
 }
 
 pub struct Ember {
@@ -179,6 +182,15 @@ impl Ember {
         Self::launch_raw(tag, config, Mode::Pid1)
     }
 
+    /// ember as PID 1 of a new namespace, given `args` after its `--config PATH`.
+    pub fn start_with_args(tag: &str, services: &str, args: &'static [&'static str]) -> Ember {
+        Self::launch_raw(
+            tag,
+            &format!("[control]\nsocket = \"$DIR/control.sock\"\n\n{services}"),
+            Mode::Pid1Args(args),
+        )
+    }
+
     fn launch(tag: &str, services: &str, namespace: bool) -> Ember {
         let mode = if namespace { Mode::Pid1 } else { Mode::Plain };
         Self::launch_raw(
@@ -213,6 +225,18 @@ impl Ember {
         )
     }
 
+    /// ember as PID 1 of a new namespace whose system calls `syscalls` fail with EPERM
+    /// (a seccomp filter, as a container runtime sets one).
+    pub fn start_refusing(tag: &str, services: &str, syscalls: &[i64]) -> Ember {
+        Self::launch_in(
+            tag,
+            &format!("[control]\nsocket = \"$DIR/control.sock\"\n\n{services}"),
+            Mode::Pid1,
+            None,
+            syscalls,
+        )
+    }
+
     fn launch_raw(tag: &str, text: &str, mode: Mode) -> Ember {
         Self::launch_in(tag, text, mode, None, &[])
     }
@@ -236,6 +260,15 @@ impl Ember {
             Mode::Pid1 => {
                 let mut c = Command::new("unshare");
                 c.args(unshare).arg(EMBER).arg("--config").arg(&config);
+                c
+            }
+            Mode::Pid1Args(args) => {
+                let mut c = Command::new("unshare");
+                c.args(unshare)
+                    .arg(EMBER)
+                    .arg("--config")
+                    .arg(&config)
+                    .args(args);
                 c
             }
             Mode::NamespaceChild => {

@@ -243,6 +243,7 @@ impl Runtime {
         }
         // Signals are blocked (always: they are read from a signalfd), and an exec keeps
         // the mask and what is pending: one sent now waits for the new binary.
+        crate::log::flush();
         let error = nix::unistd::execv(&c_argv[0], &c_argv).unwrap_err();
         restore(&kept);
         format!("cannot exec {}: {error}; ember runs on", binary.display())
