@@ -1418,3 +1418,29 @@ fn the_rescue_shell_is_stopped_with_sighup() {
     );
     drop(pty.master);
 }
+
+/// A sync that never ends (a dead NFS server, a hung device) kept PID 1 from reboot(2) for
+/// good: the board hung at its poweroff unless a hardware watchdog reset it. The sync is
+/// waited on while the data still to write goes down, then given up on.
+#[test]
+fn a_sync_that_never_ends_does_not_keep_the_board_from_its_reboot() {
+    if !can_unshare() {
+        return;
+    }
+    let mut ember = Ember::start(
+        "pid1-hung-sync",
+        "[service.steady]\ncommand = [\"/bin/sleep\", \"7850701\"]\n",
+    );
+    ember.wait_state("steady", "active", None, LONG);
+    let _ = ember.ctl(&["status", "__hang_sync"]);
+    let _ = ember.ctl(&["reboot"]);
+    assert_eq!(
+        ember.wait_namespace_end(LONG * 4),
+        Some(SIGHUP),
+        "log:\n{}",
+        ember.log()
+    );
+    let log = ember.log();
+    assert!(log.contains("the sync has not ended after"), "{log}");
+    assert!(log.contains("going on to reboot without it"), "{log}");
+}

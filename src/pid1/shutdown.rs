@@ -29,22 +29,24 @@ pub fn finish(role: Role, power: Power, shutdown_timeout: Duration, watchdog: Op
     end_remaining_processes(shutdown_timeout);
 
     let step = Instant::now();
-    nix::unistd::sync();
-    crate::log::info!("shutdown: sync done in {} ms", ms(step));
+    if while_it_gets_somewhere("the sync", power, sync).is_some() {
+        crate::log::info!("shutdown: sync done in {} ms", ms(step));
+    }
 
     let step = Instant::now();
     if role == Role::Machine {
-        let result = mounts::unmount_all();
-        crate::log::info!(
-            "shutdown: unmounted {} filesystems, remounted {} read-only in {} ms",
-            result.unmounted,
-            result.remounted_read_only,
-            ms(step)
-        );
-        for failure in &result.failed {
-            crate::log::warn!("shutdown: could not unmount or remount {failure}");
+        if let Some(result) = while_it_gets_somewhere("unmounting", power, mounts::unmount_all) {
+            crate::log::info!(
+                "shutdown: unmounted {} filesystems, remounted {} read-only in {} ms",
+                result.unmounted,
+                result.remounted_read_only,
+                ms(step)
+            );
+            for failure in &result.failed {
+                crate::log::warn!("shutdown: could not unmount or remount {failure}");
+            }
+            while_it_gets_somewhere("the last sync", power, sync);
         }
-        nix::unistd::sync();
     } else {
         // The filesystems belong to the host, or are shared with it.
         crate::log::info!("shutdown: unmount skipped: not the initial PID namespace, the host owns the filesystems");
@@ -55,6 +57,92 @@ pub fn finish(role: Role, power: Power, shutdown_timeout: Duration, watchdog: Op
     }
     crate::log::info!("shutdown: {}", power.word());
     reboot(power);
+}
+
+/// How long a step of the shutdown may go without the kernel's dirty pages going down,
+/// and how many such stretches in a row end the wait (systemd-shutdown's rule for its sync).
+const STRETCH: Duration = Duration::from_secs(10);
+const STRETCHES: u32 = 3;
+
+/// A sync that never ends, for the tests (set by a status request for `__hang_sync`): it
+/// blocks for good and the dirty pages never go down, as with a dead NFS server.
+#[cfg(feature = "test-hooks")]
+pub static HANG_SYNC: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn sync() {
+    #[cfg(feature = "test-hooks")]
+    if HANG_SYNC.load(std::sync::atomic::Ordering::Relaxed) {
+        loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        }
+    }
+    nix::unistd::sync();
+}
+
+/// Runs `step` (a sync, the unmounts) on a thread of its own and waits for it as long as
+/// it gets somewhere. A filesystem that does not answer (a dead NFS server, a hung USB
+/// stick) blocks sync(2) and umount(2) for good, and PID 1 waiting on it never reached
+/// reboot(2): the board hung, unless a hardware watchdog reset it. The wait ends after
+/// STRETCHES stretches in a row in which the kernel's dirty and writeback pages did not
+/// go down; the thread is left blocked, and the shutdown goes on without it. None then.
+fn while_it_gets_somewhere<T: Send + 'static>(
+    what: &str,
+    power: super::Power,
+    step: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    let done = std::sync::Arc::new(crate::mailbox::Mailbox::new(1));
+    let tell = done.clone();
+    let started = std::thread::Builder::new()
+        .name("shutdown-step".into())
+        .spawn(move || {
+            let _ = tell.try_send(step());
+        });
+    if let Err(e) = started {
+        crate::log::warn!("shutdown: no thread for {what} ({e}); waiting on it here");
+        return None;
+    }
+    let begun = Instant::now();
+    let mut unwritten = unwritten_kib();
+    let mut stuck = 0;
+    loop {
+        if let Some(result) = done.recv_timeout(STRETCH) {
+            return Some(result);
+        }
+        let now = unwritten_kib();
+        match (unwritten, now) {
+            (Some(before), Some(after)) if after < before => stuck = 0,
+            _ => stuck += 1,
+        }
+        unwritten = now;
+        if stuck >= STRETCHES {
+            crate::log::warn!(
+                "shutdown: {what} has not ended after {} s, and the data still to write has not gone down for {} s (a filesystem that does not answer: a dead network server or a hung device); going on to {} without it",
+                begun.elapsed().as_secs(),
+                STRETCH.as_secs() * u64::from(STRETCHES),
+                power.word()
+            );
+            return None;
+        }
+    }
+}
+
+/// The kernel's dirty and writeback pages, in KiB (/proc/meminfo): what a sync has left.
+fn unwritten_kib() -> Option<u64> {
+    #[cfg(feature = "test-hooks")]
+    if HANG_SYNC.load(std::sync::atomic::Ordering::Relaxed) {
+        return None;
+    }
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let field = |name: &str| -> Option<u64> {
+        let line = text.lines().find(|l| l.starts_with(name))?;
+        line[name.len()..]
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()
+    };
+    Some(field("Dirty:")? + field("Writeback:")?)
 }
 
 /// reboot(2), only ever as PID 1. In a PID namespace it ends the namespace instead.

@@ -478,7 +478,9 @@ pub(super) fn unknown_service(name: &str) -> Reply {
 /// board runs, debug or not): a status request for `__panic_task` panics in a task of its
 /// own (contained by tokio), `__panic_main` panics in the main loop itself (caught in
 /// daemon.rs, which falls back to the emergency loop as PID 1), `__stall_main` blocks the
-/// main loop for good (nothing is served, nothing reaped, the watchdog no longer petted).
+/// main loop for good (nothing is served, nothing reaped, the watchdog no longer petted),
+/// `__hang_sync` makes the shutdown's sync block for good (a filesystem that does not
+/// answer).
 #[cfg(feature = "test-hooks")]
 fn test_hooks(names: &[String]) {
     if names.iter().any(|n| n == "__stall_main") {
@@ -486,6 +488,10 @@ fn test_hooks(names: &[String]) {
         loop {
             std::thread::sleep(std::time::Duration::from_secs(3600));
         }
+    }
+    if names.iter().any(|n| n == "__hang_sync") {
+        crate::log::warn!("the shutdown's sync will hang for good (test hook)");
+        crate::pid1::shutdown::HANG_SYNC.store(true, std::sync::atomic::Ordering::Relaxed);
     }
     if names.iter().any(|n| n == "__panic_task") {
         tokio::spawn(async { panic!("injected panic in a task (test hook)") });
