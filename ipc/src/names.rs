@@ -69,7 +69,8 @@ pub fn check_service_name(name: &str) -> Result<(), String> {
 /// service name (see [`check_service_name`]), and the instance starts with a letter, a
 /// digit or `_`, as a name does: `{instance}` goes into paths (the command, workdir,
 /// output files), where `.` and `..` would name other directories (`/srv/{instance}` as
-/// `/srv/..`), and a leading `-` would read as an option.
+/// `/srv/..`), and a leading `-` would read as an option. It does not end with `@`: the
+/// whole name would then be a template's.
 pub fn check_instance(template: &str, instance: &str) -> Result<(), String> {
     let full = format!("{template}{instance}");
     match instance.chars().next() {
@@ -77,6 +78,14 @@ pub fn check_instance(template: &str, instance: &str) -> Result<(), String> {
         Some(c) if !(c.is_ascii_alphanumeric() || c == '_') => Err(format!(
             "invalid instance \"{}\" of {template}: it starts with {c:?}; an instance goes into paths ({{instance}}), so it starts with a letter, a digit or _",
             instance.escape_debug()
+        )),
+        // A name ending with @ is a template's (`worker@a@` would be one, of `a@`'s
+        // instances), so no instance is named so (found by a hostile review: one in
+        // `instances` was taken for a template, and never ran).
+        Some(_) if instance.ends_with('@') => Err(format!(
+            "invalid instance \"{}\" of {template}: it ends with @, and \"{}\" would be a template's name; end it with a letter, a digit or . _ -",
+            instance.escape_debug(),
+            full.escape_debug()
         )),
         Some(_) => check_service_name(&full),
     }

@@ -3075,3 +3075,34 @@ group = "0"
         "{problems:#?}"
     );
 }
+
+/// Found by a hostile review: an instance whose name ends with `@` (`instances =
+/// ["a@"]`, or `requires = ["worker@a@"]`) passed `ember check`, and was then taken for a
+/// template (its name ends with @): it never ran, and the service requiring it waited
+/// for a template. Such a name is refused where it is written, as a start of it is.
+#[test]
+fn an_instance_named_like_a_template_is_refused() {
+    let tree = Tree::new();
+    let text = r#"[service."worker@"]
+command = ["/bin/sh"]
+instances = ["a@"]
+
+[service.web]
+command = ["/bin/sh"]
+requires = ["worker@b@"]
+"#;
+    tree.write("ember.toml", text);
+    let problems = tree.problems();
+    for want in [
+        "ember.toml:3:13: template \"worker@\": instance \"a@\": invalid instance \"a@\" of worker@: it ends with @",
+        "ember.toml:7:13: service \"web\" requires \"worker@b@\"",
+    ] {
+        assert!(
+            problems.iter().any(|p| p.starts_with(want)),
+            "missing {want:?} in:\n{}",
+            problems.join("\n")
+        );
+    }
+    assert!(crate::config::values::check_instance("worker@", "x@").is_err());
+    assert!(crate::config::values::check_instance("worker@", "x@y").is_ok());
+}
