@@ -369,9 +369,10 @@ fn an_instance_is_made_over_mqtt_when_allow_permits_it() {
     publish("worker@..", "start", "dots");
     let reply = replies.wait_for("\"dots\"", LONG).expect("a reply");
     assert!(reply.contains("invalid instance"), "{reply}");
+    // An instance that is not there is stopped: a stop of it is done, and makes none.
     publish("worker@8", "stop", "stop-unknown");
     let reply = replies.wait_for("\"stop-unknown\"", LONG).expect("a reply");
-    assert!(reply.contains("unknown-service"), "{reply}");
+    assert!(reply.contains(r#""ok":true"#), "{reply}");
     assert!(!names(&ember)
         .iter()
         .any(|n| n == "other@1" || n == "worker@8"));
@@ -446,6 +447,19 @@ fn an_instance_is_made_over_dbus_and_gets_its_object() {
         "{}",
         text(&out)
     );
+    // An instance that is not there is stopped: StopService of it is done (it was
+    // UnknownService), and makes none.
+    let out = bus.busctl(&[
+        "call",
+        "io.ember.Init1",
+        "/io/ember/Init1",
+        "io.ember.Init1.Manager",
+        "StopService",
+        "s",
+        "worker@6",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!names(&ember).iter().any(|n| n == "worker@6"));
 }
 
 /// A start refused for one of its names makes nothing; and at most 1,024 instances made
@@ -582,4 +596,39 @@ stop_timeout = "1h"
     // A start of one that is stopping takes it back: no new room needed.
     let out = ember.ctl(&["start", "slow@1"]);
     assert!(out.status.success(), "{}", text(&out));
+}
+
+/// Found by a hostile review: a stop of an instance that is not there (never made, or
+/// made, stopped and so forgotten) failed with "no service named", so a second `stop
+/// worker@42` (a script's, or a retained MQTT command's) failed where systemctl, and
+/// ember for any other service, says it is stopped. It is stopped: a stop says so.
+#[test]
+fn a_stop_of_an_instance_that_is_not_there_succeeds() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start("tpl-stop-twice", TEMPLATE);
+    let out = ember.ctl(&["start", "worker@42", "--wait"]);
+    assert!(out.status.success(), "{}", text(&out));
+    for _ in 0..2 {
+        let out = ember.ctl(&["stop", "worker@42", "--wait"]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let out = ember.ctl(&["stop", "worker@never", "--wait"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!names(&ember)
+        .iter()
+        .any(|n| n == "worker@42" || n == "worker@never"));
+    // What no template can make is still unknown, and a name no instance can have is
+    // still refused.
+    let out = ember.ctl(&["stop", "nope@1"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("no service named \"nope@1\""),
+        "{}",
+        text(&out)
+    );
+    let out = ember.ctl(&["stop", "worker@.."]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("invalid instance"), "{}", text(&out));
 }

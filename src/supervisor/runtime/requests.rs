@@ -92,16 +92,25 @@ impl Runtime {
         }
         // Instances to make, all checked before any is made: a start refused for one of
         // its names makes nothing.
+        self.check_instance_names(&names)?;
         let to_make = match kind {
             Kind::Stop => Vec::new(),
             Kind::Start | Kind::Restart => self.instances_to_make(&names)?,
         };
         // An unknown name changes nothing; nor does a start of a service that a reload
-        // removed and that is still stopping.
+        // removed and that is still stopping. An instance of a template that is not there
+        // (never made, or made and forgotten once stopped) is stopped: a stop of it is
+        // done, as a stop of any stopped service is (found by a hostile review: a second
+        // `stop worker@42` failed with "no service named").
         let made = |n: &String| to_make.iter().any(|s| *s.name == **n);
+        let stopped_instance = |n: &String| {
+            matches!(kind, Kind::Stop)
+                && crate::config::service::template_of(n)
+                    .is_some_and(|(template, _)| self.config.templates.contains_key(template))
+        };
         if let Some(name) = names
             .iter()
-            .find(|n| self.engine.unit(n).is_none() && !made(n))
+            .find(|n| self.engine.unit(n).is_none() && !made(n) && !stopped_instance(n))
         {
             return Err(unknown_service(name));
         }
@@ -148,18 +157,11 @@ impl Runtime {
         Ok(goals)
     }
 
-    /// The instances a start or restart of `names` makes from their templates (`worker@42`
-    /// from `worker@`): those that do not exist, or were stopped and are still stopping
-    /// (kept, then: see `Input::Add`). A name that is no instance of a template is left
-    /// for the caller to find unknown.
-    fn instances_to_make(&self, names: &[String]) -> Result<Vec<ServiceSpec>, Reply> {
-        let mut to_make: Vec<ServiceSpec> = Vec::new();
+    /// Refuses a name of a template's instance that no instance can have (`worker@..`,
+    /// `worker@a@`), or the template's own (`worker@`), with why, for every verb.
+    fn check_instance_names(&self, names: &[String]) -> Result<(), Reply> {
         for name in names {
-            let exists = self
-                .engine
-                .unit(name)
-                .is_some_and(|u| !(u.removing && u.spec.transient));
-            if exists || to_make.iter().any(|s| *s.name == **name) {
+            if self.engine.unit(name).is_some() {
                 continue;
             }
             // The instance's name becomes a cgroup, a socket, a topic level, and part of
@@ -173,6 +175,24 @@ impl Runtime {
                         return Err(Reply::error(ErrorKind::BadRequest, why));
                     }
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// The instances a start or restart of `names` makes from their templates (`worker@42`
+    /// from `worker@`): those that do not exist, or were stopped and are still stopping
+    /// (kept, then: see `Input::Add`). A name that is no instance of a template is left
+    /// for the caller to find unknown.
+    fn instances_to_make(&self, names: &[String]) -> Result<Vec<ServiceSpec>, Reply> {
+        let mut to_make: Vec<ServiceSpec> = Vec::new();
+        for name in names {
+            let exists = self
+                .engine
+                .unit(name)
+                .is_some_and(|u| !(u.removing && u.spec.transient));
+            if exists || to_make.iter().any(|s| *s.name == **name) {
+                continue;
             }
             let Some(spec) = self.config.made_on_demand(name) else {
                 continue;
