@@ -632,3 +632,37 @@ fn a_stop_of_an_instance_that_is_not_there_succeeds() {
     assert!(!out.status.success());
     assert!(text(&out).contains("invalid instance"), "{}", text(&out));
 }
+
+/// Found by a hostile review: a reload that gave a template an `after` on one of its own
+/// instances made on demand (`after = ["p@2"]` in `p@`, while p@2 runs) was accepted,
+/// though a start of p@2 with that template is refused as a cycle: p@2 then waited for
+/// itself, and `ember ctl restart p@2 --wait` never returned. Such a reload is refused,
+/// and what runs keeps running.
+#[test]
+fn a_reload_that_makes_an_instance_wait_for_itself_is_refused() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "tpl-reload-cycle",
+        "[service.\"p@\"]\ncommand = [\"/bin/sleep\", \"7830041\"]\n",
+    );
+    let out = ember.ctl(&["start", "p@2", "--wait"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let config = std::fs::read_to_string(&ember.config).unwrap();
+    let edited = config.replace("7830041\"]\n", "7830041\"]\nafter = [\"p@2\"]\n");
+    assert_ne!(config, edited);
+    std::fs::write(&ember.config, &edited).unwrap();
+    let out = ember.ctl(&["reload"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("dependency cycle: p@2 -> p@2"),
+        "{}",
+        text(&out)
+    );
+    // Bounded: before the fix this wait never returned.
+    let out = ember
+        .ctl_within(&["restart", "p@2", "--wait"], LONG)
+        .expect("the restart's wait was never answered");
+    assert!(out.status.success(), "{}", text(&out));
+}

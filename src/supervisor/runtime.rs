@@ -280,14 +280,24 @@ impl Runtime {
                     .checked_sub(h.elapsed)
                     .unwrap_or_else(Instant::now),
                 Engine::adopt(
-                    with_instances(
-                        &mut config,
-                        h.engine
-                            .units
-                            .iter()
-                            .filter(|u| u.transient && !u.removing)
-                            .map(|u| u.name.as_str()),
-                    ),
+                    {
+                        let (specs, cycles) = with_instances(
+                            &mut config,
+                            h.engine
+                                .units
+                                .iter()
+                                .filter(|u| u.transient && !u.removing)
+                                .map(|u| u.name.as_str()),
+                        );
+                        for cycle in cycles {
+                            crate::log::warn!(
+                                "dependency cycle: {}: {} was made by a start, and the template as it is now orders it after itself; it stops and goes",
+                                cycle.join(" -> "),
+                                cycle.first().map_or("", String::as_str)
+                            );
+                        }
+                        specs
+                    },
                     h.engine.clone(),
                     h.elapsed,
                 ),
@@ -869,7 +879,20 @@ impl Runtime {
             .units()
             .filter(|u| u.spec.transient && !u.removing)
             .map(|u| &*u.spec.name);
-        let specs = with_instances(&mut new, made);
+        let (specs, cycles) = with_instances(&mut new, made);
+        // The configuration alone has no cycle (`ember check`), but a template's lists
+        // may now order one of its instances made on demand after itself, as a start of
+        // it would be refused for (found by a hostile review: the reload was taken, and
+        // the instance then waited for itself at its next start).
+        if let Some(cycle) = cycles.first() {
+            let refused = format!(
+                "dependency cycle: {}: {} was made by a start, and the template as it is now orders it after itself; nothing changed (stop it first, or remove one of these dependencies from the template)",
+                cycle.join(" -> "),
+                cycle.first().map_or("", String::as_str)
+            );
+            crate::log::error!("{why}: reload rejected: {refused}");
+            return Err(Reply::error(ErrorKind::InvalidConfig, refused));
+        }
         crate::log::init(new.log.level.as_deref(), new.log.output, self.role);
         let mut policy = new.control.policy();
         policy.rules.extend(rules);
@@ -928,19 +951,49 @@ impl Runtime {
 ///
 /// The services are taken out of `config`: the engine keeps the only copy (the runtime's
 /// configuration, kept for its other tables, would hold every spec a second time).
+///
+/// An instance made on demand that the template as it is now would order after itself
+/// (round a cycle) is left out, as a start of it would be refused: each such cycle is
+/// returned, starting at the instance left out.
 fn with_instances<'a>(
     config: &mut Config,
     made: impl Iterator<Item = &'a str>,
-) -> std::collections::BTreeMap<String, crate::config::ServiceSpec> {
+) -> (
+    std::collections::BTreeMap<String, crate::config::ServiceSpec>,
+    Vec<Vec<String>>,
+) {
     let mut specs = std::mem::take(&mut config.services);
+    let mut added = Vec::new();
     for name in made {
         if !specs.contains_key(name) {
             if let Some(spec) = config.made_on_demand(name) {
                 specs.insert(name.to_owned(), spec);
+                added.push(name.to_owned());
             }
         }
     }
-    specs
+    // The configuration had no cycle: one now goes through an instance just added.
+    let mut cycles = Vec::new();
+    while let Some(cycle) = {
+        let all = specs.iter().map(|(n, s)| (n.as_str(), s)).collect();
+        config::graph::cycles(&all).into_iter().next()
+    } {
+        let Some(at) = cycle.iter().position(|n| added.contains(n)) else {
+            break;
+        };
+        let mut cycle = cycle;
+        if cycle.len() > 1 && cycle.first() == cycle.last() {
+            cycle.pop();
+        }
+        let len = cycle.len().max(1);
+        cycle.rotate_left(at % len);
+        if let Some(first) = cycle.first().cloned() {
+            specs.remove(&first);
+            cycle.push(first);
+        }
+        cycles.push(cycle);
+    }
+    (specs, cycles)
 }
 
 /// Sleeps until `at`; with none, never wakes (no timer is armed). A moment that has come
