@@ -184,6 +184,15 @@ impl FromToml for Instances {
             return Some(Instances((1..=count).map(|n| n.to_string()).collect()));
         }
         match value.get_ref() {
+            // Bounded as a number is (found by a hostile review: a list of 100,000 names
+            // made as many services at boot, after minutes of looking for duplicates).
+            DeValue::Array(list) if list.len() > MAX_POOL as usize => {
+                issues.push(Issue {
+                    offset,
+                    message: format!("instances lists {} names: a pool has 1 to {MAX_POOL} instances; start more on demand (ember ctl start worker@NAME), or use another template", list.len()),
+                });
+                None
+            }
             DeValue::Array(_) => Vec::<String>::from_toml(value, issues).map(Instances),
             other => walk::wrong_type(
                 offset,

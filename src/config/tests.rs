@@ -3106,3 +3106,45 @@ requires = ["worker@b@"]
     assert!(crate::config::values::check_instance("worker@", "x@").is_err());
     assert!(crate::config::values::check_instance("worker@", "x@y").is_ok());
 }
+
+/// Found by a hostile review: `instances = N` is bounded (1 to 1024), but a list was not,
+/// and each name was looked for among those before it: a list of 100,000 names (1 MiB,
+/// well within a file's bound) kept `ember check`, and PID 1 at boot, comparing names
+/// for minutes before it made 100,000 services. A list has the bound a number has.
+#[test]
+fn a_pool_listed_by_name_has_the_bound_a_number_has() {
+    let tree = Tree::new();
+    let names: Vec<String> = (0..100_000).map(|n| format!("\"n{n}\"")).collect();
+    let text = format!(
+        "[service.\"worker@\"]\ncommand = [\"/bin/sh\"]\ninstances = [{}]\n",
+        names.join(",")
+    );
+    tree.write("ember.toml", &text);
+    let problems = tree.problems();
+    assert_eq!(
+        problems.len(),
+        1,
+        "{:?}",
+        &problems[..problems.len().min(3)]
+    );
+    assert!(
+        problems[0].starts_with(
+            "ember.toml:3:13: instances lists 100000 names: a pool has 1 to 1024 instances"
+        ),
+        "{problems:?}"
+    );
+    // At the bound, each name is still checked, and a name listed twice is still said.
+    let mut names: Vec<String> = (0..1024).map(|n| format!("\"n{n}\"")).collect();
+    names[1023] = "\"n7\"".to_owned();
+    let text = format!(
+        "[service.\"worker@\"]\ncommand = [\"/bin/sh\"]\ninstances = [{}]\n",
+        names.join(",")
+    );
+    tree.write("ember.toml", &text);
+    let problems = tree.problems();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].contains("instance \"n7\": it is listed twice"),
+        "{problems:?}"
+    );
+}
