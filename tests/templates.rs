@@ -666,3 +666,28 @@ fn a_reload_that_makes_an_instance_wait_for_itself_is_refused() {
         .expect("the restart's wait was never answered");
     assert!(out.status.success(), "{}", text(&out));
 }
+
+/// Found by a hostile review: `ember check` refuses a notify service whose socket's path
+/// would be too long to bind (its name is part of it), but a start made such an instance
+/// of a notify template all the same (`n@` and 57 more characters is a good name): it
+/// could only fail, at each of its starts, and stayed made. Such a start is refused, with
+/// the check's reason, and makes nothing.
+#[test]
+fn an_instance_whose_notify_socket_cannot_be_bound_is_not_made() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "tpl-notify-long",
+        "[service.\"n@\"]\ncommand = [\"/bin/sleep\", \"7830051\"]\nready = { notify = true }\n",
+    );
+    let long = format!("n@{}", "x".repeat(62));
+    let out = ember.ctl(&["start", &long, "--wait"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("its notify socket would be"),
+        "{}",
+        text(&out)
+    );
+    assert!(!names(&ember).contains(&long), "{:?}", names(&ember));
+}

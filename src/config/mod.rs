@@ -646,21 +646,12 @@ fn load_source(source: &Rc<Source>, problems: &mut Vec<Problem>) -> Config {
         if spec.ready != Readiness::Notify {
             continue;
         }
-        let path = control::notify_socket_path(&control.socket, name);
-        let len = path.as_os_str().len();
-        if len > control::SOCKET_PATH_MOST {
+        let dir = control::notify_dir(&control.socket);
+        if let Some(why) = control::notify_socket_too_long(&dir, name) {
             let Some((source, deps)) = spans.get(name) else {
                 continue;
             };
-            problems.push(source.problem(
-                deps.table,
-                Severity::Error,
-                format!(
-                    "service \"{name}\": its notify socket would be {} ({len} bytes), and a socket's path may be {} at most; give the service a shorter name, or [control] socket a shorter path",
-                    path.display(),
-                    control::SOCKET_PATH_MOST
-                ),
-            ));
+            problems.push(source.problem(deps.table, Severity::Error, why));
         }
     }
     let mut specs = BTreeMap::new();

@@ -197,6 +197,16 @@ impl Runtime {
             let Some(spec) = self.config.made_on_demand(name) else {
                 continue;
             };
+            // What `ember check` refuses in a configured instance is refused here: a
+            // notify socket that could not be bound failed every start of it (found by a
+            // hostile review).
+            if spec.ready == crate::config::service::Readiness::Notify {
+                if let Some(why) =
+                    crate::config::control::notify_socket_too_long(&self.notify_dir, name)
+                {
+                    return Err(Reply::error(ErrorKind::BadRequest, why));
+                }
+            }
             to_make.push(spec);
         }
         // An instance is ordered by its template's lists, which `ember check` could not
