@@ -913,7 +913,7 @@ fn read_service(
                         Severity::Error,
                         format!(
                             "template \"{name}\": instance \"{}\": {why}",
-                            instance.escape_debug()
+                            ember_ipc::text::shortened(instance).escape_debug()
                         ),
                     ));
                 }

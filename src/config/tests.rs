@@ -3148,3 +3148,24 @@ fn a_pool_listed_by_name_has_the_bound_a_number_has() {
         "{problems:?}"
     );
 }
+
+/// Found by a hostile review: an instance's name in `instances` was shown whole in the
+/// problem about it (twice: in the problem and in its reason), so one name of 60 KB made
+/// a line of 120 KB. It is shortened, as a service's name is.
+#[test]
+fn a_long_instance_name_is_shown_shortened() {
+    let tree = Tree::new();
+    let text = format!(
+        "[service.\"worker@\"]\ncommand = [\"/bin/sh\"]\ninstances = [\".{}\"]\n",
+        "x".repeat(60_000)
+    );
+    tree.write("ember.toml", &text);
+    let problems = tree.problems();
+    assert_eq!(problems.len(), 1, "{} bytes", problems.concat().len());
+    assert!(problems[0].len() < 600, "{} bytes", problems[0].len());
+    assert!(
+        problems[0].contains("invalid instance"),
+        "{}",
+        &problems[0][..300]
+    );
+}
