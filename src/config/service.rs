@@ -172,18 +172,53 @@ pub const MAX_POOL: u32 = 1024;
 impl FromToml for Instances {
     fn from_toml(value: Spanned<DeValue<'_>>, issues: &mut Vec<Issue>) -> Option<Self> {
         let offset = value.span().start;
-        if let DeValue::Integer(_) = value.get_ref() {
-            let count = u32::from_toml(value, issues)?;
-            if count == 0 || count > MAX_POOL {
+        // Said in the words of a pool, not the parser's ("expected u32"), whatever the
+        // number (found by a hostile review).
+        if let DeValue::Integer(i) = value.get_ref() {
+            let written = i.as_str();
+            let count = walk::integer(i)
+                .and_then(|n| u32::try_from(n).ok())
+                .filter(|n| (1..=MAX_POOL).contains(n));
+            let Some(count) = count else {
                 issues.push(Issue {
                     offset,
-                    message: format!("instances = {count}: a pool has 1 to {MAX_POOL} instances; remove the key for none"),
+                    message: format!("instances = {written}: a pool has 1 to {MAX_POOL} instances; remove the key for none"),
                 });
                 return None;
-            }
+            };
             return Some(Instances((1..=count).map(|n| n.to_string()).collect()));
         }
         match value.get_ref() {
+            // Numbers for names: say how to write them as names.
+            DeValue::Array(list)
+                if list
+                    .iter()
+                    .any(|v| matches!(v.get_ref(), DeValue::Integer(_))) =>
+            {
+                let shown = |quote: &str| {
+                    list.iter()
+                        .take(4)
+                        .map(|v| match v.get_ref() {
+                            DeValue::Integer(i) => format!("{quote}{}{quote}", i.as_str()),
+                            DeValue::String(s) => {
+                                format!("\"{}\"", ember_ipc::text::shortened(s).escape_debug())
+                            }
+                            _ => "...".to_owned(),
+                        })
+                        .chain((list.len() > 4).then(|| "...".to_owned()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                issues.push(Issue {
+                    offset,
+                    message: format!(
+                        "instances = [{}]: an instance's name is a string: write instances = [{}], or instances = N for worker@1 ... worker@N",
+                        shown(""),
+                        shown("\"")
+                    ),
+                });
+                None
+            }
             // Bounded as a number is (found by a hostile review: a list of 100,000 names
             // made as many services at boot, after minutes of looking for duplicates).
             DeValue::Array(list) if list.len() > MAX_POOL as usize => {

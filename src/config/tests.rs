@@ -3169,3 +3169,32 @@ fn a_long_instance_name_is_shown_shortened() {
         &problems[0][..300]
     );
 }
+
+/// Found by a hostile review: `instances = -3` or `instances = 99999999999999` was
+/// "expected u32", and `instances = [1, 2]` "invalid type: integer `1`, expected a
+/// string": words of the parser's, where the other counts (0, 1025) say what a pool may
+/// be. Each now says what to write.
+#[test]
+fn a_pool_of_the_wrong_shape_says_what_to_write() {
+    let tree = Tree::new();
+    for (value, said) in [
+        ("-3", "instances = -3: a pool has 1 to 1024 instances"),
+        (
+            "99999999999999",
+            "instances = 99999999999999: a pool has 1 to 1024 instances",
+        ),
+        (
+            "[1, 2]",
+            "instances = [1, 2]: an instance's name is a string: write instances = [\"1\", \"2\"]",
+        ),
+    ] {
+        let text = format!("[service.\"worker@\"]\ncommand = [\"/bin/sh\"]\ninstances = {value}\n");
+        tree.write("ember.toml", &text);
+        let problems = tree.problems();
+        assert_eq!(problems.len(), 1, "{value}: {problems:?}");
+        assert!(
+            problems[0].starts_with(&format!("ember.toml:3:13: {said}")),
+            "{value}: {problems:?}"
+        );
+    }
+}
