@@ -691,3 +691,45 @@ fn an_instance_whose_notify_socket_cannot_be_bound_is_not_made() {
     );
     assert!(!names(&ember).contains(&long), "{:?}", names(&ember));
 }
+
+/// Found by a hostile review: an instance made by a start that ended by itself, cleanly
+/// (a simple service that exits 0, which `restart = "on-failure"` does not run again),
+/// stayed "inactive (dead)" for good: never forgotten, though the README says an
+/// instance made on demand is forgotten once stopped, as systemd forgets an inactive
+/// instance; and each one counted against the 1,024 that "run", until a start of any
+/// instance was refused as busy. It is forgotten once it has ended.
+#[test]
+fn an_instance_made_by_a_start_that_ends_cleanly_is_forgotten() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "tpl-ends",
+        "[service.\"done@\"]\ncommand = [\"/bin/sh\", \"-c\", \"echo {instance} > $DIR/ended-{instance}\"]\n\n[service.\"bad@\"]\ncommand = [\"/bin/false\"]\nrestart = \"never\"\n\n[service.web]\ncommand = [\"/bin/sleep\", \"7830061\"]\n",
+    );
+    let out = ember.ctl(&["start", "done@1"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let ended = ember.dir.path("ended-1");
+    assert!(
+        wait_for(LONG, || lines(&ended) == ["1"]),
+        "done@1 never ran"
+    );
+    assert!(
+        wait_for(LONG, || !names(&ember).contains(&"done@1".to_owned())),
+        "done@1 is still there: {}",
+        ember.status("done@1")
+    );
+    // A start that waits is answered, whether it sees the instance up or gone already.
+    for n in 2..6 {
+        let name = format!("done@{n}");
+        let out = ember.ctl(&["start", &name, "--wait"]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    // A failed one stays, to be seen, until stopped.
+    let out = ember.ctl(&["start", "bad@1"]);
+    assert!(out.status.success(), "{}", text(&out));
+    ember.wait_state("bad@1", "failed", None, LONG);
+    let out = ember.ctl(&["stop", "bad@1", "--wait"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!names(&ember).contains(&"bad@1".to_owned()));
+}
