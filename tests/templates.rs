@@ -733,3 +733,22 @@ fn an_instance_made_by_a_start_that_ends_cleanly_is_forgotten() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(!names(&ember).contains(&"bad@1".to_owned()));
 }
+
+/// Found by a hostile review: a name given twice, or by a name and a pattern (`restart
+/// worker@1 'worker@*'`), was acted on and answered twice (the client dropped only
+/// repeats side by side). Each service is named once in what is done and answered.
+#[test]
+fn a_service_named_twice_is_acted_on_once() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start("tpl-twice", TEMPLATE);
+    ember.wait_state("worker@2", "active", None, LONG);
+    let out = ember.ctl(&[
+        "start", "--json", "worker@1", "worker@*", "worker@1", "worker@9",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let said: Vec<Value> = serde_json::from_slice(&out.stdout).expect("JSON");
+    let said: Vec<&str> = said.iter().filter_map(|s| s["name"].as_str()).collect();
+    assert_eq!(said, ["worker@1", "worker@2", "worker@9"], "{}", text(&out));
+}

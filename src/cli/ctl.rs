@@ -304,7 +304,9 @@ fn expand(client: &mut Client, names: Vec<String>, stop: bool) -> Result<Vec<Str
             eprintln!("ember ctl: {}: nothing to stop", terminal::escape(&none));
         }
     }
-    expanded.dedup();
+    // Each once, where first named: a name and a pattern may both name it.
+    let mut seen = std::collections::BTreeSet::new();
+    expanded.retain(|n| seen.insert(n.clone()));
     Ok(expanded)
 }
 

@@ -72,7 +72,7 @@ impl Runtime {
     /// Start, stop or restart: changes the wants, and returns each service's goal.
     fn change(&mut self, command: Command, origin: &str) -> Result<Vec<(String, Goal)>, Reply> {
         let verb = command.verb();
-        let (kind, Targets { names, .. }) = match command {
+        let (kind, Targets { mut names, .. }) = match command {
             Command::Start(t) => (Kind::Start, t),
             Command::Stop(t) => (Kind::Stop, t),
             Command::Restart(t) => (Kind::Restart, t),
@@ -84,6 +84,10 @@ impl Runtime {
                 "name at least one service",
             ));
         }
+        // Each service once, where it was first named (found by a hostile review: `start
+        // worker@1 'worker@*'` acted on worker@1 and answered for it twice).
+        let mut seen = std::collections::BTreeSet::new();
+        names.retain(|n| seen.insert(n.clone()));
         if self.engine.shutting_down() {
             return Err(Reply::error(
                 ErrorKind::Busy,
