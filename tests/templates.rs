@@ -752,3 +752,37 @@ fn a_service_named_twice_is_acted_on_once() {
     let said: Vec<&str> = said.iter().filter_map(|s| s["name"].as_str()).collect();
     assert_eq!(said, ["worker@1", "worker@2", "worker@9"], "{}", text(&out));
 }
+
+/// Found by a hostile review: a start refuses an instance of a notify template whose
+/// notify socket could not be bound (its name is part of the path), but a reload that
+/// made the template of such a running instance a notify one was taken: the instance then
+/// failed at its restart, and at every start after. Such a reload is refused, and what
+/// runs keeps running.
+#[test]
+fn a_reload_that_gives_an_instance_an_unbindable_notify_socket_is_refused() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "tpl-reload-notify",
+        "[service.\"n@\"]\ncommand = [\"/bin/sleep\", \"7830071\"]\n",
+    );
+    let long = format!("n@{}", "x".repeat(62));
+    let out = ember.ctl(&["start", &long, "--wait"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let pid = ember.status(&long)["pid"].clone();
+    let config = std::fs::read_to_string(&ember.config).unwrap();
+    let edited = config.replace("7830071\"]\n", "7830071\"]\nready = { notify = true }\n");
+    assert_ne!(config, edited);
+    std::fs::write(&ember.config, &edited).unwrap();
+    let out = ember.ctl(&["reload"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("its notify socket would be"),
+        "{}",
+        text(&out)
+    );
+    let now = ember.status(&long);
+    assert_eq!(now["state"], "active", "{now}");
+    assert_eq!(now["pid"], pid, "{now}");
+}

@@ -281,20 +281,17 @@ impl Runtime {
                     .unwrap_or_else(Instant::now),
                 Engine::adopt(
                     {
-                        let (specs, cycles) = with_instances(
+                        let (specs, left_out) = with_instances(
                             &mut config,
                             h.engine
                                 .units
                                 .iter()
                                 .filter(|u| u.transient && !u.removing)
                                 .map(|u| u.name.as_str()),
+                            &notify_dir,
                         );
-                        for cycle in cycles {
-                            crate::log::warn!(
-                                "dependency cycle: {}: {} was made by a start, and the template as it is now orders it after itself; it stops and goes",
-                                cycle.join(" -> "),
-                                cycle.first().map_or("", String::as_str)
-                            );
+                        for why in left_out {
+                            crate::log::warn!("{why}; it stops and goes");
                         }
                         specs
                     },
@@ -879,16 +876,13 @@ impl Runtime {
             .units()
             .filter(|u| u.spec.transient && !u.removing)
             .map(|u| &*u.spec.name);
-        let (specs, cycles) = with_instances(&mut new, made);
-        // The configuration alone has no cycle (`ember check`), but a template's lists
-        // may now order one of its instances made on demand after itself, as a start of
-        // it would be refused for (found by a hostile review: the reload was taken, and
-        // the instance then waited for itself at its next start).
-        if let Some(cycle) = cycles.first() {
+        let (specs, left_out) = with_instances(&mut new, made, &self.notify_dir);
+        // What a start of an instance is refused for, the template as it is now may say
+        // of one made already: a reload that would make it so is refused (found by a
+        // hostile review: an instance then waited for itself, or failed at every start).
+        if let Some(left_out) = left_out.first() {
             let refused = format!(
-                "dependency cycle: {}: {} was made by a start, and the template as it is now orders it after itself; nothing changed (stop it first, or remove one of these dependencies from the template)",
-                cycle.join(" -> "),
-                cycle.first().map_or("", String::as_str)
+                "{left_out}; nothing changed (stop the instance first, or change its template)"
             );
             crate::log::error!("{why}: reload rejected: {refused}");
             return Err(Reply::error(ErrorKind::InvalidConfig, refused));
@@ -952,28 +946,37 @@ impl Runtime {
 /// The services are taken out of `config`: the engine keeps the only copy (the runtime's
 /// configuration, kept for its other tables, would hold every spec a second time).
 ///
-/// An instance made on demand that the template as it is now would order after itself
-/// (round a cycle) is left out, as a start of it would be refused: each such cycle is
-/// returned, starting at the instance left out.
+/// An instance made on demand that the template as it is now makes one a start would be
+/// refused for is left out, and why is returned: a notify socket that could not be bound
+/// in `notify_dir` (its name is part of the path), or a dependency cycle through it (the
+/// configuration alone has none).
 fn with_instances<'a>(
     config: &mut Config,
     made: impl Iterator<Item = &'a str>,
+    notify_dir: &std::path::Path,
 ) -> (
     std::collections::BTreeMap<String, crate::config::ServiceSpec>,
-    Vec<Vec<String>>,
+    Vec<String>,
 ) {
     let mut specs = std::mem::take(&mut config.services);
     let mut added = Vec::new();
+    let mut left_out = Vec::new();
     for name in made {
         if !specs.contains_key(name) {
             if let Some(spec) = config.made_on_demand(name) {
+                let unbindable = (spec.ready == config::service::Readiness::Notify)
+                    .then(|| config::control::notify_socket_too_long(notify_dir, name))
+                    .flatten();
+                if let Some(why) = unbindable {
+                    left_out.push(format!("{why} ({name} was made by a start)"));
+                    continue;
+                }
                 specs.insert(name.to_owned(), spec);
                 added.push(name.to_owned());
             }
         }
     }
     // The configuration had no cycle: one now goes through an instance just added.
-    let mut cycles = Vec::new();
     while let Some(cycle) = {
         let all = specs.iter().map(|(n, s)| (n.as_str(), s)).collect();
         config::graph::cycles(&all).into_iter().next()
@@ -989,11 +992,13 @@ fn with_instances<'a>(
         cycle.rotate_left(at % len);
         if let Some(first) = cycle.first().cloned() {
             specs.remove(&first);
-            cycle.push(first);
+            left_out.push(format!(
+                "dependency cycle: {} -> {first}: {first} was made by a start, and the template as it is now orders it after itself",
+                cycle.join(" -> ")
+            ));
         }
-        cycles.push(cycle);
     }
-    (specs, cycles)
+    (specs, left_out)
 }
 
 /// Sleeps until `at`; with none, never wakes (no timer is armed). A moment that has come
