@@ -495,6 +495,13 @@ stdout = "null"
     let out = ember.ctl(&["start", "job@one-more"]);
     assert!(!out.status.success());
     assert!(text(&out).contains("at most 1024 may"), "{}", text(&out));
+    // The advice names the template asked for (found by a hostile review: it was always
+    // `ember ctl stop 'worker@*'`, a template this board may not have).
+    assert!(
+        text(&out).contains("ember ctl stop 'job@*'"),
+        "{}",
+        text(&out)
+    );
     assert_eq!(names(&ember).len(), 1024);
     // Stopping one makes room for another.
     let out = ember.ctl(&["stop", "job@1", "--wait"]);
@@ -593,6 +600,11 @@ stop_timeout = "1h"
         text(&out)
     );
     assert!(text(&out).contains("at most 1024 may"), "{}", text(&out));
+    assert!(
+        text(&out).contains("ember ctl stop 'slow@*'"),
+        "{}",
+        text(&out)
+    );
     // A start of one that is stopping takes it back: no new room needed.
     let out = ember.ctl(&["start", "slow@1"]);
     assert!(out.status.success(), "{}", text(&out));

@@ -248,9 +248,14 @@ impl Runtime {
             .filter(|s| self.engine.unit(&s.name).is_none())
             .count();
         if new > 0 && made + new > MAX_MADE {
+            // The advice names a template of this start's, not one the board may lack.
+            let template = to_make
+                .iter()
+                .find_map(|s| crate::config::service::template_of(&s.name))
+                .map_or("worker@", |(template, _)| template);
             return Err(Reply::error(
                 ErrorKind::Busy,
-                format!("{made} instances made by a start run or are stopping already, and at most {MAX_MADE} may; stop some first (ember ctl stop 'worker@*')"),
+                format!("{made} instances made by a start are there already (running, done, failed or stopping), and at most {MAX_MADE} may; stop some first (ember ctl stop '{template}*')"),
             ));
         }
         Ok(to_make)
