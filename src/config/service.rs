@@ -107,6 +107,8 @@ impl FromToml for Env {
                 Some(format!(
                     "env key \"{shown}\" contains a NUL byte, which no program can be given"
                 ))
+            } else if key.contains(INSTANCE) {
+                Some(format!("env key \"{shown}\": {INSTANCE} is not replaced in a variable's name (only in its value); name the variable"))
             } else if key.contains('=') {
                 Some(format!("env key \"{shown}\" contains '=', which ends a variable's name; name the variable without it"))
             } else {
@@ -160,6 +162,11 @@ impl FromToml for RawReady {
         })
     }
 }
+
+/// Where a template's [`INSTANCE`] is replaced by the instance's name, as said where it is
+/// written anywhere else.
+pub const REPLACED_IN: &str =
+    "only in command, env values, workdir, pid_file, stdout, stderr and ready's file or exec";
 
 /// The instances a template (`worker@`) has from boot: `instances = ["a", "b"]` makes
 /// `worker@a` and `worker@b`; `instances = 4` makes `worker@1` ... `worker@4`.
@@ -438,6 +445,14 @@ pub fn build(
     }
     for (value, what) in [(&raw.user, "user"), (&raw.group, "group")] {
         let ok = if what == "user" { user_ok } else { group_ok };
+        if let Some(v) = value.as_ref().filter(|v| v.get_ref().contains(INSTANCE)) {
+            problems.push(source.problem(
+                Some(v.span().start),
+                Severity::Error,
+                format!("service \"{name}\": {INSTANCE} is not replaced in {what} ({REPLACED_IN}); name the {what}"),
+            ));
+            continue;
+        }
         if let Some(v) = value.as_ref().filter(|_| !source.offline && ok) {
             if let Err(why) = check_account(v.get_ref(), what == "user") {
                 problems.push(source.problem(
@@ -569,7 +584,12 @@ pub fn build(
         }
     }
     if let Readiness::Log(pattern) = &spec.ready {
-        if ready_log_regex(pattern).is_err() {
+        if pattern.contains(INSTANCE) {
+            error!(
+                ready_offset,
+                format!("service \"{name}\": {INSTANCE} is not replaced in ready's log pattern ({REPLACED_IN}); match what every instance prints, e.g. \"listening\"")
+            );
+        } else if ready_log_regex(pattern).is_err() {
             match regex_lite::Regex::new(pattern) {
                 Ok(_) => error!(
                     ready_offset,

@@ -3198,3 +3198,43 @@ fn a_pool_of_the_wrong_shape_says_what_to_write() {
         );
     }
 }
+
+/// Found by a hostile review: `{instance}` where it is not replaced (as systemd's `%i` is
+/// in User=) was said as something else: `user = "{instance}"` as a user that does not
+/// exist, `ready = { log = "up {instance}" }` as a regex that is not valid ("expected
+/// decimal number"), and in an env variable's name not at all. Each now says that
+/// `{instance}` is not replaced there, and where it is, as for the dependency lists.
+#[test]
+fn instance_where_it_is_not_replaced_is_said_so() {
+    let tree = Tree::new();
+    let text = r#"[service."w@"]
+command = ["/bin/sh"]
+user = "{instance}"
+group = "g-{instance}"
+env = { "V" = "v-{instance}" }
+ready = { log = "up {instance}" }
+"#;
+    tree.write("ember.toml", text);
+    let problems = tree.problems();
+    for want in [
+        "ember.toml:3:8: service \"w@\": {instance} is not replaced in user (only in command, env values, workdir, pid_file, stdout, stderr and ready's file or exec)",
+        "ember.toml:4:9: service \"w@\": {instance} is not replaced in group (only in",
+        "ember.toml:6:9: service \"w@\": {instance} is not replaced in ready's log pattern (only in",
+    ] {
+        assert!(
+            problems.iter().any(|p| p.starts_with(want)),
+            "missing {want:?} in:\n{}",
+            problems.join("\n")
+        );
+    }
+    assert_eq!(problems.len(), 3, "{problems:#?}");
+    tree.write(
+        "ember.toml",
+        "[service.\"w@\"]\ncommand = [\"/bin/sh\"]\nenv = { \"K_{instance}\" = \"v\" }\n",
+    );
+    let problems = tree.problems();
+    assert!(
+        problems.iter().any(|p| p.starts_with("ember.toml:3:9: env key \"K_{instance}\": {instance} is not replaced in a variable's name (only in its value)")),
+        "{problems:#?}"
+    );
+}
