@@ -829,6 +829,9 @@ fn ready_kind(raw: RawReady) -> Result<Readiness, String> {
 /// but no connect to them ever succeeds: the service would wait out its ready_timeout,
 /// or for ever.
 fn check_tcp_address(addr: &str) -> Result<(), String> {
+    if addr.contains(INSTANCE) {
+        return Err(format!("{INSTANCE} is not replaced in ready's tcp address ({REPLACED_IN}); give the port every instance listens on, or ready = {{ exec = [...] }} with {INSTANCE} to check each"));
+    }
     let Ok(parsed) = addr.parse::<std::net::SocketAddr>() else {
         return Err(format!(
             "ready tcp \"{addr}\" is not an address such as \"127.0.0.1:1883\""

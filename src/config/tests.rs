@@ -3237,4 +3237,13 @@ ready = { log = "up {instance}" }
         problems.iter().any(|p| p.starts_with("ember.toml:3:9: env key \"K_{instance}\": {instance} is not replaced in a variable's name (only in its value)")),
         "{problems:#?}"
     );
+    tree.write(
+        "ember.toml",
+        "[service.\"w@\"]\ncommand = [\"/bin/sh\"]\nready = { tcp = \"127.0.0.1:{instance}\" }\n",
+    );
+    let problems = tree.problems();
+    assert!(
+        problems.iter().any(|p| p.starts_with("ember.toml:3:9: service \"w@\": {instance} is not replaced in ready's tcp address (only in")),
+        "{problems:#?}"
+    );
 }
