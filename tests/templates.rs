@@ -798,3 +798,38 @@ fn a_reload_that_gives_an_instance_an_unbindable_notify_socket_is_refused() {
     assert_eq!(now["state"], "active", "{now}");
     assert_eq!(now["pid"], pid, "{now}");
 }
+
+/// Found by a hostile review: a `start --wait` of an instance made by that start, stopped
+/// by another client while it waited for a dependency, was answered "w@5 was removed by a
+/// reload": no reload had run. It is answered as for any service stopped again.
+#[test]
+fn a_waited_start_of_an_instance_stopped_meanwhile_says_so() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "tpl-wait-stopped",
+        "[service.dep]\ncommand = [\"/bin/sleep\", \"7830081\"]\nready = { file = \"$DIR/never\" }\nready_timeout = \"0\"\nenabled = false\n\n[service.\"w@\"]\ncommand = [\"/bin/sleep\", \"7830082\"]\nrequires = [\"dep\"]\n",
+    );
+    let mut start = std::process::Command::new(EMBER)
+        .args(["ctl", "--socket"])
+        .arg(&ember.socket)
+        .args(["start", "w@5", "--wait"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("ember ctl start");
+    ember.wait_state("dep", "activating", None, LONG);
+    assert!(names(&ember).contains(&"w@5".to_owned()));
+    let out = ember.ctl(&["stop", "w@5"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let answered = wait_for(LONG, || matches!(start.try_wait(), Ok(Some(_))));
+    if !answered {
+        let _ = start.kill();
+    }
+    let out = start.wait_with_output().expect("ember ctl start");
+    assert!(answered, "the start's wait was never answered");
+    assert!(!out.status.success());
+    assert!(text(&out).contains("w@5 was stopped"), "{}", text(&out));
+    assert!(!text(&out).contains("reload"), "{}", text(&out));
+}

@@ -312,9 +312,16 @@ impl Runtime {
     /// will without another command, `None` not yet.
     fn settled(&self, name: &str, goal: Goal) -> Option<Result<(), String>> {
         let Some(unit) = self.engine.unit(name) else {
-            // A stopped instance made on demand is forgotten at once: it is down.
+            // A stopped instance made on demand is forgotten at once: it is down. Gone
+            // while its template is there, it was stopped or ended (found by a hostile
+            // review: that was answered "removed by a reload", with no reload run).
+            let instance = crate::config::service::template_of(name)
+                .is_some_and(|(template, _)| self.config.templates.contains_key(template));
             return Some(match goal {
                 Goal::Down => Ok(()),
+                Goal::Up { .. } if instance => Err(format!(
+                    "{name} was stopped again, or ended by itself: an instance made by a start is then forgotten"
+                )),
                 Goal::Up { .. } => Err(format!("{name} was removed by a reload")),
             });
         };
