@@ -946,6 +946,34 @@ fn read_service(
             format!("service \"{name}\" is not a template: {{instance}} in it stays as written; a template's name ends with @ ({name}@)"),
         ));
     }
+    // A file an instance's supervision reads, shared by every instance: one would read
+    // another's pid (and a stop of it signal the other's process), or be taken for ready
+    // when another is (found by a hostile review).
+    if let Some((spec, _)) = built.as_ref().filter(|_| template) {
+        let shared = |p: &Path| !p.to_string_lossy().contains(service::INSTANCE);
+        let ready_file = match &spec.ready {
+            service::Readiness::File(p) => Some(p.as_path()),
+            _ => None,
+        };
+        for (what, path, ext) in [
+            ("pid_file", spec.pid_file.as_deref(), "pid"),
+            ("ready's file", ready_file, "ready"),
+        ] {
+            if let Some(path) = path.filter(|p| shared(p)) {
+                problems.push(source.problem(
+                    Some(offset),
+                    Severity::Warning,
+                    format!(
+                        "template \"{name}\": {what} {:?} has no {}: every instance would use this one file, and read another's; name it by the instance, e.g. \"/run/{}-{}.{ext}\"",
+                        path.display().to_string(),
+                        service::INSTANCE,
+                        name.trim_end_matches('@'),
+                        service::INSTANCE,
+                    ),
+                ));
+            }
+        }
+    }
     if services.contains_key(name) {
         // The second definition is checked too, then dropped.
         return;

@@ -3247,3 +3247,39 @@ ready = { log = "up {instance}" }
         "{problems:#?}"
     );
 }
+
+/// Found by a hostile review: a template whose pid_file or ready file has no `{instance}`
+/// gives every instance the same file, so one instance read another's pid (and a stop of
+/// it signalled the other's process), or was taken for ready when another was; `ember
+/// check` said nothing. It warns, with what to write.
+#[test]
+fn a_file_every_instance_of_a_template_would_share_is_warned_of() {
+    let tree = Tree::new();
+    let text = r#"[service."f@"]
+command = ["/bin/sh"]
+type = "forking"
+pid_file = "/run/f.pid"
+
+[service."r@"]
+command = ["/bin/sh"]
+ready = { file = "/run/r.ready" }
+
+[service."ok@"]
+command = ["/bin/sh"]
+type = "forking"
+pid_file = "/run/ok-{instance}.pid"
+"#;
+    tree.write("ember.toml", text);
+    let problems = tree.problems();
+    for want in [
+        "ember.toml:1:10: warning: template \"f@\": pid_file \"/run/f.pid\" has no {instance}: every instance would use this one file",
+        "ember.toml:6:10: warning: template \"r@\": ready's file \"/run/r.ready\" has no {instance}: every instance would use this one file",
+    ] {
+        assert!(
+            problems.iter().any(|p| p.starts_with(want)),
+            "missing {want:?} in:\n{}",
+            problems.join("\n")
+        );
+    }
+    assert_eq!(problems.len(), 2, "{problems:#?}");
+}
