@@ -833,3 +833,35 @@ fn a_waited_start_of_an_instance_stopped_meanwhile_says_so() {
     assert!(text(&out).contains("w@5 was stopped"), "{}", text(&out));
     assert!(!text(&out).contains("reload"), "{}", text(&out));
 }
+
+/// Found by a hostile review: `ember ctl stop 'worker@*'`, the busy answer's advice, sent
+/// every name the pattern matched in one request, and 1,024 instances with long names
+/// (64 characters is a good name) made it longer than a request may be: "request longer
+/// than 65536 bytes", and nothing could be stopped by the pattern. The client sends such
+/// a list in parts.
+#[test]
+fn a_pattern_that_matches_every_long_named_instance_can_stop_them() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "tpl-long-glob",
+        "[service.\"l@\"]\ntype = \"oneshot\"\ncommand = [\"/bin/true\"]\nstdout = \"null\"\n",
+    );
+    let pool: Vec<String> = (0..1024).map(|n| format!("l@{n:0>62}")).collect();
+    for part in pool.chunks(256) {
+        let mut args = vec!["start"];
+        args.extend(part.iter().map(String::as_str));
+        let out = ember.ctl(&args);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    // As one list: parted by the client as well.
+    let mut args = vec!["restart"];
+    args.extend(pool.iter().map(String::as_str));
+    let out = ember.ctl(&args);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(names(&ember).len(), 1024);
+    let out = ember.ctl(&["stop", "l@*", "--wait"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(names(&ember).is_empty(), "{} left", names(&ember).len());
+}
