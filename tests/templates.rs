@@ -861,6 +861,11 @@ fn a_pattern_that_matches_every_long_named_instance_can_stop_them() {
     let out = ember.ctl(&args);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(names(&ember).len(), 1024);
+    // A status of them all too.
+    let out = ember.ctl(&["status", "--json", "l@*"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let listed: Vec<Value> = serde_json::from_slice(&out.stdout).expect("status JSON");
+    assert_eq!(listed.len(), 1024);
     let out = ember.ctl(&["stop", "l@*", "--wait"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(names(&ember).is_empty(), "{} left", names(&ember).len());
