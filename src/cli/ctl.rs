@@ -28,7 +28,8 @@ Commands:
                               reason when its run fails. worker@42 is made from the
                               template worker@ when it does not exist
   stop NAME... [--wait]       want NAME down; --wait returns once it has stopped. An
-                              instance made by a start (worker@42) is then forgotten
+                              instance made by a start (worker@42) is then forgotten;
+                              a stop of one that is not there is done
   restart NAME... [--wait]    stop, then start again; --wait returns once the new run is
                               active (not while the old one still is)
   reload                      re-read the configuration: added services start, removed
