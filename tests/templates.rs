@@ -870,3 +870,29 @@ fn a_pattern_that_matches_every_long_named_instance_can_stop_them() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(names(&ember).is_empty(), "{} left", names(&ember).len());
 }
+
+/// Found by a hostile review: `ember ctl status worker@` (or its logs, or a stop of it)
+/// answered "no service named \"worker@\"", though the template is defined: a start of it
+/// says that it names no instance. Each says what the name is, and how to see its
+/// instances.
+#[test]
+fn a_templates_own_name_is_said_to_be_a_template() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start("tpl-own-name", TEMPLATE);
+    for args in [
+        vec!["status", "worker@"],
+        vec!["logs", "worker@"],
+        vec!["stop", "worker@"],
+        vec!["restart", "worker@"],
+    ] {
+        let out = ember.ctl(&args);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(
+            text(&out).contains("\"worker@\" names no instance") && text(&out).contains("worker@*"),
+            "{args:?}: {}",
+            text(&out)
+        );
+    }
+}

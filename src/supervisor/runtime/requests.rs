@@ -116,7 +116,7 @@ impl Runtime {
             .iter()
             .find(|n| self.engine.unit(n).is_none() && !made(n) && !stopped_instance(n))
         {
-            return Err(unknown_service(name));
+            return Err(self.unknown(name));
         }
         for spec in to_make {
             crate::log::info!("{origin}: {} made from its template", spec.name);
@@ -161,12 +161,27 @@ impl Runtime {
         Ok(goals)
     }
 
+    /// What a name that is no service is: a template's own (`worker@`, said so: found by
+    /// a hostile review, it was "no service named", though defined), or unknown.
+    fn unknown(&self, name: &str) -> Reply {
+        if self.config.templates.contains_key(name) {
+            return Reply::error(
+                ErrorKind::BadRequest,
+                format!("\"{name}\" names no instance: it is a template, which runs as its instances ({name}NAME); `ember ctl status '{name}*'` lists them"),
+            );
+        }
+        unknown_service(name)
+    }
+
     /// Refuses a name of a template's instance that no instance can have (`worker@..`,
     /// `worker@a@`), or the template's own (`worker@`), with why, for every verb.
     fn check_instance_names(&self, names: &[String]) -> Result<(), Reply> {
         for name in names {
             if self.engine.unit(name).is_some() {
                 continue;
+            }
+            if self.config.templates.contains_key(name) {
+                return Err(self.unknown(name));
             }
             // The instance's name becomes a cgroup, a socket, a topic level, and part of
             // paths: the rules of the configuration's instances apply. A template's own
@@ -423,7 +438,7 @@ impl Runtime {
             },
             Command::Logs(args) => {
                 if self.engine.unit(&args.name).is_none() {
-                    return unknown_service(&args.name);
+                    return self.unknown(&args.name);
                 }
                 let lines = self
                     .services
@@ -493,7 +508,7 @@ impl Runtime {
                         .map_or(0, |(_, seq)| *seq);
                     Ok(super::super::status::service_status(unit, now, seq))
                 }
-                None => Err(unknown_service(name)),
+                None => Err(self.unknown(name)),
             })
             .collect()
     }
