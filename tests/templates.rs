@@ -369,9 +369,10 @@ fn an_instance_is_made_over_mqtt_when_allow_permits_it() {
     publish("worker@..", "start", "dots");
     let reply = replies.wait_for("\"dots\"", LONG).expect("a reply");
     assert!(reply.contains("invalid instance"), "{reply}");
+    // An instance that is not there is stopped: a stop of it is done, and makes none.
     publish("worker@8", "stop", "stop-unknown");
     let reply = replies.wait_for("\"stop-unknown\"", LONG).expect("a reply");
-    assert!(reply.contains("unknown-service"), "{reply}");
+    assert!(reply.contains(r#""ok":true"#), "{reply}");
     assert!(!names(&ember)
         .iter()
         .any(|n| n == "other@1" || n == "worker@8"));
@@ -446,6 +447,19 @@ fn an_instance_is_made_over_dbus_and_gets_its_object() {
         "{}",
         text(&out)
     );
+    // An instance that is not there is stopped: StopService of it is done (it was
+    // UnknownService), and makes none.
+    let out = bus.busctl(&[
+        "call",
+        "io.ember.Init1",
+        "/io/ember/Init1",
+        "io.ember.Init1.Manager",
+        "StopService",
+        "s",
+        "worker@6",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!names(&ember).iter().any(|n| n == "worker@6"));
 }
 
 /// A start refused for one of its names makes nothing; and at most 1,024 instances made
@@ -481,6 +495,13 @@ stdout = "null"
     let out = ember.ctl(&["start", "job@one-more"]);
     assert!(!out.status.success());
     assert!(text(&out).contains("at most 1024 may"), "{}", text(&out));
+    // The advice names the template asked for (found by a hostile review: it was always
+    // `ember ctl stop 'worker@*'`, a template this board may not have).
+    assert!(
+        text(&out).contains("ember ctl stop 'job@*'"),
+        "{}",
+        text(&out)
+    );
     assert_eq!(names(&ember).len(), 1024);
     // Stopping one makes room for another.
     let out = ember.ctl(&["stop", "job@1", "--wait"]);
@@ -579,7 +600,299 @@ stop_timeout = "1h"
         text(&out)
     );
     assert!(text(&out).contains("at most 1024 may"), "{}", text(&out));
+    assert!(
+        text(&out).contains("ember ctl stop 'slow@*'"),
+        "{}",
+        text(&out)
+    );
     // A start of one that is stopping takes it back: no new room needed.
     let out = ember.ctl(&["start", "slow@1"]);
     assert!(out.status.success(), "{}", text(&out));
+}
+
+/// Found by a hostile review: a stop of an instance that is not there (never made, or
+/// made, stopped and so forgotten) failed with "no service named", so a second `stop
+/// worker@42` (a script's, or a retained MQTT command's) failed where systemctl, and
+/// ember for any other service, says it is stopped. It is stopped: a stop says so.
+#[test]
+fn a_stop_of_an_instance_that_is_not_there_succeeds() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start("tpl-stop-twice", TEMPLATE);
+    let out = ember.ctl(&["start", "worker@42", "--wait"]);
+    assert!(out.status.success(), "{}", text(&out));
+    for _ in 0..2 {
+        let out = ember.ctl(&["stop", "worker@42", "--wait"]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let out = ember.ctl(&["stop", "worker@never", "--wait"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!names(&ember)
+        .iter()
+        .any(|n| n == "worker@42" || n == "worker@never"));
+    // What no template can make is still unknown, and a name no instance can have is
+    // still refused.
+    let out = ember.ctl(&["stop", "nope@1"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("no service named \"nope@1\""),
+        "{}",
+        text(&out)
+    );
+    let out = ember.ctl(&["stop", "worker@.."]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("invalid instance"), "{}", text(&out));
+}
+
+/// Found by a hostile review: a reload that gave a template an `after` on one of its own
+/// instances made on demand (`after = ["p@2"]` in `p@`, while p@2 runs) was accepted,
+/// though a start of p@2 with that template is refused as a cycle: p@2 then waited for
+/// itself, and `ember ctl restart p@2 --wait` never returned. Such a reload is refused,
+/// and what runs keeps running.
+#[test]
+fn a_reload_that_makes_an_instance_wait_for_itself_is_refused() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "tpl-reload-cycle",
+        "[service.\"p@\"]\ncommand = [\"/bin/sleep\", \"7830041\"]\n",
+    );
+    let out = ember.ctl(&["start", "p@2", "--wait"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let config = std::fs::read_to_string(&ember.config).unwrap();
+    let edited = config.replace("7830041\"]\n", "7830041\"]\nafter = [\"p@2\"]\n");
+    assert_ne!(config, edited);
+    std::fs::write(&ember.config, &edited).unwrap();
+    let out = ember.ctl(&["reload"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("dependency cycle: p@2 -> p@2"),
+        "{}",
+        text(&out)
+    );
+    // Bounded: before the fix this wait never returned.
+    let out = ember
+        .ctl_within(&["restart", "p@2", "--wait"], LONG)
+        .expect("the restart's wait was never answered");
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+/// Found by a hostile review: `ember check` refuses a notify service whose socket's path
+/// would be too long to bind (its name is part of it), but a start made such an instance
+/// of a notify template all the same (`n@` and 57 more characters is a good name): it
+/// could only fail, at each of its starts, and stayed made. Such a start is refused, with
+/// the check's reason, and makes nothing.
+#[test]
+fn an_instance_whose_notify_socket_cannot_be_bound_is_not_made() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "tpl-notify-long",
+        "[service.\"n@\"]\ncommand = [\"/bin/sleep\", \"7830051\"]\nready = { notify = true }\n",
+    );
+    let long = format!("n@{}", "x".repeat(62));
+    let out = ember.ctl(&["start", &long, "--wait"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("its notify socket would be"),
+        "{}",
+        text(&out)
+    );
+    assert!(!names(&ember).contains(&long), "{:?}", names(&ember));
+}
+
+/// Found by a hostile review: an instance made by a start that ended by itself, cleanly
+/// (a simple service that exits 0, which `restart = "on-failure"` does not run again),
+/// stayed "inactive (dead)" for good: never forgotten, though the README says an
+/// instance made on demand is forgotten once stopped, as systemd forgets an inactive
+/// instance; and each one counted against the 1,024 that "run", until a start of any
+/// instance was refused as busy. It is forgotten once it has ended.
+#[test]
+fn an_instance_made_by_a_start_that_ends_cleanly_is_forgotten() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "tpl-ends",
+        "[service.\"done@\"]\ncommand = [\"/bin/sh\", \"-c\", \"echo {instance} > $DIR/ended-{instance}\"]\n\n[service.\"bad@\"]\ncommand = [\"/bin/false\"]\nrestart = \"never\"\n\n[service.web]\ncommand = [\"/bin/sleep\", \"7830061\"]\n",
+    );
+    let out = ember.ctl(&["start", "done@1"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let ended = ember.dir.path("ended-1");
+    assert!(
+        wait_for(LONG, || lines(&ended) == ["1"]),
+        "done@1 never ran"
+    );
+    assert!(
+        wait_for(LONG, || !names(&ember).contains(&"done@1".to_owned())),
+        "done@1 is still there: {}",
+        ember.status("done@1")
+    );
+    // A start that waits is answered, whether it sees the instance up or gone already.
+    for n in 2..6 {
+        let name = format!("done@{n}");
+        let out = ember.ctl(&["start", &name, "--wait"]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    // A failed one stays, to be seen, until stopped.
+    let out = ember.ctl(&["start", "bad@1"]);
+    assert!(out.status.success(), "{}", text(&out));
+    ember.wait_state("bad@1", "failed", None, LONG);
+    let out = ember.ctl(&["stop", "bad@1", "--wait"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!names(&ember).contains(&"bad@1".to_owned()));
+}
+
+/// Found by a hostile review: a name given twice, or by a name and a pattern (`restart
+/// worker@1 'worker@*'`), was acted on and answered twice (the client dropped only
+/// repeats side by side). Each service is named once in what is done and answered.
+#[test]
+fn a_service_named_twice_is_acted_on_once() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start("tpl-twice", TEMPLATE);
+    ember.wait_state("worker@2", "active", None, LONG);
+    let out = ember.ctl(&[
+        "start", "--json", "worker@1", "worker@*", "worker@1", "worker@9",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let said: Vec<Value> = serde_json::from_slice(&out.stdout).expect("JSON");
+    let said: Vec<&str> = said.iter().filter_map(|s| s["name"].as_str()).collect();
+    assert_eq!(said, ["worker@1", "worker@2", "worker@9"], "{}", text(&out));
+}
+
+/// Found by a hostile review: a start refuses an instance of a notify template whose
+/// notify socket could not be bound (its name is part of the path), but a reload that
+/// made the template of such a running instance a notify one was taken: the instance then
+/// failed at its restart, and at every start after. Such a reload is refused, and what
+/// runs keeps running.
+#[test]
+fn a_reload_that_gives_an_instance_an_unbindable_notify_socket_is_refused() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "tpl-reload-notify",
+        "[service.\"n@\"]\ncommand = [\"/bin/sleep\", \"7830071\"]\n",
+    );
+    let long = format!("n@{}", "x".repeat(62));
+    let out = ember.ctl(&["start", &long, "--wait"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let pid = ember.status(&long)["pid"].clone();
+    let config = std::fs::read_to_string(&ember.config).unwrap();
+    let edited = config.replace("7830071\"]\n", "7830071\"]\nready = { notify = true }\n");
+    assert_ne!(config, edited);
+    std::fs::write(&ember.config, &edited).unwrap();
+    let out = ember.ctl(&["reload"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("its notify socket would be"),
+        "{}",
+        text(&out)
+    );
+    let now = ember.status(&long);
+    assert_eq!(now["state"], "active", "{now}");
+    assert_eq!(now["pid"], pid, "{now}");
+}
+
+/// Found by a hostile review: a `start --wait` of an instance made by that start, stopped
+/// by another client while it waited for a dependency, was answered "w@5 was removed by a
+/// reload": no reload had run. It is answered as for any service stopped again.
+#[test]
+fn a_waited_start_of_an_instance_stopped_meanwhile_says_so() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "tpl-wait-stopped",
+        "[service.dep]\ncommand = [\"/bin/sleep\", \"7830081\"]\nready = { file = \"$DIR/never\" }\nready_timeout = \"0\"\nenabled = false\n\n[service.\"w@\"]\ncommand = [\"/bin/sleep\", \"7830082\"]\nrequires = [\"dep\"]\n",
+    );
+    let mut start = std::process::Command::new(EMBER)
+        .args(["ctl", "--socket"])
+        .arg(&ember.socket)
+        .args(["start", "w@5", "--wait"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("ember ctl start");
+    ember.wait_state("dep", "activating", None, LONG);
+    assert!(names(&ember).contains(&"w@5".to_owned()));
+    let out = ember.ctl(&["stop", "w@5"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let answered = wait_for(LONG, || matches!(start.try_wait(), Ok(Some(_))));
+    if !answered {
+        let _ = start.kill();
+    }
+    let out = start.wait_with_output().expect("ember ctl start");
+    assert!(answered, "the start's wait was never answered");
+    assert!(!out.status.success());
+    assert!(text(&out).contains("w@5 was stopped"), "{}", text(&out));
+    assert!(!text(&out).contains("reload"), "{}", text(&out));
+}
+
+/// Found by a hostile review: `ember ctl stop 'worker@*'`, the busy answer's advice, sent
+/// every name the pattern matched in one request, and 1,024 instances with long names
+/// (64 characters is a good name) made it longer than a request may be: "request longer
+/// than 65536 bytes", and nothing could be stopped by the pattern. The client sends such
+/// a list in parts.
+#[test]
+fn a_pattern_that_matches_every_long_named_instance_can_stop_them() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "tpl-long-glob",
+        "[service.\"l@\"]\ntype = \"oneshot\"\ncommand = [\"/bin/true\"]\nstdout = \"null\"\n",
+    );
+    let pool: Vec<String> = (0..1024).map(|n| format!("l@{n:0>62}")).collect();
+    for part in pool.chunks(256) {
+        let mut args = vec!["start"];
+        args.extend(part.iter().map(String::as_str));
+        let out = ember.ctl(&args);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    // As one list: parted by the client as well.
+    let mut args = vec!["restart"];
+    args.extend(pool.iter().map(String::as_str));
+    let out = ember.ctl(&args);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(names(&ember).len(), 1024);
+    // A status of them all too.
+    let out = ember.ctl(&["status", "--json", "l@*"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let listed: Vec<Value> = serde_json::from_slice(&out.stdout).expect("status JSON");
+    assert_eq!(listed.len(), 1024);
+    let out = ember.ctl(&["stop", "l@*", "--wait"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(names(&ember).is_empty(), "{} left", names(&ember).len());
+}
+
+/// Found by a hostile review: `ember ctl status worker@` (or its logs, or a stop of it)
+/// answered "no service named \"worker@\"", though the template is defined: a start of it
+/// says that it names no instance. Each says what the name is, and how to see its
+/// instances.
+#[test]
+fn a_templates_own_name_is_said_to_be_a_template() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start("tpl-own-name", TEMPLATE);
+    for args in [
+        vec!["status", "worker@"],
+        vec!["logs", "worker@"],
+        vec!["stop", "worker@"],
+        vec!["restart", "worker@"],
+    ] {
+        let out = ember.ctl(&args);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(
+            text(&out).contains("\"worker@\" names no instance") && text(&out).contains("worker@*"),
+            "{args:?}: {}",
+            text(&out)
+        );
+    }
 }

@@ -1197,6 +1197,13 @@ impl Engine {
                 // asked for (by hand, or by a reload with a new spec) still happens.
                 if !unit.restart_pending {
                     unit.want = Want::Down;
+                    // Done, as if stopped: an instance made on demand goes (found by a
+                    // hostile review: it stayed inactive for good, and counted against
+                    // the bound on instances made by a start).
+                    if unit.spec.transient && !unit.removing {
+                        unit.removing = true;
+                        self.removing += 1;
+                    }
                 }
                 actions.push(Action::Cleanup {
                     name: name.to_owned(),

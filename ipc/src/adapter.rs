@@ -7,9 +7,10 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 /// Whether `name` has the shape of a template's instance (`worker@42`), or of a template
-/// (`worker@`): a start or restart of one that does not exist yet goes to ember, which
-/// makes it from its template, refuses a name it cannot be (`worker@`: it names no
-/// instance; `worker@..`), or answers unknown-service when there is no template.
+/// (`worker@`): a start, restart or stop of one that does not exist (yet, or any more)
+/// goes to ember, which makes it from its template (a stop finds it stopped), refuses a
+/// name it cannot be (`worker@`: it names no instance; `worker@..`), or answers
+/// unknown-service when there is no template.
 /// Adapters cannot tell: they see services, not templates; ember checks the name, with
 /// one rule for every interface.
 pub fn may_be_instance(name: &str) -> bool {

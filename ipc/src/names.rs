@@ -69,16 +69,28 @@ pub fn check_service_name(name: &str) -> Result<(), String> {
 /// service name (see [`check_service_name`]), and the instance starts with a letter, a
 /// digit or `_`, as a name does: `{instance}` goes into paths (the command, workdir,
 /// output files), where `.` and `..` would name other directories (`/srv/{instance}` as
-/// `/srv/..`), and a leading `-` would read as an option.
+/// `/srv/..`), and a leading `-` would read as an option. It does not end with `@`: the
+/// whole name would then be a template's.
 pub fn check_instance(template: &str, instance: &str) -> Result<(), String> {
     let full = format!("{template}{instance}");
+    // Shown shortened, as a service's name is: a request may hold a name of 60 KB.
+    let shown = crate::text::shortened(instance);
+    let shown = shown.escape_debug();
     match instance.chars().next() {
         None => Err(format!("\"{}\" names no instance: write {template}NAME", full.escape_debug())),
         Some(c) if !(c.is_ascii_alphanumeric() || c == '_') => Err(format!(
-            "invalid instance \"{}\" of {template}: it starts with {c:?}; an instance goes into paths ({{instance}}), so it starts with a letter, a digit or _",
-            instance.escape_debug()
+            "invalid instance \"{shown}\" of {template}: it starts with {c:?}; an instance goes into paths ({{instance}}), so it starts with a letter, a digit or _",
         )),
-        Some(_) => check_service_name(&full),
+        // A name ending with @ is a template's (`worker@a@` would be one, of `a@`'s
+        // instances), so no instance is named so (found by a hostile review: one in
+        // `instances` was taken for a template, and never ran).
+        Some(_) => check_service_name(&full).and_then(|()| match instance.ends_with('@') {
+            true => Err(format!(
+                "invalid instance \"{shown}\" of {template}: it ends with @, and \"{}\" would be a template's name; end it with a letter, a digit or . _ -",
+                full.escape_debug()
+            )),
+            false => Ok(()),
+        }),
     }
 }
 
@@ -122,6 +134,17 @@ mod tests {
         }
         // A control character is shown escaped, so the message stays one line.
         assert!(!refused("a\nb").contains('\n'));
+        // An instance's name is shown shortened, as a service's is, whatever is wrong with
+        // it (found by a hostile review: a 60 KB name refused for its first character
+        // was echoed whole, in the reply and over MQTT).
+        for bad in [
+            format!(".{}", "x".repeat(60_000)),
+            format!("{}@", "x".repeat(60_000)),
+            format!("-{}", "\n".repeat(60_000)),
+        ] {
+            let why = check_instance("worker@", &bad).unwrap_err();
+            assert!(why.len() < 400, "{} bytes: {}", why.len(), &why[..200]);
+        }
         // A cgroup's own files.
         for bad in [
             "cgroup.procs",

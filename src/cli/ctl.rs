@@ -4,8 +4,8 @@ use super::out::{out, outln};
 use super::terminal;
 use ember_ipc::socket::Client;
 use ember_ipc::{
-    Command, LogLine, LogsArgs, Reply, ServiceStatus, State, StatusArgs, Stream, SystemStatus,
-    Targets, Verb,
+    Command, LogLine, LogsArgs, Reply, ServiceStatus, State, StatusArgs, StatusReply, Stream,
+    SystemStatus, Targets, Verb,
 };
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -28,7 +28,8 @@ Commands:
                               reason when its run fails. worker@42 is made from the
                               template worker@ when it does not exist
   stop NAME... [--wait]       want NAME down; --wait returns once it has stopped. An
-                              instance made by a start (worker@42) is then forgotten
+                              instance made by a start (worker@42) is then forgotten;
+                              a stop of one that is not there is done
   restart NAME... [--wait]    stop, then start again; --wait returns once the new run is
                               active (not while the old one still is)
   reload                      re-read the configuration: added services start, removed
@@ -304,8 +305,57 @@ fn expand(client: &mut Client, names: Vec<String>, stop: bool) -> Result<Vec<Str
             eprintln!("ember ctl: {}: nothing to stop", terminal::escape(&none));
         }
     }
-    expanded.dedup();
+    // Each once, where first named: a name and a pattern may both name it.
+    let mut seen = std::collections::BTreeSet::new();
+    expanded.retain(|n| seen.insert(n.clone()));
     Ok(expanded)
+}
+
+/// A start, stop or restart as requests that each fit in what ember reads: one, unless
+/// the names are many and long. Each part is done as it is sent.
+fn parts(command: &Command) -> Vec<Command> {
+    let (Command::Start(t) | Command::Stop(t) | Command::Restart(t)) = command else {
+        return vec![command.clone()];
+    };
+    let groups = name_groups(&t.names);
+    if groups.len() < 2 {
+        return vec![command.clone()];
+    }
+    groups
+        .into_iter()
+        .map(|names| {
+            let targets = Targets {
+                names,
+                wait: t.wait,
+            };
+            match command {
+                Command::Start(_) => Command::Start(targets),
+                Command::Stop(_) => Command::Stop(targets),
+                _ => Command::Restart(targets),
+            }
+        })
+        .collect()
+}
+
+/// `names` in groups whose requests each fit in what ember reads (each name as a JSON
+/// string with its comma, and room for the rest of the request).
+fn name_groups(names: &[String]) -> Vec<Vec<String>> {
+    let budget = ember_ipc::socket::MAX_REQUEST - 4096;
+    let cost = |n: &String| serde_json::to_string(n).map_or(n.len() * 6, |j| j.len()) + 1;
+    let mut groups: Vec<Vec<String>> = vec![Vec::new()];
+    let mut used = 0;
+    for name in names {
+        let c = cost(name);
+        if used + c > budget && groups.last().is_some_and(|g| !g.is_empty()) {
+            groups.push(Vec::new());
+            used = 0;
+        }
+        used += c;
+        if let Some(group) = groups.last_mut() {
+            group.push(name.clone());
+        }
+    }
+    groups
 }
 
 /// Runs one ctl command; returns the exit code.
@@ -334,8 +384,23 @@ fn execute(client: &mut Client, command: Command, json: bool) -> Result<i32, Str
     let color = terminal::stdout_is_terminal() && std::env::var_os("NO_COLOR").is_none();
     match command {
         Command::Status(mut args) if args.details => {
-            args.names = expand(client, std::mem::take(&mut args.names), false)?;
-            let status = expect_status(client.call(&Command::Status(args))?)?;
+            let names = expand(client, std::mem::take(&mut args.names), false)?;
+            // In parts, as a start's names are (see `parts`).
+            let mut status: Option<StatusReply> = None;
+            for names in name_groups(&names) {
+                let part = Command::Status(StatusArgs {
+                    names,
+                    ..args.clone()
+                });
+                let part = expect_status(client.call(&part)?)?;
+                match &mut status {
+                    Some(status) => status.services.extend(part.services),
+                    None => status = Some(part),
+                }
+            }
+            let Some(status) = status else {
+                return Err("name at least one service".into());
+            };
             if json {
                 outln!("{}", pretty(&status.services)?);
                 return Ok(fallback_code(&status.system));
@@ -392,7 +457,13 @@ fn execute(client: &mut Client, command: Command, json: bool) -> Result<i32, Str
                     return Ok(0); // a stop of a pattern that matches nothing: nothing to do
                 }
             }
-            let services = expect_services(client.call(&command)?)?;
+            // In parts when one request would be longer than ember reads: a pattern may
+            // match 1,024 instances of 64 characters (found by a hostile review: `stop
+            // 'worker@*'`, the remedy a busy start advises, was then refused whole).
+            let mut services = Vec::new();
+            for part in parts(&command) {
+                services.extend(expect_services(client.call(&part)?)?);
+            }
             if json {
                 outln!("{}", pretty(&services)?);
             } else if wait {

@@ -104,6 +104,20 @@ pub fn notify_socket_in(dir: &std::path::Path, name: &str) -> PathBuf {
     dir.join(format!("{name}.sock"))
 }
 
+/// Why the service `name`'s notify socket, in `dir` (a [`notify_dir`]), could not be
+/// bound: its path would be too long. Checked for each service by `ember check`, and for
+/// each instance a start makes (its name is part of the path).
+pub fn notify_socket_too_long(dir: &std::path::Path, name: &str) -> Option<String> {
+    let path = notify_socket_in(dir, name);
+    let len = path.as_os_str().len();
+    (len > SOCKET_PATH_MOST).then(|| {
+        format!(
+            "service \"{name}\": its notify socket would be {} ({len} bytes), and a socket's path may be {SOCKET_PATH_MOST} at most; give the service a shorter name, or [control] socket a shorter path",
+            path.display(),
+        )
+    })
+}
+
 /// Where the service `name`'s notify socket is bound.
 pub fn notify_socket_path(control_socket: &std::path::Path, name: &str) -> PathBuf {
     notify_socket_in(&notify_dir(control_socket), name)

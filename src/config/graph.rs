@@ -36,8 +36,8 @@ pub fn check(services: &BTreeMap<&str, &ServiceSpec>) -> Vec<GraphIssue> {
                     message: if dep.contains(super::service::INSTANCE) {
                         format!(
                             "service \"{name}\" {kind} \"{dep}\", which is not defined: {{instance}} \
-                             is not replaced in {kind} (only in command, env, workdir, pid_file, \
-                             stdout, stderr and ready's file or exec); name the service"
+                             is not replaced in {kind} ({}); name the service",
+                            super::service::REPLACED_IN
                         )
                     } else {
                         format!(

@@ -640,21 +640,12 @@ fn load_source(source: &Rc<Source>, problems: &mut Vec<Problem>) -> Config {
         if spec.ready != Readiness::Notify {
             continue;
         }
-        let path = control::notify_socket_path(&control.socket, name);
-        let len = path.as_os_str().len();
-        if len > control::SOCKET_PATH_MOST {
+        let dir = control::notify_dir(&control.socket);
+        if let Some(why) = control::notify_socket_too_long(&dir, name) {
             let Some((source, deps)) = spans.get(name) else {
                 continue;
             };
-            problems.push(source.problem(
-                deps.table,
-                Severity::Error,
-                format!(
-                    "service \"{name}\": its notify socket would be {} ({len} bytes), and a socket's path may be {} at most; give the service a shorter name, or [control] socket a shorter path",
-                    path.display(),
-                    control::SOCKET_PATH_MOST
-                ),
-            ));
+            problems.push(source.problem(deps.table, Severity::Error, why));
         }
     }
     let mut specs = BTreeMap::new();
@@ -916,7 +907,7 @@ fn read_service(
                         Severity::Error,
                         format!(
                             "template \"{name}\": instance \"{}\": {why}",
-                            instance.escape_debug()
+                            ember_ipc::text::shortened(instance).escape_debug()
                         ),
                     ));
                 }
@@ -948,6 +939,34 @@ fn read_service(
             Severity::Warning,
             format!("service \"{name}\" is not a template: {{instance}} in it stays as written; a template's name ends with @ ({name}@)"),
         ));
+    }
+    // A file an instance's supervision reads, shared by every instance: one would read
+    // another's pid (and a stop of it signal the other's process), or be taken for ready
+    // when another is (found by a hostile review).
+    if let Some((spec, _)) = built.as_ref().filter(|_| template) {
+        let shared = |p: &Path| !p.to_string_lossy().contains(service::INSTANCE);
+        let ready_file = match &spec.ready {
+            service::Readiness::File(p) => Some(p.as_path()),
+            _ => None,
+        };
+        for (what, path, ext) in [
+            ("pid_file", spec.pid_file.as_deref(), "pid"),
+            ("ready's file", ready_file, "ready"),
+        ] {
+            if let Some(path) = path.filter(|p| shared(p)) {
+                problems.push(source.problem(
+                    Some(offset),
+                    Severity::Warning,
+                    format!(
+                        "template \"{name}\": {what} {:?} has no {}: every instance would use this one file, and read another's; name it by the instance, e.g. \"/run/{}-{}.{ext}\"",
+                        path.display().to_string(),
+                        service::INSTANCE,
+                        name.trim_end_matches('@'),
+                        service::INSTANCE,
+                    ),
+                ));
+            }
+        }
     }
     if services.contains_key(name) {
         // The second definition is checked too, then dropped.

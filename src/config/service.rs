@@ -107,6 +107,8 @@ impl FromToml for Env {
                 Some(format!(
                     "env key \"{shown}\" contains a NUL byte, which no program can be given"
                 ))
+            } else if key.contains(INSTANCE) {
+                Some(format!("env key \"{shown}\": {INSTANCE} is not replaced in a variable's name (only in its value); name the variable"))
             } else if key.contains('=') {
                 Some(format!("env key \"{shown}\" contains '=', which ends a variable's name; name the variable without it"))
             } else {
@@ -161,6 +163,11 @@ impl FromToml for RawReady {
     }
 }
 
+/// Where a template's [`INSTANCE`] is replaced by the instance's name, as said where it is
+/// written anywhere else.
+pub const REPLACED_IN: &str =
+    "only in command, env values, workdir, pid_file, stdout, stderr and ready's file or exec";
+
 /// The instances a template (`worker@`) has from boot: `instances = ["a", "b"]` makes
 /// `worker@a` and `worker@b`; `instances = 4` makes `worker@1` ... `worker@4`.
 #[derive(Debug)]
@@ -172,18 +179,62 @@ pub const MAX_POOL: u32 = 1024;
 impl FromToml for Instances {
     fn from_toml(value: Spanned<DeValue<'_>>, issues: &mut Vec<Issue>) -> Option<Self> {
         let offset = value.span().start;
-        if let DeValue::Integer(_) = value.get_ref() {
-            let count = u32::from_toml(value, issues)?;
-            if count == 0 || count > MAX_POOL {
+        // Said in the words of a pool, not the parser's ("expected u32"), whatever the
+        // number (found by a hostile review).
+        if let DeValue::Integer(i) = value.get_ref() {
+            let written = i.as_str();
+            let count = walk::integer(i)
+                .and_then(|n| u32::try_from(n).ok())
+                .filter(|n| (1..=MAX_POOL).contains(n));
+            let Some(count) = count else {
                 issues.push(Issue {
                     offset,
-                    message: format!("instances = {count}: a pool has 1 to {MAX_POOL} instances; remove the key for none"),
+                    message: format!("instances = {written}: a pool has 1 to {MAX_POOL} instances; remove the key for none"),
                 });
                 return None;
-            }
+            };
             return Some(Instances((1..=count).map(|n| n.to_string()).collect()));
         }
         match value.get_ref() {
+            // Numbers for names: say how to write them as names.
+            DeValue::Array(list)
+                if list
+                    .iter()
+                    .any(|v| matches!(v.get_ref(), DeValue::Integer(_))) =>
+            {
+                let shown = |quote: &str| {
+                    list.iter()
+                        .take(4)
+                        .map(|v| match v.get_ref() {
+                            DeValue::Integer(i) => format!("{quote}{}{quote}", i.as_str()),
+                            DeValue::String(s) => {
+                                format!("\"{}\"", ember_ipc::text::shortened(s).escape_debug())
+                            }
+                            _ => "...".to_owned(),
+                        })
+                        .chain((list.len() > 4).then(|| "...".to_owned()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                issues.push(Issue {
+                    offset,
+                    message: format!(
+                        "instances = [{}]: an instance's name is a string: write instances = [{}], or instances = N for worker@1 ... worker@N",
+                        shown(""),
+                        shown("\"")
+                    ),
+                });
+                None
+            }
+            // Bounded as a number is (found by a hostile review: a list of 100,000 names
+            // made as many services at boot, after minutes of looking for duplicates).
+            DeValue::Array(list) if list.len() > MAX_POOL as usize => {
+                issues.push(Issue {
+                    offset,
+                    message: format!("instances lists {} names: a pool has 1 to {MAX_POOL} instances; start more on demand (ember ctl start worker@NAME), or use another template", list.len()),
+                });
+                None
+            }
             DeValue::Array(_) => Vec::<String>::from_toml(value, issues).map(Instances),
             other => walk::wrong_type(
                 offset,
@@ -394,6 +445,14 @@ pub fn build(
     }
     for (value, what) in [(&raw.user, "user"), (&raw.group, "group")] {
         let ok = if what == "user" { user_ok } else { group_ok };
+        if let Some(v) = value.as_ref().filter(|v| v.get_ref().contains(INSTANCE)) {
+            problems.push(source.problem(
+                Some(v.span().start),
+                Severity::Error,
+                format!("service \"{name}\": {INSTANCE} is not replaced in {what} ({REPLACED_IN}); name the {what}"),
+            ));
+            continue;
+        }
         if let Some(v) = value.as_ref().filter(|_| !source.offline && ok) {
             if let Err(why) = check_account(v.get_ref(), what == "user") {
                 problems.push(source.problem(
@@ -525,7 +584,12 @@ pub fn build(
         }
     }
     if let Readiness::Log(pattern) = &spec.ready {
-        if ready_log_regex(pattern).is_err() {
+        if pattern.contains(INSTANCE) {
+            error!(
+                ready_offset,
+                format!("service \"{name}\": {INSTANCE} is not replaced in ready's log pattern ({REPLACED_IN}); match what every instance prints, e.g. \"listening\"")
+            );
+        } else if ready_log_regex(pattern).is_err() {
             match regex_lite::Regex::new(pattern) {
                 Ok(_) => error!(
                     ready_offset,
@@ -765,6 +829,9 @@ fn ready_kind(raw: RawReady) -> Result<Readiness, String> {
 /// but no connect to them ever succeeds: the service would wait out its ready_timeout,
 /// or for ever.
 fn check_tcp_address(addr: &str) -> Result<(), String> {
+    if addr.contains(INSTANCE) {
+        return Err(format!("{INSTANCE} is not replaced in ready's tcp address ({REPLACED_IN}); give the port every instance listens on, or ready = {{ exec = [...] }} with {INSTANCE} to check each"));
+    }
     let Ok(parsed) = addr.parse::<std::net::SocketAddr>() else {
         return Err(format!(
             "ready tcp \"{addr}\" is not an address such as \"127.0.0.1:1883\""

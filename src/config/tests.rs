@@ -3075,3 +3075,211 @@ group = "0"
         "{problems:#?}"
     );
 }
+
+/// Found by a hostile review: an instance whose name ends with `@` (`instances =
+/// ["a@"]`, or `requires = ["worker@a@"]`) passed `ember check`, and was then taken for a
+/// template (its name ends with @): it never ran, and the service requiring it waited
+/// for a template. Such a name is refused where it is written, as a start of it is.
+#[test]
+fn an_instance_named_like_a_template_is_refused() {
+    let tree = Tree::new();
+    let text = r#"[service."worker@"]
+command = ["/bin/sh"]
+instances = ["a@"]
+
+[service.web]
+command = ["/bin/sh"]
+requires = ["worker@b@"]
+"#;
+    tree.write("ember.toml", text);
+    let problems = tree.problems();
+    for want in [
+        "ember.toml:3:13: template \"worker@\": instance \"a@\": invalid instance \"a@\" of worker@: it ends with @",
+        "ember.toml:7:13: service \"web\" requires \"worker@b@\"",
+    ] {
+        assert!(
+            problems.iter().any(|p| p.starts_with(want)),
+            "missing {want:?} in:\n{}",
+            problems.join("\n")
+        );
+    }
+    assert!(crate::config::values::check_instance("worker@", "x@").is_err());
+    assert!(crate::config::values::check_instance("worker@", "x@y").is_ok());
+}
+
+/// Found by a hostile review: `instances = N` is bounded (1 to 1024), but a list was not,
+/// and each name was looked for among those before it: a list of 100,000 names (1 MiB,
+/// well within a file's bound) kept `ember check`, and PID 1 at boot, comparing names
+/// for minutes before it made 100,000 services. A list has the bound a number has.
+#[test]
+fn a_pool_listed_by_name_has_the_bound_a_number_has() {
+    let tree = Tree::new();
+    let names: Vec<String> = (0..100_000).map(|n| format!("\"n{n}\"")).collect();
+    let text = format!(
+        "[service.\"worker@\"]\ncommand = [\"/bin/sh\"]\ninstances = [{}]\n",
+        names.join(",")
+    );
+    tree.write("ember.toml", &text);
+    let problems = tree.problems();
+    assert_eq!(
+        problems.len(),
+        1,
+        "{:?}",
+        &problems[..problems.len().min(3)]
+    );
+    assert!(
+        problems[0].starts_with(
+            "ember.toml:3:13: instances lists 100000 names: a pool has 1 to 1024 instances"
+        ),
+        "{problems:?}"
+    );
+    // At the bound, each name is still checked, and a name listed twice is still said.
+    let mut names: Vec<String> = (0..1024).map(|n| format!("\"n{n}\"")).collect();
+    names[1023] = "\"n7\"".to_owned();
+    let text = format!(
+        "[service.\"worker@\"]\ncommand = [\"/bin/sh\"]\ninstances = [{}]\n",
+        names.join(",")
+    );
+    tree.write("ember.toml", &text);
+    let problems = tree.problems();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].contains("instance \"n7\": it is listed twice"),
+        "{problems:?}"
+    );
+}
+
+/// Found by a hostile review: an instance's name in `instances` was shown whole in the
+/// problem about it (twice: in the problem and in its reason), so one name of 60 KB made
+/// a line of 120 KB. It is shortened, as a service's name is.
+#[test]
+fn a_long_instance_name_is_shown_shortened() {
+    let tree = Tree::new();
+    let text = format!(
+        "[service.\"worker@\"]\ncommand = [\"/bin/sh\"]\ninstances = [\".{}\"]\n",
+        "x".repeat(60_000)
+    );
+    tree.write("ember.toml", &text);
+    let problems = tree.problems();
+    assert_eq!(problems.len(), 1, "{} bytes", problems.concat().len());
+    assert!(problems[0].len() < 600, "{} bytes", problems[0].len());
+    assert!(
+        problems[0].contains("invalid instance"),
+        "{}",
+        &problems[0][..300]
+    );
+}
+
+/// Found by a hostile review: `instances = -3` or `instances = 99999999999999` was
+/// "expected u32", and `instances = [1, 2]` "invalid type: integer `1`, expected a
+/// string": words of the parser's, where the other counts (0, 1025) say what a pool may
+/// be. Each now says what to write.
+#[test]
+fn a_pool_of_the_wrong_shape_says_what_to_write() {
+    let tree = Tree::new();
+    for (value, said) in [
+        ("-3", "instances = -3: a pool has 1 to 1024 instances"),
+        (
+            "99999999999999",
+            "instances = 99999999999999: a pool has 1 to 1024 instances",
+        ),
+        (
+            "[1, 2]",
+            "instances = [1, 2]: an instance's name is a string: write instances = [\"1\", \"2\"]",
+        ),
+    ] {
+        let text = format!("[service.\"worker@\"]\ncommand = [\"/bin/sh\"]\ninstances = {value}\n");
+        tree.write("ember.toml", &text);
+        let problems = tree.problems();
+        assert_eq!(problems.len(), 1, "{value}: {problems:?}");
+        assert!(
+            problems[0].starts_with(&format!("ember.toml:3:13: {said}")),
+            "{value}: {problems:?}"
+        );
+    }
+}
+
+/// Found by a hostile review: `{instance}` where it is not replaced (as systemd's `%i` is
+/// in User=) was said as something else: `user = "{instance}"` as a user that does not
+/// exist, `ready = { log = "up {instance}" }` as a regex that is not valid ("expected
+/// decimal number"), and in an env variable's name not at all. Each now says that
+/// `{instance}` is not replaced there, and where it is, as for the dependency lists.
+#[test]
+fn instance_where_it_is_not_replaced_is_said_so() {
+    let tree = Tree::new();
+    let text = r#"[service."w@"]
+command = ["/bin/sh"]
+user = "{instance}"
+group = "g-{instance}"
+env = { "V" = "v-{instance}" }
+ready = { log = "up {instance}" }
+"#;
+    tree.write("ember.toml", text);
+    let problems = tree.problems();
+    for want in [
+        "ember.toml:3:8: service \"w@\": {instance} is not replaced in user (only in command, env values, workdir, pid_file, stdout, stderr and ready's file or exec)",
+        "ember.toml:4:9: service \"w@\": {instance} is not replaced in group (only in",
+        "ember.toml:6:9: service \"w@\": {instance} is not replaced in ready's log pattern (only in",
+    ] {
+        assert!(
+            problems.iter().any(|p| p.starts_with(want)),
+            "missing {want:?} in:\n{}",
+            problems.join("\n")
+        );
+    }
+    assert_eq!(problems.len(), 3, "{problems:#?}");
+    tree.write(
+        "ember.toml",
+        "[service.\"w@\"]\ncommand = [\"/bin/sh\"]\nenv = { \"K_{instance}\" = \"v\" }\n",
+    );
+    let problems = tree.problems();
+    assert!(
+        problems.iter().any(|p| p.starts_with("ember.toml:3:9: env key \"K_{instance}\": {instance} is not replaced in a variable's name (only in its value)")),
+        "{problems:#?}"
+    );
+    tree.write(
+        "ember.toml",
+        "[service.\"w@\"]\ncommand = [\"/bin/sh\"]\nready = { tcp = \"127.0.0.1:{instance}\" }\n",
+    );
+    let problems = tree.problems();
+    assert!(
+        problems.iter().any(|p| p.starts_with("ember.toml:3:9: service \"w@\": {instance} is not replaced in ready's tcp address (only in")),
+        "{problems:#?}"
+    );
+}
+
+/// Found by a hostile review: a template whose pid_file or ready file has no `{instance}`
+/// gives every instance the same file, so one instance read another's pid (and a stop of
+/// it signalled the other's process), or was taken for ready when another was; `ember
+/// check` said nothing. It warns, with what to write.
+#[test]
+fn a_file_every_instance_of_a_template_would_share_is_warned_of() {
+    let tree = Tree::new();
+    let text = r#"[service."f@"]
+command = ["/bin/sh"]
+type = "forking"
+pid_file = "/run/f.pid"
+
+[service."r@"]
+command = ["/bin/sh"]
+ready = { file = "/run/r.ready" }
+
+[service."ok@"]
+command = ["/bin/sh"]
+type = "forking"
+pid_file = "/run/ok-{instance}.pid"
+"#;
+    tree.write("ember.toml", text);
+    let problems = tree.problems();
+    for want in [
+        "ember.toml:1:10: warning: template \"f@\": pid_file \"/run/f.pid\" has no {instance}: every instance would use this one file",
+        "ember.toml:6:10: warning: template \"r@\": ready's file \"/run/r.ready\" has no {instance}: every instance would use this one file",
+    ] {
+        assert!(
+            problems.iter().any(|p| p.starts_with(want)),
+            "missing {want:?} in:\n{}",
+            problems.join("\n")
+        );
+    }
+    assert_eq!(problems.len(), 2, "{problems:#?}");
+}

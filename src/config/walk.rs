@@ -168,7 +168,7 @@ fn describe(value: &DeValue<'_>) -> String {
 }
 
 /// An integer's value, whatever its radix; `None` only past 128 bits.
-fn integer(i: &DeInteger<'_>) -> Option<i128> {
+pub fn integer(i: &DeInteger<'_>) -> Option<i128> {
     i128::from_str_radix(i.as_str(), i.radix()).ok()
 }
 

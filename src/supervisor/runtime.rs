@@ -280,14 +280,21 @@ impl Runtime {
                     .checked_sub(h.elapsed)
                     .unwrap_or_else(Instant::now),
                 Engine::adopt(
-                    with_instances(
-                        &mut config,
-                        h.engine
-                            .units
-                            .iter()
-                            .filter(|u| u.transient && !u.removing)
-                            .map(|u| u.name.as_str()),
-                    ),
+                    {
+                        let (specs, left_out) = with_instances(
+                            &mut config,
+                            h.engine
+                                .units
+                                .iter()
+                                .filter(|u| u.transient && !u.removing)
+                                .map(|u| u.name.as_str()),
+                            &notify_dir,
+                        );
+                        for why in left_out {
+                            crate::log::warn!("{why}; it stops and goes");
+                        }
+                        specs
+                    },
                     h.engine.clone(),
                     h.elapsed,
                 ),
@@ -880,7 +887,17 @@ impl Runtime {
             .units()
             .filter(|u| u.spec.transient && !u.removing)
             .map(|u| &*u.spec.name);
-        let specs = with_instances(&mut new, made);
+        let (specs, left_out) = with_instances(&mut new, made, &self.notify_dir);
+        // What a start of an instance is refused for, the template as it is now may say
+        // of one made already: a reload that would make it so is refused (found by a
+        // hostile review: an instance then waited for itself, or failed at every start).
+        if let Some(left_out) = left_out.first() {
+            let refused = format!(
+                "{left_out}; nothing changed (stop the instance first, or change its template)"
+            );
+            crate::log::error!("{why}: reload rejected: {refused}");
+            return Err(Reply::error(ErrorKind::InvalidConfig, refused));
+        }
         crate::log::init(new.log.level.as_deref(), new.log.output, self.role);
         let mut policy = new.control.policy();
         policy.rules.extend(rules);
@@ -939,19 +956,60 @@ impl Runtime {
 ///
 /// The services are taken out of `config`: the engine keeps the only copy (the runtime's
 /// configuration, kept for its other tables, would hold every spec a second time).
+///
+/// An instance made on demand that the template as it is now makes one a start would be
+/// refused for is left out, and why is returned: a notify socket that could not be bound
+/// in `notify_dir` (its name is part of the path), or a dependency cycle through it (the
+/// configuration alone has none).
 fn with_instances<'a>(
     config: &mut Config,
     made: impl Iterator<Item = &'a str>,
-) -> std::collections::BTreeMap<String, crate::config::ServiceSpec> {
+    notify_dir: &std::path::Path,
+) -> (
+    std::collections::BTreeMap<String, crate::config::ServiceSpec>,
+    Vec<String>,
+) {
     let mut specs = std::mem::take(&mut config.services);
+    let mut added = Vec::new();
+    let mut left_out = Vec::new();
     for name in made {
         if !specs.contains_key(name) {
             if let Some(spec) = config.made_on_demand(name) {
+                let unbindable = (spec.ready == config::service::Readiness::Notify)
+                    .then(|| config::control::notify_socket_too_long(notify_dir, name))
+                    .flatten();
+                if let Some(why) = unbindable {
+                    left_out.push(format!("{why} ({name} was made by a start)"));
+                    continue;
+                }
                 specs.insert(name.to_owned(), spec);
+                added.push(name.to_owned());
             }
         }
     }
-    specs
+    // The configuration had no cycle: one now goes through an instance just added.
+    while let Some(cycle) = {
+        let all = specs.iter().map(|(n, s)| (n.as_str(), s)).collect();
+        config::graph::cycles(&all).into_iter().next()
+    } {
+        let Some(at) = cycle.iter().position(|n| added.contains(n)) else {
+            break;
+        };
+        let mut cycle = cycle;
+        if cycle.len() > 1 && cycle.first() == cycle.last() {
+            cycle.pop();
+        }
+        let len = cycle.len().max(1);
+        cycle.rotate_left(at % len);
+        if let Some(first) = cycle.first().cloned() {
+            specs.remove(&first);
+            left_out.push(format!(
+                "dependency cycle: {} -> {first}: {first} was made by a start, and the template as it is now orders it after itself",
+                cycle.join(" -> ")
+            ));
+        }
+    }
+    (specs, left_out)
 }
 
 /// Sleeps until `at`; with none, never wakes (no timer is armed). A moment that has come

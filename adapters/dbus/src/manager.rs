@@ -63,13 +63,13 @@ impl Manager {
         header: &Header<'_>,
         name: &str,
         make: fn(Vec<String>) -> Command,
-        starts: bool,
     ) -> Result<(), Error> {
         let name = match self.known(name) {
             Ok(name) => name,
-            // Started, an instance of a template (worker@42) is made: ember knows the
-            // templates, and says UnknownService when there is none.
-            Err(_) if starts && ember_ipc::adapter::may_be_instance(name) => name.to_owned(),
+            // Started, an instance of a template (worker@42) is made; stopped, one that is
+            // not there is stopped already: ember knows the templates, and says
+            // UnknownService when there is none.
+            Err(_) if ember_ipc::adapter::may_be_instance(name) => name.to_owned(),
             Err(e) => return Err(e),
         };
         self.ctx.act(conn, header, make(vec![name])).await.map(drop)
@@ -121,13 +121,9 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] header: Header<'_>,
     ) -> Result<(), Error> {
-        self.service_command(
-            conn,
-            &header,
-            name,
-            |names| Command::Start(Targets::new(names)),
-            true,
-        )
+        self.service_command(conn, &header, name, |names| {
+            Command::Start(Targets::new(names))
+        })
         .await
     }
 
@@ -137,13 +133,9 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] header: Header<'_>,
     ) -> Result<(), Error> {
-        self.service_command(
-            conn,
-            &header,
-            name,
-            |names| Command::Stop(Targets::new(names)),
-            false,
-        )
+        self.service_command(conn, &header, name, |names| {
+            Command::Stop(Targets::new(names))
+        })
         .await
     }
 
@@ -153,13 +145,9 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] header: Header<'_>,
     ) -> Result<(), Error> {
-        self.service_command(
-            conn,
-            &header,
-            name,
-            |names| Command::Restart(Targets::new(names)),
-            true,
-        )
+        self.service_command(conn, &header, name, |names| {
+            Command::Restart(Targets::new(names))
+        })
         .await
     }
 

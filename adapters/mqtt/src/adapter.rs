@@ -1560,10 +1560,12 @@ impl Adapter {
                         format!("service \"{name}\" may not be controlled over MQTT here ([mqtt] allow)"),
                     ));
                 }
-                // An instance of a template (worker@42) is made by its start: ember knows
-                // the templates, and answers unknown-service when there is none.
-                let makes_instance = matches!(request.verb, Verb::Start | Verb::Restart)
-                    && ember_ipc::adapter::may_be_instance(name);
+                // An instance of a template (worker@42) is made by its start, and one that
+                // is not there is stopped already: ember knows the templates, and answers
+                // unknown-service when there is none.
+                let makes_instance =
+                    matches!(request.verb, Verb::Start | Verb::Restart | Verb::Stop)
+                        && ember_ipc::adapter::may_be_instance(name);
                 if !self.states.contains_key(name) && !makes_instance {
                     return Err(refuse(
                         UNKNOWN_SERVICE,

@@ -72,7 +72,7 @@ impl Runtime {
     /// Start, stop or restart: changes the wants, and returns each service's goal.
     fn change(&mut self, command: Command, origin: &str) -> Result<Vec<(String, Goal)>, Reply> {
         let verb = command.verb();
-        let (kind, Targets { names, .. }) = match command {
+        let (kind, Targets { mut names, .. }) = match command {
             Command::Start(t) => (Kind::Start, t),
             Command::Stop(t) => (Kind::Stop, t),
             Command::Restart(t) => (Kind::Restart, t),
@@ -84,6 +84,10 @@ impl Runtime {
                 "name at least one service",
             ));
         }
+        // Each service once, where it was first named (found by a hostile review: `start
+        // worker@1 'worker@*'` acted on worker@1 and answered for it twice).
+        let mut seen = std::collections::BTreeSet::new();
+        names.retain(|n| seen.insert(n.clone()));
         if self.engine.shutting_down() {
             return Err(Reply::error(
                 ErrorKind::Busy,
@@ -92,18 +96,27 @@ impl Runtime {
         }
         // Instances to make, all checked before any is made: a start refused for one of
         // its names makes nothing.
+        self.check_instance_names(&names)?;
         let to_make = match kind {
             Kind::Stop => Vec::new(),
             Kind::Start | Kind::Restart => self.instances_to_make(&names)?,
         };
         // An unknown name changes nothing; nor does a start of a service that a reload
-        // removed and that is still stopping.
+        // removed and that is still stopping. An instance of a template that is not there
+        // (never made, or made and forgotten once stopped) is stopped: a stop of it is
+        // done, as a stop of any stopped service is (found by a hostile review: a second
+        // `stop worker@42` failed with "no service named").
         let made = |n: &String| to_make.iter().any(|s| *s.name == **n);
+        let stopped_instance = |n: &String| {
+            matches!(kind, Kind::Stop)
+                && crate::config::service::template_of(n)
+                    .is_some_and(|(template, _)| self.config.templates.contains_key(template))
+        };
         if let Some(name) = names
             .iter()
-            .find(|n| self.engine.unit(n).is_none() && !made(n))
+            .find(|n| self.engine.unit(n).is_none() && !made(n) && !stopped_instance(n))
         {
-            return Err(unknown_service(name));
+            return Err(self.unknown(name));
         }
         for spec in to_make {
             crate::log::info!("{origin}: {} made from its template", spec.name);
@@ -148,6 +161,44 @@ impl Runtime {
         Ok(goals)
     }
 
+    /// What a name that is no service is: a template's own (`worker@`, said so: found by
+    /// a hostile review, it was "no service named", though defined), or unknown.
+    fn unknown(&self, name: &str) -> Reply {
+        if self.config.templates.contains_key(name) {
+            return Reply::error(
+                ErrorKind::BadRequest,
+                format!("\"{name}\" names no instance: it is a template, which runs as its instances ({name}NAME); `ember ctl status '{name}*'` lists them"),
+            );
+        }
+        unknown_service(name)
+    }
+
+    /// Refuses a name of a template's instance that no instance can have (`worker@..`,
+    /// `worker@a@`), or the template's own (`worker@`), with why, for every verb.
+    fn check_instance_names(&self, names: &[String]) -> Result<(), Reply> {
+        for name in names {
+            if self.engine.unit(name).is_some() {
+                continue;
+            }
+            if self.config.templates.contains_key(name) {
+                return Err(self.unknown(name));
+            }
+            // The instance's name becomes a cgroup, a socket, a topic level, and part of
+            // paths: the rules of the configuration's instances apply. A template's own
+            // name (`worker@`) names none, and is told so on every interface (found by a
+            // hostile review: it was "no service named", though it is defined).
+            if let Some(at) = name.find('@') {
+                let (template, instance) = name.split_at(at + 1);
+                if self.config.templates.contains_key(template) {
+                    if let Err(why) = crate::config::values::check_instance(template, instance) {
+                        return Err(Reply::error(ErrorKind::BadRequest, why));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The instances a start or restart of `names` makes from their templates (`worker@42`
     /// from `worker@`): those that do not exist, or were stopped and are still stopping
     /// (kept, then: see `Input::Add`). A name that is no instance of a template is left
@@ -162,21 +213,19 @@ impl Runtime {
             if exists || to_make.iter().any(|s| *s.name == **name) {
                 continue;
             }
-            // The instance's name becomes a cgroup, a socket, a topic level, and part of
-            // paths: the rules of the configuration's instances apply. A template's own
-            // name (`worker@`) names none, and is told so on every interface (found by a
-            // hostile review: it was "no service named", though it is defined).
-            if let Some(at) = name.find('@') {
-                let (template, instance) = name.split_at(at + 1);
-                if self.config.templates.contains_key(template) {
-                    if let Err(why) = crate::config::values::check_instance(template, instance) {
-                        return Err(Reply::error(ErrorKind::BadRequest, why));
-                    }
-                }
-            }
             let Some(spec) = self.config.made_on_demand(name) else {
                 continue;
             };
+            // What `ember check` refuses in a configured instance is refused here: a
+            // notify socket that could not be bound failed every start of it (found by a
+            // hostile review).
+            if spec.ready == crate::config::service::Readiness::Notify {
+                if let Some(why) =
+                    crate::config::control::notify_socket_too_long(&self.notify_dir, name)
+                {
+                    return Err(Reply::error(ErrorKind::BadRequest, why));
+                }
+            }
             to_make.push(spec);
         }
         // An instance is ordered by its template's lists, which `ember check` could not
@@ -214,9 +263,14 @@ impl Runtime {
             .filter(|s| self.engine.unit(&s.name).is_none())
             .count();
         if new > 0 && made + new > MAX_MADE {
+            // The advice names a template of this start's, not one the board may lack.
+            let template = to_make
+                .iter()
+                .find_map(|s| crate::config::service::template_of(&s.name))
+                .map_or("worker@", |(template, _)| template);
             return Err(Reply::error(
                 ErrorKind::Busy,
-                format!("{made} instances made by a start run or are stopping already, and at most {MAX_MADE} may; stop some first (ember ctl stop 'worker@*')"),
+                format!("{made} instances made by a start are there already (running, done, failed or stopping), and at most {MAX_MADE} may; stop some first (ember ctl stop '{template}*')"),
             ));
         }
         Ok(to_make)
@@ -273,9 +327,16 @@ impl Runtime {
     /// will without another command, `None` not yet.
     fn settled(&self, name: &str, goal: Goal) -> Option<Result<(), String>> {
         let Some(unit) = self.engine.unit(name) else {
-            // A stopped instance made on demand is forgotten at once: it is down.
+            // A stopped instance made on demand is forgotten at once: it is down. Gone
+            // while its template is there, it was stopped or ended (found by a hostile
+            // review: that was answered "removed by a reload", with no reload run).
+            let instance = crate::config::service::template_of(name)
+                .is_some_and(|(template, _)| self.config.templates.contains_key(template));
             return Some(match goal {
                 Goal::Down => Ok(()),
+                Goal::Up { .. } if instance => Err(format!(
+                    "{name} was stopped again, or ended by itself: an instance made by a start is then forgotten"
+                )),
                 Goal::Up { .. } => Err(format!("{name} was removed by a reload")),
             });
         };
@@ -377,7 +438,7 @@ impl Runtime {
             },
             Command::Logs(args) => {
                 if self.engine.unit(&args.name).is_none() {
-                    return unknown_service(&args.name);
+                    return self.unknown(&args.name);
                 }
                 let lines = self
                     .services
@@ -447,7 +508,7 @@ impl Runtime {
                         .map_or(0, |(_, seq)| *seq);
                     Ok(super::super::status::service_status(unit, now, seq))
                 }
-                None => Err(unknown_service(name)),
+                None => Err(self.unknown(name)),
             })
             .collect()
     }
