@@ -778,3 +778,130 @@ command = ["sleep", "1000"]
         ember.log()
     );
 }
+
+// --- sd_notify and readiness checks, as a hostile service uses them --------------------
+
+/// A notify service whose script `$DIR/svc.py` the test writes once ember has started.
+fn notify_service(name: &str) -> String {
+    format!(
+        r#"
+[service.{name}]
+type = "notify"
+ready_timeout = "0"
+command = ["/bin/sh", "-c", "while [ ! -e $DIR/{name}.py ]; do sleep 0.05; done; exec /usr/bin/python3 $DIR/{name}.py"]
+"#
+    )
+}
+
+const NOTIFY_PY: &str = r#"import os, socket, time
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+s.connect(os.environ["NOTIFY_SOCKET"])
+def send(b):
+    while True:
+        try:
+            return s.send(b)
+        except BlockingIOError:
+            time.sleep(0.01)
+"#;
+
+/// A datagram longer than the 4096 bytes ember reads was cut there and its first 4096
+/// bytes taken as the message: a value cut in the middle (here a STATUS, as well a MAINPID
+/// that names another process) was taken as said, and what followed was lost without a
+/// word. Now (as systemd) the datagram is ignored whole, and ember's log says why.
+#[test]
+fn a_notify_datagram_too_long_is_ignored_whole_and_said() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start("notify-long", &notify_service("app"));
+    std::fs::write(
+        ember.dir.path("app.py"),
+        format!(
+            r#"{NOTIFY_PY}
+head = b"X_PAD="
+tail = b"\nSTATUS=cut-here"
+big = head + b"x" * (4096 - len(head) - len(tail)) + tail + b"-and-more" * 7000
+send(big)
+send(b"READY=1")
+time.sleep(7890101)
+"#
+        ),
+    )
+    .unwrap();
+    let status = ember.wait_state("app", "active", None, LONG);
+    assert_ne!(status["status_text"], "cut-here", "a cut datagram was read");
+    assert!(
+        ember.log().contains("app: ignoring a notify message of"),
+        "log:\n{}",
+        ember.log()
+    );
+}
+
+/// What a service may say again and again costs one line of ember's log, not one per
+/// message: STOPPING=1, a MAINPID= of no process of its own and datagrams too long each
+/// wrote a line per datagram (a service could fill the log at the rate it sends).
+#[test]
+fn a_flood_of_notify_messages_writes_ember_s_log_once() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start("notify-flood", &notify_service("noisy"));
+    std::fs::write(
+        ember.dir.path("noisy.py"),
+        format!(
+            r#"{NOTIFY_PY}
+for i in range(2000):
+    send(b"STOPPING=1")
+    send(b"MAINPID=1")
+    send(b"X=" + b"y" * 5000)
+send(b"READY=1")
+time.sleep(7890102)
+"#
+        ),
+    )
+    .unwrap();
+    ember.wait_state("noisy", "active", None, LONG);
+    let log = ember.log();
+    for said in [
+        "noisy: says it is stopping",
+        "noisy: ignoring main pid 1",
+        "noisy: ignoring a notify message of",
+    ] {
+        let n = log.matches(said).count();
+        assert!(n <= 1, "{said:?} was logged {n} times");
+    }
+}
+
+/// File descriptors sent with a notify message (SCM_RIGHTS, systemd's FDSTORE=1, which
+/// ember does not keep) are closed, not left open in PID 1.
+#[test]
+fn fds_sent_to_the_notify_socket_are_not_kept() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start("notify-fds", &notify_service("fds"));
+    ember.wait_state("fds", "activating", None, LONG);
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{}/fd", ember.host_pid()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    let before = fds();
+    std::fs::write(
+        ember.dir.path("fds.py"),
+        format!(
+            r#"{NOTIFY_PY}
+r, w = os.pipe()
+for i in range(300):
+    s.sendmsg([b"FDSTORE=1\nFDNAME=x"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, bytes(memoryview(__import__("array").array("i", [r, w] * 100))))])
+send(b"READY=1")
+time.sleep(7890105)
+"#
+        ),
+    )
+    .unwrap();
+    ember.wait_state("fds", "active", None, LONG);
+    let after = fds();
+    assert!(after <= before + 2, "ember had {before} fds, now {after}");
+}

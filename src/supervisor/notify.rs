@@ -6,6 +6,8 @@
 
 use super::runtime::Feed;
 use std::path::Path;
+use std::os::fd::AsRawFd;
+use tokio::io::Interest;
 use tokio::net::UnixDatagram;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
@@ -14,6 +16,22 @@ use tokio::task::AbortHandle;
 pub use crate::config::control::notify_dir as dir_for;
 /// Where a service's notify socket lives, in the directory of [`dir_for`].
 pub use crate::config::control::notify_socket_in as socket_path;
+
+/// The longest message read, as systemd's (PIPE_BUF): a longer one is ignored whole.
+const MESSAGE_MOST: usize = 4096;
+
+/// One datagram into `buf`; its whole length, which is more than `buf` holds when it was
+/// cut (MSG_TRUNC). Without room for control messages: fds sent with it (SCM_RIGHTS) are
+/// closed by the kernel, never installed in ember.
+fn receive(socket: &UnixDatagram, buf: &mut [u8]) -> std::io::Result<usize> {
+    use nix::sys::socket::{recv, MsgFlags};
+    recv(
+        socket.as_raw_fd(),
+        buf,
+        MsgFlags::MSG_TRUNC | MsgFlags::MSG_DONTWAIT,
+    )
+    .map_err(std::io::Error::from)
+}
 
 /// Binds the service's socket (owned by its user, so it may write) and forwards every
 /// message to the runtime until aborted.
@@ -45,12 +63,33 @@ pub fn listen(
         std::os::unix::fs::chown(path, Some(uid), Some(gid))?;
     }
     let task = tokio::spawn(async move {
-        let mut buf = vec![0u8; 4096];
+        let mut buf = vec![0u8; MESSAGE_MOST];
+        // What has been logged of this run already: each once, not once per datagram.
+        let (mut told_too_long, mut told_stopping) = (false, false);
         loop {
-            let Ok(n) = socket.recv(&mut buf).await else {
+            let Ok(n) = socket
+                .async_io(Interest::READABLE, || receive(&socket, &mut buf))
+                .await
+            else {
                 return;
             };
+            // Cut at the buffer: a value cut in the middle would be taken as said.
+            if n > buf.len() {
+                if !told_too_long {
+                    told_too_long = true;
+                    crate::log::warn!(
+                        "{name}: ignoring a notify message of {n} bytes, longer than the {MESSAGE_MOST} a message may be (as systemd); later ones are ignored without a word"
+                    );
+                }
+                continue;
+            }
             for message in parse(&buf[..n]) {
+                if message == Message::Stopping {
+                    if told_stopping {
+                        continue;
+                    }
+                    told_stopping = true;
+                }
                 if feed
                     .send(Feed::Notify {
                         name: name.clone(),

@@ -162,7 +162,12 @@ impl Runtime {
         // It may have died before we learnt its pid: its exit was kept for this.
         let exited = self.unclaimed.iter().position(|(p, _)| *p == pid);
         if exited.is_none() && !self.owns(&name, pid) {
-            crate::log::warn!("{name}: ignoring main pid {pid}: not a process of this service");
+            // Once a run: a service that says it again and again does not fill the log.
+            let proc = self.services.get_mut(&name).map(|k| &mut k.proc);
+            if let Some(proc) = proc.filter(|p| p.main_pid_refused != Some(run)) {
+                proc.main_pid_refused = Some(run);
+                crate::log::warn!("{name}: ignoring main pid {pid}: not a process of this service (said once a run: later ones are ignored without a word)");
+            }
             return;
         }
         self.children

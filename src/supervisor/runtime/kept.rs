@@ -80,6 +80,9 @@ pub(super) struct Proc {
     pub(super) oom_kills_before: u64,
     /// The cgroup's CPU time (usage_usec) before this run: what a run used is the rest.
     pub(super) cpu_before: u64,
+    /// The run whose refused main pid (sd_notify MAINPID=, a pid file) was logged: once
+    /// a run, however often it is said.
+    pub(super) main_pid_refused: Option<u64>,
     /// SIGKILL went to its cgroup's processes (by cgroup.kill) since its last spawn.
     pub(super) cgroup_killed: bool,
 }
