@@ -873,6 +873,35 @@ time.sleep(7890102)
     }
 }
 
+/// A readiness check that leaves a process behind (`sleep &` in a shell, a daemon it
+/// starts) left one at every try, every 250ms, for as long as the service started, and
+/// after: only a check still running was killed. Now each try's process group goes
+/// with it.
+#[test]
+fn a_readiness_check_leaves_no_process_behind() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "exec-leftovers",
+        r#"
+[service.app]
+command = ["/bin/sleep", "7890103"]
+ready = { exec = ["/bin/sh", "-c", "echo >> $DIR/tries; /bin/sleep 7890104 & [ -e $DIR/go ]"] }
+ready_timeout = "0"
+"#,
+    );
+    // Some tries have been made (and, before, each left its sleep behind).
+    assert!(wait_for(LONG, || lines(&ember.dir.path("tries")).len() >= 3));
+    std::fs::write(ember.dir.path("go"), "").unwrap();
+    ember.wait_state("app", "active", None, LONG);
+    assert!(
+        wait_for(LONG, || pids_with("7890104").is_empty()),
+        "left behind by the checks: {:?}",
+        pids_with("7890104")
+    );
+}
+
 /// File descriptors sent with a notify message (SCM_RIGHTS, systemd's FDSTORE=1, which
 /// ember does not keep) are closed, not left open in PID 1.
 #[test]
