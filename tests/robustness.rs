@@ -934,3 +934,43 @@ time.sleep(7890105)
     let after = fds();
     assert!(after <= before + 2, "ember had {before} fds, now {after}");
 }
+
+/// The notify socket and its directory were made with ember's umask: under `umask 000`
+/// (an init script's, a container's) anyone could make any service ready, or replace its
+/// socket in the directory. Now the socket is its service's user's alone (0600) and the
+/// directory ember's (0755), whatever the umask.
+#[test]
+fn notify_sockets_are_the_service_s_alone_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start_after("notify-umask", "umask 000", &notify_service("app"));
+    ember.wait_state("app", "activating", None, LONG);
+    let socket = ember.dir.path("control.sock.notify/app.sock");
+    let mode = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .map(|m| m.permissions().mode() & 0o777)
+            .unwrap_or(0o777)
+    };
+    assert_eq!(mode(&socket), 0o600, "{}", socket.display());
+    assert_eq!(mode(socket.parent().unwrap()), 0o755);
+}
+
+/// ... and a service of another user may still write to its own.
+#[test]
+fn a_notify_service_of_another_user_is_told_ready() {
+    if !can_unshare() || nix::unistd::User::from_name("nobody").ok().flatten().is_none() {
+        return;
+    }
+    let ember = Ember::start(
+        "notify-user",
+        &format!("{}user = \"nobody\"\n", notify_service("app")),
+    );
+    std::fs::write(
+        ember.dir.path("app.py"),
+        format!("{NOTIFY_PY}\nsend(b\"READY=1\")\ntime.sleep(7890106)\n"),
+    )
+    .unwrap();
+    ember.wait_state("app", "active", None, LONG);
+}

@@ -33,6 +33,23 @@ fn receive(socket: &UnixDatagram, buf: &mut [u8]) -> std::io::Result<usize> {
     .map_err(std::io::Error::from)
 }
 
+/// A datagram socket bound at `path` that only its owner may write to (0600, then chowned
+/// to the service's user), whatever ember's umask: its mode is set before the bind, which
+/// makes the file with it, so no one can connect in between.
+fn bind_private(path: &Path) -> std::io::Result<UnixDatagram> {
+    use nix::sys::socket::{bind, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+    use nix::sys::stat::{fchmod, Mode};
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        None,
+    )?;
+    fchmod(&fd, Mode::S_IRUSR | Mode::S_IWUSR)?;
+    bind(fd.as_raw_fd(), &UnixAddr::new(path)?)?;
+    UnixDatagram::from_std(std::os::unix::net::UnixDatagram::from(fd))
+}
+
 /// Binds the service's socket (owned by its user, so it may write) and forwards every
 /// message to the runtime until aborted.
 // Called from two places (a spawn, a takeover): one copy, not one inlined into each.
@@ -46,6 +63,8 @@ pub fn listen(
 ) -> std::io::Result<AbortHandle> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
+        // ember's, whatever its umask: under umask 000 anyone could have replaced a socket.
+        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
     }
     // sun_path holds 108 bytes with its NUL: say so plainly rather than "invalid argument".
     if path.as_os_str().len() > 107 {
@@ -58,7 +77,7 @@ pub fn listen(
         ));
     }
     let _ = std::fs::remove_file(path);
-    let socket = UnixDatagram::bind(path)?;
+    let socket = bind_private(path)?;
     if let Some((uid, gid)) = owner {
         std::os::unix::fs::chown(path, Some(uid), Some(gid))?;
     }
