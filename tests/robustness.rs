@@ -974,3 +974,54 @@ fn a_notify_service_of_another_user_is_told_ready() {
     .unwrap();
     ember.wait_state("app", "active", None, LONG);
 }
+
+/// Any process that could write to a service's notify socket was heard as the service:
+/// another service of the same user (or a process left from its previous run) made it
+/// ready, set its status, pinged its watchdog. Now (as systemd's NotifyAccess=all) only
+/// its own processes are heard, or one already gone (`systemd-notify` may exit before
+/// its message is read), and ember's log says whom it ignored.
+#[test]
+fn only_a_service_s_own_processes_are_heard_on_its_notify_socket() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "notify-who",
+        &format!(
+            r#"{}
+[service.liar]
+command = ["/bin/sh", "-c", "while [ ! -e $DIR/liar.py ]; do sleep 0.05; done; exec /usr/bin/python3 $DIR/liar.py"]
+"#,
+            notify_service("victim")
+        ),
+    );
+    ember.wait_state("victim", "activating", None, LONG);
+    std::fs::write(
+        ember.dir.path("liar.py"),
+        format!(
+            "{}\ntime.sleep(7890107)\n",
+            NOTIFY_PY.replace(
+                "os.environ[\"NOTIFY_SOCKET\"]",
+                &format!(
+                    "{:?}",
+                    ember.dir.path("control.sock.notify/victim.sock").display().to_string()
+                )
+            ) + "send(b\"READY=1\\nSTATUS=spoofed\")"
+        ),
+    )
+    .unwrap();
+    let refused = "victim: ignoring notify messages from pid";
+    assert!(wait_for(LONG, || ember.log().contains(refused)
+        || ember.status("victim")["state"] == "active"));
+    let victim = ember.status("victim");
+    assert_eq!(victim["state"], "activating", "{victim}");
+    assert_ne!(victim["status_text"], "spoofed");
+    // Its own process is heard.
+    std::fs::write(
+        ember.dir.path("victim.py"),
+        format!("{NOTIFY_PY}\nsend(b\"READY=1\\nSTATUS=mine\")\ntime.sleep(7890108)\n"),
+    )
+    .unwrap();
+    let victim = ember.wait_state("victim", "active", None, LONG);
+    assert_eq!(victim["status_text"], "mine");
+}

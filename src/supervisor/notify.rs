@@ -23,14 +23,33 @@ const MESSAGE_MOST: usize = 4096;
 /// One datagram into `buf`; its whole length, which is more than `buf` holds when it was
 /// cut (MSG_TRUNC). Without room for control messages: fds sent with it (SCM_RIGHTS) are
 /// closed by the kernel, never installed in ember.
-fn receive(socket: &UnixDatagram, buf: &mut [u8]) -> std::io::Result<usize> {
-    use nix::sys::socket::{recv, MsgFlags};
-    recv(
+fn receive(socket: &UnixDatagram, buf: &mut [u8]) -> std::io::Result<(usize, i32)> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, UnixAddr, UnixCredentials};
+    // Room for the sender's credentials only: fds sent with them (SCM_RIGHTS, systemd's
+    // FDSTORE=1) find none and are closed by the kernel; any that came are closed here.
+    let mut control = nix::cmsg_space!(UnixCredentials);
+    let mut iov = [std::io::IoSliceMut::new(buf)];
+    let msg = recvmsg::<UnixAddr>(
         socket.as_raw_fd(),
-        buf,
-        MsgFlags::MSG_TRUNC | MsgFlags::MSG_DONTWAIT,
+        &mut iov,
+        Some(&mut control),
+        MsgFlags::MSG_TRUNC | MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_CMSG_CLOEXEC,
     )
-    .map_err(std::io::Error::from)
+    .map_err(std::io::Error::from)?;
+    let mut sender = 0;
+    for cmsg in msg.cmsgs().into_iter().flatten() {
+        match cmsg {
+            ControlMessageOwned::ScmCredentials(creds) => sender = creds.pid(),
+            ControlMessageOwned::ScmRights(fds) => {
+                for fd in fds {
+                    // SAFETY: installed in ember by this receive, owned by no one else.
+                    drop(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) });
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok((msg.bytes, sender))
 }
 
 /// A datagram socket bound at `path` that only its owner may write to (0600, then chowned
@@ -78,6 +97,8 @@ pub fn listen(
     }
     let _ = std::fs::remove_file(path);
     let socket = bind_private(path)?;
+    // Who sent each message: only the service's own processes are heard.
+    nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::PassCred, &true)?;
     if let Some((uid, gid)) = owner {
         std::os::unix::fs::chown(path, Some(uid), Some(gid))?;
     }
@@ -86,7 +107,7 @@ pub fn listen(
         // What has been logged of this run already: each once, not once per datagram.
         let (mut told_too_long, mut told_stopping) = (false, false);
         loop {
-            let Ok(n) = socket
+            let Ok((n, sender)) = socket
                 .async_io(Interest::READABLE, || receive(&socket, &mut buf))
                 .await
             else {
@@ -113,6 +134,7 @@ pub fn listen(
                     .send(Feed::Notify {
                         name: name.clone(),
                         run,
+                        sender,
                         message,
                     })
                     .await

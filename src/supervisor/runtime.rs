@@ -67,6 +67,8 @@ pub enum Feed {
     Notify {
         name: String,
         run: u64,
+        /// The sending process, as the kernel says (SCM_CREDENTIALS); 0 when unknown.
+        sender: Pid,
         message: notify::Message,
     },
     /// An `exec` readiness check of service `name` to run; `done` gets whether it exited 0.

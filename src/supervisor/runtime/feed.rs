@@ -81,13 +81,25 @@ impl Runtime {
             }
             Feed::Ready { name, run } => self.input(Input::Ready { name, run }),
             Feed::MainPid { name, run, pid } => self.claim_main_pid(name, run, pid),
-            Feed::Notify { name, run, message } => match message {
-                notify::Message::Ready => self.input(Input::Ready { name, run }),
-                notify::Message::Watchdog => self.input(Input::WatchdogPing { name, run }),
-                notify::Message::Status(text) => self.input(Input::StatusText { name, run, text }),
-                notify::Message::MainPid(pid) => self.claim_main_pid(name, run, pid),
-                notify::Message::Stopping => crate::log::info!("{name}: says it is stopping"),
-            },
+            Feed::Notify {
+                name,
+                run,
+                sender,
+                message,
+            } => {
+                if !self.heard_from(&name, run, sender) {
+                    return;
+                }
+                match message {
+                    notify::Message::Ready => self.input(Input::Ready { name, run }),
+                    notify::Message::Watchdog => self.input(Input::WatchdogPing { name, run }),
+                    notify::Message::Status(text) => {
+                        self.input(Input::StatusText { name, run, text })
+                    }
+                    notify::Message::MainPid(pid) => self.claim_main_pid(name, run, pid),
+                    notify::Message::Stopping => crate::log::info!("{name}: says it is stopping"),
+                }
+            }
             Feed::Reexec {
                 binary,
                 pid,
@@ -148,6 +160,36 @@ impl Runtime {
             note_held_back(name, held_back);
         }
         None
+    }
+
+    /// Whether a notify message from `sender` is the service's to send (systemd's
+    /// NotifyAccess=all): from its main process or another of its own (see [`owns`]), or
+    /// from one gone already (a short-lived sender such as `systemd-notify` may have
+    /// exited before its message is read: its socket is the service's, and writable by
+    /// its user only). A live process of another service, or one left from its previous
+    /// run, is not heard: it said so once a run.
+    fn heard_from(&mut self, name: &str, run: u64, sender: Pid) -> bool {
+        let main = self.engine.unit(name).and_then(|u| u.pid);
+        let Some(proc) = self.services.get(name).map(|k| &k.proc) else {
+            return false;
+        };
+        if sender <= 0 || main == Some(sender) || proc.notify_sender == Some((run, sender)) {
+            return true;
+        }
+        let gone = kill(NixPid::from_raw(sender), None) == Err(nix::errno::Errno::ESRCH)
+            || usage::stat(sender).is_none();
+        let own = gone || self.owns(name, sender);
+        let Some(proc) = self.services.get_mut(name).map(|k| &mut k.proc) else {
+            return false;
+        };
+        if own {
+            // The next message from it is heard without looking again.
+            proc.notify_sender = Some((run, sender));
+        } else if proc.notify_refused != Some(run) {
+            proc.notify_refused = Some(run);
+            crate::log::warn!("{name}: ignoring notify messages from pid {sender}: not a process of this service (said once a run: later ones are ignored without a word)");
+        }
+        own
     }
 
     /// A new main pid (forking pid file, sd_notify MAINPID=): supervise it from now on.

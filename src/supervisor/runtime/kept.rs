@@ -83,6 +83,11 @@ pub(super) struct Proc {
     /// The run whose refused main pid (sd_notify MAINPID=, a pid file) was logged: once
     /// a run, however often it is said.
     pub(super) main_pid_refused: Option<u64>,
+    /// The last process heard on its notify socket, and in which run: its next message
+    /// is heard without looking at it again (a flood costs no lookup per message).
+    pub(super) notify_sender: Option<(u64, Pid)>,
+    /// The run in which a message from a process not its own was logged.
+    pub(super) notify_refused: Option<u64>,
     /// SIGKILL went to its cgroup's processes (by cgroup.kill) since its last spawn.
     pub(super) cgroup_killed: bool,
 }
