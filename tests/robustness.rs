@@ -960,7 +960,12 @@ fn notify_sockets_are_the_service_s_alone_whatever_the_umask() {
 /// ... and a service of another user may still write to its own.
 #[test]
 fn a_notify_service_of_another_user_is_told_ready() {
-    if !can_unshare() || nix::unistd::User::from_name("nobody").ok().flatten().is_none() {
+    if !can_unshare()
+        || nix::unistd::User::from_name("nobody")
+            .ok()
+            .flatten()
+            .is_none()
+    {
         return;
     }
     let ember = Ember::start(
@@ -1004,7 +1009,11 @@ command = ["/bin/sh", "-c", "while [ ! -e $DIR/liar.py ]; do sleep 0.05; done; e
                 "os.environ[\"NOTIFY_SOCKET\"]",
                 &format!(
                     "{:?}",
-                    ember.dir.path("control.sock.notify/victim.sock").display().to_string()
+                    ember
+                        .dir
+                        .path("control.sock.notify/victim.sock")
+                        .display()
+                        .to_string()
                 )
             ) + "send(b\"READY=1\\nSTATUS=spoofed\")"
         ),
@@ -1022,6 +1031,51 @@ command = ["/bin/sh", "-c", "while [ ! -e $DIR/liar.py ]; do sleep 0.05; done; e
         format!("{NOTIFY_PY}\nsend(b\"READY=1\\nSTATUS=mine\")\ntime.sleep(7890108)\n"),
     )
     .unwrap();
-    let victim = ember.wait_state("victim", "active", None, LONG);
-    assert_eq!(victim["status_text"], "mine");
+    ember.wait_state("victim", "active", None, LONG);
+    assert!(wait_for(LONG, || ember.status("victim")["status_text"] == "mine"));
+}
+
+/// Each STATUS= was published at once (to every subscriber, MQTT and D-Bus): a service
+/// that said its progress in a loop made ember publish thousands of events a second.
+/// Now a service's status is taken at most ten times a second, and its last one always.
+#[test]
+fn a_flood_of_status_messages_is_published_a_few_times_a_second() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start("notify-status-flood", &notify_service("chatty"));
+    ember.wait_state("chatty", "activating", None, LONG);
+    let mut subscriber = Command::new(EMBER)
+        .args(["ctl", "--socket"])
+        .arg(&ember.socket)
+        .arg("subscribe")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("ember ctl subscribe");
+    let stdout = subscriber.stdout.take().expect("stdout");
+    let reader = std::thread::spawn(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .take_while(|l| !l.contains("\"status_text\":\"done\""))
+            .filter(|l| l.contains("\"name\":\"chatty\"") && l.contains("\"event\""))
+            .count()
+    });
+    std::fs::write(
+        ember.dir.path("chatty.py"),
+        format!(
+            "{NOTIFY_PY}\nsend(b\"READY=1\")\nfor i in range(20000):\n    send(b\"STATUS=%d\" % i)\nsend(b\"STATUS=done\")\ntime.sleep(7890109)\n"
+        ),
+    )
+    .unwrap();
+    let status = ember.wait_state("chatty", "active", None, LONG);
+    assert!(
+        wait_for(LONG, || ember.status("chatty")["status_text"] == "done"),
+        "the last status was not taken: {status}"
+    );
+    let events = reader.join().expect("reader");
+    let _ = subscriber.kill();
+    let _ = subscriber.wait();
+    // 20,000 said: ten a second would take the flood 2,000 s to reach this.
+    assert!(events < 2000, "{events} events for 20000 statuses");
 }

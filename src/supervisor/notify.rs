@@ -5,17 +5,24 @@
 //! `systemd-notify`.
 
 use super::runtime::Feed;
-use std::path::Path;
 use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::time::Duration;
 use tokio::io::Interest;
 use tokio::net::UnixDatagram;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
+use tokio::time::Instant;
 
 /// The directory of this ember's notify sockets.
 pub use crate::config::control::notify_dir as dir_for;
 /// Where a service's notify socket lives, in the directory of [`dir_for`].
 pub use crate::config::control::notify_socket_in as socket_path;
+
+/// How often a service's STATUS= is taken at most: each is published (MQTT, D-Bus,
+/// subscribers), and a service that says its progress a thousand times a second must not
+/// make ember publish a thousand times a second. The last one said is always taken.
+const STATUS_EVERY: Duration = Duration::from_millis(100);
 
 /// The longest message read, as systemd's (PIPE_BUF): a longer one is ignored whole.
 const MESSAGE_MOST: usize = 4096;
@@ -43,7 +50,9 @@ fn receive(socket: &UnixDatagram, buf: &mut [u8]) -> std::io::Result<(usize, i32
             ControlMessageOwned::ScmRights(fds) => {
                 for fd in fds {
                     // SAFETY: installed in ember by this receive, owned by no one else.
-                    drop(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) });
+                    drop(unsafe {
+                        <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd)
+                    });
                 }
             }
             _ => {}
@@ -103,14 +112,32 @@ pub fn listen(
         std::os::unix::fs::chown(path, Some(uid), Some(gid))?;
     }
     let task = tokio::spawn(async move {
+        let tell = |sender, message| Feed::Notify {
+            name: name.clone(),
+            run,
+            sender,
+            message,
+        };
         let mut buf = vec![0u8; MESSAGE_MOST];
-        // What has been logged of this run already: each once, not once per datagram.
-        let (mut told_too_long, mut told_stopping) = (false, false);
+        let mut told_too_long = false;
+        // STATUS= at most once each STATUS_EVERY: the last one said waits for its turn.
+        let mut status_due = Instant::now();
+        let mut status_waits: Option<(i32, String)> = None;
+        let mut ready_said = false;
         loop {
-            let Ok((n, sender)) = socket
-                .async_io(Interest::READABLE, || receive(&socket, &mut buf))
-                .await
-            else {
+            let received = tokio::select! {
+                received = socket.async_io(Interest::READABLE, || receive(&socket, &mut buf)) => received,
+                () = tokio::time::sleep_until(status_due), if status_waits.is_some() => {
+                    if let Some((sender, text)) = status_waits.take() {
+                        status_due = Instant::now() + STATUS_EVERY;
+                        if feed.send(tell(sender, Message::Status(text))).await.is_err() {
+                            return;
+                        }
+                    }
+                    continue;
+                }
+            };
+            let Ok((n, sender)) = received else {
                 return;
             };
             // Cut at the buffer: a value cut in the middle would be taken as said.
@@ -124,22 +151,36 @@ pub fn listen(
                 continue;
             }
             for message in parse(&buf[..n]) {
-                if message == Message::Stopping {
-                    if told_stopping {
+                let message = match message {
+                    Message::Status(text) if Instant::now() < status_due => {
+                        status_waits = Some((sender, text));
                         continue;
                     }
-                    told_stopping = true;
-                }
-                if feed
-                    .send(Feed::Notify {
-                        name: name.clone(),
-                        run,
-                        sender,
-                        message,
-                    })
-                    .await
-                    .is_err()
-                {
+                    Message::Status(text) => {
+                        status_due = Instant::now() + STATUS_EVERY;
+                        status_waits = None;
+                        Message::Status(text)
+                    }
+                    // The status said before it comes first, once: a service is published
+                    // ready with what it said then. (Once a run: READY=1 again changes
+                    // nothing, and would let a flood of both through.)
+                    Message::Ready if !ready_said => {
+                        ready_said = true;
+                        if let Some((sender, text)) = status_waits.take() {
+                            status_due = Instant::now() + STATUS_EVERY;
+                            if feed
+                                .send(tell(sender, Message::Status(text)))
+                                .await
+                                .is_err()
+                            {
+                                return;
+                            }
+                        }
+                        Message::Ready
+                    }
+                    other => other,
+                };
+                if feed.send(tell(sender, message)).await.is_err() {
                     return;
                 }
             }

@@ -97,7 +97,15 @@ impl Runtime {
                         self.input(Input::StatusText { name, run, text })
                     }
                     notify::Message::MainPid(pid) => self.claim_main_pid(name, run, pid),
-                    notify::Message::Stopping => crate::log::info!("{name}: says it is stopping"),
+                    notify::Message::Stopping => {
+                        // Once a run: a service that says it again and again does not
+                        // fill the log.
+                        let proc = self.services.get_mut(&name).map(|k| &mut k.proc);
+                        if let Some(proc) = proc.filter(|p| p.told_stopping != Some(run)) {
+                            proc.told_stopping = Some(run);
+                            crate::log::info!("{name}: says it is stopping");
+                        }
+                    }
                 }
             }
             Feed::Reexec {
