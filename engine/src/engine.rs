@@ -65,6 +65,13 @@ pub enum Input {
         run: u64,
         text: String,
     },
+    /// sd_notify EXTEND_TIMEOUT_USEC=: the start timeout (while not ready) or the stop
+    /// timeout (after the stop signal) is at least `by` from now, as systemd does.
+    ExtendTimeout {
+        name: String,
+        run: u64,
+        by: Duration,
+    },
     /// Time passed: deadlines at or before `now` fire.
     Tick,
     /// A new, already checked configuration.
@@ -961,6 +968,19 @@ impl Engine {
                     if let Some(period) = unit.spec.watchdog {
                         set_deadline(&mut self.timers, &name, unit, Some(now + period));
                     }
+                }
+            }
+            Input::ExtendTimeout { name, run, by } => {
+                let Some(unit) = self.units.get_mut(&name) else {
+                    return;
+                };
+                // Not the watchdog's (a ping is how to put that off), nor a restart delay.
+                let timed = matches!(
+                    (unit.state, unit.sub),
+                    (State::Activating, Sub::Start) | (State::Deactivating, Sub::StopSigterm)
+                );
+                if let Some(at) = unit.deadline.filter(|_| unit.run == run && timed) {
+                    set_deadline(&mut self.timers, &name, unit, Some(at.max(now + by)));
                 }
             }
             Input::StatusText { name, run, text } => {

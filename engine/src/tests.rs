@@ -3941,3 +3941,42 @@ fn a_boot_of_a_long_requires_chain_asks_why_down_of_each_link_once_a_pass() {
     let looks = engine.why_down_looks.get();
     assert!(looks <= 4 * n * n, "{looks} looks for a chain of {n}");
 }
+
+/// sd_notify EXTEND_TIMEOUT_USEC=: a service that says it needs longer (a migration at
+/// its start, a long flush at its stop) is not killed at ready_timeout or stop_timeout,
+/// as under systemd; it was.
+#[test]
+fn extend_timeout_puts_the_start_and_stop_timeouts_off() {
+    let mut sim = Sim::new(vec![notify("a")]);
+    assert_eq!(sim.deadline_in("a"), Some(secs(90)));
+    let extend = |sim: &mut Sim, run: u64, by: Duration| {
+        sim.feed(Input::ExtendTimeout {
+            name: "a".into(),
+            run,
+            by,
+        })
+    };
+    let run = sim.unit("a").run;
+    sim.advance(secs(80));
+    extend(&mut sim, run, secs(60));
+    assert_eq!(sim.deadline_in("a"), Some(secs(60)));
+    // Never shorter, and not another run's.
+    extend(&mut sim, run, secs(1));
+    extend(&mut sim, run + 1, secs(600));
+    assert_eq!(sim.deadline_in("a"), Some(secs(60)));
+    assert!(sim.advance(secs(59)).is_empty());
+    sim.assert_state("a", State::Activating, Sub::Start);
+    sim.ready("a");
+    sim.assert_state("a", State::Active, Sub::Running);
+    // Running: nothing to put off (no deadline is made).
+    extend(&mut sim, run, secs(60));
+    assert_eq!(sim.deadline_in("a"), None);
+    // Stopping: the stop timeout.
+    sim.feed(Input::Stop("a".into()));
+    assert_eq!(sim.deadline_in("a"), Some(secs(5)));
+    extend(&mut sim, run, secs(30));
+    assert_eq!(sim.deadline_in("a"), Some(secs(30)));
+    assert!(kills(&sim.advance(secs(29))).is_empty());
+    let actions = sim.advance(secs(1));
+    assert_eq!(kills(&actions), vec![kill("a", Signal::SIGKILL)]);
+}

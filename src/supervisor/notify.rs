@@ -197,7 +197,13 @@ pub enum Message {
     Watchdog,
     Status(String),
     MainPid(i32),
+    /// EXTEND_TIMEOUT_USEC=: the start or stop timeout is at least this from now.
+    ExtendTimeout(Duration),
 }
+
+/// The most EXTEND_TIMEOUT_USEC= is taken for (a year, the longest duration the
+/// configuration takes): a larger one would overflow ember's clock.
+const EXTEND_MOST: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// Parses a datagram of newline-separated KEY=VALUE assignments; unknown keys are ignored.
 pub fn parse(datagram: &[u8]) -> Vec<Message> {
@@ -211,6 +217,9 @@ pub fn parse(datagram: &[u8]) -> Vec<Message> {
                 "WATCHDOG" if value == "1" => Some(Message::Watchdog),
                 "STATUS" => Some(Message::Status(value.chars().take(256).collect())),
                 "MAINPID" => value.parse().ok().filter(|p| *p > 0).map(Message::MainPid),
+                "EXTEND_TIMEOUT_USEC" => value.parse().ok().map(|usec| {
+                    Message::ExtendTimeout(Duration::from_micros(usec).min(EXTEND_MOST))
+                }),
                 _ => None,
             }
         })
@@ -224,7 +233,7 @@ mod tests {
     #[test]
     fn parses_assignments() {
         let m = parse(
-            b"READY=1\nSTATUS=listening on 80\nMAINPID=42\nWATCHDOG=1\nX=1\nMAINPID=-3\nREADY=0",
+            b"READY=1\nSTATUS=listening on 80\nMAINPID=42\nWATCHDOG=1\nX=1\nMAINPID=-3\nREADY=0\nEXTEND_TIMEOUT_USEC=5000000\nEXTEND_TIMEOUT_USEC=18446744073709551615\nEXTEND_TIMEOUT_USEC=-1",
         );
         assert_eq!(
             m,
@@ -232,7 +241,9 @@ mod tests {
                 Message::Ready,
                 Message::Status("listening on 80".into()),
                 Message::MainPid(42),
-                Message::Watchdog
+                Message::Watchdog,
+                Message::ExtendTimeout(Duration::from_secs(5)),
+                Message::ExtendTimeout(EXTEND_MOST),
             ]
         );
     }

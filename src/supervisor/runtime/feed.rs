@@ -97,6 +97,9 @@ impl Runtime {
                         self.input(Input::StatusText { name, run, text })
                     }
                     notify::Message::MainPid(pid) => self.claim_main_pid(name, run, pid),
+                    notify::Message::ExtendTimeout(by) => {
+                        self.input(Input::ExtendTimeout { name, run, by })
+                    }
                     notify::Message::Stopping => {
                         // Once a run: a service that says it again and again does not
                         // fill the log.
