@@ -187,6 +187,10 @@ impl Runtime {
         if sender <= 0 || main == Some(sender) || proc.notify_sender == Some((run, sender)) {
             return true;
         }
+        // Nor is a flood from one process refused a lookup per message.
+        if proc.notify_refused == Some((run, sender)) {
+            return false;
+        }
         let gone = kill(NixPid::from_raw(sender), None) == Err(nix::errno::Errno::ESRCH)
             || usage::stat(sender).is_none();
         let own = gone || self.owns(name, sender);
@@ -196,8 +200,12 @@ impl Runtime {
         if own {
             // The next message from it is heard without looking again.
             proc.notify_sender = Some((run, sender));
-        } else if proc.notify_refused != Some(run) {
-            proc.notify_refused = Some(run);
+        } else {
+            let told = proc.notify_refused.is_some_and(|(r, _)| r == run);
+            proc.notify_refused = Some((run, sender));
+            if told {
+                return false;
+            }
             crate::log::warn!("{name}: ignoring notify messages from pid {sender}: not a process of this service (said once a run: later ones are ignored without a word)");
         }
         own

@@ -88,8 +88,9 @@ pub(super) struct Proc {
     pub(super) notify_sender: Option<(u64, Pid)>,
     /// The run in which its STOPPING=1 was logged.
     pub(super) told_stopping: Option<u64>,
-    /// The run in which a message from a process not its own was logged.
-    pub(super) notify_refused: Option<u64>,
+    /// The last process not its own whose message was ignored, and in which run (it was
+    /// logged then: once a run).
+    pub(super) notify_refused: Option<(u64, Pid)>,
     /// SIGKILL went to its cgroup's processes (by cgroup.kill) since its last spawn.
     pub(super) cgroup_killed: bool,
 }
