@@ -1079,3 +1079,42 @@ fn a_flood_of_status_messages_is_published_a_few_times_a_second() {
     // 20,000 said: ten a second would take the flood 2,000 s to reach this.
     assert!(events < 2000, "{events} events for 20000 statuses");
 }
+
+/// A readiness check that cannot run (its program removed since ember read the
+/// configuration) logged "readiness check [...] cannot run" at every try, 4 a second for
+/// as long as the service started, without saying whose check it was. Now the service is
+/// named, once a run.
+#[test]
+fn a_readiness_check_that_cannot_run_is_said_once_with_its_service() {
+    use std::os::unix::fs::PermissionsExt;
+    if !can_unshare() {
+        return;
+    }
+    let check = std::env::temp_dir().join(format!("ember-gone-check-{}", std::process::id()));
+    std::fs::write(&check, "#!/bin/sh\nexit 1\n").unwrap();
+    std::fs::set_permissions(&check, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let ember = Ember::start(
+        "exec-gone",
+        &format!(
+            r#"
+[service.app]
+command = ["/bin/sleep", "7890110"]
+ready = {{ exec = ["{}"] }}
+ready_timeout = "0"
+"#,
+            check.display()
+        ),
+    );
+    ember.wait_state("app", "activating", None, LONG);
+    std::fs::remove_file(&check).unwrap();
+    let said = "app: its readiness check";
+    assert!(
+        wait_for(LONG, || ember.log().contains(said)),
+        "log:\n{}",
+        ember.log()
+    );
+    // Tries go on (every 250ms): several have failed by the time these have.
+    let tries = || ember.log().matches("cannot run").count();
+    std::thread::sleep(scaled(Duration::from_millis(1500)));
+    assert_eq!(tries(), 1, "log:\n{}", ember.log());
+}

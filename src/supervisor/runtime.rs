@@ -74,6 +74,7 @@ pub enum Feed {
     /// An `exec` readiness check of service `name` to run; `done` gets whether it exited 0.
     RunCheck {
         name: String,
+        run: u64,
         argv: Vec<String>,
         done: oneshot::Sender<bool>,
     },

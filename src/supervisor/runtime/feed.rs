@@ -121,13 +121,23 @@ impl Runtime {
             // Asked before its probe was aborted (the service stopped starting since):
             // nothing waits for it, and nothing would kill it.
             Feed::RunCheck { name, done, .. } if done.is_closed() || !self.activating(&name) => {}
-            Feed::RunCheck { name, argv, done } => match spawn::spawn_helper(&argv) {
+            Feed::RunCheck {
+                name,
+                run,
+                argv,
+                done,
+            } => match spawn::spawn_helper(&argv) {
                 Ok(pid) => {
                     let of = Some(self.shared_name(&name));
                     self.children.insert(pid, ChildOwner::Check { of, done });
                 }
                 Err(e) => {
-                    crate::log::warn!("readiness check {argv:?} cannot run: {e}");
+                    // Once a run (it is tried again every 250ms): not a line per try.
+                    let proc = self.services.get_mut(&name).map(|k| &mut k.proc);
+                    if let Some(proc) = proc.filter(|p| p.check_unrunnable != Some(run)) {
+                        proc.check_unrunnable = Some(run);
+                        crate::log::warn!("{name}: its readiness check cannot run ({e}); it is not ready until it can and exits 0 (tried again every 250ms, said once a run); fix ready = {{ exec = {argv:?} }}");
+                    }
                     let _ = done.send(false);
                 }
             },

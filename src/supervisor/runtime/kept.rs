@@ -86,6 +86,8 @@ pub(super) struct Proc {
     /// The last process heard on its notify socket, and in which run: its next message
     /// is heard without looking at it again (a flood costs no lookup per message).
     pub(super) notify_sender: Option<(u64, Pid)>,
+    /// The run in which its readiness check was logged as one that cannot run.
+    pub(super) check_unrunnable: Option<u64>,
     /// The run in which its STOPPING=1 was logged.
     pub(super) told_stopping: Option<u64>,
     /// The last process not its own whose message was ignored, and in which run (it was
