@@ -313,6 +313,20 @@ fn set_indexed(
     *slot = at;
 }
 
+/// What a service not ready in time was waited for, in words for its reason.
+fn awaited(ready: &Readiness) -> Option<String> {
+    match ready {
+        Readiness::Notify => Some("no READY=1 came on its notify socket".to_owned()),
+        Readiness::File(path) => Some(format!("{} did not exist", path.display())),
+        Readiness::Exec(argv) => argv
+            .first()
+            .map(|program| format!("its check {program} did not exit 0")),
+        Readiness::Tcp(addr) => Some(format!("nothing accepted a connection on {addr}")),
+        Readiness::Log(pattern) => Some(format!("no line of its output matched {pattern}")),
+        Readiness::Spawned | Readiness::Exit | Readiness::PidFile | Readiness::Delay(_) => None,
+    }
+}
+
 /// Sets a unit's deadline and keeps the engine's index of deadlines with it.
 fn set_deadline(
     timers: &mut BTreeSet<(Duration, String)>,
@@ -1349,7 +1363,10 @@ impl Engine {
                 self.fail(name, Sub::Timeout, why, now, actions);
             }
             (State::Activating, _) => {
-                let why = format!("not ready within {}", fmt_duration(unit.spec.ready_timeout));
+                let mut why = format!("not ready within {}", fmt_duration(unit.spec.ready_timeout));
+                if let Some(awaited) = awaited(&unit.spec.ready) {
+                    why = format!("{why}: {awaited}");
+                }
                 self.begin_stop(name, Some((Sub::Timeout, why)), now, actions);
             }
             (State::Active, _) => {

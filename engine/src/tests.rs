@@ -1194,7 +1194,10 @@ fn ready_timeout_stops_then_restarts() {
     let actions = sim.exit("a", Exit::Signal(Signal::SIGTERM));
     assert!(has(&actions, &cleanup("a")));
     sim.assert_state("a", State::Activating, Sub::AutoRestart);
-    assert_eq!(sim.reason("a"), "not ready within 1m 30s");
+    assert_eq!(
+        sim.reason("a"),
+        "not ready within 1m 30s: no READY=1 came on its notify socket"
+    );
     assert_eq!(sim.unit("a").failures.len(), 1);
     let actions = sim.advance(ms(100));
     assert!(spawned(&actions, "a", 2));
@@ -1211,7 +1214,10 @@ fn ready_timeout_with_restart_never_fails() {
     sim.assert_state("a", State::Deactivating, Sub::StopSigterm);
     sim.exit("a", Exit::Signal(Signal::SIGTERM));
     sim.assert_state("a", State::Failed, Sub::Timeout);
-    assert_eq!(sim.reason("a"), "not ready within 3s");
+    assert_eq!(
+        sim.reason("a"),
+        "not ready within 3s: no READY=1 came on its notify socket"
+    );
 }
 
 #[test]
@@ -1226,7 +1232,10 @@ fn ready_timeout_then_sigkill() {
     sim.exit("a", Exit::Signal(Signal::SIGKILL));
     // Still the timeout that started it all.
     sim.assert_state("a", State::Failed, Sub::Timeout);
-    assert_eq!(sim.reason("a"), "not ready within 3s");
+    assert_eq!(
+        sim.reason("a"),
+        "not ready within 3s: no READY=1 came on its notify socket"
+    );
 }
 
 #[test]
@@ -3979,4 +3988,38 @@ fn extend_timeout_puts_the_start_and_stop_timeouts_off() {
     assert!(kills(&sim.advance(secs(29))).is_empty());
     let actions = sim.advance(secs(1));
     assert_eq!(kills(&actions), vec![kill("a", Signal::SIGKILL)]);
+}
+
+/// A ready_timeout says what was waited for: "not ready within 90s" alone left a user to
+/// guess (a ready file behind a dangling link, a check that never exits 0).
+#[test]
+fn a_ready_timeout_says_what_it_waited_for() {
+    let cases = [
+        (
+            Readiness::File("/run/app.ready".into()),
+            "not ready within 3s: /run/app.ready did not exist",
+        ),
+        (
+            Readiness::Exec(vec!["/bin/check".into(), "x".into()]),
+            "not ready within 3s: its check /bin/check did not exit 0",
+        ),
+        (
+            Readiness::Tcp("127.0.0.1:80".into()),
+            "not ready within 3s: nothing accepted a connection on 127.0.0.1:80",
+        ),
+        (
+            Readiness::Log("up$".into()),
+            "not ready within 3s: no line of its output matched up$",
+        ),
+    ];
+    for (ready, why) in cases {
+        let mut sim = Sim::new(vec![simple("a").restart(RestartPolicy::Never).with(|s| {
+            s.ready = ready.clone();
+            s.ready_timeout = Some(secs(3))
+        })]);
+        sim.advance(secs(3));
+        sim.exit("a", Exit::Signal(Signal::SIGTERM));
+        sim.assert_state("a", State::Failed, Sub::Timeout);
+        assert_eq!(sim.reason("a"), why);
+    }
 }
