@@ -936,9 +936,9 @@ time.sleep(7890105)
 }
 
 /// The notify socket and its directory were made with ember's umask: under `umask 000`
-/// (an init script's, a container's) anyone could make any service ready, or replace its
-/// socket in the directory. Now the socket is its service's user's alone (0600) and the
-/// directory ember's (0755), whatever the umask.
+/// (an init script's, a container's) anyone could replace a service's socket in the
+/// directory. Now the directory is ember's (0755) and the socket's mode its own (0666:
+/// who writes is checked), whatever the umask.
 #[test]
 fn notify_sockets_are_the_service_s_alone_whatever_the_umask() {
     use std::os::unix::fs::PermissionsExt;
@@ -953,7 +953,8 @@ fn notify_sockets_are_the_service_s_alone_whatever_the_umask() {
             .map(|m| m.permissions().mode() & 0o777)
             .unwrap_or(0o777)
     };
-    assert_eq!(mode(&socket), 0o600, "{}", socket.display());
+    // Anyone's to write to, as systemd's (who wrote is checked), but no more than that.
+    assert_eq!(mode(&socket), 0o666, "{}", socket.display());
     assert_eq!(mode(socket.parent().unwrap()), 0o755);
 }
 
@@ -1117,4 +1118,77 @@ ready_timeout = "0"
     let tries = || ember.log().matches("cannot run").count();
     std::thread::sleep(scaled(Duration::from_millis(1500)));
     assert_eq!(tries(), 1, "log:\n{}", ember.log());
+}
+
+/// A daemon started as root that drops its privileges before it says READY=1 (as
+/// dbus-daemon and avahi-daemon do) could not write to its notify socket (root's, 0600:
+/// EACCES), and was never ready. Under systemd it is: the socket is anyone's to write to,
+/// and who wrote is checked. Now so here: its own processes are heard, whatever their
+/// user; another user's process is heard only while it is the service's.
+#[test]
+fn a_daemon_that_drops_privileges_is_heard() {
+    if !can_unshare()
+        || nix::unistd::User::from_name("nobody")
+            .ok()
+            .flatten()
+            .is_none()
+    {
+        return;
+    }
+    let ember = Ember::start("notify-setuid", &notify_service("app"));
+    std::fs::write(
+        ember.dir.path("app.py"),
+        format!(
+            "import pwd, os\nos.setgid(pwd.getpwnam('nobody').pw_gid)\nos.setuid(pwd.getpwnam('nobody').pw_uid)\n{NOTIFY_PY}\nsend(b\"READY=1\")\ntime.sleep(7890111)\n"
+        ),
+    )
+    .unwrap();
+    ember.wait_state("app", "active", None, LONG);
+}
+
+/// ... and a process of another user that is not the service's is not heard, alive or
+/// gone by the time its message is read.
+#[test]
+fn a_stranger_of_another_user_is_not_heard() {
+    if !can_unshare()
+        || nix::unistd::User::from_name("nobody")
+            .ok()
+            .flatten()
+            .is_none()
+    {
+        return;
+    }
+    let ember = Ember::start(
+        "notify-stranger",
+        &format!(
+            r#"{}
+[service.stranger]
+user = "nobody"
+restart = "never"
+command = ["/bin/sh", "-c", "while [ ! -e $DIR/stranger.py ]; do sleep 0.05; done; exec /usr/bin/python3 $DIR/stranger.py"]
+"#,
+            notify_service("victim")
+        ),
+    );
+    ember.wait_state("victim", "activating", None, LONG);
+    std::fs::write(
+        ember.dir.path("stranger.py"),
+        NOTIFY_PY.replace(
+            "os.environ[\"NOTIFY_SOCKET\"]",
+            &format!(
+                "{:?}",
+                ember
+                    .dir
+                    .path("control.sock.notify/victim.sock")
+                    .display()
+                    .to_string()
+            ),
+        ) + "send(b\"READY=1\\nSTATUS=spoofed\")\n",
+    )
+    .unwrap();
+    let refused = "victim: ignoring notify messages from pid";
+    assert!(wait_for(LONG, || ember.log().contains(refused)
+        || ember.status("victim")["state"] == "active"));
+    let victim = ember.status("victim");
+    assert_eq!(victim["state"], "activating", "{victim}");
 }

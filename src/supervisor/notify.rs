@@ -1,8 +1,9 @@
 //! The sd_notify protocol: a datagram socket per service at $NOTIFY_SOCKET.
 //!
 //! One socket per service (not one shared socket) means a message is tied to its service
-//! without looking up the sender's pid, which races with short-lived senders such as
-//! `systemd-notify`.
+//! by where it came, without mapping the sender's pid to a service. Who sent it is still
+//! checked (SCM_CREDENTIALS): one of the service's processes, or one gone before its
+//! message is read (as `systemd-notify` may be) of root's, ember's or the service's user.
 
 use super::runtime::Feed;
 use std::os::fd::AsRawFd;
@@ -30,7 +31,7 @@ const MESSAGE_MOST: usize = 4096;
 /// One datagram into `buf`; its whole length, which is more than `buf` holds when it was
 /// cut (MSG_TRUNC). Without room for control messages: fds sent with it (SCM_RIGHTS) are
 /// closed by the kernel, never installed in ember.
-fn receive(socket: &UnixDatagram, buf: &mut [u8]) -> std::io::Result<(usize, i32)> {
+fn receive(socket: &UnixDatagram, buf: &mut [u8]) -> std::io::Result<(usize, Option<(i32, u32)>)> {
     use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, UnixAddr, UnixCredentials};
     // Room for the sender's credentials only: fds sent with them (SCM_RIGHTS, systemd's
     // FDSTORE=1) find none and are closed by the kernel; any that came are closed here.
@@ -43,10 +44,10 @@ fn receive(socket: &UnixDatagram, buf: &mut [u8]) -> std::io::Result<(usize, i32
         MsgFlags::MSG_TRUNC | MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_CMSG_CLOEXEC,
     )
     .map_err(std::io::Error::from)?;
-    let mut sender = 0;
+    let mut sender = None;
     for cmsg in msg.cmsgs().into_iter().flatten() {
         match cmsg {
-            ControlMessageOwned::ScmCredentials(creds) => sender = creds.pid(),
+            ControlMessageOwned::ScmCredentials(creds) => sender = Some((creds.pid(), creds.uid())),
             ControlMessageOwned::ScmRights(fds) => {
                 for fd in fds {
                     // SAFETY: installed in ember by this receive, owned by no one else.
@@ -61,25 +62,8 @@ fn receive(socket: &UnixDatagram, buf: &mut [u8]) -> std::io::Result<(usize, i32
     Ok((msg.bytes, sender))
 }
 
-/// A datagram socket bound at `path` that only its owner may write to (0600, then chowned
-/// to the service's user), whatever ember's umask: its mode is set before the bind, which
-/// makes the file with it, so no one can connect in between.
-fn bind_private(path: &Path) -> std::io::Result<UnixDatagram> {
-    use nix::sys::socket::{bind, socket, AddressFamily, SockFlag, SockType, UnixAddr};
-    use nix::sys::stat::{fchmod, Mode};
-    let fd = socket(
-        AddressFamily::Unix,
-        SockType::Datagram,
-        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
-        None,
-    )?;
-    fchmod(&fd, Mode::S_IRUSR | Mode::S_IWUSR)?;
-    bind(fd.as_raw_fd(), &UnixAddr::new(path)?)?;
-    UnixDatagram::from_std(std::os::unix::net::UnixDatagram::from(fd))
-}
-
-/// Binds the service's socket (owned by its user, so it may write) and forwards every
-/// message to the runtime until aborted.
+/// Binds the service's socket and forwards every message to the runtime, with who sent
+/// it, until aborted.
 // Called from two places (a spawn, a takeover): one copy, not one inlined into each.
 #[inline(never)]
 pub fn listen(
@@ -105,24 +89,34 @@ pub fn listen(
         ));
     }
     let _ = std::fs::remove_file(path);
-    let socket = bind_private(path)?;
+    let socket = UnixDatagram::bind(path)?;
+    // Anyone may write to it (0666, whatever ember's umask), as to systemd's: a daemon
+    // started as root may drop to a user of its own before it says READY=1. Who wrote is
+    // checked instead (SCM_CREDENTIALS): see `Runtime::heard_from`.
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o666))?;
     // Who sent each message: only the service's own processes are heard.
     nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::PassCred, &true)?;
     if let Some((uid, gid)) = owner {
         std::os::unix::fs::chown(path, Some(uid), Some(gid))?;
     }
     let task = tokio::spawn(async move {
-        let tell = |sender, message| Feed::Notify {
+        // A sender is trusted when it is root, ember's user or the service's: one of
+        // another user is heard only while it is alive and the service's.
+        let service_uid = owner.map(|(uid, _)| uid);
+        let ember_uid = nix::unistd::geteuid().as_raw();
+        let trust = move |uid: u32| uid == 0 || uid == ember_uid || Some(uid) == service_uid;
+        let tell = |(sender, trusted): (i32, bool), message| Feed::Notify {
             name: name.clone(),
             run,
             sender,
+            trusted,
             message,
         };
         let mut buf = vec![0u8; MESSAGE_MOST];
         let mut told_too_long = false;
         // STATUS= at most once each STATUS_EVERY: the last one said waits for its turn.
         let mut status_due = Instant::now();
-        let mut status_waits: Option<(i32, String)> = None;
+        let mut status_waits: Option<((i32, bool), String)> = None;
         let mut ready_said = false;
         loop {
             let received = tokio::select! {
@@ -137,9 +131,11 @@ pub fn listen(
                     continue;
                 }
             };
-            let Ok((n, sender)) = received else {
+            let Ok((n, credentials)) = received else {
                 return;
             };
+            // The kernel always gives them (SO_PASSCRED): none is no one's to trust.
+            let sender = credentials.map_or((0, false), |(pid, uid)| (pid, trust(uid)));
             // Cut at the buffer: a value cut in the middle would be taken as said.
             if n > buf.len() {
                 if !told_too_long {

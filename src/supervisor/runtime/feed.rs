@@ -85,9 +85,10 @@ impl Runtime {
                 name,
                 run,
                 sender,
+                trusted,
                 message,
             } => {
-                if !self.heard_from(&name, run, sender) {
+                if !self.heard_from(&name, run, sender, trusted) {
                     return;
                 }
                 match message {
@@ -184,17 +185,22 @@ impl Runtime {
     }
 
     /// Whether a notify message from `sender` is the service's to send (systemd's
-    /// NotifyAccess=all): from its main process or another of its own (see [`owns`]), or
-    /// from one gone already (a short-lived sender such as `systemd-notify` may have
-    /// exited before its message is read: its socket is the service's, and writable by
-    /// its user only). A live process of another service, or one left from its previous
-    /// run, is not heard: it said so once a run.
-    fn heard_from(&mut self, name: &str, run: u64, sender: Pid) -> bool {
+    /// NotifyAccess=all): from its main process or another of its own (see [`owns`]),
+    /// whatever its user (a daemon may drop to one of its own), or from one of root's,
+    /// ember's or the service's user that is gone already (a short-lived sender such as
+    /// `systemd-notify` may have exited before its message is read). A live process of
+    /// another service, or one left from its previous run, is not heard, nor one of
+    /// another user that is gone: it is said once a run.
+    fn heard_from(&mut self, name: &str, run: u64, sender: Pid, trusted: bool) -> bool {
         let main = self.engine.unit(name).and_then(|u| u.pid);
         let Some(proc) = self.services.get(name).map(|k| &k.proc) else {
             return false;
         };
-        if sender <= 0 || main == Some(sender) || proc.notify_sender == Some((run, sender)) {
+        // No pid (a sender in a PID namespace ember cannot see): by its user alone.
+        if sender <= 0 {
+            return trusted;
+        }
+        if main == Some(sender) || proc.notify_sender == Some((run, sender)) {
             return true;
         }
         // Nor is a flood from one process refused a lookup per message.
@@ -203,7 +209,11 @@ impl Runtime {
         }
         let gone = kill(NixPid::from_raw(sender), None) == Err(nix::errno::Errno::ESRCH)
             || usage::stat(sender).is_none();
-        let own = gone || self.owns(name, sender);
+        let own = if gone {
+            trusted
+        } else {
+            self.owns(name, sender)
+        };
         let Some(proc) = self.services.get_mut(name).map(|k| &mut k.proc) else {
             return false;
         };
