@@ -13,17 +13,11 @@ use tokio::io::Interest;
 use tokio::net::UnixDatagram;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
-use tokio::time::Instant;
 
 /// The directory of this ember's notify sockets.
 pub use crate::config::control::notify_dir as dir_for;
 /// Where a service's notify socket lives, in the directory of [`dir_for`].
 pub use crate::config::control::notify_socket_in as socket_path;
-
-/// How often a service's STATUS= is taken at most: each is published (MQTT, D-Bus,
-/// subscribers), and a service that says its progress a thousand times a second must not
-/// make ember publish a thousand times a second. The last one said is always taken.
-const STATUS_EVERY: Duration = Duration::from_millis(100);
 
 /// The longest message read, as systemd's (PIPE_BUF): a longer one is ignored whole.
 const MESSAGE_MOST: usize = 4096;
@@ -114,23 +108,10 @@ pub fn listen(
         };
         let mut buf = vec![0u8; MESSAGE_MOST];
         let mut told_too_long = false;
-        // STATUS= at most once each STATUS_EVERY: the last one said waits for its turn.
-        let mut status_due = Instant::now();
-        let mut status_waits: Option<((i32, bool), String)> = None;
-        let mut ready_said = false;
         loop {
-            let received = tokio::select! {
-                received = socket.async_io(Interest::READABLE, || receive(&socket, &mut buf)) => received,
-                () = tokio::time::sleep_until(status_due), if status_waits.is_some() => {
-                    if let Some((sender, text)) = status_waits.take() {
-                        status_due = Instant::now() + STATUS_EVERY;
-                        if feed.send(tell(sender, Message::Status(text))).await.is_err() {
-                            return;
-                        }
-                    }
-                    continue;
-                }
-            };
+            let received = socket
+                .async_io(Interest::READABLE, || receive(&socket, &mut buf))
+                .await;
             let Ok((n, credentials)) = received else {
                 return;
             };
@@ -147,35 +128,6 @@ pub fn listen(
                 continue;
             }
             for message in parse(&buf[..n]) {
-                let message = match message {
-                    Message::Status(text) if Instant::now() < status_due => {
-                        status_waits = Some((sender, text));
-                        continue;
-                    }
-                    Message::Status(text) => {
-                        status_due = Instant::now() + STATUS_EVERY;
-                        status_waits = None;
-                        Message::Status(text)
-                    }
-                    // The status said before it comes first, once: a service is published
-                    // ready with what it said then. (Once a run: READY=1 again changes
-                    // nothing, and would let a flood of both through.)
-                    Message::Ready if !ready_said => {
-                        ready_said = true;
-                        if let Some((sender, text)) = status_waits.take() {
-                            status_due = Instant::now() + STATUS_EVERY;
-                            if feed
-                                .send(tell(sender, Message::Status(text)))
-                                .await
-                                .is_err()
-                            {
-                                return;
-                            }
-                        }
-                        Message::Ready
-                    }
-                    other => other,
-                };
                 if feed.send(tell(sender, message)).await.is_err() {
                     return;
                 }

@@ -4,6 +4,10 @@
 
 use super::kept::Kept;
 use super::untold::{Held, TELL_AFTER};
+use std::time::Duration;
+
+/// How often a service's STATUS= is taken at most (see `status_said`).
+const STATUS_EVERY: Duration = Duration::from_millis(100);
 use super::{ChildOwner, Feed, Runtime, LAST_LINES_MOST, LAST_LINES_QUIET};
 use crate::supervisor::cgroup;
 use crate::supervisor::engine::Input;
@@ -92,11 +96,17 @@ impl Runtime {
                     return;
                 }
                 match message {
-                    notify::Message::Ready => self.input(Input::Ready { name, run }),
-                    notify::Message::Watchdog => self.input(Input::WatchdogPing { name, run }),
-                    notify::Message::Status(text) => {
-                        self.input(Input::StatusText { name, run, text })
+                    notify::Message::Ready => {
+                        // The status said before comes first: a service is published ready
+                        // with what it said then. (Only while it starts: READY=1 again
+                        // changes nothing, and would let a flood of both through.)
+                        if self.activating(&name) {
+                            self.tell_status_waiting(&name);
+                        }
+                        self.input(Input::Ready { name, run })
                     }
+                    notify::Message::Watchdog => self.input(Input::WatchdogPing { name, run }),
+                    notify::Message::Status(text) => self.status_said(name, run, text),
                     notify::Message::MainPid(pid) => self.claim_main_pid(name, run, pid),
                     notify::Message::ExtendTimeout(by) => {
                         self.input(Input::ExtendTimeout { name, run, by })
@@ -182,6 +192,40 @@ impl Runtime {
             note_held_back(name, held_back);
         }
         None
+    }
+
+    /// A service's STATUS=, taken at most once each [`STATUS_EVERY`]: each is published
+    /// (subscribers, MQTT, D-Bus), and a service that says its progress a thousand times
+    /// a second must not make ember publish a thousand times a second. The last one said
+    /// waits for its turn, and is always taken.
+    fn status_said(&mut self, name: String, run: u64, text: String) {
+        let now = Instant::now();
+        let key = self.shared_name(&name);
+        let proc = &mut self.services.entry(&key).proc;
+        match proc.status_due.filter(|due| now < *due) {
+            Some(due) => {
+                if proc.status_waiting.replace((run, text)).is_none() {
+                    self.untold.again(Held::Status, key, due);
+                }
+            }
+            None => {
+                proc.status_due = Some(now + STATUS_EVERY);
+                proc.status_waiting = None;
+                self.input(Input::StatusText { name, run, text });
+            }
+        }
+    }
+
+    /// The status that waited for its turn, if one did.
+    pub(super) fn tell_status_waiting(&mut self, name: &str) {
+        let Some(proc) = self.services.get_mut(name).map(|k| &mut k.proc) else {
+            return;
+        };
+        if let Some((run, text)) = proc.status_waiting.take() {
+            proc.status_due = Some(Instant::now() + STATUS_EVERY);
+            let name = name.to_owned();
+            self.input(Input::StatusText { name, run, text });
+        }
     }
 
     /// Whether a notify message from `sender` is the service's to send (systemd's

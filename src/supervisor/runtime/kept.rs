@@ -86,6 +86,10 @@ pub(super) struct Proc {
     /// The last process heard on its notify socket, and in which run: its next message
     /// is heard without looking at it again (a flood costs no lookup per message).
     pub(super) notify_sender: Option<(u64, Pid)>,
+    /// When its next STATUS= may be taken, and the one said since that waits till then
+    /// (with its run).
+    pub(super) status_due: Option<std::time::Instant>,
+    pub(super) status_waiting: Option<(u64, String)>,
     /// The run in which its readiness check was logged as one that cannot run.
     pub(super) check_unrunnable: Option<u64>,
     /// The run in which its STOPPING=1 was logged.
