@@ -65,6 +65,11 @@ pub enum Input {
         run: u64,
         text: String,
     },
+    /// sd_notify WATCHDOG=trigger: the service found itself broken; as a missed ping.
+    WatchdogTrigger {
+        name: String,
+        run: u64,
+    },
     /// sd_notify EXTEND_TIMEOUT_USEC=: the start timeout (while not ready) or the stop
     /// timeout (after the stop signal) is at least `by` from now, as systemd does.
     ExtendTimeout {
@@ -982,6 +987,20 @@ impl Engine {
                     if let Some(period) = unit.spec.watchdog {
                         set_deadline(&mut self.timers, &name, unit, Some(now + period));
                     }
+                }
+            }
+            Input::WatchdogTrigger { name, run } => {
+                let Some(unit) = self.units.get(&name) else {
+                    return;
+                };
+                // As systemd: whether or not it has a `watchdog`, while it runs.
+                let running = matches!(
+                    (unit.state, unit.sub),
+                    (State::Activating, Sub::Start) | (State::Active, Sub::Running)
+                );
+                if unit.run == run && running && unit.pid.is_some() {
+                    let why = "asked for its watchdog to fire (WATCHDOG=trigger)".to_owned();
+                    self.begin_stop(&name, Some((Sub::Watchdog, why)), now, actions);
                 }
             }
             Input::ExtendTimeout { name, run, by } => {

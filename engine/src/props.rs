@@ -1369,7 +1369,8 @@ impl World {
             | Input::MainPid { name, .. }
             | Input::WatchdogPing { name, .. }
             | Input::StatusText { name, .. }
-            | Input::ExtendTimeout { name, .. } => Some(name),
+            | Input::ExtendTimeout { name, .. }
+            | Input::WatchdogTrigger { name, .. } => Some(name),
             Input::Tick | Input::Reload(_) | Input::Add(_) | Input::Shutdown => None,
         };
         if let Some(n) = input_name.filter(|n| !before.contains_key(n.as_str())) {

@@ -4023,3 +4023,29 @@ fn a_ready_timeout_says_what_it_waited_for() {
         assert_eq!(sim.reason("a"), why);
     }
 }
+
+/// sd_notify WATCHDOG=trigger (a service that found itself broken) was ignored; under
+/// systemd it fails the service as a missed watchdog ping does, watchdog or not.
+#[test]
+fn watchdog_trigger_fails_it_as_a_missed_ping() {
+    let mut sim = Sim::new(vec![notify("a")]);
+    sim.ready("a");
+    let run = sim.unit("a").run;
+    // Another run's does nothing.
+    sim.feed(Input::WatchdogTrigger {
+        name: "a".into(),
+        run: run + 1,
+    });
+    sim.assert_state("a", State::Active, Sub::Running);
+    let actions = sim.feed(Input::WatchdogTrigger {
+        name: "a".into(),
+        run,
+    });
+    assert_eq!(kills(&actions), vec![kill("a", Signal::SIGTERM)]);
+    sim.exit("a", Exit::Signal(Signal::SIGTERM));
+    sim.assert_state("a", State::Activating, Sub::AutoRestart);
+    assert_eq!(
+        sim.reason("a"),
+        "asked for its watchdog to fire (WATCHDOG=trigger)"
+    );
+}

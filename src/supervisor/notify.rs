@@ -143,6 +143,8 @@ pub enum Message {
     Ready,
     Stopping,
     Watchdog,
+    /// WATCHDOG=trigger: the service found itself broken.
+    WatchdogTrigger,
     Status(String),
     MainPid(i32),
     /// EXTEND_TIMEOUT_USEC=: the start or stop timeout is at least this from now.
@@ -163,6 +165,7 @@ pub fn parse(datagram: &[u8]) -> Vec<Message> {
                 "READY" if value == "1" => Some(Message::Ready),
                 "STOPPING" if value == "1" => Some(Message::Stopping),
                 "WATCHDOG" if value == "1" => Some(Message::Watchdog),
+                "WATCHDOG" if value == "trigger" => Some(Message::WatchdogTrigger),
                 "STATUS" => Some(Message::Status(value.chars().take(256).collect())),
                 "MAINPID" => value.parse().ok().filter(|p| *p > 0).map(Message::MainPid),
                 "EXTEND_TIMEOUT_USEC" => value.parse().ok().map(|usec| {
@@ -181,7 +184,7 @@ mod tests {
     #[test]
     fn parses_assignments() {
         let m = parse(
-            b"READY=1\nSTATUS=listening on 80\nMAINPID=42\nWATCHDOG=1\nX=1\nMAINPID=-3\nREADY=0\nEXTEND_TIMEOUT_USEC=5000000\nEXTEND_TIMEOUT_USEC=18446744073709551615\nEXTEND_TIMEOUT_USEC=-1",
+            b"READY=1\nSTATUS=listening on 80\nMAINPID=42\nWATCHDOG=1\nX=1\nMAINPID=-3\nREADY=0\nEXTEND_TIMEOUT_USEC=5000000\nEXTEND_TIMEOUT_USEC=18446744073709551615\nEXTEND_TIMEOUT_USEC=-1\nWATCHDOG=trigger",
         );
         assert_eq!(
             m,
@@ -192,6 +195,7 @@ mod tests {
                 Message::Watchdog,
                 Message::ExtendTimeout(Duration::from_secs(5)),
                 Message::ExtendTimeout(EXTEND_MOST),
+                Message::WatchdogTrigger,
             ]
         );
     }

@@ -108,6 +108,9 @@ impl Runtime {
                     notify::Message::Watchdog => self.input(Input::WatchdogPing { name, run }),
                     notify::Message::Status(text) => self.status_said(name, run, text),
                     notify::Message::MainPid(pid) => self.claim_main_pid(name, run, pid),
+                    notify::Message::WatchdogTrigger => {
+                        self.input(Input::WatchdogTrigger { name, run })
+                    }
                     notify::Message::ExtendTimeout(by) => {
                         self.input(Input::ExtendTimeout { name, run, by })
                     }
