@@ -122,7 +122,8 @@ pub fn listen(
                 if !told_too_long {
                     told_too_long = true;
                     crate::log::warn!(
-                        "{name}: ignoring a notify message of {n} bytes, longer than the {MESSAGE_MOST} a message may be (as systemd); later ones are ignored without a word"
+                        "{name}: ignoring a notify message of {n} bytes (from pid {}), longer than the {MESSAGE_MOST} a message may be (as systemd); later ones are ignored without a word",
+                        sender.0
                     );
                 }
                 continue;
