@@ -1192,3 +1192,27 @@ command = ["/bin/sh", "-c", "while [ ! -e $DIR/stranger.py ]; do sleep 0.05; don
     let victim = ember.status("victim");
     assert_eq!(victim["state"], "activating", "{victim}");
 }
+
+/// WATCHDOG=trigger fails the service as a missed ping does (it was ignored).
+#[test]
+fn watchdog_trigger_fails_the_service() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "notify-trigger",
+        &format!("{}restart = \"never\"\n", notify_service("app")),
+    );
+    std::fs::write(
+        ember.dir.path("app.py"),
+        format!(
+            "{NOTIFY_PY}\nsend(b\"READY=1\")\nsend(b\"WATCHDOG=trigger\")\ntime.sleep(7890112)\n"
+        ),
+    )
+    .unwrap();
+    let status = ember.wait_state("app", "failed", None, LONG);
+    assert_eq!(status["sub_state"], "watchdog", "{status}");
+    assert!(status["reason"]
+        .as_str()
+        .is_some_and(|r| r.contains("WATCHDOG=trigger")));
+}
