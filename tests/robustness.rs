@@ -778,3 +778,441 @@ command = ["sleep", "1000"]
         ember.log()
     );
 }
+
+// --- sd_notify and readiness checks, as a hostile service uses them --------------------
+
+/// A notify service whose script `$DIR/svc.py` the test writes once ember has started.
+fn notify_service(name: &str) -> String {
+    format!(
+        r#"
+[service.{name}]
+type = "notify"
+ready_timeout = "0"
+command = ["/bin/sh", "-c", "while [ ! -e $DIR/{name}.py ]; do sleep 0.05; done; exec /usr/bin/python3 $DIR/{name}.py"]
+"#
+    )
+}
+
+const NOTIFY_PY: &str = r#"import os, socket, time
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+s.connect(os.environ["NOTIFY_SOCKET"])
+def send(b):
+    while True:
+        try:
+            return s.send(b)
+        except BlockingIOError:
+            time.sleep(0.01)
+"#;
+
+/// A datagram longer than the 4096 bytes ember reads was cut there and its first 4096
+/// bytes taken as the message: a value cut in the middle (here a STATUS, as well a MAINPID
+/// that names another process) was taken as said, and what followed was lost without a
+/// word. Now (as systemd) the datagram is ignored whole, and ember's log says why.
+#[test]
+fn a_notify_datagram_too_long_is_ignored_whole_and_said() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start("notify-long", &notify_service("app"));
+    std::fs::write(
+        ember.dir.path("app.py"),
+        format!(
+            r#"{NOTIFY_PY}
+head = b"X_PAD="
+tail = b"\nSTATUS=cut-here"
+big = head + b"x" * (4096 - len(head) - len(tail)) + tail + b"-and-more" * 7000
+send(big)
+send(b"READY=1")
+time.sleep(7890101)
+"#
+        ),
+    )
+    .unwrap();
+    let status = ember.wait_state("app", "active", None, LONG);
+    assert_ne!(status["status_text"], "cut-here", "a cut datagram was read");
+    assert!(
+        ember.log().contains("app: ignoring a notify message of"),
+        "log:\n{}",
+        ember.log()
+    );
+}
+
+/// What a service may say again and again costs one line of ember's log, not one per
+/// message: STOPPING=1, a MAINPID= of no process of its own and datagrams too long each
+/// wrote a line per datagram (a service could fill the log at the rate it sends).
+#[test]
+fn a_flood_of_notify_messages_writes_ember_s_log_once() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start("notify-flood", &notify_service("noisy"));
+    std::fs::write(
+        ember.dir.path("noisy.py"),
+        format!(
+            r#"{NOTIFY_PY}
+for i in range(2000):
+    send(b"STOPPING=1")
+    send(b"MAINPID=1")
+    send(b"X=" + b"y" * 5000)
+send(b"READY=1")
+time.sleep(7890102)
+"#
+        ),
+    )
+    .unwrap();
+    ember.wait_state("noisy", "active", None, LONG);
+    let log = ember.log();
+    for said in [
+        "noisy: says it is stopping",
+        "noisy: ignoring main pid 1",
+        "noisy: ignoring a notify message of",
+    ] {
+        let n = log.matches(said).count();
+        assert!(n <= 1, "{said:?} was logged {n} times");
+    }
+}
+
+/// A readiness check that leaves a process behind (`sleep &` in a shell, a daemon it
+/// starts) left one at every try, every 250ms, for as long as the service started, and
+/// after: only a check still running was killed. Now each try's process group goes
+/// with it.
+#[test]
+fn a_readiness_check_leaves_no_process_behind() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "exec-leftovers",
+        r#"
+[service.app]
+command = ["/bin/sleep", "7890103"]
+ready = { exec = ["/bin/sh", "-c", "echo >> $DIR/tries; /bin/sleep 7890104 & [ -e $DIR/go ]"] }
+ready_timeout = "0"
+"#,
+    );
+    // Some tries have been made (and, before, each left its sleep behind).
+    assert!(wait_for(LONG, || lines(&ember.dir.path("tries")).len() >= 3));
+    std::fs::write(ember.dir.path("go"), "").unwrap();
+    ember.wait_state("app", "active", None, LONG);
+    assert!(
+        wait_for(LONG, || pids_with("7890104").is_empty()),
+        "left behind by the checks: {:?}",
+        pids_with("7890104")
+    );
+}
+
+/// File descriptors sent with a notify message (SCM_RIGHTS, systemd's FDSTORE=1, which
+/// ember does not keep) are closed, not left open in PID 1.
+#[test]
+fn fds_sent_to_the_notify_socket_are_not_kept() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start("notify-fds", &notify_service("fds"));
+    ember.wait_state("fds", "activating", None, LONG);
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{}/fd", ember.host_pid()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    let before = fds();
+    std::fs::write(
+        ember.dir.path("fds.py"),
+        format!(
+            r#"{NOTIFY_PY}
+r, w = os.pipe()
+for i in range(300):
+    s.sendmsg([b"FDSTORE=1\nFDNAME=x"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, bytes(memoryview(__import__("array").array("i", [r, w] * 100))))])
+send(b"READY=1")
+time.sleep(7890105)
+"#
+        ),
+    )
+    .unwrap();
+    ember.wait_state("fds", "active", None, LONG);
+    let after = fds();
+    assert!(after <= before + 2, "ember had {before} fds, now {after}");
+}
+
+/// The notify socket and its directory were made with ember's umask: under `umask 000`
+/// (an init script's, a container's) anyone could replace a service's socket in the
+/// directory. Now the directory is ember's (0755) and the socket's mode its own (0666:
+/// who writes is checked), whatever the umask.
+#[test]
+fn notify_sockets_are_the_service_s_alone_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start_after("notify-umask", "umask 000", &notify_service("app"));
+    ember.wait_state("app", "activating", None, LONG);
+    let socket = ember.dir.path("control.sock.notify/app.sock");
+    let mode = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .map(|m| m.permissions().mode() & 0o777)
+            .unwrap_or(0o777)
+    };
+    // Anyone's to write to, as systemd's (who wrote is checked), but no more than that.
+    assert_eq!(mode(&socket), 0o666, "{}", socket.display());
+    assert_eq!(mode(socket.parent().unwrap()), 0o755);
+}
+
+/// ... and a service of another user may still write to its own.
+#[test]
+fn a_notify_service_of_another_user_is_told_ready() {
+    if !can_unshare()
+        || nix::unistd::User::from_name("nobody")
+            .ok()
+            .flatten()
+            .is_none()
+    {
+        return;
+    }
+    let ember = Ember::start(
+        "notify-user",
+        &format!("{}user = \"nobody\"\n", notify_service("app")),
+    );
+    std::fs::write(
+        ember.dir.path("app.py"),
+        format!("{NOTIFY_PY}\nsend(b\"READY=1\")\ntime.sleep(7890106)\n"),
+    )
+    .unwrap();
+    ember.wait_state("app", "active", None, LONG);
+}
+
+/// Any process that could write to a service's notify socket was heard as the service:
+/// another service of the same user (or a process left from its previous run) made it
+/// ready, set its status, pinged its watchdog. Now (as systemd's NotifyAccess=all) only
+/// its own processes are heard, or one already gone (`systemd-notify` may exit before
+/// its message is read), and ember's log says whom it ignored.
+#[test]
+fn only_a_service_s_own_processes_are_heard_on_its_notify_socket() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "notify-who",
+        &format!(
+            r#"{}
+[service.liar]
+command = ["/bin/sh", "-c", "while [ ! -e $DIR/liar.py ]; do sleep 0.05; done; exec /usr/bin/python3 $DIR/liar.py"]
+"#,
+            notify_service("victim")
+        ),
+    );
+    ember.wait_state("victim", "activating", None, LONG);
+    std::fs::write(
+        ember.dir.path("liar.py"),
+        format!(
+            "{}\ntime.sleep(7890107)\n",
+            NOTIFY_PY.replace(
+                "os.environ[\"NOTIFY_SOCKET\"]",
+                &format!(
+                    "{:?}",
+                    ember
+                        .dir
+                        .path("control.sock.notify/victim.sock")
+                        .display()
+                        .to_string()
+                )
+            ) + "send(b\"READY=1\\nSTATUS=spoofed\")"
+        ),
+    )
+    .unwrap();
+    let refused = "victim: ignoring notify messages from pid";
+    assert!(wait_for(LONG, || ember.log().contains(refused)
+        || ember.status("victim")["state"] == "active"));
+    let victim = ember.status("victim");
+    assert_eq!(victim["state"], "activating", "{victim}");
+    assert_ne!(victim["status_text"], "spoofed");
+    // Its own process is heard.
+    std::fs::write(
+        ember.dir.path("victim.py"),
+        format!("{NOTIFY_PY}\nsend(b\"READY=1\\nSTATUS=mine\")\ntime.sleep(7890108)\n"),
+    )
+    .unwrap();
+    ember.wait_state("victim", "active", None, LONG);
+    assert!(wait_for(LONG, || ember.status("victim")["status_text"] == "mine"));
+}
+
+/// Each STATUS= was published at once (to every subscriber, MQTT and D-Bus): a service
+/// that said its progress in a loop made ember publish thousands of events a second.
+/// Now a service's status is taken at most ten times a second, and its last one always.
+#[test]
+fn a_flood_of_status_messages_is_published_a_few_times_a_second() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start("notify-status-flood", &notify_service("chatty"));
+    ember.wait_state("chatty", "activating", None, LONG);
+    let mut subscriber = Command::new(EMBER)
+        .args(["ctl", "--socket"])
+        .arg(&ember.socket)
+        .arg("subscribe")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("ember ctl subscribe");
+    let stdout = subscriber.stdout.take().expect("stdout");
+    let reader = std::thread::spawn(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .take_while(|l| !l.contains("\"status_text\":\"done\""))
+            .filter(|l| l.contains("\"name\":\"chatty\"") && l.contains("\"event\""))
+            .count()
+    });
+    std::fs::write(
+        ember.dir.path("chatty.py"),
+        format!(
+            "{NOTIFY_PY}\nsend(b\"READY=1\")\nfor i in range(20000):\n    send(b\"STATUS=%d\" % i)\nsend(b\"STATUS=done\")\ntime.sleep(7890109)\n"
+        ),
+    )
+    .unwrap();
+    let status = ember.wait_state("chatty", "active", None, LONG);
+    assert!(
+        wait_for(LONG, || ember.status("chatty")["status_text"] == "done"),
+        "the last status was not taken: {status}"
+    );
+    let events = reader.join().expect("reader");
+    let _ = subscriber.kill();
+    let _ = subscriber.wait();
+    // 20,000 said: ten a second would take the flood 2,000 s to reach this.
+    assert!(events < 2000, "{events} events for 20000 statuses");
+}
+
+/// A readiness check that cannot run (its program removed since ember read the
+/// configuration) logged "readiness check [...] cannot run" at every try, 4 a second for
+/// as long as the service started, without saying whose check it was. Now the service is
+/// named, once a run.
+#[test]
+fn a_readiness_check_that_cannot_run_is_said_once_with_its_service() {
+    use std::os::unix::fs::PermissionsExt;
+    if !can_unshare() {
+        return;
+    }
+    let check = std::env::temp_dir().join(format!("ember-gone-check-{}", std::process::id()));
+    std::fs::write(&check, "#!/bin/sh\nexit 1\n").unwrap();
+    std::fs::set_permissions(&check, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let ember = Ember::start(
+        "exec-gone",
+        &format!(
+            r#"
+[service.app]
+command = ["/bin/sleep", "7890110"]
+ready = {{ exec = ["{}"] }}
+ready_timeout = "0"
+"#,
+            check.display()
+        ),
+    );
+    ember.wait_state("app", "activating", None, LONG);
+    std::fs::remove_file(&check).unwrap();
+    let said = "app: its readiness check";
+    assert!(
+        wait_for(LONG, || ember.log().contains(said)),
+        "log:\n{}",
+        ember.log()
+    );
+    // Tries go on (every 250ms): several have failed by the time these have.
+    let tries = || ember.log().matches("cannot run").count();
+    std::thread::sleep(scaled(Duration::from_millis(1500)));
+    assert_eq!(tries(), 1, "log:\n{}", ember.log());
+}
+
+/// A daemon started as root that drops its privileges before it says READY=1 (as
+/// dbus-daemon and avahi-daemon do) could not write to its notify socket (root's, 0600:
+/// EACCES), and was never ready. Under systemd it is: the socket is anyone's to write to,
+/// and who wrote is checked. Now so here: its own processes are heard, whatever their
+/// user; another user's process is heard only while it is the service's.
+#[test]
+fn a_daemon_that_drops_privileges_is_heard() {
+    if !can_unshare()
+        || nix::unistd::User::from_name("nobody")
+            .ok()
+            .flatten()
+            .is_none()
+    {
+        return;
+    }
+    let ember = Ember::start("notify-setuid", &notify_service("app"));
+    std::fs::write(
+        ember.dir.path("app.py"),
+        format!(
+            "import pwd, os\nos.setgid(pwd.getpwnam('nobody').pw_gid)\nos.setuid(pwd.getpwnam('nobody').pw_uid)\n{NOTIFY_PY}\nsend(b\"READY=1\")\ntime.sleep(7890111)\n"
+        ),
+    )
+    .unwrap();
+    ember.wait_state("app", "active", None, LONG);
+}
+
+/// ... and a process of another user that is not the service's is not heard, alive or
+/// gone by the time its message is read.
+#[test]
+fn a_stranger_of_another_user_is_not_heard() {
+    if !can_unshare()
+        || nix::unistd::User::from_name("nobody")
+            .ok()
+            .flatten()
+            .is_none()
+    {
+        return;
+    }
+    let ember = Ember::start(
+        "notify-stranger",
+        &format!(
+            r#"{}
+[service.stranger]
+user = "nobody"
+restart = "never"
+command = ["/bin/sh", "-c", "while [ ! -e $DIR/stranger.py ]; do sleep 0.05; done; exec /usr/bin/python3 $DIR/stranger.py"]
+"#,
+            notify_service("victim")
+        ),
+    );
+    ember.wait_state("victim", "activating", None, LONG);
+    std::fs::write(
+        ember.dir.path("stranger.py"),
+        NOTIFY_PY.replace(
+            "os.environ[\"NOTIFY_SOCKET\"]",
+            &format!(
+                "{:?}",
+                ember
+                    .dir
+                    .path("control.sock.notify/victim.sock")
+                    .display()
+                    .to_string()
+            ),
+        ) + "send(b\"READY=1\\nSTATUS=spoofed\")\n",
+    )
+    .unwrap();
+    let refused = "victim: ignoring notify messages from pid";
+    assert!(wait_for(LONG, || ember.log().contains(refused)
+        || ember.status("victim")["state"] == "active"));
+    let victim = ember.status("victim");
+    assert_eq!(victim["state"], "activating", "{victim}");
+}
+
+/// WATCHDOG=trigger fails the service as a missed ping does (it was ignored).
+#[test]
+fn watchdog_trigger_fails_the_service() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "notify-trigger",
+        &format!("{}restart = \"never\"\n", notify_service("app")),
+    );
+    std::fs::write(
+        ember.dir.path("app.py"),
+        format!(
+            "{NOTIFY_PY}\nsend(b\"READY=1\")\nsend(b\"WATCHDOG=trigger\")\ntime.sleep(7890112)\n"
+        ),
+    )
+    .unwrap();
+    let status = ember.wait_state("app", "failed", None, LONG);
+    assert_eq!(status["sub_state"], "watchdog", "{status}");
+    assert!(status["reason"]
+        .as_str()
+        .is_some_and(|r| r.contains("WATCHDOG=trigger")));
+}

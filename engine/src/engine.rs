@@ -65,6 +65,18 @@ pub enum Input {
         run: u64,
         text: String,
     },
+    /// sd_notify WATCHDOG=trigger: the service found itself broken; as a missed ping.
+    WatchdogTrigger {
+        name: String,
+        run: u64,
+    },
+    /// sd_notify EXTEND_TIMEOUT_USEC=: the start timeout (while not ready) or the stop
+    /// timeout (after the stop signal) is at least `by` from now, as systemd does.
+    ExtendTimeout {
+        name: String,
+        run: u64,
+        by: Duration,
+    },
     /// Time passed: deadlines at or before `now` fire.
     Tick,
     /// A new, already checked configuration.
@@ -313,6 +325,20 @@ fn set_indexed(
         timers.insert((new, name.to_owned()));
     }
     *slot = at;
+}
+
+/// What a service not ready in time was waited for, in words for its reason.
+fn awaited(ready: &Readiness) -> Option<String> {
+    match ready {
+        Readiness::Notify => Some("no READY=1 came on its notify socket".to_owned()),
+        Readiness::File(path) => Some(format!("{} did not exist", path.display())),
+        Readiness::Exec(argv) => argv
+            .first()
+            .map(|program| format!("its check {program} did not exit 0")),
+        Readiness::Tcp(addr) => Some(format!("nothing accepted a connection on {addr}")),
+        Readiness::Log(pattern) => Some(format!("no line of its output matched {pattern}")),
+        Readiness::Spawned | Readiness::Exit | Readiness::PidFile | Readiness::Delay(_) => None,
+    }
 }
 
 /// Sets a unit's deadline and keeps the engine's index of deadlines with it.
@@ -1010,6 +1036,33 @@ impl Engine {
                     }
                 }
             }
+            Input::WatchdogTrigger { name, run } => {
+                let Some(unit) = self.units.get(&name) else {
+                    return;
+                };
+                // As systemd: whether or not it has a `watchdog`, while it runs.
+                let running = matches!(
+                    (unit.state, unit.sub),
+                    (State::Activating, Sub::Start) | (State::Active, Sub::Running)
+                );
+                if unit.run == run && running && unit.pid.is_some() {
+                    let why = "asked for its watchdog to fire (WATCHDOG=trigger)".to_owned();
+                    self.begin_stop(&name, Some((Sub::Watchdog, why)), now, actions);
+                }
+            }
+            Input::ExtendTimeout { name, run, by } => {
+                let Some(unit) = self.units.get_mut(&name) else {
+                    return;
+                };
+                // Not the watchdog's (a ping is how to put that off), nor a restart delay.
+                let timed = matches!(
+                    (unit.state, unit.sub),
+                    (State::Activating, Sub::Start) | (State::Deactivating, Sub::StopSigterm)
+                );
+                if let Some(at) = unit.deadline.filter(|_| unit.run == run && timed) {
+                    set_deadline(&mut self.timers, &name, unit, Some(at.max(now + by)));
+                }
+            }
             Input::StatusText { name, run, text } => {
                 let Some(unit) = self.units.get_mut(&name) else {
                     return;
@@ -1383,7 +1436,10 @@ impl Engine {
                 self.fail(name, Sub::Timeout, why, now, actions);
             }
             (State::Activating, _) => {
-                let why = format!("not ready within {}", fmt_duration(unit.spec.ready_timeout));
+                let mut why = format!("not ready within {}", fmt_duration(unit.spec.ready_timeout));
+                if let Some(awaited) = awaited(&unit.spec.ready) {
+                    why = format!("{why}: {awaited}");
+                }
                 self.begin_stop(name, Some((Sub::Timeout, why)), now, actions);
             }
             (State::Active, _) => {

@@ -1368,7 +1368,9 @@ impl World {
             | Input::Ready { name, .. }
             | Input::MainPid { name, .. }
             | Input::WatchdogPing { name, .. }
-            | Input::StatusText { name, .. } => Some(name),
+            | Input::StatusText { name, .. }
+            | Input::ExtendTimeout { name, .. }
+            | Input::WatchdogTrigger { name, .. } => Some(name),
             Input::Tick | Input::Reload(_) | Input::Add(_) | Input::Shutdown => None,
         };
         if let Some(n) = input_name.filter(|n| !before.contains_key(n.as_str())) {

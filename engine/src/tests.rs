@@ -1194,7 +1194,10 @@ fn ready_timeout_stops_then_restarts() {
     let actions = sim.exit("a", Exit::Signal(Signal::SIGTERM));
     assert!(has(&actions, &cleanup("a")));
     sim.assert_state("a", State::Activating, Sub::AutoRestart);
-    assert_eq!(sim.reason("a"), "not ready within 1m 30s");
+    assert_eq!(
+        sim.reason("a"),
+        "not ready within 1m 30s: no READY=1 came on its notify socket"
+    );
     assert_eq!(sim.unit("a").failures.len(), 1);
     let actions = sim.advance(ms(100));
     assert!(spawned(&actions, "a", 2));
@@ -1211,7 +1214,10 @@ fn ready_timeout_with_restart_never_fails() {
     sim.assert_state("a", State::Deactivating, Sub::StopSigterm);
     sim.exit("a", Exit::Signal(Signal::SIGTERM));
     sim.assert_state("a", State::Failed, Sub::Timeout);
-    assert_eq!(sim.reason("a"), "not ready within 3s");
+    assert_eq!(
+        sim.reason("a"),
+        "not ready within 3s: no READY=1 came on its notify socket"
+    );
 }
 
 #[test]
@@ -1226,7 +1232,10 @@ fn ready_timeout_then_sigkill() {
     sim.exit("a", Exit::Signal(Signal::SIGKILL));
     // Still the timeout that started it all.
     sim.assert_state("a", State::Failed, Sub::Timeout);
-    assert_eq!(sim.reason("a"), "not ready within 3s");
+    assert_eq!(
+        sim.reason("a"),
+        "not ready within 3s: no READY=1 came on its notify socket"
+    );
 }
 
 #[test]
@@ -3994,4 +4003,103 @@ fn a_change_looks_up_a_requires_chain_only_as_far_as_it_changes_what_is_passed_o
     assert_eq!(stopped.len() as u64, n);
     assert_eq!(stopped.first(), Some(&top));
     assert_eq!(stopped.last().map(String::as_str), Some("c0000"));
+}
+
+/// sd_notify EXTEND_TIMEOUT_USEC=: a service that says it needs longer (a migration at
+/// its start, a long flush at its stop) is not killed at ready_timeout or stop_timeout,
+/// as under systemd; it was.
+#[test]
+fn extend_timeout_puts_the_start_and_stop_timeouts_off() {
+    let mut sim = Sim::new(vec![notify("a")]);
+    assert_eq!(sim.deadline_in("a"), Some(secs(90)));
+    let extend = |sim: &mut Sim, run: u64, by: Duration| {
+        sim.feed(Input::ExtendTimeout {
+            name: "a".into(),
+            run,
+            by,
+        })
+    };
+    let run = sim.unit("a").run;
+    sim.advance(secs(80));
+    extend(&mut sim, run, secs(60));
+    assert_eq!(sim.deadline_in("a"), Some(secs(60)));
+    // Never shorter, and not another run's.
+    extend(&mut sim, run, secs(1));
+    extend(&mut sim, run + 1, secs(600));
+    assert_eq!(sim.deadline_in("a"), Some(secs(60)));
+    assert!(sim.advance(secs(59)).is_empty());
+    sim.assert_state("a", State::Activating, Sub::Start);
+    sim.ready("a");
+    sim.assert_state("a", State::Active, Sub::Running);
+    // Running: nothing to put off (no deadline is made).
+    extend(&mut sim, run, secs(60));
+    assert_eq!(sim.deadline_in("a"), None);
+    // Stopping: the stop timeout.
+    sim.feed(Input::Stop("a".into()));
+    assert_eq!(sim.deadline_in("a"), Some(secs(5)));
+    extend(&mut sim, run, secs(30));
+    assert_eq!(sim.deadline_in("a"), Some(secs(30)));
+    assert!(kills(&sim.advance(secs(29))).is_empty());
+    let actions = sim.advance(secs(1));
+    assert_eq!(kills(&actions), vec![kill("a", Signal::SIGKILL)]);
+}
+
+/// A ready_timeout says what was waited for: "not ready within 90s" alone left a user to
+/// guess (a ready file behind a dangling link, a check that never exits 0).
+#[test]
+fn a_ready_timeout_says_what_it_waited_for() {
+    let cases = [
+        (
+            Readiness::File("/run/app.ready".into()),
+            "not ready within 3s: /run/app.ready did not exist",
+        ),
+        (
+            Readiness::Exec(vec!["/bin/check".into(), "x".into()]),
+            "not ready within 3s: its check /bin/check did not exit 0",
+        ),
+        (
+            Readiness::Tcp("127.0.0.1:80".into()),
+            "not ready within 3s: nothing accepted a connection on 127.0.0.1:80",
+        ),
+        (
+            Readiness::Log("up$".into()),
+            "not ready within 3s: no line of its output matched up$",
+        ),
+    ];
+    for (ready, why) in cases {
+        let mut sim = Sim::new(vec![simple("a").restart(RestartPolicy::Never).with(|s| {
+            s.ready = ready.clone();
+            s.ready_timeout = Some(secs(3))
+        })]);
+        sim.advance(secs(3));
+        sim.exit("a", Exit::Signal(Signal::SIGTERM));
+        sim.assert_state("a", State::Failed, Sub::Timeout);
+        assert_eq!(sim.reason("a"), why);
+    }
+}
+
+/// sd_notify WATCHDOG=trigger (a service that found itself broken) was ignored; under
+/// systemd it fails the service as a missed watchdog ping does, watchdog or not.
+#[test]
+fn watchdog_trigger_fails_it_as_a_missed_ping() {
+    let mut sim = Sim::new(vec![notify("a")]);
+    sim.ready("a");
+    let run = sim.unit("a").run;
+    // Another run's does nothing.
+    sim.feed(Input::WatchdogTrigger {
+        name: "a".into(),
+        run: run + 1,
+    });
+    sim.assert_state("a", State::Active, Sub::Running);
+    let actions = sim.feed(Input::WatchdogTrigger {
+        name: "a".into(),
+        run,
+    });
+    assert_eq!(kills(&actions), vec![kill("a", Signal::SIGTERM)]);
+    sim.exit("a", Exit::Signal(Signal::SIGTERM));
+    sim.assert_state("a", State::Activating, Sub::AutoRestart);
+    assert_eq!(
+        sim.reason("a"),
+        "asked for its watchdog to fire (WATCHDOG=trigger)"
+    );
 }

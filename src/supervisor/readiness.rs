@@ -45,6 +45,7 @@ pub fn start(
                 if feed
                     .send(Feed::RunCheck {
                         name: name.clone(),
+                        run,
                         argv: argv.clone(),
                         done: tx,
                     })

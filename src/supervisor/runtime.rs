@@ -67,11 +67,16 @@ pub enum Feed {
     Notify {
         name: String,
         run: u64,
+        /// The sending process, as the kernel says (SCM_CREDENTIALS); 0 when unknown.
+        sender: Pid,
+        /// Whether its user is root, ember's or the service's.
+        trusted: bool,
         message: notify::Message,
     },
     /// An `exec` readiness check of service `name` to run; `done` gets whether it exited 0.
     RunCheck {
         name: String,
+        run: u64,
         argv: Vec<String>,
         done: oneshot::Sender<bool>,
     },

@@ -274,7 +274,14 @@ impl Runtime {
                     self.log_exit(&name, pid, exit);
                     self.exited(name.to_string(), pid, exit);
                 }
-                Some(ChildOwner::Check { done, .. }) => {
+                Some(ChildOwner::Check { of, done }) => {
+                    // What a readiness check left behind in its process group (`sleep &`,
+                    // a daemon it started) goes with it: otherwise one was left at every
+                    // try. Its pid names the group while the group has members (the
+                    // kernel gives it to no other process until then).
+                    if of.is_some() {
+                        let _ = kill(NixPid::from_raw(-pid), Signal::SIGKILL);
+                    }
                     let _ = done.send(exit.success());
                 }
                 None => {

@@ -4,6 +4,10 @@
 
 use super::kept::Kept;
 use super::untold::{Held, TELL_AFTER};
+use std::time::Duration;
+
+/// How often a service's STATUS= is taken at most (see `status_said`).
+const STATUS_EVERY: Duration = Duration::from_millis(100);
 use super::{ChildOwner, Feed, Runtime, LAST_LINES_MOST, LAST_LINES_QUIET};
 use crate::supervisor::cgroup;
 use crate::supervisor::engine::Input;
@@ -81,13 +85,46 @@ impl Runtime {
             }
             Feed::Ready { name, run } => self.input(Input::Ready { name, run }),
             Feed::MainPid { name, run, pid } => self.claim_main_pid(name, run, pid),
-            Feed::Notify { name, run, message } => match message {
-                notify::Message::Ready => self.input(Input::Ready { name, run }),
-                notify::Message::Watchdog => self.input(Input::WatchdogPing { name, run }),
-                notify::Message::Status(text) => self.input(Input::StatusText { name, run, text }),
-                notify::Message::MainPid(pid) => self.claim_main_pid(name, run, pid),
-                notify::Message::Stopping => crate::log::info!("{name}: says it is stopping"),
-            },
+            Feed::Notify {
+                name,
+                run,
+                sender,
+                trusted,
+                message,
+            } => {
+                if !self.heard_from(&name, run, sender, trusted) {
+                    return;
+                }
+                match message {
+                    notify::Message::Ready => {
+                        // The status said before comes first: a service is published ready
+                        // with what it said then. (Only while it starts: READY=1 again
+                        // changes nothing, and would let a flood of both through.)
+                        if self.activating(&name) {
+                            self.tell_status_waiting(&name);
+                        }
+                        self.input(Input::Ready { name, run })
+                    }
+                    notify::Message::Watchdog => self.input(Input::WatchdogPing { name, run }),
+                    notify::Message::Status(text) => self.status_said(name, run, text),
+                    notify::Message::MainPid(pid) => self.claim_main_pid(name, run, pid),
+                    notify::Message::WatchdogTrigger => {
+                        self.input(Input::WatchdogTrigger { name, run })
+                    }
+                    notify::Message::ExtendTimeout(by) => {
+                        self.input(Input::ExtendTimeout { name, run, by })
+                    }
+                    notify::Message::Stopping => {
+                        // Once a run: a service that says it again and again does not
+                        // fill the log.
+                        let proc = self.services.get_mut(&name).map(|k| &mut k.proc);
+                        if let Some(proc) = proc.filter(|p| p.told_stopping != Some(run)) {
+                            proc.told_stopping = Some(run);
+                            crate::log::info!("{name}: says it is stopping");
+                        }
+                    }
+                }
+            }
             Feed::Reexec {
                 binary,
                 pid,
@@ -98,13 +135,23 @@ impl Runtime {
             // Asked before its probe was aborted (the service stopped starting since):
             // nothing waits for it, and nothing would kill it.
             Feed::RunCheck { name, done, .. } if done.is_closed() || !self.activating(&name) => {}
-            Feed::RunCheck { name, argv, done } => match spawn::spawn_helper(&argv) {
+            Feed::RunCheck {
+                name,
+                run,
+                argv,
+                done,
+            } => match spawn::spawn_helper(&argv) {
                 Ok(pid) => {
                     let of = Some(self.shared_name(&name));
                     self.children.insert(pid, ChildOwner::Check { of, done });
                 }
                 Err(e) => {
-                    crate::log::warn!("readiness check {argv:?} cannot run: {e}");
+                    // Once a run (it is tried again every 250ms): not a line per try.
+                    let proc = self.services.get_mut(&name).map(|k| &mut k.proc);
+                    if let Some(proc) = proc.filter(|p| p.check_unrunnable != Some(run)) {
+                        proc.check_unrunnable = Some(run);
+                        crate::log::warn!("{name}: its readiness check cannot run ({e}); it is not ready until it can and exits 0 (tried again every 250ms, said once a run); fix ready = {{ exec = {argv:?} }}");
+                    }
                     let _ = done.send(false);
                 }
             },
@@ -150,6 +197,87 @@ impl Runtime {
         None
     }
 
+    /// A service's STATUS=, taken at most once each [`STATUS_EVERY`]: each is published
+    /// (subscribers, MQTT, D-Bus), and a service that says its progress a thousand times
+    /// a second must not make ember publish a thousand times a second. The last one said
+    /// waits for its turn, and is always taken.
+    fn status_said(&mut self, name: String, run: u64, text: String) {
+        let now = Instant::now();
+        let key = self.shared_name(&name);
+        let proc = &mut self.services.entry(&key).proc;
+        match proc.status_due.filter(|due| now < *due) {
+            Some(due) => {
+                if proc.status_waiting.replace((run, text)).is_none() {
+                    self.untold.again(Held::Status, key, due);
+                }
+            }
+            None => {
+                proc.status_due = Some(now + STATUS_EVERY);
+                proc.status_waiting = None;
+                self.input(Input::StatusText { name, run, text });
+            }
+        }
+    }
+
+    /// The status that waited for its turn, if one did.
+    pub(super) fn tell_status_waiting(&mut self, name: &str) {
+        let Some(proc) = self.services.get_mut(name).map(|k| &mut k.proc) else {
+            return;
+        };
+        if let Some((run, text)) = proc.status_waiting.take() {
+            proc.status_due = Some(Instant::now() + STATUS_EVERY);
+            let name = name.to_owned();
+            self.input(Input::StatusText { name, run, text });
+        }
+    }
+
+    /// Whether a notify message from `sender` is the service's to send (systemd's
+    /// NotifyAccess=all): from its main process or another of its own (see [`owns`]),
+    /// whatever its user (a daemon may drop to one of its own), or from one of root's,
+    /// ember's or the service's user that is gone already (a short-lived sender such as
+    /// `systemd-notify` may have exited before its message is read). A live process of
+    /// another service, or one left from its previous run, is not heard, nor one of
+    /// another user that is gone: it is said once a run.
+    fn heard_from(&mut self, name: &str, run: u64, sender: Pid, trusted: bool) -> bool {
+        let main = self.engine.unit(name).and_then(|u| u.pid);
+        let Some(proc) = self.services.get(name).map(|k| &k.proc) else {
+            return false;
+        };
+        // No pid (a sender in a PID namespace ember cannot see): by its user alone.
+        if sender <= 0 {
+            return trusted;
+        }
+        if main == Some(sender) || proc.notify_sender == Some((run, sender)) {
+            return true;
+        }
+        // Nor is a flood from one process refused a lookup per message.
+        if proc.notify_refused == Some((run, sender)) {
+            return false;
+        }
+        let gone = kill(NixPid::from_raw(sender), None) == Err(nix::errno::Errno::ESRCH)
+            || usage::stat(sender).is_none();
+        let own = if gone {
+            trusted
+        } else {
+            self.owns(name, sender)
+        };
+        let Some(proc) = self.services.get_mut(name).map(|k| &mut k.proc) else {
+            return false;
+        };
+        if own {
+            // The next message from it is heard without looking again.
+            proc.notify_sender = Some((run, sender));
+        } else {
+            let told = proc.notify_refused.is_some_and(|(r, _)| r == run);
+            proc.notify_refused = Some((run, sender));
+            if told {
+                return false;
+            }
+            crate::log::warn!("{name}: ignoring notify messages from pid {sender}: not a process of this service (said once a run: later ones are ignored without a word)");
+        }
+        own
+    }
+
     /// A new main pid (forking pid file, sd_notify MAINPID=): supervise it from now on.
     fn claim_main_pid(&mut self, name: String, run: u64, pid: Pid) {
         let running = self
@@ -162,7 +290,12 @@ impl Runtime {
         // It may have died before we learnt its pid: its exit was kept for this.
         let exited = self.unclaimed.iter().position(|(p, _)| *p == pid);
         if exited.is_none() && !self.owns(&name, pid) {
-            crate::log::warn!("{name}: ignoring main pid {pid}: not a process of this service");
+            // Once a run: a service that says it again and again does not fill the log.
+            let proc = self.services.get_mut(&name).map(|k| &mut k.proc);
+            if let Some(proc) = proc.filter(|p| p.main_pid_refused != Some(run)) {
+                proc.main_pid_refused = Some(run);
+                crate::log::warn!("{name}: ignoring main pid {pid}: not a process of this service (said once a run: later ones are ignored without a word)");
+            }
             return;
         }
         self.children

@@ -80,6 +80,23 @@ pub(super) struct Proc {
     pub(super) oom_kills_before: u64,
     /// The cgroup's CPU time (usage_usec) before this run: what a run used is the rest.
     pub(super) cpu_before: u64,
+    /// The run whose refused main pid (sd_notify MAINPID=, a pid file) was logged: once
+    /// a run, however often it is said.
+    pub(super) main_pid_refused: Option<u64>,
+    /// The last process heard on its notify socket, and in which run: its next message
+    /// is heard without looking at it again (a flood costs no lookup per message).
+    pub(super) notify_sender: Option<(u64, Pid)>,
+    /// When its next STATUS= may be taken, and the one said since that waits till then
+    /// (with its run).
+    pub(super) status_due: Option<std::time::Instant>,
+    pub(super) status_waiting: Option<(u64, String)>,
+    /// The run in which its readiness check was logged as one that cannot run.
+    pub(super) check_unrunnable: Option<u64>,
+    /// The run in which its STOPPING=1 was logged.
+    pub(super) told_stopping: Option<u64>,
+    /// The last process not its own whose message was ignored, and in which run (it was
+    /// logged then: once a run).
+    pub(super) notify_refused: Option<(u64, Pid)>,
     /// SIGKILL went to its cgroup's processes (by cgroup.kill) since its last spawn.
     pub(super) cgroup_killed: bool,
 }

@@ -18,6 +18,8 @@ pub(super) const TELL_AFTER: Duration = Duration::from_secs(1);
 pub(super) enum Held {
     Lines,
     Restarts,
+    /// Not a count: a service's STATUS= that waits for its turn (see `status_said`).
+    Status,
 }
 
 /// The services with something held back, and when to look at them.
@@ -61,6 +63,10 @@ impl super::Runtime {
             let wait = match held {
                 Held::Lines => self.tell_lines_held_back(&name, now),
                 Held::Restarts => self.tell_restarts_held_back(&name, now),
+                Held::Status => {
+                    self.tell_status_waiting(&name);
+                    None
+                }
             };
             if let Some(at) = wait {
                 self.untold.again(held, name, at);
