@@ -82,10 +82,11 @@ fn run(mut argv: Vec<OsString>) -> c_int {
         Ok(Mode::Daemon { config, handover }) => ember::daemon::run(&config, handover),
         Ok(Mode::HandoverAccepts(format)) => {
             use ember::supervisor::handover;
-            if format == handover::FORMAT {
+            let reads = handover::reads(u64::from(format));
+            if reads {
                 ember::cli::out::print(&handover::accepting(format));
             }
-            i32::from(format != handover::FORMAT)
+            i32::from(!reads)
         }
         Ok(Mode::Power {
             power,

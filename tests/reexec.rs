@@ -546,3 +546,60 @@ fn followers_and_subscribers_go_on_through_a_reexec() {
         assert!(text(&out).contains("ember stopped"), "{}", text(&out));
     }
 }
+
+/// A notify service that connected its socket once (as a daemon may: sd_notify clients
+/// that keep the socket), and says READY=1 only after a reexec. Each binary bound the
+/// notify sockets afresh, so the old socket was gone: the service's READY=1 was refused
+/// (ECONNREFUSED) and it never became ready. Now the socket itself is handed over, and so
+/// is whatever was sent to it while the binaries changed.
+#[test]
+fn a_notify_socket_is_the_same_socket_after_a_reexec() {
+    if !can_unshare() {
+        return;
+    }
+    let script = r#"
+import os, socket, sys, time
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.connect(os.environ["NOTIFY_SOCKET"])
+s.send(b"STATUS=waiting for go")
+while not os.path.exists(sys.argv[1]):
+    time.sleep(0.05)
+s.send(b"READY=1\nSTATUS=ready after the reexec")
+time.sleep(7930801)
+"#;
+    let dir = TempDir::new("reexec-notify-files");
+    let script_path = dir.path("keeper.py");
+    std::fs::write(&script_path, script).expect("write the script");
+    let go = dir.path("go");
+    let ember = Ember::start(
+        "reexec-notify",
+        &format!(
+            "[service.keeper]\ncommand = [\"/usr/bin/python3\", \"{}\", \"{}\"]\ntype = \"notify\"\nready_timeout = \"1h\"\n",
+            script_path.display(),
+            go.display()
+        ),
+    );
+    assert!(
+        wait_for(LONG, || ember.status("keeper")["status_text"]
+            == "waiting for go"),
+        "keeper never said it waits; log:\n{}",
+        ember.log()
+    );
+    let pid = ember.status("keeper")["pid"].clone();
+    let second = ember.dir.path("ember-second");
+    std::fs::copy(EMBER, &second).expect("copy ember");
+    let out = ember.ctl(&["reexec", "--binary", &second.display().to_string()]);
+    assert!(
+        out.status.success(),
+        "{}\nlog:\n{}",
+        text(&out),
+        ember.log()
+    );
+    std::fs::write(&go, "").expect("write the go file");
+    ember.wait_state("keeper", "active", None, LONG);
+    assert_eq!(ember.status("keeper")["pid"], pid, "keeper was restarted");
+    assert_eq!(
+        ember.status("keeper")["status_text"],
+        "ready after the reexec"
+    );
+}

@@ -1,10 +1,10 @@
 //! What PID 1 hands to the next binary at `ember ctl reexec`: written (in
 //! [`ember_engine::wire`]'s encoding, after a magic line and the format's number) into a
 //! memfd whose number the new binary gets on its command line, with the fds it must keep
-//! (the control socket's listener, the output pipes, the watchdog) left open across the
-//! exec. The format is versioned: a binary that reads another format is not exec'd (the
-//! old one asks first: `ember --handover-accepts N`), so the board is never left with an
-//! init that cannot take over.
+//! (the control socket's listener, the output pipes, the notify sockets, the watchdog)
+//! left open across the exec. The format is versioned: a binary that reads another format
+//! is not exec'd (the old one asks first: `ember --handover-accepts N`), so the board is
+//! never left with an init that cannot take over.
 
 use super::model::Pid;
 use super::output::OpenPipe;
@@ -14,8 +14,16 @@ use std::io::{Read, Seek, Write};
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
-/// The format this binary writes and reads. 1 was JSON (never in a release).
-pub const FORMAT: u32 = 2;
+/// The format this binary writes. 1 was JSON (never in a release); 2 had no notify
+/// sockets (the next binary bound them again).
+pub const FORMAT: u32 = 3;
+
+/// Whether this binary reads a handover in `format`: its own, and 2, which an ember
+/// before it writes (an upgrade from one of those takes over too, binding the notify
+/// sockets again as 2's readers did).
+pub fn reads(format: u64) -> bool {
+    format == 2 || format == u64::from(FORMAT)
+}
 
 /// What a handover starts with, before its format's number.
 const MAGIC: &[u8] = b"ember handover\n";
@@ -57,6 +65,8 @@ pub struct Handover {
     pub published: Vec<(String, u64)>,
     /// Each service's transitions this boot, for `ember analyze`.
     pub timeline: super::timeline::Recorder,
+    /// Each notify socket's fd, by service (format 3).
+    pub notify: Vec<(String, RawFd)>,
 }
 
 /// The effects of one service's current run that the new binary needs.
@@ -141,6 +151,14 @@ impl Handover {
             w.u64(*seq);
         }
         self.timeline.write(w);
+        if self.format < 3 {
+            return; // what 2's readers read, for the tests of an upgrade from 2
+        }
+        w.count(self.notify.len());
+        for (name, fd) in &self.notify {
+            w.str(name);
+            w.i64(i64::from(*fd));
+        }
     }
 
     /// Reads what [`Handover::write`] wrote: the magic and format checked first.
@@ -152,13 +170,19 @@ impl Handover {
             return Err("not a handover (no format after the magic line)".to_owned());
         };
         let format = u64::from_le_bytes(*format);
-        if format != u64::from(FORMAT) {
+        if !reads(format) {
             return Err(format!(
-                "the handover is in format {format}, this binary reads format {FORMAT}"
+                "the handover is in format {format}, this binary reads formats 2 and {FORMAT}"
             ));
         }
         let mut r = Reader::new(rest);
-        let h = Handover::read_rest(&mut r);
+        let mut h = Handover::read_rest(&mut r);
+        h.format = u32::try_from(format).unwrap_or(FORMAT);
+        if format >= 3 {
+            h.notify = (0..r.count())
+                .map(|_| (r.str(), r.narrow_signed()))
+                .collect();
+        }
         r.finish()
             .map(|()| h)
             .map_err(|e| format!("a handover this binary cannot read: {e}"))
@@ -218,6 +242,7 @@ impl Handover {
             },
             published: (0..r.count()).map(|_| (r.str(), r.u64())).collect(),
             timeline: super::timeline::Recorder::read(r),
+            notify: Vec::new(),
         }
     }
 }
@@ -350,6 +375,7 @@ mod tests {
             },
             published: vec![("web".into(), 41)],
             timeline,
+            notify: vec![("web".into(), 12)],
         }
     }
 
@@ -385,5 +411,16 @@ mod tests {
         let fd = write(&newer).expect("write").into_raw_fd();
         let e = read(fd).unwrap_err();
         assert!(e.contains(&format!("format {}", FORMAT + 1)), "{e}");
+    }
+
+    /// An upgrade from an ember that writes format 2 (no notify sockets) still takes over.
+    #[test]
+    fn a_handover_in_format_2_is_read_without_notify_sockets() {
+        let mut older = sample();
+        older.format = 2;
+        older.notify.clear();
+        let bytes = bytes_of(&older);
+        assert_eq!(Handover::read(&bytes), Ok(older));
+        assert!(reads(2) && reads(3) && !reads(1) && !reads(4));
     }
 }

@@ -56,17 +56,35 @@ fn receive(socket: &UnixDatagram, buf: &mut [u8]) -> std::io::Result<(usize, Opt
     Ok((msg.bytes, sender))
 }
 
+/// A service's notify socket being read: the task that reads it, and the socket's fd,
+/// which a reexec hands to the next binary. Bound again instead, a message sent while the
+/// binaries changed was lost (and a service timed out waiting to be ready), and so was
+/// every message of a service that connected its socket once (the old socket was gone).
+pub struct Listening {
+    task: AbortHandle,
+    fd: std::os::fd::RawFd,
+}
+
+impl Listening {
+    pub fn abort(&self) {
+        self.task.abort();
+    }
+
+    /// The socket's fd, while the task holds it (until aborted).
+    pub fn fd(&self) -> std::os::fd::RawFd {
+        self.fd
+    }
+}
+
 /// Binds the service's socket and forwards every message to the runtime, with who sent
 /// it, until aborted.
-// Called from two places (a spawn, a takeover): one copy, not one inlined into each.
-#[inline(never)]
 pub fn listen(
     path: &Path,
     owner: Option<(u32, u32)>,
     name: String,
     run: u64,
     feed: mpsc::Sender<Feed>,
-) -> std::io::Result<AbortHandle> {
+) -> std::io::Result<Listening> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
         // ember's, whatever its umask: under umask 000 anyone could have replaced a socket.
@@ -93,6 +111,36 @@ pub fn listen(
     if let Some((uid, gid)) = owner {
         std::os::unix::fs::chown(path, Some(uid), Some(gid))?;
     }
+    Ok(serve(socket, owner, name, run, feed))
+}
+
+/// Reads the socket a previous binary bound (handed over at a reexec, as `fd`), with what
+/// was sent to it meanwhile still queued, as [`listen`] reads one it binds.
+pub fn adopt(
+    fd: std::os::fd::OwnedFd,
+    owner: Option<(u32, u32)>,
+    name: String,
+    run: u64,
+    feed: mpsc::Sender<Feed>,
+) -> std::io::Result<Listening> {
+    let socket = std::os::unix::net::UnixDatagram::from(fd);
+    socket.set_nonblocking(true)?;
+    let socket = UnixDatagram::from_std(socket)?;
+    nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::PassCred, &true)?;
+    Ok(serve(socket, owner, name, run, feed))
+}
+
+/// Forwards every message on `socket` to the runtime, with who sent it, until aborted.
+// Called from two places (a spawn, a takeover): one copy, not one inlined into each.
+#[inline(never)]
+fn serve(
+    socket: UnixDatagram,
+    owner: Option<(u32, u32)>,
+    name: String,
+    run: u64,
+    feed: mpsc::Sender<Feed>,
+) -> Listening {
+    let fd = socket.as_raw_fd();
     let task = tokio::spawn(async move {
         // A sender is trusted when it is root, ember's user or the service's: one of
         // another user is heard only while it is alive and the service's.
@@ -135,7 +183,10 @@ pub fn listen(
             }
         }
     });
-    Ok(task.abort_handle())
+    Listening {
+        task: task.abort_handle(),
+        fd,
+    }
 }
 
 /// One thing a service said.

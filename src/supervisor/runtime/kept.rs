@@ -69,7 +69,7 @@ pub(super) struct Proc {
     /// The session the service was spawned in (its first pid: it calls setsid).
     pub(super) session: Option<Pid>,
     pub(super) probes: Vec<AbortHandle>,
-    pub(super) notify: Option<AbortHandle>,
+    pub(super) notify: Option<crate::supervisor::notify::Listening>,
     /// `ready = { log = ... }`: the run it applies to and the compiled pattern (boxed: few
     /// services have one, and a regex is large).
     pub(super) log_ready: Option<Box<super::log_ready::LogReady>>,

@@ -207,6 +207,7 @@ impl Runtime {
         let mut kept: Vec<RawFd> = handover.pipes.iter().map(|p| p.fd).collect();
         kept.extend(handover.control);
         kept.extend(handover.watchdog);
+        kept.extend(handover.notify.iter().map(|(_, fd)| *fd));
         kept.push(memfd.as_raw_fd());
         for fd in &kept {
             if let Err(e) = handover::close_on_exec(*fd, false) {
@@ -299,6 +300,13 @@ impl Runtime {
                 .filter_map(|(name, kept)| Some((name.to_string(), kept.said.as_ref()?.1)))
                 .collect(),
             timeline: self.timeline.clone(),
+            notify: self
+                .services
+                .iter()
+                .filter_map(|(name, kept)| {
+                    Some((name.to_string(), kept.proc.notify.as_ref()?.fd()))
+                })
+                .collect(),
         }
     }
 }
@@ -377,6 +385,17 @@ impl Runtime {
                 )
             })
             .collect();
+        // The notify sockets, with what was sent to them meanwhile (format 3; bound again
+        // after a binary that wrote 2).
+        let mut notify_fds: std::collections::BTreeMap<String, std::os::fd::OwnedFd> = h
+            .notify
+            .into_iter()
+            // SAFETY: the fd was handed to this process for this alone.
+            .map(|(name, fd)| (name, unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) }))
+            .collect();
+        for fd in notify_fds.values() {
+            let _ = handover::close_on_exec(std::os::fd::AsRawFd::as_raw_fd(fd), true);
+        }
         for (name, run, ready, starting, pid_file) in running {
             if ready == Readiness::Notify {
                 let path = super::notify::socket_path(&self.notify_dir, &name);
@@ -385,7 +404,12 @@ impl Runtime {
                     .unit(&name)
                     .and_then(|u| u.spec.user.clone())
                     .and_then(|user| super::effects::owner_ids(&user));
-                match super::notify::listen(&path, owner, name.clone(), run, self.feed_tx.clone()) {
+                let feed = self.feed_tx.clone();
+                let listening = match notify_fds.remove(&name) {
+                    Some(fd) => super::notify::adopt(fd, owner, name.clone(), run, feed),
+                    None => super::notify::listen(&path, owner, name.clone(), run, feed),
+                };
+                match listening {
                     Ok(handle) => {
                         let key = self.shared_name(&name);
                         self.services.entry(&key).proc.notify = Some(handle);
