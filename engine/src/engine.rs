@@ -794,8 +794,9 @@ impl Engine {
         // whether what those are ordered after waits for them to stop first. Look at
         // them all, or one waiting for that to change would never be looked at again.
         // Only as far up as what each passes on changed, though: what requires one whose
-        // answers stay the same finds the same answers through it (at a shutdown, all the
-        // way, as lingering services and reverse order look through more than that).
+        // answers stay the same finds the same answers through it. (What reverse order
+        // waits for at a shutdown is looked at by look_again_below above, and the
+        // shutdown's start touches every service.)
         if !self.passes_on_new(name) {
             return;
         }
@@ -831,12 +832,12 @@ impl Engine {
     }
 
     /// Whether what `name` passes on changed since it was last passed on (and keeps it as
-    /// passed on now). Always at a shutdown.
+    /// passed on now).
     fn passes_on_new(&mut self, name: &str) -> bool {
         let passed = self.passes_on(name);
         let same = self.passed_on.get(name) == Some(&passed);
         self.passed_on.insert(name.to_owned(), passed);
-        !same || self.shutting_down
+        !same
     }
 
     /// Marks `after` (what a service is, or was, ordered after) for the next pass, and at

@@ -4005,6 +4005,60 @@ fn a_change_looks_up_a_requires_chain_only_as_far_as_it_changes_what_is_passed_o
     assert_eq!(stopped.last().map(String::as_str), Some("c0000"));
 }
 
+#[test]
+fn a_shutdown_looks_up_a_requires_chain_only_as_far_as_it_changes_what_is_passed_on() {
+    // The same at a shutdown, in reverse order: each stop looked at everything above it
+    // again (a chain of 3,000 took 31 s to go down, 4.5 s now).
+    let n: u64 = 300;
+    let mut specs = vec![simple("c0000")];
+    for i in 1..n {
+        let below = format!("c{:04}", i - 1);
+        specs.push(simple(&format!("c{i:04}")).requires(&[below.as_str()]));
+    }
+    let mut engine = Engine::new(spec_map(specs), Duration::ZERO);
+    let mut pending = engine.boot(Duration::ZERO);
+    let mut pid = 100;
+    while let Some(action) = pending.pop() {
+        if let Action::Spawn { name, run, .. } = action {
+            pid += 1;
+            pending.extend(engine.handle(Input::Spawned { name, run, pid }, Duration::ZERO));
+        }
+    }
+    let booted = engine.steps;
+    let mut pending = engine.handle(Input::Shutdown, Duration::ZERO);
+    let mut stopped = Vec::new();
+    let mut all_stopped = false;
+    while let Some(action) = pending.pop() {
+        match action {
+            Action::Kill {
+                name,
+                pid: Some(pid),
+                ..
+            } => {
+                stopped.push(name.clone());
+                let exited = Input::Exited {
+                    name,
+                    pid,
+                    exit: Exit::Signal(Signal::SIGTERM),
+                    oom_killed: false,
+                };
+                pending.extend(engine.handle(exited, Duration::ZERO));
+            }
+            Action::AllStopped => all_stopped = true,
+            _ => {}
+        }
+    }
+    assert!(all_stopped);
+    assert_eq!(stopped.len() as u64, n);
+    assert_eq!(stopped.first().map(String::as_str), Some("c0299"));
+    assert_eq!(stopped.last().map(String::as_str), Some("c0000"));
+    let looks = engine.steps - booted;
+    assert!(
+        looks <= 20 * n,
+        "{looks} looks for the shutdown of a chain of {n}"
+    );
+}
+
 /// sd_notify EXTEND_TIMEOUT_USEC=: a service that says it needs longer (a migration at
 /// its start, a long flush at its stop) is not killed at ready_timeout or stop_timeout,
 /// as under systemd; it was.
