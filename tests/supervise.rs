@@ -1015,3 +1015,53 @@ command = ["/bin/sleep", "1000"]
     );
     assert_eq!(ember.status("chatty")["state"], "activating");
 }
+
+/// ember started by systemd, a container runtime or a shell may itself have been given
+/// the variables of sd_notify, socket activation and the watchdog: they describe ember's
+/// process, not a service's. A service gets its own NOTIFY_SOCKET and WATCHDOG_USEC when
+/// it asks for them, and otherwise none; a readiness check none either. (A WATCHDOG_PID
+/// of ember's made sd_watchdog_enabled() say no in the service, which then never pinged
+/// and was killed by its own watchdog.)
+#[test]
+fn services_do_not_inherit_embers_own_notify_listen_or_watchdog_variables() {
+    let inherited = [
+        ("NOTIFY_SOCKET", "/run/systemd/notify"),
+        ("LISTEN_FDS", "1"),
+        ("LISTEN_PID", "1"),
+        ("LISTEN_FDNAMES", "ember.socket"),
+        ("WATCHDOG_PID", "1"),
+        ("WATCHDOG_USEC", "1000"),
+        ("SYSTEMD_EXEC_PID", "1"),
+    ];
+    let dump = "env | grep -E '^(NOTIFY_SOCKET|LISTEN_|WATCHDOG_|SYSTEMD_EXEC_PID)' | sort";
+    let ember = Ember::start_plain_with_env(
+        "inherited-env",
+        &format!(
+            r#"
+[service.plain]
+command = ["/bin/sh", "-c", "{dump} > $DIR/plain.env.tmp; mv $DIR/plain.env.tmp $DIR/plain.env; exec sleep 1000"]
+ready = {{ exec = ["/bin/sh", "-c", "{dump} > $DIR/check.env.tmp; mv $DIR/check.env.tmp $DIR/check.env"] }}
+
+[service.watched]
+command = ["/bin/sh", "-c", "{dump} > $DIR/watched.env.tmp; mv $DIR/watched.env.tmp $DIR/watched.env; exec sleep 1000"]
+type = "notify"
+watchdog = "1h"
+ready_timeout = "0"
+"#
+        ),
+        &inherited,
+    );
+    let read = |name: &str| {
+        let path = ember.dir.path(name);
+        assert!(wait_for(LONG, || path.exists()), "{name}: {}", ember.log());
+        std::fs::read_to_string(&path).unwrap_or_default()
+    };
+    assert_eq!(read("plain.env"), "", "plain");
+    assert_eq!(read("check.env"), "", "its readiness check");
+    let socket = ember.dir.path("control.sock.notify/watched.sock");
+    assert_eq!(
+        read("watched.env"),
+        format!("NOTIFY_SOCKET={}\nWATCHDOG_USEC=3600000000\n", socket.display()),
+        "watched"
+    );
+}

@@ -114,6 +114,18 @@ impl Environment {
         Environment(std::env::vars_os().collect())
     }
 
+    /// ember's own environment without what describes ember's process to it: the
+    /// variables of sd_notify, socket activation and the watchdog that whoever started
+    /// ember (systemd, a container runtime) set for ember. In a child they would name a
+    /// socket, fds or a pid that are not its own: a WATCHDOG_PID of ember's, for one,
+    /// makes sd_watchdog_enabled() say no. A service that asks for them is given its own.
+    pub fn for_children() -> Environment {
+        let mut env = Environment::inherited();
+        env.0
+            .retain(|(key, _)| !EMBERS_OWN.iter().any(|own| key.as_bytes() == own.as_bytes()));
+        env
+    }
+
     pub fn get(&self, key: &str) -> Option<&OsStr> {
         self.0
             .iter()
@@ -138,6 +150,17 @@ impl Environment {
         self.0.iter().map(|(k, v)| (k.as_os_str(), v.as_os_str()))
     }
 }
+
+/// The variables [`Environment::for_children`] leaves out.
+const EMBERS_OWN: [&str; 7] = [
+    "NOTIFY_SOCKET",
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+    "SYSTEMD_EXEC_PID",
+];
 
 /// Turns a string into a C string; a NUL inside is the caller's error, named.
 fn c_string(what: &str, bytes: &[u8]) -> Result<CString, String> {

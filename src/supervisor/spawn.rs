@@ -270,10 +270,7 @@ pub fn spawn_service(
     }
     let identity = resolve_identity(spec.user.as_deref(), spec.group.as_deref())?;
     let in_child = in_child(spec, cgroup)?;
-    let mut env = Environment::inherited();
-    env.remove("NOTIFY_SOCKET");
-    env.remove("LISTEN_FDS");
-    env.remove("LISTEN_PID");
+    let mut env = Environment::for_children();
     if env.get("PATH").is_none() {
         env.set("PATH", crate::config::service::default_path());
     }
@@ -337,7 +334,7 @@ pub fn spawn_helper(argv: &[String]) -> Result<Pid, String> {
     if argv.is_empty() {
         return Err("the check command is empty".into());
     }
-    let env = Environment::inherited();
+    let env = Environment::for_children();
     let plan = Plan::new(argv, env.pairs())?;
     let child_ends = [Some(empty_stdin()?), Some(dev_null()?), Some(dev_null()?)];
     launch(plan, None, InChild::default(), child_ends)
@@ -349,7 +346,7 @@ pub fn spawn_asking(argv: &[String]) -> Result<(Pid, OwnedFd), String> {
     if argv.is_empty() {
         return Err("the command is empty".into());
     }
-    let env = Environment::inherited();
+    let env = Environment::for_children();
     let plan = Plan::new(argv, env.pairs())?;
     let (read, write) = pipe("output")?;
     let child_ends = [Some(empty_stdin()?), Some(write), Some(dev_null()?)];

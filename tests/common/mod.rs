@@ -198,6 +198,7 @@ impl Ember {
             mode,
             Some(parent),
             &[],
+            &[],
         )
     }
 
@@ -210,11 +211,25 @@ impl Ember {
             Mode::Plain,
             None,
             syscalls,
+            &[],
+        )
+    }
+
+    /// A plain ember (not PID 1) started with `env` added to its environment: what a
+    /// supervisor under systemd, a container runtime or a shell is given.
+    pub fn start_plain_with_env(tag: &str, services: &str, env: &[(&str, &str)]) -> Ember {
+        Self::launch_in(
+            tag,
+            &format!("[control]\nsocket = \"$DIR/control.sock\"\n\n{services}"),
+            Mode::Plain,
+            None,
+            &[],
+            env,
         )
     }
 
     fn launch_raw(tag: &str, text: &str, mode: Mode) -> Ember {
-        Self::launch_in(tag, text, mode, None, &[])
+        Self::launch_in(tag, text, mode, None, &[], &[])
     }
 
     fn launch_in(
@@ -223,6 +238,7 @@ impl Ember {
         mode: Mode,
         cgroup: Option<&Path>,
         refused: &[i64],
+        env: &[(&str, &str)],
     ) -> Ember {
         let dir = TempDir::new(tag);
         let socket = dir.path("control.sock");
@@ -309,6 +325,7 @@ impl Ember {
                 });
             }
         }
+        command.envs(env.iter().copied());
         command
             .env("EMBER_LOG", "debug")
             .stdin(Stdio::null())
