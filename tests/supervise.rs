@@ -1065,3 +1065,109 @@ ready_timeout = "0"
         "watched"
     );
 }
+
+/// `group` replaces the user's group, as systemd's Group= does: the supplementary groups
+/// are the user's memberships with that group (initgroups), not also the group of the
+/// user's passwd entry. And a uid that no account has gets none of ember's HOME, USER and
+/// LOGNAME (root's): USER and LOGNAME are the id, and there is no HOME.
+#[test]
+fn a_services_groups_and_account_variables_are_its_own_not_embers() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root to switch users");
+        return;
+    }
+    let (Ok(Some(nobody)), Ok(Some(daemon))) = (
+        nix::unistd::User::from_name("nobody"),
+        nix::unistd::Group::from_name("daemon"),
+    ) else {
+        eprintln!("skipped: needs the user nobody and the group daemon");
+        return;
+    };
+    // An id no account has.
+    let stranger = (54321..60000)
+        .find(|&id| {
+            matches!(
+                nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(id)),
+                Ok(None)
+            )
+        })
+        .expect("a free uid");
+    let dump = "grep ^Groups: /proc/self/status; env | grep -E '^(HOME|USER|LOGNAME)=' | sort";
+    let ember = Ember::start_plain_with_env(
+        "identity-groups",
+        &format!(
+            r#"
+[service.regrouped]
+command = ["/bin/sh", "-c", "{dump}; echo end; exec sleep 1000"]
+user = "nobody"
+group = "daemon"
+
+[service.stranger]
+command = ["/bin/sh", "-c", "{dump}; echo end; exec sleep 1000"]
+user = "{stranger}"
+"#
+        ),
+        &[("HOME", "/root"), ("USER", "root"), ("LOGNAME", "root")],
+    );
+    // What the service printed, from `ember ctl logs` (its directory is not nobody's).
+    let read = |name: &str| {
+        let mut text = String::new();
+        let ended = wait_for(LONG, || {
+            let out = ember.ctl(&["logs", name, "-n", "20"]);
+            text = String::from_utf8_lossy(&out.stdout).into_owned();
+            text.lines().any(|l| l.ends_with(" end") || l == "end")
+        });
+        assert!(ended, "{name}: {text}\n{}", ember.log());
+        // Each line without what `logs` puts before it.
+        text.lines()
+            .filter_map(|l| {
+                ["Groups:", "HOME=", "USER=", "LOGNAME="]
+                    .iter()
+                    .find_map(|k| l.find(k).map(|at| l[at..].to_owned()))
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let groups_of = |text: &str| {
+        let mut groups: Vec<u32> = text
+            .lines()
+            .find_map(|l| l.strip_prefix("Groups:"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|g| g.parse().ok())
+            .collect();
+        groups.sort_unstable();
+        groups
+    };
+    let name = std::ffi::CString::new("nobody").expect("name");
+    let mut expected: Vec<u32> = nix::unistd::getgrouplist(&name, daemon.gid)
+        .expect("getgrouplist")
+        .iter()
+        .map(|g| g.as_raw())
+        .collect();
+    expected.sort_unstable();
+    expected.dedup();
+    let regrouped = read("regrouped");
+    assert_eq!(groups_of(&regrouped), expected, "{regrouped}");
+    let variables: Vec<&str> = regrouped
+        .lines()
+        .filter(|l| !l.starts_with("Groups:"))
+        .collect();
+    assert_eq!(
+        variables,
+        [
+            format!("HOME={}", nobody.dir.display()),
+            "LOGNAME=nobody".to_owned(),
+            "USER=nobody".to_owned()
+        ],
+        "{regrouped}"
+    );
+    let text = read("stranger");
+    assert_eq!(groups_of(&text), [stranger], "{text}");
+    let variables: Vec<&str> = text.lines().filter(|l| !l.starts_with("Groups:")).collect();
+    assert_eq!(
+        variables,
+        [format!("LOGNAME={stranger}"), format!("USER={stranger}")],
+        "{text}"
+    );
+}

@@ -30,49 +30,23 @@ struct Identity {
     uid: Uid,
     gid: Gid,
     groups: Vec<Gid>,
+    /// Its account's home; `None` for an id without an account (no HOME then).
     home: Option<String>,
-    name: Option<String>,
+    /// Its account's name, or the id as given when no account has it (USER, LOGNAME).
+    name: String,
 }
 
+/// The user's and group's ids, and the supplementary groups as systemd and initgroups(3)
+/// make them: the user's memberships in the group database with the group it runs as
+/// (`group` when given, else the account's own), and no other. A uid without an account
+/// has that group only.
 fn resolve_identity(user: Option<&str>, group: Option<&str>) -> Result<Option<Identity>, String> {
     if user.is_none() && group.is_none() {
         return Ok(None);
     }
-    let mut identity = Identity {
-        uid: Uid::current(),
-        gid: Gid::current(),
-        groups: Vec::new(),
-        home: None,
-        name: None,
-    };
-    if let Some(user) = user {
-        let found = match user.parse::<u32>() {
-            Ok(n) => User::from_uid(Uid::from_raw(n)).ok().flatten(),
-            Err(_) => {
-                User::from_name(user).map_err(|e| format!("cannot look up user \"{user}\": {e}"))?
-            }
-        };
-        match (found, user.parse::<u32>()) {
-            (Some(u), _) => {
-                identity.uid = u.uid;
-                identity.gid = u.gid;
-                let cname = CString::new(u.name.clone())
-                    .map_err(|_| format!("bad user name \"{user}\""))?;
-                identity.groups =
-                    nix::unistd::getgrouplist(&cname, u.gid).unwrap_or_else(|_| vec![u.gid]);
-                identity.home = Some(u.dir.to_string_lossy().into_owned());
-                identity.name = Some(u.name);
-            }
-            (None, Ok(n)) => {
-                identity.uid = Uid::from_raw(n);
-                identity.gid = Gid::from_raw(n);
-                identity.groups = vec![identity.gid];
-            }
-            (None, Err(_)) => return Err(format!("user \"{user}\" does not exist")),
-        }
-    }
-    if let Some(group) = group {
-        identity.gid = match group.parse::<u32>() {
+    let gid = match group {
+        None => None,
+        Some(group) => Some(match group.parse::<u32>() {
             Ok(n) => Gid::from_raw(n),
             Err(_) => match Group::from_name(group)
                 .map_err(|e| format!("cannot look up group \"{group}\": {e}"))?
@@ -80,14 +54,51 @@ fn resolve_identity(user: Option<&str>, group: Option<&str>) -> Result<Option<Id
                 Some(g) => g.gid,
                 None => return Err(format!("group \"{group}\" does not exist")),
             },
-        };
-        if user.is_none() {
-            identity.groups = vec![identity.gid];
-        } else if !identity.groups.contains(&identity.gid) {
-            identity.groups.push(identity.gid);
+        }),
+    };
+    let Some(user) = user else {
+        // Only the group changes: the uid stays ember's (root), with that one group.
+        let gid = gid.unwrap_or_else(Gid::current);
+        return Ok(Some(Identity {
+            uid: Uid::current(),
+            gid,
+            groups: vec![gid],
+            home: None,
+            name: String::new(),
+        }));
+    };
+    let found = match user.parse::<u32>() {
+        Ok(n) => User::from_uid(Uid::from_raw(n)).ok().flatten(),
+        Err(_) => {
+            User::from_name(user).map_err(|e| format!("cannot look up user \"{user}\": {e}"))?
         }
+    };
+    match (found, user.parse::<u32>()) {
+        (Some(u), _) => {
+            let gid = gid.unwrap_or(u.gid);
+            let cname =
+                CString::new(u.name.clone()).map_err(|_| format!("bad user name \"{user}\""))?;
+            let groups = nix::unistd::getgrouplist(&cname, gid).unwrap_or_else(|_| vec![gid]);
+            Ok(Some(Identity {
+                uid: u.uid,
+                gid,
+                groups,
+                home: Some(u.dir.to_string_lossy().into_owned()),
+                name: u.name,
+            }))
+        }
+        (None, Ok(n)) => {
+            let gid = gid.unwrap_or(Gid::from_raw(n));
+            Ok(Some(Identity {
+                uid: Uid::from_raw(n),
+                gid,
+                groups: vec![gid],
+                home: None,
+                name: user.to_owned(),
+            }))
+        }
+        (None, Err(_)) => Err(format!("user \"{user}\" does not exist")),
     }
-    Ok(Some(identity))
 }
 
 /// /dev/null opened here, so that a missing /dev is reported as such, not as the
@@ -274,14 +285,15 @@ pub fn spawn_service(
     if env.get("PATH").is_none() {
         env.set("PATH", crate::config::service::default_path());
     }
-    if let Some(id) = &identity {
-        if let Some(home) = &id.home {
-            env.set("HOME", home);
+    // The account's, not ember's (root's): with a `user`, HOME is its home (none for an
+    // id without an account), USER and LOGNAME its name.
+    if let (Some(id), Some(_)) = (&identity, &spec.user) {
+        match &id.home {
+            Some(home) => env.set("HOME", home),
+            None => env.remove("HOME"),
         }
-        if let Some(name) = &id.name {
-            env.set("USER", name);
-            env.set("LOGNAME", name);
-        }
+        env.set("USER", &id.name);
+        env.set("LOGNAME", &id.name);
     }
     for (key, value) in &spec.env {
         env.set(key, value);
