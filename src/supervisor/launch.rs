@@ -349,7 +349,60 @@ impl Plan {
             low_fds::refused();
             return self.clone_with(way);
         }
-        Ok(Err(failure.message()))
+        let mut message = failure.message();
+        if failure.step == Step::Exec {
+            if let Some(why) = self.exec_failure_why(failure.errno) {
+                message = format!("{message}; {why}");
+            }
+        }
+        Ok(Err(message))
+    }
+
+    /// What exec's errno means for the file it was asked to run, in words, from a look at
+    /// the file (after a failure only): ENOENT for a script that is there but not its
+    /// interpreter, EACCES for a directory, ENOEXEC for a script without `#!`...
+    fn exec_failure_why(&self, errno: c_int) -> Option<String> {
+        use std::os::unix::fs::PermissionsExt;
+        if errno == libc::E2BIG {
+            return Some(
+                "the command and its environment are more than exec takes: at most 128 KiB for each argument or variable, and a quarter of the stack limit (ulimit -s) in all".to_owned(),
+            );
+        }
+        // The file exec tried: the first candidate that is there.
+        let (path, meta) = self.candidates.iter().find_map(|c| {
+            let path = Path::new(OsStr::from_bytes(c.as_bytes()));
+            std::fs::metadata(path).ok().map(|meta| (path, meta))
+        })?;
+        let head = || crate::config::service::program_head(path).unwrap_or_default();
+        let elf = |head: &[u8]| head.starts_with(b"\x7fELF");
+        match errno {
+            libc::EACCES if meta.is_dir() => {
+                Some("it is a directory; give the path of a program".to_owned())
+            }
+            libc::EACCES if !meta.is_file() => Some("it is not a regular file".to_owned()),
+            libc::EACCES if meta.permissions().mode() & 0o111 == 0 => {
+                Some("it is not executable (chmod +x it)".to_owned())
+            }
+            libc::EACCES => {
+                let noexec = nix::sys::statvfs::statvfs(path).is_ok_and(|fs| {
+                    fs.flags()
+                        .contains(nix::sys::statvfs::FsFlags::ST_NOEXEC)
+                });
+                noexec.then(|| "its filesystem is mounted noexec".to_owned())
+            }
+            libc::ENOENT => crate::config::service::missing_interpreter(path).or_else(|| {
+                elf(&head()).then(|| {
+                    "it is a program whose loader (the ELF interpreter it names) is not on this system: built for another C library?".to_owned()
+                })
+            }),
+            libc::ENOEXEC => Some(if elf(&head()) {
+                "it is a program built for another machine".to_owned()
+            } else {
+                "it is no program for this machine and has no #! line: a script starts with one, e.g. #!/bin/sh".to_owned()
+            }),
+            libc::ETXTBSY => Some("it is open for writing (being installed?)".to_owned()),
+            _ => None,
+        }
     }
 }
 
@@ -778,6 +831,55 @@ mod tests {
         assert_eq!(unsafe { libc::close(inherited) }, 0);
         let fds: Vec<&str> = text.split_whitespace().collect();
         assert_eq!(fds, ["0", "1", "2"], "{text}");
+    }
+
+    /// exec's errno alone misleads: ENOENT for a script that is there (its interpreter is
+    /// not), EACCES for a directory, "Exec format error" for a script without `#!`. The
+    /// error says what is wrong with the file, after the OS's reason.
+    #[test]
+    fn an_exec_failure_says_what_is_wrong_with_the_program() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("ember-launch-why-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let write = |name: &str, text: &str, mode: u32| {
+            let path = dir.join(name);
+            std::fs::write(&path, text).expect("write");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+            path.to_string_lossy().into_owned()
+        };
+        let no_shebang = write("no-shebang", "echo hello\n", 0o755);
+        let no_interpreter = write("no-interpreter", "#!/nonexistent/python3 -u\nprint()\n", 0o755);
+        let not_executable = write("plain", "#!/bin/sh\n", 0o644);
+        let subdir = dir.join("subdir");
+        let _ = std::fs::create_dir(&subdir);
+        let subdir = subdir.to_string_lossy().into_owned();
+        let huge = "x".repeat(200 * 1024);
+        for (argv, reason, why) in [
+            (vec![no_shebang.as_str()], "os error 8", "no #! line"),
+            (
+                vec![no_interpreter.as_str()],
+                "os error 2",
+                "its #! line names /nonexistent/python3, which does not exist",
+            ),
+            (vec![subdir.as_str()], "os error 13", "it is a directory"),
+            (vec![not_executable.as_str()], "os error 13", "chmod +x"),
+            (vec!["/bin/true", huge.as_str()], "os error 7", "128 KiB"),
+        ] {
+            let _one_at_a_time = FAILING.lock();
+            let plan = Plan::new(&argv, env(&[("PATH", "/usr/bin:/bin")])).expect("plan");
+            let error = plan.launch().expect_err("must fail");
+            assert!(
+                error.contains(reason) && error.contains(why),
+                "{}: {error}",
+                argv[0]
+            );
+        }
+        // Found on PATH: the file found is the one looked at.
+        let path = format!("/nonexistent:{}", dir.display());
+        let plan = Plan::new(&["no-interpreter"], env(&[("PATH", path.as_str())])).expect("plan");
+        let error = plan.launch().expect_err("must fail");
+        assert!(error.contains("/nonexistent/python3"), "{error}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
