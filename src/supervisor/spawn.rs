@@ -222,21 +222,32 @@ fn in_child(spec: &ServiceSpec, cgroup: Option<Cgroup>) -> Result<InChild, Strin
         }
         rlimits.push((limit.resource, amount));
     }
-    // ember as PID 1 runs at -1000, and children inherit it: a service must not be
-    // unkillable by the OOM killer unless it asks to be.
-    let own = own_oom_score_adj();
-    let wanted = spec.limits.oom_score_adjust.unwrap_or(0);
-    if wanted < own && !privileged {
-        return Err(format!(
-            "oom_score_adjust = {wanted} is below ember's own ({own}), and ember lacks CAP_SYS_RESOURCE to lower it"
-        ));
-    }
-    let oom_score_adj = (wanted != own).then(|| format!("{wanted}\n").into_bytes());
+    let oom_score_adj = oom_step(
+        spec.limits.oom_score_adjust,
+        own_oom_score_adj(),
+        privileged,
+    )?;
     Ok(InChild {
         cgroup,
         rlimits,
         oom_score_adj,
     })
+}
+
+/// What the child writes to /proc/self/oom_score_adj (`None`: nothing, it keeps ember's
+/// `own`), for `wanted` (the service's `oom_score_adjust`). ember as PID 1 runs at -1000,
+/// and children inherit it: a service must not be unkillable by the OOM killer unless it
+/// asks to be, so one that does not ask runs at 0. A score above 0 that whoever started
+/// ember gave it (a user session's manager, a container runtime) is kept, as any child
+/// keeps it: lowering it would need CAP_SYS_RESOURCE, and undo what was asked of ember.
+fn oom_step(wanted: Option<i32>, own: i32, privileged: bool) -> Result<Option<Vec<u8>>, String> {
+    let wanted = wanted.unwrap_or(own.max(0));
+    if wanted < own && !privileged {
+        return Err(format!(
+            "oom_score_adjust = {wanted} is below ember's own ({own}), and ember lacks CAP_SYS_RESOURCE to lower it"
+        ));
+    }
+    Ok((wanted != own).then(|| format!("{wanted}\n").into_bytes()))
 }
 
 /// Whether ember may raise hard limits and lower OOM scores: CAP_SYS_RESOURCE, which
@@ -395,4 +406,42 @@ fn launch(
     // The child's ends close here, in ember: the child has its copies.
     drop(child_ends);
     Ok(pid as Pid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::oom_step;
+
+    fn text(step: Result<Option<Vec<u8>>, String>) -> Result<Option<String>, String> {
+        step.map(|bytes| bytes.map(|b| String::from_utf8_lossy(&b).into_owned()))
+    }
+
+    /// A service without `oom_score_adjust` runs at 0, unless ember's own score is higher
+    /// (a user session's manager, a container runtime, set ember at 100 or 200): then it
+    /// keeps ember's, as any child would. It was refused there instead, without
+    /// CAP_SYS_RESOURCE ("oom_score_adjust = 0 is below ember's own"), though none was
+    /// asked for: no service could start.
+    #[test]
+    fn without_oom_score_adjust_a_service_is_never_below_embers_own_positive_score() {
+        for privileged in [false, true] {
+            assert_eq!(text(oom_step(None, 100, privileged)), Ok(None));
+            assert_eq!(text(oom_step(None, 0, privileged)), Ok(None));
+            // PID 1's -1000 is ember's, not its services'.
+            assert_eq!(
+                text(oom_step(None, -1000, privileged)),
+                Ok(Some("0\n".into()))
+            );
+            assert_eq!(
+                text(oom_step(Some(500), 100, privileged)),
+                Ok(Some("500\n".into()))
+            );
+        }
+        // Asked for, below ember's own: only with the right to lower it.
+        assert_eq!(
+            text(oom_step(Some(-500), 100, true)),
+            Ok(Some("-500\n".into()))
+        );
+        let refused = oom_step(Some(0), 100, false).expect_err("below ember's own");
+        assert!(refused.contains("CAP_SYS_RESOURCE"), "{refused}");
+    }
 }
