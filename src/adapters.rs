@@ -289,7 +289,14 @@ mod tests {
         }) else {
             return;
         };
-        let made = adapter("ember-test", &name, Ok("{}".into()), Vec::new(), None, Vec::new());
+        let made = adapter(
+            "ember-test",
+            &name,
+            Ok("{}".into()),
+            Vec::new(),
+            None,
+            Vec::new(),
+        );
         let group = made.spec.group.as_deref();
         assert!(
             group.is_none() || group == gid.map(|g| g.to_string()).as_deref(),

@@ -178,8 +178,13 @@ fn nested(marker: &str) -> Vec<i32> {
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
         let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let zombie = stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z'));
-        if args.get(3) == Some(&&b"nested"[..]) && args.get(6) == Some(&marker.as_bytes()) && !zombie {
+        let zombie = stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z'));
+        if args.get(3) == Some(&&b"nested"[..])
+            && args.get(6) == Some(&marker.as_bytes())
+            && !zombie
+        {
             found.push(pid);
         }
     }

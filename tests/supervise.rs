@@ -1061,7 +1061,10 @@ ready_timeout = "0"
     let socket = ember.dir.path("control.sock.notify/watched.sock");
     assert_eq!(
         read("watched.env"),
-        format!("NOTIFY_SOCKET={}\nWATCHDOG_USEC=3600000000\n", socket.display()),
+        format!(
+            "NOTIFY_SOCKET={}\nWATCHDOG_USEC=3600000000\n",
+            socket.display()
+        ),
         "watched"
     );
 }

@@ -923,7 +923,10 @@ pub fn program_head(path: &Path) -> Option<Vec<u8>> {
 pub fn shebang_interpreter(head: &[u8]) -> Option<PathBuf> {
     use std::os::unix::ffi::OsStrExt;
     let line = head.strip_prefix(b"#!")?;
-    let line = line.split(|&b| b == b'\n' || b == 0).next().unwrap_or_default();
+    let line = line
+        .split(|&b| b == b'\n' || b == 0)
+        .next()
+        .unwrap_or_default();
     let word = line
         .split(|&b| b == b' ' || b == b'\t')
         .find(|w| !w.is_empty())?;

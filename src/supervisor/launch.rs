@@ -121,8 +121,11 @@ impl Environment {
     /// makes sd_watchdog_enabled() say no. A service that asks for them is given its own.
     pub fn for_children() -> Environment {
         let mut env = Environment::inherited();
-        env.0
-            .retain(|(key, _)| !EMBERS_OWN.iter().any(|own| key.as_bytes() == own.as_bytes()));
+        env.0.retain(|(key, _)| {
+            !EMBERS_OWN
+                .iter()
+                .any(|own| key.as_bytes() == own.as_bytes())
+        });
         env
     }
 
@@ -848,7 +851,11 @@ mod tests {
             path.to_string_lossy().into_owned()
         };
         let no_shebang = write("no-shebang", "echo hello\n", 0o755);
-        let no_interpreter = write("no-interpreter", "#!/nonexistent/python3 -u\nprint()\n", 0o755);
+        let no_interpreter = write(
+            "no-interpreter",
+            "#!/nonexistent/python3 -u\nprint()\n",
+            0o755,
+        );
         let not_executable = write("plain", "#!/bin/sh\n", 0o644);
         let subdir = dir.join("subdir");
         let _ = std::fs::create_dir(&subdir);
