@@ -352,13 +352,34 @@ impl Plan {
             low_fds::refused();
             return self.clone_with(way);
         }
-        let mut message = failure.message();
+        let mut message = self.describe(failure);
         if failure.step == Step::Exec {
             if let Some(why) = self.exec_failure_why(failure.errno) {
                 message = format!("{message}; {why}");
             }
         }
         Ok(Err(message))
+    }
+
+    /// A failed step's error, naming what the step was asked to do where that helps: the
+    /// workdir, the ids.
+    fn describe(&self, failure: Failure) -> String {
+        let reason = std::io::Error::from_raw_os_error(failure.errno);
+        match (failure.step, &self.workdir, &self.ids) {
+            (Step::Workdir, Some(dir), _) => {
+                format!("cannot enter its workdir {}: {reason}", dir.to_string_lossy())
+            }
+            (Step::Identity, _, Some((uid, gid, _))) => {
+                let own = nix::unistd::geteuid();
+                let advice = if failure.errno == libc::EPERM && !own.is_root() {
+                    format!("; ember runs as uid {own}, which may not switch users: run it as root, or leave out user and group")
+                } else {
+                    String::new()
+                };
+                format!("cannot switch to uid {uid}, gid {gid}: {reason}{advice}")
+            }
+            _ => failure.message(),
+        }
     }
 
     /// What exec's errno means for the file it was asked to run, in words, from a look at
@@ -912,9 +933,20 @@ mod tests {
         plan.workdir = Some(CString::new("/nonexistent/dir").expect("c string"));
         let error = plan.launch().expect_err("must fail");
         assert!(
-            error.starts_with("cannot enter its workdir: No such file"),
+            error.starts_with("cannot enter its workdir /nonexistent/dir: No such file"),
             "{error}"
         );
+        // Who it was to be, when ember may not become them.
+        if !nix::unistd::geteuid().is_root() {
+            let mut plan = Plan::new(&["/bin/true"], env(&[])).expect("plan");
+            plan.ids = Some((0, 0, vec![0]));
+            let error = plan.launch().expect_err("must fail");
+            assert!(
+                error.starts_with("cannot switch to uid 0, gid 0: Operation not permitted")
+                    && error.contains("ember runs as uid"),
+                "{error}"
+            );
+        }
         let mut plan = Plan::new(&["/bin/true"], env(&[])).expect("plan");
         // An fd number nothing has open in this test process.
         plan.stdio[0] = Some(987);
