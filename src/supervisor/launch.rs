@@ -367,7 +367,10 @@ impl Plan {
         let reason = std::io::Error::from_raw_os_error(failure.errno);
         match (failure.step, &self.workdir, &self.ids) {
             (Step::Workdir, Some(dir), _) => {
-                format!("cannot enter its workdir {}: {reason}", dir.to_string_lossy())
+                format!(
+                    "cannot enter its workdir {}: {reason}",
+                    dir.to_string_lossy()
+                )
             }
             (Step::Identity, _, Some((uid, gid, _))) => {
                 let own = nix::unistd::geteuid();

@@ -148,7 +148,13 @@ fn input_pipe(data: &[u8]) -> Result<OwnedFd, String> {
 
 /// Where a stream of output goes: the child's end (`None`: ember's own, the console) and,
 /// for output ember reads, the end ember reads from.
-fn output_for(output: &Output, what: &str) -> Result<(Option<OwnedFd>, Option<OwnedFd>), String> {
+/// `as_another_user`: the service runs as a user other than ember's, so a file ember
+/// opens for it is not followed through a symbolic link (see below).
+fn output_for(
+    output: &Output,
+    what: &str,
+    as_another_user: bool,
+) -> Result<(Option<OwnedFd>, Option<OwnedFd>), String> {
     Ok(match output {
         Output::Log | Output::Rotated(_) => {
             let (read, write) = pipe(what)?;
@@ -158,12 +164,29 @@ fn output_for(output: &Output, what: &str) -> Result<(Option<OwnedFd>, Option<Ow
         Output::Null => (Some(dev_null()?), None),
         Output::File(path) => {
             // A device or a FIFO is fine here (the service writes it), but not a wait.
+            // ember opens it with its own rights and hands it over: for a service of
+            // another user, never through a link at the end of the path, which the service
+            // may have put there in its own directory to be given any file ember can open.
+            let flags = if as_another_user {
+                nix::libc::O_NOFOLLOW
+            } else {
+                0
+            };
             let file = crate::filekind::open_without_waiting(
                 OpenOptions::new().create(true).append(true).mode(0o644),
-                0,
+                flags,
                 path,
             )
-            .map_err(|e| format!("cannot open {} for output: {e}", path.display()))?;
+            .map_err(|e| {
+                if e.raw_os_error() == Some(nix::libc::ELOOP) && as_another_user {
+                    format!(
+                        "cannot open {} for output: it is a symbolic link, which ember does not follow for a service that runs as another user (it could point it at any file, for ember to open with its rights); name the file it points to",
+                        path.display()
+                    )
+                } else {
+                    format!("cannot open {} for output: {e}", path.display())
+                }
+            })?;
             (Some(OwnedFd::from(file)), None)
         }
     })
@@ -341,8 +364,11 @@ pub fn spawn_service(
             Some(input) => input_pipe(input.expose().as_bytes())?,
             None => empty_stdin()?,
         });
-        (child_ends[1], stdout) = output_for(&spec.stdout, "output")?;
-        (child_ends[2], stderr) = output_for(&spec.stderr, "errors")?;
+        let as_another_user = identity
+            .as_ref()
+            .is_some_and(|id| id.uid != Uid::effective());
+        (child_ends[1], stdout) = output_for(&spec.stdout, "output", as_another_user)?;
+        (child_ends[2], stderr) = output_for(&spec.stderr, "errors", as_another_user)?;
     }
     let pid = launch(plan, identity, in_child, child_ends)?;
     Ok(Spawned {
@@ -410,7 +436,38 @@ fn launch(
 
 #[cfg(test)]
 mod tests {
-    use super::oom_step;
+    use super::{oom_step, output_for};
+    use crate::config::Output;
+
+    /// ember opens a plain output file as root and gives the service the descriptor. For
+    /// a service that runs as another user, a symbolic link there is refused: in a
+    /// directory of its own (`/var/log/app/`), the service could replace its log with a
+    /// link to /etc/shadow, and at its next start it was given /etc/shadow to append to.
+    /// A link is followed for a service that runs as ember does (it has ember's rights).
+    #[test]
+    fn a_service_of_another_user_is_not_given_the_file_a_link_points_to() {
+        let dir = std::env::temp_dir().join(format!("ember-spawn-link-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let target = dir.join("precious");
+        std::fs::write(&target, "keep\n").expect("write");
+        let link = dir.join("app.log");
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&target, &link).expect("symlink");
+        let output = Output::File(link.clone());
+        let error = output_for(&output, "output", true)
+            .err()
+            .expect("a link is refused for another user");
+        assert!(
+            error.contains(&link.display().to_string()) && error.contains("symbolic link"),
+            "{error}"
+        );
+        assert!(output_for(&output, "output", false).is_ok());
+        // A plain file, or none yet, is opened (made) for either.
+        let plain = Output::File(dir.join("plain.log"));
+        assert!(output_for(&plain, "output", true).is_ok());
+        assert!(dir.join("plain.log").is_file());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     fn text(step: Result<Option<Vec<u8>>, String>) -> Result<Option<String>, String> {
         step.map(|bytes| bytes.map(|b| String::from_utf8_lossy(&b).into_owned()))
