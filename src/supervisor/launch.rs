@@ -411,11 +411,48 @@ impl Plan {
                 Some("it is not executable (chmod +x it)".to_owned())
             }
             libc::EACCES => {
+                use std::os::unix::fs::MetadataExt;
                 let noexec = nix::sys::statvfs::statvfs(path).is_ok_and(|fs| {
                     fs.flags()
                         .contains(nix::sys::statvfs::FsFlags::ST_NOEXEC)
                 });
-                noexec.then(|| "its filesystem is mounted noexec".to_owned())
+                if noexec {
+                    return Some("its filesystem is mounted noexec".to_owned());
+                }
+                // The x bit that applies to the user it runs as (the owner's, a group's,
+                // or everyone's), on the file and on each directory above it.
+                let (uid, gid, groups) = self.ids.as_ref().filter(|(uid, ..)| *uid != 0)?;
+                let denied = |m: &std::fs::Metadata| {
+                    let bit = if m.uid() == *uid {
+                        0o100
+                    } else if m.gid() == *gid || groups.contains(&m.gid()) {
+                        0o010
+                    } else {
+                        0o001
+                    };
+                    m.mode() & bit == 0
+                };
+                let said = |what: &str, m: &std::fs::Metadata| {
+                    format!(
+                        "uid {uid} may not {what} (mode {:o}, owner {}:{})",
+                        m.mode() & 0o7777,
+                        m.uid(),
+                        m.gid()
+                    )
+                };
+                // (A relative path is the workdir's, not ember's: not judged.)
+                if !path.is_absolute() {
+                    return None;
+                }
+                if let Some((dir, m)) = path
+                    .ancestors()
+                    .skip(1)
+                    .filter_map(|dir| std::fs::metadata(dir).ok().map(|m| (dir, m)))
+                    .find(|(_, m)| denied(m))
+                {
+                    return Some(said(&format!("enter {}", dir.display()), &m));
+                }
+                denied(&meta).then(|| said("run it", &meta))
             }
             libc::ENOENT => crate::config::service::missing_interpreter(path).or_else(|| {
                 elf(&head()).then(|| {
@@ -903,6 +940,30 @@ mod tests {
                 error.contains(reason) && error.contains(why),
                 "{}: {error}",
                 argv[0]
+            );
+        }
+        // Executable, but not by the user it runs as.
+        if nix::unistd::geteuid().is_root() {
+            let own = write("owners-only", "#!/bin/sh\n", 0o700);
+            let _one_at_a_time = FAILING.lock();
+            let mut plan = Plan::new(&[own.as_str()], env(&[])).expect("plan");
+            plan.ids = Some((65534, 65534, vec![65534]));
+            let error = plan.launch().expect_err("must fail");
+            assert!(
+                error.contains("os error 13") && error.contains("uid 65534 may not run it"),
+                "{error}"
+            );
+            let locked = dir.join("locked");
+            let _ = std::fs::create_dir(&locked);
+            std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o700))
+                .expect("chmod");
+            let inside = write("locked/prog", "#!/bin/sh\n", 0o755);
+            let mut plan = Plan::new(&[inside.as_str()], env(&[])).expect("plan");
+            plan.ids = Some((65534, 65534, vec![65534]));
+            let error = plan.launch().expect_err("must fail");
+            assert!(
+                error.contains(&format!("uid 65534 may not enter {}", locked.display())),
+                "{error}"
             );
         }
         // Found on PATH: the file found is the one looked at.
