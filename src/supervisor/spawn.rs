@@ -454,9 +454,8 @@ mod tests {
         let _ = std::fs::remove_file(&link);
         std::os::unix::fs::symlink(&target, &link).expect("symlink");
         let output = Output::File(link.clone());
-        let error = output_for(&output, "output", true)
-            .err()
-            .expect("a link is refused for another user");
+        let error =
+            output_for(&output, "output", true).expect_err("a link is refused for another user");
         assert!(
             error.contains(&link.display().to_string()) && error.contains("symbolic link"),
             "{error}"
