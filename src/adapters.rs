@@ -104,9 +104,12 @@ fn adapter(
     // Only root can run it as another user; otherwise it runs as ember does, and has
     // ember's rights.
     let uid = if nix::unistd::geteuid().is_root() {
-        let uid = account(user);
+        let (uid, exists) = account(user);
         spec.user = Some(uid.to_string());
-        spec.group = Some(uid.to_string());
+        // An account's own group (and its memberships); an id without an account, the
+        // group of the same number. Never the uid's number as the gid of an account: that
+        // may be another group altogether.
+        spec.group = (!exists).then(|| uid.to_string());
         Some(uid)
     } else {
         None
@@ -132,10 +135,10 @@ fn beside_ember(name: &str) -> PathBuf {
 
 /// The uid of `user`, or where there is no such account one of ember's: the same every
 /// time for the same name (in systemd's dynamic range, 61184–65519), skipping uids that
-/// have an account.
-fn account(user: &str) -> u32 {
+/// have an account; and whether it is an account's.
+fn account(user: &str) -> (u32, bool) {
     if let Ok(Some(found)) = nix::unistd::User::from_name(user) {
-        return found.uid.as_raw();
+        return (found.uid.as_raw(), true);
     }
     const FIRST: u32 = 61184;
     const COUNT: u32 = 65519 - 61184 + 1;
@@ -143,14 +146,15 @@ fn account(user: &str) -> u32 {
     let hash = user.bytes().fold(0x811c9dc5u32, |h, b| {
         (h ^ u32::from(b)).wrapping_mul(0x01000193)
     });
-    (0..COUNT)
+    let uid = (0..COUNT)
         .map(|i| FIRST + (hash.wrapping_add(i) % COUNT))
         .find(|uid| {
             nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(*uid))
                 .map(|u| u.is_none())
                 .unwrap_or(true)
         })
-        .unwrap_or(FIRST)
+        .unwrap_or(FIRST);
+    (uid, false)
 }
 
 /// ember-mqtt's settings: what `[mqtt]` says, with the files it names read here, by
@@ -261,4 +265,52 @@ pub fn with_adapters(mut config: Config) -> (Config, Vec<Rule>) {
             .insert(adapter.spec.name.to_string(), adapter.spec);
     }
     (config, rules)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An adapter that runs as an account runs with that account's group, not with a gid
+    /// numbered like its uid, which may be another group altogether (ember-mqtt, uid 999,
+    /// ran with gid 999: systemd-journal on a Debian host, with the right to read the
+    /// journal). Only an id made up for want of an account uses its uid as its gid.
+    #[test]
+    fn an_adapter_runs_with_its_accounts_own_group() {
+        if !nix::unistd::geteuid().is_root() {
+            return; // not root: adapters run as ember does
+        }
+        // An account whose gid is not its uid (Debian has several: sync, games, man).
+        let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+        let Some((name, gid)) = passwd.lines().find_map(|line| {
+            let fields: Vec<&str> = line.split(':').collect();
+            let (uid, gid) = (fields.get(2)?, fields.get(3)?);
+            (uid != gid).then(|| (fields[0].to_owned(), gid.parse::<u32>().ok()))
+        }) else {
+            return;
+        };
+        let made = adapter(
+            "ember-test",
+            &name,
+            Ok("{}".into()),
+            Vec::new(),
+            None,
+            Vec::new(),
+        );
+        let group = made.spec.group.as_deref();
+        assert!(
+            group.is_none() || group == gid.map(|g| g.to_string()).as_deref(),
+            "{name}: runs with group {group:?}, its own is {gid:?}"
+        );
+        // No account: a uid of ember's, and the same number as its group.
+        let made = adapter(
+            "ember-test",
+            "ember-no-such-account",
+            Ok("{}".into()),
+            Vec::new(),
+            None,
+            Vec::new(),
+        );
+        assert_eq!(made.spec.group, made.spec.user);
+    }
 }

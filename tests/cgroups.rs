@@ -167,3 +167,105 @@ fn a_stale_cgroup_that_still_has_processes_is_left_and_nothing_in_it_is_killed()
     remove_cgroup(&dir);
     assert!(!dir.exists(), "{} could not be removed", dir.display());
 }
+
+/// Host pids of the live (not zombie) nested processes of the test below with `marker`.
+fn nested(marker: &str) -> Vec<i32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let zombie = stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z'));
+        if args.get(3) == Some(&&b"nested"[..])
+            && args.get(6) == Some(&marker.as_bytes())
+            && !zombie
+        {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// A service may make cgroups of its own below its cgroup (a container runtime, an ember
+/// supervising under ember) and run processes there. They are still the service's: a
+/// stop's signal reaches them, and its main process ending kills them, as it kills the
+/// rest of its cgroup. (Only the cgroup's direct members were signalled, and none at all
+/// once those had gone: the nested processes outlived the service.)
+#[test]
+fn processes_in_cgroups_a_service_made_below_its_own_are_the_services() {
+    if !can_unshare() {
+        return;
+    }
+    // Its own cgroup's directory, a cgroup below it, and a process moved there that says
+    // when SIGTERM reaches it; then the main process: until then, or, with `end`, until
+    // the test says.
+    let scripts = TempDir::new("nested-cgroups-script");
+    let script = scripts.path("nest.sh");
+    std::fs::write(
+        &script,
+        r#"#!/bin/sh
+marker=$1 out=$2 then=$3
+cg=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/mounts)$(sed -n 's/^0:://p' /proc/self/cgroup)
+mkdir "$cg/inner" || exit 1
+sh -c 'echo $$ > "$1/inner/cgroup.procs" && trap "touch $2/termed-$3; exit 0" TERM; while :; do sleep 1; done' nested "$cg" "$out" "$marker" &
+while [ -z "$(cat "$cg/inner/cgroup.procs")" ]; do sleep 0.1; done
+touch "$out/moved-$marker"
+if [ "$then" = end ]; then
+    while [ ! -e "$out/end" ]; do sleep 0.1; done
+else
+    # Stops once the nested process has had SIGTERM (not at its own: what ends with the
+    # main process is killed).
+    trap '' TERM
+    while [ ! -e "$out/termed-$marker" ]; do sleep 0.1; done
+fi
+"#,
+    )
+    .expect("write the script");
+    let script = script.display();
+    let ember = Ember::start(
+        "nested-cgroups",
+        &format!(
+            r#"
+[service.nester]
+command = ["/bin/sh", "{script}", "7960002", "$DIR", "term"]
+stop_timeout = "5m"
+
+[service.ended]
+command = ["/bin/sh", "{script}", "7960003", "$DIR", "end"]
+restart = "never"
+"#
+        ),
+    );
+    // Their nested processes are there.
+    for marker in ["7960002", "7960003"] {
+        let moved = ember.dir.path(&format!("moved-{marker}"));
+        assert!(
+            wait_for(LONG, || moved.exists()),
+            "{marker}: {}",
+            ember.log()
+        );
+    }
+    // A stop's SIGTERM reaches the nested process.
+    let out = ember.ctl(&["stop", "nester"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        wait_for(LONG, || ember.dir.path("termed-7960002").exists()),
+        "SIGTERM did not reach the nested cgroup; log:\n{}",
+        ember.log()
+    );
+    // The main process ends: the nested process goes with the rest.
+    assert!(!nested("7960003").is_empty());
+    std::fs::write(ember.dir.path("end"), "").expect("end");
+    ember.wait_state("ended", "inactive", None, LONG);
+    assert!(
+        wait_for(LONG, || nested("7960003").is_empty()),
+        "the nested process outlived its service: {:?}; log:\n{}",
+        nested("7960003"),
+        ember.log()
+    );
+}

@@ -1015,3 +1015,162 @@ command = ["/bin/sleep", "1000"]
     );
     assert_eq!(ember.status("chatty")["state"], "activating");
 }
+
+/// ember started by systemd, a container runtime or a shell may itself have been given
+/// the variables of sd_notify, socket activation and the watchdog: they describe ember's
+/// process, not a service's. A service gets its own NOTIFY_SOCKET and WATCHDOG_USEC when
+/// it asks for them, and otherwise none; a readiness check none either. (A WATCHDOG_PID
+/// of ember's made sd_watchdog_enabled() say no in the service, which then never pinged
+/// and was killed by its own watchdog.)
+#[test]
+fn services_do_not_inherit_embers_own_notify_listen_or_watchdog_variables() {
+    let inherited = [
+        ("NOTIFY_SOCKET", "/run/systemd/notify"),
+        ("LISTEN_FDS", "1"),
+        ("LISTEN_PID", "1"),
+        ("LISTEN_FDNAMES", "ember.socket"),
+        ("WATCHDOG_PID", "1"),
+        ("WATCHDOG_USEC", "1000"),
+        ("SYSTEMD_EXEC_PID", "1"),
+    ];
+    let dump = "env | grep -E '^(NOTIFY_SOCKET|LISTEN_|WATCHDOG_|SYSTEMD_EXEC_PID)' | sort";
+    let ember = Ember::start_plain_with_env(
+        "inherited-env",
+        &format!(
+            r#"
+[service.plain]
+command = ["/bin/sh", "-c", "{dump} > $DIR/plain.env.tmp; mv $DIR/plain.env.tmp $DIR/plain.env; exec sleep 1000"]
+ready = {{ exec = ["/bin/sh", "-c", "{dump} > $DIR/check.env.tmp; mv $DIR/check.env.tmp $DIR/check.env"] }}
+
+[service.watched]
+command = ["/bin/sh", "-c", "{dump} > $DIR/watched.env.tmp; mv $DIR/watched.env.tmp $DIR/watched.env; exec sleep 1000"]
+type = "notify"
+watchdog = "1h"
+ready_timeout = "0"
+"#
+        ),
+        &inherited,
+    );
+    let read = |name: &str| {
+        let path = ember.dir.path(name);
+        assert!(wait_for(LONG, || path.exists()), "{name}: {}", ember.log());
+        std::fs::read_to_string(&path).unwrap_or_default()
+    };
+    assert_eq!(read("plain.env"), "", "plain");
+    assert_eq!(read("check.env"), "", "its readiness check");
+    let socket = ember.dir.path("control.sock.notify/watched.sock");
+    assert_eq!(
+        read("watched.env"),
+        format!(
+            "NOTIFY_SOCKET={}\nWATCHDOG_USEC=3600000000\n",
+            socket.display()
+        ),
+        "watched"
+    );
+}
+
+/// `group` replaces the user's group, as systemd's Group= does: the supplementary groups
+/// are the user's memberships with that group (initgroups), not also the group of the
+/// user's passwd entry. And a uid that no account has gets none of ember's HOME, USER and
+/// LOGNAME (root's): USER and LOGNAME are the id, and there is no HOME.
+#[test]
+fn a_services_groups_and_account_variables_are_its_own_not_embers() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root to switch users");
+        return;
+    }
+    let (Ok(Some(nobody)), Ok(Some(daemon))) = (
+        nix::unistd::User::from_name("nobody"),
+        nix::unistd::Group::from_name("daemon"),
+    ) else {
+        eprintln!("skipped: needs the user nobody and the group daemon");
+        return;
+    };
+    // An id no account has.
+    let stranger = (54321..60000)
+        .find(|&id| {
+            matches!(
+                nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(id)),
+                Ok(None)
+            )
+        })
+        .expect("a free uid");
+    let dump = "grep ^Groups: /proc/self/status; env | grep -E '^(HOME|USER|LOGNAME)=' | sort";
+    let ember = Ember::start_plain_with_env(
+        "identity-groups",
+        &format!(
+            r#"
+[service.regrouped]
+command = ["/bin/sh", "-c", "{dump}; echo end; exec sleep 1000"]
+user = "nobody"
+group = "daemon"
+
+[service.stranger]
+command = ["/bin/sh", "-c", "{dump}; echo end; exec sleep 1000"]
+user = "{stranger}"
+"#
+        ),
+        &[("HOME", "/root"), ("USER", "root"), ("LOGNAME", "root")],
+    );
+    // What the service printed, from `ember ctl logs` (its directory is not nobody's).
+    let read = |name: &str| {
+        let mut text = String::new();
+        let ended = wait_for(LONG, || {
+            let out = ember.ctl(&["logs", name, "-n", "20"]);
+            text = String::from_utf8_lossy(&out.stdout).into_owned();
+            text.lines().any(|l| l.ends_with(" end") || l == "end")
+        });
+        assert!(ended, "{name}: {text}\n{}", ember.log());
+        // Each line without what `logs` puts before it.
+        text.lines()
+            .filter_map(|l| {
+                ["Groups:", "HOME=", "USER=", "LOGNAME="]
+                    .iter()
+                    .find_map(|k| l.find(k).map(|at| l[at..].to_owned()))
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let groups_of = |text: &str| {
+        let mut groups: Vec<u32> = text
+            .lines()
+            .find_map(|l| l.strip_prefix("Groups:"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|g| g.parse().ok())
+            .collect();
+        groups.sort_unstable();
+        groups
+    };
+    let name = std::ffi::CString::new("nobody").expect("name");
+    let mut expected: Vec<u32> = nix::unistd::getgrouplist(&name, daemon.gid)
+        .expect("getgrouplist")
+        .iter()
+        .map(|g| g.as_raw())
+        .collect();
+    expected.sort_unstable();
+    expected.dedup();
+    let regrouped = read("regrouped");
+    assert_eq!(groups_of(&regrouped), expected, "{regrouped}");
+    let variables: Vec<&str> = regrouped
+        .lines()
+        .filter(|l| !l.starts_with("Groups:"))
+        .collect();
+    assert_eq!(
+        variables,
+        [
+            format!("HOME={}", nobody.dir.display()),
+            "LOGNAME=nobody".to_owned(),
+            "USER=nobody".to_owned()
+        ],
+        "{regrouped}"
+    );
+    let text = read("stranger");
+    assert_eq!(groups_of(&text), [stranger], "{text}");
+    let variables: Vec<&str> = text.lines().filter(|l| !l.starts_with("Groups:")).collect();
+    assert_eq!(
+        variables,
+        [format!("LOGNAME={stranger}"), format!("USER={stranger}")],
+        "{text}"
+    );
+}

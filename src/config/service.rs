@@ -922,13 +922,14 @@ pub fn default_path() -> String {
 /// name on PATH. Says why not when it is missing or not executable.
 pub fn resolve_program(program: &str, path_var: Option<&str>) -> Result<PathBuf, String> {
     if program.contains('/') {
-        return check_executable(Path::new(program)).map(|()| PathBuf::from(program));
+        check_executable(Path::new(program))?;
+        return check_interpreter(Path::new(program)).map(|()| PathBuf::from(program));
     }
     let search = path_var.map(str::to_owned).unwrap_or_else(default_path);
     for dir in search.split(':').filter(|d| !d.is_empty()) {
         let candidate = Path::new(dir).join(program);
         if check_executable(&candidate).is_ok() {
-            return Ok(candidate);
+            return check_interpreter(&candidate).map(|()| candidate);
         }
     }
     Err(format!(
@@ -952,6 +953,66 @@ fn check_executable(path: &Path) -> Result<(), String> {
             path.display()
         )),
         Ok(_) => Ok(()),
+    }
+}
+
+/// A script whose `#!` line names an interpreter that is not there: exec says "no such
+/// file" of a file that is there.
+fn check_interpreter(path: &Path) -> Result<(), String> {
+    match missing_interpreter(path) {
+        Some(why) => Err(format!(
+            "command {}: {why}; install it or correct that line",
+            path.display()
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The first bytes of `path` (as many as the kernel reads to tell a program from a
+/// script: 256), when it is a regular file that can be read; never waits (a FIFO).
+pub fn program_head(path: &Path) -> Option<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
+        .open(path)
+        .ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut head = Vec::with_capacity(256);
+    file.take(256).read_to_end(&mut head).ok()?;
+    Some(head)
+}
+
+/// The interpreter a script's `#!` line names, when `head` starts with one.
+pub fn shebang_interpreter(head: &[u8]) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    let line = head.strip_prefix(b"#!")?;
+    let line = line
+        .split(|&b| b == b'\n' || b == 0)
+        .next()
+        .unwrap_or_default();
+    let word = line
+        .split(|&b| b == b' ' || b == b'\t')
+        .find(|w| !w.is_empty())?;
+    Some(PathBuf::from(std::ffi::OsStr::from_bytes(word)))
+}
+
+/// Why a script that exists cannot run: its `#!` line names an absolute interpreter that
+/// does not exist. `None` for anything else.
+pub fn missing_interpreter(path: &Path) -> Option<String> {
+    let interpreter = shebang_interpreter(&program_head(path)?)?;
+    if !interpreter.is_absolute() {
+        return None; // relative to the service's workdir: not judged here
+    }
+    match std::fs::metadata(&interpreter) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(format!(
+            "its #! line names {}, which does not exist",
+            interpreter.display()
+        )),
+        _ => None,
     }
 }
 

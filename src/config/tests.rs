@@ -720,8 +720,10 @@ fn commands_that_are_missing_or_not_executable() {
     let tree = Tree::new();
     let script = tree.write("bin/tool", "#!/bin/sh\n");
     let plain = tree.write("bin/data", "not a program\n");
+    let orphan = tree.write("bin/orphan", "#!/nonexistent/python3\n");
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&orphan, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o644)).unwrap();
     let bin = tree.root.join("bin");
     tree.write(
@@ -739,6 +741,8 @@ env = {{ PATH = "/nonexistent:{bin}" }}
 [service.found]
 command = ["tool"]
 env = {{ PATH = "/nonexistent:{bin}" }}
+[service.orphan]
+command = [{orphan:?}]
 "#,
             bin = bin.display(),
         ),
@@ -758,6 +762,7 @@ env = {{ PATH = "/nonexistent:{bin}" }}
             format!("ember.toml:4:11: service \"plain\": command {} is not executable (chmod +x it)", plain.display()),
             format!("ember.toml:6:11: service \"dir\": command {} is a directory; give the path of a program", bin.display()),
             format!("ember.toml:8:11: service \"bare\": command \"no-such-tool\" is not found on PATH (/nonexistent:{}); give its absolute path", bin.display()),
+            format!("ember.toml:14:11: service \"orphan\": command {}: its #! line names /nonexistent/python3, which does not exist; install it or correct that line", orphan.display()),
         ]
     );
 }

@@ -119,7 +119,7 @@ impl Cgroups {
     pub fn prepare(&self, service: &str, limits: &Limits, renew: bool) -> Result<Prepared, String> {
         let path = self.path(service);
         // EBUSY while a killed process is still on its way out: then it is reused.
-        let killed = renew && fs::remove_dir(&path).is_err();
+        let killed = renew && remove_tree(&path).is_err();
         let made = match fs::create_dir(&path) {
             Ok(()) => true,
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
@@ -190,9 +190,10 @@ impl Cgroups {
         })
     }
 
-    /// Removes a service's cgroup once it is empty (a reload removed the service).
+    /// Removes a service's cgroup, and those it made below it, once empty (a reload
+    /// removed the service).
     pub fn remove(&self, service: &str) {
-        let _ = fs::remove_dir(self.path(service));
+        let _ = remove_tree(&self.path(service));
     }
 
     /// Removes ember's directory, when ember made it, with every service's cgroup that
@@ -209,7 +210,7 @@ impl Cgroups {
         if let Ok(entries) = fs::read_dir(&self.base) {
             for entry in entries.flatten() {
                 if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                    let _ = fs::remove_dir(entry.path());
+                    let _ = remove_tree(&entry.path());
                 }
             }
         }
@@ -219,7 +220,7 @@ impl Cgroups {
     }
 }
 
-/// Sends `signal` to every process in the cgroup; SIGKILL goes through cgroup.kill,
+/// Sends `signal` to every process in the cgroup and below it; SIGKILL goes through cgroup.kill,
 /// which also stops a fork racing the kill. Returns the processes it had.
 pub fn signal_all(path: &Path, signal: Signal) -> Vec<Pid> {
     let members = procs(path);
@@ -258,11 +259,28 @@ fn write_existing(path: &Path, data: &[u8]) -> bool {
         .is_ok()
 }
 
-/// The processes in a cgroup.
+/// The processes in a cgroup and in every cgroup below it: a service may make cgroups of
+/// its own in its cgroup (a container runtime, an ember under ember), and what runs there
+/// is the service's too. Its own members first.
 pub fn procs(path: &Path) -> Vec<Pid> {
-    fs::read_to_string(path.join("cgroup.procs"))
-        .map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect())
-        .unwrap_or_default()
+    let mut pids = Vec::new();
+    procs_below(path, 0, &mut pids);
+    pids
+}
+
+fn procs_below(path: &Path, depth: usize, pids: &mut Vec<Pid>) {
+    if let Ok(text) = fs::read_to_string(path.join("cgroup.procs")) {
+        pids.extend(text.lines().filter_map(|l| l.trim().parse::<Pid>().ok()));
+    }
+    // Bounded, as remove_tree is: PID 1's stack, whatever a service nested.
+    if depth >= MAX_DEPTH {
+        return;
+    }
+    for entry in fs::read_dir(path).into_iter().flatten().flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            procs_below(&entry.path(), depth + 1, pids);
+        }
+    }
 }
 
 /// Whether any process is left in the cgroup or below it (cgroup.events).

@@ -114,6 +114,21 @@ impl Environment {
         Environment(std::env::vars_os().collect())
     }
 
+    /// ember's own environment without what describes ember's process to it: the
+    /// variables of sd_notify, socket activation and the watchdog that whoever started
+    /// ember (systemd, a container runtime) set for ember. In a child they would name a
+    /// socket, fds or a pid that are not its own: a WATCHDOG_PID of ember's, for one,
+    /// makes sd_watchdog_enabled() say no. A service that asks for them is given its own.
+    pub fn for_children() -> Environment {
+        let mut env = Environment::inherited();
+        env.0.retain(|(key, _)| {
+            !EMBERS_OWN
+                .iter()
+                .any(|own| key.as_bytes() == own.as_bytes())
+        });
+        env
+    }
+
     pub fn get(&self, key: &str) -> Option<&OsStr> {
         self.0
             .iter()
@@ -138,6 +153,17 @@ impl Environment {
         self.0.iter().map(|(k, v)| (k.as_os_str(), v.as_os_str()))
     }
 }
+
+/// The variables [`Environment::for_children`] leaves out.
+const EMBERS_OWN: [&str; 7] = [
+    "NOTIFY_SOCKET",
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+    "SYSTEMD_EXEC_PID",
+];
 
 /// Turns a string into a C string; a NUL inside is the caller's error, named.
 fn c_string(what: &str, bytes: &[u8]) -> Result<CString, String> {
@@ -326,7 +352,121 @@ impl Plan {
             low_fds::refused();
             return self.clone_with(way);
         }
-        Ok(Err(failure.message()))
+        let mut message = self.describe(failure);
+        if failure.step == Step::Exec {
+            if let Some(why) = self.exec_failure_why(failure.errno) {
+                message = format!("{message}; {why}");
+            }
+        }
+        Ok(Err(message))
+    }
+
+    /// A failed step's error, naming what the step was asked to do where that helps: the
+    /// workdir, the ids.
+    fn describe(&self, failure: Failure) -> String {
+        let reason = std::io::Error::from_raw_os_error(failure.errno);
+        match (failure.step, &self.workdir, &self.ids) {
+            (Step::Workdir, Some(dir), _) => {
+                format!(
+                    "cannot enter its workdir {}: {reason}",
+                    dir.to_string_lossy()
+                )
+            }
+            (Step::Identity, _, Some((uid, gid, _))) => {
+                let own = nix::unistd::geteuid();
+                let advice = if failure.errno == libc::EPERM && !own.is_root() {
+                    format!("; ember runs as uid {own}, which may not switch users: run it as root, or leave out user and group")
+                } else {
+                    String::new()
+                };
+                format!("cannot switch to uid {uid}, gid {gid}: {reason}{advice}")
+            }
+            _ => failure.message(),
+        }
+    }
+
+    /// What exec's errno means for the file it was asked to run, in words, from a look at
+    /// the file (after a failure only): ENOENT for a script that is there but not its
+    /// interpreter, EACCES for a directory, ENOEXEC for a script without `#!`...
+    fn exec_failure_why(&self, errno: c_int) -> Option<String> {
+        use std::os::unix::fs::PermissionsExt;
+        if errno == libc::E2BIG {
+            return Some(
+                "the command and its environment are more than exec takes: at most 128 KiB for each argument or variable, and a quarter of the stack limit (ulimit -s) in all".to_owned(),
+            );
+        }
+        // The file exec tried: the first candidate that is there.
+        let (path, meta) = self.candidates.iter().find_map(|c| {
+            let path = Path::new(OsStr::from_bytes(c.as_bytes()));
+            std::fs::metadata(path).ok().map(|meta| (path, meta))
+        })?;
+        let head = || crate::config::service::program_head(path).unwrap_or_default();
+        let elf = |head: &[u8]| head.starts_with(b"\x7fELF");
+        match errno {
+            libc::EACCES if meta.is_dir() => {
+                Some("it is a directory; give the path of a program".to_owned())
+            }
+            libc::EACCES if !meta.is_file() => Some("it is not a regular file".to_owned()),
+            libc::EACCES if meta.permissions().mode() & 0o111 == 0 => {
+                Some("it is not executable (chmod +x it)".to_owned())
+            }
+            libc::EACCES => {
+                use std::os::unix::fs::MetadataExt;
+                let noexec = nix::sys::statvfs::statvfs(path).is_ok_and(|fs| {
+                    fs.flags()
+                        .contains(nix::sys::statvfs::FsFlags::ST_NOEXEC)
+                });
+                if noexec {
+                    return Some("its filesystem is mounted noexec".to_owned());
+                }
+                // The x bit that applies to the user it runs as (the owner's, a group's,
+                // or everyone's), on the file and on each directory above it.
+                let (uid, gid, groups) = self.ids.as_ref().filter(|(uid, ..)| *uid != 0)?;
+                let denied = |m: &std::fs::Metadata| {
+                    let bit = if m.uid() == *uid {
+                        0o100
+                    } else if m.gid() == *gid || groups.contains(&m.gid()) {
+                        0o010
+                    } else {
+                        0o001
+                    };
+                    m.mode() & bit == 0
+                };
+                let said = |what: &str, m: &std::fs::Metadata| {
+                    format!(
+                        "uid {uid} may not {what} (mode {:o}, owner {}:{})",
+                        m.mode() & 0o7777,
+                        m.uid(),
+                        m.gid()
+                    )
+                };
+                // (A relative path is the workdir's, not ember's: not judged.)
+                if !path.is_absolute() {
+                    return None;
+                }
+                if let Some((dir, m)) = path
+                    .ancestors()
+                    .skip(1)
+                    .filter_map(|dir| std::fs::metadata(dir).ok().map(|m| (dir, m)))
+                    .find(|(_, m)| denied(m))
+                {
+                    return Some(said(&format!("enter {}", dir.display()), &m));
+                }
+                denied(&meta).then(|| said("run it", &meta))
+            }
+            libc::ENOENT => crate::config::service::missing_interpreter(path).or_else(|| {
+                elf(&head()).then(|| {
+                    "it is a program whose loader (the ELF interpreter it names) is not on this system: built for another C library?".to_owned()
+                })
+            }),
+            libc::ENOEXEC => Some(if elf(&head()) {
+                "it is a program built for another machine".to_owned()
+            } else {
+                "it is no program for this machine and has no #! line: a script starts with one, e.g. #!/bin/sh".to_owned()
+            }),
+            libc::ETXTBSY => Some("it is open for writing (being installed?)".to_owned()),
+            _ => None,
+        }
     }
 }
 
@@ -757,6 +897,83 @@ mod tests {
         assert_eq!(fds, ["0", "1", "2"], "{text}");
     }
 
+    /// exec's errno alone misleads: ENOENT for a script that is there (its interpreter is
+    /// not), EACCES for a directory, "Exec format error" for a script without `#!`. The
+    /// error says what is wrong with the file, after the OS's reason.
+    #[test]
+    fn an_exec_failure_says_what_is_wrong_with_the_program() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("ember-launch-why-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let write = |name: &str, text: &str, mode: u32| {
+            let path = dir.join(name);
+            std::fs::write(&path, text).expect("write");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+            path.to_string_lossy().into_owned()
+        };
+        let no_shebang = write("no-shebang", "echo hello\n", 0o755);
+        let no_interpreter = write(
+            "no-interpreter",
+            "#!/nonexistent/python3 -u\nprint()\n",
+            0o755,
+        );
+        let not_executable = write("plain", "#!/bin/sh\n", 0o644);
+        let subdir = dir.join("subdir");
+        let _ = std::fs::create_dir(&subdir);
+        let subdir = subdir.to_string_lossy().into_owned();
+        let huge = "x".repeat(200 * 1024);
+        for (argv, reason, why) in [
+            (vec![no_shebang.as_str()], "os error 8", "no #! line"),
+            (
+                vec![no_interpreter.as_str()],
+                "os error 2",
+                "its #! line names /nonexistent/python3, which does not exist",
+            ),
+            (vec![subdir.as_str()], "os error 13", "it is a directory"),
+            (vec![not_executable.as_str()], "os error 13", "chmod +x"),
+            (vec!["/bin/true", huge.as_str()], "os error 7", "128 KiB"),
+        ] {
+            let _one_at_a_time = FAILING.lock();
+            let plan = Plan::new(&argv, env(&[("PATH", "/usr/bin:/bin")])).expect("plan");
+            let error = plan.launch().expect_err("must fail");
+            assert!(
+                error.contains(reason) && error.contains(why),
+                "{}: {error}",
+                argv[0]
+            );
+        }
+        // Executable, but not by the user it runs as.
+        if nix::unistd::geteuid().is_root() {
+            let own = write("owners-only", "#!/bin/sh\n", 0o700);
+            let _one_at_a_time = FAILING.lock();
+            let mut plan = Plan::new(&[own.as_str()], env(&[])).expect("plan");
+            plan.ids = Some((65534, 65534, vec![65534]));
+            let error = plan.launch().expect_err("must fail");
+            assert!(
+                error.contains("os error 13") && error.contains("uid 65534 may not run it"),
+                "{error}"
+            );
+            let locked = dir.join("locked");
+            let _ = std::fs::create_dir(&locked);
+            std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o700))
+                .expect("chmod");
+            let inside = write("locked/prog", "#!/bin/sh\n", 0o755);
+            let mut plan = Plan::new(&[inside.as_str()], env(&[])).expect("plan");
+            plan.ids = Some((65534, 65534, vec![65534]));
+            let error = plan.launch().expect_err("must fail");
+            assert!(
+                error.contains(&format!("uid 65534 may not enter {}", locked.display())),
+                "{error}"
+            );
+        }
+        // Found on PATH: the file found is the one looked at.
+        let path = format!("/nonexistent:{}", dir.display());
+        let plan = Plan::new(&["no-interpreter"], env(&[("PATH", path.as_str())])).expect("plan");
+        let error = plan.launch().expect_err("must fail");
+        assert!(error.contains("/nonexistent/python3"), "{error}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn a_directory_on_the_path_without_the_right_to_exec_is_tried_past() {
         let dir = std::env::temp_dir().join(format!("ember-launch-{}", std::process::id()));
@@ -780,9 +997,20 @@ mod tests {
         plan.workdir = Some(CString::new("/nonexistent/dir").expect("c string"));
         let error = plan.launch().expect_err("must fail");
         assert!(
-            error.starts_with("cannot enter its workdir: No such file"),
+            error.starts_with("cannot enter its workdir /nonexistent/dir: No such file"),
             "{error}"
         );
+        // Who it was to be, when ember may not become them.
+        if !nix::unistd::geteuid().is_root() {
+            let mut plan = Plan::new(&["/bin/true"], env(&[])).expect("plan");
+            plan.ids = Some((0, 0, vec![0]));
+            let error = plan.launch().expect_err("must fail");
+            assert!(
+                error.starts_with("cannot switch to uid 0, gid 0: Operation not permitted")
+                    && error.contains("ember runs as uid"),
+                "{error}"
+            );
+        }
         let mut plan = Plan::new(&["/bin/true"], env(&[])).expect("plan");
         // An fd number nothing has open in this test process.
         plan.stdio[0] = Some(987);

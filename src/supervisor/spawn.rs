@@ -30,49 +30,23 @@ struct Identity {
     uid: Uid,
     gid: Gid,
     groups: Vec<Gid>,
+    /// Its account's home; `None` for an id without an account (no HOME then).
     home: Option<String>,
-    name: Option<String>,
+    /// Its account's name, or the id as given when no account has it (USER, LOGNAME).
+    name: String,
 }
 
+/// The user's and group's ids, and the supplementary groups as systemd and initgroups(3)
+/// make them: the user's memberships in the group database with the group it runs as
+/// (`group` when given, else the account's own), and no other. A uid without an account
+/// has that group only.
 fn resolve_identity(user: Option<&str>, group: Option<&str>) -> Result<Option<Identity>, String> {
     if user.is_none() && group.is_none() {
         return Ok(None);
     }
-    let mut identity = Identity {
-        uid: Uid::current(),
-        gid: Gid::current(),
-        groups: Vec::new(),
-        home: None,
-        name: None,
-    };
-    if let Some(user) = user {
-        let found = match user.parse::<u32>() {
-            Ok(n) => User::from_uid(Uid::from_raw(n)).ok().flatten(),
-            Err(_) => {
-                User::from_name(user).map_err(|e| format!("cannot look up user \"{user}\": {e}"))?
-            }
-        };
-        match (found, user.parse::<u32>()) {
-            (Some(u), _) => {
-                identity.uid = u.uid;
-                identity.gid = u.gid;
-                let cname = CString::new(u.name.clone())
-                    .map_err(|_| format!("bad user name \"{user}\""))?;
-                identity.groups =
-                    nix::unistd::getgrouplist(&cname, u.gid).unwrap_or_else(|_| vec![u.gid]);
-                identity.home = Some(u.dir.to_string_lossy().into_owned());
-                identity.name = Some(u.name);
-            }
-            (None, Ok(n)) => {
-                identity.uid = Uid::from_raw(n);
-                identity.gid = Gid::from_raw(n);
-                identity.groups = vec![identity.gid];
-            }
-            (None, Err(_)) => return Err(format!("user \"{user}\" does not exist")),
-        }
-    }
-    if let Some(group) = group {
-        identity.gid = match group.parse::<u32>() {
+    let gid = match group {
+        None => None,
+        Some(group) => Some(match group.parse::<u32>() {
             Ok(n) => Gid::from_raw(n),
             Err(_) => match Group::from_name(group)
                 .map_err(|e| format!("cannot look up group \"{group}\": {e}"))?
@@ -80,14 +54,51 @@ fn resolve_identity(user: Option<&str>, group: Option<&str>) -> Result<Option<Id
                 Some(g) => g.gid,
                 None => return Err(format!("group \"{group}\" does not exist")),
             },
-        };
-        if user.is_none() {
-            identity.groups = vec![identity.gid];
-        } else if !identity.groups.contains(&identity.gid) {
-            identity.groups.push(identity.gid);
+        }),
+    };
+    let Some(user) = user else {
+        // Only the group changes: the uid stays ember's (root), with that one group.
+        let gid = gid.unwrap_or_else(Gid::current);
+        return Ok(Some(Identity {
+            uid: Uid::current(),
+            gid,
+            groups: vec![gid],
+            home: None,
+            name: String::new(),
+        }));
+    };
+    let found = match user.parse::<u32>() {
+        Ok(n) => User::from_uid(Uid::from_raw(n)).ok().flatten(),
+        Err(_) => {
+            User::from_name(user).map_err(|e| format!("cannot look up user \"{user}\": {e}"))?
         }
+    };
+    match (found, user.parse::<u32>()) {
+        (Some(u), _) => {
+            let gid = gid.unwrap_or(u.gid);
+            let cname =
+                CString::new(u.name.clone()).map_err(|_| format!("bad user name \"{user}\""))?;
+            let groups = nix::unistd::getgrouplist(&cname, gid).unwrap_or_else(|_| vec![gid]);
+            Ok(Some(Identity {
+                uid: u.uid,
+                gid,
+                groups,
+                home: Some(u.dir.to_string_lossy().into_owned()),
+                name: u.name,
+            }))
+        }
+        (None, Ok(n)) => {
+            let gid = gid.unwrap_or(Gid::from_raw(n));
+            Ok(Some(Identity {
+                uid: Uid::from_raw(n),
+                gid,
+                groups: vec![gid],
+                home: None,
+                name: user.to_owned(),
+            }))
+        }
+        (None, Err(_)) => Err(format!("user \"{user}\" does not exist")),
     }
-    Ok(Some(identity))
 }
 
 /// /dev/null opened here, so that a missing /dev is reported as such, not as the
@@ -137,7 +148,13 @@ fn input_pipe(data: &[u8]) -> Result<OwnedFd, String> {
 
 /// Where a stream of output goes: the child's end (`None`: ember's own, the console) and,
 /// for output ember reads, the end ember reads from.
-fn output_for(output: &Output, what: &str) -> Result<(Option<OwnedFd>, Option<OwnedFd>), String> {
+/// `as_another_user`: the service runs as a user other than ember's, so a file ember
+/// opens for it is not followed through a symbolic link (see below).
+fn output_for(
+    output: &Output,
+    what: &str,
+    as_another_user: bool,
+) -> Result<(Option<OwnedFd>, Option<OwnedFd>), String> {
     Ok(match output {
         Output::Log | Output::Rotated(_) => {
             let (read, write) = pipe(what)?;
@@ -147,12 +164,29 @@ fn output_for(output: &Output, what: &str) -> Result<(Option<OwnedFd>, Option<Ow
         Output::Null => (Some(dev_null()?), None),
         Output::File(path) => {
             // A device or a FIFO is fine here (the service writes it), but not a wait.
+            // ember opens it with its own rights and hands it over: for a service of
+            // another user, never through a link at the end of the path, which the service
+            // may have put there in its own directory to be given any file ember can open.
+            let flags = if as_another_user {
+                nix::libc::O_NOFOLLOW
+            } else {
+                0
+            };
             let file = crate::filekind::open_without_waiting(
                 OpenOptions::new().create(true).append(true).mode(0o644),
-                0,
+                flags,
                 path,
             )
-            .map_err(|e| format!("cannot open {} for output: {e}", path.display()))?;
+            .map_err(|e| {
+                if e.raw_os_error() == Some(nix::libc::ELOOP) && as_another_user {
+                    format!(
+                        "cannot open {} for output: it is a symbolic link, which ember does not follow for a service that runs as another user (it could point it at any file, for ember to open with its rights); name the file it points to",
+                        path.display()
+                    )
+                } else {
+                    format!("cannot open {} for output: {e}", path.display())
+                }
+            })?;
             (Some(OwnedFd::from(file)), None)
         }
     })
@@ -211,21 +245,32 @@ fn in_child(spec: &ServiceSpec, cgroup: Option<Cgroup>) -> Result<InChild, Strin
         }
         rlimits.push((limit.resource, amount));
     }
-    // ember as PID 1 runs at -1000, and children inherit it: a service must not be
-    // unkillable by the OOM killer unless it asks to be.
-    let own = own_oom_score_adj();
-    let wanted = spec.limits.oom_score_adjust.unwrap_or(0);
-    if wanted < own && !privileged {
-        return Err(format!(
-            "oom_score_adjust = {wanted} is below ember's own ({own}), and ember lacks CAP_SYS_RESOURCE to lower it"
-        ));
-    }
-    let oom_score_adj = (wanted != own).then(|| format!("{wanted}\n").into_bytes());
+    let oom_score_adj = oom_step(
+        spec.limits.oom_score_adjust,
+        own_oom_score_adj(),
+        privileged,
+    )?;
     Ok(InChild {
         cgroup,
         rlimits,
         oom_score_adj,
     })
+}
+
+/// What the child writes to /proc/self/oom_score_adj (`None`: nothing, it keeps ember's
+/// `own`), for `wanted` (the service's `oom_score_adjust`). ember as PID 1 runs at -1000,
+/// and children inherit it: a service must not be unkillable by the OOM killer unless it
+/// asks to be, so one that does not ask runs at 0. A score above 0 that whoever started
+/// ember gave it (a user session's manager, a container runtime) is kept, as any child
+/// keeps it: lowering it would need CAP_SYS_RESOURCE, and undo what was asked of ember.
+fn oom_step(wanted: Option<i32>, own: i32, privileged: bool) -> Result<Option<Vec<u8>>, String> {
+    let wanted = wanted.unwrap_or(own.max(0));
+    if wanted < own && !privileged {
+        return Err(format!(
+            "oom_score_adjust = {wanted} is below ember's own ({own}), and ember lacks CAP_SYS_RESOURCE to lower it"
+        ));
+    }
+    Ok((wanted != own).then(|| format!("{wanted}\n").into_bytes()))
 }
 
 /// Whether ember may raise hard limits and lower OOM scores: CAP_SYS_RESOURCE, which
@@ -270,21 +315,19 @@ pub fn spawn_service(
     }
     let identity = resolve_identity(spec.user.as_deref(), spec.group.as_deref())?;
     let in_child = in_child(spec, cgroup)?;
-    let mut env = Environment::inherited();
-    env.remove("NOTIFY_SOCKET");
-    env.remove("LISTEN_FDS");
-    env.remove("LISTEN_PID");
+    let mut env = Environment::for_children();
     if env.get("PATH").is_none() {
         env.set("PATH", crate::config::service::default_path());
     }
-    if let Some(id) = &identity {
-        if let Some(home) = &id.home {
-            env.set("HOME", home);
+    // The account's, not ember's (root's): with a `user`, HOME is its home (none for an
+    // id without an account), USER and LOGNAME its name.
+    if let (Some(id), Some(_)) = (&identity, &spec.user) {
+        match &id.home {
+            Some(home) => env.set("HOME", home),
+            None => env.remove("HOME"),
         }
-        if let Some(name) = &id.name {
-            env.set("USER", name);
-            env.set("LOGNAME", name);
-        }
+        env.set("USER", &id.name);
+        env.set("LOGNAME", &id.name);
     }
     for (key, value) in &spec.env {
         env.set(key, value);
@@ -321,8 +364,11 @@ pub fn spawn_service(
             Some(input) => input_pipe(input.expose().as_bytes())?,
             None => empty_stdin()?,
         });
-        (child_ends[1], stdout) = output_for(&spec.stdout, "output")?;
-        (child_ends[2], stderr) = output_for(&spec.stderr, "errors")?;
+        let as_another_user = identity
+            .as_ref()
+            .is_some_and(|id| id.uid != Uid::effective());
+        (child_ends[1], stdout) = output_for(&spec.stdout, "output", as_another_user)?;
+        (child_ends[2], stderr) = output_for(&spec.stderr, "errors", as_another_user)?;
     }
     let pid = launch(plan, identity, in_child, child_ends)?;
     Ok(Spawned {
@@ -337,7 +383,7 @@ pub fn spawn_helper(argv: &[String]) -> Result<Pid, String> {
     if argv.is_empty() {
         return Err("the check command is empty".into());
     }
-    let env = Environment::inherited();
+    let env = Environment::for_children();
     let plan = Plan::new(argv, env.pairs())?;
     let child_ends = [Some(empty_stdin()?), Some(dev_null()?), Some(dev_null()?)];
     launch(plan, None, InChild::default(), child_ends)
@@ -349,7 +395,7 @@ pub fn spawn_asking(argv: &[String]) -> Result<(Pid, OwnedFd), String> {
     if argv.is_empty() {
         return Err("the command is empty".into());
     }
-    let env = Environment::inherited();
+    let env = Environment::for_children();
     let plan = Plan::new(argv, env.pairs())?;
     let (read, write) = pipe("output")?;
     let child_ends = [Some(empty_stdin()?), Some(write), Some(dev_null()?)];
@@ -386,4 +432,72 @@ fn launch(
     // The child's ends close here, in ember: the child has its copies.
     drop(child_ends);
     Ok(pid as Pid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{oom_step, output_for};
+    use crate::config::Output;
+
+    /// ember opens a plain output file as root and gives the service the descriptor. For
+    /// a service that runs as another user, a symbolic link there is refused: in a
+    /// directory of its own (`/var/log/app/`), the service could replace its log with a
+    /// link to /etc/shadow, and at its next start it was given /etc/shadow to append to.
+    /// A link is followed for a service that runs as ember does (it has ember's rights).
+    #[test]
+    fn a_service_of_another_user_is_not_given_the_file_a_link_points_to() {
+        let dir = std::env::temp_dir().join(format!("ember-spawn-link-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let target = dir.join("precious");
+        std::fs::write(&target, "keep\n").expect("write");
+        let link = dir.join("app.log");
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&target, &link).expect("symlink");
+        let output = Output::File(link.clone());
+        let error =
+            output_for(&output, "output", true).expect_err("a link is refused for another user");
+        assert!(
+            error.contains(&link.display().to_string()) && error.contains("symbolic link"),
+            "{error}"
+        );
+        assert!(output_for(&output, "output", false).is_ok());
+        // A plain file, or none yet, is opened (made) for either.
+        let plain = Output::File(dir.join("plain.log"));
+        assert!(output_for(&plain, "output", true).is_ok());
+        assert!(dir.join("plain.log").is_file());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn text(step: Result<Option<Vec<u8>>, String>) -> Result<Option<String>, String> {
+        step.map(|bytes| bytes.map(|b| String::from_utf8_lossy(&b).into_owned()))
+    }
+
+    /// A service without `oom_score_adjust` runs at 0, unless ember's own score is higher
+    /// (a user session's manager, a container runtime, set ember at 100 or 200): then it
+    /// keeps ember's, as any child would. It was refused there instead, without
+    /// CAP_SYS_RESOURCE ("oom_score_adjust = 0 is below ember's own"), though none was
+    /// asked for: no service could start.
+    #[test]
+    fn without_oom_score_adjust_a_service_is_never_below_embers_own_positive_score() {
+        for privileged in [false, true] {
+            assert_eq!(text(oom_step(None, 100, privileged)), Ok(None));
+            assert_eq!(text(oom_step(None, 0, privileged)), Ok(None));
+            // PID 1's -1000 is ember's, not its services'.
+            assert_eq!(
+                text(oom_step(None, -1000, privileged)),
+                Ok(Some("0\n".into()))
+            );
+            assert_eq!(
+                text(oom_step(Some(500), 100, privileged)),
+                Ok(Some("500\n".into()))
+            );
+        }
+        // Asked for, below ember's own: only with the right to lower it.
+        assert_eq!(
+            text(oom_step(Some(-500), 100, true)),
+            Ok(Some("-500\n".into()))
+        );
+        let refused = oom_step(Some(0), 100, false).expect_err("below ember's own");
+        assert!(refused.contains("CAP_SYS_RESOURCE"), "{refused}");
+    }
 }

@@ -102,10 +102,19 @@ pub fn cpu_usage_usec(cgroup: &Path) -> Option<u64> {
         .and_then(|n| n.trim().parse().ok())
 }
 
+/// At most this many processes are described (`tasks` counts them all).
+const MAX_DESCRIBED: usize = 512;
+/// A command line is cut at this many bytes.
+const MAX_COMMAND: usize = 1024;
+
 /// Each process with its parent and command line, the main one first.
 pub fn describe(pids: &[Pid], main: Option<Pid>) -> Vec<Process> {
-    let mut processes: Vec<Process> = pids
+    // The main process is described whatever its place among the first.
+    let main_pid = main.filter(|m| pids.contains(m));
+    let mut processes: Vec<Process> = main_pid
         .iter()
+        .chain(pids.iter().filter(|&&p| Some(p) != main_pid))
+        .take(MAX_DESCRIBED)
         .filter_map(|&pid| {
             let stat = stat(pid)?;
             Some(Process {
@@ -125,7 +134,13 @@ pub fn describe(pids: &[Pid], main: Option<Pid>) -> Vec<Process> {
 
 /// argv joined by spaces; a process without one (a zombie, a kernel thread) by its name.
 fn command_line(pid: Pid) -> String {
-    let argv = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    use std::io::Read;
+    // Its first MAX_COMMAND bytes only: an argv can be megabytes.
+    let mut argv = Vec::new();
+    let cut = fs::File::open(format!("/proc/{pid}/cmdline"))
+        .and_then(|f| f.take(MAX_COMMAND as u64 + 1).read_to_end(&mut argv))
+        .is_ok_and(|n| n > MAX_COMMAND);
+    argv.truncate(MAX_COMMAND);
     let words: Vec<String> = argv
         .split(|b| *b == 0)
         .filter(|w| !w.is_empty())
@@ -134,6 +149,8 @@ fn command_line(pid: Pid) -> String {
     if words.is_empty() {
         let name = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
         format!("[{}]", name.trim())
+    } else if cut {
+        format!("{}…", words.join(" "))
     } else {
         words.join(" ")
     }
@@ -175,6 +192,33 @@ mod tests {
             }
         );
         assert_eq!(parse_stat("4242 (truncated"), None);
+    }
+
+    /// A service decides how many processes it has and how long their command lines are
+    /// (megabytes each, within ARG_MAX): a status with details must not cost PID 1 their
+    /// sum. Each line is cut, and so is the list (`tasks` still counts them all).
+    #[test]
+    fn described_processes_are_bounded_in_number_and_length() {
+        let long = "x".repeat(100 * 1024);
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "sleep 1000; :", "sh"])
+            .args(std::iter::repeat_n(long.as_str(), 8))
+            .spawn()
+            .expect("sh");
+        let pid = child.id() as Pid;
+        // (spawn returns once sh is exec'd: its command line is there.)
+        let described = describe(&[pid], Some(pid));
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(described.len(), 1);
+        assert!(
+            described[0].command.len() <= MAX_COMMAND + 8,
+            "{} bytes",
+            described[0].command.len()
+        );
+        let me = std::process::id() as Pid;
+        let many = vec![me; MAX_DESCRIBED + 100];
+        assert_eq!(describe(&many, None).len(), MAX_DESCRIBED);
     }
 
     #[test]

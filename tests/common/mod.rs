@@ -210,6 +210,7 @@ impl Ember {
             mode,
             Some(parent),
             &[],
+            &[],
         )
     }
 
@@ -222,6 +223,20 @@ impl Ember {
             Mode::Plain,
             None,
             syscalls,
+            &[],
+        )
+    }
+
+    /// A plain ember (not PID 1) started with `env` added to its environment: what a
+    /// supervisor under systemd, a container runtime or a shell is given.
+    pub fn start_plain_with_env(tag: &str, services: &str, env: &[(&str, &str)]) -> Ember {
+        Self::launch_in(
+            tag,
+            &format!("[control]\nsocket = \"$DIR/control.sock\"\n\n{services}"),
+            Mode::Plain,
+            None,
+            &[],
+            env,
         )
     }
 
@@ -238,7 +253,7 @@ impl Ember {
     }
 
     fn launch_raw(tag: &str, text: &str, mode: Mode) -> Ember {
-        Self::launch_in(tag, text, mode, None, &[])
+        Self::launch_in(tag, text, mode, None, &[], &[])
     }
 
     fn launch_in(
@@ -247,6 +262,7 @@ impl Ember {
         mode: Mode,
         cgroup: Option<&Path>,
         refused: &[i64],
+        env: &[(&str, &str)],
     ) -> Ember {
         let dir = TempDir::new(tag);
         let socket = dir.path("control.sock");
@@ -342,6 +358,7 @@ impl Ember {
                 });
             }
         }
+        command.envs(env.iter().copied());
         command
             .env("EMBER_LOG", "debug")
             .stdin(Stdio::null())
