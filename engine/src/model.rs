@@ -84,6 +84,9 @@ pub struct Unit {
     pub due: bool,
     /// The count of the engine's tally it is in.
     pub(crate) class: crate::engine::Class,
+    /// What it last passed on to what requires it (see `Engine::touch`); None: not
+    /// known, and looked through.
+    pub(crate) passed_on: Option<crate::engine::PassedOn>,
 }
 
 impl Unit {
@@ -114,6 +117,7 @@ impl Unit {
             schedule_on: false,
             due: false,
             class: crate::engine::Class::Settled,
+            passed_on: None,
         }
     }
 

@@ -249,6 +249,7 @@ impl Ember {
             Mode::Pid1,
             None,
             syscalls,
+            &[],
         )
     }
 

@@ -118,8 +118,10 @@ impl Runtime {
                         // Once a run: a service that says it again and again does not
                         // fill the log.
                         let proc = self.services.get_mut(&name).map(|k| &mut k.proc);
-                        if let Some(proc) = proc.filter(|p| p.told_stopping != Some(run)) {
-                            proc.told_stopping = Some(run);
+                        if let Some(proc) =
+                            proc.filter(|p| p.noted().and_then(|n| n.told_stopping) != Some(run))
+                        {
+                            proc.notes().told_stopping = Some(run);
                             crate::log::info!("{name}: says it is stopping");
                         }
                     }
@@ -148,8 +150,10 @@ impl Runtime {
                 Err(e) => {
                     // Once a run (it is tried again every 250ms): not a line per try.
                     let proc = self.services.get_mut(&name).map(|k| &mut k.proc);
-                    if let Some(proc) = proc.filter(|p| p.check_unrunnable != Some(run)) {
-                        proc.check_unrunnable = Some(run);
+                    if let Some(proc) =
+                        proc.filter(|p| p.noted().and_then(|n| n.check_unrunnable) != Some(run))
+                    {
+                        proc.notes().check_unrunnable = Some(run);
                         crate::log::warn!("{name}: its readiness check cannot run ({e}); it is not ready until it can and exits 0 (tried again every 250ms, said once a run); fix ready = {{ exec = {argv:?} }}");
                     }
                     let _ = done.send(false);
@@ -205,15 +209,19 @@ impl Runtime {
         let now = Instant::now();
         let key = self.shared_name(&name);
         let proc = &mut self.services.entry(&key).proc;
-        match proc.status_due.filter(|due| now < *due) {
+        match proc
+            .noted()
+            .and_then(|n| n.status_due)
+            .filter(|due| now < *due)
+        {
             Some(due) => {
-                if proc.status_waiting.replace((run, text)).is_none() {
+                if proc.notes().status_waiting.replace((run, text)).is_none() {
                     self.untold.again(Held::Status, key, due);
                 }
             }
             None => {
-                proc.status_due = Some(now + STATUS_EVERY);
-                proc.status_waiting = None;
+                proc.notes().status_due = Some(now + STATUS_EVERY);
+                proc.notes().status_waiting = None;
                 self.input(Input::StatusText { name, run, text });
             }
         }
@@ -224,8 +232,8 @@ impl Runtime {
         let Some(proc) = self.services.get_mut(name).map(|k| &mut k.proc) else {
             return;
         };
-        if let Some((run, text)) = proc.status_waiting.take() {
-            proc.status_due = Some(Instant::now() + STATUS_EVERY);
+        if let Some((run, text)) = proc.notes.as_mut().and_then(|n| n.status_waiting.take()) {
+            proc.notes().status_due = Some(Instant::now() + STATUS_EVERY);
             let name = name.to_owned();
             self.input(Input::StatusText { name, run, text });
         }
@@ -247,11 +255,12 @@ impl Runtime {
         if sender <= 0 {
             return trusted;
         }
-        if main == Some(sender) || proc.notify_sender == Some((run, sender)) {
+        if main == Some(sender) || proc.noted().and_then(|n| n.notify_sender) == Some((run, sender))
+        {
             return true;
         }
         // Nor is a flood from one process refused a lookup per message.
-        if proc.notify_refused == Some((run, sender)) {
+        if proc.noted().and_then(|n| n.notify_refused) == Some((run, sender)) {
             return false;
         }
         let gone = kill(NixPid::from_raw(sender), None) == Err(nix::errno::Errno::ESRCH)
@@ -266,10 +275,13 @@ impl Runtime {
         };
         if own {
             // The next message from it is heard without looking again.
-            proc.notify_sender = Some((run, sender));
+            proc.notes().notify_sender = Some((run, sender));
         } else {
-            let told = proc.notify_refused.is_some_and(|(r, _)| r == run);
-            proc.notify_refused = Some((run, sender));
+            let told = proc
+                .noted()
+                .and_then(|n| n.notify_refused)
+                .is_some_and(|(r, _)| r == run);
+            proc.notes().notify_refused = Some((run, sender));
             if told {
                 return false;
             }
@@ -292,8 +304,10 @@ impl Runtime {
         if exited.is_none() && !self.owns(&name, pid) {
             // Once a run: a service that says it again and again does not fill the log.
             let proc = self.services.get_mut(&name).map(|k| &mut k.proc);
-            if let Some(proc) = proc.filter(|p| p.main_pid_refused != Some(run)) {
-                proc.main_pid_refused = Some(run);
+            if let Some(proc) =
+                proc.filter(|p| p.noted().and_then(|n| n.main_pid_refused) != Some(run))
+            {
+                proc.notes().main_pid_refused = Some(run);
                 crate::log::warn!("{name}: ignoring main pid {pid}: not a process of this service (said once a run: later ones are ignored without a word)");
             }
             return;

@@ -80,6 +80,29 @@ pub(super) struct Proc {
     pub(super) oom_kills_before: u64,
     /// The cgroup's CPU time (usage_usec) before this run: what a run used is the rest.
     pub(super) cpu_before: u64,
+    /// What few services need noted about a run (boxed, and made when first needed: inline
+    /// it cost every service 0.2 KiB).
+    pub(super) notes: Option<Box<Notes>>,
+    /// SIGKILL went to its cgroup's processes (by cgroup.kill) since its last spawn.
+    pub(super) cgroup_killed: bool,
+}
+
+impl Proc {
+    /// Its notes, made if it has none.
+    pub(super) fn notes(&mut self) -> &mut Notes {
+        self.notes.get_or_insert_with(Box::default)
+    }
+
+    /// Its notes, if any were made.
+    pub(super) fn noted(&self) -> Option<&Notes> {
+        self.notes.as_deref()
+    }
+}
+
+/// What was heard from, and said about, a service's run: notify senders, STATUS= held
+/// back, and what was logged once a run.
+#[derive(Default)]
+pub(super) struct Notes {
     /// The run whose refused main pid (sd_notify MAINPID=, a pid file) was logged: once
     /// a run, however often it is said.
     pub(super) main_pid_refused: Option<u64>,
@@ -97,8 +120,6 @@ pub(super) struct Proc {
     /// The last process not its own whose message was ignored, and in which run (it was
     /// logged then: once a run).
     pub(super) notify_refused: Option<(u64, Pid)>,
-    /// SIGKILL went to its cgroup's processes (by cgroup.kill) since its last spawn.
-    pub(super) cgroup_killed: bool,
 }
 
 /// What a published status said of a service: a new status that says the same is not
