@@ -248,6 +248,13 @@ impl Units {
         self.iter().map(|(n, _)| n)
     }
 
+    /// Every unit, to change, in the order of [`Units::iter`]: counted as it counts.
+    fn values_mut(&mut self) -> impl Iterator<Item = &mut Unit> + '_ {
+        #[cfg(test)]
+        self.visits.set(self.visits.get() + self.map.len() as u64);
+        self.map.values_mut().map(|unit| &mut **unit)
+    }
+
     fn visit(&self) {
         #[cfg(test)]
         self.visits.set(self.visits.get() + 1);
@@ -443,12 +450,9 @@ impl Engine {
         engine.dirty = engine.units.keys().map(|name| name.to_string()).collect();
         // What each passes on now: every service is looked at by the next reconcile, with
         // these answers or later ones, which a change passes on in turn.
-        let names: Vec<String> = engine.units.keys().map(|name| name.to_string()).collect();
-        for name in names {
-            let passed = engine.passes_on(&name);
-            if let Some(unit) = engine.units.get_mut(&name) {
-                unit.passed_on = Some(passed);
-            }
+        let passed: Vec<PassedOn> = engine.units.keys().map(|n| engine.passes_on(n)).collect();
+        for (unit, passed) in engine.units.values_mut().zip(passed) {
+            unit.passed_on = Some(passed);
         }
         engine
     }
@@ -798,17 +802,23 @@ impl Engine {
         let mut todo = vec![name.to_owned()];
         let mut seen = BTreeSet::new();
         while let Some(next) = todo.pop() {
-            let dependents = self.dependents.get(&next).cloned().unwrap_or_default();
-            for dependent in dependents {
-                let Some(unit) = self.units.get(&dependent) else {
-                    continue;
-                };
-                if unit.spec.requires.contains(&next) && seen.insert(dependent.clone()) {
-                    self.dirty.insert(dependent.clone());
+            // What requires `next`, not looked at yet (collected: each is then updated).
+            let above: Vec<String> = (self.dependents.get(&next).into_iter().flatten())
+                .filter(|d| {
+                    self.units
+                        .get(d)
+                        .is_some_and(|u| u.spec.requires.contains(&next))
+                })
+                .filter(|d| seen.insert((*d).clone()))
+                .cloned()
+                .collect();
+            for dependent in above {
+                if let Some(unit) = self.units.get(&dependent) {
                     self.dirty.extend(unit.spec.ordered_after().cloned());
-                    if self.passes_on_new(&dependent) {
-                        todo.push(dependent);
-                    }
+                }
+                self.dirty.insert(dependent.clone());
+                if self.passes_on_new(&dependent) {
+                    todo.push(dependent);
                 }
             }
         }
@@ -1668,11 +1678,8 @@ impl Engine {
         self.look_again_below(look_again);
         self.rebuild_dependents();
         // What was passed on along edges a reload may have changed: looked through again.
-        let names: Vec<String> = self.units.keys().map(|n| n.to_string()).collect();
-        for name in names {
-            if let Some(unit) = self.units.get_mut(&name) {
-                unit.passed_on = None;
-            }
+        for unit in self.units.values_mut() {
+            unit.passed_on = None;
         }
         actions.push(Action::Reloaded(Box::new(report)));
     }
