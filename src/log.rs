@@ -122,20 +122,16 @@ fn filter_from(env: Option<&str>, config_level: Option<&str>) -> (Targets, Optio
             .and_then(|s| Targets::from_str(s).ok())
             .unwrap_or_else(|| Targets::new().with_default(Level::INFO))
     };
-    match env {
+    // parse_log_level passes only what Targets reads.
+    match env.map(|text| crate::config::values::parse_log_level(text).map(|_| text)) {
         None => (fallback(), None),
-        Some(text) => match crate::config::values::parse_log_level(text) {
-            Ok(_) => match Targets::from_str(text) {
-                Ok(targets) => (targets, None),
-                Err(e) => (fallback(), Some(format!("EMBER_LOG: {e}; ignored"))),
-            },
-            Err(e) => (
-                fallback(),
-                Some(format!(
-                    "EMBER_LOG: {e}; ignored (the level is [log] level's, else info)"
-                )),
-            ),
-        },
+        Some(Ok(text)) => (Targets::from_str(text).unwrap_or_else(|_| fallback()), None),
+        Some(Err(e)) => (
+            fallback(),
+            Some(format!(
+                "EMBER_LOG: {e}; ignored (the level is [log] level's, else info)"
+            )),
+        ),
     }
 }
 

@@ -105,9 +105,17 @@ pub fn notify_socket_in(dir: &std::path::Path, name: &str) -> PathBuf {
 }
 
 /// Why the service `name`'s notify socket, in `dir` (a [`notify_dir`]), could not be
-/// bound: its path would be too long. Checked for each service by `ember check`, and for
-/// each instance a start makes (its name is part of the path).
-pub fn notify_socket_too_long(dir: &std::path::Path, name: &str) -> Option<String> {
+/// bound: it is a notify service and the path would be too long. Checked for each
+/// service by `ember check`, and for each instance a start makes (its name is part of
+/// the path).
+pub fn notify_socket_too_long(
+    dir: &std::path::Path,
+    name: &str,
+    spec: &super::service::ServiceSpec,
+) -> Option<String> {
+    if spec.ready != super::service::Readiness::Notify {
+        return None;
+    }
     let path = notify_socket_in(dir, name);
     let len = path.as_os_str().len();
     (len > SOCKET_PATH_MOST).then(|| {

@@ -115,6 +115,21 @@ pub enum CtrlAltDel {
     Ignore,
 }
 
+impl CtrlAltDel {
+    /// The end Ctrl-Alt-Del (SIGINT to PID 1) asks for; None when it is ignored (and
+    /// said).
+    pub fn power(self) -> Option<crate::pid1::Power> {
+        match self {
+            CtrlAltDel::Reboot => Some(crate::pid1::Power::Reboot),
+            CtrlAltDel::Poweroff => Some(crate::pid1::Power::Poweroff),
+            CtrlAltDel::Ignore => {
+                crate::log::info!("Ctrl-Alt-Del: ignored ([system] ctrl_alt_del = \"ignore\")");
+                None
+            }
+        }
+    }
+}
+
 impl FromToml for CtrlAltDel {
     fn from_toml(value: Spanned<DeValue<'_>>, issues: &mut Vec<Issue>) -> Option<Self> {
         let words = [
@@ -636,12 +651,9 @@ fn load_source(source: &Rc<Source>, problems: &mut Vec<Problem>) -> Config {
     }
     // A notify service's socket is bound beside the control socket: a path too long to
     // bind failed every start, found only then (by a hostile review).
+    let dir = control::notify_dir(&control.socket);
     for (name, (spec, _)) in &services {
-        if spec.ready != Readiness::Notify {
-            continue;
-        }
-        let dir = control::notify_dir(&control.socket);
-        if let Some(why) = control::notify_socket_too_long(&dir, name) {
+        if let Some(why) = control::notify_socket_too_long(&dir, name, spec) {
             let Some((source, deps)) = spans.get(name) else {
                 continue;
             };

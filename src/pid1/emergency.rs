@@ -47,13 +47,9 @@ pub fn run(
         let signal = unsafe { nix::libc::sigwaitinfo(handled.as_ref(), std::ptr::null_mut()) };
         let power = match super::meaning(signal) {
             Some(Meaning::Shutdown(power) | Meaning::Immediate(power)) => power,
-            Some(Meaning::CtrlAltDel) => match ctrl_alt_del {
-                CtrlAltDel::Reboot => Power::Reboot,
-                CtrlAltDel::Poweroff => Power::Poweroff,
-                CtrlAltDel::Ignore => {
-                    crate::log::info!("Ctrl-Alt-Del: ignored ([system] ctrl_alt_del = \"ignore\")");
-                    continue;
-                }
+            Some(Meaning::CtrlAltDel) => match ctrl_alt_del.power() {
+                Some(power) => power,
+                None => continue,
             },
             Some(Meaning::Reload) => {
                 crate::log::warn!("SIGHUP: ignored: ember is in emergency mode ({reason}); only poweroff, reboot and halt work");

@@ -9,6 +9,7 @@
 
 use super::watchdog::Petting;
 use super::{mounts, Power, Role};
+use ember_ipc::text::escape_controls;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
@@ -163,7 +164,8 @@ pub fn reboot(power: Power) {
     // Docker's default, or a seccomp filter): its exit ends the namespace as reboot(2)
     // would have. Not the machine's init (or one that cannot tell: no /proc), whose
     // exit is a kernel panic: the emergency loop keeps it.
-    if !super::kernel_init() && super::detect_role() == Role::Namespace {
+    // (As PID 1, not the machine's init is PID 1 of a namespace.)
+    if !super::kernel_init() {
         crate::log::warn!(
             "reboot(2) refused ({e}: this PID namespace may not reboot, as in a container without CAP_SYS_BOOT); PID 1 exits instead, which ends the namespace"
         );
@@ -407,17 +409,13 @@ fn command_of(process: &Remaining) -> String {
     let text = String::from_utf8_lossy(&argv);
     let text = text.trim_end_matches('\0');
     if text.is_empty() {
-        return format!("[{}]", clean(&process.command));
+        return format!("[{}]", escape_controls(&process.command));
     }
-    let mut line = clean(&text.replace('\0', " "));
+    let mut line = escape_controls(&text.replace('\0', " ")).into_owned();
     if line.chars().count() > MAX {
         line = line.chars().take(MAX).collect::<String>() + "...";
     }
     line
-}
-
-fn clean(text: &str) -> String {
-    ember_ipc::text::escape_controls(text).into_owned()
 }
 
 fn ms(since: Instant) -> u128 {

@@ -17,7 +17,7 @@ use super::model::{Exit, Pid, Unit};
 use super::output;
 use super::signals::Signals;
 use super::{notify, readiness, spawn};
-use crate::config::{self, Config, CtrlAltDel, FailureAction};
+use crate::config::{self, Config, FailureAction};
 use crate::pid1::watchdog::{Petting, Watchdog};
 use crate::pid1::{Meaning, Power, Role};
 use ember_ipc::broadcast::Broadcast;
@@ -731,13 +731,9 @@ impl Runtime {
         }
         let power = match crate::pid1::meaning(signal) {
             Some(Meaning::Shutdown(power)) => power,
-            Some(Meaning::CtrlAltDel) => match self.config.system.ctrl_alt_del {
-                CtrlAltDel::Reboot => Power::Reboot,
-                CtrlAltDel::Poweroff => Power::Poweroff,
-                CtrlAltDel::Ignore => {
-                    crate::log::info!("Ctrl-Alt-Del: ignored ([system] ctrl_alt_del = \"ignore\")");
-                    return;
-                }
+            Some(Meaning::CtrlAltDel) => match self.config.system.ctrl_alt_del.power() {
+                Some(power) => power,
+                None => return,
             },
             Some(Meaning::Immediate(power)) => {
                 // systemd's "immediately": no service is stopped first; the last steps
@@ -980,10 +976,8 @@ fn with_instances<'a>(
     for name in made {
         if !specs.contains_key(name) {
             if let Some(spec) = config.made_on_demand(name) {
-                let unbindable = (spec.ready == config::service::Readiness::Notify)
-                    .then(|| config::control::notify_socket_too_long(notify_dir, name))
-                    .flatten();
-                if let Some(why) = unbindable {
+                if let Some(why) = config::control::notify_socket_too_long(notify_dir, name, &spec)
+                {
                     left_out.push(format!("{why} ({name} was made by a start)"));
                     continue;
                 }

@@ -380,26 +380,25 @@ pub fn spawn_service(
 
 /// Spawns a helper command (a readiness `exec` check) with no output.
 pub fn spawn_helper(argv: &[String]) -> Result<Pid, String> {
-    if argv.is_empty() {
-        return Err("the check command is empty".into());
-    }
-    let env = Environment::for_children();
-    let plan = Plan::new(argv, env.pairs())?;
-    let child_ends = [Some(empty_stdin()?), Some(dev_null()?), Some(dev_null()?)];
-    launch(plan, None, InChild::default(), child_ends)
+    spawn_plain(argv, "the check command is empty", dev_null()?)
 }
 
 /// A helper whose answer is what it prints (`--handover-accepts`): its stdout is a pipe,
 /// whose read end comes back with its pid.
 pub fn spawn_asking(argv: &[String]) -> Result<(Pid, OwnedFd), String> {
+    let (read, write) = pipe("output")?;
+    spawn_plain(argv, "the command is empty", write).map(|pid| (pid, read))
+}
+
+/// A helper of ember's: its environment for children, no stdin, `stdout`, no stderr.
+fn spawn_plain(argv: &[String], empty: &str, stdout: OwnedFd) -> Result<Pid, String> {
     if argv.is_empty() {
-        return Err("the command is empty".into());
+        return Err(empty.into());
     }
     let env = Environment::for_children();
     let plan = Plan::new(argv, env.pairs())?;
-    let (read, write) = pipe("output")?;
-    let child_ends = [Some(empty_stdin()?), Some(write), Some(dev_null()?)];
-    launch(plan, None, InChild::default(), child_ends).map(|pid| (pid, read))
+    let child_ends = [Some(empty_stdin()?), Some(stdout), Some(dev_null()?)];
+    launch(plan, None, InChild::default(), child_ends)
 }
 
 /// Starts `plan` with the identity, the in-child steps and fds 0-2 given (`None`: ember's

@@ -109,9 +109,9 @@ const MAX_COMMAND: usize = 1024;
 
 /// Each process with its parent and command line, the main one first.
 pub fn describe(pids: &[Pid], main: Option<Pid>) -> Vec<Process> {
-    // The main process is described whatever its place among the first.
+    // The main process first (the tree hangs from it), whatever its place among the pids.
     let main_pid = main.filter(|m| pids.contains(m));
-    let mut processes: Vec<Process> = main_pid
+    main_pid
         .iter()
         .chain(pids.iter().filter(|&&p| Some(p) != main_pid))
         .take(MAX_DESCRIBED)
@@ -123,13 +123,7 @@ pub fn describe(pids: &[Pid], main: Option<Pid>) -> Vec<Process> {
                 command: command_line(pid),
             })
         })
-        .collect();
-    // The main process first (the tree hangs from it); no sort: its code is not worth it.
-    if let Some(i) = processes.iter().position(|p| Some(p.pid as Pid) == main) {
-        let first = processes.remove(i);
-        processes.insert(0, first);
-    }
-    processes
+        .collect()
 }
 
 /// argv joined by spaces; a process without one (a zombie, a kernel thread) by its name.

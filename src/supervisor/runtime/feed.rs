@@ -117,11 +117,11 @@ impl Runtime {
                     notify::Message::Stopping => {
                         // Once a run: a service that says it again and again does not
                         // fill the log.
-                        let proc = self.services.get_mut(&name).map(|k| &mut k.proc);
-                        if let Some(proc) =
-                            proc.filter(|p| p.noted().and_then(|n| n.told_stopping) != Some(run))
+                        if self
+                            .services
+                            .get_mut(&name)
+                            .is_some_and(|k| k.proc.first_in_run(run, |n| &mut n.told_stopping))
                         {
-                            proc.notes().told_stopping = Some(run);
                             crate::log::info!("{name}: says it is stopping");
                         }
                     }
@@ -149,11 +149,11 @@ impl Runtime {
                 }
                 Err(e) => {
                     // Once a run (it is tried again every 250ms): not a line per try.
-                    let proc = self.services.get_mut(&name).map(|k| &mut k.proc);
-                    if let Some(proc) =
-                        proc.filter(|p| p.noted().and_then(|n| n.check_unrunnable) != Some(run))
+                    if self
+                        .services
+                        .get_mut(&name)
+                        .is_some_and(|k| k.proc.first_in_run(run, |n| &mut n.check_unrunnable))
                     {
-                        proc.notes().check_unrunnable = Some(run);
                         crate::log::warn!("{name}: its readiness check cannot run ({e}); it is not ready until it can and exits 0 (tried again every 250ms, said once a run); fix ready = {{ exec = {argv:?} }}");
                     }
                     let _ = done.send(false);
@@ -303,11 +303,11 @@ impl Runtime {
         let exited = self.unclaimed.iter().position(|(p, _)| *p == pid);
         if exited.is_none() && !self.owns(&name, pid) {
             // Once a run: a service that says it again and again does not fill the log.
-            let proc = self.services.get_mut(&name).map(|k| &mut k.proc);
-            if let Some(proc) =
-                proc.filter(|p| p.noted().and_then(|n| n.main_pid_refused) != Some(run))
+            if self
+                .services
+                .get_mut(&name)
+                .is_some_and(|k| k.proc.first_in_run(run, |n| &mut n.main_pid_refused))
             {
-                proc.notes().main_pid_refused = Some(run);
                 crate::log::warn!("{name}: ignoring main pid {pid}: not a process of this service (said once a run: later ones are ignored without a word)");
             }
             return;

@@ -97,6 +97,14 @@ impl Proc {
     pub(super) fn noted(&self) -> Option<&Notes> {
         self.notes.as_deref()
     }
+    /// Whether `run` is not yet noted in `slot` (and notes it): what is said once a run.
+    pub(super) fn first_in_run(
+        &mut self,
+        run: u64,
+        slot: fn(&mut Notes) -> &mut Option<u64>,
+    ) -> bool {
+        slot(self.notes()).replace(run) != Some(run)
+    }
 }
 
 /// What was heard from, and said about, a service's run: notify senders, STATUS= held

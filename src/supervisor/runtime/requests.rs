@@ -219,12 +219,9 @@ impl Runtime {
             // What `ember check` refuses in a configured instance is refused here: a
             // notify socket that could not be bound failed every start of it (found by a
             // hostile review).
-            if spec.ready == crate::config::service::Readiness::Notify {
-                if let Some(why) =
-                    crate::config::control::notify_socket_too_long(&self.notify_dir, name)
-                {
-                    return Err(Reply::error(ErrorKind::BadRequest, why));
-                }
+            let unbindable = crate::config::control::notify_socket_too_long;
+            if let Some(why) = unbindable(&self.notify_dir, name, &spec) {
+                return Err(Reply::error(ErrorKind::BadRequest, why));
             }
             to_make.push(spec);
         }
