@@ -314,6 +314,20 @@ class EmberNull(Ember):
     tuned = True
 
 
+class EmberFiles(Ember):
+    """Not ember's default, and not chosen to flatter: each service's output to a file
+    that ember rotates (issue 15 section 3), to show what that setting costs. Only with
+    --only ember-files."""
+    name = "ember-files"
+    label = "ember, OTHER SETTING: stdout/stderr to rotated files"
+    tuned = True
+
+    def prepare(self, d, services, respawn=False, tables=""):
+        self.extra = [f'stdout = {{ file = "{d}/out.log", max_size = "1M", keep = 2 }}',
+                      f'stderr = {{ file = "{d}/err.log", max_size = "1M", keep = 2 }}']
+        return super().prepare(d, services, respawn, tables)
+
+
 class Dinit(Supervisor):
     name = "dinit"
     label = "dinit"
@@ -1230,7 +1244,8 @@ def main():
         sys.exit("measure.py: must run as root (unshare --pid)")
 
     everything = [Ember(args.ember), Dinit(args.dinit), S6(), Runit(), Busybox(args.busybox),
-                  EmberNull(args.ember), DinitBuffer(args.dinit), Supervisord()]
+                  EmberNull(args.ember), DinitBuffer(args.dinit), Supervisord(),
+                  EmberFiles(args.ember)]
     if args.only:
         keep = args.only.split(",")
         unknown = set(keep) - {s.name for s in everything}
@@ -1238,7 +1253,7 @@ def main():
             sys.exit(f"measure.py: unknown supervisor(s): {', '.join(sorted(unknown))}")
         sups = [s for s in everything if s.name in keep]
     else:
-        sups = [s for s in everything if s.name != "supervisord"
+        sups = [s for s in everything if s.name not in ("supervisord", "ember-files")
                 and not (s.tuned and (args.quick or args.no_tuned))]
     missing = [(s, s.missing()) for s in sups if s.missing()]
     # The adapters run as users of their own and must reach the control socket in here.

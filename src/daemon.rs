@@ -133,6 +133,9 @@ pub fn run(config_path: &Path, handover: Option<std::os::fd::RawFd>) -> i32 {
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         supervise(config, config_status, role, handover)
     }));
+    // The services' last lines, still queued for their files, before the exit or the
+    // shutdown's sync.
+    crate::supervisor::logfiles::flush(std::time::Duration::from_secs(5));
     let why = match (result, role) {
         (Ok(Some((ended, bound))), Role::Supervisor) => {
             if bound {

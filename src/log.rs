@@ -362,55 +362,24 @@ pub fn flush() {
 /// or Ctrl-S, a container's log pipe nobody reads) blocks a write(2) to it; from the main
 /// loop that stopped PID 1 whole: no reaping, no socket, no signals. So a line is written
 /// at once only when the console takes it without waiting (poll(2) says so, and it is
-/// within PIPE_BUF); otherwise it is queued for a thread of its own, which ends once the
-/// queue has been empty for a second. Not a thread for good: while PID 1 has a second
-/// thread, even one asleep, each spawn costs more (100 services came up in 62 ms instead
-/// of 39). Lines past what the queue holds are dropped, and the count is written once
-/// the console takes lines again.
+/// within PIPE_BUF); otherwise it is queued for a thread that runs while lines wait (see
+/// [`Served`](crate::mailbox::Served)). Lines past what the queue holds are dropped, and
+/// the count is written once the console takes lines again.
 mod console {
+    use crate::mailbox::Served;
     use std::collections::VecDeque;
     use std::io::Write;
-    use std::sync::{Condvar, Mutex};
-    use std::time::{Duration, Instant};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Duration;
 
     /// Lines held for a console that is slow to take them.
     const LIMIT: usize = 2048;
-    /// How long the writer waits for more before it ends.
-    const LINGER: Duration = Duration::from_secs(1);
     /// What a pipe that polls writable takes without waiting (a line of more is queued).
     const PIPE_BUF: usize = 4096;
 
-    struct State {
-        lines: VecDeque<String>,
-        dropped: u64,
-        /// The writer holds lines it took from the queue, or has been asked to.
-        writing: bool,
-        /// A writer thread is running.
-        writer: bool,
-    }
-
-    struct Queue {
-        state: Mutex<State>,
-        /// A line was queued.
-        more: Condvar,
-        /// The writer has written all it took.
-        idle: Condvar,
-    }
-
-    static QUEUE: Queue = Queue {
-        state: Mutex::new(State {
-            lines: VecDeque::new(),
-            dropped: 0,
-            writing: false,
-            writer: false,
-        }),
-        more: Condvar::new(),
-        idle: Condvar::new(),
-    };
-
-    fn lock(queue: &Queue) -> std::sync::MutexGuard<'_, State> {
-        queue.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
+    static QUEUE: Served<String> = Served::new(LIMIT, "console-log", write_lines);
+    /// Lines the full queue refused, not yet said.
+    static DROPPED: AtomicU64 = AtomicU64::new(0);
 
     /// Whether a write to the console now would not wait (writable, or an error to
     /// report: closed, hung up).
@@ -425,94 +394,36 @@ mod console {
     }
 
     pub fn write(line: String) {
-        let queue = &QUEUE;
-        let mut state = lock(queue);
-        // In order: only when nothing is queued or being written before it.
-        if state.lines.is_empty() && !state.writing && line.len() <= PIPE_BUF && takes_now() {
-            let _ = std::io::stderr().lock().write_all(line.as_bytes());
-            return;
-        }
-        if state.lines.len() >= LIMIT {
-            state.dropped += 1;
-            return;
-        }
-        state.lines.push_back(line);
-        if !state.writer {
-            let started = std::thread::Builder::new()
-                .name("console-log".into())
-                .spawn(writer)
-                .is_ok();
-            if !started {
-                // No thread to be had: written here, waiting, as before.
-                let lines = std::mem::take(&mut state.lines);
-                let mut stderr = std::io::stderr().lock();
-                for line in lines {
-                    let _ = stderr.write_all(line.as_bytes());
-                }
-                return;
+        let at_once = |line: &String| {
+            let takes = line.len() <= PIPE_BUF && takes_now();
+            if takes {
+                let _ = std::io::stderr().lock().write_all(line.as_bytes());
             }
-            state.writer = true;
-            state.writing = true;
-        } else if !state.writing {
-            // A writer at work takes this line with the others when it is done.
-            state.writing = true;
-            queue.more.notify_one();
+            takes
+        };
+        if QUEUE.send(line, at_once).is_err() {
+            DROPPED.fetch_add(1, Ordering::Relaxed);
         }
     }
 
-    fn writer() {
-        let queue = &QUEUE;
-        loop {
-            let (lines, dropped) = {
-                let mut state = lock(queue);
-                while state.lines.is_empty() && state.dropped == 0 {
-                    state.writing = false;
-                    queue.idle.notify_all();
-                    let (next, waited) = match queue.more.wait_timeout(state, LINGER) {
-                        Ok(woken) => woken,
-                        Err(e) => e.into_inner(),
-                    };
-                    state = next;
-                    if waited.timed_out() && state.lines.is_empty() && state.dropped == 0 {
-                        state.writer = false;
-                        return;
-                    }
-                }
-                state.writing = true;
-                (
-                    std::mem::take(&mut state.lines),
-                    std::mem::take(&mut state.dropped),
-                )
-            };
-            // All of them in one write(2).
-            let mut batch = Vec::with_capacity(lines.iter().map(String::len).sum::<usize>() + 80);
-            if dropped > 0 {
-                let _ = writeln!(
-                    batch,
-                    "ember: {dropped} log lines dropped: the console did not take them"
-                );
-            }
-            for line in lines {
-                batch.extend_from_slice(line.as_bytes());
-            }
-            let _ = std::io::stderr().lock().write_all(&batch);
+    /// All of them in one write(2), after the count of those dropped.
+    fn write_lines(lines: VecDeque<String>) {
+        let dropped = DROPPED.swap(0, Ordering::Relaxed);
+        let mut batch = Vec::with_capacity(lines.iter().map(String::len).sum::<usize>() + 80);
+        if dropped > 0 {
+            let _ = writeln!(
+                batch,
+                "ember: {dropped} log lines dropped: the console did not take them"
+            );
         }
+        for line in lines {
+            batch.extend_from_slice(line.as_bytes());
+        }
+        let _ = std::io::stderr().lock().write_all(&batch);
     }
 
     pub fn flush(limit: Duration) {
-        let queue = &QUEUE;
-        let deadline = Instant::now() + limit;
-        let mut state = lock(queue);
-        while !state.lines.is_empty() || state.writing {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return;
-            }
-            state = match queue.idle.wait_timeout(state, left) {
-                Ok((state, _)) => state,
-                Err(e) => e.into_inner().0,
-            };
-        }
+        QUEUE.flush(limit);
     }
 }
 

@@ -419,3 +419,88 @@ stdout = { file = "/proc/self/comm" }
         ember.log()
     );
 }
+
+/// The threads of ember's process (its PID 1 as the host sees it).
+fn threads(ember: &Ember) -> Option<u32> {
+    std::fs::read_to_string(format!("/proc/{}/status", ember.host_pid()))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Once the rotated files have their lines, PID 1 is one thread again: the writer is not
+/// a thread for good (while PID 1 had a second thread, even asleep, each spawn cost more).
+/// The writer comes back for the next lines.
+#[test]
+fn the_file_writer_is_a_thread_only_while_there_are_lines_to_write() {
+    if !can_unshare() {
+        return;
+    }
+    let mut services = String::new();
+    for i in 0..10 {
+        services.push_str(&format!(
+            "[service.w{i}]\ncommand = [\"/bin/sh\", \"-c\", \"echo first-{i}; while [ ! -e $DIR/again ]; do sleep 0.1; done; echo second-{i}; exec sleep 7830200\"]\nstdout = {{ file = \"$DIR/w{i}.log\", max_size = \"1M\", keep = 2 }}\n\n"
+        ));
+    }
+    let ember = Ember::start("outputs-writer-thread", &services);
+    let has = |i: usize, word: &str| {
+        std::fs::read_to_string(ember.dir.path(&format!("w{i}.log")))
+            .unwrap_or_default()
+            .contains(&format!("{word}-{i}"))
+    };
+    assert!(
+        wait_for(LONG, || (0..10).all(|i| has(i, "first"))),
+        "the first lines never reached the files; log:\n{}",
+        ember.log()
+    );
+    assert!(
+        wait_for(LONG, || threads(&ember) == Some(1)),
+        "PID 1 has {:?} threads once every line is written; log:\n{}",
+        threads(&ember),
+        ember.log()
+    );
+    std::fs::write(ember.dir.path("again"), "").expect("write again");
+    assert!(
+        wait_for(LONG, || (0..10).all(|i| has(i, "second"))),
+        "the second lines never reached the files; log:\n{}",
+        ember.log()
+    );
+}
+
+/// What services write to their files just before ember ends is in the files: queued
+/// lines are written before the exit (they were lost with the writer's thread). A plain
+/// ember, whose end is an exit with nothing else between.
+#[test]
+fn the_lines_queued_for_files_when_ember_ends_are_written() {
+    let mut services = String::new();
+    for i in 0..4 {
+        services.push_str(&format!(
+            "[service.f{i}]\nrestart = \"never\"\ncommand = [\"/bin/sh\", \"-c\", \"while [ ! -e $DIR/go ]; do sleep 0.05; done; seq 1 20000; echo the-end-{i}; exec sleep 7830201\"]\nstdout = {{ file = \"$DIR/f{i}.log\", max_size = \"100M\", keep = 2 }}\n\n"
+        ));
+    }
+    services.push_str(&format!(
+        "[service.stopper]\nrestart = \"never\"\ncommand = [\"/bin/sh\", \"-c\", \"while [ ! -e $DIR/go ]; do sleep 0.05; done; while [ ! -e $DIR/seen ]; do sleep 0.01; done; exec {EMBER} ctl --socket $DIR/control.sock poweroff\"]\n\n"
+    ));
+    let mut ember = Ember::start_plain("outputs-flush", &services);
+    std::fs::write(ember.dir.path("go"), "").expect("write go");
+    // ember's ring has each service's last line before the stop is asked.
+    assert!(wait_for(LONG, || (0..4).all(|i| {
+        let out = ember.ctl(&["logs", &format!("f{i}"), "-n", "1"]);
+        String::from_utf8_lossy(&out.stdout).contains(&format!("the-end-{i}"))
+    })));
+    std::fs::write(ember.dir.path("seen"), "").expect("write seen");
+    let code = ember.wait_exit(LONG);
+    assert_eq!(code, Some(0), "ember did not stop; log:\n{}", ember.log());
+    for i in 0..4 {
+        let text =
+            std::fs::read_to_string(ember.dir.path(&format!("f{i}.log"))).unwrap_or_default();
+        assert!(
+            text.ends_with(&format!("the-end-{i}\n")),
+            "f{i}.log ends with {:?}",
+            &text[text.len().saturating_sub(80)..]
+        );
+    }
+}

@@ -3,19 +3,21 @@
 //! for runit and s6.
 //!
 //! One writer thread for every file: PID 1's event loop never waits on a slow flash or
-//! a full disk. Lines reach the thread through a bounded queue; when it is full, lines
-//! are dropped (and counted, and the count written once there is room again) rather than
-//! slowing the service or ember, but for the newest, which waits for room: the last line
-//! of a flood reaches the file. The service's lines stay in `ember ctl logs` either way.
+//! a full disk. The thread runs only while there are lines to write (see
+//! [`Served`]): a thread for good made every spawn cost more. Lines reach it through a
+//! bounded queue; when it is full, lines are dropped (and counted, and the count written
+//! once there is room again) rather than slowing the service or ember, but for the
+//! newest, which waits for room: the last line of a flood reaches the file. The service's
+//! lines stay in `ember ctl logs` either way.
 
 use crate::config::service::RotatedFile;
-use crate::mailbox::Mailbox;
-use std::collections::HashMap;
+use crate::mailbox::Served;
+use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Lines waiting for the writer, over all files.
@@ -30,10 +32,19 @@ pub const MAX_OPEN: usize = 64;
 /// A line for a file.
 type Line = (Arc<RotatedFile>, String);
 
+/// The queue of every file's lines, and its writer.
+static WRITER: Served<Line> = Served::new(QUEUE, "ember-logfiles", write_all);
+
+/// Waits, at most `limit`, until the lines queued are in their files: before an exit, an
+/// exec or the shutdown's sync, which would lose them.
+pub fn flush(limit: Duration) {
+    WRITER.flush(limit);
+}
+
 /// Where one stream's lines go.
 #[derive(Clone)]
 pub struct Sink {
-    tx: Arc<Mailbox<Line>>,
+    tx: &'static Served<Line>,
     file: Arc<RotatedFile>,
     /// Lines not written because the queue was full, not yet said.
     dropped: u64,
@@ -45,26 +56,17 @@ pub struct Sink {
 }
 
 impl Sink {
-    pub fn new(file: &RotatedFile) -> Option<Sink> {
-        static WRITER: OnceLock<Option<Arc<Mailbox<Line>>>> = OnceLock::new();
-        let tx = WRITER
-            .get_or_init(|| {
-                let tx = Arc::new(Mailbox::new(QUEUE));
-                let rx = tx.clone();
-                std::thread::Builder::new()
-                    .name("ember-logfiles".into())
-                    .spawn(move || write_all(rx))
-                    .map_err(|e| crate::log::error!("cannot start the log file writer: {e}"))
-                    .ok()
-                    .map(|_| tx)
-            })
-            .clone()?;
-        Some(Sink {
+    pub fn new(file: &RotatedFile) -> Sink {
+        Sink::onto(&WRITER, file)
+    }
+
+    fn onto(tx: &'static Served<Line>, file: &RotatedFile) -> Sink {
+        Sink {
             tx,
             file: Arc::new(file.clone()),
             dropped: 0,
             pending: None,
-        })
+        }
     }
 
     /// Queues a line without waiting.
@@ -75,9 +77,13 @@ impl Sink {
             }
             return;
         }
-        if let Err((_, line)) = self.tx.try_send((self.file.clone(), line)) {
+        if let Err((_, line)) = self.send(line) {
             self.pending = Some(line);
         }
+    }
+
+    fn send(&self, line: String) -> Result<(), Line> {
+        self.tx.send((self.file.clone(), line), |_| false)
     }
 
     /// Queues what waits, as far as there is room: the count of the lines dropped, then
@@ -89,29 +95,18 @@ impl Sink {
                 "ember: {} lines were not written here: the disk was too slow",
                 self.dropped
             );
-            if self.tx.try_send((self.file.clone(), note)).is_err() {
+            if self.send(note).is_err() {
                 return false;
             }
             self.dropped = 0;
         }
         if let Some(line) = self.pending.take() {
-            if let Err((_, line)) = self.tx.try_send((self.file.clone(), line)) {
+            if let Err((_, line)) = self.send(line) {
                 self.pending = Some(line);
                 return false;
             }
         }
         true
-    }
-
-    /// A sink onto `queue`, with no writer thread: for tests.
-    #[cfg(test)]
-    fn onto(queue: Arc<Mailbox<Line>>, file: &RotatedFile) -> Sink {
-        Sink {
-            tx: queue,
-            file: Arc::new(file.clone()),
-            dropped: 0,
-            pending: None,
-        }
     }
 
     /// Whether something waits for room (see [`Sink::flush`]).
@@ -157,34 +152,48 @@ fn still_at(path: &Path, file: &File) -> bool {
     }
 }
 
-/// The writer thread: appends each line to its file, rotating before a line would take
-/// the file past its max_size.
-fn write_all(rx: Arc<Mailbox<Line>>) -> ! {
-    let mut open: HashMap<PathBuf, Open> = HashMap::new();
-    let mut failing: HashMap<PathBuf, String> = HashMap::new();
-    let mut tick: u64 = 0;
-    loop {
-        let (target, line) = rx.recv();
+/// What the writer keeps from one batch to the next, whichever thread it runs on: the
+/// files open, and the failure last said for each file.
+#[derive(Default)]
+struct Files {
+    open: HashMap<PathBuf, Open>,
+    failing: HashMap<PathBuf, String>,
+    tick: u64,
+}
+
+/// The writer: appends each line to its file, rotating before a line would take the file
+/// past its max_size.
+fn write_all(lines: VecDeque<Line>) {
+    static FILES: Mutex<Option<Files>> = Mutex::new(None);
+    let mut files = FILES.lock().unwrap_or_else(|e| e.into_inner());
+    let files = files.get_or_insert_with(Files::default);
+    for (target, line) in lines {
+        files.write(&target, line);
+    }
+}
+
+impl Files {
+    fn write(&mut self, target: &RotatedFile, line: String) {
         let mut bytes = line.into_bytes();
         bytes.push(b'\n');
-        tick += 1;
-        match append(&mut open, &target, &bytes, tick) {
+        self.tick += 1;
+        match append(&mut self.open, target, &bytes, self.tick) {
             Ok(()) => {
-                failing.remove(&target.path);
+                self.failing.remove(&target.path);
             }
             Err(e) => {
                 // Said once per file until it works again: a full disk must not flood
                 // the log with one line per line.
                 let why = e.to_string();
-                if failing.get(&target.path) != Some(&why) {
+                if self.failing.get(&target.path) != Some(&why) {
                     crate::log::warn!("cannot write {}: {why}", target.path.display());
                     // Bounded as `open` is: at worst a file's failure is said again.
-                    if failing.len() >= MAX_OPEN {
-                        failing.clear();
+                    if self.failing.len() >= MAX_OPEN {
+                        self.failing.clear();
                     }
-                    failing.insert(target.path.clone(), why);
+                    self.failing.insert(target.path.clone(), why);
                 }
-                open.remove(&target.path);
+                self.open.remove(&target.path);
             }
         }
     }
@@ -331,20 +340,20 @@ mod tests {
     /// flood that ended in silence lost its last line, the one that said how it ended).
     #[test]
     fn the_last_line_waits_for_room_and_the_dropped_are_counted_before_it() {
-        let queue = Arc::new(Mailbox::new(1));
+        let queue = Served::unserved(1);
         let file = RotatedFile {
             path: "/tmp/out.log".into(),
             max_size: 1024,
             keep: 2,
         };
-        let mut sink = Sink::onto(queue.clone(), &file);
+        let mut sink = Sink::onto(queue, &file);
         for line in ["a", "b", "c"] {
             sink.write(line.to_owned());
         }
         assert!(sink.waiting());
         assert!(!sink.flush(), "no room yet");
         let mut written = Vec::new();
-        while let Some((_, line)) = queue.recv_timeout(std::time::Duration::ZERO) {
+        while let Some((_, line)) = queue.take() {
             written.push(line);
             sink.flush();
         }

@@ -138,7 +138,9 @@ impl Runtime {
                 self.children
                     .insert(spawned.pid, ChildOwner::Service(shared.clone()));
                 let sink = |output: &config::Output| match output {
-                    config::Output::Rotated(file) => crate::supervisor::logfiles::Sink::new(file),
+                    config::Output::Rotated(file) => {
+                        Some(crate::supervisor::logfiles::Sink::new(file))
+                    }
                     _ => None,
                 };
                 for (fd, stream, output) in [

@@ -243,7 +243,10 @@ impl Runtime {
             ));
         }
         // Signals are blocked (always: they are read from a signalfd), and an exec keeps
-        // the mask and what is pending: one sent now waits for the new binary.
+        // the mask and what is pending: one sent now waits for the new binary. Lines
+        // still queued for the console or a file would be lost with this binary's
+        // threads.
+        crate::supervisor::logfiles::flush(std::time::Duration::from_secs(5));
         crate::log::flush();
         let error = nix::unistd::execv(&c_argv[0], &c_argv).unwrap_err();
         restore(&kept);
@@ -363,7 +366,7 @@ impl Runtime {
                 _ => u.spec.stdout.clone(),
             });
             let sink = match &output {
-                Some(Output::Rotated(file)) => super::super::logfiles::Sink::new(file),
+                Some(Output::Rotated(file)) => Some(super::super::logfiles::Sink::new(file)),
                 _ => None,
             };
             let name = self.shared_name(&pipe.name);
