@@ -134,9 +134,10 @@ pub enum Output {
     /// Appended to this file by the service itself, without bound.
     File(PathBuf),
     /// Read line by line by ember (kept for `ember ctl logs` and readiness, as `Log`) and
-    /// written to a file that ember rotates, bounded. Boxed: inline, it made every
-    /// service's two outputs 16 bytes larger each.
-    Rotated(Box<RotatedFile>),
+    /// written to a file that ember rotates, bounded. Behind a pointer: inline, it made
+    /// every service's two outputs 16 bytes larger each; shared, so that each run's
+    /// writer of the file refers to the spec's instead of a copy of its path.
+    Rotated(std::sync::Arc<RotatedFile>),
 }
 
 /// `stdout = { file = "out.log", max_size = "1M", keep = 3 }`: at most `keep` files of at
@@ -297,7 +298,7 @@ impl ServiceSpec {
         let path = |p: &std::path::Path| PathBuf::from(text(&p.to_string_lossy()));
         let output = |o: &Output| match o {
             Output::File(p) => Output::File(path(p)),
-            Output::Rotated(f) => Output::Rotated(Box::new(RotatedFile {
+            Output::Rotated(f) => Output::Rotated(std::sync::Arc::new(RotatedFile {
                 path: path(&f.path),
                 ..(**f).clone()
             })),

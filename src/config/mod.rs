@@ -782,7 +782,7 @@ fn assemble(
         for output in [&mut spec.stdout, &mut spec.stderr] {
             if let Output::Rotated(file) = output {
                 if file.path.is_relative() {
-                    file.path = system_config.log_dir.join(&file.path);
+                    std::sync::Arc::make_mut(file).path = system_config.log_dir.join(&file.path);
                 }
             }
         }

@@ -703,7 +703,7 @@ pub fn build(
                             ),
                         ));
                     }
-                    *slot = Output::Rotated(Box::new(RotatedFile {
+                    *slot = Output::Rotated(std::sync::Arc::new(RotatedFile {
                         path,
                         max_size,
                         keep,

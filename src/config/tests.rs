@@ -1954,7 +1954,7 @@ stderr = { file = "/tmp/a.err" }
     let a = &config.services["a"];
     assert_eq!(
         a.stdout,
-        Output::Rotated(Box::new(service::RotatedFile {
+        Output::Rotated(std::sync::Arc::new(service::RotatedFile {
             path: "/var/log/board/a.log".into(),
             max_size: 64 * 1024,
             keep: 5
@@ -1962,7 +1962,7 @@ stderr = { file = "/tmp/a.err" }
     );
     assert_eq!(
         a.stderr,
-        Output::Rotated(Box::new(service::RotatedFile {
+        Output::Rotated(std::sync::Arc::new(service::RotatedFile {
             path: "/tmp/a.err".into(),
             max_size: service::DEFAULT_MAX_SIZE,
             keep: service::DEFAULT_KEEP
@@ -2307,7 +2307,7 @@ requires = ["cache@main"]
     assert_eq!(w2.env["QUEUE"], "q-2");
     assert_eq!(
         w2.stdout,
-        Output::Rotated(Box::new(service::RotatedFile {
+        Output::Rotated(std::sync::Arc::new(service::RotatedFile {
             path: PathBuf::from("/var/log/ember/2/out.log"),
             max_size: service::DEFAULT_MAX_SIZE,
             keep: service::DEFAULT_KEEP,

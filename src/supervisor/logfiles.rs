@@ -56,14 +56,14 @@ pub struct Sink {
 }
 
 impl Sink {
-    pub fn new(file: &RotatedFile) -> Sink {
+    pub fn new(file: &Arc<RotatedFile>) -> Sink {
         Sink::onto(&WRITER, file)
     }
 
-    fn onto(tx: &'static Served<Line>, file: &RotatedFile) -> Sink {
+    fn onto(tx: &'static Served<Line>, file: &Arc<RotatedFile>) -> Sink {
         Sink {
             tx,
-            file: Arc::new(file.clone()),
+            file: file.clone(),
             dropped: 0,
             pending: None,
         }
@@ -341,11 +341,11 @@ mod tests {
     #[test]
     fn the_last_line_waits_for_room_and_the_dropped_are_counted_before_it() {
         let queue = Served::unserved(1);
-        let file = RotatedFile {
+        let file = Arc::new(RotatedFile {
             path: "/tmp/out.log".into(),
             max_size: 1024,
             keep: 2,
-        };
+        });
         let mut sink = Sink::onto(queue, &file);
         for line in ["a", "b", "c"] {
             sink.write(line.to_owned());
