@@ -29,6 +29,23 @@ pub fn kind(file_type: FileType) -> &'static str {
     }
 }
 
+/// Why the file `meta` describes cannot be run at all, as what follows its path in a
+/// message ("is a directory; ..."); `None` when it may be a program. exec(2) says
+/// "permission denied" for a directory, a FIFO and a file without x alike. Said the same
+/// by `ember check`, a failed spawn and a refused `reexec`.
+pub fn not_a_program(meta: &std::fs::Metadata) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    if meta.is_dir() {
+        Some("is a directory; give the path of a program".to_owned())
+    } else if !meta.is_file() {
+        Some(format!("is {}, not a regular file", kind(meta.file_type())))
+    } else if meta.permissions().mode() & 0o111 == 0 {
+        Some("is not executable (chmod +x it)".to_owned())
+    } else {
+        None
+    }
+}
+
 /// Why ember would not write a file of its own (a rotated output file) where `meta` is,
 /// as what follows its path in a message: "is a FIFO, not a regular file", "has 2 names
 /// (hard links)"; `None` for a regular file of one name. ember writes as root: a file

@@ -6,7 +6,6 @@ use super::walk::{self, FromToml, Issue, Table};
 use super::{Problem, Severity, Source};
 use nix::sys::signal::Signal;
 use std::collections::BTreeMap;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use toml::de::DeValue;
@@ -944,15 +943,10 @@ fn check_executable(path: &Path) -> Result<(), String> {
             path.display()
         )),
         Err(e) => Err(format!("command {} cannot be used: {e}", path.display())),
-        Ok(meta) if meta.is_dir() => Err(format!(
-            "command {} is a directory; give the path of a program",
-            path.display()
-        )),
-        Ok(meta) if meta.permissions().mode() & 0o111 == 0 => Err(format!(
-            "command {} is not executable (chmod +x it)",
-            path.display()
-        )),
-        Ok(_) => Ok(()),
+        Ok(meta) => match crate::filekind::not_a_program(&meta) {
+            Some(why) => Err(format!("command {} {why}", path.display())),
+            None => Ok(()),
+        },
     }
 }
 

@@ -725,6 +725,10 @@ fn commands_that_are_missing_or_not_executable() {
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(&orphan, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o644)).unwrap();
+    // A FIFO with x set: exec(2) refuses it as it refuses a directory.
+    let fifo = tree.root.join("bin/fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o755)).unwrap();
+    std::fs::set_permissions(&fifo, std::fs::Permissions::from_mode(0o755)).unwrap();
     let bin = tree.root.join("bin");
     tree.write(
         "ember.toml",
@@ -743,6 +747,8 @@ command = ["tool"]
 env = {{ PATH = "/nonexistent:{bin}" }}
 [service.orphan]
 command = [{orphan:?}]
+[service.fifo]
+command = [{fifo:?}]
 "#,
             bin = bin.display(),
         ),
@@ -763,6 +769,7 @@ command = [{orphan:?}]
             format!("ember.toml:6:11: service \"dir\": command {} is a directory; give the path of a program", bin.display()),
             format!("ember.toml:8:11: service \"bare\": command \"no-such-tool\" is not found on PATH (/nonexistent:{}); give its absolute path", bin.display()),
             format!("ember.toml:14:11: service \"orphan\": command {}: its #! line names /nonexistent/python3, which does not exist; install it or correct that line", orphan.display()),
+            format!("ember.toml:16:11: service \"fifo\": command {} is a FIFO, not a regular file", fifo.display()),
         ]
     );
 }

@@ -9,6 +9,7 @@
 
 use super::watchdog::Petting;
 use super::{mounts, Power, Role};
+use crate::supervisor::usage;
 use ember_ipc::text::escape_controls;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -310,10 +311,7 @@ fn remaining() -> Option<Vec<Remaining>> {
             continue;
         }
         // Gone meanwhile, or not ours to wait for: skip.
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let Some(stat) = Stat::parse(&stat) else {
+        let Some((stat, command)) = usage::stat_and_name(pid) else {
             continue;
         };
         if stat.kernel_thread() || !stat.alive() {
@@ -325,55 +323,12 @@ fn remaining() -> Option<Vec<Remaining>> {
         left.push(Remaining {
             pid,
             terminal: stat.tty != 0,
-            command: stat.comm,
+            command,
         });
     }
     // pids are unique: unstable is the same order, and a smaller sort.
     left.sort_unstable_by_key(|r| r.pid);
     Some(left)
-}
-
-/// The fields of /proc/PID/stat that matter here.
-#[derive(Debug, PartialEq, Eq)]
-struct Stat {
-    comm: String,
-    state: char,
-    /// The controlling terminal's device number; 0 for none.
-    tty: i64,
-    flags: u64,
-}
-
-impl Stat {
-    /// comm is in parentheses and may itself hold spaces and parentheses: it ends at
-    /// the last ')'.
-    fn parse(text: &str) -> Option<Stat> {
-        let open = text.find('(')?;
-        let close = text.rfind(')')?;
-        let comm = text.get(open + 1..close)?.to_owned();
-        let mut rest = text.get(close + 1..)?.split_whitespace();
-        let state = rest.next()?.chars().next()?;
-        // state ppid pgrp session tty_nr tpgid flags: tty_nr is the 5th after comm,
-        // flags the 7th.
-        let tty = rest.nth(3)?.parse().ok()?;
-        let flags = rest.nth(1)?.parse().ok()?;
-        Some(Stat {
-            comm,
-            state,
-            tty,
-            flags,
-        })
-    }
-
-    /// Kernel threads (PF_KTHREAD) are no one's to end; signals do not reach them.
-    fn kernel_thread(&self) -> bool {
-        const PF_KTHREAD: u64 = 0x0020_0000;
-        self.flags & PF_KTHREAD != 0
-    }
-
-    /// A zombie (its parent may be outside the namespace) or a dead one has ended.
-    fn alive(&self) -> bool {
-        !matches!(self.state, 'Z' | 'X' | 'x')
-    }
 }
 
 /// "3 processes: 12 (sh -c ...), 40 (sleep 5), 41 (sleep 5)", naming at most [`NAMED`]
@@ -425,24 +380,6 @@ fn ms(since: Instant) -> u128 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reads_stat_with_a_command_that_has_parentheses_and_spaces() {
-        let stat = Stat::parse("42 (a) b (c)) S 1 42 42 0 -1 4194560 0 0").unwrap();
-        assert_eq!(stat.comm, "a) b (c)");
-        assert_eq!(stat.state, 'S');
-        assert_eq!(stat.flags, 4194560);
-        assert_eq!(stat.tty, 0);
-        assert!(!stat.kernel_thread() && stat.alive());
-        let shell = Stat::parse("9 (bash) S 1 9 9 34816 9 4194560 0 0").unwrap();
-        assert_eq!((shell.tty, shell.flags), (34816, 4194560));
-        let kthread = Stat::parse("2 (kthreadd) S 0 0 0 0 -1 2129984 0 0").unwrap();
-        assert!(kthread.kernel_thread());
-        assert!(!Stat::parse("7 (sh) Z 1 7 7 0 -1 4194564 0")
-            .unwrap()
-            .alive());
-        assert_eq!(Stat::parse("7 (sh"), None);
-    }
 
     #[test]
     fn many_processes_make_one_bounded_line() {

@@ -389,7 +389,6 @@ impl Plan {
     /// the file (after a failure only): ENOENT for a script that is there but not its
     /// interpreter, EACCES for a directory, ENOEXEC for a script without `#!`...
     fn exec_failure_why(&self, errno: c_int) -> Option<String> {
-        use std::os::unix::fs::PermissionsExt;
         if errno == libc::E2BIG {
             return Some(
                 "the command and its environment are more than exec takes: at most 128 KiB for each argument or variable, and a quarter of the stack limit (ulimit -s) in all".to_owned(),
@@ -402,14 +401,9 @@ impl Plan {
         })?;
         let head = || crate::config::service::program_head(path).unwrap_or_default();
         let elf = |head: &[u8]| head.starts_with(b"\x7fELF");
+        let not_a_program = crate::filekind::not_a_program(&meta);
         match errno {
-            libc::EACCES if meta.is_dir() => {
-                Some("it is a directory; give the path of a program".to_owned())
-            }
-            libc::EACCES if !meta.is_file() => Some("it is not a regular file".to_owned()),
-            libc::EACCES if meta.permissions().mode() & 0o111 == 0 => {
-                Some("it is not executable (chmod +x it)".to_owned())
-            }
+            libc::EACCES if not_a_program.is_some() => not_a_program.map(|why| format!("it {why}")),
             libc::EACCES => {
                 use std::os::unix::fs::MetadataExt;
                 let noexec = nix::sys::statvfs::statvfs(path).is_ok_and(|fs| {

@@ -18,35 +18,71 @@ pub struct Usage {
     pub tasks: u32,
 }
 
-/// A process as /proc/PID/stat tells it: the one reader of that file.
+/// A process as /proc/PID/stat tells it: the one reader of that file (the status, the
+/// notify sender checks, the shutdown's list of what is left).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stat {
+    /// R, S, D, Z, T...
+    pub state: char,
     pub ppid: Pid,
     pub pgrp: Pid,
     pub session: Pid,
+    /// The controlling terminal's device number; 0 for none.
+    pub tty: i64,
+    flags: u64,
     /// utime + stime + cutime + cstime, in clock ticks: its own CPU and its reaped children's.
     cpu_ticks: u64,
     threads: u32,
     rss_pages: u64,
 }
 
-pub fn stat(pid: Pid) -> Option<Stat> {
-    parse_stat(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+impl Stat {
+    /// Kernel threads (PF_KTHREAD) are no one's to end; signals do not reach them.
+    pub fn kernel_thread(&self) -> bool {
+        const PF_KTHREAD: u64 = 0x0020_0000;
+        self.flags & PF_KTHREAD != 0
+    }
+
+    /// A zombie (its parent may be outside the namespace) or a dead one has ended.
+    pub fn alive(&self) -> bool {
+        !matches!(self.state, 'Z' | 'X' | 'x')
+    }
 }
 
-/// The fields after the command (which may hold spaces and parentheses: split at the last ')').
-fn parse_stat(text: &str) -> Option<Stat> {
-    let (_, rest) = text.rsplit_once(')')?;
+pub fn stat(pid: Pid) -> Option<Stat> {
+    Some(parse_stat(&read_stat(pid)?)?.1)
+}
+
+/// The process's stat and its command name (comm: at most 15 bytes, as it set it).
+pub fn stat_and_name(pid: Pid) -> Option<(Stat, String)> {
+    let text = read_stat(pid)?;
+    let (name, stat) = parse_stat(&text)?;
+    Some((stat, name.to_owned()))
+}
+
+fn read_stat(pid: Pid) -> Option<String> {
+    fs::read_to_string(format!("/proc/{pid}/stat")).ok()
+}
+
+/// The command name and the fields after it. The name is in parentheses and may itself
+/// hold spaces and parentheses: it ends at the last ')'.
+fn parse_stat(text: &str) -> Option<(&str, Stat)> {
+    let (head, rest) = text.rsplit_once(')')?;
+    let (_, name) = head.split_once('(')?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let number = |i: usize| -> Option<u64> { fields.get(i)?.parse().ok() };
-    Some(Stat {
+    let stat = Stat {
+        state: fields.first()?.chars().next()?,
         ppid: fields.get(1)?.parse().ok()?,
         pgrp: fields.get(2)?.parse().ok()?,
         session: fields.get(3)?.parse().ok()?,
+        tty: fields.get(4)?.parse().ok()?,
+        flags: number(6)?,
         cpu_ticks: number(11)? + number(12)? + number(13)? + number(14)?,
         threads: fields.get(17)?.parse().ok()?,
         rss_pages: number(21)?,
-    })
+    };
+    Some((name, stat))
 }
 
 /// The service's processes: its cgroup's members, else the members of its process
@@ -173,19 +209,32 @@ mod tests {
     #[test]
     fn reads_a_stat_line_whose_command_has_parentheses_and_spaces() {
         let line = "4242 (my (odd) app) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 50 7 3 20 0 3 0 12345 1000000 2560 18446744073709551615";
-        let stat = parse_stat(line).unwrap();
+        let (name, stat) = parse_stat(line).unwrap();
+        assert_eq!(name, "my (odd) app");
         assert_eq!(
             stat,
             Stat {
+                state: 'S',
                 ppid: 1,
                 pgrp: 4242,
                 session: 4242,
+                tty: 0,
+                flags: 4194560,
                 cpu_ticks: 310,
                 threads: 3,
                 rss_pages: 2560,
             }
         );
+        assert!(!stat.kernel_thread() && stat.alive());
         assert_eq!(parse_stat("4242 (truncated"), None);
+        assert_eq!(parse_stat("4242 (short) S 1 4242"), None);
+        let with = |head: &str| format!("{head} 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0");
+        let (_, shell) = parse_stat(&with("9 (bash) S 1 9 9 34816 9 4194560")).unwrap();
+        assert_eq!((shell.tty, shell.flags), (34816, 4194560));
+        let (_, kthread) = parse_stat(&with("2 (kthreadd) S 0 0 0 0 -1 2129984")).unwrap();
+        assert!(kthread.kernel_thread());
+        let (_, zombie) = parse_stat(&with("7 (sh) Z 1 7 7 0 -1 4194564")).unwrap();
+        assert!(!zombie.alive());
     }
 
     /// A service decides how many processes it has and how long their command lines are

@@ -446,22 +446,10 @@ impl Runtime {
 /// Why `path` cannot be run at all, in words (exec's EACCES says "permission denied" for a
 /// directory and for a file without x alike).
 fn not_a_program(path: &Path) -> Option<String> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta = match std::fs::metadata(path) {
-        Ok(meta) => meta,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Some("no such file".to_owned())
-        }
-        Err(_) => return None, // exec says why
-    };
-    if meta.is_dir() {
-        Some("it is a directory".to_owned())
-    } else if !meta.is_file() {
-        Some("it is not a regular file".to_owned())
-    } else if meta.permissions().mode() & 0o111 == 0 {
-        Some("it is not executable (chmod +x it first)".to_owned())
-    } else {
-        None
+    match std::fs::metadata(path) {
+        Ok(meta) => crate::filekind::not_a_program(&meta).map(|why| format!("it {why}")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some("no such file".to_owned()),
+        Err(_) => None, // exec says why
     }
 }
 
