@@ -603,3 +603,42 @@ time.sleep(7930801)
         "ready after the reexec"
     );
 }
+
+/// Lines queued for a rotated file when the reexec comes are written, by the first binary
+/// before its exec (they were lost with its writer thread). Its writer made slow (5 ms a
+/// line, a test hook), so that lines still wait when the reexec is asked.
+#[test]
+fn the_lines_queued_for_files_at_a_reexec_are_written() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "reexec-files",
+        r#"
+[service.f]
+command = ["/bin/sh", "-c", "while [ ! -e $DIR/go ]; do sleep 0.05; done; seq 1 200; echo the-end; exec sleep 7830301"]
+stdout = { file = "$DIR/f.log", max_size = "1M", keep = 2 }
+"#,
+    );
+    ember.wait_state("f", "active", None, LONG);
+    let _ = ember.ctl(&["status", "__slow_files"]);
+    std::fs::write(ember.dir.path("go"), "").expect("write go");
+    assert!(wait_for(LONG, || {
+        let out = ember.ctl(&["logs", "f", "-n", "1"]);
+        String::from_utf8_lossy(&out.stdout).contains("the-end")
+    }));
+    let out = ember.ctl(&["reexec", "--binary", EMBER]);
+    assert!(out.status.success(), "{}", text(&out));
+    let expected: String = (1..=200)
+        .map(|n| format!("{n}\n"))
+        .chain(["the-end\n".to_owned()])
+        .collect();
+    let file = ember.dir.path("f.log");
+    // Lines lost at the exec never come; those written are all there once the flush is.
+    assert!(
+        wait_for(LONG, || std::fs::read_to_string(&file).unwrap_or_default()
+            == expected),
+        "f.log: {:?}",
+        std::fs::read_to_string(&file).unwrap_or_default()
+    );
+}

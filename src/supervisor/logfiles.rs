@@ -161,6 +161,11 @@ struct Files {
     tick: u64,
 }
 
+/// Each line takes 5 ms to write, as on a slow flash: for the tests (set by a status
+/// request for `__slow_files`).
+#[cfg(feature = "test-hooks")]
+pub static SLOW: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// The writer: appends each line to its file, rotating before a line would take the file
 /// past its max_size.
 fn write_all(lines: VecDeque<Line>) {
@@ -174,6 +179,10 @@ fn write_all(lines: VecDeque<Line>) {
 
 impl Files {
     fn write(&mut self, target: &RotatedFile, line: String) {
+        #[cfg(feature = "test-hooks")]
+        if SLOW.load(std::sync::atomic::Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         let mut bytes = line.into_bytes();
         bytes.push(b'\n');
         self.tick += 1;

@@ -538,9 +538,14 @@ pub(super) fn unknown_service(name: &str) -> Reply {
 /// daemon.rs, which falls back to the emergency loop as PID 1), `__stall_main` blocks the
 /// main loop for good (nothing is served, nothing reaped, the watchdog no longer petted),
 /// `__hang_sync` makes the shutdown's sync block for good (a filesystem that does not
-/// answer).
+/// answer), `__slow_files` makes each line written to a rotated file take 5 ms (a slow
+/// flash).
 #[cfg(feature = "test-hooks")]
 fn test_hooks(names: &[String]) {
+    if names.iter().any(|n| n == "__slow_files") {
+        crate::log::warn!("each line written to a file takes 5 ms from now on (test hook)");
+        crate::supervisor::logfiles::SLOW.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     if names.iter().any(|n| n == "__stall_main") {
         crate::log::warn!("stalling the main loop for good (test hook)");
         loop {
