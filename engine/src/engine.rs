@@ -126,9 +126,12 @@ pub enum Action {
     Cleanup { name: String, keep: bool },
     /// The service's status changed: publish it.
     Changed { name: String },
-    /// A reload removed the service, or an instance made on demand was stopped: it is
-    /// forgotten.
+    /// A reload removed the service, or an instance made on demand was stopped or is
+    /// done: it is forgotten.
     Removed { name: String },
+    /// Just before its `Removed`: an instance made by a start ended by itself, its work
+    /// done (a `start --wait` of it succeeded, though it is gone).
+    Done { name: String },
     /// A service with `on_failure` ended failed.
     OnFailure { name: String, action: FailureAction },
     /// Shutdown: every service has stopped.
@@ -620,6 +623,9 @@ impl Engine {
         let mut after = Vec::new();
         for name in removed {
             if let Some(unit) = self.units.remove(&name) {
+                if unit.done {
+                    actions.push(Action::Done { name: name.clone() });
+                }
                 after.extend(unit.spec.ordered_after().cloned());
                 self.tally.remove(unit.class);
                 if let Some(at) = unit.deadline {
@@ -1245,6 +1251,29 @@ impl Engine {
                 self.stopped(name, now);
             }
             (State::Activating, Sub::Start)
+                if unit.spec.kind == ServiceType::Oneshot
+                    && exit.success()
+                    && unit.spec.transient
+                    && !unit.restart_pending =>
+            {
+                // An instance made by a start has done its work: it goes, as systemd
+                // forgets a oneshot instance that does not remain after exit. Kept active
+                // (exited), each counted against the bound on instances made by a start
+                // until stopped: a board that ran a task per job (`start upload@<id>`)
+                // was refused its 1,025th.
+                unit.want = Want::Down;
+                unit.done = true;
+                if !unit.removing {
+                    unit.removing = true;
+                    self.removing += 1;
+                }
+                actions.push(Action::Cleanup {
+                    name: name.to_owned(),
+                    keep: false,
+                });
+                self.stopped(name, now);
+            }
+            (State::Activating, Sub::Start)
                 if unit.spec.kind == ServiceType::Oneshot && exit.success() =>
             {
                 actions.push(Action::Cleanup {
@@ -1264,6 +1293,7 @@ impl Engine {
                     // the bound on instances made by a start).
                     if unit.spec.transient && !unit.removing {
                         unit.removing = true;
+                        unit.done = true;
                         self.removing += 1;
                     }
                 }
@@ -1556,6 +1586,7 @@ impl Engine {
             Some(unit) if unit.removing => {
                 // Stopped and still stopping: wanted again, it stays.
                 unit.removing = false;
+                unit.done = false;
                 self.removing = self.removing.saturating_sub(1);
             }
             Some(_) => return,
@@ -1599,6 +1630,7 @@ impl Engine {
                 // An earlier reload removed it and it has not finished stopping: keep it,
                 // wanted as a newly added service would be.
                 unit.removing = false;
+                unit.done = false;
                 unit.want = if spec.enabled { Want::Up } else { Want::Down };
                 revived = true;
                 report.added.push(name.clone());

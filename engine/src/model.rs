@@ -71,6 +71,11 @@ pub struct Unit {
     pub pending_spec: Option<Box<ServiceSpec>>,
     /// A reload removed it: dropped once it has stopped.
     pub removing: bool,
+    /// An instance made by a start that ended by itself, its work done (exit 0, not to
+    /// run again): it goes as one stopped does, but said [`Action::Done`] first.
+    ///
+    /// [`Action::Done`]: crate::engine::Action::Done
+    pub done: bool,
     /// A scheduled oneshot: when its next run is due (None: not armed, e.g. stopped).
     pub next_run: Option<Duration>,
     /// The time that run is counted from, before its jitter: the next is a period after.
@@ -112,6 +117,7 @@ impl Unit {
             failing: None,
             pending_spec: None,
             removing: false,
+            done: false,
             next_run: None,
             next_base: Duration::ZERO,
             schedule_on: false,

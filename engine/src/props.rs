@@ -681,6 +681,7 @@ fn name_of(action: &Action) -> Option<&str> {
         | Action::Cleanup { name, .. }
         | Action::Changed { name }
         | Action::Removed { name }
+        | Action::Done { name }
         | Action::OnFailure { name, .. } => Some(name),
         Action::AllStopped | Action::Reloaded(_) => None,
     }

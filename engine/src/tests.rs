@@ -4157,3 +4157,46 @@ fn watchdog_trigger_fails_it_as_a_missed_ping() {
         "asked for its watchdog to fire (WATCHDOG=trigger)"
     );
 }
+
+/// A oneshot instance made by a start that did its work goes, said done first: kept
+/// active (exited), each counted against the bound on instances made by a start until
+/// stopped. A configured oneshot (or one a service requires) stays active (exited).
+#[test]
+fn a_oneshot_instance_made_by_a_start_goes_once_done() {
+    let template = oneshot("task@").restart(RestartPolicy::Never);
+    let mut sim = Sim::new(vec![template.instantiate("configured")]);
+    sim.feed(Input::Add(Box::new(instance(&template, "1"))));
+    sim.start("task@1");
+    sim.assert_state("task@1", State::Activating, Sub::Start);
+    let done = sim.exit("task@1", Exit::Code(0));
+    let done_at = done.iter().position(|a| {
+        *a == Action::Done {
+            name: "task@1".into(),
+        }
+    });
+    let removed_at = done.iter().position(|a| {
+        *a == Action::Removed {
+            name: "task@1".into(),
+        }
+    });
+    assert!(
+        matches!((done_at, removed_at), (Some(d), Some(r)) if d < r),
+        "{done:?}"
+    );
+    assert!(sim.engine.unit("task@1").is_none());
+    // A failed one stays, and is not said done.
+    sim.feed(Input::Add(Box::new(instance(&template, "2"))));
+    sim.start("task@2");
+    let failed = sim.exit("task@2", Exit::Code(3));
+    assert!(
+        !failed
+            .iter()
+            .any(|a| matches!(a, Action::Done { .. } | Action::Removed { .. })),
+        "{failed:?}"
+    );
+    sim.assert_state("task@2", State::Failed, Sub::ExitCode);
+    // The configured one remains after exit.
+    sim.start("task@configured");
+    sim.exit("task@configured", Exit::Code(0));
+    sim.assert_state("task@configured", State::Active, Sub::Exited);
+}

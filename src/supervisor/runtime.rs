@@ -637,6 +637,11 @@ impl Runtime {
                     self.publish(&name);
                     None
                 }
+                Action::Done { name } => {
+                    crate::log::info!("{name}: done");
+                    self.done(&name);
+                    None
+                }
                 Action::Removed { name } => {
                     changed = true;
                     crate::log::info!("{name}: removed");

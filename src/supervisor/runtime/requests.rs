@@ -34,6 +34,8 @@ enum Goal {
     Up { after_run: Option<u64> },
     /// Stopped (inactive or failed).
     Down,
+    /// Was `Up`, and the instance made by that start has done its work and gone.
+    Done,
 }
 
 impl Runtime {
@@ -310,6 +312,18 @@ impl Runtime {
         }
     }
 
+    /// An instance made by a start has done its work, and goes: the waits for it to be up
+    /// have their answer (once gone, it could not be told from one stopped).
+    pub(super) fn done(&mut self, name: &str) {
+        for waiter in &mut self.waiters {
+            for (waited, goal) in &mut waiter.goals {
+                if waited == name && matches!(goal, Goal::Up { .. }) {
+                    *goal = Goal::Done;
+                }
+            }
+        }
+    }
+
     /// Answers the waits still open when ember stops.
     pub(super) fn end_waiters(&mut self) {
         for waiter in self.waiters.drain(..) {
@@ -330,7 +344,7 @@ impl Runtime {
             let instance = crate::config::service::template_of(name)
                 .is_some_and(|(template, _)| self.config.templates.contains_key(template));
             return Some(match goal {
-                Goal::Down => Ok(()),
+                Goal::Down | Goal::Done => Ok(()),
                 Goal::Up { .. } if instance => Err(format!(
                     "{name} was stopped again, or ended by itself: an instance made by a start is then forgotten"
                 )),
@@ -346,6 +360,8 @@ impl Runtime {
             why
         };
         match goal {
+            // Made again since by another start: this one's answer stands.
+            Goal::Done => Some(Ok(())),
             Goal::Down if matches!(unit.state, State::Inactive | State::Failed) => Some(Ok(())),
             // Wanted up again (a start or restart after this stop): it will not settle
             // down without another stop (found by review: the wait never ended).
