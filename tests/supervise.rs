@@ -1174,3 +1174,30 @@ user = "{stranger}"
         "{text}"
     );
 }
+
+/// `stop` then `start` begins a service's history afresh, as `restart` does: its restart
+/// count (which says "since the last explicit start"), its backoff and its start limit
+/// (found by a hostile review: the count of the runs before the stop was kept).
+#[test]
+fn a_start_after_a_stop_counts_restarts_afresh() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "afresh",
+        r#"
+[service.once]
+# Crashes on its first run only, then serves.
+command = ["/bin/sh", "-c", "if [ ! -e $DIR/crashed ]; then touch $DIR/crashed; exit 1; fi; exec sleep 1000"]
+restart_delay = "0"
+"#,
+    );
+    let status = ember.wait_state("once", "active", Some("running"), LONG);
+    assert_eq!(status["restarts"], 1, "{status}");
+    let out = ember.ctl(&["stop", "--wait", "once"]);
+    assert!(out.status.success(), "{out:?}");
+    let out = ember.ctl(&["start", "--wait", "once"]);
+    assert!(out.status.success(), "{out:?}");
+    let status = ember.wait_state("once", "active", Some("running"), LONG);
+    assert_eq!(status["restarts"], 0, "{status}");
+}

@@ -1120,14 +1120,21 @@ impl Engine {
         }
     }
 
-    /// Wants a service up; a failed one gets a fresh start (its failures forgotten).
+    /// Wants a service up. One that was not wanted (stopped by hand, or done) or that
+    /// failed gets a fresh start, as a restart does and as systemd's start does: its
+    /// restart count, backoff and start limit count from here, and its last failure is no
+    /// longer why it is down. One already wanted up (in its restart delay, waiting) keeps
+    /// its own.
     fn want_up(&mut self, name: &str, now: Duration) {
         let Some(unit) = self.units.get_mut(name) else {
             return;
         };
+        if unit.want == Want::Down || unit.state == State::Failed {
+            reset_failures(unit);
+            unit.reason = None;
+        }
         unit.want = Want::Up;
         if unit.state == State::Failed {
-            reset_failures(unit);
             self.set_state(name, State::Inactive, Sub::Dead, now);
         }
         self.touch(name);
@@ -1313,7 +1320,7 @@ impl Engine {
         };
         set_deadline(&mut self.timers, name, unit, None);
         unit.restart_pending = false;
-        unit.active_since = None;
+        end_run(unit, now);
         if let Some(spec) = unit.pending_spec.take() {
             self.replace_spec(name, *spec);
         }
@@ -1352,11 +1359,7 @@ impl Engine {
         unit.pid = None;
         set_deadline(&mut self.timers, name, unit, None);
         unit.result = Some(RunResult::of_failure(sub));
-        if let Some(since) = unit.active_since.take() {
-            if now.saturating_sub(since) >= unit.spec.restart_delay_max {
-                unit.consecutive_failures = 0;
-            }
-        }
+        end_run(unit, now);
         unit.consecutive_failures = unit.consecutive_failures.saturating_add(1);
         unit.failures.push_back(now);
         while unit
@@ -2098,6 +2101,17 @@ fn holds_nothing(unit: &Unit) -> bool {
 
 fn removed_is_empty(actions: &[Action]) -> bool {
     !actions.iter().any(|a| matches!(a, Action::Removed { .. }))
+}
+
+/// A run is over, however it ended: one that stayed up `restart_delay_max` resets the
+/// backoff (a run stopped after a day up, by its dependency's restart, is not the fifth
+/// of a crash loop).
+fn end_run(unit: &mut Unit, now: Duration) {
+    if let Some(since) = unit.active_since.take() {
+        if now.saturating_sub(since) >= unit.spec.restart_delay_max {
+            unit.consecutive_failures = 0;
+        }
+    }
 }
 
 fn reset_failures(unit: &mut Unit) {

@@ -1051,9 +1051,14 @@ fn backoff_resets_after_staying_up_restart_delay_max() {
 
 #[test]
 fn backoff_reset_only_counts_the_run_that_failed() {
-    // An earlier run that was up for long, then finished cleanly, does not reset the
-    // backoff of a later run that fails before it was ever ready.
-    let mut sim = Sim::new(vec![notify("a").with(|s| s.start_limit = 0)]);
+    // An earlier run that was up for a while, then stopped (by its dependency's restart:
+    // no explicit start, which begins afresh), does not reset the backoff of a later run
+    // that fails before it was ever ready: the time since is not time up.
+    let mut sim = Sim::new(vec![
+        notify("db"),
+        notify("a").requires(&["db"]).with(|s| s.start_limit = 0),
+    ]);
+    sim.ready("db");
     for delay in [100, 200, 400] {
         sim.crash("a");
         assert_eq!(sim.deadline_in("a"), Some(ms(delay)));
@@ -1061,11 +1066,13 @@ fn backoff_reset_only_counts_the_run_that_failed() {
     }
     sim.ready("a");
     sim.advance(secs(1));
-    sim.exit("a", Exit::Code(0));
-    sim.assert_state("a", State::Inactive, Sub::Dead);
+    sim.restart("db");
+    sim.exit("a", Exit::Signal(Signal::SIGTERM));
+    sim.assert_state("a", State::Inactive, Sub::Waiting);
     assert_eq!(sim.unit("a").active_since, None);
+    sim.exit("db", Exit::Signal(Signal::SIGTERM));
     sim.advance(secs(60));
-    sim.start("a");
+    sim.ready("db");
     sim.crash("a");
     assert_eq!(sim.unit("a").consecutive_failures, 4);
     assert_eq!(sim.deadline_in("a"), Some(ms(800)));
@@ -1933,6 +1940,93 @@ fn start_during_backoff_keeps_the_backoff() {
     assert!(spawns(&actions).is_empty());
     sim.assert_state("a", State::Activating, Sub::AutoRestart);
     assert_eq!(spawns(&sim.advance(ms(100))), names(&["a"]));
+}
+
+/// A start of a service stopped by hand (or done) begins its history afresh, as a restart
+/// and a start of a failed one do, and as systemd's start does: its restart count, its
+/// backoff and the failures its start limit counts are those of its runs since (found by
+/// a hostile review: `stop` then `start` kept them, so the status said "3 restarts" of a
+/// service just started, the first crash waited the fourth delay, and the start limit
+/// failed it after fewer failures than it allows).
+#[test]
+fn a_start_after_a_stop_begins_the_history_afresh() {
+    let mut sim = Sim::new(vec![simple("a").with(|s| {
+        s.restart_delay = secs(1);
+        s.restart_delay_max = secs(60);
+        s.start_limit = 3;
+        s.start_limit_interval = secs(600);
+    })]);
+    sim.crash("a");
+    sim.advance(secs(1));
+    sim.crash("a");
+    sim.advance(secs(2));
+    sim.assert_state("a", State::Active, Sub::Running);
+    assert_eq!(sim.unit("a").restarts, 2);
+    sim.stop("a");
+    sim.exit("a", Exit::Signal(Signal::SIGTERM));
+    sim.start("a");
+    sim.assert_state("a", State::Active, Sub::Running);
+    assert_eq!(
+        sim.unit("a").restarts,
+        0,
+        "restarts since the explicit start"
+    );
+    sim.crash("a");
+    assert_eq!(sim.deadline_in("a"), Some(secs(1)), "the first delay again");
+    sim.advance(secs(1));
+    sim.crash("a");
+    sim.advance(secs(2));
+    sim.assert_state("a", State::Active, Sub::Running);
+}
+
+/// The same for a dependency stopped by hand that a start pulls in.
+#[test]
+fn a_dependency_pulled_in_by_a_start_begins_its_history_afresh() {
+    let mut sim = Sim::new(vec![
+        simple("db").with(|s| s.restart_delay = secs(1)),
+        simple("web").requires(&["db"]),
+    ]);
+    sim.crash("db");
+    sim.exit("web", Exit::Signal(Signal::SIGTERM));
+    sim.advance(secs(1));
+    assert_eq!(sim.unit("db").restarts, 1);
+    sim.stop("db");
+    sim.exit("web", Exit::Signal(Signal::SIGTERM));
+    sim.exit("db", Exit::Signal(Signal::SIGTERM));
+    sim.start("web");
+    sim.assert_state("db", State::Active, Sub::Running);
+    assert_eq!(sim.unit("db").restarts, 0);
+    assert!(sim.unit("db").failures.is_empty());
+}
+
+/// "The backoff resets once a run stays up restart_delay_max": whatever ended that run.
+/// One stopped by its dependency's restart after a day up is no failure, but it stayed
+/// up: the next crash waits the first delay, not the one the crashes before that day had
+/// reached (found by a hostile review: only a run that itself failed reset it).
+#[test]
+fn a_long_run_ended_by_a_stop_resets_the_backoff() {
+    let mut sim = Sim::new(vec![
+        notify("db"),
+        simple("web").requires(&["db"]).with(|s| {
+            s.restart_delay = secs(1);
+            s.restart_delay_max = secs(30);
+            s.start_limit = 0;
+        }),
+    ]);
+    sim.ready("db");
+    for _ in 0..4 {
+        sim.crash("web");
+        sim.advance(secs(30));
+    }
+    sim.assert_state("web", State::Active, Sub::Running);
+    sim.advance(secs(24 * 3600));
+    sim.restart("db");
+    sim.exit("web", Exit::Signal(Signal::SIGTERM));
+    sim.exit("db", Exit::Signal(Signal::SIGTERM));
+    sim.ready("db");
+    sim.assert_state("web", State::Active, Sub::Running);
+    sim.crash("web");
+    assert_eq!(sim.deadline_in("web"), Some(secs(1)));
 }
 
 // ---------------------------------------------------------------------------------------
