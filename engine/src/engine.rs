@@ -1131,7 +1131,6 @@ impl Engine {
         };
         if unit.want == Want::Down || unit.state == State::Failed {
             reset_failures(unit);
-            unit.reason = None;
         }
         unit.want = Want::Up;
         if unit.state == State::Failed {
@@ -1432,9 +1431,9 @@ impl Engine {
                 unit.restarts = unit.restarts.saturating_add(1);
                 // The run is over, as when a run stops: a restart asked for, or a new
                 // spec that came meanwhile (its restart waited for a dependent to stop
-                // first), is done with now; the next run is the new spec's.
+                // first), is done with now; the next run is the new spec's. Its reason
+                // (the failure) stays until it is spawned or waits for something.
                 self.stopped(name, now);
-                self.set_state(name, State::Inactive, Sub::Waiting, now);
             }
             (State::Activating, Sub::StartPidFile) => {
                 actions.push(Action::Cleanup {
@@ -1738,19 +1737,8 @@ impl Engine {
                 }
                 match self.start_blocker(name) {
                     Blocker::None => self.spawn(name, now, actions),
-                    Blocker::Waiting => {
-                        if unit.sub != Sub::Waiting {
-                            self.set_state(name, State::Inactive, Sub::Waiting, now);
-                        }
-                    }
-                    Blocker::Blocked(why) => {
-                        if unit.sub != Sub::Dependency || unit.reason.as_deref() != Some(&why) {
-                            if let Some(u) = self.units.get_mut(name) {
-                                u.reason = Some(why);
-                            }
-                            self.set_state(name, State::Inactive, Sub::Dependency, now);
-                        }
-                    }
+                    Blocker::Waiting(why) => self.hold(name, Sub::Waiting, why, now),
+                    Blocker::Blocked(why) => self.hold(name, Sub::Dependency, why, now),
                 }
             }
             State::Activating | State::Active => {
@@ -1774,6 +1762,27 @@ impl Engine {
                 }
             }
             State::Deactivating | State::Failed => {}
+        }
+    }
+
+    /// Keeps a wanted service inactive, waiting (`sub`) for the reason `why`: published
+    /// when either changed, so that what it waits for is always what status says.
+    fn hold(&mut self, name: &str, sub: Sub, why: String, now: Duration) {
+        let Some(unit) = self.units.get_mut(name) else {
+            return;
+        };
+        if unit.reason.as_deref() != Some(&why) {
+            unit.reason = Some(why);
+            if unit.sub == sub {
+                // Only published: no other service reads a waiting one's reason, and its
+                // neighbours looked at again for each of a thousand `after` that came up
+                // (touch) cost a million looks.
+                self.changed.insert(name.to_owned());
+                return;
+            }
+        }
+        if unit.sub != sub {
+            self.set_state(name, State::Inactive, sub, now);
         }
     }
 
@@ -1872,6 +1881,11 @@ impl Engine {
         unit.pid = None;
         unit.failing = None;
         unit.status_text = None;
+        // Said why it waited, and waits no more. (A failure's reason stays through the
+        // next try after its restart delay, until a run is ready.)
+        if matches!(unit.sub, Sub::Waiting | Sub::Dependency) {
+            unit.reason = None;
+        }
         let deadline = unit.spec.ready_timeout.map(|t| now + t);
         let deadline = deadline.filter(|_| unit.spec.ready != Readiness::Spawned);
         set_deadline(&mut self.timers, name, unit, deadline);
@@ -1886,16 +1900,19 @@ impl Engine {
     /// Why a wanted, inactive service may not start yet.
     fn start_blocker(&self, name: &str) -> Blocker {
         let Some(unit) = self.units.get(name) else {
-            return Blocker::Waiting;
+            return Blocker::None;
         };
-        let mut waiting = false;
+        // The first service waited for, named in the reason.
+        let mut waiting: Option<&str> = None;
         for dep in &unit.spec.requires {
             match self.units.get(dep) {
                 // Active, and not about to go down (which would take this one down again).
                 Some(d) if d.state == State::Active && !self.should_stop(dep) => {}
                 _ => match self.why_down(dep) {
                     Some(why) => return Blocker::Blocked(format!("requires {why}")),
-                    None => waiting = true,
+                    None => {
+                        waiting.get_or_insert(dep);
+                    }
                 },
             }
         }
@@ -1917,13 +1934,12 @@ impl Engine {
                     State::Failed => false,
                 };
             if on_its_way_up {
-                waiting = true;
+                waiting.get_or_insert(dep);
             }
         }
-        if waiting {
-            Blocker::Waiting
-        } else {
-            Blocker::None
+        match waiting {
+            Some(dep) => Blocker::Waiting(format!("waiting for {dep} to start")),
+            None => Blocker::None,
         }
     }
 
@@ -2090,7 +2106,8 @@ pub(crate) struct PassedOn {
 
 enum Blocker {
     None,
-    Waiting,
+    /// On its way: the reason names what it waits for.
+    Waiting(String),
     Blocked(String),
 }
 
@@ -2114,7 +2131,9 @@ fn end_run(unit: &mut Unit, now: Duration) {
     }
 }
 
+/// Its failures are forgotten, and so is why it failed: not why it is down any more.
 fn reset_failures(unit: &mut Unit) {
+    unit.reason = None;
     unit.consecutive_failures = 0;
     unit.failures.clear();
     unit.restarts = 0;

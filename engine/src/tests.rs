@@ -3133,6 +3133,71 @@ fn a_start_that_cannot_happen_names_the_service_that_blocks() {
     );
 }
 
+/// A waiting service says what it waits for, and never a reason that no longer holds
+/// (found by a hostile review: once db, stopped by hand, was started again, web read
+/// "inactive (waiting)" with "requires db, which is stopped" while db was activating; and
+/// a failed service started by hand kept its old failure as its reason).
+#[test]
+fn a_waiting_service_says_what_it_waits_for() {
+    let mut sim = Sim::new(vec![
+        notify("db"),
+        notify("queue"),
+        simple("web").requires(&["db"]).after(&["queue"]),
+    ]);
+    sim.assert_state("web", State::Inactive, Sub::Waiting);
+    assert_eq!(sim.reason("web"), "waiting for db to start");
+    sim.ready("db");
+    assert_eq!(sim.reason("web"), "waiting for queue to start");
+    sim.ready("queue");
+    sim.assert_state("web", State::Active, Sub::Running);
+
+    sim.stop("db");
+    sim.exit("web", Exit::Signal(Signal::SIGTERM));
+    sim.exit("db", Exit::Signal(Signal::SIGTERM));
+    sim.assert_state("web", State::Inactive, Sub::Dependency);
+    assert_eq!(sim.reason("web"), "requires db, which is stopped");
+    sim.start("db");
+    sim.assert_state("web", State::Inactive, Sub::Waiting);
+    assert_eq!(sim.reason("web"), "waiting for db to start");
+    // Spawned, it waits no more: the reason went with the wait.
+    sim.ready("db");
+    sim.assert_state("web", State::Active, Sub::Running);
+    sim.restart("web");
+    assert_eq!(sim.reason("web"), "");
+}
+
+/// A failure's reason says why a service is failed or restarting; an explicit start or
+/// restart begins afresh, and the old failure is not shown as why the new run waits.
+#[test]
+fn a_failure_reason_goes_with_a_fresh_start_and_stays_through_a_restart_delay() {
+    let mut sim = Sim::new(vec![
+        notify("db"),
+        simple("web")
+            .requires(&["db"])
+            .restart(RestartPolicy::Never),
+        notify("app").requires(&["db"]),
+    ]);
+    sim.ready("db");
+    sim.crash("web");
+    sim.assert_state("web", State::Failed, Sub::ExitCode);
+    sim.restart("db");
+    sim.exit("app", Exit::Signal(Signal::SIGTERM));
+    sim.start("web");
+    sim.assert_state("web", State::Inactive, Sub::Waiting);
+    assert_eq!(sim.reason("web"), "waiting for db to start");
+    // A crash of a run on its way up: the reason says why through the delay and the next
+    // try, until it is ready (a wait between would say what it waits for instead).
+    sim.exit("db", Exit::Signal(Signal::SIGTERM));
+    sim.ready("db");
+    sim.crash("app");
+    sim.assert_state("app", State::Activating, Sub::AutoRestart);
+    sim.tick_next();
+    sim.assert_state("app", State::Activating, Sub::Start);
+    assert_eq!(sim.reason("app"), "exited with code 1");
+    sim.ready("app");
+    assert_eq!(sim.reason("app"), "");
+}
+
 /// The adapters linger: at shutdown they stop after every other service (but what they
 /// are ordered after, their broker), so that what they report includes every stop.
 #[test]
@@ -4250,4 +4315,23 @@ fn watchdog_trigger_fails_it_as_a_missed_ping() {
         sim.reason("a"),
         "asked for its watchdog to fire (WATCHDOG=trigger)"
     );
+}
+/// A service after many says which it waits for, and that costs one look at it per
+/// change, not a look at every one of them (touched, the reason's change looked at all
+/// of its dependencies again: a million looks for a service after a thousand).
+#[test]
+fn what_a_service_after_many_waits_for_costs_one_look_a_change() {
+    let names: Vec<String> = (0..200).map(|i| format!("s{i:03}")).collect();
+    let refs: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
+    let mut specs: Vec<ServiceSpec> = names.iter().map(|n| notify(n)).collect();
+    specs.push(simple("app").after(&refs));
+    let mut sim = Sim::new(specs);
+    assert_eq!(sim.reason("app"), "waiting for s000 to start");
+    let before = sim.engine.steps;
+    for name in &names {
+        sim.ready(name);
+    }
+    sim.assert_state("app", State::Active, Sub::Running);
+    let steps = sim.engine.steps - before;
+    assert!(steps < 10 * names.len() as u64, "{steps} steps");
 }
