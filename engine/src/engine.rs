@@ -1573,8 +1573,8 @@ impl Engine {
 
     /// Applies a new configuration: new services are added, removed ones stop and go, and
     /// a changed one is restarted only when how its process runs changed (see
-    /// [`ServiceSpec::diff`]); a change of policy alone applies in place. Reports what it
-    /// did in [`Action::Reloaded`].
+    /// [`ServiceSpec::diff`]); a change of policy alone applies in place (but see
+    /// [`Engine::start_new_requirements`]). Reports what it did in [`Action::Reloaded`].
     fn reload(
         &mut self,
         specs: BTreeMap<String, ServiceSpec>,
@@ -1595,6 +1595,8 @@ impl Engine {
             }
         }
         let mut look_again = Vec::new();
+        // Running services that the reload gave new requirements, with those.
+        let mut required_more = Vec::new();
         for (name, spec) in specs {
             let mut revived = false;
             if let Some(unit) = self.units.get_mut(&name).filter(|u| u.removing) {
@@ -1648,6 +1650,13 @@ impl Engine {
                 // stop first; with the new spec it may not be a neighbour any more, so
                 // touch() below would not look at it again.
                 look_again.extend(unit.spec.ordered_after().cloned());
+                let new: Vec<String> = (spec.requires.iter())
+                    .filter(|r| !unit.spec.requires.contains(r))
+                    .cloned()
+                    .collect();
+                if !new.is_empty() && unit.is_running() && unit.want == Want::Up {
+                    required_more.push((name.clone(), new));
+                }
                 if unit.spec.schedule != spec.schedule {
                     // Armed afresh by the next look at it, from the new schedule.
                     unit.schedule_on = false;
@@ -1683,7 +1692,42 @@ impl Engine {
         for unit in self.units.values_mut() {
             unit.passed_on = None;
         }
+        for (name, new) in required_more {
+            self.start_new_requirements(&name, new, now, &mut report);
+        }
         actions.push(Action::Reloaded(Box::new(report)));
+    }
+
+    /// A running service runs only while what it requires is active: given a requirement
+    /// that is not, by a reload, it goes down until that is up. That is started, as a start
+    /// of the service would (not left down, the service with it, for good), and the reload
+    /// says the service restarts, not that its change applied without a restart.
+    fn start_new_requirements(
+        &mut self,
+        name: &str,
+        new: Vec<String>,
+        now: Duration,
+        report: &mut ReloadReport,
+    ) {
+        for dep in &new {
+            let Some(d) = self.units.get(dep).filter(|d| !d.removing) else {
+                continue;
+            };
+            if d.want == Want::Down || d.state == State::Failed {
+                self.want_up(dep, now);
+                self.pull_in(dep, now);
+            }
+        }
+        // Down for one of them (not for a restart asked before).
+        let not_up = |dep: &String| {
+            self.units.get(dep).is_none_or(|d| d.state != State::Active) || self.should_stop(dep)
+        };
+        if self.going_down(name) && new.iter().any(not_up) {
+            if let Some(at) = report.updated.iter().position(|c| c.name == name) {
+                let change = report.updated.remove(at);
+                report.restarted.push(change);
+            }
+        }
     }
 
     /// Moves every dirty service toward its want until nothing more changes.

@@ -2968,6 +2968,58 @@ fn an_oom_kill_is_told_apart_and_restarted_by_policy() {
     assert_eq!(sim.unit("b").result, Some(RunResult::Success));
 }
 
+/// A reload that gives a running service a requirement that is not up took it down for
+/// good while it said "updated web (requires changed; applied without a restart)" (found
+/// by a hostile review: cache, disabled, was never started, and web stayed "inactive
+/// (dependency)"). As `ember ctl start web` does, the reload starts what web now requires,
+/// and says that web restarts: it stops, and comes back once cache is active. A new
+/// requirement that is up already changes nothing, as before.
+#[test]
+fn a_reload_that_adds_a_requirement_to_a_running_service_starts_it_and_says_so() {
+    let mut sim = Sim::new(vec![
+        simple("web"),
+        simple("db"),
+        notify("cache").disabled(),
+    ]);
+    let pid = sim.pid("web");
+    let report = |actions: &[Action]| {
+        actions
+            .iter()
+            .find_map(|a| match a {
+                Action::Reloaded(r) => Some((**r).clone()),
+                _ => None,
+            })
+            .unwrap()
+    };
+    let actions = sim.reload(vec![
+        simple("web").requires(&["db"]),
+        simple("db"),
+        notify("cache").disabled(),
+    ]);
+    assert!(kills(&actions).is_empty(), "{actions:?}");
+    assert_eq!(sim.pid("web"), pid);
+    assert_eq!(report(&actions).updated.len(), 1);
+
+    let actions = sim.reload(vec![
+        simple("web").requires(&["db", "cache"]),
+        simple("db"),
+        notify("cache").disabled(),
+    ]);
+    let report = report(&actions);
+    let change = SpecChange {
+        name: "web".into(),
+        keys: vec!["requires".into()],
+    };
+    assert_eq!(report.restarted, vec![change], "{report:?}");
+    assert!(report.updated.is_empty(), "{report:?}");
+    assert_eq!(spawns(&actions), names(&["cache"]));
+    assert_eq!(kills(&actions), vec![kill("web", Signal::SIGTERM)]);
+    sim.exit("web", Exit::Signal(Signal::SIGTERM));
+    sim.assert_state("web", State::Inactive, Sub::Waiting);
+    sim.ready("cache");
+    sim.assert_state("web", State::Active, Sub::Running);
+}
+
 #[test]
 fn reload_applies_a_change_of_policy_in_place() {
     let mut sim = Sim::new(vec![simple("a"), simple("b")]);
