@@ -1524,7 +1524,11 @@ impl Engine {
             return;
         }
         if unit.pid.is_none() {
-            if unit.sub == Sub::StartPidFile {
+            // No main process, but maybe what it left: a forking daemon's first process
+            // while its pid file is awaited, or what a oneshot that succeeded started,
+            // which lives on while it is active (exited), and no longer.
+            let exited = (unit.state, unit.sub) == (State::Active, Sub::Exited);
+            if unit.sub == Sub::StartPidFile || exited {
                 actions.push(Action::Cleanup {
                     name: name.to_owned(),
                     keep: false,

@@ -836,6 +836,42 @@ fn stopping_an_exited_oneshot_needs_no_signal() {
     assert_eq!(sim.want("a"), Want::Down);
 }
 
+/// What a oneshot that succeeded started lives on while it is active (exited), as with
+/// systemd's RemainAfterExit, and goes when it stops, as a stop of any service kills
+/// what is left of it: by hand, by a restart (before the new run), with what it requires,
+/// and at shutdown (found by a hostile review: no stop of an exited oneshot cleaned up,
+/// so a daemon it had started outlived `ember ctl stop`, and each restart added one).
+#[test]
+fn a_stop_of_an_exited_oneshot_ends_what_it_left() {
+    let mut sim = Sim::new(vec![
+        simple("disk"),
+        oneshot("a").requires(&["disk"]),
+        oneshot("b"),
+    ]);
+    sim.exit("a", Exit::Code(0));
+    sim.exit("b", Exit::Code(0));
+    let actions = sim.stop("a");
+    assert!(has(&actions, &cleanup("a")), "{actions:?}");
+    sim.start("a");
+    sim.exit("a", Exit::Code(0));
+    let actions = sim.restart("a");
+    let at = |wanted: &Action| actions.iter().position(|x| x == wanted);
+    assert!(
+        at(&cleanup("a"))
+            < actions
+                .iter()
+                .position(|x| matches!(x, Action::Spawn { .. }))
+    );
+    assert!(has(&actions, &cleanup("a")), "{actions:?}");
+    sim.exit("a", Exit::Code(0));
+    let actions = sim.restart("disk");
+    assert!(has(&actions, &cleanup("a")), "{actions:?}");
+    sim.exit("disk", Exit::Signal(Signal::SIGTERM));
+    sim.exit("a", Exit::Code(0));
+    let actions = sim.shutdown();
+    assert!(has(&actions, &cleanup("b")), "{actions:?}");
+}
+
 #[test]
 fn restart_of_an_exited_oneshot_runs_it_again() {
     let mut sim = Sim::new(vec![oneshot("a")]);
