@@ -239,3 +239,39 @@ command = ["/bin/sh", "-c", "exec sleep 7940042"]
     );
     ember.wait_state("fine", "active", None, LONG);
 }
+
+/// What a oneshot that succeeded started lives on while it is active (exited), as with
+/// systemd's RemainAfterExit, and goes when it stops, by hand or for a restart (found by a
+/// hostile review: the daemon outlived `ember ctl stop`, and each restart added one).
+#[test]
+fn what_an_exited_oneshot_left_goes_with_its_stop() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "oneshot-left",
+        r#"
+[service.setup]
+type = "oneshot"
+# Exits once the daemon is in a session of its own (the oneshot's process group goes
+# when it exits).
+command = ["/bin/sh", "-c", "rm -f $DIR/up; setsid /bin/sh -c 'touch $DIR/up; exec /bin/sleep 7940061' </dev/null >/dev/null 2>&1 & while [ ! -e $DIR/up ]; do sleep 0.01; done"]
+"#,
+    );
+    ember.wait_state("setup", "active", Some("exited"), LONG);
+    assert!(wait_for(LONG, || pids_with("7940061").len() == 1));
+    let out = ember.ctl(&["restart", "setup", "--wait"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        wait_for(LONG, || pids_with("7940061").len() == 1),
+        "a restart left the last run's daemon: {:?}",
+        pids_with("7940061")
+    );
+    let out = ember.ctl(&["stop", "setup", "--wait"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        wait_for(LONG, || pids_with("7940061").is_empty()),
+        "the daemon outlived the stop: {:?}",
+        pids_with("7940061")
+    );
+}

@@ -563,3 +563,38 @@ command = ["/bin/sleep", "7990001"]
         ember.log()
     );
 }
+
+/// A reload that gives a running service a requirement that is not running starts it, as
+/// `ember ctl start` would, and says the service restarts: it comes back once that is up
+/// (found by a hostile review: web was stopped and left "inactive (dependency)" for good,
+/// cache never started, and the reload said "updated web (requires changed; applied
+/// without a restart)").
+#[test]
+fn a_reload_that_adds_a_requirement_starts_it_and_says_the_service_restarts() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "reload-requires",
+        r#"
+[service.web]
+command = ["/bin/sleep", "7840051"]
+
+[service.cache]
+command = ["/bin/sleep", "7840052"]
+enabled = false
+"#,
+    );
+    running(&ember, &["web"]);
+    let config = std::fs::read_to_string(&ember.config).unwrap();
+    let required = config.replacen(
+        "[service.web]\n",
+        "[service.web]\nrequires = [\"cache\"]\n",
+        1,
+    );
+    std::fs::write(&ember.config, required).unwrap();
+    let said = reloads(&ember);
+    assert!(said.contains("restarted web (requires changed)"), "{said}");
+    ember.wait_state("cache", "active", Some("running"), LONG);
+    ember.wait_state("web", "active", Some("running"), LONG);
+}

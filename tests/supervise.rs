@@ -1174,3 +1174,70 @@ user = "{stranger}"
         "{text}"
     );
 }
+
+/// `stop` then `start` begins a service's history afresh, as `restart` does: its restart
+/// count (which says "since the last explicit start"), its backoff and its start limit
+/// (found by a hostile review: the count of the runs before the stop was kept).
+#[test]
+fn a_start_after_a_stop_counts_restarts_afresh() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "afresh",
+        r#"
+[service.once]
+# Crashes on its first run only, then serves.
+command = ["/bin/sh", "-c", "if [ ! -e $DIR/crashed ]; then touch $DIR/crashed; exit 1; fi; exec sleep 1000"]
+restart_delay = "0"
+"#,
+    );
+    let status = ember.wait_state("once", "active", Some("running"), LONG);
+    assert_eq!(status["restarts"], 1, "{status}");
+    let out = ember.ctl(&["stop", "--wait", "once"]);
+    assert!(out.status.success(), "{out:?}");
+    let out = ember.ctl(&["start", "--wait", "once"]);
+    assert!(out.status.success(), "{out:?}");
+    let status = ember.wait_state("once", "active", Some("running"), LONG);
+    assert_eq!(status["restarts"], 0, "{status}");
+}
+
+/// A waiting service says what it waits for, and never a reason that no longer holds
+/// (found by a hostile review: with db stopped by hand and started again, web read
+/// "inactive (waiting)" with "requires db, which is stopped" while db was activating).
+#[test]
+fn a_waiting_service_says_what_it_waits_for() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "waitsfor",
+        r#"
+[service.db]
+command = ["/bin/sleep", "1000"]
+ready = { file = "$DIR/db-ready" }
+ready_timeout = "0"
+
+[service.web]
+command = ["/bin/sleep", "1000"]
+requires = ["db"]
+"#,
+    );
+    let web = ember.wait_state("web", "inactive", Some("waiting"), LONG);
+    assert_eq!(web["reason"], "waiting for db to start", "{web}");
+    std::fs::write(ember.dir.path("db-ready"), "").unwrap();
+    ember.wait_state("web", "active", Some("running"), LONG);
+
+    let out = ember.ctl(&["stop", "--wait", "db"]);
+    assert!(out.status.success(), "{out:?}");
+    let web = ember.wait_state("web", "inactive", Some("dependency"), LONG);
+    assert_eq!(web["reason"], "requires db, which is stopped", "{web}");
+    std::fs::remove_file(ember.dir.path("db-ready")).unwrap();
+    let out = ember.ctl(&["start", "db"]);
+    assert!(out.status.success(), "{out:?}");
+    ember.wait_state("db", "activating", Some("start"), LONG);
+    let web = ember.wait_state("web", "inactive", Some("waiting"), LONG);
+    assert_eq!(web["reason"], "waiting for db to start", "{web}");
+    let table = String::from_utf8_lossy(&ember.ctl(&["status"]).stdout).into_owned();
+    assert!(table.contains("└ waiting for db to start"), "{table}");
+}

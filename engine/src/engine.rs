@@ -1126,14 +1126,20 @@ impl Engine {
         }
     }
 
-    /// Wants a service up; a failed one gets a fresh start (its failures forgotten).
+    /// Wants a service up. One that was not wanted (stopped by hand, or done) or that
+    /// failed gets a fresh start, as a restart does and as systemd's start does: its
+    /// restart count, backoff and start limit count from here, and its last failure is no
+    /// longer why it is down. One already wanted up (in its restart delay, waiting) keeps
+    /// its own.
     fn want_up(&mut self, name: &str, now: Duration) {
         let Some(unit) = self.units.get_mut(name) else {
             return;
         };
+        if unit.want == Want::Down || unit.state == State::Failed {
+            reset_failures(unit);
+        }
         unit.want = Want::Up;
         if unit.state == State::Failed {
-            reset_failures(unit);
             self.set_state(name, State::Inactive, Sub::Dead, now);
         }
         self.touch(name);
@@ -1343,7 +1349,7 @@ impl Engine {
         };
         set_deadline(&mut self.timers, name, unit, None);
         unit.restart_pending = false;
-        unit.active_since = None;
+        end_run(unit, now);
         if let Some(spec) = unit.pending_spec.take() {
             self.replace_spec(name, *spec);
         }
@@ -1382,11 +1388,7 @@ impl Engine {
         unit.pid = None;
         set_deadline(&mut self.timers, name, unit, None);
         unit.result = Some(RunResult::of_failure(sub));
-        if let Some(since) = unit.active_since.take() {
-            if now.saturating_sub(since) >= unit.spec.restart_delay_max {
-                unit.consecutive_failures = 0;
-            }
-        }
+        end_run(unit, now);
         unit.consecutive_failures = unit.consecutive_failures.saturating_add(1);
         unit.failures.push_back(now);
         while unit
@@ -1459,9 +1461,9 @@ impl Engine {
                 unit.restarts = unit.restarts.saturating_add(1);
                 // The run is over, as when a run stops: a restart asked for, or a new
                 // spec that came meanwhile (its restart waited for a dependent to stop
-                // first), is done with now; the next run is the new spec's.
+                // first), is done with now; the next run is the new spec's. Its reason
+                // (the failure) stays until it is spawned or waits for something.
                 self.stopped(name, now);
-                self.set_state(name, State::Inactive, Sub::Waiting, now);
             }
             (State::Activating, Sub::StartPidFile) => {
                 actions.push(Action::Cleanup {
@@ -1552,7 +1554,11 @@ impl Engine {
             return;
         }
         if unit.pid.is_none() {
-            if unit.sub == Sub::StartPidFile {
+            // No main process, but maybe what it left: a forking daemon's first process
+            // while its pid file is awaited, or what a oneshot that succeeded started,
+            // which lives on while it is active (exited), and no longer.
+            let exited = (unit.state, unit.sub) == (State::Active, Sub::Exited);
+            if unit.sub == Sub::StartPidFile || exited {
                 actions.push(Action::Cleanup {
                     name: name.to_owned(),
                     keep: false,
@@ -1602,8 +1608,8 @@ impl Engine {
 
     /// Applies a new configuration: new services are added, removed ones stop and go, and
     /// a changed one is restarted only when how its process runs changed (see
-    /// [`ServiceSpec::diff`]); a change of policy alone applies in place. Reports what it
-    /// did in [`Action::Reloaded`].
+    /// [`ServiceSpec::diff`]); a change of policy alone applies in place (but see
+    /// [`Engine::start_new_requirements`]). Reports what it did in [`Action::Reloaded`].
     fn reload(
         &mut self,
         specs: BTreeMap<String, ServiceSpec>,
@@ -1624,6 +1630,8 @@ impl Engine {
             }
         }
         let mut look_again = Vec::new();
+        // Running services that the reload gave new requirements, with those.
+        let mut required_more = Vec::new();
         for (name, spec) in specs {
             let mut revived = false;
             if let Some(unit) = self.units.get_mut(&name).filter(|u| u.removing) {
@@ -1678,6 +1686,13 @@ impl Engine {
                 // stop first; with the new spec it may not be a neighbour any more, so
                 // touch() below would not look at it again.
                 look_again.extend(unit.spec.ordered_after().cloned());
+                let new: Vec<String> = (spec.requires.iter())
+                    .filter(|r| !unit.spec.requires.contains(r))
+                    .cloned()
+                    .collect();
+                if !new.is_empty() && unit.is_running() && unit.want == Want::Up {
+                    required_more.push((name.clone(), new));
+                }
                 if unit.spec.schedule != spec.schedule {
                     // Armed afresh by the next look at it, from the new schedule.
                     unit.schedule_on = false;
@@ -1713,7 +1728,42 @@ impl Engine {
         for unit in self.units.values_mut() {
             unit.passed_on = None;
         }
+        for (name, new) in required_more {
+            self.start_new_requirements(&name, new, now, &mut report);
+        }
         actions.push(Action::Reloaded(Box::new(report)));
+    }
+
+    /// A running service runs only while what it requires is active: given a requirement
+    /// that is not, by a reload, it goes down until that is up. That is started, as a start
+    /// of the service would (not left down, the service with it, for good), and the reload
+    /// says the service restarts, not that its change applied without a restart.
+    fn start_new_requirements(
+        &mut self,
+        name: &str,
+        new: Vec<String>,
+        now: Duration,
+        report: &mut ReloadReport,
+    ) {
+        for dep in &new {
+            let Some(d) = self.units.get(dep).filter(|d| !d.removing) else {
+                continue;
+            };
+            if d.want == Want::Down || d.state == State::Failed {
+                self.want_up(dep, now);
+                self.pull_in(dep, now);
+            }
+        }
+        // Down for one of them (not for a restart asked before).
+        let not_up = |dep: &String| {
+            self.units.get(dep).is_none_or(|d| d.state != State::Active) || self.should_stop(dep)
+        };
+        if self.going_down(name) && new.iter().any(not_up) {
+            if let Some(at) = report.updated.iter().position(|c| c.name == name) {
+                let change = report.updated.remove(at);
+                report.restarted.push(change);
+            }
+        }
     }
 
     /// Moves every dirty service toward its want until nothing more changes.
@@ -1767,19 +1817,8 @@ impl Engine {
                 }
                 match self.start_blocker(name) {
                     Blocker::None => self.spawn(name, now, actions),
-                    Blocker::Waiting => {
-                        if unit.sub != Sub::Waiting {
-                            self.set_state(name, State::Inactive, Sub::Waiting, now);
-                        }
-                    }
-                    Blocker::Blocked(why) => {
-                        if unit.sub != Sub::Dependency || unit.reason.as_deref() != Some(&why) {
-                            if let Some(u) = self.units.get_mut(name) {
-                                u.reason = Some(why);
-                            }
-                            self.set_state(name, State::Inactive, Sub::Dependency, now);
-                        }
-                    }
+                    Blocker::Waiting(why) => self.hold(name, Sub::Waiting, why, now),
+                    Blocker::Blocked(why) => self.hold(name, Sub::Dependency, why, now),
                 }
             }
             State::Activating | State::Active => {
@@ -1803,6 +1842,27 @@ impl Engine {
                 }
             }
             State::Deactivating | State::Failed => {}
+        }
+    }
+
+    /// Keeps a wanted service inactive, waiting (`sub`) for the reason `why`: published
+    /// when either changed, so that what it waits for is always what status says.
+    fn hold(&mut self, name: &str, sub: Sub, why: String, now: Duration) {
+        let Some(unit) = self.units.get_mut(name) else {
+            return;
+        };
+        if unit.reason.as_deref() != Some(&why) {
+            unit.reason = Some(why);
+            if unit.sub == sub {
+                // Only published: no other service reads a waiting one's reason, and its
+                // neighbours looked at again for each of a thousand `after` that came up
+                // (touch) cost a million looks.
+                self.changed.insert(name.to_owned());
+                return;
+            }
+        }
+        if unit.sub != sub {
+            self.set_state(name, State::Inactive, sub, now);
         }
     }
 
@@ -1901,6 +1961,11 @@ impl Engine {
         unit.pid = None;
         unit.failing = None;
         unit.status_text = None;
+        // Said why it waited, and waits no more. (A failure's reason stays through the
+        // next try after its restart delay, until a run is ready.)
+        if matches!(unit.sub, Sub::Waiting | Sub::Dependency) {
+            unit.reason = None;
+        }
         let deadline = unit.spec.ready_timeout.map(|t| now + t);
         let deadline = deadline.filter(|_| unit.spec.ready != Readiness::Spawned);
         set_deadline(&mut self.timers, name, unit, deadline);
@@ -1915,16 +1980,19 @@ impl Engine {
     /// Why a wanted, inactive service may not start yet.
     fn start_blocker(&self, name: &str) -> Blocker {
         let Some(unit) = self.units.get(name) else {
-            return Blocker::Waiting;
+            return Blocker::None;
         };
-        let mut waiting = false;
+        // The first service waited for, named in the reason.
+        let mut waiting: Option<&str> = None;
         for dep in &unit.spec.requires {
             match self.units.get(dep) {
                 // Active, and not about to go down (which would take this one down again).
                 Some(d) if d.state == State::Active && !self.should_stop(dep) => {}
                 _ => match self.why_down(dep) {
                     Some(why) => return Blocker::Blocked(format!("requires {why}")),
-                    None => waiting = true,
+                    None => {
+                        waiting.get_or_insert(dep);
+                    }
                 },
             }
         }
@@ -1946,13 +2014,12 @@ impl Engine {
                     State::Failed => false,
                 };
             if on_its_way_up {
-                waiting = true;
+                waiting.get_or_insert(dep);
             }
         }
-        if waiting {
-            Blocker::Waiting
-        } else {
-            Blocker::None
+        match waiting {
+            Some(dep) => Blocker::Waiting(format!("waiting for {dep} to start")),
+            None => Blocker::None,
         }
     }
 
@@ -2119,7 +2186,8 @@ pub(crate) struct PassedOn {
 
 enum Blocker {
     None,
-    Waiting,
+    /// On its way: the reason names what it waits for.
+    Waiting(String),
     Blocked(String),
 }
 
@@ -2132,7 +2200,20 @@ fn removed_is_empty(actions: &[Action]) -> bool {
     !actions.iter().any(|a| matches!(a, Action::Removed { .. }))
 }
 
+/// A run is over, however it ended: one that stayed up `restart_delay_max` resets the
+/// backoff (a run stopped after a day up, by its dependency's restart, is not the fifth
+/// of a crash loop).
+fn end_run(unit: &mut Unit, now: Duration) {
+    if let Some(since) = unit.active_since.take() {
+        if now.saturating_sub(since) >= unit.spec.restart_delay_max {
+            unit.consecutive_failures = 0;
+        }
+    }
+}
+
+/// Its failures are forgotten, and so is why it failed: not why it is down any more.
 fn reset_failures(unit: &mut Unit) {
+    unit.reason = None;
     unit.consecutive_failures = 0;
     unit.failures.clear();
     unit.restarts = 0;

@@ -1596,6 +1596,22 @@ impl World {
                         "{name} is {:?}, but held by what it requires: {held}",
                         u.sub
                     );
+                    // And its reason says so: what it waits for, a service ordered before
+                    // it that is not up; or what blocks it.
+                    let reason = u.reason.as_deref().unwrap_or_default();
+                    let truthful = match u.sub {
+                        Sub::Waiting => reason
+                            .strip_prefix("waiting for ")
+                            .and_then(|r| r.strip_suffix(" to start"))
+                            .is_some_and(|d| {
+                                u.spec.ordered_after().any(|x| x == d)
+                                    && engine.unit(d).is_some_and(|du| {
+                                        du.state != State::Active || engine.going_down(d)
+                                    })
+                            }),
+                        _ => reason.starts_with("requires "),
+                    };
+                    ensure!(truthful, "{name} is {:?}, and says {reason:?}", u.sub);
                 }
             }
             if matches!(u.state, State::Activating | State::Active) && engine.going_down(name) {

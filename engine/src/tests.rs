@@ -836,6 +836,42 @@ fn stopping_an_exited_oneshot_needs_no_signal() {
     assert_eq!(sim.want("a"), Want::Down);
 }
 
+/// What a oneshot that succeeded started lives on while it is active (exited), as with
+/// systemd's RemainAfterExit, and goes when it stops, as a stop of any service kills
+/// what is left of it: by hand, by a restart (before the new run), with what it requires,
+/// and at shutdown (found by a hostile review: no stop of an exited oneshot cleaned up,
+/// so a daemon it had started outlived `ember ctl stop`, and each restart added one).
+#[test]
+fn a_stop_of_an_exited_oneshot_ends_what_it_left() {
+    let mut sim = Sim::new(vec![
+        simple("disk"),
+        oneshot("a").requires(&["disk"]),
+        oneshot("b"),
+    ]);
+    sim.exit("a", Exit::Code(0));
+    sim.exit("b", Exit::Code(0));
+    let actions = sim.stop("a");
+    assert!(has(&actions, &cleanup("a")), "{actions:?}");
+    sim.start("a");
+    sim.exit("a", Exit::Code(0));
+    let actions = sim.restart("a");
+    let at = |wanted: &Action| actions.iter().position(|x| x == wanted);
+    assert!(
+        at(&cleanup("a"))
+            < actions
+                .iter()
+                .position(|x| matches!(x, Action::Spawn { .. }))
+    );
+    assert!(has(&actions, &cleanup("a")), "{actions:?}");
+    sim.exit("a", Exit::Code(0));
+    let actions = sim.restart("disk");
+    assert!(has(&actions, &cleanup("a")), "{actions:?}");
+    sim.exit("disk", Exit::Signal(Signal::SIGTERM));
+    sim.exit("a", Exit::Code(0));
+    let actions = sim.shutdown();
+    assert!(has(&actions, &cleanup("b")), "{actions:?}");
+}
+
 #[test]
 fn restart_of_an_exited_oneshot_runs_it_again() {
     let mut sim = Sim::new(vec![oneshot("a")]);
@@ -1051,9 +1087,14 @@ fn backoff_resets_after_staying_up_restart_delay_max() {
 
 #[test]
 fn backoff_reset_only_counts_the_run_that_failed() {
-    // An earlier run that was up for long, then finished cleanly, does not reset the
-    // backoff of a later run that fails before it was ever ready.
-    let mut sim = Sim::new(vec![notify("a").with(|s| s.start_limit = 0)]);
+    // An earlier run that was up for a while, then stopped (by its dependency's restart:
+    // no explicit start, which begins afresh), does not reset the backoff of a later run
+    // that fails before it was ever ready: the time since is not time up.
+    let mut sim = Sim::new(vec![
+        notify("db"),
+        notify("a").requires(&["db"]).with(|s| s.start_limit = 0),
+    ]);
+    sim.ready("db");
     for delay in [100, 200, 400] {
         sim.crash("a");
         assert_eq!(sim.deadline_in("a"), Some(ms(delay)));
@@ -1061,11 +1102,13 @@ fn backoff_reset_only_counts_the_run_that_failed() {
     }
     sim.ready("a");
     sim.advance(secs(1));
-    sim.exit("a", Exit::Code(0));
-    sim.assert_state("a", State::Inactive, Sub::Dead);
+    sim.restart("db");
+    sim.exit("a", Exit::Signal(Signal::SIGTERM));
+    sim.assert_state("a", State::Inactive, Sub::Waiting);
     assert_eq!(sim.unit("a").active_since, None);
+    sim.exit("db", Exit::Signal(Signal::SIGTERM));
     sim.advance(secs(60));
-    sim.start("a");
+    sim.ready("db");
     sim.crash("a");
     assert_eq!(sim.unit("a").consecutive_failures, 4);
     assert_eq!(sim.deadline_in("a"), Some(ms(800)));
@@ -1933,6 +1976,93 @@ fn start_during_backoff_keeps_the_backoff() {
     assert!(spawns(&actions).is_empty());
     sim.assert_state("a", State::Activating, Sub::AutoRestart);
     assert_eq!(spawns(&sim.advance(ms(100))), names(&["a"]));
+}
+
+/// A start of a service stopped by hand (or done) begins its history afresh, as a restart
+/// and a start of a failed one do, and as systemd's start does: its restart count, its
+/// backoff and the failures its start limit counts are those of its runs since (found by
+/// a hostile review: `stop` then `start` kept them, so the status said "3 restarts" of a
+/// service just started, the first crash waited the fourth delay, and the start limit
+/// failed it after fewer failures than it allows).
+#[test]
+fn a_start_after_a_stop_begins_the_history_afresh() {
+    let mut sim = Sim::new(vec![simple("a").with(|s| {
+        s.restart_delay = secs(1);
+        s.restart_delay_max = secs(60);
+        s.start_limit = 3;
+        s.start_limit_interval = secs(600);
+    })]);
+    sim.crash("a");
+    sim.advance(secs(1));
+    sim.crash("a");
+    sim.advance(secs(2));
+    sim.assert_state("a", State::Active, Sub::Running);
+    assert_eq!(sim.unit("a").restarts, 2);
+    sim.stop("a");
+    sim.exit("a", Exit::Signal(Signal::SIGTERM));
+    sim.start("a");
+    sim.assert_state("a", State::Active, Sub::Running);
+    assert_eq!(
+        sim.unit("a").restarts,
+        0,
+        "restarts since the explicit start"
+    );
+    sim.crash("a");
+    assert_eq!(sim.deadline_in("a"), Some(secs(1)), "the first delay again");
+    sim.advance(secs(1));
+    sim.crash("a");
+    sim.advance(secs(2));
+    sim.assert_state("a", State::Active, Sub::Running);
+}
+
+/// The same for a dependency stopped by hand that a start pulls in.
+#[test]
+fn a_dependency_pulled_in_by_a_start_begins_its_history_afresh() {
+    let mut sim = Sim::new(vec![
+        simple("db").with(|s| s.restart_delay = secs(1)),
+        simple("web").requires(&["db"]),
+    ]);
+    sim.crash("db");
+    sim.exit("web", Exit::Signal(Signal::SIGTERM));
+    sim.advance(secs(1));
+    assert_eq!(sim.unit("db").restarts, 1);
+    sim.stop("db");
+    sim.exit("web", Exit::Signal(Signal::SIGTERM));
+    sim.exit("db", Exit::Signal(Signal::SIGTERM));
+    sim.start("web");
+    sim.assert_state("db", State::Active, Sub::Running);
+    assert_eq!(sim.unit("db").restarts, 0);
+    assert!(sim.unit("db").failures.is_empty());
+}
+
+/// "The backoff resets once a run stays up restart_delay_max": whatever ended that run.
+/// One stopped by its dependency's restart after a day up is no failure, but it stayed
+/// up: the next crash waits the first delay, not the one the crashes before that day had
+/// reached (found by a hostile review: only a run that itself failed reset it).
+#[test]
+fn a_long_run_ended_by_a_stop_resets_the_backoff() {
+    let mut sim = Sim::new(vec![
+        notify("db"),
+        simple("web").requires(&["db"]).with(|s| {
+            s.restart_delay = secs(1);
+            s.restart_delay_max = secs(30);
+            s.start_limit = 0;
+        }),
+    ]);
+    sim.ready("db");
+    for _ in 0..4 {
+        sim.crash("web");
+        sim.advance(secs(30));
+    }
+    sim.assert_state("web", State::Active, Sub::Running);
+    sim.advance(secs(24 * 3600));
+    sim.restart("db");
+    sim.exit("web", Exit::Signal(Signal::SIGTERM));
+    sim.exit("db", Exit::Signal(Signal::SIGTERM));
+    sim.ready("db");
+    sim.assert_state("web", State::Active, Sub::Running);
+    sim.crash("web");
+    assert_eq!(sim.deadline_in("web"), Some(secs(1)));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -2874,6 +3004,58 @@ fn an_oom_kill_is_told_apart_and_restarted_by_policy() {
     assert_eq!(sim.unit("b").result, Some(RunResult::Success));
 }
 
+/// A reload that gives a running service a requirement that is not up took it down for
+/// good while it said "updated web (requires changed; applied without a restart)" (found
+/// by a hostile review: cache, disabled, was never started, and web stayed "inactive
+/// (dependency)"). As `ember ctl start web` does, the reload starts what web now requires,
+/// and says that web restarts: it stops, and comes back once cache is active. A new
+/// requirement that is up already changes nothing, as before.
+#[test]
+fn a_reload_that_adds_a_requirement_to_a_running_service_starts_it_and_says_so() {
+    let mut sim = Sim::new(vec![
+        simple("web"),
+        simple("db"),
+        notify("cache").disabled(),
+    ]);
+    let pid = sim.pid("web");
+    let report = |actions: &[Action]| {
+        actions
+            .iter()
+            .find_map(|a| match a {
+                Action::Reloaded(r) => Some((**r).clone()),
+                _ => None,
+            })
+            .unwrap()
+    };
+    let actions = sim.reload(vec![
+        simple("web").requires(&["db"]),
+        simple("db"),
+        notify("cache").disabled(),
+    ]);
+    assert!(kills(&actions).is_empty(), "{actions:?}");
+    assert_eq!(sim.pid("web"), pid);
+    assert_eq!(report(&actions).updated.len(), 1);
+
+    let actions = sim.reload(vec![
+        simple("web").requires(&["db", "cache"]),
+        simple("db"),
+        notify("cache").disabled(),
+    ]);
+    let report = report(&actions);
+    let change = SpecChange {
+        name: "web".into(),
+        keys: vec!["requires".into()],
+    };
+    assert_eq!(report.restarted, vec![change], "{report:?}");
+    assert!(report.updated.is_empty(), "{report:?}");
+    assert_eq!(spawns(&actions), names(&["cache"]));
+    assert_eq!(kills(&actions), vec![kill("web", Signal::SIGTERM)]);
+    sim.exit("web", Exit::Signal(Signal::SIGTERM));
+    sim.assert_state("web", State::Inactive, Sub::Waiting);
+    sim.ready("cache");
+    sim.assert_state("web", State::Active, Sub::Running);
+}
+
 #[test]
 fn reload_applies_a_change_of_policy_in_place() {
     let mut sim = Sim::new(vec![simple("a"), simple("b")]);
@@ -3037,6 +3219,71 @@ fn a_start_that_cannot_happen_names_the_service_that_blocks() {
         sim.reason("web"),
         "requires db, which requires disk, which is not defined"
     );
+}
+
+/// A waiting service says what it waits for, and never a reason that no longer holds
+/// (found by a hostile review: once db, stopped by hand, was started again, web read
+/// "inactive (waiting)" with "requires db, which is stopped" while db was activating; and
+/// a failed service started by hand kept its old failure as its reason).
+#[test]
+fn a_waiting_service_says_what_it_waits_for() {
+    let mut sim = Sim::new(vec![
+        notify("db"),
+        notify("queue"),
+        simple("web").requires(&["db"]).after(&["queue"]),
+    ]);
+    sim.assert_state("web", State::Inactive, Sub::Waiting);
+    assert_eq!(sim.reason("web"), "waiting for db to start");
+    sim.ready("db");
+    assert_eq!(sim.reason("web"), "waiting for queue to start");
+    sim.ready("queue");
+    sim.assert_state("web", State::Active, Sub::Running);
+
+    sim.stop("db");
+    sim.exit("web", Exit::Signal(Signal::SIGTERM));
+    sim.exit("db", Exit::Signal(Signal::SIGTERM));
+    sim.assert_state("web", State::Inactive, Sub::Dependency);
+    assert_eq!(sim.reason("web"), "requires db, which is stopped");
+    sim.start("db");
+    sim.assert_state("web", State::Inactive, Sub::Waiting);
+    assert_eq!(sim.reason("web"), "waiting for db to start");
+    // Spawned, it waits no more: the reason went with the wait.
+    sim.ready("db");
+    sim.assert_state("web", State::Active, Sub::Running);
+    sim.restart("web");
+    assert_eq!(sim.reason("web"), "");
+}
+
+/// A failure's reason says why a service is failed or restarting; an explicit start or
+/// restart begins afresh, and the old failure is not shown as why the new run waits.
+#[test]
+fn a_failure_reason_goes_with_a_fresh_start_and_stays_through_a_restart_delay() {
+    let mut sim = Sim::new(vec![
+        notify("db"),
+        simple("web")
+            .requires(&["db"])
+            .restart(RestartPolicy::Never),
+        notify("app").requires(&["db"]),
+    ]);
+    sim.ready("db");
+    sim.crash("web");
+    sim.assert_state("web", State::Failed, Sub::ExitCode);
+    sim.restart("db");
+    sim.exit("app", Exit::Signal(Signal::SIGTERM));
+    sim.start("web");
+    sim.assert_state("web", State::Inactive, Sub::Waiting);
+    assert_eq!(sim.reason("web"), "waiting for db to start");
+    // A crash of a run on its way up: the reason says why through the delay and the next
+    // try, until it is ready (a wait between would say what it waits for instead).
+    sim.exit("db", Exit::Signal(Signal::SIGTERM));
+    sim.ready("db");
+    sim.crash("app");
+    sim.assert_state("app", State::Activating, Sub::AutoRestart);
+    sim.tick_next();
+    sim.assert_state("app", State::Activating, Sub::Start);
+    assert_eq!(sim.reason("app"), "exited with code 1");
+    sim.ready("app");
+    assert_eq!(sim.reason("app"), "");
 }
 
 /// The adapters linger: at shutdown they stop after every other service (but what they
@@ -4199,4 +4446,24 @@ fn a_oneshot_instance_made_by_a_start_goes_once_done() {
     sim.start("task@configured");
     sim.exit("task@configured", Exit::Code(0));
     sim.assert_state("task@configured", State::Active, Sub::Exited);
+}
+
+/// A service after many says which it waits for, and that costs one look at it per
+/// change, not a look at every one of them (touched, the reason's change looked at all
+/// of its dependencies again: a million looks for a service after a thousand).
+#[test]
+fn what_a_service_after_many_waits_for_costs_one_look_a_change() {
+    let names: Vec<String> = (0..200).map(|i| format!("s{i:03}")).collect();
+    let refs: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
+    let mut specs: Vec<ServiceSpec> = names.iter().map(|n| notify(n)).collect();
+    specs.push(simple("app").after(&refs));
+    let mut sim = Sim::new(specs);
+    assert_eq!(sim.reason("app"), "waiting for s000 to start");
+    let before = sim.engine.steps;
+    for name in &names {
+        sim.ready(name);
+    }
+    sim.assert_state("app", State::Active, Sub::Running);
+    let steps = sim.engine.steps - before;
+    assert!(steps < 10 * names.len() as u64, "{steps} steps");
 }
