@@ -214,10 +214,12 @@ fi
 
 # The host packages OE-core's documentation lists for Debian (sanity.bbclass checks the
 # tools; bitbake and the fetchers need the Python modules), without liblz4-tool, which is
-# only a transitional name for lz4.
+# only a transitional name for lz4; and busybox-static, the image's sh and mount, which run
+# ember's mounts service in fstab_boot.
 HOST_PACKAGES="gawk wget git diffstat unzip texinfo gcc build-essential chrpath socat cpio
 python3 python3-pip python3-pexpect xz-utils debianutils iputils-ping python3-git
-python3-jinja2 python3-subunit zstd lz4 file locales libacl1 util-linux"
+python3-jinja2 python3-subunit zstd lz4 file locales libacl1 util-linux
+busybox-static"
 
 host_packages() {
     local missing=() p
@@ -463,7 +465,7 @@ env_ember() {
     expect "$f" ALTERNATIVE_TARGET /sbin/ember
     expect "$f" ALTERNATIVE_PRIORITY 300
     expect_has "$f" RRECOMMENDS:ember ember-service-getty
-    expect "$f" CONFFILES:ember /etc/ember/ember.toml
+    expect "$f" CONFFILES:ember "/etc/ember/ember.toml /etc/ember/services.d/mounts.toml"
     expect "$f" CONFFILES:ember-service-dbus /etc/ember/services.d/dbus.toml
     # Built once per CPU tune: nothing machine-specific in it.
     expect "$f" PACKAGE_ARCH "$(getv "$f" TUNE_PKGARCH)"
@@ -653,6 +655,76 @@ run_preinsts() {
     rm -rf "$scratch"
 }
 
+# The boot's file system set-up, which ember leaves to a service (services.d/mounts.toml,
+# in the ember package): every other service installed is ordered after it, and its
+# command, run by busybox (the image's sh and mount) in a chroot on a tmpfs in a mount
+# namespace of its own (nothing of the host's is remounted), with OE-core's own fstab
+# (base-files') and base-files' /var layout, and the root mounted read-only as a kernel
+# command line without `rw` leaves it: the root ends read-write, /var/volatile a tmpfs,
+# /var/log writable, /dev/fd there; and with fstab's root line as OE-core's
+# read_only_rootfs_hook rewrites it (read-only-rootfs), the root stays read-only and
+# /var/log is still writable. Needs root (mounts); skipped otherwise.
+fstab_boot() {
+    local root=$1 fstab=$2 svc=$1/etc/ember/services.d/mounts.toml
+    [ -f "$svc" ] || { echo "no /etc/ember/services.d/mounts.toml in $root: nothing mounts /etc/fstab's file systems or remounts the root read-write"; return 1; }
+    python3 - "$root/etc/ember/services.d" <<'PY2'
+import os, sys, tomllib
+d = sys.argv[1]
+bad = False
+for f in sorted(os.listdir(d)):
+    name = f[:-len(".toml")]
+    if not f.endswith(".toml") or name == "mounts":
+        continue
+    spec = tomllib.load(open(os.path.join(d, f), "rb"))
+    if "mounts" not in spec.get("after", []) + spec.get("requires", []):
+        print("services.d/%s is not ordered after mounts (after = [\"mounts\"])" % f)
+        bad = True
+    else:
+        print("ok: %s after mounts" % name)
+sys.exit(1 if bad else 0)
+PY2
+    if [ "$(id -u)" != 0 ]; then echo "not root: the mounts service was not run"; return; fi
+    command -v busybox >/dev/null || { echo "no busybox on the host (busybox-static)"; return 1; }
+    local mode
+    for mode in rw read-only-rootfs; do
+        echo "== mounts.toml's command, fstab's root line: $mode"
+        unshare -m --propagation private sh -eu -c '
+            svc=$1 fstab=$2 mode=$3
+            cmd=$(python3 -c "import tomllib,sys; c=tomllib.load(open(sys.argv[1],\"rb\"))[\"command\"]; assert c[:2]==[\"/bin/sh\",\"-c\"], c; print(c[2])" "$svc")
+            t=$(mktemp -d)
+            mount -t tmpfs -o mode=0755 tmpfs "$t"
+            mkdir -p "$t/bin" "$t/etc" "$t/proc" "$t/dev" "$t/run" "$t/var/volatile/log" "$t/var/volatile/tmp"
+            ln -s volatile/log "$t/var/log"; ln -s volatile/tmp "$t/var/tmp"
+            cp "$(command -v busybox)" "$t/bin/busybox"
+            for a in sh mount awk mkdir chmod ln swapon cat touch grep; do ln -s busybox "$t/bin/$a"; done
+            cp "$fstab" "$t/etc/fstab"
+            if [ "$mode" = read-only-rootfs ]; then
+                sed -i -e "/^[#[:space:]]*\/dev\/root/{s/defaults/ro/;s/\([[:space:]]*[[:digit:]]\)\([[:space:]]*\)[[:digit:]]\$/\1\20/}" "$t/etc/fstab"
+                grep -q "^/dev/root .* ro " "$t/etc/fstab"
+            fi
+            # What ember mounts before any service (pid1/early.rs), /dev a tmpfs here.
+            mount -t proc proc "$t/proc"
+            mount -t tmpfs -o mode=0755 tmpfs "$t/dev"
+            mknod -m 666 "$t/dev/null" c 1 3; mkdir "$t/dev/pts"
+            mount -t devpts -o newinstance devpts "$t/dev/pts"
+            mount -t tmpfs -o mode=0755 tmpfs "$t/run"
+            mount -o remount,ro "$t"
+            rc=0; chroot "$t" /bin/sh -c "$cmd" || rc=$?
+            chroot "$t" /bin/cat /proc/mounts
+            [ $rc = 0 ] || { echo "the command exited $rc"; exit 1; }
+            chroot "$t" /bin/sh -c "grep -q \"^tmpfs /var/volatile tmpfs \" /proc/mounts" || { echo "/var/volatile is not mounted"; exit 1; }
+            chroot "$t" /bin/touch /var/log/written /var/tmp/written || { echo "/var/log or /var/tmp not writable"; exit 1; }
+            [ -L "$t/dev/fd" ] && [ -L "$t/dev/stdin" ] || { echo "no /dev/fd or /dev/stdin"; exit 1; }
+            if [ "$mode" = rw ]; then
+                chroot "$t" /bin/touch /etc/written || { echo "the root is still read-only"; exit 1; }
+            elif chroot "$t" /bin/touch /etc/written 2>/dev/null; then
+                echo "the root was remounted read-write, though fstab says ro"; exit 1
+            fi
+            echo "ok: $mode"
+        ' sh "$svc" "$fstab" "$mode"
+    done
+}
+
 # ember's do_install, license check and packaging as bitbake writes and runs them
 # (check-install.py), with the recipe's PACKAGECONFIG and with three others; the files in
 # each package, the packages' dependencies and users, and `ember check` on what is
@@ -667,12 +739,12 @@ install_check() {
     echo "== PACKAGECONFIG as the recipe sets it"
     config_check "$dir/root"
     installed "$dir/root" /sbin/ember /sbin/ember-mqtt /sbin/ember-dbus /etc/ember/ember.toml \
-        /etc/ember/services.d/dbus.toml /etc/ember/services.d/getty-ttyS0.toml \
+        /etc/ember/services.d/dbus.toml /etc/ember/services.d/mounts.toml /etc/ember/services.d/getty-ttyS0.toml \
         /etc/ember/services.d/getty-ttyS1.toml /usr/share/dbus-1/system.d/io.ember.Init1.conf
     table "$dir/root" mqtt yes; table "$dir/root" dbus yes
     # Each adapter in its own package, beside ember (ember looks for it in its own
     # executable's directory); populate_packages found no file left over.
-    expect "$facts" FILES_IN:ember "/etc/ember/ember.toml /sbin/ember"
+    expect "$facts" FILES_IN:ember "/etc/ember/ember.toml /etc/ember/services.d/mounts.toml /sbin/ember"
     expect "$facts" FILES_IN:ember-mqtt /sbin/ember-mqtt
     expect "$facts" FILES_IN:ember-dbus "/sbin/ember-dbus /usr/share/dbus-1/system.d/io.ember.Init1.conf"
     expect "$facts" FILES_IN:ember-service-dbus /etc/ember/services.d/dbus.toml
@@ -688,12 +760,13 @@ install_check() {
     expect_has "$facts" RDEPENDS:ember ember-dbus
     expect "$facts" GROUPADD_PARAM:ember-dbus "--system ember"
     run_preinsts "$dir" user:ember-mqtt user:ember-dbus group:ember
+    fstab_boot "$dir/root" "$(oe_dir "$1")/meta/recipes-core/base-files/base-files/fstab"
     expect "$facts" PACKAGE_ARCH:ember-service-getty "$(getv "$LOGS/$1-env-ember.txt" MACHINE_ARCH)"
 
     dir=$out/packageconfig-none; facts=$dir/facts
     echo "== PACKAGECONFIG = \"\": ember alone"
     config_check "$dir/root"
-    installed "$dir/root" /sbin/ember /etc/ember/ember.toml
+    installed "$dir/root" /sbin/ember /etc/ember/ember.toml /etc/ember/services.d/mounts.toml
     not_installed "$dir/root" /sbin/ember-mqtt /sbin/ember-dbus /usr/share/dbus-1/system.d/io.ember.Init1.conf
     table "$dir/root" mqtt no; table "$dir/root" dbus no
     expect_lacks "$facts" PACKAGES ember-mqtt

@@ -49,6 +49,7 @@ SRC_URI += "${EMBER_SRC} \
             file://ember-mqtt.toml \
             file://ember-dbus.toml \
             file://dbus.toml \
+            file://mounts.toml \
             "
 
 S = "${UNPACKDIR}/ember-src"
@@ -104,10 +105,14 @@ do_install() {
     fi
 
     install -m 0644 ${UNPACKDIR}/dbus.toml ${D}${sysconfdir}/ember/services.d/dbus.toml
+    # fstab's mounts, the root read-write (or read-only) as fstab says, the volatile
+    # directories: what OE-core's other inits do at boot and ember itself does not.
+    install -m 0644 ${UNPACKDIR}/mounts.toml ${D}${sysconfdir}/ember/services.d/mounts.toml
 }
 
 # The packages:
-#   ember               /sbin/ember and /etc/ember/ember.toml
+#   ember               /sbin/ember, /etc/ember/ember.toml and services.d/mounts.toml (the
+#                       boot's fstab mounts: every service of this layer is after it)
 #   ember-mqtt          the MQTT adapter, run by ember as the service ember-mqtt under the
 #                       user ember-mqtt ([mqtt] user's default). It needs no file of the
 #                       system: ember hands it its settings, secrets included, on its
@@ -125,7 +130,7 @@ FILES:${PN}-dbus += "${base_sbindir}/ember-dbus ${datadir}/dbus-1/system.d/io.em
 FILES:${PN}-service-dbus += "${sysconfdir}/ember/services.d/dbus.toml"
 
 # Every file this recipe installs in /etc is a conffile: an upgrade keeps local edits.
-CONFFILES:${PN} = "${sysconfdir}/ember/ember.toml"
+CONFFILES:${PN} = "${sysconfdir}/ember/ember.toml ${sysconfdir}/ember/services.d/mounts.toml"
 CONFFILES:${PN}-service-dbus = "${sysconfdir}/ember/services.d/dbus.toml"
 
 RDEPENDS:${PN}-mqtt = "${PN}"
