@@ -725,6 +725,40 @@ PY2
     done
 }
 
+# The system bus's command (services.d/dbus.toml, in ember-service-dbus), run by busybox in
+# a chroot on a read-only tmpfs (read-only-rootfs: /var/lib/dbus cannot be written, so
+# dbus-uuidgen --ensure fails there, as sysvinit's dbus-1 script lets it) with stand-ins
+# for dbus-uuidgen (fails) and dbus-daemon (records that it ran, and whether the socket of
+# a previous run was still there: `ready = { file }` would take it for the new one's). The
+# daemon must run, on a fresh /run/dbus. Needs root; skipped otherwise.
+dbus_command() {
+    local svc=$1/etc/ember/services.d/dbus.toml
+    if [ "$(id -u)" != 0 ]; then echo "not root: dbus.toml's command was not run"; return; fi
+    command -v busybox >/dev/null || { echo "no busybox on the host (busybox-static)"; return 1; }
+    unshare -m --propagation private sh -eu -c '
+        svc=$1
+        cmd=$(python3 -c "import tomllib,sys; c=tomllib.load(open(sys.argv[1],\"rb\"))[\"command\"]; assert c[:2]==[\"/bin/sh\",\"-c\"], c; print(c[2])" "$svc")
+        t=$(mktemp -d)
+        mount -t tmpfs -o mode=0755 tmpfs "$t"
+        mkdir -p "$t/bin" "$t/usr/bin" "$t/dev" "$t/run" "$t/var/lib/dbus"
+        cp "$(command -v busybox)" "$t/bin/busybox"
+        for a in sh mkdir rm cat echo test; do ln -s busybox "$t/bin/$a"; done
+        printf "#!/bin/sh\necho \"dbus-uuidgen: cannot write /var/lib/dbus/machine-id: Read-only file system\" >&2\nexit 1\n" >"$t/usr/bin/dbus-uuidgen"
+        printf "#!/bin/sh\nif [ -e /run/dbus/system_bus_socket ]; then echo stale >/run/daemon-ran; else echo fresh >/run/daemon-ran; fi\n" >"$t/usr/bin/dbus-daemon"
+        chmod 755 "$t/usr/bin/dbus-uuidgen" "$t/usr/bin/dbus-daemon"
+        mknod -m 666 "$t/dev/null" c 1 3
+        # /run as ember mounts it, with the socket file a previous run of the bus left.
+        mount -t tmpfs -o mode=0755 tmpfs "$t/run"
+        mkdir "$t/run/dbus"; echo >"$t/run/dbus/system_bus_socket"
+        mount -o remount,ro "$t"
+        rc=0; chroot "$t" /bin/sh -c "$cmd" || rc=$?
+        ran=$(cat "$t/run/daemon-ran" 2>/dev/null || echo no)
+        echo "the command exited $rc; dbus-daemon ran: $ran"
+        [ "$ran" != no ] || { echo "dbus-daemon was not run: dbus-uuidgen failing stops the bus"; exit 1; }
+        [ "$ran" = fresh ] || { echo "dbus-daemon started with the previous run'"'"'s socket file still there (ready = { file } would be met at once)"; exit 1; }
+    ' sh "$svc"
+}
+
 # ember's do_install, license check and packaging as bitbake writes and runs them
 # (check-install.py), with the recipe's PACKAGECONFIG and with three others; the files in
 # each package, the packages' dependencies and users, and `ember check` on what is
@@ -761,6 +795,7 @@ install_check() {
     expect "$facts" GROUPADD_PARAM:ember-dbus "--system ember"
     run_preinsts "$dir" user:ember-mqtt user:ember-dbus group:ember
     fstab_boot "$dir/root" "$(oe_dir "$1")/meta/recipes-core/base-files/base-files/fstab"
+    dbus_command "$dir/root"
     expect "$facts" PACKAGE_ARCH:ember-service-getty "$(getv "$LOGS/$1-env-ember.txt" MACHINE_ARCH)"
 
     dir=$out/packageconfig-none; facts=$dir/facts
