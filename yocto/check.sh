@@ -465,7 +465,7 @@ env_ember() {
     expect "$f" ALTERNATIVE_TARGET /sbin/ember
     expect "$f" ALTERNATIVE_PRIORITY 300
     expect_has "$f" RRECOMMENDS:ember ember-service-getty
-    expect "$f" CONFFILES:ember "/etc/ember/ember.toml /etc/ember/services.d/mounts.toml"
+    expect "$f" CONFFILES:ember "/etc/ember/ember.toml /etc/ember/services.d/mounts.toml /etc/ember/services.d/loopback.toml"
     expect "$f" CONFFILES:ember-service-dbus /etc/ember/services.d/dbus.toml
     # Built once per CPU tune: nothing machine-specific in it.
     expect "$f" PACKAGE_ARCH "$(getv "$f" TUNE_PKGARCH)"
@@ -538,7 +538,9 @@ dry_run() {
 fetch_unpack() {
     local before after
     before=$(ls "$CACHE/downloads" | grep -c '\.crate$' || true)
-    bb "$1" "bitbake ember ember-service-getty -c unpack"
+    local recipes="ember ember-service-getty"
+    [[ " ${EXTRA_LAYERS[$1]} " != *" meta-networking "* ]] || recipes="$recipes ember-service-mosquitto"
+    bb "$1" "bitbake $recipes -c unpack"
     after=$(ls "$CACHE/downloads" | grep -c '\.crate$' || true)
     echo "SUMMARY: $(grep -c 'crate://' "$HERE/meta-ember/recipes-core/ember/ember-crates.inc") crates in the inc; $((after - before)) downloaded now, $after in DL_DIR"
 }
@@ -656,7 +658,8 @@ run_preinsts() {
 }
 
 # The boot's file system set-up, which ember leaves to a service (services.d/mounts.toml,
-# in the ember package): every other service installed is ordered after it, and its
+# in the ember package): every other service installed is ordered after it (but lo's and
+# those mounts is after), and its
 # command, run by busybox (the image's sh and mount) in a chroot on a tmpfs in a mount
 # namespace of its own (nothing of the host's is remounted), with OE-core's own fstab
 # (base-files') and base-files' /var layout, and the root mounted read-only as a kernel
@@ -671,9 +674,12 @@ fstab_boot() {
 import os, sys, tomllib
 d = sys.argv[1]
 bad = False
+# ember's other boot services need no file system of fstab's: lo up, and what mounts
+# itself is after (the modules).
+exempt = {"mounts", "loopback"} | set(tomllib.load(open(os.path.join(d, "mounts.toml"), "rb")).get("after", []))
 for f in sorted(os.listdir(d)):
     name = f[:-len(".toml")]
-    if not f.endswith(".toml") or name == "mounts":
+    if not f.endswith(".toml") or name in exempt:
         continue
     spec = tomllib.load(open(os.path.join(d, f), "rb"))
     if "mounts" not in spec.get("after", []) + spec.get("requires", []):
@@ -759,6 +765,51 @@ dbus_command() {
     ' sh "$svc"
 }
 
+# The loopback service (services.d/loopback.toml, in the ember package): the services that
+# listen on or connect to 127.0.0.1 are ordered after it, and its command, run with
+# busybox's applets first on PATH (the image's ip) in a network namespace of its own
+# (where, as at boot, lo is down), brings lo up with 127.0.0.1 on it. Needs root; the
+# ordering is checked without.
+loopback() {
+    local root=$1 svc=$1/etc/ember/services.d/loopback.toml
+    [ -f "$svc" ] || { echo "no /etc/ember/services.d/loopback.toml in $root: nothing brings lo up, and nothing listens on or connects to 127.0.0.1"; return 1; }
+    python3 - "$root/etc/ember" <<'PY2'
+import os, sys, tomllib
+d = sys.argv[1]
+bad = False
+main = tomllib.load(open(os.path.join(d, "ember.toml"), "rb"))
+if "mqtt" in main and "127.0.0.1" in main["mqtt"].get("url", ""):
+    print("ok: [mqtt] url %s (the adapter reconnects until lo is up)" % main["mqtt"]["url"])
+for f in sorted(os.listdir(os.path.join(d, "services.d"))):
+    text = open(os.path.join(d, "services.d", f)).read()
+    if "127.0.0.1" not in text or f == "loopback.toml":
+        continue
+    spec = tomllib.loads(text)
+    if "loopback" not in spec.get("after", []) + spec.get("requires", []):
+        print("services.d/%s uses 127.0.0.1 but is not ordered after loopback" % f)
+        bad = True
+    else:
+        print("ok: %s after loopback" % f)
+sys.exit(1 if bad else 0)
+PY2
+    if [ "$(id -u)" != 0 ]; then echo "not root: the loopback service was not run"; return; fi
+    command -v busybox >/dev/null || { echo "no busybox on the host (busybox-static)"; return 1; }
+    local bin
+    bin=$(mktemp -d)
+    busybox --install -s "$bin"
+    unshare -n env PATH="$bin:$PATH" sh -eu -c '
+        svc=$1
+        set -- $(python3 -c "import tomllib,sys,shlex; print(shlex.join(tomllib.load(open(sys.argv[1],\"rb\"))[\"command\"]))" "$svc")
+        ip -o link show lo | grep -q "[<,]UP[,>]" && { echo "lo is up already in the new namespace"; exit 1; }
+        "$@"
+        ip -o link show lo
+        ip -o link show lo | grep -q "[<,]UP[,>]" || { echo "lo is still down"; exit 1; }
+        ip -o addr show dev lo | grep -q " 127.0.0.1/8 " || { echo "no 127.0.0.1 on lo"; exit 1; }
+        echo "ok: lo up with 127.0.0.1"
+    ' sh "$svc"
+    rm -rf "$bin"
+}
+
 # ember's do_install, license check and packaging as bitbake writes and runs them
 # (check-install.py), with the recipe's PACKAGECONFIG and with three others; the files in
 # each package, the packages' dependencies and users, and `ember check` on what is
@@ -773,12 +824,13 @@ install_check() {
     echo "== PACKAGECONFIG as the recipe sets it"
     config_check "$dir/root"
     installed "$dir/root" /sbin/ember /sbin/ember-mqtt /sbin/ember-dbus /etc/ember/ember.toml \
-        /etc/ember/services.d/dbus.toml /etc/ember/services.d/mounts.toml /etc/ember/services.d/getty-ttyS0.toml \
+        /etc/ember/services.d/dbus.toml /etc/ember/services.d/mounts.toml /etc/ember/services.d/loopback.toml \
+        /etc/ember/services.d/getty-ttyS0.toml \
         /etc/ember/services.d/getty-ttyS1.toml /usr/share/dbus-1/system.d/io.ember.Init1.conf
     table "$dir/root" mqtt yes; table "$dir/root" dbus yes
     # Each adapter in its own package, beside ember (ember looks for it in its own
     # executable's directory); populate_packages found no file left over.
-    expect "$facts" FILES_IN:ember "/etc/ember/ember.toml /etc/ember/services.d/mounts.toml /sbin/ember"
+    expect "$facts" FILES_IN:ember "/etc/ember/ember.toml /etc/ember/services.d/loopback.toml /etc/ember/services.d/mounts.toml /sbin/ember"
     expect "$facts" FILES_IN:ember-mqtt /sbin/ember-mqtt
     expect "$facts" FILES_IN:ember-dbus "/sbin/ember-dbus /usr/share/dbus-1/system.d/io.ember.Init1.conf"
     expect "$facts" FILES_IN:ember-service-dbus /etc/ember/services.d/dbus.toml
@@ -796,12 +848,20 @@ install_check() {
     run_preinsts "$dir" user:ember-mqtt user:ember-dbus group:ember
     fstab_boot "$dir/root" "$(oe_dir "$1")/meta/recipes-core/base-files/base-files/fstab"
     dbus_command "$dir/root"
+    if [[ " ${EXTRA_LAYERS[$1]} " == *" meta-networking "* ]]; then
+        expect "$facts" INSTALLED:ember-service-mosquitto 1
+        installed "$dir/root" /etc/ember/services.d/mosquitto.toml
+    else
+        expect "$facts" INSTALLED:ember-service-mosquitto 0
+    fi
+    loopback "$dir/root"
     expect "$facts" PACKAGE_ARCH:ember-service-getty "$(getv "$LOGS/$1-env-ember.txt" MACHINE_ARCH)"
 
     dir=$out/packageconfig-none; facts=$dir/facts
     echo "== PACKAGECONFIG = \"\": ember alone"
     config_check "$dir/root"
-    installed "$dir/root" /sbin/ember /etc/ember/ember.toml /etc/ember/services.d/mounts.toml
+    installed "$dir/root" /sbin/ember /etc/ember/ember.toml /etc/ember/services.d/mounts.toml \
+        /etc/ember/services.d/loopback.toml
     not_installed "$dir/root" /sbin/ember-mqtt /sbin/ember-dbus /usr/share/dbus-1/system.d/io.ember.Init1.conf
     table "$dir/root" mqtt no; table "$dir/root" dbus no
     expect_lacks "$facts" PACKAGES ember-mqtt
@@ -864,7 +924,7 @@ for rel in "${RELEASES[@]}"; do
     step "$rel: bitbake -e ember-image-minimal" env_image "$rel"
     step "$rel: bitbake -g ember-image-minimal (dependencies)" dep_graph "$rel"
     [ $DRY_RUN = 0 ] || step "$rel: bitbake -n ember-image-minimal" dry_run "$rel"
-    step "$rel: bitbake ember ember-service-getty -c unpack (fetch)" fetch_unpack "$rel"
+    step "$rel: bitbake ember* -c unpack (fetch)" fetch_unpack "$rel"
     step "$rel: OE-core's update_crates on \${S} = ember-crates.inc" update_crates_class "$rel"
     if [ ! -x "$CARGO_OUT/debug/ember" ] || [ "${VENDORED_BUILT:-}" != 1 ]; then
         step "$rel: cargo.bbclass's CARGO_HOME for the vendored crates" configure_vendored "$rel"

@@ -50,6 +50,7 @@ SRC_URI += "${EMBER_SRC} \
             file://ember-dbus.toml \
             file://dbus.toml \
             file://mounts.toml \
+            file://loopback.toml \
             "
 
 S = "${UNPACKDIR}/ember-src"
@@ -108,11 +109,14 @@ do_install() {
     # fstab's mounts, the root read-write (or read-only) as fstab says, the volatile
     # directories: what OE-core's other inits do at boot and ember itself does not.
     install -m 0644 ${UNPACKDIR}/mounts.toml ${D}${sysconfdir}/ember/services.d/mounts.toml
+    # lo up, which a new kernel leaves down: nothing reaches 127.0.0.1 until it is.
+    install -m 0644 ${UNPACKDIR}/loopback.toml ${D}${sysconfdir}/ember/services.d/loopback.toml
 }
 
 # The packages:
-#   ember               /sbin/ember, /etc/ember/ember.toml and services.d/mounts.toml (the
-#                       boot's fstab mounts: every service of this layer is after it)
+#   ember               /sbin/ember, /etc/ember/ember.toml, services.d/mounts.toml (the
+#                       boot's fstab mounts: every service of this layer is after it) and
+#                       services.d/loopback.toml (lo up: mosquitto is after it)
 #   ember-mqtt          the MQTT adapter, run by ember as the service ember-mqtt under the
 #                       user ember-mqtt ([mqtt] user's default). It needs no file of the
 #                       system: ember hands it its settings, secrets included, on its
@@ -130,7 +134,8 @@ FILES:${PN}-dbus += "${base_sbindir}/ember-dbus ${datadir}/dbus-1/system.d/io.em
 FILES:${PN}-service-dbus += "${sysconfdir}/ember/services.d/dbus.toml"
 
 # Every file this recipe installs in /etc is a conffile: an upgrade keeps local edits.
-CONFFILES:${PN} = "${sysconfdir}/ember/ember.toml ${sysconfdir}/ember/services.d/mounts.toml"
+CONFFILES:${PN} = "${sysconfdir}/ember/ember.toml ${sysconfdir}/ember/services.d/mounts.toml \
+                   ${sysconfdir}/ember/services.d/loopback.toml"
 CONFFILES:${PN}-service-dbus = "${sysconfdir}/ember/services.d/dbus.toml"
 
 RDEPENDS:${PN}-mqtt = "${PN}"
