@@ -465,7 +465,7 @@ env_ember() {
     expect "$f" ALTERNATIVE_TARGET /sbin/ember
     expect "$f" ALTERNATIVE_PRIORITY 300
     expect_has "$f" RRECOMMENDS:ember ember-service-getty
-    expect "$f" CONFFILES:ember "/etc/ember/ember.toml /etc/ember/services.d/mounts.toml /etc/ember/services.d/loopback.toml"
+    expect "$f" CONFFILES:ember "/etc/ember/ember.toml /etc/ember/services.d/mounts.toml /etc/ember/services.d/loopback.toml /etc/ember/services.d/modules.toml"
     expect "$f" CONFFILES:ember-service-dbus /etc/ember/services.d/dbus.toml
     # Built once per CPU tune: nothing machine-specific in it.
     expect "$f" PACKAGE_ARCH "$(getv "$f" TUNE_PKGARCH)"
@@ -810,6 +810,44 @@ PY2
     rm -rf "$bin"
 }
 
+# The kernel modules service (services.d/modules.toml, in the ember package): mounts is
+# after it, and its command, run by busybox in a chroot on a tmpfs in a mount namespace of
+# its own with a stand-in modprobe that records its arguments, loads every module of
+# /etc/modules and /etc/modules-load.d/*.conf as OE-core writes them for
+# KERNEL_MODULE_AUTOLOAD (one name a line), with their arguments, skipping comments, a
+# last line without its newline too. Needs root; the ordering is checked without.
+kernel_modules() {
+    local root=$1 svc=$1/etc/ember/services.d/modules.toml
+    [ -f "$svc" ] || { echo "no /etc/ember/services.d/modules.toml in $root: /etc/modules-load.d (KERNEL_MODULE_AUTOLOAD) and /etc/modules are never read"; return 1; }
+    python3 -c 'import sys, tomllib; a = tomllib.load(open(sys.argv[1], "rb")).get("after", []); sys.exit(0 if "modules" in a else "services.d/mounts.toml is not after modules")' \
+        "$root/etc/ember/services.d/mounts.toml"
+    echo "ok: mounts after modules"
+    if [ "$(id -u)" != 0 ]; then echo "not root: the modules service was not run"; return; fi
+    command -v busybox >/dev/null || { echo "no busybox on the host (busybox-static)"; return 1; }
+    unshare -m --propagation private sh -eu -c '
+        svc=$1
+        cmd=$(python3 -c "import tomllib,sys; c=tomllib.load(open(sys.argv[1],\"rb\"))[\"command\"]; assert c[:2]==[\"/bin/sh\",\"-c\"], c; print(c[2])" "$svc")
+        t=$(mktemp -d)
+        mount -t tmpfs -o mode=0755 tmpfs "$t"
+        mkdir -p "$t/bin" "$t/sbin" "$t/etc/modules-load.d" "$t/dev" "$t/run"
+        cp "$(command -v busybox)" "$t/bin/busybox"
+        for a in sh cat echo; do ln -s busybox "$t/bin/$a"; done
+        printf "#!/bin/sh\necho \"\$*\" >>/run/loaded\n[ \"\$1\" != missing ]\n" >"$t/sbin/modprobe"; chmod 755 "$t/sbin/modprobe"
+        mknod -m 666 "$t/dev/null" c 1 3
+        # As kernel-module-split.bbclass writes KERNEL_MODULE_AUTOLOAD.
+        printf "wireguard\n" >"$t/etc/modules-load.d/wireguard.conf"
+        printf "# comment\n\nusb-storage delay_use=1\n; also a comment\nmissing\nloop" >"$t/etc/modules-load.d/board.conf"
+        printf "i2c-dev\n" >"$t/etc/modules"
+        rc=0; PATH=/sbin:/bin chroot "$t" /bin/sh -c "$cmd" || rc=$?
+        loaded=$(cat "$t/run/loaded" 2>/dev/null | tr "\n" "," || true)
+        echo "the command exited $rc; modprobe ran for: $loaded"
+        [ "$loaded" = "i2c-dev,usb-storage delay_use=1,missing,loop,wireguard," ] \
+            || { echo "expected modprobe for: i2c-dev,usb-storage delay_use=1,missing,loop,wireguard,"; exit 1; }
+        [ $rc = 1 ] || { echo "a module that did not load (missing) did not fail the service"; exit 1; }
+        echo "ok: every module loaded, the one missing said"
+    ' sh "$svc"
+}
+
 # ember's do_install, license check and packaging as bitbake writes and runs them
 # (check-install.py), with the recipe's PACKAGECONFIG and with three others; the files in
 # each package, the packages' dependencies and users, and `ember check` on what is
@@ -825,12 +863,13 @@ install_check() {
     config_check "$dir/root"
     installed "$dir/root" /sbin/ember /sbin/ember-mqtt /sbin/ember-dbus /etc/ember/ember.toml \
         /etc/ember/services.d/dbus.toml /etc/ember/services.d/mounts.toml /etc/ember/services.d/loopback.toml \
+        /etc/ember/services.d/modules.toml \
         /etc/ember/services.d/getty-ttyS0.toml \
         /etc/ember/services.d/getty-ttyS1.toml /usr/share/dbus-1/system.d/io.ember.Init1.conf
     table "$dir/root" mqtt yes; table "$dir/root" dbus yes
     # Each adapter in its own package, beside ember (ember looks for it in its own
     # executable's directory); populate_packages found no file left over.
-    expect "$facts" FILES_IN:ember "/etc/ember/ember.toml /etc/ember/services.d/loopback.toml /etc/ember/services.d/mounts.toml /sbin/ember"
+    expect "$facts" FILES_IN:ember "/etc/ember/ember.toml /etc/ember/services.d/loopback.toml /etc/ember/services.d/modules.toml /etc/ember/services.d/mounts.toml /sbin/ember"
     expect "$facts" FILES_IN:ember-mqtt /sbin/ember-mqtt
     expect "$facts" FILES_IN:ember-dbus "/sbin/ember-dbus /usr/share/dbus-1/system.d/io.ember.Init1.conf"
     expect "$facts" FILES_IN:ember-service-dbus /etc/ember/services.d/dbus.toml
@@ -855,13 +894,14 @@ install_check() {
         expect "$facts" INSTALLED:ember-service-mosquitto 0
     fi
     loopback "$dir/root"
+    kernel_modules "$dir/root"
     expect "$facts" PACKAGE_ARCH:ember-service-getty "$(getv "$LOGS/$1-env-ember.txt" MACHINE_ARCH)"
 
     dir=$out/packageconfig-none; facts=$dir/facts
     echo "== PACKAGECONFIG = \"\": ember alone"
     config_check "$dir/root"
     installed "$dir/root" /sbin/ember /etc/ember/ember.toml /etc/ember/services.d/mounts.toml \
-        /etc/ember/services.d/loopback.toml
+        /etc/ember/services.d/loopback.toml /etc/ember/services.d/modules.toml
     not_installed "$dir/root" /sbin/ember-mqtt /sbin/ember-dbus /usr/share/dbus-1/system.d/io.ember.Init1.conf
     table "$dir/root" mqtt no; table "$dir/root" dbus no
     expect_lacks "$facts" PACKAGES ember-mqtt

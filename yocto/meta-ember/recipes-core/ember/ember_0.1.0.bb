@@ -51,6 +51,7 @@ SRC_URI += "${EMBER_SRC} \
             file://dbus.toml \
             file://mounts.toml \
             file://loopback.toml \
+            file://modules.toml \
             "
 
 S = "${UNPACKDIR}/ember-src"
@@ -111,12 +112,16 @@ do_install() {
     install -m 0644 ${UNPACKDIR}/mounts.toml ${D}${sysconfdir}/ember/services.d/mounts.toml
     # lo up, which a new kernel leaves down: nothing reaches 127.0.0.1 until it is.
     install -m 0644 ${UNPACKDIR}/loopback.toml ${D}${sysconfdir}/ember/services.d/loopback.toml
+    # /etc/modules and /etc/modules-load.d (KERNEL_MODULE_AUTOLOAD), before the mounts.
+    install -m 0644 ${UNPACKDIR}/modules.toml ${D}${sysconfdir}/ember/services.d/modules.toml
 }
 
 # The packages:
 #   ember               /sbin/ember, /etc/ember/ember.toml, services.d/mounts.toml (the
-#                       boot's fstab mounts: every service of this layer is after it) and
-#                       services.d/loopback.toml (lo up: mosquitto is after it)
+#                       boot's fstab mounts: every service of this layer is after it),
+#                       services.d/loopback.toml (lo up: mosquitto is after it) and
+#                       services.d/modules.toml (KERNEL_MODULE_AUTOLOAD's modules loaded:
+#                       mounts is after it)
 #   ember-mqtt          the MQTT adapter, run by ember as the service ember-mqtt under the
 #                       user ember-mqtt ([mqtt] user's default). It needs no file of the
 #                       system: ember hands it its settings, secrets included, on its
@@ -135,7 +140,8 @@ FILES:${PN}-service-dbus += "${sysconfdir}/ember/services.d/dbus.toml"
 
 # Every file this recipe installs in /etc is a conffile: an upgrade keeps local edits.
 CONFFILES:${PN} = "${sysconfdir}/ember/ember.toml ${sysconfdir}/ember/services.d/mounts.toml \
-                   ${sysconfdir}/ember/services.d/loopback.toml"
+                   ${sysconfdir}/ember/services.d/loopback.toml \
+                   ${sysconfdir}/ember/services.d/modules.toml"
 CONFFILES:${PN}-service-dbus = "${sysconfdir}/ember/services.d/dbus.toml"
 
 RDEPENDS:${PN}-mqtt = "${PN}"
