@@ -453,7 +453,7 @@ env_ember() {
     expect_has "$f" CARGO_BUILD_FLAGS "-p ember"
     expect_has "$f" CARGO_BUILD_FLAGS --frozen
     expect "$f" EMBER_BINARIES "ember ember-mqtt ember-dbus"
-    expect "$f" PACKAGES "ember-mqtt ember-dbus ember-service-dbus ember-src ember-dbg ember-staticdev ember-dev ember-doc ember-locale ember"
+    expect "$f" PACKAGES "ember-mqtt ember-dbus ember-service-dbus ember-service-syslog ember-src ember-dbg ember-staticdev ember-dev ember-doc ember-locale ember"
     expect "$f" USERADD_PACKAGES "ember-mqtt ember-dbus"
     # The useradd class (inherited, deferred): its preinst runs shadow's useradd at rootfs.
     expect_has "$f" PACKAGE_WRITE_DEPS shadow-native
@@ -465,6 +465,10 @@ env_ember() {
     expect "$f" ALTERNATIVE_TARGET /sbin/ember
     expect "$f" ALTERNATIVE_PRIORITY 300
     expect_has "$f" RRECOMMENDS:ember ember-service-getty
+    # packagegroup-core-boot recommends busybox-syslog (OE-core's default): its service too.
+    expect "$f" VIRTUAL-RUNTIME_base-utils-syslog busybox-syslog
+    expect_has "$f" RRECOMMENDS:ember ember-service-syslog
+    expect "$f" CONFFILES:ember-service-syslog /etc/ember/services.d/syslog.toml
     expect "$f" CONFFILES:ember "/etc/ember/ember.toml /etc/ember/services.d/mounts.toml /etc/ember/services.d/loopback.toml /etc/ember/services.d/modules.toml"
     expect "$f" CONFFILES:ember-service-dbus /etc/ember/services.d/dbus.toml
     # Built once per CPU tune: nothing machine-specific in it.
@@ -848,6 +852,41 @@ kernel_modules() {
     ' sh "$svc"
 }
 
+# The system log (services.d/syslog.toml, in ember-service-syslog, which ember recommends
+# when VIRTUAL-RUNTIME_base-utils-syslog is busybox-syslog, OE-core's default): it is
+# after mounts (it writes /var/log/messages), and its command, run by busybox in a chroot
+# on a tmpfs with a stand-in syslogd that records its arguments, runs syslogd in the
+# foreground with the OPTIONS of /etc/default/busybox-syslog (as busybox-syslog.service
+# does for systemd), and without that file too. Needs root; the rest is checked without.
+syslog_service() {
+    local root=$1 svc=$1/etc/ember/services.d/syslog.toml
+    [ -f "$svc" ] || { echo "no /etc/ember/services.d/syslog.toml in $root: busybox-syslog is installed (packagegroup-core-boot recommends it) but its syslogd never runs"; return 1; }
+    python3 -c 'import sys, tomllib; a = tomllib.load(open(sys.argv[1], "rb")).get("after", []); sys.exit(0 if "mounts" in a else "services.d/syslog.toml is not after mounts")' "$svc"
+    echo "ok: syslog after mounts"
+    if [ "$(id -u)" != 0 ]; then echo "not root: the syslog service was not run"; return; fi
+    command -v busybox >/dev/null || { echo "no busybox on the host (busybox-static)"; return 1; }
+    local defaults
+    for defaults in 'OPTIONS="-C"' none; do
+        unshare -m --propagation private sh -eu -c '
+            svc=$1 defaults=$2
+            cmd=$(python3 -c "import tomllib,sys; c=tomllib.load(open(sys.argv[1],\"rb\"))[\"command\"]; assert c[:2]==[\"/bin/sh\",\"-c\"], c; print(c[2])" "$svc")
+            t=$(mktemp -d)
+            mount -t tmpfs -o mode=0755 tmpfs "$t"
+            mkdir -p "$t/bin" "$t/sbin" "$t/etc/default" "$t/dev" "$t/run"
+            cp "$(command -v busybox)" "$t/bin/busybox"
+            for a in sh echo; do ln -s busybox "$t/bin/$a"; done
+            printf "#!/bin/sh\nprintf \"%%s\\\\n\" \"\$*\" >/run/syslogd-args\n" >"$t/sbin/syslogd"; chmod 755 "$t/sbin/syslogd"
+            mknod -m 666 "$t/dev/null" c 1 3
+            [ "$defaults" = none ] || printf "%s\n" "$defaults" >"$t/etc/default/busybox-syslog"
+            rc=0; chroot "$t" /bin/sh -c "$cmd" || rc=$?
+            args=$(cat "$t/run/syslogd-args" 2>/dev/null || echo "(not run)")
+            echo "/etc/default/busybox-syslog: $defaults; syslogd $args"
+            want="-n -C"; [ "$defaults" != none ] || want="-n"
+            [ "$rc" = 0 ] && [ "$args" = "$want" ] || { echo "expected syslogd $want, exit 0 (it exited $rc)"; exit 1; }
+        ' sh "$svc" "$defaults"
+    done
+}
+
 # ember's do_install, license check and packaging as bitbake writes and runs them
 # (check-install.py), with the recipe's PACKAGECONFIG and with three others; the files in
 # each package, the packages' dependencies and users, and `ember check` on what is
@@ -863,7 +902,7 @@ install_check() {
     config_check "$dir/root"
     installed "$dir/root" /sbin/ember /sbin/ember-mqtt /sbin/ember-dbus /etc/ember/ember.toml \
         /etc/ember/services.d/dbus.toml /etc/ember/services.d/mounts.toml /etc/ember/services.d/loopback.toml \
-        /etc/ember/services.d/modules.toml \
+        /etc/ember/services.d/modules.toml /etc/ember/services.d/syslog.toml \
         /etc/ember/services.d/getty-ttyS0.toml \
         /etc/ember/services.d/getty-ttyS1.toml /usr/share/dbus-1/system.d/io.ember.Init1.conf
     table "$dir/root" mqtt yes; table "$dir/root" dbus yes
@@ -873,6 +912,8 @@ install_check() {
     expect "$facts" FILES_IN:ember-mqtt /sbin/ember-mqtt
     expect "$facts" FILES_IN:ember-dbus "/sbin/ember-dbus /usr/share/dbus-1/system.d/io.ember.Init1.conf"
     expect "$facts" FILES_IN:ember-service-dbus /etc/ember/services.d/dbus.toml
+    expect "$facts" FILES_IN:ember-service-syslog /etc/ember/services.d/syslog.toml
+    expect_has "$facts" RDEPENDS:ember-service-syslog busybox-syslog
     expect "$facts" INHERITS_USERADD 1
     for a in ember-mqtt ember-dbus; do
         expect_has "$facts" RDEPENDS:$a ember
@@ -895,6 +936,7 @@ install_check() {
     fi
     loopback "$dir/root"
     kernel_modules "$dir/root"
+    syslog_service "$dir/root"
     expect "$facts" PACKAGE_ARCH:ember-service-getty "$(getv "$LOGS/$1-env-ember.txt" MACHINE_ARCH)"
 
     dir=$out/packageconfig-none; facts=$dir/facts

@@ -52,6 +52,7 @@ SRC_URI += "${EMBER_SRC} \
             file://mounts.toml \
             file://loopback.toml \
             file://modules.toml \
+            file://syslog.toml \
             "
 
 S = "${UNPACKDIR}/ember-src"
@@ -107,6 +108,7 @@ do_install() {
     fi
 
     install -m 0644 ${UNPACKDIR}/dbus.toml ${D}${sysconfdir}/ember/services.d/dbus.toml
+    install -m 0644 ${UNPACKDIR}/syslog.toml ${D}${sysconfdir}/ember/services.d/syslog.toml
     # fstab's mounts, the root read-write (or read-only) as fstab says, the volatile
     # directories: what OE-core's other inits do at boot and ember itself does not.
     install -m 0644 ${UNPACKDIR}/mounts.toml ${D}${sysconfdir}/ember/services.d/mounts.toml
@@ -132,26 +134,34 @@ do_install() {
 #                       whose members the policy and the adapter let start, stop and
 #                       restart services. The bus itself: ember-service-dbus, or any other.
 #   ember-service-dbus  the system bus as an ember service
-PACKAGES =+ "${EMBER_ADAPTER_PACKAGES} ${PN}-service-dbus"
+#   ember-service-syslog  busybox's syslogd as an ember service
+PACKAGES =+ "${EMBER_ADAPTER_PACKAGES} ${PN}-service-dbus ${PN}-service-syslog"
 
 FILES:${PN}-mqtt += "${base_sbindir}/ember-mqtt"
 FILES:${PN}-dbus += "${base_sbindir}/ember-dbus ${datadir}/dbus-1/system.d/io.ember.Init1.conf"
 FILES:${PN}-service-dbus += "${sysconfdir}/ember/services.d/dbus.toml"
+FILES:${PN}-service-syslog += "${sysconfdir}/ember/services.d/syslog.toml"
 
 # Every file this recipe installs in /etc is a conffile: an upgrade keeps local edits.
 CONFFILES:${PN} = "${sysconfdir}/ember/ember.toml ${sysconfdir}/ember/services.d/mounts.toml \
                    ${sysconfdir}/ember/services.d/loopback.toml \
                    ${sysconfdir}/ember/services.d/modules.toml"
 CONFFILES:${PN}-service-dbus = "${sysconfdir}/ember/services.d/dbus.toml"
+CONFFILES:${PN}-service-syslog = "${sysconfdir}/ember/services.d/syslog.toml"
 
 RDEPENDS:${PN}-mqtt = "${PN}"
 RDEPENDS:${PN}-dbus = "${PN}"
 RDEPENDS:${PN}-service-dbus = "${PN} dbus"
+RDEPENDS:${PN}-service-syslog = "${PN} busybox-syslog"
 
 # The gettys on the machine's serial consoles come from their own recipe: SERIAL_CONSOLES
 # is the MACHINE's, and this package is built once per CPU tune (as systemd recommends
 # systemd-serialgetty).
 RRECOMMENDS:${PN} += "${PN}-service-getty"
+# packagegroup-core-boot recommends VIRTUAL-RUNTIME_base-utils-syslog (busybox-syslog by
+# default), which only a sysvinit script or a systemd unit would start: with busybox's,
+# its ember service.
+RRECOMMENDS:${PN} += "${@'${PN}-service-syslog' if d.getVar('VIRTUAL-RUNTIME_base-utils-syslog') == 'busybox-syslog' else ''}"
 RRECOMMENDS:${PN}-dbus = "${PN}-service-dbus"
 
 USERADD_PACKAGES = "${EMBER_ADAPTER_PACKAGES}"
