@@ -469,7 +469,7 @@ env_ember() {
     expect "$f" VIRTUAL-RUNTIME_base-utils-syslog busybox-syslog
     expect_has "$f" RRECOMMENDS:ember ember-service-syslog
     expect "$f" CONFFILES:ember-service-syslog /etc/ember/services.d/syslog.toml
-    expect "$f" CONFFILES:ember "/etc/ember/ember.toml /etc/ember/services.d/mounts.toml /etc/ember/services.d/loopback.toml /etc/ember/services.d/modules.toml"
+    expect "$f" CONFFILES:ember "/etc/ember/ember.toml /etc/ember/services.d/mounts.toml /etc/ember/services.d/loopback.toml /etc/ember/services.d/modules.toml /etc/ember/services.d/sysctl.toml"
     expect "$f" CONFFILES:ember-service-dbus /etc/ember/services.d/dbus.toml
     # Built once per CPU tune: nothing machine-specific in it.
     expect "$f" PACKAGE_ARCH "$(getv "$f" TUNE_PKGARCH)"
@@ -662,8 +662,8 @@ run_preinsts() {
 }
 
 # The boot's file system set-up, which ember leaves to a service (services.d/mounts.toml,
-# in the ember package): every other service installed is ordered after it (but lo's and
-# those mounts is after), and its
+# in the ember package): every other service installed is ordered after it (but lo's,
+# sysctl's and those mounts is after), and its
 # command, run by busybox (the image's sh and mount) in a chroot on a tmpfs in a mount
 # namespace of its own (nothing of the host's is remounted), with OE-core's own fstab
 # (base-files') and base-files' /var layout, and the root mounted read-only as a kernel
@@ -678,9 +678,9 @@ fstab_boot() {
 import os, sys, tomllib
 d = sys.argv[1]
 bad = False
-# ember's other boot services need no file system of fstab's: lo up, and what mounts
-# itself is after (the modules).
-exempt = {"mounts", "loopback"} | set(tomllib.load(open(os.path.join(d, "mounts.toml"), "rb")).get("after", []))
+# ember's other boot services need no file system of fstab's: lo up, sysctl, and what
+# mounts itself is after (the modules).
+exempt = {"mounts", "loopback", "sysctl"} | set(tomllib.load(open(os.path.join(d, "mounts.toml"), "rb")).get("after", []))
 for f in sorted(os.listdir(d)):
     name = f[:-len(".toml")]
     if not f.endswith(".toml") or name in exempt:
@@ -887,6 +887,39 @@ syslog_service() {
     done
 }
 
+# Kernel parameters (services.d/sysctl.toml, in the ember package): its command, run by
+# busybox in a chroot on a tmpfs with a stand-in sysctl that records its arguments,
+# applies each file of /etc/sysctl.d and /etc/sysctl.conf once (procps links the latter
+# as sysctl.d/99-sysctl.conf), and fails when one is not applied whole. Needs root.
+sysctl_service() {
+    local root=$1 svc=$1/etc/ember/services.d/sysctl.toml
+    [ -f "$svc" ] || { echo "no /etc/ember/services.d/sysctl.toml in $root: /etc/sysctl.conf and /etc/sysctl.d are never applied"; return 1; }
+    if [ "$(id -u)" != 0 ]; then echo "not root: the sysctl service was not run"; return; fi
+    command -v busybox >/dev/null || { echo "no busybox on the host (busybox-static)"; return 1; }
+    unshare -m --propagation private sh -eu -c '
+        svc=$1
+        cmd=$(python3 -c "import tomllib,sys; c=tomllib.load(open(sys.argv[1],\"rb\"))[\"command\"]; assert c[:2]==[\"/bin/sh\",\"-c\"], c; print(c[2])" "$svc")
+        t=$(mktemp -d)
+        mount -t tmpfs -o mode=0755 tmpfs "$t"
+        mkdir -p "$t/bin" "$t/sbin" "$t/etc/sysctl.d" "$t/dev" "$t/run"
+        cp "$(command -v busybox)" "$t/bin/busybox"
+        for a in sh echo readlink; do ln -s busybox "$t/bin/$a"; done
+        printf "#!/bin/sh\nprintf \"%%s\\\\n\" \"\$*\" >>/run/sysctl-args\n[ \"\$2\" != /etc/sysctl.d/20-bad.conf ]\n" >"$t/sbin/sysctl"; chmod 755 "$t/sbin/sysctl"
+        mknod -m 666 "$t/dev/null" c 1 3
+        echo "kernel.panic = 10" >"$t/etc/sysctl.d/10-board.conf"
+        echo "no.such.key = 1" >"$t/etc/sysctl.d/20-bad.conf"
+        echo "net.ipv4.tcp_syncookies = 1" >"$t/etc/sysctl.conf"
+        ln -s ../sysctl.conf "$t/etc/sysctl.d/99-sysctl.conf"
+        rc=0; chroot "$t" /bin/sh -c "$cmd" || rc=$?
+        got=$(tr "\n" "," <"$t/run/sysctl-args" 2>/dev/null || true)
+        echo "the command exited $rc; sysctl ran with: $got"
+        want="-p /etc/sysctl.d/10-board.conf,-p /etc/sysctl.d/20-bad.conf,-p /etc/sysctl.d/99-sysctl.conf,"
+        [ "$got" = "$want" ] || { echo "expected: $want"; exit 1; }
+        [ $rc = 1 ] || { echo "a file not applied whole (20-bad.conf) did not fail the service"; exit 1; }
+        echo "ok: each file applied once, the bad one said"
+    ' sh "$svc"
+}
+
 # ember's do_install, license check and packaging as bitbake writes and runs them
 # (check-install.py), with the recipe's PACKAGECONFIG and with three others; the files in
 # each package, the packages' dependencies and users, and `ember check` on what is
@@ -903,12 +936,13 @@ install_check() {
     installed "$dir/root" /sbin/ember /sbin/ember-mqtt /sbin/ember-dbus /etc/ember/ember.toml \
         /etc/ember/services.d/dbus.toml /etc/ember/services.d/mounts.toml /etc/ember/services.d/loopback.toml \
         /etc/ember/services.d/modules.toml /etc/ember/services.d/syslog.toml \
+        /etc/ember/services.d/sysctl.toml \
         /etc/ember/services.d/getty-ttyS0.toml \
         /etc/ember/services.d/getty-ttyS1.toml /usr/share/dbus-1/system.d/io.ember.Init1.conf
     table "$dir/root" mqtt yes; table "$dir/root" dbus yes
     # Each adapter in its own package, beside ember (ember looks for it in its own
     # executable's directory); populate_packages found no file left over.
-    expect "$facts" FILES_IN:ember "/etc/ember/ember.toml /etc/ember/services.d/loopback.toml /etc/ember/services.d/modules.toml /etc/ember/services.d/mounts.toml /sbin/ember"
+    expect "$facts" FILES_IN:ember "/etc/ember/ember.toml /etc/ember/services.d/loopback.toml /etc/ember/services.d/modules.toml /etc/ember/services.d/mounts.toml /etc/ember/services.d/sysctl.toml /sbin/ember"
     expect "$facts" FILES_IN:ember-mqtt /sbin/ember-mqtt
     expect "$facts" FILES_IN:ember-dbus "/sbin/ember-dbus /usr/share/dbus-1/system.d/io.ember.Init1.conf"
     expect "$facts" FILES_IN:ember-service-dbus /etc/ember/services.d/dbus.toml
@@ -937,13 +971,15 @@ install_check() {
     loopback "$dir/root"
     kernel_modules "$dir/root"
     syslog_service "$dir/root"
+    sysctl_service "$dir/root"
     expect "$facts" PACKAGE_ARCH:ember-service-getty "$(getv "$LOGS/$1-env-ember.txt" MACHINE_ARCH)"
 
     dir=$out/packageconfig-none; facts=$dir/facts
     echo "== PACKAGECONFIG = \"\": ember alone"
     config_check "$dir/root"
     installed "$dir/root" /sbin/ember /etc/ember/ember.toml /etc/ember/services.d/mounts.toml \
-        /etc/ember/services.d/loopback.toml /etc/ember/services.d/modules.toml
+        /etc/ember/services.d/loopback.toml /etc/ember/services.d/modules.toml \
+        /etc/ember/services.d/sysctl.toml
     not_installed "$dir/root" /sbin/ember-mqtt /sbin/ember-dbus /usr/share/dbus-1/system.d/io.ember.Init1.conf
     table "$dir/root" mqtt no; table "$dir/root" dbus no
     expect_lacks "$facts" PACKAGES ember-mqtt

@@ -52,6 +52,7 @@ SRC_URI += "${EMBER_SRC} \
             file://mounts.toml \
             file://loopback.toml \
             file://modules.toml \
+            file://sysctl.toml \
             file://syslog.toml \
             "
 
@@ -116,14 +117,16 @@ do_install() {
     install -m 0644 ${UNPACKDIR}/loopback.toml ${D}${sysconfdir}/ember/services.d/loopback.toml
     # /etc/modules and /etc/modules-load.d (KERNEL_MODULE_AUTOLOAD), before the mounts.
     install -m 0644 ${UNPACKDIR}/modules.toml ${D}${sysconfdir}/ember/services.d/modules.toml
+    # /etc/sysctl.d and /etc/sysctl.conf applied.
+    install -m 0644 ${UNPACKDIR}/sysctl.toml ${D}${sysconfdir}/ember/services.d/sysctl.toml
 }
 
 # The packages:
 #   ember               /sbin/ember, /etc/ember/ember.toml, services.d/mounts.toml (the
 #                       boot's fstab mounts: every service of this layer is after it),
-#                       services.d/loopback.toml (lo up: mosquitto is after it) and
+#                       services.d/loopback.toml (lo up: mosquitto is after it),
 #                       services.d/modules.toml (KERNEL_MODULE_AUTOLOAD's modules loaded:
-#                       mounts is after it)
+#                       mounts is after it) and services.d/sysctl.toml (sysctl -p)
 #   ember-mqtt          the MQTT adapter, run by ember as the service ember-mqtt under the
 #                       user ember-mqtt ([mqtt] user's default). It needs no file of the
 #                       system: ember hands it its settings, secrets included, on its
@@ -145,7 +148,8 @@ FILES:${PN}-service-syslog += "${sysconfdir}/ember/services.d/syslog.toml"
 # Every file this recipe installs in /etc is a conffile: an upgrade keeps local edits.
 CONFFILES:${PN} = "${sysconfdir}/ember/ember.toml ${sysconfdir}/ember/services.d/mounts.toml \
                    ${sysconfdir}/ember/services.d/loopback.toml \
-                   ${sysconfdir}/ember/services.d/modules.toml"
+                   ${sysconfdir}/ember/services.d/modules.toml \
+                   ${sysconfdir}/ember/services.d/sysctl.toml"
 CONFFILES:${PN}-service-dbus = "${sysconfdir}/ember/services.d/dbus.toml"
 CONFFILES:${PN}-service-syslog = "${sysconfdir}/ember/services.d/syslog.toml"
 
