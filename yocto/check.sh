@@ -667,7 +667,8 @@ run_preinsts() {
 # command, run by busybox (the image's sh and mount) in a chroot on a tmpfs in a mount
 # namespace of its own (nothing of the host's is remounted), with OE-core's own fstab
 # (base-files') and base-files' /var layout, and the root mounted read-only as a kernel
-# command line without `rw` leaves it: the root ends read-write, /var/volatile a tmpfs,
+# command line without `rw` leaves it (and an nfs line, which is left alone: no
+# network here): the root ends read-write, /var/volatile a tmpfs,
 # /var/log writable, /dev/fd there; and with fstab's root line as OE-core's
 # read_only_rootfs_hook rewrites it (read-only-rootfs), the root stays read-only and
 # /var/log is still writable. Needs root (mounts); skipped otherwise.
@@ -708,6 +709,9 @@ PY2
             cp "$(command -v busybox)" "$t/bin/busybox"
             for a in sh mount awk mkdir chmod ln swapon cat touch grep; do ln -s busybox "$t/bin/$a"; done
             cp "$fstab" "$t/etc/fstab"
+            # A network file system: left to a service of the board, after its network
+            # (mountall.sh leaves them to mountnfs.sh); with no network here, trying it fails.
+            echo "server:/export /mnt/nfs nfs defaults 0 0" >>"$t/etc/fstab"; mkdir -p "$t/mnt/nfs"
             if [ "$mode" = read-only-rootfs ]; then
                 sed -i -e "/^[#[:space:]]*\/dev\/root/{s/defaults/ro/;s/\([[:space:]]*[[:digit:]]\)\([[:space:]]*\)[[:digit:]]\$/\1\20/}" "$t/etc/fstab"
                 grep -q "^/dev/root .* ro " "$t/etc/fstab"
@@ -723,6 +727,7 @@ PY2
             chroot "$t" /bin/cat /proc/mounts
             [ $rc = 0 ] || { echo "the command exited $rc"; exit 1; }
             chroot "$t" /bin/sh -c "grep -q \"^tmpfs /var/volatile tmpfs \" /proc/mounts" || { echo "/var/volatile is not mounted"; exit 1; }
+            ! grep -q " $t/mnt/nfs " /proc/self/mounts || { echo "the nfs entry was mounted"; exit 1; }
             chroot "$t" /bin/touch /var/log/written /var/tmp/written || { echo "/var/log or /var/tmp not writable"; exit 1; }
             [ -L "$t/dev/fd" ] && [ -L "$t/dev/stdin" ] || { echo "no /dev/fd or /dev/stdin"; exit 1; }
             if [ "$mode" = rw ]; then
