@@ -461,7 +461,8 @@ env_ember() {
     expect_has "$f" RDEPENDS:ember ember-dbus
     expect "$f" RDEPENDS:ember-mqtt ember
     expect "$f" RDEPENDS:ember-dbus ember
-    expect "$f" ALTERNATIVE:ember "init halt reboot poweroff"
+    # Every name ember answers to (src/cli: init, telinit, halt, reboot, poweroff).
+    expect "$f" ALTERNATIVE:ember "init telinit halt reboot poweroff"
     expect "$f" ALTERNATIVE_TARGET /sbin/ember
     expect "$f" ALTERNATIVE_PRIORITY 300
     expect_has "$f" RRECOMMENDS:ember ember-service-getty
@@ -931,7 +932,7 @@ sysctl_service() {
 # installed, with the binaries built from the vendored tree.
 INSTALL_VARIANTS=("" "mqtt" "dbus")
 install_check() {
-    local out=$CACHE/install-$1 dir facts a
+    local out=$CACHE/install-$1 dir facts a said
     as_builder "rm -rf '$out'"
     bb "$1" "python3 '$HERE/check-install.py' install '$CARGO_OUT/debug' '$out' ${INSTALL_VARIANTS[*]@Q}"
 
@@ -964,6 +965,11 @@ install_check() {
     expect_has "$facts" RDEPENDS:ember ember-mqtt
     expect_has "$facts" RDEPENDS:ember ember-dbus
     expect "$facts" GROUPADD_PARAM:ember-dbus "--system ember"
+    # /sbin/telinit (an alternative) is ember answering as sysvinit's telinit.
+    a=$(mktemp -d); ln -s "$CARGO_OUT/debug/ember" "$a/telinit"
+    said=$("$a/telinit" 5 2>&1 || true); echo "telinit 5: $said"
+    grep -q 'has no runlevel "5"' <<<"$said" || { echo "ember does not answer as telinit"; return 1; }
+    rm -rf "$a"
     run_preinsts "$dir" user:ember-mqtt user:ember-dbus group:ember
     fstab_boot "$dir/root" "$(oe_dir "$1")/meta/recipes-core/base-files/base-files/fstab"
     dbus_command "$dir/root"

@@ -173,13 +173,15 @@ USERADD_PARAM:${PN}-mqtt = "--system --no-create-home --home-dir /nonexistent --
 GROUPADD_PARAM:${PN}-dbus = "--system ember"
 USERADD_PARAM:${PN}-dbus = "--system --no-create-home --home-dir /nonexistent --shell /bin/false --user-group ember-dbus"
 
-# init, halt, reboot and poweroff: ember answers to each name. OE-core's other owners of
+# init, telinit, halt, reboot and poweroff: ember answers to each name (telinit as
+# sysvinit's: 0, 6, q). OE-core's other owners of
 # these links: busybox 50, sysvinit 50 for init and 200 for halt/reboot/poweroff, and
 # systemd 300 for halt/reboot/poweroff (never in one image with ember: it needs the
 # systemd distro feature); meta-oe's toybox 60.
 ALTERNATIVE_PRIORITY = "300"
-ALTERNATIVE:${PN} = "init halt reboot poweroff"
+ALTERNATIVE:${PN} = "init telinit halt reboot poweroff"
 ALTERNATIVE_LINK_NAME[init] = "${base_sbindir}/init"
+ALTERNATIVE_LINK_NAME[telinit] = "${base_sbindir}/telinit"
 ALTERNATIVE_LINK_NAME[halt] = "${base_sbindir}/halt"
 ALTERNATIVE_LINK_NAME[reboot] = "${base_sbindir}/reboot"
 ALTERNATIVE_LINK_NAME[poweroff] = "${base_sbindir}/poweroff"
