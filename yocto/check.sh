@@ -703,7 +703,7 @@ PY2
         unshare -m --propagation private sh -eu -c '
             svc=$1 fstab=$2 mode=$3
             cmd=$(python3 -c "import tomllib,sys; c=tomllib.load(open(sys.argv[1],\"rb\"))[\"command\"]; assert c[:2]==[\"/bin/sh\",\"-c\"], c; print(c[2])" "$svc")
-            t=$(mktemp -d)
+            t=$(mktemp -d); trap "umount -R $t 2>/dev/null || true; rmdir $t 2>/dev/null || true" EXIT
             mount -t tmpfs -o mode=0755 tmpfs "$t"
             mkdir -p "$t/bin" "$t/etc" "$t/proc" "$t/dev" "$t/run" "$t/var/volatile/log" "$t/var/volatile/tmp"
             ln -s volatile/log "$t/var/log"; ln -s volatile/tmp "$t/var/tmp"
@@ -754,7 +754,7 @@ dbus_command() {
     unshare -m --propagation private sh -eu -c '
         svc=$1
         cmd=$(python3 -c "import tomllib,sys; c=tomllib.load(open(sys.argv[1],\"rb\"))[\"command\"]; assert c[:2]==[\"/bin/sh\",\"-c\"], c; print(c[2])" "$svc")
-        t=$(mktemp -d)
+        t=$(mktemp -d); trap "umount -R $t 2>/dev/null || true; rmdir $t 2>/dev/null || true" EXIT
         mount -t tmpfs -o mode=0755 tmpfs "$t"
         mkdir -p "$t/bin" "$t/usr/bin" "$t/dev" "$t/run" "$t/var/lib/dbus"
         cp "$(command -v busybox)" "$t/bin/busybox"
@@ -837,7 +837,7 @@ kernel_modules() {
     unshare -m --propagation private sh -eu -c '
         svc=$1
         cmd=$(python3 -c "import tomllib,sys; c=tomllib.load(open(sys.argv[1],\"rb\"))[\"command\"]; assert c[:2]==[\"/bin/sh\",\"-c\"], c; print(c[2])" "$svc")
-        t=$(mktemp -d)
+        t=$(mktemp -d); trap "umount -R $t 2>/dev/null || true; rmdir $t 2>/dev/null || true" EXIT
         mount -t tmpfs -o mode=0755 tmpfs "$t"
         mkdir -p "$t/bin" "$t/sbin" "$t/etc/modules-load.d" "$t/dev" "$t/run"
         cp "$(command -v busybox)" "$t/bin/busybox"
@@ -876,7 +876,7 @@ syslog_service() {
         unshare -m --propagation private sh -eu -c '
             svc=$1 defaults=$2
             cmd=$(python3 -c "import tomllib,sys; c=tomllib.load(open(sys.argv[1],\"rb\"))[\"command\"]; assert c[:2]==[\"/bin/sh\",\"-c\"], c; print(c[2])" "$svc")
-            t=$(mktemp -d)
+            t=$(mktemp -d); trap "umount -R $t 2>/dev/null || true; rmdir $t 2>/dev/null || true" EXIT
             mount -t tmpfs -o mode=0755 tmpfs "$t"
             mkdir -p "$t/bin" "$t/sbin" "$t/etc/default" "$t/dev" "$t/run"
             cp "$(command -v busybox)" "$t/bin/busybox"
@@ -905,7 +905,7 @@ sysctl_service() {
     unshare -m --propagation private sh -eu -c '
         svc=$1
         cmd=$(python3 -c "import tomllib,sys; c=tomllib.load(open(sys.argv[1],\"rb\"))[\"command\"]; assert c[:2]==[\"/bin/sh\",\"-c\"], c; print(c[2])" "$svc")
-        t=$(mktemp -d)
+        t=$(mktemp -d); trap "umount -R $t 2>/dev/null || true; rmdir $t 2>/dev/null || true" EXIT
         mount -t tmpfs -o mode=0755 tmpfs "$t"
         mkdir -p "$t/bin" "$t/sbin" "$t/etc/sysctl.d" "$t/dev" "$t/run"
         cp "$(command -v busybox)" "$t/bin/busybox"
