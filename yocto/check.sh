@@ -470,7 +470,7 @@ env_ember() {
     expect "$f" VIRTUAL-RUNTIME_base-utils-syslog busybox-syslog
     expect_has "$f" RRECOMMENDS:ember ember-service-syslog
     expect "$f" CONFFILES:ember-service-syslog /etc/ember/services.d/syslog.toml
-    expect "$f" CONFFILES:ember "/etc/ember/ember.toml /etc/ember/services.d/mounts.toml /etc/ember/services.d/loopback.toml /etc/ember/services.d/modules.toml /etc/ember/services.d/sysctl.toml"
+    expect "$f" CONFFILES:ember "/etc/ember/ember.toml /etc/ember/services.d/mounts.toml /etc/ember/services.d/loopback.toml /etc/ember/services.d/modules.toml /etc/ember/services.d/sysctl.toml /etc/ember/services.d/postinsts.toml"
     expect "$f" CONFFILES:ember-service-dbus /etc/ember/services.d/dbus.toml
     # Built once per CPU tune: nothing machine-specific in it.
     expect "$f" PACKAGE_ARCH "$(getv "$f" TUNE_PKGARCH)"
@@ -926,6 +926,55 @@ sysctl_service() {
     ' sh "$svc"
 }
 
+# First-boot package configuration (services.d/postinsts.toml, in the ember package):
+# every service of the layer's but ember's boot services is after it, and its command,
+# run by busybox in a chroot on a tmpfs, runs /usr/sbin/run-postinsts (a stand-in that
+# records it ran) when it is there, and exits 0 when it is not. Needs root; the ordering
+# is checked without.
+postinsts_service() {
+    local root=$1 svc=$1/etc/ember/services.d/postinsts.toml
+    [ -f "$svc" ] || { echo "no /etc/ember/services.d/postinsts.toml in $root: run-postinsts (in the image) never runs, and the postinsts left for the first boot never do"; return 1; }
+    python3 - "$root/etc/ember/services.d" <<'PY2'
+import os, sys, tomllib
+d = sys.argv[1]
+boot = {"mounts", "loopback", "modules", "sysctl", "postinsts"}
+bad = False
+for f in sorted(os.listdir(d)):
+    name = f[:-len(".toml")]
+    if not f.endswith(".toml") or name in boot:
+        continue
+    if "postinsts" not in tomllib.load(open(os.path.join(d, f), "rb")).get("after", []):
+        print("services.d/%s is not after postinsts" % f)
+        bad = True
+    else:
+        print("ok: %s after postinsts" % name)
+sys.exit(1 if bad else 0)
+PY2
+    if [ "$(id -u)" != 0 ]; then echo "not root: the postinsts service was not run"; return; fi
+    command -v busybox >/dev/null || { echo "no busybox on the host (busybox-static)"; return 1; }
+    local with
+    for with in run-postinsts none; do
+        unshare -m --propagation private sh -eu -c '
+            svc=$1 with=$2
+            cmd=$(python3 -c "import tomllib,sys; c=tomllib.load(open(sys.argv[1],\"rb\"))[\"command\"]; assert c[:2]==[\"/bin/sh\",\"-c\"], c; print(c[2])" "$svc")
+            t=$(mktemp -d); trap "umount -R $t 2>/dev/null || true; rmdir $t 2>/dev/null || true" EXIT
+            mount -t tmpfs -o mode=0755 tmpfs "$t"
+            mkdir -p "$t/bin" "$t/usr/sbin" "$t/dev" "$t/run"
+            cp "$(command -v busybox)" "$t/bin/busybox"
+            ln -s busybox "$t/bin/sh"
+            mknod -m 666 "$t/dev/null" c 1 3
+            if [ "$with" = run-postinsts ]; then
+                printf "#!/bin/sh\n: >/run/postinsts-ran\n" >"$t/usr/sbin/run-postinsts"; chmod 755 "$t/usr/sbin/run-postinsts"
+            fi
+            rc=0; chroot "$t" /bin/sh -c "$cmd" || rc=$?
+            ran=no; [ ! -e "$t/run/postinsts-ran" ] || ran=yes
+            echo "with $with: the command exited $rc, run-postinsts ran: $ran"
+            [ $rc = 0 ] || exit 1
+            if [ "$with" = run-postinsts ]; then [ $ran = yes ] || exit 1; fi
+        ' sh "$svc" "$with"
+    done
+}
+
 # ember's do_install, license check and packaging as bitbake writes and runs them
 # (check-install.py), with the recipe's PACKAGECONFIG and with three others; the files in
 # each package, the packages' dependencies and users, and `ember check` on what is
@@ -942,13 +991,13 @@ install_check() {
     installed "$dir/root" /sbin/ember /sbin/ember-mqtt /sbin/ember-dbus /etc/ember/ember.toml \
         /etc/ember/services.d/dbus.toml /etc/ember/services.d/mounts.toml /etc/ember/services.d/loopback.toml \
         /etc/ember/services.d/modules.toml /etc/ember/services.d/syslog.toml \
-        /etc/ember/services.d/sysctl.toml \
+        /etc/ember/services.d/sysctl.toml /etc/ember/services.d/postinsts.toml \
         /etc/ember/services.d/getty-ttyS0.toml \
         /etc/ember/services.d/getty-ttyS1.toml /usr/share/dbus-1/system.d/io.ember.Init1.conf
     table "$dir/root" mqtt yes; table "$dir/root" dbus yes
     # Each adapter in its own package, beside ember (ember looks for it in its own
     # executable's directory); populate_packages found no file left over.
-    expect "$facts" FILES_IN:ember "/etc/ember/ember.toml /etc/ember/services.d/loopback.toml /etc/ember/services.d/modules.toml /etc/ember/services.d/mounts.toml /etc/ember/services.d/sysctl.toml /sbin/ember"
+    expect "$facts" FILES_IN:ember "/etc/ember/ember.toml /etc/ember/services.d/loopback.toml /etc/ember/services.d/modules.toml /etc/ember/services.d/mounts.toml /etc/ember/services.d/postinsts.toml /etc/ember/services.d/sysctl.toml /sbin/ember"
     expect "$facts" FILES_IN:ember-mqtt /sbin/ember-mqtt
     expect "$facts" FILES_IN:ember-dbus "/sbin/ember-dbus /usr/share/dbus-1/system.d/io.ember.Init1.conf"
     expect "$facts" FILES_IN:ember-service-dbus /etc/ember/services.d/dbus.toml
@@ -983,6 +1032,7 @@ install_check() {
     kernel_modules "$dir/root"
     syslog_service "$dir/root"
     sysctl_service "$dir/root"
+    postinsts_service "$dir/root"
     expect "$facts" PACKAGE_ARCH:ember-service-getty "$(getv "$LOGS/$1-env-ember.txt" MACHINE_ARCH)"
 
     dir=$out/packageconfig-none; facts=$dir/facts
@@ -990,7 +1040,7 @@ install_check() {
     config_check "$dir/root"
     installed "$dir/root" /sbin/ember /etc/ember/ember.toml /etc/ember/services.d/mounts.toml \
         /etc/ember/services.d/loopback.toml /etc/ember/services.d/modules.toml \
-        /etc/ember/services.d/sysctl.toml
+        /etc/ember/services.d/sysctl.toml /etc/ember/services.d/postinsts.toml
     not_installed "$dir/root" /sbin/ember-mqtt /sbin/ember-dbus /usr/share/dbus-1/system.d/io.ember.Init1.conf
     table "$dir/root" mqtt no; table "$dir/root" dbus no
     expect_lacks "$facts" PACKAGES ember-mqtt

@@ -53,6 +53,7 @@ SRC_URI += "${EMBER_SRC} \
             file://loopback.toml \
             file://modules.toml \
             file://sysctl.toml \
+            file://postinsts.toml \
             file://syslog.toml \
             "
 
@@ -119,6 +120,8 @@ do_install() {
     install -m 0644 ${UNPACKDIR}/modules.toml ${D}${sysconfdir}/ember/services.d/modules.toml
     # /etc/sysctl.d and /etc/sysctl.conf applied.
     install -m 0644 ${UNPACKDIR}/sysctl.toml ${D}${sysconfdir}/ember/services.d/sysctl.toml
+    # run-postinsts (the postinsts left for the first boot), after the mounts.
+    install -m 0644 ${UNPACKDIR}/postinsts.toml ${D}${sysconfdir}/ember/services.d/postinsts.toml
 }
 
 # The packages:
@@ -126,7 +129,9 @@ do_install() {
 #                       boot's fstab mounts: every service of this layer is after it),
 #                       services.d/loopback.toml (lo up: mosquitto is after it),
 #                       services.d/modules.toml (KERNEL_MODULE_AUTOLOAD's modules loaded:
-#                       mounts is after it) and services.d/sysctl.toml (sysctl -p)
+#                       mounts is after it), services.d/sysctl.toml (sysctl -p) and
+#                       services.d/postinsts.toml (run-postinsts: the layer's services
+#                       are after it)
 #   ember-mqtt          the MQTT adapter, run by ember as the service ember-mqtt under the
 #                       user ember-mqtt ([mqtt] user's default). It needs no file of the
 #                       system: ember hands it its settings, secrets included, on its
@@ -149,7 +154,8 @@ FILES:${PN}-service-syslog += "${sysconfdir}/ember/services.d/syslog.toml"
 CONFFILES:${PN} = "${sysconfdir}/ember/ember.toml ${sysconfdir}/ember/services.d/mounts.toml \
                    ${sysconfdir}/ember/services.d/loopback.toml \
                    ${sysconfdir}/ember/services.d/modules.toml \
-                   ${sysconfdir}/ember/services.d/sysctl.toml"
+                   ${sysconfdir}/ember/services.d/sysctl.toml \
+                   ${sysconfdir}/ember/services.d/postinsts.toml"
 CONFFILES:${PN}-service-dbus = "${sysconfdir}/ember/services.d/dbus.toml"
 CONFFILES:${PN}-service-syslog = "${sysconfdir}/ember/services.d/syslog.toml"
 
