@@ -24,7 +24,8 @@ builds the unpacked, vendored tree with the host's cargo and hands the binaries 
         ember's do_install, and do_package's copy and split into packages
         (perform_packagecopy, populate_packages: FILES against what was installed, with
         the installed-vs-shipped QA check); with the recipe's own PACKAGECONFIG also
-        ember-service-getty's do_install. Writes there: root/ (every ${D} merged); facts,
+        ember-service-getty's do_install, and ember-service-mosquitto's where its layer
+        is in the build. Writes there: root/ (every ${D} merged); facts,
         in `bitbake -e`'s format (NAME="value"): PACKAGECONFIG, PACKAGES,
         USERADD_PACKAGES, whether useradd is inherited, and for each package FILES_IN (what
         populate_packages put in it), RDEPENDS, RRECOMMENDS, CONFFILES, USERADD_PARAM and
@@ -194,6 +195,18 @@ def install(tinfoil, bin_dir, out, packageconfig):
         run_shell_func(g, "do_install", sys.stdout)
         shutil.copytree(g.getVar("D"), root, symlinks=True, dirs_exist_ok=True)
         fact("PACKAGE_ARCH:ember-service-getty", g.getVar("PACKAGE_ARCH"))
+        # The dynamic layer's service, where meta-networking is in the build.
+        try:
+            tinfoil.get_recipe_file("ember-service-mosquitto")
+        except Exception:
+            fact("INSTALLED:ember-service-mosquitto", "0")
+        else:
+            m = tinfoil.parse_recipe("ember-service-mosquitto")
+            oe_imports(m)
+            run_python_func(m, "populate_lic_qa_checksum", sys.stdout)
+            run_shell_func(m, "do_install", sys.stdout)
+            shutil.copytree(m.getVar("D"), root, symlinks=True, dirs_exist_ok=True)
+            fact("INSTALLED:ember-service-mosquitto", "1")
 
     with open(os.path.join(out, "facts"), "w") as f:
         f.write("\n".join(facts) + "\n")

@@ -214,10 +214,12 @@ fi
 
 # The host packages OE-core's documentation lists for Debian (sanity.bbclass checks the
 # tools; bitbake and the fetchers need the Python modules), without liblz4-tool, which is
-# only a transitional name for lz4.
+# only a transitional name for lz4; and busybox-static, the image's sh and mount, which run
+# ember's mounts service in fstab_boot.
 HOST_PACKAGES="gawk wget git diffstat unzip texinfo gcc build-essential chrpath socat cpio
 python3 python3-pip python3-pexpect xz-utils debianutils iputils-ping python3-git
-python3-jinja2 python3-subunit zstd lz4 file locales libacl1 util-linux"
+python3-jinja2 python3-subunit zstd lz4 file locales libacl1 util-linux
+busybox-static"
 
 host_packages() {
     local missing=() p
@@ -451,7 +453,7 @@ env_ember() {
     expect_has "$f" CARGO_BUILD_FLAGS "-p ember"
     expect_has "$f" CARGO_BUILD_FLAGS --frozen
     expect "$f" EMBER_BINARIES "ember ember-mqtt ember-dbus"
-    expect "$f" PACKAGES "ember-mqtt ember-dbus ember-service-dbus ember-src ember-dbg ember-staticdev ember-dev ember-doc ember-locale ember"
+    expect "$f" PACKAGES "ember-mqtt ember-dbus ember-service-dbus ember-service-syslog ember-src ember-dbg ember-staticdev ember-dev ember-doc ember-locale ember"
     expect "$f" USERADD_PACKAGES "ember-mqtt ember-dbus"
     # The useradd class (inherited, deferred): its preinst runs shadow's useradd at rootfs.
     expect_has "$f" PACKAGE_WRITE_DEPS shadow-native
@@ -459,11 +461,16 @@ env_ember() {
     expect_has "$f" RDEPENDS:ember ember-dbus
     expect "$f" RDEPENDS:ember-mqtt ember
     expect "$f" RDEPENDS:ember-dbus ember
-    expect "$f" ALTERNATIVE:ember "init halt reboot poweroff"
+    # Every name ember answers to (src/cli: init, telinit, halt, reboot, poweroff).
+    expect "$f" ALTERNATIVE:ember "init telinit halt reboot poweroff"
     expect "$f" ALTERNATIVE_TARGET /sbin/ember
     expect "$f" ALTERNATIVE_PRIORITY 300
     expect_has "$f" RRECOMMENDS:ember ember-service-getty
-    expect "$f" CONFFILES:ember /etc/ember/ember.toml
+    # packagegroup-core-boot recommends busybox-syslog (OE-core's default): its service too.
+    expect "$f" VIRTUAL-RUNTIME_base-utils-syslog busybox-syslog
+    expect_has "$f" RRECOMMENDS:ember ember-service-syslog
+    expect "$f" CONFFILES:ember-service-syslog /etc/ember/services.d/syslog.toml
+    expect "$f" CONFFILES:ember "/etc/ember/ember.toml /etc/ember/services.d/mounts.toml /etc/ember/services.d/loopback.toml /etc/ember/services.d/modules.toml /etc/ember/services.d/sysctl.toml /etc/ember/services.d/postinsts.toml"
     expect "$f" CONFFILES:ember-service-dbus /etc/ember/services.d/dbus.toml
     # Built once per CPU tune: nothing machine-specific in it.
     expect "$f" PACKAGE_ARCH "$(getv "$f" TUNE_PKGARCH)"
@@ -536,7 +543,9 @@ dry_run() {
 fetch_unpack() {
     local before after
     before=$(ls "$CACHE/downloads" | grep -c '\.crate$' || true)
-    bb "$1" "bitbake ember ember-service-getty -c unpack"
+    local recipes="ember ember-service-getty"
+    [[ " ${EXTRA_LAYERS[$1]} " != *" meta-networking "* ]] || recipes="$recipes ember-service-mosquitto"
+    bb "$1" "bitbake $recipes -c unpack"
     after=$(ls "$CACHE/downloads" | grep -c '\.crate$' || true)
     echo "SUMMARY: $(grep -c 'crate://' "$HERE/meta-ember/recipes-core/ember/ember-crates.inc") crates in the inc; $((after - before)) downloaded now, $after in DL_DIR"
 }
@@ -653,13 +662,326 @@ run_preinsts() {
     rm -rf "$scratch"
 }
 
+# The boot's file system set-up, which ember leaves to a service (services.d/mounts.toml,
+# in the ember package): every other service installed is ordered after it (but lo's,
+# sysctl's and those mounts is after), and its
+# command, run by busybox (the image's sh and mount) in a chroot on a tmpfs in a mount
+# namespace of its own (nothing of the host's is remounted), with OE-core's own fstab
+# (base-files') and base-files' /var layout, and the root mounted read-only as a kernel
+# command line without `rw` leaves it (and an nfs line, which is left alone: no
+# network here): the root ends read-write, /var/volatile a tmpfs,
+# /var/log writable, /dev/fd there; and with fstab's root line as OE-core's
+# read_only_rootfs_hook rewrites it (read-only-rootfs), the root stays read-only and
+# /var/log is still writable. Needs root (mounts); skipped otherwise.
+fstab_boot() {
+    local root=$1 fstab=$2 svc=$1/etc/ember/services.d/mounts.toml
+    [ -f "$svc" ] || { echo "no /etc/ember/services.d/mounts.toml in $root: nothing mounts /etc/fstab's file systems or remounts the root read-write"; return 1; }
+    python3 - "$root/etc/ember/services.d" <<'PY2'
+import os, sys, tomllib
+d = sys.argv[1]
+bad = False
+# ember's other boot services need no file system of fstab's: lo up, sysctl, and what
+# mounts itself is after (the modules).
+exempt = {"mounts", "loopback", "sysctl"} | set(tomllib.load(open(os.path.join(d, "mounts.toml"), "rb")).get("after", []))
+for f in sorted(os.listdir(d)):
+    name = f[:-len(".toml")]
+    if not f.endswith(".toml") or name in exempt:
+        continue
+    spec = tomllib.load(open(os.path.join(d, f), "rb"))
+    if "mounts" not in spec.get("after", []) + spec.get("requires", []):
+        print("services.d/%s is not ordered after mounts (after = [\"mounts\"])" % f)
+        bad = True
+    else:
+        print("ok: %s after mounts" % name)
+sys.exit(1 if bad else 0)
+PY2
+    if [ "$(id -u)" != 0 ]; then echo "not root: the mounts service was not run"; return; fi
+    command -v busybox >/dev/null || { echo "no busybox on the host (busybox-static)"; return 1; }
+    local mode
+    for mode in rw read-only-rootfs; do
+        echo "== mounts.toml's command, fstab's root line: $mode"
+        unshare -m --propagation private sh -eu -c '
+            svc=$1 fstab=$2 mode=$3
+            cmd=$(python3 -c "import tomllib,sys; c=tomllib.load(open(sys.argv[1],\"rb\"))[\"command\"]; assert c[:2]==[\"/bin/sh\",\"-c\"], c; print(c[2])" "$svc")
+            t=$(mktemp -d); trap "umount -R $t 2>/dev/null || true; rmdir $t 2>/dev/null || true" EXIT
+            mount -t tmpfs -o mode=0755 tmpfs "$t"
+            mkdir -p "$t/bin" "$t/etc" "$t/proc" "$t/dev" "$t/run" "$t/var/volatile/log" "$t/var/volatile/tmp"
+            ln -s volatile/log "$t/var/log"; ln -s volatile/tmp "$t/var/tmp"
+            cp "$(command -v busybox)" "$t/bin/busybox"
+            for a in sh mount awk mkdir chmod ln swapon cat touch grep; do ln -s busybox "$t/bin/$a"; done
+            cp "$fstab" "$t/etc/fstab"
+            # A network file system: left to a service of the board, after its network
+            # (mountall.sh leaves them to mountnfs.sh); with no network here, trying it fails.
+            echo "server:/export /mnt/nfs nfs defaults 0 0" >>"$t/etc/fstab"; mkdir -p "$t/mnt/nfs"
+            if [ "$mode" = read-only-rootfs ]; then
+                sed -i -e "/^[#[:space:]]*\/dev\/root/{s/defaults/ro/;s/\([[:space:]]*[[:digit:]]\)\([[:space:]]*\)[[:digit:]]\$/\1\20/}" "$t/etc/fstab"
+                grep -q "^/dev/root .* ro " "$t/etc/fstab"
+            fi
+            # What ember mounts before any service (pid1/early.rs), /dev a tmpfs here.
+            mount -t proc proc "$t/proc"
+            mount -t tmpfs -o mode=0755 tmpfs "$t/dev"
+            mknod -m 666 "$t/dev/null" c 1 3; mkdir "$t/dev/pts"
+            mount -t devpts -o newinstance devpts "$t/dev/pts"
+            mount -t tmpfs -o mode=0755 tmpfs "$t/run"
+            mount -o remount,ro "$t"
+            rc=0; chroot "$t" /bin/sh -c "$cmd" || rc=$?
+            chroot "$t" /bin/cat /proc/mounts
+            [ $rc = 0 ] || { echo "the command exited $rc"; exit 1; }
+            chroot "$t" /bin/sh -c "grep -q \"^tmpfs /var/volatile tmpfs \" /proc/mounts" || { echo "/var/volatile is not mounted"; exit 1; }
+            ! grep -q " $t/mnt/nfs " /proc/self/mounts || { echo "the nfs entry was mounted"; exit 1; }
+            chroot "$t" /bin/touch /var/log/written /var/tmp/written || { echo "/var/log or /var/tmp not writable"; exit 1; }
+            [ -L "$t/dev/fd" ] && [ -L "$t/dev/stdin" ] || { echo "no /dev/fd or /dev/stdin"; exit 1; }
+            if [ "$mode" = rw ]; then
+                chroot "$t" /bin/touch /etc/written || { echo "the root is still read-only"; exit 1; }
+            elif chroot "$t" /bin/touch /etc/written 2>/dev/null; then
+                echo "the root was remounted read-write, though fstab says ro"; exit 1
+            fi
+            echo "ok: $mode"
+        ' sh "$svc" "$fstab" "$mode"
+    done
+}
+
+# The system bus's command (services.d/dbus.toml, in ember-service-dbus), run by busybox in
+# a chroot on a read-only tmpfs (read-only-rootfs: /var/lib/dbus cannot be written, so
+# dbus-uuidgen --ensure fails there, as sysvinit's dbus-1 script lets it) with stand-ins
+# for dbus-uuidgen (fails) and dbus-daemon (records that it ran, and whether the socket of
+# a previous run was still there: `ready = { file }` would take it for the new one's). The
+# daemon must run, on a fresh /run/dbus. Needs root; skipped otherwise.
+dbus_command() {
+    local svc=$1/etc/ember/services.d/dbus.toml
+    if [ "$(id -u)" != 0 ]; then echo "not root: dbus.toml's command was not run"; return; fi
+    command -v busybox >/dev/null || { echo "no busybox on the host (busybox-static)"; return 1; }
+    unshare -m --propagation private sh -eu -c '
+        svc=$1
+        cmd=$(python3 -c "import tomllib,sys; c=tomllib.load(open(sys.argv[1],\"rb\"))[\"command\"]; assert c[:2]==[\"/bin/sh\",\"-c\"], c; print(c[2])" "$svc")
+        t=$(mktemp -d); trap "umount -R $t 2>/dev/null || true; rmdir $t 2>/dev/null || true" EXIT
+        mount -t tmpfs -o mode=0755 tmpfs "$t"
+        mkdir -p "$t/bin" "$t/usr/bin" "$t/dev" "$t/run" "$t/var/lib/dbus"
+        cp "$(command -v busybox)" "$t/bin/busybox"
+        for a in sh mkdir rm cat echo test; do ln -s busybox "$t/bin/$a"; done
+        printf "#!/bin/sh\necho \"dbus-uuidgen: cannot write /var/lib/dbus/machine-id: Read-only file system\" >&2\nexit 1\n" >"$t/usr/bin/dbus-uuidgen"
+        printf "#!/bin/sh\nif [ -e /run/dbus/system_bus_socket ]; then echo stale >/run/daemon-ran; else echo fresh >/run/daemon-ran; fi\n" >"$t/usr/bin/dbus-daemon"
+        chmod 755 "$t/usr/bin/dbus-uuidgen" "$t/usr/bin/dbus-daemon"
+        mknod -m 666 "$t/dev/null" c 1 3
+        # /run as ember mounts it, with the socket file a previous run of the bus left.
+        mount -t tmpfs -o mode=0755 tmpfs "$t/run"
+        mkdir "$t/run/dbus"; echo >"$t/run/dbus/system_bus_socket"
+        mount -o remount,ro "$t"
+        rc=0; chroot "$t" /bin/sh -c "$cmd" || rc=$?
+        ran=$(cat "$t/run/daemon-ran" 2>/dev/null || echo no)
+        echo "the command exited $rc; dbus-daemon ran: $ran"
+        [ "$ran" != no ] || { echo "dbus-daemon was not run: dbus-uuidgen failing stops the bus"; exit 1; }
+        [ "$ran" = fresh ] || { echo "dbus-daemon started with the previous run'"'"'s socket file still there (ready = { file } would be met at once)"; exit 1; }
+    ' sh "$svc"
+}
+
+# The loopback service (services.d/loopback.toml, in the ember package): the services that
+# listen on or connect to 127.0.0.1 are ordered after it, and its command, run with
+# busybox's applets first on PATH (the image's ip) in a network namespace of its own
+# (where, as at boot, lo is down), brings lo up with 127.0.0.1 on it. Needs root; the
+# ordering is checked without.
+loopback() {
+    local root=$1 svc=$1/etc/ember/services.d/loopback.toml
+    [ -f "$svc" ] || { echo "no /etc/ember/services.d/loopback.toml in $root: nothing brings lo up, and nothing listens on or connects to 127.0.0.1"; return 1; }
+    python3 - "$root/etc/ember" <<'PY2'
+import os, sys, tomllib
+d = sys.argv[1]
+bad = False
+main = tomllib.load(open(os.path.join(d, "ember.toml"), "rb"))
+if "mqtt" in main and "127.0.0.1" in main["mqtt"].get("url", ""):
+    print("ok: [mqtt] url %s (the adapter reconnects until lo is up)" % main["mqtt"]["url"])
+for f in sorted(os.listdir(os.path.join(d, "services.d"))):
+    text = open(os.path.join(d, "services.d", f)).read()
+    if "127.0.0.1" not in text or f == "loopback.toml":
+        continue
+    spec = tomllib.loads(text)
+    if "loopback" not in spec.get("after", []) + spec.get("requires", []):
+        print("services.d/%s uses 127.0.0.1 but is not ordered after loopback" % f)
+        bad = True
+    else:
+        print("ok: %s after loopback" % f)
+sys.exit(1 if bad else 0)
+PY2
+    if [ "$(id -u)" != 0 ]; then echo "not root: the loopback service was not run"; return; fi
+    command -v busybox >/dev/null || { echo "no busybox on the host (busybox-static)"; return 1; }
+    local bin
+    bin=$(mktemp -d)
+    busybox --install -s "$bin"
+    unshare -n env PATH="$bin:$PATH" sh -eu -c '
+        svc=$1
+        set -- $(python3 -c "import tomllib,sys,shlex; print(shlex.join(tomllib.load(open(sys.argv[1],\"rb\"))[\"command\"]))" "$svc")
+        ip -o link show lo | grep -q "[<,]UP[,>]" && { echo "lo is up already in the new namespace"; exit 1; }
+        "$@"
+        ip -o link show lo
+        ip -o link show lo | grep -q "[<,]UP[,>]" || { echo "lo is still down"; exit 1; }
+        ip -o addr show dev lo | grep -q " 127.0.0.1/8 " || { echo "no 127.0.0.1 on lo"; exit 1; }
+        echo "ok: lo up with 127.0.0.1"
+    ' sh "$svc"
+    rm -rf "$bin"
+}
+
+# The kernel modules service (services.d/modules.toml, in the ember package): mounts is
+# after it, and its command, run by busybox in a chroot on a tmpfs in a mount namespace of
+# its own with a stand-in modprobe that records its arguments, loads every module of
+# /etc/modules and /etc/modules-load.d/*.conf as OE-core writes them for
+# KERNEL_MODULE_AUTOLOAD (one name a line), with their arguments, skipping comments, a
+# last line without its newline too. Needs root; the ordering is checked without.
+kernel_modules() {
+    local root=$1 svc=$1/etc/ember/services.d/modules.toml
+    [ -f "$svc" ] || { echo "no /etc/ember/services.d/modules.toml in $root: /etc/modules-load.d (KERNEL_MODULE_AUTOLOAD) and /etc/modules are never read"; return 1; }
+    python3 -c 'import sys, tomllib; a = tomllib.load(open(sys.argv[1], "rb")).get("after", []); sys.exit(0 if "modules" in a else "services.d/mounts.toml is not after modules")' \
+        "$root/etc/ember/services.d/mounts.toml"
+    echo "ok: mounts after modules"
+    if [ "$(id -u)" != 0 ]; then echo "not root: the modules service was not run"; return; fi
+    command -v busybox >/dev/null || { echo "no busybox on the host (busybox-static)"; return 1; }
+    unshare -m --propagation private sh -eu -c '
+        svc=$1
+        cmd=$(python3 -c "import tomllib,sys; c=tomllib.load(open(sys.argv[1],\"rb\"))[\"command\"]; assert c[:2]==[\"/bin/sh\",\"-c\"], c; print(c[2])" "$svc")
+        t=$(mktemp -d); trap "umount -R $t 2>/dev/null || true; rmdir $t 2>/dev/null || true" EXIT
+        mount -t tmpfs -o mode=0755 tmpfs "$t"
+        mkdir -p "$t/bin" "$t/sbin" "$t/etc/modules-load.d" "$t/dev" "$t/run"
+        cp "$(command -v busybox)" "$t/bin/busybox"
+        for a in sh cat echo; do ln -s busybox "$t/bin/$a"; done
+        printf "#!/bin/sh\necho \"\$*\" >>/run/loaded\n[ \"\$1\" != missing ]\n" >"$t/sbin/modprobe"; chmod 755 "$t/sbin/modprobe"
+        mknod -m 666 "$t/dev/null" c 1 3
+        # As kernel-module-split.bbclass writes KERNEL_MODULE_AUTOLOAD.
+        printf "wireguard\n" >"$t/etc/modules-load.d/wireguard.conf"
+        printf "# comment\n\nusb-storage delay_use=1\n; also a comment\nmissing\nloop" >"$t/etc/modules-load.d/board.conf"
+        printf "i2c-dev\n" >"$t/etc/modules"
+        rc=0; PATH=/sbin:/bin chroot "$t" /bin/sh -c "$cmd" || rc=$?
+        loaded=$(cat "$t/run/loaded" 2>/dev/null | tr "\n" "," || true)
+        echo "the command exited $rc; modprobe ran for: $loaded"
+        [ "$loaded" = "i2c-dev,usb-storage delay_use=1,missing,loop,wireguard," ] \
+            || { echo "expected modprobe for: i2c-dev,usb-storage delay_use=1,missing,loop,wireguard,"; exit 1; }
+        [ $rc = 1 ] || { echo "a module that did not load (missing) did not fail the service"; exit 1; }
+        echo "ok: every module loaded, the one missing said"
+    ' sh "$svc"
+}
+
+# The system log (services.d/syslog.toml, in ember-service-syslog, which ember recommends
+# when VIRTUAL-RUNTIME_base-utils-syslog is busybox-syslog, OE-core's default): it is
+# after mounts (it writes /var/log/messages), and its command, run by busybox in a chroot
+# on a tmpfs with a stand-in syslogd that records its arguments, runs syslogd in the
+# foreground with the OPTIONS of /etc/default/busybox-syslog (as busybox-syslog.service
+# does for systemd), and without that file too. Needs root; the rest is checked without.
+syslog_service() {
+    local root=$1 svc=$1/etc/ember/services.d/syslog.toml
+    [ -f "$svc" ] || { echo "no /etc/ember/services.d/syslog.toml in $root: busybox-syslog is installed (packagegroup-core-boot recommends it) but its syslogd never runs"; return 1; }
+    python3 -c 'import sys, tomllib; a = tomllib.load(open(sys.argv[1], "rb")).get("after", []); sys.exit(0 if "mounts" in a else "services.d/syslog.toml is not after mounts")' "$svc"
+    echo "ok: syslog after mounts"
+    if [ "$(id -u)" != 0 ]; then echo "not root: the syslog service was not run"; return; fi
+    command -v busybox >/dev/null || { echo "no busybox on the host (busybox-static)"; return 1; }
+    local defaults
+    for defaults in 'OPTIONS="-C"' none; do
+        unshare -m --propagation private sh -eu -c '
+            svc=$1 defaults=$2
+            cmd=$(python3 -c "import tomllib,sys; c=tomllib.load(open(sys.argv[1],\"rb\"))[\"command\"]; assert c[:2]==[\"/bin/sh\",\"-c\"], c; print(c[2])" "$svc")
+            t=$(mktemp -d); trap "umount -R $t 2>/dev/null || true; rmdir $t 2>/dev/null || true" EXIT
+            mount -t tmpfs -o mode=0755 tmpfs "$t"
+            mkdir -p "$t/bin" "$t/sbin" "$t/etc/default" "$t/dev" "$t/run"
+            cp "$(command -v busybox)" "$t/bin/busybox"
+            for a in sh echo; do ln -s busybox "$t/bin/$a"; done
+            printf "#!/bin/sh\nprintf \"%%s\\\\n\" \"\$*\" >/run/syslogd-args\n" >"$t/sbin/syslogd"; chmod 755 "$t/sbin/syslogd"
+            mknod -m 666 "$t/dev/null" c 1 3
+            [ "$defaults" = none ] || printf "%s\n" "$defaults" >"$t/etc/default/busybox-syslog"
+            rc=0; chroot "$t" /bin/sh -c "$cmd" || rc=$?
+            args=$(cat "$t/run/syslogd-args" 2>/dev/null || echo "(not run)")
+            echo "/etc/default/busybox-syslog: $defaults; syslogd $args"
+            want="-n -C"; [ "$defaults" != none ] || want="-n"
+            [ "$rc" = 0 ] && [ "$args" = "$want" ] || { echo "expected syslogd $want, exit 0 (it exited $rc)"; exit 1; }
+        ' sh "$svc" "$defaults"
+    done
+}
+
+# Kernel parameters (services.d/sysctl.toml, in the ember package): its command, run by
+# busybox in a chroot on a tmpfs with a stand-in sysctl that records its arguments,
+# applies each file of /etc/sysctl.d and /etc/sysctl.conf once (procps links the latter
+# as sysctl.d/99-sysctl.conf), and fails when one is not applied whole. Needs root.
+sysctl_service() {
+    local root=$1 svc=$1/etc/ember/services.d/sysctl.toml
+    [ -f "$svc" ] || { echo "no /etc/ember/services.d/sysctl.toml in $root: /etc/sysctl.conf and /etc/sysctl.d are never applied"; return 1; }
+    if [ "$(id -u)" != 0 ]; then echo "not root: the sysctl service was not run"; return; fi
+    command -v busybox >/dev/null || { echo "no busybox on the host (busybox-static)"; return 1; }
+    unshare -m --propagation private sh -eu -c '
+        svc=$1
+        cmd=$(python3 -c "import tomllib,sys; c=tomllib.load(open(sys.argv[1],\"rb\"))[\"command\"]; assert c[:2]==[\"/bin/sh\",\"-c\"], c; print(c[2])" "$svc")
+        t=$(mktemp -d); trap "umount -R $t 2>/dev/null || true; rmdir $t 2>/dev/null || true" EXIT
+        mount -t tmpfs -o mode=0755 tmpfs "$t"
+        mkdir -p "$t/bin" "$t/sbin" "$t/etc/sysctl.d" "$t/dev" "$t/run"
+        cp "$(command -v busybox)" "$t/bin/busybox"
+        for a in sh echo readlink; do ln -s busybox "$t/bin/$a"; done
+        printf "#!/bin/sh\nprintf \"%%s\\\\n\" \"\$*\" >>/run/sysctl-args\n[ \"\$2\" != /etc/sysctl.d/20-bad.conf ]\n" >"$t/sbin/sysctl"; chmod 755 "$t/sbin/sysctl"
+        mknod -m 666 "$t/dev/null" c 1 3
+        echo "kernel.panic = 10" >"$t/etc/sysctl.d/10-board.conf"
+        echo "no.such.key = 1" >"$t/etc/sysctl.d/20-bad.conf"
+        echo "net.ipv4.tcp_syncookies = 1" >"$t/etc/sysctl.conf"
+        ln -s ../sysctl.conf "$t/etc/sysctl.d/99-sysctl.conf"
+        rc=0; chroot "$t" /bin/sh -c "$cmd" || rc=$?
+        got=$(tr "\n" "," <"$t/run/sysctl-args" 2>/dev/null || true)
+        echo "the command exited $rc; sysctl ran with: $got"
+        want="-p /etc/sysctl.d/10-board.conf,-p /etc/sysctl.d/20-bad.conf,-p /etc/sysctl.d/99-sysctl.conf,"
+        [ "$got" = "$want" ] || { echo "expected: $want"; exit 1; }
+        [ $rc = 1 ] || { echo "a file not applied whole (20-bad.conf) did not fail the service"; exit 1; }
+        echo "ok: each file applied once, the bad one said"
+    ' sh "$svc"
+}
+
+# First-boot package configuration (services.d/postinsts.toml, in the ember package):
+# every service of the layer's but ember's boot services is after it, and its command,
+# run by busybox in a chroot on a tmpfs, runs /usr/sbin/run-postinsts (a stand-in that
+# records it ran) when it is there, and exits 0 when it is not. Needs root; the ordering
+# is checked without.
+postinsts_service() {
+    local root=$1 svc=$1/etc/ember/services.d/postinsts.toml
+    [ -f "$svc" ] || { echo "no /etc/ember/services.d/postinsts.toml in $root: run-postinsts (in the image) never runs, and the postinsts left for the first boot never do"; return 1; }
+    python3 - "$root/etc/ember/services.d" <<'PY2'
+import os, sys, tomllib
+d = sys.argv[1]
+boot = {"mounts", "loopback", "modules", "sysctl", "postinsts"}
+bad = False
+for f in sorted(os.listdir(d)):
+    name = f[:-len(".toml")]
+    if not f.endswith(".toml") or name in boot:
+        continue
+    if "postinsts" not in tomllib.load(open(os.path.join(d, f), "rb")).get("after", []):
+        print("services.d/%s is not after postinsts" % f)
+        bad = True
+    else:
+        print("ok: %s after postinsts" % name)
+sys.exit(1 if bad else 0)
+PY2
+    if [ "$(id -u)" != 0 ]; then echo "not root: the postinsts service was not run"; return; fi
+    command -v busybox >/dev/null || { echo "no busybox on the host (busybox-static)"; return 1; }
+    local with
+    for with in run-postinsts none; do
+        unshare -m --propagation private sh -eu -c '
+            svc=$1 with=$2
+            cmd=$(python3 -c "import tomllib,sys; c=tomllib.load(open(sys.argv[1],\"rb\"))[\"command\"]; assert c[:2]==[\"/bin/sh\",\"-c\"], c; print(c[2])" "$svc")
+            t=$(mktemp -d); trap "umount -R $t 2>/dev/null || true; rmdir $t 2>/dev/null || true" EXIT
+            mount -t tmpfs -o mode=0755 tmpfs "$t"
+            mkdir -p "$t/bin" "$t/usr/sbin" "$t/dev" "$t/run"
+            cp "$(command -v busybox)" "$t/bin/busybox"
+            ln -s busybox "$t/bin/sh"
+            mknod -m 666 "$t/dev/null" c 1 3
+            if [ "$with" = run-postinsts ]; then
+                printf "#!/bin/sh\n: >/run/postinsts-ran\n" >"$t/usr/sbin/run-postinsts"; chmod 755 "$t/usr/sbin/run-postinsts"
+            fi
+            rc=0; chroot "$t" /bin/sh -c "$cmd" || rc=$?
+            ran=no; [ ! -e "$t/run/postinsts-ran" ] || ran=yes
+            echo "with $with: the command exited $rc, run-postinsts ran: $ran"
+            [ $rc = 0 ] || exit 1
+            if [ "$with" = run-postinsts ]; then [ $ran = yes ] || exit 1; fi
+        ' sh "$svc" "$with"
+    done
+}
+
 # ember's do_install, license check and packaging as bitbake writes and runs them
 # (check-install.py), with the recipe's PACKAGECONFIG and with three others; the files in
 # each package, the packages' dependencies and users, and `ember check` on what is
 # installed, with the binaries built from the vendored tree.
 INSTALL_VARIANTS=("" "mqtt" "dbus")
 install_check() {
-    local out=$CACHE/install-$1 dir facts a
+    local out=$CACHE/install-$1 dir facts a said
     as_builder "rm -rf '$out'"
     bb "$1" "python3 '$HERE/check-install.py' install '$CARGO_OUT/debug' '$out' ${INSTALL_VARIANTS[*]@Q}"
 
@@ -667,15 +989,20 @@ install_check() {
     echo "== PACKAGECONFIG as the recipe sets it"
     config_check "$dir/root"
     installed "$dir/root" /sbin/ember /sbin/ember-mqtt /sbin/ember-dbus /etc/ember/ember.toml \
-        /etc/ember/services.d/dbus.toml /etc/ember/services.d/getty-ttyS0.toml \
+        /etc/ember/services.d/dbus.toml /etc/ember/services.d/mounts.toml /etc/ember/services.d/loopback.toml \
+        /etc/ember/services.d/modules.toml /etc/ember/services.d/syslog.toml \
+        /etc/ember/services.d/sysctl.toml /etc/ember/services.d/postinsts.toml \
+        /etc/ember/services.d/getty-ttyS0.toml \
         /etc/ember/services.d/getty-ttyS1.toml /usr/share/dbus-1/system.d/io.ember.Init1.conf
     table "$dir/root" mqtt yes; table "$dir/root" dbus yes
     # Each adapter in its own package, beside ember (ember looks for it in its own
     # executable's directory); populate_packages found no file left over.
-    expect "$facts" FILES_IN:ember "/etc/ember/ember.toml /sbin/ember"
+    expect "$facts" FILES_IN:ember "/etc/ember/ember.toml /etc/ember/services.d/loopback.toml /etc/ember/services.d/modules.toml /etc/ember/services.d/mounts.toml /etc/ember/services.d/postinsts.toml /etc/ember/services.d/sysctl.toml /sbin/ember"
     expect "$facts" FILES_IN:ember-mqtt /sbin/ember-mqtt
     expect "$facts" FILES_IN:ember-dbus "/sbin/ember-dbus /usr/share/dbus-1/system.d/io.ember.Init1.conf"
     expect "$facts" FILES_IN:ember-service-dbus /etc/ember/services.d/dbus.toml
+    expect "$facts" FILES_IN:ember-service-syslog /etc/ember/services.d/syslog.toml
+    expect_has "$facts" RDEPENDS:ember-service-syslog busybox-syslog
     expect "$facts" INHERITS_USERADD 1
     for a in ember-mqtt ember-dbus; do
         expect_has "$facts" RDEPENDS:$a ember
@@ -687,13 +1014,33 @@ install_check() {
     expect_has "$facts" RDEPENDS:ember ember-mqtt
     expect_has "$facts" RDEPENDS:ember ember-dbus
     expect "$facts" GROUPADD_PARAM:ember-dbus "--system ember"
+    # /sbin/telinit (an alternative) is ember answering as sysvinit's telinit.
+    a=$(mktemp -d); ln -s "$CARGO_OUT/debug/ember" "$a/telinit"
+    said=$("$a/telinit" 5 2>&1 || true); echo "telinit 5: $said"
+    grep -q 'has no runlevel "5"' <<<"$said" || { echo "ember does not answer as telinit"; return 1; }
+    rm -rf "$a"
     run_preinsts "$dir" user:ember-mqtt user:ember-dbus group:ember
+    fstab_boot "$dir/root" "$(oe_dir "$1")/meta/recipes-core/base-files/base-files/fstab"
+    dbus_command "$dir/root"
+    if [[ " ${EXTRA_LAYERS[$1]} " == *" meta-networking "* ]]; then
+        expect "$facts" INSTALLED:ember-service-mosquitto 1
+        installed "$dir/root" /etc/ember/services.d/mosquitto.toml
+    else
+        expect "$facts" INSTALLED:ember-service-mosquitto 0
+    fi
+    loopback "$dir/root"
+    kernel_modules "$dir/root"
+    syslog_service "$dir/root"
+    sysctl_service "$dir/root"
+    postinsts_service "$dir/root"
     expect "$facts" PACKAGE_ARCH:ember-service-getty "$(getv "$LOGS/$1-env-ember.txt" MACHINE_ARCH)"
 
     dir=$out/packageconfig-none; facts=$dir/facts
     echo "== PACKAGECONFIG = \"\": ember alone"
     config_check "$dir/root"
-    installed "$dir/root" /sbin/ember /etc/ember/ember.toml
+    installed "$dir/root" /sbin/ember /etc/ember/ember.toml /etc/ember/services.d/mounts.toml \
+        /etc/ember/services.d/loopback.toml /etc/ember/services.d/modules.toml \
+        /etc/ember/services.d/sysctl.toml /etc/ember/services.d/postinsts.toml
     not_installed "$dir/root" /sbin/ember-mqtt /sbin/ember-dbus /usr/share/dbus-1/system.d/io.ember.Init1.conf
     table "$dir/root" mqtt no; table "$dir/root" dbus no
     expect_lacks "$facts" PACKAGES ember-mqtt
@@ -756,7 +1103,7 @@ for rel in "${RELEASES[@]}"; do
     step "$rel: bitbake -e ember-image-minimal" env_image "$rel"
     step "$rel: bitbake -g ember-image-minimal (dependencies)" dep_graph "$rel"
     [ $DRY_RUN = 0 ] || step "$rel: bitbake -n ember-image-minimal" dry_run "$rel"
-    step "$rel: bitbake ember ember-service-getty -c unpack (fetch)" fetch_unpack "$rel"
+    step "$rel: bitbake ember* -c unpack (fetch)" fetch_unpack "$rel"
     step "$rel: OE-core's update_crates on \${S} = ember-crates.inc" update_crates_class "$rel"
     if [ ! -x "$CARGO_OUT/debug/ember" ] || [ "${VENDORED_BUILT:-}" != 1 ]; then
         step "$rel: cargo.bbclass's CARGO_HOME for the vendored crates" configure_vendored "$rel"

@@ -49,6 +49,12 @@ SRC_URI += "${EMBER_SRC} \
             file://ember-mqtt.toml \
             file://ember-dbus.toml \
             file://dbus.toml \
+            file://mounts.toml \
+            file://loopback.toml \
+            file://modules.toml \
+            file://sysctl.toml \
+            file://postinsts.toml \
+            file://syslog.toml \
             "
 
 S = "${UNPACKDIR}/ember-src"
@@ -104,10 +110,28 @@ do_install() {
     fi
 
     install -m 0644 ${UNPACKDIR}/dbus.toml ${D}${sysconfdir}/ember/services.d/dbus.toml
+    install -m 0644 ${UNPACKDIR}/syslog.toml ${D}${sysconfdir}/ember/services.d/syslog.toml
+    # fstab's mounts, the root read-write (or read-only) as fstab says, the volatile
+    # directories: what OE-core's other inits do at boot and ember itself does not.
+    install -m 0644 ${UNPACKDIR}/mounts.toml ${D}${sysconfdir}/ember/services.d/mounts.toml
+    # lo up, which a new kernel leaves down: nothing reaches 127.0.0.1 until it is.
+    install -m 0644 ${UNPACKDIR}/loopback.toml ${D}${sysconfdir}/ember/services.d/loopback.toml
+    # /etc/modules and /etc/modules-load.d (KERNEL_MODULE_AUTOLOAD), before the mounts.
+    install -m 0644 ${UNPACKDIR}/modules.toml ${D}${sysconfdir}/ember/services.d/modules.toml
+    # /etc/sysctl.d and /etc/sysctl.conf applied.
+    install -m 0644 ${UNPACKDIR}/sysctl.toml ${D}${sysconfdir}/ember/services.d/sysctl.toml
+    # run-postinsts (the postinsts left for the first boot), after the mounts.
+    install -m 0644 ${UNPACKDIR}/postinsts.toml ${D}${sysconfdir}/ember/services.d/postinsts.toml
 }
 
 # The packages:
-#   ember               /sbin/ember and /etc/ember/ember.toml
+#   ember               /sbin/ember, /etc/ember/ember.toml, services.d/mounts.toml (the
+#                       boot's fstab mounts: every service of this layer is after it),
+#                       services.d/loopback.toml (lo up: mosquitto is after it),
+#                       services.d/modules.toml (KERNEL_MODULE_AUTOLOAD's modules loaded:
+#                       mounts is after it), services.d/sysctl.toml (sysctl -p) and
+#                       services.d/postinsts.toml (run-postinsts: the layer's services
+#                       are after it)
 #   ember-mqtt          the MQTT adapter, run by ember as the service ember-mqtt under the
 #                       user ember-mqtt ([mqtt] user's default). It needs no file of the
 #                       system: ember hands it its settings, secrets included, on its
@@ -118,24 +142,36 @@ do_install() {
 #                       whose members the policy and the adapter let start, stop and
 #                       restart services. The bus itself: ember-service-dbus, or any other.
 #   ember-service-dbus  the system bus as an ember service
-PACKAGES =+ "${EMBER_ADAPTER_PACKAGES} ${PN}-service-dbus"
+#   ember-service-syslog  busybox's syslogd as an ember service
+PACKAGES =+ "${EMBER_ADAPTER_PACKAGES} ${PN}-service-dbus ${PN}-service-syslog"
 
 FILES:${PN}-mqtt += "${base_sbindir}/ember-mqtt"
 FILES:${PN}-dbus += "${base_sbindir}/ember-dbus ${datadir}/dbus-1/system.d/io.ember.Init1.conf"
 FILES:${PN}-service-dbus += "${sysconfdir}/ember/services.d/dbus.toml"
+FILES:${PN}-service-syslog += "${sysconfdir}/ember/services.d/syslog.toml"
 
 # Every file this recipe installs in /etc is a conffile: an upgrade keeps local edits.
-CONFFILES:${PN} = "${sysconfdir}/ember/ember.toml"
+CONFFILES:${PN} = "${sysconfdir}/ember/ember.toml ${sysconfdir}/ember/services.d/mounts.toml \
+                   ${sysconfdir}/ember/services.d/loopback.toml \
+                   ${sysconfdir}/ember/services.d/modules.toml \
+                   ${sysconfdir}/ember/services.d/sysctl.toml \
+                   ${sysconfdir}/ember/services.d/postinsts.toml"
 CONFFILES:${PN}-service-dbus = "${sysconfdir}/ember/services.d/dbus.toml"
+CONFFILES:${PN}-service-syslog = "${sysconfdir}/ember/services.d/syslog.toml"
 
 RDEPENDS:${PN}-mqtt = "${PN}"
 RDEPENDS:${PN}-dbus = "${PN}"
 RDEPENDS:${PN}-service-dbus = "${PN} dbus"
+RDEPENDS:${PN}-service-syslog = "${PN} busybox-syslog"
 
 # The gettys on the machine's serial consoles come from their own recipe: SERIAL_CONSOLES
 # is the MACHINE's, and this package is built once per CPU tune (as systemd recommends
 # systemd-serialgetty).
 RRECOMMENDS:${PN} += "${PN}-service-getty"
+# packagegroup-core-boot recommends VIRTUAL-RUNTIME_base-utils-syslog (busybox-syslog by
+# default), which only a sysvinit script or a systemd unit would start: with busybox's,
+# its ember service.
+RRECOMMENDS:${PN} += "${@'${PN}-service-syslog' if d.getVar('VIRTUAL-RUNTIME_base-utils-syslog') == 'busybox-syslog' else ''}"
 RRECOMMENDS:${PN}-dbus = "${PN}-service-dbus"
 
 USERADD_PACKAGES = "${EMBER_ADAPTER_PACKAGES}"
@@ -143,13 +179,15 @@ USERADD_PARAM:${PN}-mqtt = "--system --no-create-home --home-dir /nonexistent --
 GROUPADD_PARAM:${PN}-dbus = "--system ember"
 USERADD_PARAM:${PN}-dbus = "--system --no-create-home --home-dir /nonexistent --shell /bin/false --user-group ember-dbus"
 
-# init, halt, reboot and poweroff: ember answers to each name. OE-core's other owners of
+# init, telinit, halt, reboot and poweroff: ember answers to each name (telinit as
+# sysvinit's: 0, 6, q). OE-core's other owners of
 # these links: busybox 50, sysvinit 50 for init and 200 for halt/reboot/poweroff, and
 # systemd 300 for halt/reboot/poweroff (never in one image with ember: it needs the
 # systemd distro feature); meta-oe's toybox 60.
 ALTERNATIVE_PRIORITY = "300"
-ALTERNATIVE:${PN} = "init halt reboot poweroff"
+ALTERNATIVE:${PN} = "init telinit halt reboot poweroff"
 ALTERNATIVE_LINK_NAME[init] = "${base_sbindir}/init"
+ALTERNATIVE_LINK_NAME[telinit] = "${base_sbindir}/telinit"
 ALTERNATIVE_LINK_NAME[halt] = "${base_sbindir}/halt"
 ALTERNATIVE_LINK_NAME[reboot] = "${base_sbindir}/reboot"
 ALTERNATIVE_LINK_NAME[poweroff] = "${base_sbindir}/poweroff"
