@@ -461,8 +461,8 @@ env_ember() {
     expect_has "$f" RDEPENDS:ember ember-dbus
     expect "$f" RDEPENDS:ember-mqtt ember
     expect "$f" RDEPENDS:ember-dbus ember
-    # Every name ember answers to (src/cli: init, telinit, halt, reboot, poweroff).
-    expect "$f" ALTERNATIVE:ember "init telinit halt reboot poweroff"
+    # Every name ember answers to (src/cli: init, telinit, halt, reboot, poweroff, shutdown).
+    expect "$f" ALTERNATIVE:ember "init telinit halt reboot poweroff shutdown"
     expect "$f" ALTERNATIVE_TARGET /sbin/ember
     expect "$f" ALTERNATIVE_PRIORITY 300
     expect_has "$f" RRECOMMENDS:ember ember-service-getty
@@ -1018,6 +1018,10 @@ install_check() {
     a=$(mktemp -d); ln -s "$CARGO_OUT/debug/ember" "$a/telinit"
     said=$("$a/telinit" 5 2>&1 || true); echo "telinit 5: $said"
     grep -q 'has no runlevel "5"' <<<"$said" || { echo "ember does not answer as telinit"; return 1; }
+    # And /sbin/shutdown as sysvinit's and systemd's (`shutdown -r now`); a later time is refused.
+    ln -s "$CARGO_OUT/debug/ember" "$a/shutdown"
+    said=$("$a/shutdown" -r +5 2>&1 || true); echo "shutdown -r +5: $said"
+    grep -q 'no shutdown at a later time' <<<"$said" || { echo "ember does not answer as shutdown"; return 1; }
     rm -rf "$a"
     run_preinsts "$dir" user:ember-mqtt user:ember-dbus group:ember
     fstab_boot "$dir/root" "$(oe_dir "$1")/meta/recipes-core/base-files/base-files/fstab"

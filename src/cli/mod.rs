@@ -26,7 +26,8 @@ Usage:
                                     ember; see `ember fleet --help`)
   ember poweroff|reboot|halt [-f]   ask PID 1 to stop every service and power off,
                                     reboot or halt (-f: reboot(2) at once, no stopping);
-                                    also reached as `poweroff`, `reboot`, `halt` symlinks
+                                    also reached as `poweroff`, `reboot`, `halt` symlinks,
+                                    and as `shutdown -P|-r|-H now` (see `shutdown --help`)
 
 Options:
   -c, --config PATH   configuration file (default /etc/ember/ember.toml); services also
@@ -116,6 +117,9 @@ pub fn parse(argv0: &str, args: Vec<std::ffi::OsString>) -> Result<Mode, String>
         .unwrap_or("ember");
     if let Some(power) = crate::pid1::system::parse_power(name) {
         return parse_power(power, lexopt::Parser::from_args(args));
+    }
+    if name == "shutdown" {
+        return parse_shutdown(args);
     }
     if matches!(name, "init" | "telinit") {
         if let Some(mode) = runlevel(&args) {
@@ -266,6 +270,75 @@ fn parse_power(power: crate::pid1::Power, mut parser: lexopt::Parser) -> Result<
     })
 }
 
+/// `shutdown [-P|-r|-H|-h] now [MESSAGE...]`, as sysvinit's and systemd's are typed on a
+/// board: a poweroff (`-P`, `-h`, the default), a reboot (`-r`) or a halt (`-H`), now.
+/// ember has no shutdown at a later time (`+5`, `22:00`: systemd's default, without a
+/// time, is a minute from now), nor a message sent to the terminals first: those are
+/// refused, saying what to type, rather than done at once when asked for later.
+fn parse_shutdown(args: Vec<std::ffi::OsString>) -> Result<Mode, String> {
+    use crate::pid1::Power;
+    use lexopt::prelude::*;
+    let mut parser = lexopt::Parser::from_args(args);
+    let mut power = Power::Poweroff;
+    let mut when: Option<String> = None;
+    let mut message = false;
+    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+        match arg {
+            Short('P') | Long("poweroff") | Short('h') => power = Power::Poweroff,
+            Short('r') | Long("reboot") => power = Power::Reboot,
+            Short('H') | Long("halt") => power = Power::Halt,
+            Long("no-wall") => {}
+            Long("help") => return Ok(Mode::Help(crate::pid1::system::SHUTDOWN_HELP)),
+            Short('c') => {
+                return Err(
+                    "shutdown -c: ember has no shutdown at a later time, so none to cancel"
+                        .to_owned(),
+                )
+            }
+            Value(word) if when.is_none() => {
+                when = Some(
+                    word.into_string()
+                        .map_err(|w| not_utf8(&w, "shutdown --help"))?,
+                )
+            }
+            Value(_) => message = true,
+            other => return Err(format!("{}; try `shutdown --help`", other.unexpected())),
+        }
+    }
+    let word = power.word();
+    match when.as_deref() {
+        Some("now" | "+0") if !message => {}
+        Some("now" | "+0") => {
+            return Err(format!(
+                "shutdown: ember sends no message to the terminals first; type `shutdown {} now` without one",
+                short(power)
+            ))
+        }
+        Some(later) => {
+            return Err(format!(
+                "shutdown: ember has no shutdown at a later time (\"{later}\"); type `shutdown {} now`, or `sleep SECONDS; {word}`",
+                short(power)
+            ))
+        }
+        None => {
+            return Err(format!(
+                "shutdown: say when: `shutdown {} now` (ember has no shutdown at a later time, and systemd's, without a time, is a minute from now)",
+                short(power)
+            ))
+        }
+    }
+    parse_power(power, lexopt::Parser::from_args(Vec::<String>::new()))
+}
+
+/// The option of `shutdown` that asks for `power`.
+fn short(power: crate::pid1::Power) -> &'static str {
+    match power {
+        crate::pid1::Power::Poweroff => "-P",
+        crate::pid1::Power::Reboot => "-r",
+        crate::pid1::Power::Halt => "-H",
+    }
+}
+
 /// A command-line argument that is not UTF-8, named (its bytes, escaped, and not all of a
 /// huge one): which one of several was meant is not left to guess.
 pub(crate) fn not_utf8(arg: &std::ffi::OsStr, help: &str) -> String {
@@ -284,6 +357,50 @@ mod tests {
 
     fn args(words: &[&str]) -> Vec<std::ffi::OsString> {
         words.iter().map(Into::into).collect()
+    }
+
+    /// `shutdown -h now`, `shutdown -r now`...: what sysvinit and systemd users type; a
+    /// shutdown at a later time, a message and a cancel are refused with what to type.
+    #[test]
+    fn shutdown_takes_now_and_refuses_later() {
+        use crate::pid1::Power;
+        for (words, want) in [
+            (&["-h", "now"][..], Power::Poweroff),
+            (&["now"][..], Power::Poweroff),
+            (&["-P", "+0"][..], Power::Poweroff),
+            (&["-r", "now"][..], Power::Reboot),
+            (&["--reboot", "--no-wall", "now"][..], Power::Reboot),
+            (&["-H", "now"][..], Power::Halt),
+        ] {
+            match parse("/sbin/shutdown", args(words)) {
+                Ok(Mode::Power { power, force, .. }) => {
+                    assert!(power == want && !force, "{words:?}")
+                }
+                Ok(_) => panic!("{words:?}: not a power request"),
+                Err(e) => panic!("{words:?}: {e}"),
+            }
+        }
+        for (words, said) in [
+            (&[][..], "say when: `shutdown -P now`"),
+            (&["-r"][..], "say when: `shutdown -r now`"),
+            (
+                &["-r", "+5"][..],
+                "no shutdown at a later time (\"+5\"); type `shutdown -r now`",
+            ),
+            (&["-h", "22:00"][..], "at a later time (\"22:00\")"),
+            (&["now", "bye"][..], "no message to the terminals"),
+            (&["-c"][..], "none to cancel"),
+            (&["-x", "now"][..], "try `shutdown --help`"),
+        ] {
+            match parse("shutdown", args(words)) {
+                Err(e) => assert!(e.contains(said), "{words:?}: {e}"),
+                Ok(_) => panic!("{words:?}: taken"),
+            }
+        }
+        assert!(matches!(
+            parse("shutdown", args(&["--help"])),
+            Ok(Mode::Help(_))
+        ));
     }
 
     /// sysvinit's `init 0`, `telinit 6`, `init q`: power off, reboot, reload; the other

@@ -1,5 +1,6 @@
-//! `ember poweroff|reboot|halt [-f]`, also reached as `poweroff`, `reboot`, `halt`
-//! through symlinks (multi-call), so a board needs no other package for them.
+//! `ember poweroff|reboot|halt [-f]`, also reached as `poweroff`, `reboot`, `halt` and
+//! `shutdown -P|-r|-H now` through symlinks (multi-call), so a board needs no other
+//! package for them.
 //!
 //! Ask PID 1 over the control socket; when it does not answer, send it the signal
 //! (SIGUSR2, SIGTERM, SIGUSR1); a refusal is final. `-f` skips the services and calls reboot(2) at once.
@@ -19,6 +20,21 @@ control socket does not answer.
 
   -f, --force         do not stop services: sync and call reboot(2) at once
   -s, --socket PATH   ember's control socket (default /run/ember/control.sock)
+";
+
+pub const SHUTDOWN_HELP: &str = "\
+Usage: shutdown [-P|-r|-H] now
+
+Asks ember (PID 1) to stop every service in reverse dependency order, then power off
+(-P, -h: the default), reboot (-r) or halt (-H), now (`now` or `+0`), as `poweroff`,
+`reboot` and `halt` do. ember has no shutdown at a later time, and sends no message to
+the terminals first: for a later one, `sleep SECONDS; poweroff`.
+
+  -P, --poweroff, -h   power off
+  -r, --reboot         reboot
+  -H, --halt           halt
+      --no-wall        (the default: no message is sent)
+The control socket is $EMBER_SOCKET, else /run/ember/control.sock.
 ";
 
 pub fn parse_power(word: &str) -> Option<Power> {

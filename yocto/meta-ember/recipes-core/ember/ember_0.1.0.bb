@@ -179,16 +179,18 @@ USERADD_PARAM:${PN}-mqtt = "--system --no-create-home --home-dir /nonexistent --
 GROUPADD_PARAM:${PN}-dbus = "--system ember"
 USERADD_PARAM:${PN}-dbus = "--system --no-create-home --home-dir /nonexistent --shell /bin/false --user-group ember-dbus"
 
-# init, telinit, halt, reboot and poweroff: ember answers to each name (telinit as
-# sysvinit's: 0, 6, q). OE-core's other owners of
+# init, telinit, halt, reboot, poweroff and shutdown: ember answers to each name (telinit
+# as sysvinit's: 0, 6, q; shutdown as sysvinit's and systemd's, now only: -P|-r|-H now).
+# OE-core's busybox builds no shutdown. OE-core's other owners of
 # these links: busybox 50, sysvinit 50 for init and 200 for halt/reboot/poweroff, and
 # systemd 300 for halt/reboot/poweroff (never in one image with ember: it needs the
 # systemd distro feature); meta-oe's toybox 60.
 ALTERNATIVE_PRIORITY = "300"
-ALTERNATIVE:${PN} = "init telinit halt reboot poweroff"
+ALTERNATIVE:${PN} = "init telinit halt reboot poweroff shutdown"
 ALTERNATIVE_LINK_NAME[init] = "${base_sbindir}/init"
 ALTERNATIVE_LINK_NAME[telinit] = "${base_sbindir}/telinit"
 ALTERNATIVE_LINK_NAME[halt] = "${base_sbindir}/halt"
 ALTERNATIVE_LINK_NAME[reboot] = "${base_sbindir}/reboot"
 ALTERNATIVE_LINK_NAME[poweroff] = "${base_sbindir}/poweroff"
+ALTERNATIVE_LINK_NAME[shutdown] = "${base_sbindir}/shutdown"
 ALTERNATIVE_TARGET = "${base_sbindir}/ember"
