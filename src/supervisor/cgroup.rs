@@ -125,6 +125,12 @@ impl Cgroups {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
             Err(e) => return Err(format!("cannot create its cgroup {}: {e}", path.display())),
         };
+        // No deeper than ember's walks go: a process in a cgroup it never looked at would
+        // miss the stop's SIGTERM, and a directory left there would stay for good.
+        let _ = write_existing(
+            &path.join("cgroup.max.depth"),
+            NESTING.to_string().as_bytes(),
+        );
         let mut warnings = Vec::new();
         let has = |c: &str| self.controllers.contains(&c);
         let mut write = |file: &str, value: String, key: &str, set: bool| {
@@ -220,18 +226,39 @@ impl Cgroups {
     }
 }
 
-/// Sends `signal` to every process in the cgroup and below it; SIGKILL goes through cgroup.kill,
-/// which also stops a fork racing the kill. Returns the processes it had.
-pub fn signal_all(path: &Path, signal: Signal) -> Vec<Pid> {
+/// What [`signal_all`] reached.
+pub struct Signalled {
+    /// The processes it found in the cgroup and below it (see [`procs`]).
+    pub members: Vec<Pid>,
+    /// SIGKILL went to processes of the cgroup.
+    pub killed: bool,
+}
+
+/// Sends `signal` to every process in the cgroup and below it; SIGKILL goes through
+/// cgroup.kill, which also stops a fork racing the kill.
+pub fn signal_all(path: &Path, signal: Signal) -> Signalled {
     let members = procs(path);
-    if members.is_empty()
-        || (signal == Signal::SIGKILL && write_existing(&path.join("cgroup.kill"), b"1"))
+    let kill_signal = signal == Signal::SIGKILL;
+    // Whenever any process is there, not only when the walk found one: cgroup.kill takes
+    // every cgroup below, however deep (a root service may lift its cgroup.max.depth).
+    if kill_signal
+        && (!members.is_empty() || populated(path))
+        && write_existing(&path.join("cgroup.kill"), b"1")
     {
-        return members;
+        return Signalled {
+            members,
+            killed: true,
+        };
+    }
+    if members.is_empty() {
+        return Signalled {
+            members,
+            killed: false,
+        };
     }
     // Without cgroup.kill (before Linux 5.14) a process forked meanwhile is caught by
     // going round again, a few times.
-    let rounds = if signal == Signal::SIGKILL { 4 } else { 1 };
+    let rounds = if kill_signal { 4 } else { 1 };
     let mut pids = members.clone();
     for round in 1..=rounds {
         for pid in &pids {
@@ -245,7 +272,10 @@ pub fn signal_all(path: &Path, signal: Signal) -> Vec<Pid> {
             break;
         }
     }
-    members
+    Signalled {
+        members,
+        killed: kill_signal,
+    }
 }
 
 /// Writes to a file that must already be there (a cgroup's interface file): never
@@ -557,8 +587,13 @@ fn remove_tree(path: &Path) -> std::io::Result<()> {
     remove_below(path, 0)
 }
 
-/// How deep [`remove_tree`] goes: a bound on PID 1's stack, whatever a service nested.
-const MAX_DEPTH: usize = 32;
+/// How deep a service may nest cgroups below its own (its cgroup.max.depth).
+const NESTING: usize = 32;
+
+/// How deep [`remove_tree`] and [`procs`] go: a bound on PID 1's stack, whatever a
+/// service nested. One more than [`NESTING`]: a walk from ember's directory passes the
+/// service's cgroup first.
+const MAX_DEPTH: usize = NESTING + 1;
 
 fn remove_below(path: &Path, depth: usize) -> std::io::Result<()> {
     if depth > MAX_DEPTH {
@@ -632,7 +667,7 @@ mod tests {
             .spawn()
             .unwrap();
         fs::write(dir.join("cgroup.procs"), format!("{}\n", child.id())).unwrap();
-        assert!(!signal_all(&dir, Signal::SIGKILL).is_empty());
+        assert!(!signal_all(&dir, Signal::SIGKILL).members.is_empty());
         let status = child.wait().unwrap();
         use std::os::unix::process::ExitStatusExt;
         assert_eq!(status.signal(), Some(nix::libc::SIGKILL));
@@ -642,7 +677,7 @@ mod tests {
         );
         fs::write(dir.join("cgroup.procs"), "").unwrap();
         assert!(
-            signal_all(&dir, Signal::SIGTERM).is_empty(),
+            signal_all(&dir, Signal::SIGTERM).members.is_empty(),
             "an empty cgroup has no one to signal"
         );
         let _ = fs::remove_dir_all(&dir);

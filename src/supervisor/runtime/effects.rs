@@ -194,11 +194,11 @@ impl Runtime {
             signal.as_str()
         );
         if let Some(path) = self.cgroup_path(name) {
-            let members = cgroup::signal_all(&path, signal);
+            let signalled = cgroup::signal_all(&path, signal);
             if let Some(Kept { proc, .. }) = self.services.get_mut(name) {
-                proc.cgroup_killed |= signal == Signal::SIGKILL && !members.is_empty();
+                proc.cgroup_killed |= signalled.killed;
             }
-            if let Some(pid) = pid.filter(|p| !members.contains(p)) {
+            if let Some(pid) = pid.filter(|p| !signalled.members.contains(p)) {
                 let _ = kill(NixPid::from_raw(pid), signal);
             }
             return;
