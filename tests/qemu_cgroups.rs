@@ -40,6 +40,25 @@ fn an_ember_alone_in_its_cgroup_gets_controllers_for_its_services() {
     report(log, problems);
 }
 
+/// A reload that changes a service's memory_max, pids_max and cpu_weight writes them to
+/// its cgroup in place, as systemd applies MemoryMax= and the like to a running unit; it
+/// restarted the service, as for a change of its command.
+#[test]
+fn a_reload_applies_new_cgroup_limits_without_a_restart() {
+    let Some(log) = console() else {
+        return;
+    };
+    let problems = [
+        "report: reload: updated   resized (memory_max, cpu_weight, pids_max changed; applied without a restart)",
+        "report: cgroups: resized: the same pid, memory.max 33554432, pids.max 16, cpu.weight 200",
+    ]
+    .iter()
+    .filter(|line| !log.contains(*line))
+    .map(|line| format!("no line with {line:?}"))
+    .collect();
+    report(log, problems);
+}
+
 /// The console log of the boot, once for every test; None when skipped.
 fn console() -> Option<&'static str> {
     static LOG: OnceLock<Option<String>> = OnceLock::new();

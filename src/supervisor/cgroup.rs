@@ -190,7 +190,7 @@ impl Cgroups {
     }
 
     /// Makes (or reuses) the service's cgroup and writes its limits: every file is
-    /// written each time, so a limit removed by a reload is lifted at the next start.
+    /// written each time, so a limit a reload removed while it was stopped is lifted.
     /// `renew`: the cgroup was emptied with cgroup.kill, and is made again when it has
     /// emptied (see launch.rs: the kernel would kill a process created in it).
     pub fn prepare(&self, service: &str, limits: &Limits, renew: bool) -> Result<Prepared, String> {
@@ -208,6 +208,27 @@ impl Cgroups {
             &path.join("cgroup.max.depth"),
             NESTING.to_string().as_bytes(),
         );
+        let warnings = self.write_limits(&path, limits);
+        let dir = open_dir(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        Ok(Prepared {
+            path,
+            dir,
+            warnings,
+            made,
+            killed,
+        })
+    }
+
+    /// Writes the limits of a service's cgroup again (a reload changed them): the
+    /// processes in it keep running under the new ones. What could not be applied, in
+    /// words.
+    pub fn apply(&self, service: &str, limits: &Limits) -> Vec<String> {
+        self.write_limits(&self.path(service), limits)
+    }
+
+    /// Writes every limit file of the cgroup at `path`, "max" (or the default) for a limit
+    /// that is not set; says what could not be applied.
+    fn write_limits(&self, path: &Path, limits: &Limits) -> Vec<String> {
         let mut warnings = Vec::new();
         let has = |c: &str| self.controllers.contains(&c);
         let mut write = |file: &str, value: String, key: &str, set: bool| {
@@ -263,14 +284,7 @@ impl Cgroups {
                 ));
             }
         }
-        let dir = open_dir(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-        Ok(Prepared {
-            path,
-            dir,
-            warnings,
-            made,
-            killed,
-        })
+        warnings
     }
 
     /// Moves ember back into its own cgroup, when it left it (see [`make_room`]), so that

@@ -689,6 +689,7 @@ impl Runtime {
                     }
                 }
                 Action::Reloaded(report) => {
+                    self.apply_cgroup_limits(&report.updated);
                     self.reloaded = Some(*report);
                     None
                 }

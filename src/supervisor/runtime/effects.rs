@@ -331,6 +331,28 @@ impl Runtime {
             .map_or_else(|| Arc::from(name), |unit| unit.spec.name.clone())
     }
 
+    /// Writes the cgroup limits that a reload changed into the cgroups of the services
+    /// running in one: applied in place, nothing restarted (see `ServiceSpec::diff`). One
+    /// not running gets them at its next start.
+    pub(super) fn apply_cgroup_limits(&self, updated: &[ember_ipc::SpecChange]) {
+        let Some(cgroups) = &self.cgroups else {
+            return;
+        };
+        let limits = ember_engine::spec::CGROUP_LIMITS;
+        for change in updated {
+            let name = change.name.as_str();
+            let running = self.engine.unit(name).filter(|u| u.is_running());
+            let (Some(unit), Some(_)) = (running, self.cgroup_path(name)) else {
+                continue;
+            };
+            if change.keys.iter().any(|k| limits.contains(&k.as_str())) {
+                for warning in cgroups.apply(name, &unit.spec.limits) {
+                    crate::log::warn!("{name}: {warning}");
+                }
+            }
+        }
+    }
+
     /// The service's cgroup, when its last spawn went into it.
     pub(super) fn cgroup_path(&self, name: &str) -> Option<PathBuf> {
         self.services.get(name).filter(|k| k.proc.in_cgroup)?;
