@@ -275,3 +275,72 @@ command = ["/bin/sh", "-c", "rm -f $DIR/up; setsid /bin/sh -c 'touch $DIR/up; ex
         pids_with("7940061")
     );
 }
+
+/// A service nests cgroups 40 levels deep below its own and leaves a process there that
+/// ignores SIGTERM, in a session of its own. ember's walks of a service's cgroups go 32
+/// levels deep: past them, the stop's SIGKILL went nowhere (cgroup.kill was written only
+/// when the walk had found a process) and the process outlived its service. `deep` only
+/// nests; `raiser` first lifts the depth limit of its own cgroup, as root may.
+#[test]
+fn a_process_nested_past_the_walks_depth_is_stopped_with_its_service() {
+    if !can_unshare() {
+        return;
+    }
+    let scripts = TempDir::new("deep-cgroups-script");
+    let script = scripts.path("deep.sh");
+    std::fs::write(
+        &script,
+        r#"#!/bin/sh
+marker=$1 raise=$2
+cg=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/mounts)$(sed -n 's/^0:://p' /proc/self/cgroup)
+[ "$raise" = raise ] && echo max > "$cg/cgroup.max.depth"
+depth=0
+while [ $depth -lt 40 ] && mkdir "$cg/d" 2>/dev/null; do cg=$cg/d; depth=$((depth + 1)); done
+echo "nested $depth deep"
+setsid sh -c 'echo $$ > "$1/cgroup.procs" && trap "" TERM && exec sleep "$2"' deep "$cg" "$marker" &
+exec sleep 7940060
+"#,
+    )
+    .expect("write the script");
+    let script = script.display();
+    let ember = Ember::start(
+        "deep-cgroups",
+        &format!(
+            r#"
+[service.deep]
+command = ["/bin/sh", "{script}", "7940061", "keep"]
+ready = {{ log = "nested" }}
+stop_timeout = "1s"
+
+[service.raiser]
+command = ["/bin/sh", "{script}", "7940062", "raise"]
+ready = {{ log = "nested" }}
+stop_timeout = "1s"
+"#
+        ),
+    );
+    for (service, marker) in [("deep", "7940061"), ("raiser", "7940062")] {
+        ember.wait_state(service, "active", None, LONG);
+        assert!(
+            wait_for(LONG, || pids_with(marker).len() == 1),
+            "{service}: {}",
+            ember.log()
+        );
+        let out = ember.ctl(&["stop", service, "--wait"]);
+        assert!(out.status.success(), "{out:?}");
+        let depth = if service == "deep" { 32 } else { 40 };
+        assert!(
+            ember
+                .log()
+                .contains(&format!("{service}: nested {depth} deep")),
+            "cgroup.max.depth of {service}'s cgroup; log:\n{}",
+            ember.log()
+        );
+        assert!(
+            wait_for(LONG, || pids_with(marker).is_empty()),
+            "{service}'s nested process outlived the stop: {:?}; log:\n{}",
+            pids_with(marker),
+            ember.log()
+        );
+    }
+}

@@ -66,7 +66,7 @@ yocto_pid=$!
 log=$(mktemp)
 # A step below that fails ends the script: the background check goes with it.
 trap 'kill "$yocto_pid" 2>/dev/null || true; rm -f "$log" "$yocto_log" "$yocto_status"' EXIT
-# The qemu boot tests (tests/qemu_boot.rs, qemu_watchdog.rs, qemu_reexec.rs) need qemu, Debian
+# The qemu boot tests (tests/qemu_boot.rs, qemu_watchdog.rs, qemu_reexec.rs, qemu_cgroups.rs) need qemu, Debian
 # kernels, busybox, the watchdog's modules and the musl targets: as root, install them here
 # so the tests find them in place (they skip otherwise).
 if [ "$(id -u)" = 0 ] && [ "${EMBER_SKIP_QEMU:-}" != 1 ]; then

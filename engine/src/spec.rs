@@ -408,9 +408,6 @@ impl ServiceSpec {
         process(*stdout != new.stdout, "stdout");
         process(*stderr != new.stderr, "stderr");
         process(limits.rlimits != new.limits.rlimits, "limits");
-        process(limits.memory_max != new.limits.memory_max, "memory_max");
-        process(limits.cpu_weight != new.limits.cpu_weight, "cpu_weight");
-        process(limits.pids_max != new.limits.pids_max, "pids_max");
         process(
             limits.oom_score_adjust != new.limits.oom_score_adjust,
             "oom_score_adjust",
@@ -445,6 +442,11 @@ impl ServiceSpec {
         policy(*on_failure != new.on_failure, "on_failure");
         policy(*linger != new.linger, "linger");
         policy(*schedule != new.schedule, "schedule");
+        // Files of its cgroup, which the runtime writes again on a reload: the running
+        // process keeps running under the new limits, as systemd applies MemoryMax=.
+        policy(limits.memory_max != new.limits.memory_max, "memory_max");
+        policy(limits.cpu_weight != new.limits.cpu_weight, "cpu_weight");
+        policy(limits.pids_max != new.limits.pids_max, "pids_max");
         diff
     }
 }
@@ -568,6 +570,10 @@ impl std::fmt::Debug for Limits {
         (**self).fmt(f)
     }
 }
+
+/// The keys of the limits kept in a service's cgroup ([`ServiceSpec::diff`] calls them
+/// policy): a reload writes them there in place.
+pub const CGROUP_LIMITS: [&str; 3] = ["memory_max", "cpu_weight", "pids_max"];
 
 impl LimitValues {
     /// Whether any limit needs the service's cgroup (and its controllers).

@@ -132,9 +132,9 @@ impl FromToml for RawRlimits {
 #[derive(Debug, Default)]
 pub struct RawLimits {
     rlimits: Option<RawRlimits>,
-    memory_max: Option<Amount>,
+    memory_max: Option<Spanned<Amount>>,
     cpu_weight: Option<Spanned<u32>>,
-    pids_max: Option<Amount>,
+    pids_max: Option<Spanned<Amount>>,
     oom_score_adjust: Option<Spanned<i32>>,
 }
 
@@ -170,14 +170,31 @@ impl RawLimits {
                 None
             }
         });
+        // 0 is what some tools read as "no limit"; the kernel reads it as none at all, as
+        // systemd refuses it in MemoryMax= and TasksMax=.
+        let mut not_zero = |amount: Option<Spanned<Amount>>, key: &str, effect: &str| {
+            let (offset, amount) = amount.map(|a| (a.span().start, a.into_inner()))?;
+            if amount == Amount::Value(0) {
+                errors.push((
+                    offset,
+                    format!(
+                        "service \"{name}\": {key} 0 {effect}; write \"infinity\" for no limit"
+                    ),
+                ));
+                return None;
+            }
+            Some(amount)
+        };
+        let memory_max = not_zero(self.memory_max, "memory_max", "would OOM-kill it at once");
+        let pids_max = not_zero(self.pids_max, "pids_max", "allows it no process at all");
         if !errors.is_empty() {
             return Err(errors);
         }
         Ok(Limits::from(LimitValues {
             rlimits: self.rlimits.map(|r| r.0).unwrap_or_default(),
-            memory_max: self.memory_max,
+            memory_max,
             cpu_weight,
-            pids_max: self.pids_max,
+            pids_max,
             oom_score_adjust,
         }))
     }

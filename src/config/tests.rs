@@ -1709,6 +1709,8 @@ pids_max = true
 command = ["/bin/sh"]
 cpu_weight = 0
 oom_score_adjust = -1001
+memory_max = 0
+pids_max = "0"
 "#;
     tree.write("ember.toml", text);
     let loaded = tree.load();
@@ -1724,6 +1726,8 @@ oom_score_adjust = -1001
             format!("ember.toml:{}: invalid type: boolean `true`, expected a number, a size such as \"64M\", or \"infinity\"", at(text, "true")),
             format!("ember.toml:{}: service \"b\": cpu_weight 0 is out of range; give 1 to 10000 (100 is the default)", at(text, "0\noom")),
             format!("ember.toml:{}: service \"b\": oom_score_adjust -1001 is out of range; give -1000 (never killed) to 1000 (killed first)", at(text, "-1001")),
+            format!("ember.toml:{}: service \"b\": memory_max 0 would OOM-kill it at once; write \"infinity\" for no limit", at(text, "0\npids")),
+            format!("ember.toml:{}: service \"b\": pids_max 0 allows it no process at all; write \"infinity\" for no limit", at(text, "\"0\"")),
         ]
     );
 }

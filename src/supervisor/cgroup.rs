@@ -38,6 +38,50 @@ pub struct Cgroups {
     controllers: Vec<&'static str>,
     /// Whether ember made `base` and removes it when it exits.
     owned: bool,
+    /// ember's own cgroup, when ember left it for [`SELF_LEAF`] (see [`make_room`]): it
+    /// goes back there before it removes `base`.
+    own: Option<PathBuf>,
+    /// The controllers ember enabled in its own cgroup's subtree_control.
+    enabled_in_own: Vec<&'static str>,
+}
+
+/// Where ember moves itself when it is alone in a cgroup that is not the root (see
+/// [`make_room`]): a leaf in its directory, beside its services' cgroups (no service
+/// name starts with a dot).
+const SELF_LEAF: &str = ".ember";
+
+/// Makes ember's own cgroup able to pass controllers on to `base`: a cgroup other than
+/// the root cannot have processes and controllers for its children at once. A domain
+/// controller is refused (EBUSY), and a threaded one (pids, cpu) is taken, turning the
+/// cgroup into a thread root whose domain children (`base`) can take no process at all
+/// (EOPNOTSUPP): every service failed to start. So ember, alone there (a container's
+/// PID 1, an ember under ember), moves itself into a leaf of `base`, as systemd moves
+/// itself into init.scope; beside other processes, which are not ember's to move, it
+/// enables nothing. `Ok(true)`: ember moved.
+fn make_room(own: &Path, base: &Path) -> Result<bool, String> {
+    // The root cgroup alone has no cgroup.type, and is exempt.
+    if !own.join("cgroup.type").exists() {
+        return Ok(false);
+    }
+    let members = read_words(&own.join("cgroup.procs"));
+    let me = std::process::id().to_string();
+    match members.as_slice() {
+        [] => Ok(false),
+        [only] if *only == me => {
+            let leaf = base.join(SELF_LEAF);
+            let moved = match fs::create_dir(&leaf) {
+                Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(e),
+                _ => fs::write(leaf.join("cgroup.procs"), &me),
+            };
+            moved.map(|()| true).map_err(|e| {
+                format!("ember cannot move itself into {}: {e}", leaf.display())
+            })
+        }
+        _ => Err(format!(
+            "{} holds other processes than ember, and a cgroup with processes cannot pass controllers on",
+            own.display()
+        )),
+    }
 }
 
 /// A service's cgroup, ready for its next process.
@@ -59,26 +103,57 @@ impl Cgroups {
     /// Finds the cgroup2 hierarchy and makes ember's directory in it; `Err` says why
     /// services will be contained by their process group only.
     pub fn setup(role: Role) -> Result<Cgroups, String> {
-        let own = own_cgroup_dir()?;
+        let mut own = own_cgroup_dir()?;
+        // A reexec'd ember is still where it moved itself: its own cgroup is the one
+        // above its directory.
+        let resumed = own.file_name().is_some_and(|n| n == SELF_LEAF);
+        if resumed {
+            own = own
+                .parent()
+                .and_then(Path::parent)
+                .map(Path::to_path_buf)
+                .unwrap_or(own);
+        }
         let (name, owned) = match role {
             Role::Machine => ("ember".to_owned(), false),
             _ => (instance_name(), true),
         };
         let base = own.join(&name);
         sweep_stale(&own, &name);
-        // Controllers reach a child only through each parent's subtree_control; ember's
-        // own cgroup refuses them (EBUSY) when it is not the root and has processes, as
-        // "no internal processes" demands: then services get none, but still their cgroup.
-        let available = read_words(&own.join("cgroup.controllers"));
-        for controller in CONTROLLERS {
-            if available.iter().any(|c| c == controller) {
-                let _ = fs::write(own.join("cgroup.subtree_control"), format!("+{controller}"));
-            }
-        }
         match fs::create_dir(&base) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(format!("cannot create {}: {e}", base.display())),
+        }
+        // Controllers reach a child only through each parent's subtree_control.
+        let available = read_words(&own.join("cgroup.controllers"));
+        let before = read_words(&own.join("cgroup.subtree_control"));
+        let wanted: Vec<&'static str> = CONTROLLERS
+            .into_iter()
+            .filter(|c| available.iter().any(|a| a == c) && !before.iter().any(|b| b == c))
+            .collect();
+        let mut moved = resumed;
+        // What the ember before the reexec enabled there, with ember in it no one else could.
+        let mut enabled_in_own: Vec<&'static str> = CONTROLLERS
+            .into_iter()
+            .filter(|c| resumed && before.iter().any(|b| b == c))
+            .collect();
+        if !wanted.is_empty() {
+            match make_room(&own, &base) {
+                Ok(left) => {
+                    moved |= left;
+                    for controller in wanted {
+                        if fs::write(own.join("cgroup.subtree_control"), format!("+{controller}"))
+                            .is_ok()
+                        {
+                            enabled_in_own.push(controller);
+                        }
+                    }
+                }
+                Err(why) => crate::log::warn!(
+                    "no controllers for the services' cgroups (memory_max, pids_max and cpu_weight cannot apply): {why}"
+                ),
+            }
         }
         let mut controllers = Vec::new();
         let offered = read_words(&base.join("cgroup.controllers"));
@@ -94,8 +169,10 @@ impl Cgroups {
             }
         }
         Ok(Cgroups {
+            own: moved.then_some(own),
             base,
             controllers,
+            enabled_in_own,
             owned,
         })
     }
@@ -113,7 +190,7 @@ impl Cgroups {
     }
 
     /// Makes (or reuses) the service's cgroup and writes its limits: every file is
-    /// written each time, so a limit removed by a reload is lifted at the next start.
+    /// written each time, so a limit a reload removed while it was stopped is lifted.
     /// `renew`: the cgroup was emptied with cgroup.kill, and is made again when it has
     /// emptied (see launch.rs: the kernel would kill a process created in it).
     pub fn prepare(&self, service: &str, limits: &Limits, renew: bool) -> Result<Prepared, String> {
@@ -125,6 +202,33 @@ impl Cgroups {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
             Err(e) => return Err(format!("cannot create its cgroup {}: {e}", path.display())),
         };
+        // No deeper than ember's walks go: a process in a cgroup it never looked at would
+        // miss the stop's SIGTERM, and a directory left there would stay for good.
+        let _ = write_existing(
+            &path.join("cgroup.max.depth"),
+            NESTING.to_string().as_bytes(),
+        );
+        let warnings = self.write_limits(&path, limits);
+        let dir = open_dir(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        Ok(Prepared {
+            path,
+            dir,
+            warnings,
+            made,
+            killed,
+        })
+    }
+
+    /// Writes the limits of a service's cgroup again (a reload changed them): the
+    /// processes in it keep running under the new ones. What could not be applied, in
+    /// words.
+    pub fn apply(&self, service: &str, limits: &Limits) -> Vec<String> {
+        self.write_limits(&self.path(service), limits)
+    }
+
+    /// Writes every limit file of the cgroup at `path`, "max" (or the default) for a limit
+    /// that is not set; says what could not be applied.
+    fn write_limits(&self, path: &Path, limits: &Limits) -> Vec<String> {
         let mut warnings = Vec::new();
         let has = |c: &str| self.controllers.contains(&c);
         let mut write = |file: &str, value: String, key: &str, set: bool| {
@@ -180,14 +284,26 @@ impl Cgroups {
                 ));
             }
         }
-        let dir = open_dir(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-        Ok(Prepared {
-            path,
-            dir,
-            warnings,
-            made,
-            killed,
-        })
+        warnings
+    }
+
+    /// Moves ember back into its own cgroup, when it left it (see [`make_room`]), so that
+    /// its directory can go: first the controllers go, as a cgroup with controllers for
+    /// its children takes no process.
+    fn go_home(&self) {
+        let Some(own) = &self.own else {
+            return;
+        };
+        let disable = |dir: &Path, controllers: &[&str]| {
+            for controller in controllers {
+                let _ = fs::write(dir.join("cgroup.subtree_control"), format!("-{controller}"));
+            }
+        };
+        disable(&self.base, &self.controllers);
+        disable(own, &self.enabled_in_own);
+        if let Err(e) = fs::write(own.join("cgroup.procs"), std::process::id().to_string()) {
+            crate::log::warn!("cannot move ember back into {}: {e}", own.display());
+        }
     }
 
     /// Removes a service's cgroup, and those it made below it, once empty (a reload
@@ -202,6 +318,7 @@ impl Cgroups {
         if !self.owned {
             return;
         }
+        self.go_home();
         // The last processes were just sent SIGKILL: give them a moment to be gone.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
         while populated(&self.base) && std::time::Instant::now() < deadline {
@@ -220,18 +337,39 @@ impl Cgroups {
     }
 }
 
-/// Sends `signal` to every process in the cgroup and below it; SIGKILL goes through cgroup.kill,
-/// which also stops a fork racing the kill. Returns the processes it had.
-pub fn signal_all(path: &Path, signal: Signal) -> Vec<Pid> {
+/// What [`signal_all`] reached.
+pub struct Signalled {
+    /// The processes it found in the cgroup and below it (see [`procs`]).
+    pub members: Vec<Pid>,
+    /// SIGKILL went to processes of the cgroup.
+    pub killed: bool,
+}
+
+/// Sends `signal` to every process in the cgroup and below it; SIGKILL goes through
+/// cgroup.kill, which also stops a fork racing the kill.
+pub fn signal_all(path: &Path, signal: Signal) -> Signalled {
     let members = procs(path);
-    if members.is_empty()
-        || (signal == Signal::SIGKILL && write_existing(&path.join("cgroup.kill"), b"1"))
+    let kill_signal = signal == Signal::SIGKILL;
+    // Whenever any process is there, not only when the walk found one: cgroup.kill takes
+    // every cgroup below, however deep (a root service may lift its cgroup.max.depth).
+    if kill_signal
+        && (!members.is_empty() || populated(path))
+        && write_existing(&path.join("cgroup.kill"), b"1")
     {
-        return members;
+        return Signalled {
+            members,
+            killed: true,
+        };
+    }
+    if members.is_empty() {
+        return Signalled {
+            members,
+            killed: false,
+        };
     }
     // Without cgroup.kill (before Linux 5.14) a process forked meanwhile is caught by
     // going round again, a few times.
-    let rounds = if signal == Signal::SIGKILL { 4 } else { 1 };
+    let rounds = if kill_signal { 4 } else { 1 };
     let mut pids = members.clone();
     for round in 1..=rounds {
         for pid in &pids {
@@ -245,7 +383,10 @@ pub fn signal_all(path: &Path, signal: Signal) -> Vec<Pid> {
             break;
         }
     }
-    members
+    Signalled {
+        members,
+        killed: kill_signal,
+    }
 }
 
 /// Writes to a file that must already be there (a cgroup's interface file): never
@@ -557,8 +698,13 @@ fn remove_tree(path: &Path) -> std::io::Result<()> {
     remove_below(path, 0)
 }
 
-/// How deep [`remove_tree`] goes: a bound on PID 1's stack, whatever a service nested.
-const MAX_DEPTH: usize = 32;
+/// How deep a service may nest cgroups below its own (its cgroup.max.depth).
+const NESTING: usize = 32;
+
+/// How deep [`remove_tree`] and [`procs`] go: a bound on PID 1's stack, whatever a
+/// service nested. One more than [`NESTING`]: a walk from ember's directory passes the
+/// service's cgroup first.
+const MAX_DEPTH: usize = NESTING + 1;
 
 fn remove_below(path: &Path, depth: usize) -> std::io::Result<()> {
     if depth > MAX_DEPTH {
@@ -632,7 +778,7 @@ mod tests {
             .spawn()
             .unwrap();
         fs::write(dir.join("cgroup.procs"), format!("{}\n", child.id())).unwrap();
-        assert!(!signal_all(&dir, Signal::SIGKILL).is_empty());
+        assert!(!signal_all(&dir, Signal::SIGKILL).members.is_empty());
         let status = child.wait().unwrap();
         use std::os::unix::process::ExitStatusExt;
         assert_eq!(status.signal(), Some(nix::libc::SIGKILL));
@@ -642,7 +788,7 @@ mod tests {
         );
         fs::write(dir.join("cgroup.procs"), "").unwrap();
         assert!(
-            signal_all(&dir, Signal::SIGTERM).is_empty(),
+            signal_all(&dir, Signal::SIGTERM).members.is_empty(),
             "an empty cgroup has no one to signal"
         );
         let _ = fs::remove_dir_all(&dir);

@@ -620,8 +620,7 @@ impl Runtime {
                         // Whatever the main process left behind goes with it: all of its
                         // cgroup (nothing escapes that), and its process group.
                         if let Some(path) = cgroup.filter(|_| !finished_oneshot) {
-                            let members = cgroup::signal_all(&path, Signal::SIGKILL);
-                            proc.cgroup_killed |= !members.is_empty();
+                            proc.cgroup_killed |= cgroup::signal_all(&path, Signal::SIGKILL).killed;
                         }
                         if let Some(pgid) = proc.pgid.take() {
                             let _ = kill(NixPid::from_raw(-pgid), Signal::SIGKILL);
@@ -695,6 +694,7 @@ impl Runtime {
                     }
                 }
                 Action::Reloaded(report) => {
+                    self.apply_cgroup_limits(&report.updated);
                     self.reloaded = Some(*report);
                     None
                 }

@@ -656,7 +656,14 @@ pub fn ember_cgroup(pid: i32) -> Option<PathBuf> {
         .split_whitespace()
         .last()?
         .to_owned();
-    Some(cgroup_dir_of(pid)?.join(format!("ember-{namespace}-{inner}")))
+    let dir = format!("ember-{namespace}-{inner}");
+    let at = cgroup_dir_of(pid)?;
+    // An ember alone in its cgroup, where there are controllers to pass on, moves itself
+    // into `.ember` of its directory (src/supervisor/cgroup.rs, make_room).
+    if at.ends_with(Path::new(&dir).join(".ember")) {
+        return at.parent().map(Path::to_path_buf);
+    }
+    Some(at.join(dir))
 }
 
 /// Removes the cgroup a killed ember left, once the processes in it are gone (the

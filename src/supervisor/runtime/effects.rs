@@ -196,11 +196,11 @@ impl Runtime {
             signal.as_str()
         );
         if let Some(path) = self.cgroup_path(name) {
-            let members = cgroup::signal_all(&path, signal);
+            let signalled = cgroup::signal_all(&path, signal);
             if let Some(Kept { proc, .. }) = self.services.get_mut(name) {
-                proc.cgroup_killed |= signal == Signal::SIGKILL && !members.is_empty();
+                proc.cgroup_killed |= signalled.killed;
             }
-            if let Some(pid) = pid.filter(|p| !members.contains(p)) {
+            if let Some(pid) = pid.filter(|p| !signalled.members.contains(p)) {
                 let _ = kill(NixPid::from_raw(pid), signal);
             }
             return;
@@ -331,6 +331,28 @@ impl Runtime {
         self.engine
             .unit(name)
             .map_or_else(|| Arc::from(name), |unit| unit.spec.name.clone())
+    }
+
+    /// Writes the cgroup limits that a reload changed into the cgroups of the services
+    /// running in one: applied in place, nothing restarted (see `ServiceSpec::diff`). One
+    /// not running gets them at its next start.
+    pub(super) fn apply_cgroup_limits(&self, updated: &[ember_ipc::SpecChange]) {
+        let Some(cgroups) = &self.cgroups else {
+            return;
+        };
+        let limits = ember_engine::spec::CGROUP_LIMITS;
+        for change in updated {
+            let name = change.name.as_str();
+            let running = self.engine.unit(name).filter(|u| u.is_running());
+            let (Some(unit), Some(_)) = (running, self.cgroup_path(name)) else {
+                continue;
+            };
+            if change.keys.iter().any(|k| limits.contains(&k.as_str())) {
+                for warning in cgroups.apply(name, &unit.spec.limits) {
+                    crate::log::warn!("{name}: {warning}");
+                }
+            }
+        }
     }
 
     /// The service's cgroup, when its last spawn went into it.
