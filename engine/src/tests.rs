@@ -4467,3 +4467,21 @@ fn what_a_service_after_many_waits_for_costs_one_look_a_change() {
     let steps = sim.engine.steps - before;
     assert!(steps < 10 * names.len() as u64, "{steps} steps");
 }
+
+/// A death by a signal ember did not send is a failure, SIGTERM and the other signals
+/// systemd's on-failure takes as clean included (the README says so): `killall app`
+/// restarts it under the default restart policy.
+#[test]
+fn a_sigterm_ember_did_not_send_is_a_failure_that_on_failure_restarts() {
+    for signal in [
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGINT,
+        Signal::SIGPIPE,
+    ] {
+        let mut sim = Sim::new(vec![simple("app")]);
+        sim.assert_state("app", State::Active, Sub::Running);
+        sim.exit("app", Exit::Signal(signal));
+        sim.assert_state("app", State::Activating, Sub::AutoRestart);
+    }
+}
