@@ -420,17 +420,6 @@ stdout = { file = "/proc/self/comm" }
     );
 }
 
-/// The threads of ember's process (its PID 1 as the host sees it).
-fn threads(ember: &Ember) -> Option<u32> {
-    std::fs::read_to_string(format!("/proc/{}/status", ember.host_pid()))
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix("Threads:"))?
-        .trim()
-        .parse()
-        .ok()
-}
-
 /// Once the rotated files have their lines, PID 1 is one thread again: the writer is not
 /// a thread for good (while PID 1 had a second thread, even asleep, each spawn cost more).
 /// The writer comes back for the next lines.
@@ -457,9 +446,9 @@ fn the_file_writer_is_a_thread_only_while_there_are_lines_to_write() {
         ember.log()
     );
     assert!(
-        wait_for(LONG, || threads(&ember) == Some(1)),
+        wait_for(LONG, || ember.threads() == Some(1)),
         "PID 1 has {:?} threads once every line is written; log:\n{}",
-        threads(&ember),
+        ember.threads(),
         ember.log()
     );
     std::fs::write(ember.dir.path("again"), "").expect("write again");

@@ -1464,19 +1464,10 @@ fn pid1_keeps_one_thread_while_the_console_takes_its_lines() {
     for i in 0..20 {
         ember.wait_state(&format!("s{i:02}"), "active", None, LONG);
     }
-    let threads = || {
-        std::fs::read_to_string(format!("/proc/{}/status", ember.host_pid()))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix("Threads:").map(|n| n.trim().to_owned()))
-            })
-            .and_then(|n| n.parse::<u32>().ok())
-    };
     assert!(
-        wait_for(LONG, || threads() == Some(1)),
+        wait_for(LONG, || ember.threads() == Some(1)),
         "PID 1 has {:?} threads; log:\n{}",
-        threads(),
+        ember.threads(),
         ember.log()
     );
 }

@@ -1267,17 +1267,7 @@ impl Engine {
                 // (exited), each counted against the bound on instances made by a start
                 // until stopped: a board that ran a task per job (`start upload@<id>`)
                 // was refused its 1,025th.
-                unit.want = Want::Down;
-                unit.done = true;
-                if !unit.removing {
-                    unit.removing = true;
-                    self.removing += 1;
-                }
-                actions.push(Action::Cleanup {
-                    name: name.to_owned(),
-                    keep: false,
-                });
-                self.stopped(name, now);
+                self.finished(name, now, actions);
             }
             (State::Activating, Sub::Start)
                 if unit.spec.kind == ServiceType::Oneshot && exit.success() =>
@@ -1290,24 +1280,7 @@ impl Engine {
                 self.set_state(name, State::Active, Sub::Exited, now);
             }
             (State::Active, _) if exit.success() && unit.spec.restart != RestartPolicy::Always => {
-                // Finished its work: the service is done, not failed. A restart that was
-                // asked for (by hand, or by a reload with a new spec) still happens.
-                if !unit.restart_pending {
-                    unit.want = Want::Down;
-                    // Done, as if stopped: an instance made on demand goes (found by a
-                    // hostile review: it stayed inactive for good, and counted against
-                    // the bound on instances made by a start).
-                    if unit.spec.transient && !unit.removing {
-                        unit.removing = true;
-                        unit.done = true;
-                        self.removing += 1;
-                    }
-                }
-                actions.push(Action::Cleanup {
-                    name: name.to_owned(),
-                    keep: false,
-                });
-                self.stopped(name, now);
+                self.finished(name, now, actions);
             }
             _ => {
                 actions.push(Action::Cleanup {
@@ -1343,6 +1316,30 @@ impl Engine {
     }
 
     /// The service stopped as asked: inactive, and started again by reconcile if wanted.
+    /// The service ended by itself, its work done, not failed: down, as if stopped, and
+    /// an instance made on demand goes, said done (found by a hostile review: it stayed
+    /// inactive for good, and counted against the bound on instances made by a start).
+    /// A restart that was asked for (by hand, or by a reload with a new spec) still
+    /// happens.
+    fn finished(&mut self, name: &str, now: Duration, actions: &mut Vec<Action>) {
+        let Some(unit) = self.units.get_mut(name) else {
+            return;
+        };
+        if !unit.restart_pending {
+            unit.want = Want::Down;
+            if unit.spec.transient && !unit.removing {
+                unit.removing = true;
+                unit.done = true;
+                self.removing += 1;
+            }
+        }
+        actions.push(Action::Cleanup {
+            name: name.to_owned(),
+            keep: false,
+        });
+        self.stopped(name, now);
+    }
+
     fn stopped(&mut self, name: &str, now: Duration) {
         let Some(unit) = self.units.get_mut(name) else {
             return;

@@ -11,6 +11,7 @@
 //! lines stay in `ember ctl logs` either way.
 
 use crate::config::service::RotatedFile;
+use crate::config::Output;
 use crate::mailbox::Served;
 use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
@@ -56,8 +57,12 @@ pub struct Sink {
 }
 
 impl Sink {
-    pub fn new(file: &Arc<RotatedFile>) -> Sink {
-        Sink::onto(&WRITER, file)
+    /// Where the lines of a stream with this output go, when ember writes them to a file.
+    pub fn of(output: &Output) -> Option<Sink> {
+        match output {
+            Output::Rotated(file) => Some(Sink::onto(&WRITER, file)),
+            _ => None,
+        }
     }
 
     fn onto(tx: &'static Served<Line>, file: &Arc<RotatedFile>) -> Sink {

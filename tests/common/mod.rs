@@ -390,6 +390,17 @@ impl Ember {
     }
 
     /// ember's pid on the host (the namespace's PID 1, or the plain child).
+    /// How many threads ember's process has (its PID 1 as the host sees it).
+    pub fn threads(&self) -> Option<u32> {
+        std::fs::read_to_string(format!("/proc/{}/status", self.host_pid()))
+            .ok()?
+            .lines()
+            .find_map(|l| l.strip_prefix("Threads:"))?
+            .trim()
+            .parse()
+            .ok()
+    }
+
     pub fn host_pid(&self) -> i32 {
         let pid = self.child.id() as i32;
         let children =

@@ -137,19 +137,18 @@ impl Runtime {
                 let shared = spec.name.clone();
                 self.children
                     .insert(spawned.pid, ChildOwner::Service(shared.clone()));
-                let sink = |output: &config::Output| match output {
-                    config::Output::Rotated(file) => {
-                        Some(crate::supervisor::logfiles::Sink::new(file))
-                    }
-                    _ => None,
-                };
                 for (fd, stream, output) in [
                     (spawned.stdout, ember_ipc::Stream::Stdout, &spec.stdout),
                     (spawned.stderr, ember_ipc::Stream::Stderr, &spec.stderr),
                 ] {
                     if let Some(fd) = fd {
-                        self.readers
-                            .read(fd, shared.clone(), run, stream, sink(output));
+                        self.readers.read(
+                            fd,
+                            shared.clone(),
+                            run,
+                            stream,
+                            crate::supervisor::logfiles::Sink::of(output),
+                        );
                     }
                 }
                 Some(Input::Spawned {

@@ -6,7 +6,7 @@ use super::super::handover::{self, CarriedProc, Handover};
 use super::super::output;
 use super::kept::{Proc, Said};
 use super::{ChildOwner, Feed, Runtime};
-use crate::config::{Output, Readiness};
+use crate::config::Readiness;
 use ember_ipc::{ErrorKind, ReexecArgs, Reply};
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
@@ -365,10 +365,7 @@ impl Runtime {
                 ember_ipc::Stream::Stderr => u.spec.stderr.clone(),
                 _ => u.spec.stdout.clone(),
             });
-            let sink = match &output {
-                Some(Output::Rotated(file)) => Some(super::super::logfiles::Sink::new(file)),
-                _ => None,
-            };
+            let sink = output.as_ref().and_then(super::super::logfiles::Sink::of);
             let name = self.shared_name(&pipe.name);
             self.readers.read(fd, name, pipe.run, pipe.stream, sink);
         }

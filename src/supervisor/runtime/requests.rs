@@ -269,7 +269,7 @@ impl Runtime {
                 .map_or("worker@", |(template, _)| template);
             return Err(Reply::error(
                 ErrorKind::Busy,
-                format!("{made} instances made by a start are there already (running, done, failed or stopping), and at most {MAX_MADE} may; stop some first (ember ctl stop '{template}*')"),
+                format!("{made} instances made by a start are there already (running, failed or stopping), and at most {MAX_MADE} may; stop some first (ember ctl stop '{template}*')"),
             ));
         }
         Ok(to_make)
