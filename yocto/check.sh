@@ -662,6 +662,19 @@ run_preinsts() {
     rm -rf "$scratch"
 }
 
+# What each chroot check below runs first, in a mount namespace of its own (`unshare -m
+# sh -eu -c '...'"$CHROOT_PRELUDE"'...'`, after setting $svc and $applets): $cmd, the shell
+# command of the service file $svc; $t, a tmpfs removed on exit, with busybox in $t/bin
+# and a link to it for each applet named in $applets.
+CHROOT_PRELUDE='
+cmd=$(python3 -c "import tomllib,sys; c=tomllib.load(open(sys.argv[1],\"rb\"))[\"command\"]; assert c[:2]==[\"/bin/sh\",\"-c\"], c; print(c[2])" "$svc")
+t=$(mktemp -d); trap "umount -R $t 2>/dev/null || true; rmdir $t 2>/dev/null || true" EXIT
+mount -t tmpfs -o mode=0755 tmpfs "$t"
+mkdir -p "$t/bin"
+cp "$(command -v busybox)" "$t/bin/busybox"
+for a in $applets; do ln -s busybox "$t/bin/$a"; done
+'
+
 # The boot's file system set-up, which ember leaves to a service (services.d/mounts.toml,
 # in the ember package): every other service installed is ordered after it (but lo's,
 # sysctl's and those mounts is after), and its
@@ -701,14 +714,10 @@ PY2
     for mode in rw read-only-rootfs; do
         echo "== mounts.toml's command, fstab's root line: $mode"
         unshare -m --propagation private sh -eu -c '
-            svc=$1 fstab=$2 mode=$3
-            cmd=$(python3 -c "import tomllib,sys; c=tomllib.load(open(sys.argv[1],\"rb\"))[\"command\"]; assert c[:2]==[\"/bin/sh\",\"-c\"], c; print(c[2])" "$svc")
-            t=$(mktemp -d); trap "umount -R $t 2>/dev/null || true; rmdir $t 2>/dev/null || true" EXIT
-            mount -t tmpfs -o mode=0755 tmpfs "$t"
+            svc=$1 fstab=$2 mode=$3 applets="sh mount awk mkdir chmod ln swapon cat touch grep"
+            '"$CHROOT_PRELUDE"'
             mkdir -p "$t/bin" "$t/etc" "$t/proc" "$t/dev" "$t/run" "$t/var/volatile/log" "$t/var/volatile/tmp"
             ln -s volatile/log "$t/var/log"; ln -s volatile/tmp "$t/var/tmp"
-            cp "$(command -v busybox)" "$t/bin/busybox"
-            for a in sh mount awk mkdir chmod ln swapon cat touch grep; do ln -s busybox "$t/bin/$a"; done
             cp "$fstab" "$t/etc/fstab"
             # A network file system: left to a service of the board, after its network
             # (mountall.sh leaves them to mountnfs.sh); with no network here, trying it fails.
@@ -752,13 +761,9 @@ dbus_command() {
     if [ "$(id -u)" != 0 ]; then echo "not root: dbus.toml's command was not run"; return; fi
     command -v busybox >/dev/null || { echo "no busybox on the host (busybox-static)"; return 1; }
     unshare -m --propagation private sh -eu -c '
-        svc=$1
-        cmd=$(python3 -c "import tomllib,sys; c=tomllib.load(open(sys.argv[1],\"rb\"))[\"command\"]; assert c[:2]==[\"/bin/sh\",\"-c\"], c; print(c[2])" "$svc")
-        t=$(mktemp -d); trap "umount -R $t 2>/dev/null || true; rmdir $t 2>/dev/null || true" EXIT
-        mount -t tmpfs -o mode=0755 tmpfs "$t"
+        svc=$1 applets="sh mkdir rm cat echo test"
+        '"$CHROOT_PRELUDE"'
         mkdir -p "$t/bin" "$t/usr/bin" "$t/dev" "$t/run" "$t/var/lib/dbus"
-        cp "$(command -v busybox)" "$t/bin/busybox"
-        for a in sh mkdir rm cat echo test; do ln -s busybox "$t/bin/$a"; done
         printf "#!/bin/sh\necho \"dbus-uuidgen: cannot write /var/lib/dbus/machine-id: Read-only file system\" >&2\nexit 1\n" >"$t/usr/bin/dbus-uuidgen"
         printf "#!/bin/sh\nif [ -e /run/dbus/system_bus_socket ]; then echo stale >/run/daemon-ran; else echo fresh >/run/daemon-ran; fi\n" >"$t/usr/bin/dbus-daemon"
         chmod 755 "$t/usr/bin/dbus-uuidgen" "$t/usr/bin/dbus-daemon"
@@ -835,13 +840,9 @@ kernel_modules() {
     if [ "$(id -u)" != 0 ]; then echo "not root: the modules service was not run"; return; fi
     command -v busybox >/dev/null || { echo "no busybox on the host (busybox-static)"; return 1; }
     unshare -m --propagation private sh -eu -c '
-        svc=$1
-        cmd=$(python3 -c "import tomllib,sys; c=tomllib.load(open(sys.argv[1],\"rb\"))[\"command\"]; assert c[:2]==[\"/bin/sh\",\"-c\"], c; print(c[2])" "$svc")
-        t=$(mktemp -d); trap "umount -R $t 2>/dev/null || true; rmdir $t 2>/dev/null || true" EXIT
-        mount -t tmpfs -o mode=0755 tmpfs "$t"
+        svc=$1 applets="sh cat echo"
+        '"$CHROOT_PRELUDE"'
         mkdir -p "$t/bin" "$t/sbin" "$t/etc/modules-load.d" "$t/dev" "$t/run"
-        cp "$(command -v busybox)" "$t/bin/busybox"
-        for a in sh cat echo; do ln -s busybox "$t/bin/$a"; done
         printf "#!/bin/sh\necho \"\$*\" >>/run/loaded\n[ \"\$1\" != missing ]\n" >"$t/sbin/modprobe"; chmod 755 "$t/sbin/modprobe"
         mknod -m 666 "$t/dev/null" c 1 3
         # As kernel-module-split.bbclass writes KERNEL_MODULE_AUTOLOAD.
@@ -874,13 +875,9 @@ syslog_service() {
     local defaults
     for defaults in 'OPTIONS="-C"' none; do
         unshare -m --propagation private sh -eu -c '
-            svc=$1 defaults=$2
-            cmd=$(python3 -c "import tomllib,sys; c=tomllib.load(open(sys.argv[1],\"rb\"))[\"command\"]; assert c[:2]==[\"/bin/sh\",\"-c\"], c; print(c[2])" "$svc")
-            t=$(mktemp -d); trap "umount -R $t 2>/dev/null || true; rmdir $t 2>/dev/null || true" EXIT
-            mount -t tmpfs -o mode=0755 tmpfs "$t"
+            svc=$1 defaults=$2 applets="sh echo"
+            '"$CHROOT_PRELUDE"'
             mkdir -p "$t/bin" "$t/sbin" "$t/etc/default" "$t/dev" "$t/run"
-            cp "$(command -v busybox)" "$t/bin/busybox"
-            for a in sh echo; do ln -s busybox "$t/bin/$a"; done
             printf "#!/bin/sh\nprintf \"%%s\\\\n\" \"\$*\" >/run/syslogd-args\n" >"$t/sbin/syslogd"; chmod 755 "$t/sbin/syslogd"
             mknod -m 666 "$t/dev/null" c 1 3
             [ "$defaults" = none ] || printf "%s\n" "$defaults" >"$t/etc/default/busybox-syslog"
@@ -903,13 +900,9 @@ sysctl_service() {
     if [ "$(id -u)" != 0 ]; then echo "not root: the sysctl service was not run"; return; fi
     command -v busybox >/dev/null || { echo "no busybox on the host (busybox-static)"; return 1; }
     unshare -m --propagation private sh -eu -c '
-        svc=$1
-        cmd=$(python3 -c "import tomllib,sys; c=tomllib.load(open(sys.argv[1],\"rb\"))[\"command\"]; assert c[:2]==[\"/bin/sh\",\"-c\"], c; print(c[2])" "$svc")
-        t=$(mktemp -d); trap "umount -R $t 2>/dev/null || true; rmdir $t 2>/dev/null || true" EXIT
-        mount -t tmpfs -o mode=0755 tmpfs "$t"
+        svc=$1 applets="sh echo readlink"
+        '"$CHROOT_PRELUDE"'
         mkdir -p "$t/bin" "$t/sbin" "$t/etc/sysctl.d" "$t/dev" "$t/run"
-        cp "$(command -v busybox)" "$t/bin/busybox"
-        for a in sh echo readlink; do ln -s busybox "$t/bin/$a"; done
         printf "#!/bin/sh\nprintf \"%%s\\\\n\" \"\$*\" >>/run/sysctl-args\n[ \"\$2\" != /etc/sysctl.d/20-bad.conf ]\n" >"$t/sbin/sysctl"; chmod 755 "$t/sbin/sysctl"
         mknod -m 666 "$t/dev/null" c 1 3
         echo "kernel.panic = 10" >"$t/etc/sysctl.d/10-board.conf"
@@ -955,13 +948,9 @@ PY2
     local with
     for with in run-postinsts none; do
         unshare -m --propagation private sh -eu -c '
-            svc=$1 with=$2
-            cmd=$(python3 -c "import tomllib,sys; c=tomllib.load(open(sys.argv[1],\"rb\"))[\"command\"]; assert c[:2]==[\"/bin/sh\",\"-c\"], c; print(c[2])" "$svc")
-            t=$(mktemp -d); trap "umount -R $t 2>/dev/null || true; rmdir $t 2>/dev/null || true" EXIT
-            mount -t tmpfs -o mode=0755 tmpfs "$t"
+            svc=$1 with=$2 applets="sh"
+            '"$CHROOT_PRELUDE"'
             mkdir -p "$t/bin" "$t/usr/sbin" "$t/dev" "$t/run"
-            cp "$(command -v busybox)" "$t/bin/busybox"
-            ln -s busybox "$t/bin/sh"
             mknod -m 666 "$t/dev/null" c 1 3
             if [ "$with" = run-postinsts ]; then
                 printf "#!/bin/sh\n: >/run/postinsts-ran\n" >"$t/usr/sbin/run-postinsts"; chmod 755 "$t/usr/sbin/run-postinsts"
