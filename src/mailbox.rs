@@ -44,17 +44,6 @@ impl<T> Mailbox<T> {
         Ok(())
     }
 
-    /// The next item, waiting for one as long as it takes.
-    pub fn recv(&self) -> T {
-        let mut items = self.lock();
-        loop {
-            if let Some(item) = items.pop_front() {
-                return item;
-            }
-            items = self.arrived.wait(items).unwrap_or_else(|e| e.into_inner());
-        }
-    }
-
     /// The next item, or `None` once `timeout` has passed without one.
     pub fn recv_timeout(&self, timeout: Duration) -> Option<T> {
         let until = Instant::now() + timeout;
@@ -235,12 +224,16 @@ mod tests {
         assert_eq!(mailbox.try_send(1), Ok(()));
         assert_eq!(mailbox.try_send(2), Ok(()));
         assert_eq!(mailbox.try_send(3), Err(3), "full");
-        assert_eq!(mailbox.recv(), 1);
+        assert_eq!(mailbox.recv_timeout(Duration::ZERO), Some(1));
         assert_eq!(mailbox.recv_timeout(Duration::from_millis(1)), Some(2));
         assert_eq!(mailbox.recv_timeout(Duration::from_millis(1)), None);
         let sender = mailbox.clone();
         let thread = std::thread::spawn(move || sender.try_send(4));
-        assert_eq!(mailbox.recv(), 4, "woken by a send from another thread");
+        assert_eq!(
+            mailbox.recv_timeout(Duration::from_secs(60)),
+            Some(4),
+            "woken by a send from another thread"
+        );
         assert_eq!(thread.join().ok(), Some(Ok(())));
     }
 
