@@ -274,6 +274,8 @@ fn a_caller_neither_root_nor_in_the_group_reads_but_cannot_change() {
             "s",
             "web",
         ],
+        vec!["call", "io.ember.Init1", path, SVC_IFACE, "ResetFailed"],
+        vec!["call", "io.ember.Init1", MANAGER, MGR_IFACE, "ResetFailed"],
     ] {
         let out = bus.busctl_as_nobody(&args);
         assert!(!out.status.success(), "{args:?} was allowed");
@@ -636,6 +638,16 @@ fn a_member_of_the_control_group_who_is_not_root_may_stop_and_start() {
         "web was not restarted; log:\n{}",
         ember.log()
     );
+    // The resets of failures pass the shipped policy for a member too.
+    for call in [
+        &["ResetFailedService", "s", "web"][..],
+        &["ResetFailed"][..],
+    ] {
+        let mut args = vec!["call", "io.ember.Init1", MANAGER, MGR_IFACE];
+        args.extend_from_slice(call);
+        let out = who.busctl(&bus, &args, true);
+        assert!(out.status.success(), "{call:?} as a member: {}", text(&out));
+    }
     // PowerOff, Reboot and Reload are root's: the shipped policy stops them at the bus.
     for method in ["PowerOff", "Reboot", "Reload"] {
         let out = who.busctl(
@@ -1872,4 +1884,79 @@ fn calls_that_wait_are_bounded_and_the_others_answered_meanwhile() {
         "{set}"
     );
     end_flooders(flooders);
+}
+
+/// systemd's ResetFailed, ResetFailedUnit and Unit.ResetFailed: a failed service becomes
+/// inactive and stays down; NFailed follows.
+#[test]
+fn reset_failed_over_dbus_leaves_failed_services_inactive() {
+    if !can_unshare() || !have_dbus() {
+        return;
+    }
+    let bus = Bus::start("reset", "");
+    let ember = Ember::start(
+        "dbus-reset",
+        &format!(
+            "[dbus]\nbus = \"{}\"\n\n[service.web]\ncommand = [\"/bin/sleep\", \"7910031\"]\n{}",
+            bus.address(),
+            ["one", "two", "three"]
+                .map(|n| format!("\n[service.{n}]\ncommand = [\"/bin/sh\", \"-c\", \"exit 3\"]\nrestart = \"never\"\n"))
+                .concat()
+        ),
+    );
+    for name in ["one", "two", "three"] {
+        ember.wait_state(name, "failed", None, LONG);
+    }
+    wait_attached(&bus, &ember);
+    let out = text(&bus.busctl(&["introspect", "io.ember.Init1", MANAGER]));
+    assert!(
+        out.contains(".ResetFailed ") && out.contains(".ResetFailedService"),
+        "{out}"
+    );
+    assert!(wait_for(LONG, || property(
+        &bus, MANAGER, MGR_IFACE, "NFailed"
+    )
+    .is_some_and(|v| v == 3)));
+
+    let out = call(
+        &bus,
+        "/io/ember/Init1/service/one",
+        SVC_IFACE,
+        "ResetFailed",
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let one = ember.wait_state("one", "inactive", Some("dead"), LONG);
+    assert_eq!(one["want"], "down");
+    let out = call(
+        &bus,
+        MANAGER,
+        MGR_IFACE,
+        "ResetFailedService",
+        &["s", "two"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    ember.wait_state("two", "inactive", Some("dead"), LONG);
+    assert_eq!(ember.status("three")["state"], "failed");
+    let out = call(
+        &bus,
+        MANAGER,
+        MGR_IFACE,
+        "ResetFailedService",
+        &["s", "nope"],
+    );
+    assert!(
+        !out.status.success() && text(&out).contains("no service named"),
+        "{}",
+        text(&out)
+    );
+
+    let out = call(&bus, MANAGER, MGR_IFACE, "ResetFailed", &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    ember.wait_state("three", "inactive", Some("dead"), LONG);
+    assert!(wait_for(LONG, || property(
+        &bus, MANAGER, MGR_IFACE, "NFailed"
+    )
+    .is_some_and(|v| v == 0)));
+    assert_eq!(ember.status("web")["state"], "active");
 }

@@ -2389,3 +2389,53 @@ fn mqtt_files_that_are_not_regular_files_fail_the_adapter_not_ember() {
     }
     assert_eq!(ember.status("web")["state"], "active");
 }
+
+/// `reset-failed` on a service's cmd topic forgets its failures as `ember ctl
+/// reset-failed` does: failed, it becomes inactive (dead) and stays down; the retained
+/// state follows. `wait` does not go with it (there is no state to wait for).
+#[test]
+fn a_published_reset_failed_leaves_a_failed_service_inactive() {
+    if !can_unshare() || !have_mosquitto() {
+        return;
+    }
+    let broker = Broker::start("reset", "");
+    let ember = Ember::start(
+        "mqtt-reset",
+        &format!(
+            "{}\n[service.broken]\ncommand = [\"/bin/sh\", \"-c\", \"exit 3\"]\nrestart = \"never\"\n",
+            mqtt_config(&broker, "b-reset", "")
+        ),
+    );
+    ember.wait_state("broken", "failed", None, LONG);
+    let replies = broker.subscribe("ember/b-reset/reply");
+    let states = broker.subscribe("ember/b-reset/service/broken/state");
+    broker.publish(
+        "ember/b-reset/service/broken/cmd",
+        r#"{"cmd":"reset-failed","id":"x","wait":true}"#,
+        &[],
+    );
+    let refused = replies.wait_for("\"x\"", LONG).expect("a reply");
+    assert!(
+        refused.contains("bad-payload") && refused.contains("goes with start, stop and restart"),
+        "{refused}"
+    );
+    assert_eq!(ember.status("broken")["state"], "failed");
+    broker.publish(
+        "ember/b-reset/service/broken/cmd",
+        r#"{"cmd":"reset-failed","id":"r"}"#,
+        &[],
+    );
+    let reply = replies.wait_for("\"r\"", LONG).expect("a reply");
+    assert!(reply.contains(r#"{"id":"r","ok":true}"#), "{reply}");
+    let status = ember.wait_state("broken", "inactive", Some("dead"), LONG);
+    assert_eq!(status["want"], "down");
+    assert!(
+        states.wait_for("\"state\":\"inactive\"", LONG).is_some(),
+        "the state topic follows: {:?}",
+        states.lines()
+    );
+    // Plain text too, and an unknown service is told so.
+    broker.publish("ember/b-reset/service/nope/cmd", "reset-failed", &[]);
+    let unknown = replies.wait_for("unknown-service", LONG).expect("a reply");
+    assert!(unknown.contains("nope"), "{unknown}");
+}

@@ -1241,3 +1241,105 @@ requires = ["db"]
     let table = String::from_utf8_lossy(&ember.ctl(&["status"]).stdout).into_owned();
     assert!(table.contains("└ waiting for db to start"), "{table}");
 }
+
+/// The raw status reply's system state, straight from the socket.
+fn system_state(ember: &Ember) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(&ember.socket).expect("connect");
+    stream.write_all(b"{\"cmd\":\"status\"}\n").unwrap();
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line).unwrap();
+    let reply: serde_json::Value = serde_json::from_str(&line).expect("status JSON");
+    reply["status"]["system"]["state"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// systemd's reset-failed: a failed service becomes inactive and stays down, and the
+/// board is no longer degraded; what runs is not touched.
+#[test]
+fn reset_failed_forgets_failures_and_starts_nothing() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "reset-failed",
+        r#"
+[service.broken]
+command = ["/bin/sh", "-c", "exit 3"]
+restart = "never"
+
+[service.flaky]
+command = ["/bin/sh", "-c", "echo x >> $DIR/flaky; exit 1"]
+restart_delay = "50ms"
+start_limit = 2
+
+[service.steady]
+command = ["/bin/sleep", "7920301"]
+
+[service."w@"]
+command = ["/bin/sh", "-c", "exit 1"]
+restart = "never"
+"#,
+    );
+    ember.wait_state("broken", "failed", Some("exit-code"), LONG);
+    ember.wait_state("flaky", "failed", Some("start-limit"), LONG);
+    let steady = ember.wait_state("steady", "active", None, LONG)["pid"].clone();
+    assert!(ember.ctl(&["start", "w@1"]).status.success());
+    ember.wait_state("w@1", "failed", None, LONG);
+    assert_eq!(system_state(&ember), "degraded");
+
+    // One by name: inactive, its failures forgotten, not started again.
+    let out = ember.ctl(&["reset-failed", "flaky"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(text.contains("flaky: inactive"), "{text}");
+    let flaky = ember.status("flaky");
+    assert_eq!(
+        (flaky["state"].as_str(), flaky["restarts"].as_u64()),
+        (Some("inactive"), Some(0))
+    );
+    assert_eq!(flaky["want"], "down");
+    let runs = lines(&ember.dir.path("flaky")).len();
+    std::thread::sleep(scaled(Duration::from_millis(500)));
+    assert_eq!(
+        lines(&ember.dir.path("flaky")).len(),
+        runs,
+        "nothing restarted it"
+    );
+    assert_eq!(
+        system_state(&ember),
+        "degraded",
+        "broken and w@1 are still failed"
+    );
+
+    // Unknown names are refused; a pattern that matches nothing is nothing to do.
+    let out = ember.ctl(&["reset-failed", "nope"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no service named \"nope\""));
+    let out = ember.ctl(&["reset-failed", "zz*"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing to reset"));
+
+    // Every failed one: the instance made by a start is forgotten, as a stopped one is.
+    let out = ember.ctl(&["reset-failed"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(ember.status("broken")["state"], "inactive");
+    assert!(
+        !ember.ctl(&["status", "w@1"]).status.success(),
+        "w@1 is forgotten"
+    );
+    assert_eq!(system_state(&ember), "running");
+    assert_eq!(
+        ember.status("steady")["pid"],
+        steady,
+        "what runs is not touched"
+    );
+    let out = ember.ctl(&["reset-failed"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no service has failed"));
+
+    // A start afterwards begins afresh.
+    assert!(ember.ctl(&["start", "flaky"]).status.success());
+    assert!(wait_for(LONG, || lines(&ember.dir.path("flaky")).len() > runs));
+}

@@ -26,6 +26,11 @@ pub enum Input {
     Start(String),
     Stop(String),
     Restart(String),
+    /// Forget the service's failures (systemd's reset-failed): its restart count, start
+    /// limit and backoff begin afresh, and a failed one becomes inactive without
+    /// starting: not wanted up any more (unless its schedule is on: the next run is
+    /// still due), and an instance made by a start goes, as one stopped does.
+    ResetFailed(String),
     /// The runtime spawned the process asked for by [`Action::Spawn`].
     Spawned {
         name: String,
@@ -933,6 +938,7 @@ impl Engine {
                 self.touch(&name);
             }
             Input::Add(spec) => self.add(*spec, now),
+            Input::ResetFailed(name) => self.reset_failed(&name, now),
             Input::Restart(name) => {
                 let Some(unit) = self.units.get_mut(&name).filter(|u| !u.removing) else {
                     return;
@@ -1131,6 +1137,36 @@ impl Engine {
     /// restart count, backoff and start limit count from here, and its last failure is no
     /// longer why it is down. One already wanted up (in its restart delay, waiting) keeps
     /// its own.
+    fn reset_failed(&mut self, name: &str, now: Duration) {
+        let Some(unit) = self.units.get_mut(name) else {
+            return;
+        };
+        unit.consecutive_failures = 0;
+        unit.failures.clear();
+        unit.restarts = 0;
+        if unit.state != State::Failed {
+            // Running or held: its reason, if any, is why it waits, not a failure.
+            self.touch(name);
+            return;
+        }
+        unit.reason = None;
+        unit.result = None;
+        // The run it was due for was the one that failed.
+        unit.due = false;
+        // A scheduled oneshot whose last run failed is still on its schedule (its next
+        // time is armed); anything else that failed is left down, as systemd leaves it:
+        // the reset is not a start.
+        if !unit.schedule_on {
+            unit.want = Want::Down;
+            unit.restart_pending = false;
+            if unit.spec.transient && !unit.removing {
+                unit.removing = true;
+                self.removing += 1;
+            }
+        }
+        self.set_state(name, State::Inactive, Sub::Dead, now);
+    }
+
     fn want_up(&mut self, name: &str, now: Duration) {
         let Some(unit) = self.units.get_mut(name) else {
             return;

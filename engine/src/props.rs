@@ -443,6 +443,7 @@ enum Op {
     Start(usize),
     Stop(usize),
     Restart(usize),
+    ResetFailed(usize),
     Exit {
         unit: usize,
         who: Who,
@@ -586,6 +587,7 @@ fn op(confs: usize) -> impl Strategy<Value = Op> {
         3 => unit().prop_map(Op::Start),
         3 => unit().prop_map(Op::Stop),
         3 => unit().prop_map(Op::Restart),
+        1 => unit().prop_map(Op::ResetFailed),
         8 => (unit(), who, exit(), prop::bool::weighted(0.1))
             .prop_map(|(unit, who, exit, oom)| Op::Exit { unit, who, exit, oom }),
         2 => (unit(), prop::bool::weighted(0.7)).prop_map(|(u, f)| Op::SpawnFails(u, f)),
@@ -969,6 +971,7 @@ impl World {
             Op::Start(i) => self.feed_all(Input::Start(name(i))),
             Op::Stop(i) => self.feed_all(Input::Stop(name(i))),
             Op::Restart(i) => self.feed_all(Input::Restart(name(i))),
+            Op::ResetFailed(i) => self.feed_all(Input::ResetFailed(name(i))),
             Op::Exit {
                 unit,
                 who,
@@ -1348,6 +1351,9 @@ impl World {
     /// 11. Wants down: a service wanted down and up is only waiting for the same.
     /// 12. Timers: no deadline is in the past; every service that waits for time has one
     ///     (backoff, stop timeout, watchdog), and no service that waits for none has one.
+    /// 13. Reset: after a reset-failed the service is not failed, has no failures
+    ///     counted, and was not started by it (a failed one is left down, unless its
+    ///     schedule is on).
     fn check_step(
         &mut self,
         input: &Input,
@@ -1362,7 +1368,7 @@ impl World {
 
         // 1. Names.
         let input_name = match input {
-            Input::Start(n) | Input::Stop(n) | Input::Restart(n) => Some(n),
+            Input::Start(n) | Input::Stop(n) | Input::Restart(n) | Input::ResetFailed(n) => Some(n),
             Input::Spawned { name, .. }
             | Input::SpawnFailed { name, .. }
             | Input::Exited { name, .. }
@@ -1519,6 +1525,32 @@ impl World {
             );
             for p in self.procs.values_mut().filter(|p| &p.unit == name) {
                 p.abandoned = true;
+            }
+        }
+
+        // 13. Reset.
+        if let Input::ResetFailed(name) = input {
+            if let Some(u) = engine.unit(name) {
+                let was = before.get(name);
+                ensure!(
+                    u.state != State::Failed && u.failures.is_empty() && u.restarts == 0,
+                    "{name} is {:?}/{:?} with {} failures, {} restarts after a reset-failed",
+                    u.state,
+                    u.sub,
+                    u.failures.len(),
+                    u.restarts
+                );
+                let was_failed = was.is_some_and(|b| b.state == State::Failed);
+                ensure!(
+                    !was_failed || u.want == Want::Down || u.schedule_on,
+                    "{name} was failed and is wanted up after a reset-failed"
+                );
+                ensure!(
+                    !actions
+                        .iter()
+                        .any(|a| matches!(a, Action::Spawn { name: n, .. } if n == name)),
+                    "a reset-failed spawned {name}"
+                );
             }
         }
 

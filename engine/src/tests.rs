@@ -4485,3 +4485,109 @@ fn a_sigterm_ember_did_not_send_is_a_failure_that_on_failure_restarts() {
         sim.assert_state("app", State::Activating, Sub::AutoRestart);
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// reset-failed
+// ---------------------------------------------------------------------------------------
+
+/// systemd's reset-failed: a failed service becomes inactive, and stays down.
+#[test]
+fn reset_failed_leaves_a_failed_service_inactive_and_down() {
+    let mut sim = Sim::new(vec![simple("a"), simple("web").requires(&["a"])]);
+    for _ in 0..5 {
+        sim.crash("a");
+        sim.advance(ms(800));
+    }
+    sim.assert_state("a", State::Failed, Sub::StartLimit);
+    sim.exit("web", Exit::Signal(Signal::SIGTERM));
+    sim.assert_state("web", State::Inactive, Sub::Dependency);
+    assert!(
+        sim.reason("web").contains("failed"),
+        "{}",
+        sim.reason("web")
+    );
+    assert_eq!(sim.engine.tally().failed, 1);
+    let actions = sim.feed(Input::ResetFailed("a".into()));
+    assert!(spawns(&actions).is_empty(), "{actions:?}");
+    assert!(has(&actions, &Action::Changed { name: "a".into() }));
+    sim.assert_state("a", State::Inactive, Sub::Dead);
+    let u = sim.unit("a");
+    assert_eq!(u.want, Want::Down);
+    assert_eq!((u.restarts, u.consecutive_failures), (0, 0));
+    assert!(u.failures.is_empty() && u.reason.is_none() && u.result.is_none());
+    assert_eq!(sim.engine.tally().failed, 0);
+    // What requires it now says it is stopped, not failed.
+    sim.assert_state("web", State::Inactive, Sub::Dependency);
+    assert!(
+        sim.reason("web").contains("stopped"),
+        "{}",
+        sim.reason("web")
+    );
+    // Nothing starts it later either.
+    assert!(spawns(&sim.advance(secs(3600))).is_empty());
+    // A start then begins afresh (and what waited for it follows).
+    let actions = sim.start("a");
+    assert_eq!(spawns(&actions), names(&["a", "web"]));
+}
+
+#[test]
+fn reset_failed_of_a_running_service_forgets_its_failures_only() {
+    let mut sim = Sim::new(vec![simple("a")]);
+    sim.crash("a");
+    sim.advance(ms(800));
+    sim.crash("a");
+    sim.advance(secs(1));
+    sim.assert_state("a", State::Active, Sub::Running);
+    let (pid, run) = (sim.pid("a"), sim.run_of("a"));
+    assert_eq!(sim.unit("a").restarts, 2);
+    let actions = sim.feed(Input::ResetFailed("a".into()));
+    assert!(spawns(&actions).is_empty() && kills(&actions).is_empty());
+    sim.assert_state("a", State::Active, Sub::Running);
+    assert_eq!((sim.pid("a"), sim.run_of("a")), (pid, run));
+    let u = sim.unit("a");
+    assert_eq!(
+        (u.restarts, u.consecutive_failures, u.want),
+        (0, 0, Want::Up)
+    );
+    assert!(u.failures.is_empty());
+    // The backoff begins afresh: the next crash waits the first delay.
+    sim.crash("a");
+    assert_eq!(sim.deadline_in("a"), Some(ms(100)));
+}
+
+#[test]
+fn reset_failed_of_a_failed_instance_made_by_a_start_forgets_it() {
+    let template = simple("w@").restart(RestartPolicy::Never);
+    let mut sim = Sim::new(vec![template.clone()]);
+    sim.feed(Input::Add(Box::new(instance(&template, "1"))));
+    sim.start("w@1");
+    sim.crash("w@1");
+    sim.assert_state("w@1", State::Failed, Sub::ExitCode);
+    let actions = sim.feed(Input::ResetFailed("w@1".into()));
+    assert!(has(&actions, &Action::Removed { name: "w@1".into() }));
+    assert!(sim.engine.unit("w@1").is_none());
+}
+
+#[test]
+fn reset_failed_keeps_a_scheduled_oneshot_on_its_schedule() {
+    let job = scheduled("job", Some(60), None, 0).restart(RestartPolicy::Never);
+    let mut sim = Sim::new(vec![job]);
+    sim.advance(secs(60));
+    sim.crash("job");
+    sim.assert_state("job", State::Failed, Sub::ExitCode);
+    let actions = sim.feed(Input::ResetFailed("job".into()));
+    assert!(spawns(&actions).is_empty());
+    sim.assert_state("job", State::Inactive, Sub::Scheduled);
+    assert_eq!(sim.want("job"), Want::Up);
+    assert_eq!(spawns(&sim.advance(secs(60))), names(&["job"]));
+}
+
+#[test]
+fn reset_failed_of_an_unknown_or_inactive_service_changes_nothing() {
+    let mut sim = Sim::new(vec![simple("a").disabled()]);
+    assert!(sim.feed(Input::ResetFailed("nope".into())).is_empty());
+    let actions = sim.feed(Input::ResetFailed("a".into()));
+    assert!(spawns(&actions).is_empty());
+    sim.assert_state("a", State::Inactive, Sub::Dead);
+    assert_eq!(sim.want("a"), Want::Down);
+}

@@ -26,10 +26,11 @@ mod payload;
 #[path = "../../adapters/mqtt/src/topics.rs"]
 mod topics;
 
-const VERBS: [Verb; 7] = [
+const VERBS: [Verb; 8] = [
     Verb::Start,
     Verb::Stop,
     Verb::Restart,
+    Verb::ResetFailed,
     Verb::List,
     Verb::Reload,
     Verb::Poweroff,
@@ -132,7 +133,7 @@ fn check_payload(body: &[u8]) {
                 json["reply_to"] = t.clone().into();
             }
             if let Some(within) = request.wait {
-                assert!(request.verb.is_service_verb(), "{request:?}");
+                assert!(request.verb.settles(), "{request:?}");
                 assert!((1..=payload::MAX_WAIT_SECS).contains(&within.as_secs()));
                 json["wait"] = true.into();
                 json["timeout"] = within.as_secs().into();

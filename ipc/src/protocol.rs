@@ -27,6 +27,7 @@ pub enum Verb {
     Start,
     Stop,
     Restart,
+    ResetFailed,
     Reload,
     Logs,
     Timeline,
@@ -37,13 +38,14 @@ pub enum Verb {
 }
 
 impl Verb {
-    pub const ALL: [Verb; 13] = [
+    pub const ALL: [Verb; 14] = [
         Verb::Hello,
         Verb::Subscribe,
         Verb::Status,
         Verb::Start,
         Verb::Stop,
         Verb::Restart,
+        Verb::ResetFailed,
         Verb::Reload,
         Verb::Logs,
         Verb::Timeline,
@@ -62,6 +64,7 @@ impl Verb {
             Verb::Start => "start",
             Verb::Stop => "stop",
             Verb::Restart => "restart",
+            Verb::ResetFailed => "reset_failed",
             Verb::Reload => "reload",
             Verb::Logs => "logs",
             Verb::Timeline => "timeline",
@@ -105,6 +108,11 @@ pub enum Command {
     Start(Targets),
     Stop(Targets),
     Restart(Targets),
+    /// Forget the named services' failures, or every failed service's when `names` is
+    /// empty (systemd's reset-failed): a failed one becomes inactive and is left down
+    /// (a scheduled oneshot stays on its schedule), and every one named begins its
+    /// restart count, start limit and backoff afresh. Nothing is started or stopped.
+    ResetFailed(ResetFailedArgs),
     /// Re-read the configuration; rejected whole when it has any error.
     Reload,
     /// The last `lines` lines a service wrote (and, with `follow`, every later one).
@@ -160,6 +168,14 @@ pub struct StatusArgs {
     pub details: bool,
 }
 
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResetFailedArgs {
+    /// The services; none: every failed one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<String>,
+}
+
 /// The services a start, stop or restart is for.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -201,6 +217,7 @@ impl Command {
             Command::Start(_) => Verb::Start,
             Command::Stop(_) => Verb::Stop,
             Command::Restart(_) => Verb::Restart,
+            Command::ResetFailed(_) => Verb::ResetFailed,
             Command::Reload => Verb::Reload,
             Command::Logs(_) => Verb::Logs,
             Command::Timeline => Verb::Timeline,
@@ -282,6 +299,7 @@ impl Command {
             Verb::Start => Command::Start(typed(verb, rest)?),
             Verb::Stop => Command::Stop(typed(verb, rest)?),
             Verb::Restart => Command::Restart(typed(verb, rest)?),
+            Verb::ResetFailed => Command::ResetFailed(typed(verb, rest)?),
             Verb::Logs => Command::Logs(typed(verb, rest)?),
             Verb::Reload => args(&rest).map(|()| Command::Reload)?,
             Verb::Timeline => args(&rest).map(|()| Command::Timeline)?,
@@ -1057,6 +1075,10 @@ mod tests {
                 wait: true,
             }),
             Command::Restart(Targets::new(vec!["a".into()])),
+            Command::ResetFailed(ResetFailedArgs::default()),
+            Command::ResetFailed(ResetFailedArgs {
+                names: vec!["a".into()],
+            }),
             Command::Reload,
             Command::Logs(LogsArgs {
                 name: "a".into(),

@@ -22,9 +22,10 @@ pub struct Rule {
     pub who: Who,
     /// The verbs it may use (`hello` is always allowed to anyone admitted).
     pub verbs: Vec<Verb>,
-    /// The services `start`, `stop`, `restart` and `logs` may name: globs; `None`: any.
+    /// The services `start`, `stop`, `restart`, `reset_failed` and `logs` may name:
+    /// globs; `None`: any.
     pub services: Option<Vec<String>>,
-    /// Services it may never start, stop or restart, whatever the globs say (an adapter's
+    /// Services it may never start, stop, restart or reset, whatever the globs say (an adapter's
     /// own and the other adapters: see `crate::adapter::ADAPTERS`).
     pub except: Vec<String>,
     /// Where the rule comes from, for refusals: "[[control.allow]] 1", "[mqtt]".
@@ -101,14 +102,34 @@ impl Rights {
                 ));
             }
         }
+        // A reset of every failed service names none: it is for a rule that covers every
+        // service, whatever has failed. (Its exceptions, the adapters, need no keeping
+        // from it: a reset starts and stops nothing.)
+        if let Command::ResetFailed(args) = command {
+            let every = |rule: &Rule| rule.verbs.contains(&verb) && rule.services.is_none();
+            if args.names.is_empty() && rules.iter().any(|r| r.verbs.contains(&verb)) {
+                if rules.iter().any(every) {
+                    return Ok(());
+                }
+                let sources: Vec<&str> = rules.iter().map(|r| r.source.as_str()).collect();
+                return Err(format!(
+                    "reset_failed of every failed service is not allowed to this client ({}): it may reset only some; name them, or root may",
+                    sources.join(", ")
+                ));
+            }
+        }
         let names: Vec<&str> = match command {
             Command::Start(t) | Command::Stop(t) | Command::Restart(t) => {
                 t.names.iter().map(String::as_str).collect()
             }
+            Command::ResetFailed(args) => args.names.iter().map(String::as_str).collect(),
             Command::Logs(args) => vec![args.name.as_str()],
             _ => Vec::new(),
         };
-        let changes = matches!(verb, Verb::Start | Verb::Stop | Verb::Restart);
+        let changes = matches!(
+            verb,
+            Verb::Start | Verb::Stop | Verb::Restart | Verb::ResetFailed
+        );
         let covers = |rule: &Rule, name: &str| {
             rule.services
                 .as_ref()
@@ -254,5 +275,50 @@ mod tests {
         let stop = Command::Stop(Targets::new(vec!["worker@a".into(), "sleeper".into()]));
         let e = rights.check(&stop).unwrap_err();
         assert!(e.starts_with("stop of sleeper is not allowed"), "{e}");
+    }
+
+    /// reset_failed is a change, as a restart is: by globs, never of what is excepted;
+    /// a reset of every failed service only for a rule over every service.
+    #[test]
+    fn a_reset_needs_the_services_it_names_or_every_service() {
+        use crate::protocol::ResetFailedArgs;
+        let mut adapter = rule(Who::Uid(1), &[Verb::ResetFailed], Some(&["*"]));
+        adapter.except = vec!["ember-mqtt".into()];
+        let policy = Policy {
+            rules: vec![
+                adapter,
+                rule(Who::Uid(2), &[Verb::ResetFailed], Some(&["worker@*"])),
+                rule(Who::Uid(3), &[Verb::ResetFailed], None),
+                rule(Who::Uid(4), &[Verb::Restart], None),
+                Rule {
+                    except: vec!["ember-dbus".into()],
+                    ..rule(Who::Uid(6), &[Verb::ResetFailed], None)
+                },
+            ],
+        };
+        let reset = |names: &[&str]| {
+            Command::ResetFailed(ResetFailedArgs {
+                names: names.iter().map(|n| n.to_string()).collect(),
+            })
+        };
+        let check = |uid, command: &Command| policy.rights(5, uid, &[]).unwrap().check(command);
+        assert!(check(1, &reset(&["web"])).is_ok());
+        let e = check(1, &reset(&["ember-mqtt"])).unwrap_err();
+        assert!(
+            e.contains("reset_failed of ember-mqtt is not allowed"),
+            "{e}"
+        );
+        assert!(check(2, &reset(&["worker@3"])).is_ok());
+        assert!(check(2, &reset(&["db"])).is_err());
+        for uid in [1, 2] {
+            let e = check(uid, &reset(&[])).unwrap_err();
+            assert!(e.contains("every failed service is not allowed"), "{e}");
+        }
+        assert!(check(3, &reset(&[])).is_ok());
+        assert!(check(6, &reset(&[])).is_ok());
+        assert!(check(6, &reset(&["ember-dbus"])).is_err());
+        let e = check(4, &reset(&[])).unwrap_err();
+        assert!(e.contains("reset_failed is not allowed"), "{e}");
+        assert!(Rights::All.check(&reset(&[])).is_ok());
     }
 }

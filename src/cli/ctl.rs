@@ -32,6 +32,10 @@ Commands:
                               a stop of one that is not there is done
   restart NAME... [--wait]    stop, then start again; --wait returns once the new run is
                               active (not while the old one still is)
+  reset-failed [NAME...]      forget NAME's failures, or every failed service's: a failed
+                              one becomes inactive and stays down (a scheduled one waits
+                              for its next time), and its restart count, start limit
+                              and backoff begin afresh; nothing is started or stopped
   reload                      re-read the configuration: added services start, removed
                               ones stop, a service restarts only when how its process runs
                               changed (command, env, user, limits, output...); a change of
@@ -56,7 +60,8 @@ Commands:
 Options:
   -s, --socket PATH   the control socket (default $EMBER_SOCKET, else /run/ember/control.sock)
   -c, --config PATH   use the [control] socket of this configuration file
-      --json          print replies as JSON (status, start/stop/restart, reload, logs)
+      --json          print replies as JSON (status, start/stop/restart, reset-failed,
+                      reload, logs)
   -w, --wait          see start, stop, restart
   -n, --lines N       see logs
       --binary PATH   see reexec
@@ -64,7 +69,8 @@ Options:
   -h, --help          print this help
 
 NAME may be a pattern with * and ? (quote it from the shell): `stop 'worker@*'` acts
-on every service ember has now whose name matches, as do start, restart and status.
+on every service ember has now whose name matches, as do start, restart, reset-failed
+and status.
 
 Only root and the user ember runs as may use the socket, and whom [[control.allow]]
 lets in, for what it grants. Text a service wrote (its lines, its status) is shown with
@@ -156,11 +162,11 @@ pub fn parse(mut parser: lexopt::Parser) -> Result<Invocation, String> {
             .into_iter()
             .filter(|v| !matches!(v, Verb::Timeline | Verb::Hello))
     };
-    let listed = || commands().map(|v| v.word()).collect::<Vec<_>>().join(", ");
+    let listed = || commands().map(cli_word).collect::<Vec<_>>().join(", ");
     let Some(verb) = verb else {
         return Err(usage(format!("name a command: {}", listed())));
     };
-    let verb = commands().find(|v| v.word() == verb).ok_or_else(|| {
+    let verb = commands().find(|v| cli_word(*v) == verb).ok_or_else(|| {
         usage(format!(
             "unknown command \"{}\"; commands are {}",
             ember_ipc::text::shortened(&verb),
@@ -181,12 +187,18 @@ pub fn parse(mut parser: lexopt::Parser) -> Result<Invocation, String> {
     // What prints no reply (poweroff, reexec) or only JSON (subscribe) has no --json.
     if !matches!(
         verb,
-        Verb::Status | Verb::Start | Verb::Stop | Verb::Restart | Verb::Reload | Verb::Logs
+        Verb::Status
+            | Verb::Start
+            | Verb::Stop
+            | Verb::Restart
+            | Verb::ResetFailed
+            | Verb::Reload
+            | Verb::Logs
     ) {
         takes(
             json,
             "--json",
-            "status, start, stop, restart, reload and logs",
+            "status, start, stop, restart, reset-failed, reload and logs",
         )?;
     }
     if verb != Verb::Subscribe {
@@ -200,7 +212,7 @@ pub fn parse(mut parser: lexopt::Parser) -> Result<Invocation, String> {
     }
     if !matches!(
         verb,
-        Verb::Status | Verb::Start | Verb::Stop | Verb::Restart | Verb::Logs
+        Verb::Status | Verb::Start | Verb::Stop | Verb::Restart | Verb::ResetFailed | Verb::Logs
     ) && !names.is_empty()
     {
         return Err(usage(format!("`{verb}` takes no service names")));
@@ -220,6 +232,7 @@ pub fn parse(mut parser: lexopt::Parser) -> Result<Invocation, String> {
         Verb::Start => Command::Start(targets(names)?),
         Verb::Stop => Command::Stop(targets(names)?),
         Verb::Restart => Command::Restart(targets(names)?),
+        Verb::ResetFailed => Command::ResetFailed(ember_ipc::ResetFailedArgs { names }),
         Verb::Logs => {
             if names.len() != 1 {
                 return Err(usage("`logs` takes exactly one service name".into()));
@@ -253,6 +266,12 @@ pub fn parse(mut parser: lexopt::Parser) -> Result<Invocation, String> {
     })
 }
 
+/// A command as typed: the protocol's word with a dash (`reset-failed`, as systemctl
+/// spells it, for `reset_failed`).
+fn cli_word(verb: Verb) -> String {
+    verb.word().replace('_', "-")
+}
+
 /// The `[control] socket` of a configuration file. Only its `[control]` table has to be
 /// right: a configuration that does not load (the one ember fell back from) still names
 /// its socket.
@@ -274,8 +293,12 @@ fn socket_of(path: &std::path::Path) -> Result<PathBuf, String> {
 /// Service names with `*` or `?` are patterns, matched against the services ember has
 /// now (as systemctl matches its patterns against the loaded units): `stop 'worker@*'`
 /// stops every instance there is. A pattern that matches nothing is an error, but for a
-/// stop (nothing to stop: said, not failed).
-fn expand(client: &mut Client, names: Vec<String>, stop: bool) -> Result<Vec<String>, String> {
+/// stop or a reset (`nothing_to` that: said, not failed).
+fn expand(
+    client: &mut Client,
+    names: Vec<String>,
+    nothing_to: Option<&str>,
+) -> Result<Vec<String>, String> {
     if !names.iter().any(|n| n.contains(['*', '?'])) {
         return Ok(names);
     }
@@ -299,10 +322,10 @@ fn expand(client: &mut Client, names: Vec<String>, stop: bool) -> Result<Vec<Str
                 "no service matches \"{}\"",
                 ember_ipc::text::shortened(&name)
             );
-            if !stop {
+            let Some(verb) = nothing_to else {
                 return Err(format!("{none}; `ember ctl status` lists the services"));
-            }
-            eprintln!("ember ctl: {}: nothing to stop", terminal::escape(&none));
+            };
+            eprintln!("ember ctl: {}: nothing to {verb}", terminal::escape(&none));
         }
     }
     // Each once, where first named: a name and a pattern may both name it.
@@ -314,25 +337,31 @@ fn expand(client: &mut Client, names: Vec<String>, stop: bool) -> Result<Vec<Str
 /// A start, stop or restart as requests that each fit in what ember reads: one, unless
 /// the names are many and long. Each part is done as it is sent.
 fn parts(command: &Command) -> Vec<Command> {
-    let (Command::Start(t) | Command::Stop(t) | Command::Restart(t)) = command else {
-        return vec![command.clone()];
+    let names = match command {
+        Command::Start(t) | Command::Stop(t) | Command::Restart(t) => &t.names,
+        Command::ResetFailed(args) => &args.names,
+        _ => return vec![command.clone()],
     };
-    let groups = name_groups(&t.names);
+    let groups = name_groups(names);
     if groups.len() < 2 {
         return vec![command.clone()];
     }
     groups
         .into_iter()
-        .map(|names| {
-            let targets = Targets {
+        .map(|names| match command {
+            Command::Start(t) => Command::Start(Targets {
                 names,
                 wait: t.wait,
-            };
-            match command {
-                Command::Start(_) => Command::Start(targets),
-                Command::Stop(_) => Command::Stop(targets),
-                _ => Command::Restart(targets),
-            }
+            }),
+            Command::Stop(t) => Command::Stop(Targets {
+                names,
+                wait: t.wait,
+            }),
+            Command::Restart(t) => Command::Restart(Targets {
+                names,
+                wait: t.wait,
+            }),
+            _ => Command::ResetFailed(ember_ipc::ResetFailedArgs { names }),
         })
         .collect()
 }
@@ -384,7 +413,7 @@ fn execute(client: &mut Client, command: Command, json: bool) -> Result<i32, Str
     let color = terminal::stdout_is_terminal() && std::env::var_os("NO_COLOR").is_none();
     match command {
         Command::Status(mut args) if args.details => {
-            let names = expand(client, std::mem::take(&mut args.names), false)?;
+            let names = expand(client, std::mem::take(&mut args.names), None)?;
             // In parts, as a start's names are (see `parts`).
             let mut status: Option<StatusReply> = None;
             for names in name_groups(&names) {
@@ -452,7 +481,7 @@ fn execute(client: &mut Client, command: Command, json: bool) -> Result<i32, Str
             let mut wait = false;
             if let Command::Start(t) | Command::Stop(t) | Command::Restart(t) = &mut command {
                 wait = t.wait;
-                t.names = expand(client, std::mem::take(&mut t.names), stop)?;
+                t.names = expand(client, std::mem::take(&mut t.names), stop.then_some("stop"))?;
                 if t.names.is_empty() {
                     return Ok(0); // a stop of a pattern that matches nothing: nothing to do
                 }
@@ -467,6 +496,29 @@ fn execute(client: &mut Client, command: Command, json: bool) -> Result<i32, Str
             if json {
                 outln!("{}", pretty(&services)?);
             } else if wait {
+                for s in &services {
+                    outln!("{}: {}", s.name, state_words(s));
+                }
+            }
+            Ok(0)
+        }
+        Command::ResetFailed(mut args) => {
+            // No name: every failed service, as ember finds them; a pattern matching
+            // nothing: nothing to reset.
+            let every = args.names.is_empty();
+            args.names = expand(client, args.names, Some("reset"))?;
+            if args.names.is_empty() && !every {
+                return Ok(0);
+            }
+            let mut services = Vec::new();
+            for part in parts(&Command::ResetFailed(args)) {
+                services.extend(expect_services(client.call(&part)?)?);
+            }
+            if json {
+                outln!("{}", pretty(&services)?);
+            } else if every && services.is_empty() {
+                outln!("no service has failed");
+            } else {
                 for s in &services {
                     outln!("{}: {}", s.name, state_words(s));
                 }

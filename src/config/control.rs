@@ -157,7 +157,7 @@ impl FromToml for RawAllow {
 }
 
 /// The verbs a rule may grant (`hello` needs no grant).
-const GRANTABLE: [Verb; 11] = [
+const GRANTABLE: [Verb; 12] = [
     Verb::Status,
     Verb::Subscribe,
     Verb::Logs,
@@ -165,6 +165,7 @@ const GRANTABLE: [Verb; 11] = [
     Verb::Start,
     Verb::Stop,
     Verb::Restart,
+    Verb::ResetFailed,
     Verb::Reload,
     Verb::Poweroff,
     Verb::Reboot,

@@ -2,7 +2,7 @@
 
 use crate::auth::{Ctx, Error};
 use crate::label::service_path;
-use ember_ipc::{Command, ServiceStatus, SystemStatus, Targets};
+use ember_ipc::{Command, ResetFailedArgs, ServiceStatus, SystemStatus, Targets};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use zbus::message::Header;
@@ -149,6 +149,30 @@ impl Manager {
             Command::Restart(Targets::new(names))
         })
         .await
+    }
+
+    /// Forgets the service's failures (systemd's ResetFailedUnit): failed, it becomes
+    /// inactive and stays down.
+    async fn reset_failed_service(
+        &self,
+        name: &str,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<(), Error> {
+        self.service_command(conn, &header, name, |names| {
+            Command::ResetFailed(ResetFailedArgs { names })
+        })
+        .await
+    }
+
+    /// Forgets the failures of every failed service (systemd's ResetFailed).
+    async fn reset_failed(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<(), Error> {
+        let every = Command::ResetFailed(ResetFailedArgs::default());
+        self.ctx.act(conn, &header, every).await.map(drop)
     }
 
     async fn reload(

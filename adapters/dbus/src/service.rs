@@ -3,7 +3,7 @@
 use crate::auth::{Ctx, Error};
 use crate::manager::Shared;
 use crate::usage::Figures;
-use ember_ipc::{Command, Metrics, ServiceStatus, Targets};
+use ember_ipc::{Command, Metrics, ResetFailedArgs, ServiceStatus, Targets};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use zbus::message::Header;
@@ -97,6 +97,19 @@ impl Service {
     ) -> Result<(), Error> {
         self.command(conn, &header, |names| Command::Restart(Targets::new(names)))
             .await
+    }
+
+    /// Forgets its failures (systemd's ResetFailed): failed, it becomes inactive and
+    /// stays down; its restart count, start limit and backoff begin afresh.
+    async fn reset_failed(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<(), Error> {
+        self.command(conn, &header, |names| {
+            Command::ResetFailed(ResetFailedArgs { names })
+        })
+        .await
     }
 
     #[zbus(property)]

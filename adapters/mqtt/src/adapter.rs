@@ -1429,6 +1429,11 @@ impl Adapter {
         let command = match (&target, request.verb) {
             (Target::Service(name), Verb::Start) => Command::Start(targets(name)),
             (Target::Service(name), Verb::Stop) => Command::Stop(targets(name)),
+            (Target::Service(name), Verb::ResetFailed) => {
+                Command::ResetFailed(ember_ipc::ResetFailedArgs {
+                    names: vec![name.clone()],
+                })
+            }
             (Target::Service(name), _) => Command::Restart(targets(name)),
             (_, Verb::Reload) => Command::Reload,
             (_, Verb::Poweroff) => Command::Poweroff,
@@ -1561,11 +1566,10 @@ impl Adapter {
                     ));
                 }
                 // An instance of a template (worker@42) is made by its start, and one that
-                // is not there is stopped already: ember knows the templates, and answers
-                // unknown-service when there is none.
+                // is not there is stopped already, with no failure to forget: ember knows
+                // the templates, and answers unknown-service when there is none.
                 let makes_instance =
-                    matches!(request.verb, Verb::Start | Verb::Restart | Verb::Stop)
-                        && ember_ipc::adapter::may_be_instance(name);
+                    request.verb.is_service_verb() && ember_ipc::adapter::may_be_instance(name);
                 if !self.states.contains_key(name) && !makes_instance {
                     return Err(refuse(
                         UNKNOWN_SERVICE,

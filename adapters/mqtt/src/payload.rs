@@ -13,6 +13,8 @@ pub enum Verb {
     Start,
     Stop,
     Restart,
+    /// Forget the service's failures (systemd's reset-failed).
+    ResetFailed,
     List,
     Reload,
     Poweroff,
@@ -25,6 +27,7 @@ impl Verb {
             "start" => Verb::Start,
             "stop" => Verb::Stop,
             "restart" => Verb::Restart,
+            "reset-failed" | "reset_failed" => Verb::ResetFailed,
             "list" => Verb::List,
             "reload" => Verb::Reload,
             "poweroff" => Verb::Poweroff,
@@ -34,6 +37,14 @@ impl Verb {
     }
 
     pub fn is_service_verb(self) -> bool {
+        matches!(
+            self,
+            Verb::Start | Verb::Stop | Verb::Restart | Verb::ResetFailed
+        )
+    }
+
+    /// Has a state to wait for (`"wait":true`): up or down.
+    pub fn settles(self) -> bool {
         matches!(self, Verb::Start | Verb::Stop | Verb::Restart)
     }
 
@@ -47,6 +58,7 @@ impl Verb {
             Verb::Start => "start",
             Verb::Stop => "stop",
             Verb::Restart => "restart",
+            Verb::ResetFailed => "reset-failed",
             Verb::List => "list",
             Verb::Reload => "reload",
             Verb::Poweroff => "poweroff",
@@ -128,7 +140,7 @@ pub fn decode(payload: &[u8]) -> Result<Request, Refusal> {
     if !trimmed.starts_with('{') {
         return Verb::parse(trimmed)
             .map(|verb| Request { verb, id: None, reply_to: None, wait: None })
-            .ok_or_else(|| refuse(format!("unknown command {:?}; send start, stop, restart, list, reload, poweroff or reboot", shorten(trimmed)), None, None));
+            .ok_or_else(|| refuse(format!("unknown command {:?}; send start, stop, restart, reset-failed, list, reload, poweroff or reboot", shorten(trimmed)), None, None));
     }
     // One reading of the JSON: with a key given twice, which one counts would depend on
     // the reader (`{"cmd":"restart","cmd":"stop"}`), so nothing is read from it at all.
@@ -194,7 +206,7 @@ pub fn decode(payload: &[u8]) -> Result<Request, Refusal> {
                         fields.reply_to,
                     ))
                 }
-                (true, _) if !verb.is_service_verb() => {
+                (true, _) if !verb.settles() => {
                     return Err(refuse(
                         format!(
                             "\"wait\" goes with start, stop and restart, not {}",
@@ -226,7 +238,7 @@ pub fn decode(payload: &[u8]) -> Result<Request, Refusal> {
         }
         None => Err(refuse(
             format!(
-                "unknown command {:?}; send start, stop, restart, list, reload, poweroff or reboot",
+                "unknown command {:?}; send start, stop, restart, reset-failed, list, reload, poweroff or reboot",
                 shorten(&fields.cmd)
             ),
             id,

@@ -163,6 +163,42 @@ impl Runtime {
         Ok(goals)
     }
 
+    /// Forgets the failures of `names`, or of every failed service when none is named;
+    /// answered with the status of each, as it is after.
+    fn reset_failed(&mut self, mut names: Vec<String>, origin: &str) -> Reply {
+        if names.is_empty() {
+            names = self
+                .engine
+                .units()
+                .filter(|u| u.state == State::Failed)
+                .map(|u| u.spec.name.to_string())
+                .collect();
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        names.retain(|n| seen.insert(n.clone()));
+        // Refused whole when a name is unknown, as a stop is; an instance not there (never
+        // made, or forgotten once stopped) has no failure to forget.
+        let absent_instance = |n: &String| {
+            crate::config::service::template_of(n)
+                .is_some_and(|(template, _)| self.config.templates.contains_key(template))
+        };
+        if let Some(name) = names
+            .iter()
+            .find(|n| self.engine.unit(n).is_none() && !absent_instance(n))
+        {
+            return self.unknown(name);
+        }
+        for name in &names {
+            if self.engine.unit(name).is_some() {
+                crate::log::info!("{origin}: reset_failed {name}");
+                self.input(Input::ResetFailed(name.clone()));
+            }
+        }
+        Reply::Ok {
+            services: self.statuses_left(&names),
+        }
+    }
+
     /// What a name that is no service is: a template's own (`worker@`, said so: found by
     /// a hostile review, it was "no service named", though defined), or unknown.
     fn unknown(&self, name: &str) -> Reply {
@@ -445,6 +481,7 @@ impl Runtime {
             Command::Start(_) | Command::Stop(_) | Command::Restart(_) => {
                 Reply::error(ErrorKind::Internal, "answered by on_request")
             }
+            Command::ResetFailed(args) => self.reset_failed(args.names, origin),
             Command::Reload => match self.reload(origin) {
                 Ok(report) => Reply::Reloaded(report),
                 Err(refused) => refused,
