@@ -33,11 +33,17 @@ pub fn plan(config: &Config) -> Vec<Adapter> {
     let mut adapters = Vec::new();
     if let Some(mqtt) = &config.mqtt {
         let settings = mqtt_settings(config, mqtt);
-        // Reading, and what [mqtt] lets the network do: start, stop, restart and
+        // Reading, and what [mqtt] lets the network do: start, stop, restart, kill and
         // reset-failed of the allowed services; reload, poweroff and reboot with
         // allow_system.
         let mut verbs = read_verbs();
-        verbs.extend([Verb::Start, Verb::Stop, Verb::Restart, Verb::ResetFailed]);
+        verbs.extend([
+            Verb::Start,
+            Verb::Stop,
+            Verb::Restart,
+            Verb::Kill,
+            Verb::ResetFailed,
+        ]);
         if mqtt.allow_system {
             verbs.extend([Verb::Reload, Verb::Poweroff, Verb::Reboot, Verb::Halt]);
         }

@@ -638,10 +638,11 @@ fn a_member_of_the_control_group_who_is_not_root_may_stop_and_start() {
         "web was not restarted; log:\n{}",
         ember.log()
     );
-    // The resets of failures pass the shipped policy for a member too.
+    // The resets of failures and signals pass the shipped policy for a member too.
     for call in [
         &["ResetFailedService", "s", "web"][..],
         &["ResetFailed"][..],
+        &["KillService", "ss", "web", "SIGCONT"][..],
     ] {
         let mut args = vec!["call", "io.ember.Init1", MANAGER, MGR_IFACE];
         args.extend_from_slice(call);
@@ -1959,4 +1960,39 @@ fn reset_failed_over_dbus_leaves_failed_services_inactive() {
     )
     .is_some_and(|v| v == 0)));
     assert_eq!(ember.status("web")["state"], "active");
+
+    // Kill (systemd's Kill and KillUnit): a signal to its processes; one that is not
+    // running is refused, an unknown signal too.
+    let before = ember.status("web")["pid"].clone();
+    let path = "/io/ember/Init1/service/web";
+    let out = call(&bus, path, SVC_IFACE, "Kill", &["sb", "HUP", "true"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(wait_for(LONG, || {
+        let s = ember.status("web");
+        s["state"] == "active" && s["pid"] != before
+    }));
+    let out = call(
+        &bus,
+        MANAGER,
+        MGR_IFACE,
+        "KillService",
+        &["ss", "one", "TERM"],
+    );
+    assert!(
+        !out.status.success() && text(&out).contains("one is not running"),
+        "{}",
+        text(&out)
+    );
+    let out = call(
+        &bus,
+        MANAGER,
+        MGR_IFACE,
+        "KillService",
+        &["ss", "web", "SIGWHAT"],
+    );
+    assert!(
+        !out.status.success() && text(&out).contains("unknown signal"),
+        "{}",
+        text(&out)
+    );
 }

@@ -2439,3 +2439,57 @@ fn a_published_reset_failed_leaves_a_failed_service_inactive() {
     let unknown = replies.wait_for("unknown-service", LONG).expect("a reply");
     assert!(unknown.contains("nope"), "{unknown}");
 }
+
+/// `kill` on a service's cmd topic: a signal to its processes (SIGTERM, or the JSON's
+/// `signal`); one ember does not know is refused with bad-payload, and `signal` goes
+/// with kill only.
+#[test]
+fn a_published_kill_signals_a_service() {
+    if !can_unshare() || !have_mosquitto() {
+        return;
+    }
+    let broker = Broker::start("kill", "");
+    let ember = Ember::start(
+        "mqtt-kill",
+        &format!(
+            "{}\n[service.hupper]\ncommand = [\"/bin/sh\", \"-c\", \"trap 'echo hup >> $DIR/hups' HUP; while :; do /bin/sleep 7900501 & wait; done\"]\n\n[service.victim]\ncommand = [\"/bin/sleep\", \"7900502\"]\n",
+            mqtt_config(&broker, "b-kill", "")
+        ),
+    );
+    let main = ember.wait_state("hupper", "active", None, LONG)["pid"].clone();
+    let victim = ember.wait_state("victim", "active", None, LONG)["pid"].clone();
+    let replies = broker.subscribe("ember/b-kill/reply");
+    broker.publish(
+        "ember/b-kill/service/hupper/cmd",
+        r#"{"cmd":"kill","signal":"HUP","id":"h"}"#,
+        &[],
+    );
+    let reply = replies.wait_for("\"h\"", LONG).expect("a reply");
+    assert!(reply.contains(r#"{"id":"h","ok":true}"#), "{reply}");
+    assert!(wait_for(LONG, || lines(&ember.dir.path("hups")).len() == 1));
+    assert_eq!(ember.status("hupper")["pid"], main);
+    broker.publish("ember/b-kill/service/victim/cmd", "kill", &[]);
+    assert!(wait_for(LONG, || {
+        let s = ember.status("victim");
+        s["state"] == "active" && s["pid"] != victim
+    }));
+    for (payload, why) in [
+        (
+            r#"{"cmd":"kill","signal":"SIGNOPE","id":"n"}"#,
+            "unknown signal",
+        ),
+        (
+            r#"{"cmd":"stop","signal":"HUP","id":"n"}"#,
+            "goes with kill",
+        ),
+    ] {
+        let replies = broker.subscribe("ember/b-kill/reply");
+        broker.publish("ember/b-kill/service/hupper/cmd", payload, &[]);
+        let reply = replies.wait_for("\"n\"", LONG).expect("a reply");
+        assert!(
+            reply.contains("bad-payload") && reply.contains(why),
+            "{payload}: {reply}"
+        );
+    }
+    assert_eq!(ember.status("hupper")["want"], "up");
+}

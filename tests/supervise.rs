@@ -1343,3 +1343,79 @@ restart = "never"
     assert!(ember.ctl(&["start", "flaky"]).status.success());
     assert!(wait_for(LONG, || lines(&ember.dir.path("flaky")).len() > runs));
 }
+
+/// `ember ctl kill` (systemctl kill, dinitctl signal): a signal to every process of a
+/// service, or to its main process only; the want does not change.
+#[test]
+fn kill_sends_a_signal_to_a_service_or_its_main_process() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "kill",
+        r#"
+[service.hupper]
+command = ["/bin/sh", "-c", "trap 'echo hup >> $DIR/hups' HUP; while :; do /bin/sleep 7920401 & wait; done"]
+
+[service.victim]
+command = ["/bin/sleep", "7920402"]
+restart_delay = "0"
+
+[service.idle]
+command = ["/bin/sleep", "7920403"]
+enabled = false
+"#,
+    );
+    let main = ember.wait_state("hupper", "active", None, LONG)["pid"].clone();
+    let hups = || lines(&ember.dir.path("hups")).len();
+    let sleeper = || pids_with("7920401");
+    assert!(wait_for(LONG, || sleeper().len() == 1));
+    let first = sleeper();
+
+    // --main: the shell alone; its sleep is not signalled.
+    let out = ember.ctl(&["kill", "hupper", "--main", "--signal", "hup"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(wait_for(LONG, || hups() == 1), "the trap ran once");
+    assert_eq!(sleeper(), first, "the sleep was not signalled");
+
+    // Every process: the shell's trap runs, and its sleep is ended by the HUP.
+    let out = ember.ctl(&["kill", "hupper", "--signal", "SIGHUP"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(wait_for(LONG, || hups() == 2), "the trap ran again");
+    assert!(wait_for(LONG, || !sleeper().is_empty() && sleeper() != first));
+    let hupper = ember.status("hupper");
+    assert_eq!(
+        (&hupper["pid"], &hupper["state"]),
+        (&main, &"active".into())
+    );
+
+    // SIGTERM by default: the service ends, by a signal ember did not send, and is
+    // restarted as on-failure says.
+    let before = ember.wait_state("victim", "active", None, LONG)["pid"].clone();
+    assert!(ember.ctl(&["kill", "victim"]).status.success());
+    assert!(wait_for(LONG, || {
+        let s = ember.status("victim");
+        s["state"] == "active" && s["pid"] != before
+    }));
+    assert_eq!(ember.status("victim")["want"], "up");
+
+    // Refused whole, sending nothing: a signal that does not exist, a service that does
+    // not run, an unknown one.
+    for (args, why) in [
+        (
+            &["kill", "hupper", "--signal", "SIGNOPE"][..],
+            "unknown signal",
+        ),
+        (&["kill", "hupper", "idle"][..], "idle is not running"),
+        (&["kill", "hupper", "nope"][..], "no service named \"nope\""),
+    ] {
+        let out = ember.ctl(args);
+        assert!(!out.status.success(), "{args:?}");
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert!(text.contains(why), "{args:?}: {text}");
+    }
+    std::thread::sleep(scaled(Duration::from_millis(300)));
+    assert_eq!(hups(), 2, "nothing was signalled by a refused kill");
+    let out = ember.ctl(&["kill", "--signal", "HUP"]);
+    assert_eq!(out.status.code(), Some(2), "a kill names a service");
+}

@@ -26,11 +26,12 @@ mod payload;
 #[path = "../../adapters/mqtt/src/topics.rs"]
 mod topics;
 
-const VERBS: [Verb; 8] = [
+const VERBS: [Verb; 9] = [
     Verb::Start,
     Verb::Stop,
     Verb::Restart,
     Verb::ResetFailed,
+    Verb::Kill,
     Verb::List,
     Verb::Reload,
     Verb::Poweroff,
@@ -138,10 +139,18 @@ fn check_payload(body: &[u8]) {
                 json["wait"] = true.into();
                 json["timeout"] = within.as_secs().into();
             }
+            if let Some(signal) = &request.signal {
+                assert_eq!(request.verb, Verb::Kill, "{request:?}");
+                json["signal"] = signal.clone().into();
+            }
             let again = decode(json.to_string().as_bytes());
             assert_eq!(again.as_ref(), Ok(&request), "{json}");
-            // ...and as plain text, when it has no id, reply_to or wait.
-            if request.id.is_none() && request.reply_to.is_none() && request.wait.is_none() {
+            // ...and as plain text, when it has no id, reply_to, wait or signal.
+            if request.id.is_none()
+                && request.reply_to.is_none()
+                && request.wait.is_none()
+                && request.signal.is_none()
+            {
                 let plain = decode(request.verb.word().as_bytes());
                 assert_eq!(plain, Ok(request.clone()));
             }

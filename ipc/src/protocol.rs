@@ -28,6 +28,7 @@ pub enum Verb {
     Stop,
     Restart,
     ResetFailed,
+    Kill,
     Reload,
     Logs,
     Timeline,
@@ -38,7 +39,7 @@ pub enum Verb {
 }
 
 impl Verb {
-    pub const ALL: [Verb; 14] = [
+    pub const ALL: [Verb; 15] = [
         Verb::Hello,
         Verb::Subscribe,
         Verb::Status,
@@ -46,6 +47,7 @@ impl Verb {
         Verb::Stop,
         Verb::Restart,
         Verb::ResetFailed,
+        Verb::Kill,
         Verb::Reload,
         Verb::Logs,
         Verb::Timeline,
@@ -65,6 +67,7 @@ impl Verb {
             Verb::Stop => "stop",
             Verb::Restart => "restart",
             Verb::ResetFailed => "reset_failed",
+            Verb::Kill => "kill",
             Verb::Reload => "reload",
             Verb::Logs => "logs",
             Verb::Timeline => "timeline",
@@ -113,6 +116,11 @@ pub enum Command {
     /// (a scheduled oneshot stays on its schedule), and every one named begins its
     /// restart count, start limit and backoff afresh. Nothing is started or stopped.
     ResetFailed(ResetFailedArgs),
+    /// Send a signal to the named services' processes (systemctl kill, dinitctl signal,
+    /// s6-svc): to every process of each (its cgroup, else its process group and main
+    /// process), or with `main` to its main process only. Wants do not change: a service
+    /// that the signal ends is restarted as its `restart` says.
+    Kill(KillArgs),
     /// Re-read the configuration; rejected whole when it has any error.
     Reload,
     /// The last `lines` lines a service wrote (and, with `follow`, every later one).
@@ -176,6 +184,22 @@ pub struct ResetFailedArgs {
     pub names: Vec<String>,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KillArgs {
+    pub names: Vec<String>,
+    /// A name (`"SIGHUP"`, `"HUP"`, any case) or a number; SIGTERM when not given.
+    #[serde(default = "default_signal")]
+    pub signal: String,
+    /// The main process only, not every process of the service.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub main: bool,
+}
+
+fn default_signal() -> String {
+    "SIGTERM".into()
+}
+
 /// The services a start, stop or restart is for.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -218,6 +242,7 @@ impl Command {
             Command::Stop(_) => Verb::Stop,
             Command::Restart(_) => Verb::Restart,
             Command::ResetFailed(_) => Verb::ResetFailed,
+            Command::Kill(_) => Verb::Kill,
             Command::Reload => Verb::Reload,
             Command::Logs(_) => Verb::Logs,
             Command::Timeline => Verb::Timeline,
@@ -300,6 +325,7 @@ impl Command {
             Verb::Stop => Command::Stop(typed(verb, rest)?),
             Verb::Restart => Command::Restart(typed(verb, rest)?),
             Verb::ResetFailed => Command::ResetFailed(typed(verb, rest)?),
+            Verb::Kill => Command::Kill(typed(verb, rest)?),
             Verb::Logs => Command::Logs(typed(verb, rest)?),
             Verb::Reload => args(&rest).map(|()| Command::Reload)?,
             Verb::Timeline => args(&rest).map(|()| Command::Timeline)?,
@@ -1078,6 +1104,11 @@ mod tests {
             Command::ResetFailed(ResetFailedArgs::default()),
             Command::ResetFailed(ResetFailedArgs {
                 names: vec!["a".into()],
+            }),
+            Command::Kill(KillArgs {
+                names: vec!["a".into()],
+                signal: "SIGHUP".into(),
+                main: true,
             }),
             Command::Reload,
             Command::Logs(LogsArgs {

@@ -22,10 +22,10 @@ pub struct Rule {
     pub who: Who,
     /// The verbs it may use (`hello` is always allowed to anyone admitted).
     pub verbs: Vec<Verb>,
-    /// The services `start`, `stop`, `restart`, `reset_failed` and `logs` may name:
-    /// globs; `None`: any.
+    /// The services `start`, `stop`, `restart`, `reset_failed`, `kill` and `logs` may
+    /// name: globs; `None`: any.
     pub services: Option<Vec<String>>,
-    /// Services it may never start, stop, restart or reset, whatever the globs say (an adapter's
+    /// Services it may never start, stop, restart, reset or signal, whatever the globs say (an adapter's
     /// own and the other adapters: see `crate::adapter::ADAPTERS`).
     pub except: Vec<String>,
     /// Where the rule comes from, for refusals: "[[control.allow]] 1", "[mqtt]".
@@ -123,12 +123,13 @@ impl Rights {
                 t.names.iter().map(String::as_str).collect()
             }
             Command::ResetFailed(args) => args.names.iter().map(String::as_str).collect(),
+            Command::Kill(args) => args.names.iter().map(String::as_str).collect(),
             Command::Logs(args) => vec![args.name.as_str()],
             _ => Vec::new(),
         };
         let changes = matches!(
             verb,
-            Verb::Start | Verb::Stop | Verb::Restart | Verb::ResetFailed
+            Verb::Start | Verb::Stop | Verb::Restart | Verb::ResetFailed | Verb::Kill
         );
         let covers = |rule: &Rule, name: &str| {
             rule.services

@@ -32,6 +32,13 @@ Commands:
                               a stop of one that is not there is done
   restart NAME... [--wait]    stop, then start again; --wait returns once the new run is
                               active (not while the old one still is)
+  kill NAME... [--signal SIG] [--main]
+                              send SIG (default SIGTERM; a name such as HUP or SIGHUP,
+                              or a number) to every process of NAME, or with --main to
+                              its main process only (systemctl kill); the service's want
+                              does not change: one the signal ends restarts as its
+                              `restart` says. Refused, sending nothing, when one is not
+                              running
   reset-failed [NAME...]      forget NAME's failures, or every failed service's: a failed
                               one becomes inactive and stays down (a scheduled one waits
                               for its next time), and its restart count, start limit
@@ -60,17 +67,19 @@ Commands:
 Options:
   -s, --socket PATH   the control socket (default $EMBER_SOCKET, else /run/ember/control.sock)
   -c, --config PATH   use the [control] socket of this configuration file
-      --json          print replies as JSON (status, start/stop/restart, reset-failed,
-                      reload, logs)
+      --json          print replies as JSON (status, start/stop/restart, kill,
+                      reset-failed, reload, logs)
   -w, --wait          see start, stop, restart
   -n, --lines N       see logs
       --binary PATH   see reexec
+      --signal SIG    see kill
+      --main          see kill
   -f, --follow        see logs
   -h, --help          print this help
 
 NAME may be a pattern with * and ? (quote it from the shell): `stop 'worker@*'` acts
-on every service ember has now whose name matches, as do start, restart, reset-failed
-and status.
+on every service ember has now whose name matches, as do start, restart, kill,
+reset-failed and status.
 
 Only root and the user ember runs as may use the socket, and whom [[control.allow]]
 lets in, for what it grants. Text a service wrote (its lines, its status) is shown with
@@ -103,6 +112,8 @@ pub fn parse(mut parser: lexopt::Parser) -> Result<Invocation, String> {
         (false, false, false, ember_ipc::LOG_LINES_DEFAULT);
     let (mut with_logs, mut lines_given) = (false, false);
     let mut binary: Option<String> = None;
+    let mut signal: Option<String> = None;
+    let mut main = false;
     let usage = |m: String| format!("{m}; try `ember ctl --help`");
     while let Some(arg) = parser.next().map_err(|e| usage(e.to_string()))? {
         match arg {
@@ -130,6 +141,15 @@ pub fn parse(mut parser: lexopt::Parser) -> Result<Invocation, String> {
                 );
             }
             Short('w') | Long("wait") => wait = true,
+            Long("main") => main = true,
+            Long("signal") => {
+                let value = parser.value().map_err(|e| usage(e.to_string()))?;
+                signal = Some(
+                    value
+                        .string()
+                        .map_err(|_| usage("--signal takes a signal's name or number".into()))?,
+                );
+            }
             Short('f') | Long("follow") => follow = true,
             Short('n') | Long("lines") => {
                 let value = parser.value().map_err(|e| usage(e.to_string()))?;
@@ -192,13 +212,14 @@ pub fn parse(mut parser: lexopt::Parser) -> Result<Invocation, String> {
             | Verb::Stop
             | Verb::Restart
             | Verb::ResetFailed
+            | Verb::Kill
             | Verb::Reload
             | Verb::Logs
     ) {
         takes(
             json,
             "--json",
-            "status, start, stop, restart, reset-failed, reload and logs",
+            "status, start, stop, restart, kill, reset-failed, reload and logs",
         )?;
     }
     if verb != Verb::Subscribe {
@@ -207,12 +228,22 @@ pub fn parse(mut parser: lexopt::Parser) -> Result<Invocation, String> {
     if verb != Verb::Reexec {
         takes(binary.is_some(), "--binary", "reexec")?;
     }
+    if verb != Verb::Kill {
+        takes(signal.is_some(), "--signal", "kill")?;
+        takes(main, "--main", "kill")?;
+    }
     if !matches!(verb, Verb::Start | Verb::Stop | Verb::Restart) {
         takes(wait, "--wait", "start, stop and restart")?;
     }
     if !matches!(
         verb,
-        Verb::Status | Verb::Start | Verb::Stop | Verb::Restart | Verb::ResetFailed | Verb::Logs
+        Verb::Status
+            | Verb::Start
+            | Verb::Stop
+            | Verb::Restart
+            | Verb::ResetFailed
+            | Verb::Kill
+            | Verb::Logs
     ) && !names.is_empty()
     {
         return Err(usage(format!("`{verb}` takes no service names")));
@@ -233,6 +264,16 @@ pub fn parse(mut parser: lexopt::Parser) -> Result<Invocation, String> {
         Verb::Stop => Command::Stop(targets(names)?),
         Verb::Restart => Command::Restart(targets(names)?),
         Verb::ResetFailed => Command::ResetFailed(ember_ipc::ResetFailedArgs { names }),
+        Verb::Kill => {
+            if names.is_empty() {
+                return Err(usage("`kill` needs at least one service name".into()));
+            }
+            Command::Kill(ember_ipc::KillArgs {
+                names,
+                signal: signal.unwrap_or_else(|| "SIGTERM".into()),
+                main,
+            })
+        }
         Verb::Logs => {
             if names.len() != 1 {
                 return Err(usage("`logs` takes exactly one service name".into()));
@@ -340,6 +381,7 @@ fn parts(command: &Command) -> Vec<Command> {
     let names = match command {
         Command::Start(t) | Command::Stop(t) | Command::Restart(t) => &t.names,
         Command::ResetFailed(args) => &args.names,
+        Command::Kill(args) => &args.names,
         _ => return vec![command.clone()],
     };
     let groups = name_groups(names);
@@ -361,6 +403,7 @@ fn parts(command: &Command) -> Vec<Command> {
                 names,
                 wait: t.wait,
             }),
+            Command::Kill(k) => Command::Kill(ember_ipc::KillArgs { names, ..k.clone() }),
             _ => Command::ResetFailed(ember_ipc::ResetFailedArgs { names }),
         })
         .collect()
@@ -522,6 +565,17 @@ fn execute(client: &mut Client, command: Command, json: bool) -> Result<i32, Str
                 for s in &services {
                     outln!("{}: {}", s.name, state_words(s));
                 }
+            }
+            Ok(0)
+        }
+        Command::Kill(mut args) => {
+            args.names = expand(client, args.names, None)?;
+            let mut services = Vec::new();
+            for part in parts(&Command::Kill(args)) {
+                services.extend(expect_services(client.call(&part)?)?);
+            }
+            if json {
+                outln!("{}", pretty(&services)?);
             }
             Ok(0)
         }

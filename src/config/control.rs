@@ -157,7 +157,7 @@ impl FromToml for RawAllow {
 }
 
 /// The verbs a rule may grant (`hello` needs no grant).
-const GRANTABLE: [Verb; 12] = [
+const GRANTABLE: [Verb; 13] = [
     Verb::Status,
     Verb::Subscribe,
     Verb::Logs,
@@ -166,6 +166,7 @@ const GRANTABLE: [Verb; 12] = [
     Verb::Stop,
     Verb::Restart,
     Verb::ResetFailed,
+    Verb::Kill,
     Verb::Reload,
     Verb::Poweroff,
     Verb::Reboot,

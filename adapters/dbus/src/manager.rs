@@ -2,7 +2,7 @@
 
 use crate::auth::{Ctx, Error};
 use crate::label::service_path;
-use ember_ipc::{Command, ResetFailedArgs, ServiceStatus, SystemStatus, Targets};
+use ember_ipc::{Command, KillArgs, ResetFailedArgs, ServiceStatus, SystemStatus, Targets};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use zbus::message::Header;
@@ -163,6 +163,24 @@ impl Manager {
             Command::ResetFailed(ResetFailedArgs { names })
         })
         .await
+    }
+
+    /// Sends `signal` ("SIGHUP", "HUP" or a number) to every process of the service
+    /// (systemd's KillUnit with whom "all").
+    async fn kill_service(
+        &self,
+        name: &str,
+        signal: &str,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<(), Error> {
+        let name = self.known(name)?;
+        let kill = Command::Kill(KillArgs {
+            names: vec![name],
+            signal: signal.to_owned(),
+            main: false,
+        });
+        self.ctx.act(conn, &header, kill).await.map(drop)
     }
 
     /// Forgets the failures of every failed service (systemd's ResetFailed).

@@ -3,7 +3,7 @@
 use crate::auth::{Ctx, Error};
 use crate::manager::Shared;
 use crate::usage::Figures;
-use ember_ipc::{Command, Metrics, ResetFailedArgs, ServiceStatus, Targets};
+use ember_ipc::{Command, KillArgs, Metrics, ResetFailedArgs, ServiceStatus, Targets};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use zbus::message::Header;
@@ -97,6 +97,23 @@ impl Service {
     ) -> Result<(), Error> {
         self.command(conn, &header, |names| Command::Restart(Targets::new(names)))
             .await
+    }
+
+    /// Sends `signal` ("SIGHUP", "HUP" or a number) to every process of the service, or
+    /// with `main_only` to its main process (systemd's Kill with whom "all" or "main").
+    async fn kill(
+        &self,
+        signal: &str,
+        main_only: bool,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<(), Error> {
+        let kill = Command::Kill(KillArgs {
+            names: vec![self.name.clone()],
+            signal: signal.to_owned(),
+            main: main_only,
+        });
+        self.ctx.act(conn, &header, kill).await.map(drop)
     }
 
     /// Forgets its failures (systemd's ResetFailed): failed, it becomes inactive and

@@ -1429,6 +1429,11 @@ impl Adapter {
         let command = match (&target, request.verb) {
             (Target::Service(name), Verb::Start) => Command::Start(targets(name)),
             (Target::Service(name), Verb::Stop) => Command::Stop(targets(name)),
+            (Target::Service(name), Verb::Kill) => Command::Kill(ember_ipc::KillArgs {
+                names: vec![name.clone()],
+                signal: request.signal.clone().unwrap_or_else(|| "SIGTERM".into()),
+                main: false,
+            }),
             (Target::Service(name), Verb::ResetFailed) => {
                 Command::ResetFailed(ember_ipc::ResetFailedArgs {
                     names: vec![name.clone()],

@@ -15,6 +15,8 @@ pub enum Verb {
     Restart,
     /// Forget the service's failures (systemd's reset-failed).
     ResetFailed,
+    /// A signal to the service's processes (systemctl kill).
+    Kill,
     List,
     Reload,
     Poweroff,
@@ -28,6 +30,7 @@ impl Verb {
             "stop" => Verb::Stop,
             "restart" => Verb::Restart,
             "reset-failed" | "reset_failed" => Verb::ResetFailed,
+            "kill" => Verb::Kill,
             "list" => Verb::List,
             "reload" => Verb::Reload,
             "poweroff" => Verb::Poweroff,
@@ -39,7 +42,7 @@ impl Verb {
     pub fn is_service_verb(self) -> bool {
         matches!(
             self,
-            Verb::Start | Verb::Stop | Verb::Restart | Verb::ResetFailed
+            Verb::Start | Verb::Stop | Verb::Restart | Verb::ResetFailed | Verb::Kill
         )
     }
 
@@ -59,6 +62,7 @@ impl Verb {
             Verb::Stop => "stop",
             Verb::Restart => "restart",
             Verb::ResetFailed => "reset-failed",
+            Verb::Kill => "kill",
             Verb::List => "list",
             Verb::Reload => "reload",
             Verb::Poweroff => "poweroff",
@@ -75,6 +79,9 @@ pub struct Request {
     pub reply_to: Option<String>,
     /// `"wait":true`: answer once settled, waiting at most this long.
     pub wait: Option<std::time::Duration>,
+    /// A kill's `"signal"` (ember reads it: "SIGHUP", "HUP" or a number); SIGTERM when
+    /// not given.
+    pub signal: Option<String>,
 }
 
 /// How long a `wait` waits when the command does not say.
@@ -124,6 +131,8 @@ struct Fields {
     wait: bool,
     #[serde(default)]
     timeout: Option<u64>,
+    #[serde(default)]
+    signal: Option<String>,
 }
 
 /// Decodes a payload.
@@ -139,8 +148,8 @@ pub fn decode(payload: &[u8]) -> Result<Request, Refusal> {
     let trimmed = text.trim();
     if !trimmed.starts_with('{') {
         return Verb::parse(trimmed)
-            .map(|verb| Request { verb, id: None, reply_to: None, wait: None })
-            .ok_or_else(|| refuse(format!("unknown command {:?}; send start, stop, restart, reset-failed, list, reload, poweroff or reboot", shorten(trimmed)), None, None));
+            .map(|verb| Request { verb, id: None, reply_to: None, wait: None, signal: None })
+            .ok_or_else(|| refuse(format!("unknown command {:?}; send start, stop, restart, kill, reset-failed, list, reload, poweroff or reboot", shorten(trimmed)), None, None));
     }
     // One reading of the JSON: with a key given twice, which one counts would depend on
     // the reader (`{"cmd":"restart","cmd":"stop"}`), so nothing is read from it at all.
@@ -175,13 +184,15 @@ pub fn decode(payload: &[u8]) -> Result<Request, Refusal> {
         }
         Some(_) => None, // a wrong type: reported below, naming the field
     };
-    if let Some(key) = object
-        .keys()
-        .find(|k| !matches!(k.as_str(), "cmd" | "id" | "reply_to" | "wait" | "timeout"))
-    {
+    if let Some(key) = object.keys().find(|k| {
+        !matches!(
+            k.as_str(),
+            "cmd" | "id" | "reply_to" | "wait" | "timeout" | "signal"
+        )
+    }) {
         return Err(refuse(
             format!(
-                "unknown field \"{}\"; a command has cmd, id, reply_to, wait and timeout",
+                "unknown field \"{}\"; a command has cmd, id, reply_to, wait, timeout and (a kill) signal",
                 shorten(key)
             ),
             id,
@@ -229,16 +240,24 @@ pub fn decode(payload: &[u8]) -> Result<Request, Refusal> {
                     secs.unwrap_or(DEFAULT_WAIT_SECS),
                 )),
             };
+            if fields.signal.is_some() && verb != Verb::Kill {
+                return Err(refuse(
+                    format!("\"signal\" goes with kill, not {}", verb.word()),
+                    id,
+                    fields.reply_to,
+                ));
+            }
             Ok(Request {
                 verb,
                 id,
                 reply_to: fields.reply_to,
                 wait,
+                signal: fields.signal.map(|s| shorten(&s)),
             })
         }
         None => Err(refuse(
             format!(
-                "unknown command {:?}; send start, stop, restart, reset-failed, list, reload, poweroff or reboot",
+                "unknown command {:?}; send start, stop, restart, kill, reset-failed, list, reload, poweroff or reboot",
                 shorten(&fields.cmd)
             ),
             id,

@@ -187,7 +187,7 @@ impl Runtime {
     }
 
     /// `signal` to the service's cgroup, or its process group and main process.
-    fn send(&mut self, name: &str, signal: Signal) {
+    pub(super) fn send(&mut self, name: &str, signal: Signal) {
         let pid = self.engine.unit(name).and_then(|u| u.pid);
         let pgid = self.services.get(name).and_then(|k| k.proc.pgid);
         crate::log::debug!(

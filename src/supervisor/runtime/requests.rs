@@ -199,6 +199,60 @@ impl Runtime {
         }
     }
 
+    /// Sends a signal to the services' processes, all checked first: an unknown name, a
+    /// service with no process to signal or a signal that does not exist sends nothing.
+    fn signal(&mut self, args: ember_ipc::KillArgs, origin: &str) -> Reply {
+        let signal = match crate::config::values::parse_signal(&args.signal) {
+            Ok(signal) => signal,
+            Err(why) => return Reply::error(ErrorKind::BadRequest, why),
+        };
+        let mut names = args.names;
+        if names.is_empty() {
+            return Reply::error(ErrorKind::BadRequest, "name at least one service");
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        names.retain(|n| seen.insert(n.clone()));
+        for name in &names {
+            let Some(unit) = self.engine.unit(name) else {
+                return self.unknown(name);
+            };
+            let idle = !unit.is_running() || unit.sub == Sub::AutoRestart;
+            if idle || (args.main && unit.pid.is_none()) {
+                let what = if idle {
+                    "is not running"
+                } else {
+                    "has no main process"
+                };
+                return Reply::error(
+                    ErrorKind::Failed,
+                    format!(
+                        "{name} {what} ({} ({})); nothing was signalled",
+                        unit.state, unit.sub
+                    ),
+                );
+            }
+        }
+        for name in &names {
+            let whom = if args.main {
+                "its main process"
+            } else {
+                "every process"
+            };
+            crate::log::info!("{origin}: kill {name}: {} to {whom}", signal.as_str());
+            if args.main {
+                if let Some(pid) = self.engine.unit(name).and_then(|u| u.pid) {
+                    let pid = nix::unistd::Pid::from_raw(pid);
+                    let _ = nix::sys::signal::kill(pid, signal);
+                }
+            } else {
+                self.send(name, signal);
+            }
+        }
+        Reply::Ok {
+            services: self.statuses_left(&names),
+        }
+    }
+
     /// What a name that is no service is: a template's own (`worker@`, said so: found by
     /// a hostile review, it was "no service named", though defined), or unknown.
     fn unknown(&self, name: &str) -> Reply {
@@ -482,6 +536,7 @@ impl Runtime {
                 Reply::error(ErrorKind::Internal, "answered by on_request")
             }
             Command::ResetFailed(args) => self.reset_failed(args.names, origin),
+            Command::Kill(args) => self.signal(args, origin),
             Command::Reload => match self.reload(origin) {
                 Ok(report) => Reply::Reloaded(report),
                 Err(refused) => refused,
