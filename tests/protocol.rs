@@ -244,6 +244,102 @@ command = ["/bin/sleep", "7820003"]
     assert!(!out.status.success(), "{}", said(&out));
 }
 
+/// A client's rules are one set of rights: its uid's and each of its groups' together
+/// (found by a hostile review: `restart web db` was refused to a user whose one group
+/// may restart web and another db); `services = ["*"]` is every service, logs included;
+/// and no glob reaches ember's own adapters, which only root and a rule naming them
+/// exactly may start, stop or restart (a `stop` of ember-mqtt by a rule of "*" cut the
+/// board off its broker).
+#[test]
+fn rules_add_up_and_no_glob_reaches_the_adapters() {
+    use std::io::{BufRead, Write};
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "proto-rules-add",
+        r#"
+[mqtt]
+url = "mqtt://127.0.0.1:1"
+
+[[control.allow]]
+group = "65533"
+verbs = ["status", "restart"]
+services = ["web*"]
+
+[[control.allow]]
+group = "65532"
+verbs = ["restart"]
+services = ["db"]
+
+[[control.allow]]
+user = "65534"
+verbs = ["stop", "subscribe", "logs"]
+services = ["*"]
+
+[[control.allow]]
+user = "65530"
+verbs = ["stop"]
+services = ["ember-mqtt"]
+
+[service.web]
+command = ["/bin/sleep", "7820031"]
+
+[service.db]
+command = ["/bin/sleep", "7820032"]
+"#,
+    );
+    ember.wait_state("db", "active", None, LONG);
+    ember.wait_state("ember-mqtt", "active", None, LONG);
+    let said = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).into_owned();
+    // In both groups: restart of web (one group's) and db (the other's) at once.
+    let before = (
+        ember.status("web")["pid"].clone(),
+        ember.status("db")["pid"].clone(),
+    );
+    let out = ctl_as(
+        &ember,
+        65531,
+        65531,
+        "65533,65532",
+        &["restart", "web", "db", "--wait"],
+    );
+    assert!(out.status.success(), "{}", said(&out));
+    assert_ne!(ember.status("web")["pid"], before.0);
+    assert_ne!(ember.status("db")["pid"], before.1);
+    // Still only what one of them grants.
+    let out = ctl_as(&ember, 65531, 65531, "65533,65532", &["stop", "web"]);
+    assert!(said(&out).contains("stop is not allowed"), "{}", said(&out));
+    // "*" is every service: every service's lines too.
+    let mut conn = connect_as(65534, 65534, 65534, &ember.socket, 1)
+        .pop()
+        .expect("a connection as uid 65534");
+    conn.set_read_timeout(Some(scaled(LONG))).unwrap();
+    conn.write_all(b"{\"cmd\":\"subscribe\",\"logs\":true}\n")
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(conn).read_line(&mut line).unwrap();
+    assert!(line.starts_with("{\"snapshot\""), "{line}");
+    // But not ember's adapters.
+    let out = ctl_as(&ember, 65534, 65534, "65534", &["stop", "ember-mqtt"]);
+    assert!(
+        said(&out).contains("stop of ember-mqtt is not allowed"),
+        "{}",
+        said(&out)
+    );
+    assert_eq!(ember.status("ember-mqtt")["want"], "up");
+    // A rule that names it does.
+    let out = ctl_as(
+        &ember,
+        65530,
+        65530,
+        "65530",
+        &["stop", "ember-mqtt", "--wait"],
+    );
+    assert!(out.status.success(), "{}", said(&out));
+    assert_eq!(ember.status("ember-mqtt")["want"], "down");
+}
+
 /// A user of `[[control.allow]]` who holds every connection it can, idle, keeps neither
 /// root out nor another user (found by a hostile review: a status-only user's 70 idle
 /// connections made root's `ember ctl status` fail with `busy`).
