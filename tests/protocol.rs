@@ -547,6 +547,83 @@ fn the_readme_adapter_example_watches_and_commands() {
     );
 }
 
+/// socat, which the README's examples use (tests/run.sh installs it).
+fn have_socat() -> bool {
+    let ok = Command::new("socat").arg("-V").output().is_ok();
+    if !ok {
+        // In CI a missing tool is a failure, not a skip.
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "socat is not installed in CI"
+        );
+        eprintln!("skipped: socat is not installed (tests/run.sh installs it)");
+    }
+    ok
+}
+
+/// The README's socat examples of the protocol, run as written (the socket's path aside),
+/// each answered with the reply it shows (its kind, and an error's kind). Found by a
+/// hostile review: socat closes the connection half a second after its input ends, so
+/// the `restart --wait` of a service slower than that to restart printed nothing.
+#[test]
+fn the_readme_socat_examples_answer_as_shown() {
+    if !can_unshare() || !have_socat() {
+        return;
+    }
+    let readme = include_str!("../README.md");
+    let section = &readme[readme
+        .find("### The control socket protocol")
+        .expect("the protocol's section")..];
+    let block = section
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("its first sh block");
+    let lines: Vec<&str> = block.lines().collect();
+    let examples: Vec<(&str, &str)> = lines
+        .windows(2)
+        .filter_map(|w| Some((w[0].strip_prefix("$ ")?, w[1])))
+        .collect();
+    assert!(examples.len() >= 5, "{block}");
+    // Slow to stop: a restart takes over a second.
+    let ember = Ember::start(
+        "proto-socat",
+        "[service.web]\ncommand = [\"/bin/sh\", \"-c\", \"trap 'sleep 1; exit 0' TERM; sleep 7820041 & wait\"]\n",
+    );
+    ember.wait_state("web", "active", None, LONG);
+    let first_key = |line: &str| {
+        line.strip_prefix("{\"")
+            .and_then(|l| l.split('"').next())
+            .map(str::to_owned)
+    };
+    for (command, shown) in examples {
+        let command = command.replace(
+            "/run/ember/control.sock",
+            &ember.socket.display().to_string(),
+        );
+        let out = Command::new("sh")
+            .args(["-c", &command])
+            .output()
+            .expect("sh");
+        let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(
+            first_key(&printed),
+            first_key(shown),
+            "{command}\nprinted {printed:?}"
+        );
+        if let Some(kind) = shown
+            .split("\"kind\":\"")
+            .nth(1)
+            .and_then(|k| k.split('"').next())
+        {
+            assert!(
+                printed.contains(&format!("\"kind\":\"{kind}\"")),
+                "{command}: {printed}"
+            );
+        }
+    }
+}
+
 /// `ember ctl` with huge names: the errors say what is wrong in a line or two (they
 /// quoted the whole name back, 100 KB of it), and exit 1.
 #[test]
