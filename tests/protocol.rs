@@ -58,6 +58,38 @@ fn hello_says_who_answers() {
     assert!(hello["hello"]["device"].is_string());
 }
 
+/// A status answers for each service once, wherever and however often it was named, as
+/// start, stop and restart do (found by a hostile review: `status web web` answered for
+/// web twice, and `ember ctl status web web` printed it twice).
+#[test]
+fn a_status_names_each_service_once() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "proto-status-once",
+        "[service.web]\ncommand = [\"/bin/sleep\", \"7820051\"]\n\n[service.db]\ncommand = [\"/bin/sleep\", \"7820052\"]\n",
+    );
+    ember.wait_state("web", "active", None, LONG);
+    let mut client = Client::connect(&ember.socket);
+    for details in [false, true] {
+        client.send(&format!(
+            r#"{{"cmd":"status","names":["web","db","web"],"details":{details}}}"#
+        ));
+        let reply = client.next();
+        let names: Vec<&str> = reply["status"]["services"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{reply}"))
+            .iter()
+            .filter_map(|s| s["name"].as_str())
+            .collect();
+        assert_eq!(names, ["web", "db"], "details {details}");
+    }
+    let out = ember.ctl(&["status", "web", "web*", "web"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.matches("● web").count(), 1, "{text}");
+}
+
 /// A snapshot, then each change numbered one after the other; a subscriber that falls
 /// behind is told (`lagged`) and gets a fresh snapshot: a gap never goes unsaid.
 #[test]
