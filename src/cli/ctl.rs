@@ -40,9 +40,11 @@ Commands:
   logs NAME [-n N] [-f]       the last N lines NAME wrote (default 10; 200 are kept);
                               -f keeps printing new lines until interrupted, through a
                               reexec too; when ember stops, it says so and exits 1
-  subscribe [--logs]          every change as it happens, a JSON line each: a snapshot
+  subscribe [--logs] [--metrics]
+                              every change as it happens, a JSON line each: a snapshot
                               of everything first, then each event (with --logs, every
-                              line the services write too); the stream of the protocol
+                              line the services write too; with --metrics, each round
+                              of [system] metrics_interval); the stream of the protocol
                               that adapters read (see the README); through a reexec,
                               a new snapshot; when ember stops, it says so and exits 1
   poweroff | reboot | halt    stop every service in reverse order; as PID 1 then power
@@ -61,6 +63,8 @@ Options:
   -n, --lines N       see logs
       --binary PATH   see reexec
   -f, --follow        see logs
+      --logs          see subscribe
+      --metrics       see subscribe
   -h, --help          print this help
 
 NAME may be a pattern with * and ? (quote it from the shell): `stop 'worker@*'` acts
@@ -95,7 +99,7 @@ pub fn parse(mut parser: lexopt::Parser) -> Result<Invocation, String> {
     let mut names = Vec::new();
     let (mut json, mut wait, mut follow, mut lines) =
         (false, false, false, ember_ipc::LOG_LINES_DEFAULT);
-    let (mut with_logs, mut lines_given) = (false, false);
+    let (mut with_logs, mut with_metrics, mut lines_given) = (false, false, false);
     let mut binary: Option<String> = None;
     let usage = |m: String| format!("{m}; try `ember ctl --help`");
     while let Some(arg) = parser.next().map_err(|e| usage(e.to_string()))? {
@@ -115,6 +119,7 @@ pub fn parse(mut parser: lexopt::Parser) -> Result<Invocation, String> {
             }
             Long("json") => json = true,
             Long("logs") => with_logs = true,
+            Long("metrics") => with_metrics = true,
             Long("binary") => {
                 let value = parser.value().map_err(|e| usage(e.to_string()))?;
                 binary = Some(
@@ -191,6 +196,7 @@ pub fn parse(mut parser: lexopt::Parser) -> Result<Invocation, String> {
     }
     if verb != Verb::Subscribe {
         takes(with_logs, "--logs", "subscribe")?;
+        takes(with_metrics, "--metrics", "subscribe")?;
     }
     if verb != Verb::Reexec {
         takes(binary.is_some(), "--binary", "reexec")?;
@@ -239,7 +245,7 @@ pub fn parse(mut parser: lexopt::Parser) -> Result<Invocation, String> {
         }
         Verb::Subscribe => Command::Subscribe(ember_ipc::SubscribeArgs {
             logs: with_logs,
-            metrics: false,
+            metrics: with_metrics,
         }),
         Verb::Reload => Command::Reload,
         Verb::Poweroff => Command::Poweroff,
@@ -1045,6 +1051,33 @@ mod tests {
         }
         assert!(parsed(&["logs", "web", "-n", "5", "--json"]).is_ok());
         assert!(parsed(&["status", "--json"]).is_ok());
+    }
+
+    /// `subscribe --metrics` asks for the metrics rounds, as the protocol's `metrics`
+    /// does (found by a hostile review: the README's stream has them, `ember ctl
+    /// subscribe` could not ask for them).
+    #[test]
+    fn subscribe_asks_for_what_the_protocol_offers() {
+        let parsed = |args: &[&str]| parse(lexopt::Parser::from_args(args.iter().copied()));
+        let Ok(Invocation {
+            command: Ctl::Request { command, .. },
+            ..
+        }) = parsed(&["subscribe", "--metrics", "--logs"])
+        else {
+            panic!("not parsed");
+        };
+        assert_eq!(
+            command,
+            Command::Subscribe(ember_ipc::SubscribeArgs {
+                logs: true,
+                metrics: true
+            })
+        );
+        let Err(e) = parsed(&["status", "--metrics"]) else {
+            panic!("parsed");
+        };
+        assert!(e.contains("--metrics applies to subscribe only"), "{e}");
+        assert!(HELP.contains("subscribe [--logs] [--metrics]"));
     }
 
     #[test]
