@@ -342,6 +342,16 @@ command = ["/bin/sleep", "7820032"]
     // Still only what one of them grants.
     let out = ctl_as(&ember, 65531, 65531, "65533,65532", &["stop", "web"]);
     assert!(said(&out).contains("stop is not allowed"), "{}", said(&out));
+    // A pattern is matched against the services ember lists, which takes `status`: said
+    // so, with what to do instead (it was a bare "status is not allowed" to a restart).
+    let out = ctl_as(&ember, 65531, 65531, "65532", &["restart", "d*"]);
+    assert!(
+        said(&out).contains("pattern \"d*\"")
+            && said(&out).contains("status is not allowed")
+            && said(&out).contains("name the services"),
+        "{}",
+        said(&out)
+    );
     // "*" is every service: every service's lines too.
     let mut conn = connect_as(65534, 65534, 65534, &ember.socket, 1)
         .pop()
