@@ -877,7 +877,10 @@ async fn subscribe(
     let follower = streams.register();
     // Before the snapshot is asked for, so nothing falls between the two.
     let mut events = control.events.subscribe();
-    let mut log_lines = control.lines.subscribe();
+    // The services' lines only when asked for: a receiver makes the core copy each line
+    // into the channel and keep the last of them there (every adapter subscribes, and
+    // none reads lines).
+    let mut log_lines = args.logs.then(|| control.lines.subscribe());
     let Some(mut seen) = send_snapshot(control, origin, write).await else {
         return false;
     };
@@ -886,7 +889,7 @@ async fn subscribe(
             let event = tokio::select! {
                 // Owned here (a copy only while another subscriber still holds it).
                 event = events.recv() => event.map(Arc::unwrap_or_clone),
-                line = log_lines.recv(), if args.logs => match line {
+                line = next_line(&mut log_lines) => match line {
                     Ok(line) => Ok(Event::Log(Arc::unwrap_or_clone(line))),
                     // Lines are a stream, not state: what was missed is said in the
                     // stream, and no snapshot can bring it back.
@@ -947,6 +950,17 @@ async fn subscribe(
         }
     }
     false
+}
+
+/// The next of the services' lines, for a subscriber that asked for them; never, for one
+/// that did not.
+async fn next_line(
+    lines: &mut Option<broadcast::Receiver<Arc<LogLine>>>,
+) -> Result<Arc<LogLine>, broadcast::error::RecvError> {
+    match lines {
+        Some(lines) => lines.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Whether `peer` may ask `command` under `policy`, and if not why.
@@ -1726,5 +1740,46 @@ mod tests {
             .await
             .expect("the stream ends with its client")
             .unwrap();
+    }
+
+    /// A subscriber without `logs` holds no receiver of the services' lines (found by a
+    /// hostile review: every adapter's subscription made ember copy each line a service
+    /// wrote into the lines' channel, and keep the last 1,024 there, for nobody).
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_subscriber_without_logs_takes_no_lines() {
+        let control = snapshot_core();
+        for logs in [false, true] {
+            let (served, client) = connect(control.clone());
+            let (read, mut write) = client.into_split();
+            let mut read = AsyncBufReader::new(read);
+            let request = format!("{{\"cmd\":\"subscribe\",\"logs\":{logs}}}\n");
+            write.write_all(request.as_bytes()).await.unwrap();
+            let mut line = String::new();
+            read.read_line(&mut line).await.unwrap();
+            assert!(line.starts_with("{\"snapshot\""), "{line}");
+            assert_eq!(
+                control.lines.receiver_count(),
+                usize::from(logs),
+                "logs {logs}"
+            );
+            if logs {
+                let said = LogLine {
+                    service: "a".into(),
+                    stream: Stream::Stdout,
+                    line: "hello".into(),
+                    time_usec: 1,
+                    seq: 1,
+                };
+                assert_eq!(control.lines.send(Arc::new(said)), 1);
+                line.clear();
+                read.read_line(&mut line).await.unwrap();
+                assert!(line.contains("\"log\"") && line.contains("hello"), "{line}");
+            }
+            drop((write, read));
+            tokio::time::timeout(Duration::from_secs(5), served)
+                .await
+                .expect("the stream ends with its client")
+                .unwrap();
+        }
     }
 }
