@@ -2389,3 +2389,40 @@ fn mqtt_files_that_are_not_regular_files_fail_the_adapter_not_ember() {
     }
     assert_eq!(ember.status("web")["state"], "active");
 }
+
+/// A command whose topic is long (a long `prefix`) is done: the adapter names the topic
+/// to ember as where the command came from (`via`, for ember's log), and a `via` over
+/// 256 bytes was refused as a bad request, so every command of such a board failed
+/// (found by a hostile review). ember now shortens a long `via` instead.
+#[test]
+fn a_command_on_a_long_topic_is_done() {
+    if !can_unshare() || !have_mosquitto() {
+        return;
+    }
+    let broker = Broker::start("long-topic", "");
+    let prefix = "p".repeat(240);
+    let ember = Ember::start(
+        "mqtt-long-topic",
+        &format!(
+            "{}{SERVICES}",
+            mqtt_config(&broker, "b1", &format!("prefix = \"{prefix}\""))
+        ),
+    );
+    let before = ember.wait_state("web", "active", None, LONG)["pid"].clone();
+    // Once the adapter is there (online).
+    let status = format!("{prefix}/b1/status");
+    assert!(wait_for(LONG, || broker
+        .collect(&status, 1, Duration::from_secs(2))
+        .contains(&format!("{status} online"))));
+    let replies = broker.subscribe(&format!("{prefix}/b1/reply"));
+    let out = broker.publish(
+        &format!("{prefix}/b1/service/web/cmd"),
+        r#"{"cmd":"restart","id":"long1"}"#,
+        &[],
+    );
+    assert!(out.status.success());
+    let reply = replies.wait_for("\"long1\"", LONG).expect("a reply");
+    assert!(reply.contains(r#"{"id":"long1","ok":true}"#), "{reply}");
+    assert!(wait_for(LONG, || ember.status("web")["pid"] != before
+        && ember.status("web")["state"] == "active"));
+}
