@@ -666,6 +666,47 @@ fn the_readme_socat_examples_answer_as_shown() {
     }
 }
 
+/// `ember ctl --json` on a terminal escapes what a service wrote as `ember ctl` does
+/// without it: JSON leaves DEL, the C1 controls (U+009B is a CSI to a terminal that reads
+/// them) and the bidirectional overrides raw, and they reached the admin's terminal
+/// (found by a hostile review). Escaped as `\uXXXX`, the JSON means the same.
+#[test]
+fn json_on_a_terminal_carries_no_raw_controls() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "proto-json-tty",
+        "[service.evil]\ncommand = [\"/usr/bin/printf\", \"a\\\\302\\\\2332Jb\\\\342\\\\200\\\\256c\\\\177d\\\\033[2Je\\\\n\"]\nrestart = \"never\"\n",
+    );
+    let written = "a\u{9b}2Jb\u{202e}c\u{7f}d\u{1b}[2Je";
+    assert!(wait_for(LONG, || {
+        let out = ember.ctl(&["logs", "evil", "--json"]);
+        String::from_utf8_lossy(&out.stdout).contains("e\"")
+    }));
+    // Piped: as the service wrote it (in JSON's own escaping).
+    let piped = ember.ctl(&["logs", "evil", "--json"]);
+    let line: Value = serde_json::from_slice(&piped.stdout).unwrap();
+    assert_eq!(line["line"], written);
+    // `script` gives ember ctl a terminal, as an admin's would be.
+    let out = Command::new("script")
+        .args(["-qec"])
+        .arg(format!(
+            "{EMBER} ctl --socket {} logs evil --json",
+            ember.socket.display()
+        ))
+        .arg("/dev/null")
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    for raw in ['\u{9b}', '\u{202e}', '\u{7f}', '\u{1b}'] {
+        assert!(!shown.contains(raw), "raw {raw:?}: {shown:?}");
+    }
+    let line: Value =
+        serde_json::from_str(shown.trim()).unwrap_or_else(|e| panic!("{e}: {shown:?}"));
+    assert_eq!(line["line"], written, "the same JSON, escaped");
+}
+
 /// `ember ctl` with huge names: the errors say what is wrong in a line or two (they
 /// quoted the whole name back, 100 KB of it), and exit 1.
 #[test]

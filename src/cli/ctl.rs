@@ -534,7 +534,9 @@ fn execute(client: &mut Client, command: Command, json: bool) -> Result<i32, Str
                     .filter(|l| skip_to.is_none_or(|s| l.seq > s))
                 {
                     if json {
-                        text += &serde_json::to_string(line).map_err(|e| e.to_string())?;
+                        text += &serde_json::to_string(line)
+                            .map(terminal::escape_json)
+                            .map_err(|e| e.to_string())?;
                     } else {
                         text += &render_log_line(line);
                     }
@@ -563,7 +565,9 @@ fn execute(client: &mut Client, command: Command, json: bool) -> Result<i32, Str
                 }
                 outln!(
                     "{}",
-                    serde_json::to_string(&reply).map_err(|e| e.to_string())?
+                    serde_json::to_string(&reply)
+                        .map(terminal::escape_json)
+                        .map_err(|e| e.to_string())?
                 );
                 reply = match client.next_reply()? {
                     Some(next) => next,
@@ -631,7 +635,9 @@ fn reconnect(socket: &std::path::Path) -> Result<ember_ipc::Hello, String> {
 }
 
 fn pretty<T: serde::Serialize>(value: &T) -> Result<String, String> {
-    serde_json::to_string_pretty(value).map_err(|e| e.to_string())
+    serde_json::to_string_pretty(value)
+        .map(terminal::escape_json)
+        .map_err(|e| e.to_string())
 }
 
 fn unexpected<T>(reply: Reply) -> Result<T, String> {
