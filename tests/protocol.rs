@@ -577,6 +577,22 @@ fn the_readme_adapter_example_watches_and_commands() {
         "{}",
         std::fs::read_to_string(&out_path).unwrap_or_default()
     );
+    // A reexec closes every connection: the example subscribes again (a fresh snapshot)
+    // and goes on (found by a hostile review: it ended silently, with status 0).
+    let out = ember.ctl(&["reexec"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(ember.ctl(&["restart", "web", "--wait"]).status.success());
+    let again = ember.status("web")["pid"].clone();
+    assert!(
+        wait_for(LONG, || seen(&format!("web: active (running) pid {again}"))),
+        "{}",
+        std::fs::read_to_string(&out_path).unwrap_or_default()
+    );
+    assert!(watch.try_wait().unwrap().is_none(), "it ended");
     let _ = watch.kill();
     let _ = watch.wait();
     let mut err = String::new();
