@@ -420,6 +420,91 @@ command = ["/bin/sleep", "7820012"]
     );
 }
 
+/// ember run by a user (a session's supervisor) is that user's as a machine's is root's:
+/// when every slot is taken, the user's connection makes room as root's does, by closing
+/// the oldest that follows (found by a hostile review: 64 `logs -f` of ember's own uid
+/// locked it out of `ember ctl status`, `stop` and all, while root would have got in).
+#[test]
+fn ember_s_own_uid_makes_room_as_root_does() {
+    use std::io::{BufRead, Write};
+    if !can_unshare() {
+        return;
+    }
+    let dir = TempDir::new("proto-own-uid");
+    std::fs::set_permissions(&dir.0, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let socket = dir.path("control.sock");
+    let config = dir.path("ember.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[control]\nsocket = \"{}\"\n\n[service.web]\ncommand = [\"/bin/sleep\", \"7820061\"]\n",
+            socket.display()
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.path("ember.log")).unwrap();
+    let mut ember = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            EMBER,
+            "--config",
+        ])
+        .arg(&config)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let as_ember = |args: &[&str]| {
+        Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                EMBER,
+                "ctl",
+                "--socket",
+            ])
+            .arg(&socket)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let up = wait_for(LONG, || {
+        String::from_utf8_lossy(&as_ember(&["status"]).stdout).contains("active (running)")
+    });
+    // Every slot taken by ember's own uid, following web's lines.
+    let mut followers = Vec::new();
+    if up {
+        for conn in connect_as(65534, 65534, 65534, &socket, 64) {
+            conn.set_read_timeout(Some(scaled(LONG))).unwrap();
+            (&conn)
+                .write_all(b"{\"cmd\":\"logs\",\"name\":\"web\",\"follow\":true}\n")
+                .unwrap();
+            let mut reader = std::io::BufReader::new(conn);
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            followers.push(reader);
+        }
+    }
+    let out = as_ember(&["status"]);
+    // SIGTERM: ember stops its service before it exits (SIGKILL would leave it behind).
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(ember.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = ember.wait();
+    let log = std::fs::read_to_string(dir.path("ember.log")).unwrap_or_default();
+    assert!(up, "{log}");
+    assert_eq!(followers.len(), 64);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A reload that takes a client's right away ends its stream with why (found by a
 /// hostile review: a subscriber whose rule was removed kept reading every event).
 #[test]

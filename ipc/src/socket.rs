@@ -331,10 +331,11 @@ pub async fn serve(
         let policy = policy.clone();
         let permit = match slots.clone().try_acquire_owned() {
             Ok(permit) => permit,
-            // Full, and root asks: the oldest long-lived connection (a `logs -f`, a
-            // `--wait`) makes room, so that followers can never lock root out (not even
-            // of `poweroff`). Its slot comes free once its task has ended.
-            Err(_) if uid == 0 && streams.evict_oldest() => {
+            // Full, and root (or ember's own uid, root's equal everywhere) asks: the
+            // oldest long-lived connection (a `logs -f`, a `--wait`) makes room, so that
+            // followers can never lock root out (not even of `poweroff`). Its slot comes
+            // free once its task has ended.
+            Err(_) if (uid == 0 || uid == own_uid) && streams.evict_oldest() => {
                 let slots = slots.clone();
                 tokio::spawn(async move {
                     let permit =
