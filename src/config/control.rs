@@ -243,14 +243,21 @@ fn check_rule(
                     Some(v) => verbs.push(*v),
                     None => {
                         let known: Vec<&str> = GRANTABLE.iter().map(|v| v.word()).collect();
+                        let word_said = word.get_ref().escape_debug().to_string();
+                        // A verb of the protocol that no rule grants is said to be one.
+                        let what = match word.get_ref().as_str() {
+                            "reexec" => {
+                                format!("\"{word_said}\" is root's alone; no rule grants it")
+                            }
+                            "hello" => format!(
+                                "\"{word_said}\" needs no rule; every client admitted may say it"
+                            ),
+                            _ => format!("unknown verb \"{word_said}\""),
+                        };
                         problem(
                             word.span().start,
                             Severity::Error,
-                            format!(
-                                "{name}: unknown verb \"{}\"; a rule grants {}",
-                                word.get_ref().escape_debug(),
-                                known.join(", ")
-                            ),
+                            format!("{name}: {what}; a rule grants {}", known.join(", ")),
                         );
                         return None;
                     }
