@@ -24,8 +24,9 @@ pub struct Rule {
     pub verbs: Vec<Verb>,
     /// The services `start`, `stop`, `restart` and `logs` may name: globs; `None`: any.
     pub services: Option<Vec<String>>,
-    /// Services it may never start, stop or restart, whatever the globs say (an adapter's
-    /// own and the other adapters: see `crate::adapter::ADAPTERS`).
+    /// Services it may never start, stop or restart, whatever the globs say: ember's
+    /// adapters (see `crate::adapter::ADAPTERS`), for an adapter's rule all of them, for a
+    /// `[[control.allow]]` rule those it does not name exactly.
     pub except: Vec<String>,
     /// Where the rule comes from, for refusals: "[[control.allow]] 1", "[mqtt]".
     pub source: String,
