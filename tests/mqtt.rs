@@ -2493,3 +2493,103 @@ fn a_published_kill_signals_a_service() {
     }
     assert_eq!(ember.status("hupper")["want"], "up");
 }
+
+/// A command whose topic is long (a long `prefix`) is done: the adapter names the topic
+/// to ember as where the command came from (`via`, for ember's log), and a `via` over
+/// 256 bytes was refused as a bad request, so every command of such a board failed
+/// (found by a hostile review). ember now shortens a long `via` instead.
+#[test]
+fn a_command_on_a_long_topic_is_done() {
+    if !can_unshare() || !have_mosquitto() {
+        return;
+    }
+    let broker = Broker::start("long-topic", "");
+    let prefix = "p".repeat(240);
+    let ember = Ember::start(
+        "mqtt-long-topic",
+        &format!(
+            "{}{SERVICES}",
+            mqtt_config(&broker, "b1", &format!("prefix = \"{prefix}\""))
+        ),
+    );
+    let before = ember.wait_state("web", "active", None, LONG)["pid"].clone();
+    // Once the adapter is there (online).
+    let status = format!("{prefix}/b1/status");
+    assert!(wait_for(LONG, || broker
+        .collect(&status, 1, Duration::from_secs(2))
+        .contains(&format!("{status} online"))));
+    let replies = broker.subscribe(&format!("{prefix}/b1/reply"));
+    let out = broker.publish(
+        &format!("{prefix}/b1/service/web/cmd"),
+        r#"{"cmd":"restart","id":"long1"}"#,
+        &[],
+    );
+    assert!(out.status.success());
+    let reply = replies.wait_for("\"long1\"", LONG).expect("a reply");
+    assert!(reply.contains(r#"{"id":"long1","ok":true}"#), "{reply}");
+    assert!(wait_for(LONG, || ember.status("web")["pid"] != before
+        && ember.status("web")["state"] == "active"));
+}
+
+/// Waited commands at once, more than one user may hold connections to ember's socket:
+/// each waits on a connection of its own, and past the 16 connections a user of the
+/// socket may hold (the adapter is one) the rest failed with `busy` (found by a hostile
+/// review: 24 restarts with wait, 9 "cannot wait for the outcome"), though the adapter
+/// runs 32 commands at once. They now wait for a connection, and every one is done.
+#[test]
+fn more_waited_commands_than_a_user_has_connections_are_all_done() {
+    if !can_unshare() || !have_mosquitto() {
+        return;
+    }
+    let broker = Broker::start("many-waits", "");
+    let ember = Ember::start(
+        "mqtt-many-waits",
+        &format!(
+            "{}[service.slow]\ncommand = [\"/bin/sh\", \"-c\", \"trap 'sleep 1; exit 0' TERM; sleep 7900041 & wait\"]\n",
+            mqtt_config(&broker, "b1", "")
+        ),
+    );
+    ember.wait_state("slow", "active", None, LONG);
+    assert!(wait_for(LONG, || broker
+        .collect("ember/b1/status", 1, Duration::from_secs(2))
+        .contains(&"ember/b1/status online".to_owned())));
+    let replies = broker.subscribe("ember/b1/reply");
+    let count = 24;
+    let lines: String = (0..count)
+        .map(|n| format!("{{\"cmd\":\"restart\",\"id\":\"w{n}\",\"wait\":true,\"timeout\":120}}\n"))
+        .collect();
+    let file = ember.dir.path("waits");
+    std::fs::write(&file, lines).unwrap();
+    let out = std::process::Command::new("mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-p", &broker.port.to_string()])
+        .args(["-q", "1", "-t", "ember/b1/service/slow/cmd", "-l"])
+        .stdin(std::fs::File::open(&file).unwrap())
+        .output()
+        .expect("mosquitto_pub");
+    assert!(out.status.success());
+    let answered = |lines: &[String]| {
+        let mut ids: BTreeMap<String, String> = BTreeMap::new();
+        for line in lines {
+            let Some(reply) = line
+                .split_once(' ')
+                .and_then(|(_, json)| serde_json::from_str::<Value>(json).ok())
+            else {
+                continue;
+            };
+            if let Some(id) = reply["id"].as_str() {
+                ids.insert(id.to_owned(), reply.to_string());
+            }
+        }
+        ids
+    };
+    assert!(
+        wait_for(LONG * 8, || answered(&replies.lines()).len() == count),
+        "{:?}",
+        answered(&replies.lines())
+    );
+    let failed: Vec<String> = answered(&replies.lines())
+        .into_values()
+        .filter(|r| !r.contains("\"ok\":true"))
+        .collect();
+    assert!(failed.is_empty(), "{} failed: {failed:#?}", failed.len());
+}

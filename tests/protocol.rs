@@ -58,6 +58,38 @@ fn hello_says_who_answers() {
     assert!(hello["hello"]["device"].is_string());
 }
 
+/// A status answers for each service once, wherever and however often it was named, as
+/// start, stop and restart do (found by a hostile review: `status web web` answered for
+/// web twice, and `ember ctl status web web` printed it twice).
+#[test]
+fn a_status_names_each_service_once() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "proto-status-once",
+        "[service.web]\ncommand = [\"/bin/sleep\", \"7820051\"]\n\n[service.db]\ncommand = [\"/bin/sleep\", \"7820052\"]\n",
+    );
+    ember.wait_state("web", "active", None, LONG);
+    let mut client = Client::connect(&ember.socket);
+    for details in [false, true] {
+        client.send(&format!(
+            r#"{{"cmd":"status","names":["web","db","web"],"details":{details}}}"#
+        ));
+        let reply = client.next();
+        let names: Vec<&str> = reply["status"]["services"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{reply}"))
+            .iter()
+            .filter_map(|s| s["name"].as_str())
+            .collect();
+        assert_eq!(names, ["web", "db"], "details {details}");
+    }
+    let out = ember.ctl(&["status", "web", "web*", "web"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.matches("● web").count(), 1, "{text}");
+}
+
 /// A snapshot, then each change numbered one after the other; a subscriber that falls
 /// behind is told (`lagged`) and gets a fresh snapshot: a gap never goes unsaid.
 #[test]
@@ -244,6 +276,112 @@ command = ["/bin/sleep", "7820003"]
     assert!(!out.status.success(), "{}", said(&out));
 }
 
+/// A client's rules are one set of rights: its uid's and each of its groups' together
+/// (found by a hostile review: `restart web db` was refused to a user whose one group
+/// may restart web and another db); `services = ["*"]` is every service, logs included;
+/// and no glob reaches ember's own adapters, which only root and a rule naming them
+/// exactly may start, stop or restart (a `stop` of ember-mqtt by a rule of "*" cut the
+/// board off its broker).
+#[test]
+fn rules_add_up_and_no_glob_reaches_the_adapters() {
+    use std::io::{BufRead, Write};
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "proto-rules-add",
+        r#"
+[mqtt]
+url = "mqtt://127.0.0.1:1"
+
+[[control.allow]]
+group = "65533"
+verbs = ["status", "restart"]
+services = ["web*"]
+
+[[control.allow]]
+group = "65532"
+verbs = ["restart"]
+services = ["db"]
+
+[[control.allow]]
+user = "65534"
+verbs = ["stop", "subscribe", "logs"]
+services = ["*"]
+
+[[control.allow]]
+user = "65530"
+verbs = ["stop"]
+services = ["ember-mqtt"]
+
+[service.web]
+command = ["/bin/sleep", "7820031"]
+
+[service.db]
+command = ["/bin/sleep", "7820032"]
+"#,
+    );
+    ember.wait_state("db", "active", None, LONG);
+    ember.wait_state("ember-mqtt", "active", None, LONG);
+    let said = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).into_owned();
+    // In both groups: restart of web (one group's) and db (the other's) at once.
+    let before = (
+        ember.status("web")["pid"].clone(),
+        ember.status("db")["pid"].clone(),
+    );
+    let out = ctl_as(
+        &ember,
+        65531,
+        65531,
+        "65533,65532",
+        &["restart", "web", "db", "--wait"],
+    );
+    assert!(out.status.success(), "{}", said(&out));
+    assert_ne!(ember.status("web")["pid"], before.0);
+    assert_ne!(ember.status("db")["pid"], before.1);
+    // Still only what one of them grants.
+    let out = ctl_as(&ember, 65531, 65531, "65533,65532", &["stop", "web"]);
+    assert!(said(&out).contains("stop is not allowed"), "{}", said(&out));
+    // A pattern is matched against the services ember lists, which takes `status`: said
+    // so, with what to do instead (it was a bare "status is not allowed" to a restart).
+    let out = ctl_as(&ember, 65531, 65531, "65532", &["restart", "d*"]);
+    assert!(
+        said(&out).contains("pattern \"d*\"")
+            && said(&out).contains("status is not allowed")
+            && said(&out).contains("name the services"),
+        "{}",
+        said(&out)
+    );
+    // "*" is every service: every service's lines too.
+    let mut conn = connect_as(65534, 65534, 65534, &ember.socket, 1)
+        .pop()
+        .expect("a connection as uid 65534");
+    conn.set_read_timeout(Some(scaled(LONG))).unwrap();
+    conn.write_all(b"{\"cmd\":\"subscribe\",\"logs\":true}\n")
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(conn).read_line(&mut line).unwrap();
+    assert!(line.starts_with("{\"snapshot\""), "{line}");
+    // But not ember's adapters.
+    let out = ctl_as(&ember, 65534, 65534, "65534", &["stop", "ember-mqtt"]);
+    assert!(
+        said(&out).contains("stop of ember-mqtt is not allowed"),
+        "{}",
+        said(&out)
+    );
+    assert_eq!(ember.status("ember-mqtt")["want"], "up");
+    // A rule that names it does.
+    let out = ctl_as(
+        &ember,
+        65530,
+        65530,
+        "65530",
+        &["stop", "ember-mqtt", "--wait"],
+    );
+    assert!(out.status.success(), "{}", said(&out));
+    assert_eq!(ember.status("ember-mqtt")["want"], "down");
+}
+
 /// A user of `[[control.allow]]` who holds every connection it can, idle, keeps neither
 /// root out nor another user (found by a hostile review: a status-only user's 70 idle
 /// connections made root's `ember ctl status` fail with `busy`).
@@ -279,6 +417,91 @@ command = ["/bin/sleep", "7820012"]
         said(&held_one_more).contains("holds 16 control connections already"),
         "{}",
         said(&held_one_more)
+    );
+}
+
+/// ember run by a user (a session's supervisor) is that user's as a machine's is root's:
+/// when every slot is taken, the user's connection makes room as root's does, by closing
+/// the oldest that follows (found by a hostile review: 64 `logs -f` of ember's own uid
+/// locked it out of `ember ctl status`, `stop` and all, while root would have got in).
+#[test]
+fn ember_s_own_uid_makes_room_as_root_does() {
+    use std::io::{BufRead, Write};
+    if !can_unshare() {
+        return;
+    }
+    let dir = TempDir::new("proto-own-uid");
+    std::fs::set_permissions(&dir.0, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let socket = dir.path("control.sock");
+    let config = dir.path("ember.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[control]\nsocket = \"{}\"\n\n[service.web]\ncommand = [\"/bin/sleep\", \"7820061\"]\n",
+            socket.display()
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.path("ember.log")).unwrap();
+    let mut ember = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            EMBER,
+            "--config",
+        ])
+        .arg(&config)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let as_ember = |args: &[&str]| {
+        Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                EMBER,
+                "ctl",
+                "--socket",
+            ])
+            .arg(&socket)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let up = wait_for(LONG, || {
+        String::from_utf8_lossy(&as_ember(&["status"]).stdout).contains("active (running)")
+    });
+    // Every slot taken by ember's own uid, following web's lines.
+    let mut followers = Vec::new();
+    if up {
+        for conn in connect_as(65534, 65534, 65534, &socket, 64) {
+            conn.set_read_timeout(Some(scaled(LONG))).unwrap();
+            (&conn)
+                .write_all(b"{\"cmd\":\"logs\",\"name\":\"web\",\"follow\":true}\n")
+                .unwrap();
+            let mut reader = std::io::BufReader::new(conn);
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            followers.push(reader);
+        }
+    }
+    let out = as_ember(&["status"]);
+    // SIGTERM: ember stops its service before it exits (SIGKILL would leave it behind).
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(ember.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = ember.wait();
+    let log = std::fs::read_to_string(dir.path("ember.log")).unwrap_or_default();
+    assert!(up, "{log}");
+    assert_eq!(followers.len(), 64);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }
 
@@ -439,6 +662,22 @@ fn the_readme_adapter_example_watches_and_commands() {
         "{}",
         std::fs::read_to_string(&out_path).unwrap_or_default()
     );
+    // A reexec closes every connection: the example subscribes again (a fresh snapshot)
+    // and goes on (found by a hostile review: it ended silently, with status 0).
+    let out = ember.ctl(&["reexec"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(ember.ctl(&["restart", "web", "--wait"]).status.success());
+    let again = ember.status("web")["pid"].clone();
+    assert!(
+        wait_for(LONG, || seen(&format!("web: active (running) pid {again}"))),
+        "{}",
+        std::fs::read_to_string(&out_path).unwrap_or_default()
+    );
+    assert!(watch.try_wait().unwrap().is_none(), "it ended");
     let _ = watch.kill();
     let _ = watch.wait();
     let mut err = String::new();
@@ -449,6 +688,124 @@ fn the_readme_adapter_example_watches_and_commands() {
         text.starts_with(&format!("ember {}", env!("CARGO_PKG_VERSION"))),
         "{text}"
     );
+}
+
+/// socat, which the README's examples use (tests/run.sh installs it).
+fn have_socat() -> bool {
+    let ok = Command::new("socat").arg("-V").output().is_ok();
+    if !ok {
+        // In CI a missing tool is a failure, not a skip.
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "socat is not installed in CI"
+        );
+        eprintln!("skipped: socat is not installed (tests/run.sh installs it)");
+    }
+    ok
+}
+
+/// The README's socat examples of the protocol, run as written (the socket's path aside),
+/// each answered with the reply it shows (its kind, and an error's kind). Found by a
+/// hostile review: socat closes the connection half a second after its input ends, so
+/// the `restart --wait` of a service slower than that to restart printed nothing.
+#[test]
+fn the_readme_socat_examples_answer_as_shown() {
+    if !can_unshare() || !have_socat() {
+        return;
+    }
+    let readme = include_str!("../README.md");
+    let section = &readme[readme
+        .find("### The control socket protocol")
+        .expect("the protocol's section")..];
+    let block = section
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("its first sh block");
+    let lines: Vec<&str> = block.lines().collect();
+    let examples: Vec<(&str, &str)> = lines
+        .windows(2)
+        .filter_map(|w| Some((w[0].strip_prefix("$ ")?, w[1])))
+        .collect();
+    assert!(examples.len() >= 5, "{block}");
+    // Slow to stop: a restart takes over a second.
+    let ember = Ember::start(
+        "proto-socat",
+        "[service.web]\ncommand = [\"/bin/sh\", \"-c\", \"trap 'sleep 1; exit 0' TERM; sleep 7820041 & wait\"]\n",
+    );
+    ember.wait_state("web", "active", None, LONG);
+    let first_key = |line: &str| {
+        line.strip_prefix("{\"")
+            .and_then(|l| l.split('"').next())
+            .map(str::to_owned)
+    };
+    for (command, shown) in examples {
+        let command = command.replace(
+            "/run/ember/control.sock",
+            &ember.socket.display().to_string(),
+        );
+        let out = Command::new("sh")
+            .args(["-c", &command])
+            .output()
+            .expect("sh");
+        let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(
+            first_key(&printed),
+            first_key(shown),
+            "{command}\nprinted {printed:?}"
+        );
+        if let Some(kind) = shown
+            .split("\"kind\":\"")
+            .nth(1)
+            .and_then(|k| k.split('"').next())
+        {
+            assert!(
+                printed.contains(&format!("\"kind\":\"{kind}\"")),
+                "{command}: {printed}"
+            );
+        }
+    }
+}
+
+/// `ember ctl --json` on a terminal escapes what a service wrote as `ember ctl` does
+/// without it: JSON leaves DEL, the C1 controls (U+009B is a CSI to a terminal that reads
+/// them) and the bidirectional overrides raw, and they reached the admin's terminal
+/// (found by a hostile review). Escaped as `\uXXXX`, the JSON means the same.
+#[test]
+fn json_on_a_terminal_carries_no_raw_controls() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "proto-json-tty",
+        "[service.evil]\ncommand = [\"/usr/bin/printf\", \"a\\\\302\\\\2332Jb\\\\342\\\\200\\\\256c\\\\177d\\\\033[2Je\\\\n\"]\nrestart = \"never\"\n",
+    );
+    let written = "a\u{9b}2Jb\u{202e}c\u{7f}d\u{1b}[2Je";
+    assert!(wait_for(LONG, || {
+        let out = ember.ctl(&["logs", "evil", "--json"]);
+        String::from_utf8_lossy(&out.stdout).contains("e\"")
+    }));
+    // Piped: as the service wrote it (in JSON's own escaping).
+    let piped = ember.ctl(&["logs", "evil", "--json"]);
+    let line: Value = serde_json::from_slice(&piped.stdout).unwrap();
+    assert_eq!(line["line"], written);
+    // `script` gives ember ctl a terminal, as an admin's would be.
+    let out = Command::new("script")
+        .args(["-qec"])
+        .arg(format!(
+            "{EMBER} ctl --socket {} logs evil --json",
+            ember.socket.display()
+        ))
+        .arg("/dev/null")
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    for raw in ['\u{9b}', '\u{202e}', '\u{7f}', '\u{1b}'] {
+        assert!(!shown.contains(raw), "raw {raw:?}: {shown:?}");
+    }
+    let line: Value =
+        serde_json::from_str(shown.trim()).unwrap_or_else(|e| panic!("{e}: {shown:?}"));
+    assert_eq!(line["line"], written, "the same JSON, escaped");
 }
 
 /// `ember ctl` with huge names: the errors say what is wrong in a line or two (they

@@ -19,6 +19,8 @@ command -v openssl >/dev/null || missing+=(openssl)
 command -v dbus-daemon >/dev/null || missing+=(dbus-daemon)
 command -v dbus-send >/dev/null || missing+=(dbus-bin)
 command -v busctl >/dev/null || missing+=(systemd)
+# tests/protocol.rs runs the README's socat examples of the control protocol.
+command -v socat >/dev/null || missing+=(socat)
 # tests/analyze.rs renders `ember analyze plot`'s SVG to a PNG and looks at it.
 command -v chromium >/dev/null || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then

@@ -13,6 +13,7 @@ import json
 import socket
 import sys
 import threading
+import time
 
 SOCKET = sys.argv[1] if len(sys.argv) > 1 else "/run/ember/control.sock"
 
@@ -51,10 +52,25 @@ print(f"ember {hello['ember']} on {hello['device']}, protocol {hello['protocol']
       flush=True)
 threading.Thread(target=commands, daemon=True).start()
 
-conn, lines = connect()
-conn.sendall(b'{"cmd":"subscribe"}\n')
+def stream():
+    """The subscription's lines; subscribed again when ember closes it (a reexec closes
+    every connection, and the new binary answers on the same socket)."""
+    while True:
+        for _ in range(600):  # a minute for ember to answer again
+            try:
+                conn, lines = connect()
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            sys.exit("ember stopped")
+        conn.sendall(b'{"cmd":"subscribe"}\n')
+        yield from lines
+        print("ember closed the stream; subscribing again", flush=True)
+
+
 last = 0
-for line in lines:
+for line in stream():
     message = json.loads(line)
     if "snapshot" in message:
         # Everything as it is, up to change number `seq`: start (again) from here.

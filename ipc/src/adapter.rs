@@ -19,7 +19,8 @@ pub fn may_be_instance(name: &str) -> bool {
 
 /// The services that are ember's own adapters. No adapter starts, stops or restarts them
 /// (a `stop` of ember-mqtt over MQTT would cut the board off for good): they are
-/// ember's to run, and root's, over the control socket.
+/// ember's to run, and root's over the control socket (and a `[[control.allow]]` rule's
+/// that names them exactly: no glob reaches them).
 pub const ADAPTERS: [&str; 2] = ["ember-mqtt", "ember-dbus"];
 
 /// The most settings an adapter reads: certificates and keys fit many times over.

@@ -135,9 +135,23 @@ impl Link {
 /// the link's connection it would hold up every request after it. Dropping the future
 /// closes the connection, and the core forgets the wait.
 pub async fn call_alone(socket: &Path, command: &Command, via: &str) -> Result<Reply, String> {
+    // A connection of its own only when there is one to have: more wait their turn here
+    // (their deadline runs meanwhile) instead of being refused by ember.
+    let _connection = ALONE
+        .acquire()
+        .await
+        .map_err(|_| "no connection to ember can be had".to_owned())?;
     let mut lines = Lines::connect(socket).await?;
     lines.call(command, Some(via)).await
 }
+
+/// Connections [`call_alone`] holds at once. An adapter is one user of ember's socket,
+/// which lets a user hold [`crate::socket::PER_USER`] connections; its link holds two
+/// (requests, the subscription) and may be making one again. Found by a hostile review:
+/// the MQTT adapter runs 32 commands at once, and of 24 restarts with wait, the 10 past
+/// ember's share were refused ("cannot wait for the outcome").
+const ALONE_AT_ONCE: usize = crate::socket::PER_USER - 4;
+static ALONE: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(ALONE_AT_ONCE);
 
 /// What a link needs to connect again.
 #[derive(Clone)]
@@ -258,7 +272,15 @@ impl Lines {
     }
 
     async fn call(&mut self, command: &Command, via: Option<&str>) -> Result<Reply, String> {
-        self.send(command, via).await?;
+        if let Err(e) = self.send(command, via).await {
+            // ember may have refused the connection (busy, access denied) and closed it
+            // before the request was sent: its reason is waiting to be read, and says
+            // more than "Broken pipe".
+            return match self.next().await {
+                Ok(refused @ Reply::Error(_)) => Ok(refused),
+                _ => Err(e),
+            };
+        }
         self.next().await
     }
 }

@@ -331,10 +331,11 @@ pub async fn serve(
         let policy = policy.clone();
         let permit = match slots.clone().try_acquire_owned() {
             Ok(permit) => permit,
-            // Full, and root asks: the oldest long-lived connection (a `logs -f`, a
-            // `--wait`) makes room, so that followers can never lock root out (not even
-            // of `poweroff`). Its slot comes free once its task has ended.
-            Err(_) if uid == 0 && streams.evict_oldest() => {
+            // Full, and root (or ember's own uid, root's equal everywhere) asks: the
+            // oldest long-lived connection (a `logs -f`, a `--wait`) makes room, so that
+            // followers can never lock root out (not even of `poweroff`). Its slot comes
+            // free once its task has ended.
+            Err(_) if (uid == 0 || uid == own_uid) && streams.evict_oldest() => {
                 let slots = slots.clone();
                 tokio::spawn(async move {
                     let permit =
@@ -745,11 +746,17 @@ pub fn decode_request(line: &[u8]) -> Result<Incoming, Error> {
     })?;
     let via = match value.as_object_mut().and_then(|o| o.remove("via")) {
         None => None,
-        Some(serde_json::Value::String(via)) if via.len() <= VIA_MAX => Some(via),
-        Some(_) => {
+        // Only a label for the log: a long one is shortened, never a reason to refuse the
+        // request (found by a hostile review: the MQTT adapter names the topic, and with
+        // a long prefix every command of the board was refused).
+        Some(serde_json::Value::String(via)) => Some(shortened_via(via)),
+        Some(other) => {
             return Err(Error::new(
                 ErrorKind::BadRequest,
-                format!("\"via\" must be a string of at most {VIA_MAX} bytes"),
+                format!(
+                    "\"via\" must be a string (where the request came from), not {}",
+                    json_type(&other)
+                ),
             ))
         }
     };
@@ -757,6 +764,20 @@ pub fn decode_request(line: &[u8]) -> Result<Incoming, Error> {
         command: Command::from_value(value)?,
         via,
     })
+}
+
+/// `via` cut to its first [`VIA_MAX`] bytes (at a character's boundary), marked `...`.
+fn shortened_via(mut via: String) -> String {
+    if via.len() <= VIA_MAX {
+        return via;
+    }
+    let end = (0..=VIA_MAX)
+        .rev()
+        .find(|&i| via.is_char_boundary(i))
+        .unwrap_or(0);
+    via.truncate(end);
+    via.push_str("...");
+    via
 }
 
 /// What a connection's requests are served with.
@@ -877,7 +898,10 @@ async fn subscribe(
     let follower = streams.register();
     // Before the snapshot is asked for, so nothing falls between the two.
     let mut events = control.events.subscribe();
-    let mut log_lines = control.lines.subscribe();
+    // The services' lines only when asked for: a receiver makes the core copy each line
+    // into the channel and keep the last of them there (every adapter subscribes, and
+    // none reads lines).
+    let mut log_lines = args.logs.then(|| control.lines.subscribe());
     let Some(mut seen) = send_snapshot(control, origin, write).await else {
         return false;
     };
@@ -886,7 +910,7 @@ async fn subscribe(
             let event = tokio::select! {
                 // Owned here (a copy only while another subscriber still holds it).
                 event = events.recv() => event.map(Arc::unwrap_or_clone),
-                line = log_lines.recv(), if args.logs => match line {
+                line = next_line(&mut log_lines) => match line {
                     Ok(line) => Ok(Event::Log(Arc::unwrap_or_clone(line))),
                     // Lines are a stream, not state: what was missed is said in the
                     // stream, and no snapshot can bring it back.
@@ -947,6 +971,17 @@ async fn subscribe(
         }
     }
     false
+}
+
+/// The next of the services' lines, for a subscriber that asked for them; never, for one
+/// that did not.
+async fn next_line(
+    lines: &mut Option<broadcast::Receiver<Arc<LogLine>>>,
+) -> Result<Arc<LogLine>, broadcast::error::RecvError> {
+    match lines {
+        Some(lines) => lines.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Whether `peer` may ask `command` under `policy`, and if not why.
@@ -1384,6 +1419,12 @@ mod tests {
         );
         let c = decode_request(br#"{"cmd":"logs","name":"a","follow":true,"via":"x"}"#).unwrap();
         assert_eq!(c.via.as_deref(), Some("x"));
+        // A long via is shortened (at a character's boundary), not refused.
+        let long = format!(r#"{{"cmd":"status","via":"{}"}}"#, "é".repeat(200));
+        let via = decode_request(long.as_bytes()).unwrap().via.unwrap();
+        assert!(via.len() <= VIA_MAX + 3 && via.ends_with("é..."), "{via}");
+        let e = decode_request(br#"{"cmd":"status","via":5}"#).unwrap_err();
+        assert!(e.message.contains("\"via\" must be a string"), "{e}");
         let c = c.command;
         assert!(matches!(c, Command::Logs(LogsArgs { follow: true, .. })));
         // What belongs to another verb is refused, not ignored.
@@ -1726,5 +1767,46 @@ mod tests {
             .await
             .expect("the stream ends with its client")
             .unwrap();
+    }
+
+    /// A subscriber without `logs` holds no receiver of the services' lines (found by a
+    /// hostile review: every adapter's subscription made ember copy each line a service
+    /// wrote into the lines' channel, and keep the last 1,024 there, for nobody).
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_subscriber_without_logs_takes_no_lines() {
+        let control = snapshot_core();
+        for logs in [false, true] {
+            let (served, client) = connect(control.clone());
+            let (read, mut write) = client.into_split();
+            let mut read = AsyncBufReader::new(read);
+            let request = format!("{{\"cmd\":\"subscribe\",\"logs\":{logs}}}\n");
+            write.write_all(request.as_bytes()).await.unwrap();
+            let mut line = String::new();
+            read.read_line(&mut line).await.unwrap();
+            assert!(line.starts_with("{\"snapshot\""), "{line}");
+            assert_eq!(
+                control.lines.receiver_count(),
+                usize::from(logs),
+                "logs {logs}"
+            );
+            if logs {
+                let said = LogLine {
+                    service: "a".into(),
+                    stream: Stream::Stdout,
+                    line: "hello".into(),
+                    time_usec: 1,
+                    seq: 1,
+                };
+                assert_eq!(control.lines.send(Arc::new(said)), 1);
+                line.clear();
+                read.read_line(&mut line).await.unwrap();
+                assert!(line.contains("\"log\"") && line.contains("hello"), "{line}");
+            }
+            drop((write, read));
+            tokio::time::timeout(Duration::from_secs(5), served)
+                .await
+                .expect("the stream ends with its client")
+                .unwrap();
+        }
     }
 }

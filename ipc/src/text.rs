@@ -41,6 +41,27 @@ pub fn shortened(name: &str) -> Cow<'_, str> {
     }
 }
 
+/// JSON `text` with what [`escape_controls`] escapes written as JSON's `\uXXXX`: the
+/// same JSON, nothing raw for a terminal to act on. JSON already escapes the controls
+/// below U+0020 inside strings, and has no other place for them but the whitespace
+/// between tokens (kept); DEL, the C1 controls and the direction marks it leaves raw.
+pub fn escape_json_controls(text: &str) -> Cow<'_, str> {
+    let escaped = |c: char| is_unsafe(c) && !c.is_ascii_whitespace();
+    if !text.chars().any(escaped) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if escaped(c) {
+            // Every such character is in the Basic Multilingual Plane: one \uXXXX.
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
 fn is_unsafe(c: char) -> bool {
     (c.is_control() && c != '\t') || reorders_or_breaks(c)
 }
@@ -81,6 +102,27 @@ mod tests {
         }
         // Other letters of right-to-left scripts are text, and stay as they are.
         assert!(matches!(escape_controls("שלום مرحبا"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn json_keeps_its_meaning_with_controls_escaped() {
+        let value = serde_json::json!({"line": "a\u{9b}b\u{202e}c\u{7f}d\u{1b}e\nf"});
+        let pretty = serde_json::to_string_pretty(&value).unwrap();
+        let escaped = escape_json_controls(&pretty);
+        assert!(
+            !escaped.contains(['\u{9b}', '\u{202e}', '\u{7f}', '\u{1b}']),
+            "{escaped}"
+        );
+        assert!(
+            escaped.contains('\n'),
+            "the whitespace between tokens stays"
+        );
+        let back: serde_json::Value = serde_json::from_str(&escaped).unwrap();
+        assert_eq!(back, value);
+        assert!(matches!(
+            escape_json_controls("{\"a\":\"é\"}"),
+            Cow::Borrowed(_)
+        ));
     }
 
     #[test]

@@ -157,7 +157,7 @@ pub fn run(invocation: Invocation) -> i32 {
         // One value a line: readable, and each line short enough for a kernel log.
         Analyze::Dump => timeline(&invocation).and_then(|t| {
             serde_json::to_string_pretty(&t)
-                .map(|text| write_out(&format!("{text}\n")))
+                .map(|text| write_out(&format!("{}\n", super::terminal::escape_json(text))))
                 .map_err(|e| e.to_string())
         }),
         _ => analysis(&invocation),

@@ -20,3 +20,14 @@ pub fn escape(text: &str) -> String {
         text.to_owned()
     }
 }
+
+/// JSON `text` as it may be printed: on a terminal, what [`escape`] escapes is written as
+/// JSON's `\uXXXX` (the same JSON: JSON leaves DEL, the C1 controls and the direction
+/// marks raw); piped, as it is.
+pub fn escape_json(text: String) -> String {
+    if stdout_is_terminal() {
+        ember_ipc::text::escape_json_controls(&text).into_owned()
+    } else {
+        text
+    }
+}

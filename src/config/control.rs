@@ -245,14 +245,21 @@ fn check_rule(
                     Some(v) => verbs.push(*v),
                     None => {
                         let known: Vec<&str> = GRANTABLE.iter().map(|v| v.word()).collect();
+                        let word_said = word.get_ref().escape_debug().to_string();
+                        // A verb of the protocol that no rule grants is said to be one.
+                        let what = match word.get_ref().as_str() {
+                            "reexec" => {
+                                format!("\"{word_said}\" is root's alone; no rule grants it")
+                            }
+                            "hello" => format!(
+                                "\"{word_said}\" needs no rule; every client admitted may say it"
+                            ),
+                            _ => format!("unknown verb \"{word_said}\""),
+                        };
                         problem(
                             word.span().start,
                             Severity::Error,
-                            format!(
-                                "{name}: unknown verb \"{}\"; a rule grants {}",
-                                word.get_ref().escape_debug(),
-                                known.join(", ")
-                            ),
+                            format!("{name}: {what}; a rule grants {}", known.join(", ")),
                         );
                         return None;
                     }
@@ -305,9 +312,9 @@ fn check_rule(
     match who {
         Ok(Some(who)) => Some(Rule {
             who,
+            except: adapters_left_out(services.as_deref()),
             verbs,
             services,
-            except: Vec::new(),
             source: name,
         }),
         // Checked as text only: nothing to look the account up in.
@@ -319,6 +326,19 @@ fn check_rule(
             None
         }
     }
+}
+
+/// ember's adapters that a rule with these `services` may not start, stop or restart:
+/// every one it does not name exactly. A glob (`"*"`, `"e*"`) or a rule without
+/// `services` means the board's services, not the links that reach it (found by a
+/// hostile review: a rule of `"*"` let its user stop ember-mqtt, and the board was off
+/// its broker until root started it again).
+fn adapters_left_out(services: Option<&[String]>) -> Vec<String> {
+    ember_ipc::adapter::ADAPTERS
+        .iter()
+        .filter(|adapter| !services.is_some_and(|names| names.iter().any(|n| n == *adapter)))
+        .map(|adapter| adapter.to_string())
+        .collect()
 }
 
 /// A user or group by name or number; `Ok(None)` when checking text only.

@@ -1947,6 +1947,33 @@ verbs = ["status"]
     );
 }
 
+/// A verb no rule can grant is named for what it is, not as unknown (found by a hostile
+/// review: `verbs = ["reexec"]` was "unknown verb", though it is one, root's alone).
+#[test]
+fn a_verb_no_rule_grants_is_said_to_be_so() {
+    let tree = Tree::new();
+    for (verb, said) in [
+        (
+            "reexec",
+            "[[control.allow]] 1: \"reexec\" is root's alone; no rule grants it",
+        ),
+        (
+            "hello",
+            "[[control.allow]] 1: \"hello\" needs no rule; every client admitted may say it",
+        ),
+    ] {
+        tree.write(
+            "ember.toml",
+            &format!("[[control.allow]]\nuser = \"root\"\nverbs = [\"status\", \"{verb}\"]\n"),
+        );
+        let problems = tree.problems();
+        assert!(
+            problems.iter().any(|p| p.contains(said)),
+            "{said:?} not in {problems:#?}"
+        );
+    }
+}
+
 #[test]
 fn outputs_to_rotated_files() {
     let tree = Tree::new();

@@ -88,8 +88,7 @@ impl Runtime {
         }
         // Each service once, where it was first named (found by a hostile review: `start
         // worker@1 'worker@*'` acted on worker@1 and answered for it twice).
-        let mut seen = std::collections::BTreeSet::new();
-        names.retain(|n| seen.insert(n.clone()));
+        names = once_each(names);
         if self.engine.shutting_down() {
             return Err(Reply::error(
                 ErrorKind::Busy,
@@ -496,7 +495,7 @@ impl Runtime {
                         .map(|u| u.spec.name.to_string())
                         .collect()
                 } else {
-                    names
+                    once_each(names)
                 };
                 match self.statuses(&names) {
                     Ok(mut services) => {
@@ -617,6 +616,15 @@ impl Runtime {
             })
             .collect()
     }
+}
+
+/// `names` with each name once, where it was first given: every request that names
+/// services answers for each once (found by a hostile review: a status of `web web`
+/// answered for web twice, as a start of `worker@1 'worker@*'` once did).
+fn once_each(mut names: Vec<String>) -> Vec<String> {
+    let mut seen = std::collections::BTreeSet::new();
+    names.retain(|n| seen.insert(n.clone()));
+    names
 }
 
 /// Instances made by a start (not configured) that may run at once, all templates
