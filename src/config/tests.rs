@@ -2274,6 +2274,43 @@ schedule = { every = "1ms" }
     }
 }
 
+/// A jitter as long as the period puts a run off past the next one's time, which is then
+/// skipped: `every = "1m", jitter = "5m"` ran about every 3 minutes, not every minute.
+#[test]
+fn a_jitter_not_shorter_than_every_is_refused() {
+    let tree = Tree::new();
+    let text = r#"[service.a]
+type = "oneshot"
+command = ["/bin/true"]
+schedule = { every = "1m", jitter = "5m" }
+
+[service.b]
+type = "oneshot"
+command = ["/bin/true"]
+schedule = { every = "1h", jitter = "1h" }
+
+[service.c]
+type = "oneshot"
+command = ["/bin/true"]
+schedule = { every = "1h", after_boot = "1m", jitter = "59m" }
+
+[service.d]
+type = "oneshot"
+command = ["/bin/true"]
+schedule = { after_boot = "1m", jitter = "1h" }
+"#;
+    tree.write("ember.toml", text);
+    let problems = tree.problems();
+    assert_eq!(
+        problems,
+        [
+            format!("ember.toml:{}: service \"a\": jitter is not shorter than every, so a run it puts off can pass the next one's time, which is then skipped; make jitter shorter than every (e.g. half of it)", at(text, "\"5m\" }")),
+            format!("ember.toml:{}: service \"b\": jitter is not shorter than every, so a run it puts off can pass the next one's time, which is then skipped; make jitter shorter than every (e.g. half of it)", at(text, "\"1h\" }")),
+        ],
+        "{problems:#?}"
+    );
+}
+
 #[test]
 fn templates_their_pools_and_their_mistakes() {
     let tree = Tree::new();
