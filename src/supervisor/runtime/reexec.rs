@@ -328,6 +328,8 @@ impl Runtime {
         self.system_seq = h.system_seq;
         self.boot_complete = h.boot_complete;
         self.timeline = h.timeline;
+        let now = self.now();
+        self.timeline.taken_over(now);
         for (pid, name) in h.children {
             let name = self.shared_name(&name);
             self.children.insert(pid, ChildOwner::Service(name));
