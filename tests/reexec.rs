@@ -690,3 +690,58 @@ fn the_uptime_at_start_is_the_boots_after_a_reexec() {
         "uptime at start {at_start} us + {now} us since is not the uptime when asked, between {asked} and {answered} us"
     );
 }
+
+/// A configuration edited since it was loaded, then a reexec: the new binary took over
+/// each service as it ran, with the spec it read, so a changed command went on running
+/// the old one (status showed the new), a changed schedule kept its old next run, and a
+/// reload afterwards saw nothing to change. Such a reexec is now refused, naming what
+/// changed, until a reload has applied it; then it goes.
+#[test]
+fn a_reexec_with_changes_a_reload_has_not_applied_is_refused() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "reexec-unapplied",
+        r#"
+[service.app]
+command = ["/bin/sleep", "7930700"]
+
+[service.job]
+type = "oneshot"
+command = ["/bin/true"]
+schedule = { every = "1h" }
+
+[service.same]
+command = ["/bin/sleep", "7930702"]
+"#,
+    );
+    let app = ember.wait_state("app", "active", None, LONG);
+    let same = ember.wait_state("same", "active", None, LONG);
+    let path = ember.dir.path("ember.toml");
+    let written = std::fs::read_to_string(&path).unwrap();
+    let edited = written
+        .replace("7930700", "7930701")
+        .replace("every = \"1h\"", "every = \"2h\"");
+    std::fs::write(&path, edited).unwrap();
+    let out = ember.ctl(&["reexec", "--binary", EMBER]);
+    let said = text(&out);
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains("app (command)") && said.contains("job (schedule)"),
+        "{said}"
+    );
+    assert!(said.contains("ember ctl reload"), "{said}");
+    assert!(!said.contains("same"), "{said}");
+    assert_eq!(ember.status("app")["pid"], app["pid"]);
+
+    let out = ember.ctl(&["reload"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(wait_for(LONG, || {
+        let s = ember.status("app");
+        s["state"] == "active" && s["pid"] != app["pid"]
+    }));
+    let out = ember.ctl(&["reexec", "--binary", EMBER]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(ember.status("same")["pid"], same["pid"]);
+}
