@@ -516,6 +516,51 @@ fn parse_source<'a>(
 }
 
 /// Checks the main file `source` and the services_dir it names (unless offline).
+/// Each rotated output file that ember would refuse to write, said at its `file` (a
+/// Runtime problem, as a missing workdir is: the boot goes on): looked at where it will
+/// be, under log_dir when it is relative (those were never looked at, and a log_dir that
+/// is a file failed them all at run time only).
+fn outputs_looked_at(
+    services: &BTreeMap<String, ServiceSpec>,
+    spans: &SpanMap,
+    log_dir: Option<&Spanned<PathBuf>>,
+    problems: &mut Vec<Problem>,
+) {
+    let log_dir = match log_dir {
+        None => Some(PathBuf::from(DEFAULT_LOG_DIR)),
+        // One that is wrong is said as such, not as each file under it.
+        Some(dir) if dir.get_ref().is_absolute() => Some(dir.get_ref().clone()),
+        Some(_) => None,
+    };
+    for (name, spec) in services {
+        let Some((source, spans)) = spans.get(name).filter(|(s, _)| !s.offline) else {
+            continue;
+        };
+        for (what, offset) in &spans.files {
+            let output = if *what == "stdout" {
+                &spec.stdout
+            } else {
+                &spec.stderr
+            };
+            let Output::Rotated(file) = output else {
+                continue;
+            };
+            let path = match &log_dir {
+                _ if file.path.is_absolute() => file.path.clone(),
+                Some(dir) => dir.join(&file.path),
+                None => continue,
+            };
+            // A template's: each instance's is its own, made when it starts.
+            if path.to_string_lossy().contains(service::INSTANCE) {
+                continue;
+            }
+            if let Some(why) = service::rotated_file_refused(name, what, &path) {
+                problems.push(source.problem(Some(*offset), Severity::Runtime, why));
+            }
+        }
+    }
+}
+
 fn load_source(source: &Rc<Source>, problems: &mut Vec<Problem>) -> Config {
     let path = source.path.as_path();
     let Some(root) = parse_source(source, problems) else {
@@ -685,6 +730,7 @@ fn load_source(source: &Rc<Source>, problems: &mut Vec<Problem>) -> Config {
             ));
         }
     }
+    outputs_looked_at(&services, &spans, system.log_dir.as_ref(), problems);
     if let Some(grace) = system
         .shutdown_timeout
         .take_if(|grace| grace.get_ref().is_zero())

@@ -329,11 +329,48 @@ impl FromToml for RawOutput {
     }
 }
 
-/// Where each dependency was written, for errors found when the graph is checked.
+/// Why ember would not write `path`, the `what` ("stdout") of service `name`, as a rotated
+/// file (see `crate::supervisor::logfiles::open_file`), if it would not: it is on a
+/// kernel filesystem, it is there and is not a regular file of its own, or a directory
+/// it would be in is there and is not one. Looked at, never opened.
+pub fn rotated_file_refused(name: &str, what: &str, path: &Path) -> Option<String> {
+    // The nearest part of the path that is there (through links, as the open goes).
+    let nearest = path
+        .ancestors()
+        .skip(1)
+        .find_map(|dir| std::fs::metadata(dir).ok().map(|meta| (dir, meta)));
+    if let Some((dir, meta)) = nearest.filter(|(_, meta)| !meta.is_dir()) {
+        return Some(format!(
+            "service \"{name}\": {what} file {} cannot be made: {} is {}, not a directory",
+            path.display(),
+            dir.display(),
+            crate::filekind::kind(meta.file_type())
+        ));
+    }
+    if let Some(fs) = path.parent().and_then(crate::filekind::kernel_filesystem) {
+        return Some(format!(
+            "service \"{name}\": {what} file {} is on a kernel filesystem ({fs}), not on a disk: ember neither writes nor rotates a file there",
+            path.display()
+        ));
+    }
+    let why = std::fs::symlink_metadata(path)
+        .ok()
+        .and_then(|m| crate::filekind::not_a_file_of_its_own(&m))?;
+    Some(format!(
+        "service \"{name}\": {what} file {} {why}: ember writes only files it can rotate (for a device or a FIFO, write {what} = \"{}\", which the service writes itself)",
+        path.display(),
+        path.display()
+    ))
+}
+
+/// Where each dependency was written, for errors found when the graph is checked, and
+/// each rotated output file, looked at once it is under log_dir.
 #[derive(Debug, Clone, Default)]
 pub struct DependencySpans {
     pub table: Option<usize>,
     pub deps: Vec<(String, &'static str, usize)>,
+    /// "stdout" or "stderr", and where its `file` was written.
+    pub files: Vec<(&'static str, usize)>,
 }
 
 /// Checks a raw service and builds its spec; every problem found goes to `problems`.
@@ -502,6 +539,7 @@ pub fn build(
     let mut deps = DependencySpans {
         table: Some(table_offset),
         deps: Vec::new(),
+        files: Vec::new(),
     };
     for (list, kind, target) in [
         (raw.requires, "requires", &mut spec.requires),
@@ -663,45 +701,18 @@ pub fn build(
                         continue;
                     };
                     let path = file.get_ref().clone();
+                    // "logs/" names a directory: Path's file_name() reads it as "logs".
                     if path.as_os_str().is_empty()
                         || path.ends_with("..")
                         || path.file_name().is_none()
+                        || path.as_os_str().as_encoded_bytes().ends_with(b"/")
                     {
                         error!(file.span().start, format!("service \"{name}\": file must name a file, e.g. \"{name}.log\" (under [system] log_dir) or \"/var/log/{name}.log\""));
                         continue;
                     }
-                    // ember would refuse to write it (see `logfiles::open_file`): said
-                    // here too, as a missing workdir is. Looked at, never opened.
-                    let look = !source.offline
-                        && path.is_absolute()
-                        && !path.to_string_lossy().contains(INSTANCE);
-                    let kernel = look
-                        .then(|| path.parent().and_then(crate::filekind::kernel_filesystem))
-                        .flatten();
-                    if let Some(fs) = kernel {
-                        problems.push(source.problem(
-                            Some(file.span().start),
-                            Severity::Runtime,
-                            format!(
-                                "service \"{name}\": {what} file {} is on a kernel filesystem ({fs}), not on a disk: ember neither writes nor rotates a file there",
-                                path.display()
-                            ),
-                        ));
-                    } else if let Some(why) = look
-                        .then(|| std::fs::symlink_metadata(&path).ok())
-                        .flatten()
-                        .and_then(|m| crate::filekind::not_a_file_of_its_own(&m))
-                    {
-                        problems.push(source.problem(
-                            Some(file.span().start),
-                            Severity::Runtime,
-                            format!(
-                                "service \"{name}\": {what} file {} {why}: ember writes only files it can rotate (for a device or a FIFO, write {what} = \"{}\", which the service writes itself)",
-                                path.display(),
-                                path.display()
-                            ),
-                        ));
-                    }
+                    // Looked at once a relative file is under log_dir (see
+                    // `super::outputs_looked_at`).
+                    deps.files.push((what, file.span().start));
                     *slot = Output::Rotated(std::sync::Arc::new(RotatedFile {
                         path,
                         max_size,

@@ -2949,6 +2949,65 @@ stdout = {{ file = "/proc/self/comm" }}
     assert!(loaded.config.is_some());
 }
 
+/// What a rotated file's path cannot be, said by `ember check` for a file under log_dir
+/// too (a relative `file`, which was never looked at), and for one whose directory cannot
+/// be made (a part of it is a regular file: a log_dir that is a file failed every
+/// relative output at run time only), and a `file` that ends in "/" (a directory's name,
+/// which ember check passed and no open could make).
+#[test]
+fn a_rotated_file_under_log_dir_or_in_no_directory_fails_check() {
+    let tree = Tree::new();
+    let dir = tree.root.display().to_string();
+    std::fs::create_dir_all(tree.root.join("logs/dir.log")).unwrap();
+    tree.write("plain", "");
+    let text = format!(
+        r#"[system]
+log_dir = "{dir}/logs"
+
+[service.a]
+command = ["/bin/true"]
+stdout = {{ file = "dir.log" }}
+stderr = {{ file = "{dir}/plain/a.log" }}
+
+[service.b]
+command = ["/bin/true"]
+stdout = {{ file = "b/" }}
+stderr = {{ file = "fine.log" }}
+"#
+    );
+    tree.write("ember.toml", &text);
+    let rule = "ember writes only files it can rotate";
+    assert_eq!(
+        tree.problems(),
+        [
+            format!(
+                "ember.toml:{}: service \"a\": stdout file {dir}/logs/dir.log is a directory, not a regular file: {rule} (for a device or a FIFO, write stdout = \"{dir}/logs/dir.log\", which the service writes itself)",
+                at(&text, "\"dir.log\"")
+            ),
+            format!(
+                "ember.toml:{}: service \"a\": stderr file {dir}/plain/a.log cannot be made: {dir}/plain is a regular file, not a directory",
+                at(&text, "\"{dir}/plain/a.log\"".replace("{dir}", &dir).as_str())
+            ),
+            format!(
+                "ember.toml:{}: service \"b\": file must name a file, e.g. \"b.log\" (under [system] log_dir) or \"/var/log/b.log\"",
+                at(&text, "\"b/\"")
+            ),
+        ]
+    );
+    // log_dir itself a file: every relative file is said.
+    let text = format!(
+        "[system]\nlog_dir = \"{dir}/plain\"\n\n[service.c]\ncommand = [\"/bin/true\"]\nstdout = {{ file = \"c.log\" }}\n"
+    );
+    tree.write("ember.toml", &text);
+    assert_eq!(
+        tree.problems(),
+        [format!(
+            "ember.toml:{}: service \"c\": stdout file {dir}/plain/c.log cannot be made: {dir}/plain is a regular file, not a directory",
+            at(&text, "\"c.log\"")
+        )]
+    );
+}
+
 /// `[system] log_dir` and the watchdog `device` hold no NUL, said at their value as for
 /// any other path: a log_dir with one made every relative output file unwritable, said
 /// only at run time, and the device's was said as a driver not loaded.
