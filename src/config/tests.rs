@@ -2274,6 +2274,33 @@ schedule = { every = "1ms" }
     }
 }
 
+/// A duration written as a bare number (`stop_timeout = 5`, `every = 3600`, as other
+/// tools take seconds) was "invalid type: integer `5`, expected a string": right, but it
+/// left the reader to guess that the unit is missing. It now says what to write.
+#[test]
+fn a_duration_written_as_a_number_says_to_give_its_unit() {
+    let tree = Tree::new();
+    let text = r#"[service.a]
+command = ["/bin/true"]
+stop_timeout = 5
+ready = { delay = 1.5 }
+
+[service.b]
+type = "oneshot"
+command = ["/bin/true"]
+schedule = { every = 3600 }
+"#;
+    tree.write("ember.toml", text);
+    assert_eq!(
+        tree.problems(),
+        [
+            format!("ember.toml:{}: invalid type: integer `5`, expected a duration: a string with its unit, e.g. \"5s\" (or \"5ms\", \"5m\")", at(text, "5\n")),
+            format!("ember.toml:{}: invalid type: floating point `1.5`, expected a duration: a string with its unit, in whole numbers, e.g. \"1500ms\" for 1.5 seconds", at(text, "1.5")),
+            format!("ember.toml:{}: invalid type: integer `3600`, expected a duration: a string with its unit, e.g. \"3600s\" (or \"3600ms\", \"3600m\")", at(text, "3600")),
+        ]
+    );
+}
+
 /// A jitter as long as the period puts a run off past the next one's time, which is then
 /// skipped: `every = "1m", jitter = "5m"` ran about every 3 minutes, not every minute.
 #[test]
