@@ -719,7 +719,7 @@ pub fn build(
                         continue;
                     }
                     // Looked at once a relative file is under log_dir (see
-                    // `super::outputs_looked_at`).
+                    // `super::check_rotated_files`).
                     deps.files.push((what, file.span().start));
                     *slot = Output::Rotated(std::sync::Arc::new(RotatedFile {
                         path,

@@ -3035,6 +3035,49 @@ stderr = {{ file = "fine.log" }}
     );
 }
 
+/// One file written by two outputs with different bounds (stdout with max_size "4K",
+/// stderr with "8K", into the same file) grew past the smaller one: each line was rotated
+/// by its own output's settings. The same bounds are fine (both streams in one log).
+#[test]
+fn one_rotated_file_with_two_bounds_is_refused() {
+    let tree = Tree::new();
+    let dir = tree.root.display().to_string();
+    let text = format!(
+        r#"[system]
+log_dir = "{dir}/logs"
+
+[service.a]
+command = ["/bin/true"]
+stdout = {{ file = "same.log", max_size = "4K", keep = 2 }}
+stderr = {{ file = "same.log", max_size = "8K", keep = 2 }}
+
+[service.b]
+command = ["/bin/true"]
+stdout = {{ file = "{dir}/logs/same.log", max_size = "4K", keep = 3 }}
+
+[service.c]
+command = ["/bin/true"]
+stdout = {{ file = "both.log" }}
+stderr = {{ file = "both.log", max_size = "1M", keep = 3 }}
+"#
+    );
+    tree.write("ember.toml", &text);
+    let first = format!("{dir}/logs/same.log");
+    assert_eq!(
+        tree.problems(),
+        [
+            format!(
+                "ember.toml:{}: service \"a\": stderr file {first} is also stdout of a, with max_size 4096 and keep 2: one file has one bound; give each the same max_size and keep",
+                at(&text, "\"same.log\", max_size = \"8K\"")
+            ),
+            format!(
+                "ember.toml:{}: service \"b\": stdout file {first} is also stdout of a, with max_size 4096 and keep 2: one file has one bound; give each the same max_size and keep",
+                at(&text, &format!("\"{first}\""))
+            ),
+        ]
+    );
+}
+
 /// `[system] log_dir` and the watchdog `device` hold no NUL, said at their value as for
 /// any other path: a log_dir with one made every relative output file unwritable, said
 /// only at run time, and the device's was said as a driver not loaded.
