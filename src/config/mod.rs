@@ -520,7 +520,7 @@ fn parse_source<'a>(
 /// Runtime problem, as a missing workdir is: the boot goes on): looked at where it will
 /// be, under log_dir when it is relative (those were never looked at, and a log_dir that
 /// is a file failed them all at run time only). And a file that two outputs write with
-/// different bounds (an error).
+/// different bounds (a warning).
 fn check_rotated_files(
     services: &BTreeMap<String, ServiceSpec>,
     spans: &SpanMap,
@@ -564,9 +564,10 @@ fn check_rotated_files(
                     .or_insert((name, what, file.max_size, file.keep));
             if (first.2, first.3) != (file.max_size, file.keep) {
                 let (first_name, first_what, max_size, keep) = *first;
+                // A warning, not an error: a board whose file has it boots as before.
                 problems.push(source.problem(
                     Some(*offset),
-                    Severity::Error,
+                    Severity::Warning,
                     format!("service \"{name}\": {what} file {} is also {first_what} of {first_name}, with max_size {max_size} and keep {keep}: one file has one bound; give each the same max_size and keep", path.display()),
                 ));
             }

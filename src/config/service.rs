@@ -771,18 +771,21 @@ pub fn build(
                 e.span().start,
                 format!("service \"{name}\": every must be at least 1s, e.g. \"1h\" (each run is a process that ember starts and logs); for a job that never ends, use a service with restart = \"always\"")
             );
-        } else if let Some(j) = jitter
-            .as_ref()
-            .filter(|j| every.as_ref().is_some_and(|e| j.get_ref() >= e.get_ref()))
-        {
-            // A run is put off from its own time; the next is counted from the period
-            // after the time the run began, so a run put off a period or more made the
-            // next skipped: every = "1m", jitter = "5m" ran about every 3 minutes.
-            error!(
-                j.span().start,
-                format!("service \"{name}\": jitter is not shorter than every, so a run it puts off can pass the next one's time, which is then skipped; make jitter shorter than every (e.g. half of it)")
-            );
         } else {
+            if let Some(j) = jitter
+                .as_ref()
+                .filter(|j| every.as_ref().is_some_and(|e| j.get_ref() >= e.get_ref()))
+            {
+                // A run is put off from its own time; the next is counted from the period
+                // after the time the run began, so a run put off a period or more made the
+                // next skipped: every = "1m", jitter = "5m" ran about every 3 minutes. A
+                // warning, not an error: a board whose file has it boots as before.
+                problems.push(source.problem(
+                    Some(j.span().start),
+                    Severity::Warning,
+                    format!("service \"{name}\": jitter is not shorter than every, so a run it puts off can pass the next one's time, which is then skipped; make jitter shorter than every (e.g. half of it)"),
+                ));
+            }
             spec.schedule = Some(Box::new(Schedule {
                 every: every.map(Spanned::into_inner),
                 after_boot,

@@ -2303,8 +2303,9 @@ schedule = { every = 3600 }
 
 /// A jitter as long as the period puts a run off past the next one's time, which is then
 /// skipped: `every = "1m", jitter = "5m"` ran about every 3 minutes, not every minute.
+/// A warning: a board whose file has it boots as before.
 #[test]
-fn a_jitter_not_shorter_than_every_is_refused() {
+fn a_jitter_not_shorter_than_every_is_warned_of() {
     let tree = Tree::new();
     let text = r#"[service.a]
 type = "oneshot"
@@ -2331,8 +2332,8 @@ schedule = { after_boot = "1m", jitter = "1h" }
     assert_eq!(
         problems,
         [
-            format!("ember.toml:{}: service \"a\": jitter is not shorter than every, so a run it puts off can pass the next one's time, which is then skipped; make jitter shorter than every (e.g. half of it)", at(text, "\"5m\" }")),
-            format!("ember.toml:{}: service \"b\": jitter is not shorter than every, so a run it puts off can pass the next one's time, which is then skipped; make jitter shorter than every (e.g. half of it)", at(text, "\"1h\" }")),
+            format!("ember.toml:{}: warning: service \"a\": jitter is not shorter than every, so a run it puts off can pass the next one's time, which is then skipped; make jitter shorter than every (e.g. half of it)", at(text, "\"5m\" }")),
+            format!("ember.toml:{}: warning: service \"b\": jitter is not shorter than every, so a run it puts off can pass the next one's time, which is then skipped; make jitter shorter than every (e.g. half of it)", at(text, "\"1h\" }")),
         ],
         "{problems:#?}"
     );
@@ -3037,9 +3038,10 @@ stderr = {{ file = "fine.log" }}
 
 /// One file written by two outputs with different bounds (stdout with max_size "4K",
 /// stderr with "8K", into the same file) grew past the smaller one: each line was rotated
-/// by its own output's settings. The same bounds are fine (both streams in one log).
+/// by its own output's settings. The same bounds are fine (both streams in one log). A
+/// warning: a board whose file has it boots as before.
 #[test]
-fn one_rotated_file_with_two_bounds_is_refused() {
+fn one_rotated_file_with_two_bounds_is_warned_of() {
     let tree = Tree::new();
     let dir = tree.root.display().to_string();
     let text = format!(
@@ -3067,11 +3069,11 @@ stderr = {{ file = "both.log", max_size = "1M", keep = 3 }}
         tree.problems(),
         [
             format!(
-                "ember.toml:{}: service \"a\": stderr file {first} is also stdout of a, with max_size 4096 and keep 2: one file has one bound; give each the same max_size and keep",
+                "ember.toml:{}: warning: service \"a\": stderr file {first} is also stdout of a, with max_size 4096 and keep 2: one file has one bound; give each the same max_size and keep",
                 at(&text, "\"same.log\", max_size = \"8K\"")
             ),
             format!(
-                "ember.toml:{}: service \"b\": stdout file {first} is also stdout of a, with max_size 4096 and keep 2: one file has one bound; give each the same max_size and keep",
+                "ember.toml:{}: warning: service \"b\": stdout file {first} is also stdout of a, with max_size 4096 and keep 2: one file has one bound; give each the same max_size and keep",
                 at(&text, &format!("\"{first}\""))
             ),
         ]
