@@ -709,14 +709,23 @@ pub fn build(
                         continue;
                     };
                     let path = file.get_ref().clone();
-                    // "logs/" names a directory: Path's file_name() reads it as "logs".
+                    let no_file = format!("service \"{name}\": file must name a file, e.g. \"{name}.log\" (under [system] log_dir) or \"/var/log/{name}.log\"");
                     if path.as_os_str().is_empty()
                         || path.ends_with("..")
                         || path.file_name().is_none()
-                        || path.as_os_str().as_encoded_bytes().ends_with(b"/")
                     {
-                        error!(file.span().start, format!("service \"{name}\": file must name a file, e.g. \"{name}.log\" (under [system] log_dir) or \"/var/log/{name}.log\""));
+                        error!(file.span().start, no_file);
                         continue;
+                    }
+                    // "logs/" names a directory (Path's file_name() reads it as "logs"):
+                    // no line is ever written to it. A Runtime problem, as a file that is
+                    // a directory is: a board whose file has it boots as before.
+                    if path.as_os_str().as_encoded_bytes().ends_with(b"/") {
+                        problems.push(source.problem(
+                            Some(file.span().start),
+                            Severity::Runtime,
+                            no_file,
+                        ));
                     }
                     // Looked at once a relative file is under log_dir (see
                     // `super::check_rotated_files`).

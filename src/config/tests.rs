@@ -2981,7 +2981,8 @@ stdout = {{ file = "/proc/self/comm" }}
 /// too (a relative `file`, which was never looked at), and for one whose directory cannot
 /// be made (a part of it is a regular file: a log_dir that is a file failed every
 /// relative output at run time only), and a `file` that ends in "/" (a directory's name,
-/// which ember check passed and no open could make).
+/// which ember check passed and no open could make). Runtime problems, as a file that is
+/// a directory is: a boot goes on.
 #[test]
 fn a_rotated_file_under_log_dir_or_in_no_directory_fails_check() {
     let tree = Tree::new();
@@ -3022,6 +3023,13 @@ stderr = {{ file = "fine.log" }}
             ),
         ]
     );
+    // Runtime problems: a boot goes on (reload and check refuse them).
+    let loaded = tree.load();
+    assert!(loaded
+        .problems
+        .iter()
+        .all(|p| p.severity == Severity::Runtime));
+    assert!(loaded.config.is_some());
     // log_dir itself a file: every relative file is said.
     let text = format!(
         "[system]\nlog_dir = \"{dir}/plain\"\n\n[service.c]\ncommand = [\"/bin/true\"]\nstdout = {{ file = \"c.log\" }}\n"
