@@ -225,14 +225,6 @@ impl FromToml for Instances {
                 });
                 None
             }
-            // As instances = 0 is: a pool of none, written as a pool.
-            DeValue::Array(list) if list.is_empty() => {
-                issues.push(Issue {
-                    offset,
-                    message: format!("instances = []: a pool has 1 to {MAX_POOL} instances; remove the key for none"),
-                });
-                None
-            }
             // Bounded as a number is (found by a hostile review: a list of 100,000 names
             // made as many services at boot, after minutes of looking for duplicates).
             DeValue::Array(list) if list.len() > MAX_POOL as usize => {

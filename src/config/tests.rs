@@ -3379,8 +3379,6 @@ fn a_pool_of_the_wrong_shape_says_what_to_write() {
             "[1, 2]",
             "instances = [1, 2]: an instance's name is a string: write instances = [\"1\", \"2\"]",
         ),
-        // As instances = 0 is (it made no instance, and said nothing).
-        ("[]", "instances = []: a pool has 1 to 1024 instances"),
     ] {
         let text = format!("[service.\"worker@\"]\ncommand = [\"/bin/sh\"]\ninstances = {value}\n");
         tree.write("ember.toml", &text);
