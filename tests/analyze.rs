@@ -552,3 +552,40 @@ fn without_ember_the_errors_say_what_to_do() {
     let help = Command::new(EMBER).arg("--help").output().unwrap();
     assert!(String::from_utf8_lossy(&help.stdout).contains("ember analyze"));
 }
+
+/// A timeline from elsewhere may hold any number: times near 2^64 µs made `plot` (and
+/// the others' sums) overflow, and the tool died of a panic. Times past what a board
+/// could have run are refused, with what to do.
+#[test]
+fn a_saved_timeline_with_times_ember_never_writes_is_refused() {
+    let dir = TempDir::new("analyze-huge");
+    let file = dir.path("boot.json");
+    let huge = u64::MAX;
+    for (uptime, at) in [(huge, 2_000u64), (1_000, huge)] {
+        let timeline = serde_json::json!({
+            "device": "board", "role": "machine", "uptime_at_start_usec": uptime,
+            "started_usec": 1, "now_usec": 2_000_000, "boot_complete_usec": at,
+            "services": [{
+                "name": "web", "kind": "simple", "ready": "none", "enabled": true,
+                "first_spawn_usec": 1000, "first_active_usec": at,
+                "spawns": 1, "failures": 0, "dropped": 0,
+                "transitions": [{"at_usec": at, "state": "active", "sub_state": "running", "run": 1}],
+            }],
+        });
+        std::fs::write(&file, timeline.to_string()).unwrap();
+        for command in ["blame", "critical-chain", "plot"] {
+            let out = Command::new(EMBER)
+                .args(["analyze", "--from"])
+                .arg(&file)
+                .arg(command)
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{command}: {stderr}");
+            assert!(
+                stderr.contains("is not a timeline ember wrote") && stderr.contains("time"),
+                "{command}: {stderr}"
+            );
+        }
+    }
+}

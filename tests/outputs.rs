@@ -492,3 +492,46 @@ fn the_lines_queued_for_files_when_ember_ends_are_written() {
         assert_eq!(text, format!("{expected}the-end-{i}\n"), "f{i}.log");
     }
 }
+
+/// Each file stays within its max_size whatever a line holds: a line as long as ember
+/// reads one (4096 bytes, then its newline) went whole into a file of `max_size = "4K"`,
+/// and a line of bytes that are not UTF-8, each written as U+FFFD (3 bytes), took a file
+/// to three times its bound. A line longer than the file is cut to fit it.
+#[test]
+fn no_line_takes_a_rotated_file_past_its_max_size() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "outputs-long-lines",
+        r#"
+[system]
+log_dir = "$DIR/logs"
+
+[service.long]
+command = ["/bin/sh", "-c", "for i in 1 2 3; do head -c 4096 /dev/zero | tr '\\0' x; echo; head -c 5000 /dev/zero | tr '\\0' '\\377'; echo; done; echo last-line; exec sleep 7830002"]
+stdout = { file = "long.log", max_size = "4K", keep = 2 }
+
+[service.once]
+command = ["/bin/sh", "-c", "echo first-line; head -c 4096 /dev/zero | tr '\\0' y; echo; exec sleep 7830003"]
+stdout = { file = "once.log", max_size = "4K", keep = 1 }
+"#,
+    );
+    let logs = ember.dir.path("logs");
+    for (name, last) in [("long.log", "last-line"), ("once.log", "yyyy")] {
+        assert!(
+            wait_for(LONG, || std::fs::read(logs.join(name))
+                .map(|b| String::from_utf8_lossy(&b).contains(last))
+                .unwrap_or(false)),
+            "{name} never got its last line; log:\n{}",
+            ember.log()
+        );
+    }
+    for name in ["long.log", "long.log.1", "once.log"] {
+        let size = std::fs::metadata(logs.join(name))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        assert!(size <= 4096, "{name}: {size} bytes, past max_size 4K");
+    }
+    assert!(!logs.join("long.log.2").exists());
+}

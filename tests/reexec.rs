@@ -642,3 +642,106 @@ stdout = { file = "$DIR/f.log", max_size = "1M", keep = 2 }
         std::fs::read_to_string(&file).unwrap_or_default()
     );
 }
+
+/// `ember analyze`'s timeline after a reexec still says when ember started: its
+/// `uptime_at_start_usec` (as the machine's init, when the kernel handed over, which the
+/// plot draws) was the new binary's, so that a reexec three days after boot made the
+/// plot say the kernel took three days. Now, as before the reexec, the uptime at start
+/// plus the time since the start (`now_usec`) is the uptime when the timeline was taken.
+#[test]
+fn the_uptime_at_start_is_the_boots_after_a_reexec() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "reexec-uptime",
+        "[service.s]\ncommand = [\"/bin/sleep\", \"7930600\"]\n",
+    );
+    let dump = |ember: &Ember| -> Value {
+        let out = std::process::Command::new(EMBER)
+            .args(["analyze", "--socket"])
+            .arg(&ember.socket)
+            .arg("dump")
+            .output()
+            .expect("run ember analyze");
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+    };
+    // The uptime (CLOCK_MONOTONIC: after a reexec, the time since the start is on it).
+    let uptime = || {
+        nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+            .map(|t| t.tv_sec() as u64 * 1_000_000 + t.tv_nsec() as u64 / 1000)
+            .unwrap_or(0)
+    };
+    assert!(wait_for(LONG, || dump(&ember)["now_usec"]
+        .as_u64()
+        .is_some_and(|n| n > 1_000_000)));
+    let out = ember.ctl(&["reexec", "--binary", EMBER]);
+    assert!(out.status.success(), "{}", text(&out));
+    let asked = uptime();
+    let timeline = dump(&ember);
+    let answered = uptime();
+    let at_start = timeline["uptime_at_start_usec"]
+        .as_u64()
+        .expect("an uptime at start");
+    let now = timeline["now_usec"].as_u64().expect("a now");
+    // A millisecond either side for the rounding to microseconds of each figure.
+    assert!(
+        at_start + now + 1000 >= asked && at_start + now <= answered + 1000,
+        "uptime at start {at_start} us + {now} us since is not the uptime when asked, between {asked} and {answered} us"
+    );
+}
+
+/// A configuration edited since it was loaded, then a reexec: the new binary took over
+/// each service as it ran, with the spec it read, so a changed command went on running
+/// the old one (status showed the new), a changed schedule kept its old next run, and a
+/// reload afterwards saw nothing to change. Such a reexec is now refused, naming what
+/// changed, until a reload has applied it; then it goes.
+#[test]
+fn a_reexec_with_changes_a_reload_has_not_applied_is_refused() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "reexec-unapplied",
+        r#"
+[service.app]
+command = ["/bin/sleep", "7930700"]
+
+[service.job]
+type = "oneshot"
+command = ["/bin/true"]
+schedule = { every = "1h" }
+
+[service.same]
+command = ["/bin/sleep", "7930702"]
+"#,
+    );
+    let app = ember.wait_state("app", "active", None, LONG);
+    let same = ember.wait_state("same", "active", None, LONG);
+    let path = ember.dir.path("ember.toml");
+    let written = std::fs::read_to_string(&path).unwrap();
+    let edited = written
+        .replace("7930700", "7930701")
+        .replace("every = \"1h\"", "every = \"2h\"");
+    std::fs::write(&path, edited).unwrap();
+    let out = ember.ctl(&["reexec", "--binary", EMBER]);
+    let said = text(&out);
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains("app (command)") && said.contains("job (schedule)"),
+        "{said}"
+    );
+    assert!(said.contains("ember ctl reload"), "{said}");
+    assert!(!said.contains("same"), "{said}");
+    assert_eq!(ember.status("app")["pid"], app["pid"]);
+
+    let out = ember.ctl(&["reload"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(wait_for(LONG, || {
+        let s = ember.status("app");
+        s["state"] == "active" && s["pid"] != app["pid"]
+    }));
+    let out = ember.ctl(&["reexec", "--binary", EMBER]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(ember.status("same")["pid"], same["pid"]);
+}

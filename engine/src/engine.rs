@@ -917,7 +917,7 @@ impl Engine {
                 }
                 self.want_up(&name, now);
                 self.pull_in(&name, now);
-                self.run_now(&name);
+                self.run_now(&name, now);
             }
             Input::Stop(name) => {
                 let Some(unit) = self.units.get_mut(&name) else {
@@ -952,7 +952,7 @@ impl Engine {
                 }
                 self.touch(&name);
                 self.pull_in(&name, now);
-                self.run_now(&name);
+                self.run_now(&name, now);
             }
             Input::Spawned { name, run, pid } => {
                 let Some(unit) = self.units.get_mut(&name) else {
@@ -1966,13 +1966,17 @@ impl Engine {
     }
 
     /// A start or restart of a scheduled oneshot runs it now (once what is running, if
-    /// anything, has stopped), and counts its period from now.
-    fn run_now(&mut self, name: &str) {
-        let Some(unit) = self
-            .units
-            .get_mut(name)
-            .filter(|u| u.spec.schedule.is_some())
-        else {
+    /// anything, has stopped), and counts its period from now: armed here, not by
+    /// `keep_schedule`'s first-run rule, which kept a first run at after_boot still ahead
+    /// (a start 1 minute after boot of `every = "1h", after_boot = "10m"` ran it again 9
+    /// minutes later). Without a period, a first run after boot still ahead stays.
+    fn run_now(&mut self, name: &str, now: Duration) {
+        let booted_at = self.booted_at;
+        let seed = self.jitter_seed;
+        let Some(unit) = self.units.get_mut(name) else {
+            return;
+        };
+        let Some(schedule) = unit.spec.schedule.as_deref().copied() else {
             return;
         };
         if unit.want != Want::Up || unit.removing {
@@ -1981,8 +1985,14 @@ impl Engine {
         if unit.state != State::Activating || unit.restart_pending {
             unit.due = true;
         }
-        unit.schedule_on = false;
-        set_next_run(&mut self.schedule_timers, name, unit, None, 0);
+        let base = match (schedule.every, schedule.after_boot) {
+            (Some(every), _) => Some(now + every),
+            (None, Some(a)) if booted_at + a > now => Some(booted_at + a),
+            _ => None,
+        };
+        // Disarmed again by `keep_schedule` if it should not be (a shutdown under way).
+        unit.schedule_on = true;
+        set_next_run(&mut self.schedule_timers, name, unit, base, seed);
         self.touch(name);
     }
 

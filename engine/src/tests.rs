@@ -3767,6 +3767,26 @@ fn start_runs_now_and_stop_disarms() {
     sim.assert_state("job", State::Activating, Sub::Start);
 }
 
+/// A start before the first run's after_boot counts the period from the start, as a
+/// start always does: it ran now, then again at after_boot (10 minutes after boot, a few
+/// minutes later), as if it had not run. With only after_boot (no period), that run is
+/// still the one after boot.
+#[test]
+fn a_start_before_after_boot_counts_the_period_from_the_start() {
+    let mut sim = Sim::new(vec![
+        scheduled("job", Some(3600), Some(600), 0),
+        scheduled("once", None, Some(600), 0),
+    ]);
+    assert_eq!(sim.unit("job").next_run, Some(secs(600)));
+    sim.advance(secs(100));
+    sim.start("job");
+    sim.start("once");
+    sim.exit("job", Exit::Code(0));
+    sim.exit("once", Exit::Code(0));
+    assert_eq!(sim.unit("job").next_run, Some(secs(3700)));
+    assert_eq!(sim.unit("once").next_run, Some(secs(600)));
+}
+
 /// A disabled scheduled oneshot is not armed until started; shutdown disarms all.
 #[test]
 fn disabled_and_shutdown_schedules_are_not_armed() {

@@ -157,6 +157,7 @@ impl Files {
         let dir = config
             .services
             .keys()
+            .chain(config.templates.keys())
             .map(|name| (name, services_dir.join(format!("{name}.toml"))))
             .filter(|(_, path)| path.is_file())
             .map(|(name, path)| (name.clone(), read(path)))
@@ -206,6 +207,10 @@ impl Files {
         if let Some(source) = self.dir.get(service) {
             let offset = parse(&source.text).and_then(|root| in_table(root.get_ref(), key, item));
             return source.problem(offset, Severity::Warning, message);
+        }
+        // An instance is written as its template (a key of its own is the template's).
+        if let Some((template, _)) = ember_engine::spec::template_of(service) {
+            return self.warning(template, key, item, message);
         }
         // Neither file has it as expected (changed since it was loaded?): no position.
         Problem {
@@ -321,6 +326,50 @@ restart = "always"
             "{found:#?}"
         );
         assert!(found[4].starts_with("DIR/services.d/app.toml:2:13: warning: service \"app\" cannot start at boot: it requires \"web\", which requires \"cache\", which is disabled"), "{found:#?}");
+    }
+
+    /// A warning about an instance points at its template, where it is written (in the
+    /// main file or in services.d): it named `services.d/worker@1.toml`, a file that is
+    /// not there, with no line.
+    #[test]
+    fn a_warning_about_an_instance_points_at_its_template() {
+        let (config, dir) = load(
+            r#"[service."worker@"]
+command = ["/bin/sleep", "{instance}"]
+instances = 2
+
+[service.web]
+command = ["/bin/sleep", "1000"]
+requires = ["worker@1", "worker@7", "pool@a"]
+"#,
+            &[("pool@.toml", "command = [\"/bin/sleep\", \"{instance}\"]\n")],
+        );
+        let mut problems = warnings(&config);
+        crate::config::sort_problems(&mut problems);
+        let found: Vec<String> = problems
+            .iter()
+            .map(|p| p.to_string().replace(&dir.display().to_string(), "DIR"))
+            .collect();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(found.len(), 3, "{found:#?}");
+        assert!(
+            found[0].starts_with(
+                "DIR/ember.toml:1:10: warning: service \"worker@1\" is required by web"
+            ),
+            "{found:#?}"
+        );
+        assert!(
+            found[1].starts_with(
+                "DIR/ember.toml:1:10: warning: service \"worker@7\" is required by web"
+            ),
+            "{found:#?}"
+        );
+        assert!(
+            found[2].starts_with(
+                "DIR/services.d/pool@.toml:1:1: warning: service \"pool@a\" is required by web"
+            ),
+            "{found:#?}"
+        );
     }
 
     #[test]

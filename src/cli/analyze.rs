@@ -213,6 +213,7 @@ fn timeline(invocation: &Invocation) -> Result<Timeline, String> {
             })?,
         };
         return names_ember_writes(&timeline)
+            .and_then(|()| times_ember_writes(&timeline))
             .map(|()| timeline)
             .map_err(|e| {
                 format!(
@@ -270,6 +271,38 @@ fn names_ember_writes(timeline: &Timeline) -> Result<(), String> {
             std::iter::once(&s.name).chain(deps)
         })
         .try_for_each(|name| ember_ipc::names::check_service_name(name))
+}
+
+/// The latest time a timeline may hold, in microseconds (since ember started, since the
+/// machine booted, or since 1970): about 570 years, past anything a board writes, and far
+/// enough from 2^64 that the sums of the analyses cannot overflow (a file with times
+/// near it made `plot` die of a panic).
+const LATEST_TIME_USEC: u64 = 1 << 54;
+
+/// Every time in a timeline from a file is one ember could have written.
+fn times_ember_writes(timeline: &Timeline) -> Result<(), String> {
+    let services = timeline.services.iter().flat_map(|s| {
+        let transitions = s.transitions.iter().map(|t| Some(t.at_usec));
+        [s.first_spawn_usec, s.first_active_usec]
+            .into_iter()
+            .chain(transitions)
+    });
+    let late = [
+        timeline.uptime_at_start_usec,
+        Some(timeline.started_usec),
+        Some(timeline.now_usec),
+        timeline.boot_complete_usec,
+    ]
+    .into_iter()
+    .chain(services)
+    .flatten()
+    .find(|t| *t > LATEST_TIME_USEC);
+    match late {
+        Some(t) => Err(format!(
+            "a time of {t} us, later than any ember writes ({LATEST_TIME_USEC} us)"
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Prints `text` (see [`super::out`]).

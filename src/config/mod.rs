@@ -516,6 +516,71 @@ fn parse_source<'a>(
 }
 
 /// Checks the main file `source` and the services_dir it names (unless offline).
+/// Each rotated output file that ember would refuse to write, said at its `file` (a
+/// Runtime problem, as a missing workdir is: the boot goes on): looked at where it will
+/// be, under log_dir when it is relative (those were never looked at, and a log_dir that
+/// is a file failed them all at run time only). And a file that two outputs write with
+/// different bounds (a warning).
+fn check_rotated_files(
+    services: &BTreeMap<String, ServiceSpec>,
+    spans: &SpanMap,
+    log_dir: Option<&Spanned<PathBuf>>,
+    problems: &mut Vec<Problem>,
+) {
+    let log_dir = match log_dir {
+        None => Some(PathBuf::from(DEFAULT_LOG_DIR)),
+        // One that is wrong is said as such, not as each file under it.
+        Some(dir) if dir.get_ref().is_absolute() => Some(dir.get_ref().clone()),
+        Some(_) => None,
+    };
+    // Each file's first writer and its bound: one file rotated by two bounds grows
+    // past the smaller (each line was rotated by its own output's settings).
+    let mut bounds: BTreeMap<PathBuf, (&str, &str, u64, u32)> = BTreeMap::new();
+    for (name, spec) in services {
+        let Some((source, spans)) = spans.get(name) else {
+            continue;
+        };
+        for (what, offset) in &spans.files {
+            let output = if *what == "stdout" {
+                &spec.stdout
+            } else {
+                &spec.stderr
+            };
+            let Output::Rotated(file) = output else {
+                continue;
+            };
+            let path = match &log_dir {
+                _ if file.path.is_absolute() => file.path.clone(),
+                Some(dir) => dir.join(&file.path),
+                None => continue,
+            };
+            // A template's: each instance's is its own, made when it starts.
+            if path.to_string_lossy().contains(service::INSTANCE) {
+                continue;
+            }
+            let first =
+                bounds
+                    .entry(path.clone())
+                    .or_insert((name, what, file.max_size, file.keep));
+            if (first.2, first.3) != (file.max_size, file.keep) {
+                let (first_name, first_what, max_size, keep) = *first;
+                // A warning, not an error: a board whose file has it boots as before.
+                problems.push(source.problem(
+                    Some(*offset),
+                    Severity::Warning,
+                    format!("service \"{name}\": {what} file {} is also {first_what} of {first_name}, with max_size {max_size} and keep {keep}: one file has one bound; give each the same max_size and keep", path.display()),
+                ));
+            }
+            if source.offline {
+                continue;
+            }
+            if let Some(why) = service::rotated_file_refused(name, what, &path) {
+                problems.push(source.problem(Some(*offset), Severity::Runtime, why));
+            }
+        }
+    }
+}
+
 fn load_source(source: &Rc<Source>, problems: &mut Vec<Problem>) -> Config {
     let path = source.path.as_path();
     let Some(root) = parse_source(source, problems) else {
@@ -685,6 +750,7 @@ fn load_source(source: &Rc<Source>, problems: &mut Vec<Problem>) -> Config {
             ));
         }
     }
+    check_rotated_files(&services, &spans, system.log_dir.as_ref(), problems);
     if let Some(grace) = system
         .shutdown_timeout
         .take_if(|grace| grace.get_ref().is_zero())

@@ -250,7 +250,7 @@ impl FromToml for Instances {
 struct RawSchedule {
     every: Option<Spanned<Duration>>,
     after_boot: Option<Duration>,
-    jitter: Option<Duration>,
+    jitter: Option<Spanned<Duration>>,
 }
 
 impl FromToml for RawSchedule {
@@ -329,11 +329,48 @@ impl FromToml for RawOutput {
     }
 }
 
-/// Where each dependency was written, for errors found when the graph is checked.
+/// Why ember would not write `path`, the `what` ("stdout") of service `name`, as a rotated
+/// file (see `crate::supervisor::logfiles::open_file`), if it would not: it is on a
+/// kernel filesystem, it is there and is not a regular file of its own, or a directory
+/// it would be in is there and is not one. Looked at, never opened.
+pub fn rotated_file_refused(name: &str, what: &str, path: &Path) -> Option<String> {
+    // The nearest part of the path that is there (through links, as the open goes).
+    let nearest = path
+        .ancestors()
+        .skip(1)
+        .find_map(|dir| std::fs::metadata(dir).ok().map(|meta| (dir, meta)));
+    if let Some((dir, meta)) = nearest.filter(|(_, meta)| !meta.is_dir()) {
+        return Some(format!(
+            "service \"{name}\": {what} file {} cannot be made: {} is {}, not a directory",
+            path.display(),
+            dir.display(),
+            crate::filekind::kind(meta.file_type())
+        ));
+    }
+    if let Some(fs) = path.parent().and_then(crate::filekind::kernel_filesystem) {
+        return Some(format!(
+            "service \"{name}\": {what} file {} is on a kernel filesystem ({fs}), not on a disk: ember neither writes nor rotates a file there",
+            path.display()
+        ));
+    }
+    let why = std::fs::symlink_metadata(path)
+        .ok()
+        .and_then(|m| crate::filekind::not_a_file_of_its_own(&m))?;
+    Some(format!(
+        "service \"{name}\": {what} file {} {why}: ember writes only files it can rotate (for a device or a FIFO, write {what} = \"{}\", which the service writes itself)",
+        path.display(),
+        path.display()
+    ))
+}
+
+/// Where each dependency was written, for errors found when the graph is checked, and
+/// each rotated output file, looked at once it is under log_dir.
 #[derive(Debug, Clone, Default)]
 pub struct DependencySpans {
     pub table: Option<usize>,
     pub deps: Vec<(String, &'static str, usize)>,
+    /// "stdout" or "stderr", and where its `file` was written.
+    pub files: Vec<(&'static str, usize)>,
 }
 
 /// Checks a raw service and builds its spec; every problem found goes to `problems`.
@@ -502,6 +539,7 @@ pub fn build(
     let mut deps = DependencySpans {
         table: Some(table_offset),
         deps: Vec::new(),
+        files: Vec::new(),
     };
     for (list, kind, target) in [
         (raw.requires, "requires", &mut spec.requires),
@@ -663,45 +701,27 @@ pub fn build(
                         continue;
                     };
                     let path = file.get_ref().clone();
+                    let no_file = format!("service \"{name}\": file must name a file, e.g. \"{name}.log\" (under [system] log_dir) or \"/var/log/{name}.log\"");
                     if path.as_os_str().is_empty()
                         || path.ends_with("..")
                         || path.file_name().is_none()
                     {
-                        error!(file.span().start, format!("service \"{name}\": file must name a file, e.g. \"{name}.log\" (under [system] log_dir) or \"/var/log/{name}.log\""));
+                        error!(file.span().start, no_file);
                         continue;
                     }
-                    // ember would refuse to write it (see `logfiles::open_file`): said
-                    // here too, as a missing workdir is. Looked at, never opened.
-                    let look = !source.offline
-                        && path.is_absolute()
-                        && !path.to_string_lossy().contains(INSTANCE);
-                    let kernel = look
-                        .then(|| path.parent().and_then(crate::filekind::kernel_filesystem))
-                        .flatten();
-                    if let Some(fs) = kernel {
+                    // "logs/" names a directory (Path's file_name() reads it as "logs"):
+                    // no line is ever written to it. A Runtime problem, as a file that is
+                    // a directory is: a board whose file has it boots as before.
+                    if path.as_os_str().as_encoded_bytes().ends_with(b"/") {
                         problems.push(source.problem(
                             Some(file.span().start),
                             Severity::Runtime,
-                            format!(
-                                "service \"{name}\": {what} file {} is on a kernel filesystem ({fs}), not on a disk: ember neither writes nor rotates a file there",
-                                path.display()
-                            ),
-                        ));
-                    } else if let Some(why) = look
-                        .then(|| std::fs::symlink_metadata(&path).ok())
-                        .flatten()
-                        .and_then(|m| crate::filekind::not_a_file_of_its_own(&m))
-                    {
-                        problems.push(source.problem(
-                            Some(file.span().start),
-                            Severity::Runtime,
-                            format!(
-                                "service \"{name}\": {what} file {} {why}: ember writes only files it can rotate (for a device or a FIFO, write {what} = \"{}\", which the service writes itself)",
-                                path.display(),
-                                path.display()
-                            ),
+                            no_file,
                         ));
                     }
+                    // Looked at once a relative file is under log_dir (see
+                    // `super::check_rotated_files`).
+                    deps.files.push((what, file.span().start));
                     *slot = Output::Rotated(std::sync::Arc::new(RotatedFile {
                         path,
                         max_size,
@@ -753,10 +773,24 @@ pub fn build(
                 format!("service \"{name}\": every must be at least 1s, e.g. \"1h\" (each run is a process that ember starts and logs); for a job that never ends, use a service with restart = \"always\"")
             );
         } else {
+            if let Some(j) = jitter
+                .as_ref()
+                .filter(|j| every.as_ref().is_some_and(|e| j.get_ref() >= e.get_ref()))
+            {
+                // A run is put off from its own time; the next is counted from the period
+                // after the time the run began, so a run put off a period or more made the
+                // next skipped: every = "1m", jitter = "5m" ran about every 3 minutes. A
+                // warning, not an error: a board whose file has it boots as before.
+                problems.push(source.problem(
+                    Some(j.span().start),
+                    Severity::Warning,
+                    format!("service \"{name}\": jitter is not shorter than every, so a run it puts off can pass the next one's time, which is then skipped; make jitter shorter than every (e.g. half of it)"),
+                ));
+            }
             spec.schedule = Some(Box::new(Schedule {
                 every: every.map(Spanned::into_inner),
                 after_boot,
-                jitter: jitter.unwrap_or_default(),
+                jitter: jitter.map(Spanned::into_inner).unwrap_or_default(),
             }));
         }
     }

@@ -2301,6 +2301,71 @@ schedule = { every = "1ms" }
     }
 }
 
+/// A duration written as a bare number (`stop_timeout = 5`, `every = 3600`, as other
+/// tools take seconds) was "invalid type: integer `5`, expected a string": right, but it
+/// left the reader to guess that the unit is missing. It now says what to write.
+#[test]
+fn a_duration_written_as_a_number_says_to_give_its_unit() {
+    let tree = Tree::new();
+    let text = r#"[service.a]
+command = ["/bin/true"]
+stop_timeout = 5
+ready = { delay = 1.5 }
+
+[service.b]
+type = "oneshot"
+command = ["/bin/true"]
+schedule = { every = 3600 }
+"#;
+    tree.write("ember.toml", text);
+    assert_eq!(
+        tree.problems(),
+        [
+            format!("ember.toml:{}: invalid type: integer `5`, expected a duration: a string with its unit, e.g. \"5s\" (or \"5ms\", \"5m\")", at(text, "5\n")),
+            format!("ember.toml:{}: invalid type: floating point `1.5`, expected a duration: a string with its unit, in whole numbers, e.g. \"1500ms\" for 1.5 seconds", at(text, "1.5")),
+            format!("ember.toml:{}: invalid type: integer `3600`, expected a duration: a string with its unit, e.g. \"3600s\" (or \"3600ms\", \"3600m\")", at(text, "3600")),
+        ]
+    );
+}
+
+/// A jitter as long as the period puts a run off past the next one's time, which is then
+/// skipped: `every = "1m", jitter = "5m"` ran about every 3 minutes, not every minute.
+/// A warning: a board whose file has it boots as before.
+#[test]
+fn a_jitter_not_shorter_than_every_is_warned_of() {
+    let tree = Tree::new();
+    let text = r#"[service.a]
+type = "oneshot"
+command = ["/bin/true"]
+schedule = { every = "1m", jitter = "5m" }
+
+[service.b]
+type = "oneshot"
+command = ["/bin/true"]
+schedule = { every = "1h", jitter = "1h" }
+
+[service.c]
+type = "oneshot"
+command = ["/bin/true"]
+schedule = { every = "1h", after_boot = "1m", jitter = "59m" }
+
+[service.d]
+type = "oneshot"
+command = ["/bin/true"]
+schedule = { after_boot = "1m", jitter = "1h" }
+"#;
+    tree.write("ember.toml", text);
+    let problems = tree.problems();
+    assert_eq!(
+        problems,
+        [
+            format!("ember.toml:{}: warning: service \"a\": jitter is not shorter than every, so a run it puts off can pass the next one's time, which is then skipped; make jitter shorter than every (e.g. half of it)", at(text, "\"5m\" }")),
+            format!("ember.toml:{}: warning: service \"b\": jitter is not shorter than every, so a run it puts off can pass the next one's time, which is then skipped; make jitter shorter than every (e.g. half of it)", at(text, "\"1h\" }")),
+        ],
+        "{problems:#?}"
+    );
+}
+
 #[test]
 fn templates_their_pools_and_their_mistakes() {
     let tree = Tree::new();
@@ -2937,6 +3002,117 @@ stdout = {{ file = "/proc/self/comm" }}
         .iter()
         .all(|p| p.severity == Severity::Runtime));
     assert!(loaded.config.is_some());
+}
+
+/// What a rotated file's path cannot be, said by `ember check` for a file under log_dir
+/// too (a relative `file`, which was never looked at), and for one whose directory cannot
+/// be made (a part of it is a regular file: a log_dir that is a file failed every
+/// relative output at run time only), and a `file` that ends in "/" (a directory's name,
+/// which ember check passed and no open could make). Runtime problems, as a file that is
+/// a directory is: a boot goes on.
+#[test]
+fn a_rotated_file_under_log_dir_or_in_no_directory_fails_check() {
+    let tree = Tree::new();
+    let dir = tree.root.display().to_string();
+    std::fs::create_dir_all(tree.root.join("logs/dir.log")).unwrap();
+    tree.write("plain", "");
+    let text = format!(
+        r#"[system]
+log_dir = "{dir}/logs"
+
+[service.a]
+command = ["/bin/true"]
+stdout = {{ file = "dir.log" }}
+stderr = {{ file = "{dir}/plain/a.log" }}
+
+[service.b]
+command = ["/bin/true"]
+stdout = {{ file = "b/" }}
+stderr = {{ file = "fine.log" }}
+"#
+    );
+    tree.write("ember.toml", &text);
+    let rule = "ember writes only files it can rotate";
+    assert_eq!(
+        tree.problems(),
+        [
+            format!(
+                "ember.toml:{}: service \"a\": stdout file {dir}/logs/dir.log is a directory, not a regular file: {rule} (for a device or a FIFO, write stdout = \"{dir}/logs/dir.log\", which the service writes itself)",
+                at(&text, "\"dir.log\"")
+            ),
+            format!(
+                "ember.toml:{}: service \"a\": stderr file {dir}/plain/a.log cannot be made: {dir}/plain is a regular file, not a directory",
+                at(&text, "\"{dir}/plain/a.log\"".replace("{dir}", &dir).as_str())
+            ),
+            format!(
+                "ember.toml:{}: service \"b\": file must name a file, e.g. \"b.log\" (under [system] log_dir) or \"/var/log/b.log\"",
+                at(&text, "\"b/\"")
+            ),
+        ]
+    );
+    // Runtime problems: a boot goes on (reload and check refuse them).
+    let loaded = tree.load();
+    assert!(loaded
+        .problems
+        .iter()
+        .all(|p| p.severity == Severity::Runtime));
+    assert!(loaded.config.is_some());
+    // log_dir itself a file: every relative file is said.
+    let text = format!(
+        "[system]\nlog_dir = \"{dir}/plain\"\n\n[service.c]\ncommand = [\"/bin/true\"]\nstdout = {{ file = \"c.log\" }}\n"
+    );
+    tree.write("ember.toml", &text);
+    assert_eq!(
+        tree.problems(),
+        [format!(
+            "ember.toml:{}: service \"c\": stdout file {dir}/plain/c.log cannot be made: {dir}/plain is a regular file, not a directory",
+            at(&text, "\"c.log\"")
+        )]
+    );
+}
+
+/// One file written by two outputs with different bounds (stdout with max_size "4K",
+/// stderr with "8K", into the same file) grew past the smaller one: each line was rotated
+/// by its own output's settings. The same bounds are fine (both streams in one log). A
+/// warning: a board whose file has it boots as before.
+#[test]
+fn one_rotated_file_with_two_bounds_is_warned_of() {
+    let tree = Tree::new();
+    let dir = tree.root.display().to_string();
+    let text = format!(
+        r#"[system]
+log_dir = "{dir}/logs"
+
+[service.a]
+command = ["/bin/true"]
+stdout = {{ file = "same.log", max_size = "4K", keep = 2 }}
+stderr = {{ file = "same.log", max_size = "8K", keep = 2 }}
+
+[service.b]
+command = ["/bin/true"]
+stdout = {{ file = "{dir}/logs/same.log", max_size = "4K", keep = 3 }}
+
+[service.c]
+command = ["/bin/true"]
+stdout = {{ file = "both.log" }}
+stderr = {{ file = "both.log", max_size = "1M", keep = 3 }}
+"#
+    );
+    tree.write("ember.toml", &text);
+    let first = format!("{dir}/logs/same.log");
+    assert_eq!(
+        tree.problems(),
+        [
+            format!(
+                "ember.toml:{}: warning: service \"a\": stderr file {first} is also stdout of a, with max_size 4096 and keep 2: one file has one bound; give each the same max_size and keep",
+                at(&text, "\"same.log\", max_size = \"8K\"")
+            ),
+            format!(
+                "ember.toml:{}: warning: service \"b\": stdout file {first} is also stdout of a, with max_size 4096 and keep 2: one file has one bound; give each the same max_size and keep",
+                at(&text, &format!("\"{first}\""))
+            ),
+        ]
+    );
 }
 
 /// `[system] log_dir` and the watchdog `device` hold no NUL, said at their value as for

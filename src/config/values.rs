@@ -55,6 +55,36 @@ pub fn parse_log_level(text: &str) -> Result<LogLevel, String> {
 /// A duration written as "250ms", "5s", "2m", "1h 30m".
 impl FromToml for Duration {
     fn from_toml(value: Spanned<DeValue<'_>>, issues: &mut Vec<Issue>) -> Option<Self> {
+        // A bare number has no unit (other tools take seconds): "expected a string" alone
+        // left the reader to guess that the unit is what is missing.
+        let advice = match value.get_ref() {
+            DeValue::Integer(i) => {
+                let n = super::walk::integer(i)
+                    .map_or_else(|| i.as_str().to_owned(), |n| n.to_string());
+                Some(format!("integer `{n}`, expected a duration: a string with its unit, e.g. \"{n}s\" (or \"{n}ms\", \"{n}m\")"))
+            }
+            DeValue::Float(f) => {
+                let ms = f
+                    .as_str()
+                    .parse::<f64>()
+                    .map(|f| f * 1000.0)
+                    .unwrap_or(-1.0);
+                let example = if ms >= 1.0 && ms.fract() == 0.0 && ms < 1e12 {
+                    format!("\"{ms}ms\" for {f} seconds")
+                } else {
+                    "\"250ms\"".to_owned()
+                };
+                Some(format!("floating point `{f}`, expected a duration: a string with its unit, in whole numbers, e.g. {example}"))
+            }
+            _ => None,
+        };
+        if let Some(advice) = advice {
+            issues.push(Issue {
+                offset: value.span().start,
+                message: format!("invalid type: {advice}"),
+            });
+            return None;
+        }
         parsed(value, issues, parse_duration)
     }
 }

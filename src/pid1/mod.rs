@@ -184,6 +184,15 @@ pub fn uptime() -> Option<std::time::Duration> {
     ))
 }
 
+/// Time since boot less any time suspended (CLOCK_MONOTONIC, which `Instant` reads).
+pub fn monotonic() -> Option<std::time::Duration> {
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).ok()?;
+    Some(std::time::Duration::new(
+        t.tv_sec() as u64,
+        t.tv_nsec() as u32,
+    ))
+}
+
 /// Uptime as "12.345678 s", for boot timing lines.
 pub fn uptime_text() -> String {
     uptime()

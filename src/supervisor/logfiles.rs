@@ -188,8 +188,7 @@ impl Files {
         if SLOW.load(std::sync::atomic::Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(5));
         }
-        let mut bytes = line.into_bytes();
-        bytes.push(b'\n');
+        let bytes = fitted(line, target.max_size);
         self.tick += 1;
         match append(&mut self.open, target, &bytes, self.tick) {
             Ok(()) => {
@@ -211,6 +210,25 @@ impl Files {
             }
         }
     }
+}
+
+/// A line and its newline, cut to fit a file of `max_size` when it alone would not (at a
+/// character's boundary): a line is rotated into a file of its own when the one written
+/// to is too full for it, and a line longer than the file would have taken it past its
+/// bound (a 4096-byte line, the longest ember reads, went into a file of "4K" whole; one
+/// of bytes that are not UTF-8, each written as the 3 bytes of U+FFFD, made it 12K).
+fn fitted(mut line: String, max_size: u64) -> Vec<u8> {
+    let room = usize::try_from(max_size.saturating_sub(1)).unwrap_or(usize::MAX);
+    if line.len() > room {
+        let mut end = room;
+        while !line.is_char_boundary(end) {
+            end -= 1;
+        }
+        line.truncate(end);
+    }
+    let mut bytes = line.into_bytes();
+    bytes.push(b'\n');
+    bytes
 }
 
 fn append(

@@ -29,6 +29,9 @@ const REASON_KEPT: usize = 200;
 pub struct Recorder {
     /// From the runtime's clock (the engine's `now`) to time since ember started.
     offset: Duration,
+    /// The uptime when ember started (not written in a handover: see
+    /// [`Recorder::taken_over`]).
+    uptime_at_start: Option<Duration>,
     /// Keyed by the spec's own name (one copy per service), boxed: the table is up to
     /// half empty, and an empty slot costs a pointer, not a record.
     services: HashMap<Arc<str>, Box<Record>>,
@@ -105,6 +108,7 @@ impl Recorder {
     pub fn read(r: &mut Reader) -> Recorder {
         let mut recorder = Recorder {
             offset: r.duration(),
+            uptime_at_start: crate::pid1::uptime_at_start(),
             boot_complete: r.opt_duration(),
             services: HashMap::new(),
         };
@@ -144,9 +148,21 @@ impl Recorder {
     pub fn new(offset: Duration) -> Recorder {
         Recorder {
             offset,
+            uptime_at_start: crate::pid1::uptime_at_start(),
             services: HashMap::new(),
             boot_complete: None,
         }
+    }
+
+    /// In the binary that took over at a reexec, `now` being its runtime's clock: the
+    /// uptime at start is the first binary's, not this one's (a reexec three days after
+    /// boot made the plot say the kernel took three days to hand over). It is not in the
+    /// handover, whose format a new field would change, and it need not be: the time
+    /// since the start is on CLOCK_MONOTONIC, which is where it began, and on which the
+    /// uptime at start is exact for the machine's init (nothing is suspended before it).
+    pub fn taken_over(&mut self, now: Duration) {
+        let since_start = now.saturating_add(self.offset);
+        self.uptime_at_start = crate::pid1::monotonic().and_then(|m| m.checked_sub(since_start));
     }
 
     /// Notes the unit's state if it changed since the last look. `now` is on the
@@ -274,7 +290,7 @@ impl Recorder {
         Timeline {
             device: device.to_owned(),
             role,
-            uptime_at_start_usec: crate::pid1::uptime_at_start().map(|u| u.as_micros() as u64),
+            uptime_at_start_usec: self.uptime_at_start.map(|u| u.as_micros() as u64),
             started_usec: super::status::usec(
                 SystemTime::now()
                     .checked_sub(since_start)

@@ -141,17 +141,55 @@ impl Runtime {
         // The next binary reads the configuration again (as a reload does): one that
         // `ember check` fails would leave it with nothing to run, or with services that
         // cannot start, so it is refused now, as a reload is.
-        if let Err(failing) = crate::config::load(&self.config.path).checked() {
-            return Some((
-                ErrorKind::InvalidConfig,
+        let config = match crate::config::load(&self.config.path).checked() {
+            Ok(config) => config,
+            Err(failing) => {
+                return Some((
+                    ErrorKind::InvalidConfig,
+                    format!(
+                        "{} fails `ember check`; the next binary reads it again: not exec'd, ember runs on:\n{}",
+                        self.config.path.display(),
+                        failing.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n")
+                    ),
+                ));
+            }
+        };
+        self.unapplied(config).map(|changed| {
+            (
+                ErrorKind::Busy,
                 format!(
-                    "{} fails `ember check`; the next binary reads it again: not exec'd, ember runs on:\n{}",
-                    self.config.path.display(),
-                    failing.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n")
+                    "{} changed since it was loaded ({changed}), and the next binary would take these services over as they run, not as they are now written: run `ember ctl reload` to apply the changes, then reexec; not exec'd, ember runs on",
+                    self.config.path.display()
                 ),
-            ));
-        }
-        None
+            )
+        })
+    }
+
+    /// The services that `config` describes otherwise than they run, with what changed
+    /// ("app (command), job (schedule)"), if any. The next binary takes each service over
+    /// with its record and the spec it reads: a changed command went on running the old
+    /// one, a changed schedule kept its old next run, a changed memory_max was never
+    /// written, and a reload after that found nothing to change. (A service added or
+    /// removed is not among them: the next binary starts or stops it, as a reload does.)
+    fn unapplied(&self, config: crate::config::Config) -> Option<String> {
+        let (mut config, _) = crate::adapters::with_adapters(config);
+        let made = self
+            .engine
+            .units()
+            .filter(|u| u.spec.transient && !u.removing)
+            .map(|u| &*u.spec.name);
+        let (specs, _) = super::with_instances(&mut config, made, &self.notify_dir);
+        let changed: Vec<String> = self
+            .engine
+            .units()
+            .filter(|u| !u.removing)
+            .filter_map(|u| {
+                let diff = u.spec.diff(specs.get(&*u.spec.name)?);
+                let keys: Vec<&str> = diff.process.into_iter().chain(diff.policy).collect();
+                (!keys.is_empty()).then(|| format!("{} ({})", u.spec.name, keys.join(", ")))
+            })
+            .collect();
+        (!changed.is_empty()).then(|| changed.join(", "))
     }
 
     /// The answer of the binary asked by [`Runtime::ask_reexec`]: exec'd if it takes over
@@ -328,6 +366,8 @@ impl Runtime {
         self.system_seq = h.system_seq;
         self.boot_complete = h.boot_complete;
         self.timeline = h.timeline;
+        let now = self.now();
+        self.timeline.taken_over(now);
         for (pid, name) in h.children {
             let name = self.shared_name(&name);
             self.children.insert(pid, ChildOwner::Service(name));
