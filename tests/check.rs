@@ -312,3 +312,63 @@ fn tens_of_thousands_of_errors_are_reported_without_delay() {
         &lines[lines.len() - 3..]
     );
 }
+
+/// Every name that becomes part of an MQTT topic or of the MQTT CONNECT is checked by
+/// `ember check` against what MQTT carries (found by a hostile review: a device with a
+/// NUL passed, and the adapter then reconnected forever, its log blaming the broker's
+/// MQTT version; a prefix "$SYS" passed, and the broker dropped every state without a
+/// word, as topics starting with `$` are the broker's own).
+#[test]
+fn mqtt_names_are_checked_against_what_mqtt_carries() {
+    let dir = TempDir::new("check-mqtt-names");
+    let long = "x".repeat(300);
+    for (system, mqtt, said) in [
+        ("device = \"b\\u0000x\"", "", "device \"b\\0x\""),
+        ("device = \"b\\nx\"", "", "device \"b\\nx\""),
+        ("device = \"board\"", "prefix = \"$SYS\"", "prefix \"$SYS\""),
+        (
+            "device = \"board\"",
+            "prefix = \"a\\u0000\"",
+            "prefix \"a\\0\"",
+        ),
+        (
+            "device = \"board\"",
+            "groups = [\"lab\\u0007\"]",
+            "group \"lab\\u{7}\"",
+        ),
+        (
+            "device = \"board\"",
+            "client_id = \"c\\u0000\"",
+            "client_id \"c\\0\"",
+        ),
+        (
+            "device = \"board\"",
+            "username = \"u\\u0000\"",
+            "username \"u\\0\"",
+        ),
+        (
+            "device = \"board\"",
+            &format!("prefix = \"{long}\""),
+            "300 bytes",
+        ),
+    ] {
+        let (code, out) = check(
+            &dir,
+            &format!("[system]\n{system}\n\n[mqtt]\n{mqtt}\n"),
+            &[],
+        );
+        assert_eq!(code, 1, "{system} {mqtt}: {out}");
+        assert!(
+            out.contains(said),
+            "{system} {mqtt}: wanted {said:?} in:\n{out}"
+        );
+        assert!(out.contains("ember.toml:"), "{out}");
+    }
+    // What MQTT carries passes: `$` inside a level, dots, dashes, unicode.
+    let (code, out) = check(
+        &dir,
+        "[system]\ndevice = \"board-1.lab\"\n\n[mqtt]\nprefix = \"fleet$1\"\ngroups = [\"lab\", \"été\"]\nclient_id = \"c-1\"\nusername = \"u\"\n",
+        &[],
+    );
+    assert_eq!(code, 0, "{out}");
+}

@@ -2,6 +2,7 @@
 
 use super::walk::{FromToml, Issue, Table};
 use super::{Problem, Severity, Source};
+use ember_ipc::names::{check_mqtt_string, check_topic_level};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -51,8 +52,8 @@ impl FromToml for MqttUrl {
 /// The keys as written, with where the ones checked together were written.
 pub struct RawMqtt {
     url: Option<Spanned<MqttUrl>>,
-    client_id: Option<String>,
-    username: Option<String>,
+    client_id: Option<Spanned<String>>,
+    username: Option<Spanned<String>>,
     password_file: Option<Spanned<PathBuf>>,
     ca_file: Option<Spanned<PathBuf>>,
     cert_file: Option<Spanned<PathBuf>>,
@@ -171,18 +172,17 @@ impl RawMqtt {
             );
         }
         let prefix = match self.prefix {
-            Some(p) if p.get_ref().is_empty() || p.get_ref().contains(['+', '#', '/']) => {
-                problem(
-                    p.span().start,
-                    Severity::Error,
-                    format!(
-                        "prefix \"{}\" must be one topic level without / + #, e.g. \"ember\"",
-                        p.get_ref()
-                    ),
-                );
-                "ember".to_owned()
-            }
-            Some(p) => p.into_inner(),
+            Some(p) => match check_topic_level("prefix", p.get_ref(), true) {
+                Ok(()) => p.into_inner(),
+                Err(why) => {
+                    problem(
+                        p.span().start,
+                        Severity::Error,
+                        format!("{why}; e.g. \"ember\""),
+                    );
+                    "ember".to_owned()
+                }
+            },
             None => "ember".to_owned(),
         };
         let keep_alive = match self.keep_alive {
@@ -204,14 +204,17 @@ impl RawMqtt {
         };
         let mut groups = Vec::new();
         for group in self.groups.unwrap_or_default() {
-            if group.get_ref().is_empty() || group.get_ref().contains(['+', '#', '/']) {
-                problem(
-                    group.span().start,
-                    Severity::Error,
-                    format!("group \"{}\" must be a name without / + #", group.get_ref()),
-                );
-            } else {
-                groups.push(group.into_inner());
+            match check_topic_level("group", group.get_ref(), false) {
+                Ok(()) => groups.push(group.into_inner()),
+                Err(why) => problem(group.span().start, Severity::Error, why),
+            }
+        }
+        // Sent in the CONNECT as MQTT strings: what MQTT does not carry would have the
+        // broker close every connection.
+        for (key, text) in [("client_id", &self.client_id), ("username", &self.username)] {
+            let Some(text) = text else { continue };
+            if let Err(why) = check_mqtt_string(key, text.get_ref()) {
+                problem(text.span().start, Severity::Error, why);
             }
         }
         let user = match self.user {
@@ -234,8 +237,11 @@ impl RawMqtt {
             host: url.host,
             port: url.port,
             tls: url.tls,
-            client_id: self.client_id.filter(|c| !c.is_empty()),
-            username: self.username,
+            client_id: self
+                .client_id
+                .map(Spanned::into_inner)
+                .filter(|c| !c.is_empty()),
+            username: self.username.map(Spanned::into_inner),
             password_file: self.password_file.map(Spanned::into_inner),
             ca_file: self.ca_file.map(Spanned::into_inner),
             cert_file: self.cert_file.map(Spanned::into_inner),

@@ -221,14 +221,11 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
             "unexpected argument \"{extra}\"; one service per command (a group or --device selects the boards)"
         ));
     }
-    for (name, value) in [("--prefix", Some(&prefix)), ("--group", group.as_ref())] {
-        if let Some(v) = value {
-            if v.is_empty() || v.contains(['/', '+', '#']) {
-                return Err(format!(
-                    "{name} \"{v}\" must be one topic level: not empty, without / + #"
-                ));
-            }
-        }
+    // ember's own rule for the boards' [mqtt] prefix and groups: a value no board can
+    // have is refused before anything is sent.
+    ember_ipc::names::check_topic_level("--prefix", &prefix, true)?;
+    if let Some(group) = &group {
+        ember_ipc::names::check_topic_level("--group", group, false)?;
     }
     match &action {
         Action::Command { service, verb } => {
@@ -388,7 +385,9 @@ mod tests {
             (&["status", "--wait"][..], "--wait goes with"),
             (&["status", "--lines"][..], "--lines goes with watch"),
             (&["status", "-t", "soon"][..], "write e.g. 30s"),
-            (&["status", "--group", "a/b"][..], "one topic level"),
+            (&["status", "--group", "a/b"][..], "one MQTT topic level"),
+            (&["status", "--prefix", "$SYS"][..], "starts with $"),
+            (&["status", "--group", "a\0"][..], "control character"),
             (&["status", "--broker", "http://x"][..], "mqtt://"),
             (&["status", "--broker", "mqtts://x"][..], "--ca-file"),
             (&["fly"][..], "unknown command"),
