@@ -49,7 +49,7 @@ Commands:
                          the boards' answers (default 30 s; with --wait, each board waits
                          that long, in whole seconds, and ember fleet up to 2 s more for
                          their answers); status: at most this long for the retained states
-                         (default 5 s); watch: watch this long, then exit 0
+                         (default 5 s); watch: watch this long, then exit 0. At most a year
 Output:
       --json             status, start, stop, restart: one JSON document; watch: one JSON
                          object per line
@@ -83,6 +83,9 @@ Exit status:
   5  no board the broker knows of is selected by --group and --device
   When several apply: 1, then 3, then 4.
 ";
+
+/// The longest --timeout: a year (watch runs until Ctrl-C without one).
+const MAX_TIMEOUT: Duration = Duration::from_secs(366 * 24 * 3600);
 
 /// What to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,6 +180,13 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
                 })?;
                 if parsed.is_zero() {
                     return Err("--timeout must be more than 0, e.g. 30s".into());
+                }
+                // A deadline is the clock plus the timeout: one past what the clock
+                // holds would panic there.
+                if parsed > MAX_TIMEOUT {
+                    return Err(format!(
+                        "--timeout {text:?} is more than a year; for watch, leave it out to watch until Ctrl-C"
+                    ));
                 }
                 timeout = Some(parsed);
             }
