@@ -2389,3 +2389,76 @@ fn mqtt_files_that_are_not_regular_files_fail_the_adapter_not_ember() {
     }
     assert_eq!(ember.status("web")["state"], "active");
 }
+
+/// A reload that changes `[mqtt]` applies it at once: ember restarts its adapter with the
+/// new settings, and says so, nothing else (found by a hostile review: the reply and the
+/// README said `[mqtt]` changed "at the next start of ember" while the adapter already
+/// ran with the new `allow`).
+#[test]
+fn a_reload_applies_mqtt_changes_at_once_and_says_so() {
+    if !can_unshare() || !have_mosquitto() {
+        return;
+    }
+    let broker = Broker::start("reload-mqtt", "");
+    let config = |allow: &str| {
+        format!(
+            "[control]\nsocket = \"$DIR/control.sock\"\n\n{}{SERVICES}",
+            mqtt_config(&broker, "b31", &format!("allow = [\"{allow}\"]"))
+        )
+    };
+    let ember = Ember::start_with_config("mqtt-reload", &config("web"));
+    ember.wait_state("db", "active", None, LONG);
+    let replies = broker.subscribe("ember/b31/reply");
+    let answer = |service: &str, id: &str| {
+        let mut reply = None;
+        wait_for(LONG, || {
+            broker.publish(
+                &format!("ember/b31/service/{service}/cmd"),
+                &format!(r#"{{"cmd":"restart","id":"{id}"}}"#),
+                &["-q", "1"],
+            );
+            reply = replies.wait_for(&format!("\"{id}\""), Duration::from_secs(1));
+            reply.is_some()
+        });
+        reply.unwrap_or_else(|| panic!("no reply to {id}"))
+    };
+    assert!(answer("db", "before").contains("not-allowed"));
+    let text = config("db").replace("$DIR", &ember.dir.0.display().to_string());
+    std::fs::write(&ember.config, text).expect("write config");
+    let out = ember.ctl(&["reload"]);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("ember-mqtt"),
+        "the reload names the adapter: {said}"
+    );
+    assert!(!said.contains("next start"), "{said}");
+    // The new allow, at once: db now, web no more.
+    let mut ok = String::new();
+    assert!(
+        wait_for(LONG, || {
+            ok = answer("db", &format!("after-{}", replies.lines().len()));
+            ok.contains("\"ok\":true")
+        }),
+        "{ok}"
+    );
+    assert!(answer("web", "web-after").contains("not-allowed"));
+    // A new device name: what stays under the old one is said.
+    let renamed = std::fs::read_to_string(&ember.config)
+        .expect("config")
+        .replace("device = \"b31\"", "device = \"b32\"");
+    std::fs::write(&ember.config, renamed).expect("write config");
+    let out = ember.ctl(&["reload"]);
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        said.contains("restarted ember-mqtt") && said.contains("under ember/b31 stay"),
+        "{said}"
+    );
+    assert!(wait_for(LONG, || !broker
+        .collect("ember/b32/status", 1, Duration::from_secs(1))
+        .is_empty()));
+}
