@@ -2462,3 +2462,76 @@ fn a_reload_applies_mqtt_changes_at_once_and_says_so() {
         .collect("ember/b32/status", 1, Duration::from_secs(1))
         .is_empty()));
 }
+
+/// Commands for a service run in the order they were published, whether they wait or
+/// not (found by a hostile review: a `{"cmd":"stop","wait":true}` went to ember on a
+/// connection of its own, a later plain `start` on the adapter's link overtook it, and
+/// the service ended stopped, both commands answered ok).
+#[test]
+fn commands_run_in_the_order_they_were_published() {
+    if !can_unshare() || !have_mosquitto() {
+        return;
+    }
+    let broker = Broker::start("order", "");
+    let ember = Ember::start(
+        "mqtt-order",
+        &format!("{}{SERVICES}", mqtt_config(&broker, "b33", "")),
+    );
+    ember.wait_state("web", "active", None, LONG);
+    let replies = broker.subscribe("ember/b33/reply");
+    assert!(wait_for(LONG, || !broker
+        .collect("ember/b33/status", 1, Duration::from_secs(1))
+        .is_empty()));
+    // One publisher, one topic, QoS 1: MQTT delivers these in this order.
+    let mut sent = Vec::new();
+    let mut lines = String::new();
+    for round in 0..3 {
+        for (verb, wait) in [
+            ("stop", true),
+            ("start", false),
+            ("restart", true),
+            ("stop", false),
+            ("start", round % 2 == 0),
+        ] {
+            let id = sent.len();
+            lines.push_str(&format!(
+                "{{\"cmd\":\"{verb}\",\"id\":{id},\"wait\":{wait}}}\n"
+            ));
+            sent.push(verb);
+        }
+    }
+    let mut publisher = std::process::Command::new("mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-p", &broker.port.to_string()])
+        .args(["-q", "1", "-t", "ember/b33/service/web/cmd", "-l"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("mosquitto_pub");
+    {
+        use std::io::Write;
+        let mut stdin = publisher.stdin.take().expect("stdin");
+        stdin.write_all(lines.as_bytes()).expect("publish");
+    }
+    assert!(publisher.wait().expect("mosquitto_pub").success());
+    let last = sent.len() - 1;
+    assert!(
+        replies
+            .wait_for(&format!("\"id\":{last},"), LONG * 2)
+            .is_some(),
+        "no reply to the last command: {:?}",
+        replies.lines()
+    );
+    // The order ember took them in, from its log.
+    let taken: Vec<String> = ember
+        .log()
+        .lines()
+        .filter_map(|l| l.split("via mqtt ember/b33/service/web/cmd: ").nth(1))
+        .filter_map(|rest| rest.strip_suffix(" web").map(str::to_owned))
+        .collect();
+    assert_eq!(
+        taken,
+        sent,
+        "ember took the commands in another order; replies: {:?}",
+        replies.lines()
+    );
+    ember.wait_state("web", "active", None, LONG);
+}

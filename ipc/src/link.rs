@@ -134,9 +134,27 @@ impl Link {
 /// stop or restart with `wait`, answered once the core says the service has settled): on
 /// the link's connection it would hold up every request after it. Dropping the future
 /// closes the connection, and the core forgets the wait.
-pub async fn call_alone(socket: &Path, command: &Command, via: &str) -> Result<Reply, String> {
+///
+/// `taken` is told once the command is in ember's queue, so that a command sent after
+/// that, on any connection, runs after it (an adapter keeps its commands in the order
+/// they came: found by a hostile review, a plain `start` on the link overtook a `stop`
+/// with `wait` sent before it); or, when it never got there, once that is known
+/// (dropped). Meanwhile the command waits for its answer.
+pub async fn call_alone(
+    socket: &Path,
+    command: &Command,
+    via: &str,
+    taken: oneshot::Sender<()>,
+) -> Result<Reply, String> {
     let mut lines = Lines::connect(socket).await?;
-    lines.call(command, Some(via)).await
+    lines.send_taken(command, Some(via)).await?;
+    let first = lines.next().await;
+    let _ = taken.send(());
+    match first? {
+        Reply::Taken {} => lines.next().await,
+        // Refused before the queue (a malformed line, a right missing): its answer.
+        other => Ok(other),
+    }
 }
 
 /// What a link needs to connect again.
@@ -235,9 +253,26 @@ impl Lines {
 
     /// Sends a command; `via` says where it came from, for ember's log.
     async fn send(&mut self, command: &Command, via: Option<&str>) -> Result<(), String> {
+        self.send_with(command, via, false).await
+    }
+
+    /// Sends a command that is answered [`Reply::Taken`] first.
+    async fn send_taken(&mut self, command: &Command, via: Option<&str>) -> Result<(), String> {
+        self.send_with(command, via, true).await
+    }
+
+    async fn send_with(
+        &mut self,
+        command: &Command,
+        via: Option<&str>,
+        taken: bool,
+    ) -> Result<(), String> {
         let mut value = serde_json::to_value(command).map_err(|e| e.to_string())?;
         if let (Some(via), Some(object)) = (via, value.as_object_mut()) {
             object.insert("via".into(), via.into());
+        }
+        if let (true, Some(object)) = (taken, value.as_object_mut()) {
+            object.insert("taken".into(), true.into());
         }
         let mut line = serde_json::to_vec(&value).map_err(|e| e.to_string())?;
         line.push(b'\n');

@@ -454,8 +454,9 @@ async fn wait_for(
     origin: &str,
     service: &str,
     within: Duration,
+    taken: oneshot::Sender<()>,
 ) -> Result<Reply, String> {
-    match tokio::time::timeout(within, call_alone(socket, &command, origin)).await {
+    match tokio::time::timeout(within, call_alone(socket, &command, origin, taken)).await {
         Ok(Ok(reply)) => Ok(reply),
         Ok(Err(why)) => Ok(Reply::error(
             ErrorKind::Busy,
@@ -698,6 +699,9 @@ struct Adapter {
     /// Told the seq of every change once it is in the adapter's hands (published, or
     /// queued for the next connection): see `Link::flush`.
     progress: ember_ipc::link::Progress,
+    /// Resolves once the last command handed to a task is in ember's queue: the next
+    /// waits for it (see [`Adapter::on_message`]).
+    last_taken: Option<oneshot::Receiver<()>>,
 }
 
 impl Adapter {
@@ -728,6 +732,7 @@ impl Adapter {
             logged_once: BTreeSet::new(),
             inflight: Arc::new(Semaphore::new(MAX_INFLIGHT)),
             progress,
+            last_taken: None,
         }
     }
 
@@ -1452,10 +1457,21 @@ impl Adapter {
             Target::Service(name) => name.clone(),
             _ => String::new(),
         };
+        // In the order they came: each command goes to ember once the one before it is
+        // in ember's queue. A command with `wait` goes on a connection of its own, the
+        // others on the link; without this a plain `start` overtook a `stop` with
+        // `wait` sent before it, and the service ended stopped.
+        let (taken, now_taken) = oneshot::channel();
+        let before = self.last_taken.replace(now_taken);
         tokio::spawn(async move {
+            if let Some(before) = before {
+                let _ = before.await; // taken, or never sent: either way, this one's turn
+            }
             let reply = match request.wait {
                 Some(within) => {
-                    match wait_for(&control, &socket, command, &origin, &service, within).await {
+                    match wait_for(&control, &socket, command, &origin, &service, within, taken)
+                        .await
+                    {
                         Ok(reply) => reply,
                         Err(message) => {
                             let body = payload::error_reply(&request.id, TIMEOUT, &message);
@@ -1466,7 +1482,12 @@ impl Adapter {
                         }
                     }
                 }
-                None => control.call(command, origin).await,
+                None => {
+                    // The link carries one request at a time: answered is taken.
+                    let reply = control.call(command, origin).await;
+                    let _ = taken.send(());
+                    reply
+                }
             };
             let body = match reply {
                 Reply::Status(status) if request.verb == Verb::List => {
