@@ -2535,3 +2535,59 @@ fn commands_run_in_the_order_they_were_published() {
     );
     ember.wait_state("web", "active", None, LONG);
 }
+
+/// More commands with `wait` at once than ember gives the adapter connections for are
+/// answered `busy` with why, before they run (found by a hostile review: past about 14,
+/// each got "cannot wait for the outcome (cannot write to ember: Broken pipe)": the
+/// socket's bound on one user's connections refused them, and the reply did not say so).
+#[test]
+fn many_commands_with_wait_at_once_get_busy_with_why() {
+    if !can_unshare() || !have_mosquitto() {
+        return;
+    }
+    let broker = Broker::start("many-waits", "");
+    let ember = Ember::start(
+        "mqtt-many-waits",
+        &format!(
+            "{}{SERVICES}\n[service.slow]\ncommand = [\"/bin/sleep\", \"7900003\"]\nready = {{ delay = \"1h\" }}\n",
+            mqtt_config(&broker, "b34", "")
+        ),
+    );
+    ember.wait_state("web", "active", None, LONG);
+    let replies = broker.subscribe("ember/b34/reply");
+    assert!(wait_for(LONG, || !broker
+        .collect("ember/b34/status", 1, Duration::from_secs(1))
+        .is_empty()));
+    let count = 24;
+    let lines: String = (0..count)
+        .map(|id| format!("{{\"cmd\":\"start\",\"id\":{id},\"wait\":true,\"timeout\":2}}\n"))
+        .collect();
+    let mut publisher = std::process::Command::new("mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-p", &broker.port.to_string()])
+        .args(["-q", "1", "-t", "ember/b34/service/slow/cmd", "-l"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("mosquitto_pub");
+    {
+        use std::io::Write;
+        let mut stdin = publisher.stdin.take().expect("stdin");
+        stdin.write_all(lines.as_bytes()).expect("publish");
+    }
+    assert!(publisher.wait().expect("mosquitto_pub").success());
+    let mut answered = Vec::new();
+    assert!(
+        wait_for(LONG * 2, || {
+            answered = replies.lines();
+            answered.len() >= count
+        }),
+        "{answered:?}"
+    );
+    let busy: Vec<&String> = answered.iter().filter(|r| r.contains("\"busy\"")).collect();
+    assert!(!busy.is_empty(), "{answered:?}");
+    for reply in &answered {
+        assert!(
+            reply.contains("\"timeout\"") || reply.contains("with wait at once"),
+            "{reply}"
+        );
+    }
+}

@@ -124,6 +124,11 @@ const MAX_INCOMING: u32 = 1024 * 1024;
 const MAX_COMMAND: usize = 16 * 1024;
 /// Commands being executed at once; more get a `busy` reply.
 const MAX_INFLIGHT: usize = 32;
+/// Commands with `wait` at once: each holds a connection of its own to ember's socket,
+/// which gives one user at most `PER_USER` (the link takes two, and a `list` or a
+/// `reload` may want a moment's more). More get `busy` before they run, saying why,
+/// rather than the socket's refusal of the connection.
+const MAX_WAITING: usize = ember_ipc::socket::PER_USER - 4;
 /// Receive Maximum (MQTT 5): QoS 1 messages the broker may have out to ember
 /// unacknowledged. Not a way to make a burst wait at the broker: mosquitto 2.0 (2.0.11
 /// here) keeps to it only when it is 1 (on a PUBACK of the oldest message in flight it
@@ -696,6 +701,8 @@ struct Adapter {
     /// was too large for the broker.
     logged_once: BTreeSet<String>,
     inflight: Arc<Semaphore>,
+    /// Places of the commands with `wait` (see [`MAX_WAITING`]).
+    waits: Arc<Semaphore>,
     /// Told the seq of every change once it is in the adapter's hands (published, or
     /// queued for the next connection): see `Link::flush`.
     progress: ember_ipc::link::Progress,
@@ -731,6 +738,7 @@ impl Adapter {
             unanswered: (0, None),
             logged_once: BTreeSet::new(),
             inflight: Arc::new(Semaphore::new(MAX_INFLIGHT)),
+            waits: Arc::new(Semaphore::new(MAX_WAITING)),
             progress,
             last_taken: None,
         }
@@ -1426,6 +1434,22 @@ impl Adapter {
             ));
             return true;
         };
+        let waiting = match request.wait {
+            None => None,
+            Some(_) => match self.waits.clone().try_acquire_owned() {
+                Ok(place) => Some(place),
+                Err(_) => {
+                    let message = format!(
+                        "too many commands with wait at once ({MAX_WAITING}, each waits on a \
+                         connection of its own to ember); try again, or send it without wait"
+                    );
+                    self.log_refusal(topic, BUSY, &message);
+                    let body = payload::error_reply(&request.id, BUSY, &message);
+                    self.push_reply((reply_topic, body, None, Some(ack)));
+                    return true;
+                }
+            },
+        };
         // With `wait`, the core answers once the service has settled (see `wait_for`).
         let targets = |name: &String| Targets {
             names: vec![name.clone()],
@@ -1464,6 +1488,7 @@ impl Adapter {
         let (taken, now_taken) = oneshot::channel();
         let before = self.last_taken.replace(now_taken);
         tokio::spawn(async move {
+            let _waiting = waiting; // its place, until answered
             if let Some(before) = before {
                 let _ = before.await; // taken, or never sent: either way, this one's turn
             }
