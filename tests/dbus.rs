@@ -1873,3 +1873,35 @@ fn calls_that_wait_are_bounded_and_the_others_answered_meanwhile() {
     );
     end_flooders(flooders);
 }
+
+/// Root's StopService of ember's own adapter is refused with the reason and the way that
+/// works (found by a hostile review: root was told "not allowed to this client (the
+/// ember-dbus adapter); root may").
+#[test]
+fn embers_own_adapters_are_refused_with_the_reason_even_to_root() {
+    if !can_unshare() || !have_dbus() {
+        return;
+    }
+    let bus = Bus::start("own-adapter", "");
+    let ember = start("dbus-own-adapter", &bus);
+    wait_attached(&bus, &ember);
+    for method in ["StopService", "RestartService"] {
+        let out = call(&bus, MANAGER, MGR_IFACE, method, &["s", "ember-dbus"]);
+        let said = text(&out);
+        assert!(!out.status.success(), "{said}");
+        assert!(
+            said.contains("ember's own adapters")
+                && said.contains("ember ctl restart ember-dbus")
+                && !said.contains("not allowed to this client"),
+            "{method}: {said}"
+        );
+    }
+    let object = "/io/ember/Init1/service/ember_2ddbus";
+    let out = call(&bus, object, SVC_IFACE, "Stop", &[]);
+    assert!(
+        text(&out).contains("ember's own adapters"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(ember.status("ember-dbus")["state"], "active");
+}

@@ -2591,3 +2591,44 @@ fn many_commands_with_wait_at_once_get_busy_with_why() {
         );
     }
 }
+
+/// A command for one of ember's adapters is refused with the reason, which is neither
+/// `allow` nor a right (found by a hostile review: it was "may not be controlled over
+/// MQTT here ([mqtt] allow)" with allow = ["*"], which names it).
+#[test]
+fn commands_for_embers_own_adapters_say_why_they_are_refused() {
+    if !can_unshare() || !have_mosquitto() {
+        return;
+    }
+    let broker = Broker::start("own-adapters", "");
+    let ember = Ember::start(
+        "mqtt-own-adapters",
+        &format!(
+            "{}{SERVICES}",
+            mqtt_config(&broker, "b35", "allow = [\"*\"]")
+        ),
+    );
+    ember.wait_state("web", "active", None, LONG);
+    let replies = broker.subscribe("ember/b35/reply");
+    for (service, id) in [("ember-mqtt", "m"), ("ember-dbus", "d")] {
+        let mut reply = None;
+        wait_for(LONG, || {
+            broker.publish(
+                &format!("ember/b35/service/{service}/cmd"),
+                &format!(r#"{{"cmd":"stop","id":"{id}"}}"#),
+                &[],
+            );
+            reply = replies.wait_for(&format!("\"{id}\""), Duration::from_secs(1));
+            reply.is_some()
+        });
+        let reply = reply.unwrap_or_else(|| panic!("no reply for {service}"));
+        assert!(reply.contains("not-allowed"), "{reply}");
+        assert!(
+            reply.contains("ember's own adapters")
+                && reply.contains(&format!("ember ctl restart {service}"))
+                && !reply.contains("[mqtt] allow"),
+            "{reply}"
+        );
+    }
+    assert_eq!(ember.status("ember-mqtt")["state"], "active");
+}

@@ -22,6 +22,18 @@ pub fn may_be_instance(name: &str) -> bool {
 /// ember's to run, and root's, over the control socket.
 pub const ADAPTERS: [&str; 2] = ["ember-mqtt", "ember-dbus"];
 
+/// Why `name` may not be started, stopped or restarted over `via` ("MQTT", "D-Bus"), when
+/// it is one of [`ADAPTERS`]: said by each adapter itself, as neither `allow` nor the
+/// caller's rights are the reason (found by a hostile review: MQTT blamed `[mqtt]
+/// allow`, which names it, and D-Bus told root that root may).
+pub fn refusal_for_adapter(name: &str, via: &str) -> Option<String> {
+    ADAPTERS.contains(&name).then(|| {
+        format!(
+            "{name} is one of ember's own adapters, which ember runs itself: none is started, stopped or restarted over {via} (a stop would cut this way in off); on the board, root may: ember ctl restart {name}"
+        )
+    })
+}
+
 /// The most settings an adapter reads: certificates and keys fit many times over.
 pub const MAX_SETTINGS: usize = 1024 * 1024;
 

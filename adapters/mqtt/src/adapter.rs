@@ -1589,6 +1589,9 @@ impl Adapter {
         }
         match target {
             Target::Service(name) => {
+                if let Some(why) = ember_ipc::adapter::refusal_for_adapter(name, "MQTT") {
+                    return Err(refuse(NOT_ALLOWED, why));
+                }
                 if !request.verb.is_service_verb() {
                     return Err(refuse(
                         BAD_PAYLOAD,
