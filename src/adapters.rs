@@ -54,6 +54,7 @@ pub fn plan(config: &Config) -> Vec<Adapter> {
                 crate::config::dbus::Bus::Address(a) => a.clone(),
             },
             control_group: dbus.control_group.clone(),
+            device: config.system.device.clone(),
             log: config.log.level.clone(),
         };
         // Its callers' credentials decide (root for the system verbs, the control group

@@ -1905,3 +1905,36 @@ fn embers_own_adapters_are_refused_with_the_reason_even_to_root() {
     );
     assert_eq!(ember.status("ember-dbus")["state"], "active");
 }
+
+/// The manager's Device follows a reload that renames the board, as MQTT's topics do
+/// (found by a hostile review: ember-dbus kept the name its first hello gave it, while
+/// ember-mqtt, restarted by the reload, published under the new one).
+#[test]
+fn the_device_property_follows_a_reload() {
+    if !can_unshare() || !have_dbus() {
+        return;
+    }
+    let bus = Bus::start("device-reload", "");
+    let ember = Ember::start(
+        "dbus-device-reload",
+        &format!(
+            "[system]\ndevice = \"before\"\n\n[dbus]\nbus = \"{}\"\n\n{SERVICES}",
+            bus.address()
+        ),
+    );
+    wait_attached(&bus, &ember);
+    let device = || property(&bus, MANAGER, MGR_IFACE, "Device");
+    assert_eq!(device().expect("Device"), "before");
+    let config = std::fs::read_to_string(&ember.config).expect("config");
+    std::fs::write(&ember.config, config.replace("\"before\"", "\"after\"")).expect("write");
+    let out = ember.ctl(&["reload"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let mut now = None;
+    assert!(
+        wait_for(LONG, || {
+            now = device();
+            now.as_ref().is_some_and(|d| d == "after")
+        }),
+        "Device is {now:?}"
+    );
+}

@@ -69,6 +69,10 @@ pub struct DbusSettings {
     pub bus: String,
     /// Members may start, stop and restart services, besides root.
     pub control_group: String,
+    /// `[system] device`, the manager's Device: here rather than from the link's hello,
+    /// so that a reload that renames the board restarts the adapter with the new name,
+    /// as it does ember-mqtt.
+    pub device: String,
     /// The log filter (EMBER_LOG's syntax), ember's own.
     #[serde(default)]
     pub log: Option<String>,
