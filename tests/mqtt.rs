@@ -2632,3 +2632,35 @@ fn commands_for_embers_own_adapters_say_why_they_are_refused() {
     }
     assert_eq!(ember.status("ember-mqtt")["state"], "active");
 }
+
+/// A broker that cannot be reached is said at the default log level, with its cause,
+/// once per cause, not at every retry (found by a hostile review: a wrong port left
+/// "connecting to 127.0.0.1:PORT" as the last word, the cause at debug level only).
+#[test]
+fn a_broker_that_cannot_be_reached_is_said_once_with_why() {
+    if !can_unshare() || !have_mosquitto() {
+        return;
+    }
+    let nobody = Broker::later("unreachable", ""); // a free port, nothing listening
+    let ember = Ember::start(
+        "mqtt-unreachable",
+        &format!("{}{SERVICES}", mqtt_config(&nobody, "b36", "")),
+    );
+    let retries = |log: &str| log.matches("DEBUG mqtt: cannot reach the broker").count();
+    assert!(
+        wait_for(LONG, || retries(&ember.log()) >= 3),
+        "{}",
+        ember.log()
+    );
+    let log = ember.log();
+    let said: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("WARN mqtt: cannot reach the broker"))
+        .collect();
+    assert_eq!(said.len(), 1, "{log}");
+    assert!(
+        said[0].contains(&format!("127.0.0.1:{}", nobody.port)) && said[0].contains("refused"),
+        "{}",
+        said[0]
+    );
+}

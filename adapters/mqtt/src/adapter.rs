@@ -823,12 +823,19 @@ impl Adapter {
                         } else if lost.refused && news {
                             // Wrong credentials or client id: said once, not at every retry.
                             tracing::warn!("mqtt: the broker refuses ember: {}; retrying with backoff", lost.why);
+                        } else if news {
+                            // A wrong host or port, or a broker down: said once per cause,
+                            // at the default level (the address is what to check).
+                            tracing::warn!(
+                                "mqtt: cannot reach the broker at {}:{}: {}; retrying with backoff",
+                                self.settings.broker.host,
+                                self.settings.broker.port,
+                                lost.why
+                            );
                         } else {
                             tracing::debug!("mqtt: cannot reach the broker: {}", lost.why);
                         }
-                        if self.connected || lost.refused {
-                            last_loss = Some(lost);
-                        }
+                        last_loss = Some(lost);
                         // The replies stay: each answers a command that was taken, and goes
                         // out after the next CONNACK.
                         self.connected = false;
