@@ -1938,3 +1938,41 @@ fn the_device_property_follows_a_reload() {
         "Device is {now:?}"
     );
 }
+
+/// A bus ember cannot attach to is said at the default log level, with the bus and the
+/// cause, once per cause (found by a hostile review: a wrong address, or a bus whose
+/// policy does not let ember own its name, was logged at debug level only, and the
+/// adapter stayed silent for good).
+#[test]
+fn a_bus_that_cannot_be_attached_to_is_said_once_with_why() {
+    if !can_unshare() || !have_dbus() {
+        return;
+    }
+    let nowhere = TempDir::new("dbus-nowhere");
+    let address = format!("unix:path={}", nowhere.path("no-bus.sock").display());
+    let deny = r#"<policy context="mandatory"><deny own="io.ember.Init1"/></policy>"#;
+    let denying = Bus::start("deny-own", deny);
+    for (tag, address, cause) in [
+        ("dbus-nowhere", address, "No such file"),
+        ("dbus-deny-own", denying.address(), "io.ember.Init1"),
+    ] {
+        let ember = Ember::start(tag, &format!("[dbus]\nbus = \"{address}\"\n\n{SERVICES}"));
+        let retries = |log: &str| log.matches("DEBUG dbus: cannot attach").count();
+        assert!(
+            wait_for(LONG, || retries(&ember.log()) >= 2),
+            "{}",
+            ember.log()
+        );
+        let log = ember.log();
+        let said: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("WARN dbus: cannot attach"))
+            .collect();
+        assert_eq!(said.len(), 1, "{log}");
+        assert!(
+            said[0].contains(&address) && said[0].contains(cause),
+            "{}",
+            said[0]
+        );
+    }
+}
