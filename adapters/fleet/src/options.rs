@@ -237,6 +237,11 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
     if let Some(group) = &group {
         ember_ipc::names::check_topic_level("--group", group, false)?;
     }
+    for (name, value) in [("--client-id", &client_id), ("--username", &username)] {
+        if let Some(value) = value {
+            ember_ipc::names::check_mqtt_string(name, value)?;
+        }
+    }
     match &action {
         Action::Command { service, verb } => {
             if service.contains(['*', '?']) {
@@ -398,6 +403,8 @@ mod tests {
             (&["status", "--group", "a/b"][..], "one MQTT topic level"),
             (&["status", "--prefix", "$SYS"][..], "starts with $"),
             (&["status", "--group", "a\0"][..], "control character"),
+            (&["status", "--client-id", "c\0"][..], "control character"),
+            (&["status", "--username", "u\n"][..], "control character"),
             (&["status", "--broker", "http://x"][..], "mqtt://"),
             (&["status", "--broker", "mqtts://x"][..], "--ca-file"),
             (&["fly"][..], "unknown command"),
