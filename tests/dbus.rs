@@ -1976,3 +1976,25 @@ fn a_bus_that_cannot_be_attached_to_is_said_once_with_why() {
         );
     }
 }
+
+/// An unknown service is named shortened in the error, as ember's own errors do (found
+/// by a hostile review: a 30 KB name came back whole).
+#[test]
+fn an_unknown_long_name_is_shortened_in_the_error() {
+    if !can_unshare() || !have_dbus() {
+        return;
+    }
+    let bus = Bus::start("long-name", "");
+    let ember = start("dbus-long-name", &bus);
+    wait_attached(&bus, &ember);
+    let long = "w".repeat(30_000);
+    for method in ["GetService", "StartService"] {
+        let out = call(&bus, MANAGER, MGR_IFACE, method, &["s", &long]);
+        let said = text(&out);
+        assert!(
+            said.contains("UnknownService") || said.contains("no service"),
+            "{said:.300}"
+        );
+        assert!(said.len() < 1000, "{method}: {} bytes", said.len());
+    }
+}

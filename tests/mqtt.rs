@@ -2664,3 +2664,39 @@ fn a_broker_that_cannot_be_reached_is_said_once_with_why() {
         said[0]
     );
 }
+
+/// A refusal names the service as ember's own messages do, shortened: a topic level of
+/// 30 KB is not sent back whole (found by a hostile review: the reply echoed it, as
+/// ember's replies did before they were shortened).
+#[test]
+fn refusals_name_a_long_service_shortened() {
+    if !can_unshare() || !have_mosquitto() {
+        return;
+    }
+    let broker = Broker::start("long-name", "");
+    let ember = Ember::start(
+        "mqtt-long-name",
+        &format!(
+            "{}{SERVICES}",
+            mqtt_config(&broker, "b37", "allow = [\"w*\"]")
+        ),
+    );
+    ember.wait_state("web", "active", None, LONG);
+    let replies = broker.subscribe("ember/b37/reply");
+    let long = "w".repeat(30_000);
+    for (name, id) in [(long.clone(), "unknown"), (format!("d{long}"), "refused")] {
+        let mut reply = None;
+        wait_for(LONG, || {
+            broker.publish(
+                &format!("ember/b37/service/{name}/cmd"),
+                &format!(r#"{{"cmd":"stop","id":"{id}"}}"#),
+                &[],
+            );
+            reply = replies.wait_for(&format!("\"{id}\""), Duration::from_secs(1));
+            reply.is_some()
+        });
+        let reply = reply.unwrap_or_else(|| panic!("no reply {id}"));
+        assert!(reply.len() < 1000, "{id}: {} bytes", reply.len());
+        assert!(reply.contains("bytes)"), "{reply}");
+    }
+}

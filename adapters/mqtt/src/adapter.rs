@@ -959,6 +959,7 @@ impl Adapter {
         }
         self.refusals_logged.1 += 1;
         if self.refusals_logged.1 <= MAX_REFUSALS_LOGGED {
+            let topic = ember_ipc::text::shortened(topic);
             tracing::warn!("mqtt: {topic}: refused ({code}): {message}");
         }
     }
@@ -1596,6 +1597,8 @@ impl Adapter {
         }
         match target {
             Target::Service(name) => {
+                // A topic level may be 64 KB: named shortened, as ember names services.
+                let shown = ember_ipc::text::shortened(name);
                 if let Some(why) = ember_ipc::adapter::refusal_for_adapter(name, "MQTT") {
                     return Err(refuse(NOT_ALLOWED, why));
                 }
@@ -1613,7 +1616,7 @@ impl Adapter {
                 if !self.allowed(name) {
                     return Err(refuse(
                         NOT_ALLOWED,
-                        format!("service \"{name}\" may not be controlled over MQTT here ([mqtt] allow)"),
+                        format!("service \"{shown}\" may not be controlled over MQTT here ([mqtt] allow)"),
                     ));
                 }
                 // An instance of a template (worker@42) is made by its start, and one that
@@ -1625,7 +1628,7 @@ impl Adapter {
                 if !self.states.contains_key(name) && !makes_instance {
                     return Err(refuse(
                         UNKNOWN_SERVICE,
-                        format!("no service named \"{name}\" on {}", self.settings.device),
+                        format!("no service named \"{shown}\" on {}", self.settings.device),
                     ));
                 }
             }
