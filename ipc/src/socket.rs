@@ -769,8 +769,20 @@ pub fn decode_request(line: &[u8]) -> Result<Incoming, Error> {
             ))
         }
     };
+    let command = Command::from_value(value)?;
+    // What belongs to another request is refused, not ignored (see Command::from_json).
+    let waits = matches!(
+        &command,
+        Command::Start(t) | Command::Stop(t) | Command::Restart(t) if t.wait
+    );
+    if taken && !waits {
+        return Err(Error::new(
+            ErrorKind::BadRequest,
+            "\"taken\" goes with a start, stop or restart with \"wait\":true".to_owned(),
+        ));
+    }
     Ok(Incoming {
-        command: Command::from_value(value)?,
+        command,
         via,
         taken,
     })
@@ -1424,6 +1436,8 @@ mod tests {
             br#"{"cmd":"start","names":["a"],"follow":true}"#,
             br#"{"cmd":"status","cmd":"reboot"}"#,
             br#"{"cmd":"start","names":["a"],"wait":true,"taken":"yes"}"#,
+            br#"{"cmd":"start","names":["a"],"taken":true}"#,
+            br#"{"cmd":"status","taken":true}"#,
         ] {
             match decode_request(line) {
                 Err(e) => assert_eq!(e.kind, ErrorKind::BadRequest),
