@@ -185,8 +185,17 @@ fn a_secret_file_open_to_others_gets_a_warning() {
         dir.path("board.pem"),
         dir.path("board.key"),
     );
-    for file in [&password, &ca, &cert, &key] {
-        std::fs::write(file, "not checked here\n").unwrap();
+    let certificate = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    for (file, text) in [
+        (&password, "secret\n"),
+        (&ca, certificate),
+        (&cert, certificate),
+        (
+            &key,
+            "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n",
+        ),
+    ] {
+        std::fs::write(file, text).unwrap();
     }
     let main = format!(
         "[mqtt]\nurl = \"mqtts://127.0.0.1:8883\"\nusername = \"board1\"\npassword_file = \"{}\"\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
@@ -371,4 +380,48 @@ fn mqtt_names_are_checked_against_what_mqtt_carries() {
         &[],
     );
     assert_eq!(code, 0, "{out}");
+}
+
+/// The TLS files are read as the adapter will read them: a ca_file or cert_file without
+/// a PEM certificate, or a key_file without a PEM private key, fails `ember check` at its
+/// key (found by a hostile review: a CA file of anything passed, and every connection
+/// then failed with "No valid CA certificate provided").
+#[test]
+fn mqtt_tls_files_must_hold_what_they_are_for() {
+    let dir = TempDir::new("check-mqtt-pem");
+    let garbage = dir.path("garbage.pem");
+    std::fs::write(&garbage, "not a certificate\n").unwrap();
+    let cert = dir.path("cert.pem");
+    std::fs::write(
+        &cert,
+        "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let key = dir.path("key.pem");
+    std::fs::write(
+        &key,
+        "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let table = |ca: &std::path::Path, cert_file: &std::path::Path, key_file: &std::path::Path| {
+        format!(
+            "[system]\ndevice = \"b\"\n\n[mqtt]\nurl = \"mqtts://broker:8883\"\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+            ca.display(),
+            cert_file.display(),
+            key_file.display()
+        )
+    };
+    let (code, out) = check(&dir, &table(&cert, &cert, &key), &[]);
+    assert_eq!(code, 0, "{out}");
+    for (main, said) in [
+        (table(&garbage, &cert, &key), "ca_file"),
+        (table(&cert, &garbage, &key), "cert_file"),
+        (table(&cert, &cert, &garbage), "key_file"),
+        (table(&cert, &cert, &cert), "key_file"),
+    ] {
+        let (code, out) = check(&dir, &main, &[]);
+        assert_eq!(code, 1, "{main}: {out}");
+        assert!(out.contains(said) && out.contains("PEM"), "{said}: {out}");
+    }
 }

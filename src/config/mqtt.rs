@@ -103,30 +103,37 @@ impl RawMqtt {
             port: 1883,
             tls: false,
         });
-        for file in [
-            &self.password_file,
-            &self.ca_file,
-            &self.cert_file,
-            &self.key_file,
+        for (key, file) in [
+            ("password_file", &self.password_file),
+            ("ca_file", &self.ca_file),
+            ("cert_file", &self.cert_file),
+            ("key_file", &self.key_file),
         ]
         .into_iter()
-        .flatten()
+        .filter_map(|(key, file)| Some((key, file.as_ref()?)))
         .filter(|_| !source.offline)
         {
             // Read as ember will read it (a regular file, bounded), so that `ember check`
             // and a reload say what the adapter's start would fail on.
             // (Not being allowed to read it is no problem of the file: `ember check` may run
             // as a user who cannot read a root's secret.)
-            let read = crate::filekind::read_small_file(file.get_ref());
-            if let Some(e) = read
-                .err()
-                .filter(|e| e.kind() != std::io::ErrorKind::PermissionDenied)
-            {
-                problem(
+            match crate::filekind::read_small_file(file.get_ref()) {
+                Ok(text) => {
+                    if let Some(why) = not_what_it_is_for(key, &text) {
+                        let path = file.get_ref().display();
+                        problem(
+                            file.span().start,
+                            Severity::Runtime,
+                            format!("{key} {path}: {why}"),
+                        );
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {}
+                Err(e) => problem(
                     file.span().start,
                     Severity::Runtime,
                     format!("{}: {e}", file.get_ref().display()),
-                );
+                ),
             }
         }
         // A secret others can read is no longer a secret; ember runs as root, so 0600 does.
@@ -253,6 +260,21 @@ impl RawMqtt {
             groups,
             homeassistant: self.homeassistant.unwrap_or(false),
         }
+    }
+}
+
+/// Why a TLS file does not hold what its key is for, if it does not: the adapter would
+/// fail every connection on it ("No valid CA certificate provided"). The PEM markers
+/// only: rustls reads the rest, at the adapter's start.
+fn not_what_it_is_for(key: &str, text: &str) -> Option<&'static str> {
+    match key {
+        "ca_file" | "cert_file" if !text.contains("-----BEGIN CERTIFICATE-----") => {
+            Some("no PEM certificate in it (-----BEGIN CERTIFICATE-----)")
+        }
+        "key_file" if !text.contains("PRIVATE KEY-----") => {
+            Some("no PEM private key in it (-----BEGIN PRIVATE KEY-----, or RSA / EC PRIVATE KEY)")
+        }
+        _ => None,
     }
 }
 
