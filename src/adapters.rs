@@ -100,7 +100,15 @@ fn adapter(
     spec.linger = true;
     match settings {
         Ok(json) => spec.input = Some(Secret::new(json)),
-        Err(e) => spec.load_error = Some(e),
+        // The files are read with the configuration: starting it again cannot help (it
+        // was started every 2 s for good, three log lines each time). It fails once,
+        // saying what to do; the reload that reads the fixed file starts it.
+        Err(e) => {
+            spec.load_error = Some(format!(
+                "{e}; fix it, then `ember ctl reload` reads it again"
+            ));
+            spec.restart = RestartPolicy::Never;
+        }
     }
     // Only root can run it as another user; otherwise it runs as ember does, and has
     // ember's rights.

@@ -2700,3 +2700,50 @@ fn refusals_name_a_long_service_shortened() {
         assert!(reply.contains("bytes)"), "{reply}");
     }
 }
+
+/// A `[mqtt]` file that cannot be read fails ember-mqtt once, with the reason and what
+/// to do, and a reload once it is fixed starts it (found by a hostile review: the
+/// adapter was started again every 2 s for good, three log lines each time, though its
+/// settings, read with the configuration, could not change before a reload).
+#[test]
+fn an_unreadable_mqtt_file_fails_the_adapter_once_until_a_reload() {
+    if !can_unshare() || !have_mosquitto() {
+        return;
+    }
+    let broker = Broker::start("unreadable-file", "");
+    let dir = TempDir::new("mqtt-unreadable-file");
+    let password = dir.path("password");
+    let ember = Ember::start(
+        "mqtt-unreadable-file",
+        &format!(
+            "{}{SERVICES}",
+            mqtt_config(
+                &broker,
+                "b38",
+                &format!(
+                    "username = \"u\"\npassword_file = \"{}\"",
+                    password.display()
+                )
+            )
+        ),
+    );
+    ember.wait_state("ember-mqtt", "failed", None, LONG);
+    let status = ember.status("ember-mqtt");
+    let said = status.to_string();
+    assert!(
+        said.contains("password_file") && said.contains("ember ctl reload"),
+        "{said}"
+    );
+    std::fs::write(&password, "secret\n").expect("password");
+    std::fs::set_permissions(
+        &password,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .expect("chmod");
+    let out = ember.ctl(&["reload"]);
+    assert!(out.status.success(), "{out:?}");
+    ember.wait_state("ember-mqtt", "active", None, LONG);
+    assert!(wait_for(LONG, || !broker
+        .collect("ember/b38/status", 1, Duration::from_secs(1))
+        .is_empty()));
+}
