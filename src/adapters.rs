@@ -142,6 +142,25 @@ fn beside_ember(name: &str) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(format!("/sbin/{name}")))
 }
 
+/// Why `user` cannot run the adapter `adapter`, if it cannot: not a user name; or an
+/// account with uid 0, which would have every right on the control socket whatever its
+/// table allows (a compromised ember-mqtt could reboot with `allow_system = false`).
+/// Accounts are looked up unless `offline` (a configuration checked for another root).
+pub fn user_problem(user: &str, adapter: &str, offline: bool) -> Option<String> {
+    if user.is_empty() || user.contains([':', ' ', '/', '\0']) {
+        return Some(format!(
+            "user \"{}\" must be a user name, e.g. \"{adapter}\"",
+            user.escape_debug()
+        ));
+    }
+    let root = || matches!(nix::unistd::User::from_name(user), Ok(Some(u)) if u.uid.is_root());
+    (!offline && root()).then(|| {
+        format!(
+            "user \"{user}\" is root: {adapter} would have every right on the control socket, whatever its table allows; leave user out (an account or uid of its own, \"{adapter}\")"
+        )
+    })
+}
+
 /// The uid of `user`, or where there is no such account one of ember's: the same every
 /// time for the same name (in systemd's dynamic range, 61184–65519), skipping uids that
 /// have an account; and whether it is an account's.

@@ -425,3 +425,21 @@ fn mqtt_tls_files_must_hold_what_they_are_for() {
         assert!(out.contains(said) && out.contains("PEM"), "{said}: {out}");
     }
 }
+
+/// An adapter's `user` may not be root: the adapter would have every right on the
+/// control socket, whatever `[mqtt] allow` or `allow_system` say (found by a hostile
+/// review: `user = "root"` passed, and a compromised ember-mqtt could then reboot).
+#[test]
+fn an_adapter_may_not_run_as_root() {
+    let dir = TempDir::new("check-adapter-root");
+    for table in ["mqtt", "dbus"] {
+        let (code, out) = check(&dir, &format!("[{table}]\nuser = \"root\"\n"), &[]);
+        assert_eq!(code, 1, "{table}: {out}");
+        assert!(
+            out.contains("ember.toml:2:")
+                && out.contains("user \"root\"")
+                && out.contains("every right"),
+            "{table}: {out}"
+        );
+    }
+}

@@ -225,18 +225,17 @@ impl RawMqtt {
             }
         }
         let user = match self.user {
-            Some(u) if u.get_ref().is_empty() || u.get_ref().contains([':', ' ', '/']) => {
-                problem(
-                    u.span().start,
-                    Severity::Error,
-                    format!(
-                        "user \"{}\" must be a user name, e.g. \"ember-mqtt\"",
-                        u.get_ref()
-                    ),
-                );
-                crate::adapters::MQTT.to_owned()
-            }
-            Some(u) => u.into_inner(),
+            Some(u) => match crate::adapters::user_problem(
+                u.get_ref(),
+                crate::adapters::MQTT,
+                source.offline,
+            ) {
+                Some(why) => {
+                    problem(u.span().start, Severity::Error, why);
+                    crate::adapters::MQTT.to_owned()
+                }
+                None => u.into_inner(),
+            },
             None => crate::adapters::MQTT.to_owned(),
         };
         MqttConfig {
