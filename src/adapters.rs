@@ -61,6 +61,7 @@ pub fn plan(config: &Config) -> Vec<Adapter> {
                 crate::config::dbus::Bus::Address(a) => a.clone(),
             },
             control_group: dbus.control_group.clone(),
+            device: config.system.device.clone(),
             log: config.log.level.clone(),
         };
         // Its callers' credentials decide (root for the system verbs, the control group
@@ -106,7 +107,15 @@ fn adapter(
     spec.linger = true;
     match settings {
         Ok(json) => spec.input = Some(Secret::new(json)),
-        Err(e) => spec.load_error = Some(e),
+        // The files are read with the configuration: starting it again cannot help (it
+        // was started every 2 s for good, three log lines each time). It fails once,
+        // saying what to do; the reload that reads the fixed file starts it.
+        Err(e) => {
+            spec.load_error = Some(format!(
+                "{e}; fix it, then `ember ctl reload` reads it again"
+            ));
+            spec.restart = RestartPolicy::Never;
+        }
     }
     // Only root can run it as another user; otherwise it runs as ember does, and has
     // ember's rights.
@@ -138,6 +147,25 @@ fn beside_ember(name: &str) -> PathBuf {
         .ok()
         .and_then(|exe| exe.parent().map(|dir| dir.join(name)))
         .unwrap_or_else(|| PathBuf::from(format!("/sbin/{name}")))
+}
+
+/// Why `user` cannot run the adapter `adapter`, if it cannot: not a user name; or an
+/// account with uid 0, which would have every right on the control socket whatever its
+/// table allows (a compromised ember-mqtt could reboot with `allow_system = false`).
+/// Accounts are looked up unless `offline` (a configuration checked for another root).
+pub fn user_problem(user: &str, adapter: &str, offline: bool) -> Option<String> {
+    if user.is_empty() || user.contains([':', ' ', '/', '\0']) {
+        return Some(format!(
+            "user \"{}\" must be a user name, e.g. \"{adapter}\"",
+            user.escape_debug()
+        ));
+    }
+    let root = || matches!(nix::unistd::User::from_name(user), Ok(Some(u)) if u.uid.is_root());
+    (!offline && root()).then(|| {
+        format!(
+            "user \"{user}\" is root: {adapter} would have every right on the control socket, whatever its table allows; leave user out (an account or uid of its own, \"{adapter}\")"
+        )
+    })
 }
 
 /// The uid of `user`, or where there is no such account one of ember's: the same every

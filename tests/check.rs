@@ -185,8 +185,17 @@ fn a_secret_file_open_to_others_gets_a_warning() {
         dir.path("board.pem"),
         dir.path("board.key"),
     );
-    for file in [&password, &ca, &cert, &key] {
-        std::fs::write(file, "not checked here\n").unwrap();
+    let certificate = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    for (file, text) in [
+        (&password, "secret\n"),
+        (&ca, certificate),
+        (&cert, certificate),
+        (
+            &key,
+            "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n",
+        ),
+    ] {
+        std::fs::write(file, text).unwrap();
     }
     let main = format!(
         "[mqtt]\nurl = \"mqtts://127.0.0.1:8883\"\nusername = \"board1\"\npassword_file = \"{}\"\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
@@ -311,4 +320,126 @@ fn tens_of_thousands_of_errors_are_reported_without_delay() {
         "{:?}",
         &lines[lines.len() - 3..]
     );
+}
+
+/// Every name that becomes part of an MQTT topic or of the MQTT CONNECT is checked by
+/// `ember check` against what MQTT carries (found by a hostile review: a device with a
+/// NUL passed, and the adapter then reconnected forever, its log blaming the broker's
+/// MQTT version; a prefix "$SYS" passed, and the broker dropped every state without a
+/// word, as topics starting with `$` are the broker's own).
+#[test]
+fn mqtt_names_are_checked_against_what_mqtt_carries() {
+    let dir = TempDir::new("check-mqtt-names");
+    let long = "x".repeat(300);
+    for (system, mqtt, said) in [
+        ("device = \"b\\u0000x\"", "", "device \"b\\0x\""),
+        ("device = \"b\\nx\"", "", "device \"b\\nx\""),
+        ("device = \"board\"", "prefix = \"$SYS\"", "prefix \"$SYS\""),
+        (
+            "device = \"board\"",
+            "prefix = \"a\\u0000\"",
+            "prefix \"a\\0\"",
+        ),
+        (
+            "device = \"board\"",
+            "groups = [\"lab\\u0007\"]",
+            "group \"lab\\u{7}\"",
+        ),
+        (
+            "device = \"board\"",
+            "client_id = \"c\\u0000\"",
+            "client_id \"c\\0\"",
+        ),
+        (
+            "device = \"board\"",
+            "username = \"u\\u0000\"",
+            "username \"u\\0\"",
+        ),
+        (
+            "device = \"board\"",
+            &format!("prefix = \"{long}\""),
+            "300 bytes",
+        ),
+    ] {
+        let (code, out) = check(
+            &dir,
+            &format!("[system]\n{system}\n\n[mqtt]\n{mqtt}\n"),
+            &[],
+        );
+        assert_eq!(code, 1, "{system} {mqtt}: {out}");
+        assert!(
+            out.contains(said),
+            "{system} {mqtt}: wanted {said:?} in:\n{out}"
+        );
+        assert!(out.contains("ember.toml:"), "{out}");
+    }
+    // What MQTT carries passes: `$` inside a level, dots, dashes, unicode.
+    let (code, out) = check(
+        &dir,
+        "[system]\ndevice = \"board-1.lab\"\n\n[mqtt]\nprefix = \"fleet$1\"\ngroups = [\"lab\", \"été\"]\nclient_id = \"c-1\"\nusername = \"u\"\n",
+        &[],
+    );
+    assert_eq!(code, 0, "{out}");
+}
+
+/// The TLS files are read as the adapter will read them: a ca_file or cert_file without
+/// a PEM certificate, or a key_file without a PEM private key, fails `ember check` at its
+/// key (found by a hostile review: a CA file of anything passed, and every connection
+/// then failed with "No valid CA certificate provided").
+#[test]
+fn mqtt_tls_files_must_hold_what_they_are_for() {
+    let dir = TempDir::new("check-mqtt-pem");
+    let garbage = dir.path("garbage.pem");
+    std::fs::write(&garbage, "not a certificate\n").unwrap();
+    let cert = dir.path("cert.pem");
+    std::fs::write(
+        &cert,
+        "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let key = dir.path("key.pem");
+    std::fs::write(
+        &key,
+        "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let table = |ca: &std::path::Path, cert_file: &std::path::Path, key_file: &std::path::Path| {
+        format!(
+            "[system]\ndevice = \"b\"\n\n[mqtt]\nurl = \"mqtts://broker:8883\"\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+            ca.display(),
+            cert_file.display(),
+            key_file.display()
+        )
+    };
+    let (code, out) = check(&dir, &table(&cert, &cert, &key), &[]);
+    assert_eq!(code, 0, "{out}");
+    for (main, said) in [
+        (table(&garbage, &cert, &key), "ca_file"),
+        (table(&cert, &garbage, &key), "cert_file"),
+        (table(&cert, &cert, &garbage), "key_file"),
+        (table(&cert, &cert, &cert), "key_file"),
+    ] {
+        let (code, out) = check(&dir, &main, &[]);
+        assert_eq!(code, 1, "{main}: {out}");
+        assert!(out.contains(said) && out.contains("PEM"), "{said}: {out}");
+    }
+}
+
+/// An adapter's `user` may not be root: the adapter would have every right on the
+/// control socket, whatever `[mqtt] allow` or `allow_system` say (found by a hostile
+/// review: `user = "root"` passed, and a compromised ember-mqtt could then reboot).
+#[test]
+fn an_adapter_may_not_run_as_root() {
+    let dir = TempDir::new("check-adapter-root");
+    for table in ["mqtt", "dbus"] {
+        let (code, out) = check(&dir, &format!("[{table}]\nuser = \"root\"\n"), &[]);
+        assert_eq!(code, 1, "{table}: {out}");
+        assert!(
+            out.contains("ember.toml:2:")
+                && out.contains("user \"root\"")
+                && out.contains("every right"),
+            "{table}: {out}"
+        );
+    }
 }

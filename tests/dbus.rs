@@ -1996,3 +1996,128 @@ fn reset_failed_over_dbus_leaves_failed_services_inactive() {
         text(&out)
     );
 }
+
+/// Root's StopService of ember's own adapter is refused with the reason and the way that
+/// works (found by a hostile review: root was told "not allowed to this client (the
+/// ember-dbus adapter); root may").
+#[test]
+fn embers_own_adapters_are_refused_with_the_reason_even_to_root() {
+    if !can_unshare() || !have_dbus() {
+        return;
+    }
+    let bus = Bus::start("own-adapter", "");
+    let ember = start("dbus-own-adapter", &bus);
+    wait_attached(&bus, &ember);
+    for method in ["StopService", "RestartService"] {
+        let out = call(&bus, MANAGER, MGR_IFACE, method, &["s", "ember-dbus"]);
+        let said = text(&out);
+        assert!(!out.status.success(), "{said}");
+        assert!(
+            said.contains("ember's own adapters")
+                && said.contains("ember ctl restart ember-dbus")
+                && !said.contains("not allowed to this client"),
+            "{method}: {said}"
+        );
+    }
+    let object = "/io/ember/Init1/service/ember_2ddbus";
+    let out = call(&bus, object, SVC_IFACE, "Stop", &[]);
+    assert!(
+        text(&out).contains("ember's own adapters"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(ember.status("ember-dbus")["state"], "active");
+}
+
+/// The manager's Device follows a reload that renames the board, as MQTT's topics do
+/// (found by a hostile review: ember-dbus kept the name its first hello gave it, while
+/// ember-mqtt, restarted by the reload, published under the new one).
+#[test]
+fn the_device_property_follows_a_reload() {
+    if !can_unshare() || !have_dbus() {
+        return;
+    }
+    let bus = Bus::start("device-reload", "");
+    let ember = Ember::start(
+        "dbus-device-reload",
+        &format!(
+            "[system]\ndevice = \"before\"\n\n[dbus]\nbus = \"{}\"\n\n{SERVICES}",
+            bus.address()
+        ),
+    );
+    wait_attached(&bus, &ember);
+    let device = || property(&bus, MANAGER, MGR_IFACE, "Device");
+    assert_eq!(device().expect("Device"), "before");
+    let config = std::fs::read_to_string(&ember.config).expect("config");
+    std::fs::write(&ember.config, config.replace("\"before\"", "\"after\"")).expect("write");
+    let out = ember.ctl(&["reload"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let mut now = None;
+    assert!(
+        wait_for(LONG, || {
+            now = device();
+            now.as_ref().is_some_and(|d| d == "after")
+        }),
+        "Device is {now:?}"
+    );
+}
+
+/// A bus ember cannot attach to is said at the default log level, with the bus and the
+/// cause, once per cause (found by a hostile review: a wrong address, or a bus whose
+/// policy does not let ember own its name, was logged at debug level only, and the
+/// adapter stayed silent for good).
+#[test]
+fn a_bus_that_cannot_be_attached_to_is_said_once_with_why() {
+    if !can_unshare() || !have_dbus() {
+        return;
+    }
+    let nowhere = TempDir::new("dbus-nowhere");
+    let address = format!("unix:path={}", nowhere.path("no-bus.sock").display());
+    let deny = r#"<policy context="mandatory"><deny own="io.ember.Init1"/></policy>"#;
+    let denying = Bus::start("deny-own", deny);
+    for (tag, address, cause) in [
+        ("dbus-nowhere", address, "No such file"),
+        ("dbus-deny-own", denying.address(), "io.ember.Init1"),
+    ] {
+        let ember = Ember::start(tag, &format!("[dbus]\nbus = \"{address}\"\n\n{SERVICES}"));
+        let retries = |log: &str| log.matches("DEBUG dbus: cannot attach").count();
+        assert!(
+            wait_for(LONG, || retries(&ember.log()) >= 2),
+            "{}",
+            ember.log()
+        );
+        let log = ember.log();
+        let said: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("WARN dbus: cannot attach"))
+            .collect();
+        assert_eq!(said.len(), 1, "{log}");
+        assert!(
+            said[0].contains(&address) && said[0].contains(cause),
+            "{}",
+            said[0]
+        );
+    }
+}
+
+/// An unknown service is named shortened in the error, as ember's own errors do (found
+/// by a hostile review: a 30 KB name came back whole).
+#[test]
+fn an_unknown_long_name_is_shortened_in_the_error() {
+    if !can_unshare() || !have_dbus() {
+        return;
+    }
+    let bus = Bus::start("long-name", "");
+    let ember = start("dbus-long-name", &bus);
+    wait_attached(&bus, &ember);
+    let long = "w".repeat(30_000);
+    for method in ["GetService", "StartService"] {
+        let out = call(&bus, MANAGER, MGR_IFACE, method, &["s", &long]);
+        let said = text(&out);
+        assert!(
+            said.contains("UnknownService") || said.contains("no service"),
+            "{said:.300}"
+        );
+        assert!(said.len() < 1000, "{method}: {} bytes", said.len());
+    }
+}

@@ -422,3 +422,67 @@ fn escape_sequences_from_a_board_do_not_reach_the_terminal_raw() {
         "raw: {watch:?}"
     );
 }
+
+/// Whatever a board's retained topics say, and whatever deadline the operator gives,
+/// `ember fleet` answers instead of panicking (found by a hostile review: one retained
+/// state with `since_usec` past the year 9999, which anyone who may publish under the
+/// prefix can leave, made `status` and every command panic for the whole fleet; and
+/// `--timeout 18000000000000000000s` panicked adding it to the clock).
+#[test]
+fn no_retained_state_or_timeout_makes_ember_fleet_panic() {
+    if !have_mosquitto() || !have_fleet() {
+        return;
+    }
+    let broker = Broker::start("fleet-far", "");
+    let publish = |topic: &str, message: &str| {
+        let out = broker.publish(topic, message, &["-r"]);
+        assert!(out.status.success(), "{out:?}");
+    };
+    for (device, online) in [("far-on", "online"), ("far-off", "offline")] {
+        publish(&format!("ember/{device}/status"), online);
+        publish(
+            &format!("ember/{device}/system"),
+            r#"{"seq":1,"state":"running","groups":["far"]}"#,
+        );
+        publish(
+            &format!("ember/{device}/service/web/state"),
+            r#"{"seq":2,"name":"web","state":"active","sub_state":"running","want":"up","since_usec":18446744073709551615}"#,
+        );
+    }
+    let said = |out: &Output| {
+        format!(
+            "{:?}\nstdout: {}\nstderr: {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let quick = timeout(LONG);
+    for args in [
+        vec!["status"],
+        vec!["status", "--json"],
+        vec!["watch", "--lines", "-t", "1s"],
+        vec!["restart", "web", "--group", "far", "-t", &quick],
+        vec!["stop", "web", "--device", "far-off", "--json"],
+    ] {
+        let out = fleet(&broker, &args);
+        assert_ne!(out.status.code(), Some(101), "{args:?}: {}", said(&out));
+        assert!(!said(&out).contains("panicked"), "{args:?}: {}", said(&out));
+        // (watch prints changes only: the retained states are its starting point.)
+        if args[0] != "watch" {
+            assert!(said(&out).contains("far-"), "{args:?}: {}", said(&out));
+        }
+    }
+    for args in [
+        vec!["status"],
+        vec!["watch"],
+        vec!["restart", "web", "--group", "far", "--wait"],
+    ] {
+        let out = fleet(
+            &broker,
+            &[&args[..], &["--timeout", "18000000000000000000s"]].concat(),
+        );
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", said(&out));
+        assert!(said(&out).contains("--timeout"), "{args:?}: {}", said(&out));
+    }
+}

@@ -23,6 +23,18 @@ pub fn may_be_instance(name: &str) -> bool {
 /// that names them exactly: no glob reaches them).
 pub const ADAPTERS: [&str; 2] = ["ember-mqtt", "ember-dbus"];
 
+/// Why `name` may not be started, stopped or restarted over `via` ("MQTT", "D-Bus"), when
+/// it is one of [`ADAPTERS`]: said by each adapter itself, as neither `allow` nor the
+/// caller's rights are the reason (found by a hostile review: MQTT blamed `[mqtt]
+/// allow`, which names it, and D-Bus told root that root may).
+pub fn refusal_for_adapter(name: &str, via: &str) -> Option<String> {
+    ADAPTERS.contains(&name).then(|| {
+        format!(
+            "{name} is one of ember's own adapters, which ember runs itself: none is started, stopped or restarted over {via} (a stop would cut this way in off); on the board, root may: ember ctl restart {name}"
+        )
+    })
+}
+
 /// The most settings an adapter reads: certificates and keys fit many times over.
 pub const MAX_SETTINGS: usize = 1024 * 1024;
 
@@ -58,6 +70,10 @@ pub struct DbusSettings {
     pub bus: String,
     /// Members may start, stop and restart services, besides root.
     pub control_group: String,
+    /// `[system] device`, the manager's Device: here rather than from the link's hello,
+    /// so that a reload that renames the board restarts the adapter with the new name,
+    /// as it does ember-mqtt.
+    pub device: String,
     /// The log filter (EMBER_LOG's syntax), ember's own.
     #[serde(default)]
     pub log: Option<String>,

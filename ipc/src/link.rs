@@ -134,24 +134,50 @@ impl Link {
 /// stop or restart with `wait`, answered once the core says the service has settled): on
 /// the link's connection it would hold up every request after it. Dropping the future
 /// closes the connection, and the core forgets the wait.
-pub async fn call_alone(socket: &Path, command: &Command, via: &str) -> Result<Reply, String> {
-    // A connection of its own only when there is one to have: more wait their turn here
-    // (their deadline runs meanwhile) instead of being refused by ember.
-    let _connection = ALONE
-        .acquire()
-        .await
-        .map_err(|_| "no connection to ember can be had".to_owned())?;
-    let mut lines = Lines::connect(socket).await?;
-    lines.call(command, Some(via)).await
+///
+/// `taken` is told once the command is in ember's queue, so that a command sent after
+/// that, on any connection, runs after it (an adapter keeps its commands in the order
+/// they came: found by a hostile review, a plain `start` on the link overtook a `stop`
+/// with `wait` sent before it); or, when it never got there, once that is known
+/// (dropped). Meanwhile the command waits for its answer.
+pub async fn call_alone(
+    socket: &Path,
+    command: &Command,
+    via: &str,
+    taken: oneshot::Sender<()>,
+) -> Result<Reply, String> {
+    // Each connection counts against the adapter's share of ember's socket until ember
+    // has seen it close, which on a busy PID 1 may come after the adapter's next one
+    // arrives: a refusal at the door for want of room (nothing ran) is tried again, after
+    // a short pause, for as long as the caller waits (found when a suite under load had
+    // waited commands refused "uid N holds 16 control connections already", though the
+    // adapter held 12).
+    let mut pause = std::time::Duration::from_millis(10);
+    loop {
+        let mut lines = Lines::connect(socket).await?;
+        let sent = lines.send_taken(command, Some(via)).await;
+        // Read even when the write failed: ember may have refused and closed first, and
+        // its reason says more than "Broken pipe".
+        let first = match (sent, lines.next().await) {
+            (_, Ok(Reply::Error(e))) if crate::socket::refused_for_room(&e) => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_millis(500));
+                continue;
+            }
+            (_, Ok(reply)) => reply,
+            (Err(e), Err(_)) | (Ok(()), Err(e)) => {
+                let _ = taken.send(());
+                return Err(e);
+            }
+        };
+        let _ = taken.send(());
+        return match first {
+            Reply::Taken {} => lines.next().await,
+            // Refused before the queue (a malformed line, a right missing): its answer.
+            other => Ok(other),
+        };
+    }
 }
-
-/// Connections [`call_alone`] holds at once. An adapter is one user of ember's socket,
-/// which lets a user hold [`crate::socket::PER_USER`] connections; its link holds two
-/// (requests, the subscription) and may be making one again. Found by a hostile review:
-/// the MQTT adapter runs 32 commands at once, and of 24 restarts with wait, the 10 past
-/// ember's share were refused ("cannot wait for the outcome").
-const ALONE_AT_ONCE: usize = crate::socket::PER_USER - 4;
-static ALONE: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(ALONE_AT_ONCE);
 
 /// What a link needs to connect again.
 #[derive(Clone)]
@@ -249,9 +275,26 @@ impl Lines {
 
     /// Sends a command; `via` says where it came from, for ember's log.
     async fn send(&mut self, command: &Command, via: Option<&str>) -> Result<(), String> {
+        self.send_with(command, via, false).await
+    }
+
+    /// Sends a command that is answered [`Reply::Taken`] first.
+    async fn send_taken(&mut self, command: &Command, via: Option<&str>) -> Result<(), String> {
+        self.send_with(command, via, true).await
+    }
+
+    async fn send_with(
+        &mut self,
+        command: &Command,
+        via: Option<&str>,
+        taken: bool,
+    ) -> Result<(), String> {
         let mut value = serde_json::to_value(command).map_err(|e| e.to_string())?;
         if let (Some(via), Some(object)) = (via, value.as_object_mut()) {
             object.insert("via".into(), via.into());
+        }
+        if let (true, Some(object)) = (taken, value.as_object_mut()) {
+            object.insert("taken".into(), true.into());
         }
         let mut line = serde_json::to_vec(&value).map_err(|e| e.to_string())?;
         line.push(b'\n');

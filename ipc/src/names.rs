@@ -94,6 +94,63 @@ pub fn check_instance(template: &str, instance: &str) -> Result<(), String> {
     }
 }
 
+/// The longest topic level ember takes for a prefix, a device or a group: every topic
+/// it makes (prefix, device, a service's name of at most 64 characters and a few words)
+/// then stays far under MQTT's 65,535 bytes, past which its client writes a length that
+/// wraps around, and the broker reads garbage.
+pub const MAX_TOPIC_LEVEL: usize = 256;
+
+/// Checks text ember sends as an MQTT string (a client id, a user name; and every topic
+/// level, see [`check_topic_level`]): MQTT forbids U+0000 in it (the broker closes the
+/// connection, and ember would retry for good) and advises against the other control
+/// characters; at most 65,535 bytes. `what` names it in the error, e.g. "client_id".
+pub fn check_mqtt_string(what: &str, text: &str) -> Result<(), String> {
+    let shown = crate::text::shortened(text);
+    let shown = shown.escape_debug();
+    if let Some(bad) = text.chars().find(|c| c.is_control()) {
+        return Err(format!(
+            "{what} \"{shown}\" has the control character {bad:?}, which MQTT does not carry (U+0000 makes the broker close the connection); remove it"
+        ));
+    }
+    if text.len() > 65_535 {
+        return Err(format!(
+            "{what} \"{shown}\" is {} bytes long; MQTT carries at most 65535",
+            text.len()
+        ));
+    }
+    Ok(())
+}
+
+/// Checks one level of the topics ember publishes and subscribes to: an `[mqtt]`
+/// prefix (`first`: the topic's first level), a device, a fleet group, whether from
+/// ember.toml or from `ember fleet`'s command line. Not empty; no `/` (it would make two
+/// levels), no `+` or `#` (wildcards in a subscription); an MQTT string (see
+/// [`check_mqtt_string`]) of at most [`MAX_TOPIC_LEVEL`] bytes; and a first level does
+/// not start with `$`, which names the broker's own topics (mosquitto takes a publish to
+/// `$SYS/...` and drops it without a word, and `#` never matches a `$` topic).
+pub fn check_topic_level(what: &str, text: &str, first: bool) -> Result<(), String> {
+    let shown = crate::text::shortened(text);
+    let shown = shown.escape_debug();
+    if text.is_empty() || text.contains(['/', '+', '#']) {
+        return Err(format!(
+            "{what} \"{shown}\" must be one MQTT topic level: not empty, without / + #"
+        ));
+    }
+    check_mqtt_string(what, text)?;
+    if text.len() > MAX_TOPIC_LEVEL {
+        return Err(format!(
+            "{what} \"{shown}\" is {} bytes long; a topic level here is at most {MAX_TOPIC_LEVEL}",
+            text.len()
+        ));
+    }
+    if first && text.starts_with('$') {
+        return Err(format!(
+            "{what} \"{shown}\" starts with $, which names the broker's own topics (a broker drops what clients publish under $SYS, and # never matches them); choose e.g. \"ember\""
+        ));
+    }
+    Ok(())
+}
+
 /// What the files of a cgroup2 directory start with: its core files and each controller's.
 const CGROUP_FILE_PREFIXES: [&str; 10] = [
     "cgroup", "cpu", "cpuset", "io", "memory", "pids", "rdma", "hugetlb", "misc", "irq",

@@ -386,6 +386,10 @@ pub enum Reply {
     },
     Timeline(Timeline),
     Error(Error),
+    /// The first line for a start, stop or restart with `wait` sent with `"taken":true`:
+    /// the command is in the core's queue, which takes requests in order, so every
+    /// request that reaches ember after this line runs after it. Its reply follows.
+    Taken {},
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -1026,19 +1030,41 @@ pub struct Control {
 impl Control {
     /// Sends a command to the core and waits for its reply.
     pub async fn call(&self, command: Command, origin: impl Into<String>) -> Reply {
+        match self.enqueue(command, origin).await {
+            Ok(queued) => answer(queued).await,
+            Err(reply) => reply,
+        }
+    }
+
+    /// Puts a command in the core's queue, and returns where its reply will come. The
+    /// core takes its queue in order: every request queued after this returns runs
+    /// after this one (what `"taken"` tells a client, see [`Reply::Taken`]).
+    pub async fn enqueue(
+        &self,
+        command: Command,
+        origin: impl Into<String>,
+    ) -> Result<oneshot::Receiver<Reply>, Reply> {
         let (tx, rx) = oneshot::channel();
         let request = Request {
             command,
             origin: origin.into(),
             reply: tx,
         };
-        if self.requests.send(request).await.is_err() {
-            return Reply::error(ErrorKind::Internal, "ember's core is not running");
+        match self.requests.send(request).await {
+            Ok(()) => Ok(rx),
+            Err(_) => Err(Reply::error(
+                ErrorKind::Internal,
+                "ember's core is not running",
+            )),
         }
-        rx.await.unwrap_or_else(|_| {
-            Reply::error(ErrorKind::Internal, "ember's core dropped the request")
-        })
     }
+}
+
+/// The reply to a command queued with [`Control::enqueue`].
+pub async fn answer(queued: oneshot::Receiver<Reply>) -> Reply {
+    queued
+        .await
+        .unwrap_or_else(|_| Reply::error(ErrorKind::Internal, "ember's core dropped the request"))
 }
 
 #[cfg(test)]

@@ -2,7 +2,9 @@
 //!
 //! A request is one JSON object per line, a [`Command`]. `"wait": true` on start, stop
 //! and restart makes the core reply once the services have settled; `"follow": true` on
-//! `logs` keeps streaming lines after the reply (this adapter does that). Every request
+//! `logs` keeps streaming lines after the reply (this adapter does that); with
+//! `"taken": true` too, a [`Reply::Taken`] line comes first, once the command is in the
+//! core's queue. Every other request
 //! gets exactly one reply line; a bad request gets an error reply and the connection stays
 //! usable. A `subscribe` or a `logs --follow` makes its connection a stream: what the
 //! client sends on it after is read and dropped. Only root and the daemon's own uid may connect (checked with SO_PEERCRED).
@@ -316,11 +318,7 @@ pub async fn serve(
                     refusals.warn(ErrorKind::Busy, || {
                         format!("control socket: refused uid {uid}: {why}")
                     });
-                    refuse(
-                        stream,
-                        ErrorKind::Busy,
-                        format!("{why}; try again in a moment"),
-                    );
+                    refuse(stream, ErrorKind::Busy, format!("{why}{NO_ROOM}"));
                     continue;
                 }
             }
@@ -360,7 +358,9 @@ pub async fn serve(
                 refuse(
                     stream,
                     ErrorKind::Busy,
-                    format!("ember is serving {MAX_CONNECTIONS} control connections already; try again in a moment"),
+                    format!(
+                        "ember is serving {MAX_CONNECTIONS} control connections already{NO_ROOM}"
+                    ),
                 );
                 continue;
             }
@@ -379,6 +379,16 @@ pub async fn serve(
         });
     }
 }
+
+/// Whether `error` is ember's refusal of a connection for want of room (its own, or
+/// its user's share, full): nothing was read from it, and the same request may be sent
+/// again in a moment.
+pub fn refused_for_room(error: &Error) -> bool {
+    error.kind == ErrorKind::Busy && error.message.ends_with(NO_ROOM)
+}
+
+/// How each refusal of a connection for want of room ends (and no other message).
+const NO_ROOM: &str = "; try again in a moment";
 
 /// The connections each user other than root holds, and all of them together: bounded so
 /// that root always has [`KEPT_FOR_ROOT`] slots and each user at most [`PER_USER`].
@@ -730,6 +740,10 @@ async fn client_gone(lines: &mut Lines<OwnedReadHalf>, keep: bool) {
 pub struct Incoming {
     pub command: Command,
     pub via: Option<String>,
+    /// `"taken":true` on a start, stop or restart with `wait`: a first line,
+    /// [`Reply::Taken`], once the command is in the core's queue (an adapter that keeps
+    /// its commands in order sends the next one then).
+    pub taken: bool,
 }
 
 /// Longest `via` kept.
@@ -760,9 +774,32 @@ pub fn decode_request(line: &[u8]) -> Result<Incoming, Error> {
             ))
         }
     };
+    let taken = match value.as_object_mut().and_then(|o| o.remove("taken")) {
+        None => false,
+        Some(serde_json::Value::Bool(taken)) => taken,
+        Some(_) => {
+            return Err(Error::new(
+                ErrorKind::BadRequest,
+                "\"taken\" must be true or false".to_owned(),
+            ))
+        }
+    };
+    let command = Command::from_value(value)?;
+    // What belongs to another request is refused, not ignored (see Command::from_json).
+    let waits = matches!(
+        &command,
+        Command::Start(t) | Command::Stop(t) | Command::Restart(t) if t.wait
+    );
+    if taken && !waits {
+        return Err(Error::new(
+            ErrorKind::BadRequest,
+            "\"taken\" goes with a start, stop or restart with \"wait\":true".to_owned(),
+        ));
+    }
     Ok(Incoming {
-        command: Command::from_value(value)?,
+        command,
         via,
+        taken,
     })
 }
 
@@ -806,12 +843,18 @@ async fn handle_request(
         policy,
     } = context;
     let _pending = pending.begin();
-    let (command, origin) = match decode_request(line) {
-        Ok(Incoming { command, via: None }) => (command, origin.to_string()),
+    let (command, origin, taken) = match decode_request(line) {
         Ok(Incoming {
             command,
-            via: Some(via),
-        }) => (command, format!("{origin} via {}", via.escape_debug())),
+            via,
+            taken,
+        }) => {
+            let origin = match via {
+                None => origin.to_string(),
+                Some(via) => format!("{origin} via {}", via.escape_debug()),
+            };
+            (command, origin, taken)
+        }
         Err(e) => return write_line(write, &Reply::Error(e)).await.is_ok(),
     };
     let origin = origin.as_str();
@@ -845,8 +888,15 @@ async fn handle_request(
     // free again at once, and the core drops a wait nobody reads.
     let reply = if wait {
         let stream = streams.register();
+        let queued = match control.enqueue(command, origin).await {
+            Ok(queued) => queued,
+            Err(reply) => return write_line(write, &reply).await.is_ok(),
+        };
+        if taken && write_line(write, &Reply::Taken {}).await.is_err() {
+            return false;
+        }
         tokio::select! {
-            reply = control.call(command, origin) => reply,
+            reply = crate::protocol::answer(queued) => reply,
             () = client_gone(lines, true) => return false,
             () = stream.evicted() => {
                 let _ = write_line(write, &evicted()).await;
@@ -1417,6 +1467,8 @@ mod tests {
                 wait: true
             })
         );
+        let c = decode_request(br#"{"cmd":"stop","names":["a"],"wait":true,"taken":true}"#);
+        assert!(c.is_ok_and(|c| c.taken));
         let c = decode_request(br#"{"cmd":"logs","name":"a","follow":true,"via":"x"}"#).unwrap();
         assert_eq!(c.via.as_deref(), Some("x"));
         // A long via is shortened (at a character's boundary), not refused.
@@ -1432,6 +1484,9 @@ mod tests {
             &br#"{"cmd":"status","wait":true}"#[..],
             br#"{"cmd":"start","names":["a"],"follow":true}"#,
             br#"{"cmd":"status","cmd":"reboot"}"#,
+            br#"{"cmd":"start","names":["a"],"wait":true,"taken":"yes"}"#,
+            br#"{"cmd":"start","names":["a"],"taken":true}"#,
+            br#"{"cmd":"status","taken":true}"#,
         ] {
             match decode_request(line) {
                 Err(e) => assert_eq!(e.kind, ErrorKind::BadRequest),

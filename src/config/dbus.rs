@@ -99,18 +99,17 @@ impl RawDbus {
             None => "ember".to_owned(),
         };
         let user = match self.user {
-            Some(u) if u.get_ref().is_empty() || u.get_ref().contains([':', ' ', '/']) => {
-                problem(
-                    u.span().start,
-                    Severity::Error,
-                    format!(
-                        "user \"{}\" must be a user name, e.g. \"ember-dbus\"",
-                        u.get_ref()
-                    ),
-                );
-                crate::adapters::DBUS.to_owned()
-            }
-            Some(u) => u.into_inner(),
+            Some(u) => match crate::adapters::user_problem(
+                u.get_ref(),
+                crate::adapters::DBUS,
+                source.offline,
+            ) {
+                Some(why) => {
+                    problem(u.span().start, Severity::Error, why);
+                    crate::adapters::DBUS.to_owned()
+                }
+                None => u.into_inner(),
+            },
             None => crate::adapters::DBUS.to_owned(),
         };
         DbusConfig {

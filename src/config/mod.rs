@@ -776,18 +776,25 @@ fn load_source(source: &Rc<Source>, problems: &mut Vec<Problem>) -> Config {
         .and_then(|w| w.check(source, problems));
     let mut config = assemble(path, system, watchdog, log, control, services);
     if mqtt.is_some() {
-        // The device name is a topic level of every MQTT topic ember uses.
+        // The device name is a topic level of every MQTT topic ember uses, and the
+        // default client id. "group" is taken: <prefix>/group/<group>/... are the
+        // fleet's topics.
         let device = &config.system.device;
-        // "group" is taken: <prefix>/group/<group>/... are the fleet's topics.
-        if device.is_empty()
-            || device.starts_with('$')
-            || device.contains(['/', '+', '#'])
-            || device == "group"
-        {
+        let why = ember_ipc::names::check_topic_level("device", device, false)
+            .err()
+            .or_else(|| {
+                (device.starts_with('$') || device == "group").then(|| {
+                    format!(
+                        "device \"{}\" cannot be an MQTT topic level of ember's: it may not start with $, nor be \"group\", which names the fleet's topics",
+                        device.escape_debug()
+                    )
+                })
+            });
+        if let Some(why) = why {
             problems.push(source.problem(
                 None,
                 Severity::Error,
-                format!("device \"{device}\" cannot be an MQTT topic level: set [system] device to a name without / + # (not starting with $, and not \"group\", which names the fleet's topics)"),
+                format!("{why}: set [system] device to a name an MQTT topic level carries (the hostname when unset)"),
             ));
         }
     }

@@ -2,6 +2,7 @@
 
 use super::walk::{FromToml, Issue, Table};
 use super::{Problem, Severity, Source};
+use ember_ipc::names::{check_mqtt_string, check_topic_level};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -51,8 +52,8 @@ impl FromToml for MqttUrl {
 /// The keys as written, with where the ones checked together were written.
 pub struct RawMqtt {
     url: Option<Spanned<MqttUrl>>,
-    client_id: Option<String>,
-    username: Option<String>,
+    client_id: Option<Spanned<String>>,
+    username: Option<Spanned<String>>,
     password_file: Option<Spanned<PathBuf>>,
     ca_file: Option<Spanned<PathBuf>>,
     cert_file: Option<Spanned<PathBuf>>,
@@ -102,30 +103,37 @@ impl RawMqtt {
             port: 1883,
             tls: false,
         });
-        for file in [
-            &self.password_file,
-            &self.ca_file,
-            &self.cert_file,
-            &self.key_file,
+        for (key, file) in [
+            ("password_file", &self.password_file),
+            ("ca_file", &self.ca_file),
+            ("cert_file", &self.cert_file),
+            ("key_file", &self.key_file),
         ]
         .into_iter()
-        .flatten()
+        .filter_map(|(key, file)| Some((key, file.as_ref()?)))
         .filter(|_| !source.offline)
         {
             // Read as ember will read it (a regular file, bounded), so that `ember check`
             // and a reload say what the adapter's start would fail on.
             // (Not being allowed to read it is no problem of the file: `ember check` may run
             // as a user who cannot read a root's secret.)
-            let read = crate::filekind::read_small_file(file.get_ref());
-            if let Some(e) = read
-                .err()
-                .filter(|e| e.kind() != std::io::ErrorKind::PermissionDenied)
-            {
-                problem(
+            match crate::filekind::read_small_file(file.get_ref()) {
+                Ok(text) => {
+                    if let Some(why) = not_what_it_is_for(key, &text) {
+                        let path = file.get_ref().display();
+                        problem(
+                            file.span().start,
+                            Severity::Runtime,
+                            format!("{key} {path}: {why}"),
+                        );
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {}
+                Err(e) => problem(
                     file.span().start,
                     Severity::Runtime,
                     format!("{}: {e}", file.get_ref().display()),
-                );
+                ),
             }
         }
         // A secret others can read is no longer a secret; ember runs as root, so 0600 does.
@@ -171,18 +179,17 @@ impl RawMqtt {
             );
         }
         let prefix = match self.prefix {
-            Some(p) if p.get_ref().is_empty() || p.get_ref().contains(['+', '#', '/']) => {
-                problem(
-                    p.span().start,
-                    Severity::Error,
-                    format!(
-                        "prefix \"{}\" must be one topic level without / + #, e.g. \"ember\"",
-                        p.get_ref()
-                    ),
-                );
-                "ember".to_owned()
-            }
-            Some(p) => p.into_inner(),
+            Some(p) => match check_topic_level("prefix", p.get_ref(), true) {
+                Ok(()) => p.into_inner(),
+                Err(why) => {
+                    problem(
+                        p.span().start,
+                        Severity::Error,
+                        format!("{why}; e.g. \"ember\""),
+                    );
+                    "ember".to_owned()
+                }
+            },
             None => "ember".to_owned(),
         };
         let keep_alive = match self.keep_alive {
@@ -204,29 +211,31 @@ impl RawMqtt {
         };
         let mut groups = Vec::new();
         for group in self.groups.unwrap_or_default() {
-            if group.get_ref().is_empty() || group.get_ref().contains(['+', '#', '/']) {
-                problem(
-                    group.span().start,
-                    Severity::Error,
-                    format!("group \"{}\" must be a name without / + #", group.get_ref()),
-                );
-            } else {
-                groups.push(group.into_inner());
+            match check_topic_level("group", group.get_ref(), false) {
+                Ok(()) => groups.push(group.into_inner()),
+                Err(why) => problem(group.span().start, Severity::Error, why),
+            }
+        }
+        // Sent in the CONNECT as MQTT strings: what MQTT does not carry would have the
+        // broker close every connection.
+        for (key, text) in [("client_id", &self.client_id), ("username", &self.username)] {
+            let Some(text) = text else { continue };
+            if let Err(why) = check_mqtt_string(key, text.get_ref()) {
+                problem(text.span().start, Severity::Error, why);
             }
         }
         let user = match self.user {
-            Some(u) if u.get_ref().is_empty() || u.get_ref().contains([':', ' ', '/']) => {
-                problem(
-                    u.span().start,
-                    Severity::Error,
-                    format!(
-                        "user \"{}\" must be a user name, e.g. \"ember-mqtt\"",
-                        u.get_ref()
-                    ),
-                );
-                crate::adapters::MQTT.to_owned()
-            }
-            Some(u) => u.into_inner(),
+            Some(u) => match crate::adapters::user_problem(
+                u.get_ref(),
+                crate::adapters::MQTT,
+                source.offline,
+            ) {
+                Some(why) => {
+                    problem(u.span().start, Severity::Error, why);
+                    crate::adapters::MQTT.to_owned()
+                }
+                None => u.into_inner(),
+            },
             None => crate::adapters::MQTT.to_owned(),
         };
         MqttConfig {
@@ -234,8 +243,11 @@ impl RawMqtt {
             host: url.host,
             port: url.port,
             tls: url.tls,
-            client_id: self.client_id.filter(|c| !c.is_empty()),
-            username: self.username,
+            client_id: self
+                .client_id
+                .map(Spanned::into_inner)
+                .filter(|c| !c.is_empty()),
+            username: self.username.map(Spanned::into_inner),
             password_file: self.password_file.map(Spanned::into_inner),
             ca_file: self.ca_file.map(Spanned::into_inner),
             cert_file: self.cert_file.map(Spanned::into_inner),
@@ -247,6 +259,21 @@ impl RawMqtt {
             groups,
             homeassistant: self.homeassistant.unwrap_or(false),
         }
+    }
+}
+
+/// Why a TLS file does not hold what its key is for, if it does not: the adapter would
+/// fail every connection on it ("No valid CA certificate provided"). The PEM markers
+/// only: rustls reads the rest, at the adapter's start.
+fn not_what_it_is_for(key: &str, text: &str) -> Option<&'static str> {
+    match key {
+        "ca_file" | "cert_file" if !text.contains("-----BEGIN CERTIFICATE-----") => {
+            Some("no PEM certificate in it (-----BEGIN CERTIFICATE-----)")
+        }
+        "key_file" if !text.contains("PRIVATE KEY-----") => {
+            Some("no PEM private key in it (-----BEGIN PRIVATE KEY-----, or RSA / EC PRIVATE KEY)")
+        }
+        _ => None,
     }
 }
 

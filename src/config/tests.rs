@@ -1641,10 +1641,13 @@ fn the_mqtt_table() {
     let all = messages.join("\n");
     assert!(all.contains("must start with mqtt:// or mqtts://"), "{all}");
     assert!(
-        all.contains("prefix \"a/b\" must be one topic level"),
+        all.contains("prefix \"a/b\" must be one MQTT topic level"),
         "{all}"
     );
-    assert!(all.contains("group \"x#\" must be a name"), "{all}");
+    assert!(
+        all.contains("group \"x#\" must be one MQTT topic level"),
+        "{all}"
+    );
     assert!(all.contains("unknown field `brokr`"), "{all}");
 
     let tree = Tree::new();

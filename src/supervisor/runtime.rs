@@ -878,8 +878,16 @@ impl Runtime {
         // too, with the warnings (found by a hostile review: the reply said "nothing
         // changed" when the rules of the socket had, and when its path had not).
         let mut notes = Vec::new();
-        if new.mqtt != self.config.mqtt || new.system.device != self.config.system.device {
-            notes.push("[mqtt] and the device name change at the next start of ember".to_owned());
+        // A changed [mqtt] (or device) restarts ember-mqtt with it: the reply lists it.
+        // What stays behind is the old name's retained topics, which no board clears.
+        if let (Some(old), Some(mqtt)) = (&self.config.mqtt, &new.mqtt) {
+            let (old_device, device) = (&self.config.system.device, &new.system.device);
+            if (old.prefix.as_str(), old_device) != (mqtt.prefix.as_str(), device) {
+                notes.push(format!(
+                    "ember-mqtt now publishes under {}/{device}; the retained topics under {}/{old_device} stay on the broker (clear each with mosquitto_pub -r -n -t TOPIC)",
+                    mqtt.prefix, old.prefix
+                ));
+            }
         }
         if new.control.socket != self.config.control.socket {
             notes.push(format!(
@@ -905,9 +913,15 @@ impl Runtime {
             return Err(Reply::error(ErrorKind::InvalidConfig, refused));
         }
         crate::log::init(new.log.level.as_deref(), new.log.output, self.role);
+        // [[control.allow]] as written: the adapters' rules change with [mqtt] and
+        // [dbus], and a changed adapter is restarted, which the reply says already.
+        // (The socket's mode is said whenever it changes: an adapter added opens it.)
+        let allow_changed = new.control.allow != self.config.control.allow;
+        let was_open = self.policy.borrow().opens_the_socket();
         let mut policy = new.control.policy();
         policy.rules.extend(rules);
-        if self.set_policy(policy) {
+        let now_open = policy.opens_the_socket();
+        if self.set_policy(policy) && (allow_changed || was_open != now_open) {
             let mode = if self.policy.borrow().opens_the_socket() {
                 "0666: the rules decide"
             } else {

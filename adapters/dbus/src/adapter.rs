@@ -93,6 +93,8 @@ impl Adapter {
     async fn run(mut self) {
         let mut backoff = BACKOFF_FIRST;
         let mut attached_before = false;
+        // The last failure to attach said at warning level, as the retries repeat it.
+        let mut said: Option<String> = None;
         loop {
             // Subscribe before reading the list: nothing falls between the two.
             let mut events = self.control.events.subscribe();
@@ -112,6 +114,7 @@ impl Adapter {
                     );
                     attached_before = true;
                     backoff = BACKOFF_FIRST;
+                    said = None;
                     match self.serve(&conn, &mut events).await {
                         End::CoreGone => return,
                         End::BusLost => {
@@ -120,15 +123,31 @@ impl Adapter {
                         }
                     }
                 }
-                Ok(Err(e)) => {
-                    tracing::debug!("dbus: cannot attach to the {} bus: {e}", self.settings.bus)
-                }
-                Err(_) => {
-                    tracing::debug!("dbus: the {} bus did not answer in time", self.settings.bus)
-                }
+                Ok(Err(e)) => self.failed_to_attach(e.to_string(), &mut said),
+                Err(_) => self.failed_to_attach("it did not answer in time".into(), &mut said),
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    /// Says why the adapter could not attach: a warning when the cause is new (a wrong
+    /// address, a policy that does not let ember own its name, a bus daemon down), at
+    /// debug level at each retry after. Causes are told apart without their numbers: a
+    /// refusal names the connection (":1.42"), new at every retry.
+    fn failed_to_attach(&self, why: String, said: &mut Option<String>) {
+        let cause: String = why.chars().filter(|c| !c.is_ascii_digit()).collect();
+        if said.as_ref() == Some(&cause) {
+            tracing::debug!(
+                "dbus: cannot attach to the {} bus: {why}",
+                self.settings.bus
+            );
+        } else {
+            tracing::warn!(
+                "dbus: cannot attach to the {} bus: {why}; retrying with backoff",
+                self.settings.bus
+            );
+            *said = Some(cause);
         }
     }
 

@@ -95,6 +95,12 @@ impl Ctx {
             Command::Reload | Command::Poweroff | Command::Reboot | Command::Halt
         );
         let who = self.authorize(conn, header, command.verb(), system).await?;
+        if let Command::Start(t) | Command::Stop(t) | Command::Restart(t) = &command {
+            let adapter = |n: &String| ember_ipc::adapter::refusal_for_adapter(n, "D-Bus");
+            if let Some(why) = t.names.iter().find_map(adapter) {
+                return Err(Error::NotAllowed(why));
+            }
+        }
         let Ok(_permit) = self.inflight.try_acquire() else {
             return Err(Error::Busy(
                 "too many D-Bus commands at once; try again in a moment".into(),

@@ -61,7 +61,7 @@ async fn serve(settings: DbusSettings) -> i32 {
         Settings {
             bus: settings.bus,
             control_group: settings.control_group,
-            device: link.hello.device.clone(),
+            device: settings.device,
             version: link.hello.ember.clone(),
             inflight: inflight.clone(),
             progress: link.progress.clone(),

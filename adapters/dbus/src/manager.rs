@@ -88,7 +88,9 @@ impl crate::readonly::Calls for Manager {
 
 pub fn unknown(name: &str) -> Error {
     Error::UnknownService(format!(
-        "no service named \"{name}\"; ListServices() shows the services there are"
+        "no service named \"{}\"; ListServices() shows the services there are",
+        // A caller's string of any length: named shortened, as ember names services.
+        ember_ipc::text::shortened(name)
     ))
 }
 

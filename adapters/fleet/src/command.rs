@@ -105,14 +105,7 @@ pub async fn run(
             Some(false) => {
                 let since = board
                     .last_change_usec()
-                    .map(|u| {
-                        format!(
-                            " (its last change: {})",
-                            humantime::format_rfc3339_seconds(
-                                std::time::UNIX_EPOCH + Duration::from_micros(u)
-                            )
-                        )
-                    })
+                    .map(|u| format!(" (its last change: {})", view::rfc3339(u)))
                     .unwrap_or_default();
                 outcomes.insert(
                     name.clone(),

@@ -49,7 +49,7 @@ Commands:
                          the boards' answers (default 30 s; with --wait, each board waits
                          that long, in whole seconds, and ember fleet up to 2 s more for
                          their answers); status: at most this long for the retained states
-                         (default 5 s); watch: watch this long, then exit 0
+                         (default 5 s); watch: watch this long, then exit 0. At most a year
 Output:
       --json             status, start, stop, restart: one JSON document; watch: one JSON
                          object per line
@@ -83,6 +83,9 @@ Exit status:
   5  no board the broker knows of is selected by --group and --device
   When several apply: 1, then 3, then 4.
 ";
+
+/// The longest --timeout: a year (watch runs until Ctrl-C without one).
+const MAX_TIMEOUT: Duration = Duration::from_secs(366 * 24 * 3600);
 
 /// What to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,6 +181,13 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
                 if parsed.is_zero() {
                     return Err("--timeout must be more than 0, e.g. 30s".into());
                 }
+                // A deadline is the clock plus the timeout: one past what the clock
+                // holds would panic there.
+                if parsed > MAX_TIMEOUT {
+                    return Err(format!(
+                        "--timeout {text:?} is more than a year; for watch, leave it out to watch until Ctrl-C"
+                    ));
+                }
                 timeout = Some(parsed);
             }
             Value(v) => words.push(
@@ -221,13 +231,15 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
             "unexpected argument \"{extra}\"; one service per command (a group or --device selects the boards)"
         ));
     }
-    for (name, value) in [("--prefix", Some(&prefix)), ("--group", group.as_ref())] {
-        if let Some(v) = value {
-            if v.is_empty() || v.contains(['/', '+', '#']) {
-                return Err(format!(
-                    "{name} \"{v}\" must be one topic level: not empty, without / + #"
-                ));
-            }
+    // ember's own rule for the boards' [mqtt] prefix and groups: a value no board can
+    // have is refused before anything is sent.
+    ember_ipc::names::check_topic_level("--prefix", &prefix, true)?;
+    if let Some(group) = &group {
+        ember_ipc::names::check_topic_level("--group", group, false)?;
+    }
+    for (name, value) in [("--client-id", &client_id), ("--username", &username)] {
+        if let Some(value) = value {
+            ember_ipc::names::check_mqtt_string(name, value)?;
         }
     }
     match &action {
@@ -388,7 +400,11 @@ mod tests {
             (&["status", "--wait"][..], "--wait goes with"),
             (&["status", "--lines"][..], "--lines goes with watch"),
             (&["status", "-t", "soon"][..], "write e.g. 30s"),
-            (&["status", "--group", "a/b"][..], "one topic level"),
+            (&["status", "--group", "a/b"][..], "one MQTT topic level"),
+            (&["status", "--prefix", "$SYS"][..], "starts with $"),
+            (&["status", "--group", "a\0"][..], "control character"),
+            (&["status", "--client-id", "c\0"][..], "control character"),
+            (&["status", "--username", "u\n"][..], "control character"),
             (&["status", "--broker", "http://x"][..], "mqtt://"),
             (&["status", "--broker", "mqtts://x"][..], "--ca-file"),
             (&["fly"][..], "unknown command"),

@@ -231,13 +231,26 @@ fn now_usec() -> u64 {
 
 /// "2026-12-04T20:31:02Z (5m ago)".
 fn when(usec: u64) -> String {
-    let at = UNIX_EPOCH + Duration::from_micros(usec);
     let ago = Duration::from_secs(now_usec().saturating_sub(usec) / 1_000_000);
     format!(
         "{} ({} ago)",
-        humantime::format_rfc3339_seconds(at),
+        rfc3339(usec),
         humantime::format_duration(ago)
     )
+}
+
+/// A board's time (microseconds since the epoch), "2026-12-04T20:31:02Z". It comes from
+/// whoever may publish under the prefix: one past the year 9999, which humantime cannot
+/// write (its Display fails, and `to_string` panics), is shown as the number it is.
+pub fn rfc3339(usec: u64) -> String {
+    /// The first second of the year 10000.
+    const YEAR_10000: u64 = 253_402_300_800;
+    match UNIX_EPOCH.checked_add(Duration::from_micros(usec)) {
+        Some(at) if usec / 1_000_000 < YEAR_10000 => {
+            humantime::format_rfc3339_seconds(at).to_string()
+        }
+        _ => format!("{usec} µs after 1970 (past the year 9999)"),
+    }
 }
 
 /// A board's services in short: "3 active", "2 active, 1 failed (web)".

@@ -124,6 +124,11 @@ const MAX_INCOMING: u32 = 1024 * 1024;
 const MAX_COMMAND: usize = 16 * 1024;
 /// Commands being executed at once; more get a `busy` reply.
 const MAX_INFLIGHT: usize = 32;
+/// Commands with `wait` at once: each holds a connection of its own to ember's socket,
+/// which gives one user at most `PER_USER` (the link takes two, and a `list` or a
+/// `reload` may want a moment's more). More get `busy` before they run, saying why,
+/// rather than the socket's refusal of the connection.
+const MAX_WAITING: usize = ember_ipc::socket::PER_USER - 4;
 /// Receive Maximum (MQTT 5): QoS 1 messages the broker may have out to ember
 /// unacknowledged. Not a way to make a burst wait at the broker: mosquitto 2.0 (2.0.11
 /// here) keeps to it only when it is 1 (on a PUBACK of the oldest message in flight it
@@ -454,8 +459,9 @@ async fn wait_for(
     origin: &str,
     service: &str,
     within: Duration,
+    taken: oneshot::Sender<()>,
 ) -> Result<Reply, String> {
-    match tokio::time::timeout(within, call_alone(socket, &command, origin)).await {
+    match tokio::time::timeout(within, call_alone(socket, &command, origin, taken)).await {
         Ok(Ok(reply)) => Ok(reply),
         Ok(Err(why)) => Ok(Reply::error(
             ErrorKind::Busy,
@@ -695,9 +701,14 @@ struct Adapter {
     /// was too large for the broker.
     logged_once: BTreeSet<String>,
     inflight: Arc<Semaphore>,
+    /// Places of the commands with `wait` (see [`MAX_WAITING`]).
+    waits: Arc<Semaphore>,
     /// Told the seq of every change once it is in the adapter's hands (published, or
     /// queued for the next connection): see `Link::flush`.
     progress: ember_ipc::link::Progress,
+    /// Resolves once the last command handed to a task is in ember's queue: the next
+    /// waits for it (see [`Adapter::on_message`]).
+    last_taken: Option<oneshot::Receiver<()>>,
 }
 
 impl Adapter {
@@ -727,7 +738,9 @@ impl Adapter {
             unanswered: (0, None),
             logged_once: BTreeSet::new(),
             inflight: Arc::new(Semaphore::new(MAX_INFLIGHT)),
+            waits: Arc::new(Semaphore::new(MAX_WAITING)),
             progress,
+            last_taken: None,
         }
     }
 
@@ -810,12 +823,19 @@ impl Adapter {
                         } else if lost.refused && news {
                             // Wrong credentials or client id: said once, not at every retry.
                             tracing::warn!("mqtt: the broker refuses ember: {}; retrying with backoff", lost.why);
+                        } else if news {
+                            // A wrong host or port, or a broker down: said once per cause,
+                            // at the default level (the address is what to check).
+                            tracing::warn!(
+                                "mqtt: cannot reach the broker at {}:{}: {}; retrying with backoff",
+                                self.settings.broker.host,
+                                self.settings.broker.port,
+                                lost.why
+                            );
                         } else {
                             tracing::debug!("mqtt: cannot reach the broker: {}", lost.why);
                         }
-                        if self.connected || lost.refused {
-                            last_loss = Some(lost);
-                        }
+                        last_loss = Some(lost);
                         // The replies stay: each answers a command that was taken, and goes
                         // out after the next CONNACK.
                         self.connected = false;
@@ -939,6 +959,7 @@ impl Adapter {
         }
         self.refusals_logged.1 += 1;
         if self.refusals_logged.1 <= MAX_REFUSALS_LOGGED {
+            let topic = ember_ipc::text::shortened(topic);
             tracing::warn!("mqtt: {topic}: refused ({code}): {message}");
         }
     }
@@ -1421,6 +1442,22 @@ impl Adapter {
             ));
             return true;
         };
+        let waiting = match request.wait {
+            None => None,
+            Some(_) => match self.waits.clone().try_acquire_owned() {
+                Ok(place) => Some(place),
+                Err(_) => {
+                    let message = format!(
+                        "too many commands with wait at once ({MAX_WAITING}, each waits on a \
+                         connection of its own to ember); try again, or send it without wait"
+                    );
+                    self.log_refusal(topic, BUSY, &message);
+                    let body = payload::error_reply(&request.id, BUSY, &message);
+                    self.push_reply((reply_topic, body, None, Some(ack)));
+                    return true;
+                }
+            },
+        };
         // With `wait`, the core answers once the service has settled (see `wait_for`).
         let targets = |name: &String| Targets {
             names: vec![name.clone()],
@@ -1462,10 +1499,22 @@ impl Adapter {
             Target::Service(name) => name.clone(),
             _ => String::new(),
         };
+        // In the order they came: each command goes to ember once the one before it is
+        // in ember's queue. A command with `wait` goes on a connection of its own, the
+        // others on the link; without this a plain `start` overtook a `stop` with
+        // `wait` sent before it, and the service ended stopped.
+        let (taken, now_taken) = oneshot::channel();
+        let before = self.last_taken.replace(now_taken);
         tokio::spawn(async move {
+            let _waiting = waiting; // its place, until answered
+            if let Some(before) = before {
+                let _ = before.await; // taken, or never sent: either way, this one's turn
+            }
             let reply = match request.wait {
                 Some(within) => {
-                    match wait_for(&control, &socket, command, &origin, &service, within).await {
+                    match wait_for(&control, &socket, command, &origin, &service, within, taken)
+                        .await
+                    {
                         Ok(reply) => reply,
                         Err(message) => {
                             let body = payload::error_reply(&request.id, TIMEOUT, &message);
@@ -1476,7 +1525,12 @@ impl Adapter {
                         }
                     }
                 }
-                None => control.call(command, origin).await,
+                None => {
+                    // The link carries one request at a time: answered is taken.
+                    let reply = control.call(command, origin).await;
+                    let _ = taken.send(());
+                    reply
+                }
             };
             let body = match reply {
                 Reply::Status(status) if request.verb == Verb::List => {
@@ -1553,6 +1607,11 @@ impl Adapter {
         }
         match target {
             Target::Service(name) => {
+                // A topic level may be 64 KB: named shortened, as ember names services.
+                let shown = ember_ipc::text::shortened(name);
+                if let Some(why) = ember_ipc::adapter::refusal_for_adapter(name, "MQTT") {
+                    return Err(refuse(NOT_ALLOWED, why));
+                }
                 if !request.verb.is_service_verb() {
                     return Err(refuse(
                         BAD_PAYLOAD,
@@ -1567,7 +1626,7 @@ impl Adapter {
                 if !self.allowed(name) {
                     return Err(refuse(
                         NOT_ALLOWED,
-                        format!("service \"{name}\" may not be controlled over MQTT here ([mqtt] allow)"),
+                        format!("service \"{shown}\" may not be controlled over MQTT here ([mqtt] allow)"),
                     ));
                 }
                 // An instance of a template (worker@42) is made by its start, and one that
@@ -1578,7 +1637,7 @@ impl Adapter {
                 if !self.states.contains_key(name) && !makes_instance {
                     return Err(refuse(
                         UNKNOWN_SERVICE,
-                        format!("no service named \"{name}\" on {}", self.settings.device),
+                        format!("no service named \"{shown}\" on {}", self.settings.device),
                     ));
                 }
             }
