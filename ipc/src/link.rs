@@ -494,6 +494,93 @@ mod tests {
         std::future::pending::<()>().await;
     }
 
+    /// A stand-in for ember that refuses its first `refusals` connections as ember does
+    /// for want of room, then answers a waited command with `taken` and `ok`; returns
+    /// the requests it read.
+    async fn crowded_ember(listener: UnixListener, refusals: usize, refusal: Reply) -> Vec<String> {
+        let mut read_lines = Vec::new();
+        for n in 0.. {
+            let (stream, _) = listener.accept().await.unwrap();
+            let (read, mut write) = stream.into_split();
+            let reply = |r: &Reply| {
+                let mut text = serde_json::to_vec(r).unwrap();
+                text.push(b'\n');
+                text
+            };
+            if n < refusals {
+                // As ember's socket does: the refusal, then the connection closed,
+                // whatever the client sends.
+                write.write_all(&reply(&refusal)).await.unwrap();
+                continue;
+            }
+            let mut line = String::new();
+            BufReader::new(read).read_line(&mut line).await.unwrap();
+            read_lines.push(line);
+            write.write_all(&reply(&Reply::Taken {})).await.unwrap();
+            let ok = Reply::Ok {
+                services: Vec::new(),
+            };
+            write.write_all(&reply(&ok)).await.unwrap();
+            return read_lines;
+        }
+        unreachable!()
+    }
+
+    /// A connection refused for want of room (nothing ran) is tried again: on a busy
+    /// PID 1 the adapter's closed connections are still counted when its next arrives
+    /// (found by a suite under load: waited MQTT commands refused "uid N holds 16 control
+    /// connections already"). Any other refusal is the answer at once.
+    #[tokio::test]
+    async fn a_waited_call_refused_for_room_is_tried_again() {
+        let dir = std::env::temp_dir().join(format!("ember-link-room-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let socket = dir.join("control.sock");
+        let no_room = Reply::error(
+            ErrorKind::Busy,
+            format!(
+                "uid 7 holds 16 control connections already, the most one user may{}",
+                crate::socket::NO_ROOM
+            ),
+        );
+        let command = Command::Restart(crate::protocol::Targets {
+            names: vec!["web".into()],
+            wait: true,
+        });
+        for (refusal, tried_again) in [
+            (no_room, true),
+            (
+                Reply::error(ErrorKind::Busy, "ember is shutting down"),
+                false,
+            ),
+        ] {
+            let _ = std::fs::remove_file(&socket);
+            let listener = UnixListener::bind(&socket).unwrap();
+            let ember = tokio::spawn(crowded_ember(listener, 3, refusal.clone()));
+            let (taken, was_taken) = oneshot::channel();
+            let reply = tokio::time::timeout(
+                std::time::Duration::from_secs(30),
+                call_alone(&socket, &command, "test", taken),
+            )
+            .await
+            .expect("an answer");
+            if tried_again {
+                assert_eq!(
+                    reply,
+                    Ok(Reply::Ok {
+                        services: Vec::new()
+                    })
+                );
+                let read = ember.await.unwrap();
+                assert!(read[0].contains("\"restart\""), "{read:?}");
+            } else {
+                assert_eq!(reply, Ok(refusal));
+                ember.abort();
+            }
+            assert_eq!(was_taken.await, Ok(()));
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     /// Waits for an event of the service `name`.
     async fn seen(events: &mut tokio::sync::broadcast::Receiver<Arc<Event>>, name: &str) {
         loop {

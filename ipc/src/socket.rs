@@ -388,7 +388,7 @@ pub fn refused_for_room(error: &Error) -> bool {
 }
 
 /// How each refusal of a connection for want of room ends (and no other message).
-const NO_ROOM: &str = "; try again in a moment";
+pub(crate) const NO_ROOM: &str = "; try again in a moment";
 
 /// The connections each user other than root holds, and all of them together: bounded so
 /// that root always has [`KEPT_FOR_ROOT`] slots and each user at most [`PER_USER`].
