@@ -486,3 +486,78 @@ fn no_retained_state_or_timeout_makes_ember_fleet_panic() {
         assert!(said(&out).contains("--timeout"), "{args:?}: {}", said(&out));
     }
 }
+
+/// `ember fleet kill` and `ember fleet reset-failed`: the signal and the reset reach each
+/// board of the group, each board's outcome said; a board where the service does not run
+/// says so.
+#[test]
+fn kill_and_reset_failed_reach_every_board_of_a_group() {
+    if !can_unshare() || !have_mosquitto() || !have_fleet() {
+        return;
+    }
+    let broker = Broker::start("fleet-kill", "");
+    let services = |marker: u32| {
+        format!(
+            "{}\n[service.broken]\ncommand = [\"/bin/sh\", \"-c\", \"exit 3\"]\nrestart = \"never\"\n",
+            web_and_db(marker)
+        )
+    };
+    let k1 = board(&broker, "k1", "groups = [\"ops\"]", &services(7960201));
+    let k2 = board(&broker, "k2", "groups = [\"ops\"]", &services(7960211));
+    let before: Vec<Value> = [&k1, &k2]
+        .iter()
+        .map(|b| {
+            b.wait_state("broken", "failed", None, LONG);
+            b.wait_state("web", "active", None, LONG)["pid"].clone()
+        })
+        .collect();
+    wait_status(&broker, &["k1", "k2"], &[]);
+
+    let t = timeout(LONG);
+    let (code, report) = fleet_json(
+        &broker,
+        &[
+            "kill",
+            "web",
+            "--group",
+            "ops",
+            "--signal",
+            "HUP",
+            "--timeout",
+            &t,
+        ],
+    );
+    assert_eq!(code, Some(0), "{report:#}");
+    for (board, pid) in [&k1, &k2].iter().zip(&before) {
+        assert!(wait_for(LONG, || {
+            let web = board.status("web");
+            web["state"] == "active" && web["pid"] != *pid
+        }));
+    }
+    let (code, report) = fleet_json(
+        &broker,
+        &["kill", "broken", "--device", "k1", "--timeout", &t],
+    );
+    assert_eq!(code, Some(1), "{report:#}");
+    let k1_out = outcome(&report, "k1");
+    assert!(
+        k1_out.to_string().contains("broken is not running"),
+        "{report:#}"
+    );
+
+    let (code, report) = fleet_json(
+        &broker,
+        &["reset-failed", "broken", "--group", "ops", "--timeout", &t],
+    );
+    assert_eq!(code, Some(0), "{report:#}");
+    for board in [&k1, &k2] {
+        board.wait_state("broken", "inactive", Some("dead"), LONG);
+    }
+    // What goes with other commands only is a usage error, before anything is sent.
+    for args in [
+        &["reset-failed", "broken", "--group", "ops", "--wait"][..],
+        &["restart", "web", "--group", "ops", "--signal", "HUP"][..],
+    ] {
+        assert_eq!(fleet(&broker, args).status.code(), Some(2), "{args:?}");
+    }
+}

@@ -1,4 +1,4 @@
-//! `ember fleet start|stop|restart SERVICE`: one command to the boards selected, each
+//! `ember fleet start|stop|restart|kill|reset-failed SERVICE`: one command to the boards selected, each
 //! board's answer collected, and the boards that did not do as asked listed with why.
 
 use crate::fleet::{Change, Fleet, Reply};
@@ -77,6 +77,8 @@ pub struct Request<'a> {
     pub prefix: &'a str,
     pub selection: &'a Selection,
     pub wait: bool,
+    /// kill's signal, when given.
+    pub signal: Option<&'a str>,
     pub timeout: Duration,
     pub client_id: &'a str,
 }
@@ -124,6 +126,9 @@ pub async fn run(
     }
     let id = format!("{}-{}", request.client_id, std::process::id());
     let mut body = json!({"cmd": request.verb, "id": id});
+    if let Some(signal) = request.signal {
+        body["signal"] = signal.into();
+    }
     if request.wait {
         // The board's wait in whole seconds, at least 1.
         let secs = request.timeout.as_secs_f64().ceil().max(1.0) as u64;

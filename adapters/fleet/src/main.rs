@@ -107,6 +107,7 @@ async fn fleet(options: Options) -> i32 {
                 prefix,
                 selection: &selection,
                 wait: options.wait,
+                signal: options.signal.as_deref(),
                 timeout: options.timeout.unwrap_or(ANSWERS),
                 client_id: &options.client_id,
             };

@@ -12,6 +12,8 @@ ember fleet — the boards of a fleet over MQTT: one view, and one command with 
 Usage:
   ember fleet status [--group G] [--device GLOB] [--service GLOB] [--json]
   ember fleet start|stop|restart SERVICE (--group G | --device GLOB) [--wait] [--timeout 30s]
+  ember fleet kill SERVICE (--group G | --device GLOB) [--signal SIG]
+  ember fleet reset-failed SERVICE (--group G | --device GLOB)
   ember fleet watch [--group G] [--device GLOB] [--service GLOB] [--json] [--lines]
 
 Commands:
@@ -31,6 +33,12 @@ Commands:
               offline (never skipped), or no answer. With --wait each board answers once its
               ember says the service has settled: active in a new run (restart), active
               (start), stopped (stop); or failed, with the reason.
+  kill SERVICE
+              A signal to the service's processes on each board (--signal, default
+              SIGTERM: `ember ctl kill`); a board where it is not running says so (failed).
+  reset-failed SERVICE
+              The service's failures forgotten on each board (`ember ctl reset-failed`):
+              a failed one becomes inactive and stays down.
   watch       One line per change: a board online or offline, a service's new state, a
               board whose seq jumped (it missed changes: its adapter kept only the latest
               state while the broker was away), a board whose ember started again. On a
@@ -45,6 +53,7 @@ Selecting:
   -s, --service GLOB     status, watch: only the services that match
 Commands:
   -w, --wait             start, stop, restart: wait until each board's service has settled
+      --signal SIG       kill: the signal (HUP, SIGHUP or a number; default SIGTERM)
   -t, --timeout TIME     \"30s\", \"2m\", \"1500ms\". start, stop, restart: how long to wait for
                          the boards' answers (default 30 s; with --wait, each board waits
                          that long, in whole seconds, and ember fleet up to 2 s more for
@@ -91,7 +100,7 @@ const MAX_TIMEOUT: Duration = Duration::from_secs(366 * 24 * 3600);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     Status,
-    /// "start", "stop" or "restart", and the service.
+    /// "start", "stop", "restart", "kill" or "reset-failed", and the service.
     Command {
         verb: &'static str,
         service: String,
@@ -112,6 +121,8 @@ pub struct Options {
     pub json: bool,
     pub lines: bool,
     pub wait: bool,
+    /// kill's signal; the board's default (SIGTERM) when not given.
+    pub signal: Option<String>,
     pub timeout: Option<Duration>,
 }
 
@@ -142,6 +153,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
     let (mut prefix, mut client_id, mut username) = ("ember".to_owned(), None, None);
     let (mut group, mut device, mut service) = (None, None, None);
     let (mut json, mut lines, mut wait, mut timeout) = (false, false, false, None);
+    let mut signal: Option<String> = None;
     let mut files = Files::default();
     let value = |parser: &mut lexopt::Parser, name: &str| -> Result<String, String> {
         parser
@@ -173,6 +185,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
             Long("json") => json = true,
             Long("lines") => lines = true,
             Short('w') | Long("wait") => wait = true,
+            Long("signal") => signal = Some(value(&mut parser, "--signal")?),
             Short('t') | Long("timeout") => {
                 let text = value(&mut parser, "--timeout")?;
                 let parsed = humantime::parse_duration(text.trim()).map_err(|e| {
@@ -201,16 +214,18 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
     let action =
         match words.next().as_deref() {
             None => return Err(
-                "say what to do: status, start, stop, restart or watch; try `ember fleet --help`"
+                "say what to do: status, start, stop, restart, kill, reset-failed or watch; try `ember fleet --help`"
                     .into(),
             ),
             Some("help") => return Ok(Parsed::Help),
             Some("status") => Action::Status,
             Some("watch") => Action::Watch,
-            Some(verb @ ("start" | "stop" | "restart")) => {
+            Some(verb @ ("start" | "stop" | "restart" | "kill" | "reset-failed")) => {
                 let verb = match verb {
                     "start" => "start",
                     "stop" => "stop",
+                    "kill" => "kill",
+                    "reset-failed" => "reset-failed",
                     _ => "restart",
                 };
                 let Some(service) = words.next() else {
@@ -222,7 +237,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
             }
             Some(other) => {
                 return Err(format!(
-            "unknown command \"{other}\"; ember fleet takes status, start, stop, restart or watch"
+            "unknown command \"{other}\"; ember fleet takes status, start, stop, restart, kill, reset-failed or watch"
         ))
             }
         };
@@ -264,6 +279,20 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
             }
         }
     }
+    let verb = match &action {
+        Action::Command { verb, .. } => Some(*verb),
+        _ => None,
+    };
+    if wait && matches!(verb, Some("kill" | "reset-failed")) {
+        return Err("--wait goes with start, stop and restart".into());
+    }
+    if signal.is_some() && verb != Some("kill") {
+        return Err("--signal goes with kill".into());
+    }
+    if let Some(signal) = &signal {
+        // Sent as the board's command's "signal": one line of text, as a name is.
+        ember_ipc::names::check_mqtt_string("--signal", signal)?;
+    }
     if matches!(action, Action::Command { .. }) && service.is_some() {
         return Err(
             "--service selects services for status and watch; start, stop and restart name theirs"
@@ -293,6 +322,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
         json,
         lines,
         wait,
+        signal,
         timeout,
     })))
 }
