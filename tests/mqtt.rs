@@ -2747,3 +2747,24 @@ fn an_unreadable_mqtt_file_fails_the_adapter_once_until_a_reload() {
         .collect("ember/b38/status", 1, Duration::from_secs(1))
         .is_empty()));
 }
+
+/// At boot, `[mqtt] user = "root"` fails the adapter, not the configuration: the other
+/// services run, and ember-mqtt says why it does not.
+#[test]
+fn an_adapter_set_to_run_as_root_does_not_run_and_the_rest_does() {
+    if !can_unshare() || !have_mosquitto() {
+        return;
+    }
+    let broker = Broker::start("as-root", "");
+    let ember = Ember::start(
+        "mqtt-as-root",
+        &format!(
+            "{}{SERVICES}",
+            mqtt_config(&broker, "b39", "user = \"root\"")
+        ),
+    );
+    ember.wait_state("web", "active", None, LONG);
+    ember.wait_state("ember-mqtt", "failed", None, LONG);
+    let said = ember.status("ember-mqtt").to_string();
+    assert!(said.contains("is root"), "{said}");
+}
