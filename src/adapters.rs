@@ -126,6 +126,12 @@ fn adapter(
         // group of the same number. Never the uid's number as the gid of an account: that
         // may be another group altogether.
         spec.group = (!exists).then(|| uid.to_string());
+        // Root would have every right on the socket: the adapter does not run (`ember
+        // check` says so; at boot the other services run, as for a file it cannot read).
+        if uid == 0 {
+            spec.load_error = root_user_problem(user, name);
+            spec.restart = RestartPolicy::Never;
+        }
         Some(uid)
     } else {
         None
@@ -149,19 +155,24 @@ fn beside_ember(name: &str) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(format!("/sbin/{name}")))
 }
 
-/// Why `user` cannot run the adapter `adapter`, if it cannot: not a user name; or an
-/// account with uid 0, which would have every right on the control socket whatever its
-/// table allows (a compromised ember-mqtt could reboot with `allow_system = false`).
-/// Accounts are looked up unless `offline` (a configuration checked for another root).
-pub fn user_problem(user: &str, adapter: &str, offline: bool) -> Option<String> {
-    if user.is_empty() || user.contains([':', ' ', '/', '\0']) {
-        return Some(format!(
+/// Why `user` is not a user name an adapter can run as, if it is not.
+pub fn user_name_problem(user: &str, adapter: &str) -> Option<String> {
+    (user.is_empty() || user.contains([':', ' ', '/', '\0'])).then(|| {
+        format!(
             "user \"{}\" must be a user name, e.g. \"{adapter}\"",
             user.escape_debug()
-        ));
-    }
-    let root = || matches!(nix::unistd::User::from_name(user), Ok(Some(u)) if u.uid.is_root());
-    (!offline && root()).then(|| {
+        )
+    })
+}
+
+/// Why `user` may not run the adapter `adapter`, if it may not: an account with uid 0
+/// would have every right on the control socket whatever its table allows (a
+/// compromised ember-mqtt could reboot with `allow_system = false`). The account is
+/// looked up here: it is the board's, so the adapter fails where it is root, not the
+/// configuration.
+pub fn root_user_problem(user: &str, adapter: &str) -> Option<String> {
+    let root = matches!(nix::unistd::User::from_name(user), Ok(Some(u)) if u.uid.is_root());
+    root.then(|| {
         format!(
             "user \"{user}\" is root: {adapter} would have every right on the control socket, whatever its table allows; leave user out (an account or uid of its own, \"{adapter}\")"
         )

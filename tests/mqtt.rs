@@ -2888,3 +2888,24 @@ fn a_command_on_a_long_topic_is_done() {
     assert!(wait_for(LONG, || ember.status("web")["pid"] != before
         && ember.status("web")["state"] == "active"));
 }
+
+/// At boot, `[mqtt] user = "root"` fails the adapter, not the configuration: the other
+/// services run, and ember-mqtt says why it does not.
+#[test]
+fn an_adapter_set_to_run_as_root_does_not_run_and_the_rest_does() {
+    if !can_unshare() || !have_mosquitto() {
+        return;
+    }
+    let broker = Broker::start("as-root", "");
+    let ember = Ember::start(
+        "mqtt-as-root",
+        &format!(
+            "{}{SERVICES}",
+            mqtt_config(&broker, "b39", "user = \"root\"")
+        ),
+    );
+    ember.wait_state("web", "active", None, LONG);
+    ember.wait_state("ember-mqtt", "failed", None, LONG);
+    let said = ember.status("ember-mqtt").to_string();
+    assert!(said.contains("is root"), "{said}");
+}
