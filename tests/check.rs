@@ -173,6 +173,55 @@ fn help_is_complete() {
     ] {
         assert!(help.contains(word), "ctl --help lacks {word}");
     }
+    // ...and every command `ember ctl` takes, as the list its refusal of another gives.
+    let out = Command::new(EMBER)
+        .args(["ctl", "no-such-command"])
+        .output()
+        .unwrap();
+    let refusal = String::from_utf8_lossy(&out.stderr);
+    let listed = refusal
+        .split("commands are ")
+        .nth(1)
+        .and_then(|l| l.split(';').next())
+        .expect("the refusal lists the commands");
+    for command in listed.split(", ") {
+        assert!(
+            help.lines().any(|l| l
+                .trim_start()
+                .split([' ', '|'])
+                .next()
+                .is_some_and(|w| w == command)
+                || l.contains(&format!("| {command} "))
+                || l.trim_end().ends_with(&format!("| {command}"))),
+            "ctl --help has no entry for {command}"
+        );
+    }
+    // `ember --help` names every command of `ember fleet` (it lacked kill and
+    // reset-failed once they were added; found by a hostile review of the README).
+    let out = Command::new(EMBER).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    let fleet_line = help
+        .split("\n  ember ")
+        .find(|entry| entry.starts_with("fleet "))
+        .expect("ember --help has an `ember fleet` entry");
+    let out = Command::new(EMBER)
+        .args(["fleet", "--help"])
+        .output()
+        .unwrap();
+    let fleet_help = String::from_utf8_lossy(&out.stdout);
+    let commands: Vec<&str> = fleet_help
+        .lines()
+        .filter_map(|l| l.strip_prefix("  ember fleet "))
+        .filter_map(|l| l.split_whitespace().next())
+        .flat_map(|c| c.split('|'))
+        .collect();
+    assert!(commands.len() >= 5, "{fleet_help}");
+    for command in commands {
+        assert!(
+            fleet_line.contains(command),
+            "ember --help's fleet entry lacks {command}: {fleet_line}"
+        );
+    }
 }
 
 #[test]
