@@ -492,3 +492,48 @@ fn an_adapter_may_not_run_as_root() {
         );
     }
 }
+
+/// ember runs the adapter of `[mqtt]` (`[dbus]`) from beside its own executable: one
+/// that is not there fails `ember check`, as a service's missing command does. A plain
+/// `cargo run` (the README's "Try it" once said so) builds ember alone, and the demo's
+/// ember-mqtt then failed at its spawn while `ember check` said ok (found by a hostile
+/// review).
+#[test]
+fn an_adapter_missing_beside_ember_fails_check() {
+    let dir = TempDir::new("check-adapter");
+    let alone = dir.path("bin");
+    std::fs::create_dir_all(&alone).unwrap();
+    let ember = alone.join("ember");
+    std::fs::copy(EMBER, &ember).unwrap();
+    let config = dir.path("ember.toml");
+    for (table, adapter) in [
+        ("[mqtt]\nurl = \"mqtt://127.0.0.1:1883\"\n", "ember-mqtt"),
+        ("[dbus]\nbus = \"system\"\n", "ember-dbus"),
+    ] {
+        std::fs::write(&config, table).unwrap();
+        let check = |ember: &std::path::Path| {
+            Command::new(ember)
+                .arg("check")
+                .arg("--config")
+                .arg(&config)
+                .output()
+                .unwrap()
+        };
+        let out = check(&ember);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{table}: {stdout}");
+        assert!(
+            stdout.contains(&format!("ember.toml:1:2: {adapter} cannot be run"))
+                && stdout.contains(&alone.join(adapter).display().to_string()),
+            "{stdout}"
+        );
+        // Beside the ember of the build, it is there.
+        let out = check(std::path::Path::new(EMBER));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}
