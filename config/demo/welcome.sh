@@ -4,7 +4,7 @@ cat <<'TEXT'
 
   ember demo is up. In another terminal, try:
 
-    alias ectl='cargo run -q --release -- ctl --config config/demo/ember.toml'
+    alias ectl='target/release/ember ctl --config config/demo/ember.toml'
     ectl status                    # db and web active, migrate/welcome exited, flaky failed
     ectl logs web -f               # follow web's output (Ctrl-C to stop following)
     ectl restart db --wait         # web goes down with db and comes back after it
