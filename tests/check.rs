@@ -537,3 +537,25 @@ fn an_adapter_missing_beside_ember_fails_check() {
         );
     }
 }
+
+/// The demo of the README's "Try it" loads: `ember check` passes it (its broker aside,
+/// where mosquitto is not installed: the demo runs on without it).
+#[test]
+fn the_readme_demo_passes_check() {
+    let out = Command::new(EMBER)
+        .args(["check", "--config", "config/demo/ember.toml"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let problems: Vec<&str> = stdout
+        .lines()
+        .filter(|l| !l.contains(": ok,"))
+        .filter(|l| !l.contains("command \"mosquitto\" is not found"))
+        .collect();
+    assert!(problems.is_empty(), "{stdout}");
+    assert!(
+        out.status.success() || stdout.contains("mosquitto"),
+        "{stdout}"
+    );
+}
