@@ -155,6 +155,19 @@ fn beside_ember(name: &str) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(format!("/sbin/{name}")))
 }
 
+/// Why the adapter `name` cannot be run from beside ember, if it cannot (a plain `cargo
+/// run` builds ember alone; an image may leave an adapter's package out).
+pub fn program_problem(name: &str) -> Option<String> {
+    let program = beside_ember(name);
+    let why = crate::config::service::resolve_program(&program.to_string_lossy(), None).err()?;
+    let dir = program.parent().unwrap_or(&program);
+    Some(format!(
+        "{name} cannot be run: {}; ember runs it for this table from beside its own executable, so install it in {}",
+        why.split(';').next().unwrap_or(&why),
+        dir.display()
+    ))
+}
+
 /// Why `user` is not a user name an adapter can run as, if it is not.
 pub fn user_name_problem(user: &str, adapter: &str) -> Option<String> {
     (user.is_empty() || user.contains([':', ' ', '/', '\0'])).then(|| {

@@ -763,6 +763,14 @@ fn the_readme_socat_examples_answer_as_shown() {
                 printed.contains(&format!("\"kind\":\"{kind}\"")),
                 "{command}: {printed}"
             );
+            // And its message as far as the README shows it (up to its "..."): a
+            // column the README gave as 31 was 21.
+            let message = shown
+                .split("\"message\":\"")
+                .nth(1)
+                .and_then(|m| m.split("...").next())
+                .expect("an error shows its message");
+            assert!(printed.contains(message), "{command}: {printed}");
         }
     }
 }

@@ -4,11 +4,12 @@ cat <<'TEXT'
 
   ember demo is up. In another terminal, try:
 
-    alias ectl='cargo run -q --release -- ctl --config config/demo/ember.toml'
+    alias ectl='target/release/ember ctl --config config/demo/ember.toml'
     ectl status                    # db and web active, migrate/welcome exited, flaky failed
     ectl logs web -f               # follow web's output (Ctrl-C to stop following)
     ectl restart db --wait         # web goes down with db and comes back after it
-    ectl start flaky --wait        # fails again: the reason is printed, exit code 1
+    ectl start flaky               # crash-loops to its start limit again:
+    ectl status flaky              #   failed (start-limit), with the reason
     ectl stop web && ectl status   # web inactive, want down
     ectl status --json             # what scripts read
     kill -HUP <ember pid>          # or `ectl reload` after editing config/demo/

@@ -22,7 +22,8 @@ Usage:
                                     [--config PATH]: check plus warnings (see `ember
                                     analyze --help`)
   ember fleet COMMAND ...           many boards over MQTT: status, start|stop|restart SERVICE
-                                    [--wait], watch (runs ember-fleet, installed beside
+                                    [--wait], kill SERVICE [--signal SIG], reset-failed
+                                    SERVICE, watch (runs ember-fleet, installed beside
                                     ember; see `ember fleet --help`)
   ember poweroff|reboot|halt [-f]   ask PID 1 to stop every service and power off,
                                     reboot or halt (-f: reboot(2) at once, no stopping);

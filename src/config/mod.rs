@@ -515,6 +515,18 @@ fn parse_source<'a>(
     None
 }
 
+/// The adapter a table makes ember run, from beside its own executable, when it is not
+/// there (or cannot be run): a `Runtime` problem, as a service's missing command is.
+/// (Not in this crate's unit tests, whose executable is no ember: tests/check.rs has it.)
+fn adapter_program(adapter: &str, at: usize, source: &Source, problems: &mut Vec<Problem>) {
+    if source.offline || cfg!(test) {
+        return;
+    }
+    if let Some(why) = crate::adapters::program_problem(adapter) {
+        problems.push(source.problem(Some(at), Severity::Runtime, why));
+    }
+}
+
 /// Checks the main file `source` and the services_dir it names (unless offline).
 /// Each rotated output file that ember would refuse to write, said at its `file` (a
 /// Runtime problem, as a missing workdir is: the boot goes on): looked at where it will
@@ -637,10 +649,12 @@ fn load_source(source: &Rc<Source>, problems: &mut Vec<Problem>) -> Config {
             ("mqtt", DeValue::Table(t)) => {
                 let raw = section(t, mqtt::RawMqtt::take_from, source, problems);
                 mqtt = Some(raw.check(key.span().start, source, problems));
+                adapter_program(crate::adapters::MQTT, key.span().start, source, problems);
             }
             ("dbus", DeValue::Table(t)) => {
                 let raw = section(t, dbus::RawDbus::take_from, source, problems);
                 dbus = Some(raw.check(source, problems));
+                adapter_program(crate::adapters::DBUS, key.span().start, source, problems);
             }
             // An array or a plain value: there are no keys to read from it.
             (name @ ("system" | "log" | "control" | "mqtt" | "dbus"), _) => problems.push(source.problem(

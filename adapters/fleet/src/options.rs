@@ -83,8 +83,8 @@ reads and writes ember-fleet/<client id>/# (the message that marks the end of th
 retained states). A board's seq is checked for jumps only when every state of it is read.
 
 Exit status:
-  0  status, watch: done. start, stop, restart: every board selected took the command
-     (with --wait: its service settled as asked)
+  0  status, watch: done. start, stop, restart, kill, reset-failed: every board selected
+     took the command (with --wait: its service settled as asked)
   1  a board refused the command, or its service failed
   2  a usage error; the broker cannot be reached, or refused ember fleet
   3  an online board did not answer in time (with --wait: or its service did not settle)
