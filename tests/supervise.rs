@@ -1419,3 +1419,63 @@ enabled = false
     let out = ember.ctl(&["kill", "--signal", "HUP"]);
     assert_eq!(out.status.code(), Some(2), "a kill names a service");
 }
+
+/// A pattern to `kill` matches the services that have a process to signal (as
+/// `systemctl kill 'worker@*'` signals the instances that run): one stopped, disabled or
+/// between two runs is not there to signal. Found by a hostile review: `kill 'k*'` matched
+/// a disabled service too, and the whole kill was refused, signalling nothing.
+#[test]
+fn a_kill_pattern_signals_the_services_that_run_and_skips_the_others() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "kill-pattern",
+        r#"
+[service.kone]
+command = ["/bin/sh", "-c", "trap 'echo hup >> $DIR/hups' HUP; while :; do /bin/sleep 7920411 & wait; done"]
+
+[service.ktwo]
+command = ["/bin/sleep", "7920412"]
+enabled = false
+
+[service.other]
+command = ["/bin/sleep", "7920413"]
+enabled = false
+"#,
+    );
+    ember.wait_state("kone", "active", None, LONG);
+    let hups = || lines(&ember.dir.path("hups")).len();
+
+    for (n, args) in [
+        &["kill", "k*", "--signal", "HUP"][..],
+        &["kill", "k*", "--main", "--signal", "HUP"][..],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let out = ember.ctl(args);
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        assert!(
+            wait_for(LONG, || hups() == n + 1),
+            "{args:?}: kone's trap ran"
+        );
+    }
+    assert_eq!(ember.status("ktwo")["state"], "inactive");
+
+    // A pattern that matches only services with nothing to signal says so, and a name
+    // given as such is still refused whole.
+    let out = ember.ctl(&["kill", "oth*"]);
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("no running service matches \"oth*\""),
+        "{text}"
+    );
+    let out = ember.ctl(&["kill", "k*", "other"]);
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("other is not running"), "{text}");
+    std::thread::sleep(scaled(Duration::from_millis(300)));
+    assert_eq!(hups(), 2, "nothing was signalled by a refused kill");
+}
