@@ -1440,7 +1440,7 @@ fn a_kill_pattern_signals_the_services_that_run_and_skips_the_others() {
         "kill-pattern",
         r#"
 [service.kone]
-command = ["/bin/sh", "-c", "trap 'echo hup >> $DIR/hups' HUP; while :; do /bin/sleep 7920411 & wait; done"]
+command = ["/bin/sh", "-c", "trap 'echo hup >> $DIR/hups' HUP; trap 'echo rt >> $DIR/rts' 35; while :; do /bin/sleep 7920411 & wait; done"]
 
 [service.ktwo]
 command = ["/bin/sleep", "7920412"]
@@ -1485,4 +1485,17 @@ enabled = false
     assert!(text.contains("other is not running"), "{text}");
     std::thread::sleep(scaled(Duration::from_millis(300)));
     assert_eq!(hups(), 2, "nothing was signalled by a refused kill");
+
+    // Real-time signals, as systemctl kill takes them: by number, and as SIGRTMIN+N
+    // (from 34, as systemd counts). Found by a hostile review: "unknown signal".
+    let rts = || lines(&ember.dir.path("rts")).len();
+    for (n, signal) in ["35", "RTMIN+1", "sigrtmin+1"].into_iter().enumerate() {
+        let out = ember.ctl(&["kill", "kone", "--signal", signal]);
+        assert!(out.status.success(), "{signal}: {out:?}");
+        assert!(wait_for(LONG, || rts() == n + 1), "{signal}: the trap ran");
+    }
+    let out = ember.ctl(&["kill", "kone", "--signal", "65"]);
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("unknown signal \"65\""), "{text}");
+    assert_eq!(ember.status("kone")["state"], "active");
 }

@@ -34,7 +34,7 @@ Commands:
                               active (not while the old one still is)
   kill NAME... [--signal SIG] [--main]
                               send SIG (default SIGTERM; a name such as HUP or SIGHUP,
-                              or a number) to every process of NAME, or with --main to
+                              SIGRTMIN+N, or a number) to every process of NAME, or with --main to
                               its main process only (systemctl kill); the service's want
                               does not change: one the signal ends restarts as its
                               `restart` says. Refused, sending nothing, when one is not

@@ -201,7 +201,7 @@ impl Runtime {
     /// Sends a signal to the services' processes, all checked first: an unknown name, a
     /// service with no process to signal or a signal that does not exist sends nothing.
     fn signal(&mut self, args: ember_ipc::KillArgs, origin: &str) -> Reply {
-        let signal = match crate::config::values::parse_signal(&args.signal) {
+        let signal = match crate::supervisor::sig::AnySignal::parse(&args.signal) {
             Ok(signal) => signal,
             Err(why) => return Reply::error(ErrorKind::BadRequest, why),
         };
@@ -237,11 +237,10 @@ impl Runtime {
             } else {
                 "every process"
             };
-            crate::log::info!("{origin}: kill {name}: {} to {whom}", signal.as_str());
+            crate::log::info!("{origin}: kill {name}: {} to {whom}", signal.name());
             if args.main {
                 if let Some(pid) = self.engine.unit(name).and_then(|u| u.pid) {
-                    let pid = nix::unistd::Pid::from_raw(pid);
-                    let _ = nix::sys::signal::kill(pid, signal);
+                    let _ = signal.to(pid);
                 }
             } else {
                 self.send(name, signal);
