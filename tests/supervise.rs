@@ -1449,9 +1449,24 @@ enabled = false
 [service.other]
 command = ["/bin/sleep", "7920413"]
 enabled = false
+
+[service.kdone]
+type = "oneshot"
+command = ["/bin/true"]
 "#,
     );
     ember.wait_state("kone", "active", None, LONG);
+    ember.wait_state("kdone", "active", Some("exited"), LONG);
+
+    // A oneshot that has run, with nothing left: no process to signal, said so (it was
+    // "ok", having signalled nothing; systemctl kill says "No process to kill").
+    let out = ember.ctl(&["kill", "kdone"]);
+    assert!(!out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("kdone has no process left to signal (active (exited))"),
+        "{text}"
+    );
     let hups = || lines(&ember.dir.path("hups")).len();
 
     for (n, args) in [

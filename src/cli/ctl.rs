@@ -38,7 +38,8 @@ Commands:
                               its main process only (systemctl kill); the service's want
                               does not change: one the signal ends restarts as its
                               `restart` says. Refused, sending nothing, when one is not
-                              running
+                              running or has no process left; a pattern
+                              matches those that run
   reset-failed [NAME...]      forget NAME's failures, or every failed service's: a failed
                               one becomes inactive and stays down (a scheduled one waits
                               for its next time), and its restart count, start limit
@@ -360,13 +361,17 @@ struct Among {
     takes: fn(&ServiceStatus) -> bool,
 }
 
-/// A service that has processes to signal: running, and not waiting out a restart
-/// delay (what ember refuses to signal, as "not running").
+/// A service that has processes to signal: running, not waiting out a restart delay
+/// (what ember refuses to signal, as "not running"), and not a oneshot that has run
+/// (what it left is signalled when it is named).
 fn has_processes(s: &ServiceStatus) -> bool {
     matches!(
         s.state,
         State::Activating | State::Active | State::Deactivating
-    ) && s.sub_state != ember_ipc::Sub::AutoRestart
+    ) && !matches!(
+        s.sub_state,
+        ember_ipc::Sub::AutoRestart | ember_ipc::Sub::Exited
+    )
 }
 
 /// One with a main process to signal (`kill --main`).

@@ -187,6 +187,21 @@ impl Runtime {
         }
     }
 
+    /// Whether [`Runtime::send`] would reach a process of the service: its main process,
+    /// a member of its cgroup, or one of its process group. A oneshot that has run
+    /// (active, exited) may have none, or leftovers.
+    pub(super) fn has_processes(&self, name: &str) -> bool {
+        if self.engine.unit(name).and_then(|u| u.pid).is_some() {
+            return true;
+        }
+        if let Some(path) = self.cgroup_path(name) {
+            return !cgroup::procs(&path).is_empty();
+        }
+        // Signal 0: is anyone in the group (ESRCH: no one).
+        let pgid = self.services.get(name).and_then(|k| k.proc.pgid);
+        pgid.is_some_and(|g| kill(NixPid::from_raw(-g), None).is_ok())
+    }
+
     /// `signal` to the service's cgroup, or its process group and main process.
     pub(super) fn send(&mut self, name: &str, signal: impl Into<AnySignal>) {
         let signal = signal.into();

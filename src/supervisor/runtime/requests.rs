@@ -216,20 +216,24 @@ impl Runtime {
                 return self.unknown(name);
             };
             let idle = !unit.is_running() || unit.sub == Sub::AutoRestart;
-            if idle || (args.main && unit.pid.is_none()) {
-                let what = if idle {
-                    "is not running"
-                } else {
-                    "has no main process"
-                };
-                return Reply::error(
-                    ErrorKind::Failed,
-                    format!(
-                        "{name} {what} ({} ({})); nothing was signalled",
-                        unit.state, unit.sub
-                    ),
-                );
-            }
+            // Found by a hostile review: a oneshot that had run, with nothing left, was
+            // "signalled" (ok, and nothing sent).
+            let what = if idle {
+                "is not running"
+            } else if args.main && unit.pid.is_none() {
+                "has no main process"
+            } else if !self.has_processes(name) {
+                "has no process left to signal"
+            } else {
+                continue;
+            };
+            return Reply::error(
+                ErrorKind::Failed,
+                format!(
+                    "{name} {what} ({} ({})); nothing was signalled",
+                    unit.state, unit.sub
+                ),
+            );
         }
         for name in &names {
             let whom = if args.main {
