@@ -175,6 +175,11 @@ impl Runtime {
         }
         let mut seen = std::collections::BTreeSet::new();
         names.retain(|n| seen.insert(n.clone()));
+        // A name no instance can have (`worker@..`) is refused with why, as for a stop
+        // (found by a hostile review: it was "ok", as an instance not there).
+        if let Err(refused) = self.check_instance_names(&names) {
+            return refused;
+        }
         // Refused whole when a name is unknown, as a stop is; an instance not there (never
         // made, or forgotten once stopped) has no failure to forget.
         let absent_instance = |n: &String| {
@@ -211,6 +216,9 @@ impl Runtime {
         }
         let mut seen = std::collections::BTreeSet::new();
         names.retain(|n| seen.insert(n.clone()));
+        if let Err(refused) = self.check_instance_names(&names) {
+            return refused;
+        }
         for name in &names {
             let Some(unit) = self.engine.unit(name) else {
                 return self.unknown(name);
