@@ -2748,6 +2748,53 @@ fn an_unreadable_mqtt_file_fails_the_adapter_once_until_a_reload() {
         .is_empty()));
 }
 
+/// A failed ember-mqtt that a `reset-failed` left inactive (`ember ctl reset-failed`
+/// with no name, D-Bus's ResetFailed) is started by the reload that reads its fixed
+/// file, as its failure advises and as the README says a changed `[mqtt]` restarts its
+/// adapter. Found by a hostile review: it stayed down for good, the board cut off its
+/// broker, and the reload listed it as "updated".
+#[test]
+fn a_reset_failed_adapter_is_started_by_the_reload_that_fixes_it() {
+    if !can_unshare() || !have_mosquitto() {
+        return;
+    }
+    let broker = Broker::start("reset-adapter", "");
+    let dir = TempDir::new("mqtt-reset-adapter");
+    let password = dir.path("password");
+    let ember = Ember::start(
+        "mqtt-reset-adapter",
+        &format!(
+            "{}{SERVICES}",
+            mqtt_config(
+                &broker,
+                "b39",
+                &format!(
+                    "username = \"u\"\npassword_file = \"{}\"",
+                    password.display()
+                )
+            )
+        ),
+    );
+    ember.wait_state("ember-mqtt", "failed", None, LONG);
+    let out = ember.ctl(&["reset-failed"]);
+    assert!(out.status.success(), "{out:?}");
+    ember.wait_state("ember-mqtt", "inactive", None, LONG);
+    std::fs::write(&password, "secret\n").expect("password");
+    std::fs::set_permissions(
+        &password,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .expect("chmod");
+    let out = ember.ctl(&["reload"]);
+    assert!(out.status.success(), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("restarted ember-mqtt"), "{said}");
+    ember.wait_state("ember-mqtt", "active", None, LONG);
+    assert!(wait_for(LONG, || !broker
+        .collect("ember/b39/status", 1, Duration::from_secs(1))
+        .is_empty()));
+}
+
 /// `reset-failed` on a service's cmd topic forgets its failures as `ember ctl
 /// reset-failed` does: failed, it becomes inactive (dead) and stays down; the retained
 /// state follows. `wait` does not go with it (there is no state to wait for).

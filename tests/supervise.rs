@@ -1376,7 +1376,14 @@ enabled = false
     let out = ember.ctl(&["kill", "hupper", "--main", "--signal", "hup"]);
     assert!(out.status.success(), "{out:?}");
     assert!(wait_for(LONG, || hups() == 1), "the trap ran once");
-    assert_eq!(sleeper(), first, "the sleep was not signalled");
+    // The trap ends the shell's `wait`, and its loop starts another sleep: the first one
+    // is still there, unsignalled (it compared all sleeps, and failed when the loop had
+    // been quicker than the check).
+    let now = sleeper();
+    assert!(
+        first.iter().all(|p| now.contains(p)),
+        "the sleep was not signalled: {first:?} then {now:?}"
+    );
 
     // Every process: the shell's trap runs, and its sleep is ended by the HUP.
     let out = ember.ctl(&["kill", "hupper", "--signal", "SIGHUP"]);
@@ -1418,4 +1425,92 @@ enabled = false
     assert_eq!(hups(), 2, "nothing was signalled by a refused kill");
     let out = ember.ctl(&["kill", "--signal", "HUP"]);
     assert_eq!(out.status.code(), Some(2), "a kill names a service");
+}
+
+/// A pattern to `kill` matches the services that have a process to signal (as
+/// `systemctl kill 'worker@*'` signals the instances that run): one stopped, disabled or
+/// between two runs is not there to signal. Found by a hostile review: `kill 'k*'` matched
+/// a disabled service too, and the whole kill was refused, signalling nothing.
+#[test]
+fn a_kill_pattern_signals_the_services_that_run_and_skips_the_others() {
+    if !can_unshare() {
+        return;
+    }
+    let ember = Ember::start(
+        "kill-pattern",
+        r#"
+[service.kone]
+command = ["/bin/sh", "-c", "trap 'echo hup >> $DIR/hups' HUP; trap 'echo rt >> $DIR/rts' 35; while :; do /bin/sleep 7920411 & wait; done"]
+
+[service.ktwo]
+command = ["/bin/sleep", "7920412"]
+enabled = false
+
+[service.other]
+command = ["/bin/sleep", "7920413"]
+enabled = false
+
+[service.kdone]
+type = "oneshot"
+command = ["/bin/true"]
+"#,
+    );
+    ember.wait_state("kone", "active", None, LONG);
+    ember.wait_state("kdone", "active", Some("exited"), LONG);
+
+    // A oneshot that has run, with nothing left: no process to signal, said so (it was
+    // "ok", having signalled nothing; systemctl kill says "No process to kill").
+    let out = ember.ctl(&["kill", "kdone"]);
+    assert!(!out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("kdone has no process left to signal (active (exited))"),
+        "{text}"
+    );
+    let hups = || lines(&ember.dir.path("hups")).len();
+
+    for (n, args) in [
+        &["kill", "k*", "--signal", "HUP"][..],
+        &["kill", "k*", "--main", "--signal", "HUP"][..],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let out = ember.ctl(args);
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        assert!(
+            wait_for(LONG, || hups() == n + 1),
+            "{args:?}: kone's trap ran"
+        );
+    }
+    assert_eq!(ember.status("ktwo")["state"], "inactive");
+
+    // A pattern that matches only services with nothing to signal says so, and a name
+    // given as such is still refused whole.
+    let out = ember.ctl(&["kill", "oth*"]);
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("no running service matches \"oth*\""),
+        "{text}"
+    );
+    let out = ember.ctl(&["kill", "k*", "other"]);
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("other is not running"), "{text}");
+    std::thread::sleep(scaled(Duration::from_millis(300)));
+    assert_eq!(hups(), 2, "nothing was signalled by a refused kill");
+
+    // Real-time signals, as systemctl kill takes them: by number, and as SIGRTMIN+N
+    // (from 34, as systemd counts). Found by a hostile review: "unknown signal".
+    let rts = || lines(&ember.dir.path("rts")).len();
+    for (n, signal) in ["35", "RTMIN+1", "sigrtmin+1"].into_iter().enumerate() {
+        let out = ember.ctl(&["kill", "kone", "--signal", signal]);
+        assert!(out.status.success(), "{signal}: {out:?}");
+        assert!(wait_for(LONG, || rts() == n + 1), "{signal}: the trap ran");
+    }
+    let out = ember.ctl(&["kill", "kone", "--signal", "65"]);
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("unknown signal \"65\""), "{text}");
+    assert_eq!(ember.status("kone")["state"], "active");
 }

@@ -642,6 +642,17 @@ fn a_stop_of_an_instance_that_is_not_there_succeeds() {
     let out = ember.ctl(&["stop", "worker@.."]);
     assert!(!out.status.success());
     assert!(text(&out).contains("invalid instance"), "{}", text(&out));
+    // reset-failed and kill too (found by a hostile review: a reset-failed of one was
+    // "ok", as of an instance not there, and a kill said "no service named").
+    for verb in ["reset-failed", "kill"] {
+        let out = ember.ctl(&[verb, "worker@.."]);
+        assert!(!out.status.success(), "{verb}");
+        assert!(
+            text(&out).contains("invalid instance"),
+            "{verb}: {}",
+            text(&out)
+        );
+    }
 }
 
 /// Found by a hostile review: a reload that gave a template an `after` on one of its own

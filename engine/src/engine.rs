@@ -1146,6 +1146,16 @@ impl Engine {
         unit.restarts = 0;
         if unit.state != State::Failed {
             // Running or held: its reason, if any, is why it waits, not a failure.
+            if unit.sub == Sub::AutoRestart {
+                // Its backoff begins afresh, the delay it waits out too: no longer than
+                // the first delay since its run ended (found by a hostile review: a
+                // delay its failures had doubled ran its course).
+                let first = backoff(unit.spec.restart_delay, unit.spec.restart_delay_max, 1);
+                let at = (unit.since + first).max(now);
+                if unit.deadline.is_some_and(|d| d > at) {
+                    set_deadline(&mut self.timers, name, unit, Some(at));
+                }
+            }
             self.touch(name);
             return;
         }

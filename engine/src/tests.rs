@@ -4575,6 +4575,42 @@ fn reset_failed_of_a_running_service_forgets_its_failures_only() {
     assert_eq!(sim.deadline_in("a"), Some(ms(100)));
 }
 
+/// "Its backoff begins afresh" holds for a service waiting out a restart delay too:
+/// after a reset it waits no longer than the first delay since its run ended. Found by a
+/// hostile review: the delay doubled by its failures still ran its course.
+#[test]
+fn reset_failed_in_a_restart_delay_waits_only_the_first_delay() {
+    let mut sim = Sim::new(vec![simple("a")]);
+    sim.crash("a");
+    sim.advance(ms(150));
+    sim.crash("a");
+    sim.advance(ms(250));
+    sim.crash("a");
+    sim.assert_state("a", State::Activating, Sub::AutoRestart);
+    assert!(
+        sim.deadline_in("a") > Some(ms(100)),
+        "{:?}",
+        sim.deadline_in("a")
+    );
+    sim.advance(ms(30));
+    let actions = sim.feed(Input::ResetFailed("a".into()));
+    assert!(spawns(&actions).is_empty(), "{actions:?}");
+    sim.assert_state("a", State::Activating, Sub::AutoRestart);
+    assert_eq!(sim.deadline_in("a"), Some(ms(70)));
+    assert!(!sim.reason("a").is_empty(), "why it restarts is kept");
+    assert_eq!(spawns(&sim.advance(ms(70))), names(&["a"]));
+    // One already past its first delay restarts at once.
+    sim.advance(secs(1));
+    sim.crash("a");
+    sim.advance(ms(100));
+    sim.crash("a");
+    sim.advance(ms(150));
+    sim.assert_state("a", State::Activating, Sub::AutoRestart);
+    let actions = sim.feed(Input::ResetFailed("a".into()));
+    assert!(spawns(&actions).is_empty(), "{actions:?}");
+    assert_eq!(sim.deadline_in("a"), Some(Duration::ZERO));
+}
+
 #[test]
 fn reset_failed_of_a_failed_instance_made_by_a_start_forgets_it() {
     let template = simple("w@").restart(RestartPolicy::Never);

@@ -189,7 +189,7 @@ pub struct ResetFailedArgs {
 pub struct KillArgs {
     pub names: Vec<String>,
     /// A name (`"SIGHUP"`, `"HUP"`, any case) or a number; SIGTERM when not given.
-    #[serde(default = "default_signal")]
+    #[serde(default = "default_signal", deserialize_with = "signal_field::read")]
     pub signal: String,
     /// The main process only, not every process of the service.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -198,6 +198,60 @@ pub struct KillArgs {
 
 fn default_signal() -> String {
     "SIGTERM".into()
+}
+
+/// A kill's `"signal"` as its text, given as a name or as a number: `"HUP"`, `"9"` or
+/// `9` (JSON's number, which is what a number in a JSON request reads as; found by a
+/// hostile review: `"signal":9` was refused, "expected a string"). Ember reads the text;
+/// every JSON interface that takes a signal (the socket, MQTT) reads it here.
+pub mod signal_field {
+    use serde::de::{self, Deserializer, Visitor};
+    use std::fmt;
+
+    struct Text;
+
+    impl Visitor<'_> for Text {
+        type Value = String;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a signal name such as \"HUP\", or its number such as 9")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
+            Ok(v.to_owned())
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+    }
+
+    pub fn read<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        d.deserialize_any(Text)
+    }
+
+    /// The same, for a field that may be left out (`#[serde(default)]`) or null, as an
+    /// `Option<String>` was.
+    pub fn read_option<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        struct Maybe;
+        impl<'de> Visitor<'de> for Maybe {
+            type Value = Option<String>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                Text.expecting(f)
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+                read(d).map(Some)
+            }
+        }
+        d.deserialize_option(Maybe)
+    }
 }
 
 /// The services a start, stop or restart is for.
@@ -1073,6 +1127,29 @@ mod tests {
 
     fn read(text: &str) -> Result<Command, Error> {
         Command::from_json(text.as_bytes())
+    }
+
+    /// A kill's signal is "a name or a number", and a number is read as JSON writes one
+    /// (found by a hostile review: `"signal":9` was refused, "expected a string").
+    #[test]
+    fn a_kill_signal_is_a_name_or_a_number() {
+        for (json, signal) in [
+            (r#""signal":"HUP""#, "HUP"),
+            (r#""signal":9"#, "9"),
+            (r#""signal":-1"#, "-1"),
+            (r#""signal":"9""#, "9"),
+        ] {
+            let text = format!(r#"{{"cmd":"kill","names":["web"],{json}}}"#);
+            match read(&text) {
+                Ok(Command::Kill(k)) => assert_eq!(k.signal, signal, "{text}"),
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+        for json in [r#""signal":1.5"#, r#""signal":true"#, r#""signal":null"#] {
+            let text = format!(r#"{{"cmd":"kill","names":["web"],{json}}}"#);
+            let e = read(&text).unwrap_err();
+            assert!(e.message.contains("a signal name"), "{text}: {e:?}");
+        }
     }
 
     #[test]

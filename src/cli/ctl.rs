@@ -34,11 +34,12 @@ Commands:
                               active (not while the old one still is)
   kill NAME... [--signal SIG] [--main]
                               send SIG (default SIGTERM; a name such as HUP or SIGHUP,
-                              or a number) to every process of NAME, or with --main to
+                              SIGRTMIN+N, or a number) to every process of NAME, or with --main to
                               its main process only (systemctl kill); the service's want
                               does not change: one the signal ends restarts as its
                               `restart` says. Refused, sending nothing, when one is not
-                              running
+                              running or has no process left; a pattern
+                              matches those that run
   reset-failed [NAME...]      forget NAME's failures, or every failed service's: a failed
                               one becomes inactive and stays down (a scheduled one waits
                               for its next time), and its restart count, start limit
@@ -82,8 +83,8 @@ Options:
   -h, --help          print this help
 
 NAME may be a pattern with * and ? (quote it from the shell): `stop 'worker@*'` acts
-on every service ember has now whose name matches, as do start, restart, kill,
-reset-failed and status.
+on every service ember has now whose name matches, as do start, restart, kill (every
+one that runs), reset-failed and status.
 
 Only root and the user ember runs as may use the socket, and whom [[control.allow]]
 lets in, for what it grants. Text a service wrote (its lines, its status) is shown with
@@ -346,6 +347,44 @@ fn expand(
     names: Vec<String>,
     nothing_to: Option<&str>,
 ) -> Result<Vec<String>, String> {
+    expand_among(client, names, nothing_to, None)
+}
+
+/// Which of the services a pattern matches it is meant for, when not every one: a
+/// `kill`'s pattern is for those with processes to signal (as `systemctl kill 'worker@*'`
+/// signals the instances that run). Found by a hostile review: `kill 'worker@*'` matched
+/// an instance between two runs, or one not started, and the kill, refused whole,
+/// signalled none.
+struct Among {
+    /// What the services are, for "no running service matches".
+    what: &'static str,
+    takes: fn(&ServiceStatus) -> bool,
+}
+
+/// A service that has processes to signal: running, not waiting out a restart delay
+/// (what ember refuses to signal, as "not running"), and not a oneshot that has run
+/// (what it left is signalled when it is named).
+fn has_processes(s: &ServiceStatus) -> bool {
+    matches!(
+        s.state,
+        State::Activating | State::Active | State::Deactivating
+    ) && !matches!(
+        s.sub_state,
+        ember_ipc::Sub::AutoRestart | ember_ipc::Sub::Exited
+    )
+}
+
+/// One with a main process to signal (`kill --main`).
+fn has_main_process(s: &ServiceStatus) -> bool {
+    has_processes(s) && s.pid.is_some()
+}
+
+fn expand_among(
+    client: &mut Client,
+    names: Vec<String>,
+    nothing_to: Option<&str>,
+    among: Option<Among>,
+) -> Result<Vec<String>, String> {
     let Some(pattern) = names.iter().find(|n| n.contains(['*', '?'])) else {
         return Ok(names);
     };
@@ -374,11 +413,13 @@ fn expand(
                 .services
                 .iter()
                 .filter(|s| ember_ipc::glob::glob_match(&name, &s.name))
+                .filter(|s| among.as_ref().is_none_or(|a| (a.takes)(s)))
                 .map(|s| s.name.clone()),
         );
         if expanded.len() == before {
             let none = format!(
-                "no service matches \"{}\"",
+                "no {}service matches \"{}\"",
+                among.as_ref().map_or("", |a| a.what),
                 ember_ipc::text::shortened(&name)
             );
             let Some(verb) = nothing_to else {
@@ -587,7 +628,18 @@ fn execute(client: &mut Client, command: Command, json: bool) -> Result<i32, Str
             Ok(0)
         }
         Command::Kill(mut args) => {
-            args.names = expand(client, args.names, None)?;
+            let among = if args.main {
+                Among {
+                    what: "running service with a main process ",
+                    takes: has_main_process,
+                }
+            } else {
+                Among {
+                    what: "running ",
+                    takes: has_processes,
+                }
+            };
+            args.names = expand_among(client, args.names, None, Some(among))?;
             let mut services = Vec::new();
             for part in parts(&Command::Kill(args)) {
                 services.extend(expect_services(client.call(&part)?)?);

@@ -18,14 +18,14 @@
 use crate::config::limits::Limits;
 use crate::pid1::mounts::{parse_mountinfo, MountEntry};
 use crate::pid1::Role;
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid as NixPid;
+use nix::sys::signal::Signal;
 use std::fs::{self, OpenOptions};
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::model::Pid;
+use super::sig::AnySignal;
 
 /// The controllers ember enables for its services, when the hierarchy has them.
 const CONTROLLERS: [&str; 3] = ["memory", "pids", "cpu"];
@@ -347,9 +347,10 @@ pub struct Signalled {
 
 /// Sends `signal` to every process in the cgroup and below it; SIGKILL goes through
 /// cgroup.kill, which also stops a fork racing the kill.
-pub fn signal_all(path: &Path, signal: Signal) -> Signalled {
+pub fn signal_all(path: &Path, signal: impl Into<AnySignal>) -> Signalled {
+    let signal = signal.into();
     let members = procs(path);
-    let kill_signal = signal == Signal::SIGKILL;
+    let kill_signal = signal.is(Signal::SIGKILL);
     // Whenever any process is there, not only when the walk found one: cgroup.kill takes
     // every cgroup below, however deep (a root service may lift its cgroup.max.depth).
     if kill_signal
@@ -373,7 +374,7 @@ pub fn signal_all(path: &Path, signal: Signal) -> Signalled {
     let mut pids = members.clone();
     for round in 1..=rounds {
         for pid in &pids {
-            let _ = kill(NixPid::from_raw(*pid), signal);
+            let _ = signal.to(*pid);
         }
         if round == rounds {
             break;

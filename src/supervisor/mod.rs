@@ -10,6 +10,7 @@
 //! - [`readiness`], [`notify`], [`output`]: probes, the sd_notify socket, service output.
 //! - [`logfiles`]: service output written to files by ember, rotated by size.
 //! - [`cgroup`]: a cgroup per service: containment, limits, OOM kills.
+//! - [`sig`]: a signal `kill` sends, the real-time ones too.
 //! - [`status`]: a service's record as adapters show it.
 //! - [`usage`]: a service's processes and their CPU, memory and tasks.
 //! - [`timeline`]: each service's transitions this boot, for `ember analyze`.
@@ -27,6 +28,7 @@ pub mod output;
 pub mod readiness;
 pub mod reaper;
 pub mod runtime;
+pub mod sig;
 pub mod signals;
 pub mod spawn;
 pub mod status;

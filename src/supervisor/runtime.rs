@@ -939,6 +939,7 @@ impl Runtime {
         self.reloaded = None;
         self.input(Input::Reload(specs));
         let mut report = self.reloaded.take().unwrap_or_default();
+        self.start_changed_adapters(&mut report);
         for change in &report.restarted {
             crate::log::info!(
                 "{why}: {} restarts: {} changed",
@@ -965,6 +966,30 @@ impl Runtime {
             self.publish_system();
         }
         Ok(report)
+    }
+}
+
+impl Runtime {
+    /// A changed `[mqtt]` or `[dbus]` restarts its adapter: one that is down, wanted down
+    /// (a `reset-failed` after it failed on a file it could not read, or a stop), is
+    /// started with its new settings, as its failure's advice ("fix it, then `ember ctl
+    /// reload`") says. Found by a hostile review: after a reset-failed, the reload that
+    /// read the fixed file listed ember-mqtt as "updated", and it stayed down for good,
+    /// the board cut off its broker. Nothing else ever starts an adapter.
+    fn start_changed_adapters(&mut self, report: &mut ember_ipc::ReloadReport) {
+        let (down, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut report.updated)
+            .into_iter()
+            .partition(|change| {
+                ember_ipc::adapter::ADAPTERS.contains(&change.name.as_str())
+                    && self.engine.unit(&change.name).is_some_and(|u| {
+                        !u.is_running() && !u.removing && u.want == super::model::Want::Down
+                    })
+            });
+        report.updated = rest;
+        for change in down {
+            self.input(Input::Start(change.name.clone()));
+            report.restarted.push(change);
+        }
     }
 }
 

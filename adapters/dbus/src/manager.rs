@@ -167,7 +167,7 @@ impl Manager {
         .await
     }
 
-    /// Sends `signal` ("SIGHUP", "HUP" or a number) to every process of the service
+    /// Sends `signal` ("SIGHUP", "HUP", "SIGRTMIN+1" or a number) to every process of the service
     /// (systemd's KillUnit with whom "all").
     async fn kill_service(
         &self,

@@ -99,7 +99,7 @@ impl Service {
             .await
     }
 
-    /// Sends `signal` ("SIGHUP", "HUP" or a number) to every process of the service, or
+    /// Sends `signal` ("SIGHUP", "HUP", "SIGRTMIN+1" or a number) to every process of the service, or
     /// with `main_only` to its main process (systemd's Kill with whom "all" or "main").
     async fn kill(
         &self,

@@ -53,7 +53,7 @@ Selecting:
   -s, --service GLOB     status, watch: only the services that match
 Commands:
   -w, --wait             start, stop, restart: wait until each board's service has settled
-      --signal SIG       kill: the signal (HUP, SIGHUP or a number; default SIGTERM)
+      --signal SIG       kill: the signal (HUP, SIGHUP, SIGRTMIN+N or a number; default SIGTERM)
   -t, --timeout TIME     \"30s\", \"2m\", \"1500ms\". start, stop, restart: how long to wait for
                          the boards' answers (default 30 s; with --wait, each board waits
                          that long, in whole seconds, and ember fleet up to 2 s more for

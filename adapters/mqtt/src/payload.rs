@@ -131,7 +131,7 @@ struct Fields {
     wait: bool,
     #[serde(default)]
     timeout: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "ember_ipc::signal_field::read_option")]
     signal: Option<String>,
 }
 
@@ -498,6 +498,18 @@ mod tests {
 
     #[test]
     fn wait_and_timeout() {
+        // A kill's signal as a name or as JSON's number (found by a hostile review:
+        // `"signal":9` was a bad-payload, "expected a string").
+        let r = decode(br#"{"cmd":"kill","signal":9}"#).unwrap();
+        assert_eq!(r.signal.as_deref(), Some("9"));
+        let r = decode(br#"{"cmd":"kill","signal":" HUP "}"#).unwrap();
+        assert_eq!(r.signal.as_deref(), Some(" HUP "));
+        assert_eq!(
+            decode(br#"{"cmd":"kill","signal":null}"#).unwrap().signal,
+            None
+        );
+        let e = decode(br#"{"cmd":"kill","signal":[9]}"#).unwrap_err();
+        assert!(e.message.contains("a signal name"), "{e:?}");
         let r = decode(br#"{"cmd":"restart","id":1,"wait":true}"#).unwrap();
         assert_eq!(
             r.wait,

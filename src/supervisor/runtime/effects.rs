@@ -8,6 +8,7 @@ use crate::config::{self, Readiness};
 use crate::supervisor::cgroup;
 use crate::supervisor::engine::Input;
 use crate::supervisor::model::{Exit, Pid, State, Sub};
+use crate::supervisor::sig::AnySignal;
 use crate::supervisor::{notify, readiness, reaper, spawn, usage};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid as NixPid;
@@ -186,13 +187,29 @@ impl Runtime {
         }
     }
 
+    /// Whether [`Runtime::send`] would reach a process of the service: its main process,
+    /// a member of its cgroup, or one of its process group. A oneshot that has run
+    /// (active, exited) may have none, or leftovers.
+    pub(super) fn has_processes(&self, name: &str) -> bool {
+        if self.engine.unit(name).and_then(|u| u.pid).is_some() {
+            return true;
+        }
+        if let Some(path) = self.cgroup_path(name) {
+            return !cgroup::procs(&path).is_empty();
+        }
+        // Signal 0: is anyone in the group (ESRCH: no one).
+        let pgid = self.services.get(name).and_then(|k| k.proc.pgid);
+        pgid.is_some_and(|g| kill(NixPid::from_raw(-g), None).is_ok())
+    }
+
     /// `signal` to the service's cgroup, or its process group and main process.
-    pub(super) fn send(&mut self, name: &str, signal: Signal) {
+    pub(super) fn send(&mut self, name: &str, signal: impl Into<AnySignal>) {
+        let signal = signal.into();
         let pid = self.engine.unit(name).and_then(|u| u.pid);
         let pgid = self.services.get(name).and_then(|k| k.proc.pgid);
         crate::log::debug!(
             "{name}: sending {} (pid {pid:?}, group {pgid:?})",
-            signal.as_str()
+            signal.name()
         );
         if let Some(path) = self.cgroup_path(name) {
             let signalled = cgroup::signal_all(&path, signal);
@@ -200,13 +217,13 @@ impl Runtime {
                 proc.cgroup_killed |= signalled.killed;
             }
             if let Some(pid) = pid.filter(|p| !signalled.members.contains(p)) {
-                let _ = kill(NixPid::from_raw(pid), signal);
+                let _ = signal.to(pid);
             }
             return;
         }
         if let Some(pgid) = pgid {
             // ESRCH when the group has emptied (then its number may be reused): forget it.
-            if kill(NixPid::from_raw(-pgid), signal).is_err() {
+            if signal.to(-pgid).is_err() {
                 if let Some(Kept { proc, .. }) = self.services.get_mut(name) {
                     proc.pgid = None;
                 }
@@ -218,10 +235,10 @@ impl Runtime {
             match nix::unistd::getpgid(Some(NixPid::from_raw(pid))).map(|g| g.as_raw()) {
                 Ok(group) if Some(group) == pgid => {}
                 Ok(group) if group == pid => {
-                    let _ = kill(NixPid::from_raw(-group), signal);
+                    let _ = signal.to(-group);
                 }
                 _ => {
-                    let _ = kill(NixPid::from_raw(pid), signal);
+                    let _ = signal.to(pid);
                 }
             }
         }

@@ -175,6 +175,11 @@ impl Runtime {
         }
         let mut seen = std::collections::BTreeSet::new();
         names.retain(|n| seen.insert(n.clone()));
+        // A name no instance can have (`worker@..`) is refused with why, as for a stop
+        // (found by a hostile review: it was "ok", as an instance not there).
+        if let Err(refused) = self.check_instance_names(&names) {
+            return refused;
+        }
         // Refused whole when a name is unknown, as a stop is; an instance not there (never
         // made, or forgotten once stopped) has no failure to forget.
         let absent_instance = |n: &String| {
@@ -201,7 +206,7 @@ impl Runtime {
     /// Sends a signal to the services' processes, all checked first: an unknown name, a
     /// service with no process to signal or a signal that does not exist sends nothing.
     fn signal(&mut self, args: ember_ipc::KillArgs, origin: &str) -> Reply {
-        let signal = match crate::config::values::parse_signal(&args.signal) {
+        let signal = match crate::supervisor::sig::AnySignal::parse(&args.signal) {
             Ok(signal) => signal,
             Err(why) => return Reply::error(ErrorKind::BadRequest, why),
         };
@@ -211,25 +216,32 @@ impl Runtime {
         }
         let mut seen = std::collections::BTreeSet::new();
         names.retain(|n| seen.insert(n.clone()));
+        if let Err(refused) = self.check_instance_names(&names) {
+            return refused;
+        }
         for name in &names {
             let Some(unit) = self.engine.unit(name) else {
                 return self.unknown(name);
             };
             let idle = !unit.is_running() || unit.sub == Sub::AutoRestart;
-            if idle || (args.main && unit.pid.is_none()) {
-                let what = if idle {
-                    "is not running"
-                } else {
-                    "has no main process"
-                };
-                return Reply::error(
-                    ErrorKind::Failed,
-                    format!(
-                        "{name} {what} ({} ({})); nothing was signalled",
-                        unit.state, unit.sub
-                    ),
-                );
-            }
+            // Found by a hostile review: a oneshot that had run, with nothing left, was
+            // "signalled" (ok, and nothing sent).
+            let what = if idle {
+                "is not running"
+            } else if args.main && unit.pid.is_none() {
+                "has no main process"
+            } else if !self.has_processes(name) {
+                "has no process left to signal"
+            } else {
+                continue;
+            };
+            return Reply::error(
+                ErrorKind::Failed,
+                format!(
+                    "{name} {what} ({} ({})); nothing was signalled",
+                    unit.state, unit.sub
+                ),
+            );
         }
         for name in &names {
             let whom = if args.main {
@@ -237,11 +249,10 @@ impl Runtime {
             } else {
                 "every process"
             };
-            crate::log::info!("{origin}: kill {name}: {} to {whom}", signal.as_str());
+            crate::log::info!("{origin}: kill {name}: {} to {whom}", signal.name());
             if args.main {
                 if let Some(pid) = self.engine.unit(name).and_then(|u| u.pid) {
-                    let pid = nix::unistd::Pid::from_raw(pid);
-                    let _ = nix::sys::signal::kill(pid, signal);
+                    let _ = signal.to(pid);
                 }
             } else {
                 self.send(name, signal);
