@@ -1286,8 +1286,18 @@ restart = "never"
     ember.wait_state("broken", "failed", Some("exit-code"), LONG);
     ember.wait_state("flaky", "failed", Some("start-limit"), LONG);
     let steady = ember.wait_state("steady", "active", None, LONG)["pid"].clone();
-    assert!(ember.ctl(&["start", "w@1"]).status.success());
+    assert!(ember.ctl(&["start", "w@1", "w@2"]).status.success());
     ember.wait_state("w@1", "failed", None, LONG);
+    ember.wait_state("w@2", "failed", None, LONG);
+    // By name, a failed instance made by a start is forgotten, and said so.
+    let out = ember.ctl(&["reset-failed", "w@2"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(text.contains("w@2: not there"), "{text}");
+    assert!(
+        !ember.ctl(&["status", "w@2"]).status.success(),
+        "w@2 is forgotten"
+    );
     assert_eq!(system_state(&ember), "degraded");
 
     // One by name: inactive, its failures forgotten, not started again.

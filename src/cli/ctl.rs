@@ -612,6 +612,7 @@ fn execute(client: &mut Client, command: Command, json: bool) -> Result<i32, Str
             if args.names.is_empty() && !every {
                 return Ok(0);
             }
+            let names = args.names.clone();
             let mut services = Vec::new();
             for part in parts(&Command::ResetFailed(args)) {
                 services.extend(expect_services(client.call(&part)?)?);
@@ -623,6 +624,17 @@ fn execute(client: &mut Client, command: Command, json: bool) -> Result<i32, Str
             } else {
                 for s in &services {
                     outln!("{}: {}", s.name, state_words(s));
+                }
+                // A failed instance made by a start is forgotten by its reset, as by a
+                // stop: it is not in the reply, and is said so rather than left unsaid.
+                for name in names
+                    .iter()
+                    .filter(|n| !services.iter().any(|s| s.name == **n))
+                {
+                    outln!(
+                        "{}: not there (an instance made by a start is forgotten once reset)",
+                        terminal::escape(name)
+                    );
                 }
             }
             Ok(0)
