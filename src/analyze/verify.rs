@@ -304,13 +304,7 @@ restart = "always"
                 "command = [\"/bin/sleep\", \"1000\"]\nrequires = [\"web\"]\nready = { delay = \"1s\" }\n",
             )],
         );
-        let mut problems = warnings(&config);
-        crate::config::sort_problems(&mut problems);
-        let found: Vec<String> = problems
-            .iter()
-            .map(|p| p.to_string().replace(&dir.display().to_string(), "DIR"))
-            .collect();
-        let _ = std::fs::remove_dir_all(&dir);
+        let found = sorted_warnings(&config, &dir);
         assert_eq!(found.len(), 5, "{found:#?}");
         assert!(found[0].starts_with("DIR/ember.toml:1:10: warning: service \"db\" is required by web but has no readiness check, so web starts as soon as db is spawned, maybe before db can serve it; give db a ready"), "{found:#?}");
         assert!(
@@ -326,6 +320,17 @@ restart = "always"
             "{found:#?}"
         );
         assert!(found[4].starts_with("DIR/services.d/app.toml:2:13: warning: service \"app\" cannot start at boot: it requires \"web\", which requires \"cache\", which is disabled"), "{found:#?}");
+    }
+
+    /// The warnings of `config`, in order, with `dir` (removed) written DIR.
+    fn sorted_warnings(config: &Config, dir: &std::path::Path) -> Vec<String> {
+        let mut problems = warnings(config);
+        crate::config::sort_problems(&mut problems);
+        let _ = std::fs::remove_dir_all(dir);
+        problems
+            .iter()
+            .map(|p| p.to_string().replace(&dir.display().to_string(), "DIR"))
+            .collect()
     }
 
     /// A warning about an instance points at its template, where it is written (in the
@@ -344,13 +349,7 @@ requires = ["worker@1", "worker@7", "pool@a"]
 "#,
             &[("pool@.toml", "command = [\"/bin/sleep\", \"{instance}\"]\n")],
         );
-        let mut problems = warnings(&config);
-        crate::config::sort_problems(&mut problems);
-        let found: Vec<String> = problems
-            .iter()
-            .map(|p| p.to_string().replace(&dir.display().to_string(), "DIR"))
-            .collect();
-        let _ = std::fs::remove_dir_all(&dir);
+        let found = sorted_warnings(&config, &dir);
         assert_eq!(found.len(), 3, "{found:#?}");
         assert!(
             found[0].starts_with(

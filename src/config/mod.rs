@@ -1284,3 +1284,32 @@ pub fn hostname() -> String {
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "ember".to_owned())
 }
+
+/// The account an adapter runs as (`[mqtt]` or `[dbus]` `user`, by default the adapter's
+/// own name): a name it cannot be is an error at its value; root's account a Runtime
+/// problem, since it is the board's: at boot the adapter fails, not the configuration.
+fn adapter_user(
+    user: Option<toml::Spanned<String>>,
+    adapter: &str,
+    source: &Source,
+    problem: &mut impl FnMut(usize, Severity, String),
+) -> String {
+    let user_at = user.as_ref().map(|u| u.span().start);
+    let user = match user {
+        Some(u) => match crate::adapters::user_name_problem(u.get_ref(), adapter) {
+            Some(why) => {
+                problem(u.span().start, Severity::Error, why);
+                adapter.to_owned()
+            }
+            None => u.into_inner(),
+        },
+        None => adapter.to_owned(),
+    };
+    let root = (!source.offline)
+        .then(|| crate::adapters::root_user_problem(&user, adapter))
+        .flatten();
+    if let (Some(at), Some(why)) = (user_at, root) {
+        problem(at, Severity::Runtime, why);
+    }
+    user
+}

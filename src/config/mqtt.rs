@@ -224,25 +224,7 @@ impl RawMqtt {
                 problem(text.span().start, Severity::Error, why);
             }
         }
-        let adapter = crate::adapters::MQTT;
-        let user_at = self.user.as_ref().map(|u| u.span().start);
-        let user = match self.user {
-            Some(u) => match crate::adapters::user_name_problem(u.get_ref(), adapter) {
-                Some(why) => {
-                    problem(u.span().start, Severity::Error, why);
-                    adapter.to_owned()
-                }
-                None => u.into_inner(),
-            },
-            None => adapter.to_owned(),
-        };
-        // Root's account is the board's: at boot the adapter fails, not the configuration.
-        let root = (!source.offline)
-            .then(|| crate::adapters::root_user_problem(&user, adapter))
-            .flatten();
-        if let (Some(at), Some(why)) = (user_at, root) {
-            problem(at, Severity::Runtime, why);
-        }
+        let user = super::adapter_user(self.user, crate::adapters::MQTT, source, &mut problem);
         MqttConfig {
             user,
             host: url.host,
